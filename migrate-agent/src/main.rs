@@ -1,0 +1,3 @@
+//! migrate-agent: ferry's CLI (and, later, its per-host daemon).
+
+fn main() {}

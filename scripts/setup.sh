@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs every system package that ferry's build, tests, demo and benchmarks
+# need on a fresh Debian 12 machine. Idempotent: prints nothing and touches
+# nothing when everything is already there. Run as root.
+set -euo pipefail
+
+packages=(
+  gcc          # zdtm-style workload programs in tests/workloads are C
+  libc6-dev
+  make
+  pkg-config
+  iproute2     # network-namespace testbed
+  procps       # ps/pgrep used by scripts for humans, never by tests
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    echo "setup: cargo is in $HOME/.cargo/bin; add it to PATH" >&2
+  else
+    echo "setup: no Rust toolchain found (cargo); install one with rustup" >&2
+  fi
+  exit 1
+fi

@@ -1,0 +1,1 @@
+//! The image directory format: manifest (written last), pages file, index.

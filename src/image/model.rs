@@ -1,0 +1,334 @@
+//! The checkpoint model: plain serde types that describe one checkpointed
+//! process. The same model is written to disk (postcard, inside the manifest)
+//! and will travel over the wire, so it holds values, never live handles.
+
+use serde::{Deserialize, Serialize};
+
+/// Size of a page on every architecture ferry supports (x86_64).
+pub const PAGE_SIZE: u64 = 4096;
+
+/// Everything needed to bring one process back: what the host looked like
+/// (to refuse an incompatible destination) and the process itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The host the checkpoint was taken on.
+    pub host: HostInfo,
+    /// The checkpointed process.
+    pub process: ProcessImage,
+}
+
+/// Facts about the checkpointing host that the restoring host must match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// `uname -r` of the checkpointing kernel, for messages.
+    pub kernel_release: String,
+    /// XCR0: the XSAVE feature set the saved xstate was produced with.
+    pub xcr0: u64,
+    /// The size in bytes of the NT_X86_XSTATE regset on that host.
+    pub xstate_size: u32,
+    /// Length in bytes of the [vdso] mapping.
+    pub vdso_len: u64,
+    /// xxh3 of the [vdso] contents: the restored code jumps into it, so it
+    /// must be byte-identical on the restoring host.
+    pub vdso_hash: u64,
+}
+
+/// One process: its threads, memory layout, signals, files and attributes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessImage {
+    /// PID (thread group ID) in the root PID namespace.
+    pub pid: i32,
+    /// The process's comm (the leader's thread name).
+    pub comm: String,
+    /// Target of /proc/PID/exe.
+    pub exe: String,
+    /// Target of /proc/PID/cwd.
+    pub cwd: String,
+    /// File mode creation mask.
+    pub umask: u32,
+    /// User and group IDs.
+    pub creds: Credentials,
+    /// Resource limits, one entry per resource that the kernel reports.
+    pub rlimits: Vec<Rlimit>,
+    /// The mm fields that PR_SET_MM_MAP restores.
+    pub mm: MmFields,
+    /// Every mapping of the address space, in address order.
+    pub vmas: Vec<Vma>,
+    /// Every thread; the thread group leader comes first.
+    pub threads: Vec<ThreadImage>,
+    /// Disposition of every signal 1..=64 except SIGKILL and SIGSTOP.
+    pub sigactions: Vec<SigAction>,
+    /// Signals pending for the whole process (shared pending queue).
+    pub shared_pending: Vec<PendingSignal>,
+    /// Open file descriptors, in fd order.
+    pub fds: Vec<FdImage>,
+}
+
+/// User and group IDs as /proc/PID/status reports them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    /// Real, effective, saved and filesystem user IDs.
+    pub uids: [u32; 4],
+    /// Real, effective, saved and filesystem group IDs.
+    pub gids: [u32; 4],
+    /// Supplementary group IDs.
+    pub groups: Vec<u32>,
+}
+
+/// One resource limit (RLIMIT_*), as prlimit64 reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rlimit {
+    /// The RLIMIT_* resource number.
+    pub resource: u32,
+    /// Soft limit (u64::MAX is RLIM_INFINITY).
+    pub soft: u64,
+    /// Hard limit (u64::MAX is RLIM_INFINITY).
+    pub hard: u64,
+}
+
+/// The memory-descriptor fields that /proc/PID/stat exposes and
+/// prctl(PR_SET_MM_MAP) sets, plus brk and the auxiliary vector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MmFields {
+    /// Start of the code segment.
+    pub start_code: u64,
+    /// End of the code segment.
+    pub end_code: u64,
+    /// Start of the data segment.
+    pub start_data: u64,
+    /// End of the data segment.
+    pub end_data: u64,
+    /// Start of the heap (program break at exec).
+    pub start_brk: u64,
+    /// Current program break (from an injected brk(0)).
+    pub brk: u64,
+    /// Start of the main stack.
+    pub start_stack: u64,
+    /// Start of the argv area.
+    pub arg_start: u64,
+    /// End of the argv area.
+    pub arg_end: u64,
+    /// Start of the environment area.
+    pub env_start: u64,
+    /// End of the environment area.
+    pub env_end: u64,
+    /// The auxiliary vector as raw words (pairs of type and value).
+    pub auxv: Vec<u64>,
+}
+
+/// What kind of object backs a mapping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VmaKind {
+    /// Private anonymous memory (including thread stacks and guard pages).
+    Anonymous,
+    /// The brk heap ([heap]).
+    Heap,
+    /// The main thread's stack ([stack]).
+    Stack,
+    /// A private mapping of a file.
+    File {
+        /// Path of the mapped file.
+        path: String,
+        /// Offset into the file, in bytes.
+        offset: u64,
+        /// The file as it was at checkpoint, to detect a changed file.
+        identity: FileIdentity,
+    },
+    /// The [vdso] code pages.
+    Vdso,
+    /// The [vvar] data pages.
+    Vvar,
+    /// The [vvar_vclock] pages.
+    VvarVclock,
+    /// The legacy [vsyscall] page (fixed address, never moved).
+    Vsyscall,
+}
+
+/// Identifies a file's contents well enough to notice that it changed
+/// between checkpoint and restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileIdentity {
+    /// File size in bytes.
+    pub size: u64,
+    /// Modification time in nanoseconds since the epoch.
+    pub mtime_ns: i64,
+}
+
+/// One mapping of the address space.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vma {
+    /// First address.
+    pub start: u64,
+    /// One past the last address.
+    pub end: u64,
+    /// PROT_READ | PROT_WRITE | PROT_EXEC bits.
+    pub prot: u32,
+    /// What backs the mapping.
+    pub kind: VmaKind,
+    /// The VmFlags line of /proc/PID/smaps, two-letter codes separated by
+    /// spaces ("gd" = grows down, "dd" = don't dump, ...).
+    pub vm_flags: String,
+}
+
+impl Vma {
+    /// Number of pages the mapping spans.
+    pub fn pages(&self) -> u64 {
+        (self.end - self.start) / PAGE_SIZE
+    }
+
+    /// Whether the VmFlags line holds the two-letter code `flag`.
+    pub fn has_vm_flag(&self, flag: &str) -> bool {
+        self.vm_flags.split_whitespace().any(|f| f == flag)
+    }
+
+    /// Whether this is one of the kernel's special mappings that are not
+    /// restored by mmap (vdso, vvar, vvar_vclock, vsyscall).
+    pub fn is_special(&self) -> bool {
+        matches!(
+            self.kind,
+            VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall
+        )
+    }
+}
+
+/// The x86_64 general registers, field for field as `user_regs_struct`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct GeneralRegs {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub rbp: u64,
+    pub rbx: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rax: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub orig_rax: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub eflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+    pub fs_base: u64,
+    pub gs_base: u64,
+    pub ds: u64,
+    pub es: u64,
+    pub fs: u64,
+    pub gs: u64,
+}
+
+/// A thread's rseq registration (PTRACE_GET_RSEQ_CONFIGURATION).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RseqRegistration {
+    /// Address of the thread's `struct rseq`.
+    pub ptr: u64,
+    /// Registered length of that struct.
+    pub len: u32,
+    /// The abort signature.
+    pub sig: u32,
+}
+
+/// A thread's alternate signal stack (sigaltstack).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AltStack {
+    /// Base address.
+    pub sp: u64,
+    /// SS_DISABLE, SS_AUTODISARM (SS_ONSTACK is a state, not a setting).
+    pub flags: i32,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// One queued signal with its full siginfo, so that it is delivered with
+/// the same information after restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingSignal {
+    /// Signal number.
+    pub signo: i32,
+    /// The raw 128-byte siginfo_t.
+    pub siginfo: Vec<u8>,
+}
+
+/// One thread: CPU state and per-thread kernel state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadImage {
+    /// Thread ID in the root PID namespace.
+    pub tid: i32,
+    /// Thread name (/proc/PID/task/TID/comm).
+    pub comm: String,
+    /// General registers, as stopped (rax/orig_rax may carry an interrupted
+    /// system call; restore translates it).
+    pub regs: GeneralRegs,
+    /// The raw NT_X86_XSTATE regset (x87, SSE, AVX, AVX-512 ...).
+    pub xstate: Vec<u8>,
+    /// Blocked signal mask.
+    pub sigmask: u64,
+    /// rseq registration, if any.
+    pub rseq: Option<RseqRegistration>,
+    /// Robust futex list head.
+    pub robust_list_head: u64,
+    /// Robust futex list head length.
+    pub robust_list_len: u64,
+    /// clear_child_tid (set_tid_address).
+    pub clear_child_tid: u64,
+    /// Alternate signal stack.
+    pub altstack: AltStack,
+    /// Signals pending for this thread only.
+    pub pending: Vec<PendingSignal>,
+}
+
+/// Disposition of one signal, in the kernel's `struct sigaction` layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigAction {
+    /// Signal number.
+    pub signo: i32,
+    /// Handler address, SIG_DFL (0) or SIG_IGN (1).
+    pub handler: u64,
+    /// SA_* flags.
+    pub flags: u64,
+    /// sa_restorer.
+    pub restorer: u64,
+    /// Signals blocked while the handler runs.
+    pub mask: u64,
+}
+
+/// What kind of file an fd that ferry can carry refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PathFileType {
+    /// A regular file.
+    Regular,
+    /// A character device such as /dev/null, /dev/zero or /dev/urandom.
+    CharDevice,
+}
+
+/// An open file descriptor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdImage {
+    /// The fd number.
+    pub fd: i32,
+    /// Whether FD_CLOEXEC is set.
+    pub cloexec: bool,
+    /// The file it refers to.
+    pub file: OpenFile,
+}
+
+/// A file opened by path, reopened by path on restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenFile {
+    /// Absolute path.
+    pub path: String,
+    /// Regular file or character device.
+    pub file_type: PathFileType,
+    /// The open flags from fdinfo (access mode, O_APPEND, O_NONBLOCK ...),
+    /// without O_CLOEXEC, which is per fd.
+    pub flags: i32,
+    /// File position.
+    pub pos: i64,
+}

@@ -1,0 +1,1 @@
+//! A person-readable description of an image (`migrate-agent image show`).

@@ -1,0 +1,365 @@
+//! System calls, ioctls and CPU instructions that nix lacks. This module is
+//! the only home of `unsafe` in ferry: every wrapper here is safe to call and
+//! returns a typed error.
+
+pub mod cpu;
+pub mod probe;
+
+use nix::errno::Errno;
+use nix::unistd::Pid;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+/// NT_X86_XSTATE: the regset holding the whole XSAVE area.
+const NT_X86_XSTATE: libc::c_int = 0x202;
+/// PTRACE_GET_RSEQ_CONFIGURATION (Linux 5.13), absent from libc's headers.
+const PTRACE_GET_RSEQ_CONFIGURATION: libc::c_uint = 0x420f;
+/// The largest XSAVE area ferry accepts (AMX tiles make it ~11 KiB).
+pub const MAX_XSTATE_SIZE: usize = 16384;
+/// Size of the kernel's siginfo_t.
+pub const SIGINFO_SIZE: usize = 128;
+
+/// The kernel's rseq configuration of a thread.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+struct RseqConfiguration {
+    rseq_abi_pointer: u64,
+    rseq_abi_size: u32,
+    signature: u32,
+    flags: u32,
+    pad: u32,
+}
+
+/// Reads the raw NT_X86_XSTATE regset of a ptrace-stopped thread.
+pub fn ptrace_get_xstate(tid: Pid) -> Result<Vec<u8>, Errno> {
+    let mut buf = vec![0u8; MAX_XSTATE_SIZE];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: iov points to a live buffer of iov_len bytes, which the kernel
+    // fills and shrinks iov_len to the regset size.
+    let r = unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETREGSET,
+            tid.as_raw(),
+            NT_X86_XSTATE as usize as *mut libc::c_void,
+            &mut iov as *mut libc::iovec,
+        )
+    };
+    Errno::result(r)?;
+    buf.truncate(iov.iov_len);
+    Ok(buf)
+}
+
+/// Loads a raw NT_X86_XSTATE regset into a ptrace-stopped thread.
+pub fn ptrace_set_xstate(tid: Pid, xstate: &[u8]) -> Result<(), Errno> {
+    let mut copy = xstate.to_vec();
+    let mut iov = libc::iovec {
+        iov_base: copy.as_mut_ptr().cast(),
+        iov_len: copy.len(),
+    };
+    // SAFETY: iov describes a live buffer; the kernel only reads it.
+    let r = unsafe {
+        libc::ptrace(
+            libc::PTRACE_SETREGSET,
+            tid.as_raw(),
+            NT_X86_XSTATE as usize as *mut libc::c_void,
+            &mut iov as *mut libc::iovec,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+/// Reads the blocked signal mask of a ptrace-stopped thread.
+pub fn ptrace_get_sigmask(tid: Pid) -> Result<u64, Errno> {
+    let mut mask: u64 = 0;
+    // SAFETY: the kernel writes exactly 8 bytes (the size passed) into mask.
+    let r = unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETSIGMASK,
+            tid.as_raw(),
+            std::mem::size_of::<u64>(),
+            &mut mask as *mut u64,
+        )
+    };
+    Errno::result(r).map(|_| mask)
+}
+
+/// Sets the blocked signal mask of a ptrace-stopped thread.
+pub fn ptrace_set_sigmask(tid: Pid, mask: u64) -> Result<(), Errno> {
+    // SAFETY: the kernel reads exactly 8 bytes from mask.
+    let r = unsafe {
+        libc::ptrace(
+            libc::PTRACE_SETSIGMASK,
+            tid.as_raw(),
+            std::mem::size_of::<u64>(),
+            &mask as *const u64,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+/// Reads a thread's rseq registration: (address, length, signature), or
+/// None when the thread has not registered one.
+pub fn ptrace_get_rseq(tid: Pid) -> Result<Option<(u64, u32, u32)>, Errno> {
+    let mut conf = RseqConfiguration::default();
+    // SAFETY: the kernel writes at most size_of::<RseqConfiguration>() bytes.
+    let r = unsafe {
+        libc::ptrace(
+            PTRACE_GET_RSEQ_CONFIGURATION,
+            tid.as_raw(),
+            std::mem::size_of::<RseqConfiguration>(),
+            &mut conf as *mut RseqConfiguration,
+        )
+    };
+    Errno::result(r)?;
+    Ok((conf.rseq_abi_pointer != 0).then_some((
+        conf.rseq_abi_pointer,
+        conf.rseq_abi_size,
+        conf.signature,
+    )))
+}
+
+/// Reads the queued signals of a ptrace-stopped thread without dequeuing
+/// them: the per-thread queue, or the process-wide one when `shared`.
+pub fn ptrace_peek_siginfo(tid: Pid, shared: bool) -> Result<Vec<[u8; SIGINFO_SIZE]>, Errno> {
+    #[repr(C)]
+    struct PeekSiginfoArgs {
+        off: u64,
+        flags: u32,
+        nr: i32,
+    }
+    const PTRACE_PEEKSIGINFO_SHARED: u32 = 1;
+    let mut out = Vec::new();
+    loop {
+        let mut buf = [[0u8; SIGINFO_SIZE]; 32];
+        let mut args = PeekSiginfoArgs {
+            off: out.len() as u64,
+            flags: if shared { PTRACE_PEEKSIGINFO_SHARED } else { 0 },
+            nr: buf.len() as i32,
+        };
+        // SAFETY: args is a valid ptrace_peeksiginfo_args and buf has room
+        // for `nr` siginfo_t records.
+        let r = unsafe {
+            libc::ptrace(
+                libc::PTRACE_PEEKSIGINFO,
+                tid.as_raw(),
+                &mut args as *mut PeekSiginfoArgs,
+                buf.as_mut_ptr(),
+            )
+        };
+        let n = Errno::result(r)? as usize;
+        out.extend_from_slice(&buf[..n.min(buf.len())]);
+        if n < buf.len() {
+            return Ok(out);
+        }
+    }
+}
+
+/// Reads a thread's robust futex list: (head, length).
+pub fn get_robust_list(tid: Pid) -> Result<(u64, u64), Errno> {
+    let mut head: u64 = 0;
+    let mut len: u64 = 0;
+    // SAFETY: the kernel writes one pointer into head and one size_t into len.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_get_robust_list,
+            tid.as_raw(),
+            &mut head as *mut u64,
+            &mut len as *mut u64,
+        )
+    };
+    Errno::result(r).map(|_| (head, len))
+}
+
+/// Reads another process's resource limit: (soft, hard).
+pub fn prlimit_get(pid: Pid, resource: u32) -> Result<(u64, u64), Errno> {
+    let mut old = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: new_limit is null (read only); old points to a live rlimit64.
+    let r = unsafe {
+        libc::prlimit64(
+            pid.as_raw(),
+            resource as libc::__rlimit_resource_t,
+            std::ptr::null(),
+            &mut old,
+        )
+    };
+    Errno::result(r).map(|_| (old.rlim_cur, old.rlim_max))
+}
+
+/// Sets another process's resource limit.
+pub fn prlimit_set(pid: Pid, resource: u32, soft: u64, hard: u64) -> Result<(), Errno> {
+    let new = libc::rlimit64 {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: new points to a live rlimit64; old is null.
+    let r = unsafe {
+        libc::prlimit64(
+            pid.as_raw(),
+            resource as libc::__rlimit_resource_t,
+            &new,
+            std::ptr::null_mut(),
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+/// Opens a pidfd for a process.
+pub fn pidfd_open(pid: Pid) -> Result<OwnedFd, Errno> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    let fd = Errno::result(r)? as RawFd;
+    // SAFETY: the kernel just returned this fd and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Duplicates another process's fd `target_fd` into this process.
+pub fn pidfd_getfd(pidfd: &OwnedFd, target_fd: i32) -> Result<OwnedFd, Errno> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: pidfd is a live pidfd; the kernel returns a new fd or an error.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target_fd, 0) };
+    let fd = Errno::result(r)? as RawFd;
+    // SAFETY: the kernel just returned this fd and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// How a freshly spawned husk process reports back.
+#[derive(Debug)]
+pub struct SpawnedHusk {
+    /// PID of the husk, in this process's PID namespace.
+    pub pid: Pid,
+    /// Write end of the husk's lifeline pipe: the husk exits as soon as this
+    /// end is closed without it having been taken over by a tracer.
+    pub lifeline: OwnedFd,
+}
+
+/// Spawns a "husk": a process with PID `want_pid` that is NOT a child of the
+/// caller (an intermediate child creates it with clone3(set_tid) and exits,
+/// so the husk is reparented to the nearest subreaper or init). The husk
+/// closes every fd but its lifeline pipe and blocks in read() on it: a
+/// tracer then seizes it and rebuilds a process inside it by injected system
+/// calls. If the caller dies before that, the read returns EOF and the husk
+/// exits, so no stray process is left behind.
+///
+/// Fails with EEXIST when `want_pid` is taken.
+pub fn spawn_detached_husk(want_pid: i32) -> Result<SpawnedHusk, Errno> {
+    let (life_rd, life_wr) = nix::unistd::pipe()?;
+    let (rep_rd, rep_wr) = nix::unistd::pipe()?;
+    use std::os::fd::AsRawFd;
+    let life_rd_raw = life_rd.as_raw_fd();
+    let rep_wr_raw = rep_wr.as_raw_fd();
+    // SAFETY: fork in a process that may have other threads: the child only
+    // calls async-signal-safe functions (raw syscalls, write, _exit) and
+    // touches no allocator or lock.
+    let intermediate = unsafe { libc::fork() };
+    if intermediate < 0 {
+        return Err(Errno::last());
+    }
+    if intermediate == 0 {
+        // Intermediate child.
+        let mut args = CloneArgs {
+            exit_signal: libc::SIGCHLD as u64,
+            ..CloneArgs::default()
+        };
+        let tids = [want_pid];
+        args.set_tid = tids.as_ptr() as u64;
+        args.set_tid_size = 1;
+        // SAFETY: args is a valid clone_args of the size passed; without
+        // CLONE_VM the child gets a copy of this address space like fork.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &args as *const CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        if r == 0 {
+            // The husk.
+            // SAFETY: raw syscalls on fds this process owns; no allocation.
+            unsafe {
+                if life_rd_raw > 0 {
+                    libc::syscall(libc::SYS_close_range, 0, life_rd_raw - 1, 0);
+                }
+                libc::syscall(libc::SYS_close_range, life_rd_raw + 1, u32::MAX, 0);
+                let mut b = 0u8;
+                loop {
+                    let n = libc::read(life_rd_raw, (&mut b as *mut u8).cast(), 1);
+                    if n == 0 || (n < 0 && *libc::__errno_location() != libc::EINTR) {
+                        libc::_exit(0);
+                    }
+                }
+            }
+        }
+        let report: i64 = if r < 0 {
+            // SAFETY: reading errno of this thread.
+            -(unsafe { *libc::__errno_location() } as i64)
+        } else {
+            r
+        };
+        // SAFETY: write of 8 bytes from a live local, then _exit.
+        unsafe {
+            libc::write(rep_wr_raw, (&report as *const i64).cast(), 8);
+            libc::_exit(0);
+        }
+    }
+    drop(rep_wr);
+    drop(life_rd);
+    nix::sys::wait::waitpid(Pid::from_raw(intermediate), None)?;
+    let mut buf = [0u8; 8];
+    let n = nix::unistd::read(&rep_rd, &mut buf)?;
+    if n != 8 {
+        return Err(Errno::EIO);
+    }
+    let report = i64::from_ne_bytes(buf);
+    if report < 0 {
+        return Err(Errno::from_raw(-report as i32));
+    }
+    Ok(SpawnedHusk {
+        pid: Pid::from_raw(report as i32),
+        lifeline: life_wr,
+    })
+}
+
+/// The kernel's struct clone_args (clone3).
+#[repr(C)]
+#[derive(Debug, Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Size of the kernel's struct clone_args (version 2, with set_tid and
+/// cgroup), as an injected clone3 must pass it.
+pub const CLONE_ARGS_SIZE: usize = std::mem::size_of::<CloneArgs>();
+
+/// Encodes a struct clone_args for an injected clone3 call, as bytes to be
+/// written into the tracee.
+pub fn encode_clone_args(flags: u64, child_tid: u64, tls: u64, set_tid_ptr: u64) -> Vec<u8> {
+    let fields = [
+        flags,
+        0,
+        child_tid,
+        0,
+        0,
+        0,
+        0,
+        tls,
+        set_tid_ptr,
+        u64::from(set_tid_ptr != 0),
+        0,
+    ];
+    fields.iter().flat_map(|f| f.to_le_bytes()).collect()
+}

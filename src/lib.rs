@@ -1,0 +1,15 @@
+//! ferry: live migration of Linux process trees and containers.
+//!
+//! The data flows one way: `kernel` probes and wraps the syscalls that nix
+//! lacks, `proc` reads /proc, `ptrace` stops threads and injects system
+//! calls, `dump` reads a live process into the `image` model, `restore` turns
+//! a model back into a live process.
+
+#![deny(missing_docs)]
+
+pub mod dump;
+pub mod image;
+pub mod kernel;
+pub mod proc;
+pub mod ptrace;
+pub mod restore;
