@@ -1,0 +1,12 @@
+//! Logging set-up shared by every subcommand.
+
+/// Sends tracing output to stderr, filtered by RUST_LOG (default: warnings).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
