@@ -1,9 +1,26 @@
 //! `migrate-agent checkpoint`.
 
+use anyhow::Context;
+use ferry::dump::{checkpoint, CheckpointOptions};
 use std::path::Path;
 use std::process::ExitCode;
 
-/// Checkpoints `pid` into `dir`.
-pub fn run(_pid: i32, _dir: &Path, _leave_running: bool, _json: bool) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("checkpoint is not implemented yet")
+/// Checkpoints `pid` into `dir`, then kills it or lets it run.
+pub fn run(pid: i32, dir: &Path, leave_running: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let stats = checkpoint(pid, dir, CheckpointOptions { leave_running })
+        .with_context(|| format!("checkpoint of process {pid} failed; it was left running"))?;
+    if json {
+        println!("{}", serde_json::to_string(&stats)?);
+    } else {
+        println!(
+            "checkpointed process {pid} into {}: {} pages written ({} zero pages skipped), {:.1} MiB, frozen {:.1} ms, {}",
+            dir.display(),
+            stats.pages_written,
+            stats.zero_pages,
+            stats.image_bytes as f64 / (1 << 20) as f64,
+            stats.frozen_ms,
+            if leave_running { "left running" } else { "killed" },
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,9 +1,27 @@
 //! `migrate-agent restore`.
 
+use anyhow::Context;
 use std::path::Path;
 use std::process::ExitCode;
 
-/// Restores the image in `dir`.
-pub fn run(_dir: &Path, _pidfile: Option<&Path>, _json: bool) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("restore is not implemented yet")
+/// Restores the image in `dir` and optionally writes the PID to `pidfile`.
+pub fn run(dir: &Path, pidfile: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
+    let stats = ferry::restore::restore(dir)
+        .with_context(|| format!("restore from {} failed; nothing was left running", dir.display()))?;
+    if let Some(path) = pidfile {
+        std::fs::write(path, format!("{}\n", stats.pid))
+            .with_context(|| format!("process {} runs, but writing {} failed", stats.pid, path.display()))?;
+    }
+    if json {
+        println!("{}", serde_json::to_string(&stats)?);
+    } else {
+        println!(
+            "restored process {} from {}: {} pages in {:.1} ms",
+            stats.pid,
+            dir.display(),
+            stats.pages_restored,
+            stats.restore_ms
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

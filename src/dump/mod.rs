@@ -1,1 +1,654 @@
-//! dump
+//! Checkpoint: reads a live process (all its threads) into the image model
+//! and writes the image directory. The process is inspected first and
+//! refused, untouched, when it holds something ferry cannot carry; it is
+//! then stopped with ptrace, dumped, and either killed or resumed exactly as
+//! it was.
+
+pub mod inspect;
+pub mod memory;
+
+use crate::image::{
+    AltStack, Checkpoint, Credentials, FdImage, HostInfo, ImageError, ImageWriter, MmFields, OpenFile,
+    PendingSignal, ProcessImage, Rlimit, RseqRegistration, SigAction, ThreadImage, Vma, VmaKind,
+};
+use crate::kernel;
+use crate::proc::{self, ProcError};
+use crate::ptrace::{read_memory, resume_regs, PtraceError, Tracee};
+use nix::sys::ptrace::Options;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde::Serialize;
+use std::path::Path;
+use std::time::Instant;
+
+/// What checkpoint does with the process once the image is written.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckpointOptions {
+    /// Resume the process instead of killing it.
+    pub leave_running: bool,
+}
+
+/// Statistics of one checkpoint (the figures of CRIU's --print-stats).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct CheckpointStats {
+    /// The checkpointed PID.
+    pub pid: i32,
+    /// Milliseconds from stopping the first thread to killing or resuming.
+    pub frozen_ms: f64,
+    /// Milliseconds from the start of the dump to the committed image.
+    pub dump_ms: f64,
+    /// Pages examined in the dumped mappings.
+    pub pages_scanned: u64,
+    /// Pages written to the image.
+    pub pages_written: u64,
+    /// Present pages that were all-zero and not stored.
+    pub zero_pages: u64,
+    /// Bytes of the image directory.
+    pub image_bytes: u64,
+}
+
+/// Why a checkpoint failed. In every case the process is left running,
+/// untouched and detached.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// There is no such process.
+    #[error("process {pid} does not exist")]
+    NoSuchProcess {
+        /// The PID asked for.
+        pid: i32,
+    },
+    /// The PID is a thread, not a process.
+    #[error("{pid} is a thread of process {tgid}; checkpoint the process instead")]
+    NotAProcess {
+        /// The PID asked for.
+        pid: i32,
+        /// Its thread group.
+        tgid: i32,
+    },
+    /// ferry would have to trace itself.
+    #[error("process {pid} is this migrate-agent itself")]
+    OwnProcess {
+        /// Our PID.
+        pid: i32,
+    },
+    /// Another tracer (a debugger, strace) holds the process.
+    #[error("process {pid} is already traced by process {tracer}; detach the debugger first")]
+    AlreadyTraced {
+        /// The process.
+        pid: i32,
+        /// Its tracer.
+        tracer: i32,
+    },
+    /// The process is a zombie or being torn down.
+    #[error("process {pid} is not alive (state {state})")]
+    NotAlive {
+        /// The process.
+        pid: i32,
+        /// Its state letter.
+        state: char,
+    },
+    /// The process has children: trees are not supported yet.
+    #[error("process {pid} has child processes ({children:?}); checkpointing process trees is not supported yet")]
+    HasChildren {
+        /// The process.
+        pid: i32,
+        /// Its children.
+        children: Vec<i32>,
+    },
+    /// An fd of a kind ferry cannot carry.
+    #[error("process {pid} holds fd {fd}, a {kind} ({target}), which ferry cannot checkpoint yet")]
+    UnsupportedFd {
+        /// The process.
+        pid: i32,
+        /// The fd number.
+        fd: i32,
+        /// What kind of file it is.
+        kind: String,
+        /// Its /proc link target.
+        target: String,
+    },
+    /// A mapping ferry cannot carry.
+    #[error("process {pid} has mapping {start:#x}-{end:#x} ({name}) that ferry cannot checkpoint: {why}")]
+    UnsupportedMapping {
+        /// The process.
+        pid: i32,
+        /// Start address.
+        start: u64,
+        /// End address.
+        end: u64,
+        /// Path or pseudo-name.
+        name: String,
+        /// Why it is refused.
+        why: String,
+    },
+    /// A system call injected into the process failed.
+    #[error("{call} injected into thread {tid} of process {pid} failed: {errno}")]
+    Injected {
+        /// The process.
+        pid: i32,
+        /// The thread.
+        tid: i32,
+        /// The call, with its arguments.
+        call: String,
+        /// The error it returned.
+        errno: nix::errno::Errno,
+    },
+    /// The process has no [vdso], so ferry has no system call instruction
+    /// to run its queries with.
+    #[error("process {pid} has no [vdso] mapping with a syscall instruction")]
+    NoVdso {
+        /// The process.
+        pid: i32,
+    },
+    /// Reading /proc failed.
+    #[error(transparent)]
+    Proc(#[from] ProcError),
+    /// ptrace failed.
+    #[error(transparent)]
+    Ptrace(#[from] PtraceError),
+    /// Writing the image failed.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// Some other I/O failed.
+    #[error("cannot {what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Checkpoints process `pid` into the image directory `dir`.
+pub fn checkpoint(pid: i32, dir: &Path, opts: CheckpointOptions) -> Result<CheckpointStats, CheckpointError> {
+    let started = Instant::now();
+    preflight(pid)?;
+    // Refuse what cannot be carried before touching the process.
+    inspect::classify_mappings(pid, &proc::read_maps(pid)?)?;
+    classify_fds(pid)?;
+
+    let frozen_at = Instant::now();
+    let mut frozen = Frozen::freeze(pid)?;
+    let result = dump_frozen(pid, dir, &mut frozen);
+    let (image, mem) = match result {
+        Ok(v) => v,
+        Err(err) => {
+            if let Err(thaw_err) = frozen.thaw() {
+                tracing::error!(pid, %thaw_err, "resuming the process after a failed checkpoint failed");
+            }
+            return Err(err);
+        }
+    };
+    let leave_running = opts.leave_running;
+    if leave_running {
+        frozen.thaw()?;
+    } else {
+        frozen.kill();
+    }
+    let frozen_ms = ms(frozen_at.elapsed());
+    Ok(CheckpointStats {
+        pid,
+        frozen_ms,
+        dump_ms: ms(started.elapsed()),
+        pages_scanned: mem.pages_scanned,
+        pages_written: image.pages_written,
+        zero_pages: mem.zero_pages,
+        image_bytes: image.image_bytes,
+    })
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Checks that `pid` is a live process that ferry may trace.
+fn preflight(pid: i32) -> Result<(), CheckpointError> {
+    if pid == std::process::id() as i32 {
+        return Err(CheckpointError::OwnProcess { pid });
+    }
+    let status = proc::read_status(pid).map_err(|_| CheckpointError::NoSuchProcess { pid })?;
+    if status.tgid != pid {
+        return Err(CheckpointError::NotAProcess { pid, tgid: status.tgid });
+    }
+    if matches!(status.state, 'Z' | 'X' | 'x') {
+        return Err(CheckpointError::NotAlive { pid, state: status.state });
+    }
+    if status.tracer_pid != 0 {
+        return Err(CheckpointError::AlreadyTraced {
+            pid,
+            tracer: status.tracer_pid,
+        });
+    }
+    let children = proc::children(pid)?;
+    if !children.is_empty() {
+        return Err(CheckpointError::HasChildren { pid, children });
+    }
+    Ok(())
+}
+
+/// Classifies every fd of `pid`, refusing the first unsupported one.
+fn classify_fds(pid: i32) -> Result<Vec<(i32, String, crate::image::PathFileType)>, CheckpointError> {
+    proc::fds(pid)?
+        .into_iter()
+        .map(|(fd, target)| {
+            let ft = inspect::classify_fd(pid, fd, &target)?;
+            Ok((fd, target, ft))
+        })
+        .collect()
+}
+
+/// The threads of a process held in ptrace-stops, with what is needed to
+/// let them go exactly as they were.
+struct Frozen {
+    pid: i32,
+    /// Leader first.
+    threads: Vec<FrozenThread>,
+}
+
+struct FrozenThread {
+    tracee: Tracee,
+    regs: crate::image::GeneralRegs,
+    sigmask: u64,
+}
+
+/// Resource limits RLIMIT_CPU (0) to RLIMIT_RTTIME (15): every one Linux has.
+const RLIMIT_COUNT: u32 = 16;
+
+/// Every signal but SIGKILL and SIGSTOP (which cannot be blocked anyway).
+const ALL_SIGNALS: u64 = !0;
+
+impl Frozen {
+    /// Seizes and stops every thread, re-reading the thread list until no
+    /// new thread appears, and blocks all signals so that none is delivered
+    /// while ferry works (they stay pending and are dumped as pending).
+    fn freeze(pid: i32) -> Result<Self, CheckpointError> {
+        let mut frozen = Frozen {
+            pid,
+            threads: Vec::new(),
+        };
+        if let Err(e) = frozen.seize_all() {
+            let _ = frozen.thaw();
+            return Err(e);
+        }
+        Ok(frozen)
+    }
+
+    fn seize_all(&mut self) -> Result<(), CheckpointError> {
+        loop {
+            let mut added = false;
+            for tid in proc::task_ids(self.pid)? {
+                if self.threads.iter().any(|t| t.tracee.tid.as_raw() == tid) {
+                    continue;
+                }
+                let tracee = match Tracee::seize(Pid::from_raw(tid), Options::PTRACE_O_TRACESYSGOOD) {
+                    Ok(t) => t,
+                    // The thread exited between listing and seizing.
+                    Err(PtraceError::Request { errno: nix::errno::Errno::ESRCH, .. }) if tid != self.pid => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                let regs = tracee.regs()?;
+                let sigmask = tracee.sigmask()?;
+                tracee.set_sigmask(ALL_SIGNALS)?;
+                let ft = FrozenThread { tracee, regs, sigmask };
+                if tid == self.pid {
+                    self.threads.insert(0, ft);
+                } else {
+                    self.threads.push(ft);
+                }
+                added = true;
+            }
+            if !added {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Lets every thread go as it was: registers (an interrupted system call
+    /// restarts as the kernel would have restarted it), signal mask, and the
+    /// signals that arrived meanwhile queued again.
+    fn thaw(self) -> Result<(), CheckpointError> {
+        let mut first_err = None;
+        for ft in self.threads.into_iter().rev() {
+            let tid = ft.tracee.tid;
+            let res = (|| -> Result<(), CheckpointError> {
+                ft.tracee.set_regs(&resume_regs(&ft.regs, true))?;
+                ft.tracee.set_sigmask(ft.sigmask)?;
+                for sig in &ft.tracee.caught_signals {
+                    // Queue it again; it is delivered once the thread runs.
+                    let _ = kernel::tgkill(Pid::from_raw(self.pid), tid, sig.signo);
+                }
+                ft.tracee.detach()?;
+                Ok(())
+            })();
+            if let Err(e) = res {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Kills the process and waits until its threads are gone (non-leaders
+    /// first), leaving the leader's zombie to its parent.
+    fn kill(self) {
+        let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+        for ft in self.threads.iter().rev() {
+            loop {
+                match nix::sys::wait::waitpid(ft.tracee.tid, Some(nix::sys::wait::WaitPidFlag::__WALL)) {
+                    Ok(nix::sys::wait::WaitStatus::Exited(..) | nix::sys::wait::WaitStatus::Signaled(..)) => break,
+                    Ok(_) => continue,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+}
+
+/// Everything done while the process is stopped, up to the committed image.
+fn dump_frozen(
+    pid: i32,
+    dir: &Path,
+    frozen: &mut Frozen,
+) -> Result<(crate::image::ImageSummary, memory::MemoryDumpStats), CheckpointError> {
+    // The authoritative inspection: nothing can change any more.
+    let vmas = inspect::classify_mappings(pid, &proc::read_smaps(pid)?)?;
+    let fd_kinds = classify_fds(pid)?;
+    let (vdso_addr, vdso_bytes) = read_vdso(pid, &vmas)?;
+    let syscall_insn = vdso_bytes
+        .windows(2)
+        .position(|w| w == [0x0f, 0x05])
+        .map(|off| vdso_addr + off as u64)
+        .ok_or(CheckpointError::NoVdso { pid })?;
+
+    let mut queries = Injector::new(pid, syscall_insn);
+    let answers = (|| {
+        let per_thread = queries.query_threads(frozen)?;
+        let process = queries.query_process(&mut frozen.threads[0].tracee)?;
+        Ok::<_, CheckpointError>((per_thread, process))
+    })();
+    // The scratch page goes away whether or not the queries succeeded.
+    let unmapped = queries.finish(&mut frozen.threads[0].tracee);
+    let (per_thread, (sigactions, brk)) = answers?;
+    unmapped?;
+
+    let mut threads = Vec::with_capacity(frozen.threads.len());
+    for (ft, q) in frozen.threads.iter().zip(per_thread) {
+        let tid = ft.tracee.tid;
+        let mut pending: Vec<PendingSignal> = kernel::ptrace_peek_siginfo(tid, false)
+            .map_err(|errno| PtraceError::Request {
+                op: "PTRACE_PEEKSIGINFO",
+                tid: tid.as_raw(),
+                errno,
+            })?
+            .into_iter()
+            .map(pending_signal)
+            .collect();
+        pending.extend(ft.tracee.caught_signals.iter().map(|c| PendingSignal {
+            signo: c.signo,
+            siginfo: c.siginfo.to_vec(),
+        }));
+        threads.push(ThreadImage {
+            tid: tid.as_raw(),
+            comm: proc::read_thread_comm(pid, tid.as_raw())?,
+            regs: ft.regs,
+            xstate: ft.tracee.xstate()?,
+            sigmask: ft.sigmask,
+            rseq: kernel::ptrace_get_rseq(tid)
+                .map_err(|errno| PtraceError::Request {
+                    op: "PTRACE_GET_RSEQ_CONFIGURATION",
+                    tid: tid.as_raw(),
+                    errno,
+                })?
+                .map(|(ptr, len, sig)| RseqRegistration { ptr, len, sig }),
+            robust_list_head: q.robust.0,
+            robust_list_len: q.robust.1,
+            clear_child_tid: q.clear_child_tid,
+            altstack: q.altstack,
+            pending,
+        });
+    }
+    let leader = &frozen.threads[0].tracee;
+    let shared_pending = kernel::ptrace_peek_siginfo(leader.tid, true)
+        .map_err(|errno| PtraceError::Request {
+            op: "PTRACE_PEEKSIGINFO(shared)",
+            tid: pid,
+            errno,
+        })?
+        .into_iter()
+        .map(pending_signal)
+        .collect();
+
+    let status = proc::read_status(pid)?;
+    let stat = proc::read_stat_mm(pid)?;
+    let mm = MmFields {
+        start_code: stat.start_code,
+        end_code: stat.end_code,
+        start_data: stat.start_data,
+        end_data: stat.end_data,
+        start_brk: stat.start_brk,
+        brk,
+        start_stack: stat.start_stack,
+        arg_start: stat.arg_start,
+        arg_end: stat.arg_end,
+        env_start: stat.env_start,
+        env_end: stat.env_end,
+        auxv: proc::read_auxv(pid)?,
+    };
+    let mut fds = Vec::with_capacity(fd_kinds.len());
+    for (fd, target, file_type) in fd_kinds {
+        let info = proc::read_fdinfo(pid, fd)?;
+        fds.push(FdImage {
+            fd,
+            cloexec: info.flags & libc::O_CLOEXEC != 0,
+            file: OpenFile {
+                path: target,
+                file_type,
+                flags: info.flags & !libc::O_CLOEXEC,
+                pos: info.pos,
+            },
+        });
+    }
+    let mut rlimits = Vec::new();
+    for resource in 0..RLIMIT_COUNT {
+        let (soft, hard) = kernel::prlimit_get(Pid::from_raw(pid), resource).map_err(|e| CheckpointError::Io {
+            what: format!("read resource limit {resource} of process {pid}"),
+            source: e.into(),
+        })?;
+        rlimits.push(Rlimit { resource, soft, hard });
+    }
+
+    let process = ProcessImage {
+        pid,
+        comm: status.name.clone(),
+        exe: proc::read_link(format!("/proc/{pid}/exe"))?,
+        cwd: proc::read_link(format!("/proc/{pid}/cwd"))?,
+        umask: status.umask,
+        creds: Credentials {
+            uids: status.uids,
+            gids: status.gids,
+            groups: status.groups,
+        },
+        rlimits,
+        mm,
+        vmas,
+        threads,
+        sigactions,
+        shared_pending,
+        fds,
+    };
+    let checkpoint = Checkpoint {
+        host: HostInfo {
+            kernel_release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            xcr0: kernel::cpu::xcr0(),
+            xstate_size: process_xstate_size(&process),
+            vdso_len: vdso_bytes.len() as u64,
+            vdso_hash: xxhash_rust::xxh3::xxh3_64(&vdso_bytes),
+        },
+        process,
+    };
+    let mut writer = ImageWriter::create(dir)?;
+    let mem = memory::dump_memory(pid, &checkpoint.process.vmas, &mut writer)?;
+    let summary = writer.commit(&checkpoint)?;
+    Ok((summary, mem))
+}
+
+fn process_xstate_size(p: &ProcessImage) -> u32 {
+    p.threads.first().map_or(0, |t| t.xstate.len() as u32)
+}
+
+fn pending_signal(raw: [u8; kernel::SIGINFO_SIZE]) -> PendingSignal {
+    PendingSignal {
+        signo: i32::from_ne_bytes(raw[0..4].try_into().expect("4 bytes")),
+        siginfo: raw.to_vec(),
+    }
+}
+
+/// Reads the [vdso] of `pid`: its address and contents.
+fn read_vdso(pid: i32, vmas: &[Vma]) -> Result<(u64, Vec<u8>), CheckpointError> {
+    let vdso = vmas
+        .iter()
+        .find(|v| v.kind == VmaKind::Vdso)
+        .ok_or(CheckpointError::NoVdso { pid })?;
+    let mut bytes = vec![0u8; (vdso.end - vdso.start) as usize];
+    read_memory(Pid::from_raw(pid), vdso.start, &mut bytes)?;
+    Ok((vdso.start, bytes))
+}
+
+/// Per-thread kernel state that only the thread itself can report.
+struct ThreadQueries {
+    clear_child_tid: u64,
+    altstack: AltStack,
+    robust: (u64, u64),
+}
+
+/// Runs read-only queries inside the stopped process through injected
+/// system calls, using a scratch page mapped for the purpose and unmapped
+/// afterwards.
+struct Injector {
+    pid: i32,
+    syscall_insn: u64,
+    scratch: Option<u64>,
+}
+
+const SCRATCH_LEN: u64 = 4096;
+
+impl Injector {
+    fn new(pid: i32, syscall_insn: u64) -> Self {
+        Injector {
+            pid,
+            syscall_insn,
+            scratch: None,
+        }
+    }
+
+    fn call(&self, t: &mut Tracee, nr: i64, args: [u64; 6], what: &str) -> Result<i64, CheckpointError> {
+        let r = t.inject(self.syscall_insn, nr, args)?;
+        if (-4095..0).contains(&r) {
+            return Err(CheckpointError::Injected {
+                pid: self.pid,
+                tid: t.tid.as_raw(),
+                call: what.to_string(),
+                errno: nix::errno::Errno::from_raw(-r as i32),
+            });
+        }
+        Ok(r)
+    }
+
+    fn scratch(&mut self, leader: &mut Tracee) -> Result<u64, CheckpointError> {
+        if let Some(s) = self.scratch {
+            return Ok(s);
+        }
+        let addr = self.call(
+            leader,
+            libc::SYS_mmap,
+            [
+                0,
+                SCRATCH_LEN,
+                (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                u64::MAX,
+                0,
+            ],
+            "mmap(scratch page)",
+        )? as u64;
+        self.scratch = Some(addr);
+        Ok(addr)
+    }
+
+    fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, CheckpointError> {
+        let mut buf = vec![0u8; len];
+        read_memory(Pid::from_raw(self.pid), addr, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn query_threads(&mut self, frozen: &mut Frozen) -> Result<Vec<ThreadQueries>, CheckpointError> {
+        let scratch = self.scratch(&mut frozen.threads[0].tracee)?;
+        let mut out = Vec::with_capacity(frozen.threads.len());
+        for ft in frozen.threads.iter_mut() {
+            let t = &mut ft.tracee;
+            self.call(t, libc::SYS_prctl, [libc::PR_GET_TID_ADDRESS as u64, scratch, 0, 0, 0, 0], "prctl(PR_GET_TID_ADDRESS)")?;
+            let clear_child_tid = u64::from_ne_bytes(self.read(scratch, 8)?.try_into().expect("8 bytes"));
+            self.call(t, libc::SYS_sigaltstack, [0, scratch, 0, 0, 0, 0], "sigaltstack(NULL, &old)")?;
+            let ss = self.read(scratch, 24)?;
+            let word = |i: usize| u64::from_ne_bytes(ss[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+            let altstack = AltStack {
+                sp: word(0),
+                // SS_ONSTACK describes the moment, not a setting.
+                flags: (word(1) as i32) & !libc::SS_ONSTACK,
+                size: word(2),
+            };
+            let robust = kernel::get_robust_list(t.tid).map_err(|errno| PtraceError::Request {
+                op: "get_robust_list",
+                tid: t.tid.as_raw(),
+                errno,
+            })?;
+            // Put the registers back for the next query and for the image.
+            t.set_regs(&ft.regs)?;
+            out.push(ThreadQueries {
+                clear_child_tid,
+                altstack,
+                robust,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Reads every signal disposition and the program break.
+    fn query_process(&mut self, leader: &mut Tracee) -> Result<(Vec<SigAction>, u64), CheckpointError> {
+        let scratch = self.scratch(leader)?;
+        let mut actions = Vec::new();
+        for signo in 1..=64 {
+            if signo == libc::SIGKILL || signo == libc::SIGSTOP {
+                continue;
+            }
+            self.call(
+                leader,
+                libc::SYS_rt_sigaction,
+                [signo as u64, 0, scratch, 8, 0, 0],
+                &format!("rt_sigaction({signo}, NULL, &old)"),
+            )?;
+            let raw = self.read(scratch, 32)?;
+            let word = |i: usize| u64::from_ne_bytes(raw[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+            actions.push(SigAction {
+                signo,
+                handler: word(0),
+                flags: word(1),
+                restorer: word(2),
+                mask: word(3),
+            });
+        }
+        let brk = self.call(leader, libc::SYS_brk, [0; 6], "brk(0)")? as u64;
+        Ok((actions, brk))
+    }
+
+    /// Unmaps the scratch page and puts the leader's registers back.
+    fn finish(&mut self, leader: &mut Tracee) -> Result<(), CheckpointError> {
+        if let Some(s) = self.scratch.take() {
+            self.call(leader, libc::SYS_munmap, [s, SCRATCH_LEN, 0, 0, 0, 0], "munmap(scratch page)")?;
+        }
+        Ok(())
+    }
+}

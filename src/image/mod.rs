@@ -4,4 +4,5 @@ pub mod format;
 pub mod model;
 pub mod show;
 
+pub use format::{ImageError, ImageReader, ImageSummary, ImageWriter, PageData, PageRun};
 pub use model::*;

@@ -156,6 +156,29 @@ pub fn ptrace_peek_siginfo(tid: Pid, shared: bool) -> Result<Vec<[u8; SIGINFO_SI
     }
 }
 
+/// Reads the siginfo of the signal a thread is stopped for
+/// (PTRACE_GETSIGINFO) as raw bytes, to be queued again later unchanged.
+pub fn ptrace_get_siginfo(tid: Pid) -> Result<[u8; SIGINFO_SIZE], Errno> {
+    let mut buf = [0u8; SIGINFO_SIZE];
+    // SAFETY: the kernel writes one siginfo_t (128 bytes) into buf.
+    let r = unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETSIGINFO,
+            tid.as_raw(),
+            std::ptr::null_mut::<libc::c_void>(),
+            buf.as_mut_ptr(),
+        )
+    };
+    Errno::result(r).map(|_| buf)
+}
+
+/// Sends signal `sig` to thread `tid` of process `tgid`.
+pub fn tgkill(tgid: Pid, tid: Pid, sig: i32) -> Result<(), Errno> {
+    // SAFETY: tgkill takes three integers and touches no memory.
+    let r = unsafe { libc::syscall(libc::SYS_tgkill, tgid.as_raw(), tid.as_raw(), sig) };
+    Errno::result(r).map(drop)
+}
+
 /// Reads a thread's robust futex list: (head, length).
 pub fn get_robust_list(tid: Pid) -> Result<(u64, u64), Errno> {
     let mut head: u64 = 0;

@@ -1,1 +1,436 @@
-//! proc
+//! Reading /proc: mappings, tasks, status, stat, fds and fdinfo. Parsers are
+//! pure functions over text so they can be unit-tested on captured samples;
+//! the `read_*` functions only fetch the text.
+
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+
+/// Why something could not be read from /proc.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcError {
+    /// A /proc file could not be read (the process may have exited).
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// A /proc file did not have the expected format.
+    #[error("cannot parse {path}: {what}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        what: String,
+    },
+}
+
+fn read_text(path: PathBuf) -> Result<(PathBuf, String), ProcError> {
+    match fs::read_to_string(&path) {
+        Ok(text) => Ok((path, text)),
+        Err(source) => Err(ProcError::Read { path, source }),
+    }
+}
+
+fn parse_err(path: &std::path::Path, what: impl Into<String>) -> ProcError {
+    ProcError::Parse {
+        path: path.to_path_buf(),
+        what: what.into(),
+    }
+}
+
+/// One line of /proc/PID/smaps (with its VmFlags).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapsEntry {
+    /// First address.
+    pub start: u64,
+    /// One past the last address.
+    pub end: u64,
+    /// Readable.
+    pub read: bool,
+    /// Writable.
+    pub write: bool,
+    /// Executable.
+    pub exec: bool,
+    /// MAP_SHARED (else private).
+    pub shared: bool,
+    /// File offset.
+    pub offset: u64,
+    /// Inode of the backing file (0 for anonymous).
+    pub inode: u64,
+    /// The path or pseudo-name ("[heap]", "[vdso]"); empty for anonymous.
+    pub path: String,
+    /// The VmFlags codes, space separated.
+    pub vm_flags: String,
+}
+
+/// Parses the text of /proc/PID/smaps (or /proc/PID/maps, leaving VmFlags
+/// empty).
+pub fn parse_smaps(path: &std::path::Path, text: &str) -> Result<Vec<MapsEntry>, ProcError> {
+    let mut out: Vec<MapsEntry> = Vec::new();
+    for line in text.lines() {
+        if let Some(flags) = line.strip_prefix("VmFlags:") {
+            if let Some(last) = out.last_mut() {
+                last.vm_flags = flags.trim().to_string();
+            }
+            continue;
+        }
+        let first = line.split_whitespace().next().unwrap_or("");
+        let Some((s, e)) = first.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (u64::from_str_radix(s, 16), u64::from_str_radix(e, 16)) else {
+            // smaps field lines ("Size: ...") also contain no '-' range.
+            continue;
+        };
+        let mut fields = line.splitn(6, char::is_whitespace).skip(1);
+        let perms = fields.next().unwrap_or("");
+        let offset = fields.next().unwrap_or("0");
+        let _dev = fields.next();
+        let inode = fields.next().unwrap_or("0");
+        let rest = fields.next().unwrap_or("").trim_start();
+        let p = perms.as_bytes();
+        if p.len() < 4 {
+            return Err(parse_err(path, format!("bad permissions in line {line:?}")));
+        }
+        out.push(MapsEntry {
+            start,
+            end,
+            read: p[0] == b'r',
+            write: p[1] == b'w',
+            exec: p[2] == b'x',
+            shared: p[3] == b's',
+            offset: u64::from_str_radix(offset, 16)
+                .map_err(|_| parse_err(path, format!("bad offset in line {line:?}")))?,
+            inode: inode
+                .parse()
+                .map_err(|_| parse_err(path, format!("bad inode in line {line:?}")))?,
+            path: rest.to_string(),
+            vm_flags: String::new(),
+        });
+    }
+    Ok(out)
+}
+
+/// Reads every mapping of a process, with VmFlags, from /proc/PID/smaps.
+pub fn read_smaps(pid: i32) -> Result<Vec<MapsEntry>, ProcError> {
+    let (path, text) = read_text(PathBuf::from(format!("/proc/{pid}/smaps")))?;
+    parse_smaps(&path, &text)
+}
+
+/// Reads the mappings of a process from /proc/PID/maps (no VmFlags; cheap).
+pub fn read_maps(pid: i32) -> Result<Vec<MapsEntry>, ProcError> {
+    let (path, text) = read_text(PathBuf::from(format!("/proc/{pid}/maps")))?;
+    parse_smaps(&path, &text)
+}
+
+/// Lists the thread IDs of a process.
+pub fn task_ids(pid: i32) -> Result<Vec<i32>, ProcError> {
+    let path = PathBuf::from(format!("/proc/{pid}/task"));
+    let dir = fs::read_dir(&path).map_err(|source| ProcError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let mut tids: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    tids.sort_unstable();
+    Ok(tids)
+}
+
+/// Lists the children of every thread of a process.
+pub fn children(pid: i32) -> Result<Vec<i32>, ProcError> {
+    let mut out = Vec::new();
+    for tid in task_ids(pid)? {
+        let (_, text) = read_text(PathBuf::from(format!("/proc/{pid}/task/{tid}/children")))?;
+        out.extend(text.split_whitespace().filter_map(|t| t.parse::<i32>().ok()));
+    }
+    Ok(out)
+}
+
+/// The fields of /proc/PID/status that ferry uses.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Status {
+    /// Name (comm).
+    pub name: String,
+    /// Single-letter state (R, S, D, T, t, Z, X).
+    pub state: char,
+    /// Thread group ID.
+    pub tgid: i32,
+    /// Parent PID.
+    pub ppid: i32,
+    /// PID of the tracer, 0 when not traced.
+    pub tracer_pid: i32,
+    /// Real, effective, saved, filesystem UIDs.
+    pub uids: [u32; 4],
+    /// Real, effective, saved, filesystem GIDs.
+    pub gids: [u32; 4],
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+    /// File mode creation mask.
+    pub umask: u32,
+}
+
+fn four_ids(path: &std::path::Path, v: &str) -> Result<[u32; 4], ProcError> {
+    let ids: Vec<u32> = v.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    ids.try_into()
+        .map_err(|_| parse_err(path, format!("expected four IDs, found {v:?}")))
+}
+
+/// Parses the text of /proc/PID/status.
+pub fn parse_status(path: &std::path::Path, text: &str) -> Result<Status, ProcError> {
+    let mut st = Status::default();
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let v = v.trim();
+        let num = |v: &str| -> Result<i32, ProcError> {
+            v.parse()
+                .map_err(|_| parse_err(path, format!("bad number {v:?} for {k}")))
+        };
+        match k {
+            "Name" => st.name = v.to_string(),
+            "State" => st.state = v.chars().next().unwrap_or('?'),
+            "Tgid" => st.tgid = num(v)?,
+            "PPid" => st.ppid = num(v)?,
+            "TracerPid" => st.tracer_pid = num(v)?,
+            "Uid" => st.uids = four_ids(path, v)?,
+            "Gid" => st.gids = four_ids(path, v)?,
+            "Groups" => st.groups = v.split_whitespace().filter_map(|x| x.parse().ok()).collect(),
+            "Umask" => {
+                st.umask = u32::from_str_radix(v, 8)
+                    .map_err(|_| parse_err(path, format!("bad umask {v:?}")))?
+            }
+            _ => {}
+        }
+    }
+    Ok(st)
+}
+
+/// Reads /proc/PID/status.
+pub fn read_status(pid: i32) -> Result<Status, ProcError> {
+    let (path, text) = read_text(PathBuf::from(format!("/proc/{pid}/status")))?;
+    parse_status(&path, &text)
+}
+
+/// The memory-layout fields of /proc/PID/stat (fields 26-28 and 45-51).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatMm {
+    /// Field 26.
+    pub start_code: u64,
+    /// Field 27.
+    pub end_code: u64,
+    /// Field 28.
+    pub start_stack: u64,
+    /// Field 45.
+    pub start_data: u64,
+    /// Field 46.
+    pub end_data: u64,
+    /// Field 47.
+    pub start_brk: u64,
+    /// Field 48.
+    pub arg_start: u64,
+    /// Field 49.
+    pub arg_end: u64,
+    /// Field 50.
+    pub env_start: u64,
+    /// Field 51.
+    pub env_end: u64,
+}
+
+/// Parses the memory-layout fields out of /proc/PID/stat text.
+pub fn parse_stat_mm(path: &std::path::Path, text: &str) -> Result<StatMm, ProcError> {
+    // The comm field may contain spaces and parentheses: split after the last ')'.
+    let close = text
+        .rfind(')')
+        .ok_or_else(|| parse_err(path, "no ')' after comm"))?;
+    // Field 3 (state) is the first after ") ".
+    let fields: Vec<u64> = text[close + 1..]
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse::<i64>().map(|v| v as u64).unwrap_or(0))
+        .collect();
+    let field = |n: usize| -> Result<u64, ProcError> {
+        fields
+            .get(n - 4)
+            .copied()
+            .ok_or_else(|| parse_err(path, format!("missing field {n}")))
+    };
+    Ok(StatMm {
+        start_code: field(26)?,
+        end_code: field(27)?,
+        start_stack: field(28)?,
+        start_data: field(45)?,
+        end_data: field(46)?,
+        start_brk: field(47)?,
+        arg_start: field(48)?,
+        arg_end: field(49)?,
+        env_start: field(50)?,
+        env_end: field(51)?,
+    })
+}
+
+/// Reads the memory-layout fields of /proc/PID/stat.
+pub fn read_stat_mm(pid: i32) -> Result<StatMm, ProcError> {
+    let (path, text) = read_text(PathBuf::from(format!("/proc/{pid}/stat")))?;
+    parse_stat_mm(&path, &text)
+}
+
+/// Reads the auxiliary vector as words, up to and including AT_NULL.
+pub fn read_auxv(pid: i32) -> Result<Vec<u64>, ProcError> {
+    let path = PathBuf::from(format!("/proc/{pid}/auxv"));
+    let bytes = fs::read(&path).map_err(|source| ProcError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_ne_bytes(c.try_into().expect("chunks_exact(8)")))
+        .collect())
+}
+
+/// Reads a symlink under /proc (exe, cwd, fd/N).
+pub fn read_link(path: String) -> Result<String, ProcError> {
+    let path = PathBuf::from(path);
+    fs::read_link(&path)
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(|source| ProcError::Read { path, source })
+}
+
+/// Reads a thread's name.
+pub fn read_thread_comm(pid: i32, tid: i32) -> Result<String, ProcError> {
+    let (_, text) = read_text(PathBuf::from(format!("/proc/{pid}/task/{tid}/comm")))?;
+    Ok(text.trim_end_matches('\n').to_string())
+}
+
+/// Lists a process's open fds with the targets of their /proc links.
+pub fn fds(pid: i32) -> Result<Vec<(i32, String)>, ProcError> {
+    let path = PathBuf::from(format!("/proc/{pid}/fd"));
+    let dir = fs::read_dir(&path).map_err(|source| ProcError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let mut fds: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    fds.sort_unstable();
+    let mut out = Vec::with_capacity(fds.len());
+    for fd in fds {
+        out.push((fd, read_link(format!("/proc/{pid}/fd/{fd}"))?));
+    }
+    Ok(out)
+}
+
+/// The fields of /proc/PID/fdinfo/N that ferry uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FdInfo {
+    /// File position.
+    pub pos: i64,
+    /// Open flags (octal in the file), including O_CLOEXEC.
+    pub flags: i32,
+}
+
+/// Parses /proc/PID/fdinfo/N text.
+pub fn parse_fdinfo(path: &std::path::Path, text: &str) -> Result<FdInfo, ProcError> {
+    let mut info = FdInfo::default();
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("pos:") {
+            info.pos = v
+                .trim()
+                .parse()
+                .map_err(|_| parse_err(path, format!("bad pos {v:?}")))?;
+        } else if let Some(v) = line.strip_prefix("flags:") {
+            info.flags = i32::from_str_radix(v.trim(), 8)
+                .map_err(|_| parse_err(path, format!("bad flags {v:?}")))?;
+        }
+    }
+    Ok(info)
+}
+
+/// Reads /proc/PID/fdinfo/N.
+pub fn read_fdinfo(pid: i32, fd: i32) -> Result<FdInfo, ProcError> {
+    let (path, text) = read_text(PathBuf::from(format!("/proc/{pid}/fdinfo/{fd}")))?;
+    parse_fdinfo(&path, &text)
+}
+
+/// Bits of a /proc/PID/pagemap entry.
+pub mod pagemap {
+    /// The page is present in RAM.
+    pub const PRESENT: u64 = 1 << 63;
+    /// The page is swapped out.
+    pub const SWAPPED: u64 = 1 << 62;
+    /// The page is a file page or shared anonymous (not a private anon copy).
+    pub const FILE_OR_SHARED: u64 = 1 << 61;
+    /// The page is exclusively mapped.
+    pub const EXCLUSIVE: u64 = 1 << 56;
+    /// Soft-dirty (only meaningful with CONFIG_MEM_SOFT_DIRTY).
+    pub const SOFT_DIRTY: u64 = 1 << 55;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn smaps_lines_and_vmflags() {
+        let text = "\
+55d0c8a00000-55d0c8a02000 r--p 00000000 fe:01 1234   /usr/bin/cat with space
+Size:                  8 kB
+VmFlags: rd mr mw me dw sd
+7ffd1e5f0000-7ffd1e611000 rw-p 00000000 00:00 0                          [stack]
+VmFlags: rd wr mr mw me gd ac
+7f0000000000-7f0000001000 ---p 00000000 00:00 0 
+VmFlags: mr mw me
+";
+        let m = parse_smaps(Path::new("x"), text).unwrap();
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[0].path, "/usr/bin/cat with space");
+        assert_eq!(m[0].inode, 1234);
+        assert!(m[0].read && !m[0].write && !m[0].shared);
+        assert_eq!(m[1].path, "[stack]");
+        assert_eq!(m[1].vm_flags, "rd wr mr mw me gd ac");
+        assert_eq!(m[2].path, "");
+        assert!(!m[2].read);
+    }
+
+    #[test]
+    fn stat_with_parens_in_comm() {
+        let mut fields = vec!["0"; 52];
+        fields[0] = "42";
+        fields[1] = "(a) b)";
+        fields[2] = "S";
+        fields[25] = "4096";
+        fields[46] = "8192";
+        fields[50] = "12345";
+        let text = fields.join(" ");
+        let mm = parse_stat_mm(Path::new("x"), &text).unwrap();
+        assert_eq!(mm.start_code, 4096);
+        assert_eq!(mm.start_brk, 8192);
+        assert_eq!(mm.env_end, 12345);
+    }
+
+    #[test]
+    fn status_fields() {
+        let text = "Name:\tcat\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t7\nPPid:\t1\nTracerPid:\t0\nUid:\t1\t2\t3\t4\nGid:\t5\t6\t7\t8\nGroups:\t10 20 \n";
+        let st = parse_status(Path::new("x"), text).unwrap();
+        assert_eq!(st.umask, 0o22);
+        assert_eq!(st.uids, [1, 2, 3, 4]);
+        assert_eq!(st.groups, vec![10, 20]);
+        assert_eq!(st.state, 'S');
+    }
+
+    #[test]
+    fn fdinfo_fields() {
+        let info = parse_fdinfo(
+            Path::new("x"),
+            "pos:\t12\nflags:\t02102001\nmnt_id:\t20\n",
+        )
+        .unwrap();
+        assert_eq!(info.pos, 12);
+        assert_eq!(info.flags, 0o2102001);
+    }
+}

@@ -1,1 +1,207 @@
-//! restore
+//! Restore: turns an image back into a live process with the same PID and
+//! TIDs, detached from the caller. A "husk" process is created with the
+//! image's PID; ferry seizes it and rebuilds the image inside it purely by
+//! injected system calls (no restorer blob): address space, special
+//! mappings, pages, files, signals, threads, registers. On any failure the
+//! husk is killed, so nothing is left behind.
+
+mod husk;
+
+use crate::image::{ImageError, ImageReader, ProcessImage};
+use crate::kernel;
+use crate::ptrace::PtraceError;
+use nix::errno::Errno;
+use serde::Serialize;
+use std::path::Path;
+use std::time::Instant;
+
+/// Statistics of one restore (the figures of CRIU's --print-stats).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct RestoreStats {
+    /// The restored PID.
+    pub pid: i32,
+    /// Milliseconds from opening the image to the process running.
+    pub restore_ms: f64,
+    /// Pages written into the restored address space.
+    pub pages_restored: u64,
+}
+
+/// Why a restore failed. In every case nothing of the restored process is
+/// left running.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The image is unreadable, truncated, corrupt or foreign.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// A PID or TID of the image is in use on this host.
+    #[error("cannot restore: PID {pid} is taken by {holder} on this host")]
+    PidTaken {
+        /// The PID.
+        pid: i32,
+        /// Who holds it (comm and PID).
+        holder: String,
+    },
+    /// This CPU cannot load the saved register state.
+    #[error("cannot restore on this CPU: the image was taken with XSAVE features {image} (XCR0 {image_xcr0:#x}, {image_size} bytes) and this host has {host} (XCR0 {host_xcr0:#x}, {host_size} bytes)")]
+    CpuMismatch {
+        /// Features of the image's host.
+        image: String,
+        /// Its XCR0.
+        image_xcr0: u64,
+        /// Its xstate size.
+        image_size: u32,
+        /// Features of this host.
+        host: String,
+        /// This host's XCR0.
+        host_xcr0: u64,
+        /// This host's xstate size.
+        host_size: u32,
+    },
+    /// The vDSO differs: the restored code would call into other code.
+    #[error("cannot restore: this kernel's vDSO ({host_len} bytes, hash {host_hash:#x}) differs from the checkpointing kernel's {kernel} ({image_len} bytes, hash {image_hash:#x}); restore on the same kernel build")]
+    VdsoMismatch {
+        /// The checkpointing kernel release.
+        kernel: String,
+        /// Image vDSO length.
+        image_len: u64,
+        /// Image vDSO hash.
+        image_hash: u64,
+        /// Host vDSO length.
+        host_len: u64,
+        /// Host vDSO hash.
+        host_hash: u64,
+    },
+    /// A file the image maps or holds open is missing or changed.
+    #[error("cannot restore: {path} {why}")]
+    FileChanged {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// Creating the husk process failed.
+    #[error("cannot create a process with PID {pid}: {errno}")]
+    Spawn {
+        /// The PID wanted.
+        pid: i32,
+        /// The error.
+        errno: Errno,
+    },
+    /// A system call injected into the husk failed.
+    #[error("restoring process {pid}: {call} failed: {errno}")]
+    Injected {
+        /// The process being restored.
+        pid: i32,
+        /// The call, with the values that matter.
+        call: String,
+        /// The error it returned.
+        errno: Errno,
+    },
+    /// The image describes something this host cannot rebuild.
+    #[error("cannot restore process {pid}: {why}")]
+    Unsupported {
+        /// The process.
+        pid: i32,
+        /// Why.
+        why: String,
+    },
+    /// ptrace failed.
+    #[error(transparent)]
+    Ptrace(#[from] PtraceError),
+    /// /proc could not be read.
+    #[error(transparent)]
+    Proc(#[from] crate::proc::ProcError),
+}
+
+/// Restores the image in `dir` and returns once the process runs.
+pub fn restore(dir: &Path) -> Result<RestoreStats, RestoreError> {
+    let started = Instant::now();
+    let reader = ImageReader::open(dir)?;
+    let ck = reader.checkpoint();
+    check_cpu(&ck.host)?;
+    check_pids_free(&ck.process)?;
+    check_files(&ck.process)?;
+    let pages_restored = husk::rebuild(&reader)?;
+    Ok(RestoreStats {
+        pid: ck.process.pid,
+        restore_ms: started.elapsed().as_secs_f64() * 1000.0,
+        pages_restored,
+    })
+}
+
+fn check_cpu(host: &crate::image::HostInfo) -> Result<(), RestoreError> {
+    let host_xcr0 = kernel::cpu::xcr0();
+    let host_size = kernel::cpu::xsave_size();
+    if host.xcr0 != host_xcr0 || host.xstate_size != host_size {
+        return Err(RestoreError::CpuMismatch {
+            image: kernel::cpu::xsave_component_names(host.xcr0).join(","),
+            image_xcr0: host.xcr0,
+            image_size: host.xstate_size,
+            host: kernel::cpu::xsave_component_names(host_xcr0).join(","),
+            host_xcr0,
+            host_size,
+        });
+    }
+    Ok(())
+}
+
+/// Refuses early, with the holder named, when any PID or TID is in use.
+fn check_pids_free(p: &ProcessImage) -> Result<(), RestoreError> {
+    for t in &p.threads {
+        pid_free(t.tid)?;
+    }
+    Ok(())
+}
+
+fn pid_free(pid: i32) -> Result<(), RestoreError> {
+    let holder = std::fs::read_to_string(format!("/proc/{pid}/comm"));
+    match holder {
+        Ok(comm) => Err(RestoreError::PidTaken {
+            pid,
+            holder: format!("'{}' (PID {pid})", comm.trim_end()),
+        }),
+        Err(_) if Path::new(&format!("/proc/{pid}")).exists() => Err(RestoreError::PidTaken {
+            pid,
+            holder: format!("a process (PID {pid})"),
+        }),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Refuses when a mapped file changed since the checkpoint (its pages would
+/// differ from what the process saw) or an open file is gone.
+fn check_files(p: &ProcessImage) -> Result<(), RestoreError> {
+    for vma in &p.vmas {
+        if let crate::image::VmaKind::File { path, identity, .. } = &vma.kind {
+            let meta = std::fs::metadata(path).map_err(|e| RestoreError::FileChanged {
+                path: path.clone(),
+                why: format!("(mapped at {:#x}) cannot be opened: {e}", vma.start),
+            })?;
+            let now = crate::dump::inspect::file_identity(&meta);
+            if now != *identity {
+                return Err(RestoreError::FileChanged {
+                    path: path.clone(),
+                    why: format!(
+                        "(mapped at {:#x}) changed since the checkpoint: size {} -> {}, mtime {} -> {} ns",
+                        vma.start, identity.size, now.size, identity.mtime_ns, now.mtime_ns
+                    ),
+                });
+            }
+        }
+    }
+    for fd in &p.fds {
+        if !Path::new(&fd.file.path).exists() {
+            return Err(RestoreError::FileChanged {
+                path: fd.file.path.clone(),
+                why: format!("(fd {}) no longer exists", fd.fd),
+            });
+        }
+    }
+    if !Path::new(&p.exe).exists() {
+        return Err(RestoreError::FileChanged {
+            path: p.exe.clone(),
+            why: "(the executable) no longer exists".into(),
+        });
+    }
+    Ok(())
+}

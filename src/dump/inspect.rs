@@ -1,0 +1,171 @@
+//! Classifies a process's mappings and fds into what ferry can carry, and
+//! refuses the rest with a reason, before anything is frozen.
+
+use super::CheckpointError;
+use crate::image::{FileIdentity, PathFileType, Vma, VmaKind};
+use crate::proc::MapsEntry;
+use std::os::unix::fs::MetadataExt;
+
+/// Character devices that are reopened by path on restore.
+const REOPENABLE_DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/urandom", "/dev/random", "/dev/full"];
+
+/// Turns the mappings of `pid` into the model, or refuses the first one that
+/// ferry cannot carry.
+pub fn classify_mappings(pid: i32, maps: &[MapsEntry]) -> Result<Vec<Vma>, CheckpointError> {
+    maps.iter().map(|m| classify_mapping(pid, m)).collect()
+}
+
+fn classify_mapping(pid: i32, m: &MapsEntry) -> Result<Vma, CheckpointError> {
+    let refuse = |why: String| CheckpointError::UnsupportedMapping {
+        pid,
+        start: m.start,
+        end: m.end,
+        name: if m.path.is_empty() { "anonymous".into() } else { m.path.clone() },
+        why,
+    };
+    let prot = (if m.read { libc::PROT_READ } else { 0 })
+        | (if m.write { libc::PROT_WRITE } else { 0 })
+        | (if m.exec { libc::PROT_EXEC } else { 0 });
+    let kind = match m.path.as_str() {
+        "[vdso]" => VmaKind::Vdso,
+        "[vvar]" => VmaKind::Vvar,
+        "[vvar_vclock]" => VmaKind::VvarVclock,
+        "[vsyscall]" => VmaKind::Vsyscall,
+        _ if m.shared => {
+            return Err(refuse(
+                "it is a shared mapping (MAP_SHARED); shared memory is not supported yet".into(),
+            ))
+        }
+        "[heap]" => VmaKind::Heap,
+        "[stack]" => VmaKind::Stack,
+        "" => VmaKind::Anonymous,
+        p if p.starts_with("[anon:") => VmaKind::Anonymous,
+        p if p.ends_with(" (deleted)") => {
+            return Err(refuse("the mapped file has been deleted".into()))
+        }
+        p if p.starts_with('/') => {
+            let meta = std::fs::metadata(p)
+                .map_err(|e| refuse(format!("the mapped file cannot be examined: {e}")))?;
+            if meta.ino() != m.inode {
+                return Err(refuse(format!(
+                    "the path now names another file (inode {} instead of {})",
+                    meta.ino(),
+                    m.inode
+                )));
+            }
+            VmaKind::File {
+                path: p.to_string(),
+                offset: m.offset,
+                identity: file_identity(&meta),
+            }
+        }
+        other => return Err(refuse(format!("the special mapping {other} is not supported"))),
+    };
+    for flag in ["io", "pf"] {
+        if m.vm_flags.split_whitespace().any(|f| f == flag) {
+            return Err(refuse("it maps device memory (VM_IO/VM_PFNMAP)".into()));
+        }
+    }
+    Ok(Vma {
+        start: m.start,
+        end: m.end,
+        prot: prot as u32,
+        kind,
+        vm_flags: m.vm_flags.clone(),
+    })
+}
+
+/// The identity of a file as ferry compares it between checkpoint and
+/// restore.
+pub fn file_identity(meta: &std::fs::Metadata) -> FileIdentity {
+    FileIdentity {
+        size: meta.size(),
+        mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+    }
+}
+
+/// Decides whether an fd can be carried: returns its file type, or refuses
+/// it naming the kind of file it is.
+pub fn classify_fd(pid: i32, fd: i32, target: &str) -> Result<PathFileType, CheckpointError> {
+    let refuse = |kind: String| CheckpointError::UnsupportedFd {
+        pid,
+        fd,
+        kind,
+        target: target.to_string(),
+    };
+    if let Some(rest) = target.strip_prefix("anon_inode:") {
+        let kind = rest.trim_start_matches('[').trim_end_matches(']');
+        return Err(refuse(kind.to_string()));
+    }
+    for (prefix, kind) in [("socket:", "socket"), ("pipe:", "pipe"), ("net:", "namespace"), ("mnt:", "namespace")] {
+        if target.starts_with(prefix) {
+            return Err(refuse(kind.to_string()));
+        }
+    }
+    if !target.starts_with('/') {
+        return Err(refuse(format!("special file {target}")));
+    }
+    if target.ends_with(" (deleted)") {
+        return Err(refuse("deleted file".into()));
+    }
+    // Follow the fd itself, not the path, so a renamed file is still seen.
+    let meta = std::fs::metadata(format!("/proc/{pid}/fd/{fd}"))
+        .map_err(|e| refuse(format!("file that cannot be examined ({e})")))?;
+    let ft = meta.file_type();
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_file() {
+        Ok(PathFileType::Regular)
+    } else if ft.is_char_device() && REOPENABLE_DEVICES.contains(&target) {
+        Ok(PathFileType::CharDevice)
+    } else if ft.is_char_device() {
+        Err(refuse(if target.starts_with("/dev/pts/") || target.starts_with("/dev/tty") {
+            "terminal".into()
+        } else {
+            "character device".into()
+        }))
+    } else if ft.is_dir() {
+        Err(refuse("directory".into()))
+    } else if ft.is_fifo() {
+        Err(refuse("FIFO".into()))
+    } else if ft.is_block_device() {
+        Err(refuse("block device".into()))
+    } else {
+        Err(refuse("special file".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fd_kinds_are_named() {
+        let kind = |t: &str| match classify_fd(1, 3, t) {
+            Err(CheckpointError::UnsupportedFd { kind, .. }) => kind,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(kind("socket:[123]"), "socket");
+        assert_eq!(kind("pipe:[9]"), "pipe");
+        assert_eq!(kind("anon_inode:[eventfd]"), "eventfd");
+        assert_eq!(kind("anon_inode:inotify"), "inotify");
+    }
+
+    #[test]
+    fn shared_mapping_is_refused_with_reason() {
+        let m = MapsEntry {
+            start: 0x1000,
+            end: 0x2000,
+            read: true,
+            write: true,
+            exec: false,
+            shared: true,
+            offset: 0,
+            inode: 0,
+            path: "/dev/zero (deleted)".into(),
+            vm_flags: String::new(),
+        };
+        let err = classify_mappings(7, &[m]).unwrap_err().to_string();
+        assert!(err.contains("process 7"), "{err}");
+        assert!(err.contains("shared mapping"), "{err}");
+    }
+}

@@ -1,0 +1,718 @@
+//! Rebuilding a process inside a husk by injected system calls.
+
+use super::RestoreError;
+use crate::image::{HostInfo, ImageReader, PageData, ProcessImage, ThreadImage, Vma, VmaKind, PAGE_SIZE};
+use crate::kernel;
+use crate::proc;
+use crate::ptrace::{read_memory, resume_regs, write_memory, Tracee};
+use nix::errno::Errno;
+use nix::sys::ptrace::Options;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::os::fd::OwnedFd;
+
+/// Size of the helper area mapped in the husk: a `syscall` instruction, a
+/// scratch area for arguments and a small stack.
+const HELPER_LEN: u64 = 16 * PAGE_SIZE;
+/// Offset of the scratch area for strings (paths, names).
+const STR_OFF: u64 = PAGE_SIZE;
+/// Offset of the scratch area for structs (sigaction, clone_args, ...).
+const STRUCT_OFF: u64 = 2 * PAGE_SIZE;
+/// Offset of the auxiliary vector copy for PR_SET_MM_MAP.
+const AUXV_OFF: u64 = 3 * PAGE_SIZE;
+/// Room needed around the helper: the helper itself, and a spot to park the
+/// vDSO group while it moves.
+const HELPER_RESERVE: u64 = 32 << 20;
+/// Where the vDSO group is parked, relative to the helper.
+const PARK_OFF: u64 = 16 << 20;
+/// The kernel's `sizeof(struct robust_list_head)`.
+const ROBUST_LIST_HEAD_LEN: u64 = 24;
+/// `sizeof(struct prctl_mm_map)`.
+const PRCTL_MM_MAP_LEN: u64 = 104;
+
+/// Restores the image into a new husk process and lets it run. Returns the
+/// number of pages written.
+pub fn rebuild(reader: &ImageReader) -> Result<u64, RestoreError> {
+    let ck = reader.checkpoint();
+    let p = &ck.process;
+    let spawned = kernel::spawn_detached_husk(p.pid).map_err(|errno| match errno {
+        Errno::EEXIST => RestoreError::PidTaken {
+            pid: p.pid,
+            holder: "another process".into(),
+        },
+        errno => RestoreError::Spawn { pid: p.pid, errno },
+    })?;
+    let husk_pid = spawned.pid;
+    let mut husk = match Husk::seize(p, &ck.host, spawned) {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = kill(husk_pid, Signal::SIGKILL);
+            return Err(e);
+        }
+    };
+    match husk.build(reader) {
+        Ok(pages) => {
+            husk.release()?;
+            Ok(pages)
+        }
+        Err(e) => {
+            husk.abort();
+            Err(e)
+        }
+    }
+}
+
+/// A husk under construction.
+struct Husk<'a> {
+    image: &'a ProcessImage,
+    /// The checkpointing host, whose vDSO must match this one.
+    host: &'a HostInfo,
+    pid: Pid,
+    /// Leader first, then the threads as they are created.
+    threads: Vec<Tracee>,
+    /// The address of the `syscall` instruction used for injection.
+    syscall_insn: u64,
+    /// The helper area, once mapped.
+    helper: u64,
+    /// Keeps the husk alive until it is seized; closed afterwards.
+    lifeline: Option<OwnedFd>,
+}
+
+fn all_signals_blocked() -> u64 {
+    !0
+}
+
+impl<'a> Husk<'a> {
+    fn seize(image: &'a ProcessImage, host: &'a HostInfo, spawned: kernel::SpawnedHusk) -> Result<Self, RestoreError> {
+        let opts = Options::PTRACE_O_TRACESYSGOOD | Options::PTRACE_O_TRACECLONE | Options::PTRACE_O_EXITKILL;
+        let leader = Tracee::seize(spawned.pid, opts)?;
+        leader.set_sigmask(all_signals_blocked())?;
+        // The husk is stopped inside read(): the instruction before rip is
+        // a `syscall` of our own libc, at the same address (it is a fork).
+        let rip = leader.regs()?.rip;
+        let mut insn = [0u8; 2];
+        read_memory(spawned.pid, rip - 2, &mut insn)?;
+        if insn != [0x0f, 0x05] {
+            return Err(RestoreError::Unsupported {
+                pid: image.pid,
+                why: format!("the husk is not stopped after a syscall instruction (rip {rip:#x})"),
+            });
+        }
+        Ok(Husk {
+            image,
+            host,
+            pid: spawned.pid,
+            threads: vec![leader],
+            syscall_insn: rip - 2,
+            helper: 0,
+            lifeline: Some(spawned.lifeline),
+        })
+    }
+
+    /// Runs one system call in thread `idx` and fails with its name on error.
+    fn sys(&mut self, idx: usize, nr: i64, args: [u64; 6], what: impl FnOnce() -> String) -> Result<i64, RestoreError> {
+        let r = self.threads[idx].inject(self.syscall_insn, nr, args)?;
+        if (-4095..0).contains(&r) {
+            return Err(RestoreError::Injected {
+                pid: self.image.pid,
+                call: what(),
+                errno: Errno::from_raw(-r as i32),
+            });
+        }
+        Ok(r)
+    }
+
+    /// Writes `bytes` into the helper's scratch area at `off`; returns the
+    /// address in the husk.
+    fn put(&self, off: u64, bytes: &[u8]) -> Result<u64, RestoreError> {
+        write_memory(self.pid, self.helper + off, bytes)?;
+        Ok(self.helper + off)
+    }
+
+    /// Writes a NUL-terminated string into the string scratch area.
+    fn put_str(&self, s: &str) -> Result<u64, RestoreError> {
+        if s.len() >= PAGE_SIZE as usize {
+            return Err(RestoreError::Unsupported {
+                pid: self.image.pid,
+                why: format!("path of {} bytes is too long", s.len()),
+            });
+        }
+        let mut bytes = s.as_bytes().to_vec();
+        bytes.push(0);
+        self.put(STR_OFF, &bytes)
+    }
+
+    fn build(&mut self, reader: &ImageReader) -> Result<u64, RestoreError> {
+        self.map_helper()?;
+        self.drop_husk_state()?;
+        self.move_vdso()?;
+        let filled = self.map_vmas(reader)?;
+        let pages = self.fill_pages(reader)?;
+        self.finish_vmas(&filled)?;
+        self.restore_mm()?;
+        self.restore_fs_state()?;
+        self.restore_fds()?;
+        self.restore_rlimits()?;
+        self.restore_sigactions()?;
+        self.restore_threads()?;
+        self.queue_pending_signals()?;
+        self.restore_credentials()?;
+        self.load_final_state()?;
+        Ok(pages)
+    }
+
+    /// Maps the helper area at an address free both in the husk and in the
+    /// image, and places a `syscall` instruction at its start.
+    fn map_helper(&mut self) -> Result<(), RestoreError> {
+        let husk_maps = proc::read_maps(self.pid.as_raw())?;
+        let busy = |s: u64, e: u64| {
+            husk_maps.iter().any(|m| s < m.end && m.start < e)
+                || self.image.vmas.iter().any(|v| s < v.end && v.start < e)
+        };
+        let mut cand: u64 = 0x1_0000_0000;
+        while busy(cand, cand + HELPER_RESERVE) {
+            cand += HELPER_RESERVE;
+            if cand >= 0x7f00_0000_0000 {
+                return Err(RestoreError::Unsupported {
+                    pid: self.image.pid,
+                    why: "no free address range for the restore helper".into(),
+                });
+            }
+        }
+        let prot = libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC;
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
+        let r = self.sys(
+            0,
+            libc::SYS_mmap,
+            [cand, HELPER_LEN, prot as u64, flags as u64, u64::MAX, 0],
+            || format!("mmap of the helper area at {cand:#x}"),
+        )?;
+        if r as u64 != cand {
+            return Err(RestoreError::Unsupported {
+                pid: self.image.pid,
+                why: format!("the helper area landed at {r:#x}, not {cand:#x}"),
+            });
+        }
+        self.helper = cand;
+        write_memory(self.pid, cand, &[0x0f, 0x05, 0xcc, 0xcc])?;
+        self.syscall_insn = cand;
+        // From now on the tracer's PTRACE_O_EXITKILL guards the husk.
+        self.lifeline = None;
+        // Run injected calls on the helper's own stack.
+        let mut regs = self.threads[0].regs()?;
+        regs.rsp = self.helper + HELPER_LEN - 64;
+        self.threads[0].set_regs(&regs)?;
+        Ok(())
+    }
+
+    /// Undoes what the husk inherited from migrate-agent: its rseq
+    /// registration (before its TLS disappears), its fds and its mappings.
+    fn drop_husk_state(&mut self) -> Result<(), RestoreError> {
+        if let Some((ptr, len, sig)) = kernel::ptrace_get_rseq(self.pid).map_err(|errno| {
+            crate::ptrace::PtraceError::Request {
+                op: "PTRACE_GET_RSEQ_CONFIGURATION",
+                tid: self.pid.as_raw(),
+                errno,
+            }
+        })? {
+            const RSEQ_FLAG_UNREGISTER: u64 = 1;
+            self.sys(0, libc::SYS_rseq, [ptr, len as u64, RSEQ_FLAG_UNREGISTER, sig as u64, 0, 0], || {
+                "rseq unregistration of the husk".into()
+            })?;
+        }
+        self.sys(0, libc::SYS_close_range, [0, u32::MAX as u64, 0, 0, 0, 0], || {
+            "close_range of the husk's fds".into()
+        })?;
+        for m in proc::read_maps(self.pid.as_raw())? {
+            let keep = m.start == self.helper
+                || matches!(m.path.as_str(), "[vdso]" | "[vvar]" | "[vvar_vclock]" | "[vsyscall]");
+            if !keep {
+                self.sys(0, libc::SYS_munmap, [m.start, m.end - m.start, 0, 0, 0, 0], || {
+                    format!("munmap of the husk's {:#x}-{:#x} {}", m.start, m.end, m.path)
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves [vvar], [vvar_vclock] and [vdso] to the image's addresses,
+    /// after checking that this kernel's vDSO is the image's.
+    fn move_vdso(&mut self) -> Result<(), RestoreError> {
+        let husk_maps = proc::read_maps(self.pid.as_raw())?;
+        let kinds = [
+            ("[vvar]", VmaKind::Vvar),
+            ("[vvar_vclock]", VmaKind::VvarVclock),
+            ("[vdso]", VmaKind::Vdso),
+        ];
+        // (current start, length, target start)
+        let mut moves = Vec::new();
+        for (name, kind) in kinds {
+            let here = husk_maps.iter().find(|m| m.path == name);
+            let there = self.image.vmas.iter().find(|v| v.kind == kind);
+            match (here, there) {
+                (Some(h), Some(t)) if h.end - h.start == t.end - t.start => moves.push((h.start, h.end - h.start, t.start)),
+                (None, None) => {}
+                _ => {
+                    return Err(RestoreError::Unsupported {
+                        pid: self.image.pid,
+                        why: format!("this kernel's {name} mapping differs in size or presence from the checkpointing kernel's"),
+                    })
+                }
+            }
+        }
+        let host = self.host;
+        if let Some(&(start, len, _)) = moves.last() {
+            let mut bytes = vec![0u8; len as usize];
+            read_memory(self.pid, start, &mut bytes)?;
+            let hash = xxhash_rust::xxh3::xxh3_64(&bytes);
+            if hash != host.vdso_hash || len != host.vdso_len {
+                return Err(RestoreError::VdsoMismatch {
+                    kernel: host.kernel_release.clone(),
+                    image_len: host.vdso_len,
+                    image_hash: host.vdso_hash,
+                    host_len: len,
+                    host_hash: hash,
+                });
+            }
+        }
+        let overlaps = moves.iter().any(|&(_, len, target)| {
+            moves
+                .iter()
+                .any(|&(start, l2, _)| target < start + l2 && start < target + len && target != start)
+        });
+        let mut current: Vec<u64> = moves.iter().map(|m| m.0).collect();
+        if overlaps {
+            let park = self.helper + PARK_OFF;
+            let base = moves.iter().map(|m| m.0).min().unwrap_or(0);
+            for (i, &(_, len, _)) in moves.iter().enumerate() {
+                let dst = park + (current[i] - base);
+                self.mremap(current[i], len, dst)?;
+                current[i] = dst;
+            }
+        }
+        for (i, &(_, len, target)) in moves.iter().enumerate() {
+            if current[i] != target {
+                self.mremap(current[i], len, target)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn mremap(&mut self, from: u64, len: u64, to: u64) -> Result<(), RestoreError> {
+        let flags = (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
+        self.sys(0, libc::SYS_mremap, [from, len, len, flags, to, 0], || {
+            format!("mremap of a special mapping {from:#x} -> {to:#x}")
+        })?;
+        Ok(())
+    }
+
+    /// Maps every mapping of the image; those that receive pages are mapped
+    /// writable for now. Returns which mappings need their protection put
+    /// back.
+    fn map_vmas(&mut self, reader: &ImageReader) -> Result<Vec<bool>, RestoreError> {
+        let vmas = &self.image.vmas;
+        let mut filled = vec![false; vmas.len()];
+        for run in reader.runs() {
+            let idx = vmas.partition_point(|v| v.end <= run.vaddr);
+            match vmas.get(idx) {
+                Some(v) if v.start <= run.vaddr && run.vaddr + run.npages * PAGE_SIZE <= v.end && !v.is_special() => {
+                    filled[idx] = true
+                }
+                _ => {
+                    return Err(RestoreError::Unsupported {
+                        pid: self.image.pid,
+                        why: format!(
+                            "the image holds {} pages at {:#x} outside any restorable mapping",
+                            run.npages, run.vaddr
+                        ),
+                    })
+                }
+            }
+        }
+        for (i, vma) in self.image.vmas.iter().enumerate() {
+            if vma.is_special() {
+                continue;
+            }
+            self.map_vma(vma, filled[i])?;
+        }
+        Ok(filled)
+    }
+
+    fn map_vma(&mut self, vma: &Vma, writable: bool) -> Result<(), RestoreError> {
+        let mut prot = vma.prot as u64;
+        if writable {
+            prot |= libc::PROT_WRITE as u64;
+        }
+        let mut flags = (libc::MAP_PRIVATE | libc::MAP_FIXED_NOREPLACE) as u64;
+        if vma.has_vm_flag("gd") {
+            flags |= libc::MAP_GROWSDOWN as u64;
+        }
+        if vma.has_vm_flag("nr") {
+            flags |= libc::MAP_NORESERVE as u64;
+        }
+        let len = vma.end - vma.start;
+        match &vma.kind {
+            VmaKind::File { path, offset, .. } => {
+                let path_addr = self.put_str(path)?;
+                let fd = self.sys(
+                    0,
+                    libc::SYS_openat,
+                    [libc::AT_FDCWD as u64, path_addr, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0, 0, 0],
+                    || format!("open of mapped file {path}"),
+                )? as u64;
+                let mapped = self.sys(0, libc::SYS_mmap, [vma.start, len, prot, flags, fd, *offset], || {
+                    format!("mmap of {path} at {:#x}-{:#x}", vma.start, vma.end)
+                });
+                self.sys(0, libc::SYS_close, [fd, 0, 0, 0, 0, 0], || format!("close of mapped file {path}"))?;
+                mapped?;
+            }
+            _ => {
+                flags |= libc::MAP_ANONYMOUS as u64;
+                self.sys(0, libc::SYS_mmap, [vma.start, len, prot, flags, u64::MAX, 0], || {
+                    format!("mmap of anonymous memory at {:#x}-{:#x}", vma.start, vma.end)
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every page of the image into place. The pages file's checksum
+    /// is verified by the time this returns Ok.
+    fn fill_pages(&mut self, reader: &ImageReader) -> Result<u64, RestoreError> {
+        static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+        let pid = self.pid;
+        reader.read_pages(|vaddr, data| -> Result<(), RestoreError> {
+            match data {
+                PageData::Bytes(bytes) => write_memory(pid, vaddr, bytes)?,
+                PageData::Zero => write_memory(pid, vaddr, &ZEROS[..PAGE_SIZE as usize])?,
+            }
+            Ok(())
+        })
+    }
+
+    /// Puts back the protection of mappings that were mapped writable to
+    /// receive pages, and the madvise flags that /proc shows.
+    fn finish_vmas(&mut self, filled: &[bool]) -> Result<(), RestoreError> {
+        let image = self.image;
+        for (vma, &was_filled) in image.vmas.iter().zip(filled) {
+            if vma.is_special() {
+                continue;
+            }
+            if was_filled && vma.prot & libc::PROT_WRITE as u32 == 0 {
+                self.sys(0, libc::SYS_mprotect, [vma.start, vma.end - vma.start, vma.prot as u64, 0, 0, 0], || {
+                    format!("mprotect of {:#x}-{:#x}", vma.start, vma.end)
+                })?;
+            }
+            for (flag, advice) in [
+                ("dd", libc::MADV_DONTDUMP),
+                ("dc", libc::MADV_DONTFORK),
+                ("wf", libc::MADV_WIPEONFORK),
+                ("hg", libc::MADV_HUGEPAGE),
+                ("nh", libc::MADV_NOHUGEPAGE),
+            ] {
+                if vma.has_vm_flag(flag) {
+                    self.sys(0, libc::SYS_madvise, [vma.start, vma.end - vma.start, advice as u64, 0, 0, 0], || {
+                        format!("madvise({flag}) of {:#x}-{:#x}", vma.start, vma.end)
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the mm fields, auxiliary vector and exe link (PR_SET_MM_MAP).
+    fn restore_mm(&mut self) -> Result<(), RestoreError> {
+        let mm = &self.image.mm;
+        if mm.auxv.len() * 8 > PAGE_SIZE as usize {
+            return Err(RestoreError::Unsupported {
+                pid: self.image.pid,
+                why: format!("the auxiliary vector has {} words", mm.auxv.len()),
+            });
+        }
+        let auxv: Vec<u8> = mm.auxv.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let auxv_addr = self.put(AUXV_OFF, &auxv)?;
+        let exe = self.image.exe.clone();
+        let exe_addr = self.put_str(&exe)?;
+        let exe_fd = self.sys(
+            0,
+            libc::SYS_openat,
+            [libc::AT_FDCWD as u64, exe_addr, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0, 0, 0],
+            || format!("open of the executable {exe}"),
+        )? as u64;
+        let mut map = Vec::with_capacity(PRCTL_MM_MAP_LEN as usize);
+        for w in [
+            mm.start_code,
+            mm.end_code,
+            mm.start_data,
+            mm.end_data,
+            mm.start_brk,
+            mm.brk,
+            mm.start_stack,
+            mm.arg_start,
+            mm.arg_end,
+            mm.env_start,
+            mm.env_end,
+            auxv_addr,
+        ] {
+            map.extend_from_slice(&w.to_ne_bytes());
+        }
+        map.extend_from_slice(&(auxv.len() as u32).to_ne_bytes());
+        map.extend_from_slice(&(exe_fd as u32).to_ne_bytes());
+        let map_addr = self.put(STRUCT_OFF, &map)?;
+        let r = self.sys(
+            0,
+            libc::SYS_prctl,
+            [libc::PR_SET_MM as u64, libc::PR_SET_MM_MAP as u64, map_addr, PRCTL_MM_MAP_LEN, 0, 0],
+            || format!("prctl(PR_SET_MM_MAP) with brk {:#x} and exe {exe}", mm.brk),
+        );
+        self.sys(0, libc::SYS_close, [exe_fd, 0, 0, 0, 0, 0], || "close of the executable".into())?;
+        r.map(drop)
+    }
+
+    fn restore_fs_state(&mut self) -> Result<(), RestoreError> {
+        let cwd = self.image.cwd.clone();
+        let addr = self.put_str(&cwd)?;
+        self.sys(0, libc::SYS_chdir, [addr, 0, 0, 0, 0, 0], || format!("chdir to {cwd}"))?;
+        self.sys(0, libc::SYS_umask, [self.image.umask as u64, 0, 0, 0, 0, 0], || "umask".into())?;
+        Ok(())
+    }
+
+    /// Reopens every fd by path with its flags, number and offset.
+    fn restore_fds(&mut self) -> Result<(), RestoreError> {
+        let image = self.image;
+        for f in &image.fds {
+            let path = &f.file.path;
+            let mut flags = f.file.flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY);
+            if f.cloexec {
+                flags |= libc::O_CLOEXEC;
+            }
+            let addr = self.put_str(path)?;
+            let fd = self.sys(
+                0,
+                libc::SYS_openat,
+                [libc::AT_FDCWD as u64, addr, flags as u64, 0, 0, 0],
+                || format!("reopening fd {} ({path}, flags {:#o})", f.fd, flags),
+            )?;
+            if fd != f.fd as i64 {
+                let dup_flags = if f.cloexec { libc::O_CLOEXEC as u64 } else { 0 };
+                self.sys(0, libc::SYS_dup3, [fd as u64, f.fd as u64, dup_flags, 0, 0, 0], || {
+                    format!("dup3 of {path} onto fd {}", f.fd)
+                })?;
+                self.sys(0, libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0], || format!("close of fd {fd}"))?;
+            }
+            if f.file.file_type == crate::image::PathFileType::Regular {
+                self.sys(
+                    0,
+                    libc::SYS_lseek,
+                    [f.fd as u64, f.file.pos as u64, libc::SEEK_SET as u64, 0, 0, 0],
+                    || format!("lseek of fd {} ({path}) to {}", f.fd, f.file.pos),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn restore_rlimits(&mut self) -> Result<(), RestoreError> {
+        for l in &self.image.rlimits {
+            kernel::prlimit_set(self.pid, l.resource, l.soft, l.hard).map_err(|errno| RestoreError::Injected {
+                pid: self.image.pid,
+                call: format!("prlimit of resource {} to {}/{}", l.resource, l.soft, l.hard),
+                errno,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn restore_sigactions(&mut self) -> Result<(), RestoreError> {
+        let image = self.image;
+        for a in &image.sigactions {
+            let mut raw = Vec::with_capacity(32);
+            for w in [a.handler, a.flags, a.restorer, a.mask] {
+                raw.extend_from_slice(&w.to_ne_bytes());
+            }
+            let addr = self.put(STRUCT_OFF, &raw)?;
+            self.sys(0, libc::SYS_rt_sigaction, [a.signo as u64, addr, 0, 8, 0, 0], || {
+                format!("rt_sigaction of signal {}", a.signo)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Sets up the leader's per-thread state and creates every other thread
+    /// with its TID (clone3 with set_tid) and set up its state.
+    fn restore_threads(&mut self) -> Result<(), RestoreError> {
+        let image = self.image;
+        let leader = &image.threads[0];
+        self.sys(0, libc::SYS_set_tid_address, [leader.clear_child_tid, 0, 0, 0, 0, 0], || {
+            "set_tid_address".into()
+        })?;
+        self.restore_thread_state(0, leader)?;
+        for t in &image.threads[1..] {
+            let mut flags = (libc::CLONE_VM
+                | libc::CLONE_FS
+                | libc::CLONE_FILES
+                | libc::CLONE_SIGHAND
+                | libc::CLONE_THREAD
+                | libc::CLONE_SYSVSEM
+                | libc::CLONE_SETTLS) as u64;
+            if t.clear_child_tid != 0 {
+                flags |= libc::CLONE_CHILD_CLEARTID as u64;
+            }
+            let tid_addr = self.put(STRUCT_OFF + 512, &t.tid.to_ne_bytes())?;
+            let args = kernel::encode_clone_args(flags, t.clear_child_tid, t.regs.fs_base, tid_addr);
+            let args_addr = self.put(STRUCT_OFF, &args)?;
+            self.threads[0].last_clone_tid = None;
+            let r = self.sys(0, libc::SYS_clone3, [args_addr, kernel::CLONE_ARGS_SIZE as u64, 0, 0, 0, 0], || {
+                format!("clone3 of thread {}", t.tid)
+            });
+            if let Err(RestoreError::Injected { errno: Errno::EEXIST, .. }) = r {
+                return Err(RestoreError::PidTaken {
+                    pid: t.tid,
+                    holder: "another process".into(),
+                });
+            }
+            r?;
+            let new_tid = self.threads[0].last_clone_tid.ok_or_else(|| RestoreError::Unsupported {
+                pid: image.pid,
+                why: format!("no clone event was reported for thread {}", t.tid),
+            })?;
+            let tracee = Tracee::adopt_new_thread(new_tid)?;
+            let mut regs = tracee.regs()?;
+            regs.rsp = self.helper + HELPER_LEN - 64;
+            tracee.set_regs(&regs)?;
+            self.threads.push(tracee);
+            let idx = self.threads.len() - 1;
+            self.restore_thread_state(idx, t)?;
+        }
+        Ok(())
+    }
+
+    fn restore_thread_state(&mut self, idx: usize, t: &ThreadImage) -> Result<(), RestoreError> {
+        if t.altstack.flags & libc::SS_DISABLE == 0 {
+            let mut ss = Vec::with_capacity(24);
+            ss.extend_from_slice(&t.altstack.sp.to_ne_bytes());
+            ss.extend_from_slice(&(t.altstack.flags as i64).to_ne_bytes());
+            ss.extend_from_slice(&t.altstack.size.to_ne_bytes());
+            let addr = self.put(STRUCT_OFF, &ss)?;
+            self.sys(idx, libc::SYS_sigaltstack, [addr, 0, 0, 0, 0, 0], || {
+                format!("sigaltstack of thread {} at {:#x}", t.tid, t.altstack.sp)
+            })?;
+        }
+        let robust_len = if t.robust_list_len == 0 { ROBUST_LIST_HEAD_LEN } else { t.robust_list_len };
+        self.sys(idx, libc::SYS_set_robust_list, [t.robust_list_head, robust_len, 0, 0, 0, 0], || {
+            format!("set_robust_list of thread {}", t.tid)
+        })?;
+        if let Some(rseq) = t.rseq {
+            self.sys(idx, libc::SYS_rseq, [rseq.ptr, rseq.len as u64, 0, rseq.sig as u64, 0, 0], || {
+                format!("rseq registration of thread {} at {:#x}", t.tid, rseq.ptr)
+            })?;
+        }
+        let name = self.put_str(&t.comm)?;
+        self.sys(idx, libc::SYS_prctl, [libc::PR_SET_NAME as u64, name, 0, 0, 0, 0], || {
+            format!("prctl(PR_SET_NAME, {:?}) of thread {}", t.comm, t.tid)
+        })?;
+        Ok(())
+    }
+
+    /// Queues the signals that were pending at checkpoint, with their
+    /// siginfo, from inside the process (where the kernel allows any
+    /// si_code). All signals are still blocked, so none is delivered yet.
+    fn queue_pending_signals(&mut self) -> Result<(), RestoreError> {
+        let image = self.image;
+        let pid = image.pid as u64;
+        for s in &image.shared_pending {
+            let addr = self.put(STRUCT_OFF, &siginfo_bytes(&s.siginfo))?;
+            self.sys(0, libc::SYS_rt_sigqueueinfo, [pid, s.signo as u64, addr, 0, 0, 0], || {
+                format!("queueing pending signal {}", s.signo)
+            })?;
+        }
+        for t in &image.threads {
+            for s in &t.pending {
+                let addr = self.put(STRUCT_OFF, &siginfo_bytes(&s.siginfo))?;
+                self.sys(0, libc::SYS_rt_tgsigqueueinfo, [pid, t.tid as u64, s.signo as u64, addr, 0, 0], || {
+                    format!("queueing pending signal {} of thread {}", s.signo, t.tid)
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets user and group IDs in every thread (the raw system calls act on
+    /// the calling thread only); done last, since dropping privileges would
+    /// forbid what came before.
+    fn restore_credentials(&mut self) -> Result<(), RestoreError> {
+        let c = &self.image.creds;
+        let groups: Vec<u8> = c.groups.iter().flat_map(|g| g.to_ne_bytes()).collect();
+        if groups.len() > PAGE_SIZE as usize {
+            return Err(RestoreError::Unsupported {
+                pid: self.image.pid,
+                why: format!("{} supplementary groups", c.groups.len()),
+            });
+        }
+        for idx in 0..self.threads.len() {
+            let addr = self.put(STR_OFF, &groups)?;
+            self.sys(idx, libc::SYS_setgroups, [c.groups.len() as u64, addr, 0, 0, 0, 0], || "setgroups".into())?;
+            self.sys(idx, libc::SYS_setresgid, [c.gids[0] as u64, c.gids[1] as u64, c.gids[2] as u64, 0, 0, 0], || {
+                format!("setresgid({:?})", &c.gids[..3])
+            })?;
+            self.sys(idx, libc::SYS_setfsgid, [c.gids[3] as u64, 0, 0, 0, 0, 0], || "setfsgid".into())?;
+            self.sys(idx, libc::SYS_setresuid, [c.uids[0] as u64, c.uids[1] as u64, c.uids[2] as u64, 0, 0, 0], || {
+                format!("setresuid({:?})", &c.uids[..3])
+            })?;
+            self.sys(idx, libc::SYS_setfsuid, [c.uids[3] as u64, 0, 0, 0, 0, 0], || "setfsuid".into())?;
+        }
+        Ok(())
+    }
+
+    /// Removes the helper (the last injected call) and loads every thread's
+    /// saved registers, extended state and signal mask.
+    fn load_final_state(&mut self) -> Result<(), RestoreError> {
+        self.sys(0, libc::SYS_munmap, [self.helper, HELPER_LEN, 0, 0, 0, 0], || "munmap of the helper area".into())?;
+        for (tracee, t) in self.threads.iter().zip(&self.image.threads) {
+            tracee.set_xstate(&t.xstate)?;
+            tracee.set_regs(&resume_regs(&t.regs, false))?;
+            tracee.set_sigmask(t.sigmask)?;
+        }
+        Ok(())
+    }
+
+    /// Lets the restored process run: threads first, the leader last.
+    fn release(self) -> Result<(), RestoreError> {
+        let pid = self.pid;
+        let caught: Vec<(Pid, i32)> = self
+            .threads
+            .iter()
+            .flat_map(|t| t.caught_signals.iter().map(move |s| (t.tid, s.signo)))
+            .collect();
+        for t in self.threads.into_iter().rev() {
+            t.detach()?;
+        }
+        // Signals sent to the husk while it was being built.
+        for (tid, signo) in caught {
+            let _ = kernel::tgkill(pid, tid, signo);
+        }
+        Ok(())
+    }
+
+    /// Kills the half-built process and waits until it is gone.
+    fn abort(self) {
+        let _ = kill(self.pid, Signal::SIGKILL);
+        for t in self.threads.iter().rev() {
+            loop {
+                match nix::sys::wait::waitpid(t.tid, Some(nix::sys::wait::WaitPidFlag::__WALL)) {
+                    Ok(nix::sys::wait::WaitStatus::Exited(..) | nix::sys::wait::WaitStatus::Signaled(..)) => break,
+                    Ok(_) | Err(Errno::EINTR) => continue,
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+}
+
+/// A siginfo_t as the kernel wants it (exactly 128 bytes).
+fn siginfo_bytes(raw: &[u8]) -> [u8; kernel::SIGINFO_SIZE] {
+    let mut out = [0u8; kernel::SIGINFO_SIZE];
+    let n = raw.len().min(out.len());
+    out[..n].copy_from_slice(&raw[..n]);
+    out
+}
