@@ -3,6 +3,10 @@
 pub mod format;
 pub mod model;
 pub mod show;
+#[cfg(test)]
+mod testutil;
 
-pub use format::{ImageError, ImageReader, ImageSummary, ImageWriter, PageData, PageRun};
+pub use format::{
+    ImageError, ImageReader, ImageSummary, ImageWriter, PageData, PageRun, IMAGE_FORMAT_VERSION,
+};
 pub use model::*;

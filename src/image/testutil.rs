@@ -1,0 +1,244 @@
+//! Test support shared by the format and show tests: a hand-built sample
+//! checkpoint and a self-removing temporary directory.
+
+use crate::image::model::*;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A directory under the system temp dir, unique per process and call,
+/// removed when dropped.
+pub(crate) struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Reserves a fresh path (the directory itself is not created, so tests
+    /// can also exercise `ImageWriter::create` creating it).
+    pub(crate) fn new(tag: &str) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("ferry-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        Self(path)
+    }
+
+    /// The directory's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A checkpoint with every field filled in, shaped like a small real process.
+pub(crate) fn sample_checkpoint() -> Checkpoint {
+    let mut regs = GeneralRegs {
+        rip: 0x5555_5555_5a10,
+        rsp: 0x7ffd_1234_5670,
+        fs_base: 0x7f00_0000_0740,
+        orig_rax: 230,         // clock_nanosleep
+        rax: (-516i64) as u64, // -ERESTART_RESTARTBLOCK
+        cs: 0x33,
+        ss: 0x2b,
+        eflags: 0x246,
+        ..GeneralRegs::default()
+    };
+    regs.rdi = 1;
+    let worker_regs = GeneralRegs {
+        rip: 0x7f00_0011_2233,
+        rsp: 0x7f00_0080_0000,
+        orig_rax: u64::MAX,
+        ..regs
+    };
+    let siginfo = |signo: i32| {
+        let mut info = vec![0u8; 128];
+        info[..4].copy_from_slice(&signo.to_le_bytes());
+        info
+    };
+    Checkpoint {
+        host: HostInfo {
+            kernel_release: "6.1.0-28-amd64".into(),
+            xcr0: 0x7,
+            xstate_size: 832,
+            vdso_len: 0x2000,
+            vdso_hash: 0x1234_5678_9abc_def0,
+        },
+        process: ProcessImage {
+            pid: 4242,
+            comm: "sleeper".into(),
+            exe: "/usr/bin/sleeper".into(),
+            cwd: "/home/user".into(),
+            umask: 0o022,
+            creds: Credentials {
+                uids: [1000, 1000, 1000, 1000],
+                gids: [1000, 1000, 1000, 1000],
+                groups: vec![24, 27, 1000],
+            },
+            rlimits: vec![Rlimit {
+                resource: 7,
+                soft: 1024,
+                hard: 524_288,
+            }],
+            mm: MmFields {
+                start_code: 0x5555_5555_4000,
+                end_code: 0x5555_5555_6000,
+                start_data: 0x5555_5555_7000,
+                end_data: 0x5555_5555_8000,
+                start_brk: 0x5555_5555_9000,
+                brk: 0x5555_5557_a000,
+                start_stack: 0x7ffd_1234_6000,
+                arg_start: 0x7ffd_1234_6100,
+                arg_end: 0x7ffd_1234_6110,
+                env_start: 0x7ffd_1234_6110,
+                env_end: 0x7ffd_1234_6fe0,
+                auxv: vec![6, 4096, 0, 0],
+            },
+            vmas: vec![
+                Vma {
+                    start: 0x5555_5555_4000,
+                    end: 0x5555_5555_6000,
+                    prot: 5,
+                    kind: VmaKind::File {
+                        path: "/usr/bin/sleeper".into(),
+                        offset: 0,
+                        identity: FileIdentity {
+                            size: 16_384,
+                            mtime_ns: 1_700_000_000_000_000_000,
+                        },
+                    },
+                    vm_flags: "rd ex mr mw me".into(),
+                },
+                Vma {
+                    start: 0x5555_5555_9000,
+                    end: 0x5555_5557_a000,
+                    prot: 3,
+                    kind: VmaKind::Heap,
+                    vm_flags: "rd wr mr mw me ac".into(),
+                },
+                Vma {
+                    start: 0x7f00_0000_0000,
+                    end: 0x7f00_0080_1000,
+                    prot: 3,
+                    kind: VmaKind::Anonymous,
+                    vm_flags: "rd wr mr mw me ac".into(),
+                },
+                Vma {
+                    start: 0x7ffd_1234_5000,
+                    end: 0x7ffd_1234_7000,
+                    prot: 3,
+                    kind: VmaKind::Stack,
+                    vm_flags: "rd wr mr mw me gd ac".into(),
+                },
+                Vma {
+                    start: 0x7ffd_1235_0000,
+                    end: 0x7ffd_1235_2000,
+                    prot: 5,
+                    kind: VmaKind::Vdso,
+                    vm_flags: "rd ex mr mw me de".into(),
+                },
+            ],
+            threads: vec![
+                ThreadImage {
+                    tid: 4242,
+                    comm: "sleeper".into(),
+                    regs,
+                    xstate: vec![0xab; 832],
+                    sigmask: 1 << (10 - 1),
+                    rseq: Some(RseqRegistration {
+                        ptr: 0x7f00_0000_0fe0,
+                        len: 32,
+                        sig: 0x5305_3053,
+                    }),
+                    robust_list_head: 0x7f00_0000_0a20,
+                    robust_list_len: 24,
+                    clear_child_tid: 0x7f00_0000_0a10,
+                    altstack: AltStack {
+                        sp: 0,
+                        flags: 2, // SS_DISABLE
+                        size: 0,
+                    },
+                    pending: vec![],
+                },
+                ThreadImage {
+                    tid: 4243,
+                    comm: "worker".into(),
+                    regs: worker_regs,
+                    xstate: vec![0xcd; 832],
+                    sigmask: 0,
+                    rseq: None,
+                    robust_list_head: 0x7f00_0080_0a20,
+                    robust_list_len: 24,
+                    clear_child_tid: 0x7f00_0080_0a10,
+                    altstack: AltStack {
+                        sp: 0x7f00_0070_0000,
+                        flags: 0,
+                        size: 0x8000,
+                    },
+                    pending: vec![PendingSignal {
+                        signo: 12,
+                        siginfo: siginfo(12),
+                    }],
+                },
+            ],
+            sigactions: vec![
+                SigAction {
+                    signo: 1,
+                    handler: 0,
+                    flags: 0,
+                    restorer: 0,
+                    mask: 0,
+                },
+                SigAction {
+                    signo: 10,
+                    handler: 0x5555_5555_5b00,
+                    flags: 0x1400_0004, // SA_RESTORER | SA_RESTART | SA_SIGINFO
+                    restorer: 0x7f00_0001_0000,
+                    mask: 0,
+                },
+                SigAction {
+                    signo: 13,
+                    handler: 1, // SIG_IGN
+                    flags: 0x0400_0000,
+                    restorer: 0x7f00_0001_0000,
+                    mask: 0,
+                },
+                SigAction {
+                    signo: 36,
+                    handler: 0x5555_5555_5c00,
+                    flags: 0x0400_0000,
+                    restorer: 0x7f00_0001_0000,
+                    mask: 1 << 9,
+                },
+            ],
+            shared_pending: vec![PendingSignal {
+                signo: 10,
+                siginfo: siginfo(10),
+            }],
+            fds: vec![
+                FdImage {
+                    fd: 0,
+                    cloexec: false,
+                    file: OpenFile {
+                        path: "/dev/null".into(),
+                        file_type: PathFileType::CharDevice,
+                        flags: 0o100000, // O_RDONLY | O_LARGEFILE
+                        pos: 0,
+                    },
+                },
+                FdImage {
+                    fd: 3,
+                    cloexec: true,
+                    file: OpenFile {
+                        path: "/tmp/sleeper.log".into(),
+                        file_type: PathFileType::Regular,
+                        flags: 0o102001, // O_WRONLY | O_APPEND | O_LARGEFILE
+                        pos: 12_345,
+                    },
+                },
+            ],
+        },
+    }
+}
