@@ -61,8 +61,9 @@ fn classify_mapping(pid: i32, m: &MapsEntry) -> Result<Vma, CheckpointError> {
         }
         other => return Err(refuse(format!("the special mapping {other} is not supported"))),
     };
+    let special = matches!(kind, VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall);
     for flag in ["io", "pf"] {
-        if m.vm_flags.split_whitespace().any(|f| f == flag) {
+        if !special && m.vm_flags.split_whitespace().any(|f| f == flag) {
             return Err(refuse("it maps device memory (VM_IO/VM_PFNMAP)".into()));
         }
     }

@@ -312,20 +312,28 @@ impl<'a> Husk<'a> {
     fn map_vmas(&mut self, reader: &ImageReader) -> Result<Vec<bool>, RestoreError> {
         let vmas = &self.image.vmas;
         let mut filled = vec![false; vmas.len()];
+        // A run may span adjacent mappings (the writer merges adjacent
+        // pages); every page of it must lie in a restorable mapping.
         for run in reader.runs() {
-            let idx = vmas.partition_point(|v| v.end <= run.vaddr);
-            match vmas.get(idx) {
-                Some(v) if v.start <= run.vaddr && run.vaddr + run.npages * PAGE_SIZE <= v.end && !v.is_special() => {
-                    filled[idx] = true
-                }
-                _ => {
-                    return Err(RestoreError::Unsupported {
-                        pid: self.image.pid,
-                        why: format!(
-                            "the image holds {} pages at {:#x} outside any restorable mapping",
-                            run.npages, run.vaddr
-                        ),
-                    })
+            let end = run.vaddr + run.npages * PAGE_SIZE;
+            let mut addr = run.vaddr;
+            let mut idx = vmas.partition_point(|v| v.end <= addr);
+            while addr < end {
+                match vmas.get(idx) {
+                    Some(v) if v.start <= addr && !v.is_special() => {
+                        filled[idx] = true;
+                        addr = v.end;
+                        idx += 1;
+                    }
+                    _ => {
+                        return Err(RestoreError::Unsupported {
+                            pid: self.image.pid,
+                            why: format!(
+                                "the image holds pages at {addr:#x} (in a run of {} pages at {:#x}) outside any restorable mapping",
+                                run.npages, run.vaddr
+                            ),
+                        })
+                    }
                 }
             }
         }
@@ -384,7 +392,15 @@ impl<'a> Husk<'a> {
         reader.read_pages(|vaddr, data| -> Result<(), RestoreError> {
             match data {
                 PageData::Bytes(bytes) => write_memory(pid, vaddr, bytes)?,
-                PageData::Zero => write_memory(pid, vaddr, &ZEROS[..PAGE_SIZE as usize])?,
+                PageData::Zero { npages } => {
+                    let mut addr = vaddr;
+                    let end = vaddr + npages * PAGE_SIZE;
+                    while addr < end {
+                        let n = (end - addr).min(ZEROS.len() as u64);
+                        write_memory(pid, addr, &ZEROS[..n as usize])?;
+                        addr += n;
+                    }
+                }
             }
             Ok(())
         })
