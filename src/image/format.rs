@@ -52,11 +52,12 @@ const MAX_INDEX_LEN: u64 = 1 << 30;
 const IO_CHUNK: usize = 8 << 20;
 
 /// Why an image could not be written or read. Messages are sentences that
-/// name the file and the values involved.
+/// name the file and the values involved; an underlying OS or encoder error
+/// is the `source()`, so print the chain (`{:#}` with anyhow).
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     /// A system call on an image file failed.
-    #[error("cannot {op} {path}: {source}")]
+    #[error("cannot {op} {path}")]
     Io {
         /// What was being done ("create", "read", "fsync" ...).
         op: &'static str,
@@ -146,7 +147,7 @@ pub enum ImageError {
         detail: String,
     },
     /// The checkpoint could not be encoded (should not happen with the model).
-    #[error("cannot encode the manifest of image {dir}: {source}")]
+    #[error("cannot encode the manifest of image {dir}")]
     Encode {
         /// The image directory.
         dir: PathBuf,

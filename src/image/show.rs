@@ -1,1 +1,547 @@
-//! A person-readable description of an image (`migrate-agent image show`).
+//! A person-readable description of an image (`migrate-agent image show`),
+//! so that what a checkpoint captured can be inspected without a debugger:
+//! the role CRIU's crit plays for CRIU images.
+
+use crate::image::format::{ImageReader, PageRun};
+use crate::image::model::{AltStack, PendingSignal, ThreadImage, Vma, VmaKind, PAGE_SIZE};
+use crate::kernel::cpu::xsave_component_names;
+use std::fmt::{self, Write};
+
+/// Lines are kept within this many columns; long paths are shortened from
+/// the left, where they matter least.
+const WIDTH: usize = 100;
+
+/// Names of signals 1..=31 (x86_64 numbering).
+const SIGNAL_NAMES: [&str; 31] = [
+    "SIGHUP",
+    "SIGINT",
+    "SIGQUIT",
+    "SIGILL",
+    "SIGTRAP",
+    "SIGABRT",
+    "SIGBUS",
+    "SIGFPE",
+    "SIGKILL",
+    "SIGUSR1",
+    "SIGSEGV",
+    "SIGUSR2",
+    "SIGPIPE",
+    "SIGALRM",
+    "SIGTERM",
+    "SIGSTKFLT",
+    "SIGCHLD",
+    "SIGCONT",
+    "SIGSTOP",
+    "SIGTSTP",
+    "SIGTTIN",
+    "SIGTTOU",
+    "SIGURG",
+    "SIGXCPU",
+    "SIGXFSZ",
+    "SIGVTALRM",
+    "SIGPROF",
+    "SIGWINCH",
+    "SIGIO",
+    "SIGPWR",
+    "SIGSYS",
+];
+
+/// The kernel's first real-time signal (glibc reserves two more for itself,
+/// but the image records kernel numbers).
+const SIGRTMIN: i32 = 32;
+
+/// SA_* flags as the x86_64 kernel defines them; libc lacks SA_RESTORER.
+const SA_FLAGS: &[(u64, &str)] = &[
+    (0x0000_0001, "SA_NOCLDSTOP"),
+    (0x0000_0002, "SA_NOCLDWAIT"),
+    (0x0000_0004, "SA_SIGINFO"),
+    (0x0000_0400, "SA_UNSUPPORTED"),
+    (0x0000_0800, "SA_EXPOSE_TAGBITS"),
+    (0x0400_0000, "SA_RESTORER"),
+    (0x0800_0000, "SA_ONSTACK"),
+    (0x1000_0000, "SA_RESTART"),
+    (0x4000_0000, "SA_NODEFER"),
+    (0x8000_0000, "SA_RESETHAND"),
+];
+
+/// O_* status flags as fdinfo reports them (access mode excluded). Wider
+/// masks come first so that O_SYNC is not shown as O_DSYNC and O_TMPFILE
+/// not as O_DIRECTORY. O_LARGEFILE is the kernel's value: libc declares it
+/// 0 on 64-bit targets, but the kernel sets the bit on every open there.
+const OPEN_FLAGS: &[(u64, &str)] = &[
+    (libc::O_CREAT as u64, "O_CREAT"),
+    (libc::O_EXCL as u64, "O_EXCL"),
+    (libc::O_NOCTTY as u64, "O_NOCTTY"),
+    (libc::O_TRUNC as u64, "O_TRUNC"),
+    (libc::O_APPEND as u64, "O_APPEND"),
+    (libc::O_NONBLOCK as u64, "O_NONBLOCK"),
+    (libc::O_SYNC as u64, "O_SYNC"),
+    (libc::O_DSYNC as u64, "O_DSYNC"),
+    (libc::O_ASYNC as u64, "O_ASYNC"),
+    (libc::O_DIRECT as u64, "O_DIRECT"),
+    (0o100000, "O_LARGEFILE"),
+    (libc::O_TMPFILE as u64, "O_TMPFILE"),
+    (libc::O_DIRECTORY as u64, "O_DIRECTORY"),
+    (libc::O_NOFOLLOW as u64, "O_NOFOLLOW"),
+    (libc::O_NOATIME as u64, "O_NOATIME"),
+    (libc::O_PATH as u64, "O_PATH"),
+];
+
+/// sigaltstack flags.
+const SS_DISABLE: i32 = 2;
+const SS_AUTODISARM: i32 = 1 << 31;
+
+/// Describes the image for a person: header, process, threads, signals,
+/// files and a table of mappings with how many of their pages the image
+/// holds.
+pub fn describe(reader: &ImageReader) -> String {
+    let mut out = String::new();
+    write_description(&mut out, reader).expect("writing to a String cannot fail");
+    out
+}
+
+fn write_description(out: &mut String, reader: &ImageReader) -> fmt::Result {
+    let manifest = reader.manifest();
+    let host = &manifest.checkpoint.host;
+    let p = &manifest.checkpoint.process;
+
+    writeln!(out, "ferry image {}", reader.dir().display())?;
+    writeln!(
+        out,
+        "  format version {}, written by ferry {} at {}",
+        crate::image::IMAGE_FORMAT_VERSION,
+        manifest.ferry_version,
+        utc_time(manifest.created_unix_secs)
+    )?;
+    writeln!(out, "  host kernel {}", host.kernel_release)?;
+    writeln!(
+        out,
+        "  XCR0 {:#x} ({}), xstate {} bytes",
+        host.xcr0,
+        xsave_component_names(host.xcr0).join(" "),
+        host.xstate_size
+    )?;
+    writeln!(
+        out,
+        "  vdso {} bytes, xxh3 {:#018x}",
+        host.vdso_len, host.vdso_hash
+    )?;
+
+    writeln!(out, "\nprocess {} {:?}", p.pid, p.comm)?;
+    writeln!(out, "  exe    {}", p.exe)?;
+    writeln!(out, "  cwd    {}", p.cwd)?;
+    writeln!(out, "  umask  {:04o}", p.umask)?;
+    let [ruid, euid, suid, fsuid] = p.creds.uids;
+    let [rgid, egid, sgid, fsgid] = p.creds.gids;
+    writeln!(
+        out,
+        "  uids   real {ruid} effective {euid} saved {suid} fs {fsuid}"
+    )?;
+    writeln!(
+        out,
+        "  gids   real {rgid} effective {egid} saved {sgid} fs {fsgid}; groups {}",
+        join_display(&p.creds.groups)
+    )?;
+    let mm = &p.mm;
+    writeln!(
+        out,
+        "  code   {:#x}-{:#x}   data {:#x}-{:#x}",
+        mm.start_code, mm.end_code, mm.start_data, mm.end_data
+    )?;
+    writeln!(
+        out,
+        "  brk    {:#x} (heap starts {:#x})   stack starts {:#x}",
+        mm.brk, mm.start_brk, mm.start_stack
+    )?;
+    writeln!(
+        out,
+        "  args   {:#x}-{:#x}   env {:#x}-{:#x}   auxv {} words",
+        mm.arg_start,
+        mm.arg_end,
+        mm.env_start,
+        mm.env_end,
+        mm.auxv.len()
+    )?;
+
+    writeln!(out, "\nthreads ({})", p.threads.len())?;
+    for t in &p.threads {
+        write_thread(out, t)?;
+    }
+
+    writeln!(out, "\nsignal handlers (those not SIG_DFL)")?;
+    for sa in p.sigactions.iter().filter(|sa| sa.handler != 0) {
+        let handler = match sa.handler {
+            1 => "SIG_IGN".to_string(),
+            h => format!("{h:#x}"),
+        };
+        writeln!(
+            out,
+            "  {:<16} handler {:<16} mask {:#x}  {}",
+            signal_name(sa.signo),
+            handler,
+            sa.mask,
+            flag_names(sa.flags, SA_FLAGS).unwrap_or_default()
+        )?;
+    }
+    writeln!(
+        out,
+        "shared pending signals: {}",
+        pending_list(&p.shared_pending)
+    )?;
+
+    writeln!(out, "\nfile descriptors ({})", p.fds.len())?;
+    for fd in &p.fds {
+        let f = &fd.file;
+        let prefix = format!(
+            "  {:>4}  {:<32} pos {:<10} {:<8} ",
+            fd.fd,
+            open_flags(f.flags),
+            f.pos,
+            if fd.cloexec { "cloexec" } else { "" }
+        );
+        writeln!(
+            out,
+            "{prefix}{}",
+            fit(&f.path, WIDTH.saturating_sub(prefix.len()))
+        )?;
+    }
+
+    write_vmas(out, &p.vmas, reader.runs())
+}
+
+fn write_thread(out: &mut String, t: &ThreadImage) -> fmt::Result {
+    let r = &t.regs;
+    writeln!(
+        out,
+        "  {} {:?}: rip {:#x} rsp {:#x} fs_base {:#x}",
+        t.tid, t.comm, r.rip, r.rsp, r.fs_base
+    )?;
+    // orig_rax is -1 unless the thread stopped inside a system call.
+    if (r.orig_rax as i64) >= 0 {
+        writeln!(
+            out,
+            "      in system call {} (orig_rax), rax {}",
+            r.orig_rax, r.rax as i64
+        )?;
+    } else {
+        writeln!(out, "      not in a system call, rax {:#x}", r.rax)?;
+    }
+    writeln!(
+        out,
+        "      sigmask {:#018x} {}",
+        t.sigmask,
+        signal_set(t.sigmask)
+    )?;
+    let rseq = match t.rseq {
+        Some(rs) => format!("{:#x} len {} sig {:#x}", rs.ptr, rs.len, rs.sig),
+        None => "none".to_string(),
+    };
+    writeln!(out, "      rseq {rseq}; altstack {}", altstack(&t.altstack))?;
+    writeln!(out, "      pending {}", pending_list(&t.pending))
+}
+
+fn write_vmas(out: &mut String, vmas: &[Vma], runs: &[PageRun]) -> fmt::Result {
+    let mut sorted = runs.to_vec();
+    sorted.sort_by_key(|r| r.vaddr);
+    let digits = vmas
+        .iter()
+        .map(|v| format!("{:x}", v.end).len())
+        .max()
+        .unwrap_or(12);
+    writeln!(out, "\nmappings ({})", vmas.len())?;
+    writeln!(
+        out,
+        "  {:<w$}  perm  {:>8} {:>8} {:>8}  backing",
+        "range",
+        "pages",
+        "data",
+        "zero",
+        w = 2 * digits + 1
+    )?;
+    let (mut in_vmas_data, mut in_vmas_zero) = (0, 0);
+    for v in vmas {
+        let (data, zero) = pages_in(&sorted, v.start, v.end);
+        in_vmas_data += data;
+        in_vmas_zero += zero;
+        let prefix = format!(
+            "  {:0w$x}-{:0w$x}  {}   {:>8} {:>8} {:>8}  ",
+            v.start,
+            v.end,
+            perms(v.prot),
+            v.pages(),
+            data,
+            zero,
+            w = digits
+        );
+        writeln!(
+            out,
+            "{prefix}{}",
+            fit(&vma_backing(&v.kind), WIDTH.saturating_sub(prefix.len()))
+        )?;
+    }
+    let data: u64 = runs.iter().filter(|r| !r.zero).map(|r| r.npages).sum();
+    let zero: u64 = runs.iter().filter(|r| r.zero).map(|r| r.npages).sum();
+    writeln!(
+        out,
+        "\ntotal: {} pages in the image ({} data, {} zero), {} bytes of page data",
+        data + zero,
+        data,
+        zero,
+        data * PAGE_SIZE
+    )?;
+    let outside = (data + zero).saturating_sub(in_vmas_data + in_vmas_zero);
+    if outside != 0 {
+        writeln!(
+            out,
+            "warning: {outside} pages in the image lie outside every mapping"
+        )?;
+    }
+    Ok(())
+}
+
+/// Data and zero pages of `runs` (sorted by address) inside [start, end).
+fn pages_in(sorted: &[PageRun], start: u64, end: u64) -> (u64, u64) {
+    let first = sorted.partition_point(|r| r.vaddr + r.npages * PAGE_SIZE <= start);
+    let (mut data, mut zero) = (0, 0);
+    for r in sorted[first..].iter().take_while(|r| r.vaddr < end) {
+        let lo = r.vaddr.max(start);
+        let hi = (r.vaddr + r.npages * PAGE_SIZE).min(end);
+        let n = hi.saturating_sub(lo) / PAGE_SIZE;
+        if r.zero {
+            zero += n;
+        } else {
+            data += n;
+        }
+    }
+    (data, zero)
+}
+
+fn vma_backing(kind: &VmaKind) -> String {
+    match kind {
+        VmaKind::Anonymous => "anonymous".to_string(),
+        VmaKind::Heap => "[heap]".to_string(),
+        VmaKind::Stack => "[stack]".to_string(),
+        VmaKind::File {
+            path, offset: 0, ..
+        } => path.clone(),
+        VmaKind::File { path, offset, .. } => format!("{path} @{offset:#x}"),
+        VmaKind::Vdso => "[vdso]".to_string(),
+        VmaKind::Vvar => "[vvar]".to_string(),
+        VmaKind::VvarVclock => "[vvar_vclock]".to_string(),
+        VmaKind::Vsyscall => "[vsyscall]".to_string(),
+    }
+}
+
+fn perms(prot: u32) -> String {
+    [
+        (libc::PROT_READ, 'r'),
+        (libc::PROT_WRITE, 'w'),
+        (libc::PROT_EXEC, 'x'),
+    ]
+    .iter()
+    .map(|&(bit, c)| if prot & bit as u32 != 0 { c } else { '-' })
+    .collect()
+}
+
+/// "SIGUSR1 (10)", "SIGRTMIN+2 (34)".
+fn signal_name(signo: i32) -> String {
+    match signo {
+        1..=31 => format!("{} ({signo})", SIGNAL_NAMES[signo as usize - 1]),
+        SIGRTMIN..=64 => format!("SIGRTMIN+{} ({signo})", signo - SIGRTMIN),
+        _ => format!("signal {signo}"),
+    }
+}
+
+/// The signals of a mask (bit n-1 is signal n), named when few enough to
+/// read.
+fn signal_set(mask: u64) -> String {
+    match mask.count_ones() {
+        0 => "(none)".to_string(),
+        n @ 9.. => format!("({n} signals)"),
+        _ => {
+            let names: Vec<String> = (1..=64)
+                .filter(|s| mask & (1u64 << (s - 1)) != 0)
+                .map(signal_name)
+                .collect();
+            format!("({})", names.join(", "))
+        }
+    }
+}
+
+fn pending_list(pending: &[PendingSignal]) -> String {
+    if pending.is_empty() {
+        return "none".to_string();
+    }
+    let items: Vec<String> = pending
+        .iter()
+        .map(|s| {
+            let word = |at: usize| {
+                s.siginfo
+                    .get(at..at + 4)
+                    .and_then(|b| b.try_into().ok())
+                    .map(i32::from_le_bytes)
+            };
+            // si_code at byte 8; for user-sent signals (si_code <= 0) the
+            // sender's pid follows at byte 16.
+            match (word(8), word(16)) {
+                (Some(code), Some(pid)) if code <= 0 => {
+                    format!("{} si_code {code} from pid {pid}", signal_name(s.signo))
+                }
+                (Some(code), _) => format!("{} si_code {code}", signal_name(s.signo)),
+                (None, _) => format!("{} (short siginfo)", signal_name(s.signo)),
+            }
+        })
+        .collect();
+    items.join("; ")
+}
+
+fn altstack(a: &AltStack) -> String {
+    if a.flags & SS_DISABLE != 0 {
+        return "disabled".to_string();
+    }
+    let autodisarm = if a.flags & SS_AUTODISARM != 0 {
+        " autodisarm"
+    } else {
+        ""
+    };
+    format!("{:#x} size {:#x}{autodisarm}", a.sp, a.size)
+}
+
+/// "O_WRONLY|O_APPEND": the access mode, then the status flags.
+fn open_flags(flags: i32) -> String {
+    let mode = match flags & libc::O_ACCMODE {
+        libc::O_RDONLY => "O_RDONLY",
+        libc::O_WRONLY => "O_WRONLY",
+        libc::O_RDWR => "O_RDWR",
+        _ => "O_ACCMODE",
+    };
+    let rest = (flags & !libc::O_ACCMODE) as u32 as u64;
+    match flag_names(rest, OPEN_FLAGS) {
+        Some(names) => format!("{mode}|{names}"),
+        None => mode.to_string(),
+    }
+}
+
+/// Names the bits of `value` from `table` ("A|B"), with any unknown bits in
+/// hex; None when no bit is set.
+fn flag_names(value: u64, table: &[(u64, &str)]) -> Option<String> {
+    let mut left = value;
+    let mut names: Vec<String> = Vec::new();
+    for &(bits, name) in table {
+        if bits != 0 && left & bits == bits {
+            names.push(name.to_string());
+            left &= !bits;
+        }
+    }
+    if left != 0 {
+        names.push(format!("{left:#x}"));
+    }
+    (!names.is_empty()).then(|| names.join("|"))
+}
+
+fn join_display(values: &[u32]) -> String {
+    if values.is_empty() {
+        return "none".to_string();
+    }
+    let parts: Vec<String> = values.iter().map(u32::to_string).collect();
+    parts.join(" ")
+}
+
+/// `text` shortened from the left to at most `width` characters.
+fn fit(text: &str, width: usize) -> String {
+    let len = text.chars().count();
+    if len <= width {
+        return text.to_string();
+    }
+    let tail: String = text.chars().skip(len - width.saturating_sub(1)).collect();
+    format!("…{tail}")
+}
+
+/// "2026-11-28 15:30:00 UTC" from seconds since the epoch (proleptic
+/// Gregorian calendar; H. Hinnant's days-to-civil algorithm).
+fn utc_time(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::format::ImageWriter;
+    use crate::image::testutil::{sample_checkpoint, TempDir};
+
+    #[test]
+    fn describe_covers_every_section_within_the_width() {
+        let dir = TempDir::new("show");
+        let mut w = ImageWriter::create(dir.path()).unwrap();
+        // Two code pages, some heap, a zero run in the anonymous mapping
+        // and the stack, plus one page no mapping covers.
+        w.write_pages(0x5555_5555_4000, &[0x90; 2 * 4096]).unwrap();
+        w.write_pages(0x5555_5555_9000, &[1; 3 * 4096]).unwrap();
+        w.write_zero_pages(0x7f00_0000_0000, 100).unwrap();
+        w.write_pages(0x7ffd_1234_6000, &[2; 4096]).unwrap();
+        w.write_pages(0x1000, &[3; 4096]).unwrap();
+        w.commit(&sample_checkpoint()).unwrap();
+        let reader = ImageReader::open(dir.path()).unwrap();
+        let text = describe(&reader);
+        println!("{text}");
+        for line in text.lines() {
+            assert!(line.chars().count() <= WIDTH, "too wide: {line}");
+        }
+        for needle in [
+            "format version 1",
+            "XCR0 0x7 (x87 sse avx), xstate 832 bytes",
+            "process 4242 \"sleeper\"",
+            "umask  0022",
+            "in system call 230 (orig_rax), rax -516",
+            "not in a system call",
+            "sigmask 0x0000000000000200 (SIGUSR1 (10))",
+            "altstack disabled",
+            "SIGUSR2 (12) si_code 0 from pid 0",
+            "SIGRTMIN+4 (36)",
+            "SA_SIGINFO|SA_RESTORER|SA_RESTART",
+            "SIG_IGN",
+            "O_WRONLY|O_APPEND|O_LARGEFILE",
+            "cloexec",
+            "/usr/bin/sleeper",
+            "[heap]",
+            "total: 107 pages in the image (7 data, 100 zero), 28672 bytes of page data",
+            "warning: 1 pages in the image lie outside every mapping",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        assert!(!text.contains("SIGHUP"), "SIG_DFL handlers are not listed");
+    }
+
+    #[test]
+    fn helpers_name_values() {
+        assert_eq!(utc_time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc_time(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc_time(1_764_343_800), "2025-11-28 15:30:00 UTC");
+        assert_eq!(signal_name(64), "SIGRTMIN+32 (64)");
+        assert_eq!(signal_name(0), "signal 0");
+        assert_eq!(open_flags(libc::O_RDWR | libc::O_SYNC), "O_RDWR|O_SYNC");
+        assert_eq!(
+            open_flags(0o100000 | 0x4000_0000),
+            "O_RDONLY|O_LARGEFILE|0x40000000"
+        );
+        assert_eq!(perms(5), "r-x");
+        assert_eq!(fit("/a/very/long/path", 8), "…ng/path");
+        assert_eq!(signal_set(u64::MAX), "(64 signals)");
+    }
+}
