@@ -311,10 +311,7 @@ impl ImageWriter {
             .map_err(io_err("fsync", &self.pages_path))?;
 
         let mut index = Vec::with_capacity(HEADER_LEN + self.runs.len() * RECORD_LEN);
-        index.extend_from_slice(INDEX_MAGIC);
-        index.extend_from_slice(&IMAGE_FORMAT_VERSION.to_le_bytes());
-        index.extend_from_slice(&0u32.to_le_bytes());
-        index.extend_from_slice(&(self.runs.len() as u64).to_le_bytes());
+        push_header(&mut index, INDEX_MAGIC, self.runs.len() as u64);
         for run in &self.runs {
             run.encode(&mut index);
         }
@@ -390,13 +387,19 @@ impl ImageWriter {
     }
 }
 
+/// Appends the 24-byte header the manifest and the index share: magic,
+/// format version, a zero reserved field and `length`.
+fn push_header(out: &mut Vec<u8>, magic: &[u8; 8], length: u64) {
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&IMAGE_FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&length.to_le_bytes());
+}
+
 /// Wraps an encoded manifest body in its header and checksum.
 fn frame_manifest(body: &[u8]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(HEADER_LEN + body.len() + CHECKSUM_LEN);
-    bytes.extend_from_slice(MANIFEST_MAGIC);
-    bytes.extend_from_slice(&IMAGE_FORMAT_VERSION.to_le_bytes());
-    bytes.extend_from_slice(&0u32.to_le_bytes());
-    bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    push_header(&mut bytes, MANIFEST_MAGIC, body.len() as u64);
     bytes.extend_from_slice(body);
     bytes.extend_from_slice(&xxh3_64(body).to_le_bytes());
     bytes
