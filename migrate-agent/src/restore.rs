@@ -6,11 +6,20 @@ use std::process::ExitCode;
 
 /// Restores the image in `dir` and optionally writes the PID to `pidfile`.
 pub fn run(dir: &Path, pidfile: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
-    let stats = ferry::restore::restore(dir)
-        .with_context(|| format!("restore from {} failed; nothing was left running", dir.display()))?;
+    let stats = ferry::restore::restore(dir).with_context(|| {
+        format!(
+            "restore from {} failed; nothing was left running",
+            dir.display()
+        )
+    })?;
     if let Some(path) = pidfile {
-        std::fs::write(path, format!("{}\n", stats.pid))
-            .with_context(|| format!("process {} runs, but writing {} failed", stats.pid, path.display()))?;
+        std::fs::write(path, format!("{}\n", stats.pid)).with_context(|| {
+            format!(
+                "process {} runs, but writing {} failed",
+                stats.pid,
+                path.display()
+            )
+        })?;
     }
     if json {
         println!("{}", serde_json::to_string(&stats)?);

@@ -7,7 +7,13 @@ use crate::proc::MapsEntry;
 use std::os::unix::fs::MetadataExt;
 
 /// Character devices that are reopened by path on restore.
-const REOPENABLE_DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/urandom", "/dev/random", "/dev/full"];
+const REOPENABLE_DEVICES: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/urandom",
+    "/dev/random",
+    "/dev/full",
+];
 
 /// Turns the mappings of `pid` into the model, or refuses the first one that
 /// ferry cannot carry.
@@ -20,7 +26,11 @@ fn classify_mapping(pid: i32, m: &MapsEntry) -> Result<Vma, CheckpointError> {
         pid,
         start: m.start,
         end: m.end,
-        name: if m.path.is_empty() { "anonymous".into() } else { m.path.clone() },
+        name: if m.path.is_empty() {
+            "anonymous".into()
+        } else {
+            m.path.clone()
+        },
         why,
     };
     let prot = (if m.read { libc::PROT_READ } else { 0 })
@@ -59,9 +69,16 @@ fn classify_mapping(pid: i32, m: &MapsEntry) -> Result<Vma, CheckpointError> {
                 identity: file_identity(&meta),
             }
         }
-        other => return Err(refuse(format!("the special mapping {other} is not supported"))),
+        other => {
+            return Err(refuse(format!(
+                "the special mapping {other} is not supported"
+            )))
+        }
     };
-    let special = matches!(kind, VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall);
+    let special = matches!(
+        kind,
+        VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall
+    );
     for flag in ["io", "pf"] {
         if !special && m.vm_flags.split_whitespace().any(|f| f == flag) {
             return Err(refuse("it maps device memory (VM_IO/VM_PFNMAP)".into()));
@@ -98,7 +115,12 @@ pub fn classify_fd(pid: i32, fd: i32, target: &str) -> Result<PathFileType, Chec
         let kind = rest.trim_start_matches('[').trim_end_matches(']');
         return Err(refuse(kind.to_string()));
     }
-    for (prefix, kind) in [("socket:", "socket"), ("pipe:", "pipe"), ("net:", "namespace"), ("mnt:", "namespace")] {
+    for (prefix, kind) in [
+        ("socket:", "socket"),
+        ("pipe:", "pipe"),
+        ("net:", "namespace"),
+        ("mnt:", "namespace"),
+    ] {
         if target.starts_with(prefix) {
             return Err(refuse(kind.to_string()));
         }
@@ -119,11 +141,13 @@ pub fn classify_fd(pid: i32, fd: i32, target: &str) -> Result<PathFileType, Chec
     } else if ft.is_char_device() && REOPENABLE_DEVICES.contains(&target) {
         Ok(PathFileType::CharDevice)
     } else if ft.is_char_device() {
-        Err(refuse(if target.starts_with("/dev/pts/") || target.starts_with("/dev/tty") {
-            "terminal".into()
-        } else {
-            "character device".into()
-        }))
+        Err(refuse(
+            if target.starts_with("/dev/pts/") || target.starts_with("/dev/tty") {
+                "terminal".into()
+            } else {
+                "character device".into()
+            },
+        ))
     } else if ft.is_dir() {
         Err(refuse("directory".into()))
     } else if ft.is_fifo() {

@@ -37,12 +37,17 @@ fn is_dumped(vma: &Vma) -> bool {
 
 /// Reads every present or swapped private page of `vmas` from the stopped
 /// process `pid` into `writer`.
-pub fn dump_memory(pid: i32, vmas: &[Vma], writer: &mut ImageWriter) -> Result<MemoryDumpStats, CheckpointError> {
+pub fn dump_memory(
+    pid: i32,
+    vmas: &[Vma],
+    writer: &mut ImageWriter,
+) -> Result<MemoryDumpStats, CheckpointError> {
     let io = |what: &str, e: std::io::Error| CheckpointError::Io {
         what: format!("{what} of process {pid}"),
         source: e,
     };
-    let pagemap_file = File::open(format!("/proc/{pid}/pagemap")).map_err(|e| io("open pagemap", e))?;
+    let pagemap_file =
+        File::open(format!("/proc/{pid}/pagemap")).map_err(|e| io("open pagemap", e))?;
     let mem_file = File::open(format!("/proc/{pid}/mem")).map_err(|e| io("open mem", e))?;
     let mut stats = MemoryDumpStats::default();
     let mut batch = Batch::new(Pid::from_raw(pid));
@@ -134,21 +139,25 @@ impl Batch {
         self.pages.push((addr, file_backed));
     }
 
-    fn flush(&mut self, writer: &mut ImageWriter, stats: &mut MemoryDumpStats) -> Result<(), CheckpointError> {
+    fn flush(
+        &mut self,
+        writer: &mut ImageWriter,
+        stats: &mut MemoryDumpStats,
+    ) -> Result<(), CheckpointError> {
         if self.pages.is_empty() {
             return Ok(());
         }
         let len = self.pages.len() * PAGE_SIZE as usize;
         let buf = &mut self.buf[..len];
-        let n = process_vm_readv(self.pid, &mut [IoSliceMut::new(buf)], &self.iovecs).map_err(|errno| {
-            PtraceError::Memory {
+        let n = process_vm_readv(self.pid, &mut [IoSliceMut::new(buf)], &self.iovecs).map_err(
+            |errno| PtraceError::Memory {
                 op: "read",
                 pid: self.pid.as_raw(),
                 addr: self.iovecs[0].base as u64,
                 len,
                 errno,
-            }
-        })?;
+            },
+        )?;
         if n != len {
             // A short read means a page vanished under us; read page by page
             // to name it.

@@ -8,8 +8,9 @@ pub mod inspect;
 pub mod memory;
 
 use crate::image::{
-    AltStack, Checkpoint, Credentials, FdImage, HostInfo, ImageError, ImageWriter, MmFields, OpenFile,
-    PendingSignal, ProcessImage, Rlimit, RseqRegistration, SigAction, ThreadImage, Vma, VmaKind,
+    AltStack, Checkpoint, Credentials, FdImage, HostInfo, ImageError, ImageWriter, MmFields,
+    OpenFile, PendingSignal, ProcessImage, Rlimit, RseqRegistration, SigAction, ThreadImage, Vma,
+    VmaKind,
 };
 use crate::kernel;
 use crate::proc::{self, ProcError};
@@ -160,7 +161,11 @@ pub enum CheckpointError {
 }
 
 /// Checkpoints process `pid` into the image directory `dir`.
-pub fn checkpoint(pid: i32, dir: &Path, opts: CheckpointOptions) -> Result<CheckpointStats, CheckpointError> {
+pub fn checkpoint(
+    pid: i32,
+    dir: &Path,
+    opts: CheckpointOptions,
+) -> Result<CheckpointStats, CheckpointError> {
     let started = Instant::now();
     preflight(pid)?;
     // Refuse what cannot be carried before touching the process.
@@ -186,6 +191,7 @@ pub fn checkpoint(pid: i32, dir: &Path, opts: CheckpointOptions) -> Result<Check
         frozen.kill();
     }
     let frozen_ms = ms(frozen_at.elapsed());
+    crate::image::sync_image(dir)?;
     Ok(CheckpointStats {
         pid,
         frozen_ms,
@@ -208,10 +214,16 @@ fn preflight(pid: i32) -> Result<(), CheckpointError> {
     }
     let status = proc::read_status(pid).map_err(|_| CheckpointError::NoSuchProcess { pid })?;
     if status.tgid != pid {
-        return Err(CheckpointError::NotAProcess { pid, tgid: status.tgid });
+        return Err(CheckpointError::NotAProcess {
+            pid,
+            tgid: status.tgid,
+        });
     }
     if matches!(status.state, 'Z' | 'X' | 'x') {
-        return Err(CheckpointError::NotAlive { pid, state: status.state });
+        return Err(CheckpointError::NotAlive {
+            pid,
+            state: status.state,
+        });
     }
     if status.tracer_pid != 0 {
         return Err(CheckpointError::AlreadyTraced {
@@ -227,7 +239,9 @@ fn preflight(pid: i32) -> Result<(), CheckpointError> {
 }
 
 /// Classifies every fd of `pid`, refusing the first unsupported one.
-fn classify_fds(pid: i32) -> Result<Vec<(i32, String, crate::image::PathFileType)>, CheckpointError> {
+fn classify_fds(
+    pid: i32,
+) -> Result<Vec<(i32, String, crate::image::PathFileType)>, CheckpointError> {
     proc::fds(pid)?
         .into_iter()
         .map(|(fd, target)| {
@@ -280,16 +294,24 @@ impl Frozen {
                 if self.threads.iter().any(|t| t.tracee.tid.as_raw() == tid) {
                     continue;
                 }
-                let tracee = match Tracee::seize(Pid::from_raw(tid), Options::PTRACE_O_TRACESYSGOOD) {
+                let tracee = match Tracee::seize(Pid::from_raw(tid), Options::PTRACE_O_TRACESYSGOOD)
+                {
                     Ok(t) => t,
                     // The thread exited between listing and seizing.
-                    Err(PtraceError::Request { errno: nix::errno::Errno::ESRCH, .. }) if tid != self.pid => continue,
+                    Err(PtraceError::Request {
+                        errno: nix::errno::Errno::ESRCH,
+                        ..
+                    }) if tid != self.pid => continue,
                     Err(e) => return Err(e.into()),
                 };
                 let regs = tracee.regs()?;
                 let sigmask = tracee.sigmask()?;
                 tracee.set_sigmask(ALL_SIGNALS)?;
-                let ft = FrozenThread { tracee, regs, sigmask };
+                let ft = FrozenThread {
+                    tracee,
+                    regs,
+                    sigmask,
+                };
                 if tid == self.pid {
                     self.threads.insert(0, ft);
                 } else {
@@ -333,8 +355,14 @@ impl Frozen {
         let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
         for ft in self.threads.iter().rev() {
             loop {
-                match nix::sys::wait::waitpid(ft.tracee.tid, Some(nix::sys::wait::WaitPidFlag::__WALL)) {
-                    Ok(nix::sys::wait::WaitStatus::Exited(..) | nix::sys::wait::WaitStatus::Signaled(..)) => break,
+                match nix::sys::wait::waitpid(
+                    ft.tracee.tid,
+                    Some(nix::sys::wait::WaitPidFlag::__WALL),
+                ) {
+                    Ok(
+                        nix::sys::wait::WaitStatus::Exited(..)
+                        | nix::sys::wait::WaitStatus::Signaled(..),
+                    ) => break,
                     Ok(_) => continue,
                     Err(nix::errno::Errno::EINTR) => continue,
                     Err(_) => break,
@@ -450,11 +478,16 @@ fn dump_frozen(
     }
     let mut rlimits = Vec::new();
     for resource in 0..RLIMIT_COUNT {
-        let (soft, hard) = kernel::prlimit_get(Pid::from_raw(pid), resource).map_err(|e| CheckpointError::Io {
-            what: format!("read resource limit {resource} of process {pid}"),
-            source: e.into(),
-        })?;
-        rlimits.push(Rlimit { resource, soft, hard });
+        let (soft, hard) =
+            kernel::prlimit_get(Pid::from_raw(pid), resource).map_err(|e| CheckpointError::Io {
+                what: format!("read resource limit {resource} of process {pid}"),
+                source: e.into(),
+            })?;
+        rlimits.push(Rlimit {
+            resource,
+            soft,
+            hard,
+        });
     }
 
     let process = ProcessImage {
@@ -544,7 +577,13 @@ impl Injector {
         }
     }
 
-    fn call(&self, t: &mut Tracee, nr: i64, args: [u64; 6], what: &str) -> Result<i64, CheckpointError> {
+    fn call(
+        &self,
+        t: &mut Tracee,
+        nr: i64,
+        args: [u64; 6],
+        what: &str,
+    ) -> Result<i64, CheckpointError> {
         let r = t.inject(self.syscall_insn, nr, args)?;
         if (-4095..0).contains(&r) {
             return Err(CheckpointError::Injected {
@@ -584,16 +623,31 @@ impl Injector {
         Ok(buf)
     }
 
-    fn query_threads(&mut self, frozen: &mut Frozen) -> Result<Vec<ThreadQueries>, CheckpointError> {
+    fn query_threads(
+        &mut self,
+        frozen: &mut Frozen,
+    ) -> Result<Vec<ThreadQueries>, CheckpointError> {
         let scratch = self.scratch(&mut frozen.threads[0].tracee)?;
         let mut out = Vec::with_capacity(frozen.threads.len());
         for ft in frozen.threads.iter_mut() {
             let t = &mut ft.tracee;
-            self.call(t, libc::SYS_prctl, [libc::PR_GET_TID_ADDRESS as u64, scratch, 0, 0, 0, 0], "prctl(PR_GET_TID_ADDRESS)")?;
-            let clear_child_tid = u64::from_ne_bytes(self.read(scratch, 8)?.try_into().expect("8 bytes"));
-            self.call(t, libc::SYS_sigaltstack, [0, scratch, 0, 0, 0, 0], "sigaltstack(NULL, &old)")?;
+            self.call(
+                t,
+                libc::SYS_prctl,
+                [libc::PR_GET_TID_ADDRESS as u64, scratch, 0, 0, 0, 0],
+                "prctl(PR_GET_TID_ADDRESS)",
+            )?;
+            let clear_child_tid =
+                u64::from_ne_bytes(self.read(scratch, 8)?.try_into().expect("8 bytes"));
+            self.call(
+                t,
+                libc::SYS_sigaltstack,
+                [0, scratch, 0, 0, 0, 0],
+                "sigaltstack(NULL, &old)",
+            )?;
             let ss = self.read(scratch, 24)?;
-            let word = |i: usize| u64::from_ne_bytes(ss[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+            let word =
+                |i: usize| u64::from_ne_bytes(ss[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
             let altstack = AltStack {
                 sp: word(0),
                 // SS_ONSTACK describes the moment, not a setting.
@@ -617,7 +671,10 @@ impl Injector {
     }
 
     /// Reads every signal disposition and the program break.
-    fn query_process(&mut self, leader: &mut Tracee) -> Result<(Vec<SigAction>, u64), CheckpointError> {
+    fn query_process(
+        &mut self,
+        leader: &mut Tracee,
+    ) -> Result<(Vec<SigAction>, u64), CheckpointError> {
         let scratch = self.scratch(leader)?;
         let mut actions = Vec::new();
         for signo in 1..=64 {
@@ -631,7 +688,8 @@ impl Injector {
                 &format!("rt_sigaction({signo}, NULL, &old)"),
             )?;
             let raw = self.read(scratch, 32)?;
-            let word = |i: usize| u64::from_ne_bytes(raw[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+            let word =
+                |i: usize| u64::from_ne_bytes(raw[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
             actions.push(SigAction {
                 signo,
                 handler: word(0),
@@ -647,7 +705,12 @@ impl Injector {
     /// Unmaps the scratch page and puts the leader's registers back.
     fn finish(&mut self, leader: &mut Tracee) -> Result<(), CheckpointError> {
         if let Some(s) = self.scratch.take() {
-            self.call(leader, libc::SYS_munmap, [s, SCRATCH_LEN, 0, 0, 0, 0], "munmap(scratch page)")?;
+            self.call(
+                leader,
+                libc::SYS_munmap,
+                [s, SCRATCH_LEN, 0, 0, 0, 0],
+                "munmap(scratch page)",
+            )?;
         }
         Ok(())
     }

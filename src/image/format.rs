@@ -301,21 +301,20 @@ impl ImageWriter {
     }
 
     /// Writes pages.idx, then the manifest last; returns what was written.
+    /// Nothing is fsynced here, so that a frozen process does not wait for
+    /// the disk: call [`sync_image`] once the process is let go. An image
+    /// cut short by a power loss before that is refused by its checksums.
     pub fn commit(mut self, checkpoint: &Checkpoint) -> Result<ImageSummary, ImageError> {
         self.pages
             .flush()
             .map_err(io_err("write", &self.pages_path))?;
-        self.pages
-            .get_ref()
-            .sync_all()
-            .map_err(io_err("fsync", &self.pages_path))?;
 
         let mut index = Vec::with_capacity(HEADER_LEN + self.runs.len() * RECORD_LEN);
         push_header(&mut index, INDEX_MAGIC, self.runs.len() as u64);
         for run in &self.runs {
             run.encode(&mut index);
         }
-        write_synced(&self.dir.join(INDEX_FILE), &index)?;
+        write_file(&self.dir.join(INDEX_FILE), &index)?;
 
         let manifest = Manifest {
             checkpoint: checkpoint.clone(),
@@ -336,11 +335,8 @@ impl ImageWriter {
 
         let tmp = self.dir.join(MANIFEST_TMP_FILE);
         let manifest_path = self.dir.join(MANIFEST_FILE);
-        write_synced(&tmp, &bytes)?;
+        write_file(&tmp, &bytes)?;
         fs::rename(&tmp, &manifest_path).map_err(io_err("rename into place", &manifest_path))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err("fsync directory", &self.dir))?;
 
         self.summary.image_bytes = self.pages_len + index.len() as u64 + bytes.len() as u64;
         Ok(self.summary)
@@ -412,11 +408,23 @@ fn run_end(vaddr: u64, npages: u64) -> Option<u64> {
         .and_then(|len| vaddr.checked_add(len))
 }
 
-/// Creates `path`, writes `bytes` and fsyncs it.
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
+/// Creates `path` and writes `bytes`.
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
     let mut file = File::create(path).map_err(io_err("create", path))?;
-    file.write_all(bytes).map_err(io_err("write", path))?;
-    file.sync_all().map_err(io_err("fsync", path))
+    file.write_all(bytes).map_err(io_err("write", path))
+}
+
+/// Makes a committed image durable: fsyncs its files, then its directory.
+pub fn sync_image(dir: &Path) -> Result<(), ImageError> {
+    for name in [PAGES_FILE, INDEX_FILE, MANIFEST_FILE] {
+        let path = dir.join(name);
+        File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err("fsync", &path))?;
+    }
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync directory", dir))
 }
 
 /// A validated image: the manifest has been checked and decoded, the index

@@ -7,6 +7,7 @@ pub mod show;
 mod testutil;
 
 pub use format::{
-    ImageError, ImageReader, ImageSummary, ImageWriter, PageData, PageRun, IMAGE_FORMAT_VERSION,
+    sync_image, ImageError, ImageReader, ImageSummary, ImageWriter, PageData, PageRun,
+    IMAGE_FORMAT_VERSION,
 };
 pub use model::*;

@@ -145,7 +145,10 @@ pub fn children(pid: i32) -> Result<Vec<i32>, ProcError> {
     let mut out = Vec::new();
     for tid in task_ids(pid)? {
         let (_, text) = read_text(PathBuf::from(format!("/proc/{pid}/task/{tid}/children")))?;
-        out.extend(text.split_whitespace().filter_map(|t| t.parse::<i32>().ok()));
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|t| t.parse::<i32>().ok()),
+        );
     }
     Ok(out)
 }
@@ -174,7 +177,10 @@ pub struct Status {
 }
 
 fn four_ids(path: &std::path::Path, v: &str) -> Result<[u32; 4], ProcError> {
-    let ids: Vec<u32> = v.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let ids: Vec<u32> = v
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
     ids.try_into()
         .map_err(|_| parse_err(path, format!("expected four IDs, found {v:?}")))
 }
@@ -199,7 +205,12 @@ pub fn parse_status(path: &std::path::Path, text: &str) -> Result<Status, ProcEr
             "TracerPid" => st.tracer_pid = num(v)?,
             "Uid" => st.uids = four_ids(path, v)?,
             "Gid" => st.gids = four_ids(path, v)?,
-            "Groups" => st.groups = v.split_whitespace().filter_map(|x| x.parse().ok()).collect(),
+            "Groups" => {
+                st.groups = v
+                    .split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect()
+            }
             "Umask" => {
                 st.umask = u32::from_str_radix(v, 8)
                     .map_err(|_| parse_err(path, format!("bad umask {v:?}")))?
@@ -425,11 +436,8 @@ VmFlags: mr mw me
 
     #[test]
     fn fdinfo_fields() {
-        let info = parse_fdinfo(
-            Path::new("x"),
-            "pos:\t12\nflags:\t02102001\nmnt_id:\t20\n",
-        )
-        .unwrap();
+        let info =
+            parse_fdinfo(Path::new("x"), "pos:\t12\nflags:\t02102001\nmnt_id:\t20\n").unwrap();
         assert_eq!(info.pos, 12);
         assert_eq!(info.flags, 0o2102001);
     }

@@ -274,7 +274,8 @@ impl Tracee {
 
     /// Reads the XSAVE area.
     pub fn xstate(&self) -> Result<Vec<u8>, PtraceError> {
-        kernel::ptrace_get_xstate(self.tid).map_err(req("PTRACE_GETREGSET(NT_X86_XSTATE)", self.tid))
+        kernel::ptrace_get_xstate(self.tid)
+            .map_err(req("PTRACE_GETREGSET(NT_X86_XSTATE)", self.tid))
     }
 
     /// Writes the XSAVE area.
@@ -297,7 +298,12 @@ impl Tracee {
     /// `syscall` instruction found at `syscall_insn`, and returns its raw
     /// result (negative errno on failure). The thread's registers are left
     /// as the call left them; the caller restores what it needs.
-    pub fn inject(&mut self, syscall_insn: u64, nr: i64, args: [u64; 6]) -> Result<i64, PtraceError> {
+    pub fn inject(
+        &mut self,
+        syscall_insn: u64,
+        nr: i64,
+        args: [u64; 6],
+    ) -> Result<i64, PtraceError> {
         let mut r = self.regs()?;
         r.rax = nr as u64;
         r.orig_rax = u64::MAX;
@@ -318,16 +324,25 @@ impl Tracee {
                 WaitStatus::PtraceEvent(_, _, ev)
                     if ev == libc::PTRACE_EVENT_CLONE || ev == libc::PTRACE_EVENT_FORK =>
                 {
-                    let msg = ptrace::getevent(self.tid).map_err(req("PTRACE_GETEVENTMSG", self.tid))?;
+                    let msg =
+                        ptrace::getevent(self.tid).map_err(req("PTRACE_GETEVENTMSG", self.tid))?;
                     self.last_clone_tid = Some(Pid::from_raw(msg as i32));
                 }
                 WaitStatus::PtraceEvent(..) => {}
                 WaitStatus::Stopped(_, sig) => {
                     // A signal arrived: keep it for the owner, do not deliver it now.
                     self.catch_signal(sig as i32);
-                    tracing::debug!(tid = self.tid.as_raw(), ?sig, "signal held during injection");
+                    tracing::debug!(
+                        tid = self.tid.as_raw(),
+                        ?sig,
+                        "signal held during injection"
+                    );
                 }
-                other => tracing::debug!(tid = self.tid.as_raw(), ?other, "unexpected stop during injection"),
+                other => tracing::debug!(
+                    tid = self.tid.as_raw(),
+                    ?other,
+                    "unexpected stop during injection"
+                ),
             }
         }
         Ok(self.regs()?.rax as i64)
@@ -409,7 +424,10 @@ mod tests {
         assert_eq!((live.rax, live.rip), (NR_RESTART_SYSCALL, 0x1000));
         let restored = resume_regs(&stopped_in(35, ERESTART_RESTARTBLOCK), false);
         assert_eq!((restored.rax, restored.rip), (35, 0x1000));
-        let lost = resume_regs(&stopped_in(NR_RESTART_SYSCALL, ERESTART_RESTARTBLOCK), false);
+        let lost = resume_regs(
+            &stopped_in(NR_RESTART_SYSCALL, ERESTART_RESTARTBLOCK),
+            false,
+        );
         assert_eq!((lost.rax as i64, lost.rip), (-(libc::EINTR as i64), 0x1002));
     }
 

@@ -1,7 +1,9 @@
 //! Rebuilding a process inside a husk by injected system calls.
 
 use super::RestoreError;
-use crate::image::{HostInfo, ImageReader, PageData, ProcessImage, ThreadImage, Vma, VmaKind, PAGE_SIZE};
+use crate::image::{
+    HostInfo, ImageReader, PageData, ProcessImage, ThreadImage, Vma, VmaKind, PAGE_SIZE,
+};
 use crate::kernel;
 use crate::proc;
 use crate::ptrace::{read_memory, resume_regs, write_memory, Tracee};
@@ -83,8 +85,14 @@ fn all_signals_blocked() -> u64 {
 }
 
 impl<'a> Husk<'a> {
-    fn seize(image: &'a ProcessImage, host: &'a HostInfo, spawned: kernel::SpawnedHusk) -> Result<Self, RestoreError> {
-        let opts = Options::PTRACE_O_TRACESYSGOOD | Options::PTRACE_O_TRACECLONE | Options::PTRACE_O_EXITKILL;
+    fn seize(
+        image: &'a ProcessImage,
+        host: &'a HostInfo,
+        spawned: kernel::SpawnedHusk,
+    ) -> Result<Self, RestoreError> {
+        let opts = Options::PTRACE_O_TRACESYSGOOD
+            | Options::PTRACE_O_TRACECLONE
+            | Options::PTRACE_O_EXITKILL;
         let leader = Tracee::seize(spawned.pid, opts)?;
         leader.set_sigmask(all_signals_blocked())?;
         // The husk is stopped inside read(): the instruction before rip is
@@ -110,7 +118,13 @@ impl<'a> Husk<'a> {
     }
 
     /// Runs one system call in thread `idx` and fails with its name on error.
-    fn sys(&mut self, idx: usize, nr: i64, args: [u64; 6], what: impl FnOnce() -> String) -> Result<i64, RestoreError> {
+    fn sys(
+        &mut self,
+        idx: usize,
+        nr: i64,
+        args: [u64; 6],
+        what: impl FnOnce() -> String,
+    ) -> Result<i64, RestoreError> {
         let r = self.threads[idx].inject(self.syscall_insn, nr, args)?;
         if (-4095..0).contains(&r) {
             return Err(RestoreError::Injected {
@@ -216,20 +230,37 @@ impl<'a> Husk<'a> {
             }
         })? {
             const RSEQ_FLAG_UNREGISTER: u64 = 1;
-            self.sys(0, libc::SYS_rseq, [ptr, len as u64, RSEQ_FLAG_UNREGISTER, sig as u64, 0, 0], || {
-                "rseq unregistration of the husk".into()
-            })?;
+            self.sys(
+                0,
+                libc::SYS_rseq,
+                [ptr, len as u64, RSEQ_FLAG_UNREGISTER, sig as u64, 0, 0],
+                || "rseq unregistration of the husk".into(),
+            )?;
         }
-        self.sys(0, libc::SYS_close_range, [0, u32::MAX as u64, 0, 0, 0, 0], || {
-            "close_range of the husk's fds".into()
-        })?;
+        self.sys(
+            0,
+            libc::SYS_close_range,
+            [0, u32::MAX as u64, 0, 0, 0, 0],
+            || "close_range of the husk's fds".into(),
+        )?;
         for m in proc::read_maps(self.pid.as_raw())? {
             let keep = m.start == self.helper
-                || matches!(m.path.as_str(), "[vdso]" | "[vvar]" | "[vvar_vclock]" | "[vsyscall]");
+                || matches!(
+                    m.path.as_str(),
+                    "[vdso]" | "[vvar]" | "[vvar_vclock]" | "[vsyscall]"
+                );
             if !keep {
-                self.sys(0, libc::SYS_munmap, [m.start, m.end - m.start, 0, 0, 0, 0], || {
-                    format!("munmap of the husk's {:#x}-{:#x} {}", m.start, m.end, m.path)
-                })?;
+                self.sys(
+                    0,
+                    libc::SYS_munmap,
+                    [m.start, m.end - m.start, 0, 0, 0, 0],
+                    || {
+                        format!(
+                            "munmap of the husk's {:#x}-{:#x} {}",
+                            m.start, m.end, m.path
+                        )
+                    },
+                )?;
             }
         }
         Ok(())
@@ -276,9 +307,9 @@ impl<'a> Husk<'a> {
             }
         }
         let overlaps = moves.iter().any(|&(_, len, target)| {
-            moves
-                .iter()
-                .any(|&(start, l2, _)| target < start + l2 && start < target + len && target != start)
+            moves.iter().any(|&(start, l2, _)| {
+                target < start + l2 && start < target + len && target != start
+            })
         });
         let mut current: Vec<u64> = moves.iter().map(|m| m.0).collect();
         if overlaps {
@@ -365,20 +396,40 @@ impl<'a> Husk<'a> {
                 let fd = self.sys(
                     0,
                     libc::SYS_openat,
-                    [libc::AT_FDCWD as u64, path_addr, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0, 0, 0],
+                    [
+                        libc::AT_FDCWD as u64,
+                        path_addr,
+                        (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+                        0,
+                        0,
+                        0,
+                    ],
                     || format!("open of mapped file {path}"),
                 )? as u64;
-                let mapped = self.sys(0, libc::SYS_mmap, [vma.start, len, prot, flags, fd, *offset], || {
-                    format!("mmap of {path} at {:#x}-{:#x}", vma.start, vma.end)
-                });
-                self.sys(0, libc::SYS_close, [fd, 0, 0, 0, 0, 0], || format!("close of mapped file {path}"))?;
+                let mapped = self.sys(
+                    0,
+                    libc::SYS_mmap,
+                    [vma.start, len, prot, flags, fd, *offset],
+                    || format!("mmap of {path} at {:#x}-{:#x}", vma.start, vma.end),
+                );
+                self.sys(0, libc::SYS_close, [fd, 0, 0, 0, 0, 0], || {
+                    format!("close of mapped file {path}")
+                })?;
                 mapped?;
             }
             _ => {
                 flags |= libc::MAP_ANONYMOUS as u64;
-                self.sys(0, libc::SYS_mmap, [vma.start, len, prot, flags, u64::MAX, 0], || {
-                    format!("mmap of anonymous memory at {:#x}-{:#x}", vma.start, vma.end)
-                })?;
+                self.sys(
+                    0,
+                    libc::SYS_mmap,
+                    [vma.start, len, prot, flags, u64::MAX, 0],
+                    || {
+                        format!(
+                            "mmap of anonymous memory at {:#x}-{:#x}",
+                            vma.start, vma.end
+                        )
+                    },
+                )?;
             }
         }
         Ok(())
@@ -415,9 +466,12 @@ impl<'a> Husk<'a> {
                 continue;
             }
             if was_filled && vma.prot & libc::PROT_WRITE as u32 == 0 {
-                self.sys(0, libc::SYS_mprotect, [vma.start, vma.end - vma.start, vma.prot as u64, 0, 0, 0], || {
-                    format!("mprotect of {:#x}-{:#x}", vma.start, vma.end)
-                })?;
+                self.sys(
+                    0,
+                    libc::SYS_mprotect,
+                    [vma.start, vma.end - vma.start, vma.prot as u64, 0, 0, 0],
+                    || format!("mprotect of {:#x}-{:#x}", vma.start, vma.end),
+                )?;
             }
             for (flag, advice) in [
                 ("dd", libc::MADV_DONTDUMP),
@@ -427,9 +481,12 @@ impl<'a> Husk<'a> {
                 ("nh", libc::MADV_NOHUGEPAGE),
             ] {
                 if vma.has_vm_flag(flag) {
-                    self.sys(0, libc::SYS_madvise, [vma.start, vma.end - vma.start, advice as u64, 0, 0, 0], || {
-                        format!("madvise({flag}) of {:#x}-{:#x}", vma.start, vma.end)
-                    })?;
+                    self.sys(
+                        0,
+                        libc::SYS_madvise,
+                        [vma.start, vma.end - vma.start, advice as u64, 0, 0, 0],
+                        || format!("madvise({flag}) of {:#x}-{:#x}", vma.start, vma.end),
+                    )?;
                 }
             }
         }
@@ -452,7 +509,14 @@ impl<'a> Husk<'a> {
         let exe_fd = self.sys(
             0,
             libc::SYS_openat,
-            [libc::AT_FDCWD as u64, exe_addr, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0, 0, 0],
+            [
+                libc::AT_FDCWD as u64,
+                exe_addr,
+                (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+                0,
+                0,
+                0,
+            ],
             || format!("open of the executable {exe}"),
         )? as u64;
         let mut map = Vec::with_capacity(PRCTL_MM_MAP_LEN as usize);
@@ -478,18 +542,34 @@ impl<'a> Husk<'a> {
         let r = self.sys(
             0,
             libc::SYS_prctl,
-            [libc::PR_SET_MM as u64, libc::PR_SET_MM_MAP as u64, map_addr, PRCTL_MM_MAP_LEN, 0, 0],
+            [
+                libc::PR_SET_MM as u64,
+                libc::PR_SET_MM_MAP as u64,
+                map_addr,
+                PRCTL_MM_MAP_LEN,
+                0,
+                0,
+            ],
             || format!("prctl(PR_SET_MM_MAP) with brk {:#x} and exe {exe}", mm.brk),
         );
-        self.sys(0, libc::SYS_close, [exe_fd, 0, 0, 0, 0, 0], || "close of the executable".into())?;
+        self.sys(0, libc::SYS_close, [exe_fd, 0, 0, 0, 0, 0], || {
+            "close of the executable".into()
+        })?;
         r.map(drop)
     }
 
     fn restore_fs_state(&mut self) -> Result<(), RestoreError> {
         let cwd = self.image.cwd.clone();
         let addr = self.put_str(&cwd)?;
-        self.sys(0, libc::SYS_chdir, [addr, 0, 0, 0, 0, 0], || format!("chdir to {cwd}"))?;
-        self.sys(0, libc::SYS_umask, [self.image.umask as u64, 0, 0, 0, 0, 0], || "umask".into())?;
+        self.sys(0, libc::SYS_chdir, [addr, 0, 0, 0, 0, 0], || {
+            format!("chdir to {cwd}")
+        })?;
+        self.sys(
+            0,
+            libc::SYS_umask,
+            [self.image.umask as u64, 0, 0, 0, 0, 0],
+            || "umask".into(),
+        )?;
         Ok(())
     }
 
@@ -498,7 +578,8 @@ impl<'a> Husk<'a> {
         let image = self.image;
         for f in &image.fds {
             let path = &f.file.path;
-            let mut flags = f.file.flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY);
+            let mut flags =
+                f.file.flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY);
             if f.cloexec {
                 flags |= libc::O_CLOEXEC;
             }
@@ -511,16 +592,28 @@ impl<'a> Husk<'a> {
             )?;
             if fd != f.fd as i64 {
                 let dup_flags = if f.cloexec { libc::O_CLOEXEC as u64 } else { 0 };
-                self.sys(0, libc::SYS_dup3, [fd as u64, f.fd as u64, dup_flags, 0, 0, 0], || {
-                    format!("dup3 of {path} onto fd {}", f.fd)
+                self.sys(
+                    0,
+                    libc::SYS_dup3,
+                    [fd as u64, f.fd as u64, dup_flags, 0, 0, 0],
+                    || format!("dup3 of {path} onto fd {}", f.fd),
+                )?;
+                self.sys(0, libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0], || {
+                    format!("close of fd {fd}")
                 })?;
-                self.sys(0, libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0], || format!("close of fd {fd}"))?;
             }
             if f.file.file_type == crate::image::PathFileType::Regular {
                 self.sys(
                     0,
                     libc::SYS_lseek,
-                    [f.fd as u64, f.file.pos as u64, libc::SEEK_SET as u64, 0, 0, 0],
+                    [
+                        f.fd as u64,
+                        f.file.pos as u64,
+                        libc::SEEK_SET as u64,
+                        0,
+                        0,
+                        0,
+                    ],
                     || format!("lseek of fd {} ({path}) to {}", f.fd, f.file.pos),
                 )?;
             }
@@ -530,10 +623,15 @@ impl<'a> Husk<'a> {
 
     fn restore_rlimits(&mut self) -> Result<(), RestoreError> {
         for l in &self.image.rlimits {
-            kernel::prlimit_set(self.pid, l.resource, l.soft, l.hard).map_err(|errno| RestoreError::Injected {
-                pid: self.image.pid,
-                call: format!("prlimit of resource {} to {}/{}", l.resource, l.soft, l.hard),
-                errno,
+            kernel::prlimit_set(self.pid, l.resource, l.soft, l.hard).map_err(|errno| {
+                RestoreError::Injected {
+                    pid: self.image.pid,
+                    call: format!(
+                        "prlimit of resource {} to {}/{}",
+                        l.resource, l.soft, l.hard
+                    ),
+                    errno,
+                }
             })?;
         }
         Ok(())
@@ -547,9 +645,12 @@ impl<'a> Husk<'a> {
                 raw.extend_from_slice(&w.to_ne_bytes());
             }
             let addr = self.put(STRUCT_OFF, &raw)?;
-            self.sys(0, libc::SYS_rt_sigaction, [a.signo as u64, addr, 0, 8, 0, 0], || {
-                format!("rt_sigaction of signal {}", a.signo)
-            })?;
+            self.sys(
+                0,
+                libc::SYS_rt_sigaction,
+                [a.signo as u64, addr, 0, 8, 0, 0],
+                || format!("rt_sigaction of signal {}", a.signo),
+            )?;
         }
         Ok(())
     }
@@ -559,9 +660,12 @@ impl<'a> Husk<'a> {
     fn restore_threads(&mut self) -> Result<(), RestoreError> {
         let image = self.image;
         let leader = &image.threads[0];
-        self.sys(0, libc::SYS_set_tid_address, [leader.clear_child_tid, 0, 0, 0, 0, 0], || {
-            "set_tid_address".into()
-        })?;
+        self.sys(
+            0,
+            libc::SYS_set_tid_address,
+            [leader.clear_child_tid, 0, 0, 0, 0, 0],
+            || "set_tid_address".into(),
+        )?;
         self.restore_thread_state(0, leader)?;
         for t in &image.threads[1..] {
             let mut flags = (libc::CLONE_VM
@@ -575,23 +679,34 @@ impl<'a> Husk<'a> {
                 flags |= libc::CLONE_CHILD_CLEARTID as u64;
             }
             let tid_addr = self.put(STRUCT_OFF + 512, &t.tid.to_ne_bytes())?;
-            let args = kernel::encode_clone_args(flags, t.clear_child_tid, t.regs.fs_base, tid_addr);
+            let args =
+                kernel::encode_clone_args(flags, t.clear_child_tid, t.regs.fs_base, tid_addr);
             let args_addr = self.put(STRUCT_OFF, &args)?;
             self.threads[0].last_clone_tid = None;
-            let r = self.sys(0, libc::SYS_clone3, [args_addr, kernel::CLONE_ARGS_SIZE as u64, 0, 0, 0, 0], || {
-                format!("clone3 of thread {}", t.tid)
-            });
-            if let Err(RestoreError::Injected { errno: Errno::EEXIST, .. }) = r {
+            let r = self.sys(
+                0,
+                libc::SYS_clone3,
+                [args_addr, kernel::CLONE_ARGS_SIZE as u64, 0, 0, 0, 0],
+                || format!("clone3 of thread {}", t.tid),
+            );
+            if let Err(RestoreError::Injected {
+                errno: Errno::EEXIST,
+                ..
+            }) = r
+            {
                 return Err(RestoreError::PidTaken {
                     pid: t.tid,
                     holder: "another process".into(),
                 });
             }
             r?;
-            let new_tid = self.threads[0].last_clone_tid.ok_or_else(|| RestoreError::Unsupported {
-                pid: image.pid,
-                why: format!("no clone event was reported for thread {}", t.tid),
-            })?;
+            let new_tid =
+                self.threads[0]
+                    .last_clone_tid
+                    .ok_or_else(|| RestoreError::Unsupported {
+                        pid: image.pid,
+                        why: format!("no clone event was reported for thread {}", t.tid),
+                    })?;
             let tracee = Tracee::adopt_new_thread(new_tid)?;
             let mut regs = tracee.regs()?;
             regs.rsp = self.helper + HELPER_LEN - 64;
@@ -614,19 +729,32 @@ impl<'a> Husk<'a> {
                 format!("sigaltstack of thread {} at {:#x}", t.tid, t.altstack.sp)
             })?;
         }
-        let robust_len = if t.robust_list_len == 0 { ROBUST_LIST_HEAD_LEN } else { t.robust_list_len };
-        self.sys(idx, libc::SYS_set_robust_list, [t.robust_list_head, robust_len, 0, 0, 0, 0], || {
-            format!("set_robust_list of thread {}", t.tid)
-        })?;
+        let robust_len = if t.robust_list_len == 0 {
+            ROBUST_LIST_HEAD_LEN
+        } else {
+            t.robust_list_len
+        };
+        self.sys(
+            idx,
+            libc::SYS_set_robust_list,
+            [t.robust_list_head, robust_len, 0, 0, 0, 0],
+            || format!("set_robust_list of thread {}", t.tid),
+        )?;
         if let Some(rseq) = t.rseq {
-            self.sys(idx, libc::SYS_rseq, [rseq.ptr, rseq.len as u64, 0, rseq.sig as u64, 0, 0], || {
-                format!("rseq registration of thread {} at {:#x}", t.tid, rseq.ptr)
-            })?;
+            self.sys(
+                idx,
+                libc::SYS_rseq,
+                [rseq.ptr, rseq.len as u64, 0, rseq.sig as u64, 0, 0],
+                || format!("rseq registration of thread {} at {:#x}", t.tid, rseq.ptr),
+            )?;
         }
         let name = self.put_str(&t.comm)?;
-        self.sys(idx, libc::SYS_prctl, [libc::PR_SET_NAME as u64, name, 0, 0, 0, 0], || {
-            format!("prctl(PR_SET_NAME, {:?}) of thread {}", t.comm, t.tid)
-        })?;
+        self.sys(
+            idx,
+            libc::SYS_prctl,
+            [libc::PR_SET_NAME as u64, name, 0, 0, 0, 0],
+            || format!("prctl(PR_SET_NAME, {:?}) of thread {}", t.comm, t.tid),
+        )?;
         Ok(())
     }
 
@@ -638,16 +766,22 @@ impl<'a> Husk<'a> {
         let pid = image.pid as u64;
         for s in &image.shared_pending {
             let addr = self.put(STRUCT_OFF, &siginfo_bytes(&s.siginfo))?;
-            self.sys(0, libc::SYS_rt_sigqueueinfo, [pid, s.signo as u64, addr, 0, 0, 0], || {
-                format!("queueing pending signal {}", s.signo)
-            })?;
+            self.sys(
+                0,
+                libc::SYS_rt_sigqueueinfo,
+                [pid, s.signo as u64, addr, 0, 0, 0],
+                || format!("queueing pending signal {}", s.signo),
+            )?;
         }
         for t in &image.threads {
             for s in &t.pending {
                 let addr = self.put(STRUCT_OFF, &siginfo_bytes(&s.siginfo))?;
-                self.sys(0, libc::SYS_rt_tgsigqueueinfo, [pid, t.tid as u64, s.signo as u64, addr, 0, 0], || {
-                    format!("queueing pending signal {} of thread {}", s.signo, t.tid)
-                })?;
+                self.sys(
+                    0,
+                    libc::SYS_rt_tgsigqueueinfo,
+                    [pid, t.tid as u64, s.signo as u64, addr, 0, 0],
+                    || format!("queueing pending signal {} of thread {}", s.signo, t.tid),
+                )?;
             }
         }
         Ok(())
@@ -667,15 +801,50 @@ impl<'a> Husk<'a> {
         }
         for idx in 0..self.threads.len() {
             let addr = self.put(STR_OFF, &groups)?;
-            self.sys(idx, libc::SYS_setgroups, [c.groups.len() as u64, addr, 0, 0, 0, 0], || "setgroups".into())?;
-            self.sys(idx, libc::SYS_setresgid, [c.gids[0] as u64, c.gids[1] as u64, c.gids[2] as u64, 0, 0, 0], || {
-                format!("setresgid({:?})", &c.gids[..3])
-            })?;
-            self.sys(idx, libc::SYS_setfsgid, [c.gids[3] as u64, 0, 0, 0, 0, 0], || "setfsgid".into())?;
-            self.sys(idx, libc::SYS_setresuid, [c.uids[0] as u64, c.uids[1] as u64, c.uids[2] as u64, 0, 0, 0], || {
-                format!("setresuid({:?})", &c.uids[..3])
-            })?;
-            self.sys(idx, libc::SYS_setfsuid, [c.uids[3] as u64, 0, 0, 0, 0, 0], || "setfsuid".into())?;
+            self.sys(
+                idx,
+                libc::SYS_setgroups,
+                [c.groups.len() as u64, addr, 0, 0, 0, 0],
+                || "setgroups".into(),
+            )?;
+            self.sys(
+                idx,
+                libc::SYS_setresgid,
+                [
+                    c.gids[0] as u64,
+                    c.gids[1] as u64,
+                    c.gids[2] as u64,
+                    0,
+                    0,
+                    0,
+                ],
+                || format!("setresgid({:?})", &c.gids[..3]),
+            )?;
+            self.sys(
+                idx,
+                libc::SYS_setfsgid,
+                [c.gids[3] as u64, 0, 0, 0, 0, 0],
+                || "setfsgid".into(),
+            )?;
+            self.sys(
+                idx,
+                libc::SYS_setresuid,
+                [
+                    c.uids[0] as u64,
+                    c.uids[1] as u64,
+                    c.uids[2] as u64,
+                    0,
+                    0,
+                    0,
+                ],
+                || format!("setresuid({:?})", &c.uids[..3]),
+            )?;
+            self.sys(
+                idx,
+                libc::SYS_setfsuid,
+                [c.uids[3] as u64, 0, 0, 0, 0, 0],
+                || "setfsuid".into(),
+            )?;
         }
         Ok(())
     }
@@ -683,7 +852,12 @@ impl<'a> Husk<'a> {
     /// Removes the helper (the last injected call) and loads every thread's
     /// saved registers, extended state and signal mask.
     fn load_final_state(&mut self) -> Result<(), RestoreError> {
-        self.sys(0, libc::SYS_munmap, [self.helper, HELPER_LEN, 0, 0, 0, 0], || "munmap of the helper area".into())?;
+        self.sys(
+            0,
+            libc::SYS_munmap,
+            [self.helper, HELPER_LEN, 0, 0, 0, 0],
+            || "munmap of the helper area".into(),
+        )?;
         for (tracee, t) in self.threads.iter().zip(&self.image.threads) {
             tracee.set_xstate(&t.xstate)?;
             tracee.set_regs(&resume_regs(&t.regs, false))?;
@@ -716,7 +890,10 @@ impl<'a> Husk<'a> {
         for t in self.threads.iter().rev() {
             loop {
                 match nix::sys::wait::waitpid(t.tid, Some(nix::sys::wait::WaitPidFlag::__WALL)) {
-                    Ok(nix::sys::wait::WaitStatus::Exited(..) | nix::sys::wait::WaitStatus::Signaled(..)) => break,
+                    Ok(
+                        nix::sys::wait::WaitStatus::Exited(..)
+                        | nix::sys::wait::WaitStatus::Signaled(..),
+                    ) => break,
                     Ok(_) | Err(Errno::EINTR) => continue,
                     Err(_) => break,
                 }
