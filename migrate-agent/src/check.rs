@@ -1,8 +1,80 @@
 //! `migrate-agent check`.
 
+use ferry::kernel::probe::{probe_host, HostReport};
+use serde::Serialize;
 use std::process::ExitCode;
 
-/// Probes the host and prints the report.
-pub fn run(_json: bool) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("check is not implemented yet")
+/// The JSON form of the report: the probes plus the verdict, so scripts
+/// need not recompute which probes are required.
+#[derive(Serialize)]
+struct CheckJson<'a> {
+    #[serde(flatten)]
+    report: &'a HostReport,
+    can_checkpoint: bool,
+    checkpoint_blockers: Vec<&'static str>,
+}
+
+/// Probes the host and prints the report: a table, or one JSON object with
+/// `json`. Exits with 1 when checkpoint/restore is impossible here.
+pub fn run(json: bool) -> anyhow::Result<ExitCode> {
+    let report = probe_host();
+    let blockers = report.checkpoint_blockers();
+    if json {
+        let out = CheckJson {
+            report: &report,
+            can_checkpoint: blockers.is_empty(),
+            checkpoint_blockers: blockers.iter().map(|p| p.name).collect(),
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(if blockers.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Prints one line per probe (name, status, required or optional, detail),
+/// then the verdict.
+fn print_table(report: &HostReport) {
+    let width = report
+        .probes
+        .iter()
+        .map(|p| p.name.len())
+        .max()
+        .unwrap_or(0)
+        .max("kernel".len());
+    println!("{:<width$}  {}", "kernel", report.kernel_release);
+    println!(
+        "{:<width$}  xcr0 {:#x} ({}), XSAVE area {} bytes",
+        "cpu",
+        report.cpu.xcr0,
+        report.cpu.xsave_components.join(" "),
+        report.cpu.xsave_size
+    );
+    for probe in &report.probes {
+        println!(
+            "{:<width$}  {:<7}  {:<8}  {}",
+            probe.name,
+            probe.status.as_str(),
+            if probe.required {
+                "required"
+            } else {
+                "optional"
+            },
+            probe.detail
+        );
+    }
+    let blockers = report.checkpoint_blockers();
+    if blockers.is_empty() {
+        println!("checkpoint/restore: possible");
+    } else {
+        let reasons: Vec<String> = blockers
+            .iter()
+            .map(|p| format!("{} ({}): {}", p.name, p.status.as_str(), p.detail))
+            .collect();
+        println!("checkpoint/restore: impossible: {}", reasons.join("; "));
+    }
 }
