@@ -26,7 +26,7 @@ use std::ffi::{c_void, OsString};
 use std::fs::{self, File};
 use std::io::IoSliceMut;
 use std::num::NonZeroUsize;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -658,7 +658,7 @@ fn probe_userfaultfd() -> Result<u64, NotWorking> {
     let fd = Errno::result(ret)
         .map_err(|e| errno_outcome("userfaultfd(O_CLOEXEC|O_NONBLOCK)", e, &[Errno::ENOSYS]))?;
     // SAFETY: the kernel just returned this fd and nothing else owns it.
-    let uffd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    let uffd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     let mut api = UffdioApi {
         api: UFFD_API,
         ..UffdioApi::default()
@@ -681,51 +681,36 @@ fn uffd_feature_names(features: u64) -> String {
     names.join(" ")
 }
 
-/// The userfaultfd results: the base mechanism (missing-page handling) and
+/// The userfaultfd results from the features UFFDIO_API offered (or why
+/// there is no userfaultfd): the base mechanism (missing-page handling) and
 /// the write-protect features.
-fn userfaultfd_results(features: Result<u64, NotWorking>) -> Vec<ProbeResult> {
-    let features = match features {
-        Ok(features) => features,
-        Err(not) => {
-            let write_protect = [
-                USERFAULTFD_WP,
-                USERFAULTFD_WP_UNPOPULATED,
-                USERFAULTFD_WP_ASYNC,
-            ]
-            .map(|name| {
-                let detail = format!("no userfaultfd: {}", not.detail);
-                result(
-                    name,
-                    false,
-                    Err(NotWorking {
-                        status: not.status,
-                        detail,
-                    }),
-                )
-            });
-            let mut results = vec![result(USERFAULTFD, false, Err(not))];
-            results.extend(write_protect);
-            return results;
-        }
+fn userfaultfd_results(api: Result<u64, NotWorking>) -> Vec<ProbeResult> {
+    let base = match &api {
+        Ok(features) => Ok(format!(
+            "missing-page mode; UFFDIO_API features {features:#x}: {}",
+            uffd_feature_names(*features)
+        )),
+        Err(not) => Err(NotWorking {
+            status: not.status,
+            detail: not.detail.clone(),
+        }),
     };
     let feature = |bit: u32, flag: &str| -> Finding {
-        if features & (1u64 << bit) != 0 {
-            Ok(format!("{flag} (bit {bit}) is offered"))
-        } else {
-            Err(absent(format!(
+        match &api {
+            Ok(features) if features & (1u64 << bit) != 0 => {
+                Ok(format!("{flag} (bit {bit}) is offered"))
+            }
+            Ok(features) => Err(absent(format!(
                 "UFFDIO_API features {features:#x} lack {flag} (bit {bit})"
-            )))
+            ))),
+            Err(not) => Err(NotWorking {
+                status: not.status,
+                detail: format!("no userfaultfd: {}", not.detail),
+            }),
         }
     };
     vec![
-        result(
-            USERFAULTFD,
-            false,
-            Ok(format!(
-                "missing-page mode; UFFDIO_API features {features:#x}: {}",
-                uffd_feature_names(features)
-            )),
-        ),
+        result(USERFAULTFD, false, base),
         result(
             USERFAULTFD_WP,
             false,
