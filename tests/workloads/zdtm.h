@@ -1,0 +1,120 @@
+/*
+ * Shared protocol of the zdtm-style workloads (see tests/common/mod.rs):
+ * set up a resource, print "READY", keep exercising it until SIGTERM, then
+ * verify it and print "PASS" (exit 0) or "FAIL: <reason>" (exit 1).
+ * Everything is written with write(2): no stdio buffers to lose or duplicate.
+ */
+#ifndef ZDTM_H
+#define ZDTM_H
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Set by the SIGTERM handler; main loops poll it. */
+static volatile sig_atomic_t zdtm_stop;
+
+static inline void zdtm_on_term(int sig)
+{
+	(void)sig;
+	zdtm_stop = 1;
+}
+
+static inline void zdtm_write_all(const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(STDOUT_FILENO, buf, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			_exit(2);
+		buf += n;
+		len -= (size_t)n;
+	}
+}
+
+/* Prints "FAIL: <reason>" and exits 1. Usable before READY too. */
+__attribute__((format(printf, 1, 2), noreturn))
+static inline void zdtm_fail(const char *fmt, ...)
+{
+	char msg[512];
+	int n = snprintf(msg, sizeof(msg), "FAIL: ");
+	va_list ap;
+
+	va_start(ap, fmt);
+	n += vsnprintf(msg + n, sizeof(msg) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	if (n > (int)sizeof(msg) - 2)
+		n = (int)sizeof(msg) - 2;
+	msg[n++] = '\n';
+	zdtm_write_all(msg, (size_t)n);
+	_exit(1);
+}
+
+__attribute__((noreturn))
+static inline void zdtm_pass(void)
+{
+	zdtm_write_all("PASS\n", 5);
+	_exit(0);
+}
+
+/* Installs the SIGTERM handler (no SA_RESTART: sleeps wake up at once). */
+static inline void zdtm_init(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = zdtm_on_term;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGTERM, &sa, NULL))
+		zdtm_fail("sigaction(SIGTERM): %s", strerror(errno));
+}
+
+static inline void zdtm_ready(void)
+{
+	zdtm_write_all("READY\n", 6);
+}
+
+static inline void zdtm_sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* Idles until SIGTERM. */
+static inline void zdtm_wait_stop(void)
+{
+	while (!zdtm_stop)
+		zdtm_sleep_ms(10);
+}
+
+static inline double zdtm_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Reads a small file (e.g. under /proc) into buf, NUL-terminated. */
+static inline int zdtm_read_file(const char *path, char *buf, size_t size)
+{
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	if (!f)
+		return -1;
+	n = fread(buf, 1, size - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return (int)n;
+}
+
+#endif
