@@ -64,11 +64,17 @@ static inline void zdtm_pass(void)
 	_exit(0);
 }
 
-/* Installs the SIGTERM handler (no SA_RESTART: sleeps wake up at once). */
+/*
+ * Call first: closes every fd but 0-2 inherited from whoever started us (e.g.
+ * cargo's jobserver pipe, which the checkpoint would refuse), and installs
+ * the SIGTERM handler (no SA_RESTART: sleeps wake up at once).
+ */
 static inline void zdtm_init(void)
 {
 	struct sigaction sa;
 
+	if (close_range(3, ~0U, 0))
+		zdtm_fail("close_range: %s", strerror(errno));
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = zdtm_on_term;
 	sigemptyset(&sa.sa_mask);

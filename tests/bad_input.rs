@@ -1,0 +1,176 @@
+//! What the engine must refuse: damaged images, a PID that is taken, and
+//! processes holding fds it cannot checkpoint. A refusal leaves no process
+//! behind and leaves a running process unaffected.
+
+mod common;
+
+use anyhow::{bail, ensure, Context, Result};
+use common::{Mode, Spec, TestDir, Workload};
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::Pid;
+use std::fs::{self, OpenOptions};
+use std::path::PathBuf;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+const COUNTERS: Spec = Spec::new("counters");
+/// The fd number at which unsupported_fd.c keeps its socket or pipe.
+const UNSUPPORTED_FD: u32 = 10;
+
+/// Whether `msg` contains `n` as a whole number.
+fn mentions_number(msg: &str, n: impl ToString) -> bool {
+    let n = n.to_string();
+    msg.split(|c: char| !c.is_ascii_digit()).any(|t| t == n)
+}
+
+/// Checkpoints the counters workload (which kills it) and returns it reaped,
+/// with the path of the image's pages.img.
+fn checkpointed(dir: &TestDir) -> Result<(Workload, PathBuf)> {
+    let mut w = Workload::start(dir, &COUNTERS)?;
+    common::checkpoint(dir, &w, &COUNTERS, Mode::Kill)?;
+    w.reap_checkpointed()?;
+    let pages = dir.image().join("pages.img");
+    if !pages.exists() {
+        let files: Vec<_> = fs::read_dir(dir.image())?
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .collect();
+        bail!("the image has no pages.img; it holds {files:?}");
+    }
+    Ok((w, pages))
+}
+
+/// No process with `pid` may exist (a zombie we reap is fine); one that does
+/// is killed and reported.
+fn ensure_gone(pid: Pid) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let state = match common::proc_state(pid) {
+            Err(_) => return Ok(()),
+            Ok((state, _)) => state,
+        };
+        if state == 'Z' {
+            let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+        } else if start.elapsed() > Duration::from_secs(2) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+            bail!("a failed restore left pid {pid} behind (state {state})");
+        }
+        sleep(Duration::from_millis(10));
+    }
+}
+
+/// Restoring the damaged image must fail, name the image, and leave nothing.
+fn restore_refused(dir: &TestDir, w: &Workload) -> Result<()> {
+    let (run, _) = common::restore(dir)?;
+    let msg = run.refusal().context("restoring a damaged image")?;
+    ensure!(
+        msg.contains("pages.img") || msg.to_lowercase().contains("image"),
+        "the refusal does not mention the image: {msg}"
+    );
+    ensure_gone(w.pid())
+}
+
+#[test]
+fn truncated_pages_img() {
+    common::run_test("truncated_pages_img", |dir| {
+        let (w, pages) = checkpointed(dir)?;
+        let file = OpenOptions::new().write(true).open(&pages)?;
+        let len = file.metadata()?.len();
+        ensure!(len > 1, "pages.img is {len} bytes");
+        file.set_len(len / 2)?;
+        restore_refused(dir, &w)
+    });
+}
+
+#[test]
+fn corrupted_pages_img() {
+    common::run_test("corrupted_pages_img", |dir| {
+        let (w, pages) = checkpointed(dir)?;
+        let mut data = fs::read(&pages)?;
+        ensure!(!data.is_empty(), "pages.img is empty");
+        let mid = data.len() / 2;
+        data[mid] ^= 0xff;
+        fs::write(&pages, data)?;
+        restore_refused(dir, &w)
+    });
+}
+
+#[test]
+fn restore_while_pid_taken() {
+    common::run_test("restore_while_pid_taken", |dir| {
+        let mut w = Workload::start(dir, &COUNTERS)?;
+        common::checkpoint(dir, &w, &COUNTERS, Mode::LeaveRunning)?;
+        common::check_running(&mut w, "after checkpoint --leave-running")?;
+        let (run, _) = common::restore(dir)?;
+        let msg = run.refusal().context("restoring over a live pid")?;
+        ensure!(
+            mentions_number(msg, w.pid()),
+            "the refusal does not name pid {}: {msg}",
+            w.pid()
+        );
+        let lower = msg.to_lowercase();
+        ensure!(
+            ["taken", "in use", "exists", "busy", "occupied"]
+                .iter()
+                .any(|word| lower.contains(word)),
+            "the refusal does not say the pid is taken: {msg}"
+        );
+        common::check_running(&mut w, "after the refused restore")?;
+        w.finish(&COUNTERS)
+    });
+}
+
+fn refuses_unsupported_fd(test: &str, spec: &Spec, kind: &str) {
+    common::run_test(test, |dir| {
+        let mut w = Workload::start(dir, spec)?;
+        let pid = w.pid().to_string();
+        let image = dir.image();
+        let run = common::agent(
+            dir,
+            &[
+                "checkpoint",
+                &pid,
+                "--dir",
+                common::path_str(&image)?,
+                "--json",
+            ],
+        )?;
+        let msg = run
+            .refusal()
+            .with_context(|| format!("checkpointing a process with a {kind}"))?;
+        ensure!(
+            mentions_number(msg, &pid),
+            "the refusal does not name pid {pid}: {msg}"
+        );
+        ensure!(
+            mentions_number(msg, UNSUPPORTED_FD),
+            "the refusal does not name fd {UNSUPPORTED_FD}: {msg}"
+        );
+        ensure!(
+            msg.to_lowercase().contains(kind),
+            "the refusal does not say \"{kind}\": {msg}"
+        );
+        common::check_running(&mut w, "after the refused checkpoint")?;
+        w.finish(spec)
+    });
+}
+
+const SOCKET: Spec = Spec::new("unsupported_fd").args(&["socket"]);
+const PIPE: Spec = Spec::new("unsupported_fd").args(&["pipe"]);
+
+#[test]
+fn refuses_socket() {
+    refuses_unsupported_fd("refuses_socket", &SOCKET, "socket");
+}
+
+#[test]
+fn refuses_pipe() {
+    refuses_unsupported_fd("refuses_pipe", &PIPE, "pipe");
+}
+
+/// The socket and pipe holders pass their own verification untouched.
+#[test]
+fn unsupported_fd_workload_standalone() {
+    common::standalone(&SOCKET);
+    common::standalone(&PIPE);
+}

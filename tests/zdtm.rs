@@ -1,0 +1,55 @@
+//! zdtm-style acceptance tests: each workload in tests/workloads is
+//! checkpointed (killed, or left running and then killed), restored with the
+//! same PID, and must then pass its own verification.
+
+mod common;
+
+use common::{Mode, Spec};
+
+/// Pages of bigmem.c that hold its pattern: 62 of every 64 pages of 512 MiB.
+const BIGMEM_PATTERN_PAGES: u64 = (512 << 20) / 4096 / 64 * 62;
+
+macro_rules! zdtm_tests {
+    ($($name:ident, $leave_running:ident => $spec:expr;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                common::zdtm(stringify!($name), &$spec, Mode::Kill);
+            }
+
+            #[test]
+            fn $leave_running() {
+                common::zdtm(stringify!($leave_running), &$spec, Mode::LeaveRunning);
+            }
+        )*
+
+        /// Every workload passes its own verification without any checkpoint.
+        #[test]
+        fn workloads_standalone() {
+            for spec in [$($spec),*] {
+                common::standalone(&spec);
+            }
+        }
+    };
+}
+
+zdtm_tests! {
+    counters, counters_leave_running => Spec::new("counters");
+    fpu, fpu_leave_running => Spec::new("fpu");
+    threads, threads_leave_running => Spec::new("threads");
+    futex, futex_leave_running => Spec::new("futex");
+    nanosleep, nanosleep_leave_running => Spec::new("nanosleep");
+    signals, signals_leave_running => Spec::new("signals").usr1();
+    altstack, altstack_leave_running => Spec::new("altstack").usr1();
+    files, files_leave_running => Spec::new("files");
+    mprotect, mprotect_leave_running => Spec::new("mprotect");
+    bigmem, bigmem_leave_running => Spec::new("bigmem").min_pages_written(BIGMEM_PATTERN_PAGES);
+    mapfile, mapfile_leave_running => Spec::new("mapfile");
+    comm, comm_leave_running => Spec::new("comm");
+}
+
+/// scripts/bench.sh's subject passes its own verification.
+#[test]
+fn bench_workload_standalone() {
+    common::standalone(&Spec::new("bench_mem").args(&["64"]));
+}
