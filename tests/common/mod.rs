@@ -105,6 +105,11 @@ fn mtime(path: &Path) -> Result<SystemTime> {
 /// unless the binary is newer than the source and zdtm.h.
 pub fn workload_bin(name: &str) -> Result<PathBuf> {
     static UNIQUE: AtomicU32 = AtomicU32::new(0);
+    // One compilation at a time in this test process: a second rename over a
+    // binary that another test already runs would show its mappings as
+    // "(deleted)", which checkpoint rightly refuses.
+    static COMPILING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = COMPILING.lock().unwrap_or_else(|e| e.into_inner());
     let src_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads");
     let src = src_dir.join(format!("{name}.c"));
     let out_dir = profile_dir()?.join("workloads");
