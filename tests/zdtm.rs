@@ -1,6 +1,9 @@
 //! zdtm-style acceptance tests: each workload in tests/workloads is
 //! checkpointed (killed, or left running and then killed), restored with the
 //! same PID, and must then pass its own verification.
+//!
+//! `cargo test --test zdtm standalone` runs only the workloads themselves,
+//! without migrate-agent; FERRY_AGENT_BIN selects another agent binary.
 
 mod common;
 

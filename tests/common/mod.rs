@@ -131,6 +131,9 @@ pub fn workload_bin(name: &str) -> Result<PathBuf> {
         .arg(&src)
         .output()
         .context("running gcc")?;
+    if !out.status.success() || !out.stderr.is_empty() {
+        let _ = fs::remove_file(&tmp);
+    }
     ensure!(
         out.status.success() && out.stderr.is_empty(),
         "gcc {} failed or warned:\n{}",

@@ -1,6 +1,6 @@
 /*
  * Threads: four threads each increment their own counter. After the restore
- * all four must still be counting (sampled twice 100 ms apart on SIGTERM) and
+ * all four must still be counting (sampled again on SIGTERM, 100 ms apart) and
  * each must still have the TID it had before.
  */
 #include "zdtm.h"
@@ -34,8 +34,8 @@ static void *work(void *arg)
 int main(void)
 {
 	unsigned long first[NTHREADS];
+	int i, tries, moved;
 	sigset_t set;
-	int i;
 
 	zdtm_init();
 	/* Only the main thread takes SIGTERM. */
@@ -53,12 +53,16 @@ int main(void)
 
 	zdtm_wait_stop();
 
+	/* Sample every 100 ms, for up to 10 s on a busy machine, until all moved. */
 	for (i = 0; i < NTHREADS; i++)
 		first[i] = workers[i].count;
-	zdtm_sleep_ms(100);
-	for (i = 0; i < NTHREADS; i++)
-		if (workers[i].count == first[i])
+	for (tries = 0, moved = 0; moved < NTHREADS; tries++) {
+		if (tries == 100)
 			zdtm_fail("thread %d (tid %d) stopped counting at %lu", i, workers[i].tid, first[i]);
+		zdtm_sleep_ms(100);
+		for (i = 0, moved = 0; i < NTHREADS && workers[i].count != first[i]; i++)
+			moved++;
+	}
 	quit = 1;
 	for (i = 0; i < NTHREADS; i++) {
 		pthread_join(workers[i].thread, NULL);
