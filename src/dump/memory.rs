@@ -10,9 +10,10 @@ use nix::unistd::Pid;
 use std::fs::File;
 use std::io::IoSliceMut;
 use std::os::unix::fs::FileExt;
+use std::sync::mpsc;
 
 /// Bytes read from the process per batch.
-const BATCH_BYTES: usize = 8 << 20;
+const BATCH_BYTES: usize = 4 << 20;
 /// Remote iovecs per process_vm_readv call (IOV_MAX).
 const BATCH_IOVECS: usize = 1024;
 /// Pagemap entries read per pread.
@@ -36,25 +37,89 @@ fn is_dumped(vma: &Vma) -> bool {
 }
 
 /// Reads every present or swapped private page of `vmas` from the stopped
-/// process `pid` into `writer`.
+/// process `pid` into `writer`. Two threads share the work: this one reads
+/// the process's memory in large batches while a second one scans the
+/// previous batch for zero pages and writes it to the image.
 pub fn dump_memory(
     pid: i32,
     vmas: &[Vma],
     writer: &mut ImageWriter,
 ) -> Result<MemoryDumpStats, CheckpointError> {
+    let (filled_tx, filled_rx) = mpsc::sync_channel::<FilledBatch>(BATCH_BUFFERS);
+    let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+    for _ in 0..BATCH_BUFFERS {
+        empty_tx
+            .send(vec![0u8; BATCH_BYTES])
+            .expect("receiver is alive");
+    }
+    std::thread::scope(|scope| {
+        let store = scope.spawn(move || {
+            let mut stats = MemoryDumpStats::default();
+            for batch in filled_rx {
+                store_pages(writer, &mut stats, &batch.pages, &batch.buf[..batch.len()])?;
+                // The reader may already be done and gone.
+                let _ = empty_tx.send(batch.buf);
+            }
+            Ok::<_, CheckpointError>(stats)
+        });
+        let read = read_pages(pid, vmas, filled_tx, &empty_rx);
+        let stored = store.join().expect("the page-writing thread panicked");
+        // A writer failure also stops the reader: report the writer's error.
+        let mut stats = stored?;
+        stats.pages_scanned = read?;
+        Ok(stats)
+    })
+}
+
+/// Batch buffers in flight between the reading and the writing thread.
+const BATCH_BUFFERS: usize = 3;
+
+/// Pages read from the process, on their way to the image.
+struct FilledBatch {
+    buf: Vec<u8>,
+    /// (address, lies in a file mapping) of each page, in order.
+    pages: Vec<(u64, bool)>,
+}
+
+impl FilledBatch {
+    fn len(&self) -> usize {
+        self.pages.len() * PAGE_SIZE as usize
+    }
+}
+
+/// Walks pagemap and reads the wanted pages, sending filled batches to the
+/// writer. Returns the number of pages scanned.
+fn read_pages(
+    pid: i32,
+    vmas: &[Vma],
+    filled: mpsc::SyncSender<FilledBatch>,
+    empty: &mpsc::Receiver<Vec<u8>>,
+) -> Result<u64, CheckpointError> {
     let io = |what: &str, e: std::io::Error| CheckpointError::Io {
         what: format!("{what} of process {pid}"),
         source: e,
     };
+    let writer_gone = || CheckpointError::Io {
+        what: format!("hand pages of process {pid} to the image writer"),
+        source: std::io::Error::other("the image writer stopped"),
+    };
     let pagemap_file =
         File::open(format!("/proc/{pid}/pagemap")).map_err(|e| io("open pagemap", e))?;
     let mem_file = File::open(format!("/proc/{pid}/mem")).map_err(|e| io("open mem", e))?;
-    let mut stats = MemoryDumpStats::default();
-    let mut batch = Batch::new(Pid::from_raw(pid));
+    let mut scanned = 0;
+    let mut batch = Batch::new(Pid::from_raw(pid), empty.recv().map_err(|_| writer_gone())?);
     let mut entries = vec![0u64; PAGEMAP_CHUNK as usize];
     let mut raw = vec![0u8; PAGEMAP_CHUNK as usize * 8];
+    let send = |batch: &mut Batch| -> Result<(), CheckpointError> {
+        if batch.pages.is_empty() {
+            return Ok(());
+        }
+        batch.read()?;
+        let next = empty.recv().map_err(|_| writer_gone())?;
+        filled.send(batch.take(next)).map_err(|_| writer_gone())
+    };
     for vma in vmas.iter().filter(|v| is_dumped(v)) {
-        stats.pages_scanned += vma.pages();
+        scanned += vma.pages();
         let file_backed = matches!(vma.kind, VmaKind::File { .. });
         // Unreadable (PROT_NONE) ranges are read through /proc/PID/mem,
         // which may read them (FOLL_FORCE); process_vm_readv may not.
@@ -86,22 +151,25 @@ pub fn dump_memory(
                 let addr = (page + i as u64) * PAGE_SIZE;
                 if readable {
                     if batch.is_full() {
-                        batch.flush(writer, &mut stats)?;
+                        send(&mut batch)?;
                     }
                     batch.push(addr, file_backed);
                 } else {
-                    let mut buf = vec![0u8; PAGE_SIZE as usize];
+                    // Flush, then send this page alone, read already (a
+                    // batch without remote ranges is not read again).
+                    send(&mut batch)?;
                     mem_file
-                        .read_exact_at(&mut buf, addr)
+                        .read_exact_at(&mut batch.buf[..PAGE_SIZE as usize], addr)
                         .map_err(|e| io("read mem", e))?;
-                    store_pages(writer, &mut stats, &[(addr, file_backed)], &buf)?;
+                    batch.pages.push((addr, file_backed));
+                    send(&mut batch)?;
                 }
             }
             page += n as u64;
         }
     }
-    batch.flush(writer, &mut stats)?;
-    Ok(stats)
+    send(&mut batch)?;
+    Ok(scanned)
 }
 
 /// Pages waiting to be read with one process_vm_readv call.
@@ -115,10 +183,10 @@ struct Batch {
 }
 
 impl Batch {
-    fn new(pid: Pid) -> Self {
+    fn new(pid: Pid, buf: Vec<u8>) -> Self {
         Batch {
             pid,
-            buf: vec![0u8; BATCH_BYTES],
+            buf,
             pages: Vec::new(),
             iovecs: Vec::new(),
         }
@@ -139,12 +207,9 @@ impl Batch {
         self.pages.push((addr, file_backed));
     }
 
-    fn flush(
-        &mut self,
-        writer: &mut ImageWriter,
-        stats: &mut MemoryDumpStats,
-    ) -> Result<(), CheckpointError> {
-        if self.pages.is_empty() {
+    /// Reads the batch's pages into its buffer.
+    fn read(&mut self) -> Result<(), CheckpointError> {
+        if self.iovecs.is_empty() {
             return Ok(());
         }
         let len = self.pages.len() * PAGE_SIZE as usize;
@@ -166,10 +231,16 @@ impl Batch {
                 read_memory(self.pid, addr, &mut self.buf[off..off + PAGE_SIZE as usize])?;
             }
         }
-        store_pages(writer, stats, &self.pages, &self.buf[..len])?;
-        self.pages.clear();
-        self.iovecs.clear();
         Ok(())
+    }
+
+    /// Hands over the filled pages and starts over with buffer `next`.
+    fn take(&mut self, next: Vec<u8>) -> FilledBatch {
+        self.iovecs.clear();
+        FilledBatch {
+            buf: std::mem::replace(&mut self.buf, next),
+            pages: std::mem::take(&mut self.pages),
+        }
     }
 }
 

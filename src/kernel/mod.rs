@@ -347,6 +347,21 @@ pub fn spawn_detached_husk(want_pid: i32) -> Result<SpawnedHusk, Errno> {
     })
 }
 
+/// Finds a `syscall` instruction (0f 05) in this process's libc, inside the
+/// `syscall()` function. A process forked from this one has the same code at
+/// the same address, so a tracer can inject its first system call there
+/// whatever the child is doing at that moment.
+pub fn own_syscall_instruction() -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let func = libc::syscall as *const () as u64;
+    let mut code = [0u8; 128];
+    std::fs::File::open("/proc/self/mem")?.read_exact_at(&mut code, func)?;
+    code.windows(2)
+        .position(|w| w == [0x0f, 0x05])
+        .map(|off| func + off as u64)
+        .ok_or_else(|| std::io::Error::other("no syscall instruction in libc's syscall()"))
+}
+
 /// The kernel's struct clone_args (clone3).
 #[repr(C)]
 #[derive(Debug, Default)]

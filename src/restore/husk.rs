@@ -95,23 +95,19 @@ impl<'a> Husk<'a> {
             | Options::PTRACE_O_EXITKILL;
         let leader = Tracee::seize(spawned.pid, opts)?;
         leader.set_sigmask(all_signals_blocked())?;
-        // The husk is stopped inside read(): the instruction before rip is
-        // a `syscall` of our own libc, at the same address (it is a fork).
-        let rip = leader.regs()?.rip;
-        let mut insn = [0u8; 2];
-        read_memory(spawned.pid, rip - 2, &mut insn)?;
-        if insn != [0x0f, 0x05] {
-            return Err(RestoreError::Unsupported {
+        // The husk is a fork of this process, so our libc's syscall
+        // instruction is at the same address in it, wherever it stopped.
+        let syscall_insn =
+            kernel::own_syscall_instruction().map_err(|e| RestoreError::Unsupported {
                 pid: image.pid,
-                why: format!("the husk is not stopped after a syscall instruction (rip {rip:#x})"),
-            });
-        }
+                why: format!("cannot find a syscall instruction to start the restore with: {e}"),
+            })?;
         Ok(Husk {
             image,
             host,
             pid: spawned.pid,
             threads: vec![leader],
-            syscall_insn: rip - 2,
+            syscall_insn,
             helper: 0,
             lifeline: Some(spawned.lifeline),
         })
