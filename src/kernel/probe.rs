@@ -11,7 +11,7 @@
 //! failure too, and takes at most about a second (children that do not stop
 //! or exit in time are killed).
 
-use super::{cpu, pidfd_getfd, pidfd_open, ptrace_get_rseq, ptrace_get_xstate, CloneArgs};
+use super::{cpu, uffd, pidfd_getfd, pidfd_open, ptrace_get_rseq, ptrace_get_xstate, CloneArgs};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
@@ -26,7 +26,7 @@ use std::ffi::{c_void, OsString};
 use std::fs::{self, File};
 use std::io::IoSliceMut;
 use std::num::NonZeroUsize;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -91,8 +91,6 @@ const CGROUP_TIMEOUT: Duration = Duration::from_millis(200);
 /// `status >> 16` of waitpid for a PTRACE_INTERRUPT (or group) stop of a
 /// seized tracee; libc only has it for uclibc.
 const PTRACE_EVENT_STOP: i32 = 128;
-/// UFFD_API: the userfaultfd API version UFFDIO_API must be given.
-const UFFD_API: u64 = 0xaa;
 /// Size of struct prctl_mm_map on x86_64, the size ferry's restore passes to
 /// PR_SET_MM_MAP (the kernel refuses any other size).
 const PRCTL_MM_MAP_SIZE: u32 = 104;
@@ -100,8 +98,6 @@ const PRCTL_MM_MAP_SIZE: u32 = 104;
 const PAGEMAP_PRESENT: u64 = 1 << 63;
 /// Pagemap entry bit: the page was written since soft-dirty bits were cleared.
 const PAGEMAP_SOFT_DIRTY: u64 = 1 << 55;
-/// PAGEMAP_SCAN category: the page is present.
-const PAGE_IS_PRESENT: u64 = 1 << 3;
 /// A value the process_vm_readv probe reads out of a forked child, where it
 /// sits at the same address as in this process.
 static PROCESS_VM_READV_MARKER: u64 = 0x6665_7272_7970_726f;
@@ -641,34 +637,13 @@ fn probe_rseq_configuration() -> Finding {
     })
 }
 
-/// The kernel's struct uffdio_api.
-#[repr(C)]
-#[derive(Debug, Default)]
-struct UffdioApi {
-    api: u64,
-    features: u64,
-    ioctls: u64,
-}
-
 /// Creates a userfaultfd and runs UFFDIO_API with no features requested,
 /// which makes the kernel report every feature it supports: returns them.
 fn probe_userfaultfd() -> Result<u64, NotWorking> {
-    // SAFETY: userfaultfd takes flags and returns a new fd or an error.
-    let ret = unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC | libc::O_NONBLOCK) };
-    let fd = Errno::result(ret)
+    let uffd = uffd::userfaultfd(libc::O_CLOEXEC | libc::O_NONBLOCK)
         .map_err(|e| errno_outcome("userfaultfd(O_CLOEXEC|O_NONBLOCK)", e, &[Errno::ENOSYS]))?;
-    // SAFETY: the kernel just returned this fd and nothing else owns it.
-    let uffd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    let mut api = UffdioApi {
-        api: UFFD_API,
-        ..UffdioApi::default()
-    };
-    let request = nix::request_code_readwrite!(0xaa, 0x3f, std::mem::size_of::<UffdioApi>());
-    // SAFETY: UFFDIO_API reads and writes one struct uffdio_api, which api is.
-    let ret = unsafe { libc::ioctl(uffd.as_raw_fd(), request, &mut api as *mut UffdioApi) };
-    Errno::result(ret)
-        .map_err(|e| errno_outcome("UFFDIO_API", e, &[Errno::EINVAL, Errno::ENOTTY]))?;
-    Ok(api.features)
+    uffd::uffd_api(&uffd, 0)
+        .map_err(|e| errno_outcome("UFFDIO_API", e, &[Errno::EINVAL, Errno::ENOTTY]))
 }
 
 /// Names of the userfaultfd feature bits set in `features`.
@@ -792,33 +767,6 @@ impl Drop for AnonPages {
     }
 }
 
-/// The kernel's struct pm_scan_arg (PAGEMAP_SCAN).
-#[repr(C)]
-#[derive(Debug, Default)]
-struct PmScanArg {
-    size: u64,
-    flags: u64,
-    start: u64,
-    end: u64,
-    walk_end: u64,
-    vec: u64,
-    vec_len: u64,
-    max_pages: u64,
-    category_inverted: u64,
-    category_mask: u64,
-    category_anyof_mask: u64,
-    return_mask: u64,
-}
-
-/// The kernel's struct page_region: a run of pages with the same categories.
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
-struct PageRegion {
-    start: u64,
-    end: u64,
-    categories: u64,
-}
-
 /// Asks PAGEMAP_SCAN for the present pages of a 4-page range of our own of
 /// which pages 0 and 2 were written.
 fn probe_pagemap_scan() -> Finding {
@@ -827,37 +775,27 @@ fn probe_pagemap_scan() -> Finding {
     pages.write(2);
     let pagemap =
         File::open("/proc/self/pagemap").map_err(|e| io_failed("opening /proc/self/pagemap", e))?;
-    let mut regions = [PageRegion::default(); 4];
-    let mut arg = PmScanArg {
-        size: std::mem::size_of::<PmScanArg>() as u64,
-        start: pages.addr(0) as u64,
-        end: pages.addr(4) as u64,
-        vec: regions.as_mut_ptr() as u64,
-        vec_len: regions.len() as u64,
-        category_mask: PAGE_IS_PRESENT,
-        return_mask: PAGE_IS_PRESENT,
-        ..PmScanArg::default()
-    };
-    let request = nix::request_code_readwrite!(b'f', 16, std::mem::size_of::<PmScanArg>());
-    // SAFETY: PAGEMAP_SCAN reads and writes one struct pm_scan_arg (arg) and
-    // writes at most vec_len page_regions into `regions`, which outlives the
-    // call.
-    let ret = unsafe { libc::ioctl(pagemap.as_raw_fd(), request, &mut arg as *mut PmScanArg) };
-    let found = Errno::result(ret).map_err(|e| {
+    let mut seen = Vec::new();
+    uffd::pagemap_scan(
+        &pagemap,
+        pages.addr(0) as u64,
+        pages.addr(4) as u64,
+        0,
+        uffd::PAGE_IS_PRESENT,
+        &mut seen,
+    )
+    .map_err(|e| {
         errno_outcome(
             "PAGEMAP_SCAN on /proc/self/pagemap",
             e,
             &[Errno::ENOTTY, Errno::EINVAL],
         )
-    })? as usize;
+    })?;
+    let found = seen.len();
     let expected = [
         (pages.addr(0) as u64, pages.addr(1) as u64),
         (pages.addr(2) as u64, pages.addr(3) as u64),
     ];
-    let seen: Vec<(u64, u64)> = regions[..found.min(regions.len())]
-        .iter()
-        .map(|r| (r.start, r.end))
-        .collect();
     if seen == expected {
         Ok("found exactly the 2 written pages of 4 present".to_string())
     } else {

@@ -1,0 +1,174 @@
+//! userfaultfd ioctls and the PAGEMAP_SCAN ioctl: the kernel interfaces of
+//! write-protect dirty tracking (and, later, of post-copy fault serving).
+
+use nix::errno::Errno;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// UFFD_API: the userfaultfd API version UFFDIO_API must be given.
+pub const UFFD_API: u64 = 0xaa;
+/// UFFD_FEATURE_WP_UNPOPULATED: write-protect pages not yet populated too.
+pub const UFFD_FEATURE_WP_UNPOPULATED: u64 = 1 << 13;
+/// UFFD_FEATURE_WP_ASYNC: the kernel resolves write-protect faults itself
+/// and only records that the page was written.
+pub const UFFD_FEATURE_WP_ASYNC: u64 = 1 << 15;
+/// UFFD_USER_MODE_ONLY: the flag that lets any user create a userfaultfd.
+pub const UFFD_USER_MODE_ONLY: i32 = 1;
+/// PAGEMAP_SCAN category: the page was written since it was protected.
+pub const PAGE_IS_WRITTEN: u64 = 1 << 1;
+/// PAGEMAP_SCAN category: the page is present.
+pub const PAGE_IS_PRESENT: u64 = 1 << 3;
+/// PAGEMAP_SCAN flag: write-protect the matching pages again (atomically).
+pub const PM_SCAN_WP_MATCHING: u64 = 1 << 0;
+/// PAGEMAP_SCAN flag: fail unless every VMA is registered WP_ASYNC.
+pub const PM_SCAN_CHECK_WPASYNC: u64 = 1 << 1;
+
+/// The kernel's struct uffdio_api.
+#[repr(C)]
+#[derive(Debug, Default)]
+struct UffdioApi {
+    api: u64,
+    features: u64,
+    ioctls: u64,
+}
+
+/// The kernel's struct uffdio_register.
+#[repr(C)]
+#[derive(Debug, Default)]
+struct UffdioRegister {
+    start: u64,
+    len: u64,
+    mode: u64,
+    ioctls: u64,
+}
+
+/// The kernel's struct uffdio_writeprotect.
+#[repr(C)]
+#[derive(Debug, Default)]
+struct UffdioWriteprotect {
+    start: u64,
+    len: u64,
+    mode: u64,
+}
+
+/// The kernel's struct pm_scan_arg (PAGEMAP_SCAN).
+#[repr(C)]
+#[derive(Debug, Default)]
+struct PmScanArg {
+    size: u64,
+    flags: u64,
+    start: u64,
+    end: u64,
+    walk_end: u64,
+    vec: u64,
+    vec_len: u64,
+    max_pages: u64,
+    category_inverted: u64,
+    category_mask: u64,
+    category_anyof_mask: u64,
+    return_mask: u64,
+}
+
+/// The kernel's struct page_region: a run of pages with the same categories.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+struct PageRegion {
+    start: u64,
+    end: u64,
+    categories: u64,
+}
+
+/// Creates a userfaultfd in this process.
+pub fn userfaultfd(flags: i32) -> Result<OwnedFd, Errno> {
+    // SAFETY: userfaultfd takes flags and returns a new fd or an error.
+    let ret = unsafe { libc::syscall(libc::SYS_userfaultfd, flags) };
+    let fd = Errno::result(ret)?;
+    // SAFETY: the kernel just returned this fd and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// UFFDIO_API: enables `features` (0 asks for nothing and learns what is
+/// offered); returns the features the kernel reports.
+pub fn uffd_api(uffd: &OwnedFd, features: u64) -> Result<u64, Errno> {
+    let mut api = UffdioApi {
+        api: UFFD_API,
+        features,
+        ioctls: 0,
+    };
+    let request = nix::request_code_readwrite!(0xaa, 0x3f, std::mem::size_of::<UffdioApi>());
+    // SAFETY: UFFDIO_API reads and writes one struct uffdio_api, which api is.
+    let ret = unsafe { libc::ioctl(uffd.as_raw_fd(), request, &mut api as *mut UffdioApi) };
+    Errno::result(ret).map(|_| api.features)
+}
+
+/// UFFDIO_REGISTER in write-protect mode for `len` bytes at `start` of the
+/// process that created the userfaultfd.
+pub fn uffd_register_wp(uffd: &OwnedFd, start: u64, len: u64) -> Result<(), Errno> {
+    const UFFDIO_REGISTER_MODE_WP: u64 = 1 << 1;
+    let mut reg = UffdioRegister {
+        start,
+        len,
+        mode: UFFDIO_REGISTER_MODE_WP,
+        ioctls: 0,
+    };
+    let request = nix::request_code_readwrite!(0xaa, 0x00, std::mem::size_of::<UffdioRegister>());
+    // SAFETY: UFFDIO_REGISTER reads and writes one struct uffdio_register.
+    let ret = unsafe { libc::ioctl(uffd.as_raw_fd(), request, &mut reg as *mut UffdioRegister) };
+    Errno::result(ret).map(drop)
+}
+
+/// UFFDIO_WRITEPROTECT: write-protects (or unprotects) a registered range.
+pub fn uffd_writeprotect(uffd: &OwnedFd, start: u64, len: u64, protect: bool) -> Result<(), Errno> {
+    const UFFDIO_WRITEPROTECT_MODE_WP: u64 = 1;
+    let mut wp = UffdioWriteprotect {
+        start,
+        len,
+        mode: if protect { UFFDIO_WRITEPROTECT_MODE_WP } else { 0 },
+    };
+    let request =
+        nix::request_code_readwrite!(0xaa, 0x06, std::mem::size_of::<UffdioWriteprotect>());
+    // SAFETY: UFFDIO_WRITEPROTECT reads and writes one struct uffdio_writeprotect.
+    let ret = unsafe { libc::ioctl(uffd.as_raw_fd(), request, &mut wp as *mut UffdioWriteprotect) };
+    Errno::result(ret).map(drop)
+}
+
+/// PAGEMAP_SCAN over [start, end) of the process whose pagemap `pagemap`
+/// is: appends to `out` the runs (start, end) of pages in any category of
+/// `category_mask`, walking the whole range in as many calls as needed.
+/// `flags` may re-protect the matching pages (PM_SCAN_WP_MATCHING).
+pub fn pagemap_scan(
+    pagemap: &impl AsRawFd,
+    start: u64,
+    end: u64,
+    flags: u64,
+    category_mask: u64,
+    out: &mut Vec<(u64, u64)>,
+) -> Result<(), Errno> {
+    let mut regions = vec![PageRegion::default(); 512];
+    let mut from = start;
+    while from < end {
+        let mut arg = PmScanArg {
+            size: std::mem::size_of::<PmScanArg>() as u64,
+            flags,
+            start: from,
+            end,
+            vec: regions.as_mut_ptr() as u64,
+            vec_len: regions.len() as u64,
+            category_mask,
+            return_mask: category_mask,
+            ..PmScanArg::default()
+        };
+        let request = nix::request_code_readwrite!(b'f', 16, std::mem::size_of::<PmScanArg>());
+        // SAFETY: PAGEMAP_SCAN reads and writes one struct pm_scan_arg (arg)
+        // and writes at most vec_len page_regions into `regions`, which
+        // outlives the call.
+        let ret =
+            unsafe { libc::ioctl(pagemap.as_raw_fd(), request, &mut arg as *mut PmScanArg) };
+        let n = Errno::result(ret)? as usize;
+        out.extend(regions[..n.min(regions.len())].iter().map(|r| (r.start, r.end)));
+        if arg.walk_end <= from {
+            return Err(Errno::EIO);
+        }
+        from = arg.walk_end;
+    }
+    Ok(())
+}
