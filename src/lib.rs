@@ -10,6 +10,7 @@
 pub mod dump;
 pub mod image;
 pub mod kernel;
+pub mod memory;
 pub mod proc;
 pub mod ptrace;
 pub mod restore;

@@ -4,7 +4,7 @@
 use super::CheckpointError;
 use crate::image::{ImageWriter, Vma, VmaKind, PAGE_SIZE};
 use crate::proc::pagemap;
-use crate::ptrace::{read_memory, PtraceError};
+use crate::ptrace::read_memory;
 use nix::sys::uio::{process_vm_readv, RemoteIoVec};
 use nix::unistd::Pid;
 use std::fs::File;
@@ -30,6 +30,45 @@ pub struct MemoryDumpStats {
     pub zero_pages: u64,
 }
 
+/// What to do with one page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageChoice {
+    /// Leave it out of the image.
+    Skip,
+    /// Read it and store it (all-zero anonymous pages are still left out).
+    Read,
+    /// Record it as an all-zero page, overriding an earlier copy.
+    Zero,
+}
+
+/// Decides which pages a memory pass reads.
+pub trait PagePolicy: Sync {
+    /// The choice for the page at `addr` of `vma`; `has_data` says whether
+    /// the page holds data of its own (present or swapped, and for a file
+    /// mapping, copied on write).
+    fn choose(&self, vma: &Vma, addr: u64, has_data: bool) -> PageChoice;
+    /// Whether a page that cannot be read is skipped (the process is
+    /// running and may unmap it) rather than an error.
+    fn tolerates_unreadable(&self) -> bool;
+}
+
+/// Every page with data of its own: the dump of a stopped process.
+pub struct EveryPage;
+
+impl PagePolicy for EveryPage {
+    fn choose(&self, _vma: &Vma, _addr: u64, has_data: bool) -> PageChoice {
+        if has_data {
+            PageChoice::Read
+        } else {
+            PageChoice::Skip
+        }
+    }
+
+    fn tolerates_unreadable(&self) -> bool {
+        false
+    }
+}
+
 /// Whether a mapping's pages are dumped at all: special mappings are
 /// recreated by the kernel.
 fn is_dumped(vma: &Vma) -> bool {
@@ -43,8 +82,9 @@ fn is_dumped(vma: &Vma) -> bool {
 pub fn dump_memory(
     pid: i32,
     vmas: &[Vma],
+    policy: &dyn PagePolicy,
     writer: &mut ImageWriter,
-) -> Result<MemoryDumpStats, CheckpointError> {
+) -> Result<(MemoryDumpStats, Vec<(u64, u64)>), CheckpointError> {
     let (filled_tx, filled_rx) = mpsc::sync_channel::<FilledBatch>(BATCH_BUFFERS);
     let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
     for _ in 0..BATCH_BUFFERS {
@@ -57,17 +97,21 @@ pub fn dump_memory(
             let mut stats = MemoryDumpStats::default();
             for batch in filled_rx {
                 store_pages(writer, &mut stats, &batch.pages, &batch.buf[..batch.len()])?;
+                for &addr in &batch.zero_pages {
+                    writer.write_zero_pages(addr, 1)?;
+                }
                 // The reader may already be done and gone.
                 let _ = empty_tx.send(batch.buf);
             }
             Ok::<_, CheckpointError>(stats)
         });
-        let read = read_pages(pid, vmas, filled_tx, &empty_rx);
+        let read = read_pages(pid, vmas, policy, filled_tx, &empty_rx);
         let stored = store.join().expect("the page-writing thread panicked");
         // A writer failure also stops the reader: report the writer's error.
         let mut stats = stored?;
-        stats.pages_scanned = read?;
-        Ok(stats)
+        let (scanned, copied) = read?;
+        stats.pages_scanned = scanned;
+        Ok((stats, copied))
     })
 }
 
@@ -79,6 +123,8 @@ struct FilledBatch {
     buf: Vec<u8>,
     /// (address, lies in a file mapping) of each page, in order.
     pages: Vec<(u64, bool)>,
+    /// Pages to record as all-zero.
+    zero_pages: Vec<u64>,
 }
 
 impl FilledBatch {
@@ -87,14 +133,16 @@ impl FilledBatch {
     }
 }
 
-/// Walks pagemap and reads the wanted pages, sending filled batches to the
-/// writer. Returns the number of pages scanned.
+/// Walks pagemap and reads the pages the policy wants, sending filled
+/// batches to the writer. Returns the number of pages scanned and the runs
+/// of pages actually read.
 fn read_pages(
     pid: i32,
     vmas: &[Vma],
+    policy: &dyn PagePolicy,
     filled: mpsc::SyncSender<FilledBatch>,
     empty: &mpsc::Receiver<Vec<u8>>,
-) -> Result<u64, CheckpointError> {
+) -> Result<(u64, Vec<(u64, u64)>), CheckpointError> {
     let io = |what: &str, e: std::io::Error| CheckpointError::Io {
         what: format!("{what} of process {pid}"),
         source: e,
@@ -107,14 +155,22 @@ fn read_pages(
         File::open(format!("/proc/{pid}/pagemap")).map_err(|e| io("open pagemap", e))?;
     let mem_file = File::open(format!("/proc/{pid}/mem")).map_err(|e| io("open mem", e))?;
     let mut scanned = 0;
+    let tolerant = policy.tolerates_unreadable();
+    let mut copied: Vec<(u64, u64)> = Vec::new();
     let mut batch = Batch::new(Pid::from_raw(pid), empty.recv().map_err(|_| writer_gone())?);
     let mut entries = vec![0u64; PAGEMAP_CHUNK as usize];
     let mut raw = vec![0u8; PAGEMAP_CHUNK as usize * 8];
-    let send = |batch: &mut Batch| -> Result<(), CheckpointError> {
-        if batch.pages.is_empty() {
+    let mut send = |batch: &mut Batch| -> Result<(), CheckpointError> {
+        if batch.pages.is_empty() && batch.zero_pages.is_empty() {
             return Ok(());
         }
-        batch.read()?;
+        batch.read(tolerant)?;
+        for &(addr, _) in &batch.pages {
+            match copied.last_mut() {
+                Some(last) if last.1 == addr => last.1 += PAGE_SIZE,
+                _ => copied.push((addr, addr + PAGE_SIZE)),
+            }
+        }
         let next = empty.recv().map_err(|_| writer_gone())?;
         filled.send(batch.take(next)).map_err(|_| writer_gone())
     };
@@ -140,15 +196,20 @@ fn read_pages(
                 let swapped = e & pagemap::SWAPPED != 0;
                 // In a private file mapping only the copied-on-write pages
                 // (private anonymous copies) differ from the file.
-                let wanted = if file_backed {
+                let has_data = if file_backed {
                     (present && e & pagemap::FILE_OR_SHARED == 0) || swapped
                 } else {
                     present || swapped
                 };
-                if !wanted {
-                    continue;
-                }
                 let addr = (page + i as u64) * PAGE_SIZE;
+                match policy.choose(vma, addr, has_data) {
+                    PageChoice::Skip => continue,
+                    PageChoice::Zero => {
+                        batch.zero_pages.push(addr);
+                        continue;
+                    }
+                    PageChoice::Read => {}
+                }
                 if readable {
                     if batch.is_full() {
                         send(&mut batch)?;
@@ -158,10 +219,11 @@ fn read_pages(
                     // Flush, then send this page alone, read already (a
                     // batch without remote ranges is not read again).
                     send(&mut batch)?;
-                    mem_file
-                        .read_exact_at(&mut batch.buf[..PAGE_SIZE as usize], addr)
-                        .map_err(|e| io("read mem", e))?;
-                    batch.pages.push((addr, file_backed));
+                    match mem_file.read_exact_at(&mut batch.buf[..PAGE_SIZE as usize], addr) {
+                        Ok(()) => batch.pages.push((addr, file_backed)),
+                        Err(_) if tolerant => {}
+                        Err(e) => return Err(io("read mem", e)),
+                    }
                     send(&mut batch)?;
                 }
             }
@@ -169,7 +231,7 @@ fn read_pages(
         }
     }
     send(&mut batch)?;
-    Ok(scanned)
+    Ok((scanned, copied))
 }
 
 /// Pages waiting to be read with one process_vm_readv call.
@@ -180,6 +242,8 @@ struct Batch {
     pages: Vec<(u64, bool)>,
     /// Remote ranges: runs of adjacent pages.
     iovecs: Vec<RemoteIoVec>,
+    /// Pages to record as all-zero.
+    zero_pages: Vec<u64>,
 }
 
 impl Batch {
@@ -189,6 +253,7 @@ impl Batch {
             buf,
             pages: Vec::new(),
             iovecs: Vec::new(),
+            zero_pages: Vec::new(),
         }
     }
 
@@ -207,30 +272,36 @@ impl Batch {
         self.pages.push((addr, file_backed));
     }
 
-    /// Reads the batch's pages into its buffer.
-    fn read(&mut self) -> Result<(), CheckpointError> {
+    /// Reads the batch's pages into its buffer. When `tolerant`, pages that
+    /// cannot be read are dropped from the batch instead of failing it.
+    fn read(&mut self, tolerant: bool) -> Result<(), CheckpointError> {
         if self.iovecs.is_empty() {
             return Ok(());
         }
         let len = self.pages.len() * PAGE_SIZE as usize;
         let buf = &mut self.buf[..len];
-        let n = process_vm_readv(self.pid, &mut [IoSliceMut::new(buf)], &self.iovecs).map_err(
-            |errno| PtraceError::Memory {
-                op: "read",
-                pid: self.pid.as_raw(),
-                addr: self.iovecs[0].base as u64,
-                len,
-                errno,
-            },
-        )?;
-        if n != len {
-            // A short read means a page vanished under us; read page by page
-            // to name it.
-            for (i, &(addr, _)) in self.pages.iter().enumerate() {
-                let off = i * PAGE_SIZE as usize;
-                read_memory(self.pid, addr, &mut self.buf[off..off + PAGE_SIZE as usize])?;
+        let full = process_vm_readv(self.pid, &mut [IoSliceMut::new(buf)], &self.iovecs)
+            .is_ok_and(|n| n == len);
+        if full {
+            return Ok(());
+        }
+        // Some page could not be read: go page by page to find which.
+        let ps = PAGE_SIZE as usize;
+        let mut kept = 0;
+        for i in 0..self.pages.len() {
+            let (addr, file_backed) = self.pages[i];
+            let mut page = vec![0u8; ps];
+            match read_memory(self.pid, addr, &mut page) {
+                Ok(()) => {
+                    self.buf[kept * ps..(kept + 1) * ps].copy_from_slice(&page);
+                    self.pages[kept] = (addr, file_backed);
+                    kept += 1;
+                }
+                Err(_) if tolerant => {}
+                Err(e) => return Err(e.into()),
             }
         }
+        self.pages.truncate(kept);
         Ok(())
     }
 
@@ -240,6 +311,7 @@ impl Batch {
         FilledBatch {
             buf: std::mem::replace(&mut self.buf, next),
             pages: std::mem::take(&mut self.pages),
+            zero_pages: std::mem::take(&mut self.zero_pages),
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod inspect;
 pub mod memory;
+pub mod precopy;
 
 use crate::image::{
     AltStack, Checkpoint, Credentials, FdImage, HostInfo, ImageError, ImageWriter, MmFields,
@@ -40,8 +41,12 @@ pub struct CheckpointStats {
     pub dump_ms: f64,
     /// Pages examined in the dumped mappings.
     pub pages_scanned: u64,
-    /// Pages written to the image.
+    /// Pages written to the image (while running and while frozen).
     pub pages_written: u64,
+    /// Pages copied while the process still ran (pre-copy).
+    pub precopy_pages: u64,
+    /// Pages copied while the process was frozen.
+    pub frozen_pages: u64,
     /// Present pages that were all-zero and not stored.
     pub zero_pages: u64,
     /// Bytes of the image directory.
@@ -150,6 +155,9 @@ pub enum CheckpointError {
     /// Writing the image failed.
     #[error(transparent)]
     Image(#[from] ImageError),
+    /// Dirty-page tracking failed.
+    #[error(transparent)]
+    Tracking(#[from] crate::memory::DirtyTrackingError),
     /// Some other I/O failed.
     #[error("cannot {what}: {source}")]
     Io {
@@ -169,13 +177,27 @@ pub fn checkpoint(
     let started = Instant::now();
     preflight(pid)?;
     // Refuse what cannot be carried before touching the process.
-    inspect::classify_mappings(pid, &proc::read_maps(pid)?)?;
+    let vmas = inspect::classify_mappings(pid, &proc::read_maps(pid)?)?;
     classify_fds(pid)?;
+
+    let mut writer = ImageWriter::create(dir)?;
+    let precopy = match precopy::start_tracking(pid, &vmas) {
+        Ok(tracker) => Some(precopy::copy_while_running(
+            pid,
+            &vmas,
+            tracker,
+            &mut writer,
+        )?),
+        Err(err) => {
+            tracing::info!(pid, %err, "no pre-copy: all memory is copied while the process is frozen");
+            None
+        }
+    };
+    let precopy_pages = precopy.as_ref().map_or(0, |p| p.stats.pages_written);
 
     let frozen_at = Instant::now();
     let mut frozen = Frozen::freeze(pid)?;
-    let result = dump_frozen(pid, dir, &mut frozen);
-    let (image, mem) = match result {
+    let (image, mem) = match dump_frozen(pid, &mut frozen, writer, precopy) {
         Ok(v) => v,
         Err(err) => {
             if let Err(thaw_err) = frozen.thaw() {
@@ -184,8 +206,7 @@ pub fn checkpoint(
             return Err(err);
         }
     };
-    let leave_running = opts.leave_running;
-    if leave_running {
+    if opts.leave_running {
         frozen.thaw()?;
     } else {
         frozen.kill();
@@ -198,6 +219,8 @@ pub fn checkpoint(
         dump_ms: ms(started.elapsed()),
         pages_scanned: mem.pages_scanned,
         pages_written: image.pages_written,
+        precopy_pages,
+        frozen_pages: mem.pages_written,
         zero_pages: mem.zero_pages,
         image_bytes: image.image_bytes,
     })
@@ -375,18 +398,14 @@ impl Frozen {
 /// Everything done while the process is stopped, up to the committed image.
 fn dump_frozen(
     pid: i32,
-    dir: &Path,
     frozen: &mut Frozen,
+    mut writer: ImageWriter,
+    precopy: Option<precopy::Precopy>,
 ) -> Result<(crate::image::ImageSummary, memory::MemoryDumpStats), CheckpointError> {
     // The authoritative inspection: nothing can change any more.
     let vmas = inspect::classify_mappings(pid, &proc::read_smaps(pid)?)?;
     let fd_kinds = classify_fds(pid)?;
-    let (vdso_addr, vdso_bytes) = read_vdso(pid, &vmas)?;
-    let syscall_insn = vdso_bytes
-        .windows(2)
-        .position(|w| w == [0x0f, 0x05])
-        .map(|off| vdso_addr + off as u64)
-        .ok_or(CheckpointError::NoVdso { pid })?;
+    let (syscall_insn, vdso_bytes) = vdso_syscall(pid, &vmas)?;
 
     let mut queries = Injector::new(pid, syscall_insn);
     let answers = (|| {
@@ -522,8 +541,19 @@ fn dump_frozen(
         },
         process,
     };
-    let mut writer = ImageWriter::create(dir)?;
-    let mem = memory::dump_memory(pid, &checkpoint.process.vmas, &mut writer)?;
+    let vmas = &checkpoint.process.vmas;
+    let (mem, _) = match precopy {
+        Some(p) => {
+            let after = p.finish(vmas)?;
+            tracing::debug!(
+                pid,
+                written = after.written_pages(),
+                "pages written during pre-copy"
+            );
+            memory::dump_memory(pid, vmas, &after, &mut writer)?
+        }
+        None => memory::dump_memory(pid, vmas, &memory::EveryPage, &mut writer)?,
+    };
     let summary = writer.commit(&checkpoint)?;
     Ok((summary, mem))
 }
@@ -539,15 +569,22 @@ fn pending_signal(raw: [u8; kernel::SIGINFO_SIZE]) -> PendingSignal {
     }
 }
 
-/// Reads the [vdso] of `pid`: its address and contents.
-fn read_vdso(pid: i32, vmas: &[Vma]) -> Result<(u64, Vec<u8>), CheckpointError> {
+/// Reads the [vdso] of `pid` and finds a `syscall` instruction in it, the
+/// one ferry runs its injected calls with: returns its address and the
+/// vDSO's contents.
+fn vdso_syscall(pid: i32, vmas: &[Vma]) -> Result<(u64, Vec<u8>), CheckpointError> {
     let vdso = vmas
         .iter()
         .find(|v| v.kind == VmaKind::Vdso)
         .ok_or(CheckpointError::NoVdso { pid })?;
     let mut bytes = vec![0u8; (vdso.end - vdso.start) as usize];
     read_memory(Pid::from_raw(pid), vdso.start, &mut bytes)?;
-    Ok((vdso.start, bytes))
+    let insn = bytes
+        .windows(2)
+        .position(|w| w == [0x0f, 0x05])
+        .map(|off| vdso.start + off as u64)
+        .ok_or(CheckpointError::NoVdso { pid })?;
+    Ok((insn, bytes))
 }
 
 /// Per-thread kernel state that only the thread itself can report.

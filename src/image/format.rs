@@ -309,9 +309,10 @@ impl ImageWriter {
             .flush()
             .map_err(io_err("write", &self.pages_path))?;
 
-        let mut index = Vec::with_capacity(HEADER_LEN + self.runs.len() * RECORD_LEN);
-        push_header(&mut index, INDEX_MAGIC, self.runs.len() as u64);
-        for run in &self.runs {
+        let runs = resolve_runs(&self.runs, &checkpoint.process.vmas);
+        let mut index = Vec::with_capacity(HEADER_LEN + runs.len() * RECORD_LEN);
+        push_header(&mut index, INDEX_MAGIC, runs.len() as u64);
+        for run in &runs {
             run.encode(&mut index);
         }
         write_file(&self.dir.join(INDEX_FILE), &index)?;
@@ -381,6 +382,86 @@ impl ImageWriter {
             detail,
         }
     }
+}
+
+/// The index an image commits: a page written more than once (copied
+/// while the process ran, then again after it changed) is described by its
+/// last copy only, and pages outside the process's final restorable
+/// mappings (unmapped since they were copied) are left out. Data runs come
+/// in file order, as the reader wants them.
+fn resolve_runs(runs: &[PageRun], vmas: &[crate::image::Vma]) -> Vec<PageRun> {
+    use std::collections::BTreeMap;
+    let mut mappings: Vec<(u64, u64)> = vmas
+        .iter()
+        .filter(|v| !v.is_special())
+        .map(|v| (v.start, v.end))
+        .collect();
+    mappings.sort_unstable();
+    // Disjoint ranges already described by a later run: start -> end.
+    let mut covered: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut out = Vec::with_capacity(runs.len());
+    for run in runs.iter().rev() {
+        let (start, end) = (run.vaddr, run.end());
+        let mut cursor = start;
+        let first = covered
+            .range(..=start)
+            .next_back()
+            .map_or(start, |(&s, _)| s);
+        let overlapping: Vec<(u64, u64)> = covered
+            .range(first..end)
+            .map(|(&s, &e)| (s, e))
+            .filter(|&(_, e)| e > start)
+            .collect();
+        let mut free = Vec::new();
+        for &(s, e) in &overlapping {
+            if s > cursor {
+                free.push((cursor, s));
+            }
+            cursor = cursor.max(e);
+        }
+        if cursor < end {
+            free.push((cursor, end));
+        }
+        // Merge [start, end) into the covered set.
+        let (mut new_start, mut new_end) = (start, end);
+        for (s, e) in overlapping {
+            covered.remove(&s);
+            new_start = new_start.min(s);
+            new_end = new_end.max(e);
+        }
+        covered.insert(new_start, new_end);
+        for (fs, fe) in free {
+            let i = mappings.partition_point(|m| m.1 <= fs);
+            for &(ms, me) in mappings[i..].iter().take_while(|m| m.0 < fe) {
+                let (s, e) = (fs.max(ms), fe.min(me));
+                out.push(PageRun {
+                    vaddr: s,
+                    npages: (e - s) / PAGE_SIZE,
+                    offset: if run.zero {
+                        0
+                    } else {
+                        run.offset + (s - run.vaddr)
+                    },
+                    zero: run.zero,
+                });
+            }
+        }
+    }
+    out.sort_unstable_by_key(|r| (r.zero, if r.zero { r.vaddr } else { r.offset }));
+    let mut merged: Vec<PageRun> = Vec::with_capacity(out.len());
+    for run in out {
+        match merged.last_mut() {
+            Some(last)
+                if last.zero == run.zero
+                    && last.end() == run.vaddr
+                    && (run.zero || last.offset + last.npages * PAGE_SIZE == run.offset) =>
+            {
+                last.npages += run.npages
+            }
+            _ => merged.push(run),
+        }
+    }
+    merged
 }
 
 /// Appends the 24-byte header the manifest and the index share: magic,
@@ -496,12 +577,25 @@ impl ImageReader {
         let mut buf = vec![0u8; IO_CHUNK.min(self.manifest.pages_len as usize)];
         let mut hash = Xxh3::default();
         let mut delivered = 0;
+        let mut pos = 0u64;
+        let hash_through = |file: &mut File, hash: &mut Xxh3, buf: &mut [u8], mut len: u64| {
+            let cap = buf.len() as u64;
+            while len > 0 {
+                let chunk = &mut buf[..len.min(cap) as usize];
+                file.read_exact(chunk).map_err(io_err("read", &path))?;
+                hash.update(chunk);
+                len -= chunk.len() as u64;
+            }
+            Ok::<(), ImageError>(())
+        };
         for run in &self.runs {
             if run.zero {
                 sink(run.vaddr, PageData::Zero { npages: run.npages })?;
             } else {
-                // Open checked that data runs tile pages.img in index order,
-                // so reading sequentially yields each run's bytes.
+                // Open checked that data runs come in file order; bytes in
+                // between (superseded copies) are only checksummed.
+                hash_through(&mut file, &mut hash, &mut buf, run.offset - pos)?;
+                pos = run.offset + run.npages * PAGE_SIZE;
                 let mut left = run.npages * PAGE_SIZE;
                 let mut vaddr = run.vaddr;
                 while left > 0 {
@@ -515,6 +609,12 @@ impl ImageReader {
             }
             delivered += run.npages;
         }
+        hash_through(
+            &mut file,
+            &mut hash,
+            &mut buf,
+            self.manifest.pages_len - pos,
+        )?;
         let found = hash.digest();
         if found != self.manifest.pages_xxh3 {
             return Err(ImageError::ChecksumMismatch {
@@ -759,11 +859,13 @@ fn read_index(dir: &Path, manifest: &Manifest) -> Result<Vec<PageRun>, ImageErro
         }
         let zero = flags & FLAG_ZERO != 0;
         if !zero {
-            // The writer appends runs, so data runs tile pages.img in index
-            // order; the sequential read in read_pages relies on it.
-            if offset != next_offset {
+            // Data runs come in file order without overlapping (bytes of
+            // pages that a later copy superseded lie between them); the
+            // sequential read in read_pages relies on it.
+            if offset < next_offset {
                 return Err(corrupt(format!(
-                    "record {i} at {vaddr:#x} has data at offset {offset}, expected {next_offset}"
+                    "record {i} at {vaddr:#x} has data at offset {offset}, before the end \
+                     {next_offset} of the previous record's"
                 )));
             }
             next_offset = npages
@@ -785,10 +887,13 @@ fn read_index(dir: &Path, manifest: &Manifest) -> Result<Vec<PageRun>, ImageErro
             zero,
         });
     }
-    if next_offset != manifest.pages_len {
+    // Every page is described once.
+    let mut by_addr: Vec<(u64, u64)> = runs.iter().map(|r| (r.vaddr, r.end())).collect();
+    by_addr.sort_unstable();
+    if let Some(w) = by_addr.windows(2).find(|w| w[1].0 < w[0].1) {
         return Err(corrupt(format!(
-            "its records cover {next_offset} bytes of pages.img, which has {}",
-            manifest.pages_len
+            "records at {:#x} and {:#x} overlap",
+            w[0].0, w[1].0
         )));
     }
     Ok(runs)

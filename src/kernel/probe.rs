@@ -11,7 +11,7 @@
 //! failure too, and takes at most about a second (children that do not stop
 //! or exit in time are killed).
 
-use super::{cpu, uffd, pidfd_getfd, pidfd_open, ptrace_get_rseq, ptrace_get_xstate, CloneArgs};
+use super::{cpu, pidfd_getfd, pidfd_open, ptrace_get_rseq, ptrace_get_xstate, uffd, CloneArgs};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};

@@ -122,12 +122,22 @@ pub fn uffd_writeprotect(uffd: &OwnedFd, start: u64, len: u64, protect: bool) ->
     let mut wp = UffdioWriteprotect {
         start,
         len,
-        mode: if protect { UFFDIO_WRITEPROTECT_MODE_WP } else { 0 },
+        mode: if protect {
+            UFFDIO_WRITEPROTECT_MODE_WP
+        } else {
+            0
+        },
     };
     let request =
         nix::request_code_readwrite!(0xaa, 0x06, std::mem::size_of::<UffdioWriteprotect>());
     // SAFETY: UFFDIO_WRITEPROTECT reads and writes one struct uffdio_writeprotect.
-    let ret = unsafe { libc::ioctl(uffd.as_raw_fd(), request, &mut wp as *mut UffdioWriteprotect) };
+    let ret = unsafe {
+        libc::ioctl(
+            uffd.as_raw_fd(),
+            request,
+            &mut wp as *mut UffdioWriteprotect,
+        )
+    };
     Errno::result(ret).map(drop)
 }
 
@@ -161,10 +171,13 @@ pub fn pagemap_scan(
         // SAFETY: PAGEMAP_SCAN reads and writes one struct pm_scan_arg (arg)
         // and writes at most vec_len page_regions into `regions`, which
         // outlives the call.
-        let ret =
-            unsafe { libc::ioctl(pagemap.as_raw_fd(), request, &mut arg as *mut PmScanArg) };
+        let ret = unsafe { libc::ioctl(pagemap.as_raw_fd(), request, &mut arg as *mut PmScanArg) };
         let n = Errno::result(ret)? as usize;
-        out.extend(regions[..n.min(regions.len())].iter().map(|r| (r.start, r.end)));
+        out.extend(
+            regions[..n.min(regions.len())]
+                .iter()
+                .map(|r| (r.start, r.end)),
+        );
         if arg.walk_end <= from {
             return Err(Errno::EIO);
         }

@@ -139,29 +139,23 @@ pub fn regs_to_libc(r: &GeneralRegs) -> libc::user_regs_struct {
 
 /// Turns the registers of a thread stopped inside an interrupted system
 /// call into the registers it must resume with, so that it never sees a raw
-/// -ERESTART* value: the call is re-executed (rip back over `syscall`).
-/// `restart_block_alive` says whether the kernel still holds the thread's
-/// restart block (same task, not restored): then -ERESTART_RESTARTBLOCK
-/// resumes through restart_syscall, exactly as the kernel would; otherwise
-/// the original call is re-executed with its original arguments, and an
-/// interrupted restart_syscall (whose block is gone) returns -EINTR.
+/// -ERESTART* value: the call is re-executed with its original arguments
+/// (rip back over `syscall`). That also holds for -ERESTART_RESTARTBLOCK
+/// (nanosleep, poll, futex with a timeout: a relative timeout starts over,
+/// which a program cannot tell from a late wake-up), so that the call keeps
+/// its identity if the thread is stopped again. Only a thread already
+/// inside restart_syscall needs the kernel's restart block:
+/// `restart_block_alive` says whether it still exists (same task, not
+/// restored); if not, the call returns -EINTR, as CRIU does.
 pub fn resume_regs(regs: &GeneralRegs, restart_block_alive: bool) -> GeneralRegs {
     let mut r = *regs;
     let in_syscall = (r.orig_rax as i64) >= 0;
     if in_syscall {
         match r.rax as i64 {
-            ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND => {
-                r.rax = r.orig_rax;
-                r.rip -= 2;
-            }
-            ERESTART_RESTARTBLOCK if restart_block_alive => {
-                r.rax = NR_RESTART_SYSCALL;
-                r.rip -= 2;
-            }
-            ERESTART_RESTARTBLOCK if r.orig_rax == NR_RESTART_SYSCALL => {
+            ERESTART_RESTARTBLOCK if r.orig_rax == NR_RESTART_SYSCALL && !restart_block_alive => {
                 r.rax = (-(libc::EINTR as i64)) as u64;
             }
-            ERESTART_RESTARTBLOCK => {
+            ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND | ERESTART_RESTARTBLOCK => {
                 r.rax = r.orig_rax;
                 r.rip -= 2;
             }
@@ -419,11 +413,13 @@ mod tests {
     }
 
     #[test]
-    fn restart_block_uses_restart_syscall_only_when_alive() {
-        let live = resume_regs(&stopped_in(35, ERESTART_RESTARTBLOCK), true);
+    fn restart_block_calls_are_reexecuted_keeping_their_identity() {
+        for alive in [true, false] {
+            let r = resume_regs(&stopped_in(35, ERESTART_RESTARTBLOCK), alive);
+            assert_eq!((r.rax, r.rip), (35, 0x1000));
+        }
+        let live = resume_regs(&stopped_in(NR_RESTART_SYSCALL, ERESTART_RESTARTBLOCK), true);
         assert_eq!((live.rax, live.rip), (NR_RESTART_SYSCALL, 0x1000));
-        let restored = resume_regs(&stopped_in(35, ERESTART_RESTARTBLOCK), false);
-        assert_eq!((restored.rax, restored.rip), (35, 0x1000));
         let lost = resume_regs(
             &stopped_in(NR_RESTART_SYSCALL, ERESTART_RESTARTBLOCK),
             false,

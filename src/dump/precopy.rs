@@ -1,0 +1,161 @@
+//! Pre-copy inside a checkpoint: memory is copied while the process keeps
+//! running, with writes tracked, so that the freeze only has to copy the
+//! pages written meanwhile. Where the kernel cannot track writes, the whole
+//! memory is copied while frozen, as before.
+
+use super::memory::{dump_memory, MemoryDumpStats, PageChoice, PagePolicy};
+use super::{CheckpointError, Frozen};
+use crate::image::{ImageWriter, Vma};
+use crate::kernel::{self, uffd};
+use crate::memory::{is_wp_trackable, DirtyTracker, PageRuns, UffdWpTracker};
+use nix::unistd::Pid;
+
+/// Writes tracked and memory copied once while the process ran.
+pub struct Precopy {
+    tracker: UffdWpTracker,
+    copied: PageRuns,
+    /// What the copy while running wrote.
+    pub stats: MemoryDumpStats,
+}
+
+/// Sets up write tracking in process `pid`: a userfaultfd created inside
+/// the process by an injected call (the process is stopped only for that),
+/// taken out with pidfd_getfd and closed in the process, so that ferry
+/// holds the only reference and closing it removes the tracking.
+pub fn start_tracking(pid: i32, vmas: &[Vma]) -> Result<UffdWpTracker, CheckpointError> {
+    let (syscall_insn, _) = super::vdso_syscall(pid, vmas)?;
+    let mut frozen = Frozen::freeze(pid)?;
+    let taken = (|| {
+        let leader = &mut frozen.threads[0].tracee;
+        let flags = libc::O_CLOEXEC | libc::O_NONBLOCK | uffd::UFFD_USER_MODE_ONLY;
+        let fd = leader.inject(
+            syscall_insn,
+            libc::SYS_userfaultfd,
+            [flags as u64, 0, 0, 0, 0, 0],
+        )?;
+        if fd < 0 {
+            return Err(CheckpointError::Injected {
+                pid,
+                tid: pid,
+                call: "userfaultfd() for write tracking".into(),
+                errno: nix::errno::Errno::from_raw(-fd as i32),
+            });
+        }
+        let taken = kernel::pidfd_open(Pid::from_raw(pid))
+            .and_then(|pidfd| kernel::pidfd_getfd(&pidfd, fd as i32));
+        leader.inject(syscall_insn, libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
+        taken.map_err(|errno| CheckpointError::Injected {
+            pid,
+            tid: pid,
+            call: format!("pidfd_getfd of the userfaultfd (fd {fd})"),
+            errno,
+        })
+    })();
+    frozen.thaw()?;
+    Ok(UffdWpTracker::start(pid, taken?, vmas)?)
+}
+
+/// The copy while the process runs: every page with data of the tracked
+/// mappings; a page unmapped under our feet is skipped.
+struct WhileRunning<'a> {
+    tracker: &'a UffdWpTracker,
+}
+
+impl PagePolicy for WhileRunning<'_> {
+    fn choose(&self, vma: &Vma, _addr: u64, has_data: bool) -> PageChoice {
+        if has_data && self.tracker.is_tracked(vma.start, vma.end) {
+            PageChoice::Read
+        } else {
+            PageChoice::Skip
+        }
+    }
+
+    fn tolerates_unreadable(&self) -> bool {
+        true
+    }
+}
+
+/// Copies the tracked memory of the running process into `writer`.
+pub fn copy_while_running(
+    pid: i32,
+    vmas: &[Vma],
+    tracker: UffdWpTracker,
+    writer: &mut ImageWriter,
+) -> Result<Precopy, CheckpointError> {
+    let tracked: Vec<Vma> = vmas
+        .iter()
+        .filter(|v| is_wp_trackable(v))
+        .cloned()
+        .collect();
+    let (stats, copied) = dump_memory(pid, &tracked, &WhileRunning { tracker: &tracker }, writer)?;
+    Ok(Precopy {
+        tracker,
+        copied: PageRuns::from_runs(copied),
+        stats,
+    })
+}
+
+/// The copy while frozen after a pre-copy: in a mapping that is still
+/// tracked, only pages written since (or never copied); elsewhere every
+/// page with data; and a page copied earlier that has no data any more
+/// (unmapped, discarded) is recorded as zero so the old copy is not used.
+pub struct AfterPrecopy {
+    copied: PageRuns,
+    written: PageRuns,
+    tracked: Vec<(u64, u64)>,
+}
+
+impl Precopy {
+    /// Reads the written pages of every mapping still tracked and ends the
+    /// tracking (the process is frozen: nothing changes any more).
+    pub fn finish(mut self, vmas: &[Vma]) -> Result<AfterPrecopy, CheckpointError> {
+        let mut written = Vec::new();
+        let mut tracked = Vec::new();
+        for vma in vmas {
+            // "uw": the mapping is registered for write-protect tracking
+            // now; a mapping replaced since the copy is not.
+            if vma.has_vm_flag("uw") && self.tracker.is_tracked(vma.start, vma.end) {
+                self.tracker
+                    .written(vma.start, vma.end, false, &mut written)?;
+                tracked.push((vma.start, vma.end));
+            }
+        }
+        Ok(AfterPrecopy {
+            copied: self.copied,
+            written: PageRuns::from_runs(written),
+            tracked,
+        })
+    }
+}
+
+impl AfterPrecopy {
+    fn is_tracked(&self, vma: &Vma) -> bool {
+        let i = self.tracked.partition_point(|r| r.1 <= vma.start);
+        self.tracked
+            .get(i)
+            .is_some_and(|r| r.0 == vma.start && r.1 == vma.end)
+    }
+
+    /// Pages found written since the pre-copy.
+    pub fn written_pages(&self) -> u64 {
+        self.written.pages()
+    }
+}
+
+impl PagePolicy for AfterPrecopy {
+    fn choose(&self, vma: &Vma, addr: u64, has_data: bool) -> PageChoice {
+        let copied = self.copied.contains(addr);
+        match (has_data, copied) {
+            (false, true) => PageChoice::Zero,
+            (false, false) => PageChoice::Skip,
+            (true, true) if self.is_tracked(vma) && !self.written.contains(addr) => {
+                PageChoice::Skip
+            }
+            (true, _) => PageChoice::Read,
+        }
+    }
+
+    fn tolerates_unreadable(&self) -> bool {
+        false
+    }
+}
