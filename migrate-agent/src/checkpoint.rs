@@ -13,9 +13,10 @@ pub fn run(pid: i32, dir: &Path, leave_running: bool, json: bool) -> anyhow::Res
         println!("{}", serde_json::to_string(&stats)?);
     } else {
         println!(
-            "checkpointed process {pid} into {}: {} pages written ({} zero pages skipped), {:.1} MiB, frozen {:.1} ms, {}",
+            "checkpointed process {pid} into {}: {} pages copied while it ran, {} while frozen ({} zero pages skipped), {:.1} MiB, frozen {:.1} ms, {}",
             dir.display(),
-            stats.pages_written,
+            stats.precopy_pages,
+            stats.frozen_pages,
             stats.zero_pages,
             stats.image_bytes as f64 / (1 << 20) as f64,
             stats.frozen_ms,

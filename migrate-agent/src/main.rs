@@ -31,6 +31,9 @@ enum Command {
         json: bool,
     },
     /// Checkpoint a running process (all its threads) into a directory.
+    /// Memory is copied while the process runs (writes tracked with
+    /// userfaultfd write-protection where the kernel offers WP_ASYNC), then
+    /// the process is frozen for the pages written meanwhile and its state.
     Checkpoint {
         /// PID of the process to checkpoint.
         pid: i32,

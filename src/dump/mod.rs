@@ -402,7 +402,12 @@ fn dump_frozen(
     mut writer: ImageWriter,
     precopy: Option<precopy::Precopy>,
 ) -> Result<(crate::image::ImageSummary, memory::MemoryDumpStats), CheckpointError> {
-    // The authoritative inspection: nothing can change any more.
+    // The authoritative inspection: nothing can change any more (a child
+    // forked while memory was copied is caught here too).
+    let children = proc::children(pid)?;
+    if !children.is_empty() {
+        return Err(CheckpointError::HasChildren { pid, children });
+    }
     let vmas = inspect::classify_mappings(pid, &proc::read_smaps(pid)?)?;
     let fd_kinds = classify_fds(pid)?;
     let (syscall_insn, vdso_bytes) = vdso_syscall(pid, &vmas)?;
