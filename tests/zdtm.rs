@@ -49,6 +49,7 @@ zdtm_tests! {
     bigmem, bigmem_leave_running => Spec::new("bigmem").min_pages_written(BIGMEM_PATTERN_PAGES);
     mapfile, mapfile_leave_running => Spec::new("mapfile");
     comm, comm_leave_running => Spec::new("comm");
+    dirty, dirty_leave_running => Spec::new("dirty");
 }
 
 /// scripts/bench.sh's subject passes its own verification.
