@@ -902,7 +902,7 @@ fn read_index(dir: &Path, manifest: &Manifest) -> Result<Vec<PageRun>, ImageErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::testutil::{sample_checkpoint, TempDir};
+    use crate::image::testutil::{checkpoint_with_anon, rewrite_manifest, TempDir};
 
     const PAGE: usize = PAGE_SIZE as usize;
 
@@ -932,8 +932,16 @@ mod tests {
         Ok((total, got))
     }
 
+    /// The sample checkpoint with anonymous mappings over the addresses
+    /// the small images below write (0x10000-0x20000 and 0x40000-0x50000).
+    fn checkpoint() -> Checkpoint {
+        checkpoint_with_anon(&[(0x10000, 0x20000), (0x40000, 0x50000)])
+    }
+
     /// Writes a small image: two adjacent data runs (merged), a zero run,
-    /// a separate data run, and returns the directory.
+    /// a separate data run, and returns the directory. Its index holds, in
+    /// order: data 0x10000 (3 pages at offset 0), data 0x40000 (1 page at
+    /// offset 3 pages), zero 0x13000 (3 pages).
     fn write_sample(tag: &str) -> TempDir {
         let dir = TempDir::new(tag);
         let mut w = ImageWriter::create(dir.path()).unwrap();
@@ -941,8 +949,25 @@ mod tests {
         w.write_pages(0x12000, &pattern(2, 1)).unwrap();
         w.write_zero_pages(0x13000, 3).unwrap();
         w.write_pages(0x40000, &pattern(3, 1)).unwrap();
-        w.commit(&sample_checkpoint()).unwrap();
+        w.commit(&checkpoint()).unwrap();
         dir
+    }
+
+    /// Lets `edit` change the records of pages.idx (after its header), then
+    /// re-signs the index in the manifest so that only the record checks can
+    /// catch the change; returns what open says.
+    fn tamper_index(dir: &Path, edit: impl FnOnce(&mut [u8])) -> String {
+        let idx_path = dir.join(INDEX_FILE);
+        let mut idx = fs::read(&idx_path).unwrap();
+        edit(&mut idx[HEADER_LEN..]);
+        fs::write(&idx_path, &idx).unwrap();
+        rewrite_manifest(dir, |m| m.index_xxh3 = xxh3_64(&idx));
+        ImageReader::open(dir).unwrap_err().to_string()
+    }
+
+    /// Sets 64-bit word `word` (4 per record) of the index records.
+    fn set_word(records: &mut [u8], word: usize, value: u64) {
+        records[word * 8..word * 8 + 8].copy_from_slice(&value.to_le_bytes());
     }
 
     fn flip_byte(path: &Path, at: u64) {
@@ -961,7 +986,7 @@ mod tests {
         w.write_zero_pages(0x16000, 1).unwrap();
         w.write_pages(0x40000, &pattern(3, 1)).unwrap();
         w.write_pages(0x41000, &[]).unwrap();
-        let summary = w.commit(&sample_checkpoint()).unwrap();
+        let summary = w.commit(&checkpoint()).unwrap();
         assert_eq!(summary.pages_written, 4);
         assert_eq!(summary.zero_pages, 4);
         let on_disk: u64 = [PAGES_FILE, INDEX_FILE, MANIFEST_FILE]
@@ -972,9 +997,10 @@ mod tests {
         assert!(!dir.path().join(MANIFEST_TMP_FILE).exists());
 
         let r = ImageReader::open(dir.path()).unwrap();
-        assert_eq!(r.checkpoint(), &sample_checkpoint());
+        assert_eq!(r.checkpoint(), &checkpoint());
         assert_eq!(r.dir(), dir.path());
         assert_eq!(r.manifest().ferry_version, env!("CARGO_PKG_VERSION"));
+        // Data runs in file order, then the zero runs.
         assert_eq!(
             r.runs(),
             &[
@@ -985,16 +1011,16 @@ mod tests {
                     zero: false
                 },
                 PageRun {
-                    vaddr: 0x13000,
-                    npages: 4,
-                    offset: 0,
-                    zero: true
-                },
-                PageRun {
                     vaddr: 0x40000,
                     npages: 1,
                     offset: 3 * PAGE_SIZE,
                     zero: false
+                },
+                PageRun {
+                    vaddr: 0x13000,
+                    npages: 4,
+                    offset: 0,
+                    zero: true
                 },
             ]
         );
@@ -1006,8 +1032,8 @@ mod tests {
             got,
             vec![
                 Got::Bytes(0x10000, first),
-                Got::Zero(0x13000, 4),
                 Got::Bytes(0x40000, pattern(3, 1)),
+                Got::Zero(0x13000, 4),
             ]
         );
     }
@@ -1017,15 +1043,17 @@ mod tests {
         let dir = TempDir::new("chunks");
         let npages = IO_CHUNK / PAGE * 2 + 3;
         let data = pattern(7, npages);
+        let base = 0x7e00_0000_0000;
         let mut w = ImageWriter::create(dir.path()).unwrap();
-        w.write_pages(0x7f00_0000_0000, &data).unwrap();
-        w.commit(&sample_checkpoint()).unwrap();
+        w.write_pages(base, &data).unwrap();
+        w.commit(&checkpoint_with_anon(&[(base, base + data.len() as u64)]))
+            .unwrap();
 
         let r = ImageReader::open(dir.path()).unwrap();
         let (total, got) = read_all(&r).unwrap();
         assert_eq!(total, npages as u64);
         assert_eq!(got.len(), 3);
-        let mut expect_vaddr = 0x7f00_0000_0000;
+        let mut expect_vaddr = base;
         let mut joined = Vec::new();
         for g in got {
             let Got::Bytes(vaddr, bytes) = g else {
@@ -1201,29 +1229,260 @@ mod tests {
 
     #[test]
     fn index_records_out_of_bounds_are_refused() {
-        // Re-sign a tampered index so that only the record checks can catch it.
+        // Record 0 is data at 0x10000, 3 pages at offset 0; record 1 data
+        // at 0x40000, 1 page at offset 3 pages (the end of pages.img).
         fn tamper(tag: &str, record_word: usize, value: u64) -> String {
             let dir = write_sample(tag);
-            let idx_path = dir.path().join(INDEX_FILE);
-            let mut idx = fs::read(&idx_path).unwrap();
-            let at = HEADER_LEN + record_word * 8;
-            idx[at..at + 8].copy_from_slice(&value.to_le_bytes());
-            fs::write(&idx_path, &idx).unwrap();
-            let man_path = dir.path().join(MANIFEST_FILE);
-            let m = fs::read(&man_path).unwrap();
-            let body = &m[HEADER_LEN..m.len() - CHECKSUM_LEN];
-            let mut manifest: Manifest = postcard::from_bytes(body).unwrap();
-            manifest.index_xxh3 = xxh3_64(&idx);
-            let body = postcard::to_stdvec(&manifest).unwrap();
-            fs::write(&man_path, frame_manifest(&body)).unwrap();
-            ImageReader::open(dir.path()).unwrap_err().to_string()
+            tamper_index(dir.path(), |r| set_word(r, record_word, value))
         }
         assert!(tamper("unaligned", 0, 0x10010).contains("unaligned address 0x10010"));
         assert!(tamper("overflow", 1, u64::MAX / 2).contains("impossible page count"));
         assert!(tamper("zerocount", 1, 0).contains("impossible page count 0"));
-        assert!(tamper("offset", 2, 4096).contains("offset 4096, expected 0"));
+        // A gap before record 0 is allowed, but its data then overlaps
+        // record 1's in pages.img.
+        let err = tamper("offset", 2, 4096);
+        assert!(
+            err.contains("record 1 at 0x40000 has data at offset 12288, before the end 16384"),
+            "{err}"
+        );
         assert!(tamper("flags", 3, 6).contains("unknown flags 0x6"));
-        assert!(tamper("beyond", 1, 5).contains("beyond the"));
+        assert!(tamper("beyond", 1, 5).contains("beyond the 16384 bytes"));
+        // A gap that pushes the last record past the end of pages.img.
+        let err = tamper("lastbeyond", 6, 4 * PAGE_SIZE);
+        assert!(
+            err.contains("record 1 at 0x40000 has 1 pages at offset 16384, beyond the"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn records_overlapping_in_address_are_refused() {
+        // Record 1 (data, 1 page) moved into record 0's 0x10000-0x13000.
+        let dir = write_sample("overlapdata");
+        let err = tamper_index(dir.path(), |r| set_word(r, 4, 0x12000));
+        assert!(
+            err.contains("records at 0x10000 and 0x12000 overlap"),
+            "{err}"
+        );
+        // The zero run (record 2, 0x13000) stretched over record 1 at 0x40000,
+        // which is not its neighbour in the index.
+        let dir = write_sample("overlapzero");
+        let err = tamper_index(dir.path(), |r| set_word(r, 9, 0x2e));
+        assert!(err.contains("overlap"), "{err}");
+        assert!(err.contains("0x13000 and 0x40000"), "{err}");
+        // Touching is not overlapping: a zero run right after record 1.
+        let dir = write_sample("touching");
+        let idx_path = dir.path().join(INDEX_FILE);
+        let mut idx = fs::read(&idx_path).unwrap();
+        set_word(&mut idx[HEADER_LEN..], 8, 0x41000);
+        fs::write(&idx_path, &idx).unwrap();
+        rewrite_manifest(dir.path(), |m| m.index_xxh3 = xxh3_64(&idx));
+        let r = ImageReader::open(dir.path()).unwrap();
+        assert_eq!(read_all(&r).unwrap().0, 7);
+    }
+
+    #[test]
+    fn data_records_out_of_file_order_are_refused() {
+        // Swap records 0 and 1: record 1 then starts before record 0 ends.
+        let dir = write_sample("order");
+        let err = tamper_index(dir.path(), |r| {
+            let (first, rest) = r.split_at_mut(RECORD_LEN);
+            first.swap_with_slice(&mut rest[..RECORD_LEN]);
+        });
+        assert!(
+            err.contains("record 1 at 0x10000 has data at offset 0, before the end 16384"),
+            "{err}"
+        );
+        // Two records sharing bytes of pages.img are refused the same way.
+        let dir = write_sample("shared");
+        let err = tamper_index(dir.path(), |r| set_word(r, 6, 2 * PAGE_SIZE));
+        assert!(err.contains("offset 8192, before the end 12288"), "{err}");
+    }
+
+    /// Every page that read_pages delivers, by address (a zero page as 4096
+    /// zero bytes), checking that no address comes twice.
+    fn pages_by_addr(got: &[Got]) -> std::collections::BTreeMap<u64, Vec<u8>> {
+        let mut pages = std::collections::BTreeMap::new();
+        for g in got {
+            let (vaddr, bytes) = match g {
+                Got::Bytes(vaddr, bytes) => (*vaddr, bytes.clone()),
+                Got::Zero(vaddr, npages) => (*vaddr, vec![0; *npages as usize * PAGE]),
+            };
+            for (i, page) in bytes.chunks(PAGE).enumerate() {
+                let at = vaddr + (i * PAGE) as u64;
+                assert!(pages.insert(at, page.to_vec()).is_none(), "{at:#x} twice");
+            }
+        }
+        pages
+    }
+
+    #[test]
+    fn a_page_written_twice_reads_back_as_its_last_copy() {
+        let dir = TempDir::new("twice");
+        let first = pattern(1, 3);
+        let mut w = ImageWriter::create(dir.path()).unwrap();
+        // Data then data: the middle page of a 3-page run is copied again.
+        w.write_pages(0x10000, &first).unwrap();
+        w.write_pages(0x11000, &pattern(9, 1)).unwrap();
+        // Data then zero.
+        w.write_pages(0x14000, &pattern(2, 2)).unwrap();
+        w.write_zero_pages(0x15000, 1).unwrap();
+        // Zero then data.
+        w.write_zero_pages(0x18000, 2).unwrap();
+        w.write_pages(0x18000, &pattern(3, 1)).unwrap();
+        w.commit(&checkpoint()).unwrap();
+
+        let r = ImageReader::open(dir.path()).unwrap();
+        assert_eq!(r.manifest().pages_len, 7 * PAGE_SIZE);
+        let data = |vaddr, page: u64| PageRun {
+            vaddr,
+            npages: 1,
+            offset: page * PAGE_SIZE,
+            zero: false,
+        };
+        let zero = |vaddr| PageRun {
+            vaddr,
+            npages: 1,
+            offset: 0,
+            zero: true,
+        };
+        // pages.img: 0x10000-0x12fff, 0x11000 again, 0x14000-0x15fff,
+        // 0x18000; pages 1 and 5 are superseded and read by nobody.
+        assert_eq!(
+            r.runs(),
+            &[
+                data(0x10000, 0),
+                data(0x12000, 2),
+                data(0x11000, 3),
+                data(0x14000, 4),
+                data(0x18000, 6),
+                zero(0x15000),
+                zero(0x19000),
+            ]
+        );
+        let (total, got) = read_all(&r).unwrap();
+        assert_eq!(total, 7);
+        let pages = pages_by_addr(&got);
+        let expect: [(u64, Vec<u8>); 7] = [
+            (0x10000, first[..PAGE].to_vec()),
+            (0x11000, pattern(9, 1)),
+            (0x12000, first[2 * PAGE..].to_vec()),
+            (0x14000, pattern(2, 2)[..PAGE].to_vec()),
+            (0x15000, vec![0; PAGE]),
+            (0x18000, pattern(3, 1)),
+            (0x19000, vec![0; PAGE]),
+        ];
+        assert!(pages.into_iter().eq(expect), "{got:?}");
+
+        // The superseded bytes still count in the checksum.
+        for page in [1, 5] {
+            flip_byte(&dir.path().join(PAGES_FILE), page * PAGE_SIZE + 100);
+            let r = ImageReader::open(dir.path()).unwrap();
+            let err = read_all(&r).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ImageError::ChecksumMismatch {
+                        what: "pages file",
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            flip_byte(&dir.path().join(PAGES_FILE), page * PAGE_SIZE + 100);
+            assert!(read_all(&r).is_ok());
+        }
+    }
+
+    #[test]
+    fn superseded_bytes_at_the_end_of_pages_img_are_checksummed() {
+        let dir = TempDir::new("tail");
+        let mut w = ImageWriter::create(dir.path()).unwrap();
+        w.write_pages(0x10000, &pattern(4, 1)).unwrap();
+        w.write_pages(0x11000, &pattern(5, 2)).unwrap();
+        w.write_zero_pages(0x11000, 2).unwrap();
+        w.commit(&checkpoint()).unwrap();
+        let r = ImageReader::open(dir.path()).unwrap();
+        assert_eq!(r.manifest().pages_len, 3 * PAGE_SIZE);
+        let (total, got) = read_all(&r).unwrap();
+        assert_eq!(total, 3);
+        assert_eq!(
+            got,
+            vec![Got::Bytes(0x10000, pattern(4, 1)), Got::Zero(0x11000, 2)]
+        );
+        flip_byte(&dir.path().join(PAGES_FILE), 3 * PAGE_SIZE - 1);
+        let err = read_all(&r).unwrap_err();
+        assert!(
+            err.to_string().contains("does not match the manifest's"),
+            "{err}"
+        );
+
+        // Nothing but superseded bytes: every data page rewritten as zero.
+        let dir = TempDir::new("allzero");
+        let mut w = ImageWriter::create(dir.path()).unwrap();
+        w.write_pages(0x10000, &pattern(6, 2)).unwrap();
+        w.write_zero_pages(0x10000, 2).unwrap();
+        w.commit(&checkpoint()).unwrap();
+        let r = ImageReader::open(dir.path()).unwrap();
+        assert_eq!(read_all(&r).unwrap().1, vec![Got::Zero(0x10000, 2)]);
+        flip_byte(&dir.path().join(PAGES_FILE), 10);
+        assert!(read_all(&r).is_err());
+    }
+
+    #[test]
+    fn pages_outside_the_restorable_mappings_are_dropped_at_commit() {
+        let dir = TempDir::new("clip");
+        // Two touching mappings at 0x20000-0x22000 and 0x22000-0x23000, and
+        // the sample's [vdso] at 0x7ffd_1235_0000-0x7ffd_1235_2000.
+        let checkpoint = checkpoint_with_anon(&[(0x20000, 0x22000), (0x22000, 0x23000)]);
+        let vdso = 0x7ffd_1235_0000;
+        let mut w = ImageWriter::create(dir.path()).unwrap();
+        // 0x1f000-0x24000: one page before, one after the mappings.
+        let across = pattern(1, 5);
+        w.write_pages(0x1f000, &across).unwrap();
+        // Entirely unmapped, data and zero.
+        w.write_pages(0x30000, &pattern(2, 2)).unwrap();
+        w.write_zero_pages(0x34000, 4).unwrap();
+        // The vdso is not restored from the image: data and zero dropped.
+        w.write_pages(vdso, &pattern(3, 2)).unwrap();
+        w.write_zero_pages(vdso + PAGE_SIZE, 1).unwrap();
+        // A zero run straddling the end of the sample's stack mapping.
+        w.write_zero_pages(0x7ffd_1234_6000, 3).unwrap();
+        let summary = w.commit(&checkpoint).unwrap();
+        assert_eq!(summary.pages_written, 9);
+
+        let r = ImageReader::open(dir.path()).unwrap();
+        assert_eq!(r.manifest().pages_len, 9 * PAGE_SIZE);
+        assert_eq!(
+            r.runs(),
+            &[
+                // Clipped to the mappings and merged across their boundary.
+                PageRun {
+                    vaddr: 0x20000,
+                    npages: 3,
+                    offset: PAGE_SIZE,
+                    zero: false
+                },
+                PageRun {
+                    vaddr: 0x7ffd_1234_6000,
+                    npages: 1,
+                    offset: 0,
+                    zero: true
+                },
+            ]
+        );
+        let (total, got) = read_all(&r).unwrap();
+        assert_eq!(total, 4);
+        assert_eq!(
+            got,
+            vec![
+                Got::Bytes(0x20000, across[PAGE..4 * PAGE].to_vec()),
+                Got::Zero(0x7ffd_1234_6000, 1),
+            ]
+        );
+        // The dropped pages' bytes are still checksummed.
+        flip_byte(&dir.path().join(PAGES_FILE), 10);
+        assert!(read_all(&r).is_err());
     }
 
     #[test]

@@ -483,7 +483,9 @@ fn utc_time(secs: u64) -> String {
 mod tests {
     use super::*;
     use crate::image::format::ImageWriter;
-    use crate::image::testutil::{sample_checkpoint, TempDir};
+    use crate::image::testutil::{
+        checkpoint_with_anon, rewrite_manifest, sample_checkpoint, TempDir,
+    };
 
     #[test]
     fn describe_covers_every_section_within_the_width() {
@@ -496,7 +498,12 @@ mod tests {
         w.write_zero_pages(0x7f00_0000_0000, 100).unwrap();
         w.write_pages(0x7ffd_1234_6000, &[2; 4096]).unwrap();
         w.write_pages(0x1000, &[3; 4096]).unwrap();
-        w.commit(&sample_checkpoint()).unwrap();
+        // The writer drops pages outside every mapping, so commit with a
+        // mapping at 0x1000, then swap in the sample checkpoint: the index
+        // (of an older or damaged image) then has a page nothing maps.
+        w.commit(&checkpoint_with_anon(&[(0x1000, 0x2000)]))
+            .unwrap();
+        rewrite_manifest(dir.path(), |m| m.checkpoint = sample_checkpoint());
         let reader = ImageReader::open(dir.path()).unwrap();
         let text = describe(&reader);
         println!("{text}");

@@ -1,6 +1,8 @@
 //! Test support shared by the format and show tests: a hand-built sample
-//! checkpoint and a self-removing temporary directory.
+//! checkpoint (optionally with extra anonymous mappings), a self-removing
+//! temporary directory and a way to rewrite a committed image's manifest.
 
+use crate::image::format::{Manifest, IMAGE_FORMAT_VERSION};
 use crate::image::model::*;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -241,4 +243,52 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
             ],
         },
     }
+}
+
+/// The sample checkpoint plus one anonymous read-write mapping per
+/// `(start, end)` range (page-aligned, clear of the sample's own mappings),
+/// so that pages a test writes there survive `ImageWriter::commit`, which
+/// drops pages outside every restorable mapping.
+pub(crate) fn checkpoint_with_anon(ranges: &[(u64, u64)]) -> Checkpoint {
+    let mut checkpoint = sample_checkpoint();
+    let vmas = &mut checkpoint.process.vmas;
+    for &(start, end) in ranges {
+        assert!(start < end && start % PAGE_SIZE == 0 && end % PAGE_SIZE == 0);
+        assert!(
+            vmas.iter().all(|v| end <= v.start || v.end <= start),
+            "{start:#x}-{end:#x} overlaps a sample mapping"
+        );
+        vmas.push(Vma {
+            start,
+            end,
+            prot: 3,
+            kind: VmaKind::Anonymous,
+            vm_flags: "rd wr mr mw me ac".into(),
+        });
+    }
+    vmas.sort_unstable_by_key(|v| v.start);
+    checkpoint
+}
+
+/// Decodes the manifest of the committed image in `dir`, lets `edit` change
+/// it and writes it back correctly framed and checksummed (the framing the
+/// format module documents), so that only the checks behind the manifest's
+/// own can catch what was changed.
+pub(crate) fn rewrite_manifest(dir: &Path, edit: impl FnOnce(&mut Manifest)) {
+    const HEADER_LEN: usize = 24;
+    const CHECKSUM_LEN: usize = 8;
+    let path = dir.join("manifest");
+    let bytes = std::fs::read(&path).unwrap();
+    let body = &bytes[HEADER_LEN..bytes.len() - CHECKSUM_LEN];
+    let mut manifest: Manifest = postcard::from_bytes(body).unwrap();
+    edit(&mut manifest);
+    let body = postcard::to_stdvec(&manifest).unwrap();
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len() + CHECKSUM_LEN);
+    out.extend_from_slice(b"FERRYIMG");
+    out.extend_from_slice(&IMAGE_FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&body).to_le_bytes());
+    std::fs::write(&path, out).unwrap();
 }
