@@ -39,7 +39,7 @@ pub struct CheckpointStats {
     pub frozen_ms: f64,
     /// Milliseconds from the start of the dump to the committed image.
     pub dump_ms: f64,
-    /// Pages examined in the dumped mappings.
+    /// Pages examined in the dumped mappings, over both passes.
     pub pages_scanned: u64,
     /// Pages written to the image (while running and while frozen).
     pub pages_written: u64,
@@ -193,7 +193,9 @@ pub fn checkpoint(
             None
         }
     };
-    let precopy_pages = precopy.as_ref().map_or(0, |p| p.stats.pages_written);
+    let (precopy_pages, precopy_scanned) = precopy
+        .as_ref()
+        .map_or((0, 0), |p| (p.stats.pages_written, p.stats.pages_scanned));
 
     let frozen_at = Instant::now();
     let mut frozen = Frozen::freeze(pid)?;
@@ -217,7 +219,7 @@ pub fn checkpoint(
         pid,
         frozen_ms,
         dump_ms: ms(started.elapsed()),
-        pages_scanned: mem.pages_scanned,
+        pages_scanned: precopy_scanned + mem.pages_scanned,
         pages_written: image.pages_written,
         precopy_pages,
         frozen_pages: mem.pages_written,
