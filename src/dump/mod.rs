@@ -47,6 +47,8 @@ pub struct CheckpointStats {
     pub precopy_pages: u64,
     /// Pages copied while the process was frozen.
     pub frozen_pages: u64,
+    /// Rounds of copying while the process ran (0: no pre-copy).
+    pub precopy_rounds: u32,
     /// Present pages that were all-zero and not stored.
     pub zero_pages: u64,
     /// Bytes of the image directory.
@@ -193,9 +195,10 @@ pub fn checkpoint(
             None
         }
     };
-    let (precopy_pages, precopy_scanned) = precopy
-        .as_ref()
-        .map_or((0, 0), |p| (p.stats.pages_written, p.stats.pages_scanned));
+    let (precopy_pages, precopy_scanned, precopy_rounds) =
+        precopy.as_ref().map_or((0, 0, 0), |p| {
+            (p.stats.pages_written, p.stats.pages_scanned, p.rounds)
+        });
 
     let frozen_at = Instant::now();
     let mut frozen = Frozen::freeze(pid)?;
@@ -223,6 +226,7 @@ pub fn checkpoint(
         pages_written: image.pages_written,
         precopy_pages,
         frozen_pages: mem.pages_written,
+        precopy_rounds,
         zero_pages: mem.zero_pages,
         image_bytes: image.image_bytes,
     })

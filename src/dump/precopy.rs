@@ -10,13 +10,20 @@ use crate::kernel::{self, uffd};
 use crate::memory::{is_wp_trackable, DirtyTracker, PageRuns, UffdWpTracker};
 use nix::unistd::Pid;
 
-/// Writes tracked and memory copied once while the process ran.
+/// Writes tracked and memory copied while the process ran.
 pub struct Precopy {
     tracker: UffdWpTracker,
     copied: PageRuns,
-    /// What the copy while running wrote.
+    /// What the copies while running wrote, over every round.
     pub stats: MemoryDumpStats,
+    /// Rounds copied while running (the first copies everything).
+    pub rounds: u32,
 }
+
+/// Rounds after the first stop when fewer pages than this were written.
+const CONVERGED_PAGES: u64 = 64;
+/// At most this many rounds while running.
+const MAX_ROUNDS: u32 = 5;
 
 /// Sets up write tracking in process `pid`: a userfaultfd created inside
 /// the process by an injected call (the process is stopped only for that),
@@ -88,11 +95,91 @@ pub fn copy_while_running(
         .cloned()
         .collect();
     let (stats, copied) = dump_memory(pid, &tracked, &WhileRunning { tracker: &tracker }, writer)?;
-    Ok(Precopy {
+    let mut precopy = Precopy {
         tracker,
         copied: PageRuns::from_runs(copied),
         stats,
-    })
+        rounds: 1,
+    };
+    precopy.iterate(pid, writer)?;
+    Ok(precopy)
+}
+
+/// A later round while running: the pages written since the previous
+/// round, copied again (or recorded as zero if they were discarded).
+struct WrittenSince<'a> {
+    written: &'a PageRuns,
+    copied: &'a PageRuns,
+}
+
+impl PagePolicy for WrittenSince<'_> {
+    fn choose(&self, _vma: &Vma, addr: u64, has_data: bool) -> PageChoice {
+        match (self.written.contains(addr), has_data) {
+            (false, _) => PageChoice::Skip,
+            (true, true) => PageChoice::Read,
+            (true, false) if self.copied.contains(addr) => PageChoice::Zero,
+            (true, false) => PageChoice::Skip,
+        }
+    }
+
+    fn tolerates_unreadable(&self) -> bool {
+        true
+    }
+}
+
+impl Precopy {
+    /// Copies the pages written since the previous round, re-arming their
+    /// tracking, until few are written per round, the rounds stop
+    /// shrinking, or MAX_ROUNDS. Mappings changed since tracking began are
+    /// left to the frozen copy.
+    fn iterate(&mut self, pid: i32, writer: &mut ImageWriter) -> Result<(), CheckpointError> {
+        let mut previous = u64::MAX;
+        while self.rounds < MAX_ROUNDS {
+            // Only mappings still registered ("uw") can be scanned.
+            let Ok(vmas) = crate::proc::read_smaps(pid)
+                .map_err(CheckpointError::from)
+                .and_then(|maps| super::inspect::classify_mappings(pid, &maps))
+            else {
+                return Ok(());
+            };
+            let tracked: Vec<Vma> = vmas
+                .into_iter()
+                .filter(|v| v.has_vm_flag("uw") && self.tracker.is_tracked(v.start, v.end))
+                .collect();
+            let mut written = Vec::new();
+            let mut scan_failed = false;
+            for vma in &tracked {
+                // Pages found so far are re-armed already: they must be
+                // copied even if a later scan fails.
+                if self
+                    .tracker
+                    .written(vma.start, vma.end, true, &mut written)
+                    .is_err()
+                {
+                    scan_failed = true;
+                    break;
+                }
+            }
+            let written = PageRuns::from_runs(written);
+            let pages = written.pages();
+            let policy = WrittenSince {
+                written: &written,
+                copied: &self.copied,
+            };
+            let (stats, copied) = dump_memory(pid, &tracked, &policy, writer)?;
+            self.stats.pages_scanned += stats.pages_scanned;
+            self.stats.pages_written += stats.pages_written;
+            self.stats.zero_pages += stats.zero_pages;
+            self.copied.extend(copied);
+            self.rounds += 1;
+            tracing::debug!(pid, round = self.rounds, written = pages, "pre-copy round");
+            if scan_failed || pages < CONVERGED_PAGES || pages >= previous {
+                return Ok(());
+            }
+            previous = pages;
+        }
+        Ok(())
+    }
 }
 
 /// The copy while frozen after a pre-copy: in a mapping that is still

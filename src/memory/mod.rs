@@ -167,6 +167,13 @@ impl PageRuns {
         PageRuns { runs: merged }
     }
 
+    /// Adds runs (start, end) to the set.
+    pub fn extend(&mut self, runs: Vec<(u64, u64)>) {
+        let mut all = std::mem::take(&mut self.runs);
+        all.extend(runs);
+        *self = PageRuns::from_runs(all);
+    }
+
     /// Whether the page at `addr` is in the set.
     pub fn contains(&self, addr: u64) -> bool {
         let i = self.runs.partition_point(|r| r.1 <= addr);
