@@ -50,6 +50,7 @@ zdtm_tests! {
     mapfile, mapfile_leave_running => Spec::new("mapfile");
     comm, comm_leave_running => Spec::new("comm");
     dirty, dirty_leave_running => Spec::new("dirty");
+    pipes, pipes_leave_running => Spec::new("pipes");
 }
 
 /// scripts/bench.sh's subject passes its own verification.

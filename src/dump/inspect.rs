@@ -102,9 +102,21 @@ pub fn file_identity(meta: &std::fs::Metadata) -> FileIdentity {
     }
 }
 
-/// Decides whether an fd can be carried: returns its file type, or refuses
-/// it naming the kind of file it is.
-pub fn classify_fd(pid: i32, fd: i32, target: &str) -> Result<PathFileType, CheckpointError> {
+/// How an fd is carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdClass {
+    /// Reopened by path.
+    Path(PathFileType),
+    /// An end of pipe `inode`, recreated with its buffered data.
+    Pipe {
+        /// The pipe's inode number.
+        inode: u64,
+    },
+}
+
+/// Decides whether an fd can be carried and how, or refuses it naming the
+/// kind of file it is.
+pub fn classify_fd(pid: i32, fd: i32, target: &str) -> Result<FdClass, CheckpointError> {
     let refuse = |kind: String| CheckpointError::UnsupportedFd {
         pid,
         fd,
@@ -115,9 +127,15 @@ pub fn classify_fd(pid: i32, fd: i32, target: &str) -> Result<PathFileType, Chec
         let kind = rest.trim_start_matches('[').trim_end_matches(']');
         return Err(refuse(kind.to_string()));
     }
+    if let Some(inode) = target
+        .strip_prefix("pipe:[")
+        .and_then(|rest| rest.strip_suffix(']'))
+        .and_then(|n| n.parse().ok())
+    {
+        return Ok(FdClass::Pipe { inode });
+    }
     for (prefix, kind) in [
         ("socket:", "socket"),
-        ("pipe:", "pipe"),
         ("net:", "namespace"),
         ("mnt:", "namespace"),
     ] {
@@ -137,9 +155,9 @@ pub fn classify_fd(pid: i32, fd: i32, target: &str) -> Result<PathFileType, Chec
     let ft = meta.file_type();
     use std::os::unix::fs::FileTypeExt;
     if ft.is_file() {
-        Ok(PathFileType::Regular)
+        Ok(FdClass::Path(PathFileType::Regular))
     } else if ft.is_char_device() && REOPENABLE_DEVICES.contains(&target) {
-        Ok(PathFileType::CharDevice)
+        Ok(FdClass::Path(PathFileType::CharDevice))
     } else if ft.is_char_device() {
         Err(refuse(
             if target.starts_with("/dev/pts/") || target.starts_with("/dev/tty") {
@@ -170,9 +188,16 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(kind("socket:[123]"), "socket");
-        assert_eq!(kind("pipe:[9]"), "pipe");
         assert_eq!(kind("anon_inode:[eventfd]"), "eventfd");
         assert_eq!(kind("anon_inode:inotify"), "inotify");
+    }
+
+    #[test]
+    fn pipes_are_carried() {
+        assert_eq!(
+            classify_fd(1, 3, "pipe:[9]").unwrap(),
+            FdClass::Pipe { inode: 9 }
+        );
     }
 
     #[test]

@@ -4,14 +4,14 @@
 //! then stopped with ptrace, dumped, and either killed or resumed exactly as
 //! it was.
 
+pub mod files;
 pub mod inspect;
 pub mod memory;
 pub mod precopy;
 
 use crate::image::{
-    AltStack, Checkpoint, Credentials, FdImage, HostInfo, ImageError, ImageWriter, MmFields,
-    OpenFile, PendingSignal, ProcessImage, Rlimit, RseqRegistration, SigAction, ThreadImage, Vma,
-    VmaKind,
+    AltStack, Checkpoint, Credentials, HostInfo, ImageError, ImageWriter, MmFields, PendingSignal,
+    ProcessImage, Rlimit, RseqRegistration, SigAction, ThreadImage, Vma, VmaKind,
 };
 use crate::kernel;
 use crate::proc::{self, ProcError};
@@ -267,17 +267,41 @@ fn preflight(pid: i32) -> Result<(), CheckpointError> {
     Ok(())
 }
 
-/// Classifies every fd of `pid`, refusing the first unsupported one.
-fn classify_fds(
-    pid: i32,
-) -> Result<Vec<(i32, String, crate::image::PathFileType)>, CheckpointError> {
-    proc::fds(pid)?
-        .into_iter()
-        .map(|(fd, target)| {
-            let ft = inspect::classify_fd(pid, fd, &target)?;
-            Ok((fd, target, ft))
-        })
-        .collect()
+/// Classifies every fd of `pid`, refusing the first unsupported one, and a
+/// pipe of which the process holds only one end (the other end belongs to
+/// a process outside the checkpoint).
+fn classify_fds(pid: i32) -> Result<Vec<files::ClassifiedFd>, CheckpointError> {
+    let mut out = Vec::new();
+    for (fd, target) in proc::fds(pid)? {
+        let class = inspect::classify_fd(pid, fd, &target)?;
+        out.push(files::ClassifiedFd { fd, target, class });
+    }
+    for c in &out {
+        if let inspect::FdClass::Pipe { inode } = c.class {
+            let write_end = |fd: i32| {
+                proc::read_fdinfo(pid, fd).map(|i| i.flags & libc::O_ACCMODE == libc::O_WRONLY)
+            };
+            let mine = write_end(c.fd)?;
+            let mut other_end = false;
+            for o in &out {
+                if o.class == c.class && write_end(o.fd)? != mine {
+                    other_end = true;
+                }
+            }
+            if !other_end {
+                return Err(CheckpointError::UnsupportedFd {
+                    pid,
+                    fd: c.fd,
+                    kind: format!(
+                        "pipe whose {} end is held outside the process",
+                        if mine { "read" } else { "write" }
+                    ),
+                    target: format!("pipe:[{inode}]"),
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The threads of a process held in ptrace-stops, with what is needed to
@@ -492,20 +516,7 @@ fn dump_frozen(
         env_end: stat.env_end,
         auxv: proc::read_auxv(pid)?,
     };
-    let mut fds = Vec::with_capacity(fd_kinds.len());
-    for (fd, target, file_type) in fd_kinds {
-        let info = proc::read_fdinfo(pid, fd)?;
-        fds.push(FdImage {
-            fd,
-            cloexec: info.flags & libc::O_CLOEXEC != 0,
-            file: OpenFile {
-                path: target,
-                file_type,
-                flags: info.flags & !libc::O_CLOEXEC,
-                pos: info.pos,
-            },
-        });
-    }
+    let described = files::describe(pid, &fd_kinds)?;
     let mut rlimits = Vec::new();
     for resource in 0..RLIMIT_COUNT {
         let (soft, hard) =
@@ -537,7 +548,9 @@ fn dump_frozen(
         threads,
         sigactions,
         shared_pending,
-        fds,
+        fds: described.fds,
+        files: described.files,
+        pipes: described.pipes,
     };
     let checkpoint = Checkpoint {
         host: HostInfo {

@@ -62,6 +62,11 @@ pub struct ProcessImage {
     pub shared_pending: Vec<PendingSignal>,
     /// Open file descriptors, in fd order.
     pub fds: Vec<FdImage>,
+    /// Open file descriptions the fds refer to; several fds (dup'ed) may
+    /// share one, and with it its offset and status flags.
+    pub files: Vec<FileImage>,
+    /// Pipes whose ends the files hold, with the data buffered in them.
+    pub pipes: Vec<PipeImage>,
 }
 
 /// User and group IDs as /proc/PID/status reports them.
@@ -315,8 +320,40 @@ pub struct FdImage {
     pub fd: i32,
     /// Whether FD_CLOEXEC is set.
     pub cloexec: bool,
-    /// The file it refers to.
-    pub file: OpenFile,
+    /// Index into [`ProcessImage::files`] of the description it refers to.
+    pub file: u32,
+}
+
+/// An open file description: what an fd refers to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileImage {
+    /// A file opened by path.
+    Path(OpenFile),
+    /// One end of a pipe.
+    Pipe(PipeEnd),
+}
+
+/// One end of a pipe (or FIFO) held by the process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipeEnd {
+    /// Index into [`ProcessImage::pipes`].
+    pub pipe: u32,
+    /// The write end (else the read end).
+    pub write_end: bool,
+    /// Status flags of this end's description (O_NONBLOCK ...), without
+    /// the access mode and O_CLOEXEC.
+    pub flags: i32,
+}
+
+/// A pipe: its capacity and the bytes buffered in it at checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipeImage {
+    /// The pipe's inode number on the checkpointing host, for messages.
+    pub inode: u64,
+    /// Capacity in bytes (F_GETPIPE_SZ).
+    pub capacity: u32,
+    /// Data written and not yet read.
+    pub data: Vec<u8>,
 }
 
 /// A file opened by path, reopened by path on restore.

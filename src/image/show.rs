@@ -3,7 +3,9 @@
 //! the role CRIU's crit plays for CRIU images.
 
 use crate::image::format::{ImageReader, PageRun};
-use crate::image::model::{AltStack, PendingSignal, ThreadImage, Vma, VmaKind, PAGE_SIZE};
+use crate::image::model::{
+    AltStack, FileImage, PendingSignal, ThreadImage, Vma, VmaKind, PAGE_SIZE,
+};
 use crate::kernel::cpu::xsave_component_names;
 use std::fmt::{self, Write};
 
@@ -191,18 +193,51 @@ fn write_description(out: &mut String, reader: &ImageReader) -> fmt::Result {
 
     writeln!(out, "\nfile descriptors ({})", p.fds.len())?;
     for fd in &p.fds {
-        let f = &fd.file;
+        let (flags, pos, what) = match p.files.get(fd.file as usize) {
+            Some(FileImage::Path(f)) => (open_flags(f.flags), f.pos.to_string(), f.path.clone()),
+            Some(FileImage::Pipe(end)) => {
+                let pipe = p.pipes.get(end.pipe as usize);
+                (
+                    open_flags(
+                        end.flags
+                            | if end.write_end {
+                                libc::O_WRONLY
+                            } else {
+                                libc::O_RDONLY
+                            },
+                    ),
+                    "-".to_string(),
+                    format!(
+                        "pipe:[{}] {} end, {} bytes buffered",
+                        pipe.map_or(0, |p| p.inode),
+                        if end.write_end { "write" } else { "read" },
+                        pipe.map_or(0, |p| p.data.len())
+                    ),
+                )
+            }
+            None => (
+                "?".to_string(),
+                "-".to_string(),
+                format!("file #{} (missing)", fd.file),
+            ),
+        };
+        let shared = p.fds.iter().filter(|o| o.file == fd.file).count() > 1;
         let prefix = format!(
             "  {:>4}  {:<32} pos {:<10} {:<8} ",
             fd.fd,
-            open_flags(f.flags),
-            f.pos,
-            if fd.cloexec { "cloexec" } else { "" }
+            flags,
+            pos,
+            match (fd.cloexec, shared) {
+                (true, true) => "cloexec,shared",
+                (true, false) => "cloexec",
+                (false, true) => "shared",
+                (false, false) => "",
+            }
         );
         writeln!(
             out,
             "{prefix}{}",
-            fit(&f.path, WIDTH.saturating_sub(prefix.len()))
+            fit(&what, WIDTH.saturating_sub(prefix.len()))
         )?;
     }
 

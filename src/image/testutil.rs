@@ -223,24 +223,58 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                 FdImage {
                     fd: 0,
                     cloexec: false,
-                    file: OpenFile {
-                        path: "/dev/null".into(),
-                        file_type: PathFileType::CharDevice,
-                        flags: 0o100000, // O_RDONLY | O_LARGEFILE
-                        pos: 0,
-                    },
+                    file: 0,
                 },
                 FdImage {
                     fd: 3,
                     cloexec: true,
-                    file: OpenFile {
-                        path: "/tmp/sleeper.log".into(),
-                        file_type: PathFileType::Regular,
-                        flags: 0o102001, // O_WRONLY | O_APPEND | O_LARGEFILE
-                        pos: 12_345,
-                    },
+                    file: 1,
+                },
+                FdImage {
+                    fd: 4,
+                    cloexec: false,
+                    file: 2,
+                },
+                FdImage {
+                    fd: 5,
+                    cloexec: false,
+                    file: 3,
+                },
+                FdImage {
+                    fd: 6,
+                    cloexec: false,
+                    file: 1,
                 },
             ],
+            files: vec![
+                FileImage::Path(OpenFile {
+                    path: "/dev/null".into(),
+                    file_type: PathFileType::CharDevice,
+                    flags: 0o100000, // O_RDONLY | O_LARGEFILE
+                    pos: 0,
+                }),
+                FileImage::Path(OpenFile {
+                    path: "/tmp/sleeper.log".into(),
+                    file_type: PathFileType::Regular,
+                    flags: 0o102001, // O_WRONLY | O_APPEND | O_LARGEFILE
+                    pos: 12_345,
+                }),
+                FileImage::Pipe(PipeEnd {
+                    pipe: 0,
+                    write_end: false,
+                    flags: 0o4000, // O_NONBLOCK
+                }),
+                FileImage::Pipe(PipeEnd {
+                    pipe: 0,
+                    write_end: true,
+                    flags: 0,
+                }),
+            ],
+            pipes: vec![PipeImage {
+                inode: 4242,
+                capacity: 65536,
+                data: b"buffered".to_vec(),
+            }],
         },
     }
 }

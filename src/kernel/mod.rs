@@ -173,6 +173,32 @@ pub fn ptrace_get_siginfo(tid: Pid) -> Result<[u8; SIGINFO_SIZE], Errno> {
     Errno::result(r).map(|_| buf)
 }
 
+/// kcmp(KCMP_FILE): whether fd `fd1` of process `pid1` and fd `fd2` of
+/// process `pid2` refer to the same open file description.
+pub fn same_file_description(pid1: Pid, fd1: i32, pid2: Pid, fd2: i32) -> Result<bool, Errno> {
+    const KCMP_FILE: i32 = 0;
+    // SAFETY: kcmp takes five integers and touches no memory of ours.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            pid1.as_raw(),
+            pid2.as_raw(),
+            KCMP_FILE,
+            fd1,
+            fd2,
+        )
+    };
+    Errno::result(r).map(|r| r == 0)
+}
+
+/// FIONREAD: the number of bytes waiting to be read from a pipe or socket.
+pub fn bytes_readable(fd: &impl std::os::fd::AsRawFd) -> Result<usize, Errno> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into n.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n as *mut libc::c_int) };
+    Errno::result(r).map(|_| n.max(0) as usize)
+}
+
 /// Sends signal `sig` to thread `tid` of process `tgid`.
 pub fn tgkill(tgid: Pid, tid: Pid, sig: i32) -> Result<(), Errno> {
     // SAFETY: tgkill takes three integers and touches no memory.

@@ -2,7 +2,8 @@
 
 use super::RestoreError;
 use crate::image::{
-    HostInfo, ImageReader, PageData, ProcessImage, ThreadImage, Vma, VmaKind, PAGE_SIZE,
+    FileImage, HostInfo, ImageReader, PageData, PathFileType, ProcessImage, ThreadImage, Vma,
+    VmaKind, PAGE_SIZE,
 };
 use crate::kernel;
 use crate::proc;
@@ -11,7 +12,7 @@ use nix::errno::Errno;
 use nix::sys::ptrace::Options;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 /// Size of the helper area mapped in the husk: a `syscall` instruction, a
 /// scratch area for arguments and a small stack.
@@ -161,8 +162,8 @@ impl<'a> Husk<'a> {
         self.finish_vmas(&filled)?;
         self.restore_mm()?;
         self.restore_fs_state()?;
-        self.restore_fds()?;
         self.restore_rlimits()?;
+        self.restore_fds()?;
         self.restore_sigactions()?;
         self.restore_threads()?;
         self.queue_pending_signals()?;
@@ -569,52 +570,129 @@ impl<'a> Husk<'a> {
         Ok(())
     }
 
-    /// Reopens every fd by path with its flags, number and offset.
+    /// Recreates every open file description once (a file by path inside
+    /// the husk; a pipe here in migrate-agent, with its data, pulled into
+    /// the husk by an injected pidfd_getfd), parks it above the image's fd
+    /// numbers, then installs it at each fd that shares it.
     fn restore_fds(&mut self) -> Result<(), RestoreError> {
         let image = self.image;
-        for f in &image.fds {
-            let path = &f.file.path;
-            let mut flags =
-                f.file.flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY);
-            if f.cloexec {
-                flags |= libc::O_CLOEXEC;
-            }
-            let addr = self.put_str(path)?;
-            let fd = self.sys(
+        let park_at = image.fds.iter().map(|f| f.fd).max().map_or(3, |m| m + 1) as u64;
+        let pipes = self.create_pipes()?;
+        let our_pidfd = if pipes.is_empty() {
+            None
+        } else {
+            Some(self.sys(
                 0,
-                libc::SYS_openat,
-                [libc::AT_FDCWD as u64, addr, flags as u64, 0, 0, 0],
-                || format!("reopening fd {} ({path}, flags {:#o})", f.fd, flags),
+                libc::SYS_pidfd_open,
+                [std::process::id() as u64, 0, 0, 0, 0, 0],
+                || "pidfd_open of migrate-agent".into(),
+            )? as u64)
+        };
+        let mut parked = Vec::with_capacity(image.files.len());
+        for (i, file) in image.files.iter().enumerate() {
+            let fd = match file {
+                FileImage::Path(f) => {
+                    let mut flags =
+                        f.flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY);
+                    flags |= libc::O_CLOEXEC;
+                    let addr = self.put_str(&f.path)?;
+                    self.sys(
+                        0,
+                        libc::SYS_openat,
+                        [libc::AT_FDCWD as u64, addr, flags as u64, 0, 0, 0],
+                        || format!("reopening {} (flags {:#o})", f.path, flags),
+                    )?
+                }
+                FileImage::Pipe(end) => {
+                    let (rd, wr) = &pipes[end.pipe as usize];
+                    let ours = if end.write_end { wr } else { rd };
+                    let status = nix::fcntl::OFlag::from_bits_truncate(end.flags);
+                    nix::fcntl::fcntl(ours, nix::fcntl::FcntlArg::F_SETFL(status)).map_err(
+                        |errno| RestoreError::Injected {
+                            pid: image.pid,
+                            call: format!("F_SETFL {:#o} on a pipe end", end.flags),
+                            errno,
+                        },
+                    )?;
+                    let pidfd = our_pidfd.expect("opened when there are pipes");
+                    self.sys(
+                        0,
+                        libc::SYS_pidfd_getfd,
+                        [pidfd, ours.as_raw_fd() as u64, 0, 0, 0, 0],
+                        || format!("pidfd_getfd of pipe {} from migrate-agent", end.pipe),
+                    )?
+                }
+            } as u64;
+            let park = self.sys(
+                0,
+                libc::SYS_fcntl,
+                [fd, libc::F_DUPFD_CLOEXEC as u64, park_at, 0, 0, 0],
+                || format!("parking file {i} above fd {park_at}"),
+            )? as u64;
+            self.sys(0, libc::SYS_close, [fd, 0, 0, 0, 0, 0], || {
+                format!("close of fd {fd}")
+            })?;
+            if let FileImage::Path(f) = file {
+                if f.file_type == PathFileType::Regular {
+                    self.sys(
+                        0,
+                        libc::SYS_lseek,
+                        [park, f.pos as u64, libc::SEEK_SET as u64, 0, 0, 0],
+                        || format!("lseek of {} to {}", f.path, f.pos),
+                    )?;
+                }
+            }
+            parked.push(park);
+        }
+        for f in &image.fds {
+            let flags = if f.cloexec { libc::O_CLOEXEC as u64 } else { 0 };
+            self.sys(
+                0,
+                libc::SYS_dup3,
+                [parked[f.file as usize], f.fd as u64, flags, 0, 0, 0],
+                || format!("installing fd {}", f.fd),
             )?;
-            if fd != f.fd as i64 {
-                let dup_flags = if f.cloexec { libc::O_CLOEXEC as u64 } else { 0 };
-                self.sys(
-                    0,
-                    libc::SYS_dup3,
-                    [fd as u64, f.fd as u64, dup_flags, 0, 0, 0],
-                    || format!("dup3 of {path} onto fd {}", f.fd),
-                )?;
-                self.sys(0, libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0], || {
-                    format!("close of fd {fd}")
-                })?;
-            }
-            if f.file.file_type == crate::image::PathFileType::Regular {
-                self.sys(
-                    0,
-                    libc::SYS_lseek,
-                    [
-                        f.fd as u64,
-                        f.file.pos as u64,
-                        libc::SEEK_SET as u64,
-                        0,
-                        0,
-                        0,
-                    ],
-                    || format!("lseek of fd {} ({path}) to {}", f.fd, f.file.pos),
-                )?;
-            }
+        }
+        for fd in parked.into_iter().chain(our_pidfd) {
+            self.sys(0, libc::SYS_close, [fd, 0, 0, 0, 0, 0], || {
+                format!("close of fd {fd}")
+            })?;
         }
         Ok(())
+    }
+
+    /// Creates the image's pipes here, each with its capacity and the data
+    /// that was buffered in it.
+    fn create_pipes(&self) -> Result<Vec<(OwnedFd, OwnedFd)>, RestoreError> {
+        let pid = self.image.pid;
+        let fail = |what: String| {
+            move |errno| RestoreError::Injected {
+                pid,
+                call: what,
+                errno,
+            }
+        };
+        let mut out = Vec::with_capacity(self.image.pipes.len());
+        for p in &self.image.pipes {
+            let (rd, wr) =
+                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(fail("pipe2".into()))?;
+            nix::fcntl::fcntl(&wr, nix::fcntl::FcntlArg::F_SETPIPE_SZ(p.capacity as i32)).map_err(
+                fail(format!(
+                    "setting the size of pipe {} to {}",
+                    p.inode, p.capacity
+                )),
+            )?;
+            let mut written = 0;
+            while written < p.data.len() {
+                written += nix::unistd::write(&wr, &p.data[written..]).map_err(fail(format!(
+                    "refilling pipe {} with {} bytes",
+                    p.inode,
+                    p.data.len()
+                )))?;
+            }
+            out.push((rd, wr));
+        }
+        Ok(out)
     }
 
     fn restore_rlimits(&mut self) -> Result<(), RestoreError> {

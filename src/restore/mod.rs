@@ -190,11 +190,13 @@ fn check_files(p: &ProcessImage) -> Result<(), RestoreError> {
         }
     }
     for fd in &p.fds {
-        if !Path::new(&fd.file.path).exists() {
-            return Err(RestoreError::FileChanged {
-                path: fd.file.path.clone(),
-                why: format!("(fd {}) no longer exists", fd.fd),
-            });
+        if let Some(crate::image::FileImage::Path(f)) = p.files.get(fd.file as usize) {
+            if !Path::new(&f.path).exists() {
+                return Err(RestoreError::FileChanged {
+                    path: f.path.clone(),
+                    why: format!("(fd {}) no longer exists", fd.fd),
+                });
+            }
         }
     }
     if !Path::new(&p.exe).exists() {

@@ -1,8 +1,9 @@
 /*
  * Refusal: holds an fd ferry cannot checkpoint yet at fd 10 — argv[2] is
- * "socket" (a TCP socket listening on 127.0.0.1, any port) or "pipe" (read
- * end at 10, write end at 11). Checkpoint must refuse it without disturbing
- * it; at SIGTERM the fd must still work.
+ * "socket" (a TCP socket listening on 127.0.0.1, any port) or "pipe" (the
+ * read end of a pipe at 10, with one byte in it, whose write end the process
+ * does not hold: ferry carries a pipe only with both of its ends). Checkpoint
+ * must refuse it without disturbing it; at SIGTERM the fd must still work.
  */
 #include "zdtm.h"
 #include <netinet/in.h>
@@ -33,7 +34,7 @@ int main(int argc, char **argv)
 			zdtm_fail("socket: %s", strerror(errno));
 		close(fds[0]);
 	} else {
-		if (pipe(fds) || dup2(fds[0], FD) != FD || dup2(fds[1], FD + 1) != FD + 1)
+		if (pipe(fds) || write(fds[1], "x", 1) != 1 || dup2(fds[0], FD) != FD)
 			zdtm_fail("pipe: %s", strerror(errno));
 		close(fds[0]);
 		close(fds[1]);
@@ -52,8 +53,8 @@ int main(int argc, char **argv)
 		if (!S_ISSOCK(st.st_mode) || getsockopt(FD, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) || !on)
 			zdtm_fail("fd %d is no longer a listening socket", FD);
 	} else {
-		if (write(FD + 1, "x", 1) != 1 || read(FD, &c, 1) != 1 || c != 'x')
-			zdtm_fail("pipe no longer carries data");
+		if (read(FD, &c, 1) != 1 || c != 'x' || read(FD, &c, 1) != 0)
+			zdtm_fail("the pipe no longer holds its byte");
 	}
 	zdtm_pass();
 }

@@ -1,0 +1,166 @@
+//! Open file descriptions of a stopped process. Each fd is taken out of the
+//! process with pidfd_getfd, so that ferry inspects the very description
+//! the process holds with ordinary system calls (pipe sizes, buffered
+//! data); fds that share a description (dup) are found with kcmp.
+
+use super::inspect::FdClass;
+use super::CheckpointError;
+use crate::image::{FdImage, FileImage, OpenFile, PipeEnd, PipeImage};
+use crate::kernel;
+use crate::proc;
+use nix::fcntl::{fcntl, tee, FcntlArg, SpliceFFlags};
+use nix::unistd::Pid;
+use std::os::fd::OwnedFd;
+
+/// An fd of the process as classified before freezing.
+pub struct ClassifiedFd {
+    /// The fd number.
+    pub fd: i32,
+    /// Its /proc link target.
+    pub target: String,
+    /// How it is carried.
+    pub class: FdClass,
+}
+
+/// The fds, descriptions and pipes of a process, for its image.
+pub struct DescribedFiles {
+    /// Every fd.
+    pub fds: Vec<FdImage>,
+    /// The descriptions they refer to.
+    pub files: Vec<FileImage>,
+    /// The pipes those descriptions are ends of.
+    pub pipes: Vec<PipeImage>,
+}
+
+/// Describes every fd of the stopped process `pid`.
+pub fn describe(pid: i32, fds: &[ClassifiedFd]) -> Result<DescribedFiles, CheckpointError> {
+    let process = Pid::from_raw(pid);
+    let fail = |what: String| {
+        move |errno: nix::errno::Errno| CheckpointError::Io {
+            what,
+            source: errno.into(),
+        }
+    };
+    let pidfd =
+        kernel::pidfd_open(process).map_err(fail(format!("open a pidfd for process {pid}")))?;
+    let mut out = DescribedFiles {
+        fds: Vec::with_capacity(fds.len()),
+        files: Vec::new(),
+        pipes: Vec::new(),
+    };
+    // (fd, index of its description) of the fds described so far.
+    let mut seen: Vec<(i32, u32)> = Vec::new();
+    for c in fds {
+        let info = proc::read_fdinfo(pid, c.fd)?;
+        let mut shared = None;
+        for &(other, file) in &seen {
+            if kernel::same_file_description(process, c.fd, process, other).map_err(fail(
+                format!("compare fds {} and {other} of process {pid}", c.fd),
+            ))? {
+                shared = Some(file);
+                break;
+            }
+        }
+        let file = match shared {
+            Some(file) => file,
+            None => {
+                let flags = info.flags & !libc::O_CLOEXEC;
+                let image = match c.class {
+                    FdClass::Path(file_type) => FileImage::Path(OpenFile {
+                        path: c.target.clone(),
+                        file_type,
+                        flags,
+                        pos: info.pos,
+                    }),
+                    FdClass::Pipe { inode } => {
+                        let taken = kernel::pidfd_getfd(&pidfd, c.fd)
+                            .map_err(fail(format!("take fd {} (a pipe) of process {pid}", c.fd)))?;
+                        let write_end = flags & libc::O_ACCMODE == libc::O_WRONLY;
+                        let pipe = pipe_index(pid, &mut out.pipes, inode, &taken, write_end)?;
+                        FileImage::Pipe(PipeEnd {
+                            pipe,
+                            write_end,
+                            flags: flags & !libc::O_ACCMODE,
+                        })
+                    }
+                };
+                out.files.push(image);
+                (out.files.len() - 1) as u32
+            }
+        };
+        seen.push((c.fd, file));
+        out.fds.push(FdImage {
+            fd: c.fd,
+            cloexec: info.flags & libc::O_CLOEXEC != 0,
+            file,
+        });
+    }
+    Ok(out)
+}
+
+/// The index of pipe `inode` in `pipes`, adding it when first seen; the
+/// buffered data is copied (without consuming it) through the read end.
+fn pipe_index(
+    pid: i32,
+    pipes: &mut Vec<PipeImage>,
+    inode: u64,
+    taken: &OwnedFd,
+    write_end: bool,
+) -> Result<u32, CheckpointError> {
+    let fail = |what: &str| {
+        let what = format!("{what} of pipe {inode} of process {pid}");
+        move |errno: nix::errno::Errno| CheckpointError::Io {
+            what,
+            source: errno.into(),
+        }
+    };
+    let index = match pipes.iter().position(|p| p.inode == inode) {
+        Some(i) => i,
+        None => {
+            let capacity = fcntl(taken, FcntlArg::F_GETPIPE_SZ).map_err(fail("read the size"))?;
+            pipes.push(PipeImage {
+                inode,
+                capacity: capacity as u32,
+                data: Vec::new(),
+            });
+            pipes.len() - 1
+        }
+    };
+    if !write_end {
+        pipes[index].data =
+            peek_pipe(taken, pipes[index].capacity).map_err(fail("copy the data"))?;
+    }
+    Ok(index as u32)
+}
+
+/// Copies the bytes buffered in a pipe without consuming them: tee() into
+/// a pipe of our own, then read that.
+fn peek_pipe(read_end: &OwnedFd, capacity: u32) -> Result<Vec<u8>, nix::errno::Errno> {
+    let buffered = kernel::bytes_readable(read_end)?;
+    if buffered == 0 {
+        return Ok(Vec::new());
+    }
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    fcntl(
+        &wr,
+        FcntlArg::F_SETPIPE_SZ(capacity.max(buffered as u32) as i32),
+    )?;
+    // tee() does not consume, so one call must copy everything: our pipe
+    // has room for all of it.
+    let copied = tee(read_end, &wr, buffered, SpliceFFlags::SPLICE_F_NONBLOCK)?;
+    if copied != buffered {
+        return Err(nix::errno::Errno::EAGAIN);
+    }
+    drop(wr);
+    let mut data = vec![0u8; copied];
+    let mut got = 0;
+    while got < copied {
+        let n = nix::unistd::read(&rd, &mut data[got..])?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    data.truncate(got);
+    Ok(data)
+}
