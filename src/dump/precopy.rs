@@ -6,8 +6,7 @@
 use super::memory::{dump_memory, MemoryDumpStats, PageChoice, PagePolicy};
 use super::{CheckpointError, Frozen};
 use crate::image::{ImageWriter, Vma};
-use crate::kernel::{self, uffd};
-use crate::memory::{is_wp_trackable, DirtyTracker, PageRuns, UffdWpTracker};
+use crate::memory::{DirtyTracker, PageRuns, UffdWpTracker};
 use nix::unistd::Pid;
 
 /// Writes tracked and memory copied while the process ran.
@@ -32,32 +31,9 @@ const MAX_ROUNDS: u32 = 5;
 pub fn start_tracking(pid: i32, vmas: &[Vma]) -> Result<UffdWpTracker, CheckpointError> {
     let (syscall_insn, _) = super::vdso_syscall(pid, vmas)?;
     let mut frozen = Frozen::freeze(pid)?;
-    let taken = (|| {
-        let leader = &mut frozen.threads[0].tracee;
-        let flags = libc::O_CLOEXEC | libc::O_NONBLOCK | uffd::UFFD_USER_MODE_ONLY;
-        let fd = leader.inject(
-            syscall_insn,
-            libc::SYS_userfaultfd,
-            [flags as u64, 0, 0, 0, 0, 0],
-        )?;
-        if fd < 0 {
-            return Err(CheckpointError::Injected {
-                pid,
-                tid: pid,
-                call: "userfaultfd() for write tracking".into(),
-                errno: nix::errno::Errno::from_raw(-fd as i32),
-            });
-        }
-        let taken = kernel::pidfd_open(Pid::from_raw(pid))
-            .and_then(|pidfd| kernel::pidfd_getfd(&pidfd, fd as i32));
-        leader.inject(syscall_insn, libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
-        taken.map_err(|errno| CheckpointError::Injected {
-            pid,
-            tid: pid,
-            call: format!("pidfd_getfd of the userfaultfd (fd {fd})"),
-            errno,
-        })
-    })();
+    let taken = frozen.threads[0]
+        .tracee
+        .take_userfaultfd(syscall_insn, Pid::from_raw(pid));
     frozen.thaw()?;
     Ok(UffdWpTracker::start(pid, taken?, vmas)?)
 }
@@ -91,7 +67,7 @@ pub fn copy_while_running(
 ) -> Result<Precopy, CheckpointError> {
     let tracked: Vec<Vma> = vmas
         .iter()
-        .filter(|v| is_wp_trackable(v))
+        .filter(|v| v.is_private_anonymous())
         .cloned()
         .collect();
     let (stats, copied) = dump_memory(pid, &tracked, &WhileRunning { tracker: &tracker }, writer)?;

@@ -573,48 +573,39 @@ impl ImageReader {
         mut sink: impl FnMut(u64, PageData<'_>) -> Result<(), E>,
     ) -> Result<u64, E> {
         let path = self.dir.join(PAGES_FILE);
-        let mut file = File::open(&path).map_err(io_err("open", &path))?;
-        let mut buf = vec![0u8; IO_CHUNK.min(self.manifest.pages_len as usize)];
+        let file = File::open(&path).map_err(io_err("open", &path))?;
+        // Pages go to the sink straight from the page cache.
+        let mapped = crate::kernel::MappedFile::map(&file)
+            .map_err(|errno| io_err("map", &path)(std::io::Error::from(errno)))?;
+        let bytes = mapped.bytes();
+        check_len(
+            "pages file",
+            &path,
+            self.manifest.pages_len,
+            bytes.len() as u64,
+        )?;
         let mut hash = Xxh3::default();
         let mut delivered = 0;
-        let mut pos = 0u64;
-        let hash_through = |file: &mut File, hash: &mut Xxh3, buf: &mut [u8], mut len: u64| {
-            let cap = buf.len() as u64;
-            while len > 0 {
-                let chunk = &mut buf[..len.min(cap) as usize];
-                file.read_exact(chunk).map_err(io_err("read", &path))?;
-                hash.update(chunk);
-                len -= chunk.len() as u64;
-            }
-            Ok::<(), ImageError>(())
-        };
+        let mut pos = 0usize;
         for run in &self.runs {
             if run.zero {
                 sink(run.vaddr, PageData::Zero { npages: run.npages })?;
             } else {
-                // Open checked that data runs come in file order; bytes in
-                // between (superseded copies) are only checksummed.
-                hash_through(&mut file, &mut hash, &mut buf, run.offset - pos)?;
-                pos = run.offset + run.npages * PAGE_SIZE;
-                let mut left = run.npages * PAGE_SIZE;
-                let mut vaddr = run.vaddr;
-                while left > 0 {
-                    let chunk = &mut buf[..left.min(IO_CHUNK as u64) as usize];
-                    file.read_exact(chunk).map_err(io_err("read", &path))?;
+                // Open checked that data runs come in file order, inside the
+                // file; bytes in between (superseded copies) are only
+                // checksummed.
+                let start = run.offset as usize;
+                let end = start + (run.npages * PAGE_SIZE) as usize;
+                hash.update(&bytes[pos..start]);
+                for (i, chunk) in bytes[start..end].chunks(IO_CHUNK).enumerate() {
                     hash.update(chunk);
-                    sink(vaddr, PageData::Bytes(chunk))?;
-                    vaddr += chunk.len() as u64;
-                    left -= chunk.len() as u64;
+                    sink(run.vaddr + (i * IO_CHUNK) as u64, PageData::Bytes(chunk))?;
                 }
+                pos = end;
             }
             delivered += run.npages;
         }
-        hash_through(
-            &mut file,
-            &mut hash,
-            &mut buf,
-            self.manifest.pages_len - pos,
-        )?;
+        hash.update(&bytes[pos..]);
         let found = hash.digest();
         if found != self.manifest.pages_xxh3 {
             return Err(ImageError::ChecksumMismatch {

@@ -186,6 +186,16 @@ impl Vma {
         self.vm_flags.split_whitespace().any(|f| f == flag)
     }
 
+    /// Whether this is private anonymous memory (heap, stacks, malloc
+    /// arenas): what userfaultfd can register (write-protect tracking,
+    /// filling missing pages).
+    pub fn is_private_anonymous(&self) -> bool {
+        matches!(
+            self.kind,
+            VmaKind::Anonymous | VmaKind::Heap | VmaKind::Stack
+        )
+    }
+
     /// Whether this is one of the kernel's special mappings that are not
     /// restored by mmap (vdso, vvar, vvar_vclock, vsyscall).
     pub fn is_special(&self) -> bool {

@@ -277,6 +277,72 @@ pub fn pidfd_getfd(pidfd: &OwnedFd, target_fd: i32) -> Result<OwnedFd, Errno> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// A whole file mapped read-only, so that its pages can be checksummed and
+/// handed to the kernel (UFFDIO_COPY, process_vm_writev) straight from the
+/// page cache, without a copy into a buffer first.
+#[derive(Debug)]
+pub struct MappedFile {
+    addr: *mut libc::c_void,
+    len: usize,
+}
+
+impl MappedFile {
+    /// Maps all of `file` (read-only, private) with sequential read-ahead.
+    pub fn map(file: &std::fs::File) -> Result<Self, Errno> {
+        use std::os::fd::AsRawFd;
+        let len = file
+            .metadata()
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?
+            .len() as usize;
+        if len == 0 {
+            return Ok(MappedFile {
+                addr: std::ptr::null_mut(),
+                len: 0,
+            });
+        }
+        // SAFETY: a new private read-only mapping chosen by the kernel; it
+        // aliases no Rust object.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        // SAFETY: advice on the mapping just created, of its exact length.
+        unsafe { libc::madvise(addr, len, libc::MADV_SEQUENTIAL) };
+        Ok(MappedFile { addr, len })
+    }
+
+    /// The file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: the mapping is readable for `len` bytes and lives as long
+        // as self. Only a truncation of the file by someone else while it is
+        // mapped could break this (the kernel would send SIGBUS on access);
+        // image files are ferry's own and are not truncated while read.
+        unsafe { std::slice::from_raw_parts(self.addr as *const u8, self.len) }
+    }
+}
+
+impl Drop for MappedFile {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: unmapping exactly the mapping this value owns; no slice
+            // from bytes() outlives self.
+            unsafe { libc::munmap(self.addr, self.len) };
+        }
+    }
+}
+
 /// How a freshly spawned husk process reports back.
 #[derive(Debug)]
 pub struct SpawnedHusk {

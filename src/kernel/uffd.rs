@@ -185,3 +185,62 @@ pub fn pagemap_scan(
     }
     Ok(())
 }
+
+/// The kernel's struct uffdio_copy.
+#[repr(C)]
+#[derive(Debug, Default)]
+struct UffdioCopy {
+    dst: u64,
+    src: u64,
+    len: u64,
+    mode: u64,
+    copy: i64,
+}
+
+/// UFFDIO_REGISTER in missing-page mode: the registered range's missing
+/// pages can then be filled with UFFDIO_COPY.
+pub fn uffd_register_missing(uffd: &OwnedFd, start: u64, len: u64) -> Result<(), Errno> {
+    const UFFDIO_REGISTER_MODE_MISSING: u64 = 1;
+    let mut reg = UffdioRegister {
+        start,
+        len,
+        mode: UFFDIO_REGISTER_MODE_MISSING,
+        ioctls: 0,
+    };
+    let request = nix::request_code_readwrite!(0xaa, 0x00, std::mem::size_of::<UffdioRegister>());
+    // SAFETY: UFFDIO_REGISTER reads and writes one struct uffdio_register.
+    let ret = unsafe { libc::ioctl(uffd.as_raw_fd(), request, &mut reg as *mut UffdioRegister) };
+    Errno::result(ret).map(drop)
+}
+
+/// UFFDIO_UNREGISTER: ends the registration of a range.
+pub fn uffd_unregister(uffd: &OwnedFd, start: u64, len: u64) -> Result<(), Errno> {
+    let mut range = [start, len];
+    let request = nix::request_code_read!(0xaa, 0x01, std::mem::size_of::<[u64; 2]>());
+    // SAFETY: UFFDIO_UNREGISTER reads one struct uffdio_range (two u64).
+    let ret = unsafe { libc::ioctl(uffd.as_raw_fd(), request, range.as_mut_ptr()) };
+    Errno::result(ret).map(drop)
+}
+
+/// UFFDIO_COPY: places `src` into the missing pages at `dst` of the
+/// userfaultfd's process, allocating them already filled (never zeroed
+/// first). `dst` and `src.len()` must be page-aligned. Returns the bytes
+/// copied, which may be fewer than asked (the caller continues).
+pub fn uffd_copy(uffd: &OwnedFd, dst: u64, src: &[u8]) -> Result<usize, Errno> {
+    let mut copy = UffdioCopy {
+        dst,
+        src: src.as_ptr() as u64,
+        len: src.len() as u64,
+        mode: 0,
+        copy: 0,
+    };
+    let request = nix::request_code_readwrite!(0xaa, 0x03, std::mem::size_of::<UffdioCopy>());
+    // SAFETY: UFFDIO_COPY reads `len` bytes from `src`, a live slice of
+    // exactly that length, and writes the result into `copy`.
+    let ret = unsafe { libc::ioctl(uffd.as_raw_fd(), request, &mut copy as *mut UffdioCopy) };
+    match Errno::result(ret) {
+        Ok(_) => Ok(copy.len as usize),
+        Err(Errno::EAGAIN) if copy.copy > 0 => Ok(copy.copy as usize),
+        Err(e) => Err(e),
+    }
+}

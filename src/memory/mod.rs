@@ -2,7 +2,7 @@
 //! trait, so that pre-copy (in checkpoint now, in live migration next) does
 //! not care which kernel mechanism finds the written pages.
 
-use crate::image::{Vma, VmaKind, PAGE_SIZE};
+use crate::image::{Vma, PAGE_SIZE};
 use crate::kernel::uffd;
 use nix::errno::Errno;
 use std::fs::File;
@@ -55,16 +55,6 @@ pub trait DirtyTracker {
     ) -> Result<(), DirtyTrackingError>;
 }
 
-/// Whether a mapping can be tracked with userfaultfd write-protection:
-/// private anonymous memory only (the kernel registers anonymous, shmem and
-/// hugetlb VMAs; private file mappings are not).
-pub fn is_wp_trackable(vma: &Vma) -> bool {
-    matches!(
-        vma.kind,
-        VmaKind::Anonymous | VmaKind::Heap | VmaKind::Stack
-    )
-}
-
 /// userfaultfd write-protect tracking with UFFD_FEATURE_WP_ASYNC: the kernel
 /// resolves write faults itself and PAGEMAP_SCAN reads (and re-arms) the
 /// written pages. The userfaultfd must belong to the tracked process
@@ -97,7 +87,7 @@ impl UffdWpTracker {
         let pagemap = File::open(format!("/proc/{pid}/pagemap"))
             .map_err(|source| DirtyTrackingError::Pagemap { pid, source })?;
         let mut ranges = Vec::new();
-        for vma in vmas.iter().filter(|v| is_wp_trackable(v)) {
+        for vma in vmas.iter().filter(|v| v.is_private_anonymous()) {
             let len = vma.end - vma.start;
             if let Err(errno) = uffd::uffd_register_wp(&uffd, vma.start, len) {
                 tracing::debug!(pid, start = vma.start, %errno, "mapping not tracked");

@@ -47,6 +47,16 @@ pub enum PtraceError {
         /// The wait status.
         status: String,
     },
+    /// A system call injected into the thread failed.
+    #[error("{call} injected into thread {tid} failed: {errno}")]
+    Injected {
+        /// The thread.
+        tid: i32,
+        /// The call.
+        call: &'static str,
+        /// The error it returned.
+        errno: Errno,
+    },
     /// Reading or writing the thread's memory failed.
     #[error("{op} of {len} bytes at {addr:#x} in process {pid} failed: {errno}")]
     Memory {
@@ -340,6 +350,48 @@ impl Tracee {
             }
         }
         Ok(self.regs()?.rax as i64)
+    }
+
+    /// Creates a userfaultfd inside this thread's process (an injected
+    /// call) and takes it out with pidfd_getfd, closing the process's own
+    /// copy: ferry then holds the only reference, and its ioctls act on the
+    /// process's address space. Closing it removes every registration.
+    pub fn take_userfaultfd(
+        &mut self,
+        syscall_insn: u64,
+        pid: Pid,
+    ) -> Result<std::os::fd::OwnedFd, PtraceError> {
+        use crate::kernel::uffd::UFFD_USER_MODE_ONLY;
+        let flags = libc::O_CLOEXEC | libc::O_NONBLOCK | UFFD_USER_MODE_ONLY;
+        let fd = self.inject(
+            syscall_insn,
+            libc::SYS_userfaultfd,
+            [flags as u64, 0, 0, 0, 0, 0],
+        )?;
+        let tid = self.tid.as_raw();
+        if fd < 0 {
+            return Err(PtraceError::Injected {
+                tid,
+                call: "userfaultfd()",
+                errno: Errno::from_raw(-fd as i32),
+            });
+        }
+        let taken =
+            kernel::pidfd_open(pid).and_then(|pidfd| kernel::pidfd_getfd(&pidfd, fd as i32));
+        let closed = self.inject(syscall_insn, libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
+        let taken = taken.map_err(|errno| PtraceError::Injected {
+            tid,
+            call: "pidfd_getfd of the userfaultfd",
+            errno,
+        })?;
+        if closed < 0 {
+            return Err(PtraceError::Injected {
+                tid,
+                call: "close of the userfaultfd",
+                errno: Errno::from_raw(-closed as i32),
+            });
+        }
+        Ok(taken)
     }
 
     /// Detaches, letting the thread run (or stay in group-stop).

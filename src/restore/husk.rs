@@ -158,7 +158,7 @@ impl<'a> Husk<'a> {
         self.drop_husk_state()?;
         self.move_vdso()?;
         let filled = self.map_vmas(reader)?;
-        let pages = self.fill_pages(reader)?;
+        let pages = self.fill_pages(reader, &filled)?;
         self.finish_vmas(&filled)?;
         self.restore_mm()?;
         self.restore_fs_state()?;
@@ -432,26 +432,100 @@ impl<'a> Husk<'a> {
         Ok(())
     }
 
-    /// Writes every page of the image into place. The pages file's checksum
-    /// is verified by the time this returns Ok.
-    fn fill_pages(&mut self, reader: &ImageReader) -> Result<u64, RestoreError> {
+    /// Writes every page of the image into place. Anonymous memory is
+    /// filled through a userfaultfd taken from the husk (UFFDIO_COPY
+    /// allocates each page already filled instead of zeroing it first, and
+    /// a page the image says is zero is simply left missing); file mappings
+    /// get their copied-on-write pages by process_vm_writev. The pages
+    /// file's checksum is verified by the time this returns Ok.
+    fn fill_pages(&mut self, reader: &ImageReader, filled: &[bool]) -> Result<u64, RestoreError> {
         static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
         let pid = self.pid;
-        reader.read_pages(|vaddr, data| -> Result<(), RestoreError> {
+        let image = self.image;
+        let uffd = self.threads[0].take_userfaultfd(self.syscall_insn, pid)?;
+        let injected = |call: String| {
+            move |errno| RestoreError::Injected {
+                pid: image.pid,
+                call,
+                errno,
+            }
+        };
+        kernel::uffd::uffd_api(&uffd, 0)
+            .map_err(injected("UFFDIO_API on the husk's userfaultfd".into()))?;
+        // Anonymous mappings that receive pages, registered for UFFDIO_COPY.
+        let mut by_copy = Vec::new();
+        for (vma, _) in image
+            .vmas
+            .iter()
+            .zip(filled)
+            .filter(|(v, &f)| f && v.is_private_anonymous())
+        {
+            kernel::uffd::uffd_register_missing(&uffd, vma.start, vma.end - vma.start).map_err(
+                injected(format!(
+                    "UFFDIO_REGISTER of {:#x}-{:#x}",
+                    vma.start, vma.end
+                )),
+            )?;
+            by_copy.push((vma.start, vma.end));
+        }
+        // Which way a range of a chunk goes: (end of the piece, by copy).
+        let piece = |addr: u64, end: u64| {
+            let i = by_copy.partition_point(|r: &(u64, u64)| r.1 <= addr);
+            match by_copy.get(i) {
+                Some(&(s, e)) if s <= addr => (end.min(e), true),
+                Some(&(s, _)) => (end.min(s), false),
+                None => (end, false),
+            }
+        };
+        let pages = reader.read_pages(|vaddr, data| -> Result<(), RestoreError> {
             match data {
-                PageData::Bytes(bytes) => write_memory(pid, vaddr, bytes)?,
+                PageData::Bytes(bytes) => {
+                    let mut addr = vaddr;
+                    let end = vaddr + bytes.len() as u64;
+                    while addr < end {
+                        let (piece_end, copy) = piece(addr, end);
+                        let src = &bytes[(addr - vaddr) as usize..(piece_end - vaddr) as usize];
+                        if copy {
+                            let mut done = 0;
+                            while done < src.len() {
+                                done += kernel::uffd::uffd_copy(
+                                    &uffd,
+                                    addr + done as u64,
+                                    &src[done..],
+                                )
+                                .map_err(injected(format!(
+                                    "UFFDIO_COPY of {} bytes at {addr:#x}",
+                                    src.len()
+                                )))?;
+                            }
+                        } else {
+                            write_memory(pid, addr, src)?;
+                        }
+                        addr = piece_end;
+                    }
+                }
                 PageData::Zero { npages } => {
                     let mut addr = vaddr;
                     let end = vaddr + npages * PAGE_SIZE;
                     while addr < end {
-                        let n = (end - addr).min(ZEROS.len() as u64);
-                        write_memory(pid, addr, &ZEROS[..n as usize])?;
-                        addr += n;
+                        let (piece_end, copy) = piece(addr, end);
+                        // A missing anonymous page reads as zero already.
+                        let mut at = addr;
+                        while !copy && at < piece_end {
+                            let n = (piece_end - at).min(ZEROS.len() as u64);
+                            write_memory(pid, at, &ZEROS[..n as usize])?;
+                            at += n;
+                        }
+                        addr = piece_end;
                     }
                 }
             }
             Ok(())
-        })
+        })?;
+        // Closing the userfaultfd (the husk holds no copy) ends every
+        // registration.
+        drop(uffd);
+        Ok(pages)
     }
 
     /// Puts back the protection of mappings that were mapped writable to
