@@ -51,6 +51,7 @@ zdtm_tests! {
     comm, comm_leave_running => Spec::new("comm");
     dirty, dirty_leave_running => Spec::new("dirty");
     pipes, pipes_leave_running => Spec::new("pipes");
+    shm, shm_leave_running => Spec::new("shm");
 }
 
 /// scripts/bench.sh's subject passes its own verification.

@@ -41,9 +41,37 @@ fn classify_mapping(pid: i32, m: &MapsEntry) -> Result<Vma, CheckpointError> {
         "[vvar]" => VmaKind::Vvar,
         "[vvar_vclock]" => VmaKind::VvarVclock,
         "[vsyscall]" => VmaKind::Vsyscall,
+        // MAP_SHARED|MAP_ANONYMOUS shows as a deleted /dev/zero.
+        "/dev/zero (deleted)" if m.shared => VmaKind::SharedAnonymous,
+        p if m.shared && p.starts_with("/SYSV") => {
+            return Err(refuse(
+                "SysV shared memory (shmget) is not supported yet".into(),
+            ))
+        }
+        p if m.shared && p.starts_with("/memfd:") => {
+            return Err(refuse("shared memfd mappings are not supported yet".into()))
+        }
+        p if m.shared && p.ends_with(" (deleted)") => {
+            return Err(refuse("the shared file it maps has been deleted".into()))
+        }
+        p if m.shared && p.starts_with('/') => {
+            let meta = std::fs::metadata(p)
+                .map_err(|e| refuse(format!("the mapped file cannot be examined: {e}")))?;
+            if meta.ino() != m.inode || !meta.is_file() {
+                return Err(refuse(format!(
+                    "the path now names another file (inode {} instead of {})",
+                    meta.ino(),
+                    m.inode
+                )));
+            }
+            VmaKind::SharedFile {
+                path: p.to_string(),
+                offset: m.offset,
+            }
+        }
         _ if m.shared => {
             return Err(refuse(
-                "it is a shared mapping (MAP_SHARED); shared memory is not supported yet".into(),
+                "this kind of shared mapping is not supported yet".into(),
             ))
         }
         "[heap]" => VmaKind::Heap,
@@ -211,11 +239,19 @@ mod tests {
             shared: true,
             offset: 0,
             inode: 0,
-            path: "/dev/zero (deleted)".into(),
+            path: "/SYSV00000000 (deleted)".into(),
             vm_flags: String::new(),
         };
-        let err = classify_mappings(7, &[m]).unwrap_err().to_string();
+        let err = classify_mappings(7, std::slice::from_ref(&m)).unwrap_err().to_string();
         assert!(err.contains("process 7"), "{err}");
-        assert!(err.contains("shared mapping"), "{err}");
+        assert!(err.contains("SysV"), "{err}");
+        let anon = MapsEntry {
+            path: "/dev/zero (deleted)".into(),
+            ..m
+        };
+        assert_eq!(
+            classify_mappings(7, &[anon]).unwrap()[0].kind,
+            VmaKind::SharedAnonymous
+        );
     }
 }

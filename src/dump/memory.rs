@@ -3,6 +3,7 @@
 
 use super::CheckpointError;
 use crate::image::{ImageWriter, Vma, VmaKind, PAGE_SIZE};
+use crate::memory::PageRuns;
 use crate::proc::pagemap;
 use crate::ptrace::read_memory;
 use nix::sys::uio::{process_vm_readv, RemoteIoVec};
@@ -72,7 +73,51 @@ impl PagePolicy for EveryPage {
 /// Whether a mapping's pages are dumped at all: special mappings are
 /// recreated by the kernel.
 fn is_dumped(vma: &Vma) -> bool {
-    !vma.is_special()
+    !vma.is_special() && !matches!(vma.kind, VmaKind::SharedFile { .. })
+}
+
+/// The pages of a shared anonymous mapping that hold data: its shmem
+/// object may hold pages this process never touched (a child wrote them),
+/// which pagemap does not show, so they are found with SEEK_DATA/SEEK_HOLE
+/// on the object itself (through /proc/PID/map_files).
+fn shmem_data(pid: i32, vma: &Vma) -> Result<PageRuns, CheckpointError> {
+    let path = format!("/proc/{pid}/map_files/{:x}-{:x}", vma.start, vma.end);
+    let io = |e: std::io::Error| CheckpointError::Io {
+        what: format!(
+            "find the data of shared memory {:#x}-{:#x} of process {pid}",
+            vma.start, vma.end
+        ),
+        source: e,
+    };
+    let file = File::open(&path).map_err(io)?;
+    // The mapping's offset into the object, as /proc/PID/maps shows it.
+    let offset = crate::proc::read_maps(pid)?
+        .into_iter()
+        .find(|m| m.start == vma.start)
+        .map_or(0, |m| m.offset);
+    let (start, end) = (offset as i64, (offset + (vma.end - vma.start)) as i64);
+    let mut runs = Vec::new();
+    let mut at = start;
+    while at < end {
+        let data = match nix::unistd::lseek(&file, at, nix::unistd::Whence::SeekData) {
+            Ok(d) => d,
+            Err(nix::errno::Errno::ENXIO) => break,
+            Err(e) => return Err(io(e.into())),
+        };
+        if data >= end {
+            break;
+        }
+        let hole = nix::unistd::lseek(&file, data, nix::unistd::Whence::SeekHole)
+            .map_err(|e| io(e.into()))?;
+        let (s, e) = (data.max(start), hole.min(end));
+        let to_addr = |off: i64| vma.start + (off - start) as u64;
+        runs.push((
+            to_addr(s) & !(PAGE_SIZE - 1),
+            (to_addr(e) + PAGE_SIZE - 1) & !(PAGE_SIZE - 1),
+        ));
+        at = hole;
+    }
+    Ok(PageRuns::from_runs(runs))
 }
 
 /// Reads every present or swapped private page of `vmas` from the stopped
@@ -177,6 +222,10 @@ fn read_pages(
     for vma in vmas.iter().filter(|v| is_dumped(v)) {
         scanned += vma.pages();
         let file_backed = matches!(vma.kind, VmaKind::File { .. });
+        let shared_data = match vma.kind {
+            VmaKind::SharedAnonymous => Some(shmem_data(pid, vma)?),
+            _ => None,
+        };
         // Unreadable (PROT_NONE) ranges are read through /proc/PID/mem,
         // which may read them (FOLL_FORCE); process_vm_readv may not.
         let readable = vma.prot & libc::PROT_READ as u32 != 0;
@@ -196,12 +245,14 @@ fn read_pages(
                 let swapped = e & pagemap::SWAPPED != 0;
                 // In a private file mapping only the copied-on-write pages
                 // (private anonymous copies) differ from the file.
-                let has_data = if file_backed {
+                let addr = (page + i as u64) * PAGE_SIZE;
+                let has_data = if let Some(data) = &shared_data {
+                    data.contains(addr)
+                } else if file_backed {
                     (present && e & pagemap::FILE_OR_SHARED == 0) || swapped
                 } else {
                     present || swapped
                 };
-                let addr = (page + i as u64) * PAGE_SIZE;
                 match policy.choose(vma, addr, has_data) {
                     PageChoice::Skip => continue,
                     PageChoice::Zero => {

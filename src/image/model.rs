@@ -139,6 +139,17 @@ pub enum VmaKind {
         /// The file as it was at checkpoint, to detect a changed file.
         identity: FileIdentity,
     },
+    /// Anonymous memory mapped MAP_SHARED (a shmem object of its own): its
+    /// contents are in the image, read from the object.
+    SharedAnonymous,
+    /// A file mapped MAP_SHARED: the file itself holds the data (writes go
+    /// to it), so it is mapped again by path and nothing is dumped.
+    SharedFile {
+        /// Path of the mapped file.
+        path: String,
+        /// Offset into the file, in bytes.
+        offset: u64,
+    },
     /// The [vdso] code pages.
     Vdso,
     /// The [vvar] data pages.

@@ -360,6 +360,8 @@ fn vma_backing(kind: &VmaKind) -> String {
             path, offset: 0, ..
         } => path.clone(),
         VmaKind::File { path, offset, .. } => format!("{path} @{offset:#x}"),
+        VmaKind::SharedAnonymous => "shared anonymous".to_string(),
+        VmaKind::SharedFile { path, offset } => format!("{path} @{offset:#x} (shared)"),
         VmaKind::Vdso => "[vdso]".to_string(),
         VmaKind::Vvar => "[vvar]".to_string(),
         VmaKind::VvarVclock => "[vvar_vclock]".to_string(),

@@ -379,7 +379,11 @@ impl<'a> Husk<'a> {
         if writable {
             prot |= libc::PROT_WRITE as u64;
         }
-        let mut flags = (libc::MAP_PRIVATE | libc::MAP_FIXED_NOREPLACE) as u64;
+        let sharing = match vma.kind {
+            VmaKind::SharedAnonymous | VmaKind::SharedFile { .. } => libc::MAP_SHARED,
+            _ => libc::MAP_PRIVATE,
+        };
+        let mut flags = (sharing | libc::MAP_FIXED_NOREPLACE) as u64;
         if vma.has_vm_flag("gd") {
             flags |= libc::MAP_GROWSDOWN as u64;
         }
@@ -388,7 +392,14 @@ impl<'a> Husk<'a> {
         }
         let len = vma.end - vma.start;
         match &vma.kind {
-            VmaKind::File { path, offset, .. } => {
+            VmaKind::File { path, offset, .. } | VmaKind::SharedFile { path, offset } => {
+                // A shared writable mapping needs the file open for writing.
+                let access =
+                    if sharing == libc::MAP_SHARED && vma.prot & libc::PROT_WRITE as u32 != 0 {
+                        libc::O_RDWR
+                    } else {
+                        libc::O_RDONLY
+                    };
                 let path_addr = self.put_str(path)?;
                 let fd = self.sys(
                     0,
@@ -396,7 +407,7 @@ impl<'a> Husk<'a> {
                     [
                         libc::AT_FDCWD as u64,
                         path_addr,
-                        (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+                        (access | libc::O_CLOEXEC) as u64,
                         0,
                         0,
                         0,

@@ -189,6 +189,16 @@ fn check_files(p: &ProcessImage) -> Result<(), RestoreError> {
             }
         }
     }
+    for vma in &p.vmas {
+        if let crate::image::VmaKind::SharedFile { path, .. } = &vma.kind {
+            if !Path::new(path).exists() {
+                return Err(RestoreError::FileChanged {
+                    path: path.clone(),
+                    why: format!("(mapped shared at {:#x}) no longer exists", vma.start),
+                });
+            }
+        }
+    }
     for fd in &p.fds {
         if let Some(crate::image::FileImage::Path(f)) = p.files.get(fd.file as usize) {
             if !Path::new(&f.path).exists() {
