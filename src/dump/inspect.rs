@@ -242,7 +242,9 @@ mod tests {
             path: "/SYSV00000000 (deleted)".into(),
             vm_flags: String::new(),
         };
-        let err = classify_mappings(7, std::slice::from_ref(&m)).unwrap_err().to_string();
+        let err = classify_mappings(7, std::slice::from_ref(&m))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("process 7"), "{err}");
         assert!(err.contains("SysV"), "{err}");
         let anon = MapsEntry {

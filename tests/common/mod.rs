@@ -601,16 +601,45 @@ pub fn check_running(w: &mut Workload, after: &str) -> Result<()> {
     Ok(())
 }
 
+/// The fd numbers a process holds and how many of its mappings are
+/// registered for userfaultfd write-protect tracking ("uw" in smaps).
+fn attachments(pid: Pid) -> Result<(Vec<String>, usize)> {
+    let mut fds: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    fds.sort();
+    let smaps = fs::read_to_string(format!("/proc/{pid}/smaps"))?;
+    let tracked = smaps
+        .lines()
+        .filter(|l| l.starts_with("VmFlags:") && l.split_whitespace().any(|f| f == "uw"))
+        .count();
+    Ok((fds, tracked))
+}
+
 /// The zdtm cycle: start, checkpoint, restore with the same PID, verify.
+/// With --leave-running, the original must also be left as it was: no
+/// tracer, no write tracking, no fd of ferry's.
 pub fn zdtm(test: &str, spec: &Spec, mode: Mode) {
     run_test(test, |dir| {
         let mut w = Workload::start(dir, spec)?;
         sleep(Duration::from_millis(200));
+        let (fds_before, _) = attachments(w.pid())?;
         checkpoint(dir, &w, spec, mode)?;
         match mode {
             Mode::Kill => w.reap_checkpointed()?,
             Mode::LeaveRunning => {
                 check_running(&mut w, "after checkpoint --leave-running")?;
+                let (fds_after, tracked) = attachments(w.pid())?;
+                ensure!(
+                    tracked == 0,
+                    "{tracked} mappings of {} are still write-tracked after the checkpoint",
+                    w.name
+                );
+                ensure!(
+                    fds_after == fds_before,
+                    "the checkpoint changed the fds of {}: {fds_before:?} -> {fds_after:?}",
+                    w.name
+                );
                 w.kill_original()?;
             }
         }
