@@ -377,22 +377,8 @@ pub fn spawn_detached_husk(want_pid: i32) -> Result<SpawnedHusk, Errno> {
     }
     if intermediate == 0 {
         // Intermediate child.
-        let mut args = CloneArgs {
-            exit_signal: libc::SIGCHLD as u64,
-            ..CloneArgs::default()
-        };
-        let tids = [want_pid];
-        args.set_tid = tids.as_ptr() as u64;
-        args.set_tid_size = 1;
-        // SAFETY: args is a valid clone_args of the size passed; without
-        // CLONE_VM the child gets a copy of this address space like fork.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_clone3,
-                &args as *const CloneArgs,
-                std::mem::size_of::<CloneArgs>(),
-            )
-        };
+        // SAFETY: the child (the husk) only makes raw system calls below.
+        let r = unsafe { fork_with_pid(0, want_pid) };
         if r == 0 {
             // The husk.
             // SAFETY: raw syscalls on fds this process owns; no allocation.
@@ -453,6 +439,36 @@ pub fn own_syscall_instruction() -> std::io::Result<u64> {
         .position(|w| w == [0x0f, 0x05])
         .map(|off| func + off as u64)
         .ok_or_else(|| std::io::Error::other("no syscall instruction in libc's syscall()"))
+}
+
+/// clone3 without CLONE_VM, like fork, but with the child's PID chosen
+/// (set_tid; `pid` is the PID in the innermost of the child's PID
+/// namespaces, so 1 with CLONE_NEWPID) and extra `flags`. Returns the raw
+/// result: the child's PID in the parent, 0 in the child, -errno.
+///
+/// # Safety
+/// The child is a copy of a possibly multi-threaded process: it may only
+/// make async-signal-safe calls (raw system calls, _exit) and must not
+/// allocate or take locks.
+unsafe fn fork_with_pid(flags: u64, pid: i32) -> i64 {
+    let tids = [pid];
+    let args = CloneArgs {
+        flags,
+        exit_signal: libc::SIGCHLD as u64,
+        set_tid: tids.as_ptr() as u64,
+        set_tid_size: tids.len() as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: args is a valid clone_args of the size passed and tids
+    // outlives the call; the caller keeps the child to async-signal-safe
+    // calls.
+    unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    }
 }
 
 /// The kernel's struct clone_args (clone3).

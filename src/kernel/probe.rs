@@ -11,7 +11,7 @@
 //! failure too, and takes at most about a second (children that do not stop
 //! or exit in time are killed).
 
-use super::{cpu, pidfd_getfd, pidfd_open, ptrace_get_rseq, ptrace_get_xstate, uffd, CloneArgs};
+use super::{cpu, pidfd_getfd, pidfd_open, ptrace_get_rseq, ptrace_get_xstate, uffd};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
@@ -529,25 +529,8 @@ fn probe_pidfd_getfd() -> Finding {
 
 /// Creates a child as PID 1 of a new PID namespace with clone3(set_tid).
 fn probe_clone3_set_tid() -> Finding {
-    let set_tid: [libc::pid_t; 1] = [1];
-    let args = CloneArgs {
-        flags: libc::CLONE_NEWPID as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        set_tid: set_tid.as_ptr() as u64,
-        set_tid_size: set_tid.len() as u64,
-        ..CloneArgs::default()
-    };
-    // SAFETY: args is a valid clone_args of the size passed, and set_tid
-    // outlives the call; without CLONE_VM the child gets a copy of this
-    // address space, like fork, and only makes raw system calls before
-    // _exit.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
+    // SAFETY: the child only calls raw getpid and _exit.
+    let ret = unsafe { super::fork_with_pid(libc::CLONE_NEWPID as u64, 1) };
     if ret == 0 {
         // SAFETY: in the child: raw getpid and _exit, both async-signal-safe.
         unsafe { libc::_exit(libc::syscall(libc::SYS_getpid) as i32) }

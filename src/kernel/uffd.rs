@@ -104,10 +104,21 @@ pub fn uffd_api(uffd: &OwnedFd, features: u64) -> Result<u64, Errno> {
 /// process that created the userfaultfd.
 pub fn uffd_register_wp(uffd: &OwnedFd, start: u64, len: u64) -> Result<(), Errno> {
     const UFFDIO_REGISTER_MODE_WP: u64 = 1 << 1;
+    uffd_register(uffd, start, len, UFFDIO_REGISTER_MODE_WP)
+}
+
+/// UFFDIO_REGISTER in missing-page mode: the registered range's missing
+/// pages can then be filled with UFFDIO_COPY.
+pub fn uffd_register_missing(uffd: &OwnedFd, start: u64, len: u64) -> Result<(), Errno> {
+    const UFFDIO_REGISTER_MODE_MISSING: u64 = 1;
+    uffd_register(uffd, start, len, UFFDIO_REGISTER_MODE_MISSING)
+}
+
+fn uffd_register(uffd: &OwnedFd, start: u64, len: u64, mode: u64) -> Result<(), Errno> {
     let mut reg = UffdioRegister {
         start,
         len,
-        mode: UFFDIO_REGISTER_MODE_WP,
+        mode,
         ioctls: 0,
     };
     let request = nix::request_code_readwrite!(0xaa, 0x00, std::mem::size_of::<UffdioRegister>());
@@ -195,22 +206,6 @@ struct UffdioCopy {
     len: u64,
     mode: u64,
     copy: i64,
-}
-
-/// UFFDIO_REGISTER in missing-page mode: the registered range's missing
-/// pages can then be filled with UFFDIO_COPY.
-pub fn uffd_register_missing(uffd: &OwnedFd, start: u64, len: u64) -> Result<(), Errno> {
-    const UFFDIO_REGISTER_MODE_MISSING: u64 = 1;
-    let mut reg = UffdioRegister {
-        start,
-        len,
-        mode: UFFDIO_REGISTER_MODE_MISSING,
-        ioctls: 0,
-    };
-    let request = nix::request_code_readwrite!(0xaa, 0x00, std::mem::size_of::<UffdioRegister>());
-    // SAFETY: UFFDIO_REGISTER reads and writes one struct uffdio_register.
-    let ret = unsafe { libc::ioctl(uffd.as_raw_fd(), request, &mut reg as *mut UffdioRegister) };
-    Errno::result(ret).map(drop)
 }
 
 /// UFFDIO_UNREGISTER: ends the registration of a range.

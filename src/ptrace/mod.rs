@@ -81,70 +81,51 @@ fn req(op: &'static str, tid: Pid) -> impl FnOnce(Errno) -> PtraceError {
     }
 }
 
+/// Copies every field of one x86_64 register struct into another: the
+/// model's `GeneralRegs` and libc's `user_regs_struct` have the same fields.
+macro_rules! copy_regs {
+    ($from:expr, $to:ident) => {
+        $to {
+            r15: $from.r15,
+            r14: $from.r14,
+            r13: $from.r13,
+            r12: $from.r12,
+            rbp: $from.rbp,
+            rbx: $from.rbx,
+            r11: $from.r11,
+            r10: $from.r10,
+            r9: $from.r9,
+            r8: $from.r8,
+            rax: $from.rax,
+            rcx: $from.rcx,
+            rdx: $from.rdx,
+            rsi: $from.rsi,
+            rdi: $from.rdi,
+            orig_rax: $from.orig_rax,
+            rip: $from.rip,
+            cs: $from.cs,
+            eflags: $from.eflags,
+            rsp: $from.rsp,
+            ss: $from.ss,
+            fs_base: $from.fs_base,
+            gs_base: $from.gs_base,
+            ds: $from.ds,
+            es: $from.es,
+            fs: $from.fs,
+            gs: $from.gs,
+        }
+    };
+}
+
 /// Converts nix's register struct to the model's.
 pub fn regs_from_libc(r: &libc::user_regs_struct) -> GeneralRegs {
-    GeneralRegs {
-        r15: r.r15,
-        r14: r.r14,
-        r13: r.r13,
-        r12: r.r12,
-        rbp: r.rbp,
-        rbx: r.rbx,
-        r11: r.r11,
-        r10: r.r10,
-        r9: r.r9,
-        r8: r.r8,
-        rax: r.rax,
-        rcx: r.rcx,
-        rdx: r.rdx,
-        rsi: r.rsi,
-        rdi: r.rdi,
-        orig_rax: r.orig_rax,
-        rip: r.rip,
-        cs: r.cs,
-        eflags: r.eflags,
-        rsp: r.rsp,
-        ss: r.ss,
-        fs_base: r.fs_base,
-        gs_base: r.gs_base,
-        ds: r.ds,
-        es: r.es,
-        fs: r.fs,
-        gs: r.gs,
-    }
+    copy_regs!(r, GeneralRegs)
 }
 
 /// Converts the model's registers to nix's register struct.
 pub fn regs_to_libc(r: &GeneralRegs) -> libc::user_regs_struct {
-    libc::user_regs_struct {
-        r15: r.r15,
-        r14: r.r14,
-        r13: r.r13,
-        r12: r.r12,
-        rbp: r.rbp,
-        rbx: r.rbx,
-        r11: r.r11,
-        r10: r.r10,
-        r9: r.r9,
-        r8: r.r8,
-        rax: r.rax,
-        rcx: r.rcx,
-        rdx: r.rdx,
-        rsi: r.rsi,
-        rdi: r.rdi,
-        orig_rax: r.orig_rax,
-        rip: r.rip,
-        cs: r.cs,
-        eflags: r.eflags,
-        rsp: r.rsp,
-        ss: r.ss,
-        fs_base: r.fs_base,
-        gs_base: r.gs_base,
-        ds: r.ds,
-        es: r.es,
-        fs: r.fs,
-        gs: r.gs,
-    }
+    use libc::user_regs_struct;
+    copy_regs!(r, user_regs_struct)
 }
 
 /// Turns the registers of a thread stopped inside an interrupted system
