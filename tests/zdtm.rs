@@ -52,6 +52,7 @@ zdtm_tests! {
     dirty, dirty_leave_running => Spec::new("dirty");
     pipes, pipes_leave_running => Spec::new("pipes");
     shm, shm_leave_running => Spec::new("shm");
+    onstack, onstack_leave_running => Spec::new("onstack").usr1();
 }
 
 /// scripts/bench.sh's subject passes its own verification.

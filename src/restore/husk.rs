@@ -878,16 +878,23 @@ impl<'a> Husk<'a> {
     }
 
     fn restore_thread_state(&mut self, idx: usize, t: &ThreadImage) -> Result<(), RestoreError> {
-        if t.altstack.flags & libc::SS_DISABLE == 0 {
-            let mut ss = Vec::with_capacity(24);
-            ss.extend_from_slice(&t.altstack.sp.to_ne_bytes());
-            ss.extend_from_slice(&(t.altstack.flags as i64).to_ne_bytes());
-            ss.extend_from_slice(&t.altstack.size.to_ne_bytes());
-            let addr = self.put(STRUCT_OFF, &ss)?;
-            self.sys(idx, libc::SYS_sigaltstack, [addr, 0, 0, 0, 0, 0], || {
-                format!("sigaltstack of thread {} at {:#x}", t.tid, t.altstack.sp)
-            })?;
-        }
+        // Always set it: the husk's leader inherited migrate-agent's own
+        // alternate stack (Rust installs one), which must not survive when
+        // the image's thread had none (SS_DISABLE).
+        let mut ss = Vec::with_capacity(24);
+        let disabled = t.altstack.flags & libc::SS_DISABLE != 0;
+        let (sp, size) = if disabled {
+            (0, 0)
+        } else {
+            (t.altstack.sp, t.altstack.size)
+        };
+        ss.extend_from_slice(&sp.to_ne_bytes());
+        ss.extend_from_slice(&(t.altstack.flags as i64).to_ne_bytes());
+        ss.extend_from_slice(&size.to_ne_bytes());
+        let addr = self.put(STRUCT_OFF, &ss)?;
+        self.sys(idx, libc::SYS_sigaltstack, [addr, 0, 0, 0, 0, 0], || {
+            format!("sigaltstack of thread {} at {sp:#x}", t.tid)
+        })?;
         let robust_len = if t.robust_list_len == 0 {
             ROBUST_LIST_HEAD_LEN
         } else {
