@@ -51,6 +51,9 @@ zdtm_tests! {
     comm, comm_leave_running => Spec::new("comm");
     dirty, dirty_leave_running => Spec::new("dirty");
     pipes, pipes_leave_running => Spec::new("pipes");
+    eventfd, eventfd_leave_running => Spec::new("eventfd");
+    timerfd, timerfd_leave_running => Spec::new("timerfd");
+    signalfd, signalfd_leave_running => Spec::new("signalfd");
 }
 
 /// scripts/bench.sh's subject passes its own verification.
