@@ -53,6 +53,9 @@ zdtm_tests! {
     pipes, pipes_leave_running => Spec::new("pipes");
     shm, shm_leave_running => Spec::new("shm");
     onstack, onstack_leave_running => Spec::new("onstack").usr1();
+    eventfd, eventfd_leave_running => Spec::new("eventfd");
+    timerfd, timerfd_leave_running => Spec::new("timerfd");
+    signalfd, signalfd_leave_running => Spec::new("signalfd");
 }
 
 /// scripts/bench.sh's subject passes its own verification.

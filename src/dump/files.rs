@@ -3,6 +3,7 @@
 //! the process holds with ordinary system calls (pipe sizes, buffered
 //! data); fds that share a description (dup) are found with kcmp.
 
+use super::anon;
 use super::inspect::FdClass;
 use super::CheckpointError;
 use crate::image::{FdImage, FileImage, OpenFile, PipeEnd, PipeImage};
@@ -83,6 +84,9 @@ pub fn describe(pid: i32, fds: &[ClassifiedFd]) -> Result<DescribedFiles, Checkp
                             flags: flags & !libc::O_ACCMODE,
                         })
                     }
+                    FdClass::Eventfd => anon::eventfd(pid, c.fd, flags)?,
+                    FdClass::Timerfd => anon::timerfd(pid, &pidfd, c.fd, flags)?,
+                    FdClass::Signalfd => anon::signalfd(pid, c.fd, flags)?,
                 };
                 out.files.push(image);
                 (out.files.len() - 1) as u32

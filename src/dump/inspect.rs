@@ -140,6 +140,12 @@ pub enum FdClass {
         /// The pipe's inode number.
         inode: u64,
     },
+    /// An eventfd, recreated with its counter.
+    Eventfd,
+    /// A timerfd, re-armed with its remaining time and unread expirations.
+    Timerfd,
+    /// A signalfd, recreated with its mask.
+    Signalfd,
 }
 
 /// Decides whether an fd can be carried and how, or refuses it naming the
@@ -153,7 +159,12 @@ pub fn classify_fd(pid: i32, fd: i32, target: &str) -> Result<FdClass, Checkpoin
     };
     if let Some(rest) = target.strip_prefix("anon_inode:") {
         let kind = rest.trim_start_matches('[').trim_end_matches(']');
-        return Err(refuse(kind.to_string()));
+        return match kind {
+            "eventfd" => Ok(FdClass::Eventfd),
+            "timerfd" => Ok(FdClass::Timerfd),
+            "signalfd" => Ok(FdClass::Signalfd),
+            _ => Err(refuse(kind.to_string())),
+        };
     }
     if let Some(inode) = target
         .strip_prefix("pipe:[")
@@ -216,8 +227,19 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(kind("socket:[123]"), "socket");
-        assert_eq!(kind("anon_inode:[eventfd]"), "eventfd");
+        assert_eq!(kind("anon_inode:[eventpoll]"), "eventpoll");
         assert_eq!(kind("anon_inode:inotify"), "inotify");
+    }
+
+    #[test]
+    fn event_timer_and_signal_fds_are_carried() {
+        for (target, class) in [
+            ("anon_inode:[eventfd]", FdClass::Eventfd),
+            ("anon_inode:[timerfd]", FdClass::Timerfd),
+            ("anon_inode:[signalfd]", FdClass::Signalfd),
+        ] {
+            assert_eq!(classify_fd(1, 3, target).unwrap(), class);
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! then stopped with ptrace, dumped, and either killed or resumed exactly as
 //! it was.
 
+mod anon;
 pub mod files;
 pub mod inspect;
 pub mod memory;

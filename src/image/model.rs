@@ -352,6 +352,62 @@ pub enum FileImage {
     Path(OpenFile),
     /// One end of a pipe.
     Pipe(PipeEnd),
+    /// An eventfd: a counter, recreated with its value.
+    Eventfd(EventfdImage),
+    /// A timerfd: a timer, re-armed with its remaining time and unread
+    /// expirations.
+    Timerfd(TimerfdImage),
+    /// A signalfd: reads the signals of its mask queued for the reader.
+    Signalfd(SignalfdImage),
+}
+
+/// An eventfd (fdinfo "eventfd-count:" and "eventfd-semaphore:").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventfdImage {
+    /// The counter: what a read returns (or counts down in semaphore mode).
+    pub count: u64,
+    /// EFD_SEMAPHORE: a read returns 1 and decrements the counter by one.
+    pub semaphore: bool,
+    /// Status flags of the description (O_NONBLOCK), without the access
+    /// mode and O_CLOEXEC.
+    pub flags: i32,
+}
+
+/// A timerfd, as timerfd_gettime and fdinfo report it while the process is
+/// frozen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerfdImage {
+    /// The clock it counts on (CLOCK_REALTIME, CLOCK_MONOTONIC,
+    /// CLOCK_BOOTTIME and their _ALARM variants).
+    pub clockid: i32,
+    /// Status flags of the description (O_NONBLOCK), without the access
+    /// mode and O_CLOEXEC.
+    pub flags: i32,
+    /// The flags of its last timerfd_settime (TFD_TIMER_ABSTIME,
+    /// TFD_TIMER_CANCEL_ON_SET).
+    pub settime_flags: i32,
+    /// Expirations not yet read: a read after restore returns them (plus
+    /// any that happen after restore).
+    pub ticks: u64,
+    /// Time left until the next expiration in nanoseconds; 0 when disarmed.
+    pub remaining_ns: u64,
+    /// The period in nanoseconds; 0 for a one-shot timer.
+    pub interval_ns: u64,
+    /// For a TFD_TIMER_ABSTIME timer on a wall clock (CLOCK_REALTIME,
+    /// CLOCK_REALTIME_ALARM): its absolute expiry on that clock, so that it
+    /// still fires at the same wall-clock time after restore. Other timers
+    /// restart with `remaining_ns` from the moment of restore.
+    pub deadline_ns: Option<u64>,
+}
+
+/// A signalfd (fdinfo "sigmask:").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalfdImage {
+    /// The signals it reads, bit `n - 1` for signal `n`.
+    pub sigmask: u64,
+    /// Status flags of the description (O_NONBLOCK), without the access
+    /// mode and O_CLOEXEC.
+    pub flags: i32,
 }
 
 /// One end of a pipe (or FIFO) held by the process.

@@ -4,7 +4,8 @@
 
 use crate::image::format::{ImageReader, PageRun};
 use crate::image::model::{
-    AltStack, FileImage, PendingSignal, ThreadImage, Vma, VmaKind, PAGE_SIZE,
+    AltStack, EventfdImage, FileImage, PendingSignal, ThreadImage, TimerfdImage, Vma, VmaKind,
+    PAGE_SIZE,
 };
 use crate::kernel::cpu::xsave_component_names;
 use std::fmt::{self, Write};
@@ -90,6 +91,14 @@ const OPEN_FLAGS: &[(u64, &str)] = &[
 ];
 
 /// sigaltstack flags.
+/// The flags of timerfd_settime.
+const TFD_FLAGS: &[(u64, &str)] = &[
+    (libc::TFD_TIMER_ABSTIME as u64, "TFD_TIMER_ABSTIME"),
+    (
+        libc::TFD_TIMER_CANCEL_ON_SET as u64,
+        "TFD_TIMER_CANCEL_ON_SET",
+    ),
+];
 const SS_DISABLE: i32 = 2;
 const SS_AUTODISARM: i32 = 1 << 31;
 
@@ -215,6 +224,17 @@ fn write_description(out: &mut String, reader: &ImageReader) -> fmt::Result {
                     ),
                 )
             }
+            Some(FileImage::Eventfd(e)) => (anon_flags(e.flags), "-".into(), eventfd_text(e)),
+            Some(FileImage::Timerfd(t)) => (
+                anon_flags(t.flags),
+                "-".into(),
+                format!("timerfd {}", clock_name(t.clockid)),
+            ),
+            Some(FileImage::Signalfd(s)) => (
+                anon_flags(s.flags),
+                "-".into(),
+                format!("signalfd {}", signal_set(s.sigmask)),
+            ),
             None => (
                 "?".to_string(),
                 "-".to_string(),
@@ -239,6 +259,9 @@ fn write_description(out: &mut String, reader: &ImageReader) -> fmt::Result {
             "{prefix}{}",
             fit(&what, WIDTH.saturating_sub(prefix.len()))
         )?;
+        if let Some(FileImage::Timerfd(t)) = p.files.get(fd.file as usize) {
+            writeln!(out, "        {}", fit(&timer_state(t), WIDTH - 8))?;
+        }
     }
 
     write_vmas(out, &p.vmas, reader.runs())
@@ -459,6 +482,48 @@ fn open_flags(flags: i32) -> String {
     }
 }
 
+/// The open flags of an eventfd, timerfd or signalfd: always O_RDWR.
+fn anon_flags(status: i32) -> String {
+    open_flags(status | libc::O_RDWR)
+}
+
+fn eventfd_text(e: &EventfdImage) -> String {
+    format!(
+        "eventfd count {}{}",
+        e.count,
+        if e.semaphore { ", semaphore" } else { "" }
+    )
+}
+
+fn clock_name(clockid: i32) -> String {
+    match clockid {
+        libc::CLOCK_REALTIME => "CLOCK_REALTIME".to_string(),
+        libc::CLOCK_MONOTONIC => "CLOCK_MONOTONIC".to_string(),
+        libc::CLOCK_BOOTTIME => "CLOCK_BOOTTIME".to_string(),
+        libc::CLOCK_REALTIME_ALARM => "CLOCK_REALTIME_ALARM".to_string(),
+        libc::CLOCK_BOOTTIME_ALARM => "CLOCK_BOOTTIME_ALARM".to_string(),
+        other => format!("clock {other}"),
+    }
+}
+
+/// A timer's unread expirations, next expiry, period and settime flags.
+fn timer_state(t: &TimerfdImage) -> String {
+    let secs = |ns: u64| format!("{:.6} s", ns as f64 / 1e9);
+    let mut text = format!("{} unread, ", t.ticks);
+    text += &match (t.remaining_ns, t.deadline_ns) {
+        (0, _) => "disarmed".to_string(),
+        (_, Some(at)) => format!("next at {}", utc_time(at / 1_000_000_000)),
+        (left, None) => format!("next in {}", secs(left)),
+    };
+    if t.interval_ns != 0 {
+        text += &format!(", every {}", secs(t.interval_ns));
+    }
+    if let Some(names) = flag_names(t.settime_flags as u64, TFD_FLAGS) {
+        text += &format!(", {names}");
+    }
+    text
+}
+
 /// Names the bits of `value` from `table` ("A|B"), with any unknown bits in
 /// hex; None when no bit is set.
 fn flag_names(value: u64, table: &[(u64, &str)]) -> Option<String> {
@@ -563,6 +628,10 @@ mod tests {
             "O_WRONLY|O_APPEND|O_LARGEFILE",
             "cloexec",
             "/usr/bin/sleeper",
+            "eventfd count 5, semaphore",
+            "timerfd CLOCK_MONOTONIC",
+            "3 unread, next in 0.015000 s, every 0.020000 s",
+            "signalfd (SIGUSR2 (12))",
             "[heap]",
             "total: 107 pages in the image (7 data, 100 zero), 28672 bytes of page data",
             "warning: 1 pages in the image lie outside every mapping",

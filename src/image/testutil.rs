@@ -245,6 +245,21 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                     cloexec: false,
                     file: 1,
                 },
+                FdImage {
+                    fd: 7,
+                    cloexec: true,
+                    file: 4,
+                },
+                FdImage {
+                    fd: 8,
+                    cloexec: false,
+                    file: 5,
+                },
+                FdImage {
+                    fd: 9,
+                    cloexec: false,
+                    file: 6,
+                },
             ],
             files: vec![
                 FileImage::Path(OpenFile {
@@ -267,6 +282,24 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                 FileImage::Pipe(PipeEnd {
                     pipe: 0,
                     write_end: true,
+                    flags: 0,
+                }),
+                FileImage::Eventfd(EventfdImage {
+                    count: 5,
+                    semaphore: true,
+                    flags: 0o4000, // O_NONBLOCK
+                }),
+                FileImage::Timerfd(TimerfdImage {
+                    clockid: libc::CLOCK_MONOTONIC,
+                    flags: 0,
+                    settime_flags: 0,
+                    ticks: 3,
+                    remaining_ns: 15_000_000,
+                    interval_ns: 20_000_000,
+                    deadline_ns: None,
+                }),
+                FileImage::Signalfd(SignalfdImage {
+                    sigmask: 1 << 11, // SIGUSR2
                     flags: 0,
                 }),
             ],

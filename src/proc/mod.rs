@@ -6,6 +6,8 @@ use std::fs;
 use std::io;
 use std::path::PathBuf;
 
+pub mod anon_fdinfo;
+
 /// Why something could not be read from /proc.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcError {

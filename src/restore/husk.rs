@@ -1,5 +1,6 @@
 //! Rebuilding a process inside a husk by injected system calls.
 
+use super::anon;
 use super::RestoreError;
 use crate::image::{
     FileImage, HostInfo, ImageReader, PageData, PathFileType, ProcessImage, ThreadImage, Vma,
@@ -656,14 +657,15 @@ impl<'a> Husk<'a> {
     }
 
     /// Recreates every open file description once (a file by path inside
-    /// the husk; a pipe here in migrate-agent, with its data, pulled into
-    /// the husk by an injected pidfd_getfd), parks it above the image's fd
-    /// numbers, then installs it at each fd that shares it.
+    /// the husk; a pipe with its data, an eventfd, timerfd or signalfd here
+    /// in migrate-agent, pulled into the husk by an injected pidfd_getfd),
+    /// parks it above the image's fd numbers, then installs it at each fd
+    /// that shares it.
     fn restore_fds(&mut self) -> Result<(), RestoreError> {
         let image = self.image;
         let park_at = image.fds.iter().map(|f| f.fd).max().map_or(3, |m| m + 1) as u64;
         let pipes = self.create_pipes()?;
-        let our_pidfd = if pipes.is_empty() {
+        let our_pidfd = if image.files.iter().all(|f| matches!(f, FileImage::Path(_))) {
             None
         } else {
             Some(self.sys(
@@ -691,21 +693,19 @@ impl<'a> Husk<'a> {
                 FileImage::Pipe(end) => {
                     let (rd, wr) = &pipes[end.pipe as usize];
                     let ours = if end.write_end { wr } else { rd };
-                    let status = nix::fcntl::OFlag::from_bits_truncate(end.flags);
-                    nix::fcntl::fcntl(ours, nix::fcntl::FcntlArg::F_SETFL(status)).map_err(
-                        |errno| RestoreError::Injected {
-                            pid: image.pid,
-                            call: format!("F_SETFL {:#o} on a pipe end", end.flags),
-                            errno,
-                        },
-                    )?;
-                    let pidfd = our_pidfd.expect("opened when there are pipes");
-                    self.sys(
-                        0,
-                        libc::SYS_pidfd_getfd,
-                        [pidfd, ours.as_raw_fd() as u64, 0, 0, 0, 0],
-                        || format!("pidfd_getfd of pipe {} from migrate-agent", end.pipe),
-                    )?
+                    self.pull_in(our_pidfd, ours, end.flags, &format!("pipe {}", end.pipe))?
+                }
+                FileImage::Eventfd(e) => {
+                    let ours = anon::create_eventfd(image.pid, e)?;
+                    self.pull_in(our_pidfd, &ours, e.flags, "an eventfd")?
+                }
+                FileImage::Timerfd(t) => {
+                    let ours = anon::create_timerfd(image.pid, t)?;
+                    self.pull_in(our_pidfd, &ours, t.flags, "a timerfd")?
+                }
+                FileImage::Signalfd(sfd) => {
+                    let ours = anon::create_signalfd(image.pid, sfd)?;
+                    self.pull_in(our_pidfd, &ours, sfd.flags, "a signalfd")?
                 }
             } as u64;
             let park = self.sys(
@@ -744,6 +744,33 @@ impl<'a> Husk<'a> {
             })?;
         }
         Ok(())
+    }
+
+    /// Gives our description `ours` the status flags `status` and takes it
+    /// into the husk (pidfd_getfd through `our_pidfd`, our own pidfd opened
+    /// in the husk); returns its fd there.
+    fn pull_in(
+        &mut self,
+        our_pidfd: Option<u64>,
+        ours: &OwnedFd,
+        status: i32,
+        what: &str,
+    ) -> Result<i64, RestoreError> {
+        let flags = nix::fcntl::OFlag::from_bits_truncate(status);
+        nix::fcntl::fcntl(ours, nix::fcntl::FcntlArg::F_SETFL(flags)).map_err(|errno| {
+            RestoreError::Injected {
+                pid: self.image.pid,
+                call: format!("F_SETFL {status:#o} on {what}"),
+                errno,
+            }
+        })?;
+        let pidfd = our_pidfd.expect("opened when files are created here");
+        self.sys(
+            0,
+            libc::SYS_pidfd_getfd,
+            [pidfd, ours.as_raw_fd() as u64, 0, 0, 0, 0],
+            || format!("pidfd_getfd of {what} from migrate-agent"),
+        )
     }
 
     /// Creates the image's pipes here, each with its capacity and the data

@@ -5,6 +5,7 @@
 //! mappings, pages, files, signals, threads, registers. On any failure the
 //! husk is killed, so nothing is left behind.
 
+mod anon;
 mod husk;
 
 use crate::image::{ImageError, ImageReader, ProcessImage};

@@ -1,0 +1,75 @@
+//! Recreates eventfd, timerfd and signalfd descriptions in migrate-agent,
+//! from where the husk takes them with pidfd_getfd. None of them belongs to
+//! the process that creates it: a signalfd reads the signals of whoever
+//! reads it.
+
+use super::RestoreError;
+use crate::image::{EventfdImage, SignalfdImage, TimerfdImage};
+use crate::kernel::anonfd;
+use nix::errno::Errno;
+use std::os::fd::OwnedFd;
+
+fn fail(pid: i32, call: String) -> impl FnOnce(Errno) -> RestoreError {
+    move |errno| RestoreError::Injected { pid, call, errno }
+}
+
+/// An eventfd in the image's mode holding the image's counter.
+pub fn create_eventfd(pid: i32, e: &EventfdImage) -> Result<OwnedFd, RestoreError> {
+    let fd = anonfd::eventfd(e.semaphore).map_err(fail(pid, "eventfd".into()))?;
+    if e.count != 0 {
+        // The counter is 64 bits wide, more than eventfd's initial value.
+        nix::unistd::write(&fd, &e.count.to_ne_bytes()).map_err(fail(
+            pid,
+            format!("setting an eventfd's counter to {}", e.count),
+        ))?;
+    }
+    Ok(fd)
+}
+
+/// A signalfd on the image's mask.
+pub fn create_signalfd(pid: i32, s: &SignalfdImage) -> Result<OwnedFd, RestoreError> {
+    anonfd::signalfd(s.sigmask).map_err(fail(pid, format!("signalfd on mask {:#x}", s.sigmask)))
+}
+
+/// A timerfd on the image's clock, re-armed with its remaining time (an
+/// absolute wall-clock expiry stays absolute; other TFD_TIMER_ABSTIME timers
+/// expire `remaining_ns` after now, on their clock) and interval, holding
+/// its unread expirations.
+pub fn create_timerfd(pid: i32, t: &TimerfdImage) -> Result<OwnedFd, RestoreError> {
+    let what = |op: &str| format!("{op} of a timerfd on clock {}", t.clockid);
+    let fd = anonfd::timerfd_create(t.clockid).map_err(fail(pid, what("timerfd_create")))?;
+    // A periodic timer is always armed; one whose expiry is due now reads
+    // as 0 remaining, which would disarm it.
+    let remaining = if t.interval_ns != 0 {
+        t.remaining_ns.max(1)
+    } else {
+        t.remaining_ns
+    };
+    if remaining != 0 {
+        let value = match t.deadline_ns {
+            Some(at) => at,
+            None if t.settime_flags & libc::TFD_TIMER_ABSTIME != 0 => {
+                anonfd::clock_now_ns(t.clockid).map_err(fail(pid, what("clock_gettime")))?
+                    + remaining
+            }
+            None => remaining,
+        };
+        anonfd::timerfd_settime(&fd, t.settime_flags, value, t.interval_ns).map_err(fail(
+            pid,
+            format!(
+                "{} to {value} ns (flags {:#o}), interval {} ns",
+                what("timerfd_settime"),
+                t.settime_flags,
+                t.interval_ns
+            ),
+        ))?;
+    }
+    // After settime, which clears them.
+    if t.ticks != 0 {
+        anonfd::timerfd_set_ticks(&fd, t.ticks).map_err(fail(
+            pid,
+            format!("{} to {}", what("TFD_IOC_SET_TICKS"), t.ticks),
+        ))?;
+    }
+    Ok(fd)
+}
