@@ -51,6 +51,8 @@ zdtm_tests! {
     comm, comm_leave_running => Spec::new("comm");
     dirty, dirty_leave_running => Spec::new("dirty");
     pipes, pipes_leave_running => Spec::new("pipes");
+    epoll, epoll_leave_running => Spec::new("epoll");
+    inotify, inotify_leave_running => Spec::new("inotify");
 }
 
 /// scripts/bench.sh's subject passes its own verification.

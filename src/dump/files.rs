@@ -5,7 +5,7 @@
 
 use super::inspect::FdClass;
 use super::CheckpointError;
-use crate::image::{FdImage, FileImage, OpenFile, PipeEnd, PipeImage};
+use crate::image::{EpollImage, FdImage, FileImage, InotifyImage, OpenFile, PipeEnd, PipeImage};
 use crate::kernel;
 use crate::proc;
 use nix::fcntl::{fcntl, tee, FcntlArg, SpliceFFlags};
@@ -83,6 +83,14 @@ pub fn describe(pid: i32, fds: &[ClassifiedFd]) -> Result<DescribedFiles, Checkp
                             flags: flags & !libc::O_ACCMODE,
                         })
                     }
+                    FdClass::Epoll => FileImage::Epoll(EpollImage {
+                        flags: flags & !libc::O_ACCMODE,
+                        targets: super::notify::epoll_targets(pid, c, fds)?,
+                    }),
+                    FdClass::Inotify => FileImage::Inotify(InotifyImage {
+                        flags: flags & !libc::O_ACCMODE,
+                        watches: super::notify::inotify_watches(pid, c)?,
+                    }),
                 };
                 out.files.push(image);
                 (out.files.len() - 1) as u32

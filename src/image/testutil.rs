@@ -245,6 +245,16 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                     cloexec: false,
                     file: 1,
                 },
+                FdImage {
+                    fd: 7,
+                    cloexec: true,
+                    file: 4,
+                },
+                FdImage {
+                    fd: 8,
+                    cloexec: false,
+                    file: 5,
+                },
             ],
             files: vec![
                 FileImage::Path(OpenFile {
@@ -268,6 +278,36 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                     pipe: 0,
                     write_end: true,
                     flags: 0,
+                }),
+                FileImage::Epoll(EpollImage {
+                    flags: 0,
+                    targets: vec![
+                        EpollTarget {
+                            fd: 4,
+                            events: 0x8000_0019, // EPOLLIN|EPOLLERR|EPOLLHUP|EPOLLET
+                            data: 4,
+                        },
+                        EpollTarget {
+                            fd: 8,
+                            events: 0x19,
+                            data: 0xdead_beef,
+                        },
+                    ],
+                }),
+                FileImage::Inotify(InotifyImage {
+                    flags: 0o4000, // O_NONBLOCK
+                    watches: vec![
+                        InotifyWatch {
+                            wd: 1,
+                            mask: 0x100, // IN_CREATE
+                            path: "/tmp".into(),
+                        },
+                        InotifyWatch {
+                            wd: 3,
+                            mask: 0x2, // IN_MODIFY
+                            path: "/tmp/sleeper.log".into(),
+                        },
+                    ],
                 }),
             ],
             pipes: vec![PipeImage {
