@@ -68,7 +68,9 @@ impl Husk<'_> {
     /// Creates an inotify instance and adds its watches in descriptor
     /// order. The kernel hands out increasing numbers, so a number the
     /// image skips is used up by adding the watch and removing it again
-    /// (its IN_IGNORED event is read away); every watch must get its saved
+    /// (its IN_IGNORED event is read away, as is any event a concurrent
+    /// change to a watched file queued meanwhile, which a program could not
+    /// tell from one lost at checkpoint); every watch must get its saved
     /// number or the restore fails.
     pub(super) fn create_inotify(&mut self, ino: &InotifyImage) -> Result<i64, RestoreError> {
         let pid = self.image.pid;
@@ -122,6 +124,12 @@ impl Husk<'_> {
                 [fd, buf, n * INOTIFY_EVENT_LEN, 0, 0, 0],
                 || format!("reading the IN_IGNORED events of {n} skipped inotify watches"),
             )? as u64;
+            if got < INOTIFY_EVENT_LEN {
+                return Err(RestoreError::Unsupported {
+                    pid,
+                    why: format!("reading IN_IGNORED events returned {got} bytes"),
+                });
+            }
             left -= (got / INOTIFY_EVENT_LEN).min(left);
         }
         self.set_status_flags(fd, ino.flags, "inotify")?;
