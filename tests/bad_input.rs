@@ -14,7 +14,8 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 const COUNTERS: Spec = Spec::new("counters");
-/// The fd number at which unsupported_fd.c keeps its socket or pipe.
+/// The fd number at which unsupported_fd.c keeps its socket or pipe, and
+/// stale_epoll.c its epoll instance.
 const UNSUPPORTED_FD: u32 = 10;
 
 /// Whether `msg` contains `n` as a whole number.
@@ -166,6 +167,21 @@ fn refuses_socket() {
 #[test]
 fn refuses_pipe() {
     refuses_unsupported_fd("refuses_pipe", &PIPE, "pipe");
+}
+
+const STALE_EPOLL: Spec = Spec::new("stale_epoll");
+
+/// An epoll registration whose fd was closed (a dup keeps it alive) cannot
+/// be recreated with epoll_ctl.
+#[test]
+fn refuses_stale_epoll_registration() {
+    refuses_unsupported_fd("refuses_stale_epoll_registration", &STALE_EPOLL, "epoll");
+}
+
+/// The stale epoll holder passes its own verification untouched.
+#[test]
+fn stale_epoll_workload_standalone() {
+    common::standalone(&STALE_EPOLL);
 }
 
 /// The socket and pipe holders pass their own verification untouched.

@@ -56,6 +56,8 @@ zdtm_tests! {
     eventfd, eventfd_leave_running => Spec::new("eventfd");
     timerfd, timerfd_leave_running => Spec::new("timerfd");
     signalfd, signalfd_leave_running => Spec::new("signalfd");
+    epoll, epoll_leave_running => Spec::new("epoll");
+    inotify, inotify_leave_running => Spec::new("inotify");
 }
 
 /// scripts/bench.sh's subject passes its own verification.

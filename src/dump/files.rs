@@ -6,7 +6,7 @@
 use super::anon;
 use super::inspect::FdClass;
 use super::CheckpointError;
-use crate::image::{FdImage, FileImage, OpenFile, PipeEnd, PipeImage};
+use crate::image::{EpollImage, FdImage, FileImage, InotifyImage, OpenFile, PipeEnd, PipeImage};
 use crate::kernel;
 use crate::proc;
 use nix::fcntl::{fcntl, tee, FcntlArg, SpliceFFlags};
@@ -87,6 +87,14 @@ pub fn describe(pid: i32, fds: &[ClassifiedFd]) -> Result<DescribedFiles, Checkp
                     FdClass::Eventfd => anon::eventfd(pid, c.fd, flags)?,
                     FdClass::Timerfd => anon::timerfd(pid, &pidfd, c.fd, flags)?,
                     FdClass::Signalfd => anon::signalfd(pid, c.fd, flags)?,
+                    FdClass::Epoll => FileImage::Epoll(EpollImage {
+                        flags: flags & !libc::O_ACCMODE,
+                        targets: super::notify::epoll_targets(pid, c, fds)?,
+                    }),
+                    FdClass::Inotify => FileImage::Inotify(InotifyImage {
+                        flags: flags & !libc::O_ACCMODE,
+                        watches: super::notify::inotify_watches(pid, c)?,
+                    }),
                 };
                 out.files.push(image);
                 (out.files.len() - 1) as u32

@@ -146,6 +146,10 @@ pub enum FdClass {
     Timerfd,
     /// A signalfd, recreated with its mask.
     Signalfd,
+    /// An epoll instance, rebuilt with its registrations.
+    Epoll,
+    /// An inotify instance, rebuilt with its watches.
+    Inotify,
 }
 
 /// Decides whether an fd can be carried and how, or refuses it naming the
@@ -157,6 +161,11 @@ pub fn classify_fd(pid: i32, fd: i32, target: &str) -> Result<FdClass, Checkpoin
         kind,
         target: target.to_string(),
     };
+    match target {
+        "anon_inode:[eventpoll]" => return Ok(FdClass::Epoll),
+        "anon_inode:inotify" => return Ok(FdClass::Inotify),
+        _ => {}
+    }
     if let Some(rest) = target.strip_prefix("anon_inode:") {
         let kind = rest.trim_start_matches('[').trim_end_matches(']');
         return match kind {
@@ -227,8 +236,20 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(kind("socket:[123]"), "socket");
-        assert_eq!(kind("anon_inode:[eventpoll]"), "eventpoll");
-        assert_eq!(kind("anon_inode:inotify"), "inotify");
+        assert_eq!(kind("anon_inode:[io_uring]"), "io_uring");
+        assert_eq!(kind("anon_inode:[fanotify]"), "fanotify");
+    }
+
+    #[test]
+    fn epoll_and_inotify_are_carried() {
+        assert_eq!(
+            classify_fd(1, 3, "anon_inode:[eventpoll]").unwrap(),
+            FdClass::Epoll
+        );
+        assert_eq!(
+            classify_fd(1, 3, "anon_inode:inotify").unwrap(),
+            FdClass::Inotify
+        );
     }
 
     #[test]

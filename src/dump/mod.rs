@@ -8,6 +8,7 @@ mod anon;
 pub mod files;
 pub mod inspect;
 pub mod memory;
+pub mod notify;
 pub mod precopy;
 
 use crate::image::{
@@ -268,9 +269,10 @@ fn preflight(pid: i32) -> Result<(), CheckpointError> {
     Ok(())
 }
 
-/// Classifies every fd of `pid`, refusing the first unsupported one, and a
+/// Classifies every fd of `pid`, refusing the first unsupported one, a
 /// pipe of which the process holds only one end (the other end belongs to
-/// a process outside the checkpoint).
+/// a process outside the checkpoint), and epoll and inotify instances that
+/// could not be rebuilt exactly.
 fn classify_fds(pid: i32) -> Result<Vec<files::ClassifiedFd>, CheckpointError> {
     let mut out = Vec::new();
     for (fd, target) in proc::fds(pid)? {
@@ -300,6 +302,13 @@ fn classify_fds(pid: i32) -> Result<Vec<files::ClassifiedFd>, CheckpointError> {
                     target: format!("pipe:[{inode}]"),
                 });
             }
+        }
+    }
+    for c in &out {
+        match c.class {
+            inspect::FdClass::Epoll => drop(notify::epoll_targets(pid, c, &out)?),
+            inspect::FdClass::Inotify => drop(notify::inotify_watches(pid, c)?),
+            _ => {}
         }
     }
     Ok(out)

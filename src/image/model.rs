@@ -359,6 +359,10 @@ pub enum FileImage {
     Timerfd(TimerfdImage),
     /// A signalfd: reads the signals of its mask queued for the reader.
     Signalfd(SignalfdImage),
+    /// An epoll instance with its registrations.
+    Epoll(EpollImage),
+    /// An inotify instance with its watches.
+    Inotify(InotifyImage),
 }
 
 /// An eventfd (fdinfo "eventfd-count:" and "eventfd-semaphore:").
@@ -408,6 +412,63 @@ pub struct SignalfdImage {
     /// Status flags of the description (O_NONBLOCK), without the access
     /// mode and O_CLOEXEC.
     pub flags: i32,
+}
+
+/// An epoll instance. It is rebuilt inside the restored process after all
+/// its other fds are in place, because the kernel keys each registration by
+/// (file, fd number): later EPOLL_CTL_MOD/DEL calls must find the same key.
+/// Which targets were ready is not saved: after restore, a ready
+/// edge-triggered target may be reported once more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpollImage {
+    /// Status flags of the description (O_NONBLOCK ...), without the access
+    /// mode and O_CLOEXEC.
+    pub flags: i32,
+    /// Every registration, in the order fdinfo lists them.
+    pub targets: Vec<EpollTarget>,
+}
+
+/// One registration of an epoll instance (a `tfd:` line of its fdinfo).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpollTarget {
+    /// The registered fd number; at checkpoint it was open in the process
+    /// and referred to the registered file.
+    pub fd: i32,
+    /// The event mask with its flags (EPOLLET, EPOLLONESHOT, EPOLLEXCLUSIVE,
+    /// EPOLLWAKEUP ...), as the kernel holds it.
+    pub events: u32,
+    /// The user data returned with each event.
+    pub data: u64,
+}
+
+/// An inotify instance. Events queued at checkpoint and not yet read are
+/// not carried: they are lost. After restore the next watch the program
+/// adds gets the number after the highest restored one, which may differ
+/// from what it would have got (the kernel's counter is not visible).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InotifyImage {
+    /// Status flags of the description (O_NONBLOCK ...), without the access
+    /// mode and O_CLOEXEC.
+    pub flags: i32,
+    /// Every watch, in increasing watch descriptor order.
+    pub watches: Vec<InotifyWatch>,
+}
+
+/// The most unused watch descriptor numbers a restore skips (by adding and
+/// removing a watch for each) to give every watch its saved number: the
+/// kernel hands out numbers in increasing order only.
+pub const MAX_SKIPPED_WATCHES: i32 = 1024;
+
+/// One inotify watch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InotifyWatch {
+    /// The watch descriptor the program knows it by.
+    pub wd: i32,
+    /// The event mask with IN_ONESHOT / IN_EXCL_UNLINK, as fdinfo shows it.
+    pub mask: u32,
+    /// Absolute path of the watched file or directory, found from its file
+    /// handle at checkpoint.
+    pub path: String,
 }
 
 /// One end of a pipe (or FIFO) held by the process.

@@ -235,6 +235,16 @@ fn write_description(out: &mut String, reader: &ImageReader) -> fmt::Result {
                 "-".into(),
                 format!("signalfd {}", signal_set(s.sigmask)),
             ),
+            Some(FileImage::Epoll(e)) => (
+                open_flags(e.flags | libc::O_RDWR),
+                "-".to_string(),
+                format!("epoll, {} registrations", e.targets.len()),
+            ),
+            Some(FileImage::Inotify(i)) => (
+                open_flags(i.flags),
+                "-".to_string(),
+                format!("inotify, {} watches", i.watches.len()),
+            ),
             None => (
                 "?".to_string(),
                 "-".to_string(),
@@ -262,9 +272,40 @@ fn write_description(out: &mut String, reader: &ImageReader) -> fmt::Result {
         if let Some(FileImage::Timerfd(t)) = p.files.get(fd.file as usize) {
             writeln!(out, "        {}", fit(&timer_state(t), WIDTH - 8))?;
         }
+        if p.fds.iter().find(|o| o.file == fd.file).map(|o| o.fd) == Some(fd.fd) {
+            write_registrations(out, p.files.get(fd.file as usize))?;
+        }
     }
 
     write_vmas(out, &p.vmas, reader.runs())
+}
+
+/// The registrations of an epoll description or the watches of an inotify
+/// one, a line each, under the first fd that refers to it.
+fn write_registrations(out: &mut String, file: Option<&FileImage>) -> fmt::Result {
+    match file {
+        Some(FileImage::Epoll(e)) => {
+            for t in &e.targets {
+                writeln!(
+                    out,
+                    "        fd {:<4} events {:#010x}  data {:#x}",
+                    t.fd, t.events, t.data
+                )?;
+            }
+        }
+        Some(FileImage::Inotify(i)) => {
+            for w in &i.watches {
+                let prefix = format!("        wd {:<4} mask {:#010x}  ", w.wd, w.mask);
+                writeln!(
+                    out,
+                    "{prefix}{}",
+                    fit(&w.path, WIDTH.saturating_sub(prefix.len()))
+                )?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn write_thread(out: &mut String, t: &ThreadImage) -> fmt::Result {
@@ -632,6 +673,10 @@ mod tests {
             "timerfd CLOCK_MONOTONIC",
             "3 unread, next in 0.015000 s, every 0.020000 s",
             "signalfd (SIGUSR2 (12))",
+            "epoll, 2 registrations",
+            "fd 8    events 0x00000019  data 0xdeadbeef",
+            "inotify, 2 watches",
+            "wd 3    mask 0x00000002  /tmp/sleeper.log",
             "[heap]",
             "total: 107 pages in the image (7 data, 100 zero), 28672 bytes of page data",
             "warning: 1 pages in the image lie outside every mapping",

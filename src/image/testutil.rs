@@ -260,6 +260,16 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                     cloexec: false,
                     file: 6,
                 },
+                FdImage {
+                    fd: 10,
+                    cloexec: false,
+                    file: 7,
+                },
+                FdImage {
+                    fd: 11,
+                    cloexec: true,
+                    file: 8,
+                },
             ],
             files: vec![
                 FileImage::Path(OpenFile {
@@ -301,6 +311,36 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                 FileImage::Signalfd(SignalfdImage {
                     sigmask: 1 << 11, // SIGUSR2
                     flags: 0,
+                }),
+                FileImage::Epoll(EpollImage {
+                    flags: 0,
+                    targets: vec![
+                        EpollTarget {
+                            fd: 4,
+                            events: 0x8000_0019, // EPOLLIN|EPOLLERR|EPOLLHUP|EPOLLET
+                            data: 4,
+                        },
+                        EpollTarget {
+                            fd: 8,
+                            events: 0x19,
+                            data: 0xdead_beef,
+                        },
+                    ],
+                }),
+                FileImage::Inotify(InotifyImage {
+                    flags: 0o4000, // O_NONBLOCK
+                    watches: vec![
+                        InotifyWatch {
+                            wd: 1,
+                            mask: 0x100, // IN_CREATE
+                            path: "/tmp".into(),
+                        },
+                        InotifyWatch {
+                            wd: 3,
+                            mask: 0x2, // IN_MODIFY
+                            path: "/tmp/sleeper.log".into(),
+                        },
+                    ],
                 }),
             ],
             pipes: vec![PipeImage {

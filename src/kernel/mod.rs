@@ -192,6 +192,58 @@ pub fn same_file_description(pid1: Pid, fd1: i32, pid2: Pid, fd2: i32) -> Result
     Errno::result(r).map(|r| r == 0)
 }
 
+/// kcmp(KCMP_EPOLL_TFD): whether fd `fd` of process `pid` refers to the
+/// file of the `toff`-th registration of fd number `tfd` (counted in the
+/// order fdinfo lists them) in epoll fd `efd` of the same process. ENOENT
+/// when that registration does not exist.
+pub fn epoll_target_is(pid: Pid, fd: i32, efd: i32, tfd: i32, toff: u32) -> Result<bool, Errno> {
+    const KCMP_EPOLL_TFD: i32 = 7;
+    // struct kcmp_epoll_slot { __u32 efd, tfd, toff; }
+    let slot: [u32; 3] = [efd as u32, tfd as u32, toff];
+    // SAFETY: kcmp only reads the 12-byte slot, which lives across the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            pid.as_raw(),
+            pid.as_raw(),
+            KCMP_EPOLL_TFD,
+            fd,
+            slot.as_ptr(),
+        )
+    };
+    Errno::result(r).map(|r| r == 0)
+}
+
+/// open_by_handle_at: opens the file a file handle (as fdinfo shows it:
+/// type and bytes) names, on the filesystem of `mount_fd`. Needs
+/// CAP_DAC_READ_SEARCH.
+pub fn open_by_handle_at(
+    mount_fd: &impl std::os::fd::AsRawFd,
+    handle_type: i32,
+    handle: &[u8],
+    flags: i32,
+) -> Result<OwnedFd, Errno> {
+    // struct file_handle { u32 handle_bytes; int handle_type; u8 f_handle[]; },
+    // built in u64 words so that it is aligned.
+    let mut words = vec![0u64; 1 + handle.len().div_ceil(8)];
+    words[0] = handle.len() as u64 | (handle_type as u32 as u64) << 32;
+    for (i, b) in handle.iter().enumerate() {
+        words[1 + i / 8] |= (*b as u64) << (8 * (i % 8));
+    }
+    // SAFETY: the kernel reads the header and handle_bytes bytes after it,
+    // all inside `words`; on success it returns a new fd that we own.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_open_by_handle_at,
+            mount_fd.as_raw_fd(),
+            words.as_ptr(),
+            flags,
+        )
+    };
+    // SAFETY: a non-negative result is a new fd nobody else owns.
+    Errno::result(r).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
 /// FIONREAD: the number of bytes waiting to be read from a pipe or socket.
 pub fn bytes_readable(fd: &impl std::os::fd::AsRawFd) -> Result<usize, Errno> {
     let mut n: libc::c_int = 0;

@@ -2,6 +2,8 @@
 //! pure functions over text so they can be unit-tested on captured samples;
 //! the `read_*` functions only fetch the text.
 
+pub mod notify;
+
 use std::fs;
 use std::io;
 use std::path::PathBuf;

@@ -15,6 +15,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::os::fd::{AsRawFd, OwnedFd};
 
+mod notify;
+
 /// Size of the helper area mapped in the husk: a `syscall` instruction, a
 /// scratch area for arguments and a small stack.
 const HELPER_LEN: u64 = 16 * PAGE_SIZE;
@@ -658,9 +660,10 @@ impl<'a> Husk<'a> {
 
     /// Recreates every open file description once (a file by path inside
     /// the husk; a pipe with its data, an eventfd, timerfd or signalfd here
-    /// in migrate-agent, pulled into the husk by an injected pidfd_getfd),
-    /// parks it above the image's fd numbers, then installs it at each fd
-    /// that shares it.
+    /// in migrate-agent, pulled into the husk by an injected pidfd_getfd;
+    /// an epoll or inotify instance inside the husk), parks it above the
+    /// image's fd numbers, then installs it at each fd that shares it.
+    /// epoll registrations come last, when every fd they name is in place.
     fn restore_fds(&mut self) -> Result<(), RestoreError> {
         let image = self.image;
         let park_at = image.fds.iter().map(|f| f.fd).max().map_or(3, |m| m + 1) as u64;
@@ -707,6 +710,8 @@ impl<'a> Husk<'a> {
                     let ours = anon::create_signalfd(image.pid, sfd)?;
                     self.pull_in(our_pidfd, &ours, sfd.flags, "a signalfd")?
                 }
+                FileImage::Epoll(e) => self.create_epoll(e)?,
+                FileImage::Inotify(ino) => self.create_inotify(ino)?,
             } as u64;
             let park = self.sys(
                 0,
@@ -738,6 +743,7 @@ impl<'a> Husk<'a> {
                 || format!("installing fd {}", f.fd),
             )?;
         }
+        self.register_epoll_targets()?;
         for fd in parked.into_iter().chain(our_pidfd) {
             self.sys(0, libc::SYS_close, [fd, 0, 0, 0, 0, 0], || {
                 format!("close of fd {fd}")

@@ -1,0 +1,149 @@
+//! Rebuilding epoll and inotify instances inside the husk.
+
+use super::{Husk, STRUCT_OFF};
+use crate::image::{EpollImage, FileImage, InotifyImage, MAX_SKIPPED_WATCHES, PAGE_SIZE};
+use crate::restore::RestoreError;
+
+/// IN_MASK_ADD: never wanted when a watch is created afresh.
+const IN_MASK_ADD: u32 = 0x2000_0000;
+/// IN_MASK_CREATE: fail with EEXIST instead of changing an existing watch
+/// when the path now leads to a file another watch already names.
+const IN_MASK_CREATE: u32 = 0x1000_0000;
+/// `sizeof(struct inotify_event)` without a name (IN_IGNORED has none).
+const INOTIFY_EVENT_LEN: u64 = 16;
+
+impl Husk<'_> {
+    /// Creates an empty epoll instance with the saved status flags; its
+    /// registrations are added by [`Husk::register_epoll_targets`] once
+    /// every fd is at its number.
+    pub(super) fn create_epoll(&mut self, e: &EpollImage) -> Result<i64, RestoreError> {
+        let fd = self.sys(
+            0,
+            libc::SYS_epoll_create1,
+            [libc::EPOLL_CLOEXEC as u64, 0, 0, 0, 0, 0],
+            || "epoll_create1".into(),
+        )? as u64;
+        self.set_status_flags(fd, e.flags, "epoll")?;
+        Ok(fd as i64)
+    }
+
+    /// Adds every registration of every epoll instance with the image's fd
+    /// numbers, so that the kernel's (file, fd) keys match what the program
+    /// later passes to EPOLL_CTL_MOD and EPOLL_CTL_DEL.
+    pub(super) fn register_epoll_targets(&mut self) -> Result<(), RestoreError> {
+        let image = self.image;
+        for (i, file) in image.files.iter().enumerate() {
+            let FileImage::Epoll(e) = file else { continue };
+            let Some(epfd) = image.fds.iter().find(|f| f.file as usize == i) else {
+                continue;
+            };
+            for t in &e.targets {
+                // struct epoll_event is packed on x86_64: u32 events, u64 data.
+                let mut event = t.events.to_ne_bytes().to_vec();
+                event.extend_from_slice(&t.data.to_ne_bytes());
+                let addr = self.put(STRUCT_OFF, &event)?;
+                self.sys(
+                    0,
+                    libc::SYS_epoll_ctl,
+                    [
+                        epfd.fd as u64,
+                        libc::EPOLL_CTL_ADD as u64,
+                        t.fd as u64,
+                        addr,
+                        0,
+                        0,
+                    ],
+                    || {
+                        format!(
+                            "EPOLL_CTL_ADD of fd {} (events {:#x}, data {:#x}) to epoll fd {}",
+                            t.fd, t.events, t.data, epfd.fd
+                        )
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates an inotify instance and adds its watches in descriptor
+    /// order. The kernel hands out increasing numbers, so a number the
+    /// image skips is used up by adding the watch and removing it again
+    /// (its IN_IGNORED event is read away, as is any event a concurrent
+    /// change to a watched file queued meanwhile, which a program could not
+    /// tell from one lost at checkpoint); every watch must get its saved
+    /// number or the restore fails.
+    pub(super) fn create_inotify(&mut self, ino: &InotifyImage) -> Result<i64, RestoreError> {
+        let pid = self.image.pid;
+        let fd = self.sys(
+            0,
+            libc::SYS_inotify_init1,
+            [(libc::IN_CLOEXEC | libc::IN_NONBLOCK) as u64, 0, 0, 0, 0, 0],
+            || "inotify_init1".into(),
+        )? as u64;
+        let mut skipped = 0;
+        for w in &ino.watches {
+            let addr = self.put_str(&w.path)?;
+            let mask = (w.mask & !IN_MASK_ADD) | IN_MASK_CREATE;
+            loop {
+                let wd = self.sys(
+                    0,
+                    libc::SYS_inotify_add_watch,
+                    [fd, addr, mask as u64, 0, 0, 0],
+                    || format!("inotify watch {} on {} (mask {:#x})", w.wd, w.path, w.mask),
+                )? as i32;
+                if wd == w.wd {
+                    break;
+                }
+                if wd > w.wd || skipped == MAX_SKIPPED_WATCHES {
+                    return Err(RestoreError::Unsupported {
+                        pid,
+                        why: format!(
+                            "inotify watch {} on {} got watch descriptor {wd} instead",
+                            w.wd, w.path
+                        ),
+                    });
+                }
+                self.sys(
+                    0,
+                    libc::SYS_inotify_rm_watch,
+                    [fd, wd as u64, 0, 0, 0, 0],
+                    || format!("removing inotify watch {wd}, used to skip its number"),
+                )?;
+                skipped += 1;
+            }
+        }
+        // Each removed watch queued one IN_IGNORED event.
+        let per_read = PAGE_SIZE / INOTIFY_EVENT_LEN;
+        let mut left = skipped as u64;
+        while left > 0 {
+            let n = left.min(per_read);
+            let buf = self.helper + STRUCT_OFF;
+            let got = self.sys(
+                0,
+                libc::SYS_read,
+                [fd, buf, n * INOTIFY_EVENT_LEN, 0, 0, 0],
+                || format!("reading the IN_IGNORED events of {n} skipped inotify watches"),
+            )? as u64;
+            if got < INOTIFY_EVENT_LEN {
+                return Err(RestoreError::Unsupported {
+                    pid,
+                    why: format!("reading IN_IGNORED events returned {got} bytes"),
+                });
+            }
+            left -= (got / INOTIFY_EVENT_LEN).min(left);
+        }
+        self.set_status_flags(fd, ino.flags, "inotify")?;
+        Ok(fd as i64)
+    }
+
+    /// Gives the description behind `fd` the status flags `flags`.
+    fn set_status_flags(&mut self, fd: u64, flags: i32, kind: &str) -> Result<(), RestoreError> {
+        self.sys(
+            0,
+            libc::SYS_fcntl,
+            [fd, libc::F_SETFL as u64, flags as u64, 0, 0, 0],
+            || format!("F_SETFL {flags:#o} on the new {kind} fd"),
+        )?;
+        Ok(())
+    }
+}
