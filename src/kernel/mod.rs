@@ -4,6 +4,7 @@
 
 pub mod cpu;
 pub mod probe;
+pub mod sockets;
 pub mod uffd;
 
 use nix::errno::Errno;
