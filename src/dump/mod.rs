@@ -8,6 +8,7 @@ pub mod files;
 pub mod inspect;
 pub mod memory;
 pub mod precopy;
+pub mod sockets;
 
 use crate::image::{
     AltStack, Checkpoint, Credentials, HostInfo, ImageError, ImageWriter, MmFields, PendingSignal,
@@ -268,8 +269,9 @@ fn preflight(pid: i32) -> Result<(), CheckpointError> {
 }
 
 /// Classifies every fd of `pid`, refusing the first unsupported one, and a
-/// pipe of which the process holds only one end (the other end belongs to
-/// a process outside the checkpoint).
+/// pipe of which the process holds only one end or a unix socket connected
+/// to a socket it does not hold (the other end belongs to a process outside
+/// the checkpoint).
 fn classify_fds(pid: i32) -> Result<Vec<files::ClassifiedFd>, CheckpointError> {
     let mut out = Vec::new();
     for (fd, target) in proc::fds(pid)? {
@@ -301,6 +303,7 @@ fn classify_fds(pid: i32) -> Result<Vec<files::ClassifiedFd>, CheckpointError> {
             }
         }
     }
+    sockets::check_unix_peers(pid, &out)?;
     Ok(out)
 }
 

@@ -245,6 +245,26 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                     cloexec: false,
                     file: 1,
                 },
+                FdImage {
+                    fd: 7,
+                    cloexec: true,
+                    file: 4,
+                },
+                FdImage {
+                    fd: 8,
+                    cloexec: true,
+                    file: 5,
+                },
+                FdImage {
+                    fd: 9,
+                    cloexec: false,
+                    file: 6,
+                },
+                FdImage {
+                    fd: 10,
+                    cloexec: false,
+                    file: 7,
+                },
             ],
             files: vec![
                 FileImage::Path(OpenFile {
@@ -268,6 +288,48 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                     pipe: 0,
                     write_end: true,
                     flags: 0,
+                }),
+                FileImage::UnixSocket(UnixSocket {
+                    sock_type: libc::SOCK_DGRAM,
+                    flags: 0,
+                    name: None,
+                    listen_backlog: None,
+                    peer: Some(5),
+                    queued: vec![b"one".to_vec(), b"two!".to_vec()],
+                    options: SocketOptions::default(),
+                }),
+                FileImage::UnixSocket(UnixSocket {
+                    sock_type: libc::SOCK_DGRAM,
+                    flags: 0o4000, // O_NONBLOCK
+                    name: None,
+                    listen_backlog: None,
+                    peer: Some(4),
+                    queued: Vec::new(),
+                    options: SocketOptions::default(),
+                }),
+                FileImage::UnixSocket(UnixSocket {
+                    sock_type: libc::SOCK_STREAM,
+                    flags: 0,
+                    name: Some(b"\0sleeper".to_vec()),
+                    listen_backlog: Some(16),
+                    peer: None,
+                    queued: Vec::new(),
+                    options: SocketOptions::default(),
+                }),
+                FileImage::InetSocket(InetSocket {
+                    sock_type: libc::SOCK_STREAM,
+                    flags: 0,
+                    local: Some("127.0.0.1:8080".parse().expect("an address")),
+                    ipv6: false,
+                    listen_backlog: Some(128),
+                    v6only: false,
+                    nodelay: true,
+                    options: SocketOptions {
+                        reuse_addr: true,
+                        reuse_port: false,
+                        sndbuf: 16384,
+                        rcvbuf: 131072,
+                    },
                 }),
             ],
             pipes: vec![PipeImage {

@@ -571,14 +571,15 @@ impl<'a> Husk<'a> {
     }
 
     /// Recreates every open file description once (a file by path inside
-    /// the husk; a pipe here in migrate-agent, with its data, pulled into
-    /// the husk by an injected pidfd_getfd), parks it above the image's fd
+    /// the husk; a pipe or a socket here in migrate-agent, with its data,
+    /// pulled into the husk by an injected pidfd_getfd), parks it above the image's fd
     /// numbers, then installs it at each fd that shares it.
     fn restore_fds(&mut self) -> Result<(), RestoreError> {
         let image = self.image;
         let park_at = image.fds.iter().map(|f| f.fd).max().map_or(3, |m| m + 1) as u64;
         let pipes = self.create_pipes()?;
-        let our_pidfd = if pipes.is_empty() {
+        let sockets = super::sockets::create(image)?;
+        let our_pidfd = if pipes.is_empty() && sockets.iter().all(Option::is_none) {
             None
         } else {
             Some(self.sys(
@@ -614,13 +615,11 @@ impl<'a> Husk<'a> {
                             errno,
                         },
                     )?;
-                    let pidfd = our_pidfd.expect("opened when there are pipes");
-                    self.sys(
-                        0,
-                        libc::SYS_pidfd_getfd,
-                        [pidfd, ours.as_raw_fd() as u64, 0, 0, 0, 0],
-                        || format!("pidfd_getfd of pipe {} from migrate-agent", end.pipe),
-                    )?
+                    self.pull_fd(our_pidfd, ours, || format!("pipe {}", end.pipe))?
+                }
+                FileImage::UnixSocket(_) | FileImage::InetSocket(_) => {
+                    let ours = sockets[i].as_ref().expect("created for every socket");
+                    self.pull_fd(our_pidfd, ours, || format!("socket #{i}"))?
                 }
             } as u64;
             let park = self.sys(
@@ -659,6 +658,23 @@ impl<'a> Husk<'a> {
             })?;
         }
         Ok(())
+    }
+
+    /// Duplicates `ours`, an fd of migrate-agent, into the husk by an
+    /// injected pidfd_getfd on `our_pidfd` (migrate-agent's pidfd there).
+    fn pull_fd(
+        &mut self,
+        our_pidfd: Option<u64>,
+        ours: &OwnedFd,
+        what: impl Fn() -> String,
+    ) -> Result<i64, RestoreError> {
+        let pidfd = our_pidfd.expect("opened when there are fds to pull");
+        self.sys(
+            0,
+            libc::SYS_pidfd_getfd,
+            [pidfd, ours.as_raw_fd() as u64, 0, 0, 0, 0],
+            || format!("pidfd_getfd of {} from migrate-agent", what()),
+        )
     }
 
     /// Creates the image's pipes here, each with its capacity and the data

@@ -6,6 +6,7 @@
 //! husk is killed, so nothing is left behind.
 
 mod husk;
+mod sockets;
 
 use crate::image::{ImageError, ImageReader, ProcessImage};
 use crate::kernel;
