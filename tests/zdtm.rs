@@ -51,6 +51,8 @@ zdtm_tests! {
     comm, comm_leave_running => Spec::new("comm");
     dirty, dirty_leave_running => Spec::new("dirty");
     pipes, pipes_leave_running => Spec::new("pipes");
+    unix_sockets, unix_sockets_leave_running => Spec::new("unix_sockets");
+    tcp_listen, tcp_listen_leave_running => Spec::new("tcp_listen");
 }
 
 /// scripts/bench.sh's subject passes its own verification.
