@@ -159,3 +159,54 @@ fn parse_unix_diag(msg: &[u8]) -> Result<UnixDiag, Errno> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reply as the kernel builds it: header, unix_diag_msg, then the
+    /// PEER and RQLEN attributes.
+    fn reply(attrs: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut body = vec![libc::AF_UNIX as u8, libc::SOCK_STREAM as u8, 10, 0];
+        body.extend_from_slice(&77u32.to_ne_bytes());
+        body.extend_from_slice(&[0; 8]);
+        for (ty, data) in attrs {
+            body.extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
+            body.extend_from_slice(&ty.to_ne_bytes());
+            body.extend_from_slice(data);
+        }
+        let mut msg = ((NLMSG_HDR_LEN + body.len()) as u32).to_ne_bytes().to_vec();
+        msg.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        msg.extend_from_slice(&[0; 10]);
+        msg.extend(body);
+        msg
+    }
+
+    #[test]
+    fn peer_and_backlog_are_read() {
+        let rq = [3u32.to_ne_bytes(), 5u32.to_ne_bytes()].concat();
+        let msg = reply(&[
+            (UNIX_DIAG_PEER, &42u32.to_ne_bytes()),
+            (UNIX_DIAG_RQLEN, &rq),
+        ]);
+        assert_eq!(
+            parse_unix_diag(&msg).unwrap(),
+            UnixDiag {
+                peer: Some(42),
+                max_backlog: 5
+            }
+        );
+        assert_eq!(parse_unix_diag(&reply(&[])).unwrap().peer, None);
+    }
+
+    #[test]
+    fn netlink_errors_are_errnos() {
+        let mut msg = 36u32.to_ne_bytes().to_vec();
+        msg.extend_from_slice(&(libc::NLMSG_ERROR as u16).to_ne_bytes());
+        msg.extend_from_slice(&[0; 10]);
+        msg.extend_from_slice(&(-libc::ENOENT).to_ne_bytes());
+        msg.extend_from_slice(&[0; 16]);
+        assert_eq!(parse_unix_diag(&msg), Err(Errno::ENOENT));
+        assert_eq!(parse_unix_diag(&[1, 2]), Err(Errno::EBADMSG));
+    }
+}
