@@ -9,13 +9,16 @@ use common::{Mode, Spec, TestDir, Workload};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use std::fs::{self, OpenOptions};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener};
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 const COUNTERS: Spec = Spec::new("counters");
-/// The fd number at which unsupported_fd.c keeps its socket or pipe, and
-/// stale_epoll.c its epoll instance.
+/// The fd number at which unsupported_fd.c keeps its pipe or the client end
+/// of its established TCP connection, and stale_epoll.c its epoll instance.
 const UNSUPPORTED_FD: u32 = 10;
 
 /// Whether `msg` contains `n` as a whole number.
@@ -158,10 +161,37 @@ fn refuses_unsupported_fd(test: &str, spec: &Spec, kind: &str) {
 
 const SOCKET: Spec = Spec::new("unsupported_fd").args(&["socket"]);
 const PIPE: Spec = Spec::new("unsupported_fd").args(&["pipe"]);
+const UNIX: Spec = Spec::new("unsupported_fd").args(&["unix"]);
+
+/// The listener that unsupported_fd.c's "unix" mode connects to: held by
+/// this test process, so outside the checkpointed one. One per process,
+/// shared by the tests that start that mode.
+fn outside_listener() -> &'static UnixListener {
+    static LISTENER: OnceLock<UnixListener> = OnceLock::new();
+    LISTENER.get_or_init(|| {
+        let name = format!("ferry-zdtm-outside-{}", std::process::id());
+        let addr = SocketAddr::from_abstract_name(name.as_bytes()).expect("abstract name");
+        UnixListener::bind_addr(&addr).expect("listening on the abstract name")
+    })
+}
 
 #[test]
 fn refuses_socket() {
-    refuses_unsupported_fd("refuses_socket", &SOCKET, "socket");
+    refuses_unsupported_fd(
+        "refuses_socket",
+        &SOCKET,
+        "tcp socket of an established connection",
+    );
+}
+
+#[test]
+fn refuses_unix_socket_connected_outside() {
+    outside_listener();
+    refuses_unsupported_fd(
+        "refuses_unix_socket_connected_outside",
+        &UNIX,
+        "unix socket connected to a process outside the checkpoint",
+    );
 }
 
 #[test]
@@ -187,6 +217,8 @@ fn stale_epoll_workload_standalone() {
 /// The socket and pipe holders pass their own verification untouched.
 #[test]
 fn unsupported_fd_workload_standalone() {
+    outside_listener();
     common::standalone(&SOCKET);
+    common::standalone(&UNIX);
     common::standalone(&PIPE);
 }

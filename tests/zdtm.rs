@@ -58,6 +58,8 @@ zdtm_tests! {
     signalfd, signalfd_leave_running => Spec::new("signalfd");
     epoll, epoll_leave_running => Spec::new("epoll");
     inotify, inotify_leave_running => Spec::new("inotify");
+    unix_sockets, unix_sockets_leave_running => Spec::new("unix_sockets");
+    tcp_listen, tcp_listen_leave_running => Spec::new("tcp_listen");
 }
 
 /// scripts/bench.sh's subject passes its own verification.

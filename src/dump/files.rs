@@ -5,6 +5,7 @@
 
 use super::anon;
 use super::inspect::FdClass;
+use super::sockets;
 use super::CheckpointError;
 use crate::image::{EpollImage, FdImage, FileImage, InotifyImage, OpenFile, PipeEnd, PipeImage};
 use crate::kernel;
@@ -95,6 +96,13 @@ pub fn describe(pid: i32, fds: &[ClassifiedFd]) -> Result<DescribedFiles, Checkp
                         flags: flags & !libc::O_ACCMODE,
                         watches: super::notify::inotify_watches(pid, c)?,
                     }),
+                    FdClass::UnixSocket { .. } | FdClass::InetSocket => {
+                        let taken = kernel::pidfd_getfd(&pidfd, c.fd).map_err(fail(format!(
+                            "take fd {} (a socket) of process {pid}",
+                            c.fd
+                        )))?;
+                        sockets::describe(pid, c.fd, &c.target, c.class, &taken, flags)?
+                    }
                 };
                 out.files.push(image);
                 (out.files.len() - 1) as u32
@@ -107,6 +115,7 @@ pub fn describe(pid: i32, fds: &[ClassifiedFd]) -> Result<DescribedFiles, Checkp
             file,
         });
     }
+    sockets::link_unix_peers(fds, &out.fds, &mut out.files);
     Ok(out)
 }
 

@@ -150,6 +150,16 @@ pub enum FdClass {
     Epoll,
     /// An inotify instance, rebuilt with its watches.
     Inotify,
+    /// Unix socket `inode`; `peer` is the inode of the socket it is
+    /// connected to (0 when that one is closed), if connected.
+    UnixSocket {
+        /// The socket's inode number.
+        inode: u64,
+        /// The peer's inode number.
+        peer: Option<u64>,
+    },
+    /// A listening TCP socket, or an unconnected TCP or UDP socket.
+    InetSocket,
 }
 
 /// Decides whether an fd can be carried and how, or refuses it naming the
@@ -182,11 +192,14 @@ pub fn classify_fd(pid: i32, fd: i32, target: &str) -> Result<FdClass, Checkpoin
     {
         return Ok(FdClass::Pipe { inode });
     }
-    for (prefix, kind) in [
-        ("socket:", "socket"),
-        ("net:", "namespace"),
-        ("mnt:", "namespace"),
-    ] {
+    if let Some(inode) = target
+        .strip_prefix("socket:[")
+        .and_then(|rest| rest.strip_suffix(']'))
+        .and_then(|n| n.parse().ok())
+    {
+        return super::sockets::classify(pid, fd, inode);
+    }
+    for (prefix, kind) in [("net:", "namespace"), ("mnt:", "namespace")] {
         if target.starts_with(prefix) {
             return Err(refuse(kind.to_string()));
         }
@@ -235,7 +248,6 @@ mod tests {
             Err(CheckpointError::UnsupportedFd { kind, .. }) => kind,
             other => panic!("{other:?}"),
         };
-        assert_eq!(kind("socket:[123]"), "socket");
         assert_eq!(kind("anon_inode:[io_uring]"), "io_uring");
         assert_eq!(kind("anon_inode:[fanotify]"), "fanotify");
     }

@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod memory;
 pub mod notify;
 pub mod precopy;
+pub mod sockets;
 
 use crate::image::{
     AltStack, Checkpoint, Credentials, HostInfo, ImageError, ImageWriter, MmFields, PendingSignal,
@@ -270,9 +271,10 @@ fn preflight(pid: i32) -> Result<(), CheckpointError> {
 }
 
 /// Classifies every fd of `pid`, refusing the first unsupported one, a
-/// pipe of which the process holds only one end (the other end belongs to
-/// a process outside the checkpoint), and epoll and inotify instances that
-/// could not be rebuilt exactly.
+/// pipe of which the process holds only one end or a unix socket connected
+/// to a socket it does not hold (the other end belongs to a process outside
+/// the checkpoint), and epoll and inotify instances that could not be
+/// rebuilt exactly.
 fn classify_fds(pid: i32) -> Result<Vec<files::ClassifiedFd>, CheckpointError> {
     let mut out = Vec::new();
     for (fd, target) in proc::fds(pid)? {
@@ -311,6 +313,7 @@ fn classify_fds(pid: i32) -> Result<Vec<files::ClassifiedFd>, CheckpointError> {
             _ => {}
         }
     }
+    sockets::check_unix_peers(pid, &out)?;
     Ok(out)
 }
 

@@ -363,6 +363,12 @@ pub enum FileImage {
     Epoll(EpollImage),
     /// An inotify instance with its watches.
     Inotify(InotifyImage),
+    /// A unix domain socket: an end of a connected pair held by the
+    /// process, or a bound, listening or unnamed one.
+    UnixSocket(UnixSocket),
+    /// A listening TCP socket or a bound (or unbound) UDP or TCP socket,
+    /// IPv4 or IPv6.
+    InetSocket(InetSocket),
 }
 
 /// An eventfd (fdinfo "eventfd-count:" and "eventfd-semaphore:").
@@ -469,6 +475,70 @@ pub struct InotifyWatch {
     /// Absolute path of the watched file or directory, found from its file
     /// handle at checkpoint.
     pub path: String,
+}
+
+/// Socket settings that ferry sets again on the recreated socket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketOptions {
+    /// SO_REUSEADDR.
+    pub reuse_addr: bool,
+    /// SO_REUSEPORT.
+    pub reuse_port: bool,
+    /// SO_SNDBUF as getsockopt reports it (twice what was asked for).
+    pub sndbuf: u32,
+    /// SO_RCVBUF as getsockopt reports it (twice what was asked for).
+    pub rcvbuf: u32,
+}
+
+/// A unix domain socket (AF_UNIX).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnixSocket {
+    /// SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET.
+    pub sock_type: i32,
+    /// Status flags of the description (O_NONBLOCK ...), without the
+    /// access mode and O_CLOEXEC.
+    pub flags: i32,
+    /// The name it is bound to: the bytes of sun_path (a leading NUL for
+    /// an abstract name); None when unnamed. Only unconnected sockets keep
+    /// their name: a connected one is recreated as a socketpair end.
+    pub name: Option<Vec<u8>>,
+    /// The listen backlog, for a listening socket. Connections queued and
+    /// not yet accepted at checkpoint are not carried.
+    pub listen_backlog: Option<u32>,
+    /// For an end of a connection whose other end the process also holds:
+    /// the index into [`ProcessImage::files`] of that other end.
+    pub peer: Option<u32>,
+    /// Data queued to be read at this end, one entry per message (for a
+    /// stream socket the entries are just chunks of the byte stream).
+    pub queued: Vec<Vec<u8>>,
+    /// Buffer sizes and reuse flags.
+    pub options: SocketOptions,
+}
+
+/// An IPv4 or IPv6 socket: TCP listening or not yet connected, or UDP not
+/// connected and with nothing queued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InetSocket {
+    /// SOCK_STREAM (TCP) or SOCK_DGRAM (UDP).
+    pub sock_type: i32,
+    /// Status flags of the description (O_NONBLOCK ...), without the
+    /// access mode and O_CLOEXEC.
+    pub flags: i32,
+    /// The local address; None when the socket is not bound (an IPv4 or
+    /// IPv6 socket is then told apart by `ipv6`).
+    pub local: Option<std::net::SocketAddr>,
+    /// An AF_INET6 socket (which may still be bound to an IPv4-mapped
+    /// address).
+    pub ipv6: bool,
+    /// The listen backlog, for a listening TCP socket. Connections queued
+    /// and not yet accepted at checkpoint are not carried.
+    pub listen_backlog: Option<u32>,
+    /// IPV6_V6ONLY (IPv6 sockets only).
+    pub v6only: bool,
+    /// TCP_NODELAY (TCP only).
+    pub nodelay: bool,
+    /// Buffer sizes and reuse flags.
+    pub options: SocketOptions,
 }
 
 /// One end of a pipe (or FIFO) held by the process.

@@ -4,8 +4,8 @@
 
 use crate::image::format::{ImageReader, PageRun};
 use crate::image::model::{
-    AltStack, EventfdImage, FileImage, PendingSignal, ThreadImage, TimerfdImage, Vma, VmaKind,
-    PAGE_SIZE,
+    AltStack, EventfdImage, FdImage, FileImage, InetSocket, PendingSignal, SocketOptions,
+    ThreadImage, TimerfdImage, UnixSocket, Vma, VmaKind, PAGE_SIZE,
 };
 use crate::kernel::cpu::xsave_component_names;
 use std::fmt::{self, Write};
@@ -244,6 +244,16 @@ fn write_description(out: &mut String, reader: &ImageReader) -> fmt::Result {
                 open_flags(i.flags),
                 "-".to_string(),
                 format!("inotify, {} watches", i.watches.len()),
+            ),
+            Some(FileImage::UnixSocket(u)) => (
+                open_flags(u.flags | libc::O_RDWR),
+                "-".to_string(),
+                unix_socket(u, p.fds.iter().find(|f| Some(f.file) == u.peer)),
+            ),
+            Some(FileImage::InetSocket(n)) => (
+                open_flags(n.flags | libc::O_RDWR),
+                "-".to_string(),
+                inet_socket(n),
             ),
             None => (
                 "?".to_string(),
@@ -622,6 +632,77 @@ fn utc_time(secs: u64) -> String {
     )
 }
 
+/// Names a socket type.
+fn socket_type(ty: i32) -> String {
+    match ty {
+        libc::SOCK_STREAM => "stream".into(),
+        libc::SOCK_DGRAM => "dgram".into(),
+        libc::SOCK_SEQPACKET => "seqpacket".into(),
+        other => format!("type-{other}"),
+    }
+}
+
+/// The socket options that are set, by name.
+fn socket_options(o: &SocketOptions, extra: &[(&str, bool)]) -> String {
+    let mut out = String::new();
+    for (name, on) in [("reuseaddr", o.reuse_addr), ("reuseport", o.reuse_port)]
+        .iter()
+        .chain(extra)
+    {
+        if *on {
+            write!(out, ", {name}").expect("writing to a String");
+        }
+    }
+    out
+}
+
+/// One line about a unix socket: name, state, the fd of its peer, queued
+/// data, options.
+fn unix_socket(u: &UnixSocket, peer_fd: Option<&FdImage>) -> String {
+    let mut out = format!("unix {}", socket_type(u.sock_type));
+    match &u.name {
+        Some(n) if n.first() == Some(&0) => {
+            write!(out, " @{}", String::from_utf8_lossy(&n[1..]))
+        }
+        Some(n) => write!(out, " {}", String::from_utf8_lossy(n)),
+        None => Ok(()),
+    }
+    .expect("writing to a String");
+    if let Some(b) = u.listen_backlog {
+        write!(out, " listening({b})").expect("writing to a String");
+    }
+    if let Some(p) = peer_fd {
+        write!(
+            out,
+            " <-> fd {}, {} B in {} msgs",
+            p.fd,
+            u.queued.iter().map(Vec::len).sum::<usize>(),
+            u.queued.len()
+        )
+        .expect("writing to a String");
+    }
+    out + &socket_options(&u.options, &[])
+}
+
+/// One line about a TCP or UDP socket: address, state, options.
+fn inet_socket(n: &InetSocket) -> String {
+    let proto = if n.sock_type == libc::SOCK_STREAM {
+        "tcp"
+    } else {
+        "udp"
+    };
+    let mut out = format!("{proto}{}", if n.ipv6 { "6" } else { "" });
+    match n.local {
+        Some(a) => write!(out, " {a}"),
+        None => write!(out, " (unbound)"),
+    }
+    .expect("writing to a String");
+    if let Some(b) = n.listen_backlog {
+        write!(out, " listening({b})").expect("writing to a String");
+    }
+    out + &socket_options(&n.options, &[("v6only", n.v6only), ("nodelay", n.nodelay)])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -678,6 +759,9 @@ mod tests {
             "inotify, 2 watches",
             "wd 3    mask 0x00000002  /tmp/sleeper.log",
             "[heap]",
+            "unix dgram <-> fd 13, 7 B in 2 msgs",
+            "unix stream @sleeper listening(16)",
+            "listening(128), reuseaddr, nodelay",
             "total: 107 pages in the image (7 data, 100 zero), 28672 bytes of page data",
             "warning: 1 pages in the image lie outside every mapping",
         ] {

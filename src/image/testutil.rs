@@ -270,6 +270,26 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                     cloexec: true,
                     file: 8,
                 },
+                FdImage {
+                    fd: 12,
+                    cloexec: true,
+                    file: 9,
+                },
+                FdImage {
+                    fd: 13,
+                    cloexec: true,
+                    file: 10,
+                },
+                FdImage {
+                    fd: 14,
+                    cloexec: false,
+                    file: 11,
+                },
+                FdImage {
+                    fd: 15,
+                    cloexec: false,
+                    file: 12,
+                },
             ],
             files: vec![
                 FileImage::Path(OpenFile {
@@ -341,6 +361,48 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                             path: "/tmp/sleeper.log".into(),
                         },
                     ],
+                }),
+                FileImage::UnixSocket(UnixSocket {
+                    sock_type: libc::SOCK_DGRAM,
+                    flags: 0,
+                    name: None,
+                    listen_backlog: None,
+                    peer: Some(10),
+                    queued: vec![b"one".to_vec(), b"two!".to_vec()],
+                    options: SocketOptions::default(),
+                }),
+                FileImage::UnixSocket(UnixSocket {
+                    sock_type: libc::SOCK_DGRAM,
+                    flags: 0o4000, // O_NONBLOCK
+                    name: None,
+                    listen_backlog: None,
+                    peer: Some(9),
+                    queued: Vec::new(),
+                    options: SocketOptions::default(),
+                }),
+                FileImage::UnixSocket(UnixSocket {
+                    sock_type: libc::SOCK_STREAM,
+                    flags: 0,
+                    name: Some(b"\0sleeper".to_vec()),
+                    listen_backlog: Some(16),
+                    peer: None,
+                    queued: Vec::new(),
+                    options: SocketOptions::default(),
+                }),
+                FileImage::InetSocket(InetSocket {
+                    sock_type: libc::SOCK_STREAM,
+                    flags: 0,
+                    local: Some("127.0.0.1:8080".parse().expect("an address")),
+                    ipv6: false,
+                    listen_backlog: Some(128),
+                    v6only: false,
+                    nodelay: true,
+                    options: SocketOptions {
+                        reuse_addr: true,
+                        reuse_port: false,
+                        sndbuf: 16384,
+                        rcvbuf: 131072,
+                    },
                 }),
             ],
             pipes: vec![PipeImage {

@@ -5,6 +5,7 @@
 pub mod anonfd;
 pub mod cpu;
 pub mod probe;
+pub mod sockets;
 pub mod uffd;
 
 use nix::errno::Errno;

@@ -659,16 +659,23 @@ impl<'a> Husk<'a> {
     }
 
     /// Recreates every open file description once (a file by path inside
-    /// the husk; a pipe with its data, an eventfd, timerfd or signalfd here
-    /// in migrate-agent, pulled into the husk by an injected pidfd_getfd;
-    /// an epoll or inotify instance inside the husk), parks it above the
-    /// image's fd numbers, then installs it at each fd that shares it.
-    /// epoll registrations come last, when every fd they name is in place.
+    /// the husk; a pipe with its data, a socket with its queues, an eventfd,
+    /// timerfd or signalfd here in migrate-agent, pulled into the husk by an
+    /// injected pidfd_getfd; an epoll or inotify instance inside the husk),
+    /// parks it above the image's fd numbers, then installs it at each fd
+    /// that shares it. epoll registrations come last, when every fd they
+    /// name is in place.
     fn restore_fds(&mut self) -> Result<(), RestoreError> {
         let image = self.image;
         let park_at = image.fds.iter().map(|f| f.fd).max().map_or(3, |m| m + 1) as u64;
         let pipes = self.create_pipes()?;
-        let our_pidfd = if image.files.iter().all(|f| matches!(f, FileImage::Path(_))) {
+        let sockets = super::sockets::create(image)?;
+        let our_pidfd = if image.files.iter().all(|f| {
+            matches!(
+                f,
+                FileImage::Path(_) | FileImage::Epoll(_) | FileImage::Inotify(_)
+            )
+        }) {
             None
         } else {
             Some(self.sys(
@@ -696,19 +703,28 @@ impl<'a> Husk<'a> {
                 FileImage::Pipe(end) => {
                     let (rd, wr) = &pipes[end.pipe as usize];
                     let ours = if end.write_end { wr } else { rd };
-                    self.pull_in(our_pidfd, ours, end.flags, &format!("pipe {}", end.pipe))?
+                    self.pull_in(
+                        our_pidfd,
+                        ours,
+                        Some(end.flags),
+                        &format!("pipe {}", end.pipe),
+                    )?
+                }
+                FileImage::UnixSocket(_) | FileImage::InetSocket(_) => {
+                    let ours = sockets[i].as_ref().expect("created for every socket");
+                    self.pull_in(our_pidfd, ours, None, &format!("socket #{i}"))?
                 }
                 FileImage::Eventfd(e) => {
                     let ours = anon::create_eventfd(image.pid, e)?;
-                    self.pull_in(our_pidfd, &ours, e.flags, "an eventfd")?
+                    self.pull_in(our_pidfd, &ours, Some(e.flags), "an eventfd")?
                 }
                 FileImage::Timerfd(t) => {
                     let ours = anon::create_timerfd(image.pid, t)?;
-                    self.pull_in(our_pidfd, &ours, t.flags, "a timerfd")?
+                    self.pull_in(our_pidfd, &ours, Some(t.flags), "a timerfd")?
                 }
                 FileImage::Signalfd(sfd) => {
                     let ours = anon::create_signalfd(image.pid, sfd)?;
-                    self.pull_in(our_pidfd, &ours, sfd.flags, "a signalfd")?
+                    self.pull_in(our_pidfd, &ours, Some(sfd.flags), "a signalfd")?
                 }
                 FileImage::Epoll(e) => self.create_epoll(e)?,
                 FileImage::Inotify(ino) => self.create_inotify(ino)?,
@@ -759,17 +775,19 @@ impl<'a> Husk<'a> {
         &mut self,
         our_pidfd: Option<u64>,
         ours: &OwnedFd,
-        status: i32,
+        status: Option<i32>,
         what: &str,
     ) -> Result<i64, RestoreError> {
-        let flags = nix::fcntl::OFlag::from_bits_truncate(status);
-        nix::fcntl::fcntl(ours, nix::fcntl::FcntlArg::F_SETFL(flags)).map_err(|errno| {
-            RestoreError::Injected {
-                pid: self.image.pid,
-                call: format!("F_SETFL {status:#o} on {what}"),
-                errno,
-            }
-        })?;
+        if let Some(status) = status {
+            let flags = nix::fcntl::OFlag::from_bits_truncate(status);
+            nix::fcntl::fcntl(ours, nix::fcntl::FcntlArg::F_SETFL(flags)).map_err(|errno| {
+                RestoreError::Injected {
+                    pid: self.image.pid,
+                    call: format!("F_SETFL {status:#o} on {what}"),
+                    errno,
+                }
+            })?;
+        }
         let pidfd = our_pidfd.expect("opened when files are created here");
         self.sys(
             0,

@@ -7,6 +7,7 @@
 
 mod anon;
 mod husk;
+mod sockets;
 
 use crate::image::{ImageError, ImageReader, ProcessImage};
 use crate::kernel;

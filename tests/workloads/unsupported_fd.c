@@ -1,37 +1,66 @@
 /*
  * Refusal: holds an fd ferry cannot checkpoint yet at fd 10 — argv[2] is
- * "socket" (a TCP socket listening on 127.0.0.1, any port) or "pipe" (the
- * read end of a pipe at 10, with one byte in it, whose write end the process
- * does not hold: ferry carries a pipe only with both of its ends). Checkpoint
- * must refuse it without disturbing it; at SIGTERM the fd must still work.
+ * "socket" (an established TCP connection on 127.0.0.1: the client socket
+ * at fd 10, the accepted one at 11, the listener at 12), "unix" (a unix
+ * stream socket at 10 connected to the abstract name
+ * "ferry-zdtm-outside-<parent's PID>", on which the test listens) or "pipe"
+ * (the read end of a pipe at 10, with one byte in it, whose write end the
+ * process does not hold: ferry carries a pipe only with both of its ends),
+ * all held in part outside the process. Checkpoint
+ * must refuse it without disturbing it; at SIGTERM the fds must still work.
  */
 #include "zdtm.h"
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #define FD 10
 
 int main(int argc, char **argv)
 {
 	volatile unsigned long count = 0;
-	int is_socket, fds[2], on = 0;
+	int is_socket, is_unix, fds[2], on = 0;
 	socklen_t len = sizeof(on);
 	struct stat st;
 	char c;
 
-	if (argc < 3 || (strcmp(argv[2], "socket") && strcmp(argv[2], "pipe")))
-		zdtm_fail("usage: unsupported_fd DIR socket|pipe");
+	if (argc < 3 || (strcmp(argv[2], "socket") && strcmp(argv[2], "unix") &&
+			 strcmp(argv[2], "pipe")))
+		zdtm_fail("usage: unsupported_fd DIR socket|unix|pipe");
 	is_socket = !strcmp(argv[2], "socket");
+	is_unix = !strcmp(argv[2], "unix");
 	zdtm_init();
 	if (is_socket) {
 		struct sockaddr_in addr = { .sin_family = AF_INET };
+		socklen_t addr_len = sizeof(addr);
+		int lst;
 
 		addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		lst = socket(AF_INET, SOCK_STREAM, 0);
+		if (lst < 0 || bind(lst, (struct sockaddr *)&addr, sizeof(addr)) || listen(lst, 1) ||
+		    getsockname(lst, (struct sockaddr *)&addr, &addr_len))
+			zdtm_fail("listening socket: %s", strerror(errno));
 		fds[0] = socket(AF_INET, SOCK_STREAM, 0);
-		if (fds[0] < 0 || bind(fds[0], (struct sockaddr *)&addr, sizeof(addr)) ||
-		    listen(fds[0], 1) || dup2(fds[0], FD) != FD)
-			zdtm_fail("socket: %s", strerror(errno));
+		if (fds[0] < 0 || connect(fds[0], (struct sockaddr *)&addr, sizeof(addr)))
+			zdtm_fail("connect: %s", strerror(errno));
+		fds[1] = accept(lst, NULL, NULL);
+		if (fds[1] < 0 || dup2(fds[0], FD) != FD || dup2(fds[1], FD + 1) != FD + 1 ||
+		    dup2(lst, FD + 2) != FD + 2)
+			zdtm_fail("accept: %s", strerror(errno));
+		close(fds[0]);
+		close(fds[1]);
+		close(lst);
+	} else if (is_unix) {
+		struct sockaddr_un addr = { .sun_family = AF_UNIX };
+		int n = snprintf(addr.sun_path + 1, sizeof(addr.sun_path) - 1,
+				 "ferry-zdtm-outside-%d", (int)getppid());
+		socklen_t addr_len = (socklen_t)(sizeof(addr.sun_family) + 1 + n);
+
+		fds[0] = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (fds[0] < 0 || connect(fds[0], (struct sockaddr *)&addr, addr_len) ||
+		    dup2(fds[0], FD) != FD)
+			zdtm_fail("connecting to @%s: %s", addr.sun_path + 1, strerror(errno));
 		close(fds[0]);
 	} else {
 		if (pipe(fds) || write(fds[1], "x", 1) != 1 || dup2(fds[0], FD) != FD)
@@ -50,8 +79,14 @@ int main(int argc, char **argv)
 	if (count == 0 || fstat(FD, &st))
 		zdtm_fail("fd %d is gone", FD);
 	if (is_socket) {
-		if (!S_ISSOCK(st.st_mode) || getsockopt(FD, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) || !on)
-			zdtm_fail("fd %d is no longer a listening socket", FD);
+		if (!S_ISSOCK(st.st_mode) || send(FD, "s", 1, 0) != 1 || recv(FD + 1, &c, 1, 0) != 1 ||
+		    c != 's')
+			zdtm_fail("the connection at fds %d and %d no longer carries data", FD, FD + 1);
+		if (getsockopt(FD + 2, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) || !on)
+			zdtm_fail("fd %d is no longer a listening socket", FD + 2);
+	} else if (is_unix) {
+		if (!S_ISSOCK(st.st_mode) || send(FD, "u", 1, 0) != 1)
+			zdtm_fail("the unix socket at fd %d no longer sends", FD);
 	} else {
 		if (read(FD, &c, 1) != 1 || c != 'x' || read(FD, &c, 1) != 0)
 			zdtm_fail("the pipe no longer holds its byte");

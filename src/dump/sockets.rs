@@ -1,0 +1,329 @@
+//! Sockets of a process: which ones ferry carries (unix sockets whose peer
+//! the process also holds, bound and listening unix sockets, listening TCP
+//! and bound UDP sockets) and what it records about them. Each socket is
+//! taken out of the process with pidfd_getfd and examined with ordinary
+//! socket calls; the peer of a unix socket comes from unix_diag.
+
+use super::inspect::FdClass;
+use super::CheckpointError;
+use crate::image::{FileImage, InetSocket, SocketOptions, UnixSocket};
+use crate::kernel;
+use crate::kernel::sockets::{getsockopt_int, setsockopt_int};
+use nix::errno::Errno;
+use nix::sys::socket::{
+    getpeername, getsockname, recvmsg, MsgFlags, SockaddrLike, SockaddrStorage,
+};
+use std::io::IoSliceMut;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+/// TCP states (include/net/tcp_states.h) that ferry tells apart.
+const TCP_ESTABLISHED: u8 = 1;
+const TCP_CLOSE: u8 = 7;
+const TCP_LISTEN: u8 = 10;
+/// The largest queued datagram ferry copies.
+const MAX_MESSAGE: usize = 4 << 20;
+
+/// Decides whether socket `inode` at `fd` of `pid` can be carried, taking
+/// it out of the process (which keeps running) to look at it.
+pub fn classify(pid: i32, fd: i32, inode: u64) -> Result<FdClass, CheckpointError> {
+    let refuse = |kind: String| CheckpointError::UnsupportedFd {
+        pid,
+        fd,
+        kind,
+        target: format!("socket:[{inode}]"),
+    };
+    let sock = kernel::pidfd_open(nix::unistd::Pid::from_raw(pid))
+        .and_then(|pidfd| kernel::pidfd_getfd(&pidfd, fd))
+        .map_err(|e| refuse(format!("socket that cannot be examined ({e})")))?;
+    let sock = sock.as_fd();
+    let int = |level, opt| {
+        getsockopt_int(sock, level, opt)
+            .map_err(|e| refuse(format!("socket that cannot be examined ({e})")))
+    };
+    let (domain, ty) = (
+        int(libc::SOL_SOCKET, libc::SO_DOMAIN)?,
+        int(libc::SOL_SOCKET, libc::SO_TYPE)?,
+    );
+    match domain {
+        libc::AF_UNIX => {
+            if ![libc::SOCK_STREAM, libc::SOCK_DGRAM, libc::SOCK_SEQPACKET].contains(&ty) {
+                return Err(refuse(format!("unix socket of type {ty}")));
+            }
+            let diag = kernel::sockets::unix_diag(inode as u32).map_err(|e| {
+                refuse(format!(
+                    "unix socket that unix_diag cannot find ({e}; is it in another network namespace?)"
+                ))
+            })?;
+            Ok(FdClass::UnixSocket {
+                inode,
+                peer: diag.peer.map(u64::from),
+            })
+        }
+        libc::AF_INET | libc::AF_INET6 => {
+            let protocol = int(libc::SOL_SOCKET, libc::SO_PROTOCOL)?;
+            match (ty, protocol) {
+                (libc::SOCK_STREAM, libc::IPPROTO_TCP) => {
+                    let st = kernel::sockets::tcp_state(sock)
+                        .map_err(|e| refuse(format!("TCP socket that cannot be examined ({e})")))?;
+                    match st.state {
+                        TCP_LISTEN | TCP_CLOSE => Ok(FdClass::InetSocket),
+                        TCP_ESTABLISHED => Err(refuse(
+                            "TCP socket of an established connection (carrying established TCP \
+                             connections comes in a later issue)"
+                                .into(),
+                        )),
+                        s => Err(refuse(format!(
+                            "TCP socket of a connection in state {s} (carrying TCP connections \
+                             comes in a later issue)"
+                        ))),
+                    }
+                }
+                (libc::SOCK_DGRAM, libc::IPPROTO_UDP) => {
+                    if getpeername::<SockaddrStorage>(sock.as_raw_fd()).is_ok() {
+                        return Err(refuse("connected UDP socket".into()));
+                    }
+                    Ok(FdClass::InetSocket)
+                }
+                _ => Err(refuse(format!(
+                    "IP socket of type {ty} and protocol {protocol}"
+                ))),
+            }
+        }
+        libc::AF_NETLINK => Err(refuse("netlink socket".into())),
+        libc::AF_PACKET => Err(refuse("packet socket".into())),
+        other => Err(refuse(format!("socket of address family {other}"))),
+    }
+}
+
+/// Refuses a connected unix socket whose peer is not one of the process's
+/// own sockets connected back to it: the other end lives in a process
+/// outside the checkpoint, or is closed or not accepted yet (its inode then
+/// reads 0).
+pub fn check_unix_peers(
+    pid: i32,
+    fds: &[super::files::ClassifiedFd],
+) -> Result<(), CheckpointError> {
+    for c in fds {
+        let FdClass::UnixSocket {
+            inode,
+            peer: Some(peer),
+        } = c.class
+        else {
+            continue;
+        };
+        let back = fds.iter().any(|o| {
+            o.class
+                == FdClass::UnixSocket {
+                    inode: peer,
+                    peer: Some(inode),
+                }
+        });
+        if !back {
+            return Err(CheckpointError::UnsupportedFd {
+                pid,
+                fd: c.fd,
+                kind: format!(
+                    "unix socket connected to a process outside the checkpoint{}",
+                    if peer == 0 {
+                        " (its peer is closed, or not accepted yet)"
+                    } else {
+                        ""
+                    }
+                ),
+                target: c.target.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Describes the socket at fd `fd` of the frozen process `pid` (link
+/// target `target`), taken out of it as `sock`, with status flags `flags`.
+/// A unix socket's `peer` is left for [`link_unix_peers`].
+pub fn describe(
+    pid: i32,
+    fd: i32,
+    target: &str,
+    class: FdClass,
+    sock: &OwnedFd,
+    flags: i32,
+) -> Result<FileImage, CheckpointError> {
+    let io = |what: &str| {
+        let what = format!("{what} of {target} (fd {fd}) of process {pid}");
+        move |errno: Errno| CheckpointError::Io {
+            what,
+            source: errno.into(),
+        }
+    };
+    let refuse = |kind: String| CheckpointError::UnsupportedFd {
+        pid,
+        fd,
+        kind,
+        target: target.to_string(),
+    };
+    let s = sock.as_fd();
+    let int = |level, opt| getsockopt_int(s, level, opt).map_err(io("read an option"));
+    let flags = flags & !libc::O_ACCMODE;
+    let sock_type = int(libc::SOL_SOCKET, libc::SO_TYPE)?;
+    let listening = int(libc::SOL_SOCKET, libc::SO_ACCEPTCONN)? != 0;
+    let options = SocketOptions {
+        reuse_addr: int(libc::SOL_SOCKET, libc::SO_REUSEADDR)? != 0,
+        reuse_port: int(libc::SOL_SOCKET, libc::SO_REUSEPORT)? != 0,
+        sndbuf: int(libc::SOL_SOCKET, libc::SO_SNDBUF)? as u32,
+        rcvbuf: int(libc::SOL_SOCKET, libc::SO_RCVBUF)? as u32,
+    };
+    let local = getsockname::<SockaddrStorage>(s.as_raw_fd()).map_err(io("getsockname"))?;
+    match class {
+        FdClass::UnixSocket { inode, peer } => {
+            let name = local.as_unix_addr().and_then(|u| {
+                u.path()
+                    .map(|p| std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec())
+                    .or_else(|| u.as_abstract().map(|a| [&[0u8][..], a].concat()))
+            });
+            let listen_backlog = if listening {
+                Some(
+                    kernel::sockets::unix_diag(inode as u32)
+                        .map_err(io("unix_diag"))?
+                        .max_backlog,
+                )
+            } else {
+                None
+            };
+            let queued = if peer.is_some() {
+                peek_queue(s, sock_type).map_err(|e| match e {
+                    Peek::Errno(errno) => io("copy the queued data")(errno),
+                    Peek::Refused(why) => refuse(format!("unix socket {why}")),
+                })?
+            } else if !listening && kernel::bytes_readable(sock).map_err(io("FIONREAD"))? > 0 {
+                return Err(refuse(
+                    "unconnected unix socket with data queued from other sockets".into(),
+                ));
+            } else {
+                Vec::new()
+            };
+            Ok(FileImage::UnixSocket(UnixSocket {
+                sock_type,
+                flags,
+                name: name.filter(|n| peer.is_none() && !n.is_empty()),
+                listen_backlog,
+                peer: None,
+                queued,
+                options,
+            }))
+        }
+        _ => {
+            let ipv6 = local.family() == Some(nix::sys::socket::AddressFamily::Inet6);
+            let local = local
+                .as_sockaddr_in()
+                .map(|a| std::net::SocketAddr::V4((*a).into()))
+                .or_else(|| {
+                    local
+                        .as_sockaddr_in6()
+                        .map(|a| std::net::SocketAddr::V6((*a).into()))
+                })
+                .filter(|a| a.port() != 0 || !a.ip().is_unspecified());
+            let listen_backlog = if listening {
+                Some(
+                    kernel::sockets::tcp_state(s)
+                        .map_err(io("TCP_INFO"))?
+                        .max_backlog,
+                )
+            } else {
+                None
+            };
+            if sock_type == libc::SOCK_DGRAM
+                && kernel::bytes_readable(sock).map_err(io("FIONREAD"))? > 0
+            {
+                return Err(refuse("UDP socket with datagrams queued".into()));
+            }
+            Ok(FileImage::InetSocket(InetSocket {
+                sock_type,
+                flags,
+                local,
+                ipv6,
+                listen_backlog,
+                v6only: ipv6 && int(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY)? != 0,
+                nodelay: sock_type == libc::SOCK_STREAM
+                    && int(libc::IPPROTO_TCP, libc::TCP_NODELAY)? != 0,
+                options,
+            }))
+        }
+    }
+}
+
+/// Why the queue of a socket could not be copied.
+enum Peek {
+    Errno(Errno),
+    Refused(String),
+}
+
+impl From<Errno> for Peek {
+    fn from(e: Errno) -> Self {
+        Peek::Errno(e)
+    }
+}
+
+/// Copies what is queued to be read on `sock` without consuming it:
+/// MSG_PEEK from a moving SO_PEEK_OFF, one message at a time, until
+/// nothing is left; the socket's own peek offset is put back afterwards.
+fn peek_queue(sock: BorrowedFd<'_>, sock_type: i32) -> Result<Vec<Vec<u8>>, Peek> {
+    let old = getsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF)?;
+    setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)?;
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    let mut out = Vec::new();
+    let copied = loop {
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let got = recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            None,
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+        );
+        match got {
+            Err(Errno::EAGAIN) => break Ok(()),
+            Err(e) => break Err(Peek::Errno(e)),
+            Ok(m) if m.flags.contains(MsgFlags::MSG_CTRUNC) => {
+                break Err(Peek::Refused(
+                    "with file descriptors or credentials in flight".into(),
+                ))
+            }
+            Ok(m) if m.flags.contains(MsgFlags::MSG_TRUNC) => {
+                break Err(Peek::Refused(format!(
+                    "with a message of more than {MAX_MESSAGE} bytes queued"
+                )))
+            }
+            Ok(m) if m.bytes == 0 && sock_type != libc::SOCK_STREAM => {
+                break Err(Peek::Refused("with an empty message queued".into()))
+            }
+            Ok(m) if m.bytes == 0 => break Ok(()),
+            Ok(m) => {
+                let n = m.bytes;
+                out.push(buf[..n].to_vec());
+            }
+        }
+    };
+    setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old)?;
+    copied.map(|()| out)
+}
+
+/// Points each end of a unix socket pair at the description of the other
+/// end, once every fd of `classified` has its description in `fds`.
+pub fn link_unix_peers(
+    classified: &[super::files::ClassifiedFd],
+    fds: &[crate::image::FdImage],
+    files: &mut [FileImage],
+) {
+    let file_of = |inode: u64| {
+        classified.iter().zip(fds).find_map(|(c, f)| match c.class {
+            FdClass::UnixSocket { inode: i, .. } if i == inode => Some(f.file),
+            _ => None,
+        })
+    };
+    for (c, f) in classified.iter().zip(fds) {
+        if let (FdClass::UnixSocket { peer: Some(p), .. }, Some(FileImage::UnixSocket(u))) =
+            (c.class, files.get_mut(f.file as usize))
+        {
+            u.peer = file_of(p);
+        }
+    }
+}
