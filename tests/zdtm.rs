@@ -51,6 +51,8 @@ zdtm_tests! {
     comm, comm_leave_running => Spec::new("comm");
     dirty, dirty_leave_running => Spec::new("dirty");
     pipes, pipes_leave_running => Spec::new("pipes");
+    posix_timer, posix_timer_leave_running => Spec::new("posix_timer");
+    itimer, itimer_leave_running => Spec::new("itimer");
 }
 
 /// scripts/bench.sh's subject passes its own verification.

@@ -10,8 +10,9 @@ pub mod memory;
 pub mod precopy;
 
 use crate::image::{
-    AltStack, Checkpoint, Credentials, HostInfo, ImageError, ImageWriter, MmFields, PendingSignal,
-    ProcessImage, Rlimit, RseqRegistration, SigAction, ThreadImage, Vma, VmaKind,
+    AltStack, Checkpoint, Credentials, HostInfo, ImageError, ImageWriter, IntervalTimer, MmFields,
+    PendingSignal, PosixTimer, ProcessImage, Rlimit, RseqRegistration, SigAction, ThreadImage, Vma,
+    VmaKind,
 };
 use crate::kernel;
 use crate::proc::{self, ProcError};
@@ -446,11 +447,12 @@ fn dump_frozen(
     let answers = (|| {
         let per_thread = queries.query_threads(frozen)?;
         let process = queries.query_process(&mut frozen.threads[0].tracee)?;
-        Ok::<_, CheckpointError>((per_thread, process))
+        let timers = queries.query_timers(&mut frozen.threads[0].tracee)?;
+        Ok::<_, CheckpointError>((per_thread, process, timers))
     })();
     // The scratch page goes away whether or not the queries succeeded.
     let unmapped = queries.finish(&mut frozen.threads[0].tracee);
-    let (per_thread, (sigactions, brk)) = answers?;
+    let (per_thread, (sigactions, brk), (timers, itimers)) = answers?;
     unmapped?;
 
     let mut threads = Vec::with_capacity(frozen.threads.len());
@@ -551,6 +553,8 @@ fn dump_frozen(
         fds: described.fds,
         files: described.files,
         pipes: described.pipes,
+        timers,
+        itimers,
     };
     let checkpoint = Checkpoint {
         host: HostInfo {
@@ -761,6 +765,65 @@ impl Injector {
         }
         let brk = self.call(leader, libc::SYS_brk, [0; 6], "brk(0)")? as u64;
         Ok((actions, brk))
+    }
+
+    /// Reads every POSIX timer (/proc/PID/timers, and timer_gettime for the
+    /// time left) and the armed interval timers (getitimer).
+    fn query_timers(
+        &mut self,
+        leader: &mut Tracee,
+    ) -> Result<(Vec<PosixTimer>, Vec<IntervalTimer>), CheckpointError> {
+        let scratch = self.scratch(leader)?;
+        let words = |raw: Vec<u8>| -> [u64; 4] {
+            std::array::from_fn(|i| {
+                u64::from_ne_bytes(raw[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
+            })
+        };
+        let mut timers = Vec::new();
+        for t in proc::read_timers(self.pid)? {
+            self.call(
+                leader,
+                libc::SYS_timer_gettime,
+                [t.id as u64, scratch, 0, 0, 0, 0],
+                &format!("timer_gettime(timer {})", t.id),
+            )?;
+            // struct itimerspec: it_interval, then it_value.
+            let [i_sec, i_nsec, v_sec, v_nsec] = words(self.read(scratch, 32)?);
+            timers.push(PosixTimer {
+                id: t.id,
+                clock: t.clock,
+                notify: t.notify,
+                notify_tid: if t.notify & libc::SIGEV_THREAD_ID != 0 {
+                    t.target
+                } else {
+                    0
+                },
+                signo: t.signo,
+                sigval: t.sigval,
+                value_ns: v_sec * 1_000_000_000 + v_nsec,
+                interval_ns: i_sec * 1_000_000_000 + i_nsec,
+            });
+        }
+        let mut itimers = Vec::new();
+        for which in [libc::ITIMER_REAL, libc::ITIMER_VIRTUAL, libc::ITIMER_PROF] {
+            self.call(
+                leader,
+                libc::SYS_getitimer,
+                [which as u64, scratch, 0, 0, 0, 0],
+                &format!("getitimer({which})"),
+            )?;
+            // struct itimerval: it_interval, then it_value.
+            let [i_sec, i_usec, v_sec, v_usec] = words(self.read(scratch, 32)?);
+            let value_us = v_sec * 1_000_000 + v_usec;
+            if value_us != 0 {
+                itimers.push(IntervalTimer {
+                    which,
+                    value_us,
+                    interval_us: i_sec * 1_000_000 + i_usec,
+                });
+            }
+        }
+        Ok((timers, itimers))
     }
 
     /// Unmaps the scratch page and puts the leader's registers back.

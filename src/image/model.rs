@@ -67,6 +67,44 @@ pub struct ProcessImage {
     pub files: Vec<FileImage>,
     /// Pipes whose ends the files hold, with the data buffered in them.
     pub pipes: Vec<PipeImage>,
+    /// POSIX timers (timer_create), in ID order.
+    pub timers: Vec<PosixTimer>,
+    /// The armed interval timers (setitimer; alarm is ITIMER_REAL).
+    pub itimers: Vec<IntervalTimer>,
+}
+
+/// A POSIX timer: recreated with the same ID (the process holds it as a
+/// timer_t) and armed with the time it had left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PosixTimer {
+    /// The timer ID.
+    pub id: i32,
+    /// The clock it counts (CLOCK_REALTIME, CLOCK_MONOTONIC ...).
+    pub clock: i32,
+    /// sigev_notify: SIGEV_SIGNAL, SIGEV_NONE or SIGEV_THREAD, with
+    /// SIGEV_THREAD_ID (4) or'ed in when it signals one thread.
+    pub notify: i32,
+    /// The thread signalled when SIGEV_THREAD_ID is set.
+    pub notify_tid: i32,
+    /// Signal delivered on expiry.
+    pub signo: i32,
+    /// sigev_value delivered with the signal.
+    pub sigval: u64,
+    /// Time left until the next expiry, in nanoseconds (0: disarmed).
+    pub value_ns: u64,
+    /// Period in nanoseconds (0: one-shot).
+    pub interval_ns: u64,
+}
+
+/// An armed interval timer (getitimer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntervalTimer {
+    /// ITIMER_REAL (0), ITIMER_VIRTUAL (1) or ITIMER_PROF (2).
+    pub which: i32,
+    /// Time left until the next expiry, in microseconds.
+    pub value_us: u64,
+    /// Period in microseconds (0: one-shot).
+    pub interval_us: u64,
 }
 
 /// User and group IDs as /proc/PID/status reports them.

@@ -241,7 +241,53 @@ fn write_description(out: &mut String, reader: &ImageReader) -> fmt::Result {
         )?;
     }
 
+    write_timers(out, p)?;
     write_vmas(out, &p.vmas, reader.runs())
+}
+
+fn write_timers(out: &mut String, p: &crate::image::ProcessImage) -> fmt::Result {
+    let ms = |ns: u64| ns as f64 / 1e6;
+    writeln!(
+        out,
+        "\ntimers ({} POSIX, {} interval)",
+        p.timers.len(),
+        p.itimers.len()
+    )?;
+    for t in &p.timers {
+        let notify = match t.notify & !libc::SIGEV_THREAD_ID {
+            libc::SIGEV_NONE => "none".to_string(),
+            libc::SIGEV_THREAD => "thread".to_string(),
+            _ => signal_name(t.signo),
+        };
+        let target = if t.notify & libc::SIGEV_THREAD_ID != 0 {
+            format!(" to thread {}", t.notify_tid)
+        } else {
+            String::new()
+        };
+        writeln!(
+            out,
+            "  timer {} clock {}: {notify}{target} value {:#x}; next in {:.3} ms, every {:.3} ms",
+            t.id,
+            t.clock,
+            t.sigval,
+            ms(t.value_ns),
+            ms(t.interval_ns)
+        )?;
+    }
+    for it in &p.itimers {
+        let name = match it.which {
+            libc::ITIMER_REAL => "ITIMER_REAL",
+            libc::ITIMER_VIRTUAL => "ITIMER_VIRTUAL",
+            _ => "ITIMER_PROF",
+        };
+        writeln!(
+            out,
+            "  {name}: next in {:.3} ms, every {:.3} ms",
+            ms(it.value_us * 1000),
+            ms(it.interval_us * 1000)
+        )?;
+    }
+    Ok(())
 }
 
 fn write_thread(out: &mut String, t: &ThreadImage) -> fmt::Result {
@@ -562,6 +608,8 @@ mod tests {
             "cloexec",
             "/usr/bin/sleeper",
             "[heap]",
+            "timer 7 clock 1: SIGUSR2 (12) value 0x1234; next in 15.000 ms, every 20.000 ms",
+            "ITIMER_REAL: next in 1500.000 ms, every 0.000 ms",
             "total: 107 pages in the image (7 data, 100 zero), 28672 bytes of page data",
             "warning: 1 pages in the image lie outside every mapping",
         ] {

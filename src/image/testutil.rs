@@ -275,6 +275,21 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                 capacity: 65536,
                 data: b"buffered".to_vec(),
             }],
+            timers: vec![PosixTimer {
+                id: 7,
+                clock: 1, // CLOCK_MONOTONIC
+                notify: 0,
+                notify_tid: 0,
+                signo: 12,
+                sigval: 0x1234,
+                value_ns: 15_000_000,
+                interval_ns: 20_000_000,
+            }],
+            itimers: vec![IntervalTimer {
+                which: 0,
+                value_us: 1_500_000,
+                interval_us: 0,
+            }],
         },
     }
 }

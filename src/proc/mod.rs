@@ -367,6 +367,76 @@ pub fn read_fdinfo(pid: i32, fd: i32) -> Result<FdInfo, ProcError> {
     parse_fdinfo(&path, &text)
 }
 
+/// One POSIX timer as /proc/PID/timers lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TimerEntry {
+    /// The timer ID (the timer_t the process holds).
+    pub id: i32,
+    /// Signal delivered on expiry.
+    pub signo: i32,
+    /// sigev_value delivered with the signal.
+    pub sigval: u64,
+    /// sigev_notify: SIGEV_SIGNAL, SIGEV_NONE or SIGEV_THREAD, with
+    /// SIGEV_THREAD_ID or'ed in when a thread is targeted.
+    pub notify: i32,
+    /// The targeted thread (SIGEV_THREAD_ID) or process.
+    pub target: i32,
+    /// The clock the timer counts.
+    pub clock: i32,
+}
+
+/// Parses /proc/PID/timers text; returns the timers in ID order.
+pub fn parse_timers(path: &std::path::Path, text: &str) -> Result<Vec<TimerEntry>, ProcError> {
+    let mut out: Vec<TimerEntry> = Vec::new();
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let v = v.trim();
+        let bad = || parse_err(path, format!("bad {k} line {v:?}"));
+        if k == "ID" {
+            out.push(TimerEntry {
+                id: v.parse().map_err(|_| bad())?,
+                ..TimerEntry::default()
+            });
+            continue;
+        }
+        let t = out.last_mut().ok_or_else(bad)?;
+        match k {
+            "signal" => {
+                let (signo, val) = v.split_once('/').ok_or_else(bad)?;
+                t.signo = signo.parse().map_err(|_| bad())?;
+                t.sigval = u64::from_str_radix(val, 16).map_err(|_| bad())?;
+            }
+            "notify" => {
+                let (how, target) = v.split_once('/').ok_or_else(bad)?;
+                let (kind, target) = target.split_once('.').ok_or_else(bad)?;
+                t.notify = match how {
+                    "signal" => libc::SIGEV_SIGNAL,
+                    "none" => libc::SIGEV_NONE,
+                    "thread" => libc::SIGEV_THREAD,
+                    _ => return Err(bad()),
+                } | if kind == "tid" {
+                    libc::SIGEV_THREAD_ID
+                } else {
+                    0
+                };
+                t.target = target.parse().map_err(|_| bad())?;
+            }
+            "ClockID" => t.clock = v.parse().map_err(|_| bad())?,
+            _ => {}
+        }
+    }
+    out.sort_by_key(|t| t.id);
+    Ok(out)
+}
+
+/// Reads /proc/PID/timers.
+pub fn read_timers(pid: i32) -> Result<Vec<TimerEntry>, ProcError> {
+    let (path, text) = read_text(PathBuf::from(format!("/proc/{pid}/timers")))?;
+    parse_timers(&path, &text)
+}
+
 /// Bits of a /proc/PID/pagemap entry.
 pub mod pagemap {
     /// The page is present in RAM.
@@ -432,6 +502,20 @@ VmFlags: mr mw me
         assert_eq!(st.uids, [1, 2, 3, 4]);
         assert_eq!(st.groups, vec![10, 20]);
         assert_eq!(st.state, 'S');
+    }
+
+    #[test]
+    fn timers_in_id_order() {
+        let text = "ID: 100\nsignal: 12/0000000000001234\nnotify: signal/tid.4201\nClockID: 1\nID: 0\nsignal: 14/0000000000000000\nnotify: none/pid.4201\nClockID: 0\n";
+        let t = parse_timers(Path::new("x"), text).unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(
+            (t[0].id, t[0].signo, t[0].notify, t[0].clock),
+            (0, 14, libc::SIGEV_NONE, 0)
+        );
+        assert_eq!(t[1].sigval, 0x1234);
+        assert_eq!(t[1].notify, libc::SIGEV_SIGNAL | libc::SIGEV_THREAD_ID);
+        assert_eq!(t[1].target, 4201);
     }
 
     #[test]
