@@ -53,6 +53,7 @@ zdtm_tests! {
     pipes, pipes_leave_running => Spec::new("pipes");
     posix_timer, posix_timer_leave_running => Spec::new("posix_timer");
     itimer, itimer_leave_running => Spec::new("itimer");
+    caps, caps_leave_running => Spec::new("caps");
 }
 
 /// scripts/bench.sh's subject passes its own verification.

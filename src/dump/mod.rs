@@ -11,8 +11,8 @@ pub mod precopy;
 
 use crate::image::{
     AltStack, Checkpoint, Credentials, HostInfo, ImageError, ImageWriter, IntervalTimer, MmFields,
-    PendingSignal, PosixTimer, ProcessImage, Rlimit, RseqRegistration, SigAction, ThreadImage, Vma,
-    VmaKind,
+    PendingSignal, PosixTimer, ProcessImage, Rlimit, RseqRegistration, SigAction, ThreadImage,
+    ThreadPrivileges, Vma, VmaKind,
 };
 use crate::kernel;
 use crate::proc::{self, ProcError};
@@ -471,6 +471,7 @@ fn dump_frozen(
             signo: c.signo,
             siginfo: c.siginfo.to_vec(),
         }));
+        let status = proc::read_thread_status(pid, tid.as_raw())?;
         threads.push(ThreadImage {
             tid: tid.as_raw(),
             comm: proc::read_thread_comm(pid, tid.as_raw())?,
@@ -489,6 +490,15 @@ fn dump_frozen(
             clear_child_tid: q.clear_child_tid,
             altstack: q.altstack,
             pending,
+            privileges: ThreadPrivileges {
+                effective: status.caps.effective,
+                permitted: status.caps.permitted,
+                inheritable: status.caps.inheritable,
+                bounding: status.caps.bounding,
+                ambient: status.caps.ambient,
+                securebits: q.securebits,
+                no_new_privs: status.no_new_privs,
+            },
         });
     }
     let leader = &frozen.threads[0].tracee;
@@ -620,6 +630,7 @@ struct ThreadQueries {
     clear_child_tid: u64,
     altstack: AltStack,
     robust: (u64, u64),
+    securebits: u32,
 }
 
 /// Runs read-only queries inside the stopped process through injected
@@ -724,12 +735,19 @@ impl Injector {
                 tid: t.tid.as_raw(),
                 errno,
             })?;
+            let securebits = self.call(
+                t,
+                libc::SYS_prctl,
+                [libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0, 0],
+                "prctl(PR_GET_SECUREBITS)",
+            )? as u32;
             // Put the registers back for the next query and for the image.
             t.set_regs(&ft.regs)?;
             out.push(ThreadQueries {
                 clear_child_tid,
                 altstack,
                 robust,
+                securebits,
             });
         }
         Ok(out)

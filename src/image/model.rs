@@ -325,6 +325,27 @@ pub struct ThreadImage {
     pub altstack: AltStack,
     /// Signals pending for this thread only.
     pub pending: Vec<PendingSignal>,
+    /// Capabilities, securebits and no_new_privs (per thread in Linux).
+    pub privileges: ThreadPrivileges,
+}
+
+/// A thread's privileges beyond its user and group IDs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadPrivileges {
+    /// Effective capabilities (bit N = capability N).
+    pub effective: u64,
+    /// Permitted capabilities.
+    pub permitted: u64,
+    /// Inheritable capabilities.
+    pub inheritable: u64,
+    /// The capability bounding set.
+    pub bounding: u64,
+    /// Ambient capabilities.
+    pub ambient: u64,
+    /// SECBIT_* flags and their locks (PR_GET_SECUREBITS).
+    pub securebits: u32,
+    /// The no_new_privs bit (PR_SET_NO_NEW_PRIVS).
+    pub no_new_privs: bool,
 }
 
 /// Disposition of one signal, in the kernel's `struct sigaction` layout.

@@ -318,7 +318,19 @@ fn write_thread(out: &mut String, t: &ThreadImage) -> fmt::Result {
         None => "none".to_string(),
     };
     writeln!(out, "      rseq {rseq}; altstack {}", altstack(&t.altstack))?;
-    writeln!(out, "      pending {}", pending_list(&t.pending))
+    writeln!(out, "      pending {}", pending_list(&t.pending))?;
+    let c = &t.privileges;
+    writeln!(
+        out,
+        "      caps eff {:#x} prm {:#x} inh {:#x} bnd {:#x} amb {:#x}",
+        c.effective, c.permitted, c.inheritable, c.bounding, c.ambient
+    )?;
+    writeln!(
+        out,
+        "      securebits {:#x}; no_new_privs {}",
+        c.securebits,
+        if c.no_new_privs { "set" } else { "clear" }
+    )
 }
 
 fn write_vmas(out: &mut String, vmas: &[Vma], runs: &[PageRun]) -> fmt::Result {
@@ -608,6 +620,8 @@ mod tests {
             "cloexec",
             "/usr/bin/sleeper",
             "[heap]",
+            "caps eff 0x400 prm 0x1ffffffffff inh 0x0 bnd 0x1ffffffffff amb 0x0",
+            "securebits 0x10; no_new_privs set",
             "timer 7 clock 1: SIGUSR2 (12) value 0x1234; next in 15.000 ms, every 20.000 ms",
             "ITIMER_REAL: next in 1500.000 ms, every 0.000 ms",
             "total: 107 pages in the image (7 data, 100 zero), 28672 bytes of page data",

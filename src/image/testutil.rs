@@ -163,6 +163,7 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                         size: 0,
                     },
                     pending: vec![],
+                    privileges: root_privileges(),
                 },
                 ThreadImage {
                     tid: 4243,
@@ -183,6 +184,13 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                         signo: 12,
                         siginfo: siginfo(12),
                     }],
+                    privileges: ThreadPrivileges {
+                        effective: 1 << 10,
+                        ambient: 0,
+                        securebits: 0x10, // SECBIT_KEEP_CAPS
+                        no_new_privs: true,
+                        ..root_privileges()
+                    },
                 },
             ],
             sigactions: vec![
@@ -291,6 +299,19 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                 interval_us: 0,
             }],
         },
+    }
+}
+
+/// The privileges of a root process.
+fn root_privileges() -> ThreadPrivileges {
+    ThreadPrivileges {
+        effective: 0x1ff_ffff_ffff,
+        permitted: 0x1ff_ffff_ffff,
+        inheritable: 0,
+        bounding: 0x1ff_ffff_ffff,
+        ambient: 0,
+        securebits: 0,
+        no_new_privs: false,
     }
 }
 

@@ -174,6 +174,29 @@ pub struct Status {
     pub groups: Vec<u32>,
     /// File mode creation mask.
     pub umask: u32,
+    /// Capability sets (of the thread whose status this is).
+    pub caps: CapSets,
+    /// NoNewPrivs: the no_new_privs bit.
+    pub no_new_privs: bool,
+    /// Seccomp: 0 none, 1 strict, 2 filter.
+    pub seccomp: u32,
+    /// Seccomp_filters: the number of filters attached.
+    pub seccomp_filters: u32,
+}
+
+/// The capability sets of a thread (CapInh, CapPrm, CapEff, CapBnd, CapAmb).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CapSets {
+    /// Inheritable set.
+    pub inheritable: u64,
+    /// Permitted set.
+    pub permitted: u64,
+    /// Effective set.
+    pub effective: u64,
+    /// Bounding set.
+    pub bounding: u64,
+    /// Ambient set.
+    pub ambient: u64,
 }
 
 fn four_ids(path: &std::path::Path, v: &str) -> Result<[u32; 4], ProcError> {
@@ -211,6 +234,21 @@ pub fn parse_status(path: &std::path::Path, text: &str) -> Result<Status, ProcEr
                     .filter_map(|x| x.parse().ok())
                     .collect()
             }
+            "CapInh" | "CapPrm" | "CapEff" | "CapBnd" | "CapAmb" => {
+                let set = u64::from_str_radix(v, 16)
+                    .map_err(|_| parse_err(path, format!("bad {k} {v:?}")))?;
+                let c = &mut st.caps;
+                *match k {
+                    "CapInh" => &mut c.inheritable,
+                    "CapPrm" => &mut c.permitted,
+                    "CapEff" => &mut c.effective,
+                    "CapBnd" => &mut c.bounding,
+                    _ => &mut c.ambient,
+                } = set;
+            }
+            "NoNewPrivs" => st.no_new_privs = num(v)? != 0,
+            "Seccomp" => st.seccomp = num(v)? as u32,
+            "Seccomp_filters" => st.seccomp_filters = num(v)? as u32,
             "Umask" => {
                 st.umask = u32::from_str_radix(v, 8)
                     .map_err(|_| parse_err(path, format!("bad umask {v:?}")))?
@@ -225,6 +263,21 @@ pub fn parse_status(path: &std::path::Path, text: &str) -> Result<Status, ProcEr
 pub fn read_status(pid: i32) -> Result<Status, ProcError> {
     let (path, text) = read_text(PathBuf::from(format!("/proc/{pid}/status")))?;
     parse_status(&path, &text)
+}
+
+/// Reads /proc/PID/task/TID/status (credentials and seccomp are per thread).
+pub fn read_thread_status(pid: i32, tid: i32) -> Result<Status, ProcError> {
+    let (path, text) = read_text(PathBuf::from(format!("/proc/{pid}/task/{tid}/status")))?;
+    parse_status(&path, &text)
+}
+
+/// The highest capability number this kernel knows
+/// (/proc/sys/kernel/cap_last_cap).
+pub fn cap_last_cap() -> Result<u32, ProcError> {
+    let (path, text) = read_text(PathBuf::from("/proc/sys/kernel/cap_last_cap"))?;
+    text.trim()
+        .parse()
+        .map_err(|_| parse_err(&path, format!("bad number {:?}", text.trim())))
 }
 
 /// The memory-layout fields of /proc/PID/stat (fields 26-28 and 45-51).
@@ -496,12 +549,16 @@ VmFlags: mr mw me
 
     #[test]
     fn status_fields() {
-        let text = "Name:\tcat\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t7\nPPid:\t1\nTracerPid:\t0\nUid:\t1\t2\t3\t4\nGid:\t5\t6\t7\t8\nGroups:\t10 20 \n";
+        let text = "Name:\tcat\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t7\nPPid:\t1\nTracerPid:\t0\nUid:\t1\t2\t3\t4\nGid:\t5\t6\t7\t8\nGroups:\t10 20 \nCapInh:\t0000000000000000\nCapPrm:\t000001fffeffffff\nCapEff:\t0000000000000400\nCapBnd:\t000001fffeffffff\nCapAmb:\t0000000000000001\nNoNewPrivs:\t1\nSeccomp:\t2\nSeccomp_filters:\t3\n";
         let st = parse_status(Path::new("x"), text).unwrap();
         assert_eq!(st.umask, 0o22);
         assert_eq!(st.uids, [1, 2, 3, 4]);
         assert_eq!(st.groups, vec![10, 20]);
         assert_eq!(st.state, 'S');
+        assert_eq!(st.caps.permitted, 0x1fffeffffff);
+        assert_eq!((st.caps.effective, st.caps.ambient), (0x400, 1));
+        assert!(st.no_new_privs);
+        assert_eq!((st.seccomp, st.seccomp_filters), (2, 3));
     }
 
     #[test]

@@ -30,6 +30,8 @@ const HELPER_RESERVE: u64 = 32 << 20;
 const PARK_OFF: u64 = 16 << 20;
 /// The kernel's `sizeof(struct robust_list_head)`.
 const ROBUST_LIST_HEAD_LEN: u64 = 24;
+/// SECBIT_NO_SETUID_FIXUP: UID changes leave the capability sets alone.
+const SECBIT_NO_SETUID_FIXUP: u64 = 1 << 2;
 /// `sizeof(struct prctl_mm_map)`.
 const PRCTL_MM_MAP_LEN: u64 = 104;
 
@@ -169,6 +171,7 @@ impl<'a> Husk<'a> {
         self.queue_pending_signals()?;
         self.restore_timers()?;
         self.restore_credentials()?;
+        self.restore_capabilities()?;
         self.load_final_state()?;
         Ok(pages)
     }
@@ -946,9 +949,11 @@ impl<'a> Husk<'a> {
         Ok(())
     }
 
-    /// Sets user and group IDs in every thread (the raw system calls act on
-    /// the calling thread only); done last, since dropping privileges would
-    /// forbid what came before.
+    /// Sets user and group IDs, the bounding and ambient capability sets,
+    /// no_new_privs and securebits in every thread (the raw system calls act
+    /// on the calling thread only); done late, since dropping privileges
+    /// would forbid what came before. The thread keeps the husk's permitted
+    /// and effective capabilities until [`Self::restore_capabilities`].
     fn restore_credentials(&mut self) -> Result<(), RestoreError> {
         let c = &self.image.creds;
         let groups: Vec<u8> = c.groups.iter().flat_map(|g| g.to_ne_bytes()).collect();
@@ -958,7 +963,26 @@ impl<'a> Husk<'a> {
                 why: format!("{} supplementary groups", c.groups.len()),
             });
         }
+        let last_cap = proc::cap_last_cap()?;
         for idx in 0..self.threads.len() {
+            let tid = self.image.threads[idx].tid;
+            let want = self.image.threads[idx].privileges;
+            let had = proc::read_thread_status(self.pid.as_raw(), self.threads[idx].tid.as_raw())?;
+            // UID changes then leave the capability sets alone: they are
+            // set explicitly below.
+            self.sys(
+                idx,
+                libc::SYS_prctl,
+                [
+                    libc::PR_SET_SECUREBITS as u64,
+                    SECBIT_NO_SETUID_FIXUP,
+                    0,
+                    0,
+                    0,
+                    0,
+                ],
+                || format!("prctl(PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP) of thread {tid}"),
+            )?;
             let addr = self.put(STR_OFF, &groups)?;
             self.sys(
                 idx,
@@ -1004,7 +1028,108 @@ impl<'a> Husk<'a> {
                 [c.uids[3] as u64, 0, 0, 0, 0, 0],
                 || "setfsuid".into(),
             )?;
+            // The inheritable set first: it may hold capabilities that the
+            // bounding set no longer does.
+            self.capset(
+                idx,
+                had.caps.permitted,
+                had.caps.permitted,
+                want.inheritable,
+            )?;
+            for cap in 0..=last_cap {
+                let bit = 1u64 << cap;
+                if want.bounding & bit == 0 && had.caps.bounding & bit != 0 {
+                    self.sys(
+                        idx,
+                        libc::SYS_prctl,
+                        [libc::PR_CAPBSET_DROP as u64, cap as u64, 0, 0, 0, 0],
+                        || format!("prctl(PR_CAPBSET_DROP, {cap}) of thread {tid}"),
+                    )?;
+                }
+                if want.ambient & bit != 0 {
+                    self.sys(
+                        idx,
+                        libc::SYS_prctl,
+                        [
+                            libc::PR_CAP_AMBIENT as u64,
+                            libc::PR_CAP_AMBIENT_RAISE as u64,
+                            cap as u64,
+                            0,
+                            0,
+                            0,
+                        ],
+                        || format!("prctl(PR_CAP_AMBIENT_RAISE, {cap}) of thread {tid}"),
+                    )?;
+                }
+            }
+            if want.no_new_privs {
+                self.sys(
+                    idx,
+                    libc::SYS_prctl,
+                    [libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0, 0],
+                    || format!("prctl(PR_SET_NO_NEW_PRIVS) of thread {tid}"),
+                )?;
+            }
+            // Needs CAP_SETPCAP, which the thread still has.
+            self.sys(
+                idx,
+                libc::SYS_prctl,
+                [
+                    libc::PR_SET_SECUREBITS as u64,
+                    want.securebits as u64,
+                    0,
+                    0,
+                    0,
+                    0,
+                ],
+                || {
+                    format!(
+                        "prctl(PR_SET_SECUREBITS, {:#x}) of thread {tid}",
+                        want.securebits
+                    )
+                },
+            )?;
         }
+        Ok(())
+    }
+
+    /// Lowers every thread's effective, permitted and inheritable
+    /// capabilities to the image's: the last change of privileges.
+    fn restore_capabilities(&mut self) -> Result<(), RestoreError> {
+        for (idx, t) in self.image.threads.iter().enumerate() {
+            let p = t.privileges;
+            self.capset(idx, p.effective, p.permitted, p.inheritable)?;
+        }
+        Ok(())
+    }
+
+    /// capset (version 3, 64-bit sets) of thread `idx`.
+    fn capset(
+        &mut self,
+        idx: usize,
+        effective: u64,
+        permitted: u64,
+        inheritable: u64,
+    ) -> Result<(), RestoreError> {
+        const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+        let mut hdr = LINUX_CAPABILITY_VERSION_3.to_ne_bytes().to_vec();
+        hdr.extend_from_slice(&0i32.to_ne_bytes());
+        let hdr_addr = self.put(STRUCT_OFF, &hdr)?;
+        // Two struct __user_cap_data_struct: the low 32 bits, then the high.
+        let mut data = Vec::with_capacity(24);
+        for half in [0, 32] {
+            for set in [effective, permitted, inheritable] {
+                data.extend_from_slice(&((set >> half) as u32).to_ne_bytes());
+            }
+        }
+        let data_addr = self.put(STRUCT_OFF + 64, &data)?;
+        let tid = self.image.threads[idx].tid;
+        self.sys(
+            idx,
+            libc::SYS_capset,
+            [hdr_addr, data_addr, 0, 0, 0, 0],
+            || format!("capset of thread {tid} to effective {effective:#x}, permitted {permitted:#x}, inheritable {inheritable:#x}"),
+        )?;
         Ok(())
     }
 
