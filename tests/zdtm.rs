@@ -54,6 +54,7 @@ zdtm_tests! {
     posix_timer, posix_timer_leave_running => Spec::new("posix_timer");
     itimer, itimer_leave_running => Spec::new("itimer");
     caps, caps_leave_running => Spec::new("caps");
+    seccomp, seccomp_leave_running => Spec::new("seccomp");
 }
 
 /// scripts/bench.sh's subject passes its own verification.

@@ -10,9 +10,9 @@ pub mod memory;
 pub mod precopy;
 
 use crate::image::{
-    AltStack, Checkpoint, Credentials, HostInfo, ImageError, ImageWriter, IntervalTimer, MmFields,
-    PendingSignal, PosixTimer, ProcessImage, Rlimit, RseqRegistration, SigAction, ThreadImage,
-    ThreadPrivileges, Vma, VmaKind,
+    AltStack, BpfInstruction, Checkpoint, Credentials, HostInfo, ImageError, ImageWriter,
+    IntervalTimer, MmFields, PendingSignal, PosixTimer, ProcessImage, Rlimit, RseqRegistration,
+    SeccompFilter, SigAction, ThreadImage, ThreadPrivileges, Vma, VmaKind,
 };
 use crate::kernel;
 use crate::proc::{self, ProcError};
@@ -130,6 +130,16 @@ pub enum CheckpointError {
         /// Why it is refused.
         why: String,
     },
+    /// Seccomp state ferry cannot carry.
+    #[error("process {pid}: thread {tid} {why}; ferry cannot checkpoint it")]
+    Seccomp {
+        /// The process.
+        pid: i32,
+        /// The thread.
+        tid: i32,
+        /// What is wrong.
+        why: String,
+    },
     /// A system call injected into the process failed.
     #[error("{call} injected into thread {tid} of process {pid} failed: {errno}")]
     Injected {
@@ -182,6 +192,7 @@ pub fn checkpoint(
     // Refuse what cannot be carried before touching the process.
     let vmas = inspect::classify_mappings(pid, &proc::read_maps(pid)?)?;
     classify_fds(pid)?;
+    let seccomp_filters = check_seccomp(pid)?;
 
     let mut writer = ImageWriter::create(dir)?;
     let precopy = match precopy::start_tracking(pid, &vmas) {
@@ -202,7 +213,7 @@ pub fn checkpoint(
         });
 
     let frozen_at = Instant::now();
-    let mut frozen = Frozen::freeze(pid)?;
+    let mut frozen = Frozen::freeze(pid, seccomp_filters > 0)?;
     let (image, mem) = match dump_frozen(pid, &mut frozen, writer, precopy) {
         Ok(v) => v,
         Err(err) => {
@@ -305,10 +316,94 @@ fn classify_fds(pid: i32) -> Result<Vec<files::ClassifiedFd>, CheckpointError> {
     Ok(out)
 }
 
+/// Refuses strict seccomp and threads with different numbers of filters
+/// (ferry restores one filter stack shared by every thread); returns the
+/// number of filters.
+fn check_seccomp(pid: i32) -> Result<u32, CheckpointError> {
+    let mut leader = None;
+    for tid in proc::task_ids(pid)? {
+        let st = proc::read_thread_status(pid, tid)?;
+        let fail = |why: String| Err(CheckpointError::Seccomp { pid, tid, why });
+        if st.seccomp == 1 {
+            return fail("is in strict seccomp mode (SECCOMP_SET_MODE_STRICT)".into());
+        }
+        match leader {
+            None => leader = Some((tid, st.seccomp_filters)),
+            Some((ltid, n)) if n != st.seccomp_filters => {
+                return fail(format!(
+                    "has {} seccomp filters and thread {ltid} has {n}",
+                    st.seccomp_filters
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(leader.map_or(0, |(_, n)| n))
+}
+
+/// Reads the seccomp filters of every frozen thread, oldest first, and
+/// refuses threads whose filters differ.
+fn dump_seccomp(
+    pid: i32,
+    frozen: &Frozen,
+    count: u32,
+) -> Result<Vec<SeccompFilter>, CheckpointError> {
+    if count > 0 && !frozen.seccomp_suspended {
+        return Err(CheckpointError::Seccomp {
+            pid,
+            tid: pid,
+            why: "installed a seccomp filter while it was being checkpointed".into(),
+        });
+    }
+    let mut first: Option<Vec<SeccompFilter>> = None;
+    for ft in &frozen.threads {
+        let tid = ft.tracee.tid;
+        let req = |op| {
+            move |errno| PtraceError::Request {
+                op,
+                tid: tid.as_raw(),
+                errno,
+            }
+        };
+        let mut filters = Vec::with_capacity(count as usize);
+        // Index 0 is the most recent filter.
+        for index in (0..u64::from(count)).rev() {
+            let program = kernel::ptrace_seccomp_filter(tid, index)
+                .map_err(req("PTRACE_SECCOMP_GET_FILTER"))?
+                .into_iter()
+                .map(|i| BpfInstruction {
+                    code: i.code,
+                    jt: i.jt,
+                    jf: i.jf,
+                    k: i.k,
+                })
+                .collect();
+            let flags = kernel::ptrace_seccomp_flags(tid, index)
+                .map_err(req("PTRACE_SECCOMP_GET_METADATA"))?;
+            filters.push(SeccompFilter { flags, program });
+        }
+        match &first {
+            None => first = Some(filters),
+            Some(f) if *f != filters => {
+                return Err(CheckpointError::Seccomp {
+                    pid,
+                    tid: tid.as_raw(),
+                    why: format!("has other seccomp filters than thread {pid}"),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(first.unwrap_or_default())
+}
+
 /// The threads of a process held in ptrace-stops, with what is needed to
 /// let them go exactly as they were.
 struct Frozen {
     pid: i32,
+    /// Whether the threads' seccomp filters are suspended while traced
+    /// (PTRACE_O_SUSPEND_SECCOMP), so that injected queries pass them.
+    seccomp_suspended: bool,
     /// Leader first.
     threads: Vec<FrozenThread>,
 }
@@ -329,9 +424,10 @@ impl Frozen {
     /// Seizes and stops every thread, re-reading the thread list until no
     /// new thread appears, and blocks all signals so that none is delivered
     /// while ferry works (they stay pending and are dumped as pending).
-    fn freeze(pid: i32) -> Result<Self, CheckpointError> {
+    fn freeze(pid: i32, suspend_seccomp: bool) -> Result<Self, CheckpointError> {
         let mut frozen = Frozen {
             pid,
+            seccomp_suspended: suspend_seccomp,
             threads: Vec::new(),
         };
         if let Err(e) = frozen.seize_all() {
@@ -348,8 +444,11 @@ impl Frozen {
                 if self.threads.iter().any(|t| t.tracee.tid.as_raw() == tid) {
                     continue;
                 }
-                let tracee = match Tracee::seize(Pid::from_raw(tid), Options::PTRACE_O_TRACESYSGOOD)
-                {
+                let mut options = Options::PTRACE_O_TRACESYSGOOD;
+                if self.seccomp_suspended {
+                    options |= kernel::ptrace_suspend_seccomp();
+                }
+                let tracee = match Tracee::seize(Pid::from_raw(tid), options) {
                     Ok(t) => t,
                     // The thread exited between listing and seizing.
                     Err(PtraceError::Request {
@@ -441,6 +540,7 @@ fn dump_frozen(
     }
     let vmas = inspect::classify_mappings(pid, &proc::read_smaps(pid)?)?;
     let fd_kinds = classify_fds(pid)?;
+    let seccomp = dump_seccomp(pid, frozen, check_seccomp(pid)?)?;
     let (syscall_insn, vdso_bytes) = vdso_syscall(pid, &vmas)?;
 
     let mut queries = Injector::new(pid, syscall_insn);
@@ -565,6 +665,7 @@ fn dump_frozen(
         pipes: described.pipes,
         timers,
         itimers,
+        seccomp,
     };
     let checkpoint = Checkpoint {
         host: HostInfo {

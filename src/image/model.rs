@@ -71,6 +71,32 @@ pub struct ProcessImage {
     pub timers: Vec<PosixTimer>,
     /// The armed interval timers (setitimer; alarm is ITIMER_REAL).
     pub itimers: Vec<IntervalTimer>,
+    /// Seccomp filters, oldest first, shared by every thread (empty: no
+    /// seccomp).
+    pub seccomp: Vec<SeccompFilter>,
+}
+
+/// One seccomp filter (SECCOMP_SET_MODE_FILTER).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeccompFilter {
+    /// SECCOMP_FILTER_FLAG_* it was installed with, as the kernel reports
+    /// them (only SECCOMP_FILTER_FLAG_LOG is kept by the kernel).
+    pub flags: u64,
+    /// The classic BPF program.
+    pub program: Vec<BpfInstruction>,
+}
+
+/// One classic BPF instruction (struct sock_filter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BpfInstruction {
+    /// Opcode.
+    pub code: u16,
+    /// Jump offset if true.
+    pub jt: u8,
+    /// Jump offset if false.
+    pub jf: u8,
+    /// Constant operand.
+    pub k: u32,
 }
 
 /// A POSIX timer: recreated with the same ID (the process holds it as a

@@ -242,6 +242,15 @@ fn write_description(out: &mut String, reader: &ImageReader) -> fmt::Result {
     }
 
     write_timers(out, p)?;
+    writeln!(out, "\nseccomp filters ({}, oldest first)", p.seccomp.len())?;
+    for (i, f) in p.seccomp.iter().enumerate() {
+        writeln!(
+            out,
+            "  filter {i}: {} instructions, flags {:#x}",
+            f.program.len(),
+            f.flags
+        )?;
+    }
     write_vmas(out, &p.vmas, reader.runs())
 }
 
@@ -620,6 +629,7 @@ mod tests {
             "cloexec",
             "/usr/bin/sleeper",
             "[heap]",
+            "filter 0: 1 instructions, flags 0x0",
             "caps eff 0x400 prm 0x1ffffffffff inh 0x0 bnd 0x1ffffffffff amb 0x0",
             "securebits 0x10; no_new_privs set",
             "timer 7 clock 1: SIGUSR2 (12) value 0x1234; next in 15.000 ms, every 20.000 ms",

@@ -298,6 +298,15 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                 value_us: 1_500_000,
                 interval_us: 0,
             }],
+            seccomp: vec![SeccompFilter {
+                flags: 0,
+                program: vec![BpfInstruction {
+                    code: 0x06, // BPF_RET | BPF_K
+                    jt: 0,
+                    jf: 0,
+                    k: 0x7fff_0000, // SECCOMP_RET_ALLOW
+                }],
+            }],
         },
     }
 }

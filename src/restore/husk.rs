@@ -23,6 +23,10 @@ const STR_OFF: u64 = PAGE_SIZE;
 const STRUCT_OFF: u64 = 2 * PAGE_SIZE;
 /// Offset of the auxiliary vector copy for PR_SET_MM_MAP.
 const AUXV_OFF: u64 = 3 * PAGE_SIZE;
+/// Offset of the seccomp filter program being installed.
+const FILTER_OFF: u64 = 4 * PAGE_SIZE;
+/// Room for it: BPF_MAXINSNS (4096) instructions of 8 bytes.
+const FILTER_ROOM: u64 = 8 * PAGE_SIZE;
 /// Room needed around the helper: the helper itself, and a spot to park the
 /// vDSO group while it moves.
 const HELPER_RESERVE: u64 = 32 << 20;
@@ -83,6 +87,11 @@ struct Husk<'a> {
     lifeline: Option<OwnedFd>,
 }
 
+/// How the husk's threads are traced.
+fn trace_options() -> Options {
+    Options::PTRACE_O_TRACESYSGOOD | Options::PTRACE_O_TRACECLONE | Options::PTRACE_O_EXITKILL
+}
+
 fn all_signals_blocked() -> u64 {
     !0
 }
@@ -93,10 +102,7 @@ impl<'a> Husk<'a> {
         host: &'a HostInfo,
         spawned: kernel::SpawnedHusk,
     ) -> Result<Self, RestoreError> {
-        let opts = Options::PTRACE_O_TRACESYSGOOD
-            | Options::PTRACE_O_TRACECLONE
-            | Options::PTRACE_O_EXITKILL;
-        let leader = Tracee::seize(spawned.pid, opts)?;
+        let leader = Tracee::seize(spawned.pid, trace_options())?;
         leader.set_sigmask(all_signals_blocked())?;
         // The husk is a fork of this process, so our libc's syscall
         // instruction is at the same address in it, wherever it stopped.
@@ -171,6 +177,7 @@ impl<'a> Husk<'a> {
         self.queue_pending_signals()?;
         self.restore_timers()?;
         self.restore_credentials()?;
+        self.restore_seccomp()?;
         self.restore_capabilities()?;
         self.load_final_state()?;
         Ok(pages)
@@ -1089,6 +1096,73 @@ impl<'a> Husk<'a> {
                     )
                 },
             )?;
+        }
+        Ok(())
+    }
+
+    /// Installs the seccomp filters, oldest first, from the leader for
+    /// every thread (SECCOMP_FILTER_FLAG_TSYNC: they share them). The
+    /// threads' filters are suspended while ferry traces them, so the calls
+    /// still injected afterwards are not subject to them; CAP_SYS_ADMIN is
+    /// still effective here, as a process without no_new_privs needs.
+    fn restore_seccomp(&mut self) -> Result<(), RestoreError> {
+        let image = self.image;
+        if image.seccomp.is_empty() {
+            return Ok(());
+        }
+        for t in &self.threads {
+            nix::sys::ptrace::setoptions(t.tid, trace_options() | kernel::ptrace_suspend_seccomp())
+                .map_err(|errno| crate::ptrace::PtraceError::Request {
+                    op: "PTRACE_SETOPTIONS(PTRACE_O_SUSPEND_SECCOMP)",
+                    tid: t.tid.as_raw(),
+                    errno,
+                })?;
+        }
+        for (i, f) in image.seccomp.iter().enumerate() {
+            let prog: Vec<u8> = f
+                .program
+                .iter()
+                .flat_map(|insn| {
+                    let mut raw = insn.code.to_ne_bytes().to_vec();
+                    raw.extend_from_slice(&[insn.jt, insn.jf]);
+                    raw.extend_from_slice(&insn.k.to_ne_bytes());
+                    raw
+                })
+                .collect();
+            if prog.len() as u64 > FILTER_ROOM {
+                return Err(RestoreError::Unsupported {
+                    pid: image.pid,
+                    why: format!(
+                        "seccomp filter {i} has {} instructions, more than the kernel accepts",
+                        f.program.len()
+                    ),
+                });
+            }
+            let prog_addr = self.put(FILTER_OFF, &prog)?;
+            // struct sock_fprog: unsigned short len, then the pointer.
+            let mut fprog = (f.program.len() as u64).to_ne_bytes().to_vec();
+            fprog.extend_from_slice(&prog_addr.to_ne_bytes());
+            let fprog_addr = self.put(STRUCT_OFF, &fprog)?;
+            let flags = libc::SECCOMP_FILTER_FLAG_TSYNC | f.flags;
+            let r = self.sys(
+                0,
+                libc::SYS_seccomp,
+                [
+                    libc::SECCOMP_SET_MODE_FILTER as u64,
+                    flags,
+                    fprog_addr,
+                    0,
+                    0,
+                    0,
+                ],
+                || format!("seccomp(SECCOMP_SET_MODE_FILTER, {flags:#x}) of filter {i}"),
+            )?;
+            if r != 0 {
+                return Err(RestoreError::Unsupported {
+                    pid: image.pid,
+                    why: format!("seccomp filter {i} could not be shared with thread {r}"),
+                });
+            }
         }
         Ok(())
     }
