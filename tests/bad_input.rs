@@ -1,6 +1,6 @@
 //! What the engine must refuse: damaged images, a PID that is taken, and
-//! processes holding fds it cannot checkpoint. A refusal leaves no process
-//! behind and leaves a running process unaffected.
+//! processes holding fds or seccomp state it cannot checkpoint. A refusal
+//! leaves no process behind and leaves a running process unaffected.
 
 mod common;
 
@@ -124,30 +124,38 @@ fn restore_while_pid_taken() {
     });
 }
 
+/// Checkpoints a running workload that must be refused; returns the
+/// refusal once it is checked to name the PID.
+fn checkpoint_refusal(dir: &TestDir, w: &Workload, what: &str) -> Result<String> {
+    let pid = w.pid().to_string();
+    let image = dir.image();
+    let run = common::agent(
+        dir,
+        &[
+            "checkpoint",
+            &pid,
+            "--dir",
+            common::path_str(&image)?,
+            "--json",
+        ],
+    )?;
+    let msg = run
+        .refusal()
+        .with_context(|| format!("checkpointing a process with {what}"))?
+        .to_string();
+    ensure!(
+        mentions_number(&msg, &pid),
+        "the refusal does not name pid {pid}: {msg}"
+    );
+    Ok(msg)
+}
+
 fn refuses_unsupported_fd(test: &str, spec: &Spec, kind: &str) {
     common::run_test(test, |dir| {
         let mut w = Workload::start(dir, spec)?;
-        let pid = w.pid().to_string();
-        let image = dir.image();
-        let run = common::agent(
-            dir,
-            &[
-                "checkpoint",
-                &pid,
-                "--dir",
-                common::path_str(&image)?,
-                "--json",
-            ],
-        )?;
-        let msg = run
-            .refusal()
-            .with_context(|| format!("checkpointing a process with a {kind}"))?;
+        let msg = checkpoint_refusal(dir, &w, &format!("a {kind}"))?;
         ensure!(
-            mentions_number(msg, &pid),
-            "the refusal does not name pid {pid}: {msg}"
-        );
-        ensure!(
-            mentions_number(msg, UNSUPPORTED_FD),
+            mentions_number(&msg, UNSUPPORTED_FD),
             "the refusal does not name fd {UNSUPPORTED_FD}: {msg}"
         );
         ensure!(
@@ -156,6 +164,22 @@ fn refuses_unsupported_fd(test: &str, spec: &Spec, kind: &str) {
         );
         common::check_running(&mut w, "after the refused checkpoint")?;
         w.finish(spec)
+    });
+}
+
+const STRICT_SECCOMP: Spec = Spec::new("seccomp_strict");
+
+#[test]
+fn refuses_strict_seccomp() {
+    common::run_test("refuses_strict_seccomp", |dir| {
+        let mut w = Workload::start(dir, &STRICT_SECCOMP)?;
+        let msg = checkpoint_refusal(dir, &w, "a thread in strict seccomp mode")?;
+        ensure!(
+            msg.contains("strict seccomp"),
+            "the refusal does not say \"strict seccomp\": {msg}"
+        );
+        common::check_running(&mut w, "after the refused checkpoint")?;
+        w.finish(&STRICT_SECCOMP)
     });
 }
 
@@ -221,4 +245,5 @@ fn unsupported_fd_workload_standalone() {
     common::standalone(&SOCKET);
     common::standalone(&UNIX);
     common::standalone(&PIPE);
+    common::standalone(&STRICT_SECCOMP);
 }

@@ -60,6 +60,10 @@ zdtm_tests! {
     inotify, inotify_leave_running => Spec::new("inotify");
     unix_sockets, unix_sockets_leave_running => Spec::new("unix_sockets");
     tcp_listen, tcp_listen_leave_running => Spec::new("tcp_listen");
+    posix_timer, posix_timer_leave_running => Spec::new("posix_timer");
+    itimer, itimer_leave_running => Spec::new("itimer");
+    caps, caps_leave_running => Spec::new("caps");
+    seccomp, seccomp_leave_running => Spec::new("seccomp");
 }
 
 /// scripts/bench.sh's subject passes its own verification.

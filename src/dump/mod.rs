@@ -13,8 +13,9 @@ pub mod precopy;
 pub mod sockets;
 
 use crate::image::{
-    AltStack, Checkpoint, Credentials, HostInfo, ImageError, ImageWriter, MmFields, PendingSignal,
-    ProcessImage, Rlimit, RseqRegistration, SigAction, ThreadImage, Vma, VmaKind,
+    AltStack, BpfInstruction, Checkpoint, Credentials, HostInfo, ImageError, ImageWriter,
+    IntervalTimer, MmFields, PendingSignal, PosixTimer, ProcessImage, Rlimit, RseqRegistration,
+    SeccompFilter, SigAction, ThreadImage, ThreadPrivileges, Vma, VmaKind,
 };
 use crate::kernel;
 use crate::proc::{self, ProcError};
@@ -132,6 +133,16 @@ pub enum CheckpointError {
         /// Why it is refused.
         why: String,
     },
+    /// Seccomp state ferry cannot carry.
+    #[error("process {pid}: thread {tid} {why}; ferry cannot checkpoint it")]
+    Seccomp {
+        /// The process.
+        pid: i32,
+        /// The thread.
+        tid: i32,
+        /// What is wrong.
+        why: String,
+    },
     /// A system call injected into the process failed.
     #[error("{call} injected into thread {tid} of process {pid} failed: {errno}")]
     Injected {
@@ -184,6 +195,7 @@ pub fn checkpoint(
     // Refuse what cannot be carried before touching the process.
     let vmas = inspect::classify_mappings(pid, &proc::read_maps(pid)?)?;
     classify_fds(pid)?;
+    let seccomp_filters = check_seccomp(pid)?;
 
     let mut writer = ImageWriter::create(dir)?;
     let precopy = match precopy::start_tracking(pid, &vmas) {
@@ -204,7 +216,7 @@ pub fn checkpoint(
         });
 
     let frozen_at = Instant::now();
-    let mut frozen = Frozen::freeze(pid)?;
+    let mut frozen = Frozen::freeze(pid, seccomp_filters > 0)?;
     let (image, mem) = match dump_frozen(pid, &mut frozen, writer, precopy) {
         Ok(v) => v,
         Err(err) => {
@@ -317,10 +329,94 @@ fn classify_fds(pid: i32) -> Result<Vec<files::ClassifiedFd>, CheckpointError> {
     Ok(out)
 }
 
+/// Refuses strict seccomp and threads with different numbers of filters
+/// (ferry restores one filter stack shared by every thread); returns the
+/// number of filters.
+fn check_seccomp(pid: i32) -> Result<u32, CheckpointError> {
+    let mut leader = None;
+    for tid in proc::task_ids(pid)? {
+        let st = proc::read_thread_status(pid, tid)?;
+        let fail = |why: String| Err(CheckpointError::Seccomp { pid, tid, why });
+        if st.seccomp == 1 {
+            return fail("is in strict seccomp mode (SECCOMP_SET_MODE_STRICT)".into());
+        }
+        match leader {
+            None => leader = Some((tid, st.seccomp_filters)),
+            Some((ltid, n)) if n != st.seccomp_filters => {
+                return fail(format!(
+                    "has {} seccomp filters and thread {ltid} has {n}",
+                    st.seccomp_filters
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(leader.map_or(0, |(_, n)| n))
+}
+
+/// Reads the seccomp filters of every frozen thread, oldest first, and
+/// refuses threads whose filters differ.
+fn dump_seccomp(
+    pid: i32,
+    frozen: &Frozen,
+    count: u32,
+) -> Result<Vec<SeccompFilter>, CheckpointError> {
+    if count > 0 && !frozen.seccomp_suspended {
+        return Err(CheckpointError::Seccomp {
+            pid,
+            tid: pid,
+            why: "installed a seccomp filter while it was being checkpointed".into(),
+        });
+    }
+    let mut first: Option<Vec<SeccompFilter>> = None;
+    for ft in &frozen.threads {
+        let tid = ft.tracee.tid;
+        let req = |op| {
+            move |errno| PtraceError::Request {
+                op,
+                tid: tid.as_raw(),
+                errno,
+            }
+        };
+        let mut filters = Vec::with_capacity(count as usize);
+        // Index 0 is the most recent filter.
+        for index in (0..u64::from(count)).rev() {
+            let program = kernel::ptrace_seccomp_filter(tid, index)
+                .map_err(req("PTRACE_SECCOMP_GET_FILTER"))?
+                .into_iter()
+                .map(|i| BpfInstruction {
+                    code: i.code,
+                    jt: i.jt,
+                    jf: i.jf,
+                    k: i.k,
+                })
+                .collect();
+            let flags = kernel::ptrace_seccomp_flags(tid, index)
+                .map_err(req("PTRACE_SECCOMP_GET_METADATA"))?;
+            filters.push(SeccompFilter { flags, program });
+        }
+        match &first {
+            None => first = Some(filters),
+            Some(f) if *f != filters => {
+                return Err(CheckpointError::Seccomp {
+                    pid,
+                    tid: tid.as_raw(),
+                    why: format!("has other seccomp filters than thread {pid}"),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(first.unwrap_or_default())
+}
+
 /// The threads of a process held in ptrace-stops, with what is needed to
 /// let them go exactly as they were.
 struct Frozen {
     pid: i32,
+    /// Whether the threads' seccomp filters are suspended while traced
+    /// (PTRACE_O_SUSPEND_SECCOMP), so that injected queries pass them.
+    seccomp_suspended: bool,
     /// Leader first.
     threads: Vec<FrozenThread>,
 }
@@ -341,9 +437,10 @@ impl Frozen {
     /// Seizes and stops every thread, re-reading the thread list until no
     /// new thread appears, and blocks all signals so that none is delivered
     /// while ferry works (they stay pending and are dumped as pending).
-    fn freeze(pid: i32) -> Result<Self, CheckpointError> {
+    fn freeze(pid: i32, suspend_seccomp: bool) -> Result<Self, CheckpointError> {
         let mut frozen = Frozen {
             pid,
+            seccomp_suspended: suspend_seccomp,
             threads: Vec::new(),
         };
         if let Err(e) = frozen.seize_all() {
@@ -360,8 +457,11 @@ impl Frozen {
                 if self.threads.iter().any(|t| t.tracee.tid.as_raw() == tid) {
                     continue;
                 }
-                let tracee = match Tracee::seize(Pid::from_raw(tid), Options::PTRACE_O_TRACESYSGOOD)
-                {
+                let mut options = Options::PTRACE_O_TRACESYSGOOD;
+                if self.seccomp_suspended {
+                    options |= kernel::ptrace_suspend_seccomp();
+                }
+                let tracee = match Tracee::seize(Pid::from_raw(tid), options) {
                     Ok(t) => t,
                     // The thread exited between listing and seizing.
                     Err(PtraceError::Request {
@@ -453,17 +553,19 @@ fn dump_frozen(
     }
     let vmas = inspect::classify_mappings(pid, &proc::read_smaps(pid)?)?;
     let fd_kinds = classify_fds(pid)?;
+    let seccomp = dump_seccomp(pid, frozen, check_seccomp(pid)?)?;
     let (syscall_insn, vdso_bytes) = vdso_syscall(pid, &vmas)?;
 
     let mut queries = Injector::new(pid, syscall_insn);
     let answers = (|| {
         let per_thread = queries.query_threads(frozen)?;
         let process = queries.query_process(&mut frozen.threads[0].tracee)?;
-        Ok::<_, CheckpointError>((per_thread, process))
+        let timers = queries.query_timers(&mut frozen.threads[0].tracee)?;
+        Ok::<_, CheckpointError>((per_thread, process, timers))
     })();
     // The scratch page goes away whether or not the queries succeeded.
     let unmapped = queries.finish(&mut frozen.threads[0].tracee);
-    let (per_thread, (sigactions, brk)) = answers?;
+    let (per_thread, (sigactions, brk), (timers, itimers)) = answers?;
     unmapped?;
 
     let mut threads = Vec::with_capacity(frozen.threads.len());
@@ -482,6 +584,7 @@ fn dump_frozen(
             signo: c.signo,
             siginfo: c.siginfo.to_vec(),
         }));
+        let status = proc::read_thread_status(pid, tid.as_raw())?;
         threads.push(ThreadImage {
             tid: tid.as_raw(),
             comm: proc::read_thread_comm(pid, tid.as_raw())?,
@@ -500,6 +603,15 @@ fn dump_frozen(
             clear_child_tid: q.clear_child_tid,
             altstack: q.altstack,
             pending,
+            privileges: ThreadPrivileges {
+                effective: status.caps.effective,
+                permitted: status.caps.permitted,
+                inheritable: status.caps.inheritable,
+                bounding: status.caps.bounding,
+                ambient: status.caps.ambient,
+                securebits: q.securebits,
+                no_new_privs: status.no_new_privs,
+            },
         });
     }
     let leader = &frozen.threads[0].tracee;
@@ -564,6 +676,9 @@ fn dump_frozen(
         fds: described.fds,
         files: described.files,
         pipes: described.pipes,
+        timers,
+        itimers,
+        seccomp,
     };
     let checkpoint = Checkpoint {
         host: HostInfo {
@@ -629,6 +744,7 @@ struct ThreadQueries {
     clear_child_tid: u64,
     altstack: AltStack,
     robust: (u64, u64),
+    securebits: u32,
 }
 
 /// Runs read-only queries inside the stopped process through injected
@@ -733,12 +849,19 @@ impl Injector {
                 tid: t.tid.as_raw(),
                 errno,
             })?;
+            let securebits = self.call(
+                t,
+                libc::SYS_prctl,
+                [libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0, 0],
+                "prctl(PR_GET_SECUREBITS)",
+            )? as u32;
             // Put the registers back for the next query and for the image.
             t.set_regs(&ft.regs)?;
             out.push(ThreadQueries {
                 clear_child_tid,
                 altstack,
                 robust,
+                securebits,
             });
         }
         Ok(out)
@@ -774,6 +897,65 @@ impl Injector {
         }
         let brk = self.call(leader, libc::SYS_brk, [0; 6], "brk(0)")? as u64;
         Ok((actions, brk))
+    }
+
+    /// Reads every POSIX timer (/proc/PID/timers, and timer_gettime for the
+    /// time left) and the armed interval timers (getitimer).
+    fn query_timers(
+        &mut self,
+        leader: &mut Tracee,
+    ) -> Result<(Vec<PosixTimer>, Vec<IntervalTimer>), CheckpointError> {
+        let scratch = self.scratch(leader)?;
+        let words = |raw: Vec<u8>| -> [u64; 4] {
+            std::array::from_fn(|i| {
+                u64::from_ne_bytes(raw[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
+            })
+        };
+        let mut timers = Vec::new();
+        for t in proc::read_timers(self.pid)? {
+            self.call(
+                leader,
+                libc::SYS_timer_gettime,
+                [t.id as u64, scratch, 0, 0, 0, 0],
+                &format!("timer_gettime(timer {})", t.id),
+            )?;
+            // struct itimerspec: it_interval, then it_value.
+            let [i_sec, i_nsec, v_sec, v_nsec] = words(self.read(scratch, 32)?);
+            timers.push(PosixTimer {
+                id: t.id,
+                clock: t.clock,
+                notify: t.notify,
+                notify_tid: if t.notify & libc::SIGEV_THREAD_ID != 0 {
+                    t.target
+                } else {
+                    0
+                },
+                signo: t.signo,
+                sigval: t.sigval,
+                value_ns: v_sec * 1_000_000_000 + v_nsec,
+                interval_ns: i_sec * 1_000_000_000 + i_nsec,
+            });
+        }
+        let mut itimers = Vec::new();
+        for which in [libc::ITIMER_REAL, libc::ITIMER_VIRTUAL, libc::ITIMER_PROF] {
+            self.call(
+                leader,
+                libc::SYS_getitimer,
+                [which as u64, scratch, 0, 0, 0, 0],
+                &format!("getitimer({which})"),
+            )?;
+            // struct itimerval: it_interval, then it_value.
+            let [i_sec, i_usec, v_sec, v_usec] = words(self.read(scratch, 32)?);
+            let value_us = v_sec * 1_000_000 + v_usec;
+            if value_us != 0 {
+                itimers.push(IntervalTimer {
+                    which,
+                    value_us,
+                    interval_us: i_sec * 1_000_000 + i_usec,
+                });
+            }
+        }
+        Ok((timers, itimers))
     }
 
     /// Unmaps the scratch page and puts the leader's registers back.

@@ -30,7 +30,7 @@ const MAX_ROUNDS: u32 = 5;
 /// holds the only reference and closing it removes the tracking.
 pub fn start_tracking(pid: i32, vmas: &[Vma]) -> Result<UffdWpTracker, CheckpointError> {
     let (syscall_insn, _) = super::vdso_syscall(pid, vmas)?;
-    let mut frozen = Frozen::freeze(pid)?;
+    let mut frozen = Frozen::freeze(pid, super::check_seccomp(pid)? > 0)?;
     let taken = frozen.threads[0]
         .tracee
         .take_userfaultfd(syscall_insn, Pid::from_raw(pid));

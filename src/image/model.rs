@@ -67,6 +67,70 @@ pub struct ProcessImage {
     pub files: Vec<FileImage>,
     /// Pipes whose ends the files hold, with the data buffered in them.
     pub pipes: Vec<PipeImage>,
+    /// POSIX timers (timer_create), in ID order.
+    pub timers: Vec<PosixTimer>,
+    /// The armed interval timers (setitimer; alarm is ITIMER_REAL).
+    pub itimers: Vec<IntervalTimer>,
+    /// Seccomp filters, oldest first, shared by every thread (empty: no
+    /// seccomp).
+    pub seccomp: Vec<SeccompFilter>,
+}
+
+/// One seccomp filter (SECCOMP_SET_MODE_FILTER).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeccompFilter {
+    /// SECCOMP_FILTER_FLAG_* it was installed with, as the kernel reports
+    /// them (only SECCOMP_FILTER_FLAG_LOG is kept by the kernel).
+    pub flags: u64,
+    /// The classic BPF program.
+    pub program: Vec<BpfInstruction>,
+}
+
+/// One classic BPF instruction (struct sock_filter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BpfInstruction {
+    /// Opcode.
+    pub code: u16,
+    /// Jump offset if true.
+    pub jt: u8,
+    /// Jump offset if false.
+    pub jf: u8,
+    /// Constant operand.
+    pub k: u32,
+}
+
+/// A POSIX timer: recreated with the same ID (the process holds it as a
+/// timer_t) and armed with the time it had left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PosixTimer {
+    /// The timer ID.
+    pub id: i32,
+    /// The clock it counts (CLOCK_REALTIME, CLOCK_MONOTONIC ...).
+    pub clock: i32,
+    /// sigev_notify: SIGEV_SIGNAL, SIGEV_NONE or SIGEV_THREAD, with
+    /// SIGEV_THREAD_ID (4) or'ed in when it signals one thread.
+    pub notify: i32,
+    /// The thread signalled when SIGEV_THREAD_ID is set.
+    pub notify_tid: i32,
+    /// Signal delivered on expiry.
+    pub signo: i32,
+    /// sigev_value delivered with the signal.
+    pub sigval: u64,
+    /// Time left until the next expiry, in nanoseconds (0: disarmed).
+    pub value_ns: u64,
+    /// Period in nanoseconds (0: one-shot).
+    pub interval_ns: u64,
+}
+
+/// An armed interval timer (getitimer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntervalTimer {
+    /// ITIMER_REAL (0), ITIMER_VIRTUAL (1) or ITIMER_PROF (2).
+    pub which: i32,
+    /// Time left until the next expiry, in microseconds.
+    pub value_us: u64,
+    /// Period in microseconds (0: one-shot).
+    pub interval_us: u64,
 }
 
 /// User and group IDs as /proc/PID/status reports them.
@@ -308,6 +372,27 @@ pub struct ThreadImage {
     pub altstack: AltStack,
     /// Signals pending for this thread only.
     pub pending: Vec<PendingSignal>,
+    /// Capabilities, securebits and no_new_privs (per thread in Linux).
+    pub privileges: ThreadPrivileges,
+}
+
+/// A thread's privileges beyond its user and group IDs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadPrivileges {
+    /// Effective capabilities (bit N = capability N).
+    pub effective: u64,
+    /// Permitted capabilities.
+    pub permitted: u64,
+    /// Inheritable capabilities.
+    pub inheritable: u64,
+    /// The capability bounding set.
+    pub bounding: u64,
+    /// Ambient capabilities.
+    pub ambient: u64,
+    /// SECBIT_* flags and their locks (PR_GET_SECUREBITS).
+    pub securebits: u32,
+    /// The no_new_privs bit (PR_SET_NO_NEW_PRIVS).
+    pub no_new_privs: bool,
 }
 
 /// Disposition of one signal, in the kernel's `struct sigaction` layout.

@@ -287,6 +287,16 @@ fn write_description(out: &mut String, reader: &ImageReader) -> fmt::Result {
         }
     }
 
+    write_timers(out, p)?;
+    writeln!(out, "\nseccomp filters ({}, oldest first)", p.seccomp.len())?;
+    for (i, f) in p.seccomp.iter().enumerate() {
+        writeln!(
+            out,
+            "  filter {i}: {} instructions, flags {:#x}",
+            f.program.len(),
+            f.flags
+        )?;
+    }
     write_vmas(out, &p.vmas, reader.runs())
 }
 
@@ -314,6 +324,51 @@ fn write_registrations(out: &mut String, file: Option<&FileImage>) -> fmt::Resul
             }
         }
         _ => {}
+    }
+    Ok(())
+}
+
+fn write_timers(out: &mut String, p: &crate::image::ProcessImage) -> fmt::Result {
+    let ms = |ns: u64| ns as f64 / 1e6;
+    writeln!(
+        out,
+        "\ntimers ({} POSIX, {} interval)",
+        p.timers.len(),
+        p.itimers.len()
+    )?;
+    for t in &p.timers {
+        let notify = match t.notify & !libc::SIGEV_THREAD_ID {
+            libc::SIGEV_NONE => "none".to_string(),
+            libc::SIGEV_THREAD => "thread".to_string(),
+            _ => signal_name(t.signo),
+        };
+        let target = if t.notify & libc::SIGEV_THREAD_ID != 0 {
+            format!(" to thread {}", t.notify_tid)
+        } else {
+            String::new()
+        };
+        writeln!(
+            out,
+            "  timer {} clock {}: {notify}{target} value {:#x}; next in {:.3} ms, every {:.3} ms",
+            t.id,
+            t.clock,
+            t.sigval,
+            ms(t.value_ns),
+            ms(t.interval_ns)
+        )?;
+    }
+    for it in &p.itimers {
+        let name = match it.which {
+            libc::ITIMER_REAL => "ITIMER_REAL",
+            libc::ITIMER_VIRTUAL => "ITIMER_VIRTUAL",
+            _ => "ITIMER_PROF",
+        };
+        writeln!(
+            out,
+            "  {name}: next in {:.3} ms, every {:.3} ms",
+            ms(it.value_us * 1000),
+            ms(it.interval_us * 1000)
+        )?;
     }
     Ok(())
 }
@@ -346,7 +401,19 @@ fn write_thread(out: &mut String, t: &ThreadImage) -> fmt::Result {
         None => "none".to_string(),
     };
     writeln!(out, "      rseq {rseq}; altstack {}", altstack(&t.altstack))?;
-    writeln!(out, "      pending {}", pending_list(&t.pending))
+    writeln!(out, "      pending {}", pending_list(&t.pending))?;
+    let c = &t.privileges;
+    writeln!(
+        out,
+        "      caps eff {:#x} prm {:#x} inh {:#x} bnd {:#x} amb {:#x}",
+        c.effective, c.permitted, c.inheritable, c.bounding, c.ambient
+    )?;
+    writeln!(
+        out,
+        "      securebits {:#x}; no_new_privs {}",
+        c.securebits,
+        if c.no_new_privs { "set" } else { "clear" }
+    )
 }
 
 fn write_vmas(out: &mut String, vmas: &[Vma], runs: &[PageRun]) -> fmt::Result {
@@ -762,6 +829,11 @@ mod tests {
             "unix dgram <-> fd 13, 7 B in 2 msgs",
             "unix stream @sleeper listening(16)",
             "listening(128), reuseaddr, nodelay",
+            "filter 0: 1 instructions, flags 0x0",
+            "caps eff 0x400 prm 0x1ffffffffff inh 0x0 bnd 0x1ffffffffff amb 0x0",
+            "securebits 0x10; no_new_privs set",
+            "timer 7 clock 1: SIGUSR2 (12) value 0x1234; next in 15.000 ms, every 20.000 ms",
+            "ITIMER_REAL: next in 1500.000 ms, every 0.000 ms",
             "total: 107 pages in the image (7 data, 100 zero), 28672 bytes of page data",
             "warning: 1 pages in the image lie outside every mapping",
         ] {

@@ -163,6 +163,7 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                         size: 0,
                     },
                     pending: vec![],
+                    privileges: root_privileges(),
                 },
                 ThreadImage {
                     tid: 4243,
@@ -183,6 +184,13 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                         signo: 12,
                         siginfo: siginfo(12),
                     }],
+                    privileges: ThreadPrivileges {
+                        effective: 1 << 10,
+                        ambient: 0,
+                        securebits: 0x10, // SECBIT_KEEP_CAPS
+                        no_new_privs: true,
+                        ..root_privileges()
+                    },
                 },
             ],
             sigactions: vec![
@@ -410,7 +418,44 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                 capacity: 65536,
                 data: b"buffered".to_vec(),
             }],
+            timers: vec![PosixTimer {
+                id: 7,
+                clock: 1, // CLOCK_MONOTONIC
+                notify: 0,
+                notify_tid: 0,
+                signo: 12,
+                sigval: 0x1234,
+                value_ns: 15_000_000,
+                interval_ns: 20_000_000,
+            }],
+            itimers: vec![IntervalTimer {
+                which: 0,
+                value_us: 1_500_000,
+                interval_us: 0,
+            }],
+            seccomp: vec![SeccompFilter {
+                flags: 0,
+                program: vec![BpfInstruction {
+                    code: 0x06, // BPF_RET | BPF_K
+                    jt: 0,
+                    jf: 0,
+                    k: 0x7fff_0000, // SECCOMP_RET_ALLOW
+                }],
+            }],
         },
+    }
+}
+
+/// The privileges of a root process.
+fn root_privileges() -> ThreadPrivileges {
+    ThreadPrivileges {
+        effective: 0x1ff_ffff_ffff,
+        permitted: 0x1ff_ffff_ffff,
+        inheritable: 0,
+        bounding: 0x1ff_ffff_ffff,
+        ambient: 0,
+        securebits: 0,
+        no_new_privs: false,
     }
 }
 

@@ -123,6 +123,76 @@ pub fn ptrace_get_rseq(tid: Pid) -> Result<Option<(u64, u32, u32)>, Errno> {
     )))
 }
 
+/// ptrace option PTRACE_O_SUSPEND_SECCOMP, which nix lacks: the tracee's
+/// seccomp filters let every system call through while it is traced, so
+/// that calls injected into it are not refused (or fatal).
+pub fn ptrace_suspend_seccomp() -> nix::sys::ptrace::Options {
+    nix::sys::ptrace::Options::from_bits_retain(libc::PTRACE_O_SUSPEND_SECCOMP)
+}
+
+/// Reads seccomp filter `index` (0 = the most recently installed) of a
+/// ptrace-stopped thread as classic BPF instructions.
+pub fn ptrace_seccomp_filter(tid: Pid, index: u64) -> Result<Vec<libc::sock_filter>, Errno> {
+    const PTRACE_SECCOMP_GET_FILTER: libc::c_uint = 0x420c;
+    // SAFETY: with a null buffer the kernel only returns the count.
+    let n = unsafe {
+        libc::ptrace(
+            PTRACE_SECCOMP_GET_FILTER,
+            tid.as_raw(),
+            index as usize as *mut libc::c_void,
+            std::ptr::null_mut::<libc::c_void>(),
+        )
+    };
+    let n = Errno::result(n)? as usize;
+    let mut prog = vec![
+        libc::sock_filter {
+            code: 0,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        };
+        n
+    ];
+    // SAFETY: prog has room for the n instructions the kernel reported;
+    // filters never change once installed.
+    let r = unsafe {
+        libc::ptrace(
+            PTRACE_SECCOMP_GET_FILTER,
+            tid.as_raw(),
+            index as usize as *mut libc::c_void,
+            prog.as_mut_ptr(),
+        )
+    };
+    Errno::result(r)?;
+    Ok(prog)
+}
+
+/// The flags seccomp filter `index` (0 = the most recent) of a
+/// ptrace-stopped thread was installed with (SECCOMP_FILTER_FLAG_LOG ...).
+pub fn ptrace_seccomp_flags(tid: Pid, index: u64) -> Result<u64, Errno> {
+    const PTRACE_SECCOMP_GET_METADATA: libc::c_uint = 0x420d;
+    #[repr(C)]
+    struct Metadata {
+        filter_off: u64,
+        flags: u64,
+    }
+    let mut md = Metadata {
+        filter_off: index,
+        flags: 0,
+    };
+    // SAFETY: the kernel reads filter_off and writes flags of the struct of
+    // the size passed.
+    let r = unsafe {
+        libc::ptrace(
+            PTRACE_SECCOMP_GET_METADATA,
+            tid.as_raw(),
+            std::mem::size_of::<Metadata>(),
+            &mut md as *mut Metadata,
+        )
+    };
+    Errno::result(r).map(|_| md.flags)
+}
+
 /// Reads the queued signals of a ptrace-stopped thread without dequeuing
 /// them: the per-thread queue, or the process-wide one when `shared`.
 pub fn ptrace_peek_siginfo(tid: Pid, shared: bool) -> Result<Vec<[u8; SIGINFO_SIZE]>, Errno> {

@@ -178,6 +178,29 @@ pub struct Status {
     pub groups: Vec<u32>,
     /// File mode creation mask.
     pub umask: u32,
+    /// Capability sets (of the thread whose status this is).
+    pub caps: CapSets,
+    /// NoNewPrivs: the no_new_privs bit.
+    pub no_new_privs: bool,
+    /// Seccomp: 0 none, 1 strict, 2 filter.
+    pub seccomp: u32,
+    /// Seccomp_filters: the number of filters attached.
+    pub seccomp_filters: u32,
+}
+
+/// The capability sets of a thread (CapInh, CapPrm, CapEff, CapBnd, CapAmb).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CapSets {
+    /// Inheritable set.
+    pub inheritable: u64,
+    /// Permitted set.
+    pub permitted: u64,
+    /// Effective set.
+    pub effective: u64,
+    /// Bounding set.
+    pub bounding: u64,
+    /// Ambient set.
+    pub ambient: u64,
 }
 
 fn four_ids(path: &std::path::Path, v: &str) -> Result<[u32; 4], ProcError> {
@@ -215,6 +238,21 @@ pub fn parse_status(path: &std::path::Path, text: &str) -> Result<Status, ProcEr
                     .filter_map(|x| x.parse().ok())
                     .collect()
             }
+            "CapInh" | "CapPrm" | "CapEff" | "CapBnd" | "CapAmb" => {
+                let set = u64::from_str_radix(v, 16)
+                    .map_err(|_| parse_err(path, format!("bad {k} {v:?}")))?;
+                let c = &mut st.caps;
+                *match k {
+                    "CapInh" => &mut c.inheritable,
+                    "CapPrm" => &mut c.permitted,
+                    "CapEff" => &mut c.effective,
+                    "CapBnd" => &mut c.bounding,
+                    _ => &mut c.ambient,
+                } = set;
+            }
+            "NoNewPrivs" => st.no_new_privs = num(v)? != 0,
+            "Seccomp" => st.seccomp = num(v)? as u32,
+            "Seccomp_filters" => st.seccomp_filters = num(v)? as u32,
             "Umask" => {
                 st.umask = u32::from_str_radix(v, 8)
                     .map_err(|_| parse_err(path, format!("bad umask {v:?}")))?
@@ -229,6 +267,21 @@ pub fn parse_status(path: &std::path::Path, text: &str) -> Result<Status, ProcEr
 pub fn read_status(pid: i32) -> Result<Status, ProcError> {
     let (path, text) = read_text(PathBuf::from(format!("/proc/{pid}/status")))?;
     parse_status(&path, &text)
+}
+
+/// Reads /proc/PID/task/TID/status (credentials and seccomp are per thread).
+pub fn read_thread_status(pid: i32, tid: i32) -> Result<Status, ProcError> {
+    let (path, text) = read_text(PathBuf::from(format!("/proc/{pid}/task/{tid}/status")))?;
+    parse_status(&path, &text)
+}
+
+/// The highest capability number this kernel knows
+/// (/proc/sys/kernel/cap_last_cap).
+pub fn cap_last_cap() -> Result<u32, ProcError> {
+    let (path, text) = read_text(PathBuf::from("/proc/sys/kernel/cap_last_cap"))?;
+    text.trim()
+        .parse()
+        .map_err(|_| parse_err(&path, format!("bad number {:?}", text.trim())))
 }
 
 /// The memory-layout fields of /proc/PID/stat (fields 26-28 and 45-51).
@@ -371,6 +424,76 @@ pub fn read_fdinfo(pid: i32, fd: i32) -> Result<FdInfo, ProcError> {
     parse_fdinfo(&path, &text)
 }
 
+/// One POSIX timer as /proc/PID/timers lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TimerEntry {
+    /// The timer ID (the timer_t the process holds).
+    pub id: i32,
+    /// Signal delivered on expiry.
+    pub signo: i32,
+    /// sigev_value delivered with the signal.
+    pub sigval: u64,
+    /// sigev_notify: SIGEV_SIGNAL, SIGEV_NONE or SIGEV_THREAD, with
+    /// SIGEV_THREAD_ID or'ed in when a thread is targeted.
+    pub notify: i32,
+    /// The targeted thread (SIGEV_THREAD_ID) or process.
+    pub target: i32,
+    /// The clock the timer counts.
+    pub clock: i32,
+}
+
+/// Parses /proc/PID/timers text; returns the timers in ID order.
+pub fn parse_timers(path: &std::path::Path, text: &str) -> Result<Vec<TimerEntry>, ProcError> {
+    let mut out: Vec<TimerEntry> = Vec::new();
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let v = v.trim();
+        let bad = || parse_err(path, format!("bad {k} line {v:?}"));
+        if k == "ID" {
+            out.push(TimerEntry {
+                id: v.parse().map_err(|_| bad())?,
+                ..TimerEntry::default()
+            });
+            continue;
+        }
+        let t = out.last_mut().ok_or_else(bad)?;
+        match k {
+            "signal" => {
+                let (signo, val) = v.split_once('/').ok_or_else(bad)?;
+                t.signo = signo.parse().map_err(|_| bad())?;
+                t.sigval = u64::from_str_radix(val, 16).map_err(|_| bad())?;
+            }
+            "notify" => {
+                let (how, target) = v.split_once('/').ok_or_else(bad)?;
+                let (kind, target) = target.split_once('.').ok_or_else(bad)?;
+                t.notify = match how {
+                    "signal" => libc::SIGEV_SIGNAL,
+                    "none" => libc::SIGEV_NONE,
+                    "thread" => libc::SIGEV_THREAD,
+                    _ => return Err(bad()),
+                } | if kind == "tid" {
+                    libc::SIGEV_THREAD_ID
+                } else {
+                    0
+                };
+                t.target = target.parse().map_err(|_| bad())?;
+            }
+            "ClockID" => t.clock = v.parse().map_err(|_| bad())?,
+            _ => {}
+        }
+    }
+    out.sort_by_key(|t| t.id);
+    Ok(out)
+}
+
+/// Reads /proc/PID/timers.
+pub fn read_timers(pid: i32) -> Result<Vec<TimerEntry>, ProcError> {
+    let (path, text) = read_text(PathBuf::from(format!("/proc/{pid}/timers")))?;
+    parse_timers(&path, &text)
+}
+
 /// Bits of a /proc/PID/pagemap entry.
 pub mod pagemap {
     /// The page is present in RAM.
@@ -430,12 +553,30 @@ VmFlags: mr mw me
 
     #[test]
     fn status_fields() {
-        let text = "Name:\tcat\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t7\nPPid:\t1\nTracerPid:\t0\nUid:\t1\t2\t3\t4\nGid:\t5\t6\t7\t8\nGroups:\t10 20 \n";
+        let text = "Name:\tcat\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t7\nPPid:\t1\nTracerPid:\t0\nUid:\t1\t2\t3\t4\nGid:\t5\t6\t7\t8\nGroups:\t10 20 \nCapInh:\t0000000000000000\nCapPrm:\t000001fffeffffff\nCapEff:\t0000000000000400\nCapBnd:\t000001fffeffffff\nCapAmb:\t0000000000000001\nNoNewPrivs:\t1\nSeccomp:\t2\nSeccomp_filters:\t3\n";
         let st = parse_status(Path::new("x"), text).unwrap();
         assert_eq!(st.umask, 0o22);
         assert_eq!(st.uids, [1, 2, 3, 4]);
         assert_eq!(st.groups, vec![10, 20]);
         assert_eq!(st.state, 'S');
+        assert_eq!(st.caps.permitted, 0x1fffeffffff);
+        assert_eq!((st.caps.effective, st.caps.ambient), (0x400, 1));
+        assert!(st.no_new_privs);
+        assert_eq!((st.seccomp, st.seccomp_filters), (2, 3));
+    }
+
+    #[test]
+    fn timers_in_id_order() {
+        let text = "ID: 100\nsignal: 12/0000000000001234\nnotify: signal/tid.4201\nClockID: 1\nID: 0\nsignal: 14/0000000000000000\nnotify: none/pid.4201\nClockID: 0\n";
+        let t = parse_timers(Path::new("x"), text).unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(
+            (t[0].id, t[0].signo, t[0].notify, t[0].clock),
+            (0, 14, libc::SIGEV_NONE, 0)
+        );
+        assert_eq!(t[1].sigval, 0x1234);
+        assert_eq!(t[1].notify, libc::SIGEV_SIGNAL | libc::SIGEV_THREAD_ID);
+        assert_eq!(t[1].target, 4201);
     }
 
     #[test]

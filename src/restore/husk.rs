@@ -26,6 +26,10 @@ const STR_OFF: u64 = PAGE_SIZE;
 const STRUCT_OFF: u64 = 2 * PAGE_SIZE;
 /// Offset of the auxiliary vector copy for PR_SET_MM_MAP.
 const AUXV_OFF: u64 = 3 * PAGE_SIZE;
+/// Offset of the seccomp filter program being installed.
+const FILTER_OFF: u64 = 4 * PAGE_SIZE;
+/// Room for it: BPF_MAXINSNS (4096) instructions of 8 bytes.
+const FILTER_ROOM: u64 = 8 * PAGE_SIZE;
 /// Room needed around the helper: the helper itself, and a spot to park the
 /// vDSO group while it moves.
 const HELPER_RESERVE: u64 = 32 << 20;
@@ -33,6 +37,8 @@ const HELPER_RESERVE: u64 = 32 << 20;
 const PARK_OFF: u64 = 16 << 20;
 /// The kernel's `sizeof(struct robust_list_head)`.
 const ROBUST_LIST_HEAD_LEN: u64 = 24;
+/// SECBIT_NO_SETUID_FIXUP: UID changes leave the capability sets alone.
+const SECBIT_NO_SETUID_FIXUP: u64 = 1 << 2;
 /// `sizeof(struct prctl_mm_map)`.
 const PRCTL_MM_MAP_LEN: u64 = 104;
 
@@ -84,6 +90,11 @@ struct Husk<'a> {
     lifeline: Option<OwnedFd>,
 }
 
+/// How the husk's threads are traced.
+fn trace_options() -> Options {
+    Options::PTRACE_O_TRACESYSGOOD | Options::PTRACE_O_TRACECLONE | Options::PTRACE_O_EXITKILL
+}
+
 fn all_signals_blocked() -> u64 {
     !0
 }
@@ -94,10 +105,7 @@ impl<'a> Husk<'a> {
         host: &'a HostInfo,
         spawned: kernel::SpawnedHusk,
     ) -> Result<Self, RestoreError> {
-        let opts = Options::PTRACE_O_TRACESYSGOOD
-            | Options::PTRACE_O_TRACECLONE
-            | Options::PTRACE_O_EXITKILL;
-        let leader = Tracee::seize(spawned.pid, opts)?;
+        let leader = Tracee::seize(spawned.pid, trace_options())?;
         leader.set_sigmask(all_signals_blocked())?;
         // The husk is a fork of this process, so our libc's syscall
         // instruction is at the same address in it, wherever it stopped.
@@ -170,7 +178,10 @@ impl<'a> Husk<'a> {
         self.restore_sigactions()?;
         self.restore_threads()?;
         self.queue_pending_signals()?;
+        self.restore_timers()?;
         self.restore_credentials()?;
+        self.restore_seccomp()?;
+        self.restore_capabilities()?;
         self.load_final_state()?;
         Ok(pages)
     }
@@ -1004,9 +1015,95 @@ impl<'a> Husk<'a> {
         Ok(())
     }
 
-    /// Sets user and group IDs in every thread (the raw system calls act on
-    /// the calling thread only); done last, since dropping privileges would
-    /// forbid what came before.
+    /// Recreates the POSIX timers with their IDs and arms them and the
+    /// interval timers with the time they had left. Signals are still
+    /// blocked: an expiry from now on stays pending until the process runs.
+    fn restore_timers(&mut self) -> Result<(), RestoreError> {
+        let image = self.image;
+        const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
+        // Linux 6.17+: timer_create takes the ID from the timer_t it is
+        // given. Without it, IDs are handed out in order from 0.
+        let restore_ids = !image.timers.is_empty()
+            && self
+                .sys(
+                    0,
+                    libc::SYS_prctl,
+                    [PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0, 0],
+                    || "prctl(PR_TIMER_CREATE_RESTORE_IDS, ON)".into(),
+                )
+                .is_ok();
+        for t in &image.timers {
+            // struct sigevent: sigev_value, sigev_signo, sigev_notify, then
+            // the thread ID in a 48-byte union.
+            let mut ev = [0u8; 64];
+            ev[0..8].copy_from_slice(&t.sigval.to_ne_bytes());
+            ev[8..12].copy_from_slice(&t.signo.to_ne_bytes());
+            ev[12..16].copy_from_slice(&t.notify.to_ne_bytes());
+            ev[16..20].copy_from_slice(&t.notify_tid.to_ne_bytes());
+            let ev_addr = self.put(STRUCT_OFF, &ev)?;
+            let id_addr = self.put(STRUCT_OFF + 64, &t.id.to_ne_bytes())?;
+            self.sys(
+                0,
+                libc::SYS_timer_create,
+                [t.clock as u64, ev_addr, id_addr, 0, 0, 0],
+                || format!("timer_create of timer {} (clock {})", t.id, t.clock),
+            )?;
+            let mut got = [0u8; 4];
+            read_memory(self.pid, id_addr, &mut got)?;
+            let got = i32::from_ne_bytes(got);
+            if got != t.id {
+                return Err(RestoreError::Unsupported {
+                    pid: image.pid,
+                    why: format!("timer {} was recreated as timer {got}: this kernel cannot choose timer IDs (PR_TIMER_CREATE_RESTORE_IDS needs Linux 6.17)", t.id),
+                });
+            }
+            if t.value_ns != 0 {
+                let ns = |v: u64| [v / 1_000_000_000, v % 1_000_000_000];
+                let spec: Vec<u8> = [ns(t.interval_ns), ns(t.value_ns)]
+                    .concat()
+                    .iter()
+                    .flat_map(|w| w.to_ne_bytes())
+                    .collect();
+                let spec_addr = self.put(STRUCT_OFF + 128, &spec)?;
+                self.sys(
+                    0,
+                    libc::SYS_timer_settime,
+                    [t.id as u64, 0, spec_addr, 0, 0, 0],
+                    || format!("timer_settime of timer {}", t.id),
+                )?;
+            }
+        }
+        if restore_ids {
+            self.sys(
+                0,
+                libc::SYS_prctl,
+                [PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0, 0],
+                || "prctl(PR_TIMER_CREATE_RESTORE_IDS, OFF)".into(),
+            )?;
+        }
+        for it in &image.itimers {
+            let us = |v: u64| [v / 1_000_000, v % 1_000_000];
+            let val: Vec<u8> = [us(it.interval_us), us(it.value_us)]
+                .concat()
+                .iter()
+                .flat_map(|w| w.to_ne_bytes())
+                .collect();
+            let addr = self.put(STRUCT_OFF, &val)?;
+            self.sys(
+                0,
+                libc::SYS_setitimer,
+                [it.which as u64, addr, 0, 0, 0, 0],
+                || format!("setitimer({}) to {} us", it.which, it.value_us),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Sets user and group IDs, the bounding and ambient capability sets,
+    /// no_new_privs and securebits in every thread (the raw system calls act
+    /// on the calling thread only); done late, since dropping privileges
+    /// would forbid what came before. The thread keeps the husk's permitted
+    /// and effective capabilities until [`Self::restore_capabilities`].
     fn restore_credentials(&mut self) -> Result<(), RestoreError> {
         let c = &self.image.creds;
         let groups: Vec<u8> = c.groups.iter().flat_map(|g| g.to_ne_bytes()).collect();
@@ -1016,7 +1113,26 @@ impl<'a> Husk<'a> {
                 why: format!("{} supplementary groups", c.groups.len()),
             });
         }
+        let last_cap = proc::cap_last_cap()?;
         for idx in 0..self.threads.len() {
+            let tid = self.image.threads[idx].tid;
+            let want = self.image.threads[idx].privileges;
+            let had = proc::read_thread_status(self.pid.as_raw(), self.threads[idx].tid.as_raw())?;
+            // UID changes then leave the capability sets alone: they are
+            // set explicitly below.
+            self.sys(
+                idx,
+                libc::SYS_prctl,
+                [
+                    libc::PR_SET_SECUREBITS as u64,
+                    SECBIT_NO_SETUID_FIXUP,
+                    0,
+                    0,
+                    0,
+                    0,
+                ],
+                || format!("prctl(PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP) of thread {tid}"),
+            )?;
             let addr = self.put(STR_OFF, &groups)?;
             self.sys(
                 idx,
@@ -1062,7 +1178,175 @@ impl<'a> Husk<'a> {
                 [c.uids[3] as u64, 0, 0, 0, 0, 0],
                 || "setfsuid".into(),
             )?;
+            // The inheritable set first: it may hold capabilities that the
+            // bounding set no longer does.
+            self.capset(
+                idx,
+                had.caps.permitted,
+                had.caps.permitted,
+                want.inheritable,
+            )?;
+            for cap in 0..=last_cap {
+                let bit = 1u64 << cap;
+                if want.bounding & bit == 0 && had.caps.bounding & bit != 0 {
+                    self.sys(
+                        idx,
+                        libc::SYS_prctl,
+                        [libc::PR_CAPBSET_DROP as u64, cap as u64, 0, 0, 0, 0],
+                        || format!("prctl(PR_CAPBSET_DROP, {cap}) of thread {tid}"),
+                    )?;
+                }
+                if want.ambient & bit != 0 {
+                    self.sys(
+                        idx,
+                        libc::SYS_prctl,
+                        [
+                            libc::PR_CAP_AMBIENT as u64,
+                            libc::PR_CAP_AMBIENT_RAISE as u64,
+                            cap as u64,
+                            0,
+                            0,
+                            0,
+                        ],
+                        || format!("prctl(PR_CAP_AMBIENT_RAISE, {cap}) of thread {tid}"),
+                    )?;
+                }
+            }
+            if want.no_new_privs {
+                self.sys(
+                    idx,
+                    libc::SYS_prctl,
+                    [libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0, 0],
+                    || format!("prctl(PR_SET_NO_NEW_PRIVS) of thread {tid}"),
+                )?;
+            }
+            // Needs CAP_SETPCAP, which the thread still has.
+            self.sys(
+                idx,
+                libc::SYS_prctl,
+                [
+                    libc::PR_SET_SECUREBITS as u64,
+                    want.securebits as u64,
+                    0,
+                    0,
+                    0,
+                    0,
+                ],
+                || {
+                    format!(
+                        "prctl(PR_SET_SECUREBITS, {:#x}) of thread {tid}",
+                        want.securebits
+                    )
+                },
+            )?;
         }
+        Ok(())
+    }
+
+    /// Installs the seccomp filters, oldest first, from the leader for
+    /// every thread (SECCOMP_FILTER_FLAG_TSYNC: they share them). The
+    /// threads' filters are suspended while ferry traces them, so the calls
+    /// still injected afterwards are not subject to them; CAP_SYS_ADMIN is
+    /// still effective here, as a process without no_new_privs needs.
+    fn restore_seccomp(&mut self) -> Result<(), RestoreError> {
+        let image = self.image;
+        if image.seccomp.is_empty() {
+            return Ok(());
+        }
+        for t in &self.threads {
+            nix::sys::ptrace::setoptions(t.tid, trace_options() | kernel::ptrace_suspend_seccomp())
+                .map_err(|errno| crate::ptrace::PtraceError::Request {
+                    op: "PTRACE_SETOPTIONS(PTRACE_O_SUSPEND_SECCOMP)",
+                    tid: t.tid.as_raw(),
+                    errno,
+                })?;
+        }
+        for (i, f) in image.seccomp.iter().enumerate() {
+            let prog: Vec<u8> = f
+                .program
+                .iter()
+                .flat_map(|insn| {
+                    let mut raw = insn.code.to_ne_bytes().to_vec();
+                    raw.extend_from_slice(&[insn.jt, insn.jf]);
+                    raw.extend_from_slice(&insn.k.to_ne_bytes());
+                    raw
+                })
+                .collect();
+            if prog.len() as u64 > FILTER_ROOM {
+                return Err(RestoreError::Unsupported {
+                    pid: image.pid,
+                    why: format!(
+                        "seccomp filter {i} has {} instructions, more than the kernel accepts",
+                        f.program.len()
+                    ),
+                });
+            }
+            let prog_addr = self.put(FILTER_OFF, &prog)?;
+            // struct sock_fprog: unsigned short len, then the pointer.
+            let mut fprog = (f.program.len() as u64).to_ne_bytes().to_vec();
+            fprog.extend_from_slice(&prog_addr.to_ne_bytes());
+            let fprog_addr = self.put(STRUCT_OFF, &fprog)?;
+            let flags = libc::SECCOMP_FILTER_FLAG_TSYNC | f.flags;
+            let r = self.sys(
+                0,
+                libc::SYS_seccomp,
+                [
+                    libc::SECCOMP_SET_MODE_FILTER as u64,
+                    flags,
+                    fprog_addr,
+                    0,
+                    0,
+                    0,
+                ],
+                || format!("seccomp(SECCOMP_SET_MODE_FILTER, {flags:#x}) of filter {i}"),
+            )?;
+            if r != 0 {
+                return Err(RestoreError::Unsupported {
+                    pid: image.pid,
+                    why: format!("seccomp filter {i} could not be shared with thread {r}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Lowers every thread's effective, permitted and inheritable
+    /// capabilities to the image's: the last change of privileges.
+    fn restore_capabilities(&mut self) -> Result<(), RestoreError> {
+        for (idx, t) in self.image.threads.iter().enumerate() {
+            let p = t.privileges;
+            self.capset(idx, p.effective, p.permitted, p.inheritable)?;
+        }
+        Ok(())
+    }
+
+    /// capset (version 3, 64-bit sets) of thread `idx`.
+    fn capset(
+        &mut self,
+        idx: usize,
+        effective: u64,
+        permitted: u64,
+        inheritable: u64,
+    ) -> Result<(), RestoreError> {
+        const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+        let mut hdr = LINUX_CAPABILITY_VERSION_3.to_ne_bytes().to_vec();
+        hdr.extend_from_slice(&0i32.to_ne_bytes());
+        let hdr_addr = self.put(STRUCT_OFF, &hdr)?;
+        // Two struct __user_cap_data_struct: the low 32 bits, then the high.
+        let mut data = Vec::with_capacity(24);
+        for half in [0, 32] {
+            for set in [effective, permitted, inheritable] {
+                data.extend_from_slice(&((set >> half) as u32).to_ne_bytes());
+            }
+        }
+        let data_addr = self.put(STRUCT_OFF + 64, &data)?;
+        let tid = self.image.threads[idx].tid;
+        self.sys(
+            idx,
+            libc::SYS_capset,
+            [hdr_addr, data_addr, 0, 0, 0, 0],
+            || format!("capset of thread {tid} to effective {effective:#x}, permitted {permitted:#x}, inheritable {inheritable:#x}"),
+        )?;
         Ok(())
     }
 
