@@ -13,6 +13,9 @@ packages=(
   procps       # ps/pgrep used by scripts for humans, never by tests
 )
 
+# Node.js for the seed-scenario test (tests/node.rs); any install will do.
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
