@@ -128,12 +128,13 @@ fn node_request_counter_continues_after_restore() {
             &["restore", "--dir", common::path_str(&image)?, "--json"],
         )?
         .json()?;
+        let original: i64 = pid.parse()?;
         ensure!(
-            restore["pid"].to_string() == pid,
+            restore["pid"].as_i64() == Some(original),
             "restored as {} instead of {pid}",
             restore["pid"]
         );
-        server.restored = Some(Pid::from_raw(pid.parse()?));
+        server.restored = Some(Pid::from_raw(original as i32));
         let next = get(port)?;
         if next != (N + 1).to_string() {
             bail!(
