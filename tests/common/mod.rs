@@ -73,7 +73,8 @@ pub enum Mode {
 }
 
 /// target/<profile>, found from this test executable (target/<profile>/deps/<test>).
-fn profile_dir() -> Result<PathBuf> {
+/// target/<profile>, where the workspace's binaries are.
+pub fn profile_dir() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("current_exe")?;
     exe.parent()
         .and_then(Path::parent)
