@@ -183,6 +183,22 @@ fn refuses_strict_seccomp() {
     });
 }
 
+const OTHER_NS: Spec = Spec::new("other_ns");
+
+#[test]
+fn refuses_process_in_other_namespace() {
+    common::run_test("refuses_process_in_other_namespace", |dir| {
+        let mut w = Workload::start(dir, &OTHER_NS)?;
+        let msg = checkpoint_refusal(dir, &w, "its own UTS namespace")?;
+        ensure!(
+            msg.contains("uts namespace"),
+            "the refusal does not name the uts namespace: {msg}"
+        );
+        common::check_running(&mut w, "after the refused checkpoint")?;
+        w.finish(&OTHER_NS)
+    });
+}
+
 const SOCKET: Spec = Spec::new("unsupported_fd").args(&["socket"]);
 const PIPE: Spec = Spec::new("unsupported_fd").args(&["pipe"]);
 const UNIX: Spec = Spec::new("unsupported_fd").args(&["unix"]);

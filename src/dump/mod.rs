@@ -99,6 +99,16 @@ pub enum CheckpointError {
         /// Its state letter.
         state: char,
     },
+    /// The process lives in another namespace than migrate-agent.
+    #[error("process {pid} is in another {kind} namespace ({target}) than migrate-agent; checkpointing processes in other namespaces (containers) is not supported yet")]
+    OtherNamespace {
+        /// The process.
+        pid: i32,
+        /// The namespace kind (mnt, net, pid ...).
+        kind: String,
+        /// The /proc link target naming the namespace.
+        target: String,
+    },
     /// The process has children: trees are not supported yet.
     #[error("process {pid} has child processes ({children:?}); checkpointing process trees is not supported yet")]
     HasChildren {
@@ -279,7 +289,28 @@ fn preflight(pid: i32) -> Result<(), CheckpointError> {
     if !children.is_empty() {
         return Err(CheckpointError::HasChildren { pid, children });
     }
+    check_namespaces(pid)?;
     Ok(())
+}
+
+/// Refuses a process that lives in another namespace than migrate-agent
+/// (except the cgroup namespace, which only changes how /proc shows
+/// cgroups): paths, PIDs and sockets would be read and restored in the
+/// wrong one. Restoring into namespaces comes with container support.
+fn check_namespaces(pid: i32) -> Result<Vec<(String, String)>, CheckpointError> {
+    let theirs = proc::namespaces(&pid.to_string())?;
+    let ours = proc::namespaces("self")?;
+    for (kind, target) in &theirs {
+        let same = ours.iter().any(|(k, t)| k == kind && t == target);
+        if !same && kind != "cgroup" {
+            return Err(CheckpointError::OtherNamespace {
+                pid,
+                kind: kind.clone(),
+                target: target.clone(),
+            });
+        }
+    }
+    Ok(theirs)
 }
 
 /// Classifies every fd of `pid`, refusing the first unsupported one, a
@@ -673,6 +704,7 @@ fn dump_frozen(
         threads,
         sigactions,
         shared_pending,
+        namespaces: check_namespaces(pid)?,
         fds: described.fds,
         files: described.files,
         pipes: described.pipes,

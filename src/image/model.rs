@@ -60,6 +60,10 @@ pub struct ProcessImage {
     pub sigactions: Vec<SigAction>,
     /// Signals pending for the whole process (shared pending queue).
     pub shared_pending: Vec<PendingSignal>,
+    /// The namespaces the process was in, as (kind, /proc link target such
+    /// as "net:[4026531833]"), for the record and for `image show`: they
+    /// were migrate-agent's own (others are refused today).
+    pub namespaces: Vec<(String, String)>,
     /// Open file descriptors, in fd order.
     pub fds: Vec<FdImage>,
     /// Open file descriptions the fds refer to; several fds (dup'ed) may

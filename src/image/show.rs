@@ -200,6 +200,16 @@ fn write_description(out: &mut String, reader: &ImageReader) -> fmt::Result {
         pending_list(&p.shared_pending)
     )?;
 
+    let namespaces: Vec<&str> = p
+        .namespaces
+        .iter()
+        .map(|(_, target)| target.as_str())
+        .collect();
+    writeln!(
+        out,
+        "namespaces: {}",
+        fit(&namespaces.join(" "), WIDTH - 12)
+    )?;
     writeln!(out, "\nfile descriptors ({})", p.fds.len())?;
     for fd in &p.fds {
         let (flags, pos, what) = match p.files.get(fd.file as usize) {

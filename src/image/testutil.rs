@@ -227,6 +227,7 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                 signo: 10,
                 siginfo: siginfo(10),
             }],
+            namespaces: vec![("net".into(), "net:[4026531833]".into())],
             fds: vec![
                 FdImage {
                     fd: 0,

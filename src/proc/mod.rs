@@ -494,6 +494,23 @@ pub fn read_timers(pid: i32) -> Result<Vec<TimerEntry>, ProcError> {
     parse_timers(&path, &text)
 }
 
+/// The namespace kinds a process's /proc/PID/ns holds, in a fixed order.
+pub const NAMESPACE_KINDS: [&str; 8] =
+    ["cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"];
+
+/// Reads the namespaces of a process: (kind, the link's target, e.g.
+/// "net:[4026531833]"), for each kind the kernel shows.
+pub fn namespaces(pid: &str) -> Result<Vec<(String, String)>, ProcError> {
+    let mut out = Vec::new();
+    for kind in NAMESPACE_KINDS {
+        let path = format!("/proc/{pid}/ns/{kind}");
+        if std::path::Path::new(&path).exists() {
+            out.push((kind.to_string(), read_link(path)?));
+        }
+    }
+    Ok(out)
+}
+
 /// Bits of a /proc/PID/pagemap entry.
 pub mod pagemap {
     /// The page is present in RAM.
