@@ -13,8 +13,10 @@ packages=(
   procps       # ps/pgrep used by scripts for humans, never by tests
 )
 
-# Node.js for the seed-scenario test (tests/node.rs); any install will do.
+# Node.js and CPython for the server tests (tests/servers.rs); any install
+# will do.
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v python3 >/dev/null 2>&1 || packages+=(python3)
 
 missing=()
 for p in "${packages[@]}"; do

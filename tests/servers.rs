@@ -1,6 +1,6 @@
 //! Request-counting servers survive a checkpoint: seed scenario 2 (a
-//! Node.js HTTP server) and a Rust tokio server with a multi-threaded
-//! runtime, each a single process on one host. After N requests the server
+//! Node.js HTTP server), a Rust tokio server with a multi-threaded runtime
+//! and a CPython HTTP server, each a single process on one host. After N requests the server
 //! is checkpointed with --leave-running, answers more requests, is killed
 //! and restored from the image: the next request is answered N+1 (the count
 //! continues from the checkpoint).
@@ -165,5 +165,14 @@ fn tokio_request_counter_continues_after_restore() {
             bin.display()
         );
         count_continues(dir, common::path_str(&bin)?, &[])
+    });
+}
+
+#[test]
+fn python_request_counter_continues_after_restore() {
+    common::run_test("python_counter", |dir| {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/workloads/counter_server.py");
+        count_continues(dir, "python3", &[common::path_str(&script)?])
     });
 }
