@@ -50,6 +50,9 @@ const MAX_INDEX_LEN: u64 = 1 << 30;
 /// Size of the pages.img write buffer and of each read chunk: big enough
 /// that system call overhead vanishes, small enough to stay cache-friendly.
 const IO_CHUNK: usize = 8 << 20;
+/// Buffer for small page writes; larger ones (the dumper's batches) go
+/// straight to the file instead of being copied through it.
+const WRITE_BUFFER: usize = 256 << 10;
 
 /// Why an image could not be written or read. Messages are sentences that
 /// name the file and the values involved; an underlying OS or encoder error
@@ -263,7 +266,7 @@ impl ImageWriter {
         let file = File::create_new(&pages_path).map_err(io_err("create", &pages_path))?;
         Ok(Self {
             dir: dir.to_path_buf(),
-            pages: BufWriter::with_capacity(IO_CHUNK, file),
+            pages: BufWriter::with_capacity(WRITE_BUFFER, file),
             pages_path,
             pages_hash: Xxh3::default(),
             pages_len: 0,
