@@ -978,12 +978,16 @@ impl Injector {
             )?;
             // struct itimerval: it_interval, then it_value.
             let [i_sec, i_usec, v_sec, v_usec] = words(self.read(scratch, 32)?);
-            let value_us = v_sec * 1_000_000 + v_usec;
-            if value_us != 0 {
+            let (value_us, interval_us) = (v_sec * 1_000_000 + v_usec, i_sec * 1_000_000 + i_usec);
+            // A periodic ITIMER_REAL that just fired reads as disarmed until
+            // its SIGALRM is dequeued (the kernel re-arms it then), which
+            // cannot happen while ferry holds signals blocked: it is still
+            // armed, and comes back one interval out.
+            if value_us != 0 || interval_us != 0 {
                 itimers.push(IntervalTimer {
                     which,
-                    value_us,
-                    interval_us: i_sec * 1_000_000 + i_usec,
+                    value_us: if value_us == 0 { interval_us } else { value_us },
+                    interval_us,
                 });
             }
         }

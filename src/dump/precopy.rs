@@ -67,7 +67,7 @@ pub fn copy_while_running(
 ) -> Result<Precopy, CheckpointError> {
     let tracked: Vec<Vma> = vmas
         .iter()
-        .filter(|v| v.is_private_anonymous())
+        .filter(|v| tracker.is_tracked(v.start, v.end))
         .cloned()
         .collect();
     let (stats, copied) = dump_memory(pid, &tracked, &WhileRunning { tracker: &tracker }, writer)?;
@@ -142,7 +142,22 @@ impl Precopy {
                 written: &written,
                 copied: &self.copied,
             };
-            let (stats, copied) = dump_memory(pid, &tracked, &policy, writer)?;
+            // Walk only the written ranges, not whole mappings.
+            let pieces: Vec<Vma> = written
+                .runs()
+                .iter()
+                .flat_map(|&(s, e)| {
+                    tracked
+                        .iter()
+                        .filter(move |v| v.start < e && s < v.end)
+                        .map(move |v| Vma {
+                            start: v.start.max(s),
+                            end: v.end.min(e),
+                            ..v.clone()
+                        })
+                })
+                .collect();
+            let (stats, copied) = dump_memory(pid, &pieces, &policy, writer)?;
             self.stats.pages_scanned += stats.pages_scanned;
             self.stats.pages_written += stats.pages_written;
             self.stats.zero_pages += stats.zero_pages;

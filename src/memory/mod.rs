@@ -87,7 +87,13 @@ impl UffdWpTracker {
         let pagemap = File::open(format!("/proc/{pid}/pagemap"))
             .map_err(|source| DirtyTrackingError::Pagemap { pid, source })?;
         let mut ranges = Vec::new();
-        for vma in vmas.iter().filter(|v| v.is_private_anonymous()) {
+        // A PROT_NONE reservation cannot be written without an mprotect
+        // first, which the final (frozen) pass sees: tracking it would only
+        // fill page tables with write-protect markers.
+        for vma in vmas
+            .iter()
+            .filter(|v| v.is_private_anonymous() && v.prot != 0)
+        {
             let len = vma.end - vma.start;
             if let Err(errno) = uffd::uffd_register_wp(&uffd, vma.start, len) {
                 tracing::debug!(pid, start = vma.start, %errno, "mapping not tracked");
@@ -168,6 +174,11 @@ impl PageRuns {
     pub fn contains(&self, addr: u64) -> bool {
         let i = self.runs.partition_point(|r| r.1 <= addr);
         self.runs.get(i).is_some_and(|r| r.0 <= addr)
+    }
+
+    /// The runs (start, end), sorted and merged.
+    pub fn runs(&self) -> &[(u64, u64)] {
+        &self.runs
     }
 
     /// Number of pages in the set.
