@@ -384,44 +384,44 @@ impl Tracee {
 /// Reads `buf.len()` bytes at `addr` of process `pid` (process_vm_readv).
 pub fn read_memory(pid: Pid, addr: u64, buf: &mut [u8]) -> Result<(), PtraceError> {
     let len = buf.len();
-    let remote = [RemoteIoVec {
-        base: addr as usize,
-        len,
-    }];
-    let fail = |errno| PtraceError::Memory {
-        op: "read",
-        pid: pid.as_raw(),
-        addr,
-        len,
-        errno,
-    };
-    let n = process_vm_readv(pid, &mut [IoSliceMut::new(buf)], &remote).map_err(fail)?;
-    if n != len {
-        return Err(fail(Errno::EFAULT));
-    }
-    Ok(())
+    remote_io(pid, addr, len, "read", |remote| {
+        process_vm_readv(pid, &mut [IoSliceMut::new(buf)], remote)
+    })
 }
 
 /// Writes `data` at `addr` of process `pid` (process_vm_writev). The
 /// mapping must be writable.
 pub fn write_memory(pid: Pid, addr: u64, data: &[u8]) -> Result<(), PtraceError> {
-    let len = data.len();
-    let remote = [RemoteIoVec {
-        base: addr as usize,
-        len,
-    }];
+    remote_io(pid, addr, data.len(), "write", |remote| {
+        process_vm_writev(pid, &[IoSlice::new(data)], remote)
+    })
+}
+
+/// Runs one process_vm_readv/writev of `len` bytes at `addr`; a short
+/// transfer is an error (EFAULT) naming the range.
+fn remote_io(
+    pid: Pid,
+    addr: u64,
+    len: usize,
+    op: &'static str,
+    io: impl FnOnce(&[RemoteIoVec]) -> nix::Result<usize>,
+) -> Result<(), PtraceError> {
     let fail = |errno| PtraceError::Memory {
-        op: "write",
+        op,
         pid: pid.as_raw(),
         addr,
         len,
         errno,
     };
-    let n = process_vm_writev(pid, &[IoSlice::new(data)], &remote).map_err(fail)?;
-    if n != len {
-        return Err(fail(Errno::EFAULT));
+    let remote = [RemoteIoVec {
+        base: addr as usize,
+        len,
+    }];
+    match io(&remote) {
+        Ok(n) if n == len => Ok(()),
+        Ok(_) => Err(fail(Errno::EFAULT)),
+        Err(errno) => Err(fail(errno)),
     }
-    Ok(())
 }
 
 #[cfg(test)]
