@@ -7,7 +7,9 @@ use super::anon;
 use super::inspect::FdClass;
 use super::sockets;
 use super::CheckpointError;
-use crate::image::{EpollImage, FdImage, FileImage, InotifyImage, OpenFile, PipeEnd, PipeImage};
+use crate::image::{
+    EpollImage, FdImage, FifoEnd, FileImage, InotifyImage, OpenFile, PipeEnd, PipeImage,
+};
 use crate::kernel;
 use crate::proc;
 use nix::fcntl::{fcntl, tee, FcntlArg, SpliceFFlags};
@@ -52,6 +54,8 @@ pub fn describe(pid: i32, fds: &[ClassifiedFd]) -> Result<DescribedFiles, Checkp
     };
     // (fd, index of its description) of the fds described so far.
     let mut seen: Vec<(i32, u32)> = Vec::new();
+    // FIFOs whose buffered data has been copied already.
+    let mut fifos_copied: Vec<u64> = Vec::new();
     for c in fds {
         let info = proc::read_fdinfo(pid, c.fd)?;
         let mut shared = None;
@@ -96,6 +100,36 @@ pub fn describe(pid: i32, fds: &[ClassifiedFd]) -> Result<DescribedFiles, Checkp
                         flags: flags & !libc::O_ACCMODE,
                         watches: super::notify::inotify_watches(pid, c)?,
                     }),
+                    FdClass::Fifo { inode } => {
+                        let mut data = Vec::new();
+                        if flags & libc::O_ACCMODE != libc::O_WRONLY
+                            && !fifos_copied.contains(&inode)
+                        {
+                            let taken = kernel::pidfd_getfd(&pidfd, c.fd).map_err(fail(
+                                format!("take fd {} (a FIFO) of process {pid}", c.fd),
+                            ))?;
+                            data = fcntl(&taken, FcntlArg::F_GETPIPE_SZ)
+                                .and_then(|capacity| peek_pipe(&taken, capacity as u32))
+                                .map_err(fail(format!(
+                                    "copy the data of FIFO {} of process {pid}",
+                                    c.target
+                                )))?;
+                            fifos_copied.push(inode);
+                        }
+                        let meta = std::fs::metadata(format!("/proc/{pid}/fd/{}", c.fd)).map_err(
+                            |source| CheckpointError::Io {
+                                what: format!("examine FIFO {} of process {pid}", c.target),
+                                source,
+                            },
+                        )?;
+                        FileImage::Fifo(FifoEnd {
+                            path: c.target.clone(),
+                            mode: std::os::unix::fs::PermissionsExt::mode(&meta.permissions())
+                                & 0o7777,
+                            flags,
+                            data,
+                        })
+                    }
                     FdClass::UnixSocket { .. } | FdClass::InetSocket => {
                         let taken = kernel::pidfd_getfd(&pidfd, c.fd).map_err(fail(format!(
                             "take fd {} (a socket) of process {pid}",

@@ -160,6 +160,11 @@ pub enum FdClass {
     },
     /// A listening TCP socket, or an unconnected TCP or UDP socket.
     InetSocket,
+    /// An end of FIFO `inode`, reopened by path.
+    Fifo {
+        /// The FIFO's inode number.
+        inode: u64,
+    },
 }
 
 /// Decides whether an fd can be carried and how, or refuses it naming the
@@ -230,7 +235,7 @@ pub fn classify_fd(pid: i32, fd: i32, target: &str) -> Result<FdClass, Checkpoin
     } else if ft.is_dir() {
         Err(refuse("directory".into()))
     } else if ft.is_fifo() {
-        Err(refuse("FIFO".into()))
+        Ok(FdClass::Fifo { inode: meta.ino() })
     } else if ft.is_block_device() {
         Err(refuse("block device".into()))
     } else {

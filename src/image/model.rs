@@ -458,6 +458,25 @@ pub enum FileImage {
     /// A listening TCP socket or a bound (or unbound) UDP or TCP socket,
     /// IPv4 or IPv6.
     InetSocket(InetSocket),
+    /// An end of a FIFO (named pipe) whose both ends the process holds,
+    /// reopened by path.
+    Fifo(FifoEnd),
+}
+
+/// An open FIFO description: reopened by path, with the data that was
+/// buffered in the FIFO.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FifoEnd {
+    /// The FIFO's path.
+    pub path: String,
+    /// Its permission bits, to recreate it if it is gone at restore.
+    pub mode: u32,
+    /// Open flags of the description, with the access mode, without
+    /// O_CLOEXEC.
+    pub flags: i32,
+    /// The bytes buffered in the FIFO: carried by the first end of it in
+    /// the image, empty in the others.
+    pub data: Vec<u8>,
 }
 
 /// An eventfd (fdinfo "eventfd-count:" and "eventfd-semaphore:").

@@ -265,6 +265,11 @@ fn write_description(out: &mut String, reader: &ImageReader) -> fmt::Result {
                 "-".to_string(),
                 inet_socket(n),
             ),
+            Some(FileImage::Fifo(f)) => (
+                open_flags(f.flags),
+                "-".to_string(),
+                format!("FIFO {}, {} bytes buffered", f.path, f.data.len()),
+            ),
             None => (
                 "?".to_string(),
                 "-".to_string(),
