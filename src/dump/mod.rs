@@ -204,7 +204,7 @@ pub fn checkpoint(
     preflight(pid)?;
     // Refuse what cannot be carried before touching the process.
     let vmas = inspect::classify_mappings(pid, &proc::read_maps(pid)?)?;
-    classify_fds(pid)?;
+    inspect::check_memfd_mappings(pid, &vmas, &classify_fds(pid)?)?;
     let seccomp_filters = check_seccomp(pid)?;
 
     let mut writer = ImageWriter::create(dir)?;
@@ -589,6 +589,7 @@ fn dump_frozen(
     }
     let vmas = inspect::classify_mappings(pid, &proc::read_smaps(pid)?)?;
     let fd_kinds = classify_fds(pid)?;
+    inspect::check_memfd_mappings(pid, &vmas, &fd_kinds)?;
     let seccomp = dump_seccomp(pid, frozen, check_seccomp(pid)?)?;
     let (syscall_insn, vdso_bytes) = vdso_syscall(pid, &vmas)?;
 

@@ -175,6 +175,7 @@ impl<'a> Husk<'a> {
         self.restore_fs_state()?;
         self.restore_rlimits()?;
         self.restore_fds()?;
+        self.map_memfd_vmas()?;
         self.restore_sigactions()?;
         self.restore_threads()?;
         self.queue_pending_signals()?;
@@ -380,7 +381,7 @@ impl<'a> Husk<'a> {
             }
         }
         for (i, vma) in self.image.vmas.iter().enumerate() {
-            if vma.is_special() {
+            if vma.is_special() || matches!(vma.kind, VmaKind::SharedMemfd { .. }) {
                 continue;
             }
             self.map_vma(vma, filled[i])?;
@@ -558,7 +559,7 @@ impl<'a> Husk<'a> {
     fn finish_vmas(&mut self, filled: &[bool]) -> Result<(), RestoreError> {
         let image = self.image;
         for (vma, &was_filled) in image.vmas.iter().zip(filled) {
-            if vma.is_special() {
+            if vma.is_special() || matches!(vma.kind, VmaKind::SharedMemfd { .. }) {
                 continue;
             }
             if was_filled && vma.prot & libc::PROT_WRITE as u32 == 0 {
@@ -746,6 +747,11 @@ impl<'a> Husk<'a> {
                 FileImage::Epoll(e) => self.create_epoll(e)?,
                 FileImage::Inotify(ino) => self.create_inotify(ino)?,
                 FileImage::Fifo(f) => self.open_fifo(f, park_at, &mut fifo_keepalives)?,
+                FileImage::Memfd(m) => {
+                    let ours = anon::create_memfd(image.pid, m)?;
+                    let what = format!("memfd {}", m.name);
+                    self.pull_in(our_pidfd, &ours, Some(m.flags), &what)?
+                }
             } as u64;
             let park = self.sys(
                 0,
@@ -783,6 +789,48 @@ impl<'a> Husk<'a> {
             self.sys(0, libc::SYS_close, [fd, 0, 0, 0, 0, 0], || {
                 format!("close of fd {fd}")
             })?;
+        }
+        Ok(())
+    }
+
+    /// Maps the MAP_SHARED memfd mappings from the memfds restore_fds
+    /// installed (their contents came with them), at their fd numbers.
+    fn map_memfd_vmas(&mut self) -> Result<(), RestoreError> {
+        let image = self.image;
+        for vma in &image.vmas {
+            let VmaKind::SharedMemfd { inode, offset } = vma.kind else {
+                continue;
+            };
+            let fd = image
+                .fds
+                .iter()
+                .find(|f| {
+                    matches!(image.files.get(f.file as usize),
+                        Some(FileImage::Memfd(m)) if m.inode == inode)
+                })
+                .ok_or_else(|| RestoreError::Unsupported {
+                    pid: image.pid,
+                    why: format!("no fd holds memfd inode {inode} mapped at {:#x}", vma.start),
+                })?;
+            let flags = (libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE) as u64;
+            self.sys(
+                0,
+                libc::SYS_mmap,
+                [
+                    vma.start,
+                    vma.end - vma.start,
+                    vma.prot as u64,
+                    flags,
+                    fd.fd as u64,
+                    offset,
+                ],
+                || {
+                    format!(
+                        "mmap of memfd fd {} at {:#x}-{:#x}",
+                        fd.fd, vma.start, vma.end
+                    )
+                },
+            )?;
         }
         Ok(())
     }
