@@ -51,6 +51,8 @@ zdtm_tests! {
     comm, comm_leave_running => Spec::new("comm");
     dirty, dirty_leave_running => Spec::new("dirty");
     pipes, pipes_leave_running => Spec::new("pipes");
+    fifo, fifo_leave_running => Spec::new("fifo");
+    memfd, memfd_leave_running => Spec::new("memfd");
     shm, shm_leave_running => Spec::new("shm");
     onstack, onstack_leave_running => Spec::new("onstack").usr1();
     eventfd, eventfd_leave_running => Spec::new("eventfd");

@@ -3,7 +3,7 @@
 //! description taken out of the process.
 
 use super::CheckpointError;
-use crate::image::{EventfdImage, FileImage, SignalfdImage, TimerfdImage};
+use crate::image::{EventfdImage, FileImage, MemfdImage, SignalfdImage, TimerfdImage};
 use crate::kernel::{self, anonfd};
 use crate::proc::anon_fdinfo;
 use std::os::fd::OwnedFd;
@@ -70,5 +70,66 @@ pub fn timerfd(
         remaining_ns,
         interval_ns,
         deadline_ns,
+    }))
+}
+
+/// Describes memfd `taken` (fd `target` of `pid`, inode `inode`): name,
+/// size, seals and the data ranges (SEEK_DATA/SEEK_HOLE skip the holes).
+/// Seeking moves the offset shared with the process, so it is put back to
+/// `pos` afterwards.
+pub fn memfd(
+    pid: i32,
+    target: &str,
+    inode: u64,
+    taken: &OwnedFd,
+    flags: i32,
+    pos: i64,
+) -> Result<FileImage, CheckpointError> {
+    use nix::unistd::{lseek, Whence};
+    let fail = |what: &str| {
+        let what = format!("{what} of {target} of process {pid}");
+        move |errno: nix::errno::Errno| CheckpointError::Io {
+            what,
+            source: errno.into(),
+        }
+    };
+    let name = target
+        .trim_start_matches("/memfd:")
+        .trim_end_matches(" (deleted)")
+        .to_string();
+    let size = nix::sys::stat::fstat(taken).map_err(fail("fstat"))?.st_size as u64;
+    let seals = nix::fcntl::fcntl(taken, nix::fcntl::FcntlArg::F_GET_SEALS)
+        .map_err(fail("read the seals"))?;
+    let mut data = Vec::new();
+    let mut at = 0i64;
+    while (at as u64) < size {
+        let start = match lseek(taken, at, Whence::SeekData) {
+            Err(nix::errno::Errno::ENXIO) => break,
+            other => other.map_err(fail("find data"))?,
+        };
+        let end = lseek(taken, start, Whence::SeekHole).map_err(fail("find a hole"))?;
+        let mut bytes = vec![0u8; (end - start) as usize];
+        let mut got = 0;
+        while got < bytes.len() {
+            let n = nix::sys::uio::pread(taken, &mut bytes[got..], start + got as i64)
+                .map_err(fail("read the data"))?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        bytes.truncate(got);
+        data.push((start as u64, bytes));
+        at = end;
+    }
+    lseek(taken, pos, Whence::SeekSet).map_err(fail("restore the offset"))?;
+    Ok(FileImage::Memfd(MemfdImage {
+        name,
+        inode,
+        size,
+        data,
+        seals,
+        flags: status(flags),
+        pos,
     }))
 }

@@ -7,7 +7,9 @@ use super::anon;
 use super::inspect::FdClass;
 use super::sockets;
 use super::CheckpointError;
-use crate::image::{EpollImage, FdImage, FileImage, InotifyImage, OpenFile, PipeEnd, PipeImage};
+use crate::image::{
+    EpollImage, FdImage, FifoEnd, FileImage, InotifyImage, OpenFile, PipeEnd, PipeImage,
+};
 use crate::kernel;
 use crate::proc;
 use nix::fcntl::{fcntl, tee, FcntlArg, SpliceFFlags};
@@ -52,6 +54,8 @@ pub fn describe(pid: i32, fds: &[ClassifiedFd]) -> Result<DescribedFiles, Checkp
     };
     // (fd, index of its description) of the fds described so far.
     let mut seen: Vec<(i32, u32)> = Vec::new();
+    // FIFOs whose buffered data has been copied already.
+    let mut fifos_copied: Vec<u64> = Vec::new();
     for c in fds {
         let info = proc::read_fdinfo(pid, c.fd)?;
         let mut shared = None;
@@ -67,43 +71,79 @@ pub fn describe(pid: i32, fds: &[ClassifiedFd]) -> Result<DescribedFiles, Checkp
             Some(file) => file,
             None => {
                 let flags = info.flags & !libc::O_CLOEXEC;
-                let image = match c.class {
-                    FdClass::Path(file_type) => FileImage::Path(OpenFile {
-                        path: c.target.clone(),
-                        file_type,
-                        flags,
-                        pos: info.pos,
-                    }),
-                    FdClass::Pipe { inode } => {
-                        let taken = kernel::pidfd_getfd(&pidfd, c.fd)
-                            .map_err(fail(format!("take fd {} (a pipe) of process {pid}", c.fd)))?;
-                        let write_end = flags & libc::O_ACCMODE == libc::O_WRONLY;
-                        let pipe = pipe_index(pid, &mut out.pipes, inode, &taken, write_end)?;
-                        FileImage::Pipe(PipeEnd {
-                            pipe,
-                            write_end,
+                let image =
+                    match c.class {
+                        FdClass::Path(file_type) => FileImage::Path(OpenFile {
+                            path: c.target.clone(),
+                            file_type,
+                            flags,
+                            pos: info.pos,
+                        }),
+                        FdClass::Pipe { inode } => {
+                            let taken = kernel::pidfd_getfd(&pidfd, c.fd).map_err(fail(
+                                format!("take fd {} (a pipe) of process {pid}", c.fd),
+                            ))?;
+                            let write_end = flags & libc::O_ACCMODE == libc::O_WRONLY;
+                            let pipe = pipe_index(pid, &mut out.pipes, inode, &taken, write_end)?;
+                            FileImage::Pipe(PipeEnd {
+                                pipe,
+                                write_end,
+                                flags: flags & !libc::O_ACCMODE,
+                            })
+                        }
+                        FdClass::Eventfd => anon::eventfd(pid, c.fd, flags)?,
+                        FdClass::Timerfd => anon::timerfd(pid, &pidfd, c.fd, flags)?,
+                        FdClass::Signalfd => anon::signalfd(pid, c.fd, flags)?,
+                        FdClass::Epoll => FileImage::Epoll(EpollImage {
                             flags: flags & !libc::O_ACCMODE,
-                        })
-                    }
-                    FdClass::Eventfd => anon::eventfd(pid, c.fd, flags)?,
-                    FdClass::Timerfd => anon::timerfd(pid, &pidfd, c.fd, flags)?,
-                    FdClass::Signalfd => anon::signalfd(pid, c.fd, flags)?,
-                    FdClass::Epoll => FileImage::Epoll(EpollImage {
-                        flags: flags & !libc::O_ACCMODE,
-                        targets: super::notify::epoll_targets(pid, c, fds)?,
-                    }),
-                    FdClass::Inotify => FileImage::Inotify(InotifyImage {
-                        flags: flags & !libc::O_ACCMODE,
-                        watches: super::notify::inotify_watches(pid, c)?,
-                    }),
-                    FdClass::UnixSocket { .. } | FdClass::InetSocket => {
-                        let taken = kernel::pidfd_getfd(&pidfd, c.fd).map_err(fail(format!(
-                            "take fd {} (a socket) of process {pid}",
-                            c.fd
-                        )))?;
-                        sockets::describe(pid, c.fd, &c.target, c.class, &taken, flags)?
-                    }
-                };
+                            targets: super::notify::epoll_targets(pid, c, fds)?,
+                        }),
+                        FdClass::Inotify => FileImage::Inotify(InotifyImage {
+                            flags: flags & !libc::O_ACCMODE,
+                            watches: super::notify::inotify_watches(pid, c)?,
+                        }),
+                        FdClass::Memfd { inode } => {
+                            let taken = kernel::pidfd_getfd(&pidfd, c.fd).map_err(fail(
+                                format!("take fd {} (a memfd) of process {pid}", c.fd),
+                            ))?;
+                            anon::memfd(pid, &c.target, inode, &taken, flags, info.pos)?
+                        }
+                        FdClass::Fifo { inode } => {
+                            let mut data = Vec::new();
+                            if flags & libc::O_ACCMODE != libc::O_WRONLY
+                                && !fifos_copied.contains(&inode)
+                            {
+                                let taken = kernel::pidfd_getfd(&pidfd, c.fd).map_err(fail(
+                                    format!("take fd {} (a FIFO) of process {pid}", c.fd),
+                                ))?;
+                                data = fcntl(&taken, FcntlArg::F_GETPIPE_SZ)
+                                    .and_then(|capacity| peek_pipe(&taken, capacity as u32))
+                                    .map_err(fail(format!(
+                                        "copy the data of FIFO {} of process {pid}",
+                                        c.target
+                                    )))?;
+                                fifos_copied.push(inode);
+                            }
+                            let meta = std::fs::metadata(format!("/proc/{pid}/fd/{}", c.fd))
+                                .map_err(|source| CheckpointError::Io {
+                                    what: format!("examine FIFO {} of process {pid}", c.target),
+                                    source,
+                                })?;
+                            FileImage::Fifo(FifoEnd {
+                                path: c.target.clone(),
+                                mode: std::os::unix::fs::PermissionsExt::mode(&meta.permissions())
+                                    & 0o7777,
+                                flags,
+                                data,
+                            })
+                        }
+                        FdClass::UnixSocket { .. } | FdClass::InetSocket => {
+                            let taken = kernel::pidfd_getfd(&pidfd, c.fd).map_err(fail(
+                                format!("take fd {} (a socket) of process {pid}", c.fd),
+                            ))?;
+                            sockets::describe(pid, c.fd, &c.target, c.class, &taken, flags)?
+                        }
+                    };
                 out.files.push(image);
                 (out.files.len() - 1) as u32
             }

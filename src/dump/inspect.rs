@@ -15,6 +15,32 @@ const REOPENABLE_DEVICES: &[&str] = &[
     "/dev/full",
 ];
 
+/// The largest memfd carried: its contents are kept in the manifest.
+const MEMFD_MAX: u64 = 64 << 20;
+
+/// Refuses a MAP_SHARED mapping of a memfd that no fd of the process holds:
+/// the memfd's contents travel with its fd, and the mapping is made from it.
+pub fn check_memfd_mappings(
+    pid: i32,
+    vmas: &[Vma],
+    fds: &[super::files::ClassifiedFd],
+) -> Result<(), CheckpointError> {
+    for v in vmas {
+        if let VmaKind::SharedMemfd { inode, .. } = v.kind {
+            if !fds.iter().any(|c| c.class == FdClass::Memfd { inode }) {
+                return Err(CheckpointError::UnsupportedMapping {
+                    pid,
+                    start: v.start,
+                    end: v.end,
+                    name: format!("memfd inode {inode}"),
+                    why: "a shared memfd mapping is carried only when the process also holds the memfd as an fd".into(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Turns the mappings of `pid` into the model, or refuses the first one that
 /// ferry cannot carry.
 pub fn classify_mappings(pid: i32, maps: &[MapsEntry]) -> Result<Vec<Vma>, CheckpointError> {
@@ -48,9 +74,10 @@ fn classify_mapping(pid: i32, m: &MapsEntry) -> Result<Vma, CheckpointError> {
                 "SysV shared memory (shmget) is not supported yet".into(),
             ))
         }
-        p if m.shared && p.starts_with("/memfd:") => {
-            return Err(refuse("shared memfd mappings are not supported yet".into()))
-        }
+        p if m.shared && p.starts_with("/memfd:") => VmaKind::SharedMemfd {
+            inode: m.inode,
+            offset: m.offset,
+        },
         p if m.shared && p.ends_with(" (deleted)") => {
             return Err(refuse("the shared file it maps has been deleted".into()))
         }
@@ -160,6 +187,16 @@ pub enum FdClass {
     },
     /// A listening TCP socket, or an unconnected TCP or UDP socket.
     InetSocket,
+    /// Memfd `inode`, recreated with its contents.
+    Memfd {
+        /// The memfd's inode number.
+        inode: u64,
+    },
+    /// An end of FIFO `inode`, reopened by path.
+    Fifo {
+        /// The FIFO's inode number.
+        inode: u64,
+    },
 }
 
 /// Decides whether an fd can be carried and how, or refuses it naming the
@@ -207,6 +244,20 @@ pub fn classify_fd(pid: i32, fd: i32, target: &str) -> Result<FdClass, Checkpoin
     if !target.starts_with('/') {
         return Err(refuse(format!("special file {target}")));
     }
+    if let Some(name) = target
+        .strip_prefix("/memfd:")
+        .and_then(|rest| rest.strip_suffix(" (deleted)"))
+    {
+        let meta = std::fs::metadata(format!("/proc/{pid}/fd/{fd}"))
+            .map_err(|e| refuse(format!("memfd that cannot be examined ({e})")))?;
+        if meta.size() > MEMFD_MAX {
+            return Err(refuse(format!(
+                "memfd {name} of {} bytes (memfds over 64 MiB are not supported yet: their contents travel in the manifest)",
+                meta.size()
+            )));
+        }
+        return Ok(FdClass::Memfd { inode: meta.ino() });
+    }
     if target.ends_with(" (deleted)") {
         return Err(refuse("deleted file".into()));
     }
@@ -230,7 +281,7 @@ pub fn classify_fd(pid: i32, fd: i32, target: &str) -> Result<FdClass, Checkpoin
     } else if ft.is_dir() {
         Err(refuse("directory".into()))
     } else if ft.is_fifo() {
-        Err(refuse("FIFO".into()))
+        Ok(FdClass::Fifo { inode: meta.ino() })
     } else if ft.is_block_device() {
         Err(refuse("block device".into()))
     } else {

@@ -73,7 +73,11 @@ impl PagePolicy for EveryPage {
 /// Whether a mapping's pages are dumped at all: special mappings are
 /// recreated by the kernel.
 fn is_dumped(vma: &Vma) -> bool {
-    !vma.is_special() && !matches!(vma.kind, VmaKind::SharedFile { .. })
+    !vma.is_special()
+        && !matches!(
+            vma.kind,
+            VmaKind::SharedFile { .. } | VmaKind::SharedMemfd { .. }
+        )
 }
 
 /// The pages of a shared anonymous mapping that hold data: its shmem

@@ -204,7 +204,7 @@ pub fn checkpoint(
     preflight(pid)?;
     // Refuse what cannot be carried before touching the process.
     let vmas = inspect::classify_mappings(pid, &proc::read_maps(pid)?)?;
-    classify_fds(pid)?;
+    inspect::check_memfd_mappings(pid, &vmas, &classify_fds(pid)?)?;
     let seccomp_filters = check_seccomp(pid)?;
 
     let mut writer = ImageWriter::create(dir)?;
@@ -324,29 +324,34 @@ fn classify_fds(pid: i32) -> Result<Vec<files::ClassifiedFd>, CheckpointError> {
         let class = inspect::classify_fd(pid, fd, &target)?;
         out.push(files::ClassifiedFd { fd, target, class });
     }
+    // A pipe or FIFO is carried only with both its ends: the data in it
+    // would otherwise be shared with a process left behind.
     for c in &out {
-        if let inspect::FdClass::Pipe { inode } = c.class {
-            let write_end = |fd: i32| {
-                proc::read_fdinfo(pid, fd).map(|i| i.flags & libc::O_ACCMODE == libc::O_WRONLY)
-            };
-            let mine = write_end(c.fd)?;
-            let mut other_end = false;
-            for o in &out {
-                if o.class == c.class && write_end(o.fd)? != mine {
-                    other_end = true;
-                }
-            }
-            if !other_end {
-                return Err(CheckpointError::UnsupportedFd {
-                    pid,
-                    fd: c.fd,
-                    kind: format!(
-                        "pipe whose {} end is held outside the process",
-                        if mine { "read" } else { "write" }
-                    ),
-                    target: format!("pipe:[{inode}]"),
-                });
-            }
+        let (kind, inode) = match c.class {
+            inspect::FdClass::Pipe { inode } => ("pipe", inode),
+            inspect::FdClass::Fifo { inode } => ("FIFO", inode),
+            _ => continue,
+        };
+        let (mut reads, mut writes) = (false, false);
+        for o in out.iter().filter(|o| o.class == c.class) {
+            let mode = proc::read_fdinfo(pid, o.fd)?.flags & libc::O_ACCMODE;
+            reads |= mode != libc::O_WRONLY;
+            writes |= mode != libc::O_RDONLY;
+        }
+        if !(reads && writes) {
+            return Err(CheckpointError::UnsupportedFd {
+                pid,
+                fd: c.fd,
+                kind: format!(
+                    "{kind} whose {} end is held outside the process",
+                    if reads { "write" } else { "read" }
+                ),
+                target: if kind == "pipe" {
+                    format!("pipe:[{inode}]")
+                } else {
+                    c.target.clone()
+                },
+            });
         }
     }
     for c in &out {
@@ -584,6 +589,7 @@ fn dump_frozen(
     }
     let vmas = inspect::classify_mappings(pid, &proc::read_smaps(pid)?)?;
     let fd_kinds = classify_fds(pid)?;
+    inspect::check_memfd_mappings(pid, &vmas, &fd_kinds)?;
     let seccomp = dump_seccomp(pid, frozen, check_seccomp(pid)?)?;
     let (syscall_insn, vdso_bytes) = vdso_syscall(pid, &vmas)?;
 

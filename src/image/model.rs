@@ -218,6 +218,15 @@ pub enum VmaKind {
         /// Offset into the file, in bytes.
         offset: u64,
     },
+    /// A memfd mapped MAP_SHARED: the memfd, held as an fd by the process,
+    /// carries the data, and the mapping is made again from it once the
+    /// fds are restored.
+    SharedMemfd {
+        /// The memfd's inode at checkpoint ([`MemfdImage::inode`]).
+        inode: u64,
+        /// Offset into the memfd, in bytes.
+        offset: u64,
+    },
     /// The [vdso] code pages.
     Vdso,
     /// The [vvar] data pages.
@@ -458,6 +467,50 @@ pub enum FileImage {
     /// A listening TCP socket or a bound (or unbound) UDP or TCP socket,
     /// IPv4 or IPv6.
     InetSocket(InetSocket),
+    /// An end of a FIFO (named pipe) whose both ends the process holds,
+    /// reopened by path.
+    Fifo(FifoEnd),
+    /// A memfd (memfd_create), recreated with its name, size, data and
+    /// seals.
+    Memfd(MemfdImage),
+}
+
+/// A memfd description: an anonymous file whose contents live only in
+/// memory, so they travel in the image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemfdImage {
+    /// The name given to memfd_create (the link shows "/memfd:NAME").
+    pub name: String,
+    /// Its inode at checkpoint: MAP_SHARED mappings of it name it.
+    pub inode: u64,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The ranges holding data, as (offset, bytes); holes are left out.
+    pub data: Vec<(u64, Vec<u8>)>,
+    /// Its seals (F_GET_SEALS); F_SEAL_SEAL alone means it was created
+    /// without MFD_ALLOW_SEALING.
+    pub seals: i32,
+    /// Status flags of the description (O_NONBLOCK ...), without the
+    /// access mode and O_CLOEXEC.
+    pub flags: i32,
+    /// File offset.
+    pub pos: i64,
+}
+
+/// An open FIFO description: reopened by path, with the data that was
+/// buffered in the FIFO.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FifoEnd {
+    /// The FIFO's path.
+    pub path: String,
+    /// Its permission bits, to recreate it if it is gone at restore.
+    pub mode: u32,
+    /// Open flags of the description, with the access mode, without
+    /// O_CLOEXEC.
+    pub flags: i32,
+    /// The bytes buffered in the FIFO: carried by the first end of it in
+    /// the image, empty in the others.
+    pub data: Vec<u8>,
 }
 
 /// An eventfd (fdinfo "eventfd-count:" and "eventfd-semaphore:").

@@ -265,6 +265,16 @@ fn write_description(out: &mut String, reader: &ImageReader) -> fmt::Result {
                 "-".to_string(),
                 inet_socket(n),
             ),
+            Some(FileImage::Memfd(m)) => (
+                open_flags(m.flags | libc::O_RDWR),
+                m.pos.to_string(),
+                format!("memfd:{} {} bytes, seals {:#x}", m.name, m.size, m.seals),
+            ),
+            Some(FileImage::Fifo(f)) => (
+                open_flags(f.flags),
+                "-".to_string(),
+                format!("FIFO {}, {} bytes buffered", f.path, f.data.len()),
+            ),
             None => (
                 "?".to_string(),
                 "-".to_string(),
@@ -513,6 +523,9 @@ fn vma_backing(kind: &VmaKind) -> String {
         VmaKind::File { path, offset, .. } => format!("{path} @{offset:#x}"),
         VmaKind::SharedAnonymous => "shared anonymous".to_string(),
         VmaKind::SharedFile { path, offset } => format!("{path} @{offset:#x} (shared)"),
+        VmaKind::SharedMemfd { inode, offset } => {
+            format!("memfd inode {inode} @{offset:#x} (shared)")
+        }
         VmaKind::Vdso => "[vdso]".to_string(),
         VmaKind::Vvar => "[vvar]".to_string(),
         VmaKind::VvarVclock => "[vvar_vclock]".to_string(),

@@ -4,7 +4,7 @@
 //! reads it.
 
 use super::RestoreError;
-use crate::image::{EventfdImage, SignalfdImage, TimerfdImage};
+use crate::image::{EventfdImage, MemfdImage, SignalfdImage, TimerfdImage};
 use crate::kernel::anonfd;
 use nix::errno::Errno;
 use std::os::fd::OwnedFd;
@@ -70,6 +70,43 @@ pub fn create_timerfd(pid: i32, t: &TimerfdImage) -> Result<OwnedFd, RestoreErro
             pid,
             format!("{} to {}", what("TFD_IOC_SET_TICKS"), t.ticks),
         ))?;
+    }
+    Ok(fd)
+}
+
+/// A memfd with the image's name, size, data, offset and seals (added
+/// last, so that they do not stop the refill); created without
+/// MFD_ALLOW_SEALING when the image's seals are F_SEAL_SEAL alone.
+pub fn create_memfd(pid: i32, m: &MemfdImage) -> Result<OwnedFd, RestoreError> {
+    use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+    use nix::sys::memfd::{memfd_create, MFdFlags};
+    let what = |op: &str| format!("{op} of memfd {}", m.name);
+    let mut create = MFdFlags::MFD_CLOEXEC;
+    if m.seals != libc::F_SEAL_SEAL {
+        create |= MFdFlags::MFD_ALLOW_SEALING;
+    }
+    let name = std::ffi::CString::new(m.name.as_str()).map_err(|_| RestoreError::Unsupported {
+        pid,
+        why: format!("the memfd name {:?} holds a NUL byte", m.name),
+    })?;
+    let fd = memfd_create(name.as_c_str(), create).map_err(fail(pid, what("memfd_create")))?;
+    nix::unistd::ftruncate(&fd, m.size as i64).map_err(fail(pid, what("ftruncate")))?;
+    for (offset, bytes) in &m.data {
+        let mut written = 0;
+        while written < bytes.len() {
+            written +=
+                nix::sys::uio::pwrite(&fd, &bytes[written..], (offset + written as u64) as i64)
+                    .map_err(fail(pid, what("pwrite")))?;
+        }
+    }
+    nix::unistd::lseek(&fd, m.pos, nix::unistd::Whence::SeekSet)
+        .map_err(fail(pid, what("lseek")))?;
+    if m.seals != libc::F_SEAL_SEAL && m.seals != 0 {
+        fcntl(
+            &fd,
+            FcntlArg::F_ADD_SEALS(SealFlag::from_bits_truncate(m.seals)),
+        )
+        .map_err(fail(pid, what("F_ADD_SEALS")))?;
     }
     Ok(fd)
 }

@@ -3,8 +3,8 @@
 use super::anon;
 use super::RestoreError;
 use crate::image::{
-    FileImage, HostInfo, ImageReader, PageData, PathFileType, ProcessImage, ThreadImage, Vma,
-    VmaKind, PAGE_SIZE,
+    FifoEnd, FileImage, HostInfo, ImageReader, PageData, PathFileType, ProcessImage, ThreadImage,
+    Vma, VmaKind, PAGE_SIZE,
 };
 use crate::kernel;
 use crate::proc;
@@ -175,6 +175,7 @@ impl<'a> Husk<'a> {
         self.restore_fs_state()?;
         self.restore_rlimits()?;
         self.restore_fds()?;
+        self.map_memfd_vmas()?;
         self.restore_sigactions()?;
         self.restore_threads()?;
         self.queue_pending_signals()?;
@@ -380,7 +381,7 @@ impl<'a> Husk<'a> {
             }
         }
         for (i, vma) in self.image.vmas.iter().enumerate() {
-            if vma.is_special() {
+            if vma.is_special() || matches!(vma.kind, VmaKind::SharedMemfd { .. }) {
                 continue;
             }
             self.map_vma(vma, filled[i])?;
@@ -558,7 +559,7 @@ impl<'a> Husk<'a> {
     fn finish_vmas(&mut self, filled: &[bool]) -> Result<(), RestoreError> {
         let image = self.image;
         for (vma, &was_filled) in image.vmas.iter().zip(filled) {
-            if vma.is_special() {
+            if vma.is_special() || matches!(vma.kind, VmaKind::SharedMemfd { .. }) {
                 continue;
             }
             if was_filled && vma.prot & libc::PROT_WRITE as u32 == 0 {
@@ -684,7 +685,10 @@ impl<'a> Husk<'a> {
         let our_pidfd = if image.files.iter().all(|f| {
             matches!(
                 f,
-                FileImage::Path(_) | FileImage::Epoll(_) | FileImage::Inotify(_)
+                FileImage::Path(_)
+                    | FileImage::Epoll(_)
+                    | FileImage::Inotify(_)
+                    | FileImage::Fifo(_)
             )
         }) {
             None
@@ -697,6 +701,9 @@ impl<'a> Husk<'a> {
             )? as u64)
         };
         let mut parked = Vec::with_capacity(image.files.len());
+        // (path, parked fd in the husk) of a read-write open of each FIFO
+        // that keeps it open while its ends are opened.
+        let mut fifo_keepalives: Vec<(&str, u64)> = Vec::new();
         for (i, file) in image.files.iter().enumerate() {
             let fd = match file {
                 FileImage::Path(f) => {
@@ -739,6 +746,12 @@ impl<'a> Husk<'a> {
                 }
                 FileImage::Epoll(e) => self.create_epoll(e)?,
                 FileImage::Inotify(ino) => self.create_inotify(ino)?,
+                FileImage::Fifo(f) => self.open_fifo(f, park_at, &mut fifo_keepalives)?,
+                FileImage::Memfd(m) => {
+                    let ours = anon::create_memfd(image.pid, m)?;
+                    let what = format!("memfd {}", m.name);
+                    self.pull_in(our_pidfd, &ours, Some(m.flags), &what)?
+                }
             } as u64;
             let park = self.sys(
                 0,
@@ -771,12 +784,132 @@ impl<'a> Husk<'a> {
             )?;
         }
         self.register_epoll_targets()?;
-        for fd in parked.into_iter().chain(our_pidfd) {
+        let keepalives = fifo_keepalives.into_iter().map(|(_, fd)| fd);
+        for fd in parked.into_iter().chain(keepalives).chain(our_pidfd) {
             self.sys(0, libc::SYS_close, [fd, 0, 0, 0, 0, 0], || {
                 format!("close of fd {fd}")
             })?;
         }
         Ok(())
+    }
+
+    /// Maps the MAP_SHARED memfd mappings from the memfds restore_fds
+    /// installed (their contents came with them), at their fd numbers.
+    fn map_memfd_vmas(&mut self) -> Result<(), RestoreError> {
+        let image = self.image;
+        for vma in &image.vmas {
+            let VmaKind::SharedMemfd { inode, offset } = vma.kind else {
+                continue;
+            };
+            let fd = image
+                .fds
+                .iter()
+                .find(|f| {
+                    matches!(image.files.get(f.file as usize),
+                        Some(FileImage::Memfd(m)) if m.inode == inode)
+                })
+                .ok_or_else(|| RestoreError::Unsupported {
+                    pid: image.pid,
+                    why: format!("no fd holds memfd inode {inode} mapped at {:#x}", vma.start),
+                })?;
+            let flags = (libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE) as u64;
+            self.sys(
+                0,
+                libc::SYS_mmap,
+                [
+                    vma.start,
+                    vma.end - vma.start,
+                    vma.prot as u64,
+                    flags,
+                    fd.fd as u64,
+                    offset,
+                ],
+                || {
+                    format!(
+                        "mmap of memfd fd {} at {:#x}-{:#x}",
+                        fd.fd, vma.start, vma.end
+                    )
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Opens FIFO end `f` by path in the husk; returns its fd there. The
+    /// first time a FIFO is seen it is opened read-write and non-blocking
+    /// (parked above `park_at`, kept in `keepalives`) so that opening the
+    /// ends does not block, recreated first if it is gone; the buffered
+    /// data is written back through that keep-alive.
+    fn open_fifo<'f>(
+        &mut self,
+        f: &'f FifoEnd,
+        park_at: u64,
+        keepalives: &mut Vec<(&'f str, u64)>,
+    ) -> Result<i64, RestoreError> {
+        let pid = self.image.pid;
+        let path = self.put_str(&f.path)?;
+        let keepalive = match keepalives.iter().find(|(p, _)| *p == f.path) {
+            Some(&(_, fd)) => fd,
+            None => {
+                let open = [
+                    libc::AT_FDCWD as u64,
+                    path,
+                    (libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) as u64,
+                    0,
+                    0,
+                    0,
+                ];
+                let what = || format!("opening FIFO {} to keep it open", f.path);
+                let fd = match self.sys(0, libc::SYS_openat, open, what) {
+                    Err(RestoreError::Injected {
+                        errno: Errno::ENOENT,
+                        ..
+                    }) => {
+                        let mode = (libc::S_IFIFO | f.mode) as u64;
+                        self.sys(
+                            0,
+                            libc::SYS_mknodat,
+                            [libc::AT_FDCWD as u64, path, mode, 0, 0, 0],
+                            || format!("recreating the FIFO {} (mode {:#o})", f.path, f.mode),
+                        )?;
+                        self.sys(0, libc::SYS_openat, open, what)?
+                    }
+                    other => other?,
+                } as u64;
+                let parked = self.sys(
+                    0,
+                    libc::SYS_fcntl,
+                    [fd, libc::F_DUPFD_CLOEXEC as u64, park_at, 0, 0, 0],
+                    || format!("parking the keep-alive of FIFO {}", f.path),
+                )? as u64;
+                self.sys(0, libc::SYS_close, [fd, 0, 0, 0, 0, 0], || {
+                    format!("close of fd {fd}")
+                })?;
+                keepalives.push((&f.path, parked));
+                parked
+            }
+        };
+        if !f.data.is_empty() {
+            let fail = |call: String| move |errno| RestoreError::Injected { pid, call, errno };
+            let husk =
+                kernel::pidfd_open(self.pid).map_err(fail("pidfd_open of the husk".into()))?;
+            let writer = kernel::pidfd_getfd(&husk, keepalive as i32)
+                .map_err(fail(format!("taking the keep-alive of FIFO {}", f.path)))?;
+            let mut written = 0;
+            while written < f.data.len() {
+                written += nix::unistd::write(&writer, &f.data[written..]).map_err(fail(
+                    format!("refilling FIFO {} with {} bytes", f.path, f.data.len()),
+                ))?;
+            }
+        }
+        let flags = (f.flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY))
+            | libc::O_CLOEXEC;
+        self.sys(
+            0,
+            libc::SYS_openat,
+            [libc::AT_FDCWD as u64, path, flags as u64, 0, 0, 0],
+            || format!("reopening FIFO {} (flags {:#o})", f.path, flags),
+        )
     }
 
     /// Gives our description `ours` the status flags `status` and takes it
