@@ -183,6 +183,19 @@ fn refuses_strict_seccomp() {
     });
 }
 
+const ONE_ENDED_FIFO: Spec = Spec::new("refused_fds").args(&["fifo"]);
+const BIG_MEMFD: Spec = Spec::new("refused_fds").args(&["bigmemfd"]);
+
+#[test]
+fn refuses_fifo_with_an_end_outside() {
+    refuses_unsupported_fd("refuses_fifo_with_an_end_outside", &ONE_ENDED_FIFO, "fifo");
+}
+
+#[test]
+fn refuses_memfd_over_64_mib() {
+    refuses_unsupported_fd("refuses_memfd_over_64_mib", &BIG_MEMFD, "memfd");
+}
+
 const OTHER_NS: Spec = Spec::new("other_ns");
 
 #[test]
