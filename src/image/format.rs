@@ -587,29 +587,35 @@ impl ImageReader {
             self.manifest.pages_len,
             bytes.len() as u64,
         )?;
-        let mut hash = Xxh3::default();
-        let mut delivered = 0;
-        let mut pos = 0usize;
-        for run in &self.runs {
-            if run.zero {
-                sink(run.vaddr, PageData::Zero { npages: run.npages })?;
-            } else {
-                // Open checked that data runs come in file order, inside the
-                // file; bytes in between (superseded copies) are only
-                // checksummed.
-                let start = run.offset as usize;
-                let end = start + (run.npages * PAGE_SIZE) as usize;
-                hash.update(&bytes[pos..start]);
-                for (i, chunk) in bytes[start..end].chunks(IO_CHUNK).enumerate() {
-                    hash.update(chunk);
-                    sink(run.vaddr + (i * IO_CHUNK) as u64, PageData::Bytes(chunk))?;
+        // The whole file is checksummed on another core while the pages are
+        // delivered here (data runs come in file order with the superseded
+        // bytes between them, so this is the same digest as hashing them in
+        // order). The caller must not trust the pages before this returns.
+        let (found, delivered) = std::thread::scope(|scope| {
+            let hasher = scope.spawn(|| xxh3_64(bytes));
+            let delivered = (|| {
+                let mut delivered = 0;
+                for run in &self.runs {
+                    if run.zero {
+                        sink(run.vaddr, PageData::Zero { npages: run.npages })?;
+                    } else {
+                        // Open checked that data runs lie inside the file.
+                        let start = run.offset as usize;
+                        let end = start + (run.npages * PAGE_SIZE) as usize;
+                        for (i, chunk) in bytes[start..end].chunks(IO_CHUNK).enumerate() {
+                            sink(run.vaddr + (i * IO_CHUNK) as u64, PageData::Bytes(chunk))?;
+                        }
+                    }
+                    delivered += run.npages;
                 }
-                pos = end;
-            }
-            delivered += run.npages;
-        }
-        hash.update(&bytes[pos..]);
-        let found = hash.digest();
+                Ok::<u64, E>(delivered)
+            })();
+            (
+                hasher.join().expect("the checksum thread panicked"),
+                delivered,
+            )
+        });
+        // A corrupt file explains any failure of the sink: report it first.
         if found != self.manifest.pages_xxh3 {
             return Err(ImageError::ChecksumMismatch {
                 what: "pages file",
@@ -620,7 +626,7 @@ impl ImageReader {
             }
             .into());
         }
-        Ok(delivered)
+        delivered
     }
 }
 
