@@ -22,12 +22,11 @@ use nix::sys::uio::{process_vm_readv, RemoteIoVec};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{pipe2, ForkResult, Pid};
 use serde::Serialize;
-use std::ffi::{c_void, OsString};
+use std::ffi::c_void;
 use std::fs::{self, File};
 use std::io::IoSliceMut;
 use std::num::NonZeroUsize;
 use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
@@ -852,31 +851,6 @@ fn probe_time_namespace() -> Finding {
     }
 }
 
-/// Undoes octal escapes (\040 for a space) of a /proc/self/mountinfo path.
-fn unescape_mount_path(raw: &str) -> PathBuf {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).and_then(|d| {
-            std::str::from_utf8(d)
-                .ok()
-                .and_then(|s| u8::from_str_radix(s, 8).ok())
-        });
-        match (bytes[i], octal) {
-            (b'\\', Some(byte)) => {
-                out.push(byte);
-                i += 4;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    PathBuf::from(OsString::from_vec(out))
-}
-
 /// Mount point of the first mount of filesystem type `fstype` whose super
 /// options include `option` (when given), from /proc/self/mountinfo.
 fn find_mount(fstype: &str, option: Option<&str>) -> Result<Option<PathBuf>, NotWorking> {
@@ -895,7 +869,9 @@ fn find_mount(fstype: &str, option: Option<&str>) -> Result<Option<PathBuf>, Not
         let wanted_option = option.map_or(true, |o| options.split(',').any(|x| x == o));
         if ty == fstype && wanted_option {
             if let Some(mount_point) = left.split(' ').nth(4) {
-                return Ok(Some(unescape_mount_path(mount_point)));
+                return Ok(Some(PathBuf::from(crate::proc::notify::unescape_octal(
+                    mount_point,
+                ))));
             }
         }
     }

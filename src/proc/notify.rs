@@ -124,11 +124,12 @@ pub fn parse_mount_point(text: &str, major: u32, minor: u32) -> Option<String> {
         .iter()
         .find(|(root, _)| *root == "/")
         .or(mounts.first())
-        .map(|(_, point)| unescape_octal(point))
+        .map(|(_, point)| unescape_octal(point).to_string_lossy().into_owned())
 }
 
-/// Undoes mountinfo's octal escapes of space, tab, newline and backslash.
-fn unescape_octal(s: &str) -> String {
+/// Undoes mountinfo's octal escapes of space, tab, newline and backslash
+/// (\\040 for a space).
+pub fn unescape_octal(s: &str) -> std::ffi::OsString {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -149,7 +150,7 @@ fn unescape_octal(s: &str) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    std::os::unix::ffi::OsStringExt::from_vec(out)
 }
 
 /// A mount point of filesystem `major:minor` in this process's mount table.
