@@ -130,22 +130,20 @@ fn classify_mapping(pid: i32, m: &MapsEntry) -> Result<Vma, CheckpointError> {
             )))
         }
     };
-    let special = matches!(
-        kind,
-        VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall
-    );
-    for flag in ["io", "pf"] {
-        if !special && m.vm_flags.split_whitespace().any(|f| f == flag) {
-            return Err(refuse("it maps device memory (VM_IO/VM_PFNMAP)".into()));
-        }
-    }
-    Ok(Vma {
+    let vma = Vma {
         start: m.start,
         end: m.end,
         prot: prot as u32,
         kind,
         vm_flags: m.vm_flags.clone(),
-    })
+    };
+    // [vvar] is VM_PFNMAP by nature; only other mappings of device memory
+    // are refused.
+    let device_memory = ["io", "pf"].iter().any(|flag| vma.has_vm_flag(flag));
+    if device_memory && !vma.is_special() {
+        return Err(refuse("it maps device memory (VM_IO/VM_PFNMAP)".into()));
+    }
+    Ok(vma)
 }
 
 /// The identity of a file as ferry compares it between checkpoint and
