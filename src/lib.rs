@@ -11,6 +11,7 @@ pub mod dump;
 pub mod image;
 pub mod kernel;
 pub mod memory;
+pub mod migration;
 pub mod proc;
 pub mod ptrace;
 pub mod restore;
