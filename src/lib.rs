@@ -8,6 +8,7 @@
 
 #![deny(missing_docs)]
 
+pub mod agent;
 pub mod config;
 pub mod dump;
 pub mod image;

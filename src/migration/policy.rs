@@ -4,7 +4,7 @@
 
 use crate::dump::sink::RoundReport;
 use crate::image::PAGE_SIZE;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The user's limits on a pre-copy migration.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,7 +25,7 @@ impl Default for Limits {
 }
 
 /// Why pre-copy stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SwitchReason {
     /// What is left fits the downtime limit at the measured bandwidth.

@@ -19,7 +19,7 @@ pub mod frame;
 pub mod pages;
 pub mod tls;
 
-pub use frame::{PageHeader, RecvError, SendError};
+pub use frame::{read_message, write_message, PageHeader, RecvError, SendError, MAX_FRAME_PAGES};
 pub use pages::{PageFrame, PageReceiver, PageSender};
 pub use tls::{PeerNameError, TlsFiles, TlsSetupError};
 
@@ -706,6 +706,20 @@ async fn sort_incoming(
     }
 }
 
+/// The page streams a peer opens, taken out of its [`Session`].
+pub struct IncomingPages {
+    streams: Option<mpsc::Receiver<RecvStream>>,
+    peer: SocketAddr,
+}
+
+impl IncomingPages {
+    /// The next page stream, or None once every bulk connection is closed.
+    pub async fn next(&mut self) -> Option<PageReceiver> {
+        let stream = self.streams.as_mut()?.recv().await?;
+        Some(PageReceiver::new(stream, self.peer))
+    }
+}
+
 /// An open session with one peer agent: a control stream for messages and
 /// bulk connections for page streams.
 pub struct Session {
@@ -716,7 +730,7 @@ pub struct Session {
     recv: RecvStream,
     bulk: Vec<Connection>,
     next_bulk: AtomicUsize,
-    incoming_pages: mpsc::Receiver<RecvStream>,
+    incoming_pages: Option<mpsc::Receiver<RecvStream>>,
     page_acceptors: Vec<JoinHandle<()>>,
 }
 
@@ -760,7 +774,7 @@ impl Session {
             recv,
             bulk,
             next_bulk: AtomicUsize::new(0),
-            incoming_pages: rx,
+            incoming_pages: Some(rx),
             page_acceptors,
         }
     }
@@ -804,11 +818,15 @@ impl Session {
         Ok(PageSender::new(stream, self.peer))
     }
 
-    /// The next page stream the peer opened, on any bulk connection; None
-    /// once every bulk connection is closed.
-    pub async fn accept_pages(&mut self) -> Option<PageReceiver> {
-        let stream = self.incoming_pages.recv().await?;
-        Some(PageReceiver::new(stream, self.peer))
+    /// The page streams the peer opens, on any bulk connection, as a
+    /// receiver of its own: a destination reads them concurrently with
+    /// the control stream. Every later call returns a receiver that ends
+    /// at once.
+    pub fn take_incoming_pages(&mut self) -> IncomingPages {
+        IncomingPages {
+            streams: self.incoming_pages.take(),
+            peer: self.peer,
+        }
     }
 
     /// Closes every connection of the session with `reason`. Data still in
