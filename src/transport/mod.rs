@@ -58,6 +58,11 @@ const CONNECTION_WINDOW: u32 = 64 << 20;
 /// segments x MTU must stay under 64 KiB, or the send fails silently and
 /// the MTU collapses.
 const MTU_UPPER_BOUND: u16 = 6000;
+/// A peer silent this long is gone: short, because a workload may be
+/// frozen waiting on it (keep-alives keep a slow but live peer).
+const IDLE_TIMEOUT_MS: u32 = 5_000;
+/// Keep-alive interval, well under [`IDLE_TIMEOUT_MS`].
+const KEEP_ALIVE: Duration = Duration::from_secs(1);
 /// QUIC application close code for a refusal (reason in the close frame).
 const CLOSE_REFUSED: u32 = 1;
 /// QUIC application close code for a normal end of session.
@@ -309,8 +314,8 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
         .receive_window(VarInt::from_u32(CONNECTION_WINDOW))
         .send_window(u64::from(CONNECTION_WINDOW))
         .max_concurrent_uni_streams(VarInt::from_u32(256))
-        .max_idle_timeout(Some(VarInt::from_u32(30_000).into()))
-        .keep_alive_interval(Some(Duration::from_secs(5)));
+        .max_idle_timeout(Some(VarInt::from_u32(IDLE_TIMEOUT_MS).into()))
+        .keep_alive_interval(Some(KEEP_ALIVE));
     let mut mtu = quinn::MtuDiscoveryConfig::default();
     mtu.upper_bound(MTU_UPPER_BOUND);
     tc.mtu_discovery_config(Some(mtu));
