@@ -2,6 +2,7 @@
 //! daemon). It parses, calls the ferry library and prints; the logic lives in
 //! the library.
 
+mod certs;
 mod check;
 mod checkpoint;
 mod image_show;
@@ -106,6 +107,38 @@ enum Command {
         #[command(subcommand)]
         command: ImageCommand,
     },
+    /// Make the certificates agents authenticate each other with.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CertsCommand {
+    /// Create a certificate authority (ca.pem, and ca.key with mode 0600)
+    /// in DIR. Existing files are never overwritten.
+    Init {
+        /// Directory for the CA's files (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Issue a host certificate (cert.pem, and key.pem with mode 0600) for
+    /// an agent named NAME, signed by the CA in --ca.
+    Issue {
+        /// Directory holding the CA's ca.pem and ca.key.
+        #[arg(long)]
+        ca: PathBuf,
+        /// The agent's name: the certificate's DNS name, which peers check.
+        #[arg(long)]
+        name: String,
+        /// Also put this IP address in the certificate.
+        #[arg(long)]
+        ip: Option<std::net::IpAddr>,
+        /// Directory for the certificate and key (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -157,6 +190,12 @@ fn main() -> ExitCode {
             bandwidth_limit: bandwidth_limit.as_deref(),
             json,
         }),
+        Command::Certs {
+            command: CertsCommand::Init { dir },
+        } => certs::init(&dir),
+        Command::Certs {
+            command: CertsCommand::Issue { ca, name, ip, out },
+        } => certs::issue(&ca, &name, ip, &out),
     };
     match result {
         Ok(code) => code,
