@@ -3,12 +3,24 @@
 # namespaces PREFIX-a and PREFIX-b joined by a veth pair, 10.231.0.1/24 and
 # 10.231.0.2/24, loopback up in each, MTU 9000 for throughput.
 #
-#   scripts/testbed.sh up   [--name-prefix P]   (default prefix: ferry)
-#   scripts/testbed.sh down [--name-prefix P]
+#   scripts/testbed.sh up   [--name-prefix P] [--agents DIR]   (default prefix: ferry)
+#   scripts/testbed.sh down [--name-prefix P] [--agents DIR]
+#   scripts/testbed.sh exec [--name-prefix P] --agents DIR a|b COMMAND...
 #
 # `up` and `down` are idempotent: `up` first removes what a previous `up`
 # left, `down` removes only what exists. Run a command on host A with
 #   ip netns exec ferry-a COMMAND
+#
+# With --agents DIR, `up` also makes a CA and a certificate per host in DIR
+# (migrate-agent certs), writes DIR/a.toml and DIR/b.toml and starts an
+# agent on each host (port 7420, control socket DIR/a/agent.sock, log
+# DIR/a/agent.log) in a PID and mount namespace of its own, as on a real
+# host: a migrated process keeps its PID while the source copy still
+# exists. Host A's PIDs start at 5000, so that they are free on host B.
+# `exec` runs a command inside a host (its network, PID and mount
+# namespaces); `down` stops the agents and everything started in their
+# hosts. The agent binary is $FERRY_AGENT_BIN, else
+# target/release/migrate-agent, else target/debug/migrate-agent.
 # Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +34,7 @@ usage() {
 action=$1
 shift
 prefix=ferry
+agents=
 while [ $# -gt 0 ]; do
   case $1 in
     --name-prefix)
@@ -29,11 +42,19 @@ while [ $# -gt 0 ]; do
       prefix=$2
       shift 2
       ;;
-    *) usage ;;
+    --agents)
+      [ $# -ge 2 ] || usage
+      agents=$(realpath -m "$2")
+      shift 2
+      ;;
+    *)
+      [ "$action" = exec ] || usage
+      break
+      ;;
   esac
 done
 
-bash scripts/setup.sh
+[ "$action" = exec ] || bash scripts/setup.sh >/dev/null
 
 ns_a=$prefix-a
 ns_b=$prefix-b
@@ -47,7 +68,66 @@ mtu=9000
 
 ns_exists() { ip netns list | awk '{print $1}' | grep -qx "$1"; }
 
+agent_bin() {
+  if [ -n "${FERRY_AGENT_BIN:-}" ]; then echo "$FERRY_AGENT_BIN"
+  elif [ -x target/release/migrate-agent ]; then realpath target/release/migrate-agent
+  else realpath target/debug/migrate-agent
+  fi
+}
+
+# Starts the agent of host $1 (a or b) at address $2 in namespace $3.
+start_agent() {
+  local host=$1 addr=$2 ns=$3 bin dir=$agents/$1 i
+  bin=$(agent_bin)
+  mkdir -p "$dir"
+  [ -f "$dir/cert.pem" ] || "$bin" certs issue --ca "$agents/ca" --name "host-$host" --ip "$addr" --out "$dir" >/dev/null
+  cat > "$agents/$host.toml" <<EOF
+name = "host-$host"
+listen = "$addr:7420"
+control_socket = "$dir/agent.sock"
+ca = "$agents/ca/ca.pem"
+cert = "$dir/cert.pem"
+key = "$dir/key.pem"
+work_dir = "$dir/work"
+log_level = "info"
+EOF
+  rm -f "$dir/agent.sock"
+  # bash is the init of the host's PID namespace: it reaps orphans (the
+  # restored workloads), and when it dies everything in the host dies.
+  setsid ip netns exec "$ns" unshare --pid --fork --mount-proc --kill-child \
+    bash -c '"$0" serve --config "$1" & wait' "$bin" "$agents/$host.toml" \
+    >"$dir/agent.log" 2>&1 </dev/null &
+  echo $! > "$dir/unshare.pid"
+  for i in $(seq 200); do
+    [ -S "$dir/agent.sock" ] && break
+    sleep 0.05
+  done
+  if [ ! -S "$dir/agent.sock" ]; then
+    cat "$dir/agent.log" >&2
+    echo "testbed: the agent of host $host did not start" >&2
+    exit 1
+  fi
+  cat "/proc/$(cat "$dir/unshare.pid")/task/"*/children | awk '{print $1}' > "$dir/init.pid"
+}
+
+stop_agents() {
+  local host pid
+  for host in a b; do
+    if [ -f "$agents/$host/unshare.pid" ]; then
+      pid=$(cat "$agents/$host/unshare.pid")
+      kill -KILL "$pid" 2>/dev/null || true
+      # Gone, or a zombie left for whoever adopted it (a test harness that
+      # is a child subreaper reaps it).
+      while [ -e "/proc/$pid" ] && [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]; do
+        sleep 0.02
+      done
+      rm -f "$agents/$host/unshare.pid" "$agents/$host/init.pid"
+    fi
+  done
+}
+
 down() {
+  [ -z "$agents" ] || stop_agents
   local ns
   for ns in "$ns_a" "$ns_b"; do
     # Deleting a namespace deletes the veth end inside it, and with it the
@@ -74,10 +154,28 @@ up() {
   ip -n "$ns_b" link set "$if_b" up
   echo "host A: namespace $ns_a, address $addr_a ($if_a, mtu $mtu)"
   echo "host B: namespace $ns_b, address $addr_b ($if_b, mtu $mtu)"
+  if [ -n "$agents" ]; then
+    mkdir -p "$agents"
+    [ -f "$agents/ca/ca.pem" ] || "$(agent_bin)" certs init --dir "$agents/ca" >/dev/null
+    start_agent a "$addr_a" "$ns_a"
+    start_agent b "$addr_b" "$ns_b"
+    # Host A's processes get PIDs from 5000 on, free on host B.
+    nsenter -t "$(cat "$agents/a/init.pid")" -p -m -- sh -c 'echo 4999 > /proc/sys/kernel/ns_last_pid'
+    echo "agents: control sockets $agents/a/agent.sock and $agents/b/agent.sock, port 7420"
+  fi
 }
+
+host_exec() {
+  [ -n "$agents" ] && [ $# -ge 2 ] || usage
+  local host=$1
+  shift
+  exec nsenter -t "$(cat "$agents/$host/init.pid")" -n -p -m -- "$@"
+}
+
 
 case $action in
   up) up ;;
   down) down ;;
+  exec) host_exec "$@" ;;
   *) usage ;;
 esac

@@ -129,6 +129,7 @@ async fn run(
     }
     let writer = ImageWriter::create(&dir).map_err(|e| e.to_string())?;
     *dir_out = Some(dir.clone());
+    tracing::info!(id = %offer.id, pid = offer.pid, bytes = offer.memory_bytes, "offer accepted");
     session
         .send(&ToSource::Accepted)
         .await

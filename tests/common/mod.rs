@@ -418,6 +418,18 @@ impl AgentRun {
             .with_context(|| format!("migrate-agent --json printed:\n{}", self.stdout))
     }
 
+    /// Fails unless the command succeeded.
+    pub fn check(&self) -> Result<()> {
+        ensure!(
+            self.status.success(),
+            "migrate-agent failed ({}):\n{}{}",
+            self.status,
+            self.stderr,
+            self.stdout
+        );
+        Ok(())
+    }
+
     /// Fails unless the command failed; returns its stderr.
     pub fn refusal(&self) -> Result<&str> {
         ensure!(

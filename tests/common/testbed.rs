@@ -8,6 +8,8 @@
 
 use super::{agent_bin, path_str, workload_bin, AgentRun, TestDir};
 use anyhow::{bail, ensure, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,9 +18,9 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 /// Host A's address and agent port.
-pub const HOST_A: &str = "10.231.0.1:7000";
+pub const HOST_A: &str = "10.231.0.1:7420";
 /// Host B's address and agent port.
-pub const HOST_B: &str = "10.231.0.2:7000";
+pub const HOST_B: &str = "10.231.0.2:7420";
 const WAIT: Duration = Duration::from_secs(20);
 
 /// One host of the testbed.
@@ -51,7 +53,11 @@ impl Testbed {
     /// Brings up both hosts with their agents (files in DIR/testbed).
     pub fn up(dir: &TestDir) -> Result<Self> {
         static N: AtomicU32 = AtomicU32::new(0);
-        let prefix = format!("ft{}x{}", std::process::id() % 100_000, N.fetch_add(1, Ordering::Relaxed));
+        let prefix = format!(
+            "ft{}x{}",
+            std::process::id() % 100_000,
+            N.fetch_add(1, Ordering::Relaxed)
+        );
         let bed = Testbed {
             prefix,
             dir: dir.path().join("testbed"),
@@ -78,21 +84,163 @@ impl Testbed {
         self.dir.join(host.letter()).join("agent.sock")
     }
 
+    /// The agent's log file on a host.
+    pub fn agent_log_path(&self, host: Host) -> PathBuf {
+        self.dir.join(host.letter()).join("agent.log")
+    }
+
     /// The agent's log on a host.
     pub fn agent_log(&self, host: Host) -> String {
-        fs::read_to_string(self.dir.join(host.letter()).join("agent.log")).unwrap_or_default()
+        fs::read_to_string(self.agent_log_path(host)).unwrap_or_default()
+    }
+
+    fn netns(&self, host: Host) -> String {
+        format!("{}-{}", self.prefix, host.letter())
+    }
+
+    /// Kills a host's agent (SIGKILL, by PID): the daemon dies, the host
+    /// and its processes stay.
+    pub fn kill_agent(&self, host: Host) -> Result<()> {
+        let init = self.init_pid(host)?;
+        let children = fs::read_to_string(format!("/proc/{init}/task/{init}/children"))?;
+        for pid in children.split_whitespace() {
+            if fs::read_to_string(format!("/proc/{pid}/comm"))?.trim() == "migrate-agent" {
+                kill(Pid::from_raw(pid.parse()?), Signal::SIGKILL)?;
+                return Ok(());
+            }
+        }
+        bail!("no agent found on host {host:?}")
+    }
+
+    /// Takes PID `ns_pid` on a host with a sleeping process (which dies
+    /// with the testbed).
+    pub fn take_pid(&self, host: Host, ns_pid: i32) -> Result<HostProcess> {
+        let script = format!(
+            "echo {} > /proc/sys/kernel/ns_last_pid; sleep 600 & wait",
+            ns_pid - 1
+        );
+        let sink = self.dir.join("squatter.out");
+        let p = self.spawn(host, Path::new("/bin/sh"), &["-c", &script], &sink)?;
+        let start = Instant::now();
+        while self.find(host, ns_pid)?.is_none() {
+            ensure!(
+                start.elapsed() < WAIT,
+                "could not take PID {ns_pid} on host {host:?}"
+            );
+            sleep(Duration::from_millis(10));
+        }
+        Ok(p)
+    }
+
+    /// Brings host A's end of the link down or up.
+    pub fn set_link(&self, up: bool) -> Result<()> {
+        let status = Command::new("ip")
+            .args(["-n", &self.netns(Host::A), "link", "set", "veth-a"])
+            .arg(if up { "up" } else { "down" })
+            .status()?;
+        ensure!(status.success(), "ip link set failed");
+        Ok(())
+    }
+
+    /// Starts, in a host's network namespace, an agent on `port` whose
+    /// certificate comes from a CA of its own (not the testbed's).
+    pub fn rogue_agent(&self, dir: &TestDir, host: Host, port: u16) -> Result<Daemon> {
+        let rogue = dir.path().join("rogue");
+        let bin = agent_bin()?;
+        let addr = match host {
+            Host::A => "10.231.0.1",
+            Host::B => "10.231.0.2",
+        };
+        for args in [
+            vec!["certs", "init", "--dir", path_str(&rogue.join("ca"))?],
+            vec![
+                "certs",
+                "issue",
+                "--ca",
+                path_str(&rogue.join("ca"))?,
+                "--name",
+                "rogue",
+                "--ip",
+                addr,
+                "--out",
+                path_str(&rogue)?,
+            ],
+        ] {
+            super::agent(dir, &args)?.check()?;
+        }
+        let config = rogue.join("agent.toml");
+        fs::write(
+            &config,
+            format!(
+                "name = \"rogue\"\nlisten = \"{addr}:{port}\"\ncontrol_socket = \"{r}/agent.sock\"\n\
+                 ca = \"{r}/ca/ca.pem\"\ncert = \"{r}/cert.pem\"\nkey = \"{r}/key.pem\"\nwork_dir = \"{r}/work\"\n",
+                r = rogue.display()
+            ),
+        )?;
+        let log = rogue.join("agent.log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.netns(host)])
+            .arg(&bin)
+            .args(["serve", "--config", path_str(&config)?])
+            .stdin(Stdio::null())
+            .stdout(File::create(&log)?)
+            .stderr(File::create(rogue.join("agent.err"))?)
+            .spawn()?;
+        let daemon = Daemon { child };
+        let sock = rogue.join("agent.sock");
+        let start = Instant::now();
+        while !sock.exists() {
+            ensure!(start.elapsed() < WAIT, "the rogue agent did not start");
+            sleep(Duration::from_millis(10));
+        }
+        Ok(daemon)
+    }
+
+    /// Starts `migrate` in the background (see [`Testbed::migrate`]).
+    pub fn spawn_migrate(
+        &self,
+        dir: &TestDir,
+        ns_pid: i32,
+        to: &str,
+        extra: &[&str],
+    ) -> Result<Running> {
+        let socket = self.control_socket(Host::A);
+        let out = dir.path().join("migrate.out");
+        let err = dir.path().join("migrate.err");
+        let child = Command::new(agent_bin()?)
+            .args([
+                "migrate",
+                &ns_pid.to_string(),
+                "--to",
+                to,
+                "--control-socket",
+            ])
+            .arg(&socket)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(File::create(&out)?)
+            .stderr(File::create(&err)?)
+            .spawn()?;
+        Ok(Running { child, out, err })
     }
 
     /// PID (in the root namespace) of the init of a host's PID namespace.
     fn init_pid(&self, host: Host) -> Result<i32> {
         let path = self.dir.join(host.letter()).join("init.pid");
-        let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         Ok(text.trim().parse()?)
     }
 
     /// Starts a command inside host A (its network, PID and mount
     /// namespaces) with stdout and stderr to `output`.
-    pub fn spawn(&self, host: Host, program: &Path, args: &[&str], output: &Path) -> Result<HostProcess> {
+    pub fn spawn(
+        &self,
+        host: Host,
+        program: &Path,
+        args: &[&str],
+        output: &Path,
+    ) -> Result<HostProcess> {
         let init = self.init_pid(host)?;
         let out = File::create(output)?;
         let child = Command::new("nsenter")
@@ -106,12 +254,17 @@ impl Testbed {
             .context("spawning nsenter")?;
         let start = Instant::now();
         let pid = loop {
-            let children = fs::read_to_string(format!("/proc/{}/task/{}/children", child.id(), child.id()))
-                .unwrap_or_default();
+            let children =
+                fs::read_to_string(format!("/proc/{}/task/{}/children", child.id(), child.id()))
+                    .unwrap_or_default();
             if let Some(pid) = children.split_whitespace().next() {
                 break pid.parse::<i32>()?;
             }
-            ensure!(start.elapsed() < WAIT, "nsenter did not start {}", program.display());
+            ensure!(
+                start.elapsed() < WAIT,
+                "nsenter did not start {}",
+                program.display()
+            );
             sleep(Duration::from_millis(5));
         };
         let ns_pid = ns_pid(pid)?;
@@ -136,10 +289,23 @@ impl Testbed {
 
     /// `migrate-agent migrate NS_PID --to B` through host A's agent, with
     /// `extra` arguments.
-    pub fn migrate(&self, dir: &TestDir, ns_pid: i32, to: &str, extra: &[&str]) -> Result<AgentRun> {
+    pub fn migrate(
+        &self,
+        dir: &TestDir,
+        ns_pid: i32,
+        to: &str,
+        extra: &[&str],
+    ) -> Result<AgentRun> {
         let pid = ns_pid.to_string();
         let socket = self.control_socket(Host::A);
-        let mut args = vec!["migrate", &pid, "--to", to, "--control-socket", path_str(&socket)?];
+        let mut args = vec![
+            "migrate",
+            &pid,
+            "--to",
+            to,
+            "--control-socket",
+            path_str(&socket)?,
+        ];
         args.extend_from_slice(extra);
         super::agent(dir, &args)
     }
@@ -149,7 +315,11 @@ impl Testbed {
     pub fn find(&self, host: Host, ns_pid: i32) -> Result<Option<i32>> {
         let ns = fs::read_link(format!("/proc/{}/ns/pid", self.init_pid(host)?))?;
         for entry in fs::read_dir("/proc")? {
-            let Some(pid) = entry?.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            let Some(pid) = entry?
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
                 continue;
             };
             if fs::read_link(format!("/proc/{pid}/ns/pid")).ok().as_ref() != Some(&ns) {
@@ -173,6 +343,53 @@ impl Drop for Testbed {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+    }
+}
+
+/// A daemon started by a test, killed (by PID) when dropped.
+pub struct Daemon {
+    child: Child,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `migrate-agent migrate` running in the background.
+pub struct Running {
+    child: Child,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl Running {
+    /// Waits (at most a minute) for the command to end.
+    pub fn wait(mut self) -> Result<AgentRun> {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                bail!("migrate still running after a minute");
+            }
+            sleep(Duration::from_millis(10));
+        };
+        Ok(AgentRun {
+            status,
+            stdout: fs::read_to_string(&self.out)?,
+            stderr: fs::read_to_string(&self.err)?,
+        })
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -205,7 +422,10 @@ fn ns_pid(pid: i32) -> Result<i32> {
 
 fn is_zombie(pid: i32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(true)
 }
 
