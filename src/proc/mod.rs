@@ -311,22 +311,7 @@ pub struct StatMm {
 
 /// Parses the memory-layout fields out of /proc/PID/stat text.
 pub fn parse_stat_mm(path: &std::path::Path, text: &str) -> Result<StatMm, ProcError> {
-    // The comm field may contain spaces and parentheses: split after the last ')'.
-    let close = text
-        .rfind(')')
-        .ok_or_else(|| parse_err(path, "no ')' after comm"))?;
-    // Field 3 (state) is the first after ") ".
-    let fields: Vec<u64> = text[close + 1..]
-        .split_whitespace()
-        .skip(1)
-        .map(|f| f.parse::<i64>().map(|v| v as u64).unwrap_or(0))
-        .collect();
-    let field = |n: usize| -> Result<u64, ProcError> {
-        fields
-            .get(n - 4)
-            .copied()
-            .ok_or_else(|| parse_err(path, format!("missing field {n}")))
-    };
+    let field = stat_fields(path, text)?;
     Ok(StatMm {
         start_code: field(26)?,
         end_code: field(27)?,
@@ -338,6 +323,56 @@ pub fn parse_stat_mm(path: &std::path::Path, text: &str) -> Result<StatMm, ProcE
         arg_end: field(49)?,
         env_start: field(50)?,
         env_end: field(51)?,
+    })
+}
+
+/// Splits /proc/PID/stat into numeric fields; returns a getter by the
+/// field's number in proc(5) (4 and up).
+fn stat_fields<'a>(
+    path: &'a std::path::Path,
+    text: &str,
+) -> Result<impl Fn(usize) -> Result<u64, ProcError> + 'a, ProcError> {
+    // The comm field may contain spaces and parentheses: split after the last ')'.
+    let close = text
+        .rfind(')')
+        .ok_or_else(|| parse_err(path, "no ')' after comm"))?;
+    // Field 3 (state) is the first after ") ".
+    let fields: Vec<u64> = text[close + 1..]
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse::<i64>().map(|v| v as u64).unwrap_or(0))
+        .collect();
+    Ok(move |n: usize| -> Result<u64, ProcError> {
+        fields
+            .get(n.wrapping_sub(4))
+            .copied()
+            .ok_or_else(|| parse_err(path, format!("missing field {n}")))
+    })
+}
+
+/// Where a process sits in the process tree, and how it ended if it is a
+/// zombie (fields 4-6 and 52 of /proc/PID/stat).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatIds {
+    /// Parent PID.
+    pub ppid: i32,
+    /// Process group ID.
+    pub pgid: i32,
+    /// Session ID.
+    pub sid: i32,
+    /// The wait status a zombie leaves to its parent (0 while alive).
+    pub exit_code: i32,
+}
+
+/// Reads the parent, process group, session and exit code of `pid`.
+pub fn read_stat_ids(pid: i32) -> Result<StatIds, ProcError> {
+    let (path, text) = read_text(PathBuf::from(format!("/proc/{pid}/stat")))?;
+    let field = stat_fields(&path, &text)?;
+    Ok(StatIds {
+        ppid: field(4)? as i32,
+        pgid: field(5)? as i32,
+        sid: field(6)? as i32,
+        exit_code: field(52)? as i32,
     })
 }
 
