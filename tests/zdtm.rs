@@ -71,6 +71,7 @@ zdtm_tests! {
     tree_session, tree_session_leave_running => Spec::new("tree_session");
     tree_shm, tree_shm_leave_running => Spec::new("tree_shm");
     tree_fileoff, tree_fileoff_leave_running => Spec::new("tree_fileoff");
+    pipe_writer_gone, pipe_writer_gone_leave_running => Spec::new("pipe_writer_gone");
 }
 
 /// scripts/bench.sh's subject passes its own verification.

@@ -223,32 +223,59 @@ pub fn checkpoint_into(
     let mut classified = Vec::with_capacity(members.len());
     let mut layouts = Vec::with_capacity(members.len());
     for &member in &members {
-        if member != pid {
-            preflight(member)?;
+        let inspected = (|| {
+            if member != pid {
+                preflight(member)?;
+            }
+            let vmas = inspect::classify_mappings(member, &proc::read_maps(member)?)?;
+            let fds = classify_fds(member)?;
+            inspect::check_memfd_mappings(member, &vmas, &fds)?;
+            check_seccomp(member)?;
+            Ok::<_, CheckpointError>((vmas, fds))
+        })();
+        match inspected {
+            Ok((vmas, fds)) => {
+                classified.push((member, fds));
+                layouts.push((member, vmas));
+            }
+            // A child that ended meanwhile (a shell's short-lived command)
+            // has nothing left to refuse; one that changed under the
+            // reading of /proc is inspected again once frozen.
+            Err(_) if member != pid && gone(member) => {}
+            Err(CheckpointError::Proc(err)) if member != pid => {
+                tracing::debug!(pid = member, %err, "early inspection incomplete");
+            }
+            Err(e) => return Err(e),
         }
-        let vmas = inspect::classify_mappings(member, &proc::read_maps(member)?)?;
-        let fds = classify_fds(member)?;
-        inspect::check_memfd_mappings(member, &vmas, &fds)?;
-        check_seccomp(member)?;
-        classified.push((member, fds));
-        layouts.push((member, vmas));
     }
-    check_tree_fds(&classified)?;
+    match check_tree_fds(&classified) {
+        // A process changed under the check (ended, closed an fd): the
+        // check done with the tree frozen decides.
+        Err(CheckpointError::Proc(err)) => {
+            tracing::debug!(pid, %err, "early fd check incomplete");
+        }
+        other => other?,
+    }
 
-    let mut precopies = std::collections::HashMap::new();
+    let mut precopies = Precopies::default();
     let (mut precopy_pages, mut precopy_scanned, mut precopy_rounds) = (0, 0, 0);
     for (member, vmas) in &layouts {
         let member = *member;
-        match precopy::start_tracking(member, vmas) {
-            Ok(tracker) => {
-                let p = precopy::copy_while_running(member, vmas, tracker, sink)?;
+        let copied = precopy::start_tracking(member, vmas)
+            .and_then(|tracker| precopy::copy_while_running(member, vmas, tracker, sink));
+        match copied {
+            Ok(p) => {
                 precopy_pages += p.stats.pages_written;
                 precopy_scanned += p.stats.pages_scanned;
                 precopy_rounds = precopy_rounds.max(p.rounds);
-                precopies.insert(member, p);
+                precopies.done.insert(member, p);
             }
+            // A process may change under the copy (a shell's child
+            // exec'ing): its memory is then copied while frozen, over
+            // whatever part of a copy reached the sink.
             Err(err) => {
                 tracing::info!(pid = member, %err, "no pre-copy: all memory is copied while the process is frozen");
+                precopies.failed.push(member);
             }
         }
     }
@@ -285,6 +312,21 @@ pub fn checkpoint_into(
         zero_pages: mem.zero_pages,
         image_bytes: image.image_bytes,
     })
+}
+
+/// What the pre-copy left for the frozen copy.
+#[derive(Default)]
+struct Precopies {
+    /// Processes whose pre-copy completed.
+    done: std::collections::HashMap<i32, precopy::Precopy>,
+    /// Processes whose pre-copy failed part-way: pages of theirs may have
+    /// reached the sink from an address space that is gone.
+    failed: Vec<i32>,
+}
+
+/// Whether `pid` has ended (gone, or a zombie).
+fn gone(pid: i32) -> bool {
+    proc::read_status(pid).map_or(true, |st| matches!(st.state, 'Z' | 'X' | 'x'))
 }
 
 /// The live processes of the tree rooted at `root`, parents before
@@ -382,10 +424,11 @@ fn classify_fds(pid: i32) -> Result<Vec<files::ClassifiedFd>, CheckpointError> {
     Ok(out)
 }
 
-/// Refuses a pipe or FIFO of which the tree (`tree`: every process with
-/// its classified fds) holds only one end, or a unix socket connected to a
-/// socket no process of the tree holds: the other end belongs to a process
-/// outside the checkpoint.
+/// Refuses a pipe whose other end a process outside the tree (`tree`:
+/// every process with its classified fds) holds, a FIFO of which the tree
+/// holds only one end, or a unix socket connected to a socket no process
+/// of the tree holds: the other end belongs to a process outside the
+/// checkpoint.
 fn check_tree_fds(tree: &[(i32, Vec<files::ClassifiedFd>)]) -> Result<(), CheckpointError> {
     // A pipe or FIFO is carried only with both its ends: the data in it
     // would otherwise be shared with a process left behind.
@@ -405,21 +448,28 @@ fn check_tree_fds(tree: &[(i32, Vec<files::ClassifiedFd>)]) -> Result<(), Checkp
             reads |= mode != libc::O_WRONLY;
             writes |= mode != libc::O_RDONLY;
         }
-        if !(reads && writes) {
-            return Err(CheckpointError::UnsupportedFd {
-                pid,
-                fd: c.fd,
-                kind: format!(
-                    "{kind} whose {} end is held outside the checkpointed process tree",
-                    if reads { "write" } else { "read" }
-                ),
-                target: if kind == "pipe" {
-                    format!("pipe:[{inode}]")
-                } else {
-                    c.target.clone()
-                },
-            });
+        if reads && writes {
+            continue;
         }
+        // A pipe end that no process holds any more is simply closed after
+        // restore too (the reader sees the data, then end of file).
+        let tree_pids: Vec<i32> = tree.iter().map(|(p, _)| *p).collect();
+        if kind == "pipe" && proc::pipe_holder_outside(inode, &tree_pids)?.is_none() {
+            continue;
+        }
+        return Err(CheckpointError::UnsupportedFd {
+            pid,
+            fd: c.fd,
+            kind: format!(
+                "{kind} whose {} end is held outside the checkpointed process tree",
+                if reads { "write" } else { "read" }
+            ),
+            target: if kind == "pipe" {
+                format!("pipe:[{inode}]")
+            } else {
+                c.target.clone()
+            },
+        });
     }
     sockets::check_unix_peers(tree)
 }
@@ -679,14 +729,13 @@ impl FrozenTree {
     /// Freezes `pid`, or records it as a zombie; returns whether it was
     /// frozen (and its children are to be visited).
     fn freeze_one(&mut self, pid: i32) -> Result<bool, CheckpointError> {
-        if pid != self.root {
-            match proc::read_status(pid) {
-                Err(_) => return Ok(false),
-                Ok(st) if st.state == 'Z' || st.state == 'X' => return self.add_zombie(pid),
-                Ok(_) => preflight(pid)?,
+        let frozen = (|| {
+            if pid != self.root {
+                preflight(pid)?;
             }
-        }
-        match Frozen::freeze(pid, check_seccomp(pid)? > 0) {
+            Frozen::freeze(pid, check_seccomp(pid)? > 0)
+        })();
+        match frozen {
             Ok(f) => {
                 self.procs.push(f);
                 Ok(true)
@@ -744,7 +793,7 @@ impl FrozenTree {
 fn dump_frozen(
     tree: &mut FrozenTree,
     sink: &mut dyn sink::CheckpointSink,
-    mut precopies: std::collections::HashMap<i32, precopy::Precopy>,
+    mut precopies: Precopies,
 ) -> Result<(crate::image::ImageSummary, memory::MemoryDumpStats), CheckpointError> {
     // The authoritative inspection: nothing can change any more (a child
     // forked while memory was copied is in the tree now and is checked
@@ -801,7 +850,15 @@ fn dump_frozen(
             })
             .cloned()
             .collect();
-        let (m, _) = match precopies.remove(&pid) {
+        if precopies.failed.contains(&pid) {
+            // Zero over every private anonymous mapping first: the frozen
+            // copy then supersedes what the failed pre-copy wrote, and a
+            // page it wrote that holds nothing now reads as zero.
+            for v in vmas.iter().filter(|v| v.is_private_anonymous()) {
+                sink.write_zero_pages(pid, v.start, v.pages())?;
+            }
+        }
+        let (m, _) = match precopies.done.remove(&pid) {
             Some(pre) => {
                 let after = pre.finish(&vmas)?;
                 tracing::debug!(

@@ -409,6 +409,35 @@ pub fn read_thread_comm(pid: i32, tid: i32) -> Result<String, ProcError> {
     Ok(text.trim_end_matches('\n').to_string())
 }
 
+/// A process outside `tree` (and not this one) holding an end of pipe
+/// `inode`, as (pid, fd), if there is one: every process's fds are looked
+/// at, so call it only for a pipe whose other end the tree lacks.
+pub fn pipe_holder_outside(inode: u64, tree: &[i32]) -> Result<Option<(i32, i32)>, ProcError> {
+    let path = PathBuf::from("/proc");
+    let dir = fs::read_dir(&path).map_err(|source| ProcError::Read { path, source })?;
+    let wanted = format!("pipe:[{inode}]");
+    let me = std::process::id() as i32;
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == me || tree.contains(&pid) {
+            continue;
+        }
+        // A process that exits meanwhile holds nothing.
+        if let Ok(fds) = fds(pid) {
+            if let Some((fd, _)) = fds.into_iter().find(|(_, t)| *t == wanted) {
+                return Ok(Some((pid, fd)));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Lists a process's open fds with the targets of their /proc links.
 pub fn fds(pid: i32) -> Result<Vec<(i32, String)>, ProcError> {
     let path = PathBuf::from(format!("/proc/{pid}/fd"));
