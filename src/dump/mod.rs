@@ -182,6 +182,14 @@ pub enum CheckpointError {
     /// Dirty-page tracking failed.
     #[error(transparent)]
     Tracking(#[from] crate::memory::DirtyTrackingError),
+    /// The sink (the destination agent, in a migration) failed.
+    #[error("cannot {what}: {why}")]
+    Sink {
+        /// What was being done, with the peer.
+        what: String,
+        /// Why it failed.
+        why: String,
+    },
     /// Some other I/O failed.
     #[error("cannot {what}: {source}")]
     Io {
