@@ -1550,6 +1550,49 @@ mod tests {
         assert!(read_all(&r).is_err());
     }
 
+    /// Two processes of a tree map the same address: their pages are
+    /// told apart by PID, never superseding each other, and a process the
+    /// checkpoint does not describe keeps none.
+    #[test]
+    fn pages_of_two_processes_at_one_address_stay_apart() {
+        let dir = TempDir::new("twopids");
+        let mut ck = checkpoint();
+        let mut child = ck.processes[0].clone();
+        child.pid = P + 1;
+        child.ppid = P;
+        ck.processes.push(child);
+        let mut w = ImageWriter::create(dir.path()).unwrap();
+        w.write_pages(P, 0x10000, &pattern(1, 2)).unwrap();
+        w.write_pages(P + 1, 0x10000, &pattern(2, 2)).unwrap();
+        w.write_zero_pages(P + 1, 0x12000, 1).unwrap();
+        w.write_pages(P + 7, 0x10000, &pattern(3, 1)).unwrap();
+        w.commit(&ck).unwrap();
+
+        let r = ImageReader::open(dir.path()).unwrap();
+        let mut got = Vec::new();
+        r.read_pages(|pid, vaddr, data| {
+            got.push((
+                pid,
+                vaddr,
+                data == PageData::Zero { npages: 1 },
+                match data {
+                    PageData::Bytes(b) => b.to_vec(),
+                    PageData::Zero { .. } => Vec::new(),
+                },
+            ));
+            Ok::<_, ImageError>(())
+        })
+        .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (P, 0x10000, false, pattern(1, 2)),
+                (P + 1, 0x10000, false, pattern(2, 2)),
+                (P + 1, 0x12000, true, Vec::new()),
+            ]
+        );
+    }
+
     #[test]
     fn garbage_never_panics() {
         let dir = write_sample("garbage");
