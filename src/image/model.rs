@@ -34,16 +34,6 @@ impl Checkpoint {
     pub fn root(&self) -> Option<&ProcessImage> {
         self.processes.first()
     }
-
-    /// The live process or zombie with PID `pid`, as (ppid, pgid, sid).
-    pub fn ids_of(&self, pid: i32) -> Option<(i32, i32, i32)> {
-        self.processes
-            .iter()
-            .map(|p| (p.pid, p.ppid, p.pgid, p.sid))
-            .chain(self.zombies.iter().map(|z| (z.pid, z.ppid, z.pgid, z.sid)))
-            .find(|ids| ids.0 == pid)
-            .map(|(_, ppid, pgid, sid)| (ppid, pgid, sid))
-    }
 }
 
 /// A child that had exited but was not reaped by its parent.
