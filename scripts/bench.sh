@@ -6,8 +6,13 @@
 # (tests/workloads/bench_mem.c): checkpoint wall time, frozen time and image
 # size as reported by --json, restore wall time and restore_ms. RUNS (default
 # 3) runs per size; SIZES overrides the sizes (MiB); FERRY_AGENT_BIN the agent
-# (default target/release/migrate-agent). Run as root. Everything it
-# starts is killed by PID on exit; images live in a temp dir removed at the end.
+# (default target/release/migrate-agent).
+#
+# checkpoint/restore of a process tree (tests/workloads/bench_tree.c):
+# TREE_PROCS (default 50) processes each holding TREE_MIB (default 16) MiB;
+# frozen time and restore_ms as reported by --json, and the wall times.
+# Run as root. Everything it starts is killed by PID on exit; images live in
+# a temp dir removed at the end.
 set -euo pipefail
 
 # Restored processes are detached from migrate-agent and adopted by the nearest
@@ -28,19 +33,25 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 RUNS=${RUNS:-3}
 SIZES=${SIZES:-"64 512 2048"}
+TREE_PROCS=${TREE_PROCS:-50}
+TREE_MIB=${TREE_MIB:-16}
 
 cargo build --release --workspace --locked >&2
 agent=${FERRY_AGENT_BIN:-target/release/migrate-agent}
 workload=target/release/workloads/bench_mem
+tree_workload=target/release/workloads/bench_tree
 mkdir -p target/release/workloads
 gcc -O1 -g -pthread -Wall -o "$workload" tests/workloads/bench_mem.c
+gcc -O1 -g -pthread -Wall -o "$tree_workload" tests/workloads/bench_tree.c
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench.XXXXXX")
-# The PIDs of the original and the restored process while they live.
-orig= restored=
+# The PIDs of the original and the restored process while they live, and
+# of a tree's children.
+orig= restored= kids=
 cleanup() {
   [ -z "$orig" ] || kill -KILL "$orig" 2>/dev/null || true
   [ -z "$restored" ] || kill -KILL "$restored" 2>/dev/null || true
+  for k in $kids; do kill -KILL "$k" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$tmp"
 }
@@ -81,7 +92,14 @@ agent_run() {
 
 samples=$tmp/samples
 : >"$samples"
-sample() { echo "$1 $2 $3 $4" >>"$samples"; } # name mib unit value
+# name mib unit value [processes]
+sample() { echo "$1 $2 $3 $4 ${5:-1}" >>"$samples"; }
+
+# all_gone PID...: every one has exited and been reaped.
+all_gone() {
+  local p
+  for p in "$@"; do gone "$p" || return 1; done
+}
 
 for mib in $SIZES; do
   for ((run = 0; run < RUNS; run++)); do
@@ -135,14 +153,63 @@ for mib in $SIZES; do
   done
 done
 
+for ((run = 0; run < RUNS; run++)); do
+  dir=$tmp/files
+  image=$tmp/image
+  rm -rf "$dir" "$image"
+  mkdir -p "$dir"
+  "$tree_workload" "$dir" "$TREE_PROCS" "$TREE_MIB" </dev/null >"$tmp/out" 2>&1 &
+  orig=$!
+  disown "$orig"
+  if ! wait_for grep -q READY "$tmp/out"; then
+    echo "bench: bench_tree $TREE_PROCS x $TREE_MIB MiB not READY:" >&2
+    cat "$tmp/out" >&2
+    exit 1
+  fi
+  kids=$(cat /proc/"$orig"/task/*/children)
+
+  start=$(now_ms)
+  agent_run checkpoint checkpoint "$orig" --dir "$image" --json
+  end=$(now_ms)
+  sample tree_checkpoint_wall "$TREE_MIB" ms $((end - start)) "$TREE_PROCS"
+  sample tree_checkpoint_frozen "$TREE_MIB" ms "$(json_field "$tmp/checkpoint.json" frozen_ms)" "$TREE_PROCS"
+  sample tree_image_size "$TREE_MIB" bytes "$(json_field "$tmp/checkpoint.json" image_bytes)" "$TREE_PROCS"
+  # The children are reparented to this script, which reaps them.
+  if ! wait_for all_gone "$orig" $kids; then
+    echo "bench: the checkpoint did not end the tree of pid $orig" >&2
+    exit 1
+  fi
+  orig=
+
+  start=$(now_ms)
+  agent_run restore restore --dir "$image" --pidfile "$tmp/pid" --json
+  end=$(now_ms)
+  restored=$(cat "$tmp/pid")
+  sample tree_restore_wall "$TREE_MIB" ms $((end - start)) "$TREE_PROCS"
+  sample tree_restore "$TREE_MIB" ms "$(json_field "$tmp/restore.json" restore_ms)" "$TREE_PROCS"
+  # SIGTERM: the root stops its children, which check their memory.
+  kill -TERM "$restored"
+  if ! wait_for all_gone "$restored" $kids; then
+    echo "bench: restored bench_tree (pid $restored) did not exit on SIGTERM" >&2
+    exit 1
+  fi
+  restored= kids=
+  if ! grep -q PASS "$tmp/out"; then
+    echo "bench: restored bench_tree failed its check:" >&2
+    cat "$tmp/out" >&2
+    exit 1
+  fi
+done
+
 python3 - "$samples" <<'EOF'
 import json, statistics, sys
 groups = {}
 for line in open(sys.argv[1]):
-    name, mib, unit, value = line.split()
-    groups.setdefault((name, int(mib), unit), []).append(float(value))
-for (name, mib, unit), values in groups.items():
-    print(json.dumps({"name": name, "params": {"mib": mib}, "unit": unit,
+    name, mib, unit, value, procs = line.split()
+    groups.setdefault((name, int(mib), unit, int(procs)), []).append(float(value))
+for (name, mib, unit, procs), values in groups.items():
+    params = {"mib": mib} if procs == 1 else {"processes": procs, "mib": mib}
+    print(json.dumps({"name": name, "params": params, "unit": unit,
                       "median": statistics.median(values), "min": min(values),
                       "max": max(values), "runs": len(values)}))
 EOF

@@ -17,6 +17,8 @@ packages=(
 # will do.
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v python3 >/dev/null 2>&1 || packages+=(python3)
+# busybox sh runs issue 3's shell loop (tests/shell_loop.rs).
+command -v busybox >/dev/null 2>&1 || packages+=(busybox-static)
 
 missing=()
 for p in "${packages[@]}"; do

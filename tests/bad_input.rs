@@ -17,8 +17,9 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 const COUNTERS: Spec = Spec::new("counters");
-/// The fd number at which unsupported_fd.c keeps its pipe or the client end
-/// of its established TCP connection, and stale_epoll.c its epoll instance.
+/// The fd number at which tree_outside.c's child keeps its pipe,
+/// unsupported_fd.c the client end of its established TCP connection, and
+/// stale_epoll.c its epoll instance.
 const UNSUPPORTED_FD: u32 = 10;
 
 /// Whether `msg` contains `n` as a whole number.
@@ -124,10 +125,81 @@ fn restore_while_pid_taken() {
     });
 }
 
+const TREE_SESSION: Spec = Spec::new("tree_session");
+
+/// A child's PID taken at restore (the tree's session leader still runs:
+/// only the root was killed after checkpoint --leave-running) is refused
+/// before anything is created, naming that PID, and the root's PID is not
+/// left behind.
+#[test]
+fn restore_while_child_pid_taken() {
+    common::run_test("restore_while_child_pid_taken", |dir| {
+        let mut w = Workload::start(dir, &TREE_SESSION)?;
+        w.record_descendants();
+        let children = common::descendants(w.pid());
+        ensure!(
+            children.len() == 3,
+            "tree_session has descendants {children:?}"
+        );
+        common::checkpoint(dir, &w, &TREE_SESSION, Mode::LeaveRunning)?;
+        nix::sys::signal::kill(w.pid(), nix::sys::signal::Signal::SIGKILL)?;
+        w.wait_original()?;
+        let (run, _) = common::restore(dir)?;
+        let msg = run.refusal().context("restoring over a live child pid")?;
+        ensure!(
+            children.iter().any(|&c| mentions_number(msg, c)),
+            "the refusal names none of the children {children:?}: {msg}"
+        );
+        ensure!(
+            msg.to_lowercase().contains("taken"),
+            "the refusal does not say the pid is taken: {msg}"
+        );
+        ensure_gone(w.pid())
+    });
+}
+
+const TREE_OUTSIDE: Spec = Spec::new("tree_outside");
+
+/// A child whose pipe's other end its parent holds cannot be checkpointed
+/// alone: refused naming the child, its fd and the pipe, and both go on.
+#[test]
+fn refuses_pipe_to_a_process_outside_the_tree() {
+    common::run_test("refuses_pipe_to_a_process_outside_the_tree", |dir| {
+        let mut w = Workload::start(dir, &TREE_OUTSIDE)?;
+        w.record_descendants();
+        let children = common::descendants(w.pid());
+        let [child] = children[..] else {
+            bail!("tree_outside has descendants {children:?}");
+        };
+        let msg = checkpoint_pid_refusal(dir, child, "a pipe to its parent")?;
+        ensure!(
+            mentions_number(&msg, UNSUPPORTED_FD) && msg.contains("pipe"),
+            "the refusal does not name pipe fd {UNSUPPORTED_FD}: {msg}"
+        );
+        ensure!(
+            msg.contains("outside"),
+            "the refusal does not say the other end is outside: {msg}"
+        );
+        let (state, tracer) = common::proc_state(child)?;
+        ensure!(
+            tracer == 0 && !matches!(state, 't' | 'T' | 'Z'),
+            "the child is in state {state}, traced by {tracer}, after the refusal"
+        );
+        common::check_running(&mut w, "after the refused checkpoint")?;
+        w.finish(&TREE_OUTSIDE)
+    });
+}
+
 /// Checkpoints a running workload that must be refused; returns the
 /// refusal once it is checked to name the PID.
 fn checkpoint_refusal(dir: &TestDir, w: &Workload, what: &str) -> Result<String> {
-    let pid = w.pid().to_string();
+    checkpoint_pid_refusal(dir, w.pid(), what)
+}
+
+/// Checkpoints process `pid`, which must be refused; returns the refusal
+/// once it is checked to name the PID.
+fn checkpoint_pid_refusal(dir: &TestDir, pid: Pid, what: &str) -> Result<String> {
+    let pid = pid.to_string();
     let image = dir.image();
     let run = common::agent(
         dir,
@@ -213,7 +285,6 @@ fn refuses_process_in_other_namespace() {
 }
 
 const SOCKET: Spec = Spec::new("unsupported_fd").args(&["socket"]);
-const PIPE: Spec = Spec::new("unsupported_fd").args(&["pipe"]);
 const UNIX: Spec = Spec::new("unsupported_fd").args(&["unix"]);
 
 /// The listener that unsupported_fd.c's "unix" mode connects to: held by
@@ -247,11 +318,6 @@ fn refuses_unix_socket_connected_outside() {
     );
 }
 
-#[test]
-fn refuses_pipe() {
-    refuses_unsupported_fd("refuses_pipe", &PIPE, "pipe");
-}
-
 const STALE_EPOLL: Spec = Spec::new("stale_epoll");
 
 /// An epoll registration whose fd was closed (a dup keeps it alive) cannot
@@ -267,12 +333,12 @@ fn stale_epoll_workload_standalone() {
     common::standalone(&STALE_EPOLL);
 }
 
-/// The socket and pipe holders pass their own verification untouched.
+/// The socket holders pass their own verification untouched.
 #[test]
 fn unsupported_fd_workload_standalone() {
     outside_listener();
     common::standalone(&SOCKET);
     common::standalone(&UNIX);
-    common::standalone(&PIPE);
     common::standalone(&STRICT_SECCOMP);
+    common::standalone(&TREE_OUTSIDE);
 }

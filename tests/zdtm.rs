@@ -66,6 +66,12 @@ zdtm_tests! {
     itimer, itimer_leave_running => Spec::new("itimer");
     caps, caps_leave_running => Spec::new("caps");
     seccomp, seccomp_leave_running => Spec::new("seccomp");
+    tree_pipe, tree_pipe_leave_running => Spec::new("tree_pipe");
+    tree_zombie, tree_zombie_leave_running => Spec::new("tree_zombie");
+    tree_session, tree_session_leave_running => Spec::new("tree_session");
+    tree_shm, tree_shm_leave_running => Spec::new("tree_shm");
+    tree_fileoff, tree_fileoff_leave_running => Spec::new("tree_fileoff");
+    pipe_writer_gone, pipe_writer_gone_leave_running => Spec::new("pipe_writer_gone");
 }
 
 /// scripts/bench.sh's subject passes its own verification.

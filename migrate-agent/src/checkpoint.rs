@@ -13,7 +13,9 @@ pub fn run(pid: i32, dir: &Path, leave_running: bool, json: bool) -> anyhow::Res
         println!("{}", serde_json::to_string(&stats)?);
     } else {
         println!(
-            "checkpointed process {pid} into {}: {} pages copied while it ran, {} while frozen ({} zero pages skipped), {:.1} MiB, frozen {:.1} ms, {}",
+            "checkpointed the tree of process {pid} ({} processes, {} zombies) into {}: {} pages copied while it ran, {} while frozen ({} zero pages skipped), {:.1} MiB, frozen {:.1} ms, {}",
+            stats.processes,
+            stats.zombies,
             dir.display(),
             stats.precopy_pages,
             stats.frozen_pages,

@@ -25,8 +25,10 @@ pub fn run(dir: &Path, pidfile: Option<&Path>, json: bool) -> anyhow::Result<Exi
         println!("{}", serde_json::to_string(&stats)?);
     } else {
         println!(
-            "restored process {} from {}: {} pages in {:.1} ms",
+            "restored process {} ({} processes, {} zombies) from {}: {} pages in {:.1} ms",
             stats.pid,
+            stats.processes,
+            stats.zombies,
             dir.display(),
             stats.pages_restored,
             stats.restore_ms

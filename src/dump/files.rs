@@ -1,7 +1,8 @@
 //! Open file descriptions of a stopped process. Each fd is taken out of the
 //! process with pidfd_getfd, so that ferry inspects the very description
 //! the process holds with ordinary system calls (pipe sizes, buffered
-//! data); fds that share a description (dup) are found with kcmp.
+//! data); fds that share a description (dup'ed, or inherited across fork
+//! by another process of the tree) are found with kcmp.
 
 use super::anon;
 use super::inspect::FdClass;
@@ -26,18 +27,48 @@ pub struct ClassifiedFd {
     pub class: FdClass,
 }
 
-/// The fds, descriptions and pipes of a process, for its image.
-pub struct DescribedFiles {
-    /// Every fd.
-    pub fds: Vec<FdImage>,
-    /// The descriptions they refer to.
+/// The descriptions and pipes of a whole tree, filled process by process:
+/// a description shared by several processes is described once.
+#[derive(Default)]
+pub struct TreeFiles {
+    /// Every description.
     pub files: Vec<FileImage>,
     /// The pipes those descriptions are ends of.
     pub pipes: Vec<PipeImage>,
+    /// (pid, fd, link target, index of its description) of every fd
+    /// described so far.
+    seen: Vec<(i32, i32, String, u32)>,
+    /// (socket inode, peer inode, description) of every connected unix
+    /// socket, linked to its peer by [`TreeFiles::link_unix_peers`].
+    unix: Vec<(u64, u64, u32)>,
+    /// FIFOs whose buffered data has been copied already.
+    fifos_copied: Vec<u64>,
 }
 
-/// Describes every fd of the stopped process `pid`.
-pub fn describe(pid: i32, fds: &[ClassifiedFd]) -> Result<DescribedFiles, CheckpointError> {
+impl TreeFiles {
+    /// Points each connected unix socket at its peer's description, once
+    /// every process is described.
+    pub fn link_unix_peers(&mut self) {
+        for &(inode, peer, file) in &self.unix {
+            let peer_file = self
+                .unix
+                .iter()
+                .find(|&&(i, p, _)| i == peer && p == inode)
+                .map(|&(_, _, f)| f);
+            if let Some(FileImage::UnixSocket(u)) = self.files.get_mut(file as usize) {
+                u.peer = peer_file;
+            }
+        }
+    }
+}
+
+/// Describes every fd of the stopped process `pid`, adding the
+/// descriptions not seen in the tree yet to `tree`.
+pub fn describe(
+    pid: i32,
+    fds: &[ClassifiedFd],
+    tree: &mut TreeFiles,
+) -> Result<Vec<FdImage>, CheckpointError> {
     let process = Pid::from_raw(pid);
     let fail = |what: String| {
         move |errno: nix::errno::Errno| CheckpointError::Io {
@@ -47,23 +78,19 @@ pub fn describe(pid: i32, fds: &[ClassifiedFd]) -> Result<DescribedFiles, Checkp
     };
     let pidfd =
         kernel::pidfd_open(process).map_err(fail(format!("open a pidfd for process {pid}")))?;
-    let mut out = DescribedFiles {
-        fds: Vec::with_capacity(fds.len()),
-        files: Vec::new(),
-        pipes: Vec::new(),
-    };
-    // (fd, index of its description) of the fds described so far.
-    let mut seen: Vec<(i32, u32)> = Vec::new();
-    // FIFOs whose buffered data has been copied already.
-    let mut fifos_copied: Vec<u64> = Vec::new();
+    let mut out = Vec::with_capacity(fds.len());
     for c in fds {
         let info = proc::read_fdinfo(pid, c.fd)?;
         let mut shared = None;
-        for &(other, file) in &seen {
-            if kernel::same_file_description(process, c.fd, process, other).map_err(fail(
-                format!("compare fds {} and {other} of process {pid}", c.fd),
-            ))? {
-                shared = Some(file);
+        // Only fds with the same link target can share a description.
+        for (opid, ofd, _, file) in tree.seen.iter().filter(|s| s.2 == c.target) {
+            if kernel::same_file_description(process, c.fd, Pid::from_raw(*opid), *ofd).map_err(
+                fail(format!(
+                    "compare fd {} of process {pid} with fd {ofd} of process {opid}",
+                    c.fd
+                )),
+            )? {
+                shared = Some(*file);
                 break;
             }
         }
@@ -84,7 +111,7 @@ pub fn describe(pid: i32, fds: &[ClassifiedFd]) -> Result<DescribedFiles, Checkp
                                 format!("take fd {} (a pipe) of process {pid}", c.fd),
                             ))?;
                             let write_end = flags & libc::O_ACCMODE == libc::O_WRONLY;
-                            let pipe = pipe_index(pid, &mut out.pipes, inode, &taken, write_end)?;
+                            let pipe = pipe_index(pid, &mut tree.pipes, inode, &taken, write_end)?;
                             FileImage::Pipe(PipeEnd {
                                 pipe,
                                 write_end,
@@ -111,7 +138,7 @@ pub fn describe(pid: i32, fds: &[ClassifiedFd]) -> Result<DescribedFiles, Checkp
                         FdClass::Fifo { inode } => {
                             let mut data = Vec::new();
                             if flags & libc::O_ACCMODE != libc::O_WRONLY
-                                && !fifos_copied.contains(&inode)
+                                && !tree.fifos_copied.contains(&inode)
                             {
                                 let taken = kernel::pidfd_getfd(&pidfd, c.fd).map_err(fail(
                                     format!("take fd {} (a FIFO) of process {pid}", c.fd),
@@ -122,7 +149,7 @@ pub fn describe(pid: i32, fds: &[ClassifiedFd]) -> Result<DescribedFiles, Checkp
                                         "copy the data of FIFO {} of process {pid}",
                                         c.target
                                     )))?;
-                                fifos_copied.push(inode);
+                                tree.fifos_copied.push(inode);
                             }
                             let meta = std::fs::metadata(format!("/proc/{pid}/fd/{}", c.fd))
                                 .map_err(|source| CheckpointError::Io {
@@ -144,18 +171,25 @@ pub fn describe(pid: i32, fds: &[ClassifiedFd]) -> Result<DescribedFiles, Checkp
                             sockets::describe(pid, c.fd, &c.target, c.class, &taken, flags)?
                         }
                     };
-                out.files.push(image);
-                (out.files.len() - 1) as u32
+                tree.files.push(image);
+                let file = (tree.files.len() - 1) as u32;
+                if let FdClass::UnixSocket {
+                    inode,
+                    peer: Some(peer),
+                } = c.class
+                {
+                    tree.unix.push((inode, peer, file));
+                }
+                file
             }
         };
-        seen.push((c.fd, file));
-        out.fds.push(FdImage {
+        tree.seen.push((pid, c.fd, c.target.clone(), file));
+        out.push(FdImage {
             fd: c.fd,
             cloexec: info.flags & libc::O_CLOEXEC != 0,
             file,
         });
     }
-    sockets::link_unix_peers(fds, &out.fds, &mut out.files);
     Ok(out)
 }
 

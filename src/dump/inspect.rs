@@ -68,7 +68,10 @@ fn classify_mapping(pid: i32, m: &MapsEntry) -> Result<Vma, CheckpointError> {
         "[vvar_vclock]" => VmaKind::VvarVclock,
         "[vsyscall]" => VmaKind::Vsyscall,
         // MAP_SHARED|MAP_ANONYMOUS shows as a deleted /dev/zero.
-        "/dev/zero (deleted)" if m.shared => VmaKind::SharedAnonymous,
+        "/dev/zero (deleted)" if m.shared => VmaKind::SharedAnonymous {
+            inode: m.inode,
+            offset: m.offset,
+        },
         p if m.shared && p.starts_with("/SYSV") => {
             return Err(refuse(
                 "SysV shared memory (shmget) is not supported yet".into(),
@@ -355,9 +358,9 @@ mod tests {
             path: "/dev/zero (deleted)".into(),
             ..m
         };
-        assert_eq!(
+        assert!(matches!(
             classify_mappings(7, &[anon]).unwrap()[0].kind,
-            VmaKind::SharedAnonymous
-        );
+            VmaKind::SharedAnonymous { .. }
+        ));
     }
 }

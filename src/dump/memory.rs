@@ -146,9 +146,15 @@ pub fn dump_memory(
         let store = scope.spawn(move || {
             let mut stats = MemoryDumpStats::default();
             for batch in filled_rx {
-                store_pages(sink, &mut stats, &batch.pages, &batch.buf[..batch.len()])?;
+                store_pages(
+                    pid,
+                    sink,
+                    &mut stats,
+                    &batch.pages,
+                    &batch.buf[..batch.len()],
+                )?;
                 for &addr in &batch.zero_pages {
-                    sink.write_zero_pages(addr, 1)?;
+                    sink.write_zero_pages(pid, addr, 1)?;
                 }
                 // The reader may already be done and gone.
                 let _ = empty_tx.send(batch.buf);
@@ -228,7 +234,7 @@ fn read_pages(
         scanned += vma.pages();
         let file_backed = matches!(vma.kind, VmaKind::File { .. });
         let shared_data = match vma.kind {
-            VmaKind::SharedAnonymous => Some(shmem_data(pid, vma)?),
+            VmaKind::SharedAnonymous { .. } => Some(shmem_data(pid, vma)?),
             _ => None,
         };
         // Unreadable (PROT_NONE) ranges are read through /proc/PID/mem,
@@ -379,6 +385,7 @@ static ZERO_PAGE: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
 /// (a fresh anonymous mapping reads as zeros); all-zero pages of a file
 /// mapping are recorded as zero pages, since the file would show through.
 fn store_pages(
+    pid: i32,
     sink: &mut dyn CheckpointSink,
     stats: &mut MemoryDumpStats,
     pages: &[(u64, bool)],
@@ -388,7 +395,7 @@ fn store_pages(
     let mut run: Option<(u64, usize, usize)> = None; // (vaddr, first index, count)
     let flush = |run: &mut Option<(u64, usize, usize)>, sink: &mut dyn CheckpointSink| {
         if let Some((vaddr, first, count)) = run.take() {
-            sink.write_pages(vaddr, &data[first * ps..(first + count) * ps])?;
+            sink.write_pages(pid, vaddr, &data[first * ps..(first + count) * ps])?;
         }
         Ok::<(), CheckpointError>(())
     };
@@ -398,7 +405,7 @@ fn store_pages(
             flush(&mut run, sink)?;
             stats.zero_pages += 1;
             if file_backed {
-                sink.write_zero_pages(addr, 1)?;
+                sink.write_zero_pages(pid, addr, 1)?;
             }
             continue;
         }

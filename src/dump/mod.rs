@@ -1,8 +1,9 @@
-//! Checkpoint: reads a live process (all its threads) into the image model
-//! and writes the image directory. The process is inspected first and
-//! refused, untouched, when it holds something ferry cannot carry; it is
-//! then stopped with ptrace, dumped, and either killed or resumed exactly as
-//! it was.
+//! Checkpoint: reads a live process tree (every process, all their
+//! threads) into the image model and writes the image directory. Every
+//! process is inspected first and the tree refused, untouched, when one
+//! holds something ferry cannot carry; the processes are then stopped with
+//! ptrace (parents before their children, so no new child escapes), dumped,
+//! and either all killed or all resumed exactly as they were.
 
 mod anon;
 pub mod files;
@@ -16,7 +17,7 @@ pub mod sockets;
 use crate::image::{
     AltStack, BpfInstruction, Checkpoint, Credentials, HostInfo, ImageError, ImageWriter,
     IntervalTimer, MmFields, PendingSignal, PosixTimer, ProcessImage, Rlimit, RseqRegistration,
-    SeccompFilter, SigAction, ThreadImage, ThreadPrivileges, Vma, VmaKind,
+    SeccompFilter, SigAction, ThreadImage, ThreadPrivileges, Vma, VmaKind, ZombieImage,
 };
 use crate::kernel;
 use crate::proc::{self, ProcError};
@@ -38,8 +39,12 @@ pub struct CheckpointOptions {
 /// Statistics of one checkpoint (the figures of CRIU's --print-stats).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct CheckpointStats {
-    /// The checkpointed PID.
+    /// The checkpointed PID (the root of the tree).
     pub pid: i32,
+    /// Live processes checkpointed (the root and its descendants).
+    pub processes: u32,
+    /// Zombie children checkpointed.
+    pub zombies: u32,
     /// Milliseconds from stopping the first thread to killing or resuming.
     pub frozen_ms: f64,
     /// Milliseconds from the start of the dump to the committed image.
@@ -60,8 +65,8 @@ pub struct CheckpointStats {
     pub image_bytes: u64,
 }
 
-/// Why a checkpoint failed. In every case the process is left running,
-/// untouched and detached.
+/// Why a checkpoint failed. In every case every process of the tree is
+/// left running, untouched and detached.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     /// There is no such process.
@@ -109,14 +114,6 @@ pub enum CheckpointError {
         kind: String,
         /// The /proc link target naming the namespace.
         target: String,
-    },
-    /// The process has children: trees are not supported yet.
-    #[error("process {pid} has child processes ({children:?}); checkpointing process trees is not supported yet")]
-    HasChildren {
-        /// The process.
-        pid: i32,
-        /// Its children.
-        children: Vec<i32>,
     },
     /// An fd of a kind ferry cannot carry.
     #[error("process {pid} holds fd {fd}, a {kind} ({target}), which ferry cannot checkpoint yet")]
@@ -216,10 +213,12 @@ pub fn checkpoint(
     Ok(stats)
 }
 
-/// Checkpoints process `pid` into `sink`: pre-copy rounds while it runs
-/// (as many as the sink asks for), then the rest while it is frozen. The
-/// process is killed (or resumed, with `leave_running`) only once the sink
-/// has committed the checkpoint; on any error it is resumed.
+/// Checkpoints the process tree rooted at `pid` into `sink`: every
+/// process is inspected and refused before any is touched, pre-copy rounds
+/// run for each process while the tree runs (as many as the sink asks for),
+/// then the rest is copied with the whole tree frozen. The processes are
+/// killed (or resumed, with `leave_running`) only once the sink has
+/// committed the checkpoint; on any error they are all resumed.
 pub fn checkpoint_into(
     pid: i32,
     sink: &mut dyn sink::CheckpointSink,
@@ -227,42 +226,90 @@ pub fn checkpoint_into(
 ) -> Result<CheckpointStats, CheckpointError> {
     let started = Instant::now();
     preflight(pid)?;
-    // Refuse what cannot be carried before touching the process.
-    let vmas = inspect::classify_mappings(pid, &proc::read_maps(pid)?)?;
-    inspect::check_memfd_mappings(pid, &vmas, &classify_fds(pid)?)?;
-    let seccomp_filters = check_seccomp(pid)?;
-
-    let precopy = match precopy::start_tracking(pid, &vmas) {
-        Ok(tracker) => Some(precopy::copy_while_running(pid, &vmas, tracker, sink)?),
-        Err(err) => {
-            tracing::info!(pid, %err, "no pre-copy: all memory is copied while the process is frozen");
-            None
+    // Refuse what cannot be carried, in any process, before touching one.
+    let members = collect_tree(pid)?;
+    let mut classified = Vec::with_capacity(members.len());
+    let mut layouts = Vec::with_capacity(members.len());
+    for &member in &members {
+        let inspected = (|| {
+            if member != pid {
+                preflight(member)?;
+            }
+            let vmas = inspect::classify_mappings(member, &proc::read_maps(member)?)?;
+            let fds = classify_fds(member)?;
+            inspect::check_memfd_mappings(member, &vmas, &fds)?;
+            check_seccomp(member)?;
+            Ok::<_, CheckpointError>((vmas, fds))
+        })();
+        match inspected {
+            Ok((vmas, fds)) => {
+                classified.push((member, fds));
+                layouts.push((member, vmas));
+            }
+            // A child that ended meanwhile (a shell's short-lived command)
+            // has nothing left to refuse; one that changed under the
+            // reading of /proc is inspected again once frozen.
+            Err(_) if member != pid && gone(member) => {}
+            Err(CheckpointError::Proc(err)) if member != pid => {
+                tracing::debug!(pid = member, %err, "early inspection incomplete");
+            }
+            Err(e) => return Err(e),
         }
-    };
-    let (precopy_pages, precopy_scanned, precopy_rounds) =
-        precopy.as_ref().map_or((0, 0, 0), |p| {
-            (p.stats.pages_written, p.stats.pages_scanned, p.rounds)
-        });
+    }
+    match check_tree_fds(&classified) {
+        // A process changed under the check (ended, closed an fd): the
+        // check done with the tree frozen decides.
+        Err(CheckpointError::Proc(err)) => {
+            tracing::debug!(pid, %err, "early fd check incomplete");
+        }
+        other => other?,
+    }
+
+    let mut precopies = Precopies::default();
+    let (mut precopy_pages, mut precopy_scanned, mut precopy_rounds) = (0, 0, 0);
+    for (member, vmas) in &layouts {
+        let member = *member;
+        let copied = precopy::start_tracking(member, vmas)
+            .and_then(|tracker| precopy::copy_while_running(member, vmas, tracker, sink));
+        match copied {
+            Ok(p) => {
+                precopy_pages += p.stats.pages_written;
+                precopy_scanned += p.stats.pages_scanned;
+                precopy_rounds = precopy_rounds.max(p.rounds);
+                precopies.done.insert(member, p);
+            }
+            // A process may change under the copy (a shell's child
+            // exec'ing): its memory is then copied while frozen, over
+            // whatever part of a copy reached the sink.
+            Err(err) => {
+                tracing::info!(pid = member, %err, "no pre-copy: all memory is copied while the process is frozen");
+                precopies.failed.push(member);
+            }
+        }
+    }
 
     let frozen_at = Instant::now();
-    let mut frozen = Frozen::freeze(pid, seccomp_filters > 0)?;
-    let (image, mem) = match dump_frozen(pid, &mut frozen, sink, precopy) {
+    let mut tree = FrozenTree::freeze(pid)?;
+    let (image, mem) = match dump_frozen(&mut tree, sink, precopies) {
         Ok(v) => v,
         Err(err) => {
-            if let Err(thaw_err) = frozen.thaw() {
-                tracing::error!(pid, %thaw_err, "resuming the process after a failed checkpoint failed");
+            if let Err(thaw_err) = tree.thaw() {
+                tracing::error!(pid, %thaw_err, "resuming the tree after a failed checkpoint failed");
             }
             return Err(err);
         }
     };
+    let (processes, zombies) = (tree.procs.len() as u32, tree.zombies.len() as u32);
     if opts.leave_running {
-        frozen.thaw()?;
+        tree.thaw()?;
     } else {
-        frozen.kill();
+        tree.kill();
     }
     let frozen_ms = ms(frozen_at.elapsed());
     Ok(CheckpointStats {
         pid,
+        processes,
+        zombies,
         frozen_ms,
         dump_ms: ms(started.elapsed()),
         pages_scanned: precopy_scanned + mem.pages_scanned,
@@ -273,6 +320,46 @@ pub fn checkpoint_into(
         zero_pages: mem.zero_pages,
         image_bytes: image.image_bytes,
     })
+}
+
+/// What the pre-copy left for the frozen copy.
+#[derive(Default)]
+struct Precopies {
+    /// Processes whose pre-copy completed.
+    done: std::collections::HashMap<i32, precopy::Precopy>,
+    /// Processes whose pre-copy failed part-way: pages of theirs may have
+    /// reached the sink from an address space that is gone.
+    failed: Vec<i32>,
+}
+
+/// Whether `pid` has ended (gone, or a zombie).
+fn gone(pid: i32) -> bool {
+    proc::read_status(pid).map_or(true, |st| matches!(st.state, 'Z' | 'X' | 'x'))
+}
+
+/// The live processes of the tree rooted at `root`, parents before
+/// children (zombies are left out: they hold nothing to refuse). A child
+/// that exits while the tree is listed is skipped.
+fn collect_tree(root: i32) -> Result<Vec<i32>, CheckpointError> {
+    let mut out = Vec::new();
+    let mut stack = vec![root];
+    while let Some(pid) = stack.pop() {
+        if pid != root {
+            match proc::read_status(pid) {
+                Ok(st) if st.state != 'Z' && st.state != 'X' => {}
+                _ => continue,
+            }
+        }
+        out.push(pid);
+        let children = match proc::children(pid) {
+            Ok(c) => c,
+            Err(_) if pid != root => continue,
+            Err(e) => return Err(e.into()),
+        };
+        // Reversed so that children come out of the stack in order.
+        stack.extend(children.into_iter().rev());
+    }
+    Ok(out)
 }
 
 fn ms(d: std::time::Duration) -> f64 {
@@ -303,10 +390,6 @@ fn preflight(pid: i32) -> Result<(), CheckpointError> {
             tracer: status.tracer_pid,
         });
     }
-    let children = proc::children(pid)?;
-    if !children.is_empty() {
-        return Err(CheckpointError::HasChildren { pid, children });
-    }
     check_namespaces(pid)?;
     Ok(())
 }
@@ -331,46 +414,13 @@ fn check_namespaces(pid: i32) -> Result<Vec<(String, String)>, CheckpointError> 
     Ok(theirs)
 }
 
-/// Classifies every fd of `pid`, refusing the first unsupported one, a
-/// pipe of which the process holds only one end or a unix socket connected
-/// to a socket it does not hold (the other end belongs to a process outside
-/// the checkpoint), and epoll and inotify instances that could not be
-/// rebuilt exactly.
+/// Classifies every fd of `pid`, refusing the first unsupported one, and
+/// epoll and inotify instances that could not be rebuilt exactly.
 fn classify_fds(pid: i32) -> Result<Vec<files::ClassifiedFd>, CheckpointError> {
     let mut out = Vec::new();
     for (fd, target) in proc::fds(pid)? {
         let class = inspect::classify_fd(pid, fd, &target)?;
         out.push(files::ClassifiedFd { fd, target, class });
-    }
-    // A pipe or FIFO is carried only with both its ends: the data in it
-    // would otherwise be shared with a process left behind.
-    for c in &out {
-        let (kind, inode) = match c.class {
-            inspect::FdClass::Pipe { inode } => ("pipe", inode),
-            inspect::FdClass::Fifo { inode } => ("FIFO", inode),
-            _ => continue,
-        };
-        let (mut reads, mut writes) = (false, false);
-        for o in out.iter().filter(|o| o.class == c.class) {
-            let mode = proc::read_fdinfo(pid, o.fd)?.flags & libc::O_ACCMODE;
-            reads |= mode != libc::O_WRONLY;
-            writes |= mode != libc::O_RDONLY;
-        }
-        if !(reads && writes) {
-            return Err(CheckpointError::UnsupportedFd {
-                pid,
-                fd: c.fd,
-                kind: format!(
-                    "{kind} whose {} end is held outside the process",
-                    if reads { "write" } else { "read" }
-                ),
-                target: if kind == "pipe" {
-                    format!("pipe:[{inode}]")
-                } else {
-                    c.target.clone()
-                },
-            });
-        }
     }
     for c in &out {
         match c.class {
@@ -379,8 +429,57 @@ fn classify_fds(pid: i32) -> Result<Vec<files::ClassifiedFd>, CheckpointError> {
             _ => {}
         }
     }
-    sockets::check_unix_peers(pid, &out)?;
     Ok(out)
+}
+
+/// Refuses a pipe whose other end a process outside the tree (`tree`:
+/// every process with its classified fds) holds, a FIFO of which the tree
+/// holds only one end, or a unix socket connected to a socket no process
+/// of the tree holds: the other end belongs to a process outside the
+/// checkpoint.
+fn check_tree_fds(tree: &[(i32, Vec<files::ClassifiedFd>)]) -> Result<(), CheckpointError> {
+    // A pipe or FIFO is carried only with both its ends: the data in it
+    // would otherwise be shared with a process left behind.
+    let all = || {
+        tree.iter()
+            .flat_map(|(pid, fds)| fds.iter().map(move |c| (*pid, c)))
+    };
+    for (pid, c) in all() {
+        let (kind, inode) = match c.class {
+            inspect::FdClass::Pipe { inode } => ("pipe", inode),
+            inspect::FdClass::Fifo { inode } => ("FIFO", inode),
+            _ => continue,
+        };
+        let (mut reads, mut writes) = (false, false);
+        for (opid, o) in all().filter(|(_, o)| o.class == c.class) {
+            let mode = proc::read_fdinfo(opid, o.fd)?.flags & libc::O_ACCMODE;
+            reads |= mode != libc::O_WRONLY;
+            writes |= mode != libc::O_RDONLY;
+        }
+        if reads && writes {
+            continue;
+        }
+        // A pipe end that no process holds any more is simply closed after
+        // restore too (the reader sees the data, then end of file).
+        let tree_pids: Vec<i32> = tree.iter().map(|(p, _)| *p).collect();
+        if kind == "pipe" && proc::pipe_holder_outside(inode, &tree_pids)?.is_none() {
+            continue;
+        }
+        return Err(CheckpointError::UnsupportedFd {
+            pid,
+            fd: c.fd,
+            kind: format!(
+                "{kind} whose {} end is held outside the checkpointed process tree",
+                if reads { "write" } else { "read" }
+            ),
+            target: if kind == "pipe" {
+                format!("pipe:[{inode}]")
+            } else {
+                c.target.clone()
+            },
+        });
+    }
+    sockets::check_unix_peers(tree)
 }
 
 /// Refuses strict seccomp and threads with different numbers of filters
@@ -592,22 +691,215 @@ impl Frozen {
     }
 }
 
-/// Everything done while the process is stopped, up to the committed image.
+/// The processes of a tree held in ptrace-stops (parents before
+/// children) and its zombies.
+struct FrozenTree {
+    root: i32,
+    procs: Vec<Frozen>,
+    zombies: Vec<ZombieImage>,
+}
+
+impl FrozenTree {
+    /// Freezes the tree rooted at `root` top-down: a process is frozen
+    /// before its children are listed, so that no child created meanwhile
+    /// is missed. A child that exits before it is frozen is taken as the
+    /// zombie it became (or skipped if it is already gone). On failure
+    /// every process frozen so far is resumed.
+    fn freeze(root: i32) -> Result<Self, CheckpointError> {
+        let mut tree = FrozenTree {
+            root,
+            procs: Vec::new(),
+            zombies: Vec::new(),
+        };
+        let mut stack = vec![root];
+        while let Some(pid) = stack.pop() {
+            match tree.freeze_one(pid) {
+                Ok(true) => {
+                    let children = proc::children(pid);
+                    match children {
+                        Ok(c) => stack.extend(c.into_iter().rev()),
+                        Err(e) => {
+                            let _ = tree.thaw();
+                            return Err(e.into());
+                        }
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    let _ = tree.thaw();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(tree)
+    }
+
+    /// Freezes `pid`, or records it as a zombie; returns whether it was
+    /// frozen (and its children are to be visited).
+    fn freeze_one(&mut self, pid: i32) -> Result<bool, CheckpointError> {
+        let frozen = (|| {
+            if pid != self.root {
+                preflight(pid)?;
+            }
+            Frozen::freeze(pid, check_seccomp(pid)? > 0)
+        })();
+        match frozen {
+            Ok(f) => {
+                self.procs.push(f);
+                Ok(true)
+            }
+            Err(e) if pid != self.root => match proc::read_status(pid) {
+                Err(_) => Ok(false),
+                Ok(st) if st.state == 'Z' || st.state == 'X' => self.add_zombie(pid),
+                Ok(_) => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    fn add_zombie(&mut self, pid: i32) -> Result<bool, CheckpointError> {
+        // One reaped meanwhile (its parent ignores SIGCHLD) left nothing.
+        if let Ok(ids) = proc::read_stat_ids(pid) {
+            self.zombies.push(ZombieImage {
+                pid,
+                ppid: ids.ppid,
+                pgid: ids.pgid,
+                sid: ids.sid,
+                wait_status: ids.exit_code,
+            });
+        }
+        Ok(false)
+    }
+
+    /// Resumes every process, children first.
+    fn thaw(&mut self) -> Result<(), CheckpointError> {
+        let mut first_err = None;
+        while let Some(f) = self.procs.pop() {
+            let pid = f.pid;
+            if let Err(e) = f.thaw() {
+                tracing::error!(pid, %e, "resuming a process of the tree failed");
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Kills every process of the tree and waits until their threads are
+    /// gone; the root's zombie is left to its parent, the others are
+    /// reparented (to the nearest subreaper or init) and reaped there.
+    fn kill(&mut self) {
+        for f in &self.procs {
+            let _ = kill(Pid::from_raw(f.pid), Signal::SIGKILL);
+        }
+        while let Some(f) = self.procs.pop() {
+            f.kill();
+        }
+    }
+}
+
+/// Everything done while the tree is stopped, up to the committed image.
 fn dump_frozen(
-    pid: i32,
-    frozen: &mut Frozen,
+    tree: &mut FrozenTree,
     sink: &mut dyn sink::CheckpointSink,
-    precopy: Option<precopy::Precopy>,
+    mut precopies: Precopies,
 ) -> Result<(crate::image::ImageSummary, memory::MemoryDumpStats), CheckpointError> {
     // The authoritative inspection: nothing can change any more (a child
-    // forked while memory was copied is caught here too).
-    let children = proc::children(pid)?;
-    if !children.is_empty() {
-        return Err(CheckpointError::HasChildren { pid, children });
+    // forked while memory was copied is in the tree now and is checked
+    // here too).
+    let mut inspected = Vec::with_capacity(tree.procs.len());
+    let mut classified = Vec::with_capacity(tree.procs.len());
+    for frozen in &tree.procs {
+        let pid = frozen.pid;
+        let vmas = inspect::classify_mappings(pid, &proc::read_smaps(pid)?)?;
+        let fds = classify_fds(pid)?;
+        inspect::check_memfd_mappings(pid, &vmas, &fds)?;
+        inspected.push(vmas);
+        classified.push((pid, fds));
     }
-    let vmas = inspect::classify_mappings(pid, &proc::read_smaps(pid)?)?;
-    let fd_kinds = classify_fds(pid)?;
-    inspect::check_memfd_mappings(pid, &vmas, &fd_kinds)?;
+    check_tree_fds(&classified)?;
+
+    let mut files = files::TreeFiles::default();
+    let mut processes = Vec::with_capacity(tree.procs.len());
+    let mut vdso = Vec::new();
+    for ((frozen, vmas), (_, fds)) in tree.procs.iter_mut().zip(inspected).zip(&classified) {
+        let (process, vdso_bytes) = dump_process(frozen, vmas, fds, &mut files)?;
+        vdso = vdso_bytes;
+        processes.push(process);
+    }
+    files.link_unix_peers();
+    let checkpoint = Checkpoint {
+        host: HostInfo {
+            kernel_release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            xcr0: kernel::cpu::xcr0(),
+            xstate_size: processes.first().map_or(0, process_xstate_size),
+            vdso_len: vdso.len() as u64,
+            vdso_hash: xxhash_rust::xxh3::xxh3_64(&vdso),
+        },
+        processes,
+        zombies: tree.zombies.clone(),
+        files: files.files,
+        pipes: files.pipes,
+    };
+    let mut mem = memory::MemoryDumpStats::default();
+    // A shared anonymous object is dumped once, from the first process
+    // that maps it.
+    let mut shmem_dumped: Vec<u64> = Vec::new();
+    for p in &checkpoint.processes {
+        let pid = p.pid;
+        let vmas: Vec<Vma> = p
+            .vmas
+            .iter()
+            .filter(|v| match v.kind {
+                VmaKind::SharedAnonymous { inode, .. } => !shmem_dumped.contains(&inode),
+                _ => true,
+            })
+            .cloned()
+            .collect();
+        if precopies.failed.contains(&pid) {
+            // Zero over every private anonymous mapping first: the frozen
+            // copy then supersedes what the failed pre-copy wrote, and a
+            // page it wrote that holds nothing now reads as zero.
+            for v in vmas.iter().filter(|v| v.is_private_anonymous()) {
+                sink.write_zero_pages(pid, v.start, v.pages())?;
+            }
+        }
+        let (m, _) = match precopies.done.remove(&pid) {
+            Some(pre) => {
+                let after = pre.finish(&vmas)?;
+                tracing::debug!(
+                    pid,
+                    written = after.written_pages(),
+                    "pages written during pre-copy"
+                );
+                memory::dump_memory(pid, &vmas, &after, sink)?
+            }
+            None => memory::dump_memory(pid, &vmas, &memory::EveryPage, sink)?,
+        };
+        mem.pages_scanned += m.pages_scanned;
+        mem.pages_written += m.pages_written;
+        mem.zero_pages += m.zero_pages;
+        shmem_dumped.extend(p.vmas.iter().filter_map(|v| match v.kind {
+            VmaKind::SharedAnonymous { inode, .. } => Some(inode),
+            _ => None,
+        }));
+    }
+    let summary = sink.commit(&checkpoint)?;
+    Ok((summary, mem))
+}
+
+/// Reads the state of the frozen process (all but its memory) into its
+/// image, adding its open file descriptions to `files`; returns it with
+/// the contents of its vDSO.
+fn dump_process(
+    frozen: &mut Frozen,
+    vmas: Vec<Vma>,
+    fd_kinds: &[files::ClassifiedFd],
+    files: &mut files::TreeFiles,
+) -> Result<(ProcessImage, Vec<u8>), CheckpointError> {
+    let pid = frozen.pid;
     let seccomp = dump_seccomp(pid, frozen, check_seccomp(pid)?)?;
     let (syscall_insn, vdso_bytes) = vdso_syscall(pid, &vmas)?;
 
@@ -696,7 +988,8 @@ fn dump_frozen(
         env_end: stat.env_end,
         auxv: proc::read_auxv(pid)?,
     };
-    let described = files::describe(pid, &fd_kinds)?;
+    let fds = files::describe(pid, fd_kinds, files)?;
+    let ids = proc::read_stat_ids(pid)?;
     let mut rlimits = Vec::new();
     for resource in 0..RLIMIT_COUNT {
         let (soft, hard) =
@@ -713,6 +1006,9 @@ fn dump_frozen(
 
     let process = ProcessImage {
         pid,
+        ppid: ids.ppid,
+        pgid: ids.pgid,
+        sid: ids.sid,
         comm: status.name.clone(),
         exe: proc::read_link(format!("/proc/{pid}/exe"))?,
         cwd: proc::read_link(format!("/proc/{pid}/cwd"))?,
@@ -729,41 +1025,12 @@ fn dump_frozen(
         sigactions,
         shared_pending,
         namespaces: check_namespaces(pid)?,
-        fds: described.fds,
-        files: described.files,
-        pipes: described.pipes,
+        fds,
         timers,
         itimers,
         seccomp,
     };
-    let checkpoint = Checkpoint {
-        host: HostInfo {
-            kernel_release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
-            xcr0: kernel::cpu::xcr0(),
-            xstate_size: process_xstate_size(&process),
-            vdso_len: vdso_bytes.len() as u64,
-            vdso_hash: xxhash_rust::xxh3::xxh3_64(&vdso_bytes),
-        },
-        process,
-    };
-    let vmas = &checkpoint.process.vmas;
-    let (mem, _) = match precopy {
-        Some(p) => {
-            let after = p.finish(vmas)?;
-            tracing::debug!(
-                pid,
-                written = after.written_pages(),
-                "pages written during pre-copy"
-            );
-            memory::dump_memory(pid, vmas, &after, sink)?
-        }
-        None => memory::dump_memory(pid, vmas, &memory::EveryPage, sink)?,
-    };
-    let summary = sink.commit(&checkpoint)?;
-    Ok((summary, mem))
+    Ok((process, vdso_bytes))
 }
 
 fn process_xstate_size(p: &ProcessImage) -> u32 {

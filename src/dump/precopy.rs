@@ -71,6 +71,7 @@ pub fn copy_while_running(
         .collect();
     let (stats, copied) = dump_memory(pid, &tracked, &WhileRunning { tracker: &tracker }, sink)?;
     let first = RoundReport {
+        pid,
         round: 0,
         dirty_pages: stats.pages_written + stats.zero_pages,
         pages_written: stats.pages_written,
@@ -170,6 +171,7 @@ impl Precopy {
             self.stats.zero_pages += stats.zero_pages;
             self.copied.extend(copied);
             let report = RoundReport {
+                pid,
                 round: self.rounds,
                 dirty_pages: pages,
                 pages_written: stats.pages_written,

@@ -11,6 +11,9 @@ use serde::Serialize;
 /// sink's policy decides the next step on.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct RoundReport {
+    /// The process the round copied (each process of a tree has its own
+    /// rounds).
+    pub pid: i32,
     /// Round number: 0 copies every page with data, later rounds the pages
     /// written since the previous one.
     pub round: u32,
@@ -36,14 +39,20 @@ pub enum NextStep {
 
 /// Receives a checkpoint as the dumper produces it: pages first (possibly
 /// the same page again in a later round, which then replaces the earlier
-/// copy), then, with the process frozen, the state.
+/// copy), then, with the processes frozen, the state. Pages are per
+/// process: `pid` says whose address space they belong to.
 pub trait CheckpointSink: Send {
-    /// Takes the contents of the pages starting at `vaddr` (`data.len()` is
-    /// a multiple of 4096).
-    fn write_pages(&mut self, vaddr: u64, data: &[u8]) -> Result<(), CheckpointError>;
+    /// Takes the contents of the pages of process `pid` starting at `vaddr`
+    /// (`data.len()` is a multiple of 4096).
+    fn write_pages(&mut self, pid: i32, vaddr: u64, data: &[u8]) -> Result<(), CheckpointError>;
 
-    /// Takes `npages` all-zero pages starting at `vaddr`.
-    fn write_zero_pages(&mut self, vaddr: u64, npages: u64) -> Result<(), CheckpointError>;
+    /// Takes `npages` all-zero pages of process `pid` starting at `vaddr`.
+    fn write_zero_pages(
+        &mut self,
+        pid: i32,
+        vaddr: u64,
+        npages: u64,
+    ) -> Result<(), CheckpointError>;
 
     /// A pre-copy round is complete: every page of it has been handed on.
     /// Returns whether to run another round or freeze.
@@ -66,7 +75,8 @@ const LOCAL_CONVERGED_PAGES: u64 = 64;
 /// stop shrinking, or five rounds.
 pub struct ImageSink {
     writer: ImageWriter,
-    previous_dirty: u64,
+    /// Pages written in the previous round, per process.
+    previous_dirty: std::collections::HashMap<i32, u64>,
 }
 
 impl ImageSink {
@@ -74,26 +84,32 @@ impl ImageSink {
     pub fn new(writer: ImageWriter) -> Self {
         Self {
             writer,
-            previous_dirty: u64::MAX,
+            previous_dirty: std::collections::HashMap::new(),
         }
     }
 }
 
 impl CheckpointSink for ImageSink {
-    fn write_pages(&mut self, vaddr: u64, data: &[u8]) -> Result<(), CheckpointError> {
-        Ok(self.writer.write_pages(vaddr, data)?)
+    fn write_pages(&mut self, pid: i32, vaddr: u64, data: &[u8]) -> Result<(), CheckpointError> {
+        Ok(self.writer.write_pages(pid, vaddr, data)?)
     }
 
-    fn write_zero_pages(&mut self, vaddr: u64, npages: u64) -> Result<(), CheckpointError> {
-        Ok(self.writer.write_zero_pages(vaddr, npages)?)
+    fn write_zero_pages(
+        &mut self,
+        pid: i32,
+        vaddr: u64,
+        npages: u64,
+    ) -> Result<(), CheckpointError> {
+        Ok(self.writer.write_zero_pages(pid, vaddr, npages)?)
     }
 
     fn round_done(&mut self, report: &RoundReport) -> Result<NextStep, CheckpointError> {
+        let previous = self.previous_dirty.get(&report.pid).copied();
         let converged = report.round > 0
             && (report.dirty_pages < LOCAL_CONVERGED_PAGES
-                || report.dirty_pages >= self.previous_dirty);
+                || report.dirty_pages >= previous.unwrap_or(u64::MAX));
         if report.round > 0 {
-            self.previous_dirty = report.dirty_pages;
+            self.previous_dirty.insert(report.pid, report.dirty_pages);
         }
         if converged || report.round + 1 >= LOCAL_MAX_ROUNDS {
             Ok(NextStep::Freeze)

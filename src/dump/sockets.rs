@@ -95,43 +95,44 @@ pub fn classify(pid: i32, fd: i32, inode: u64) -> Result<FdClass, CheckpointErro
     }
 }
 
-/// Refuses a connected unix socket whose peer is not one of the process's
-/// own sockets connected back to it: the other end lives in a process
-/// outside the checkpoint, or is closed or not accepted yet (its inode then
-/// reads 0).
+/// Refuses a connected unix socket whose peer no process of the tree
+/// holds (`tree`: every process with its classified fds): the other end
+/// belongs to a process outside the checkpoint.
 pub fn check_unix_peers(
-    pid: i32,
-    fds: &[super::files::ClassifiedFd],
+    tree: &[(i32, Vec<super::files::ClassifiedFd>)],
 ) -> Result<(), CheckpointError> {
-    for c in fds {
-        let FdClass::UnixSocket {
-            inode,
-            peer: Some(peer),
-        } = c.class
-        else {
-            continue;
-        };
-        let back = fds.iter().any(|o| {
-            o.class
-                == FdClass::UnixSocket {
-                    inode: peer,
-                    peer: Some(inode),
-                }
-        });
-        if !back {
-            return Err(CheckpointError::UnsupportedFd {
-                pid,
-                fd: c.fd,
-                kind: format!(
-                    "unix socket connected to a process outside the checkpoint{}",
-                    if peer == 0 {
-                        " (its peer is closed, or not accepted yet)"
-                    } else {
-                        ""
+    let all = || tree.iter().flat_map(|(_, fds)| fds);
+    for (pid, fds) in tree {
+        for c in fds {
+            let FdClass::UnixSocket {
+                inode,
+                peer: Some(peer),
+            } = c.class
+            else {
+                continue;
+            };
+            let back = all().any(|o| {
+                o.class
+                    == FdClass::UnixSocket {
+                        inode: peer,
+                        peer: Some(inode),
                     }
-                ),
-                target: c.target.clone(),
             });
+            if !back {
+                return Err(CheckpointError::UnsupportedFd {
+                    pid: *pid,
+                    fd: c.fd,
+                    kind: format!(
+                        "unix socket connected to a process outside the checkpoint{}",
+                        if peer == 0 {
+                            " (its peer is closed, or not accepted yet)"
+                        } else {
+                            ""
+                        }
+                    ),
+                    target: c.target.clone(),
+                });
+            }
         }
     }
     Ok(())
@@ -304,26 +305,4 @@ fn peek_queue(sock: BorrowedFd<'_>, sock_type: i32) -> Result<Vec<Vec<u8>>, Peek
     };
     setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old)?;
     copied.map(|()| out)
-}
-
-/// Points each end of a unix socket pair at the description of the other
-/// end, once every fd of `classified` has its description in `fds`.
-pub fn link_unix_peers(
-    classified: &[super::files::ClassifiedFd],
-    fds: &[crate::image::FdImage],
-    files: &mut [FileImage],
-) {
-    let file_of = |inode: u64| {
-        classified.iter().zip(fds).find_map(|(c, f)| match c.class {
-            FdClass::UnixSocket { inode: i, .. } if i == inode => Some(f.file),
-            _ => None,
-        })
-    };
-    for (c, f) in classified.iter().zip(fds) {
-        if let (FdClass::UnixSocket { peer: Some(p), .. }, Some(FileImage::UnixSocket(u))) =
-            (c.class, files.get_mut(f.file as usize))
-        {
-            u.peer = file_of(p);
-        }
-    }
 }

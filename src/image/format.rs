@@ -2,11 +2,12 @@
 //!
 //! An image is a directory of three files:
 //!
-//! - `pages.img`: raw page contents, 4096-byte pages concatenated in the
-//!   order the dumper wrote them.
+//! - `pages.img`: raw page contents of every process of the tree, 4096-byte
+//!   pages concatenated in the order the dumper wrote them.
 //! - `pages.idx`: a little-endian header (`FERRYIDX`, u32 version, u32
 //!   reserved, u64 record count) and 32-byte records (vaddr, npages, offset
-//!   into pages.img, flags; flag bit 0 marks an all-zero run without payload).
+//!   into pages.img, flags; flag bit 0 marks an all-zero run without
+//!   payload, bits 32-63 hold the PID of the process the run belongs to).
 //! - `manifest`: `FERRYIMG`, u32 version, u32 reserved, u64 body length, a
 //!   postcard [`Manifest`] body and the xxh3-64 of that body. It is written
 //!   last, through a rename, so its presence means the image is complete.
@@ -26,7 +27,7 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 /// Version of the image directory format that this ferry writes and reads;
 /// bumped on any incompatible change so an old ferry refuses a new image.
-pub const IMAGE_FORMAT_VERSION: u32 = 1;
+pub const IMAGE_FORMAT_VERSION: u32 = 2;
 
 const PAGES_FILE: &str = "pages.img";
 const INDEX_FILE: &str = "pages.idx";
@@ -41,6 +42,8 @@ const RECORD_LEN: usize = 32;
 const CHECKSUM_LEN: usize = 8;
 /// Index record flag: the run is all-zero pages with no payload.
 const FLAG_ZERO: u64 = 1;
+/// The flags word holds the run's PID from this bit on.
+const FLAG_PID_SHIFT: u32 = 32;
 
 /// The largest manifest body accepted, so a corrupt length cannot make the
 /// reader allocate without bound.
@@ -140,10 +143,12 @@ pub enum ImageError {
         detail: String,
     },
     /// The dumper passed pages that cannot be recorded (a bug in the caller).
-    #[error("cannot record pages at {vaddr:#x} in image {dir}: {detail}")]
+    #[error("cannot record pages at {vaddr:#x} of process {pid} in image {dir}: {detail}")]
     InvalidPages {
         /// The image directory.
         dir: PathBuf,
+        /// The process the pages belong to.
+        pid: i32,
         /// The address the caller passed.
         vaddr: u64,
         /// What is wrong with the request.
@@ -204,6 +209,8 @@ pub struct ImageSummary {
 /// at `offset` or all-zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRun {
+    /// The process whose address space the run belongs to.
+    pub pid: i32,
     /// Address of the first page.
     pub vaddr: u64,
     /// Number of pages (never 0).
@@ -221,7 +228,7 @@ impl PageRun {
     }
 
     fn encode(&self, out: &mut Vec<u8>) {
-        let flags = if self.zero { FLAG_ZERO } else { 0 };
+        let flags = u64::from(self.zero) | (u64::from(self.pid as u32) << FLAG_PID_SHIFT);
         for word in [self.vaddr, self.npages, self.offset, flags] {
             out.extend_from_slice(&word.to_le_bytes());
         }
@@ -275,18 +282,19 @@ impl ImageWriter {
         })
     }
 
-    /// Appends page contents for the pages starting at `vaddr` (data.len() a
-    /// multiple of 4096). Consecutive calls for adjacent addresses may be
-    /// merged into one index record.
-    pub fn write_pages(&mut self, vaddr: u64, data: &[u8]) -> Result<(), ImageError> {
+    /// Appends page contents for the pages of process `pid` starting at
+    /// `vaddr` (data.len() a multiple of 4096). Consecutive calls for
+    /// adjacent addresses may be merged into one index record.
+    pub fn write_pages(&mut self, pid: i32, vaddr: u64, data: &[u8]) -> Result<(), ImageError> {
         if data.len() as u64 % PAGE_SIZE != 0 {
             return Err(self.invalid(
+                pid,
                 vaddr,
                 format!("{} bytes is not a whole number of pages", data.len()),
             ));
         }
         let npages = data.len() as u64 / PAGE_SIZE;
-        self.push_run(vaddr, npages, false)?;
+        self.push_run(pid, vaddr, npages, false)?;
         self.pages
             .write_all(data)
             .map_err(io_err("write", &self.pages_path))?;
@@ -296,9 +304,15 @@ impl ImageWriter {
         Ok(())
     }
 
-    /// Records `npages` all-zero pages starting at `vaddr` (no payload).
-    pub fn write_zero_pages(&mut self, vaddr: u64, npages: u64) -> Result<(), ImageError> {
-        self.push_run(vaddr, npages, true)?;
+    /// Records `npages` all-zero pages of process `pid` starting at `vaddr`
+    /// (no payload).
+    pub fn write_zero_pages(
+        &mut self,
+        pid: i32,
+        vaddr: u64,
+        npages: u64,
+    ) -> Result<(), ImageError> {
+        self.push_run(pid, vaddr, npages, true)?;
         self.summary.zero_pages += npages;
         Ok(())
     }
@@ -312,7 +326,7 @@ impl ImageWriter {
             .flush()
             .map_err(io_err("write", &self.pages_path))?;
 
-        let runs = resolve_runs(&self.runs, &checkpoint.process.vmas);
+        let runs = resolve_runs(&self.runs, &checkpoint.processes);
         let mut index = Vec::with_capacity(HEADER_LEN + runs.len() * RECORD_LEN);
         push_header(&mut index, INDEX_MAGIC, runs.len() as u64);
         for run in &runs {
@@ -348,12 +362,19 @@ impl ImageWriter {
 
     /// Validates a run and appends it to the index, extending the last
     /// record when the new run continues it.
-    fn push_run(&mut self, vaddr: u64, npages: u64, zero: bool) -> Result<(), ImageError> {
+    fn push_run(
+        &mut self,
+        pid: i32,
+        vaddr: u64,
+        npages: u64,
+        zero: bool,
+    ) -> Result<(), ImageError> {
         if vaddr % PAGE_SIZE != 0 {
-            return Err(self.invalid(vaddr, "the address is not page-aligned".to_string()));
+            return Err(self.invalid(pid, vaddr, "the address is not page-aligned".to_string()));
         }
         if run_end(vaddr, npages).is_none() {
             return Err(self.invalid(
+                pid,
                 vaddr,
                 format!("{npages} pages run past the end of the address space"),
             ));
@@ -364,12 +385,13 @@ impl ImageWriter {
         if let Some(last) = self.runs.last_mut() {
             // A data run's bytes follow the previous data run's in pages.img,
             // so extending the last record keeps its offset right.
-            if last.zero == zero && last.end() == vaddr {
+            if last.pid == pid && last.zero == zero && last.end() == vaddr {
                 last.npages += npages;
                 return Ok(());
             }
         }
         self.runs.push(PageRun {
+            pid,
             vaddr,
             npages,
             offset: if zero { 0 } else { self.pages_len },
@@ -378,9 +400,10 @@ impl ImageWriter {
         Ok(())
     }
 
-    fn invalid(&self, vaddr: u64, detail: String) -> ImageError {
+    fn invalid(&self, pid: i32, vaddr: u64, detail: String) -> ImageError {
         ImageError::InvalidPages {
             dir: self.dir.clone(),
+            pid,
             vaddr,
             detail,
         }
@@ -390,9 +413,42 @@ impl ImageWriter {
 /// The index an image commits: a page written more than once (copied
 /// while the process ran, then again after it changed) is described by its
 /// last copy only, and pages outside the process's final restorable
-/// mappings (unmapped since they were copied) are left out. Data runs come
-/// in file order, as the reader wants them.
-fn resolve_runs(runs: &[PageRun], vmas: &[crate::image::Vma]) -> Vec<PageRun> {
+/// mappings (unmapped since they were copied), or of a process not in the
+/// checkpoint, are left out. Data runs come in file order, as the reader
+/// wants them.
+fn resolve_runs(runs: &[PageRun], processes: &[crate::image::ProcessImage]) -> Vec<PageRun> {
+    let mut out = Vec::with_capacity(runs.len());
+    for p in processes {
+        let mine: Vec<PageRun> = runs.iter().filter(|r| r.pid == p.pid).copied().collect();
+        resolve_process_runs(&mine, &p.vmas, &mut out);
+    }
+    out.sort_unstable_by_key(|r| {
+        (
+            r.zero,
+            if r.zero { r.pid as u64 } else { r.offset },
+            r.vaddr,
+        )
+    });
+    let mut merged: Vec<PageRun> = Vec::with_capacity(out.len());
+    for run in out {
+        match merged.last_mut() {
+            Some(last)
+                if last.zero == run.zero
+                    && last.pid == run.pid
+                    && last.end() == run.vaddr
+                    && (run.zero || last.offset + last.npages * PAGE_SIZE == run.offset) =>
+            {
+                last.npages += run.npages
+            }
+            _ => merged.push(run),
+        }
+    }
+    merged
+}
+
+/// [`resolve_runs`] for the runs of one process, with its mappings `vmas`:
+/// appends the surviving pieces to `out`.
+fn resolve_process_runs(runs: &[PageRun], vmas: &[crate::image::Vma], out: &mut Vec<PageRun>) {
     use std::collections::BTreeMap;
     let mut mappings: Vec<(u64, u64)> = vmas
         .iter()
@@ -402,7 +458,6 @@ fn resolve_runs(runs: &[PageRun], vmas: &[crate::image::Vma]) -> Vec<PageRun> {
     mappings.sort_unstable();
     // Disjoint ranges already described by a later run: start -> end.
     let mut covered: BTreeMap<u64, u64> = BTreeMap::new();
-    let mut out = Vec::with_capacity(runs.len());
     for run in runs.iter().rev() {
         let (start, end) = (run.vaddr, run.end());
         let mut cursor = start;
@@ -438,6 +493,7 @@ fn resolve_runs(runs: &[PageRun], vmas: &[crate::image::Vma]) -> Vec<PageRun> {
             for &(ms, me) in mappings[i..].iter().take_while(|m| m.0 < fe) {
                 let (s, e) = (fs.max(ms), fe.min(me));
                 out.push(PageRun {
+                    pid: run.pid,
                     vaddr: s,
                     npages: (e - s) / PAGE_SIZE,
                     offset: if run.zero {
@@ -450,21 +506,6 @@ fn resolve_runs(runs: &[PageRun], vmas: &[crate::image::Vma]) -> Vec<PageRun> {
             }
         }
     }
-    out.sort_unstable_by_key(|r| (r.zero, if r.zero { r.vaddr } else { r.offset }));
-    let mut merged: Vec<PageRun> = Vec::with_capacity(out.len());
-    for run in out {
-        match merged.last_mut() {
-            Some(last)
-                if last.zero == run.zero
-                    && last.end() == run.vaddr
-                    && (run.zero || last.offset + last.npages * PAGE_SIZE == run.offset) =>
-            {
-                last.npages += run.npages
-            }
-            _ => merged.push(run),
-        }
-    }
-    merged
 }
 
 /// Appends the 24-byte header the manifest and the index share: magic,
@@ -565,7 +606,7 @@ impl ImageReader {
         &self.dir
     }
 
-    /// Streams every run in index order to `sink(vaddr, data)` in chunks of
+    /// Streams every run in index order to `sink(pid, vaddr, data)` in chunks of
     /// at most 8 MiB (a big run is split into several calls with increasing
     /// vaddr), while computing the xxh3 of pages.img; after the last chunk,
     /// fails with a corruption error if the checksum differs from the
@@ -573,7 +614,7 @@ impl ImageReader {
     /// returns Ok. Returns the number of pages delivered (data + zero).
     pub fn read_pages<E: From<ImageError>>(
         &self,
-        mut sink: impl FnMut(u64, PageData<'_>) -> Result<(), E>,
+        mut sink: impl FnMut(i32, u64, PageData<'_>) -> Result<(), E>,
     ) -> Result<u64, E> {
         let path = self.dir.join(PAGES_FILE);
         let file = File::open(&path).map_err(io_err("open", &path))?;
@@ -597,13 +638,14 @@ impl ImageReader {
                 let mut delivered = 0;
                 for run in &self.runs {
                     if run.zero {
-                        sink(run.vaddr, PageData::Zero { npages: run.npages })?;
+                        sink(run.pid, run.vaddr, PageData::Zero { npages: run.npages })?;
                     } else {
                         // Open checked that data runs lie inside the file.
                         let start = run.offset as usize;
                         let end = start + (run.npages * PAGE_SIZE) as usize;
                         for (i, chunk) in bytes[start..end].chunks(IO_CHUNK).enumerate() {
-                            sink(run.vaddr + (i * IO_CHUNK) as u64, PageData::Bytes(chunk))?;
+                            let vaddr = run.vaddr + (i * IO_CHUNK) as u64;
+                            sink(run.pid, vaddr, PageData::Bytes(chunk))?;
                         }
                     }
                     delivered += run.npages;
@@ -772,6 +814,13 @@ fn read_manifest(dir: &Path) -> Result<Manifest, ImageError> {
         });
     }
     match postcard::take_from_bytes::<Manifest>(&body) {
+        Ok((manifest, [])) if manifest.checkpoint.processes.is_empty() => {
+            Err(ImageError::Corrupt {
+                what: WHAT,
+                path,
+                detail: "it holds no process".into(),
+            })
+        }
         Ok((manifest, [])) => Ok(manifest),
         Ok((_, rest)) => Err(ImageError::Corrupt {
             what: WHAT,
@@ -844,6 +893,8 @@ fn read_index(dir: &Path, manifest: &Manifest) -> Result<Vec<PageRun>, ImageErro
     for (i, record) in records.chunks_exact(RECORD_LEN).enumerate() {
         let (vaddr, npages) = (u64_at(record, 0), u64_at(record, 8));
         let (offset, flags) = (u64_at(record, 16), u64_at(record, 24));
+        let pid = (flags >> FLAG_PID_SHIFT) as u32 as i32;
+        let flags = flags & ((1 << FLAG_PID_SHIFT) - 1);
         if flags & !FLAG_ZERO != 0 {
             return Err(corrupt(format!("record {i} has unknown flags {flags:#x}")));
         }
@@ -881,19 +932,24 @@ fn read_index(dir: &Path, manifest: &Manifest) -> Result<Vec<PageRun>, ImageErro
                 })?;
         }
         runs.push(PageRun {
+            pid,
             vaddr,
             npages,
             offset: if zero { 0 } else { offset },
             zero,
         });
     }
-    // Every page is described once.
-    let mut by_addr: Vec<(u64, u64)> = runs.iter().map(|r| (r.vaddr, r.end())).collect();
+    // Every page of every process is described once.
+    let mut by_addr: Vec<(i32, u64, u64)> =
+        runs.iter().map(|r| (r.pid, r.vaddr, r.end())).collect();
     by_addr.sort_unstable();
-    if let Some(w) = by_addr.windows(2).find(|w| w[1].0 < w[0].1) {
+    if let Some(w) = by_addr
+        .windows(2)
+        .find(|w| w[1].0 == w[0].0 && w[1].1 < w[0].2)
+    {
         return Err(corrupt(format!(
-            "records at {:#x} and {:#x} overlap",
-            w[0].0, w[1].0
+            "records at {:#x} and {:#x} of process {} overlap",
+            w[0].1, w[1].1, w[0].0
         )));
     }
     Ok(runs)
@@ -905,6 +961,8 @@ mod tests {
     use crate::image::testutil::{checkpoint_with_anon, rewrite_manifest, TempDir};
 
     const PAGE: usize = PAGE_SIZE as usize;
+    /// The PID of the sample checkpoint's process.
+    const P: i32 = 4242;
 
     /// `npages` pages whose bytes depend on `seed` and the position.
     fn pattern(seed: u8, npages: usize) -> Vec<u8> {
@@ -922,7 +980,7 @@ mod tests {
 
     fn read_all(reader: &ImageReader) -> Result<(u64, Vec<Got>), ImageError> {
         let mut got = Vec::new();
-        let total = reader.read_pages(|vaddr, data| {
+        let total = reader.read_pages(|_, vaddr, data| {
             got.push(match data {
                 PageData::Bytes(b) => Got::Bytes(vaddr, b.to_vec()),
                 PageData::Zero { npages } => Got::Zero(vaddr, npages),
@@ -945,10 +1003,10 @@ mod tests {
     fn write_sample(tag: &str) -> TempDir {
         let dir = TempDir::new(tag);
         let mut w = ImageWriter::create(dir.path()).unwrap();
-        w.write_pages(0x10000, &pattern(1, 2)).unwrap();
-        w.write_pages(0x12000, &pattern(2, 1)).unwrap();
-        w.write_zero_pages(0x13000, 3).unwrap();
-        w.write_pages(0x40000, &pattern(3, 1)).unwrap();
+        w.write_pages(P, 0x10000, &pattern(1, 2)).unwrap();
+        w.write_pages(P, 0x12000, &pattern(2, 1)).unwrap();
+        w.write_zero_pages(P, 0x13000, 3).unwrap();
+        w.write_pages(P, 0x40000, &pattern(3, 1)).unwrap();
         w.commit(&checkpoint()).unwrap();
         dir
     }
@@ -980,12 +1038,12 @@ mod tests {
     fn round_trip_delivers_exact_pages_and_merges_adjacent_runs() {
         let dir = TempDir::new("roundtrip");
         let mut w = ImageWriter::create(dir.path()).unwrap();
-        w.write_pages(0x10000, &pattern(1, 2)).unwrap();
-        w.write_pages(0x12000, &pattern(2, 1)).unwrap();
-        w.write_zero_pages(0x13000, 3).unwrap();
-        w.write_zero_pages(0x16000, 1).unwrap();
-        w.write_pages(0x40000, &pattern(3, 1)).unwrap();
-        w.write_pages(0x41000, &[]).unwrap();
+        w.write_pages(P, 0x10000, &pattern(1, 2)).unwrap();
+        w.write_pages(P, 0x12000, &pattern(2, 1)).unwrap();
+        w.write_zero_pages(P, 0x13000, 3).unwrap();
+        w.write_zero_pages(P, 0x16000, 1).unwrap();
+        w.write_pages(P, 0x40000, &pattern(3, 1)).unwrap();
+        w.write_pages(P, 0x41000, &[]).unwrap();
         let summary = w.commit(&checkpoint()).unwrap();
         assert_eq!(summary.pages_written, 4);
         assert_eq!(summary.zero_pages, 4);
@@ -1005,18 +1063,21 @@ mod tests {
             r.runs(),
             &[
                 PageRun {
+                    pid: P,
                     vaddr: 0x10000,
                     npages: 3,
                     offset: 0,
                     zero: false
                 },
                 PageRun {
+                    pid: P,
                     vaddr: 0x40000,
                     npages: 1,
                     offset: 3 * PAGE_SIZE,
                     zero: false
                 },
                 PageRun {
+                    pid: P,
                     vaddr: 0x13000,
                     npages: 4,
                     offset: 0,
@@ -1045,7 +1106,7 @@ mod tests {
         let data = pattern(7, npages);
         let base = 0x7e00_0000_0000;
         let mut w = ImageWriter::create(dir.path()).unwrap();
-        w.write_pages(base, &data).unwrap();
+        w.write_pages(P, base, &data).unwrap();
         w.commit(&checkpoint_with_anon(&[(base, base + data.len() as u64)]))
             .unwrap();
 
@@ -1071,11 +1132,11 @@ mod tests {
     fn writer_refuses_bad_input_and_non_empty_dirs() {
         let dir = TempDir::new("writer");
         let mut w = ImageWriter::create(dir.path()).unwrap();
-        let err = w.write_pages(0x10001, &pattern(0, 1)).unwrap_err();
+        let err = w.write_pages(P, 0x10001, &pattern(0, 1)).unwrap_err();
         assert!(err.to_string().contains("not page-aligned"), "{err}");
-        let err = w.write_pages(0x10000, &[0; 100]).unwrap_err();
+        let err = w.write_pages(P, 0x10000, &[0; 100]).unwrap_err();
         assert!(err.to_string().contains("100 bytes"), "{err}");
-        let err = w.write_zero_pages(u64::MAX - 0xfff, 2).unwrap_err();
+        let err = w.write_zero_pages(P, u64::MAX - 0xfff, 2).unwrap_err();
         assert!(
             err.to_string().contains("end of the address space"),
             "{err}"
@@ -1198,7 +1259,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "image {} was written by format version 7; this ferry reads version 1",
+                "image {} was written by format version 7; this ferry reads version 2",
                 dir.path().display()
             )
         );
@@ -1261,7 +1322,7 @@ mod tests {
         let dir = write_sample("overlapdata");
         let err = tamper_index(dir.path(), |r| set_word(r, 4, 0x12000));
         assert!(
-            err.contains("records at 0x10000 and 0x12000 overlap"),
+            err.contains("records at 0x10000 and 0x12000 of process 4242 overlap"),
             "{err}"
         );
         // The zero run (record 2, 0x13000) stretched over record 1 at 0x40000,
@@ -1322,25 +1383,27 @@ mod tests {
         let first = pattern(1, 3);
         let mut w = ImageWriter::create(dir.path()).unwrap();
         // Data then data: the middle page of a 3-page run is copied again.
-        w.write_pages(0x10000, &first).unwrap();
-        w.write_pages(0x11000, &pattern(9, 1)).unwrap();
+        w.write_pages(P, 0x10000, &first).unwrap();
+        w.write_pages(P, 0x11000, &pattern(9, 1)).unwrap();
         // Data then zero.
-        w.write_pages(0x14000, &pattern(2, 2)).unwrap();
-        w.write_zero_pages(0x15000, 1).unwrap();
+        w.write_pages(P, 0x14000, &pattern(2, 2)).unwrap();
+        w.write_zero_pages(P, 0x15000, 1).unwrap();
         // Zero then data.
-        w.write_zero_pages(0x18000, 2).unwrap();
-        w.write_pages(0x18000, &pattern(3, 1)).unwrap();
+        w.write_zero_pages(P, 0x18000, 2).unwrap();
+        w.write_pages(P, 0x18000, &pattern(3, 1)).unwrap();
         w.commit(&checkpoint()).unwrap();
 
         let r = ImageReader::open(dir.path()).unwrap();
         assert_eq!(r.manifest().pages_len, 7 * PAGE_SIZE);
         let data = |vaddr, page: u64| PageRun {
+            pid: P,
             vaddr,
             npages: 1,
             offset: page * PAGE_SIZE,
             zero: false,
         };
         let zero = |vaddr| PageRun {
+            pid: P,
             vaddr,
             npages: 1,
             offset: 0,
@@ -1398,9 +1461,9 @@ mod tests {
     fn superseded_bytes_at_the_end_of_pages_img_are_checksummed() {
         let dir = TempDir::new("tail");
         let mut w = ImageWriter::create(dir.path()).unwrap();
-        w.write_pages(0x10000, &pattern(4, 1)).unwrap();
-        w.write_pages(0x11000, &pattern(5, 2)).unwrap();
-        w.write_zero_pages(0x11000, 2).unwrap();
+        w.write_pages(P, 0x10000, &pattern(4, 1)).unwrap();
+        w.write_pages(P, 0x11000, &pattern(5, 2)).unwrap();
+        w.write_zero_pages(P, 0x11000, 2).unwrap();
         w.commit(&checkpoint()).unwrap();
         let r = ImageReader::open(dir.path()).unwrap();
         assert_eq!(r.manifest().pages_len, 3 * PAGE_SIZE);
@@ -1420,8 +1483,8 @@ mod tests {
         // Nothing but superseded bytes: every data page rewritten as zero.
         let dir = TempDir::new("allzero");
         let mut w = ImageWriter::create(dir.path()).unwrap();
-        w.write_pages(0x10000, &pattern(6, 2)).unwrap();
-        w.write_zero_pages(0x10000, 2).unwrap();
+        w.write_pages(P, 0x10000, &pattern(6, 2)).unwrap();
+        w.write_zero_pages(P, 0x10000, 2).unwrap();
         w.commit(&checkpoint()).unwrap();
         let r = ImageReader::open(dir.path()).unwrap();
         assert_eq!(read_all(&r).unwrap().1, vec![Got::Zero(0x10000, 2)]);
@@ -1439,15 +1502,15 @@ mod tests {
         let mut w = ImageWriter::create(dir.path()).unwrap();
         // 0x1f000-0x24000: one page before, one after the mappings.
         let across = pattern(1, 5);
-        w.write_pages(0x1f000, &across).unwrap();
+        w.write_pages(P, 0x1f000, &across).unwrap();
         // Entirely unmapped, data and zero.
-        w.write_pages(0x30000, &pattern(2, 2)).unwrap();
-        w.write_zero_pages(0x34000, 4).unwrap();
+        w.write_pages(P, 0x30000, &pattern(2, 2)).unwrap();
+        w.write_zero_pages(P, 0x34000, 4).unwrap();
         // The vdso is not restored from the image: data and zero dropped.
-        w.write_pages(vdso, &pattern(3, 2)).unwrap();
-        w.write_zero_pages(vdso + PAGE_SIZE, 1).unwrap();
+        w.write_pages(P, vdso, &pattern(3, 2)).unwrap();
+        w.write_zero_pages(P, vdso + PAGE_SIZE, 1).unwrap();
         // A zero run straddling the end of the sample's stack mapping.
-        w.write_zero_pages(0x7ffd_1234_6000, 3).unwrap();
+        w.write_zero_pages(P, 0x7ffd_1234_6000, 3).unwrap();
         let summary = w.commit(&checkpoint).unwrap();
         assert_eq!(summary.pages_written, 9);
 
@@ -1458,12 +1521,14 @@ mod tests {
             &[
                 // Clipped to the mappings and merged across their boundary.
                 PageRun {
+                    pid: P,
                     vaddr: 0x20000,
                     npages: 3,
                     offset: PAGE_SIZE,
                     zero: false
                 },
                 PageRun {
+                    pid: P,
                     vaddr: 0x7ffd_1234_6000,
                     npages: 1,
                     offset: 0,
@@ -1483,6 +1548,49 @@ mod tests {
         // The dropped pages' bytes are still checksummed.
         flip_byte(&dir.path().join(PAGES_FILE), 10);
         assert!(read_all(&r).is_err());
+    }
+
+    /// Two processes of a tree map the same address: their pages are
+    /// told apart by PID, never superseding each other, and a process the
+    /// checkpoint does not describe keeps none.
+    #[test]
+    fn pages_of_two_processes_at_one_address_stay_apart() {
+        let dir = TempDir::new("twopids");
+        let mut ck = checkpoint();
+        let mut child = ck.processes[0].clone();
+        child.pid = P + 1;
+        child.ppid = P;
+        ck.processes.push(child);
+        let mut w = ImageWriter::create(dir.path()).unwrap();
+        w.write_pages(P, 0x10000, &pattern(1, 2)).unwrap();
+        w.write_pages(P + 1, 0x10000, &pattern(2, 2)).unwrap();
+        w.write_zero_pages(P + 1, 0x12000, 1).unwrap();
+        w.write_pages(P + 7, 0x10000, &pattern(3, 1)).unwrap();
+        w.commit(&ck).unwrap();
+
+        let r = ImageReader::open(dir.path()).unwrap();
+        let mut got = Vec::new();
+        r.read_pages(|pid, vaddr, data| {
+            got.push((
+                pid,
+                vaddr,
+                data == PageData::Zero { npages: 1 },
+                match data {
+                    PageData::Bytes(b) => b.to_vec(),
+                    PageData::Zero { .. } => Vec::new(),
+                },
+            ));
+            Ok::<_, ImageError>(())
+        })
+        .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (P, 0x10000, false, pattern(1, 2)),
+                (P + 1, 0x10000, false, pattern(2, 2)),
+                (P + 1, 0x12000, true, Vec::new()),
+            ]
+        );
     }
 
     #[test]

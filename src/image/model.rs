@@ -1,5 +1,5 @@
-//! The checkpoint model: plain serde types that describe one checkpointed
-//! process. The same model is written to disk (postcard, inside the manifest)
+//! The checkpoint model: plain serde types that describe a checkpointed
+//! process tree. The same model is written to disk (postcard, inside the manifest)
 //! and will travel over the wire, so it holds values, never live handles.
 
 use serde::{Deserialize, Serialize};
@@ -7,14 +7,49 @@ use serde::{Deserialize, Serialize};
 /// Size of a page on every architecture ferry supports (x86_64).
 pub const PAGE_SIZE: u64 = 4096;
 
-/// Everything needed to bring one process back: what the host looked like
-/// (to refuse an incompatible destination) and the process itself.
+/// Everything needed to bring a process tree back: what the host looked
+/// like (to refuse an incompatible destination), every process of the tree
+/// and the open file descriptions they hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// The host the checkpoint was taken on.
     pub host: HostInfo,
-    /// The checkpointed process.
-    pub process: ProcessImage,
+    /// Every live process of the tree, parents before children; the first
+    /// is the root (the PID the checkpoint was asked for).
+    pub processes: Vec<ProcessImage>,
+    /// Children that had exited and were not reaped yet (zombies): they
+    /// come back as processes that exit with the same status.
+    pub zombies: Vec<ZombieImage>,
+    /// Every open file description held by the processes, once however many
+    /// fds of however many processes refer to it (dup, or inherited across
+    /// fork): [`FdImage::file`] indexes it.
+    pub files: Vec<FileImage>,
+    /// Pipes whose ends the files hold, with the data buffered in them.
+    pub pipes: Vec<PipeImage>,
+}
+
+impl Checkpoint {
+    /// The root process, the one checkpoint was asked for (None only for a
+    /// checkpoint without processes, which the image reader refuses).
+    pub fn root(&self) -> Option<&ProcessImage> {
+        self.processes.first()
+    }
+}
+
+/// A child that had exited but was not reaped by its parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZombieImage {
+    /// Its PID.
+    pub pid: i32,
+    /// Its parent, a process of the tree.
+    pub ppid: i32,
+    /// Its process group.
+    pub pgid: i32,
+    /// Its session.
+    pub sid: i32,
+    /// The wait status its parent will reap (as waitpid reports it: exit
+    /// code << 8, or the killing signal).
+    pub wait_status: i32,
 }
 
 /// Facts about the checkpointing host that the restoring host must match.
@@ -38,6 +73,12 @@ pub struct HostInfo {
 pub struct ProcessImage {
     /// PID (thread group ID) in the root PID namespace.
     pub pid: i32,
+    /// Its parent's PID (for the root: a process outside the tree).
+    pub ppid: i32,
+    /// Its process group.
+    pub pgid: i32,
+    /// Its session.
+    pub sid: i32,
     /// The process's comm (the leader's thread name).
     pub comm: String,
     /// Target of /proc/PID/exe.
@@ -66,11 +107,6 @@ pub struct ProcessImage {
     pub namespaces: Vec<(String, String)>,
     /// Open file descriptors, in fd order.
     pub fds: Vec<FdImage>,
-    /// Open file descriptions the fds refer to; several fds (dup'ed) may
-    /// share one, and with it its offset and status flags.
-    pub files: Vec<FileImage>,
-    /// Pipes whose ends the files hold, with the data buffered in them.
-    pub pipes: Vec<PipeImage>,
     /// POSIX timers (timer_create), in ID order.
     pub timers: Vec<PosixTimer>,
     /// The armed interval timers (setitimer; alarm is ITIMER_REAL).
@@ -207,9 +243,17 @@ pub enum VmaKind {
         /// The file as it was at checkpoint, to detect a changed file.
         identity: FileIdentity,
     },
-    /// Anonymous memory mapped MAP_SHARED (a shmem object of its own): its
-    /// contents are in the image, read from the object.
-    SharedAnonymous,
+    /// Anonymous memory mapped MAP_SHARED (a shmem object): its contents
+    /// are in the image, read from the object by the first process of the
+    /// tree that maps it; processes that share it (forked with it) map the
+    /// same object again after restore.
+    SharedAnonymous {
+        /// The shmem object's inode at checkpoint: mappings with the same
+        /// inode are one object.
+        inode: u64,
+        /// Offset into the object, in bytes.
+        offset: u64,
+    },
     /// A file mapped MAP_SHARED: the file itself holds the data (writes go
     /// to it), so it is mapped again by path and nothing is dumped.
     SharedFile {
@@ -439,7 +483,7 @@ pub struct FdImage {
     pub fd: i32,
     /// Whether FD_CLOEXEC is set.
     pub cloexec: bool,
-    /// Index into [`ProcessImage::files`] of the description it refers to.
+    /// Index into [`Checkpoint::files`] of the description it refers to.
     pub file: u32,
 }
 
@@ -647,8 +691,8 @@ pub struct UnixSocket {
     /// The listen backlog, for a listening socket. Connections queued and
     /// not yet accepted at checkpoint are not carried.
     pub listen_backlog: Option<u32>,
-    /// For an end of a connection whose other end the process also holds:
-    /// the index into [`ProcessImage::files`] of that other end.
+    /// For an end of a connection whose other end the tree also holds:
+    /// the index into [`Checkpoint::files`] of that other end.
     pub peer: Option<u32>,
     /// Data queued to be read at this end, one entry per message (for a
     /// stream socket the entries are just chunks of the byte stream).
@@ -686,7 +730,7 @@ pub struct InetSocket {
 /// One end of a pipe (or FIFO) held by the process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PipeEnd {
-    /// Index into [`ProcessImage::pipes`].
+    /// Index into [`Checkpoint::pipes`].
     pub pipe: u32,
     /// The write end (else the read end).
     pub write_end: bool,

@@ -113,8 +113,8 @@ pub fn describe(reader: &ImageReader) -> String {
 
 fn write_description(out: &mut String, reader: &ImageReader) -> fmt::Result {
     let manifest = reader.manifest();
-    let host = &manifest.checkpoint.host;
-    let p = &manifest.checkpoint.process;
+    let ck = &manifest.checkpoint;
+    let host = &ck.host;
 
     writeln!(out, "ferry image {}", reader.dir().display())?;
     writeln!(
@@ -137,8 +137,45 @@ fn write_description(out: &mut String, reader: &ImageReader) -> fmt::Result {
         "  vdso {} bytes, xxh3 {:#018x}",
         host.vdso_len, host.vdso_hash
     )?;
+    writeln!(
+        out,
+        "  {} processes, {} zombies, {} open file descriptions",
+        ck.processes.len(),
+        ck.zombies.len(),
+        ck.files.len()
+    )?;
+    for z in &ck.zombies {
+        writeln!(
+            out,
+            "  zombie {} (parent {}, group {}, session {}) wait status {:#x}",
+            z.pid, z.ppid, z.pgid, z.sid, z.wait_status
+        )?;
+    }
+    for p in &ck.processes {
+        let runs: Vec<PageRun> = reader
+            .runs()
+            .iter()
+            .filter(|r| r.pid == p.pid)
+            .copied()
+            .collect();
+        write_process(out, ck, p, &runs)?;
+    }
+    Ok(())
+}
 
+/// Describes one process of the tree, with `runs`, its pages.
+fn write_process(
+    out: &mut String,
+    ck: &crate::image::Checkpoint,
+    p: &crate::image::ProcessImage,
+    runs: &[PageRun],
+) -> fmt::Result {
     writeln!(out, "\nprocess {} {:?}", p.pid, p.comm)?;
+    writeln!(
+        out,
+        "  parent {}   group {}   session {}",
+        p.ppid, p.pgid, p.sid
+    )?;
     writeln!(out, "  exe    {}", p.exe)?;
     writeln!(out, "  cwd    {}", p.cwd)?;
     writeln!(out, "  umask  {:04o}", p.umask)?;
@@ -212,10 +249,10 @@ fn write_description(out: &mut String, reader: &ImageReader) -> fmt::Result {
     )?;
     writeln!(out, "\nfile descriptors ({})", p.fds.len())?;
     for fd in &p.fds {
-        let (flags, pos, what) = match p.files.get(fd.file as usize) {
+        let (flags, pos, what) = match ck.files.get(fd.file as usize) {
             Some(FileImage::Path(f)) => (open_flags(f.flags), f.pos.to_string(), f.path.clone()),
             Some(FileImage::Pipe(end)) => {
-                let pipe = p.pipes.get(end.pipe as usize);
+                let pipe = ck.pipes.get(end.pipe as usize);
                 (
                     open_flags(
                         end.flags
@@ -281,7 +318,13 @@ fn write_description(out: &mut String, reader: &ImageReader) -> fmt::Result {
                 format!("file #{} (missing)", fd.file),
             ),
         };
-        let shared = p.fds.iter().filter(|o| o.file == fd.file).count() > 1;
+        let shared = ck
+            .processes
+            .iter()
+            .flat_map(|q| &q.fds)
+            .filter(|o| o.file == fd.file)
+            .count()
+            > 1;
         let prefix = format!(
             "  {:>4}  {:<32} pos {:<10} {:<8} ",
             fd.fd,
@@ -299,11 +342,11 @@ fn write_description(out: &mut String, reader: &ImageReader) -> fmt::Result {
             "{prefix}{}",
             fit(&what, WIDTH.saturating_sub(prefix.len()))
         )?;
-        if let Some(FileImage::Timerfd(t)) = p.files.get(fd.file as usize) {
+        if let Some(FileImage::Timerfd(t)) = ck.files.get(fd.file as usize) {
             writeln!(out, "        {}", fit(&timer_state(t), WIDTH - 8))?;
         }
         if p.fds.iter().find(|o| o.file == fd.file).map(|o| o.fd) == Some(fd.fd) {
-            write_registrations(out, p.files.get(fd.file as usize))?;
+            write_registrations(out, ck.files.get(fd.file as usize))?;
         }
     }
 
@@ -317,7 +360,7 @@ fn write_description(out: &mut String, reader: &ImageReader) -> fmt::Result {
             f.flags
         )?;
     }
-    write_vmas(out, &p.vmas, reader.runs())
+    write_vmas(out, &p.vmas, runs)
 }
 
 /// The registrations of an epoll description or the watches of an inotify
@@ -521,7 +564,9 @@ fn vma_backing(kind: &VmaKind) -> String {
             path, offset: 0, ..
         } => path.clone(),
         VmaKind::File { path, offset, .. } => format!("{path} @{offset:#x}"),
-        VmaKind::SharedAnonymous => "shared anonymous".to_string(),
+        VmaKind::SharedAnonymous { inode, offset } => {
+            format!("shared anonymous (shmem inode {inode}, offset {offset:#x})")
+        }
         VmaKind::SharedFile { path, offset } => format!("{path} @{offset:#x} (shared)"),
         VmaKind::SharedMemfd { inode, offset } => {
             format!("memfd inode {inode} @{offset:#x} (shared)")
@@ -807,11 +852,13 @@ mod tests {
         let mut w = ImageWriter::create(dir.path()).unwrap();
         // Two code pages, some heap, a zero run in the anonymous mapping
         // and the stack, plus one page no mapping covers.
-        w.write_pages(0x5555_5555_4000, &[0x90; 2 * 4096]).unwrap();
-        w.write_pages(0x5555_5555_9000, &[1; 3 * 4096]).unwrap();
-        w.write_zero_pages(0x7f00_0000_0000, 100).unwrap();
-        w.write_pages(0x7ffd_1234_6000, &[2; 4096]).unwrap();
-        w.write_pages(0x1000, &[3; 4096]).unwrap();
+        w.write_pages(4242, 0x5555_5555_4000, &[0x90; 2 * 4096])
+            .unwrap();
+        w.write_pages(4242, 0x5555_5555_9000, &[1; 3 * 4096])
+            .unwrap();
+        w.write_zero_pages(4242, 0x7f00_0000_0000, 100).unwrap();
+        w.write_pages(4242, 0x7ffd_1234_6000, &[2; 4096]).unwrap();
+        w.write_pages(4242, 0x1000, &[3; 4096]).unwrap();
         // The writer drops pages outside every mapping, so commit with a
         // mapping at 0x1000, then swap in the sample checkpoint: the index
         // (of an older or damaged image) then has a page nothing maps.
@@ -825,7 +872,10 @@ mod tests {
             assert!(line.chars().count() <= WIDTH, "too wide: {line}");
         }
         for needle in [
-            "format version 1",
+            "format version 2",
+            "1 processes, 1 zombies, 13 open file descriptions",
+            "zombie 4243 (parent 4242, group 4000, session 4000) wait status 0x300",
+            "parent 4000   group 4000   session 4000",
             "XCR0 0x7 (x87 sse avx), xstate 832 bytes",
             "process 4242 \"sleeper\"",
             "umask  0022",

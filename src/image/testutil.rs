@@ -68,8 +68,11 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
             vdso_len: 0x2000,
             vdso_hash: 0x1234_5678_9abc_def0,
         },
-        process: ProcessImage {
+        processes: vec![ProcessImage {
             pid: 4242,
+            ppid: 4000,
+            pgid: 4000,
+            sid: 4000,
             comm: "sleeper".into(),
             exe: "/usr/bin/sleeper".into(),
             cwd: "/home/user".into(),
@@ -300,125 +303,6 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                     file: 12,
                 },
             ],
-            files: vec![
-                FileImage::Path(OpenFile {
-                    path: "/dev/null".into(),
-                    file_type: PathFileType::CharDevice,
-                    flags: 0o100000, // O_RDONLY | O_LARGEFILE
-                    pos: 0,
-                }),
-                FileImage::Path(OpenFile {
-                    path: "/tmp/sleeper.log".into(),
-                    file_type: PathFileType::Regular,
-                    flags: 0o102001, // O_WRONLY | O_APPEND | O_LARGEFILE
-                    pos: 12_345,
-                }),
-                FileImage::Pipe(PipeEnd {
-                    pipe: 0,
-                    write_end: false,
-                    flags: 0o4000, // O_NONBLOCK
-                }),
-                FileImage::Pipe(PipeEnd {
-                    pipe: 0,
-                    write_end: true,
-                    flags: 0,
-                }),
-                FileImage::Eventfd(EventfdImage {
-                    count: 5,
-                    semaphore: true,
-                    flags: 0o4000, // O_NONBLOCK
-                }),
-                FileImage::Timerfd(TimerfdImage {
-                    clockid: libc::CLOCK_MONOTONIC,
-                    flags: 0,
-                    settime_flags: 0,
-                    ticks: 3,
-                    remaining_ns: 15_000_000,
-                    interval_ns: 20_000_000,
-                    deadline_ns: None,
-                }),
-                FileImage::Signalfd(SignalfdImage {
-                    sigmask: 1 << 11, // SIGUSR2
-                    flags: 0,
-                }),
-                FileImage::Epoll(EpollImage {
-                    flags: 0,
-                    targets: vec![
-                        EpollTarget {
-                            fd: 4,
-                            events: 0x8000_0019, // EPOLLIN|EPOLLERR|EPOLLHUP|EPOLLET
-                            data: 4,
-                        },
-                        EpollTarget {
-                            fd: 8,
-                            events: 0x19,
-                            data: 0xdead_beef,
-                        },
-                    ],
-                }),
-                FileImage::Inotify(InotifyImage {
-                    flags: 0o4000, // O_NONBLOCK
-                    watches: vec![
-                        InotifyWatch {
-                            wd: 1,
-                            mask: 0x100, // IN_CREATE
-                            path: "/tmp".into(),
-                        },
-                        InotifyWatch {
-                            wd: 3,
-                            mask: 0x2, // IN_MODIFY
-                            path: "/tmp/sleeper.log".into(),
-                        },
-                    ],
-                }),
-                FileImage::UnixSocket(UnixSocket {
-                    sock_type: libc::SOCK_DGRAM,
-                    flags: 0,
-                    name: None,
-                    listen_backlog: None,
-                    peer: Some(10),
-                    queued: vec![b"one".to_vec(), b"two!".to_vec()],
-                    options: SocketOptions::default(),
-                }),
-                FileImage::UnixSocket(UnixSocket {
-                    sock_type: libc::SOCK_DGRAM,
-                    flags: 0o4000, // O_NONBLOCK
-                    name: None,
-                    listen_backlog: None,
-                    peer: Some(9),
-                    queued: Vec::new(),
-                    options: SocketOptions::default(),
-                }),
-                FileImage::UnixSocket(UnixSocket {
-                    sock_type: libc::SOCK_STREAM,
-                    flags: 0,
-                    name: Some(b"\0sleeper".to_vec()),
-                    listen_backlog: Some(16),
-                    peer: None,
-                    queued: Vec::new(),
-                    options: SocketOptions::default(),
-                }),
-                FileImage::InetSocket(InetSocket {
-                    sock_type: libc::SOCK_STREAM,
-                    flags: 0,
-                    local: Some("127.0.0.1:8080".parse().expect("an address")),
-                    ipv6: false,
-                    listen_backlog: Some(128),
-                    v6only: false,
-                    nodelay: true,
-                    options: SocketOptions {
-                        reuse_addr: true,
-                        reuse_port: false,
-                        sndbuf: 16384,
-                        rcvbuf: 131072,
-                    },
-                }),
-            ],
-            pipes: vec![PipeImage {
-                inode: 4242,
-                capacity: 65536,
-                data: b"buffered".to_vec(),
-            }],
             timers: vec![PosixTimer {
                 id: 7,
                 clock: 1, // CLOCK_MONOTONIC
@@ -443,7 +327,133 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                     k: 0x7fff_0000, // SECCOMP_RET_ALLOW
                 }],
             }],
-        },
+        }],
+        zombies: vec![ZombieImage {
+            pid: 4243,
+            ppid: 4242,
+            pgid: 4000,
+            sid: 4000,
+            wait_status: 3 << 8,
+        }],
+        files: vec![
+            FileImage::Path(OpenFile {
+                path: "/dev/null".into(),
+                file_type: PathFileType::CharDevice,
+                flags: 0o100000, // O_RDONLY | O_LARGEFILE
+                pos: 0,
+            }),
+            FileImage::Path(OpenFile {
+                path: "/tmp/sleeper.log".into(),
+                file_type: PathFileType::Regular,
+                flags: 0o102001, // O_WRONLY | O_APPEND | O_LARGEFILE
+                pos: 12_345,
+            }),
+            FileImage::Pipe(PipeEnd {
+                pipe: 0,
+                write_end: false,
+                flags: 0o4000, // O_NONBLOCK
+            }),
+            FileImage::Pipe(PipeEnd {
+                pipe: 0,
+                write_end: true,
+                flags: 0,
+            }),
+            FileImage::Eventfd(EventfdImage {
+                count: 5,
+                semaphore: true,
+                flags: 0o4000, // O_NONBLOCK
+            }),
+            FileImage::Timerfd(TimerfdImage {
+                clockid: libc::CLOCK_MONOTONIC,
+                flags: 0,
+                settime_flags: 0,
+                ticks: 3,
+                remaining_ns: 15_000_000,
+                interval_ns: 20_000_000,
+                deadline_ns: None,
+            }),
+            FileImage::Signalfd(SignalfdImage {
+                sigmask: 1 << 11, // SIGUSR2
+                flags: 0,
+            }),
+            FileImage::Epoll(EpollImage {
+                flags: 0,
+                targets: vec![
+                    EpollTarget {
+                        fd: 4,
+                        events: 0x8000_0019, // EPOLLIN|EPOLLERR|EPOLLHUP|EPOLLET
+                        data: 4,
+                    },
+                    EpollTarget {
+                        fd: 8,
+                        events: 0x19,
+                        data: 0xdead_beef,
+                    },
+                ],
+            }),
+            FileImage::Inotify(InotifyImage {
+                flags: 0o4000, // O_NONBLOCK
+                watches: vec![
+                    InotifyWatch {
+                        wd: 1,
+                        mask: 0x100, // IN_CREATE
+                        path: "/tmp".into(),
+                    },
+                    InotifyWatch {
+                        wd: 3,
+                        mask: 0x2, // IN_MODIFY
+                        path: "/tmp/sleeper.log".into(),
+                    },
+                ],
+            }),
+            FileImage::UnixSocket(UnixSocket {
+                sock_type: libc::SOCK_DGRAM,
+                flags: 0,
+                name: None,
+                listen_backlog: None,
+                peer: Some(10),
+                queued: vec![b"one".to_vec(), b"two!".to_vec()],
+                options: SocketOptions::default(),
+            }),
+            FileImage::UnixSocket(UnixSocket {
+                sock_type: libc::SOCK_DGRAM,
+                flags: 0o4000, // O_NONBLOCK
+                name: None,
+                listen_backlog: None,
+                peer: Some(9),
+                queued: Vec::new(),
+                options: SocketOptions::default(),
+            }),
+            FileImage::UnixSocket(UnixSocket {
+                sock_type: libc::SOCK_STREAM,
+                flags: 0,
+                name: Some(b"\0sleeper".to_vec()),
+                listen_backlog: Some(16),
+                peer: None,
+                queued: Vec::new(),
+                options: SocketOptions::default(),
+            }),
+            FileImage::InetSocket(InetSocket {
+                sock_type: libc::SOCK_STREAM,
+                flags: 0,
+                local: Some("127.0.0.1:8080".parse().expect("an address")),
+                ipv6: false,
+                listen_backlog: Some(128),
+                v6only: false,
+                nodelay: true,
+                options: SocketOptions {
+                    reuse_addr: true,
+                    reuse_port: false,
+                    sndbuf: 16384,
+                    rcvbuf: 131072,
+                },
+            }),
+        ],
+        pipes: vec![PipeImage {
+            inode: 4242,
+            capacity: 65536,
+            data: b"buffered".to_vec(),
+        }],
     }
 }
 
@@ -466,7 +476,7 @@ fn root_privileges() -> ThreadPrivileges {
 /// drops pages outside every restorable mapping.
 pub(crate) fn checkpoint_with_anon(ranges: &[(u64, u64)]) -> Checkpoint {
     let mut checkpoint = sample_checkpoint();
-    let vmas = &mut checkpoint.process.vmas;
+    let vmas = &mut checkpoint.processes[0].vmas;
     for &(start, end) in ranges {
         assert!(start < end && start % PAGE_SIZE == 0 && end % PAGE_SIZE == 0);
         assert!(

@@ -617,14 +617,21 @@ struct CloneArgs {
 pub const CLONE_ARGS_SIZE: usize = std::mem::size_of::<CloneArgs>();
 
 /// Encodes a struct clone_args for an injected clone3 call, as bytes to be
-/// written into the tracee.
-pub fn encode_clone_args(flags: u64, child_tid: u64, tls: u64, set_tid_ptr: u64) -> Vec<u8> {
+/// written into the tracee (`exit_signal` 0 for a thread, SIGCHLD for a
+/// child process).
+pub fn encode_clone_args(
+    flags: u64,
+    child_tid: u64,
+    tls: u64,
+    set_tid_ptr: u64,
+    exit_signal: u64,
+) -> Vec<u8> {
     let fields = [
         flags,
         0,
         child_tid,
         0,
-        0,
+        exit_signal,
         0,
         0,
         tls,

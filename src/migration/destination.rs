@@ -175,7 +175,11 @@ async fn run(
     let writer = store.finish().await?;
 
     *state = DestinationState::Restoring;
-    let tids: Vec<i32> = checkpoint.process.threads.iter().map(|t| t.tid).collect();
+    let tids: Vec<i32> = checkpoint
+        .processes
+        .iter()
+        .flat_map(|p| p.threads.iter().map(|t| t.tid))
+        .collect();
     let restore_dir = dir.clone();
     let restore = tokio::task::spawn_blocking(move || {
         let mut sink = ImageSink::new(writer);
@@ -320,8 +324,10 @@ impl PageStore {
             let mut writer = writer;
             while let Some(frame) = frames_rx.blocking_recv() {
                 let result = match &frame.data {
-                    Some(data) => writer.write_pages(frame.vaddr, data),
-                    None => writer.write_zero_pages(frame.vaddr, frame.npages),
+                    // The stream carries the root's pages (the source sends
+                    // no other process's).
+                    Some(data) => writer.write_pages(pid, frame.vaddr, data),
+                    None => writer.write_zero_pages(pid, frame.vaddr, frame.npages),
                 };
                 if let Err(e) = result {
                     let _ = writer_stored.send(Err(e.to_string()));

@@ -161,6 +161,7 @@ pub fn predict(
     loop {
         let duration_ms = to_send / bw * 1000.0;
         rounds.push(RoundReport {
+            pid: 0,
             round: rounds.len() as u32,
             dirty_pages: (dirty_at_start / page) as u64,
             pages_written: (to_send / page).ceil() as u64,
@@ -193,6 +194,7 @@ mod tests {
 
     fn round(round: u32, dirty_pages: u64, pages_written: u64, duration_ms: f64) -> RoundReport {
         RoundReport {
+            pid: 0,
             round,
             dirty_pages,
             pages_written,

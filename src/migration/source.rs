@@ -347,8 +347,31 @@ impl<'a> NetworkSink<'a> {
     }
 }
 
+impl NetworkSink<'_> {
+    /// The page stream carries one address space: pages of another process
+    /// of the tree stop the migration (the tree is resumed) with a clear
+    /// error instead of being mixed into the root's.
+    fn only_root(&self, pid: i32) -> Result<(), CheckpointError> {
+        if pid == self.pid {
+            return Ok(());
+        }
+        Err(CheckpointError::Sink {
+            what: format!(
+                "send pages of process {pid} to the destination {}",
+                self.session.peer_addr()
+            ),
+            why: format!(
+                "it is a descendant of process {}, and live migration carries a single \
+                 process today; checkpoint the tree into an image directory instead",
+                self.pid
+            ),
+        })
+    }
+}
+
 impl CheckpointSink for NetworkSink<'_> {
-    fn write_pages(&mut self, vaddr: u64, data: &[u8]) -> Result<(), CheckpointError> {
+    fn write_pages(&mut self, pid: i32, vaddr: u64, data: &[u8]) -> Result<(), CheckpointError> {
+        self.only_root(pid)?;
         self.stats.bytes_sent += data.len() as u64;
         let npages = data.len() as u64 / PAGE_SIZE;
         let work = LaneWork::Pages {
@@ -359,7 +382,13 @@ impl CheckpointSink for NetworkSink<'_> {
         self.push(work, npages)
     }
 
-    fn write_zero_pages(&mut self, vaddr: u64, npages: u64) -> Result<(), CheckpointError> {
+    fn write_zero_pages(
+        &mut self,
+        pid: i32,
+        vaddr: u64,
+        npages: u64,
+    ) -> Result<(), CheckpointError> {
+        self.only_root(pid)?;
         let work = LaneWork::Zero {
             round: self.round,
             vaddr,

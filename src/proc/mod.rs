@@ -333,22 +333,7 @@ pub struct StatMm {
 
 /// Parses the memory-layout fields out of /proc/PID/stat text.
 pub fn parse_stat_mm(path: &std::path::Path, text: &str) -> Result<StatMm, ProcError> {
-    // The comm field may contain spaces and parentheses: split after the last ')'.
-    let close = text
-        .rfind(')')
-        .ok_or_else(|| parse_err(path, "no ')' after comm"))?;
-    // Field 3 (state) is the first after ") ".
-    let fields: Vec<u64> = text[close + 1..]
-        .split_whitespace()
-        .skip(1)
-        .map(|f| f.parse::<i64>().map(|v| v as u64).unwrap_or(0))
-        .collect();
-    let field = |n: usize| -> Result<u64, ProcError> {
-        fields
-            .get(n - 4)
-            .copied()
-            .ok_or_else(|| parse_err(path, format!("missing field {n}")))
-    };
+    let field = stat_fields(path, text)?;
     Ok(StatMm {
         start_code: field(26)?,
         end_code: field(27)?,
@@ -360,6 +345,56 @@ pub fn parse_stat_mm(path: &std::path::Path, text: &str) -> Result<StatMm, ProcE
         arg_end: field(49)?,
         env_start: field(50)?,
         env_end: field(51)?,
+    })
+}
+
+/// Splits /proc/PID/stat into numeric fields; returns a getter by the
+/// field's number in proc(5) (4 and up).
+fn stat_fields<'a>(
+    path: &'a std::path::Path,
+    text: &str,
+) -> Result<impl Fn(usize) -> Result<u64, ProcError> + 'a, ProcError> {
+    // The comm field may contain spaces and parentheses: split after the last ')'.
+    let close = text
+        .rfind(')')
+        .ok_or_else(|| parse_err(path, "no ')' after comm"))?;
+    // Field 3 (state) is the first after ") ".
+    let fields: Vec<u64> = text[close + 1..]
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse::<i64>().map(|v| v as u64).unwrap_or(0))
+        .collect();
+    Ok(move |n: usize| -> Result<u64, ProcError> {
+        fields
+            .get(n.wrapping_sub(4))
+            .copied()
+            .ok_or_else(|| parse_err(path, format!("missing field {n}")))
+    })
+}
+
+/// Where a process sits in the process tree, and how it ended if it is a
+/// zombie (fields 4-6 and 52 of /proc/PID/stat).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatIds {
+    /// Parent PID.
+    pub ppid: i32,
+    /// Process group ID.
+    pub pgid: i32,
+    /// Session ID.
+    pub sid: i32,
+    /// The wait status a zombie leaves to its parent (0 while alive).
+    pub exit_code: i32,
+}
+
+/// Reads the parent, process group, session and exit code of `pid`.
+pub fn read_stat_ids(pid: i32) -> Result<StatIds, ProcError> {
+    let (path, text) = read_text(PathBuf::from(format!("/proc/{pid}/stat")))?;
+    let field = stat_fields(&path, &text)?;
+    Ok(StatIds {
+        ppid: field(4)? as i32,
+        pgid: field(5)? as i32,
+        sid: field(6)? as i32,
+        exit_code: field(52)? as i32,
     })
 }
 
@@ -394,6 +429,35 @@ pub fn read_link(path: String) -> Result<String, ProcError> {
 pub fn read_thread_comm(pid: i32, tid: i32) -> Result<String, ProcError> {
     let (_, text) = read_text(PathBuf::from(format!("/proc/{pid}/task/{tid}/comm")))?;
     Ok(text.trim_end_matches('\n').to_string())
+}
+
+/// A process outside `tree` (and not this one) holding an end of pipe
+/// `inode`, as (pid, fd), if there is one: every process's fds are looked
+/// at, so call it only for a pipe whose other end the tree lacks.
+pub fn pipe_holder_outside(inode: u64, tree: &[i32]) -> Result<Option<(i32, i32)>, ProcError> {
+    let path = PathBuf::from("/proc");
+    let dir = fs::read_dir(&path).map_err(|source| ProcError::Read { path, source })?;
+    let wanted = format!("pipe:[{inode}]");
+    let me = std::process::id() as i32;
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == me || tree.contains(&pid) {
+            continue;
+        }
+        // A process that exits meanwhile holds nothing.
+        if let Ok(fds) = fds(pid) {
+            if let Some((fd, _)) = fds.into_iter().find(|(_, t)| *t == wanted) {
+                return Ok(Some((pid, fd)));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Lists a process's open fds with the targets of their /proc links.

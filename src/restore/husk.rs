@@ -1,10 +1,13 @@
-//! Rebuilding a process inside a husk by injected system calls.
+//! Rebuilding a process tree inside husks by injected system calls. The
+//! root husk is spawned by migrate-agent; every other process is cloned
+//! (clone3 with set_tid) from its parent's husk, so that the restored
+//! parent is the real parent of its restored children.
 
 use super::anon;
 use super::RestoreError;
 use crate::image::{
-    FifoEnd, FileImage, HostInfo, ImageReader, PageData, PathFileType, ProcessImage, ThreadImage,
-    Vma, VmaKind, PAGE_SIZE,
+    Checkpoint, FifoEnd, FileImage, HostInfo, ImageReader, PageData, PathFileType, ProcessImage,
+    ThreadImage, Vma, VmaKind, ZombieImage, PAGE_SIZE,
 };
 use crate::kernel;
 use crate::proc;
@@ -42,43 +45,304 @@ const SECBIT_NO_SETUID_FIXUP: u64 = 1 << 2;
 /// `sizeof(struct prctl_mm_map)`.
 const PRCTL_MM_MAP_LEN: u64 = 104;
 
-/// Restores the image into a new husk process and lets it run. Returns the
-/// number of pages written.
+/// Restores every process of the image's tree, each in a husk, and lets
+/// them run. Returns the number of pages written. On failure every husk is
+/// killed.
 pub fn rebuild(reader: &ImageReader) -> Result<u64, RestoreError> {
     let ck = reader.checkpoint();
-    let p = &ck.process;
-    let spawned = kernel::spawn_detached_husk(p.pid).map_err(|errno| match errno {
+    let root = ck.root().ok_or_else(|| RestoreError::Unsupported {
+        pid: 0,
+        why: "the image holds no process".into(),
+    })?;
+    let spawned = kernel::spawn_detached_husk(root.pid).map_err(|errno| match errno {
         Errno::EEXIST => RestoreError::PidTaken {
-            pid: p.pid,
+            pid: root.pid,
             holder: "another process".into(),
         },
-        errno => RestoreError::Spawn { pid: p.pid, errno },
+        errno => RestoreError::Spawn {
+            pid: root.pid,
+            errno,
+        },
     })?;
     let husk_pid = spawned.pid;
-    let mut husk = match Husk::seize(p, &ck.host, spawned) {
+    let root_husk = match Husk::seize(root, ck, spawned) {
         Ok(h) => h,
         Err(e) => {
             let _ = kill(husk_pid, Signal::SIGKILL);
             return Err(e);
         }
     };
-    match husk.build(reader) {
+    let mut husks = vec![root_husk];
+    match build_tree(reader, &mut husks) {
         Ok(pages) => {
-            husk.release()?;
+            // Children first, so that a parent finds its children running.
+            while let Some(h) = husks.pop() {
+                if let Err(e) = h.release() {
+                    for h in husks.into_iter().rev() {
+                        h.abort();
+                    }
+                    return Err(e);
+                }
+            }
             Ok(pages)
         }
         Err(e) => {
-            husk.abort();
+            for h in husks.into_iter().rev() {
+                h.abort();
+            }
             Err(e)
         }
     }
 }
 
+/// Builds every process of the tree in `husks` (which holds the root's
+/// husk; the others are added as they are cloned): first each address
+/// space and the children (parents before children), then all the pages
+/// in one pass over the pages file, then the rest of each process.
+fn build_tree<'a>(reader: &'a ImageReader, husks: &mut Vec<Husk<'a>>) -> Result<u64, RestoreError> {
+    let ck = reader.checkpoint();
+    let index_of = |husks: &[Husk<'_>], pid: i32| {
+        husks
+            .iter()
+            .position(|h| h.image.pid == pid)
+            .ok_or_else(|| RestoreError::Unsupported {
+                pid,
+                why: format!(
+                    "the image's process {pid} comes before its parent or its parent is not in the image"
+                ),
+            })
+    };
+    let mut fillers = Vec::with_capacity(ck.processes.len());
+    for p in &ck.processes {
+        let i = index_of(husks, p.pid)?;
+        husks[i].map_helper()?;
+        husks[i].drop_husk_state()?;
+        husks[i].join_session()?;
+        for c in ck
+            .processes
+            .iter()
+            .filter(|c| c.ppid == p.pid && c.pid != p.pid)
+        {
+            let child = husks[i].clone_child(c.pid)?;
+            let helper = husks[i].helper;
+            husks.push(Husk::adopt(c, ck, child, helper));
+        }
+        let zombies: Vec<&ZombieImage> = ck.zombies.iter().filter(|z| z.ppid == p.pid).collect();
+        for z in &zombies {
+            husks[i].create_zombie(z)?;
+        }
+        if !zombies.is_empty() {
+            husks[i].drain_sigchld()?;
+        }
+        husks[i].move_vdso()?;
+        let filled = husks[i].map_vmas(reader)?;
+        husks[i].map_shared_anonymous()?;
+        fillers.push(husks[i].prepare_fill(&filled)?);
+        husks[i].filled = filled;
+    }
+    if let Some(z) = ck
+        .zombies
+        .iter()
+        .find(|z| !ck.processes.iter().any(|p| p.pid == z.ppid))
+    {
+        return Err(RestoreError::Unsupported {
+            pid: z.pid,
+            why: format!("its parent {} is not a process of the image", z.ppid),
+        });
+    }
+    let pages = reader.read_pages(|pid, vaddr, data| -> Result<(), RestoreError> {
+        let filler = fillers.iter().find(|f| f.image_pid == pid).ok_or_else(|| {
+            RestoreError::Unsupported {
+                pid,
+                why: format!(
+                    "the image holds pages at {vaddr:#x} of a process it does not describe"
+                ),
+            }
+        })?;
+        filler.put(vaddr, data)
+    })?;
+    // Closing the userfaultfds (the husks hold no copy) ends every
+    // registration.
+    drop(fillers);
+    let mut tree_fds = TreeFds::create(ck)?;
+    for p in &ck.processes {
+        let i = index_of(husks, p.pid)?;
+        husks[i].finish(&mut tree_fds)?;
+    }
+    Ok(pages)
+}
+
+/// The open file descriptions of the tree while it is restored: the ones
+/// migrate-agent creates (pipes, sockets, eventfds ...) are kept here
+/// until every husk has pulled them in; one created inside a husk (a file
+/// opened by path, an epoll or inotify instance, a FIFO end) is taken from
+/// that husk by the other processes that share it.
+struct TreeFds {
+    /// Our copy of each description created here, by file index.
+    ours: Vec<Option<OwnedFd>>,
+    /// For a description created inside a husk: that process and an fd
+    /// number it holds it at.
+    installed: Vec<Option<(i32, i32)>>,
+}
+
+impl TreeFds {
+    /// Creates the tree's pipes (with their data) and sockets (with their
+    /// queues) here.
+    fn create(ck: &Checkpoint) -> Result<Self, RestoreError> {
+        let pid = ck.root().map_or(0, |p| p.pid);
+        let pipes = create_pipes(pid, &ck.pipes)?;
+        let mut ours = super::sockets::create(ck)?;
+        for (i, file) in ck.files.iter().enumerate() {
+            if let FileImage::Pipe(end) = file {
+                let (rd, wr) =
+                    pipes
+                        .get(end.pipe as usize)
+                        .ok_or_else(|| RestoreError::Unsupported {
+                            pid,
+                            why: format!(
+                                "file #{i} is an end of pipe #{}, which the image lacks",
+                                end.pipe
+                            ),
+                        })?;
+                let end_fd = if end.write_end { wr } else { rd };
+                ours[i] = Some(end_fd.try_clone().map_err(|e| RestoreError::Injected {
+                    pid,
+                    call: format!("dup of pipe #{}", end.pipe),
+                    errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                })?);
+            }
+        }
+        Ok(TreeFds {
+            ours,
+            installed: vec![None; ck.files.len()],
+        })
+    }
+}
+
+/// Where a husk's pages go: its userfaultfd for private anonymous memory,
+/// process_vm_writev elsewhere.
+struct Filler {
+    /// The process as the image names it.
+    image_pid: i32,
+    pid: Pid,
+    uffd: OwnedFd,
+    /// The anonymous mappings registered for UFFDIO_COPY, in address order.
+    by_copy: Vec<(u64, u64)>,
+}
+
+impl Filler {
+    /// Writes pages delivered by the image reader into place.
+    fn put(&self, vaddr: u64, data: PageData<'_>) -> Result<(), RestoreError> {
+        static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+        let pid = self.pid;
+        // Which way a range of a chunk goes: (end of the piece, by copy).
+        let piece = |addr: u64, end: u64| {
+            let i = self.by_copy.partition_point(|r: &(u64, u64)| r.1 <= addr);
+            match self.by_copy.get(i) {
+                Some(&(s, e)) if s <= addr => (end.min(e), true),
+                Some(&(s, _)) => (end.min(s), false),
+                None => (end, false),
+            }
+        };
+        match data {
+            PageData::Bytes(bytes) => {
+                let mut addr = vaddr;
+                let end = vaddr + bytes.len() as u64;
+                while addr < end {
+                    let (piece_end, copy) = piece(addr, end);
+                    let src = &bytes[(addr - vaddr) as usize..(piece_end - vaddr) as usize];
+                    if copy {
+                        let mut done = 0;
+                        while done < src.len() {
+                            done += kernel::uffd::uffd_copy(
+                                &self.uffd,
+                                addr + done as u64,
+                                &src[done..],
+                            )
+                            .map_err(|errno| {
+                                RestoreError::Injected {
+                                    pid: self.image_pid,
+                                    call: format!(
+                                        "UFFDIO_COPY of {} bytes at {addr:#x}",
+                                        src.len()
+                                    ),
+                                    errno,
+                                }
+                            })?;
+                        }
+                    } else {
+                        write_memory(pid, addr, src)?;
+                    }
+                    addr = piece_end;
+                }
+            }
+            PageData::Zero { npages } => {
+                let mut addr = vaddr;
+                let end = vaddr + npages * PAGE_SIZE;
+                while addr < end {
+                    let (piece_end, copy) = piece(addr, end);
+                    // A missing anonymous page reads as zero already.
+                    let mut at = addr;
+                    while !copy && at < piece_end {
+                        let n = (piece_end - at).min(ZEROS.len() as u64);
+                        write_memory(pid, at, &ZEROS[..n as usize])?;
+                        at += n;
+                    }
+                    addr = piece_end;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Creates the image's pipes here, each with its capacity and the data
+/// that was buffered in it (`pid`, the root, names the restore in errors).
+fn create_pipes(
+    pid: i32,
+    pipes: &[crate::image::PipeImage],
+) -> Result<Vec<(OwnedFd, OwnedFd)>, RestoreError> {
+    let fail = |what: String| {
+        move |errno| RestoreError::Injected {
+            pid,
+            call: what,
+            errno,
+        }
+    };
+    let mut out = Vec::with_capacity(pipes.len());
+    for p in pipes {
+        let (rd, wr) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(fail("pipe2".into()))?;
+        nix::fcntl::fcntl(&wr, nix::fcntl::FcntlArg::F_SETPIPE_SZ(p.capacity as i32)).map_err(
+            fail(format!(
+                "setting the size of pipe {} to {}",
+                p.inode, p.capacity
+            )),
+        )?;
+        let mut written = 0;
+        while written < p.data.len() {
+            written += nix::unistd::write(&wr, &p.data[written..]).map_err(fail(format!(
+                "refilling pipe {} with {} bytes",
+                p.inode,
+                p.data.len()
+            )))?;
+        }
+        out.push((rd, wr));
+    }
+    Ok(out)
+}
+
 /// A husk under construction.
 struct Husk<'a> {
     image: &'a ProcessImage,
+    /// The open file descriptions of the whole tree.
+    files: &'a [FileImage],
+    /// Every process of the tree (for process groups).
+    tree: &'a Checkpoint,
     /// The checkpointing host, whose vDSO must match this one.
     host: &'a HostInfo,
+    /// Which mappings receive pages (mapped writable until they are in).
+    filled: Vec<bool>,
     pid: Pid,
     /// Leader first, then the threads as they are created.
     threads: Vec<Tracee>,
@@ -92,7 +356,10 @@ struct Husk<'a> {
 
 /// How the husk's threads are traced.
 fn trace_options() -> Options {
-    Options::PTRACE_O_TRACESYSGOOD | Options::PTRACE_O_TRACECLONE | Options::PTRACE_O_EXITKILL
+    Options::PTRACE_O_TRACESYSGOOD
+        | Options::PTRACE_O_TRACECLONE
+        | Options::PTRACE_O_TRACEFORK
+        | Options::PTRACE_O_EXITKILL
 }
 
 fn all_signals_blocked() -> u64 {
@@ -102,7 +369,7 @@ fn all_signals_blocked() -> u64 {
 impl<'a> Husk<'a> {
     fn seize(
         image: &'a ProcessImage,
-        host: &'a HostInfo,
+        tree: &'a Checkpoint,
         spawned: kernel::SpawnedHusk,
     ) -> Result<Self, RestoreError> {
         let leader = Tracee::seize(spawned.pid, trace_options())?;
@@ -116,13 +383,268 @@ impl<'a> Husk<'a> {
             })?;
         Ok(Husk {
             image,
-            host,
+            files: &tree.files,
+            tree,
+            host: &tree.host,
+            filled: Vec::new(),
             pid: spawned.pid,
             threads: vec![leader],
             syscall_insn,
             helper: 0,
             lifeline: Some(spawned.lifeline),
         })
+    }
+
+    /// The husk of a child cloned from its parent's husk (a copy of it,
+    /// already traced): its injected calls start on the parent's helper,
+    /// at `parent_helper`, until it maps its own.
+    fn adopt(
+        image: &'a ProcessImage,
+        tree: &'a Checkpoint,
+        leader: Tracee,
+        parent_helper: u64,
+    ) -> Self {
+        Husk {
+            image,
+            files: &tree.files,
+            tree,
+            host: &tree.host,
+            filled: Vec::new(),
+            pid: leader.tid,
+            threads: vec![leader],
+            syscall_insn: parent_helper,
+            helper: 0,
+            lifeline: None,
+        }
+    }
+
+    /// Makes the process a session leader or a process group leader, as it
+    /// was, before its children are cloned so that they inherit it. Group
+    /// members join their group once every process exists
+    /// ([`Husk::join_group`]). A session or group outside the tree is not
+    /// recreated: the process stays in the one it inherited (the root: the
+    /// restorer's).
+    fn join_session(&mut self) -> Result<(), RestoreError> {
+        let p = self.image;
+        if p.sid == p.pid {
+            self.sys(0, libc::SYS_setsid, [0; 6], || {
+                format!("setsid (process {} led session {})", p.pid, p.sid)
+            })?;
+        } else if p.pgid == p.pid {
+            self.sys(0, libc::SYS_setpgid, [0; 6], || {
+                format!("setpgid(0, 0) (process {} led its process group)", p.pid)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Joins the process group the process was in, when its leader is
+    /// another process of the tree.
+    fn join_group(&mut self) -> Result<(), RestoreError> {
+        let p = self.image;
+        if p.pgid == p.pid || !self.tree.processes.iter().any(|q| q.pid == p.pgid) {
+            return Ok(());
+        }
+        self.sys(0, libc::SYS_setpgid, [0, p.pgid as u64, 0, 0, 0, 0], || {
+            format!("setpgid(0, {}) (joining its process group)", p.pgid)
+        })?;
+        Ok(())
+    }
+
+    /// Clones a child with PID `pid` from this husk (clone3 with set_tid,
+    /// exit signal SIGCHLD): the kernel attaches it to ferry
+    /// (PTRACE_O_TRACEFORK) and it waits in its first stop.
+    fn clone_child(&mut self, pid: i32) -> Result<Tracee, RestoreError> {
+        let tid_addr = self.put(STRUCT_OFF + 512, &pid.to_ne_bytes())?;
+        let args = kernel::encode_clone_args(0, 0, 0, tid_addr, libc::SIGCHLD as u64);
+        let args_addr = self.put(STRUCT_OFF, &args)?;
+        self.threads[0].last_clone_tid = None;
+        let r = self.sys(
+            0,
+            libc::SYS_clone3,
+            [args_addr, kernel::CLONE_ARGS_SIZE as u64, 0, 0, 0, 0],
+            || format!("clone3 of child process {pid}"),
+        );
+        if let Err(RestoreError::Injected {
+            errno: Errno::EEXIST,
+            ..
+        }) = r
+        {
+            return Err(RestoreError::PidTaken {
+                pid,
+                holder: "another process".into(),
+            });
+        }
+        r?;
+        let new = self.threads[0]
+            .last_clone_tid
+            .ok_or_else(|| RestoreError::Unsupported {
+                pid: self.image.pid,
+                why: format!("no fork event was reported for child process {pid}"),
+            })?;
+        Ok(Tracee::adopt_new_thread(new)?)
+    }
+
+    /// Creates the zombie child `z`: a clone of this husk that ends at once
+    /// with the saved exit code or signal, and stays unreaped for the
+    /// restored parent to wait for.
+    fn create_zombie(&mut self, z: &ZombieImage) -> Result<(), RestoreError> {
+        let mut child = self.clone_child(z.pid)?;
+        let (code, signal) = (z.wait_status >> 8 & 0xff, z.wait_status & 0x7f);
+        let ended = (|| -> Result<(), RestoreError> {
+            if signal != 0 {
+                // The default action, whatever the husk inherited.
+                let act = [0u8; 32];
+                write_memory(child.tid, self.helper + STRUCT_OFF + 1024, &act)?;
+                child.inject(
+                    self.helper,
+                    libc::SYS_rt_sigaction,
+                    [signal as u64, self.helper + STRUCT_OFF + 1024, 0, 8, 0, 0],
+                )?;
+                child.set_sigmask(0)?;
+            }
+            let mut regs = child.regs()?;
+            regs.rip = self.helper;
+            regs.orig_rax = u64::MAX;
+            if signal != 0 {
+                regs.rax = libc::SYS_tgkill as u64;
+                regs.rdi = z.pid as u64;
+                regs.rsi = z.pid as u64;
+                regs.rdx = signal as u64;
+            } else {
+                regs.rax = libc::SYS_exit_group as u64;
+                regs.rdi = code as u64;
+            }
+            child.set_regs(&regs)?;
+            // Run it to its end, letting its own signal through.
+            let mut deliver = None;
+            loop {
+                nix::sys::ptrace::cont(child.tid, deliver).map_err(|errno| {
+                    crate::ptrace::PtraceError::Request {
+                        op: "PTRACE_CONT",
+                        tid: z.pid,
+                        errno,
+                    }
+                })?;
+                match nix::sys::wait::waitpid(child.tid, Some(nix::sys::wait::WaitPidFlag::__WALL))
+                {
+                    Ok(nix::sys::wait::WaitStatus::Exited(..))
+                    | Ok(nix::sys::wait::WaitStatus::Signaled(..)) => return Ok(()),
+                    Ok(nix::sys::wait::WaitStatus::Stopped(_, sig)) => deliver = Some(sig),
+                    Ok(_) | Err(Errno::EINTR) => deliver = None,
+                    Err(errno) => {
+                        return Err(RestoreError::Injected {
+                            pid: z.pid,
+                            call: "waiting for the zombie to end".into(),
+                            errno,
+                        })
+                    }
+                }
+            }
+        })();
+        if ended.is_err() {
+            let _ = kill(child.tid, Signal::SIGKILL);
+        }
+        ended
+    }
+
+    /// Takes away the SIGCHLD that the zombies just created queued for this
+    /// process (it saw its own at the time); SIGCHLDs it had pending at
+    /// checkpoint are queued again later with the other pending signals.
+    fn drain_sigchld(&mut self) -> Result<(), RestoreError> {
+        let set = 1u64 << (libc::SIGCHLD - 1);
+        let set_addr = self.put(STRUCT_OFF, &set.to_ne_bytes())?;
+        let timeout = self.put(STRUCT_OFF + 64, &[0u8; 16])?;
+        let r = self.threads[0].inject(
+            self.syscall_insn,
+            libc::SYS_rt_sigtimedwait,
+            [set_addr, 0, timeout, 8, 0, 0],
+        )?;
+        if r < 0 && r != -(libc::EAGAIN as i64) {
+            return Err(RestoreError::Injected {
+                pid: self.image.pid,
+                call: "rt_sigtimedwait(SIGCHLD)".into(),
+                errno: Errno::from_raw(-r as i32),
+            });
+        }
+        Ok(())
+    }
+
+    /// Maps the MAP_SHARED anonymous mappings whose object an earlier
+    /// process of the tree already mapped (its address space is built
+    /// first): the same object, opened through that process's
+    /// /proc/PID/map_files, so that the processes share it again.
+    fn map_shared_anonymous(&mut self) -> Result<(), RestoreError> {
+        let image = self.image;
+        for vma in &image.vmas {
+            let VmaKind::SharedAnonymous { offset, .. } = vma.kind else {
+                continue;
+            };
+            let Some((owner, first)) = self.earlier_shared_mapping(vma) else {
+                continue;
+            };
+            let VmaKind::SharedAnonymous {
+                offset: first_offset,
+                ..
+            } = first.kind
+            else {
+                continue;
+            };
+            let rel = offset
+                .checked_sub(first_offset)
+                .filter(|rel| rel + (vma.end - vma.start) <= first.end - first.start)
+                .ok_or_else(|| RestoreError::Unsupported {
+                    pid: image.pid,
+                    why: format!(
+                        "shared memory at {:#x}-{:#x} (offset {offset:#x}) lies outside the part of the object that process {owner} maps at {:#x}-{:#x} (offset {first_offset:#x})",
+                        vma.start, vma.end, first.start, first.end
+                    ),
+                })?;
+            let path = format!("/proc/{owner}/map_files/{:x}-{:x}", first.start, first.end);
+            let access = if vma.prot & libc::PROT_WRITE as u32 != 0 {
+                libc::O_RDWR
+            } else {
+                libc::O_RDONLY
+            };
+            let path_addr = self.put_str(&path)?;
+            let fd = self.sys(
+                0,
+                libc::SYS_openat,
+                [
+                    libc::AT_FDCWD as u64,
+                    path_addr,
+                    (access | libc::O_CLOEXEC) as u64,
+                    0,
+                    0,
+                    0,
+                ],
+                || format!("open of {path}"),
+            )? as u64;
+            let flags = (libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE) as u64;
+            let mapped = self.sys(
+                0,
+                libc::SYS_mmap,
+                [
+                    vma.start,
+                    vma.end - vma.start,
+                    vma.prot as u64,
+                    flags,
+                    fd,
+                    rel,
+                ],
+                || {
+                    format!(
+                        "mmap of the shared memory of process {owner} at {:#x}-{:#x}",
+                        vma.start, vma.end
+                    )
+                },
+            );
+            self.sys(0, libc::SYS_close, [fd, 0, 0, 0, 0, 0], || {
+                format!("close of {path}")
+            })?;
+            mapped?;
+        }
+        Ok(())
     }
 
     /// Runs one system call in thread `idx` and fails with its name on error.
@@ -164,27 +686,26 @@ impl<'a> Husk<'a> {
         self.put(STR_OFF, &bytes)
     }
 
-    fn build(&mut self, reader: &ImageReader) -> Result<u64, RestoreError> {
-        self.map_helper()?;
-        self.drop_husk_state()?;
-        self.move_vdso()?;
-        let filled = self.map_vmas(reader)?;
-        let pages = self.fill_pages(reader, &filled)?;
+    /// Everything after the pages: the rest of the process's state, up to
+    /// its final registers.
+    fn finish(&mut self, tree_fds: &mut TreeFds) -> Result<(), RestoreError> {
+        let filled = std::mem::take(&mut self.filled);
         self.finish_vmas(&filled)?;
         self.restore_mm()?;
         self.restore_fs_state()?;
         self.restore_rlimits()?;
-        self.restore_fds()?;
+        self.restore_fds(tree_fds)?;
         self.map_memfd_vmas()?;
         self.restore_sigactions()?;
         self.restore_threads()?;
         self.queue_pending_signals()?;
         self.restore_timers()?;
+        self.join_group()?;
         self.restore_credentials()?;
         self.restore_seccomp()?;
         self.restore_capabilities()?;
         self.load_final_state()?;
-        Ok(pages)
+        Ok(())
     }
 
     /// Maps the helper area at an address free both in the husk and in the
@@ -357,7 +878,7 @@ impl<'a> Husk<'a> {
         let mut filled = vec![false; vmas.len()];
         // A run may span adjacent mappings (the writer merges adjacent
         // pages); every page of it must lie in a restorable mapping.
-        for run in reader.runs() {
+        for run in reader.runs().iter().filter(|r| r.pid == self.image.pid) {
             let end = run.vaddr + run.npages * PAGE_SIZE;
             let mut addr = run.vaddr;
             let mut idx = vmas.partition_point(|v| v.end <= addr);
@@ -381,7 +902,10 @@ impl<'a> Husk<'a> {
             }
         }
         for (i, vma) in self.image.vmas.iter().enumerate() {
-            if vma.is_special() || matches!(vma.kind, VmaKind::SharedMemfd { .. }) {
+            if vma.is_special()
+                || matches!(vma.kind, VmaKind::SharedMemfd { .. })
+                || self.earlier_shared_mapping(vma).is_some()
+            {
                 continue;
             }
             self.map_vma(vma, filled[i])?;
@@ -395,7 +919,7 @@ impl<'a> Husk<'a> {
             prot |= libc::PROT_WRITE as u64;
         }
         let sharing = match vma.kind {
-            VmaKind::SharedAnonymous | VmaKind::SharedFile { .. } => libc::MAP_SHARED,
+            VmaKind::SharedAnonymous { .. } | VmaKind::SharedFile { .. } => libc::MAP_SHARED,
             _ => libc::MAP_PRIVATE,
         };
         let mut flags = (sharing | libc::MAP_FIXED_NOREPLACE) as u64;
@@ -458,17 +982,33 @@ impl<'a> Husk<'a> {
         Ok(())
     }
 
-    /// Writes every page of the image into place. Anonymous memory is
-    /// filled through a userfaultfd taken from the husk (UFFDIO_COPY
-    /// allocates each page already filled instead of zeroing it first, and
-    /// a page the image says is zero is simply left missing); file mappings
-    /// get their copied-on-write pages by process_vm_writev. The pages
-    /// file's checksum is verified by the time this returns Ok.
-    fn fill_pages(&mut self, reader: &ImageReader, filled: &[bool]) -> Result<u64, RestoreError> {
-        static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
-        let pid = self.pid;
+    /// For a mapping of a shared anonymous object that a process before
+    /// this one in the image maps too: that process's PID and mapping.
+    /// [`Husk::map_shared_anonymous`] maps that object instead of a new one.
+    fn earlier_shared_mapping(&self, vma: &Vma) -> Option<(i32, &'a Vma)> {
+        let VmaKind::SharedAnonymous { inode, .. } = vma.kind else {
+            return None;
+        };
+        self.tree
+            .processes
+            .iter()
+            .take_while(|p| p.pid != self.image.pid)
+            .find_map(|p| {
+                p.vmas
+                    .iter()
+                    .find(|v| matches!(v.kind, VmaKind::SharedAnonymous { inode: i, .. } if i == inode))
+                    .map(|v| (p.pid, v))
+            })
+    }
+
+    /// Prepares the page fill of this husk: anonymous memory is filled
+    /// through a userfaultfd taken from the husk (UFFDIO_COPY allocates
+    /// each page already filled instead of zeroing it first, and a page the
+    /// image says is zero is simply left missing); file mappings get their
+    /// copied-on-write pages by process_vm_writev.
+    fn prepare_fill(&mut self, filled: &[bool]) -> Result<Filler, RestoreError> {
         let image = self.image;
-        let uffd = self.threads[0].take_userfaultfd(self.syscall_insn, pid)?;
+        let uffd = self.threads[0].take_userfaultfd(self.syscall_insn, self.pid)?;
         let injected = |call: String| {
             move |errno| RestoreError::Injected {
                 pid: image.pid,
@@ -494,64 +1034,12 @@ impl<'a> Husk<'a> {
             )?;
             by_copy.push((vma.start, vma.end));
         }
-        // Which way a range of a chunk goes: (end of the piece, by copy).
-        let piece = |addr: u64, end: u64| {
-            let i = by_copy.partition_point(|r: &(u64, u64)| r.1 <= addr);
-            match by_copy.get(i) {
-                Some(&(s, e)) if s <= addr => (end.min(e), true),
-                Some(&(s, _)) => (end.min(s), false),
-                None => (end, false),
-            }
-        };
-        let pages = reader.read_pages(|vaddr, data| -> Result<(), RestoreError> {
-            match data {
-                PageData::Bytes(bytes) => {
-                    let mut addr = vaddr;
-                    let end = vaddr + bytes.len() as u64;
-                    while addr < end {
-                        let (piece_end, copy) = piece(addr, end);
-                        let src = &bytes[(addr - vaddr) as usize..(piece_end - vaddr) as usize];
-                        if copy {
-                            let mut done = 0;
-                            while done < src.len() {
-                                done += kernel::uffd::uffd_copy(
-                                    &uffd,
-                                    addr + done as u64,
-                                    &src[done..],
-                                )
-                                .map_err(injected(format!(
-                                    "UFFDIO_COPY of {} bytes at {addr:#x}",
-                                    src.len()
-                                )))?;
-                            }
-                        } else {
-                            write_memory(pid, addr, src)?;
-                        }
-                        addr = piece_end;
-                    }
-                }
-                PageData::Zero { npages } => {
-                    let mut addr = vaddr;
-                    let end = vaddr + npages * PAGE_SIZE;
-                    while addr < end {
-                        let (piece_end, copy) = piece(addr, end);
-                        // A missing anonymous page reads as zero already.
-                        let mut at = addr;
-                        while !copy && at < piece_end {
-                            let n = (piece_end - at).min(ZEROS.len() as u64);
-                            write_memory(pid, at, &ZEROS[..n as usize])?;
-                            at += n;
-                        }
-                        addr = piece_end;
-                    }
-                }
-            }
-            Ok(())
-        })?;
-        // Closing the userfaultfd (the husk holds no copy) ends every
-        // registration.
-        drop(uffd);
-        Ok(pages)
+        Ok(Filler {
+            image_pid: image.pid,
+            pid: self.pid,
+            uffd,
+            by_copy,
+        })
     }
 
     /// Puts back the protection of mappings that were mapped writable to
@@ -670,87 +1158,145 @@ impl<'a> Husk<'a> {
         Ok(())
     }
 
-    /// Recreates every open file description once (a file by path inside
-    /// the husk; a pipe with its data, a socket with its queues, an eventfd,
-    /// timerfd or signalfd here in migrate-agent, pulled into the husk by an
-    /// injected pidfd_getfd; an epoll or inotify instance inside the husk),
-    /// parks it above the image's fd numbers, then installs it at each fd
-    /// that shares it. epoll registrations come last, when every fd they
-    /// name is in place.
-    fn restore_fds(&mut self) -> Result<(), RestoreError> {
+    /// Brings in every open file description the process holds, each once:
+    /// one another process of the tree already has is taken from there
+    /// (our copy of a pipe, socket or anonymous file, or, for one created
+    /// inside another husk, that husk's fd), pulled in by an injected
+    /// pidfd_getfd; a new one is created (a file by path inside the husk; an
+    /// eventfd, timerfd, signalfd or memfd here in migrate-agent, then
+    /// pulled in; an epoll or inotify instance inside the husk). Each is
+    /// parked above the image's fd numbers, then installed at each fd that
+    /// shares it. epoll registrations come last, when every fd they name is
+    /// in place.
+    fn restore_fds(&mut self, tree: &mut TreeFds) -> Result<(), RestoreError> {
         let image = self.image;
+        let files = self.files;
         let park_at = image.fds.iter().map(|f| f.fd).max().map_or(3, |m| m + 1) as u64;
-        let pipes = self.create_pipes()?;
-        let sockets = super::sockets::create(image)?;
-        let our_pidfd = if image.files.iter().all(|f| {
-            matches!(
-                f,
-                FileImage::Path(_)
-                    | FileImage::Epoll(_)
-                    | FileImage::Inotify(_)
-                    | FileImage::Fifo(_)
-            )
-        }) {
-            None
-        } else {
-            Some(self.sys(
+        // The descriptions of this process, in fd order, each once.
+        let mut mine: Vec<u32> = Vec::new();
+        for f in &image.fds {
+            if !mine.contains(&f.file) {
+                mine.push(f.file);
+            }
+        }
+        let missing = |i: u32| RestoreError::Unsupported {
+            pid: image.pid,
+            why: format!("an fd refers to file #{i}, which the image lacks"),
+        };
+        let needs_pidfd = mine.iter().any(|&i| {
+            tree.installed.get(i as usize).is_some_and(Option::is_some)
+                || !matches!(
+                    files.get(i as usize),
+                    Some(
+                        FileImage::Path(_)
+                            | FileImage::Epoll(_)
+                            | FileImage::Inotify(_)
+                            | FileImage::Fifo(_)
+                    )
+                )
+        });
+        let our_pidfd = if needs_pidfd {
+            let fd = self.sys(
                 0,
                 libc::SYS_pidfd_open,
                 [std::process::id() as u64, 0, 0, 0, 0, 0],
                 || "pidfd_open of migrate-agent".into(),
-            )? as u64)
+            )? as u64;
+            // Parked above the image's fds like the files: at a low number
+            // it would be replaced by an installed fd, and closing it would
+            // then close that fd.
+            let parked = self.sys(
+                0,
+                libc::SYS_fcntl,
+                [fd, libc::F_DUPFD_CLOEXEC as u64, park_at, 0, 0, 0],
+                || format!("parking the pidfd of migrate-agent above fd {park_at}"),
+            )? as u64;
+            self.sys(0, libc::SYS_close, [fd, 0, 0, 0, 0, 0], || {
+                format!("close of fd {fd}")
+            })?;
+            Some(parked)
+        } else {
+            None
         };
-        let mut parked = Vec::with_capacity(image.files.len());
+        // (file index, parked fd in the husk).
+        let mut parked: Vec<(u32, u64)> = Vec::with_capacity(mine.len());
+        // The descriptions created in this husk.
+        let mut created: Vec<u32> = Vec::new();
         // (path, parked fd in the husk) of a read-write open of each FIFO
         // that keeps it open while its ends are opened.
         let mut fifo_keepalives: Vec<(&str, u64)> = Vec::new();
-        for (i, file) in image.files.iter().enumerate() {
-            let fd = match file {
-                FileImage::Path(f) => {
-                    let mut flags =
-                        f.flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY);
-                    flags |= libc::O_CLOEXEC;
-                    let addr = self.put_str(&f.path)?;
-                    self.sys(
-                        0,
-                        libc::SYS_openat,
-                        [libc::AT_FDCWD as u64, addr, flags as u64, 0, 0, 0],
-                        || format!("reopening {} (flags {:#o})", f.path, flags),
-                    )?
-                }
-                FileImage::Pipe(end) => {
-                    let (rd, wr) = &pipes[end.pipe as usize];
-                    let ours = if end.write_end { wr } else { rd };
-                    self.pull_in(
-                        our_pidfd,
-                        ours,
-                        Some(end.flags),
-                        &format!("pipe {}", end.pipe),
-                    )?
-                }
-                FileImage::UnixSocket(_) | FileImage::InetSocket(_) => {
-                    let ours = sockets[i].as_ref().expect("created for every socket");
-                    self.pull_in(our_pidfd, ours, None, &format!("socket #{i}"))?
-                }
-                FileImage::Eventfd(e) => {
-                    let ours = anon::create_eventfd(image.pid, e)?;
-                    self.pull_in(our_pidfd, &ours, Some(e.flags), "an eventfd")?
-                }
-                FileImage::Timerfd(t) => {
-                    let ours = anon::create_timerfd(image.pid, t)?;
-                    self.pull_in(our_pidfd, &ours, Some(t.flags), "a timerfd")?
-                }
-                FileImage::Signalfd(sfd) => {
-                    let ours = anon::create_signalfd(image.pid, sfd)?;
-                    self.pull_in(our_pidfd, &ours, Some(sfd.flags), "a signalfd")?
-                }
-                FileImage::Epoll(e) => self.create_epoll(e)?,
-                FileImage::Inotify(ino) => self.create_inotify(ino)?,
-                FileImage::Fifo(f) => self.open_fifo(f, park_at, &mut fifo_keepalives)?,
-                FileImage::Memfd(m) => {
-                    let ours = anon::create_memfd(image.pid, m)?;
-                    let what = format!("memfd {}", m.name);
-                    self.pull_in(our_pidfd, &ours, Some(m.flags), &what)?
+        for &i in &mine {
+            let file = files.get(i as usize).ok_or_else(|| missing(i))?;
+            let from_husk = tree.installed.get(i as usize).copied().flatten();
+            let fd = if let Some(ours) = tree.ours.get(i as usize).and_then(Option::as_ref) {
+                let status = match file {
+                    FileImage::Pipe(end) => Some(end.flags),
+                    _ => None,
+                };
+                self.pull_in(our_pidfd, ours, status, &format!("file #{i}"))?
+            } else if let Some((owner, fd)) = from_husk {
+                let fail = |call: String| {
+                    move |errno| RestoreError::Injected {
+                        pid: image.pid,
+                        call,
+                        errno,
+                    }
+                };
+                let ours = kernel::pidfd_open(Pid::from_raw(owner))
+                    .and_then(|pidfd| kernel::pidfd_getfd(&pidfd, fd))
+                    .map_err(fail(format!(
+                        "taking fd {fd} of restored process {owner}, which shares file #{i}"
+                    )))?;
+                self.pull_in(our_pidfd, &ours, None, &format!("file #{i}"))?
+            } else {
+                created.push(i);
+                match file {
+                    FileImage::Path(f) => {
+                        let mut flags = f.flags
+                            & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY);
+                        flags |= libc::O_CLOEXEC;
+                        let addr = self.put_str(&f.path)?;
+                        self.sys(
+                            0,
+                            libc::SYS_openat,
+                            [libc::AT_FDCWD as u64, addr, flags as u64, 0, 0, 0],
+                            || format!("reopening {} (flags {:#o})", f.path, flags),
+                        )?
+                    }
+                    FileImage::Pipe(_) | FileImage::UnixSocket(_) | FileImage::InetSocket(_) => {
+                        return Err(RestoreError::Unsupported {
+                            pid: image.pid,
+                            why: format!("file #{i} (a pipe or socket) was not created"),
+                        })
+                    }
+                    FileImage::Eventfd(e) => {
+                        let ours = anon::create_eventfd(image.pid, e)?;
+                        let fd = self.pull_in(our_pidfd, &ours, Some(e.flags), "an eventfd")?;
+                        tree.ours[i as usize] = Some(ours);
+                        fd
+                    }
+                    FileImage::Timerfd(t) => {
+                        let ours = anon::create_timerfd(image.pid, t)?;
+                        let fd = self.pull_in(our_pidfd, &ours, Some(t.flags), "a timerfd")?;
+                        tree.ours[i as usize] = Some(ours);
+                        fd
+                    }
+                    FileImage::Signalfd(sfd) => {
+                        let ours = anon::create_signalfd(image.pid, sfd)?;
+                        let fd = self.pull_in(our_pidfd, &ours, Some(sfd.flags), "a signalfd")?;
+                        tree.ours[i as usize] = Some(ours);
+                        fd
+                    }
+                    FileImage::Epoll(e) => self.create_epoll(e)?,
+                    FileImage::Inotify(ino) => self.create_inotify(ino)?,
+                    FileImage::Fifo(f) => self.open_fifo(f, park_at, &mut fifo_keepalives)?,
+                    FileImage::Memfd(m) => {
+                        let ours = anon::create_memfd(image.pid, m)?;
+                        let what = format!("memfd {}", m.name);
+                        let fd = self.pull_in(our_pidfd, &ours, Some(m.flags), &what)?;
+                        tree.ours[i as usize] = Some(ours);
+                        fd
+                    }
                 }
             } as u64;
             let park = self.sys(
@@ -762,7 +1308,7 @@ impl<'a> Husk<'a> {
             self.sys(0, libc::SYS_close, [fd, 0, 0, 0, 0, 0], || {
                 format!("close of fd {fd}")
             })?;
-            if let FileImage::Path(f) = file {
+            if let (FileImage::Path(f), true) = (file, created.contains(&i)) {
                 if f.file_type == PathFileType::Regular {
                     self.sys(
                         0,
@@ -772,20 +1318,35 @@ impl<'a> Husk<'a> {
                     )?;
                 }
             }
-            parked.push(park);
+            parked.push((i, park));
         }
         for f in &image.fds {
             let flags = if f.cloexec { libc::O_CLOEXEC as u64 } else { 0 };
+            let park = parked
+                .iter()
+                .find(|(i, _)| *i == f.file)
+                .map(|&(_, p)| p)
+                .ok_or_else(|| missing(f.file))?;
             self.sys(
                 0,
                 libc::SYS_dup3,
-                [parked[f.file as usize], f.fd as u64, flags, 0, 0, 0],
+                [park, f.fd as u64, flags, 0, 0, 0],
                 || format!("installing fd {}", f.fd),
             )?;
         }
-        self.register_epoll_targets()?;
+        self.register_epoll_targets(&created)?;
+        // Later processes that share a description created here take it
+        // from this process.
+        for &i in &created {
+            if tree.ours.get(i as usize).is_some_and(Option::is_none) {
+                if let Some(f) = image.fds.iter().find(|f| f.file == i) {
+                    tree.installed[i as usize] = Some((self.pid.as_raw(), f.fd));
+                }
+            }
+        }
         let keepalives = fifo_keepalives.into_iter().map(|(_, fd)| fd);
-        for fd in parked.into_iter().chain(keepalives).chain(our_pidfd) {
+        let parked = parked.into_iter().map(|(_, fd)| fd);
+        for fd in parked.chain(keepalives).chain(our_pidfd) {
             self.sys(0, libc::SYS_close, [fd, 0, 0, 0, 0, 0], || {
                 format!("close of fd {fd}")
             })?;
@@ -805,7 +1366,7 @@ impl<'a> Husk<'a> {
                 .fds
                 .iter()
                 .find(|f| {
-                    matches!(image.files.get(f.file as usize),
+                    matches!(self.files.get(f.file as usize),
                         Some(FileImage::Memfd(m)) if m.inode == inode)
                 })
                 .ok_or_else(|| RestoreError::Unsupported {
@@ -941,40 +1502,6 @@ impl<'a> Husk<'a> {
         )
     }
 
-    /// Creates the image's pipes here, each with its capacity and the data
-    /// that was buffered in it.
-    fn create_pipes(&self) -> Result<Vec<(OwnedFd, OwnedFd)>, RestoreError> {
-        let pid = self.image.pid;
-        let fail = |what: String| {
-            move |errno| RestoreError::Injected {
-                pid,
-                call: what,
-                errno,
-            }
-        };
-        let mut out = Vec::with_capacity(self.image.pipes.len());
-        for p in &self.image.pipes {
-            let (rd, wr) =
-                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(fail("pipe2".into()))?;
-            nix::fcntl::fcntl(&wr, nix::fcntl::FcntlArg::F_SETPIPE_SZ(p.capacity as i32)).map_err(
-                fail(format!(
-                    "setting the size of pipe {} to {}",
-                    p.inode, p.capacity
-                )),
-            )?;
-            let mut written = 0;
-            while written < p.data.len() {
-                written += nix::unistd::write(&wr, &p.data[written..]).map_err(fail(format!(
-                    "refilling pipe {} with {} bytes",
-                    p.inode,
-                    p.data.len()
-                )))?;
-            }
-            out.push((rd, wr));
-        }
-        Ok(out)
-    }
-
     fn restore_rlimits(&mut self) -> Result<(), RestoreError> {
         for l in &self.image.rlimits {
             kernel::prlimit_set(self.pid, l.resource, l.soft, l.hard).map_err(|errno| {
@@ -1034,7 +1561,7 @@ impl<'a> Husk<'a> {
             }
             let tid_addr = self.put(STRUCT_OFF + 512, &t.tid.to_ne_bytes())?;
             let args =
-                kernel::encode_clone_args(flags, t.clear_child_tid, t.regs.fs_base, tid_addr);
+                kernel::encode_clone_args(flags, t.clear_child_tid, t.regs.fs_base, tid_addr, 0);
             let args_addr = self.put(STRUCT_OFF, &args)?;
             self.threads[0].last_clone_tid = None;
             let r = self.sys(

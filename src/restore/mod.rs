@@ -1,15 +1,17 @@
-//! Restore: turns an image back into a live process with the same PID and
-//! TIDs, detached from the caller. A "husk" process is created with the
-//! image's PID; ferry seizes it and rebuilds the image inside it purely by
-//! injected system calls (no restorer blob): address space, special
-//! mappings, pages, files, signals, threads, registers. On any failure the
-//! husk is killed, so nothing is left behind.
+//! Restore: turns an image back into a live process tree with the same
+//! PIDs and TIDs, detached from the caller. A "husk" process is created
+//! with the root's PID, and each child is cloned from its parent's husk
+//! with its own PID; ferry seizes them and rebuilds the image inside each
+//! purely by injected system calls (no restorer blob): address space,
+//! special mappings, pages, files, signals, threads, sessions and process
+//! groups, registers. On any failure every husk is killed, so nothing is
+//! left behind.
 
 mod anon;
 mod husk;
 mod sockets;
 
-use crate::image::{ImageError, ImageReader, ProcessImage};
+use crate::image::{Checkpoint, ImageError, ImageReader, ProcessImage};
 use crate::kernel;
 use crate::ptrace::PtraceError;
 use nix::errno::Errno;
@@ -20,15 +22,19 @@ use std::time::Instant;
 /// Statistics of one restore (the figures of CRIU's --print-stats).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct RestoreStats {
-    /// The restored PID.
+    /// The restored PID (the root of the tree).
     pub pid: i32,
+    /// Live processes restored (the root and its descendants).
+    pub processes: u32,
+    /// Zombie children recreated.
+    pub zombies: u32,
     /// Milliseconds from opening the image to the process running.
     pub restore_ms: f64,
     /// Pages written into the restored address space.
     pub pages_restored: u64,
 }
 
-/// Why a restore failed. In every case nothing of the restored process is
+/// Why a restore failed. In every case nothing of the restored tree is
 /// left running.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
@@ -121,11 +127,15 @@ pub fn restore(dir: &Path) -> Result<RestoreStats, RestoreError> {
     let reader = ImageReader::open(dir)?;
     let ck = reader.checkpoint();
     check_cpu(&ck.host)?;
-    check_pids_free(&ck.process)?;
-    check_files(&ck.process)?;
+    check_pids_free(ck)?;
+    for p in &ck.processes {
+        check_files(ck, p)?;
+    }
     let pages_restored = husk::rebuild(&reader)?;
     Ok(RestoreStats {
-        pid: ck.process.pid,
+        pid: ck.root().map_or(0, |p| p.pid),
+        processes: ck.processes.len() as u32,
+        zombies: ck.zombies.len() as u32,
         restore_ms: started.elapsed().as_secs_f64() * 1000.0,
         pages_restored,
     })
@@ -160,15 +170,30 @@ fn check_xsave(xcr0: u64, xstate_size: u32) -> Result<(), RestoreError> {
     Ok(())
 }
 
-/// Refuses early, with the holder named, when any PID or TID is in use.
-fn check_pids_free(p: &ProcessImage) -> Result<(), RestoreError> {
-    for t in &p.threads {
-        pid_free(t.tid)?;
+/// Refuses early, with the holder named, when any PID or TID of the tree
+/// is in use.
+fn check_pids_free(ck: &Checkpoint) -> Result<(), RestoreError> {
+    for p in &ck.processes {
+        for t in &p.threads {
+            pid_free(t.tid)?;
+        }
+    }
+    for z in &ck.zombies {
+        pid_free(z.pid)?;
     }
     Ok(())
 }
 
+/// How long a PID held by a zombie is waited for: the processes of a tree
+/// that checkpoint just killed are reaped by whoever they were reparented
+/// to, a moment later.
+const ZOMBIE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn pid_free(pid: i32) -> Result<(), RestoreError> {
+    let started = Instant::now();
+    while started.elapsed() < ZOMBIE_GRACE && is_zombie(pid) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     let holder = std::fs::read_to_string(format!("/proc/{pid}/comm"));
     match holder {
         Ok(comm) => Err(RestoreError::PidTaken {
@@ -183,9 +208,14 @@ fn pid_free(pid: i32) -> Result<(), RestoreError> {
     }
 }
 
+/// Whether `pid` is a zombie waiting to be reaped.
+fn is_zombie(pid: i32) -> bool {
+    crate::proc::read_status(pid).is_ok_and(|s| s.state == 'Z')
+}
+
 /// Refuses when a mapped file changed since the checkpoint (its pages would
 /// differ from what the process saw) or an open file is gone.
-fn check_files(p: &ProcessImage) -> Result<(), RestoreError> {
+fn check_files(ck: &Checkpoint, p: &ProcessImage) -> Result<(), RestoreError> {
     for vma in &p.vmas {
         if let crate::image::VmaKind::File { path, identity, .. } = &vma.kind {
             let meta = std::fs::metadata(path).map_err(|e| RestoreError::FileChanged {
@@ -215,7 +245,7 @@ fn check_files(p: &ProcessImage) -> Result<(), RestoreError> {
         }
     }
     for fd in &p.fds {
-        if let Some(crate::image::FileImage::Path(f)) = p.files.get(fd.file as usize) {
+        if let Some(crate::image::FileImage::Path(f)) = ck.files.get(fd.file as usize) {
             if !Path::new(&f.path).exists() {
                 return Err(RestoreError::FileChanged {
                     path: f.path.clone(),

@@ -4,7 +4,7 @@
 //! UDP sockets with their options.
 
 use super::RestoreError;
-use crate::image::{FileImage, InetSocket, ProcessImage, SocketOptions, UnixSocket};
+use crate::image::{Checkpoint, FileImage, InetSocket, ProcessImage, SocketOptions, UnixSocket};
 use crate::kernel::sockets::{getsockopt_int, setsockopt_int};
 use nix::errno::Errno;
 use nix::sys::socket::{
@@ -15,12 +15,21 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-/// Creates every socket of `image`: the result holds, at the index of each
-/// socket description in `image.files`, our fd of it.
-pub fn create(image: &ProcessImage) -> Result<Vec<Option<OwnedFd>>, RestoreError> {
-    let pid = image.pid;
-    let mut ours: Vec<Option<OwnedFd>> = (0..image.files.len()).map(|_| None).collect();
-    for (i, file) in image.files.iter().enumerate() {
+/// Creates every socket of the tree `ck`: the result holds, at the index of
+/// each socket description in `ck.files`, our fd of it.
+pub fn create(ck: &Checkpoint) -> Result<Vec<Option<OwnedFd>>, RestoreError> {
+    let mut ours: Vec<Option<OwnedFd>> = (0..ck.files.len()).map(|_| None).collect();
+    for (i, file) in ck.files.iter().enumerate() {
+        // The first process that holds it (for its working directory and
+        // for messages).
+        let Some(image) = ck
+            .processes
+            .iter()
+            .find(|p| p.fds.iter().any(|f| f.file as usize == i))
+        else {
+            continue;
+        };
+        let pid = image.pid;
         let fail = |call: String| move |errno| RestoreError::Injected { pid, call, errno };
         match file {
             FileImage::UnixSocket(u) if ours[i].is_some() => {
@@ -29,7 +38,7 @@ pub fn create(image: &ProcessImage) -> Result<Vec<Option<OwnedFd>>, RestoreError
             FileImage::UnixSocket(u) => {
                 let sock = match u.peer {
                     Some(j) => {
-                        let peer = match image.files.get(j as usize) {
+                        let peer = match ck.files.get(j as usize) {
                             Some(FileImage::UnixSocket(p))
                                 if p.peer == Some(i as u32) && p.sock_type == u.sock_type =>
                             {

@@ -199,7 +199,8 @@ pub fn run_test(test: &str, body: impl FnOnce(&TestDir) -> Result<()>) {
 }
 
 /// A running workload: the original child and, once restored, its restored
-/// incarnation. Dropping it SIGKILLs and reaps whichever is still alive.
+/// incarnation. Dropping it SIGKILLs and reaps whichever is still alive,
+/// with the descendants it had when it was checkpointed.
 pub struct Workload {
     name: &'static str,
     child: Child,
@@ -207,6 +208,73 @@ pub struct Workload {
     restored: Option<Pid>,
     restored_reaped: bool,
     output: PathBuf,
+    /// The workload's descendants (a process tree) at checkpoint: the same
+    /// PIDs before and after restore.
+    descendants: Vec<Pid>,
+}
+
+/// Every descendant of `pid` (children, grandchildren ...), zombies
+/// included, from /proc/PID/task/TID/children.
+pub fn descendants(pid: Pid) -> Vec<Pid> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        let Ok(tasks) = fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let path = task.path().join("children");
+            let Ok(text) = fs::read_to_string(path) else {
+                continue;
+            };
+            for child in text.split_whitespace().filter_map(|t| t.parse().ok()) {
+                out.push(Pid::from_raw(child));
+                todo.push(Pid::from_raw(child));
+            }
+        }
+    }
+    out
+}
+
+/// The parent PID of `pid`, if it exists.
+fn parent_of(pid: Pid) -> Option<Pid> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+        .map(Pid::from_raw)
+}
+
+/// SIGKILLs `pids` and reaps them by PID as they become our children (the
+/// test is their subreaper once their parents are gone), until each is gone
+/// or 5 s have passed. Only these PIDs are waited for: other tests of this
+/// process have their own children. A PID is killed only while it is still
+/// in the family (its parent is us or one of `pids`), never a stranger that
+/// reused it.
+pub fn kill_and_reap(pids: &[Pid]) {
+    let us = Pid::from_raw(std::process::id() as i32);
+    let ours: Vec<Pid> = pids
+        .iter()
+        .copied()
+        .filter(|&pid| parent_of(pid).is_some_and(|pp| pp == us || pids.contains(&pp)))
+        .collect();
+    for &pid in &ours {
+        let _ = kill(pid, Signal::SIGKILL);
+    }
+    let pids = &ours[..];
+    let start = Instant::now();
+    let mut left: Vec<Pid> = pids.to_vec();
+    while !left.is_empty() && start.elapsed() < Duration::from_secs(5) {
+        left.retain(|&pid| {
+            let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+            Path::new(&format!("/proc/{pid}")).exists()
+        });
+        if !left.is_empty() {
+            sleep(POLL);
+        }
+    }
 }
 
 impl Workload {
@@ -231,6 +299,7 @@ impl Workload {
             restored: None,
             restored_reaped: false,
             output,
+            descendants: Vec::new(),
         };
         w.wait_ready()?;
         Ok(w)
@@ -264,6 +333,15 @@ impl Workload {
         Pid::from_raw(self.child.id() as i32)
     }
 
+    /// Records the workload's descendants, to be cleaned up with it.
+    pub fn record_descendants(&mut self) {
+        for pid in descendants(self.pid()) {
+            if !self.descendants.contains(&pid) {
+                self.descendants.push(pid);
+            }
+        }
+    }
+
     pub fn output(&self) -> Result<String> {
         Ok(fs::read_to_string(&self.output)?)
     }
@@ -286,20 +364,23 @@ impl Workload {
         }
     }
 
-    /// Reaps the original after a checkpoint that should have SIGKILLed it.
+    /// Reaps the original after a checkpoint that should have SIGKILLed it
+    /// (and its descendants, reaped too).
     pub fn reap_checkpointed(&mut self) -> Result<()> {
         let status = self.wait_original()?;
         ensure!(
             status.signal() == Some(Signal::SIGKILL as i32),
             "after checkpoint the original ended with {status}, expected SIGKILL"
         );
+        kill_and_reap(&self.descendants);
         Ok(())
     }
 
-    /// SIGKILLs the original and reaps it.
+    /// SIGKILLs the original and its descendants and reaps them.
     pub fn kill_original(&mut self) -> Result<()> {
         self.child.kill()?;
         self.wait_original()?;
+        kill_and_reap(&self.descendants);
         Ok(())
     }
 
@@ -374,6 +455,21 @@ impl Workload {
 
 impl Drop for Workload {
     fn drop(&mut self) {
+        // The descendants (whichever incarnation runs, they are the same
+        // PIDs) die with the root and are reparented to us, reaped below.
+        let current = self.restored.unwrap_or_else(|| self.pid());
+        let root_reaped = match self.restored {
+            Some(_) => self.restored_reaped,
+            None => self.child_reaped,
+        };
+        let mut family = Vec::new();
+        if !root_reaped {
+            family = descendants(current);
+            for &pid in family.iter().chain([&current]) {
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+        }
+        family.extend(self.descendants.iter().copied());
         if let (Some(pid), false) = (self.restored, self.restored_reaped) {
             let _ = kill(pid, Signal::SIGKILL);
             let start = Instant::now();
@@ -394,6 +490,7 @@ impl Drop for Workload {
                 }
             }
         }
+        kill_and_reap(&family);
     }
 }
 
@@ -639,6 +736,7 @@ pub fn zdtm(test: &str, spec: &Spec, mode: Mode) {
         let mut w = Workload::start(dir, spec)?;
         sleep(Duration::from_millis(200));
         let (fds_before, _) = attachments(w.pid())?;
+        w.record_descendants();
         checkpoint(dir, &w, spec, mode)?;
         match mode {
             Mode::Kill => w.reap_checkpointed()?,

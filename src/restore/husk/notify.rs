@@ -27,14 +27,18 @@ impl Husk<'_> {
         Ok(fd as i64)
     }
 
-    /// Adds every registration of every epoll instance with the image's fd
-    /// numbers, so that the kernel's (file, fd) keys match what the program
-    /// later passes to EPOLL_CTL_MOD and EPOLL_CTL_DEL.
-    pub(super) fn register_epoll_targets(&mut self) -> Result<(), RestoreError> {
+    /// Adds every registration of every epoll instance created in this
+    /// husk (`created`: file indexes) with the image's fd numbers, so that
+    /// the kernel's (file, fd) keys match what the program later passes to
+    /// EPOLL_CTL_MOD and EPOLL_CTL_DEL. An instance shared with a later
+    /// process is taken from here with its registrations.
+    pub(super) fn register_epoll_targets(&mut self, created: &[u32]) -> Result<(), RestoreError> {
         let image = self.image;
-        for (i, file) in image.files.iter().enumerate() {
-            let FileImage::Epoll(e) = file else { continue };
-            let Some(epfd) = image.fds.iter().find(|f| f.file as usize == i) else {
+        for &i in created {
+            let Some(FileImage::Epoll(e)) = self.files.get(i as usize) else {
+                continue;
+            };
+            let Some(epfd) = image.fds.iter().find(|f| f.file == i) else {
                 continue;
             };
             for t in &e.targets {
