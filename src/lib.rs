@@ -3,14 +3,19 @@
 //! The data flows one way: `kernel` probes and wraps the syscalls that nix
 //! lacks, `proc` reads /proc, `ptrace` stops threads and injects system
 //! calls, `dump` reads a live process into the `image` model, `restore` turns
-//! a model back into a live process.
+//! a model back into a live process. `transport` carries state and pages
+//! between agents (QUIC, mutual TLS) and `config` is the agent's file.
 
 #![deny(missing_docs)]
 
+pub mod agent;
+pub mod config;
 pub mod dump;
 pub mod image;
 pub mod kernel;
 pub mod memory;
+pub mod migration;
 pub mod proc;
 pub mod ptrace;
 pub mod restore;
+pub mod transport;

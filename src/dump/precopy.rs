@@ -4,12 +4,14 @@
 //! memory is copied while frozen, as before.
 
 use super::memory::{dump_memory, MemoryDumpStats, PageChoice, PagePolicy};
+use super::sink::{CheckpointSink, NextStep, RoundReport};
 use super::{CheckpointError, Frozen};
-use crate::image::{ImageWriter, Vma};
+use crate::image::Vma;
 use crate::memory::{
     DirtyBackend, DirtyTracker, DirtyTrackingError, PageRuns, SoftDirtyTracker, UffdWpTracker,
 };
 use nix::unistd::Pid;
+use std::time::Instant;
 
 /// Writes tracked and memory copied while the process ran.
 pub struct Precopy {
@@ -20,11 +22,6 @@ pub struct Precopy {
     /// Rounds copied while running (the first copies everything).
     pub rounds: u32,
 }
-
-/// Rounds after the first stop when fewer pages than this were written.
-const CONVERGED_PAGES: u64 = 64;
-/// At most this many rounds while running.
-const MAX_ROUNDS: u32 = 5;
 
 /// Sets up write tracking in process `pid` with the backend this kernel
 /// supports (`DirtyBackend::detect`): uffd-wp async, else soft-dirty, else
@@ -71,13 +68,15 @@ impl PagePolicy for WhileRunning<'_> {
     }
 }
 
-/// Copies the tracked memory of the running process into `writer`.
+/// Copies the tracked memory of the running process into `sink`, round
+/// after round, as long as the sink asks for another round.
 pub fn copy_while_running(
     pid: i32,
     vmas: &[Vma],
     tracker: Box<dyn DirtyTracker>,
-    writer: &mut ImageWriter,
+    sink: &mut dyn CheckpointSink,
 ) -> Result<Precopy, CheckpointError> {
+    let started = Instant::now();
     let tracked: Vec<Vma> = vmas
         .iter()
         .filter(|v| tracker.is_tracked(v.start, v.end))
@@ -89,15 +88,24 @@ pub fn copy_while_running(
         &WhileRunning {
             tracker: tracker.as_ref(),
         },
-        writer,
+        sink,
     )?;
+    let first = RoundReport {
+        round: 0,
+        dirty_pages: stats.pages_written + stats.zero_pages,
+        pages_written: stats.pages_written,
+        zero_pages: stats.zero_pages,
+        duration_ms: super::ms(started.elapsed()),
+    };
     let mut precopy = Precopy {
         tracker,
         copied: PageRuns::from_runs(copied),
         stats,
         rounds: 1,
     };
-    precopy.iterate(pid, writer)?;
+    if sink.round_done(&first)? == NextStep::AnotherRound {
+        precopy.iterate(pid, sink)?;
+    }
     Ok(precopy)
 }
 
@@ -125,15 +133,14 @@ impl PagePolicy for WrittenSince<'_> {
 
 impl Precopy {
     /// Copies the pages written since the previous round, re-arming their
-    /// tracking, until few are written per round, the rounds stop
-    /// shrinking, or MAX_ROUNDS. Mappings changed since tracking began are
-    /// left to the frozen copy.
-    fn iterate(&mut self, pid: i32, writer: &mut ImageWriter) -> Result<(), CheckpointError> {
-        let mut previous = u64::MAX;
+    /// tracking, until the sink asks to freeze or a scan fails. Mappings
+    /// changed since tracking began are left to the frozen copy.
+    fn iterate(&mut self, pid: i32, sink: &mut dyn CheckpointSink) -> Result<(), CheckpointError> {
         // Freezing for the collection needs to know whether seccomp must be
         // suspended, which does not change while tracking.
         let suspend_seccomp = self.tracker.rearm_needs_stop() && super::check_seccomp(pid)? > 0;
-        while self.rounds < MAX_ROUNDS {
+        loop {
+            let started = Instant::now();
             // Mappings replaced or grown since tracking began are left to
             // the frozen copy.
             let Ok(vmas) = crate::proc::read_smaps(pid)
@@ -179,19 +186,24 @@ impl Precopy {
                         })
                 })
                 .collect();
-            let (stats, copied) = dump_memory(pid, &pieces, &policy, writer)?;
+            let (stats, copied) = dump_memory(pid, &pieces, &policy, sink)?;
             self.stats.pages_scanned += stats.pages_scanned;
             self.stats.pages_written += stats.pages_written;
             self.stats.zero_pages += stats.zero_pages;
             self.copied.extend(copied);
+            let report = RoundReport {
+                round: self.rounds,
+                dirty_pages: pages,
+                pages_written: stats.pages_written,
+                zero_pages: stats.zero_pages,
+                duration_ms: super::ms(started.elapsed()),
+            };
             self.rounds += 1;
-            tracing::debug!(pid, round = self.rounds, written = pages, "pre-copy round");
-            if scan_failed || pages < CONVERGED_PAGES || pages >= previous {
+            tracing::debug!(pid, round = report.round, written = pages, "pre-copy round");
+            if sink.round_done(&report)? == NextStep::Freeze || scan_failed {
                 return Ok(());
             }
-            previous = pages;
         }
-        Ok(())
     }
 }
 

@@ -1,0 +1,193 @@
+//! Certificates for ferry's mutual TLS: a private certificate authority per
+//! site and one host certificate per agent, signed by it.
+//!
+//! Agents trust only their site's CA (never the system's web roots), and
+//! name each other by the DNS name in the host certificate, so an operator
+//! needs nothing but these files: `migrate-agent certs init` makes the CA,
+//! `migrate-agent certs issue` a host certificate.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use std::fs;
+use std::io::Write;
+use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// File name of the CA certificate in a CA directory.
+pub const CA_CERT_FILE: &str = "ca.pem";
+/// File name of the CA's private key in a CA directory (mode 0600).
+pub const CA_KEY_FILE: &str = "ca.key";
+/// File name of a host certificate in an issued directory.
+pub const CERT_FILE: &str = "cert.pem";
+/// File name of a host's private key in an issued directory (mode 0600).
+pub const KEY_FILE: &str = "key.pem";
+
+/// Why making, issuing or writing a certificate failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// rcgen refused the parameters or a key.
+    #[error("could not {what}: {source}")]
+    Generate {
+        /// What was being made.
+        what: String,
+        /// rcgen's reason.
+        #[source]
+        source: rcgen::Error,
+    },
+    /// A file could not be read or written.
+    #[error("could not {what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The system's reason.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file that would be overwritten already exists.
+    #[error("{path} already exists; refusing to overwrite a certificate or key")]
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// Paths of the files written by [`init_ca`] or [`issue`].
+#[derive(Debug, Clone)]
+pub struct WrittenFiles {
+    /// The certificate (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM, mode 0600).
+    pub key: PathBuf,
+}
+
+fn gen_err(what: impl Into<String>) -> impl FnOnce(rcgen::Error) -> CertError {
+    let what = what.into();
+    move |source| CertError::Generate { what, source }
+}
+
+/// Creates a new certificate authority in `dir` (created if missing):
+/// [`CA_CERT_FILE`] and [`CA_KEY_FILE`]. Refuses to overwrite existing files,
+/// since replacing a CA silently would cut every agent off.
+pub fn init_ca(dir: &Path, common_name: &str) -> Result<WrittenFiles, CertError> {
+    let mut params =
+        CertificateParams::new(Vec::<String>::new()).map_err(gen_err("make CA parameters"))?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = KeyPair::generate().map_err(gen_err("generate the CA key"))?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(gen_err("self-sign the CA certificate"))?;
+    write_pair(
+        dir,
+        CA_CERT_FILE,
+        &cert.pem(),
+        CA_KEY_FILE,
+        &key.serialize_pem(),
+    )
+}
+
+/// Issues a host certificate for `name` (DNS SAN, and an IP SAN when `ip` is
+/// given), valid for both TLS client and server use, signed by the CA in
+/// `ca_dir`; writes [`CERT_FILE`] and [`KEY_FILE`] into `out` (created if
+/// missing), refusing to overwrite.
+pub fn issue(
+    ca_dir: &Path,
+    name: &str,
+    ip: Option<IpAddr>,
+    out: &Path,
+) -> Result<WrittenFiles, CertError> {
+    let ca_cert_path = ca_dir.join(CA_CERT_FILE);
+    let ca_key_path = ca_dir.join(CA_KEY_FILE);
+    let ca_pem = read(&ca_cert_path)?;
+    let ca_key_pem = read(&ca_key_path)?;
+    let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(gen_err(format!(
+        "parse the CA key {}",
+        ca_key_path.display()
+    )))?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(gen_err(format!(
+        "parse the CA certificate {}",
+        ca_cert_path.display()
+    )))?;
+
+    let mut params = CertificateParams::new(vec![name.to_string()])
+        .map_err(gen_err(format!("use {name:?} as a DNS name")))?;
+    if let Some(ip) = ip {
+        params.subject_alt_names.push(SanType::IpAddress(ip));
+    }
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    let key = KeyPair::generate().map_err(gen_err("generate the host key"))?;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .map_err(gen_err(format!("sign the certificate for {name}")))?;
+    write_pair(out, CERT_FILE, &cert.pem(), KEY_FILE, &key.serialize_pem())
+}
+
+fn read(path: &Path) -> Result<String, CertError> {
+    fs::read_to_string(path).map_err(|source| CertError::Io {
+        what: "read",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn write_pair(
+    dir: &Path,
+    cert_name: &str,
+    cert_pem: &str,
+    key_name: &str,
+    key_pem: &str,
+) -> Result<WrittenFiles, CertError> {
+    fs::create_dir_all(dir).map_err(|source| CertError::Io {
+        what: "create the directory",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let files = WrittenFiles {
+        cert: dir.join(cert_name),
+        key: dir.join(key_name),
+    };
+    for path in [&files.cert, &files.key] {
+        if path.exists() {
+            return Err(CertError::Exists { path: path.clone() });
+        }
+    }
+    // The key first, created 0600 so it is never readable by others.
+    write_new(&files.key, key_pem, 0o600)?;
+    write_new(&files.cert, cert_pem, 0o644)?;
+    Ok(files)
+}
+
+fn write_new(path: &Path, text: &str, mode: u32) -> Result<(), CertError> {
+    let io = |source| CertError::Io {
+        what: "write",
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(io)?;
+    file.write_all(text.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)
+}

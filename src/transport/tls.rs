@@ -1,0 +1,189 @@
+//! Mutual TLS for the QUIC endpoints: both sides present a certificate
+//! signed by the site's CA (see [`super::certs`]), and each may further
+//! restrict which peer names it talks to.
+//!
+//! One crypto provider, ring, is used explicitly everywhere (rustls would
+//! otherwise pick one from its cargo features at run time).
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// ALPN protocol name: a peer speaking anything else is refused during the
+/// TLS handshake.
+pub const ALPN: &[u8] = b"ferry";
+
+/// Where an agent's TLS material lives (PEM files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The CA certificate that signs every agent of the site.
+    pub ca: PathBuf,
+    /// This agent's certificate chain (its own certificate first).
+    pub cert: PathBuf,
+    /// This agent's private key.
+    pub key: PathBuf,
+}
+
+/// Why the TLS configuration could not be built from the PEM files.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    /// A PEM file is missing, unreadable or holds nothing usable.
+    #[error("could not load the {what} from {path}: {reason}")]
+    Pem {
+        /// CA certificate, certificate chain or private key.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The parser's or system's reason.
+        reason: String,
+    },
+    /// rustls refused the material (e.g. a key that does not match the
+    /// certificate, or a CA certificate it cannot use as a trust anchor).
+    #[error("the TLS configuration is unusable: {0}")]
+    Rustls(String),
+}
+
+/// The peer's certificate did not name a peer this agent accepts.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerNameError {
+    /// QUIC completed without a client certificate (cannot happen with the
+    /// verifier used, checked all the same).
+    #[error("peer {peer} presented no certificate")]
+    NoCertificate {
+        /// The peer's address.
+        peer: SocketAddr,
+    },
+    /// The certificate could not be parsed for its names.
+    #[error("peer {peer} presented a certificate whose names cannot be read: {reason}")]
+    Unparsable {
+        /// The peer's address.
+        peer: SocketAddr,
+        /// webpki's reason.
+        reason: String,
+    },
+    /// The certificate is valid but names none of the allowed peers.
+    #[error("peer {peer} is not allowed: its certificate names {names:?}, none of which is in the allowed peers {allowed:?}")]
+    NotAllowed {
+        /// The peer's address.
+        peer: SocketAddr,
+        /// The DNS names in the peer's certificate.
+        names: Vec<String>,
+        /// The configured allow-list.
+        allowed: Vec<String>,
+    },
+}
+
+/// The rustls configurations of one endpoint, for both directions.
+pub(crate) struct TlsConfigs {
+    pub(crate) server: quinn::ServerConfig,
+    pub(crate) client: quinn::ClientConfig,
+}
+
+fn pem_err(what: &'static str, path: &Path, reason: impl ToString) -> TlsSetupError {
+    TlsSetupError::Pem {
+        what,
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+fn load_certs(
+    what: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem_err(what, path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_err(what, path, e))?;
+    if certs.is_empty() {
+        return Err(pem_err(what, path, "the file holds no CERTIFICATE block"));
+    }
+    Ok(certs)
+}
+
+fn rustls_err(e: impl ToString) -> TlsSetupError {
+    TlsSetupError::Rustls(e.to_string())
+}
+
+/// Loads the PEM files and builds the server side (which requires a client
+/// certificate signed by the CA) and the client side (which verifies the
+/// server against the same CA and presents the same certificate).
+pub(crate) fn load(files: &TlsFiles) -> Result<TlsConfigs, TlsSetupError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for ca in load_certs("CA certificate", &files.ca)? {
+        roots
+            .add(ca)
+            .map_err(|e| pem_err("CA certificate", &files.ca, e))?;
+    }
+    let roots = Arc::new(roots);
+    let chain = load_certs("certificate chain", &files.cert)?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| pem_err("private key", &files.key, e))?;
+
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+        .build()
+        .map_err(rustls_err)?;
+    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(rustls_err)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain.clone(), key.clone_key())
+        .map_err(rustls_err)?;
+    server.alpn_protocols = vec![ALPN.to_vec()];
+    server.max_early_data_size = 0;
+
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(rustls_err)?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(rustls_err)?;
+    client.alpn_protocols = vec![ALPN.to_vec()];
+
+    let server = QuicServerConfig::try_from(server).map_err(rustls_err)?;
+    let client = QuicClientConfig::try_from(client).map_err(rustls_err)?;
+    Ok(TlsConfigs {
+        server: quinn::ServerConfig::with_crypto(Arc::new(server)),
+        client: quinn::ClientConfig::new(Arc::new(client)),
+    })
+}
+
+/// Checks, after the handshake, that the peer's certificate is valid for at
+/// least one of the `allowed` names (no allow-list: every certificate the
+/// CA signed is accepted).
+pub(crate) fn check_peer_name(
+    conn: &quinn::Connection,
+    allowed: Option<&[String]>,
+) -> Result<(), PeerNameError> {
+    let Some(allowed) = allowed else {
+        return Ok(());
+    };
+    let peer = conn.remote_address();
+    let certs = conn
+        .peer_identity()
+        .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .ok_or(PeerNameError::NoCertificate { peer })?;
+    let first = certs.first().ok_or(PeerNameError::NoCertificate { peer })?;
+    let cert = webpki::EndEntityCert::try_from(first).map_err(|e| PeerNameError::Unparsable {
+        peer,
+        reason: e.to_string(),
+    })?;
+    let ok = allowed.iter().any(|name| {
+        ServerName::try_from(name.as_str())
+            .is_ok_and(|name| cert.verify_is_valid_for_subject_name(&name).is_ok())
+    });
+    if ok {
+        return Ok(());
+    }
+    Err(PeerNameError::NotAllowed {
+        peer,
+        names: cert.valid_dns_names().map(str::to_string).collect(),
+        allowed: allowed.to_vec(),
+    })
+}
