@@ -11,6 +11,9 @@ packages=(
   pkg-config
   iproute2     # network-namespace testbed
   procps       # ps/pgrep used by scripts for humans, never by tests
+  qemu-system-x86  # scripts/softdirty-vm.sh: a 6.1 guest kernel with soft-dirty
+  cpio         # ... its initramfs
+  xz-utils     # ... and the decompression of Debian's kernel image
 )
 
 # Node.js and CPython for the server tests (tests/servers.rs); any install

@@ -3,6 +3,7 @@
 //! have must be reported present, and probing must leave nothing behind.
 
 use ferry::kernel::probe::{self, probe_host, ProbeStatus};
+use ferry::memory::DirtyBackend;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,18 @@ fn ci_host_has_every_mechanism_it_is_known_to_have() -> anyhow::Result<()> {
     }
     let json = serde_json::to_value(&report)?;
     assert_eq!(json["probes"][0]["status"], "present", "{json}");
+    // This kernel lacks CONFIG_MEM_SOFT_DIRTY: the probe must see that (a
+    // soft-dirty tracker would report nothing), and pre-copy must use
+    // uffd-wp async.
+    let soft_dirty = report
+        .probe(probe::SOFT_DIRTY)
+        .ok_or_else(|| anyhow::anyhow!("the report has no soft-dirty probe"))?;
+    assert_eq!(soft_dirty.status, ProbeStatus::Absent, "{soft_dirty:?}");
+    assert_eq!(
+        DirtyBackend::choose(&report.probes),
+        DirtyBackend::UffdWpAsync
+    );
+    assert_eq!(DirtyBackend::detect(), DirtyBackend::UffdWpAsync);
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! `migrate-agent check`.
 
 use ferry::kernel::probe::{probe_host, HostReport};
+use ferry::memory::DirtyBackend;
 use serde::Serialize;
 use std::process::ExitCode;
 
@@ -12,6 +13,8 @@ struct CheckJson<'a> {
     report: &'a HostReport,
     can_checkpoint: bool,
     checkpoint_blockers: Vec<&'static str>,
+    /// The dirty-page tracker a checkpoint's pre-copy would use.
+    dirty_tracker: DirtyBackend,
 }
 
 /// Probes the host and prints the report: a table, or one JSON object with
@@ -24,6 +27,7 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
             report: &report,
             can_checkpoint: blockers.is_empty(),
             checkpoint_blockers: blockers.iter().map(|p| p.name).collect(),
+            dirty_tracker: DirtyBackend::choose(&report.probes),
         };
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -37,7 +41,7 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// Prints one line per probe (name, status, required or optional, detail),
-/// then the verdict.
+/// then the dirty tracker pre-copy would use and the verdict.
 fn print_table(report: &HostReport) {
     let width = report
         .probes
@@ -67,6 +71,11 @@ fn print_table(report: &HostReport) {
             probe.detail
         );
     }
+    let tracker = match DirtyBackend::choose(&report.probes) {
+        DirtyBackend::None => "none (no pre-copy: all memory is copied while frozen)",
+        chosen => chosen.as_str(),
+    };
+    println!("dirty tracker: {tracker}");
     let blockers = report.checkpoint_blockers();
     if blockers.is_empty() {
         println!("checkpoint/restore: possible");

@@ -18,8 +18,6 @@ use std::sync::mpsc;
 const BATCH_BYTES: usize = 4 << 20;
 /// Remote iovecs per process_vm_readv call (IOV_MAX).
 const BATCH_IOVECS: usize = 1024;
-/// Pagemap entries read per pread.
-const PAGEMAP_CHUNK: u64 = 64 * 1024;
 
 /// Page counts of one memory dump.
 #[derive(Debug, Default, Clone, Copy)]
@@ -214,8 +212,8 @@ fn read_pages(
     let tolerant = policy.tolerates_unreadable();
     let mut copied: Vec<(u64, u64)> = Vec::new();
     let mut batch = Batch::new(Pid::from_raw(pid), empty.recv().map_err(|_| writer_gone())?);
-    let mut entries = vec![0u64; PAGEMAP_CHUNK as usize];
-    let mut raw = vec![0u8; PAGEMAP_CHUNK as usize * 8];
+    let mut entries = vec![0u64; pagemap::BATCH_PAGES as usize];
+    let mut raw = Vec::with_capacity(pagemap::BATCH_PAGES as usize * 8);
     let mut send = |batch: &mut Batch| -> Result<(), CheckpointError> {
         if batch.pages.is_empty() && batch.zero_pages.is_empty() {
             return Ok(());
@@ -243,14 +241,9 @@ fn read_pages(
         let mut page = vma.start / PAGE_SIZE;
         let end_page = vma.end / PAGE_SIZE;
         while page < end_page {
-            let n = (end_page - page).min(PAGEMAP_CHUNK) as usize;
-            let bytes = &mut raw[..n * 8];
-            pagemap_file
-                .read_exact_at(bytes, page * 8)
+            let n = (end_page - page).min(pagemap::BATCH_PAGES) as usize;
+            pagemap::read_entries(&pagemap_file, page, &mut raw, &mut entries[..n])
                 .map_err(|e| io("read pagemap", e))?;
-            for (i, e) in entries[..n].iter_mut().enumerate() {
-                *e = u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-            }
             for (i, &e) in entries[..n].iter().enumerate() {
                 let present = e & pagemap::PRESENT != 0;
                 let swapped = e & pagemap::SWAPPED != 0;

@@ -7,13 +7,15 @@ use super::memory::{dump_memory, MemoryDumpStats, PageChoice, PagePolicy};
 use super::sink::{CheckpointSink, NextStep, RoundReport};
 use super::{CheckpointError, Frozen};
 use crate::image::Vma;
-use crate::memory::{DirtyTracker, PageRuns, UffdWpTracker};
+use crate::memory::{
+    DirtyBackend, DirtyTracker, DirtyTrackingError, PageRuns, SoftDirtyTracker, UffdWpTracker,
+};
 use nix::unistd::Pid;
 use std::time::Instant;
 
 /// Writes tracked and memory copied while the process ran.
 pub struct Precopy {
-    tracker: UffdWpTracker,
+    tracker: Box<dyn DirtyTracker>,
     copied: PageRuns,
     /// What the copies while running wrote, over every round.
     pub stats: MemoryDumpStats,
@@ -21,11 +23,22 @@ pub struct Precopy {
     pub rounds: u32,
 }
 
-/// Sets up write tracking in process `pid`: a userfaultfd created inside
-/// the process by an injected call (the process is stopped only for that),
-/// taken out with pidfd_getfd and closed in the process, so that ferry
-/// holds the only reference and closing it removes the tracking.
-pub fn start_tracking(pid: i32, vmas: &[Vma]) -> Result<UffdWpTracker, CheckpointError> {
+/// Sets up write tracking in process `pid` with the backend this kernel
+/// supports (`DirtyBackend::detect`): uffd-wp async, else soft-dirty, else
+/// an error (no pre-copy).
+pub fn start_tracking(pid: i32, vmas: &[Vma]) -> Result<Box<dyn DirtyTracker>, CheckpointError> {
+    match DirtyBackend::detect() {
+        DirtyBackend::UffdWpAsync => Ok(Box::new(start_uffd_tracking(pid, vmas)?)),
+        DirtyBackend::SoftDirty => Ok(Box::new(SoftDirtyTracker::start(pid, vmas)?)),
+        DirtyBackend::None => Err(DirtyTrackingError::NoBackend { pid }.into()),
+    }
+}
+
+/// A userfaultfd created inside the process by an injected call (the
+/// process is stopped only for that), taken out with pidfd_getfd and
+/// closed in the process, so that ferry holds the only reference and
+/// closing it removes the tracking.
+fn start_uffd_tracking(pid: i32, vmas: &[Vma]) -> Result<UffdWpTracker, CheckpointError> {
     let (syscall_insn, _) = super::vdso_syscall(pid, vmas)?;
     let mut frozen = Frozen::freeze(pid, super::check_seccomp(pid)? > 0)?;
     let taken = frozen.threads[0]
@@ -38,7 +51,7 @@ pub fn start_tracking(pid: i32, vmas: &[Vma]) -> Result<UffdWpTracker, Checkpoin
 /// The copy while the process runs: every page with data of the tracked
 /// mappings; a page unmapped under our feet is skipped.
 struct WhileRunning<'a> {
-    tracker: &'a UffdWpTracker,
+    tracker: &'a dyn DirtyTracker,
 }
 
 impl PagePolicy for WhileRunning<'_> {
@@ -60,7 +73,7 @@ impl PagePolicy for WhileRunning<'_> {
 pub fn copy_while_running(
     pid: i32,
     vmas: &[Vma],
-    tracker: UffdWpTracker,
+    tracker: Box<dyn DirtyTracker>,
     sink: &mut dyn CheckpointSink,
 ) -> Result<Precopy, CheckpointError> {
     let started = Instant::now();
@@ -69,7 +82,14 @@ pub fn copy_while_running(
         .filter(|v| tracker.is_tracked(v.start, v.end))
         .cloned()
         .collect();
-    let (stats, copied) = dump_memory(pid, &tracked, &WhileRunning { tracker: &tracker }, sink)?;
+    let (stats, copied) = dump_memory(
+        pid,
+        &tracked,
+        &WhileRunning {
+            tracker: tracker.as_ref(),
+        },
+        sink,
+    )?;
     let first = RoundReport {
         pid,
         round: 0,
@@ -117,9 +137,13 @@ impl Precopy {
     /// tracking, until the sink asks to freeze or a scan fails. Mappings
     /// changed since tracking began are left to the frozen copy.
     fn iterate(&mut self, pid: i32, sink: &mut dyn CheckpointSink) -> Result<(), CheckpointError> {
+        // Freezing for the collection needs to know whether seccomp must be
+        // suspended, which does not change while tracking.
+        let suspend_seccomp = self.tracker.rearm_needs_stop() && super::check_seccomp(pid)? > 0;
         loop {
             let started = Instant::now();
-            // Only mappings still registered ("uw") can be scanned.
+            // Mappings replaced or grown since tracking began are left to
+            // the frozen copy.
             let Ok(vmas) = crate::proc::read_smaps(pid)
                 .map_err(CheckpointError::from)
                 .and_then(|maps| super::inspect::classify_mappings(pid, &maps))
@@ -128,22 +152,20 @@ impl Precopy {
             };
             let tracked: Vec<Vma> = vmas
                 .into_iter()
-                .filter(|v| v.has_vm_flag("uw") && self.tracker.is_tracked(v.start, v.end))
+                .filter(|v| self.tracker.still_tracked(v))
                 .collect();
+            let ranges: Vec<(u64, u64)> = tracked.iter().map(|v| (v.start, v.end)).collect();
             let mut written = Vec::new();
-            let mut scan_failed = false;
-            for vma in &tracked {
-                // Pages found so far are re-armed already: they must be
-                // copied even if a later scan fails.
-                if self
-                    .tracker
-                    .written(vma.start, vma.end, true, &mut written)
-                    .is_err()
-                {
-                    scan_failed = true;
-                    break;
-                }
-            }
+            // Pages found before a failed scan may be re-armed already:
+            // they must be copied anyway.
+            let scan_failed = if self.tracker.rearm_needs_stop() {
+                let frozen = Frozen::freeze(pid, suspend_seccomp)?;
+                let scanned = self.tracker.written(&ranges, true, &mut written);
+                frozen.thaw()?;
+                scanned.is_err()
+            } else {
+                self.tracker.written(&ranges, true, &mut written).is_err()
+            };
             let written = PageRuns::from_runs(written);
             let pages = written.pages();
             let policy = WrittenSince {
@@ -201,17 +223,13 @@ impl Precopy {
     /// Reads the written pages of every mapping still tracked and ends the
     /// tracking (the process is frozen: nothing changes any more).
     pub fn finish(mut self, vmas: &[Vma]) -> Result<AfterPrecopy, CheckpointError> {
+        let tracked: Vec<(u64, u64)> = vmas
+            .iter()
+            .filter(|v| self.tracker.still_tracked(v))
+            .map(|v| (v.start, v.end))
+            .collect();
         let mut written = Vec::new();
-        let mut tracked = Vec::new();
-        for vma in vmas {
-            // "uw": the mapping is registered for write-protect tracking
-            // now; a mapping replaced since the copy is not.
-            if vma.has_vm_flag("uw") && self.tracker.is_tracked(vma.start, vma.end) {
-                self.tracker
-                    .written(vma.start, vma.end, false, &mut written)?;
-                tracked.push((vma.start, vma.end));
-            }
-        }
+        self.tracker.written(&tracked, false, &mut written)?;
         Ok(AfterPrecopy {
             copied: self.copied,
             written: PageRuns::from_runs(written),

@@ -12,6 +12,7 @@
 //! or exit in time are killed).
 
 use super::{cpu, pidfd_getfd, pidfd_open, ptrace_get_rseq, ptrace_get_xstate, uffd};
+use crate::proc::pagemap;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
@@ -27,7 +28,7 @@ use std::fs::{self, File};
 use std::io::IoSliceMut;
 use std::num::NonZeroUsize;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -93,10 +94,6 @@ const PTRACE_EVENT_STOP: i32 = 128;
 /// Size of struct prctl_mm_map on x86_64, the size ferry's restore passes to
 /// PR_SET_MM_MAP (the kernel refuses any other size).
 const PRCTL_MM_MAP_SIZE: u32 = 104;
-/// Pagemap entry bit: the page is present in RAM.
-const PAGEMAP_PRESENT: u64 = 1 << 63;
-/// Pagemap entry bit: the page was written since soft-dirty bits were cleared.
-const PAGEMAP_SOFT_DIRTY: u64 = 1 << 55;
 /// A value the process_vm_readv probe reads out of a forked child, where it
 /// sits at the same address as in this process.
 static PROCESS_VM_READV_MARKER: u64 = 0x6665_7272_7970_726f;
@@ -231,10 +228,8 @@ pub fn probe_host() -> HostReport {
         result(XSTATE_REGSET, true, probe_xstate_regset()),
         result(RSEQ_CONFIGURATION, false, probe_rseq_configuration()),
     ];
-    probes.extend(userfaultfd_results(probe_userfaultfd()));
+    probes.extend(dirty_tracking_probes());
     probes.extend([
-        result(PAGEMAP_SCAN, false, probe_pagemap_scan()),
-        result(SOFT_DIRTY, false, probe_soft_dirty()),
         result(TIME_NAMESPACE, false, probe_time_namespace()),
         result(CGROUP_V1_FREEZER, false, probe_cgroup_v1_freezer()),
         result(CGROUP_V2_FREEZE, false, probe_cgroup_v2_freeze()),
@@ -249,6 +244,19 @@ pub fn probe_host() -> HostReport {
         },
         probes,
     }
+}
+
+/// Tries only the mechanisms a dirty-page tracker can be built on
+/// (userfaultfd and its write-protect features, PAGEMAP_SCAN, soft-dirty):
+/// what a checkpoint needs to choose its tracker, without the rest of
+/// `probe_host`.
+pub fn dirty_tracking_probes() -> Vec<ProbeResult> {
+    let mut probes = userfaultfd_results(probe_userfaultfd());
+    probes.extend([
+        result(PAGEMAP_SCAN, false, probe_pagemap_scan()),
+        result(SOFT_DIRTY, false, probe_soft_dirty()),
+    ]);
+    probes
 }
 
 /// Why a probe did not find its mechanism working.
@@ -789,11 +797,10 @@ fn probe_pagemap_scan() -> Finding {
 
 /// Reads the pagemap entry of `addr` in this process.
 fn pagemap_entry(pagemap: &File, addr: usize, page: usize) -> Result<u64, NotWorking> {
-    let mut entry = [0u8; 8];
-    pagemap
-        .read_exact_at(&mut entry, (addr / page * 8) as u64)
+    let mut entry = [0u64];
+    pagemap::read_entries(pagemap, (addr / page) as u64, &mut Vec::new(), &mut entry)
         .map_err(|e| io_failed(format!("reading /proc/self/pagemap at {addr:#x}"), e))?;
-    Ok(u64::from_ne_bytes(entry))
+    Ok(entry[0])
 }
 
 /// Clears the soft-dirty bits of this process, writes a page and checks
@@ -810,14 +817,14 @@ fn probe_soft_dirty() -> Finding {
     let cleared = pagemap_entry(&pagemap, pages.addr(0), pages.page)?;
     pages.write(0);
     let written = pagemap_entry(&pagemap, pages.addr(0), pages.page)?;
-    if written & PAGEMAP_PRESENT == 0 {
+    if written & pagemap::PRESENT == 0 {
         return Err(failed(format!(
             "the written page's pagemap entry {written:#x} does not say present"
         )));
     }
     match (
-        cleared & PAGEMAP_SOFT_DIRTY != 0,
-        written & PAGEMAP_SOFT_DIRTY != 0,
+        cleared & pagemap::SOFT_DIRTY != 0,
+        written & pagemap::SOFT_DIRTY != 0,
     ) {
         (false, true) => Ok("bit 55 cleared by clear_refs and set by a write".to_string()),
         (_, false) => Err(absent(

@@ -2,11 +2,18 @@
 //! trait, so that pre-copy (in checkpoint now, in live migration next) does
 //! not care which kernel mechanism finds the written pages.
 
+mod softdirty;
+
+pub use softdirty::SoftDirtyTracker;
+
 use crate::image::{Vma, PAGE_SIZE};
+use crate::kernel::probe::{self, ProbeResult, ProbeStatus};
 use crate::kernel::uffd;
 use nix::errno::Errno;
+use serde::Serialize;
 use std::fs::File;
 use std::os::fd::OwnedFd;
+use std::sync::OnceLock;
 
 /// Why dirty tracking could not be set up or read.
 #[derive(Debug, thiserror::Error)]
@@ -37,22 +44,135 @@ pub enum DirtyTrackingError {
         /// The error.
         source: std::io::Error,
     },
+    /// /proc/PID/pagemap could not be read over a tracked range.
+    #[error("cannot read /proc/{pid}/pagemap over {start:#x}-{end:#x}: {source}")]
+    PagemapRead {
+        /// The tracked process.
+        pid: i32,
+        /// Start of the range.
+        start: u64,
+        /// End of the range.
+        end: u64,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Writing "4" to /proc/PID/clear_refs (clear the soft-dirty bits) failed.
+    #[error(
+        "cannot clear the soft-dirty bits of process {pid} (/proc/{pid}/clear_refs): {source}"
+    )]
+    ClearRefs {
+        /// The tracked process.
+        pid: i32,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// No dirty-page tracker works on this kernel.
+    #[error("no dirty-page tracker works on this kernel (neither userfaultfd write-protect with WP_ASYNC and PAGEMAP_SCAN nor soft-dirty): process {pid} is copied while frozen")]
+    NoBackend {
+        /// The process that was to be tracked.
+        pid: i32,
+    },
+}
+
+/// The kernel mechanism a dirty tracker is built on, chosen by probing
+/// (`DirtyBackend::detect`): the mechanisms differ by kernel version and
+/// configuration, and a wrong choice is silent (a kernel without
+/// CONFIG_MEM_SOFT_DIRTY accepts clear_refs and then reports no page
+/// written), so only a mechanism seen working is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DirtyBackend {
+    /// userfaultfd write-protect with UFFD_FEATURE_WP_ASYNC, read and
+    /// re-armed atomically by PAGEMAP_SCAN (Linux 6.7+): `UffdWpTracker`.
+    UffdWpAsync,
+    /// The soft-dirty bits of pagemap, cleared through clear_refs
+    /// (CONFIG_MEM_SOFT_DIRTY): `SoftDirtyTracker`.
+    SoftDirty,
+    /// Nothing works: no pre-copy, all memory is copied while frozen.
+    None,
+}
+
+impl DirtyBackend {
+    /// Picks the backend from probe results (those of
+    /// `probe::dirty_tracking_probes` or `probe::probe_host`): uffd-wp async
+    /// when WP_ASYNC, WP_UNPOPULATED (which the tracker also asks for) and
+    /// PAGEMAP_SCAN all work, else soft-dirty when the probe saw a write set
+    /// bit 55 after a clear, else none.
+    pub fn choose(probes: &[ProbeResult]) -> DirtyBackend {
+        let works = |name: &str| {
+            probes
+                .iter()
+                .any(|p| p.name == name && p.status == ProbeStatus::Present)
+        };
+        if works(probe::USERFAULTFD_WP_ASYNC)
+            && works(probe::USERFAULTFD_WP_UNPOPULATED)
+            && works(probe::PAGEMAP_SCAN)
+        {
+            DirtyBackend::UffdWpAsync
+        } else if works(probe::SOFT_DIRTY) {
+            DirtyBackend::SoftDirty
+        } else {
+            DirtyBackend::None
+        }
+    }
+
+    /// The backend for this kernel, probed once per process (the kernel
+    /// does not change under a running agent).
+    pub fn detect() -> DirtyBackend {
+        static CHOSEN: OnceLock<DirtyBackend> = OnceLock::new();
+        *CHOSEN.get_or_init(|| DirtyBackend::choose(&probe::dirty_tracking_probes()))
+    }
+
+    /// The name printed in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DirtyBackend::UffdWpAsync => "uffd-wp-async",
+            DirtyBackend::SoftDirty => "soft-dirty",
+            DirtyBackend::None => "none",
+        }
+    }
+}
+
+/// Whether writes to `vma` can be tracked by any backend: private
+/// anonymous memory (what userfaultfd can register; in a private file
+/// mapping an unwritten page shows the page cache, which others may change
+/// without a write through this process). A PROT_NONE reservation cannot
+/// be written without an mprotect first, which the final (frozen) pass
+/// sees: tracking it would only cost page-table work.
+pub fn is_trackable(vma: &Vma) -> bool {
+    vma.is_private_anonymous() && vma.prot != 0
 }
 
 /// Finds the pages a process wrote since tracking started (or since the
 /// last re-arming collection).
-pub trait DirtyTracker {
+pub trait DirtyTracker: Send + Sync {
+    /// The mechanism this tracker uses.
+    fn backend(&self) -> DirtyBackend;
     /// Whether writes anywhere in [start, end) are tracked.
     fn is_tracked(&self, start: u64, end: u64) -> bool;
-    /// Appends to `out` the runs (start, end) of pages in [start, end) that
-    /// were written; with `rearm`, starts tracking them afresh.
+    /// Whether `vma`, as /proc/PID/smaps shows it now (mmap, munmap,
+    /// mremap and brk may have happened since tracking began), is still
+    /// covered, so that a page of it not reported written still holds what
+    /// was copied. Mappings that are not are copied whole while frozen.
+    fn still_tracked(&self, vma: &Vma) -> bool;
+    /// Appends to `out` the runs (start, end) of pages in `ranges` that
+    /// were written; with `rearm`, starts tracking them afresh. On error,
+    /// the runs appended so far may already be re-armed: copy them anyway.
     fn written(
         &mut self,
-        start: u64,
-        end: u64,
+        ranges: &[(u64, u64)],
         rearm: bool,
         out: &mut Vec<(u64, u64)>,
     ) -> Result<(), DirtyTrackingError>;
+    /// Whether a re-arming `written` loses writes that race with it unless
+    /// the process is stopped around the call.
+    fn rearm_needs_stop(&self) -> bool;
+}
+
+/// Whether [start, end) lies inside one of `ranges` (sorted, disjoint).
+fn ranges_cover(ranges: &[(u64, u64)], start: u64, end: u64) -> bool {
+    let i = ranges.partition_point(|r| r.1 <= start);
+    ranges.get(i).is_some_and(|r| r.0 <= start && end <= r.1)
 }
 
 /// userfaultfd write-protect tracking with UFFD_FEATURE_WP_ASYNC: the kernel
@@ -87,13 +207,7 @@ impl UffdWpTracker {
         let pagemap = File::open(format!("/proc/{pid}/pagemap"))
             .map_err(|source| DirtyTrackingError::Pagemap { pid, source })?;
         let mut ranges = Vec::new();
-        // A PROT_NONE reservation cannot be written without an mprotect
-        // first, which the final (frozen) pass sees: tracking it would only
-        // fill page tables with write-protect markers.
-        for vma in vmas
-            .iter()
-            .filter(|v| v.is_private_anonymous() && v.prot != 0)
-        {
+        for vma in vmas.iter().filter(|v| is_trackable(v)) {
             let len = vma.end - vma.start;
             if let Err(errno) = uffd::uffd_register_wp(&uffd, vma.start, len) {
                 tracing::debug!(pid, start = vma.start, %errno, "mapping not tracked");
@@ -115,17 +229,23 @@ impl UffdWpTracker {
 }
 
 impl DirtyTracker for UffdWpTracker {
+    fn backend(&self) -> DirtyBackend {
+        DirtyBackend::UffdWpAsync
+    }
+
     fn is_tracked(&self, start: u64, end: u64) -> bool {
-        let i = self.ranges.partition_point(|r| r.1 <= start);
-        self.ranges
-            .get(i)
-            .is_some_and(|r| r.0 <= start && end <= r.1)
+        ranges_cover(&self.ranges, start, end)
+    }
+
+    /// "uw": the mapping is registered for write-protect tracking now; a
+    /// mapping created since (even over a tracked range) is not.
+    fn still_tracked(&self, vma: &Vma) -> bool {
+        vma.has_vm_flag("uw") && self.is_tracked(vma.start, vma.end)
     }
 
     fn written(
         &mut self,
-        start: u64,
-        end: u64,
+        ranges: &[(u64, u64)],
         rearm: bool,
         out: &mut Vec<(u64, u64)>,
     ) -> Result<(), DirtyTrackingError> {
@@ -133,13 +253,21 @@ impl DirtyTracker for UffdWpTracker {
         if rearm {
             flags |= uffd::PM_SCAN_WP_MATCHING;
         }
-        uffd::pagemap_scan(&self.pagemap, start, end, flags, uffd::PAGE_IS_WRITTEN, out).map_err(
-            |errno| DirtyTrackingError::Kernel {
-                op: format!("PAGEMAP_SCAN of {start:#x}-{end:#x}"),
-                pid: self.pid,
-                errno,
-            },
-        )
+        for &(start, end) in ranges {
+            uffd::pagemap_scan(&self.pagemap, start, end, flags, uffd::PAGE_IS_WRITTEN, out)
+                .map_err(|errno| DirtyTrackingError::Kernel {
+                    op: format!("PAGEMAP_SCAN of {start:#x}-{end:#x}"),
+                    pid: self.pid,
+                    errno,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// PAGEMAP_SCAN with PM_SCAN_WP_MATCHING reads and write-protects each
+    /// page under its page-table lock: no write is lost.
+    fn rearm_needs_stop(&self) -> bool {
+        false
     }
 }
 

@@ -609,6 +609,28 @@ pub mod pagemap {
     pub const EXCLUSIVE: u64 = 1 << 56;
     /// Soft-dirty (only meaningful with CONFIG_MEM_SOFT_DIRTY).
     pub const SOFT_DIRTY: u64 = 1 << 55;
+
+    /// Pagemap entries read per pread by the walkers (512 KiB of entries,
+    /// covering 256 MiB of address space).
+    pub const BATCH_PAGES: u64 = 64 * 1024;
+
+    /// Reads the entries of `entries.len()` consecutive pages starting at
+    /// virtual page number `first_page` with one pread; `raw` is scratch
+    /// space, reused between calls so that big batches allocate once.
+    pub fn read_entries(
+        pagemap: &std::fs::File,
+        first_page: u64,
+        raw: &mut Vec<u8>,
+        entries: &mut [u64],
+    ) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        raw.resize(entries.len() * 8, 0);
+        pagemap.read_exact_at(raw, first_page * 8)?;
+        for (e, bytes) in entries.iter_mut().zip(raw.chunks_exact(8)) {
+            *e = u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
