@@ -354,7 +354,7 @@ fn checkpoint_child(checks: &mut Checks, mut child: Child) -> Result<(), String>
     let reader = ImageReader::open(dir).map_err(|e| e.to_string())?;
     let mut image = vec![0u8; (a.1 - a.0) as usize];
     reader
-        .read_pages(|vaddr, data| {
+        .read_pages(|_pid, vaddr, data| {
             let len = match data {
                 PageData::Bytes(bytes) => bytes.len() as u64,
                 PageData::Zero { npages } => npages * PAGE_SIZE,

@@ -340,7 +340,7 @@ fn gone(pid: i32) -> bool {
 /// The live processes of the tree rooted at `root`, parents before
 /// children (zombies are left out: they hold nothing to refuse). A child
 /// that exits while the tree is listed is skipped.
-fn collect_tree(root: i32) -> Result<Vec<i32>, CheckpointError> {
+pub fn collect_tree(root: i32) -> Result<Vec<i32>, CheckpointError> {
     let mut out = Vec::new();
     let mut stack = vec![root];
     while let Some(pid) = stack.pop() {

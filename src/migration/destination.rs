@@ -7,7 +7,7 @@ use super::protocol::{Offer, ToDestination, ToSource};
 use crate::dump::sink::{CheckpointSink, ImageSink};
 use crate::image::{Checkpoint, ImageWriter};
 use crate::transport::{IncomingPages, PageReceiver, Session};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -135,7 +135,8 @@ async fn run(
         .await
         .map_err(|e| e.to_string())?;
 
-    let (store, mut stored) = PageStore::start(writer, session.take_incoming_pages(), offer.pid);
+    let pids: HashSet<i32> = offer.tids.iter().copied().collect();
+    let (store, mut stored) = PageStore::start(writer, session.take_incoming_pages(), pids);
     let mut counts: BTreeMap<u32, u64> = BTreeMap::new();
     let mut round = 0u32;
     let checkpoint: Checkpoint = loop {
@@ -297,6 +298,7 @@ async fn wait_round(
 
 /// A frame on its way from a page stream to the image writer.
 struct Frame {
+    pid: i32,
     round: u32,
     vaddr: u64,
     npages: u64,
@@ -315,7 +317,11 @@ struct PageStore {
 type StoredFrames = mpsc::UnboundedReceiver<Result<u32, String>>;
 
 impl PageStore {
-    fn start(writer: ImageWriter, incoming: IncomingPages, pid: i32) -> (Self, StoredFrames) {
+    fn start(
+        writer: ImageWriter,
+        incoming: IncomingPages,
+        pids: HashSet<i32>,
+    ) -> (Self, StoredFrames) {
         let (frames_tx, mut frames_rx) = mpsc::channel::<Frame>(64);
         let (stored_tx, stored_rx) = mpsc::unbounded_channel();
         let acked = Arc::new(AtomicU32::new(0));
@@ -324,10 +330,8 @@ impl PageStore {
             let mut writer = writer;
             while let Some(frame) = frames_rx.blocking_recv() {
                 let result = match &frame.data {
-                    // The stream carries the root's pages (the source sends
-                    // no other process's).
-                    Some(data) => writer.write_pages(pid, frame.vaddr, data),
-                    None => writer.write_zero_pages(pid, frame.vaddr, frame.npages),
+                    Some(data) => writer.write_pages(frame.pid, frame.vaddr, data),
+                    None => writer.write_zero_pages(frame.pid, frame.vaddr, frame.npages),
                 };
                 if let Err(e) = result {
                     let _ = writer_stored.send(Err(e.to_string()));
@@ -342,7 +346,7 @@ impl PageStore {
             frames_tx.clone(),
             stored_tx,
             acked.clone(),
-            pid,
+            Arc::new(pids),
         ));
         let store = PageStore {
             frames: Some(frames_tx),
@@ -371,15 +375,16 @@ async fn accept_streams(
     frames: mpsc::Sender<Frame>,
     stored: mpsc::UnboundedSender<Result<u32, String>>,
     acked: Arc<AtomicU32>,
-    pid: i32,
+    pids: Arc<HashSet<i32>>,
 ) {
     let mut readers = tokio::task::JoinSet::new();
     while let Some(stream) = incoming.next().await {
         let frames = frames.clone();
         let stored = stored.clone();
         let acked = acked.clone();
+        let pids = pids.clone();
         readers.spawn(async move {
-            if let Err(e) = read_stream(stream, &frames, &acked, pid).await {
+            if let Err(e) = read_stream(stream, &frames, &acked, &pids).await {
                 let _ = stored.send(Err(e));
             }
         });
@@ -387,19 +392,19 @@ async fn accept_streams(
     while readers.join_next().await.is_some() {}
 }
 
-/// Reads one page stream into the writer: frames of the workload's PID
-/// only, and never of a round the source already closed.
+/// Reads one page stream into the writer: frames of the offered
+/// processes only, and never of a round the source already closed.
 async fn read_stream(
     mut stream: PageReceiver,
     frames: &mpsc::Sender<Frame>,
     acked: &AtomicU32,
-    pid: i32,
+    pids: &HashSet<i32>,
 ) -> Result<(), String> {
     while let Some(frame) = stream.next().await.map_err(|e| e.to_string())? {
         let h = frame.header;
-        if h.pid != pid {
+        if !pids.contains(&h.pid) {
             return Err(format!(
-                "a page frame for process {} arrived in the migration of process {pid}",
+                "a page frame for process {}, which is not part of the offered tree, arrived",
                 h.pid
             ));
         }
@@ -412,6 +417,7 @@ async fn read_stream(
         }
         let data = (!h.is_zero()).then(|| frame.data.to_vec());
         let frame = Frame {
+            pid: h.pid,
             round: h.round,
             vaddr: h.vaddr,
             npages: u64::from(h.npages),

@@ -138,10 +138,15 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// The offer for process `pid`: its TIDs, CPU state format and memory size.
+/// The offer for the tree rooted at `pid`: every TID of every process,
+/// the CPU state format and the memory size.
 fn make_offer(pid: i32, page_streams: u32) -> Result<Offer, CheckpointError> {
-    let tids = crate::proc::task_ids(pid)?;
-    let memory_bytes = crate::proc::rss_bytes(pid)?;
+    let mut tids = Vec::new();
+    let mut memory_bytes = 0;
+    for process in dump::collect_tree(pid)? {
+        tids.extend(crate::proc::task_ids(process)?);
+        memory_bytes += crate::proc::rss_bytes(process)?;
+    }
     Ok(Offer {
         id: format!("{}-{pid}-{}", crate::proc::hostname(), std::process::id()),
         pid,
@@ -157,12 +162,18 @@ fn make_offer(pid: i32, page_streams: u32) -> Result<Offer, CheckpointError> {
 enum LaneWork {
     /// Pages with contents.
     Pages {
+        pid: i32,
         round: u32,
         vaddr: u64,
         data: Vec<u8>,
     },
     /// All-zero pages.
-    Zero { round: u32, vaddr: u64, npages: u64 },
+    Zero {
+        pid: i32,
+        round: u32,
+        vaddr: u64,
+        npages: u64,
+    },
 }
 
 /// A lane: one task writing frames to the page stream of its round.
@@ -172,16 +183,19 @@ struct Lane {
 }
 
 async fn run_lane(
-    pid: i32,
     mut stream: PageSender,
     mut work: mpsc::Receiver<LaneWork>,
 ) -> Result<(), String> {
     while let Some(item) = work.recv().await {
         match item {
-            LaneWork::Pages { round, vaddr, data } => {
-                stream.send_pages(pid, round, vaddr, &data).await
-            }
+            LaneWork::Pages {
+                pid,
+                round,
+                vaddr,
+                data,
+            } => stream.send_pages(pid, round, vaddr, &data).await,
             LaneWork::Zero {
+                pid,
                 round,
                 vaddr,
                 npages,
@@ -280,7 +294,7 @@ impl<'a> NetworkSink<'a> {
                     .block_on(self.session.open_pages())
                     .map_err(|e| self.link_error("open a page stream", e))?;
                 let (tx, rx) = mpsc::channel(8);
-                let task = self.rt.spawn(run_lane(self.pid, stream, rx));
+                let task = self.rt.spawn(run_lane(stream, rx));
                 self.lanes.push(Lane { work: tx, task });
             }
         }
@@ -347,34 +361,12 @@ impl<'a> NetworkSink<'a> {
     }
 }
 
-impl NetworkSink<'_> {
-    /// The page stream carries one address space: pages of another process
-    /// of the tree stop the migration (the tree is resumed) with a clear
-    /// error instead of being mixed into the root's.
-    fn only_root(&self, pid: i32) -> Result<(), CheckpointError> {
-        if pid == self.pid {
-            return Ok(());
-        }
-        Err(CheckpointError::Sink {
-            what: format!(
-                "send pages of process {pid} to the destination {}",
-                self.session.peer_addr()
-            ),
-            why: format!(
-                "it is a descendant of process {}, and live migration carries a single \
-                 process today; checkpoint the tree into an image directory instead",
-                self.pid
-            ),
-        })
-    }
-}
-
 impl CheckpointSink for NetworkSink<'_> {
     fn write_pages(&mut self, pid: i32, vaddr: u64, data: &[u8]) -> Result<(), CheckpointError> {
-        self.only_root(pid)?;
         self.stats.bytes_sent += data.len() as u64;
         let npages = data.len() as u64 / PAGE_SIZE;
         let work = LaneWork::Pages {
+            pid,
             round: self.round,
             vaddr,
             data: data.to_vec(),
@@ -388,8 +380,8 @@ impl CheckpointSink for NetworkSink<'_> {
         vaddr: u64,
         npages: u64,
     ) -> Result<(), CheckpointError> {
-        self.only_root(pid)?;
         let work = LaneWork::Zero {
+            pid,
             round: self.round,
             vaddr,
             npages,
