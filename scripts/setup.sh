@@ -20,8 +20,11 @@ packages=(
 # will do.
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v python3 >/dev/null 2>&1 || packages+=(python3)
-# busybox sh runs issue 3's shell loop (tests/shell_loop.rs).
-command -v busybox >/dev/null 2>&1 || packages+=(busybox-static)
+# busybox sh runs issue 3's shell loop (tests/shell_loop.rs); the static
+# one is also the rootfs of the container tests (tests/container.rs).
+packages+=(busybox-static)
+# OCI runtimes whose containers are migrated (tests/container.rs).
+packages+=(runc crun)
 
 missing=()
 for p in "${packages[@]}"; do
