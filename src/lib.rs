@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod container;
 pub mod dump;
 pub mod image;
 pub mod kernel;
