@@ -332,13 +332,7 @@ fn checkpoint_child(checks: &mut Checks, mut child: Child) -> Result<(), String>
     // Let it write for a while.
     std::thread::sleep(std::time::Duration::from_millis(300));
     let dir = Path::new("/image");
-    let stats = checkpoint(
-        pid,
-        dir,
-        CheckpointOptions {
-            leave_running: false,
-        },
-    );
+    let stats = checkpoint(pid, dir, CheckpointOptions::default());
     let _ = child.process.kill();
     let _ = child.process.wait();
     let stats = stats.map_err(|e| format!("checkpoint of the spinning child: {e}"))?;

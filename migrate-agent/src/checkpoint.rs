@@ -7,8 +7,15 @@ use std::process::ExitCode;
 
 /// Checkpoints `pid` into `dir`, then kills it or lets it run.
 pub fn run(pid: i32, dir: &Path, leave_running: bool, json: bool) -> anyhow::Result<ExitCode> {
-    let stats = checkpoint(pid, dir, CheckpointOptions { leave_running })
-        .with_context(|| format!("checkpoint of process {pid} failed; it was left running"))?;
+    let stats = checkpoint(
+        pid,
+        dir,
+        CheckpointOptions {
+            leave_running,
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("checkpoint of process {pid} failed; it was left running"))?;
     if json {
         println!("{}", serde_json::to_string(&stats)?);
     } else {

@@ -41,6 +41,13 @@ pub fn check_memfd_mappings(
     Ok(())
 }
 
+/// Path `path` as process `pid` sees it, reachable from here: through
+/// /proc/PID/root, which is our own root for a process of our mount
+/// namespace and the container's root for a container's process.
+pub fn in_root(pid: i32, path: &str) -> String {
+    format!("/proc/{pid}/root{path}")
+}
+
 /// Turns the mappings of `pid` into the model, or refuses the first one that
 /// ferry cannot carry.
 pub fn classify_mappings(pid: i32, maps: &[MapsEntry]) -> Result<Vec<Vma>, CheckpointError> {
@@ -85,7 +92,7 @@ fn classify_mapping(pid: i32, m: &MapsEntry) -> Result<Vma, CheckpointError> {
             return Err(refuse("the shared file it maps has been deleted".into()))
         }
         p if m.shared && p.starts_with('/') => {
-            let meta = std::fs::metadata(p)
+            let meta = std::fs::metadata(in_root(pid, p))
                 .map_err(|e| refuse(format!("the mapped file cannot be examined: {e}")))?;
             if meta.ino() != m.inode || !meta.is_file() {
                 return Err(refuse(format!(
@@ -112,7 +119,7 @@ fn classify_mapping(pid: i32, m: &MapsEntry) -> Result<Vma, CheckpointError> {
             return Err(refuse("the mapped file has been deleted".into()))
         }
         p if p.starts_with('/') => {
-            let meta = std::fs::metadata(p)
+            let meta = std::fs::metadata(in_root(pid, p))
                 .map_err(|e| refuse(format!("the mapped file cannot be examined: {e}")))?;
             if meta.ino() != m.inode {
                 return Err(refuse(format!(

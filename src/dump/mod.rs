@@ -10,6 +10,7 @@ pub mod files;
 pub mod inspect;
 pub mod memory;
 pub mod notify;
+pub mod pidns;
 pub mod precopy;
 pub mod sink;
 pub mod sockets;
@@ -34,6 +35,10 @@ use std::time::Instant;
 pub struct CheckpointOptions {
     /// Resume the process instead of killing it.
     pub leave_running: bool,
+    /// The tree is a container's: its processes may share PID, mount, UTS,
+    /// IPC and cgroup namespaces of their own (the root's), and the image
+    /// names them by their PIDs in that PID namespace.
+    pub in_container: bool,
 }
 
 /// Statistics of one checkpoint (the figures of CRIU's --print-stats).
@@ -106,11 +111,24 @@ pub enum CheckpointError {
         state: char,
     },
     /// The process lives in another namespace than migrate-agent.
-    #[error("process {pid} is in another {kind} namespace ({target}) than migrate-agent; checkpointing processes in other namespaces (containers) is not supported yet")]
+    #[error("process {pid} is in another {kind} namespace ({target}) than {reference}; a process in namespaces of its own is carried only as part of a container (migrate --container)")]
     OtherNamespace {
         /// The process.
         pid: i32,
         /// The namespace kind (mnt, net, pid ...).
+        kind: String,
+        /// The /proc link target naming the namespace.
+        target: String,
+        /// Whose namespaces it should share (migrate-agent, or the
+        /// container's init).
+        reference: String,
+    },
+    /// The container's init has a namespace ferry cannot carry.
+    #[error("container init {pid} has its own {kind} namespace ({target}); ferry carries a container's PID, mount, UTS, IPC and cgroup namespaces but not its {kind} namespace yet (remove it from linux.namespaces in config.json)")]
+    ContainerNamespace {
+        /// The container's init.
+        pid: i32,
+        /// The namespace kind (net, user ...).
         kind: String,
         /// The /proc link target naming the namespace.
         target: String,
@@ -225,7 +243,15 @@ pub fn checkpoint_into(
     opts: CheckpointOptions,
 ) -> Result<CheckpointStats, CheckpointError> {
     let started = Instant::now();
-    preflight(pid)?;
+    let expected = expected_namespaces(pid, opts.in_container)?;
+    preflight(pid, &expected)?;
+    let mut translating;
+    let sink: &mut dyn sink::CheckpointSink = if opts.in_container {
+        translating = pidns::Translating::new(pid, sink)?;
+        &mut translating
+    } else {
+        sink
+    };
     // Refuse what cannot be carried, in any process, before touching one.
     let members = collect_tree(pid)?;
     let mut classified = Vec::with_capacity(members.len());
@@ -233,7 +259,7 @@ pub fn checkpoint_into(
     for &member in &members {
         let inspected = (|| {
             if member != pid {
-                preflight(member)?;
+                preflight(member, &expected)?;
             }
             let vmas = inspect::classify_mappings(member, &proc::read_maps(member)?)?;
             let fds = classify_fds(member)?;
@@ -289,7 +315,7 @@ pub fn checkpoint_into(
     }
 
     let frozen_at = Instant::now();
-    let mut tree = FrozenTree::freeze(pid)?;
+    let mut tree = FrozenTree::freeze(pid, expected)?;
     let (image, mem) = match dump_frozen(&mut tree, sink, precopies) {
         Ok(v) => v,
         Err(err) => {
@@ -366,8 +392,9 @@ fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Checks that `pid` is a live process that ferry may trace.
-fn preflight(pid: i32) -> Result<(), CheckpointError> {
+/// Checks that `pid` is a live process that ferry may trace, in the
+/// `expected` namespaces.
+fn preflight(pid: i32, expected: &Namespaces) -> Result<(), CheckpointError> {
     if pid == std::process::id() as i32 {
         return Err(CheckpointError::OwnProcess { pid });
     }
@@ -390,24 +417,63 @@ fn preflight(pid: i32) -> Result<(), CheckpointError> {
             tracer: status.tracer_pid,
         });
     }
-    check_namespaces(pid)?;
+    check_namespaces(pid, expected)?;
     Ok(())
 }
 
-/// Refuses a process that lives in another namespace than migrate-agent
-/// (except the cgroup namespace, which only changes how /proc shows
-/// cgroups): paths, PIDs and sockets would be read and restored in the
-/// wrong one. Restoring into namespaces comes with container support.
-fn check_namespaces(pid: i32) -> Result<Vec<(String, String)>, CheckpointError> {
-    let theirs = proc::namespaces(&pid.to_string())?;
+/// The namespaces every process of a tree must share: (kind, /proc link
+/// target) pairs, and whose they are, for messages.
+struct Namespaces {
+    kinds: Vec<(String, String)>,
+    reference: String,
+}
+
+/// The namespaces of the tree rooted at `root`: migrate-agent's, or for a
+/// container the root's (refusing a network or user namespace of its own:
+/// its sockets and IDs would not be rebuilt in the destination's).
+fn expected_namespaces(root: i32, in_container: bool) -> Result<Namespaces, CheckpointError> {
     let ours = proc::namespaces("self")?;
+    if !in_container {
+        return Ok(Namespaces {
+            kinds: ours,
+            reference: "migrate-agent".into(),
+        });
+    }
+    let theirs = proc::namespaces(&root.to_string())
+        .map_err(|_| CheckpointError::NoSuchProcess { pid: root })?;
     for (kind, target) in &theirs {
         let same = ours.iter().any(|(k, t)| k == kind && t == target);
+        if !same && matches!(kind.as_str(), "net" | "user") {
+            return Err(CheckpointError::ContainerNamespace {
+                pid: root,
+                kind: kind.clone(),
+                target: target.clone(),
+            });
+        }
+    }
+    Ok(Namespaces {
+        kinds: theirs,
+        reference: format!("the container's init {root}"),
+    })
+}
+
+/// Refuses a process that lives in other namespaces than `expected`
+/// (except the cgroup namespace, which only changes how /proc shows
+/// cgroups): paths, PIDs and sockets would be read and restored in the
+/// wrong one. Returns the process's namespaces, for the image.
+fn check_namespaces(
+    pid: i32,
+    expected: &Namespaces,
+) -> Result<Vec<(String, String)>, CheckpointError> {
+    let theirs = proc::namespaces(&pid.to_string())?;
+    for (kind, target) in &theirs {
+        let same = expected.kinds.iter().any(|(k, t)| k == kind && t == target);
         if !same && kind != "cgroup" {
             return Err(CheckpointError::OtherNamespace {
                 pid,
                 kind: kind.clone(),
                 target: target.clone(),
+                reference: expected.reference.clone(),
             });
         }
     }
@@ -695,6 +761,8 @@ impl Frozen {
 /// children) and its zombies.
 struct FrozenTree {
     root: i32,
+    /// The namespaces each process must be in.
+    expected: Namespaces,
     procs: Vec<Frozen>,
     zombies: Vec<ZombieImage>,
 }
@@ -705,9 +773,10 @@ impl FrozenTree {
     /// is missed. A child that exits before it is frozen is taken as the
     /// zombie it became (or skipped if it is already gone). On failure
     /// every process frozen so far is resumed.
-    fn freeze(root: i32) -> Result<Self, CheckpointError> {
+    fn freeze(root: i32, expected: Namespaces) -> Result<Self, CheckpointError> {
         let mut tree = FrozenTree {
             root,
+            expected,
             procs: Vec::new(),
             zombies: Vec::new(),
         };
@@ -739,7 +808,7 @@ impl FrozenTree {
     fn freeze_one(&mut self, pid: i32) -> Result<bool, CheckpointError> {
         let frozen = (|| {
             if pid != self.root {
-                preflight(pid)?;
+                preflight(pid, &self.expected)?;
             }
             Frozen::freeze(pid, check_seccomp(pid)? > 0)
         })();
@@ -822,7 +891,7 @@ fn dump_frozen(
     let mut processes = Vec::with_capacity(tree.procs.len());
     let mut vdso = Vec::new();
     for ((frozen, vmas), (_, fds)) in tree.procs.iter_mut().zip(inspected).zip(&classified) {
-        let (process, vdso_bytes) = dump_process(frozen, vmas, fds, &mut files)?;
+        let (process, vdso_bytes) = dump_process(frozen, vmas, fds, &mut files, &tree.expected)?;
         vdso = vdso_bytes;
         processes.push(process);
     }
@@ -898,6 +967,7 @@ fn dump_process(
     vmas: Vec<Vma>,
     fd_kinds: &[files::ClassifiedFd],
     files: &mut files::TreeFiles,
+    expected: &Namespaces,
 ) -> Result<(ProcessImage, Vec<u8>), CheckpointError> {
     let pid = frozen.pid;
     let seccomp = dump_seccomp(pid, frozen, check_seccomp(pid)?)?;
@@ -1024,7 +1094,7 @@ fn dump_process(
         threads,
         sigactions,
         shared_pending,
-        namespaces: check_namespaces(pid)?,
+        namespaces: check_namespaces(pid, expected)?,
         fds,
         timers,
         itimers,
