@@ -34,3 +34,36 @@ pub fn run(pid: i32, dir: &Path, leave_running: bool, json: bool) -> anyhow::Res
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Checkpoints container `c` into `dir`, then deletes it or lets it run.
+pub fn run_container(
+    c: &ferry::container::Container,
+    dir: &Path,
+    leave_running: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let stats = ferry::container::checkpoint(c, dir, leave_running).with_context(|| {
+        format!(
+            "checkpoint of container {} failed; it was left running",
+            c.id
+        )
+    })?;
+    if json {
+        println!("{}", serde_json::to_string(&stats)?);
+    } else {
+        println!(
+            "checkpointed container {} (init {}, {} processes) into {}: frozen {:.1} ms, {}",
+            c.id,
+            stats.pid,
+            stats.processes,
+            dir.display(),
+            stats.frozen_ms,
+            if leave_running {
+                "left running"
+            } else {
+                "deleted"
+            },
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

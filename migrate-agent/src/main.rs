@@ -5,6 +5,7 @@
 mod certs;
 mod check;
 mod checkpoint;
+mod container;
 mod image_show;
 mod migrate;
 mod output;
@@ -38,8 +39,11 @@ enum Command {
     /// userfaultfd write-protection where the kernel offers WP_ASYNC), then
     /// the process is frozen for the pages written meanwhile and its state.
     Checkpoint {
-        /// PID of the process to checkpoint.
-        pid: i32,
+        /// PID of the process to checkpoint (or --container).
+        #[arg(required_unless_present = "container")]
+        pid: Option<i32>,
+        #[command(flatten)]
+        container: container::ContainerArgs,
         /// Directory to write the image into (created; must be empty).
         #[arg(long)]
         dir: PathBuf,
@@ -59,6 +63,12 @@ enum Command {
         /// Write the restored PID to this file.
         #[arg(long)]
         pidfile: Option<PathBuf>,
+        /// Restore into this container, created from --bundle.
+        #[command(flatten)]
+        container: container::ContainerArgs,
+        /// The container's bundle (with --container).
+        #[arg(long, requires = "container")]
+        bundle: Option<PathBuf>,
         /// Print statistics as JSON instead of a one-line summary.
         #[arg(long)]
         json: bool,
@@ -162,11 +172,26 @@ fn main() -> ExitCode {
         Command::Check { json } => check::run(json),
         Command::Checkpoint {
             pid,
+            container,
             dir,
             leave_running,
             json,
-        } => checkpoint::run(pid, &dir, leave_running, json),
-        Command::Restore { dir, pidfile, json } => restore::run(&dir, pidfile.as_deref(), json),
+        } => container.container().and_then(|c| match (c, pid) {
+            (Some(c), _) => checkpoint::run_container(&c, &dir, leave_running, json),
+            (None, Some(pid)) => checkpoint::run(pid, &dir, leave_running, json),
+            (None, None) => anyhow::bail!("name a PID or a --container"),
+        }),
+        Command::Restore {
+            dir,
+            pidfile,
+            container,
+            bundle,
+            json,
+        } => container.container().and_then(|c| match (c, bundle) {
+            (Some(c), Some(bundle)) => restore::run_container(&c, &bundle, &dir, json),
+            (Some(_), None) => anyhow::bail!("restore --container needs the container's --bundle"),
+            (None, _) => restore::run(&dir, pidfile.as_deref(), json),
+        }),
         Command::Image {
             command: ImageCommand::Show { dir },
         } => image_show::run(&dir),

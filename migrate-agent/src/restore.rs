@@ -36,3 +36,34 @@ pub fn run(dir: &Path, pidfile: Option<&Path>, json: bool) -> anyhow::Result<Exi
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Creates container `c` from `bundle` and restores the image in `dir`
+/// into it.
+pub fn run_container(
+    c: &ferry::container::Container,
+    bundle: &Path,
+    dir: &Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let stats = ferry::container::restore(c, bundle, dir).with_context(|| {
+        format!(
+            "restore of container {} from {} failed; the container was deleted",
+            c.id,
+            dir.display()
+        )
+    })?;
+    if json {
+        println!("{}", serde_json::to_string(&stats)?);
+    } else {
+        println!(
+            "restored container {} (init {}, {} processes) from {}: {} pages in {:.1} ms",
+            c.id,
+            stats.pid,
+            stats.processes,
+            dir.display(),
+            stats.pages_restored,
+            stats.restore_ms
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -70,6 +70,32 @@ pub enum ContainerError {
         /// The container's init.
         pid: i32,
     },
+    /// A process of the container is outside its init's tree.
+    #[error("process {pid} runs in container {id}'s cgroup but does not descend from its init {init} (started by `exec`?); ferry carries the init's tree only")]
+    Escaped {
+        /// The container.
+        id: String,
+        /// Its init.
+        init: i32,
+        /// The process.
+        pid: i32,
+    },
+    /// The checkpoint of the container's tree failed (it keeps running).
+    #[error("checkpoint of container {id} failed: {source}")]
+    Checkpoint {
+        /// The container.
+        id: String,
+        /// What failed.
+        source: crate::dump::CheckpointError,
+    },
+    /// The restore into the created container failed (it was deleted).
+    #[error("restore of container {id} failed: {source}")]
+    Restore {
+        /// The container.
+        id: String,
+        /// What failed.
+        source: crate::restore::RestoreError,
+    },
     /// The freezer did not reach the wanted state in time.
     #[error("cgroup {path} did not become {wanted} within {secs} s")]
     FreezeTimeout {
@@ -215,22 +241,34 @@ impl Container {
         let bundle_s = bundle.to_string_lossy();
         let args = ["create", "--bundle", &bundle_s, self.id.as_str()];
         let bin = self.runtime.binary();
-        let out = Command::new(bin)
+        // The container's init inherits the runtime's stdio: a pipe would
+        // never reach EOF. The runtime's errors go to a file instead.
+        let err_path = std::env::temp_dir().join(format!(
+            "ferry-{}-create-{}-{}.err",
+            bin,
+            self.id,
+            std::process::id()
+        ));
+        let spawn = |source| ContainerError::Spawn {
+            runtime: bin,
+            source,
+        };
+        let err_file = std::fs::File::create(&err_path).map_err(spawn)?;
+        let status = Command::new(bin)
             .arg("--root")
             .arg(&self.root)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|source| ContainerError::Spawn {
-                runtime: bin,
-                source,
-            })?;
-        if !out.status.success() {
+            .stderr(err_file)
+            .status()
+            .map_err(spawn);
+        let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+        let _ = std::fs::remove_file(&err_path);
+        if !status?.success() {
             return Err(ContainerError::Failed {
                 command: self.command_line(&args),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                stderr: stderr.trim().to_string(),
             });
         }
         let st = self.state()?;
@@ -262,6 +300,76 @@ impl Container {
     pub fn delete(&self) -> Result<(), ContainerError> {
         self.run(&["delete", "-f", self.id.as_str()]).map(drop)
     }
+}
+
+/// Checks, with the container's cgroup frozen so that the listing holds
+/// still, that every process in it descends from its init `init`: a
+/// process started beside it (`runtime exec`) would be left behind.
+pub fn check_tree(id: &str, init: i32) -> Result<(), ContainerError> {
+    let freezer = Freezer::of(init)?;
+    freezer.freeze()?;
+    let listed = freezer.pids().map(|pids| {
+        let tree = crate::dump::collect_tree(init).unwrap_or_default();
+        pids.into_iter().find(|p| !tree.contains(p))
+    });
+    let thawed = freezer.thaw();
+    if let Some(pid) = listed? {
+        return Err(ContainerError::Escaped {
+            id: id.to_string(),
+            init,
+            pid,
+        });
+    }
+    thawed
+}
+
+/// Checkpoints the running container into `dir`: its init's tree, PIDs as
+/// the container sees them. Then deletes the container (its processes were
+/// killed by the checkpoint), or with `leave_running` lets it continue.
+pub fn checkpoint(
+    c: &Container,
+    dir: &Path,
+    leave_running: bool,
+) -> Result<crate::dump::CheckpointStats, ContainerError> {
+    let st = c.running()?;
+    check_tree(&c.id, st.pid)?;
+    let opts = crate::dump::CheckpointOptions {
+        leave_running,
+        in_container: true,
+    };
+    let stats = crate::dump::checkpoint(st.pid, dir, opts).map_err(|source| {
+        ContainerError::Checkpoint {
+            id: c.id.clone(),
+            source,
+        }
+    })?;
+    if !leave_running {
+        c.delete()?;
+    }
+    Ok(stats)
+}
+
+/// Creates the container from `bundle` and restores the image in `dir`
+/// into its init; the container then runs as its runtime sees it. On
+/// failure the created container is deleted.
+pub fn restore(
+    c: &Container,
+    bundle: &Path,
+    dir: &Path,
+) -> Result<crate::restore::RestoreStats, ContainerError> {
+    let st = c.create(bundle)?;
+    let restored = crate::restore::restore_into(dir, st.pid)
+        .map_err(|source| ContainerError::Restore {
+            id: c.id.clone(),
+            source,
+        })
+        .and_then(|stats| c.mark_started().map(|()| stats));
+    if restored.is_err() {
+        if let Err(e) = c.delete() {
+            tracing::error!(id = %c.id, %e, "deleting the container after a failed restore failed");
+        }
+    }
+    restored
 }
 
 /// Refuses a bundle without config.json.

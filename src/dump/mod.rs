@@ -1124,10 +1124,7 @@ fn vdso_syscall(pid: i32, vmas: &[Vma]) -> Result<(u64, Vec<u8>), CheckpointErro
         .ok_or(CheckpointError::NoVdso { pid })?;
     let mut bytes = vec![0u8; (vdso.end - vdso.start) as usize];
     read_memory(Pid::from_raw(pid), vdso.start, &mut bytes)?;
-    let insn = bytes
-        .windows(2)
-        .position(|w| w == [0x0f, 0x05])
-        .map(|off| vdso.start + off as u64)
+    let insn = crate::ptrace::find_syscall_insn(vdso.start, &bytes)
         .ok_or(CheckpointError::NoVdso { pid })?;
     Ok((insn, bytes))
 }

@@ -424,6 +424,15 @@ fn remote_io(
     }
 }
 
+/// The address of the first `syscall` instruction (0f 05) in `bytes`, code
+/// read from address `start` (a vDSO has one): where injected calls run.
+pub fn find_syscall_insn(start: u64, bytes: &[u8]) -> Option<u64> {
+    bytes
+        .windows(2)
+        .position(|w| w == [0x0f, 0x05])
+        .map(|off| start + off as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -72,6 +72,36 @@ pub fn rebuild(reader: &ImageReader) -> Result<u64, RestoreError> {
             return Err(e);
         }
     };
+    run(reader, root_husk)
+}
+
+/// Restores the image's tree into the existing process `husk` (a created
+/// container's init, waiting in its namespaces and cgroup): its extra
+/// threads are ended and the root is rebuilt in it; files are handed in
+/// over `channel`. On failure the husk is killed.
+pub fn rebuild_into(
+    reader: &ImageReader,
+    husk: Pid,
+    channel: &super::channel::FdChannel,
+) -> Result<u64, RestoreError> {
+    let ck = reader.checkpoint();
+    let root = ck.root().ok_or_else(|| RestoreError::Unsupported {
+        pid: 0,
+        why: "the image holds no process".into(),
+    })?;
+    let root_husk = match Husk::take(root, ck, husk, channel) {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = kill(husk, Signal::SIGKILL);
+            return Err(e);
+        }
+    };
+    run(reader, root_husk)
+}
+
+/// Builds the tree from its root's husk and lets it run; kills every husk
+/// on failure.
+fn run<'a>(reader: &'a ImageReader, root_husk: Husk<'a>) -> Result<u64, RestoreError> {
     let mut husks = vec![root_husk];
     match build_tree(reader, &mut husks) {
         Ok(pages) => {
@@ -125,7 +155,8 @@ fn build_tree<'a>(reader: &'a ImageReader, husks: &mut Vec<Husk<'a>>) -> Result<
         {
             let child = husks[i].clone_child(c.pid)?;
             let helper = husks[i].helper;
-            husks.push(Husk::adopt(c, ck, child, helper));
+            let channel = husks[i].channel;
+            husks.push(Husk::adopt(c, ck, child, helper, channel));
         }
         let zombies: Vec<&ZombieImage> = ck.zombies.iter().filter(|z| z.ppid == p.pid).collect();
         for z in &zombies {
@@ -352,6 +383,14 @@ struct Husk<'a> {
     helper: u64,
     /// Keeps the husk alive until it is seized; closed afterwards.
     lifeline: Option<OwnedFd>,
+    /// Where files are handed in when pidfd_getfd from migrate-agent is
+    /// impossible (a container's husk).
+    channel: Option<&'a super::channel::FdChannel>,
+    /// This husk's connection on the channel, while its fds are restored.
+    channel_end: Option<std::os::unix::net::UnixStream>,
+    /// The husk is a process that existed before (a container's init):
+    /// its pending signals are its own, not the image's.
+    taken: bool,
 }
 
 /// How the husk's threads are traced.
@@ -392,6 +431,67 @@ impl<'a> Husk<'a> {
             syscall_insn,
             helper: 0,
             lifeline: Some(spawned.lifeline),
+            channel: None,
+            channel_end: None,
+            taken: false,
+        })
+    }
+
+    /// Takes the existing process `pid` as the husk: seizes it, ends every
+    /// thread but the leader by an injected exit, and finds a `syscall`
+    /// instruction in its vDSO to start injecting with.
+    fn take(
+        image: &'a ProcessImage,
+        tree: &'a Checkpoint,
+        pid: Pid,
+        channel: &'a super::channel::FdChannel,
+    ) -> Result<Self, RestoreError> {
+        let mut leader = Tracee::seize(pid, trace_options())?;
+        leader.set_sigmask(all_signals_blocked())?;
+        let vdso = proc::read_maps(pid.as_raw())?
+            .into_iter()
+            .find(|m| m.path == "[vdso]")
+            .ok_or_else(|| RestoreError::Unsupported {
+                pid: image.pid,
+                why: format!("process {pid} has no [vDSO] to find a syscall instruction in"),
+            })?;
+        let mut bytes = vec![0u8; (vdso.end - vdso.start) as usize];
+        read_memory(pid, vdso.start, &mut bytes)?;
+        let syscall_insn =
+            crate::ptrace::find_syscall_insn(vdso.start, &bytes).ok_or_else(|| {
+                RestoreError::Unsupported {
+                    pid: image.pid,
+                    why: format!("the vDSO of process {pid} holds no syscall instruction"),
+                }
+            })?;
+        loop {
+            let others: Vec<i32> = proc::task_ids(pid.as_raw())?
+                .into_iter()
+                .filter(|&t| t != pid.as_raw())
+                .collect();
+            if others.is_empty() {
+                break;
+            }
+            for tid in others {
+                end_thread(Pid::from_raw(tid), syscall_insn)?;
+            }
+        }
+        // Signals the husk caught while seized are its own.
+        leader.caught_signals.clear();
+        Ok(Husk {
+            image,
+            files: &tree.files,
+            tree,
+            host: &tree.host,
+            filled: Vec::new(),
+            pid,
+            threads: vec![leader],
+            syscall_insn,
+            helper: 0,
+            lifeline: None,
+            channel: Some(channel),
+            channel_end: None,
+            taken: true,
         })
     }
 
@@ -403,6 +503,7 @@ impl<'a> Husk<'a> {
         tree: &'a Checkpoint,
         leader: Tracee,
         parent_helper: u64,
+        channel: Option<&'a super::channel::FdChannel>,
     ) -> Self {
         Husk {
             image,
@@ -415,6 +516,9 @@ impl<'a> Husk<'a> {
             syscall_insn: parent_helper,
             helper: 0,
             lifeline: None,
+            channel,
+            channel_end: None,
+            taken: false,
         }
     }
 
@@ -426,6 +530,14 @@ impl<'a> Husk<'a> {
     /// restorer's).
     fn join_session(&mut self) -> Result<(), RestoreError> {
         let p = self.image;
+        if p.sid == p.pid && self.taken {
+            // A container's init leads its session already.
+            let sid = self.sys(0, libc::SYS_getsid, [0; 6], || "getsid(0)".into())?;
+            let me = self.sys(0, libc::SYS_getpid, [0; 6], || "getpid()".into())?;
+            if sid == me {
+                return Ok(());
+            }
+        }
         if p.sid == p.pid {
             self.sys(0, libc::SYS_setsid, [0; 6], || {
                 format!("setsid (process {} led session {})", p.pid, p.sid)
@@ -552,22 +664,30 @@ impl<'a> Husk<'a> {
     /// process (it saw its own at the time); SIGCHLDs it had pending at
     /// checkpoint are queued again later with the other pending signals.
     fn drain_sigchld(&mut self) -> Result<(), RestoreError> {
-        let set = 1u64 << (libc::SIGCHLD - 1);
+        self.drain_signals(1u64 << (libc::SIGCHLD - 1))
+    }
+
+    /// Takes away every pending signal of `set` (until none is left).
+    fn drain_signals(&mut self, set: u64) -> Result<(), RestoreError> {
         let set_addr = self.put(STRUCT_OFF, &set.to_ne_bytes())?;
         let timeout = self.put(STRUCT_OFF + 64, &[0u8; 16])?;
-        let r = self.threads[0].inject(
-            self.syscall_insn,
-            libc::SYS_rt_sigtimedwait,
-            [set_addr, 0, timeout, 8, 0, 0],
-        )?;
-        if r < 0 && r != -(libc::EAGAIN as i64) {
-            return Err(RestoreError::Injected {
-                pid: self.image.pid,
-                call: "rt_sigtimedwait(SIGCHLD)".into(),
-                errno: Errno::from_raw(-r as i32),
-            });
+        loop {
+            let r = self.threads[0].inject(
+                self.syscall_insn,
+                libc::SYS_rt_sigtimedwait,
+                [set_addr, 0, timeout, 8, 0, 0],
+            )?;
+            if r == -(libc::EAGAIN as i64) {
+                return Ok(());
+            }
+            if r < 0 {
+                return Err(RestoreError::Injected {
+                    pid: self.image.pid,
+                    call: format!("rt_sigtimedwait({set:#x})"),
+                    errno: Errno::from_raw(-r as i32),
+                });
+            }
         }
-        Ok(())
     }
 
     /// Maps the MAP_SHARED anonymous mappings whose object an earlier
@@ -776,6 +896,11 @@ impl<'a> Husk<'a> {
             [0, u32::MAX as u64, 0, 0, 0, 0],
             || "close_range of the husk's fds".into(),
         )?;
+        if self.taken {
+            // What was pending for the process the husk was (a container
+            // init's runtime signals) is not the image's.
+            self.drain_signals(all_signals_blocked())?;
+        }
         for m in proc::read_maps(self.pid.as_raw())? {
             let keep = m.start == self.helper
                 || matches!(
@@ -1196,12 +1321,15 @@ impl<'a> Husk<'a> {
                 )
         });
         let our_pidfd = if needs_pidfd {
-            let fd = self.sys(
-                0,
-                libc::SYS_pidfd_open,
-                [std::process::id() as u64, 0, 0, 0, 0, 0],
-                || "pidfd_open of migrate-agent".into(),
-            )? as u64;
+            let fd = match self.channel {
+                Some(channel) => self.connect_channel(channel)?,
+                None => self.sys(
+                    0,
+                    libc::SYS_pidfd_open,
+                    [std::process::id() as u64, 0, 0, 0, 0, 0],
+                    || "pidfd_open of migrate-agent".into(),
+                )? as u64,
+            };
             // Parked above the image's fds like the files: at a low number
             // it would be replaced by an installed fd, and closing it would
             // then close that fd.
@@ -1351,7 +1479,36 @@ impl<'a> Husk<'a> {
                 format!("close of fd {fd}")
             })?;
         }
+        self.channel_end = None;
         Ok(())
+    }
+
+    /// Connects the husk to the fd channel (an injected unix socket,
+    /// connected to migrate-agent's abstract name); returns the husk's fd.
+    fn connect_channel(
+        &mut self,
+        channel: &super::channel::FdChannel,
+    ) -> Result<u64, RestoreError> {
+        let fd = self.sys(
+            0,
+            libc::SYS_socket,
+            [
+                libc::AF_UNIX as u64,
+                (libc::SOCK_STREAM | libc::SOCK_CLOEXEC) as u64,
+                0,
+                0,
+                0,
+                0,
+            ],
+            || "socket(AF_UNIX) for the fd channel".into(),
+        )? as u64;
+        let (addr, len) = channel.sockaddr();
+        let addr_at = self.put(STRUCT_OFF, &addr)?;
+        self.sys(0, libc::SYS_connect, [fd, addr_at, len, 0, 0, 0], || {
+            "connect to migrate-agent's fd channel".into()
+        })?;
+        self.channel_end = Some(channel.accept(self.image.pid)?);
+        Ok(fd)
     }
 
     /// Maps the MAP_SHARED memfd mappings from the memfds restore_fds
@@ -1494,6 +1651,35 @@ impl<'a> Husk<'a> {
             })?;
         }
         let pidfd = our_pidfd.expect("opened when files are created here");
+        if let Some(end) = &self.channel_end {
+            super::channel::send_fd(end, ours, self.image.pid)?;
+            let iov_at = self.helper + STRUCT_OFF + 256;
+            let control_at = self.helper + STRUCT_OFF + 512;
+            let byte_at = self.helper + STRUCT_OFF + 1024;
+            self.put(
+                STRUCT_OFF + 256,
+                &[byte_at.to_ne_bytes(), 1u64.to_ne_bytes()].concat(),
+            )?;
+            self.put(
+                STRUCT_OFF + 512,
+                &[0u8; super::channel::CONTROL_LEN as usize],
+            )?;
+            let msg = self.put(STRUCT_OFF, &super::channel::msghdr(iov_at, control_at))?;
+            self.sys(
+                0,
+                libc::SYS_recvmsg,
+                [pidfd, msg, libc::MSG_CMSG_CLOEXEC as u64, 0, 0, 0],
+                || format!("recvmsg of {what} from the fd channel"),
+            )?;
+            let mut control = [0u8; super::channel::CONTROL_LEN as usize];
+            read_memory(self.pid, control_at, &mut control)?;
+            return super::channel::received_fd(&control)
+                .map(i64::from)
+                .ok_or_else(|| RestoreError::Unsupported {
+                    pid: self.image.pid,
+                    why: format!("{what} did not arrive over the fd channel"),
+                });
+        }
         self.sys(
             0,
             libc::SYS_pidfd_getfd,
@@ -1778,6 +1964,12 @@ impl<'a> Husk<'a> {
             let tid = self.image.threads[idx].tid;
             let want = self.image.threads[idx].privileges;
             let had = proc::read_thread_status(self.pid.as_raw(), self.threads[idx].tid.as_raw())?;
+            if self.credentials_match(idx, &had)? {
+                // Nothing to change (a container's init and its clones
+                // have the container's credentials already, and lack the
+                // capabilities to set them).
+                continue;
+            }
             // UID changes then leave the capability sets alone: they are
             // set explicitly below.
             self.sys(
@@ -1901,6 +2093,33 @@ impl<'a> Husk<'a> {
             )?;
         }
         Ok(())
+    }
+
+    /// Whether thread `idx` (whose status is `had`) already has the image's
+    /// IDs, groups, capability sets, securebits and no_new_privs.
+    fn credentials_match(&mut self, idx: usize, had: &proc::Status) -> Result<bool, RestoreError> {
+        let c = &self.image.creds;
+        let want = self.image.threads[idx].privileges;
+        let caps = had.caps;
+        let same = had.uids == c.uids
+            && had.gids == c.gids
+            && had.groups == c.groups
+            && caps.effective == want.effective
+            && caps.permitted == want.permitted
+            && caps.inheritable == want.inheritable
+            && caps.bounding == want.bounding
+            && caps.ambient == want.ambient
+            && had.no_new_privs == want.no_new_privs;
+        if !same {
+            return Ok(false);
+        }
+        let bits = self.sys(
+            idx,
+            libc::SYS_prctl,
+            [libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0, 0],
+            || "prctl(PR_GET_SECUREBITS)".into(),
+        )?;
+        Ok(bits == i64::from(want.securebits))
     }
 
     /// Installs the seccomp filters, oldest first, from the leader for
@@ -2058,6 +2277,46 @@ impl<'a> Husk<'a> {
                     Ok(_) | Err(Errno::EINTR) => continue,
                     Err(_) => break,
                 }
+            }
+        }
+    }
+}
+
+/// Ends thread `tid` of a taken husk (seizing it) by an injected exit,
+/// and waits until it is gone.
+fn end_thread(tid: Pid, syscall_insn: u64) -> Result<(), RestoreError> {
+    let t = match Tracee::seize(tid, trace_options()) {
+        Ok(t) => t,
+        // It ended on its own meanwhile.
+        Err(_) if !std::path::Path::new(&format!("/proc/{tid}")).exists() => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut regs = t.regs()?;
+    regs.rax = libc::SYS_exit as u64;
+    regs.orig_rax = u64::MAX;
+    regs.rdi = 0;
+    regs.rip = syscall_insn;
+    t.set_regs(&regs)?;
+    let fail = |errno| crate::ptrace::PtraceError::Request {
+        op: "PTRACE_CONT",
+        tid: tid.as_raw(),
+        errno,
+    };
+    nix::sys::ptrace::cont(tid, None).map_err(fail)?;
+    loop {
+        match nix::sys::wait::waitpid(tid, Some(nix::sys::wait::WaitPidFlag::__WALL)) {
+            Ok(
+                nix::sys::wait::WaitStatus::Exited(..) | nix::sys::wait::WaitStatus::Signaled(..),
+            )
+            | Err(Errno::ECHILD) => return Ok(()),
+            Ok(_) => nix::sys::ptrace::cont(tid, None).map_err(fail)?,
+            Err(Errno::EINTR) => {}
+            Err(errno) => {
+                return Err(RestoreError::Injected {
+                    pid: tid.as_raw(),
+                    call: "waiting for an ended thread of the husk".into(),
+                    errno,
+                })
             }
         }
     }

@@ -8,6 +8,7 @@
 //! left behind.
 
 mod anon;
+mod channel;
 mod husk;
 mod sockets;
 
@@ -127,13 +128,57 @@ pub fn restore(dir: &Path) -> Result<RestoreStats, RestoreError> {
     let reader = ImageReader::open(dir)?;
     let ck = reader.checkpoint();
     check_cpu(&ck.host)?;
+    if ck.root().is_some_and(|p| p.pid == 1) {
+        return Err(RestoreError::Unsupported {
+            pid: 1,
+            why: "the image is of a container (its root is PID 1 of its PID namespace); restore it into a created container (restore --container)".into(),
+        });
+    }
     check_pids_free(ck)?;
     for p in &ck.processes {
-        check_files(ck, p)?;
+        check_files(ck, p, "")?;
     }
     let pages_restored = husk::rebuild(&reader)?;
     Ok(RestoreStats {
         pid: ck.root().map_or(0, |p| p.pid),
+        processes: ck.processes.len() as u32,
+        zombies: ck.zombies.len() as u32,
+        restore_ms: started.elapsed().as_secs_f64() * 1000.0,
+        pages_restored,
+    })
+}
+
+/// Restores the image in `dir` into the existing process `husk` (the init
+/// of a container created for it, waiting in the container's namespaces
+/// and cgroup): the image's root becomes that process, with its PIDs as
+/// the image names them inside the container's PID namespace; its children
+/// are cloned from it. Files are resolved inside the husk's root. Returns
+/// once the tree runs; on failure the husk is killed.
+pub fn restore_into(dir: &Path, husk: i32) -> Result<RestoreStats, RestoreError> {
+    let started = Instant::now();
+    let reader = ImageReader::open(dir)?;
+    let ck = reader.checkpoint();
+    check_cpu(&ck.host)?;
+    let root = format!("/proc/{husk}/root");
+    let checked = ck
+        .processes
+        .iter()
+        .try_for_each(|p| check_files(ck, p, &root));
+    let pages_restored = checked
+        .and_then(|()| channel::FdChannel::listen(husk))
+        .and_then(|ch| husk::rebuild_into(&reader, nix::unistd::Pid::from_raw(husk), &ch));
+    let pages_restored = match pages_restored {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(husk),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            return Err(e);
+        }
+    };
+    Ok(RestoreStats {
+        pid: husk,
         processes: ck.processes.len() as u32,
         zombies: ck.zombies.len() as u32,
         restore_ms: started.elapsed().as_secs_f64() * 1000.0,
@@ -214,11 +259,13 @@ fn is_zombie(pid: i32) -> bool {
 }
 
 /// Refuses when a mapped file changed since the checkpoint (its pages would
-/// differ from what the process saw) or an open file is gone.
-fn check_files(ck: &Checkpoint, p: &ProcessImage) -> Result<(), RestoreError> {
+/// differ from what the process saw) or an open file is gone. The image's
+/// paths are looked up under `root` (empty: ours).
+fn check_files(ck: &Checkpoint, p: &ProcessImage, root: &str) -> Result<(), RestoreError> {
+    let at = |path: &str| format!("{root}{path}");
     for vma in &p.vmas {
         if let crate::image::VmaKind::File { path, identity, .. } = &vma.kind {
-            let meta = std::fs::metadata(path).map_err(|e| RestoreError::FileChanged {
+            let meta = std::fs::metadata(at(path)).map_err(|e| RestoreError::FileChanged {
                 path: path.clone(),
                 why: format!("(mapped at {:#x}) cannot be opened: {e}", vma.start),
             })?;
@@ -236,7 +283,7 @@ fn check_files(ck: &Checkpoint, p: &ProcessImage) -> Result<(), RestoreError> {
     }
     for vma in &p.vmas {
         if let crate::image::VmaKind::SharedFile { path, .. } = &vma.kind {
-            if !Path::new(path).exists() {
+            if !Path::new(&at(path)).exists() {
                 return Err(RestoreError::FileChanged {
                     path: path.clone(),
                     why: format!("(mapped shared at {:#x}) no longer exists", vma.start),
@@ -246,7 +293,7 @@ fn check_files(ck: &Checkpoint, p: &ProcessImage) -> Result<(), RestoreError> {
     }
     for fd in &p.fds {
         if let Some(crate::image::FileImage::Path(f)) = ck.files.get(fd.file as usize) {
-            if !Path::new(&f.path).exists() {
+            if !Path::new(&at(&f.path)).exists() {
                 return Err(RestoreError::FileChanged {
                     path: f.path.clone(),
                     why: format!("(fd {}) no longer exists", fd.fd),
@@ -254,7 +301,7 @@ fn check_files(ck: &Checkpoint, p: &ProcessImage) -> Result<(), RestoreError> {
             }
         }
     }
-    if !Path::new(&p.exe).exists() {
+    if !Path::new(&at(&p.exe)).exists() {
         return Err(RestoreError::FileChanged {
             path: p.exe.clone(),
             why: "(the executable) no longer exists".into(),
