@@ -86,8 +86,12 @@ enum Command {
     /// and killed here only once it runs on the destination. On any failure
     /// it keeps running here.
     Migrate {
-        /// PID of the process, as this host's agent sees it.
-        pid: i32,
+        /// PID of the process, as this host's agent sees it (or
+        /// --container).
+        #[arg(required_unless_present = "container")]
+        pid: Option<i32>,
+        #[command(flatten)]
+        container: container::ContainerArgs,
         /// The destination agent, HOST:PORT (UDP).
         #[arg(long)]
         to: String,
@@ -198,6 +202,7 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve::run(&config),
         Command::Migrate {
             pid,
+            container,
             to,
             server_name,
             control_socket,
@@ -206,7 +211,8 @@ fn main() -> ExitCode {
             bandwidth_limit,
             json,
         } => migrate::run(migrate::Args {
-            pid,
+            pid: pid.unwrap_or(0),
+            container,
             to: &to,
             server_name,
             control_socket: &control_socket,

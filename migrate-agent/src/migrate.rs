@@ -13,6 +13,8 @@ use std::process::ExitCode;
 pub struct Args<'a> {
     /// Root PID of the workload.
     pub pid: i32,
+    /// `--container`, `--runtime`, `--runtime-root`.
+    pub container: crate::container::ContainerArgs,
     /// Destination agent, HOST:PORT.
     pub to: &'a str,
     /// Name the destination's certificate must carry.
@@ -42,6 +44,10 @@ pub fn run(args: Args<'_>) -> anyhow::Result<ExitCode> {
         max_downtime_ms: parse_duration_ms(args.max_downtime)?,
         max_rounds: args.max_rounds,
         bandwidth_limit: args.bandwidth_limit.map(parse_rate).transpose()?,
+        container: args
+            .container
+            .container()?
+            .map(|c| (c.runtime, Some(c.root), c.id)),
     });
     let bar = if args.json {
         ProgressBar::hidden()

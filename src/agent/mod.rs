@@ -44,6 +44,13 @@ pub struct MigrateRequest {
     pub max_rounds: u32,
     /// Page bytes per second at most.
     pub bandwidth_limit: Option<u64>,
+    /// Migrate this container instead of `pid`: (runtime, its state
+    /// directory or None for the default, container ID).
+    pub container: Option<(
+        crate::container::Runtime,
+        Option<std::path::PathBuf>,
+        String,
+    )>,
 }
 
 /// What the agent reports back on the control socket.
@@ -217,6 +224,9 @@ async fn run_migration(
         },
         bandwidth_limit: req.bandwidth_limit,
         page_streams: session.bulk_connections() as u32,
+        container: req.container.as_ref().map(|(runtime, root, id)| {
+            crate::container::Container::new(*runtime, root.as_deref(), id)
+        }),
     };
     let rt = tokio::runtime::Handle::current();
     let progress_events = events.clone();

@@ -79,13 +79,25 @@ pub async fn receive(
     let peer = session.peer_addr().to_string();
     let mut dir = None;
     let mut restored: Option<Vec<i32>> = None;
-    let result = run(session, opts, &mut state, &mut dir, &mut restored).await;
+    let mut created = None;
+    let result = run(
+        session,
+        opts,
+        &mut state,
+        &mut dir,
+        &mut restored,
+        &mut created,
+    )
+    .await;
     if let Err(why) = &result {
         tracing::warn!(%peer, ?state, %why, "migration failed; cleaning up");
         let reason = format!("the destination failed while {}: {why}", describe(state));
         let _ = session.send(&ToSource::Failed { reason }).await;
         if let Some(pids) = restored {
             kill_tree(&pids);
+        }
+        if let Some(c) = created {
+            delete_container(&c);
         }
     }
     if let Some(dir) = dir {
@@ -112,6 +124,7 @@ async fn run(
     state: &mut DestinationState,
     dir_out: &mut Option<PathBuf>,
     restored: &mut Option<Vec<i32>>,
+    created: &mut Option<crate::container::Container>,
 ) -> Result<Received, String> {
     let offer = match session.recv::<ToDestination>().await {
         Ok(ToDestination::Offer(offer)) => offer,
@@ -182,14 +195,32 @@ async fn run(
         .flat_map(|p| p.threads.iter().map(|t| t.tid))
         .collect();
     let restore_dir = dir.clone();
+    let container = offer.container.as_ref().map(|c| {
+        let root = c.runtime_root.as_deref().map(Path::new);
+        (
+            crate::container::Container::new(c.runtime, root, &c.id),
+            PathBuf::from(&c.bundle),
+        )
+    });
+    let target = container.clone();
     let restore = tokio::task::spawn_blocking(move || {
         let mut sink = ImageSink::new(writer);
         sink.commit(&checkpoint).map_err(|e| e.to_string())?;
-        crate::restore::restore(&restore_dir).map_err(|e| e.to_string())
+        match target {
+            Some((c, bundle)) => {
+                crate::container::restore(&c, &bundle, &restore_dir).map_err(|e| e.to_string())
+            }
+            None => crate::restore::restore(&restore_dir).map_err(|e| e.to_string()),
+        }
     })
     .await
     .map_err(|e| format!("the restore task failed: {e}"))??;
-    *restored = Some(tids);
+    match container {
+        // Its PIDs are the container's: the container is what to remove
+        // on a later failure.
+        Some((c, _)) => *created = Some(c),
+        None => *restored = Some(tids),
+    }
 
     *state = DestinationState::Running;
     session
@@ -216,6 +247,7 @@ async fn run(
         }
     }
     *restored = None;
+    *created = None;
     *state = DestinationState::Done;
     Ok(Received {
         id: offer.id,
@@ -226,8 +258,27 @@ async fn run(
 
 /// Refuses an offer this host cannot take, with the reason as a sentence.
 fn check_offer(offer: &Offer, dir: &Path) -> Result<(), String> {
-    crate::restore::check_target(offer.xcr0, offer.xstate_size, &offer.tids)
+    // A container's PIDs are those of the PID namespace it gets here.
+    let host_tids: &[i32] = if offer.container.is_some() {
+        &[]
+    } else {
+        &offer.tids
+    };
+    crate::restore::check_target(offer.xcr0, offer.xstate_size, host_tids)
         .map_err(|e| e.to_string())?;
+    if let Some(c) = &offer.container {
+        crate::container::check_bundle(&c.id, Path::new(&c.bundle)).map_err(|e| e.to_string())?;
+        let root = c.runtime_root.as_deref().map(Path::new);
+        let here = crate::container::Container::new(c.runtime, root, &c.id);
+        if here.state().is_ok() {
+            return Err(format!(
+                "a container {} exists here already ({} --root {})",
+                c.id,
+                c.runtime.binary(),
+                here.root.display()
+            ));
+        }
+    }
     if dir.exists() {
         return Err(format!(
             "a migration with identifier {} is already in progress here ({})",
@@ -259,6 +310,13 @@ fn name(message: &ToDestination) -> &'static str {
         ToDestination::State(_) => "the process state",
         ToDestination::Done => "a confirmation",
         ToDestination::Abort { .. } => "an abort",
+    }
+}
+
+/// Deletes a container restored here whose migration then failed.
+fn delete_container(c: &crate::container::Container) {
+    if let Err(e) = c.delete() {
+        tracing::error!(id = %c.id, %e, "deleting the container of a failed migration failed");
     }
 }
 

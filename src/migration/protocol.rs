@@ -24,6 +24,24 @@ pub struct Offer {
     pub memory_bytes: u64,
     /// Page streams the source will open.
     pub page_streams: u32,
+    /// The container the workload is (its PIDs and TIDs are then those of
+    /// its PID namespace); None for a process tree.
+    pub container: Option<ContainerOffer>,
+}
+
+/// The container a migrated workload is: the destination creates the same
+/// container from the same bundle and restores into its init.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerOffer {
+    /// The container ID.
+    pub id: String,
+    /// Its OCI runtime.
+    pub runtime: crate::container::Runtime,
+    /// The runtime's state directory on the source when not the default
+    /// (the destination uses the same).
+    pub runtime_root: Option<String>,
+    /// The bundle directory, which must exist on the destination.
+    pub bundle: String,
 }
 
 /// Source to destination.

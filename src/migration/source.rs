@@ -24,6 +24,9 @@ pub struct MigrateOptions {
     /// Page streams to spread pages over (each on a bulk connection, round
     /// robin).
     pub page_streams: u32,
+    /// The workload is this container (its init's tree); `pid` is then
+    /// ignored.
+    pub container: Option<crate::container::Container>,
 }
 
 /// Why a migration failed. In every case the workload runs on the source.
@@ -74,16 +77,35 @@ pub fn migrate(
 ) -> Result<MigrationStats, MigrateError> {
     let started = Instant::now();
     let peer = session.peer_addr().to_string();
+    let (pid, container) = match &opts.container {
+        Some(c) => {
+            let (pid, offer) = container_offer(c).map_err(|why| MigrateError::Link {
+                peer: peer.clone(),
+                pid,
+                why,
+            })?;
+            (pid, Some(offer))
+        }
+        None => (pid, None),
+    };
     let link = |why: String| MigrateError::Link {
         peer: peer.clone(),
         pid,
         why,
     };
-    let offer = make_offer(pid, opts.page_streams).map_err(|e| MigrateError::Checkpoint {
+    let mut offer = make_offer(pid, opts.page_streams).map_err(|e| MigrateError::Checkpoint {
         peer: peer.clone(),
         pid,
         source: e,
     })?;
+    if container.is_some() {
+        offer.tids = namespace_tids(pid).map_err(|e| MigrateError::Checkpoint {
+            peer: peer.clone(),
+            pid,
+            source: e,
+        })?;
+    }
+    offer.container = container;
     let memory_bytes = offer.memory_bytes;
     rt.block_on(session.send(&ToDestination::Offer(offer)))
         .map_err(|e| link(e.to_string()))?;
@@ -105,9 +127,19 @@ pub fn migrate(
     }
 
     let mut sink = NetworkSink::new(rt.clone(), session, pid, opts, memory_bytes, progress);
-    let result = dump::checkpoint_into(pid, &mut sink, CheckpointOptions::default());
+    let ck_opts = CheckpointOptions {
+        in_container: opts.container.is_some(),
+        ..Default::default()
+    };
+    let result = dump::checkpoint_into(pid, &mut sink, ck_opts);
     match result {
         Ok(checkpoint) => {
+            if let Some(c) = &opts.container {
+                // Its processes are gone: the runtime's record goes too.
+                if let Err(e) = c.delete() {
+                    tracing::warn!(id = %c.id, %e, "deleting the migrated container's record failed");
+                }
+            }
             let (mut stats, progress) = sink.finish();
             stats.total_ms = ms(started.elapsed());
             stats.downtime.frozen_ms = checkpoint.frozen_ms;
@@ -138,6 +170,40 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// The running container's init PID and what the destination needs to
+/// create it again; refuses (before anything is frozen) a container that
+/// is not running or has a process outside its init's tree.
+fn container_offer(
+    c: &crate::container::Container,
+) -> Result<(i32, super::protocol::ContainerOffer), String> {
+    let st = c.running().map_err(|e| e.to_string())?;
+    crate::container::check_tree(&c.id, st.pid).map_err(|e| e.to_string())?;
+    let default_root = c.runtime.default_root();
+    Ok((
+        st.pid,
+        super::protocol::ContainerOffer {
+            id: c.id.clone(),
+            runtime: c.runtime,
+            runtime_root: (c.root != default_root).then(|| c.root.display().to_string()),
+            bundle: st.bundle,
+        },
+    ))
+}
+
+/// Every TID of the tree rooted at `pid` as its PID namespace names them
+/// (the names its page frames carry).
+fn namespace_tids(pid: i32) -> Result<Vec<i32>, CheckpointError> {
+    let mut ns = dump::pidns::PidNamespace::of(pid)?;
+    let mut tids = Vec::new();
+    for process in dump::collect_tree(pid)? {
+        ns.learn(process)?;
+        for tid in crate::proc::task_ids(process)? {
+            tids.push(ns.ns(tid));
+        }
+    }
+    Ok(tids)
+}
+
 /// The offer for the tree rooted at `pid`: every TID of every process,
 /// the CPU state format and the memory size.
 fn make_offer(pid: i32, page_streams: u32) -> Result<Offer, CheckpointError> {
@@ -155,6 +221,7 @@ fn make_offer(pid: i32, page_streams: u32) -> Result<Offer, CheckpointError> {
         xstate_size: crate::kernel::cpu::xsave_size(),
         memory_bytes,
         page_streams,
+        container: None,
     })
 }
 

@@ -101,15 +101,41 @@ impl Testbed {
     /// Kills a host's agent (SIGKILL, by PID): the daemon dies, the host
     /// and its processes stay.
     pub fn kill_agent(&self, host: Host) -> Result<()> {
+        kill(Pid::from_raw(self.agent_pid(host)?), Signal::SIGKILL)?;
+        Ok(())
+    }
+
+    /// The root-namespace PID of a host's agent.
+    pub fn agent_pid(&self, host: Host) -> Result<i32> {
         let init = self.init_pid(host)?;
         let children = fs::read_to_string(format!("/proc/{init}/task/{init}/children"))?;
         for pid in children.split_whitespace() {
             if fs::read_to_string(format!("/proc/{pid}/comm"))?.trim() == "migrate-agent" {
-                kill(Pid::from_raw(pid.parse()?), Signal::SIGKILL)?;
-                return Ok(());
+                return Ok(pid.parse()?);
             }
         }
         bail!("no agent found on host {host:?}")
+    }
+
+    /// Runs a command inside a host (its network, PID and mount
+    /// namespaces) to its end; returns whether it succeeded and what it
+    /// printed (through a file: a container it starts keeps its stdio).
+    pub fn host_exec(&self, host: Host, args: &[&str]) -> Result<(bool, String)> {
+        let init = self.init_pid(host)?;
+        let log = self.dir.join(format!("exec-{}.out", host.letter()));
+        let out = File::create(&log)?;
+        let status = Command::new("nsenter")
+            .args(["-t", &init.to_string(), "-n", "-p", "-m", "--"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .status()
+            .context("running nsenter")?;
+        Ok((
+            status.success(),
+            fs::read_to_string(&log).unwrap_or_default(),
+        ))
     }
 
     /// Takes PID `ns_pid` on a host with a sleeping process (which dies
