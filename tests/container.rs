@@ -140,23 +140,6 @@ impl Drop for HostCgroups {
     }
 }
 
-/// Deletes the container on both hosts when dropped (by ID, in each
-/// host's runc state), whatever happened.
-struct ContainerGuard<'a> {
-    bed: &'a Testbed,
-    id: String,
-}
-
-impl Drop for ContainerGuard<'_> {
-    fn drop(&mut self) {
-        for host in [Host::A, Host::B] {
-            let _ = self
-                .bed
-                .host_exec(host, &["runc", "delete", "-f", &self.id]);
-        }
-    }
-}
-
 /// The counter's lines once it has printed at least `n`.
 fn wait_lines(path: &Path, n: usize) -> Result<Vec<u64>> {
     let start = Instant::now();
@@ -189,64 +172,99 @@ fn runc_list(bed: &Testbed, host: Host) -> Result<String> {
     Ok(out)
 }
 
-fn container_migrates(dir: &TestDir) -> Result<()> {
-    let id = format!("ferry-ct-{}", std::process::id());
-    // Declared before the testbed: removed after it is down.
-    let cgroups_a = HostCgroups::create(&format!("{id}-host-a"))?;
-    let cgroups_b = HostCgroups::create(&format!("{id}-host-b"))?;
-    let bed = Testbed::up(dir)?;
-    let _containers = ContainerGuard {
-        bed: &bed,
-        id: id.clone(),
-    };
-    cgroups_a.enter(bed.agent_pid(Host::A)?)?;
-    cgroups_b.enter(bed.agent_pid(Host::B)?)?;
-    for host in [Host::A, Host::B] {
-        let setup = format!(
-            "set -e; mkdir -p /run/runc; mount -t tmpfs ferry-runc /run/runc; {}",
-            cgroups_a.mount_script()
-        );
-        let (ok, out) = bed.host_exec(host, &["sh", "-c", &setup])?;
-        ensure!(
-            ok,
-            "giving host {host:?} its own /run/runc and cgroups failed: {out}"
-        );
-    }
-    let bundle = dir.path().join("bundle");
-    let out_dir = dir.path().join("out");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/container-bundle.sh");
-    let made = Command::new("bash")
-        .arg(&script)
-        .args([path_str(&bundle)?, path_str(&out_dir)?, "ferry-counter"])
-        .output()?;
-    ensure!(
-        made.status.success(),
-        "container-bundle.sh failed: {}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let run = format!(
-        "{} exec runc run -d --bundle {} {id}",
-        cgroups_a.enter_script(),
-        bundle.display()
-    );
-    let (ok, out) = bed.host_exec(Host::A, &["sh", "-c", &run])?;
-    ensure!(ok, "runc run on host A failed: {out}");
-    let counter = out_dir.join("counter.txt");
-    let before = wait_lines(&counter, 3)?;
+/// Two hosts, each with its runc state and cgroups, and the counter
+/// container running on A. Dropping it deletes the container on both
+/// hosts (by ID), brings the testbed down, then removes the cgroups.
+struct Env {
+    bed: Testbed,
+    cgroups_a: HostCgroups,
+    _cgroups_b: HostCgroups,
+    id: String,
+    counter: PathBuf,
+}
 
-    let sock = bed.control_socket(Host::A);
-    let migrated = agent(
-        dir,
-        &[
-            "migrate",
-            "--container",
-            &id,
-            "--to",
-            HOST_B,
-            "--control-socket",
-            path_str(&sock)?,
-        ],
-    )?;
+impl Drop for Env {
+    fn drop(&mut self) {
+        for host in [Host::A, Host::B] {
+            let _ = self
+                .bed
+                .host_exec(host, &["runc", "delete", "-f", &self.id]);
+        }
+    }
+}
+
+impl Env {
+    fn start(dir: &TestDir, name: &str) -> Result<Self> {
+        let id = format!("ferry-{name}-{}", std::process::id());
+        let cgroups_a = HostCgroups::create(&format!("{id}-host-a"))?;
+        let cgroups_b = HostCgroups::create(&format!("{id}-host-b"))?;
+        let bed = Testbed::up(dir)?;
+        cgroups_a.enter(bed.agent_pid(Host::A)?)?;
+        cgroups_b.enter(bed.agent_pid(Host::B)?)?;
+        let bundle = dir.path().join("bundle");
+        let out_dir = dir.path().join("out");
+        let env = Env {
+            bed,
+            cgroups_a,
+            _cgroups_b: cgroups_b,
+            id,
+            counter: out_dir.join("counter.txt"),
+        };
+        for host in [Host::A, Host::B] {
+            let setup = format!(
+                "set -e; mkdir -p /run/runc; mount -t tmpfs ferry-runc /run/runc; {}",
+                env.cgroups_a.mount_script()
+            );
+            let (ok, out) = env.bed.host_exec(host, &["sh", "-c", &setup])?;
+            ensure!(
+                ok,
+                "giving host {host:?} its own /run/runc and cgroups failed: {out}"
+            );
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/container-bundle.sh");
+        let made = Command::new("bash")
+            .arg(&script)
+            .args([path_str(&bundle)?, path_str(&out_dir)?, "ferry-counter"])
+            .output()?;
+        ensure!(
+            made.status.success(),
+            "container-bundle.sh failed: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let run = format!(
+            "{} exec runc run -d --bundle {} {}",
+            env.cgroups_a.enter_script(),
+            bundle.display(),
+            env.id
+        );
+        let (ok, out) = env.bed.host_exec(Host::A, &["sh", "-c", &run])?;
+        ensure!(ok, "runc run on host A failed: {out}");
+        Ok(env)
+    }
+
+    fn migrate(&self, dir: &TestDir) -> Result<common::AgentRun> {
+        let sock = self.bed.control_socket(Host::A);
+        agent(
+            dir,
+            &[
+                "migrate",
+                "--container",
+                &self.id,
+                "--to",
+                HOST_B,
+                "--control-socket",
+                path_str(&sock)?,
+            ],
+        )
+    }
+}
+
+fn container_migrates(dir: &TestDir) -> Result<()> {
+    let env = Env::start(dir, "moved")?;
+    let (bed, id, counter) = (&env.bed, &env.id, &env.counter);
+    let before = wait_lines(counter, 3)?;
+
+    let migrated = env.migrate(dir)?;
     if let Err(e) = migrated.check() {
         bail!(
             "{e}\nagent A:\n{}\nagent B:\n{}",
@@ -254,30 +272,33 @@ fn container_migrates(dir: &TestDir) -> Result<()> {
             bed.agent_log(Host::B)
         );
     }
-    let list_b = runc_list(&bed, Host::B)?;
+    let list_b = runc_list(bed, Host::B)?;
     ensure!(
         list_b
             .lines()
-            .any(|l| l.starts_with(&id) && l.contains("running")),
+            .any(|l| l.starts_with(id.as_str()) && l.contains("running")),
         "runc list on B does not show {id} running:\n{list_b}"
     );
-    let list_a = runc_list(&bed, Host::A)?;
+    let list_a = runc_list(bed, Host::A)?;
     ensure!(
-        !list_a.contains(&id),
+        !list_a.contains(id.as_str()),
         "the container is still known on A:\n{list_a}"
     );
     // Counting continues on B: no gap, no repeat, no reset.
-    let after = wait_lines(&counter, before.len() + 4)?;
+    let after = wait_lines(counter, before.len() + 4)?;
     for (i, v) in after.iter().enumerate() {
         ensure!(
             *v == i as u64,
             "line {i} of the counter is {v}: the count broke across the migration ({after:?})"
         );
     }
-    let (ok, out) = bed.host_exec(Host::B, &["runc", "delete", "-f", &id])?;
+    let (ok, out) = bed.host_exec(Host::B, &["runc", "delete", "-f", id])?;
     ensure!(ok, "runc delete -f on B failed: {out}");
-    let list_b = runc_list(&bed, Host::B)?;
-    ensure!(!list_b.contains(&id), "runc delete left {id}:\n{list_b}");
+    let list_b = runc_list(bed, Host::B)?;
+    ensure!(
+        !list_b.contains(id.as_str()),
+        "runc delete left {id}:\n{list_b}"
+    );
     Ok(())
 }
 
@@ -288,4 +309,49 @@ fn busybox_counter_container_migrates_between_hosts() {
         return;
     }
     run_test("container_migrates", container_migrates);
+}
+
+/// B cannot create the container (its runc state directory is read-only):
+/// the migration fails after the freeze, and the container keeps running
+/// on A, thawed, counting on, and nothing is left on B.
+fn failed_restore_leaves_it_running(dir: &TestDir) -> Result<()> {
+    let env = Env::start(dir, "kept")?;
+    let (bed, id, counter) = (&env.bed, &env.id, &env.counter);
+    wait_lines(counter, 2)?;
+    let (ok, out) = bed.host_exec(Host::B, &["mount", "-o", "remount,ro", "/run/runc"])?;
+    ensure!(ok, "making B's /run/runc read-only failed: {out}");
+    let migrated = env.migrate(dir)?;
+    ensure!(
+        migrated.check().is_err(),
+        "the migration succeeded although B cannot create containers"
+    );
+    let list_a = runc_list(bed, Host::A)?;
+    ensure!(
+        list_a
+            .lines()
+            .any(|l| l.starts_with(id.as_str()) && l.contains("running")),
+        "the container is not running on A after the failed migration:\n{list_a}"
+    );
+    let list_b = runc_list(bed, Host::B)?;
+    ensure!(
+        !list_b.contains(id.as_str()),
+        "B kept the container:\n{list_b}"
+    );
+    let now = wait_lines(counter, 0)?.len();
+    let after = wait_lines(counter, now + 2)?;
+    for (i, v) in after.iter().enumerate() {
+        ensure!(*v == i as u64, "line {i} of the counter is {v} ({after:?})");
+    }
+    let (ok, out) = bed.host_exec(Host::A, &["runc", "delete", "-f", id])?;
+    ensure!(ok, "runc delete -f on A failed: {out}");
+    Ok(())
+}
+
+#[test]
+fn failed_container_restore_leaves_it_running_on_the_source() {
+    if !have_runc() {
+        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    run_test("container_restore_fails", failed_restore_leaves_it_running);
 }
