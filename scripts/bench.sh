@@ -6,7 +6,12 @@
 # (tests/workloads/bench_mem.c): checkpoint wall time, frozen time and image
 # size as reported by --json, restore wall time and restore_ms. RUNS (default
 # 3) runs per size; SIZES overrides the sizes (MiB); FERRY_AGENT_BIN the agent
-# (default target/release/migrate-agent). Run as root. Everything it
+# (default target/release/migrate-agent).
+#
+# Transport throughput on loopback (examples/transport_bench.rs), in MB/s:
+# ferry's QUIC page streams (mutual TLS, several connections) against raw
+# TCP and TLS over TCP (rustls), each moving TRANSPORT_MIB (default 2048;
+# 0 skips) per run, RUNS runs. Run as root. Everything it
 # starts is killed by PID on exit; images live in a temp dir removed at the end.
 set -euo pipefail
 
@@ -28,8 +33,10 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 RUNS=${RUNS:-3}
 SIZES=${SIZES:-"64 512 2048"}
+TRANSPORT_MIB=${TRANSPORT_MIB:-2048}
 
 cargo build --release --workspace --locked >&2
+cargo build --release --locked --example transport_bench >&2
 agent=${FERRY_AGENT_BIN:-target/release/migrate-agent}
 workload=target/release/workloads/bench_mem
 mkdir -p target/release/workloads
@@ -134,6 +141,13 @@ for mib in $SIZES; do
     fi
   done
 done
+
+if [ "$TRANSPORT_MIB" != 0 ]; then
+  for ((run = 0; run < RUNS; run++)); do
+    # Prints "transport_MODE MIB MB/s VALUE" lines, the samples' format.
+    target/release/examples/transport_bench "$TRANSPORT_MIB" quinn tcp tls >>"$samples"
+  done
+fi
 
 python3 - "$samples" <<'EOF'
 import json, statistics, sys
