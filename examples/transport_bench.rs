@@ -91,6 +91,9 @@ async fn quinn_run(dir: &Path, total: usize) -> Result<f64> {
         received == per_stream * STREAMS,
         "received {received} bytes"
     );
+    if std::env::var_os("FERRY_BENCH_STATS").is_some() {
+        eprintln!("{:#?}", c.bulk_stats());
+    }
     c.close("done");
     drop(receiver.await??);
     Ok(received as f64 / secs / 1e6)

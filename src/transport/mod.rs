@@ -363,13 +363,14 @@ impl Transport {
         client.transport_config(config);
         let runtime = quinn::default_runtime()
             .ok_or_else(|| sock_err(std::io::Error::other("no async runtime found for quinn")))?;
-        let endpoint = Endpoint::new(
-            quinn::EndpointConfig::default(),
-            Some(server),
-            socket,
-            runtime,
-        )
-        .map_err(sock_err)?;
+        let mut endpoint_config = quinn::EndpointConfig::default();
+        // quinn's default (1472) would cap MTU discovery at Ethernet's size
+        // even on loopback or a jumbo-frame veth.
+        endpoint_config
+            .max_udp_payload_size(MTU_UPPER_BOUND)
+            .map_err(|e| sock_err(std::io::Error::other(e.to_string())))?;
+        let endpoint =
+            Endpoint::new(endpoint_config, Some(server), socket, runtime).map_err(sock_err)?;
         let settings = Arc::new(settings);
         let joins: Joins = Arc::default();
         let (tx, rx) = mpsc::channel(16);
@@ -809,6 +810,13 @@ impl Session {
     pub async fn accept_pages(&mut self) -> Option<PageReceiver> {
         let stream = self.incoming_pages.recv().await?;
         Some(PageReceiver::new(stream, self.peer))
+    }
+
+    /// quinn's statistics of each bulk connection (RTT, congestion window,
+    /// lost packets, path MTU): what a migration policy measures bandwidth
+    /// and loss with.
+    pub fn bulk_stats(&self) -> Vec<quinn::ConnectionStats> {
+        self.bulk.iter().map(Connection::stats).collect()
     }
 
     /// Closes every connection of the session with `reason`. Data still in
