@@ -8,11 +8,13 @@
 
 #![deny(missing_docs)]
 
+pub mod agent;
 pub mod config;
 pub mod dump;
 pub mod image;
 pub mod kernel;
 pub mod memory;
+pub mod migration;
 pub mod proc;
 pub mod ptrace;
 pub mod restore;

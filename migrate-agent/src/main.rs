@@ -6,8 +6,10 @@ mod certs;
 mod check;
 mod checkpoint;
 mod image_show;
+mod migrate;
 mod output;
 mod restore;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -61,6 +63,45 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the per-host agent: receive migrations from peer agents (QUIC,
+    /// mutual TLS) and take local commands on the control socket.
+    Serve {
+        /// Agent configuration (TOML; configs/agent.toml documents every key).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Live-migrate a running process (and its threads) to another host's
+    /// agent, through this host's agent. Memory is copied in rounds while the
+    /// process runs; it is frozen only for the last dirty pages and its state,
+    /// and killed here only once it runs on the destination. On any failure
+    /// it keeps running here.
+    Migrate {
+        /// PID of the process, as this host's agent sees it.
+        pid: i32,
+        /// The destination agent, HOST:PORT (UDP).
+        #[arg(long)]
+        to: String,
+        /// Name the destination's certificate must carry (default: the HOST
+        /// part of --to).
+        #[arg(long)]
+        server_name: Option<String>,
+        /// The local agent's control socket.
+        #[arg(long, default_value = ferry::config::DEFAULT_CONTROL_SOCKET)]
+        control_socket: PathBuf,
+        /// Longest acceptable freeze: pre-copy switches over once the pages
+        /// still dirty fit in it at the measured bandwidth.
+        #[arg(long, default_value = "50ms")]
+        max_downtime: String,
+        /// Pre-copy rounds at most before switching over anyway.
+        #[arg(long, default_value_t = 30)]
+        max_rounds: u32,
+        /// Cap on page bandwidth, e.g. 100M (bytes per second, K/M/G = 1024-based).
+        #[arg(long)]
+        bandwidth_limit: Option<String>,
+        /// Print statistics as JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect checkpoint images.
     Image {
         #[command(subcommand)]
@@ -110,8 +151,13 @@ enum ImageCommand {
 }
 
 fn main() -> ExitCode {
-    output::init_logging();
     let cli = Cli::parse();
+    output::init_logging(match &cli.command {
+        Command::Serve { config } => ferry::config::AgentConfig::load(config)
+            .map(|c| c.log_level)
+            .unwrap_or_else(|_| "info".to_string()),
+        _ => "warn".to_string(),
+    });
     let result = match cli.command {
         Command::Check { json } => check::run(json),
         Command::Checkpoint {
@@ -124,6 +170,26 @@ fn main() -> ExitCode {
         Command::Image {
             command: ImageCommand::Show { dir },
         } => image_show::run(&dir),
+        Command::Serve { config } => serve::run(&config),
+        Command::Migrate {
+            pid,
+            to,
+            server_name,
+            control_socket,
+            max_downtime,
+            max_rounds,
+            bandwidth_limit,
+            json,
+        } => migrate::run(migrate::Args {
+            pid,
+            to: &to,
+            server_name,
+            control_socket: &control_socket,
+            max_downtime: &max_downtime,
+            max_rounds,
+            bandwidth_limit: bandwidth_limit.as_deref(),
+            json,
+        }),
         Command::Certs {
             command: CertsCommand::Init { dir },
         } => certs::init(&dir),

@@ -1,11 +1,12 @@
 //! Logging set-up shared by every subcommand.
 
-/// Sends tracing output to stderr, filtered by RUST_LOG (default: warnings).
-pub fn init_logging() {
+/// Sends tracing output to stderr, filtered by RUST_LOG, else by `default`
+/// (warnings for commands, the configured level for the daemon).
+pub fn init_logging(default: String) {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -1,8 +1,9 @@
 //! Dumps the memory of a stopped process: which pages exist (pagemap), read
 //! in large batches, all-zero pages left out.
 
+use super::sink::CheckpointSink;
 use super::CheckpointError;
-use crate::image::{ImageWriter, Vma, VmaKind, PAGE_SIZE};
+use crate::image::{Vma, VmaKind, PAGE_SIZE};
 use crate::memory::PageRuns;
 use crate::proc::pagemap;
 use crate::ptrace::read_memory;
@@ -125,14 +126,14 @@ fn shmem_data(pid: i32, vma: &Vma) -> Result<PageRuns, CheckpointError> {
 }
 
 /// Reads every present or swapped private page of `vmas` from the stopped
-/// process `pid` into `writer`. Two threads share the work: this one reads
+/// process `pid` into `sink`. Two threads share the work: this one reads
 /// the process's memory in large batches while a second one scans the
 /// previous batch for zero pages and writes it to the image.
 pub fn dump_memory(
     pid: i32,
     vmas: &[Vma],
     policy: &dyn PagePolicy,
-    writer: &mut ImageWriter,
+    sink: &mut dyn CheckpointSink,
 ) -> Result<(MemoryDumpStats, Vec<(u64, u64)>), CheckpointError> {
     let (filled_tx, filled_rx) = mpsc::sync_channel::<FilledBatch>(BATCH_BUFFERS);
     let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
@@ -145,9 +146,9 @@ pub fn dump_memory(
         let store = scope.spawn(move || {
             let mut stats = MemoryDumpStats::default();
             for batch in filled_rx {
-                store_pages(writer, &mut stats, &batch.pages, &batch.buf[..batch.len()])?;
+                store_pages(sink, &mut stats, &batch.pages, &batch.buf[..batch.len()])?;
                 for &addr in &batch.zero_pages {
-                    writer.write_zero_pages(addr, 1)?;
+                    sink.write_zero_pages(addr, 1)?;
                 }
                 // The reader may already be done and gone.
                 let _ = empty_tx.send(batch.buf);
@@ -156,7 +157,7 @@ pub fn dump_memory(
         });
         let read = read_pages(pid, vmas, policy, filled_tx, &empty_rx);
         let stored = store.join().expect("the page-writing thread panicked");
-        // A writer failure also stops the reader: report the writer's error.
+        // A sink failure also stops the reader: report the sink's error.
         let mut stats = stored?;
         let (scanned, copied) = read?;
         stats.pages_scanned = scanned;
@@ -197,8 +198,8 @@ fn read_pages(
         source: e,
     };
     let writer_gone = || CheckpointError::Io {
-        what: format!("hand pages of process {pid} to the image writer"),
-        source: std::io::Error::other("the image writer stopped"),
+        what: format!("hand pages of process {pid} on"),
+        source: std::io::Error::other("the thread storing pages stopped"),
     };
     let pagemap_file =
         File::open(format!("/proc/{pid}/pagemap")).map_err(|e| io("open pagemap", e))?;
@@ -378,26 +379,26 @@ static ZERO_PAGE: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
 /// (a fresh anonymous mapping reads as zeros); all-zero pages of a file
 /// mapping are recorded as zero pages, since the file would show through.
 fn store_pages(
-    writer: &mut ImageWriter,
+    sink: &mut dyn CheckpointSink,
     stats: &mut MemoryDumpStats,
     pages: &[(u64, bool)],
     data: &[u8],
 ) -> Result<(), CheckpointError> {
     let ps = PAGE_SIZE as usize;
     let mut run: Option<(u64, usize, usize)> = None; // (vaddr, first index, count)
-    let flush = |run: &mut Option<(u64, usize, usize)>, writer: &mut ImageWriter| {
+    let flush = |run: &mut Option<(u64, usize, usize)>, sink: &mut dyn CheckpointSink| {
         if let Some((vaddr, first, count)) = run.take() {
-            writer.write_pages(vaddr, &data[first * ps..(first + count) * ps])?;
+            sink.write_pages(vaddr, &data[first * ps..(first + count) * ps])?;
         }
         Ok::<(), CheckpointError>(())
     };
     for (i, &(addr, file_backed)) in pages.iter().enumerate() {
         let page = &data[i * ps..(i + 1) * ps];
         if page == ZERO_PAGE {
-            flush(&mut run, writer)?;
+            flush(&mut run, sink)?;
             stats.zero_pages += 1;
             if file_backed {
-                writer.write_zero_pages(addr, 1)?;
+                sink.write_zero_pages(addr, 1)?;
             }
             continue;
         }
@@ -405,10 +406,10 @@ fn store_pages(
         match &mut run {
             Some((vaddr, _, count)) if *vaddr + (*count * ps) as u64 == addr => *count += 1,
             _ => {
-                flush(&mut run, writer)?;
+                flush(&mut run, sink)?;
                 run = Some((addr, i, 1));
             }
         }
     }
-    flush(&mut run, writer)
+    flush(&mut run, sink)
 }

@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod memory;
 pub mod notify;
 pub mod precopy;
+pub mod sink;
 pub mod sockets;
 
 use crate::image::{
@@ -184,6 +185,14 @@ pub enum CheckpointError {
     /// Dirty-page tracking failed.
     #[error(transparent)]
     Tracking(#[from] crate::memory::DirtyTrackingError),
+    /// The sink (the destination agent, in a migration) failed.
+    #[error("cannot {what}: {why}")]
+    Sink {
+        /// What was being done, with the peer.
+        what: String,
+        /// Why it failed.
+        why: String,
+    },
     /// Some other I/O failed.
     #[error("cannot {what}: {source}")]
     Io {
@@ -200,6 +209,22 @@ pub fn checkpoint(
     dir: &Path,
     opts: CheckpointOptions,
 ) -> Result<CheckpointStats, CheckpointError> {
+    // The directory is checked before the process is touched.
+    let mut sink = sink::ImageSink::new(ImageWriter::create(dir)?);
+    let stats = checkpoint_into(pid, &mut sink, opts)?;
+    crate::image::sync_image(dir)?;
+    Ok(stats)
+}
+
+/// Checkpoints process `pid` into `sink`: pre-copy rounds while it runs
+/// (as many as the sink asks for), then the rest while it is frozen. The
+/// process is killed (or resumed, with `leave_running`) only once the sink
+/// has committed the checkpoint; on any error it is resumed.
+pub fn checkpoint_into(
+    pid: i32,
+    sink: &mut dyn sink::CheckpointSink,
+    opts: CheckpointOptions,
+) -> Result<CheckpointStats, CheckpointError> {
     let started = Instant::now();
     preflight(pid)?;
     // Refuse what cannot be carried before touching the process.
@@ -207,14 +232,8 @@ pub fn checkpoint(
     inspect::check_memfd_mappings(pid, &vmas, &classify_fds(pid)?)?;
     let seccomp_filters = check_seccomp(pid)?;
 
-    let mut writer = ImageWriter::create(dir)?;
     let precopy = match precopy::start_tracking(pid, &vmas) {
-        Ok(tracker) => Some(precopy::copy_while_running(
-            pid,
-            &vmas,
-            tracker,
-            &mut writer,
-        )?),
+        Ok(tracker) => Some(precopy::copy_while_running(pid, &vmas, tracker, sink)?),
         Err(err) => {
             tracing::info!(pid, %err, "no pre-copy: all memory is copied while the process is frozen");
             None
@@ -227,7 +246,7 @@ pub fn checkpoint(
 
     let frozen_at = Instant::now();
     let mut frozen = Frozen::freeze(pid, seccomp_filters > 0)?;
-    let (image, mem) = match dump_frozen(pid, &mut frozen, writer, precopy) {
+    let (image, mem) = match dump_frozen(pid, &mut frozen, sink, precopy) {
         Ok(v) => v,
         Err(err) => {
             if let Err(thaw_err) = frozen.thaw() {
@@ -242,7 +261,6 @@ pub fn checkpoint(
         frozen.kill();
     }
     let frozen_ms = ms(frozen_at.elapsed());
-    crate::image::sync_image(dir)?;
     Ok(CheckpointStats {
         pid,
         frozen_ms,
@@ -578,7 +596,7 @@ impl Frozen {
 fn dump_frozen(
     pid: i32,
     frozen: &mut Frozen,
-    mut writer: ImageWriter,
+    sink: &mut dyn sink::CheckpointSink,
     precopy: Option<precopy::Precopy>,
 ) -> Result<(crate::image::ImageSummary, memory::MemoryDumpStats), CheckpointError> {
     // The authoritative inspection: nothing can change any more (a child
@@ -740,11 +758,11 @@ fn dump_frozen(
                 written = after.written_pages(),
                 "pages written during pre-copy"
             );
-            memory::dump_memory(pid, vmas, &after, &mut writer)?
+            memory::dump_memory(pid, vmas, &after, sink)?
         }
-        None => memory::dump_memory(pid, vmas, &memory::EveryPage, &mut writer)?,
+        None => memory::dump_memory(pid, vmas, &memory::EveryPage, sink)?,
     };
-    let summary = writer.commit(&checkpoint)?;
+    let summary = sink.commit(&checkpoint)?;
     Ok((summary, mem))
 }
 

@@ -4,10 +4,12 @@
 //! memory is copied while frozen, as before.
 
 use super::memory::{dump_memory, MemoryDumpStats, PageChoice, PagePolicy};
+use super::sink::{CheckpointSink, NextStep, RoundReport};
 use super::{CheckpointError, Frozen};
-use crate::image::{ImageWriter, Vma};
+use crate::image::Vma;
 use crate::memory::{DirtyTracker, PageRuns, UffdWpTracker};
 use nix::unistd::Pid;
+use std::time::Instant;
 
 /// Writes tracked and memory copied while the process ran.
 pub struct Precopy {
@@ -18,11 +20,6 @@ pub struct Precopy {
     /// Rounds copied while running (the first copies everything).
     pub rounds: u32,
 }
-
-/// Rounds after the first stop when fewer pages than this were written.
-const CONVERGED_PAGES: u64 = 64;
-/// At most this many rounds while running.
-const MAX_ROUNDS: u32 = 5;
 
 /// Sets up write tracking in process `pid`: a userfaultfd created inside
 /// the process by an injected call (the process is stopped only for that),
@@ -58,26 +55,37 @@ impl PagePolicy for WhileRunning<'_> {
     }
 }
 
-/// Copies the tracked memory of the running process into `writer`.
+/// Copies the tracked memory of the running process into `sink`, round
+/// after round, as long as the sink asks for another round.
 pub fn copy_while_running(
     pid: i32,
     vmas: &[Vma],
     tracker: UffdWpTracker,
-    writer: &mut ImageWriter,
+    sink: &mut dyn CheckpointSink,
 ) -> Result<Precopy, CheckpointError> {
+    let started = Instant::now();
     let tracked: Vec<Vma> = vmas
         .iter()
         .filter(|v| tracker.is_tracked(v.start, v.end))
         .cloned()
         .collect();
-    let (stats, copied) = dump_memory(pid, &tracked, &WhileRunning { tracker: &tracker }, writer)?;
+    let (stats, copied) = dump_memory(pid, &tracked, &WhileRunning { tracker: &tracker }, sink)?;
+    let first = RoundReport {
+        round: 0,
+        dirty_pages: stats.pages_written + stats.zero_pages,
+        pages_written: stats.pages_written,
+        zero_pages: stats.zero_pages,
+        duration_ms: super::ms(started.elapsed()),
+    };
     let mut precopy = Precopy {
         tracker,
         copied: PageRuns::from_runs(copied),
         stats,
         rounds: 1,
     };
-    precopy.iterate(pid, writer)?;
+    if sink.round_done(&first)? == NextStep::AnotherRound {
+        precopy.iterate(pid, sink)?;
+    }
     Ok(precopy)
 }
 
@@ -105,12 +113,11 @@ impl PagePolicy for WrittenSince<'_> {
 
 impl Precopy {
     /// Copies the pages written since the previous round, re-arming their
-    /// tracking, until few are written per round, the rounds stop
-    /// shrinking, or MAX_ROUNDS. Mappings changed since tracking began are
-    /// left to the frozen copy.
-    fn iterate(&mut self, pid: i32, writer: &mut ImageWriter) -> Result<(), CheckpointError> {
-        let mut previous = u64::MAX;
-        while self.rounds < MAX_ROUNDS {
+    /// tracking, until the sink asks to freeze or a scan fails. Mappings
+    /// changed since tracking began are left to the frozen copy.
+    fn iterate(&mut self, pid: i32, sink: &mut dyn CheckpointSink) -> Result<(), CheckpointError> {
+        loop {
+            let started = Instant::now();
             // Only mappings still registered ("uw") can be scanned.
             let Ok(vmas) = crate::proc::read_smaps(pid)
                 .map_err(CheckpointError::from)
@@ -157,19 +164,24 @@ impl Precopy {
                         })
                 })
                 .collect();
-            let (stats, copied) = dump_memory(pid, &pieces, &policy, writer)?;
+            let (stats, copied) = dump_memory(pid, &pieces, &policy, sink)?;
             self.stats.pages_scanned += stats.pages_scanned;
             self.stats.pages_written += stats.pages_written;
             self.stats.zero_pages += stats.zero_pages;
             self.copied.extend(copied);
+            let report = RoundReport {
+                round: self.rounds,
+                dirty_pages: pages,
+                pages_written: stats.pages_written,
+                zero_pages: stats.zero_pages,
+                duration_ms: super::ms(started.elapsed()),
+            };
             self.rounds += 1;
-            tracing::debug!(pid, round = self.rounds, written = pages, "pre-copy round");
-            if scan_failed || pages < CONVERGED_PAGES || pages >= previous {
+            tracing::debug!(pid, round = report.round, written = pages, "pre-copy round");
+            if sink.round_done(&report)? == NextStep::Freeze || scan_failed {
                 return Ok(());
             }
-            previous = pages;
         }
-        Ok(())
     }
 }
 

@@ -307,7 +307,7 @@ impl ImageWriter {
     /// Nothing is fsynced here, so that a frozen process does not wait for
     /// the disk: call [`sync_image`] once the process is let go. An image
     /// cut short by a power loss before that is refused by its checksums.
-    pub fn commit(mut self, checkpoint: &Checkpoint) -> Result<ImageSummary, ImageError> {
+    pub fn commit(&mut self, checkpoint: &Checkpoint) -> Result<ImageSummary, ImageError> {
         self.pages
             .flush()
             .map_err(io_err("write", &self.pages_path))?;

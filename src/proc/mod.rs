@@ -144,6 +144,28 @@ pub fn task_ids(pid: i32) -> Result<Vec<i32>, ProcError> {
     Ok(tids)
 }
 
+/// Resident memory of a process in bytes (Rss of /proc/PID/smaps_rollup):
+/// what a migration will copy, for the destination's space check and the
+/// progress bar.
+pub fn rss_bytes(pid: i32) -> Result<u64, ProcError> {
+    let (path, text) = read_text(PathBuf::from(format!("/proc/{pid}/smaps_rollup")))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Rss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+        .ok_or_else(|| ProcError::Parse {
+            path,
+            what: "no Rss line".to_string(),
+        })
+}
+
+/// This host's name (/proc/sys/kernel/hostname), for identifiers and logs.
+pub fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string())
+}
+
 /// Lists the children of every thread of a process.
 pub fn children(pid: i32) -> Result<Vec<i32>, ProcError> {
     let mut out = Vec::new();

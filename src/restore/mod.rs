@@ -132,13 +132,26 @@ pub fn restore(dir: &Path) -> Result<RestoreStats, RestoreError> {
 }
 
 fn check_cpu(host: &crate::image::HostInfo) -> Result<(), RestoreError> {
+    check_xsave(host.xcr0, host.xstate_size)
+}
+
+/// Checks, before any page travels, that a workload from a CPU with XSAVE
+/// features `xcr0` (an area of `xstate_size` bytes) can be restored here
+/// and that its PIDs and TIDs `tids` are free: a migration's destination
+/// refuses the offer early instead of failing after the freeze.
+pub fn check_target(xcr0: u64, xstate_size: u32, tids: &[i32]) -> Result<(), RestoreError> {
+    check_xsave(xcr0, xstate_size)?;
+    tids.iter().try_for_each(|&tid| pid_free(tid))
+}
+
+fn check_xsave(xcr0: u64, xstate_size: u32) -> Result<(), RestoreError> {
     let host_xcr0 = kernel::cpu::xcr0();
     let host_size = kernel::cpu::xsave_size();
-    if host.xcr0 != host_xcr0 || host.xstate_size != host_size {
+    if xcr0 != host_xcr0 || xstate_size != host_size {
         return Err(RestoreError::CpuMismatch {
-            image: kernel::cpu::xsave_component_names(host.xcr0).join(","),
-            image_xcr0: host.xcr0,
-            image_size: host.xstate_size,
+            image: kernel::cpu::xsave_component_names(xcr0).join(","),
+            image_xcr0: xcr0,
+            image_size: xstate_size,
             host: kernel::cpu::xsave_component_names(host_xcr0).join(","),
             host_xcr0,
             host_size,

@@ -5,7 +5,6 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Largest control message accepted or sent, in bytes. A process state with
@@ -19,8 +18,8 @@ pub enum SendError {
     /// postcard could not encode the value.
     #[error("could not encode a control message for {peer}: {source}")]
     Encode {
-        /// The peer's address.
-        peer: SocketAddr,
+        /// The peer (its address, or the local CLI).
+        peer: String,
         /// postcard's reason.
         #[source]
         source: postcard::Error,
@@ -28,8 +27,8 @@ pub enum SendError {
     /// The encoded message exceeds [`MAX_CONTROL_LEN`].
     #[error("a control message for {peer} is {len} bytes, over the {max}-byte limit")]
     TooLarge {
-        /// The peer's address.
-        peer: SocketAddr,
+        /// The peer (its address, or the local CLI).
+        peer: String,
         /// The encoded length.
         len: usize,
         /// [`MAX_CONTROL_LEN`].
@@ -38,8 +37,8 @@ pub enum SendError {
     /// The stream failed (connection lost, peer stopped reading).
     #[error("could not send a control message to {peer}: {source}")]
     Io {
-        /// The peer's address.
-        peer: SocketAddr,
+        /// The peer (its address, or the local CLI).
+        peer: String,
         /// The stream's error.
         #[source]
         source: std::io::Error,
@@ -52,16 +51,16 @@ pub enum RecvError {
     /// The peer finished the stream between two messages.
     #[error("peer {peer} closed the control stream")]
     Closed {
-        /// The peer's address.
-        peer: SocketAddr,
+        /// The peer (its address, or the local CLI).
+        peer: String,
     },
     /// The peer announced a message over [`MAX_CONTROL_LEN`].
     #[error(
         "peer {peer} announced a {len}-byte control message, over the {max}-byte limit; refused"
     )]
     TooLarge {
-        /// The peer's address.
-        peer: SocketAddr,
+        /// The peer (its address, or the local CLI).
+        peer: String,
         /// The announced length.
         len: u32,
         /// [`MAX_CONTROL_LEN`].
@@ -70,8 +69,8 @@ pub enum RecvError {
     /// The stream failed or ended inside a message.
     #[error("could not read a control message from {peer}: {source}")]
     Io {
-        /// The peer's address.
-        peer: SocketAddr,
+        /// The peer (its address, or the local CLI).
+        peer: String,
         /// The stream's error (UnexpectedEof when cut short).
         #[source]
         source: std::io::Error,
@@ -79,8 +78,8 @@ pub enum RecvError {
     /// The bytes are not a valid postcard encoding of the expected type.
     #[error("peer {peer} sent a malformed control message ({len} bytes): {source}")]
     Malformed {
-        /// The peer's address.
-        peer: SocketAddr,
+        /// The peer (its address, or the local CLI).
+        peer: String,
         /// The message length.
         len: u32,
         /// postcard's reason.
@@ -90,30 +89,40 @@ pub enum RecvError {
 }
 
 /// Writes one control message: u32 LE length, then postcard bytes.
-pub async fn write_message<W, T>(w: &mut W, peer: SocketAddr, value: &T) -> Result<(), SendError>
+pub async fn write_message<W, T>(
+    w: &mut W,
+    peer: impl std::fmt::Display,
+    value: &T,
+) -> Result<(), SendError>
 where
     W: AsyncWrite + Unpin,
     T: Serialize + ?Sized,
 {
     let mut buf = vec![0u8; 4];
-    buf = postcard::to_extend(value, buf).map_err(|source| SendError::Encode { peer, source })?;
+    buf = postcard::to_extend(value, buf).map_err(|source| SendError::Encode {
+        peer: peer.to_string(),
+        source,
+    })?;
     let len = buf.len() - 4;
     if len > MAX_CONTROL_LEN as usize {
         return Err(SendError::TooLarge {
-            peer,
+            peer: peer.to_string(),
             len,
             max: MAX_CONTROL_LEN,
         });
     }
     buf[..4].copy_from_slice(&(len as u32).to_le_bytes());
-    let io = |source| SendError::Io { peer, source };
+    let io = |source| SendError::Io {
+        peer: peer.to_string(),
+        source,
+    };
     w.write_all(&buf).await.map_err(io)?;
     w.flush().await.map_err(io)
 }
 
 /// Reads one control message written by [`write_message`]. The length is
 /// checked against [`MAX_CONTROL_LEN`] before the body is allocated.
-pub async fn read_message<R, T>(r: &mut R, peer: SocketAddr) -> Result<T, RecvError>
+pub async fn read_message<R, T>(r: &mut R, peer: impl std::fmt::Display) -> Result<T, RecvError>
 where
     R: AsyncRead + Unpin,
     T: DeserializeOwned,
@@ -121,14 +130,19 @@ where
     let mut len = [0u8; 4];
     if !read_or_eof(r, &mut len)
         .await
-        .map_err(|source| RecvError::Io { peer, source })?
+        .map_err(|source| RecvError::Io {
+            peer: peer.to_string(),
+            source,
+        })?
     {
-        return Err(RecvError::Closed { peer });
+        return Err(RecvError::Closed {
+            peer: peer.to_string(),
+        });
     }
     let len = u32::from_le_bytes(len);
     if len > MAX_CONTROL_LEN {
         return Err(RecvError::TooLarge {
-            peer,
+            peer: peer.to_string(),
             len,
             max: MAX_CONTROL_LEN,
         });
@@ -136,8 +150,15 @@ where
     let mut body = vec![0u8; len as usize];
     r.read_exact(&mut body)
         .await
-        .map_err(|source| RecvError::Io { peer, source })?;
-    postcard::from_bytes(&body).map_err(|source| RecvError::Malformed { peer, len, source })
+        .map_err(|source| RecvError::Io {
+            peer: peer.to_string(),
+            source,
+        })?;
+    postcard::from_bytes(&body).map_err(|source| RecvError::Malformed {
+        peer: peer.to_string(),
+        len,
+        source,
+    })
 }
 
 /// Fills `buf` completely, or returns Ok(false) when the stream ended

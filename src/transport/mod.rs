@@ -19,7 +19,7 @@ pub mod frame;
 pub mod pages;
 pub mod tls;
 
-pub use frame::{PageHeader, RecvError, SendError};
+pub use frame::{read_message, write_message, PageHeader, RecvError, SendError, MAX_FRAME_PAGES};
 pub use pages::{PageFrame, PageReceiver, PageSender};
 pub use tls::{PeerNameError, TlsFiles, TlsSetupError};
 
@@ -58,6 +58,11 @@ const CONNECTION_WINDOW: u32 = 64 << 20;
 /// segments x MTU must stay under 64 KiB, or the send fails silently and
 /// the MTU collapses.
 const MTU_UPPER_BOUND: u16 = 6000;
+/// A peer silent this long is gone: short, because a workload may be
+/// frozen waiting on it (keep-alives keep a slow but live peer).
+const IDLE_TIMEOUT_MS: u32 = 5_000;
+/// Keep-alive interval, well under [`IDLE_TIMEOUT_MS`].
+const KEEP_ALIVE: Duration = Duration::from_secs(1);
 /// QUIC application close code for a refusal (reason in the close frame).
 const CLOSE_REFUSED: u32 = 1;
 /// QUIC application close code for a normal end of session.
@@ -309,8 +314,8 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
         .receive_window(VarInt::from_u32(CONNECTION_WINDOW))
         .send_window(u64::from(CONNECTION_WINDOW))
         .max_concurrent_uni_streams(VarInt::from_u32(256))
-        .max_idle_timeout(Some(VarInt::from_u32(30_000).into()))
-        .keep_alive_interval(Some(Duration::from_secs(5)));
+        .max_idle_timeout(Some(VarInt::from_u32(IDLE_TIMEOUT_MS).into()))
+        .keep_alive_interval(Some(KEEP_ALIVE));
     let mut mtu = quinn::MtuDiscoveryConfig::default();
     mtu.upper_bound(MTU_UPPER_BOUND);
     tc.mtu_discovery_config(Some(mtu));
@@ -707,6 +712,20 @@ async fn sort_incoming(
     }
 }
 
+/// The page streams a peer opens, taken out of its [`Session`].
+pub struct IncomingPages {
+    streams: Option<mpsc::Receiver<RecvStream>>,
+    peer: SocketAddr,
+}
+
+impl IncomingPages {
+    /// The next page stream, or None once every bulk connection is closed.
+    pub async fn next(&mut self) -> Option<PageReceiver> {
+        let stream = self.streams.as_mut()?.recv().await?;
+        Some(PageReceiver::new(stream, self.peer))
+    }
+}
+
 /// An open session with one peer agent: a control stream for messages and
 /// bulk connections for page streams.
 pub struct Session {
@@ -717,7 +736,7 @@ pub struct Session {
     recv: RecvStream,
     bulk: Vec<Connection>,
     next_bulk: AtomicUsize,
-    incoming_pages: mpsc::Receiver<RecvStream>,
+    incoming_pages: Option<mpsc::Receiver<RecvStream>>,
     page_acceptors: Vec<JoinHandle<()>>,
 }
 
@@ -761,7 +780,7 @@ impl Session {
             recv,
             bulk,
             next_bulk: AtomicUsize::new(0),
-            incoming_pages: rx,
+            incoming_pages: Some(rx),
             page_acceptors,
         }
     }
@@ -805,11 +824,15 @@ impl Session {
         Ok(PageSender::new(stream, self.peer))
     }
 
-    /// The next page stream the peer opened, on any bulk connection; None
-    /// once every bulk connection is closed.
-    pub async fn accept_pages(&mut self) -> Option<PageReceiver> {
-        let stream = self.incoming_pages.recv().await?;
-        Some(PageReceiver::new(stream, self.peer))
+    /// The page streams the peer opens, on any bulk connection, as a
+    /// receiver of its own: a destination reads them concurrently with
+    /// the control stream. Every later call returns a receiver that ends
+    /// at once.
+    pub fn take_incoming_pages(&mut self) -> IncomingPages {
+        IncomingPages {
+            streams: self.incoming_pages.take(),
+            peer: self.peer,
+        }
     }
 
     /// quinn's statistics of each bulk connection (RTT, congestion window,

@@ -8,6 +8,8 @@
 // Each test crate (zdtm.rs, bad_input.rs) uses a different part of this.
 #![allow(dead_code)]
 
+pub mod testbed;
+
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};

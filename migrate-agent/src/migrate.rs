@@ -1,0 +1,192 @@
+//! `migrate-agent migrate`: asks the local agent to move a workload to
+//! another agent, shows the rounds as they go and the statistics at the end.
+
+use anyhow::{bail, Context};
+use ferry::agent::{self, ControlEvent, ControlRequest, MigrateRequest};
+use ferry::migration::stats::{MigrationStats, Phase};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::process::ExitCode;
+
+/// The command's arguments, parsed.
+pub struct Args<'a> {
+    /// Root PID of the workload.
+    pub pid: i32,
+    /// Destination agent, HOST:PORT.
+    pub to: &'a str,
+    /// Name the destination's certificate must carry.
+    pub server_name: Option<String>,
+    /// Local agent's control socket.
+    pub control_socket: &'a Path,
+    /// `--max-downtime`.
+    pub max_downtime: &'a str,
+    /// `--max-rounds`.
+    pub max_rounds: u32,
+    /// `--bandwidth-limit`.
+    pub bandwidth_limit: Option<&'a str>,
+    /// `--json`.
+    pub json: bool,
+}
+
+/// Runs the migration through the local agent.
+pub fn run(args: Args<'_>) -> anyhow::Result<ExitCode> {
+    let to = resolve(args.to)?;
+    let server_name = args
+        .server_name
+        .unwrap_or_else(|| host_part(args.to).to_string());
+    let request = ControlRequest::Migrate(MigrateRequest {
+        pid: args.pid,
+        to,
+        server_name,
+        max_downtime_ms: parse_duration_ms(args.max_downtime)?,
+        max_rounds: args.max_rounds,
+        bandwidth_limit: args.bandwidth_limit.map(parse_rate).transpose()?,
+    });
+    let bar = if args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let outcome = runtime
+        .block_on(agent::request(args.control_socket, &request, |event| {
+            if let ControlEvent::Progress(p) = event {
+                bar.set_length(p.memory_bytes.max(p.bytes_sent));
+                bar.set_position(p.bytes_sent);
+                bar.set_message(match p.phase {
+                    Phase::Precopy => format!(
+                        "round {} | remaining ~{} | dirty {}/s | {}/s",
+                        p.round,
+                        mib(p.remaining_bytes as f64),
+                        mib(p.dirty_bytes_per_sec),
+                        mib(p.throughput_bytes_per_sec)
+                    ),
+                    Phase::Frozen => "frozen: final transfer".to_string(),
+                    Phase::Done => "done".to_string(),
+                });
+            }
+        }))
+        .map_err(anyhow::Error::msg)?;
+    bar.finish_and_clear();
+    match outcome {
+        ControlEvent::Migrated(stats) => {
+            if args.json {
+                println!("{}", serde_json::to_string(&stats)?);
+            } else {
+                print_summary(args.pid, args.to, &stats);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ControlEvent::Failed { error } => bail!("{error}"),
+        ControlEvent::Progress(_) => bail!("the agent ended with a progress report"),
+    }
+}
+
+fn print_summary(pid: i32, to: &str, s: &MigrationStats) {
+    println!("migrated process {pid} to {to}: it runs there now");
+    println!(
+        "  memory {}, sent {} ({:.2}x) in {} pre-copy rounds + final, at {}/s",
+        mib(s.memory_bytes as f64),
+        mib(s.bytes_sent as f64),
+        s.bytes_sent as f64 / s.memory_bytes.max(1) as f64,
+        s.rounds.len(),
+        mib(s.throughput_bytes_per_sec)
+    );
+    for r in &s.rounds {
+        println!(
+            "  round {:>2}: {:>8} pages {:>10} {:>9.1} ms, {} dirty pages before it",
+            r.round,
+            r.pages,
+            mib(r.bytes as f64),
+            r.duration_ms,
+            r.dirty_pages
+        );
+    }
+    println!(
+        "  final:    {:>8} pages {:>10}; switch-over: {}",
+        s.final_round.pages,
+        mib(s.final_round.bytes as f64),
+        s.switch_reason
+            .map_or("-".to_string(), |r| format!("{r:?}"))
+    );
+    let d = &s.downtime;
+    println!(
+        "  downtime {:.1} ms = freeze {:.1} + final transfer {:.1} + restore {:.1} + resume {:.1}; total {:.0} ms",
+        d.total_ms, d.freeze_ms, d.final_transfer_ms, d.restore_ms, d.resume_ms, s.total_ms
+    );
+}
+
+fn mib(bytes: f64) -> String {
+    format!("{:.1} MiB", bytes / (1u64 << 20) as f64)
+}
+
+fn host_part(to: &str) -> &str {
+    let host = to.rsplit_once(':').map_or(to, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+fn resolve(to: &str) -> anyhow::Result<SocketAddr> {
+    to.to_socket_addrs()
+        .with_context(|| format!("--to {to}: expected HOST:PORT"))?
+        .next()
+        .with_context(|| format!("--to {to}: the name has no address"))
+}
+
+/// Parses "50ms", "1.5s" or a bare number of milliseconds.
+fn parse_duration_ms(text: &str) -> anyhow::Result<f64> {
+    let t = text.trim();
+    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        (t, 1.0)
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v * scale),
+        _ => bail!("--max-downtime {text}: expected a duration such as 50ms or 1s"),
+    }
+}
+
+/// Parses a byte rate: "100M", "1.5G/s", "500MB/s", "800KiB" (1024-based
+/// suffixes K, M, G), or a bare number of bytes per second.
+fn parse_rate(text: &str) -> anyhow::Result<u64> {
+    let t = text.trim().trim_end_matches("/s");
+    let t = t.trim_end_matches("iB").trim_end_matches('B');
+    let (num, scale) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok((v * scale as f64) as u64),
+        _ => bail!("--bandwidth-limit {text}: expected a rate such as 100M or 1G/s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_rates_parse() {
+        assert_eq!(parse_duration_ms("50ms").unwrap(), 50.0);
+        assert_eq!(parse_duration_ms("1.5s").unwrap(), 1500.0);
+        assert!(parse_duration_ms("fast").is_err());
+        assert_eq!(parse_rate("100M").unwrap(), 100 << 20);
+        assert_eq!(parse_rate("1G/s").unwrap(), 1 << 30);
+        assert_eq!(parse_rate("512KiB/s").unwrap(), 512 << 10);
+        assert!(parse_rate("-1").is_err());
+        assert_eq!(host_part("10.0.0.2:7000"), "10.0.0.2");
+        assert_eq!(host_part("[::1]:7000"), "::1");
+    }
+}

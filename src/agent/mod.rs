@@ -1,0 +1,273 @@
+//! The per-host daemon (`migrate-agent serve`): a QUIC endpoint that
+//! receives migrations from peer agents, and a root-only unix control
+//! socket on which the local CLI asks it to migrate a workload away and
+//! follows the progress.
+
+use crate::config::AgentConfig;
+use crate::migration::destination::{self, DestinationOptions};
+use crate::migration::policy::Limits;
+use crate::migration::source::{self, MigrateOptions};
+use crate::migration::stats::{MigrationStats, Progress};
+use crate::transport::{self, Settings, Transport};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+
+/// How long the destination waits for the source's last confirmation.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request from the CLI to the local agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControlRequest {
+    /// Migrate process `pid` (as this agent sees it) to another agent.
+    Migrate(MigrateRequest),
+}
+
+/// The parameters of `migrate-agent migrate`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MigrateRequest {
+    /// Root PID of the workload.
+    pub pid: i32,
+    /// The destination agent's QUIC address.
+    pub to: SocketAddr,
+    /// The name the destination's certificate must carry (by default the
+    /// address itself, for certificates issued with an IP name).
+    pub server_name: String,
+    /// The longest acceptable freeze, in milliseconds.
+    pub max_downtime_ms: f64,
+    /// Pre-copy rounds at most.
+    pub max_rounds: u32,
+    /// Page bytes per second at most.
+    pub bandwidth_limit: Option<u64>,
+}
+
+/// What the agent reports back on the control socket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControlEvent {
+    /// A progress report.
+    Progress(Progress),
+    /// The workload runs on the destination.
+    Migrated(MigrationStats),
+    /// The migration failed; the message says where the workload runs.
+    Failed {
+        /// The error, as a sentence.
+        error: String,
+    },
+}
+
+/// Why the daemon could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The QUIC endpoint could not be set up.
+    #[error(transparent)]
+    Bind(#[from] transport::BindError),
+    /// The control socket could not be created.
+    #[error("cannot create the control socket {path}: {source}")]
+    ControlSocket {
+        /// The socket path.
+        path: PathBuf,
+        /// The system's reason.
+        source: std::io::Error,
+    },
+    /// The work directory could not be created.
+    #[error("cannot create the work directory {path}: {source}")]
+    WorkDir {
+        /// The directory.
+        path: PathBuf,
+        /// The system's reason.
+        source: std::io::Error,
+    },
+}
+
+/// Runs the daemon until the process is killed.
+pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
+    std::fs::create_dir_all(&config.work_dir).map_err(|source| ServeError::WorkDir {
+        path: config.work_dir.clone(),
+        source,
+    })?;
+    let transport = Arc::new(Transport::bind(Settings::from_config(&config)).await?);
+    let listener = bind_control(&config.control_socket)?;
+    tracing::info!(
+        name = %config.name,
+        listen = %config.listen,
+        control = %config.control_socket.display(),
+        "agent ready"
+    );
+    let dest = DestinationOptions {
+        work_dir: config.work_dir.clone(),
+        confirm_timeout: CONFIRM_TIMEOUT,
+    };
+    let incoming = {
+        let transport = transport.clone();
+        tokio::spawn(async move {
+            loop {
+                match transport.accept().await {
+                    Ok(mut session) => {
+                        let dest = dest.clone();
+                        tokio::spawn(async move {
+                            let peer = session.peer_agent().to_string();
+                            match destination::receive(&mut session, &dest).await {
+                                Ok(r) => {
+                                    tracing::info!(%peer, id = %r.id, pid = r.pid, restore_ms = r.restore_ms, "migration received; the workload runs here")
+                                }
+                                Err(e) => tracing::warn!(%peer, "{e}"),
+                            }
+                            session.close("migration finished");
+                        });
+                    }
+                    Err(e) => tracing::warn!("refused a peer: {e}"),
+                }
+            }
+        })
+    };
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let transport = transport.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = handle_control(stream, transport).await {
+                        tracing::warn!("control connection: {e}");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::error!("control socket: {e}");
+                incoming.abort();
+                return Err(ServeError::ControlSocket {
+                    path: config.control_socket.clone(),
+                    source: e,
+                });
+            }
+        }
+    }
+}
+
+/// Creates the control socket in a root-only directory, replacing a stale
+/// socket left by a previous agent.
+fn bind_control(path: &Path) -> Result<UnixListener, ServeError> {
+    let err = |source| ServeError::ControlSocket {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e)),
+        _ => {}
+    }
+    let listener = UnixListener::bind(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    Ok(listener)
+}
+
+/// The local peer's name in control-socket error messages.
+const LOCAL_PEER: &str = "the local CLI";
+
+async fn handle_control(mut stream: UnixStream, transport: Arc<Transport>) -> Result<(), String> {
+    let creds = stream.peer_cred().map_err(|e| e.to_string())?;
+    if creds.uid() != 0 {
+        return Err(format!(
+            "refused a control connection from uid {}",
+            creds.uid()
+        ));
+    }
+    let request: ControlRequest = transport::read_message(&mut stream, LOCAL_PEER)
+        .await
+        .map_err(|e| e.to_string())?;
+    let ControlRequest::Migrate(req) = request;
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<ControlEvent>();
+    let job = tokio::spawn(run_migration(req, transport, events_tx));
+    while let Some(event) = events_rx.recv().await {
+        // The CLI may be gone (Ctrl-C): the migration goes on regardless.
+        if transport::write_message(&mut stream, LOCAL_PEER, &event)
+            .await
+            .is_err()
+        {
+            tracing::info!("the CLI left; the migration continues");
+        }
+    }
+    job.await.map_err(|e| e.to_string())
+}
+
+async fn run_migration(
+    req: MigrateRequest,
+    transport: Arc<Transport>,
+    events: mpsc::UnboundedSender<ControlEvent>,
+) {
+    let pid = req.pid;
+    let mut session = match transport.connect(req.to, &req.server_name).await {
+        Ok(s) => s,
+        Err(e) => {
+            let error = format!("{e}; process {pid} keeps running here, untouched");
+            let _ = events.send(ControlEvent::Failed { error });
+            return;
+        }
+    };
+    let opts = MigrateOptions {
+        limits: Limits {
+            max_downtime_ms: req.max_downtime_ms,
+            max_rounds: req.max_rounds.max(1),
+        },
+        bandwidth_limit: req.bandwidth_limit,
+        page_streams: session.bulk_connections() as u32,
+    };
+    let rt = tokio::runtime::Handle::current();
+    let progress_events = events.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut progress = |p: &Progress| {
+            let _ = progress_events.send(ControlEvent::Progress(*p));
+        };
+        let result = source::migrate(&rt, &mut session, pid, &opts, &mut progress);
+        session.close("migration finished");
+        result
+    })
+    .await;
+    let event = match result {
+        Ok(Ok(stats)) => {
+            tracing::info!(pid, downtime_ms = stats.downtime.total_ms, "migrated");
+            ControlEvent::Migrated(stats)
+        }
+        Ok(Err(e)) => ControlEvent::Failed {
+            error: e.to_string(),
+        },
+        Err(e) => ControlEvent::Failed {
+            error: format!("the migration task of process {pid} failed: {e}"),
+        },
+    };
+    let _ = events.send(event);
+}
+
+/// Sends `request` to the agent listening on `socket` and calls `on_event`
+/// for every event until the final one, which is returned.
+pub async fn request(
+    socket: &Path,
+    request: &ControlRequest,
+    mut on_event: impl FnMut(&ControlEvent),
+) -> Result<ControlEvent, String> {
+    let mut stream = UnixStream::connect(socket).await.map_err(|e| {
+        format!(
+            "cannot reach the local agent at {}: {e} (is `migrate-agent serve` running?)",
+            socket.display()
+        )
+    })?;
+    let agent = format!("the agent at {}", socket.display());
+    transport::write_message(&mut stream, &agent, request)
+        .await
+        .map_err(|e| e.to_string())?;
+    loop {
+        let event: ControlEvent = transport::read_message(&mut stream, &agent)
+            .await
+            .map_err(|e| e.to_string())?;
+        match event {
+            ControlEvent::Progress(_) => on_event(&event),
+            final_event => return Ok(final_event),
+        }
+    }
+}

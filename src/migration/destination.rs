@@ -1,0 +1,418 @@
+//! The destination side of a live migration: accept or refuse the offer,
+//! store the pages of every round as they arrive, and on the frozen state
+//! restore the workload, report it running and keep it only once the
+//! source confirms. On any failure nothing is left here.
+
+use super::protocol::{Offer, ToDestination, ToSource};
+use crate::dump::sink::{CheckpointSink, ImageSink};
+use crate::image::{Checkpoint, ImageWriter};
+use crate::transport::{IncomingPages, PageReceiver, Session};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Where the destination keeps incoming images, and how long it waits for
+/// the source's last word.
+#[derive(Debug, Clone)]
+pub struct DestinationOptions {
+    /// Directory for incoming images (one subdirectory per migration).
+    pub work_dir: PathBuf,
+    /// How long to wait for the source's confirmation after reporting the
+    /// workload running; without it the restored copy is killed, since the
+    /// source then resumes its own.
+    pub confirm_timeout: Duration,
+}
+
+/// The destination's states, for its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DestinationState {
+    /// Waiting for an offer.
+    Accepting,
+    /// Storing the pages of a pre-copy round.
+    Receiving {
+        /// The round.
+        round: u32,
+    },
+    /// Restoring the workload.
+    Restoring,
+    /// The workload runs; waiting for the source's confirmation.
+    Running,
+    /// The migration is complete.
+    Done,
+}
+
+/// What a finished migration left here.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The migration's identifier.
+    pub id: String,
+    /// The restored root PID.
+    pub pid: i32,
+    /// Milliseconds the restore took.
+    pub restore_ms: f64,
+}
+
+/// Why receiving a migration failed. Nothing of it is left here.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    /// The peer broke the protocol or the link failed.
+    #[error("migration from {peer} failed in state {state:?}: {why}")]
+    Failed {
+        /// The source agent.
+        peer: String,
+        /// Where the migration was.
+        state: DestinationState,
+        /// What went wrong.
+        why: String,
+    },
+}
+
+/// Receives one migration on `session` (the source has just connected).
+pub async fn receive(
+    session: &mut Session,
+    opts: &DestinationOptions,
+) -> Result<Received, ReceiveError> {
+    let mut state = DestinationState::Accepting;
+    let peer = session.peer_addr().to_string();
+    let mut dir = None;
+    let mut restored: Option<Vec<i32>> = None;
+    let result = run(session, opts, &mut state, &mut dir, &mut restored).await;
+    if let Err(why) = &result {
+        tracing::warn!(%peer, ?state, %why, "migration failed; cleaning up");
+        let reason = format!("the destination failed while {}: {why}", describe(state));
+        let _ = session.send(&ToSource::Failed { reason }).await;
+        if let Some(pids) = restored {
+            kill_tree(&pids);
+        }
+    }
+    if let Some(dir) = dir {
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(dir = %dir.display(), %e, "cannot remove an incoming image");
+        }
+    }
+    result.map_err(|why| ReceiveError::Failed { peer, state, why })
+}
+
+fn describe(state: DestinationState) -> String {
+    match state {
+        DestinationState::Accepting => "checking the offer".into(),
+        DestinationState::Receiving { round } => format!("storing round {round}"),
+        DestinationState::Restoring => "restoring".into(),
+        DestinationState::Running => "waiting for the source's confirmation".into(),
+        DestinationState::Done => "finishing".into(),
+    }
+}
+
+async fn run(
+    session: &mut Session,
+    opts: &DestinationOptions,
+    state: &mut DestinationState,
+    dir_out: &mut Option<PathBuf>,
+    restored: &mut Option<Vec<i32>>,
+) -> Result<Received, String> {
+    let offer = match session.recv::<ToDestination>().await {
+        Ok(ToDestination::Offer(offer)) => offer,
+        Ok(other) => return Err(format!("expected an offer, got {}", name(&other))),
+        Err(e) => return Err(e.to_string()),
+    };
+    let dir = opts.work_dir.join(sanitize(&offer.id));
+    if let Err(reason) = check_offer(&offer, &dir) {
+        let _ = session
+            .send(&ToSource::Refused {
+                reason: reason.clone(),
+            })
+            .await;
+        return Err(reason);
+    }
+    let writer = ImageWriter::create(&dir).map_err(|e| e.to_string())?;
+    *dir_out = Some(dir.clone());
+    session
+        .send(&ToSource::Accepted)
+        .await
+        .map_err(|e| e.to_string())?;
+
+    let (store, mut stored) = PageStore::start(writer, session.take_incoming_pages(), offer.pid);
+    let mut counts: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut round = 0u32;
+    let checkpoint: Checkpoint = loop {
+        *state = DestinationState::Receiving { round };
+        // The control read is not cancel-safe: keep one future and count
+        // stored frames while it waits.
+        let message = {
+            let recv = session.recv::<ToDestination>();
+            tokio::pin!(recv);
+            loop {
+                tokio::select! {
+                    m = &mut recv => break m.map_err(|e| e.to_string())?,
+                    s = stored.recv() => match s {
+                        Some(Ok(r)) => *counts.entry(r).or_default() += 1,
+                        Some(Err(e)) => return Err(e),
+                        None => return Err("the page store stopped".into()),
+                    },
+                }
+            }
+        };
+        match message {
+            ToDestination::RoundEnd { round: r, frames } if r == round => {
+                wait_round(&mut stored, &mut counts, round, frames).await?;
+                store.acked.store(round + 1, Ordering::Release);
+                session
+                    .send(&ToSource::RoundStored { round })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                round += 1;
+            }
+            ToDestination::State(checkpoint) => break *checkpoint,
+            ToDestination::Abort { reason } => return Err(format!("the source aborted: {reason}")),
+            other => return Err(format!("unexpected {} in round {round}", name(&other))),
+        }
+    };
+    drop(stored);
+    let writer = store.finish().await?;
+
+    *state = DestinationState::Restoring;
+    let tids: Vec<i32> = checkpoint.process.threads.iter().map(|t| t.tid).collect();
+    let restore_dir = dir.clone();
+    let restore = tokio::task::spawn_blocking(move || {
+        let mut sink = ImageSink::new(writer);
+        sink.commit(&checkpoint).map_err(|e| e.to_string())?;
+        crate::restore::restore(&restore_dir).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| format!("the restore task failed: {e}"))??;
+    *restored = Some(tids);
+
+    *state = DestinationState::Running;
+    session
+        .send(&ToSource::Running {
+            restore_ms: restore.restore_ms,
+            pid: restore.pid,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(opts.confirm_timeout, session.recv::<ToDestination>()).await {
+        Ok(Ok(ToDestination::Done)) => {}
+        Ok(Ok(other)) => {
+            return Err(format!(
+                "expected the source's confirmation, got {}",
+                name(&other)
+            ))
+        }
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => {
+            return Err(format!(
+                "no confirmation from the source within {:?}",
+                opts.confirm_timeout
+            ))
+        }
+    }
+    *restored = None;
+    *state = DestinationState::Done;
+    Ok(Received {
+        id: offer.id,
+        pid: restore.pid,
+        restore_ms: restore.restore_ms,
+    })
+}
+
+/// Refuses an offer this host cannot take, with the reason as a sentence.
+fn check_offer(offer: &Offer, dir: &Path) -> Result<(), String> {
+    crate::restore::check_target(offer.xcr0, offer.xstate_size, &offer.tids)
+        .map_err(|e| e.to_string())?;
+    if dir.exists() {
+        return Err(format!(
+            "a migration with identifier {} is already in progress here ({})",
+            offer.id,
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// A migration identifier as a directory name.
+fn sanitize(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(128)
+        .collect()
+}
+
+fn name(message: &ToDestination) -> &'static str {
+    match message {
+        ToDestination::Offer(_) => "an offer",
+        ToDestination::RoundEnd { .. } => "a round end",
+        ToDestination::State(_) => "the process state",
+        ToDestination::Done => "a confirmation",
+        ToDestination::Abort { .. } => "an abort",
+    }
+}
+
+fn kill_tree(pids: &[i32]) {
+    for &pid in pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// Waits until every frame of `round` is stored.
+async fn wait_round(
+    stored: &mut StoredFrames,
+    counts: &mut BTreeMap<u32, u64>,
+    round: u32,
+    frames: u64,
+) -> Result<(), String> {
+    loop {
+        let have = counts.get(&round).copied().unwrap_or(0);
+        if have == frames {
+            return Ok(());
+        }
+        if have > frames {
+            return Err(format!(
+                "round {round} brought {have} frames, but the source announced {frames}"
+            ));
+        }
+        match stored.recv().await {
+            Some(Ok(r)) => *counts.entry(r).or_default() += 1,
+            Some(Err(e)) => return Err(e),
+            None => return Err("the page store stopped".into()),
+        }
+    }
+}
+
+/// A frame on its way from a page stream to the image writer.
+struct Frame {
+    round: u32,
+    vaddr: u64,
+    npages: u64,
+    data: Option<Vec<u8>>,
+}
+
+/// Page streams read concurrently into one image writer thread.
+struct PageStore {
+    frames: Option<mpsc::Sender<Frame>>,
+    writer: std::thread::JoinHandle<Result<ImageWriter, String>>,
+    accept: tokio::task::JoinHandle<()>,
+    acked: Arc<AtomicU32>,
+}
+
+/// Frames stored, by round, or the first storage error.
+type StoredFrames = mpsc::UnboundedReceiver<Result<u32, String>>;
+
+impl PageStore {
+    fn start(writer: ImageWriter, incoming: IncomingPages, pid: i32) -> (Self, StoredFrames) {
+        let (frames_tx, mut frames_rx) = mpsc::channel::<Frame>(64);
+        let (stored_tx, stored_rx) = mpsc::unbounded_channel();
+        let acked = Arc::new(AtomicU32::new(0));
+        let writer_stored = stored_tx.clone();
+        let writer = std::thread::spawn(move || {
+            let mut writer = writer;
+            while let Some(frame) = frames_rx.blocking_recv() {
+                let result = match &frame.data {
+                    Some(data) => writer.write_pages(frame.vaddr, data),
+                    None => writer.write_zero_pages(frame.vaddr, frame.npages),
+                };
+                if let Err(e) = result {
+                    let _ = writer_stored.send(Err(e.to_string()));
+                    return Err(e.to_string());
+                }
+                let _ = writer_stored.send(Ok(frame.round));
+            }
+            Ok(writer)
+        });
+        let accept = tokio::spawn(accept_streams(
+            incoming,
+            frames_tx.clone(),
+            stored_tx,
+            acked.clone(),
+            pid,
+        ));
+        let store = PageStore {
+            frames: Some(frames_tx),
+            writer,
+            accept,
+            acked,
+        };
+        (store, stored_rx)
+    }
+
+    /// Stops accepting page streams and hands back the writer once every
+    /// frame is written.
+    async fn finish(mut self) -> Result<ImageWriter, String> {
+        self.accept.abort();
+        let _ = (&mut self.accept).await;
+        drop(self.frames.take());
+        tokio::task::spawn_blocking(move || self.writer.join())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|_| "the page writer panicked".to_string())?
+    }
+}
+
+async fn accept_streams(
+    mut incoming: IncomingPages,
+    frames: mpsc::Sender<Frame>,
+    stored: mpsc::UnboundedSender<Result<u32, String>>,
+    acked: Arc<AtomicU32>,
+    pid: i32,
+) {
+    let mut readers = tokio::task::JoinSet::new();
+    while let Some(stream) = incoming.next().await {
+        let frames = frames.clone();
+        let stored = stored.clone();
+        let acked = acked.clone();
+        readers.spawn(async move {
+            if let Err(e) = read_stream(stream, &frames, &acked, pid).await {
+                let _ = stored.send(Err(e));
+            }
+        });
+    }
+    while readers.join_next().await.is_some() {}
+}
+
+/// Reads one page stream into the writer: frames of the workload's PID
+/// only, and never of a round the source already closed.
+async fn read_stream(
+    mut stream: PageReceiver,
+    frames: &mpsc::Sender<Frame>,
+    acked: &AtomicU32,
+    pid: i32,
+) -> Result<(), String> {
+    while let Some(frame) = stream.next().await.map_err(|e| e.to_string())? {
+        let h = frame.header;
+        if h.pid != pid {
+            return Err(format!(
+                "a page frame for process {} arrived in the migration of process {pid}",
+                h.pid
+            ));
+        }
+        let closed = acked.load(Ordering::Acquire);
+        if h.round < closed {
+            return Err(format!(
+                "a page frame of round {} arrived after the round was closed (now {closed}); an older copy must not replace a newer one",
+                h.round
+            ));
+        }
+        let data = (!h.is_zero()).then(|| frame.data.to_vec());
+        let frame = Frame {
+            round: h.round,
+            vaddr: h.vaddr,
+            npages: u64::from(h.npages),
+            data,
+        };
+        if frames.send(frame).await.is_err() {
+            return Err("the page writer stopped".into());
+        }
+    }
+    Ok(())
+}

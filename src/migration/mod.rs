@@ -1,0 +1,10 @@
+//! Live migration: the source and destination state machines, the
+//! switch-over policy and the statistics of a migration. The source drives
+//! the checkpoint engine with a sink that streams to the destination; the
+//! destination stores the rounds as an image and restores it.
+
+pub mod destination;
+pub mod policy;
+pub mod protocol;
+pub mod source;
+pub mod stats;

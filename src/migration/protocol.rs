@@ -1,0 +1,82 @@
+//! The migration conversation on the control stream, in postcard (framed by
+//! the transport). Page data never travels here: it goes on the page
+//! streams as fixed little-endian frames, each carrying its round.
+
+use crate::image::Checkpoint;
+use serde::{Deserialize, Serialize};
+
+/// What the source proposes before anything is frozen: enough for the
+/// destination to refuse early (a CPU it cannot load the registers on, a
+/// PID it already uses).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offer {
+    /// Migration identifier, for both agents' logs and work directories.
+    pub id: String,
+    /// The workload's root PID.
+    pub pid: i32,
+    /// Every PID and TID the restored workload will need.
+    pub tids: Vec<i32>,
+    /// XCR0 of the source CPU.
+    pub xcr0: u64,
+    /// Size of the source's XSAVE area.
+    pub xstate_size: u32,
+    /// Bytes of memory with data, for the destination's space check.
+    pub memory_bytes: u64,
+    /// Page streams the source will open.
+    pub page_streams: u32,
+}
+
+/// Source to destination.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ToDestination {
+    /// Start of a migration.
+    Offer(Offer),
+    /// Every frame of `round` has been sent: `frames` in all, over all page
+    /// streams. The destination answers [`ToSource::RoundStored`] once it
+    /// holds them, so a later round never races an earlier one.
+    RoundEnd {
+        /// The round.
+        round: u32,
+        /// Frames of that round.
+        frames: u64,
+    },
+    /// The frozen workload's state, after the last round's `RoundEnd`:
+    /// restore it.
+    State(Box<Checkpoint>),
+    /// The source saw [`ToSource::Running`] and will now kill its copy.
+    Done,
+    /// The source gives up (its workload keeps running there).
+    Abort {
+        /// Why, for the destination's log.
+        reason: String,
+    },
+}
+
+/// Destination to source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ToSource {
+    /// The offer is acceptable: send pages.
+    Accepted,
+    /// The offer cannot be taken; nothing was done.
+    Refused {
+        /// Why, as a sentence.
+        reason: String,
+    },
+    /// Every frame of the round is stored.
+    RoundStored {
+        /// The round.
+        round: u32,
+    },
+    /// The workload runs on the destination.
+    Running {
+        /// Milliseconds the restore took.
+        restore_ms: f64,
+        /// The restored root PID.
+        pid: i32,
+    },
+    /// The restore failed; nothing is left on the destination.
+    Failed {
+        /// Why, as a sentence.
+        reason: String,
+    },
+}

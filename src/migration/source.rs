@@ -1,0 +1,497 @@
+//! The source side of a live migration: offer the workload, pre-copy its
+//! memory in rounds while it runs, freeze it, send the rest and its state,
+//! and kill it only once the destination reports it running. On any
+//! failure before that the workload is resumed where it was.
+
+use super::policy::{self, Decision, Limits, SwitchReason};
+use super::protocol::{Offer, ToDestination, ToSource};
+use super::stats::{Downtime, MigrationStats, Phase, Progress, RoundStats};
+use crate::dump::sink::{CheckpointSink, NextStep, RoundReport};
+use crate::dump::{self, CheckpointError, CheckpointOptions};
+use crate::image::{Checkpoint, ImageSummary, PAGE_SIZE};
+use crate::transport::{PageSender, Session};
+use std::time::{Duration, Instant};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    /// Switch-over limits.
+    pub limits: Limits,
+    /// Bytes per second the page streams may use at most (None: no limit).
+    pub bandwidth_limit: Option<u64>,
+    /// Page streams to spread pages over (each on a bulk connection, round
+    /// robin).
+    pub page_streams: u32,
+}
+
+/// Why a migration failed. In every case the workload runs on the source.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// The destination refused the offer before anything was frozen.
+    #[error("the destination {peer} refused the migration of process {pid}: {reason}; the workload keeps running here")]
+    Refused {
+        /// The destination.
+        peer: String,
+        /// The workload.
+        pid: i32,
+        /// The destination's reason.
+        reason: String,
+    },
+    /// The checkpoint side failed (refusal, or the destination failed while
+    /// the workload was frozen: it was resumed).
+    #[error("migrating process {pid} to {peer} failed: {source}; the workload keeps running here")]
+    Checkpoint {
+        /// The destination.
+        peer: String,
+        /// The workload.
+        pid: i32,
+        /// What failed.
+        source: CheckpointError,
+    },
+    /// The conversation with the destination failed before freezing.
+    #[error("migrating process {pid} to {peer} failed: {why}; the workload keeps running here")]
+    Link {
+        /// The destination.
+        peer: String,
+        /// The workload.
+        pid: i32,
+        /// What failed.
+        why: String,
+    },
+}
+
+/// Migrates the process tree rooted at `pid` over `session`. Runs the
+/// engine on this (blocking) thread and the network on `rt`; `progress`
+/// is called after every round and phase change.
+pub fn migrate(
+    rt: &Handle,
+    session: &mut Session,
+    pid: i32,
+    opts: &MigrateOptions,
+    progress: &mut (dyn FnMut(&Progress) + Send),
+) -> Result<MigrationStats, MigrateError> {
+    let started = Instant::now();
+    let peer = session.peer_addr().to_string();
+    let link = |why: String| MigrateError::Link {
+        peer: peer.clone(),
+        pid,
+        why,
+    };
+    let offer = make_offer(pid, opts.page_streams).map_err(|e| MigrateError::Checkpoint {
+        peer: peer.clone(),
+        pid,
+        source: e,
+    })?;
+    let memory_bytes = offer.memory_bytes;
+    rt.block_on(session.send(&ToDestination::Offer(offer)))
+        .map_err(|e| link(e.to_string()))?;
+    match rt.block_on(session.recv::<ToSource>()) {
+        Ok(ToSource::Accepted) => {}
+        Ok(ToSource::Refused { reason }) => {
+            return Err(MigrateError::Refused {
+                peer: peer.clone(),
+                pid,
+                reason,
+            })
+        }
+        Ok(other) => {
+            return Err(link(format!(
+                "the destination answered {other:?} to the offer"
+            )))
+        }
+        Err(e) => return Err(link(e.to_string())),
+    }
+
+    let mut sink = NetworkSink::new(rt.clone(), session, pid, opts, memory_bytes, progress);
+    let result = dump::checkpoint_into(pid, &mut sink, CheckpointOptions::default());
+    match result {
+        Ok(checkpoint) => {
+            let (mut stats, progress) = sink.finish();
+            stats.total_ms = ms(started.elapsed());
+            stats.downtime.frozen_ms = checkpoint.frozen_ms;
+            stats.zero_pages = checkpoint.zero_pages;
+            progress(&Progress {
+                phase: Phase::Done,
+                round: stats.rounds.len() as u32,
+                bytes_sent: stats.bytes_sent,
+                memory_bytes: stats.memory_bytes,
+                remaining_bytes: 0,
+                dirty_bytes_per_sec: 0.0,
+                throughput_bytes_per_sec: stats.throughput_bytes_per_sec,
+            });
+            Ok(stats)
+        }
+        Err(source) => {
+            let reason = source.to_string();
+            let session = sink.into_session();
+            // Best effort: the destination cleans up on its own when the
+            // session ends without a State.
+            let _ = rt.block_on(session.send(&ToDestination::Abort { reason }));
+            Err(MigrateError::Checkpoint { peer, pid, source })
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The offer for process `pid`: its TIDs, CPU state format and memory size.
+fn make_offer(pid: i32, page_streams: u32) -> Result<Offer, CheckpointError> {
+    let tids = crate::proc::task_ids(pid)?;
+    let memory_bytes = crate::proc::rss_bytes(pid)?;
+    Ok(Offer {
+        id: format!("{}-{pid}-{}", crate::proc::hostname(), std::process::id()),
+        pid,
+        tids,
+        xcr0: crate::kernel::cpu::xcr0(),
+        xstate_size: crate::kernel::cpu::xsave_size(),
+        memory_bytes,
+        page_streams,
+    })
+}
+
+/// Work for a page-stream lane.
+enum LaneWork {
+    /// Pages with contents.
+    Pages {
+        round: u32,
+        vaddr: u64,
+        data: Vec<u8>,
+    },
+    /// All-zero pages.
+    Zero { round: u32, vaddr: u64, npages: u64 },
+}
+
+/// A lane: one task writing frames to the page stream of its round.
+struct Lane {
+    work: mpsc::Sender<LaneWork>,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+async fn run_lane(
+    pid: i32,
+    mut stream: PageSender,
+    mut work: mpsc::Receiver<LaneWork>,
+) -> Result<(), String> {
+    while let Some(item) = work.recv().await {
+        match item {
+            LaneWork::Pages { round, vaddr, data } => {
+                stream.send_pages(pid, round, vaddr, &data).await
+            }
+            LaneWork::Zero {
+                round,
+                vaddr,
+                npages,
+            } => stream.send_zero(pid, round, vaddr, npages).await,
+        }
+        .map_err(|e| e.to_string())?;
+    }
+    stream.finish().await.map_err(|e| e.to_string())
+}
+
+/// The destination agent as a checkpoint sink: pages go round-robin over
+/// page streams (new ones each round), each round ends with a barrier on
+/// the control stream, and the switch-over follows [`policy::decide`].
+struct NetworkSink<'a> {
+    rt: Handle,
+    session: &'a mut Session,
+    pid: i32,
+    limits: Limits,
+    bandwidth_limit: Option<u64>,
+    page_streams: u32,
+    lanes: Vec<Lane>,
+    next_lane: usize,
+    round: u32,
+    frames: u64,
+    round_started: Instant,
+    started: Instant,
+    reports: Vec<RoundReport>,
+    stats: MigrationStats,
+    freeze_decided: Option<Instant>,
+    bytes_at_freeze: u64,
+    first_frozen_write: Option<Instant>,
+    progress: &'a mut (dyn FnMut(&Progress) + Send),
+}
+
+impl<'a> NetworkSink<'a> {
+    fn new(
+        rt: Handle,
+        session: &'a mut Session,
+        pid: i32,
+        opts: &MigrateOptions,
+        memory_bytes: u64,
+        progress: &'a mut (dyn FnMut(&Progress) + Send),
+    ) -> Self {
+        Self {
+            rt,
+            session,
+            pid,
+            limits: opts.limits,
+            bandwidth_limit: opts.bandwidth_limit,
+            page_streams: opts.page_streams.max(1),
+            lanes: Vec::new(),
+            next_lane: 0,
+            round: 0,
+            frames: 0,
+            round_started: Instant::now(),
+            started: Instant::now(),
+            reports: Vec::new(),
+            stats: MigrationStats {
+                memory_bytes,
+                ..MigrationStats::default()
+            },
+            freeze_decided: None,
+            bytes_at_freeze: 0,
+            first_frozen_write: None,
+            progress,
+        }
+    }
+
+    fn into_session(self) -> &'a mut Session {
+        for lane in self.lanes {
+            lane.task.abort();
+        }
+        self.session
+    }
+
+    fn finish(self) -> (MigrationStats, &'a mut (dyn FnMut(&Progress) + Send)) {
+        (self.stats, self.progress)
+    }
+
+    fn link_error(&self, what: &str, why: impl std::fmt::Display) -> CheckpointError {
+        CheckpointError::Sink {
+            what: format!("{what} to the destination {}", self.session.peer_addr()),
+            why: why.to_string(),
+        }
+    }
+
+    /// Hands work to the next lane, opening this round's streams first.
+    fn push(&mut self, work: LaneWork, npages: u64) -> Result<(), CheckpointError> {
+        if self.freeze_decided.is_some() && self.first_frozen_write.is_none() {
+            self.first_frozen_write = Some(Instant::now());
+        }
+        if self.lanes.is_empty() {
+            for _ in 0..self.page_streams {
+                let stream = self
+                    .rt
+                    .block_on(self.session.open_pages())
+                    .map_err(|e| self.link_error("open a page stream", e))?;
+                let (tx, rx) = mpsc::channel(8);
+                let task = self.rt.spawn(run_lane(self.pid, stream, rx));
+                self.lanes.push(Lane { work: tx, task });
+            }
+        }
+        self.frames += npages.div_ceil(u64::from(crate::transport::MAX_FRAME_PAGES));
+        let lane = &self.lanes[self.next_lane % self.lanes.len()];
+        self.next_lane += 1;
+        if lane.work.blocking_send(work).is_err() {
+            let err = self.close_lanes();
+            return Err(self.link_error("send pages", err.unwrap_or_default()));
+        }
+        self.throttle();
+        Ok(())
+    }
+
+    /// Sleeps as long as the bytes sent so far run ahead of the limit.
+    fn throttle(&self) {
+        if let Some(limit) = self.bandwidth_limit.filter(|&l| l > 0) {
+            let due = Duration::from_secs_f64(self.stats.bytes_sent as f64 / limit as f64);
+            if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
+                std::thread::sleep(ahead);
+            }
+        }
+    }
+
+    /// Ends this round's page streams and waits for their last bytes to
+    /// leave; returns the first lane error.
+    fn close_lanes(&mut self) -> Option<String> {
+        let mut first_error = None;
+        for lane in self.lanes.drain(..) {
+            drop(lane.work);
+            let result = self
+                .rt
+                .block_on(lane.task)
+                .map_err(|e| e.to_string())
+                .and_then(|r| r);
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error
+    }
+
+    /// Ends the current round: closes its streams, tells the destination
+    /// how many frames it holds and waits until it stored them.
+    fn end_round(&mut self) -> Result<(), CheckpointError> {
+        if let Some(err) = self.close_lanes() {
+            return Err(self.link_error("send pages", err));
+        }
+        let end = ToDestination::RoundEnd {
+            round: self.round,
+            frames: self.frames,
+        };
+        self.rt
+            .block_on(self.session.send(&end))
+            .map_err(|e| self.link_error("end a round", e))?;
+        match self.rt.block_on(self.session.recv::<ToSource>()) {
+            Ok(ToSource::RoundStored { round }) if round == self.round => Ok(()),
+            Ok(ToSource::Failed { reason }) => Err(self.link_error("store pages", reason)),
+            Ok(other) => {
+                Err(self.link_error("end a round", format!("the destination answered {other:?}")))
+            }
+            Err(e) => Err(self.link_error("end a round", e)),
+        }
+    }
+}
+
+impl CheckpointSink for NetworkSink<'_> {
+    fn write_pages(&mut self, vaddr: u64, data: &[u8]) -> Result<(), CheckpointError> {
+        self.stats.bytes_sent += data.len() as u64;
+        let npages = data.len() as u64 / PAGE_SIZE;
+        let work = LaneWork::Pages {
+            round: self.round,
+            vaddr,
+            data: data.to_vec(),
+        };
+        self.push(work, npages)
+    }
+
+    fn write_zero_pages(&mut self, vaddr: u64, npages: u64) -> Result<(), CheckpointError> {
+        let work = LaneWork::Zero {
+            round: self.round,
+            vaddr,
+            npages,
+        };
+        self.push(work, npages)
+    }
+
+    fn round_done(&mut self, report: &RoundReport) -> Result<NextStep, CheckpointError> {
+        self.end_round()?;
+        let measured = RoundReport {
+            duration_ms: ms(self.round_started.elapsed()),
+            ..*report
+        };
+        self.reports.push(measured);
+        let decision = policy::decide(&self.reports, &self.limits);
+        let bandwidth = policy::bandwidth(&self.reports).unwrap_or(0.0);
+        let dirty_rate = measured.dirty_pages as f64 * PAGE_SIZE as f64
+            / (self
+                .reports
+                .iter()
+                .rev()
+                .nth(1)
+                .map_or(1.0, |r| r.duration_ms)
+                / 1000.0)
+                .max(1e-3);
+        self.stats.rounds.push(RoundStats {
+            round: measured.round,
+            pages: measured.pages_written,
+            zero_pages: measured.zero_pages,
+            bytes: measured.pages_written * PAGE_SIZE,
+            duration_ms: measured.duration_ms,
+            dirty_pages: measured.dirty_pages,
+        });
+        self.stats.throughput_bytes_per_sec = bandwidth;
+        let remaining = policy::expected_downtime_ms(&self.reports)
+            .map_or(self.stats.memory_bytes, |ms| {
+                (ms / 1000.0 * bandwidth) as u64
+            });
+        (self.progress)(&Progress {
+            phase: Phase::Precopy,
+            round: measured.round,
+            bytes_sent: self.stats.bytes_sent,
+            memory_bytes: self.stats.memory_bytes,
+            remaining_bytes: remaining,
+            dirty_bytes_per_sec: if measured.round == 0 { 0.0 } else { dirty_rate },
+            throughput_bytes_per_sec: bandwidth,
+        });
+        self.round += 1;
+        self.frames = 0;
+        self.round_started = Instant::now();
+        match decision {
+            Decision::AnotherRound => Ok(NextStep::AnotherRound),
+            Decision::SwitchOver(reason) => {
+                tracing::info!(
+                    pid = self.pid,
+                    ?reason,
+                    rounds = self.reports.len(),
+                    "switching over"
+                );
+                self.stats.switch_reason = Some(reason);
+                self.freeze_decided = Some(Instant::now());
+                self.bytes_at_freeze = self.stats.bytes_sent;
+                (self.progress)(&Progress {
+                    phase: Phase::Frozen,
+                    round: self.round,
+                    bytes_sent: self.stats.bytes_sent,
+                    memory_bytes: self.stats.memory_bytes,
+                    remaining_bytes: remaining,
+                    dirty_bytes_per_sec: 0.0,
+                    throughput_bytes_per_sec: bandwidth,
+                });
+                Ok(NextStep::Freeze)
+            }
+        }
+    }
+
+    fn commit(&mut self, checkpoint: &Checkpoint) -> Result<ImageSummary, CheckpointError> {
+        let frozen_at = self.freeze_decided.unwrap_or_else(Instant::now);
+        if self.stats.switch_reason.is_none() {
+            // No pre-copy was possible: everything went while frozen.
+            self.stats.switch_reason = Some(SwitchReason::MaxRounds);
+        }
+        let final_pages_at = self.first_frozen_write.unwrap_or_else(Instant::now);
+        self.end_round()?;
+        let stored_at = Instant::now();
+        self.rt
+            .block_on(
+                self.session
+                    .send(&ToDestination::State(Box::new(checkpoint.clone()))),
+            )
+            .map_err(|e| self.link_error("send the process state", e))?;
+        let (restore_ms, _) = match self.rt.block_on(self.session.recv::<ToSource>()) {
+            Ok(ToSource::Running { restore_ms, pid }) => (restore_ms, pid),
+            Ok(ToSource::Failed { reason }) => return Err(self.link_error("restore", reason)),
+            Ok(other) => {
+                return Err(
+                    self.link_error("restore", format!("the destination answered {other:?}"))
+                )
+            }
+            Err(e) => return Err(self.link_error("restore", e)),
+        };
+        let running_at = Instant::now();
+        // The destination kills its copy unless it hears this: send it
+        // before killing ours.
+        self.rt
+            .block_on(self.session.send(&ToDestination::Done))
+            .map_err(|e| self.link_error("confirm the switch-over", e))?;
+        let total = ms(running_at - frozen_at);
+        let freeze_ms = ms(final_pages_at.saturating_duration_since(frozen_at));
+        let transfer_ms = ms(stored_at - final_pages_at);
+        self.stats.downtime = Downtime {
+            total_ms: total,
+            freeze_ms,
+            final_transfer_ms: transfer_ms,
+            restore_ms,
+            resume_ms: (total - freeze_ms - transfer_ms - restore_ms).max(0.0),
+            frozen_ms: 0.0,
+        };
+        let final_bytes = self.stats.bytes_sent - self.bytes_at_freeze;
+        self.stats.final_round = RoundStats {
+            round: self.round,
+            pages: final_bytes / PAGE_SIZE,
+            zero_pages: 0,
+            bytes: final_bytes,
+            duration_ms: transfer_ms,
+            dirty_pages: final_bytes / PAGE_SIZE,
+        };
+        Ok(ImageSummary {
+            pages_written: self.stats.bytes_sent / PAGE_SIZE,
+            zero_pages: 0,
+            image_bytes: self.stats.bytes_sent,
+        })
+    }
+}

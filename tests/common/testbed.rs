@@ -1,0 +1,225 @@
+//! Two hosts on one machine for live-migration tests: scripts/testbed.sh
+//! makes network namespaces joined by a veth pair and starts an agent on
+//! each, in a PID namespace of its own (so that a workload keeps its PID on
+//! the other host while the source copy still exists). Workloads are
+//! started inside host A with nsenter. Dropping the testbed stops both
+//! agents and everything in their PID namespaces, and deletes the network
+//! namespaces, whether the test passed or not.
+
+use super::{agent_bin, path_str, workload_bin, AgentRun, TestDir};
+use anyhow::{bail, ensure, Context, Result};
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// Host A's address and agent port.
+pub const HOST_A: &str = "10.231.0.1:7000";
+/// Host B's address and agent port.
+pub const HOST_B: &str = "10.231.0.2:7000";
+const WAIT: Duration = Duration::from_secs(20);
+
+/// One host of the testbed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Host {
+    A,
+    B,
+}
+
+impl Host {
+    fn letter(self) -> &'static str {
+        match self {
+            Host::A => "a",
+            Host::B => "b",
+        }
+    }
+}
+
+/// The two hosts and their agents.
+pub struct Testbed {
+    prefix: String,
+    dir: PathBuf,
+}
+
+fn testbed_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/testbed.sh")
+}
+
+impl Testbed {
+    /// Brings up both hosts with their agents (files in DIR/testbed).
+    pub fn up(dir: &TestDir) -> Result<Self> {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let prefix = format!("ft{}x{}", std::process::id() % 100_000, N.fetch_add(1, Ordering::Relaxed));
+        let bed = Testbed {
+            prefix,
+            dir: dir.path().join("testbed"),
+        };
+        let out = Command::new("bash")
+            .arg(testbed_script())
+            .args(["up", "--name-prefix", &bed.prefix, "--agents"])
+            .arg(&bed.dir)
+            .env("FERRY_AGENT_BIN", agent_bin()?)
+            .stdin(Stdio::null())
+            .output()
+            .context("running scripts/testbed.sh up")?;
+        ensure!(
+            out.status.success(),
+            "testbed.sh up failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(bed)
+    }
+
+    /// The control socket of a host's agent.
+    pub fn control_socket(&self, host: Host) -> PathBuf {
+        self.dir.join(host.letter()).join("agent.sock")
+    }
+
+    /// The agent's log on a host.
+    pub fn agent_log(&self, host: Host) -> String {
+        fs::read_to_string(self.dir.join(host.letter()).join("agent.log")).unwrap_or_default()
+    }
+
+    /// PID (in the root namespace) of the init of a host's PID namespace.
+    fn init_pid(&self, host: Host) -> Result<i32> {
+        let path = self.dir.join(host.letter()).join("init.pid");
+        let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(text.trim().parse()?)
+    }
+
+    /// Starts a command inside host A (its network, PID and mount
+    /// namespaces) with stdout and stderr to `output`.
+    pub fn spawn(&self, host: Host, program: &Path, args: &[&str], output: &Path) -> Result<HostProcess> {
+        let init = self.init_pid(host)?;
+        let out = File::create(output)?;
+        let child = Command::new("nsenter")
+            .args(["-t", &init.to_string(), "-n", "-p", "-m", "--"])
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .context("spawning nsenter")?;
+        let start = Instant::now();
+        let pid = loop {
+            let children = fs::read_to_string(format!("/proc/{}/task/{}/children", child.id(), child.id()))
+                .unwrap_or_default();
+            if let Some(pid) = children.split_whitespace().next() {
+                break pid.parse::<i32>()?;
+            }
+            ensure!(start.elapsed() < WAIT, "nsenter did not start {}", program.display());
+            sleep(Duration::from_millis(5));
+        };
+        let ns_pid = ns_pid(pid)?;
+        Ok(HostProcess {
+            nsenter: child,
+            ns_pid,
+        })
+    }
+
+    /// Starts tests/workloads/<name> on host A with `args` after the files
+    /// directory, and waits for READY.
+    pub fn start_workload(&self, dir: &TestDir, name: &str, args: &[&str]) -> Result<HostProcess> {
+        let bin = workload_bin(name)?;
+        let files = dir.path().join("files");
+        let mut all = vec![path_str(&files)?];
+        all.extend_from_slice(args);
+        let output = dir.path().join("output.txt");
+        let p = self.spawn(Host::A, &bin, &all, &output)?;
+        wait_for(&output, "READY")?;
+        Ok(p)
+    }
+
+    /// `migrate-agent migrate NS_PID --to B` through host A's agent, with
+    /// `extra` arguments.
+    pub fn migrate(&self, dir: &TestDir, ns_pid: i32, to: &str, extra: &[&str]) -> Result<AgentRun> {
+        let pid = ns_pid.to_string();
+        let socket = self.control_socket(Host::A);
+        let mut args = vec!["migrate", &pid, "--to", to, "--control-socket", path_str(&socket)?];
+        args.extend_from_slice(extra);
+        super::agent(dir, &args)
+    }
+
+    /// The root-namespace PID of the process that has PID `ns_pid` in a
+    /// host's PID namespace, if any.
+    pub fn find(&self, host: Host, ns_pid: i32) -> Result<Option<i32>> {
+        let ns = fs::read_link(format!("/proc/{}/ns/pid", self.init_pid(host)?))?;
+        for entry in fs::read_dir("/proc")? {
+            let Some(pid) = entry?.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            if fs::read_link(format!("/proc/{pid}/ns/pid")).ok().as_ref() != Some(&ns) {
+                continue;
+            }
+            if ns_pid_opt(pid) == Some(ns_pid) && !is_zombie(pid) {
+                return Ok(Some(pid));
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(testbed_script())
+            .args(["down", "--name-prefix", &self.prefix, "--agents"])
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A process started in a host: the nsenter parent and the process's PID
+/// inside the host.
+pub struct HostProcess {
+    nsenter: Child,
+    /// PID inside the host's PID namespace (what its agent is given).
+    pub ns_pid: i32,
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        // nsenter ends with its child; the child itself dies with the
+        // testbed's PID namespace.
+        let _ = self.nsenter.kill();
+        let _ = self.nsenter.wait();
+    }
+}
+
+fn ns_pid_opt(pid: i32) -> Option<i32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("NSpid:"))?;
+    line.split_whitespace().last()?.parse().ok()
+}
+
+fn ns_pid(pid: i32) -> Result<i32> {
+    ns_pid_opt(pid).with_context(|| format!("no NSpid for process {pid}"))
+}
+
+fn is_zombie(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .unwrap_or(true)
+}
+
+/// Waits until `path` contains `text`.
+pub fn wait_for(path: &Path, text: &str) -> Result<String> {
+    let start = Instant::now();
+    loop {
+        let out = fs::read_to_string(path).unwrap_or_default();
+        if out.contains(text) {
+            return Ok(out);
+        }
+        if start.elapsed() > WAIT {
+            bail!("no {text:?} in {} after {WAIT:?}:\n{out}", path.display());
+        }
+        sleep(Duration::from_millis(10));
+    }
+}

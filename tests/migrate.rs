@@ -1,0 +1,202 @@
+//! Live migration between two hosts of the testbed (network namespaces
+//! joined by a veth pair, each with its agent in a PID namespace of its
+//! own): zdtm-style workloads migrate from A to B and verify themselves
+//! there; failures leave the workload running on A.
+
+mod common;
+
+use anyhow::{bail, ensure, Context, Result};
+use common::testbed::{wait_for, Host, HostProcess, Testbed, HOST_B};
+use common::{field, run_test, TestDir};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::thread::sleep;
+use std::time::Duration;
+
+fn output(dir: &TestDir) -> PathBuf {
+    dir.path().join("output.txt")
+}
+
+/// SIGTERMs the workload on `host` and checks that it printed READY then PASS.
+fn finish_on(bed: &Testbed, dir: &TestDir, host: Host, w: &HostProcess) -> Result<()> {
+    let pid = bed
+        .find(host, w.ns_pid)?
+        .with_context(|| format!("process {} is not running on host {host:?}", w.ns_pid))?;
+    kill(Pid::from_raw(pid), Signal::SIGTERM)?;
+    let out = wait_for(&output(dir), "\n")
+        .and_then(|_| wait_for_end(&output(dir)))?;
+    ensure!(out == "READY\nPASS\n", "expected READY then PASS, got:\n{out}");
+    Ok(())
+}
+
+fn wait_for_end(path: &std::path::Path) -> Result<String> {
+    for _ in 0..2000 {
+        let out = std::fs::read_to_string(path)?;
+        if out.contains("PASS") || out.contains("FAIL") {
+            return Ok(out);
+        }
+        sleep(Duration::from_millis(10));
+    }
+    bail!("the workload did not finish after SIGTERM")
+}
+
+/// Migrates a workload from A to B and checks the statistics.
+fn migrate_ok(bed: &Testbed, dir: &TestDir, w: &HostProcess, extra: &[&str]) -> Result<Value> {
+    let mut args = vec!["--json"];
+    args.extend_from_slice(extra);
+    let run = bed.migrate(dir, w.ns_pid, HOST_B, &args)?;
+    let stats = run.json().with_context(|| {
+        format!(
+            "migrate; agent A:\n{}\nagent B:\n{}",
+            bed.agent_log(Host::A),
+            bed.agent_log(Host::B)
+        )
+    })?;
+    ensure!(field(&stats, "bytes_sent")? > 0.0, "nothing sent: {stats}");
+    let downtime = &stats["downtime"];
+    for part in ["total_ms", "freeze_ms", "final_transfer_ms", "restore_ms", "resume_ms"] {
+        field(downtime, part)?;
+    }
+    ensure!(
+        stats["rounds"].as_array().is_some_and(|r| !r.is_empty()),
+        "no pre-copy rounds: {stats}"
+    );
+    ensure!(
+        bed.find(Host::A, w.ns_pid)?.is_none(),
+        "the workload still runs on host A after the migration"
+    );
+    Ok(stats)
+}
+
+fn migrate_workload(test: &str, name: &str, args: &[&str], extra: &[&str]) {
+    run_test(test, |dir| {
+        let bed = Testbed::up(dir)?;
+        let w = bed.start_workload(dir, name, args)?;
+        migrate_ok(&bed, dir, &w, extra)?;
+        finish_on(&bed, dir, Host::B, &w)
+    });
+}
+
+#[test]
+fn counters_migrate() {
+    migrate_workload("migrate_counters", "counters", &[], &[]);
+}
+
+#[test]
+fn threads_migrate() {
+    migrate_workload("migrate_threads", "threads", &[], &[]);
+}
+
+#[test]
+fn fds_migrate() {
+    migrate_workload("migrate_epoll", "epoll", &[], &[]);
+}
+
+/// 1 GiB rewritten at 64 MiB/s the whole time: every page checked after
+/// arrival.
+#[test]
+fn gigabyte_rewritten_at_64_mib_per_sec_migrates() {
+    migrate_workload("migrate_1g", "steady_dirty", &["1024", "64"], &[]);
+}
+
+/// The destination's address has no agent: the migration fails, the
+/// workload keeps running on A, untouched.
+#[test]
+fn unreachable_destination_leaves_workload_running() {
+    run_test("migrate_unreachable", |dir| {
+        let bed = Testbed::up(dir)?;
+        let w = bed.start_workload(dir, "counters", &[])?;
+        let run = bed.migrate(dir, w.ns_pid, "10.231.0.2:7999", &[])?;
+        let err = run.refusal()?;
+        ensure!(
+            err.contains("10.231.0.2:7999") && err.contains("keeps running here"),
+            "unclear error: {err}"
+        );
+        finish_on(&bed, dir, Host::A, &w)
+    });
+}
+
+/// A destination whose certificate comes from another CA is refused
+/// before anything is frozen.
+#[test]
+fn destination_from_another_ca_is_refused() {
+    run_test("migrate_foreign_ca", |dir| {
+        let bed = Testbed::up(dir)?;
+        let rogue = bed.rogue_agent(dir, Host::B, 7001)?;
+        let w = bed.start_workload(dir, "counters", &[])?;
+        let run = bed.migrate(dir, w.ns_pid, "10.231.0.2:7001", &[])?;
+        let err = run.refusal()?;
+        ensure!(
+            err.contains("keeps running here") && (err.contains("certificate") || err.contains("CA")),
+            "unclear error: {err}"
+        );
+        drop(rogue);
+        finish_on(&bed, dir, Host::A, &w)
+    });
+}
+
+/// The destination agent dies in the middle of pre-copy: the migration
+/// fails and the workload runs on A, with its memory intact.
+#[test]
+fn destination_killed_mid_precopy_leaves_workload_running() {
+    run_test("migrate_dest_killed", |dir| {
+        let bed = Testbed::up(dir)?;
+        let w = bed.start_workload(dir, "steady_dirty", &["256", "16"])?;
+        let migration = bed.spawn_migrate(dir, w.ns_pid, HOST_B, &["--bandwidth-limit", "32M"])?;
+        wait_for(&bed.agent_log_path(Host::B), "accepted")?;
+        bed.kill_agent(Host::B)?;
+        let run = migration.wait()?;
+        let err = run.refusal()?;
+        ensure!(err.contains("keeps running here"), "unclear error: {err}");
+        finish_on(&bed, dir, Host::A, &w)
+    });
+}
+
+/// The destination cannot restore (the PID was taken on B after the offer
+/// was accepted): the workload, frozen by then, is resumed on A.
+#[test]
+fn failed_restore_resumes_the_source() {
+    run_test("migrate_restore_fails", |dir| {
+        let bed = Testbed::up(dir)?;
+        let w = bed.start_workload(dir, "steady_dirty", &["128", "8"])?;
+        let migration = bed.spawn_migrate(dir, w.ns_pid, HOST_B, &["--bandwidth-limit", "32M"])?;
+        wait_for(&bed.agent_log_path(Host::B), "accepted")?;
+        let _squatter = bed.take_pid(Host::B, w.ns_pid)?;
+        let run = migration.wait()?;
+        let err = run.refusal()?;
+        ensure!(
+            err.contains("keeps running here") && err.contains(&w.ns_pid.to_string()),
+            "unclear error: {err}"
+        );
+        finish_on(&bed, dir, Host::A, &w)
+    });
+}
+
+/// The link between the hosts goes down once the workload is frozen: the
+/// migration fails and the workload is resumed on A.
+#[test]
+fn link_cut_during_final_transfer_resumes_the_source() {
+    run_test("migrate_link_cut", |dir| {
+        let bed = Testbed::up(dir)?;
+        let w = bed.start_workload(dir, "steady_dirty", &["256", "64"])?;
+        let migration = bed.spawn_migrate(
+            dir,
+            w.ns_pid,
+            HOST_B,
+            &["--max-rounds", "1", "--bandwidth-limit", "64M"],
+        )?;
+        wait_for(&bed.agent_log_path(Host::A), "switching over")?;
+        bed.set_link(false)?;
+        let run = migration.wait()?;
+        bed.set_link(true)?;
+        let err = run.refusal()?;
+        ensure!(err.contains("keeps running here"), "unclear error: {err}");
+        ensure!(
+            bed.find(Host::B, w.ns_pid)?.is_none(),
+            "a copy runs on host B too"
+        );
+        finish_on(&bed, dir, Host::A, &w)
+    });
+}
