@@ -48,8 +48,9 @@ async fn quinn_run(dir: &Path, total: usize) -> Result<f64> {
     let mut s = acceptor.await??;
     let receiver = tokio::spawn(async move {
         let mut tasks = Vec::new();
+        let mut incoming = s.take_incoming_pages();
         for _ in 0..STREAMS {
-            let mut rx = s.accept_pages().await.context("a page stream")?;
+            let mut rx = incoming.next().await.context("a page stream")?;
             tasks.push(tokio::spawn(async move {
                 let mut bytes = 0usize;
                 while let Some(frame) = rx.next().await? {

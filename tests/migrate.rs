@@ -25,9 +25,11 @@ fn finish_on(bed: &Testbed, dir: &TestDir, host: Host, w: &HostProcess) -> Resul
         .find(host, w.ns_pid)?
         .with_context(|| format!("process {} is not running on host {host:?}", w.ns_pid))?;
     kill(Pid::from_raw(pid), Signal::SIGTERM)?;
-    let out = wait_for(&output(dir), "\n")
-        .and_then(|_| wait_for_end(&output(dir)))?;
-    ensure!(out == "READY\nPASS\n", "expected READY then PASS, got:\n{out}");
+    let out = wait_for(&output(dir), "\n").and_then(|_| wait_for_end(&output(dir)))?;
+    ensure!(
+        out == "READY\nPASS\n",
+        "expected READY then PASS, got:\n{out}"
+    );
     Ok(())
 }
 
@@ -56,7 +58,13 @@ fn migrate_ok(bed: &Testbed, dir: &TestDir, w: &HostProcess, extra: &[&str]) -> 
     })?;
     ensure!(field(&stats, "bytes_sent")? > 0.0, "nothing sent: {stats}");
     let downtime = &stats["downtime"];
-    for part in ["total_ms", "freeze_ms", "final_transfer_ms", "restore_ms", "resume_ms"] {
+    for part in [
+        "total_ms",
+        "freeze_ms",
+        "final_transfer_ms",
+        "restore_ms",
+        "resume_ms",
+    ] {
         field(downtime, part)?;
     }
     ensure!(
@@ -129,7 +137,8 @@ fn destination_from_another_ca_is_refused() {
         let run = bed.migrate(dir, w.ns_pid, "10.231.0.2:7001", &[])?;
         let err = run.refusal()?;
         ensure!(
-            err.contains("keeps running here") && (err.contains("certificate") || err.contains("CA")),
+            err.contains("keeps running here")
+                && (err.contains("certificate") || err.contains("CA")),
             "unclear error: {err}"
         );
         drop(rogue);

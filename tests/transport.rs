@@ -161,8 +161,9 @@ async fn page_frames_round_trip_over_several_streams_and_connections() -> Result
     }
 
     let mut receivers = Vec::new();
+    let mut incoming = s.take_incoming_pages();
     for _ in 0..STREAMS {
-        let mut rx = s.accept_pages().await.context("a page stream")?;
+        let mut rx = incoming.next().await.context("a page stream")?;
         receivers.push(tokio::spawn(async move {
             let mut pid = None;
             let mut got = Vec::new();

@@ -51,7 +51,11 @@ impl Testbed {
     /// Brings up both hosts with their agents (files in DIR/testbed).
     pub fn up(dir: &TestDir) -> Result<Self> {
         static N: AtomicU32 = AtomicU32::new(0);
-        let prefix = format!("ft{}x{}", std::process::id() % 100_000, N.fetch_add(1, Ordering::Relaxed));
+        let prefix = format!(
+            "ft{}x{}",
+            std::process::id() % 100_000,
+            N.fetch_add(1, Ordering::Relaxed)
+        );
         let bed = Testbed {
             prefix,
             dir: dir.path().join("testbed"),
@@ -86,13 +90,20 @@ impl Testbed {
     /// PID (in the root namespace) of the init of a host's PID namespace.
     fn init_pid(&self, host: Host) -> Result<i32> {
         let path = self.dir.join(host.letter()).join("init.pid");
-        let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         Ok(text.trim().parse()?)
     }
 
     /// Starts a command inside host A (its network, PID and mount
     /// namespaces) with stdout and stderr to `output`.
-    pub fn spawn(&self, host: Host, program: &Path, args: &[&str], output: &Path) -> Result<HostProcess> {
+    pub fn spawn(
+        &self,
+        host: Host,
+        program: &Path,
+        args: &[&str],
+        output: &Path,
+    ) -> Result<HostProcess> {
         let init = self.init_pid(host)?;
         let out = File::create(output)?;
         let child = Command::new("nsenter")
@@ -106,12 +117,17 @@ impl Testbed {
             .context("spawning nsenter")?;
         let start = Instant::now();
         let pid = loop {
-            let children = fs::read_to_string(format!("/proc/{}/task/{}/children", child.id(), child.id()))
-                .unwrap_or_default();
+            let children =
+                fs::read_to_string(format!("/proc/{}/task/{}/children", child.id(), child.id()))
+                    .unwrap_or_default();
             if let Some(pid) = children.split_whitespace().next() {
                 break pid.parse::<i32>()?;
             }
-            ensure!(start.elapsed() < WAIT, "nsenter did not start {}", program.display());
+            ensure!(
+                start.elapsed() < WAIT,
+                "nsenter did not start {}",
+                program.display()
+            );
             sleep(Duration::from_millis(5));
         };
         let ns_pid = ns_pid(pid)?;
@@ -136,10 +152,23 @@ impl Testbed {
 
     /// `migrate-agent migrate NS_PID --to B` through host A's agent, with
     /// `extra` arguments.
-    pub fn migrate(&self, dir: &TestDir, ns_pid: i32, to: &str, extra: &[&str]) -> Result<AgentRun> {
+    pub fn migrate(
+        &self,
+        dir: &TestDir,
+        ns_pid: i32,
+        to: &str,
+        extra: &[&str],
+    ) -> Result<AgentRun> {
         let pid = ns_pid.to_string();
         let socket = self.control_socket(Host::A);
-        let mut args = vec!["migrate", &pid, "--to", to, "--control-socket", path_str(&socket)?];
+        let mut args = vec![
+            "migrate",
+            &pid,
+            "--to",
+            to,
+            "--control-socket",
+            path_str(&socket)?,
+        ];
         args.extend_from_slice(extra);
         super::agent(dir, &args)
     }
@@ -149,7 +178,11 @@ impl Testbed {
     pub fn find(&self, host: Host, ns_pid: i32) -> Result<Option<i32>> {
         let ns = fs::read_link(format!("/proc/{}/ns/pid", self.init_pid(host)?))?;
         for entry in fs::read_dir("/proc")? {
-            let Some(pid) = entry?.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            let Some(pid) = entry?
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
                 continue;
             };
             if fs::read_link(format!("/proc/{pid}/ns/pid")).ok().as_ref() != Some(&ns) {
@@ -205,7 +238,10 @@ fn ns_pid(pid: i32) -> Result<i32> {
 
 fn is_zombie(pid: i32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(true)
 }
 
