@@ -258,7 +258,10 @@ struct Hello {
     bulk_connections: u32,
 }
 
-/// The first message on a new connection's first stream.
+/// The first message on a new connection's first stream. Wire
+/// compatibility rule for every later version: `Hello` stays variant 0 and
+/// Hello starts with magic and version, so an older or newer peer can
+/// always read them and refuse with a reason.
 #[derive(Debug, Serialize, Deserialize)]
 enum Opener {
     /// A new session (on its control connection).
