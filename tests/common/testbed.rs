@@ -132,6 +132,32 @@ impl Testbed {
         Ok(p)
     }
 
+    /// One HTTP GET from inside `from` (busybox wget); returns the body.
+    pub fn http_get(&self, from: Host, url: &str) -> Result<String> {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.netns(from),
+                "busybox",
+                "wget",
+                "-q",
+                "-T",
+                "10",
+                "-O",
+                "-",
+                url,
+            ])
+            .stdin(Stdio::null())
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "GET {url} from host {from:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
     /// Brings host A's end of the link down or up.
     pub fn set_link(&self, up: bool) -> Result<()> {
         let status = Command::new("ip")
@@ -243,10 +269,23 @@ impl Testbed {
     ) -> Result<HostProcess> {
         let init = self.init_pid(host)?;
         let out = File::create(output)?;
+        // bash closes the fds this test inherited (cargo's jobserver pipe,
+        // which a checkpoint would rightly refuse) before running the program.
         let child = Command::new("nsenter")
             .args(["-t", &init.to_string(), "-n", "-p", "-m", "--"])
+            .args([
+                "bash",
+                "-c",
+                "for fd in /proc/$$/fd/*; do fd=${fd##*/}; \
+                 if [ \"$fd\" -gt 2 ]; then eval \"exec $fd>&-\"; fi; done 2>/dev/null; \
+                 exec \"$@\"",
+                "bash",
+            ])
             .arg(program)
             .args(args)
+            // libuv's io_uring backend holds an io_uring fd, which ferry
+            // does not carry yet.
+            .env("UV_USE_IO_URING", "0")
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
