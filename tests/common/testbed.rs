@@ -11,6 +11,7 @@ use anyhow::{bail, ensure, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::fs::{self, File};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -132,30 +133,33 @@ impl Testbed {
         Ok(p)
     }
 
-    /// One HTTP GET from inside `from` (busybox wget); returns the body.
+    /// One HTTP GET from inside `from`, on a thread that enters the
+    /// host's network namespace (and ends with it); returns the body.
     pub fn http_get(&self, from: Host, url: &str) -> Result<String> {
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.netns(from),
-                "busybox",
-                "wget",
-                "-q",
-                "-T",
-                "10",
-                "-O",
-                "-",
-                url,
-            ])
-            .stdin(Stdio::null())
-            .output()?;
-        ensure!(
-            out.status.success(),
-            "GET {url} from host {from:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        let netns = File::open(format!("/var/run/netns/{}", self.netns(from)))?;
+        let rest = url
+            .strip_prefix("http://")
+            .context("expected an http:// URL")?;
+        let (addr, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (addr, path) = (addr.to_string(), format!("/{path}"));
+        std::thread::spawn(move || -> Result<String> {
+            nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET)?;
+            let mut s = std::net::TcpStream::connect(&addr)
+                .with_context(|| format!("connecting to {addr}"))?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            write!(
+                s,
+                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            )?;
+            let mut reply = String::new();
+            s.read_to_string(&mut reply)?;
+            let body = reply
+                .split_once("\r\n\r\n")
+                .map_or(reply.as_str(), |(_, b)| b);
+            Ok(body.trim().to_string())
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the GET thread panicked"))?
     }
 
     /// Brings host A's end of the link down or up.
