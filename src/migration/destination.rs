@@ -199,7 +199,15 @@ async fn run(
         .await
         .map_err(|e| e.to_string())?;
     match tokio::time::timeout(opts.confirm_timeout, session.recv::<ToDestination>()).await {
-        Ok(Ok(ToDestination::Done)) => {}
+        Ok(Ok(ToDestination::Done)) => {
+            // The workload stays whatever happens to this answer: the
+            // source kills its copy once it reads it (or times out).
+            let _ = session.send(&ToSource::Kept).await;
+            // Let the source read it before the session is closed here: it
+            // closes the session itself once it has.
+            let _ =
+                tokio::time::timeout(opts.confirm_timeout, session.recv::<ToDestination>()).await;
+        }
         Ok(Ok(other)) => {
             return Err(format!(
                 "expected the source's confirmation, got {}",

@@ -74,6 +74,9 @@ pub enum ToSource {
         /// The restored root PID.
         pid: i32,
     },
+    /// The destination heard [`ToDestination::Done`] and keeps the
+    /// workload: the source may kill its copy and close the session.
+    Kept,
     /// The restore failed; nothing is left on the destination.
     Failed {
         /// Why, as a sentence.

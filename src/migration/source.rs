@@ -485,10 +485,21 @@ impl CheckpointSink for NetworkSink<'_> {
         };
         let running_at = Instant::now();
         // The destination kills its copy unless it hears this: send it
-        // before killing ours.
+        // before killing ours, and wait for its answer so that closing the
+        // session cannot drop it in flight. Without an answer the Done most
+        // likely arrived (the destination runs the workload): ours is
+        // killed all the same, and the loss is logged.
         self.rt
             .block_on(self.session.send(&ToDestination::Done))
             .map_err(|e| self.link_error("confirm the switch-over", e))?;
+        match self.rt.block_on(self.session.recv::<ToSource>()) {
+            Ok(ToSource::Kept) => {}
+            other => tracing::warn!(
+                pid = self.pid,
+                ?other,
+                "the destination did not acknowledge the switch-over; it should be running there"
+            ),
+        }
         let total = ms(running_at - frozen_at);
         let freeze_ms = ms(final_pages_at.saturating_duration_since(frozen_at));
         let transfer_ms = ms(stored_at - final_pages_at);
