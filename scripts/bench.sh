@@ -5,11 +5,11 @@
 # checkpoint/restore of a process that touched 64, 512 and 2048 MiB
 # (tests/workloads/bench_mem.c): checkpoint wall time, frozen time and image
 # size as reported by --json, restore wall time and restore_ms. RUNS (default
-# 3) runs per size; SIZES overrides the sizes (MiB); FERRY_AGENT_BIN the agent
+# 3) runs per size; SIZES overrides the sizes (MiB; empty skips); FERRY_AGENT_BIN the agent
 # (default target/release/migrate-agent).
 #
 # checkpoint/restore of a process tree (tests/workloads/bench_tree.c):
-# TREE_PROCS (default 50) processes each holding TREE_MIB (default 16) MiB;
+# TREE_PROCS (default 50; 0 skips) processes each holding TREE_MIB (default 16) MiB;
 # frozen time and restore_ms as reported by --json, and the wall times.
 # Transport throughput on loopback (examples/transport_bench.rs), in MB/s:
 # ferry's QUIC page streams (mutual TLS, several connections) against raw
@@ -45,7 +45,7 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
 RUNS=${RUNS:-3}
-SIZES=${SIZES:-"64 512 2048"}
+SIZES=${SIZES-"64 512 2048"}
 TREE_PROCS=${TREE_PROCS:-50}
 TREE_MIB=${TREE_MIB:-16}
 TRANSPORT_MIB=${TRANSPORT_MIB:-2048}
@@ -174,53 +174,55 @@ for mib in $SIZES; do
   done
 done
 
-for ((run = 0; run < RUNS; run++)); do
-  dir=$tmp/files
-  image=$tmp/image
-  rm -rf "$dir" "$image"
-  mkdir -p "$dir"
-  "$tree_workload" "$dir" "$TREE_PROCS" "$TREE_MIB" </dev/null >"$tmp/out" 2>&1 &
-  orig=$!
-  disown "$orig"
-  if ! wait_for grep -q READY "$tmp/out"; then
-    echo "bench: bench_tree $TREE_PROCS x $TREE_MIB MiB not READY:" >&2
-    cat "$tmp/out" >&2
-    exit 1
-  fi
-  kids=$(cat /proc/"$orig"/task/*/children)
+if [ "$TREE_PROCS" != 0 ]; then
+  for ((run = 0; run < RUNS; run++)); do
+    dir=$tmp/files
+    image=$tmp/image
+    rm -rf "$dir" "$image"
+    mkdir -p "$dir"
+    "$tree_workload" "$dir" "$TREE_PROCS" "$TREE_MIB" </dev/null >"$tmp/out" 2>&1 &
+    orig=$!
+    disown "$orig"
+    if ! wait_for grep -q READY "$tmp/out"; then
+      echo "bench: bench_tree $TREE_PROCS x $TREE_MIB MiB not READY:" >&2
+      cat "$tmp/out" >&2
+      exit 1
+    fi
+    kids=$(cat /proc/"$orig"/task/*/children)
 
-  start=$(now_ms)
-  agent_run checkpoint checkpoint "$orig" --dir "$image" --json
-  end=$(now_ms)
-  sample tree_checkpoint_wall "$TREE_MIB" ms $((end - start)) "$TREE_PROCS"
-  sample tree_checkpoint_frozen "$TREE_MIB" ms "$(json_field "$tmp/checkpoint.json" frozen_ms)" "$TREE_PROCS"
-  sample tree_image_size "$TREE_MIB" bytes "$(json_field "$tmp/checkpoint.json" image_bytes)" "$TREE_PROCS"
-  # The children are reparented to this script, which reaps them.
-  if ! wait_for all_gone "$orig" $kids; then
-    echo "bench: the checkpoint did not end the tree of pid $orig" >&2
-    exit 1
-  fi
-  orig=
+    start=$(now_ms)
+    agent_run checkpoint checkpoint "$orig" --dir "$image" --json
+    end=$(now_ms)
+    sample tree_checkpoint_wall "$TREE_MIB" ms $((end - start)) "$TREE_PROCS"
+    sample tree_checkpoint_frozen "$TREE_MIB" ms "$(json_field "$tmp/checkpoint.json" frozen_ms)" "$TREE_PROCS"
+    sample tree_image_size "$TREE_MIB" bytes "$(json_field "$tmp/checkpoint.json" image_bytes)" "$TREE_PROCS"
+    # The children are reparented to this script, which reaps them.
+    if ! wait_for all_gone "$orig" $kids; then
+      echo "bench: the checkpoint did not end the tree of pid $orig" >&2
+      exit 1
+    fi
+    orig=
 
-  start=$(now_ms)
-  agent_run restore restore --dir "$image" --pidfile "$tmp/pid" --json
-  end=$(now_ms)
-  restored=$(cat "$tmp/pid")
-  sample tree_restore_wall "$TREE_MIB" ms $((end - start)) "$TREE_PROCS"
-  sample tree_restore "$TREE_MIB" ms "$(json_field "$tmp/restore.json" restore_ms)" "$TREE_PROCS"
-  # SIGTERM: the root stops its children, which check their memory.
-  kill -TERM "$restored"
-  if ! wait_for all_gone "$restored" $kids; then
-    echo "bench: restored bench_tree (pid $restored) did not exit on SIGTERM" >&2
-    exit 1
-  fi
-  restored= kids=
-  if ! grep -q PASS "$tmp/out"; then
-    echo "bench: restored bench_tree failed its check:" >&2
-    cat "$tmp/out" >&2
-    exit 1
-  fi
-done
+    start=$(now_ms)
+    agent_run restore restore --dir "$image" --pidfile "$tmp/pid" --json
+    end=$(now_ms)
+    restored=$(cat "$tmp/pid")
+    sample tree_restore_wall "$TREE_MIB" ms $((end - start)) "$TREE_PROCS"
+    sample tree_restore "$TREE_MIB" ms "$(json_field "$tmp/restore.json" restore_ms)" "$TREE_PROCS"
+    # SIGTERM: the root stops its children, which check their memory.
+    kill -TERM "$restored"
+    if ! wait_for all_gone "$restored" $kids; then
+      echo "bench: restored bench_tree (pid $restored) did not exit on SIGTERM" >&2
+      exit 1
+    fi
+    restored= kids=
+    if ! grep -q PASS "$tmp/out"; then
+      echo "bench: restored bench_tree failed its check:" >&2
+      cat "$tmp/out" >&2
+      exit 1
+    fi
+  done
+fi
 
 if [ "$TRANSPORT_MIB" != 0 ]; then
   for ((run = 0; run < RUNS; run++)); do
