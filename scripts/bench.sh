@@ -250,7 +250,7 @@ if [ -n "$MIGRATE_RATES" ]; then
         cat "$tmp/out" >&2
         exit 1
       fi
-      shell=$(cat /proc/$orig/task/*/children)
+      shell=$(cat /proc/$orig/task/*/children | awk '{print $1}')
       ns_pid=$(awk '/^NSpid:/ {print $NF}' "/proc/$shell/status")
       agent_run migrate migrate "$ns_pid" --to 10.231.0.2:7420 --control-socket "$tmp/hosts/a/agent.sock" --json
       python3 - "$tmp/migrate.json" "$rate" >>"$samples" <<'PY'
