@@ -485,6 +485,12 @@ pub async fn probe(
         Err(e) => return Err(e.to_string()),
     }
     let secs = started.elapsed().as_secs_f64().max(1e-6);
+    // The destination closes the session when it hears this; closing
+    // earlier could cut off its last answer.
+    session
+        .send(&ToDestination::Done)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(ProbeReport {
         address: session.peer_addr().to_string(),
         agent: session.peer_agent().to_string(),
@@ -499,8 +505,8 @@ pub async fn probe(
 
 /// The destination's side of a probe: checks the offer as a migration
 /// would (CPU state format, PIDs free, memory available), answers, then
-/// reads and discards the announced page frames and acknowledges them.
-/// Nothing is kept.
+/// reads and discards the announced page frames, acknowledges them and
+/// waits for the source's [`ToDestination::Done`]. Nothing is kept.
 pub async fn answer_probe(session: &mut Session, probe: ProbeOffer) -> Result<(), String> {
     if probe.transfer_bytes > PROBE_MAX_BYTES {
         return Err(format!(
@@ -599,7 +605,11 @@ pub async fn answer_probe(session: &mut Session, probe: ProbeOffer) -> Result<()
         session
             .send(&ToSource::RoundStored { round: 0 })
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        // Closing before the source has read the answer would lose it: wait
+        // for its last word (a lost link ends the wait as well).
+        let _ = tokio::time::timeout(PROBE_TIMEOUT, session.recv::<ToDestination>()).await;
+        Ok(())
     }
     .await;
     reader.abort();

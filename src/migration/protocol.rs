@@ -31,7 +31,7 @@ pub struct Offer {
 /// offer as a migration would, keeps nothing, then reads and discards
 /// `transfer_bytes` of page frames (round 0, the offer's root PID), closed
 /// by a [`ToDestination::RoundEnd`] it answers with
-/// [`ToSource::RoundStored`].
+/// [`ToSource::RoundStored`]; the source ends with [`ToDestination::Done`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeOffer {
     /// The offer a migration of the workload would make now.
