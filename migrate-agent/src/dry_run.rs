@@ -13,6 +13,7 @@ use ferry::migration::dryrun::{
 use ferry::migration::policy::Limits;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// Time between two samples of the dirty rate.
@@ -73,9 +74,8 @@ pub fn run(args: Args<'_>) -> anyhow::Result<ExitCode> {
             stop,
         },
     );
-    let interrupted = measurement.interrupted;
     let destination = match to {
-        Some((text, addr)) if !interrupted => {
+        Some((text, addr)) if !measurement.interrupted => {
             let request = ControlRequest::Probe(ProbeRequest {
                 pid: args.pid,
                 to: addr,
@@ -87,13 +87,24 @@ pub fn run(args: Args<'_>) -> anyhow::Result<ExitCode> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let outcome =
-                match runtime.block_on(agent::request(args.control_socket, &request, |_| {})) {
-                    Ok(ControlEvent::Probed(report)) => Ok(report),
-                    Ok(ControlEvent::Failed { error }) => Err(error),
-                    Ok(other) => Err(format!("the agent answered {other:?} to a probe")),
-                    Err(e) => Err(e),
-                };
+            // Ctrl-C during the probe stops waiting for it (the workload is
+            // not involved; the agent ends the probe on its own).
+            let interrupt = async {
+                while !stop.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            };
+            let outcome = runtime.block_on(async {
+                tokio::select! {
+                    answer = agent::request(args.control_socket, &request, |_| {}) => match answer {
+                        Ok(ControlEvent::Probed(report)) => Ok(report),
+                        Ok(ControlEvent::Failed { error }) => Err(error),
+                        Ok(other) => Err(format!("the agent answered {other:?} to a probe")),
+                        Err(e) => Err(e),
+                    },
+                    () = interrupt => Err("interrupted before the probe ended".to_string()),
+                }
+            });
             Some(DestinationReport::from_probe(text, outcome))
         }
         _ => None,
@@ -106,6 +117,7 @@ pub fn run(args: Args<'_>) -> anyhow::Result<ExitCode> {
         bandwidth,
         &limits,
     );
+    let interrupted = stop.load(Ordering::SeqCst);
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -230,7 +230,11 @@ pub fn measure(inspection: &TreeInspection, opts: &MeasureOptions) -> Measuremen
     };
     let baseline_start = (Instant::now(), ticks());
     sleep_unless_stopped(CPU_BASELINE, opts.stop);
-    let baseline = (baseline_start.0.elapsed(), ticks() - baseline_start.1);
+    // A process that ends takes its CPU time with it: never below zero.
+    let baseline = (
+        baseline_start.0.elapsed(),
+        ticks().saturating_sub(baseline_start.1),
+    );
 
     let mut untracked = Vec::new();
     let mut tracked = Vec::new();
@@ -281,7 +285,7 @@ pub fn measure(inspection: &TreeInspection, opts: &MeasureOptions) -> Measuremen
         tracked.retain(|t| !t.mappings.is_empty());
     }
     let duration = started.elapsed();
-    let during_ticks = ticks() - ticks_at_start;
+    let during_ticks = ticks().saturating_sub(ticks_at_start);
     let (pages, working_set, mut top) = summarize(&tracked, duration);
     // Closing the trackers removes the tracking from the processes.
     drop(tracked);
