@@ -162,6 +162,78 @@ fn lists_the_blockers_with_pid_and_fd() {
     });
 }
 
+/// A shell whose child (unsupported_fd.c) holds the established TCP
+/// connection: killed, both, when dropped.
+struct ShellTree {
+    shell: std::process::Child,
+    child: i32,
+}
+
+impl Drop for ShellTree {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.child), Signal::SIGKILL);
+        let _ = self.shell.kill();
+        let _ = self.shell.wait();
+    }
+}
+
+#[test]
+fn lists_a_blocker_deep_in_a_tree() {
+    run_test("lists_a_blocker_deep_in_a_tree", |dir| {
+        let bin = common::workload_bin("unsupported_fd")?;
+        let output = dir.path().join("output.txt");
+        let shell = Command::new("/bin/sh")
+            .args(["-c", "\"$0\" \"$1\" socket & wait"])
+            .arg(&bin)
+            .arg(dir.path().join("files"))
+            .stdin(Stdio::null())
+            .stdout(File::create(&output)?)
+            .stderr(File::create(dir.path().join("shell.err"))?)
+            .spawn()?;
+        let mut tree = ShellTree { shell, child: 0 };
+        wait_for(&output, "READY")?;
+        let children = common::descendants(Pid::from_raw(tree.shell.id() as i32));
+        let [child] = children[..] else {
+            bail!("the shell has descendants {children:?}");
+        };
+        tree.child = child.as_raw();
+        let root = tree.shell.id().to_string();
+        let run = common::agent(dir, &["dry-run", &root, "--duration", "300ms", "--json"])?;
+        let r = report(&run)?;
+        ensure!(run.status.code() == Some(3), "exit {}: {r}", run.status);
+        let processes = r["measurement"]["processes"].as_array().map(Vec::len);
+        ensure!(
+            processes == Some(2),
+            "expected the shell and its child: {r}"
+        );
+        let blockers = r["blockers"].as_array().context("no blockers array")?;
+        ensure!(
+            blockers
+                .iter()
+                .any(|b| b["pid"] == tree.child && b["resource"] == "fd 10"),
+            "no blocker for fd 10 of the child {}: {r}",
+            tree.child
+        );
+        // Every blocker, not only the first: the accepted end too.
+        ensure!(
+            blockers
+                .iter()
+                .any(|b| b["pid"] == tree.child && b["resource"] == "fd 11"),
+            "no blocker for fd 11 of the child {}: {r}",
+            tree.child
+        );
+        untouched(tree.child)?;
+        untouched(tree.shell.id() as i32)?;
+        kill(child, Signal::SIGTERM)?;
+        let out = wait_for(&output, "PASS")?;
+        ensure!(
+            out == "READY\nPASS\n",
+            "expected READY then PASS, got:\n{out}"
+        );
+        Ok(())
+    });
+}
+
 #[test]
 fn an_interrupted_dry_run_removes_its_tracking() {
     run_test("an_interrupted_dry_run_removes_its_tracking", |dir| {
