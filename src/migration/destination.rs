@@ -70,11 +70,12 @@ pub enum ReceiveError {
     },
 }
 
-/// Receives one migration on `session` (the source has just connected).
+/// Receives one migration on `session` (the source has just connected);
+/// None when the source only probed (a dry run: nothing was kept).
 pub async fn receive(
     session: &mut Session,
     opts: &DestinationOptions,
-) -> Result<Received, ReceiveError> {
+) -> Result<Option<Received>, ReceiveError> {
     let mut state = DestinationState::Accepting;
     let peer = session.peer_addr().to_string();
     let mut dir = None;
@@ -112,9 +113,13 @@ async fn run(
     state: &mut DestinationState,
     dir_out: &mut Option<PathBuf>,
     restored: &mut Option<Vec<i32>>,
-) -> Result<Received, String> {
+) -> Result<Option<Received>, String> {
     let offer = match session.recv::<ToDestination>().await {
         Ok(ToDestination::Offer(offer)) => offer,
+        Ok(ToDestination::Probe(probe)) => {
+            super::dryrun::answer_probe(session, probe).await?;
+            return Ok(None);
+        }
         Ok(other) => return Err(format!("expected an offer, got {}", name(&other))),
         Err(e) => return Err(e.to_string()),
     };
@@ -224,11 +229,11 @@ async fn run(
     }
     *restored = None;
     *state = DestinationState::Done;
-    Ok(Received {
+    Ok(Some(Received {
         id: offer.id,
         pid: restore.pid,
         restore_ms: restore.restore_ms,
-    })
+    }))
 }
 
 /// Refuses an offer this host cannot take, with the reason as a sentence.
@@ -266,6 +271,7 @@ fn name(message: &ToDestination) -> &'static str {
         ToDestination::State(_) => "the process state",
         ToDestination::Done => "a confirmation",
         ToDestination::Abort { .. } => "an abort",
+        ToDestination::Probe(_) => "a probe",
     }
 }
 

@@ -140,7 +140,7 @@ fn ms(d: Duration) -> f64 {
 
 /// The offer for the tree rooted at `pid`: every TID of every process,
 /// the CPU state format and the memory size.
-fn make_offer(pid: i32, page_streams: u32) -> Result<Offer, CheckpointError> {
+pub(crate) fn make_offer(pid: i32, page_streams: u32) -> Result<Offer, CheckpointError> {
     let mut tids = Vec::new();
     let mut memory_bytes = 0;
     for process in dump::collect_tree(pid)? {

@@ -353,6 +353,25 @@ impl Testbed {
         super::agent(dir, &args)
     }
 
+    /// Runs migrate-agent with `args` inside a host (its network, PID and
+    /// mount namespaces, where it sees the host's PIDs as its agent does)
+    /// and waits for it to end.
+    pub fn agent_in(&self, host: Host, args: &[&str]) -> Result<AgentRun> {
+        let init = self.init_pid(host)?;
+        let out = Command::new("nsenter")
+            .args(["-t", &init.to_string(), "-n", "-p", "-m", "--"])
+            .arg(agent_bin()?)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .context("running migrate-agent in a host")?;
+        Ok(AgentRun {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
     /// The root-namespace PID of the process that has PID `ns_pid` in a
     /// host's PID namespace, if any.
     pub fn find(&self, host: Host, ns_pid: i32) -> Result<Option<i32>> {
