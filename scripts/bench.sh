@@ -237,6 +237,7 @@ if [ -n "$MIGRATE_RATES" ]; then
   for rate in $MIGRATE_RATES; do
     for ((run = 0; run < RUNS; run++)); do
       mkdir -p "$tmp/files"
+      rm -f "$tmp/out"
       (
         for fd in /proc/$BASHPID/fd/*; do
           fd=${fd##*/}
@@ -245,6 +246,7 @@ if [ -n "$MIGRATE_RATES" ]; then
         exec bash scripts/testbed.sh exec "${bed[@]}" a "$PWD/$dirty_workload" "$tmp/files" "$MIGRATE_MIB" "$rate"
       ) </dev/null >"$tmp/out" 2>&1 &
       orig=$!
+      disown "$orig" # no "Killed" notice when the migration ends the source copy
       if ! wait_for grep -q READY "$tmp/out"; then
         echo "bench: steady_dirty $MIGRATE_MIB MiB at $rate MiB/s not READY:" >&2
         cat "$tmp/out" >&2
@@ -281,7 +283,7 @@ PY
         cat "$tmp/out" >&2
         exit 1
       fi
-      wait "$orig" 2>/dev/null || true
+      wait_for gone "$orig" || true
       orig=
     done
   done
