@@ -252,6 +252,7 @@ if [ -n "$MIGRATE_RATES" ]; then
         cat "$tmp/out" >&2
         exit 1
       fi
+      # The launcher becomes nsenter, which forked the workload (READY).
       shell=$(cat /proc/$orig/task/*/children | awk '{print $1}')
       ns_pid=$(awk '/^NSpid:/ {print $NF}' "/proc/$shell/status")
       agent_run migrate migrate "$ns_pid" --to 10.231.0.2:7420 --control-socket "$tmp/hosts/a/agent.sock" --json

@@ -408,7 +408,7 @@ impl CheckpointSink for NetworkSink<'_> {
                 / 1000.0)
                 .max(1e-3);
         self.stats.rounds.push(RoundStats {
-            round: measured.round,
+            round: self.round,
             pages: measured.pages_written,
             zero_pages: measured.zero_pages,
             bytes: measured.pages_written * PAGE_SIZE,
