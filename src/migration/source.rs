@@ -422,7 +422,7 @@ impl CheckpointSink for NetworkSink<'_> {
             });
         (self.progress)(&Progress {
             phase: Phase::Precopy,
-            round: measured.round,
+            round: self.round,
             bytes_sent: self.stats.bytes_sent,
             memory_bytes: self.stats.memory_bytes,
             remaining_bytes: remaining,
