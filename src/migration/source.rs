@@ -206,7 +206,7 @@ fn namespace_tids(pid: i32) -> Result<Vec<i32>, CheckpointError> {
 
 /// The offer for the tree rooted at `pid`: every TID of every process,
 /// the CPU state format and the memory size.
-fn make_offer(pid: i32, page_streams: u32) -> Result<Offer, CheckpointError> {
+pub(crate) fn make_offer(pid: i32, page_streams: u32) -> Result<Offer, CheckpointError> {
     let mut tids = Vec::new();
     let mut memory_bytes = 0;
     for process in dump::collect_tree(pid)? {
@@ -475,7 +475,7 @@ impl CheckpointSink for NetworkSink<'_> {
                 / 1000.0)
                 .max(1e-3);
         self.stats.rounds.push(RoundStats {
-            round: measured.round,
+            round: self.round,
             pages: measured.pages_written,
             zero_pages: measured.zero_pages,
             bytes: measured.pages_written * PAGE_SIZE,
@@ -489,7 +489,7 @@ impl CheckpointSink for NetworkSink<'_> {
             });
         (self.progress)(&Progress {
             phase: Phase::Precopy,
-            round: measured.round,
+            round: self.round,
             bytes_sent: self.stats.bytes_sent,
             memory_bytes: self.stats.memory_bytes,
             remaining_bytes: remaining,
@@ -552,10 +552,21 @@ impl CheckpointSink for NetworkSink<'_> {
         };
         let running_at = Instant::now();
         // The destination kills its copy unless it hears this: send it
-        // before killing ours.
+        // before killing ours, and wait for its answer so that closing the
+        // session cannot drop it in flight. Without an answer the Done most
+        // likely arrived (the destination runs the workload): ours is
+        // killed all the same, and the loss is logged.
         self.rt
             .block_on(self.session.send(&ToDestination::Done))
             .map_err(|e| self.link_error("confirm the switch-over", e))?;
+        match self.rt.block_on(self.session.recv::<ToSource>()) {
+            Ok(ToSource::Kept) => {}
+            other => tracing::warn!(
+                pid = self.pid,
+                ?other,
+                "the destination did not acknowledge the switch-over; it should be running there"
+            ),
+        }
         let total = ms(running_at - frozen_at);
         let freeze_ms = ms(final_pages_at.saturating_duration_since(frozen_at));
         let transfer_ms = ms(stored_at - final_pages_at);
