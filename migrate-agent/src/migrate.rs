@@ -90,7 +90,11 @@ pub fn run(args: Args<'_>) -> anyhow::Result<ExitCode> {
             if args.json {
                 println!("{}", serde_json::to_string(&stats)?);
             } else {
-                print_summary(args.pid, args.to, &stats);
+                let what = match &args.container.container {
+                    Some(id) => format!("container {id}"),
+                    None => format!("process {}", args.pid),
+                };
+                print_summary(&what, args.to, &stats);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -100,8 +104,8 @@ pub fn run(args: Args<'_>) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn print_summary(pid: i32, to: &str, s: &MigrationStats) {
-    println!("migrated process {pid} to {to}: it runs there now");
+fn print_summary(what: &str, to: &str, s: &MigrationStats) {
+    println!("migrated {what} to {to}: it runs there now");
     println!(
         "  memory {}, sent {} ({:.2}x) in {} pre-copy rounds + final, at {}/s",
         mib(s.memory_bytes as f64),
