@@ -13,6 +13,7 @@ pub mod config;
 pub mod dump;
 pub mod image;
 pub mod kernel;
+pub mod lazy;
 pub mod memory;
 pub mod migration;
 pub mod proc;

@@ -25,6 +25,8 @@ pub struct Args<'a> {
     pub max_rounds: u32,
     /// `--bandwidth-limit`.
     pub bandwidth_limit: Option<&'a str>,
+    /// `--mode`.
+    pub mode: ferry::migration::source::MigrationMode,
     /// `--json`.
     pub json: bool,
 }
@@ -42,6 +44,7 @@ pub fn run(args: Args<'_>) -> anyhow::Result<ExitCode> {
         max_downtime_ms: parse_duration_ms(args.max_downtime)?,
         max_rounds: args.max_rounds,
         bandwidth_limit: args.bandwidth_limit.map(parse_rate).transpose()?,
+        mode: args.mode,
     });
     let bar = if args.json {
         ProgressBar::hidden()
@@ -122,6 +125,20 @@ fn print_summary(pid: i32, to: &str, s: &MigrationStats) {
         "  downtime {:.1} ms = freeze {:.1} + final transfer {:.1} + restore {:.1} + resume {:.1}; total {:.0} ms",
         d.total_ms, d.freeze_ms, d.final_transfer_ms, d.restore_ms, d.resume_ms, s.total_ms
     );
+    if let Some(p) = &s.postcopy {
+        println!(
+            "  post-copy: running {:.1} ms after the freeze; {} pages stayed on the source: {} faulted in ({} faults, {} zero, latency p50 {:.0} us, p99 {:.0} us), {} pushed; all local {:.0} ms after running",
+            p.freeze_to_running_ms,
+            p.remote_pages,
+            p.pages_faulted,
+            p.faults,
+            p.zero_faults,
+            p.fault_latency_p50_us,
+            p.fault_latency_p99_us,
+            p.pages_pushed,
+            p.all_local_ms
+        );
+    }
 }
 
 fn mib(bytes: f64) -> String {

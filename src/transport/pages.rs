@@ -147,6 +147,16 @@ impl<W: AsyncWrite + Unpin> PageSender<W> {
         Ok(())
     }
 
+    /// Sends what is buffered now (an answer someone waits for) without
+    /// ending the stream.
+    pub async fn flush(&mut self) -> Result<(), PageSendError> {
+        let peer = self.peer;
+        self.stream
+            .flush()
+            .await
+            .map_err(|source| PageSendError::Io { peer, source })
+    }
+
     /// Flushes what is buffered and ends the stream; the receiver's
     /// [`PageReceiver::next`] then returns `None`.
     pub async fn finish(mut self) -> Result<(), PageSendError> {
