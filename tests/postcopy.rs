@@ -102,3 +102,62 @@ fn counters_postcopy() {
 fn threads_postcopy() {
     lazy_workload("postcopy_threads", "threads", &[], "postcopy");
 }
+
+/// 1 GiB rewritten at 64 MiB/s, frozen at once: every page checked on the
+/// destination after the last one arrived.
+#[test]
+fn gigabyte_rewritten_postcopy() {
+    lazy_workload("postcopy_1g", "steady_dirty", &["1024", "64"], "postcopy");
+}
+
+/// The same after pre-copy rounds: the pages written since the last round
+/// come on fault, the rest is installed from the rounds.
+#[test]
+fn gigabyte_rewritten_hybrid() {
+    lazy_workload("hybrid_1g", "steady_dirty", &["1024", "64"], "hybrid");
+}
+
+/// read() from a pipe into pages still on the source: faults inside the
+/// system call are served.
+#[test]
+fn read_into_missing_buffer_postcopy() {
+    lazy_workload("postcopy_read", "lazy_read", &["64"], "postcopy");
+}
+
+/// The restored process forks while pages still arrive: each child gets
+/// them through its own userfaultfd. It starts forking once it runs on B
+/// (a tree that changes during the offer is another matter).
+#[test]
+fn fork_after_restore_postcopy() {
+    run_test("postcopy_fork", |dir| {
+        let bed = Testbed::up(dir)?;
+        let w = bed.start_workload(dir, "lazy_fork", &["256"])?;
+        let run = bed.spawn_migrate(dir, w.ns_pid, HOST_B, &["--json", "--mode", "postcopy"])?;
+        for _ in 0..30_000 {
+            if bed.find(Host::B, w.ns_pid)?.is_some() {
+                break;
+            }
+            sleep(Duration::from_millis(1));
+        }
+        std::fs::write(dir.path().join("files").join("go"), b"")?;
+        let stats = run.wait()?.json().with_context(|| {
+            format!(
+                "migrate; agent A:\n{}\nagent B:\n{}",
+                bed.agent_log(Host::A),
+                bed.agent_log(Host::B)
+            )
+        })?;
+        eprintln!("postcopy_fork: {}", stats["postcopy"]);
+        ensure!(
+            field(&stats["postcopy"], "remote_pages")? > 0.0,
+            "no page was left for post-copy: {stats}"
+        );
+        finish_on(&bed, dir, Host::B, &w)
+    });
+}
+
+/// Memory discarded with MADV_DONTNEED reads zero, never the old page.
+#[test]
+fn dontneed_postcopy() {
+    lazy_workload("postcopy_dontneed", "lazy_dontneed", &["64"], "postcopy");
+}
