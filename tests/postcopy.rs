@@ -161,3 +161,40 @@ fn fork_after_restore_postcopy() {
 fn dontneed_postcopy() {
     lazy_workload("postcopy_dontneed", "lazy_dontneed", &["64"], "postcopy");
 }
+
+/// The link fails for good during post-copy: the destination's copy (which
+/// cannot get its pages) is killed and the source's frozen copy, which
+/// holds every page, is resumed: the workload runs once, on A.
+#[test]
+fn link_lost_during_postcopy_resumes_on_source() {
+    run_test("postcopy_link_lost", |dir| {
+        let bed = Testbed::up(dir)?;
+        let w = bed.start_workload(dir, "steady_dirty", &["1024", "64"])?;
+        let run = bed.spawn_migrate(dir, w.ns_pid, HOST_B, &["--json", "--mode", "postcopy"])?;
+        for _ in 0..30_000 {
+            if bed.find(Host::B, w.ns_pid)?.is_some() {
+                break;
+            }
+            sleep(Duration::from_millis(1));
+        }
+        bed.set_link(false)?;
+        let result = run.wait();
+        bed.set_link(true)?;
+        let err = result?.refusal()?.to_string();
+        ensure!(
+            err.contains("keeps running here"),
+            "the failure does not say where the workload runs: {err}"
+        );
+        for _ in 0..1000 {
+            if bed.find(Host::B, w.ns_pid)?.is_none() {
+                break;
+            }
+            sleep(Duration::from_millis(10));
+        }
+        ensure!(
+            bed.find(Host::B, w.ns_pid)?.is_none(),
+            "the destination's copy still runs after the link was lost"
+        );
+        finish_on(&bed, dir, Host::A, &w)
+    });
+}
