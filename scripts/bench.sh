@@ -11,6 +11,11 @@
 # checkpoint/restore of a process tree (tests/workloads/bench_tree.c):
 # TREE_PROCS (default 50) processes each holding TREE_MIB (default 16) MiB;
 # frozen time and restore_ms as reported by --json, and the wall times.
+# post-copy live migration between the two hosts of scripts/testbed.sh (a
+# network namespace each, agents on UDP 7420) of a process that touched 64,
+# 512 and 2048 MiB (POSTCOPY_SIZES): freeze to running on the destination,
+# median fault latency, time from running to every page local.
+# BENCHES (default "local tree postcopy") selects the groups.
 # Run as root. Everything it starts is killed by PID on exit; images live in
 # a temp dir removed at the end.
 set -euo pipefail
@@ -35,9 +40,13 @@ RUNS=${RUNS:-3}
 SIZES=${SIZES:-"64 512 2048"}
 TREE_PROCS=${TREE_PROCS:-50}
 TREE_MIB=${TREE_MIB:-16}
+POSTCOPY_SIZES=${POSTCOPY_SIZES:-"64 512 2048"}
+BENCHES=${BENCHES:-"local tree postcopy"}
+has_bench() { [[ " $BENCHES " == *" $1 "* ]]; }
 
-cargo build --release --workspace --locked >&2
+[ -n "${FERRY_AGENT_BIN:-}" ] || cargo build --release --workspace --locked >&2
 agent=${FERRY_AGENT_BIN:-target/release/migrate-agent}
+export FERRY_AGENT_BIN=$agent
 workload=target/release/workloads/bench_mem
 tree_workload=target/release/workloads/bench_tree
 mkdir -p target/release/workloads
@@ -47,8 +56,9 @@ gcc -O1 -g -pthread -Wall -o "$tree_workload" tests/workloads/bench_tree.c
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench.XXXXXX")
 # The PIDs of the original and the restored process while they live, and
 # of a tree's children.
-orig= restored= kids=
+orig= restored= kids= testbed=
 cleanup() {
+  [ -z "$testbed" ] || bash scripts/testbed.sh down --name-prefix "fb$$" --agents "$testbed" >/dev/null 2>&1 || true
   [ -z "$orig" ] || kill -KILL "$orig" 2>/dev/null || true
   [ -z "$restored" ] || kill -KILL "$restored" 2>/dev/null || true
   for k in $kids; do kill -KILL "$k" 2>/dev/null || true; done
@@ -101,7 +111,7 @@ all_gone() {
   for p in "$@"; do gone "$p" || return 1; done
 }
 
-for mib in $SIZES; do
+has_bench local && for mib in $SIZES; do
   for ((run = 0; run < RUNS; run++)); do
     dir=$tmp/files
     image=$tmp/image
@@ -153,7 +163,7 @@ for mib in $SIZES; do
   done
 done
 
-for ((run = 0; run < RUNS; run++)); do
+has_bench tree && for ((run = 0; run < RUNS; run++)); do
   dir=$tmp/files
   image=$tmp/image
   rm -rf "$dir" "$image"
@@ -200,6 +210,57 @@ for ((run = 0; run < RUNS; run++)); do
     exit 1
   fi
 done
+
+# ns_pid PID: the PID of PID inside its own PID namespace.
+ns_pid() { awk '/^NSpid:/ {print $NF}' "/proc/$1/status"; }
+
+if has_bench postcopy; then
+  testbed=$tmp/testbed
+  bash scripts/testbed.sh up --name-prefix "fb$$" --agents "$testbed" >&2
+  init_a=$(cat "$testbed/a/init.pid")
+  init_b=$(cat "$testbed/b/init.pid")
+  for mib in $POSTCOPY_SIZES; do
+    for ((run = 0; run < RUNS; run++)); do
+      dir=$tmp/files
+      rm -rf "$dir"
+      mkdir -p "$dir"
+      nsenter -t "$init_a" -n -p -m -- "$PWD/$workload" "$dir" "$mib" </dev/null >"$tmp/out" 2>&1 &
+      orig=$!
+      disown "$orig"
+      if ! wait_for grep -q READY "$tmp/out"; then
+        echo "bench: bench_mem $mib MiB not READY on host A:" >&2
+        cat "$tmp/out" >&2
+        exit 1
+      fi
+      child=$(awk '{print $1}' "/proc/$orig/task/$orig/children")
+      nspid=$(ns_pid "$child")
+      agent_run postcopy migrate "$nspid" --to 10.231.0.2:7420 \
+        --control-socket "$testbed/a/agent.sock" --mode postcopy --json
+      python3 - "$tmp/postcopy.json" "$mib" >>"$samples" <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1]))["postcopy"]
+for name, unit, key in [("postcopy_freeze_to_running", "ms", "freeze_to_running_ms"),
+                        ("postcopy_fault_latency_p50", "us", "fault_latency_p50_us"),
+                        ("postcopy_all_local", "ms", "all_local_ms")]:
+    print(name, sys.argv[2], unit, p[key], 1)
+PY
+      # The workload checks its memory on B at SIGTERM.
+      nsenter -t "$init_b" -p -m -- kill -TERM "$nspid"
+      if ! wait_for grep -q 'PASS\|FAIL' "$tmp/out"; then
+        echo "bench: bench_mem $mib MiB did not finish on host B" >&2
+        exit 1
+      fi
+      if ! grep -q PASS "$tmp/out"; then
+        echo "bench: bench_mem $mib MiB failed its check after post-copy:" >&2
+        cat "$tmp/out" >&2
+        exit 1
+      fi
+      wait_for gone "$orig" || true
+      orig=
+    done
+  done
+fi
+
 
 python3 - "$samples" <<'EOF'
 import json, statistics, sys
