@@ -5,19 +5,31 @@
 # checkpoint/restore of a process that touched 64, 512 and 2048 MiB
 # (tests/workloads/bench_mem.c): checkpoint wall time, frozen time and image
 # size as reported by --json, restore wall time and restore_ms. RUNS (default
-# 3) runs per size; SIZES overrides the sizes (MiB); FERRY_AGENT_BIN the agent
+# 3) runs per size; SIZES overrides the sizes (MiB; empty skips); FERRY_AGENT_BIN the agent
 # (default target/release/migrate-agent).
 #
 # checkpoint/restore of a process tree (tests/workloads/bench_tree.c):
-# TREE_PROCS (default 50) processes each holding TREE_MIB (default 16) MiB;
+# TREE_PROCS (default 50; 0 skips) processes each holding TREE_MIB (default 16) MiB;
 # frozen time and restore_ms as reported by --json, and the wall times.
-# post-copy live migration between the two hosts of scripts/testbed.sh (a
-# network namespace each, agents on UDP 7420) of a process that touched 64,
-# 512 and 2048 MiB (POSTCOPY_SIZES): freeze to running on the destination,
-# median fault latency, time from running to every page local.
-# BENCHES (default "local tree postcopy") selects the groups.
-# Run as root. Everything it starts is killed by PID on exit; images live in
-# a temp dir removed at the end.
+# Transport throughput on loopback (examples/transport_bench.rs), in MB/s:
+# ferry's QUIC page streams (mutual TLS, several connections) against raw
+# TCP and TLS over TCP (rustls), each moving TRANSPORT_MIB (default 2048;
+# 0 skips) per run.
+#
+# Live migration between the two hosts of scripts/testbed.sh: a workload of
+# MIGRATE_MIB (default 1024) MiB rewriting its memory at each rate of
+# MIGRATE_RATES (MiB/s, default "0 16 64 256"; empty skips)
+# (tests/workloads/steady_dirty.c, which verifies every page after
+# arrival): downtime (freeze to running on the destination) and its parts,
+# total time, bytes sent over memory size and page throughput, from
+# `migrate --json`.
+# Post-copy between the same hosts of a process that touched each size of
+# POSTCOPY_SIZES (MiB, default "64 512 2048"; empty skips;
+# tests/workloads/bench_mem.c): freeze to running on the destination, the
+# median fault latency, and the time from running to every page local.
+#
+# RUNS runs of everything. Run as root. Everything it starts is killed by
+# PID on exit; images live in a temp dir removed at the end.
 set -euo pipefail
 
 # Restored processes are detached from migrate-agent and adopted by the nearest
@@ -37,28 +49,32 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
 RUNS=${RUNS:-3}
-SIZES=${SIZES:-"64 512 2048"}
+SIZES=${SIZES-"64 512 2048"}
 TREE_PROCS=${TREE_PROCS:-50}
 TREE_MIB=${TREE_MIB:-16}
-POSTCOPY_SIZES=${POSTCOPY_SIZES:-"64 512 2048"}
-BENCHES=${BENCHES:-"local tree postcopy"}
-has_bench() { [[ " $BENCHES " == *" $1 "* ]]; }
+TRANSPORT_MIB=${TRANSPORT_MIB:-2048}
+MIGRATE_MIB=${MIGRATE_MIB:-1024}
+MIGRATE_RATES=${MIGRATE_RATES-"0 16 64 256"}
+POSTCOPY_SIZES=${POSTCOPY_SIZES-"64 512 2048"}
 
-[ -n "${FERRY_AGENT_BIN:-}" ] || cargo build --release --workspace --locked >&2
+cargo build --release --workspace --locked >&2
+cargo build --release --locked --example transport_bench >&2
 agent=${FERRY_AGENT_BIN:-target/release/migrate-agent}
-export FERRY_AGENT_BIN=$agent
 workload=target/release/workloads/bench_mem
 tree_workload=target/release/workloads/bench_tree
 mkdir -p target/release/workloads
 gcc -O1 -g -pthread -Wall -o "$workload" tests/workloads/bench_mem.c
 gcc -O1 -g -pthread -Wall -o "$tree_workload" tests/workloads/bench_tree.c
+dirty_workload=target/release/workloads/steady_dirty
+gcc -O1 -g -pthread -Wall -o "$dirty_workload" tests/workloads/steady_dirty.c
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench.XXXXXX")
 # The PIDs of the original and the restored process while they live, and
 # of a tree's children.
-orig= restored= kids= testbed=
+orig= restored= kids=
+bed=()
 cleanup() {
-  [ -z "$testbed" ] || bash scripts/testbed.sh down --name-prefix "fb$$" --agents "$testbed" >/dev/null 2>&1 || true
+  [ ${#bed[@]} = 0 ] || bash scripts/testbed.sh down "${bed[@]}" >/dev/null 2>&1 || true
   [ -z "$orig" ] || kill -KILL "$orig" 2>/dev/null || true
   [ -z "$restored" ] || kill -KILL "$restored" 2>/dev/null || true
   for k in $kids; do kill -KILL "$k" 2>/dev/null || true; done
@@ -111,7 +127,7 @@ all_gone() {
   for p in "$@"; do gone "$p" || return 1; done
 }
 
-has_bench local && for mib in $SIZES; do
+for mib in $SIZES; do
   for ((run = 0; run < RUNS; run++)); do
     dir=$tmp/files
     image=$tmp/image
@@ -163,90 +179,155 @@ has_bench local && for mib in $SIZES; do
   done
 done
 
-has_bench tree && for ((run = 0; run < RUNS; run++)); do
-  dir=$tmp/files
-  image=$tmp/image
-  rm -rf "$dir" "$image"
-  mkdir -p "$dir"
-  "$tree_workload" "$dir" "$TREE_PROCS" "$TREE_MIB" </dev/null >"$tmp/out" 2>&1 &
-  orig=$!
-  disown "$orig"
-  if ! wait_for grep -q READY "$tmp/out"; then
-    echo "bench: bench_tree $TREE_PROCS x $TREE_MIB MiB not READY:" >&2
-    cat "$tmp/out" >&2
-    exit 1
-  fi
-  kids=$(cat /proc/"$orig"/task/*/children)
+if [ "$TREE_PROCS" != 0 ]; then
+  for ((run = 0; run < RUNS; run++)); do
+    dir=$tmp/files
+    image=$tmp/image
+    rm -rf "$dir" "$image"
+    mkdir -p "$dir"
+    "$tree_workload" "$dir" "$TREE_PROCS" "$TREE_MIB" </dev/null >"$tmp/out" 2>&1 &
+    orig=$!
+    disown "$orig"
+    if ! wait_for grep -q READY "$tmp/out"; then
+      echo "bench: bench_tree $TREE_PROCS x $TREE_MIB MiB not READY:" >&2
+      cat "$tmp/out" >&2
+      exit 1
+    fi
+    kids=$(cat /proc/"$orig"/task/*/children)
 
-  start=$(now_ms)
-  agent_run checkpoint checkpoint "$orig" --dir "$image" --json
-  end=$(now_ms)
-  sample tree_checkpoint_wall "$TREE_MIB" ms $((end - start)) "$TREE_PROCS"
-  sample tree_checkpoint_frozen "$TREE_MIB" ms "$(json_field "$tmp/checkpoint.json" frozen_ms)" "$TREE_PROCS"
-  sample tree_image_size "$TREE_MIB" bytes "$(json_field "$tmp/checkpoint.json" image_bytes)" "$TREE_PROCS"
-  # The children are reparented to this script, which reaps them.
-  if ! wait_for all_gone "$orig" $kids; then
-    echo "bench: the checkpoint did not end the tree of pid $orig" >&2
-    exit 1
-  fi
-  orig=
+    start=$(now_ms)
+    agent_run checkpoint checkpoint "$orig" --dir "$image" --json
+    end=$(now_ms)
+    sample tree_checkpoint_wall "$TREE_MIB" ms $((end - start)) "$TREE_PROCS"
+    sample tree_checkpoint_frozen "$TREE_MIB" ms "$(json_field "$tmp/checkpoint.json" frozen_ms)" "$TREE_PROCS"
+    sample tree_image_size "$TREE_MIB" bytes "$(json_field "$tmp/checkpoint.json" image_bytes)" "$TREE_PROCS"
+    # The children are reparented to this script, which reaps them.
+    if ! wait_for all_gone "$orig" $kids; then
+      echo "bench: the checkpoint did not end the tree of pid $orig" >&2
+      exit 1
+    fi
+    orig=
 
-  start=$(now_ms)
-  agent_run restore restore --dir "$image" --pidfile "$tmp/pid" --json
-  end=$(now_ms)
-  restored=$(cat "$tmp/pid")
-  sample tree_restore_wall "$TREE_MIB" ms $((end - start)) "$TREE_PROCS"
-  sample tree_restore "$TREE_MIB" ms "$(json_field "$tmp/restore.json" restore_ms)" "$TREE_PROCS"
-  # SIGTERM: the root stops its children, which check their memory.
-  kill -TERM "$restored"
-  if ! wait_for all_gone "$restored" $kids; then
-    echo "bench: restored bench_tree (pid $restored) did not exit on SIGTERM" >&2
-    exit 1
-  fi
-  restored= kids=
-  if ! grep -q PASS "$tmp/out"; then
-    echo "bench: restored bench_tree failed its check:" >&2
-    cat "$tmp/out" >&2
-    exit 1
-  fi
-done
+    start=$(now_ms)
+    agent_run restore restore --dir "$image" --pidfile "$tmp/pid" --json
+    end=$(now_ms)
+    restored=$(cat "$tmp/pid")
+    sample tree_restore_wall "$TREE_MIB" ms $((end - start)) "$TREE_PROCS"
+    sample tree_restore "$TREE_MIB" ms "$(json_field "$tmp/restore.json" restore_ms)" "$TREE_PROCS"
+    # SIGTERM: the root stops its children, which check their memory.
+    kill -TERM "$restored"
+    if ! wait_for all_gone "$restored" $kids; then
+      echo "bench: restored bench_tree (pid $restored) did not exit on SIGTERM" >&2
+      exit 1
+    fi
+    restored= kids=
+    if ! grep -q PASS "$tmp/out"; then
+      echo "bench: restored bench_tree failed its check:" >&2
+      cat "$tmp/out" >&2
+      exit 1
+    fi
+  done
+fi
 
-# ns_pid PID: the PID of PID inside its own PID namespace.
-ns_pid() { awk '/^NSpid:/ {print $NF}' "/proc/$1/status"; }
+if [ "$TRANSPORT_MIB" != 0 ]; then
+  for ((run = 0; run < RUNS; run++)); do
+    # Prints "transport_MODE MIB MB/s VALUE" lines, the samples' format.
+    target/release/examples/transport_bench "$TRANSPORT_MIB" quinn tcp tls >>"$samples"
+  done
+fi
 
-if has_bench postcopy; then
-  testbed=$tmp/testbed
-  bash scripts/testbed.sh up --name-prefix "fb$$" --agents "$testbed" >&2
-  init_a=$(cat "$testbed/a/init.pid")
-  init_b=$(cat "$testbed/b/init.pid")
+if [ -n "$MIGRATE_RATES" ]; then
+  bed=(--name-prefix ferry-bench --agents "$tmp/hosts")
+  FERRY_AGENT_BIN=$(realpath "$agent") bash scripts/testbed.sh up "${bed[@]}" >&2
+  for rate in $MIGRATE_RATES; do
+    for ((run = 0; run < RUNS; run++)); do
+      mkdir -p "$tmp/files"
+      (
+        for fd in /proc/$BASHPID/fd/*; do
+          fd=${fd##*/}
+          if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+        done
+        exec bash scripts/testbed.sh exec "${bed[@]}" a "$PWD/$dirty_workload" "$tmp/files" "$MIGRATE_MIB" "$rate"
+      ) </dev/null >"$tmp/out" 2>&1 &
+      orig=$!
+      if ! wait_for grep -q READY "$tmp/out"; then
+        echo "bench: steady_dirty $MIGRATE_MIB MiB at $rate MiB/s not READY:" >&2
+        cat "$tmp/out" >&2
+        exit 1
+      fi
+      shell=$(cat /proc/$orig/task/*/children | awk '{print $1}')
+      ns_pid=$(awk '/^NSpid:/ {print $NF}' "/proc/$shell/status")
+      agent_run migrate migrate "$ns_pid" --to 10.231.0.2:7420 --control-socket "$tmp/hosts/a/agent.sock" --json
+      python3 - "$tmp/migrate.json" "$rate" >>"$samples" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1])); rate = sys.argv[2]
+d = s["downtime"]
+for name, unit, value in [
+    ("migrate_downtime", "ms", d["total_ms"]),
+    ("migrate_downtime_freeze", "ms", d["freeze_ms"]),
+    ("migrate_downtime_final_transfer", "ms", d["final_transfer_ms"]),
+    ("migrate_downtime_restore", "ms", d["restore_ms"]),
+    ("migrate_downtime_resume", "ms", d["resume_ms"]),
+    ("migrate_total", "ms", s["total_ms"]),
+    ("migrate_sent_over_memory", "ratio", s["bytes_sent"] / max(s["memory_bytes"], 1)),
+    ("migrate_throughput", "MB/s", s["throughput_bytes_per_sec"] / 1e6),
+    ("migrate_rounds", "rounds", len(s["rounds"])),
+]:
+    print(f"{name}@{rate}MiB/s {s['memory_bytes'] >> 20} {unit} {value}")
+PY
+      # SIGTERM on host B: the workload checks every page and exits.
+      bash scripts/testbed.sh exec "${bed[@]}" b kill -TERM "$ns_pid"
+      if ! wait_for grep -q -e PASS -e FAIL "$tmp/out"; then
+        echo "bench: the migrated workload did not finish" >&2
+        exit 1
+      fi
+      if ! grep -q PASS "$tmp/out"; then
+        echo "bench: the migrated workload failed its check:" >&2
+        cat "$tmp/out" >&2
+        exit 1
+      fi
+      wait "$orig" 2>/dev/null || true
+      orig=
+    done
+  done
+fi
+
+if [ -n "$POSTCOPY_SIZES" ]; then
+  if [ ${#bed[@]} = 0 ]; then
+    bed=(--name-prefix ferry-bench --agents "$tmp/hosts")
+    FERRY_AGENT_BIN=$(realpath "$agent") bash scripts/testbed.sh up "${bed[@]}" >&2
+  fi
   for mib in $POSTCOPY_SIZES; do
     for ((run = 0; run < RUNS; run++)); do
-      dir=$tmp/files
-      rm -rf "$dir"
-      mkdir -p "$dir"
-      nsenter -t "$init_a" -n -p -m -- "$PWD/$workload" "$dir" "$mib" </dev/null >"$tmp/out" 2>&1 &
+      mkdir -p "$tmp/files"
+      (
+        for fd in /proc/$BASHPID/fd/*; do
+          fd=${fd##*/}
+          if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+        done
+        exec bash scripts/testbed.sh exec "${bed[@]}" a "$PWD/$workload" "$tmp/files" "$mib"
+      ) </dev/null >"$tmp/out" 2>&1 &
       orig=$!
-      disown "$orig"
       if ! wait_for grep -q READY "$tmp/out"; then
         echo "bench: bench_mem $mib MiB not READY on host A:" >&2
         cat "$tmp/out" >&2
         exit 1
       fi
-      child=$(awk '{print $1}' "/proc/$orig/task/$orig/children")
-      nspid=$(ns_pid "$child")
-      agent_run postcopy migrate "$nspid" --to 10.231.0.2:7420 \
-        --control-socket "$testbed/a/agent.sock" --mode postcopy --json
+      shell=$(cat /proc/$orig/task/*/children | awk '{print $1}')
+      ns_pid=$(awk '/^NSpid:/ {print $NF}' "/proc/$shell/status")
+      agent_run postcopy migrate "$ns_pid" --to 10.231.0.2:7420 \
+        --control-socket "$tmp/hosts/a/agent.sock" --mode postcopy --json
       python3 - "$tmp/postcopy.json" "$mib" >>"$samples" <<'PY'
 import json, sys
 p = json.load(open(sys.argv[1]))["postcopy"]
 for name, unit, key in [("postcopy_freeze_to_running", "ms", "freeze_to_running_ms"),
                         ("postcopy_fault_latency_p50", "us", "fault_latency_p50_us"),
                         ("postcopy_all_local", "ms", "all_local_ms")]:
-    print(name, sys.argv[2], unit, p[key], 1)
+    print(name, sys.argv[2], unit, p[key])
 PY
-      # The workload checks its memory on B at SIGTERM.
-      nsenter -t "$init_b" -p -m -- kill -TERM "$nspid"
-      if ! wait_for grep -q 'PASS\|FAIL' "$tmp/out"; then
+      # SIGTERM on host B: the workload checks its memory and exits.
+      bash scripts/testbed.sh exec "${bed[@]}" b kill -TERM "$ns_pid"
+      if ! wait_for grep -q -e PASS -e FAIL "$tmp/out"; then
         echo "bench: bench_mem $mib MiB did not finish on host B" >&2
         exit 1
       fi
@@ -255,18 +336,18 @@ PY
         cat "$tmp/out" >&2
         exit 1
       fi
-      wait_for gone "$orig" || true
+      wait "$orig" 2>/dev/null || true
       orig=
     done
   done
 fi
 
-
 python3 - "$samples" <<'EOF'
 import json, statistics, sys
 groups = {}
 for line in open(sys.argv[1]):
-    name, mib, unit, value, procs = line.split()
+    name, mib, unit, value, *procs = line.split()
+    procs = procs[0] if procs else 1
     groups.setdefault((name, int(mib), unit, int(procs)), []).append(float(value))
 for (name, mib, unit, procs), values in groups.items():
     params = {"mib": mib} if procs == 1 else {"processes": procs, "mib": mib}

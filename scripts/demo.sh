@@ -1,63 +1,65 @@
 #!/usr/bin/env bash
-# The README's main command. Until live migration between hosts lands, the
-# demo shows ferry's checkpoint/restore engine on one host: a counter
-# program is checkpointed while it runs, killed, and restored from its image
-# with the same PID; its output continues where it stopped, and the
-# statistics of both steps are shown. Cleans up what it starts.
+# The README's main command: two hosts on this machine (network namespaces
+# joined by a veth pair, each with its own migrate-agent, see
+# scripts/testbed.sh), a busybox shell loop printing a counter every second
+# started on host A, live-migrated to host B while it runs, its output
+# continuing with no gap and no repeat, and the migration's statistics.
+# Cleans up what it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
-[ "$(id -u)" = 0 ] || { echo "demo: run as root (ptrace, clone3 with set_tid)" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "demo: run as root (namespaces, ptrace, clone3 with set_tid)" >&2; exit 1; }
 
 bash scripts/setup.sh
 cargo build --release --workspace --locked -q
-agent=target/release/migrate-agent
+export FERRY_AGENT_BIN=$PWD/target/release/migrate-agent
+agent=$FERRY_AGENT_BIN
 work=$(mktemp -d /tmp/ferry-demo.XXXXXX)
-pid=""
+bed=(--name-prefix ferry-demo --agents "$work/hosts")
+launcher=""
 cleanup() {
-  [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null || true
+  bash scripts/testbed.sh down "${bed[@]}" >/dev/null 2>&1 || true
+  [ -n "$launcher" ] && kill -KILL "$launcher" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-gcc -O1 -o "$work/counter" tests/demo/counter.c
 "$agent" check >/dev/null || { "$agent" check; exit 1; }
+echo "demo: bringing up host A (10.231.0.1) and host B (10.231.0.2), an agent on each"
+bash scripts/testbed.sh up "${bed[@]}" | sed 's/^/  /'
 
-# Start the counter in its own session with only stdin, stdout and stderr
-# open (ferry refuses fds it cannot carry, such as pipes inherited from a
-# terminal multiplexer).
-start_with_only_stdio() {
-  (
-    for fd in /proc/$BASHPID/fd/*; do
-      fd=${fd##*/}
-      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
-    done
-    exec setsid "$@"
-  ) </dev/null >"$work/out.log" 2>&1 &
-  pid=$!
-  disown "$pid" 2>/dev/null || true
-}
-start_with_only_stdio "$work/counter"
-echo "demo: counter running as PID $pid; output:"
-sleep 3.5
-sed 's/^/  | /' "$work/out.log"
+# The workload: issue 3's busybox loop, a shell that forks `expr` and
+# `sleep` children every second. Started inside host A with only stdin,
+# stdout and stderr open (ferry refuses fds it cannot carry, such as a pipe
+# inherited from a terminal multiplexer).
+(
+  for fd in /proc/$BASHPID/fd/*; do
+    fd=${fd##*/}
+    if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+  done
+  exec bash scripts/testbed.sh exec "${bed[@]}" a busybox sh -c \
+    'i=0; while true; do echo $i; i=$(expr $i + 1); sleep 1; done'
+) </dev/null >"$work/out.log" 2>&1 &
+launcher=$!
+# nsenter (the launcher) forks the shell into host A's PID namespace.
+for _ in $(seq 100); do
+  shell=$(cat /proc/$launcher/task/*/children 2>/dev/null | awk '{print $1}')
+  [ -n "$shell" ] && break
+  sleep 0.05
+done
+ns_pid=$(awk '/^NSpid:/ {print $NF}' "/proc/$shell/status")
+echo "demo: the loop runs on host A as PID $ns_pid; its output:"
+sleep 4.5
+sed 's/^/  | /' "$work/out.log" | tail -n 5
 
-echo "demo: checkpoint (the process is killed once its image is written)"
-"$agent" checkpoint "$pid" --dir "$work/image"
-sleep 2
-echo "demo: the process is gone; output while it was away:"
-sed 's/^/  | /' "$work/out.log" | tail -n 2
+echo "demo: migrating PID $ns_pid live from host A to host B (10.231.0.2:7420)"
+"$agent" migrate "$ns_pid" --to 10.231.0.2:7420 --control-socket "$work/hosts/a/agent.sock"
 
-echo "demo: image contents (first lines):"
-"$agent" image show "$work/image" | head -n 12 | sed 's/^/  /'
-
-echo "demo: restore"
-"$agent" restore --dir "$work/image" --json | sed 's/^/  stats: /'
-sleep 3.5
-echo "demo: restored PID $pid continues where it stopped:"
-tail -n 8 "$work/out.log" | sed 's/^/  | /'
-if grep -q MISMATCH "$work/out.log"; then
-  echo "demo: FAILED: the counters disagree" >&2
+sleep 4.5
+echo "demo: the loop now runs on host B; its output went on:"
+sed 's/^/  | /' "$work/out.log" | tail -n 8
+if ! awk 'NR > 1 && $1 != prev + 1 { bad = 1 } { prev = $1 } END { exit bad }' "$work/out.log"; then
+  echo "demo: FAILED: the counter has a gap or a repeat" >&2
   exit 1
 fi
-echo "demo: done"
+echo "demo: done: no gap, no repeat"

@@ -440,3 +440,158 @@ fn certificate_keys_are_private_and_files_are_never_overwritten() -> Result<()> 
     assert!(err.contains("/nonexistent/ca.pem"), "{err}");
     Ok(())
 }
+
+#[tokio::test]
+async fn an_agent_config_file_binds_a_transport_and_bad_tls_files_are_named() -> Result<()> {
+    use ferry::config::AgentConfig;
+    let pki = Pki::new()?;
+    let d = pki.dir.path();
+    let path = d.join("agent.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"host-a\"\nlisten = \"127.0.0.1:0\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nallowed_peers = [\"host-b\"]\n",
+            d.join("ca/ca.pem").display(),
+            d.join("host-a/cert.pem").display(),
+            d.join("host-a/key.pem").display()
+        ),
+    )?;
+    let config = AgentConfig::load(&path)?;
+    let settings = Settings::from_config(&config);
+    assert_eq!(settings.allowed_peers, Some(vec!["host-b".to_string()]));
+    let transport = Transport::bind(settings.clone()).await?;
+    assert_ne!(transport.local_addr()?.port(), 0);
+
+    let mut missing = settings.clone();
+    missing.tls.key = d.join("nowhere/key.pem");
+    let err = Transport::bind(missing)
+        .await
+        .err()
+        .context("bound without a key")?;
+    let text = err.to_string();
+    assert!(
+        text.contains("private key") && text.contains("nowhere/key.pem"),
+        "{text}"
+    );
+    // A certificate where the key should be.
+    let mut swapped = settings;
+    swapped.tls.key = d.join("host-a/cert.pem");
+    let err = Transport::bind(swapped)
+        .await
+        .err()
+        .context("bound with a certificate as key")?;
+    assert!(err.to_string().contains("private key"), "{err}");
+    Ok(())
+}
+
+/// The two hosts of scripts/testbed.sh under a prefix of this test's own;
+/// deleted on drop, whether the test passed or not.
+struct Netns {
+    prefix: String,
+}
+
+fn testbed(action: &str, prefix: &str) -> Result<()> {
+    let out = std::process::Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/testbed.sh"))
+        .args([action, "--name-prefix", prefix])
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "testbed.sh {action} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+impl Netns {
+    fn up() -> Result<Netns> {
+        let netns = Netns {
+            prefix: format!("fx{}", std::process::id() % 100_000),
+        };
+        testbed("up", &netns.prefix)?;
+        Ok(netns)
+    }
+
+    /// Runs `body` on a thread of its own inside host `letter`'s network
+    /// namespace, with a tokio runtime there (sockets stay in the namespace
+    /// they were made in).
+    fn run<T: Send + 'static>(
+        &self,
+        letter: &str,
+        body: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> std::thread::JoinHandle<Result<T>> {
+        let path = format!("/run/netns/{}-{letter}", self.prefix);
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).with_context(|| path.clone())?;
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
+            body()
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Err(e) = testbed("down", &self.prefix) {
+            eprintln!("{e:#}");
+        }
+    }
+}
+
+#[test]
+fn pages_cross_a_veth_link_between_two_network_namespaces() -> Result<()> {
+    let pki = Arc::new(Pki::new()?);
+    let netns = Netns::up()?;
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let npages = 1000;
+    let server = {
+        let pki = pki.clone();
+        netns.run("b", move || {
+            tokio::runtime::Runtime::new()?.block_on(async move {
+                let mut settings = pki.settings("host-b", "host-b");
+                settings.listen = "10.231.0.2:0".parse()?;
+                settings.allowed_peers = Some(vec!["host-a".into()]);
+                let server = Transport::bind(settings).await?;
+                addr_tx.send(server.local_addr()?)?;
+                let mut s = server.accept().await?;
+                let mut incoming = s.take_incoming_pages();
+                let mut rx = incoming.next().await.context("a page stream")?;
+                let mut got = Vec::new();
+                while let Some(frame) = rx.next().await? {
+                    got.extend_from_slice(frame.data);
+                }
+                anyhow::ensure!(got == pattern(9, npages), "pages differ");
+                s.send(&Msg::Done { streams: 1 }).await?;
+                // Wait for the client to close.
+                let _ = s.recv::<Msg>().await;
+                anyhow::Ok(s.peer_addr())
+            })
+        })
+    };
+    let client = {
+        let pki = pki.clone();
+        netns.run("a", move || {
+            let addr: SocketAddr = addr_rx.recv()?;
+            tokio::runtime::Runtime::new()?.block_on(async move {
+                let mut settings = pki.settings("host-a", "host-a");
+                settings.listen = "10.231.0.1:0".parse()?;
+                let client = Transport::bind(settings).await?;
+                let mut c = client.connect(addr, "host-b").await?;
+                let mut tx = c.open_pages().await?;
+                tx.send_pages(9, 0, 0x10000, &pattern(9, npages)).await?;
+                tx.finish().await?;
+                anyhow::ensure!(c.recv::<Msg>().await? == Msg::Done { streams: 1 });
+                c.close("done");
+                client.shutdown().await;
+                anyhow::Ok(())
+            })
+        })
+    };
+    let client_result = client.join().expect("client thread");
+    let server_result = server.join().expect("server thread");
+    client_result?;
+    let peer = server_result?;
+    assert_eq!(peer.ip().to_string(), "10.231.0.1");
+    drop(netns);
+    Ok(())
+}

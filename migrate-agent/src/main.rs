@@ -5,6 +5,7 @@
 mod certs;
 mod check;
 mod checkpoint;
+mod dry_run;
 mod image_show;
 mod migrate;
 mod output;
@@ -110,6 +111,46 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Find out, without moving or freezing it, whether a workload can
+    /// move and what it would cost: lists every resource ferry would refuse
+    /// (process, fd or mapping, and why), tracks its writes for --duration
+    /// (dirty rate over time, per mapping, working set; the tracking is
+    /// removed at the end and on Ctrl-C), with --to asks this host's agent to
+    /// check the destination and measure the bandwidth (nothing is kept
+    /// there), and predicts downtime and duration for pre-copy, post-copy
+    /// and hybrid with a recommended mode and --max-downtime. Exits 0 when
+    /// the workload could move, 3 when it could not, 130 when interrupted.
+    DryRun {
+        /// PID of the process (root of the tree), as this host sees it.
+        pid: i32,
+        /// How long to measure the workload's writes.
+        #[arg(long, default_value = "10s")]
+        duration: String,
+        /// The destination agent, HOST:PORT (UDP), to check and measure the
+        /// bandwidth to, through this host's agent.
+        #[arg(long)]
+        to: Option<String>,
+        /// Name the destination's certificate must carry (default: the HOST
+        /// part of --to).
+        #[arg(long, requires = "to")]
+        server_name: Option<String>,
+        /// The local agent's control socket (with --to).
+        #[arg(long, default_value = ferry::config::DEFAULT_CONTROL_SOCKET)]
+        control_socket: PathBuf,
+        /// The downtime limit the pre-copy prediction uses.
+        #[arg(long, default_value = "50ms")]
+        max_downtime: String,
+        /// Pre-copy rounds at most, for the prediction.
+        #[arg(long, default_value_t = 30)]
+        max_rounds: u32,
+        /// Bandwidth to predict with when there is no --to, e.g. 100M
+        /// (bytes per second; default 1G).
+        #[arg(long)]
+        bandwidth: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect checkpoint images.
     Image {
         #[command(subcommand)]
@@ -198,6 +239,27 @@ fn main() -> ExitCode {
             max_rounds,
             bandwidth_limit: bandwidth_limit.as_deref(),
             mode,
+            json,
+        }),
+        Command::DryRun {
+            pid,
+            duration,
+            to,
+            server_name,
+            control_socket,
+            max_downtime,
+            max_rounds,
+            bandwidth,
+            json,
+        } => dry_run::run(dry_run::Args {
+            pid,
+            duration: &duration,
+            to: to.as_deref(),
+            server_name,
+            control_socket: &control_socket,
+            max_downtime: &max_downtime,
+            max_rounds,
+            bandwidth: bandwidth.as_deref(),
             json,
         }),
         Command::Certs {

@@ -41,9 +41,12 @@ pub fn run(args: Args<'_>) -> anyhow::Result<ExitCode> {
         pid: args.pid,
         to,
         server_name,
-        max_downtime_ms: parse_duration_ms(args.max_downtime)?,
+        max_downtime_ms: parse_duration_ms("--max-downtime", args.max_downtime)?,
         max_rounds: args.max_rounds,
-        bandwidth_limit: args.bandwidth_limit.map(parse_rate).transpose()?,
+        bandwidth_limit: args
+            .bandwidth_limit
+            .map(|r| parse_rate("--bandwidth-limit", r))
+            .transpose()?,
         mode: args.mode,
     });
     let bar = if args.json {
@@ -90,6 +93,7 @@ pub fn run(args: Args<'_>) -> anyhow::Result<ExitCode> {
         }
         ControlEvent::Failed { error } => bail!("{error}"),
         ControlEvent::Progress(_) => bail!("the agent ended with a progress report"),
+        ControlEvent::Probed(_) => bail!("the agent answered a migration with a probe report"),
     }
 }
 
@@ -141,24 +145,25 @@ fn print_summary(pid: i32, to: &str, s: &MigrationStats) {
     }
 }
 
-fn mib(bytes: f64) -> String {
+pub(crate) fn mib(bytes: f64) -> String {
     format!("{:.1} MiB", bytes / (1u64 << 20) as f64)
 }
 
-fn host_part(to: &str) -> &str {
+pub(crate) fn host_part(to: &str) -> &str {
     let host = to.rsplit_once(':').map_or(to, |(h, _)| h);
     host.trim_start_matches('[').trim_end_matches(']')
 }
 
-fn resolve(to: &str) -> anyhow::Result<SocketAddr> {
+pub(crate) fn resolve(to: &str) -> anyhow::Result<SocketAddr> {
     to.to_socket_addrs()
         .with_context(|| format!("--to {to}: expected HOST:PORT"))?
         .next()
         .with_context(|| format!("--to {to}: the name has no address"))
 }
 
-/// Parses "50ms", "1.5s" or a bare number of milliseconds.
-fn parse_duration_ms(text: &str) -> anyhow::Result<f64> {
+/// Parses the value of option `flag`: "50ms", "1.5s" or a bare number of
+/// milliseconds.
+pub(crate) fn parse_duration_ms(flag: &str, text: &str) -> anyhow::Result<f64> {
     let t = text.trim();
     let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
         (n, 1.0)
@@ -169,13 +174,14 @@ fn parse_duration_ms(text: &str) -> anyhow::Result<f64> {
     };
     match num.trim().parse::<f64>() {
         Ok(v) if v > 0.0 && v.is_finite() => Ok(v * scale),
-        _ => bail!("--max-downtime {text}: expected a duration such as 50ms or 1s"),
+        _ => bail!("{flag} {text}: expected a duration such as 50ms or 1s"),
     }
 }
 
-/// Parses a byte rate: "100M", "1.5G/s", "500MB/s", "800KiB" (1024-based
-/// suffixes K, M, G), or a bare number of bytes per second.
-fn parse_rate(text: &str) -> anyhow::Result<u64> {
+/// Parses the value of option `flag`, a byte rate: "100M", "1.5G/s",
+/// "500MB/s", "800KiB" (1024-based suffixes K, M, G), or a bare number of
+/// bytes per second.
+pub(crate) fn parse_rate(flag: &str, text: &str) -> anyhow::Result<u64> {
     let t = text.trim().trim_end_matches("/s");
     let t = t.trim_end_matches("iB").trim_end_matches('B');
     let (num, scale) = match t.chars().last() {
@@ -186,7 +192,7 @@ fn parse_rate(text: &str) -> anyhow::Result<u64> {
     };
     match num.trim().parse::<f64>() {
         Ok(v) if v > 0.0 && v.is_finite() => Ok((v * scale as f64) as u64),
-        _ => bail!("--bandwidth-limit {text}: expected a rate such as 100M or 1G/s"),
+        _ => bail!("{flag} {text}: expected a rate such as 100M or 1G/s"),
     }
 }
 
@@ -196,13 +202,13 @@ mod tests {
 
     #[test]
     fn durations_and_rates_parse() {
-        assert_eq!(parse_duration_ms("50ms").unwrap(), 50.0);
-        assert_eq!(parse_duration_ms("1.5s").unwrap(), 1500.0);
-        assert!(parse_duration_ms("fast").is_err());
-        assert_eq!(parse_rate("100M").unwrap(), 100 << 20);
-        assert_eq!(parse_rate("1G/s").unwrap(), 1 << 30);
-        assert_eq!(parse_rate("512KiB/s").unwrap(), 512 << 10);
-        assert!(parse_rate("-1").is_err());
+        assert_eq!(parse_duration_ms("-", "50ms").unwrap(), 50.0);
+        assert_eq!(parse_duration_ms("-", "1.5s").unwrap(), 1500.0);
+        assert!(parse_duration_ms("-", "fast").is_err());
+        assert_eq!(parse_rate("-", "100M").unwrap(), 100 << 20);
+        assert_eq!(parse_rate("-", "1G/s").unwrap(), 1 << 30);
+        assert_eq!(parse_rate("-", "512KiB/s").unwrap(), 512 << 10);
+        assert!(parse_rate("-", "-1").is_err());
         assert_eq!(host_part("10.0.0.2:7000"), "10.0.0.2");
         assert_eq!(host_part("[::1]:7000"), "::1");
     }

@@ -5,6 +5,7 @@
 
 use crate::config::AgentConfig;
 use crate::migration::destination::{self, DestinationOptions};
+use crate::migration::dryrun::{self, ProbeReport};
 use crate::migration::policy::Limits;
 use crate::migration::source::{self, MigrateOptions};
 use crate::migration::stats::{MigrationStats, Progress};
@@ -26,6 +27,23 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum ControlRequest {
     /// Migrate process `pid` (as this agent sees it) to another agent.
     Migrate(MigrateRequest),
+    /// Ask another agent whether it would take process `pid` and measure
+    /// the bandwidth to it, for a dry run: answered with
+    /// [`ControlEvent::Probed`] or [`ControlEvent::Failed`].
+    Probe(ProbeRequest),
+}
+
+/// The parameters of `migrate-agent dry-run --to`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProbeRequest {
+    /// Root PID of the workload.
+    pub pid: i32,
+    /// The destination agent's QUIC address.
+    pub to: SocketAddr,
+    /// The name the destination's certificate must carry.
+    pub server_name: String,
+    /// Bytes of page frames to send to measure the bandwidth.
+    pub transfer_bytes: u64,
 }
 
 /// The parameters of `migrate-agent migrate`.
@@ -61,6 +79,9 @@ pub enum ControlEvent {
         /// The error, as a sentence.
         error: String,
     },
+    /// The destination's answer to a probe (last, so that the earlier
+    /// variants keep their postcard tags).
+    Probed(ProbeReport),
 }
 
 /// Why the daemon could not start or stopped.
@@ -115,9 +136,10 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
                         tokio::spawn(async move {
                             let peer = session.peer_agent().to_string();
                             match destination::receive(&mut session, &dest).await {
-                                Ok(r) => {
+                                Ok(Some(r)) => {
                                     tracing::info!(%peer, id = %r.id, pid = r.pid, restore_ms = r.restore_ms, "migration received; the workload runs here")
                                 }
+                                Ok(None) => tracing::info!(%peer, "answered a dry-run probe"),
                                 Err(e) => tracing::warn!(%peer, "{e}"),
                             }
                             session.close("migration finished");
@@ -184,7 +206,15 @@ async fn handle_control(mut stream: UnixStream, transport: Arc<Transport>) -> Re
     let request: ControlRequest = transport::read_message(&mut stream, LOCAL_PEER)
         .await
         .map_err(|e| e.to_string())?;
-    let ControlRequest::Migrate(req) = request;
+    let req = match request {
+        ControlRequest::Migrate(req) => req,
+        ControlRequest::Probe(req) => {
+            let event = run_probe(req, &transport).await;
+            return transport::write_message(&mut stream, LOCAL_PEER, &event)
+                .await
+                .map_err(|e| e.to_string());
+        }
+    };
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<ControlEvent>();
     let job = tokio::spawn(run_migration(req, transport, events_tx));
     while let Some(event) = events_rx.recv().await {
@@ -246,6 +276,27 @@ async fn run_migration(
         },
     };
     let _ = events.send(event);
+}
+
+/// Connects to the destination of a probe and runs it; nothing is kept on
+/// either side and the workload is not touched.
+async fn run_probe(req: ProbeRequest, transport: &Transport) -> ControlEvent {
+    let failed = |e: String| ControlEvent::Failed {
+        error: format!(
+            "probing {} failed: {e}; process {} was not touched",
+            req.to, req.pid
+        ),
+    };
+    let mut session = match transport.connect(req.to, &req.server_name).await {
+        Ok(s) => s,
+        Err(e) => return failed(e.to_string()),
+    };
+    let result = dryrun::probe(&mut session, req.pid, req.transfer_bytes).await;
+    session.close("probe finished");
+    match result {
+        Ok(report) => ControlEvent::Probed(report),
+        Err(e) => failed(e),
+    }
 }
 
 /// Sends `request` to the agent listening on `socket` and calls `on_event`

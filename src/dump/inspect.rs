@@ -47,6 +47,20 @@ pub fn classify_mappings(pid: i32, maps: &[MapsEntry]) -> Result<Vec<Vma>, Check
     maps.iter().map(|m| classify_mapping(pid, m)).collect()
 }
 
+/// Classifies every mapping of `pid`: the mappings ferry can carry, and a
+/// refusal for each other one (for the dry run, which lists them all).
+pub fn classify_each_mapping(pid: i32, maps: &[MapsEntry]) -> (Vec<Vma>, Vec<CheckpointError>) {
+    let mut vmas = Vec::with_capacity(maps.len());
+    let mut refused = Vec::new();
+    for m in maps {
+        match classify_mapping(pid, m) {
+            Ok(v) => vmas.push(v),
+            Err(e) => refused.push(e),
+        }
+    }
+    (vmas, refused)
+}
+
 fn classify_mapping(pid: i32, m: &MapsEntry) -> Result<Vma, CheckpointError> {
     let refuse = |why: String| CheckpointError::UnsupportedMapping {
         pid,

@@ -218,8 +218,8 @@ const BATCH_BUFFERS: usize = 3;
 /// Pages read from the process, on their way to the image.
 struct FilledBatch {
     buf: Vec<u8>,
-    /// (address, lies in a file mapping) of each page, in order.
-    pages: Vec<(u64, bool)>,
+    /// Address of each page, in order.
+    pages: Vec<u64>,
     /// Pages to record as all-zero.
     zero_pages: Vec<u64>,
 }
@@ -262,7 +262,7 @@ fn read_pages(
             return Ok(());
         }
         batch.read(tolerant)?;
-        for &(addr, _) in &batch.pages {
+        for &addr in &batch.pages {
             match copied.last_mut() {
                 Some(last) if last.1 == addr => last.1 += PAGE_SIZE,
                 _ => copied.push((addr, addr + PAGE_SIZE)),
@@ -312,13 +312,13 @@ fn read_pages(
                     if batch.is_full() {
                         send(&mut batch)?;
                     }
-                    batch.push(addr, file_backed);
+                    batch.push(addr);
                 } else {
                     // Flush, then send this page alone, read already (a
                     // batch without remote ranges is not read again).
                     send(&mut batch)?;
                     match mem_file.read_exact_at(&mut batch.buf[..PAGE_SIZE as usize], addr) {
-                        Ok(()) => batch.pages.push((addr, file_backed)),
+                        Ok(()) => batch.pages.push(addr),
                         Err(_) if tolerant => {}
                         Err(e) => return Err(io("read mem", e)),
                     }
@@ -336,8 +336,8 @@ fn read_pages(
 struct Batch {
     pid: Pid,
     buf: Vec<u8>,
-    /// (address, lies in a file mapping) of each page, in order.
-    pages: Vec<(u64, bool)>,
+    /// Address of each page, in order.
+    pages: Vec<u64>,
     /// Remote ranges: runs of adjacent pages.
     iovecs: Vec<RemoteIoVec>,
     /// Pages to record as all-zero.
@@ -359,7 +359,7 @@ impl Batch {
         self.pages.len() * PAGE_SIZE as usize >= BATCH_BYTES || self.iovecs.len() >= BATCH_IOVECS
     }
 
-    fn push(&mut self, addr: u64, file_backed: bool) {
+    fn push(&mut self, addr: u64) {
         match self.iovecs.last_mut() {
             Some(last) if (last.base + last.len) as u64 == addr => last.len += PAGE_SIZE as usize,
             _ => self.iovecs.push(RemoteIoVec {
@@ -367,7 +367,7 @@ impl Batch {
                 len: PAGE_SIZE as usize,
             }),
         }
-        self.pages.push((addr, file_backed));
+        self.pages.push(addr);
     }
 
     /// Reads the batch's pages into its buffer. When `tolerant`, pages that
@@ -387,12 +387,12 @@ impl Batch {
         let ps = PAGE_SIZE as usize;
         let mut kept = 0;
         for i in 0..self.pages.len() {
-            let (addr, file_backed) = self.pages[i];
+            let addr = self.pages[i];
             let mut page = vec![0u8; ps];
             match read_memory(self.pid, addr, &mut page) {
                 Ok(()) => {
                     self.buf[kept * ps..(kept + 1) * ps].copy_from_slice(&page);
-                    self.pages[kept] = (addr, file_backed);
+                    self.pages[kept] = addr;
                     kept += 1;
                 }
                 Err(_) if tolerant => {}
@@ -416,41 +416,46 @@ impl Batch {
 
 static ZERO_PAGE: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
 
-/// Writes the pages of `data` (one per entry of `pages`) to the image,
-/// coalescing adjacent non-zero pages. All-zero anonymous pages are left out
-/// (a fresh anonymous mapping reads as zeros); all-zero pages of a file
-/// mapping are recorded as zero pages, since the file would show through.
+/// Hands the pages of `data` (one per entry of `pages`) to the sink,
+/// coalescing adjacent pages with data, and adjacent all-zero pages, into
+/// runs. All-zero pages are recorded as zero pages, never left out: an
+/// earlier round may hold an older copy of the page (a page discarded and
+/// then read populates the zero page while the process runs), and in a
+/// file mapping the file would show through.
 fn store_pages(
     pid: i32,
     sink: &mut dyn CheckpointSink,
     stats: &mut MemoryDumpStats,
-    pages: &[(u64, bool)],
+    pages: &[u64],
     data: &[u8],
 ) -> Result<(), CheckpointError> {
     let ps = PAGE_SIZE as usize;
-    let mut run: Option<(u64, usize, usize)> = None; // (vaddr, first index, count)
-    let flush = |run: &mut Option<(u64, usize, usize)>, sink: &mut dyn CheckpointSink| {
-        if let Some((vaddr, first, count)) = run.take() {
-            sink.write_pages(pid, vaddr, &data[first * ps..(first + count) * ps])?;
-        }
-        Ok::<(), CheckpointError>(())
-    };
-    for (i, &(addr, file_backed)) in pages.iter().enumerate() {
-        let page = &data[i * ps..(i + 1) * ps];
-        if page == ZERO_PAGE {
-            flush(&mut run, sink)?;
-            stats.zero_pages += 1;
-            if file_backed {
-                sink.write_zero_pages(pid, addr, 1)?;
+    // (vaddr, first index, count, all zero)
+    let mut run: Option<(u64, usize, usize, bool)> = None;
+    let flush =
+        |run: &mut Option<(u64, usize, usize, bool)>, sink: &mut dyn CheckpointSink| match run
+            .take()
+        {
+            Some((vaddr, _, count, true)) => sink.write_zero_pages(pid, vaddr, count as u64),
+            Some((vaddr, first, count, false)) => {
+                sink.write_pages(pid, vaddr, &data[first * ps..(first + count) * ps])
             }
-            continue;
+            None => Ok(()),
+        };
+    for (i, &addr) in pages.iter().enumerate() {
+        let zero = data[i * ps..(i + 1) * ps] == ZERO_PAGE;
+        if zero {
+            stats.zero_pages += 1;
+        } else {
+            stats.pages_written += 1;
         }
-        stats.pages_written += 1;
         match &mut run {
-            Some((vaddr, _, count)) if *vaddr + (*count * ps) as u64 == addr => *count += 1,
+            Some((vaddr, _, count, z)) if *z == zero && *vaddr + (*count * ps) as u64 == addr => {
+                *count += 1
+            }
             _ => {
                 flush(&mut run, sink)?;
-                run = Some((addr, i, 1));
+                run = Some((addr, i, 1, zero));
             }
         }
     }

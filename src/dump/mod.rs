@@ -227,43 +227,11 @@ pub fn checkpoint_into(
     let started = Instant::now();
     preflight(pid)?;
     // Refuse what cannot be carried, in any process, before touching one.
-    let members = collect_tree(pid)?;
-    let mut classified = Vec::with_capacity(members.len());
-    let mut layouts = Vec::with_capacity(members.len());
-    for &member in &members {
-        let inspected = (|| {
-            if member != pid {
-                preflight(member)?;
-            }
-            let vmas = inspect::classify_mappings(member, &proc::read_maps(member)?)?;
-            let fds = classify_fds(member)?;
-            inspect::check_memfd_mappings(member, &vmas, &fds)?;
-            check_seccomp(member)?;
-            Ok::<_, CheckpointError>((vmas, fds))
-        })();
-        match inspected {
-            Ok((vmas, fds)) => {
-                classified.push((member, fds));
-                layouts.push((member, vmas));
-            }
-            // A child that ended meanwhile (a shell's short-lived command)
-            // has nothing left to refuse; one that changed under the
-            // reading of /proc is inspected again once frozen.
-            Err(_) if member != pid && gone(member) => {}
-            Err(CheckpointError::Proc(err)) if member != pid => {
-                tracing::debug!(pid = member, %err, "early inspection incomplete");
-            }
-            Err(e) => return Err(e),
-        }
+    let inspection = inspect_tree(pid)?;
+    if let Some(blocker) = inspection.blockers.into_iter().next() {
+        return Err(blocker);
     }
-    match check_tree_fds(&classified) {
-        // A process changed under the check (ended, closed an fd): the
-        // check done with the tree frozen decides.
-        Err(CheckpointError::Proc(err)) => {
-            tracing::debug!(pid, %err, "early fd check incomplete");
-        }
-        other => other?,
-    }
+    let layouts = inspection.layouts;
 
     let mut precopies = Precopies::default();
     let (mut precopy_pages, mut precopy_scanned, mut precopy_rounds) = (0, 0, 0);
@@ -320,6 +288,85 @@ pub fn checkpoint_into(
         precopy_rounds,
         zero_pages: mem.zero_pages,
         image_bytes: image.image_bytes,
+    })
+}
+
+/// What inspecting a live tree found, before anything is frozen.
+#[derive(Debug)]
+pub struct TreeInspection {
+    /// The live processes of the tree, parents before children.
+    pub members: Vec<i32>,
+    /// The mappings of every process that could be read, those ferry
+    /// refuses left out.
+    pub layouts: Vec<(i32, Vec<Vma>)>,
+    /// Every resource of the tree ferry cannot carry (process, fd or
+    /// mapping, and why), in the order checkpoint meets them: checkpoint
+    /// refuses with the first, the dry run lists them all.
+    pub blockers: Vec<CheckpointError>,
+}
+
+/// Runs every check checkpoint makes before freezing on each process of
+/// the tree rooted at `pid` and collects the refusals instead of stopping
+/// at the first. Errors are returned only when the tree itself cannot be
+/// read (the root is gone, /proc of the root fails).
+pub fn inspect_tree(pid: i32) -> Result<TreeInspection, CheckpointError> {
+    let members = collect_tree(pid)?;
+    let mut classified = Vec::with_capacity(members.len());
+    let mut layouts = Vec::with_capacity(members.len());
+    let mut blockers = Vec::new();
+    for &member in &members {
+        let mut found = Vec::new();
+        let inspected = (|| {
+            match preflight(member) {
+                Err(
+                    e @ (CheckpointError::AlreadyTraced { .. }
+                    | CheckpointError::OtherNamespace { .. }),
+                ) => found.push(e),
+                other => other?,
+            }
+            let (vmas, refused) = inspect::classify_each_mapping(member, &proc::read_maps(member)?);
+            found.extend(refused);
+            let (fds, refused) = classify_each_fd(member)?;
+            found.extend(refused);
+            if let Err(e) = inspect::check_memfd_mappings(member, &vmas, &fds) {
+                found.push(e);
+            }
+            match check_seccomp(member) {
+                Err(e @ CheckpointError::Seccomp { .. }) => found.push(e),
+                other => drop(other?),
+            }
+            Ok::<_, CheckpointError>((vmas, fds))
+        })();
+        match inspected {
+            Ok((vmas, fds)) => {
+                blockers.append(&mut found);
+                classified.push((member, fds));
+                layouts.push((member, vmas));
+            }
+            // A child that ended meanwhile (a shell's short-lived command)
+            // has nothing left to refuse; one that changed under the
+            // reading of /proc is inspected again once frozen.
+            Err(_) if member != pid && gone(member) => {}
+            Err(CheckpointError::Proc(err)) if member != pid => {
+                tracing::debug!(pid = member, %err, "early inspection incomplete");
+                blockers.append(&mut found);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    match tree_fd_blockers(&classified) {
+        // A process changed under the check (ended, closed an fd): the
+        // check done with the tree frozen decides.
+        Err(CheckpointError::Proc(err)) => {
+            tracing::debug!(pid, %err, "early fd check incomplete");
+        }
+        Err(e) => return Err(e),
+        Ok(found) => blockers.extend(found),
+    }
+    Ok(TreeInspection {
+        members,
+        layouts,
+        blockers,
     })
 }
 
@@ -418,19 +465,41 @@ fn check_namespaces(pid: i32) -> Result<Vec<(String, String)>, CheckpointError> 
 /// Classifies every fd of `pid`, refusing the first unsupported one, and
 /// epoll and inotify instances that could not be rebuilt exactly.
 fn classify_fds(pid: i32) -> Result<Vec<files::ClassifiedFd>, CheckpointError> {
-    let mut out = Vec::new();
-    for (fd, target) in proc::fds(pid)? {
-        let class = inspect::classify_fd(pid, fd, &target)?;
-        out.push(files::ClassifiedFd { fd, target, class });
+    let (fds, refused) = classify_each_fd(pid)?;
+    match refused.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(fds),
     }
-    for c in &out {
-        match c.class {
-            inspect::FdClass::Epoll => drop(notify::epoll_targets(pid, c, &out)?),
-            inspect::FdClass::Inotify => drop(notify::inotify_watches(pid, c)?),
-            _ => {}
+}
+
+/// Classifies every fd of `pid`: the fds ferry can carry, and a refusal
+/// for each other one (unsupported kinds, epoll and inotify instances that
+/// could not be rebuilt exactly). Only reading /proc fails the call.
+fn classify_each_fd(
+    pid: i32,
+) -> Result<(Vec<files::ClassifiedFd>, Vec<CheckpointError>), CheckpointError> {
+    let mut out = Vec::new();
+    let mut refused = Vec::new();
+    for (fd, target) in proc::fds(pid)? {
+        match inspect::classify_fd(pid, fd, &target) {
+            Ok(class) => out.push(files::ClassifiedFd { fd, target, class }),
+            Err(e @ CheckpointError::Proc(_)) => return Err(e),
+            Err(e) => refused.push(e),
         }
     }
-    Ok(out)
+    for c in &out {
+        let checked = match c.class {
+            inspect::FdClass::Epoll => notify::epoll_targets(pid, c, &out).map(drop),
+            inspect::FdClass::Inotify => notify::inotify_watches(pid, c).map(drop),
+            _ => Ok(()),
+        };
+        match checked {
+            Err(e @ CheckpointError::Proc(_)) => return Err(e),
+            Err(e) => refused.push(e),
+            Ok(()) => {}
+        }
+    }
+    Ok((out, refused))
 }
 
 /// Refuses a pipe whose other end a process outside the tree (`tree`:
@@ -439,6 +508,18 @@ fn classify_fds(pid: i32) -> Result<Vec<files::ClassifiedFd>, CheckpointError> {
 /// of the tree holds: the other end belongs to a process outside the
 /// checkpoint.
 fn check_tree_fds(tree: &[(i32, Vec<files::ClassifiedFd>)]) -> Result<(), CheckpointError> {
+    match tree_fd_blockers(tree)?.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Every refusal of [`check_tree_fds`], each fd on its own; only reading
+/// /proc fails the call.
+fn tree_fd_blockers(
+    tree: &[(i32, Vec<files::ClassifiedFd>)],
+) -> Result<Vec<CheckpointError>, CheckpointError> {
+    let mut refused = Vec::new();
     // A pipe or FIFO is carried only with both its ends: the data in it
     // would otherwise be shared with a process left behind.
     let all = || {
@@ -466,7 +547,7 @@ fn check_tree_fds(tree: &[(i32, Vec<files::ClassifiedFd>)]) -> Result<(), Checkp
         if kind == "pipe" && proc::pipe_holder_outside(inode, &tree_pids)?.is_none() {
             continue;
         }
-        return Err(CheckpointError::UnsupportedFd {
+        refused.push(CheckpointError::UnsupportedFd {
             pid,
             fd: c.fd,
             kind: format!(
@@ -480,7 +561,14 @@ fn check_tree_fds(tree: &[(i32, Vec<files::ClassifiedFd>)]) -> Result<(), Checkp
             },
         });
     }
-    sockets::check_unix_peers(tree)
+    match sockets::check_unix_peers(tree) {
+        Err(e @ CheckpointError::Proc(_)) => Err(e),
+        Err(e) => {
+            refused.push(e);
+            Ok(refused)
+        }
+        Ok(()) => Ok(refused),
+    }
 }
 
 /// Refuses strict seccomp and threads with different numbers of filters

@@ -641,3 +641,29 @@ pub fn encode_clone_args(
     ];
     fields.iter().flat_map(|f| f.to_le_bytes()).collect()
 }
+
+/// Set by the handler [`catch_termination_signals`] installs.
+static TERMINATION_REQUESTED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn note_termination(_signo: libc::c_int) {
+    TERMINATION_REQUESTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Makes SIGINT and SIGTERM set a flag instead of ending the process, and
+/// returns the flag: a command that has changed a workload (the dry run's
+/// write tracking) polls it to stop and undo its changes before exiting.
+pub fn catch_termination_signals() -> Result<&'static std::sync::atomic::AtomicBool, Errno> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(note_termination),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is
+        // async-signal-safe, and it stays valid for the whole process.
+        unsafe { sigaction(signal, &action) }?;
+    }
+    Ok(&TERMINATION_REQUESTED)
+}

@@ -7,7 +7,7 @@ use super::protocol::{Offer, RemoteRuns, ToDestination, ToSource};
 use crate::dump::sink::{CheckpointSink, ImageSink};
 use crate::image::{Checkpoint, ImageWriter};
 use crate::transport::{IncomingPages, PageReceiver, Session};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -73,11 +73,12 @@ pub enum ReceiveError {
     },
 }
 
-/// Receives one migration on `session` (the source has just connected).
+/// Receives one migration on `session` (the source has just connected);
+/// None when the source only probed (a dry run: nothing was kept).
 pub async fn receive(
     session: &mut Session,
     opts: &DestinationOptions,
-) -> Result<Received, ReceiveError> {
+) -> Result<Option<Received>, ReceiveError> {
     let mut state = DestinationState::Accepting;
     let peer = session.peer_addr().to_string();
     let mut dir = None;
@@ -116,9 +117,13 @@ async fn run(
     state: &mut DestinationState,
     dir_out: &mut Option<PathBuf>,
     restored: &mut Option<Vec<i32>>,
-) -> Result<Received, String> {
+) -> Result<Option<Received>, String> {
     let offer = match session.recv::<ToDestination>().await {
         Ok(ToDestination::Offer(offer)) => offer,
+        Ok(ToDestination::Probe(probe)) => {
+            super::dryrun::answer_probe(session, probe).await?;
+            return Ok(None);
+        }
         Ok(other) => return Err(format!("expected an offer, got {}", name(&other))),
         Err(e) => return Err(e.to_string()),
     };
@@ -139,8 +144,7 @@ async fn run(
         .await
         .map_err(|e| e.to_string())?;
 
-    let pids: HashSet<i32> = offer.tids.iter().copied().collect();
-    let (store, mut stored) = PageStore::start(writer, session.take_incoming_pages(), pids);
+    let (store, mut stored) = PageStore::start(writer, session.take_incoming_pages());
     let mut counts: BTreeMap<u32, u64> = BTreeMap::new();
     let mut round = 0u32;
     let (checkpoint, remote): (Checkpoint, Option<Vec<RemoteRuns>>) = loop {
@@ -185,7 +189,8 @@ async fn run(
         return super::postcopy_destination::run(
             session, opts, state, restored, &dir, offer, checkpoint, writer, incoming, remote,
         )
-        .await;
+        .await
+        .map(Some);
     }
 
     *state = DestinationState::Restoring;
@@ -213,7 +218,7 @@ async fn run(
         .await
         .map_err(|e| e.to_string())?;
     match tokio::time::timeout(opts.confirm_timeout, session.recv::<ToDestination>()).await {
-        Ok(Ok(ToDestination::Done)) => {}
+        Ok(Ok(ToDestination::Done)) => keep(session, opts).await,
         Ok(Ok(other)) => {
             return Err(format!(
                 "expected the source's confirmation, got {}",
@@ -230,11 +235,19 @@ async fn run(
     }
     *restored = None;
     *state = DestinationState::Done;
-    Ok(Received {
+    Ok(Some(Received {
         id: offer.id,
         pid: restore.pid,
         restore_ms: restore.restore_ms,
-    })
+    }))
+}
+
+/// Answers the source's Done: the workload stays whatever happens to
+/// this answer (the source kills its copy once it reads it, or times out);
+/// the source closes the session once it has read it.
+pub(super) async fn keep(session: &mut Session, opts: &DestinationOptions) {
+    let _ = session.send(&ToSource::Kept).await;
+    let _ = tokio::time::timeout(opts.confirm_timeout, session.recv::<ToDestination>()).await;
 }
 
 /// Refuses an offer this host cannot take, with the reason as a sentence.
@@ -273,6 +286,7 @@ pub(super) fn name(message: &ToDestination) -> &'static str {
         ToDestination::PostCopyState { .. } => "the process state for post-copy",
         ToDestination::Done => "a confirmation",
         ToDestination::Abort { .. } => "an abort",
+        ToDestination::Probe(_) => "a probe",
     }
 }
 
@@ -332,11 +346,7 @@ struct PageStore {
 type StoredFrames = mpsc::UnboundedReceiver<Result<u32, String>>;
 
 impl PageStore {
-    fn start(
-        writer: ImageWriter,
-        incoming: IncomingPages,
-        pids: HashSet<i32>,
-    ) -> (Self, StoredFrames) {
+    fn start(writer: ImageWriter, incoming: IncomingPages) -> (Self, StoredFrames) {
         let (frames_tx, mut frames_rx) = mpsc::channel::<Frame>(64);
         let (stored_tx, stored_rx) = mpsc::unbounded_channel();
         let acked = Arc::new(AtomicU32::new(0));
@@ -362,7 +372,6 @@ impl PageStore {
             frames_tx.clone(),
             stored_tx,
             acked.clone(),
-            Arc::new(pids),
             stopped,
         ));
         let store = PageStore {
@@ -396,7 +405,6 @@ async fn accept_streams(
     frames: mpsc::Sender<Frame>,
     stored: mpsc::UnboundedSender<Result<u32, String>>,
     acked: Arc<AtomicU32>,
-    pids: Arc<HashSet<i32>>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) -> IncomingPages {
     let mut readers = tokio::task::JoinSet::new();
@@ -417,9 +425,8 @@ async fn accept_streams(
         let frames = frames.clone();
         let stored = stored.clone();
         let acked = acked.clone();
-        let pids = pids.clone();
         readers.spawn(async move {
-            if let Err(e) = read_stream(stream, &frames, &acked, &pids).await {
+            if let Err(e) = read_stream(stream, &frames, &acked).await {
                 let _ = stored.send(Err(e));
             }
         });
@@ -431,21 +438,19 @@ async fn accept_streams(
     incoming
 }
 
-/// Reads one page stream into the writer: frames of the offered
-/// processes only, and never of a round the source already closed.
+/// Reads one page stream into the writer, never frames of a round the
+/// source already closed. Frames may name processes the offer did not
+/// list (a shell forks while it is copied); pages of a process that is
+/// not in the final state are dropped when the image is committed.
 async fn read_stream(
     mut stream: PageReceiver,
     frames: &mpsc::Sender<Frame>,
     acked: &AtomicU32,
-    pids: &HashSet<i32>,
 ) -> Result<(), String> {
     while let Some(frame) = stream.next().await.map_err(|e| e.to_string())? {
         let h = frame.header;
-        if !pids.contains(&h.pid) {
-            return Err(format!(
-                "a page frame for process {}, which is not part of the offered tree, arrived",
-                h.pid
-            ));
+        if h.pid <= 0 {
+            return Err(format!("a page frame for process {} arrived", h.pid));
         }
         let closed = acked.load(Ordering::Acquire);
         if h.round < closed {

@@ -4,6 +4,7 @@
 //! destination stores the rounds as an image and restores it.
 
 pub mod destination;
+pub mod dryrun;
 pub mod policy;
 pub mod postcopy;
 mod postcopy_destination;

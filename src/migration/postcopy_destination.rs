@@ -3,7 +3,9 @@
 //! the workload running, forward its page requests to the source, install
 //! the pages that arrive, and tell the source once every page is local.
 
-use super::destination::{kill_tree, name, DestinationOptions, DestinationState, Received};
+use super::destination::{
+    keep, kill_tree, name, DestinationOptions, DestinationState, Received,
+};
 use super::protocol::{Offer, RemoteRuns, ToDestination, ToSource, PUSH_ROUND, URGENT_ROUND};
 use crate::dump::sink::{CheckpointSink, ImageSink};
 use crate::image::{Checkpoint, ImageWriter, PAGE_SIZE};
@@ -189,6 +191,7 @@ pub(super) async fn run(
     }
     let _ = tokio::task::spawn_blocking(move || server_thread.join()).await;
     let stats = result?;
+    keep(session, opts).await;
     *restored = None;
     *state = DestinationState::Done;
     Ok(Received {

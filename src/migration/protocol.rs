@@ -43,6 +43,20 @@ pub struct Offer {
     pub page_streams: u32,
 }
 
+/// A dry run's question (`migrate-agent dry-run --to`): would this offer
+/// be taken, and how fast do pages travel? The destination checks the
+/// offer as a migration would, keeps nothing, then reads and discards
+/// `transfer_bytes` of page frames (round 0, the offer's root PID), closed
+/// by a [`ToDestination::RoundEnd`] it answers with
+/// [`ToSource::RoundStored`]; the source ends with [`ToDestination::Done`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeOffer {
+    /// The offer a migration of the workload would make now.
+    pub offer: Offer,
+    /// Bytes of page data the source will send to measure the bandwidth.
+    pub transfer_bytes: u64,
+}
+
 /// Source to destination.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ToDestination {
@@ -77,6 +91,9 @@ pub enum ToDestination {
         /// Why, for the destination's log.
         reason: String,
     },
+    /// A dry run's probe instead of an offer (see [`ProbeOffer`]); last,
+    /// so that the earlier variants keep their postcard tags.
+    Probe(ProbeOffer),
 }
 
 /// Destination to source.
@@ -111,9 +128,21 @@ pub enum ToSource {
         /// Milliseconds from the workload running here to every page local.
         all_local_ms: f64,
     },
+    /// The destination heard [`ToDestination::Done`] and keeps the
+    /// workload: the source may kill its copy and close the session.
+    Kept,
     /// The restore failed; nothing is left on the destination.
     Failed {
         /// Why, as a sentence.
         reason: String,
+    },
+    /// The answer to a [`ToDestination::Probe`]: whether the offer would
+    /// be taken, and the memory free here.
+    /// Last, so that the earlier variants keep their postcard tags.
+    ProbeChecked {
+        /// Why the offer would be refused (None: it would be taken).
+        refusal: Option<String>,
+        /// MemAvailable of the destination, in bytes.
+        memory_available_bytes: u64,
     },
 }

@@ -179,7 +179,7 @@ fn ms(d: Duration) -> f64 {
 
 /// The offer for the tree rooted at `pid`: every TID of every process,
 /// the CPU state format and the memory size.
-fn make_offer(pid: i32, page_streams: u32) -> Result<Offer, CheckpointError> {
+pub(crate) fn make_offer(pid: i32, page_streams: u32) -> Result<Offer, CheckpointError> {
     let mut tids = Vec::new();
     let mut memory_bytes = 0;
     for process in dump::collect_tree(pid)? {
@@ -406,6 +406,26 @@ impl<'a> NetworkSink<'a> {
 }
 
 impl NetworkSink<'_> {
+    /// Tells the destination to keep the workload (it kills its copy
+    /// unless it hears this) and waits for its answer, so that closing the
+    /// session cannot drop the Done in flight. Without an answer the Done
+    /// most likely arrived (the destination runs the workload): ours is
+    /// killed all the same, and the loss is logged.
+    fn confirm(&mut self) -> Result<(), CheckpointError> {
+        self.rt
+            .block_on(self.session.send(&ToDestination::Done))
+            .map_err(|e| self.link_error("confirm the switch-over", e))?;
+        match self.rt.block_on(self.session.recv::<ToSource>()) {
+            Ok(ToSource::Kept) => {}
+            other => tracing::warn!(
+                pid = self.pid,
+                ?other,
+                "the destination did not acknowledge the switch-over; it should be running there"
+            ),
+        }
+        Ok(())
+    }
+
     /// The post-copy switch-over: the last non-lazy pages, the state and
     /// the list of pages left here; then serve pages, frozen, until the
     /// destination holds every one.
@@ -431,9 +451,7 @@ impl NetworkSink<'_> {
         let served =
             super::postcopy::serve(&self.rt, self.session, &self.remote, self.page_streams)
                 .map_err(|e| self.link_error("serve post-copy pages", e))?;
-        self.rt
-            .block_on(self.session.send(&ToDestination::Done))
-            .map_err(|e| self.link_error("confirm the switch-over", e))?;
+        self.confirm()?;
         let running_at = served.running_at.unwrap_or_else(Instant::now);
         let total = ms(running_at - frozen_at);
         self.stats.downtime = Downtime {
@@ -605,11 +623,7 @@ impl CheckpointSink for NetworkSink<'_> {
             Err(e) => return Err(self.link_error("restore", e)),
         };
         let running_at = Instant::now();
-        // The destination kills its copy unless it hears this: send it
-        // before killing ours.
-        self.rt
-            .block_on(self.session.send(&ToDestination::Done))
-            .map_err(|e| self.link_error("confirm the switch-over", e))?;
+        self.confirm()?;
         let total = ms(running_at - frozen_at);
         let freeze_ms = ms(final_pages_at.saturating_duration_since(frozen_at));
         let transfer_ms = ms(stored_at - final_pages_at);

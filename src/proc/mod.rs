@@ -148,15 +148,38 @@ pub fn task_ids(pid: i32) -> Result<Vec<i32>, ProcError> {
 /// what a migration will copy, for the destination's space check and the
 /// progress bar.
 pub fn rss_bytes(pid: i32) -> Result<u64, ProcError> {
+    rollup_bytes(pid, "Rss:")
+}
+
+/// Resident anonymous memory of a process in bytes (Anonymous of
+/// /proc/PID/smaps_rollup): what post-copy can leave behind and fetch on
+/// demand, for the dry run's model.
+pub fn anonymous_bytes(pid: i32) -> Result<u64, ProcError> {
+    rollup_bytes(pid, "Anonymous:")
+}
+
+fn rollup_bytes(pid: i32, field: &str) -> Result<u64, ProcError> {
     let (path, text) = read_text(PathBuf::from(format!("/proc/{pid}/smaps_rollup")))?;
     text.lines()
-        .find_map(|l| l.strip_prefix("Rss:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kib| kib * 1024)
         .ok_or_else(|| ProcError::Parse {
             path,
-            what: "no Rss line".to_string(),
+            what: format!("no {field} line"),
         })
+}
+
+/// Memory available for new work on this host (MemAvailable of
+/// /proc/meminfo), in bytes: the dry run compares it with the size of a
+/// workload a destination would take.
+pub fn mem_available_bytes() -> Result<u64, ProcError> {
+    let (path, text) = read_text(PathBuf::from("/proc/meminfo"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+        .ok_or_else(|| parse_err(&path, "no MemAvailable line"))
 }
 
 /// This host's name (/proc/sys/kernel/hostname), for identifiers and logs.
@@ -396,6 +419,15 @@ pub fn read_stat_ids(pid: i32) -> Result<StatIds, ProcError> {
         sid: field(6)? as i32,
         exit_code: field(52)? as i32,
     })
+}
+
+/// CPU time the process has used (utime + stime of /proc/PID/stat, all
+/// threads), in clock ticks: the dry run compares it before and during
+/// tracking to show what tracking costs the workload.
+pub fn cpu_ticks(pid: i32) -> Result<u64, ProcError> {
+    let (path, text) = read_text(PathBuf::from(format!("/proc/{pid}/stat")))?;
+    let field = stat_fields(&path, &text)?;
+    Ok(field(14)? + field(15)?)
 }
 
 /// Reads the memory-layout fields of /proc/PID/stat.

@@ -258,7 +258,10 @@ struct Hello {
     bulk_connections: u32,
 }
 
-/// The first message on a new connection's first stream.
+/// The first message on a new connection's first stream. Wire
+/// compatibility rule for every later version: `Hello` stays variant 0 and
+/// Hello starts with magic and version, so an older or newer peer can
+/// always read them and refuse with a reason.
 #[derive(Debug, Serialize, Deserialize)]
 enum Opener {
     /// A new session (on its control connection).
@@ -368,13 +371,14 @@ impl Transport {
         client.transport_config(config);
         let runtime = quinn::default_runtime()
             .ok_or_else(|| sock_err(std::io::Error::other("no async runtime found for quinn")))?;
-        let endpoint = Endpoint::new(
-            quinn::EndpointConfig::default(),
-            Some(server),
-            socket,
-            runtime,
-        )
-        .map_err(sock_err)?;
+        let mut endpoint_config = quinn::EndpointConfig::default();
+        // quinn's default (1472) would cap MTU discovery at Ethernet's size
+        // even on loopback or a jumbo-frame veth.
+        endpoint_config
+            .max_udp_payload_size(MTU_UPPER_BOUND)
+            .map_err(|e| sock_err(std::io::Error::other(e.to_string())))?;
+        let endpoint =
+            Endpoint::new(endpoint_config, Some(server), socket, runtime).map_err(sock_err)?;
         let settings = Arc::new(settings);
         let joins: Joins = Arc::default();
         let (tx, rx) = mpsc::channel(16);
@@ -392,6 +396,16 @@ impl Transport {
             joins,
             acceptor,
         })
+    }
+
+    /// Closes every connection of this endpoint and waits until the peers
+    /// were told (the close frames sent and drained), so a peer sees the
+    /// close at once instead of after the idle timeout. Call before the
+    /// runtime ends.
+    pub async fn shutdown(&self) {
+        self.endpoint
+            .close(VarInt::from_u32(CLOSE_DONE), b"endpoint closed");
+        self.endpoint.wait_idle().await;
     }
 
     /// The bound UDP address (with the real port when bound to port 0).
@@ -873,6 +887,13 @@ impl Session {
             streams: self.incoming_pages.take(),
             peer: self.peer,
         }
+    }
+
+    /// quinn's statistics of each bulk connection (RTT, congestion window,
+    /// lost packets, path MTU): what a migration policy measures bandwidth
+    /// and loss with.
+    pub fn bulk_stats(&self) -> Vec<quinn::ConnectionStats> {
+        self.bulk.iter().map(Connection::stats).collect()
     }
 
     /// Closes every connection of the session with `reason`. Data still in

@@ -215,11 +215,13 @@ impl<R: AsyncRead + Unpin> PageReceiver<R> {
         let header =
             PageHeader::decode(&raw).map_err(|source| PageRecvError::Header { peer, source })?;
         let len = header.payload_len();
-        self.buf.resize(len, 0);
-        self.stream.read_exact(&mut self.buf).await.map_err(io)?;
-        Ok(Some(PageFrame {
-            header,
-            data: &self.buf,
-        }))
+        // Grows only (to MAX_FRAME_PAGES pages at most), so frames after
+        // the largest one are read without zero-filling the buffer again.
+        if self.buf.len() < len {
+            self.buf.resize(len, 0);
+        }
+        let data = &mut self.buf[..len];
+        self.stream.read_exact(data).await.map_err(io)?;
+        Ok(Some(PageFrame { header, data }))
     }
 }

@@ -110,10 +110,21 @@ fn rustls_err(e: impl ToString) -> TlsSetupError {
     TlsSetupError::Rustls(e.to_string())
 }
 
+/// The plain rustls configurations of an agent: what QUIC uses, also
+/// usable over TCP (the transport benchmark compares the two).
+pub struct RustlsConfigs {
+    /// Requires a client certificate signed by the CA.
+    pub server: Arc<rustls::ServerConfig>,
+    /// Verifies the server against the CA and presents the agent's
+    /// certificate.
+    pub client: Arc<rustls::ClientConfig>,
+}
+
 /// Loads the PEM files and builds the server side (which requires a client
 /// certificate signed by the CA) and the client side (which verifies the
-/// server against the same CA and presents the same certificate).
-pub(crate) fn load(files: &TlsFiles) -> Result<TlsConfigs, TlsSetupError> {
+/// server against the same CA and presents the same certificate), TLS 1.3
+/// only, with the ring provider.
+pub fn rustls_configs(files: &TlsFiles) -> Result<RustlsConfigs, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     for ca in load_certs("CA certificate", &files.ca)? {
@@ -145,9 +156,17 @@ pub(crate) fn load(files: &TlsFiles) -> Result<TlsConfigs, TlsSetupError> {
         .with_client_auth_cert(chain, key)
         .map_err(rustls_err)?;
     client.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(RustlsConfigs {
+        server: Arc::new(server),
+        client: Arc::new(client),
+    })
+}
 
-    let server = QuicServerConfig::try_from(server).map_err(rustls_err)?;
-    let client = QuicClientConfig::try_from(client).map_err(rustls_err)?;
+/// The QUIC configurations built on [`rustls_configs`].
+pub(crate) fn load(files: &TlsFiles) -> Result<TlsConfigs, TlsSetupError> {
+    let configs = rustls_configs(files)?;
+    let server = QuicServerConfig::try_from(configs.server).map_err(rustls_err)?;
+    let client = QuicClientConfig::try_from(configs.client).map_err(rustls_err)?;
     Ok(TlsConfigs {
         server: quinn::ServerConfig::with_crypto(Arc::new(server)),
         client: quinn::ClientConfig::new(Arc::new(client)),

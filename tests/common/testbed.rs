@@ -11,6 +11,7 @@ use anyhow::{bail, ensure, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::fs::{self, File};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -132,6 +133,35 @@ impl Testbed {
         Ok(p)
     }
 
+    /// One HTTP GET from inside `from`, on a thread that enters the
+    /// host's network namespace (and ends with it); returns the body.
+    pub fn http_get(&self, from: Host, url: &str) -> Result<String> {
+        let netns = File::open(format!("/var/run/netns/{}", self.netns(from)))?;
+        let rest = url
+            .strip_prefix("http://")
+            .context("expected an http:// URL")?;
+        let (addr, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (addr, path) = (addr.to_string(), format!("/{path}"));
+        std::thread::spawn(move || -> Result<String> {
+            nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET)?;
+            let mut s = std::net::TcpStream::connect(&addr)
+                .with_context(|| format!("connecting to {addr}"))?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            write!(
+                s,
+                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            )?;
+            let mut reply = String::new();
+            s.read_to_string(&mut reply)?;
+            let body = reply
+                .split_once("\r\n\r\n")
+                .map_or(reply.as_str(), |(_, b)| b);
+            Ok(body.trim().to_string())
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the GET thread panicked"))?
+    }
+
     /// Brings host A's end of the link down or up.
     pub fn set_link(&self, up: bool) -> Result<()> {
         let status = Command::new("ip")
@@ -243,10 +273,23 @@ impl Testbed {
     ) -> Result<HostProcess> {
         let init = self.init_pid(host)?;
         let out = File::create(output)?;
+        // bash closes the fds this test inherited (cargo's jobserver pipe,
+        // which a checkpoint would rightly refuse) before running the program.
         let child = Command::new("nsenter")
             .args(["-t", &init.to_string(), "-n", "-p", "-m", "--"])
+            .args([
+                "bash",
+                "-c",
+                "for fd in /proc/$$/fd/*; do fd=${fd##*/}; \
+                 if [ \"$fd\" -gt 2 ]; then eval \"exec $fd>&-\"; fi; done 2>/dev/null; \
+                 exec \"$@\"",
+                "bash",
+            ])
             .arg(program)
             .args(args)
+            // libuv's io_uring backend holds an io_uring fd, which ferry
+            // does not carry yet.
+            .env("UV_USE_IO_URING", "0")
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
@@ -308,6 +351,25 @@ impl Testbed {
         ];
         args.extend_from_slice(extra);
         super::agent(dir, &args)
+    }
+
+    /// Runs migrate-agent with `args` inside a host (its network, PID and
+    /// mount namespaces, where it sees the host's PIDs as its agent does)
+    /// and waits for it to end.
+    pub fn agent_in(&self, host: Host, args: &[&str]) -> Result<AgentRun> {
+        let init = self.init_pid(host)?;
+        let out = Command::new("nsenter")
+            .args(["-t", &init.to_string(), "-n", "-p", "-m", "--"])
+            .arg(agent_bin()?)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .context("running migrate-agent in a host")?;
+        Ok(AgentRun {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
     }
 
     /// The root-namespace PID of the process that has PID `ns_pid` in a

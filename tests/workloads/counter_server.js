@@ -1,6 +1,6 @@
 // Seed scenario 2: an HTTP server that counts GET requests and answers with
-// the count. It listens on 127.0.0.1 on a port the kernel picks and prints
-// "READY <port>" once listening.
+// the count. It listens on argv HOST PORT (default 127.0.0.1 and a port the
+// kernel picks) and prints "READY <port>" once listening.
 const http = require('http');
 let count = 0;
 const server = http.createServer((req, res) => {
@@ -8,4 +8,6 @@ const server = http.createServer((req, res) => {
   res.setHeader('Connection', 'close');
   res.end(String(count) + '\n');
 });
-server.listen(0, '127.0.0.1', () => console.log('READY ' + server.address().port));
+const host = process.argv[2] || '127.0.0.1';
+const port = Number(process.argv[3] || 0);
+server.listen(port, host, () => console.log('READY ' + server.address().port));

@@ -1,0 +1,309 @@
+//! `migrate-agent dry-run`: lists what would stop a workload from moving,
+//! measures how fast it writes (tracking removed afterwards, also on
+//! Ctrl-C), probes the destination through the local agent if asked, and
+//! prints the predicted downtime and duration per mode with advice.
+
+use crate::migrate::{host_part, mib, parse_duration_ms, parse_rate, resolve};
+use anyhow::Context;
+use ferry::agent::{self, ControlEvent, ControlRequest, ProbeRequest};
+use ferry::migration::dryrun::{
+    self, DestinationReport, DryRunReport, MeasureOptions, Mode, ModePrediction,
+    PROBE_TRANSFER_BYTES,
+};
+use ferry::migration::policy::Limits;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Time between two samples of the dirty rate.
+const SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Exit code when the report says the workload would not move.
+const CANNOT_MOVE: u8 = 3;
+/// Exit code when a signal cut the measurement short (128 + SIGINT).
+const INTERRUPTED: u8 = 130;
+
+/// The command's arguments, parsed.
+pub struct Args<'a> {
+    /// Root PID of the workload.
+    pub pid: i32,
+    /// `--duration`.
+    pub duration: &'a str,
+    /// `--to`.
+    pub to: Option<&'a str>,
+    /// `--server-name`.
+    pub server_name: Option<String>,
+    /// `--control-socket`.
+    pub control_socket: &'a Path,
+    /// `--max-downtime`.
+    pub max_downtime: &'a str,
+    /// `--max-rounds`.
+    pub max_rounds: u32,
+    /// `--bandwidth`.
+    pub bandwidth: Option<&'a str>,
+    /// `--json`.
+    pub json: bool,
+}
+
+/// Runs the dry run and prints its report.
+pub fn run(args: Args<'_>) -> anyhow::Result<ExitCode> {
+    let duration =
+        Duration::from_secs_f64(parse_duration_ms("--duration", args.duration)? / 1000.0);
+    let limits = Limits {
+        max_downtime_ms: parse_duration_ms("--max-downtime", args.max_downtime)?,
+        max_rounds: args.max_rounds.max(1),
+    };
+    let bandwidth = args
+        .bandwidth
+        .map(|b| parse_rate("--bandwidth", b))
+        .transpose()?;
+    let to = args
+        .to
+        .map(|to| resolve(to).map(|addr| (to, addr)))
+        .transpose()?;
+    let stop = ferry::kernel::catch_termination_signals()
+        .context("installing the SIGINT/SIGTERM handler")?;
+
+    let (inspection, blockers) = dryrun::inspect(args.pid)?;
+    let measurement = dryrun::measure(
+        &inspection,
+        &MeasureOptions {
+            duration,
+            interval: SAMPLE_INTERVAL,
+            stop,
+        },
+    );
+    let destination = match to {
+        Some((text, addr)) if !measurement.interrupted => {
+            let request = ControlRequest::Probe(ProbeRequest {
+                pid: args.pid,
+                to: addr,
+                server_name: args
+                    .server_name
+                    .unwrap_or_else(|| host_part(text).to_string()),
+                transfer_bytes: PROBE_TRANSFER_BYTES,
+            });
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            // Ctrl-C during the probe stops waiting for it (the workload is
+            // not involved; the agent ends the probe on its own).
+            let interrupt = async {
+                while !stop.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            };
+            let outcome = runtime.block_on(async {
+                tokio::select! {
+                    answer = agent::request(args.control_socket, &request, |_| {}) => match answer {
+                        Ok(ControlEvent::Probed(report)) => Ok(report),
+                        Ok(ControlEvent::Failed { error }) => Err(error),
+                        Ok(other) => Err(format!("the agent answered {other:?} to a probe")),
+                        Err(e) => Err(e),
+                    },
+                    () = interrupt => Err("interrupted before the probe ended".to_string()),
+                }
+            });
+            Some(DestinationReport::from_probe(text, outcome))
+        }
+        _ => None,
+    };
+    let report = dryrun::assess(
+        args.pid,
+        blockers,
+        measurement,
+        destination,
+        bandwidth,
+        &limits,
+    );
+    let interrupted = stop.load(Ordering::SeqCst);
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(if interrupted {
+        ExitCode::from(INTERRUPTED)
+    } else if report.can_move {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(CANNOT_MOVE)
+    })
+}
+
+fn print_report(r: &DryRunReport) {
+    let m = &r.measurement;
+    println!(
+        "dry run of process {} ({} process{}, tracker {}): {}",
+        r.pid,
+        m.processes.len(),
+        if m.processes.len() == 1 { "" } else { "es" },
+        m.backend.as_str(),
+        if r.can_move {
+            "it can move"
+        } else {
+            "it cannot move"
+        }
+    );
+    if m.interrupted {
+        println!(
+            "  interrupted after {:.1} s: the figures cover that time only",
+            m.duration_ms / 1000.0
+        );
+    }
+    if r.blockers.is_empty() {
+        println!("blockers: none");
+    } else {
+        println!("blockers ({}):", r.blockers.len());
+        for b in &r.blockers {
+            println!("  process {} {}: {}", b.pid, b.resource, b.reason);
+        }
+    }
+    println!(
+        "memory: {} with data ({} anonymous)",
+        mib(m.memory_bytes as f64),
+        mib(m.anonymous_bytes as f64)
+    );
+    let peak = m
+        .samples
+        .iter()
+        .map(|s| s.dirty_bytes_per_sec)
+        .fold(0.0, f64::max);
+    println!(
+        "dirty rate: {}/s ± {}/s (peak {}/s); working set {} over {:.1} s",
+        mib(m.dirty_bytes_per_sec),
+        mib(m.dirty_stddev_bytes_per_sec),
+        mib(peak),
+        mib(m.working_set_bytes as f64),
+        m.duration_ms / 1000.0
+    );
+    if !m.samples.is_empty() {
+        println!(
+            "  {}  (0 .. {}/s, one bar per {} ms)",
+            sparkline(m.samples.iter().map(|s| s.dirty_bytes_per_sec), peak),
+            mib(peak),
+            SAMPLE_INTERVAL.as_millis()
+        );
+    }
+    for t in &m.top_mappings {
+        println!(
+            "  process {} {:#x}-{:#x} {:<10} {:>12}/s, working set {}",
+            t.pid,
+            t.start,
+            t.end,
+            t.name,
+            mib(t.dirty_bytes_per_sec),
+            mib(t.working_set_bytes as f64)
+        );
+    }
+    for u in &m.untracked {
+        println!("  not tracked: {u}");
+    }
+    if let Some(cpu) = m.cpu {
+        println!(
+            "workload CPU: {:.0} ms/s before tracking, {:.0} ms/s while tracked",
+            cpu.before_ms_per_sec, cpu.during_ms_per_sec
+        );
+    }
+    if let Some(d) = &r.destination {
+        print_destination(d);
+    }
+    println!(
+        "bandwidth: {}/s ({})",
+        mib(r.bandwidth_bytes_per_sec),
+        match r.bandwidth_source {
+            dryrun::BandwidthSource::Measured => "measured",
+            dryrun::BandwidthSource::Given => "--bandwidth",
+            dryrun::BandwidthSource::Default => "default estimate; give --to or --bandwidth",
+        }
+    );
+    println!(
+        "{:<9} {:>28} {:>22} {:>12} {:>7}",
+        "mode", "downtime ms (low/exp/high)", "total s (low/exp/high)", "sent", "rounds"
+    );
+    for p in &r.predictions {
+        print_prediction(p);
+    }
+    let rec = &r.recommendation;
+    match (rec.mode, rec.max_downtime_ms) {
+        (Some(mode), Some(limit)) => println!(
+            "recommendation: {} with --max-downtime {limit}ms: {}",
+            mode_name(mode),
+            rec.why
+        ),
+        _ => println!("recommendation: do not migrate yet: {}", rec.why),
+    }
+}
+
+fn print_destination(d: &DestinationReport) {
+    match &d.probe {
+        Some(p) => println!(
+            "destination {} (agent {}): reachable, {}; {} available for {}; {}/s ({} in {:.0} ms)",
+            d.address,
+            p.agent,
+            match &p.refusal {
+                None => "compatible".to_string(),
+                Some(why) => format!("would refuse: {why}"),
+            },
+            mib(p.memory_available_bytes as f64),
+            mib(p.memory_bytes as f64),
+            mib(p.bandwidth_bytes_per_sec),
+            mib(p.transfer_bytes as f64),
+            p.transfer_ms
+        ),
+        None => println!(
+            "destination {}: unreachable: {}",
+            d.address,
+            d.error.as_deref().unwrap_or("no answer")
+        ),
+    }
+}
+
+fn print_prediction(p: &ModePrediction) {
+    let d = p.downtime_ms;
+    let t = p.total_ms;
+    println!(
+        "{:<9} {:>28} {:>22} {:>12} {:>7}",
+        mode_name(p.mode),
+        format!("{:.1}/{:.1}/{:.1}", d.low, d.expected, d.high),
+        format!(
+            "{:.2}/{:.2}/{:.2}",
+            t.low / 1000.0,
+            t.expected / 1000.0,
+            t.high / 1000.0
+        ),
+        mib(p.bytes_sent as f64),
+        p.rounds.map_or("-".to_string(), |r| r.to_string())
+    );
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Precopy => "precopy",
+        Mode::Postcopy => "postcopy",
+        Mode::Hybrid => "hybrid",
+    }
+}
+
+/// One block character per value, scaled to `peak`.
+fn sparkline(values: impl Iterator<Item = f64>, peak: f64) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    values
+        .map(|v| {
+            let level = if peak > 0.0 { v / peak * 7.0 } else { 0.0 };
+            BARS[(level.round() as usize).min(7)]
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparkline_scales_to_the_peak() {
+        assert_eq!(sparkline([0.0, 50.0, 100.0].into_iter(), 100.0), "▁▅█");
+        assert_eq!(sparkline([0.0].into_iter(), 0.0), "▁");
+    }
+}

@@ -1,0 +1,1010 @@
+//! The dry run (`migrate-agent dry-run`): before a maintenance window, find
+//! out without risk whether a workload can move and what it would cost.
+//! Every check checkpoint makes before freezing runs on the whole tree and
+//! every refusal is listed; the real dirty tracker measures how fast the
+//! workload writes (then is removed: the workload is left as it was); a
+//! probe of the destination checks the offer as a migration would and
+//! measures the bandwidth; and the switch-over rule of a real migration
+//! ([`policy::predict`]) turns the measurements into a prediction.
+//!
+//! The models, each a documented estimate:
+//! - pre-copy: [`policy::predict`] on the mean dirty rate, the working set
+//!   and the memory, plus the memory ferry cannot track (sent frozen);
+//! - post-copy: downtime = (process state + memory that cannot be fetched
+//!   lazily) / bandwidth; total = (memory + state) / bandwidth;
+//! - hybrid: one pre-copy round (all memory while running), then the
+//!   post-copy switch-over; the pages written during that round follow
+//!   lazily;
+//! - the error band: the same models at the mean dirty rate minus and plus
+//!   one standard deviation of the sampled rates.
+
+use super::policy::{self, Limits, SwitchReason, WorkloadModel};
+use super::protocol::{ProbeOffer, ToDestination, ToSource};
+use crate::dump::{self, CheckpointError, TreeInspection};
+use crate::image::{Vma, VmaKind, PAGE_SIZE};
+use crate::memory::{DirtyBackend, DirtyTracker, PageRuns};
+use crate::proc;
+use crate::transport::{Session, MAX_FRAME_PAGES};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The bandwidth assumed without `--to` or `--bandwidth`: 1 GiB/s, about a
+/// 10 Gbit/s link.
+pub const DEFAULT_BANDWIDTH: u64 = 1 << 30;
+
+/// Bytes of page frames a probe sends to measure the bandwidth.
+pub const PROBE_TRANSFER_BYTES: u64 = 256 << 20;
+
+/// The most a destination accepts to receive for a probe.
+const PROBE_MAX_BYTES: u64 = 1 << 30;
+
+/// How long a destination waits for a probe's pages.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Process state (registers, fds, signal handlers, ...) assumed per
+/// process in the post-copy and hybrid models: it is sent frozen.
+const STATE_BYTES_PER_PROCESS: u64 = 64 << 10;
+
+/// How long the workload's CPU use is sampled before tracking starts, to
+/// compare with its CPU use while tracked.
+const CPU_BASELINE: Duration = Duration::from_millis(500);
+
+/// The top mappings listed.
+const TOP_MAPPINGS: usize = 5;
+
+/// How often the stop flag is looked at while waiting.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Why the dry run could not measure.
+#[derive(Debug, thiserror::Error)]
+pub enum DryRunError {
+    /// The tree could not be read at all (no such process...).
+    #[error(transparent)]
+    Inspect(#[from] CheckpointError),
+}
+
+/// One thing of the tree ferry cannot carry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Blocker {
+    /// The process holding it.
+    pub pid: i32,
+    /// The resource: "fd 10", "mapping 0x...-0x...", "thread 42" or
+    /// "process".
+    pub resource: String,
+    /// Why ferry refuses it, as checkpoint would say it.
+    pub reason: String,
+}
+
+impl From<&CheckpointError> for Blocker {
+    fn from(e: &CheckpointError) -> Self {
+        use CheckpointError as E;
+        let (pid, resource) = match e {
+            E::UnsupportedFd { pid, fd, .. } => (*pid, format!("fd {fd}")),
+            E::UnsupportedMapping {
+                pid, start, end, ..
+            } => (*pid, format!("mapping {start:#x}-{end:#x}")),
+            E::Seccomp { pid, tid, .. } | E::Injected { pid, tid, .. } => {
+                (*pid, format!("thread {tid}"))
+            }
+            E::NoSuchProcess { pid }
+            | E::NotAProcess { pid, .. }
+            | E::OwnProcess { pid }
+            | E::AlreadyTraced { pid, .. }
+            | E::NotAlive { pid, .. }
+            | E::OtherNamespace { pid, .. }
+            | E::NoVdso { pid } => (*pid, "process".to_string()),
+            _ => (0, "tree".to_string()),
+        };
+        Blocker {
+            pid,
+            resource,
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// Every blocker of the tree rooted at `pid`, with the inspection (the
+/// mappings to track).
+pub fn inspect(pid: i32) -> Result<(TreeInspection, Vec<Blocker>), DryRunError> {
+    let inspection = dump::inspect_tree(pid)?;
+    let blockers = inspection.blockers.iter().map(Blocker::from).collect();
+    Ok((inspection, blockers))
+}
+
+/// How to measure.
+#[derive(Debug, Clone, Copy)]
+pub struct MeasureOptions<'a> {
+    /// How long to track writes.
+    pub duration: Duration,
+    /// Time between two samples (reading and re-arming the written pages).
+    pub interval: Duration,
+    /// Set (by a SIGINT or SIGTERM handler) to stop early; the tracking is
+    /// removed all the same.
+    pub stop: &'a AtomicBool,
+}
+
+/// One sample of the dirty rate.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Milliseconds since tracking started, at the end of the sample.
+    pub t_ms: f64,
+    /// Bytes written per second over the sample.
+    pub dirty_bytes_per_sec: f64,
+}
+
+/// The writes to one mapping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MappingRate {
+    /// The process.
+    pub pid: i32,
+    /// Start address.
+    pub start: u64,
+    /// End address.
+    pub end: u64,
+    /// "[heap]", "[stack]" or "anonymous".
+    pub name: String,
+    /// Bytes written per second, on average.
+    pub dirty_bytes_per_sec: f64,
+    /// Distinct bytes written over the whole measurement.
+    pub working_set_bytes: u64,
+}
+
+/// CPU time the workload used per second of wall time, before and while
+/// its writes were tracked: what tracking costs it (a workload that is
+/// paced, not CPU-bound, shows the cost as more CPU, not as less work).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CpuLoad {
+    /// Milliseconds of CPU per second before tracking.
+    pub before_ms_per_sec: f64,
+    /// Milliseconds of CPU per second while tracked.
+    pub during_ms_per_sec: f64,
+}
+
+/// What tracking the workload's writes measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Measurement {
+    /// The tracker used.
+    pub backend: DirtyBackend,
+    /// The live processes of the tree.
+    pub processes: Vec<i32>,
+    /// Bytes of memory with data (resident): what round 0 would send.
+    pub memory_bytes: u64,
+    /// Of which anonymous: what post-copy could fetch on demand.
+    pub anonymous_bytes: u64,
+    /// Milliseconds writes were tracked.
+    pub duration_ms: f64,
+    /// Whether a signal stopped the measurement early.
+    pub interrupted: bool,
+    /// The dirty rate over time.
+    pub samples: Vec<Sample>,
+    /// Mean bytes written per second.
+    pub dirty_bytes_per_sec: f64,
+    /// Standard deviation of the sampled rates.
+    pub dirty_stddev_bytes_per_sec: f64,
+    /// Distinct bytes written over the whole measurement.
+    pub working_set_bytes: u64,
+    /// The mappings written most.
+    pub top_mappings: Vec<MappingRate>,
+    /// Processes whose writes could not be tracked, with why: their memory
+    /// is counted, their writes are not.
+    pub untracked: Vec<String>,
+    /// CPU use of the workload before and while tracked.
+    pub cpu: Option<CpuLoad>,
+}
+
+/// A tracked process: its tracker and its tracked mappings, with what was
+/// written to each.
+struct Tracked {
+    pid: i32,
+    tracker: Box<dyn DirtyTracker>,
+    mappings: Vec<TrackedMapping>,
+}
+
+struct TrackedMapping {
+    vma: Vma,
+    pages: u64,
+    written: PageRuns,
+}
+
+/// Tracks the writes of every process of the inspected tree for
+/// `opts.duration`, sampling every `opts.interval`, then removes the
+/// tracking (also when stopped early). The processes are stopped only for
+/// the instant it takes to set the tracking up (one injected system call).
+pub fn measure(inspection: &TreeInspection, opts: &MeasureOptions) -> Measurement {
+    let members = &inspection.members;
+    let memory_bytes = members
+        .iter()
+        .filter_map(|&p| proc::rss_bytes(p).ok())
+        .sum();
+    let anonymous_bytes = members
+        .iter()
+        .filter_map(|&p| proc::anonymous_bytes(p).ok())
+        .sum();
+    let ticks = || -> u64 {
+        members
+            .iter()
+            .filter_map(|&p| proc::cpu_ticks(p).ok())
+            .sum()
+    };
+    let baseline_start = (Instant::now(), ticks());
+    sleep_unless_stopped(CPU_BASELINE, opts.stop);
+    // A process that ends takes its CPU time with it: never below zero.
+    let baseline = (
+        baseline_start.0.elapsed(),
+        ticks().saturating_sub(baseline_start.1),
+    );
+
+    let mut untracked = Vec::new();
+    let mut tracked = Vec::new();
+    for (pid, vmas) in &inspection.layouts {
+        if opts.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        match dump::precopy::start_tracking(*pid, vmas) {
+            Ok(tracker) => {
+                let mappings = vmas
+                    .iter()
+                    .filter(|v| tracker.is_tracked(v.start, v.end))
+                    .map(|v| TrackedMapping {
+                        vma: v.clone(),
+                        pages: 0,
+                        written: PageRuns::default(),
+                    })
+                    .collect();
+                tracked.push(Tracked {
+                    pid: *pid,
+                    tracker,
+                    mappings,
+                });
+            }
+            Err(e) => untracked.push(format!("process {pid}: {e}")),
+        }
+    }
+
+    let started = Instant::now();
+    let ticks_at_start = ticks();
+    let mut samples = Vec::new();
+    let mut last = started;
+    let mut next = started;
+    while !opts.stop.load(Ordering::SeqCst) && started.elapsed() < opts.duration {
+        next += opts.interval;
+        let wait = next
+            .min(started + opts.duration)
+            .saturating_duration_since(Instant::now());
+        sleep_unless_stopped(wait, opts.stop);
+        let pages: u64 = tracked.iter_mut().map(|t| sample(t, &mut untracked)).sum();
+        let now = Instant::now();
+        let secs = (now - last).as_secs_f64().max(1e-3);
+        last = now;
+        samples.push(Sample {
+            t_ms: (now - started).as_secs_f64() * 1000.0,
+            dirty_bytes_per_sec: (pages * PAGE_SIZE) as f64 / secs,
+        });
+        tracked.retain(|t| !t.mappings.is_empty());
+    }
+    let duration = started.elapsed();
+    let during_ticks = ticks().saturating_sub(ticks_at_start);
+    let (pages, working_set, mut top) = summarize(&tracked, duration);
+    // Closing the trackers removes the tracking from the processes.
+    drop(tracked);
+
+    let secs = duration.as_secs_f64().max(1e-3);
+    let mean = (pages * PAGE_SIZE) as f64 / secs;
+    let variance = samples
+        .iter()
+        .map(|s| (s.dirty_bytes_per_sec - mean).powi(2))
+        .sum::<f64>()
+        / samples.len().max(1) as f64;
+    top.truncate(TOP_MAPPINGS);
+    let tick_ms = 1000.0 / clock_ticks_per_sec();
+    let cpu = (baseline.0 >= CPU_BASELINE).then(|| CpuLoad {
+        before_ms_per_sec: baseline.1 as f64 * tick_ms / baseline.0.as_secs_f64(),
+        during_ms_per_sec: during_ticks as f64 * tick_ms / secs,
+    });
+    Measurement {
+        backend: DirtyBackend::detect(),
+        processes: members.clone(),
+        memory_bytes,
+        anonymous_bytes,
+        duration_ms: secs * 1000.0,
+        interrupted: opts.stop.load(Ordering::SeqCst),
+        samples,
+        dirty_bytes_per_sec: mean,
+        dirty_stddev_bytes_per_sec: variance.sqrt(),
+        working_set_bytes: working_set * PAGE_SIZE,
+        top_mappings: top,
+        untracked,
+        cpu,
+    }
+}
+
+/// Reads and re-arms the pages process `t` wrote since the last sample;
+/// returns how many. A mapping that cannot be scanned any more (unmapped)
+/// is dropped from the tracking, with a note.
+fn sample(t: &mut Tracked, untracked: &mut Vec<String>) -> u64 {
+    let mut total = 0;
+    let mut runs = Vec::new();
+    let pid = t.pid;
+    t.mappings.retain_mut(|m| {
+        runs.clear();
+        match t
+            .tracker
+            .written(&[(m.vma.start, m.vma.end)], true, &mut runs)
+        {
+            Ok(()) => {
+                let pages: u64 = runs.iter().map(|r| (r.1 - r.0) / PAGE_SIZE).sum();
+                m.pages += pages;
+                m.written.extend(runs.clone());
+                total += pages;
+                true
+            }
+            Err(e) => {
+                untracked.push(format!(
+                    "process {pid}: mapping {:#x}-{:#x} no longer tracked: {e}",
+                    m.vma.start, m.vma.end
+                ));
+                false
+            }
+        }
+    });
+    total
+}
+
+/// Pages written in all, distinct pages written, and the mappings by
+/// pages written (most first).
+fn summarize(tracked: &[Tracked], duration: Duration) -> (u64, u64, Vec<MappingRate>) {
+    let secs = duration.as_secs_f64().max(1e-3);
+    let mut pages = 0;
+    let mut working_set = 0;
+    let mut mappings = Vec::new();
+    for t in tracked {
+        for m in &t.mappings {
+            pages += m.pages;
+            working_set += m.written.pages();
+            if m.pages > 0 {
+                mappings.push(MappingRate {
+                    pid: t.pid,
+                    start: m.vma.start,
+                    end: m.vma.end,
+                    name: match m.vma.kind {
+                        VmaKind::Heap => "[heap]".into(),
+                        VmaKind::Stack => "[stack]".into(),
+                        _ => "anonymous".into(),
+                    },
+                    dirty_bytes_per_sec: (m.pages * PAGE_SIZE) as f64 / secs,
+                    working_set_bytes: m.written.pages() * PAGE_SIZE,
+                });
+            }
+        }
+    }
+    mappings.sort_by(|a, b| b.dirty_bytes_per_sec.total_cmp(&a.dirty_bytes_per_sec));
+    (pages, working_set, mappings)
+}
+
+fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
+    let until = Instant::now() + d;
+    while !stop.load(Ordering::SeqCst) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(POLL));
+    }
+}
+
+fn clock_ticks_per_sec() -> f64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .map_or(100.0, |t| t as f64)
+}
+
+/// What the destination said to a probe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeReport {
+    /// The destination's address.
+    pub address: String,
+    /// The destination agent's name (from its certificate).
+    pub agent: String,
+    /// Why it would refuse the migration (None: it would take it).
+    pub refusal: Option<String>,
+    /// Memory available on the destination.
+    pub memory_available_bytes: u64,
+    /// Memory the workload would bring.
+    pub memory_bytes: u64,
+    /// Bytes of page frames sent to measure the bandwidth.
+    pub transfer_bytes: u64,
+    /// Milliseconds they took, until the destination had them all.
+    pub transfer_ms: f64,
+    /// The measured bandwidth.
+    pub bandwidth_bytes_per_sec: f64,
+}
+
+/// Asks the destination on `session` whether it would take the tree rooted
+/// at `pid` (the offer a migration would make now) and measures the
+/// bandwidth with `transfer_bytes` of page frames it discards. Nothing is
+/// kept on either side.
+pub async fn probe(
+    session: &mut Session,
+    pid: i32,
+    transfer_bytes: u64,
+) -> Result<ProbeReport, String> {
+    let streams = session.bulk_connections().max(1);
+    let offer = super::source::make_offer(pid, streams as u32).map_err(|e| e.to_string())?;
+    let memory_bytes = offer.memory_bytes;
+    let root = offer.pid;
+    session
+        .send(&ToDestination::Probe(ProbeOffer {
+            offer,
+            transfer_bytes,
+        }))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (refusal, memory_available_bytes) = match session.recv::<ToSource>().await {
+        Ok(ToSource::ProbeChecked {
+            refusal,
+            memory_available_bytes,
+        }) => (refusal, memory_available_bytes),
+        Ok(ToSource::Failed { reason }) => return Err(reason),
+        Ok(other) => return Err(format!("the destination answered {other:?} to the probe")),
+        Err(e) => return Err(e.to_string()),
+    };
+
+    let started = Instant::now();
+    let chunk = u64::from(MAX_FRAME_PAGES) * PAGE_SIZE;
+    let total_frames = transfer_bytes.div_ceil(chunk);
+    let mut lanes = Vec::with_capacity(streams);
+    for lane in 0..streams as u64 {
+        let mut stream = session.open_pages().await.map_err(|e| e.to_string())?;
+        let frames: Vec<u64> = (lane..total_frames).step_by(streams).collect();
+        lanes.push(tokio::spawn(async move {
+            let data = vec![0xa5u8; chunk as usize];
+            for frame in frames {
+                let len = chunk.min(transfer_bytes - frame * chunk) as usize;
+                let len = len - len % PAGE_SIZE as usize;
+                stream
+                    .send_pages(root, 0, frame * chunk, &data[..len.max(PAGE_SIZE as usize)])
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            stream.finish().await.map_err(|e| e.to_string())
+        }));
+    }
+    for lane in lanes {
+        lane.await.map_err(|e| e.to_string())??;
+    }
+    session
+        .send(&ToDestination::RoundEnd {
+            round: 0,
+            frames: total_frames,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    match session.recv::<ToSource>().await {
+        Ok(ToSource::RoundStored { round: 0 }) => {}
+        Ok(ToSource::Failed { reason }) => return Err(reason),
+        Ok(other) => return Err(format!("the destination answered {other:?} to the pages")),
+        Err(e) => return Err(e.to_string()),
+    }
+    let secs = started.elapsed().as_secs_f64().max(1e-6);
+    // The destination closes the session when it hears this; closing
+    // earlier could cut off its last answer.
+    session
+        .send(&ToDestination::Done)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(ProbeReport {
+        address: session.peer_addr().to_string(),
+        agent: session.peer_agent().to_string(),
+        refusal,
+        memory_available_bytes,
+        memory_bytes,
+        transfer_bytes,
+        transfer_ms: secs * 1000.0,
+        bandwidth_bytes_per_sec: transfer_bytes as f64 / secs,
+    })
+}
+
+/// The destination's side of a probe: checks the offer as a migration
+/// would (CPU state format, PIDs free, memory available), answers, then
+/// reads and discards the announced page frames, acknowledges them and
+/// waits for the source's [`ToDestination::Done`]. Nothing is kept.
+pub async fn answer_probe(session: &mut Session, probe: ProbeOffer) -> Result<(), String> {
+    if probe.transfer_bytes > PROBE_MAX_BYTES {
+        return Err(format!(
+            "a probe announced {} bytes of pages, over the {PROBE_MAX_BYTES} accepted",
+            probe.transfer_bytes
+        ));
+    }
+    let offer = &probe.offer;
+    let available = proc::mem_available_bytes().map_err(|e| e.to_string())?;
+    let refusal = crate::restore::check_target(offer.xcr0, offer.xstate_size, &offer.tids)
+        .err()
+        .map(|e| e.to_string())
+        .or_else(|| {
+            (offer.memory_bytes > available).then(|| {
+                format!(
+                    "the workload has {} MiB of memory and only {} MiB are available here",
+                    offer.memory_bytes >> 20,
+                    available >> 20
+                )
+            })
+        });
+    session
+        .send(&ToSource::ProbeChecked {
+            refusal,
+            memory_available_bytes: available,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+
+    let frames = Arc::new(AtomicU64::new(0));
+    let failed: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    let mut incoming = session.take_incoming_pages();
+    let (root, budget) = (offer.pid, probe.transfer_bytes);
+    let bytes = Arc::new(AtomicU64::new(0));
+    let reader = {
+        let (frames, failed, bytes) = (frames.clone(), failed.clone(), bytes.clone());
+        tokio::spawn(async move {
+            let mut readers = tokio::task::JoinSet::new();
+            while let Some(mut stream) = incoming.next().await {
+                let (frames, failed, bytes) = (frames.clone(), failed.clone(), bytes.clone());
+                readers.spawn(async move {
+                    let result = async {
+                        while let Some(frame) = stream.next().await.map_err(|e| e.to_string())? {
+                            if frame.header.pid != root {
+                                return Err(format!(
+                                    "a probe frame for process {} arrived; the probe is for {root}",
+                                    frame.header.pid
+                                ));
+                            }
+                            let len = frame.data.len() as u64;
+                            if bytes.fetch_add(len, Ordering::SeqCst) + len > budget {
+                                return Err(format!(
+                                    "the probe sent more than the {budget} bytes it announced"
+                                ));
+                            }
+                            frames.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Ok(())
+                    }
+                    .await;
+                    if let Err(e) = result {
+                        failed
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert(e);
+                    }
+                });
+            }
+            while readers.join_next().await.is_some() {}
+        })
+    };
+    let result = async {
+        let announced =
+            match tokio::time::timeout(PROBE_TIMEOUT, session.recv::<ToDestination>()).await {
+                Ok(Ok(ToDestination::RoundEnd { round: 0, frames })) => frames,
+                Ok(Ok(_)) => return Err("expected the end of the probe's pages".to_string()),
+                Ok(Err(e)) => return Err(e.to_string()),
+                Err(_) => return Err(format!("the probe's pages took over {PROBE_TIMEOUT:?}")),
+            };
+        let started = Instant::now();
+        loop {
+            if let Some(e) = failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                return Err(e);
+            }
+            let have = frames.load(Ordering::SeqCst);
+            if have >= announced {
+                break;
+            }
+            if started.elapsed() > PROBE_TIMEOUT {
+                return Err(format!(
+                    "the probe announced {announced} frames; {have} arrived"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        session
+            .send(&ToSource::RoundStored { round: 0 })
+            .await
+            .map_err(|e| e.to_string())?;
+        // Closing before the source has read the answer would lose it: wait
+        // for its last word (a lost link ends the wait as well).
+        let _ = tokio::time::timeout(PROBE_TIMEOUT, session.recv::<ToDestination>()).await;
+        Ok(())
+    }
+    .await;
+    reader.abort();
+    result
+}
+
+/// Where the bandwidth figure comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BandwidthSource {
+    /// Measured by a probe of the destination.
+    Measured,
+    /// Given with --bandwidth.
+    Given,
+    /// [`DEFAULT_BANDWIDTH`].
+    Default,
+}
+
+/// A figure with its error band.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Band {
+    /// At the mean dirty rate minus one standard deviation.
+    pub low: f64,
+    /// At the mean dirty rate.
+    pub expected: f64,
+    /// At the mean dirty rate plus one standard deviation.
+    pub high: f64,
+}
+
+/// A migration mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Copy rounds while running, freeze for the rest.
+    Precopy,
+    /// Freeze for the state, run on the destination, fetch pages on demand.
+    Postcopy,
+    /// One pre-copy round, then post-copy.
+    Hybrid,
+}
+
+/// What a migration in one mode would cost.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ModePrediction {
+    /// The mode.
+    pub mode: Mode,
+    /// Milliseconds frozen for transfers (restoring adds its own time).
+    pub downtime_ms: Band,
+    /// Milliseconds from start to the workload running on the destination
+    /// with all its memory.
+    pub total_ms: Band,
+    /// Bytes sent, at the mean dirty rate.
+    pub bytes_sent: u64,
+    /// Pre-copy rounds at the mean dirty rate (pre-copy only).
+    pub rounds: Option<u32>,
+    /// Why pre-copy would stop, at the mean dirty rate (pre-copy only).
+    pub switch_reason: Option<SwitchReason>,
+}
+
+/// The dry run's advice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recommendation {
+    /// The mode to use (None: the workload cannot move).
+    pub mode: Option<Mode>,
+    /// The --max-downtime to give, in milliseconds.
+    pub max_downtime_ms: Option<f64>,
+    /// Why, as a sentence.
+    pub why: String,
+}
+
+/// The whole dry-run report (what `--json` prints).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DryRunReport {
+    /// The workload's root PID.
+    pub pid: i32,
+    /// Whether it would move: no blocker, and the destination (if asked)
+    /// reachable and willing.
+    pub can_move: bool,
+    /// Everything of the tree ferry cannot carry.
+    pub blockers: Vec<Blocker>,
+    /// What tracking measured.
+    pub measurement: Measurement,
+    /// The destination's answer, if one was asked.
+    pub destination: Option<DestinationReport>,
+    /// The bandwidth the predictions use, in bytes per second.
+    pub bandwidth_bytes_per_sec: f64,
+    /// Where it comes from.
+    pub bandwidth_source: BandwidthSource,
+    /// The downtime limit the pre-copy prediction used, in milliseconds.
+    pub max_downtime_ms: f64,
+    /// One prediction per mode.
+    pub predictions: Vec<ModePrediction>,
+    /// The advice.
+    pub recommendation: Recommendation,
+}
+
+/// The destination part of the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DestinationReport {
+    /// The address asked.
+    pub address: String,
+    /// Whether a session could be opened and the probe answered.
+    pub reachable: bool,
+    /// Whether it would take the workload.
+    pub compatible: bool,
+    /// The probe's answer, when reachable.
+    pub probe: Option<ProbeReport>,
+    /// Why it is unreachable, or why it would refuse.
+    pub error: Option<String>,
+}
+
+impl DestinationReport {
+    /// Builds the report from a probe's outcome.
+    pub fn from_probe(address: &str, outcome: Result<ProbeReport, String>) -> Self {
+        match outcome {
+            Ok(p) => DestinationReport {
+                address: address.to_string(),
+                reachable: true,
+                compatible: p.refusal.is_none(),
+                error: p.refusal.clone(),
+                probe: Some(p),
+            },
+            Err(e) => DestinationReport {
+                address: address.to_string(),
+                reachable: false,
+                compatible: false,
+                probe: None,
+                error: Some(e),
+            },
+        }
+    }
+}
+
+/// Turns blockers, measurement and destination into predictions and
+/// advice. The bandwidth is the probe's, else `bandwidth` (--bandwidth),
+/// else [`DEFAULT_BANDWIDTH`].
+pub fn assess(
+    pid: i32,
+    blockers: Vec<Blocker>,
+    measurement: Measurement,
+    destination: Option<DestinationReport>,
+    bandwidth: Option<u64>,
+    limits: &Limits,
+) -> DryRunReport {
+    let measured = destination
+        .as_ref()
+        .and_then(|d| d.probe.as_ref())
+        .map(|p| p.bandwidth_bytes_per_sec)
+        .filter(|&b| b > 0.0);
+    let (bw, source) = match (measured, bandwidth) {
+        (Some(b), _) => (b, BandwidthSource::Measured),
+        (None, Some(b)) => (b as f64, BandwidthSource::Given),
+        (None, None) => (DEFAULT_BANDWIDTH as f64, BandwidthSource::Default),
+    };
+    let processes = measurement.processes.len() as u64;
+    let predictions = predict_modes(&measurement, processes, bw, limits);
+    let can_move = blockers.is_empty() && destination.as_ref().map_or(true, |d| d.compatible);
+    let recommendation = recommend(&blockers, destination.as_ref(), &predictions, limits);
+    DryRunReport {
+        pid,
+        can_move,
+        blockers,
+        measurement,
+        destination,
+        bandwidth_bytes_per_sec: bw,
+        bandwidth_source: source,
+        max_downtime_ms: limits.max_downtime_ms,
+        predictions,
+        recommendation,
+    }
+}
+
+/// The three modes' predictions for a measured workload at `bw` bytes/s.
+pub fn predict_modes(
+    m: &Measurement,
+    processes: u64,
+    bw: f64,
+    limits: &Limits,
+) -> Vec<ModePrediction> {
+    let bw = bw.max(1.0);
+    let ms = |bytes: f64| bytes / bw * 1000.0;
+    let rates = [
+        (m.dirty_bytes_per_sec - m.dirty_stddev_bytes_per_sec).max(0.0),
+        m.dirty_bytes_per_sec,
+        m.dirty_bytes_per_sec + m.dirty_stddev_bytes_per_sec,
+    ];
+    let band = |f: &dyn Fn(f64) -> f64| Band {
+        low: f(rates[0]),
+        expected: f(rates[1]),
+        high: f(rates[2]),
+    };
+    // Memory ferry cannot track or fetch lazily (file-backed, shared) goes
+    // while frozen in every mode.
+    let frozen_always = m.memory_bytes.saturating_sub(m.anonymous_bytes) as f64;
+    let state = (processes.max(1) * STATE_BYTES_PER_PROCESS) as f64;
+    let precopy = |rate: f64| {
+        policy::predict(
+            &WorkloadModel {
+                memory_bytes: m.memory_bytes,
+                dirty_bytes_per_sec: rate,
+                working_set_bytes: m.working_set_bytes,
+            },
+            bw,
+            limits,
+        )
+    };
+    let expected = precopy(rates[1]);
+    let pre = ModePrediction {
+        mode: Mode::Precopy,
+        downtime_ms: band(&|r| precopy(r).downtime_ms + ms(frozen_always)),
+        total_ms: band(&|r| precopy(r).total_ms + ms(frozen_always)),
+        bytes_sent: expected.bytes_sent + frozen_always as u64,
+        rounds: Some(expected.rounds),
+        switch_reason: Some(expected.reason),
+    };
+    let post_downtime = ms(state + frozen_always);
+    let post_total = ms(m.memory_bytes as f64 + state);
+    let post = ModePrediction {
+        mode: Mode::Postcopy,
+        downtime_ms: band(&|_| post_downtime),
+        total_ms: band(&|_| post_total),
+        bytes_sent: m.memory_bytes + state as u64,
+        rounds: None,
+        switch_reason: None,
+    };
+    let round0_ms = ms(m.memory_bytes as f64);
+    let rewritten = |rate: f64| (rate * round0_ms / 1000.0).min(m.working_set_bytes as f64);
+    let hybrid = ModePrediction {
+        mode: Mode::Hybrid,
+        downtime_ms: band(&|_| post_downtime),
+        total_ms: band(&|r| round0_ms + post_downtime + ms(rewritten(r))),
+        bytes_sent: (m.memory_bytes as f64 + state + rewritten(rates[1])) as u64,
+        rounds: None,
+        switch_reason: None,
+    };
+    vec![pre, post, hybrid]
+}
+
+/// Picks a mode: pre-copy when it fits the downtime limit even at the high
+/// end of the band (it never leaves the workload depending on the link
+/// after the switch-over); else hybrid when that fits; else pre-copy with
+/// the limit it would need.
+fn recommend(
+    blockers: &[Blocker],
+    destination: Option<&DestinationReport>,
+    predictions: &[ModePrediction],
+    limits: &Limits,
+) -> Recommendation {
+    if !blockers.is_empty() {
+        return Recommendation {
+            mode: None,
+            max_downtime_ms: None,
+            why: format!(
+                "{} blocker(s) must go first: ferry refuses the workload as it is",
+                blockers.len()
+            ),
+        };
+    }
+    if let Some(d) = destination.filter(|d| !d.compatible) {
+        return Recommendation {
+            mode: None,
+            max_downtime_ms: None,
+            why: format!(
+                "the destination {} {}",
+                d.address,
+                if d.reachable {
+                    "would refuse the workload"
+                } else {
+                    "cannot be reached"
+                }
+            ),
+        };
+    }
+    let find = |mode| predictions.iter().find(|p| p.mode == mode);
+    let (Some(pre), Some(hybrid)) = (find(Mode::Precopy), find(Mode::Hybrid)) else {
+        return Recommendation {
+            mode: None,
+            max_downtime_ms: None,
+            why: "no prediction".into(),
+        };
+    };
+    let limit = limits.max_downtime_ms;
+    if pre.downtime_ms.high <= limit && pre.switch_reason == Some(SwitchReason::FitsDowntime) {
+        return Recommendation {
+            mode: Some(Mode::Precopy),
+            max_downtime_ms: Some(limit),
+            why: format!(
+                "pre-copy converges in {} rounds and freezes {:.1}-{:.1} ms, within {limit} ms",
+                pre.rounds.unwrap_or(0),
+                pre.downtime_ms.low,
+                pre.downtime_ms.high
+            ),
+        };
+    }
+    if hybrid.downtime_ms.high <= limit {
+        return Recommendation {
+            mode: Some(Mode::Hybrid),
+            max_downtime_ms: Some(limit),
+            why: format!(
+                "pre-copy alone would freeze up to {:.0} ms; one pre-copy round then post-copy freezes about {:.1} ms (the workload then depends on the link until its last page arrives)",
+                pre.downtime_ms.high, hybrid.downtime_ms.expected
+            ),
+        };
+    }
+    let needed = nice_ceil(pre.downtime_ms.high.max(1.0));
+    Recommendation {
+        mode: Some(Mode::Precopy),
+        max_downtime_ms: Some(needed),
+        why: format!(
+            "no mode freezes for less than {limit} ms at this bandwidth; pre-copy needs --max-downtime {needed}ms"
+        ),
+    }
+}
+
+/// Rounds up to 1, 2 or 5 times a power of ten.
+fn nice_ceil(x: f64) -> f64 {
+    let p = 10f64.powf(x.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * p)
+        .find(|&v| v >= x)
+        .unwrap_or(10.0 * p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    fn measured(memory: u64, rate: f64, stddev: f64, ws: u64) -> Measurement {
+        Measurement {
+            backend: DirtyBackend::UffdWpAsync,
+            processes: vec![1],
+            memory_bytes: memory,
+            anonymous_bytes: memory,
+            duration_ms: 3000.0,
+            interrupted: false,
+            samples: Vec::new(),
+            dirty_bytes_per_sec: rate,
+            dirty_stddev_bytes_per_sec: stddev,
+            working_set_bytes: ws,
+            top_mappings: Vec::new(),
+            untracked: Vec::new(),
+            cpu: None,
+        }
+    }
+
+    #[test]
+    fn a_slow_writer_is_advised_precopy() {
+        let m = measured(1024 * MIB, 64.0 * MIB as f64, 4.0 * MIB as f64, 192 * MIB);
+        let r = assess(1, Vec::new(), m, None, None, &Limits::default());
+        assert_eq!(r.bandwidth_source, BandwidthSource::Default);
+        assert_eq!(r.recommendation.mode, Some(Mode::Precopy), "{r:?}");
+        let pre = &r.predictions[0];
+        assert!(pre.downtime_ms.low <= pre.downtime_ms.expected);
+        assert!(pre.downtime_ms.expected <= pre.downtime_ms.high);
+        assert!(r.can_move);
+    }
+
+    #[test]
+    fn a_writer_faster_than_the_link_is_not_advised_a_tiny_limit() {
+        let m = measured(1024 * MIB, 2048.0 * MIB as f64, 0.0, 512 * MIB);
+        let r = assess(1, Vec::new(), m, None, None, &Limits::default());
+        let rec = r.recommendation;
+        assert!(
+            rec.mode == Some(Mode::Hybrid) || rec.max_downtime_ms.unwrap() > 50.0,
+            "{rec:?}"
+        );
+    }
+
+    #[test]
+    fn blockers_and_unreachable_destinations_say_no() {
+        let m = measured(MIB, 0.0, 0.0, 0);
+        let blocker = Blocker {
+            pid: 7,
+            resource: "fd 10".into(),
+            reason: "socket".into(),
+        };
+        let r = assess(7, vec![blocker], m.clone(), None, None, &Limits::default());
+        assert!(!r.can_move && r.recommendation.mode.is_none());
+        let d = DestinationReport::from_probe("10.0.0.2:7420", Err("timed out".into()));
+        let r = assess(7, Vec::new(), m, Some(d), Some(MIB), &Limits::default());
+        assert!(!r.can_move && r.recommendation.mode.is_none());
+        assert_eq!(r.bandwidth_source, BandwidthSource::Given);
+    }
+
+    #[test]
+    fn limits_round_up_nicely() {
+        assert_eq!(nice_ceil(37.0), 50.0);
+        assert_eq!(nice_ceil(120.0), 200.0);
+        assert_eq!(nice_ceil(1.0), 1.0);
+    }
+}
