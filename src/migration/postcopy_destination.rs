@@ -3,9 +3,7 @@
 //! the workload running, forward its page requests to the source, install
 //! the pages that arrive, and tell the source once every page is local.
 
-use super::destination::{
-    keep, kill_tree, name, DestinationOptions, DestinationState, Received,
-};
+use super::destination::{keep, kill_tree, name, DestinationOptions, DestinationState, Received};
 use super::protocol::{Offer, RemoteRuns, ToDestination, ToSource, PUSH_ROUND, URGENT_ROUND};
 use crate::dump::sink::{CheckpointSink, ImageSink};
 use crate::image::{Checkpoint, ImageWriter, PAGE_SIZE};
