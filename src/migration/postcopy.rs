@@ -164,6 +164,7 @@ pub fn serve(
     let mut urgent: PageSender = rt
         .block_on(session.open_pages())
         .map_err(|e| format!("opening the urgent page stream failed: {e}"))?;
+    urgent.set_priority(1);
     let mut served = Served::default();
     let mut pusher: Option<std::thread::JoinHandle<Result<u64, String>>> = None;
     let result = loop {

@@ -175,6 +175,16 @@ impl<W: AsyncWrite + Unpin> PageSender<W> {
     }
 }
 
+impl PageSender<quinn::SendStream> {
+    /// Sends this stream's frames ahead of other streams of its connection
+    /// (higher first; 0 is the default): post-copy answers to faults must
+    /// not wait behind the background push.
+    pub fn set_priority(&self, priority: i32) {
+        // A stream already closed has nothing left to order.
+        let _ = self.stream.get_ref().set_priority(priority);
+    }
+}
+
 /// One received frame. `data` borrows the receiver's reusable buffer and is
 /// empty for zero pages.
 #[derive(Debug)]
