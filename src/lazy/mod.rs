@@ -213,10 +213,10 @@ impl FaultServer {
 
     /// Pages the source still holds that some address space here wants.
     pub fn remaining(&self) -> u64 {
-        lock(&self.views)
-            .iter()
-            .map(|v| lock(&v.state).remaining())
-            .sum()
+        // The list is copied first: a view's state is never locked while
+        // the list is (the server thread locks them the other way round).
+        let views: Vec<Arc<View>> = lock(&self.views).clone();
+        views.iter().map(|v| lock(&v.state).remaining()).sum()
     }
 
     /// Restored processes handed over by the restore so far.
@@ -260,18 +260,65 @@ impl FaultServer {
         data: Option<&[u8]>,
         urgent: bool,
     ) -> Result<(), InstallError> {
-        let views: Vec<Arc<View>> = lock(&self.views)
-            .iter()
-            .filter(|v| v.source_pid == pid)
-            .cloned()
-            .collect();
         let mut installed = 0u64;
         let mut latencies = Vec::new();
         let mut result = Ok(());
-        for view in views {
+        // A child forked meanwhile (its view added after the list was
+        // taken) may still miss these pages: take the list again until no
+        // new address space of this source process appears.
+        let mut done: Vec<Arc<View>> = Vec::new();
+        loop {
+            let fresh: Vec<Arc<View>> = lock(&self.views)
+                .iter()
+                .filter(|v| v.source_pid == pid && !done.iter().any(|d| Arc::ptr_eq(d, v)))
+                .cloned()
+                .collect();
+            if fresh.is_empty() || result.is_err() {
+                break;
+            }
+            for view in fresh {
+                self.install_into(
+                    &view,
+                    vaddr,
+                    npages,
+                    data,
+                    &mut installed,
+                    &mut latencies,
+                    &mut result,
+                );
+                done.push(view);
+            }
+        }
+        {
+            let mut c = lock(&self.counters);
+            if urgent {
+                c.stats.pages_faulted += installed;
+            } else {
+                c.stats.pages_pushed += installed;
+            }
+            c.latencies_us.extend(latencies);
+        }
+        self.progress.notify_waiters();
+        result
+    }
+
+    /// Installs pages into one address space (see [`FaultServer::install`]).
+    #[allow(clippy::too_many_arguments)]
+    fn install_into(
+        &self,
+        view: &View,
+        vaddr: u64,
+        npages: u64,
+        data: Option<&[u8]>,
+        installed: &mut u64,
+        latencies: &mut Vec<f64>,
+        result: &mut Result<(), InstallError>,
+    ) {
+        let pid = view.source_pid;
+        {
             let mut st = lock(&view.state);
             if st.dead {
-                continue;
+                return;
             }
             let mut i = 0;
             while i < npages {
@@ -310,7 +357,7 @@ impl FaultServer {
                     // is not needed for this page.
                     Err(Errno::EEXIST) => 1,
                     Err(Errno::EAGAIN) => {
-                        result = Err(InstallError::Retry { pid });
+                        *result = Err(InstallError::Retry { pid });
                         break;
                     }
                     Err(Errno::ESRCH) => {
@@ -326,7 +373,7 @@ impl FaultServer {
                     }
                 };
                 if done.is_ok() {
-                    installed += pages;
+                    *installed += pages;
                 }
                 for k in 0..pages {
                     let (s, d) = (src + k * PAGE_SIZE, dst + k * PAGE_SIZE);
@@ -338,17 +385,6 @@ impl FaultServer {
                 i += pages;
             }
         }
-        {
-            let mut c = lock(&self.counters);
-            if urgent {
-                c.stats.pages_faulted += installed;
-            } else {
-                c.stats.pages_pushed += installed;
-            }
-            c.latencies_us.extend(latencies);
-        }
-        self.progress.notify_waiters();
-        result
     }
 
     /// The server thread: polls every userfaultfd, reads events before
@@ -381,12 +417,17 @@ impl FaultServer {
             }
             for (view, _) in views.iter().zip(&ready[1..]).filter(|(_, &r)| r) {
                 events.clear();
+                // The state stays locked from the read of the events until
+                // they are applied: reading a remove event lets madvise go
+                // on and discard the pages, and a page installed in between
+                // by a late push would bring old contents back.
+                let mut st = lock(&view.state);
                 if let Err(e) = uffd::uffd_read_events(&view.uffd, &mut events) {
                     tracing::debug!(pid = view.source_pid, %e, "userfaultfd read failed");
-                    let mut st = lock(&view.state);
                     st.dead = true;
                     st.remote.clear();
                     st.moved.clear();
+                    drop(st);
                     self.progress.notify_waiters();
                     continue;
                 }
@@ -395,8 +436,10 @@ impl FaultServer {
                     .iter()
                     .filter(|e| !matches!(e, UffdEvent::PageFault { .. }))
                 {
-                    self.handle_event(view, *ev);
+                    self.handle_event(view, &mut st, *ev);
                 }
+                drop(st);
+                self.progress.notify_waiters();
                 for ev in &events {
                     if let UffdEvent::PageFault { address } = *ev {
                         lock(&self.counters).stats.faults += 1;
@@ -409,18 +452,17 @@ impl FaultServer {
         lock(&self.views).clear();
     }
 
-    fn handle_event(&self, view: &Arc<View>, ev: UffdEvent) {
+    /// Applies one event to `st`, the locked state of `view`.
+    fn handle_event(&self, view: &View, st: &mut ViewState, ev: UffdEvent) {
         match ev {
             UffdEvent::Fork { uffd: fd } => match uffd::uffd_from_event(fd) {
                 Ok(child) => {
-                    let st = lock(&view.state);
                     let state = ViewState {
                         remote: st.remote.clone(),
                         moved: st.moved.clone(),
                         dead: st.dead,
                         ..ViewState::default()
                     };
-                    drop(st);
                     tracing::debug!(pid = view.source_pid, "a restored process forked");
                     self.add_view(View {
                         source_pid: view.source_pid,
@@ -431,7 +473,6 @@ impl FaultServer {
                 Err(e) => tracing::warn!(pid = view.source_pid, %e, "bad fork event"),
             },
             UffdEvent::Remove { start, end } => {
-                let mut st = lock(&view.state);
                 let gone: Vec<u64> = st.remote.range(start..end).copied().collect();
                 for p in gone {
                     st.remote.remove(&p);
@@ -448,11 +489,8 @@ impl FaultServer {
                     // The waiter faults again and gets the zero page.
                     let _ = uffd::uffd_wake(&view.uffd, p, PAGE_SIZE);
                 }
-                drop(st);
-                self.progress.notify_waiters();
             }
             UffdEvent::Remap { from, to, len } => {
-                let mut st = lock(&view.state);
                 let range = from..from + len;
                 let moving: Vec<u64> = st.remote.range(range.clone()).copied().collect();
                 for p in moving {
