@@ -242,6 +242,7 @@ if [ -n "$MIGRATE_RATES" ]; then
   for rate in $MIGRATE_RATES; do
     for ((run = 0; run < RUNS; run++)); do
       mkdir -p "$tmp/files"
+      rm -f "$tmp/out"
       (
         for fd in /proc/$BASHPID/fd/*; do
           fd=${fd##*/}
@@ -250,11 +251,13 @@ if [ -n "$MIGRATE_RATES" ]; then
         exec bash scripts/testbed.sh exec "${bed[@]}" a "$PWD/$dirty_workload" "$tmp/files" "$MIGRATE_MIB" "$rate"
       ) </dev/null >"$tmp/out" 2>&1 &
       orig=$!
+      disown "$orig" # no "Killed" notice when the migration ends the source copy
       if ! wait_for grep -q READY "$tmp/out"; then
         echo "bench: steady_dirty $MIGRATE_MIB MiB at $rate MiB/s not READY:" >&2
         cat "$tmp/out" >&2
         exit 1
       fi
+      # The launcher becomes nsenter, which forked the workload (READY).
       shell=$(cat /proc/$orig/task/*/children | awk '{print $1}')
       ns_pid=$(awk '/^NSpid:/ {print $NF}' "/proc/$shell/status")
       agent_run migrate migrate "$ns_pid" --to 10.231.0.2:7420 --control-socket "$tmp/hosts/a/agent.sock" --json
@@ -286,7 +289,7 @@ PY
         cat "$tmp/out" >&2
         exit 1
       fi
-      wait "$orig" 2>/dev/null || true
+      wait_for gone "$orig" || true
       orig=
     done
   done

@@ -41,12 +41,18 @@ bash scripts/testbed.sh up "${bed[@]}" | sed 's/^/  /'
     'i=0; while true; do echo $i; i=$(expr $i + 1); sleep 1; done'
 ) </dev/null >"$work/out.log" 2>&1 &
 launcher=$!
-# nsenter (the launcher) forks the shell into host A's PID namespace.
-for _ in $(seq 100); do
-  shell=$(cat /proc/$launcher/task/*/children 2>/dev/null | awk '{print $1}')
-  [ -n "$shell" ] && break
+disown "$launcher" # no "Killed" notice when the migration ends the source copy
+# The launcher becomes nsenter, which forks the shell into host A's PID
+# namespace (earlier children are testbed.sh's own helpers).
+shell=
+for _ in $(seq 200); do
+  if [ "$(cat /proc/$launcher/comm 2>/dev/null)" = nsenter ]; then
+    shell=$(cat /proc/$launcher/task/*/children 2>/dev/null | awk '{print $1}')
+    [ -n "$shell" ] && break
+  fi
   sleep 0.05
 done
+[ -n "$shell" ] || { echo "demo: the loop did not start on host A" >&2; exit 1; }
 ns_pid=$(awk '/^NSpid:/ {print $NF}' "/proc/$shell/status")
 echo "demo: the loop runs on host A as PID $ns_pid; its output:"
 sleep 4.5

@@ -529,7 +529,7 @@ impl CheckpointSink for NetworkSink<'_> {
                 / 1000.0)
                 .max(1e-3);
         self.stats.rounds.push(RoundStats {
-            round: measured.round,
+            round: self.round,
             pages: measured.pages_written,
             zero_pages: measured.zero_pages,
             bytes: measured.pages_written * PAGE_SIZE,
@@ -543,7 +543,7 @@ impl CheckpointSink for NetworkSink<'_> {
             });
         (self.progress)(&Progress {
             phase: Phase::Precopy,
-            round: measured.round,
+            round: self.round,
             bytes_sent: self.stats.bytes_sent,
             memory_bytes: self.stats.memory_bytes,
             remaining_bytes: remaining,
