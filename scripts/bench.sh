@@ -23,6 +23,10 @@
 # arrival): downtime (freeze to running on the destination) and its parts,
 # total time, bytes sent over memory size and page throughput, from
 # `migrate --json`.
+# Post-copy between the same hosts of a process that touched each size of
+# POSTCOPY_SIZES (MiB, default "64 512 2048"; empty skips;
+# tests/workloads/bench_mem.c): freeze to running on the destination, the
+# median fault latency, and the time from running to every page local.
 #
 # RUNS runs of everything. Run as root. Everything it starts is killed by
 # PID on exit; images live in a temp dir removed at the end.
@@ -51,6 +55,7 @@ TREE_MIB=${TREE_MIB:-16}
 TRANSPORT_MIB=${TRANSPORT_MIB:-2048}
 MIGRATE_MIB=${MIGRATE_MIB:-1024}
 MIGRATE_RATES=${MIGRATE_RATES-"0 16 64 256"}
+POSTCOPY_SIZES=${POSTCOPY_SIZES-"64 512 2048"}
 
 cargo build --release --workspace --locked >&2
 cargo build --release --locked --example transport_bench >&2
@@ -285,6 +290,56 @@ PY
         exit 1
       fi
       wait_for gone "$orig" || true
+      orig=
+    done
+  done
+fi
+
+if [ -n "$POSTCOPY_SIZES" ]; then
+  if [ ${#bed[@]} = 0 ]; then
+    bed=(--name-prefix ferry-bench --agents "$tmp/hosts")
+    FERRY_AGENT_BIN=$(realpath "$agent") bash scripts/testbed.sh up "${bed[@]}" >&2
+  fi
+  for mib in $POSTCOPY_SIZES; do
+    for ((run = 0; run < RUNS; run++)); do
+      mkdir -p "$tmp/files"
+      (
+        for fd in /proc/$BASHPID/fd/*; do
+          fd=${fd##*/}
+          if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+        done
+        exec bash scripts/testbed.sh exec "${bed[@]}" a "$PWD/$workload" "$tmp/files" "$mib"
+      ) </dev/null >"$tmp/out" 2>&1 &
+      orig=$!
+      if ! wait_for grep -q READY "$tmp/out"; then
+        echo "bench: bench_mem $mib MiB not READY on host A:" >&2
+        cat "$tmp/out" >&2
+        exit 1
+      fi
+      shell=$(cat /proc/$orig/task/*/children | awk '{print $1}')
+      ns_pid=$(awk '/^NSpid:/ {print $NF}' "/proc/$shell/status")
+      agent_run postcopy migrate "$ns_pid" --to 10.231.0.2:7420 \
+        --control-socket "$tmp/hosts/a/agent.sock" --mode postcopy --json
+      python3 - "$tmp/postcopy.json" "$mib" >>"$samples" <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1]))["postcopy"]
+for name, unit, key in [("postcopy_freeze_to_running", "ms", "freeze_to_running_ms"),
+                        ("postcopy_fault_latency_p50", "us", "fault_latency_p50_us"),
+                        ("postcopy_all_local", "ms", "all_local_ms")]:
+    print(name, sys.argv[2], unit, p[key])
+PY
+      # SIGTERM on host B: the workload checks its memory and exits.
+      bash scripts/testbed.sh exec "${bed[@]}" b kill -TERM "$ns_pid"
+      if ! wait_for grep -q -e PASS -e FAIL "$tmp/out"; then
+        echo "bench: bench_mem $mib MiB did not finish on host B" >&2
+        exit 1
+      fi
+      if ! grep -q PASS "$tmp/out"; then
+        echo "bench: bench_mem $mib MiB failed its check after post-copy:" >&2
+        cat "$tmp/out" >&2
+        exit 1
+      fi
+      wait "$orig" 2>/dev/null || true
       orig=
     done
   done

@@ -14,6 +14,7 @@ pub mod container;
 pub mod dump;
 pub mod image;
 pub mod kernel;
+pub mod lazy;
 pub mod memory;
 pub mod migration;
 pub mod proc;

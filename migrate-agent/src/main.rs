@@ -113,6 +113,14 @@ enum Command {
         /// Cap on page bandwidth, e.g. 100M (bytes per second, K/M/G = 1024-based).
         #[arg(long)]
         bandwidth_limit: Option<String>,
+        /// How memory moves. precopy: copy while running, then freeze for
+        /// the rest (safe: the source keeps a whole copy until the end).
+        /// postcopy: freeze at once, run on the destination within
+        /// milliseconds, pages follow on demand and in the background
+        /// (until they are all there, losing the source loses the
+        /// workload). hybrid: pre-copy rounds, then post-copy for the rest.
+        #[arg(long, default_value = "precopy")]
+        mode: ferry::migration::source::MigrationMode,
         /// Print statistics as JSON instead of a summary.
         #[arg(long)]
         json: bool,
@@ -250,6 +258,7 @@ fn main() -> ExitCode {
             max_downtime,
             max_rounds,
             bandwidth_limit,
+            mode,
             json,
         } => migrate::run(migrate::Args {
             pid: pid.unwrap_or(0),
@@ -260,6 +269,7 @@ fn main() -> ExitCode {
             max_downtime: &max_downtime,
             max_rounds,
             bandwidth_limit: bandwidth_limit.as_deref(),
+            mode,
             json,
         }),
         Command::DryRun {

@@ -27,6 +27,8 @@ pub struct Args<'a> {
     pub max_rounds: u32,
     /// `--bandwidth-limit`.
     pub bandwidth_limit: Option<&'a str>,
+    /// `--mode`.
+    pub mode: ferry::migration::source::MigrationMode,
     /// `--json`.
     pub json: bool,
 }
@@ -51,6 +53,7 @@ pub fn run(args: Args<'_>) -> anyhow::Result<ExitCode> {
             .container
             .container()?
             .map(|c| (c.runtime, Some(c.root), c.id)),
+        mode: args.mode,
     });
     let bar = if args.json {
         ProgressBar::hidden()
@@ -136,6 +139,20 @@ fn print_summary(what: &str, to: &str, s: &MigrationStats) {
         "  downtime {:.1} ms = freeze {:.1} + final transfer {:.1} + restore {:.1} + resume {:.1}; total {:.0} ms",
         d.total_ms, d.freeze_ms, d.final_transfer_ms, d.restore_ms, d.resume_ms, s.total_ms
     );
+    if let Some(p) = &s.postcopy {
+        println!(
+            "  post-copy: running {:.1} ms after the freeze; {} pages stayed on the source: {} faulted in ({} faults, {} zero, latency p50 {:.0} us, p99 {:.0} us), {} pushed; all local {:.0} ms after running",
+            p.freeze_to_running_ms,
+            p.remote_pages,
+            p.pages_faulted,
+            p.faults,
+            p.zero_faults,
+            p.fault_latency_p50_us,
+            p.fault_latency_p99_us,
+            p.pages_pushed,
+            p.all_local_ms
+        );
+    }
 }
 
 pub(crate) fn mib(bytes: f64) -> String {

@@ -58,6 +58,9 @@ pub struct MigrateRequest {
     pub server_name: String,
     /// The longest acceptable freeze, in milliseconds.
     pub max_downtime_ms: f64,
+    /// How memory moves (pre-copy, post-copy, hybrid).
+    #[serde(default)]
+    pub mode: crate::migration::source::MigrationMode,
     /// Pre-copy rounds at most.
     pub max_rounds: u32,
     /// Page bytes per second at most.
@@ -248,6 +251,7 @@ async fn run_migration(
         }
     };
     let opts = MigrateOptions {
+        mode: req.mode,
         limits: Limits {
             max_downtime_ms: req.max_downtime_ms,
             max_rounds: req.max_rounds.max(1),

@@ -69,6 +69,49 @@ impl PagePolicy for EveryPage {
     }
 }
 
+/// Post-copy: the pages of private anonymous mappings that `inner` would
+/// read are only noted (they stay with the frozen process, fetched
+/// later); everything else goes as `inner` says.
+pub struct LazyAnonymous<'a> {
+    inner: &'a dyn PagePolicy,
+    runs: std::sync::Mutex<Vec<(u64, u64)>>,
+}
+
+impl<'a> LazyAnonymous<'a> {
+    /// Wraps the policy of the copy while frozen.
+    pub fn new(inner: &'a dyn PagePolicy) -> Self {
+        Self {
+            inner,
+            runs: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The runs (start, end) of the pages left behind, in address order.
+    pub fn into_runs(self) -> Vec<(u64, u64)> {
+        self.runs.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl PagePolicy for LazyAnonymous<'_> {
+    fn choose(&self, vma: &Vma, addr: u64, has_data: bool) -> PageChoice {
+        match self.inner.choose(vma, addr, has_data) {
+            PageChoice::Read if vma.is_private_anonymous() => {
+                let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+                match runs.last_mut() {
+                    Some(last) if last.1 == addr => last.1 += PAGE_SIZE,
+                    _ => runs.push((addr, addr + PAGE_SIZE)),
+                }
+                PageChoice::Skip
+            }
+            other => other,
+        }
+    }
+
+    fn tolerates_unreadable(&self) -> bool {
+        self.inner.tolerates_unreadable()
+    }
+}
+
 /// Whether a mapping's pages are dumped at all: special mappings are
 /// recreated by the kernel.
 fn is_dumped(vma: &Vma) -> bool {

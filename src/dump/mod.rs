@@ -261,7 +261,8 @@ pub fn checkpoint_into(
 
     let mut precopies = Precopies::default();
     let (mut precopy_pages, mut precopy_scanned, mut precopy_rounds) = (0, 0, 0);
-    for (member, vmas) in &layouts {
+    let precopy = sink.memory_mode() != sink::MemoryMode::Lazy { precopy: false };
+    for (member, vmas) in layouts.iter().filter(|_| precopy) {
         let member = *member;
         let copied = precopy::start_tracking(member, vmas)
             .and_then(|tracker| precopy::copy_while_running(member, vmas, tracker, sink));
@@ -1029,7 +1030,7 @@ fn dump_frozen(
                 sink.write_zero_pages(pid, v.start, v.pages())?;
             }
         }
-        let (m, _) = match precopies.done.remove(&pid) {
+        let after = match precopies.done.remove(&pid) {
             Some(pre) => {
                 let after = pre.finish(&vmas)?;
                 tracing::debug!(
@@ -1037,9 +1038,21 @@ fn dump_frozen(
                     written = after.written_pages(),
                     "pages written during pre-copy"
                 );
-                memory::dump_memory(pid, &vmas, &after, sink)?
+                Some(after)
             }
-            None => memory::dump_memory(pid, &vmas, &memory::EveryPage, sink)?,
+            None => None,
+        };
+        let policy: &dyn memory::PagePolicy = match &after {
+            Some(after) => after,
+            None => &memory::EveryPage,
+        };
+        let m = if sink.memory_mode() == sink::MemoryMode::Eager {
+            memory::dump_memory(pid, &vmas, policy, sink)?.0
+        } else {
+            let lazy = memory::LazyAnonymous::new(policy);
+            let (m, _) = memory::dump_memory(pid, &vmas, &lazy, sink)?;
+            sink.lazy_pages(pid, lazy.into_runs())?;
+            m
         };
         mem.pages_scanned += m.pages_scanned;
         mem.pages_written += m.pages_written;

@@ -43,7 +43,7 @@ fn start_uffd_tracking(pid: i32, vmas: &[Vma]) -> Result<UffdWpTracker, Checkpoi
     let mut frozen = Frozen::freeze(pid, super::check_seccomp(pid)? > 0)?;
     let taken = frozen.threads[0]
         .tracee
-        .take_userfaultfd(syscall_insn, Pid::from_raw(pid));
+        .take_userfaultfd(syscall_insn, Pid::from_raw(pid), false);
     frozen.thaw()?;
     Ok(UffdWpTracker::start(pid, taken?, vmas)?)
 }

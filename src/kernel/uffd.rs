@@ -239,3 +239,133 @@ pub fn uffd_copy(uffd: &OwnedFd, dst: u64, src: &[u8]) -> Result<usize, Errno> {
         Err(e) => Err(e),
     }
 }
+
+/// UFFD_FEATURE_EVENT_FORK: a fork of a registered process is reported
+/// with a new userfaultfd for the child.
+pub const UFFD_FEATURE_EVENT_FORK: u64 = 1 << 1;
+/// UFFD_FEATURE_EVENT_REMAP: mremap of a registered range is reported.
+pub const UFFD_FEATURE_EVENT_REMAP: u64 = 1 << 2;
+/// UFFD_FEATURE_EVENT_REMOVE: madvise(MADV_DONTNEED/REMOVE) is reported.
+pub const UFFD_FEATURE_EVENT_REMOVE: u64 = 1 << 3;
+/// UFFD_FEATURE_EVENT_UNMAP: munmap of a registered range is reported.
+pub const UFFD_FEATURE_EVENT_UNMAP: u64 = 1 << 6;
+
+/// One message read from a userfaultfd (the kernel's struct uffd_msg),
+/// decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UffdEvent {
+    /// A thread touched a missing page at `address`.
+    PageFault {
+        /// The faulting address (not page-aligned).
+        address: u64,
+    },
+    /// The process forked; `uffd` is the child's userfaultfd, now open in
+    /// this process.
+    Fork {
+        /// The new fd (owned by the caller from now on).
+        uffd: i32,
+    },
+    /// `len` bytes moved from `from` to `to` (mremap).
+    Remap {
+        /// Old start.
+        from: u64,
+        /// New start.
+        to: u64,
+        /// Length.
+        len: u64,
+    },
+    /// [start, end) was discarded (madvise) or unmapped (munmap).
+    Remove {
+        /// Start.
+        start: u64,
+        /// End.
+        end: u64,
+    },
+    /// An event this code does not ask for.
+    Other(u8),
+}
+
+/// Size of the kernel's struct uffd_msg.
+const UFFD_MSG_LEN: usize = 32;
+
+/// Reads the queued messages of a non-blocking userfaultfd into `out`
+/// (none when nothing is queued).
+pub fn uffd_read_events(
+    uffd: &impl std::os::fd::AsFd,
+    out: &mut Vec<UffdEvent>,
+) -> Result<(), Errno> {
+    let mut buf = [0u8; UFFD_MSG_LEN * 64];
+    loop {
+        let n = match nix::unistd::read(uffd.as_fd(), &mut buf) {
+            Ok(n) => n,
+            Err(Errno::EAGAIN) => return Ok(()),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        for msg in buf[..n].chunks_exact(UFFD_MSG_LEN) {
+            let u64_at =
+                |off: usize| u64::from_le_bytes(msg[off..off + 8].try_into().unwrap_or_default());
+            out.push(match msg[0] {
+                0x12 => UffdEvent::PageFault {
+                    address: u64_at(16),
+                },
+                0x13 => UffdEvent::Fork {
+                    uffd: u32::from_le_bytes(msg[8..12].try_into().unwrap_or_default()) as i32,
+                },
+                0x14 => UffdEvent::Remap {
+                    from: u64_at(8),
+                    to: u64_at(16),
+                    len: u64_at(24),
+                },
+                0x15 | 0x16 => UffdEvent::Remove {
+                    start: u64_at(8),
+                    end: u64_at(16),
+                },
+                other => UffdEvent::Other(other),
+            });
+        }
+        if n < buf.len() {
+            return Ok(());
+        }
+    }
+}
+
+/// Takes ownership of an fd number a userfaultfd fork event installed in
+/// this process.
+pub fn uffd_from_event(fd: i32) -> Result<OwnedFd, Errno> {
+    if fd < 0 {
+        return Err(Errno::EBADF);
+    }
+    // SAFETY: the kernel installed this fd in our table while delivering the
+    // fork event; nothing else knows of it, so this is its only owner.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// UFFDIO_ZEROPAGE: maps the zero page at the missing pages [dst,
+/// dst+len) and wakes the threads waiting there. Returns the bytes done.
+pub fn uffd_zeropage(uffd: &impl AsRawFd, dst: u64, len: u64) -> Result<u64, Errno> {
+    // struct uffdio_zeropage: range (start, len), mode, zeropage (s64).
+    let mut arg: [u64; 4] = [dst, len, 0, 0];
+    let request = nix::request_code_readwrite!(0xaa, 0x04, std::mem::size_of::<[u64; 4]>());
+    // SAFETY: UFFDIO_ZEROPAGE reads and writes one struct uffdio_zeropage,
+    // four u64 fields laid out as `arg`.
+    let ret = unsafe { libc::ioctl(uffd.as_raw_fd(), request, arg.as_mut_ptr()) };
+    match Errno::result(ret) {
+        Ok(_) => Ok(arg[3]),
+        Err(Errno::EAGAIN) if (arg[3] as i64) > 0 => Ok(arg[3]),
+        Err(e) => Err(e),
+    }
+}
+
+/// UFFDIO_WAKE: wakes the threads waiting on [start, start+len) (after a
+/// fault was found resolved already).
+pub fn uffd_wake(uffd: &impl AsRawFd, start: u64, len: u64) -> Result<(), Errno> {
+    let mut range = [start, len];
+    let request = nix::request_code_read!(0xaa, 0x02, std::mem::size_of::<[u64; 2]>());
+    // SAFETY: UFFDIO_WAKE reads one struct uffdio_range (two u64).
+    let ret = unsafe { libc::ioctl(uffd.as_raw_fd(), request, range.as_mut_ptr()) };
+    Errno::result(ret).map(drop)
+}

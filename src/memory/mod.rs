@@ -278,6 +278,17 @@ pub struct PageRuns {
 }
 
 impl PageRuns {
+    /// The empty set.
+    pub const fn empty() -> Self {
+        PageRuns { runs: Vec::new() }
+    }
+
+    /// Whether any page of [start, end) is in the set.
+    pub fn intersects(&self, start: u64, end: u64) -> bool {
+        let i = self.runs.partition_point(|r| r.1 <= start);
+        self.runs.get(i).is_some_and(|r| r.0 < end)
+    }
+
     /// Builds the set from runs (start, end) in any order.
     pub fn from_runs(mut runs: Vec<(u64, u64)>) -> Self {
         runs.sort_unstable();

@@ -3,7 +3,7 @@
 //! restore the workload, report it running and keep it only once the
 //! source confirms. On any failure nothing is left here.
 
-use super::protocol::{Offer, ToDestination, ToSource};
+use super::protocol::{Offer, RemoteRuns, ToDestination, ToSource};
 use crate::dump::sink::{CheckpointSink, ImageSink};
 use crate::image::{Checkpoint, ImageWriter};
 use crate::transport::{IncomingPages, PageReceiver, Session};
@@ -38,6 +38,9 @@ pub enum DestinationState {
     },
     /// Restoring the workload.
     Restoring,
+    /// Post-copy: the workload runs while its pages still come from the
+    /// source.
+    PostCopy,
     /// The workload runs; waiting for the source's confirmation.
     Running,
     /// The migration is complete.
@@ -114,6 +117,7 @@ fn describe(state: DestinationState) -> String {
         DestinationState::Accepting => "checking the offer".into(),
         DestinationState::Receiving { round } => format!("storing round {round}"),
         DestinationState::Restoring => "restoring".into(),
+        DestinationState::PostCopy => "fetching pages from the source (post-copy)".into(),
         DestinationState::Running => "waiting for the source's confirmation".into(),
         DestinationState::Done => "finishing".into(),
     }
@@ -156,7 +160,7 @@ async fn run(
     let (store, mut stored) = PageStore::start(writer, session.take_incoming_pages());
     let mut counts: BTreeMap<u32, u64> = BTreeMap::new();
     let mut round = 0u32;
-    let checkpoint: Checkpoint = loop {
+    let (checkpoint, remote): (Checkpoint, Option<Vec<RemoteRuns>>) = loop {
         *state = DestinationState::Receiving { round };
         // The control read is not cancel-safe: keep one future and count
         // stored frames while it waits.
@@ -184,13 +188,23 @@ async fn run(
                     .map_err(|e| e.to_string())?;
                 round += 1;
             }
-            ToDestination::State(checkpoint) => break *checkpoint,
+            ToDestination::State(checkpoint) => break (*checkpoint, None),
+            ToDestination::PostCopyState { checkpoint, remote } => {
+                break (*checkpoint, Some(remote))
+            }
             ToDestination::Abort { reason } => return Err(format!("the source aborted: {reason}")),
             other => return Err(format!("unexpected {} in round {round}", name(&other))),
         }
     };
     drop(stored);
-    let writer = store.finish().await?;
+    let (writer, incoming) = store.finish().await?;
+    if let Some(remote) = remote {
+        return super::postcopy_destination::run(
+            session, opts, state, restored, &dir, offer, checkpoint, writer, incoming, remote,
+        )
+        .await
+        .map(Some);
+    }
 
     *state = DestinationState::Restoring;
     let tids: Vec<i32> = checkpoint
@@ -235,15 +249,7 @@ async fn run(
         .await
         .map_err(|e| e.to_string())?;
     match tokio::time::timeout(opts.confirm_timeout, session.recv::<ToDestination>()).await {
-        Ok(Ok(ToDestination::Done)) => {
-            // The workload stays whatever happens to this answer: the
-            // source kills its copy once it reads it (or times out).
-            let _ = session.send(&ToSource::Kept).await;
-            // Let the source read it before the session is closed here: it
-            // closes the session itself once it has.
-            let _ =
-                tokio::time::timeout(opts.confirm_timeout, session.recv::<ToDestination>()).await;
-        }
+        Ok(Ok(ToDestination::Done)) => keep(session, opts).await,
         Ok(Ok(other)) => {
             return Err(format!(
                 "expected the source's confirmation, got {}",
@@ -266,6 +272,14 @@ async fn run(
         pid: restore.pid,
         restore_ms: restore.restore_ms,
     }))
+}
+
+/// Answers the source's Done: the workload stays whatever happens to
+/// this answer (the source kills its copy once it reads it, or times out);
+/// the source closes the session once it has read it.
+pub(super) async fn keep(session: &mut Session, opts: &DestinationOptions) {
+    let _ = session.send(&ToSource::Kept).await;
+    let _ = tokio::time::timeout(opts.confirm_timeout, session.recv::<ToDestination>()).await;
 }
 
 /// Refuses an offer this host cannot take, with the reason as a sentence.
@@ -315,11 +329,12 @@ fn sanitize(id: &str) -> String {
         .collect()
 }
 
-fn name(message: &ToDestination) -> &'static str {
+pub(super) fn name(message: &ToDestination) -> &'static str {
     match message {
         ToDestination::Offer(_) => "an offer",
         ToDestination::RoundEnd { .. } => "a round end",
         ToDestination::State(_) => "the process state",
+        ToDestination::PostCopyState { .. } => "the process state for post-copy",
         ToDestination::Done => "a confirmation",
         ToDestination::Abort { .. } => "an abort",
         ToDestination::Probe(_) => "a probe",
@@ -333,7 +348,7 @@ fn delete_container(c: &crate::container::Container) {
     }
 }
 
-fn kill_tree(pids: &[i32]) {
+pub(super) fn kill_tree(pids: &[i32]) {
     for &pid in pids {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
@@ -380,7 +395,8 @@ struct Frame {
 struct PageStore {
     frames: Option<mpsc::Sender<Frame>>,
     writer: std::thread::JoinHandle<Result<ImageWriter, String>>,
-    accept: tokio::task::JoinHandle<()>,
+    accept: tokio::task::JoinHandle<IncomingPages>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
     acked: Arc<AtomicU32>,
 }
 
@@ -408,31 +424,37 @@ impl PageStore {
             }
             Ok(writer)
         });
+        let (stop, stopped) = tokio::sync::oneshot::channel();
         let accept = tokio::spawn(accept_streams(
             incoming,
             frames_tx.clone(),
             stored_tx,
             acked.clone(),
+            stopped,
         ));
         let store = PageStore {
             frames: Some(frames_tx),
             writer,
             accept,
+            stop: Some(stop),
             acked,
         };
         (store, stored_rx)
     }
 
     /// Stops accepting page streams and hands back the writer once every
-    /// frame is written.
-    async fn finish(mut self) -> Result<ImageWriter, String> {
-        self.accept.abort();
-        let _ = (&mut self.accept).await;
+    /// frame is written, with the page streams still to come (post-copy's).
+    async fn finish(mut self) -> Result<(ImageWriter, IncomingPages), String> {
+        let _ = self.stop.take().map(|stop| stop.send(()));
+        let incoming = (&mut self.accept)
+            .await
+            .map_err(|e| format!("the page stream acceptor failed: {e}"))?;
         drop(self.frames.take());
         tokio::task::spawn_blocking(move || self.writer.join())
             .await
             .map_err(|e| e.to_string())?
             .map_err(|_| "the page writer panicked".to_string())?
+            .map(|writer| (writer, incoming))
     }
 }
 
@@ -441,9 +463,23 @@ async fn accept_streams(
     frames: mpsc::Sender<Frame>,
     stored: mpsc::UnboundedSender<Result<u32, String>>,
     acked: Arc<AtomicU32>,
-) {
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) -> IncomingPages {
     let mut readers = tokio::task::JoinSet::new();
-    while let Some(stream) = incoming.next().await {
+    loop {
+        let stream = tokio::select! {
+            s = incoming.next() => match s {
+                Some(s) => s,
+                None => {
+                    // The connections are gone: read what arrived, then
+                    // wait to be stopped.
+                    while readers.join_next().await.is_some() {}
+                    let _ = stop.await;
+                    return incoming;
+                }
+            },
+            _ = &mut stop => break,
+        };
         let frames = frames.clone();
         let stored = stored.clone();
         let acked = acked.clone();
@@ -453,7 +489,11 @@ async fn accept_streams(
             }
         });
     }
+    // Every stream of the rounds has ended (each round was counted
+    // complete); readers still running wait on streams that bring nothing.
+    readers.abort_all();
     while readers.join_next().await.is_some() {}
+    incoming
 }
 
 /// Reads one page stream into the writer, never frames of a round the

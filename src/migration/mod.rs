@@ -6,6 +6,8 @@
 pub mod destination;
 pub mod dryrun;
 pub mod policy;
+pub mod postcopy;
+mod postcopy_destination;
 pub mod protocol;
 pub mod source;
 pub mod stats;

@@ -3,7 +3,24 @@
 //! streams as fixed little-endian frames, each carrying its round.
 
 use crate::image::Checkpoint;
+use crate::lazy::{FaultStats, PageRequest};
 use serde::{Deserialize, Serialize};
+
+/// The round number page frames answering a post-copy page request carry.
+pub const URGENT_ROUND: u32 = u32::MAX;
+/// The round number page frames of the post-copy background push carry.
+pub const PUSH_ROUND: u32 = u32::MAX - 1;
+
+/// The pages of one process that stay on the source at a post-copy
+/// switch-over: the destination fetches them on fault or receives them in
+/// the background.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteRuns {
+    /// The process.
+    pub pid: i32,
+    /// Page runs (start, end), page-aligned, sorted.
+    pub runs: Vec<(u64, u64)>,
+}
 
 /// What the source proposes before anything is frozen: enough for the
 /// destination to refuse early (a CPU it cannot load the registers on, a
@@ -75,7 +92,17 @@ pub enum ToDestination {
     /// The frozen workload's state, after the last round's `RoundEnd`:
     /// restore it.
     State(Box<Checkpoint>),
-    /// The source saw [`ToSource::Running`] and will now kill its copy.
+    /// Post-copy switch-over: the frozen workload's state, after the last
+    /// round's `RoundEnd` (if any), with the pages that stay on the source
+    /// for now. Restore it with lazy memory.
+    PostCopyState {
+        /// The state.
+        checkpoint: Box<Checkpoint>,
+        /// Per process, the pages still on the source.
+        remote: Vec<RemoteRuns>,
+    },
+    /// The source saw [`ToSource::Running`] (and in post-copy
+    /// [`ToSource::AllPages`]) and will now kill its copy.
     Done,
     /// The source gives up (its workload keeps running there).
     Abort {
@@ -108,6 +135,16 @@ pub enum ToSource {
         restore_ms: f64,
         /// The restored root PID.
         pid: i32,
+    },
+    /// Post-copy: a restored thread waits for these pages; answer them on
+    /// the urgent stream before anything else.
+    PageRequest(PageRequest),
+    /// Post-copy: every page is on the destination; the source copy may go.
+    AllPages {
+        /// The fault server's figures.
+        stats: FaultStats,
+        /// Milliseconds from the workload running here to every page local.
+        all_local_ms: f64,
     },
     /// The destination heard [`ToDestination::Done`] and keeps the
     /// workload: the source may kill its copy and close the session.

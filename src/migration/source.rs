@@ -4,19 +4,54 @@
 //! failure before that the workload is resumed where it was.
 
 use super::policy::{self, Decision, Limits, SwitchReason};
+use super::protocol::RemoteRuns;
 use super::protocol::{Offer, ToDestination, ToSource};
-use super::stats::{Downtime, MigrationStats, Phase, Progress, RoundStats};
-use crate::dump::sink::{CheckpointSink, NextStep, RoundReport};
+use super::stats::{Downtime, MigrationStats, Phase, PostcopyStats, Progress, RoundStats};
+use crate::dump::sink::{CheckpointSink, MemoryMode, NextStep, RoundReport};
 use crate::dump::{self, CheckpointError, CheckpointOptions};
 use crate::image::{Checkpoint, ImageSummary, PAGE_SIZE};
 use crate::transport::{PageSender, Session};
+use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
+/// How memory moves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationMode {
+    /// Copy memory in rounds while the workload runs, then freeze and send
+    /// the rest: the downtime grows with the dirty rate.
+    #[default]
+    Precopy,
+    /// Freeze at once and run on the destination within milliseconds;
+    /// pages follow on demand and in the background. Until every page is
+    /// there, the source holds the only copy of the rest.
+    Postcopy,
+    /// Pre-copy rounds first, then post-copy instead of the last round.
+    Hybrid,
+}
+
+impl std::str::FromStr for MigrationMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "precopy" => Ok(Self::Precopy),
+            "postcopy" => Ok(Self::Postcopy),
+            "hybrid" => Ok(Self::Hybrid),
+            other => Err(format!(
+                "unknown migration mode {other:?}: expected precopy, postcopy or hybrid"
+            )),
+        }
+    }
+}
+
 /// What the user asked for.
 #[derive(Debug, Clone)]
 pub struct MigrateOptions {
+    /// How memory moves.
+    pub mode: MigrationMode,
     /// Switch-over limits.
     pub limits: Limits,
     /// Bytes per second the page streams may use at most (None: no limit).
@@ -78,6 +113,16 @@ pub fn migrate(
     let started = Instant::now();
     let peer = session.peer_addr().to_string();
     let (pid, container) = match &opts.container {
+        Some(_) if opts.mode != MigrationMode::Precopy => {
+            return Err(MigrateError::Link {
+                peer: peer.clone(),
+                pid,
+                why: format!(
+                    "{:?} migration of a container is not supported yet (use --mode precopy)",
+                    opts.mode
+                ),
+            })
+        }
         Some(c) => {
             let (pid, offer) = container_offer(c).map_err(|why| MigrateError::Link {
                 peer: peer.clone(),
@@ -127,6 +172,10 @@ pub fn migrate(
     }
 
     let mut sink = NetworkSink::new(rt.clone(), session, pid, opts, memory_bytes, progress);
+    if opts.mode == MigrationMode::Postcopy {
+        // No rounds: the tree is frozen right away.
+        sink.freeze_decided = Some(Instant::now());
+    }
     let ck_opts = CheckpointOptions {
         in_container: opts.container.is_some(),
         ..Default::default()
@@ -295,6 +344,9 @@ struct NetworkSink<'a> {
     bytes_at_freeze: u64,
     first_frozen_write: Option<Instant>,
     progress: &'a mut (dyn FnMut(&Progress) + Send),
+    mode: MigrationMode,
+    /// Post-copy: the pages each frozen process keeps for now.
+    remote: Vec<RemoteRuns>,
 }
 
 impl<'a> NetworkSink<'a> {
@@ -328,6 +380,8 @@ impl<'a> NetworkSink<'a> {
             bytes_at_freeze: 0,
             first_frozen_write: None,
             progress,
+            mode: opts.mode,
+            remote: Vec::new(),
         }
     }
 
@@ -428,6 +482,83 @@ impl<'a> NetworkSink<'a> {
     }
 }
 
+impl NetworkSink<'_> {
+    /// Tells the destination to keep the workload (it kills its copy
+    /// unless it hears this) and waits for its answer, so that closing the
+    /// session cannot drop the Done in flight. Without an answer the Done
+    /// most likely arrived (the destination runs the workload): ours is
+    /// killed all the same, and the loss is logged.
+    fn confirm(&mut self) -> Result<(), CheckpointError> {
+        self.rt
+            .block_on(self.session.send(&ToDestination::Done))
+            .map_err(|e| self.link_error("confirm the switch-over", e))?;
+        match self.rt.block_on(self.session.recv::<ToSource>()) {
+            Ok(ToSource::Kept) => {}
+            other => tracing::warn!(
+                pid = self.pid,
+                ?other,
+                "the destination did not acknowledge the switch-over; it should be running there"
+            ),
+        }
+        Ok(())
+    }
+
+    /// The post-copy switch-over: the last non-lazy pages, the state and
+    /// the list of pages left here; then serve pages, frozen, until the
+    /// destination holds every one.
+    fn commit_postcopy(
+        &mut self,
+        checkpoint: &Checkpoint,
+    ) -> Result<ImageSummary, CheckpointError> {
+        let frozen_at = self.freeze_decided.unwrap_or_else(Instant::now);
+        self.end_round()?;
+        let remote_pages: u64 = self
+            .remote
+            .iter()
+            .flat_map(|r| &r.runs)
+            .map(|(s, e)| (e - s) / PAGE_SIZE)
+            .sum();
+        let state = ToDestination::PostCopyState {
+            checkpoint: Box::new(checkpoint.clone()),
+            remote: self.remote.clone(),
+        };
+        self.rt
+            .block_on(self.session.send(&state))
+            .map_err(|e| self.link_error("send the process state", e))?;
+        let served =
+            super::postcopy::serve(&self.rt, self.session, &self.remote, self.page_streams)
+                .map_err(|e| self.link_error("serve post-copy pages", e))?;
+        self.confirm()?;
+        let running_at = served.running_at.unwrap_or_else(Instant::now);
+        let total = ms(running_at - frozen_at);
+        self.stats.downtime = Downtime {
+            total_ms: total,
+            restore_ms: served.restore_ms,
+            resume_ms: (total - served.restore_ms).max(0.0),
+            ..Downtime::default()
+        };
+        let f = served.faults;
+        self.stats.postcopy = Some(Box::new(PostcopyStats {
+            freeze_to_running_ms: total,
+            remote_pages,
+            faults: f.faults,
+            zero_faults: f.zero_faults,
+            requests_served: served.requests,
+            pages_faulted: f.pages_faulted,
+            pages_pushed: f.pages_pushed,
+            fault_latency_p50_us: f.latency_p50_us,
+            fault_latency_p99_us: f.latency_p99_us,
+            all_local_ms: served.all_local_ms,
+        }));
+        self.stats.bytes_sent += (f.pages_faulted + served.pages_pushed) * PAGE_SIZE;
+        Ok(ImageSummary {
+            pages_written: self.stats.bytes_sent / PAGE_SIZE,
+            zero_pages: 0,
+            image_bytes: self.stats.bytes_sent,
+        })
+    }
+}
+
 impl CheckpointSink for NetworkSink<'_> {
     fn write_pages(&mut self, pid: i32, vaddr: u64, data: &[u8]) -> Result<(), CheckpointError> {
         self.stats.bytes_sent += data.len() as u64;
@@ -525,7 +656,25 @@ impl CheckpointSink for NetworkSink<'_> {
         }
     }
 
+    fn memory_mode(&self) -> MemoryMode {
+        match self.mode {
+            MigrationMode::Precopy => MemoryMode::Eager,
+            MigrationMode::Postcopy => MemoryMode::Lazy { precopy: false },
+            MigrationMode::Hybrid => MemoryMode::Lazy { precopy: true },
+        }
+    }
+
+    fn lazy_pages(&mut self, pid: i32, runs: Vec<(u64, u64)>) -> Result<(), CheckpointError> {
+        if !runs.is_empty() {
+            self.remote.push(RemoteRuns { pid, runs });
+        }
+        Ok(())
+    }
+
     fn commit(&mut self, checkpoint: &Checkpoint) -> Result<ImageSummary, CheckpointError> {
+        if self.mode != MigrationMode::Precopy {
+            return self.commit_postcopy(checkpoint);
+        }
         let frozen_at = self.freeze_decided.unwrap_or_else(Instant::now);
         if self.stats.switch_reason.is_none() {
             // No pre-copy was possible: everything went while frozen.
@@ -551,22 +700,7 @@ impl CheckpointSink for NetworkSink<'_> {
             Err(e) => return Err(self.link_error("restore", e)),
         };
         let running_at = Instant::now();
-        // The destination kills its copy unless it hears this: send it
-        // before killing ours, and wait for its answer so that closing the
-        // session cannot drop it in flight. Without an answer the Done most
-        // likely arrived (the destination runs the workload): ours is
-        // killed all the same, and the loss is logged.
-        self.rt
-            .block_on(self.session.send(&ToDestination::Done))
-            .map_err(|e| self.link_error("confirm the switch-over", e))?;
-        match self.rt.block_on(self.session.recv::<ToSource>()) {
-            Ok(ToSource::Kept) => {}
-            other => tracing::warn!(
-                pid = self.pid,
-                ?other,
-                "the destination did not acknowledge the switch-over; it should be running there"
-            ),
-        }
+        self.confirm()?;
         let total = ms(running_at - frozen_at);
         let freeze_ms = ms(final_pages_at.saturating_duration_since(frozen_at));
         let transfer_ms = ms(stored_at - final_pages_at);

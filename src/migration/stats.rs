@@ -62,6 +62,36 @@ pub struct MigrationStats {
     pub total_ms: f64,
     /// The downtime in parts.
     pub downtime: Downtime,
+    /// Post-copy figures (post-copy and hybrid migrations only).
+    #[serde(default)]
+    pub postcopy: Option<Box<PostcopyStats>>,
+}
+
+/// The figures of the post-copy phase.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct PostcopyStats {
+    /// Milliseconds from the freeze to the workload running on the
+    /// destination (with its memory still on the source).
+    pub freeze_to_running_ms: f64,
+    /// Pages left on the source at the switch-over.
+    pub remote_pages: u64,
+    /// Faults the destination's workload took on missing pages.
+    pub faults: u64,
+    /// Faults resolved with the zero page, without asking the source.
+    pub zero_faults: u64,
+    /// Page requests the source answered.
+    pub requests_served: u64,
+    /// Pages installed from answers to faults.
+    pub pages_faulted: u64,
+    /// Pages installed from the background push.
+    pub pages_pushed: u64,
+    /// Median fault latency (fault to page installed), microseconds.
+    pub fault_latency_p50_us: f64,
+    /// 99th percentile fault latency, microseconds.
+    pub fault_latency_p99_us: f64,
+    /// Milliseconds from the workload running on the destination to every
+    /// page being local there (the source copy is killed then).
+    pub all_local_ms: f64,
 }
 
 /// Where a migration is, for progress bars.

@@ -337,13 +337,21 @@ impl Tracee {
     /// call) and takes it out with pidfd_getfd, closing the process's own
     /// copy: ferry then holds the only reference, and its ioctls act on the
     /// process's address space. Closing it removes every registration.
+    /// `kernel_faults` also catches faults taken inside system calls (a
+    /// read() into a missing buffer), which lazy restore needs.
     pub fn take_userfaultfd(
         &mut self,
         syscall_insn: u64,
         pid: Pid,
+        kernel_faults: bool,
     ) -> Result<std::os::fd::OwnedFd, PtraceError> {
         use crate::kernel::uffd::UFFD_USER_MODE_ONLY;
-        let flags = libc::O_CLOEXEC | libc::O_NONBLOCK | UFFD_USER_MODE_ONLY;
+        let mode = if kernel_faults {
+            0
+        } else {
+            UFFD_USER_MODE_ONLY
+        };
+        let flags = libc::O_CLOEXEC | libc::O_NONBLOCK | mode;
         let fd = self.inject(
             syscall_insn,
             libc::SYS_userfaultfd,

@@ -4,12 +4,13 @@
 //! parent is the real parent of its restored children.
 
 use super::anon;
-use super::RestoreError;
+use super::{LazyPages, LazyProcess, RestoreError};
 use crate::image::{
     Checkpoint, FifoEnd, FileImage, HostInfo, ImageReader, PageData, PathFileType, ProcessImage,
     ThreadImage, Vma, VmaKind, ZombieImage, PAGE_SIZE,
 };
 use crate::kernel;
+use crate::memory::PageRuns;
 use crate::proc;
 use crate::ptrace::{read_memory, resume_regs, write_memory, Tracee};
 use nix::errno::Errno;
@@ -48,7 +49,7 @@ const PRCTL_MM_MAP_LEN: u64 = 104;
 /// Restores every process of the image's tree, each in a husk, and lets
 /// them run. Returns the number of pages written. On failure every husk is
 /// killed.
-pub fn rebuild(reader: &ImageReader) -> Result<u64, RestoreError> {
+pub fn rebuild(reader: &ImageReader, lazy: Option<&LazyPages>) -> Result<u64, RestoreError> {
     let ck = reader.checkpoint();
     let root = ck.root().ok_or_else(|| RestoreError::Unsupported {
         pid: 0,
@@ -72,7 +73,7 @@ pub fn rebuild(reader: &ImageReader) -> Result<u64, RestoreError> {
             return Err(e);
         }
     };
-    run(reader, root_husk)
+    run(reader, root_husk, lazy)
 }
 
 /// Restores the image's tree into the existing process `husk` (a created
@@ -96,14 +97,18 @@ pub fn rebuild_into(
             return Err(e);
         }
     };
-    run(reader, root_husk)
+    run(reader, root_husk, None)
 }
 
 /// Builds the tree from its root's husk and lets it run; kills every husk
 /// on failure.
-fn run<'a>(reader: &'a ImageReader, root_husk: Husk<'a>) -> Result<u64, RestoreError> {
+fn run<'a>(
+    reader: &'a ImageReader,
+    root_husk: Husk<'a>,
+    lazy: Option<&LazyPages>,
+) -> Result<u64, RestoreError> {
     let mut husks = vec![root_husk];
-    match build_tree(reader, &mut husks) {
+    match build_tree(reader, &mut husks, lazy) {
         Ok(pages) => {
             // Children first, so that a parent finds its children running.
             while let Some(h) = husks.pop() {
@@ -129,7 +134,11 @@ fn run<'a>(reader: &'a ImageReader, root_husk: Husk<'a>) -> Result<u64, RestoreE
 /// husk; the others are added as they are cloned): first each address
 /// space and the children (parents before children), then all the pages
 /// in one pass over the pages file, then the rest of each process.
-fn build_tree<'a>(reader: &'a ImageReader, husks: &mut Vec<Husk<'a>>) -> Result<u64, RestoreError> {
+fn build_tree<'a>(
+    reader: &'a ImageReader,
+    husks: &mut Vec<Husk<'a>>,
+    lazy: Option<&'a LazyPages>,
+) -> Result<u64, RestoreError> {
     let ck = reader.checkpoint();
     let index_of = |husks: &[Husk<'_>], pid: i32| {
         husks
@@ -166,9 +175,10 @@ fn build_tree<'a>(reader: &'a ImageReader, husks: &mut Vec<Husk<'a>>) -> Result<
             husks[i].drain_sigchld()?;
         }
         husks[i].move_vdso()?;
-        let filled = husks[i].map_vmas(reader)?;
+        let remote = lazy.map(|l| l.remote.get(&p.pid).unwrap_or(&NOTHING_REMOTE));
+        let filled = husks[i].map_vmas(reader, remote)?;
         husks[i].map_shared_anonymous()?;
-        fillers.push(husks[i].prepare_fill(&filled)?);
+        fillers.push(husks[i].prepare_fill(&filled, remote)?);
         husks[i].filled = filled;
     }
     if let Some(z) = ck
@@ -193,8 +203,22 @@ fn build_tree<'a>(reader: &'a ImageReader, husks: &mut Vec<Husk<'a>>) -> Result<
         filler.put(vaddr, data)
     })?;
     // Closing the userfaultfds (the husks hold no copy) ends every
-    // registration.
-    drop(fillers);
+    // registration; a lazy restore hands them to the fault server instead,
+    // which must run while the rest is restored.
+    for filler in fillers {
+        if let Some(lazy) = lazy {
+            let process = LazyProcess {
+                pid: filler.image_pid,
+                uffd: filler.uffd,
+            };
+            lazy.ready
+                .send(process)
+                .map_err(|_| RestoreError::Unsupported {
+                    pid: filler.image_pid,
+                    why: "the fault server of the lazy restore stopped".into(),
+                })?;
+        }
+    }
     let mut tree_fds = TreeFds::create(ck)?;
     for p in &ck.processes {
         let i = index_of(husks, p.pid)?;
@@ -252,16 +276,22 @@ impl TreeFds {
 
 /// Where a husk's pages go: its userfaultfd for private anonymous memory,
 /// process_vm_writev elsewhere.
-struct Filler {
+struct Filler<'a> {
     /// The process as the image names it.
     image_pid: i32,
     pid: Pid,
     uffd: OwnedFd,
     /// The anonymous mappings registered for UFFDIO_COPY, in address order.
     by_copy: Vec<(u64, u64)>,
+    /// Lazy restore: pages the source still holds (the image's copy of
+    /// them is stale and is not installed).
+    remote: Option<&'a PageRuns>,
 }
 
-impl Filler {
+/// The remote set of a process the source named no pages for.
+static NOTHING_REMOTE: PageRuns = PageRuns::empty();
+
+impl Filler<'_> {
     /// Writes pages delivered by the image reader into place.
     fn put(&self, vaddr: u64, data: PageData<'_>) -> Result<(), RestoreError> {
         static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
@@ -283,24 +313,7 @@ impl Filler {
                     let (piece_end, copy) = piece(addr, end);
                     let src = &bytes[(addr - vaddr) as usize..(piece_end - vaddr) as usize];
                     if copy {
-                        let mut done = 0;
-                        while done < src.len() {
-                            done += kernel::uffd::uffd_copy(
-                                &self.uffd,
-                                addr + done as u64,
-                                &src[done..],
-                            )
-                            .map_err(|errno| {
-                                RestoreError::Injected {
-                                    pid: self.image_pid,
-                                    call: format!(
-                                        "UFFDIO_COPY of {} bytes at {addr:#x}",
-                                        src.len()
-                                    ),
-                                    errno,
-                                }
-                            })?;
-                        }
+                        self.copy_local(addr, src)?;
                     } else {
                         write_memory(pid, addr, src)?;
                     }
@@ -322,6 +335,35 @@ impl Filler {
                     addr = piece_end;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// UFFDIO_COPY of `src` to `addr`, leaving out the pages the source
+    /// still holds in a lazy restore.
+    fn copy_local(&self, addr: u64, src: &[u8]) -> Result<(), RestoreError> {
+        let end = addr + src.len() as u64;
+        let mut at = addr;
+        while at < end {
+            if self.remote.is_some_and(|r| r.contains(at)) {
+                at += PAGE_SIZE;
+                continue;
+            }
+            let mut run_end = at + PAGE_SIZE;
+            while run_end < end && !self.remote.is_some_and(|r| r.contains(run_end)) {
+                run_end += PAGE_SIZE;
+            }
+            let piece = &src[(at - addr) as usize..(run_end - addr) as usize];
+            let mut done = 0;
+            while done < piece.len() {
+                done += kernel::uffd::uffd_copy(&self.uffd, at + done as u64, &piece[done..])
+                    .map_err(|errno| RestoreError::Injected {
+                        pid: self.image_pid,
+                        call: format!("UFFDIO_COPY of {} bytes at {at:#x}", piece.len()),
+                        errno,
+                    })?;
+            }
+            at = run_end;
         }
         Ok(())
     }
@@ -995,12 +1037,22 @@ impl<'a> Husk<'a> {
         Ok(())
     }
 
-    /// Maps every mapping of the image; those that receive pages are mapped
+    /// Maps every mapping of the image; those that receive pages (from the
+    /// image, or in a lazy restore from the source: `remote`) are mapped
     /// writable for now. Returns which mappings need their protection put
     /// back.
-    fn map_vmas(&mut self, reader: &ImageReader) -> Result<Vec<bool>, RestoreError> {
+    fn map_vmas(
+        &mut self,
+        reader: &ImageReader,
+        remote: Option<&PageRuns>,
+    ) -> Result<Vec<bool>, RestoreError> {
         let vmas = &self.image.vmas;
-        let mut filled = vec![false; vmas.len()];
+        let mut filled: Vec<bool> = vmas
+            .iter()
+            .map(|v| {
+                v.is_private_anonymous() && remote.is_some_and(|r| r.intersects(v.start, v.end))
+            })
+            .collect();
         // A run may span adjacent mappings (the writer merges adjacent
         // pages); every page of it must lie in a restorable mapping.
         for run in reader.runs().iter().filter(|r| r.pid == self.image.pid) {
@@ -1131,9 +1183,31 @@ impl<'a> Husk<'a> {
     /// each page already filled instead of zeroing it first, and a page the
     /// image says is zero is simply left missing); file mappings get their
     /// copied-on-write pages by process_vm_writev.
-    fn prepare_fill(&mut self, filled: &[bool]) -> Result<Filler, RestoreError> {
+    ///
+    /// A lazy restore (`remote` given) registers every private anonymous
+    /// mapping, catches faults in system calls too, asks for the events a
+    /// fault server must see (fork, mremap, madvise, munmap) and keeps the
+    /// userfaultfd.
+    fn prepare_fill<'r>(
+        &mut self,
+        filled: &[bool],
+        remote: Option<&'r PageRuns>,
+    ) -> Result<Filler<'r>, RestoreError> {
+        use kernel::uffd::{
+            UFFD_FEATURE_EVENT_FORK, UFFD_FEATURE_EVENT_REMAP, UFFD_FEATURE_EVENT_REMOVE,
+            UFFD_FEATURE_EVENT_UNMAP,
+        };
         let image = self.image;
-        let uffd = self.threads[0].take_userfaultfd(self.syscall_insn, self.pid)?;
+        let lazy = remote.is_some();
+        let uffd = self.threads[0].take_userfaultfd(self.syscall_insn, self.pid, lazy)?;
+        let features = if lazy {
+            UFFD_FEATURE_EVENT_FORK
+                | UFFD_FEATURE_EVENT_REMAP
+                | UFFD_FEATURE_EVENT_REMOVE
+                | UFFD_FEATURE_EVENT_UNMAP
+        } else {
+            0
+        };
         let injected = |call: String| {
             move |errno| RestoreError::Injected {
                 pid: image.pid,
@@ -1141,7 +1215,7 @@ impl<'a> Husk<'a> {
                 errno,
             }
         };
-        kernel::uffd::uffd_api(&uffd, 0)
+        kernel::uffd::uffd_api(&uffd, features)
             .map_err(injected("UFFDIO_API on the husk's userfaultfd".into()))?;
         // Anonymous mappings that receive pages, registered for UFFDIO_COPY.
         let mut by_copy = Vec::new();
@@ -1149,7 +1223,7 @@ impl<'a> Husk<'a> {
             .vmas
             .iter()
             .zip(filled)
-            .filter(|(v, &f)| f && v.is_private_anonymous())
+            .filter(|(v, &f)| (f || lazy) && v.is_private_anonymous() && !v.is_special())
         {
             kernel::uffd::uffd_register_missing(&uffd, vma.start, vma.end - vma.start).map_err(
                 injected(format!(
@@ -1164,6 +1238,7 @@ impl<'a> Husk<'a> {
             pid: self.pid,
             uffd,
             by_copy,
+            remote,
         })
     }
 

@@ -122,8 +122,45 @@ pub enum RestoreError {
     Proc(#[from] crate::proc::ProcError),
 }
 
+/// How a restore fills memory.
+#[derive(Debug, Default)]
+pub struct RestoreOptions {
+    /// Post-copy: private anonymous memory is left to a fault server
+    /// instead of being filled from the image (None: fill it all).
+    pub lazy: Option<LazyPages>,
+}
+
+/// What a lazy (post-copy) restore needs: which pages still live on the
+/// source, and where to hand each process's userfaultfd.
+#[derive(Debug)]
+pub struct LazyPages {
+    /// Per process (image PID): the pages the source still holds. The
+    /// image's copy of such a page, if any, is stale and never installed.
+    pub remote: std::collections::HashMap<i32, crate::memory::PageRuns>,
+    /// Receives each process's userfaultfd (registered in missing mode over
+    /// every private anonymous mapping) as soon as its local pages are in,
+    /// before the rest of the process is restored: the restore itself may
+    /// touch missing pages, so the fault server must run from then on.
+    pub ready: std::sync::mpsc::Sender<LazyProcess>,
+}
+
+/// One restored process whose missing pages a fault server resolves.
+#[derive(Debug)]
+pub struct LazyProcess {
+    /// The process (same PID as on the source).
+    pub pid: i32,
+    /// Its userfaultfd, with fork, remap, remove and unmap events enabled.
+    pub uffd: std::os::fd::OwnedFd,
+}
+
 /// Restores the image in `dir` and returns once the process runs.
 pub fn restore(dir: &Path) -> Result<RestoreStats, RestoreError> {
+    restore_with(dir, RestoreOptions::default())
+}
+
+/// Restores the image in `dir` as `opts` says (eagerly or lazily) and
+/// returns once the process runs.
+pub fn restore_with(dir: &Path, opts: RestoreOptions) -> Result<RestoreStats, RestoreError> {
     let started = Instant::now();
     let reader = ImageReader::open(dir)?;
     let ck = reader.checkpoint();
@@ -138,7 +175,7 @@ pub fn restore(dir: &Path) -> Result<RestoreStats, RestoreError> {
     for p in &ck.processes {
         check_files(ck, p, "")?;
     }
-    let pages_restored = husk::rebuild(&reader)?;
+    let pages_restored = husk::rebuild(&reader, opts.lazy.as_ref())?;
     Ok(RestoreStats {
         pid: ck.root().map_or(0, |p| p.pid),
         processes: ck.processes.len() as u32,

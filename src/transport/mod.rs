@@ -739,6 +739,32 @@ impl IncomingPages {
     }
 }
 
+/// The sending direction of a session's control stream.
+pub struct ControlSender<'a> {
+    send: &'a mut SendStream,
+    peer: SocketAddr,
+}
+
+impl ControlSender<'_> {
+    /// Sends one control message, as [`Session::send`].
+    pub async fn send<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), SendError> {
+        frame::write_message(self.send, self.peer, value).await
+    }
+}
+
+/// The receiving direction of a session's control stream.
+pub struct ControlReceiver<'a> {
+    recv: &'a mut RecvStream,
+    peer: SocketAddr,
+}
+
+impl ControlReceiver<'_> {
+    /// Receives one control message, as [`Session::recv`].
+    pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<T, RecvError> {
+        frame::read_message(self.recv, self.peer).await
+    }
+}
+
 /// An open session with one peer agent: a control stream for messages and
 /// bulk connections for page streams.
 pub struct Session {
@@ -822,6 +848,21 @@ impl Session {
     /// error, never a panic or a large allocation.
     pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<T, RecvError> {
         frame::read_message(&mut self.recv, self.peer).await
+    }
+
+    /// Both directions of the control stream at once, for a side that must
+    /// send (page requests) while it waits for the peer's next message.
+    pub fn split_control(&mut self) -> (ControlSender<'_>, ControlReceiver<'_>) {
+        (
+            ControlSender {
+                send: &mut self.send,
+                peer: self.peer,
+            },
+            ControlReceiver {
+                recv: &mut self.recv,
+                peer: self.peer,
+            },
+        )
     }
 
     /// Opens a page stream on the next bulk connection (round robin).

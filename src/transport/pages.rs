@@ -147,6 +147,16 @@ impl<W: AsyncWrite + Unpin> PageSender<W> {
         Ok(())
     }
 
+    /// Sends what is buffered now (an answer someone waits for) without
+    /// ending the stream.
+    pub async fn flush(&mut self) -> Result<(), PageSendError> {
+        let peer = self.peer;
+        self.stream
+            .flush()
+            .await
+            .map_err(|source| PageSendError::Io { peer, source })
+    }
+
     /// Flushes what is buffered and ends the stream; the receiver's
     /// [`PageReceiver::next`] then returns `None`.
     pub async fn finish(mut self) -> Result<(), PageSendError> {
@@ -162,6 +172,16 @@ impl<W: AsyncWrite + Unpin> PageSender<W> {
             .write_all(bytes)
             .await
             .map_err(|source| PageSendError::Io { peer, source })
+    }
+}
+
+impl PageSender<quinn::SendStream> {
+    /// Sends this stream's frames ahead of other streams of its connection
+    /// (higher first; 0 is the default): post-copy answers to faults must
+    /// not wait behind the background push.
+    pub fn set_priority(&self, priority: i32) {
+        // A stream already closed has nothing left to order.
+        let _ = self.stream.get_ref().set_priority(priority);
     }
 }
 

@@ -1,0 +1,200 @@
+//! Post-copy and hybrid live migration between the two hosts of the
+//! testbed: the workload runs on B while its pages still come from A (on
+//! fault, and pushed in the background), and verifies itself there.
+
+mod common;
+
+use anyhow::{bail, ensure, Context, Result};
+use common::testbed::{wait_for, Host, HostProcess, Testbed, HOST_B};
+use common::{field, run_test, TestDir};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::thread::sleep;
+use std::time::Duration;
+
+fn output(dir: &TestDir) -> PathBuf {
+    dir.path().join("output.txt")
+}
+
+/// SIGTERMs the workload on `host` and checks that it printed READY then PASS.
+fn finish_on(bed: &Testbed, dir: &TestDir, host: Host, w: &HostProcess) -> Result<()> {
+    let pid = bed
+        .find(host, w.ns_pid)?
+        .with_context(|| format!("process {} is not running on host {host:?}", w.ns_pid))?;
+    kill(Pid::from_raw(pid), Signal::SIGTERM)?;
+    let out = wait_for(&output(dir), "\n").and_then(|_| wait_for_end(&output(dir)))?;
+    ensure!(
+        out == "READY\nPASS\n",
+        "expected READY then PASS, got:\n{out}"
+    );
+    Ok(())
+}
+
+fn wait_for_end(path: &std::path::Path) -> Result<String> {
+    for _ in 0..3000 {
+        let out = std::fs::read_to_string(path)?;
+        if out.contains("PASS") || out.contains("FAIL") {
+            return Ok(out);
+        }
+        sleep(Duration::from_millis(10));
+    }
+    bail!("the workload did not finish after SIGTERM")
+}
+
+/// Migrates with `--mode mode` from A to B and checks the post-copy
+/// statistics.
+fn migrate_lazy(bed: &Testbed, dir: &TestDir, w: &HostProcess, mode: &str) -> Result<Value> {
+    let run = bed.migrate(dir, w.ns_pid, HOST_B, &["--json", "--mode", mode])?;
+    let stats = run.json().with_context(|| {
+        format!(
+            "migrate --mode {mode}; agent A:\n{}\nagent B:\n{}",
+            bed.agent_log(Host::A),
+            bed.agent_log(Host::B)
+        )
+    })?;
+    let post = &stats["postcopy"];
+    for f in [
+        "freeze_to_running_ms",
+        "remote_pages",
+        "faults",
+        "pages_faulted",
+        "pages_pushed",
+        "fault_latency_p50_us",
+        "fault_latency_p99_us",
+        "all_local_ms",
+    ] {
+        field(post, f).with_context(|| format!("post-copy statistics: {stats}"))?;
+    }
+    ensure!(
+        field(post, "remote_pages")? > 0.0,
+        "no page was left for post-copy: {stats}"
+    );
+    let rounds = stats["rounds"].as_array().map_or(0, Vec::len);
+    match mode {
+        "postcopy" => ensure!(rounds == 0, "post-copy ran pre-copy rounds: {stats}"),
+        _ => ensure!(rounds > 0, "hybrid ran no pre-copy round: {stats}"),
+    }
+    ensure!(
+        bed.find(Host::A, w.ns_pid)?.is_none(),
+        "the workload still runs on host A after the migration"
+    );
+    Ok(stats)
+}
+
+fn lazy_workload(test: &str, name: &str, args: &[&str], mode: &str) {
+    run_test(test, |dir| {
+        let bed = Testbed::up(dir)?;
+        let w = bed.start_workload(dir, name, args)?;
+        let stats = migrate_lazy(&bed, dir, &w, mode)?;
+        eprintln!("{test}: {}", stats["postcopy"]);
+        finish_on(&bed, dir, Host::B, &w)
+    });
+}
+
+#[test]
+fn counters_postcopy() {
+    lazy_workload("postcopy_counters", "counters", &[], "postcopy");
+}
+
+#[test]
+fn threads_postcopy() {
+    lazy_workload("postcopy_threads", "threads", &[], "postcopy");
+}
+
+/// 1 GiB rewritten at 64 MiB/s, frozen at once: every page checked on the
+/// destination after the last one arrived.
+#[test]
+fn gigabyte_rewritten_postcopy() {
+    lazy_workload("postcopy_1g", "steady_dirty", &["1024", "64"], "postcopy");
+}
+
+/// The same after pre-copy rounds: the pages written since the last round
+/// come on fault, the rest is installed from the rounds.
+#[test]
+fn gigabyte_rewritten_hybrid() {
+    lazy_workload("hybrid_1g", "steady_dirty", &["1024", "64"], "hybrid");
+}
+
+/// read() from a pipe into pages still on the source: faults inside the
+/// system call are served.
+#[test]
+fn read_into_missing_buffer_postcopy() {
+    lazy_workload("postcopy_read", "lazy_read", &["64"], "postcopy");
+}
+
+/// The restored process forks while pages still arrive: each child gets
+/// them through its own userfaultfd. It starts forking once it runs on B
+/// (a tree that changes during the offer is another matter).
+#[test]
+fn fork_after_restore_postcopy() {
+    run_test("postcopy_fork", |dir| {
+        let bed = Testbed::up(dir)?;
+        let w = bed.start_workload(dir, "lazy_fork", &["256"])?;
+        let run = bed.spawn_migrate(dir, w.ns_pid, HOST_B, &["--json", "--mode", "postcopy"])?;
+        for _ in 0..30_000 {
+            if bed.find(Host::B, w.ns_pid)?.is_some() {
+                break;
+            }
+            sleep(Duration::from_millis(1));
+        }
+        std::fs::write(dir.path().join("files").join("go"), b"")?;
+        let stats = run.wait()?.json().with_context(|| {
+            format!(
+                "migrate; agent A:\n{}\nagent B:\n{}",
+                bed.agent_log(Host::A),
+                bed.agent_log(Host::B)
+            )
+        })?;
+        eprintln!("postcopy_fork: {}", stats["postcopy"]);
+        ensure!(
+            field(&stats["postcopy"], "remote_pages")? > 0.0,
+            "no page was left for post-copy: {stats}"
+        );
+        finish_on(&bed, dir, Host::B, &w)
+    });
+}
+
+/// Memory discarded with MADV_DONTNEED reads zero, never the old page.
+#[test]
+fn dontneed_postcopy() {
+    lazy_workload("postcopy_dontneed", "lazy_dontneed", &["64"], "postcopy");
+}
+
+/// The link fails for good during post-copy: the destination's copy (which
+/// cannot get its pages) is killed and the source's frozen copy, which
+/// holds every page, is resumed: the workload runs once, on A.
+#[test]
+fn link_lost_during_postcopy_resumes_on_source() {
+    run_test("postcopy_link_lost", |dir| {
+        let bed = Testbed::up(dir)?;
+        let w = bed.start_workload(dir, "steady_dirty", &["1024", "64"])?;
+        let run = bed.spawn_migrate(dir, w.ns_pid, HOST_B, &["--json", "--mode", "postcopy"])?;
+        for _ in 0..30_000 {
+            if bed.find(Host::B, w.ns_pid)?.is_some() {
+                break;
+            }
+            sleep(Duration::from_millis(1));
+        }
+        bed.set_link(false)?;
+        let result = run.wait();
+        bed.set_link(true)?;
+        let err = result?.refusal()?.to_string();
+        ensure!(
+            err.contains("keeps running here"),
+            "the failure does not say where the workload runs: {err}"
+        );
+        for _ in 0..1000 {
+            if bed.find(Host::B, w.ns_pid)?.is_none() {
+                break;
+            }
+            sleep(Duration::from_millis(10));
+        }
+        ensure!(
+            bed.find(Host::B, w.ns_pid)?.is_none(),
+            "the destination's copy still runs after the link was lost"
+        );
+        finish_on(&bed, dir, Host::A, &w)
+    });
+}
