@@ -1,71 +1,107 @@
 #!/usr/bin/env bash
-# The README's main command: two hosts on this machine (network namespaces
-# joined by a veth pair, each with its own migrate-agent, see
-# scripts/testbed.sh), a busybox shell loop printing a counter every second
-# started on host A, live-migrated to host B while it runs, its output
-# continuing with no gap and no repeat, and the migration's statistics.
-# Cleans up what it starts.
+# The README's main command, the container demo: two hosts on this machine (scripts/testbed.sh), each
+# given what a separate machine has (its own runc state on a tmpfs at
+# /run/runc and its own cgroups), a runc container of busybox counting
+# every second into a file (scripts/container-bundle.sh) started on host A,
+# live-migrated to host B while it runs, its output continuing with no gap
+# and no repeat, the migration's statistics, `runc list` on both hosts and
+# `runc delete` on B. Cleans up what it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
-[ "$(id -u)" = 0 ] || { echo "demo: run as root (namespaces, ptrace, clone3 with set_tid)" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "demo: run as root" >&2; exit 1; }
 
 bash scripts/setup.sh
 cargo build --release --workspace --locked -q
 export FERRY_AGENT_BIN=$PWD/target/release/migrate-agent
 agent=$FERRY_AGENT_BIN
-work=$(mktemp -d /tmp/ferry-demo.XXXXXX)
-bed=(--name-prefix ferry-demo --agents "$work/hosts")
-launcher=""
+work=$(mktemp -d /tmp/ferry-cdemo.XXXXXX)
+bed=(--name-prefix ferry-cdemo --agents "$work/hosts")
+id=ferry-demo-counter
+cgdirs=()
 cleanup() {
+  for h in a b; do
+    bash scripts/testbed.sh exec "${bed[@]}" "$h" runc delete -f "$id" >/dev/null 2>&1 || true
+  done
   bash scripts/testbed.sh down "${bed[@]}" >/dev/null 2>&1 || true
-  [ -n "$launcher" ] && kill -KILL "$launcher" 2>/dev/null || true
+  for d in "${cgdirs[@]}"; do
+    for _ in $(seq 100); do
+      rmdir "$d"/*/ 2>/dev/null || true
+      rmdir "$d" 2>/dev/null && break
+      sleep 0.05
+    done
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-"$agent" check >/dev/null || { "$agent" check; exit 1; }
+# A cgroup of every hierarchy for host $1, under this script's own.
+host_cgroups() {
+  while IFS=: read -r _ ctrls path; do
+    case $ctrls in
+      "") m=unified ;;
+      name=systemd) m=systemd ;;
+      *) m=${ctrls%%,*} ;;
+    esac
+    parent=/sys/fs/cgroup/$m${path%/}
+    [ -e "$parent/cgroup.procs" ] || continue
+    d=$parent/ferry-cdemo-$1
+    mkdir -p "$d"
+    for f in cpuset.cpus cpuset.mems; do
+      if [ -e "$parent/$f" ]; then cat "$parent/$f" >"$d/$f" 2>/dev/null || true; fi
+    done
+    echo "$d"
+  done </proc/self/cgroup
+}
+
 echo "demo: bringing up host A (10.231.0.1) and host B (10.231.0.2), an agent on each"
 bash scripts/testbed.sh up "${bed[@]}" | sed 's/^/  /'
-
-# The workload: issue 3's busybox loop, a shell that forks `expr` and
-# `sleep` children every second. Started inside host A with only stdin,
-# stdout and stderr open (ferry refuses fds it cannot carry, such as a pipe
-# inherited from a terminal multiplexer).
-(
-  for fd in /proc/$BASHPID/fd/*; do
-    fd=${fd##*/}
-    if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
-  done
-  exec bash scripts/testbed.sh exec "${bed[@]}" a busybox sh -c \
-    'i=0; while true; do echo $i; i=$(expr $i + 1); sleep 1; done'
-) </dev/null >"$work/out.log" 2>&1 &
-launcher=$!
-disown "$launcher" # no "Killed" notice when the migration ends the source copy
-# The launcher becomes nsenter, which forks the shell into host A's PID
-# namespace (earlier children are testbed.sh's own helpers).
-shell=
-for _ in $(seq 200); do
-  if [ "$(cat /proc/$launcher/comm 2>/dev/null)" = nsenter ]; then
-    shell=$(cat /proc/$launcher/task/*/children 2>/dev/null | awk '{print $1}')
-    [ -n "$shell" ] && break
-  fi
-  sleep 0.05
+# `ip netns exec` gave each host a sysfs without cgroups: mount them there.
+mounts="mount -t tmpfs ferry-cgroups /sys/fs/cgroup;"
+for m in $(awk -F: '{c=$2; if (c=="") c="unified"; else if (c=="name=systemd") c="systemd"; else sub(/,.*/, "", c); print c}' /proc/self/cgroup); do
+  case $m in
+    unified) how="-t cgroup2 cgroup2" ;;
+    systemd) how="-t cgroup -o none,name=systemd cgroup" ;;
+    *) how="-t cgroup -o $m cgroup" ;;
+  esac
+  mounts+=" mkdir -p /sys/fs/cgroup/$m && mount $how /sys/fs/cgroup/$m;"
 done
-[ -n "$shell" ] || { echo "demo: the loop did not start on host A" >&2; exit 1; }
-ns_pid=$(awk '/^NSpid:/ {print $NF}' "/proc/$shell/status")
-echo "demo: the loop runs on host A as PID $ns_pid; its output:"
-sleep 4.5
-sed 's/^/  | /' "$work/out.log" | tail -n 5
+declare -A enter
+for h in a b; do
+  dirs=$(host_cgroups "$h")
+  for d in $dirs; do cgdirs+=("$d"); done
+  agent_pid=$(for p in $(cat "/proc/$(cat "$work/hosts/$h/init.pid")/task/"*/children); do
+    [ "$(cat "/proc/$p/comm")" = migrate-agent ] && echo "$p"; done)
+  enter[$h]=""
+  for d in $dirs; do
+    echo "$agent_pid" >"$d/cgroup.procs"
+    enter[$h]+="echo \$\$ > $d/cgroup.procs; "
+  done
+  bash scripts/testbed.sh exec "${bed[@]}" "$h" sh -c \
+    "set -e; mkdir -p /run/runc; mount -t tmpfs ferry-runc /run/runc; $mounts"
+done
 
-echo "demo: migrating PID $ns_pid live from host A to host B (10.231.0.2:7420)"
-"$agent" migrate "$ns_pid" --to 10.231.0.2:7420 --control-socket "$work/hosts/a/agent.sock"
+bash scripts/container-bundle.sh "$work/bundle" "$work/out" ferry-demo
+echo "demo: starting container $id (busybox counting into /out/counter.txt) on host A"
+bash scripts/testbed.sh exec "${bed[@]}" a sh -c \
+  "${enter[a]} exec runc run -d --bundle $work/bundle $id" </dev/null >/dev/null
+sleep 4.5
+bash scripts/testbed.sh exec "${bed[@]}" a runc list | sed 's/^/  A| /'
+echo "demo: its output:"
+sed 's/^/  | /' "$work/out/counter.txt" | tail -n 5
+
+echo "demo: migrating container $id live from host A to host B (10.231.0.2:7420)"
+"$agent" migrate --container "$id" --to 10.231.0.2:7420 --control-socket "$work/hosts/a/agent.sock"
 
 sleep 4.5
-echo "demo: the loop now runs on host B; its output went on:"
-sed 's/^/  | /' "$work/out.log" | tail -n 8
-if ! awk 'NR > 1 && $1 != prev + 1 { bad = 1 } { prev = $1 } END { exit bad }' "$work/out.log"; then
-  echo "demo: FAILED: the counter has a gap or a repeat" >&2
+echo "demo: runc on host A, then on host B:"
+bash scripts/testbed.sh exec "${bed[@]}" a runc list | sed 's/^/  A| /'
+bash scripts/testbed.sh exec "${bed[@]}" b runc list | sed 's/^/  B| /'
+echo "demo: the counter now runs on host B; its output went on:"
+sed 's/^/  | /' "$work/out/counter.txt" | tail -n 8
+if ! awk 'NR == 1 && $1 != 0 { bad = 1 } NR > 1 && $1 != prev + 1 { bad = 1 } { prev = $1 } END { exit bad }' "$work/out/counter.txt"; then
+  echo "demo: FAILED: the counter has a gap, a repeat or a reset" >&2
   exit 1
 fi
-echo "demo: done: no gap, no repeat"
+bash scripts/testbed.sh exec "${bed[@]}" b runc delete -f "$id"
+echo "demo: done: no gap, no repeat; runc delete -f on B removed it"
