@@ -50,6 +50,15 @@ pub trait PagePolicy: Sync {
     /// Whether a page that cannot be read is skipped (the process is
     /// running and may unmap it) rather than an error.
     fn tolerates_unreadable(&self) -> bool;
+    /// Whether a private page that pagemap shows swapped but not present
+    /// is read even where `choose` skips it. A page discarded
+    /// (MADV_DONTNEED) while write-protect tracking is armed with
+    /// WP_UNPOPULATED leaves a uffd-wp marker that pagemap reports as a
+    /// swap entry: the frozen pass reads it (as zero) so that an older copy
+    /// of the page does not survive.
+    fn reads_swapped(&self) -> bool {
+        false
+    }
 }
 
 /// Every page with data of its own: the dump of a stopped process.
@@ -109,6 +118,10 @@ impl PagePolicy for LazyAnonymous<'_> {
 
     fn tolerates_unreadable(&self) -> bool {
         self.inner.tolerates_unreadable()
+    }
+
+    fn reads_swapped(&self) -> bool {
+        self.inner.reads_swapped()
     }
 }
 
@@ -300,7 +313,18 @@ fn read_pages(
                 } else {
                     present || swapped
                 };
-                match policy.choose(vma, addr, has_data) {
+                let choice = match policy.choose(vma, addr, has_data) {
+                    PageChoice::Skip
+                        if swapped
+                            && !present
+                            && shared_data.is_none()
+                            && policy.reads_swapped() =>
+                    {
+                        PageChoice::Read
+                    }
+                    choice => choice,
+                };
+                match choice {
                     PageChoice::Skip => continue,
                     PageChoice::Zero => {
                         batch.zero_pages.push(addr);

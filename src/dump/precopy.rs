@@ -265,6 +265,10 @@ impl PagePolicy for AfterPrecopy {
         }
     }
 
+    fn reads_swapped(&self) -> bool {
+        true
+    }
+
     fn tolerates_unreadable(&self) -> bool {
         false
     }
