@@ -5,44 +5,11 @@
 
 mod common;
 
-use anyhow::{bail, ensure, Context, Result};
-use common::testbed::{wait_for, Host, HostProcess, Testbed, HOST_B};
+use anyhow::{ensure, Context, Result};
+use common::testbed::{finish_on, output, wait_for, Host, HostProcess, Testbed, HOST_B};
 use common::{field, run_test, TestDir};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use serde_json::Value;
 use std::path::PathBuf;
-use std::thread::sleep;
-use std::time::Duration;
-
-fn output(dir: &TestDir) -> PathBuf {
-    dir.path().join("output.txt")
-}
-
-/// SIGTERMs the workload on `host` and checks that it printed READY then PASS.
-fn finish_on(bed: &Testbed, dir: &TestDir, host: Host, w: &HostProcess) -> Result<()> {
-    let pid = bed
-        .find(host, w.ns_pid)?
-        .with_context(|| format!("process {} is not running on host {host:?}", w.ns_pid))?;
-    kill(Pid::from_raw(pid), Signal::SIGTERM)?;
-    let out = wait_for(&output(dir), "\n").and_then(|_| wait_for_end(&output(dir)))?;
-    ensure!(
-        out == "READY\nPASS\n",
-        "expected READY then PASS, got:\n{out}"
-    );
-    Ok(())
-}
-
-fn wait_for_end(path: &std::path::Path) -> Result<String> {
-    for _ in 0..2000 {
-        let out = std::fs::read_to_string(path)?;
-        if out.contains("PASS") || out.contains("FAIL") {
-            return Ok(out);
-        }
-        sleep(Duration::from_millis(10));
-    }
-    bail!("the workload did not finish after SIGTERM")
-}
 
 /// Migrates a workload from A to B and checks the statistics.
 fn migrate_ok(bed: &Testbed, dir: &TestDir, w: &HostProcess, extra: &[&str]) -> Result<Value> {

@@ -531,3 +531,34 @@ pub fn wait_for(path: &Path, text: &str) -> Result<String> {
         sleep(Duration::from_millis(10));
     }
 }
+
+/// Where a test's workload writes its output.
+pub fn output(dir: &TestDir) -> PathBuf {
+    dir.path().join("output.txt")
+}
+
+/// SIGTERMs the workload on `host` and checks that it printed READY then PASS.
+pub fn finish_on(bed: &Testbed, dir: &TestDir, host: Host, w: &HostProcess) -> Result<()> {
+    let pid = bed
+        .find(host, w.ns_pid)?
+        .with_context(|| format!("process {} is not running on host {host:?}", w.ns_pid))?;
+    kill(Pid::from_raw(pid), Signal::SIGTERM)?;
+    let out = wait_for(&output(dir), "\n").and_then(|_| wait_for_end(&output(dir)))?;
+    ensure!(
+        out == "READY\nPASS\n",
+        "expected READY then PASS, got:\n{out}"
+    );
+    Ok(())
+}
+
+/// Waits (at most 30 s) until the workload printed PASS or FAIL.
+fn wait_for_end(path: &Path) -> Result<String> {
+    for _ in 0..3000 {
+        let out = fs::read_to_string(path)?;
+        if out.contains("PASS") || out.contains("FAIL") {
+            return Ok(out);
+        }
+        sleep(Duration::from_millis(10));
+    }
+    bail!("the workload did not finish after SIGTERM")
+}
