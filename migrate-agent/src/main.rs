@@ -121,6 +121,12 @@ enum Command {
         /// workload). hybrid: pre-copy rounds, then post-copy for the rest.
         #[arg(long, default_value = "precopy")]
         mode: ferry::migration::source::MigrationMode,
+        /// With --container: bring the destination's copy of the bundle's
+        /// rootfs up to date, so that files the container wrote arrive too:
+        /// the differences are sent while it runs, what changed since while
+        /// it is frozen (directories, files, symlinks, removals).
+        #[arg(long, requires = "container")]
+        sync_rootfs: bool,
         /// Print statistics as JSON instead of a summary.
         #[arg(long)]
         json: bool,
@@ -259,6 +265,7 @@ fn main() -> ExitCode {
             max_rounds,
             bandwidth_limit,
             mode,
+            sync_rootfs,
             json,
         } => migrate::run(migrate::Args {
             pid: pid.unwrap_or(0),
@@ -270,6 +277,7 @@ fn main() -> ExitCode {
             max_rounds,
             bandwidth_limit: bandwidth_limit.as_deref(),
             mode,
+            sync_rootfs,
             json,
         }),
         Command::DryRun {

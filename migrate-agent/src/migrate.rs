@@ -29,6 +29,8 @@ pub struct Args<'a> {
     pub bandwidth_limit: Option<&'a str>,
     /// `--mode`.
     pub mode: ferry::migration::source::MigrationMode,
+    /// `--sync-rootfs`.
+    pub sync_rootfs: bool,
     /// `--json`.
     pub json: bool,
 }
@@ -54,6 +56,7 @@ pub fn run(args: Args<'_>) -> anyhow::Result<ExitCode> {
             .container()?
             .map(|c| (c.runtime, Some(c.root), c.id)),
         mode: args.mode,
+        sync_rootfs: args.sync_rootfs,
     });
     let bar = if args.json {
         ProgressBar::hidden()
@@ -139,6 +142,16 @@ fn print_summary(what: &str, to: &str, s: &MigrationStats) {
         "  downtime {:.1} ms = freeze {:.1} + final transfer {:.1} + restore {:.1} + resume {:.1}; total {:.0} ms",
         d.total_ms, d.freeze_ms, d.final_transfer_ms, d.restore_ms, d.resume_ms, s.total_ms
     );
+    if let Some(r) = &s.rootfs {
+        println!(
+            "  rootfs: {} changes ({}) while running, {} ({}) while frozen in {:.1} ms",
+            r.precopy.changes,
+            mib(r.precopy.bytes as f64),
+            r.frozen.changes,
+            mib(r.frozen.bytes as f64),
+            r.frozen_ms
+        );
+    }
     if let Some(p) = &s.postcopy {
         println!(
             "  post-copy: running {:.1} ms after the freeze; {} pages stayed on the source: {} faulted in ({} faults, {} zero, latency p50 {:.0} us, p99 {:.0} us), {} pushed; all local {:.0} ms after running",

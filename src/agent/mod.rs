@@ -72,6 +72,8 @@ pub struct MigrateRequest {
         Option<std::path::PathBuf>,
         String,
     )>,
+    /// Copy the differences of the container's rootfs (`--sync-rootfs`).
+    pub sync_rootfs: bool,
 }
 
 /// What the agent reports back on the control socket.
@@ -261,6 +263,7 @@ async fn run_migration(
         container: req.container.as_ref().map(|(runtime, root, id)| {
             crate::container::Container::new(*runtime, root.as_deref(), id)
         }),
+        sync_rootfs: req.sync_rootfs,
     };
     let rt = tokio::runtime::Handle::current();
     let progress_events = events.clone();

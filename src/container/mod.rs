@@ -6,6 +6,8 @@
 //! root husk of the restore, and marks the container started by removing
 //! the runtime's exec FIFO.
 
+pub mod rootfs;
+
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -160,6 +160,8 @@ async fn run(
     let (store, mut stored) = PageStore::start(writer, session.take_incoming_pages());
     let mut counts: BTreeMap<u32, u64> = BTreeMap::new();
     let mut round = 0u32;
+    let mut rootfs = super::rootfs_sync::DestinationRootfs::default();
+    let bundle = offer.container.as_ref().map(|c| c.bundle.clone());
     let (checkpoint, remote): (Checkpoint, Option<Vec<RemoteRuns>>) = loop {
         *state = DestinationState::Receiving { round };
         // The control read is not cancel-safe: keep one future and count
@@ -193,6 +195,12 @@ async fn run(
                 break (*checkpoint, Some(remote))
             }
             ToDestination::Abort { reason } => return Err(format!("the source aborted: {reason}")),
+            ToDestination::RootfsQuery => rootfs.answer_query(session, bundle.as_deref()).await?,
+            ToDestination::RootfsChanges { changes, last } => {
+                rootfs
+                    .apply(session, bundle.as_deref(), changes, last)
+                    .await?
+            }
             other => return Err(format!("unexpected {} in round {round}", name(&other))),
         }
     };
@@ -338,6 +346,8 @@ pub(super) fn name(message: &ToDestination) -> &'static str {
         ToDestination::Done => "a confirmation",
         ToDestination::Abort { .. } => "an abort",
         ToDestination::Probe(_) => "a probe",
+        ToDestination::RootfsQuery => "a rootfs query",
+        ToDestination::RootfsChanges { .. } => "rootfs changes",
     }
 }
 

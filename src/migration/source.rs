@@ -62,6 +62,10 @@ pub struct MigrateOptions {
     /// The workload is this container (its init's tree); `pid` is then
     /// ignored.
     pub container: Option<crate::container::Container>,
+    /// Copy the differences of the container's rootfs to the
+    /// destination's bundle: before the freeze, then what changed since
+    /// while frozen (containers only).
+    pub sync_rootfs: bool,
 }
 
 /// Why a migration failed. In every case the workload runs on the source.
@@ -123,6 +127,13 @@ pub fn migrate(
                 ),
             })
         }
+        None if opts.sync_rootfs => {
+            return Err(MigrateError::Link {
+                peer: peer.clone(),
+                pid,
+                why: "--sync-rootfs carries a container's rootfs: name the --container".into(),
+            })
+        }
         Some(c) => {
             let (pid, offer) = container_offer(c).map_err(|why| MigrateError::Link {
                 peer: peer.clone(),
@@ -150,6 +161,9 @@ pub fn migrate(
             source: e,
         })?;
     }
+    let bundle = container
+        .as_ref()
+        .map(|c| std::path::PathBuf::from(&c.bundle));
     offer.container = container;
     let memory_bytes = offer.memory_bytes;
     rt.block_on(session.send(&ToDestination::Offer(offer)))
@@ -171,7 +185,22 @@ pub fn migrate(
         Err(e) => return Err(link(e.to_string())),
     }
 
+    let rootfs = match bundle.filter(|_| opts.sync_rootfs) {
+        Some(bundle) => match super::rootfs_sync::first_pass(rt, session, &bundle) {
+            Ok(r) => Some(r),
+            Err(why) => {
+                let why = format!("syncing the rootfs of {} failed: {why}", bundle.display());
+                let abort = ToDestination::Abort {
+                    reason: why.clone(),
+                };
+                let _ = rt.block_on(session.send(&abort));
+                return Err(link(why));
+            }
+        },
+        None => None,
+    };
     let mut sink = NetworkSink::new(rt.clone(), session, pid, opts, memory_bytes, progress);
+    sink.rootfs = rootfs;
     if opts.mode == MigrationMode::Postcopy {
         // No rounds: the tree is frozen right away.
         sink.freeze_decided = Some(Instant::now());
@@ -347,6 +376,8 @@ struct NetworkSink<'a> {
     mode: MigrationMode,
     /// Post-copy: the pages each frozen process keeps for now.
     remote: Vec<RemoteRuns>,
+    /// `--sync-rootfs`: the rootfs as of the first pass.
+    rootfs: Option<super::rootfs_sync::SourceRootfs>,
 }
 
 impl<'a> NetworkSink<'a> {
@@ -382,6 +413,7 @@ impl<'a> NetworkSink<'a> {
             progress,
             mode: opts.mode,
             remote: Vec::new(),
+            rootfs: None,
         }
     }
 
@@ -672,6 +704,12 @@ impl CheckpointSink for NetworkSink<'_> {
     }
 
     fn commit(&mut self, checkpoint: &Checkpoint) -> Result<ImageSummary, CheckpointError> {
+        if let Some(r) = self.rootfs.as_mut() {
+            // Frozen: nothing writes the rootfs now.
+            let synced = super::rootfs_sync::frozen_pass(&self.rt, self.session, r);
+            synced.map_err(|e| self.link_error("sync the rootfs", e))?;
+            self.stats.rootfs = self.rootfs.as_ref().map(|r| r.stats());
+        }
         if self.mode != MigrationMode::Precopy {
             return self.commit_postcopy(checkpoint);
         }
