@@ -25,6 +25,8 @@ command -v python3 >/dev/null 2>&1 || packages+=(python3)
 packages+=(busybox-static)
 # OCI runtimes whose containers are migrated (tests/container.rs).
 packages+=(runc crun)
+# capsh drops capabilities for the refusal test (tests/container.rs).
+packages+=(libcap2-bin)
 
 missing=()
 for p in "${packages[@]}"; do

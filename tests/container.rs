@@ -181,6 +181,7 @@ struct Env {
     _cgroups_b: HostCgroups,
     id: String,
     counter: PathBuf,
+    bundle: PathBuf,
 }
 
 impl Drop for Env {
@@ -195,6 +196,13 @@ impl Drop for Env {
 
 impl Env {
     fn start(dir: &TestDir, name: &str) -> Result<Self> {
+        let env = Self::prepare(dir, name)?;
+        env.run_on_a()?;
+        Ok(env)
+    }
+
+    /// The hosts and the bundle, the container not started yet.
+    fn prepare(dir: &TestDir, name: &str) -> Result<Self> {
         let id = format!("ferry-{name}-{}", std::process::id());
         let cgroups_a = HostCgroups::create(&format!("{id}-host-a"))?;
         let cgroups_b = HostCgroups::create(&format!("{id}-host-b"))?;
@@ -209,6 +217,7 @@ impl Env {
             _cgroups_b: cgroups_b,
             id,
             counter: out_dir.join("counter.txt"),
+            bundle: bundle.clone(),
         };
         for host in [Host::A, Host::B] {
             let setup = format!(
@@ -231,31 +240,80 @@ impl Env {
             "container-bundle.sh failed: {}",
             String::from_utf8_lossy(&made.stderr)
         );
-        let run = format!(
-            "{} exec runc run -d --bundle {} {}",
-            env.cgroups_a.enter_script(),
-            bundle.display(),
-            env.id
-        );
-        let (ok, out) = env.bed.host_exec(Host::A, &["sh", "-c", &run])?;
-        ensure!(ok, "runc run on host A failed: {out}");
         Ok(env)
     }
 
+    /// Starts the container on host A.
+    fn run_on_a(&self) -> Result<()> {
+        let run = format!(
+            "{} exec runc run -d --bundle {} {}",
+            self.cgroups_a.enter_script(),
+            self.bundle.display(),
+            self.id
+        );
+        let (ok, out) = self.bed.host_exec(Host::A, &["sh", "-c", &run])?;
+        ensure!(ok, "runc run on host A failed: {out}");
+        Ok(())
+    }
+
     fn migrate(&self, dir: &TestDir) -> Result<common::AgentRun> {
+        self.migrate_with(dir, &[])
+    }
+
+    fn migrate_with(&self, dir: &TestDir, extra: &[&str]) -> Result<common::AgentRun> {
         let sock = self.bed.control_socket(Host::A);
-        agent(
-            dir,
-            &[
-                "migrate",
-                "--container",
-                &self.id,
-                "--to",
-                HOST_B,
-                "--control-socket",
-                path_str(&sock)?,
-            ],
-        )
+        let mut args = vec![
+            "migrate",
+            "--container",
+            &self.id,
+            "--to",
+            HOST_B,
+            "--control-socket",
+            path_str(&sock)?,
+        ];
+        args.extend_from_slice(extra);
+        agent(dir, &args)
+    }
+
+    /// Gives host B its own copy of the bundle (as it is now) at the same
+    /// path, bind-mounted in B's mount namespace; returns the copy's path.
+    fn copy_bundle_to_b(&self) -> Result<PathBuf> {
+        let copy = self.bundle.with_file_name("bundle-b");
+        let cp = Command::new("cp")
+            .arg("-a")
+            .arg(&self.bundle)
+            .arg(&copy)
+            .status()?;
+        ensure!(cp.success(), "copying the bundle failed");
+        self.bind_on_b(&copy, &self.bundle)?;
+        Ok(copy)
+    }
+
+    /// Bind-mounts `what` on `at` inside host B only.
+    fn bind_on_b(&self, what: &Path, at: &Path) -> Result<()> {
+        let (ok, out) = self.bed.host_exec(
+            Host::B,
+            &["mount", "--bind", path_str(what)?, path_str(at)?],
+        )?;
+        ensure!(ok, "bind-mounting {} on B failed: {out}", what.display());
+        Ok(())
+    }
+
+    /// Fails unless the container runs on A and B does not know it.
+    fn still_on_a(&self) -> Result<()> {
+        let list_a = runc_list(&self.bed, Host::A)?;
+        ensure!(
+            list_a
+                .lines()
+                .any(|l| l.starts_with(self.id.as_str()) && l.contains("running")),
+            "the container is not running on A:\n{list_a}"
+        );
+        let list_b = runc_list(&self.bed, Host::B)?;
+        ensure!(
+            !list_b.contains(self.id.as_str()),
+            "B kept the container:\n{list_b}"
+        );
+        Ok(())
     }
 }
 
@@ -354,4 +412,188 @@ fn failed_container_restore_leaves_it_running_on_the_source() {
         return;
     }
     run_test("container_restore_fails", failed_restore_leaves_it_running);
+}
+
+/// The lines of a file of numbers written one per line.
+fn numbers(path: &Path) -> Result<Vec<u64>> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .map(|l| l.trim().parse().with_context(|| format!("line {l:?}")))
+        .collect()
+}
+
+/// With --sync-rootfs, what the container wrote in its rootfs on A (a new
+/// file, an appended one, a removal, and a log it appends to every second,
+/// up to the freeze) is in B's own copy of the bundle after the migration,
+/// and the container goes on appending there with no gap.
+fn rootfs_follows(dir: &TestDir) -> Result<()> {
+    let env = Env::prepare(dir, "rootfs")?;
+    let rootfs = env.bundle.join("rootfs");
+    fs::create_dir_all(rootfs.join("etc"))?;
+    fs::write(rootfs.join("etc/greeting"), "hello\n")?;
+    fs::write(rootfs.join("doomed"), "to be removed\n")?;
+    let config_path = env.bundle.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&fs::read(&config_path)?)?;
+    config["root"]["readonly"] = false.into();
+    let script = "echo written-by-container > /made.txt; echo more >> /etc/greeting; rm /doomed; \
+        exec >>/out/counter.txt 2>&1 </dev/null; i=0; \
+        while true; do echo $i; echo $i >> /log.txt; i=$(expr $i + 1); sleep 1; done";
+    config["process"]["args"] = serde_json::json!(["sh", "-c", script]);
+    fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
+    let copy = env.copy_bundle_to_b()?;
+    env.run_on_a()?;
+    let before = wait_lines(&env.counter, 3)?;
+
+    // Slow pages: the log grows between the first rootfs pass and the
+    // freeze, so only the frozen pass can bring its last lines.
+    let migrated = env.migrate_with(
+        dir,
+        &["--sync-rootfs", "--json", "--bandwidth-limit", "32K"],
+    )?;
+    let stats = match migrated.json() {
+        Ok(v) => v,
+        Err(e) => bail!(
+            "{e}\nagent A:\n{}\nagent B:\n{}",
+            env.bed.agent_log(Host::A),
+            env.bed.agent_log(Host::B)
+        ),
+    };
+    ensure!(
+        stats["rootfs"]["precopy"]["changes"].as_u64() >= Some(3),
+        "the first rootfs pass sent too little: {stats}"
+    );
+    ensure!(
+        stats["rootfs"]["frozen"]["changes"].as_u64() >= Some(1),
+        "the frozen rootfs pass sent nothing although log.txt grew: {stats}"
+    );
+    eprintln!("rootfs sync: {}", stats["rootfs"]);
+    let on_b = copy.join("rootfs");
+    ensure!(
+        fs::read_to_string(on_b.join("made.txt"))? == "written-by-container\n",
+        "made.txt did not arrive on B"
+    );
+    ensure!(
+        fs::read_to_string(on_b.join("etc/greeting"))? == "hello\nmore\n",
+        "the appended greeting did not arrive on B"
+    );
+    ensure!(
+        !on_b.join("doomed").exists(),
+        "the removed file is still on B"
+    );
+    // The log goes on on B, with no gap: the lines written on A after the
+    // first pass came with the frozen pass.
+    let after = wait_lines(&env.counter, before.len() + 3)?;
+    let log = numbers(&on_b.join("log.txt"))?;
+    ensure!(
+        log.len() + 1 >= after.len(),
+        "B's log.txt has {} lines, the counter {}",
+        log.len(),
+        after.len()
+    );
+    for (i, v) in log.iter().enumerate() {
+        ensure!(*v == i as u64, "line {i} of B's log.txt is {v} ({log:?})");
+    }
+    // A's rootfs stopped where the container left it.
+    let log_a = numbers(&rootfs.join("log.txt"))?;
+    ensure!(
+        log_a.len() < log.len(),
+        "A's log.txt grew after the migration"
+    );
+    Ok(())
+}
+
+#[test]
+fn container_rootfs_changes_follow_it_with_sync_rootfs() {
+    if !have_runc() {
+        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    run_test("container_rootfs_sync", rootfs_follows);
+}
+
+/// B lacks the bundle, then its runc cannot run: each migration is
+/// refused by B before anything is frozen, and the container counts on,
+/// on A.
+fn refused_before_freezing(dir: &TestDir) -> Result<()> {
+    let env = Env::start(dir, "refused")?;
+    wait_lines(&env.counter, 2)?;
+    let empty = dir.path().join("empty");
+    fs::create_dir_all(&empty)?;
+    env.bind_on_b(&empty, &env.bundle)?;
+    let no_bundle = env.migrate(dir)?;
+    ensure!(
+        !no_bundle.status.success()
+            && no_bundle.stderr.contains("refused")
+            && no_bundle.stderr.contains("no config.json"),
+        "a migration to a host without the bundle was not refused up front: {}",
+        no_bundle.stderr
+    );
+    env.still_on_a()?;
+    let (ok, out) = env
+        .bed
+        .host_exec(Host::B, &["umount", path_str(&env.bundle)?])?;
+    ensure!(ok, "umount on B failed: {out}");
+    let runc = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v runc"])
+            .output()?
+            .stdout,
+    )?;
+    env.bind_on_b(Path::new("/dev/null"), Path::new(runc.trim()))?;
+    let no_runc = env.migrate(dir)?;
+    ensure!(
+        !no_runc.status.success()
+            && no_runc.stderr.contains("refused")
+            && no_runc.stderr.contains("runtime runc cannot run"),
+        "a migration to a host whose runc cannot run was not refused up front: {}",
+        no_runc.stderr
+    );
+    let (ok, out) = env.bed.host_exec(Host::B, &["umount", runc.trim()])?;
+    ensure!(ok, "umount on B failed: {out}");
+    env.still_on_a()?;
+    let now = wait_lines(&env.counter, 0)?.len();
+    let after = wait_lines(&env.counter, now + 2)?;
+    for (i, v) in after.iter().enumerate() {
+        ensure!(*v == i as u64, "line {i} of the counter is {v} ({after:?})");
+    }
+    Ok(())
+}
+
+#[test]
+fn missing_bundle_or_runtime_on_the_destination_is_refused_before_freezing() {
+    if !have_runc() {
+        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    run_test("container_refused", refused_before_freezing);
+}
+
+/// Without CAP_CHECKPOINT_RESTORE and CAP_SYS_ADMIN, a container
+/// checkpoint is refused at once, naming what is missing.
+#[test]
+fn container_checkpoint_without_capabilities_is_refused() {
+    run_test("container_caps", |dir| {
+        let bin = common::agent_bin()?;
+        let image = dir.path().join("image");
+        let cmd = format!(
+            "{} checkpoint --container ferry-nonexistent --dir {}",
+            bin.display(),
+            image.display()
+        );
+        let out = Command::new("capsh")
+            .args([
+                "--drop=cap_checkpoint_restore,cap_sys_admin",
+                "--",
+                "-c",
+                &cmd,
+            ])
+            .output()
+            .context("running capsh (libcap2-bin)")?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            !out.status.success() && stderr.contains("CAP_CHECKPOINT_RESTORE (or CAP_SYS_ADMIN)"),
+            "expected a refusal naming the capabilities, got: {stderr}"
+        );
+        Ok(())
+    });
 }

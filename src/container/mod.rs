@@ -108,6 +108,22 @@ pub enum ContainerError {
         /// How long ferry waited.
         secs: u64,
     },
+    /// The runtime binary is missing or does not run on this host.
+    #[error("the container runtime {runtime} cannot run on this host: {why}")]
+    RuntimeMissing {
+        /// The runtime binary.
+        runtime: &'static str,
+        /// Why.
+        why: String,
+    },
+    /// This process lacks a capability that checkpoint or restore needs.
+    #[error("ferry lacks {missing} (effective capabilities {effective:#x}): checkpointing and restoring a container need CAP_SYS_PTRACE and CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN; run the agent as root with them")]
+    Capabilities {
+        /// The capabilities missing, by name.
+        missing: String,
+        /// The effective set.
+        effective: u64,
+    },
 }
 
 /// Which OCI runtime manages the container.
@@ -333,6 +349,7 @@ pub fn checkpoint(
     dir: &Path,
     leave_running: bool,
 ) -> Result<crate::dump::CheckpointStats, ContainerError> {
+    check_capabilities()?;
     let st = c.running()?;
     check_tree(&c.id, st.pid)?;
     let opts = crate::dump::CheckpointOptions {
@@ -359,6 +376,8 @@ pub fn restore(
     bundle: &Path,
     dir: &Path,
 ) -> Result<crate::restore::RestoreStats, ContainerError> {
+    check_capabilities()?;
+    check_runtime(c.runtime)?;
     let st = c.create(bundle)?;
     let restored = crate::restore::restore_into(dir, st.pid)
         .map_err(|source| ContainerError::Restore {
@@ -372,6 +391,61 @@ pub fn restore(
         }
     }
     restored
+}
+
+/// Refuses, before anything is touched, a runtime whose binary does not
+/// run here (`runtime --version`).
+pub fn check_runtime(runtime: Runtime) -> Result<(), ContainerError> {
+    let bin = runtime.binary();
+    let missing = |why: String| ContainerError::RuntimeMissing { runtime: bin, why };
+    let out = Command::new(bin)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| missing(e.to_string()))?;
+    if !out.status.success() {
+        return Err(missing(format!(
+            "`{bin} --version` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+const CAP_SYS_PTRACE: u32 = 19;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_CHECKPOINT_RESTORE: u32 = 40;
+
+/// Refuses early when this process lacks the capabilities a container's
+/// checkpoint or restore needs: CAP_SYS_PTRACE, and CAP_CHECKPOINT_RESTORE
+/// or CAP_SYS_ADMIN (set_tid, PR_SET_MM_MAP).
+pub fn check_capabilities() -> Result<(), ContainerError> {
+    let status = crate::proc::read_status(std::process::id() as i32).map_err(|e| {
+        ContainerError::Capabilities {
+            missing: format!("a readable /proc/self/status ({e})"),
+            effective: 0,
+        }
+    })?;
+    missing_capabilities(status.caps.effective)
+}
+
+fn missing_capabilities(effective: u64) -> Result<(), ContainerError> {
+    let has = |cap: u32| effective & (1u64 << cap) != 0;
+    let mut missing = Vec::new();
+    if !has(CAP_SYS_PTRACE) {
+        missing.push("CAP_SYS_PTRACE");
+    }
+    if !has(CAP_CHECKPOINT_RESTORE) && !has(CAP_SYS_ADMIN) {
+        missing.push("CAP_CHECKPOINT_RESTORE (or CAP_SYS_ADMIN)");
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(ContainerError::Capabilities {
+            missing: missing.join(" and "),
+            effective,
+        })
+    }
 }
 
 /// Refuses a bundle without config.json.
@@ -541,6 +615,20 @@ mod tests {
         assert_eq!(
             parse_cgroups("0::/system.slice/c2\n"),
             (None, Some("/system.slice/c2".to_string()))
+        );
+    }
+
+    #[test]
+    fn missing_capabilities_are_named() {
+        assert!(missing_capabilities(u64::MAX).is_ok());
+        let only_admin = (1 << CAP_SYS_PTRACE) | (1 << CAP_SYS_ADMIN);
+        assert!(missing_capabilities(only_admin).is_ok());
+        let e = missing_capabilities(1 << CAP_SYS_PTRACE).unwrap_err();
+        assert!(e.to_string().contains("CAP_CHECKPOINT_RESTORE"), "{e}");
+        let e = missing_capabilities(0).unwrap_err().to_string();
+        assert!(
+            e.contains("CAP_SYS_PTRACE") && e.contains("CAP_SYS_ADMIN"),
+            "{e}"
         );
     }
 

@@ -301,6 +301,8 @@ fn check_offer(offer: &Offer, dir: &Path) -> Result<(), String> {
     crate::restore::check_target(offer.xcr0, offer.xstate_size, host_tids)
         .map_err(|e| e.to_string())?;
     if let Some(c) = &offer.container {
+        crate::container::check_capabilities().map_err(|e| e.to_string())?;
+        crate::container::check_runtime(c.runtime).map_err(|e| e.to_string())?;
         crate::container::check_bundle(&c.id, Path::new(&c.bundle)).map_err(|e| e.to_string())?;
         let root = c.runtime_root.as_deref().map(Path::new);
         let here = crate::container::Container::new(c.runtime, root, &c.id);

@@ -254,6 +254,7 @@ fn ms(d: Duration) -> f64 {
 fn container_offer(
     c: &crate::container::Container,
 ) -> Result<(i32, super::protocol::ContainerOffer), String> {
+    crate::container::check_capabilities().map_err(|e| e.to_string())?;
     let st = c.running().map_err(|e| e.to_string())?;
     crate::container::check_tree(&c.id, st.pid).map_err(|e| e.to_string())?;
     let default_root = c.runtime.default_root();
