@@ -597,3 +597,135 @@ fn container_checkpoint_without_capabilities_is_refused() {
         Ok(())
     });
 }
+
+/// Another counter container on host A, from a bundle of its own;
+/// deleted on both hosts when dropped.
+struct Extra<'a> {
+    bed: &'a Testbed,
+    id: String,
+    counter: PathBuf,
+}
+
+impl Drop for Extra<'_> {
+    fn drop(&mut self) {
+        for host in [Host::A, Host::B] {
+            let _ = self
+                .bed
+                .host_exec(host, &["runc", "delete", "-f", &self.id]);
+        }
+    }
+}
+
+impl Env {
+    fn add_container(&self, name: &str) -> Result<Extra<'_>> {
+        let bundle = self.bundle.with_file_name(format!("bundle-{name}"));
+        let out = self.bundle.with_file_name(format!("out-{name}"));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/container-bundle.sh");
+        // A cgroup of its own (relative: under the host's).
+        let cgroup = format!("ferry-counter-{name}");
+        let made = Command::new("bash")
+            .arg(&script)
+            .args([path_str(&bundle)?, path_str(&out)?, &cgroup])
+            .output()?;
+        ensure!(
+            made.status.success(),
+            "container-bundle.sh failed: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let extra = Extra {
+            bed: &self.bed,
+            id: format!("{}-{name}", self.id),
+            counter: out.join("counter.txt"),
+        };
+        let run = format!(
+            "{} exec runc run -d --bundle {} {}",
+            self.cgroups_a.enter_script(),
+            bundle.display(),
+            extra.id
+        );
+        let (ok, out) = self.bed.host_exec(Host::A, &["sh", "-c", &run])?;
+        ensure!(ok, "runc run of {} on host A failed: {out}", extra.id);
+        Ok(extra)
+    }
+}
+
+fn running_on(bed: &Testbed, host: Host, id: &str) -> Result<bool> {
+    Ok(runc_list(bed, host)?
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(id) && l.contains("running")))
+}
+
+/// `drain` moves every running container of A to B, one after the other,
+/// and goes on after one that cannot move (a process started beside its
+/// init with `runc exec`): that one keeps running on A, the summary names
+/// it, and the exit code says a container failed.
+fn drain_moves_every_container(dir: &TestDir) -> Result<()> {
+    let env = Env::start(dir, "drain")?;
+    let second = env.add_container("second")?;
+    let stuck = env.add_container("stuck")?;
+    let bed = &env.bed;
+    let (ok, out) = bed.host_exec(Host::A, &["runc", "exec", "-d", &stuck.id, "sleep", "1000"])?;
+    ensure!(ok, "runc exec on A failed: {out}");
+    let before = wait_lines(&env.counter, 2)?.len();
+    let before_second = wait_lines(&second.counter, 2)?.len();
+    let sock = bed.control_socket(Host::A);
+    let drained = bed.agent_in(
+        Host::A,
+        &[
+            "drain",
+            "--to",
+            HOST_B,
+            "--control-socket",
+            path_str(&sock)?,
+            "--json",
+        ],
+    )?;
+    ensure!(
+        !drained.status.success(),
+        "drain succeeded although {} cannot move: {}",
+        stuck.id,
+        drained.stdout
+    );
+    let summary: serde_json::Value = serde_json::from_str(drained.stdout.trim())
+        .with_context(|| format!("drain printed {}{}", drained.stdout, drained.stderr))?;
+    ensure!(
+        summary["migrated"] == 2 && summary["failed"] == 1,
+        "unexpected drain summary: {summary}\nagent A:\n{}",
+        bed.agent_log(Host::A)
+    );
+    for c in summary["containers"].as_array().into_iter().flatten() {
+        let failed = c["id"] == stuck.id.as_str();
+        ensure!(
+            c["ok"] == !failed && (failed || c["downtime_ms"].as_f64().is_some()),
+            "unexpected entry {c}"
+        );
+        if failed {
+            let error = c["error"].as_str().unwrap_or_default();
+            ensure!(
+                error.contains("runc exec") || error.contains("exec"),
+                "{error}"
+            );
+        }
+    }
+    for id in [&env.id, &second.id] {
+        ensure!(running_on(bed, Host::B, id)?, "{id} does not run on B");
+        ensure!(!running_on(bed, Host::A, id)?, "{id} still runs on A");
+    }
+    ensure!(running_on(bed, Host::A, &stuck.id)?, "{} left A", stuck.id);
+    for (counter, n) in [(&env.counter, before), (&second.counter, before_second)] {
+        let after = wait_lines(counter, n + 3)?;
+        for (i, v) in after.iter().enumerate() {
+            ensure!(*v == i as u64, "line {i} of {} is {v}", counter.display());
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn drain_moves_every_running_container_and_reports_each() {
+    if !have_runc() {
+        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    run_test("container_drain", drain_moves_every_container);
+}

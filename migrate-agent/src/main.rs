@@ -6,6 +6,7 @@ mod certs;
 mod check;
 mod checkpoint;
 mod container;
+mod drain;
 mod dry_run;
 mod image_show;
 mod migrate;
@@ -131,6 +132,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Move every running container of a runtime to another host's agent,
+    /// one after the other (as `migrate --container` does), for host
+    /// maintenance; goes on after a failure (that container keeps running
+    /// here), prints one line per container (ok or the error, downtime,
+    /// total), and exits 1 when any failed.
+    Drain(drain::DrainArgs),
     /// Find out, without moving or freezing it, whether a workload can
     /// move and what it would cost: lists every resource ferry would refuse
     /// (process, fd or mapping, and why), tracks its writes for --duration
@@ -280,6 +287,7 @@ fn main() -> ExitCode {
             sync_rootfs,
             json,
         }),
+        Command::Drain(args) => drain::run(args),
         Command::DryRun {
             pid,
             duration,

@@ -35,11 +35,28 @@ pub struct Args<'a> {
     pub json: bool,
 }
 
-/// Runs the migration through the local agent.
+/// Runs the migration through the local agent and prints its summary.
 pub fn run(args: Args<'_>) -> anyhow::Result<ExitCode> {
+    let stats = execute(&args)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&stats)?);
+    } else {
+        let what = match &args.container.container {
+            Some(id) => format!("container {id}"),
+            None => format!("process {}", args.pid),
+        };
+        print_summary(&what, args.to, &stats);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks the local agent to migrate, showing a progress bar unless
+/// `--json`; the statistics once the workload runs on the destination.
+pub(crate) fn execute(args: &Args<'_>) -> anyhow::Result<MigrationStats> {
     let to = resolve(args.to)?;
     let server_name = args
         .server_name
+        .clone()
         .unwrap_or_else(|| host_part(args.to).to_string());
     let request = ControlRequest::Migrate(MigrateRequest {
         pid: args.pid,
@@ -92,18 +109,7 @@ pub fn run(args: Args<'_>) -> anyhow::Result<ExitCode> {
         .map_err(anyhow::Error::msg)?;
     bar.finish_and_clear();
     match outcome {
-        ControlEvent::Migrated(stats) => {
-            if args.json {
-                println!("{}", serde_json::to_string(&stats)?);
-            } else {
-                let what = match &args.container.container {
-                    Some(id) => format!("container {id}"),
-                    None => format!("process {}", args.pid),
-                };
-                print_summary(&what, args.to, &stats);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        ControlEvent::Migrated(stats) => Ok(stats),
         ControlEvent::Failed { error } => bail!("{error}"),
         ControlEvent::Progress(_) => bail!("the agent ended with a progress report"),
         ControlEvent::Probed(_) => bail!("the agent answered a migration with a probe report"),

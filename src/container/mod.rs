@@ -199,33 +199,11 @@ impl Container {
     }
 
     fn run(&self, args: &[&str]) -> Result<Vec<u8>, ContainerError> {
-        let bin = self.runtime.binary();
-        let out = Command::new(bin)
-            .arg("--root")
-            .arg(&self.root)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|source| ContainerError::Spawn {
-                runtime: bin,
-                source,
-            })?;
-        if !out.status.success() {
-            return Err(ContainerError::Failed {
-                command: self.command_line(args),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        }
-        Ok(out.stdout)
+        run_runtime(self.runtime, &self.root, args)
     }
 
     fn command_line(&self, args: &[&str]) -> String {
-        format!(
-            "{} --root {} {}",
-            self.runtime.binary(),
-            self.root.display(),
-            args.join(" ")
-        )
+        command_line(self.runtime, &self.root, args)
     }
 
     /// Reads the container's state.
@@ -318,6 +296,53 @@ impl Container {
     pub fn delete(&self) -> Result<(), ContainerError> {
         self.run(&["delete", "-f", self.id.as_str()]).map(drop)
     }
+}
+
+/// Runs `runtime --root ROOT ARGS` and returns what it printed.
+fn run_runtime(runtime: Runtime, root: &Path, args: &[&str]) -> Result<Vec<u8>, ContainerError> {
+    let bin = runtime.binary();
+    let out = Command::new(bin)
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| ContainerError::Spawn {
+            runtime: bin,
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(ContainerError::Failed {
+            command: command_line(runtime, root, args),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(out.stdout)
+}
+
+fn command_line(runtime: Runtime, root: &Path, args: &[&str]) -> String {
+    format!(
+        "{} --root {} {}",
+        runtime.binary(),
+        root.display(),
+        args.join(" ")
+    )
+}
+
+/// Every container `runtime` knows in its state directory `root` (the
+/// runtime's default when None), whatever its status: what
+/// `migrate-agent drain` moves away.
+pub fn list(runtime: Runtime, root: Option<&Path>) -> Result<Vec<State>, ContainerError> {
+    let root = root.map_or_else(|| runtime.default_root(), Path::to_path_buf);
+    let args = ["list", "--format", "json"];
+    let out = run_runtime(runtime, &root, &args)?;
+    // runc prints `null` when it knows no container.
+    let listed: Option<Vec<State>> =
+        serde_json::from_slice(&out).map_err(|e| ContainerError::BadState {
+            command: command_line(runtime, &root, &args),
+            why: e.to_string(),
+        })?;
+    Ok(listed.unwrap_or_default())
 }
 
 /// Checks, with the container's cgroup frozen so that the listing holds
