@@ -434,7 +434,26 @@ pub fn check_runtime(runtime: Runtime) -> Result<(), ContainerError> {
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
+    if runtime == Runtime::Crun {
+        if let Some(controllers) = hybrid_v2_controllers(Path::new("/sys/fs/cgroup")) {
+            return Err(missing(format!(
+                "crun (1.8) refuses hybrid cgroups whose cgroup2 hierarchy has controllers, and this host's /sys/fs/cgroup/unified has {controllers:?} (runc works here; or bind every controller to v1 or v2 only)"
+            )));
+        }
+    }
     Ok(())
+}
+
+/// The controllers of the cgroup2 hierarchy when `mount` is a hybrid
+/// layout (v1 hierarchies, cgroup2 at `unified`) whose cgroup2 has any:
+/// the layout crun refuses.
+fn hybrid_v2_controllers(mount: &Path) -> Option<String> {
+    if mount.join("cgroup.controllers").exists() {
+        return None; // cgroup v2 only
+    }
+    let controllers = std::fs::read_to_string(mount.join("unified/cgroup.controllers")).ok()?;
+    let controllers = controllers.trim();
+    (!controllers.is_empty()).then(|| controllers.to_string())
 }
 
 const CAP_SYS_PTRACE: u32 = 19;
@@ -641,6 +660,20 @@ mod tests {
             parse_cgroups("0::/system.slice/c2\n"),
             (None, Some("/system.slice/c2".to_string()))
         );
+    }
+
+    #[test]
+    fn crun_refused_layouts_are_recognised() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = tmp.path();
+        assert_eq!(hybrid_v2_controllers(m), None, "legacy: no unified");
+        std::fs::create_dir_all(m.join("unified")).unwrap();
+        std::fs::write(m.join("unified/cgroup.controllers"), "\n").unwrap();
+        assert_eq!(hybrid_v2_controllers(m), None, "hybrid, empty cgroup2");
+        std::fs::write(m.join("unified/cgroup.controllers"), "hugetlb\n").unwrap();
+        assert_eq!(hybrid_v2_controllers(m).as_deref(), Some("hugetlb"));
+        std::fs::write(m.join("cgroup.controllers"), "cpu memory\n").unwrap();
+        assert_eq!(hybrid_v2_controllers(m), None, "v2 only");
     }
 
     #[test]
