@@ -79,11 +79,13 @@ pub fn rebuild(reader: &ImageReader, lazy: Option<&LazyPages>) -> Result<u64, Re
 /// Restores the image's tree into the existing process `husk` (a created
 /// container's init, waiting in its namespaces and cgroup): its extra
 /// threads are ended and the root is rebuilt in it; files are handed in
-/// over `channel`. On failure the husk is killed.
+/// over `channel`; `lazy` as for [`rebuild`]. On failure the husk is
+/// killed.
 pub fn rebuild_into(
     reader: &ImageReader,
     husk: Pid,
     channel: &super::channel::FdChannel,
+    lazy: Option<&LazyPages>,
 ) -> Result<u64, RestoreError> {
     let ck = reader.checkpoint();
     let root = ck.root().ok_or_else(|| RestoreError::Unsupported {
@@ -97,7 +99,7 @@ pub fn rebuild_into(
             return Err(e);
         }
     };
-    run(reader, root_husk, None)
+    run(reader, root_husk, lazy)
 }
 
 /// Builds the tree from its root's husk and lets it run; kills every husk
