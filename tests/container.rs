@@ -274,8 +274,10 @@ impl Env {
         Ok(())
     }
 
-    fn migrate(&self, dir: &TestDir) -> Result<common::AgentRun> {
-        self.migrate_with(dir, &[])
+    /// Migrates the container from A to B in `mode` (precopy, postcopy or
+    /// hybrid).
+    fn migrate(&self, dir: &TestDir, mode: &str) -> Result<common::AgentRun> {
+        self.migrate_with(dir, &["--mode", mode])
     }
 
     fn migrate_with(&self, dir: &TestDir, extra: &[&str]) -> Result<common::AgentRun> {
@@ -337,17 +339,17 @@ impl Env {
     }
 }
 
-fn container_migrates(dir: &TestDir) -> Result<()> {
-    migrates_with(dir, "runc")
+fn container_migrates(dir: &TestDir, mode: &str) -> Result<()> {
+    migrates_with(dir, "runc", mode)
 }
 
-fn migrates_with(dir: &TestDir, runtime: &'static str) -> Result<()> {
-    let env = Env::prepare_with(dir, "moved", runtime)?;
+fn migrates_with(dir: &TestDir, runtime: &'static str, mode: &str) -> Result<()> {
+    let env = Env::prepare_with(dir, &format!("{runtime}-{mode}"), runtime)?;
     env.run_on_a()?;
     let (bed, id, counter) = (&env.bed, &env.id, &env.counter);
     let before = wait_lines(counter, 3)?;
 
-    let migrated = env.migrate(dir)?;
+    let migrated = env.migrate(dir, mode)?;
     if let Err(e) = migrated.check() {
         bail!(
             "{e}\nagent A:\n{}\nagent B:\n{}",
@@ -391,7 +393,32 @@ fn busybox_counter_container_migrates_between_hosts() {
         eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
         return;
     }
-    run_test("container_migrates", container_migrates);
+    run_test("container_migrates", |dir| {
+        container_migrates(dir, "precopy")
+    });
+}
+
+/// The same in post-copy mode: the container runs on B at once, its
+/// memory following from A (the same checks).
+#[test]
+fn busybox_counter_container_migrates_in_postcopy_mode() {
+    if !have_runc() {
+        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    run_test("container_postcopy", |dir| {
+        container_migrates(dir, "postcopy")
+    });
+}
+
+/// And in hybrid mode: pre-copy rounds, then post-copy.
+#[test]
+fn busybox_counter_container_migrates_in_hybrid_mode() {
+    if !have_runc() {
+        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    run_test("container_hybrid", |dir| container_migrates(dir, "hybrid"));
 }
 
 /// B cannot create the container (its runc state directory is read-only):
@@ -403,7 +430,7 @@ fn failed_restore_leaves_it_running(dir: &TestDir) -> Result<()> {
     wait_lines(counter, 2)?;
     let (ok, out) = bed.host_exec(Host::B, &["mount", "-o", "remount,ro", "/run/runc"])?;
     ensure!(ok, "making B's /run/runc read-only failed: {out}");
-    let migrated = env.migrate(dir)?;
+    let migrated = env.migrate(dir, "precopy")?;
     ensure!(
         migrated.check().is_err(),
         "the migration succeeded although B cannot create containers"
@@ -545,7 +572,7 @@ fn refused_before_freezing(dir: &TestDir) -> Result<()> {
     let empty = dir.path().join("empty");
     fs::create_dir_all(&empty)?;
     env.bind_on_b(&empty, &env.bundle)?;
-    let no_bundle = env.migrate(dir)?;
+    let no_bundle = env.migrate(dir, "precopy")?;
     ensure!(
         !no_bundle.status.success()
             && no_bundle.stderr.contains("refused")
@@ -565,7 +592,7 @@ fn refused_before_freezing(dir: &TestDir) -> Result<()> {
             .stdout,
     )?;
     env.bind_on_b(Path::new("/dev/null"), Path::new(runc.trim()))?;
-    let no_runc = env.migrate(dir)?;
+    let no_runc = env.migrate(dir, "precopy")?;
     ensure!(
         !no_runc.status.success()
             && no_runc.stderr.contains("refused")
@@ -765,5 +792,7 @@ fn busybox_counter_crun_container_migrates_between_hosts() {
         eprintln!("SKIPPED: crun is not installed (scripts/setup.sh installs it)");
         return;
     }
-    run_test("crun_container_migrates", |dir| migrates_with(dir, "crun"));
+    run_test("crun_container_migrates", |dir| {
+        migrates_with(dir, "crun", "precopy")
+    });
 }
