@@ -73,6 +73,10 @@ pub enum ReceiveError {
     },
 }
 
+/// How long a failed migration's session stays open for the source to
+/// read why.
+const LINGER: Duration = Duration::from_secs(2);
+
 /// Receives one migration on `session` (the source has just connected);
 /// None when the source only probed (a dry run: nothing was kept).
 pub async fn receive(
@@ -108,6 +112,15 @@ pub async fn receive(
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             tracing::warn!(dir = %dir.display(), %e, "cannot remove an incoming image");
         }
+    }
+    if result.is_err() {
+        // Nothing is left here now. Closing at once would lose the
+        // answers in flight (a refusal, the failure): let the source read
+        // them and close first.
+        let _ = tokio::time::timeout(LINGER, async {
+            while session.recv::<ToDestination>().await.is_ok() {}
+        })
+        .await;
     }
     result.map_err(|why| ReceiveError::Failed { peer, state, why })
 }
