@@ -37,7 +37,7 @@ pub struct DrainArgs {
     /// Cap on page bandwidth, e.g. 100M.
     #[arg(long)]
     bandwidth_limit: Option<String>,
-    /// How memory moves (containers move in pre-copy mode for now).
+    /// How memory moves: precopy, postcopy or hybrid (see `migrate --mode`).
     #[arg(long, default_value = "precopy")]
     mode: ferry::migration::source::MigrationMode,
     /// Also bring each container's rootfs up to date on the destination
