@@ -103,6 +103,16 @@ pub enum MigrateError {
         /// What failed.
         why: String,
     },
+    /// The container cannot move (refused before anything was frozen).
+    #[error("migrating container {id} to {peer} failed: {why}; it keeps running here")]
+    Container {
+        /// The destination.
+        peer: String,
+        /// The container.
+        id: String,
+        /// Why.
+        why: String,
+    },
 }
 
 /// Migrates the process tree rooted at `pid` over `session`. Runs the
@@ -126,11 +136,12 @@ pub fn migrate(
             })
         }
         Some(c) => {
-            let (pid, offer) = container_offer(c, opts.mode).map_err(|why| MigrateError::Link {
-                peer: peer.clone(),
-                pid,
-                why,
-            })?;
+            let (pid, offer) =
+                container_offer(c, opts.mode).map_err(|why| MigrateError::Container {
+                    peer: peer.clone(),
+                    id: c.id.clone(),
+                    why,
+                })?;
             (pid, Some(offer))
         }
         None => (pid, None),
