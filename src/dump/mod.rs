@@ -829,24 +829,29 @@ impl Frozen {
         first_err.map_or(Ok(()), Err)
     }
 
-    /// Kills the process and waits until its threads are gone (non-leaders
-    /// first), leaving the leader's zombie to its parent.
+    /// Kills the process and waits until its threads are gone, leaving the
+    /// leader's zombie to its parent. Threads are reaped in whatever order
+    /// they finish (non-leaders first, as the leader is reported last): no
+    /// fixed order works for every tree, since the last thread of a PID
+    /// namespace's init (a container's) waits in the kernel until every
+    /// other task of the namespace, its traced sibling threads included,
+    /// is reaped.
     fn kill(self) {
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
         let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
-        for ft in self.threads.iter().rev() {
-            loop {
-                match nix::sys::wait::waitpid(
-                    ft.tracee.tid,
-                    Some(nix::sys::wait::WaitPidFlag::__WALL),
-                ) {
-                    Ok(
-                        nix::sys::wait::WaitStatus::Exited(..)
-                        | nix::sys::wait::WaitStatus::Signaled(..),
-                    ) => break,
-                    Ok(_) => continue,
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(_) => break,
+        let mut left: Vec<Pid> = self.threads.iter().rev().map(|ft| ft.tracee.tid).collect();
+        while !left.is_empty() {
+            let before = left.len();
+            left.retain(|&tid| loop {
+                match waitpid(tid, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => break false,
+                    Ok(WaitStatus::StillAlive) => break true,
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => break false,
                 }
+            });
+            if left.len() == before {
+                std::thread::sleep(std::time::Duration::from_millis(1));
             }
         }
     }
