@@ -193,8 +193,31 @@ impl Drop for Env {
     }
 }
 
+/// What the test container runs, and on which network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The busybox counter, in its host's network namespace.
+    Counter,
+    /// The busybox counter, in a network namespace of its own
+    /// ([`CONTAINER_NETWORK`]).
+    CounterOwnNet,
+    /// The Node.js request counter on [`NODE_URL`], in a network namespace
+    /// of its own.
+    Node,
+}
+
+/// The container's own network when it has one: what the source host's
+/// network hook (scripts/container-net.sh, also each agent's) gives it.
+const CONTAINER_NETWORK: &str = r#"{"interfaces":[{"name":"eth0","addresses":["10.232.0.2/24"]}],"routes":[{"dst":"default","gateway":"10.232.0.1","dev":"eth0"}]}"#;
+/// Where the Node.js container answers.
+const NODE_URL: &str = "http://10.232.0.2:8080/";
+
 impl Env {
     fn start(dir: &TestDir, name: &str) -> Result<Self> {
+        Self::start_kind(dir, name, Kind::Counter)
+    }
+
+    fn start_kind(dir: &TestDir, name: &str, kind: Kind) -> Result<Self> {
         let id = format!("ferry-{name}-{}", std::process::id());
         let cgroups_a = HostCgroups::create(&format!("{id}-host-a"))?;
         let cgroups_b = HostCgroups::create(&format!("{id}-host-b"))?;
@@ -221,22 +244,47 @@ impl Env {
                 "giving host {host:?} its own /run/runc and cgroups failed: {out}"
             );
         }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/container-bundle.sh");
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let server = repo.join("tests/workloads/counter_server.js");
+        let mut options = match kind {
+            Kind::Counter => vec![],
+            Kind::CounterOwnNet => vec!["--own-netns"],
+            Kind::Node => vec![
+                "--own-netns",
+                "--node",
+                path_str(&server)?,
+                "10.232.0.2",
+                "8080",
+            ],
+        };
+        options.extend([path_str(&bundle)?, path_str(&out_dir)?, "ferry-counter"]);
         let made = Command::new("bash")
-            .arg(&script)
-            .args([path_str(&bundle)?, path_str(&out_dir)?, "ferry-counter"])
+            .arg(repo.join("scripts/container-bundle.sh"))
+            .args(&options)
             .output()?;
         ensure!(
             made.status.success(),
             "container-bundle.sh failed: {}",
             String::from_utf8_lossy(&made.stderr)
         );
-        let run = format!(
-            "{} exec runc run -d --bundle {} {}",
-            env.cgroups_a.enter_script(),
-            bundle.display(),
-            env.id
-        );
+        let run = if kind == Kind::Counter {
+            format!(
+                "{} exec runc run -d --bundle {} {}",
+                env.cgroups_a.enter_script(),
+                bundle.display(),
+                env.id
+            )
+        } else {
+            // The network is configured between create and start, as a
+            // runtime hook would: node binds its address at once.
+            format!(
+                "set -e; {} runc create --bundle {} {id}; FERRY_NETWORK='{CONTAINER_NETWORK}' bash {} {id} $(runc state {id} | jq .pid); runc start {id}",
+                env.cgroups_a.enter_script(),
+                bundle.display(),
+                repo.join("scripts/container-net.sh").display(),
+                id = env.id,
+            )
+        };
         let (ok, out) = env.bed.host_exec(Host::A, &["sh", "-c", &run])?;
         ensure!(ok, "runc run on host A failed: {out}");
         Ok(env)
@@ -263,8 +311,8 @@ impl Env {
     }
 }
 
-fn container_migrates(dir: &TestDir, mode: &str) -> Result<()> {
-    let env = Env::start(dir, mode)?;
+fn container_migrates(dir: &TestDir, mode: &str, kind: Kind) -> Result<()> {
+    let env = Env::start_kind(dir, mode, kind)?;
     let (bed, id, counter) = (&env.bed, &env.id, &env.counter);
     let before = wait_lines(counter, 3)?;
 
@@ -288,6 +336,17 @@ fn container_migrates(dir: &TestDir, mode: &str) -> Result<()> {
         !list_a.contains(id.as_str()),
         "the container is still known on A:\n{list_a}"
     );
+    if kind == Kind::CounterOwnNet {
+        // B's network hook gave the new namespace the recorded address.
+        let show = format!(
+            "nsenter --net=/proc/$(runc state {id} | jq .pid)/ns/net ip -o -4 addr show eth0"
+        );
+        let (ok, out) = bed.host_exec(Host::B, &["sh", "-c", &show])?;
+        ensure!(
+            ok && out.contains("10.232.0.2/24"),
+            "the container on B lacks its address 10.232.0.2/24: {out}"
+        );
+    }
     // Counting continues on B: no gap, no repeat, no reset.
     let after = wait_lines(counter, before.len() + 4)?;
     for (i, v) in after.iter().enumerate() {
@@ -313,7 +372,7 @@ fn busybox_counter_container_migrates_between_hosts() {
         return;
     }
     run_test("container_migrates", |dir| {
-        container_migrates(dir, "precopy")
+        container_migrates(dir, "precopy", Kind::Counter)
     });
 }
 
@@ -326,7 +385,7 @@ fn busybox_counter_container_migrates_in_postcopy_mode() {
         return;
     }
     run_test("container_postcopy", |dir| {
-        container_migrates(dir, "postcopy")
+        container_migrates(dir, "postcopy", Kind::Counter)
     });
 }
 
@@ -337,7 +396,9 @@ fn busybox_counter_container_migrates_in_hybrid_mode() {
         eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
         return;
     }
-    run_test("container_hybrid", |dir| container_migrates(dir, "hybrid"));
+    run_test("container_hybrid", |dir| {
+        container_migrates(dir, "hybrid", Kind::Counter)
+    });
 }
 
 /// B cannot create the container (its runc state directory is read-only):
@@ -383,4 +444,66 @@ fn failed_container_restore_leaves_it_running_on_the_source() {
         return;
     }
     run_test("container_restore_fails", failed_restore_leaves_it_running);
+}
+
+/// The counter in a network namespace of its own, moved in post-copy mode:
+/// B's agent runs its network hook, and the container there has the
+/// address recorded on A.
+#[test]
+fn container_with_its_own_network_namespace_migrates() {
+    if !have_runc() {
+        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    run_test("container_netns", |dir| {
+        container_migrates(dir, "postcopy", Kind::CounterOwnNet)
+    });
+}
+
+/// Seed scenario 2 as a container: the Node.js request counter listens on
+/// the container's own address; it answers N on host A, and N+1 at the
+/// same address on host B after the migration.
+fn node_container_migrates(dir: &TestDir) -> Result<()> {
+    let env = Env::start_kind(dir, "node", Kind::Node)?;
+    let (bed, id) = (&env.bed, &env.id);
+    let log = env.counter.with_file_name("node.log");
+    common::testbed::wait_for(&log, "READY")?;
+    let mut n = 0;
+    for _ in 0..3 {
+        n = bed.http_get(Host::A, NODE_URL)?.parse::<u64>()?;
+    }
+    ensure!(n == 3, "the server on A counted {n} requests, not 3");
+    let migrated = env.migrate(dir, "precopy")?;
+    if let Err(e) = migrated.check() {
+        bail!(
+            "{e}\nagent A:\n{}\nagent B:\n{}",
+            bed.agent_log(Host::A),
+            bed.agent_log(Host::B)
+        );
+    }
+    let after = bed.http_get(Host::B, NODE_URL)?;
+    ensure!(
+        after == (n + 1).to_string(),
+        "the server on B answered {after:?}, not {}",
+        n + 1
+    );
+    let list_b = runc_list(bed, Host::B)?;
+    ensure!(
+        list_b
+            .lines()
+            .any(|l| l.starts_with(id.as_str()) && l.contains("running")),
+        "runc list on B does not show {id} running:\n{list_b}"
+    );
+    let (ok, out) = bed.host_exec(Host::B, &["runc", "delete", "-f", id])?;
+    ensure!(ok, "runc delete -f on B failed: {out}");
+    Ok(())
+}
+
+#[test]
+fn node_counter_container_keeps_counting_at_its_address() {
+    if !have_runc() {
+        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    run_test("container_node", node_container_migrates);
 }

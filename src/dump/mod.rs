@@ -124,7 +124,7 @@ pub enum CheckpointError {
         reference: String,
     },
     /// The container's init has a namespace ferry cannot carry.
-    #[error("container init {pid} has its own {kind} namespace ({target}); ferry carries a container's PID, mount, UTS, IPC and cgroup namespaces but not its {kind} namespace yet (remove it from linux.namespaces in config.json)")]
+    #[error("container init {pid} has its own {kind} namespace ({target}); ferry carries a container's PID, mount, network, UTS, IPC and cgroup namespaces but not its {kind} namespace yet (remove it from linux.namespaces in config.json)")]
     ContainerNamespace {
         /// The container's init.
         pid: i32,
@@ -483,8 +483,10 @@ struct Namespaces {
 }
 
 /// The namespaces of the tree rooted at `root`: migrate-agent's, or for a
-/// container the root's (refusing a network or user namespace of its own:
-/// its sockets and IDs would not be rebuilt in the destination's).
+/// container the root's (refusing a user namespace of its own: its IDs
+/// would not be rebuilt in the destination's). A container's own network
+/// namespace is the destination runtime's and network hook's to rebuild;
+/// its sockets are examined and recreated in it.
 fn expected_namespaces(root: i32, in_container: bool) -> Result<Namespaces, CheckpointError> {
     let ours = proc::namespaces("self")?;
     if !in_container {
@@ -497,7 +499,7 @@ fn expected_namespaces(root: i32, in_container: bool) -> Result<Namespaces, Chec
         .map_err(|_| CheckpointError::NoSuchProcess { pid: root })?;
     for (kind, target) in &theirs {
         let same = ours.iter().any(|(k, t)| k == kind && t == target);
-        if !same && matches!(kind.as_str(), "net" | "user") {
+        if !same && kind == "user" {
             return Err(CheckpointError::ContainerNamespace {
                 pid: root,
                 kind: kind.clone(),

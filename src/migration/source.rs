@@ -223,6 +223,11 @@ fn container_offer(
     if mode != MigrationMode::Precopy {
         check_lazy_container(&c.id, st.pid)?;
     }
+    let network = if crate::container::net::has_own_namespace(st.pid).map_err(|e| e.to_string())? {
+        Some(crate::container::net::record(&c.id, st.pid).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
     let default_root = c.runtime.default_root();
     Ok((
         st.pid,
@@ -231,6 +236,7 @@ fn container_offer(
             runtime: c.runtime,
             runtime_root: (c.root != default_root).then(|| c.root.display().to_string()),
             bundle: st.bundle,
+            network,
         },
     ))
 }
