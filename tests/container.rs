@@ -462,9 +462,9 @@ fn container_with_its_own_network_namespace_migrates() {
 
 /// Seed scenario 2 as a container: the Node.js request counter listens on
 /// the container's own address; it answers N on host A, and N+1 at the
-/// same address on host B after the migration.
-fn node_container_migrates(dir: &TestDir) -> Result<()> {
-    let env = Env::start_kind(dir, "node", Kind::Node)?;
+/// same address on host B after the migration in `mode`.
+fn node_container_migrates(dir: &TestDir, mode: &str) -> Result<()> {
+    let env = Env::start_kind(dir, &format!("node-{mode}"), Kind::Node)?;
     let (bed, id) = (&env.bed, &env.id);
     let log = env.counter.with_file_name("node.log");
     common::testbed::wait_for(&log, "READY")?;
@@ -473,7 +473,7 @@ fn node_container_migrates(dir: &TestDir) -> Result<()> {
         n = bed.http_get(Host::A, NODE_URL)?.parse::<u64>()?;
     }
     ensure!(n == 3, "the server on A counted {n} requests, not 3");
-    let migrated = env.migrate(dir, "precopy")?;
+    let migrated = env.migrate(dir, mode)?;
     if let Err(e) = migrated.check() {
         bail!(
             "{e}\nagent A:\n{}\nagent B:\n{}",
@@ -505,5 +505,20 @@ fn node_counter_container_keeps_counting_at_its_address() {
         eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
         return;
     }
-    run_test("container_node", node_container_migrates);
+    run_test("container_node", |dir| {
+        node_container_migrates(dir, "precopy")
+    });
+}
+
+/// The same in post-copy mode: node's heap follows from A after it runs
+/// on B.
+#[test]
+fn node_counter_container_keeps_counting_after_postcopy() {
+    if !have_runc() {
+        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    run_test("container_node_postcopy", |dir| {
+        node_container_migrates(dir, "postcopy")
+    });
 }
