@@ -204,6 +204,8 @@ enum Kind {
     /// The Node.js request counter on [`NODE_URL`], in a network namespace
     /// of its own.
     Node,
+    /// The busybox counter without CAP_SYS_PTRACE (which post-copy needs).
+    CounterWithoutPtrace,
 }
 
 /// The container's own network when it has one: what the source host's
@@ -247,7 +249,7 @@ impl Env {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
         let server = repo.join("tests/workloads/counter_server.js");
         let mut options = match kind {
-            Kind::Counter => vec![],
+            Kind::Counter | Kind::CounterWithoutPtrace => vec![],
             Kind::CounterOwnNet => vec!["--own-netns"],
             Kind::Node => vec![
                 "--own-netns",
@@ -267,7 +269,21 @@ impl Env {
             "container-bundle.sh failed: {}",
             String::from_utf8_lossy(&made.stderr)
         );
-        let run = if kind == Kind::Counter {
+        if kind == Kind::CounterWithoutPtrace {
+            let config = bundle.join("config.json");
+            let mut spec: serde_json::Value = serde_json::from_str(&fs::read_to_string(&config)?)?;
+            for set in spec["process"]["capabilities"]
+                .as_object_mut()
+                .context("no process.capabilities in config.json")?
+                .values_mut()
+            {
+                if let Some(caps) = set.as_array_mut() {
+                    caps.retain(|c| c != "CAP_SYS_PTRACE");
+                }
+            }
+            fs::write(&config, serde_json::to_string(&spec)?)?;
+        }
+        let run = if matches!(kind, Kind::Counter | Kind::CounterWithoutPtrace) {
             format!(
                 "{} exec runc run -d --bundle {} {}",
                 env.cgroups_a.enter_script(),
@@ -521,4 +537,46 @@ fn node_counter_container_keeps_counting_after_postcopy() {
     run_test("container_node_postcopy", |dir| {
         node_container_migrates(dir, "postcopy")
     });
+}
+
+/// A container without CAP_SYS_PTRACE cannot be restored with lazy memory:
+/// a post-copy migration is refused before anything is frozen, naming the
+/// capability, and the container counts on on A; B has nothing.
+fn postcopy_without_ptrace_is_refused(dir: &TestDir) -> Result<()> {
+    let env = Env::start_kind(dir, "noptrace", Kind::CounterWithoutPtrace)?;
+    let (bed, id, counter) = (&env.bed, &env.id, &env.counter);
+    wait_lines(counter, 2)?;
+    let refused = env.migrate(dir, "postcopy")?;
+    let why = refused.refusal()?;
+    ensure!(
+        why.contains("CAP_SYS_PTRACE"),
+        "the refusal does not name CAP_SYS_PTRACE: {why}"
+    );
+    let list_a = runc_list(bed, Host::A)?;
+    ensure!(
+        list_a
+            .lines()
+            .any(|l| l.starts_with(id.as_str()) && l.contains("running")),
+        "the container is not running on A after the refusal:\n{list_a}"
+    );
+    let list_b = runc_list(bed, Host::B)?;
+    ensure!(
+        !list_b.contains(id.as_str()),
+        "B has the container:\n{list_b}"
+    );
+    let now = wait_lines(counter, 0)?.len();
+    let after = wait_lines(counter, now + 2)?;
+    for (i, v) in after.iter().enumerate() {
+        ensure!(*v == i as u64, "line {i} of the counter is {v} ({after:?})");
+    }
+    Ok(())
+}
+
+#[test]
+fn postcopy_of_a_container_without_cap_sys_ptrace_is_refused() {
+    if !have_runc() {
+        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    run_test("container_noptrace", postcopy_without_ptrace_is_refused);
 }

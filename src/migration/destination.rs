@@ -581,3 +581,52 @@ async fn read_stream(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::net::{Interface, NetworkConfig};
+    use crate::migration::protocol::ContainerOffer;
+
+    fn offer(bundle: &Path) -> Offer {
+        Offer {
+            id: "t".into(),
+            pid: 1,
+            tids: vec![1],
+            xcr0: crate::kernel::cpu::xcr0(),
+            xstate_size: crate::kernel::cpu::xsave_size(),
+            memory_bytes: 0,
+            page_streams: 1,
+            container: Some(ContainerOffer {
+                id: format!("ferry-check-offer-{}", std::process::id()),
+                runtime: crate::container::Runtime::Runc,
+                runtime_root: Some(bundle.join("runc-root").display().to_string()),
+                bundle: bundle.display().to_string(),
+                network: Some(NetworkConfig {
+                    interfaces: vec![Interface {
+                        name: "eth0".into(),
+                        addresses: vec!["10.232.0.2/24".into()],
+                    }],
+                    routes: vec![],
+                }),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_container_with_its_own_network_needs_a_hook() {
+        let bundle = tempfile::tempdir().unwrap();
+        std::fs::write(bundle.path().join("config.json"), "{}").unwrap();
+        let offer = offer(bundle.path());
+        let mut opts = DestinationOptions {
+            work_dir: bundle.path().join("work"),
+            confirm_timeout: Duration::from_secs(1),
+            network_hook: None,
+        };
+        let dir = opts.work_dir.join("t");
+        let refused = check_offer(&offer, &dir, &opts).unwrap_err();
+        assert!(refused.contains("no network hook"), "{refused}");
+        opts.network_hook = Some(PathBuf::from("/bin/true"));
+        check_offer(&offer, &dir, &opts).unwrap();
+    }
+}
