@@ -48,23 +48,21 @@ pub struct Route {
     pub dev: Option<String>,
 }
 
-/// Whether process `pid` lives in another network namespace than
-/// migrate-agent.
-pub fn has_own_namespace(pid: i32) -> Result<bool, ContainerError> {
-    let link = |path: String| {
-        std::fs::read_link(&path).map_err(|source| ContainerError::Cgroup { path, source })
-    };
-    Ok(link(format!("/proc/{pid}/ns/net"))? != link("/proc/thread-self/ns/net".into())?)
-}
-
-/// Records the addresses and routes of process `pid`'s network namespace
-/// (`ip -j addr`, `ip -j route` run inside it) for container `id`.
-pub fn record(id: &str, pid: i32) -> Result<NetworkConfig, ContainerError> {
+/// What the destination must rebuild of the network of container `id`
+/// whose init is `pid`: None when it shares migrate-agent's network
+/// namespace, or has one of its own with nothing but loopback in it (the
+/// runtime creates that much); else the addresses and routes recorded in
+/// it (`ip -j addr`, `ip -j route` run inside it).
+pub fn record(id: &str, pid: i32) -> Result<Option<NetworkConfig>, ContainerError> {
     let fail = |why: String| ContainerError::Network {
         id: id.to_string(),
         pid,
         why,
     };
+    let link = |path: &str| std::fs::read_link(path).map_err(|e| fail(format!("{path}: {e}")));
+    if link(&format!("/proc/{pid}/ns/net"))? == link("/proc/thread-self/ns/net")? {
+        return Ok(None);
+    }
     let ip = |args: &[&str]| -> Result<String, ContainerError> {
         let out = crate::kernel::in_net_namespace(pid, || {
             Command::new("ip").args(args).stdin(Stdio::null()).output()
@@ -83,7 +81,8 @@ pub fn record(id: &str, pid: i32) -> Result<NetworkConfig, ContainerError> {
     let interfaces = parse_addresses(&ip(&["-j", "addr", "show"])?).map_err(&fail)?;
     let mut routes = parse_routes(&ip(&["-j", "-4", "route", "show"])?).map_err(&fail)?;
     routes.extend(parse_routes(&ip(&["-j", "-6", "route", "show"])?).map_err(&fail)?);
-    Ok(NetworkConfig { interfaces, routes })
+    Ok((!interfaces.is_empty() || !routes.is_empty())
+        .then_some(NetworkConfig { interfaces, routes }))
 }
 
 /// The interfaces with global addresses in `ip -j addr` output.

@@ -60,7 +60,8 @@ pub struct ContainerOffer {
     /// The bundle directory, which must exist on the destination.
     pub bundle: String,
     /// The addresses and routes of the container's own network namespace
-    /// (None: it shares its host's), for the destination's network hook.
+    /// (None: it shares its host's, or has only loopback), for the
+    /// destination's network hook.
     pub network: Option<crate::container::net::NetworkConfig>,
 }
 

@@ -223,11 +223,7 @@ fn container_offer(
     if mode != MigrationMode::Precopy {
         check_lazy_container(&c.id, st.pid)?;
     }
-    let network = if crate::container::net::has_own_namespace(st.pid).map_err(|e| e.to_string())? {
-        Some(crate::container::net::record(&c.id, st.pid).map_err(|e| e.to_string())?)
-    } else {
-        None
-    };
+    let network = crate::container::net::record(&c.id, st.pid).map_err(|e| e.to_string())?;
     let default_root = c.runtime.default_root();
     Ok((
         st.pid,
