@@ -10,6 +10,7 @@ packages=(
   make
   pkg-config
   iproute2     # network-namespace testbed
+  jq           # container-bundle.sh and container-net.sh read and edit JSON
   procps       # ps/pgrep used by scripts for humans, never by tests
   qemu-system-x86  # scripts/softdirty-vm.sh: a 6.1 guest kernel with soft-dirty
   cpio         # ... its initramfs

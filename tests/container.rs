@@ -203,22 +203,48 @@ impl Drop for Env {
     }
 }
 
+/// What the test container runs, and on which network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The busybox counter, in its host's network namespace.
+    Counter,
+    /// The busybox counter, in a network namespace of its own
+    /// ([`CONTAINER_NETWORK`]).
+    CounterOwnNet,
+    /// The Node.js request counter on [`NODE_URL`], in a network namespace
+    /// of its own.
+    Node,
+    /// The busybox counter without CAP_SYS_PTRACE (which post-copy needs).
+    CounterWithoutPtrace,
+}
+
+/// The container's own network when it has one: what the source host's
+/// network hook (scripts/container-net.sh, also each agent's) gives it.
+const CONTAINER_NETWORK: &str = r#"{"interfaces":[{"name":"eth0","addresses":["10.232.0.2/24"]}],"routes":[{"dst":"default","gateway":"10.232.0.1","dev":"eth0"}]}"#;
+/// Where the Node.js container answers.
+const NODE_URL: &str = "http://10.232.0.2:8080/";
+
 impl Env {
     fn start(dir: &TestDir, name: &str) -> Result<Self> {
-        let env = Self::prepare(dir, name)?;
-        env.run_on_a()?;
+        Self::start_kind(dir, name, Kind::Counter)
+    }
+
+    fn start_kind(dir: &TestDir, name: &str, kind: Kind) -> Result<Self> {
+        let env = Self::prepare_kind(dir, name, kind, "runc")?;
+        env.run_kind(kind)?;
         Ok(env)
     }
 
-    /// The hosts and the bundle, the container not started yet.
+    /// The hosts and the counter's bundle, the container not started yet.
     fn prepare(dir: &TestDir, name: &str) -> Result<Self> {
-        Self::prepare_with(dir, name, "runc")
+        Self::prepare_kind(dir, name, Kind::Counter, "runc")
     }
 
-    /// The hosts and the bundle for `runtime`; crun's hosts get no cgroup2
-    /// hierarchy (crun 1.8 refuses a hybrid layout whose cgroup2 has
-    /// controllers, as this host's has).
-    fn prepare_with(dir: &TestDir, name: &str, runtime: &'static str) -> Result<Self> {
+    /// The hosts and the bundle of `kind` for `runtime`, the container not
+    /// started yet; crun's hosts get no cgroup2 hierarchy (crun 1.8
+    /// refuses a hybrid layout whose cgroup2 has controllers, as this
+    /// host's has).
+    fn prepare_kind(dir: &TestDir, name: &str, kind: Kind, runtime: &'static str) -> Result<Self> {
         let id = format!("ferry-{name}-{}", std::process::id());
         let cgroups_a = HostCgroups::create(&format!("{id}-host-a"))?;
         let cgroups_b = HostCgroups::create(&format!("{id}-host-b"))?;
@@ -247,17 +273,64 @@ impl Env {
                 "giving host {host:?} its own /run/{runtime} and cgroups failed: {out}"
             );
         }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/container-bundle.sh");
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let server = repo.join("tests/workloads/counter_server.js");
+        let mut options = match kind {
+            Kind::Counter | Kind::CounterWithoutPtrace => vec![],
+            Kind::CounterOwnNet => vec!["--own-netns"],
+            Kind::Node => vec![
+                "--own-netns",
+                "--node",
+                path_str(&server)?,
+                "10.232.0.2",
+                "8080",
+            ],
+        };
+        options.extend([path_str(&bundle)?, path_str(&out_dir)?, "ferry-counter"]);
         let made = Command::new("bash")
-            .arg(&script)
-            .args([path_str(&bundle)?, path_str(&out_dir)?, "ferry-counter"])
+            .arg(repo.join("scripts/container-bundle.sh"))
+            .args(&options)
             .output()?;
         ensure!(
             made.status.success(),
             "container-bundle.sh failed: {}",
             String::from_utf8_lossy(&made.stderr)
         );
+        if kind == Kind::CounterWithoutPtrace {
+            let config = bundle.join("config.json");
+            let mut spec: serde_json::Value = serde_json::from_str(&fs::read_to_string(&config)?)?;
+            for set in spec["process"]["capabilities"]
+                .as_object_mut()
+                .context("no process.capabilities in config.json")?
+                .values_mut()
+            {
+                if let Some(caps) = set.as_array_mut() {
+                    caps.retain(|c| c != "CAP_SYS_PTRACE");
+                }
+            }
+            fs::write(&config, serde_json::to_string(&spec)?)?;
+        }
         Ok(env)
+    }
+
+    /// Starts the container of `kind` on host A.
+    fn run_kind(&self, kind: Kind) -> Result<()> {
+        if matches!(kind, Kind::Counter | Kind::CounterWithoutPtrace) {
+            return self.run_on_a();
+        }
+        // The network is configured between create and start, as a
+        // runtime hook would: node binds its address at once.
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let run = format!(
+            "set -e; {} runc create --bundle {} {id}; FERRY_NETWORK='{CONTAINER_NETWORK}' bash {} {id} $(runc state {id} | jq .pid); runc start {id}",
+            self.cgroups_a.enter_script(),
+            self.bundle.display(),
+            repo.join("scripts/container-net.sh").display(),
+            id = self.id,
+        );
+        let (ok, out) = self.bed.host_exec(Host::A, &["sh", "-c", &run])?;
+        ensure!(ok, "runc run on host A failed: {out}");
+        Ok(())
     }
 
     /// Starts the container on host A.
@@ -339,13 +412,17 @@ impl Env {
     }
 }
 
-fn container_migrates(dir: &TestDir, mode: &str) -> Result<()> {
-    migrates_with(dir, "runc", mode)
+fn container_migrates(dir: &TestDir, mode: &str, kind: Kind) -> Result<()> {
+    migrates_with(dir, "runc", mode, kind)
 }
 
-fn migrates_with(dir: &TestDir, runtime: &'static str, mode: &str) -> Result<()> {
-    let env = Env::prepare_with(dir, &format!("{runtime}-{mode}"), runtime)?;
-    env.run_on_a()?;
+fn migrates_with(dir: &TestDir, runtime: &'static str, mode: &str, kind: Kind) -> Result<()> {
+    let name = match runtime {
+        "runc" => mode.to_string(),
+        _ => format!("{runtime}-{mode}"),
+    };
+    let env = Env::prepare_kind(dir, &name, kind, runtime)?;
+    env.run_kind(kind)?;
     let (bed, id, counter) = (&env.bed, &env.id, &env.counter);
     let before = wait_lines(counter, 3)?;
 
@@ -369,6 +446,17 @@ fn migrates_with(dir: &TestDir, runtime: &'static str, mode: &str) -> Result<()>
         !list_a.contains(id.as_str()),
         "the container is still known on A:\n{list_a}"
     );
+    if kind == Kind::CounterOwnNet {
+        // B's network hook gave the new namespace the recorded address.
+        let show = format!(
+            "nsenter --net=/proc/$(runc state {id} | jq .pid)/ns/net ip -o -4 addr show eth0"
+        );
+        let (ok, out) = bed.host_exec(Host::B, &["sh", "-c", &show])?;
+        ensure!(
+            ok && out.contains("10.232.0.2/24"),
+            "the container on B lacks its address 10.232.0.2/24: {out}"
+        );
+    }
     // Counting continues on B: no gap, no repeat, no reset.
     let after = wait_lines(counter, before.len() + 4)?;
     for (i, v) in after.iter().enumerate() {
@@ -394,7 +482,7 @@ fn busybox_counter_container_migrates_between_hosts() {
         return;
     }
     run_test("container_migrates", |dir| {
-        container_migrates(dir, "precopy")
+        container_migrates(dir, "precopy", Kind::Counter)
     });
 }
 
@@ -407,7 +495,7 @@ fn busybox_counter_container_migrates_in_postcopy_mode() {
         return;
     }
     run_test("container_postcopy", |dir| {
-        container_migrates(dir, "postcopy")
+        container_migrates(dir, "postcopy", Kind::Counter)
     });
 }
 
@@ -418,7 +506,9 @@ fn busybox_counter_container_migrates_in_hybrid_mode() {
         eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
         return;
     }
-    run_test("container_hybrid", |dir| container_migrates(dir, "hybrid"));
+    run_test("container_hybrid", |dir| {
+        container_migrates(dir, "hybrid", Kind::Counter)
+    });
 }
 
 /// B cannot create the container (its runc state directory is read-only):
@@ -464,6 +554,125 @@ fn failed_container_restore_leaves_it_running_on_the_source() {
         return;
     }
     run_test("container_restore_fails", failed_restore_leaves_it_running);
+}
+
+/// The counter in a network namespace of its own, moved in post-copy mode:
+/// B's agent runs its network hook, and the container there has the
+/// address recorded on A.
+#[test]
+fn container_with_its_own_network_namespace_migrates() {
+    if !have_runc() {
+        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    run_test("container_netns", |dir| {
+        container_migrates(dir, "postcopy", Kind::CounterOwnNet)
+    });
+}
+
+/// Seed scenario 2 as a container: the Node.js request counter listens on
+/// the container's own address; it answers N on host A, and N+1 at the
+/// same address on host B after the migration in `mode`.
+fn node_container_migrates(dir: &TestDir, mode: &str) -> Result<()> {
+    let env = Env::start_kind(dir, &format!("node-{mode}"), Kind::Node)?;
+    let (bed, id) = (&env.bed, &env.id);
+    let log = env.counter.with_file_name("node.log");
+    common::testbed::wait_for(&log, "READY")?;
+    let mut n = 0;
+    for _ in 0..3 {
+        n = bed.http_get(Host::A, NODE_URL)?.parse::<u64>()?;
+    }
+    ensure!(n == 3, "the server on A counted {n} requests, not 3");
+    let migrated = env.migrate(dir, mode)?;
+    if let Err(e) = migrated.check() {
+        bail!(
+            "{e}\nagent A:\n{}\nagent B:\n{}",
+            bed.agent_log(Host::A),
+            bed.agent_log(Host::B)
+        );
+    }
+    let after = bed.http_get(Host::B, NODE_URL)?;
+    ensure!(
+        after == (n + 1).to_string(),
+        "the server on B answered {after:?}, not {}",
+        n + 1
+    );
+    let list_b = runc_list(bed, Host::B)?;
+    ensure!(
+        list_b
+            .lines()
+            .any(|l| l.starts_with(id.as_str()) && l.contains("running")),
+        "runc list on B does not show {id} running:\n{list_b}"
+    );
+    let (ok, out) = bed.host_exec(Host::B, &["runc", "delete", "-f", id])?;
+    ensure!(ok, "runc delete -f on B failed: {out}");
+    Ok(())
+}
+
+#[test]
+fn node_counter_container_keeps_counting_at_its_address() {
+    if !have_runc() {
+        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    run_test("container_node", |dir| {
+        node_container_migrates(dir, "precopy")
+    });
+}
+
+/// The same in post-copy mode: node's heap follows from A after it runs
+/// on B.
+#[test]
+fn node_counter_container_keeps_counting_after_postcopy() {
+    if !have_runc() {
+        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    run_test("container_node_postcopy", |dir| {
+        node_container_migrates(dir, "postcopy")
+    });
+}
+
+/// A container without CAP_SYS_PTRACE cannot be restored with lazy memory:
+/// a post-copy migration is refused before anything is frozen, naming the
+/// capability, and the container counts on on A; B has nothing.
+fn postcopy_without_ptrace_is_refused(dir: &TestDir) -> Result<()> {
+    let env = Env::start_kind(dir, "noptrace", Kind::CounterWithoutPtrace)?;
+    let (bed, id, counter) = (&env.bed, &env.id, &env.counter);
+    wait_lines(counter, 2)?;
+    let refused = env.migrate(dir, "postcopy")?;
+    let why = refused.refusal()?;
+    ensure!(
+        why.contains("CAP_SYS_PTRACE"),
+        "the refusal does not name CAP_SYS_PTRACE: {why}"
+    );
+    let list_a = runc_list(bed, Host::A)?;
+    ensure!(
+        list_a
+            .lines()
+            .any(|l| l.starts_with(id.as_str()) && l.contains("running")),
+        "the container is not running on A after the refusal:\n{list_a}"
+    );
+    let list_b = runc_list(bed, Host::B)?;
+    ensure!(
+        !list_b.contains(id.as_str()),
+        "B has the container:\n{list_b}"
+    );
+    let now = wait_lines(counter, 0)?.len();
+    let after = wait_lines(counter, now + 2)?;
+    for (i, v) in after.iter().enumerate() {
+        ensure!(*v == i as u64, "line {i} of the counter is {v} ({after:?})");
+    }
+    Ok(())
+}
+
+#[test]
+fn postcopy_of_a_container_without_cap_sys_ptrace_is_refused() {
+    if !have_runc() {
+        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    run_test("container_noptrace", postcopy_without_ptrace_is_refused);
 }
 
 /// The lines of a file of numbers written one per line.
@@ -790,6 +999,6 @@ fn busybox_counter_crun_container_migrates_between_hosts() {
         return;
     }
     run_test("crun_container_migrates", |dir| {
-        migrates_with(dir, "crun", "precopy")
+        migrates_with(dir, "crun", "precopy", Kind::Counter)
     });
 }

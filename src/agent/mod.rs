@@ -134,6 +134,7 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
     let dest = DestinationOptions {
         work_dir: config.work_dir.clone(),
         confirm_timeout: CONFIRM_TIMEOUT,
+        network_hook: config.container.network_hook.clone(),
     };
     let incoming = {
         let transport = transport.clone();

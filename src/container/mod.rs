@@ -6,6 +6,7 @@
 //! root husk of the restore, and marks the container started by removing
 //! the runtime's exec FIFO.
 
+pub mod net;
 pub mod rootfs;
 
 use serde::Deserialize;
@@ -97,6 +98,26 @@ pub enum ContainerError {
         id: String,
         /// What failed.
         source: crate::restore::RestoreError,
+    },
+    /// The container's network namespace could not be read.
+    #[error("cannot record the network of container {id} (init {pid}): {why}")]
+    Network {
+        /// The container.
+        id: String,
+        /// Its init.
+        pid: i32,
+        /// Why.
+        why: String,
+    },
+    /// The network hook failed.
+    #[error("the network hook {hook} failed for container {id}: {why}")]
+    Hook {
+        /// The hook command.
+        hook: String,
+        /// The container.
+        id: String,
+        /// Why.
+        why: String,
     },
     /// The freezer did not reach the wanted state in time.
     #[error("cgroup {path} did not become {wanted} within {secs} s")]
@@ -405,6 +426,36 @@ pub fn restore(
     check_runtime(c.runtime)?;
     let st = c.create(bundle)?;
     restore_created(c, st.pid, dir, crate::restore::RestoreOptions::default())
+}
+
+/// How a destination configures a created container's own network
+/// namespace: the hook to run and what the source recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct NetworkSetup<'a> {
+    /// The network hook (`[container] network_hook`).
+    pub hook: &'a Path,
+    /// The source container's addresses and routes.
+    pub config: &'a net::NetworkConfig,
+}
+
+/// Creates the container from `bundle` for a restore, and with `network`
+/// runs the network hook on its (empty) network namespace; returns its
+/// waiting init. On failure nothing is left.
+pub fn prepare(
+    c: &Container,
+    bundle: &Path,
+    network: Option<NetworkSetup<'_>>,
+) -> Result<State, ContainerError> {
+    let st = c.create(bundle)?;
+    if let Some(n) = network {
+        if let Err(e) = net::run_hook(n.hook, &c.id, st.pid, n.config) {
+            if let Err(d) = c.delete() {
+                tracing::error!(id = %c.id, %d, "deleting the container after a failed network hook failed");
+            }
+            return Err(e);
+        }
+    }
+    Ok(st)
 }
 
 /// Restores the image in `dir`, as `opts` says (a post-copy destination

@@ -59,6 +59,10 @@ pub struct ContainerOffer {
     pub runtime_root: Option<String>,
     /// The bundle directory, which must exist on the destination.
     pub bundle: String,
+    /// The addresses and routes of the container's own network namespace
+    /// (None: it shares its host's, or has only loopback), for the
+    /// destination's network hook.
+    pub network: Option<crate::container::net::NetworkConfig>,
 }
 
 /// A dry run's question (`migrate-agent dry-run --to`): would this offer

@@ -264,6 +264,7 @@ fn container_offer(
     if mode != MigrationMode::Precopy {
         check_lazy_container(&c.id, st.pid)?;
     }
+    let network = crate::container::net::record(&c.id, st.pid).map_err(|e| e.to_string())?;
     let default_root = c.runtime.default_root();
     Ok((
         st.pid,
@@ -272,6 +273,7 @@ fn container_offer(
             runtime: c.runtime,
             runtime_root: (c.root != default_root).then(|| c.root.display().to_string()),
             bundle: st.bundle,
+            network,
         },
     ))
 }
