@@ -3,6 +3,8 @@
 //! agent (as `migrate --container` does), going on after a failure, and
 //! printing one line per container.
 
+use crate::container::ContainerArgs;
+use crate::migrate::{execute, DestinationArgs, TransferArgs};
 use ferry::container::{self, Runtime};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -11,9 +13,8 @@ use std::process::ExitCode;
 /// `drain`'s options.
 #[derive(clap::Args, Debug)]
 pub struct DrainArgs {
-    /// The destination agent, HOST:PORT (UDP).
-    #[arg(long)]
-    to: String,
+    #[command(flatten)]
+    destination: DestinationArgs,
     /// The OCI runtime whose running containers move: runc or crun.
     #[arg(long, default_value = "runc")]
     runtime: String,
@@ -21,29 +22,8 @@ pub struct DrainArgs {
     /// /run/crun).
     #[arg(long)]
     runtime_root: Option<PathBuf>,
-    /// Name the destination's certificate must carry (default: the HOST
-    /// part of --to).
-    #[arg(long)]
-    server_name: Option<String>,
-    /// The local agent's control socket.
-    #[arg(long, default_value = ferry::config::DEFAULT_CONTROL_SOCKET)]
-    control_socket: PathBuf,
-    /// Longest acceptable freeze of each container.
-    #[arg(long, default_value = "50ms")]
-    max_downtime: String,
-    /// Pre-copy rounds at most per container.
-    #[arg(long, default_value_t = 30)]
-    max_rounds: u32,
-    /// Cap on page bandwidth, e.g. 100M.
-    #[arg(long)]
-    bandwidth_limit: Option<String>,
-    /// How memory moves: precopy, postcopy or hybrid (see `migrate --mode`).
-    #[arg(long, default_value = "precopy")]
-    mode: ferry::migration::source::MigrationMode,
-    /// Also bring each container's rootfs up to date on the destination
-    /// (see `migrate --sync-rootfs`).
-    #[arg(long)]
-    sync_rootfs: bool,
+    #[command(flatten)]
+    transfer: TransferArgs,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -75,24 +55,12 @@ pub fn run(a: DrainArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let mut outcomes = Vec::new();
     for id in running {
-        let args = crate::migrate::Args {
-            pid: 0,
-            container: crate::container::ContainerArgs {
-                container: Some(id.clone()),
-                runtime: a.runtime.clone(),
-                runtime_root: a.runtime_root.clone(),
-            },
-            to: &a.to,
-            server_name: a.server_name.clone(),
-            control_socket: &a.control_socket,
-            max_downtime: &a.max_downtime,
-            max_rounds: a.max_rounds,
-            bandwidth_limit: a.bandwidth_limit.as_deref(),
-            mode: a.mode,
-            sync_rootfs: a.sync_rootfs,
-            json: true,
+        let container = ContainerArgs {
+            container: Some(id.clone()),
+            runtime: a.runtime.clone(),
+            runtime_root: a.runtime_root.clone(),
         };
-        let outcome = match crate::migrate::execute(&args) {
+        let outcome = match execute(0, &container, &a.destination, &a.transfer, true) {
             Ok(stats) => Outcome {
                 id,
                 ok: true,
@@ -109,14 +77,14 @@ pub fn run(a: DrainArgs) -> anyhow::Result<ExitCode> {
             },
         };
         if !a.json {
-            print_line(&outcome, &a.to);
+            print_line(&outcome, &a.destination.to);
         }
         outcomes.push(outcome);
     }
     let failed = outcomes.iter().filter(|o| !o.ok).count();
     if a.json {
         let summary = serde_json::json!({
-            "to": a.to,
+            "to": a.destination.to,
             "migrated": outcomes.len() - failed,
             "failed": failed,
             "containers": outcomes,
@@ -128,7 +96,7 @@ pub fn run(a: DrainArgs) -> anyhow::Result<ExitCode> {
             outcomes.len() - failed,
             outcomes.len(),
             runtime.binary(),
-            a.to
+            a.destination.to
         );
     }
     Ok(if failed == 0 {
