@@ -22,6 +22,15 @@ use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// Runs a container test, or skips it where runc is missing.
+fn runc_test(name: &str, test: impl FnOnce(&TestDir) -> Result<()>) {
+    if !have_runc() {
+        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    run_test(name, test);
+}
+
 fn have_runc() -> bool {
     Command::new("runc")
         .arg("--version")
@@ -167,6 +176,21 @@ fn wait_lines(path: &Path, n: usize) -> Result<Vec<u64>> {
         );
         sleep(Duration::from_millis(100));
     }
+}
+
+/// The counter printed at least `more` lines beyond its current ones, and
+/// every line is its index: no gap, no repeat, no reset.
+fn counts_on(path: &Path, more: usize) -> Result<Vec<u64>> {
+    let now = wait_lines(path, 0)?.len();
+    let after = wait_lines(path, now + more)?;
+    for (i, v) in after.iter().enumerate() {
+        ensure!(
+            *v == i as u64,
+            "line {i} of {} is {v}: the count broke ({after:?})",
+            path.display()
+        );
+    }
+    Ok(after)
 }
 
 fn runc_list(bed: &Testbed, host: Host) -> Result<String> {
@@ -477,11 +501,7 @@ fn migrates_with(dir: &TestDir, runtime: &'static str, mode: &str, kind: Kind) -
 
 #[test]
 fn busybox_counter_container_migrates_between_hosts() {
-    if !have_runc() {
-        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
-        return;
-    }
-    run_test("container_migrates", |dir| {
+    runc_test("container_migrates", |dir| {
         container_migrates(dir, "precopy", Kind::Counter)
     });
 }
@@ -490,11 +510,7 @@ fn busybox_counter_container_migrates_between_hosts() {
 /// memory following from A (the same checks).
 #[test]
 fn busybox_counter_container_migrates_in_postcopy_mode() {
-    if !have_runc() {
-        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
-        return;
-    }
-    run_test("container_postcopy", |dir| {
+    runc_test("container_postcopy", |dir| {
         container_migrates(dir, "postcopy", Kind::Counter)
     });
 }
@@ -502,11 +518,7 @@ fn busybox_counter_container_migrates_in_postcopy_mode() {
 /// And in hybrid mode: pre-copy rounds, then post-copy.
 #[test]
 fn busybox_counter_container_migrates_in_hybrid_mode() {
-    if !have_runc() {
-        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
-        return;
-    }
-    run_test("container_hybrid", |dir| {
+    runc_test("container_hybrid", |dir| {
         container_migrates(dir, "hybrid", Kind::Counter)
     });
 }
@@ -525,23 +537,8 @@ fn failed_restore_leaves_it_running(dir: &TestDir) -> Result<()> {
         migrated.check().is_err(),
         "the migration succeeded although B cannot create containers"
     );
-    let list_a = runc_list(bed, Host::A)?;
-    ensure!(
-        list_a
-            .lines()
-            .any(|l| l.starts_with(id.as_str()) && l.contains("running")),
-        "the container is not running on A after the failed migration:\n{list_a}"
-    );
-    let list_b = runc_list(bed, Host::B)?;
-    ensure!(
-        !list_b.contains(id.as_str()),
-        "B kept the container:\n{list_b}"
-    );
-    let now = wait_lines(counter, 0)?.len();
-    let after = wait_lines(counter, now + 2)?;
-    for (i, v) in after.iter().enumerate() {
-        ensure!(*v == i as u64, "line {i} of the counter is {v} ({after:?})");
-    }
+    env.still_on_a()?;
+    counts_on(counter, 2)?;
     let (ok, out) = bed.host_exec(Host::A, &["runc", "delete", "-f", id])?;
     ensure!(ok, "runc delete -f on A failed: {out}");
     Ok(())
@@ -549,11 +546,7 @@ fn failed_restore_leaves_it_running(dir: &TestDir) -> Result<()> {
 
 #[test]
 fn failed_container_restore_leaves_it_running_on_the_source() {
-    if !have_runc() {
-        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
-        return;
-    }
-    run_test("container_restore_fails", failed_restore_leaves_it_running);
+    runc_test("container_restore_fails", failed_restore_leaves_it_running);
 }
 
 /// The counter in a network namespace of its own, moved in post-copy mode:
@@ -561,11 +554,7 @@ fn failed_container_restore_leaves_it_running_on_the_source() {
 /// address recorded on A.
 #[test]
 fn container_with_its_own_network_namespace_migrates() {
-    if !have_runc() {
-        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
-        return;
-    }
-    run_test("container_netns", |dir| {
+    runc_test("container_netns", |dir| {
         container_migrates(dir, "postcopy", Kind::CounterOwnNet)
     });
 }
@@ -611,11 +600,7 @@ fn node_container_migrates(dir: &TestDir, mode: &str) -> Result<()> {
 
 #[test]
 fn node_counter_container_keeps_counting_at_its_address() {
-    if !have_runc() {
-        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
-        return;
-    }
-    run_test("container_node", |dir| {
+    runc_test("container_node", |dir| {
         node_container_migrates(dir, "precopy")
     });
 }
@@ -624,11 +609,7 @@ fn node_counter_container_keeps_counting_at_its_address() {
 /// on B.
 #[test]
 fn node_counter_container_keeps_counting_after_postcopy() {
-    if !have_runc() {
-        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
-        return;
-    }
-    run_test("container_node_postcopy", |dir| {
+    runc_test("container_node_postcopy", |dir| {
         node_container_migrates(dir, "postcopy")
     });
 }
@@ -638,7 +619,7 @@ fn node_counter_container_keeps_counting_after_postcopy() {
 /// capability, and the container counts on on A; B has nothing.
 fn postcopy_without_ptrace_is_refused(dir: &TestDir) -> Result<()> {
     let env = Env::start_kind(dir, "noptrace", Kind::CounterWithoutPtrace)?;
-    let (bed, id, counter) = (&env.bed, &env.id, &env.counter);
+    let counter = &env.counter;
     wait_lines(counter, 2)?;
     let refused = env.migrate(dir, "postcopy")?;
     let why = refused.refusal()?;
@@ -646,33 +627,14 @@ fn postcopy_without_ptrace_is_refused(dir: &TestDir) -> Result<()> {
         why.contains("CAP_SYS_PTRACE"),
         "the refusal does not name CAP_SYS_PTRACE: {why}"
     );
-    let list_a = runc_list(bed, Host::A)?;
-    ensure!(
-        list_a
-            .lines()
-            .any(|l| l.starts_with(id.as_str()) && l.contains("running")),
-        "the container is not running on A after the refusal:\n{list_a}"
-    );
-    let list_b = runc_list(bed, Host::B)?;
-    ensure!(
-        !list_b.contains(id.as_str()),
-        "B has the container:\n{list_b}"
-    );
-    let now = wait_lines(counter, 0)?.len();
-    let after = wait_lines(counter, now + 2)?;
-    for (i, v) in after.iter().enumerate() {
-        ensure!(*v == i as u64, "line {i} of the counter is {v} ({after:?})");
-    }
+    env.still_on_a()?;
+    counts_on(counter, 2)?;
     Ok(())
 }
 
 #[test]
 fn postcopy_of_a_container_without_cap_sys_ptrace_is_refused() {
-    if !have_runc() {
-        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
-        return;
-    }
-    run_test("container_noptrace", postcopy_without_ptrace_is_refused);
+    runc_test("container_noptrace", postcopy_without_ptrace_is_refused);
 }
 
 /// The lines of a file of numbers written one per line.
@@ -762,11 +724,7 @@ fn rootfs_follows(dir: &TestDir) -> Result<()> {
 
 #[test]
 fn container_rootfs_changes_follow_it_with_sync_rootfs() {
-    if !have_runc() {
-        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
-        return;
-    }
-    run_test("container_rootfs_sync", rootfs_follows);
+    runc_test("container_rootfs_sync", rootfs_follows);
 }
 
 /// B lacks the bundle, then its runc cannot run: each migration is
@@ -809,21 +767,13 @@ fn refused_before_freezing(dir: &TestDir) -> Result<()> {
     let (ok, out) = env.bed.host_exec(Host::B, &["umount", runc.trim()])?;
     ensure!(ok, "umount on B failed: {out}");
     env.still_on_a()?;
-    let now = wait_lines(&env.counter, 0)?.len();
-    let after = wait_lines(&env.counter, now + 2)?;
-    for (i, v) in after.iter().enumerate() {
-        ensure!(*v == i as u64, "line {i} of the counter is {v} ({after:?})");
-    }
+    counts_on(&env.counter, 2)?;
     Ok(())
 }
 
 #[test]
 fn missing_bundle_or_runtime_on_the_destination_is_refused_before_freezing() {
-    if !have_runc() {
-        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
-        return;
-    }
-    run_test("container_refused", refused_before_freezing);
+    runc_test("container_refused", refused_before_freezing);
 }
 
 /// Without CAP_CHECKPOINT_RESTORE and CAP_SYS_ADMIN, a container
@@ -981,11 +931,7 @@ fn drain_moves_every_container(dir: &TestDir) -> Result<()> {
 
 #[test]
 fn drain_moves_every_running_container_and_reports_each() {
-    if !have_runc() {
-        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
-        return;
-    }
-    run_test("container_drain", drain_moves_every_container);
+    runc_test("container_drain", drain_moves_every_container);
 }
 
 #[test]
