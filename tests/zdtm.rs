@@ -74,6 +74,45 @@ zdtm_tests! {
     pipe_writer_gone, pipe_writer_gone_leave_running => Spec::new("pipe_writer_gone");
 }
 
+/// Pages of sysv_shm.c's segment A with data: dumped once although three
+/// attachments (the parent's, the child's inherited and its read-only one)
+/// map it. The rest of the two small processes stays well under another
+/// copy of it.
+const SYSV_SHM_A_PAGES: u64 = 256;
+
+/// SysV shared memory: a keyed segment and one marked for removal, shared
+/// by a parent and its child (one attachment read-only), come back with
+/// their shmids, key, contents and modes. Checkpoint kills the tree and
+/// marks the keyed segment for removal (it moved into the image), so the
+/// restore on the same host finds its key and shmid free.
+#[test]
+fn sysv_shm() {
+    let spec = Spec::new("sysv_shm")
+        .min_pages_written(SYSV_SHM_A_PAGES)
+        .max_pages_written(2 * SYSV_SHM_A_PAGES - 1);
+    common::zdtm("sysv_shm", &spec, Mode::Kill);
+}
+
+/// The same with --leave-running: the original then runs on until the
+/// harness kills it, and a segment not marked for removal would outlive
+/// it here (holding its key and shmid), so this variant uses only
+/// segments marked for removal.
+#[test]
+fn sysv_shm_leave_running() {
+    let spec = Spec::new("sysv_shm")
+        .args(&["removed"])
+        .min_pages_written(SYSV_SHM_A_PAGES)
+        .max_pages_written(2 * SYSV_SHM_A_PAGES - 1);
+    common::zdtm("sysv_shm_leave_running", &spec, Mode::LeaveRunning);
+}
+
+/// The SysV workload passes its own verification, in both variants.
+#[test]
+fn sysv_shm_standalone() {
+    common::standalone(&Spec::new("sysv_shm"));
+    common::standalone(&Spec::new("sysv_shm").args(&["removed"]));
+}
+
 /// scripts/bench.sh's subject passes its own verification.
 #[test]
 fn bench_workload_standalone() {

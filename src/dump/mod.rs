@@ -14,6 +14,7 @@ pub mod pidns;
 pub mod precopy;
 pub mod sink;
 pub mod sockets;
+pub mod sysvshm;
 
 use crate::image::{
     AltStack, BpfInstruction, Checkpoint, Credentials, HostInfo, ImageError, ImageWriter,
@@ -285,7 +286,7 @@ pub fn checkpoint_into(
 
     let frozen_at = Instant::now();
     let mut tree = FrozenTree::freeze(pid, expected)?;
-    let (image, mem) = match dump_frozen(&mut tree, sink, precopies) {
+    let (image, mem, segments) = match dump_frozen(&mut tree, sink, precopies) {
         Ok(v) => v,
         Err(err) => {
             if let Err(thaw_err) = tree.thaw() {
@@ -298,6 +299,9 @@ pub fn checkpoint_into(
     if opts.leave_running {
         tree.thaw()?;
     } else {
+        // The segments went with the tree: marked for removal, they go
+        // with the killed processes' attachments.
+        sysvshm::remove_carried(tree.root, &segments);
         tree.kill();
     }
     let frozen_ms = ms(frozen_at.elapsed());
@@ -395,6 +399,8 @@ fn inspect_tree_in(pid: i32, expected: &Namespaces) -> Result<TreeInspection, Ch
         Err(e) => return Err(e),
         Ok(found) => blockers.extend(found),
     }
+    let shm_layouts: Vec<(i32, &[Vma])> = layouts.iter().map(|(p, v)| (*p, v.as_slice())).collect();
+    blockers.extend(sysvshm::tree_segments(pid, &shm_layouts)?.1);
     Ok(TreeInspection {
         members,
         layouts,
@@ -966,7 +972,14 @@ fn dump_frozen(
     tree: &mut FrozenTree,
     sink: &mut dyn sink::CheckpointSink,
     mut precopies: Precopies,
-) -> Result<(crate::image::ImageSummary, memory::MemoryDumpStats), CheckpointError> {
+) -> Result<
+    (
+        crate::image::ImageSummary,
+        memory::MemoryDumpStats,
+        Vec<crate::image::SysvShmImage>,
+    ),
+    CheckpointError,
+> {
     // The authoritative inspection: nothing can change any more (a child
     // forked while memory was copied is in the tree now and is checked
     // here too).
@@ -981,6 +994,16 @@ fn dump_frozen(
         classified.push((pid, fds));
     }
     check_tree_fds(&classified)?;
+    let layouts: Vec<(i32, &[Vma])> = tree
+        .procs
+        .iter()
+        .zip(&inspected)
+        .map(|(f, v)| (f.pid, v.as_slice()))
+        .collect();
+    let (sysv_shm, refused) = sysvshm::tree_segments(tree.root, &layouts)?;
+    if let Some(e) = refused.into_iter().next() {
+        return Err(e);
+    }
 
     let mut files = files::TreeFiles::default();
     let mut processes = Vec::with_capacity(tree.procs.len());
@@ -1006,20 +1029,18 @@ fn dump_frozen(
         zombies: tree.zombies.clone(),
         files: files.files,
         pipes: files.pipes,
+        sysv_shm,
     };
     let mut mem = memory::MemoryDumpStats::default();
-    // A shared anonymous object is dumped once, from the first process
-    // that maps it.
-    let mut shmem_dumped: Vec<u64> = Vec::new();
+    // A shared anonymous object or SysV segment is dumped once, from the
+    // first process that maps it.
+    let mut shmem_dumped: Vec<SharedObject> = Vec::new();
     for p in &checkpoint.processes {
         let pid = p.pid;
         let vmas: Vec<Vma> = p
             .vmas
             .iter()
-            .filter(|v| match v.kind {
-                VmaKind::SharedAnonymous { inode, .. } => !shmem_dumped.contains(&inode),
-                _ => true,
-            })
+            .filter(|v| shared_object(v).map_or(true, |o| !shmem_dumped.contains(&o)))
             .cloned()
             .collect();
         if precopies.failed.contains(&pid) {
@@ -1057,13 +1078,29 @@ fn dump_frozen(
         mem.pages_scanned += m.pages_scanned;
         mem.pages_written += m.pages_written;
         mem.zero_pages += m.zero_pages;
-        shmem_dumped.extend(p.vmas.iter().filter_map(|v| match v.kind {
-            VmaKind::SharedAnonymous { inode, .. } => Some(inode),
-            _ => None,
-        }));
+        shmem_dumped.extend(p.vmas.iter().filter_map(shared_object));
     }
     let summary = sink.commit(&checkpoint)?;
-    Ok((summary, mem))
+    Ok((summary, mem, checkpoint.sysv_shm))
+}
+
+/// A memory object that several processes of the tree may map and whose
+/// contents are dumped once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SharedObject {
+    /// A shared anonymous object, by inode.
+    Anonymous(u64),
+    /// A SysV segment, by shmid.
+    Sysv(i32),
+}
+
+/// The shared object `vma` maps, if any.
+fn shared_object(vma: &Vma) -> Option<SharedObject> {
+    match vma.kind {
+        VmaKind::SharedAnonymous { inode, .. } => Some(SharedObject::Anonymous(inode)),
+        VmaKind::SysvShm { shmid } => Some(SharedObject::Sysv(shmid)),
+        _ => None,
+    }
 }
 
 /// Reads the state of the frozen process (all but its memory) into its

@@ -6,6 +6,7 @@ pub mod anonfd;
 pub mod cpu;
 pub mod probe;
 pub mod sockets;
+pub mod sysvshm;
 pub mod uffd;
 
 use nix::errno::Errno;

@@ -107,24 +107,34 @@ fn run<'a>(
     root_husk: Husk<'a>,
     lazy: Option<&LazyPages>,
 ) -> Result<u64, RestoreError> {
-    let mut husks = vec![root_husk];
-    match build_tree(reader, &mut husks, lazy) {
-        Ok(pages) => {
-            // Children first, so that a parent finds its children running.
-            while let Some(h) = husks.pop() {
-                if let Err(e) = h.release() {
-                    for h in husks.into_iter().rev() {
-                        h.abort();
-                    }
-                    return Err(e);
-                }
-            }
-            Ok(pages)
+    // SysV segments live in the root husk's IPC namespace, before any
+    // husk attaches them.
+    let segments = match super::sysvshm::Segments::create(
+        root_husk.pid.as_raw(),
+        &reader.checkpoint().sysv_shm,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            root_husk.abort();
+            return Err(e);
         }
+    };
+    let mut husks = vec![root_husk];
+    let built = build_tree(reader, &mut husks, lazy).and_then(|pages| {
+        segments.mark_removed()?;
+        // Children first, so that a parent finds its children running.
+        while let Some(h) = husks.pop() {
+            h.release()?;
+        }
+        Ok(pages)
+    });
+    match built {
+        Ok(pages) => Ok(pages),
         Err(e) => {
             for h in husks.into_iter().rev() {
                 h.abort();
             }
+            segments.remove_all();
             Err(e)
         }
     }
@@ -1095,6 +1105,9 @@ impl<'a> Husk<'a> {
         if writable {
             prot |= libc::PROT_WRITE as u64;
         }
+        if let VmaKind::SysvShm { shmid } = vma.kind {
+            return self.attach_sysv(vma, shmid, prot, !writable && !vma.has_vm_flag("mw"));
+        }
         let sharing = match vma.kind {
             VmaKind::SharedAnonymous { .. } | VmaKind::SharedFile { .. } => libc::MAP_SHARED,
             _ => libc::MAP_PRIVATE,
@@ -1155,6 +1168,39 @@ impl<'a> Husk<'a> {
                     },
                 )?;
             }
+        }
+        Ok(())
+    }
+
+    /// Attaches SysV segment `shmid` at the mapping's address (read-only
+    /// when `rdonly`, as SHM_RDONLY made it: the mapping may never become
+    /// writable), then gives it protection `prot` if shmat's differs.
+    fn attach_sysv(
+        &mut self,
+        vma: &Vma,
+        shmid: i32,
+        prot: u64,
+        rdonly: bool,
+    ) -> Result<(), RestoreError> {
+        let exec = vma.has_vm_flag("me");
+        let flags =
+            (if rdonly { libc::SHM_RDONLY } else { 0 }) | (if exec { libc::SHM_EXEC } else { 0 });
+        self.sys(
+            0,
+            libc::SYS_shmat,
+            [shmid as u64, vma.start, flags as u64, 0, 0, 0],
+            || format!("shmat of SysV segment {shmid} at {:#x}", vma.start),
+        )?;
+        let attached = (libc::PROT_READ
+            | if rdonly { 0 } else { libc::PROT_WRITE }
+            | if exec { libc::PROT_EXEC } else { 0 }) as u64;
+        if prot != attached {
+            self.sys(
+                0,
+                libc::SYS_mprotect,
+                [vma.start, vma.end - vma.start, prot, 0, 0, 0],
+                || format!("mprotect of SysV segment {shmid} at {:#x}", vma.start),
+            )?;
         }
         Ok(())
     }
@@ -1250,13 +1296,24 @@ impl<'a> Husk<'a> {
             if vma.is_special() || matches!(vma.kind, VmaKind::SharedMemfd { .. }) {
                 continue;
             }
-            if was_filled && vma.prot & libc::PROT_WRITE as u32 == 0 {
-                self.sys(
-                    0,
-                    libc::SYS_mprotect,
-                    [vma.start, vma.end - vma.start, vma.prot as u64, 0, 0, 0],
-                    || format!("mprotect of {:#x}-{:#x}", vma.start, vma.end),
-                )?;
+            match vma.kind {
+                VmaKind::SysvShm { shmid } if was_filled && !vma.has_vm_flag("mw") => {
+                    // Attached writable to receive its contents: attached
+                    // again read-only, as SHM_RDONLY had it.
+                    self.sys(0, libc::SYS_shmdt, [vma.start, 0, 0, 0, 0, 0], || {
+                        format!("shmdt of SysV segment {shmid} at {:#x}", vma.start)
+                    })?;
+                    self.attach_sysv(vma, shmid, vma.prot as u64, true)?;
+                }
+                _ if was_filled && vma.prot & libc::PROT_WRITE as u32 == 0 => {
+                    self.sys(
+                        0,
+                        libc::SYS_mprotect,
+                        [vma.start, vma.end - vma.start, vma.prot as u64, 0, 0, 0],
+                        || format!("mprotect of {:#x}-{:#x}", vma.start, vma.end),
+                    )?;
+                }
+                _ => {}
             }
             for (flag, advice) in [
                 ("dd", libc::MADV_DONTDUMP),

@@ -11,6 +11,7 @@ mod anon;
 mod channel;
 mod husk;
 mod sockets;
+mod sysvshm;
 
 use crate::image::{Checkpoint, ImageError, ImageReader, ProcessImage};
 use crate::kernel;
@@ -120,6 +121,15 @@ pub enum RestoreError {
     /// /proc could not be read.
     #[error(transparent)]
     Proc(#[from] crate::proc::ProcError),
+    /// A SysV shared memory segment could not be recreated as it was.
+    #[error("cannot restore SysV shared memory segment {shmid}: {why}")]
+    SysvShm {
+        /// The segment's saved shmid (-1 when the namespace was the
+        /// problem).
+        shmid: i32,
+        /// What went wrong.
+        why: String,
+    },
 }
 
 /// How a restore fills memory.

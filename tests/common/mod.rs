@@ -39,6 +39,9 @@ pub struct Spec {
     pub usr1: bool,
     /// Lower bound for `pages_written` in the checkpoint statistics.
     pub min_pages_written: u64,
+    /// Upper bound for `pages_written` (memory shared by several
+    /// processes must be dumped once).
+    pub max_pages_written: u64,
 }
 
 impl Spec {
@@ -48,6 +51,7 @@ impl Spec {
             args: &[],
             usr1: false,
             min_pages_written: 1,
+            max_pages_written: u64::MAX,
         }
     }
 
@@ -62,6 +66,13 @@ impl Spec {
     pub const fn min_pages_written(self, min_pages_written: u64) -> Self {
         Spec {
             min_pages_written,
+            ..self
+        }
+    }
+
+    pub const fn max_pages_written(self, max_pages_written: u64) -> Self {
+        Spec {
+            max_pages_written,
             ..self
         }
     }
@@ -603,6 +614,11 @@ pub fn checkpoint(dir: &TestDir, w: &Workload, spec: &Spec, mode: Mode) -> Resul
         written >= spec.min_pages_written as f64,
         "pages_written {written} < {}: {stats}",
         spec.min_pages_written
+    );
+    ensure!(
+        written <= spec.max_pages_written as f64,
+        "pages_written {written} > {}: {stats}",
+        spec.max_pages_written
     );
     ensure!(
         field(&stats, "pages_scanned")? >= written,
