@@ -7,6 +7,7 @@
 
 mod common;
 
+use anyhow::{ensure, Context};
 use common::{Mode, Spec};
 
 /// Pages of bigmem.c that hold its pattern: 62 of every 64 pages of 512 MiB.
@@ -111,6 +112,61 @@ fn sysv_shm_leave_running() {
 fn sysv_shm_standalone() {
     common::standalone(&Spec::new("sysv_shm"));
     common::standalone(&Spec::new("sysv_shm").args(&["removed"]));
+}
+
+/// A tree whose root is the init of a PID namespace of its own (made by
+/// the workload's launcher, as `unshare --pid --fork` does): checkpointed
+/// with the PIDs it has inside, restored into a new PID namespace where the
+/// root is PID 1 again and its child PID 2.
+#[test]
+fn pid_namespace() {
+    let spec = Spec::new("pid_namespace");
+    common::run_test("pid_namespace", |dir| {
+        let mut w = common::Workload::start(dir, &spec)?;
+        w.record_descendants();
+        let family = common::descendants(w.pid());
+        let init = *family.first().context("the launcher has no child")?;
+        let image = dir.image();
+        let init_arg = init.to_string();
+        let stats = common::agent(
+            dir,
+            &[
+                "checkpoint",
+                &init_arg,
+                "--dir",
+                common::path_str(&image)?,
+                "--json",
+            ],
+        )?
+        .json()
+        .context("checkpoint of the namespace's init")?;
+        ensure!(
+            common::field(&stats, "processes")? == 2.0,
+            "checkpointed {stats}"
+        );
+        w.wait_original()?;
+        let (run, pid) = common::restore(dir)?;
+        if let Some(pid) = pid {
+            w.adopt(pid);
+        }
+        run.json().context("restore into a new PID namespace")?;
+        let pid = pid.context("restore wrote no pidfile")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let nspid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .context("no NSpid")?;
+        ensure!(
+            nspid.split_whitespace().last() == Some("1"),
+            "the restored root {pid} has NSpid {nspid}, not PID 1 of its namespace"
+        );
+        let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/pid"));
+        ensure!(
+            ns(&pid.to_string())? != ns("self")?,
+            "the restored root {pid} is in this PID namespace"
+        );
+        w.finish(&spec)
+    });
 }
 
 /// scripts/bench.sh's subject passes its own verification.

@@ -247,7 +247,7 @@ pub fn checkpoint_into(
     let expected = expected_namespaces(pid, opts.in_container)?;
     preflight(pid, &expected)?;
     let mut translating;
-    let sink: &mut dyn sink::CheckpointSink = if opts.in_container {
+    let sink: &mut dyn sink::CheckpointSink = if opts.in_container || expected.own_pid {
         translating = pidns::Translating::new(pid, sink)?;
         &mut translating
     } else {
@@ -486,6 +486,9 @@ fn preflight(pid: i32, expected: &Namespaces) -> Result<(), CheckpointError> {
 struct Namespaces {
     kinds: Vec<(String, String)>,
     reference: String,
+    /// The tree's root is the init of a PID namespace of its own, outside
+    /// any container (`unshare --pid --fork`).
+    own_pid: bool,
 }
 
 /// The namespaces of the tree rooted at `root`: migrate-agent's, or for a
@@ -494,9 +497,30 @@ struct Namespaces {
 fn expected_namespaces(root: i32, in_container: bool) -> Result<Namespaces, CheckpointError> {
     let ours = proc::namespaces("self")?;
     if !in_container {
+        // The init of a PID namespace of its own brings its namespace:
+        // its tree may live there (and only there).
+        let pid_ns = |pid: &str| {
+            proc::namespaces(pid)
+                .ok()
+                .and_then(|n| n.into_iter().find(|(k, _)| k == "pid"))
+        };
+        let theirs = pid_ns(&root.to_string());
+        let own_pid = theirs.is_some()
+            && theirs != pid_ns("self")
+            && pidns::PidNamespace::of(root).is_ok_and(|ns| ns.ns(root) == 1);
+        let (kinds, reference) = match theirs.filter(|_| own_pid) {
+            Some(pid) => (
+                ours.into_iter()
+                    .map(|(k, t)| if k == "pid" { pid.clone() } else { (k, t) })
+                    .collect(),
+                format!("migrate-agent's (and the PID namespace of its init {root})"),
+            ),
+            None => (ours, "migrate-agent".into()),
+        };
         return Ok(Namespaces {
-            kinds: ours,
-            reference: "migrate-agent".into(),
+            kinds,
+            reference,
+            own_pid,
         });
     }
     let theirs = proc::namespaces(&root.to_string())
@@ -514,6 +538,7 @@ fn expected_namespaces(root: i32, in_container: bool) -> Result<Namespaces, Chec
     Ok(Namespaces {
         kinds: theirs,
         reference: format!("the container's init {root}"),
+        own_pid: false,
     })
 }
 
@@ -1030,6 +1055,7 @@ fn dump_frozen(
         files: files.files,
         pipes: files.pipes,
         sysv_shm,
+        pid_namespace: tree.expected.own_pid,
     };
     let mut mem = memory::MemoryDumpStats::default();
     // A shared anonymous object or SysV segment is dumped once, from the

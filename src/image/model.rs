@@ -31,6 +31,10 @@ pub struct Checkpoint {
     /// are pages of the first process of the tree that attaches each one,
     /// at its attachment address.
     pub sysv_shm: Vec<SysvShmImage>,
+    /// The root was the init (PID 1) of a PID namespace of its own, outside
+    /// any container: the processes are named by their PIDs in it, and a
+    /// restore makes a new PID namespace for them.
+    pub pid_namespace: bool,
 }
 
 /// A SysV shared memory segment, recreated at restore with the same shmid

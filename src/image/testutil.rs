@@ -463,6 +463,7 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
             gid: 1000,
             removed: false,
         }],
+        pid_namespace: false,
     }
 }
 

@@ -187,7 +187,22 @@ fn build_tree<'a>(
         husks[i].move_vdso()?;
         let remote = lazy.map(|l| l.remote.get(&p.pid).unwrap_or(&NOTHING_REMOTE));
         let filled = husks[i].map_vmas(reader, remote)?;
-        husks[i].map_shared_anonymous()?;
+        // The /proc a husk opens map_files in: ours (when it shares our
+        // mount namespace) names processes by our PIDs, a container's by
+        // the image's.
+        let our_proc = same_mount_namespace(husks[i].pid)?;
+        let proc_pids: Vec<(i32, i32)> = husks
+            .iter()
+            .map(|h| {
+                let shown = if our_proc {
+                    h.pid.as_raw()
+                } else {
+                    h.image.pid
+                };
+                (h.image.pid, shown)
+            })
+            .collect();
+        husks[i].map_shared_anonymous(&proc_pids)?;
         fillers.push(husks[i].prepare_fill(&filled, remote)?);
         husks[i].filled = filled;
     }
@@ -235,6 +250,19 @@ fn build_tree<'a>(
         husks[i].finish(&mut tree_fds)?;
     }
     Ok(pages)
+}
+
+/// Whether process `pid` shares our mount namespace (and so our /proc).
+fn same_mount_namespace(pid: Pid) -> Result<bool, RestoreError> {
+    let link = |p: String| {
+        std::fs::read_link(&p).map_err(|source| {
+            RestoreError::Proc(proc::ProcError::Read {
+                path: p.into(),
+                source,
+            })
+        })
+    };
+    Ok(link(format!("/proc/{pid}/ns/mnt"))? == link("/proc/self/ns/mnt".into())?)
 }
 
 /// The open file descriptions of the tree while it is restored: the ones
@@ -746,7 +774,10 @@ impl<'a> Husk<'a> {
     /// process of the tree already mapped (its address space is built
     /// first): the same object, opened through that process's
     /// /proc/PID/map_files, so that the processes share it again.
-    fn map_shared_anonymous(&mut self) -> Result<(), RestoreError> {
+    ///
+    /// `proc_pids` maps each image PID to the PID the husk's /proc shows
+    /// that process's husk under.
+    fn map_shared_anonymous(&mut self, proc_pids: &[(i32, i32)]) -> Result<(), RestoreError> {
         let image = self.image;
         for vma in &image.vmas {
             let VmaKind::SharedAnonymous { offset, .. } = vma.kind else {
@@ -772,7 +803,11 @@ impl<'a> Husk<'a> {
                         vma.start, vma.end, first.start, first.end
                     ),
                 })?;
-            let path = format!("/proc/{owner}/map_files/{:x}-{:x}", first.start, first.end);
+            let shown = proc_pids
+                .iter()
+                .find(|(image_pid, _)| *image_pid == owner)
+                .map_or(owner, |&(_, shown)| shown);
+            let path = format!("/proc/{shown}/map_files/{:x}-{:x}", first.start, first.end);
             let access = if vma.prot & libc::PROT_WRITE as u32 != 0 {
                 libc::O_RDWR
             } else {
