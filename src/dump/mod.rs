@@ -146,6 +146,12 @@ pub enum CheckpointError {
         /// Its /proc link target.
         target: String,
     },
+    /// Live migration of a tree with a PID namespace of its own.
+    #[error("process {pid} is the init of a PID namespace of its own: its tree can be checkpointed and restored (a new PID namespace is made), but not migrated yet")]
+    PidNamespaceNotMigrated {
+        /// The namespace's init.
+        pid: i32,
+    },
     /// A mapping ferry cannot carry.
     #[error("process {pid} has mapping {start:#x}-{end:#x} ({name}) that ferry cannot checkpoint: {why}")]
     UnsupportedMapping {
@@ -499,16 +505,8 @@ fn expected_namespaces(root: i32, in_container: bool) -> Result<Namespaces, Chec
     if !in_container {
         // The init of a PID namespace of its own brings its namespace:
         // its tree may live there (and only there).
-        let pid_ns = |pid: &str| {
-            proc::namespaces(pid)
-                .ok()
-                .and_then(|n| n.into_iter().find(|(k, _)| k == "pid"))
-        };
-        let theirs = pid_ns(&root.to_string());
-        let own_pid = theirs.is_some()
-            && theirs != pid_ns("self")
-            && pidns::PidNamespace::of(root).is_ok_and(|ns| ns.ns(root) == 1);
-        let (kinds, reference) = match theirs.filter(|_| own_pid) {
+        let own_pid = is_pid_namespace_init(root);
+        let (kinds, reference) = match pid_namespace(&root.to_string()).filter(|_| own_pid) {
             Some(pid) => (
                 ours.into_iter()
                     .map(|(k, t)| if k == "pid" { pid.clone() } else { (k, t) })
@@ -540,6 +538,22 @@ fn expected_namespaces(root: i32, in_container: bool) -> Result<Namespaces, Chec
         reference: format!("the container's init {root}"),
         own_pid: false,
     })
+}
+
+/// The (kind, link target) of the PID namespace of process `pid`.
+fn pid_namespace(pid: &str) -> Option<(String, String)> {
+    proc::namespaces(pid)
+        .ok()
+        .and_then(|n| n.into_iter().find(|(k, _)| k == "pid"))
+}
+
+/// Whether process `pid` is the init (PID 1) of a PID namespace other
+/// than migrate-agent's: its tree is checkpointed with that namespace.
+pub fn is_pid_namespace_init(pid: i32) -> bool {
+    let theirs = pid_namespace(&pid.to_string());
+    theirs.is_some()
+        && theirs != pid_namespace("self")
+        && pidns::PidNamespace::of(pid).is_ok_and(|ns| ns.ns(pid) == 1)
 }
 
 /// Refuses a process that lives in other namespaces than `expected`
