@@ -6,10 +6,9 @@
 mod common;
 
 use anyhow::{ensure, Context, Result};
-use common::testbed::{finish_on, output, wait_for, Host, HostProcess, Testbed, HOST_B};
-use common::{field, run_test, TestDir};
+use common::testbed::{finish_on, wait_for, Host, HostProcess, Testbed, HOST_B};
+use common::{field, run_test, scenarios, TestDir};
 use serde_json::Value;
-use std::path::PathBuf;
 
 /// Migrates a workload from A to B and checks the statistics.
 fn migrate_ok(bed: &Testbed, dir: &TestDir, w: &HostProcess, extra: &[&str]) -> Result<Value> {
@@ -196,40 +195,12 @@ fn link_cut_during_final_transfer_resumes_the_source() {
     });
 }
 
-/// Seed scenario 1 between hosts: the busybox loop (a shell forking `expr`
-/// and `sleep` children) keeps counting on host B with no gap, repeat or
-/// reset.
+/// Seed scenario 1 between hosts: the busybox loop keeps counting on
+/// host B with no gap, repeat or reset.
 #[test]
 fn busybox_loop_migrates() {
-    run_test("migrate_busybox", |dir| {
-        let bed = Testbed::up(dir)?;
-        let log = output(dir);
-        let shell = bed.spawn(
-            Host::A,
-            std::path::Path::new("/bin/busybox"),
-            &[
-                "sh",
-                "-c",
-                "i=0; while true; do echo $i; i=$(expr $i + 1); sleep 0.1; done",
-            ],
-            &log,
-        )?;
-        wait_for(&log, "\n5\n")?;
-        migrate_ok(&bed, dir, &shell, &[])?;
-        let after = std::fs::read_to_string(&log)?.lines().count();
-        wait_for(&log, &format!("\n{}\n", after + 5))?;
-        ensure!(
-            bed.find(Host::B, shell.ns_pid)?.is_some(),
-            "the loop does not run on host B"
-        );
-        let numbers: Vec<u64> = std::fs::read_to_string(&log)?
-            .lines()
-            .map(|l| l.parse().with_context(|| format!("not a number: {l:?}")))
-            .collect::<Result<_>>()?;
-        for (i, n) in numbers.iter().enumerate() {
-            ensure!(*n == i as u64, "line {i} holds {n}: a gap, repeat or reset");
-        }
-        Ok(())
+    scenarios::busybox_loop("migrate_busybox", &|bed, dir, w| {
+        migrate_ok(bed, dir, w, &[]).map(drop)
     });
 }
 
@@ -237,34 +208,7 @@ fn busybox_loop_migrates() {
 /// answers N at host A's address, then N+1 at host B's.
 #[test]
 fn node_counter_migrates() {
-    run_test("migrate_node", |dir| {
-        let bed = Testbed::up(dir)?;
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/workloads/counter_server.js");
-        let node = which("node")?;
-        let server = bed.spawn(
-            Host::A,
-            &node,
-            &[common::path_str(&script)?, "0.0.0.0", "8123"],
-            &output(dir),
-        )?;
-        wait_for(&output(dir), "READY")?;
-        for i in 1..=3 {
-            let got = bed.http_get(Host::B, "http://10.231.0.1:8123/")?;
-            ensure!(got == i.to_string(), "request {i} answered {got:?}");
-        }
-        migrate_ok(&bed, dir, &server, &[])?;
-        let got = bed.http_get(Host::A, "http://10.231.0.2:8123/")?;
-        ensure!(
-            got == "4",
-            "after migration the server answered {got:?}, expected 4"
-        );
-        Ok(())
+    scenarios::node_counter("migrate_node", &|bed, dir, w| {
+        migrate_ok(bed, dir, w, &[]).map(drop)
     });
-}
-
-fn which(program: &str) -> Result<PathBuf> {
-    let out = std::process::Command::new("which").arg(program).output()?;
-    ensure!(out.status.success(), "{program} is not installed");
-    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
 }

@@ -6,7 +6,7 @@ mod common;
 
 use anyhow::{ensure, Context, Result};
 use common::testbed::{finish_on, Host, HostProcess, Testbed, HOST_B};
-use common::{field, run_test, TestDir};
+use common::{field, run_test, scenarios, TestDir};
 use serde_json::Value;
 use std::thread::sleep;
 use std::time::Duration;
@@ -83,6 +83,38 @@ fn gigabyte_rewritten_postcopy() {
 #[test]
 fn gigabyte_rewritten_hybrid() {
     lazy_workload("hybrid_1g", "steady_dirty", &["1024", "64"], "hybrid");
+}
+
+/// Seed scenario 1: the busybox loop, its shell and children's pages
+/// coming on fault, counts on with no gap, repeat or reset.
+#[test]
+fn busybox_loop_postcopy() {
+    scenarios::busybox_loop("postcopy_busybox", &|bed, dir, w| {
+        migrate_lazy(bed, dir, w, "postcopy").map(drop)
+    });
+}
+
+#[test]
+fn busybox_loop_hybrid() {
+    scenarios::busybox_loop("hybrid_busybox", &|bed, dir, w| {
+        migrate_lazy(bed, dir, w, "hybrid").map(drop)
+    });
+}
+
+/// Seed scenario 2: the Node.js counter (a V8 heap, libuv, a listening
+/// socket) answers N on A, N+1 on B while its heap still arrives.
+#[test]
+fn node_counter_postcopy() {
+    scenarios::node_counter("postcopy_node", &|bed, dir, w| {
+        migrate_lazy(bed, dir, w, "postcopy").map(drop)
+    });
+}
+
+#[test]
+fn node_counter_hybrid() {
+    scenarios::node_counter("hybrid_node", &|bed, dir, w| {
+        migrate_lazy(bed, dir, w, "hybrid").map(drop)
+    });
 }
 
 /// read() from a pipe into pages still on the source: faults inside the

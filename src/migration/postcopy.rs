@@ -10,6 +10,7 @@ use crate::lazy::{FaultStats, PageRequest};
 use crate::transport::{PageSender, Session, MAX_FRAME_PAGES};
 use nix::sys::uio::{process_vm_readv, RemoteIoVec};
 use nix::unistd::Pid;
+use std::collections::HashMap;
 use std::io::IoSliceMut;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -47,10 +48,12 @@ struct PushState {
     left: usize,
     /// Set by a request: continue the push there.
     hint: Option<(i32, u64)>,
+    /// PID on the wire -> PID here, where they differ (a container's).
+    host_pids: HashMap<i32, i32>,
 }
 
 impl PushState {
-    fn new(remote: &[RemoteRuns]) -> Self {
+    fn new(remote: &[RemoteRuns], host_pids: HashMap<i32, i32>) -> Self {
         let procs: Vec<(i32, Vec<u64>, Vec<bool>)> = remote
             .iter()
             .map(|r| {
@@ -69,7 +72,13 @@ impl PushState {
             cursor: (0, 0),
             left,
             hint: None,
+            host_pids,
         }
+    }
+
+    /// The PID to read process `pid` (as the wire names it) through.
+    fn host_pid(&self, pid: i32) -> i32 {
+        self.host_pids.get(&pid).copied().unwrap_or(pid)
     }
 
     fn mark_sent(&mut self, pid: i32, vaddr: u64, npages: u64) {
@@ -147,20 +156,22 @@ fn read_frozen(pid: i32, vaddr: u64, npages: usize) -> Result<Vec<u8>, String> {
 }
 
 /// Serves the post-copy phase on `session` until the destination reports
-/// every page local; the frozen processes named in `remote` are read.
+/// every page local; the frozen processes named in `remote` are read
+/// (through `host_pids` where their PIDs here differ: a container's).
 /// Returns an error, as a sentence, when the destination fails or the
 /// link breaks: the caller then resumes the source copy.
 pub fn serve(
     rt: &Handle,
     session: &mut Session,
     remote: &[RemoteRuns],
+    host_pids: &HashMap<i32, i32>,
     push_streams: u32,
 ) -> Result<Served, String> {
     let runs: Vec<(i32, crate::memory::PageRuns)> = remote
         .iter()
         .map(|r| (r.pid, crate::memory::PageRuns::from_runs(r.runs.clone())))
         .collect();
-    let state = Arc::new(Mutex::new(PushState::new(remote)));
+    let state = Arc::new(Mutex::new(PushState::new(remote, host_pids.clone())));
     let mut urgent: PageSender = rt
         .block_on(session.open_pages())
         .map_err(|e| format!("opening the urgent page stream failed: {e}"))?;
@@ -244,7 +255,8 @@ fn answer(
             req.npages, req.vaddr, req.pid
         ));
     }
-    let data = read_frozen(req.pid, req.vaddr, req.npages as usize)?;
+    let host = lock(state).host_pid(req.pid);
+    let data = read_frozen(host, req.vaddr, req.npages as usize)?;
     {
         let mut st = lock(state);
         st.mark_sent(req.pid, req.vaddr, u64::from(req.npages));
@@ -289,10 +301,15 @@ fn start_push(
         let mut pushed = 0u64;
         let mut next_lane = 0;
         loop {
-            let Some((pid, vaddr, npages)) = lock(&state).next() else {
+            let (next, host) = {
+                let mut st = lock(&state);
+                let next = st.next();
+                (next, next.map(|(pid, ..)| st.host_pid(pid)))
+            };
+            let (Some((pid, vaddr, npages)), Some(host)) = (next, host) else {
                 break;
             };
-            let data = read_frozen(pid, vaddr, npages)?;
+            let data = read_frozen(host, vaddr, npages)?;
             let lane = &lanes[next_lane % lanes.len()];
             next_lane += 1;
             if lane.0.blocking_send((pid, vaddr, data)).is_err() {
@@ -320,7 +337,7 @@ mod tests {
             pid: 7,
             runs: vec![(0x10000, 0x10000 + 200 * PAGE_SIZE)],
         }];
-        let mut st = PushState::new(&remote);
+        let mut st = PushState::new(&remote, HashMap::new());
         assert_eq!(st.next(), Some((7, 0x10000, PUSH_CHUNK_PAGES)));
         st.mark_sent(7, 0x10000 + 150 * PAGE_SIZE, 2);
         st.hint = Some((7, 0x10000 + 148 * PAGE_SIZE));

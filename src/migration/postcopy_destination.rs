@@ -3,7 +3,9 @@
 //! the workload running, forward its page requests to the source, install
 //! the pages that arrive, and tell the source once every page is local.
 
-use super::destination::{keep, kill_tree, name, DestinationOptions, DestinationState, Received};
+use super::destination::{
+    container_of, keep, kill_tree, name, DestinationOptions, DestinationState, Received,
+};
 use super::protocol::{Offer, RemoteRuns, ToDestination, ToSource, PUSH_ROUND, URGENT_ROUND};
 use crate::dump::sink::{CheckpointSink, ImageSink};
 use crate::image::{Checkpoint, ImageWriter, PAGE_SIZE};
@@ -74,13 +76,15 @@ fn check_remote(ck: &Checkpoint, remote: &[RemoteRuns]) -> Result<HashMap<i32, P
 }
 
 /// Runs the post-copy restore and phase; `restored` is set once the
-/// workload runs (the caller kills it on any error).
+/// workload runs, or `created` once its container exists (the caller kills
+/// the one or deletes the other on any error).
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
     session: &mut Session,
     opts: &DestinationOptions,
     state: &mut DestinationState,
     restored: &mut Option<Vec<i32>>,
+    created: &mut Option<crate::container::Container>,
     dir: &Path,
     offer: Offer,
     checkpoint: Checkpoint,
@@ -104,16 +108,36 @@ pub(super) async fn run(
     let (errors_tx, mut errors) = mpsc::unbounded_channel::<String>();
     let receiver = tokio::spawn(receive_pages(incoming, server.clone(), pids, errors_tx));
 
+    // A container is created first: its init is the root husk, and what
+    // to kill (the whole PID namespace with it) should the post-copy fail.
+    let target = match container_of(&offer) {
+        Some((c, bundle)) => {
+            let made = c.clone();
+            let st = tokio::task::spawn_blocking(move || made.create(&bundle))
+                .await
+                .map_err(|e| format!("the container creation task failed: {e}"))?
+                .map_err(|e| e.to_string())?;
+            *created = Some(c.clone());
+            Some((c, st.pid))
+        }
+        None => None,
+    };
+    let victims = target.as_ref().map_or_else(|| tids.clone(), |t| vec![t.1]);
     let restore_dir = dir.to_path_buf();
     let lazy = LazyPages {
         remote,
         ready: ready_tx,
     };
+    let in_container = target.is_some();
     let mut restore = tokio::task::spawn_blocking(move || {
         let mut sink = ImageSink::new(writer);
         sink.commit(&checkpoint).map_err(|e| e.to_string())?;
-        crate::restore::restore_with(&restore_dir, RestoreOptions { lazy: Some(lazy) })
-            .map_err(|e| e.to_string())
+        let opts = RestoreOptions { lazy: Some(lazy) };
+        match target {
+            Some((c, husk)) => crate::container::restore_created(&c, husk, &restore_dir, opts)
+                .map_err(|e| e.to_string()),
+            None => crate::restore::restore_with(&restore_dir, opts).map_err(|e| e.to_string()),
+        }
     });
 
     let result = async {
@@ -144,7 +168,9 @@ pub(super) async fn run(
                 r = &mut restore, if restoring => {
                     restoring = false;
                     let stats = r.map_err(|e| format!("the restore task failed: {e}"))??;
-                    *restored = Some(tids.clone());
+                    if !in_container {
+                        *restored = Some(tids.clone());
+                    }
                     tx.send(&ToSource::Running { restore_ms: stats.restore_ms, pid: stats.pid })
                         .await
                         .map_err(|e| e.to_string())?;
@@ -182,7 +208,7 @@ pub(super) async fn run(
     if result.is_err() {
         // The workload (or the restore) may wait on pages that will never
         // come: kill it, then the restore ends.
-        kill_tree(&tids);
+        kill_tree(&victims);
         if !restore.is_finished() {
             let _ = restore.await;
         }
@@ -191,6 +217,7 @@ pub(super) async fn run(
     let stats = result?;
     keep(session, opts).await;
     *restored = None;
+    *created = None;
     *state = DestinationState::Done;
     Ok(Received {
         id: offer.id,
