@@ -365,6 +365,7 @@ fn sysv_shmids() -> Result<Vec<i32>> {
 /// go on.
 #[test]
 fn refuses_sysv_shm_attached_outside_the_tree() {
+    let _cleanup = common::SysvShmCleanup;
     common::run_test("refuses_sysv_shm_attached_outside_the_tree", |dir| {
         let mut w = Workload::start(dir, &SYSV_SHM)?;
         w.record_descendants();
@@ -393,6 +394,7 @@ fn refuses_sysv_shm_attached_outside_the_tree() {
 /// left behind.
 #[test]
 fn restore_while_sysv_key_taken() {
+    let _cleanup = common::SysvShmCleanup;
     common::run_test("restore_while_sysv_key_taken", |dir| {
         let mut w = Workload::start(dir, &SYSV_SHM)?;
         w.record_descendants();

@@ -91,6 +91,7 @@ fn sysv_shm() {
     let spec = Spec::new("sysv_shm")
         .min_pages_written(SYSV_SHM_A_PAGES)
         .max_pages_written(2 * SYSV_SHM_A_PAGES - 1);
+    let _cleanup = common::SysvShmCleanup;
     common::zdtm("sysv_shm", &spec, Mode::Kill);
 }
 
@@ -110,6 +111,7 @@ fn sysv_shm_leave_running() {
 /// The SysV workload passes its own verification, in both variants.
 #[test]
 fn sysv_shm_standalone() {
+    let _cleanup = common::SysvShmCleanup;
     common::standalone(&Spec::new("sysv_shm"));
     common::standalone(&Spec::new("sysv_shm").args(&["removed"]));
 }

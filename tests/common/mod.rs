@@ -793,3 +793,36 @@ pub fn standalone(spec: &Spec) {
             .with_context(|| format!("workload {} on its own", spec.name))
     });
 }
+
+/// On drop, removes the SysV segments that sysv_shm.c left behind when a
+/// test failed before the workload could remove them (killed by the
+/// harness): segments with its key prefix (0x5f......), attached by no
+/// one, whose creator is gone. A live workload's segments are attached or
+/// have a live creator, so parallel tests keep theirs.
+pub struct SysvShmCleanup;
+
+impl Drop for SysvShmCleanup {
+    fn drop(&mut self) {
+        let Ok(text) = fs::read_to_string("/proc/sysvipc/shm") else {
+            return;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(key), Some(shmid), Some(cpid), Some(nattch)) = (
+                f.first().and_then(|k| k.parse::<i32>().ok()),
+                f.get(1).and_then(|s| s.parse::<i32>().ok()),
+                f.get(4),
+                f.get(6),
+            ) else {
+                continue;
+            };
+            let ours = (key as u32) >> 24 == 0x5f;
+            let creator_gone = !Path::new(&format!("/proc/{cpid}")).exists();
+            if ours && *nattch == "0" && creator_gone {
+                let _ = Command::new("ipcrm")
+                    .args(["-m", &shmid.to_string()])
+                    .status();
+            }
+        }
+    }
+}
