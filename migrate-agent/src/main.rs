@@ -6,6 +6,7 @@ mod certs;
 mod check;
 mod checkpoint;
 mod container;
+mod drain;
 mod dry_run;
 mod image_show;
 mod migrate;
@@ -121,10 +122,22 @@ enum Command {
         /// workload). hybrid: pre-copy rounds, then post-copy for the rest.
         #[arg(long, default_value = "precopy")]
         mode: ferry::migration::source::MigrationMode,
+        /// With --container: bring the destination's copy of the bundle's
+        /// rootfs up to date, so that files the container wrote arrive too:
+        /// the differences are sent while it runs, what changed since while
+        /// it is frozen (directories, files, symlinks, removals).
+        #[arg(long, requires = "container")]
+        sync_rootfs: bool,
         /// Print statistics as JSON instead of a summary.
         #[arg(long)]
         json: bool,
     },
+    /// Move every running container of a runtime to another host's agent,
+    /// one after the other (as `migrate --container` does), for host
+    /// maintenance; goes on after a failure (that container keeps running
+    /// here), prints one line per container (ok or the error, downtime,
+    /// total), and exits 1 when any failed.
+    Drain(drain::DrainArgs),
     /// Find out, without moving or freezing it, whether a workload can
     /// move and what it would cost: lists every resource ferry would refuse
     /// (process, fd or mapping, and why), tracks its writes for --duration
@@ -259,6 +272,7 @@ fn main() -> ExitCode {
             max_rounds,
             bandwidth_limit,
             mode,
+            sync_rootfs,
             json,
         } => migrate::run(migrate::Args {
             pid: pid.unwrap_or(0),
@@ -270,8 +284,10 @@ fn main() -> ExitCode {
             max_rounds,
             bandwidth_limit: bandwidth_limit.as_deref(),
             mode,
+            sync_rootfs,
             json,
         }),
+        Command::Drain(args) => drain::run(args),
         Command::DryRun {
             pid,
             duration,

@@ -29,15 +29,34 @@ pub struct Args<'a> {
     pub bandwidth_limit: Option<&'a str>,
     /// `--mode`.
     pub mode: ferry::migration::source::MigrationMode,
+    /// `--sync-rootfs`.
+    pub sync_rootfs: bool,
     /// `--json`.
     pub json: bool,
 }
 
-/// Runs the migration through the local agent.
+/// Runs the migration through the local agent and prints its summary.
 pub fn run(args: Args<'_>) -> anyhow::Result<ExitCode> {
+    let stats = execute(&args)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&stats)?);
+    } else {
+        let what = match &args.container.container {
+            Some(id) => format!("container {id}"),
+            None => format!("process {}", args.pid),
+        };
+        print_summary(&what, args.to, &stats);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks the local agent to migrate, showing a progress bar unless
+/// `--json`; the statistics once the workload runs on the destination.
+pub(crate) fn execute(args: &Args<'_>) -> anyhow::Result<MigrationStats> {
     let to = resolve(args.to)?;
     let server_name = args
         .server_name
+        .clone()
         .unwrap_or_else(|| host_part(args.to).to_string());
     let request = ControlRequest::Migrate(MigrateRequest {
         pid: args.pid,
@@ -54,6 +73,7 @@ pub fn run(args: Args<'_>) -> anyhow::Result<ExitCode> {
             .container()?
             .map(|c| (c.runtime, Some(c.root), c.id)),
         mode: args.mode,
+        sync_rootfs: args.sync_rootfs,
     });
     let bar = if args.json {
         ProgressBar::hidden()
@@ -89,18 +109,7 @@ pub fn run(args: Args<'_>) -> anyhow::Result<ExitCode> {
         .map_err(anyhow::Error::msg)?;
     bar.finish_and_clear();
     match outcome {
-        ControlEvent::Migrated(stats) => {
-            if args.json {
-                println!("{}", serde_json::to_string(&stats)?);
-            } else {
-                let what = match &args.container.container {
-                    Some(id) => format!("container {id}"),
-                    None => format!("process {}", args.pid),
-                };
-                print_summary(&what, args.to, &stats);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        ControlEvent::Migrated(stats) => Ok(stats),
         ControlEvent::Failed { error } => bail!("{error}"),
         ControlEvent::Progress(_) => bail!("the agent ended with a progress report"),
         ControlEvent::Probed(_) => bail!("the agent answered a migration with a probe report"),
@@ -139,6 +148,16 @@ fn print_summary(what: &str, to: &str, s: &MigrationStats) {
         "  downtime {:.1} ms = freeze {:.1} + final transfer {:.1} + restore {:.1} + resume {:.1}; total {:.0} ms",
         d.total_ms, d.freeze_ms, d.final_transfer_ms, d.restore_ms, d.resume_ms, s.total_ms
     );
+    if let Some(r) = &s.rootfs {
+        println!(
+            "  rootfs: {} changes ({}) while running, {} ({}) while frozen in {:.1} ms",
+            r.precopy.changes,
+            mib(r.precopy.bytes as f64),
+            r.frozen.changes,
+            mib(r.frozen.bytes as f64),
+            r.frozen_ms
+        );
+    }
     if let Some(p) = &s.postcopy {
         println!(
             "  post-copy: running {:.1} ms after the freeze; {} pages stayed on the source: {} faulted in ({} faults, {} zero, latency p50 {:.0} us, p99 {:.0} us), {} pushed; all local {:.0} ms after running",

@@ -72,6 +72,8 @@ pub struct MigrateRequest {
         Option<std::path::PathBuf>,
         String,
     )>,
+    /// Copy the differences of the container's rootfs (`--sync-rootfs`).
+    pub sync_rootfs: bool,
 }
 
 /// What the agent reports back on the control socket.
@@ -132,6 +134,7 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
     let dest = DestinationOptions {
         work_dir: config.work_dir.clone(),
         confirm_timeout: CONFIRM_TIMEOUT,
+        network_hook: config.container.network_hook.clone(),
     };
     let incoming = {
         let transport = transport.clone();
@@ -261,6 +264,7 @@ async fn run_migration(
         container: req.container.as_ref().map(|(runtime, root, id)| {
             crate::container::Container::new(*runtime, root.as_deref(), id)
         }),
+        sync_rootfs: req.sync_rootfs,
     };
     let rt = tokio::runtime::Handle::current();
     let progress_events = events.clone();
