@@ -151,6 +151,13 @@ pub fn migrate(
         pid,
         why,
     };
+    if container.is_none() && dump::is_pid_namespace_init(pid) {
+        return Err(MigrateError::Checkpoint {
+            peer: peer.clone(),
+            pid,
+            source: CheckpointError::PidNamespaceNotMigrated { pid },
+        });
+    }
     let mut offer = make_offer(pid, opts.page_streams).map_err(|e| MigrateError::Checkpoint {
         peer: peer.clone(),
         pid,
