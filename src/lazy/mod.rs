@@ -219,6 +219,29 @@ impl FaultServer {
         views.iter().map(|v| lock(&v.state).remaining()).sum()
     }
 
+    /// Per source process, the pages some address space here still wants
+    /// from the source: what a destination names when it resumes a
+    /// post-copy migration after the link broke.
+    pub fn missing(&self) -> HashMap<i32, PageRuns> {
+        let views: Vec<Arc<View>> = lock(&self.views).clone();
+        let mut out: HashMap<i32, Vec<(u64, u64)>> = HashMap::new();
+        for view in views {
+            let st = lock(&view.state);
+            if st.dead {
+                continue;
+            }
+            out.entry(view.source_pid).or_default().extend(
+                st.remote
+                    .iter()
+                    .chain(st.moved.keys())
+                    .map(|&p| (p, p + PAGE_SIZE)),
+            );
+        }
+        out.into_iter()
+            .map(|(pid, pages)| (pid, PageRuns::from_runs(pages)))
+            .collect()
+    }
+
     /// Restored processes handed over by the restore so far.
     pub fn restored(&self) -> usize {
         self.restored.load(std::sync::atomic::Ordering::Acquire)

@@ -14,6 +14,24 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// How a post-copy destination reconnects to the source agent when the
+/// link breaks while the workload runs here with pages still there.
+#[derive(Clone)]
+pub struct Reconnect {
+    /// This agent's endpoint, to connect from.
+    pub transport: Arc<crate::transport::Transport>,
+    /// How long to keep trying (the source waits a margin longer).
+    pub within: Duration,
+}
+
+impl std::fmt::Debug for Reconnect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconnect")
+            .field("within", &self.within)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Where the destination keeps incoming images, and how long it waits for
 /// the source's last word.
 #[derive(Debug, Clone)]
@@ -24,6 +42,22 @@ pub struct DestinationOptions {
     /// workload running; without it the restored copy is killed, since the
     /// source then resumes its own.
     pub confirm_timeout: Duration,
+    /// Post-copy recovery (None: a broken link ends the migration and the
+    /// copy here is killed).
+    pub reconnect: Option<Reconnect>,
+}
+
+/// What a session opened by a peer agent was for.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A migration: the workload runs here.
+    Received(Received),
+    /// A dry run's probe: nothing was kept.
+    Probed,
+    /// The destination of a post-copy migration from here reconnects after
+    /// the link broke: hand the session to the waiting source
+    /// ([`super::postcopy::hand_over`]).
+    Resume(super::protocol::ResumeRequest),
 }
 
 /// The destination's states, for its log.
@@ -73,12 +107,12 @@ pub enum ReceiveError {
     },
 }
 
-/// Receives one migration on `session` (the source has just connected);
-/// None when the source only probed (a dry run: nothing was kept).
+/// Receives one migration on `session` (the source has just connected),
+/// or answers a probe, or recognises a post-copy resume.
 pub async fn receive(
     session: &mut Session,
     opts: &DestinationOptions,
-) -> Result<Option<Received>, ReceiveError> {
+) -> Result<Outcome, ReceiveError> {
     let mut state = DestinationState::Accepting;
     let peer = session.peer_addr().to_string();
     let mut dir = None;
@@ -130,13 +164,14 @@ async fn run(
     dir_out: &mut Option<PathBuf>,
     restored: &mut Option<Vec<i32>>,
     created: &mut Option<crate::container::Container>,
-) -> Result<Option<Received>, String> {
+) -> Result<Outcome, String> {
     let offer = match session.recv::<ToDestination>().await {
         Ok(ToDestination::Offer(offer)) => offer,
         Ok(ToDestination::Probe(probe)) => {
             super::dryrun::answer_probe(session, probe).await?;
-            return Ok(None);
+            return Ok(Outcome::Probed);
         }
+        Ok(ToDestination::Resume(req)) => return Ok(Outcome::Resume(req)),
         Ok(other) => return Err(format!("expected an offer, got {}", name(&other))),
         Err(e) => return Err(e.to_string()),
     };
@@ -203,7 +238,7 @@ async fn run(
             session, opts, state, restored, &dir, offer, checkpoint, writer, incoming, remote,
         )
         .await
-        .map(Some);
+        .map(Outcome::Received);
     }
 
     *state = DestinationState::Restoring;
@@ -267,7 +302,7 @@ async fn run(
     *restored = None;
     *created = None;
     *state = DestinationState::Done;
-    Ok(Some(Received {
+    Ok(Outcome::Received(Received {
         id: offer.id,
         pid: restore.pid,
         restore_ms: restore.restore_ms,
@@ -338,6 +373,8 @@ pub(super) fn name(message: &ToDestination) -> &'static str {
         ToDestination::Done => "a confirmation",
         ToDestination::Abort { .. } => "an abort",
         ToDestination::Probe(_) => "a probe",
+        ToDestination::Resume(_) => "a post-copy resume",
+        ToDestination::Resumed => "a post-copy resume's answer",
     }
 }
 

@@ -62,6 +62,10 @@ pub struct MigrateOptions {
     /// The workload is this container (its init's tree); `pid` is then
     /// ignored.
     pub container: Option<crate::container::Container>,
+    /// Post-copy: how long the destination tries to reconnect after the
+    /// link broke; the source, frozen, waits that long plus
+    /// [`super::postcopy::RESUME_MARGIN`] before resuming its copy.
+    pub postcopy_recovery: Duration,
 }
 
 /// Why a migration failed. In every case the workload runs on the source.
@@ -152,6 +156,7 @@ pub fn migrate(
     }
     offer.container = container;
     let memory_bytes = offer.memory_bytes;
+    let id = offer.id.clone();
     rt.block_on(session.send(&ToDestination::Offer(offer)))
         .map_err(|e| link(e.to_string()))?;
     match rt.block_on(session.recv::<ToSource>()) {
@@ -172,6 +177,7 @@ pub fn migrate(
     }
 
     let mut sink = NetworkSink::new(rt.clone(), session, pid, opts, memory_bytes, progress);
+    sink.id = id;
     if opts.mode == MigrationMode::Postcopy {
         // No rounds: the tree is frozen right away.
         sink.freeze_decided = Some(Instant::now());
@@ -347,6 +353,10 @@ struct NetworkSink<'a> {
     mode: MigrationMode,
     /// Post-copy: the pages each frozen process keeps for now.
     remote: Vec<RemoteRuns>,
+    /// The migration's identifier (its offer's).
+    id: String,
+    /// How long to wait for the destination to reconnect.
+    resume_wait: Duration,
 }
 
 impl<'a> NetworkSink<'a> {
@@ -382,6 +392,8 @@ impl<'a> NetworkSink<'a> {
             progress,
             mode: opts.mode,
             remote: Vec::new(),
+            id: String::new(),
+            resume_wait: opts.postcopy_recovery + super::postcopy::RESUME_MARGIN,
         }
     }
 
@@ -525,9 +537,18 @@ impl NetworkSink<'_> {
         self.rt
             .block_on(self.session.send(&state))
             .map_err(|e| self.link_error("send the process state", e))?;
-        let served =
-            super::postcopy::serve(&self.rt, self.session, &self.remote, self.page_streams)
-                .map_err(|e| self.link_error("serve post-copy pages", e))?;
+        let served = super::postcopy::serve(
+            &self.rt,
+            self.session,
+            &self.id,
+            &self.remote,
+            super::postcopy::Push {
+                streams: self.page_streams,
+                bandwidth_limit: self.bandwidth_limit,
+            },
+            self.resume_wait,
+        )
+        .map_err(|e| self.link_error("serve post-copy pages", e))?;
         self.confirm()?;
         let running_at = served.running_at.unwrap_or_else(Instant::now);
         let total = ms(running_at - frozen_at);
@@ -549,6 +570,7 @@ impl NetworkSink<'_> {
             fault_latency_p50_us: f.latency_p50_us,
             fault_latency_p99_us: f.latency_p99_us,
             all_local_ms: served.all_local_ms,
+            resumes: served.resumes,
         }));
         self.stats.bytes_sent += (f.pages_faulted + served.pages_pushed) * PAGE_SIZE;
         Ok(ImageSummary {
