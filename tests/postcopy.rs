@@ -273,3 +273,43 @@ fn link_lost_during_postcopy_resumes_on_source() {
         finish_on(&bed, dir, Host::A, &w)
     });
 }
+
+/// The source agent dies for good during post-copy: B, which cannot get
+/// the pages still on A, tries to reconnect for its
+/// `postcopy_recovery_secs`, then kills its copy and says why.
+#[test]
+fn source_gone_during_postcopy_kills_the_incomplete_copy() {
+    run_test("postcopy_source_gone", |dir| {
+        let bed = Testbed::up(dir)?;
+        let w = bed.start_workload(dir, "steady_dirty", &["256", "16"])?;
+        let run = bed.spawn_migrate(
+            dir,
+            w.ns_pid,
+            HOST_B,
+            &["--json", "--mode", "postcopy", "--bandwidth-limit", "32M"],
+        )?;
+        wait_for(&bed.agent_log_path(Host::B), "the workload runs here")?;
+        bed.kill_agent(Host::A)?;
+        drop(run);
+        // Noticed within the idle timeout (5 s), then 15 s of attempts.
+        let mut log = String::new();
+        for _ in 0..400 {
+            log = bed.agent_log(Host::B);
+            if log.contains("was killed") {
+                break;
+            }
+            sleep(Duration::from_millis(100));
+        }
+        ensure!(
+            log.contains("could not be reached again") && log.contains("incomplete"),
+            "B's log does not say why its copy was killed:\n{log}"
+        );
+        for _ in 0..1000 {
+            if bed.find(Host::B, w.ns_pid)?.is_none() {
+                return Ok(());
+            }
+            sleep(Duration::from_millis(10));
+        }
+        anyhow::bail!("the incomplete copy still runs on B")
+    });
+}

@@ -385,8 +385,23 @@ fn delete_container(c: &crate::container::Container) {
     }
 }
 
+/// Kills a restored workload: the listed PIDs and TIDs and every process
+/// descended from them.
 pub(super) fn kill_tree(pids: &[i32]) {
-    for &pid in pids {
+    // Children the restored workload forked since (a post-copy workload
+    // runs before the source confirms) go too: listed first, since a
+    // killed parent's children are reparented.
+    let mut all: Vec<i32> = pids.to_vec();
+    let mut i = 0;
+    while i < all.len() {
+        for child in crate::proc::children(all[i]).unwrap_or_default() {
+            if !all.contains(&child) {
+                all.push(child);
+            }
+        }
+        i += 1;
+    }
+    for pid in all {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
