@@ -180,7 +180,9 @@ pub(super) enum Stop {
 /// Post-copy migrations whose link broke, by identifier: the agent hands
 /// a destination's reconnection (its session and request) to the one
 /// waiting here.
-type Waiting = std::collections::HashMap<String, std::sync::mpsc::Sender<(Session, ResumeRequest)>>;
+/// Each entry holds the destination agent's name (only it may resume).
+type Waiting =
+    std::collections::HashMap<String, (String, std::sync::mpsc::Sender<(Session, ResumeRequest)>)>;
 
 static WAITING: Mutex<Option<Waiting>> = Mutex::new(None);
 
@@ -188,10 +190,17 @@ static WAITING: Mutex<Option<Waiting>> = Mutex::new(None);
 /// the session it opened to this agent) to the migration waiting for it;
 /// when none waits (the source gave up and resumed its copy, or never
 /// knew this identifier) the destination is told so and must kill its
-/// copy.
+/// copy. Only the agent the migration went to may resume it.
 pub async fn hand_over(session: Session, req: ResumeRequest) {
-    let waiting = lock(&WAITING).as_mut().and_then(|w| w.remove(&req.id));
     let id = req.id.clone();
+    let waiting = {
+        let mut w = lock(&WAITING);
+        let w = w.get_or_insert_with(Default::default);
+        match w.get(&id) {
+            Some((agent, _)) if agent == session.peer_agent() => w.remove(&id).map(|e| e.1),
+            _ => None,
+        }
+    };
     match waiting {
         Some(tx) => match tx.send((session, req)) {
             Ok(()) => tracing::info!(%id, "the destination reconnected; resuming post-copy"),
@@ -217,13 +226,13 @@ async fn refuse(mut session: Session, id: &str) {
     session.close("no such migration");
 }
 
-/// Waits at most `wait` for the destination of migration `id` to
+/// Waits at most `wait` for the destination `agent` of migration `id` to
 /// reconnect.
-fn wait_resume(id: &str, wait: Duration) -> Result<(Session, ResumeRequest), String> {
+fn wait_resume(id: &str, agent: &str, wait: Duration) -> Result<(Session, ResumeRequest), String> {
     let (tx, rx) = std::sync::mpsc::channel();
     lock(&WAITING)
         .get_or_insert_with(Default::default)
-        .insert(id.to_string(), tx);
+        .insert(id.to_string(), (agent.to_string(), tx));
     tracing::warn!(%id, ?wait, "the link to the destination broke during post-copy; waiting for it to reconnect (the workload stays frozen here)");
     let got = rx.recv_timeout(wait);
     if let Some(w) = lock(&WAITING).as_mut() {
@@ -293,7 +302,8 @@ pub fn serve(
             Err(Stop::Lost(why)) => why,
         };
         session.close("link lost");
-        let (new, req) = wait_resume(id, resume_wait).map_err(|e| format!("{why}; {e}"))?;
+        let agent = session.peer_agent().to_string();
+        let (new, req) = wait_resume(id, &agent, resume_wait).map_err(|e| format!("{why}; {e}"))?;
         *session = new;
         let missing = match check_missing(&runs, &req.missing) {
             Ok(m) => m,
@@ -316,6 +326,28 @@ pub fn serve(
     }
 }
 
+/// How long the source stays frozen without hearing from the destination
+/// while its background push makes no progress either (everything handed
+/// out, or blocked) before it gives up: the destination should have said
+/// every page is local long before.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Returns once the push's count of pages left has not moved for `limit`.
+async fn stalled(state: &Mutex<PushState>, limit: Duration) {
+    let mut left = lock(state).left;
+    let mut since = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = lock(state).left;
+        if now != left {
+            left = now;
+            since = Instant::now();
+        } else if since.elapsed() > limit {
+            return;
+        }
+    }
+}
+
 /// Serves on one session (see [`serve`]).
 fn serve_link(
     rt: &Handle,
@@ -334,11 +366,21 @@ fn serve_link(
         pusher = Some(start_push(rt, session, state.clone(), push).map_err(Stop::Lost)?);
     }
     let result = loop {
-        let message = match rt.block_on(session.recv::<ToSource>()) {
-            Ok(m) => m,
-            Err(e) => {
-                break Err(Stop::Lost(format!(
-                    "the link to the destination failed: {e}"
+        // Dropping the read half-way (on a stall) spoils the control
+        // stream, but the session is given up then.
+        let message = match rt.block_on(async {
+            tokio::select! {
+                m = session.recv::<ToSource>() => Some(m),
+                () = stalled(state, STALL_TIMEOUT) => None,
+            }
+        }) {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                break Err(Stop::Lost(format!("the link to the destination failed: {e}")))
+            }
+            None => {
+                break Err(Stop::Fatal(format!(
+                    "the destination made no progress for {STALL_TIMEOUT:?} (no message, no page pushed) while the workload stayed frozen here"
                 )))
             }
         };
@@ -518,5 +560,34 @@ mod tests {
         );
         assert_eq!(st.next(), Some((7, 0x10000 + 128 * PAGE_SIZE, 20)));
         assert_eq!(st.next(), None);
+    }
+
+    #[test]
+    fn a_resume_names_only_pages_left_here() {
+        let base = 0x10000;
+        let runs = [(7, PageRuns::from_runs(vec![(base, base + 8 * PAGE_SIZE)]))];
+        let ok = [RemoteRuns {
+            pid: 7,
+            runs: vec![(base + PAGE_SIZE, base + 3 * PAGE_SIZE)],
+        }];
+        assert_eq!(check_missing(&runs, &ok).unwrap(), ok.to_vec());
+        for bad in [
+            (7, base, base + 9 * PAGE_SIZE),
+            (7, base + 1, base + PAGE_SIZE),
+            (7, base + PAGE_SIZE, base + PAGE_SIZE),
+            (8, base, base + PAGE_SIZE),
+        ] {
+            let missing = [RemoteRuns {
+                pid: bad.0,
+                runs: vec![(bad.1, bad.2)],
+            }];
+            assert!(check_missing(&runs, &missing).is_err(), "{bad:?}");
+        }
+        let flood = [RemoteRuns {
+            pid: 7,
+            runs: vec![(base, base + PAGE_SIZE); MAX_RESUME_RUNS + 1],
+        }];
+        let err = check_missing(&runs, &flood).unwrap_err();
+        assert!(err.contains("more than"), "{err}");
     }
 }
