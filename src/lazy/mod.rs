@@ -242,6 +242,30 @@ impl FaultServer {
             .collect()
     }
 
+    /// One request per page a thread here waits on: what a destination
+    /// asks for again on a new session after the link broke (the answers
+    /// to the first requests may have been lost with it).
+    pub fn pending_requests(&self) -> Vec<PageRequest> {
+        let views: Vec<Arc<View>> = lock(&self.views).clone();
+        let mut out = Vec::new();
+        for view in views {
+            let st = lock(&view.state);
+            if st.dead {
+                continue;
+            }
+            out.extend(st.pending.keys().filter_map(|&page| {
+                st.source_of(page).map(|src| PageRequest {
+                    pid: view.source_pid,
+                    vaddr: src,
+                    npages: 1,
+                })
+            }));
+        }
+        out.sort_unstable_by_key(|r| (r.pid, r.vaddr));
+        out.dedup();
+        out
+    }
+
     /// Restored processes handed over by the restore so far.
     pub fn restored(&self) -> usize {
         self.restored.load(std::sync::atomic::Ordering::Acquire)

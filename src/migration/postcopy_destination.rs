@@ -246,6 +246,12 @@ async fn serve_link(
         .await
         .map_err(|e| lost(&e))?;
     }
+    // After a resume: the answers to earlier requests may be lost.
+    for req in server.pending_requests() {
+        tx.send(&ToSource::PageRequest(req))
+            .await
+            .map_err(|e| lost(&e))?;
+    }
     let control = rx.recv::<ToDestination>();
     tokio::pin!(control);
     loop {
