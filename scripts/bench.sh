@@ -127,105 +127,119 @@ all_gone() {
   for p in "$@"; do gone "$p" || return 1; done
 }
 
+# start_workload WHAT COMMAND...: starts COMMAND in the background with only
+# stdio open (descriptors of this script would be dumped with it), its output
+# in $tmp/out and its PID in $orig, and waits for it to print READY.
+start_workload() {
+  local what=$1
+  shift
+  rm -f "$tmp/out"
+  (
+    for fd in /proc/$BASHPID/fd/*; do
+      fd=${fd##*/}
+      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec "$@"
+  ) </dev/null >"$tmp/out" 2>&1 &
+  orig=$!
+  disown "$orig" # reaped all the same, but no "Killed" notice when ferry ends it
+  if ! wait_for grep -q READY "$tmp/out"; then
+    echo "bench: $what not READY:" >&2
+    cat "$tmp/out" >&2
+    exit 1
+  fi
+}
+
+# start_on_a WHAT COMMAND...: start_workload on testbed host A; $ns_pid is
+# the workload's PID there (the launcher becomes nsenter, which forked it).
+start_on_a() {
+  local what=$1 shell
+  shift
+  start_workload "$what on host A" bash scripts/testbed.sh exec "${bed[@]}" a "$@"
+  shell=$(cat /proc/$orig/task/*/children | awk '{print $1}')
+  ns_pid=$(awk '/^NSpid:/ {print $NF}' "/proc/$shell/status")
+}
+
+# expect_pass WHAT: the workload printed PASS (it checks its own memory).
+expect_pass() {
+  if ! grep -q PASS "$tmp/out"; then
+    echo "bench: $1 failed its check:" >&2
+    cat "$tmp/out" >&2
+    exit 1
+  fi
+}
+
+# checkpoint_restore PREFIX MIB PROCESSES WHAT: checkpoints $orig (ending it
+# and its children $kids), restores the image and samples PREFIX-named
+# figures; SIGTERM then makes the restored root (and its children) verify
+# their memory and exit, reaped by this script.
+checkpoint_restore() {
+  local prefix=$1 mib=$2 procs=$3 what=$4 start end
+  start=$(now_ms)
+  agent_run checkpoint checkpoint "$orig" --dir "$image" --json
+  end=$(now_ms)
+  sample "${prefix}checkpoint_wall" "$mib" ms $((end - start)) "$procs"
+  sample "${prefix}checkpoint_frozen" "$mib" ms "$(json_field "$tmp/checkpoint.json" frozen_ms)" "$procs"
+  sample "${prefix}image_size" "$mib" bytes "$(json_field "$tmp/checkpoint.json" image_bytes)" "$procs"
+  if ! wait_for all_gone "$orig" $kids; then
+    echo "bench: the checkpoint did not end $what (pid $orig)" >&2
+    exit 1
+  fi
+  orig=
+
+  start=$(now_ms)
+  agent_run restore restore --dir "$image" --pidfile "$tmp/pid" --json
+  end=$(now_ms)
+  restored=$(cat "$tmp/pid")
+  sample "${prefix}restore_wall" "$mib" ms $((end - start)) "$procs"
+  sample "${prefix}restore" "$mib" ms "$(json_field "$tmp/restore.json" restore_ms)" "$procs"
+  kill -TERM "$restored"
+  if ! wait_for all_gone "$restored" $kids; then
+    echo "bench: restored $what (pid $restored) did not exit on SIGTERM" >&2
+    exit 1
+  fi
+  restored= kids=
+  expect_pass "restored $what"
+}
+
+# finish_on_b WHAT: SIGTERM to the migrated workload on host B, which checks
+# every page and exits.
+finish_on_b() {
+  bash scripts/testbed.sh exec "${bed[@]}" b kill -TERM "$ns_pid"
+  if ! wait_for grep -q -e PASS -e FAIL "$tmp/out"; then
+    echo "bench: $1 did not finish on host B" >&2
+    exit 1
+  fi
+  expect_pass "$1 on host B"
+  wait_for gone "$orig" || true
+  orig=
+}
+
+# testbed_up: the two hosts of scripts/testbed.sh with their agents, once.
+testbed_up() {
+  if [ ${#bed[@]} = 0 ]; then
+    bed=(--name-prefix ferry-bench --agents "$tmp/hosts")
+    FERRY_AGENT_BIN=$(realpath "$agent") bash scripts/testbed.sh up "${bed[@]}" >&2
+  fi
+}
+
+image=$tmp/image
 for mib in $SIZES; do
   for ((run = 0; run < RUNS; run++)); do
-    dir=$tmp/files
-    image=$tmp/image
-    rm -rf "$dir" "$image"
-    mkdir -p "$dir"
-    "$workload" "$dir" "$mib" </dev/null >"$tmp/out" 2>&1 &
-    orig=$!
-    disown "$orig" # reaped all the same, but no "Killed" notice when the checkpoint kills it
-    if ! wait_for grep -q READY "$tmp/out"; then
-      echo "bench: bench_mem $mib MiB not READY:" >&2
-      cat "$tmp/out" >&2
-      exit 1
-    fi
-
-    start=$(now_ms)
-    agent_run checkpoint checkpoint "$orig" --dir "$image" --json
-    end=$(now_ms)
-    frozen=$(json_field "$tmp/checkpoint.json" frozen_ms)
-    bytes=$(json_field "$tmp/checkpoint.json" image_bytes)
-    sample checkpoint_wall "$mib" ms $((end - start))
-    sample checkpoint_frozen "$mib" ms "$frozen"
-    sample image_size "$mib" bytes "$bytes"
-    if ! wait_for gone "$orig"; then
-      echo "bench: the checkpoint did not kill pid $orig" >&2
-      exit 1
-    fi
-    orig=
-
-    start=$(now_ms)
-    agent_run restore restore --dir "$image" --pidfile "$tmp/pid" --json
-    end=$(now_ms)
-    restored=$(cat "$tmp/pid")
-    restore_ms=$(json_field "$tmp/restore.json" restore_ms)
-    sample restore_wall "$mib" ms $((end - start))
-    sample restore "$mib" ms "$restore_ms"
-    # The restored process is not our child: SIGTERM makes it verify its
-    # memory and exit (whoever adopted it reaps it).
-    kill -TERM "$restored"
-    if ! wait_for gone "$restored"; then
-      echo "bench: restored bench_mem (pid $restored) did not exit on SIGTERM" >&2
-      exit 1
-    fi
-    restored=
-    if ! grep -q PASS "$tmp/out"; then
-      echo "bench: restored bench_mem $mib MiB failed its check:" >&2
-      cat "$tmp/out" >&2
-      exit 1
-    fi
+    rm -rf "$tmp/files" "$image"
+    mkdir -p "$tmp/files"
+    start_workload "bench_mem $mib MiB" "$workload" "$tmp/files" "$mib"
+    checkpoint_restore "" "$mib" 1 "bench_mem $mib MiB"
   done
 done
 
 if [ "$TREE_PROCS" != 0 ]; then
   for ((run = 0; run < RUNS; run++)); do
-    dir=$tmp/files
-    image=$tmp/image
-    rm -rf "$dir" "$image"
-    mkdir -p "$dir"
-    "$tree_workload" "$dir" "$TREE_PROCS" "$TREE_MIB" </dev/null >"$tmp/out" 2>&1 &
-    orig=$!
-    disown "$orig"
-    if ! wait_for grep -q READY "$tmp/out"; then
-      echo "bench: bench_tree $TREE_PROCS x $TREE_MIB MiB not READY:" >&2
-      cat "$tmp/out" >&2
-      exit 1
-    fi
+    rm -rf "$tmp/files" "$image"
+    mkdir -p "$tmp/files"
+    start_workload "bench_tree $TREE_PROCS x $TREE_MIB MiB" "$tree_workload" "$tmp/files" "$TREE_PROCS" "$TREE_MIB"
     kids=$(cat /proc/"$orig"/task/*/children)
-
-    start=$(now_ms)
-    agent_run checkpoint checkpoint "$orig" --dir "$image" --json
-    end=$(now_ms)
-    sample tree_checkpoint_wall "$TREE_MIB" ms $((end - start)) "$TREE_PROCS"
-    sample tree_checkpoint_frozen "$TREE_MIB" ms "$(json_field "$tmp/checkpoint.json" frozen_ms)" "$TREE_PROCS"
-    sample tree_image_size "$TREE_MIB" bytes "$(json_field "$tmp/checkpoint.json" image_bytes)" "$TREE_PROCS"
-    # The children are reparented to this script, which reaps them.
-    if ! wait_for all_gone "$orig" $kids; then
-      echo "bench: the checkpoint did not end the tree of pid $orig" >&2
-      exit 1
-    fi
-    orig=
-
-    start=$(now_ms)
-    agent_run restore restore --dir "$image" --pidfile "$tmp/pid" --json
-    end=$(now_ms)
-    restored=$(cat "$tmp/pid")
-    sample tree_restore_wall "$TREE_MIB" ms $((end - start)) "$TREE_PROCS"
-    sample tree_restore "$TREE_MIB" ms "$(json_field "$tmp/restore.json" restore_ms)" "$TREE_PROCS"
-    # SIGTERM: the root stops its children, which check their memory.
-    kill -TERM "$restored"
-    if ! wait_for all_gone "$restored" $kids; then
-      echo "bench: restored bench_tree (pid $restored) did not exit on SIGTERM" >&2
-      exit 1
-    fi
-    restored= kids=
-    if ! grep -q PASS "$tmp/out"; then
-      echo "bench: restored bench_tree failed its check:" >&2
-      cat "$tmp/out" >&2
-      exit 1
-    fi
+    checkpoint_restore tree_ "$TREE_MIB" "$TREE_PROCS" "bench_tree $TREE_PROCS x $TREE_MIB MiB"
   done
 fi
 
@@ -237,29 +251,11 @@ if [ "$TRANSPORT_MIB" != 0 ]; then
 fi
 
 if [ -n "$MIGRATE_RATES" ]; then
-  bed=(--name-prefix ferry-bench --agents "$tmp/hosts")
-  FERRY_AGENT_BIN=$(realpath "$agent") bash scripts/testbed.sh up "${bed[@]}" >&2
+  testbed_up
   for rate in $MIGRATE_RATES; do
     for ((run = 0; run < RUNS; run++)); do
       mkdir -p "$tmp/files"
-      rm -f "$tmp/out"
-      (
-        for fd in /proc/$BASHPID/fd/*; do
-          fd=${fd##*/}
-          if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
-        done
-        exec bash scripts/testbed.sh exec "${bed[@]}" a "$PWD/$dirty_workload" "$tmp/files" "$MIGRATE_MIB" "$rate"
-      ) </dev/null >"$tmp/out" 2>&1 &
-      orig=$!
-      disown "$orig" # no "Killed" notice when the migration ends the source copy
-      if ! wait_for grep -q READY "$tmp/out"; then
-        echo "bench: steady_dirty $MIGRATE_MIB MiB at $rate MiB/s not READY:" >&2
-        cat "$tmp/out" >&2
-        exit 1
-      fi
-      # The launcher becomes nsenter, which forked the workload (READY).
-      shell=$(cat /proc/$orig/task/*/children | awk '{print $1}')
-      ns_pid=$(awk '/^NSpid:/ {print $NF}' "/proc/$shell/status")
+      start_on_a "steady_dirty $MIGRATE_MIB MiB at $rate MiB/s" "$PWD/$dirty_workload" "$tmp/files" "$MIGRATE_MIB" "$rate"
       agent_run migrate migrate "$ns_pid" --to 10.231.0.2:7420 --control-socket "$tmp/hosts/a/agent.sock" --json
       python3 - "$tmp/migrate.json" "$rate" >>"$samples" <<'PY'
 import json, sys
@@ -278,46 +274,17 @@ for name, unit, value in [
 ]:
     print(f"{name}@{rate}MiB/s {s['memory_bytes'] >> 20} {unit} {value}")
 PY
-      # SIGTERM on host B: the workload checks every page and exits.
-      bash scripts/testbed.sh exec "${bed[@]}" b kill -TERM "$ns_pid"
-      if ! wait_for grep -q -e PASS -e FAIL "$tmp/out"; then
-        echo "bench: the migrated workload did not finish" >&2
-        exit 1
-      fi
-      if ! grep -q PASS "$tmp/out"; then
-        echo "bench: the migrated workload failed its check:" >&2
-        cat "$tmp/out" >&2
-        exit 1
-      fi
-      wait_for gone "$orig" || true
-      orig=
+      finish_on_b "steady_dirty $MIGRATE_MIB MiB at $rate MiB/s"
     done
   done
 fi
 
 if [ -n "$POSTCOPY_SIZES" ]; then
-  if [ ${#bed[@]} = 0 ]; then
-    bed=(--name-prefix ferry-bench --agents "$tmp/hosts")
-    FERRY_AGENT_BIN=$(realpath "$agent") bash scripts/testbed.sh up "${bed[@]}" >&2
-  fi
+  testbed_up
   for mib in $POSTCOPY_SIZES; do
     for ((run = 0; run < RUNS; run++)); do
       mkdir -p "$tmp/files"
-      (
-        for fd in /proc/$BASHPID/fd/*; do
-          fd=${fd##*/}
-          if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
-        done
-        exec bash scripts/testbed.sh exec "${bed[@]}" a "$PWD/$workload" "$tmp/files" "$mib"
-      ) </dev/null >"$tmp/out" 2>&1 &
-      orig=$!
-      if ! wait_for grep -q READY "$tmp/out"; then
-        echo "bench: bench_mem $mib MiB not READY on host A:" >&2
-        cat "$tmp/out" >&2
-        exit 1
-      fi
-      shell=$(cat /proc/$orig/task/*/children | awk '{print $1}')
-      ns_pid=$(awk '/^NSpid:/ {print $NF}' "/proc/$shell/status")
+      start_on_a "bench_mem $mib MiB" "$PWD/$workload" "$tmp/files" "$mib"
       agent_run postcopy migrate "$ns_pid" --to 10.231.0.2:7420 \
         --control-socket "$tmp/hosts/a/agent.sock" --mode postcopy --json
       python3 - "$tmp/postcopy.json" "$mib" >>"$samples" <<'PY'
@@ -328,19 +295,7 @@ for name, unit, key in [("postcopy_freeze_to_running", "ms", "freeze_to_running_
                         ("postcopy_all_local", "ms", "all_local_ms")]:
     print(name, sys.argv[2], unit, p[key])
 PY
-      # SIGTERM on host B: the workload checks its memory and exits.
-      bash scripts/testbed.sh exec "${bed[@]}" b kill -TERM "$ns_pid"
-      if ! wait_for grep -q -e PASS -e FAIL "$tmp/out"; then
-        echo "bench: bench_mem $mib MiB did not finish on host B" >&2
-        exit 1
-      fi
-      if ! grep -q PASS "$tmp/out"; then
-        echo "bench: bench_mem $mib MiB failed its check after post-copy:" >&2
-        cat "$tmp/out" >&2
-        exit 1
-      fi
-      wait "$orig" 2>/dev/null || true
-      orig=
+      finish_on_b "bench_mem $mib MiB after post-copy"
     done
   done
 fi

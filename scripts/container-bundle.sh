@@ -4,7 +4,9 @@
 # from `runc spec`, edited: no terminal, the busybox counter loop writing
 # to /out/counter.txt, OUT_DIR of the host bind-mounted at /out, no network
 # namespace (the container shares its host's), CAP_CHECKPOINT_RESTORE added
-# (the restored init recreates its children's PIDs with clone3 set_tid).
+# (the restored init recreates its children's PIDs with clone3 set_tid) and
+# CAP_SYS_PTRACE (a post-copy restore creates, inside the container, a
+# userfaultfd that catches faults in system calls).
 #   scripts/container-bundle.sh BUNDLE_DIR OUT_DIR [CGROUPS_PATH]
 set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: $0 BUNDLE_DIR OUT_DIR [CGROUPS_PATH]" >&2; exit 2; }
@@ -15,7 +17,7 @@ chroot "$bundle/rootfs" /bin/busybox --install -s /bin
 rm -f "$bundle/config.json"
 (cd "$bundle" && runc spec)
 loop='exec >>/out/counter.txt 2>&1 </dev/null; i=0; while true; do echo $i; i=$(expr $i + 1); sleep 1; done'
-caps='["CAP_AUDIT_WRITE","CAP_KILL","CAP_NET_BIND_SERVICE","CAP_CHECKPOINT_RESTORE"]'
+caps='["CAP_AUDIT_WRITE","CAP_KILL","CAP_NET_BIND_SERVICE","CAP_CHECKPOINT_RESTORE","CAP_SYS_PTRACE"]'
 jq --arg loop "$loop" --arg out "$(realpath "$out")" --argjson caps "$caps" --arg cg "$cgpath" '
   .process.terminal = false
   | .process.args = ["sh", "-c", $loop]

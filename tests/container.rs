@@ -242,7 +242,9 @@ impl Env {
         Ok(env)
     }
 
-    fn migrate(&self, dir: &TestDir) -> Result<common::AgentRun> {
+    /// Migrates the container from A to B in `mode` (precopy, postcopy or
+    /// hybrid).
+    fn migrate(&self, dir: &TestDir, mode: &str) -> Result<common::AgentRun> {
         let sock = self.bed.control_socket(Host::A);
         agent(
             dir,
@@ -250,6 +252,8 @@ impl Env {
                 "migrate",
                 "--container",
                 &self.id,
+                "--mode",
+                mode,
                 "--to",
                 HOST_B,
                 "--control-socket",
@@ -259,12 +263,12 @@ impl Env {
     }
 }
 
-fn container_migrates(dir: &TestDir) -> Result<()> {
-    let env = Env::start(dir, "moved")?;
+fn container_migrates(dir: &TestDir, mode: &str) -> Result<()> {
+    let env = Env::start(dir, mode)?;
     let (bed, id, counter) = (&env.bed, &env.id, &env.counter);
     let before = wait_lines(counter, 3)?;
 
-    let migrated = env.migrate(dir)?;
+    let migrated = env.migrate(dir, mode)?;
     if let Err(e) = migrated.check() {
         bail!(
             "{e}\nagent A:\n{}\nagent B:\n{}",
@@ -308,7 +312,32 @@ fn busybox_counter_container_migrates_between_hosts() {
         eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
         return;
     }
-    run_test("container_migrates", container_migrates);
+    run_test("container_migrates", |dir| {
+        container_migrates(dir, "precopy")
+    });
+}
+
+/// The same in post-copy mode: the container runs on B at once, its
+/// memory following from A (the same checks).
+#[test]
+fn busybox_counter_container_migrates_in_postcopy_mode() {
+    if !have_runc() {
+        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    run_test("container_postcopy", |dir| {
+        container_migrates(dir, "postcopy")
+    });
+}
+
+/// And in hybrid mode: pre-copy rounds, then post-copy.
+#[test]
+fn busybox_counter_container_migrates_in_hybrid_mode() {
+    if !have_runc() {
+        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    run_test("container_hybrid", |dir| container_migrates(dir, "hybrid"));
 }
 
 /// B cannot create the container (its runc state directory is read-only):
@@ -320,7 +349,7 @@ fn failed_restore_leaves_it_running(dir: &TestDir) -> Result<()> {
     wait_lines(counter, 2)?;
     let (ok, out) = bed.host_exec(Host::B, &["mount", "-o", "remount,ro", "/run/runc"])?;
     ensure!(ok, "making B's /run/runc read-only failed: {out}");
-    let migrated = env.migrate(dir)?;
+    let migrated = env.migrate(dir, "precopy")?;
     ensure!(
         migrated.check().is_err(),
         "the migration succeeded although B cannot create containers"

@@ -358,7 +358,20 @@ pub fn restore(
     dir: &Path,
 ) -> Result<crate::restore::RestoreStats, ContainerError> {
     let st = c.create(bundle)?;
-    let restored = crate::restore::restore_into(dir, st.pid)
+    restore_created(c, st.pid, dir, crate::restore::RestoreOptions::default())
+}
+
+/// Restores the image in `dir`, as `opts` says (a post-copy destination
+/// restores lazily), into `husk`, the waiting init of the container just
+/// created with [`Container::create`]; the container then runs as its
+/// runtime sees it. On failure the container is deleted.
+pub fn restore_created(
+    c: &Container,
+    husk: i32,
+    dir: &Path,
+    opts: crate::restore::RestoreOptions,
+) -> Result<crate::restore::RestoreStats, ContainerError> {
+    let restored = crate::restore::restore_into_with(dir, husk, opts)
         .map_err(|source| ContainerError::Restore {
             id: c.id.clone(),
             source,

@@ -3,9 +3,10 @@
 //! them as they see each other (the last field of NSpid), because those are
 //! the PIDs the restore recreates inside the destination container. This
 //! sink sits between the dump and the real sink and translates every PID
-//! and TID that passes: page frames, round reports and the final state.
+//! and TID that passes: page frames, round reports, the pages a post-copy
+//! leaves on the source and the final state.
 
-use super::sink::{CheckpointSink, NextStep, RoundReport};
+use super::sink::{CheckpointSink, MemoryMode, NextStep, RoundReport};
 use super::CheckpointError;
 use crate::image::{Checkpoint, ImageSummary};
 use crate::proc;
@@ -149,6 +150,15 @@ impl CheckpointSink for Translating<'_> {
         let mut report = *report;
         report.pid = self.ns_of(report.pid)?;
         self.inner.round_done(&report)
+    }
+
+    fn memory_mode(&self) -> MemoryMode {
+        self.inner.memory_mode()
+    }
+
+    fn lazy_pages(&mut self, pid: i32, runs: Vec<(u64, u64)>) -> Result<(), CheckpointError> {
+        let pid = self.ns_of(pid)?;
+        self.inner.lazy_pages(pid, runs)
     }
 
     fn commit(&mut self, checkpoint: &Checkpoint) -> Result<ImageSummary, CheckpointError> {

@@ -235,7 +235,8 @@ async fn run(
     let (writer, incoming) = store.finish().await?;
     if let Some(remote) = remote {
         return super::postcopy_destination::run(
-            session, opts, state, restored, &dir, offer, checkpoint, writer, incoming, remote,
+            session, opts, state, restored, created, &dir, offer, checkpoint, writer, incoming,
+            remote,
         )
         .await
         .map(Outcome::Received);
@@ -248,13 +249,7 @@ async fn run(
         .flat_map(|p| p.threads.iter().map(|t| t.tid))
         .collect();
     let restore_dir = dir.clone();
-    let container = offer.container.as_ref().map(|c| {
-        let root = c.runtime_root.as_deref().map(Path::new);
-        (
-            crate::container::Container::new(c.runtime, root, &c.id),
-            PathBuf::from(&c.bundle),
-        )
-    });
+    let container = container_of(&offer);
     let target = container.clone();
     let restore = tokio::task::spawn_blocking(move || {
         let mut sink = ImageSink::new(writer);
@@ -307,6 +302,18 @@ async fn run(
         pid: restore.pid,
         restore_ms: restore.restore_ms,
     }))
+}
+
+/// The container an offer moves, as this host's runtime names it, and its
+/// bundle.
+pub(super) fn container_of(offer: &Offer) -> Option<(crate::container::Container, PathBuf)> {
+    offer.container.as_ref().map(|c| {
+        let root = c.runtime_root.as_deref().map(Path::new);
+        (
+            crate::container::Container::new(c.runtime, root, &c.id),
+            PathBuf::from(&c.bundle),
+        )
+    })
 }
 
 /// Answers the source's Done: the workload stays whatever happens to

@@ -13,6 +13,7 @@ use crate::memory::PageRuns;
 use crate::transport::{PageSender, Session, MAX_FRAME_PAGES};
 use nix::sys::uio::{process_vm_readv, RemoteIoVec};
 use nix::unistd::Pid;
+use std::collections::HashMap;
 use std::io::IoSliceMut;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -52,10 +53,12 @@ struct PushState {
     left: usize,
     /// Set by a request: continue the push there.
     hint: Option<(i32, u64)>,
+    /// PID on the wire -> PID here, where they differ (a container's).
+    host_pids: HashMap<i32, i32>,
 }
 
 impl PushState {
-    fn new(remote: &[RemoteRuns]) -> Self {
+    fn new(remote: &[RemoteRuns], host_pids: HashMap<i32, i32>) -> Self {
         let procs: Vec<(i32, Vec<u64>, Vec<bool>)> = remote
             .iter()
             .map(|r| {
@@ -74,7 +77,13 @@ impl PushState {
             cursor: (0, 0),
             left,
             hint: None,
+            host_pids,
         }
+    }
+
+    /// The PID to read process `pid` (as the wire names it) through.
+    fn host_pid(&self, pid: i32) -> i32 {
+        self.host_pids.get(&pid).copied().unwrap_or(pid)
     }
 
     fn mark_sent(&mut self, pid: i32, vaddr: u64, npages: u64) {
@@ -275,7 +284,8 @@ fn check_missing(
 
 /// Serves the post-copy phase of migration `id` on `session` until the
 /// destination reports every page local; the frozen processes named in
-/// `remote` are read. When the link breaks, waits at most `resume_wait`
+/// `remote` are read (through `host_pids` where their PIDs here differ: a
+/// container's). When the link breaks, waits at most `resume_wait`
 /// for the destination to reconnect (it may run the workload already),
 /// then goes on with the pages it still misses on the new session, which
 /// replaces `session`. Returns an error, as a sentence, when the
@@ -286,6 +296,7 @@ pub fn serve(
     session: &mut Session,
     id: &str,
     remote: &[RemoteRuns],
+    host_pids: &HashMap<i32, i32>,
     push: Push,
     resume_wait: Duration,
 ) -> Result<Served, String> {
@@ -293,7 +304,7 @@ pub fn serve(
         .iter()
         .map(|r| (r.pid, PageRuns::from_runs(r.runs.clone())))
         .collect();
-    let state = Arc::new(Mutex::new(PushState::new(remote)));
+    let state = Arc::new(Mutex::new(PushState::new(remote, host_pids.clone())));
     let mut served = Served::default();
     loop {
         let why = match serve_link(rt, session, &runs, &state, push, &mut served) {
@@ -314,7 +325,7 @@ pub fn serve(
                 return Err(reason);
             }
         };
-        *lock(&state) = PushState::new(&missing);
+        *lock(&state) = PushState::new(&missing, host_pids.clone());
         rt.block_on(session.send(&ToDestination::Resumed))
             .map_err(|e| format!("answering the destination's resume failed: {e}"))?;
         served.resumes += 1;
@@ -464,7 +475,8 @@ fn answer(
             req.npages, req.vaddr, req.pid
         )));
     }
-    let data = read_frozen(req.pid, req.vaddr, req.npages as usize).map_err(Stop::Fatal)?;
+    let host = lock(state).host_pid(req.pid);
+    let data = read_frozen(host, req.vaddr, req.npages as usize).map_err(Stop::Fatal)?;
     {
         let mut st = lock(state);
         st.mark_sent(req.pid, req.vaddr, u64::from(req.npages));
@@ -510,10 +522,15 @@ fn start_push(
         let started = Instant::now();
         let mut next_lane = 0;
         loop {
-            let Some((pid, vaddr, npages)) = lock(&state).next() else {
+            let (next, host) = {
+                let mut st = lock(&state);
+                let next = st.next();
+                (next, next.map(|(pid, ..)| st.host_pid(pid)))
+            };
+            let (Some((pid, vaddr, npages)), Some(host)) = (next, host) else {
                 break;
             };
-            let data = read_frozen(pid, vaddr, npages)?;
+            let data = read_frozen(host, vaddr, npages)?;
             let lane = &lanes[next_lane % lanes.len()];
             next_lane += 1;
             if lane.0.blocking_send((pid, vaddr, data)).is_err() {
@@ -547,7 +564,7 @@ mod tests {
             pid: 7,
             runs: vec![(0x10000, 0x10000 + 200 * PAGE_SIZE)],
         }];
-        let mut st = PushState::new(&remote);
+        let mut st = PushState::new(&remote, HashMap::new());
         assert_eq!(st.next(), Some((7, 0x10000, PUSH_CHUNK_PAGES)));
         st.mark_sent(7, 0x10000 + 150 * PAGE_SIZE, 2);
         st.hint = Some((7, 0x10000 + 148 * PAGE_SIZE));

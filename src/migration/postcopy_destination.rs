@@ -4,7 +4,7 @@
 //! the pages that arrive, and tell the source once every page is local.
 
 use super::destination::{
-    keep, kill_tree, name, DestinationOptions, DestinationState, Received, Reconnect,
+    container_of, keep, kill_tree, name, DestinationOptions, DestinationState, Received, Reconnect,
 };
 use super::postcopy::Stop;
 use super::protocol::{
@@ -83,13 +83,15 @@ fn check_remote(ck: &Checkpoint, remote: &[RemoteRuns]) -> Result<HashMap<i32, P
 }
 
 /// Runs the post-copy restore and phase; `restored` is set once the
-/// workload runs (the caller kills it on any error).
+/// workload runs, or `created` once its container exists (the caller kills
+/// the one or deletes the other on any error).
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
     session: &mut Session,
     opts: &DestinationOptions,
     state: &mut DestinationState,
     restored: &mut Option<Vec<i32>>,
+    created: &mut Option<crate::container::Container>,
     dir: &Path,
     offer: Offer,
     checkpoint: Checkpoint,
@@ -118,21 +120,42 @@ pub(super) async fn run(
         errors_tx.clone(),
     ));
 
+    // A container is created first: its init is the root husk, and what
+    // to kill (the whole PID namespace with it) should the post-copy fail.
+    let target = match container_of(&offer) {
+        Some((c, bundle)) => {
+            let made = c.clone();
+            let st = tokio::task::spawn_blocking(move || made.create(&bundle))
+                .await
+                .map_err(|e| format!("the container creation task failed: {e}"))?
+                .map_err(|e| e.to_string())?;
+            *created = Some(c.clone());
+            Some((c, st.pid))
+        }
+        None => None,
+    };
+    let victims = target.as_ref().map_or_else(|| tids.clone(), |t| vec![t.1]);
     let restore_dir = dir.to_path_buf();
     let lazy = LazyPages {
         remote,
         ready: ready_tx,
     };
+    let in_container = target.is_some();
     let restore = tokio::task::spawn_blocking(move || {
         let mut sink = ImageSink::new(writer);
         sink.commit(&checkpoint).map_err(|e| e.to_string())?;
-        crate::restore::restore_with(&restore_dir, RestoreOptions { lazy: Some(lazy) })
-            .map_err(|e| e.to_string())
+        let opts = RestoreOptions { lazy: Some(lazy) };
+        match target {
+            Some((c, husk)) => crate::container::restore_created(&c, husk, &restore_dir, opts)
+                .map_err(|e| e.to_string()),
+            None => crate::restore::restore_with(&restore_dir, opts).map_err(|e| e.to_string()),
+        }
     });
 
     let mut phase = Phase {
         restore,
         restoring: true,
+        in_container,
         running: None,
         all_local: None,
     };
@@ -191,7 +214,7 @@ pub(super) async fn run(
     if result.is_err() {
         // The workload (or the restore) may wait on pages that will never
         // come: kill it, then the restore ends.
-        kill_tree(&tids);
+        kill_tree(&victims);
         if !restore.is_finished() {
             let _ = restore.await;
         }
@@ -200,6 +223,7 @@ pub(super) async fn run(
     let (_, stats) = result?;
     keep(session, opts).await;
     *restored = None;
+    *created = None;
     *state = DestinationState::Done;
     Ok(Received {
         id: offer.id,
@@ -212,6 +236,9 @@ pub(super) async fn run(
 struct Phase {
     restore: JoinHandle<Result<RestoreStats, String>>,
     restoring: bool,
+    /// The workload is a container created here (deleted on failure, so
+    /// its PIDs are not what to kill).
+    in_container: bool,
     /// Since when the workload runs, and its restore's figures.
     running: Option<(Instant, RestoreStats)>,
     /// When every page was local (and the source told so).
@@ -277,7 +304,9 @@ async fn serve_link(
                 let stats = r
                     .map_err(|e| Stop::Fatal(format!("the restore task failed: {e}")))?
                     .map_err(Stop::Fatal)?;
-                *restored = Some(tids.to_vec());
+                if !phase.in_container {
+                    *restored = Some(tids.to_vec());
+                }
                 *state = DestinationState::PostCopy;
                 tracing::info!(pid = stats.pid, restore_ms = stats.restore_ms, "the workload runs here; its pages follow from the source");
                 phase.running = Some((Instant::now(), stats));

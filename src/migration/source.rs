@@ -12,6 +12,7 @@ use crate::dump::{self, CheckpointError, CheckpointOptions};
 use crate::image::{Checkpoint, ImageSummary, PAGE_SIZE};
 use crate::transport::{PageSender, Session};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
@@ -117,18 +118,8 @@ pub fn migrate(
     let started = Instant::now();
     let peer = session.peer_addr().to_string();
     let (pid, container) = match &opts.container {
-        Some(_) if opts.mode != MigrationMode::Precopy => {
-            return Err(MigrateError::Link {
-                peer: peer.clone(),
-                pid,
-                why: format!(
-                    "{:?} migration of a container is not supported yet (use --mode precopy)",
-                    opts.mode
-                ),
-            })
-        }
         Some(c) => {
-            let (pid, offer) = container_offer(c).map_err(|why| MigrateError::Link {
+            let (pid, offer) = container_offer(c, opts.mode).map_err(|why| MigrateError::Link {
                 peer: peer.clone(),
                 pid,
                 why,
@@ -227,12 +218,17 @@ fn ms(d: Duration) -> f64 {
 
 /// The running container's init PID and what the destination needs to
 /// create it again; refuses (before anything is frozen) a container that
-/// is not running or has a process outside its init's tree.
+/// is not running or has a process outside its init's tree, and one that
+/// cannot be restored with lazy memory when `mode` asks for that.
 fn container_offer(
     c: &crate::container::Container,
+    mode: MigrationMode,
 ) -> Result<(i32, super::protocol::ContainerOffer), String> {
     let st = c.running().map_err(|e| e.to_string())?;
     crate::container::check_tree(&c.id, st.pid).map_err(|e| e.to_string())?;
+    if mode != MigrationMode::Precopy {
+        check_lazy_container(&c.id, st.pid)?;
+    }
     let default_root = c.runtime.default_root();
     Ok((
         st.pid,
@@ -245,18 +241,45 @@ fn container_offer(
     ))
 }
 
-/// Every TID of the tree rooted at `pid` as its PID namespace names them
-/// (the names its page frames carry).
-fn namespace_tids(pid: i32) -> Result<Vec<i32>, CheckpointError> {
+/// CAP_SYS_PTRACE's bit in a capability set.
+const CAP_SYS_PTRACE: u64 = 1 << 19;
+
+/// Refuses a post-copy or hybrid migration of container `id` whose init
+/// `init` lacks CAP_SYS_PTRACE: the destination creates each process's
+/// userfaultfd inside the container, by an injected call made with the
+/// container's capabilities, and one that also catches faults taken in
+/// system calls (a read() into a page still on the source) needs it.
+fn check_lazy_container(id: &str, init: i32) -> Result<(), String> {
+    let status = crate::proc::read_status(init).map_err(|e| e.to_string())?;
+    if status.caps.effective & CAP_SYS_PTRACE == 0 {
+        return Err(format!(
+            "container {id} (init {init}) lacks CAP_SYS_PTRACE, which a post-copy restore needs inside it (a userfaultfd that catches faults in system calls); add it to process.capabilities of its config.json, or use --mode precopy"
+        ));
+    }
+    Ok(())
+}
+
+/// Every TID of the tree rooted at `pid`: (as this host names it, as its
+/// PID namespace names it).
+fn namespace_tid_pairs(pid: i32) -> Result<Vec<(i32, i32)>, CheckpointError> {
     let mut ns = dump::pidns::PidNamespace::of(pid)?;
     let mut tids = Vec::new();
     for process in dump::collect_tree(pid)? {
         ns.learn(process)?;
         for tid in crate::proc::task_ids(process)? {
-            tids.push(ns.ns(tid));
+            tids.push((tid, ns.ns(tid)));
         }
     }
     Ok(tids)
+}
+
+/// Every TID of the tree rooted at `pid` as its PID namespace names them
+/// (the names its page frames carry).
+fn namespace_tids(pid: i32) -> Result<Vec<i32>, CheckpointError> {
+    Ok(namespace_tid_pairs(pid)?
+        .into_iter()
+        .map(|(_, ns)| ns)
+        .collect())
 }
 
 /// The offer for the tree rooted at `pid`: every TID of every process,
@@ -357,6 +380,8 @@ struct NetworkSink<'a> {
     id: String,
     /// How long to wait for the destination to reconnect.
     resume_wait: Duration,
+    /// The tree is a container's: PIDs on the wire are its namespace's.
+    in_container: bool,
 }
 
 impl<'a> NetworkSink<'a> {
@@ -394,6 +419,7 @@ impl<'a> NetworkSink<'a> {
             remote: Vec::new(),
             id: String::new(),
             resume_wait: opts.postcopy_recovery + super::postcopy::RESUME_MARGIN,
+            in_container: opts.container.is_some(),
         }
     }
 
@@ -537,11 +563,21 @@ impl NetworkSink<'_> {
         self.rt
             .block_on(self.session.send(&state))
             .map_err(|e| self.link_error("send the process state", e))?;
+        // A container's pages are named by its PIDs, but read through ours.
+        let host_pids = if self.in_container {
+            namespace_tid_pairs(self.pid)?
+                .into_iter()
+                .map(|(host, ns)| (ns, host))
+                .collect()
+        } else {
+            HashMap::new()
+        };
         let served = super::postcopy::serve(
             &self.rt,
             self.session,
             &self.id,
             &self.remote,
+            &host_pids,
             super::postcopy::Push {
                 streams: self.page_streams,
                 bandwidth_limit: self.bandwidth_limit,

@@ -79,11 +79,13 @@ pub fn rebuild(reader: &ImageReader, lazy: Option<&LazyPages>) -> Result<u64, Re
 /// Restores the image's tree into the existing process `husk` (a created
 /// container's init, waiting in its namespaces and cgroup): its extra
 /// threads are ended and the root is rebuilt in it; files are handed in
-/// over `channel`. On failure the husk is killed.
+/// over `channel`; `lazy` as for [`rebuild`]. On failure the husk is
+/// killed.
 pub fn rebuild_into(
     reader: &ImageReader,
     husk: Pid,
     channel: &super::channel::FdChannel,
+    lazy: Option<&LazyPages>,
 ) -> Result<u64, RestoreError> {
     let ck = reader.checkpoint();
     let root = ck.root().ok_or_else(|| RestoreError::Unsupported {
@@ -97,7 +99,7 @@ pub fn rebuild_into(
             return Err(e);
         }
     };
-    run(reader, root_husk, None)
+    run(reader, root_husk, lazy)
 }
 
 /// Builds the tree from its root's husk and lets it run; kills every husk
@@ -2067,44 +2069,20 @@ impl<'a> Husk<'a> {
                 [c.groups.len() as u64, addr, 0, 0, 0, 0],
                 || "setgroups".into(),
             )?;
-            self.sys(
-                idx,
-                libc::SYS_setresgid,
-                [
-                    c.gids[0] as u64,
-                    c.gids[1] as u64,
-                    c.gids[2] as u64,
-                    0,
-                    0,
-                    0,
-                ],
-                || format!("setresgid({:?})", &c.gids[..3]),
-            )?;
-            self.sys(
-                idx,
-                libc::SYS_setfsgid,
-                [c.gids[3] as u64, 0, 0, 0, 0, 0],
-                || "setfsgid".into(),
-            )?;
-            self.sys(
-                idx,
-                libc::SYS_setresuid,
-                [
-                    c.uids[0] as u64,
-                    c.uids[1] as u64,
-                    c.uids[2] as u64,
-                    0,
-                    0,
-                    0,
-                ],
-                || format!("setresuid({:?})", &c.uids[..3]),
-            )?;
-            self.sys(
-                idx,
-                libc::SYS_setfsuid,
-                [c.uids[3] as u64, 0, 0, 0, 0, 0],
-                || "setfsuid".into(),
-            )?;
+            // Group IDs first: setting them needs the capability that
+            // dropping the user IDs may take away.
+            for (kind, setres, setfs, ids) in [
+                ("gid", libc::SYS_setresgid, libc::SYS_setfsgid, c.gids),
+                ("uid", libc::SYS_setresuid, libc::SYS_setfsuid, c.uids),
+            ] {
+                let [real, effective, saved, fs] = ids.map(u64::from);
+                self.sys(idx, setres, [real, effective, saved, 0, 0, 0], || {
+                    format!("setres{kind}({:?}) of thread {tid}", &ids[..3])
+                })?;
+                self.sys(idx, setfs, [fs, 0, 0, 0, 0, 0], || {
+                    format!("setfs{kind}({fs}) of thread {tid}")
+                })?;
+            }
             // The inheritable set first: it may hold capabilities that the
             // bounding set no longer does.
             self.capset(

@@ -192,6 +192,17 @@ pub fn restore_with(dir: &Path, opts: RestoreOptions) -> Result<RestoreStats, Re
 /// are cloned from it. Files are resolved inside the husk's root. Returns
 /// once the tree runs; on failure the husk is killed.
 pub fn restore_into(dir: &Path, husk: i32) -> Result<RestoreStats, RestoreError> {
+    restore_into_with(dir, husk, RestoreOptions::default())
+}
+
+/// [`restore_into`] as `opts` says: with lazy pages, a post-copy
+/// migration's destination restores a container whose memory still comes
+/// from the source (its processes named by their container PIDs).
+pub fn restore_into_with(
+    dir: &Path,
+    husk: i32,
+    opts: RestoreOptions,
+) -> Result<RestoreStats, RestoreError> {
     let started = Instant::now();
     let reader = ImageReader::open(dir)?;
     let ck = reader.checkpoint();
@@ -203,7 +214,10 @@ pub fn restore_into(dir: &Path, husk: i32) -> Result<RestoreStats, RestoreError>
         .try_for_each(|p| check_files(ck, p, &root));
     let pages_restored = checked
         .and_then(|()| channel::FdChannel::listen(husk))
-        .and_then(|ch| husk::rebuild_into(&reader, nix::unistd::Pid::from_raw(husk), &ch));
+        .and_then(|ch| {
+            let husk = nix::unistd::Pid::from_raw(husk);
+            husk::rebuild_into(&reader, husk, &ch, opts.lazy.as_ref())
+        });
     let pages_restored = match pages_restored {
         Ok(p) => p,
         Err(e) => {

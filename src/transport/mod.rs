@@ -156,19 +156,8 @@ pub enum ConnectError {
         reason: String,
     },
     /// The peer answered with another magic or protocol version.
-    #[error("peer {peer} ({agent}) speaks protocol version {theirs} (magic {magic:#010x}); this agent speaks version {ours}")]
-    Version {
-        /// The peer's address.
-        peer: SocketAddr,
-        /// The peer's agent name.
-        agent: String,
-        /// The peer's magic.
-        magic: u32,
-        /// The peer's version.
-        theirs: u32,
-        /// This side's version.
-        ours: u32,
-    },
+    #[error(transparent)]
+    Version(#[from] VersionMismatch),
     /// A step did not finish within [`HANDSHAKE_TIMEOUT`].
     #[error("peer {peer} did not answer within {HANDSHAKE_TIMEOUT:?} while {step}")]
     Timeout {
@@ -203,19 +192,8 @@ pub enum AcceptError {
     Send(#[from] SendError),
     /// The peer's Hello has another magic or protocol version (it was sent
     /// Refused with this reason).
-    #[error("peer {peer} ({agent}) speaks protocol version {theirs} (magic {magic:#010x}); this agent speaks version {ours}")]
-    Version {
-        /// The peer's address.
-        peer: SocketAddr,
-        /// The peer's agent name.
-        agent: String,
-        /// The peer's magic.
-        magic: u32,
-        /// The peer's version.
-        theirs: u32,
-        /// This side's version.
-        ours: u32,
-    },
+    #[error(transparent)]
+    Version(#[from] VersionMismatch),
     /// The peer asked for an unacceptable number of bulk connections.
     #[error("peer {peer} asked for {count} bulk connections; 1 to {MAX_BULK_CONNECTIONS} allowed")]
     BulkConnections {
@@ -235,6 +213,39 @@ pub enum AcceptError {
     /// The endpoint was closed.
     #[error("the endpoint was closed")]
     Closed,
+}
+
+/// The two agents speak different protocols: each side checks the other's
+/// Hello, so both can say which versions met.
+#[derive(Debug, thiserror::Error)]
+#[error("peer {peer} ({agent}) speaks protocol version {theirs} (magic {magic:#010x}); this agent speaks version {ours}")]
+pub struct VersionMismatch {
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// The peer's agent name.
+    pub agent: String,
+    /// The peer's magic.
+    pub magic: u32,
+    /// The peer's version.
+    pub theirs: u32,
+    /// This side's version.
+    pub ours: u32,
+}
+
+impl VersionMismatch {
+    /// Checks the peer's Hello against this agent's magic and version.
+    fn check(peer: SocketAddr, hello: &Hello, ours: u32) -> Result<(), Self> {
+        if hello.magic == HELLO_MAGIC && hello.version == ours {
+            return Ok(());
+        }
+        Err(Self {
+            peer,
+            agent: hello.agent.clone(),
+            magic: hello.magic,
+            theirs: hello.version,
+            ours,
+        })
+    }
 }
 
 /// Why [`Session::open_pages`] failed.
@@ -444,18 +455,13 @@ impl Transport {
             Reply::Refused { reason } => return Err(ConnectError::Refused { peer: addr, reason }),
             Reply::Welcome(h) => h,
         };
-        if theirs.magic != HELLO_MAGIC || theirs.version != self.settings.protocol_version {
+        if let Err(mismatch) = VersionMismatch::check(addr, &theirs, self.settings.protocol_version)
+        {
             control.close(
                 VarInt::from_u32(CLOSE_REFUSED),
                 b"protocol version mismatch",
             );
-            return Err(ConnectError::Version {
-                peer: addr,
-                agent: theirs.agent,
-                magic: theirs.magic,
-                theirs: theirs.version,
-                ours: self.settings.protocol_version,
-            });
+            return Err(mismatch.into());
         }
         let mut conns = Vec::with_capacity(bulk);
         for index in 0..bulk {
@@ -680,16 +686,9 @@ async fn sort_incoming(
                     refuse(&conn, &mut send, &reason).await;
                     return Err(AcceptError::Connection { peer, reason });
                 };
-                if hello.magic != HELLO_MAGIC || hello.version != settings.protocol_version {
-                    let err = AcceptError::Version {
-                        peer,
-                        agent: hello.agent,
-                        magic: hello.magic,
-                        theirs: hello.version,
-                        ours: settings.protocol_version,
-                    };
-                    refuse(&conn, &mut send, &err.to_string()).await;
-                    return Err(err);
+                if let Err(mismatch) = VersionMismatch::check(peer, &hello, settings.protocol_version) {
+                    refuse(&conn, &mut send, &mismatch.to_string()).await;
+                    return Err(mismatch.into());
                 }
                 Ok(Some(Opened { conn: conn.clone(), send, recv, hello }))
             }
