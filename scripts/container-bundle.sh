@@ -7,9 +7,25 @@
 # (the restored init recreates its children's PIDs with clone3 set_tid) and
 # CAP_SYS_PTRACE (a post-copy restore creates, inside the container, a
 # userfaultfd that catches faults in system calls).
-#   scripts/container-bundle.sh BUNDLE_DIR OUT_DIR [CGROUPS_PATH]
+#   scripts/container-bundle.sh [--own-netns] [--node SCRIPT.js ADDR PORT]
+#                               BUNDLE_DIR OUT_DIR [CGROUPS_PATH]
+# --own-netns keeps the network namespace of `runc spec` (the container
+# gets an empty one of its own: configure it between `runc create` and
+# `runc start`, e.g. with scripts/container-net.sh).
+# --node runs `node SCRIPT.js ADDR PORT` instead of the loop (output to
+# /out/node.log): the node binary, the script and the host's library
+# directories (where ldd finds node's libraries) are bind-mounted read-only.
 set -euo pipefail
-[ $# -ge 2 ] || { echo "usage: $0 BUNDLE_DIR OUT_DIR [CGROUPS_PATH]" >&2; exit 2; }
+own_netns=0 node_args=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --own-netns) own_netns=1; shift ;;
+    --node) [ $# -ge 4 ] || { echo "--node needs SCRIPT ADDR PORT" >&2; exit 2; }
+            node_args=("$2" "$3" "$4"); shift 4 ;;
+    *) break ;;
+  esac
+done
+[ $# -ge 2 ] || { echo "usage: $0 [--own-netns] [--node SCRIPT.js ADDR PORT] BUNDLE_DIR OUT_DIR [CGROUPS_PATH]" >&2; exit 2; }
 bundle=$1 out=$2 cgpath=${3:-}
 mkdir -p "$bundle/rootfs/bin" "$bundle/rootfs/out" "$bundle/rootfs/tmp" "$out"
 cp /bin/busybox "$bundle/rootfs/bin/busybox"
@@ -17,13 +33,29 @@ chroot "$bundle/rootfs" /bin/busybox --install -s /bin
 rm -f "$bundle/config.json"
 (cd "$bundle" && runc spec)
 loop='exec >>/out/counter.txt 2>&1 </dev/null; i=0; while true; do echo $i; i=$(expr $i + 1); sleep 1; done'
+args=$(jq -n --arg loop "$loop" '["sh", "-c", $loop]')
+mounts='[]'
+if ((${#node_args[@]})); then
+  node=$(realpath "$(command -v node)")
+  script=$(realpath "${node_args[0]}")
+  args=$(jq -n --arg a "${node_args[1]}" --arg p "${node_args[2]}" \
+    '["sh", "-c", "exec /app/node /app/server.js \($a) \($p) >>/out/node.log 2>&1 </dev/null"]')
+  ro() { jq -n --arg s "$1" --arg d "$2" '{destination: $d, type: "bind", source: $s, options: ["rbind", "ro"]}'; }
+  mounts=$( {
+    ro "$node" /app/node
+    ro "$script" /app/server.js
+    # Every directory holding a library of node, at the same path.
+    ldd "$node" | grep -o '/[^ ]*' | xargs -n1 dirname | sort -u | while read -r d; do ro "$d" "$d"; done
+  } | jq -s .)
+fi
 caps='["CAP_AUDIT_WRITE","CAP_KILL","CAP_NET_BIND_SERVICE","CAP_CHECKPOINT_RESTORE","CAP_SYS_PTRACE"]'
-jq --arg loop "$loop" --arg out "$(realpath "$out")" --argjson caps "$caps" --arg cg "$cgpath" '
+jq --argjson args "$args" --arg out "$(realpath "$out")" --argjson caps "$caps" --arg cg "$cgpath" \
+   --argjson mounts "$mounts" --argjson own_netns "$own_netns" '
   .process.terminal = false
-  | .process.args = ["sh", "-c", $loop]
+  | .process.args = $args
   | .process.capabilities = {bounding: $caps, effective: $caps, permitted: $caps, ambient: $caps}
-  | .mounts += [{destination: "/out", type: "bind", source: $out, options: ["rbind", "rw"]}]
-  | .linux.namespaces |= map(select(.type != "network"))
+  | .mounts += [{destination: "/out", type: "bind", source: $out, options: ["rbind", "rw"]}] + $mounts
+  | if $own_netns == 1 then . else .linux.namespaces |= map(select(.type != "network")) end
   | if $cg != "" then .linux.cgroupsPath = $cg else . end
 ' "$bundle/config.json" > "$bundle/config.json.new"
 mv "$bundle/config.json.new" "$bundle/config.json"

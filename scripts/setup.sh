@@ -10,6 +10,7 @@ packages=(
   make
   pkg-config
   iproute2     # network-namespace testbed
+  jq           # container-bundle.sh and container-net.sh read and edit JSON
   procps       # ps/pgrep used by scripts for humans, never by tests
   qemu-system-x86  # scripts/softdirty-vm.sh: a 6.1 guest kernel with soft-dirty
   cpio         # ... its initramfs
@@ -25,6 +26,8 @@ command -v python3 >/dev/null 2>&1 || packages+=(python3)
 packages+=(busybox-static)
 # OCI runtimes whose containers are migrated (tests/container.rs).
 packages+=(runc crun)
+# capsh drops capabilities for the refusal test (tests/container.rs).
+packages+=(libcap2-bin)
 
 missing=()
 for p in "${packages[@]}"; do

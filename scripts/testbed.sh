@@ -90,6 +90,9 @@ cert = "$dir/cert.pem"
 key = "$dir/key.pem"
 work_dir = "$dir/work"
 log_level = "info"
+
+[container]
+network_hook = "$(realpath scripts/container-net.sh)"
 EOF
   rm -f "$dir/agent.sock"
   # bash is the init of the host's PID namespace: it reaps orphans (the

@@ -87,8 +87,8 @@ impl HostCgroups {
 
     /// A shell command that mounts the cgroup hierarchies at
     /// /sys/fs/cgroup inside a host (`ip netns exec` gave it a sysfs of
-    /// its own, without them).
-    fn mount_script(&self) -> String {
+    /// its own, without them); the cgroup2 one only `with_unified`.
+    fn mount_script(&self, with_unified: bool) -> String {
         let mut script = String::from("mount -t tmpfs ferry-cgroups /sys/fs/cgroup;");
         for d in &self.dirs {
             let Ok(rel) = d.strip_prefix("/sys/fs/cgroup") else {
@@ -97,6 +97,9 @@ impl HostCgroups {
             let Some(name) = rel.iter().next().and_then(|n| n.to_str()) else {
                 continue;
             };
+            if name == "unified" && !with_unified {
+                continue;
+            }
             let mount = match name {
                 "unified" => "mount -t cgroup2 cgroup2".to_string(),
                 "systemd" => "mount -t cgroup -o none,name=systemd cgroup".to_string(),
@@ -167,8 +170,12 @@ fn wait_lines(path: &Path, n: usize) -> Result<Vec<u64>> {
 }
 
 fn runc_list(bed: &Testbed, host: Host) -> Result<String> {
-    let (ok, out) = bed.host_exec(host, &["runc", "list"])?;
-    ensure!(ok, "runc list on {host:?} failed: {out}");
+    runtime_list(bed, host, "runc")
+}
+
+fn runtime_list(bed: &Testbed, host: Host, runtime: &str) -> Result<String> {
+    let (ok, out) = bed.host_exec(host, &[runtime, "list"])?;
+    ensure!(ok, "{runtime} list on {host:?} failed: {out}");
     Ok(out)
 }
 
@@ -181,6 +188,9 @@ struct Env {
     _cgroups_b: HostCgroups,
     id: String,
     counter: PathBuf,
+    bundle: PathBuf,
+    /// The OCI runtime: runc or crun.
+    runtime: &'static str,
 }
 
 impl Drop for Env {
@@ -188,13 +198,53 @@ impl Drop for Env {
         for host in [Host::A, Host::B] {
             let _ = self
                 .bed
-                .host_exec(host, &["runc", "delete", "-f", &self.id]);
+                .host_exec(host, &[self.runtime, "delete", "-f", &self.id]);
         }
     }
 }
 
+/// What the test container runs, and on which network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The busybox counter, in its host's network namespace.
+    Counter,
+    /// The busybox counter, in a network namespace of its own
+    /// ([`CONTAINER_NETWORK`]).
+    CounterOwnNet,
+    /// The Node.js request counter on [`NODE_URL`], in a network namespace
+    /// of its own.
+    Node,
+    /// The busybox counter without CAP_SYS_PTRACE (which post-copy needs).
+    CounterWithoutPtrace,
+}
+
+/// The container's own network when it has one: what the source host's
+/// network hook (scripts/container-net.sh, also each agent's) gives it.
+const CONTAINER_NETWORK: &str = r#"{"interfaces":[{"name":"eth0","addresses":["10.232.0.2/24"]}],"routes":[{"dst":"default","gateway":"10.232.0.1","dev":"eth0"}]}"#;
+/// Where the Node.js container answers.
+const NODE_URL: &str = "http://10.232.0.2:8080/";
+
 impl Env {
     fn start(dir: &TestDir, name: &str) -> Result<Self> {
+        Self::start_kind(dir, name, Kind::Counter)
+    }
+
+    fn start_kind(dir: &TestDir, name: &str, kind: Kind) -> Result<Self> {
+        let env = Self::prepare_kind(dir, name, kind, "runc")?;
+        env.run_kind(kind)?;
+        Ok(env)
+    }
+
+    /// The hosts and the counter's bundle, the container not started yet.
+    fn prepare(dir: &TestDir, name: &str) -> Result<Self> {
+        Self::prepare_kind(dir, name, Kind::Counter, "runc")
+    }
+
+    /// The hosts and the bundle of `kind` for `runtime`, the container not
+    /// started yet; crun's hosts get no cgroup2 hierarchy (crun 1.8
+    /// refuses a hybrid layout whose cgroup2 has controllers, as this
+    /// host's has).
+    fn prepare_kind(dir: &TestDir, name: &str, kind: Kind, runtime: &'static str) -> Result<Self> {
         let id = format!("ferry-{name}-{}", std::process::id());
         let cgroups_a = HostCgroups::create(&format!("{id}-host-a"))?;
         let cgroups_b = HostCgroups::create(&format!("{id}-host-b"))?;
@@ -209,62 +259,170 @@ impl Env {
             _cgroups_b: cgroups_b,
             id,
             counter: out_dir.join("counter.txt"),
+            bundle: bundle.clone(),
+            runtime,
         };
         for host in [Host::A, Host::B] {
             let setup = format!(
-                "set -e; mkdir -p /run/runc; mount -t tmpfs ferry-runc /run/runc; {}",
-                env.cgroups_a.mount_script()
+                "set -e; mkdir -p /run/{runtime}; mount -t tmpfs ferry-{runtime} /run/{runtime}; {}",
+                env.cgroups_a.mount_script(runtime == "runc")
             );
             let (ok, out) = env.bed.host_exec(host, &["sh", "-c", &setup])?;
             ensure!(
                 ok,
-                "giving host {host:?} its own /run/runc and cgroups failed: {out}"
+                "giving host {host:?} its own /run/{runtime} and cgroups failed: {out}"
             );
         }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/container-bundle.sh");
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let server = repo.join("tests/workloads/counter_server.js");
+        let mut options = match kind {
+            Kind::Counter | Kind::CounterWithoutPtrace => vec![],
+            Kind::CounterOwnNet => vec!["--own-netns"],
+            Kind::Node => vec![
+                "--own-netns",
+                "--node",
+                path_str(&server)?,
+                "10.232.0.2",
+                "8080",
+            ],
+        };
+        options.extend([path_str(&bundle)?, path_str(&out_dir)?, "ferry-counter"]);
         let made = Command::new("bash")
-            .arg(&script)
-            .args([path_str(&bundle)?, path_str(&out_dir)?, "ferry-counter"])
+            .arg(repo.join("scripts/container-bundle.sh"))
+            .args(&options)
             .output()?;
         ensure!(
             made.status.success(),
             "container-bundle.sh failed: {}",
             String::from_utf8_lossy(&made.stderr)
         );
-        let run = format!(
-            "{} exec runc run -d --bundle {} {}",
-            env.cgroups_a.enter_script(),
-            bundle.display(),
-            env.id
-        );
-        let (ok, out) = env.bed.host_exec(Host::A, &["sh", "-c", &run])?;
-        ensure!(ok, "runc run on host A failed: {out}");
+        if kind == Kind::CounterWithoutPtrace {
+            let config = bundle.join("config.json");
+            let mut spec: serde_json::Value = serde_json::from_str(&fs::read_to_string(&config)?)?;
+            for set in spec["process"]["capabilities"]
+                .as_object_mut()
+                .context("no process.capabilities in config.json")?
+                .values_mut()
+            {
+                if let Some(caps) = set.as_array_mut() {
+                    caps.retain(|c| c != "CAP_SYS_PTRACE");
+                }
+            }
+            fs::write(&config, serde_json::to_string(&spec)?)?;
+        }
         Ok(env)
+    }
+
+    /// Starts the container of `kind` on host A.
+    fn run_kind(&self, kind: Kind) -> Result<()> {
+        if matches!(kind, Kind::Counter | Kind::CounterWithoutPtrace) {
+            return self.run_on_a();
+        }
+        // The network is configured between create and start, as a
+        // runtime hook would: node binds its address at once.
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let run = format!(
+            "set -e; {} runc create --bundle {} {id}; FERRY_NETWORK='{CONTAINER_NETWORK}' bash {} {id} $(runc state {id} | jq .pid); runc start {id}",
+            self.cgroups_a.enter_script(),
+            self.bundle.display(),
+            repo.join("scripts/container-net.sh").display(),
+            id = self.id,
+        );
+        let (ok, out) = self.bed.host_exec(Host::A, &["sh", "-c", &run])?;
+        ensure!(ok, "runc run on host A failed: {out}");
+        Ok(())
+    }
+
+    /// Starts the container on host A.
+    fn run_on_a(&self) -> Result<()> {
+        let run = format!(
+            "{} exec {} run -d --bundle {} {}",
+            self.cgroups_a.enter_script(),
+            self.runtime,
+            self.bundle.display(),
+            self.id
+        );
+        let (ok, out) = self.bed.host_exec(Host::A, &["sh", "-c", &run])?;
+        ensure!(ok, "{} run on host A failed: {out}", self.runtime);
+        Ok(())
     }
 
     /// Migrates the container from A to B in `mode` (precopy, postcopy or
     /// hybrid).
     fn migrate(&self, dir: &TestDir, mode: &str) -> Result<common::AgentRun> {
+        self.migrate_with(dir, &["--mode", mode])
+    }
+
+    fn migrate_with(&self, dir: &TestDir, extra: &[&str]) -> Result<common::AgentRun> {
         let sock = self.bed.control_socket(Host::A);
-        agent(
-            dir,
-            &[
-                "migrate",
-                "--container",
-                &self.id,
-                "--mode",
-                mode,
-                "--to",
-                HOST_B,
-                "--control-socket",
-                path_str(&sock)?,
-            ],
-        )
+        let mut args = vec![
+            "migrate",
+            "--container",
+            &self.id,
+            "--to",
+            HOST_B,
+            "--control-socket",
+            path_str(&sock)?,
+            "--runtime",
+            self.runtime,
+        ];
+        args.extend_from_slice(extra);
+        agent(dir, &args)
+    }
+
+    /// Gives host B its own copy of the bundle (as it is now) at the same
+    /// path, bind-mounted in B's mount namespace; returns the copy's path.
+    fn copy_bundle_to_b(&self) -> Result<PathBuf> {
+        let copy = self.bundle.with_file_name("bundle-b");
+        let cp = Command::new("cp")
+            .arg("-a")
+            .arg(&self.bundle)
+            .arg(&copy)
+            .status()?;
+        ensure!(cp.success(), "copying the bundle failed");
+        self.bind_on_b(&copy, &self.bundle)?;
+        Ok(copy)
+    }
+
+    /// Bind-mounts `what` on `at` inside host B only.
+    fn bind_on_b(&self, what: &Path, at: &Path) -> Result<()> {
+        let (ok, out) = self.bed.host_exec(
+            Host::B,
+            &["mount", "--bind", path_str(what)?, path_str(at)?],
+        )?;
+        ensure!(ok, "bind-mounting {} on B failed: {out}", what.display());
+        Ok(())
+    }
+
+    /// Fails unless the container runs on A and B does not know it.
+    fn still_on_a(&self) -> Result<()> {
+        let list_a = runc_list(&self.bed, Host::A)?;
+        ensure!(
+            list_a
+                .lines()
+                .any(|l| l.starts_with(self.id.as_str()) && l.contains("running")),
+            "the container is not running on A:\n{list_a}"
+        );
+        let list_b = runc_list(&self.bed, Host::B)?;
+        ensure!(
+            !list_b.contains(self.id.as_str()),
+            "B kept the container:\n{list_b}"
+        );
+        Ok(())
     }
 }
 
-fn container_migrates(dir: &TestDir, mode: &str) -> Result<()> {
-    let env = Env::start(dir, mode)?;
+fn container_migrates(dir: &TestDir, mode: &str, kind: Kind) -> Result<()> {
+    migrates_with(dir, "runc", mode, kind)
+}
+
+fn migrates_with(dir: &TestDir, runtime: &'static str, mode: &str, kind: Kind) -> Result<()> {
+    let name = match runtime {
+        "runc" => mode.to_string(),
+        _ => format!("{runtime}-{mode}"),
+    };
+    let env = Env::prepare_kind(dir, &name, kind, runtime)?;
+    env.run_kind(kind)?;
     let (bed, id, counter) = (&env.bed, &env.id, &env.counter);
     let before = wait_lines(counter, 3)?;
 
@@ -276,18 +434,29 @@ fn container_migrates(dir: &TestDir, mode: &str) -> Result<()> {
             bed.agent_log(Host::B)
         );
     }
-    let list_b = runc_list(bed, Host::B)?;
+    let list_b = runtime_list(bed, Host::B, runtime)?;
     ensure!(
         list_b
             .lines()
             .any(|l| l.starts_with(id.as_str()) && l.contains("running")),
-        "runc list on B does not show {id} running:\n{list_b}"
+        "{runtime} list on B does not show {id} running:\n{list_b}"
     );
-    let list_a = runc_list(bed, Host::A)?;
+    let list_a = runtime_list(bed, Host::A, runtime)?;
     ensure!(
         !list_a.contains(id.as_str()),
         "the container is still known on A:\n{list_a}"
     );
+    if kind == Kind::CounterOwnNet {
+        // B's network hook gave the new namespace the recorded address.
+        let show = format!(
+            "nsenter --net=/proc/$(runc state {id} | jq .pid)/ns/net ip -o -4 addr show eth0"
+        );
+        let (ok, out) = bed.host_exec(Host::B, &["sh", "-c", &show])?;
+        ensure!(
+            ok && out.contains("10.232.0.2/24"),
+            "the container on B lacks its address 10.232.0.2/24: {out}"
+        );
+    }
     // Counting continues on B: no gap, no repeat, no reset.
     let after = wait_lines(counter, before.len() + 4)?;
     for (i, v) in after.iter().enumerate() {
@@ -296,12 +465,12 @@ fn container_migrates(dir: &TestDir, mode: &str) -> Result<()> {
             "line {i} of the counter is {v}: the count broke across the migration ({after:?})"
         );
     }
-    let (ok, out) = bed.host_exec(Host::B, &["runc", "delete", "-f", id])?;
-    ensure!(ok, "runc delete -f on B failed: {out}");
-    let list_b = runc_list(bed, Host::B)?;
+    let (ok, out) = bed.host_exec(Host::B, &[runtime, "delete", "-f", id])?;
+    ensure!(ok, "{runtime} delete -f on B failed: {out}");
+    let list_b = runtime_list(bed, Host::B, runtime)?;
     ensure!(
         !list_b.contains(id.as_str()),
-        "runc delete left {id}:\n{list_b}"
+        "{runtime} delete left {id}:\n{list_b}"
     );
     Ok(())
 }
@@ -313,7 +482,7 @@ fn busybox_counter_container_migrates_between_hosts() {
         return;
     }
     run_test("container_migrates", |dir| {
-        container_migrates(dir, "precopy")
+        container_migrates(dir, "precopy", Kind::Counter)
     });
 }
 
@@ -326,7 +495,7 @@ fn busybox_counter_container_migrates_in_postcopy_mode() {
         return;
     }
     run_test("container_postcopy", |dir| {
-        container_migrates(dir, "postcopy")
+        container_migrates(dir, "postcopy", Kind::Counter)
     });
 }
 
@@ -337,7 +506,9 @@ fn busybox_counter_container_migrates_in_hybrid_mode() {
         eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
         return;
     }
-    run_test("container_hybrid", |dir| container_migrates(dir, "hybrid"));
+    run_test("container_hybrid", |dir| {
+        container_migrates(dir, "hybrid", Kind::Counter)
+    });
 }
 
 /// B cannot create the container (its runc state directory is read-only):
@@ -383,4 +554,451 @@ fn failed_container_restore_leaves_it_running_on_the_source() {
         return;
     }
     run_test("container_restore_fails", failed_restore_leaves_it_running);
+}
+
+/// The counter in a network namespace of its own, moved in post-copy mode:
+/// B's agent runs its network hook, and the container there has the
+/// address recorded on A.
+#[test]
+fn container_with_its_own_network_namespace_migrates() {
+    if !have_runc() {
+        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    run_test("container_netns", |dir| {
+        container_migrates(dir, "postcopy", Kind::CounterOwnNet)
+    });
+}
+
+/// Seed scenario 2 as a container: the Node.js request counter listens on
+/// the container's own address; it answers N on host A, and N+1 at the
+/// same address on host B after the migration in `mode`.
+fn node_container_migrates(dir: &TestDir, mode: &str) -> Result<()> {
+    let env = Env::start_kind(dir, &format!("node-{mode}"), Kind::Node)?;
+    let (bed, id) = (&env.bed, &env.id);
+    let log = env.counter.with_file_name("node.log");
+    common::testbed::wait_for(&log, "READY")?;
+    let mut n = 0;
+    for _ in 0..3 {
+        n = bed.http_get(Host::A, NODE_URL)?.parse::<u64>()?;
+    }
+    ensure!(n == 3, "the server on A counted {n} requests, not 3");
+    let migrated = env.migrate(dir, mode)?;
+    if let Err(e) = migrated.check() {
+        bail!(
+            "{e}\nagent A:\n{}\nagent B:\n{}",
+            bed.agent_log(Host::A),
+            bed.agent_log(Host::B)
+        );
+    }
+    let after = bed.http_get(Host::B, NODE_URL)?;
+    ensure!(
+        after == (n + 1).to_string(),
+        "the server on B answered {after:?}, not {}",
+        n + 1
+    );
+    let list_b = runc_list(bed, Host::B)?;
+    ensure!(
+        list_b
+            .lines()
+            .any(|l| l.starts_with(id.as_str()) && l.contains("running")),
+        "runc list on B does not show {id} running:\n{list_b}"
+    );
+    let (ok, out) = bed.host_exec(Host::B, &["runc", "delete", "-f", id])?;
+    ensure!(ok, "runc delete -f on B failed: {out}");
+    Ok(())
+}
+
+#[test]
+fn node_counter_container_keeps_counting_at_its_address() {
+    if !have_runc() {
+        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    run_test("container_node", |dir| {
+        node_container_migrates(dir, "precopy")
+    });
+}
+
+/// The same in post-copy mode: node's heap follows from A after it runs
+/// on B.
+#[test]
+fn node_counter_container_keeps_counting_after_postcopy() {
+    if !have_runc() {
+        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    run_test("container_node_postcopy", |dir| {
+        node_container_migrates(dir, "postcopy")
+    });
+}
+
+/// A container without CAP_SYS_PTRACE cannot be restored with lazy memory:
+/// a post-copy migration is refused before anything is frozen, naming the
+/// capability, and the container counts on on A; B has nothing.
+fn postcopy_without_ptrace_is_refused(dir: &TestDir) -> Result<()> {
+    let env = Env::start_kind(dir, "noptrace", Kind::CounterWithoutPtrace)?;
+    let (bed, id, counter) = (&env.bed, &env.id, &env.counter);
+    wait_lines(counter, 2)?;
+    let refused = env.migrate(dir, "postcopy")?;
+    let why = refused.refusal()?;
+    ensure!(
+        why.contains("CAP_SYS_PTRACE"),
+        "the refusal does not name CAP_SYS_PTRACE: {why}"
+    );
+    let list_a = runc_list(bed, Host::A)?;
+    ensure!(
+        list_a
+            .lines()
+            .any(|l| l.starts_with(id.as_str()) && l.contains("running")),
+        "the container is not running on A after the refusal:\n{list_a}"
+    );
+    let list_b = runc_list(bed, Host::B)?;
+    ensure!(
+        !list_b.contains(id.as_str()),
+        "B has the container:\n{list_b}"
+    );
+    let now = wait_lines(counter, 0)?.len();
+    let after = wait_lines(counter, now + 2)?;
+    for (i, v) in after.iter().enumerate() {
+        ensure!(*v == i as u64, "line {i} of the counter is {v} ({after:?})");
+    }
+    Ok(())
+}
+
+#[test]
+fn postcopy_of_a_container_without_cap_sys_ptrace_is_refused() {
+    if !have_runc() {
+        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    run_test("container_noptrace", postcopy_without_ptrace_is_refused);
+}
+
+/// The lines of a file of numbers written one per line.
+fn numbers(path: &Path) -> Result<Vec<u64>> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .map(|l| l.trim().parse().with_context(|| format!("line {l:?}")))
+        .collect()
+}
+
+/// With --sync-rootfs, what the container wrote in its rootfs on A (a new
+/// file, an appended one, a removal, and a log it appends to every second,
+/// up to the freeze) is in B's own copy of the bundle after the migration,
+/// and the container goes on appending there with no gap.
+fn rootfs_follows(dir: &TestDir) -> Result<()> {
+    let env = Env::prepare(dir, "rootfs")?;
+    let rootfs = env.bundle.join("rootfs");
+    fs::create_dir_all(rootfs.join("etc"))?;
+    fs::write(rootfs.join("etc/greeting"), "hello\n")?;
+    fs::write(rootfs.join("doomed"), "to be removed\n")?;
+    let config_path = env.bundle.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&fs::read(&config_path)?)?;
+    config["root"]["readonly"] = false.into();
+    let script = "echo written-by-container > /made.txt; echo more >> /etc/greeting; rm /doomed; \
+        exec >>/out/counter.txt 2>&1 </dev/null; i=0; \
+        while true; do echo $i; echo $i >> /log.txt; i=$(expr $i + 1); sleep 1; done";
+    config["process"]["args"] = serde_json::json!(["sh", "-c", script]);
+    fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
+    let copy = env.copy_bundle_to_b()?;
+    env.run_on_a()?;
+    wait_lines(&env.counter, 3)?;
+
+    // Slow pages: the log grows between the first rootfs pass and the
+    // freeze, so only the frozen pass can bring its last lines.
+    let migrated = env.migrate_with(
+        dir,
+        &["--sync-rootfs", "--json", "--bandwidth-limit", "32K"],
+    )?;
+    let stats = match migrated.json() {
+        Ok(v) => v,
+        Err(e) => bail!(
+            "{e}\nagent A:\n{}\nagent B:\n{}",
+            env.bed.agent_log(Host::A),
+            env.bed.agent_log(Host::B)
+        ),
+    };
+    ensure!(
+        stats["rootfs"]["precopy"]["changes"].as_u64() >= Some(3),
+        "the first rootfs pass sent too little: {stats}"
+    );
+    ensure!(
+        stats["rootfs"]["frozen"]["changes"].as_u64() >= Some(1),
+        "the frozen rootfs pass sent nothing although log.txt grew: {stats}"
+    );
+    eprintln!("rootfs sync: {}", stats["rootfs"]);
+    let on_b = copy.join("rootfs");
+    ensure!(
+        fs::read_to_string(on_b.join("made.txt"))? == "written-by-container\n",
+        "made.txt did not arrive on B"
+    );
+    ensure!(
+        fs::read_to_string(on_b.join("etc/greeting"))? == "hello\nmore\n",
+        "the appended greeting did not arrive on B"
+    );
+    ensure!(
+        !on_b.join("doomed").exists(),
+        "the removed file is still on B"
+    );
+    // A's rootfs stopped where the container left it; the log goes on on
+    // B with no gap: the lines written on A after the first pass came
+    // with the frozen pass.
+    let log_a = numbers(&rootfs.join("log.txt"))?;
+    let after = wait_lines(&env.counter, log_a.len() + 2)?;
+    let log = numbers(&on_b.join("log.txt"))?;
+    ensure!(
+        log.len() > log_a.len() && log.len() + 1 >= after.len(),
+        "B's log.txt has {} lines, A's {}, the counter {}",
+        log.len(),
+        log_a.len(),
+        after.len()
+    );
+    for (i, v) in log.iter().enumerate() {
+        ensure!(*v == i as u64, "line {i} of B's log.txt is {v} ({log:?})");
+    }
+    Ok(())
+}
+
+#[test]
+fn container_rootfs_changes_follow_it_with_sync_rootfs() {
+    if !have_runc() {
+        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    run_test("container_rootfs_sync", rootfs_follows);
+}
+
+/// B lacks the bundle, then its runc cannot run: each migration is
+/// refused by B before anything is frozen, and the container counts on,
+/// on A.
+fn refused_before_freezing(dir: &TestDir) -> Result<()> {
+    let env = Env::start(dir, "refused")?;
+    wait_lines(&env.counter, 2)?;
+    let empty = dir.path().join("empty");
+    fs::create_dir_all(&empty)?;
+    env.bind_on_b(&empty, &env.bundle)?;
+    let no_bundle = env.migrate(dir, "precopy")?;
+    ensure!(
+        !no_bundle.status.success()
+            && no_bundle.stderr.contains("refused")
+            && no_bundle.stderr.contains("no config.json"),
+        "a migration to a host without the bundle was not refused up front: {}",
+        no_bundle.stderr
+    );
+    env.still_on_a()?;
+    let (ok, out) = env
+        .bed
+        .host_exec(Host::B, &["umount", path_str(&env.bundle)?])?;
+    ensure!(ok, "umount on B failed: {out}");
+    let runc = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v runc"])
+            .output()?
+            .stdout,
+    )?;
+    env.bind_on_b(Path::new("/dev/null"), Path::new(runc.trim()))?;
+    let no_runc = env.migrate(dir, "precopy")?;
+    ensure!(
+        !no_runc.status.success()
+            && no_runc.stderr.contains("refused")
+            && no_runc.stderr.contains("runtime runc cannot run"),
+        "a migration to a host whose runc cannot run was not refused up front: {}",
+        no_runc.stderr
+    );
+    let (ok, out) = env.bed.host_exec(Host::B, &["umount", runc.trim()])?;
+    ensure!(ok, "umount on B failed: {out}");
+    env.still_on_a()?;
+    let now = wait_lines(&env.counter, 0)?.len();
+    let after = wait_lines(&env.counter, now + 2)?;
+    for (i, v) in after.iter().enumerate() {
+        ensure!(*v == i as u64, "line {i} of the counter is {v} ({after:?})");
+    }
+    Ok(())
+}
+
+#[test]
+fn missing_bundle_or_runtime_on_the_destination_is_refused_before_freezing() {
+    if !have_runc() {
+        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    run_test("container_refused", refused_before_freezing);
+}
+
+/// Without CAP_CHECKPOINT_RESTORE and CAP_SYS_ADMIN, a container
+/// checkpoint is refused at once, naming what is missing.
+#[test]
+fn container_checkpoint_without_capabilities_is_refused() {
+    run_test("container_caps", |dir| {
+        let bin = common::agent_bin()?;
+        let image = dir.path().join("image");
+        let cmd = format!(
+            "{} checkpoint --container ferry-nonexistent --dir {}",
+            bin.display(),
+            image.display()
+        );
+        let out = Command::new("capsh")
+            .args([
+                "--drop=cap_checkpoint_restore,cap_sys_admin",
+                "--",
+                "-c",
+                &cmd,
+            ])
+            .output()
+            .context("running capsh (libcap2-bin)")?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            !out.status.success() && stderr.contains("CAP_CHECKPOINT_RESTORE (or CAP_SYS_ADMIN)"),
+            "expected a refusal naming the capabilities, got: {stderr}"
+        );
+        Ok(())
+    });
+}
+
+/// Another counter container on host A, from a bundle of its own;
+/// deleted on both hosts when dropped.
+struct Extra<'a> {
+    bed: &'a Testbed,
+    id: String,
+    counter: PathBuf,
+}
+
+impl Drop for Extra<'_> {
+    fn drop(&mut self) {
+        for host in [Host::A, Host::B] {
+            let _ = self
+                .bed
+                .host_exec(host, &["runc", "delete", "-f", &self.id]);
+        }
+    }
+}
+
+impl Env {
+    fn add_container(&self, name: &str) -> Result<Extra<'_>> {
+        let bundle = self.bundle.with_file_name(format!("bundle-{name}"));
+        let out = self.bundle.with_file_name(format!("out-{name}"));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/container-bundle.sh");
+        // A cgroup of its own (relative: under the host's).
+        let cgroup = format!("ferry-counter-{name}");
+        let made = Command::new("bash")
+            .arg(&script)
+            .args([path_str(&bundle)?, path_str(&out)?, &cgroup])
+            .output()?;
+        ensure!(
+            made.status.success(),
+            "container-bundle.sh failed: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let extra = Extra {
+            bed: &self.bed,
+            id: format!("{}-{name}", self.id),
+            counter: out.join("counter.txt"),
+        };
+        let run = format!(
+            "{} exec runc run -d --bundle {} {}",
+            self.cgroups_a.enter_script(),
+            bundle.display(),
+            extra.id
+        );
+        let (ok, out) = self.bed.host_exec(Host::A, &["sh", "-c", &run])?;
+        ensure!(ok, "runc run of {} on host A failed: {out}", extra.id);
+        Ok(extra)
+    }
+}
+
+fn running_on(bed: &Testbed, host: Host, id: &str) -> Result<bool> {
+    Ok(runc_list(bed, host)?
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(id) && l.contains("running")))
+}
+
+/// `drain` moves every running container of A to B, one after the other,
+/// and goes on after one that cannot move (a process started beside its
+/// init with `runc exec`): that one keeps running on A, the summary names
+/// it, and the exit code says a container failed.
+fn drain_moves_every_container(dir: &TestDir) -> Result<()> {
+    let env = Env::start(dir, "drain")?;
+    let second = env.add_container("second")?;
+    let stuck = env.add_container("stuck")?;
+    let bed = &env.bed;
+    let (ok, out) = bed.host_exec(Host::A, &["runc", "exec", "-d", &stuck.id, "sleep", "1000"])?;
+    ensure!(ok, "runc exec on A failed: {out}");
+    let before = wait_lines(&env.counter, 2)?.len();
+    let before_second = wait_lines(&second.counter, 2)?.len();
+    let sock = bed.control_socket(Host::A);
+    let drained = bed.agent_in(
+        Host::A,
+        &[
+            "drain",
+            "--to",
+            HOST_B,
+            "--control-socket",
+            path_str(&sock)?,
+            "--json",
+        ],
+    )?;
+    ensure!(
+        !drained.status.success(),
+        "drain succeeded although {} cannot move: {}",
+        stuck.id,
+        drained.stdout
+    );
+    let summary: serde_json::Value = serde_json::from_str(drained.stdout.trim())
+        .with_context(|| format!("drain printed {}{}", drained.stdout, drained.stderr))?;
+    ensure!(
+        summary["migrated"] == 2 && summary["failed"] == 1,
+        "unexpected drain summary: {summary}\nagent A:\n{}",
+        bed.agent_log(Host::A)
+    );
+    for c in summary["containers"].as_array().into_iter().flatten() {
+        let failed = c["id"] == stuck.id.as_str();
+        ensure!(
+            c["ok"] == !failed && (failed || c["downtime_ms"].as_f64().is_some()),
+            "unexpected entry {c}"
+        );
+        if failed {
+            let error = c["error"].as_str().unwrap_or_default();
+            ensure!(
+                error.contains("runc exec") || error.contains("exec"),
+                "{error}"
+            );
+        }
+    }
+    for id in [&env.id, &second.id] {
+        ensure!(running_on(bed, Host::B, id)?, "{id} does not run on B");
+        ensure!(!running_on(bed, Host::A, id)?, "{id} still runs on A");
+    }
+    ensure!(running_on(bed, Host::A, &stuck.id)?, "{} left A", stuck.id);
+    for (counter, n) in [(&env.counter, before), (&second.counter, before_second)] {
+        let after = wait_lines(counter, n + 3)?;
+        for (i, v) in after.iter().enumerate() {
+            ensure!(*v == i as u64, "line {i} of {} is {v}", counter.display());
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn drain_moves_every_running_container_and_reports_each() {
+    if !have_runc() {
+        eprintln!("SKIPPED: runc is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    run_test("container_drain", drain_moves_every_container);
+}
+
+#[test]
+fn busybox_counter_crun_container_migrates_between_hosts() {
+    let have_crun = Command::new("crun")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_crun {
+        eprintln!("SKIPPED: crun is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    run_test("crun_container_migrates", |dir| {
+        migrates_with(dir, "crun", "precopy", Kind::Counter)
+    });
 }

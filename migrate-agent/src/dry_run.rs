@@ -3,15 +3,14 @@
 //! Ctrl-C), probes the destination through the local agent if asked, and
 //! prints the predicted downtime and duration per mode with advice.
 
-use crate::migrate::{host_part, mib, parse_duration_ms, parse_rate, resolve};
+use crate::migrate::{host_part, mib, parse_duration_ms, parse_rate, resolve, SwitchOverArgs};
 use anyhow::Context;
 use ferry::agent::{self, ControlEvent, ControlRequest, ProbeRequest};
 use ferry::migration::dryrun::{
     self, DestinationReport, DryRunReport, MeasureOptions, Mode, ModePrediction,
     PROBE_TRANSFER_BYTES,
 };
-use ferry::migration::policy::Limits;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -24,42 +23,50 @@ const CANNOT_MOVE: u8 = 3;
 /// Exit code when a signal cut the measurement short (128 + SIGINT).
 const INTERRUPTED: u8 = 130;
 
-/// The command's arguments, parsed.
-pub struct Args<'a> {
-    /// Root PID of the workload.
-    pub pid: i32,
-    /// `--duration`.
-    pub duration: &'a str,
-    /// `--to`.
-    pub to: Option<&'a str>,
-    /// `--server-name`.
-    pub server_name: Option<String>,
-    /// `--control-socket`.
-    pub control_socket: &'a Path,
-    /// `--max-downtime`.
-    pub max_downtime: &'a str,
-    /// `--max-rounds`.
-    pub max_rounds: u32,
-    /// `--bandwidth`.
-    pub bandwidth: Option<&'a str>,
-    /// `--json`.
-    pub json: bool,
+/// `dry-run`'s options.
+#[derive(clap::Args, Debug)]
+pub struct DryRunArgs {
+    /// PID of the process (root of the tree), as this host sees it.
+    pid: i32,
+    /// How long to measure the workload's writes.
+    #[arg(long, default_value = "10s")]
+    duration: String,
+    /// The destination agent, HOST:PORT (UDP), to check and measure the
+    /// bandwidth to, through this host's agent.
+    #[arg(long)]
+    to: Option<String>,
+    /// Name the destination's certificate must carry (default: the HOST
+    /// part of --to).
+    #[arg(long, requires = "to")]
+    server_name: Option<String>,
+    /// The local agent's control socket (with --to).
+    #[arg(long, default_value = ferry::config::DEFAULT_CONTROL_SOCKET)]
+    control_socket: PathBuf,
+    /// The switch-over the pre-copy prediction assumes.
+    #[command(flatten)]
+    switch_over: SwitchOverArgs,
+    /// Bandwidth to predict with when there is no --to, e.g. 100M
+    /// (bytes per second; default 1G).
+    #[arg(long)]
+    bandwidth: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Runs the dry run and prints its report.
-pub fn run(args: Args<'_>) -> anyhow::Result<ExitCode> {
+pub fn run(args: DryRunArgs) -> anyhow::Result<ExitCode> {
     let duration =
-        Duration::from_secs_f64(parse_duration_ms("--duration", args.duration)? / 1000.0);
-    let limits = Limits {
-        max_downtime_ms: parse_duration_ms("--max-downtime", args.max_downtime)?,
-        max_rounds: args.max_rounds.max(1),
-    };
+        Duration::from_secs_f64(parse_duration_ms("--duration", &args.duration)? / 1000.0);
+    let limits = args.switch_over.limits()?;
     let bandwidth = args
         .bandwidth
+        .as_deref()
         .map(|b| parse_rate("--bandwidth", b))
         .transpose()?;
     let to = args
         .to
+        .as_deref()
         .map(|to| resolve(to).map(|addr| (to, addr)))
         .transpose()?;
     let stop = ferry::kernel::catch_termination_signals()
@@ -96,7 +103,7 @@ pub fn run(args: Args<'_>) -> anyhow::Result<ExitCode> {
             };
             let outcome = runtime.block_on(async {
                 tokio::select! {
-                    answer = agent::request(args.control_socket, &request, |_| {}) => match answer {
+                    answer = agent::request(&args.control_socket, &request, |_| {}) => match answer {
                         Ok(ControlEvent::Probed(report)) => Ok(report),
                         Ok(ControlEvent::Failed { error }) => Err(error),
                         Ok(other) => Err(format!("the agent answered {other:?} to a probe")),

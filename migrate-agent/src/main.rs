@@ -6,6 +6,7 @@ mod certs;
 mod check;
 mod checkpoint;
 mod container;
+mod drain;
 mod dry_run;
 mod image_show;
 mod migrate;
@@ -86,45 +87,13 @@ enum Command {
     /// process runs; it is frozen only for the last dirty pages and its state,
     /// and killed here only once it runs on the destination. On any failure
     /// it keeps running here.
-    Migrate {
-        /// PID of the process, as this host's agent sees it (or
-        /// --container).
-        #[arg(required_unless_present = "container")]
-        pid: Option<i32>,
-        #[command(flatten)]
-        container: container::ContainerArgs,
-        /// The destination agent, HOST:PORT (UDP).
-        #[arg(long)]
-        to: String,
-        /// Name the destination's certificate must carry (default: the HOST
-        /// part of --to).
-        #[arg(long)]
-        server_name: Option<String>,
-        /// The local agent's control socket.
-        #[arg(long, default_value = ferry::config::DEFAULT_CONTROL_SOCKET)]
-        control_socket: PathBuf,
-        /// Longest acceptable freeze: pre-copy switches over once the pages
-        /// still dirty fit in it at the measured bandwidth.
-        #[arg(long, default_value = "50ms")]
-        max_downtime: String,
-        /// Pre-copy rounds at most before switching over anyway.
-        #[arg(long, default_value_t = 30)]
-        max_rounds: u32,
-        /// Cap on page bandwidth, e.g. 100M (bytes per second, K/M/G = 1024-based).
-        #[arg(long)]
-        bandwidth_limit: Option<String>,
-        /// How memory moves. precopy: copy while running, then freeze for
-        /// the rest (safe: the source keeps a whole copy until the end).
-        /// postcopy: freeze at once, run on the destination within
-        /// milliseconds, pages follow on demand and in the background
-        /// (until they are all there, losing the source loses the
-        /// workload). hybrid: pre-copy rounds, then post-copy for the rest.
-        #[arg(long, default_value = "precopy")]
-        mode: ferry::migration::source::MigrationMode,
-        /// Print statistics as JSON instead of a summary.
-        #[arg(long)]
-        json: bool,
-    },
+    Migrate(migrate::MigrateArgs),
+    /// Move every running container of a runtime to another host's agent,
+    /// one after the other (as `migrate --container` does), for host
+    /// maintenance; goes on after a failure (that container keeps running
+    /// here), prints one line per container (ok or the error, downtime,
+    /// total), and exits 1 when any failed.
+    Drain(drain::DrainArgs),
     /// Find out, without moving or freezing it, whether a workload can
     /// move and what it would cost: lists every resource ferry would refuse
     /// (process, fd or mapping, and why), tracks its writes for --duration
@@ -134,37 +103,7 @@ enum Command {
     /// there), and predicts downtime and duration for pre-copy, post-copy
     /// and hybrid with a recommended mode and --max-downtime. Exits 0 when
     /// the workload could move, 3 when it could not, 130 when interrupted.
-    DryRun {
-        /// PID of the process (root of the tree), as this host sees it.
-        pid: i32,
-        /// How long to measure the workload's writes.
-        #[arg(long, default_value = "10s")]
-        duration: String,
-        /// The destination agent, HOST:PORT (UDP), to check and measure the
-        /// bandwidth to, through this host's agent.
-        #[arg(long)]
-        to: Option<String>,
-        /// Name the destination's certificate must carry (default: the HOST
-        /// part of --to).
-        #[arg(long, requires = "to")]
-        server_name: Option<String>,
-        /// The local agent's control socket (with --to).
-        #[arg(long, default_value = ferry::config::DEFAULT_CONTROL_SOCKET)]
-        control_socket: PathBuf,
-        /// The downtime limit the pre-copy prediction uses.
-        #[arg(long, default_value = "50ms")]
-        max_downtime: String,
-        /// Pre-copy rounds at most, for the prediction.
-        #[arg(long, default_value_t = 30)]
-        max_rounds: u32,
-        /// Bandwidth to predict with when there is no --to, e.g. 100M
-        /// (bytes per second; default 1G).
-        #[arg(long)]
-        bandwidth: Option<String>,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    DryRun(dry_run::DryRunArgs),
     /// Inspect checkpoint images.
     Image {
         #[command(subcommand)]
@@ -249,50 +188,9 @@ fn main() -> ExitCode {
             command: ImageCommand::Show { dir },
         } => image_show::run(&dir),
         Command::Serve { config } => serve::run(&config),
-        Command::Migrate {
-            pid,
-            container,
-            to,
-            server_name,
-            control_socket,
-            max_downtime,
-            max_rounds,
-            bandwidth_limit,
-            mode,
-            json,
-        } => migrate::run(migrate::Args {
-            pid: pid.unwrap_or(0),
-            container,
-            to: &to,
-            server_name,
-            control_socket: &control_socket,
-            max_downtime: &max_downtime,
-            max_rounds,
-            bandwidth_limit: bandwidth_limit.as_deref(),
-            mode,
-            json,
-        }),
-        Command::DryRun {
-            pid,
-            duration,
-            to,
-            server_name,
-            control_socket,
-            max_downtime,
-            max_rounds,
-            bandwidth,
-            json,
-        } => dry_run::run(dry_run::Args {
-            pid,
-            duration: &duration,
-            to: to.as_deref(),
-            server_name,
-            control_socket: &control_socket,
-            max_downtime: &max_downtime,
-            max_rounds,
-            bandwidth: bandwidth.as_deref(),
-            json,
-        }),
+        Command::Migrate(args) => migrate::run(args),
+        Command::Drain(args) => drain::run(args),
+        Command::DryRun(args) => dry_run::run(args),
         Command::Certs {
             command: CertsCommand::Init { dir },
         } => certs::init(&dir),

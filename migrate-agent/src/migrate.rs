@@ -1,61 +1,155 @@
 //! `migrate-agent migrate`: asks the local agent to move a workload to
 //! another agent, shows the rounds as they go and the statistics at the end.
 
+use crate::container::ContainerArgs;
 use anyhow::{bail, Context};
 use ferry::agent::{self, ControlEvent, ControlRequest, MigrateRequest};
+use ferry::migration::policy::Limits;
+use ferry::migration::source::MigrationMode;
 use ferry::migration::stats::{MigrationStats, Phase};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// The command's arguments, parsed.
-pub struct Args<'a> {
-    /// Root PID of the workload.
-    pub pid: i32,
-    /// `--container`, `--runtime`, `--runtime-root`.
-    pub container: crate::container::ContainerArgs,
-    /// Destination agent, HOST:PORT.
-    pub to: &'a str,
-    /// Name the destination's certificate must carry.
+/// `--to HOST:PORT [--server-name NAME] [--control-socket PATH]`: the
+/// destination agent and the local agent that talks to it (migrate, drain).
+#[derive(clap::Args, Debug, Clone)]
+pub struct DestinationArgs {
+    /// The destination agent, HOST:PORT (UDP).
+    #[arg(long)]
+    pub to: String,
+    /// Name the destination's certificate must carry (default: the HOST
+    /// part of --to).
+    #[arg(long)]
     pub server_name: Option<String>,
-    /// Local agent's control socket.
-    pub control_socket: &'a Path,
-    /// `--max-downtime`.
-    pub max_downtime: &'a str,
-    /// `--max-rounds`.
-    pub max_rounds: u32,
-    /// `--bandwidth-limit`.
-    pub bandwidth_limit: Option<&'a str>,
-    /// `--mode`.
-    pub mode: ferry::migration::source::MigrationMode,
-    /// `--json`.
-    pub json: bool,
+    /// The local agent's control socket.
+    #[arg(long, default_value = ferry::config::DEFAULT_CONTROL_SOCKET)]
+    pub control_socket: PathBuf,
 }
 
-/// Runs the migration through the local agent.
-pub fn run(args: Args<'_>) -> anyhow::Result<ExitCode> {
-    let to = resolve(args.to)?;
-    let server_name = args
+/// `--max-downtime`, `--max-rounds`: when pre-copy switches over (migrate,
+/// drain, and the dry run's prediction).
+#[derive(clap::Args, Debug, Clone)]
+pub struct SwitchOverArgs {
+    /// Longest acceptable freeze: pre-copy switches over once the pages
+    /// still dirty fit in it at the measured bandwidth.
+    #[arg(long, default_value = "50ms")]
+    pub max_downtime: String,
+    /// Pre-copy rounds at most before switching over anyway.
+    #[arg(long, default_value_t = 30)]
+    pub max_rounds: u32,
+}
+
+impl SwitchOverArgs {
+    /// The parsed limits.
+    pub fn limits(&self) -> anyhow::Result<Limits> {
+        Ok(Limits {
+            max_downtime_ms: parse_duration_ms("--max-downtime", &self.max_downtime)?,
+            max_rounds: self.max_rounds.max(1),
+        })
+    }
+}
+
+/// How memory moves (migrate, drain).
+#[derive(clap::Args, Debug, Clone)]
+pub struct TransferArgs {
+    #[command(flatten)]
+    switch_over: SwitchOverArgs,
+    /// Cap on page bandwidth, e.g. 100M (bytes per second, K/M/G = 1024-based).
+    #[arg(long)]
+    bandwidth_limit: Option<String>,
+    /// How memory moves. precopy: copy while running, then freeze for
+    /// the rest (safe: the source keeps a whole copy until the end).
+    /// postcopy: freeze at once, run on the destination within
+    /// milliseconds, pages follow on demand and in the background
+    /// (until they are all there, losing the source loses the
+    /// workload). hybrid: pre-copy rounds, then post-copy for the rest.
+    #[arg(long, default_value = "precopy")]
+    mode: MigrationMode,
+    /// Containers only: bring the destination's copy of the bundle's
+    /// rootfs up to date, so that files the container wrote arrive too:
+    /// the differences are sent while it runs, what changed since while
+    /// it is frozen (directories, files, symlinks, removals).
+    #[arg(long)]
+    sync_rootfs: bool,
+}
+
+/// `migrate`'s options.
+#[derive(clap::Args, Debug)]
+pub struct MigrateArgs {
+    /// PID of the process, as this host's agent sees it (or --container).
+    #[arg(required_unless_present = "container")]
+    pid: Option<i32>,
+    #[command(flatten)]
+    container: ContainerArgs,
+    #[command(flatten)]
+    destination: DestinationArgs,
+    #[command(flatten)]
+    transfer: TransferArgs,
+    /// Print statistics as JSON instead of a summary.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs the migration through the local agent and prints its summary.
+pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    if args.transfer.sync_rootfs && args.container.container.is_none() {
+        bail!("--sync-rootfs needs a --container");
+    }
+    let pid = args.pid.unwrap_or(0);
+    let stats = execute(
+        pid,
+        &args.container,
+        &args.destination,
+        &args.transfer,
+        args.json,
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string(&stats)?);
+    } else {
+        let what = match &args.container.container {
+            Some(id) => format!("container {id}"),
+            None => format!("process {pid}"),
+        };
+        print_summary(&what, &args.destination.to, &stats);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks the local agent to migrate, showing a progress bar unless
+/// `quiet`; the statistics once the workload runs on the destination.
+pub(crate) fn execute(
+    pid: i32,
+    container: &ContainerArgs,
+    destination: &DestinationArgs,
+    transfer: &TransferArgs,
+    quiet: bool,
+) -> anyhow::Result<MigrationStats> {
+    let to = resolve(&destination.to)?;
+    let server_name = destination
         .server_name
-        .unwrap_or_else(|| host_part(args.to).to_string());
+        .clone()
+        .unwrap_or_else(|| host_part(&destination.to).to_string());
+    let limits = transfer.switch_over.limits()?;
     let request = ControlRequest::Migrate(MigrateRequest {
-        pid: args.pid,
+        pid,
         to,
         server_name,
-        max_downtime_ms: parse_duration_ms("--max-downtime", args.max_downtime)?,
-        max_rounds: args.max_rounds,
-        bandwidth_limit: args
+        max_downtime_ms: limits.max_downtime_ms,
+        max_rounds: transfer.switch_over.max_rounds,
+        bandwidth_limit: transfer
             .bandwidth_limit
+            .as_deref()
             .map(|r| parse_rate("--bandwidth-limit", r))
             .transpose()?,
-        container: args
-            .container
+        container: container
             .container()?
             .map(|c| (c.runtime, Some(c.root), c.id)),
-        mode: args.mode,
+        mode: transfer.mode,
+        sync_rootfs: transfer.sync_rootfs,
     });
-    let bar = if args.json {
+    let bar = if quiet {
         ProgressBar::hidden()
     } else {
         ProgressBar::new(0)
@@ -69,38 +163,31 @@ pub fn run(args: Args<'_>) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let outcome = runtime
-        .block_on(agent::request(args.control_socket, &request, |event| {
-            if let ControlEvent::Progress(p) = event {
-                bar.set_length(p.memory_bytes.max(p.bytes_sent));
-                bar.set_position(p.bytes_sent);
-                bar.set_message(match p.phase {
-                    Phase::Precopy => format!(
-                        "round {} | remaining ~{} | dirty {}/s | {}/s",
-                        p.round,
-                        mib(p.remaining_bytes as f64),
-                        mib(p.dirty_bytes_per_sec),
-                        mib(p.throughput_bytes_per_sec)
-                    ),
-                    Phase::Frozen => "frozen: final transfer".to_string(),
-                    Phase::Done => "done".to_string(),
-                });
-            }
-        }))
+        .block_on(agent::request(
+            &destination.control_socket,
+            &request,
+            |event| {
+                if let ControlEvent::Progress(p) = event {
+                    bar.set_length(p.memory_bytes.max(p.bytes_sent));
+                    bar.set_position(p.bytes_sent);
+                    bar.set_message(match p.phase {
+                        Phase::Precopy => format!(
+                            "round {} | remaining ~{} | dirty {}/s | {}/s",
+                            p.round,
+                            mib(p.remaining_bytes as f64),
+                            mib(p.dirty_bytes_per_sec),
+                            mib(p.throughput_bytes_per_sec)
+                        ),
+                        Phase::Frozen => "frozen: final transfer".to_string(),
+                        Phase::Done => "done".to_string(),
+                    });
+                }
+            },
+        ))
         .map_err(anyhow::Error::msg)?;
     bar.finish_and_clear();
     match outcome {
-        ControlEvent::Migrated(stats) => {
-            if args.json {
-                println!("{}", serde_json::to_string(&stats)?);
-            } else {
-                let what = match &args.container.container {
-                    Some(id) => format!("container {id}"),
-                    None => format!("process {}", args.pid),
-                };
-                print_summary(&what, args.to, &stats);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        ControlEvent::Migrated(stats) => Ok(stats),
         ControlEvent::Failed { error } => bail!("{error}"),
         ControlEvent::Progress(_) => bail!("the agent ended with a progress report"),
         ControlEvent::Probed(_) => bail!("the agent answered a migration with a probe report"),
@@ -139,6 +226,16 @@ fn print_summary(what: &str, to: &str, s: &MigrationStats) {
         "  downtime {:.1} ms = freeze {:.1} + final transfer {:.1} + restore {:.1} + resume {:.1}; total {:.0} ms",
         d.total_ms, d.freeze_ms, d.final_transfer_ms, d.restore_ms, d.resume_ms, s.total_ms
     );
+    if let Some(r) = &s.rootfs {
+        println!(
+            "  rootfs: {} changes ({}) while running, {} ({}) while frozen in {:.1} ms",
+            r.precopy.changes,
+            mib(r.precopy.bytes as f64),
+            r.frozen.changes,
+            mib(r.frozen.bytes as f64),
+            r.frozen_ms
+        );
+    }
     if let Some(p) = &s.postcopy {
         println!(
             "  post-copy: running {:.1} ms after the freeze; {} pages stayed on the source: {} faulted in ({} faults, {} zero, latency p50 {:.0} us, p99 {:.0} us), {} pushed; all local {:.0} ms after running",

@@ -73,6 +73,8 @@ pub struct MigrateRequest {
         Option<std::path::PathBuf>,
         String,
     )>,
+    /// Copy the differences of the container's rootfs (`--sync-rootfs`).
+    pub sync_rootfs: bool,
 }
 
 /// What the agent reports back on the control socket.
@@ -138,6 +140,7 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
             transport: transport.clone(),
             within: recovery,
         }),
+        network_hook: config.container.network_hook.clone(),
     };
     let incoming = {
         let transport = transport.clone();
@@ -279,6 +282,7 @@ async fn run_migration(
             crate::container::Container::new(*runtime, root.as_deref(), id)
         }),
         postcopy_recovery: recovery,
+        sync_rootfs: req.sync_rootfs,
     };
     let rt = tokio::runtime::Handle::current();
     let progress_events = events.clone();

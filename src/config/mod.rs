@@ -47,6 +47,20 @@ pub struct AgentConfig {
     /// tracing filter (error, warn, info, debug, trace, or a directive).
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// How containers are received (`[container]`).
+    #[serde(default)]
+    pub container: ContainerConfig,
+}
+
+/// The `[container]` table: what a destination does for a migrated
+/// container beyond `runtime create`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerConfig {
+    /// Run after `runtime create` and before the restore of a container
+    /// with a network namespace of its own, to give it the source's
+    /// addresses and routes (see configs/agent.toml).
+    pub network_hook: Option<PathBuf>,
 }
 
 fn default_control_socket() -> PathBuf {
@@ -156,6 +170,10 @@ mod tests {
         let c = AgentConfig::parse(EXAMPLE, Path::new("configs/agent.toml")).unwrap();
         assert_eq!(c.name, "host-a");
         assert_eq!(c.bulk_connections, 2);
+        assert_eq!(
+            c.container.network_hook,
+            Some(PathBuf::from("/usr/local/lib/ferry/container-net.sh"))
+        );
     }
 
     #[test]
@@ -167,6 +185,7 @@ mod tests {
         assert_eq!(c.work_dir, PathBuf::from(DEFAULT_WORK_DIR));
         assert_eq!(c.allowed_peers, None);
         assert_eq!(c.log_level, "info");
+        assert_eq!(c.container.network_hook, None);
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! root husk of the restore, and marks the container started by removing
 //! the runtime's exec FIFO.
 
+pub mod net;
+pub mod rootfs;
+
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -96,6 +99,26 @@ pub enum ContainerError {
         /// What failed.
         source: crate::restore::RestoreError,
     },
+    /// The container's network namespace could not be read.
+    #[error("cannot record the network of container {id} (init {pid}): {why}")]
+    Network {
+        /// The container.
+        id: String,
+        /// Its init.
+        pid: i32,
+        /// Why.
+        why: String,
+    },
+    /// The network hook failed.
+    #[error("the network hook {hook} failed for container {id}: {why}")]
+    Hook {
+        /// The hook command.
+        hook: String,
+        /// The container.
+        id: String,
+        /// Why.
+        why: String,
+    },
     /// The freezer did not reach the wanted state in time.
     #[error("cgroup {path} did not become {wanted} within {secs} s")]
     FreezeTimeout {
@@ -105,6 +128,22 @@ pub enum ContainerError {
         wanted: &'static str,
         /// How long ferry waited.
         secs: u64,
+    },
+    /// The runtime binary is missing or does not run on this host.
+    #[error("the container runtime {runtime} cannot run on this host: {why}")]
+    RuntimeMissing {
+        /// The runtime binary.
+        runtime: &'static str,
+        /// Why.
+        why: String,
+    },
+    /// This process lacks a capability that checkpoint or restore needs.
+    #[error("ferry lacks {missing} (effective capabilities {effective:#x}): checkpointing and restoring a container need CAP_SYS_PTRACE and CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN; run the agent as root with them")]
+    Capabilities {
+        /// The capabilities missing, by name.
+        missing: String,
+        /// The effective set.
+        effective: u64,
     },
 }
 
@@ -181,33 +220,11 @@ impl Container {
     }
 
     fn run(&self, args: &[&str]) -> Result<Vec<u8>, ContainerError> {
-        let bin = self.runtime.binary();
-        let out = Command::new(bin)
-            .arg("--root")
-            .arg(&self.root)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|source| ContainerError::Spawn {
-                runtime: bin,
-                source,
-            })?;
-        if !out.status.success() {
-            return Err(ContainerError::Failed {
-                command: self.command_line(args),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        }
-        Ok(out.stdout)
+        run_runtime(self.runtime, &self.root, args)
     }
 
     fn command_line(&self, args: &[&str]) -> String {
-        format!(
-            "{} --root {} {}",
-            self.runtime.binary(),
-            self.root.display(),
-            args.join(" ")
-        )
+        command_line(self.runtime, &self.root, args)
     }
 
     /// Reads the container's state.
@@ -302,6 +319,53 @@ impl Container {
     }
 }
 
+/// Runs `runtime --root ROOT ARGS` and returns what it printed.
+fn run_runtime(runtime: Runtime, root: &Path, args: &[&str]) -> Result<Vec<u8>, ContainerError> {
+    let bin = runtime.binary();
+    let out = Command::new(bin)
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| ContainerError::Spawn {
+            runtime: bin,
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(ContainerError::Failed {
+            command: command_line(runtime, root, args),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(out.stdout)
+}
+
+fn command_line(runtime: Runtime, root: &Path, args: &[&str]) -> String {
+    format!(
+        "{} --root {} {}",
+        runtime.binary(),
+        root.display(),
+        args.join(" ")
+    )
+}
+
+/// Every container `runtime` knows in its state directory `root` (the
+/// runtime's default when None), whatever its status: what
+/// `migrate-agent drain` moves away.
+pub fn list(runtime: Runtime, root: Option<&Path>) -> Result<Vec<State>, ContainerError> {
+    let root = root.map_or_else(|| runtime.default_root(), Path::to_path_buf);
+    let args = ["list", "--format", "json"];
+    let out = run_runtime(runtime, &root, &args)?;
+    // runc prints `null` when it knows no container.
+    let listed: Option<Vec<State>> =
+        serde_json::from_slice(&out).map_err(|e| ContainerError::BadState {
+            command: command_line(runtime, &root, &args),
+            why: e.to_string(),
+        })?;
+    Ok(listed.unwrap_or_default())
+}
+
 /// Checks, with the container's cgroup frozen so that the listing holds
 /// still, that every process in it descends from its init `init`: a
 /// process started beside it (`runtime exec`) would be left behind.
@@ -331,6 +395,7 @@ pub fn checkpoint(
     dir: &Path,
     leave_running: bool,
 ) -> Result<crate::dump::CheckpointStats, ContainerError> {
+    check_capabilities()?;
     let st = c.running()?;
     check_tree(&c.id, st.pid)?;
     let opts = crate::dump::CheckpointOptions {
@@ -357,8 +422,40 @@ pub fn restore(
     bundle: &Path,
     dir: &Path,
 ) -> Result<crate::restore::RestoreStats, ContainerError> {
+    check_capabilities()?;
+    check_runtime(c.runtime)?;
     let st = c.create(bundle)?;
     restore_created(c, st.pid, dir, crate::restore::RestoreOptions::default())
+}
+
+/// How a destination configures a created container's own network
+/// namespace: the hook to run and what the source recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct NetworkSetup<'a> {
+    /// The network hook (`[container] network_hook`).
+    pub hook: &'a Path,
+    /// The source container's addresses and routes.
+    pub config: &'a net::NetworkConfig,
+}
+
+/// Creates the container from `bundle` for a restore, and with `network`
+/// runs the network hook on its (empty) network namespace; returns its
+/// waiting init. On failure nothing is left.
+pub fn prepare(
+    c: &Container,
+    bundle: &Path,
+    network: Option<NetworkSetup<'_>>,
+) -> Result<State, ContainerError> {
+    let st = c.create(bundle)?;
+    if let Some(n) = network {
+        if let Err(e) = net::run_hook(n.hook, &c.id, st.pid, n.config) {
+            if let Err(d) = c.delete() {
+                tracing::error!(id = %c.id, %d, "deleting the container after a failed network hook failed");
+            }
+            return Err(e);
+        }
+    }
+    Ok(st)
 }
 
 /// Restores the image in `dir`, as `opts` says (a post-copy destination
@@ -383,6 +480,80 @@ pub fn restore_created(
         }
     }
     restored
+}
+
+/// Refuses, before anything is touched, a runtime whose binary does not
+/// run here (`runtime --version`).
+pub fn check_runtime(runtime: Runtime) -> Result<(), ContainerError> {
+    let bin = runtime.binary();
+    let missing = |why: String| ContainerError::RuntimeMissing { runtime: bin, why };
+    let out = Command::new(bin)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| missing(e.to_string()))?;
+    if !out.status.success() {
+        return Err(missing(format!(
+            "`{bin} --version` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    if runtime == Runtime::Crun {
+        if let Some(controllers) = hybrid_v2_controllers(Path::new("/sys/fs/cgroup")) {
+            return Err(missing(format!(
+                "crun (1.8) refuses hybrid cgroups whose cgroup2 hierarchy has controllers, and this host's /sys/fs/cgroup/unified has {controllers:?} (runc works here; or bind every controller to v1 or v2 only)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The controllers of the cgroup2 hierarchy when `mount` is a hybrid
+/// layout (v1 hierarchies, cgroup2 at `unified`) whose cgroup2 has any:
+/// the layout crun refuses.
+fn hybrid_v2_controllers(mount: &Path) -> Option<String> {
+    if mount.join("cgroup.controllers").exists() {
+        return None; // cgroup v2 only
+    }
+    let controllers = std::fs::read_to_string(mount.join("unified/cgroup.controllers")).ok()?;
+    let controllers = controllers.trim();
+    (!controllers.is_empty()).then(|| controllers.to_string())
+}
+
+const CAP_SYS_PTRACE: u32 = 19;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_CHECKPOINT_RESTORE: u32 = 40;
+
+/// Refuses early when this process lacks the capabilities a container's
+/// checkpoint or restore needs: CAP_SYS_PTRACE, and CAP_CHECKPOINT_RESTORE
+/// or CAP_SYS_ADMIN (set_tid, PR_SET_MM_MAP).
+pub fn check_capabilities() -> Result<(), ContainerError> {
+    let status = crate::proc::read_status(std::process::id() as i32).map_err(|e| {
+        ContainerError::Capabilities {
+            missing: format!("a readable /proc/self/status ({e})"),
+            effective: 0,
+        }
+    })?;
+    missing_capabilities(status.caps.effective)
+}
+
+fn missing_capabilities(effective: u64) -> Result<(), ContainerError> {
+    let has = |cap: u32| effective & (1u64 << cap) != 0;
+    let mut missing = Vec::new();
+    if !has(CAP_SYS_PTRACE) {
+        missing.push("CAP_SYS_PTRACE");
+    }
+    if !has(CAP_CHECKPOINT_RESTORE) && !has(CAP_SYS_ADMIN) {
+        missing.push("CAP_CHECKPOINT_RESTORE (or CAP_SYS_ADMIN)");
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(ContainerError::Capabilities {
+            missing: missing.join(" and "),
+            effective,
+        })
+    }
 }
 
 /// Refuses a bundle without config.json.
@@ -552,6 +723,34 @@ mod tests {
         assert_eq!(
             parse_cgroups("0::/system.slice/c2\n"),
             (None, Some("/system.slice/c2".to_string()))
+        );
+    }
+
+    #[test]
+    fn crun_refused_layouts_are_recognised() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = tmp.path();
+        assert_eq!(hybrid_v2_controllers(m), None, "legacy: no unified");
+        std::fs::create_dir_all(m.join("unified")).unwrap();
+        std::fs::write(m.join("unified/cgroup.controllers"), "\n").unwrap();
+        assert_eq!(hybrid_v2_controllers(m), None, "hybrid, empty cgroup2");
+        std::fs::write(m.join("unified/cgroup.controllers"), "hugetlb\n").unwrap();
+        assert_eq!(hybrid_v2_controllers(m).as_deref(), Some("hugetlb"));
+        std::fs::write(m.join("cgroup.controllers"), "cpu memory\n").unwrap();
+        assert_eq!(hybrid_v2_controllers(m), None, "v2 only");
+    }
+
+    #[test]
+    fn missing_capabilities_are_named() {
+        assert!(missing_capabilities(u64::MAX).is_ok());
+        let only_admin = (1 << CAP_SYS_PTRACE) | (1 << CAP_SYS_ADMIN);
+        assert!(missing_capabilities(only_admin).is_ok());
+        let e = missing_capabilities(1 << CAP_SYS_PTRACE).unwrap_err();
+        assert!(e.to_string().contains("CAP_CHECKPOINT_RESTORE"), "{e}");
+        let e = missing_capabilities(0).unwrap_err().to_string();
+        assert!(
+            e.contains("CAP_SYS_PTRACE") && e.contains("CAP_SYS_ADMIN"),
+            "{e}"
         );
     }
 

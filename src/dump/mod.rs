@@ -124,7 +124,7 @@ pub enum CheckpointError {
         reference: String,
     },
     /// The container's init has a namespace ferry cannot carry.
-    #[error("container init {pid} has its own {kind} namespace ({target}); ferry carries a container's PID, mount, UTS, IPC and cgroup namespaces but not its {kind} namespace yet (remove it from linux.namespaces in config.json)")]
+    #[error("container init {pid} has its own {kind} namespace ({target}); ferry carries a container's PID, mount, network, UTS, IPC and cgroup namespaces but not its {kind} namespace yet (remove it from linux.namespaces in config.json)")]
     ContainerNamespace {
         /// The container's init.
         pid: i32,
@@ -483,8 +483,10 @@ struct Namespaces {
 }
 
 /// The namespaces of the tree rooted at `root`: migrate-agent's, or for a
-/// container the root's (refusing a network or user namespace of its own:
-/// its sockets and IDs would not be rebuilt in the destination's).
+/// container the root's (refusing a user namespace of its own: its IDs
+/// would not be rebuilt in the destination's). A container's own network
+/// namespace is the destination runtime's and network hook's to rebuild;
+/// its sockets are examined and recreated in it.
 fn expected_namespaces(root: i32, in_container: bool) -> Result<Namespaces, CheckpointError> {
     let ours = proc::namespaces("self")?;
     if !in_container {
@@ -497,7 +499,7 @@ fn expected_namespaces(root: i32, in_container: bool) -> Result<Namespaces, Chec
         .map_err(|_| CheckpointError::NoSuchProcess { pid: root })?;
     for (kind, target) in &theirs {
         let same = ours.iter().any(|(k, t)| k == kind && t == target);
-        if !same && matches!(kind.as_str(), "net" | "user") {
+        if !same && kind == "user" {
             return Err(CheckpointError::ContainerNamespace {
                 pid: root,
                 kind: kind.clone(),
@@ -829,24 +831,29 @@ impl Frozen {
         first_err.map_or(Ok(()), Err)
     }
 
-    /// Kills the process and waits until its threads are gone (non-leaders
-    /// first), leaving the leader's zombie to its parent.
+    /// Kills the process and waits until its threads are gone, leaving the
+    /// leader's zombie to its parent. Threads are reaped in whatever order
+    /// they finish (non-leaders first, as the leader is reported last): no
+    /// fixed order works for every tree, since the last thread of a PID
+    /// namespace's init (a container's) waits in the kernel until every
+    /// other task of the namespace, its traced sibling threads included,
+    /// is reaped.
     fn kill(self) {
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
         let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
-        for ft in self.threads.iter().rev() {
-            loop {
-                match nix::sys::wait::waitpid(
-                    ft.tracee.tid,
-                    Some(nix::sys::wait::WaitPidFlag::__WALL),
-                ) {
-                    Ok(
-                        nix::sys::wait::WaitStatus::Exited(..)
-                        | nix::sys::wait::WaitStatus::Signaled(..),
-                    ) => break,
-                    Ok(_) => continue,
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(_) => break,
+        let mut left: Vec<Pid> = self.threads.iter().rev().map(|ft| ft.tracee.tid).collect();
+        while !left.is_empty() {
+            let before = left.len();
+            left.retain(|&tid| loop {
+                match waitpid(tid, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => break false,
+                    Ok(WaitStatus::StillAlive) => break true,
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => break false,
                 }
+            });
+            if left.len() == before {
+                std::thread::sleep(std::time::Duration::from_millis(1));
             }
         }
     }

@@ -49,7 +49,7 @@ pub fn classify(pid: i32, fd: i32, inode: u64) -> Result<FdClass, CheckpointErro
             if ![libc::SOCK_STREAM, libc::SOCK_DGRAM, libc::SOCK_SEQPACKET].contains(&ty) {
                 return Err(refuse(format!("unix socket of type {ty}")));
             }
-            let diag = kernel::sockets::unix_diag(inode as u32).map_err(|e| {
+            let diag = unix_diag_of(pid, inode).map_err(|e| {
                 refuse(format!(
                     "unix socket that unix_diag cannot find ({e}; is it in another network namespace?)"
                 ))
@@ -93,6 +93,12 @@ pub fn classify(pid: i32, fd: i32, inode: u64) -> Result<FdClass, CheckpointErro
         libc::AF_PACKET => Err(refuse("packet socket".into())),
         other => Err(refuse(format!("socket of address family {other}"))),
     }
+}
+
+/// unix_diag of socket `inode` of process `pid`, asked in its network
+/// namespace (a container's own, when it has one).
+fn unix_diag_of(pid: i32, inode: u64) -> Result<kernel::sockets::UnixDiag, Errno> {
+    kernel::in_net_namespace(pid, || kernel::sockets::unix_diag(inode as u32))?
 }
 
 /// Refuses a connected unix socket whose peer no process of the tree
@@ -183,7 +189,7 @@ pub fn describe(
             });
             let listen_backlog = if listening {
                 Some(
-                    kernel::sockets::unix_diag(inode as u32)
+                    unix_diag_of(pid, inode)
                         .map_err(io("unix_diag"))?
                         .max_backlog,
                 )

@@ -667,3 +667,29 @@ pub fn catch_termination_signals() -> Result<&'static std::sync::atomic::AtomicB
     }
     Ok(&TERMINATION_REQUESTED)
 }
+
+/// Runs `f` in the network namespace of process `pid`: right here when it
+/// is this thread's, else on a thread of ours that joined it (setns), so
+/// that the sockets `f` creates (a listening socket of a container, a
+/// netlink socket asking about the container's sockets) and the programs
+/// it spawns belong to that namespace. The rest of migrate-agent stays in
+/// its own.
+pub fn in_net_namespace<T: Send>(pid: i32, f: impl FnOnce() -> T + Send) -> Result<T, Errno> {
+    let errno = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+    let path = format!("/proc/{pid}/ns/net");
+    let theirs = std::fs::read_link(&path).map_err(errno)?;
+    let ours = std::fs::read_link("/proc/thread-self/ns/net").map_err(errno)?;
+    if theirs == ours {
+        return Ok(f());
+    }
+    let ns = std::fs::File::open(&path).map_err(errno)?;
+    std::thread::scope(|s| {
+        let joined = s.spawn(move || {
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
+            Ok(f())
+        });
+        joined
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}

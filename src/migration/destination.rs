@@ -45,6 +45,9 @@ pub struct DestinationOptions {
     /// Post-copy recovery (None: a broken link ends the migration and the
     /// copy here is killed).
     pub reconnect: Option<Reconnect>,
+    /// The command that configures a migrated container's own network
+    /// namespace before its restore (None: such containers are refused).
+    pub network_hook: Option<PathBuf>,
 }
 
 /// What a session opened by a peer agent was for.
@@ -107,6 +110,10 @@ pub enum ReceiveError {
     },
 }
 
+/// How long a failed migration's session stays open for the source to
+/// read why.
+const LINGER: Duration = Duration::from_secs(2);
+
 /// Receives one migration on `session` (the source has just connected),
 /// or answers a probe, or recognises a post-copy resume.
 pub async fn receive(
@@ -143,6 +150,15 @@ pub async fn receive(
             tracing::warn!(dir = %dir.display(), %e, "cannot remove an incoming image");
         }
     }
+    if result.is_err() {
+        // Nothing is left here now. Closing at once would lose the
+        // answers in flight (a refusal, the failure): let the source read
+        // them and close first.
+        let _ = tokio::time::timeout(LINGER, async {
+            while session.recv::<ToDestination>().await.is_ok() {}
+        })
+        .await;
+    }
     result.map_err(|why| ReceiveError::Failed { peer, state, why })
 }
 
@@ -176,7 +192,7 @@ async fn run(
         Err(e) => return Err(e.to_string()),
     };
     let dir = opts.work_dir.join(sanitize(&offer.id));
-    if let Err(reason) = check_offer(&offer, &dir) {
+    if let Err(reason) = check_offer(&offer, &dir, opts) {
         let _ = session
             .send(&ToSource::Refused {
                 reason: reason.clone(),
@@ -195,6 +211,8 @@ async fn run(
     let (store, mut stored) = PageStore::start(writer, session.take_incoming_pages());
     let mut counts: BTreeMap<u32, u64> = BTreeMap::new();
     let mut round = 0u32;
+    let mut rootfs = super::rootfs_sync::DestinationRootfs::default();
+    let bundle = offer.container.as_ref().map(|c| c.bundle.clone());
     let (checkpoint, remote): (Checkpoint, Option<Vec<RemoteRuns>>) = loop {
         *state = DestinationState::Receiving { round };
         // The control read is not cancel-safe: keep one future and count
@@ -228,6 +246,12 @@ async fn run(
                 break (*checkpoint, Some(remote))
             }
             ToDestination::Abort { reason } => return Err(format!("the source aborted: {reason}")),
+            ToDestination::RootfsQuery => rootfs.answer_query(session, bundle.as_deref()).await?,
+            ToDestination::RootfsChanges { changes, last } => {
+                rootfs
+                    .apply(session, bundle.as_deref(), changes, last)
+                    .await?
+            }
             other => return Err(format!("unexpected {} in round {round}", name(&other))),
         }
     };
@@ -249,14 +273,21 @@ async fn run(
         .flat_map(|p| p.threads.iter().map(|t| t.tid))
         .collect();
     let restore_dir = dir.clone();
-    let container = container_of(&offer);
+    let container = container_of(&offer, opts);
     let target = container.clone();
     let restore = tokio::task::spawn_blocking(move || {
         let mut sink = ImageSink::new(writer);
         sink.commit(&checkpoint).map_err(|e| e.to_string())?;
         match target {
-            Some((c, bundle)) => {
-                crate::container::restore(&c, &bundle, &restore_dir).map_err(|e| e.to_string())
+            Some(t) => {
+                let husk = t.prepare()?;
+                crate::container::restore_created(
+                    &t.container,
+                    husk,
+                    &restore_dir,
+                    crate::restore::RestoreOptions::default(),
+                )
+                .map_err(|e| e.to_string())
             }
             None => crate::restore::restore(&restore_dir).map_err(|e| e.to_string()),
         }
@@ -266,7 +297,7 @@ async fn run(
     match container {
         // Its PIDs are the container's: the container is what to remove
         // on a later failure.
-        Some((c, _)) => *created = Some(c),
+        Some(t) => *created = Some(t.container),
         None => *restored = Some(tids),
     }
 
@@ -304,15 +335,42 @@ async fn run(
     }))
 }
 
-/// The container an offer moves, as this host's runtime names it, and its
-/// bundle.
-pub(super) fn container_of(offer: &Offer) -> Option<(crate::container::Container, PathBuf)> {
+/// The container an offer moves, as this host creates it.
+#[derive(Debug, Clone)]
+pub(super) struct ContainerTarget {
+    /// The container, as this host's runtime names it.
+    pub container: crate::container::Container,
+    bundle: PathBuf,
+    /// Its own network namespace: the hook and the source's addresses.
+    network: Option<(PathBuf, crate::container::net::NetworkConfig)>,
+}
+
+impl ContainerTarget {
+    /// Creates the container (running the network hook on its network
+    /// namespace of its own) and returns its waiting init (blocking).
+    pub fn prepare(&self) -> Result<i32, String> {
+        let network = self
+            .network
+            .as_ref()
+            .map(|(hook, config)| crate::container::NetworkSetup { hook, config });
+        crate::container::prepare(&self.container, &self.bundle, network)
+            .map(|st| st.pid)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The container an offer moves (None for a process tree).
+pub(super) fn container_of(offer: &Offer, opts: &DestinationOptions) -> Option<ContainerTarget> {
     offer.container.as_ref().map(|c| {
         let root = c.runtime_root.as_deref().map(Path::new);
-        (
-            crate::container::Container::new(c.runtime, root, &c.id),
-            PathBuf::from(&c.bundle),
-        )
+        ContainerTarget {
+            container: crate::container::Container::new(c.runtime, root, &c.id),
+            bundle: PathBuf::from(&c.bundle),
+            network: c
+                .network
+                .clone()
+                .and_then(|n| opts.network_hook.clone().map(|hook| (hook, n))),
+        }
     })
 }
 
@@ -325,7 +383,7 @@ pub(super) async fn keep(session: &mut Session, opts: &DestinationOptions) {
 }
 
 /// Refuses an offer this host cannot take, with the reason as a sentence.
-fn check_offer(offer: &Offer, dir: &Path) -> Result<(), String> {
+fn check_offer(offer: &Offer, dir: &Path, opts: &DestinationOptions) -> Result<(), String> {
     // A container's PIDs are those of the PID namespace it gets here.
     let host_tids: &[i32] = if offer.container.is_some() {
         &[]
@@ -335,7 +393,15 @@ fn check_offer(offer: &Offer, dir: &Path) -> Result<(), String> {
     crate::restore::check_target(offer.xcr0, offer.xstate_size, host_tids)
         .map_err(|e| e.to_string())?;
     if let Some(c) = &offer.container {
+        crate::container::check_capabilities().map_err(|e| e.to_string())?;
+        crate::container::check_runtime(c.runtime).map_err(|e| e.to_string())?;
         crate::container::check_bundle(&c.id, Path::new(&c.bundle)).map_err(|e| e.to_string())?;
+        if c.network.is_some() && opts.network_hook.is_none() {
+            return Err(format!(
+                "container {} has a network namespace of its own, and this agent has no network hook to configure it ([container] network_hook in its configuration)",
+                c.id
+            ));
+        }
         let root = c.runtime_root.as_deref().map(Path::new);
         let here = crate::container::Container::new(c.runtime, root, &c.id);
         if here.state().is_ok() {
@@ -380,6 +446,8 @@ pub(super) fn name(message: &ToDestination) -> &'static str {
         ToDestination::Done => "a confirmation",
         ToDestination::Abort { .. } => "an abort",
         ToDestination::Probe(_) => "a probe",
+        ToDestination::RootfsQuery => "a rootfs query",
+        ToDestination::RootfsChanges { .. } => "rootfs changes",
         ToDestination::Resume(_) => "a post-copy resume",
         ToDestination::Resumed => "a post-copy resume's answer",
     }
@@ -589,4 +657,54 @@ async fn read_stream(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::net::{Interface, NetworkConfig};
+    use crate::migration::protocol::ContainerOffer;
+
+    fn offer(bundle: &Path) -> Offer {
+        Offer {
+            id: "t".into(),
+            pid: 1,
+            tids: vec![1],
+            xcr0: crate::kernel::cpu::xcr0(),
+            xstate_size: crate::kernel::cpu::xsave_size(),
+            memory_bytes: 0,
+            page_streams: 1,
+            container: Some(ContainerOffer {
+                id: format!("ferry-check-offer-{}", std::process::id()),
+                runtime: crate::container::Runtime::Runc,
+                runtime_root: Some(bundle.join("runc-root").display().to_string()),
+                bundle: bundle.display().to_string(),
+                network: Some(NetworkConfig {
+                    interfaces: vec![Interface {
+                        name: "eth0".into(),
+                        addresses: vec!["10.232.0.2/24".into()],
+                    }],
+                    routes: vec![],
+                }),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_container_with_its_own_network_needs_a_hook() {
+        let bundle = tempfile::tempdir().unwrap();
+        std::fs::write(bundle.path().join("config.json"), "{}").unwrap();
+        let offer = offer(bundle.path());
+        let mut opts = DestinationOptions {
+            work_dir: bundle.path().join("work"),
+            confirm_timeout: Duration::from_secs(1),
+            reconnect: None,
+            network_hook: None,
+        };
+        let dir = opts.work_dir.join("t");
+        let refused = check_offer(&offer, &dir, &opts).unwrap_err();
+        assert!(refused.contains("no network hook"), "{refused}");
+        opts.network_hook = Some(PathBuf::from("/bin/true"));
+        check_offer(&offer, &dir, &opts).unwrap();
+    }
 }

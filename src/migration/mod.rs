@@ -9,5 +9,6 @@ pub mod policy;
 pub mod postcopy;
 mod postcopy_destination;
 pub mod protocol;
+mod rootfs_sync;
 pub mod source;
 pub mod stats;

@@ -122,15 +122,14 @@ pub(super) async fn run(
 
     // A container is created first: its init is the root husk, and what
     // to kill (the whole PID namespace with it) should the post-copy fail.
-    let target = match container_of(&offer) {
-        Some((c, bundle)) => {
-            let made = c.clone();
-            let st = tokio::task::spawn_blocking(move || made.create(&bundle))
+    let target = match container_of(&offer, opts) {
+        Some(t) => {
+            let c = t.container.clone();
+            let husk = tokio::task::spawn_blocking(move || t.prepare())
                 .await
-                .map_err(|e| format!("the container creation task failed: {e}"))?
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| format!("the container creation task failed: {e}"))??;
             *created = Some(c.clone());
-            Some((c, st.pid))
+            Some((c, husk))
         }
         None => None,
     };

@@ -77,6 +77,10 @@ pub struct ContainerOffer {
     pub runtime_root: Option<String>,
     /// The bundle directory, which must exist on the destination.
     pub bundle: String,
+    /// The addresses and routes of the container's own network namespace
+    /// (None: it shares its host's, or has only loopback), for the
+    /// destination's network hook.
+    pub network: Option<crate::container::net::NetworkConfig>,
 }
 
 /// A dry run's question (`migrate-agent dry-run --to`): would this offer
@@ -130,6 +134,18 @@ pub enum ToDestination {
     /// A dry run's probe instead of an offer (see [`ProbeOffer`]); last,
     /// so that the earlier variants keep their postcard tags.
     Probe(ProbeOffer),
+    /// `--sync-rootfs`: list what the container's rootfs holds here;
+    /// answered by [`ToSource::RootfsManifest`] messages.
+    RootfsQuery,
+    /// `--sync-rootfs`: changes to apply to the container's rootfs, in
+    /// order; after the `last` one the destination answers
+    /// [`ToSource::RootfsSynced`].
+    RootfsChanges {
+        /// The changes (bounded in number and bytes by the source).
+        changes: Vec<crate::container::rootfs::Change>,
+        /// The pass is complete.
+        last: bool,
+    },
     /// Post-copy recovery, sent by the destination (the connecting side
     /// always speaks this enum first) on a new session to the source
     /// agent after the link broke: resume the migration.
@@ -187,5 +203,19 @@ pub enum ToSource {
         refusal: Option<String>,
         /// MemAvailable of the destination, in bytes.
         memory_available_bytes: u64,
+    },
+    /// Part of the destination's rootfs manifest (answer to
+    /// [`ToDestination::RootfsQuery`]).
+    RootfsManifest {
+        /// Entries ([`crate::container::rootfs::MAX_MANIFEST_CHUNK`] at
+        /// most).
+        entries: Vec<crate::container::rootfs::Entry>,
+        /// The manifest is complete.
+        last: bool,
+    },
+    /// Every change of the pass is applied to the rootfs here.
+    RootfsSynced {
+        /// Changes applied in this pass.
+        changes: u64,
     },
 }

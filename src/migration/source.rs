@@ -67,6 +67,10 @@ pub struct MigrateOptions {
     /// link broke; the source, frozen, waits that long plus
     /// [`super::postcopy::RESUME_MARGIN`] before resuming its copy.
     pub postcopy_recovery: Duration,
+    /// Copy the differences of the container's rootfs to the
+    /// destination's bundle: before the freeze, then what changed since
+    /// while frozen (containers only).
+    pub sync_rootfs: bool,
 }
 
 /// Why a migration failed. In every case the workload runs on the source.
@@ -103,6 +107,16 @@ pub enum MigrateError {
         /// What failed.
         why: String,
     },
+    /// The container cannot move (refused before anything was frozen).
+    #[error("migrating container {id} to {peer} failed: {why}; it keeps running here")]
+    Container {
+        /// The destination.
+        peer: String,
+        /// The container.
+        id: String,
+        /// Why.
+        why: String,
+    },
 }
 
 /// Migrates the process tree rooted at `pid` over `session`. Runs the
@@ -118,12 +132,20 @@ pub fn migrate(
     let started = Instant::now();
     let peer = session.peer_addr().to_string();
     let (pid, container) = match &opts.container {
-        Some(c) => {
-            let (pid, offer) = container_offer(c, opts.mode).map_err(|why| MigrateError::Link {
+        None if opts.sync_rootfs => {
+            return Err(MigrateError::Link {
                 peer: peer.clone(),
                 pid,
-                why,
-            })?;
+                why: "--sync-rootfs carries a container's rootfs: name the --container".into(),
+            })
+        }
+        Some(c) => {
+            let (pid, offer) =
+                container_offer(c, opts.mode).map_err(|why| MigrateError::Container {
+                    peer: peer.clone(),
+                    id: c.id.clone(),
+                    why,
+                })?;
             (pid, Some(offer))
         }
         None => (pid, None),
@@ -145,6 +167,9 @@ pub fn migrate(
             source: e,
         })?;
     }
+    let bundle = container
+        .as_ref()
+        .map(|c| std::path::PathBuf::from(&c.bundle));
     offer.container = container;
     let memory_bytes = offer.memory_bytes;
     let id = offer.id.clone();
@@ -167,8 +192,23 @@ pub fn migrate(
         Err(e) => return Err(link(e.to_string())),
     }
 
+    let rootfs = match bundle.filter(|_| opts.sync_rootfs) {
+        Some(bundle) => match super::rootfs_sync::first_pass(rt, session, &bundle) {
+            Ok(r) => Some(r),
+            Err(why) => {
+                let why = format!("syncing the rootfs of {} failed: {why}", bundle.display());
+                let abort = ToDestination::Abort {
+                    reason: why.clone(),
+                };
+                let _ = rt.block_on(session.send(&abort));
+                return Err(link(why));
+            }
+        },
+        None => None,
+    };
     let mut sink = NetworkSink::new(rt.clone(), session, pid, opts, memory_bytes, progress);
     sink.id = id;
+    sink.rootfs = rootfs;
     if opts.mode == MigrationMode::Postcopy {
         // No rounds: the tree is frozen right away.
         sink.freeze_decided = Some(Instant::now());
@@ -224,11 +264,13 @@ fn container_offer(
     c: &crate::container::Container,
     mode: MigrationMode,
 ) -> Result<(i32, super::protocol::ContainerOffer), String> {
+    crate::container::check_capabilities().map_err(|e| e.to_string())?;
     let st = c.running().map_err(|e| e.to_string())?;
     crate::container::check_tree(&c.id, st.pid).map_err(|e| e.to_string())?;
     if mode != MigrationMode::Precopy {
         check_lazy_container(&c.id, st.pid)?;
     }
+    let network = crate::container::net::record(&c.id, st.pid).map_err(|e| e.to_string())?;
     let default_root = c.runtime.default_root();
     Ok((
         st.pid,
@@ -237,6 +279,7 @@ fn container_offer(
             runtime: c.runtime,
             runtime_root: (c.root != default_root).then(|| c.root.display().to_string()),
             bundle: st.bundle,
+            network,
         },
     ))
 }
@@ -382,6 +425,8 @@ struct NetworkSink<'a> {
     resume_wait: Duration,
     /// The tree is a container's: PIDs on the wire are its namespace's.
     in_container: bool,
+    /// `--sync-rootfs`: the rootfs as of the first pass.
+    rootfs: Option<super::rootfs_sync::SourceRootfs>,
 }
 
 impl<'a> NetworkSink<'a> {
@@ -420,6 +465,7 @@ impl<'a> NetworkSink<'a> {
             id: String::new(),
             resume_wait: opts.postcopy_recovery + super::postcopy::RESUME_MARGIN,
             in_container: opts.container.is_some(),
+            rootfs: None,
         }
     }
 
@@ -730,6 +776,12 @@ impl CheckpointSink for NetworkSink<'_> {
     }
 
     fn commit(&mut self, checkpoint: &Checkpoint) -> Result<ImageSummary, CheckpointError> {
+        if let Some(r) = self.rootfs.as_mut() {
+            // Frozen: nothing writes the rootfs now.
+            let synced = super::rootfs_sync::frozen_pass(&self.rt, self.session, r);
+            synced.map_err(|e| self.link_error("sync the rootfs", e))?;
+            self.stats.rootfs = self.rootfs.as_ref().map(|r| r.stats());
+        }
         if self.mode != MigrationMode::Precopy {
             return self.commit_postcopy(checkpoint);
         }

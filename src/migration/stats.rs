@@ -65,6 +65,21 @@ pub struct MigrationStats {
     /// Post-copy figures (post-copy and hybrid migrations only).
     #[serde(default)]
     pub postcopy: Option<Box<PostcopyStats>>,
+    /// `--sync-rootfs` figures (container migrations with it only).
+    #[serde(default)]
+    pub rootfs: Option<RootfsSyncStats>,
+}
+
+/// What `--sync-rootfs` carried: the pass while the container ran and the
+/// pass while it was frozen (part of the downtime).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct RootfsSyncStats {
+    /// Before the freeze: entries changed on the destination, file bytes.
+    pub precopy: crate::container::rootfs::PassStats,
+    /// While frozen: what changed since the first pass.
+    pub frozen: crate::container::rootfs::PassStats,
+    /// Milliseconds the frozen pass took.
+    pub frozen_ms: f64,
 }
 
 /// The figures of the post-copy phase.

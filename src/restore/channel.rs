@@ -3,8 +3,8 @@
 //! namespace (migrate-agent has no PID there) and has fewer capabilities
 //! than migrate-agent (ptrace access to it is denied). The husk connects an
 //! injected unix socket to an abstract socket that migrate-agent listens
-//! on (the container shares migrate-agent's network namespace, where the
-//! abstract name lives) and receives each description with SCM_RIGHTS.
+//! on (created in the husk's network namespace, where the abstract name
+//! lives) and receives each description with SCM_RIGHTS.
 
 use super::RestoreError;
 use nix::errno::Errno;

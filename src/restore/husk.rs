@@ -43,6 +43,9 @@ const PARK_OFF: u64 = 16 << 20;
 const ROBUST_LIST_HEAD_LEN: u64 = 24;
 /// SECBIT_NO_SETUID_FIXUP: UID changes leave the capability sets alone.
 const SECBIT_NO_SETUID_FIXUP: u64 = 1 << 2;
+/// SECBIT_KEEP_CAPS: capabilities survive a switch from UID 0 (execve
+/// clears it).
+const SECBIT_KEEP_CAPS: i64 = 1 << 4;
 /// `sizeof(struct prctl_mm_map)`.
 const PRCTL_MM_MAP_LEN: u64 = 104;
 
@@ -221,7 +224,17 @@ fn build_tree<'a>(
                 })?;
         }
     }
-    let mut tree_fds = TreeFds::create(ck)?;
+    // Sockets belong to the namespace they are created in: the root
+    // husk's (a container's own network namespace, when it has one).
+    let root = husks[0].pid;
+    let mut tree_fds =
+        kernel::in_net_namespace(root.as_raw(), || TreeFds::create(ck)).map_err(|errno| {
+            RestoreError::Injected {
+                pid: husks[0].image.pid,
+                call: format!("joining the network namespace of process {root}"),
+                errno,
+            }
+        })??;
     for p in &ck.processes {
         let i = index_of(husks, p.pid)?;
         husks[i].finish(&mut tree_fds)?;
@@ -2172,7 +2185,20 @@ impl<'a> Husk<'a> {
             [libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0, 0],
             || "prctl(PR_GET_SECUREBITS)".into(),
         )?;
-        Ok(bits == i64::from(want.securebits))
+        let want_bits = i64::from(want.securebits);
+        // An OCI runtime's init waiting for its start (crun's) may still
+        // have keep_caps, which its execve would have cleared; clearing it
+        // needs no privilege.
+        if bits != want_bits && bits & !SECBIT_KEEP_CAPS == want_bits {
+            self.sys(
+                idx,
+                libc::SYS_prctl,
+                [libc::PR_SET_KEEPCAPS as u64, 0, 0, 0, 0, 0],
+                || "prctl(PR_SET_KEEPCAPS, 0)".into(),
+            )?;
+            return Ok(true);
+        }
+        Ok(bits == want_bits)
     }
 
     /// Installs the seccomp filters, oldest first, from the leader for

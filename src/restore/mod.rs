@@ -213,7 +213,17 @@ pub fn restore_into_with(
         .iter()
         .try_for_each(|p| check_files(ck, p, &root));
     let pages_restored = checked
-        .and_then(|()| channel::FdChannel::listen(husk))
+        .and_then(|()| {
+            // Its abstract name must be seen from the husk's network
+            // namespace (a container's own, when it has one).
+            kernel::in_net_namespace(husk, || channel::FdChannel::listen(husk)).map_err(
+                |errno| RestoreError::Injected {
+                    pid: husk,
+                    call: format!("joining the network namespace of process {husk}"),
+                    errno,
+                },
+            )?
+        })
         .and_then(|ch| {
             let husk = nix::unistd::Pid::from_raw(husk);
             husk::rebuild_into(&reader, husk, &ch, opts.lazy.as_ref())

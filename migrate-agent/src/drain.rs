@@ -1,0 +1,121 @@
+//! `migrate-agent drain`: empties this host of a runtime's running
+//! containers before maintenance, migrating each in turn through the local
+//! agent (as `migrate --container` does), going on after a failure, and
+//! printing one line per container.
+
+use crate::container::ContainerArgs;
+use crate::migrate::{execute, DestinationArgs, TransferArgs};
+use ferry::container::{self, Runtime};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// `drain`'s options.
+#[derive(clap::Args, Debug)]
+pub struct DrainArgs {
+    #[command(flatten)]
+    destination: DestinationArgs,
+    /// The OCI runtime whose running containers move: runc or crun.
+    #[arg(long, default_value = "runc")]
+    runtime: String,
+    /// The runtime's state directory (its --root; default /run/runc or
+    /// /run/crun).
+    #[arg(long)]
+    runtime_root: Option<PathBuf>,
+    #[command(flatten)]
+    transfer: TransferArgs,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The outcome for one container.
+#[derive(Debug, Serialize)]
+struct Outcome {
+    id: String,
+    ok: bool,
+    downtime_ms: Option<f64>,
+    total_ms: Option<f64>,
+    error: Option<String>,
+}
+
+/// Migrates every running container of the runtime, one after the other;
+/// exits 1 when any of them failed (each failed one still runs here).
+pub fn run(a: DrainArgs) -> anyhow::Result<ExitCode> {
+    let Some(runtime) = Runtime::from_name(&a.runtime) else {
+        anyhow::bail!(
+            "unknown runtime {:?}: ferry drives runc and crun",
+            a.runtime
+        );
+    };
+    let running: Vec<String> = container::list(runtime, a.runtime_root.as_deref())?
+        .into_iter()
+        .filter(|s| s.status == "running")
+        .map(|s| s.id)
+        .collect();
+    let mut outcomes = Vec::new();
+    for id in running {
+        let container = ContainerArgs {
+            container: Some(id.clone()),
+            runtime: a.runtime.clone(),
+            runtime_root: a.runtime_root.clone(),
+        };
+        let outcome = match execute(0, &container, &a.destination, &a.transfer, true) {
+            Ok(stats) => Outcome {
+                id,
+                ok: true,
+                downtime_ms: Some(stats.downtime.total_ms),
+                total_ms: Some(stats.total_ms),
+                error: None,
+            },
+            Err(e) => Outcome {
+                id,
+                ok: false,
+                downtime_ms: None,
+                total_ms: None,
+                error: Some(format!("{e:#}")),
+            },
+        };
+        if !a.json {
+            print_line(&outcome, &a.destination.to);
+        }
+        outcomes.push(outcome);
+    }
+    let failed = outcomes.iter().filter(|o| !o.ok).count();
+    if a.json {
+        let summary = serde_json::json!({
+            "to": a.destination.to,
+            "migrated": outcomes.len() - failed,
+            "failed": failed,
+            "containers": outcomes,
+        });
+        println!("{summary}");
+    } else {
+        println!(
+            "drained {} of {} running {} containers to {}",
+            outcomes.len() - failed,
+            outcomes.len(),
+            runtime.binary(),
+            a.destination.to
+        );
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_line(o: &Outcome, to: &str) {
+    match (&o.error, o.downtime_ms, o.total_ms) {
+        (None, Some(downtime), Some(total)) => println!(
+            "{}: ok, runs on {to}; downtime {downtime:.1} ms, total {total:.0} ms",
+            o.id
+        ),
+        (error, ..) => println!(
+            "{}: FAILED, still runs here: {}",
+            o.id,
+            error.as_deref().unwrap_or("unknown error")
+        ),
+    }
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The testbed's container network hook (configs/agent.toml: [container]
+# network_hook): gives a created container's empty network namespace the
+# addresses and routes its source recorded, reachable from the host's
+# network namespace (the one this runs in) through a veth pair. The tests
+# also run it on the source host, between `runc create` and `runc start`,
+# as a runtime's createRuntime hook or a CNI plugin would.
+#
+#   FERRY_NETWORK=JSON scripts/container-net.sh CONTAINER_ID PID
+#
+# FERRY_NETWORK: {"interfaces":[{"name":"eth0","addresses":["10.232.0.2/24"]}],
+#                 "routes":[{"dst":"default","gateway":"10.232.0.1","dev":"eth0"}]}
+# (what ferry records with `ip -j` in the source container's namespace).
+# PID is the container's init as this host sees it. The host end is fh<PID>:
+# it gets a host route to each container address and, as the container's
+# gateway, each gateway address of the routes; the container end takes the
+# first interface's name. Only the first interface is configured.
+set -euo pipefail
+[ $# -eq 2 ] || { echo "usage: FERRY_NETWORK=JSON $0 CONTAINER_ID PID" >&2; exit 2; }
+id=$1 pid=$2
+net=${FERRY_NETWORK:?FERRY_NETWORK is not set}
+host_if=fh$pid
+tmp_if=fc$pid
+in_ns() { nsenter --net="/proc/$pid/ns/net" -- "$@"; }
+
+name=$(jq -r '.interfaces[0].name // "eth0"' <<<"$net")
+ip link add "$host_if" type veth peer name "$tmp_if"
+ip link set "$tmp_if" netns "$pid"
+in_ns ip link set "$tmp_if" name "$name"
+in_ns ip link set lo up
+for a in $(jq -r '.interfaces[0].addresses[]?' <<<"$net"); do
+  in_ns ip addr add "$a" dev "$name"
+done
+in_ns ip link set "$name" up
+ip link set "$host_if" up
+for a in $(jq -r '.interfaces[0].addresses[]?' <<<"$net"); do
+  ip route replace "${a%/*}" dev "$host_if"
+done
+jq -c '.routes[]?' <<<"$net" | while read -r route; do
+  dst=$(jq -r '.dst' <<<"$route")
+  gw=$(jq -r '.gateway // empty' <<<"$route")
+  if [ -n "$gw" ]; then
+    case $gw in *:*) len=128 ;; *) len=32 ;; esac
+    ip addr replace "$gw/$len" dev "$host_if"
+    in_ns ip route replace "$dst" via "$gw" dev "$name"
+  else
+    in_ns ip route replace "$dst" dev "$name"
+  fi
+done
+echo "container $id: $name configured in /proc/$pid/ns/net, host end $host_if"

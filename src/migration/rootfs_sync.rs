@@ -1,0 +1,221 @@
+//! `--sync-rootfs` on the control stream: the source asks for the
+//! destination's manifest of the container's rootfs, sends what differs
+//! while the container runs, and once it is frozen sends what changed
+//! since; the destination applies each batch below its own rootfs
+//! (src/container/rootfs.rs refuses what could leave it).
+
+use super::protocol::{ToDestination, ToSource};
+use crate::container::rootfs::{self, Entry, PassStats, Target};
+use crate::transport::Session;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tokio::runtime::Handle;
+
+/// The source's side: its rootfs and what it looked like at the last pass.
+pub(super) struct SourceRootfs {
+    root: PathBuf,
+    snapshot: Vec<Entry>,
+    stats: super::stats::RootfsSyncStats,
+}
+
+impl SourceRootfs {
+    /// The figures so far.
+    pub(super) fn stats(&self) -> super::stats::RootfsSyncStats {
+        self.stats
+    }
+}
+
+/// The first pass, while the container runs: fetches the destination's
+/// manifest, then sends every difference.
+pub(super) fn first_pass(
+    rt: &Handle,
+    session: &mut Session,
+    bundle: &Path,
+) -> Result<SourceRootfs, String> {
+    let root = rootfs::rootfs_of(bundle).map_err(|e| e.to_string())?;
+    rt.block_on(session.send(&ToDestination::RootfsQuery))
+        .map_err(|e| e.to_string())?;
+    let mut theirs = Vec::new();
+    loop {
+        match rt.block_on(session.recv::<ToSource>()) {
+            Ok(ToSource::RootfsManifest { entries, last }) => {
+                if entries.len() > rootfs::MAX_MANIFEST_CHUNK
+                    || theirs.len() + entries.len() > rootfs::MAX_ENTRIES
+                {
+                    return Err(format!(
+                        "the destination's rootfs manifest is too large ({} entries so far, {} in one message)",
+                        theirs.len() + entries.len(),
+                        entries.len()
+                    ));
+                }
+                theirs.extend(entries);
+                if last {
+                    break;
+                }
+            }
+            Ok(ToSource::Failed { reason }) => return Err(reason),
+            Ok(other) => {
+                return Err(format!(
+                    "the destination answered {other:?} to the rootfs query"
+                ))
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let snapshot = rootfs::walk(&root).map_err(|e| e.to_string())?;
+    let plan = rootfs::plan(&snapshot, &theirs, false);
+    let precopy = send_changes(rt, session, &root, plan)?;
+    tracing::info!(
+        root = %root.display(),
+        changes = precopy.changes,
+        bytes = precopy.bytes,
+        "rootfs synced while the container runs"
+    );
+    Ok(SourceRootfs {
+        root,
+        snapshot,
+        stats: super::stats::RootfsSyncStats {
+            precopy,
+            ..Default::default()
+        },
+    })
+}
+
+/// The pass while frozen: what changed since the last walk.
+pub(super) fn frozen_pass(
+    rt: &Handle,
+    session: &mut Session,
+    src: &mut SourceRootfs,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let now = rootfs::walk(&src.root).map_err(|e| e.to_string())?;
+    let plan = rootfs::plan(&now, &src.snapshot, true);
+    src.stats.frozen = send_changes(rt, session, &src.root, plan)?;
+    src.snapshot = now;
+    src.stats.frozen_ms = started.elapsed().as_secs_f64() * 1000.0;
+    Ok(())
+}
+
+fn send_changes(
+    rt: &Handle,
+    session: &mut Session,
+    root: &Path,
+    plan: Vec<rootfs::Change>,
+) -> Result<PassStats, String> {
+    let stats = rootfs::send_plan(root, plan, &mut |changes| {
+        rt.block_on(session.send(&ToDestination::RootfsChanges {
+            changes,
+            last: false,
+        }))
+        .map_err(|e| e.to_string())
+    })?;
+    rt.block_on(session.send(&ToDestination::RootfsChanges {
+        changes: Vec::new(),
+        last: true,
+    }))
+    .map_err(|e| e.to_string())?;
+    match rt.block_on(session.recv::<ToSource>()) {
+        Ok(ToSource::RootfsSynced { .. }) => Ok(stats),
+        Ok(ToSource::Failed { reason }) => Err(reason),
+        Ok(other) => Err(format!(
+            "the destination answered {other:?} to rootfs changes"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The destination's side: the container's rootfs here, opened on the
+/// first rootfs message, and the changes applied in the current pass.
+#[derive(Default)]
+pub(super) struct DestinationRootfs {
+    target: Option<Target>,
+    applied: u64,
+}
+
+impl DestinationRootfs {
+    async fn target(&mut self, bundle: Option<&str>) -> Result<Target, String> {
+        if let Some(t) = self.target.take() {
+            return Ok(t);
+        }
+        let Some(bundle) = bundle else {
+            return Err("rootfs changes arrived for a migration that is not a container's".into());
+        };
+        let bundle = PathBuf::from(bundle);
+        tokio::task::spawn_blocking(move || {
+            let root = rootfs::rootfs_of(&bundle)?;
+            Target::open(&root)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+    }
+
+    /// Answers a [`ToDestination::RootfsQuery`] with this rootfs's manifest.
+    pub(super) async fn answer_query(
+        &mut self,
+        session: &mut Session,
+        bundle: Option<&str>,
+    ) -> Result<(), String> {
+        let target = self.target(bundle).await?;
+        let (target, manifest) = tokio::task::spawn_blocking(move || {
+            let m = target.manifest();
+            (target, m)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        self.target = Some(target);
+        let manifest = manifest.map_err(|e| e.to_string())?;
+        let mut chunks = manifest.chunks(rootfs::MAX_MANIFEST_CHUNK).peekable();
+        if chunks.peek().is_none() {
+            let empty = ToSource::RootfsManifest {
+                entries: Vec::new(),
+                last: true,
+            };
+            return session.send(&empty).await.map_err(|e| e.to_string());
+        }
+        while let Some(chunk) = chunks.next() {
+            let message = ToSource::RootfsManifest {
+                entries: chunk.to_vec(),
+                last: chunks.peek().is_none(),
+            };
+            session.send(&message).await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Applies a batch of [`ToDestination::RootfsChanges`]; after the last
+    /// one of a pass, answers [`ToSource::RootfsSynced`].
+    pub(super) async fn apply(
+        &mut self,
+        session: &mut Session,
+        bundle: Option<&str>,
+        changes: Vec<rootfs::Change>,
+        last: bool,
+    ) -> Result<(), String> {
+        if changes.len() > rootfs::MAX_BATCH_CHANGES {
+            return Err(format!(
+                "a batch of {} rootfs changes arrived (at most {})",
+                changes.len(),
+                rootfs::MAX_BATCH_CHANGES
+            ));
+        }
+        let mut target = self.target(bundle).await?;
+        let n = changes.len() as u64;
+        let (target, result) = tokio::task::spawn_blocking(move || {
+            let result = changes.into_iter().try_for_each(|c| target.apply(c));
+            (target, result)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        self.target = Some(target);
+        result.map_err(|e| e.to_string())?;
+        self.applied += n;
+        if last {
+            let synced = ToSource::RootfsSynced {
+                changes: std::mem::take(&mut self.applied),
+            };
+            session.send(&synced).await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
