@@ -11,6 +11,9 @@
 # checkpoint/restore of a process tree (tests/workloads/bench_tree.c):
 # TREE_PROCS (default 50; 0 skips) processes each holding TREE_MIB (default 16) MiB;
 # frozen time and restore_ms as reported by --json, and the wall times.
+# checkpoint/restore of the Node.js request counter
+# (tests/workloads/counter_server.js) after 3 requests, the 4th answered by
+# the restored server (NODE_RUNS=0 skips): frozen and restore times.
 # Transport throughput on loopback (examples/transport_bench.rs), in MB/s:
 # ferry's QUIC page streams (mutual TLS, several connections) against raw
 # TCP and TLS over TCP (rustls), each moving TRANSPORT_MIB (default 2048;
@@ -51,6 +54,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 RUNS=${RUNS:-3}
 SIZES=${SIZES-"64 512 2048"}
 TREE_PROCS=${TREE_PROCS:-50}
+NODE_RUNS=${NODE_RUNS:-1}
 TREE_MIB=${TREE_MIB:-16}
 TRANSPORT_MIB=${TRANSPORT_MIB:-2048}
 MIGRATE_MIB=${MIGRATE_MIB:-1024}
@@ -169,11 +173,10 @@ expect_pass() {
   fi
 }
 
-# checkpoint_restore PREFIX MIB PROCESSES WHAT: checkpoints $orig (ending it
-# and its children $kids), restores the image and samples PREFIX-named
-# figures; SIGTERM then makes the restored root (and its children) verify
-# their memory and exit, reaped by this script.
-checkpoint_restore() {
+# checkpoint_and_restore PREFIX MIB PROCESSES WHAT: checkpoints $orig
+# (ending it and its children $kids), restores the image ($restored is the
+# restored root) and samples PREFIX-named figures.
+checkpoint_and_restore() {
   local prefix=$1 mib=$2 procs=$3 what=$4 start end
   start=$(now_ms)
   agent_run checkpoint checkpoint "$orig" --dir "$image" --json
@@ -193,13 +196,31 @@ checkpoint_restore() {
   restored=$(cat "$tmp/pid")
   sample "${prefix}restore_wall" "$mib" ms $((end - start)) "$procs"
   sample "${prefix}restore" "$mib" ms "$(json_field "$tmp/restore.json" restore_ms)" "$procs"
+}
+
+# end_restored WHAT: SIGTERM to the restored root; it (and its children)
+# exit, reaped by this script.
+end_restored() {
   kill -TERM "$restored"
   if ! wait_for all_gone "$restored" $kids; then
-    echo "bench: restored $what (pid $restored) did not exit on SIGTERM" >&2
+    echo "bench: restored $1 (pid $restored) did not exit on SIGTERM" >&2
     exit 1
   fi
   restored= kids=
-  expect_pass "restored $what"
+}
+
+# checkpoint_restore PREFIX MIB PROCESSES WHAT: checkpoint_and_restore, then
+# SIGTERM makes the restored workload verify its memory and print PASS.
+checkpoint_restore() {
+  checkpoint_and_restore "$@"
+  end_restored "$4"
+  expect_pass "restored $4"
+}
+
+# http_count PORT: the Node.js counter's answer to one GET on loopback.
+http_count() {
+  python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode().strip())' \
+    "http://127.0.0.1:$1/"
 }
 
 # finish_on_b WHAT: SIGTERM to the migrated workload on host B, which checks
@@ -240,6 +261,24 @@ if [ "$TREE_PROCS" != 0 ]; then
     start_workload "bench_tree $TREE_PROCS x $TREE_MIB MiB" "$tree_workload" "$tmp/files" "$TREE_PROCS" "$TREE_MIB"
     kids=$(cat /proc/"$orig"/task/*/children)
     checkpoint_restore tree_ "$TREE_MIB" "$TREE_PROCS" "bench_tree $TREE_PROCS x $TREE_MIB MiB"
+  done
+fi
+
+if [ "$NODE_RUNS" != 0 ]; then
+  for ((run = 0; run < RUNS; run++)); do
+    rm -rf "$image"
+    # libuv's io_uring backend holds an io_uring fd, which ferry does not
+    # carry yet.
+    start_workload "the Node.js counter" env UV_USE_IO_URING=0 node tests/workloads/counter_server.js 127.0.0.1 0
+    port=$(awk '/^READY/ {print $2}' "$tmp/out")
+    for _ in 1 2 3; do http_count "$port" >/dev/null; done
+    checkpoint_and_restore node_ 0 1 "the Node.js counter"
+    answer=$(http_count "$port")
+    if [ "$answer" != 4 ]; then
+      echo "bench: the restored Node.js counter answered $answer, not 4" >&2
+      exit 1
+    fi
+    end_restored "the Node.js counter"
   done
 fi
 
