@@ -336,7 +336,7 @@ if [ -n "$CONTAINER_MODES" ]; then
   node_url=http://10.232.0.2:8080/
   on() { bash scripts/testbed.sh exec "${bed[@]}" "$@"; }
   # grew FILE N: FILE has N lines or more.
-  grew() { [ "$(wc -l <"$1")" -ge "$2" ]; }
+  grew() { [ -e "$1" ] && [ "$(wc -l <"$1")" -ge "$2" ]; }
   for mode in $CONTAINER_MODES; do
     for kind in $CONTAINER_KINDS; do
       for ((run = 0; run < RUNS; run++)); do
@@ -363,7 +363,7 @@ if [ -n "$CONTAINER_MODES" ]; then
         on a sh -c "set -e; ${container_enter[a]} runc create --bundle $dir/bundle $cid </dev/null >/dev/null; $hook runc start $cid"
         case $kind in
           counter) wait_for grew "$log" 2 ;;
-          *) wait_for grep -q READY "$log" ;;
+          *) wait_for grep -qs READY "$log" ;;
         esac || { echo "bench: container $kind did not start:" >&2; cat "$log" >&2; exit 1; }
         [ "$kind" != node ] || [ "$(on a curl -sS "$node_url")" = 1 ] || { echo "bench: node on A did not answer 1" >&2; exit 1; }
 
@@ -386,6 +386,10 @@ figures = [("downtime", "ms", d["total_ms"] or p.get("freeze_to_running_ms", 0))
            ("memory", "MiB", s["memory_bytes"] / 2**20),
            ("rounds", "rounds", len(s["rounds"]))]
 if p:
+    # Post-copy splits its downtime into restore and resume only, and
+    # has pre-copy rounds in hybrid mode only.
+    figures = [f for f in figures if f[0] not in ("downtime_freeze", "downtime_final_transfer")
+               and (f[0] != "rounds" or s["rounds"])]
     figures.append(("all_local", "ms", p["all_local_ms"]))
 for name, unit, value in figures:
     print(f"container_{kind}_{name}@{mode} {mib} {unit} {value}")
