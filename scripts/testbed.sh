@@ -14,11 +14,11 @@
 # With --agents DIR, `up` also makes a CA and a certificate per host in DIR
 # (migrate-agent certs), writes DIR/a.toml and DIR/b.toml and starts an
 # agent on each host (port 7420, control socket DIR/a/agent.sock, log
-# DIR/a/agent.log) in a PID and mount namespace of its own, as on a real
-# host: a migrated process keeps its PID while the source copy still
-# exists. Host A's PIDs start at 5000, so that they are free on host B.
-# `exec` runs a command inside a host (its network, PID and mount
-# namespaces); `down` stops the agents and everything started in their
+# DIR/a/agent.log) in a PID, mount and IPC namespace of its own, as on a
+# real host: a migrated process keeps its PID (and its SysV shmids) while
+# the source copy still exists. Host A's PIDs start at 5000, so that they
+# are free on host B. `exec` runs a command inside a host (its network,
+# PID, mount and IPC namespaces); `down` stops the agents and everything started in their
 # hosts. The agent binary is $FERRY_AGENT_BIN, else
 # target/release/migrate-agent, else target/debug/migrate-agent.
 # Run as root.
@@ -97,7 +97,7 @@ EOF
   rm -f "$dir/agent.sock"
   # bash is the init of the host's PID namespace: it reaps orphans (the
   # restored workloads), and when it dies everything in the host dies.
-  setsid ip netns exec "$ns" unshare --pid --fork --mount-proc --kill-child \
+  setsid ip netns exec "$ns" unshare --pid --fork --mount-proc --ipc --kill-child \
     bash -c '"$0" serve --config "$1" & wait' "$bin" "$agents/$host.toml" \
     >"$dir/agent.log" 2>&1 </dev/null &
   echo $! > "$dir/unshare.pid"
@@ -172,7 +172,7 @@ host_exec() {
   [ -n "$agents" ] && [ $# -ge 2 ] || usage
   local host=$1
   shift
-  exec nsenter -t "$(cat "$agents/$host/init.pid")" -n -p -m -- "$@"
+  exec nsenter -t "$(cat "$agents/$host/init.pid")" -n -p -m -i -- "$@"
 }
 
 

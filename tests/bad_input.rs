@@ -342,3 +342,110 @@ fn unsupported_fd_workload_standalone() {
     common::standalone(&STRICT_SECCOMP);
     common::standalone(&TREE_OUTSIDE);
 }
+
+const SYSV_SHM: Spec = Spec::new("sysv_shm");
+
+/// The key sysv_shm.c gives its segment A.
+fn sysv_shm_key(pid: Pid) -> i32 {
+    0x5f00_0000 | (pid.as_raw() & 0xff_ffff)
+}
+
+/// The shmids /proc/sysvipc/shm lists.
+fn sysv_shmids() -> Result<Vec<i32>> {
+    let text = fs::read_to_string("/proc/sysvipc/shm")?;
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .collect())
+}
+
+/// The child of sysv_shm.c alone shares its segments with its parent,
+/// outside that tree: refused naming the child and the segment, and both
+/// go on.
+#[test]
+fn refuses_sysv_shm_attached_outside_the_tree() {
+    let _cleanup = common::SysvShmCleanup;
+    common::run_test("refuses_sysv_shm_attached_outside_the_tree", |dir| {
+        let mut w = Workload::start(dir, &SYSV_SHM)?;
+        w.record_descendants();
+        let children = common::descendants(w.pid());
+        let [child] = children[..] else {
+            bail!("sysv_shm has descendants {children:?}");
+        };
+        let msg = checkpoint_pid_refusal(dir, child, "SysV segments shared with its parent")?;
+        ensure!(
+            msg.contains("SysV shm") && msg.contains("outside the tree"),
+            "the refusal does not name a SysV segment attached outside the tree: {msg}"
+        );
+        let (state, tracer) = common::proc_state(child)?;
+        ensure!(
+            tracer == 0 && !matches!(state, 't' | 'T' | 'Z'),
+            "the child is in state {state}, traced by {tracer}, after the refusal"
+        );
+        common::check_running(&mut w, "after the refused checkpoint")?;
+        w.finish(&SYSV_SHM)
+    });
+}
+
+/// A SysV key still taken at restore (checkpoint --leave-running keeps the
+/// segment, and it outlives the killed original) is refused naming the
+/// segment; the segments created before it are removed and no process is
+/// left behind.
+#[test]
+fn restore_while_sysv_key_taken() {
+    let _cleanup = common::SysvShmCleanup;
+    common::run_test("restore_while_sysv_key_taken", |dir| {
+        let mut w = Workload::start(dir, &SYSV_SHM)?;
+        w.record_descendants();
+        let key = sysv_shm_key(w.pid());
+        common::checkpoint(dir, &w, &SYSV_SHM, Mode::LeaveRunning)?;
+        w.kill_original()?;
+        let before = sysv_shmids()?;
+        let (run, _) = common::restore(dir)?;
+        let after = sysv_shmids()?;
+        // The original's segment A outlived it: the test removes it.
+        let removed = std::process::Command::new("ipcrm")
+            .args(["-M", &key.to_string()])
+            .status()?;
+        let msg = run.refusal().context("restoring over a taken SysV key")?;
+        ensure!(
+            msg.contains("SysV shared memory segment") && msg.contains("taken"),
+            "the refusal does not say the SysV segment's key is taken: {msg}"
+        );
+        ensure!(
+            msg.contains(&format!("{key:#x}")),
+            "the refusal does not name key {key:#x}: {msg}"
+        );
+        // The image's segments that were not there before (B, which went
+        // with the original) must not be there after.
+        let image = dir.image();
+        let shown = common::agent(dir, &["image", "show", common::path_str(&image)?])?;
+        let in_image: Vec<i32> = shown
+            .stdout
+            .lines()
+            .filter_map(|l| {
+                l.trim()
+                    .strip_prefix("SysV shm ")?
+                    .split(' ')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        ensure!(
+            in_image.len() == 2,
+            "the image shows SysV segments {in_image:?}"
+        );
+        let left: Vec<&i32> = in_image
+            .iter()
+            .filter(|id| !before.contains(id) && after.contains(id))
+            .collect();
+        ensure!(
+            left.is_empty(),
+            "the failed restore left SysV segments {left:?}"
+        );
+        ensure!(removed.success(), "ipcrm -M {key:#x} failed");
+        ensure_gone(w.pid())
+    });
+}

@@ -68,6 +68,25 @@ fn fds_migrate() {
     migrate_workload("migrate_epoll", "epoll", &[], &[]);
 }
 
+/// SysV shared memory (a keyed segment and one marked for removal, shared
+/// by a parent and its child) moves with the tree: recreated on B with the
+/// same shmids and key (the hosts have IPC namespaces of their own), its
+/// pages sent while the tree is frozen; nothing is left on A.
+#[test]
+fn sysv_shm_migrates() {
+    run_test("migrate_sysv_shm", |dir| {
+        let bed = Testbed::up(dir)?;
+        let w = bed.start_workload(dir, "sysv_shm", &[])?;
+        migrate_ok(&bed, dir, &w, &[])?;
+        let (ok, left) = bed.host_exec(Host::A, &["cat", "/proc/sysvipc/shm"])?;
+        ensure!(
+            ok && left.lines().count() == 1,
+            "host A still has SysV segments after the migration:\n{left}"
+        );
+        finish_on(&bed, dir, Host::B, &w)
+    });
+}
+
 /// 1 GiB rewritten at 64 MiB/s the whole time: every page checked after
 /// arrival.
 #[test]

@@ -5,7 +5,7 @@
 mod common;
 
 use anyhow::{ensure, Context, Result};
-use common::testbed::{finish_on, Host, HostProcess, Testbed, HOST_B};
+use common::testbed::{finish_on, wait_for, Host, HostProcess, Testbed, HOST_B};
 use common::{field, run_test, scenarios, TestDir};
 use serde_json::Value;
 use std::thread::sleep;
@@ -162,9 +162,84 @@ fn dontneed_postcopy() {
     lazy_workload("postcopy_dontneed", "lazy_dontneed", &["64"], "postcopy");
 }
 
-/// The link fails for good during post-copy: the destination's copy (which
-/// cannot get its pages) is killed and the source's frozen copy, which
-/// holds every page, is resumed: the workload runs once, on A.
+/// Resident memory of process `pid` (root namespace), in MiB.
+fn rss_mib(pid: i32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no VmRSS for process {pid}"))?;
+    Ok(kib / 1024)
+}
+
+/// Migrates 256 MiB rewritten at 16 MiB/s in post-copy mode (the
+/// background push limited to 64 MiB/s) and takes the link down for `cut`
+/// as soon as the workload runs on B, checking that most of its memory is
+/// still on A then; the workload must complete on B with correct memory.
+/// Returns the post-copy statistics.
+fn postcopy_through_cut(test: &str, cut: Duration) -> Value {
+    let mut out = Value::Null;
+    run_test(test, |dir| {
+        let bed = Testbed::up(dir)?;
+        let w = bed.start_workload(dir, "steady_dirty", &["256", "16"])?;
+        let run = bed.spawn_migrate(
+            dir,
+            w.ns_pid,
+            HOST_B,
+            &["--json", "--mode", "postcopy", "--bandwidth-limit", "64M"],
+        )?;
+        wait_for(&bed.agent_log_path(Host::B), "the workload runs here")?;
+        bed.set_link(false)?;
+        let on_b = bed
+            .find(Host::B, w.ns_pid)?
+            .context("the workload does not run on B")?;
+        let resident = rss_mib(on_b);
+        sleep(cut);
+        bed.set_link(true)?;
+        let resident = resident?;
+        ensure!(
+            resident < 192,
+            "{resident} MiB of the workload's 256 were on B when the link was cut: the cut tested little"
+        );
+        let stats = run.wait()?.json().with_context(|| {
+            format!(
+                "migrate through a {cut:?} cut; agent A:\n{}\nagent B:\n{}",
+                bed.agent_log(Host::A),
+                bed.agent_log(Host::B)
+            )
+        })?;
+        finish_on(&bed, dir, Host::B, &w)?;
+        out = stats["postcopy"].clone();
+        Ok(())
+    });
+    out
+}
+
+/// A 2 s cut during post-copy (shorter than the transport's idle timeout:
+/// the connection survives by retransmission).
+#[test]
+fn link_cut_for_2s_during_postcopy() {
+    let post = postcopy_through_cut("postcopy_cut_2s", Duration::from_secs(2));
+    eprintln!("postcopy_cut_2s: {post}");
+}
+
+/// A 7 s cut, longer than the idle timeout: the connection dies, the
+/// workload waits on its faults on B, B reconnects to A and names the
+/// pages it still misses, and A (still frozen) goes on serving them.
+#[test]
+fn link_cut_for_7s_during_postcopy_recovers() {
+    let post = postcopy_through_cut("postcopy_cut_7s", Duration::from_secs(7));
+    assert!(
+        post["resumes"].as_u64().is_some_and(|r| r >= 1),
+        "no post-copy resume after a 7 s cut: {post}"
+    );
+}
+
+/// The link fails for good during post-copy: B tries to reconnect for
+/// its `postcopy_recovery_secs`, then kills its copy (its memory is
+/// incomplete); A, which waited longer, resumes its frozen copy, which
+/// holds every page: the workload runs once, on A.
 #[test]
 fn link_lost_during_postcopy_resumes_on_source() {
     run_test("postcopy_link_lost", |dir| {
@@ -196,5 +271,45 @@ fn link_lost_during_postcopy_resumes_on_source() {
             "the destination's copy still runs after the link was lost"
         );
         finish_on(&bed, dir, Host::A, &w)
+    });
+}
+
+/// The source agent dies for good during post-copy: B, which cannot get
+/// the pages still on A, tries to reconnect for its
+/// `postcopy_recovery_secs`, then kills its copy and says why.
+#[test]
+fn source_gone_during_postcopy_kills_the_incomplete_copy() {
+    run_test("postcopy_source_gone", |dir| {
+        let bed = Testbed::up(dir)?;
+        let w = bed.start_workload(dir, "steady_dirty", &["256", "16"])?;
+        let run = bed.spawn_migrate(
+            dir,
+            w.ns_pid,
+            HOST_B,
+            &["--json", "--mode", "postcopy", "--bandwidth-limit", "32M"],
+        )?;
+        wait_for(&bed.agent_log_path(Host::B), "the workload runs here")?;
+        bed.kill_agent(Host::A)?;
+        drop(run);
+        // Noticed within the idle timeout (5 s), then 15 s of attempts.
+        let mut log = String::new();
+        for _ in 0..400 {
+            log = bed.agent_log(Host::B);
+            if log.contains("was killed") {
+                break;
+            }
+            sleep(Duration::from_millis(100));
+        }
+        ensure!(
+            log.contains("could not be reached again") && log.contains("incomplete"),
+            "B's log does not say why its copy was killed:\n{log}"
+        );
+        for _ in 0..1000 {
+            if bed.find(Host::B, w.ns_pid)?.is_none() {
+                return Ok(());
+            }
+            sleep(Duration::from_millis(10));
+        }
+        anyhow::bail!("the incomplete copy still runs on B")
     });
 }

@@ -7,6 +7,7 @@
 
 mod common;
 
+use anyhow::{ensure, Context};
 use common::{Mode, Spec};
 
 /// Pages of bigmem.c that hold its pattern: 62 of every 64 pages of 512 MiB.
@@ -72,6 +73,102 @@ zdtm_tests! {
     tree_shm, tree_shm_leave_running => Spec::new("tree_shm");
     tree_fileoff, tree_fileoff_leave_running => Spec::new("tree_fileoff");
     pipe_writer_gone, pipe_writer_gone_leave_running => Spec::new("pipe_writer_gone");
+}
+
+/// Pages of sysv_shm.c's segment A with data: dumped once although three
+/// attachments (the parent's, the child's inherited and its read-only one)
+/// map it. The rest of the two small processes stays well under another
+/// copy of it.
+const SYSV_SHM_A_PAGES: u64 = 256;
+
+/// SysV shared memory: a keyed segment and one marked for removal, shared
+/// by a parent and its child (one attachment read-only), come back with
+/// their shmids, key, contents and modes. Checkpoint kills the tree and
+/// marks the keyed segment for removal (it moved into the image), so the
+/// restore on the same host finds its key and shmid free.
+#[test]
+fn sysv_shm() {
+    let spec = Spec::new("sysv_shm")
+        .min_pages_written(SYSV_SHM_A_PAGES)
+        .max_pages_written(2 * SYSV_SHM_A_PAGES - 1);
+    let _cleanup = common::SysvShmCleanup;
+    common::zdtm("sysv_shm", &spec, Mode::Kill);
+}
+
+/// The same with --leave-running: the original then runs on until the
+/// harness kills it, and a segment not marked for removal would outlive
+/// it here (holding its key and shmid), so this variant uses only
+/// segments marked for removal.
+#[test]
+fn sysv_shm_leave_running() {
+    let spec = Spec::new("sysv_shm")
+        .args(&["removed"])
+        .min_pages_written(SYSV_SHM_A_PAGES)
+        .max_pages_written(2 * SYSV_SHM_A_PAGES - 1);
+    common::zdtm("sysv_shm_leave_running", &spec, Mode::LeaveRunning);
+}
+
+/// The SysV workload passes its own verification, in both variants.
+#[test]
+fn sysv_shm_standalone() {
+    let _cleanup = common::SysvShmCleanup;
+    common::standalone(&Spec::new("sysv_shm"));
+    common::standalone(&Spec::new("sysv_shm").args(&["removed"]));
+}
+
+/// A tree whose root is the init of a PID namespace of its own (made by
+/// the workload's launcher, as `unshare --pid --fork` does): checkpointed
+/// with the PIDs it has inside, restored into a new PID namespace where the
+/// root is PID 1 again and its child PID 2.
+#[test]
+fn pid_namespace() {
+    let spec = Spec::new("pid_namespace");
+    common::run_test("pid_namespace", |dir| {
+        let mut w = common::Workload::start(dir, &spec)?;
+        w.record_descendants();
+        let family = common::descendants(w.pid());
+        let init = *family.first().context("the launcher has no child")?;
+        let image = dir.image();
+        let init_arg = init.to_string();
+        let stats = common::agent(
+            dir,
+            &[
+                "checkpoint",
+                &init_arg,
+                "--dir",
+                common::path_str(&image)?,
+                "--json",
+            ],
+        )?
+        .json()
+        .context("checkpoint of the namespace's init")?;
+        ensure!(
+            common::field(&stats, "processes")? == 2.0,
+            "checkpointed {stats}"
+        );
+        w.wait_original()?;
+        let (run, pid) = common::restore(dir)?;
+        if let Some(pid) = pid {
+            w.adopt(pid);
+        }
+        run.json().context("restore into a new PID namespace")?;
+        let pid = pid.context("restore wrote no pidfile")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let nspid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .context("no NSpid")?;
+        ensure!(
+            nspid.split_whitespace().last() == Some("1"),
+            "the restored root {pid} has NSpid {nspid}, not PID 1 of its namespace"
+        );
+        let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/pid"));
+        ensure!(
+            ns(&pid.to_string())? != ns("self")?,
+            "the restored root {pid} is in this PID namespace"
+        );
+        w.finish(&spec)
+    });
 }
 
 /// scripts/bench.sh's subject passes its own verification.

@@ -4,9 +4,10 @@
 //! follows the progress.
 
 use crate::config::AgentConfig;
-use crate::migration::destination::{self, DestinationOptions};
+use crate::migration::destination::{self, DestinationOptions, Outcome, Reconnect};
 use crate::migration::dryrun::{self, ProbeReport};
 use crate::migration::policy::Limits;
+use crate::migration::postcopy;
 use crate::migration::source::{self, MigrateOptions};
 use crate::migration::stats::{MigrationStats, Progress};
 use crate::transport::{self, Settings, Transport};
@@ -124,6 +125,7 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
         source,
     })?;
     let transport = Arc::new(Transport::bind(Settings::from_config(&config)).await?);
+    let recovery = Duration::from_secs(config.postcopy_recovery_secs);
     let listener = bind_control(&config.control_socket)?;
     tracing::info!(
         name = %config.name,
@@ -134,6 +136,10 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
     let dest = DestinationOptions {
         work_dir: config.work_dir.clone(),
         confirm_timeout: CONFIRM_TIMEOUT,
+        reconnect: Some(Reconnect {
+            transport: transport.clone(),
+            within: recovery,
+        }),
         network_hook: config.container.network_hook.clone(),
     };
     let incoming = {
@@ -146,10 +152,16 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
                         tokio::spawn(async move {
                             let peer = session.peer_agent().to_string();
                             match destination::receive(&mut session, &dest).await {
-                                Ok(Some(r)) => {
+                                Ok(Outcome::Received(r)) => {
                                     tracing::info!(%peer, id = %r.id, pid = r.pid, restore_ms = r.restore_ms, "migration received; the workload runs here")
                                 }
-                                Ok(None) => tracing::info!(%peer, "answered a dry-run probe"),
+                                Ok(Outcome::Probed) => {
+                                    tracing::info!(%peer, "answered a dry-run probe")
+                                }
+                                Ok(Outcome::Resume(req)) => {
+                                    // The session now belongs to the waiting source.
+                                    return postcopy::hand_over(session, req).await;
+                                }
                                 Err(e) => tracing::warn!(%peer, "{e}"),
                             }
                             session.close("migration finished");
@@ -165,7 +177,7 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
             Ok((stream, _)) => {
                 let transport = transport.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = handle_control(stream, transport).await {
+                    if let Err(e) = handle_control(stream, transport, recovery).await {
                         tracing::warn!("control connection: {e}");
                     }
                 });
@@ -205,7 +217,11 @@ fn bind_control(path: &Path) -> Result<UnixListener, ServeError> {
 /// The local peer's name in control-socket error messages.
 const LOCAL_PEER: &str = "the local CLI";
 
-async fn handle_control(mut stream: UnixStream, transport: Arc<Transport>) -> Result<(), String> {
+async fn handle_control(
+    mut stream: UnixStream,
+    transport: Arc<Transport>,
+    recovery: Duration,
+) -> Result<(), String> {
     let creds = stream.peer_cred().map_err(|e| e.to_string())?;
     if creds.uid() != 0 {
         return Err(format!(
@@ -226,7 +242,7 @@ async fn handle_control(mut stream: UnixStream, transport: Arc<Transport>) -> Re
         }
     };
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<ControlEvent>();
-    let job = tokio::spawn(run_migration(req, transport, events_tx));
+    let job = tokio::spawn(run_migration(req, transport, recovery, events_tx));
     while let Some(event) = events_rx.recv().await {
         // The CLI may be gone (Ctrl-C): the migration goes on regardless.
         if transport::write_message(&mut stream, LOCAL_PEER, &event)
@@ -242,6 +258,7 @@ async fn handle_control(mut stream: UnixStream, transport: Arc<Transport>) -> Re
 async fn run_migration(
     req: MigrateRequest,
     transport: Arc<Transport>,
+    recovery: Duration,
     events: mpsc::UnboundedSender<ControlEvent>,
 ) {
     let pid = req.pid;
@@ -264,6 +281,7 @@ async fn run_migration(
         container: req.container.as_ref().map(|(runtime, root, id)| {
             crate::container::Container::new(*runtime, root.as_deref(), id)
         }),
+        postcopy_recovery: recovery,
         sync_rootfs: req.sync_rootfs,
     };
     let rt = tokio::runtime::Handle::current();

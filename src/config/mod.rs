@@ -37,6 +37,10 @@ pub struct AgentConfig {
     /// QUIC connections per migration for page data (one CPU each).
     #[serde(default = "default_bulk_connections")]
     pub bulk_connections: usize,
+    /// Post-copy recovery: seconds the destination tries to reconnect to
+    /// the source after the link broke (the source waits a margin more).
+    #[serde(default = "default_postcopy_recovery_secs")]
+    pub postcopy_recovery_secs: u64,
     /// Where images and working files are kept.
     #[serde(default = "default_work_dir")]
     pub work_dir: PathBuf,
@@ -64,6 +68,9 @@ fn default_control_socket() -> PathBuf {
 }
 fn default_bulk_connections() -> usize {
     crate::transport::DEFAULT_BULK_CONNECTIONS
+}
+fn default_postcopy_recovery_secs() -> u64 {
+    15
 }
 fn default_work_dir() -> PathBuf {
     PathBuf::from(DEFAULT_WORK_DIR)
@@ -134,6 +141,12 @@ impl AgentConfig {
             return Err(value(
                 "bulk_connections",
                 format!("is {}; must be 1 to {max}", config.bulk_connections),
+            ));
+        }
+        if !(1..=3600).contains(&config.postcopy_recovery_secs) {
+            return Err(value(
+                "postcopy_recovery_secs",
+                format!("is {}; must be 1 to 3600", config.postcopy_recovery_secs),
             ));
         }
         if config.allowed_peers.as_ref().is_some_and(|p| p.is_empty()) {

@@ -93,10 +93,27 @@ fn classify_mapping(pid: i32, m: &MapsEntry) -> Result<Vma, CheckpointError> {
             inode: m.inode,
             offset: m.offset,
         },
+        // A shmat attachment shows as "/SYSV<key> (deleted)" with the
+        // shmid as its inode number.
         p if m.shared && p.starts_with("/SYSV") => {
-            return Err(refuse(
-                "SysV shared memory (shmget) is not supported yet".into(),
-            ))
+            if m.vm_flags.split_whitespace().any(|f| f == "ht") {
+                return Err(refuse(
+                    "SysV shared memory in huge pages (SHM_HUGETLB) is not supported".into(),
+                ));
+            }
+            if m.offset != 0 {
+                return Err(refuse(format!(
+                    "only part of SysV segment {} is attached here (from offset {:#x}: split by mprotect or partly unmapped); only whole attachments are carried",
+                    m.inode, m.offset
+                )));
+            }
+            let shmid = i32::try_from(m.inode).map_err(|_| {
+                refuse(format!(
+                    "SysV shared memory inode {} is not a shmid",
+                    m.inode
+                ))
+            })?;
+            VmaKind::SysvShm { shmid }
         }
         p if m.shared && p.starts_with("/memfd:") => VmaKind::SharedMemfd {
             inode: m.inode,
@@ -366,15 +383,27 @@ mod tests {
             exec: false,
             shared: true,
             offset: 0,
-            inode: 0,
+            inode: 32769,
             path: "/SYSV00000000 (deleted)".into(),
             vm_flags: String::new(),
         };
-        let err = classify_mappings(7, std::slice::from_ref(&m))
-            .unwrap_err()
-            .to_string();
+        assert_eq!(
+            classify_mappings(7, std::slice::from_ref(&m)).unwrap()[0].kind,
+            VmaKind::SysvShm { shmid: 32769 }
+        );
+        let huge = MapsEntry {
+            vm_flags: "rd wr sh mr mw me ms ht".into(),
+            ..m.clone()
+        };
+        let err = classify_mappings(7, &[huge]).unwrap_err().to_string();
         assert!(err.contains("process 7"), "{err}");
-        assert!(err.contains("SysV"), "{err}");
+        assert!(err.contains("SHM_HUGETLB"), "{err}");
+        let part = MapsEntry {
+            offset: 0x3000,
+            ..m.clone()
+        };
+        let err = classify_mappings(7, &[part]).unwrap_err().to_string();
+        assert!(err.contains("only part of SysV segment 32769"), "{err}");
         let anon = MapsEntry {
             path: "/dev/zero (deleted)".into(),
             ..m

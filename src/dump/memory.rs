@@ -288,7 +288,9 @@ fn read_pages(
         scanned += vma.pages();
         let file_backed = matches!(vma.kind, VmaKind::File { .. });
         let shared_data = match vma.kind {
-            VmaKind::SharedAnonymous { .. } => Some(shmem_data(pid, vma)?),
+            VmaKind::SharedAnonymous { .. } | VmaKind::SysvShm { .. } => {
+                Some(shmem_data(pid, vma)?)
+            }
             _ => None,
         };
         // Unreadable (PROT_NONE) ranges are read through /proc/PID/mem,

@@ -14,6 +14,7 @@ pub mod pidns;
 pub mod precopy;
 pub mod sink;
 pub mod sockets;
+pub mod sysvshm;
 
 use crate::image::{
     AltStack, BpfInstruction, Checkpoint, Credentials, HostInfo, ImageError, ImageWriter,
@@ -145,6 +146,12 @@ pub enum CheckpointError {
         /// Its /proc link target.
         target: String,
     },
+    /// Live migration of a tree with a PID namespace of its own.
+    #[error("process {pid} is the init of a PID namespace of its own: its tree can be checkpointed and restored (a new PID namespace is made), but not migrated yet")]
+    PidNamespaceNotMigrated {
+        /// The namespace's init.
+        pid: i32,
+    },
     /// A mapping ferry cannot carry.
     #[error("process {pid} has mapping {start:#x}-{end:#x} ({name}) that ferry cannot checkpoint: {why}")]
     UnsupportedMapping {
@@ -246,7 +253,7 @@ pub fn checkpoint_into(
     let expected = expected_namespaces(pid, opts.in_container)?;
     preflight(pid, &expected)?;
     let mut translating;
-    let sink: &mut dyn sink::CheckpointSink = if opts.in_container {
+    let sink: &mut dyn sink::CheckpointSink = if opts.in_container || expected.own_pid {
         translating = pidns::Translating::new(pid, sink)?;
         &mut translating
     } else {
@@ -285,7 +292,7 @@ pub fn checkpoint_into(
 
     let frozen_at = Instant::now();
     let mut tree = FrozenTree::freeze(pid, expected)?;
-    let (image, mem) = match dump_frozen(&mut tree, sink, precopies) {
+    let (image, mem, segments) = match dump_frozen(&mut tree, sink, precopies) {
         Ok(v) => v,
         Err(err) => {
             if let Err(thaw_err) = tree.thaw() {
@@ -298,6 +305,9 @@ pub fn checkpoint_into(
     if opts.leave_running {
         tree.thaw()?;
     } else {
+        // The segments went with the tree: marked for removal, they go
+        // with the killed processes' attachments.
+        sysvshm::remove_carried(tree.root, &segments);
         tree.kill();
     }
     let frozen_ms = ms(frozen_at.elapsed());
@@ -395,6 +405,8 @@ fn inspect_tree_in(pid: i32, expected: &Namespaces) -> Result<TreeInspection, Ch
         Err(e) => return Err(e),
         Ok(found) => blockers.extend(found),
     }
+    let shm_layouts: Vec<(i32, &[Vma])> = layouts.iter().map(|(p, v)| (*p, v.as_slice())).collect();
+    blockers.extend(sysvshm::tree_segments(pid, &shm_layouts)?.1);
     Ok(TreeInspection {
         members,
         layouts,
@@ -480,6 +492,9 @@ fn preflight(pid: i32, expected: &Namespaces) -> Result<(), CheckpointError> {
 struct Namespaces {
     kinds: Vec<(String, String)>,
     reference: String,
+    /// The tree's root is the init of a PID namespace of its own, outside
+    /// any container (`unshare --pid --fork`).
+    own_pid: bool,
 }
 
 /// The namespaces of the tree rooted at `root`: migrate-agent's, or for a
@@ -490,9 +505,22 @@ struct Namespaces {
 fn expected_namespaces(root: i32, in_container: bool) -> Result<Namespaces, CheckpointError> {
     let ours = proc::namespaces("self")?;
     if !in_container {
+        // The init of a PID namespace of its own brings its namespace:
+        // its tree may live there (and only there).
+        let own_pid = is_pid_namespace_init(root);
+        let (kinds, reference) = match pid_namespace(&root.to_string()).filter(|_| own_pid) {
+            Some(pid) => (
+                ours.into_iter()
+                    .map(|(k, t)| if k == "pid" { pid.clone() } else { (k, t) })
+                    .collect(),
+                format!("migrate-agent's (and the PID namespace of its init {root})"),
+            ),
+            None => (ours, "migrate-agent".into()),
+        };
         return Ok(Namespaces {
-            kinds: ours,
-            reference: "migrate-agent".into(),
+            kinds,
+            reference,
+            own_pid,
         });
     }
     let theirs = proc::namespaces(&root.to_string())
@@ -510,7 +538,24 @@ fn expected_namespaces(root: i32, in_container: bool) -> Result<Namespaces, Chec
     Ok(Namespaces {
         kinds: theirs,
         reference: format!("the container's init {root}"),
+        own_pid: false,
     })
+}
+
+/// The (kind, link target) of the PID namespace of process `pid`.
+fn pid_namespace(pid: &str) -> Option<(String, String)> {
+    proc::namespaces(pid)
+        .ok()
+        .and_then(|n| n.into_iter().find(|(k, _)| k == "pid"))
+}
+
+/// Whether process `pid` is the init (PID 1) of a PID namespace other
+/// than migrate-agent's: its tree is checkpointed with that namespace.
+pub fn is_pid_namespace_init(pid: i32) -> bool {
+    let theirs = pid_namespace(&pid.to_string());
+    theirs.is_some()
+        && theirs != pid_namespace("self")
+        && pidns::PidNamespace::of(pid).is_ok_and(|ns| ns.ns(pid) == 1)
 }
 
 /// Refuses a process that lives in other namespaces than `expected`
@@ -973,7 +1018,14 @@ fn dump_frozen(
     tree: &mut FrozenTree,
     sink: &mut dyn sink::CheckpointSink,
     mut precopies: Precopies,
-) -> Result<(crate::image::ImageSummary, memory::MemoryDumpStats), CheckpointError> {
+) -> Result<
+    (
+        crate::image::ImageSummary,
+        memory::MemoryDumpStats,
+        Vec<crate::image::SysvShmImage>,
+    ),
+    CheckpointError,
+> {
     // The authoritative inspection: nothing can change any more (a child
     // forked while memory was copied is in the tree now and is checked
     // here too).
@@ -988,6 +1040,16 @@ fn dump_frozen(
         classified.push((pid, fds));
     }
     check_tree_fds(&classified)?;
+    let layouts: Vec<(i32, &[Vma])> = tree
+        .procs
+        .iter()
+        .zip(&inspected)
+        .map(|(f, v)| (f.pid, v.as_slice()))
+        .collect();
+    let (sysv_shm, refused) = sysvshm::tree_segments(tree.root, &layouts)?;
+    if let Some(e) = refused.into_iter().next() {
+        return Err(e);
+    }
 
     let mut files = files::TreeFiles::default();
     let mut processes = Vec::with_capacity(tree.procs.len());
@@ -1013,20 +1075,19 @@ fn dump_frozen(
         zombies: tree.zombies.clone(),
         files: files.files,
         pipes: files.pipes,
+        sysv_shm,
+        pid_namespace: tree.expected.own_pid,
     };
     let mut mem = memory::MemoryDumpStats::default();
-    // A shared anonymous object is dumped once, from the first process
-    // that maps it.
-    let mut shmem_dumped: Vec<u64> = Vec::new();
+    // A shared anonymous object or SysV segment is dumped once, from the
+    // first process that maps it.
+    let mut shmem_dumped: Vec<SharedObject> = Vec::new();
     for p in &checkpoint.processes {
         let pid = p.pid;
         let vmas: Vec<Vma> = p
             .vmas
             .iter()
-            .filter(|v| match v.kind {
-                VmaKind::SharedAnonymous { inode, .. } => !shmem_dumped.contains(&inode),
-                _ => true,
-            })
+            .filter(|v| shared_object(v).map_or(true, |o| !shmem_dumped.contains(&o)))
             .cloned()
             .collect();
         if precopies.failed.contains(&pid) {
@@ -1064,13 +1125,29 @@ fn dump_frozen(
         mem.pages_scanned += m.pages_scanned;
         mem.pages_written += m.pages_written;
         mem.zero_pages += m.zero_pages;
-        shmem_dumped.extend(p.vmas.iter().filter_map(|v| match v.kind {
-            VmaKind::SharedAnonymous { inode, .. } => Some(inode),
-            _ => None,
-        }));
+        shmem_dumped.extend(p.vmas.iter().filter_map(shared_object));
     }
     let summary = sink.commit(&checkpoint)?;
-    Ok((summary, mem))
+    Ok((summary, mem, checkpoint.sysv_shm))
+}
+
+/// A memory object that several processes of the tree may map and whose
+/// contents are dumped once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SharedObject {
+    /// A shared anonymous object, by inode.
+    Anonymous(u64),
+    /// A SysV segment, by shmid.
+    Sysv(i32),
+}
+
+/// The shared object `vma` maps, if any.
+fn shared_object(vma: &Vma) -> Option<SharedObject> {
+    match vma.kind {
+        VmaKind::SharedAnonymous { inode, .. } => Some(SharedObject::Anonymous(inode)),
+        VmaKind::SysvShm { shmid } => Some(SharedObject::Sysv(shmid)),
+        _ => None,
+    }
 }
 
 /// Reads the state of the frozen process (all but its memory) into its

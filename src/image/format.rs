@@ -27,7 +27,7 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 /// Version of the image directory format that this ferry writes and reads;
 /// bumped on any incompatible change so an old ferry refuses a new image.
-pub const IMAGE_FORMAT_VERSION: u32 = 2;
+pub const IMAGE_FORMAT_VERSION: u32 = 3;
 
 const PAGES_FILE: &str = "pages.img";
 const INDEX_FILE: &str = "pages.idx";
@@ -1259,7 +1259,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "image {} was written by format version 7; this ferry reads version 2",
+                "image {} was written by format version 7; this ferry reads version 3",
                 dir.path().display()
             )
         );

@@ -26,6 +26,38 @@ pub struct Checkpoint {
     pub files: Vec<FileImage>,
     /// Pipes whose ends the files hold, with the data buffered in them.
     pub pipes: Vec<PipeImage>,
+    /// SysV shared memory segments (shmget) that the tree's processes
+    /// attach ([`VmaKind::SysvShm`] names them by shmid). Their contents
+    /// are pages of the first process of the tree that attaches each one,
+    /// at its attachment address.
+    pub sysv_shm: Vec<SysvShmImage>,
+    /// The root was the init (PID 1) of a PID namespace of its own, outside
+    /// any container: the processes are named by their PIDs in it, and a
+    /// restore makes a new PID namespace for them.
+    pub pid_namespace: bool,
+}
+
+/// A SysV shared memory segment, recreated at restore with the same shmid
+/// in the restored tree's IPC namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SysvShmImage {
+    /// Its key (0, IPC_PRIVATE, for a private segment and for one marked
+    /// for removal).
+    pub key: i32,
+    /// Its identifier: processes hold it, so it must come back the same.
+    pub shmid: i32,
+    /// Its size in bytes, as given to shmget.
+    pub size: u64,
+    /// Its permission bits (the low 9 bits of shm_perm.mode).
+    pub mode: u32,
+    /// Owner user ID.
+    pub uid: u32,
+    /// Owner group ID.
+    pub gid: u32,
+    /// Marked for removal (IPC_RMID) while still attached: it is removed
+    /// again once the restored processes have attached it, so it goes away
+    /// with the last detach, as it would have.
+    pub removed: bool,
 }
 
 impl Checkpoint {
@@ -270,6 +302,14 @@ pub enum VmaKind {
         inode: u64,
         /// Offset into the memfd, in bytes.
         offset: u64,
+    },
+    /// An attachment of a SysV shared memory segment (shmat): the segment
+    /// ([`Checkpoint::sysv_shm`]) is recreated once and attached again at
+    /// the same address. SHM_RDONLY shows as a mapping that may not become
+    /// writable (no "mw" in its VmFlags).
+    SysvShm {
+        /// The segment's shmid (the inode number /proc/PID/maps shows).
+        shmid: i32,
     },
     /// The [vdso] code pages.
     Vdso,

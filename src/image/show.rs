@@ -151,6 +151,23 @@ fn write_description(out: &mut String, reader: &ImageReader) -> fmt::Result {
             z.pid, z.ppid, z.pgid, z.sid, z.wait_status
         )?;
     }
+    for s in &ck.sysv_shm {
+        writeln!(
+            out,
+            "  SysV shm {} key {:#x}, {} bytes, mode {:03o}, owner {}:{}{}",
+            s.shmid,
+            s.key,
+            s.size,
+            s.mode,
+            s.uid,
+            s.gid,
+            if s.removed {
+                ", marked for removal"
+            } else {
+                ""
+            }
+        )?;
+    }
     for p in &ck.processes {
         let runs: Vec<PageRun> = reader
             .runs()
@@ -571,6 +588,7 @@ fn vma_backing(kind: &VmaKind) -> String {
         VmaKind::SharedMemfd { inode, offset } => {
             format!("memfd inode {inode} @{offset:#x} (shared)")
         }
+        VmaKind::SysvShm { shmid } => format!("SysV shm {shmid}"),
         VmaKind::Vdso => "[vdso]".to_string(),
         VmaKind::Vvar => "[vvar]".to_string(),
         VmaKind::VvarVclock => "[vvar_vclock]".to_string(),
@@ -872,7 +890,8 @@ mod tests {
             assert!(line.chars().count() <= WIDTH, "too wide: {line}");
         }
         for needle in [
-            "format version 2",
+            "format version 3",
+            "SysV shm 32769 key 0x4242, 10000 bytes, mode 640, owner 1000:1000",
             "1 processes, 1 zombies, 13 open file descriptions",
             "zombie 4243 (parent 4242, group 4000, session 4000) wait status 0x300",
             "parent 4000   group 4000   session 4000",

@@ -454,6 +454,16 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
             capacity: 65536,
             data: b"buffered".to_vec(),
         }],
+        sysv_shm: vec![crate::image::SysvShmImage {
+            key: 0x4242,
+            shmid: 32769,
+            size: 10000,
+            mode: 0o640,
+            uid: 1000,
+            gid: 1000,
+            removed: false,
+        }],
+        pid_namespace: false,
     }
 }
 

@@ -6,6 +6,7 @@ pub mod anonfd;
 pub mod cpu;
 pub mod probe;
 pub mod sockets;
+pub mod sysvshm;
 pub mod uffd;
 
 use nix::errno::Errno;
@@ -487,6 +488,17 @@ pub struct SpawnedHusk {
 ///
 /// Fails with EEXIST when `want_pid` is taken.
 pub fn spawn_detached_husk(want_pid: i32) -> Result<SpawnedHusk, Errno> {
+    spawn_husk(0, want_pid)
+}
+
+/// Spawns a husk as [`spawn_detached_husk`] does, as PID 1 of a new PID
+/// namespace (the init of a tree that had one of its own); its PID here is
+/// returned.
+pub fn spawn_husk_in_new_pid_namespace() -> Result<SpawnedHusk, Errno> {
+    spawn_husk(libc::CLONE_NEWPID as u64, 1)
+}
+
+fn spawn_husk(flags: u64, want_pid: i32) -> Result<SpawnedHusk, Errno> {
     let (life_rd, life_wr) = nix::unistd::pipe()?;
     let (rep_rd, rep_wr) = nix::unistd::pipe()?;
     use std::os::fd::AsRawFd;
@@ -502,7 +514,7 @@ pub fn spawn_detached_husk(want_pid: i32) -> Result<SpawnedHusk, Errno> {
     if intermediate == 0 {
         // Intermediate child.
         // SAFETY: the child (the husk) only makes raw system calls below.
-        let r = unsafe { fork_with_pid(0, want_pid) };
+        let r = unsafe { fork_with_pid(flags, want_pid) };
         if r == 0 {
             // The husk.
             // SAFETY: raw syscalls on fds this process owns; no allocation.

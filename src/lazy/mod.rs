@@ -219,6 +219,53 @@ impl FaultServer {
         views.iter().map(|v| lock(&v.state).remaining()).sum()
     }
 
+    /// Per source process, the pages some address space here still wants
+    /// from the source: what a destination names when it resumes a
+    /// post-copy migration after the link broke.
+    pub fn missing(&self) -> HashMap<i32, PageRuns> {
+        let views: Vec<Arc<View>> = lock(&self.views).clone();
+        let mut out: HashMap<i32, Vec<(u64, u64)>> = HashMap::new();
+        for view in views {
+            let st = lock(&view.state);
+            if st.dead {
+                continue;
+            }
+            out.entry(view.source_pid).or_default().extend(
+                st.remote
+                    .iter()
+                    .chain(st.moved.keys())
+                    .map(|&p| (p, p + PAGE_SIZE)),
+            );
+        }
+        out.into_iter()
+            .map(|(pid, pages)| (pid, PageRuns::from_runs(pages)))
+            .collect()
+    }
+
+    /// One request per page a thread here waits on: what a destination
+    /// asks for again on a new session after the link broke (the answers
+    /// to the first requests may have been lost with it).
+    pub fn pending_requests(&self) -> Vec<PageRequest> {
+        let views: Vec<Arc<View>> = lock(&self.views).clone();
+        let mut out = Vec::new();
+        for view in views {
+            let st = lock(&view.state);
+            if st.dead {
+                continue;
+            }
+            out.extend(st.pending.keys().filter_map(|&page| {
+                st.source_of(page).map(|src| PageRequest {
+                    pid: view.source_pid,
+                    vaddr: src,
+                    npages: 1,
+                })
+            }));
+        }
+        out.sort_unstable_by_key(|r| (r.pid, r.vaddr));
+        out.dedup();
+        out
+    }
+
     /// Restored processes handed over by the restore so far.
     pub fn restored(&self) -> usize {
         self.restored.load(std::sync::atomic::Ordering::Acquire)

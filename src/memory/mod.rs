@@ -315,6 +315,12 @@ impl PageRuns {
         self.runs.get(i).is_some_and(|r| r.0 <= addr)
     }
 
+    /// Whether every page of [start, end) is in the set.
+    pub fn covers(&self, start: u64, end: u64) -> bool {
+        let i = self.runs.partition_point(|r| r.1 <= start);
+        self.runs.get(i).is_some_and(|r| r.0 <= start && end <= r.1)
+    }
+
     /// The runs (start, end), sorted and merged.
     pub fn runs(&self) -> &[(u64, u64)] {
         &self.runs
@@ -336,5 +342,7 @@ mod tests {
         assert!(set.contains(0x1000) && set.contains(0x4000));
         assert!(!set.contains(0x5000) && !set.contains(0));
         assert_eq!(set.pages(), 4);
+        assert!(set.covers(0x1000, 0x5000) && set.covers(0x2000, 0x3000));
+        assert!(!set.covers(0x1000, 0x6000) && !set.covers(0, 0x2000));
     }
 }

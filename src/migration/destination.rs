@@ -14,6 +14,24 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// How a post-copy destination reconnects to the source agent when the
+/// link breaks while the workload runs here with pages still there.
+#[derive(Clone)]
+pub struct Reconnect {
+    /// This agent's endpoint, to connect from.
+    pub transport: Arc<crate::transport::Transport>,
+    /// How long to keep trying (the source waits a margin longer).
+    pub within: Duration,
+}
+
+impl std::fmt::Debug for Reconnect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconnect")
+            .field("within", &self.within)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Where the destination keeps incoming images, and how long it waits for
 /// the source's last word.
 #[derive(Debug, Clone)]
@@ -24,9 +42,25 @@ pub struct DestinationOptions {
     /// workload running; without it the restored copy is killed, since the
     /// source then resumes its own.
     pub confirm_timeout: Duration,
+    /// Post-copy recovery (None: a broken link ends the migration and the
+    /// copy here is killed).
+    pub reconnect: Option<Reconnect>,
     /// The command that configures a migrated container's own network
     /// namespace before its restore (None: such containers are refused).
     pub network_hook: Option<PathBuf>,
+}
+
+/// What a session opened by a peer agent was for.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A migration: the workload runs here.
+    Received(Received),
+    /// A dry run's probe: nothing was kept.
+    Probed,
+    /// The destination of a post-copy migration from here reconnects after
+    /// the link broke: hand the session to the waiting source
+    /// ([`super::postcopy::hand_over`]).
+    Resume(super::protocol::ResumeRequest),
 }
 
 /// The destination's states, for its log.
@@ -80,12 +114,12 @@ pub enum ReceiveError {
 /// read why.
 const LINGER: Duration = Duration::from_secs(2);
 
-/// Receives one migration on `session` (the source has just connected);
-/// None when the source only probed (a dry run: nothing was kept).
+/// Receives one migration on `session` (the source has just connected),
+/// or answers a probe, or recognises a post-copy resume.
 pub async fn receive(
     session: &mut Session,
     opts: &DestinationOptions,
-) -> Result<Option<Received>, ReceiveError> {
+) -> Result<Outcome, ReceiveError> {
     let mut state = DestinationState::Accepting;
     let peer = session.peer_addr().to_string();
     let mut dir = None;
@@ -146,13 +180,14 @@ async fn run(
     dir_out: &mut Option<PathBuf>,
     restored: &mut Option<Vec<i32>>,
     created: &mut Option<crate::container::Container>,
-) -> Result<Option<Received>, String> {
+) -> Result<Outcome, String> {
     let offer = match session.recv::<ToDestination>().await {
         Ok(ToDestination::Offer(offer)) => offer,
         Ok(ToDestination::Probe(probe)) => {
             super::dryrun::answer_probe(session, probe).await?;
-            return Ok(None);
+            return Ok(Outcome::Probed);
         }
+        Ok(ToDestination::Resume(req)) => return Ok(Outcome::Resume(req)),
         Ok(other) => return Err(format!("expected an offer, got {}", name(&other))),
         Err(e) => return Err(e.to_string()),
     };
@@ -228,7 +263,7 @@ async fn run(
             remote,
         )
         .await
-        .map(Some);
+        .map(Outcome::Received);
     }
 
     *state = DestinationState::Restoring;
@@ -293,7 +328,7 @@ async fn run(
     *restored = None;
     *created = None;
     *state = DestinationState::Done;
-    Ok(Some(Received {
+    Ok(Outcome::Received(Received {
         id: offer.id,
         pid: restore.pid,
         restore_ms: restore.restore_ms,
@@ -413,6 +448,8 @@ pub(super) fn name(message: &ToDestination) -> &'static str {
         ToDestination::Probe(_) => "a probe",
         ToDestination::RootfsQuery => "a rootfs query",
         ToDestination::RootfsChanges { .. } => "rootfs changes",
+        ToDestination::Resume(_) => "a post-copy resume",
+        ToDestination::Resumed => "a post-copy resume's answer",
     }
 }
 
@@ -423,8 +460,23 @@ fn delete_container(c: &crate::container::Container) {
     }
 }
 
+/// Kills a restored workload: the listed PIDs and TIDs and every process
+/// descended from them.
 pub(super) fn kill_tree(pids: &[i32]) {
-    for &pid in pids {
+    // Children the restored workload forked since (a post-copy workload
+    // runs before the source confirms) go too: listed first, since a
+    // killed parent's children are reparented.
+    let mut all: Vec<i32> = pids.to_vec();
+    let mut i = 0;
+    while i < all.len() {
+        for child in crate::proc::children(all[i]).unwrap_or_default() {
+            if !all.contains(&child) {
+                all.push(child);
+            }
+        }
+        i += 1;
+    }
+    for pid in all {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
@@ -646,6 +698,7 @@ mod tests {
         let mut opts = DestinationOptions {
             work_dir: bundle.path().join("work"),
             confirm_timeout: Duration::from_secs(1),
+            reconnect: None,
             network_hook: None,
         };
         let dir = opts.work_dir.join("t");

@@ -4,16 +4,19 @@
 //! the background, restarting the push near the latest fault, until the
 //! destination says every page is local.
 
-use super::protocol::{RemoteRuns, ToSource, PUSH_ROUND, URGENT_ROUND};
+use super::protocol::{
+    RemoteRuns, ResumeRequest, ToDestination, ToSource, MAX_RESUME_RUNS, PUSH_ROUND, URGENT_ROUND,
+};
 use crate::image::PAGE_SIZE;
 use crate::lazy::{FaultStats, PageRequest};
+use crate::memory::PageRuns;
 use crate::transport::{PageSender, Session, MAX_FRAME_PAGES};
 use nix::sys::uio::{process_vm_readv, RemoteIoVec};
 use nix::unistd::Pid;
 use std::collections::HashMap;
 use std::io::IoSliceMut;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
@@ -35,6 +38,8 @@ pub struct Served {
     pub faults: FaultStats,
     /// The destination's time from running to every page local.
     pub all_local_ms: f64,
+    /// Times the destination reconnected after the link broke.
+    pub resumes: u32,
 }
 
 /// Which remote pages still have to be pushed, shared by the push thread
@@ -155,37 +160,244 @@ fn read_frozen(pid: i32, vaddr: u64, npages: usize) -> Result<Vec<u8>, String> {
     Ok(buf)
 }
 
-/// Serves the post-copy phase on `session` until the destination reports
-/// every page local; the frozen processes named in `remote` are read
-/// (through `host_pids` where their PIDs here differ: a container's).
-/// Returns an error, as a sentence, when the destination fails or the
-/// link breaks: the caller then resumes the source copy.
+/// How much longer than the destination's reconnection attempts (its
+/// `postcopy_recovery_secs`) the source waits for them: more than the
+/// transport's idle timeout, since each side notices the broken link up
+/// to that much apart, so that the destination gives up (and kills its
+/// copy) before the source resumes its own.
+pub const RESUME_MARGIN: Duration = Duration::from_secs(10);
+
+/// How the background push sends.
+#[derive(Debug, Clone, Copy)]
+pub struct Push {
+    /// Page streams to spread it over.
+    pub streams: u32,
+    /// Bytes per second at most (None: as fast as the link goes); page
+    /// requests are answered regardless.
+    pub bandwidth_limit: Option<u64>,
+}
+
+/// Why serving post-copy on one session stopped (either side).
+pub(super) enum Stop {
+    /// The link broke: the destination, which may run the workload, may
+    /// reconnect and resume.
+    Lost(String),
+    /// The destination failed or broke the protocol: nothing to resume.
+    Fatal(String),
+}
+
+/// Post-copy migrations whose link broke, by identifier: the agent hands
+/// a destination's reconnection (its session and request) to the one
+/// waiting here.
+/// Each entry holds the destination agent's name (only it may resume).
+type Waiting =
+    std::collections::HashMap<String, (String, std::sync::mpsc::Sender<(Session, ResumeRequest)>)>;
+
+static WAITING: Mutex<Option<Waiting>> = Mutex::new(None);
+
+/// Hands a destination's [`ToDestination::Resume`] (the first message of
+/// the session it opened to this agent) to the migration waiting for it;
+/// when none waits (the source gave up and resumed its copy, or never
+/// knew this identifier) the destination is told so and must kill its
+/// copy. Only the agent the migration went to may resume it.
+pub async fn hand_over(session: Session, req: ResumeRequest) {
+    let id = req.id.clone();
+    let waiting = {
+        let mut w = lock(&WAITING);
+        let w = w.get_or_insert_with(Default::default);
+        match w.get(&id) {
+            Some((agent, _)) if agent == session.peer_agent() => w.remove(&id).map(|e| e.1),
+            _ => None,
+        }
+    };
+    match waiting {
+        Some(tx) => match tx.send((session, req)) {
+            Ok(()) => tracing::info!(%id, "the destination reconnected; resuming post-copy"),
+            Err(std::sync::mpsc::SendError((session, _))) => refuse(session, &id).await,
+        },
+        None => {
+            tracing::warn!(%id, "a destination asked to resume a post-copy migration no longer waiting here");
+            refuse(session, &id).await;
+        }
+    }
+}
+
+async fn refuse(mut session: Session, id: &str) {
+    let reason = format!(
+        "no post-copy migration {id} waits for its destination here: the source gave up waiting and resumed its own copy, or restarted"
+    );
+    let _ = session.send(&ToDestination::Abort { reason }).await;
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        session.recv::<ToSource>(),
+    )
+    .await;
+    session.close("no such migration");
+}
+
+/// Waits at most `wait` for the destination `agent` of migration `id` to
+/// reconnect.
+fn wait_resume(id: &str, agent: &str, wait: Duration) -> Result<(Session, ResumeRequest), String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    lock(&WAITING)
+        .get_or_insert_with(Default::default)
+        .insert(id.to_string(), (agent.to_string(), tx));
+    tracing::warn!(%id, ?wait, "the link to the destination broke during post-copy; waiting for it to reconnect (the workload stays frozen here)");
+    let got = rx.recv_timeout(wait);
+    if let Some(w) = lock(&WAITING).as_mut() {
+        w.remove(id);
+    }
+    // A hand-over that raced the removal is still in the channel.
+    got.or_else(|_| rx.try_recv())
+        .map_err(|_| format!("the destination did not reconnect within {wait:?}"))
+}
+
+/// Checks the pages a reconnecting destination says it misses: a bounded
+/// number of runs, each wholly within the pages this migration left here.
+fn check_missing(
+    runs: &[(i32, PageRuns)],
+    missing: &[RemoteRuns],
+) -> Result<Vec<RemoteRuns>, String> {
+    let count: usize = missing.iter().map(|r| r.runs.len()).sum();
+    if count > MAX_RESUME_RUNS {
+        return Err(format!(
+            "the destination named {count} missing page runs to resume, more than the {MAX_RESUME_RUNS} accepted"
+        ));
+    }
+    for r in missing {
+        let ours = runs.iter().find(|(pid, _)| *pid == r.pid).map(|r| &r.1);
+        for &(start, end) in &r.runs {
+            let fits = start < end
+                && start % PAGE_SIZE == 0
+                && end % PAGE_SIZE == 0
+                && ours.is_some_and(|o| o.covers(start, end));
+            if !fits {
+                return Err(format!(
+                    "the destination says it misses pages {start:#x}-{end:#x} of process {}, which this migration did not leave on the source",
+                    r.pid
+                ));
+            }
+        }
+    }
+    Ok(missing.to_vec())
+}
+
+/// Serves the post-copy phase of migration `id` on `session` until the
+/// destination reports every page local; the frozen processes named in
+/// `remote` are read (through `host_pids` where their PIDs here differ: a
+/// container's). When the link breaks, waits at most `resume_wait`
+/// for the destination to reconnect (it may run the workload already),
+/// then goes on with the pages it still misses on the new session, which
+/// replaces `session`. Returns an error, as a sentence, when the
+/// destination fails or does not come back: the caller then resumes the
+/// source copy (the destination kills its own).
 pub fn serve(
     rt: &Handle,
     session: &mut Session,
+    id: &str,
     remote: &[RemoteRuns],
     host_pids: &HashMap<i32, i32>,
-    push_streams: u32,
+    push: Push,
+    resume_wait: Duration,
 ) -> Result<Served, String> {
-    let runs: Vec<(i32, crate::memory::PageRuns)> = remote
+    let runs: Vec<(i32, PageRuns)> = remote
         .iter()
-        .map(|r| (r.pid, crate::memory::PageRuns::from_runs(r.runs.clone())))
+        .map(|r| (r.pid, PageRuns::from_runs(r.runs.clone())))
         .collect();
     let state = Arc::new(Mutex::new(PushState::new(remote, host_pids.clone())));
+    let mut served = Served::default();
+    loop {
+        let why = match serve_link(rt, session, &runs, &state, push, &mut served) {
+            Ok(()) => return Ok(served),
+            Err(Stop::Fatal(why)) => return Err(why),
+            Err(Stop::Lost(why)) => why,
+        };
+        session.close("link lost");
+        let agent = session.peer_agent().to_string();
+        let (new, req) = wait_resume(id, &agent, resume_wait).map_err(|e| format!("{why}; {e}"))?;
+        *session = new;
+        let missing = match check_missing(&runs, &req.missing) {
+            Ok(m) => m,
+            Err(reason) => {
+                let _ = rt.block_on(session.send(&ToDestination::Abort {
+                    reason: reason.clone(),
+                }));
+                return Err(reason);
+            }
+        };
+        *lock(&state) = PushState::new(&missing, host_pids.clone());
+        rt.block_on(session.send(&ToDestination::Resumed))
+            .map_err(|e| format!("answering the destination's resume failed: {e}"))?;
+        served.resumes += 1;
+        tracing::info!(
+            id,
+            pages = lock(&state).left,
+            "post-copy resumed on a new session"
+        );
+    }
+}
+
+/// How long the source stays frozen without hearing from the destination
+/// while its background push makes no progress either (everything handed
+/// out, or blocked) before it gives up: the destination should have said
+/// every page is local long before.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Returns once the push's count of pages left has not moved for `limit`.
+async fn stalled(state: &Mutex<PushState>, limit: Duration) {
+    let mut left = lock(state).left;
+    let mut since = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = lock(state).left;
+        if now != left {
+            left = now;
+            since = Instant::now();
+        } else if since.elapsed() > limit {
+            return;
+        }
+    }
+}
+
+/// Serves on one session (see [`serve`]).
+fn serve_link(
+    rt: &Handle,
+    session: &mut Session,
+    runs: &[(i32, PageRuns)],
+    state: &Arc<Mutex<PushState>>,
+    push: Push,
+    served: &mut Served,
+) -> Result<(), Stop> {
     let mut urgent: PageSender = rt
         .block_on(session.open_pages())
-        .map_err(|e| format!("opening the urgent page stream failed: {e}"))?;
+        .map_err(|e| Stop::Lost(format!("opening the urgent page stream failed: {e}")))?;
     urgent.set_priority(1);
-    let mut served = Served::default();
     let mut pusher: Option<std::thread::JoinHandle<Result<u64, String>>> = None;
+    if served.running_at.is_some() {
+        pusher = Some(start_push(rt, session, state.clone(), push).map_err(Stop::Lost)?);
+    }
     let result = loop {
-        let message = match rt.block_on(session.recv::<ToSource>()) {
-            Ok(m) => m,
-            Err(e) => break Err(format!("the link to the destination failed: {e}")),
+        // Dropping the read half-way (on a stall) spoils the control
+        // stream, but the session is given up then.
+        let message = match rt.block_on(async {
+            tokio::select! {
+                m = session.recv::<ToSource>() => Some(m),
+                () = stalled(state, STALL_TIMEOUT) => None,
+            }
+        }) {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                break Err(Stop::Lost(format!("the link to the destination failed: {e}")))
+            }
+            None => {
+                break Err(Stop::Fatal(format!(
+                    "the destination made no progress for {STALL_TIMEOUT:?} (no message, no page pushed) while the workload stayed frozen here"
+                )))
+            }
         };
         match message {
             ToSource::PageRequest(req) => {
-                if let Err(e) = answer(rt, &mut urgent, &runs, &state, req) {
+                if let Err(e) = answer(rt, &mut urgent, runs, state, req) {
                     break Err(e);
                 }
                 served.requests += 1;
@@ -193,8 +405,13 @@ pub fn serve(
             ToSource::Running { restore_ms, .. } if served.running_at.is_none() => {
                 served.restore_ms = restore_ms;
                 served.running_at = Some(Instant::now());
-                pusher = Some(start_push(rt, session, state.clone(), push_streams)?);
+                match start_push(rt, session, state.clone(), push) {
+                    Ok(p) => pusher = Some(p),
+                    Err(e) => break Err(Stop::Lost(e)),
+                }
             }
+            // Sent again after a resume.
+            ToSource::Running { .. } => {}
             ToSource::AllPages {
                 stats,
                 all_local_ms,
@@ -203,27 +420,30 @@ pub fn serve(
                 served.all_local_ms = all_local_ms;
                 break Ok(());
             }
-            ToSource::Failed { reason } => break Err(format!("the destination failed: {reason}")),
+            ToSource::Failed { reason } => {
+                break Err(Stop::Fatal(format!("the destination failed: {reason}")))
+            }
             other => {
-                break Err(format!(
+                break Err(Stop::Fatal(format!(
                     "the destination answered {other:?} during post-copy"
-                ))
+                )))
             }
         }
     };
+    if result.is_err() {
+        // Stop the push (nothing is left to send to) and its streams.
+        lock(state).left = 0;
+        session.close("post-copy stopped");
+    }
     let _ = rt.block_on(urgent.finish());
     if let Some(pusher) = pusher {
-        if result.is_err() {
-            // Stop the push: nothing is left to send to.
-            lock(&state).left = 0;
-        }
         match pusher.join() {
-            Ok(Ok(pages)) => served.pages_pushed = pages,
+            Ok(Ok(pages)) => served.pages_pushed += pages,
             Ok(Err(e)) if result.is_ok() => tracing::warn!(%e, "the background push failed"),
             _ => {}
         }
     }
-    result.map(|()| served)
+    result
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -235,10 +455,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn answer(
     rt: &Handle,
     urgent: &mut PageSender,
-    runs: &[(i32, crate::memory::PageRuns)],
+    runs: &[(i32, PageRuns)],
     state: &Mutex<PushState>,
     req: PageRequest,
-) -> Result<(), String> {
+) -> Result<(), Stop> {
     let wanted = runs.iter().find(|(pid, _)| *pid == req.pid).map(|r| &r.1);
     let end = req.vaddr.saturating_add(u64::from(req.npages) * PAGE_SIZE);
     let valid = req.npages > 0
@@ -250,13 +470,13 @@ fn answer(
                 .all(|a| w.contains(a))
         });
     if !valid {
-        return Err(format!(
+        return Err(Stop::Fatal(format!(
             "the destination asked for {} pages at {:#x} of process {}, which this migration did not leave on the source",
             req.npages, req.vaddr, req.pid
-        ));
+        )));
     }
     let host = lock(state).host_pid(req.pid);
-    let data = read_frozen(host, req.vaddr, req.npages as usize)?;
+    let data = read_frozen(host, req.vaddr, req.npages as usize).map_err(Stop::Fatal)?;
     {
         let mut st = lock(state);
         st.mark_sent(req.pid, req.vaddr, u64::from(req.npages));
@@ -268,7 +488,7 @@ fn answer(
             .await?;
         urgent.flush().await
     })
-    .map_err(|e| format!("answering a page request failed: {e}"))
+    .map_err(|e| Stop::Lost(format!("answering a page request failed: {e}")))
 }
 
 /// Starts the background push: a thread reading the frozen memory in
@@ -277,10 +497,10 @@ fn start_push(
     rt: &Handle,
     session: &Session,
     state: Arc<Mutex<PushState>>,
-    streams: u32,
+    push: Push,
 ) -> Result<std::thread::JoinHandle<Result<u64, String>>, String> {
     let mut lanes = Vec::new();
-    for _ in 0..streams.max(1) {
+    for _ in 0..push.streams.max(1) {
         let mut stream = rt
             .block_on(session.open_pages())
             .map_err(|e| format!("opening a push stream failed: {e}"))?;
@@ -299,6 +519,7 @@ fn start_push(
     let rt = rt.clone();
     Ok(std::thread::spawn(move || {
         let mut pushed = 0u64;
+        let started = Instant::now();
         let mut next_lane = 0;
         loop {
             let (next, host) = {
@@ -316,6 +537,12 @@ fn start_push(
                 return Err("a push stream stopped".to_string());
             }
             pushed += npages as u64;
+            if let Some(limit) = push.bandwidth_limit.filter(|&l| l > 0) {
+                let due = Duration::from_secs_f64((pushed * PAGE_SIZE) as f64 / limit as f64);
+                if let Some(ahead) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(ahead);
+                }
+            }
         }
         for (tx, task) in lanes {
             drop(tx);
@@ -350,5 +577,34 @@ mod tests {
         );
         assert_eq!(st.next(), Some((7, 0x10000 + 128 * PAGE_SIZE, 20)));
         assert_eq!(st.next(), None);
+    }
+
+    #[test]
+    fn a_resume_names_only_pages_left_here() {
+        let base = 0x10000;
+        let runs = [(7, PageRuns::from_runs(vec![(base, base + 8 * PAGE_SIZE)]))];
+        let ok = [RemoteRuns {
+            pid: 7,
+            runs: vec![(base + PAGE_SIZE, base + 3 * PAGE_SIZE)],
+        }];
+        assert_eq!(check_missing(&runs, &ok).unwrap(), ok.to_vec());
+        for bad in [
+            (7, base, base + 9 * PAGE_SIZE),
+            (7, base + 1, base + PAGE_SIZE),
+            (7, base + PAGE_SIZE, base + PAGE_SIZE),
+            (8, base, base + PAGE_SIZE),
+        ] {
+            let missing = [RemoteRuns {
+                pid: bad.0,
+                runs: vec![(bad.1, bad.2)],
+            }];
+            assert!(check_missing(&runs, &missing).is_err(), "{bad:?}");
+        }
+        let flood = [RemoteRuns {
+            pid: 7,
+            runs: vec![(base, base + PAGE_SIZE); MAX_RESUME_RUNS + 1],
+        }];
+        let err = check_missing(&runs, &flood).unwrap_err();
+        assert!(err.contains("more than"), "{err}");
     }
 }

@@ -4,20 +4,27 @@
 //! the pages that arrive, and tell the source once every page is local.
 
 use super::destination::{
-    container_of, keep, kill_tree, name, DestinationOptions, DestinationState, Received,
+    container_of, keep, kill_tree, name, DestinationOptions, DestinationState, Received, Reconnect,
 };
-use super::protocol::{Offer, RemoteRuns, ToDestination, ToSource, PUSH_ROUND, URGENT_ROUND};
+use super::postcopy::Stop;
+use super::protocol::{
+    Offer, RemoteRuns, ResumeRequest, ToDestination, ToSource, PUSH_ROUND, URGENT_ROUND,
+};
 use crate::dump::sink::{CheckpointSink, ImageSink};
 use crate::image::{Checkpoint, ImageWriter, PAGE_SIZE};
-use crate::lazy::{FaultServer, InstallError};
+use crate::lazy::{FaultServer, InstallError, PageRequest};
 use crate::memory::PageRuns;
-use crate::restore::{LazyPages, RestoreOptions};
+use crate::restore::{LazyPages, RestoreOptions, RestoreStats};
 use crate::transport::{IncomingPages, PageReceiver, Session};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Pause between reconnection attempts to the source.
+const RETRY_EVERY: Duration = Duration::from_millis(500);
 
 /// How often the "every page local" check runs besides on progress.
 const CHECK_EVERY: Duration = Duration::from_millis(20);
@@ -105,8 +112,13 @@ pub(super) async fn run(
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (server, server_thread) = FaultServer::start(remote.clone(), ready_rx, requests_tx)
         .map_err(|e| format!("cannot start the fault server: {e}"))?;
-    let (errors_tx, mut errors) = mpsc::unbounded_channel::<String>();
-    let receiver = tokio::spawn(receive_pages(incoming, server.clone(), pids, errors_tx));
+    let (errors_tx, mut errors) = mpsc::unbounded_channel::<Stop>();
+    let mut receiver = tokio::spawn(receive_pages(
+        incoming,
+        server.clone(),
+        pids.clone(),
+        errors_tx.clone(),
+    ));
 
     // A container is created first: its init is the root husk, and what
     // to kill (the whole PID namespace with it) should the post-copy fail.
@@ -128,7 +140,7 @@ pub(super) async fn run(
         ready: ready_tx,
     };
     let in_container = target.is_some();
-    let mut restore = tokio::task::spawn_blocking(move || {
+    let restore = tokio::task::spawn_blocking(move || {
         let mut sink = ImageSink::new(writer);
         sink.commit(&checkpoint).map_err(|e| e.to_string())?;
         let opts = RestoreOptions { lazy: Some(lazy) };
@@ -139,69 +151,63 @@ pub(super) async fn run(
         }
     });
 
-    let result = async {
-        let (mut tx, mut rx) = session.split_control();
-        let control = rx.recv::<ToDestination>();
-        tokio::pin!(control);
-        let mut running: Option<(Instant, crate::restore::RestoreStats)> = None;
-        let mut restoring = true;
-        let mut all_local: Option<Instant> = None;
-        loop {
-            if let (Some((since, _)), None) = (&running, all_local) {
-                if server.restored() == processes && server.remaining() == 0 {
-                    let now = Instant::now();
-                    all_local = Some(now);
-                    let all_local_ms = (now - *since).as_secs_f64() * 1000.0;
-                    tracing::info!(all_local_ms, "every page is local");
-                    tx.send(&ToSource::AllPages {
-                        stats: server.stats(),
-                        all_local_ms,
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?;
-                    *state = DestinationState::Running;
-                    server.stop();
+    let mut phase = Phase {
+        restore,
+        restoring: true,
+        in_container,
+        running: None,
+        all_local: None,
+    };
+    let mut result = loop {
+        let stop = match serve_link(
+            session,
+            opts,
+            state,
+            restored,
+            &server,
+            processes,
+            &tids,
+            &mut phase,
+            &mut requests,
+            &mut errors,
+        )
+        .await
+        {
+            Ok(stats) => break Ok(stats),
+            Err(stop) => stop,
+        };
+        let why = match (stop, &opts.reconnect) {
+            // The source, frozen, waits for this whether or not it heard
+            // that the workload runs here.
+            (Stop::Lost(why), Some(rc)) => {
+                tracing::warn!(id = %offer.id, %why, "the link to the source broke during post-copy; the workload waits on its faults while this agent reconnects");
+                receiver.abort();
+                while errors.try_recv().is_ok() {}
+                match reconnect(session, rc, &offer.id, &server).await {
+                    Ok(()) => {
+                        receiver = tokio::spawn(receive_pages(
+                            session.take_incoming_pages(),
+                            server.clone(),
+                            pids.clone(),
+                            errors_tx.clone(),
+                        ));
+                        continue;
+                    }
+                    Err(e) => format!("{why}; {e}"),
                 }
             }
-            tokio::select! {
-                r = &mut restore, if restoring => {
-                    restoring = false;
-                    let stats = r.map_err(|e| format!("the restore task failed: {e}"))??;
-                    if !in_container {
-                        *restored = Some(tids.clone());
-                    }
-                    tx.send(&ToSource::Running { restore_ms: stats.restore_ms, pid: stats.pid })
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    *state = DestinationState::PostCopy;
-                    running = Some((Instant::now(), stats));
-                }
-                Some(req) = requests.recv() => {
-                    tx.send(&ToSource::PageRequest(req)).await.map_err(|e| e.to_string())?;
-                }
-                Some(e) = errors.recv() => return Err(e),
-                m = &mut control => {
-                    return match m.map_err(|e| e.to_string())? {
-                        ToDestination::Done if all_local.is_some() => {
-                            let (_, stats) = running.take().ok_or("no restore")?;
-                            Ok(stats)
-                        }
-                        ToDestination::Abort { reason } => Err(format!("the source aborted: {reason}")),
-                        other => Err(format!("unexpected {} during post-copy", name(&other))),
-                    };
-                }
-                _ = server.changed() => {}
-                _ = tokio::time::sleep(CHECK_EVERY) => {
-                    if let Some(t) = all_local {
-                        if t.elapsed() > opts.confirm_timeout {
-                            return Err(format!("no confirmation from the source within {:?}", opts.confirm_timeout));
-                        }
-                    }
-                }
-            }
+            (Stop::Lost(why) | Stop::Fatal(why), _) => why,
+        };
+        break Err(why);
+    };
+    if let Err(why) = &result {
+        if phase.running.is_some() && phase.all_local.is_none() {
+            result = Err(format!(
+                "{why}; the workload's memory here is incomplete, so its copy here was killed"
+            ));
         }
     }
-    .await;
+    let restore = phase.restore;
     server.stop();
     receiver.abort();
     if result.is_err() {
@@ -213,7 +219,7 @@ pub(super) async fn run(
         }
     }
     let _ = tokio::task::spawn_blocking(move || server_thread.join()).await;
-    let stats = result?;
+    let (_, stats) = result?;
     keep(session, opts).await;
     *restored = None;
     *created = None;
@@ -225,13 +231,190 @@ pub(super) async fn run(
     })
 }
 
+/// Where the post-copy phase is, kept across sessions when the link breaks.
+struct Phase {
+    restore: JoinHandle<Result<RestoreStats, String>>,
+    restoring: bool,
+    /// The workload is a container created here (deleted on failure, so
+    /// its PIDs are not what to kill).
+    in_container: bool,
+    /// Since when the workload runs, and its restore's figures.
+    running: Option<(Instant, RestoreStats)>,
+    /// When every page was local (and the source told so).
+    all_local: Option<Instant>,
+}
+
+/// Serves the post-copy phase on one session: forwards page requests,
+/// reports the workload running and every page local, and waits for the
+/// source's confirmation.
+#[allow(clippy::too_many_arguments)]
+async fn serve_link(
+    session: &mut Session,
+    opts: &DestinationOptions,
+    state: &mut DestinationState,
+    restored: &mut Option<Vec<i32>>,
+    server: &FaultServer,
+    processes: usize,
+    tids: &[i32],
+    phase: &mut Phase,
+    requests: &mut mpsc::UnboundedReceiver<PageRequest>,
+    errors: &mut mpsc::UnboundedReceiver<Stop>,
+) -> Result<(Instant, RestoreStats), Stop> {
+    let lost =
+        |e: &dyn std::fmt::Display| Stop::Lost(format!("the link to the source failed: {e}"));
+    let (mut tx, mut rx) = session.split_control();
+    if let Some((_, stats)) = &phase.running {
+        // A new session after a resume: the source may not have heard it.
+        tx.send(&ToSource::Running {
+            restore_ms: stats.restore_ms,
+            pid: stats.pid,
+        })
+        .await
+        .map_err(|e| lost(&e))?;
+    }
+    // After a resume: the answers to earlier requests may be lost.
+    for req in server.pending_requests() {
+        tx.send(&ToSource::PageRequest(req))
+            .await
+            .map_err(|e| lost(&e))?;
+    }
+    let control = rx.recv::<ToDestination>();
+    tokio::pin!(control);
+    loop {
+        if let (Some((since, _)), None) = (&phase.running, phase.all_local) {
+            if server.restored() == processes && server.remaining() == 0 {
+                let now = Instant::now();
+                let all_local_ms = (now - *since).as_secs_f64() * 1000.0;
+                tracing::info!(all_local_ms, "every page is local");
+                tx.send(&ToSource::AllPages {
+                    stats: server.stats(),
+                    all_local_ms,
+                })
+                .await
+                .map_err(|e| lost(&e))?;
+                phase.all_local = Some(now);
+                *state = DestinationState::Running;
+                server.stop();
+            }
+        }
+        tokio::select! {
+            r = &mut phase.restore, if phase.restoring => {
+                phase.restoring = false;
+                let stats = r
+                    .map_err(|e| Stop::Fatal(format!("the restore task failed: {e}")))?
+                    .map_err(Stop::Fatal)?;
+                if !phase.in_container {
+                    *restored = Some(tids.to_vec());
+                }
+                *state = DestinationState::PostCopy;
+                tracing::info!(pid = stats.pid, restore_ms = stats.restore_ms, "the workload runs here; its pages follow from the source");
+                phase.running = Some((Instant::now(), stats));
+                tx.send(&ToSource::Running { restore_ms: stats.restore_ms, pid: stats.pid })
+                    .await
+                    .map_err(|e| lost(&e))?;
+            }
+            Some(req) = requests.recv() => {
+                tx.send(&ToSource::PageRequest(req)).await.map_err(|e| lost(&e))?;
+            }
+            Some(e) = errors.recv() => return Err(e),
+            m = &mut control => {
+                return match m.map_err(|e| lost(&e))? {
+                    ToDestination::Done if phase.all_local.is_some() => {
+                        phase.running.take().ok_or(Stop::Fatal("no restore".into()))
+                    }
+                    ToDestination::Abort { reason } => Err(Stop::Fatal(format!("the source aborted: {reason}"))),
+                    other => Err(Stop::Fatal(format!("unexpected {} during post-copy", name(&other)))),
+                };
+            }
+            _ = server.changed() => {}
+            _ = tokio::time::sleep(CHECK_EVERY) => {
+                if let Some(t) = phase.all_local {
+                    if t.elapsed() > opts.confirm_timeout {
+                        return Err(Stop::Fatal(format!("no confirmation from the source within {:?}", opts.confirm_timeout)));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reconnects to the source agent of migration `id` within `rc.within`,
+/// names the pages still missing here and, once the source answers,
+/// replaces `session` with the new one. An error says why the source is
+/// out of reach for good.
+async fn reconnect(
+    session: &mut Session,
+    rc: &Reconnect,
+    id: &str,
+    server: &FaultServer,
+) -> Result<(), String> {
+    let addr = session.peer_addr();
+    let agent = session.peer_agent().to_string();
+    session.close("link lost");
+    let deadline = Instant::now() + rc.within;
+    let mut last = String::from("no attempt");
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "the source agent {agent} at {addr} could not be reached again within {:?} (last attempt: {last}): the pages it still holds for this workload are lost with it",
+                rc.within
+            ));
+        }
+        // Err(Ok(why)): try again; Err(Err(reason)): the source refused.
+        let attempt = async {
+            let mut new = rc
+                .transport
+                .connect(addr, &agent)
+                .await
+                .map_err(|e| Ok(e.to_string()))?;
+            let missing: Vec<RemoteRuns> = server
+                .missing()
+                .into_iter()
+                .map(|(pid, runs)| RemoteRuns {
+                    pid,
+                    runs: runs.runs().to_vec(),
+                })
+                .collect();
+            let req = ResumeRequest {
+                id: id.to_string(),
+                missing,
+            };
+            new.send(&ToDestination::Resume(req))
+                .await
+                .map_err(|e| Ok(e.to_string()))?;
+            match new.recv::<ToDestination>().await {
+                Ok(ToDestination::Resumed) => Ok(new),
+                Ok(ToDestination::Abort { reason }) => Err(Err(reason)),
+                Ok(other) => Err(Ok(format!("the source answered {}", name(&other)))),
+                Err(e) => Err(Ok(e.to_string())),
+            }
+        };
+        match tokio::time::timeout(left, attempt).await {
+            Ok(Ok(new)) => {
+                *session = new;
+                tracing::info!(id, %addr, "reconnected to the source; post-copy goes on");
+                return Ok(());
+            }
+            Ok(Err(Err(reason))) => {
+                return Err(format!(
+                    "the source agent {agent} at {addr} refused to resume: {reason}"
+                ))
+            }
+            Ok(Err(Ok(e))) => last = e,
+            Err(_) => last = format!("no answer within {:?}", rc.within),
+        }
+        tokio::time::sleep(RETRY_EVERY.min(left)).await;
+    }
+}
+
 /// Installs the pages of the post-copy streams (answers and push) as they
 /// arrive; the first error goes to `errors`.
 async fn receive_pages(
     mut incoming: IncomingPages,
     server: Arc<FaultServer>,
     pids: Arc<HashSet<i32>>,
-    errors: mpsc::UnboundedSender<String>,
+    errors: mpsc::UnboundedSender<Stop>,
 ) {
     let mut readers = tokio::task::JoinSet::new();
     while let Some(stream) = incoming.next().await {
@@ -249,20 +432,24 @@ async fn read_stream(
     mut stream: PageReceiver,
     server: &FaultServer,
     pids: &HashSet<i32>,
-) -> Result<(), String> {
-    while let Some(frame) = stream.next().await.map_err(|e| e.to_string())? {
+) -> Result<(), Stop> {
+    while let Some(frame) = stream
+        .next()
+        .await
+        .map_err(|e| Stop::Lost(format!("a post-copy page stream failed: {e}")))?
+    {
         let h = frame.header;
         if !pids.contains(&h.pid) {
-            return Err(format!(
+            return Err(Stop::Fatal(format!(
                 "a post-copy page frame for process {}, which is not part of the migrated tree, arrived",
                 h.pid
-            ));
+            )));
         }
         if h.round != URGENT_ROUND && h.round != PUSH_ROUND {
-            return Err(format!(
+            return Err(Stop::Fatal(format!(
                 "a page frame of round {} arrived during post-copy",
                 h.round
-            ));
+            )));
         }
         let data = (!h.is_zero()).then_some(frame.data);
         loop {

@@ -22,6 +22,24 @@ pub struct RemoteRuns {
     pub runs: Vec<(u64, u64)>,
 }
 
+/// Runs a [`ResumeRequest`] may name in all: a bound on what a peer makes
+/// the source check and keep.
+pub const MAX_RESUME_RUNS: usize = 1 << 20;
+
+/// The destination of a post-copy migration whose link broke reconnects
+/// to the source agent and opens the new session with this (in
+/// [`ToDestination::Resume`]): which pages it still misses, so that the
+/// source, still frozen, pushes only those. Every other page the
+/// migration left on the source is held here already.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeRequest {
+    /// The migration's identifier (its offer's).
+    pub id: String,
+    /// Per process, the pages still missing here: runs within the remote
+    /// runs of the post-copy switch-over.
+    pub missing: Vec<RemoteRuns>,
+}
+
 /// What the source proposes before anything is frozen: enough for the
 /// destination to refuse early (a CPU it cannot load the registers on, a
 /// PID it already uses).
@@ -128,6 +146,13 @@ pub enum ToDestination {
         /// The pass is complete.
         last: bool,
     },
+    /// Post-copy recovery, sent by the destination (the connecting side
+    /// always speaks this enum first) on a new session to the source
+    /// agent after the link broke: resume the migration.
+    Resume(ResumeRequest),
+    /// The source's answer to a [`ToDestination::Resume`]: it serves the
+    /// missing pages on this session from now on.
+    Resumed,
 }
 
 /// Destination to source.

@@ -63,6 +63,10 @@ pub struct MigrateOptions {
     /// The workload is this container (its init's tree); `pid` is then
     /// ignored.
     pub container: Option<crate::container::Container>,
+    /// Post-copy: how long the destination tries to reconnect after the
+    /// link broke; the source, frozen, waits that long plus
+    /// [`super::postcopy::RESUME_MARGIN`] before resuming its copy.
+    pub postcopy_recovery: Duration,
     /// Copy the differences of the container's rootfs to the
     /// destination's bundle: before the freeze, then what changed since
     /// while frozen (containers only).
@@ -151,6 +155,13 @@ pub fn migrate(
         pid,
         why,
     };
+    if container.is_none() && dump::is_pid_namespace_init(pid) {
+        return Err(MigrateError::Checkpoint {
+            peer: peer.clone(),
+            pid,
+            source: CheckpointError::PidNamespaceNotMigrated { pid },
+        });
+    }
     let mut offer = make_offer(pid, opts.page_streams).map_err(|e| MigrateError::Checkpoint {
         peer: peer.clone(),
         pid,
@@ -168,6 +179,7 @@ pub fn migrate(
         .map(|c| std::path::PathBuf::from(&c.bundle));
     offer.container = container;
     let memory_bytes = offer.memory_bytes;
+    let id = offer.id.clone();
     rt.block_on(session.send(&ToDestination::Offer(offer)))
         .map_err(|e| link(e.to_string()))?;
     match rt.block_on(session.recv::<ToSource>()) {
@@ -202,6 +214,7 @@ pub fn migrate(
         None => None,
     };
     let mut sink = NetworkSink::new(rt.clone(), session, pid, opts, memory_bytes, progress);
+    sink.id = id;
     sink.rootfs = rootfs;
     if opts.mode == MigrationMode::Postcopy {
         // No rounds: the tree is frozen right away.
@@ -413,6 +426,10 @@ struct NetworkSink<'a> {
     mode: MigrationMode,
     /// Post-copy: the pages each frozen process keeps for now.
     remote: Vec<RemoteRuns>,
+    /// The migration's identifier (its offer's).
+    id: String,
+    /// How long to wait for the destination to reconnect.
+    resume_wait: Duration,
     /// The tree is a container's: PIDs on the wire are its namespace's.
     in_container: bool,
     /// `--sync-rootfs`: the rootfs as of the first pass.
@@ -452,6 +469,8 @@ impl<'a> NetworkSink<'a> {
             progress,
             mode: opts.mode,
             remote: Vec::new(),
+            id: String::new(),
+            resume_wait: opts.postcopy_recovery + super::postcopy::RESUME_MARGIN,
             in_container: opts.container.is_some(),
             rootfs: None,
         }
@@ -609,9 +628,14 @@ impl NetworkSink<'_> {
         let served = super::postcopy::serve(
             &self.rt,
             self.session,
+            &self.id,
             &self.remote,
             &host_pids,
-            self.page_streams,
+            super::postcopy::Push {
+                streams: self.page_streams,
+                bandwidth_limit: self.bandwidth_limit,
+            },
+            self.resume_wait,
         )
         .map_err(|e| self.link_error("serve post-copy pages", e))?;
         self.confirm()?;
@@ -635,6 +659,7 @@ impl NetworkSink<'_> {
             fault_latency_p50_us: f.latency_p50_us,
             fault_latency_p99_us: f.latency_p99_us,
             all_local_ms: served.all_local_ms,
+            resumes: served.resumes,
         }));
         self.stats.bytes_sent += (f.pages_faulted + served.pages_pushed) * PAGE_SIZE;
         Ok(ImageSummary {

@@ -107,6 +107,10 @@ pub struct PostcopyStats {
     /// Milliseconds from the workload running on the destination to every
     /// page being local there (the source copy is killed then).
     pub all_local_ms: f64,
+    /// Times the destination reconnected after the link broke (post-copy
+    /// recovery).
+    #[serde(default)]
+    pub resumes: u32,
 }
 
 /// Where a migration is, for progress bars.

@@ -9,6 +9,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub mod anon_fdinfo;
+pub mod sysvipc;
 
 /// Why something could not be read from /proc.
 #[derive(Debug, thiserror::Error)]

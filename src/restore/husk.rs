@@ -112,24 +112,34 @@ fn run<'a>(
     root_husk: Husk<'a>,
     lazy: Option<&LazyPages>,
 ) -> Result<u64, RestoreError> {
-    let mut husks = vec![root_husk];
-    match build_tree(reader, &mut husks, lazy) {
-        Ok(pages) => {
-            // Children first, so that a parent finds its children running.
-            while let Some(h) = husks.pop() {
-                if let Err(e) = h.release() {
-                    for h in husks.into_iter().rev() {
-                        h.abort();
-                    }
-                    return Err(e);
-                }
-            }
-            Ok(pages)
+    // SysV segments live in the root husk's IPC namespace, before any
+    // husk attaches them.
+    let segments = match super::sysvshm::Segments::create(
+        root_husk.pid.as_raw(),
+        &reader.checkpoint().sysv_shm,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            root_husk.abort();
+            return Err(e);
         }
+    };
+    let mut husks = vec![root_husk];
+    let built = build_tree(reader, &mut husks, lazy).and_then(|pages| {
+        segments.mark_removed()?;
+        // Children first, so that a parent finds its children running.
+        while let Some(h) = husks.pop() {
+            h.release()?;
+        }
+        Ok(pages)
+    });
+    match built {
+        Ok(pages) => Ok(pages),
         Err(e) => {
             for h in husks.into_iter().rev() {
                 h.abort();
             }
+            segments.remove_all();
             Err(e)
         }
     }
@@ -182,7 +192,22 @@ fn build_tree<'a>(
         husks[i].move_vdso()?;
         let remote = lazy.map(|l| l.remote.get(&p.pid).unwrap_or(&NOTHING_REMOTE));
         let filled = husks[i].map_vmas(reader, remote)?;
-        husks[i].map_shared_anonymous()?;
+        // The /proc a husk opens map_files in: ours (when it shares our
+        // mount namespace) names processes by our PIDs, a container's by
+        // the image's.
+        let our_proc = same_mount_namespace(husks[i].pid)?;
+        let proc_pids: Vec<(i32, i32)> = husks
+            .iter()
+            .map(|h| {
+                let shown = if our_proc {
+                    h.pid.as_raw()
+                } else {
+                    h.image.pid
+                };
+                (h.image.pid, shown)
+            })
+            .collect();
+        husks[i].map_shared_anonymous(&proc_pids)?;
         fillers.push(husks[i].prepare_fill(&filled, remote)?);
         husks[i].filled = filled;
     }
@@ -240,6 +265,19 @@ fn build_tree<'a>(
         husks[i].finish(&mut tree_fds)?;
     }
     Ok(pages)
+}
+
+/// Whether process `pid` shares our mount namespace (and so our /proc).
+fn same_mount_namespace(pid: Pid) -> Result<bool, RestoreError> {
+    let link = |p: String| {
+        std::fs::read_link(&p).map_err(|source| {
+            RestoreError::Proc(proc::ProcError::Read {
+                path: p.into(),
+                source,
+            })
+        })
+    };
+    Ok(link(format!("/proc/{pid}/ns/mnt"))? == link("/proc/self/ns/mnt".into())?)
 }
 
 /// The open file descriptions of the tree while it is restored: the ones
@@ -751,7 +789,10 @@ impl<'a> Husk<'a> {
     /// process of the tree already mapped (its address space is built
     /// first): the same object, opened through that process's
     /// /proc/PID/map_files, so that the processes share it again.
-    fn map_shared_anonymous(&mut self) -> Result<(), RestoreError> {
+    ///
+    /// `proc_pids` maps each image PID to the PID the husk's /proc shows
+    /// that process's husk under.
+    fn map_shared_anonymous(&mut self, proc_pids: &[(i32, i32)]) -> Result<(), RestoreError> {
         let image = self.image;
         for vma in &image.vmas {
             let VmaKind::SharedAnonymous { offset, .. } = vma.kind else {
@@ -777,7 +818,11 @@ impl<'a> Husk<'a> {
                         vma.start, vma.end, first.start, first.end
                     ),
                 })?;
-            let path = format!("/proc/{owner}/map_files/{:x}-{:x}", first.start, first.end);
+            let shown = proc_pids
+                .iter()
+                .find(|(image_pid, _)| *image_pid == owner)
+                .map_or(owner, |&(_, shown)| shown);
+            let path = format!("/proc/{shown}/map_files/{:x}-{:x}", first.start, first.end);
             let access = if vma.prot & libc::PROT_WRITE as u32 != 0 {
                 libc::O_RDWR
             } else {
@@ -1110,6 +1155,9 @@ impl<'a> Husk<'a> {
         if writable {
             prot |= libc::PROT_WRITE as u64;
         }
+        if let VmaKind::SysvShm { shmid } = vma.kind {
+            return self.attach_sysv(vma, shmid, prot, !writable && !vma.has_vm_flag("mw"));
+        }
         let sharing = match vma.kind {
             VmaKind::SharedAnonymous { .. } | VmaKind::SharedFile { .. } => libc::MAP_SHARED,
             _ => libc::MAP_PRIVATE,
@@ -1170,6 +1218,39 @@ impl<'a> Husk<'a> {
                     },
                 )?;
             }
+        }
+        Ok(())
+    }
+
+    /// Attaches SysV segment `shmid` at the mapping's address (read-only
+    /// when `rdonly`, as SHM_RDONLY made it: the mapping may never become
+    /// writable), then gives it protection `prot` if shmat's differs.
+    fn attach_sysv(
+        &mut self,
+        vma: &Vma,
+        shmid: i32,
+        prot: u64,
+        rdonly: bool,
+    ) -> Result<(), RestoreError> {
+        let exec = vma.has_vm_flag("me");
+        let flags =
+            (if rdonly { libc::SHM_RDONLY } else { 0 }) | (if exec { libc::SHM_EXEC } else { 0 });
+        self.sys(
+            0,
+            libc::SYS_shmat,
+            [shmid as u64, vma.start, flags as u64, 0, 0, 0],
+            || format!("shmat of SysV segment {shmid} at {:#x}", vma.start),
+        )?;
+        let attached = (libc::PROT_READ
+            | if rdonly { 0 } else { libc::PROT_WRITE }
+            | if exec { libc::PROT_EXEC } else { 0 }) as u64;
+        if prot != attached {
+            self.sys(
+                0,
+                libc::SYS_mprotect,
+                [vma.start, vma.end - vma.start, prot, 0, 0, 0],
+                || format!("mprotect of SysV segment {shmid} at {:#x}", vma.start),
+            )?;
         }
         Ok(())
     }
@@ -1265,13 +1346,24 @@ impl<'a> Husk<'a> {
             if vma.is_special() || matches!(vma.kind, VmaKind::SharedMemfd { .. }) {
                 continue;
             }
-            if was_filled && vma.prot & libc::PROT_WRITE as u32 == 0 {
-                self.sys(
-                    0,
-                    libc::SYS_mprotect,
-                    [vma.start, vma.end - vma.start, vma.prot as u64, 0, 0, 0],
-                    || format!("mprotect of {:#x}-{:#x}", vma.start, vma.end),
-                )?;
+            match vma.kind {
+                VmaKind::SysvShm { shmid } if was_filled && !vma.has_vm_flag("mw") => {
+                    // Attached writable to receive its contents: attached
+                    // again read-only, as SHM_RDONLY had it.
+                    self.sys(0, libc::SYS_shmdt, [vma.start, 0, 0, 0, 0, 0], || {
+                        format!("shmdt of SysV segment {shmid} at {:#x}", vma.start)
+                    })?;
+                    self.attach_sysv(vma, shmid, vma.prot as u64, true)?;
+                }
+                _ if was_filled && vma.prot & libc::PROT_WRITE as u32 == 0 => {
+                    self.sys(
+                        0,
+                        libc::SYS_mprotect,
+                        [vma.start, vma.end - vma.start, vma.prot as u64, 0, 0, 0],
+                        || format!("mprotect of {:#x}-{:#x}", vma.start, vma.end),
+                    )?;
+                }
+                _ => {}
             }
             for (flag, advice) in [
                 ("dd", libc::MADV_DONTDUMP),

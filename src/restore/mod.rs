@@ -11,6 +11,7 @@ mod anon;
 mod channel;
 mod husk;
 mod sockets;
+mod sysvshm;
 
 use crate::image::{Checkpoint, ImageError, ImageReader, ProcessImage};
 use crate::kernel;
@@ -120,6 +121,15 @@ pub enum RestoreError {
     /// /proc could not be read.
     #[error(transparent)]
     Proc(#[from] crate::proc::ProcError),
+    /// A SysV shared memory segment could not be recreated as it was.
+    #[error("cannot restore SysV shared memory segment {shmid}: {why}")]
+    SysvShm {
+        /// The segment's saved shmid (-1 when the namespace was the
+        /// problem).
+        shmid: i32,
+        /// What went wrong.
+        why: String,
+    },
 }
 
 /// How a restore fills memory.
@@ -165,6 +175,15 @@ pub fn restore_with(dir: &Path, opts: RestoreOptions) -> Result<RestoreStats, Re
     let reader = ImageReader::open(dir)?;
     let ck = reader.checkpoint();
     check_cpu(&ck.host)?;
+    if ck.pid_namespace {
+        if opts.lazy.is_some() {
+            return Err(RestoreError::Unsupported {
+                pid: 1,
+                why: "a tree with a PID namespace of its own is restored eagerly only".into(),
+            });
+        }
+        return restore_in_new_pid_namespace(dir);
+    }
     if ck.root().is_some_and(|p| p.pid == 1) {
         return Err(RestoreError::Unsupported {
             pid: 1,
@@ -245,6 +264,19 @@ pub fn restore_into_with(
         restore_ms: started.elapsed().as_secs_f64() * 1000.0,
         pages_restored,
     })
+}
+
+/// Restores the image in `dir` of a tree whose root was the init of a PID
+/// namespace of its own: a husk is made PID 1 of a new PID namespace and
+/// the tree is restored into it as into a container's init, with the same
+/// PIDs inside. The statistics give the root's PID here.
+fn restore_in_new_pid_namespace(dir: &Path) -> Result<RestoreStats, RestoreError> {
+    let spawned = kernel::spawn_husk_in_new_pid_namespace()
+        .map_err(|errno| RestoreError::Spawn { pid: 1, errno })?;
+    // The lifeline stays open until the husk is taken over.
+    let restored = restore_into(dir, spawned.pid.as_raw());
+    drop(spawned.lifeline);
+    restored
 }
 
 fn check_cpu(host: &crate::image::HostInfo) -> Result<(), RestoreError> {

@@ -42,6 +42,9 @@ pub struct Spec {
     pub usr1: bool,
     /// Lower bound for `pages_written` in the checkpoint statistics.
     pub min_pages_written: u64,
+    /// Upper bound for `pages_written` (memory shared by several
+    /// processes must be dumped once).
+    pub max_pages_written: u64,
 }
 
 impl Spec {
@@ -51,6 +54,7 @@ impl Spec {
             args: &[],
             usr1: false,
             min_pages_written: 1,
+            max_pages_written: u64::MAX,
         }
     }
 
@@ -65,6 +69,13 @@ impl Spec {
     pub const fn min_pages_written(self, min_pages_written: u64) -> Self {
         Spec {
             min_pages_written,
+            ..self
+        }
+    }
+
+    pub const fn max_pages_written(self, max_pages_written: u64) -> Self {
+        Spec {
+            max_pages_written,
             ..self
         }
     }
@@ -608,6 +619,11 @@ pub fn checkpoint(dir: &TestDir, w: &Workload, spec: &Spec, mode: Mode) -> Resul
         spec.min_pages_written
     );
     ensure!(
+        written <= spec.max_pages_written as f64,
+        "pages_written {written} > {}: {stats}",
+        spec.max_pages_written
+    );
+    ensure!(
         field(&stats, "pages_scanned")? >= written,
         "pages_scanned < pages_written: {stats}"
     );
@@ -778,4 +794,37 @@ pub fn standalone(spec: &Spec) {
         w.finish(spec)
             .with_context(|| format!("workload {} on its own", spec.name))
     });
+}
+
+/// On drop, removes the SysV segments that sysv_shm.c left behind when a
+/// test failed before the workload could remove them (killed by the
+/// harness): segments with its key prefix (0x5f......), attached by no
+/// one, whose creator is gone. A live workload's segments are attached or
+/// have a live creator, so parallel tests keep theirs.
+pub struct SysvShmCleanup;
+
+impl Drop for SysvShmCleanup {
+    fn drop(&mut self) {
+        let Ok(text) = fs::read_to_string("/proc/sysvipc/shm") else {
+            return;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(key), Some(shmid), Some(cpid), Some(nattch)) = (
+                f.first().and_then(|k| k.parse::<i32>().ok()),
+                f.get(1).and_then(|s| s.parse::<i32>().ok()),
+                f.get(4),
+                f.get(6),
+            ) else {
+                continue;
+            };
+            let ours = (key as u32) >> 24 == 0x5f;
+            let creator_gone = !Path::new(&format!("/proc/{cpid}")).exists();
+            if ours && *nattch == "0" && creator_gone {
+                let _ = Command::new("ipcrm")
+                    .args(["-m", &shmid.to_string()])
+                    .status();
+            }
+        }
+    }
 }

@@ -118,7 +118,7 @@ impl Testbed {
         bail!("no agent found on host {host:?}")
     }
 
-    /// Runs a command inside a host (its network, PID and mount
+    /// Runs a command inside a host (its network, PID, mount and IPC
     /// namespaces) to its end; returns whether it succeeded and what it
     /// printed (through a file: a container it starts keeps its stdio).
     pub fn host_exec(&self, host: Host, args: &[&str]) -> Result<(bool, String)> {
@@ -126,7 +126,7 @@ impl Testbed {
         let log = self.dir.join(format!("exec-{}.out", host.letter()));
         let out = File::create(&log)?;
         let status = Command::new("nsenter")
-            .args(["-t", &init.to_string(), "-n", "-p", "-m", "--"])
+            .args(["-t", &init.to_string(), "-n", "-p", "-m", "-i", "--"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
@@ -288,7 +288,7 @@ impl Testbed {
         Ok(text.trim().parse()?)
     }
 
-    /// Starts a command inside host A (its network, PID and mount
+    /// Starts a command inside host A (its network, PID, mount and IPC
     /// namespaces) with stdout and stderr to `output`.
     pub fn spawn(
         &self,
@@ -302,7 +302,7 @@ impl Testbed {
         // bash closes the fds this test inherited (cargo's jobserver pipe,
         // which a checkpoint would rightly refuse) before running the program.
         let child = Command::new("nsenter")
-            .args(["-t", &init.to_string(), "-n", "-p", "-m", "--"])
+            .args(["-t", &init.to_string(), "-n", "-p", "-m", "-i", "--"])
             .args([
                 "bash",
                 "-c",
@@ -385,7 +385,7 @@ impl Testbed {
     pub fn agent_in(&self, host: Host, args: &[&str]) -> Result<AgentRun> {
         let init = self.init_pid(host)?;
         let out = Command::new("nsenter")
-            .args(["-t", &init.to_string(), "-n", "-p", "-m", "--"])
+            .args(["-t", &init.to_string(), "-n", "-p", "-m", "-i", "--"])
             .arg(agent_bin()?)
             .args(args)
             .stdin(Stdio::null())
