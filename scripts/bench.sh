@@ -30,6 +30,17 @@
 # POSTCOPY_SIZES (MiB, default "64 512 2048"; empty skips;
 # tests/workloads/bench_mem.c): freeze to running on the destination, the
 # median fault latency, and the time from running to every page local.
+# Containers between the same hosts, in each mode of CONTAINER_MODES
+# (default "precopy postcopy"; empty skips), for each kind of
+# CONTAINER_KINDS (default "counter node mem"): the busybox counter, the
+# Node.js request counter in its own network namespace, and a static
+# tests/workloads/steady_dirty.c holding CONTAINER_MIB (default 1024) MiB
+# (scripts/container-bundle.sh; the hosts prepared by
+# scripts/container-hosts.sh, as for the demo): downtime, total time and
+# memory, the downtime's parts and the pre-copy rounds from `migrate
+# --container --json` (and, after post-copy, the time to every page
+# local); each is checked on host B after its move. FERRY_BENCH_KEEP=DIR
+# keeps each of those --json outputs there.
 #
 # RUNS runs of everything. Run as root. Everything it starts is killed by
 # PID on exit; images live in a temp dir removed at the end.
@@ -60,6 +71,9 @@ TRANSPORT_MIB=${TRANSPORT_MIB:-2048}
 MIGRATE_MIB=${MIGRATE_MIB:-1024}
 MIGRATE_RATES=${MIGRATE_RATES-"0 16 64 256"}
 POSTCOPY_SIZES=${POSTCOPY_SIZES-"64 512 2048"}
+CONTAINER_MODES=${CONTAINER_MODES-"precopy postcopy"}
+CONTAINER_KINDS=${CONTAINER_KINDS-"counter node mem"}
+CONTAINER_MIB=${CONTAINER_MIB:-1024}
 
 cargo build --release --workspace --locked >&2
 cargo build --release --locked --example transport_bench >&2
@@ -71,14 +85,27 @@ gcc -O1 -g -pthread -Wall -o "$workload" tests/workloads/bench_mem.c
 gcc -O1 -g -pthread -Wall -o "$tree_workload" tests/workloads/bench_tree.c
 dirty_workload=target/release/workloads/steady_dirty
 gcc -O1 -g -pthread -Wall -o "$dirty_workload" tests/workloads/steady_dirty.c
+# Static: the container's rootfs holds busybox and nothing else.
+static_dirty_workload=$dirty_workload-static
+gcc -O1 -g -pthread -Wall -static -o "$static_dirty_workload" tests/workloads/steady_dirty.c
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench.XXXXXX")
 # The PIDs of the original and the restored process while they live, and
 # of a tree's children.
 orig= restored= kids=
 bed=()
+# The container being measured, by ID.
+cid=
+# shellcheck source=scripts/container-hosts.sh
+. scripts/container-hosts.sh
 cleanup() {
+  if [ -n "$cid" ]; then
+    for h in a b; do
+      bash scripts/testbed.sh exec "${bed[@]}" "$h" runc delete -f "$cid" >/dev/null 2>&1 || true
+    done
+  fi
   [ ${#bed[@]} = 0 ] || bash scripts/testbed.sh down "${bed[@]}" >/dev/null 2>&1 || true
+  container_hosts_remove_cgroups
   [ -z "$orig" ] || kill -KILL "$orig" 2>/dev/null || true
   [ -z "$restored" ] || kill -KILL "$restored" 2>/dev/null || true
   for k in $kids; do kill -KILL "$k" 2>/dev/null || true; done
@@ -339,6 +366,98 @@ PY
   done
 fi
 
+if [ -n "$CONTAINER_MODES" ]; then
+  testbed_up
+  container_hosts_prepare ferry-bench "$tmp/hosts" "${bed[@]}"
+  # What scripts/container-net.sh gives the Node.js container (as in
+  # tests/container.rs), and where it answers.
+  node_net='{"interfaces":[{"name":"eth0","addresses":["10.232.0.2/24"]}],"routes":[{"dst":"default","gateway":"10.232.0.1","dev":"eth0"}]}'
+  node_url=http://10.232.0.2:8080/
+  on() { bash scripts/testbed.sh exec "${bed[@]}" "$@"; }
+  # grew FILE N: FILE has N lines or more.
+  grew() { [ -e "$1" ] && [ "$(wc -l <"$1")" -ge "$2" ]; }
+  for mode in $CONTAINER_MODES; do
+    for kind in $CONTAINER_KINDS; do
+      for ((run = 0; run < RUNS; run++)); do
+        cid=ferry-bench-$kind-$mode-$run
+        dir=$tmp/containers/$cid
+        hook='' mib=0
+        case $kind in
+          counter)
+            log=$dir/out/counter.txt
+            bash scripts/container-bundle.sh "$dir/bundle" "$dir/out" "$cid" ;;
+          node)
+            log=$dir/out/node.log
+            bash scripts/container-bundle.sh --own-netns --node tests/workloads/counter_server.js \
+              10.232.0.2 8080 "$dir/bundle" "$dir/out" "$cid"
+            # Configured between create and start, as a runtime hook would:
+            # node binds its address at once.
+            hook="FERRY_NETWORK='$node_net' bash $PWD/scripts/container-net.sh $cid \$(runc state $cid | jq .pid) >/dev/null;" ;;
+          mem)
+            log=$dir/out/workload.log mib=$CONTAINER_MIB
+            bash scripts/container-bundle.sh --exec "$static_dirty_workload" "/tmp $CONTAINER_MIB 0" \
+              "$dir/bundle" "$dir/out" "$cid" ;;
+          *) echo "bench: unknown container kind $kind (counter, node or mem)" >&2; exit 1 ;;
+        esac
+        on a sh -c "set -e; ${container_enter[a]} runc create --bundle $dir/bundle $cid </dev/null >/dev/null; $hook runc start $cid"
+        case $kind in
+          counter) wait_for grew "$log" 2 ;;
+          *) wait_for grep -qs READY "$log" ;;
+        esac || { echo "bench: container $kind did not start:" >&2; cat "$log" >&2; exit 1; }
+        [ "$kind" != node ] || [ "$(on a curl -sS "$node_url")" = 1 ] || { echo "bench: node on A did not answer 1" >&2; exit 1; }
+
+        agent_run container migrate --container "$cid" --to 10.231.0.2:7420 \
+          --control-socket "$tmp/hosts/a/agent.sock" --mode "$mode" --json
+        [ -z "${FERRY_BENCH_KEEP:-}" ] || cp "$tmp/container.json" "$FERRY_BENCH_KEEP/$cid.json"
+        python3 - "$tmp/container.json" "$kind" "$mode" "$mib" >>"$samples" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1])); kind, mode, mib = sys.argv[2:]
+if kind == "mem":
+    kind = f"{mib}mib"
+p = s.get("postcopy") or {}
+d = s["downtime"]
+figures = [("downtime", "ms", d["total_ms"] or p.get("freeze_to_running_ms", 0)),
+           ("downtime_freeze", "ms", d["freeze_ms"]),
+           ("downtime_final_transfer", "ms", d["final_transfer_ms"]),
+           ("downtime_restore", "ms", d["restore_ms"]),
+           ("downtime_resume", "ms", d["resume_ms"]),
+           ("total", "ms", s["total_ms"]),
+           ("memory", "MiB", s["memory_bytes"] / 2**20),
+           ("rounds", "rounds", len(s["rounds"]))]
+if p:
+    # Post-copy splits its downtime into restore and resume only, and
+    # has pre-copy rounds in hybrid mode only.
+    figures = [f for f in figures if f[0] not in ("downtime_freeze", "downtime_final_transfer")
+               and (f[0] != "rounds" or s["rounds"])]
+    figures.append(("all_local", "ms", p["all_local_ms"]))
+for name, unit, value in figures:
+    print(f"container_{kind}_{name}@{mode} {mib} {unit} {value}")
+PY
+
+        # It carries on on host B.
+        case $kind in
+          counter)
+            wait_for grew "$log" $(($(wc -l <"$log") + 2)) \
+              || { echo "bench: the counter stopped on host B" >&2; exit 1; }
+            counts_without_gap "$log" || { echo "bench: the counter broke across the move:" >&2; cat "$log" >&2; exit 1; } ;;
+          node)
+            [ "$(on b curl -sS "$node_url")" = 2 ] || { echo "bench: node on B did not answer 2" >&2; exit 1; } ;;
+          mem)
+            on b runc kill "$cid" TERM
+            if ! { wait_for grep -q -e PASS -e FAIL "$log" && grep -q PASS "$log"; }; then
+              echo "bench: the $CONTAINER_MIB MiB container failed its check on host B:" >&2
+              cat "$log" >&2
+              exit 1
+            fi ;;
+        esac
+        on b runc delete -f "$cid"
+        cid=
+        rm -rf "$dir"
+      done
+    done
+  done
+fi
+
 python3 - "$samples" <<'EOF'
 import json, statistics, sys
 groups = {}
@@ -348,6 +467,8 @@ for line in open(sys.argv[1]):
     groups.setdefault((name, int(mib), unit, int(procs)), []).append(float(value))
 for (name, mib, unit, procs), values in groups.items():
     params = {"mib": mib} if procs == 1 else {"processes": procs, "mib": mib}
+    if mib == 0:  # no size to speak of (a container's own memory is a sample)
+        del params["mib"]
     print(json.dumps({"name": name, "params": params, "unit": unit,
                       "median": statistics.median(values), "min": min(values),
                       "max": max(values), "runs": len(values)}))

@@ -8,24 +8,29 @@
 # CAP_SYS_PTRACE (a post-copy restore creates, inside the container, a
 # userfaultfd that catches faults in system calls).
 #   scripts/container-bundle.sh [--own-netns] [--node SCRIPT.js ADDR PORT]
-#                               BUNDLE_DIR OUT_DIR [CGROUPS_PATH]
+#                               [--exec BINARY ARGS] BUNDLE_DIR OUT_DIR
+#                               [CGROUPS_PATH]
 # --own-netns keeps the network namespace of `runc spec` (the container
 # gets an empty one of its own: configure it between `runc create` and
 # `runc start`, e.g. with scripts/container-net.sh).
 # --node runs `node SCRIPT.js ADDR PORT` instead of the loop (output to
 # /out/node.log): the node binary, the script and the host's library
 # directories (where ldd finds node's libraries) are bind-mounted read-only.
+# --exec runs BINARY, a static executable copied into the rootfs, with the
+# words of ARGS instead of the loop (output to /out/workload.log).
 set -euo pipefail
-own_netns=0 node_args=()
+own_netns=0 node_args=() exec_args=()
 while [ $# -gt 0 ]; do
   case $1 in
     --own-netns) own_netns=1; shift ;;
     --node) [ $# -ge 4 ] || { echo "--node needs SCRIPT ADDR PORT" >&2; exit 2; }
             node_args=("$2" "$3" "$4"); shift 4 ;;
+    --exec) [ $# -ge 3 ] || { echo "--exec needs BINARY ARGS" >&2; exit 2; }
+            exec_args=("$2" "$3"); shift 3 ;;
     *) break ;;
   esac
 done
-[ $# -ge 2 ] || { echo "usage: $0 [--own-netns] [--node SCRIPT.js ADDR PORT] BUNDLE_DIR OUT_DIR [CGROUPS_PATH]" >&2; exit 2; }
+[ $# -ge 2 ] || { echo "usage: $0 [--own-netns] [--node SCRIPT.js ADDR PORT] [--exec BINARY ARGS] BUNDLE_DIR OUT_DIR [CGROUPS_PATH]" >&2; exit 2; }
 bundle=$1 out=$2 cgpath=${3:-}
 mkdir -p "$bundle/rootfs/bin" "$bundle/rootfs/out" "$bundle/rootfs/tmp" "$out"
 cp /bin/busybox "$bundle/rootfs/bin/busybox"
@@ -35,6 +40,11 @@ rm -f "$bundle/config.json"
 loop='exec >>/out/counter.txt 2>&1 </dev/null; i=0; while true; do echo $i; i=$(expr $i + 1); sleep 1; done'
 args=$(jq -n --arg loop "$loop" '["sh", "-c", $loop]')
 mounts='[]'
+if ((${#exec_args[@]})); then
+  cp "${exec_args[0]}" "$bundle/rootfs/bin/workload"
+  args=$(jq -n --arg a "${exec_args[1]}" \
+    '["sh", "-c", "exec /bin/workload \($a) >>/out/workload.log 2>&1 </dev/null"]')
+fi
 if ((${#node_args[@]})); then
   node=$(realpath "$(command -v node)")
   script=$(realpath "${node_args[0]}")

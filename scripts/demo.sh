@@ -18,73 +18,26 @@ agent=$FERRY_AGENT_BIN
 work=$(mktemp -d /tmp/ferry-cdemo.XXXXXX)
 bed=(--name-prefix ferry-cdemo --agents "$work/hosts")
 id=ferry-demo-counter
-cgdirs=()
+# shellcheck source=scripts/container-hosts.sh
+. scripts/container-hosts.sh
 cleanup() {
   for h in a b; do
     bash scripts/testbed.sh exec "${bed[@]}" "$h" runc delete -f "$id" >/dev/null 2>&1 || true
   done
   bash scripts/testbed.sh down "${bed[@]}" >/dev/null 2>&1 || true
-  for d in "${cgdirs[@]}"; do
-    for _ in $(seq 100); do
-      rmdir "$d"/*/ 2>/dev/null || true
-      rmdir "$d" 2>/dev/null && break
-      sleep 0.05
-    done
-  done
+  container_hosts_remove_cgroups
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-# A cgroup of every hierarchy for host $1, under this script's own.
-host_cgroups() {
-  while IFS=: read -r _ ctrls path; do
-    case $ctrls in
-      "") m=unified ;;
-      name=systemd) m=systemd ;;
-      *) m=${ctrls%%,*} ;;
-    esac
-    parent=/sys/fs/cgroup/$m${path%/}
-    [ -e "$parent/cgroup.procs" ] || continue
-    d=$parent/ferry-cdemo-$1
-    mkdir -p "$d"
-    for f in cpuset.cpus cpuset.mems; do
-      if [ -e "$parent/$f" ]; then cat "$parent/$f" >"$d/$f" 2>/dev/null || true; fi
-    done
-    echo "$d"
-  done </proc/self/cgroup
-}
-
 echo "demo: bringing up host A (10.231.0.1) and host B (10.231.0.2), an agent on each"
 bash scripts/testbed.sh up "${bed[@]}" | sed 's/^/  /'
-# `ip netns exec` gave each host a sysfs without cgroups: mount them there.
-mounts="mount -t tmpfs ferry-cgroups /sys/fs/cgroup;"
-for m in $(awk -F: '{c=$2; if (c=="") c="unified"; else if (c=="name=systemd") c="systemd"; else sub(/,.*/, "", c); print c}' /proc/self/cgroup); do
-  case $m in
-    unified) how="-t cgroup2 cgroup2" ;;
-    systemd) how="-t cgroup -o none,name=systemd cgroup" ;;
-    *) how="-t cgroup -o $m cgroup" ;;
-  esac
-  mounts+=" mkdir -p /sys/fs/cgroup/$m && mount $how /sys/fs/cgroup/$m;"
-done
-declare -A enter
-for h in a b; do
-  dirs=$(host_cgroups "$h")
-  for d in $dirs; do cgdirs+=("$d"); done
-  agent_pid=$(for p in $(cat "/proc/$(cat "$work/hosts/$h/init.pid")/task/"*/children); do
-    [ "$(cat "/proc/$p/comm")" = migrate-agent ] && echo "$p"; done)
-  enter[$h]=""
-  for d in $dirs; do
-    echo "$agent_pid" >"$d/cgroup.procs"
-    enter[$h]+="echo \$\$ > $d/cgroup.procs; "
-  done
-  bash scripts/testbed.sh exec "${bed[@]}" "$h" sh -c \
-    "set -e; mkdir -p /run/runc; mount -t tmpfs ferry-runc /run/runc; $mounts"
-done
+container_hosts_prepare ferry-cdemo "$work/hosts" "${bed[@]}"
 
 bash scripts/container-bundle.sh "$work/bundle" "$work/out" ferry-demo
 echo "demo: starting container $id (busybox counting into /out/counter.txt) on host A"
 bash scripts/testbed.sh exec "${bed[@]}" a sh -c \
-  "${enter[a]} exec runc run -d --bundle $work/bundle $id" </dev/null >/dev/null
+  "${container_enter[a]} exec runc run -d --bundle $work/bundle $id" </dev/null >/dev/null
 sleep 4.5
 bash scripts/testbed.sh exec "${bed[@]}" a runc list | sed 's/^/  A| /'
 echo "demo: its output:"
@@ -99,7 +52,7 @@ bash scripts/testbed.sh exec "${bed[@]}" a runc list | sed 's/^/  A| /'
 bash scripts/testbed.sh exec "${bed[@]}" b runc list | sed 's/^/  B| /'
 echo "demo: the counter now runs on host B; its output went on:"
 sed 's/^/  | /' "$work/out/counter.txt" | tail -n 8
-if ! awk 'NR == 1 && $1 != 0 { bad = 1 } NR > 1 && $1 != prev + 1 { bad = 1 } { prev = $1 } END { exit bad }' "$work/out/counter.txt"; then
+if ! counts_without_gap "$work/out/counter.txt"; then
   echo "demo: FAILED: the counter has a gap, a repeat or a reset" >&2
   exit 1
 fi
