@@ -737,12 +737,10 @@ fn refused_before_freezing(dir: &TestDir) -> Result<()> {
     fs::create_dir_all(&empty)?;
     env.bind_on_b(&empty, &env.bundle)?;
     let no_bundle = env.migrate(dir, "precopy")?;
+    let why = no_bundle.refusal()?;
     ensure!(
-        !no_bundle.status.success()
-            && no_bundle.stderr.contains("refused")
-            && no_bundle.stderr.contains("no config.json"),
-        "a migration to a host without the bundle was not refused up front: {}",
-        no_bundle.stderr
+        why.contains("refused") && why.contains("no config.json"),
+        "a migration to a host without the bundle was not refused up front: {why}"
     );
     env.still_on_a()?;
     let (ok, out) = env
@@ -757,12 +755,10 @@ fn refused_before_freezing(dir: &TestDir) -> Result<()> {
     )?;
     env.bind_on_b(Path::new("/dev/null"), Path::new(runc.trim()))?;
     let no_runc = env.migrate(dir, "precopy")?;
+    let why = no_runc.refusal()?;
     ensure!(
-        !no_runc.status.success()
-            && no_runc.stderr.contains("refused")
-            && no_runc.stderr.contains("runtime runc cannot run"),
-        "a migration to a host whose runc cannot run was not refused up front: {}",
-        no_runc.stderr
+        why.contains("refused") && why.contains("runtime runc cannot run"),
+        "a migration to a host whose runc cannot run was not refused up front: {why}"
     );
     let (ok, out) = env.bed.host_exec(Host::B, &["umount", runc.trim()])?;
     ensure!(ok, "umount on B failed: {out}");
