@@ -5,9 +5,9 @@
 //! by another process of the tree) are found with kcmp.
 
 use super::anon;
+use super::error::CheckpointError;
 use super::inspect::FdClass;
 use super::sockets;
-use super::CheckpointError;
 use crate::image::{
     EpollImage, FdImage, FifoEnd, FileImage, InotifyImage, OpenFile, PipeEnd, PipeImage,
 };

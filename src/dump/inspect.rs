@@ -1,7 +1,7 @@
 //! Classifies a process's mappings and fds into what ferry can carry, and
 //! refuses the rest with a reason, before anything is frozen.
 
-use super::CheckpointError;
+use super::error::CheckpointError;
 use crate::image::{FileIdentity, PathFileType, Vma, VmaKind};
 use crate::proc::MapsEntry;
 use std::os::unix::fs::MetadataExt;

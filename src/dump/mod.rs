@@ -6,27 +6,35 @@
 //! and either all killed or all resumed exactly as they were.
 
 mod anon;
+mod creds;
+mod error;
 pub mod files;
+mod freeze;
+mod inject;
 pub mod inspect;
 pub mod memory;
+mod mm;
 pub mod notify;
 pub mod pidns;
 pub mod precopy;
+mod rlimits;
+mod seccomp;
+mod signals;
 pub mod sink;
 pub mod sockets;
 pub mod sysvshm;
+mod threads;
+mod timers;
+mod tree;
 
-use crate::image::{
-    AltStack, BpfInstruction, Checkpoint, Credentials, HostInfo, ImageError, ImageWriter,
-    IntervalTimer, MmFields, PendingSignal, PosixTimer, ProcessImage, Rlimit, RseqRegistration,
-    SeccompFilter, SigAction, ThreadImage, ThreadPrivileges, Vma, VmaKind, ZombieImage,
-};
+pub use error::CheckpointError;
+
+use crate::image::{Checkpoint, HostInfo, ImageWriter, ProcessImage, Vma};
 use crate::kernel;
-use crate::proc::{self, ProcError};
-use crate::ptrace::{read_memory, resume_regs, PtraceError, Tracee};
-use nix::sys::ptrace::Options;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use crate::proc;
+use freeze::{Frozen, FrozenTree};
+use inject::Injector;
+use mm::SharedObject;
 use serde::Serialize;
 use std::path::Path;
 use std::time::Instant;
@@ -69,160 +77,6 @@ pub struct CheckpointStats {
     pub zero_pages: u64,
     /// Bytes of the image directory.
     pub image_bytes: u64,
-}
-
-/// Why a checkpoint failed. In every case every process of the tree is
-/// left running, untouched and detached.
-#[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
-    /// There is no such process.
-    #[error("process {pid} does not exist")]
-    NoSuchProcess {
-        /// The PID asked for.
-        pid: i32,
-    },
-    /// The PID is a thread, not a process.
-    #[error("{pid} is a thread of process {tgid}; checkpoint the process instead")]
-    NotAProcess {
-        /// The PID asked for.
-        pid: i32,
-        /// Its thread group.
-        tgid: i32,
-    },
-    /// ferry would have to trace itself.
-    #[error("process {pid} is this migrate-agent itself")]
-    OwnProcess {
-        /// Our PID.
-        pid: i32,
-    },
-    /// Another tracer (a debugger, strace) holds the process.
-    #[error("process {pid} is already traced by process {tracer}; detach the debugger first")]
-    AlreadyTraced {
-        /// The process.
-        pid: i32,
-        /// Its tracer.
-        tracer: i32,
-    },
-    /// The process is a zombie or being torn down.
-    #[error("process {pid} is not alive (state {state})")]
-    NotAlive {
-        /// The process.
-        pid: i32,
-        /// Its state letter.
-        state: char,
-    },
-    /// The process lives in another namespace than migrate-agent.
-    #[error("process {pid} is in another {kind} namespace ({target}) than {reference}; a process in namespaces of its own is carried only as part of a container (migrate --container)")]
-    OtherNamespace {
-        /// The process.
-        pid: i32,
-        /// The namespace kind (mnt, net, pid ...).
-        kind: String,
-        /// The /proc link target naming the namespace.
-        target: String,
-        /// Whose namespaces it should share (migrate-agent, or the
-        /// container's init).
-        reference: String,
-    },
-    /// The container's init has a namespace ferry cannot carry.
-    #[error("container init {pid} has its own {kind} namespace ({target}); ferry carries a container's PID, mount, network, UTS, IPC and cgroup namespaces but not its {kind} namespace yet (remove it from linux.namespaces in config.json)")]
-    ContainerNamespace {
-        /// The container's init.
-        pid: i32,
-        /// The namespace kind (net, user ...).
-        kind: String,
-        /// The /proc link target naming the namespace.
-        target: String,
-    },
-    /// An fd of a kind ferry cannot carry.
-    #[error("process {pid} holds fd {fd}, a {kind} ({target}), which ferry cannot checkpoint yet")]
-    UnsupportedFd {
-        /// The process.
-        pid: i32,
-        /// The fd number.
-        fd: i32,
-        /// What kind of file it is.
-        kind: String,
-        /// Its /proc link target.
-        target: String,
-    },
-    /// Live migration of a tree with a PID namespace of its own.
-    #[error("process {pid} is the init of a PID namespace of its own: its tree can be checkpointed and restored (a new PID namespace is made), but not migrated yet")]
-    PidNamespaceNotMigrated {
-        /// The namespace's init.
-        pid: i32,
-    },
-    /// A mapping ferry cannot carry.
-    #[error("process {pid} has mapping {start:#x}-{end:#x} ({name}) that ferry cannot checkpoint: {why}")]
-    UnsupportedMapping {
-        /// The process.
-        pid: i32,
-        /// Start address.
-        start: u64,
-        /// End address.
-        end: u64,
-        /// Path or pseudo-name.
-        name: String,
-        /// Why it is refused.
-        why: String,
-    },
-    /// Seccomp state ferry cannot carry.
-    #[error("process {pid}: thread {tid} {why}; ferry cannot checkpoint it")]
-    Seccomp {
-        /// The process.
-        pid: i32,
-        /// The thread.
-        tid: i32,
-        /// What is wrong.
-        why: String,
-    },
-    /// A system call injected into the process failed.
-    #[error("{call} injected into thread {tid} of process {pid} failed: {errno}")]
-    Injected {
-        /// The process.
-        pid: i32,
-        /// The thread.
-        tid: i32,
-        /// The call, with its arguments.
-        call: String,
-        /// The error it returned.
-        errno: nix::errno::Errno,
-    },
-    /// The process has no [vdso], so ferry has no system call instruction
-    /// to run its queries with.
-    #[error("process {pid} has no [vdso] mapping with a syscall instruction")]
-    NoVdso {
-        /// The process.
-        pid: i32,
-    },
-    /// Reading /proc failed.
-    #[error(transparent)]
-    Proc(#[from] ProcError),
-    /// ptrace failed.
-    #[error(transparent)]
-    Ptrace(#[from] PtraceError),
-    /// Writing the image failed.
-    #[error(transparent)]
-    Image(#[from] ImageError),
-    /// Dirty-page tracking failed.
-    #[error(transparent)]
-    Tracking(#[from] crate::memory::DirtyTrackingError),
-    /// The sink (the destination agent, in a migration) failed.
-    #[error("cannot {what}: {why}")]
-    Sink {
-        /// What was being done, with the peer.
-        what: String,
-        /// Why it failed.
-        why: String,
-    },
-    /// Some other I/O failed.
-    #[error("cannot {what}: {source}")]
-    Io {
-        /// What was being done.
-        what: String,
-        /// The error.
-        source: std::io::Error,
-    },
 }
 
 /// Checkpoints process `pid` into the image directory `dir`.
@@ -715,304 +569,6 @@ fn check_seccomp(pid: i32) -> Result<u32, CheckpointError> {
     Ok(leader.map_or(0, |(_, n)| n))
 }
 
-/// Reads the seccomp filters of every frozen thread, oldest first, and
-/// refuses threads whose filters differ.
-fn dump_seccomp(
-    pid: i32,
-    frozen: &Frozen,
-    count: u32,
-) -> Result<Vec<SeccompFilter>, CheckpointError> {
-    if count > 0 && !frozen.seccomp_suspended {
-        return Err(CheckpointError::Seccomp {
-            pid,
-            tid: pid,
-            why: "installed a seccomp filter while it was being checkpointed".into(),
-        });
-    }
-    let mut first: Option<Vec<SeccompFilter>> = None;
-    for ft in &frozen.threads {
-        let tid = ft.tracee.tid;
-        let req = |op| {
-            move |errno| PtraceError::Request {
-                op,
-                tid: tid.as_raw(),
-                errno,
-            }
-        };
-        let mut filters = Vec::with_capacity(count as usize);
-        // Index 0 is the most recent filter.
-        for index in (0..u64::from(count)).rev() {
-            let program = kernel::ptrace_seccomp_filter(tid, index)
-                .map_err(req("PTRACE_SECCOMP_GET_FILTER"))?
-                .into_iter()
-                .map(|i| BpfInstruction {
-                    code: i.code,
-                    jt: i.jt,
-                    jf: i.jf,
-                    k: i.k,
-                })
-                .collect();
-            let flags = kernel::ptrace_seccomp_flags(tid, index)
-                .map_err(req("PTRACE_SECCOMP_GET_METADATA"))?;
-            filters.push(SeccompFilter { flags, program });
-        }
-        match &first {
-            None => first = Some(filters),
-            Some(f) if *f != filters => {
-                return Err(CheckpointError::Seccomp {
-                    pid,
-                    tid: tid.as_raw(),
-                    why: format!("has other seccomp filters than thread {pid}"),
-                })
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(first.unwrap_or_default())
-}
-
-/// The threads of a process held in ptrace-stops, with what is needed to
-/// let them go exactly as they were.
-struct Frozen {
-    pid: i32,
-    /// Whether the threads' seccomp filters are suspended while traced
-    /// (PTRACE_O_SUSPEND_SECCOMP), so that injected queries pass them.
-    seccomp_suspended: bool,
-    /// Leader first.
-    threads: Vec<FrozenThread>,
-}
-
-struct FrozenThread {
-    tracee: Tracee,
-    regs: crate::image::GeneralRegs,
-    sigmask: u64,
-}
-
-/// Resource limits RLIMIT_CPU (0) to RLIMIT_RTTIME (15): every one Linux has.
-const RLIMIT_COUNT: u32 = 16;
-
-/// Every signal but SIGKILL and SIGSTOP (which cannot be blocked anyway).
-const ALL_SIGNALS: u64 = !0;
-
-impl Frozen {
-    /// Seizes and stops every thread, re-reading the thread list until no
-    /// new thread appears, and blocks all signals so that none is delivered
-    /// while ferry works (they stay pending and are dumped as pending).
-    fn freeze(pid: i32, suspend_seccomp: bool) -> Result<Self, CheckpointError> {
-        let mut frozen = Frozen {
-            pid,
-            seccomp_suspended: suspend_seccomp,
-            threads: Vec::new(),
-        };
-        if let Err(e) = frozen.seize_all() {
-            let _ = frozen.thaw();
-            return Err(e);
-        }
-        Ok(frozen)
-    }
-
-    fn seize_all(&mut self) -> Result<(), CheckpointError> {
-        loop {
-            let mut added = false;
-            for tid in proc::task_ids(self.pid)? {
-                if self.threads.iter().any(|t| t.tracee.tid.as_raw() == tid) {
-                    continue;
-                }
-                let mut options = Options::PTRACE_O_TRACESYSGOOD;
-                if self.seccomp_suspended {
-                    options |= kernel::ptrace_suspend_seccomp();
-                }
-                let tracee = match Tracee::seize(Pid::from_raw(tid), options) {
-                    Ok(t) => t,
-                    // The thread exited between listing and seizing.
-                    Err(PtraceError::Request {
-                        errno: nix::errno::Errno::ESRCH,
-                        ..
-                    }) if tid != self.pid => continue,
-                    Err(e) => return Err(e.into()),
-                };
-                let regs = tracee.regs()?;
-                let sigmask = tracee.sigmask()?;
-                tracee.set_sigmask(ALL_SIGNALS)?;
-                let ft = FrozenThread {
-                    tracee,
-                    regs,
-                    sigmask,
-                };
-                if tid == self.pid {
-                    self.threads.insert(0, ft);
-                } else {
-                    self.threads.push(ft);
-                }
-                added = true;
-            }
-            if !added {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Lets every thread go as it was: registers (an interrupted system call
-    /// restarts as the kernel would have restarted it), signal mask, and the
-    /// signals that arrived meanwhile queued again.
-    fn thaw(self) -> Result<(), CheckpointError> {
-        let mut first_err = None;
-        for ft in self.threads.into_iter().rev() {
-            let tid = ft.tracee.tid;
-            let res = (|| -> Result<(), CheckpointError> {
-                ft.tracee.set_regs(&resume_regs(&ft.regs, true))?;
-                ft.tracee.set_sigmask(ft.sigmask)?;
-                for sig in &ft.tracee.caught_signals {
-                    // Queue it again; it is delivered once the thread runs.
-                    let _ = kernel::tgkill(Pid::from_raw(self.pid), tid, sig.signo);
-                }
-                ft.tracee.detach()?;
-                Ok(())
-            })();
-            if let Err(e) = res {
-                first_err.get_or_insert(e);
-            }
-        }
-        first_err.map_or(Ok(()), Err)
-    }
-
-    /// Kills the process and waits until its threads are gone, leaving the
-    /// leader's zombie to its parent. Threads are reaped in whatever order
-    /// they finish (non-leaders first, as the leader is reported last): no
-    /// fixed order works for every tree, since the last thread of a PID
-    /// namespace's init (a container's) waits in the kernel until every
-    /// other task of the namespace, its traced sibling threads included,
-    /// is reaped.
-    fn kill(self) {
-        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-        let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
-        let mut left: Vec<Pid> = self.threads.iter().rev().map(|ft| ft.tracee.tid).collect();
-        while !left.is_empty() {
-            let before = left.len();
-            left.retain(|&tid| loop {
-                match waitpid(tid, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => break false,
-                    Ok(WaitStatus::StillAlive) => break true,
-                    Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-                    Err(_) => break false,
-                }
-            });
-            if left.len() == before {
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-        }
-    }
-}
-
-/// The processes of a tree held in ptrace-stops (parents before
-/// children) and its zombies.
-struct FrozenTree {
-    root: i32,
-    /// The namespaces each process must be in.
-    expected: Namespaces,
-    procs: Vec<Frozen>,
-    zombies: Vec<ZombieImage>,
-}
-
-impl FrozenTree {
-    /// Freezes the tree rooted at `root` top-down: a process is frozen
-    /// before its children are listed, so that no child created meanwhile
-    /// is missed. A child that exits before it is frozen is taken as the
-    /// zombie it became (or skipped if it is already gone). On failure
-    /// every process frozen so far is resumed.
-    fn freeze(root: i32, expected: Namespaces) -> Result<Self, CheckpointError> {
-        let mut tree = FrozenTree {
-            root,
-            expected,
-            procs: Vec::new(),
-            zombies: Vec::new(),
-        };
-        let mut stack = vec![root];
-        while let Some(pid) = stack.pop() {
-            match tree.freeze_one(pid) {
-                Ok(true) => {
-                    let children = proc::children(pid);
-                    match children {
-                        Ok(c) => stack.extend(c.into_iter().rev()),
-                        Err(e) => {
-                            let _ = tree.thaw();
-                            return Err(e.into());
-                        }
-                    }
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    let _ = tree.thaw();
-                    return Err(e);
-                }
-            }
-        }
-        Ok(tree)
-    }
-
-    /// Freezes `pid`, or records it as a zombie; returns whether it was
-    /// frozen (and its children are to be visited).
-    fn freeze_one(&mut self, pid: i32) -> Result<bool, CheckpointError> {
-        let frozen = (|| {
-            if pid != self.root {
-                preflight(pid, &self.expected)?;
-            }
-            Frozen::freeze(pid, check_seccomp(pid)? > 0)
-        })();
-        match frozen {
-            Ok(f) => {
-                self.procs.push(f);
-                Ok(true)
-            }
-            Err(e) if pid != self.root => match proc::read_status(pid) {
-                Err(_) => Ok(false),
-                Ok(st) if st.state == 'Z' || st.state == 'X' => self.add_zombie(pid),
-                Ok(_) => Err(e),
-            },
-            Err(e) => Err(e),
-        }
-    }
-
-    fn add_zombie(&mut self, pid: i32) -> Result<bool, CheckpointError> {
-        // One reaped meanwhile (its parent ignores SIGCHLD) left nothing.
-        if let Ok(ids) = proc::read_stat_ids(pid) {
-            self.zombies.push(ZombieImage {
-                pid,
-                ppid: ids.ppid,
-                pgid: ids.pgid,
-                sid: ids.sid,
-                wait_status: ids.exit_code,
-            });
-        }
-        Ok(false)
-    }
-
-    /// Resumes every process, children first.
-    fn thaw(&mut self) -> Result<(), CheckpointError> {
-        let mut first_err = None;
-        while let Some(f) = self.procs.pop() {
-            let pid = f.pid;
-            if let Err(e) = f.thaw() {
-                tracing::error!(pid, %e, "resuming a process of the tree failed");
-                first_err.get_or_insert(e);
-            }
-        }
-        first_err.map_or(Ok(()), Err)
-    }
-
-    /// Kills every process of the tree and waits until their threads are
-    /// gone; the root's zombie is left to its parent, the others are
-    /// reparented (to the nearest subreaper or init) and reaped there.
-    fn kill(&mut self) {
-        for f in &self.procs {
-            let _ = kill(Pid::from_raw(f.pid), Signal::SIGKILL);
-        }
-        while let Some(f) = self.procs.pop() {
-            f.kill();
-        }
-    }
-}
-
 /// Everything done while the tree is stopped, up to the committed image.
 fn dump_frozen(
     tree: &mut FrozenTree,
@@ -1067,7 +623,7 @@ fn dump_frozen(
                 .trim()
                 .to_string(),
             xcr0: kernel::cpu::xcr0(),
-            xstate_size: processes.first().map_or(0, process_xstate_size),
+            xstate_size: processes.first().map_or(0, threads::process_xstate_size),
             vdso_len: vdso.len() as u64,
             vdso_hash: xxhash_rust::xxh3::xxh3_64(&vdso),
         },
@@ -1087,7 +643,7 @@ fn dump_frozen(
         let vmas: Vec<Vma> = p
             .vmas
             .iter()
-            .filter(|v| shared_object(v).map_or(true, |o| !shmem_dumped.contains(&o)))
+            .filter(|v| mm::shared_object(v).map_or(true, |o| !shmem_dumped.contains(&o)))
             .cloned()
             .collect();
         if precopies.failed.contains(&pid) {
@@ -1125,29 +681,10 @@ fn dump_frozen(
         mem.pages_scanned += m.pages_scanned;
         mem.pages_written += m.pages_written;
         mem.zero_pages += m.zero_pages;
-        shmem_dumped.extend(p.vmas.iter().filter_map(shared_object));
+        shmem_dumped.extend(p.vmas.iter().filter_map(mm::shared_object));
     }
     let summary = sink.commit(&checkpoint)?;
     Ok((summary, mem, checkpoint.sysv_shm))
-}
-
-/// A memory object that several processes of the tree may map and whose
-/// contents are dumped once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SharedObject {
-    /// A shared anonymous object, by inode.
-    Anonymous(u64),
-    /// A SysV segment, by shmid.
-    Sysv(i32),
-}
-
-/// The shared object `vma` maps, if any.
-fn shared_object(vma: &Vma) -> Option<SharedObject> {
-    match vma.kind {
-        VmaKind::SharedAnonymous { inode, .. } => Some(SharedObject::Anonymous(inode)),
-        VmaKind::SysvShm { shmid } => Some(SharedObject::Sysv(shmid)),
-        _ => None,
-    }
 }
 
 /// Reads the state of the frozen process (all but its memory) into its
@@ -1161,109 +698,30 @@ fn dump_process(
     expected: &Namespaces,
 ) -> Result<(ProcessImage, Vec<u8>), CheckpointError> {
     let pid = frozen.pid;
-    let seccomp = dump_seccomp(pid, frozen, check_seccomp(pid)?)?;
-    let (syscall_insn, vdso_bytes) = vdso_syscall(pid, &vmas)?;
+    let seccomp = seccomp::dump_seccomp(pid, frozen, check_seccomp(pid)?)?;
+    let (syscall_insn, vdso_bytes) = mm::vdso_syscall(pid, &vmas)?;
 
     let mut queries = Injector::new(pid, syscall_insn);
     let answers = (|| {
         let per_thread = queries.query_threads(frozen)?;
-        let process = queries.query_process(&mut frozen.threads[0].tracee)?;
-        let timers = queries.query_timers(&mut frozen.threads[0].tracee)?;
-        Ok::<_, CheckpointError>((per_thread, process, timers))
+        let leader = &mut frozen.threads[0].tracee;
+        let sigactions = queries.query_sigactions(leader)?;
+        let brk = queries.query_brk(leader)?;
+        let timers = queries.query_timers(leader)?;
+        Ok::<_, CheckpointError>((per_thread, sigactions, brk, timers))
     })();
     // The scratch page goes away whether or not the queries succeeded.
     let unmapped = queries.finish(&mut frozen.threads[0].tracee);
-    let (per_thread, (sigactions, brk), (timers, itimers)) = answers?;
+    let (per_thread, sigactions, brk, (timers, itimers)) = answers?;
     unmapped?;
 
-    let mut threads = Vec::with_capacity(frozen.threads.len());
-    for (ft, q) in frozen.threads.iter().zip(per_thread) {
-        let tid = ft.tracee.tid;
-        let mut pending: Vec<PendingSignal> = kernel::ptrace_peek_siginfo(tid, false)
-            .map_err(|errno| PtraceError::Request {
-                op: "PTRACE_PEEKSIGINFO",
-                tid: tid.as_raw(),
-                errno,
-            })?
-            .into_iter()
-            .map(pending_signal)
-            .collect();
-        pending.extend(ft.tracee.caught_signals.iter().map(|c| PendingSignal {
-            signo: c.signo,
-            siginfo: c.siginfo.to_vec(),
-        }));
-        let status = proc::read_thread_status(pid, tid.as_raw())?;
-        threads.push(ThreadImage {
-            tid: tid.as_raw(),
-            comm: proc::read_thread_comm(pid, tid.as_raw())?,
-            regs: ft.regs,
-            xstate: ft.tracee.xstate()?,
-            sigmask: ft.sigmask,
-            rseq: kernel::ptrace_get_rseq(tid)
-                .map_err(|errno| PtraceError::Request {
-                    op: "PTRACE_GET_RSEQ_CONFIGURATION",
-                    tid: tid.as_raw(),
-                    errno,
-                })?
-                .map(|(ptr, len, sig)| RseqRegistration { ptr, len, sig }),
-            robust_list_head: q.robust.0,
-            robust_list_len: q.robust.1,
-            clear_child_tid: q.clear_child_tid,
-            altstack: q.altstack,
-            pending,
-            privileges: ThreadPrivileges {
-                effective: status.caps.effective,
-                permitted: status.caps.permitted,
-                inheritable: status.caps.inheritable,
-                bounding: status.caps.bounding,
-                ambient: status.caps.ambient,
-                securebits: q.securebits,
-                no_new_privs: status.no_new_privs,
-            },
-        });
-    }
-    let leader = &frozen.threads[0].tracee;
-    let shared_pending = kernel::ptrace_peek_siginfo(leader.tid, true)
-        .map_err(|errno| PtraceError::Request {
-            op: "PTRACE_PEEKSIGINFO(shared)",
-            tid: pid,
-            errno,
-        })?
-        .into_iter()
-        .map(pending_signal)
-        .collect();
-
+    let threads = threads::dump_threads(frozen, per_thread)?;
+    let shared_pending = signals::shared_pending(&frozen.threads[0].tracee, pid)?;
     let status = proc::read_status(pid)?;
-    let stat = proc::read_stat_mm(pid)?;
-    let mm = MmFields {
-        start_code: stat.start_code,
-        end_code: stat.end_code,
-        start_data: stat.start_data,
-        end_data: stat.end_data,
-        start_brk: stat.start_brk,
-        brk,
-        start_stack: stat.start_stack,
-        arg_start: stat.arg_start,
-        arg_end: stat.arg_end,
-        env_start: stat.env_start,
-        env_end: stat.env_end,
-        auxv: proc::read_auxv(pid)?,
-    };
+    let mm = mm::mm_fields(pid, brk)?;
     let fds = files::describe(pid, fd_kinds, files)?;
     let ids = proc::read_stat_ids(pid)?;
-    let mut rlimits = Vec::new();
-    for resource in 0..RLIMIT_COUNT {
-        let (soft, hard) =
-            kernel::prlimit_get(Pid::from_raw(pid), resource).map_err(|e| CheckpointError::Io {
-                what: format!("read resource limit {resource} of process {pid}"),
-                source: e.into(),
-            })?;
-        rlimits.push(Rlimit {
-            resource,
-            soft,
-            hard,
-        });
-    }
+    let rlimits = rlimits::dump_rlimits(pid)?;
 
     let process = ProcessImage {
         pid,
@@ -1274,11 +732,7 @@ fn dump_process(
         exe: proc::read_link(format!("/proc/{pid}/exe"))?,
         cwd: proc::read_link(format!("/proc/{pid}/cwd"))?,
         umask: status.umask,
-        creds: Credentials {
-            uids: status.uids,
-            gids: status.gids,
-            groups: status.groups,
-        },
+        creds: creds::credentials(status),
         rlimits,
         mm,
         vmas,
@@ -1292,267 +746,4 @@ fn dump_process(
         seccomp,
     };
     Ok((process, vdso_bytes))
-}
-
-fn process_xstate_size(p: &ProcessImage) -> u32 {
-    p.threads.first().map_or(0, |t| t.xstate.len() as u32)
-}
-
-fn pending_signal(raw: [u8; kernel::SIGINFO_SIZE]) -> PendingSignal {
-    PendingSignal {
-        signo: i32::from_ne_bytes(raw[0..4].try_into().expect("4 bytes")),
-        siginfo: raw.to_vec(),
-    }
-}
-
-/// Reads the [vdso] of `pid` and finds a `syscall` instruction in it, the
-/// one ferry runs its injected calls with: returns its address and the
-/// vDSO's contents.
-fn vdso_syscall(pid: i32, vmas: &[Vma]) -> Result<(u64, Vec<u8>), CheckpointError> {
-    let vdso = vmas
-        .iter()
-        .find(|v| v.kind == VmaKind::Vdso)
-        .ok_or(CheckpointError::NoVdso { pid })?;
-    let mut bytes = vec![0u8; (vdso.end - vdso.start) as usize];
-    read_memory(Pid::from_raw(pid), vdso.start, &mut bytes)?;
-    let insn = crate::ptrace::find_syscall_insn(vdso.start, &bytes)
-        .ok_or(CheckpointError::NoVdso { pid })?;
-    Ok((insn, bytes))
-}
-
-/// Per-thread kernel state that only the thread itself can report.
-struct ThreadQueries {
-    clear_child_tid: u64,
-    altstack: AltStack,
-    robust: (u64, u64),
-    securebits: u32,
-}
-
-/// Runs read-only queries inside the stopped process through injected
-/// system calls, using a scratch page mapped for the purpose and unmapped
-/// afterwards.
-struct Injector {
-    pid: i32,
-    syscall_insn: u64,
-    scratch: Option<u64>,
-}
-
-const SCRATCH_LEN: u64 = 4096;
-
-impl Injector {
-    fn new(pid: i32, syscall_insn: u64) -> Self {
-        Injector {
-            pid,
-            syscall_insn,
-            scratch: None,
-        }
-    }
-
-    fn call(
-        &self,
-        t: &mut Tracee,
-        nr: i64,
-        args: [u64; 6],
-        what: &str,
-    ) -> Result<i64, CheckpointError> {
-        let r = t.inject(self.syscall_insn, nr, args)?;
-        if (-4095..0).contains(&r) {
-            return Err(CheckpointError::Injected {
-                pid: self.pid,
-                tid: t.tid.as_raw(),
-                call: what.to_string(),
-                errno: nix::errno::Errno::from_raw(-r as i32),
-            });
-        }
-        Ok(r)
-    }
-
-    fn scratch(&mut self, leader: &mut Tracee) -> Result<u64, CheckpointError> {
-        if let Some(s) = self.scratch {
-            return Ok(s);
-        }
-        let addr = self.call(
-            leader,
-            libc::SYS_mmap,
-            [
-                0,
-                SCRATCH_LEN,
-                (libc::PROT_READ | libc::PROT_WRITE) as u64,
-                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
-                u64::MAX,
-                0,
-            ],
-            "mmap(scratch page)",
-        )? as u64;
-        self.scratch = Some(addr);
-        Ok(addr)
-    }
-
-    fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, CheckpointError> {
-        let mut buf = vec![0u8; len];
-        read_memory(Pid::from_raw(self.pid), addr, &mut buf)?;
-        Ok(buf)
-    }
-
-    fn query_threads(
-        &mut self,
-        frozen: &mut Frozen,
-    ) -> Result<Vec<ThreadQueries>, CheckpointError> {
-        let scratch = self.scratch(&mut frozen.threads[0].tracee)?;
-        let mut out = Vec::with_capacity(frozen.threads.len());
-        for ft in frozen.threads.iter_mut() {
-            let t = &mut ft.tracee;
-            self.call(
-                t,
-                libc::SYS_prctl,
-                [libc::PR_GET_TID_ADDRESS as u64, scratch, 0, 0, 0, 0],
-                "prctl(PR_GET_TID_ADDRESS)",
-            )?;
-            let clear_child_tid =
-                u64::from_ne_bytes(self.read(scratch, 8)?.try_into().expect("8 bytes"));
-            self.call(
-                t,
-                libc::SYS_sigaltstack,
-                [0, scratch, 0, 0, 0, 0],
-                "sigaltstack(NULL, &old)",
-            )?;
-            let ss = self.read(scratch, 24)?;
-            let word =
-                |i: usize| u64::from_ne_bytes(ss[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-            let altstack = AltStack {
-                sp: word(0),
-                // SS_ONSTACK describes the moment, not a setting.
-                flags: (word(1) as i32) & !libc::SS_ONSTACK,
-                size: word(2),
-            };
-            let robust = kernel::get_robust_list(t.tid).map_err(|errno| PtraceError::Request {
-                op: "get_robust_list",
-                tid: t.tid.as_raw(),
-                errno,
-            })?;
-            let securebits = self.call(
-                t,
-                libc::SYS_prctl,
-                [libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0, 0],
-                "prctl(PR_GET_SECUREBITS)",
-            )? as u32;
-            // Put the registers back for the next query and for the image.
-            t.set_regs(&ft.regs)?;
-            out.push(ThreadQueries {
-                clear_child_tid,
-                altstack,
-                robust,
-                securebits,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Reads every signal disposition and the program break.
-    fn query_process(
-        &mut self,
-        leader: &mut Tracee,
-    ) -> Result<(Vec<SigAction>, u64), CheckpointError> {
-        let scratch = self.scratch(leader)?;
-        let mut actions = Vec::new();
-        for signo in 1..=64 {
-            if signo == libc::SIGKILL || signo == libc::SIGSTOP {
-                continue;
-            }
-            self.call(
-                leader,
-                libc::SYS_rt_sigaction,
-                [signo as u64, 0, scratch, 8, 0, 0],
-                &format!("rt_sigaction({signo}, NULL, &old)"),
-            )?;
-            let raw = self.read(scratch, 32)?;
-            let word =
-                |i: usize| u64::from_ne_bytes(raw[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-            actions.push(SigAction {
-                signo,
-                handler: word(0),
-                flags: word(1),
-                restorer: word(2),
-                mask: word(3),
-            });
-        }
-        let brk = self.call(leader, libc::SYS_brk, [0; 6], "brk(0)")? as u64;
-        Ok((actions, brk))
-    }
-
-    /// Reads every POSIX timer (/proc/PID/timers, and timer_gettime for the
-    /// time left) and the armed interval timers (getitimer).
-    fn query_timers(
-        &mut self,
-        leader: &mut Tracee,
-    ) -> Result<(Vec<PosixTimer>, Vec<IntervalTimer>), CheckpointError> {
-        let scratch = self.scratch(leader)?;
-        let words = |raw: Vec<u8>| -> [u64; 4] {
-            std::array::from_fn(|i| {
-                u64::from_ne_bytes(raw[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
-            })
-        };
-        let mut timers = Vec::new();
-        for t in proc::read_timers(self.pid)? {
-            self.call(
-                leader,
-                libc::SYS_timer_gettime,
-                [t.id as u64, scratch, 0, 0, 0, 0],
-                &format!("timer_gettime(timer {})", t.id),
-            )?;
-            // struct itimerspec: it_interval, then it_value.
-            let [i_sec, i_nsec, v_sec, v_nsec] = words(self.read(scratch, 32)?);
-            timers.push(PosixTimer {
-                id: t.id,
-                clock: t.clock,
-                notify: t.notify,
-                notify_tid: if t.notify & libc::SIGEV_THREAD_ID != 0 {
-                    t.target
-                } else {
-                    0
-                },
-                signo: t.signo,
-                sigval: t.sigval,
-                value_ns: v_sec * 1_000_000_000 + v_nsec,
-                interval_ns: i_sec * 1_000_000_000 + i_nsec,
-            });
-        }
-        let mut itimers = Vec::new();
-        for which in [libc::ITIMER_REAL, libc::ITIMER_VIRTUAL, libc::ITIMER_PROF] {
-            self.call(
-                leader,
-                libc::SYS_getitimer,
-                [which as u64, scratch, 0, 0, 0, 0],
-                &format!("getitimer({which})"),
-            )?;
-            // struct itimerval: it_interval, then it_value.
-            let [i_sec, i_usec, v_sec, v_usec] = words(self.read(scratch, 32)?);
-            let (value_us, interval_us) = (v_sec * 1_000_000 + v_usec, i_sec * 1_000_000 + i_usec);
-            // A periodic ITIMER_REAL that just fired reads as disarmed until
-            // its SIGALRM is dequeued (the kernel re-arms it then), which
-            // cannot happen while ferry holds signals blocked: it is still
-            // armed, and comes back one interval out.
-            if value_us != 0 || interval_us != 0 {
-                itimers.push(IntervalTimer {
-                    which,
-                    value_us: if value_us == 0 { interval_us } else { value_us },
-                    interval_us,
-                });
-            }
-        }
-        Ok((timers, itimers))
-    }
-
-    /// Unmaps the scratch page and puts the leader's registers back.
-    fn finish(&mut self, leader: &mut Tracee) -> Result<(), CheckpointError> {
-        if let Some(s) = self.scratch.take() {
-            self.call(
-                leader,
-                libc::SYS_munmap,
-                [s, SCRATCH_LEN, 0, 0, 0, 0],
-                "munmap(scratch page)",
-            )?;
-        }
-        Ok(())
-    }
 }

@@ -3,8 +3,8 @@
 //! checks run before freezing (to refuse) and again while frozen (to
 //! describe).
 
+use super::error::CheckpointError;
 use super::files::ClassifiedFd;
-use super::CheckpointError;
 use crate::image::{EpollTarget, InotifyWatch, MAX_SKIPPED_WATCHES};
 use crate::kernel;
 use crate::proc;

@@ -6,8 +6,8 @@
 //! and TID that passes: page frames, round reports, the pages a post-copy
 //! leaves on the source and the final state.
 
+use super::error::CheckpointError;
 use super::sink::{CheckpointSink, MemoryMode, NextStep, RoundReport};
-use super::CheckpointError;
 use crate::image::{Checkpoint, ImageSummary};
 use crate::proc;
 use std::collections::HashMap;

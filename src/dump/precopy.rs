@@ -3,9 +3,10 @@
 //! pages written meanwhile. Where the kernel cannot track writes, the whole
 //! memory is copied while frozen, as before.
 
+use super::error::CheckpointError;
+use super::freeze::Frozen;
 use super::memory::{dump_memory, MemoryDumpStats, PageChoice, PagePolicy};
 use super::sink::{CheckpointSink, NextStep, RoundReport};
-use super::{CheckpointError, Frozen};
 use crate::image::Vma;
 use crate::memory::{
     DirtyBackend, DirtyTracker, DirtyTrackingError, PageRuns, SoftDirtyTracker, UffdWpTracker,
@@ -39,7 +40,7 @@ pub fn start_tracking(pid: i32, vmas: &[Vma]) -> Result<Box<dyn DirtyTracker>, C
 /// closed in the process, so that ferry holds the only reference and
 /// closing it removes the tracking.
 fn start_uffd_tracking(pid: i32, vmas: &[Vma]) -> Result<UffdWpTracker, CheckpointError> {
-    let (syscall_insn, _) = super::vdso_syscall(pid, vmas)?;
+    let (syscall_insn, _) = super::mm::vdso_syscall(pid, vmas)?;
     let mut frozen = Frozen::freeze(pid, super::check_seccomp(pid)? > 0)?;
     let taken = frozen.threads[0]
         .tracee

@@ -3,7 +3,7 @@
 //! agent. The dumper talks to both through [`CheckpointSink`], so that the
 //! engine does not know which one it feeds.
 
-use super::CheckpointError;
+use super::error::CheckpointError;
 use crate::image::{Checkpoint, ImageSummary, ImageWriter};
 use serde::Serialize;
 

@@ -4,8 +4,8 @@
 //! taken out of the process with pidfd_getfd and examined with ordinary
 //! socket calls; the peer of a unix socket comes from unix_diag.
 
+use super::error::CheckpointError;
 use super::inspect::FdClass;
-use super::CheckpointError;
 use crate::image::{FileImage, InetSocket, SocketOptions, UnixSocket};
 use crate::kernel;
 use crate::kernel::sockets::{getsockopt_int, setsockopt_int};

@@ -15,7 +15,7 @@
 //! checkpoint that kills the tree (and a migration, once the destination
 //! runs it) marks the carried segments for removal: they moved with it.
 
-use super::CheckpointError;
+use super::error::CheckpointError;
 use crate::image::{SysvShmImage, Vma, VmaKind, PAGE_SIZE};
 use crate::kernel;
 use crate::proc::sysvipc::{self, ShmSegment, SHM_DEST};
