@@ -2,7 +2,7 @@
 //! refuses the rest with a reason, before anything is frozen.
 
 use super::error::CheckpointError;
-use crate::image::{FileIdentity, PathFileType, Vma, VmaKind};
+use crate::image::{PathFileType, Vma, VmaKind};
 use crate::proc::MapsEntry;
 use std::os::unix::fs::MetadataExt;
 
@@ -162,7 +162,7 @@ fn classify_mapping(pid: i32, m: &MapsEntry) -> Result<Vma, CheckpointError> {
             VmaKind::File {
                 path: p.to_string(),
                 offset: m.offset,
-                identity: file_identity(&meta),
+                identity: crate::proc::file_identity(&meta),
             }
         }
         other => {
@@ -185,15 +185,6 @@ fn classify_mapping(pid: i32, m: &MapsEntry) -> Result<Vma, CheckpointError> {
         return Err(refuse("it maps device memory (VM_IO/VM_PFNMAP)".into()));
     }
     Ok(vma)
-}
-
-/// The identity of a file as ferry compares it between checkpoint and
-/// restore.
-pub fn file_identity(meta: &std::fs::Metadata) -> FileIdentity {
-    FileIdentity {
-        size: meta.size(),
-        mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-    }
 }
 
 /// How an fd is carried.
