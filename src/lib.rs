@@ -13,6 +13,7 @@ pub mod config;
 pub mod container;
 pub mod dump;
 pub mod image;
+pub mod inspect;
 pub mod kernel;
 pub mod lazy;
 pub mod memory;

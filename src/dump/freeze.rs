@@ -4,8 +4,9 @@
 
 use super::error::CheckpointError;
 use super::tree;
-use super::{check_seccomp, preflight, Namespaces};
 use crate::image::ZombieImage;
+use crate::inspect::seccomp::check_seccomp;
+use crate::inspect::{preflight, Namespaces};
 use crate::kernel;
 use crate::proc;
 use crate::ptrace::{resume_regs, PtraceError, Tracee};

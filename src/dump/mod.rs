@@ -11,7 +11,6 @@ mod error;
 pub mod files;
 mod freeze;
 mod inject;
-pub mod inspect;
 pub mod memory;
 mod mm;
 pub mod notify;
@@ -30,6 +29,13 @@ mod tree;
 pub use error::CheckpointError;
 
 use crate::image::{Checkpoint, HostInfo, ImageWriter, ProcessImage, Vma};
+use crate::inspect::fds::{check_tree_fds, classify_fds};
+use crate::inspect::mappings::{check_memfd_mappings, classify_mappings};
+use crate::inspect::namespaces::{check_namespaces, expected_namespaces};
+use crate::inspect::seccomp::check_seccomp;
+use crate::inspect::{
+    inspect_tree_in, preflight, sysvshm as shm_inspection, ClassifiedFd, Namespaces,
+};
 use crate::kernel;
 use crate::proc;
 use freeze::{Frozen, FrozenTree};
@@ -116,7 +122,7 @@ pub fn checkpoint_into(
     // Refuse what cannot be carried, in any process, before touching one.
     let inspection = inspect_tree_in(pid, &expected)?;
     if let Some(blocker) = inspection.blockers.into_iter().next() {
-        return Err(blocker);
+        return Err(blocker.into());
     }
     let layouts = inspection.layouts;
 
@@ -181,93 +187,6 @@ pub fn checkpoint_into(
     })
 }
 
-/// What inspecting a live tree found, before anything is frozen.
-#[derive(Debug)]
-pub struct TreeInspection {
-    /// The live processes of the tree, parents before children.
-    pub members: Vec<i32>,
-    /// The mappings of every process that could be read, those ferry
-    /// refuses left out.
-    pub layouts: Vec<(i32, Vec<Vma>)>,
-    /// Every resource of the tree ferry cannot carry (process, fd or
-    /// mapping, and why), in the order checkpoint meets them: checkpoint
-    /// refuses with the first, the dry run lists them all.
-    pub blockers: Vec<CheckpointError>,
-}
-
-/// Runs every check checkpoint makes before freezing on each process of
-/// the tree rooted at `pid` and collects the refusals instead of stopping
-/// at the first. Errors are returned only when the tree itself cannot be
-/// read (the root is gone, /proc of the root fails).
-pub fn inspect_tree(pid: i32) -> Result<TreeInspection, CheckpointError> {
-    inspect_tree_in(pid, &expected_namespaces(pid, false)?)
-}
-
-/// [`inspect_tree`] for a tree whose processes must be in the `expected`
-/// namespaces.
-fn inspect_tree_in(pid: i32, expected: &Namespaces) -> Result<TreeInspection, CheckpointError> {
-    let members = collect_tree(pid)?;
-    let mut classified = Vec::with_capacity(members.len());
-    let mut layouts = Vec::with_capacity(members.len());
-    let mut blockers = Vec::new();
-    for &member in &members {
-        let mut found = Vec::new();
-        let inspected = (|| {
-            match preflight(member, expected) {
-                Err(
-                    e @ (CheckpointError::AlreadyTraced { .. }
-                    | CheckpointError::OtherNamespace { .. }),
-                ) => found.push(e),
-                other => other?,
-            }
-            let (vmas, refused) = inspect::classify_each_mapping(member, &proc::read_maps(member)?);
-            found.extend(refused);
-            let (fds, refused) = classify_each_fd(member)?;
-            found.extend(refused);
-            if let Err(e) = inspect::check_memfd_mappings(member, &vmas, &fds) {
-                found.push(e);
-            }
-            match check_seccomp(member) {
-                Err(e @ CheckpointError::Seccomp { .. }) => found.push(e),
-                other => drop(other?),
-            }
-            Ok::<_, CheckpointError>((vmas, fds))
-        })();
-        match inspected {
-            Ok((vmas, fds)) => {
-                blockers.append(&mut found);
-                classified.push((member, fds));
-                layouts.push((member, vmas));
-            }
-            // A child that ended meanwhile (a shell's short-lived command)
-            // has nothing left to refuse; one that changed under the
-            // reading of /proc is inspected again once frozen.
-            Err(_) if member != pid && gone(member) => {}
-            Err(CheckpointError::Proc(err)) if member != pid => {
-                tracing::debug!(pid = member, %err, "early inspection incomplete");
-                blockers.append(&mut found);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    match tree_fd_blockers(&classified) {
-        // A process changed under the check (ended, closed an fd): the
-        // check done with the tree frozen decides.
-        Err(CheckpointError::Proc(err)) => {
-            tracing::debug!(pid, %err, "early fd check incomplete");
-        }
-        Err(e) => return Err(e),
-        Ok(found) => blockers.extend(found),
-    }
-    let shm_layouts: Vec<(i32, &[Vma])> = layouts.iter().map(|(p, v)| (*p, v.as_slice())).collect();
-    blockers.extend(sysvshm::tree_segments(pid, &shm_layouts)?.1);
-    Ok(TreeInspection {
-        members,
-        layouts,
-        blockers,
-    })
-}
-
 /// What the pre-copy left for the frozen copy.
 #[derive(Default)]
 struct Precopies {
@@ -278,295 +197,8 @@ struct Precopies {
     failed: Vec<i32>,
 }
 
-/// Whether `pid` has ended (gone, or a zombie).
-fn gone(pid: i32) -> bool {
-    proc::read_status(pid).map_or(true, |st| matches!(st.state, 'Z' | 'X' | 'x'))
-}
-
-/// The live processes of the tree rooted at `root`, parents before
-/// children (zombies are left out: they hold nothing to refuse). A child
-/// that exits while the tree is listed is skipped.
-pub fn collect_tree(root: i32) -> Result<Vec<i32>, CheckpointError> {
-    let mut out = Vec::new();
-    let mut stack = vec![root];
-    while let Some(pid) = stack.pop() {
-        if pid != root {
-            match proc::read_status(pid) {
-                Ok(st) if st.state != 'Z' && st.state != 'X' => {}
-                _ => continue,
-            }
-        }
-        out.push(pid);
-        let children = match proc::children(pid) {
-            Ok(c) => c,
-            Err(_) if pid != root => continue,
-            Err(e) => return Err(e.into()),
-        };
-        // Reversed so that children come out of the stack in order.
-        stack.extend(children.into_iter().rev());
-    }
-    Ok(out)
-}
-
 fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-/// Checks that `pid` is a live process that ferry may trace, in the
-/// `expected` namespaces.
-fn preflight(pid: i32, expected: &Namespaces) -> Result<(), CheckpointError> {
-    if pid == std::process::id() as i32 {
-        return Err(CheckpointError::OwnProcess { pid });
-    }
-    let status = proc::read_status(pid).map_err(|_| CheckpointError::NoSuchProcess { pid })?;
-    if status.tgid != pid {
-        return Err(CheckpointError::NotAProcess {
-            pid,
-            tgid: status.tgid,
-        });
-    }
-    if matches!(status.state, 'Z' | 'X' | 'x') {
-        return Err(CheckpointError::NotAlive {
-            pid,
-            state: status.state,
-        });
-    }
-    if status.tracer_pid != 0 {
-        return Err(CheckpointError::AlreadyTraced {
-            pid,
-            tracer: status.tracer_pid,
-        });
-    }
-    check_namespaces(pid, expected)?;
-    Ok(())
-}
-
-/// The namespaces every process of a tree must share: (kind, /proc link
-/// target) pairs, and whose they are, for messages.
-struct Namespaces {
-    kinds: Vec<(String, String)>,
-    reference: String,
-    /// The tree's root is the init of a PID namespace of its own, outside
-    /// any container (`unshare --pid --fork`).
-    own_pid: bool,
-}
-
-/// The namespaces of the tree rooted at `root`: migrate-agent's, or for a
-/// container the root's (refusing a user namespace of its own: its IDs
-/// would not be rebuilt in the destination's). A container's own network
-/// namespace is the destination runtime's and network hook's to rebuild;
-/// its sockets are examined and recreated in it.
-fn expected_namespaces(root: i32, in_container: bool) -> Result<Namespaces, CheckpointError> {
-    let ours = proc::namespaces("self")?;
-    if !in_container {
-        // The init of a PID namespace of its own brings its namespace:
-        // its tree may live there (and only there).
-        let own_pid = is_pid_namespace_init(root);
-        let (kinds, reference) = match pid_namespace(&root.to_string()).filter(|_| own_pid) {
-            Some(pid) => (
-                ours.into_iter()
-                    .map(|(k, t)| if k == "pid" { pid.clone() } else { (k, t) })
-                    .collect(),
-                format!("migrate-agent's (and the PID namespace of its init {root})"),
-            ),
-            None => (ours, "migrate-agent".into()),
-        };
-        return Ok(Namespaces {
-            kinds,
-            reference,
-            own_pid,
-        });
-    }
-    let theirs = proc::namespaces(&root.to_string())
-        .map_err(|_| CheckpointError::NoSuchProcess { pid: root })?;
-    for (kind, target) in &theirs {
-        let same = ours.iter().any(|(k, t)| k == kind && t == target);
-        if !same && kind == "user" {
-            return Err(CheckpointError::ContainerNamespace {
-                pid: root,
-                kind: kind.clone(),
-                target: target.clone(),
-            });
-        }
-    }
-    Ok(Namespaces {
-        kinds: theirs,
-        reference: format!("the container's init {root}"),
-        own_pid: false,
-    })
-}
-
-/// The (kind, link target) of the PID namespace of process `pid`.
-fn pid_namespace(pid: &str) -> Option<(String, String)> {
-    proc::namespaces(pid)
-        .ok()
-        .and_then(|n| n.into_iter().find(|(k, _)| k == "pid"))
-}
-
-/// Whether process `pid` is the init (PID 1) of a PID namespace other
-/// than migrate-agent's: its tree is checkpointed with that namespace.
-pub fn is_pid_namespace_init(pid: i32) -> bool {
-    let theirs = pid_namespace(&pid.to_string());
-    theirs.is_some()
-        && theirs != pid_namespace("self")
-        && pidns::PidNamespace::of(pid).is_ok_and(|ns| ns.ns(pid) == 1)
-}
-
-/// Refuses a process that lives in other namespaces than `expected`
-/// (except the cgroup namespace, which only changes how /proc shows
-/// cgroups): paths, PIDs and sockets would be read and restored in the
-/// wrong one. Returns the process's namespaces, for the image.
-fn check_namespaces(
-    pid: i32,
-    expected: &Namespaces,
-) -> Result<Vec<(String, String)>, CheckpointError> {
-    let theirs = proc::namespaces(&pid.to_string())?;
-    for (kind, target) in &theirs {
-        let same = expected.kinds.iter().any(|(k, t)| k == kind && t == target);
-        if !same && kind != "cgroup" {
-            return Err(CheckpointError::OtherNamespace {
-                pid,
-                kind: kind.clone(),
-                target: target.clone(),
-                reference: expected.reference.clone(),
-            });
-        }
-    }
-    Ok(theirs)
-}
-
-/// Classifies every fd of `pid`, refusing the first unsupported one, and
-/// epoll and inotify instances that could not be rebuilt exactly.
-fn classify_fds(pid: i32) -> Result<Vec<files::ClassifiedFd>, CheckpointError> {
-    let (fds, refused) = classify_each_fd(pid)?;
-    match refused.into_iter().next() {
-        Some(e) => Err(e),
-        None => Ok(fds),
-    }
-}
-
-/// Classifies every fd of `pid`: the fds ferry can carry, and a refusal
-/// for each other one (unsupported kinds, epoll and inotify instances that
-/// could not be rebuilt exactly). Only reading /proc fails the call.
-fn classify_each_fd(
-    pid: i32,
-) -> Result<(Vec<files::ClassifiedFd>, Vec<CheckpointError>), CheckpointError> {
-    let mut out = Vec::new();
-    let mut refused = Vec::new();
-    for (fd, target) in proc::fds(pid)? {
-        match inspect::classify_fd(pid, fd, &target) {
-            Ok(class) => out.push(files::ClassifiedFd { fd, target, class }),
-            Err(e @ CheckpointError::Proc(_)) => return Err(e),
-            Err(e) => refused.push(e),
-        }
-    }
-    for c in &out {
-        let checked = match c.class {
-            inspect::FdClass::Epoll => notify::epoll_targets(pid, c, &out).map(drop),
-            inspect::FdClass::Inotify => notify::inotify_watches(pid, c).map(drop),
-            _ => Ok(()),
-        };
-        match checked {
-            Err(e @ CheckpointError::Proc(_)) => return Err(e),
-            Err(e) => refused.push(e),
-            Ok(()) => {}
-        }
-    }
-    Ok((out, refused))
-}
-
-/// Refuses a pipe whose other end a process outside the tree (`tree`:
-/// every process with its classified fds) holds, a FIFO of which the tree
-/// holds only one end, or a unix socket connected to a socket no process
-/// of the tree holds: the other end belongs to a process outside the
-/// checkpoint.
-fn check_tree_fds(tree: &[(i32, Vec<files::ClassifiedFd>)]) -> Result<(), CheckpointError> {
-    match tree_fd_blockers(tree)?.into_iter().next() {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
-}
-
-/// Every refusal of [`check_tree_fds`], each fd on its own; only reading
-/// /proc fails the call.
-fn tree_fd_blockers(
-    tree: &[(i32, Vec<files::ClassifiedFd>)],
-) -> Result<Vec<CheckpointError>, CheckpointError> {
-    let mut refused = Vec::new();
-    // A pipe or FIFO is carried only with both its ends: the data in it
-    // would otherwise be shared with a process left behind.
-    let all = || {
-        tree.iter()
-            .flat_map(|(pid, fds)| fds.iter().map(move |c| (*pid, c)))
-    };
-    for (pid, c) in all() {
-        let (kind, inode) = match c.class {
-            inspect::FdClass::Pipe { inode } => ("pipe", inode),
-            inspect::FdClass::Fifo { inode } => ("FIFO", inode),
-            _ => continue,
-        };
-        let (mut reads, mut writes) = (false, false);
-        for (opid, o) in all().filter(|(_, o)| o.class == c.class) {
-            let mode = proc::read_fdinfo(opid, o.fd)?.flags & libc::O_ACCMODE;
-            reads |= mode != libc::O_WRONLY;
-            writes |= mode != libc::O_RDONLY;
-        }
-        if reads && writes {
-            continue;
-        }
-        // A pipe end that no process holds any more is simply closed after
-        // restore too (the reader sees the data, then end of file).
-        let tree_pids: Vec<i32> = tree.iter().map(|(p, _)| *p).collect();
-        if kind == "pipe" && proc::pipe_holder_outside(inode, &tree_pids)?.is_none() {
-            continue;
-        }
-        refused.push(CheckpointError::UnsupportedFd {
-            pid,
-            fd: c.fd,
-            kind: format!(
-                "{kind} whose {} end is held outside the checkpointed process tree",
-                if reads { "write" } else { "read" }
-            ),
-            target: if kind == "pipe" {
-                format!("pipe:[{inode}]")
-            } else {
-                c.target.clone()
-            },
-        });
-    }
-    match sockets::check_unix_peers(tree) {
-        Err(e @ CheckpointError::Proc(_)) => Err(e),
-        Err(e) => {
-            refused.push(e);
-            Ok(refused)
-        }
-        Ok(()) => Ok(refused),
-    }
-}
-
-/// Refuses strict seccomp and threads with different numbers of filters
-/// (ferry restores one filter stack shared by every thread); returns the
-/// number of filters.
-fn check_seccomp(pid: i32) -> Result<u32, CheckpointError> {
-    let mut leader = None;
-    for tid in proc::task_ids(pid)? {
-        let st = proc::read_thread_status(pid, tid)?;
-        let fail = |why: String| Err(CheckpointError::Seccomp { pid, tid, why });
-        if st.seccomp == 1 {
-            return fail("is in strict seccomp mode (SECCOMP_SET_MODE_STRICT)".into());
-        }
-        match leader {
-            None => leader = Some((tid, st.seccomp_filters)),
-            Some((ltid, n)) if n != st.seccomp_filters => {
-                return fail(format!(
-                    "has {} seccomp filters and thread {ltid} has {n}",
-                    st.seccomp_filters
-                ))
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(leader.map_or(0, |(_, n)| n))
 }
 
 /// Everything done while the tree is stopped, up to the committed image.
@@ -589,9 +221,9 @@ fn dump_frozen(
     let mut classified = Vec::with_capacity(tree.procs.len());
     for frozen in &tree.procs {
         let pid = frozen.pid;
-        let vmas = inspect::classify_mappings(pid, &proc::read_smaps(pid)?)?;
+        let vmas = classify_mappings(pid, &proc::read_smaps(pid)?)?;
         let fds = classify_fds(pid)?;
-        inspect::check_memfd_mappings(pid, &vmas, &fds)?;
+        check_memfd_mappings(pid, &vmas, &fds)?;
         inspected.push(vmas);
         classified.push((pid, fds));
     }
@@ -602,9 +234,9 @@ fn dump_frozen(
         .zip(&inspected)
         .map(|(f, v)| (f.pid, v.as_slice()))
         .collect();
-    let (sysv_shm, refused) = sysvshm::tree_segments(tree.root, &layouts)?;
+    let (sysv_shm, refused) = shm_inspection::tree_segments(tree.root, &layouts)?;
     if let Some(e) = refused.into_iter().next() {
-        return Err(e);
+        return Err(e.into());
     }
 
     let mut files = files::TreeFiles::default();
@@ -693,7 +325,7 @@ fn dump_frozen(
 fn dump_process(
     frozen: &mut Frozen,
     vmas: Vec<Vma>,
-    fd_kinds: &[files::ClassifiedFd],
+    fd_kinds: &[ClassifiedFd],
     files: &mut files::TreeFiles,
     expected: &Namespaces,
 ) -> Result<(ProcessImage, Vec<u8>), CheckpointError> {

@@ -4,6 +4,7 @@
 use super::error::CheckpointError;
 use super::freeze::Frozen;
 use crate::image::{BpfInstruction, SeccompFilter};
+use crate::inspect::InspectError;
 use crate::kernel;
 use crate::ptrace::PtraceError;
 
@@ -15,11 +16,12 @@ pub(super) fn dump_seccomp(
     count: u32,
 ) -> Result<Vec<SeccompFilter>, CheckpointError> {
     if count > 0 && !frozen.seccomp_suspended {
-        return Err(CheckpointError::Seccomp {
+        return Err(InspectError::Seccomp {
             pid,
             tid: pid,
             why: "installed a seccomp filter while it was being checkpointed".into(),
-        });
+        }
+        .into());
     }
     let mut first: Option<Vec<SeccompFilter>> = None;
     for ft in &frozen.threads {
@@ -51,11 +53,12 @@ pub(super) fn dump_seccomp(
         match &first {
             None => first = Some(filters),
             Some(f) if *f != filters => {
-                return Err(CheckpointError::Seccomp {
+                return Err(InspectError::Seccomp {
                     pid,
                     tid: tid.as_raw(),
                     why: format!("has other seccomp filters than thread {pid}"),
-                })
+                }
+                .into())
             }
             Some(_) => {}
         }
