@@ -28,7 +28,7 @@ mod tree;
 
 pub use error::CheckpointError;
 
-use crate::image::{Checkpoint, HostInfo, ImageWriter, ProcessImage, Vma};
+use crate::image::{Checkpoint, HostInfo, ImageSink, ImageWriter, ProcessImage, Vma};
 use crate::inspect::fds::{check_tree_fds, classify_fds};
 use crate::inspect::mappings::{check_memfd_mappings, classify_mappings};
 use crate::inspect::namespaces::{check_namespaces, expected_namespaces};
@@ -92,7 +92,7 @@ pub fn checkpoint(
     opts: CheckpointOptions,
 ) -> Result<CheckpointStats, CheckpointError> {
     // The directory is checked before the process is touched.
-    let mut sink = sink::ImageSink::new(ImageWriter::create(dir)?);
+    let mut sink = ImageSink::new(ImageWriter::create(dir)?);
     let stats = checkpoint_into(pid, &mut sink, opts)?;
     crate::image::sync_image(dir)?;
     Ok(stats)

@@ -7,8 +7,8 @@
 //! leaves on the source and the final state.
 
 use super::error::CheckpointError;
-use super::sink::{CheckpointSink, MemoryMode, NextStep, RoundReport};
-use crate::image::{Checkpoint, ImageSummary};
+use super::sink::{CheckpointSink, MemoryMode};
+use crate::image::{Checkpoint, ImageSummary, NextStep, RoundReport};
 use crate::inspect::pidns::PidNamespace;
 
 /// A sink that hands everything on with namespace PIDs.

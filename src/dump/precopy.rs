@@ -6,8 +6,8 @@
 use super::error::CheckpointError;
 use super::freeze::Frozen;
 use super::memory::{dump_memory, MemoryDumpStats, PageChoice, PagePolicy};
-use super::sink::{CheckpointSink, NextStep, RoundReport};
-use crate::image::Vma;
+use super::sink::CheckpointSink;
+use crate::image::{NextStep, RoundReport, Vma};
 use crate::inspect::mappings::classify_mappings;
 use crate::inspect::seccomp::check_seccomp;
 use crate::inspect::InspectError;
