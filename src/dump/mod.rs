@@ -28,7 +28,7 @@ mod tree;
 
 pub use error::CheckpointError;
 
-use crate::image::{Checkpoint, HostInfo, ImageSink, ImageWriter, ProcessImage, Vma};
+use crate::image::{ms, Checkpoint, HostInfo, ImageSink, ImageWriter, ProcessImage, Vma};
 use crate::inspect::fds::{check_tree_fds, classify_fds};
 use crate::inspect::mappings::{check_memfd_mappings, classify_mappings};
 use crate::inspect::namespaces::{check_namespaces, expected_namespaces};
@@ -195,10 +195,6 @@ struct Precopies {
     /// Processes whose pre-copy failed part-way: pages of theirs may have
     /// reached the sink from an address space that is gone.
     failed: Vec<i32>,
-}
-
-fn ms(d: std::time::Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 /// Everything done while the tree is stopped, up to the committed image.

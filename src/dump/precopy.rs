@@ -7,7 +7,7 @@ use super::error::CheckpointError;
 use super::freeze::Frozen;
 use super::memory::{dump_memory, MemoryDumpStats, PageChoice, PagePolicy};
 use super::sink::CheckpointSink;
-use crate::image::{NextStep, RoundReport, Vma};
+use crate::image::{ms, NextStep, RoundReport, Vma};
 use crate::inspect::mappings::classify_mappings;
 use crate::inspect::seccomp::check_seccomp;
 use crate::inspect::InspectError;
@@ -100,7 +100,7 @@ pub fn copy_while_running(
         dirty_pages: stats.pages_written + stats.zero_pages,
         pages_written: stats.pages_written,
         zero_pages: stats.zero_pages,
-        duration_ms: super::ms(started.elapsed()),
+        duration_ms: ms(started.elapsed()),
     };
     let mut precopy = Precopy {
         tracker,
@@ -202,7 +202,7 @@ impl Precopy {
                 dirty_pages: pages,
                 pages_written: stats.pages_written,
                 zero_pages: stats.zero_pages,
-                duration_ms: super::ms(started.elapsed()),
+                duration_ms: ms(started.elapsed()),
             };
             self.rounds += 1;
             tracing::debug!(pid, round = report.round, written = pages, "pre-copy round");

@@ -12,4 +12,4 @@ pub use format::{
     IMAGE_FORMAT_VERSION,
 };
 pub use model::*;
-pub use sink::{ImageSink, NextStep, RoundReport};
+pub use sink::{ms, ImageSink, NextStep, RoundReport};

@@ -7,6 +7,13 @@
 use super::format::{ImageError, ImageSummary, ImageWriter};
 use super::model::Checkpoint;
 use serde::Serialize;
+use std::time::Duration;
+
+/// `d` in milliseconds, the unit of every duration in checkpoint
+/// statistics and round reports.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
 
 /// What one pre-copy round copied while the process ran: the figures a
 /// sink's policy decides the next step on.
