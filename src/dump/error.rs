@@ -1,6 +1,7 @@
 //! Why a checkpoint failed: the one error type of every dump file, kept
 //! apart from the orchestration in mod.rs so that each resource file
-//! imports it without importing mod.rs.
+//! imports it without importing mod.rs. The refusals of inspection pass
+//! through unchanged as [`CheckpointError::Inspect`].
 
 use crate::image::ImageError;
 use crate::inspect::InspectError;

@@ -33,9 +33,8 @@ use crate::inspect::fds::{check_tree_fds, classify_fds};
 use crate::inspect::mappings::{check_memfd_mappings, classify_mappings};
 use crate::inspect::namespaces::{check_namespaces, expected_namespaces};
 use crate::inspect::seccomp::check_seccomp;
-use crate::inspect::{
-    inspect_tree_in, preflight, sysvshm as shm_inspection, ClassifiedFd, Namespaces,
-};
+use crate::inspect::sysvshm::tree_segments;
+use crate::inspect::{inspect_tree_in, preflight, ClassifiedFd, Namespaces};
 use crate::kernel;
 use crate::proc;
 use freeze::{Frozen, FrozenTree};
@@ -230,7 +229,7 @@ fn dump_frozen(
         .zip(&inspected)
         .map(|(f, v)| (f.pid, v.as_slice()))
         .collect();
-    let (sysv_shm, refused) = shm_inspection::tree_segments(tree.root, &layouts)?;
+    let (sysv_shm, refused) = tree_segments(tree.root, &layouts)?;
     if let Some(e) = refused.into_iter().next() {
         return Err(e.into());
     }
