@@ -20,7 +20,8 @@ const MAX_MESSAGE: usize = 4 << 20;
 
 /// Describes the socket at fd `fd` of the frozen process `pid` (link
 /// target `target`), taken out of it as `sock`, with status flags `flags`.
-/// A unix socket's `peer` is left for [`link_unix_peers`].
+/// A unix socket's `peer` is left for
+/// [`TreeFiles::link_unix_peers`](super::files::TreeFiles::link_unix_peers).
 pub fn describe(
     pid: i32,
     fd: i32,
