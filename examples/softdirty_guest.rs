@@ -14,7 +14,7 @@
 //! prints a `PASS` or `FAIL` line; the last line is `softdirty-vm: PASS` or
 //! `softdirty-vm: FAIL`, then the machine powers off.
 
-use ferry::dump::{checkpoint, inspect, CheckpointOptions};
+use ferry::dump::{checkpoint, CheckpointOptions};
 use ferry::image::{ImageReader, PageData, Vma, PAGE_SIZE};
 use ferry::memory::{DirtyBackend, DirtyTracker, SoftDirtyTracker};
 use std::collections::BTreeSet;
@@ -162,7 +162,7 @@ impl Child {
 /// The child's mappings as smaps shows them now, with VmFlags.
 fn mappings(pid: i32) -> Result<Vec<Vma>, String> {
     let maps = ferry::proc::read_smaps(pid).map_err(|e| e.to_string())?;
-    inspect::classify_mappings(pid, &maps).map_err(|e| e.to_string())
+    ferry::inspect::mappings::classify_mappings(pid, &maps).map_err(|e| e.to_string())
 }
 
 /// One round: reads the child's mappings, collects (and re-arms) the

@@ -2,7 +2,8 @@
 //!
 //! The data flows one way: `kernel` probes and wraps the syscalls that nix
 //! lacks, `proc` reads /proc, `ptrace` stops threads and injects system
-//! calls, `dump` reads a live process into the `image` model, `restore` turns
+//! calls, `inspect` refuses what cannot be moved before anything is frozen,
+//! `dump` reads a live process into the `image` model, `restore` turns
 //! a model back into a live process. `transport` carries state and pages
 //! between agents (QUIC, mutual TLS) and `config` is the agent's file.
 
@@ -13,6 +14,7 @@ pub mod config;
 pub mod container;
 pub mod dump;
 pub mod image;
+pub mod inspect;
 pub mod kernel;
 pub mod lazy;
 pub mod memory;

@@ -373,7 +373,7 @@ pub fn check_tree(id: &str, init: i32) -> Result<(), ContainerError> {
     let freezer = Freezer::of(init)?;
     freezer.freeze()?;
     let listed = freezer.pids().map(|pids| {
-        let tree = crate::dump::collect_tree(init).unwrap_or_default();
+        let tree = crate::inspect::collect_tree(init).unwrap_or_default();
         pids.into_iter().find(|p| !tree.contains(p))
     });
     let thawed = freezer.thaw();

@@ -2,7 +2,7 @@
 //! process, from their fdinfo and, for a timer, timerfd_gettime on the
 //! description taken out of the process.
 
-use super::CheckpointError;
+use super::error::CheckpointError;
 use crate::image::{EventfdImage, FileImage, MemfdImage, SignalfdImage, TimerfdImage};
 use crate::kernel::{self, anonfd};
 use crate::proc::anon_fdinfo;

@@ -5,27 +5,16 @@
 //! by another process of the tree) are found with kcmp.
 
 use super::anon;
-use super::inspect::FdClass;
+use super::error::CheckpointError;
+use super::notify;
 use super::sockets;
-use super::CheckpointError;
-use crate::image::{
-    EpollImage, FdImage, FifoEnd, FileImage, InotifyImage, OpenFile, PipeEnd, PipeImage,
-};
+use crate::image::{FdImage, FifoEnd, FileImage, OpenFile, PipeEnd, PipeImage};
+use crate::inspect::{ClassifiedFd, FdClass};
 use crate::kernel;
 use crate::proc;
 use nix::fcntl::{fcntl, tee, FcntlArg, SpliceFFlags};
 use nix::unistd::Pid;
 use std::os::fd::OwnedFd;
-
-/// An fd of the process as classified before freezing.
-pub struct ClassifiedFd {
-    /// The fd number.
-    pub fd: i32,
-    /// Its /proc link target.
-    pub target: String,
-    /// How it is carried.
-    pub class: FdClass,
-}
 
 /// The descriptions and pipes of a whole tree, filled process by process:
 /// a description shared by several processes is described once.
@@ -121,14 +110,8 @@ pub fn describe(
                         FdClass::Eventfd => anon::eventfd(pid, c.fd, flags)?,
                         FdClass::Timerfd => anon::timerfd(pid, &pidfd, c.fd, flags)?,
                         FdClass::Signalfd => anon::signalfd(pid, c.fd, flags)?,
-                        FdClass::Epoll => FileImage::Epoll(EpollImage {
-                            flags: flags & !libc::O_ACCMODE,
-                            targets: super::notify::epoll_targets(pid, c, fds)?,
-                        }),
-                        FdClass::Inotify => FileImage::Inotify(InotifyImage {
-                            flags: flags & !libc::O_ACCMODE,
-                            watches: super::notify::inotify_watches(pid, c)?,
-                        }),
+                        FdClass::Epoll => notify::epoll(pid, c, fds, flags)?,
+                        FdClass::Inotify => notify::inotify(pid, c, flags)?,
                         FdClass::Memfd { inode } => {
                             let taken = kernel::pidfd_getfd(&pidfd, c.fd).map_err(fail(
                                 format!("take fd {} (a memfd) of process {pid}", c.fd),

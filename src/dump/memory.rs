@@ -1,8 +1,8 @@
 //! Dumps the memory of a stopped process: which pages exist (pagemap), read
 //! in large batches, all-zero pages left out.
 
+use super::error::CheckpointError;
 use super::sink::CheckpointSink;
-use super::CheckpointError;
 use crate::image::{Vma, VmaKind, PAGE_SIZE};
 use crate::memory::PageRuns;
 use crate::proc::pagemap;

@@ -6,106 +6,10 @@
 //! and TID that passes: page frames, round reports, the pages a post-copy
 //! leaves on the source and the final state.
 
-use super::sink::{CheckpointSink, MemoryMode, NextStep, RoundReport};
-use super::CheckpointError;
-use crate::image::{Checkpoint, ImageSummary};
-use crate::proc;
-use std::collections::HashMap;
-
-/// Translates host PIDs to the PIDs of the namespace of the tree's root.
-pub struct PidNamespace {
-    /// How deep the root's PID namespace is (the number of NSpid fields).
-    depth: usize,
-    /// host PID or TID -> namespace PID (0: outside the namespace).
-    known: HashMap<i32, i32>,
-}
-
-/// The NSpid fields of task `tid` of process `pid`: its ID in each PID
-/// namespace, outermost first.
-fn nspids(pid: i32, tid: i32) -> Result<Vec<i32>, CheckpointError> {
-    let path = format!("/proc/{pid}/task/{tid}/status");
-    let text = std::fs::read_to_string(&path).map_err(|source| CheckpointError::Io {
-        what: format!("read {path}"),
-        source,
-    })?;
-    parse_nspid(&text).ok_or_else(|| CheckpointError::Io {
-        what: format!("read NSpid of thread {tid} of process {pid}"),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "no NSpid line"),
-    })
-}
-
-/// The NSpid line's IDs.
-fn parse_nspid(status: &str) -> Option<Vec<i32>> {
-    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
-    let ids: Vec<i32> = line
-        .split_whitespace()
-        .filter_map(|s| s.parse().ok())
-        .collect();
-    (!ids.is_empty()).then_some(ids)
-}
-
-impl PidNamespace {
-    /// The PID namespace of process `root`.
-    pub fn of(root: i32) -> Result<Self, CheckpointError> {
-        let ids = nspids(root, root)?;
-        let mut known = HashMap::new();
-        known.insert(root, *ids.last().unwrap_or(&root));
-        Ok(PidNamespace {
-            depth: ids.len(),
-            known,
-        })
-    }
-
-    /// Learns the namespace IDs of every thread of process `pid` (which
-    /// must be alive or a zombie, so it is done while the tree is frozen).
-    pub fn learn(&mut self, pid: i32) -> Result<(), CheckpointError> {
-        let tids = proc::task_ids(pid).unwrap_or_else(|_| vec![pid]);
-        for tid in tids.into_iter().chain([pid]) {
-            if self.known.contains_key(&tid) {
-                continue;
-            }
-            let ids = nspids(pid, tid)?;
-            let ns = if ids.len() >= self.depth {
-                ids[self.depth - 1]
-            } else {
-                0
-            };
-            self.known.insert(tid, ns);
-        }
-        Ok(())
-    }
-
-    /// The namespace ID of host ID `id` (0 for one outside the namespace
-    /// or never learnt, such as the root's parent).
-    pub fn ns(&self, id: i32) -> i32 {
-        self.known.get(&id).copied().unwrap_or(0)
-    }
-
-    /// The host PIDs of a tree's processes and zombies: learnt by
-    /// [`PidNamespace::learn`] before the state is translated.
-    fn translate(&self, ck: &Checkpoint) -> Checkpoint {
-        let mut out = ck.clone();
-        for p in &mut out.processes {
-            p.pid = self.ns(p.pid);
-            p.ppid = self.ns(p.ppid);
-            p.pgid = self.ns(p.pgid);
-            p.sid = self.ns(p.sid);
-            for t in &mut p.threads {
-                t.tid = self.ns(t.tid);
-            }
-            for timer in &mut p.timers {
-                timer.notify_tid = self.ns(timer.notify_tid);
-            }
-        }
-        for z in &mut out.zombies {
-            z.pid = self.ns(z.pid);
-            z.ppid = self.ns(z.ppid);
-            z.pgid = self.ns(z.pgid);
-            z.sid = self.ns(z.sid);
-        }
-        out
-    }
-}
+use super::error::CheckpointError;
+use super::sink::{CheckpointSink, MemoryMode};
+use crate::image::{Checkpoint, ImageSummary, NextStep, RoundReport};
+use crate::inspect::pidns::PidNamespace;
 
 /// A sink that hands everything on with namespace PIDs.
 pub struct Translating<'a> {
@@ -123,7 +27,7 @@ impl<'a> Translating<'a> {
     }
 
     fn ns_of(&mut self, pid: i32) -> Result<i32, CheckpointError> {
-        if !self.ns.known.contains_key(&pid) {
+        if !self.ns.knows(pid) {
             self.ns.learn(pid)?;
         }
         Ok(self.ns.ns(pid))
@@ -169,29 +73,33 @@ impl CheckpointSink for Translating<'_> {
         for z in &checkpoint.zombies {
             self.ns.learn(z.pid)?;
         }
-        let translated = self.ns.translate(checkpoint);
+        let translated = translate(&self.ns, checkpoint);
         self.inner.commit(&translated)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nspid_lists_every_level() {
-        let status = "Name:\tsh\nTgid:\t17687\nNSpid:\t17687\t1\nNSpgid:\t17687\t1\n";
-        assert_eq!(parse_nspid(status), Some(vec![17687, 1]));
-        assert_eq!(parse_nspid("Name:\tx\n"), None);
+/// `ck` with the namespace PIDs of its processes, threads, timers and
+/// zombies, learnt by [`PidNamespace::learn`] before the state is
+/// translated.
+fn translate(ns: &PidNamespace, ck: &Checkpoint) -> Checkpoint {
+    let mut out = ck.clone();
+    for p in &mut out.processes {
+        p.pid = ns.ns(p.pid);
+        p.ppid = ns.ns(p.ppid);
+        p.pgid = ns.ns(p.pgid);
+        p.sid = ns.ns(p.sid);
+        for t in &mut p.threads {
+            t.tid = ns.ns(t.tid);
+        }
+        for timer in &mut p.timers {
+            timer.notify_tid = ns.ns(timer.notify_tid);
+        }
     }
-
-    #[test]
-    fn own_namespace_translates_to_itself() {
-        let me = std::process::id() as i32;
-        let mut ns = PidNamespace::of(me).unwrap();
-        ns.learn(me).unwrap();
-        let depth_here = nspids(me, me).unwrap();
-        assert_eq!(ns.ns(me), *depth_here.last().unwrap());
-        assert_eq!(ns.ns(-5), 0);
+    for z in &mut out.zombies {
+        z.pid = ns.ns(z.pid);
+        z.ppid = ns.ns(z.ppid);
+        z.pgid = ns.ns(z.pgid);
+        z.sid = ns.ns(z.sid);
     }
+    out
 }

@@ -3,10 +3,14 @@
 //! pages written meanwhile. Where the kernel cannot track writes, the whole
 //! memory is copied while frozen, as before.
 
+use super::error::CheckpointError;
+use super::freeze::Frozen;
 use super::memory::{dump_memory, MemoryDumpStats, PageChoice, PagePolicy};
-use super::sink::{CheckpointSink, NextStep, RoundReport};
-use super::{CheckpointError, Frozen};
-use crate::image::Vma;
+use super::sink::CheckpointSink;
+use crate::image::{ms, NextStep, RoundReport, Vma};
+use crate::inspect::mappings::classify_mappings;
+use crate::inspect::seccomp::check_seccomp;
+use crate::inspect::InspectError;
 use crate::memory::{
     DirtyBackend, DirtyTracker, DirtyTrackingError, PageRuns, SoftDirtyTracker, UffdWpTracker,
 };
@@ -39,8 +43,8 @@ pub fn start_tracking(pid: i32, vmas: &[Vma]) -> Result<Box<dyn DirtyTracker>, C
 /// closed in the process, so that ferry holds the only reference and
 /// closing it removes the tracking.
 fn start_uffd_tracking(pid: i32, vmas: &[Vma]) -> Result<UffdWpTracker, CheckpointError> {
-    let (syscall_insn, _) = super::vdso_syscall(pid, vmas)?;
-    let mut frozen = Frozen::freeze(pid, super::check_seccomp(pid)? > 0)?;
+    let (syscall_insn, _) = super::mm::vdso_syscall(pid, vmas)?;
+    let mut frozen = Frozen::freeze(pid, check_seccomp(pid)? > 0)?;
     let taken = frozen.threads[0]
         .tracee
         .take_userfaultfd(syscall_insn, Pid::from_raw(pid), false);
@@ -96,7 +100,7 @@ pub fn copy_while_running(
         dirty_pages: stats.pages_written + stats.zero_pages,
         pages_written: stats.pages_written,
         zero_pages: stats.zero_pages,
-        duration_ms: super::ms(started.elapsed()),
+        duration_ms: ms(started.elapsed()),
     };
     let mut precopy = Precopy {
         tracker,
@@ -139,14 +143,14 @@ impl Precopy {
     fn iterate(&mut self, pid: i32, sink: &mut dyn CheckpointSink) -> Result<(), CheckpointError> {
         // Freezing for the collection needs to know whether seccomp must be
         // suspended, which does not change while tracking.
-        let suspend_seccomp = self.tracker.rearm_needs_stop() && super::check_seccomp(pid)? > 0;
+        let suspend_seccomp = self.tracker.rearm_needs_stop() && check_seccomp(pid)? > 0;
         loop {
             let started = Instant::now();
             // Mappings replaced or grown since tracking began are left to
             // the frozen copy.
             let Ok(vmas) = crate::proc::read_smaps(pid)
-                .map_err(CheckpointError::from)
-                .and_then(|maps| super::inspect::classify_mappings(pid, &maps))
+                .map_err(InspectError::from)
+                .and_then(|maps| classify_mappings(pid, &maps))
             else {
                 return Ok(());
             };
@@ -198,7 +202,7 @@ impl Precopy {
                 dirty_pages: pages,
                 pages_written: stats.pages_written,
                 zero_pages: stats.zero_pages,
-                duration_ms: super::ms(started.elapsed()),
+                duration_ms: ms(started.elapsed()),
             };
             self.rounds += 1;
             tracing::debug!(pid, round = report.round, written = pages, "pre-copy round");

@@ -3,39 +3,8 @@
 //! agent. The dumper talks to both through [`CheckpointSink`], so that the
 //! engine does not know which one it feeds.
 
-use super::CheckpointError;
-use crate::image::{Checkpoint, ImageSummary, ImageWriter};
-use serde::Serialize;
-
-/// What one pre-copy round copied while the process ran: the figures a
-/// sink's policy decides the next step on.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct RoundReport {
-    /// The process the round copied (each process of a tree has its own
-    /// rounds).
-    pub pid: i32,
-    /// Round number: 0 copies every page with data, later rounds the pages
-    /// written since the previous one.
-    pub round: u32,
-    /// Pages the process wrote since the previous round (for round 0, every
-    /// page found with data).
-    pub dirty_pages: u64,
-    /// Pages handed to the sink with contents this round.
-    pub pages_written: u64,
-    /// Pages handed to the sink as all-zero this round.
-    pub zero_pages: u64,
-    /// Milliseconds the round took, from its scan to the last page handed on.
-    pub duration_ms: f64,
-}
-
-/// The step after a pre-copy round.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NextStep {
-    /// Copy the pages written meanwhile while the process keeps running.
-    AnotherRound,
-    /// Freeze the process and copy what is left.
-    Freeze,
-}
+use super::error::CheckpointError;
+use crate::image::{Checkpoint, ImageSink, ImageSummary, NextStep, RoundReport};
 
 /// How a sink takes the private anonymous memory of the frozen tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -99,34 +68,9 @@ pub trait CheckpointSink: Send {
     fn commit(&mut self, checkpoint: &Checkpoint) -> Result<ImageSummary, CheckpointError>;
 }
 
-/// At most this many rounds while running for a local checkpoint.
-const LOCAL_MAX_ROUNDS: u32 = 5;
-/// A local checkpoint freezes once fewer pages than this were written in a
-/// round.
-const LOCAL_CONVERGED_PAGES: u64 = 64;
-
-/// The image directory as a sink, with the pre-copy policy of a local
-/// checkpoint: rounds until few pages are written per round, the rounds
-/// stop shrinking, or five rounds.
-pub struct ImageSink {
-    writer: ImageWriter,
-    /// Pages written in the previous round, per process.
-    previous_dirty: std::collections::HashMap<i32, u64>,
-}
-
-impl ImageSink {
-    /// Wraps a freshly created image writer.
-    pub fn new(writer: ImageWriter) -> Self {
-        Self {
-            writer,
-            previous_dirty: std::collections::HashMap::new(),
-        }
-    }
-}
-
 impl CheckpointSink for ImageSink {
     fn write_pages(&mut self, pid: i32, vaddr: u64, data: &[u8]) -> Result<(), CheckpointError> {
-        Ok(self.writer.write_pages(pid, vaddr, data)?)
+        Ok(ImageSink::write_pages(self, pid, vaddr, data)?)
     }
 
     fn write_zero_pages(
@@ -135,25 +79,14 @@ impl CheckpointSink for ImageSink {
         vaddr: u64,
         npages: u64,
     ) -> Result<(), CheckpointError> {
-        Ok(self.writer.write_zero_pages(pid, vaddr, npages)?)
+        Ok(ImageSink::write_zero_pages(self, pid, vaddr, npages)?)
     }
 
     fn round_done(&mut self, report: &RoundReport) -> Result<NextStep, CheckpointError> {
-        let previous = self.previous_dirty.get(&report.pid).copied();
-        let converged = report.round > 0
-            && (report.dirty_pages < LOCAL_CONVERGED_PAGES
-                || report.dirty_pages >= previous.unwrap_or(u64::MAX));
-        if report.round > 0 {
-            self.previous_dirty.insert(report.pid, report.dirty_pages);
-        }
-        if converged || report.round + 1 >= LOCAL_MAX_ROUNDS {
-            Ok(NextStep::Freeze)
-        } else {
-            Ok(NextStep::AnotherRound)
-        }
+        Ok(ImageSink::round_done(self, report))
     }
 
     fn commit(&mut self, checkpoint: &Checkpoint) -> Result<ImageSummary, CheckpointError> {
-        Ok(self.writer.commit(checkpoint)?)
+        Ok(ImageSink::commit(self, checkpoint)?)
     }
 }

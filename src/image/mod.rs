@@ -3,6 +3,7 @@
 pub mod format;
 pub mod model;
 pub mod show;
+pub mod sink;
 #[cfg(test)]
 mod testutil;
 
@@ -11,3 +12,4 @@ pub use format::{
     IMAGE_FORMAT_VERSION,
 };
 pub use model::*;
+pub use sink::{ms, ImageSink, NextStep, RoundReport};

@@ -4,7 +4,7 @@
 //! source confirms. On any failure nothing is left here.
 
 use super::protocol::{Offer, RemoteRuns, ToDestination, ToSource};
-use crate::dump::sink::{CheckpointSink, ImageSink};
+use crate::image::ImageSink;
 use crate::image::{Checkpoint, ImageWriter};
 use crate::transport::{IncomingPages, PageReceiver, Session};
 use std::collections::BTreeMap;

@@ -20,8 +20,9 @@
 
 use super::policy::{self, Limits, SwitchReason, WorkloadModel};
 use super::protocol::{ProbeOffer, ToDestination, ToSource};
-use crate::dump::{self, CheckpointError, TreeInspection};
+use crate::dump;
 use crate::image::{Vma, VmaKind, PAGE_SIZE};
+use crate::inspect::{self, InspectError, TreeInspection};
 use crate::memory::{DirtyBackend, DirtyTracker, PageRuns};
 use crate::proc;
 use crate::transport::{Session, MAX_FRAME_PAGES};
@@ -62,7 +63,7 @@ const POLL: Duration = Duration::from_millis(20);
 pub enum DryRunError {
     /// The tree could not be read at all (no such process...).
     #[error(transparent)]
-    Inspect(#[from] CheckpointError),
+    Inspect(#[from] InspectError),
 }
 
 /// One thing of the tree ferry cannot carry.
@@ -77,24 +78,21 @@ pub struct Blocker {
     pub reason: String,
 }
 
-impl From<&CheckpointError> for Blocker {
-    fn from(e: &CheckpointError) -> Self {
-        use CheckpointError as E;
+impl From<&InspectError> for Blocker {
+    fn from(e: &InspectError) -> Self {
+        use InspectError as E;
         let (pid, resource) = match e {
             E::UnsupportedFd { pid, fd, .. } => (*pid, format!("fd {fd}")),
             E::UnsupportedMapping {
                 pid, start, end, ..
             } => (*pid, format!("mapping {start:#x}-{end:#x}")),
-            E::Seccomp { pid, tid, .. } | E::Injected { pid, tid, .. } => {
-                (*pid, format!("thread {tid}"))
-            }
+            E::Seccomp { pid, tid, .. } => (*pid, format!("thread {tid}")),
             E::NoSuchProcess { pid }
             | E::NotAProcess { pid, .. }
             | E::OwnProcess { pid }
             | E::AlreadyTraced { pid, .. }
             | E::NotAlive { pid, .. }
-            | E::OtherNamespace { pid, .. }
-            | E::NoVdso { pid } => (*pid, "process".to_string()),
+            | E::OtherNamespace { pid, .. } => (*pid, "process".to_string()),
             _ => (0, "tree".to_string()),
         };
         Blocker {
@@ -108,7 +106,7 @@ impl From<&CheckpointError> for Blocker {
 /// Every blocker of the tree rooted at `pid`, with the inspection (the
 /// mappings to track).
 pub fn inspect(pid: i32) -> Result<(TreeInspection, Vec<Blocker>), DryRunError> {
-    let inspection = dump::inspect_tree(pid)?;
+    let inspection = inspect::inspect_tree(pid)?;
     let blockers = inspection.blockers.iter().map(Blocker::from).collect();
     Ok((inspection, blockers))
 }

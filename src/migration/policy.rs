@@ -2,7 +2,7 @@
 //! the rounds measured so far and the user's limits, so that it can be
 //! tested on recorded traces and reused by the dry run's prediction.
 
-use crate::dump::sink::RoundReport;
+use crate::image::RoundReport;
 use crate::image::PAGE_SIZE;
 use serde::{Deserialize, Serialize};
 

@@ -10,7 +10,7 @@ use super::postcopy::Stop;
 use super::protocol::{
     Offer, RemoteRuns, ResumeRequest, ToDestination, ToSource, PUSH_ROUND, URGENT_ROUND,
 };
-use crate::dump::sink::{CheckpointSink, ImageSink};
+use crate::image::ImageSink;
 use crate::image::{Checkpoint, ImageWriter, PAGE_SIZE};
 use crate::lazy::{FaultServer, InstallError, PageRequest};
 use crate::memory::PageRuns;

@@ -7,9 +7,10 @@ use super::policy::{self, Decision, Limits, SwitchReason};
 use super::protocol::RemoteRuns;
 use super::protocol::{Offer, ToDestination, ToSource};
 use super::stats::{Downtime, MigrationStats, Phase, PostcopyStats, Progress, RoundStats};
-use crate::dump::sink::{CheckpointSink, MemoryMode, NextStep, RoundReport};
+use crate::dump::sink::{CheckpointSink, MemoryMode};
 use crate::dump::{self, CheckpointError, CheckpointOptions};
 use crate::image::{Checkpoint, ImageSummary, PAGE_SIZE};
+use crate::image::{NextStep, RoundReport};
 use crate::transport::{PageSender, Session};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -155,7 +156,7 @@ pub fn migrate(
         pid,
         why,
     };
-    if container.is_none() && dump::is_pid_namespace_init(pid) {
+    if container.is_none() && crate::inspect::is_pid_namespace_init(pid) {
         return Err(MigrateError::Checkpoint {
             peer: peer.clone(),
             pid,
@@ -312,9 +313,9 @@ fn check_lazy_container(id: &str, init: i32) -> Result<(), String> {
 /// Every TID of the tree rooted at `pid`: (as this host names it, as its
 /// PID namespace names it).
 fn namespace_tid_pairs(pid: i32) -> Result<Vec<(i32, i32)>, CheckpointError> {
-    let mut ns = dump::pidns::PidNamespace::of(pid)?;
+    let mut ns = crate::inspect::pidns::PidNamespace::of(pid)?;
     let mut tids = Vec::new();
-    for process in dump::collect_tree(pid)? {
+    for process in crate::inspect::collect_tree(pid)? {
         ns.learn(process)?;
         for tid in crate::proc::task_ids(process)? {
             tids.push((tid, ns.ns(tid)));
@@ -337,7 +338,7 @@ fn namespace_tids(pid: i32) -> Result<Vec<i32>, CheckpointError> {
 pub(crate) fn make_offer(pid: i32, page_streams: u32) -> Result<Offer, CheckpointError> {
     let mut tids = Vec::new();
     let mut memory_bytes = 0;
-    for process in dump::collect_tree(pid)? {
+    for process in crate::inspect::collect_tree(pid)? {
         tids.extend(crate::proc::task_ids(process)?);
         memory_bytes += crate::proc::rss_bytes(process)?;
     }

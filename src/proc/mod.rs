@@ -458,6 +458,17 @@ pub fn read_link(path: String) -> Result<String, ProcError> {
         .map_err(|source| ProcError::Read { path, source })
 }
 
+/// The identity of a file as ferry compares it between checkpoint and
+/// restore (its size and modification time, from stat): a mapped file that
+/// changed in between is refused at restore.
+pub fn file_identity(meta: &fs::Metadata) -> crate::image::FileIdentity {
+    use std::os::unix::fs::MetadataExt;
+    crate::image::FileIdentity {
+        size: meta.size(),
+        mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+    }
+}
+
 /// Reads a thread's name.
 pub fn read_thread_comm(pid: i32, tid: i32) -> Result<String, ProcError> {
     let (_, text) = read_text(PathBuf::from(format!("/proc/{pid}/task/{tid}/comm")))?;

@@ -362,7 +362,7 @@ fn check_files(ck: &Checkpoint, p: &ProcessImage, root: &str) -> Result<(), Rest
                 path: path.clone(),
                 why: format!("(mapped at {:#x}) cannot be opened: {e}", vma.start),
             })?;
-            let now = crate::dump::inspect::file_identity(&meta);
+            let now = crate::proc::file_identity(&meta);
             if now != *identity {
                 return Err(RestoreError::FileChanged {
                     path: path.clone(),

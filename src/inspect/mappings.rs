@@ -1,34 +1,25 @@
-//! Classifies a process's mappings and fds into what ferry can carry, and
-//! refuses the rest with a reason, before anything is frozen.
+//! Memory mappings: which ones ferry can carry, turned into the model,
+//! and the refusals for the rest (deleted or replaced files, device
+//! memory, partial SysV attachments, shared mappings of kinds ferry does
+//! not rebuild).
 
-use super::CheckpointError;
-use crate::image::{FileIdentity, PathFileType, Vma, VmaKind};
+use super::error::InspectError;
+use super::fd_class::{ClassifiedFd, FdClass};
+use crate::image::{Vma, VmaKind};
 use crate::proc::MapsEntry;
 use std::os::unix::fs::MetadataExt;
-
-/// Character devices that are reopened by path on restore.
-const REOPENABLE_DEVICES: &[&str] = &[
-    "/dev/null",
-    "/dev/zero",
-    "/dev/urandom",
-    "/dev/random",
-    "/dev/full",
-];
-
-/// The largest memfd carried: its contents are kept in the manifest.
-const MEMFD_MAX: u64 = 64 << 20;
 
 /// Refuses a MAP_SHARED mapping of a memfd that no fd of the process holds:
 /// the memfd's contents travel with its fd, and the mapping is made from it.
 pub fn check_memfd_mappings(
     pid: i32,
     vmas: &[Vma],
-    fds: &[super::files::ClassifiedFd],
-) -> Result<(), CheckpointError> {
+    fds: &[ClassifiedFd],
+) -> Result<(), InspectError> {
     for v in vmas {
         if let VmaKind::SharedMemfd { inode, .. } = v.kind {
             if !fds.iter().any(|c| c.class == FdClass::Memfd { inode }) {
-                return Err(CheckpointError::UnsupportedMapping {
+                return Err(InspectError::UnsupportedMapping {
                     pid,
                     start: v.start,
                     end: v.end,
@@ -50,13 +41,13 @@ pub fn in_root(pid: i32, path: &str) -> String {
 
 /// Turns the mappings of `pid` into the model, or refuses the first one that
 /// ferry cannot carry.
-pub fn classify_mappings(pid: i32, maps: &[MapsEntry]) -> Result<Vec<Vma>, CheckpointError> {
+pub fn classify_mappings(pid: i32, maps: &[MapsEntry]) -> Result<Vec<Vma>, InspectError> {
     maps.iter().map(|m| classify_mapping(pid, m)).collect()
 }
 
 /// Classifies every mapping of `pid`: the mappings ferry can carry, and a
 /// refusal for each other one (for the dry run, which lists them all).
-pub fn classify_each_mapping(pid: i32, maps: &[MapsEntry]) -> (Vec<Vma>, Vec<CheckpointError>) {
+pub fn classify_each_mapping(pid: i32, maps: &[MapsEntry]) -> (Vec<Vma>, Vec<InspectError>) {
     let mut vmas = Vec::with_capacity(maps.len());
     let mut refused = Vec::new();
     for m in maps {
@@ -68,8 +59,8 @@ pub fn classify_each_mapping(pid: i32, maps: &[MapsEntry]) -> (Vec<Vma>, Vec<Che
     (vmas, refused)
 }
 
-fn classify_mapping(pid: i32, m: &MapsEntry) -> Result<Vma, CheckpointError> {
-    let refuse = |why: String| CheckpointError::UnsupportedMapping {
+fn classify_mapping(pid: i32, m: &MapsEntry) -> Result<Vma, InspectError> {
+    let refuse = |why: String| InspectError::UnsupportedMapping {
         pid,
         start: m.start,
         end: m.end,
@@ -162,7 +153,7 @@ fn classify_mapping(pid: i32, m: &MapsEntry) -> Result<Vma, CheckpointError> {
             VmaKind::File {
                 path: p.to_string(),
                 offset: m.offset,
-                identity: file_identity(&meta),
+                identity: crate::proc::file_identity(&meta),
             }
         }
         other => {
@@ -187,191 +178,11 @@ fn classify_mapping(pid: i32, m: &MapsEntry) -> Result<Vma, CheckpointError> {
     Ok(vma)
 }
 
-/// The identity of a file as ferry compares it between checkpoint and
-/// restore.
-pub fn file_identity(meta: &std::fs::Metadata) -> FileIdentity {
-    FileIdentity {
-        size: meta.size(),
-        mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-    }
-}
-
-/// How an fd is carried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FdClass {
-    /// Reopened by path.
-    Path(PathFileType),
-    /// An end of pipe `inode`, recreated with its buffered data.
-    Pipe {
-        /// The pipe's inode number.
-        inode: u64,
-    },
-    /// An eventfd, recreated with its counter.
-    Eventfd,
-    /// A timerfd, re-armed with its remaining time and unread expirations.
-    Timerfd,
-    /// A signalfd, recreated with its mask.
-    Signalfd,
-    /// An epoll instance, rebuilt with its registrations.
-    Epoll,
-    /// An inotify instance, rebuilt with its watches.
-    Inotify,
-    /// Unix socket `inode`; `peer` is the inode of the socket it is
-    /// connected to (0 when that one is closed), if connected.
-    UnixSocket {
-        /// The socket's inode number.
-        inode: u64,
-        /// The peer's inode number.
-        peer: Option<u64>,
-    },
-    /// A listening TCP socket, or an unconnected TCP or UDP socket.
-    InetSocket,
-    /// Memfd `inode`, recreated with its contents.
-    Memfd {
-        /// The memfd's inode number.
-        inode: u64,
-    },
-    /// An end of FIFO `inode`, reopened by path.
-    Fifo {
-        /// The FIFO's inode number.
-        inode: u64,
-    },
-}
-
-/// Decides whether an fd can be carried and how, or refuses it naming the
-/// kind of file it is.
-pub fn classify_fd(pid: i32, fd: i32, target: &str) -> Result<FdClass, CheckpointError> {
-    let refuse = |kind: String| CheckpointError::UnsupportedFd {
-        pid,
-        fd,
-        kind,
-        target: target.to_string(),
-    };
-    match target {
-        "anon_inode:[eventpoll]" => return Ok(FdClass::Epoll),
-        "anon_inode:inotify" => return Ok(FdClass::Inotify),
-        _ => {}
-    }
-    if let Some(rest) = target.strip_prefix("anon_inode:") {
-        let kind = rest.trim_start_matches('[').trim_end_matches(']');
-        return match kind {
-            "eventfd" => Ok(FdClass::Eventfd),
-            "timerfd" => Ok(FdClass::Timerfd),
-            "signalfd" => Ok(FdClass::Signalfd),
-            _ => Err(refuse(kind.to_string())),
-        };
-    }
-    if let Some(inode) = target
-        .strip_prefix("pipe:[")
-        .and_then(|rest| rest.strip_suffix(']'))
-        .and_then(|n| n.parse().ok())
-    {
-        return Ok(FdClass::Pipe { inode });
-    }
-    if let Some(inode) = target
-        .strip_prefix("socket:[")
-        .and_then(|rest| rest.strip_suffix(']'))
-        .and_then(|n| n.parse().ok())
-    {
-        return super::sockets::classify(pid, fd, inode);
-    }
-    for (prefix, kind) in [("net:", "namespace"), ("mnt:", "namespace")] {
-        if target.starts_with(prefix) {
-            return Err(refuse(kind.to_string()));
-        }
-    }
-    if !target.starts_with('/') {
-        return Err(refuse(format!("special file {target}")));
-    }
-    if let Some(name) = target
-        .strip_prefix("/memfd:")
-        .and_then(|rest| rest.strip_suffix(" (deleted)"))
-    {
-        let meta = std::fs::metadata(format!("/proc/{pid}/fd/{fd}"))
-            .map_err(|e| refuse(format!("memfd that cannot be examined ({e})")))?;
-        if meta.size() > MEMFD_MAX {
-            return Err(refuse(format!(
-                "memfd {name} of {} bytes (memfds over 64 MiB are not supported yet: their contents travel in the manifest)",
-                meta.size()
-            )));
-        }
-        return Ok(FdClass::Memfd { inode: meta.ino() });
-    }
-    if target.ends_with(" (deleted)") {
-        return Err(refuse("deleted file".into()));
-    }
-    // Follow the fd itself, not the path, so a renamed file is still seen.
-    let meta = std::fs::metadata(format!("/proc/{pid}/fd/{fd}"))
-        .map_err(|e| refuse(format!("file that cannot be examined ({e})")))?;
-    let ft = meta.file_type();
-    use std::os::unix::fs::FileTypeExt;
-    if ft.is_file() {
-        Ok(FdClass::Path(PathFileType::Regular))
-    } else if ft.is_char_device() && REOPENABLE_DEVICES.contains(&target) {
-        Ok(FdClass::Path(PathFileType::CharDevice))
-    } else if ft.is_char_device() {
-        Err(refuse(
-            if target.starts_with("/dev/pts/") || target.starts_with("/dev/tty") {
-                "terminal".into()
-            } else {
-                "character device".into()
-            },
-        ))
-    } else if ft.is_dir() {
-        Err(refuse("directory".into()))
-    } else if ft.is_fifo() {
-        Ok(FdClass::Fifo { inode: meta.ino() })
-    } else if ft.is_block_device() {
-        Err(refuse("block device".into()))
-    } else {
-        Err(refuse("special file".into()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    #[test]
-    fn fd_kinds_are_named() {
-        let kind = |t: &str| match classify_fd(1, 3, t) {
-            Err(CheckpointError::UnsupportedFd { kind, .. }) => kind,
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(kind("anon_inode:[io_uring]"), "io_uring");
-        assert_eq!(kind("anon_inode:[fanotify]"), "fanotify");
-    }
-
-    #[test]
-    fn epoll_and_inotify_are_carried() {
-        assert_eq!(
-            classify_fd(1, 3, "anon_inode:[eventpoll]").unwrap(),
-            FdClass::Epoll
-        );
-        assert_eq!(
-            classify_fd(1, 3, "anon_inode:inotify").unwrap(),
-            FdClass::Inotify
-        );
-    }
-
-    #[test]
-    fn event_timer_and_signal_fds_are_carried() {
-        for (target, class) in [
-            ("anon_inode:[eventfd]", FdClass::Eventfd),
-            ("anon_inode:[timerfd]", FdClass::Timerfd),
-            ("anon_inode:[signalfd]", FdClass::Signalfd),
-        ] {
-            assert_eq!(classify_fd(1, 3, target).unwrap(), class);
-        }
-    }
-
-    #[test]
-    fn pipes_are_carried() {
-        assert_eq!(
-            classify_fd(1, 3, "pipe:[9]").unwrap(),
-            FdClass::Pipe { inode: 9 }
-        );
-    }
+    use crate::image::VmaKind;
+    use crate::inspect::mappings::classify_mappings;
+    use crate::proc::MapsEntry;
 
     #[test]
     fn shared_mapping_is_refused_with_reason() {

@@ -1,0 +1,71 @@
+//! The address space: the mappings (VMAs), the fields of mm_struct that
+//! /proc reports (code, data, brk, stack, arguments, environment, auxv),
+//! the program break (asked from inside the process) and the vDSO, whose
+//! `syscall` instruction runs the injected queries.
+
+use super::error::CheckpointError;
+use super::inject::Injector;
+use crate::image::{MmFields, Vma, VmaKind};
+use crate::proc;
+use crate::ptrace::{read_memory, Tracee};
+use nix::unistd::Pid;
+
+impl Injector {
+    /// Reads the program break (brk(0)).
+    pub(super) fn query_brk(&mut self, leader: &mut Tracee) -> Result<u64, CheckpointError> {
+        Ok(self.call(leader, libc::SYS_brk, [0; 6], "brk(0)")? as u64)
+    }
+}
+
+/// The mm_struct fields of process `pid`, with its program break `brk`.
+pub(super) fn mm_fields(pid: i32, brk: u64) -> Result<MmFields, CheckpointError> {
+    let stat = proc::read_stat_mm(pid)?;
+    Ok(MmFields {
+        start_code: stat.start_code,
+        end_code: stat.end_code,
+        start_data: stat.start_data,
+        end_data: stat.end_data,
+        start_brk: stat.start_brk,
+        brk,
+        start_stack: stat.start_stack,
+        arg_start: stat.arg_start,
+        arg_end: stat.arg_end,
+        env_start: stat.env_start,
+        env_end: stat.env_end,
+        auxv: proc::read_auxv(pid)?,
+    })
+}
+
+/// Reads the [vdso] of `pid` and finds a `syscall` instruction in it, the
+/// one ferry runs its injected calls with: returns its address and the
+/// vDSO's contents.
+pub(super) fn vdso_syscall(pid: i32, vmas: &[Vma]) -> Result<(u64, Vec<u8>), CheckpointError> {
+    let vdso = vmas
+        .iter()
+        .find(|v| v.kind == VmaKind::Vdso)
+        .ok_or(CheckpointError::NoVdso { pid })?;
+    let mut bytes = vec![0u8; (vdso.end - vdso.start) as usize];
+    read_memory(Pid::from_raw(pid), vdso.start, &mut bytes)?;
+    let insn = crate::ptrace::find_syscall_insn(vdso.start, &bytes)
+        .ok_or(CheckpointError::NoVdso { pid })?;
+    Ok((insn, bytes))
+}
+
+/// A memory object that several processes of the tree may map and whose
+/// contents are dumped once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SharedObject {
+    /// A shared anonymous object, by inode.
+    Anonymous(u64),
+    /// A SysV segment, by shmid.
+    Sysv(i32),
+}
+
+/// The shared object `vma` maps, if any.
+pub(super) fn shared_object(vma: &Vma) -> Option<SharedObject> {
+    match vma.kind {
+        VmaKind::SharedAnonymous { inode, .. } => Some(SharedObject::Anonymous(inode)),
+        VmaKind::SysvShm { shmid } => Some(SharedObject::Sysv(shmid)),
+        _ => None,
+    }
+}

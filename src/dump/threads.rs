@@ -1,0 +1,122 @@
+//! Threads: each thread's registers and extended state (taken when it was
+//! frozen), its name, rseq registration, robust futex list, clear-child-tid
+//! address, alternate signal stack and secure bits (asked from inside the
+//! thread), with its pending signals and privileges.
+
+use super::creds;
+use super::error::CheckpointError;
+use super::freeze::Frozen;
+use super::inject::Injector;
+use super::signals;
+use crate::image::{AltStack, ProcessImage, RseqRegistration, ThreadImage};
+use crate::kernel;
+use crate::proc;
+use crate::ptrace::PtraceError;
+
+/// Per-thread kernel state that only the thread itself can report.
+pub(super) struct ThreadQueries {
+    clear_child_tid: u64,
+    altstack: AltStack,
+    robust: (u64, u64),
+    securebits: u32,
+}
+
+impl Injector {
+    /// Asks every frozen thread for the state only it can report, and puts
+    /// its registers back afterwards.
+    pub(super) fn query_threads(
+        &mut self,
+        frozen: &mut Frozen,
+    ) -> Result<Vec<ThreadQueries>, CheckpointError> {
+        let scratch = self.scratch(&mut frozen.threads[0].tracee)?;
+        let mut out = Vec::with_capacity(frozen.threads.len());
+        for ft in frozen.threads.iter_mut() {
+            let t = &mut ft.tracee;
+            self.call(
+                t,
+                libc::SYS_prctl,
+                [libc::PR_GET_TID_ADDRESS as u64, scratch, 0, 0, 0, 0],
+                "prctl(PR_GET_TID_ADDRESS)",
+            )?;
+            let clear_child_tid =
+                u64::from_ne_bytes(self.read(scratch, 8)?.try_into().expect("8 bytes"));
+            self.call(
+                t,
+                libc::SYS_sigaltstack,
+                [0, scratch, 0, 0, 0, 0],
+                "sigaltstack(NULL, &old)",
+            )?;
+            let ss = self.read(scratch, 24)?;
+            let word =
+                |i: usize| u64::from_ne_bytes(ss[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+            let altstack = AltStack {
+                sp: word(0),
+                // SS_ONSTACK describes the moment, not a setting.
+                flags: (word(1) as i32) & !libc::SS_ONSTACK,
+                size: word(2),
+            };
+            let robust = kernel::get_robust_list(t.tid).map_err(|errno| PtraceError::Request {
+                op: "get_robust_list",
+                tid: t.tid.as_raw(),
+                errno,
+            })?;
+            let securebits = self.call(
+                t,
+                libc::SYS_prctl,
+                [libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0, 0],
+                "prctl(PR_GET_SECUREBITS)",
+            )? as u32;
+            // Put the registers back for the next query and for the image.
+            t.set_regs(&ft.regs)?;
+            out.push(ThreadQueries {
+                clear_child_tid,
+                altstack,
+                robust,
+                securebits,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The image of every frozen thread of `frozen`, leader first, with the
+/// answers `per_thread` of [`Injector::query_threads`].
+pub(super) fn dump_threads(
+    frozen: &Frozen,
+    per_thread: Vec<ThreadQueries>,
+) -> Result<Vec<ThreadImage>, CheckpointError> {
+    let pid = frozen.pid;
+    let mut threads = Vec::with_capacity(frozen.threads.len());
+    for (ft, q) in frozen.threads.iter().zip(per_thread) {
+        let tid = ft.tracee.tid;
+        let pending = signals::thread_pending(&ft.tracee)?;
+        let status = proc::read_thread_status(pid, tid.as_raw())?;
+        threads.push(ThreadImage {
+            tid: tid.as_raw(),
+            comm: proc::read_thread_comm(pid, tid.as_raw())?,
+            regs: ft.regs,
+            xstate: ft.tracee.xstate()?,
+            sigmask: ft.sigmask,
+            rseq: kernel::ptrace_get_rseq(tid)
+                .map_err(|errno| PtraceError::Request {
+                    op: "PTRACE_GET_RSEQ_CONFIGURATION",
+                    tid: tid.as_raw(),
+                    errno,
+                })?
+                .map(|(ptr, len, sig)| RseqRegistration { ptr, len, sig }),
+            robust_list_head: q.robust.0,
+            robust_list_len: q.robust.1,
+            clear_child_tid: q.clear_child_tid,
+            altstack: q.altstack,
+            pending,
+            privileges: creds::thread_privileges(&status, q.securebits),
+        });
+    }
+    Ok(threads)
+}
+
+/// The size of the extended register state of `p`'s threads (that of its
+/// first thread: every thread of a host has the same).
+pub(super) fn process_xstate_size(p: &ProcessImage) -> u32 {
+    p.threads.first().map_or(0, |t| t.xstate.len() as u32)
+}

@@ -1,0 +1,117 @@
+//! Why inspection refuses a tree or cannot read it: the refusals name
+//! the process and the resource ferry cannot carry. A checkpoint passes
+//! them on unchanged (`CheckpointError::Inspect`).
+
+use crate::proc::ProcError;
+
+/// A resource of the tree that ferry cannot carry, or a failure to read
+/// the tree. In every case the tree is left untouched.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    /// There is no such process.
+    #[error("process {pid} does not exist")]
+    NoSuchProcess {
+        /// The PID asked for.
+        pid: i32,
+    },
+    /// The PID is a thread, not a process.
+    #[error("{pid} is a thread of process {tgid}; checkpoint the process instead")]
+    NotAProcess {
+        /// The PID asked for.
+        pid: i32,
+        /// Its thread group.
+        tgid: i32,
+    },
+    /// ferry would have to trace itself.
+    #[error("process {pid} is this migrate-agent itself")]
+    OwnProcess {
+        /// Our PID.
+        pid: i32,
+    },
+    /// Another tracer (a debugger, strace) holds the process.
+    #[error("process {pid} is already traced by process {tracer}; detach the debugger first")]
+    AlreadyTraced {
+        /// The process.
+        pid: i32,
+        /// Its tracer.
+        tracer: i32,
+    },
+    /// The process is a zombie or being torn down.
+    #[error("process {pid} is not alive (state {state})")]
+    NotAlive {
+        /// The process.
+        pid: i32,
+        /// Its state letter.
+        state: char,
+    },
+    /// The process lives in another namespace than migrate-agent.
+    #[error("process {pid} is in another {kind} namespace ({target}) than {reference}; a process in namespaces of its own is carried only as part of a container (migrate --container)")]
+    OtherNamespace {
+        /// The process.
+        pid: i32,
+        /// The namespace kind (mnt, net, pid ...).
+        kind: String,
+        /// The /proc link target naming the namespace.
+        target: String,
+        /// Whose namespaces it should share (migrate-agent, or the
+        /// container's init).
+        reference: String,
+    },
+    /// The container's init has a namespace ferry cannot carry.
+    #[error("container init {pid} has its own {kind} namespace ({target}); ferry carries a container's PID, mount, network, UTS, IPC and cgroup namespaces but not its {kind} namespace yet (remove it from linux.namespaces in config.json)")]
+    ContainerNamespace {
+        /// The container's init.
+        pid: i32,
+        /// The namespace kind (net, user ...).
+        kind: String,
+        /// The /proc link target naming the namespace.
+        target: String,
+    },
+    /// An fd of a kind ferry cannot carry.
+    #[error("process {pid} holds fd {fd}, a {kind} ({target}), which ferry cannot checkpoint yet")]
+    UnsupportedFd {
+        /// The process.
+        pid: i32,
+        /// The fd number.
+        fd: i32,
+        /// What kind of file it is.
+        kind: String,
+        /// Its /proc link target.
+        target: String,
+    },
+    /// A mapping ferry cannot carry.
+    #[error("process {pid} has mapping {start:#x}-{end:#x} ({name}) that ferry cannot checkpoint: {why}")]
+    UnsupportedMapping {
+        /// The process.
+        pid: i32,
+        /// Start address.
+        start: u64,
+        /// End address.
+        end: u64,
+        /// Path or pseudo-name.
+        name: String,
+        /// Why it is refused.
+        why: String,
+    },
+    /// Seccomp state ferry cannot carry.
+    #[error("process {pid}: thread {tid} {why}; ferry cannot checkpoint it")]
+    Seccomp {
+        /// The process.
+        pid: i32,
+        /// The thread.
+        tid: i32,
+        /// What is wrong.
+        why: String,
+    },
+    /// Reading /proc failed.
+    #[error(transparent)]
+    Proc(#[from] ProcError),
+    /// Some other I/O failed.
+    #[error("cannot {what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}

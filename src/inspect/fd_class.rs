@@ -1,0 +1,56 @@
+//! How each fd of a process is carried, as inspection classified it: the
+//! classes dump describes and the inspection's checks read.
+
+use crate::image::PathFileType;
+
+/// An fd of the process as classified before freezing.
+pub struct ClassifiedFd {
+    /// The fd number.
+    pub fd: i32,
+    /// Its /proc link target.
+    pub target: String,
+    /// How it is carried.
+    pub class: FdClass,
+}
+
+/// How an fd is carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdClass {
+    /// Reopened by path.
+    Path(PathFileType),
+    /// An end of pipe `inode`, recreated with its buffered data.
+    Pipe {
+        /// The pipe's inode number.
+        inode: u64,
+    },
+    /// An eventfd, recreated with its counter.
+    Eventfd,
+    /// A timerfd, re-armed with its remaining time and unread expirations.
+    Timerfd,
+    /// A signalfd, recreated with its mask.
+    Signalfd,
+    /// An epoll instance, rebuilt with its registrations.
+    Epoll,
+    /// An inotify instance, rebuilt with its watches.
+    Inotify,
+    /// Unix socket `inode`; `peer` is the inode of the socket it is
+    /// connected to (0 when that one is closed), if connected.
+    UnixSocket {
+        /// The socket's inode number.
+        inode: u64,
+        /// The peer's inode number.
+        peer: Option<u64>,
+    },
+    /// A listening TCP socket, or an unconnected TCP or UDP socket.
+    InetSocket,
+    /// Memfd `inode`, recreated with its contents.
+    Memfd {
+        /// The memfd's inode number.
+        inode: u64,
+    },
+    /// An end of FIFO `inode`, reopened by path.
+    Fifo {
+        /// The FIFO's inode number.
+        inode: u64,
+    },
+}

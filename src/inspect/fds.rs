@@ -1,0 +1,269 @@
+//! File descriptors: which ones ferry can carry, and the refusals for the
+//! rest (unsupported kinds, epoll and inotify instances that could not be
+//! rebuilt exactly, pipes, FIFOs and unix sockets whose other end lies
+//! outside the tree).
+
+use super::error::InspectError;
+use super::fd_class::{ClassifiedFd, FdClass};
+use super::notify;
+use super::sockets;
+use crate::image::PathFileType;
+use crate::proc;
+use std::os::unix::fs::MetadataExt;
+
+/// Character devices that are reopened by path on restore.
+const REOPENABLE_DEVICES: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/urandom",
+    "/dev/random",
+    "/dev/full",
+];
+
+/// The largest memfd carried: its contents are kept in the manifest.
+const MEMFD_MAX: u64 = 64 << 20;
+
+/// Decides whether an fd can be carried and how, or refuses it naming the
+/// kind of file it is.
+pub fn classify_fd(pid: i32, fd: i32, target: &str) -> Result<FdClass, InspectError> {
+    let refuse = |kind: String| InspectError::UnsupportedFd {
+        pid,
+        fd,
+        kind,
+        target: target.to_string(),
+    };
+    match target {
+        "anon_inode:[eventpoll]" => return Ok(FdClass::Epoll),
+        "anon_inode:inotify" => return Ok(FdClass::Inotify),
+        _ => {}
+    }
+    if let Some(rest) = target.strip_prefix("anon_inode:") {
+        let kind = rest.trim_start_matches('[').trim_end_matches(']');
+        return match kind {
+            "eventfd" => Ok(FdClass::Eventfd),
+            "timerfd" => Ok(FdClass::Timerfd),
+            "signalfd" => Ok(FdClass::Signalfd),
+            _ => Err(refuse(kind.to_string())),
+        };
+    }
+    if let Some(inode) = target
+        .strip_prefix("pipe:[")
+        .and_then(|rest| rest.strip_suffix(']'))
+        .and_then(|n| n.parse().ok())
+    {
+        return Ok(FdClass::Pipe { inode });
+    }
+    if let Some(inode) = target
+        .strip_prefix("socket:[")
+        .and_then(|rest| rest.strip_suffix(']'))
+        .and_then(|n| n.parse().ok())
+    {
+        return sockets::classify(pid, fd, inode);
+    }
+    for (prefix, kind) in [("net:", "namespace"), ("mnt:", "namespace")] {
+        if target.starts_with(prefix) {
+            return Err(refuse(kind.to_string()));
+        }
+    }
+    if !target.starts_with('/') {
+        return Err(refuse(format!("special file {target}")));
+    }
+    if let Some(name) = target
+        .strip_prefix("/memfd:")
+        .and_then(|rest| rest.strip_suffix(" (deleted)"))
+    {
+        let meta = std::fs::metadata(format!("/proc/{pid}/fd/{fd}"))
+            .map_err(|e| refuse(format!("memfd that cannot be examined ({e})")))?;
+        if meta.size() > MEMFD_MAX {
+            return Err(refuse(format!(
+                "memfd {name} of {} bytes (memfds over 64 MiB are not supported yet: their contents travel in the manifest)",
+                meta.size()
+            )));
+        }
+        return Ok(FdClass::Memfd { inode: meta.ino() });
+    }
+    if target.ends_with(" (deleted)") {
+        return Err(refuse("deleted file".into()));
+    }
+    // Follow the fd itself, not the path, so a renamed file is still seen.
+    let meta = std::fs::metadata(format!("/proc/{pid}/fd/{fd}"))
+        .map_err(|e| refuse(format!("file that cannot be examined ({e})")))?;
+    let ft = meta.file_type();
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_file() {
+        Ok(FdClass::Path(PathFileType::Regular))
+    } else if ft.is_char_device() && REOPENABLE_DEVICES.contains(&target) {
+        Ok(FdClass::Path(PathFileType::CharDevice))
+    } else if ft.is_char_device() {
+        Err(refuse(
+            if target.starts_with("/dev/pts/") || target.starts_with("/dev/tty") {
+                "terminal".into()
+            } else {
+                "character device".into()
+            },
+        ))
+    } else if ft.is_dir() {
+        Err(refuse("directory".into()))
+    } else if ft.is_fifo() {
+        Ok(FdClass::Fifo { inode: meta.ino() })
+    } else if ft.is_block_device() {
+        Err(refuse("block device".into()))
+    } else {
+        Err(refuse("special file".into()))
+    }
+}
+
+/// Classifies every fd of `pid`, refusing the first unsupported one, and
+/// epoll and inotify instances that could not be rebuilt exactly.
+pub fn classify_fds(pid: i32) -> Result<Vec<ClassifiedFd>, InspectError> {
+    let (fds, refused) = classify_each_fd(pid)?;
+    match refused.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(fds),
+    }
+}
+
+/// Classifies every fd of `pid`: the fds ferry can carry, and a refusal
+/// for each other one (unsupported kinds, epoll and inotify instances that
+/// could not be rebuilt exactly). Only reading /proc fails the call.
+pub fn classify_each_fd(pid: i32) -> Result<(Vec<ClassifiedFd>, Vec<InspectError>), InspectError> {
+    let mut out = Vec::new();
+    let mut refused = Vec::new();
+    for (fd, target) in proc::fds(pid)? {
+        match classify_fd(pid, fd, &target) {
+            Ok(class) => out.push(ClassifiedFd { fd, target, class }),
+            Err(e @ InspectError::Proc(_)) => return Err(e),
+            Err(e) => refused.push(e),
+        }
+    }
+    for c in &out {
+        let checked = match c.class {
+            FdClass::Epoll => notify::epoll_targets(pid, c, &out).map(drop),
+            FdClass::Inotify => notify::inotify_watches(pid, c).map(drop),
+            _ => Ok(()),
+        };
+        match checked {
+            Err(e @ InspectError::Proc(_)) => return Err(e),
+            Err(e) => refused.push(e),
+            Ok(()) => {}
+        }
+    }
+    Ok((out, refused))
+}
+
+/// Refuses a pipe whose other end a process outside the tree (`tree`:
+/// every process with its classified fds) holds, a FIFO of which the tree
+/// holds only one end, or a unix socket connected to a socket no process
+/// of the tree holds: the other end belongs to a process outside the
+/// checkpoint.
+pub fn check_tree_fds(tree: &[(i32, Vec<ClassifiedFd>)]) -> Result<(), InspectError> {
+    match tree_fd_blockers(tree)?.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Every refusal of [`check_tree_fds`], each fd on its own; only reading
+/// /proc fails the call.
+pub fn tree_fd_blockers(
+    tree: &[(i32, Vec<ClassifiedFd>)],
+) -> Result<Vec<InspectError>, InspectError> {
+    let mut refused = Vec::new();
+    // A pipe or FIFO is carried only with both its ends: the data in it
+    // would otherwise be shared with a process left behind.
+    let all = || {
+        tree.iter()
+            .flat_map(|(pid, fds)| fds.iter().map(move |c| (*pid, c)))
+    };
+    for (pid, c) in all() {
+        let (kind, inode) = match c.class {
+            FdClass::Pipe { inode } => ("pipe", inode),
+            FdClass::Fifo { inode } => ("FIFO", inode),
+            _ => continue,
+        };
+        let (mut reads, mut writes) = (false, false);
+        for (opid, o) in all().filter(|(_, o)| o.class == c.class) {
+            let mode = proc::read_fdinfo(opid, o.fd)?.flags & libc::O_ACCMODE;
+            reads |= mode != libc::O_WRONLY;
+            writes |= mode != libc::O_RDONLY;
+        }
+        if reads && writes {
+            continue;
+        }
+        // A pipe end that no process holds any more is simply closed after
+        // restore too (the reader sees the data, then end of file).
+        let tree_pids: Vec<i32> = tree.iter().map(|(p, _)| *p).collect();
+        if kind == "pipe" && proc::pipe_holder_outside(inode, &tree_pids)?.is_none() {
+            continue;
+        }
+        refused.push(InspectError::UnsupportedFd {
+            pid,
+            fd: c.fd,
+            kind: format!(
+                "{kind} whose {} end is held outside the checkpointed process tree",
+                if reads { "write" } else { "read" }
+            ),
+            target: if kind == "pipe" {
+                format!("pipe:[{inode}]")
+            } else {
+                c.target.clone()
+            },
+        });
+    }
+    match sockets::check_unix_peers(tree) {
+        Err(e @ InspectError::Proc(_)) => Err(e),
+        Err(e) => {
+            refused.push(e);
+            Ok(refused)
+        }
+        Ok(()) => Ok(refused),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::inspect::error::InspectError;
+    use crate::inspect::fd_class::FdClass;
+    use crate::inspect::fds::classify_fd;
+
+    #[test]
+    fn fd_kinds_are_named() {
+        let kind = |t: &str| match classify_fd(1, 3, t) {
+            Err(InspectError::UnsupportedFd { kind, .. }) => kind,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(kind("anon_inode:[io_uring]"), "io_uring");
+        assert_eq!(kind("anon_inode:[fanotify]"), "fanotify");
+    }
+
+    #[test]
+    fn epoll_and_inotify_are_carried() {
+        assert_eq!(
+            classify_fd(1, 3, "anon_inode:[eventpoll]").unwrap(),
+            FdClass::Epoll
+        );
+        assert_eq!(
+            classify_fd(1, 3, "anon_inode:inotify").unwrap(),
+            FdClass::Inotify
+        );
+    }
+
+    #[test]
+    fn event_timer_and_signal_fds_are_carried() {
+        for (target, class) in [
+            ("anon_inode:[eventfd]", FdClass::Eventfd),
+            ("anon_inode:[timerfd]", FdClass::Timerfd),
+            ("anon_inode:[signalfd]", FdClass::Signalfd),
+        ] {
+            assert_eq!(classify_fd(1, 3, target).unwrap(), class);
+        }
+    }
+
+    #[test]
+    fn pipes_are_carried() {
+        assert_eq!(
+            classify_fd(1, 3, "pipe:[9]").unwrap(),
+            FdClass::Pipe { inode: 9 }
+        );
+    }
+}

@@ -1,0 +1,146 @@
+//! epoll and inotify instances: their registrations and watches, read from
+//! fdinfo and checked so that a restore can rebuild them exactly. Both
+//! checks run before freezing (to refuse) and again while frozen (to
+//! describe).
+
+use super::error::InspectError;
+use super::fd_class::ClassifiedFd;
+use crate::image::{EpollTarget, InotifyWatch, MAX_SKIPPED_WATCHES};
+use crate::kernel;
+use crate::proc;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::unistd::Pid;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+
+/// The registrations of epoll fd `epoll` of `pid`, each checked to name an
+/// fd that the process holds and that refers to the registered file, so
+/// that the restored registration gets the kernel's same (file, fd) key. A
+/// registration whose fd was closed (kept alive by a dup of the file) is
+/// refused: it cannot be recreated by epoll_ctl.
+pub fn epoll_targets(
+    pid: i32,
+    epoll: &ClassifiedFd,
+    fds: &[ClassifiedFd],
+) -> Result<Vec<EpollTarget>, InspectError> {
+    let targets = proc::notify::read_epoll_targets(pid, epoll.fd)?;
+    for (i, t) in targets.iter().enumerate() {
+        // Registrations of one fd number are told apart by their rank.
+        let toff = targets[..i].iter().filter(|o| o.fd == t.fd).count() as u32;
+        let held = fds.iter().any(|c| c.fd == t.fd);
+        let same = held
+            && match kernel::epoll_target_is(Pid::from_raw(pid), t.fd, epoll.fd, t.fd, toff) {
+                Ok(same) => same,
+                Err(Errno::ENOENT) => false,
+                Err(errno) => {
+                    return Err(InspectError::Io {
+                        what: format!(
+                            "compare fd {} of process {pid} with its registration in epoll fd {}",
+                            t.fd, epoll.fd
+                        ),
+                        source: errno.into(),
+                    })
+                }
+            };
+        if !same {
+            return Err(InspectError::UnsupportedFd {
+                pid,
+                fd: epoll.fd,
+                kind: format!(
+                    "set of epoll registrations, one of which names fd {}, which was closed \
+                     or now refers to another file (a dup kept the registration alive)",
+                    t.fd
+                ),
+                target: epoll.target.clone(),
+            });
+        }
+    }
+    Ok(targets)
+}
+
+/// The watches of inotify fd `inotify` of `pid` in watch descriptor order,
+/// each with the path of the watched file found from its file handle. A
+/// watch whose file has no path leading to it, or descriptor numbers with
+/// more gaps than a restore will skip, are refused.
+pub fn inotify_watches(
+    pid: i32,
+    inotify: &ClassifiedFd,
+) -> Result<Vec<InotifyWatch>, InspectError> {
+    let mut marks = proc::notify::read_inotify_marks(pid, inotify.fd)?;
+    marks.sort_by_key(|m| m.wd);
+    let refuse = |kind: String| InspectError::UnsupportedFd {
+        pid,
+        fd: inotify.fd,
+        kind,
+        target: inotify.target.clone(),
+    };
+    let mut watches = Vec::with_capacity(marks.len());
+    for m in &marks {
+        let path = watch_path(m).map_err(|why| {
+            refuse(format!(
+                "set of inotify watches, whose watch {} (inode {} on device {}:{}) cannot \
+                 be restored: {why}",
+                m.wd,
+                m.ino,
+                m.sdev >> 20,
+                m.sdev & 0xfffff
+            ))
+        })?;
+        watches.push(InotifyWatch {
+            wd: m.wd,
+            mask: m.mask,
+            path,
+        });
+    }
+    let highest = watches.last().map_or(0, |w| w.wd);
+    if highest - watches.len() as i32 > MAX_SKIPPED_WATCHES {
+        return Err(refuse(format!(
+            "set of inotify watches, whose highest watch descriptor {highest} would need \
+             more than {MAX_SKIPPED_WATCHES} unused numbers skipped on restore"
+        )));
+    }
+    Ok(watches)
+}
+
+/// The path of a watched file: its file handle opened on a mount of its
+/// filesystem, the resulting fd's link read, and the path checked to lead
+/// to the same inode.
+fn watch_path(m: &proc::notify::InotifyMark) -> Result<String, String> {
+    if m.handle.is_empty() {
+        return Err("its filesystem gives no file handle".into());
+    }
+    let (major, minor) = (m.sdev >> 20, m.sdev & 0xfffff);
+    let point = proc::notify::mount_point(major, minor)
+        .map_err(|e| e.to_string())?
+        .ok_or("no mount of its filesystem is visible to migrate-agent")?;
+    let mount = nix::fcntl::open(
+        point.as_str(),
+        // open_by_handle_at refuses O_PATH fds (EBADF).
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| format!("cannot open its mount point {point}: {e}"))?;
+    let file = kernel::open_by_handle_at(
+        &mount,
+        m.handle_type,
+        &m.handle,
+        libc::O_PATH | libc::O_CLOEXEC,
+    )
+    .map_err(|e| format!("its file handle cannot be opened: {e}"))?;
+    let path = proc::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_err(|e| e.to_string())?;
+    let meta = std::fs::symlink_metadata(&path);
+    match meta {
+        Ok(meta)
+            if meta.ino() == m.ino
+                && libc::major(meta.dev()) == major
+                && libc::minor(meta.dev()) == minor =>
+        {
+            Ok(path)
+        }
+        _ => Err(format!(
+            "no path leads to it (it was deleted or lies outside every mount; found {path:?})"
+        )),
+    }
+}
