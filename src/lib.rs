@@ -17,6 +17,7 @@ pub mod kernel;
 pub mod lazy;
 pub mod memory;
 pub mod migration;
+pub mod probe;
 pub mod proc;
 pub mod ptrace;
 pub mod restore;

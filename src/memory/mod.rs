@@ -7,8 +7,8 @@ mod softdirty;
 pub use softdirty::SoftDirtyTracker;
 
 use crate::image::{Vma, PAGE_SIZE};
-use crate::kernel::probe::{self, ProbeResult, ProbeStatus};
 use crate::kernel::uffd;
+use crate::probe::{self, Feature, ProbeResult, ProbeStatus};
 use nix::errno::Errno;
 use serde::Serialize;
 use std::fs::File;
@@ -99,17 +99,17 @@ impl DirtyBackend {
     /// PAGEMAP_SCAN all work, else soft-dirty when the probe saw a write set
     /// bit 55 after a clear, else none.
     pub fn choose(probes: &[ProbeResult]) -> DirtyBackend {
-        let works = |name: &str| {
+        let works = |feature: Feature| {
             probes
                 .iter()
-                .any(|p| p.name == name && p.status == ProbeStatus::Present)
+                .any(|p| p.feature == feature && p.status == ProbeStatus::Present)
         };
-        if works(probe::USERFAULTFD_WP_ASYNC)
-            && works(probe::USERFAULTFD_WP_UNPOPULATED)
-            && works(probe::PAGEMAP_SCAN)
+        if works(Feature::UserfaultfdWpAsync)
+            && works(Feature::UserfaultfdWpUnpopulated)
+            && works(Feature::PagemapScan)
         {
             DirtyBackend::UffdWpAsync
-        } else if works(probe::SOFT_DIRTY) {
+        } else if works(Feature::SoftDirty) {
             DirtyBackend::SoftDirty
         } else {
             DirtyBackend::None
