@@ -52,11 +52,16 @@ fn run(task: ChildTask) -> i32 {
             // SAFETY: pause is async-signal-safe and touches no memory.
             unsafe { libc::pause() };
         },
-        // SAFETY: unshare is a plain system call; errno is read right after.
-        ChildTask::UnshareTimeNamespace => match unsafe { libc::unshare(libc::CLONE_NEWTIME) } {
-            0 => 0,
-            _ => Errno::last_raw(),
-        },
+        ChildTask::UnshareTimeNamespace => {
+            // SAFETY: unshare is a plain system call; errno is read right
+            // after.
+            let ret = unsafe { libc::unshare(libc::CLONE_NEWTIME) };
+            if ret == 0 {
+                0
+            } else {
+                Errno::last_raw()
+            }
+        }
     }
 }
 
