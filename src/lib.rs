@@ -2,8 +2,7 @@
 //!
 //! The data flows one way: `kernel` wraps the syscalls that nix lacks,
 //! `probe` tries which host mechanisms work (`migrate-agent check`),
-//! `proc` reads /proc,
-//! `ptrace` stops threads and injects system
+//! `proc` reads /proc, `ptrace` stops threads and injects system
 //! calls, `dump` reads a live process into the `image` model, `restore` turns
 //! a model back into a live process. `transport` carries state and pages
 //! between agents (QUIC, mutual TLS) and `config` is the agent's file.
