@@ -2,8 +2,8 @@
 //! shared/design/kernel-facts.md): every mechanism that host is known to
 //! have must be reported present, and probing must leave nothing behind.
 
-use ferry::kernel::probe::{self, probe_host, ProbeStatus};
 use ferry::memory::DirtyBackend;
+use ferry::probe::{probe_host, Feature, ProbeStatus};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -27,16 +27,16 @@ fn ci_host_has_every_mechanism_it_is_known_to_have() -> anyhow::Result<()> {
         report.checkpoint_blockers()
     );
     for name in [
-        probe::PTRACE_SEIZE,
-        probe::PROCESS_VM_READV,
-        probe::PIDFD_GETFD,
-        probe::CLONE3_SET_TID,
-        probe::PRCTL_MM_MAP,
-        probe::XSTATE_REGSET,
-        probe::USERFAULTFD_WP_ASYNC,
-        probe::PAGEMAP_SCAN,
-        probe::TIME_NAMESPACE,
-        probe::TCP_REPAIR,
+        Feature::PtraceSeize,
+        Feature::ProcessVmReadv,
+        Feature::PidfdGetfd,
+        Feature::Clone3SetTid,
+        Feature::PrctlMmMap,
+        Feature::XstateRegset,
+        Feature::UserfaultfdWpAsync,
+        Feature::PagemapScan,
+        Feature::TimeNamespace,
+        Feature::TcpRepair,
     ] {
         let result = report
             .probe(name)
@@ -49,7 +49,7 @@ fn ci_host_has_every_mechanism_it_is_known_to_have() -> anyhow::Result<()> {
     // soft-dirty tracker would report nothing), and pre-copy must use
     // uffd-wp async.
     let soft_dirty = report
-        .probe(probe::SOFT_DIRTY)
+        .probe(Feature::SoftDirty)
         .ok_or_else(|| anyhow::anyhow!("the report has no soft-dirty probe"))?;
     assert_eq!(soft_dirty.status, ProbeStatus::Absent, "{soft_dirty:?}");
     assert_eq!(

@@ -1,7 +1,7 @@
 //! `migrate-agent check`.
 
-use ferry::kernel::probe::{probe_host, HostReport};
 use ferry::memory::DirtyBackend;
+use ferry::probe::{probe_host, Feature, HostReport};
 use serde::Serialize;
 use std::process::ExitCode;
 
@@ -12,7 +12,7 @@ struct CheckJson<'a> {
     #[serde(flatten)]
     report: &'a HostReport,
     can_checkpoint: bool,
-    checkpoint_blockers: Vec<&'static str>,
+    checkpoint_blockers: Vec<Feature>,
     /// The dirty-page tracker a checkpoint's pre-copy would use.
     dirty_tracker: DirtyBackend,
 }
@@ -26,7 +26,7 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
         let out = CheckJson {
             report: &report,
             can_checkpoint: blockers.is_empty(),
-            checkpoint_blockers: blockers.iter().map(|p| p.name).collect(),
+            checkpoint_blockers: blockers.iter().map(|p| p.feature).collect(),
             dirty_tracker: DirtyBackend::choose(&report.probes),
         };
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -46,7 +46,7 @@ fn print_table(report: &HostReport) {
     let width = report
         .probes
         .iter()
-        .map(|p| p.name.len())
+        .map(|p| p.feature.as_str().len())
         .max()
         .unwrap_or(0)
         .max("kernel".len());
@@ -61,7 +61,7 @@ fn print_table(report: &HostReport) {
     for probe in &report.probes {
         println!(
             "{:<width$}  {:<7}  {:<8}  {}",
-            probe.name,
+            probe.feature.as_str(),
             probe.status.as_str(),
             if probe.required {
                 "required"
@@ -82,7 +82,7 @@ fn print_table(report: &HostReport) {
     } else {
         let reasons: Vec<String> = blockers
             .iter()
-            .map(|p| format!("{} ({}): {}", p.name, p.status.as_str(), p.detail))
+            .map(|p| format!("{} ({}): {}", p.feature, p.status.as_str(), p.detail))
             .collect();
         println!("checkpoint/restore: impossible: {}", reasons.join("; "));
     }

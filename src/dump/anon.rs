@@ -4,8 +4,7 @@
 
 use super::error::CheckpointError;
 use crate::image::{EventfdImage, FileImage, MemfdImage, SignalfdImage, TimerfdImage};
-use crate::kernel::{self, anonfd};
-use crate::proc::anon_fdinfo;
+use crate::{kernel, proc};
 use std::os::fd::OwnedFd;
 
 /// The status flags kept in the image: `flags` (fdinfo, without
@@ -16,7 +15,7 @@ fn status(flags: i32) -> i32 {
 
 /// Describes eventfd `fd` of `pid`: its counter and mode.
 pub fn eventfd(pid: i32, fd: i32, flags: i32) -> Result<FileImage, CheckpointError> {
-    let info = anon_fdinfo::read(pid, fd, anon_fdinfo::parse_eventfd)?;
+    let info = proc::anon::read(pid, fd, proc::anon::parse_eventfd)?;
     Ok(FileImage::Eventfd(EventfdImage {
         count: info.count,
         semaphore: info.semaphore,
@@ -27,7 +26,7 @@ pub fn eventfd(pid: i32, fd: i32, flags: i32) -> Result<FileImage, CheckpointErr
 /// Describes signalfd `fd` of `pid`: its mask.
 pub fn signalfd(pid: i32, fd: i32, flags: i32) -> Result<FileImage, CheckpointError> {
     Ok(FileImage::Signalfd(SignalfdImage {
-        sigmask: anon_fdinfo::read(pid, fd, anon_fdinfo::parse_signalfd)?,
+        sigmask: proc::anon::read(pid, fd, proc::anon::parse_signalfd)?,
         flags: status(flags),
     }))
 }
@@ -50,15 +49,18 @@ pub fn timerfd(
     };
     let taken = kernel::pidfd_getfd(pidfd, fd).map_err(fail("take"))?;
     let (remaining_ns, interval_ns) =
-        anonfd::timerfd_gettime(&taken).map_err(fail("read the times"))?;
-    let info = anon_fdinfo::read(pid, fd, anon_fdinfo::parse_timerfd)?;
+        kernel::anon::timerfd_gettime(&taken).map_err(fail("read the times"))?;
+    let info = proc::anon::read(pid, fd, proc::anon::parse_timerfd)?;
     let wall_clock = matches!(
         info.clockid,
         libc::CLOCK_REALTIME | libc::CLOCK_REALTIME_ALARM
     );
     let deadline_ns =
         if wall_clock && info.settime_flags & libc::TFD_TIMER_ABSTIME != 0 && remaining_ns != 0 {
-            Some(anonfd::clock_now_ns(info.clockid).map_err(fail("read the clock"))? + remaining_ns)
+            Some(
+                kernel::anon::clock_now_ns(info.clockid).map_err(fail("read the clock"))?
+                    + remaining_ns,
+            )
         } else {
             None
         };

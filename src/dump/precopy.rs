@@ -244,10 +244,7 @@ impl Precopy {
 
 impl AfterPrecopy {
     fn is_tracked(&self, vma: &Vma) -> bool {
-        let i = self.tracked.partition_point(|r| r.1 <= vma.start);
-        self.tracked
-            .get(i)
-            .is_some_and(|r| r.0 == vma.start && r.1 == vma.end)
+        crate::memory::ranges_cover(&self.tracked, vma.start, vma.end)
     }
 
     /// Pages found written since the pre-copy.

@@ -2,9 +2,10 @@
 //! the only home of `unsafe` in ferry: every wrapper here is safe to call and
 //! returns a typed error.
 
-pub mod anonfd;
+pub mod anon;
+pub mod child;
 pub mod cpu;
-pub mod probe;
+pub mod scratch;
 pub mod sockets;
 pub mod sysvshm;
 pub mod uffd;
@@ -381,6 +382,42 @@ pub fn prlimit_set(pid: Pid, resource: u32, soft: u64, hard: u64) -> Result<(), 
         )
     };
     Errno::result(r).map(drop)
+}
+
+/// prctl(PR_SET_MM, PR_SET_MM_MAP_SIZE): the size of the kernel's struct
+/// prctl_mm_map, which only kernels with CONFIG_CHECKPOINT_RESTORE answer.
+pub fn prctl_mm_map_size() -> Result<u32, Errno> {
+    let mut size: libc::c_uint = 0;
+    // SAFETY: PR_SET_MM_MAP_SIZE writes one unsigned int to the address
+    // passed, which is a live local.
+    let ret = unsafe {
+        libc::prctl(
+            libc::PR_SET_MM,
+            libc::PR_SET_MM_MAP_SIZE as libc::c_ulong,
+            &mut size as *mut libc::c_uint as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    Errno::result(ret).map(|_| size)
+}
+
+/// The kernel release, as uname -r prints it.
+pub fn kernel_release() -> Result<String, Errno> {
+    // SAFETY: utsname is a struct of char arrays, for which all zeroes is a
+    // valid value.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: uname fills the struct it is given, which is a live local.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return Err(Errno::last());
+    }
+    let bytes: Vec<u8> = uts
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Opens a pidfd for a process.

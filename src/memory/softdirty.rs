@@ -2,7 +2,9 @@
 //! (CONFIG_MEM_SOFT_DIRTY): the tracker for kernels older than 6.7, which
 //! lack UFFD_FEATURE_WP_ASYNC and PAGEMAP_SCAN.
 
-use super::{is_trackable, ranges_cover, DirtyBackend, DirtyTracker, DirtyTrackingError};
+use super::backend::DirtyBackend;
+use super::error::DirtyTrackingError;
+use super::tracker::{is_trackable, DirtyTracker};
 use crate::image::{Vma, PAGE_SIZE};
 use crate::proc::pagemap;
 use std::fs::{File, OpenOptions};
@@ -150,8 +152,8 @@ impl DirtyTracker for SoftDirtyTracker {
         DirtyBackend::SoftDirty
     }
 
-    fn is_tracked(&self, start: u64, end: u64) -> bool {
-        ranges_cover(&self.ranges, start, end)
+    fn tracked_ranges(&self) -> &[(u64, u64)] {
+        &self.ranges
     }
 
     /// Soft-dirty covers the whole address space (see the type's doc), so
@@ -185,7 +187,9 @@ impl DirtyTracker for SoftDirtyTracker {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::image::PAGE_SIZE;
+    use crate::memory::softdirty::soft_dirty_runs;
+    use crate::proc::pagemap;
 
     const PRESENT: u64 = pagemap::PRESENT;
     const SWAPPED: u64 = pagemap::SWAPPED;

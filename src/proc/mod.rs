@@ -8,7 +8,7 @@ use std::fs;
 use std::io;
 use std::path::PathBuf;
 
-pub mod anon_fdinfo;
+pub mod anon;
 pub mod sysvipc;
 
 /// Why something could not be read from /proc.

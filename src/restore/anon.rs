@@ -5,7 +5,7 @@
 
 use super::RestoreError;
 use crate::image::{EventfdImage, MemfdImage, SignalfdImage, TimerfdImage};
-use crate::kernel::anonfd;
+use crate::kernel::anon;
 use nix::errno::Errno;
 use std::os::fd::OwnedFd;
 
@@ -15,7 +15,7 @@ fn fail(pid: i32, call: String) -> impl FnOnce(Errno) -> RestoreError {
 
 /// An eventfd in the image's mode holding the image's counter.
 pub fn create_eventfd(pid: i32, e: &EventfdImage) -> Result<OwnedFd, RestoreError> {
-    let fd = anonfd::eventfd(e.semaphore).map_err(fail(pid, "eventfd".into()))?;
+    let fd = anon::eventfd(e.semaphore).map_err(fail(pid, "eventfd".into()))?;
     if e.count != 0 {
         // The counter is 64 bits wide, more than eventfd's initial value.
         nix::unistd::write(&fd, &e.count.to_ne_bytes()).map_err(fail(
@@ -28,7 +28,7 @@ pub fn create_eventfd(pid: i32, e: &EventfdImage) -> Result<OwnedFd, RestoreErro
 
 /// A signalfd on the image's mask.
 pub fn create_signalfd(pid: i32, s: &SignalfdImage) -> Result<OwnedFd, RestoreError> {
-    anonfd::signalfd(s.sigmask).map_err(fail(pid, format!("signalfd on mask {:#x}", s.sigmask)))
+    anon::signalfd(s.sigmask).map_err(fail(pid, format!("signalfd on mask {:#x}", s.sigmask)))
 }
 
 /// A timerfd on the image's clock, re-armed with its remaining time (an
@@ -37,7 +37,7 @@ pub fn create_signalfd(pid: i32, s: &SignalfdImage) -> Result<OwnedFd, RestoreEr
 /// its unread expirations.
 pub fn create_timerfd(pid: i32, t: &TimerfdImage) -> Result<OwnedFd, RestoreError> {
     let what = |op: &str| format!("{op} of a timerfd on clock {}", t.clockid);
-    let fd = anonfd::timerfd_create(t.clockid).map_err(fail(pid, what("timerfd_create")))?;
+    let fd = anon::timerfd_create(t.clockid).map_err(fail(pid, what("timerfd_create")))?;
     // A periodic timer is always armed; one whose expiry is due now reads
     // as 0 remaining, which would disarm it.
     let remaining = if t.interval_ns != 0 {
@@ -49,12 +49,11 @@ pub fn create_timerfd(pid: i32, t: &TimerfdImage) -> Result<OwnedFd, RestoreErro
         let value = match t.deadline_ns {
             Some(at) => at,
             None if t.settime_flags & libc::TFD_TIMER_ABSTIME != 0 => {
-                anonfd::clock_now_ns(t.clockid).map_err(fail(pid, what("clock_gettime")))?
-                    + remaining
+                anon::clock_now_ns(t.clockid).map_err(fail(pid, what("clock_gettime")))? + remaining
             }
             None => remaining,
         };
-        anonfd::timerfd_settime(&fd, t.settime_flags, value, t.interval_ns).map_err(fail(
+        anon::timerfd_settime(&fd, t.settime_flags, value, t.interval_ns).map_err(fail(
             pid,
             format!(
                 "{} to {value} ns (flags {:#o}), interval {} ns",
@@ -66,7 +65,7 @@ pub fn create_timerfd(pid: i32, t: &TimerfdImage) -> Result<OwnedFd, RestoreErro
     }
     // After settime, which clears them.
     if t.ticks != 0 {
-        anonfd::timerfd_set_ticks(&fd, t.ticks).map_err(fail(
+        anon::timerfd_set_ticks(&fd, t.ticks).map_err(fail(
             pid,
             format!("{} to {}", what("TFD_IOC_SET_TICKS"), t.ticks),
         ))?;

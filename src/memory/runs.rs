@@ -1,0 +1,86 @@
+//! Sorted runs of pages (start, end): which pages were copied, written or
+//! are tracked.
+
+use crate::image::PAGE_SIZE;
+
+/// Whether [start, end) lies inside one of `ranges` (sorted, disjoint):
+/// what the trackers, `PageRuns` and pre-copy ask of their ranges.
+pub fn ranges_cover(ranges: &[(u64, u64)], start: u64, end: u64) -> bool {
+    let i = ranges.partition_point(|r| r.1 <= start);
+    ranges.get(i).is_some_and(|r| r.0 <= start && end <= r.1)
+}
+
+/// A sorted set of page runs, for "was this page copied / written" checks.
+#[derive(Debug, Default, Clone)]
+pub struct PageRuns {
+    runs: Vec<(u64, u64)>,
+}
+
+impl PageRuns {
+    /// The empty set.
+    pub const fn empty() -> Self {
+        PageRuns { runs: Vec::new() }
+    }
+
+    /// Whether any page of [start, end) is in the set.
+    pub fn intersects(&self, start: u64, end: u64) -> bool {
+        let i = self.runs.partition_point(|r| r.1 <= start);
+        self.runs.get(i).is_some_and(|r| r.0 < end)
+    }
+
+    /// Builds the set from runs (start, end) in any order.
+    pub fn from_runs(mut runs: Vec<(u64, u64)>) -> Self {
+        runs.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(runs.len());
+        for (s, e) in runs {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        PageRuns { runs: merged }
+    }
+
+    /// Adds runs (start, end) to the set.
+    pub fn extend(&mut self, runs: Vec<(u64, u64)>) {
+        let mut all = std::mem::take(&mut self.runs);
+        all.extend(runs);
+        *self = PageRuns::from_runs(all);
+    }
+
+    /// Whether the page at `addr` is in the set.
+    pub fn contains(&self, addr: u64) -> bool {
+        let i = self.runs.partition_point(|r| r.1 <= addr);
+        self.runs.get(i).is_some_and(|r| r.0 <= addr)
+    }
+
+    /// Whether every page of [start, end) is in the set.
+    pub fn covers(&self, start: u64, end: u64) -> bool {
+        ranges_cover(&self.runs, start, end)
+    }
+
+    /// The runs (start, end), sorted and merged.
+    pub fn runs(&self) -> &[(u64, u64)] {
+        &self.runs
+    }
+
+    /// Number of pages in the set.
+    pub fn pages(&self) -> u64 {
+        self.runs.iter().map(|r| (r.1 - r.0) / PAGE_SIZE).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::memory::runs::PageRuns;
+
+    #[test]
+    fn page_runs_merge_and_find() {
+        let set = PageRuns::from_runs(vec![(0x3000, 0x5000), (0x1000, 0x2000), (0x2000, 0x3000)]);
+        assert!(set.contains(0x1000) && set.contains(0x4000));
+        assert!(!set.contains(0x5000) && !set.contains(0));
+        assert_eq!(set.pages(), 4);
+        assert!(set.covers(0x1000, 0x5000) && set.covers(0x2000, 0x3000));
+        assert!(!set.covers(0x1000, 0x6000) && !set.covers(0, 0x2000));
+    }
+}
