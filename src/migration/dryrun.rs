@@ -18,6 +18,7 @@
 //! - the error band: the same models at the mean dirty rate minus and plus
 //!   one standard deviation of the sampled rates.
 
+use super::error::MigrationError;
 use super::policy::{self, Limits, SwitchReason, WorkloadModel};
 use super::protocol::{ProbeOffer, ToDestination, ToSource};
 use crate::dump::{self, CheckpointError, TreeInspection};
@@ -430,9 +431,9 @@ pub async fn probe(
     session: &mut Session,
     pid: i32,
     transfer_bytes: u64,
-) -> Result<ProbeReport, String> {
+) -> Result<ProbeReport, MigrationError> {
     let streams = session.bulk_connections().max(1);
-    let offer = super::source::make_offer(pid, streams as u32).map_err(|e| e.to_string())?;
+    let offer = super::source::make_offer(pid, streams as u32).map_err(MigrationError::local)?;
     let memory_bytes = offer.memory_bytes;
     let root = offer.pid;
     session
@@ -440,16 +441,19 @@ pub async fn probe(
             offer,
             transfer_bytes,
         }))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let (refusal, memory_available_bytes) = match session.recv::<ToSource>().await {
         Ok(ToSource::ProbeChecked {
             refusal,
             memory_available_bytes,
         }) => (refusal, memory_available_bytes),
-        Ok(ToSource::Failed { reason }) => return Err(reason),
-        Ok(other) => return Err(format!("the destination answered {other:?} to the probe")),
-        Err(e) => return Err(e.to_string()),
+        Ok(ToSource::Failed { reason }) => return Err(MigrationError::refused("", reason)),
+        Ok(other) => {
+            return Err(MigrationError::protocol(format!(
+                "the destination answered {other:?} to the probe"
+            )))
+        }
+        Err(e) => return Err(e.into()),
     };
 
     let started = Instant::now();
@@ -457,7 +461,7 @@ pub async fn probe(
     let total_frames = transfer_bytes.div_ceil(chunk);
     let mut lanes = Vec::with_capacity(streams);
     for lane in 0..streams as u64 {
-        let mut stream = session.open_pages().await.map_err(|e| e.to_string())?;
+        let mut stream = session.open_pages().await.map_err(MigrationError::link)?;
         let frames: Vec<u64> = (lane..total_frames).step_by(streams).collect();
         lanes.push(tokio::spawn(async move {
             let data = vec![0xa5u8; chunk as usize];
@@ -466,35 +470,34 @@ pub async fn probe(
                 let len = len - len % PAGE_SIZE as usize;
                 stream
                     .send_pages(root, 0, frame * chunk, &data[..len.max(PAGE_SIZE as usize)])
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
             }
-            stream.finish().await.map_err(|e| e.to_string())
+            stream.finish().await.map_err(MigrationError::from)
         }));
     }
     for lane in lanes {
-        lane.await.map_err(|e| e.to_string())??;
+        lane.await.map_err(MigrationError::local)??;
     }
     session
         .send(&ToDestination::RoundEnd {
             round: 0,
             frames: total_frames,
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     match session.recv::<ToSource>().await {
         Ok(ToSource::RoundStored { round: 0 }) => {}
-        Ok(ToSource::Failed { reason }) => return Err(reason),
-        Ok(other) => return Err(format!("the destination answered {other:?} to the pages")),
-        Err(e) => return Err(e.to_string()),
+        Ok(ToSource::Failed { reason }) => return Err(MigrationError::refused("", reason)),
+        Ok(other) => {
+            return Err(MigrationError::protocol(format!(
+                "the destination answered {other:?} to the pages"
+            )))
+        }
+        Err(e) => return Err(e.into()),
     }
     let secs = started.elapsed().as_secs_f64().max(1e-6);
     // The destination closes the session when it hears this; closing
     // earlier could cut off its last answer.
-    session
-        .send(&ToDestination::Done)
-        .await
-        .map_err(|e| e.to_string())?;
+    session.send(&ToDestination::Done).await?;
     Ok(ProbeReport {
         address: session.peer_addr().to_string(),
         agent: session.peer_agent().to_string(),
@@ -511,15 +514,15 @@ pub async fn probe(
 /// would (CPU state format, PIDs free, memory available), answers, then
 /// reads and discards the announced page frames, acknowledges them and
 /// waits for the source's [`ToDestination::Done`]. Nothing is kept.
-pub async fn answer_probe(session: &mut Session, probe: ProbeOffer) -> Result<(), String> {
+pub async fn answer_probe(session: &mut Session, probe: ProbeOffer) -> Result<(), MigrationError> {
     if probe.transfer_bytes > PROBE_MAX_BYTES {
-        return Err(format!(
+        return Err(MigrationError::protocol(format!(
             "a probe announced {} bytes of pages, over the {PROBE_MAX_BYTES} accepted",
             probe.transfer_bytes
-        ));
+        )));
     }
     let offer = &probe.offer;
-    let available = proc::mem_available_bytes().map_err(|e| e.to_string())?;
+    let available = proc::mem_available_bytes().map_err(MigrationError::local)?;
     let refusal = crate::restore::check_target(offer.xcr0, offer.xstate_size, &offer.tids)
         .err()
         .map(|e| e.to_string())
@@ -537,11 +540,10 @@ pub async fn answer_probe(session: &mut Session, probe: ProbeOffer) -> Result<()
             refusal,
             memory_available_bytes: available,
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
 
     let frames = Arc::new(AtomicU64::new(0));
-    let failed: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    let failed: Arc<std::sync::Mutex<Option<MigrationError>>> = Arc::default();
     let mut incoming = session.take_incoming_pages();
     let (root, budget) = (offer.pid, probe.transfer_bytes);
     let bytes = Arc::new(AtomicU64::new(0));
@@ -553,18 +555,18 @@ pub async fn answer_probe(session: &mut Session, probe: ProbeOffer) -> Result<()
                 let (frames, failed, bytes) = (frames.clone(), failed.clone(), bytes.clone());
                 readers.spawn(async move {
                     let result = async {
-                        while let Some(frame) = stream.next().await.map_err(|e| e.to_string())? {
+                        while let Some(frame) = stream.next().await? {
                             if frame.header.pid != root {
-                                return Err(format!(
+                                return Err(MigrationError::protocol(format!(
                                     "a probe frame for process {} arrived; the probe is for {root}",
                                     frame.header.pid
-                                ));
+                                )));
                             }
                             let len = frame.data.len() as u64;
                             if bytes.fetch_add(len, Ordering::SeqCst) + len > budget {
-                                return Err(format!(
+                                return Err(MigrationError::protocol(format!(
                                     "the probe sent more than the {budget} bytes it announced"
-                                ));
+                                )));
                             }
                             frames.fetch_add(1, Ordering::SeqCst);
                         }
@@ -586,9 +588,17 @@ pub async fn answer_probe(session: &mut Session, probe: ProbeOffer) -> Result<()
         let announced =
             match tokio::time::timeout(PROBE_TIMEOUT, session.recv::<ToDestination>()).await {
                 Ok(Ok(ToDestination::RoundEnd { round: 0, frames })) => frames,
-                Ok(Ok(_)) => return Err("expected the end of the probe's pages".to_string()),
-                Ok(Err(e)) => return Err(e.to_string()),
-                Err(_) => return Err(format!("the probe's pages took over {PROBE_TIMEOUT:?}")),
+                Ok(Ok(_)) => {
+                    return Err(MigrationError::protocol(
+                        "expected the end of the probe's pages",
+                    ))
+                }
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => {
+                    return Err(MigrationError::protocol(format!(
+                        "the probe's pages took over {PROBE_TIMEOUT:?}"
+                    )))
+                }
             };
         let started = Instant::now();
         loop {
@@ -600,16 +610,13 @@ pub async fn answer_probe(session: &mut Session, probe: ProbeOffer) -> Result<()
                 break;
             }
             if started.elapsed() > PROBE_TIMEOUT {
-                return Err(format!(
+                return Err(MigrationError::protocol(format!(
                     "the probe announced {announced} frames; {have} arrived"
-                ));
+                )));
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        session
-            .send(&ToSource::RoundStored { round: 0 })
-            .await
-            .map_err(|e| e.to_string())?;
+        session.send(&ToSource::RoundStored { round: 0 }).await?;
         // Closing before the source has read the answer would lose it: wait
         // for its last word (a lost link ends the wait as well).
         let _ = tokio::time::timeout(PROBE_TIMEOUT, session.recv::<ToDestination>()).await;

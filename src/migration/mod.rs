@@ -4,7 +4,10 @@
 //! destination stores the rounds as an image and restores it.
 
 pub mod destination;
+mod destination_shared;
 pub mod dryrun;
+pub mod error;
+mod page_store;
 pub mod policy;
 pub mod postcopy;
 mod postcopy_destination;

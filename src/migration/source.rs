@@ -3,6 +3,7 @@
 //! and kill it only once the destination reports it running. On any
 //! failure before that the workload is resumed where it was.
 
+use super::error::MigrationError;
 use super::policy::{self, Decision, Limits, SwitchReason};
 use super::protocol::RemoteRuns;
 use super::protocol::{Offer, ToDestination, ToSource};
@@ -105,7 +106,8 @@ pub enum MigrateError {
         /// The workload.
         pid: i32,
         /// What failed.
-        why: String,
+        #[source]
+        why: MigrationError,
     },
     /// The container cannot move (refused before anything was frozen).
     #[error("migrating container {id} to {peer} failed: {why}; it keeps running here")]
@@ -115,7 +117,8 @@ pub enum MigrateError {
         /// The container.
         id: String,
         /// Why.
-        why: String,
+        #[source]
+        why: MigrationError,
     },
 }
 
@@ -136,7 +139,9 @@ pub fn migrate(
             return Err(MigrateError::Link {
                 peer: peer.clone(),
                 pid,
-                why: "--sync-rootfs carries a container's rootfs: name the --container".into(),
+                why: MigrationError::local(
+                    "--sync-rootfs carries a container's rootfs: name the --container",
+                ),
             })
         }
         Some(c) => {
@@ -150,7 +155,7 @@ pub fn migrate(
         }
         None => (pid, None),
     };
-    let link = |why: String| MigrateError::Link {
+    let link = |why: MigrationError| MigrateError::Link {
         peer: peer.clone(),
         pid,
         why,
@@ -181,7 +186,7 @@ pub fn migrate(
     let memory_bytes = offer.memory_bytes;
     let id = offer.id.clone();
     rt.block_on(session.send(&ToDestination::Offer(offer)))
-        .map_err(|e| link(e.to_string()))?;
+        .map_err(|e| link(e.into()))?;
     match rt.block_on(session.recv::<ToSource>()) {
         Ok(ToSource::Accepted) => {}
         Ok(ToSource::Refused { reason }) => {
@@ -192,20 +197,20 @@ pub fn migrate(
             })
         }
         Ok(other) => {
-            return Err(link(format!(
+            return Err(link(MigrationError::protocol(format!(
                 "the destination answered {other:?} to the offer"
-            )))
+            ))))
         }
-        Err(e) => return Err(link(e.to_string())),
+        Err(e) => return Err(link(e.into())),
     }
 
     let rootfs = match bundle.filter(|_| opts.sync_rootfs) {
         Some(bundle) => match super::rootfs_sync::first_pass(rt, session, &bundle) {
             Ok(r) => Some(r),
             Err(why) => {
-                let why = format!("syncing the rootfs of {} failed: {why}", bundle.display());
+                let why = why.within(format!("syncing the rootfs of {} failed", bundle.display()));
                 let abort = ToDestination::Abort {
-                    reason: why.clone(),
+                    reason: why.to_string(),
                 };
                 let _ = rt.block_on(session.send(&abort));
                 return Err(link(why));
@@ -270,14 +275,14 @@ fn ms(d: Duration) -> f64 {
 fn container_offer(
     c: &crate::container::Container,
     mode: MigrationMode,
-) -> Result<(i32, super::protocol::ContainerOffer), String> {
-    crate::container::check_capabilities().map_err(|e| e.to_string())?;
-    let st = c.running().map_err(|e| e.to_string())?;
-    crate::container::check_tree(&c.id, st.pid).map_err(|e| e.to_string())?;
+) -> Result<(i32, super::protocol::ContainerOffer), MigrationError> {
+    crate::container::check_capabilities().map_err(MigrationError::local)?;
+    let st = c.running().map_err(MigrationError::local)?;
+    crate::container::check_tree(&c.id, st.pid).map_err(MigrationError::local)?;
     if mode != MigrationMode::Precopy {
         check_lazy_container(&c.id, st.pid)?;
     }
-    let network = crate::container::net::record(&c.id, st.pid).map_err(|e| e.to_string())?;
+    let network = crate::container::net::record(&c.id, st.pid).map_err(MigrationError::local)?;
     let default_root = c.runtime.default_root();
     Ok((
         st.pid,
@@ -299,12 +304,12 @@ const CAP_SYS_PTRACE: u64 = 1 << 19;
 /// userfaultfd inside the container, by an injected call made with the
 /// container's capabilities, and one that also catches faults taken in
 /// system calls (a read() into a page still on the source) needs it.
-fn check_lazy_container(id: &str, init: i32) -> Result<(), String> {
-    let status = crate::proc::read_status(init).map_err(|e| e.to_string())?;
+fn check_lazy_container(id: &str, init: i32) -> Result<(), MigrationError> {
+    let status = crate::proc::read_status(init).map_err(MigrationError::local)?;
     if status.caps.effective & CAP_SYS_PTRACE == 0 {
-        return Err(format!(
+        return Err(MigrationError::local(format!(
             "container {id} (init {init}) lacks CAP_SYS_PTRACE, which a post-copy restore needs inside it (a userfaultfd that catches faults in system calls); add it to process.capabilities of its config.json, or use --mode precopy"
-        ));
+        )));
     }
     Ok(())
 }
@@ -374,13 +379,13 @@ enum LaneWork {
 /// A lane: one task writing frames to the page stream of its round.
 struct Lane {
     work: mpsc::Sender<LaneWork>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
+    task: tokio::task::JoinHandle<Result<(), MigrationError>>,
 }
 
 async fn run_lane(
     mut stream: PageSender,
     mut work: mpsc::Receiver<LaneWork>,
-) -> Result<(), String> {
+) -> Result<(), MigrationError> {
     while let Some(item) = work.recv().await {
         match item {
             LaneWork::Pages {
@@ -395,10 +400,9 @@ async fn run_lane(
                 vaddr,
                 npages,
             } => stream.send_zero(pid, round, vaddr, npages).await,
-        }
-        .map_err(|e| e.to_string())?;
+        }?;
     }
-    stream.finish().await.map_err(|e| e.to_string())
+    Ok(stream.finish().await?)
 }
 
 /// The destination agent as a checkpoint sink: pages go round-robin over
@@ -514,7 +518,7 @@ impl<'a> NetworkSink<'a> {
         let lane = &self.lanes[self.next_lane % self.lanes.len()];
         self.next_lane += 1;
         if lane.work.blocking_send(work).is_err() {
-            let err = self.close_lanes();
+            let err = self.close_lanes().map(|e| e.to_string());
             return Err(self.link_error("send pages", err.unwrap_or_default()));
         }
         self.throttle();
@@ -533,14 +537,14 @@ impl<'a> NetworkSink<'a> {
 
     /// Ends this round's page streams and waits for their last bytes to
     /// leave; returns the first lane error.
-    fn close_lanes(&mut self) -> Option<String> {
+    fn close_lanes(&mut self) -> Option<MigrationError> {
         let mut first_error = None;
         for lane in self.lanes.drain(..) {
             drop(lane.work);
             let result = self
                 .rt
                 .block_on(lane.task)
-                .map_err(|e| e.to_string())
+                .map_err(MigrationError::local)
                 .and_then(|r| r);
             if let Err(e) = result {
                 first_error.get_or_insert(e);
