@@ -3,14 +3,15 @@
 //! restore the workload, report it running and keep it only once the
 //! source confirms. On any failure nothing is left here.
 
-use super::destination_shared::{container_of, keep, kill_tree, name};
+use super::destination_shared::{container_of, keep, name, Workload};
 pub use super::destination_shared::{DestinationOptions, DestinationState, Received, Reconnect};
 use super::error::MigrationError;
-use super::page_store::{wait_round, PageStore};
+use super::page_store::{wait_round, PageStore, StoredFrames};
 use super::postcopy_destination::PostCopyArrival;
-use super::protocol::{Offer, RemoteRuns, ToDestination, ToSource};
+use super::protocol::{Offer, ToDestination, ToSource};
 use crate::dump::sink::{CheckpointSink, ImageSink};
 use crate::image::{Checkpoint, ImageWriter};
+use crate::restore::RestoreStats;
 use crate::transport::Session;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -50,52 +51,106 @@ pub enum ReceiveError {
 /// read why.
 const LINGER: Duration = Duration::from_secs(2);
 
+/// A migration received here, state by state. Each state carries what it
+/// holds here, and so what a failure in it leaves to undo ([`Undo`]): the
+/// image directory from `Accepted` on, the restored workload from
+/// `Running` on (post-copy decides its own, see
+/// [`super::postcopy_destination`]).
+enum Receipt {
+    /// Waiting for the source's first message: an offer, a dry run's
+    /// probe, or a post-copy resume.
+    Accepting,
+    /// The offer is taken and its image created: tell the source.
+    Accepted {
+        offer: Offer,
+        dir: PathBuf,
+        writer: ImageWriter,
+    },
+    /// Storing the pages of the pre-copy rounds (one control message a
+    /// step).
+    Receiving(Box<Receiving>),
+    /// The frozen state arrived: restore the workload from the image.
+    Restoring {
+        offer: Offer,
+        dir: PathBuf,
+        checkpoint: Box<Checkpoint>,
+        writer: ImageWriter,
+    },
+    /// The post-copy switch-over arrived: restore with lazy memory and
+    /// fetch the rest from the source.
+    PostCopy(Box<PostCopyArrival>),
+    /// The workload runs here: report it and wait for the source's
+    /// confirmation.
+    Running {
+        offer: Offer,
+        dir: PathBuf,
+        workload: Workload,
+        restore: RestoreStats,
+    },
+    /// Finished: what the session was for, and the image to remove.
+    Done {
+        dir: Option<PathBuf>,
+        outcome: Outcome,
+    },
+}
+
+/// The pre-copy rounds arriving: the page store and what it counted.
+struct Receiving {
+    offer: Offer,
+    dir: PathBuf,
+    store: PageStore,
+    stored: StoredFrames,
+    counts: BTreeMap<u32, u64>,
+    round: u32,
+    rootfs: super::rootfs_sync::DestinationRootfs,
+}
+
+/// A step that failed: why, in which state, and what that state held.
+struct Failure {
+    error: MigrationError,
+    state: DestinationState,
+    undo: Undo,
+}
+
 /// Receives one migration on `session` (the source has just connected),
 /// or answers a probe, or recognises a post-copy resume.
 pub async fn receive(
     session: &mut Session,
     opts: &DestinationOptions,
 ) -> Result<Outcome, ReceiveError> {
-    let mut state = DestinationState::Accepting;
     let peer = session.peer_addr().to_string();
-    let mut dir = None;
-    let mut restored: Option<Vec<i32>> = None;
-    let mut created = None;
-    let result = run(
-        session,
-        opts,
-        &mut state,
-        &mut dir,
-        &mut restored,
-        &mut created,
-    )
+    let mut receipt = Receipt::Accepting;
+    let failure = loop {
+        receipt = match receipt {
+            Receipt::Done { dir, outcome } => {
+                if let Some(dir) = dir {
+                    remove_image(&dir);
+                }
+                return Ok(outcome);
+            }
+            receipt => match receipt.step(session, opts).await {
+                Ok(next) => next,
+                Err(failure) => break failure,
+            },
+        };
+    };
+    let Failure { error, state, undo } = failure;
+    tracing::warn!(%peer, ?state, why = %error, "migration failed; cleaning up");
+    let reason = format!("the destination failed while {}: {error}", describe(state));
+    let _ = session.send(&ToSource::Failed { reason }).await;
+    undo.run();
+    // Nothing is left here now. Closing at once would lose the answers in
+    // flight (a refusal, the failure): let the source read them and close
+    // first.
+    let _ = tokio::time::timeout(LINGER, async {
+        while session.recv::<ToDestination>().await.is_ok() {}
+    })
     .await;
-    if let Err(why) = &result {
-        tracing::warn!(%peer, ?state, %why, "migration failed; cleaning up");
-        let reason = format!("the destination failed while {}: {why}", describe(state));
-        let _ = session.send(&ToSource::Failed { reason }).await;
-        if let Some(pids) = restored {
-            kill_tree(&pids);
-        }
-        if let Some(c) = created {
-            delete_container(&c);
-        }
-    }
-    if let Some(dir) = dir {
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            tracing::warn!(dir = %dir.display(), %e, "cannot remove an incoming image");
-        }
-    }
-    if result.is_err() {
-        // Nothing is left here now. Closing at once would lose the
-        // answers in flight (a refusal, the failure): let the source read
-        // them and close first.
-        let _ = tokio::time::timeout(LINGER, async {
-            while session.recv::<ToDestination>().await.is_ok() {}
-        })
-        .await;
-    }
-    result.map_err(|why| ReceiveError::Failed { peer, state, why })
+    Err(ReceiveError::Failed {
+        peer,
+        state,
+        why: error,
+    })
 }
 
 fn describe(state: DestinationState) -> String {
@@ -109,21 +164,158 @@ fn describe(state: DestinationState) -> String {
     }
 }
 
-async fn run(
+impl Receipt {
+    /// The state's name, for the log and the error.
+    fn name(&self) -> DestinationState {
+        match self {
+            Receipt::Accepting | Receipt::Accepted { .. } => DestinationState::Accepting,
+            Receipt::Receiving(r) => DestinationState::Receiving { round: r.round },
+            Receipt::Restoring { .. } | Receipt::PostCopy(_) => DestinationState::Restoring,
+            Receipt::Running { .. } => DestinationState::Running,
+            Receipt::Done { .. } => DestinationState::Done,
+        }
+    }
+
+    /// What a failure in this state leaves to undo: the one place that
+    /// says which state holds the image and which the workload.
+    fn undo(&self) -> Undo {
+        match self {
+            Receipt::Accepting | Receipt::Done { .. } => Undo::Nothing,
+            Receipt::Accepted { dir, .. } | Receipt::Restoring { dir, .. } => {
+                Undo::Image(dir.clone())
+            }
+            Receipt::Receiving(r) => Undo::Image(r.dir.clone()),
+            Receipt::PostCopy(a) => Undo::Image(a.dir.clone()),
+            Receipt::Running { dir, workload, .. } => Undo::Workload(workload.clone(), dir.clone()),
+        }
+    }
+
+    /// Runs this state to the next one.
+    async fn step(self, session: &mut Session, opts: &DestinationOptions) -> Result<Self, Failure> {
+        let (state, undo) = (self.name(), self.undo());
+        let fail = |error| Failure {
+            error,
+            state,
+            undo: undo.clone(),
+        };
+        match self {
+            Receipt::Accepting => accept(session, opts).await.map_err(fail),
+            Receipt::Accepted { offer, dir, writer } => {
+                session
+                    .send(&ToSource::Accepted)
+                    .await
+                    .map_err(|e| fail(e.into()))?;
+                let (store, stored) = PageStore::start(writer, session.take_incoming_pages());
+                Ok(Receipt::Receiving(Box::new(Receiving {
+                    offer,
+                    dir,
+                    store,
+                    stored,
+                    counts: BTreeMap::new(),
+                    round: 0,
+                    rootfs: Default::default(),
+                })))
+            }
+            Receipt::Receiving(r) => r.step(session).await.map_err(fail),
+            Receipt::Restoring {
+                offer,
+                dir,
+                checkpoint,
+                writer,
+            } => restore(opts, offer, dir, *checkpoint, writer)
+                .await
+                .map_err(fail),
+            Receipt::PostCopy(arrival) => {
+                let dir = arrival.dir.clone();
+                match super::postcopy_destination::run(session, opts, *arrival).await {
+                    Ok(received) => Ok(Receipt::Done {
+                        dir: Some(dir),
+                        outcome: Outcome::Received(received),
+                    }),
+                    Err(f) => Err(Failure {
+                        error: f.error,
+                        state: f.state,
+                        undo: match f.workload {
+                            Some(w) => Undo::Workload(w, dir),
+                            None => Undo::Image(dir),
+                        },
+                    }),
+                }
+            }
+            Receipt::Running {
+                offer,
+                dir,
+                restore,
+                ..
+            } => {
+                confirm(session, opts, &restore).await.map_err(fail)?;
+                Ok(Receipt::Done {
+                    dir: Some(dir),
+                    outcome: Outcome::Received(Received {
+                        id: offer.id,
+                        pid: restore.pid,
+                        restore_ms: restore.restore_ms,
+                    }),
+                })
+            }
+            Receipt::Done { .. } => unreachable!("a finished receipt takes no step"),
+        }
+    }
+}
+
+/// What a failed state leaves here, undone in this order: the workload
+/// killed (or its container deleted), then the image removed.
+#[derive(Clone)]
+enum Undo {
+    /// Nothing was created here yet.
+    Nothing,
+    /// The image directory.
+    Image(PathBuf),
+    /// The restored workload and its image directory.
+    Workload(Workload, PathBuf),
+}
+
+impl Undo {
+    fn run(self) {
+        match self {
+            Undo::Nothing => {}
+            Undo::Image(dir) => remove_image(&dir),
+            Undo::Workload(workload, dir) => {
+                workload.remove();
+                remove_image(&dir);
+            }
+        }
+    }
+}
+
+/// Removes a migration's image directory.
+fn remove_image(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        tracing::warn!(dir = %dir.display(), %e, "cannot remove an incoming image");
+    }
+}
+
+/// Reads the source's first message: checks and takes an offer (creating
+/// its image), answers a probe, or recognises a post-copy resume.
+async fn accept(
     session: &mut Session,
     opts: &DestinationOptions,
-    state: &mut DestinationState,
-    dir_out: &mut Option<PathBuf>,
-    restored: &mut Option<Vec<i32>>,
-    created: &mut Option<crate::container::Container>,
-) -> Result<Outcome, MigrationError> {
+) -> Result<Receipt, MigrationError> {
     let offer = match session.recv::<ToDestination>().await {
         Ok(ToDestination::Offer(offer)) => offer,
         Ok(ToDestination::Probe(probe)) => {
             super::dryrun::answer_probe(session, probe).await?;
-            return Ok(Outcome::Probed);
+            return Ok(Receipt::Done {
+                dir: None,
+                outcome: Outcome::Probed,
+            });
         }
-        Ok(ToDestination::Resume(req)) => return Ok(Outcome::Resume(req)),
+        Ok(ToDestination::Resume(req)) => {
+            return Ok(Receipt::Done {
+                dir: None,
+                outcome: Outcome::Resume(req),
+            })
+        }
         Ok(other) => {
             return Err(MigrationError::protocol(format!(
                 "expected an offer, got {}",
@@ -142,17 +334,15 @@ async fn run(
         return Err(reason);
     }
     let writer = ImageWriter::create(&dir).map_err(MigrationError::local)?;
-    *dir_out = Some(dir.clone());
     tracing::info!(id = %offer.id, pid = offer.pid, bytes = offer.memory_bytes, "offer accepted");
-    session.send(&ToSource::Accepted).await?;
+    Ok(Receipt::Accepted { offer, dir, writer })
+}
 
-    let (store, mut stored) = PageStore::start(writer, session.take_incoming_pages());
-    let mut counts: BTreeMap<u32, u64> = BTreeMap::new();
-    let mut round = 0u32;
-    let mut rootfs = super::rootfs_sync::DestinationRootfs::default();
-    let bundle = offer.container.as_ref().map(|c| c.bundle.clone());
-    let (checkpoint, remote): (Checkpoint, Option<Vec<RemoteRuns>>) = loop {
-        *state = DestinationState::Receiving { round };
+impl Receiving {
+    /// Handles the next control message of the rounds, counting the frames
+    /// stored while it waits.
+    async fn step(mut self: Box<Self>, session: &mut Session) -> Result<Receipt, MigrationError> {
+        let round = self.round;
         // The control read is not cancel-safe: keep one future and count
         // stored frames while it waits.
         let message = {
@@ -161,33 +351,39 @@ async fn run(
             loop {
                 tokio::select! {
                     m = &mut recv => break m?,
-                    s = stored.recv() => match s {
-                        Some(Ok(r)) => *counts.entry(r).or_default() += 1,
+                    s = self.stored.recv() => match s {
+                        Some(Ok(r)) => *self.counts.entry(r).or_default() += 1,
                         Some(Err(e)) => return Err(e),
                         None => return Err(MigrationError::local("the page store stopped")),
                     },
                 }
             }
         };
-        match message {
+        let bundle = self.offer.container.as_ref().map(|c| c.bundle.clone());
+        let (checkpoint, remote) = match message {
             ToDestination::RoundEnd { round: r, frames } if r == round => {
-                wait_round(&mut stored, &mut counts, round, frames).await?;
-                store.acked.store(round + 1, Ordering::Release);
+                wait_round(&mut self.stored, &mut self.counts, round, frames).await?;
+                self.store.acked.store(round + 1, Ordering::Release);
                 session.send(&ToSource::RoundStored { round }).await?;
-                round += 1;
+                self.round += 1;
+                return Ok(Receipt::Receiving(self));
             }
-            ToDestination::State(checkpoint) => break (*checkpoint, None),
-            ToDestination::PostCopyState { checkpoint, remote } => {
-                break (*checkpoint, Some(remote))
-            }
+            ToDestination::State(checkpoint) => (checkpoint, None),
+            ToDestination::PostCopyState { checkpoint, remote } => (checkpoint, Some(remote)),
             ToDestination::Abort { reason } => {
                 return Err(MigrationError::refused("the source aborted: ", reason))
             }
-            ToDestination::RootfsQuery => rootfs.answer_query(session, bundle.as_deref()).await?,
+            ToDestination::RootfsQuery => {
+                let rootfs = &mut self.rootfs;
+                rootfs.answer_query(session, bundle.as_deref()).await?;
+                return Ok(Receipt::Receiving(self));
+            }
             ToDestination::RootfsChanges { changes, last } => {
+                let rootfs = &mut self.rootfs;
                 rootfs
                     .apply(session, bundle.as_deref(), changes, last)
-                    .await?
+                    .await?;
+                return Ok(Receipt::Receiving(self));
             }
             other => {
                 return Err(MigrationError::protocol(format!(
@@ -195,25 +391,44 @@ async fn run(
                     name(&other)
                 )))
             }
-        }
-    };
-    drop(stored);
-    let (writer, incoming) = store.finish().await?;
-    if let Some(remote) = remote {
-        let arrival = PostCopyArrival {
-            dir,
-            offer,
-            checkpoint,
-            writer,
-            incoming,
-            remote,
         };
-        return super::postcopy_destination::run(session, opts, state, restored, created, arrival)
-            .await
-            .map(Outcome::Received);
+        let Receiving {
+            offer,
+            dir,
+            store,
+            stored,
+            ..
+        } = *self;
+        drop(stored);
+        let (writer, incoming) = store.finish().await?;
+        Ok(match remote {
+            Some(remote) => Receipt::PostCopy(Box::new(PostCopyArrival {
+                dir,
+                offer,
+                checkpoint: *checkpoint,
+                writer,
+                incoming,
+                remote,
+            })),
+            None => Receipt::Restoring {
+                offer,
+                dir,
+                checkpoint,
+                writer,
+            },
+        })
     }
+}
 
-    *state = DestinationState::Restoring;
+/// Restores the workload from the image (creating its container first,
+/// for a container's).
+async fn restore(
+    opts: &DestinationOptions,
+    offer: Offer,
+    dir: PathBuf,
+    checkpoint: Checkpoint,
+    writer: ImageWriter,
+) -> Result<Receipt, MigrationError> {
     let tids: Vec<i32> = checkpoint
         .processes
         .iter()
@@ -241,14 +456,26 @@ async fn run(
     })
     .await
     .map_err(|e| MigrationError::local_in("the restore task failed", e))??;
-    match container {
+    let workload = match container {
         // Its PIDs are the container's: the container is what to remove
         // on a later failure.
-        Some(t) => *created = Some(t.container),
-        None => *restored = Some(tids),
-    }
+        Some(t) => Workload::Container(t.container),
+        None => Workload::Tree(tids),
+    };
+    Ok(Receipt::Running {
+        offer,
+        dir,
+        workload,
+        restore,
+    })
+}
 
-    *state = DestinationState::Running;
+/// Reports the workload running and waits for the source's confirmation.
+async fn confirm(
+    session: &mut Session,
+    opts: &DestinationOptions,
+    restore: &RestoreStats,
+) -> Result<(), MigrationError> {
     session
         .send(&ToSource::Running {
             restore_ms: restore.restore_ms,
@@ -256,29 +483,20 @@ async fn run(
         })
         .await?;
     match tokio::time::timeout(opts.confirm_timeout, session.recv::<ToDestination>()).await {
-        Ok(Ok(ToDestination::Done)) => keep(session, opts).await,
-        Ok(Ok(other)) => {
-            return Err(MigrationError::protocol(format!(
-                "expected the source's confirmation, got {}",
-                name(&other)
-            )))
+        Ok(Ok(ToDestination::Done)) => {
+            keep(session, opts).await;
+            Ok(())
         }
-        Ok(Err(e)) => return Err(e.into()),
-        Err(_) => {
-            return Err(MigrationError::protocol(format!(
-                "no confirmation from the source within {:?}",
-                opts.confirm_timeout
-            )))
-        }
+        Ok(Ok(other)) => Err(MigrationError::protocol(format!(
+            "expected the source's confirmation, got {}",
+            name(&other)
+        ))),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(MigrationError::protocol(format!(
+            "no confirmation from the source within {:?}",
+            opts.confirm_timeout
+        ))),
     }
-    *restored = None;
-    *created = None;
-    *state = DestinationState::Done;
-    Ok(Outcome::Received(Received {
-        id: offer.id,
-        pid: restore.pid,
-        restore_ms: restore.restore_ms,
-    }))
 }
 
 /// Refuses an offer this host cannot take, with the reason as a sentence.
@@ -335,12 +553,6 @@ fn sanitize(id: &str) -> String {
         })
         .take(128)
         .collect()
-}
-/// Deletes a container restored here whose migration then failed.
-fn delete_container(c: &crate::container::Container) {
-    if let Err(e) = c.delete() {
-        tracing::error!(id = %c.id, %e, "deleting the container of a failed migration failed");
-    }
 }
 
 #[cfg(test)]

@@ -47,7 +47,10 @@ pub struct DestinationOptions {
     pub network_hook: Option<PathBuf>,
 }
 
-/// The destination's states, for its log.
+/// The name of the state a received migration is in, for the log and the
+/// error when it fails (the states themselves, with what each holds, are
+/// destination.rs's `Receipt`; post-copy's sub-states are named by
+/// postcopy_destination.rs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DestinationState {
     /// Waiting for an offer.
@@ -139,6 +142,30 @@ pub(super) fn name(message: &ToDestination) -> &'static str {
         ToDestination::RootfsChanges { .. } => "rootfs changes",
         ToDestination::Resume(_) => "a post-copy resume",
         ToDestination::Resumed => "a post-copy resume's answer",
+    }
+}
+
+/// The workload restored here, as a failure removes it.
+#[derive(Debug, Clone)]
+pub(super) enum Workload {
+    /// A process tree: its PIDs and TIDs (and their descendants) are
+    /// killed.
+    Tree(Vec<i32>),
+    /// A container created here (its PIDs are its namespace's): deleted.
+    Container(crate::container::Container),
+}
+
+impl Workload {
+    /// Kills the tree, or deletes the container.
+    pub fn remove(self) {
+        match self {
+            Workload::Tree(pids) => kill_tree(&pids),
+            Workload::Container(c) => {
+                if let Err(e) = c.delete() {
+                    tracing::error!(id = %c.id, %e, "deleting the container of a failed migration failed");
+                }
+            }
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 
 use super::destination_shared::{
     container_of, keep, kill_tree, name, DestinationOptions, DestinationState, Received, Reconnect,
+    Workload,
 };
 use super::error::MigrationError;
 use super::protocol::{
@@ -103,17 +104,31 @@ pub(super) struct PostCopyArrival {
     pub remote: Vec<RemoteRuns>,
 }
 
-/// Runs the post-copy restore and phase; `restored` is set once the
-/// workload runs, or `created` once its container exists (the caller kills
-/// the one or deletes the other on any error).
+/// Why the post-copy restore or phase failed: in which of its states, and
+/// the workload it leaves for the caller to remove (the tree once it ran,
+/// or the container once it was created).
+pub(super) struct PostCopyFailure {
+    /// Why.
+    pub error: MigrationError,
+    /// Where post-copy was.
+    pub state: DestinationState,
+    /// What to remove (after the image).
+    pub workload: Option<Workload>,
+}
+
+/// Runs the post-copy restore and phase. On failure the workload (or its
+/// restore) is killed already; the caller removes what the failure names.
 pub(super) async fn run(
     session: &mut Session,
     opts: &DestinationOptions,
-    state: &mut DestinationState,
-    restored: &mut Option<Vec<i32>>,
-    created: &mut Option<crate::container::Container>,
     arrival: PostCopyArrival,
-) -> Result<Received, MigrationError> {
+) -> Result<Received, PostCopyFailure> {
+    // Before the restore starts, nothing of the workload exists here.
+    let early = |error| PostCopyFailure {
+        error,
+        state: DestinationState::Restoring,
+        workload: None,
+    };
     let PostCopyArrival {
         dir,
         offer,
@@ -122,8 +137,7 @@ pub(super) async fn run(
         incoming,
         remote,
     } = arrival;
-    *state = DestinationState::Restoring;
-    let remote = check_remote(&checkpoint, &remote)?;
+    let remote = check_remote(&checkpoint, &remote).map_err(early)?;
     let tids: Vec<i32> = checkpoint
         .processes
         .iter()
@@ -134,7 +148,7 @@ pub(super) async fn run(
     let (requests_tx, mut requests) = mpsc::unbounded_channel();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (server, server_thread) = FaultServer::start(remote.clone(), ready_rx, requests_tx)
-        .map_err(|e| MigrationError::local_in("cannot start the fault server", e))?;
+        .map_err(|e| early(MigrationError::local_in("cannot start the fault server", e)))?;
     let (errors_tx, mut errors) = mpsc::unbounded_channel::<MigrationError>();
     let mut receiver = tokio::spawn(receive_pages(
         incoming,
@@ -150,8 +164,9 @@ pub(super) async fn run(
             let c = t.container.clone();
             let husk = tokio::task::spawn_blocking(move || t.prepare())
                 .await
-                .map_err(|e| MigrationError::local_in("the container creation task failed", e))??;
-            *created = Some(c.clone());
+                .map_err(|e| MigrationError::local_in("the container creation task failed", e))
+                .and_then(|r| r)
+                .map_err(early)?;
             Some((c, husk))
         }
         None => None,
@@ -163,6 +178,7 @@ pub(super) async fn run(
         ready: ready_tx,
     };
     let in_container = target.is_some();
+    let created = target.as_ref().map(|(c, _)| Workload::Container(c.clone()));
     let restore = tokio::task::spawn_blocking(move || {
         let mut sink = ImageSink::new(writer);
         sink.commit(&checkpoint).map_err(MigrationError::local)?;
@@ -180,13 +196,13 @@ pub(super) async fn run(
         in_container,
         running: None,
         all_local: None,
+        state: DestinationState::Restoring,
+        workload: created,
     };
     let mut result = loop {
         let why = match serve_link(
             session,
             opts,
-            state,
-            restored,
             &server,
             processes,
             &tids,
@@ -240,11 +256,12 @@ pub(super) async fn run(
         }
     }
     let _ = tokio::task::spawn_blocking(move || server_thread.join()).await;
-    let (_, stats) = result?;
+    let (_, stats) = result.map_err(|error| PostCopyFailure {
+        error,
+        state: phase.state,
+        workload: phase.workload,
+    })?;
     keep(session, opts).await;
-    *restored = None;
-    *created = None;
-    *state = DestinationState::Done;
     Ok(Received {
         id: offer.id,
         pid: stats.pid,
@@ -263,6 +280,11 @@ struct Phase {
     running: Option<(Instant, RestoreStats)>,
     /// When every page was local (and the source told so).
     all_local: Option<Instant>,
+    /// The state's name, should post-copy fail now.
+    state: DestinationState,
+    /// What a failure now leaves to remove: the container from its
+    /// creation on, the tree once its restore returned.
+    workload: Option<Workload>,
 }
 
 /// Serves the post-copy phase on one session: forwards page requests,
@@ -272,8 +294,6 @@ struct Phase {
 async fn serve_link(
     session: &mut Session,
     opts: &DestinationOptions,
-    state: &mut DestinationState,
-    restored: &mut Option<Vec<i32>>,
     server: &FaultServer,
     processes: usize,
     tids: &[i32],
@@ -313,7 +333,7 @@ async fn serve_link(
                 .await
                 .map_err(lost)?;
                 phase.all_local = Some(now);
-                *state = DestinationState::Running;
+                phase.state = DestinationState::Running;
                 server.stop();
             }
         }
@@ -323,9 +343,9 @@ async fn serve_link(
                 let stats = r
                     .map_err(|e| MigrationError::local_in("the restore task failed", e))??;
                 if !phase.in_container {
-                    *restored = Some(tids.to_vec());
+                    phase.workload = Some(Workload::Tree(tids.to_vec()));
                 }
-                *state = DestinationState::PostCopy;
+                phase.state = DestinationState::PostCopy;
                 tracing::info!(pid = stats.pid, restore_ms = stats.restore_ms, "the workload runs here; its pages follow from the source");
                 phase.running = Some((Instant::now(), stats));
                 tx.send(&ToSource::Running { restore_ms: stats.restore_ms, pid: stats.pid })
