@@ -122,6 +122,61 @@ pub enum MigrateError {
     },
 }
 
+/// A migration from here, state by state. Until `Copying` ends, the
+/// workload runs here (or is resumed here): what a failure undoes is
+/// decided by the state it failed in ([`Outgoing::abort_on_failure`]).
+enum Outgoing {
+    /// The offer is ready: send it and read the destination's answer.
+    Offering {
+        offer: Box<Offer>,
+        bundle: Option<std::path::PathBuf>,
+    },
+    /// `--sync-rootfs`: the first rootfs pass, while the container runs.
+    SyncingRootfs { bundle: std::path::PathBuf },
+    /// The checkpoint engine copies the workload through the
+    /// [`NetworkSink`]: pre-copy rounds, the freeze, the switch-over
+    /// ([`CopyPhase`]). It resumes the workload here on any failure, and
+    /// ends it once the destination keeps its copy.
+    Copying {
+        rootfs: Option<super::rootfs_sync::SourceRootfs>,
+    },
+    /// The destination keeps the workload; ours is gone.
+    Done { stats: MigrationStats },
+}
+
+impl Outgoing {
+    /// Whether the destination holds anything of the migration a failure
+    /// in this state must tell it to drop: from the accepted offer on.
+    fn abort_on_failure(&self) -> bool {
+        !matches!(self, Outgoing::Offering { .. } | Outgoing::Done { .. })
+    }
+}
+
+/// What one migration from here works with, across its states.
+struct SourceRun<'a> {
+    rt: &'a Handle,
+    session: &'a mut Session,
+    pid: i32,
+    peer: String,
+    opts: &'a MigrateOptions,
+    progress: &'a mut (dyn FnMut(&Progress) + Send),
+    started: Instant,
+    id: String,
+    memory_bytes: u64,
+}
+
+impl MigrateError {
+    /// What failed, without the words around it: the reason an abort
+    /// tells the destination.
+    fn cause(&self) -> String {
+        match self {
+            MigrateError::Refused { reason, .. } => reason.clone(),
+            MigrateError::Checkpoint { source, .. } => source.to_string(),
+            MigrateError::Link { why, .. } | MigrateError::Container { why, .. } => why.to_string(),
+        }
+    }
+}
+
 /// Migrates the process tree rooted at `pid` over `session`. Runs the
 /// engine on this (blocking) thread and the network on `rt`; `progress`
 /// is called after every round and phase change.
@@ -155,11 +210,6 @@ pub fn migrate(
         }
         None => (pid, None),
     };
-    let link = |why: MigrationError| MigrateError::Link {
-        peer: peer.clone(),
-        pid,
-        why,
-    };
     if container.is_none() && dump::is_pid_namespace_init(pid) {
         return Err(MigrateError::Checkpoint {
             peer: peer.clone(),
@@ -183,83 +233,153 @@ pub fn migrate(
         .as_ref()
         .map(|c| std::path::PathBuf::from(&c.bundle));
     offer.container = container;
-    let memory_bytes = offer.memory_bytes;
-    let id = offer.id.clone();
-    rt.block_on(session.send(&ToDestination::Offer(offer)))
-        .map_err(|e| link(e.into()))?;
-    match rt.block_on(session.recv::<ToSource>()) {
-        Ok(ToSource::Accepted) => {}
-        Ok(ToSource::Refused { reason }) => {
-            return Err(MigrateError::Refused {
-                peer: peer.clone(),
-                pid,
-                reason,
-            })
-        }
-        Ok(other) => {
-            return Err(link(MigrationError::protocol(format!(
-                "the destination answered {other:?} to the offer"
-            ))))
-        }
-        Err(e) => return Err(link(e.into())),
-    }
-
-    let rootfs = match bundle.filter(|_| opts.sync_rootfs) {
-        Some(bundle) => match super::rootfs_sync::first_pass(rt, session, &bundle) {
-            Ok(r) => Some(r),
-            Err(why) => {
-                let why = why.within(format!("syncing the rootfs of {} failed", bundle.display()));
-                let abort = ToDestination::Abort {
-                    reason: why.to_string(),
-                };
-                let _ = rt.block_on(session.send(&abort));
-                return Err(link(why));
-            }
-        },
-        None => None,
+    let mut run = SourceRun {
+        rt,
+        session,
+        pid,
+        peer,
+        opts,
+        progress,
+        started,
+        id: offer.id.clone(),
+        memory_bytes: offer.memory_bytes,
     };
-    let mut sink = NetworkSink::new(rt.clone(), session, pid, opts, memory_bytes, progress);
-    sink.id = id;
-    sink.rootfs = rootfs;
-    if opts.mode == MigrationMode::Postcopy {
-        // No rounds: the tree is frozen right away.
-        sink.freeze_decided = Some(Instant::now());
-    }
-    let ck_opts = CheckpointOptions {
-        in_container: opts.container.is_some(),
-        ..Default::default()
+    let mut state = Outgoing::Offering {
+        offer: Box::new(offer),
+        bundle,
     };
-    let result = dump::checkpoint_into(pid, &mut sink, ck_opts);
-    match result {
-        Ok(checkpoint) => {
-            if let Some(c) = &opts.container {
-                // Its processes are gone: the runtime's record goes too.
-                if let Err(e) = c.delete() {
-                    tracing::warn!(id = %c.id, %e, "deleting the migrated container's record failed");
+    loop {
+        state = match state {
+            Outgoing::Done { stats } => return Ok(stats),
+            state => {
+                let abort = state.abort_on_failure();
+                match run.step(state) {
+                    Ok(next) => next,
+                    Err(error) => {
+                        if abort {
+                            // Best effort: the destination cleans up on
+                            // its own when the session ends without a
+                            // State.
+                            let reason = error.cause();
+                            let _ = rt.block_on(run.session.send(&ToDestination::Abort { reason }));
+                        }
+                        return Err(error);
+                    }
                 }
             }
-            let (mut stats, progress) = sink.finish();
-            stats.total_ms = ms(started.elapsed());
-            stats.downtime.frozen_ms = checkpoint.frozen_ms;
-            stats.zero_pages = checkpoint.zero_pages;
-            progress(&Progress {
-                phase: Phase::Done,
-                round: stats.rounds.len() as u32,
-                bytes_sent: stats.bytes_sent,
-                memory_bytes: stats.memory_bytes,
-                remaining_bytes: 0,
-                dirty_bytes_per_sec: 0.0,
-                throughput_bytes_per_sec: stats.throughput_bytes_per_sec,
-            });
-            Ok(stats)
+        };
+    }
+}
+
+impl SourceRun<'_> {
+    /// The error of a failed conversation with the destination.
+    fn link(&self, why: MigrationError) -> MigrateError {
+        MigrateError::Link {
+            peer: self.peer.clone(),
+            pid: self.pid,
+            why,
         }
-        Err(source) => {
-            let reason = source.to_string();
-            let session = sink.into_session();
-            // Best effort: the destination cleans up on its own when the
-            // session ends without a State.
-            let _ = rt.block_on(session.send(&ToDestination::Abort { reason }));
-            Err(MigrateError::Checkpoint { peer, pid, source })
+    }
+
+    /// Runs `state` to the next one.
+    fn step(&mut self, state: Outgoing) -> Result<Outgoing, MigrateError> {
+        let rt = self.rt;
+        match state {
+            Outgoing::Offering { offer, bundle } => {
+                rt.block_on(self.session.send(&ToDestination::Offer(*offer)))
+                    .map_err(|e| self.link(e.into()))?;
+                match rt.block_on(self.session.recv::<ToSource>()) {
+                    Ok(ToSource::Accepted) => {}
+                    Ok(ToSource::Refused { reason }) => {
+                        return Err(MigrateError::Refused {
+                            peer: self.peer.clone(),
+                            pid: self.pid,
+                            reason,
+                        })
+                    }
+                    Ok(other) => {
+                        return Err(self.link(MigrationError::protocol(format!(
+                            "the destination answered {other:?} to the offer"
+                        ))))
+                    }
+                    Err(e) => return Err(self.link(e.into())),
+                }
+                Ok(match bundle.filter(|_| self.opts.sync_rootfs) {
+                    Some(bundle) => Outgoing::SyncingRootfs { bundle },
+                    None => Outgoing::Copying { rootfs: None },
+                })
+            }
+            Outgoing::SyncingRootfs { bundle } => {
+                match super::rootfs_sync::first_pass(rt, self.session, &bundle) {
+                    Ok(r) => Ok(Outgoing::Copying { rootfs: Some(r) }),
+                    Err(why) => {
+                        let why = why
+                            .within(format!("syncing the rootfs of {} failed", bundle.display()));
+                        Err(self.link(why))
+                    }
+                }
+            }
+            Outgoing::Copying { rootfs } => self.copy(rootfs),
+            Outgoing::Done { stats } => Ok(Outgoing::Done { stats }),
+        }
+    }
+
+    /// Runs the checkpoint engine into the destination.
+    fn copy(
+        &mut self,
+        rootfs: Option<super::rootfs_sync::SourceRootfs>,
+    ) -> Result<Outgoing, MigrateError> {
+        let (pid, opts) = (self.pid, self.opts);
+        let mut sink = NetworkSink::new(
+            self.rt.clone(),
+            self.session,
+            pid,
+            opts,
+            self.memory_bytes,
+            self.progress,
+        );
+        sink.id = std::mem::take(&mut self.id);
+        sink.rootfs = rootfs;
+        if opts.mode == MigrationMode::Postcopy {
+            // No rounds: the tree is frozen right away.
+            sink.phase = CopyPhase::frozen(0);
+        }
+        let ck_opts = CheckpointOptions {
+            in_container: opts.container.is_some(),
+            ..Default::default()
+        };
+        let result = dump::checkpoint_into(pid, &mut sink, ck_opts);
+        match result {
+            Ok(checkpoint) => {
+                if let Some(c) = &opts.container {
+                    // Its processes are gone: the runtime's record goes too.
+                    if let Err(e) = c.delete() {
+                        tracing::warn!(id = %c.id, %e, "deleting the migrated container's record failed");
+                    }
+                }
+                let (mut stats, progress) = sink.finish();
+                stats.total_ms = ms(self.started.elapsed());
+                stats.downtime.frozen_ms = checkpoint.frozen_ms;
+                stats.zero_pages = checkpoint.zero_pages;
+                progress(&Progress {
+                    phase: Phase::Done,
+                    round: stats.rounds.len() as u32,
+                    bytes_sent: stats.bytes_sent,
+                    memory_bytes: stats.memory_bytes,
+                    remaining_bytes: 0,
+                    dirty_bytes_per_sec: 0.0,
+                    throughput_bytes_per_sec: stats.throughput_bytes_per_sec,
+                });
+                Ok(Outgoing::Done { stats })
+            }
+            Err(source) => {
+                sink.abort_lanes();
+                Err(MigrateError::Checkpoint {
+                    peer: self.peer.clone(),
+                    pid,
+                    source,
+                })
+            }
         }
     }
 }
@@ -405,6 +525,43 @@ async fn run_lane(
     Ok(stream.finish().await?)
 }
 
+/// Where the engine's copy is, as its callbacks move it on: pre-copy
+/// rounds while the workload runs, then frozen (from the switch-over
+/// decision on, or from the start in post-copy).
+enum CopyPhase {
+    /// Pre-copy rounds: the workload runs.
+    Precopy,
+    /// The workload is frozen.
+    Frozen {
+        /// When the freeze was decided.
+        at: Instant,
+        /// Bytes sent by then.
+        bytes_at_freeze: u64,
+        /// When the first page sent while frozen left.
+        first_write: Option<Instant>,
+    },
+}
+
+impl CopyPhase {
+    /// Frozen from now, `bytes_at_freeze` sent before.
+    fn frozen(bytes_at_freeze: u64) -> Self {
+        CopyPhase::Frozen {
+            at: Instant::now(),
+            bytes_at_freeze,
+            first_write: None,
+        }
+    }
+
+    /// When the workload froze (now, when no freeze was decided: no
+    /// pre-copy was possible).
+    fn frozen_at(&self) -> Instant {
+        match self {
+            CopyPhase::Frozen { at, .. } => *at,
+            CopyPhase::Precopy => Instant::now(),
+        }
+    }
+}
+
 /// The destination agent as a checkpoint sink: pages go round-robin over
 /// page streams (new ones each round), each round ends with a barrier on
 /// the control stream, and the switch-over follows [`policy::decide`].
@@ -423,9 +580,8 @@ struct NetworkSink<'a> {
     started: Instant,
     reports: Vec<RoundReport>,
     stats: MigrationStats,
-    freeze_decided: Option<Instant>,
-    bytes_at_freeze: u64,
-    first_frozen_write: Option<Instant>,
+    /// Pre-copy, or frozen (and since when).
+    phase: CopyPhase,
     progress: &'a mut (dyn FnMut(&Progress) + Send),
     mode: MigrationMode,
     /// Post-copy: the pages each frozen process keeps for now.
@@ -467,9 +623,7 @@ impl<'a> NetworkSink<'a> {
                 memory_bytes,
                 ..MigrationStats::default()
             },
-            freeze_decided: None,
-            bytes_at_freeze: 0,
-            first_frozen_write: None,
+            phase: CopyPhase::Precopy,
             progress,
             mode: opts.mode,
             remote: Vec::new(),
@@ -480,11 +634,11 @@ impl<'a> NetworkSink<'a> {
         }
     }
 
-    fn into_session(self) -> &'a mut Session {
-        for lane in self.lanes {
+    /// Stops the page streams of a failed copy.
+    fn abort_lanes(&mut self) {
+        for lane in self.lanes.drain(..) {
             lane.task.abort();
         }
-        self.session
     }
 
     fn finish(self) -> (MigrationStats, &'a mut (dyn FnMut(&Progress) + Send)) {
@@ -500,8 +654,8 @@ impl<'a> NetworkSink<'a> {
 
     /// Hands work to the next lane, opening this round's streams first.
     fn push(&mut self, work: LaneWork, npages: u64) -> Result<(), CheckpointError> {
-        if self.freeze_decided.is_some() && self.first_frozen_write.is_none() {
-            self.first_frozen_write = Some(Instant::now());
+        if let CopyPhase::Frozen { first_write, .. } = &mut self.phase {
+            first_write.get_or_insert_with(Instant::now);
         }
         if self.lanes.is_empty() {
             for _ in 0..self.page_streams {
@@ -605,7 +759,7 @@ impl NetworkSink<'_> {
         &mut self,
         checkpoint: &Checkpoint,
     ) -> Result<ImageSummary, CheckpointError> {
-        let frozen_at = self.freeze_decided.unwrap_or_else(Instant::now);
+        let frozen_at = self.phase.frozen_at();
         self.end_round()?;
         let remote_pages: u64 = self
             .remote
@@ -755,8 +909,7 @@ impl CheckpointSink for NetworkSink<'_> {
                     "switching over"
                 );
                 self.stats.switch_reason = Some(reason);
-                self.freeze_decided = Some(Instant::now());
-                self.bytes_at_freeze = self.stats.bytes_sent;
+                self.phase = CopyPhase::frozen(self.stats.bytes_sent);
                 (self.progress)(&Progress {
                     phase: Phase::Frozen,
                     round: self.round,
@@ -796,12 +949,19 @@ impl CheckpointSink for NetworkSink<'_> {
         if self.mode != MigrationMode::Precopy {
             return self.commit_postcopy(checkpoint);
         }
-        let frozen_at = self.freeze_decided.unwrap_or_else(Instant::now);
+        let frozen_at = self.phase.frozen_at();
         if self.stats.switch_reason.is_none() {
             // No pre-copy was possible: everything went while frozen.
             self.stats.switch_reason = Some(SwitchReason::MaxRounds);
         }
-        let final_pages_at = self.first_frozen_write.unwrap_or_else(Instant::now);
+        let (final_pages_at, bytes_at_freeze) = match self.phase {
+            CopyPhase::Frozen {
+                first_write,
+                bytes_at_freeze,
+                ..
+            } => (first_write.unwrap_or_else(Instant::now), bytes_at_freeze),
+            CopyPhase::Precopy => (Instant::now(), 0),
+        };
         self.end_round()?;
         let stored_at = Instant::now();
         self.rt
@@ -833,7 +993,7 @@ impl CheckpointSink for NetworkSink<'_> {
             resume_ms: (total - freeze_ms - transfer_ms - restore_ms).max(0.0),
             frozen_ms: 0.0,
         };
-        let final_bytes = self.stats.bytes_sent - self.bytes_at_freeze;
+        let final_bytes = self.stats.bytes_sent - bytes_at_freeze;
         self.stats.final_round = RoundStats {
             round: self.round,
             pages: final_bytes / PAGE_SIZE,
