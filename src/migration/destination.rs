@@ -8,7 +8,9 @@ pub use super::destination_shared::{DestinationOptions, DestinationState, Receiv
 use super::error::MigrationError;
 use super::page_store::{wait_round, PageStore, StoredFrames};
 use super::postcopy_destination::PostCopyArrival;
-use super::protocol::{Offer, ToDestination, ToSource};
+use super::protocol::{
+    Offer, Opening, ProbeOffer, ProbeToDestination, ProbeToSource, ToDestination, ToSource,
+};
 use crate::dump::sink::{CheckpointSink, ImageSink};
 use crate::image::{Checkpoint, ImageWriter};
 use crate::restore::RestoreStats;
@@ -60,6 +62,8 @@ enum Receipt {
     /// Waiting for the source's first message: an offer, a dry run's
     /// probe, or a post-copy resume.
     Accepting,
+    /// A dry run's probe: answer it, keeping nothing.
+    Probing(Box<ProbeOffer>),
     /// The offer is taken and its image created: tell the source.
     Accepted {
         offer: Offer,
@@ -110,6 +114,8 @@ struct Failure {
     error: MigrationError,
     state: DestinationState,
     undo: Undo,
+    /// The session is a probe's, whose messages are its own.
+    probing: bool,
 }
 
 /// Receives one migration on `session` (the source has just connected),
@@ -134,16 +140,29 @@ pub async fn receive(
             },
         };
     };
-    let Failure { error, state, undo } = failure;
+    let Failure {
+        error,
+        state,
+        undo,
+        probing,
+    } = failure;
     tracing::warn!(%peer, ?state, why = %error, "migration failed; cleaning up");
     let reason = format!("the destination failed while {}: {error}", describe(state));
-    let _ = session.send(&ToSource::Failed { reason }).await;
+    let _ = if probing {
+        session.send(&ProbeToSource::Failed { reason }).await
+    } else {
+        session.send(&ToSource::Failed { reason }).await
+    };
     undo.run();
     // Nothing is left here now. Closing at once would lose the answers in
     // flight (a refusal, the failure): let the source read them and close
     // first.
     let _ = tokio::time::timeout(LINGER, async {
-        while session.recv::<ToDestination>().await.is_ok() {}
+        if probing {
+            while session.recv::<ProbeToDestination>().await.is_ok() {}
+        } else {
+            while session.recv::<ToDestination>().await.is_ok() {}
+        }
     })
     .await;
     Err(ReceiveError::Failed {
@@ -168,7 +187,9 @@ impl Receipt {
     /// The state's name, for the log and the error.
     fn name(&self) -> DestinationState {
         match self {
-            Receipt::Accepting | Receipt::Accepted { .. } => DestinationState::Accepting,
+            Receipt::Accepting | Receipt::Probing(_) | Receipt::Accepted { .. } => {
+                DestinationState::Accepting
+            }
             Receipt::Receiving(r) => DestinationState::Receiving { round: r.round },
             Receipt::Restoring { .. } | Receipt::PostCopy(_) => DestinationState::Restoring,
             Receipt::Running { .. } => DestinationState::Running,
@@ -180,7 +201,7 @@ impl Receipt {
     /// says which state holds the image and which the workload.
     fn undo(&self) -> Undo {
         match self {
-            Receipt::Accepting | Receipt::Done { .. } => Undo::Nothing,
+            Receipt::Accepting | Receipt::Probing(_) | Receipt::Done { .. } => Undo::Nothing,
             Receipt::Accepted { dir, .. } | Receipt::Restoring { dir, .. } => {
                 Undo::Image(dir.clone())
             }
@@ -193,13 +214,24 @@ impl Receipt {
     /// Runs this state to the next one.
     async fn step(self, session: &mut Session, opts: &DestinationOptions) -> Result<Self, Failure> {
         let (state, undo) = (self.name(), self.undo());
+        let probing = matches!(self, Receipt::Probing(_));
         let fail = |error| Failure {
             error,
             state,
             undo: undo.clone(),
+            probing,
         };
         match self {
             Receipt::Accepting => accept(session, opts).await.map_err(fail),
+            Receipt::Probing(probe) => {
+                super::dryrun::answer_probe(session, *probe)
+                    .await
+                    .map_err(fail)?;
+                Ok(Receipt::Done {
+                    dir: None,
+                    outcome: Outcome::Probed,
+                })
+            }
             Receipt::Accepted { offer, dir, writer } => {
                 session
                     .send(&ToSource::Accepted)
@@ -239,6 +271,7 @@ impl Receipt {
                             Some(w) => Undo::Workload(w, dir),
                             None => Undo::Image(dir),
                         },
+                        probing: false,
                     }),
                 }
             }
@@ -301,28 +334,15 @@ async fn accept(
     session: &mut Session,
     opts: &DestinationOptions,
 ) -> Result<Receipt, MigrationError> {
-    let offer = match session.recv::<ToDestination>().await {
-        Ok(ToDestination::Offer(offer)) => offer,
-        Ok(ToDestination::Probe(probe)) => {
-            super::dryrun::answer_probe(session, probe).await?;
-            return Ok(Receipt::Done {
-                dir: None,
-                outcome: Outcome::Probed,
-            });
-        }
-        Ok(ToDestination::Resume(req)) => {
+    let offer = match session.recv::<Opening>().await? {
+        Opening::Migrate(offer) => offer,
+        Opening::Probe(probe) => return Ok(Receipt::Probing(Box::new(probe))),
+        Opening::Resume(req) => {
             return Ok(Receipt::Done {
                 dir: None,
                 outcome: Outcome::Resume(req),
             })
         }
-        Ok(other) => {
-            return Err(MigrationError::protocol(format!(
-                "expected an offer, got {}",
-                name(&other)
-            )))
-        }
-        Err(e) => return Err(e.into()),
     };
     let dir = opts.work_dir.join(sanitize(&offer.id));
     if let Err(reason) = check_offer(&offer, &dir, opts) {
@@ -373,16 +393,9 @@ impl Receiving {
             ToDestination::Abort { reason } => {
                 return Err(MigrationError::refused("the source aborted: ", reason))
             }
-            ToDestination::RootfsQuery => {
+            ToDestination::Rootfs(request) => {
                 let rootfs = &mut self.rootfs;
-                rootfs.answer_query(session, bundle.as_deref()).await?;
-                return Ok(Receipt::Receiving(self));
-            }
-            ToDestination::RootfsChanges { changes, last } => {
-                let rootfs = &mut self.rootfs;
-                rootfs
-                    .apply(session, bundle.as_deref(), changes, last)
-                    .await?;
+                rootfs.answer(session, bundle.as_deref(), request).await?;
                 return Ok(Receipt::Receiving(self));
             }
             other => {

@@ -5,7 +5,7 @@
 //! workload is kept or killed.
 
 use super::error::MigrationError;
-use super::protocol::{Offer, ToDestination, ToSource};
+use super::protocol::{Offer, RootfsRequest, ToDestination, ToSource};
 use crate::transport::Session;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -131,17 +131,13 @@ pub(super) async fn keep(session: &mut Session, opts: &DestinationOptions) {
 
 pub(super) fn name(message: &ToDestination) -> &'static str {
     match message {
-        ToDestination::Offer(_) => "an offer",
         ToDestination::RoundEnd { .. } => "a round end",
         ToDestination::State(_) => "the process state",
         ToDestination::PostCopyState { .. } => "the process state for post-copy",
         ToDestination::Done => "a confirmation",
         ToDestination::Abort { .. } => "an abort",
-        ToDestination::Probe(_) => "a probe",
-        ToDestination::RootfsQuery => "a rootfs query",
-        ToDestination::RootfsChanges { .. } => "rootfs changes",
-        ToDestination::Resume(_) => "a post-copy resume",
-        ToDestination::Resumed => "a post-copy resume's answer",
+        ToDestination::Rootfs(RootfsRequest::Query) => "a rootfs query",
+        ToDestination::Rootfs(RootfsRequest::Changes { .. }) => "rootfs changes",
     }
 }
 

@@ -20,7 +20,7 @@
 
 use super::error::MigrationError;
 use super::policy::{self, Limits, SwitchReason, WorkloadModel};
-use super::protocol::{ProbeOffer, ToDestination, ToSource};
+use super::protocol::{Opening, ProbeOffer, ProbeToDestination, ProbeToSource};
 use crate::dump::{self, CheckpointError, TreeInspection};
 use crate::image::{Vma, VmaKind, PAGE_SIZE};
 use crate::memory::{DirtyBackend, DirtyTracker, PageRuns};
@@ -437,17 +437,17 @@ pub async fn probe(
     let memory_bytes = offer.memory_bytes;
     let root = offer.pid;
     session
-        .send(&ToDestination::Probe(ProbeOffer {
+        .send(&Opening::Probe(ProbeOffer {
             offer,
             transfer_bytes,
         }))
         .await?;
-    let (refusal, memory_available_bytes) = match session.recv::<ToSource>().await {
-        Ok(ToSource::ProbeChecked {
+    let (refusal, memory_available_bytes) = match session.recv::<ProbeToSource>().await {
+        Ok(ProbeToSource::Checked {
             refusal,
             memory_available_bytes,
         }) => (refusal, memory_available_bytes),
-        Ok(ToSource::Failed { reason }) => return Err(MigrationError::refused("", reason)),
+        Ok(ProbeToSource::Failed { reason }) => return Err(MigrationError::refused("", reason)),
         Ok(other) => {
             return Err(MigrationError::protocol(format!(
                 "the destination answered {other:?} to the probe"
@@ -479,14 +479,13 @@ pub async fn probe(
         lane.await.map_err(MigrationError::local)??;
     }
     session
-        .send(&ToDestination::RoundEnd {
-            round: 0,
+        .send(&ProbeToDestination::PagesSent {
             frames: total_frames,
         })
         .await?;
-    match session.recv::<ToSource>().await {
-        Ok(ToSource::RoundStored { round: 0 }) => {}
-        Ok(ToSource::Failed { reason }) => return Err(MigrationError::refused("", reason)),
+    match session.recv::<ProbeToSource>().await {
+        Ok(ProbeToSource::PagesStored) => {}
+        Ok(ProbeToSource::Failed { reason }) => return Err(MigrationError::refused("", reason)),
         Ok(other) => {
             return Err(MigrationError::protocol(format!(
                 "the destination answered {other:?} to the pages"
@@ -497,7 +496,7 @@ pub async fn probe(
     let secs = started.elapsed().as_secs_f64().max(1e-6);
     // The destination closes the session when it hears this; closing
     // earlier could cut off its last answer.
-    session.send(&ToDestination::Done).await?;
+    session.send(&ProbeToDestination::Done).await?;
     Ok(ProbeReport {
         address: session.peer_addr().to_string(),
         agent: session.peer_agent().to_string(),
@@ -513,7 +512,7 @@ pub async fn probe(
 /// The destination's side of a probe: checks the offer as a migration
 /// would (CPU state format, PIDs free, memory available), answers, then
 /// reads and discards the announced page frames, acknowledges them and
-/// waits for the source's [`ToDestination::Done`]. Nothing is kept.
+/// waits for the source's [`ProbeToDestination::Done`]. Nothing is kept.
 pub async fn answer_probe(session: &mut Session, probe: ProbeOffer) -> Result<(), MigrationError> {
     if probe.transfer_bytes > PROBE_MAX_BYTES {
         return Err(MigrationError::protocol(format!(
@@ -536,7 +535,7 @@ pub async fn answer_probe(session: &mut Session, probe: ProbeOffer) -> Result<()
             })
         });
     session
-        .send(&ToSource::ProbeChecked {
+        .send(&ProbeToSource::Checked {
             refusal,
             memory_available_bytes: available,
         })
@@ -586,8 +585,8 @@ pub async fn answer_probe(session: &mut Session, probe: ProbeOffer) -> Result<()
     };
     let result = async {
         let announced =
-            match tokio::time::timeout(PROBE_TIMEOUT, session.recv::<ToDestination>()).await {
-                Ok(Ok(ToDestination::RoundEnd { round: 0, frames })) => frames,
+            match tokio::time::timeout(PROBE_TIMEOUT, session.recv::<ProbeToDestination>()).await {
+                Ok(Ok(ProbeToDestination::PagesSent { frames })) => frames,
                 Ok(Ok(_)) => {
                     return Err(MigrationError::protocol(
                         "expected the end of the probe's pages",
@@ -616,10 +615,10 @@ pub async fn answer_probe(session: &mut Session, probe: ProbeOffer) -> Result<()
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        session.send(&ToSource::RoundStored { round: 0 }).await?;
+        session.send(&ProbeToSource::PagesStored).await?;
         // Closing before the source has read the answer would lose it: wait
         // for its last word (a lost link ends the wait as well).
-        let _ = tokio::time::timeout(PROBE_TIMEOUT, session.recv::<ToDestination>()).await;
+        let _ = tokio::time::timeout(PROBE_TIMEOUT, session.recv::<ProbeToDestination>()).await;
         Ok(())
     }
     .await;

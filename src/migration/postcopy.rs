@@ -6,7 +6,7 @@
 
 use super::error::MigrationError;
 use super::protocol::{
-    RemoteRuns, ResumeRequest, ToDestination, ToSource, MAX_RESUME_RUNS, PUSH_ROUND, URGENT_ROUND,
+    RemoteRuns, ResumeAnswer, ResumeRequest, ToSource, MAX_RESUME_RUNS, PUSH_ROUND, URGENT_ROUND,
 };
 use crate::image::PAGE_SIZE;
 use crate::lazy::{FaultStats, PageRequest};
@@ -192,7 +192,7 @@ type Waiting =
 
 static WAITING: Mutex<Option<Waiting>> = Mutex::new(None);
 
-/// Hands a destination's [`ToDestination::Resume`] (the first message of
+/// Hands a destination's [`super::protocol::Opening::Resume`] (the first message of
 /// the session it opened to this agent) to the migration waiting for it;
 /// when none waits (the source gave up and resumed its copy, or never
 /// knew this identifier) the destination is told so and must kill its
@@ -223,7 +223,7 @@ async fn refuse(mut session: Session, id: &str) {
     let reason = format!(
         "no post-copy migration {id} waits for its destination here: the source gave up waiting and resumed its own copy, or restarted"
     );
-    let _ = session.send(&ToDestination::Abort { reason }).await;
+    let _ = session.send(&ResumeAnswer::Refused { reason }).await;
     let _ = tokio::time::timeout(
         std::time::Duration::from_secs(1),
         session.recv::<ToSource>(),
@@ -321,14 +321,14 @@ pub fn serve(
         let missing = match check_missing(&runs, &req.missing) {
             Ok(m) => m,
             Err(reason) => {
-                let _ = rt.block_on(session.send(&ToDestination::Abort {
+                let _ = rt.block_on(session.send(&ResumeAnswer::Refused {
                     reason: reason.to_string(),
                 }));
                 return Err(reason);
             }
         };
         *lock(&state) = PushState::new(&missing, host_pids.clone());
-        rt.block_on(session.send(&ToDestination::Resumed))
+        rt.block_on(session.send(&ResumeAnswer::Resumed))
             .map_err(|e| MigrationError::link_in("answering the destination's resume failed", e))?;
         served.resumes += 1;
         tracing::info!(

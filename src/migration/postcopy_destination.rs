@@ -9,7 +9,8 @@ use super::destination_shared::{
 };
 use super::error::MigrationError;
 use super::protocol::{
-    Offer, RemoteRuns, ResumeRequest, ToDestination, ToSource, PUSH_ROUND, URGENT_ROUND,
+    Offer, Opening, RemoteRuns, ResumeAnswer, ResumeRequest, ToDestination, ToSource, PUSH_ROUND,
+    URGENT_ROUND,
 };
 use crate::dump::sink::{CheckpointSink, ImageSink};
 use crate::image::{Checkpoint, ImageWriter, PAGE_SIZE};
@@ -419,13 +420,12 @@ async fn reconnect(
                 id: id.to_string(),
                 missing,
             };
-            new.send(&ToDestination::Resume(req))
+            new.send(&Opening::Resume(req))
                 .await
                 .map_err(|e| Ok(e.to_string()))?;
-            match new.recv::<ToDestination>().await {
-                Ok(ToDestination::Resumed) => Ok(new),
-                Ok(ToDestination::Abort { reason }) => Err(Err(reason)),
-                Ok(other) => Err(Ok(format!("the source answered {}", name(&other)))),
+            match new.recv::<ResumeAnswer>().await {
+                Ok(ResumeAnswer::Resumed) => Ok(new),
+                Ok(ResumeAnswer::Refused { reason }) => Err(Err(reason)),
                 Err(e) => Err(Ok(e.to_string())),
             }
         };

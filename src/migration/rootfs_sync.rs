@@ -5,7 +5,7 @@
 //! (src/container/rootfs.rs refuses what could leave it).
 
 use super::error::MigrationError;
-use super::protocol::{ToDestination, ToSource};
+use super::protocol::{RootfsReply, RootfsRequest, ToDestination, ToSource};
 use crate::container::rootfs::{self, Entry, PassStats, Target};
 use crate::transport::Session;
 use std::path::{Path, PathBuf};
@@ -34,11 +34,11 @@ pub(super) fn first_pass(
     bundle: &Path,
 ) -> Result<SourceRootfs, MigrationError> {
     let root = rootfs::rootfs_of(bundle).map_err(MigrationError::local)?;
-    rt.block_on(session.send(&ToDestination::RootfsQuery))?;
+    rt.block_on(session.send(&ToDestination::Rootfs(RootfsRequest::Query)))?;
     let mut theirs = Vec::new();
     loop {
         match rt.block_on(session.recv::<ToSource>()) {
-            Ok(ToSource::RootfsManifest { entries, last }) => {
+            Ok(ToSource::Rootfs(RootfsReply::Manifest { entries, last })) => {
                 if entries.len() > rootfs::MAX_MANIFEST_CHUNK
                     || theirs.len() + entries.len() > rootfs::MAX_ENTRIES
                 {
@@ -106,10 +106,10 @@ fn send_changes(
     // is kept aside, so that its kind survives.
     let mut link_error = None;
     let stats = rootfs::send_plan(root, plan, &mut |changes| {
-        rt.block_on(session.send(&ToDestination::RootfsChanges {
+        rt.block_on(session.send(&ToDestination::Rootfs(RootfsRequest::Changes {
             changes,
             last: false,
-        }))
+        })))
         .map_err(|e| {
             let why = e.to_string();
             link_error = Some(MigrationError::from(e));
@@ -121,12 +121,12 @@ fn send_changes(
             .take()
             .unwrap_or_else(|| MigrationError::local(why))
     })?;
-    rt.block_on(session.send(&ToDestination::RootfsChanges {
+    rt.block_on(session.send(&ToDestination::Rootfs(RootfsRequest::Changes {
         changes: Vec::new(),
         last: true,
-    }))?;
+    })))?;
     match rt.block_on(session.recv::<ToSource>()) {
-        Ok(ToSource::RootfsSynced { .. }) => Ok(stats),
+        Ok(ToSource::Rootfs(RootfsReply::Synced { .. })) => Ok(stats),
         Ok(ToSource::Failed { reason }) => Err(MigrationError::refused("", reason)),
         Ok(other) => Err(MigrationError::protocol(format!(
             "the destination answered {other:?} to rootfs changes"
@@ -163,8 +163,23 @@ impl DestinationRootfs {
         .map_err(MigrationError::local)
     }
 
-    /// Answers a [`ToDestination::RootfsQuery`] with this rootfs's manifest.
-    pub(super) async fn answer_query(
+    /// Answers one message of the rootfs conversation.
+    pub(super) async fn answer(
+        &mut self,
+        session: &mut Session,
+        bundle: Option<&str>,
+        request: RootfsRequest,
+    ) -> Result<(), MigrationError> {
+        match request {
+            RootfsRequest::Query => self.answer_query(session, bundle).await,
+            RootfsRequest::Changes { changes, last } => {
+                self.apply(session, bundle, changes, last).await
+            }
+        }
+    }
+
+    /// Answers a [`RootfsRequest::Query`] with this rootfs's manifest.
+    async fn answer_query(
         &mut self,
         session: &mut Session,
         bundle: Option<&str>,
@@ -180,25 +195,25 @@ impl DestinationRootfs {
         let manifest = manifest.map_err(MigrationError::local)?;
         let mut chunks = manifest.chunks(rootfs::MAX_MANIFEST_CHUNK).peekable();
         if chunks.peek().is_none() {
-            let empty = ToSource::RootfsManifest {
+            let empty = ToSource::Rootfs(RootfsReply::Manifest {
                 entries: Vec::new(),
                 last: true,
-            };
+            });
             return Ok(session.send(&empty).await?);
         }
         while let Some(chunk) = chunks.next() {
-            let message = ToSource::RootfsManifest {
+            let message = ToSource::Rootfs(RootfsReply::Manifest {
                 entries: chunk.to_vec(),
                 last: chunks.peek().is_none(),
-            };
+            });
             session.send(&message).await?;
         }
         Ok(())
     }
 
-    /// Applies a batch of [`ToDestination::RootfsChanges`]; after the last
-    /// one of a pass, answers [`ToSource::RootfsSynced`].
-    pub(super) async fn apply(
+    /// Applies a batch of [`RootfsRequest::Changes`]; after the last one
+    /// of a pass, answers [`RootfsReply::Synced`].
+    async fn apply(
         &mut self,
         session: &mut Session,
         bundle: Option<&str>,
@@ -224,9 +239,9 @@ impl DestinationRootfs {
         result.map_err(MigrationError::local)?;
         self.applied += n;
         if last {
-            let synced = ToSource::RootfsSynced {
+            let synced = ToSource::Rootfs(RootfsReply::Synced {
                 changes: std::mem::take(&mut self.applied),
-            };
+            });
             session.send(&synced).await?;
         }
         Ok(())

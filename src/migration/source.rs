@@ -6,7 +6,7 @@
 use super::error::MigrationError;
 use super::policy::{self, Decision, Limits, SwitchReason};
 use super::protocol::RemoteRuns;
-use super::protocol::{Offer, ToDestination, ToSource};
+use super::protocol::{Offer, Opening, ToDestination, ToSource};
 use super::stats::{Downtime, MigrationStats, Phase, PostcopyStats, Progress, RoundStats};
 use crate::dump::sink::{CheckpointSink, MemoryMode, NextStep, RoundReport};
 use crate::dump::{self, CheckpointError, CheckpointOptions};
@@ -286,7 +286,7 @@ impl SourceRun<'_> {
         let rt = self.rt;
         match state {
             Outgoing::Offering { offer, bundle } => {
-                rt.block_on(self.session.send(&ToDestination::Offer(*offer)))
+                rt.block_on(self.session.send(&Opening::Migrate(*offer)))
                     .map_err(|e| self.link(e.into()))?;
                 match rt.block_on(self.session.recv::<ToSource>()) {
                     Ok(ToSource::Accepted) => {}
