@@ -59,6 +59,8 @@ pub mod destination;
 mod destination_shared;
 pub mod dryrun;
 pub mod error;
+mod network_sink;
+mod options;
 mod page_store;
 pub mod policy;
 pub mod postcopy;

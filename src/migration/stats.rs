@@ -143,3 +143,8 @@ pub struct Progress {
     /// Page throughput in bytes per second.
     pub throughput_bytes_per_sec: f64,
 }
+
+/// A duration in milliseconds, as the statistics give them.
+pub(super) fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
