@@ -224,7 +224,7 @@ impl Receipt {
         match self {
             Receipt::Accepting => accept(session, opts).await.map_err(fail),
             Receipt::Probing(probe) => {
-                super::dryrun::answer_probe(session, *probe)
+                super::probe::answer_probe(session, *probe)
                     .await
                     .map_err(fail)?;
                 Ok(Receipt::Done {

@@ -65,6 +65,7 @@ mod page_store;
 pub mod policy;
 pub mod postcopy;
 mod postcopy_destination;
+mod probe;
 pub mod protocol;
 mod rootfs_sync;
 pub mod source;
