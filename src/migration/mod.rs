@@ -19,19 +19,19 @@
 //! ```text
 //!  source (Outgoing / CopyPhase)               destination (Receipt)
 //!  -----------------------------               ---------------------
-//!  Offering      Offer ----------------------> Accepting
+//!  Offering      Opening::Migrate(Offer) ----> Accepting
 //!                <------------ Accepted        Accepted (image created)
 //!                      (or Refused: nothing here, the source keeps running)
-//!  SyncingRootfs RootfsQuery ----------------> Receiving
-//!   (--sync-     <------ RootfsManifest...
-//!    rootfs)     RootfsChanges... -----------> (applied below the bundle)
-//!                <------------ RootfsSynced
+//!  SyncingRootfs Rootfs(Query) --------------> Receiving
+//!   (--sync-     <------ Rootfs(Manifest)...
+//!    rootfs)     Rootfs(Changes)... ---------> (applied below the bundle)
+//!                <------------ Rootfs(Synced)
 //!  Copying:
 //!   Precopy      ==== pages of round n =====>  Receiving { round: n }
 //!   (each round) RoundEnd { n, frames } ---->
 //!                <------ RoundStored { n }
 //!   Frozen       ==== last pages ===========>
-//!                [RootfsChanges... / RootfsSynced, while frozen]
+//!                [Rootfs(Changes)... / Rootfs(Synced), while frozen]
 //!                RoundEnd -------------------->
 //!                <------ RoundStored
 //!    pre-copy:   State ---------------------->  Restoring
@@ -49,11 +49,14 @@
 //!                <------ Failed { reason }       lingers for the source)
 //! ```
 //!
-//! Post-copy, link lost: the destination reconnects and opens the new
-//! session with `Resume { id, missing }`; the source (still frozen)
-//! answers `Resumed` and serves the missing pages there, or `Abort` when no
-//! migration waits. A dry run opens with `Probe` instead of `Offer`
-//! (answered by `ProbeChecked`, then one round of discarded pages).
+//! Every session opens with an [`protocol::Opening`] that chooses the
+//! conversation, each with message enums of its own. Post-copy, link
+//! lost: the destination reconnects and opens the new session with
+//! `Opening::Resume { id, missing }`; the source (still frozen) answers
+//! `ResumeAnswer::Resumed` and serves the missing pages there, or
+//! `ResumeAnswer::Refused` when no migration waits. A dry run opens with
+//! `Opening::Probe` (answered by `ProbeToSource::Checked`, then discarded
+//! pages closed by `PagesSent` / `PagesStored`, and `Done`).
 
 pub mod destination;
 mod destination_shared;
