@@ -132,7 +132,7 @@ pub struct MappingRate {
     pub start: u64,
     /// End address.
     pub end: u64,
-    /// "[heap]", "[stack]" or "anonymous".
+    /// "\[heap\]", "\[stack\]" or "anonymous".
     pub name: String,
     /// Bytes written per second, on average.
     pub dirty_bytes_per_sec: f64,
