@@ -71,50 +71,50 @@ fn threads_postcopy() {
     lazy_workload("postcopy_threads", "threads", &[], "postcopy");
 }
 
-/// 1 GiB rewritten at 64 MiB/s, frozen at once: every page checked on the
-/// destination after the last one arrived.
-#[test]
-fn gigabyte_rewritten_postcopy() {
-    lazy_workload("postcopy_1g", "steady_dirty", &["1024", "64"], "postcopy");
+/// Tests that differ only by mode: each line names the post-copy test and
+/// the hybrid one (with the names their runs go by) and the check both
+/// run, given the run's name and the mode.
+macro_rules! postcopy_and_hybrid {
+    ($($(#[$doc:meta])* $postcopy:ident($postcopy_run:literal), $hybrid:ident($hybrid_run:literal) => $check:expr;)*) => {
+        $(
+            $(#[$doc])*
+            #[test]
+            fn $postcopy() {
+                ($check)($postcopy_run, "postcopy");
+            }
+
+            $(#[$doc])*
+            #[test]
+            fn $hybrid() {
+                ($check)($hybrid_run, "hybrid");
+            }
+        )*
+    };
 }
 
-/// The same after pre-copy rounds: the pages written since the last round
-/// come on fault, the rest is installed from the rounds.
-#[test]
-fn gigabyte_rewritten_hybrid() {
-    lazy_workload("hybrid_1g", "steady_dirty", &["1024", "64"], "hybrid");
-}
-
-/// Seed scenario 1: the busybox loop, its shell and children's pages
-/// coming on fault, counts on with no gap, repeat or reset.
-#[test]
-fn busybox_loop_postcopy() {
-    scenarios::busybox_loop("postcopy_busybox", &|bed, dir, w| {
-        migrate_lazy(bed, dir, w, "postcopy").map(drop)
-    });
-}
-
-#[test]
-fn busybox_loop_hybrid() {
-    scenarios::busybox_loop("hybrid_busybox", &|bed, dir, w| {
-        migrate_lazy(bed, dir, w, "hybrid").map(drop)
-    });
-}
-
-/// Seed scenario 2: the Node.js counter (a V8 heap, libuv, a listening
-/// socket) answers N on A, N+1 on B while its heap still arrives.
-#[test]
-fn node_counter_postcopy() {
-    scenarios::node_counter("postcopy_node", &|bed, dir, w| {
-        migrate_lazy(bed, dir, w, "postcopy").map(drop)
-    });
-}
-
-#[test]
-fn node_counter_hybrid() {
-    scenarios::node_counter("hybrid_node", &|bed, dir, w| {
-        migrate_lazy(bed, dir, w, "hybrid").map(drop)
-    });
+postcopy_and_hybrid! {
+    /// 1 GiB rewritten at 64 MiB/s: every page checked on the destination
+    /// after the last one arrived. In post-copy it is frozen at once; in
+    /// hybrid, after pre-copy rounds, the pages written since the last
+    /// round come on fault and the rest is installed from the rounds.
+    gigabyte_rewritten_postcopy("postcopy_1g"), gigabyte_rewritten_hybrid("hybrid_1g") =>
+        |test, mode| lazy_workload(test, "steady_dirty", &["1024", "64"], mode);
+    /// Seed scenario 1: the busybox loop, its shell and children's pages
+    /// coming on fault, counts on with no gap, repeat or reset.
+    busybox_loop_postcopy("postcopy_busybox"), busybox_loop_hybrid("hybrid_busybox") =>
+        |test, mode| {
+            scenarios::busybox_loop(test, &|bed, dir, w| {
+                migrate_lazy(bed, dir, w, mode).map(drop)
+            })
+        };
+    /// Seed scenario 2: the Node.js counter (a V8 heap, libuv, a listening
+    /// socket) answers N on A, N+1 on B while its heap still arrives.
+    node_counter_postcopy("postcopy_node"), node_counter_hybrid("hybrid_node") =>
+        |test, mode| {
+            scenarios::node_counter(test, &|bed, dir, w| {
+                migrate_lazy(bed, dir, w, mode).map(drop)
+            })
+        };
 }
 
 /// read() from a pipe into pages still on the source: faults inside the

@@ -1,6 +1,7 @@
-//! migrate-agent: ferry's command-line interface (and, later, its per-host
-//! daemon). It parses, calls the ferry library and prints; the logic lives in
-//! the library.
+//! migrate-agent: ferry's command-line interface and its per-host daemon
+//! (`migrate-agent serve`, which the other commands talk to over its control
+//! socket). It parses, calls the ferry library and prints; the logic lives
+//! in the library.
 
 mod certs;
 mod check;

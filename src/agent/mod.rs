@@ -327,7 +327,7 @@ async fn run_probe(req: ProbeRequest, transport: &Transport) -> ControlEvent {
     session.close("probe finished");
     match result {
         Ok(report) => ControlEvent::Probed(report),
-        Err(e) => failed(e),
+        Err(e) => failed(e.to_string()),
     }
 }
 

@@ -19,30 +19,19 @@
 //!   one standard deviation of the sampled rates.
 
 use super::policy::{self, Limits, SwitchReason, WorkloadModel};
-use super::protocol::{ProbeOffer, ToDestination, ToSource};
+pub use super::probe::{probe, ProbeReport, PROBE_TRANSFER_BYTES};
 use crate::dump;
 use crate::image::{Vma, VmaKind, PAGE_SIZE};
 use crate::inspect::{self, InspectError, TreeInspection};
 use crate::memory::{DirtyBackend, DirtyTracker, PageRuns};
 use crate::proc;
-use crate::transport::{Session, MAX_FRAME_PAGES};
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// The bandwidth assumed without `--to` or `--bandwidth`: 1 GiB/s, about a
 /// 10 Gbit/s link.
 pub const DEFAULT_BANDWIDTH: u64 = 1 << 30;
-
-/// Bytes of page frames a probe sends to measure the bandwidth.
-pub const PROBE_TRANSFER_BYTES: u64 = 256 << 20;
-
-/// The most a destination accepts to receive for a probe.
-const PROBE_MAX_BYTES: u64 = 1 << 30;
-
-/// How long a destination waits for a probe's pages.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Process state (registers, fds, signal handlers, ...) assumed per
 /// process in the post-copy and hybrid models: it is sent frozen.
@@ -141,7 +130,7 @@ pub struct MappingRate {
     pub start: u64,
     /// End address.
     pub end: u64,
-    /// "[heap]", "[stack]" or "anonymous".
+    /// "\[heap\]", "\[stack\]" or "anonymous".
     pub name: String,
     /// Bytes written per second, on average.
     pub dirty_bytes_per_sec: f64,
@@ -397,225 +386,6 @@ fn clock_ticks_per_sec() -> f64 {
         .ok()
         .flatten()
         .map_or(100.0, |t| t as f64)
-}
-
-/// What the destination said to a probe.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProbeReport {
-    /// The destination's address.
-    pub address: String,
-    /// The destination agent's name (from its certificate).
-    pub agent: String,
-    /// Why it would refuse the migration (None: it would take it).
-    pub refusal: Option<String>,
-    /// Memory available on the destination.
-    pub memory_available_bytes: u64,
-    /// Memory the workload would bring.
-    pub memory_bytes: u64,
-    /// Bytes of page frames sent to measure the bandwidth.
-    pub transfer_bytes: u64,
-    /// Milliseconds they took, until the destination had them all.
-    pub transfer_ms: f64,
-    /// The measured bandwidth.
-    pub bandwidth_bytes_per_sec: f64,
-}
-
-/// Asks the destination on `session` whether it would take the tree rooted
-/// at `pid` (the offer a migration would make now) and measures the
-/// bandwidth with `transfer_bytes` of page frames it discards. Nothing is
-/// kept on either side.
-pub async fn probe(
-    session: &mut Session,
-    pid: i32,
-    transfer_bytes: u64,
-) -> Result<ProbeReport, String> {
-    let streams = session.bulk_connections().max(1);
-    let offer = super::source::make_offer(pid, streams as u32).map_err(|e| e.to_string())?;
-    let memory_bytes = offer.memory_bytes;
-    let root = offer.pid;
-    session
-        .send(&ToDestination::Probe(ProbeOffer {
-            offer,
-            transfer_bytes,
-        }))
-        .await
-        .map_err(|e| e.to_string())?;
-    let (refusal, memory_available_bytes) = match session.recv::<ToSource>().await {
-        Ok(ToSource::ProbeChecked {
-            refusal,
-            memory_available_bytes,
-        }) => (refusal, memory_available_bytes),
-        Ok(ToSource::Failed { reason }) => return Err(reason),
-        Ok(other) => return Err(format!("the destination answered {other:?} to the probe")),
-        Err(e) => return Err(e.to_string()),
-    };
-
-    let started = Instant::now();
-    let chunk = u64::from(MAX_FRAME_PAGES) * PAGE_SIZE;
-    let total_frames = transfer_bytes.div_ceil(chunk);
-    let mut lanes = Vec::with_capacity(streams);
-    for lane in 0..streams as u64 {
-        let mut stream = session.open_pages().await.map_err(|e| e.to_string())?;
-        let frames: Vec<u64> = (lane..total_frames).step_by(streams).collect();
-        lanes.push(tokio::spawn(async move {
-            let data = vec![0xa5u8; chunk as usize];
-            for frame in frames {
-                let len = chunk.min(transfer_bytes - frame * chunk) as usize;
-                let len = len - len % PAGE_SIZE as usize;
-                stream
-                    .send_pages(root, 0, frame * chunk, &data[..len.max(PAGE_SIZE as usize)])
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            stream.finish().await.map_err(|e| e.to_string())
-        }));
-    }
-    for lane in lanes {
-        lane.await.map_err(|e| e.to_string())??;
-    }
-    session
-        .send(&ToDestination::RoundEnd {
-            round: 0,
-            frames: total_frames,
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    match session.recv::<ToSource>().await {
-        Ok(ToSource::RoundStored { round: 0 }) => {}
-        Ok(ToSource::Failed { reason }) => return Err(reason),
-        Ok(other) => return Err(format!("the destination answered {other:?} to the pages")),
-        Err(e) => return Err(e.to_string()),
-    }
-    let secs = started.elapsed().as_secs_f64().max(1e-6);
-    // The destination closes the session when it hears this; closing
-    // earlier could cut off its last answer.
-    session
-        .send(&ToDestination::Done)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(ProbeReport {
-        address: session.peer_addr().to_string(),
-        agent: session.peer_agent().to_string(),
-        refusal,
-        memory_available_bytes,
-        memory_bytes,
-        transfer_bytes,
-        transfer_ms: secs * 1000.0,
-        bandwidth_bytes_per_sec: transfer_bytes as f64 / secs,
-    })
-}
-
-/// The destination's side of a probe: checks the offer as a migration
-/// would (CPU state format, PIDs free, memory available), answers, then
-/// reads and discards the announced page frames, acknowledges them and
-/// waits for the source's [`ToDestination::Done`]. Nothing is kept.
-pub async fn answer_probe(session: &mut Session, probe: ProbeOffer) -> Result<(), String> {
-    if probe.transfer_bytes > PROBE_MAX_BYTES {
-        return Err(format!(
-            "a probe announced {} bytes of pages, over the {PROBE_MAX_BYTES} accepted",
-            probe.transfer_bytes
-        ));
-    }
-    let offer = &probe.offer;
-    let available = proc::mem_available_bytes().map_err(|e| e.to_string())?;
-    let refusal = crate::restore::check_target(offer.xcr0, offer.xstate_size, &offer.tids)
-        .err()
-        .map(|e| e.to_string())
-        .or_else(|| {
-            (offer.memory_bytes > available).then(|| {
-                format!(
-                    "the workload has {} MiB of memory and only {} MiB are available here",
-                    offer.memory_bytes >> 20,
-                    available >> 20
-                )
-            })
-        });
-    session
-        .send(&ToSource::ProbeChecked {
-            refusal,
-            memory_available_bytes: available,
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-
-    let frames = Arc::new(AtomicU64::new(0));
-    let failed: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
-    let mut incoming = session.take_incoming_pages();
-    let (root, budget) = (offer.pid, probe.transfer_bytes);
-    let bytes = Arc::new(AtomicU64::new(0));
-    let reader = {
-        let (frames, failed, bytes) = (frames.clone(), failed.clone(), bytes.clone());
-        tokio::spawn(async move {
-            let mut readers = tokio::task::JoinSet::new();
-            while let Some(mut stream) = incoming.next().await {
-                let (frames, failed, bytes) = (frames.clone(), failed.clone(), bytes.clone());
-                readers.spawn(async move {
-                    let result = async {
-                        while let Some(frame) = stream.next().await.map_err(|e| e.to_string())? {
-                            if frame.header.pid != root {
-                                return Err(format!(
-                                    "a probe frame for process {} arrived; the probe is for {root}",
-                                    frame.header.pid
-                                ));
-                            }
-                            let len = frame.data.len() as u64;
-                            if bytes.fetch_add(len, Ordering::SeqCst) + len > budget {
-                                return Err(format!(
-                                    "the probe sent more than the {budget} bytes it announced"
-                                ));
-                            }
-                            frames.fetch_add(1, Ordering::SeqCst);
-                        }
-                        Ok(())
-                    }
-                    .await;
-                    if let Err(e) = result {
-                        failed
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .get_or_insert(e);
-                    }
-                });
-            }
-            while readers.join_next().await.is_some() {}
-        })
-    };
-    let result = async {
-        let announced =
-            match tokio::time::timeout(PROBE_TIMEOUT, session.recv::<ToDestination>()).await {
-                Ok(Ok(ToDestination::RoundEnd { round: 0, frames })) => frames,
-                Ok(Ok(_)) => return Err("expected the end of the probe's pages".to_string()),
-                Ok(Err(e)) => return Err(e.to_string()),
-                Err(_) => return Err(format!("the probe's pages took over {PROBE_TIMEOUT:?}")),
-            };
-        let started = Instant::now();
-        loop {
-            if let Some(e) = failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                return Err(e);
-            }
-            let have = frames.load(Ordering::SeqCst);
-            if have >= announced {
-                break;
-            }
-            if started.elapsed() > PROBE_TIMEOUT {
-                return Err(format!(
-                    "the probe announced {announced} frames; {have} arrived"
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        session
-            .send(&ToSource::RoundStored { round: 0 })
-            .await
-            .map_err(|e| e.to_string())?;
-        // Closing before the source has read the answer would lose it: wait
-        // for its last word (a lost link ends the wait as well).
-        let _ = tokio::time::timeout(PROBE_TIMEOUT, session.recv::<ToDestination>()).await;
-        Ok(())
-    }
-    .await;
-    reader.abort();
-    result
 }
 
 /// Where the bandwidth figure comes from.

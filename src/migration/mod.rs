@@ -2,12 +2,73 @@
 //! switch-over policy and the statistics of a migration. The source drives
 //! the checkpoint engine with a sink that streams to the destination; the
 //! destination stores the rounds as an image and restores it.
+//!
+//! The source's states are [`source`]'s `Outgoing` (offering, syncing the
+//! rootfs, copying, done) with the engine's `CopyPhase` (pre-copy, frozen)
+//! inside copying; the destination's are [`destination`]'s `Receipt`
+//! (accepting, accepted, receiving, restoring or post-copy, running, done).
+//! Each failure undoes what its state holds: the source resumes its
+//! workload (and aborts the destination once it accepted), the destination
+//! kills what it restored and removes its image. Exactly one copy runs:
+//! the source's until the destination says `Kept`, the destination's from
+//! then on.
+//!
+//! The conversation on the control stream (page frames travel on page
+//! streams, `====`):
+//!
+//! ```text
+//!  source (Outgoing / CopyPhase)               destination (Receipt)
+//!  -----------------------------               ---------------------
+//!  Offering      Opening::Migrate(Offer) ----> Accepting
+//!                <------------ Accepted        Accepted (image created)
+//!                      (or Refused: nothing here, the source keeps running)
+//!  SyncingRootfs Rootfs(Query) --------------> Receiving
+//!   (--sync-     <------ Rootfs(Manifest)...
+//!    rootfs)     Rootfs(Changes)... ---------> (applied below the bundle)
+//!                <------------ Rootfs(Synced)
+//!  Copying:
+//!   Precopy      ==== pages of round n =====>  Receiving { round: n }
+//!   (each round) RoundEnd { n, frames } ---->
+//!                <------ RoundStored { n }
+//!   Frozen       ==== last pages ===========>
+//!                [Rootfs(Changes)... / Rootfs(Synced), while frozen]
+//!                RoundEnd -------------------->
+//!                <------ RoundStored
+//!    pre-copy:   State ---------------------->  Restoring
+//!                <------ Running                Running
+//!    post-copy:  PostCopyState -------------->  PostCopy (lazy restore)
+//!                <------ Running
+//!                <------ PageRequest...         (a thread faulted)
+//!                ==== urgent / pushed pages ==>
+//!                <------ AllPages
+//!                Done ----------------------->
+//!                <------ Kept                   (the workload stays here)
+//!  Done          (the source's copy ends)       Done (the image goes)
+//!
+//!  Any failure:  Abort { reason } ----------->  (kill, remove; session
+//!                <------ Failed { reason }       lingers for the source)
+//! ```
+//!
+//! Every session opens with an [`protocol::Opening`] that chooses the
+//! conversation, each with message enums of its own. Post-copy, link
+//! lost: the destination reconnects and opens the new session with
+//! `Opening::Resume { id, missing }`; the source (still frozen) answers
+//! `ResumeAnswer::Resumed` and serves the missing pages there, or
+//! `ResumeAnswer::Refused` when no migration waits. A dry run opens with
+//! `Opening::Probe` (answered by `ProbeToSource::Checked`, then discarded
+//! pages closed by `PagesSent` / `PagesStored`, and `Done`).
 
 pub mod destination;
+mod destination_shared;
 pub mod dryrun;
+pub mod error;
+mod network_sink;
+mod options;
+mod page_store;
 pub mod policy;
 pub mod postcopy;
 mod postcopy_destination;
+mod probe;
 pub mod protocol;
 mod rootfs_sync;
 pub mod source;

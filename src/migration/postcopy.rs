@@ -4,8 +4,9 @@
 //! the background, restarting the push near the latest fault, until the
 //! destination says every page is local.
 
+use super::error::MigrationError;
 use super::protocol::{
-    RemoteRuns, ResumeRequest, ToDestination, ToSource, MAX_RESUME_RUNS, PUSH_ROUND, URGENT_ROUND,
+    RemoteRuns, ResumeAnswer, ResumeRequest, ToSource, MAX_RESUME_RUNS, PUSH_ROUND, URGENT_ROUND,
 };
 use crate::image::PAGE_SIZE;
 use crate::lazy::{FaultStats, PageRequest};
@@ -139,7 +140,7 @@ impl PushState {
 }
 
 /// Reads `npages` pages of the frozen process `pid` at `vaddr`.
-fn read_frozen(pid: i32, vaddr: u64, npages: usize) -> Result<Vec<u8>, String> {
+fn read_frozen(pid: i32, vaddr: u64, npages: usize) -> Result<Vec<u8>, MigrationError> {
     let len = npages * PAGE_SIZE as usize;
     let mut buf = vec![0u8; len];
     let remote = [RemoteIoVec {
@@ -151,11 +152,16 @@ fn read_frozen(pid: i32, vaddr: u64, npages: usize) -> Result<Vec<u8>, String> {
         &mut [IoSliceMut::new(&mut buf)],
         &remote,
     )
-    .map_err(|e| format!("reading {npages} pages at {vaddr:#x} of frozen process {pid}: {e}"))?;
+    .map_err(|e| {
+        MigrationError::local_in(
+            format!("reading {npages} pages at {vaddr:#x} of frozen process {pid}"),
+            e,
+        )
+    })?;
     if n != len {
-        return Err(format!(
+        return Err(MigrationError::local(format!(
             "reading {npages} pages at {vaddr:#x} of frozen process {pid}: only {n} bytes"
-        ));
+        )));
     }
     Ok(buf)
 }
@@ -177,15 +183,6 @@ pub struct Push {
     pub bandwidth_limit: Option<u64>,
 }
 
-/// Why serving post-copy on one session stopped (either side).
-pub(super) enum Stop {
-    /// The link broke: the destination, which may run the workload, may
-    /// reconnect and resume.
-    Lost(String),
-    /// The destination failed or broke the protocol: nothing to resume.
-    Fatal(String),
-}
-
 /// Post-copy migrations whose link broke, by identifier: the agent hands
 /// a destination's reconnection (its session and request) to the one
 /// waiting here.
@@ -195,7 +192,7 @@ type Waiting =
 
 static WAITING: Mutex<Option<Waiting>> = Mutex::new(None);
 
-/// Hands a destination's [`ToDestination::Resume`] (the first message of
+/// Hands a destination's [`super::protocol::Opening::Resume`] (the first message of
 /// the session it opened to this agent) to the migration waiting for it;
 /// when none waits (the source gave up and resumed its copy, or never
 /// knew this identifier) the destination is told so and must kill its
@@ -226,7 +223,7 @@ async fn refuse(mut session: Session, id: &str) {
     let reason = format!(
         "no post-copy migration {id} waits for its destination here: the source gave up waiting and resumed its own copy, or restarted"
     );
-    let _ = session.send(&ToDestination::Abort { reason }).await;
+    let _ = session.send(&ResumeAnswer::Refused { reason }).await;
     let _ = tokio::time::timeout(
         std::time::Duration::from_secs(1),
         session.recv::<ToSource>(),
@@ -237,7 +234,11 @@ async fn refuse(mut session: Session, id: &str) {
 
 /// Waits at most `wait` for the destination `agent` of migration `id` to
 /// reconnect.
-fn wait_resume(id: &str, agent: &str, wait: Duration) -> Result<(Session, ResumeRequest), String> {
+fn wait_resume(
+    id: &str,
+    agent: &str,
+    wait: Duration,
+) -> Result<(Session, ResumeRequest), MigrationError> {
     let (tx, rx) = std::sync::mpsc::channel();
     lock(&WAITING)
         .get_or_insert_with(Default::default)
@@ -248,8 +249,9 @@ fn wait_resume(id: &str, agent: &str, wait: Duration) -> Result<(Session, Resume
         w.remove(id);
     }
     // A hand-over that raced the removal is still in the channel.
-    got.or_else(|_| rx.try_recv())
-        .map_err(|_| format!("the destination did not reconnect within {wait:?}"))
+    got.or_else(|_| rx.try_recv()).map_err(|_| {
+        MigrationError::link(format!("the destination did not reconnect within {wait:?}"))
+    })
 }
 
 /// Checks the pages a reconnecting destination says it misses: a bounded
@@ -257,12 +259,12 @@ fn wait_resume(id: &str, agent: &str, wait: Duration) -> Result<(Session, Resume
 fn check_missing(
     runs: &[(i32, PageRuns)],
     missing: &[RemoteRuns],
-) -> Result<Vec<RemoteRuns>, String> {
+) -> Result<Vec<RemoteRuns>, MigrationError> {
     let count: usize = missing.iter().map(|r| r.runs.len()).sum();
     if count > MAX_RESUME_RUNS {
-        return Err(format!(
+        return Err(MigrationError::protocol(format!(
             "the destination named {count} missing page runs to resume, more than the {MAX_RESUME_RUNS} accepted"
-        ));
+        )));
     }
     for r in missing {
         let ours = runs.iter().find(|(pid, _)| *pid == r.pid).map(|r| &r.1);
@@ -272,10 +274,10 @@ fn check_missing(
                 && end % PAGE_SIZE == 0
                 && ours.is_some_and(|o| o.covers(start, end));
             if !fits {
-                return Err(format!(
+                return Err(MigrationError::protocol(format!(
                     "the destination says it misses pages {start:#x}-{end:#x} of process {}, which this migration did not leave on the source",
                     r.pid
-                ));
+                )));
             }
         }
     }
@@ -288,7 +290,7 @@ fn check_missing(
 /// container's). When the link breaks, waits at most `resume_wait`
 /// for the destination to reconnect (it may run the workload already),
 /// then goes on with the pages it still misses on the new session, which
-/// replaces `session`. Returns an error, as a sentence, when the
+/// replaces `session`. Returns an error when the
 /// destination fails or does not come back: the caller then resumes the
 /// source copy (the destination kills its own).
 pub fn serve(
@@ -299,7 +301,7 @@ pub fn serve(
     host_pids: &HashMap<i32, i32>,
     push: Push,
     resume_wait: Duration,
-) -> Result<Served, String> {
+) -> Result<Served, MigrationError> {
     let runs: Vec<(i32, PageRuns)> = remote
         .iter()
         .map(|r| (r.pid, PageRuns::from_runs(r.runs.clone())))
@@ -309,25 +311,25 @@ pub fn serve(
     loop {
         let why = match serve_link(rt, session, &runs, &state, push, &mut served) {
             Ok(()) => return Ok(served),
-            Err(Stop::Fatal(why)) => return Err(why),
-            Err(Stop::Lost(why)) => why,
+            Err(why) if why.is_link_lost() => why,
+            Err(why) => return Err(why),
         };
         session.close("link lost");
         let agent = session.peer_agent().to_string();
-        let (new, req) = wait_resume(id, &agent, resume_wait).map_err(|e| format!("{why}; {e}"))?;
+        let (new, req) = wait_resume(id, &agent, resume_wait).map_err(|e| why.then(e))?;
         *session = new;
         let missing = match check_missing(&runs, &req.missing) {
             Ok(m) => m,
             Err(reason) => {
-                let _ = rt.block_on(session.send(&ToDestination::Abort {
-                    reason: reason.clone(),
+                let _ = rt.block_on(session.send(&ResumeAnswer::Refused {
+                    reason: reason.to_string(),
                 }));
                 return Err(reason);
             }
         };
         *lock(&state) = PushState::new(&missing, host_pids.clone());
-        rt.block_on(session.send(&ToDestination::Resumed))
-            .map_err(|e| format!("answering the destination's resume failed: {e}"))?;
+        rt.block_on(session.send(&ResumeAnswer::Resumed))
+            .map_err(|e| MigrationError::link_in("answering the destination's resume failed", e))?;
         served.resumes += 1;
         tracing::info!(
             id,
@@ -367,14 +369,14 @@ fn serve_link(
     state: &Arc<Mutex<PushState>>,
     push: Push,
     served: &mut Served,
-) -> Result<(), Stop> {
+) -> Result<(), MigrationError> {
     let mut urgent: PageSender = rt
         .block_on(session.open_pages())
-        .map_err(|e| Stop::Lost(format!("opening the urgent page stream failed: {e}")))?;
+        .map_err(|e| MigrationError::link_in("opening the urgent page stream failed", e))?;
     urgent.set_priority(1);
-    let mut pusher: Option<std::thread::JoinHandle<Result<u64, String>>> = None;
+    let mut pusher: Option<std::thread::JoinHandle<Result<u64, MigrationError>>> = None;
     if served.running_at.is_some() {
-        pusher = Some(start_push(rt, session, state.clone(), push).map_err(Stop::Lost)?);
+        pusher = Some(start_push(rt, session, state.clone(), push)?);
     }
     let result = loop {
         // Dropping the read half-way (on a stall) spoils the control
@@ -387,10 +389,13 @@ fn serve_link(
         }) {
             Some(Ok(m)) => m,
             Some(Err(e)) => {
-                break Err(Stop::Lost(format!("the link to the destination failed: {e}")))
+                break Err(MigrationError::link_in(
+                    "the link to the destination failed",
+                    e,
+                ))
             }
             None => {
-                break Err(Stop::Fatal(format!(
+                break Err(MigrationError::protocol(format!(
                     "the destination made no progress for {STALL_TIMEOUT:?} (no message, no page pushed) while the workload stayed frozen here"
                 )))
             }
@@ -407,7 +412,7 @@ fn serve_link(
                 served.running_at = Some(Instant::now());
                 match start_push(rt, session, state.clone(), push) {
                     Ok(p) => pusher = Some(p),
-                    Err(e) => break Err(Stop::Lost(e)),
+                    Err(e) => break Err(e),
                 }
             }
             // Sent again after a resume.
@@ -421,10 +426,10 @@ fn serve_link(
                 break Ok(());
             }
             ToSource::Failed { reason } => {
-                break Err(Stop::Fatal(format!("the destination failed: {reason}")))
+                break Err(MigrationError::refused("the destination failed: ", reason))
             }
             other => {
-                break Err(Stop::Fatal(format!(
+                break Err(MigrationError::protocol(format!(
                     "the destination answered {other:?} during post-copy"
                 )))
             }
@@ -458,7 +463,7 @@ fn answer(
     runs: &[(i32, PageRuns)],
     state: &Mutex<PushState>,
     req: PageRequest,
-) -> Result<(), Stop> {
+) -> Result<(), MigrationError> {
     let wanted = runs.iter().find(|(pid, _)| *pid == req.pid).map(|r| &r.1);
     let end = req.vaddr.saturating_add(u64::from(req.npages) * PAGE_SIZE);
     let valid = req.npages > 0
@@ -470,13 +475,13 @@ fn answer(
                 .all(|a| w.contains(a))
         });
     if !valid {
-        return Err(Stop::Fatal(format!(
+        return Err(MigrationError::protocol(format!(
             "the destination asked for {} pages at {:#x} of process {}, which this migration did not leave on the source",
             req.npages, req.vaddr, req.pid
         )));
     }
     let host = lock(state).host_pid(req.pid);
-    let data = read_frozen(host, req.vaddr, req.npages as usize).map_err(Stop::Fatal)?;
+    let data = read_frozen(host, req.vaddr, req.npages as usize)?;
     {
         let mut st = lock(state);
         st.mark_sent(req.pid, req.vaddr, u64::from(req.npages));
@@ -488,7 +493,7 @@ fn answer(
             .await?;
         urgent.flush().await
     })
-    .map_err(|e| Stop::Lost(format!("answering a page request failed: {e}")))
+    .map_err(|e| MigrationError::link_in("answering a page request failed", e))
 }
 
 /// Starts the background push: a thread reading the frozen memory in
@@ -498,21 +503,18 @@ fn start_push(
     session: &Session,
     state: Arc<Mutex<PushState>>,
     push: Push,
-) -> Result<std::thread::JoinHandle<Result<u64, String>>, String> {
+) -> Result<std::thread::JoinHandle<Result<u64, MigrationError>>, MigrationError> {
     let mut lanes = Vec::new();
     for _ in 0..push.streams.max(1) {
         let mut stream = rt
             .block_on(session.open_pages())
-            .map_err(|e| format!("opening a push stream failed: {e}"))?;
+            .map_err(|e| MigrationError::link_in("opening a push stream failed", e))?;
         let (tx, mut rx) = mpsc::channel::<(i32, u64, Vec<u8>)>(4);
         let task = rt.spawn(async move {
             while let Some((pid, vaddr, data)) = rx.recv().await {
-                stream
-                    .send_pages(pid, PUSH_ROUND, vaddr, &data)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                stream.send_pages(pid, PUSH_ROUND, vaddr, &data).await?;
             }
-            stream.finish().await.map_err(|e| e.to_string())
+            stream.finish().await.map_err(MigrationError::from)
         });
         lanes.push((tx, task));
     }
@@ -534,7 +536,7 @@ fn start_push(
             let lane = &lanes[next_lane % lanes.len()];
             next_lane += 1;
             if lane.0.blocking_send((pid, vaddr, data)).is_err() {
-                return Err("a push stream stopped".to_string());
+                return Err(MigrationError::link("a push stream stopped"));
             }
             pushed += npages as u64;
             if let Some(limit) = push.bandwidth_limit.filter(|&l| l > 0) {
@@ -547,7 +549,7 @@ fn start_push(
         for (tx, task) in lanes {
             drop(tx);
             rt.block_on(task)
-                .map_err(|e| e.to_string())
+                .map_err(MigrationError::local)
                 .and_then(|r| r)?;
         }
         Ok(pushed)
@@ -604,7 +606,7 @@ mod tests {
             pid: 7,
             runs: vec![(base, base + PAGE_SIZE); MAX_RESUME_RUNS + 1],
         }];
-        let err = check_missing(&runs, &flood).unwrap_err();
+        let err = check_missing(&runs, &flood).unwrap_err().to_string();
         assert!(err.contains("more than"), "{err}");
     }
 }

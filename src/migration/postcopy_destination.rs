@@ -3,12 +3,14 @@
 //! the workload running, forward its page requests to the source, install
 //! the pages that arrive, and tell the source once every page is local.
 
-use super::destination::{
+use super::destination_shared::{
     container_of, keep, kill_tree, name, DestinationOptions, DestinationState, Received, Reconnect,
+    Workload,
 };
-use super::postcopy::Stop;
+use super::error::MigrationError;
 use super::protocol::{
-    Offer, RemoteRuns, ResumeRequest, ToDestination, ToSource, PUSH_ROUND, URGENT_ROUND,
+    Offer, Opening, RemoteRuns, ResumeAnswer, ResumeRequest, ToDestination, ToSource, PUSH_ROUND,
+    URGENT_ROUND,
 };
 use crate::image::ImageSink;
 use crate::image::{Checkpoint, ImageWriter, PAGE_SIZE};
@@ -17,7 +19,7 @@ use crate::memory::PageRuns;
 use crate::restore::{LazyPages, RestoreOptions, RestoreStats};
 use crate::transport::{IncomingPages, PageReceiver, Session};
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -31,7 +33,10 @@ const CHECK_EVERY: Duration = Duration::from_millis(20);
 
 /// Checks the pages the source says it kept: each run page-aligned and
 /// inside a private anonymous mapping of a process of the checkpoint.
-fn check_remote(ck: &Checkpoint, remote: &[RemoteRuns]) -> Result<HashMap<i32, PageRuns>, String> {
+fn check_remote(
+    ck: &Checkpoint,
+    remote: &[RemoteRuns],
+) -> Result<HashMap<i32, PageRuns>, MigrationError> {
     let mut out = HashMap::new();
     for r in remote {
         let p = ck
@@ -39,10 +44,10 @@ fn check_remote(ck: &Checkpoint, remote: &[RemoteRuns]) -> Result<HashMap<i32, P
             .iter()
             .find(|p| p.pid == r.pid)
             .ok_or_else(|| {
-                format!(
+                MigrationError::protocol(format!(
                     "the source kept pages of process {}, which the state does not describe",
                     r.pid
-                )
+                ))
             })?;
         for &(start, end) in &r.runs {
             // A run may span adjacent mappings; every page of it must lie
@@ -63,44 +68,77 @@ fn check_remote(ck: &Checkpoint, remote: &[RemoteRuns]) -> Result<HashMap<i32, P
                     .map_or("no mapping".to_string(), |v| {
                         format!("{:#x}-{:#x} {:?}", v.start, v.end, v.kind)
                     });
-                return Err(format!(
+                return Err(MigrationError::protocol(format!(
                     "the source kept pages {start:#x}-{end:#x} of process {}, outside its private anonymous memory (at {at:#x}: {what})",
                     r.pid
-                ));
+                )));
             }
         }
         if out
             .insert(r.pid, PageRuns::from_runs(r.runs.clone()))
             .is_some()
         {
-            return Err(format!(
+            return Err(MigrationError::protocol(format!(
                 "the source named the pages of process {} twice",
                 r.pid
-            ));
+            )));
         }
     }
     Ok(out)
 }
 
-/// Runs the post-copy restore and phase; `restored` is set once the
-/// workload runs, or `created` once its container exists (the caller kills
-/// the one or deletes the other on any error).
-#[allow(clippy::too_many_arguments)]
+/// What the destination holds at a post-copy switch-over: the offer, the
+/// image of the pre-copy rounds (if any) with the frozen state, and the
+/// pages still on the source.
+pub(super) struct PostCopyArrival {
+    /// The migration's image directory.
+    pub dir: PathBuf,
+    /// The source's offer.
+    pub offer: Offer,
+    /// The frozen workload's state.
+    pub checkpoint: Checkpoint,
+    /// The image the pre-copy rounds went to.
+    pub writer: ImageWriter,
+    /// The page streams still to come (post-copy's answers and push).
+    pub incoming: IncomingPages,
+    /// Per process, the pages still on the source.
+    pub remote: Vec<RemoteRuns>,
+}
+
+/// Why the post-copy restore or phase failed: in which of its states, and
+/// the workload it leaves for the caller to remove (the tree once it ran,
+/// or the container once it was created).
+pub(super) struct PostCopyFailure {
+    /// Why.
+    pub error: MigrationError,
+    /// Where post-copy was.
+    pub state: DestinationState,
+    /// What to remove (after the image).
+    pub workload: Option<Workload>,
+}
+
+/// Runs the post-copy restore and phase. On failure the workload (or its
+/// restore) is killed already; the caller removes what the failure names.
 pub(super) async fn run(
     session: &mut Session,
     opts: &DestinationOptions,
-    state: &mut DestinationState,
-    restored: &mut Option<Vec<i32>>,
-    created: &mut Option<crate::container::Container>,
-    dir: &Path,
-    offer: Offer,
-    checkpoint: Checkpoint,
-    writer: ImageWriter,
-    incoming: IncomingPages,
-    remote: Vec<RemoteRuns>,
-) -> Result<Received, String> {
-    *state = DestinationState::Restoring;
-    let remote = check_remote(&checkpoint, &remote)?;
+    arrival: PostCopyArrival,
+) -> Result<Received, PostCopyFailure> {
+    // Before the restore starts, nothing of the workload exists here.
+    let early = |error| PostCopyFailure {
+        error,
+        state: DestinationState::Restoring,
+        workload: None,
+    };
+    let PostCopyArrival {
+        dir,
+        offer,
+        checkpoint,
+        writer,
+        incoming,
+        remote,
+    } = arrival;
+    let remote = check_remote(&checkpoint, &remote).map_err(early)?;
     let tids: Vec<i32> = checkpoint
         .processes
         .iter()
@@ -111,8 +149,8 @@ pub(super) async fn run(
     let (requests_tx, mut requests) = mpsc::unbounded_channel();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (server, server_thread) = FaultServer::start(remote.clone(), ready_rx, requests_tx)
-        .map_err(|e| format!("cannot start the fault server: {e}"))?;
-    let (errors_tx, mut errors) = mpsc::unbounded_channel::<Stop>();
+        .map_err(|e| early(MigrationError::local_in("cannot start the fault server", e)))?;
+    let (errors_tx, mut errors) = mpsc::unbounded_channel::<MigrationError>();
     let mut receiver = tokio::spawn(receive_pages(
         incoming,
         server.clone(),
@@ -127,27 +165,29 @@ pub(super) async fn run(
             let c = t.container.clone();
             let husk = tokio::task::spawn_blocking(move || t.prepare())
                 .await
-                .map_err(|e| format!("the container creation task failed: {e}"))??;
-            *created = Some(c.clone());
+                .map_err(|e| MigrationError::local_in("the container creation task failed", e))
+                .and_then(|r| r)
+                .map_err(early)?;
             Some((c, husk))
         }
         None => None,
     };
     let victims = target.as_ref().map_or_else(|| tids.clone(), |t| vec![t.1]);
-    let restore_dir = dir.to_path_buf();
+    let restore_dir = dir;
     let lazy = LazyPages {
         remote,
         ready: ready_tx,
     };
     let in_container = target.is_some();
+    let created = target.as_ref().map(|(c, _)| Workload::Container(c.clone()));
     let restore = tokio::task::spawn_blocking(move || {
         let mut sink = ImageSink::new(writer);
-        sink.commit(&checkpoint).map_err(|e| e.to_string())?;
+        sink.commit(&checkpoint).map_err(MigrationError::local)?;
         let opts = RestoreOptions { lazy: Some(lazy) };
         match target {
             Some((c, husk)) => crate::container::restore_created(&c, husk, &restore_dir, opts)
-                .map_err(|e| e.to_string()),
-            None => crate::restore::restore_with(&restore_dir, opts).map_err(|e| e.to_string()),
+                .map_err(MigrationError::local),
+            None => crate::restore::restore_with(&restore_dir, opts).map_err(MigrationError::local),
         }
     });
 
@@ -157,13 +197,13 @@ pub(super) async fn run(
         in_container,
         running: None,
         all_local: None,
+        state: DestinationState::Restoring,
+        workload: created,
     };
     let mut result = loop {
-        let stop = match serve_link(
+        let why = match serve_link(
             session,
             opts,
-            state,
-            restored,
             &server,
             processes,
             &tids,
@@ -174,12 +214,12 @@ pub(super) async fn run(
         .await
         {
             Ok(stats) => break Ok(stats),
-            Err(stop) => stop,
+            Err(why) => why,
         };
-        let why = match (stop, &opts.reconnect) {
+        let why = match &opts.reconnect {
             // The source, frozen, waits for this whether or not it heard
             // that the workload runs here.
-            (Stop::Lost(why), Some(rc)) => {
+            Some(rc) if why.is_link_lost() => {
                 tracing::warn!(id = %offer.id, %why, "the link to the source broke during post-copy; the workload waits on its faults while this agent reconnects");
                 receiver.abort();
                 while errors.try_recv().is_ok() {}
@@ -193,19 +233,17 @@ pub(super) async fn run(
                         ));
                         continue;
                     }
-                    Err(e) => format!("{why}; {e}"),
+                    Err(e) => why.then(e),
                 }
             }
-            (Stop::Lost(why) | Stop::Fatal(why), _) => why,
+            _ => why,
         };
         break Err(why);
     };
-    if let Err(why) = &result {
-        if phase.running.is_some() && phase.all_local.is_none() {
-            result = Err(format!(
-                "{why}; the workload's memory here is incomplete, so its copy here was killed"
-            ));
-        }
+    if phase.running.is_some() && phase.all_local.is_none() {
+        result = result.map_err(|why| {
+            why.then("the workload's memory here is incomplete, so its copy here was killed")
+        });
     }
     let restore = phase.restore;
     server.stop();
@@ -219,11 +257,12 @@ pub(super) async fn run(
         }
     }
     let _ = tokio::task::spawn_blocking(move || server_thread.join()).await;
-    let (_, stats) = result?;
+    let (_, stats) = result.map_err(|error| PostCopyFailure {
+        error,
+        state: phase.state,
+        workload: phase.workload,
+    })?;
     keep(session, opts).await;
-    *restored = None;
-    *created = None;
-    *state = DestinationState::Done;
     Ok(Received {
         id: offer.id,
         pid: stats.pid,
@@ -233,7 +272,7 @@ pub(super) async fn run(
 
 /// Where the post-copy phase is, kept across sessions when the link breaks.
 struct Phase {
-    restore: JoinHandle<Result<RestoreStats, String>>,
+    restore: JoinHandle<Result<RestoreStats, MigrationError>>,
     restoring: bool,
     /// The workload is a container created here (deleted on failure, so
     /// its PIDs are not what to kill).
@@ -242,6 +281,11 @@ struct Phase {
     running: Option<(Instant, RestoreStats)>,
     /// When every page was local (and the source told so).
     all_local: Option<Instant>,
+    /// The state's name, should post-copy fail now.
+    state: DestinationState,
+    /// What a failure now leaves to remove: the container from its
+    /// creation on, the tree once its restore returned.
+    workload: Option<Workload>,
 }
 
 /// Serves the post-copy phase on one session: forwards page requests,
@@ -251,17 +295,16 @@ struct Phase {
 async fn serve_link(
     session: &mut Session,
     opts: &DestinationOptions,
-    state: &mut DestinationState,
-    restored: &mut Option<Vec<i32>>,
     server: &FaultServer,
     processes: usize,
     tids: &[i32],
     phase: &mut Phase,
     requests: &mut mpsc::UnboundedReceiver<PageRequest>,
-    errors: &mut mpsc::UnboundedReceiver<Stop>,
-) -> Result<(Instant, RestoreStats), Stop> {
-    let lost =
-        |e: &dyn std::fmt::Display| Stop::Lost(format!("the link to the source failed: {e}"));
+    errors: &mut mpsc::UnboundedReceiver<MigrationError>,
+) -> Result<(Instant, RestoreStats), MigrationError> {
+    fn lost(e: impl std::error::Error + Send + Sync + 'static) -> MigrationError {
+        MigrationError::link_in("the link to the source failed", e)
+    }
     let (mut tx, mut rx) = session.split_control();
     if let Some((_, stats)) = &phase.running {
         // A new session after a resume: the source may not have heard it.
@@ -270,13 +313,11 @@ async fn serve_link(
             pid: stats.pid,
         })
         .await
-        .map_err(|e| lost(&e))?;
+        .map_err(lost)?;
     }
     // After a resume: the answers to earlier requests may be lost.
     for req in server.pending_requests() {
-        tx.send(&ToSource::PageRequest(req))
-            .await
-            .map_err(|e| lost(&e))?;
+        tx.send(&ToSource::PageRequest(req)).await.map_err(lost)?;
     }
     let control = rx.recv::<ToDestination>();
     tokio::pin!(control);
@@ -291,9 +332,9 @@ async fn serve_link(
                     all_local_ms,
                 })
                 .await
-                .map_err(|e| lost(&e))?;
+                .map_err(lost)?;
                 phase.all_local = Some(now);
-                *state = DestinationState::Running;
+                phase.state = DestinationState::Running;
                 server.stop();
             }
         }
@@ -301,36 +342,35 @@ async fn serve_link(
             r = &mut phase.restore, if phase.restoring => {
                 phase.restoring = false;
                 let stats = r
-                    .map_err(|e| Stop::Fatal(format!("the restore task failed: {e}")))?
-                    .map_err(Stop::Fatal)?;
+                    .map_err(|e| MigrationError::local_in("the restore task failed", e))??;
                 if !phase.in_container {
-                    *restored = Some(tids.to_vec());
+                    phase.workload = Some(Workload::Tree(tids.to_vec()));
                 }
-                *state = DestinationState::PostCopy;
+                phase.state = DestinationState::PostCopy;
                 tracing::info!(pid = stats.pid, restore_ms = stats.restore_ms, "the workload runs here; its pages follow from the source");
                 phase.running = Some((Instant::now(), stats));
                 tx.send(&ToSource::Running { restore_ms: stats.restore_ms, pid: stats.pid })
                     .await
-                    .map_err(|e| lost(&e))?;
+                    .map_err(lost)?;
             }
             Some(req) = requests.recv() => {
-                tx.send(&ToSource::PageRequest(req)).await.map_err(|e| lost(&e))?;
+                tx.send(&ToSource::PageRequest(req)).await.map_err(lost)?;
             }
             Some(e) = errors.recv() => return Err(e),
             m = &mut control => {
-                return match m.map_err(|e| lost(&e))? {
+                return match m.map_err(lost)? {
                     ToDestination::Done if phase.all_local.is_some() => {
-                        phase.running.take().ok_or(Stop::Fatal("no restore".into()))
+                        phase.running.take().ok_or(MigrationError::local("no restore"))
                     }
-                    ToDestination::Abort { reason } => Err(Stop::Fatal(format!("the source aborted: {reason}"))),
-                    other => Err(Stop::Fatal(format!("unexpected {} during post-copy", name(&other)))),
+                    ToDestination::Abort { reason } => Err(MigrationError::refused("the source aborted: ", reason)),
+                    other => Err(MigrationError::protocol(format!("unexpected {} during post-copy", name(&other)))),
                 };
             }
             _ = server.changed() => {}
             _ = tokio::time::sleep(CHECK_EVERY) => {
                 if let Some(t) = phase.all_local {
                     if t.elapsed() > opts.confirm_timeout {
-                        return Err(Stop::Fatal(format!("no confirmation from the source within {:?}", opts.confirm_timeout)));
+                        return Err(MigrationError::protocol(format!("no confirmation from the source within {:?}", opts.confirm_timeout)));
                     }
                 }
             }
@@ -347,7 +387,7 @@ async fn reconnect(
     rc: &Reconnect,
     id: &str,
     server: &FaultServer,
-) -> Result<(), String> {
+) -> Result<(), MigrationError> {
     let addr = session.peer_addr();
     let agent = session.peer_agent().to_string();
     session.close("link lost");
@@ -356,10 +396,10 @@ async fn reconnect(
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(format!(
+            return Err(MigrationError::link(format!(
                 "the source agent {agent} at {addr} could not be reached again within {:?} (last attempt: {last}): the pages it still holds for this workload are lost with it",
                 rc.within
-            ));
+            )));
         }
         // Err(Ok(why)): try again; Err(Err(reason)): the source refused.
         let attempt = async {
@@ -380,13 +420,12 @@ async fn reconnect(
                 id: id.to_string(),
                 missing,
             };
-            new.send(&ToDestination::Resume(req))
+            new.send(&Opening::Resume(req))
                 .await
                 .map_err(|e| Ok(e.to_string()))?;
-            match new.recv::<ToDestination>().await {
-                Ok(ToDestination::Resumed) => Ok(new),
-                Ok(ToDestination::Abort { reason }) => Err(Err(reason)),
-                Ok(other) => Err(Ok(format!("the source answered {}", name(&other)))),
+            match new.recv::<ResumeAnswer>().await {
+                Ok(ResumeAnswer::Resumed) => Ok(new),
+                Ok(ResumeAnswer::Refused { reason }) => Err(Err(reason)),
                 Err(e) => Err(Ok(e.to_string())),
             }
         };
@@ -397,8 +436,9 @@ async fn reconnect(
                 return Ok(());
             }
             Ok(Err(Err(reason))) => {
-                return Err(format!(
-                    "the source agent {agent} at {addr} refused to resume: {reason}"
+                return Err(MigrationError::refused(
+                    format!("the source agent {agent} at {addr} refused to resume: "),
+                    reason,
                 ))
             }
             Ok(Err(Ok(e))) => last = e,
@@ -414,7 +454,7 @@ async fn receive_pages(
     mut incoming: IncomingPages,
     server: Arc<FaultServer>,
     pids: Arc<HashSet<i32>>,
-    errors: mpsc::UnboundedSender<Stop>,
+    errors: mpsc::UnboundedSender<MigrationError>,
 ) {
     let mut readers = tokio::task::JoinSet::new();
     while let Some(stream) = incoming.next().await {
@@ -432,21 +472,21 @@ async fn read_stream(
     mut stream: PageReceiver,
     server: &FaultServer,
     pids: &HashSet<i32>,
-) -> Result<(), Stop> {
+) -> Result<(), MigrationError> {
     while let Some(frame) = stream
         .next()
         .await
-        .map_err(|e| Stop::Lost(format!("a post-copy page stream failed: {e}")))?
+        .map_err(|e| MigrationError::link_in("a post-copy page stream failed", e))?
     {
         let h = frame.header;
         if !pids.contains(&h.pid) {
-            return Err(Stop::Fatal(format!(
+            return Err(MigrationError::protocol(format!(
                 "a post-copy page frame for process {}, which is not part of the migrated tree, arrived",
                 h.pid
             )));
         }
         if h.round != URGENT_ROUND && h.round != PUSH_ROUND {
-            return Err(Stop::Fatal(format!(
+            return Err(MigrationError::protocol(format!(
                 "a page frame of round {} arrived during post-copy",
                 h.round
             )));

@@ -28,7 +28,7 @@ pub const MAX_RESUME_RUNS: usize = 1 << 20;
 
 /// The destination of a post-copy migration whose link broke reconnects
 /// to the source agent and opens the new session with this (in
-/// [`ToDestination::Resume`]): which pages it still misses, so that the
+/// [`Opening::Resume`]): which pages it still misses, so that the
 /// source, still frozen, pushes only those. Every other page the
 /// migration left on the source is held here already.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,8 +87,9 @@ pub struct ContainerOffer {
 /// be taken, and how fast do pages travel? The destination checks the
 /// offer as a migration would, keeps nothing, then reads and discards
 /// `transfer_bytes` of page frames (round 0, the offer's root PID), closed
-/// by a [`ToDestination::RoundEnd`] it answers with
-/// [`ToSource::RoundStored`]; the source ends with [`ToDestination::Done`].
+/// by a [`ProbeToDestination::PagesSent`] it answers with
+/// [`ProbeToSource::PagesStored`]; the source ends with
+/// [`ProbeToDestination::Done`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeOffer {
     /// The offer a migration of the workload would make now.
@@ -97,11 +98,24 @@ pub struct ProbeOffer {
     pub transfer_bytes: u64,
 }
 
-/// Source to destination.
+/// The first message of every session, from the agent that opened it: it
+/// says which conversation follows, each with message enums of its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Opening {
+    /// A migration: [`ToDestination`] and [`ToSource`] follow.
+    Migrate(Offer),
+    /// A dry run's probe (see [`ProbeOffer`]): [`ProbeToDestination`] and
+    /// [`ProbeToSource`] follow.
+    Probe(ProbeOffer),
+    /// Post-copy recovery, sent by the destination agent on a new session
+    /// to the source agent after the link broke: the source answers with a
+    /// [`ResumeAnswer`], then the migration's conversation goes on.
+    Resume(ResumeRequest),
+}
+
+/// Source to destination, in a migration (after [`Opening::Migrate`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ToDestination {
-    /// Start of a migration.
-    Offer(Offer),
     /// Every frame of `round` has been sent: `frames` in all, over all page
     /// streams. The destination answers [`ToSource::RoundStored`] once it
     /// holds them, so a later round never races an earlier one.
@@ -131,31 +145,12 @@ pub enum ToDestination {
         /// Why, for the destination's log.
         reason: String,
     },
-    /// A dry run's probe instead of an offer (see [`ProbeOffer`]); last,
-    /// so that the earlier variants keep their postcard tags.
-    Probe(ProbeOffer),
-    /// `--sync-rootfs`: list what the container's rootfs holds here;
-    /// answered by [`ToSource::RootfsManifest`] messages.
-    RootfsQuery,
-    /// `--sync-rootfs`: changes to apply to the container's rootfs, in
-    /// order; after the `last` one the destination answers
-    /// [`ToSource::RootfsSynced`].
-    RootfsChanges {
-        /// The changes (bounded in number and bytes by the source).
-        changes: Vec<crate::container::rootfs::Change>,
-        /// The pass is complete.
-        last: bool,
-    },
-    /// Post-copy recovery, sent by the destination (the connecting side
-    /// always speaks this enum first) on a new session to the source
-    /// agent after the link broke: resume the migration.
-    Resume(ResumeRequest),
-    /// The source's answer to a [`ToDestination::Resume`]: it serves the
-    /// missing pages on this session from now on.
-    Resumed,
+    /// `--sync-rootfs`: the rootfs conversation, answered by
+    /// [`ToSource::Rootfs`].
+    Rootfs(RootfsRequest),
 }
 
-/// Destination to source.
+/// Destination to source, in a migration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ToSource {
     /// The offer is acceptable: send pages.
@@ -195,18 +190,33 @@ pub enum ToSource {
         /// Why, as a sentence.
         reason: String,
     },
-    /// The answer to a [`ToDestination::Probe`]: whether the offer would
-    /// be taken, and the memory free here.
-    /// Last, so that the earlier variants keep their postcard tags.
-    ProbeChecked {
-        /// Why the offer would be refused (None: it would be taken).
-        refusal: Option<String>,
-        /// MemAvailable of the destination, in bytes.
-        memory_available_bytes: u64,
+    /// An answer of the rootfs conversation.
+    Rootfs(RootfsReply),
+}
+
+/// `--sync-rootfs`, source to destination: its own conversation inside a
+/// migration, before the freeze and again while frozen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RootfsRequest {
+    /// List what the container's rootfs holds here; answered by
+    /// [`RootfsReply::Manifest`] messages.
+    Query,
+    /// Changes to apply to the container's rootfs, in order; after the
+    /// `last` one the destination answers [`RootfsReply::Synced`].
+    Changes {
+        /// The changes (bounded in number and bytes by the source).
+        changes: Vec<crate::container::rootfs::Change>,
+        /// The pass is complete.
+        last: bool,
     },
+}
+
+/// `--sync-rootfs`, destination to source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RootfsReply {
     /// Part of the destination's rootfs manifest (answer to
-    /// [`ToDestination::RootfsQuery`]).
-    RootfsManifest {
+    /// [`RootfsRequest::Query`]).
+    Manifest {
         /// Entries ([`crate::container::rootfs::MAX_MANIFEST_CHUNK`] at
         /// most).
         entries: Vec<crate::container::rootfs::Entry>,
@@ -214,8 +224,278 @@ pub enum ToSource {
         last: bool,
     },
     /// Every change of the pass is applied to the rootfs here.
-    RootfsSynced {
+    Synced {
         /// Changes applied in this pass.
         changes: u64,
     },
+}
+
+/// Source to destination, in a dry run's probe (after
+/// [`Opening::Probe`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ProbeToDestination {
+    /// Every probe frame is sent: `frames` in all, over all page streams.
+    PagesSent {
+        /// Frames sent.
+        frames: u64,
+    },
+    /// The source has read every answer: the probe is over.
+    Done,
+}
+
+/// Destination to source, in a dry run's probe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ProbeToSource {
+    /// Whether the offer would be taken, and the memory free here.
+    Checked {
+        /// Why the offer would be refused (None: it would be taken).
+        refusal: Option<String>,
+        /// MemAvailable of the destination, in bytes.
+        memory_available_bytes: u64,
+    },
+    /// Every probe frame arrived (and was discarded).
+    PagesStored,
+    /// The probe failed here.
+    Failed {
+        /// Why, as a sentence.
+        reason: String,
+    },
+}
+
+/// The source agent's answer to an [`Opening::Resume`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ResumeAnswer {
+    /// The source serves the missing pages on this session from now on.
+    Resumed,
+    /// No migration can resume: the destination must kill its copy.
+    Refused {
+        /// Why, as a sentence.
+        reason: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    //! The wire, pinned: the postcard bytes of every message variant of
+    //! every conversation. A failing case here is a wire change: raise
+    //! [`crate::transport::PROTOCOL_VERSION`] (it goes up with every wire
+    //! change), then pin the new bytes. Never reorder variants to make it
+    //! pass.
+
+    use super::*;
+    use crate::container::net::{Interface, NetworkConfig, Route};
+    use crate::container::rootfs::{Change, Entry, Kind, Meta};
+    use crate::image::HostInfo;
+
+    fn offer() -> Offer {
+        Offer {
+            id: "h-1-2".into(),
+            pid: 7,
+            tids: vec![7, 8],
+            xcr0: 0x207,
+            xstate_size: 2696,
+            memory_bytes: 4096,
+            page_streams: 2,
+            container: Some(ContainerOffer {
+                id: "c".into(),
+                runtime: crate::container::Runtime::Crun,
+                runtime_root: None,
+                bundle: "/b".into(),
+                network: Some(NetworkConfig {
+                    interfaces: vec![Interface {
+                        name: "eth0".into(),
+                        addresses: vec!["10.0.0.2/24".into()],
+                    }],
+                    routes: vec![Route {
+                        dst: "default".into(),
+                        gateway: Some("10.0.0.1".into()),
+                        dev: None,
+                    }],
+                }),
+            }),
+        }
+    }
+
+    fn checkpoint() -> Box<Checkpoint> {
+        Box::new(Checkpoint {
+            host: HostInfo {
+                kernel_release: "6.1".into(),
+                xcr0: 7,
+                xstate_size: 832,
+                vdso_len: 8192,
+                vdso_hash: 1,
+            },
+            processes: vec![],
+            zombies: vec![],
+            files: vec![],
+            pipes: vec![],
+            sysv_shm: vec![],
+            pid_namespace: false,
+        })
+    }
+
+    fn runs() -> Vec<RemoteRuns> {
+        vec![RemoteRuns {
+            pid: 7,
+            runs: vec![(0x1000, 0x3000)],
+        }]
+    }
+
+    fn meta() -> Meta {
+        Meta {
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: (1, 2),
+        }
+    }
+
+    fn hex<T: Serialize>(message: &T) -> String {
+        postcard::to_allocvec(message)
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Every variant of every message enum, with its encoding.
+    fn pinned() -> Vec<(String, &'static str)> {
+        let probe = ProbeOffer {
+            offer: offer(),
+            transfer_bytes: 1 << 20,
+        };
+        let resume = ResumeRequest {
+            id: "h-1-2".into(),
+            missing: runs(),
+        };
+        let changes = vec![
+            Change::Remove {
+                path: b"a".to_vec(),
+            },
+            Change::Dir {
+                path: b"d".to_vec(),
+                meta: meta(),
+            },
+            Change::Symlink {
+                path: b"l".to_vec(),
+                target: b"t".to_vec(),
+                meta: meta(),
+            },
+            Change::File {
+                path: b"f".to_vec(),
+                meta: meta(),
+                offset: 0,
+                data: b"xy".to_vec(),
+                last: true,
+            },
+            Change::Meta {
+                path: b"m".to_vec(),
+                kind: Kind::Symlink,
+                meta: meta(),
+            },
+        ];
+        let entry = Entry {
+            path: b"f".to_vec(),
+            kind: Kind::File,
+            size: 2,
+            meta: meta(),
+            ctime: (3, 4),
+            target: vec![],
+        };
+        let stats = FaultStats {
+            faults: 1,
+            zero_faults: 2,
+            requests: 3,
+            pages_faulted: 4,
+            pages_pushed: 5,
+            latency_p50_us: 0.5,
+            latency_p99_us: 2.0,
+        };
+        vec![
+            (hex(&Opening::Migrate(offer())), "0005682d312d320e020e10870488158020020101630100022f6201010465746830010b31302e302e302e322f3234010764656661756c74010831302e302e302e3100"),
+            (hex(&Opening::Probe(probe)), "0105682d312d320e020e10870488158020020101630100022f6201010465746830010b31302e302e302e322f3234010764656661756c74010831302e302e302e3100808040"),
+            (hex(&Opening::Resume(resume)), "0205682d312d32010e0180208060"),
+            (hex(&ToDestination::RoundEnd { round: 3, frames: 300 }), "0003ac02"),
+            (hex(&ToDestination::State(checkpoint())), "0103362e3107c006804001000000000000"),
+            (
+                hex(&ToDestination::PostCopyState {
+                    checkpoint: checkpoint(),
+                    remote: runs(),
+                }),
+                "0203362e3107c006804001000000000000010e0180208060",
+            ),
+            (hex(&ToDestination::Done), "03"),
+            (hex(&ToDestination::Abort { reason: "r".into() }), "040172"),
+            (hex(&ToDestination::Rootfs(RootfsRequest::Query)), "0500"),
+            (
+                hex(&ToDestination::Rootfs(RootfsRequest::Changes {
+                    changes,
+                    last: true,
+                })),
+                "050105000161010164a4030000020202016c0174a40300000202030166a40300000202000278790104016d02a4030000020201",
+            ),
+            (hex(&ToSource::Accepted), "00"),
+            (hex(&ToSource::Refused { reason: "r".into() }), "010172"),
+            (hex(&ToSource::RoundStored { round: 3 }), "0203"),
+            (
+                hex(&ToSource::Running {
+                    restore_ms: 1.5,
+                    pid: 7,
+                }),
+                "03000000000000f83f0e",
+            ),
+            (
+                hex(&ToSource::PageRequest(PageRequest {
+                    pid: 7,
+                    vaddr: 0x1000,
+                    npages: 2,
+                })),
+                "040e802002",
+            ),
+            (
+                hex(&ToSource::AllPages {
+                    stats,
+                    all_local_ms: 3.0,
+                }),
+                "050102030405000000000000e03f00000000000000400000000000000840",
+            ),
+            (hex(&ToSource::Kept), "06"),
+            (hex(&ToSource::Failed { reason: "r".into() }), "070172"),
+            (
+                hex(&ToSource::Rootfs(RootfsReply::Manifest {
+                    entries: vec![entry],
+                    last: false,
+                })),
+                "08000101660102a4030000020206040000",
+            ),
+            (
+                hex(&ToSource::Rootfs(RootfsReply::Synced { changes: 5 })),
+                "080105",
+            ),
+            (hex(&ProbeToDestination::PagesSent { frames: 9 }), "0009"),
+            (hex(&ProbeToDestination::Done), "01"),
+            (
+                hex(&ProbeToSource::Checked {
+                    refusal: Some("r".into()),
+                    memory_available_bytes: 1 << 30,
+                }),
+                "000101728080808004",
+            ),
+            (hex(&ProbeToSource::PagesStored), "01"),
+            (hex(&ProbeToSource::Failed { reason: "r".into() }), "020172"),
+            (hex(&ResumeAnswer::Resumed), "00"),
+            (hex(&ResumeAnswer::Refused { reason: "r".into() }), "010172"),
+        ]
+    }
+
+    /// The encoding of every message variant is pinned: a change to the
+    /// wire (a variant added in the middle, reordered, or with other
+    /// fields) fails here. PROTOCOL_VERSION goes up with every wire change
+    /// from version 2 on: raise it, then pin the new bytes.
+    #[test]
+    fn every_message_variant_encodes_to_its_pinned_bytes() {
+        for (i, (actual, expected)) in pinned().iter().enumerate() {
+            assert_eq!(actual, expected, "message {i}");
+        }
+    }
 }

@@ -3,76 +3,16 @@
 //! and kill it only once the destination reports it running. On any
 //! failure before that the workload is resumed where it was.
 
-use super::policy::{self, Decision, Limits, SwitchReason};
-use super::protocol::RemoteRuns;
-use super::protocol::{Offer, ToDestination, ToSource};
-use super::stats::{Downtime, MigrationStats, Phase, PostcopyStats, Progress, RoundStats};
-use crate::dump::sink::{CheckpointSink, MemoryMode};
+use super::error::MigrationError;
+use super::network_sink::{namespace_tid_pairs, CopyPhase, NetworkSink};
+pub use super::options::{MigrateOptions, MigrationMode};
+use super::protocol::{Offer, Opening, ToDestination, ToSource};
+use super::stats::{MigrationStats, Phase, Progress};
 use crate::dump::{self, CheckpointError, CheckpointOptions};
-use crate::image::{Checkpoint, ImageSummary, PAGE_SIZE};
-use crate::image::{NextStep, RoundReport};
-use crate::transport::{PageSender, Session};
-use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use crate::image::ms;
+use crate::transport::Session;
+use std::time::Instant;
 use tokio::runtime::Handle;
-use tokio::sync::mpsc;
-
-/// How memory moves.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MigrationMode {
-    /// Copy memory in rounds while the workload runs, then freeze and send
-    /// the rest: the downtime grows with the dirty rate.
-    #[default]
-    Precopy,
-    /// Freeze at once and run on the destination within milliseconds;
-    /// pages follow on demand and in the background. Until every page is
-    /// there, the source holds the only copy of the rest.
-    Postcopy,
-    /// Pre-copy rounds first, then post-copy instead of the last round.
-    Hybrid,
-}
-
-impl std::str::FromStr for MigrationMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "precopy" => Ok(Self::Precopy),
-            "postcopy" => Ok(Self::Postcopy),
-            "hybrid" => Ok(Self::Hybrid),
-            other => Err(format!(
-                "unknown migration mode {other:?}: expected precopy, postcopy or hybrid"
-            )),
-        }
-    }
-}
-
-/// What the user asked for.
-#[derive(Debug, Clone)]
-pub struct MigrateOptions {
-    /// How memory moves.
-    pub mode: MigrationMode,
-    /// Switch-over limits.
-    pub limits: Limits,
-    /// Bytes per second the page streams may use at most (None: no limit).
-    pub bandwidth_limit: Option<u64>,
-    /// Page streams to spread pages over (each on a bulk connection, round
-    /// robin).
-    pub page_streams: u32,
-    /// The workload is this container (its init's tree); `pid` is then
-    /// ignored.
-    pub container: Option<crate::container::Container>,
-    /// Post-copy: how long the destination tries to reconnect after the
-    /// link broke; the source, frozen, waits that long plus
-    /// [`super::postcopy::RESUME_MARGIN`] before resuming its copy.
-    pub postcopy_recovery: Duration,
-    /// Copy the differences of the container's rootfs to the
-    /// destination's bundle: before the freeze, then what changed since
-    /// while frozen (containers only).
-    pub sync_rootfs: bool,
-}
 
 /// Why a migration failed. In every case the workload runs on the source.
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +46,8 @@ pub enum MigrateError {
         /// The workload.
         pid: i32,
         /// What failed.
-        why: String,
+        #[source]
+        why: MigrationError,
     },
     /// The container cannot move (refused before anything was frozen).
     #[error("migrating container {id} to {peer} failed: {why}; it keeps running here")]
@@ -116,8 +57,64 @@ pub enum MigrateError {
         /// The container.
         id: String,
         /// Why.
-        why: String,
+        #[source]
+        why: MigrationError,
     },
+}
+
+/// A migration from here, state by state. Until `Copying` ends, the
+/// workload runs here (or is resumed here): what a failure undoes is
+/// decided by the state it failed in ([`Outgoing::abort_on_failure`]).
+enum Outgoing {
+    /// The offer is ready: send it and read the destination's answer.
+    Offering {
+        offer: Box<Offer>,
+        bundle: Option<std::path::PathBuf>,
+    },
+    /// `--sync-rootfs`: the first rootfs pass, while the container runs.
+    SyncingRootfs { bundle: std::path::PathBuf },
+    /// The checkpoint engine copies the workload through the
+    /// [`NetworkSink`]: pre-copy rounds, the freeze, the switch-over
+    /// ([`CopyPhase`]). It resumes the workload here on any failure, and
+    /// ends it once the destination keeps its copy.
+    Copying {
+        rootfs: Option<super::rootfs_sync::SourceRootfs>,
+    },
+    /// The destination keeps the workload; ours is gone.
+    Done { stats: MigrationStats },
+}
+
+impl Outgoing {
+    /// Whether the destination holds anything of the migration a failure
+    /// in this state must tell it to drop: from the accepted offer on.
+    fn abort_on_failure(&self) -> bool {
+        !matches!(self, Outgoing::Offering { .. } | Outgoing::Done { .. })
+    }
+}
+
+/// What one migration from here works with, across its states.
+struct SourceRun<'a> {
+    rt: &'a Handle,
+    session: &'a mut Session,
+    pid: i32,
+    peer: String,
+    opts: &'a MigrateOptions,
+    progress: &'a mut (dyn FnMut(&Progress) + Send),
+    started: Instant,
+    id: String,
+    memory_bytes: u64,
+}
+
+impl MigrateError {
+    /// What failed, without the words around it: the reason an abort
+    /// tells the destination.
+    fn cause(&self) -> String {
+        match self {
+            MigrateError::Refused { reason, .. } => reason.clone(),
+            MigrateError::Checkpoint { source, .. } => source.to_string(),
+            MigrateError::Link { why, .. } | MigrateError::Container { why, .. } => why.to_string(),
+        }
+    }
 }
 
 /// Migrates the process tree rooted at `pid` over `session`. Runs the
@@ -137,7 +134,9 @@ pub fn migrate(
             return Err(MigrateError::Link {
                 peer: peer.clone(),
                 pid,
-                why: "--sync-rootfs carries a container's rootfs: name the --container".into(),
+                why: MigrationError::local(
+                    "--sync-rootfs carries a container's rootfs: name the --container",
+                ),
             })
         }
         Some(c) => {
@@ -150,11 +149,6 @@ pub fn migrate(
             (pid, Some(offer))
         }
         None => (pid, None),
-    };
-    let link = |why: String| MigrateError::Link {
-        peer: peer.clone(),
-        pid,
-        why,
     };
     if container.is_none() && crate::inspect::is_pid_namespace_init(pid) {
         return Err(MigrateError::Checkpoint {
@@ -179,89 +173,155 @@ pub fn migrate(
         .as_ref()
         .map(|c| std::path::PathBuf::from(&c.bundle));
     offer.container = container;
-    let memory_bytes = offer.memory_bytes;
-    let id = offer.id.clone();
-    rt.block_on(session.send(&ToDestination::Offer(offer)))
-        .map_err(|e| link(e.to_string()))?;
-    match rt.block_on(session.recv::<ToSource>()) {
-        Ok(ToSource::Accepted) => {}
-        Ok(ToSource::Refused { reason }) => {
-            return Err(MigrateError::Refused {
-                peer: peer.clone(),
-                pid,
-                reason,
-            })
-        }
-        Ok(other) => {
-            return Err(link(format!(
-                "the destination answered {other:?} to the offer"
-            )))
-        }
-        Err(e) => return Err(link(e.to_string())),
-    }
-
-    let rootfs = match bundle.filter(|_| opts.sync_rootfs) {
-        Some(bundle) => match super::rootfs_sync::first_pass(rt, session, &bundle) {
-            Ok(r) => Some(r),
-            Err(why) => {
-                let why = format!("syncing the rootfs of {} failed: {why}", bundle.display());
-                let abort = ToDestination::Abort {
-                    reason: why.clone(),
-                };
-                let _ = rt.block_on(session.send(&abort));
-                return Err(link(why));
-            }
-        },
-        None => None,
+    let mut run = SourceRun {
+        rt,
+        session,
+        pid,
+        peer,
+        opts,
+        progress,
+        started,
+        id: offer.id.clone(),
+        memory_bytes: offer.memory_bytes,
     };
-    let mut sink = NetworkSink::new(rt.clone(), session, pid, opts, memory_bytes, progress);
-    sink.id = id;
-    sink.rootfs = rootfs;
-    if opts.mode == MigrationMode::Postcopy {
-        // No rounds: the tree is frozen right away.
-        sink.freeze_decided = Some(Instant::now());
-    }
-    let ck_opts = CheckpointOptions {
-        in_container: opts.container.is_some(),
-        ..Default::default()
+    let mut state = Outgoing::Offering {
+        offer: Box::new(offer),
+        bundle,
     };
-    let result = dump::checkpoint_into(pid, &mut sink, ck_opts);
-    match result {
-        Ok(checkpoint) => {
-            if let Some(c) = &opts.container {
-                // Its processes are gone: the runtime's record goes too.
-                if let Err(e) = c.delete() {
-                    tracing::warn!(id = %c.id, %e, "deleting the migrated container's record failed");
+    loop {
+        state = match state {
+            Outgoing::Done { stats } => return Ok(stats),
+            state => {
+                let abort = state.abort_on_failure();
+                match run.step(state) {
+                    Ok(next) => next,
+                    Err(error) => {
+                        if abort {
+                            // Best effort: the destination cleans up on
+                            // its own when the session ends without a
+                            // State.
+                            let reason = error.cause();
+                            let _ = rt.block_on(run.session.send(&ToDestination::Abort { reason }));
+                        }
+                        return Err(error);
+                    }
                 }
             }
-            let (mut stats, progress) = sink.finish();
-            stats.total_ms = ms(started.elapsed());
-            stats.downtime.frozen_ms = checkpoint.frozen_ms;
-            stats.zero_pages = checkpoint.zero_pages;
-            progress(&Progress {
-                phase: Phase::Done,
-                round: stats.rounds.len() as u32,
-                bytes_sent: stats.bytes_sent,
-                memory_bytes: stats.memory_bytes,
-                remaining_bytes: 0,
-                dirty_bytes_per_sec: 0.0,
-                throughput_bytes_per_sec: stats.throughput_bytes_per_sec,
-            });
-            Ok(stats)
-        }
-        Err(source) => {
-            let reason = source.to_string();
-            let session = sink.into_session();
-            // Best effort: the destination cleans up on its own when the
-            // session ends without a State.
-            let _ = rt.block_on(session.send(&ToDestination::Abort { reason }));
-            Err(MigrateError::Checkpoint { peer, pid, source })
-        }
+        };
     }
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+impl SourceRun<'_> {
+    /// The error of a failed conversation with the destination.
+    fn link(&self, why: MigrationError) -> MigrateError {
+        MigrateError::Link {
+            peer: self.peer.clone(),
+            pid: self.pid,
+            why,
+        }
+    }
+
+    /// Runs `state` to the next one.
+    fn step(&mut self, state: Outgoing) -> Result<Outgoing, MigrateError> {
+        let rt = self.rt;
+        match state {
+            Outgoing::Offering { offer, bundle } => {
+                rt.block_on(self.session.send(&Opening::Migrate(*offer)))
+                    .map_err(|e| self.link(e.into()))?;
+                match rt.block_on(self.session.recv::<ToSource>()) {
+                    Ok(ToSource::Accepted) => {}
+                    Ok(ToSource::Refused { reason }) => {
+                        return Err(MigrateError::Refused {
+                            peer: self.peer.clone(),
+                            pid: self.pid,
+                            reason,
+                        })
+                    }
+                    Ok(other) => {
+                        return Err(self.link(MigrationError::protocol(format!(
+                            "the destination answered {other:?} to the offer"
+                        ))))
+                    }
+                    Err(e) => return Err(self.link(e.into())),
+                }
+                Ok(match bundle.filter(|_| self.opts.sync_rootfs) {
+                    Some(bundle) => Outgoing::SyncingRootfs { bundle },
+                    None => Outgoing::Copying { rootfs: None },
+                })
+            }
+            Outgoing::SyncingRootfs { bundle } => {
+                match super::rootfs_sync::first_pass(rt, self.session, &bundle) {
+                    Ok(r) => Ok(Outgoing::Copying { rootfs: Some(r) }),
+                    Err(why) => {
+                        let why = why
+                            .within(format!("syncing the rootfs of {} failed", bundle.display()));
+                        Err(self.link(why))
+                    }
+                }
+            }
+            Outgoing::Copying { rootfs } => self.copy(rootfs),
+            Outgoing::Done { stats } => Ok(Outgoing::Done { stats }),
+        }
+    }
+
+    /// Runs the checkpoint engine into the destination.
+    fn copy(
+        &mut self,
+        rootfs: Option<super::rootfs_sync::SourceRootfs>,
+    ) -> Result<Outgoing, MigrateError> {
+        let (pid, opts) = (self.pid, self.opts);
+        let mut sink = NetworkSink::new(
+            self.rt.clone(),
+            self.session,
+            pid,
+            opts,
+            self.memory_bytes,
+            self.progress,
+        );
+        sink.id = std::mem::take(&mut self.id);
+        sink.rootfs = rootfs;
+        if opts.mode == MigrationMode::Postcopy {
+            // No rounds: the tree is frozen right away.
+            sink.phase = CopyPhase::frozen(0);
+        }
+        let ck_opts = CheckpointOptions {
+            in_container: opts.container.is_some(),
+            ..Default::default()
+        };
+        let result = dump::checkpoint_into(pid, &mut sink, ck_opts);
+        match result {
+            Ok(checkpoint) => {
+                if let Some(c) = &opts.container {
+                    // Its processes are gone: the runtime's record goes too.
+                    if let Err(e) = c.delete() {
+                        tracing::warn!(id = %c.id, %e, "deleting the migrated container's record failed");
+                    }
+                }
+                let (mut stats, progress) = sink.finish();
+                stats.total_ms = ms(self.started.elapsed());
+                stats.downtime.frozen_ms = checkpoint.frozen_ms;
+                stats.zero_pages = checkpoint.zero_pages;
+                progress(&Progress {
+                    phase: Phase::Done,
+                    round: stats.rounds.len() as u32,
+                    bytes_sent: stats.bytes_sent,
+                    memory_bytes: stats.memory_bytes,
+                    remaining_bytes: 0,
+                    dirty_bytes_per_sec: 0.0,
+                    throughput_bytes_per_sec: stats.throughput_bytes_per_sec,
+                });
+                Ok(Outgoing::Done { stats })
+            }
+            Err(source) => {
+                sink.abort_lanes();
+                Err(MigrateError::Checkpoint {
+                    peer: self.peer.clone(),
+                    pid,
+                    source,
+                })
+            }
+        }
+    }
 }
 
 /// The running container's init PID and what the destination needs to
@@ -271,14 +331,14 @@ fn ms(d: Duration) -> f64 {
 fn container_offer(
     c: &crate::container::Container,
     mode: MigrationMode,
-) -> Result<(i32, super::protocol::ContainerOffer), String> {
-    crate::container::check_capabilities().map_err(|e| e.to_string())?;
-    let st = c.running().map_err(|e| e.to_string())?;
-    crate::container::check_tree(&c.id, st.pid).map_err(|e| e.to_string())?;
+) -> Result<(i32, super::protocol::ContainerOffer), MigrationError> {
+    crate::container::check_capabilities().map_err(MigrationError::local)?;
+    let st = c.running().map_err(MigrationError::local)?;
+    crate::container::check_tree(&c.id, st.pid).map_err(MigrationError::local)?;
     if mode != MigrationMode::Precopy {
         check_lazy_container(&c.id, st.pid)?;
     }
-    let network = crate::container::net::record(&c.id, st.pid).map_err(|e| e.to_string())?;
+    let network = crate::container::net::record(&c.id, st.pid).map_err(MigrationError::local)?;
     let default_root = c.runtime.default_root();
     Ok((
         st.pid,
@@ -300,28 +360,14 @@ const CAP_SYS_PTRACE: u64 = 1 << 19;
 /// userfaultfd inside the container, by an injected call made with the
 /// container's capabilities, and one that also catches faults taken in
 /// system calls (a read() into a page still on the source) needs it.
-fn check_lazy_container(id: &str, init: i32) -> Result<(), String> {
-    let status = crate::proc::read_status(init).map_err(|e| e.to_string())?;
+fn check_lazy_container(id: &str, init: i32) -> Result<(), MigrationError> {
+    let status = crate::proc::read_status(init).map_err(MigrationError::local)?;
     if status.caps.effective & CAP_SYS_PTRACE == 0 {
-        return Err(format!(
+        return Err(MigrationError::local(format!(
             "container {id} (init {init}) lacks CAP_SYS_PTRACE, which a post-copy restore needs inside it (a userfaultfd that catches faults in system calls); add it to process.capabilities of its config.json, or use --mode precopy"
-        ));
+        )));
     }
     Ok(())
-}
-
-/// Every TID of the tree rooted at `pid`: (as this host names it, as its
-/// PID namespace names it).
-fn namespace_tid_pairs(pid: i32) -> Result<Vec<(i32, i32)>, CheckpointError> {
-    let mut ns = crate::inspect::pidns::PidNamespace::of(pid)?;
-    let mut tids = Vec::new();
-    for process in crate::inspect::collect_tree(pid)? {
-        ns.learn(process)?;
-        for tid in crate::proc::task_ids(process)? {
-            tids.push((tid, ns.ns(tid)));
-        }
-    }
-    Ok(tids)
 }
 
 /// Every TID of the tree rooted at `pid` as its PID namespace names them
@@ -352,497 +398,4 @@ pub(crate) fn make_offer(pid: i32, page_streams: u32) -> Result<Offer, Checkpoin
         page_streams,
         container: None,
     })
-}
-
-/// Work for a page-stream lane.
-enum LaneWork {
-    /// Pages with contents.
-    Pages {
-        pid: i32,
-        round: u32,
-        vaddr: u64,
-        data: Vec<u8>,
-    },
-    /// All-zero pages.
-    Zero {
-        pid: i32,
-        round: u32,
-        vaddr: u64,
-        npages: u64,
-    },
-}
-
-/// A lane: one task writing frames to the page stream of its round.
-struct Lane {
-    work: mpsc::Sender<LaneWork>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
-}
-
-async fn run_lane(
-    mut stream: PageSender,
-    mut work: mpsc::Receiver<LaneWork>,
-) -> Result<(), String> {
-    while let Some(item) = work.recv().await {
-        match item {
-            LaneWork::Pages {
-                pid,
-                round,
-                vaddr,
-                data,
-            } => stream.send_pages(pid, round, vaddr, &data).await,
-            LaneWork::Zero {
-                pid,
-                round,
-                vaddr,
-                npages,
-            } => stream.send_zero(pid, round, vaddr, npages).await,
-        }
-        .map_err(|e| e.to_string())?;
-    }
-    stream.finish().await.map_err(|e| e.to_string())
-}
-
-/// The destination agent as a checkpoint sink: pages go round-robin over
-/// page streams (new ones each round), each round ends with a barrier on
-/// the control stream, and the switch-over follows [`policy::decide`].
-struct NetworkSink<'a> {
-    rt: Handle,
-    session: &'a mut Session,
-    pid: i32,
-    limits: Limits,
-    bandwidth_limit: Option<u64>,
-    page_streams: u32,
-    lanes: Vec<Lane>,
-    next_lane: usize,
-    round: u32,
-    frames: u64,
-    round_started: Instant,
-    started: Instant,
-    reports: Vec<RoundReport>,
-    stats: MigrationStats,
-    freeze_decided: Option<Instant>,
-    bytes_at_freeze: u64,
-    first_frozen_write: Option<Instant>,
-    progress: &'a mut (dyn FnMut(&Progress) + Send),
-    mode: MigrationMode,
-    /// Post-copy: the pages each frozen process keeps for now.
-    remote: Vec<RemoteRuns>,
-    /// The migration's identifier (its offer's).
-    id: String,
-    /// How long to wait for the destination to reconnect.
-    resume_wait: Duration,
-    /// The tree is a container's: PIDs on the wire are its namespace's.
-    in_container: bool,
-    /// `--sync-rootfs`: the rootfs as of the first pass.
-    rootfs: Option<super::rootfs_sync::SourceRootfs>,
-}
-
-impl<'a> NetworkSink<'a> {
-    fn new(
-        rt: Handle,
-        session: &'a mut Session,
-        pid: i32,
-        opts: &MigrateOptions,
-        memory_bytes: u64,
-        progress: &'a mut (dyn FnMut(&Progress) + Send),
-    ) -> Self {
-        Self {
-            rt,
-            session,
-            pid,
-            limits: opts.limits,
-            bandwidth_limit: opts.bandwidth_limit,
-            page_streams: opts.page_streams.max(1),
-            lanes: Vec::new(),
-            next_lane: 0,
-            round: 0,
-            frames: 0,
-            round_started: Instant::now(),
-            started: Instant::now(),
-            reports: Vec::new(),
-            stats: MigrationStats {
-                memory_bytes,
-                ..MigrationStats::default()
-            },
-            freeze_decided: None,
-            bytes_at_freeze: 0,
-            first_frozen_write: None,
-            progress,
-            mode: opts.mode,
-            remote: Vec::new(),
-            id: String::new(),
-            resume_wait: opts.postcopy_recovery + super::postcopy::RESUME_MARGIN,
-            in_container: opts.container.is_some(),
-            rootfs: None,
-        }
-    }
-
-    fn into_session(self) -> &'a mut Session {
-        for lane in self.lanes {
-            lane.task.abort();
-        }
-        self.session
-    }
-
-    fn finish(self) -> (MigrationStats, &'a mut (dyn FnMut(&Progress) + Send)) {
-        (self.stats, self.progress)
-    }
-
-    fn link_error(&self, what: &str, why: impl std::fmt::Display) -> CheckpointError {
-        CheckpointError::Sink {
-            what: format!("{what} to the destination {}", self.session.peer_addr()),
-            why: why.to_string(),
-        }
-    }
-
-    /// Hands work to the next lane, opening this round's streams first.
-    fn push(&mut self, work: LaneWork, npages: u64) -> Result<(), CheckpointError> {
-        if self.freeze_decided.is_some() && self.first_frozen_write.is_none() {
-            self.first_frozen_write = Some(Instant::now());
-        }
-        if self.lanes.is_empty() {
-            for _ in 0..self.page_streams {
-                let stream = self
-                    .rt
-                    .block_on(self.session.open_pages())
-                    .map_err(|e| self.link_error("open a page stream", e))?;
-                let (tx, rx) = mpsc::channel(8);
-                let task = self.rt.spawn(run_lane(stream, rx));
-                self.lanes.push(Lane { work: tx, task });
-            }
-        }
-        self.frames += npages.div_ceil(u64::from(crate::transport::MAX_FRAME_PAGES));
-        let lane = &self.lanes[self.next_lane % self.lanes.len()];
-        self.next_lane += 1;
-        if lane.work.blocking_send(work).is_err() {
-            let err = self.close_lanes();
-            return Err(self.link_error("send pages", err.unwrap_or_default()));
-        }
-        self.throttle();
-        Ok(())
-    }
-
-    /// Sleeps as long as the bytes sent so far run ahead of the limit.
-    fn throttle(&self) {
-        if let Some(limit) = self.bandwidth_limit.filter(|&l| l > 0) {
-            let due = Duration::from_secs_f64(self.stats.bytes_sent as f64 / limit as f64);
-            if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
-                std::thread::sleep(ahead);
-            }
-        }
-    }
-
-    /// Ends this round's page streams and waits for their last bytes to
-    /// leave; returns the first lane error.
-    fn close_lanes(&mut self) -> Option<String> {
-        let mut first_error = None;
-        for lane in self.lanes.drain(..) {
-            drop(lane.work);
-            let result = self
-                .rt
-                .block_on(lane.task)
-                .map_err(|e| e.to_string())
-                .and_then(|r| r);
-            if let Err(e) = result {
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error
-    }
-
-    /// Ends the current round: closes its streams, tells the destination
-    /// how many frames it holds and waits until it stored them.
-    fn end_round(&mut self) -> Result<(), CheckpointError> {
-        if let Some(err) = self.close_lanes() {
-            return Err(self.link_error("send pages", err));
-        }
-        let end = ToDestination::RoundEnd {
-            round: self.round,
-            frames: self.frames,
-        };
-        self.rt
-            .block_on(self.session.send(&end))
-            .map_err(|e| self.link_error("end a round", e))?;
-        match self.rt.block_on(self.session.recv::<ToSource>()) {
-            Ok(ToSource::RoundStored { round }) if round == self.round => Ok(()),
-            Ok(ToSource::Failed { reason }) => Err(self.link_error("store pages", reason)),
-            Ok(other) => {
-                Err(self.link_error("end a round", format!("the destination answered {other:?}")))
-            }
-            Err(e) => Err(self.link_error("end a round", e)),
-        }
-    }
-}
-
-impl NetworkSink<'_> {
-    /// Tells the destination to keep the workload (it kills its copy
-    /// unless it hears this) and waits for its answer, so that closing the
-    /// session cannot drop the Done in flight. Without an answer the Done
-    /// most likely arrived (the destination runs the workload): ours is
-    /// killed all the same, and the loss is logged.
-    fn confirm(&mut self) -> Result<(), CheckpointError> {
-        self.rt
-            .block_on(self.session.send(&ToDestination::Done))
-            .map_err(|e| self.link_error("confirm the switch-over", e))?;
-        match self.rt.block_on(self.session.recv::<ToSource>()) {
-            Ok(ToSource::Kept) => {}
-            other => tracing::warn!(
-                pid = self.pid,
-                ?other,
-                "the destination did not acknowledge the switch-over; it should be running there"
-            ),
-        }
-        Ok(())
-    }
-
-    /// The post-copy switch-over: the last non-lazy pages, the state and
-    /// the list of pages left here; then serve pages, frozen, until the
-    /// destination holds every one.
-    fn commit_postcopy(
-        &mut self,
-        checkpoint: &Checkpoint,
-    ) -> Result<ImageSummary, CheckpointError> {
-        let frozen_at = self.freeze_decided.unwrap_or_else(Instant::now);
-        self.end_round()?;
-        let remote_pages: u64 = self
-            .remote
-            .iter()
-            .flat_map(|r| &r.runs)
-            .map(|(s, e)| (e - s) / PAGE_SIZE)
-            .sum();
-        let state = ToDestination::PostCopyState {
-            checkpoint: Box::new(checkpoint.clone()),
-            remote: self.remote.clone(),
-        };
-        self.rt
-            .block_on(self.session.send(&state))
-            .map_err(|e| self.link_error("send the process state", e))?;
-        // A container's pages are named by its PIDs, but read through ours.
-        let host_pids = if self.in_container {
-            namespace_tid_pairs(self.pid)?
-                .into_iter()
-                .map(|(host, ns)| (ns, host))
-                .collect()
-        } else {
-            HashMap::new()
-        };
-        let served = super::postcopy::serve(
-            &self.rt,
-            self.session,
-            &self.id,
-            &self.remote,
-            &host_pids,
-            super::postcopy::Push {
-                streams: self.page_streams,
-                bandwidth_limit: self.bandwidth_limit,
-            },
-            self.resume_wait,
-        )
-        .map_err(|e| self.link_error("serve post-copy pages", e))?;
-        self.confirm()?;
-        let running_at = served.running_at.unwrap_or_else(Instant::now);
-        let total = ms(running_at - frozen_at);
-        self.stats.downtime = Downtime {
-            total_ms: total,
-            restore_ms: served.restore_ms,
-            resume_ms: (total - served.restore_ms).max(0.0),
-            ..Downtime::default()
-        };
-        let f = served.faults;
-        self.stats.postcopy = Some(Box::new(PostcopyStats {
-            freeze_to_running_ms: total,
-            remote_pages,
-            faults: f.faults,
-            zero_faults: f.zero_faults,
-            requests_served: served.requests,
-            pages_faulted: f.pages_faulted,
-            pages_pushed: f.pages_pushed,
-            fault_latency_p50_us: f.latency_p50_us,
-            fault_latency_p99_us: f.latency_p99_us,
-            all_local_ms: served.all_local_ms,
-            resumes: served.resumes,
-        }));
-        self.stats.bytes_sent += (f.pages_faulted + served.pages_pushed) * PAGE_SIZE;
-        Ok(ImageSummary {
-            pages_written: self.stats.bytes_sent / PAGE_SIZE,
-            zero_pages: 0,
-            image_bytes: self.stats.bytes_sent,
-        })
-    }
-}
-
-impl CheckpointSink for NetworkSink<'_> {
-    fn write_pages(&mut self, pid: i32, vaddr: u64, data: &[u8]) -> Result<(), CheckpointError> {
-        self.stats.bytes_sent += data.len() as u64;
-        let npages = data.len() as u64 / PAGE_SIZE;
-        let work = LaneWork::Pages {
-            pid,
-            round: self.round,
-            vaddr,
-            data: data.to_vec(),
-        };
-        self.push(work, npages)
-    }
-
-    fn write_zero_pages(
-        &mut self,
-        pid: i32,
-        vaddr: u64,
-        npages: u64,
-    ) -> Result<(), CheckpointError> {
-        let work = LaneWork::Zero {
-            pid,
-            round: self.round,
-            vaddr,
-            npages,
-        };
-        self.push(work, npages)
-    }
-
-    fn round_done(&mut self, report: &RoundReport) -> Result<NextStep, CheckpointError> {
-        self.end_round()?;
-        let measured = RoundReport {
-            duration_ms: ms(self.round_started.elapsed()),
-            ..*report
-        };
-        self.reports.push(measured);
-        let decision = policy::decide(&self.reports, &self.limits);
-        let bandwidth = policy::bandwidth(&self.reports).unwrap_or(0.0);
-        let dirty_rate = measured.dirty_pages as f64 * PAGE_SIZE as f64
-            / (self
-                .reports
-                .iter()
-                .rev()
-                .nth(1)
-                .map_or(1.0, |r| r.duration_ms)
-                / 1000.0)
-                .max(1e-3);
-        self.stats.rounds.push(RoundStats {
-            round: self.round,
-            pages: measured.pages_written,
-            zero_pages: measured.zero_pages,
-            bytes: measured.pages_written * PAGE_SIZE,
-            duration_ms: measured.duration_ms,
-            dirty_pages: measured.dirty_pages,
-        });
-        self.stats.throughput_bytes_per_sec = bandwidth;
-        let remaining = policy::expected_downtime_ms(&self.reports)
-            .map_or(self.stats.memory_bytes, |ms| {
-                (ms / 1000.0 * bandwidth) as u64
-            });
-        (self.progress)(&Progress {
-            phase: Phase::Precopy,
-            round: self.round,
-            bytes_sent: self.stats.bytes_sent,
-            memory_bytes: self.stats.memory_bytes,
-            remaining_bytes: remaining,
-            dirty_bytes_per_sec: if measured.round == 0 { 0.0 } else { dirty_rate },
-            throughput_bytes_per_sec: bandwidth,
-        });
-        self.round += 1;
-        self.frames = 0;
-        self.round_started = Instant::now();
-        match decision {
-            Decision::AnotherRound => Ok(NextStep::AnotherRound),
-            Decision::SwitchOver(reason) => {
-                tracing::info!(
-                    pid = self.pid,
-                    ?reason,
-                    rounds = self.reports.len(),
-                    "switching over"
-                );
-                self.stats.switch_reason = Some(reason);
-                self.freeze_decided = Some(Instant::now());
-                self.bytes_at_freeze = self.stats.bytes_sent;
-                (self.progress)(&Progress {
-                    phase: Phase::Frozen,
-                    round: self.round,
-                    bytes_sent: self.stats.bytes_sent,
-                    memory_bytes: self.stats.memory_bytes,
-                    remaining_bytes: remaining,
-                    dirty_bytes_per_sec: 0.0,
-                    throughput_bytes_per_sec: bandwidth,
-                });
-                Ok(NextStep::Freeze)
-            }
-        }
-    }
-
-    fn memory_mode(&self) -> MemoryMode {
-        match self.mode {
-            MigrationMode::Precopy => MemoryMode::Eager,
-            MigrationMode::Postcopy => MemoryMode::Lazy { precopy: false },
-            MigrationMode::Hybrid => MemoryMode::Lazy { precopy: true },
-        }
-    }
-
-    fn lazy_pages(&mut self, pid: i32, runs: Vec<(u64, u64)>) -> Result<(), CheckpointError> {
-        if !runs.is_empty() {
-            self.remote.push(RemoteRuns { pid, runs });
-        }
-        Ok(())
-    }
-
-    fn commit(&mut self, checkpoint: &Checkpoint) -> Result<ImageSummary, CheckpointError> {
-        if let Some(r) = self.rootfs.as_mut() {
-            // Frozen: nothing writes the rootfs now.
-            let synced = super::rootfs_sync::frozen_pass(&self.rt, self.session, r);
-            synced.map_err(|e| self.link_error("sync the rootfs", e))?;
-            self.stats.rootfs = self.rootfs.as_ref().map(|r| r.stats());
-        }
-        if self.mode != MigrationMode::Precopy {
-            return self.commit_postcopy(checkpoint);
-        }
-        let frozen_at = self.freeze_decided.unwrap_or_else(Instant::now);
-        if self.stats.switch_reason.is_none() {
-            // No pre-copy was possible: everything went while frozen.
-            self.stats.switch_reason = Some(SwitchReason::MaxRounds);
-        }
-        let final_pages_at = self.first_frozen_write.unwrap_or_else(Instant::now);
-        self.end_round()?;
-        let stored_at = Instant::now();
-        self.rt
-            .block_on(
-                self.session
-                    .send(&ToDestination::State(Box::new(checkpoint.clone()))),
-            )
-            .map_err(|e| self.link_error("send the process state", e))?;
-        let (restore_ms, _) = match self.rt.block_on(self.session.recv::<ToSource>()) {
-            Ok(ToSource::Running { restore_ms, pid }) => (restore_ms, pid),
-            Ok(ToSource::Failed { reason }) => return Err(self.link_error("restore", reason)),
-            Ok(other) => {
-                return Err(
-                    self.link_error("restore", format!("the destination answered {other:?}"))
-                )
-            }
-            Err(e) => return Err(self.link_error("restore", e)),
-        };
-        let running_at = Instant::now();
-        self.confirm()?;
-        let total = ms(running_at - frozen_at);
-        let freeze_ms = ms(final_pages_at.saturating_duration_since(frozen_at));
-        let transfer_ms = ms(stored_at - final_pages_at);
-        self.stats.downtime = Downtime {
-            total_ms: total,
-            freeze_ms,
-            final_transfer_ms: transfer_ms,
-            restore_ms,
-            resume_ms: (total - freeze_ms - transfer_ms - restore_ms).max(0.0),
-            frozen_ms: 0.0,
-        };
-        let final_bytes = self.stats.bytes_sent - self.bytes_at_freeze;
-        self.stats.final_round = RoundStats {
-            round: self.round,
-            pages: final_bytes / PAGE_SIZE,
-            zero_pages: 0,
-            bytes: final_bytes,
-            duration_ms: transfer_ms,
-            dirty_pages: final_bytes / PAGE_SIZE,
-        };
-        Ok(ImageSummary {
-            pages_written: self.stats.bytes_sent / PAGE_SIZE,
-            zero_pages: 0,
-            image_bytes: self.stats.bytes_sent,
-        })
-    }
 }

@@ -1,0 +1,190 @@
+//! What the destination's two halves (a pre-copy restore in
+//! [`super::destination`], a post-copy one in
+//! [`super::postcopy_destination`]) share: the agent's options, what a
+//! finished migration leaves, the container an offer moves, and how the
+//! workload is kept or killed.
+
+use super::error::MigrationError;
+use super::protocol::{Offer, RootfsRequest, ToDestination, ToSource};
+use crate::transport::Session;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How a post-copy destination reconnects to the source agent when the
+/// link breaks while the workload runs here with pages still there.
+#[derive(Clone)]
+pub struct Reconnect {
+    /// This agent's endpoint, to connect from.
+    pub transport: Arc<crate::transport::Transport>,
+    /// How long to keep trying (the source waits a margin longer).
+    pub within: Duration,
+}
+
+impl std::fmt::Debug for Reconnect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconnect")
+            .field("within", &self.within)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the destination keeps incoming images, and how long it waits for
+/// the source's last word.
+#[derive(Debug, Clone)]
+pub struct DestinationOptions {
+    /// Directory for incoming images (one subdirectory per migration).
+    pub work_dir: PathBuf,
+    /// How long to wait for the source's confirmation after reporting the
+    /// workload running; without it the restored copy is killed, since the
+    /// source then resumes its own.
+    pub confirm_timeout: Duration,
+    /// Post-copy recovery (None: a broken link ends the migration and the
+    /// copy here is killed).
+    pub reconnect: Option<Reconnect>,
+    /// The command that configures a migrated container's own network
+    /// namespace before its restore (None: such containers are refused).
+    pub network_hook: Option<PathBuf>,
+}
+
+/// The name of the state a received migration is in, for the log and the
+/// error when it fails (the states themselves, with what each holds, are
+/// destination.rs's `Receipt`; post-copy's sub-states are named by
+/// postcopy_destination.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DestinationState {
+    /// Waiting for an offer.
+    Accepting,
+    /// Storing the pages of a pre-copy round.
+    Receiving {
+        /// The round.
+        round: u32,
+    },
+    /// Restoring the workload.
+    Restoring,
+    /// Post-copy: the workload runs while its pages still come from the
+    /// source.
+    PostCopy,
+    /// The workload runs; waiting for the source's confirmation.
+    Running,
+    /// The migration is complete.
+    Done,
+}
+
+/// What a finished migration left here.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The migration's identifier.
+    pub id: String,
+    /// The restored root PID.
+    pub pid: i32,
+    /// Milliseconds the restore took.
+    pub restore_ms: f64,
+}
+
+/// The container an offer moves, as this host creates it.
+#[derive(Debug, Clone)]
+pub(super) struct ContainerTarget {
+    /// The container, as this host's runtime names it.
+    pub container: crate::container::Container,
+    bundle: PathBuf,
+    /// Its own network namespace: the hook and the source's addresses.
+    network: Option<(PathBuf, crate::container::net::NetworkConfig)>,
+}
+
+impl ContainerTarget {
+    /// Creates the container (running the network hook on its network
+    /// namespace of its own) and returns its waiting init (blocking).
+    pub fn prepare(&self) -> Result<i32, MigrationError> {
+        let network = self
+            .network
+            .as_ref()
+            .map(|(hook, config)| crate::container::NetworkSetup { hook, config });
+        crate::container::prepare(&self.container, &self.bundle, network)
+            .map(|st| st.pid)
+            .map_err(MigrationError::local)
+    }
+}
+
+/// The container an offer moves (None for a process tree).
+pub(super) fn container_of(offer: &Offer, opts: &DestinationOptions) -> Option<ContainerTarget> {
+    offer.container.as_ref().map(|c| {
+        let root = c.runtime_root.as_deref().map(Path::new);
+        ContainerTarget {
+            container: crate::container::Container::new(c.runtime, root, &c.id),
+            bundle: PathBuf::from(&c.bundle),
+            network: c
+                .network
+                .clone()
+                .and_then(|n| opts.network_hook.clone().map(|hook| (hook, n))),
+        }
+    })
+}
+
+/// Answers the source's Done: the workload stays whatever happens to
+/// this answer (the source kills its copy once it reads it, or times out);
+/// the source closes the session once it has read it.
+pub(super) async fn keep(session: &mut Session, opts: &DestinationOptions) {
+    let _ = session.send(&ToSource::Kept).await;
+    let _ = tokio::time::timeout(opts.confirm_timeout, session.recv::<ToDestination>()).await;
+}
+
+pub(super) fn name(message: &ToDestination) -> &'static str {
+    match message {
+        ToDestination::RoundEnd { .. } => "a round end",
+        ToDestination::State(_) => "the process state",
+        ToDestination::PostCopyState { .. } => "the process state for post-copy",
+        ToDestination::Done => "a confirmation",
+        ToDestination::Abort { .. } => "an abort",
+        ToDestination::Rootfs(RootfsRequest::Query) => "a rootfs query",
+        ToDestination::Rootfs(RootfsRequest::Changes { .. }) => "rootfs changes",
+    }
+}
+
+/// The workload restored here, as a failure removes it.
+#[derive(Debug, Clone)]
+pub(super) enum Workload {
+    /// A process tree: its PIDs and TIDs (and their descendants) are
+    /// killed.
+    Tree(Vec<i32>),
+    /// A container created here (its PIDs are its namespace's): deleted.
+    Container(crate::container::Container),
+}
+
+impl Workload {
+    /// Kills the tree, or deletes the container.
+    pub fn remove(self) {
+        match self {
+            Workload::Tree(pids) => kill_tree(&pids),
+            Workload::Container(c) => {
+                if let Err(e) = c.delete() {
+                    tracing::error!(id = %c.id, %e, "deleting the container of a failed migration failed");
+                }
+            }
+        }
+    }
+}
+
+/// Kills a restored workload: the listed PIDs and TIDs and every process
+/// descended from them.
+pub(super) fn kill_tree(pids: &[i32]) {
+    // Children the restored workload forked since (a post-copy workload
+    // runs before the source confirms) go too: listed first, since a
+    // killed parent's children are reparented.
+    let mut all: Vec<i32> = pids.to_vec();
+    let mut i = 0;
+    while i < all.len() {
+        for child in crate::proc::children(all[i]).unwrap_or_default() {
+            if !all.contains(&child) {
+                all.push(child);
+            }
+        }
+        i += 1;
+    }
+    for pid in all {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
