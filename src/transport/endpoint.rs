@@ -4,7 +4,7 @@
 //! them ([`Transport::accept`]: a background loop sorts every incoming
 //! connection into a new session's Hello or a Join of one being opened).
 
-use super::error::{AcceptError, BindError, ConnectError, VersionMismatch};
+use super::error::{AcceptError, BindError, ConnectError, HandshakeError, Role, VersionMismatch};
 use super::frame::{self, RecvError};
 use super::hello::{hello, refuse, timeout, Hello, Opener, Reply};
 use super::session::{Session, CLOSE_DONE, CLOSE_REFUSED};
@@ -166,24 +166,24 @@ impl Transport {
         let control = self.connect_one(addr, server_name).await?;
         let (mut send, mut recv) = timeout(control.open_bi())
             .await
-            .map_err(|_| ConnectError::Timeout {
-                peer: addr,
-                step: "opening the control stream",
+            .map_err(|_| {
+                HandshakeError::timeout(Role::Connecting, addr, "opening the control stream")
             })?
-            .map_err(|e| conn_err(addr, e))?;
+            .map_err(|e| HandshakeError::connection(Role::Connecting, addr, e))?;
         let session: u64 = rand_u64();
         let bulk = self.settings.bulk_connections;
         let ours = hello(&self.settings, session, bulk);
         frame::write_message(&mut send, addr, &Opener::Hello(ours)).await?;
         let reply: Reply = timeout(frame::read_message(&mut recv, addr))
             .await
-            .map_err(|_| ConnectError::Timeout {
-                peer: addr,
-                step: "waiting for the answer to Hello",
+            .map_err(|_| {
+                HandshakeError::timeout(Role::Connecting, addr, "waiting for the answer to Hello")
             })?
             .map_err(|e| explain_recv(&control, e))?;
         let theirs = match reply {
-            Reply::Refused { reason } => return Err(ConnectError::Refused { peer: addr, reason }),
+            Reply::Refused { reason } => {
+                return Err(HandshakeError::Refused { peer: addr, reason })
+            }
             Reply::Welcome(h) => h,
         };
         if let Err(mismatch) = VersionMismatch::check(addr, &theirs, self.settings.protocol_version)
@@ -199,11 +199,10 @@ impl Transport {
             let conn = self.connect_one(addr, server_name).await?;
             let mut join = timeout(conn.open_uni())
                 .await
-                .map_err(|_| ConnectError::Timeout {
-                    peer: addr,
-                    step: "opening a bulk connection",
+                .map_err(|_| {
+                    HandshakeError::timeout(Role::Connecting, addr, "opening a bulk connection")
                 })?
-                .map_err(|e| conn_err(addr, e))?;
+                .map_err(|e| HandshakeError::connection(Role::Connecting, addr, e))?;
             frame::write_message(
                 &mut join,
                 addr,
@@ -228,14 +227,11 @@ impl Transport {
         let connecting = self
             .endpoint
             .connect_with(self.client_config.clone(), addr, server_name)
-            .map_err(|e| conn_err(addr, e))?;
+            .map_err(|e| HandshakeError::connection(Role::Connecting, addr, e))?;
         let conn = timeout(connecting)
             .await
-            .map_err(|_| ConnectError::Timeout {
-                peer: addr,
-                step: "the QUIC/TLS handshake",
-            })?
-            .map_err(|e| conn_err(addr, e))?;
+            .map_err(|_| HandshakeError::timeout(Role::Connecting, addr, "the QUIC/TLS handshake"))?
+            .map_err(|e| HandshakeError::connection(Role::Connecting, addr, e))?;
         if let Err(e) = tls::check_peer_name(&conn, self.settings.allowed_peers.as_deref()) {
             conn.close(VarInt::from_u32(CLOSE_REFUSED), e.to_string().as_bytes());
             return Err(e.into());
@@ -254,7 +250,7 @@ impl Transport {
             .await
             .recv()
             .await
-            .ok_or(AcceptError::Closed)??;
+            .ok_or(HandshakeError::Closed)??;
         let Opened {
             conn,
             mut send,
@@ -264,7 +260,7 @@ impl Transport {
         let peer = conn.remote_address();
         let count = theirs.bulk_connections;
         if count == 0 || count as usize > MAX_BULK_CONNECTIONS {
-            let err = AcceptError::BulkConnections { peer, count };
+            let err = HandshakeError::BulkConnections { peer, count };
             refuse(&conn, &mut send, &err.to_string()).await;
             return Err(err);
         }
@@ -281,11 +277,14 @@ impl Transport {
             while joined < count {
                 let (index, c) = timeout(rx.recv())
                     .await
-                    .map_err(|_| AcceptError::Timeout {
-                        peer,
-                        step: "opening its bulk connections",
+                    .map_err(|_| {
+                        HandshakeError::timeout(
+                            Role::Accepting,
+                            peer,
+                            "opening its bulk connections",
+                        )
                     })?
-                    .ok_or(AcceptError::Closed)?;
+                    .ok_or(HandshakeError::Closed)?;
                 match bulk.get_mut(index as usize) {
                     Some(slot @ None) => {
                         *slot = Some(c);
@@ -323,18 +322,11 @@ fn rand_u64() -> u64 {
     h.finish()
 }
 
-fn conn_err(peer: SocketAddr, e: impl std::fmt::Display) -> ConnectError {
-    ConnectError::Connection {
-        peer,
-        reason: e.to_string(),
-    }
-}
-
 /// A closed stream during the handshake usually means the peer closed the
 /// connection with a reason: report that reason.
 fn explain_recv(conn: &Connection, e: RecvError) -> ConnectError {
     match conn.close_reason() {
-        Some(reason) => conn_err(conn.remote_address(), reason),
+        Some(reason) => HandshakeError::connection(Role::Connecting, conn.remote_address(), reason),
         None => e.into(),
     }
 }
@@ -370,17 +362,13 @@ async fn sort_incoming(
     let peer = incoming.remote_address();
     let conn = match timeout(std::future::IntoFuture::into_future(incoming)).await {
         Err(_) => {
-            return Some(Err(AcceptError::Timeout {
+            return Some(Err(HandshakeError::timeout(
+                Role::Accepting,
                 peer,
-                step: "the QUIC/TLS handshake",
-            }))
+                "the QUIC/TLS handshake",
+            )))
         }
-        Ok(Err(e)) => {
-            return Some(Err(AcceptError::Connection {
-                peer,
-                reason: e.to_string(),
-            }))
-        }
+        Ok(Err(e)) => return Some(Err(HandshakeError::connection(Role::Accepting, peer, e))),
         Ok(Ok(conn)) => conn,
     };
     if let Err(e) = tls::check_peer_name(&conn, settings.allowed_peers.as_deref()) {
@@ -392,12 +380,12 @@ async fn sort_incoming(
         // unidirectional stream with its Join.
         tokio::select! {
             bi = conn.accept_bi() => {
-                let (mut send, mut recv) = bi.map_err(|e| AcceptError::Connection { peer, reason: e.to_string() })?;
+                let (mut send, mut recv) = bi.map_err(|e| HandshakeError::connection(Role::Accepting, peer, e))?;
                 let opener: Opener = frame::read_message(&mut recv, peer).await?;
                 let Opener::Hello(hello) = opener else {
                     let reason = "the control stream must start with Hello".to_string();
                     refuse(&conn, &mut send, &reason).await;
-                    return Err(AcceptError::Connection { peer, reason });
+                    return Err(HandshakeError::connection(Role::Accepting, peer, reason));
                 };
                 if let Err(mismatch) = VersionMismatch::check(peer, &hello, settings.protocol_version) {
                     refuse(&conn, &mut send, &mismatch.to_string()).await;
@@ -406,7 +394,7 @@ async fn sort_incoming(
                 Ok(Some(Opened { conn: conn.clone(), send, recv, hello }))
             }
             uni = conn.accept_uni() => {
-                let mut recv = uni.map_err(|e| AcceptError::Connection { peer, reason: e.to_string() })?;
+                let mut recv = uni.map_err(|e| HandshakeError::connection(Role::Accepting, peer, e))?;
                 let Opener::Join { session, index } = frame::read_message(&mut recv, peer).await? else {
                     conn.close(VarInt::from_u32(CLOSE_REFUSED), b"a bulk connection must start with Join");
                     return Ok(None);
@@ -423,10 +411,11 @@ async fn sort_incoming(
     match timeout(result).await {
         Err(_) => {
             conn.close(VarInt::from_u32(CLOSE_REFUSED), b"handshake timeout");
-            Some(Err(AcceptError::Timeout {
+            Some(Err(HandshakeError::timeout(
+                Role::Accepting,
                 peer,
-                step: "its Hello or Join",
-            }))
+                "its Hello or Join",
+            )))
         }
         Ok(Ok(Some(opened))) => Some(Ok(opened)),
         Ok(Ok(None)) => None,

@@ -1,4 +1,8 @@
-//! Why binding an endpoint or opening a session failed.
+//! Why binding an endpoint or opening a session failed. Both sides of the
+//! handshake share one error type, [`HandshakeError`]: the failures they
+//! have in common (QUIC or TLS, the peer's name, sending, receiving, the
+//! version, a step timing out) are written once, and [`Role`] words them
+//! for the side that reports them.
 
 use super::frame::{RecvError, SendError};
 use super::hello::{Hello, HANDSHAKE_TIMEOUT, HELLO_MAGIC};
@@ -26,13 +30,51 @@ pub enum BindError {
     },
 }
 
-/// Why [`Transport::connect`](super::Transport::connect) failed.
+/// Which end of the handshake reports a [`HandshakeError`]: the same
+/// failure reads "could not connect to" on one and "refused a connection
+/// from" on the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// This agent opens the session
+    /// ([`Transport::connect`](super::Transport::connect)).
+    Connecting,
+    /// A peer opens it ([`Transport::accept`](super::Transport::accept)).
+    Accepting,
+}
+
+impl Role {
+    /// The text of [`HandshakeError::Connection`].
+    fn connection_failed(self, peer: &SocketAddr, reason: &str) -> String {
+        match self {
+            Role::Connecting => format!("could not connect to {peer}: {reason}"),
+            Role::Accepting => format!("refused a connection from {peer}: {reason}"),
+        }
+    }
+
+    /// The text of [`HandshakeError::Timeout`].
+    fn timed_out(self, peer: &SocketAddr, step: &str) -> String {
+        match self {
+            Role::Connecting => {
+                format!("peer {peer} did not answer within {HANDSHAKE_TIMEOUT:?} while {step}")
+            }
+            Role::Accepting => {
+                format!("peer {peer} did not finish {step} within {HANDSHAKE_TIMEOUT:?}")
+            }
+        }
+    }
+}
+
+/// Why opening a session failed, on either side. After a failed accept
+/// the endpoint stays usable: call accept again for the next peer.
 #[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
+pub enum HandshakeError {
     /// QUIC or TLS failed (unreachable, certificate not trusted, wrong
-    /// server name, closed by the peer with a reason...).
-    #[error("could not connect to {peer}: {reason}")]
+    /// server name, a client certificate from another CA, closed by the
+    /// peer with a reason...).
+    #[error("{}", .role.connection_failed(.peer, .reason))]
     Connection {
+        /// The side reporting it.
+        role: Role,
         /// The peer's address.
         peer: SocketAddr,
         /// quinn's or rustls's reason.
@@ -41,13 +83,28 @@ pub enum ConnectError {
     /// The peer's certificate names no allowed peer.
     #[error(transparent)]
     PeerName(#[from] PeerNameError),
-    /// Sending the Hello or a Join failed.
+    /// Sending the Hello, its answer or a Join failed.
     #[error(transparent)]
     Send(#[from] SendError),
-    /// Reading the answer failed (it is malformed, or the peer closed).
+    /// Reading the Hello or its answer failed (malformed, too large, or
+    /// the peer closed).
     #[error(transparent)]
     Recv(#[from] RecvError),
-    /// The peer refused the session and said why.
+    /// The peer's Hello has another magic or protocol version (when
+    /// accepting, the peer was sent Refused with this reason).
+    #[error(transparent)]
+    Version(#[from] VersionMismatch),
+    /// A step did not finish within [`HANDSHAKE_TIMEOUT`].
+    #[error("{}", .role.timed_out(.peer, .step))]
+    Timeout {
+        /// The side reporting it.
+        role: Role,
+        /// The peer's address.
+        peer: SocketAddr,
+        /// The step.
+        step: &'static str,
+    },
+    /// Connecting: the peer refused the session and said why.
     #[error("peer {peer} refused the session: {reason}")]
     Refused {
         /// The peer's address.
@@ -55,46 +112,8 @@ pub enum ConnectError {
         /// The peer's reason.
         reason: String,
     },
-    /// The peer answered with another magic or protocol version.
-    #[error(transparent)]
-    Version(#[from] VersionMismatch),
-    /// A step did not finish within [`HANDSHAKE_TIMEOUT`].
-    #[error("peer {peer} did not answer within {HANDSHAKE_TIMEOUT:?} while {step}")]
-    Timeout {
-        /// The peer's address.
-        peer: SocketAddr,
-        /// The step.
-        step: &'static str,
-    },
-}
-
-/// Why [`Transport::accept`](super::Transport::accept) failed for one incoming peer. The endpoint
-/// stays usable: call accept again for the next peer.
-#[derive(Debug, thiserror::Error)]
-pub enum AcceptError {
-    /// The QUIC or TLS handshake failed (e.g. a client certificate from
-    /// another CA).
-    #[error("refused a connection from {peer}: {reason}")]
-    Connection {
-        /// The peer's address.
-        peer: SocketAddr,
-        /// quinn's or rustls's reason.
-        reason: String,
-    },
-    /// The peer's certificate names no allowed peer.
-    #[error(transparent)]
-    PeerName(#[from] PeerNameError),
-    /// Reading the Hello failed (malformed, too large, closed).
-    #[error(transparent)]
-    Recv(#[from] RecvError),
-    /// Answering the Hello failed.
-    #[error(transparent)]
-    Send(#[from] SendError),
-    /// The peer's Hello has another magic or protocol version (it was sent
-    /// Refused with this reason).
-    #[error(transparent)]
-    Version(#[from] VersionMismatch),
-    /// The peer asked for an unacceptable number of bulk connections.
+    /// Accepting: the peer asked for an unacceptable number of bulk
+    /// connections.
     #[error("peer {peer} asked for {count} bulk connections; 1 to {MAX_BULK_CONNECTIONS} allowed")]
     BulkConnections {
         /// The peer's address.
@@ -102,18 +121,34 @@ pub enum AcceptError {
         /// The requested count.
         count: u32,
     },
-    /// A step did not finish within [`HANDSHAKE_TIMEOUT`].
-    #[error("peer {peer} did not finish {step} within {HANDSHAKE_TIMEOUT:?}")]
-    Timeout {
-        /// The peer's address.
-        peer: SocketAddr,
-        /// The step.
-        step: &'static str,
-    },
-    /// The endpoint was closed.
+    /// Accepting: the endpoint was closed.
     #[error("the endpoint was closed")]
     Closed,
 }
+
+impl HandshakeError {
+    /// A [`HandshakeError::Connection`] with quinn's or rustls's reason.
+    pub(super) fn connection(role: Role, peer: SocketAddr, reason: impl std::fmt::Display) -> Self {
+        HandshakeError::Connection {
+            role,
+            peer,
+            reason: reason.to_string(),
+        }
+    }
+
+    /// A [`HandshakeError::Timeout`] of `step`.
+    pub(super) fn timeout(role: Role, peer: SocketAddr, step: &'static str) -> Self {
+        HandshakeError::Timeout { role, peer, step }
+    }
+}
+
+/// Why [`Transport::connect`](super::Transport::connect) failed: a
+/// [`HandshakeError`] of [`Role::Connecting`].
+pub type ConnectError = HandshakeError;
+
+/// Why [`Transport::accept`](super::Transport::accept) failed for one
+/// incoming peer: a [`HandshakeError`] of [`Role::Accepting`].
+pub type AcceptError = HandshakeError;
 
 /// The two agents speak different protocols: each side checks the other's
 /// Hello, so both can say which versions met.

@@ -32,7 +32,7 @@ mod settings;
 pub mod tls;
 
 pub use endpoint::Transport;
-pub use error::{AcceptError, BindError, ConnectError, VersionMismatch};
+pub use error::{AcceptError, BindError, ConnectError, HandshakeError, Role, VersionMismatch};
 pub use frame::{read_message, write_message, PageHeader, RecvError, SendError, MAX_FRAME_PAGES};
 pub use hello::{HANDSHAKE_TIMEOUT, HELLO_MAGIC};
 pub use pages::{PageFrame, PageReceiver, PageSender};
