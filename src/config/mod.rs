@@ -1,7 +1,13 @@
 //! The agent's configuration file (TOML), shared by the transport and the
 //! daemon: who the agent is, where it listens, its certificates and whom
 //! it trusts. `configs/agent.toml` documents every key.
+//!
+//! The dependency goes one way: this file reads the transport's limits and
+//! builds its [`Settings`]; the transport knows nothing of the file.
 
+use crate::transport::{
+    Settings, TlsFiles, DEFAULT_BULK_CONNECTIONS, MAX_BULK_CONNECTIONS, PROTOCOL_VERSION,
+};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -67,7 +73,7 @@ fn default_control_socket() -> PathBuf {
     PathBuf::from(DEFAULT_CONTROL_SOCKET)
 }
 fn default_bulk_connections() -> usize {
-    crate::transport::DEFAULT_BULK_CONNECTIONS
+    DEFAULT_BULK_CONNECTIONS
 }
 fn default_postcopy_recovery_secs() -> u64 {
     15
@@ -136,7 +142,7 @@ impl AgentConfig {
         if config.name.is_empty() {
             return Err(value("name", "must not be empty".into()));
         }
-        let max = crate::transport::MAX_BULK_CONNECTIONS;
+        let max = MAX_BULK_CONNECTIONS;
         if !(1..=max).contains(&config.bulk_connections) {
             return Err(value(
                 "bulk_connections",
@@ -156,6 +162,24 @@ impl AgentConfig {
             ));
         }
         Ok(config)
+    }
+}
+
+impl Settings {
+    /// The transport part of an agent's configuration file.
+    pub fn from_config(config: &AgentConfig) -> Self {
+        Settings {
+            listen: config.listen,
+            agent_name: config.name.clone(),
+            tls: TlsFiles {
+                ca: config.ca.clone(),
+                cert: config.cert.clone(),
+                key: config.key.clone(),
+            },
+            allowed_peers: config.allowed_peers.clone(),
+            bulk_connections: config.bulk_connections,
+            protocol_version: PROTOCOL_VERSION,
+        }
     }
 }
 

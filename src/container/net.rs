@@ -8,7 +8,7 @@
 //! namespace as the site's network wants (a CNI plugin called with the same
 //! address, a veth and routes in the testbed: scripts/container-net.sh).
 
-use super::ContainerError;
+use super::error::ContainerError;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -201,7 +201,7 @@ pub fn run_hook(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::container::net::*;
 
     #[test]
     fn global_addresses_of_interfaces_are_read() {

@@ -342,7 +342,7 @@ impl PageHeader {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::transport::frame::*;
 
     fn header() -> PageHeader {
         PageHeader {
