@@ -12,6 +12,7 @@ use crate::image::{
 use crate::kernel;
 use crate::memory::PageRuns;
 use crate::proc;
+use crate::ptrace::remote::{Remote, RemoteError, Scratch};
 use crate::ptrace::{read_memory, resume_regs, write_memory, Tracee};
 use nix::errno::Errno;
 use nix::sys::ptrace::Options;
@@ -488,6 +489,15 @@ struct Husk<'a> {
     taken: bool,
 }
 
+/// Where and how [`Husk::map_file`] maps a file: at the mapping's range,
+/// with protection `prot`, mmap flags `flags`, from file offset `offset`.
+struct FileMapping<'v> {
+    vma: &'v Vma,
+    prot: i32,
+    flags: i32,
+    offset: u64,
+}
+
 /// How the husk's threads are traced.
 fn trace_options() -> Options {
     Options::PTRACE_O_TRACESYSGOOD
@@ -627,20 +637,32 @@ impl<'a> Husk<'a> {
         let p = self.image;
         if p.sid == p.pid && self.taken {
             // A container's init leads its session already.
-            let sid = self.sys(0, libc::SYS_getsid, [0; 6], || "getsid(0)".into())?;
-            let me = self.sys(0, libc::SYS_getpid, [0; 6], || "getpid()".into())?;
+            let sid = self.sys(
+                0,
+                |r| r.syscall(libc::SYS_getsid, &[]),
+                || "getsid(0)".into(),
+            )?;
+            let me = self.sys(
+                0,
+                |r| r.syscall(libc::SYS_getpid, &[]),
+                || "getpid()".into(),
+            )?;
             if sid == me {
                 return Ok(());
             }
         }
         if p.sid == p.pid {
-            self.sys(0, libc::SYS_setsid, [0; 6], || {
-                format!("setsid (process {} led session {})", p.pid, p.sid)
-            })?;
+            self.sys(
+                0,
+                |r| r.syscall(libc::SYS_setsid, &[]),
+                || format!("setsid (process {} led session {})", p.pid, p.sid),
+            )?;
         } else if p.pgid == p.pid {
-            self.sys(0, libc::SYS_setpgid, [0; 6], || {
-                format!("setpgid(0, 0) (process {} led its process group)", p.pid)
-            })?;
+            self.sys(
+                0,
+                |r| r.syscall(libc::SYS_setpgid, &[]),
+                || format!("setpgid(0, 0) (process {} led its process group)", p.pid),
+            )?;
         }
         Ok(())
     }
@@ -652,9 +674,12 @@ impl<'a> Husk<'a> {
         if p.pgid == p.pid || !self.tree.processes.iter().any(|q| q.pid == p.pgid) {
             return Ok(());
         }
-        self.sys(0, libc::SYS_setpgid, [0, p.pgid as u64, 0, 0, 0, 0], || {
-            format!("setpgid(0, {}) (joining its process group)", p.pgid)
-        })?;
+        let pgid = p.pgid as u64;
+        self.sys(
+            0,
+            |r| r.syscall(libc::SYS_setpgid, &[0, pgid]),
+            || format!("setpgid(0, {}) (joining its process group)", p.pgid),
+        )?;
         Ok(())
     }
 
@@ -665,11 +690,10 @@ impl<'a> Husk<'a> {
         let tid_addr = self.put(STRUCT_OFF + 512, &pid.to_ne_bytes())?;
         let args = kernel::encode_clone_args(0, 0, 0, tid_addr, libc::SIGCHLD as u64);
         let args_addr = self.put(STRUCT_OFF, &args)?;
-        self.threads[0].last_clone_tid = None;
+        let size = kernel::CLONE_ARGS_SIZE as u64;
         let r = self.sys(
             0,
-            libc::SYS_clone3,
-            [args_addr, kernel::CLONE_ARGS_SIZE as u64, 0, 0, 0, 0],
+            |r| r.clone3(args_addr, size),
             || format!("clone3 of child process {pid}"),
         );
         if let Err(RestoreError::Injected {
@@ -682,13 +706,10 @@ impl<'a> Husk<'a> {
                 holder: "another process".into(),
             });
         }
-        r?;
-        let new = self.threads[0]
-            .last_clone_tid
-            .ok_or_else(|| RestoreError::Unsupported {
-                pid: self.image.pid,
-                why: format!("no fork event was reported for child process {pid}"),
-            })?;
+        let new = r?.ok_or_else(|| RestoreError::Unsupported {
+            pid: self.image.pid,
+            why: format!("no fork event was reported for child process {pid}"),
+        })?;
         Ok(Tracee::adopt_new_thread(new)?)
     }
 
@@ -703,11 +724,12 @@ impl<'a> Husk<'a> {
                 // The default action, whatever the husk inherited.
                 let act = [0u8; 32];
                 write_memory(child.tid, self.helper + STRUCT_OFF + 1024, &act)?;
-                child.inject(
-                    self.helper,
-                    libc::SYS_rt_sigaction,
-                    [signal as u64, self.helper + STRUCT_OFF + 1024, 0, 8, 0, 0],
-                )?;
+                let act_addr = self.helper + STRUCT_OFF + 1024;
+                let set = Remote::new(&mut child, self.helper).rt_sigaction(signal, act_addr, 0);
+                // Only tracing errors count: the call's own result never did.
+                if let Err(RemoteError::Trace(e)) = set {
+                    return Err(e.into());
+                }
                 child.set_sigmask(0)?;
             }
             let mut regs = child.regs()?;
@@ -767,21 +789,18 @@ impl<'a> Husk<'a> {
         let set_addr = self.put(STRUCT_OFF, &set.to_ne_bytes())?;
         let timeout = self.put(STRUCT_OFF + 64, &[0u8; 16])?;
         loop {
-            let r = self.threads[0].inject(
-                self.syscall_insn,
-                libc::SYS_rt_sigtimedwait,
-                [set_addr, 0, timeout, 8, 0, 0],
-            )?;
-            if r == -(libc::EAGAIN as i64) {
-                return Ok(());
-            }
-            if r < 0 {
-                return Err(RestoreError::Injected {
-                    pid: self.image.pid,
-                    call: format!("rt_sigtimedwait({set:#x})"),
-                    errno: Errno::from_raw(-r as i32),
-                });
-            }
+            let taken = self.sys(
+                0,
+                |r| r.syscall(libc::SYS_rt_sigtimedwait, &[set_addr, 0, timeout, 8]),
+                || format!("rt_sigtimedwait({set:#x})"),
+            );
+            match taken {
+                Err(RestoreError::Injected {
+                    errno: Errno::EAGAIN,
+                    ..
+                }) => return Ok(()),
+                taken => taken?,
+            };
         }
     }
 
@@ -828,71 +847,83 @@ impl<'a> Husk<'a> {
             } else {
                 libc::O_RDONLY
             };
-            let path_addr = self.put_str(&path)?;
-            let fd = self.sys(
-                0,
-                libc::SYS_openat,
-                [
-                    libc::AT_FDCWD as u64,
-                    path_addr,
-                    (access | libc::O_CLOEXEC) as u64,
-                    0,
-                    0,
-                    0,
-                ],
-                || format!("open of {path}"),
-            )? as u64;
-            let flags = (libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE) as u64;
-            let mapped = self.sys(
-                0,
-                libc::SYS_mmap,
-                [
-                    vma.start,
-                    vma.end - vma.start,
-                    vma.prot as u64,
-                    flags,
-                    fd,
-                    rel,
-                ],
-                || {
-                    format!(
-                        "mmap of the shared memory of process {owner} at {:#x}-{:#x}",
-                        vma.start, vma.end
-                    )
-                },
-            );
-            self.sys(0, libc::SYS_close, [fd, 0, 0, 0, 0, 0], || {
-                format!("close of {path}")
+            let mapping = FileMapping {
+                vma,
+                prot: vma.prot as i32,
+                flags: libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE,
+                offset: rel,
+            };
+            self.map_file(&path, &path, access, mapping, || {
+                format!(
+                    "mmap of the shared memory of process {owner} at {:#x}-{:#x}",
+                    vma.start, vma.end
+                )
             })?;
-            mapped?;
         }
         Ok(())
     }
 
-    /// Runs one system call in thread `idx` and fails with its name on error.
-    fn sys(
+    /// Runs `call` (system calls of the remote layer) in thread `idx`;
+    /// a call's error fails the restore as `what`.
+    fn sys<T>(
         &mut self,
         idx: usize,
-        nr: i64,
-        args: [u64; 6],
+        call: impl FnOnce(&mut Remote<'_>) -> Result<T, RemoteError>,
         what: impl FnOnce() -> String,
-    ) -> Result<i64, RestoreError> {
-        let r = self.threads[idx].inject(self.syscall_insn, nr, args)?;
-        if (-4095..0).contains(&r) {
-            return Err(RestoreError::Injected {
+    ) -> Result<T, RestoreError> {
+        let mut remote = Remote::new(&mut self.threads[idx], self.syscall_insn);
+        call(&mut remote).map_err(|e| match e {
+            RemoteError::Trace(e) => e.into(),
+            RemoteError::Failed(errno) => RestoreError::Injected {
                 pid: self.image.pid,
                 call: what(),
-                errno: Errno::from_raw(-r as i32),
-            });
+                errno,
+            },
+        })
+    }
+
+    /// The helper area as the remote layer's scratch area.
+    fn scratch(&self) -> Scratch {
+        Scratch {
+            pid: self.pid,
+            addr: self.helper,
+            len: HELPER_LEN,
         }
-        Ok(r)
     }
 
     /// Writes `bytes` into the helper's scratch area at `off`; returns the
     /// address in the husk.
     fn put(&self, off: u64, bytes: &[u8]) -> Result<u64, RestoreError> {
-        write_memory(self.pid, self.helper + off, bytes)?;
-        Ok(self.helper + off)
+        Ok(self.scratch().put(off, bytes)?)
+    }
+
+    /// Maps `path` (opened with `access`, named `name` in the errors of
+    /// the open and close) as `mapping` says; `what` names the mmap.
+    fn map_file(
+        &mut self,
+        path: &str,
+        name: &str,
+        access: i32,
+        mapping: FileMapping<'_>,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), RestoreError> {
+        let path_addr = self.put_str(path)?;
+        let flags = access | libc::O_CLOEXEC;
+        let fd = self.sys(
+            0,
+            |r| r.open(path_addr, flags),
+            || format!("open of {name}"),
+        )?;
+        let FileMapping {
+            vma,
+            prot,
+            flags,
+            offset,
+        } = mapping;
+        let len = vma.end - vma.start;
+        let mapped = self.sys(0, |r| r.mmap(vma.start, len, prot, flags, fd, offset), what);
+        self.sys(0, |r| r.close(fd), || format!("close of {name}"))?;
+        mapped.map(drop)
     }
 
     /// Writes a NUL-terminated string into the string scratch area.
@@ -948,15 +979,14 @@ impl<'a> Husk<'a> {
                 });
             }
         }
-        let prot = libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC;
-        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
-        let r = self.sys(
+        let pid = self.pid;
+        let helper = self.sys(
             0,
-            libc::SYS_mmap,
-            [cand, HELPER_LEN, prot as u64, flags as u64, u64::MAX, 0],
+            |r| Scratch::map(r, pid, cand, HELPER_LEN, true),
             || format!("mmap of the helper area at {cand:#x}"),
         )?;
-        if r as u64 != cand {
+        let r = helper.addr;
+        if r != cand {
             return Err(RestoreError::Unsupported {
                 pid: self.image.pid,
                 why: format!("the helper area landed at {r:#x}, not {cand:#x}"),
@@ -987,15 +1017,18 @@ impl<'a> Husk<'a> {
             const RSEQ_FLAG_UNREGISTER: u64 = 1;
             self.sys(
                 0,
-                libc::SYS_rseq,
-                [ptr, len as u64, RSEQ_FLAG_UNREGISTER, sig as u64, 0, 0],
+                |r| {
+                    r.syscall(
+                        libc::SYS_rseq,
+                        &[ptr, len as u64, RSEQ_FLAG_UNREGISTER, sig as u64],
+                    )
+                },
                 || "rseq unregistration of the husk".into(),
             )?;
         }
         self.sys(
             0,
-            libc::SYS_close_range,
-            [0, u32::MAX as u64, 0, 0, 0, 0],
+            |r| r.close_range(0, u32::MAX),
             || "close_range of the husk's fds".into(),
         )?;
         if self.taken {
@@ -1012,8 +1045,7 @@ impl<'a> Husk<'a> {
             if !keep {
                 self.sys(
                     0,
-                    libc::SYS_munmap,
-                    [m.start, m.end - m.start, 0, 0, 0, 0],
+                    |r| r.munmap(m.start, m.end - m.start),
                     || {
                         format!(
                             "munmap of the husk's {:#x}-{:#x} {}",
@@ -1089,12 +1121,13 @@ impl<'a> Husk<'a> {
         Ok(())
     }
 
+    /// Moves the special mapping at `from` (`len` bytes) to `to`.
     fn mremap(&mut self, from: u64, len: u64, to: u64) -> Result<(), RestoreError> {
-        let flags = (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
-        self.sys(0, libc::SYS_mremap, [from, len, len, flags, to, 0], || {
-            format!("mremap of a special mapping {from:#x} -> {to:#x}")
-        })?;
-        Ok(())
+        self.sys(
+            0,
+            |r| r.move_mapping(from, len, to),
+            || format!("mremap of a special mapping {from:#x} -> {to:#x}"),
+        )
     }
 
     /// Maps every mapping of the image; those that receive pages (from the
@@ -1150,6 +1183,7 @@ impl<'a> Husk<'a> {
         Ok(filled)
     }
 
+    /// Maps one mapping of the image (writable for now when `writable`).
     fn map_vma(&mut self, vma: &Vma, writable: bool) -> Result<(), RestoreError> {
         let mut prot = vma.prot as u64;
         if writable {
@@ -1162,13 +1196,14 @@ impl<'a> Husk<'a> {
             VmaKind::SharedAnonymous { .. } | VmaKind::SharedFile { .. } => libc::MAP_SHARED,
             _ => libc::MAP_PRIVATE,
         };
-        let mut flags = (sharing | libc::MAP_FIXED_NOREPLACE) as u64;
+        let mut flags = sharing | libc::MAP_FIXED_NOREPLACE;
         if vma.has_vm_flag("gd") {
-            flags |= libc::MAP_GROWSDOWN as u64;
+            flags |= libc::MAP_GROWSDOWN;
         }
         if vma.has_vm_flag("nr") {
-            flags |= libc::MAP_NORESERVE as u64;
+            flags |= libc::MAP_NORESERVE;
         }
+        let prot = prot as i32;
         let len = vma.end - vma.start;
         match &vma.kind {
             VmaKind::File { path, offset, .. } | VmaKind::SharedFile { path, offset } => {
@@ -1179,37 +1214,25 @@ impl<'a> Husk<'a> {
                     } else {
                         libc::O_RDONLY
                     };
-                let path_addr = self.put_str(path)?;
-                let fd = self.sys(
-                    0,
-                    libc::SYS_openat,
-                    [
-                        libc::AT_FDCWD as u64,
-                        path_addr,
-                        (access | libc::O_CLOEXEC) as u64,
-                        0,
-                        0,
-                        0,
-                    ],
-                    || format!("open of mapped file {path}"),
-                )? as u64;
-                let mapped = self.sys(
-                    0,
-                    libc::SYS_mmap,
-                    [vma.start, len, prot, flags, fd, *offset],
+                let mapping = FileMapping {
+                    vma,
+                    prot,
+                    flags,
+                    offset: *offset,
+                };
+                self.map_file(
+                    path,
+                    &format!("mapped file {path}"),
+                    access,
+                    mapping,
                     || format!("mmap of {path} at {:#x}-{:#x}", vma.start, vma.end),
-                );
-                self.sys(0, libc::SYS_close, [fd, 0, 0, 0, 0, 0], || {
-                    format!("close of mapped file {path}")
-                })?;
-                mapped?;
+                )?;
             }
             _ => {
-                flags |= libc::MAP_ANONYMOUS as u64;
+                flags |= libc::MAP_ANONYMOUS;
                 self.sys(
                     0,
-                    libc::SYS_mmap,
-                    [vma.start, len, prot, flags, u64::MAX, 0],
+                    |r| r.mmap(vma.start, len, prot, flags, -1, 0),
                     || {
                         format!(
                             "mmap of anonymous memory at {:#x}-{:#x}",
@@ -1237,8 +1260,7 @@ impl<'a> Husk<'a> {
             (if rdonly { libc::SHM_RDONLY } else { 0 }) | (if exec { libc::SHM_EXEC } else { 0 });
         self.sys(
             0,
-            libc::SYS_shmat,
-            [shmid as u64, vma.start, flags as u64, 0, 0, 0],
+            |r| r.shmat(shmid, vma.start, flags),
             || format!("shmat of SysV segment {shmid} at {:#x}", vma.start),
         )?;
         let attached = (libc::PROT_READ
@@ -1247,8 +1269,7 @@ impl<'a> Husk<'a> {
         if prot != attached {
             self.sys(
                 0,
-                libc::SYS_mprotect,
-                [vma.start, vma.end - vma.start, prot, 0, 0, 0],
+                |r| r.mprotect(vma.start, vma.end - vma.start, prot),
                 || format!("mprotect of SysV segment {shmid} at {:#x}", vma.start),
             )?;
         }
@@ -1350,16 +1371,17 @@ impl<'a> Husk<'a> {
                 VmaKind::SysvShm { shmid } if was_filled && !vma.has_vm_flag("mw") => {
                     // Attached writable to receive its contents: attached
                     // again read-only, as SHM_RDONLY had it.
-                    self.sys(0, libc::SYS_shmdt, [vma.start, 0, 0, 0, 0, 0], || {
-                        format!("shmdt of SysV segment {shmid} at {:#x}", vma.start)
-                    })?;
+                    self.sys(
+                        0,
+                        |r| r.shmdt(vma.start),
+                        || format!("shmdt of SysV segment {shmid} at {:#x}", vma.start),
+                    )?;
                     self.attach_sysv(vma, shmid, vma.prot as u64, true)?;
                 }
                 _ if was_filled && vma.prot & libc::PROT_WRITE as u32 == 0 => {
                     self.sys(
                         0,
-                        libc::SYS_mprotect,
-                        [vma.start, vma.end - vma.start, vma.prot as u64, 0, 0, 0],
+                        |r| r.mprotect(vma.start, vma.end - vma.start, vma.prot as u64),
                         || format!("mprotect of {:#x}-{:#x}", vma.start, vma.end),
                     )?;
                 }
@@ -1375,8 +1397,7 @@ impl<'a> Husk<'a> {
                 if vma.has_vm_flag(flag) {
                     self.sys(
                         0,
-                        libc::SYS_madvise,
-                        [vma.start, vma.end - vma.start, advice as u64, 0, 0, 0],
+                        |r| r.madvise(vma.start, vma.end - vma.start, advice),
                         || format!("madvise({flag}) of {:#x}-{:#x}", vma.start, vma.end),
                     )?;
                 }
@@ -1400,17 +1421,9 @@ impl<'a> Husk<'a> {
         let exe_addr = self.put_str(&exe)?;
         let exe_fd = self.sys(
             0,
-            libc::SYS_openat,
-            [
-                libc::AT_FDCWD as u64,
-                exe_addr,
-                (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
-                0,
-                0,
-                0,
-            ],
+            |r| r.open(exe_addr, libc::O_RDONLY | libc::O_CLOEXEC),
             || format!("open of the executable {exe}"),
-        )? as u64;
+        )?;
         let mut map = Vec::with_capacity(PRCTL_MM_MAP_LEN as usize);
         for w in [
             mm.start_code,
@@ -1433,33 +1446,29 @@ impl<'a> Husk<'a> {
         let map_addr = self.put(STRUCT_OFF, &map)?;
         let r = self.sys(
             0,
-            libc::SYS_prctl,
-            [
-                libc::PR_SET_MM as u64,
-                libc::PR_SET_MM_MAP as u64,
-                map_addr,
-                PRCTL_MM_MAP_LEN,
-                0,
-                0,
-            ],
+            |r| {
+                let args = [libc::PR_SET_MM_MAP as u64, map_addr, PRCTL_MM_MAP_LEN];
+                r.prctl(libc::PR_SET_MM, &args)
+            },
             || format!("prctl(PR_SET_MM_MAP) with brk {:#x} and exe {exe}", mm.brk),
         );
-        self.sys(0, libc::SYS_close, [exe_fd, 0, 0, 0, 0, 0], || {
-            "close of the executable".into()
-        })?;
+        self.sys(0, |r| r.close(exe_fd), || "close of the executable".into())?;
         r.map(drop)
     }
 
+    /// Sets the working directory and the umask.
     fn restore_fs_state(&mut self) -> Result<(), RestoreError> {
         let cwd = self.image.cwd.clone();
         let addr = self.put_str(&cwd)?;
-        self.sys(0, libc::SYS_chdir, [addr, 0, 0, 0, 0, 0], || {
-            format!("chdir to {cwd}")
-        })?;
         self.sys(
             0,
-            libc::SYS_umask,
-            [self.image.umask as u64, 0, 0, 0, 0, 0],
+            |r| r.syscall(libc::SYS_chdir, &[addr]),
+            || format!("chdir to {cwd}"),
+        )?;
+        let umask = self.image.umask as u64;
+        self.sys(
+            0,
+            |r| r.syscall(libc::SYS_umask, &[umask]),
             || "umask".into(),
         )?;
         Ok(())
@@ -1478,7 +1487,7 @@ impl<'a> Husk<'a> {
     fn restore_fds(&mut self, tree: &mut TreeFds) -> Result<(), RestoreError> {
         let image = self.image;
         let files = self.files;
-        let park_at = image.fds.iter().map(|f| f.fd).max().map_or(3, |m| m + 1) as u64;
+        let park_at = image.fds.iter().map(|f| f.fd).max().map_or(3, |m| m + 1);
         // The descriptions of this process, in fd order, each once.
         let mut mine: Vec<u32> = Vec::new();
         for f in &image.fds {
@@ -1507,34 +1516,26 @@ impl<'a> Husk<'a> {
                 Some(channel) => self.connect_channel(channel)?,
                 None => self.sys(
                     0,
-                    libc::SYS_pidfd_open,
-                    [std::process::id() as u64, 0, 0, 0, 0, 0],
+                    |r| r.pidfd_open(std::process::id()),
                     || "pidfd_open of migrate-agent".into(),
-                )? as u64,
+                )?,
             };
             // Parked above the image's fds like the files: at a low number
             // it would be replaced by an installed fd, and closing it would
             // then close that fd.
-            let parked = self.sys(
-                0,
-                libc::SYS_fcntl,
-                [fd, libc::F_DUPFD_CLOEXEC as u64, park_at, 0, 0, 0],
-                || format!("parking the pidfd of migrate-agent above fd {park_at}"),
-            )? as u64;
-            self.sys(0, libc::SYS_close, [fd, 0, 0, 0, 0, 0], || {
-                format!("close of fd {fd}")
-            })?;
-            Some(parked)
+            Some(self.park(fd, park_at, || {
+                format!("parking the pidfd of migrate-agent above fd {park_at}")
+            })?)
         } else {
             None
         };
         // (file index, parked fd in the husk).
-        let mut parked: Vec<(u32, u64)> = Vec::with_capacity(mine.len());
+        let mut parked: Vec<(u32, i32)> = Vec::with_capacity(mine.len());
         // The descriptions created in this husk.
         let mut created: Vec<u32> = Vec::new();
         // (path, parked fd in the husk) of a read-write open of each FIFO
         // that keeps it open while its ends are opened.
-        let mut fifo_keepalives: Vec<(&str, u64)> = Vec::new();
+        let mut fifo_keepalives: Vec<(&str, i32)> = Vec::new();
         for &i in &mine {
             let file = files.get(i as usize).ok_or_else(|| missing(i))?;
             let from_husk = tree.installed.get(i as usize).copied().flatten();
@@ -1568,8 +1569,7 @@ impl<'a> Husk<'a> {
                         let addr = self.put_str(&f.path)?;
                         self.sys(
                             0,
-                            libc::SYS_openat,
-                            [libc::AT_FDCWD as u64, addr, flags as u64, 0, 0, 0],
+                            |r| r.open(addr, flags),
                             || format!("reopening {} (flags {:#o})", f.path, flags),
                         )?
                     }
@@ -1608,22 +1608,15 @@ impl<'a> Husk<'a> {
                         fd
                     }
                 }
-            } as u64;
-            let park = self.sys(
-                0,
-                libc::SYS_fcntl,
-                [fd, libc::F_DUPFD_CLOEXEC as u64, park_at, 0, 0, 0],
-                || format!("parking file {i} above fd {park_at}"),
-            )? as u64;
-            self.sys(0, libc::SYS_close, [fd, 0, 0, 0, 0, 0], || {
-                format!("close of fd {fd}")
+            };
+            let park = self.park(fd, park_at, || {
+                format!("parking file {i} above fd {park_at}")
             })?;
             if let (FileImage::Path(f), true) = (file, created.contains(&i)) {
                 if f.file_type == PathFileType::Regular {
                     self.sys(
                         0,
-                        libc::SYS_lseek,
-                        [park, f.pos as u64, libc::SEEK_SET as u64, 0, 0, 0],
+                        |r| r.seek_to(park, f.pos),
                         || format!("lseek of {} to {}", f.path, f.pos),
                     )?;
                 }
@@ -1631,7 +1624,7 @@ impl<'a> Husk<'a> {
             parked.push((i, park));
         }
         for f in &image.fds {
-            let flags = if f.cloexec { libc::O_CLOEXEC as u64 } else { 0 };
+            let flags = if f.cloexec { libc::O_CLOEXEC } else { 0 };
             let park = parked
                 .iter()
                 .find(|(i, _)| *i == f.file)
@@ -1639,8 +1632,7 @@ impl<'a> Husk<'a> {
                 .ok_or_else(|| missing(f.file))?;
             self.sys(
                 0,
-                libc::SYS_dup3,
-                [park, f.fd as u64, flags, 0, 0, 0],
+                |r| r.dup3(park, f.fd, flags),
                 || format!("installing fd {}", f.fd),
             )?;
         }
@@ -1657,12 +1649,23 @@ impl<'a> Husk<'a> {
         let keepalives = fifo_keepalives.into_iter().map(|(_, fd)| fd);
         let parked = parked.into_iter().map(|(_, fd)| fd);
         for fd in parked.chain(keepalives).chain(our_pidfd) {
-            self.sys(0, libc::SYS_close, [fd, 0, 0, 0, 0, 0], || {
-                format!("close of fd {fd}")
-            })?;
+            self.sys(0, |r| r.close(fd), || format!("close of fd {fd}"))?;
         }
         self.channel_end = None;
         Ok(())
+    }
+
+    /// Moves `fd` to the lowest free number from `park_at` on (closing
+    /// `fd`); `what` names the move. Returns the new number.
+    fn park(
+        &mut self,
+        fd: i32,
+        park_at: i32,
+        what: impl FnOnce() -> String,
+    ) -> Result<i32, RestoreError> {
+        let parked = self.sys(0, |r| r.dup_above(fd, park_at), what)?;
+        self.sys(0, |r| r.close(fd), || format!("close of fd {fd}"))?;
+        Ok(parked)
     }
 
     /// Connects the husk to the fd channel (an injected unix socket,
@@ -1670,25 +1673,19 @@ impl<'a> Husk<'a> {
     fn connect_channel(
         &mut self,
         channel: &super::channel::FdChannel,
-    ) -> Result<u64, RestoreError> {
+    ) -> Result<i32, RestoreError> {
         let fd = self.sys(
             0,
-            libc::SYS_socket,
-            [
-                libc::AF_UNIX as u64,
-                (libc::SOCK_STREAM | libc::SOCK_CLOEXEC) as u64,
-                0,
-                0,
-                0,
-                0,
-            ],
+            |r| r.socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC),
             || "socket(AF_UNIX) for the fd channel".into(),
-        )? as u64;
+        )?;
         let (addr, len) = channel.sockaddr();
         let addr_at = self.put(STRUCT_OFF, &addr)?;
-        self.sys(0, libc::SYS_connect, [fd, addr_at, len, 0, 0, 0], || {
-            "connect to migrate-agent's fd channel".into()
-        })?;
+        self.sys(
+            0,
+            |r| r.syscall(libc::SYS_connect, &[fd as u64, addr_at, len]),
+            || "connect to migrate-agent's fd channel".into(),
+        )?;
         self.channel_end = Some(channel.accept(self.image.pid)?);
         Ok(fd)
     }
@@ -1712,18 +1709,11 @@ impl<'a> Husk<'a> {
                     pid: image.pid,
                     why: format!("no fd holds memfd inode {inode} mapped at {:#x}", vma.start),
                 })?;
-            let flags = (libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE) as u64;
+            let flags = libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE;
+            let (len, prot) = (vma.end - vma.start, vma.prot as i32);
             self.sys(
                 0,
-                libc::SYS_mmap,
-                [
-                    vma.start,
-                    vma.end - vma.start,
-                    vma.prot as u64,
-                    flags,
-                    fd.fd as u64,
-                    offset,
-                ],
+                |r| r.mmap(vma.start, len, prot, flags, fd.fd, offset),
                 || {
                     format!(
                         "mmap of memfd fd {} at {:#x}-{:#x}",
@@ -1743,47 +1733,36 @@ impl<'a> Husk<'a> {
     fn open_fifo<'f>(
         &mut self,
         f: &'f FifoEnd,
-        park_at: u64,
-        keepalives: &mut Vec<(&'f str, u64)>,
-    ) -> Result<i64, RestoreError> {
+        park_at: i32,
+        keepalives: &mut Vec<(&'f str, i32)>,
+    ) -> Result<i32, RestoreError> {
         let pid = self.image.pid;
         let path = self.put_str(&f.path)?;
         let keepalive = match keepalives.iter().find(|(p, _)| *p == f.path) {
             Some(&(_, fd)) => fd,
             None => {
-                let open = [
-                    libc::AT_FDCWD as u64,
-                    path,
-                    (libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) as u64,
-                    0,
-                    0,
-                    0,
-                ];
+                let open = |r: &mut Remote<'_>| {
+                    r.open(path, libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC)
+                };
                 let what = || format!("opening FIFO {} to keep it open", f.path);
-                let fd = match self.sys(0, libc::SYS_openat, open, what) {
+                let fd = match self.sys(0, open, what) {
                     Err(RestoreError::Injected {
                         errno: Errno::ENOENT,
                         ..
                     }) => {
                         let mode = (libc::S_IFIFO | f.mode) as u64;
+                        let at = libc::AT_FDCWD as u64;
                         self.sys(
                             0,
-                            libc::SYS_mknodat,
-                            [libc::AT_FDCWD as u64, path, mode, 0, 0, 0],
+                            |r| r.syscall(libc::SYS_mknodat, &[at, path, mode]),
                             || format!("recreating the FIFO {} (mode {:#o})", f.path, f.mode),
                         )?;
-                        self.sys(0, libc::SYS_openat, open, what)?
+                        self.sys(0, open, what)?
                     }
                     other => other?,
-                } as u64;
-                let parked = self.sys(
-                    0,
-                    libc::SYS_fcntl,
-                    [fd, libc::F_DUPFD_CLOEXEC as u64, park_at, 0, 0, 0],
-                    || format!("parking the keep-alive of FIFO {}", f.path),
-                )? as u64;
-                self.sys(0, libc::SYS_close, [fd, 0, 0, 0, 0, 0], || {
-                    format!("close of fd {fd}")
+                };
+                let parked = self.park(fd, park_at, || {
+                    format!("parking the keep-alive of FIFO {}", f.path)
                 })?;
                 keepalives.push((&f.path, parked));
                 parked
@@ -1793,7 +1772,7 @@ impl<'a> Husk<'a> {
             let fail = |call: String| move |errno| RestoreError::Injected { pid, call, errno };
             let husk =
                 kernel::pidfd_open(self.pid).map_err(fail("pidfd_open of the husk".into()))?;
-            let writer = kernel::pidfd_getfd(&husk, keepalive as i32)
+            let writer = kernel::pidfd_getfd(&husk, keepalive)
                 .map_err(fail(format!("taking the keep-alive of FIFO {}", f.path)))?;
             let mut written = 0;
             while written < f.data.len() {
@@ -1806,8 +1785,7 @@ impl<'a> Husk<'a> {
             | libc::O_CLOEXEC;
         self.sys(
             0,
-            libc::SYS_openat,
-            [libc::AT_FDCWD as u64, path, flags as u64, 0, 0, 0],
+            |r| r.open(path, flags),
             || format!("reopening FIFO {} (flags {:#o})", f.path, flags),
         )
     }
@@ -1817,11 +1795,11 @@ impl<'a> Husk<'a> {
     /// in the husk); returns its fd there.
     fn pull_in(
         &mut self,
-        our_pidfd: Option<u64>,
+        our_pidfd: Option<i32>,
         ours: &OwnedFd,
         status: Option<i32>,
         what: &str,
-    ) -> Result<i64, RestoreError> {
+    ) -> Result<i32, RestoreError> {
         if let Some(status) = status {
             let flags = nix::fcntl::OFlag::from_bits_truncate(status);
             nix::fcntl::fcntl(ours, nix::fcntl::FcntlArg::F_SETFL(flags)).map_err(|errno| {
@@ -1847,25 +1825,25 @@ impl<'a> Husk<'a> {
                 &[0u8; super::channel::CONTROL_LEN as usize],
             )?;
             let msg = self.put(STRUCT_OFF, &super::channel::msghdr(iov_at, control_at))?;
+            let flags = libc::MSG_CMSG_CLOEXEC as u64;
             self.sys(
                 0,
-                libc::SYS_recvmsg,
-                [pidfd, msg, libc::MSG_CMSG_CLOEXEC as u64, 0, 0, 0],
+                |r| r.syscall(libc::SYS_recvmsg, &[pidfd as u64, msg, flags]),
                 || format!("recvmsg of {what} from the fd channel"),
             )?;
             let mut control = [0u8; super::channel::CONTROL_LEN as usize];
             read_memory(self.pid, control_at, &mut control)?;
-            return super::channel::received_fd(&control)
-                .map(i64::from)
-                .ok_or_else(|| RestoreError::Unsupported {
+            return super::channel::received_fd(&control).ok_or_else(|| {
+                RestoreError::Unsupported {
                     pid: self.image.pid,
                     why: format!("{what} did not arrive over the fd channel"),
-                });
+                }
+            });
         }
+        let fd = ours.as_raw_fd();
         self.sys(
             0,
-            libc::SYS_pidfd_getfd,
-            [pidfd, ours.as_raw_fd() as u64, 0, 0, 0, 0],
+            |r| r.pidfd_getfd(pidfd, fd),
             || format!("pidfd_getfd of {what} from migrate-agent"),
         )
     }
@@ -1896,8 +1874,7 @@ impl<'a> Husk<'a> {
             let addr = self.put(STRUCT_OFF, &raw)?;
             self.sys(
                 0,
-                libc::SYS_rt_sigaction,
-                [a.signo as u64, addr, 0, 8, 0, 0],
+                |r| r.rt_sigaction(a.signo, addr, 0),
                 || format!("rt_sigaction of signal {}", a.signo),
             )?;
         }
@@ -1911,8 +1888,7 @@ impl<'a> Husk<'a> {
         let leader = &image.threads[0];
         self.sys(
             0,
-            libc::SYS_set_tid_address,
-            [leader.clear_child_tid, 0, 0, 0, 0, 0],
+            |r| r.syscall(libc::SYS_set_tid_address, &[leader.clear_child_tid]),
             || "set_tid_address".into(),
         )?;
         self.restore_thread_state(0, leader)?;
@@ -1931,11 +1907,10 @@ impl<'a> Husk<'a> {
             let args =
                 kernel::encode_clone_args(flags, t.clear_child_tid, t.regs.fs_base, tid_addr, 0);
             let args_addr = self.put(STRUCT_OFF, &args)?;
-            self.threads[0].last_clone_tid = None;
+            let size = kernel::CLONE_ARGS_SIZE as u64;
             let r = self.sys(
                 0,
-                libc::SYS_clone3,
-                [args_addr, kernel::CLONE_ARGS_SIZE as u64, 0, 0, 0, 0],
+                |r| r.clone3(args_addr, size),
                 || format!("clone3 of thread {}", t.tid),
             );
             if let Err(RestoreError::Injected {
@@ -1948,14 +1923,10 @@ impl<'a> Husk<'a> {
                     holder: "another process".into(),
                 });
             }
-            r?;
-            let new_tid =
-                self.threads[0]
-                    .last_clone_tid
-                    .ok_or_else(|| RestoreError::Unsupported {
-                        pid: image.pid,
-                        why: format!("no clone event was reported for thread {}", t.tid),
-                    })?;
+            let new_tid = r?.ok_or_else(|| RestoreError::Unsupported {
+                pid: image.pid,
+                why: format!("no clone event was reported for thread {}", t.tid),
+            })?;
             let tracee = Tracee::adopt_new_thread(new_tid)?;
             let mut regs = tracee.regs()?;
             regs.rsp = self.helper + HELPER_LEN - 64;
@@ -1982,9 +1953,11 @@ impl<'a> Husk<'a> {
         ss.extend_from_slice(&(t.altstack.flags as i64).to_ne_bytes());
         ss.extend_from_slice(&size.to_ne_bytes());
         let addr = self.put(STRUCT_OFF, &ss)?;
-        self.sys(idx, libc::SYS_sigaltstack, [addr, 0, 0, 0, 0, 0], || {
-            format!("sigaltstack of thread {} at {sp:#x}", t.tid)
-        })?;
+        self.sys(
+            idx,
+            |r| r.sigaltstack(addr, 0),
+            || format!("sigaltstack of thread {} at {sp:#x}", t.tid),
+        )?;
         let robust_len = if t.robust_list_len == 0 {
             ROBUST_LIST_HEAD_LEN
         } else {
@@ -1992,23 +1965,21 @@ impl<'a> Husk<'a> {
         };
         self.sys(
             idx,
-            libc::SYS_set_robust_list,
-            [t.robust_list_head, robust_len, 0, 0, 0, 0],
+            |r| r.syscall(libc::SYS_set_robust_list, &[t.robust_list_head, robust_len]),
             || format!("set_robust_list of thread {}", t.tid),
         )?;
         if let Some(rseq) = t.rseq {
+            let args = [rseq.ptr, rseq.len as u64, 0, rseq.sig as u64];
             self.sys(
                 idx,
-                libc::SYS_rseq,
-                [rseq.ptr, rseq.len as u64, 0, rseq.sig as u64, 0, 0],
+                |r| r.syscall(libc::SYS_rseq, &args),
                 || format!("rseq registration of thread {} at {:#x}", t.tid, rseq.ptr),
             )?;
         }
         let name = self.put_str(&t.comm)?;
         self.sys(
             idx,
-            libc::SYS_prctl,
-            [libc::PR_SET_NAME as u64, name, 0, 0, 0, 0],
+            |r| r.prctl(libc::PR_SET_NAME, &[name]),
             || format!("prctl(PR_SET_NAME, {:?}) of thread {}", t.comm, t.tid),
         )?;
         Ok(())
@@ -2022,20 +1993,20 @@ impl<'a> Husk<'a> {
         let pid = image.pid as u64;
         for s in &image.shared_pending {
             let addr = self.put(STRUCT_OFF, &siginfo_bytes(&s.siginfo))?;
+            let args = [pid, s.signo as u64, addr];
             self.sys(
                 0,
-                libc::SYS_rt_sigqueueinfo,
-                [pid, s.signo as u64, addr, 0, 0, 0],
+                |r| r.syscall(libc::SYS_rt_sigqueueinfo, &args),
                 || format!("queueing pending signal {}", s.signo),
             )?;
         }
         for t in &image.threads {
             for s in &t.pending {
                 let addr = self.put(STRUCT_OFF, &siginfo_bytes(&s.siginfo))?;
+                let args = [pid, t.tid as u64, s.signo as u64, addr];
                 self.sys(
                     0,
-                    libc::SYS_rt_tgsigqueueinfo,
-                    [pid, t.tid as u64, s.signo as u64, addr, 0, 0],
+                    |r| r.syscall(libc::SYS_rt_tgsigqueueinfo, &args),
                     || format!("queueing pending signal {} of thread {}", s.signo, t.tid),
                 )?;
             }
@@ -2048,15 +2019,14 @@ impl<'a> Husk<'a> {
     /// blocked: an expiry from now on stays pending until the process runs.
     fn restore_timers(&mut self) -> Result<(), RestoreError> {
         let image = self.image;
-        const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
+        const PR_TIMER_CREATE_RESTORE_IDS: i32 = 77;
         // Linux 6.17+: timer_create takes the ID from the timer_t it is
         // given. Without it, IDs are handed out in order from 0.
         let restore_ids = !image.timers.is_empty()
             && self
                 .sys(
                     0,
-                    libc::SYS_prctl,
-                    [PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0, 0],
+                    |r| r.prctl(PR_TIMER_CREATE_RESTORE_IDS, &[1]),
                     || "prctl(PR_TIMER_CREATE_RESTORE_IDS, ON)".into(),
                 )
                 .is_ok();
@@ -2070,10 +2040,10 @@ impl<'a> Husk<'a> {
             ev[16..20].copy_from_slice(&t.notify_tid.to_ne_bytes());
             let ev_addr = self.put(STRUCT_OFF, &ev)?;
             let id_addr = self.put(STRUCT_OFF + 64, &t.id.to_ne_bytes())?;
+            let args = [t.clock as u64, ev_addr, id_addr];
             self.sys(
                 0,
-                libc::SYS_timer_create,
-                [t.clock as u64, ev_addr, id_addr, 0, 0, 0],
+                |r| r.syscall(libc::SYS_timer_create, &args),
                 || format!("timer_create of timer {} (clock {})", t.id, t.clock),
             )?;
             let mut got = [0u8; 4];
@@ -2093,10 +2063,10 @@ impl<'a> Husk<'a> {
                     .flat_map(|w| w.to_ne_bytes())
                     .collect();
                 let spec_addr = self.put(STRUCT_OFF + 128, &spec)?;
+                let args = [t.id as u64, 0, spec_addr];
                 self.sys(
                     0,
-                    libc::SYS_timer_settime,
-                    [t.id as u64, 0, spec_addr, 0, 0, 0],
+                    |r| r.syscall(libc::SYS_timer_settime, &args),
                     || format!("timer_settime of timer {}", t.id),
                 )?;
             }
@@ -2104,8 +2074,7 @@ impl<'a> Husk<'a> {
         if restore_ids {
             self.sys(
                 0,
-                libc::SYS_prctl,
-                [PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0, 0],
+                |r| r.prctl(PR_TIMER_CREATE_RESTORE_IDS, &[0]),
                 || "prctl(PR_TIMER_CREATE_RESTORE_IDS, OFF)".into(),
             )?;
         }
@@ -2117,10 +2086,10 @@ impl<'a> Husk<'a> {
                 .flat_map(|w| w.to_ne_bytes())
                 .collect();
             let addr = self.put(STRUCT_OFF, &val)?;
+            let which = it.which as u64;
             self.sys(
                 0,
-                libc::SYS_setitimer,
-                [it.which as u64, addr, 0, 0, 0, 0],
+                |r| r.syscall(libc::SYS_setitimer, &[which, addr]),
                 || format!("setitimer({}) to {} us", it.which, it.value_us),
             )?;
         }
@@ -2156,22 +2125,14 @@ impl<'a> Husk<'a> {
             // set explicitly below.
             self.sys(
                 idx,
-                libc::SYS_prctl,
-                [
-                    libc::PR_SET_SECUREBITS as u64,
-                    SECBIT_NO_SETUID_FIXUP,
-                    0,
-                    0,
-                    0,
-                    0,
-                ],
+                |r| r.prctl(libc::PR_SET_SECUREBITS, &[SECBIT_NO_SETUID_FIXUP]),
                 || format!("prctl(PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP) of thread {tid}"),
             )?;
             let addr = self.put(STR_OFF, &groups)?;
+            let count = c.groups.len() as u64;
             self.sys(
                 idx,
-                libc::SYS_setgroups,
-                [c.groups.len() as u64, addr, 0, 0, 0, 0],
+                |r| r.syscall(libc::SYS_setgroups, &[count, addr]),
                 || "setgroups".into(),
             )?;
             // Group IDs first: setting them needs the capability that
@@ -2181,12 +2142,16 @@ impl<'a> Husk<'a> {
                 ("uid", libc::SYS_setresuid, libc::SYS_setfsuid, c.uids),
             ] {
                 let [real, effective, saved, fs] = ids.map(u64::from);
-                self.sys(idx, setres, [real, effective, saved, 0, 0, 0], || {
-                    format!("setres{kind}({:?}) of thread {tid}", &ids[..3])
-                })?;
-                self.sys(idx, setfs, [fs, 0, 0, 0, 0, 0], || {
-                    format!("setfs{kind}({fs}) of thread {tid}")
-                })?;
+                self.sys(
+                    idx,
+                    |r| r.syscall(setres, &[real, effective, saved]),
+                    || format!("setres{kind}({:?}) of thread {tid}", &ids[..3]),
+                )?;
+                self.sys(
+                    idx,
+                    |r| r.syscall(setfs, &[fs]),
+                    || format!("setfs{kind}({fs}) of thread {tid}"),
+                )?;
             }
             // The inheritable set first: it may hold capabilities that the
             // bounding set no longer does.
@@ -2201,23 +2166,15 @@ impl<'a> Husk<'a> {
                 if want.bounding & bit == 0 && had.caps.bounding & bit != 0 {
                     self.sys(
                         idx,
-                        libc::SYS_prctl,
-                        [libc::PR_CAPBSET_DROP as u64, cap as u64, 0, 0, 0, 0],
+                        |r| r.prctl(libc::PR_CAPBSET_DROP, &[cap as u64]),
                         || format!("prctl(PR_CAPBSET_DROP, {cap}) of thread {tid}"),
                     )?;
                 }
                 if want.ambient & bit != 0 {
+                    let raise = libc::PR_CAP_AMBIENT_RAISE as u64;
                     self.sys(
                         idx,
-                        libc::SYS_prctl,
-                        [
-                            libc::PR_CAP_AMBIENT as u64,
-                            libc::PR_CAP_AMBIENT_RAISE as u64,
-                            cap as u64,
-                            0,
-                            0,
-                            0,
-                        ],
+                        |r| r.prctl(libc::PR_CAP_AMBIENT, &[raise, cap as u64]),
                         || format!("prctl(PR_CAP_AMBIENT_RAISE, {cap}) of thread {tid}"),
                     )?;
                 }
@@ -2225,23 +2182,15 @@ impl<'a> Husk<'a> {
             if want.no_new_privs {
                 self.sys(
                     idx,
-                    libc::SYS_prctl,
-                    [libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0, 0],
+                    |r| r.prctl(libc::PR_SET_NO_NEW_PRIVS, &[1]),
                     || format!("prctl(PR_SET_NO_NEW_PRIVS) of thread {tid}"),
                 )?;
             }
             // Needs CAP_SETPCAP, which the thread still has.
+            let securebits = want.securebits as u64;
             self.sys(
                 idx,
-                libc::SYS_prctl,
-                [
-                    libc::PR_SET_SECUREBITS as u64,
-                    want.securebits as u64,
-                    0,
-                    0,
-                    0,
-                    0,
-                ],
+                |r| r.prctl(libc::PR_SET_SECUREBITS, &[securebits]),
                 || {
                     format!(
                         "prctl(PR_SET_SECUREBITS, {:#x}) of thread {tid}",
@@ -2273,8 +2222,7 @@ impl<'a> Husk<'a> {
         }
         let bits = self.sys(
             idx,
-            libc::SYS_prctl,
-            [libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0, 0],
+            |r| r.prctl(libc::PR_GET_SECUREBITS, &[]),
             || "prctl(PR_GET_SECUREBITS)".into(),
         )?;
         let want_bits = i64::from(want.securebits);
@@ -2284,8 +2232,7 @@ impl<'a> Husk<'a> {
         if bits != want_bits && bits & !SECBIT_KEEP_CAPS == want_bits {
             self.sys(
                 idx,
-                libc::SYS_prctl,
-                [libc::PR_SET_KEEPCAPS as u64, 0, 0, 0, 0, 0],
+                |r| r.prctl(libc::PR_SET_KEEPCAPS, &[0]),
                 || "prctl(PR_SET_KEEPCAPS, 0)".into(),
             )?;
             return Ok(true);
@@ -2337,17 +2284,10 @@ impl<'a> Husk<'a> {
             fprog.extend_from_slice(&prog_addr.to_ne_bytes());
             let fprog_addr = self.put(STRUCT_OFF, &fprog)?;
             let flags = libc::SECCOMP_FILTER_FLAG_TSYNC | f.flags;
+            let args = [libc::SECCOMP_SET_MODE_FILTER as u64, flags, fprog_addr];
             let r = self.sys(
                 0,
-                libc::SYS_seccomp,
-                [
-                    libc::SECCOMP_SET_MODE_FILTER as u64,
-                    flags,
-                    fprog_addr,
-                    0,
-                    0,
-                    0,
-                ],
+                |r| r.syscall(libc::SYS_seccomp, &args),
                 || format!("seccomp(SECCOMP_SET_MODE_FILTER, {flags:#x}) of filter {i}"),
             )?;
             if r != 0 {
@@ -2393,8 +2333,7 @@ impl<'a> Husk<'a> {
         let tid = self.image.threads[idx].tid;
         self.sys(
             idx,
-            libc::SYS_capset,
-            [hdr_addr, data_addr, 0, 0, 0, 0],
+            |r| r.syscall(libc::SYS_capset, &[hdr_addr, data_addr]),
             || format!("capset of thread {tid} to effective {effective:#x}, permitted {permitted:#x}, inheritable {inheritable:#x}"),
         )?;
         Ok(())
@@ -2403,10 +2342,10 @@ impl<'a> Husk<'a> {
     /// Removes the helper (the last injected call) and loads every thread's
     /// saved registers, extended state and signal mask.
     fn load_final_state(&mut self) -> Result<(), RestoreError> {
+        let helper = self.scratch();
         self.sys(
             0,
-            libc::SYS_munmap,
-            [self.helper, HELPER_LEN, 0, 0, 0, 0],
+            |r| helper.unmap(r),
             || "munmap of the helper area".into(),
         )?;
         for (tracee, t) in self.threads.iter().zip(&self.image.threads) {
