@@ -1,8 +1,8 @@
 //! Rebuilding epoll and inotify instances inside the husk.
 
-use super::{Husk, STRUCT_OFF};
+use super::process::{Husk, STRUCT_OFF};
 use crate::image::{EpollImage, FileImage, InotifyImage, MAX_SKIPPED_WATCHES, PAGE_SIZE};
-use crate::restore::RestoreError;
+use crate::restore::error::RestoreError;
 
 /// IN_MASK_ADD: never wanted when a watch is created afresh.
 const IN_MASK_ADD: u32 = 0x2000_0000;
