@@ -2,6 +2,7 @@
 //! the only home of `unsafe` in ferry: every wrapper here is safe to call and
 //! returns a typed error.
 
+pub mod abi;
 pub mod anonfd;
 pub mod cpu;
 pub mod probe;

@@ -3,6 +3,7 @@
 
 use super::process::{Husk, STRUCT_OFF, STR_OFF};
 use crate::image::PAGE_SIZE;
+use crate::kernel::abi::{CapData, CapHeader, IntoBytes, LINUX_CAPABILITY_VERSION_3};
 use crate::proc;
 use crate::restore::error::RestoreError;
 
@@ -180,18 +181,13 @@ impl<'a> Husk<'a> {
         permitted: u64,
         inheritable: u64,
     ) -> Result<(), RestoreError> {
-        const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-        let mut hdr = LINUX_CAPABILITY_VERSION_3.to_ne_bytes().to_vec();
-        hdr.extend_from_slice(&0i32.to_ne_bytes());
-        let hdr_addr = self.put(STRUCT_OFF, &hdr)?;
-        // Two struct __user_cap_data_struct: the low 32 bits, then the high.
-        let mut data = Vec::with_capacity(24);
-        for half in [0, 32] {
-            for set in [effective, permitted, inheritable] {
-                data.extend_from_slice(&((set >> half) as u32).to_ne_bytes());
-            }
-        }
-        let data_addr = self.put(STRUCT_OFF + 64, &data)?;
+        let hdr = CapHeader {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let hdr_addr = self.put(STRUCT_OFF, hdr.as_bytes())?;
+        let data = CapData::halves(effective, permitted, inheritable);
+        let data_addr = self.put(STRUCT_OFF + 64, data.as_bytes())?;
         let tid = self.image.threads[idx].tid;
         self.sys(
             idx,

@@ -3,13 +3,11 @@
 
 use super::process::{Husk, AUXV_OFF, PARK_OFF, STRUCT_OFF};
 use crate::image::{FileImage, ImageReader, Vma, VmaKind, PAGE_SIZE};
+use crate::kernel::abi::{IntoBytes, PrctlMmMap};
 use crate::memory::PageRuns;
 use crate::proc;
 use crate::ptrace::read_memory;
 use crate::restore::error::RestoreError;
-
-/// `sizeof(struct prctl_mm_map)`.
-pub(super) const PRCTL_MM_MAP_LEN: u64 = 104;
 
 /// Where and how [`Husk::map_file`] maps a file: at the mapping's range,
 /// with protection `prot`, mmap flags `flags`, from file offset `offset`.
@@ -449,30 +447,30 @@ impl<'a> Husk<'a> {
             |r| r.open(exe_addr, libc::O_RDONLY | libc::O_CLOEXEC),
             || format!("open of the executable {exe}"),
         )?;
-        let mut map = Vec::with_capacity(PRCTL_MM_MAP_LEN as usize);
-        for w in [
-            mm.start_code,
-            mm.end_code,
-            mm.start_data,
-            mm.end_data,
-            mm.start_brk,
-            mm.brk,
-            mm.start_stack,
-            mm.arg_start,
-            mm.arg_end,
-            mm.env_start,
-            mm.env_end,
-            auxv_addr,
-        ] {
-            map.extend_from_slice(&w.to_ne_bytes());
-        }
-        map.extend_from_slice(&(auxv.len() as u32).to_ne_bytes());
-        map.extend_from_slice(&(exe_fd as u32).to_ne_bytes());
-        let map_addr = self.put(STRUCT_OFF, &map)?;
+        let map = PrctlMmMap {
+            fields: [
+                mm.start_code,
+                mm.end_code,
+                mm.start_data,
+                mm.end_data,
+                mm.start_brk,
+                mm.brk,
+                mm.start_stack,
+                mm.arg_start,
+                mm.arg_end,
+                mm.env_start,
+                mm.env_end,
+            ],
+            auxv: auxv_addr,
+            auxv_size: auxv.len() as u32,
+            exe_fd: exe_fd as u32,
+        };
+        let map_addr = self.put(STRUCT_OFF, map.as_bytes())?;
         let r = self.sys(
             0,
             |r| {
-                let args = [libc::PR_SET_MM_MAP as u64, map_addr, PRCTL_MM_MAP_LEN];
+                let len = std::mem::size_of::<PrctlMmMap>() as u64;
+                let args = [libc::PR_SET_MM_MAP as u64, map_addr, len];
                 r.prctl(libc::PR_SET_MM, &args)
             },
             || format!("prctl(PR_SET_MM_MAP) with brk {:#x} and exe {exe}", mm.brk),

@@ -2,6 +2,7 @@
 
 use super::process::{Husk, STRUCT_OFF};
 use crate::image::{EpollImage, FileImage, InotifyImage, MAX_SKIPPED_WATCHES, PAGE_SIZE};
+use crate::kernel::abi::{EpollEvent, IntoBytes};
 use crate::restore::error::RestoreError;
 
 /// IN_MASK_ADD: never wanted when a watch is created afresh.
@@ -42,10 +43,11 @@ impl Husk<'_> {
                 continue;
             };
             for t in &e.targets {
-                // struct epoll_event is packed on x86_64: u32 events, u64 data.
-                let mut event = t.events.to_ne_bytes().to_vec();
-                event.extend_from_slice(&t.data.to_ne_bytes());
-                let addr = self.put(STRUCT_OFF, &event)?;
+                let event = EpollEvent {
+                    events: t.events,
+                    data: t.data,
+                };
+                let addr = self.put(STRUCT_OFF, event.as_bytes())?;
                 let args = [
                     epfd.fd as u64,
                     libc::EPOLL_CTL_ADD as u64,

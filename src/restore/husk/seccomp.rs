@@ -2,6 +2,7 @@
 
 use super::process::{trace_options, Husk, FILTER_OFF, FILTER_ROOM, STRUCT_OFF};
 use crate::kernel;
+use crate::kernel::abi::{IntoBytes, SockFilter, SockFprog};
 use crate::restore::error::RestoreError;
 
 impl<'a> Husk<'a> {
@@ -24,17 +25,17 @@ impl<'a> Husk<'a> {
                 })?;
         }
         for (i, f) in image.seccomp.iter().enumerate() {
-            let prog: Vec<u8> = f
+            let prog: Vec<SockFilter> = f
                 .program
                 .iter()
-                .flat_map(|insn| {
-                    let mut raw = insn.code.to_ne_bytes().to_vec();
-                    raw.extend_from_slice(&[insn.jt, insn.jf]);
-                    raw.extend_from_slice(&insn.k.to_ne_bytes());
-                    raw
+                .map(|insn| SockFilter {
+                    code: insn.code,
+                    jt: insn.jt,
+                    jf: insn.jf,
+                    k: insn.k,
                 })
                 .collect();
-            if prog.len() as u64 > FILTER_ROOM {
+            if prog.as_bytes().len() as u64 > FILTER_ROOM {
                 return Err(RestoreError::Unsupported {
                     pid: image.pid,
                     why: format!(
@@ -43,11 +44,13 @@ impl<'a> Husk<'a> {
                     ),
                 });
             }
-            let prog_addr = self.put(FILTER_OFF, &prog)?;
-            // struct sock_fprog: unsigned short len, then the pointer.
-            let mut fprog = (f.program.len() as u64).to_ne_bytes().to_vec();
-            fprog.extend_from_slice(&prog_addr.to_ne_bytes());
-            let fprog_addr = self.put(STRUCT_OFF, &fprog)?;
+            let prog_addr = self.put(FILTER_OFF, prog.as_bytes())?;
+            let fprog = SockFprog {
+                len: f.program.len() as u16,
+                pad: [0; 6],
+                filter: prog_addr,
+            };
+            let fprog_addr = self.put(STRUCT_OFF, fprog.as_bytes())?;
             let flags = libc::SECCOMP_FILTER_FLAG_TSYNC | f.flags;
             let args = [libc::SECCOMP_SET_MODE_FILTER as u64, flags, fprog_addr];
             let r = self.sys(

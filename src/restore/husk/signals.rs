@@ -2,7 +2,7 @@
 //! signals the restore itself queued that are taken away again.
 
 use super::process::{Husk, STRUCT_OFF};
-use crate::kernel;
+use crate::kernel::abi::{IntoBytes, KernelSigaction, Siginfo};
 use crate::restore::error::RestoreError;
 use nix::errno::Errno;
 
@@ -37,11 +37,13 @@ impl<'a> Husk<'a> {
     pub(super) fn restore_sigactions(&mut self) -> Result<(), RestoreError> {
         let image = self.image;
         for a in &image.sigactions {
-            let mut raw = Vec::with_capacity(32);
-            for w in [a.handler, a.flags, a.restorer, a.mask] {
-                raw.extend_from_slice(&w.to_ne_bytes());
-            }
-            let addr = self.put(STRUCT_OFF, &raw)?;
+            let act = KernelSigaction {
+                handler: a.handler,
+                flags: a.flags,
+                restorer: a.restorer,
+                mask: a.mask,
+            };
+            let addr = self.put(STRUCT_OFF, act.as_bytes())?;
             self.sys(
                 0,
                 |r| r.rt_sigaction(a.signo, addr, 0),
@@ -58,7 +60,7 @@ impl<'a> Husk<'a> {
         let image = self.image;
         let pid = image.pid as u64;
         for s in &image.shared_pending {
-            let addr = self.put(STRUCT_OFF, &siginfo_bytes(&s.siginfo))?;
+            let addr = self.put(STRUCT_OFF, Siginfo::from_saved(&s.siginfo).as_bytes())?;
             let args = [pid, s.signo as u64, addr];
             self.sys(
                 0,
@@ -68,7 +70,7 @@ impl<'a> Husk<'a> {
         }
         for t in &image.threads {
             for s in &t.pending {
-                let addr = self.put(STRUCT_OFF, &siginfo_bytes(&s.siginfo))?;
+                let addr = self.put(STRUCT_OFF, Siginfo::from_saved(&s.siginfo).as_bytes())?;
                 let args = [pid, t.tid as u64, s.signo as u64, addr];
                 self.sys(
                     0,
@@ -79,12 +81,4 @@ impl<'a> Husk<'a> {
         }
         Ok(())
     }
-}
-
-/// A siginfo_t as the kernel wants it (exactly 128 bytes).
-pub(super) fn siginfo_bytes(raw: &[u8]) -> [u8; kernel::SIGINFO_SIZE] {
-    let mut out = [0u8; kernel::SIGINFO_SIZE];
-    let n = raw.len().min(out.len());
-    out[..n].copy_from_slice(&raw[..n]);
-    out
 }

@@ -5,6 +5,7 @@
 use super::process::{Husk, HELPER_LEN, STRUCT_OFF};
 use crate::image::ThreadImage;
 use crate::kernel;
+use crate::kernel::abi::{IntoBytes, StackT};
 use crate::ptrace::{resume_regs, Tracee};
 use crate::restore::error::RestoreError;
 use nix::errno::Errno;
@@ -78,17 +79,19 @@ impl<'a> Husk<'a> {
         // Always set it: the husk's leader inherited migrate-agent's own
         // alternate stack (Rust installs one), which must not survive when
         // the image's thread had none (SS_DISABLE).
-        let mut ss = Vec::with_capacity(24);
         let disabled = t.altstack.flags & libc::SS_DISABLE != 0;
         let (sp, size) = if disabled {
             (0, 0)
         } else {
             (t.altstack.sp, t.altstack.size)
         };
-        ss.extend_from_slice(&sp.to_ne_bytes());
-        ss.extend_from_slice(&(t.altstack.flags as i64).to_ne_bytes());
-        ss.extend_from_slice(&size.to_ne_bytes());
-        let addr = self.put(STRUCT_OFF, &ss)?;
+        let ss = StackT {
+            sp,
+            flags: t.altstack.flags,
+            pad: 0,
+            size,
+        };
+        let addr = self.put(STRUCT_OFF, ss.as_bytes())?;
         self.sys(
             idx,
             |r| r.sigaltstack(addr, 0),

@@ -1,6 +1,7 @@
 //! Timers: POSIX timers (with their IDs) and interval timers.
 
 use super::process::{Husk, STRUCT_OFF};
+use crate::kernel::abi::{IntoBytes, Sigevent, TimerValue, NSEC_PER_SEC, USEC_PER_SEC};
 use crate::ptrace::read_memory;
 use crate::restore::error::RestoreError;
 
@@ -22,14 +23,14 @@ impl<'a> Husk<'a> {
                 )
                 .is_ok();
         for t in &image.timers {
-            // struct sigevent: sigev_value, sigev_signo, sigev_notify, then
-            // the thread ID in a 48-byte union.
-            let mut ev = [0u8; 64];
-            ev[0..8].copy_from_slice(&t.sigval.to_ne_bytes());
-            ev[8..12].copy_from_slice(&t.signo.to_ne_bytes());
-            ev[12..16].copy_from_slice(&t.notify.to_ne_bytes());
-            ev[16..20].copy_from_slice(&t.notify_tid.to_ne_bytes());
-            let ev_addr = self.put(STRUCT_OFF, &ev)?;
+            let ev = Sigevent {
+                value: t.sigval,
+                signo: t.signo,
+                notify: t.notify,
+                notify_tid: t.notify_tid,
+                rest: [0; 44],
+            };
+            let ev_addr = self.put(STRUCT_OFF, ev.as_bytes())?;
             let id_addr = self.put(STRUCT_OFF + 64, &t.id.to_ne_bytes())?;
             let args = [t.clock as u64, ev_addr, id_addr];
             self.sys(
@@ -47,13 +48,8 @@ impl<'a> Husk<'a> {
                 });
             }
             if t.value_ns != 0 {
-                let ns = |v: u64| [v / 1_000_000_000, v % 1_000_000_000];
-                let spec: Vec<u8> = [ns(t.interval_ns), ns(t.value_ns)]
-                    .concat()
-                    .iter()
-                    .flat_map(|w| w.to_ne_bytes())
-                    .collect();
-                let spec_addr = self.put(STRUCT_OFF + 128, &spec)?;
+                let spec = TimerValue::new(t.interval_ns, t.value_ns, NSEC_PER_SEC);
+                let spec_addr = self.put(STRUCT_OFF + 128, spec.as_bytes())?;
                 let args = [t.id as u64, 0, spec_addr];
                 self.sys(
                     0,
@@ -70,13 +66,8 @@ impl<'a> Husk<'a> {
             )?;
         }
         for it in &image.itimers {
-            let us = |v: u64| [v / 1_000_000, v % 1_000_000];
-            let val: Vec<u8> = [us(it.interval_us), us(it.value_us)]
-                .concat()
-                .iter()
-                .flat_map(|w| w.to_ne_bytes())
-                .collect();
-            let addr = self.put(STRUCT_OFF, &val)?;
+            let val = TimerValue::new(it.interval_us, it.value_us, USEC_PER_SEC);
+            let addr = self.put(STRUCT_OFF, val.as_bytes())?;
             let which = it.which as u64;
             self.sys(
                 0,

@@ -4,6 +4,7 @@
 use super::process::{all_signals_blocked, trace_options, Husk, STRUCT_OFF};
 use crate::image::{Checkpoint, ProcessImage, ZombieImage};
 use crate::kernel;
+use crate::kernel::abi::{IntoBytes, KernelSigaction};
 use crate::proc;
 use crate::ptrace::remote::{Remote, RemoteError};
 use crate::ptrace::{read_memory, write_memory, Tracee};
@@ -279,9 +280,8 @@ impl<'a> Husk<'a> {
         let ended = (|| -> Result<(), RestoreError> {
             if signal != 0 {
                 // The default action, whatever the husk inherited.
-                let act = [0u8; 32];
-                write_memory(child.tid, self.helper + STRUCT_OFF + 1024, &act)?;
                 let act_addr = self.helper + STRUCT_OFF + 1024;
+                write_memory(child.tid, act_addr, KernelSigaction::default().as_bytes())?;
                 let set = Remote::new(&mut child, self.helper).rt_sigaction(signal, act_addr, 0);
                 // Only tracing errors count: the call's own result never did.
                 if let Err(RemoteError::Trace(e)) = set {
