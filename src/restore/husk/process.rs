@@ -78,11 +78,38 @@ pub(super) fn trace_options() -> Options {
         | Options::PTRACE_O_EXITKILL
 }
 
+/// The signal mask the husk is built under: every signal blocked.
 pub(super) fn all_signals_blocked() -> u64 {
     !0
 }
 
 impl<'a> Husk<'a> {
+    /// The husk of process `image` of `tree`, traced by `leader` and
+    /// running its injected calls at `syscall_insn`; made by the
+    /// constructors in tree.rs, which set what differs.
+    pub(super) fn new(
+        image: &'a ProcessImage,
+        tree: &'a Checkpoint,
+        leader: Tracee,
+        syscall_insn: u64,
+    ) -> Self {
+        Husk {
+            image,
+            files: &tree.files,
+            tree,
+            host: &tree.host,
+            filled: Vec::new(),
+            pid: leader.tid,
+            threads: vec![leader],
+            syscall_insn,
+            helper: 0,
+            lifeline: None,
+            channel: None,
+            channel_end: None,
+            taken: false,
+        }
+    }
+
     /// Runs `call` (system calls of the remote layer) in thread `idx`;
     /// a call's error fails the restore as `what`.
     pub(super) fn sys<T>(

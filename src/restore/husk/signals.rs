@@ -34,6 +34,7 @@ impl<'a> Husk<'a> {
         }
     }
 
+    /// Installs every signal disposition of the image.
     pub(super) fn restore_sigactions(&mut self) -> Result<(), RestoreError> {
         let image = self.image;
         for a in &image.sigactions {

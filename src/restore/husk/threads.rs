@@ -71,6 +71,8 @@ impl<'a> Husk<'a> {
         Ok(())
     }
 
+    /// Sets the per-thread state of thread `idx` as `t` had it: alternate
+    /// signal stack, robust list, rseq registration and name.
     pub(super) fn restore_thread_state(
         &mut self,
         idx: usize,

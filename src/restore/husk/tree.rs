@@ -15,6 +15,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 impl<'a> Husk<'a> {
+    /// Seizes the husk that migrate-agent spawned with the root's PID; its
+    /// lifeline keeps it alive until the helper area is mapped.
     pub(super) fn seize(
         image: &'a ProcessImage,
         tree: &'a Checkpoint,
@@ -30,19 +32,8 @@ impl<'a> Husk<'a> {
                 why: format!("cannot find a syscall instruction to start the restore with: {e}"),
             })?;
         Ok(Husk {
-            image,
-            files: &tree.files,
-            tree,
-            host: &tree.host,
-            filled: Vec::new(),
-            pid: spawned.pid,
-            threads: vec![leader],
-            syscall_insn,
-            helper: 0,
             lifeline: Some(spawned.lifeline),
-            channel: None,
-            channel_end: None,
-            taken: false,
+            ..Husk::new(image, tree, leader, syscall_insn)
         })
     }
 
@@ -88,19 +79,9 @@ impl<'a> Husk<'a> {
         // Signals the husk caught while seized are its own.
         leader.caught_signals.clear();
         Ok(Husk {
-            image,
-            files: &tree.files,
-            tree,
-            host: &tree.host,
-            filled: Vec::new(),
-            pid,
-            threads: vec![leader],
-            syscall_insn,
-            helper: 0,
-            lifeline: None,
             channel: Some(channel),
-            channel_end: None,
             taken: true,
+            ..Husk::new(image, tree, leader, syscall_insn)
         })
     }
 
@@ -115,19 +96,8 @@ impl<'a> Husk<'a> {
         channel: Option<&'a FdChannel>,
     ) -> Self {
         Husk {
-            image,
-            files: &tree.files,
-            tree,
-            host: &tree.host,
-            filled: Vec::new(),
-            pid: leader.tid,
-            threads: vec![leader],
-            syscall_insn: parent_helper,
-            helper: 0,
-            lifeline: None,
             channel,
-            channel_end: None,
-            taken: false,
+            ..Husk::new(image, tree, leader, parent_helper)
         }
     }
 
