@@ -2,6 +2,7 @@
 //! the only home of `unsafe` in ferry: every wrapper here is safe to call and
 //! returns a typed error.
 
+pub mod abi;
 pub mod anon;
 pub mod child;
 pub mod cpu;

@@ -12,6 +12,8 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::io::{IoSlice, IoSliceMut};
 
+pub mod remote;
+
 /// -ERESTARTSYS: restart if no handler ran or the handler has SA_RESTART.
 pub const ERESTARTSYS: i64 = -512;
 /// -ERESTARTNOINTR: always restart.
@@ -331,56 +333,6 @@ impl Tracee {
             }
         }
         Ok(self.regs()?.rax as i64)
-    }
-
-    /// Creates a userfaultfd inside this thread's process (an injected
-    /// call) and takes it out with pidfd_getfd, closing the process's own
-    /// copy: ferry then holds the only reference, and its ioctls act on the
-    /// process's address space. Closing it removes every registration.
-    /// `kernel_faults` also catches faults taken inside system calls (a
-    /// read() into a missing buffer), which lazy restore needs.
-    pub fn take_userfaultfd(
-        &mut self,
-        syscall_insn: u64,
-        pid: Pid,
-        kernel_faults: bool,
-    ) -> Result<std::os::fd::OwnedFd, PtraceError> {
-        use crate::kernel::uffd::UFFD_USER_MODE_ONLY;
-        let mode = if kernel_faults {
-            0
-        } else {
-            UFFD_USER_MODE_ONLY
-        };
-        let flags = libc::O_CLOEXEC | libc::O_NONBLOCK | mode;
-        let fd = self.inject(
-            syscall_insn,
-            libc::SYS_userfaultfd,
-            [flags as u64, 0, 0, 0, 0, 0],
-        )?;
-        let tid = self.tid.as_raw();
-        if fd < 0 {
-            return Err(PtraceError::Injected {
-                tid,
-                call: "userfaultfd()",
-                errno: Errno::from_raw(-fd as i32),
-            });
-        }
-        let taken =
-            kernel::pidfd_open(pid).and_then(|pidfd| kernel::pidfd_getfd(&pidfd, fd as i32));
-        let closed = self.inject(syscall_insn, libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
-        let taken = taken.map_err(|errno| PtraceError::Injected {
-            tid,
-            call: "pidfd_getfd of the userfaultfd",
-            errno,
-        })?;
-        if closed < 0 {
-            return Err(PtraceError::Injected {
-                tid,
-                call: "close of the userfaultfd",
-                errno: Errno::from_raw(-closed as i32),
-            });
-        }
-        Ok(taken)
     }
 
     /// Detaches, letting the thread run (or stay in group-stop).

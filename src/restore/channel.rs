@@ -6,7 +6,7 @@
 //! on (created in the husk's network namespace, where the abstract name
 //! lives) and receives each description with SCM_RIGHTS.
 
-use super::RestoreError;
+use crate::restore::error::RestoreError;
 use nix::errno::Errno;
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use std::io::IoSlice;
@@ -108,7 +108,7 @@ pub fn received_fd(control: &[u8]) -> Option<i32> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::restore::channel::{msghdr, received_fd, CONTROL_LEN};
 
     #[test]
     fn control_buffer_layout_matches_the_kernel() {

@@ -6,17 +6,28 @@
 //! special mappings, pages, files, signals, threads, sessions and process
 //! groups, registers. On any failure every husk is killed, so nothing is
 //! left behind.
+//!
+//! Where things live: every kernel resource restored has one file in
+//! husk/, named as its twin in src/dump/ (husk/signals.rs restores what
+//! dump/signals.rs saves), including the resources built here in
+//! migrate-agent and pulled into the husk (anon, sockets, sysvshm): one
+//! place for all twins. A resource added later gets one file there.
+//! husk/mod.rs only orders the steps; this file holds the checks made
+//! before a husk exists (CPU, PIDs, files) and the entry points. The error
+//! type and the lazy-restore hand-over have files of their own
+//! (error.rs, lazy.rs), re-exported here, so that nothing below imports
+//! this file.
 
-mod anon;
 mod channel;
+mod error;
 mod husk;
-mod sockets;
-mod sysvshm;
+mod lazy;
 
-use crate::image::{Checkpoint, ImageError, ImageReader, ProcessImage};
+pub use error::RestoreError;
+pub use lazy::{LazyPages, LazyProcess};
+
+use crate::image::{Checkpoint, ImageReader, ProcessImage};
 use crate::kernel;
-use crate::ptrace::PtraceError;
-use nix::errno::Errno;
 use serde::Serialize;
 use std::path::Path;
 use std::time::Instant;
@@ -36,131 +47,12 @@ pub struct RestoreStats {
     pub pages_restored: u64,
 }
 
-/// Why a restore failed. In every case nothing of the restored tree is
-/// left running.
-#[derive(Debug, thiserror::Error)]
-pub enum RestoreError {
-    /// The image is unreadable, truncated, corrupt or foreign.
-    #[error(transparent)]
-    Image(#[from] ImageError),
-    /// A PID or TID of the image is in use on this host.
-    #[error("cannot restore: PID {pid} is taken by {holder} on this host")]
-    PidTaken {
-        /// The PID.
-        pid: i32,
-        /// Who holds it (comm and PID).
-        holder: String,
-    },
-    /// This CPU cannot load the saved register state.
-    #[error("cannot restore on this CPU: the image was taken with XSAVE features {image} (XCR0 {image_xcr0:#x}, {image_size} bytes) and this host has {host} (XCR0 {host_xcr0:#x}, {host_size} bytes)")]
-    CpuMismatch {
-        /// Features of the image's host.
-        image: String,
-        /// Its XCR0.
-        image_xcr0: u64,
-        /// Its xstate size.
-        image_size: u32,
-        /// Features of this host.
-        host: String,
-        /// This host's XCR0.
-        host_xcr0: u64,
-        /// This host's xstate size.
-        host_size: u32,
-    },
-    /// The vDSO differs: the restored code would call into other code.
-    #[error("cannot restore: this kernel's vDSO ({host_len} bytes, hash {host_hash:#x}) differs from the checkpointing kernel's {kernel} ({image_len} bytes, hash {image_hash:#x}); restore on the same kernel build")]
-    VdsoMismatch {
-        /// The checkpointing kernel release.
-        kernel: String,
-        /// Image vDSO length.
-        image_len: u64,
-        /// Image vDSO hash.
-        image_hash: u64,
-        /// Host vDSO length.
-        host_len: u64,
-        /// Host vDSO hash.
-        host_hash: u64,
-    },
-    /// A file the image maps or holds open is missing or changed.
-    #[error("cannot restore: {path} {why}")]
-    FileChanged {
-        /// The file.
-        path: String,
-        /// What is wrong with it.
-        why: String,
-    },
-    /// Creating the husk process failed.
-    #[error("cannot create a process with PID {pid}: {errno}")]
-    Spawn {
-        /// The PID wanted.
-        pid: i32,
-        /// The error.
-        errno: Errno,
-    },
-    /// A system call injected into the husk failed.
-    #[error("restoring process {pid}: {call} failed: {errno}")]
-    Injected {
-        /// The process being restored.
-        pid: i32,
-        /// The call, with the values that matter.
-        call: String,
-        /// The error it returned.
-        errno: Errno,
-    },
-    /// The image describes something this host cannot rebuild.
-    #[error("cannot restore process {pid}: {why}")]
-    Unsupported {
-        /// The process.
-        pid: i32,
-        /// Why.
-        why: String,
-    },
-    /// ptrace failed.
-    #[error(transparent)]
-    Ptrace(#[from] PtraceError),
-    /// /proc could not be read.
-    #[error(transparent)]
-    Proc(#[from] crate::proc::ProcError),
-    /// A SysV shared memory segment could not be recreated as it was.
-    #[error("cannot restore SysV shared memory segment {shmid}: {why}")]
-    SysvShm {
-        /// The segment's saved shmid (-1 when the namespace was the
-        /// problem).
-        shmid: i32,
-        /// What went wrong.
-        why: String,
-    },
-}
-
 /// How a restore fills memory.
 #[derive(Debug, Default)]
 pub struct RestoreOptions {
     /// Post-copy: private anonymous memory is left to a fault server
     /// instead of being filled from the image (None: fill it all).
     pub lazy: Option<LazyPages>,
-}
-
-/// What a lazy (post-copy) restore needs: which pages still live on the
-/// source, and where to hand each process's userfaultfd.
-#[derive(Debug)]
-pub struct LazyPages {
-    /// Per process (image PID): the pages the source still holds. The
-    /// image's copy of such a page, if any, is stale and never installed.
-    pub remote: std::collections::HashMap<i32, crate::memory::PageRuns>,
-    /// Receives each process's userfaultfd (registered in missing mode over
-    /// every private anonymous mapping) as soon as its local pages are in,
-    /// before the rest of the process is restored: the restore itself may
-    /// touch missing pages, so the fault server must run from then on.
-    pub ready: std::sync::mpsc::Sender<LazyProcess>,
-}
-
-/// One restored process whose missing pages a fault server resolves.
-#[derive(Debug)]
-pub struct LazyProcess {
-    /// The process (same PID as on the source).
-    pub pid: i32,
-    /// Its userfaultfd, with fork, remap, remove and unmap events enabled.
-    pub uffd: std::os::fd::OwnedFd,
 }
 
 /// Restores the image in `dir` and returns once the process runs.

@@ -1,8 +1,9 @@
 //! Rebuilding epoll and inotify instances inside the husk.
 
-use super::{Husk, STRUCT_OFF};
+use super::process::{Husk, STRUCT_OFF};
 use crate::image::{EpollImage, FileImage, InotifyImage, MAX_SKIPPED_WATCHES, PAGE_SIZE};
-use crate::restore::RestoreError;
+use crate::kernel::abi::{EpollEvent, IntoBytes};
+use crate::restore::error::RestoreError;
 
 /// IN_MASK_ADD: never wanted when a watch is created afresh.
 const IN_MASK_ADD: u32 = 0x2000_0000;
@@ -16,15 +17,15 @@ impl Husk<'_> {
     /// Creates an empty epoll instance with the saved status flags; its
     /// registrations are added by [`Husk::register_epoll_targets`] once
     /// every fd is at its number.
-    pub(super) fn create_epoll(&mut self, e: &EpollImage) -> Result<i64, RestoreError> {
+    pub(super) fn create_epoll(&mut self, e: &EpollImage) -> Result<i32, RestoreError> {
+        let flags = libc::EPOLL_CLOEXEC as u64;
         let fd = self.sys(
             0,
-            libc::SYS_epoll_create1,
-            [libc::EPOLL_CLOEXEC as u64, 0, 0, 0, 0, 0],
+            |r| r.syscall(libc::SYS_epoll_create1, &[flags]),
             || "epoll_create1".into(),
-        )? as u64;
+        )? as i32;
         self.set_status_flags(fd, e.flags, "epoll")?;
-        Ok(fd as i64)
+        Ok(fd)
     }
 
     /// Adds every registration of every epoll instance created in this
@@ -42,21 +43,20 @@ impl Husk<'_> {
                 continue;
             };
             for t in &e.targets {
-                // struct epoll_event is packed on x86_64: u32 events, u64 data.
-                let mut event = t.events.to_ne_bytes().to_vec();
-                event.extend_from_slice(&t.data.to_ne_bytes());
-                let addr = self.put(STRUCT_OFF, &event)?;
+                let event = EpollEvent {
+                    events: t.events,
+                    data: t.data,
+                };
+                let addr = self.put(STRUCT_OFF, event.as_bytes())?;
+                let args = [
+                    epfd.fd as u64,
+                    libc::EPOLL_CTL_ADD as u64,
+                    t.fd as u64,
+                    addr,
+                ];
                 self.sys(
                     0,
-                    libc::SYS_epoll_ctl,
-                    [
-                        epfd.fd as u64,
-                        libc::EPOLL_CTL_ADD as u64,
-                        t.fd as u64,
-                        addr,
-                        0,
-                        0,
-                    ],
+                    |r| r.syscall(libc::SYS_epoll_ctl, &args),
                     || {
                         format!(
                             "EPOLL_CTL_ADD of fd {} (events {:#x}, data {:#x}) to epoll fd {}",
@@ -76,14 +76,14 @@ impl Husk<'_> {
     /// change to a watched file queued meanwhile, which a program could not
     /// tell from one lost at checkpoint); every watch must get its saved
     /// number or the restore fails.
-    pub(super) fn create_inotify(&mut self, ino: &InotifyImage) -> Result<i64, RestoreError> {
+    pub(super) fn create_inotify(&mut self, ino: &InotifyImage) -> Result<i32, RestoreError> {
         let pid = self.image.pid;
+        let flags = (libc::IN_CLOEXEC | libc::IN_NONBLOCK) as u64;
         let fd = self.sys(
             0,
-            libc::SYS_inotify_init1,
-            [(libc::IN_CLOEXEC | libc::IN_NONBLOCK) as u64, 0, 0, 0, 0, 0],
+            |r| r.syscall(libc::SYS_inotify_init1, &[flags]),
             || "inotify_init1".into(),
-        )? as u64;
+        )? as i32;
         let mut skipped = 0;
         for w in &ino.watches {
             let addr = self.put_str(&w.path)?;
@@ -91,8 +91,7 @@ impl Husk<'_> {
             loop {
                 let wd = self.sys(
                     0,
-                    libc::SYS_inotify_add_watch,
-                    [fd, addr, mask as u64, 0, 0, 0],
+                    |r| r.syscall(libc::SYS_inotify_add_watch, &[fd as u64, addr, mask as u64]),
                     || format!("inotify watch {} on {} (mask {:#x})", w.wd, w.path, w.mask),
                 )? as i32;
                 if wd == w.wd {
@@ -109,8 +108,7 @@ impl Husk<'_> {
                 }
                 self.sys(
                     0,
-                    libc::SYS_inotify_rm_watch,
-                    [fd, wd as u64, 0, 0, 0, 0],
+                    |r| r.syscall(libc::SYS_inotify_rm_watch, &[fd as u64, wd as u64]),
                     || format!("removing inotify watch {wd}, used to skip its number"),
                 )?;
                 skipped += 1;
@@ -124,10 +122,9 @@ impl Husk<'_> {
             let buf = self.helper + STRUCT_OFF;
             let got = self.sys(
                 0,
-                libc::SYS_read,
-                [fd, buf, n * INOTIFY_EVENT_LEN, 0, 0, 0],
+                |r| r.read(fd, buf, n * INOTIFY_EVENT_LEN),
                 || format!("reading the IN_IGNORED events of {n} skipped inotify watches"),
-            )? as u64;
+            )?;
             if got < INOTIFY_EVENT_LEN {
                 return Err(RestoreError::Unsupported {
                     pid,
@@ -137,17 +134,15 @@ impl Husk<'_> {
             left -= (got / INOTIFY_EVENT_LEN).min(left);
         }
         self.set_status_flags(fd, ino.flags, "inotify")?;
-        Ok(fd as i64)
+        Ok(fd)
     }
 
     /// Gives the description behind `fd` the status flags `flags`.
-    fn set_status_flags(&mut self, fd: u64, flags: i32, kind: &str) -> Result<(), RestoreError> {
+    fn set_status_flags(&mut self, fd: i32, flags: i32, kind: &str) -> Result<(), RestoreError> {
         self.sys(
             0,
-            libc::SYS_fcntl,
-            [fd, libc::F_SETFL as u64, flags as u64, 0, 0, 0],
+            |r| r.set_status_flags(fd, flags),
             || format!("F_SETFL {flags:#o} on the new {kind} fd"),
-        )?;
-        Ok(())
+        )
     }
 }

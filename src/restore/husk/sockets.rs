@@ -3,9 +3,9 @@
 //! on each end, bound and listening unix sockets, listening TCP and bound
 //! UDP sockets with their options.
 
-use super::RestoreError;
 use crate::image::{Checkpoint, FileImage, InetSocket, ProcessImage, SocketOptions, UnixSocket};
 use crate::kernel::sockets::{getsockopt_int, setsockopt_int};
+use crate::restore::error::RestoreError;
 use nix::errno::Errno;
 use nix::sys::socket::{
     bind, connect, listen, send, socket, socketpair, AddressFamily, Backlog, MsgFlags, SockFlag,

@@ -7,9 +7,9 @@
 //! marked for removal are marked again once the tree is attached; on a
 //! failed restore every segment created here is removed.
 
-use super::RestoreError;
 use crate::image::SysvShmImage;
 use crate::kernel::sysvshm as shm;
+use crate::restore::error::RestoreError;
 use nix::errno::Errno;
 
 /// The segments created for a restore, in the IPC namespace of `ns_pid`.

@@ -3,9 +3,9 @@
 //! the process that creates it: a signalfd reads the signals of whoever
 //! reads it.
 
-use super::RestoreError;
 use crate::image::{EventfdImage, MemfdImage, SignalfdImage, TimerfdImage};
 use crate::kernel::anon;
+use crate::restore::error::RestoreError;
 use nix::errno::Errno;
 use std::os::fd::OwnedFd;
 

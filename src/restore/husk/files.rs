@@ -1,0 +1,453 @@
+//! The fd table and what it points to: pipes, FIFOs, files opened by
+//! path, the descriptions created here and pulled in; the working
+//! directory and umask.
+
+use super::anon;
+use super::process::{Husk, STRUCT_OFF};
+use super::sockets;
+use crate::image::{Checkpoint, FifoEnd, FileImage, PathFileType};
+use crate::kernel;
+use crate::ptrace::read_memory;
+use crate::ptrace::remote::Remote;
+use crate::restore::channel;
+use crate::restore::error::RestoreError;
+use nix::errno::Errno;
+use nix::unistd::Pid;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+/// The open file descriptions of the tree while it is restored: the ones
+/// migrate-agent creates (pipes, sockets, eventfds ...) are kept here
+/// until every husk has pulled them in; one created inside a husk (a file
+/// opened by path, an epoll or inotify instance, a FIFO end) is taken from
+/// that husk by the other processes that share it.
+pub(super) struct TreeFds {
+    /// Our copy of each description created here, by file index.
+    pub(super) ours: Vec<Option<OwnedFd>>,
+    /// For a description created inside a husk: that process and an fd
+    /// number it holds it at.
+    pub(super) installed: Vec<Option<(i32, i32)>>,
+}
+
+impl TreeFds {
+    /// Creates the tree's pipes (with their data) and sockets (with their
+    /// queues) here.
+    pub(super) fn create(ck: &Checkpoint) -> Result<Self, RestoreError> {
+        let pid = ck.root().map_or(0, |p| p.pid);
+        let pipes = create_pipes(pid, &ck.pipes)?;
+        let mut ours = sockets::create(ck)?;
+        for (i, file) in ck.files.iter().enumerate() {
+            if let FileImage::Pipe(end) = file {
+                let (rd, wr) =
+                    pipes
+                        .get(end.pipe as usize)
+                        .ok_or_else(|| RestoreError::Unsupported {
+                            pid,
+                            why: format!(
+                                "file #{i} is an end of pipe #{}, which the image lacks",
+                                end.pipe
+                            ),
+                        })?;
+                let end_fd = if end.write_end { wr } else { rd };
+                ours[i] = Some(end_fd.try_clone().map_err(|e| RestoreError::Injected {
+                    pid,
+                    call: format!("dup of pipe #{}", end.pipe),
+                    errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                })?);
+            }
+        }
+        Ok(TreeFds {
+            ours,
+            installed: vec![None; ck.files.len()],
+        })
+    }
+}
+
+/// Creates the image's pipes here, each with its capacity and the data
+/// that was buffered in it (`pid`, the root, names the restore in errors).
+pub(super) fn create_pipes(
+    pid: i32,
+    pipes: &[crate::image::PipeImage],
+) -> Result<Vec<(OwnedFd, OwnedFd)>, RestoreError> {
+    let fail = |what: String| {
+        move |errno| RestoreError::Injected {
+            pid,
+            call: what,
+            errno,
+        }
+    };
+    let mut out = Vec::with_capacity(pipes.len());
+    for p in pipes {
+        let (rd, wr) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(fail("pipe2".into()))?;
+        nix::fcntl::fcntl(&wr, nix::fcntl::FcntlArg::F_SETPIPE_SZ(p.capacity as i32)).map_err(
+            fail(format!(
+                "setting the size of pipe {} to {}",
+                p.inode, p.capacity
+            )),
+        )?;
+        let mut written = 0;
+        while written < p.data.len() {
+            written += nix::unistd::write(&wr, &p.data[written..]).map_err(fail(format!(
+                "refilling pipe {} with {} bytes",
+                p.inode,
+                p.data.len()
+            )))?;
+        }
+        out.push((rd, wr));
+    }
+    Ok(out)
+}
+
+impl<'a> Husk<'a> {
+    /// Sets the working directory and the umask.
+    pub(super) fn restore_fs_state(&mut self) -> Result<(), RestoreError> {
+        let cwd = self.image.cwd.clone();
+        let addr = self.put_str(&cwd)?;
+        self.sys(
+            0,
+            |r| r.syscall(libc::SYS_chdir, &[addr]),
+            || format!("chdir to {cwd}"),
+        )?;
+        let umask = self.image.umask as u64;
+        self.sys(
+            0,
+            |r| r.syscall(libc::SYS_umask, &[umask]),
+            || "umask".into(),
+        )?;
+        Ok(())
+    }
+
+    /// Brings in every open file description the process holds, each once:
+    /// one another process of the tree already has is taken from there
+    /// (our copy of a pipe, socket or anonymous file, or, for one created
+    /// inside another husk, that husk's fd), pulled in by an injected
+    /// pidfd_getfd; a new one is created (a file by path inside the husk; an
+    /// eventfd, timerfd, signalfd or memfd here in migrate-agent, then
+    /// pulled in; an epoll or inotify instance inside the husk). Each is
+    /// parked above the image's fd numbers, then installed at each fd that
+    /// shares it. epoll registrations come last, when every fd they name is
+    /// in place.
+    pub(super) fn restore_fds(&mut self, tree: &mut TreeFds) -> Result<(), RestoreError> {
+        let image = self.image;
+        let files = self.files;
+        let park_at = image.fds.iter().map(|f| f.fd).max().map_or(3, |m| m + 1);
+        // The descriptions of this process, in fd order, each once.
+        let mut mine: Vec<u32> = Vec::new();
+        for f in &image.fds {
+            if !mine.contains(&f.file) {
+                mine.push(f.file);
+            }
+        }
+        let missing = |i: u32| RestoreError::Unsupported {
+            pid: image.pid,
+            why: format!("an fd refers to file #{i}, which the image lacks"),
+        };
+        let needs_pidfd = mine.iter().any(|&i| {
+            tree.installed.get(i as usize).is_some_and(Option::is_some)
+                || !matches!(
+                    files.get(i as usize),
+                    Some(
+                        FileImage::Path(_)
+                            | FileImage::Epoll(_)
+                            | FileImage::Inotify(_)
+                            | FileImage::Fifo(_)
+                    )
+                )
+        });
+        let our_pidfd = if needs_pidfd {
+            let fd = match self.channel {
+                Some(channel) => self.connect_channel(channel)?,
+                None => self.sys(
+                    0,
+                    |r| r.pidfd_open(std::process::id()),
+                    || "pidfd_open of migrate-agent".into(),
+                )?,
+            };
+            // Parked above the image's fds like the files: at a low number
+            // it would be replaced by an installed fd, and closing it would
+            // then close that fd.
+            Some(self.park(fd, park_at, || {
+                format!("parking the pidfd of migrate-agent above fd {park_at}")
+            })?)
+        } else {
+            None
+        };
+        // (file index, parked fd in the husk).
+        let mut parked: Vec<(u32, i32)> = Vec::with_capacity(mine.len());
+        // The descriptions created in this husk.
+        let mut created: Vec<u32> = Vec::new();
+        // (path, parked fd in the husk) of a read-write open of each FIFO
+        // that keeps it open while its ends are opened.
+        let mut fifo_keepalives: Vec<(&str, i32)> = Vec::new();
+        for &i in &mine {
+            let file = files.get(i as usize).ok_or_else(|| missing(i))?;
+            let from_husk = tree.installed.get(i as usize).copied().flatten();
+            let fd = if let Some(ours) = tree.ours.get(i as usize).and_then(Option::as_ref) {
+                let status = match file {
+                    FileImage::Pipe(end) => Some(end.flags),
+                    _ => None,
+                };
+                self.pull_in(our_pidfd, ours, status, &format!("file #{i}"))?
+            } else if let Some((owner, fd)) = from_husk {
+                let fail = |call: String| {
+                    move |errno| RestoreError::Injected {
+                        pid: image.pid,
+                        call,
+                        errno,
+                    }
+                };
+                let ours = kernel::pidfd_open(Pid::from_raw(owner))
+                    .and_then(|pidfd| kernel::pidfd_getfd(&pidfd, fd))
+                    .map_err(fail(format!(
+                        "taking fd {fd} of restored process {owner}, which shares file #{i}"
+                    )))?;
+                self.pull_in(our_pidfd, &ours, None, &format!("file #{i}"))?
+            } else {
+                created.push(i);
+                match file {
+                    FileImage::Path(f) => {
+                        let mut flags = f.flags
+                            & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY);
+                        flags |= libc::O_CLOEXEC;
+                        let addr = self.put_str(&f.path)?;
+                        self.sys(
+                            0,
+                            |r| r.open(addr, flags),
+                            || format!("reopening {} (flags {:#o})", f.path, flags),
+                        )?
+                    }
+                    FileImage::Pipe(_) | FileImage::UnixSocket(_) | FileImage::InetSocket(_) => {
+                        return Err(RestoreError::Unsupported {
+                            pid: image.pid,
+                            why: format!("file #{i} (a pipe or socket) was not created"),
+                        })
+                    }
+                    FileImage::Eventfd(e) => {
+                        let ours = anon::create_eventfd(image.pid, e)?;
+                        let fd = self.pull_in(our_pidfd, &ours, Some(e.flags), "an eventfd")?;
+                        tree.ours[i as usize] = Some(ours);
+                        fd
+                    }
+                    FileImage::Timerfd(t) => {
+                        let ours = anon::create_timerfd(image.pid, t)?;
+                        let fd = self.pull_in(our_pidfd, &ours, Some(t.flags), "a timerfd")?;
+                        tree.ours[i as usize] = Some(ours);
+                        fd
+                    }
+                    FileImage::Signalfd(sfd) => {
+                        let ours = anon::create_signalfd(image.pid, sfd)?;
+                        let fd = self.pull_in(our_pidfd, &ours, Some(sfd.flags), "a signalfd")?;
+                        tree.ours[i as usize] = Some(ours);
+                        fd
+                    }
+                    FileImage::Epoll(e) => self.create_epoll(e)?,
+                    FileImage::Inotify(ino) => self.create_inotify(ino)?,
+                    FileImage::Fifo(f) => self.open_fifo(f, park_at, &mut fifo_keepalives)?,
+                    FileImage::Memfd(m) => {
+                        let ours = anon::create_memfd(image.pid, m)?;
+                        let what = format!("memfd {}", m.name);
+                        let fd = self.pull_in(our_pidfd, &ours, Some(m.flags), &what)?;
+                        tree.ours[i as usize] = Some(ours);
+                        fd
+                    }
+                }
+            };
+            let park = self.park(fd, park_at, || {
+                format!("parking file {i} above fd {park_at}")
+            })?;
+            if let (FileImage::Path(f), true) = (file, created.contains(&i)) {
+                if f.file_type == PathFileType::Regular {
+                    self.sys(
+                        0,
+                        |r| r.seek_to(park, f.pos),
+                        || format!("lseek of {} to {}", f.path, f.pos),
+                    )?;
+                }
+            }
+            parked.push((i, park));
+        }
+        for f in &image.fds {
+            let flags = if f.cloexec { libc::O_CLOEXEC } else { 0 };
+            let park = parked
+                .iter()
+                .find(|(i, _)| *i == f.file)
+                .map(|&(_, p)| p)
+                .ok_or_else(|| missing(f.file))?;
+            self.sys(
+                0,
+                |r| r.dup3(park, f.fd, flags),
+                || format!("installing fd {}", f.fd),
+            )?;
+        }
+        self.register_epoll_targets(&created)?;
+        // Later processes that share a description created here take it
+        // from this process.
+        for &i in &created {
+            if tree.ours.get(i as usize).is_some_and(Option::is_none) {
+                if let Some(f) = image.fds.iter().find(|f| f.file == i) {
+                    tree.installed[i as usize] = Some((self.pid.as_raw(), f.fd));
+                }
+            }
+        }
+        let keepalives = fifo_keepalives.into_iter().map(|(_, fd)| fd);
+        let parked = parked.into_iter().map(|(_, fd)| fd);
+        for fd in parked.chain(keepalives).chain(our_pidfd) {
+            self.sys(0, |r| r.close(fd), || format!("close of fd {fd}"))?;
+        }
+        self.channel_end = None;
+        Ok(())
+    }
+
+    /// Moves `fd` to the lowest free number from `park_at` on (closing
+    /// `fd`); `what` names the move. Returns the new number.
+    pub(super) fn park(
+        &mut self,
+        fd: i32,
+        park_at: i32,
+        what: impl FnOnce() -> String,
+    ) -> Result<i32, RestoreError> {
+        let parked = self.sys(0, |r| r.dup_above(fd, park_at), what)?;
+        self.sys(0, |r| r.close(fd), || format!("close of fd {fd}"))?;
+        Ok(parked)
+    }
+
+    /// Connects the husk to the fd channel (an injected unix socket,
+    /// connected to migrate-agent's abstract name); returns the husk's fd.
+    pub(super) fn connect_channel(
+        &mut self,
+        channel: &channel::FdChannel,
+    ) -> Result<i32, RestoreError> {
+        let fd = self.sys(
+            0,
+            |r| r.socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC),
+            || "socket(AF_UNIX) for the fd channel".into(),
+        )?;
+        let (addr, len) = channel.sockaddr();
+        let addr_at = self.put(STRUCT_OFF, &addr)?;
+        self.sys(
+            0,
+            |r| r.syscall(libc::SYS_connect, &[fd as u64, addr_at, len]),
+            || "connect to migrate-agent's fd channel".into(),
+        )?;
+        self.channel_end = Some(channel.accept(self.image.pid)?);
+        Ok(fd)
+    }
+
+    /// Opens FIFO end `f` by path in the husk; returns its fd there. The
+    /// first time a FIFO is seen it is opened read-write and non-blocking
+    /// (parked above `park_at`, kept in `keepalives`) so that opening the
+    /// ends does not block, recreated first if it is gone; the buffered
+    /// data is written back through that keep-alive.
+    pub(super) fn open_fifo<'f>(
+        &mut self,
+        f: &'f FifoEnd,
+        park_at: i32,
+        keepalives: &mut Vec<(&'f str, i32)>,
+    ) -> Result<i32, RestoreError> {
+        let pid = self.image.pid;
+        let path = self.put_str(&f.path)?;
+        let keepalive = match keepalives.iter().find(|(p, _)| *p == f.path) {
+            Some(&(_, fd)) => fd,
+            None => {
+                let open = |r: &mut Remote<'_>| {
+                    r.open(path, libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC)
+                };
+                let what = || format!("opening FIFO {} to keep it open", f.path);
+                let fd = match self.sys(0, open, what) {
+                    Err(RestoreError::Injected {
+                        errno: Errno::ENOENT,
+                        ..
+                    }) => {
+                        let mode = (libc::S_IFIFO | f.mode) as u64;
+                        let at = libc::AT_FDCWD as u64;
+                        self.sys(
+                            0,
+                            |r| r.syscall(libc::SYS_mknodat, &[at, path, mode]),
+                            || format!("recreating the FIFO {} (mode {:#o})", f.path, f.mode),
+                        )?;
+                        self.sys(0, open, what)?
+                    }
+                    other => other?,
+                };
+                let parked = self.park(fd, park_at, || {
+                    format!("parking the keep-alive of FIFO {}", f.path)
+                })?;
+                keepalives.push((&f.path, parked));
+                parked
+            }
+        };
+        if !f.data.is_empty() {
+            let fail = |call: String| move |errno| RestoreError::Injected { pid, call, errno };
+            let husk =
+                kernel::pidfd_open(self.pid).map_err(fail("pidfd_open of the husk".into()))?;
+            let writer = kernel::pidfd_getfd(&husk, keepalive)
+                .map_err(fail(format!("taking the keep-alive of FIFO {}", f.path)))?;
+            let mut written = 0;
+            while written < f.data.len() {
+                written += nix::unistd::write(&writer, &f.data[written..]).map_err(fail(
+                    format!("refilling FIFO {} with {} bytes", f.path, f.data.len()),
+                ))?;
+            }
+        }
+        let flags = (f.flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY))
+            | libc::O_CLOEXEC;
+        self.sys(
+            0,
+            |r| r.open(path, flags),
+            || format!("reopening FIFO {} (flags {:#o})", f.path, flags),
+        )
+    }
+
+    /// Gives our description `ours` the status flags `status` and takes it
+    /// into the husk (pidfd_getfd through `our_pidfd`, our own pidfd opened
+    /// in the husk); returns its fd there.
+    pub(super) fn pull_in(
+        &mut self,
+        our_pidfd: Option<i32>,
+        ours: &OwnedFd,
+        status: Option<i32>,
+        what: &str,
+    ) -> Result<i32, RestoreError> {
+        if let Some(status) = status {
+            let flags = nix::fcntl::OFlag::from_bits_truncate(status);
+            nix::fcntl::fcntl(ours, nix::fcntl::FcntlArg::F_SETFL(flags)).map_err(|errno| {
+                RestoreError::Injected {
+                    pid: self.image.pid,
+                    call: format!("F_SETFL {status:#o} on {what}"),
+                    errno,
+                }
+            })?;
+        }
+        let pidfd = our_pidfd.expect("opened when files are created here");
+        if let Some(end) = &self.channel_end {
+            channel::send_fd(end, ours, self.image.pid)?;
+            let iov_at = self.helper + STRUCT_OFF + 256;
+            let control_at = self.helper + STRUCT_OFF + 512;
+            let byte_at = self.helper + STRUCT_OFF + 1024;
+            self.put(
+                STRUCT_OFF + 256,
+                &[byte_at.to_ne_bytes(), 1u64.to_ne_bytes()].concat(),
+            )?;
+            self.put(STRUCT_OFF + 512, &[0u8; channel::CONTROL_LEN as usize])?;
+            let msg = self.put(STRUCT_OFF, &channel::msghdr(iov_at, control_at))?;
+            let flags = libc::MSG_CMSG_CLOEXEC as u64;
+            self.sys(
+                0,
+                |r| r.syscall(libc::SYS_recvmsg, &[pidfd as u64, msg, flags]),
+                || format!("recvmsg of {what} from the fd channel"),
+            )?;
+            let mut control = [0u8; channel::CONTROL_LEN as usize];
+            read_memory(self.pid, control_at, &mut control)?;
+            return channel::received_fd(&control).ok_or_else(|| RestoreError::Unsupported {
+                pid: self.image.pid,
+                why: format!("{what} did not arrive over the fd channel"),
+            });
+        }
+        let fd = ours.as_raw_fd();
+        self.sys(
+            0,
+            |r| r.pidfd_getfd(pidfd, fd),
+            || format!("pidfd_getfd of {what} from migrate-agent"),
+        )
+    }
+}

@@ -1,0 +1,481 @@
+//! The address space: mappings (private, shared, file, SysV, memfd), the
+//! special mappings (vDSO) and the mm fields (brk, auxv, exe).
+
+use super::process::{Husk, AUXV_OFF, PARK_OFF, STRUCT_OFF};
+use crate::image::{FileImage, ImageReader, Vma, VmaKind, PAGE_SIZE};
+use crate::kernel::abi::{IntoBytes, PrctlMmMap};
+use crate::memory::PageRuns;
+use crate::proc;
+use crate::ptrace::read_memory;
+use crate::restore::error::RestoreError;
+
+/// Where and how [`Husk::map_file`] maps a file: at the mapping's range,
+/// with protection `prot`, mmap flags `flags`, from file offset `offset`.
+pub(super) struct FileMapping<'v> {
+    vma: &'v Vma,
+    prot: i32,
+    flags: i32,
+    offset: u64,
+}
+
+impl<'a> Husk<'a> {
+    /// Maps `path` (opened with `access`, named `name` in the errors of
+    /// the open and close) as `mapping` says; `what` names the mmap.
+    pub(super) fn map_file(
+        &mut self,
+        path: &str,
+        name: &str,
+        access: i32,
+        mapping: FileMapping<'_>,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), RestoreError> {
+        let path_addr = self.put_str(path)?;
+        let flags = access | libc::O_CLOEXEC;
+        let fd = self.sys(
+            0,
+            |r| r.open(path_addr, flags),
+            || format!("open of {name}"),
+        )?;
+        let FileMapping {
+            vma,
+            prot,
+            flags,
+            offset,
+        } = mapping;
+        let len = vma.end - vma.start;
+        let mapped = self.sys(0, |r| r.mmap(vma.start, len, prot, flags, fd, offset), what);
+        self.sys(0, |r| r.close(fd), || format!("close of {name}"))?;
+        mapped.map(drop)
+    }
+
+    /// Moves [vvar], [vvar_vclock] and [vdso] to the image's addresses,
+    /// after checking that this kernel's vDSO is the image's.
+    pub(super) fn move_vdso(&mut self) -> Result<(), RestoreError> {
+        let husk_maps = proc::read_maps(self.pid.as_raw())?;
+        let kinds = [
+            ("[vvar]", VmaKind::Vvar),
+            ("[vvar_vclock]", VmaKind::VvarVclock),
+            ("[vdso]", VmaKind::Vdso),
+        ];
+        // (current start, length, target start)
+        let mut moves = Vec::new();
+        for (name, kind) in kinds {
+            let here = husk_maps.iter().find(|m| m.path == name);
+            let there = self.image.vmas.iter().find(|v| v.kind == kind);
+            match (here, there) {
+                (Some(h), Some(t)) if h.end - h.start == t.end - t.start => moves.push((h.start, h.end - h.start, t.start)),
+                (None, None) => {}
+                _ => {
+                    return Err(RestoreError::Unsupported {
+                        pid: self.image.pid,
+                        why: format!("this kernel's {name} mapping differs in size or presence from the checkpointing kernel's"),
+                    })
+                }
+            }
+        }
+        let host = self.host;
+        if let Some(&(start, len, _)) = moves.last() {
+            let mut bytes = vec![0u8; len as usize];
+            read_memory(self.pid, start, &mut bytes)?;
+            let hash = xxhash_rust::xxh3::xxh3_64(&bytes);
+            if hash != host.vdso_hash || len != host.vdso_len {
+                return Err(RestoreError::VdsoMismatch {
+                    kernel: host.kernel_release.clone(),
+                    image_len: host.vdso_len,
+                    image_hash: host.vdso_hash,
+                    host_len: len,
+                    host_hash: hash,
+                });
+            }
+        }
+        let overlaps = moves.iter().any(|&(_, len, target)| {
+            moves.iter().any(|&(start, l2, _)| {
+                target < start + l2 && start < target + len && target != start
+            })
+        });
+        let mut current: Vec<u64> = moves.iter().map(|m| m.0).collect();
+        if overlaps {
+            let park = self.helper + PARK_OFF;
+            let base = moves.iter().map(|m| m.0).min().unwrap_or(0);
+            for (i, &(_, len, _)) in moves.iter().enumerate() {
+                let dst = park + (current[i] - base);
+                self.mremap(current[i], len, dst)?;
+                current[i] = dst;
+            }
+        }
+        for (i, &(_, len, target)) in moves.iter().enumerate() {
+            if current[i] != target {
+                self.mremap(current[i], len, target)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the special mapping at `from` (`len` bytes) to `to`.
+    pub(super) fn mremap(&mut self, from: u64, len: u64, to: u64) -> Result<(), RestoreError> {
+        self.sys(
+            0,
+            |r| r.move_mapping(from, len, to),
+            || format!("mremap of a special mapping {from:#x} -> {to:#x}"),
+        )
+    }
+
+    /// Maps every mapping of the image; those that receive pages (from the
+    /// image, or in a lazy restore from the source: `remote`) are mapped
+    /// writable for now. Returns which mappings need their protection put
+    /// back.
+    pub(super) fn map_vmas(
+        &mut self,
+        reader: &ImageReader,
+        remote: Option<&PageRuns>,
+    ) -> Result<Vec<bool>, RestoreError> {
+        let vmas = &self.image.vmas;
+        let mut filled: Vec<bool> = vmas
+            .iter()
+            .map(|v| {
+                v.is_private_anonymous() && remote.is_some_and(|r| r.intersects(v.start, v.end))
+            })
+            .collect();
+        // A run may span adjacent mappings (the writer merges adjacent
+        // pages); every page of it must lie in a restorable mapping.
+        for run in reader.runs().iter().filter(|r| r.pid == self.image.pid) {
+            let end = run.vaddr + run.npages * PAGE_SIZE;
+            let mut addr = run.vaddr;
+            let mut idx = vmas.partition_point(|v| v.end <= addr);
+            while addr < end {
+                match vmas.get(idx) {
+                    Some(v) if v.start <= addr && !v.is_special() => {
+                        filled[idx] = true;
+                        addr = v.end;
+                        idx += 1;
+                    }
+                    _ => {
+                        return Err(RestoreError::Unsupported {
+                            pid: self.image.pid,
+                            why: format!(
+                                "the image holds pages at {addr:#x} (in a run of {} pages at {:#x}) outside any restorable mapping",
+                                run.npages, run.vaddr
+                            ),
+                        })
+                    }
+                }
+            }
+        }
+        for (i, vma) in self.image.vmas.iter().enumerate() {
+            if vma.is_special()
+                || matches!(vma.kind, VmaKind::SharedMemfd { .. })
+                || self.earlier_shared_mapping(vma).is_some()
+            {
+                continue;
+            }
+            self.map_vma(vma, filled[i])?;
+        }
+        Ok(filled)
+    }
+
+    /// Maps one mapping of the image (writable for now when `writable`).
+    pub(super) fn map_vma(&mut self, vma: &Vma, writable: bool) -> Result<(), RestoreError> {
+        let mut prot = vma.prot as u64;
+        if writable {
+            prot |= libc::PROT_WRITE as u64;
+        }
+        if let VmaKind::SysvShm { shmid } = vma.kind {
+            return self.attach_sysv(vma, shmid, prot, !writable && !vma.has_vm_flag("mw"));
+        }
+        let sharing = match vma.kind {
+            VmaKind::SharedAnonymous { .. } | VmaKind::SharedFile { .. } => libc::MAP_SHARED,
+            _ => libc::MAP_PRIVATE,
+        };
+        let mut flags = sharing | libc::MAP_FIXED_NOREPLACE;
+        if vma.has_vm_flag("gd") {
+            flags |= libc::MAP_GROWSDOWN;
+        }
+        if vma.has_vm_flag("nr") {
+            flags |= libc::MAP_NORESERVE;
+        }
+        let prot = prot as i32;
+        let len = vma.end - vma.start;
+        match &vma.kind {
+            VmaKind::File { path, offset, .. } | VmaKind::SharedFile { path, offset } => {
+                // A shared writable mapping needs the file open for writing.
+                let access =
+                    if sharing == libc::MAP_SHARED && vma.prot & libc::PROT_WRITE as u32 != 0 {
+                        libc::O_RDWR
+                    } else {
+                        libc::O_RDONLY
+                    };
+                let mapping = FileMapping {
+                    vma,
+                    prot,
+                    flags,
+                    offset: *offset,
+                };
+                self.map_file(
+                    path,
+                    &format!("mapped file {path}"),
+                    access,
+                    mapping,
+                    || format!("mmap of {path} at {:#x}-{:#x}", vma.start, vma.end),
+                )?;
+            }
+            _ => {
+                flags |= libc::MAP_ANONYMOUS;
+                self.sys(
+                    0,
+                    |r| r.mmap(vma.start, len, prot, flags, -1, 0),
+                    || {
+                        format!(
+                            "mmap of anonymous memory at {:#x}-{:#x}",
+                            vma.start, vma.end
+                        )
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Attaches SysV segment `shmid` at the mapping's address (read-only
+    /// when `rdonly`, as SHM_RDONLY made it: the mapping may never become
+    /// writable), then gives it protection `prot` if shmat's differs.
+    pub(super) fn attach_sysv(
+        &mut self,
+        vma: &Vma,
+        shmid: i32,
+        prot: u64,
+        rdonly: bool,
+    ) -> Result<(), RestoreError> {
+        let exec = vma.has_vm_flag("me");
+        let flags =
+            (if rdonly { libc::SHM_RDONLY } else { 0 }) | (if exec { libc::SHM_EXEC } else { 0 });
+        self.sys(
+            0,
+            |r| r.shmat(shmid, vma.start, flags),
+            || format!("shmat of SysV segment {shmid} at {:#x}", vma.start),
+        )?;
+        let attached = (libc::PROT_READ
+            | if rdonly { 0 } else { libc::PROT_WRITE }
+            | if exec { libc::PROT_EXEC } else { 0 }) as u64;
+        if prot != attached {
+            self.sys(
+                0,
+                |r| r.mprotect(vma.start, vma.end - vma.start, prot),
+                || format!("mprotect of SysV segment {shmid} at {:#x}", vma.start),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// For a mapping of a shared anonymous object that a process before
+    /// this one in the image maps too: that process's PID and mapping.
+    /// [`Husk::map_shared_anonymous`] maps that object instead of a new one.
+    pub(super) fn earlier_shared_mapping(&self, vma: &Vma) -> Option<(i32, &'a Vma)> {
+        let VmaKind::SharedAnonymous { inode, .. } = vma.kind else {
+            return None;
+        };
+        self.tree
+            .processes
+            .iter()
+            .take_while(|p| p.pid != self.image.pid)
+            .find_map(|p| {
+                p.vmas
+                    .iter()
+                    .find(|v| matches!(v.kind, VmaKind::SharedAnonymous { inode: i, .. } if i == inode))
+                    .map(|v| (p.pid, v))
+            })
+    }
+
+    /// Maps the MAP_SHARED anonymous mappings whose object an earlier
+    /// process of the tree already mapped (its address space is built
+    /// first): the same object, opened through that process's
+    /// /proc/PID/map_files, so that the processes share it again.
+    ///
+    /// `proc_pids` maps each image PID to the PID the husk's /proc shows
+    /// that process's husk under.
+    pub(super) fn map_shared_anonymous(
+        &mut self,
+        proc_pids: &[(i32, i32)],
+    ) -> Result<(), RestoreError> {
+        let image = self.image;
+        for vma in &image.vmas {
+            let VmaKind::SharedAnonymous { offset, .. } = vma.kind else {
+                continue;
+            };
+            let Some((owner, first)) = self.earlier_shared_mapping(vma) else {
+                continue;
+            };
+            let VmaKind::SharedAnonymous {
+                offset: first_offset,
+                ..
+            } = first.kind
+            else {
+                continue;
+            };
+            let rel = offset
+                .checked_sub(first_offset)
+                .filter(|rel| rel + (vma.end - vma.start) <= first.end - first.start)
+                .ok_or_else(|| RestoreError::Unsupported {
+                    pid: image.pid,
+                    why: format!(
+                        "shared memory at {:#x}-{:#x} (offset {offset:#x}) lies outside the part of the object that process {owner} maps at {:#x}-{:#x} (offset {first_offset:#x})",
+                        vma.start, vma.end, first.start, first.end
+                    ),
+                })?;
+            let shown = proc_pids
+                .iter()
+                .find(|(image_pid, _)| *image_pid == owner)
+                .map_or(owner, |&(_, shown)| shown);
+            let path = format!("/proc/{shown}/map_files/{:x}-{:x}", first.start, first.end);
+            let access = if vma.prot & libc::PROT_WRITE as u32 != 0 {
+                libc::O_RDWR
+            } else {
+                libc::O_RDONLY
+            };
+            let mapping = FileMapping {
+                vma,
+                prot: vma.prot as i32,
+                flags: libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE,
+                offset: rel,
+            };
+            self.map_file(&path, &path, access, mapping, || {
+                format!(
+                    "mmap of the shared memory of process {owner} at {:#x}-{:#x}",
+                    vma.start, vma.end
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Maps the MAP_SHARED memfd mappings from the memfds restore_fds
+    /// installed (their contents came with them), at their fd numbers.
+    pub(super) fn map_memfd_vmas(&mut self) -> Result<(), RestoreError> {
+        let image = self.image;
+        for vma in &image.vmas {
+            let VmaKind::SharedMemfd { inode, offset } = vma.kind else {
+                continue;
+            };
+            let fd = image
+                .fds
+                .iter()
+                .find(|f| {
+                    matches!(self.files.get(f.file as usize),
+                        Some(FileImage::Memfd(m)) if m.inode == inode)
+                })
+                .ok_or_else(|| RestoreError::Unsupported {
+                    pid: image.pid,
+                    why: format!("no fd holds memfd inode {inode} mapped at {:#x}", vma.start),
+                })?;
+            let flags = libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE;
+            let (len, prot) = (vma.end - vma.start, vma.prot as i32);
+            self.sys(
+                0,
+                |r| r.mmap(vma.start, len, prot, flags, fd.fd, offset),
+                || {
+                    format!(
+                        "mmap of memfd fd {} at {:#x}-{:#x}",
+                        fd.fd, vma.start, vma.end
+                    )
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Puts back the protection of mappings that were mapped writable to
+    /// receive pages, and the madvise flags that /proc shows.
+    pub(super) fn finish_vmas(&mut self, filled: &[bool]) -> Result<(), RestoreError> {
+        let image = self.image;
+        for (vma, &was_filled) in image.vmas.iter().zip(filled) {
+            if vma.is_special() || matches!(vma.kind, VmaKind::SharedMemfd { .. }) {
+                continue;
+            }
+            match vma.kind {
+                VmaKind::SysvShm { shmid } if was_filled && !vma.has_vm_flag("mw") => {
+                    // Attached writable to receive its contents: attached
+                    // again read-only, as SHM_RDONLY had it.
+                    self.sys(
+                        0,
+                        |r| r.shmdt(vma.start),
+                        || format!("shmdt of SysV segment {shmid} at {:#x}", vma.start),
+                    )?;
+                    self.attach_sysv(vma, shmid, vma.prot as u64, true)?;
+                }
+                _ if was_filled && vma.prot & libc::PROT_WRITE as u32 == 0 => {
+                    self.sys(
+                        0,
+                        |r| r.mprotect(vma.start, vma.end - vma.start, vma.prot as u64),
+                        || format!("mprotect of {:#x}-{:#x}", vma.start, vma.end),
+                    )?;
+                }
+                _ => {}
+            }
+            for (flag, advice) in [
+                ("dd", libc::MADV_DONTDUMP),
+                ("dc", libc::MADV_DONTFORK),
+                ("wf", libc::MADV_WIPEONFORK),
+                ("hg", libc::MADV_HUGEPAGE),
+                ("nh", libc::MADV_NOHUGEPAGE),
+            ] {
+                if vma.has_vm_flag(flag) {
+                    self.sys(
+                        0,
+                        |r| r.madvise(vma.start, vma.end - vma.start, advice),
+                        || format!("madvise({flag}) of {:#x}-{:#x}", vma.start, vma.end),
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the mm fields, auxiliary vector and exe link (PR_SET_MM_MAP).
+    pub(super) fn restore_mm(&mut self) -> Result<(), RestoreError> {
+        let mm = &self.image.mm;
+        if mm.auxv.len() * 8 > PAGE_SIZE as usize {
+            return Err(RestoreError::Unsupported {
+                pid: self.image.pid,
+                why: format!("the auxiliary vector has {} words", mm.auxv.len()),
+            });
+        }
+        let auxv: Vec<u8> = mm.auxv.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let auxv_addr = self.put(AUXV_OFF, &auxv)?;
+        let exe = self.image.exe.clone();
+        let exe_addr = self.put_str(&exe)?;
+        let exe_fd = self.sys(
+            0,
+            |r| r.open(exe_addr, libc::O_RDONLY | libc::O_CLOEXEC),
+            || format!("open of the executable {exe}"),
+        )?;
+        let map = PrctlMmMap {
+            fields: [
+                mm.start_code,
+                mm.end_code,
+                mm.start_data,
+                mm.end_data,
+                mm.start_brk,
+                mm.brk,
+                mm.start_stack,
+                mm.arg_start,
+                mm.arg_end,
+                mm.env_start,
+                mm.env_end,
+            ],
+            auxv: auxv_addr,
+            auxv_size: auxv.len() as u32,
+            exe_fd: exe_fd as u32,
+        };
+        let map_addr = self.put(STRUCT_OFF, map.as_bytes())?;
+        let r = self.sys(
+            0,
+            |r| {
+                let len = std::mem::size_of::<PrctlMmMap>() as u64;
+                let args = [libc::PR_SET_MM_MAP as u64, map_addr, len];
+                r.prctl(libc::PR_SET_MM, &args)
+            },
+            || format!("prctl(PR_SET_MM_MAP) with brk {:#x} and exe {exe}", mm.brk),
+        );
+        self.sys(0, |r| r.close(exe_fd), || "close of the executable".into())?;
+        r.map(drop)
+    }
+}

@@ -1,0 +1,281 @@
+//! Rebuilding a process tree inside husks by injected system calls. The
+//! root husk is spawned by migrate-agent; every other process is cloned
+//! (clone3 with set_tid) from its parent's husk, so that the restored
+//! parent is the real parent of its restored children.
+//!
+//! This file holds only the order of the steps (as CRIU's cr-restore.c
+//! does): [`rebuild`] and [`rebuild_into`] build the tree, then
+//! `Husk::finish` restores the rest of each process. The [`process::Husk`]
+//! itself and its injected-call helpers live in process.rs; each kernel
+//! resource has its own file here, an `impl Husk` block named as its twin
+//! in src/dump/: tree, mm, memory, files, anon, notify, sockets, sysvshm,
+//! signals, threads, timers, creds, seccomp, rlimits.
+
+mod anon;
+mod creds;
+mod files;
+mod memory;
+mod mm;
+mod notify;
+mod process;
+mod rlimits;
+mod seccomp;
+mod signals;
+mod sockets;
+mod sysvshm;
+mod threads;
+mod timers;
+mod tree;
+
+use crate::image::{ImageReader, ZombieImage};
+use crate::kernel;
+use crate::restore::channel::FdChannel;
+use crate::restore::error::RestoreError;
+use crate::restore::lazy::{LazyPages, LazyProcess};
+use files::TreeFds;
+use memory::NOTHING_REMOTE;
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use process::Husk;
+use tree::same_mount_namespace;
+
+/// Restores every process of the image's tree, each in a husk, and lets
+/// them run. Returns the number of pages written. On failure every husk is
+/// killed.
+pub fn rebuild(reader: &ImageReader, lazy: Option<&LazyPages>) -> Result<u64, RestoreError> {
+    let ck = reader.checkpoint();
+    let root = ck.root().ok_or_else(|| RestoreError::Unsupported {
+        pid: 0,
+        why: "the image holds no process".into(),
+    })?;
+    let spawned = kernel::spawn_detached_husk(root.pid).map_err(|errno| match errno {
+        Errno::EEXIST => RestoreError::PidTaken {
+            pid: root.pid,
+            holder: "another process".into(),
+        },
+        errno => RestoreError::Spawn {
+            pid: root.pid,
+            errno,
+        },
+    })?;
+    let husk_pid = spawned.pid;
+    let root_husk = match Husk::seize(root, ck, spawned) {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = kill(husk_pid, Signal::SIGKILL);
+            return Err(e);
+        }
+    };
+    run(reader, root_husk, lazy)
+}
+
+/// Restores the image's tree into the existing process `husk` (a created
+/// container's init, waiting in its namespaces and cgroup): its extra
+/// threads are ended and the root is rebuilt in it; files are handed in
+/// over `channel`; `lazy` as for [`rebuild`]. On failure the husk is
+/// killed.
+pub fn rebuild_into(
+    reader: &ImageReader,
+    husk: Pid,
+    channel: &FdChannel,
+    lazy: Option<&LazyPages>,
+) -> Result<u64, RestoreError> {
+    let ck = reader.checkpoint();
+    let root = ck.root().ok_or_else(|| RestoreError::Unsupported {
+        pid: 0,
+        why: "the image holds no process".into(),
+    })?;
+    let root_husk = match Husk::take(root, ck, husk, channel) {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = kill(husk, Signal::SIGKILL);
+            return Err(e);
+        }
+    };
+    run(reader, root_husk, lazy)
+}
+
+/// Builds the tree from its root's husk and lets it run; kills every husk
+/// on failure.
+fn run<'a>(
+    reader: &'a ImageReader,
+    root_husk: Husk<'a>,
+    lazy: Option<&LazyPages>,
+) -> Result<u64, RestoreError> {
+    // SysV segments live in the root husk's IPC namespace, before any
+    // husk attaches them.
+    let segments =
+        match sysvshm::Segments::create(root_husk.pid.as_raw(), &reader.checkpoint().sysv_shm) {
+            Ok(s) => s,
+            Err(e) => {
+                root_husk.abort();
+                return Err(e);
+            }
+        };
+    let mut husks = vec![root_husk];
+    let built = build_tree(reader, &mut husks, lazy).and_then(|pages| {
+        segments.mark_removed()?;
+        // Children first, so that a parent finds its children running.
+        while let Some(h) = husks.pop() {
+            h.release()?;
+        }
+        Ok(pages)
+    });
+    match built {
+        Ok(pages) => Ok(pages),
+        Err(e) => {
+            for h in husks.into_iter().rev() {
+                h.abort();
+            }
+            segments.remove_all();
+            Err(e)
+        }
+    }
+}
+
+/// Builds every process of the tree in `husks` (which holds the root's
+/// husk; the others are added as they are cloned): first each address
+/// space and the children (parents before children), then all the pages
+/// in one pass over the pages file, then the rest of each process.
+fn build_tree<'a>(
+    reader: &'a ImageReader,
+    husks: &mut Vec<Husk<'a>>,
+    lazy: Option<&'a LazyPages>,
+) -> Result<u64, RestoreError> {
+    let ck = reader.checkpoint();
+    let index_of = |husks: &[Husk<'_>], pid: i32| {
+        husks
+            .iter()
+            .position(|h| h.image.pid == pid)
+            .ok_or_else(|| RestoreError::Unsupported {
+                pid,
+                why: format!(
+                    "the image's process {pid} comes before its parent or its parent is not in the image"
+                ),
+            })
+    };
+    let mut fillers = Vec::with_capacity(ck.processes.len());
+    for p in &ck.processes {
+        let i = index_of(husks, p.pid)?;
+        husks[i].map_helper()?;
+        husks[i].drop_husk_state()?;
+        husks[i].join_session()?;
+        for c in ck
+            .processes
+            .iter()
+            .filter(|c| c.ppid == p.pid && c.pid != p.pid)
+        {
+            let child = husks[i].clone_child(c.pid)?;
+            let helper = husks[i].helper;
+            let channel = husks[i].channel;
+            husks.push(Husk::adopt(c, ck, child, helper, channel));
+        }
+        let zombies: Vec<&ZombieImage> = ck.zombies.iter().filter(|z| z.ppid == p.pid).collect();
+        for z in &zombies {
+            husks[i].create_zombie(z)?;
+        }
+        if !zombies.is_empty() {
+            husks[i].drain_sigchld()?;
+        }
+        husks[i].move_vdso()?;
+        let remote = lazy.map(|l| l.remote.get(&p.pid).unwrap_or(&NOTHING_REMOTE));
+        let filled = husks[i].map_vmas(reader, remote)?;
+        // The /proc a husk opens map_files in: ours (when it shares our
+        // mount namespace) names processes by our PIDs, a container's by
+        // the image's.
+        let our_proc = same_mount_namespace(husks[i].pid)?;
+        let proc_pids: Vec<(i32, i32)> = husks
+            .iter()
+            .map(|h| {
+                let shown = if our_proc {
+                    h.pid.as_raw()
+                } else {
+                    h.image.pid
+                };
+                (h.image.pid, shown)
+            })
+            .collect();
+        husks[i].map_shared_anonymous(&proc_pids)?;
+        fillers.push(husks[i].prepare_fill(&filled, remote)?);
+        husks[i].filled = filled;
+    }
+    if let Some(z) = ck
+        .zombies
+        .iter()
+        .find(|z| !ck.processes.iter().any(|p| p.pid == z.ppid))
+    {
+        return Err(RestoreError::Unsupported {
+            pid: z.pid,
+            why: format!("its parent {} is not a process of the image", z.ppid),
+        });
+    }
+    let pages = reader.read_pages(|pid, vaddr, data| -> Result<(), RestoreError> {
+        let filler = fillers.iter().find(|f| f.image_pid == pid).ok_or_else(|| {
+            RestoreError::Unsupported {
+                pid,
+                why: format!(
+                    "the image holds pages at {vaddr:#x} of a process it does not describe"
+                ),
+            }
+        })?;
+        filler.put(vaddr, data)
+    })?;
+    // Closing the userfaultfds (the husks hold no copy) ends every
+    // registration; a lazy restore hands them to the fault server instead,
+    // which must run while the rest is restored.
+    for filler in fillers {
+        if let Some(lazy) = lazy {
+            let process = LazyProcess {
+                pid: filler.image_pid,
+                uffd: filler.uffd,
+            };
+            lazy.ready
+                .send(process)
+                .map_err(|_| RestoreError::Unsupported {
+                    pid: filler.image_pid,
+                    why: "the fault server of the lazy restore stopped".into(),
+                })?;
+        }
+    }
+    // Sockets belong to the namespace they are created in: the root
+    // husk's (a container's own network namespace, when it has one).
+    let root = husks[0].pid;
+    let mut tree_fds =
+        kernel::in_net_namespace(root.as_raw(), || TreeFds::create(ck)).map_err(|errno| {
+            RestoreError::Injected {
+                pid: husks[0].image.pid,
+                call: format!("joining the network namespace of process {root}"),
+                errno,
+            }
+        })??;
+    for p in &ck.processes {
+        let i = index_of(husks, p.pid)?;
+        husks[i].finish(&mut tree_fds)?;
+    }
+    Ok(pages)
+}
+
+impl<'a> Husk<'a> {
+    /// Everything after the pages: the rest of the process's state, up to
+    /// its final registers.
+    pub(super) fn finish(&mut self, tree_fds: &mut TreeFds) -> Result<(), RestoreError> {
+        let filled = std::mem::take(&mut self.filled);
+        self.finish_vmas(&filled)?;
+        self.restore_mm()?;
+        self.restore_fs_state()?;
+        self.restore_rlimits()?;
+        self.restore_fds(tree_fds)?;
+        self.map_memfd_vmas()?;
+        self.restore_sigactions()?;
+        self.restore_threads()?;
+        self.queue_pending_signals()?;
+        self.restore_timers()?;
+        self.join_group()?;
+        self.restore_credentials()?;
+        self.restore_seccomp()?;
+        self.restore_capabilities()?;
+        self.load_final_state()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,394 @@
+//! The process tree: spawning, taking over and cloning husks, sessions
+//! and process groups, zombies, and letting the restored tree run.
+
+use super::process::{all_signals_blocked, trace_options, Husk, STRUCT_OFF};
+use crate::image::{Checkpoint, ProcessImage, ZombieImage};
+use crate::kernel;
+use crate::kernel::abi::{IntoBytes, KernelSigaction};
+use crate::proc;
+use crate::ptrace::remote::{Remote, RemoteError};
+use crate::ptrace::{read_memory, write_memory, Tracee};
+use crate::restore::channel::FdChannel;
+use crate::restore::error::RestoreError;
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+impl<'a> Husk<'a> {
+    /// Seizes the husk that migrate-agent spawned with the root's PID; its
+    /// lifeline keeps it alive until the helper area is mapped.
+    pub(super) fn seize(
+        image: &'a ProcessImage,
+        tree: &'a Checkpoint,
+        spawned: kernel::SpawnedHusk,
+    ) -> Result<Self, RestoreError> {
+        let leader = Tracee::seize(spawned.pid, trace_options())?;
+        leader.set_sigmask(all_signals_blocked())?;
+        // The husk is a fork of this process, so our libc's syscall
+        // instruction is at the same address in it, wherever it stopped.
+        let syscall_insn =
+            kernel::own_syscall_instruction().map_err(|e| RestoreError::Unsupported {
+                pid: image.pid,
+                why: format!("cannot find a syscall instruction to start the restore with: {e}"),
+            })?;
+        Ok(Husk {
+            lifeline: Some(spawned.lifeline),
+            ..Husk::new(image, tree, leader, syscall_insn)
+        })
+    }
+
+    /// Takes the existing process `pid` as the husk: seizes it, ends every
+    /// thread but the leader by an injected exit, and finds a `syscall`
+    /// instruction in its vDSO to start injecting with.
+    pub(super) fn take(
+        image: &'a ProcessImage,
+        tree: &'a Checkpoint,
+        pid: Pid,
+        channel: &'a FdChannel,
+    ) -> Result<Self, RestoreError> {
+        let mut leader = Tracee::seize(pid, trace_options())?;
+        leader.set_sigmask(all_signals_blocked())?;
+        let vdso = proc::read_maps(pid.as_raw())?
+            .into_iter()
+            .find(|m| m.path == "[vdso]")
+            .ok_or_else(|| RestoreError::Unsupported {
+                pid: image.pid,
+                why: format!("process {pid} has no [vDSO] to find a syscall instruction in"),
+            })?;
+        let mut bytes = vec![0u8; (vdso.end - vdso.start) as usize];
+        read_memory(pid, vdso.start, &mut bytes)?;
+        let syscall_insn =
+            crate::ptrace::find_syscall_insn(vdso.start, &bytes).ok_or_else(|| {
+                RestoreError::Unsupported {
+                    pid: image.pid,
+                    why: format!("the vDSO of process {pid} holds no syscall instruction"),
+                }
+            })?;
+        loop {
+            let others: Vec<i32> = proc::task_ids(pid.as_raw())?
+                .into_iter()
+                .filter(|&t| t != pid.as_raw())
+                .collect();
+            if others.is_empty() {
+                break;
+            }
+            for tid in others {
+                end_thread(Pid::from_raw(tid), syscall_insn)?;
+            }
+        }
+        // Signals the husk caught while seized are its own.
+        leader.caught_signals.clear();
+        Ok(Husk {
+            channel: Some(channel),
+            taken: true,
+            ..Husk::new(image, tree, leader, syscall_insn)
+        })
+    }
+
+    /// The husk of a child cloned from its parent's husk (a copy of it,
+    /// already traced): its injected calls start on the parent's helper,
+    /// at `parent_helper`, until it maps its own.
+    pub(super) fn adopt(
+        image: &'a ProcessImage,
+        tree: &'a Checkpoint,
+        leader: Tracee,
+        parent_helper: u64,
+        channel: Option<&'a FdChannel>,
+    ) -> Self {
+        Husk {
+            channel,
+            ..Husk::new(image, tree, leader, parent_helper)
+        }
+    }
+
+    /// Undoes what the husk inherited from migrate-agent: its rseq
+    /// registration (before its TLS disappears), its fds and its mappings.
+    pub(super) fn drop_husk_state(&mut self) -> Result<(), RestoreError> {
+        if let Some((ptr, len, sig)) = kernel::ptrace_get_rseq(self.pid).map_err(|errno| {
+            crate::ptrace::PtraceError::Request {
+                op: "PTRACE_GET_RSEQ_CONFIGURATION",
+                tid: self.pid.as_raw(),
+                errno,
+            }
+        })? {
+            const RSEQ_FLAG_UNREGISTER: u64 = 1;
+            self.sys(
+                0,
+                |r| {
+                    r.syscall(
+                        libc::SYS_rseq,
+                        &[ptr, len as u64, RSEQ_FLAG_UNREGISTER, sig as u64],
+                    )
+                },
+                || "rseq unregistration of the husk".into(),
+            )?;
+        }
+        self.sys(
+            0,
+            |r| r.close_range(0, u32::MAX),
+            || "close_range of the husk's fds".into(),
+        )?;
+        if self.taken {
+            // What was pending for the process the husk was (a container
+            // init's runtime signals) is not the image's.
+            self.drain_signals(all_signals_blocked())?;
+        }
+        for m in proc::read_maps(self.pid.as_raw())? {
+            let keep = m.start == self.helper
+                || matches!(
+                    m.path.as_str(),
+                    "[vdso]" | "[vvar]" | "[vvar_vclock]" | "[vsyscall]"
+                );
+            if !keep {
+                self.sys(
+                    0,
+                    |r| r.munmap(m.start, m.end - m.start),
+                    || {
+                        format!(
+                            "munmap of the husk's {:#x}-{:#x} {}",
+                            m.start, m.end, m.path
+                        )
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the process a session leader or a process group leader, as it
+    /// was, before its children are cloned so that they inherit it. Group
+    /// members join their group once every process exists
+    /// ([`Husk::join_group`]). A session or group outside the tree is not
+    /// recreated: the process stays in the one it inherited (the root: the
+    /// restorer's).
+    pub(super) fn join_session(&mut self) -> Result<(), RestoreError> {
+        let p = self.image;
+        if p.sid == p.pid && self.taken {
+            // A container's init leads its session already.
+            let sid = self.sys(
+                0,
+                |r| r.syscall(libc::SYS_getsid, &[]),
+                || "getsid(0)".into(),
+            )?;
+            let me = self.sys(
+                0,
+                |r| r.syscall(libc::SYS_getpid, &[]),
+                || "getpid()".into(),
+            )?;
+            if sid == me {
+                return Ok(());
+            }
+        }
+        if p.sid == p.pid {
+            self.sys(
+                0,
+                |r| r.syscall(libc::SYS_setsid, &[]),
+                || format!("setsid (process {} led session {})", p.pid, p.sid),
+            )?;
+        } else if p.pgid == p.pid {
+            self.sys(
+                0,
+                |r| r.syscall(libc::SYS_setpgid, &[]),
+                || format!("setpgid(0, 0) (process {} led its process group)", p.pid),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Joins the process group the process was in, when its leader is
+    /// another process of the tree.
+    pub(super) fn join_group(&mut self) -> Result<(), RestoreError> {
+        let p = self.image;
+        if p.pgid == p.pid || !self.tree.processes.iter().any(|q| q.pid == p.pgid) {
+            return Ok(());
+        }
+        let pgid = p.pgid as u64;
+        self.sys(
+            0,
+            |r| r.syscall(libc::SYS_setpgid, &[0, pgid]),
+            || format!("setpgid(0, {}) (joining its process group)", p.pgid),
+        )?;
+        Ok(())
+    }
+
+    /// Clones a child with PID `pid` from this husk (clone3 with set_tid,
+    /// exit signal SIGCHLD): the kernel attaches it to ferry
+    /// (PTRACE_O_TRACEFORK) and it waits in its first stop.
+    pub(super) fn clone_child(&mut self, pid: i32) -> Result<Tracee, RestoreError> {
+        let tid_addr = self.put(STRUCT_OFF + 512, &pid.to_ne_bytes())?;
+        let args = kernel::encode_clone_args(0, 0, 0, tid_addr, libc::SIGCHLD as u64);
+        let args_addr = self.put(STRUCT_OFF, &args)?;
+        let size = kernel::CLONE_ARGS_SIZE as u64;
+        let r = self.sys(
+            0,
+            |r| r.clone3(args_addr, size),
+            || format!("clone3 of child process {pid}"),
+        );
+        if let Err(RestoreError::Injected {
+            errno: Errno::EEXIST,
+            ..
+        }) = r
+        {
+            return Err(RestoreError::PidTaken {
+                pid,
+                holder: "another process".into(),
+            });
+        }
+        let new = r?.ok_or_else(|| RestoreError::Unsupported {
+            pid: self.image.pid,
+            why: format!("no fork event was reported for child process {pid}"),
+        })?;
+        Ok(Tracee::adopt_new_thread(new)?)
+    }
+
+    /// Creates the zombie child `z`: a clone of this husk that ends at once
+    /// with the saved exit code or signal, and stays unreaped for the
+    /// restored parent to wait for.
+    pub(super) fn create_zombie(&mut self, z: &ZombieImage) -> Result<(), RestoreError> {
+        let mut child = self.clone_child(z.pid)?;
+        let (code, signal) = (z.wait_status >> 8 & 0xff, z.wait_status & 0x7f);
+        let ended = (|| -> Result<(), RestoreError> {
+            if signal != 0 {
+                // The default action, whatever the husk inherited.
+                let act_addr = self.helper + STRUCT_OFF + 1024;
+                write_memory(child.tid, act_addr, KernelSigaction::default().as_bytes())?;
+                let set = Remote::new(&mut child, self.helper).rt_sigaction(signal, act_addr, 0);
+                // Only tracing errors count: the call's own result never did.
+                if let Err(RemoteError::Trace(e)) = set {
+                    return Err(e.into());
+                }
+                child.set_sigmask(0)?;
+            }
+            let mut regs = child.regs()?;
+            regs.rip = self.helper;
+            regs.orig_rax = u64::MAX;
+            if signal != 0 {
+                regs.rax = libc::SYS_tgkill as u64;
+                regs.rdi = z.pid as u64;
+                regs.rsi = z.pid as u64;
+                regs.rdx = signal as u64;
+            } else {
+                regs.rax = libc::SYS_exit_group as u64;
+                regs.rdi = code as u64;
+            }
+            child.set_regs(&regs)?;
+            // Run it to its end, letting its own signal through.
+            let mut deliver = None;
+            loop {
+                nix::sys::ptrace::cont(child.tid, deliver).map_err(|errno| {
+                    crate::ptrace::PtraceError::Request {
+                        op: "PTRACE_CONT",
+                        tid: z.pid,
+                        errno,
+                    }
+                })?;
+                match nix::sys::wait::waitpid(child.tid, Some(nix::sys::wait::WaitPidFlag::__WALL))
+                {
+                    Ok(nix::sys::wait::WaitStatus::Exited(..))
+                    | Ok(nix::sys::wait::WaitStatus::Signaled(..)) => return Ok(()),
+                    Ok(nix::sys::wait::WaitStatus::Stopped(_, sig)) => deliver = Some(sig),
+                    Ok(_) | Err(Errno::EINTR) => deliver = None,
+                    Err(errno) => {
+                        return Err(RestoreError::Injected {
+                            pid: z.pid,
+                            call: "waiting for the zombie to end".into(),
+                            errno,
+                        })
+                    }
+                }
+            }
+        })();
+        if ended.is_err() {
+            let _ = kill(child.tid, Signal::SIGKILL);
+        }
+        ended
+    }
+
+    /// Lets the restored process run: threads first, the leader last.
+    pub(super) fn release(self) -> Result<(), RestoreError> {
+        let pid = self.pid;
+        let caught: Vec<(Pid, i32)> = self
+            .threads
+            .iter()
+            .flat_map(|t| t.caught_signals.iter().map(move |s| (t.tid, s.signo)))
+            .collect();
+        for t in self.threads.into_iter().rev() {
+            t.detach()?;
+        }
+        // Signals sent to the husk while it was being built.
+        for (tid, signo) in caught {
+            let _ = kernel::tgkill(pid, tid, signo);
+        }
+        Ok(())
+    }
+
+    /// Kills the half-built process and waits until it is gone.
+    pub(super) fn abort(self) {
+        let _ = kill(self.pid, Signal::SIGKILL);
+        for t in self.threads.iter().rev() {
+            loop {
+                match nix::sys::wait::waitpid(t.tid, Some(nix::sys::wait::WaitPidFlag::__WALL)) {
+                    Ok(
+                        nix::sys::wait::WaitStatus::Exited(..)
+                        | nix::sys::wait::WaitStatus::Signaled(..),
+                    ) => break,
+                    Ok(_) | Err(Errno::EINTR) => continue,
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+}
+
+/// Ends thread `tid` of a taken husk (seizing it) by an injected exit,
+/// and waits until it is gone.
+pub(super) fn end_thread(tid: Pid, syscall_insn: u64) -> Result<(), RestoreError> {
+    let t = match Tracee::seize(tid, trace_options()) {
+        Ok(t) => t,
+        // It ended on its own meanwhile.
+        Err(_) if !std::path::Path::new(&format!("/proc/{tid}")).exists() => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut regs = t.regs()?;
+    regs.rax = libc::SYS_exit as u64;
+    regs.orig_rax = u64::MAX;
+    regs.rdi = 0;
+    regs.rip = syscall_insn;
+    t.set_regs(&regs)?;
+    let fail = |errno| crate::ptrace::PtraceError::Request {
+        op: "PTRACE_CONT",
+        tid: tid.as_raw(),
+        errno,
+    };
+    nix::sys::ptrace::cont(tid, None).map_err(fail)?;
+    loop {
+        match nix::sys::wait::waitpid(tid, Some(nix::sys::wait::WaitPidFlag::__WALL)) {
+            Ok(
+                nix::sys::wait::WaitStatus::Exited(..) | nix::sys::wait::WaitStatus::Signaled(..),
+            )
+            | Err(Errno::ECHILD) => return Ok(()),
+            Ok(_) => nix::sys::ptrace::cont(tid, None).map_err(fail)?,
+            Err(Errno::EINTR) => {}
+            Err(errno) => {
+                return Err(RestoreError::Injected {
+                    pid: tid.as_raw(),
+                    call: "waiting for an ended thread of the husk".into(),
+                    errno,
+                })
+            }
+        }
+    }
+}
+
+/// Whether process `pid` shares our mount namespace (and so our /proc).
+pub(super) fn same_mount_namespace(pid: Pid) -> Result<bool, RestoreError> {
+    let link = |p: String| {
+        std::fs::read_link(&p).map_err(|source| {
+            RestoreError::Proc(proc::ProcError::Read {
+                path: p.into(),
+                source,
+            })
+        })
+    };
+    Ok(link(format!("/proc/{pid}/ns/mnt"))? == link("/proc/self/ns/mnt".into())?)
+}
