@@ -96,7 +96,7 @@ fn code_only(text: &str) -> String {
                 }
                 j += 1;
                 let close: Vec<u8> = std::iter::once(b'"')
-                    .chain(std::iter::repeat_n(b'#', hashes))
+                    .chain(std::iter::repeat(b'#').take(hashes))
                     .collect();
                 while j < b.len() && !b[j..].starts_with(&close) {
                     j += 1;
@@ -218,7 +218,7 @@ fn named_paths(code: &str, here: &[String], files: &Modules) -> Vec<Vec<String>>
     let module_at = |pos: usize| {
         let depth = inline.iter().filter(|(s, e)| (*s..*e).contains(&pos)).count();
         let mut m = here.to_vec();
-        m.extend(std::iter::repeat_n(String::from("{inline}"), depth));
+        m.extend(std::iter::repeat(String::from("{inline}")).take(depth));
         m
     };
     let mut paths = Vec::new();

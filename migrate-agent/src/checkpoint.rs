@@ -27,7 +27,7 @@ pub fn run(pid: i32, dir: &Path, leave_running: bool, json: bool) -> anyhow::Res
             stats.precopy_pages,
             stats.frozen_pages,
             stats.zero_pages,
-            stats.image_bytes as f64 / (1 << 20) as f64,
+            stats.image_bytes as f64 / f64::from(1 << 20),
             stats.frozen_ms,
             if leave_running { "left running" } else { "killed" },
         );

@@ -2,6 +2,9 @@
 //! the only home of `unsafe` in ferry: every wrapper here is safe to call and
 //! returns a typed error.
 
+// The workspace denies unsafe code; this module is where it is allowed.
+#![allow(unsafe_code)]
+
 pub mod abi;
 pub mod anon;
 pub mod child;
@@ -300,9 +303,9 @@ pub fn open_by_handle_at(
     // struct file_handle { u32 handle_bytes; int handle_type; u8 f_handle[]; },
     // built in u64 words so that it is aligned.
     let mut words = vec![0u64; 1 + handle.len().div_ceil(8)];
-    words[0] = handle.len() as u64 | (handle_type as u32 as u64) << 32;
+    words[0] = handle.len() as u64 | u64::from(handle_type as u32) << 32;
     for (i, b) in handle.iter().enumerate() {
-        words[1 + i / 8] |= (*b as u64) << (8 * (i % 8));
+        words[1 + i / 8] |= u64::from(*b) << (8 * (i % 8));
     }
     // SAFETY: the kernel reads the header and handle_bytes bytes after it,
     // all inside `words`; on success it returns a new fd that we own.
@@ -572,7 +575,7 @@ fn spawn_husk(flags: u64, want_pid: i32) -> Result<SpawnedHusk, Errno> {
         }
         let report: i64 = if r < 0 {
             // SAFETY: reading errno of this thread.
-            -(unsafe { *libc::__errno_location() } as i64)
+            -i64::from(unsafe { *libc::__errno_location() })
         } else {
             r
         };

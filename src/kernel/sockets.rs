@@ -17,7 +17,7 @@ pub fn getsockopt_int(fd: BorrowedFd<'_>, level: i32, opt: i32) -> Result<i32, E
             fd.as_raw_fd(),
             level,
             opt,
-            &mut val as *mut libc::c_int as *mut libc::c_void,
+            (&mut val as *mut libc::c_int).cast::<libc::c_void>(),
             &mut len,
         )
     };
@@ -32,7 +32,7 @@ pub fn setsockopt_int(fd: BorrowedFd<'_>, level: i32, opt: i32, val: i32) -> Res
             fd.as_raw_fd(),
             level,
             opt,
-            &val as *const libc::c_int as *const libc::c_void,
+            (&val as *const libc::c_int).cast::<libc::c_void>(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
@@ -60,7 +60,7 @@ pub fn tcp_state(fd: BorrowedFd<'_>) -> Result<TcpState, Errno> {
             fd.as_raw_fd(),
             libc::IPPROTO_TCP,
             libc::TCP_INFO,
-            &mut info as *mut libc::tcp_info as *mut libc::c_void,
+            (&mut info as *mut libc::tcp_info).cast::<libc::c_void>(),
             &mut len,
         )
     };
@@ -132,12 +132,12 @@ fn parse_unix_diag(msg: &[u8]) -> Result<UnixDiag, Errno> {
             .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
     };
     let len = u32_at(0).ok_or(Errno::EBADMSG)? as usize;
-    match u16_at(4).ok_or(Errno::EBADMSG)? as i32 {
+    match i32::from(u16_at(4).ok_or(Errno::EBADMSG)?) {
         libc::NLMSG_ERROR => {
             let err = u32_at(NLMSG_HDR_LEN).ok_or(Errno::EBADMSG)? as i32;
             return Err(Errno::from_raw(-err));
         }
-        t if t == SOCK_DIAG_BY_FAMILY as i32 => {}
+        t if t == i32::from(SOCK_DIAG_BY_FAMILY) => {}
         _ => return Err(Errno::EBADMSG),
     }
     let mut out = UnixDiag {

@@ -146,7 +146,7 @@ pub fn resume_regs(regs: &GeneralRegs, restart_block_alive: bool) -> GeneralRegs
     if in_syscall {
         match r.rax as i64 {
             ERESTART_RESTARTBLOCK if r.orig_rax == NR_RESTART_SYSCALL && !restart_block_alive => {
-                r.rax = (-(libc::EINTR as i64)) as u64;
+                r.rax = (-i64::from(libc::EINTR)) as u64;
             }
             ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND | ERESTART_RESTARTBLOCK => {
                 r.rax = r.orig_rax;
@@ -426,7 +426,7 @@ mod tests {
             &stopped_in(NR_RESTART_SYSCALL, ERESTART_RESTARTBLOCK),
             false,
         );
-        assert_eq!((lost.rax as i64, lost.rip), (-(libc::EINTR as i64), 0x1002));
+        assert_eq!((lost.rax as i64, lost.rip), (-i64::from(libc::EINTR), 0x1002));
     }
 
     #[test]

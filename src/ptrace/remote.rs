@@ -331,7 +331,7 @@ mod tests {
 
     #[test]
     fn errno_range_is_decoded_once() {
-        assert_eq!(decode(-(libc::ENOENT as i64)), Err(Errno::ENOENT));
+        assert_eq!(decode(-i64::from(libc::ENOENT)), Err(Errno::ENOENT));
         assert_eq!(decode(-4095), Err(Errno::from_raw(4095)));
         assert_eq!(decode(0), Ok(0));
         assert_eq!(decode(7), Ok(7));

@@ -206,7 +206,7 @@ pub(super) fn open_flags(flags: i32) -> String {
         libc::O_RDWR => "O_RDWR",
         _ => "O_ACCMODE",
     };
-    let rest = (flags & !libc::O_ACCMODE) as u32 as u64;
+    let rest = u64::from((flags & !libc::O_ACCMODE) as u32);
     match flag_names(rest, OPEN_FLAGS) {
         Some(names) => format!("{mode}|{names}"),
         None => mode.to_string(),

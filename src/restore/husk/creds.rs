@@ -85,7 +85,7 @@ impl<'a> Husk<'a> {
                 if want.bounding & bit == 0 && had.caps.bounding & bit != 0 {
                     self.sys(
                         idx,
-                        |r| r.prctl(libc::PR_CAPBSET_DROP, &[cap as u64]),
+                        |r| r.prctl(libc::PR_CAPBSET_DROP, &[u64::from(cap)]),
                         || format!("prctl(PR_CAPBSET_DROP, {cap}) of thread {tid}"),
                     )?;
                 }
@@ -93,7 +93,7 @@ impl<'a> Husk<'a> {
                     let raise = libc::PR_CAP_AMBIENT_RAISE as u64;
                     self.sys(
                         idx,
-                        |r| r.prctl(libc::PR_CAP_AMBIENT, &[raise, cap as u64]),
+                        |r| r.prctl(libc::PR_CAP_AMBIENT, &[raise, u64::from(cap)]),
                         || format!("prctl(PR_CAP_AMBIENT_RAISE, {cap}) of thread {tid}"),
                     )?;
                 }
@@ -106,7 +106,7 @@ impl<'a> Husk<'a> {
                 )?;
             }
             // Needs CAP_SETPCAP, which the thread still has.
-            let securebits = want.securebits as u64;
+            let securebits = u64::from(want.securebits);
             self.sys(
                 idx,
                 |r| r.prctl(libc::PR_SET_SECUREBITS, &[securebits]),

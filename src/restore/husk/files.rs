@@ -108,7 +108,7 @@ impl<'a> Husk<'a> {
             |r| r.syscall(libc::SYS_chdir, &[addr]),
             || format!("chdir to {cwd}"),
         )?;
-        let umask = self.image.umask as u64;
+        let umask = u64::from(self.image.umask);
         self.sys(
             0,
             |r| r.syscall(libc::SYS_umask, &[umask]),
@@ -358,7 +358,7 @@ impl<'a> Husk<'a> {
                         errno: Errno::ENOENT,
                         ..
                     }) => {
-                        let mode = (libc::S_IFIFO | f.mode) as u64;
+                        let mode = u64::from(libc::S_IFIFO | f.mode);
                         let at = libc::AT_FDCWD as u64;
                         self.sys(
                             0,

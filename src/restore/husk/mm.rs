@@ -175,7 +175,7 @@ impl<'a> Husk<'a> {
 
     /// Maps one mapping of the image (writable for now when `writable`).
     pub(super) fn map_vma(&mut self, vma: &Vma, writable: bool) -> Result<(), RestoreError> {
-        let mut prot = vma.prot as u64;
+        let mut prot = u64::from(vma.prot);
         if writable {
             prot |= libc::PROT_WRITE as u64;
         }
@@ -399,12 +399,12 @@ impl<'a> Husk<'a> {
                         |r| r.shmdt(vma.start),
                         || format!("shmdt of SysV segment {shmid} at {:#x}", vma.start),
                     )?;
-                    self.attach_sysv(vma, shmid, vma.prot as u64, true)?;
+                    self.attach_sysv(vma, shmid, u64::from(vma.prot), true)?;
                 }
                 _ if was_filled && vma.prot & libc::PROT_WRITE as u32 == 0 => {
                     self.sys(
                         0,
-                        |r| r.mprotect(vma.start, vma.end - vma.start, vma.prot as u64),
+                        |r| r.mprotect(vma.start, vma.end - vma.start, u64::from(vma.prot)),
                         || format!("mprotect of {:#x}-{:#x}", vma.start, vma.end),
                     )?;
                 }

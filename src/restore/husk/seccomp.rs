@@ -52,7 +52,7 @@ impl<'a> Husk<'a> {
             };
             let fprog_addr = self.put(STRUCT_OFF, fprog.as_bytes())?;
             let flags = libc::SECCOMP_FILTER_FLAG_TSYNC | f.flags;
-            let args = [libc::SECCOMP_SET_MODE_FILTER as u64, flags, fprog_addr];
+            let args = [u64::from(libc::SECCOMP_SET_MODE_FILTER), flags, fprog_addr];
             let r = self.sys(
                 0,
                 |r| r.syscall(libc::SYS_seccomp, &args),

@@ -110,7 +110,7 @@ impl<'a> Husk<'a> {
             || format!("set_robust_list of thread {}", t.tid),
         )?;
         if let Some(rseq) = t.rseq {
-            let args = [rseq.ptr, rseq.len as u64, 0, rseq.sig as u64];
+            let args = [rseq.ptr, u64::from(rseq.len), 0, u64::from(rseq.sig)];
             self.sys(
                 idx,
                 |r| r.syscall(libc::SYS_rseq, &args),

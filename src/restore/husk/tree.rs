@@ -117,7 +117,7 @@ impl<'a> Husk<'a> {
                 |r| {
                     r.syscall(
                         libc::SYS_rseq,
-                        &[ptr, len as u64, RSEQ_FLAG_UNREGISTER, sig as u64],
+                        &[ptr, u64::from(len), RSEQ_FLAG_UNREGISTER, u64::from(sig)],
                     )
                 },
                 || "rseq unregistration of the husk".into(),
