@@ -216,7 +216,10 @@ fn named_paths(code: &str, here: &[String], files: &Modules) -> Vec<Vec<String>>
     let inline = inline_modules(code);
     // The module a position of the file is in, inline modules included.
     let module_at = |pos: usize| {
-        let depth = inline.iter().filter(|(s, e)| (*s..*e).contains(&pos)).count();
+        let depth = inline
+            .iter()
+            .filter(|(s, e)| (*s..*e).contains(&pos))
+            .count();
         let mut m = here.to_vec();
         m.extend(std::iter::repeat(String::from("{inline}")).take(depth));
         m
@@ -374,7 +377,13 @@ fn src_files_import_each_other_one_way() {
         .map(|comp| {
             let names: Vec<String> = comp
                 .iter()
-                .map(|m| files[m].strip_prefix(src_dir()).unwrap().display().to_string())
+                .map(|m| {
+                    files[m]
+                        .strip_prefix(src_dir())
+                        .unwrap()
+                        .display()
+                        .to_string()
+                })
                 .collect();
             names.join(" <-> ")
         })
@@ -406,5 +415,8 @@ fn unsafe_code_lives_only_in_the_kernel_module() {
         })
         .map(|path| path.display().to_string())
         .collect();
-    assert!(outside.is_empty(), "unsafe outside src/kernel/: {outside:?}");
+    assert!(
+        outside.is_empty(),
+        "unsafe outside src/kernel/: {outside:?}"
+    );
 }

@@ -426,7 +426,10 @@ mod tests {
             &stopped_in(NR_RESTART_SYSCALL, ERESTART_RESTARTBLOCK),
             false,
         );
-        assert_eq!((lost.rax as i64, lost.rip), (-i64::from(libc::EINTR), 0x1002));
+        assert_eq!(
+            (lost.rax as i64, lost.rip),
+            (-i64::from(libc::EINTR), 0x1002)
+        );
     }
 
     #[test]

@@ -91,7 +91,12 @@ impl Husk<'_> {
             loop {
                 let wd = self.sys(
                     0,
-                    |r| r.syscall(libc::SYS_inotify_add_watch, &[fd as u64, addr, u64::from(mask)]),
+                    |r| {
+                        r.syscall(
+                            libc::SYS_inotify_add_watch,
+                            &[fd as u64, addr, u64::from(mask)],
+                        )
+                    },
                     || format!("inotify watch {} on {} (mask {:#x})", w.wd, w.path, w.mask),
                 )? as i32;
                 if wd == w.wd {

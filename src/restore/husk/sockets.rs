@@ -197,8 +197,13 @@ fn inet(pid: i32, n: &InetSocket) -> Result<OwnedFd, RestoreError> {
     set_options(pid, &sock, &n.options)?;
     let s = sock.as_fd();
     if n.ipv6 {
-        setsockopt_int(s, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, i32::from(n.v6only))
-            .map_err(fail("setting IPV6_V6ONLY".into()))?;
+        setsockopt_int(
+            s,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            i32::from(n.v6only),
+        )
+        .map_err(fail("setting IPV6_V6ONLY".into()))?;
     }
     if n.nodelay {
         setsockopt_int(s, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
@@ -231,10 +236,20 @@ fn set_options(pid: i32, sock: &OwnedFd, o: &SocketOptions) -> Result<(), Restor
         let call = call.to_string();
         move |errno| RestoreError::Injected { pid, call, errno }
     };
-    setsockopt_int(s, libc::SOL_SOCKET, libc::SO_REUSEADDR, i32::from(o.reuse_addr))
-        .map_err(fail("setting SO_REUSEADDR"))?;
-    setsockopt_int(s, libc::SOL_SOCKET, libc::SO_REUSEPORT, i32::from(o.reuse_port))
-        .map_err(fail("setting SO_REUSEPORT"))?;
+    setsockopt_int(
+        s,
+        libc::SOL_SOCKET,
+        libc::SO_REUSEADDR,
+        i32::from(o.reuse_addr),
+    )
+    .map_err(fail("setting SO_REUSEADDR"))?;
+    setsockopt_int(
+        s,
+        libc::SOL_SOCKET,
+        libc::SO_REUSEPORT,
+        i32::from(o.reuse_port),
+    )
+    .map_err(fail("setting SO_REUSEPORT"))?;
     for (get, force, size) in [
         (libc::SO_SNDBUF, libc::SO_SNDBUFFORCE, o.sndbuf),
         (libc::SO_RCVBUF, libc::SO_RCVBUFFORCE, o.rcvbuf),
