@@ -1,11 +1,15 @@
 //! The injector: read-only queries run inside a stopped process through
 //! system calls injected at its vDSO's `syscall` instruction, with a
-//! scratch page mapped for their answers. Each resource file adds the
-//! queries of its resource (`impl Injector` in threads.rs, signals.rs,
-//! timers.rs, mm.rs).
+//! scratch page mapped for their answers. The calls themselves go through
+//! the one remote-syscall layer ([`crate::ptrace::remote`]); this file only
+//! names them in checkpoint's errors and keeps the scratch page. Each
+//! resource file adds the queries of its resource (`impl Injector` in
+//! threads.rs, signals.rs, timers.rs, mm.rs).
 
 use super::error::CheckpointError;
-use crate::ptrace::{read_memory, Tracee};
+use crate::kernel::abi::{self, FromBytes};
+use crate::ptrace::remote::{Remote, RemoteError, Scratch};
+use crate::ptrace::Tracee;
 use nix::unistd::Pid;
 
 /// Runs read-only queries inside the stopped process through injected
@@ -15,7 +19,7 @@ pub(super) struct Injector {
     /// The process queried.
     pub(super) pid: i32,
     syscall_insn: u64,
-    scratch: Option<u64>,
+    scratch: Option<Scratch>,
 }
 
 /// The size of the scratch page.
@@ -31,66 +35,51 @@ impl Injector {
         }
     }
 
-    /// Runs system call `nr` with `args` in thread `t`; a negative errno
-    /// fails with the call named `what`.
-    pub(super) fn call(
+    /// Runs the remote call `op` in thread `t`; an error it returns fails
+    /// with the call named `what`.
+    pub(super) fn call<T>(
         &self,
         t: &mut Tracee,
-        nr: i64,
-        args: [u64; 6],
         what: &str,
-    ) -> Result<i64, CheckpointError> {
-        let r = t.inject(self.syscall_insn, nr, args)?;
-        if (-4095..0).contains(&r) {
-            return Err(CheckpointError::Injected {
+        op: impl FnOnce(&mut Remote<'_>) -> Result<T, RemoteError>,
+    ) -> Result<T, CheckpointError> {
+        let tid = t.tid.as_raw();
+        op(&mut Remote::new(t, self.syscall_insn)).map_err(|e| match e {
+            RemoteError::Trace(e) => e.into(),
+            RemoteError::Failed(errno) => CheckpointError::Injected {
                 pid: self.pid,
-                tid: t.tid.as_raw(),
+                tid,
                 call: what.to_string(),
-                errno: nix::errno::Errno::from_raw(-r as i32),
-            });
-        }
-        Ok(r)
+                errno,
+            },
+        })
     }
 
     /// The scratch page, mapped in the process by `leader` on first use.
-    pub(super) fn scratch(&mut self, leader: &mut Tracee) -> Result<u64, CheckpointError> {
+    pub(super) fn scratch(&mut self, leader: &mut Tracee) -> Result<Scratch, CheckpointError> {
         if let Some(s) = self.scratch {
             return Ok(s);
         }
-        let addr = self.call(
-            leader,
-            libc::SYS_mmap,
-            [
-                0,
-                SCRATCH_LEN,
-                (libc::PROT_READ | libc::PROT_WRITE) as u64,
-                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
-                u64::MAX,
-                0,
-            ],
-            "mmap(scratch page)",
-        )? as u64;
-        self.scratch = Some(addr);
-        Ok(addr)
-    }
-
-    /// Reads `len` bytes of the process at `addr`.
-    pub(super) fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, CheckpointError> {
-        let mut buf = vec![0u8; len];
-        read_memory(Pid::from_raw(self.pid), addr, &mut buf)?;
-        Ok(buf)
+        let pid = Pid::from_raw(self.pid);
+        let s = self.call(leader, "mmap(scratch page)", |r| {
+            Scratch::map(r, pid, 0, SCRATCH_LEN, false)
+        })?;
+        self.scratch = Some(s);
+        Ok(s)
     }
 
     /// Unmaps the scratch page and puts the leader's registers back.
     pub(super) fn finish(&mut self, leader: &mut Tracee) -> Result<(), CheckpointError> {
         if let Some(s) = self.scratch.take() {
-            self.call(
-                leader,
-                libc::SYS_munmap,
-                [s, SCRATCH_LEN, 0, 0, 0, 0],
-                "munmap(scratch page)",
-            )?;
+            self.call(leader, "munmap(scratch page)", |r| s.unmap(r))?;
         }
         Ok(())
     }
+}
+
+/// The `T` (a kernel struct) the last query wrote at the start of the
+/// scratch page `s`.
+pub(super) fn answer<T: FromBytes>(s: &Scratch) -> Result<T, CheckpointError> {
+    let bytes = s.read(0, std::mem::size_of::<T>())?;
+    Ok(abi::decode(&bytes).expect("read as many bytes as T has"))
 }

@@ -13,7 +13,7 @@ use nix::unistd::Pid;
 impl Injector {
     /// Reads the program break (brk(0)).
     pub(super) fn query_brk(&mut self, leader: &mut Tracee) -> Result<u64, CheckpointError> {
-        Ok(self.call(leader, libc::SYS_brk, [0; 6], "brk(0)")? as u64)
+        Ok(self.call(leader, "brk(0)", |r| r.syscall(libc::SYS_brk, &[0]))? as u64)
     }
 }
 

@@ -2,13 +2,11 @@
 //! process) and the signals pending for each thread and for the process.
 
 use super::error::CheckpointError;
-use super::inject::Injector;
+use super::inject::{answer, Injector};
 use crate::image::{PendingSignal, SigAction};
 use crate::kernel;
+use crate::kernel::abi::{KernelSigaction, Siginfo};
 use crate::ptrace::{PtraceError, Tracee};
-
-/// The size of the kernel's struct sigaction as rt_sigaction writes it.
-const SIGACTION_SIZE: usize = 32;
 
 impl Injector {
     /// Reads every signal disposition but those of SIGKILL and SIGSTOP.
@@ -16,37 +14,25 @@ impl Injector {
         &mut self,
         leader: &mut Tracee,
     ) -> Result<Vec<SigAction>, CheckpointError> {
-        let scratch = self.scratch(leader)?;
+        let s = self.scratch(leader)?;
         let mut actions = Vec::new();
         for signo in 1..=64 {
             if signo == libc::SIGKILL || signo == libc::SIGSTOP {
                 continue;
             }
-            self.call(
-                leader,
-                libc::SYS_rt_sigaction,
-                [signo as u64, 0, scratch, 8, 0, 0],
-                &format!("rt_sigaction({signo}, NULL, &old)"),
-            )?;
-            actions.push(decode_sigaction(
+            self.call(leader, &format!("rt_sigaction({signo}, NULL, &old)"), |r| {
+                r.rt_sigaction(signo, 0, s.addr)
+            })?;
+            let act: KernelSigaction = answer(&s)?;
+            actions.push(SigAction {
                 signo,
-                &self.read(scratch, SIGACTION_SIZE)?,
-            ));
+                handler: act.handler,
+                flags: act.flags,
+                restorer: act.restorer,
+                mask: act.mask,
+            });
         }
         Ok(actions)
-    }
-}
-
-/// The disposition of signal `signo` from the kernel's struct sigaction
-/// `raw` (handler, flags, restorer, mask: four words).
-fn decode_sigaction(signo: i32, raw: &[u8]) -> SigAction {
-    let word = |i: usize| u64::from_ne_bytes(raw[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-    SigAction {
-        signo,
-        handler: word(0),
-        flags: word(1),
-        restorer: word(2),
-        mask: word(3),
     }
 }
 
@@ -90,7 +76,7 @@ pub(super) fn shared_pending(
 /// A pending signal from the siginfo PTRACE_PEEKSIGINFO read.
 fn pending_signal(raw: [u8; kernel::SIGINFO_SIZE]) -> PendingSignal {
     PendingSignal {
-        signo: i32::from_ne_bytes(raw[0..4].try_into().expect("4 bytes")),
+        signo: Siginfo::from_saved(&raw).signo,
         siginfo: raw.to_vec(),
     }
 }

@@ -6,10 +6,11 @@
 use super::creds;
 use super::error::CheckpointError;
 use super::freeze::Frozen;
-use super::inject::Injector;
+use super::inject::{answer, Injector};
 use super::signals;
 use crate::image::{AltStack, ProcessImage, RseqRegistration, ThreadImage};
 use crate::kernel;
+use crate::kernel::abi::StackT;
 use crate::proc;
 use crate::ptrace::PtraceError;
 
@@ -28,44 +29,30 @@ impl Injector {
         &mut self,
         frozen: &mut Frozen,
     ) -> Result<Vec<ThreadQueries>, CheckpointError> {
-        let scratch = self.scratch(&mut frozen.threads[0].tracee)?;
+        let s = self.scratch(&mut frozen.threads[0].tracee)?;
         let mut out = Vec::with_capacity(frozen.threads.len());
         for ft in frozen.threads.iter_mut() {
             let t = &mut ft.tracee;
-            self.call(
-                t,
-                libc::SYS_prctl,
-                [libc::PR_GET_TID_ADDRESS as u64, scratch, 0, 0, 0, 0],
-                "prctl(PR_GET_TID_ADDRESS)",
-            )?;
-            let clear_child_tid =
-                u64::from_ne_bytes(self.read(scratch, 8)?.try_into().expect("8 bytes"));
-            self.call(
-                t,
-                libc::SYS_sigaltstack,
-                [0, scratch, 0, 0, 0, 0],
-                "sigaltstack(NULL, &old)",
-            )?;
-            let ss = self.read(scratch, 24)?;
-            let word =
-                |i: usize| u64::from_ne_bytes(ss[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+            self.call(t, "prctl(PR_GET_TID_ADDRESS)", |r| {
+                r.prctl(libc::PR_GET_TID_ADDRESS, &[s.addr])
+            })?;
+            let clear_child_tid: u64 = answer(&s)?;
+            self.call(t, "sigaltstack(NULL, &old)", |r| r.sigaltstack(0, s.addr))?;
+            let ss: StackT = answer(&s)?;
             let altstack = AltStack {
-                sp: word(0),
+                sp: ss.sp,
                 // SS_ONSTACK describes the moment, not a setting.
-                flags: (word(1) as i32) & !libc::SS_ONSTACK,
-                size: word(2),
+                flags: ss.flags & !libc::SS_ONSTACK,
+                size: ss.size,
             };
             let robust = kernel::get_robust_list(t.tid).map_err(|errno| PtraceError::Request {
                 op: "get_robust_list",
                 tid: t.tid.as_raw(),
                 errno,
             })?;
-            let securebits = self.call(
-                t,
-                libc::SYS_prctl,
-                [libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0, 0],
-                "prctl(PR_GET_SECUREBITS)",
-            )? as u32;
+            let securebits = self.call(t, "prctl(PR_GET_SECUREBITS)", |r| {
+                r.prctl(libc::PR_GET_SECUREBITS, &[])
+            })? as u32;
             // Put the registers back for the next query and for the image.
             t.set_regs(&ft.regs)?;
             out.push(ThreadQueries {

@@ -2,8 +2,9 @@
 //! armed interval timers (setitimer).
 
 use super::error::CheckpointError;
-use super::inject::Injector;
+use super::inject::{answer, Injector};
 use crate::image::{IntervalTimer, PosixTimer};
+use crate::kernel::abi::{TimerValue, NSEC_PER_SEC, USEC_PER_SEC};
 use crate::proc;
 use crate::ptrace::Tracee;
 
@@ -14,22 +15,13 @@ impl Injector {
         &mut self,
         leader: &mut Tracee,
     ) -> Result<(Vec<PosixTimer>, Vec<IntervalTimer>), CheckpointError> {
-        let scratch = self.scratch(leader)?;
-        let words = |raw: Vec<u8>| -> [u64; 4] {
-            std::array::from_fn(|i| {
-                u64::from_ne_bytes(raw[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
-            })
-        };
+        let s = self.scratch(leader)?;
         let mut timers = Vec::new();
         for t in proc::read_timers(self.pid)? {
-            self.call(
-                leader,
-                libc::SYS_timer_gettime,
-                [t.id as u64, scratch, 0, 0, 0, 0],
-                &format!("timer_gettime(timer {})", t.id),
-            )?;
-            // struct itimerspec: it_interval, then it_value.
-            let [i_sec, i_nsec, v_sec, v_nsec] = words(self.read(scratch, 32)?);
+            self.call(leader, &format!("timer_gettime(timer {})", t.id), |r| {
+                r.syscall(libc::SYS_timer_gettime, &[t.id as u64, s.addr])
+            })?;
+            let left: TimerValue = answer(&s)?;
             timers.push(PosixTimer {
                 id: t.id,
                 clock: t.clock,
@@ -41,21 +33,20 @@ impl Injector {
                 },
                 signo: t.signo,
                 sigval: t.sigval,
-                value_ns: v_sec * 1_000_000_000 + v_nsec,
-                interval_ns: i_sec * 1_000_000_000 + i_nsec,
+                value_ns: left.value.total(NSEC_PER_SEC),
+                interval_ns: left.interval.total(NSEC_PER_SEC),
             });
         }
         let mut itimers = Vec::new();
         for which in [libc::ITIMER_REAL, libc::ITIMER_VIRTUAL, libc::ITIMER_PROF] {
-            self.call(
-                leader,
-                libc::SYS_getitimer,
-                [which as u64, scratch, 0, 0, 0, 0],
-                &format!("getitimer({which})"),
-            )?;
-            // struct itimerval: it_interval, then it_value.
-            let [i_sec, i_usec, v_sec, v_usec] = words(self.read(scratch, 32)?);
-            let (value_us, interval_us) = (v_sec * 1_000_000 + v_usec, i_sec * 1_000_000 + i_usec);
+            self.call(leader, &format!("getitimer({which})"), |r| {
+                r.syscall(libc::SYS_getitimer, &[which as u64, s.addr])
+            })?;
+            let left: TimerValue = answer(&s)?;
+            let (value_us, interval_us) = (
+                left.value.total(USEC_PER_SEC),
+                left.interval.total(USEC_PER_SEC),
+            );
             // A periodic ITIMER_REAL that just fired reads as disarmed until
             // its SIGALRM is dequeued (the kernel re-arms it then), which
             // cannot happen while ferry holds signals blocked: it is still
