@@ -10,6 +10,8 @@
  * there reads, openat relative to each working; then the child, woken by
  * SIGUSR1, reads on through fd 15 and reports the offset it reached,
  * which the parent must see on its own fd 15: the description is shared.
+ * Fd 16, an O_PATH open of a regular file in d (no position to restore),
+ * must come back as that file with its flags.
  */
 #include "zdtm.h"
 #include <fcntl.h>
@@ -26,6 +28,7 @@
 #define CWD 14
 #define SHARED 15
 #define LAST 15
+#define FILE_OPATH 16
 #define FILES 40
 /* Room for a few entries only, so one call leaves the rest unread. */
 #define SMALL 128
@@ -93,8 +96,9 @@ static void same_dir(int fd, const char *path)
 int main(int argc, char **argv)
 {
 	static char expected[8192], got[8192];
-	char dir[4096], path[4200], buf[SMALL];
-	int getfd[LAST + 1], getfl[LAST + 1], report[2], status, fd;
+	char dir[4096], path[4200], file[4300], buf[SMALL];
+	int getfd[FILE_OPATH + 1], getfl[FILE_OPATH + 1], report[2], status, fd;
+	struct stat st, file_st;
 	off_t advanced, shared_before, child_off;
 	pid_t pid;
 
@@ -121,6 +125,8 @@ int main(int argc, char **argv)
 	dup_to(open(path, O_PATH | O_DIRECTORY), OPATH, "O_PATH open");
 	dup_to(open(".", O_RDONLY | O_DIRECTORY), CWD, "open of the working directory");
 	dup_to(open(path, O_RDONLY | O_DIRECTORY), SHARED, "shared open");
+	snprintf(file, sizeof file, "%s/f00", path);
+	dup_to(open(file, O_PATH), FILE_OPATH, "O_PATH open of a file");
 	if (getdents(ADVANCED, buf, sizeof buf) <= 0 || getdents(SHARED, buf, sizeof buf) <= 0)
 		zdtm_fail("getdents64: %s", strerror(errno));
 	advanced = lseek(ADVANCED, 0, SEEK_CUR);
@@ -136,7 +142,7 @@ int main(int argc, char **argv)
 	close(fd);
 	if (!expected[0])
 		zdtm_fail("nothing is left to read after the first getdents64");
-	for (int i = FIRST; i <= LAST; i++) {
+	for (int i = FIRST; i <= FILE_OPATH; i++) {
 		getfd[i] = fcntl(i, F_GETFD);
 		getfl[i] = fcntl(i, F_GETFL);
 	}
@@ -169,6 +175,10 @@ int main(int argc, char **argv)
 				  fcntl(i, F_GETFD), fcntl(i, F_GETFL), getfd[i], getfl[i]);
 	}
 	same_dir(CWD, dir);
+	if (fstat(FILE_OPATH, &st) || stat(file, &file_st) || !S_ISREG(st.st_mode) ||
+	    st.st_ino != file_st.st_ino || fcntl(FILE_OPATH, F_GETFL) != getfl[FILE_OPATH] ||
+	    fcntl(FILE_OPATH, F_GETFD) != getfd[FILE_OPATH])
+		zdtm_fail("fd %d is no longer an O_PATH open of %s", FILE_OPATH, file);
 	if (lseek(ADVANCED, 0, SEEK_CUR) != advanced)
 		zdtm_fail("fd %d is at offset %lld, not %lld", ADVANCED,
 			  (long long)lseek(ADVANCED, 0, SEEK_CUR), (long long)advanced);
