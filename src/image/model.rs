@@ -514,6 +514,8 @@ pub enum PathFileType {
     Regular,
     /// A character device such as /dev/null, /dev/zero or /dev/urandom.
     CharDevice,
+    /// A directory (opened O_RDONLY, or O_PATH), with its readdir position.
+    Directory,
 }
 
 /// An open file descriptor.
@@ -795,11 +797,12 @@ pub struct PipeImage {
 pub struct OpenFile {
     /// Absolute path.
     pub path: String,
-    /// Regular file or character device.
+    /// Regular file, character device or directory.
     pub file_type: PathFileType,
     /// The open flags from fdinfo (access mode, O_APPEND, O_NONBLOCK ...),
     /// without O_CLOEXEC, which is per fd.
     pub flags: i32,
-    /// File position.
+    /// File position (for a directory, its readdir offset, as lseek
+    /// reports it).
     pub pos: i64,
 }

@@ -103,7 +103,7 @@ pub fn classify_fd(pid: i32, fd: i32, target: &str) -> Result<FdClass, InspectEr
             },
         ))
     } else if ft.is_dir() {
-        Err(refuse("directory".into()))
+        Ok(FdClass::Path(PathFileType::Directory))
     } else if ft.is_fifo() {
         Ok(FdClass::Fifo { inode: meta.ino() })
     } else if ft.is_block_device() {
@@ -257,6 +257,23 @@ mod tests {
         ] {
             assert_eq!(classify_fd(1, 3, target).unwrap(), class);
         }
+    }
+
+    #[test]
+    fn directories_are_carried() {
+        use crate::image::PathFileType;
+        use std::os::fd::AsRawFd;
+        let dir = std::fs::File::open(std::env::temp_dir()).unwrap();
+        let target = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd())).unwrap();
+        assert_eq!(
+            classify_fd(
+                std::process::id() as i32,
+                dir.as_raw_fd(),
+                target.to_str().unwrap()
+            )
+            .unwrap(),
+            FdClass::Path(PathFileType::Directory)
+        );
     }
 
     #[test]

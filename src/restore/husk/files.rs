@@ -256,7 +256,12 @@ impl<'a> Husk<'a> {
                 format!("parking file {i} above fd {park_at}")
             })?;
             if let (FileImage::Path(f), true) = (file, created.contains(&i)) {
-                if f.file_type == PathFileType::Regular {
+                // A fresh open is at 0 already, and an O_PATH fd has no
+                // position (lseek fails on it).
+                let seekable = f.file_type != PathFileType::CharDevice
+                    && f.flags & libc::O_PATH == 0
+                    && f.pos != 0;
+                if seekable {
                     self.sys(
                         0,
                         |r| r.seek_to(park, f.pos),
