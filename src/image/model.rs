@@ -146,6 +146,10 @@ pub struct ProcessImage {
     /// Seccomp filters, oldest first, shared by every thread (empty: no
     /// seccomp).
     pub seccomp: Vec<SeccompFilter>,
+    /// The process was stopped by job control (SIGSTOP, SIGTSTP, SIGTTIN
+    /// or SIGTTOU: state 'T'): it is restored stopped, so that its parent
+    /// sees it stopped and SIGCONT resumes it.
+    pub stopped: bool,
 }
 
 /// One seccomp filter (SECCOMP_SET_MODE_FILTER).

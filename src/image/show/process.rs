@@ -22,6 +22,9 @@ pub(super) fn write_process(
     writeln!(out, "  exe    {}", p.exe)?;
     writeln!(out, "  cwd    {}", p.cwd)?;
     writeln!(out, "  umask  {:04o}", p.umask)?;
+    if p.stopped {
+        writeln!(out, "  stopped by job control (restored stopped)")?;
+    }
     let [ruid, euid, suid, fsuid] = p.creds.uids;
     let [rgid, egid, sgid, fsgid] = p.creds.gids;
     writeln!(
