@@ -383,7 +383,9 @@ impl<'a> Husk<'a> {
     }
 
     /// Puts back the protection of mappings that were mapped writable to
-    /// receive pages, and the madvise flags that /proc shows.
+    /// receive pages, the madvise flags that /proc shows and the locks of
+    /// mlock (once the pages are in, so that locking faults in the
+    /// image's pages).
     pub(super) fn finish_vmas(&mut self, filled: &[bool]) -> Result<(), RestoreError> {
         let image = self.image;
         for (vma, &was_filled) in image.vmas.iter().zip(filled) {
@@ -416,6 +418,9 @@ impl<'a> Husk<'a> {
                 ("wf", libc::MADV_WIPEONFORK),
                 ("hg", libc::MADV_HUGEPAGE),
                 ("nh", libc::MADV_NOHUGEPAGE),
+                ("sr", libc::MADV_SEQUENTIAL),
+                ("rr", libc::MADV_RANDOM),
+                ("mg", libc::MADV_MERGEABLE),
             ] {
                 if vma.has_vm_flag(flag) {
                     self.sys(
@@ -424,6 +429,19 @@ impl<'a> Husk<'a> {
                         || format!("madvise({flag}) of {:#x}-{:#x}", vma.start, vma.end),
                     )?;
                 }
+            }
+            if vma.has_vm_flag("lo") {
+                // "lf": locked as pages fault in (mlock2 MLOCK_ONFAULT).
+                let flags = if vma.has_vm_flag("lf") {
+                    libc::MLOCK_ONFAULT
+                } else {
+                    0
+                };
+                self.sys(
+                    0,
+                    |r| r.mlock2(vma.start, vma.end - vma.start, flags),
+                    || format!("mlock2 of {:#x}-{:#x}", vma.start, vma.end),
+                )?;
             }
         }
         Ok(())
