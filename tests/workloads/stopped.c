@@ -13,17 +13,6 @@
 
 static volatile unsigned long *counters;
 
-static int state_of(pid_t pid)
-{
-	char path[64], buf[512], *p;
-
-	snprintf(path, sizeof path, "/proc/%d/stat", pid);
-	if (zdtm_read_file(path, buf, sizeof buf) < 0)
-		return -1;
-	p = strrchr(buf, ')');
-	return p && p[1] == ' ' ? p[2] : -1;
-}
-
 static void count(int i)
 {
 	signal(SIGTERM, SIG_DFL);
@@ -71,8 +60,8 @@ static void check(pid_t pid, int i)
 	siginfo_t info;
 	int status;
 
-	if (state_of(pid) != 'T')
-		zdtm_fail("child %d is in state %c, not stopped", pid, state_of(pid));
+	if (zdtm_state_of(pid) != 'T')
+		zdtm_fail("child %d is in state %c, not stopped", pid, zdtm_state_of(pid));
 	before = counters[i];
 	zdtm_sleep_ms(50);
 	if (counters[i] != before)
@@ -89,7 +78,7 @@ static void check(pid_t pid, int i)
 			zdtm_fail("child %d does not run after SIGCONT", pid);
 		zdtm_sleep_ms(1);
 	}
-	if (state_of(pid) == 'T')
+	if (zdtm_state_of(pid) == 'T')
 		zdtm_fail("child %d is still stopped after SIGCONT", pid);
 	kill(pid, SIGKILL);
 	if (waitpid(pid, &status, 0) != pid || !WIFSIGNALED(status))
