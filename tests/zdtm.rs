@@ -75,6 +75,7 @@ zdtm_tests! {
     pipe_writer_gone, pipe_writer_gone_leave_running => Spec::new("pipe_writer_gone");
     stopped, stopped_leave_running => Spec::new("stopped");
     vma_flags, vma_flags_leave_running => Spec::new("vma_flags");
+    memfd_mode, memfd_mode_leave_running => Spec::new("memfd_mode");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three

@@ -583,6 +583,9 @@ pub struct MemfdImage {
     pub flags: i32,
     /// File offset.
     pub pos: i64,
+    /// Its permission bits (st_mode & 07777, as fchmod set them; a new
+    /// memfd has 0777).
+    pub mode: u32,
 }
 
 /// An open FIFO description: reopened by path, with the data that was

@@ -151,7 +151,10 @@ pub(super) fn write_process(
             Some(FileImage::Memfd(m)) => (
                 open_flags(m.flags | libc::O_RDWR),
                 m.pos.to_string(),
-                format!("memfd:{} {} bytes, seals {:#x}", m.name, m.size, m.seals),
+                format!(
+                    "memfd:{} {} bytes, seals {:#x}, mode {:04o}",
+                    m.name, m.size, m.seals, m.mode
+                ),
             ),
             Some(FileImage::Fifo(f)) => (
                 open_flags(f.flags),
