@@ -1,6 +1,7 @@
 /*
  * VMA flags that madvise and mlock set: a mapping each locked (mlock:
- * "lo"), locked on fault (mlock2 MLOCK_ONFAULT: "lo lf"), read
+ * "lo"), locked on fault (mlock2 MLOCK_ONFAULT: "lo lf"), a locked
+ * MAP_SHARED mapping of a memfd (its fd kept open), read
  * sequentially ("sr"), randomly ("rr"), mergeable by KSM ("mg"), not
  * copied on fork ("dc") and not dumped ("dd"), each with a pattern in it.
  * At SIGTERM every mapping must still span its range in /proc/self/smaps
@@ -21,17 +22,19 @@ struct area {
 	const char *flags; /* codes that must be in VmFlags */
 	int advice;	   /* -1: none */
 	int lock;	   /* 0: none, 1: mlock, 2: mlock2(MLOCK_ONFAULT) */
+	int memfd;	   /* a shared mapping of a memfd, not anonymous memory */
 	char *addr;
 };
 
 static struct area areas[] = {
-	{ "locked", "lo", -1, 1, NULL },
-	{ "locked on fault", "lo lf", -1, 2, NULL },
-	{ "sequential", "sr", MADV_SEQUENTIAL, 0, NULL },
-	{ "random", "rr", MADV_RANDOM, 0, NULL },
-	{ "mergeable", "mg", MADV_MERGEABLE, 0, NULL },
-	{ "dontfork", "dc", MADV_DONTFORK, 0, NULL },
-	{ "dontdump", "dd", MADV_DONTDUMP, 0, NULL },
+	{ "locked", "lo", -1, 1, 0, NULL },
+	{ "locked on fault", "lo lf", -1, 2, 0, NULL },
+	{ "locked memfd", "lo sh", -1, 1, 1, NULL },
+	{ "sequential", "sr", MADV_SEQUENTIAL, 0, 0, NULL },
+	{ "random", "rr", MADV_RANDOM, 0, 0, NULL },
+	{ "mergeable", "mg", MADV_MERGEABLE, 0, 0, NULL },
+	{ "dontfork", "dc", MADV_DONTFORK, 0, 0, NULL },
+	{ "dontdump", "dd", MADV_DONTDUMP, 0, 0, NULL },
 };
 
 #define NAREAS (sizeof areas / sizeof areas[0])
@@ -116,8 +119,16 @@ int main(void)
 				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (base == MAP_FAILED)
 			zdtm_fail("mmap: %s", strerror(errno));
+		int fd = -1;
+
+		if (a->memfd) {
+			fd = memfd_create("vma-flags", 0);
+			if (fd < 0 || ftruncate(fd, LEN))
+				zdtm_fail("memfd: %s", strerror(errno));
+		}
 		a->addr = mmap(base + 4096, LEN, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+			       MAP_FIXED | (a->memfd ? MAP_SHARED : MAP_PRIVATE | MAP_ANONYMOUS),
+			       fd, 0);
 		if (a->addr == MAP_FAILED)
 			zdtm_fail("mmap: %s", strerror(errno));
 		for (unsigned long off = 0; off < LEN; off += 4096)

@@ -383,9 +383,7 @@ impl<'a> Husk<'a> {
     }
 
     /// Puts back the protection of mappings that were mapped writable to
-    /// receive pages, the madvise flags that /proc shows and the locks of
-    /// mlock (once the pages are in, so that locking faults in the
-    /// image's pages).
+    /// receive pages, and the madvise flags that /proc shows.
     pub(super) fn finish_vmas(&mut self, filled: &[bool]) -> Result<(), RestoreError> {
         let image = self.image;
         for (vma, &was_filled) in image.vmas.iter().zip(filled) {
@@ -430,19 +428,32 @@ impl<'a> Husk<'a> {
                     )?;
                 }
             }
-            if vma.has_vm_flag("lo") {
-                // "lf": locked as pages fault in (mlock2 MLOCK_ONFAULT).
-                let flags = if vma.has_vm_flag("lf") {
-                    libc::MLOCK_ONFAULT
-                } else {
-                    0
-                };
-                self.sys(
-                    0,
-                    |r| r.mlock2(vma.start, vma.end - vma.start, flags),
-                    || format!("mlock2 of {:#x}-{:#x}", vma.start, vma.end),
-                )?;
-            }
+        }
+        Ok(())
+    }
+
+    /// Locks the mappings that mlock had locked ("lo"; "lf": as pages
+    /// fault in, mlock2 MLOCK_ONFAULT), memfd ones included. Run once the
+    /// pages are in (locking faults the image's pages in, not zeros) and
+    /// the image's RLIMIT_MEMLOCK is set (the limit that let the process
+    /// lock them, for a husk without CAP_IPC_LOCK).
+    pub(super) fn lock_vmas(&mut self) -> Result<(), RestoreError> {
+        let image = self.image;
+        for vma in image
+            .vmas
+            .iter()
+            .filter(|v| !v.is_special() && v.has_vm_flag("lo"))
+        {
+            let flags = if vma.has_vm_flag("lf") {
+                libc::MLOCK_ONFAULT
+            } else {
+                0
+            };
+            self.sys(
+                0,
+                |r| r.mlock2(vma.start, vma.end - vma.start, flags),
+                || format!("mlock2 of {:#x}-{:#x}", vma.start, vma.end),
+            )?;
         }
         Ok(())
     }
