@@ -74,6 +74,9 @@ zdtm_tests! {
     tree_fileoff, tree_fileoff_leave_running => Spec::new("tree_fileoff");
     pipe_writer_gone, pipe_writer_gone_leave_running => Spec::new("pipe_writer_gone");
     dirfd, dirfd_leave_running => Spec::new("dirfd");
+    stopped, stopped_leave_running => Spec::new("stopped");
+    vma_flags, vma_flags_leave_running => Spec::new("vma_flags");
+    memfd_mode, memfd_mode_leave_running => Spec::new("memfd_mode");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three

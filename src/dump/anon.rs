@@ -99,7 +99,8 @@ pub fn memfd(
         .trim_start_matches("/memfd:")
         .trim_end_matches(" (deleted)")
         .to_string();
-    let size = nix::sys::stat::fstat(taken).map_err(fail("fstat"))?.st_size as u64;
+    let stat = nix::sys::stat::fstat(taken).map_err(fail("fstat"))?;
+    let size = stat.st_size as u64;
     let seals = nix::fcntl::fcntl(taken, nix::fcntl::FcntlArg::F_GET_SEALS)
         .map_err(fail("read the seals"))?;
     let mut data = Vec::new();
@@ -133,5 +134,6 @@ pub fn memfd(
         seals,
         flags: status(flags),
         pos,
+        mode: stat.st_mode & 0o7777,
     }))
 }

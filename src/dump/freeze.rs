@@ -97,6 +97,12 @@ impl Frozen {
         }
     }
 
+    /// Whether the process is stopped by job control: its threads were in
+    /// a group-stop when seized (and return to it when let go).
+    pub(super) fn stopped(&self) -> bool {
+        self.threads.iter().any(|t| t.tracee.group_stopped)
+    }
+
     /// Lets every thread go as it was: registers (an interrupted system call
     /// restarts as the kernel would have restarted it), signal mask, and the
     /// signals that arrived meanwhile queued again.

@@ -371,6 +371,7 @@ fn dump_process(
         timers,
         itimers,
         seccomp,
+        stopped: frozen.stopped(),
     };
     Ok((process, vdso_bytes))
 }

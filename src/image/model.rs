@@ -146,6 +146,10 @@ pub struct ProcessImage {
     /// Seccomp filters, oldest first, shared by every thread (empty: no
     /// seccomp).
     pub seccomp: Vec<SeccompFilter>,
+    /// The process was stopped by job control (SIGSTOP, SIGTSTP, SIGTTIN
+    /// or SIGTTOU: state 'T'): it is restored stopped, so that its parent
+    /// sees it stopped and SIGCONT resumes it.
+    pub stopped: bool,
 }
 
 /// One seccomp filter (SECCOMP_SET_MODE_FILTER).
@@ -581,6 +585,9 @@ pub struct MemfdImage {
     pub flags: i32,
     /// File offset.
     pub pos: i64,
+    /// Its permission bits (st_mode & 07777, as fchmod set them; a new
+    /// memfd has 0777).
+    pub mode: u32,
 }
 
 /// An open FIFO description: reopened by path, with the data that was

@@ -327,6 +327,7 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                     k: 0x7fff_0000, // SECCOMP_RET_ALLOW
                 }],
             }],
+            stopped: false,
         }],
         zombies: vec![ZombieImage {
             pid: 4243,

@@ -179,6 +179,11 @@ pub struct Tracee {
     /// The message of the last PTRACE_EVENT_CLONE seen during an injected
     /// call: the new thread's ID as the tracer sees it.
     pub last_clone_tid: Option<Pid>,
+    /// The thread was in a job-control group-stop (SIGSTOP, SIGTSTP, ...)
+    /// when it was seized: a seized thread reports it as a
+    /// PTRACE_EVENT_STOP carrying the stop signal instead of SIGTRAP. The
+    /// stop outlives the tracing: detaching puts the thread back in it.
+    pub group_stopped: bool,
 }
 
 impl Tracee {
@@ -190,9 +195,14 @@ impl Tracee {
             tid,
             caught_signals: Vec::new(),
             last_clone_tid: None,
+            group_stopped: false,
         };
         ptrace::interrupt(tid).map_err(req("PTRACE_INTERRUPT", tid))?;
-        t.wait_stop("stopping it")?;
+        let first = t.wait_stop("stopping it")?;
+        t.group_stopped = matches!(
+            first,
+            WaitStatus::PtraceEvent(_, sig, libc::PTRACE_EVENT_STOP) if sig != Signal::SIGTRAP
+        );
         Ok(t)
     }
 
@@ -203,6 +213,7 @@ impl Tracee {
             tid,
             caught_signals: Vec::new(),
             last_clone_tid: None,
+            group_stopped: false,
         };
         t.wait_stop("starting it")?;
         Ok(t)

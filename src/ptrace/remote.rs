@@ -161,6 +161,13 @@ impl<'t> Remote<'t> {
             .map(drop)
     }
 
+    /// mlock2(addr, len, flags): locks the range in memory, now or (with
+    /// MLOCK_ONFAULT) as its pages fault in.
+    pub fn mlock2(&mut self, addr: u64, len: u64, flags: u32) -> Result<(), RemoteError> {
+        self.syscall(libc::SYS_mlock2, &[addr, len, u64::from(flags)])
+            .map(drop)
+    }
+
     /// shmat(shmid, addr, flags).
     pub fn shmat(&mut self, shmid: i32, addr: u64, flags: i32) -> Result<(), RemoteError> {
         self.syscall(libc::SYS_shmat, &[shmid as u64, addr, flags as u64])

@@ -22,6 +22,9 @@ pub(super) fn write_process(
     writeln!(out, "  exe    {}", p.exe)?;
     writeln!(out, "  cwd    {}", p.cwd)?;
     writeln!(out, "  umask  {:04o}", p.umask)?;
+    if p.stopped {
+        writeln!(out, "  stopped by job control (restored stopped)")?;
+    }
     let [ruid, euid, suid, fsuid] = p.creds.uids;
     let [rgid, egid, sgid, fsgid] = p.creds.gids;
     writeln!(
@@ -148,7 +151,10 @@ pub(super) fn write_process(
             Some(FileImage::Memfd(m)) => (
                 open_flags(m.flags | libc::O_RDWR),
                 m.pos.to_string(),
-                format!("memfd:{} {} bytes, seals {:#x}", m.name, m.size, m.seals),
+                format!(
+                    "memfd:{} {} bytes, seals {:#x}, mode {:04o}",
+                    m.name, m.size, m.seals, m.mode
+                ),
             ),
             Some(FileImage::Fifo(f)) => (
                 open_flags(f.flags),

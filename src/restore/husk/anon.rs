@@ -89,6 +89,8 @@ pub fn create_memfd(pid: i32, m: &MemfdImage) -> Result<OwnedFd, RestoreError> {
         why: format!("the memfd name {:?} holds a NUL byte", m.name),
     })?;
     let fd = memfd_create(name.as_c_str(), create).map_err(fail(pid, what("memfd_create")))?;
+    nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_retain(m.mode))
+        .map_err(fail(pid, what("fchmod")))?;
     nix::unistd::ftruncate(&fd, m.size as i64).map_err(fail(pid, what("ftruncate")))?;
     for (offset, bytes) in &m.data {
         let mut written = 0;

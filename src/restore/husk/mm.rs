@@ -416,6 +416,9 @@ impl<'a> Husk<'a> {
                 ("wf", libc::MADV_WIPEONFORK),
                 ("hg", libc::MADV_HUGEPAGE),
                 ("nh", libc::MADV_NOHUGEPAGE),
+                ("sr", libc::MADV_SEQUENTIAL),
+                ("rr", libc::MADV_RANDOM),
+                ("mg", libc::MADV_MERGEABLE),
             ] {
                 if vma.has_vm_flag(flag) {
                     self.sys(
@@ -425,6 +428,32 @@ impl<'a> Husk<'a> {
                     )?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Locks the mappings that mlock had locked ("lo"; "lf": as pages
+    /// fault in, mlock2 MLOCK_ONFAULT), memfd ones included. Run once the
+    /// pages are in (locking faults the image's pages in, not zeros) and
+    /// the image's RLIMIT_MEMLOCK is set (the limit that let the process
+    /// lock them, for a husk without CAP_IPC_LOCK).
+    pub(super) fn lock_vmas(&mut self) -> Result<(), RestoreError> {
+        let image = self.image;
+        for vma in image
+            .vmas
+            .iter()
+            .filter(|v| !v.is_special() && v.has_vm_flag("lo"))
+        {
+            let flags = if vma.has_vm_flag("lf") {
+                libc::MLOCK_ONFAULT
+            } else {
+                0
+            };
+            self.sys(
+                0,
+                |r| r.mlock2(vma.start, vma.end - vma.start, flags),
+                || format!("mlock2 of {:#x}-{:#x}", vma.start, vma.end),
+            )?;
         }
         Ok(())
     }

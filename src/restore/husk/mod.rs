@@ -267,6 +267,7 @@ impl<'a> Husk<'a> {
         self.restore_rlimits()?;
         self.restore_fds(tree_fds)?;
         self.map_memfd_vmas()?;
+        self.lock_vmas()?;
         self.restore_sigactions()?;
         self.restore_threads()?;
         self.queue_pending_signals()?;

@@ -304,9 +304,22 @@ impl<'a> Husk<'a> {
         ended
     }
 
-    /// Lets the restored process run: threads first, the leader last.
+    /// Lets the restored process run: threads first, the leader last. A
+    /// process that was stopped by job control gets SIGSTOP first, as
+    /// CRIU does: its traced threads cannot take it, so it waits queued,
+    /// and the first thread let go stops the group before it runs one
+    /// instruction of its own; its parent is told (CLD_STOPPED) and
+    /// SIGCONT resumes it. SIGSTOP, not the signal that stopped it: no
+    /// handler, mask or orphaned process group can turn SIGSTOP away.
     pub(super) fn release(self) -> Result<(), RestoreError> {
         let pid = self.pid;
+        if self.image.stopped {
+            kill(pid, Signal::SIGSTOP).map_err(|errno| RestoreError::Injected {
+                pid: self.image.pid,
+                call: "kill(SIGSTOP) to restore its job-control stop".into(),
+                errno,
+            })?;
+        }
         let caught: Vec<(Pid, i32)> = self
             .threads
             .iter()
