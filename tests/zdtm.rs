@@ -73,6 +73,7 @@ zdtm_tests! {
     tree_shm, tree_shm_leave_running => Spec::new("tree_shm");
     tree_fileoff, tree_fileoff_leave_running => Spec::new("tree_fileoff");
     pipe_writer_gone, pipe_writer_gone_leave_running => Spec::new("pipe_writer_gone");
+    other_user, other_user_leave_running => Spec::new("other_user");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three

@@ -216,7 +216,8 @@ pub struct Credentials {
     pub groups: Vec<u32>,
 }
 
-/// One resource limit (RLIMIT_*), as prlimit64 reports it.
+/// One resource limit (RLIMIT_*), as /proc/PID/limits shows it (the
+/// values prlimit64 reports).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rlimit {
     /// The RLIMIT_* resource number.

@@ -264,7 +264,6 @@ impl<'a> Husk<'a> {
         self.finish_vmas(&filled)?;
         self.restore_mm()?;
         self.restore_fs_state()?;
-        self.restore_rlimits()?;
         self.restore_fds(tree_fds)?;
         self.map_memfd_vmas()?;
         self.restore_sigactions()?;
@@ -272,6 +271,7 @@ impl<'a> Husk<'a> {
         self.queue_pending_signals()?;
         self.restore_timers()?;
         self.join_group()?;
+        self.restore_rlimits()?;
         self.restore_credentials()?;
         self.restore_seccomp()?;
         self.restore_capabilities()?;
