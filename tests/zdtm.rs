@@ -74,6 +74,7 @@ zdtm_tests! {
     tree_fileoff, tree_fileoff_leave_running => Spec::new("tree_fileoff");
     pipe_writer_gone, pipe_writer_gone_leave_running => Spec::new("pipe_writer_gone");
     other_user, other_user_leave_running => Spec::new("other_user");
+    prctl_state, prctl_state_leave_running => Spec::new("prctl_state");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three

@@ -1,7 +1,8 @@
 //! Threads: each thread's registers and extended state (taken when it was
 //! frozen), its name, rseq registration, robust futex list, clear-child-tid
-//! address, alternate signal stack and secure bits (asked from inside the
-//! thread), with its pending signals and privileges.
+//! address, alternate signal stack, secure bits and parent-death signal
+//! (asked from inside the thread), with its pending signals and
+//! privileges.
 
 use super::creds;
 use super::error::CheckpointError;
@@ -19,6 +20,7 @@ pub(super) struct ThreadQueries {
     altstack: AltStack,
     robust: (u64, u64),
     securebits: u32,
+    pdeath_signal: i32,
 }
 
 impl Injector {
@@ -66,6 +68,15 @@ impl Injector {
                 [libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0, 0],
                 "prctl(PR_GET_SECUREBITS)",
             )? as u32;
+            // Per thread, and written to an int at the address given.
+            self.call(
+                t,
+                libc::SYS_prctl,
+                [libc::PR_GET_PDEATHSIG as u64, scratch, 0, 0, 0, 0],
+                "prctl(PR_GET_PDEATHSIG)",
+            )?;
+            let pdeath_signal =
+                i32::from_ne_bytes(self.read(scratch, 4)?.try_into().expect("4 bytes"));
             // Put the registers back for the next query and for the image.
             t.set_regs(&ft.regs)?;
             out.push(ThreadQueries {
@@ -73,6 +84,7 @@ impl Injector {
                 altstack,
                 robust,
                 securebits,
+                pdeath_signal,
             });
         }
         Ok(out)
@@ -110,6 +122,7 @@ pub(super) fn dump_threads(
             altstack: q.altstack,
             pending,
             privileges: creds::thread_privileges(&status, q.securebits),
+            pdeath_signal: q.pdeath_signal,
         });
     }
     Ok(threads)

@@ -1,9 +1,31 @@
 //! The process tree: how processes are related (parent, process group,
-//! session) and the zombies among them, which carry nothing but those
-//! IDs and their wait status.
+//! session, whether it adopts orphaned descendants) and the zombies among
+//! them, which carry nothing but those IDs and their wait status.
 
+use super::error::CheckpointError;
+use super::inject::Injector;
 use crate::image::ZombieImage;
 use crate::proc;
+use crate::ptrace::Tracee;
+
+impl Injector {
+    /// Whether the process is a child subreaper
+    /// (PR_GET_CHILD_SUBREAPER, asked by its thread `leader`).
+    pub(super) fn query_child_subreaper(
+        &mut self,
+        leader: &mut Tracee,
+    ) -> Result<bool, CheckpointError> {
+        let scratch = self.scratch(leader)?;
+        self.call(
+            leader,
+            libc::SYS_prctl,
+            [libc::PR_GET_CHILD_SUBREAPER as u64, scratch, 0, 0, 0, 0],
+            "prctl(PR_GET_CHILD_SUBREAPER)",
+        )?;
+        let flag = i32::from_ne_bytes(self.read(scratch, 4)?.try_into().expect("4 bytes"));
+        Ok(flag != 0)
+    }
+}
 
 /// The image of zombie `pid`, or nothing if it was reaped meanwhile (its
 /// parent ignores SIGCHLD): such a child left nothing.

@@ -146,6 +146,9 @@ pub struct ProcessImage {
     /// Seccomp filters, oldest first, shared by every thread (empty: no
     /// seccomp).
     pub seccomp: Vec<SeccompFilter>,
+    /// The process adopts its orphaned descendants
+    /// (PR_SET_CHILD_SUBREAPER).
+    pub child_subreaper: bool,
 }
 
 /// One seccomp filter (SECCOMP_SET_MODE_FILTER).
@@ -472,6 +475,9 @@ pub struct ThreadImage {
     pub pending: Vec<PendingSignal>,
     /// Capabilities, securebits and no_new_privs (per thread in Linux).
     pub privileges: ThreadPrivileges,
+    /// The signal the thread gets when its parent dies
+    /// (PR_SET_PDEATHSIG; 0: none).
+    pub pdeath_signal: i32,
 }
 
 /// A thread's privileges beyond its user and group IDs.

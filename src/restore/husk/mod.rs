@@ -271,8 +271,10 @@ impl<'a> Husk<'a> {
         self.queue_pending_signals()?;
         self.restore_timers()?;
         self.join_group()?;
+        self.restore_child_subreaper()?;
         self.restore_rlimits()?;
         self.restore_credentials()?;
+        self.restore_pdeath_signals()?;
         self.restore_seccomp()?;
         self.restore_capabilities()?;
         self.load_final_state()?;

@@ -211,6 +211,38 @@ impl<'a> Husk<'a> {
         Ok(())
     }
 
+    /// Makes the process a child subreaper or not, as it was (a taken
+    /// husk may have been one).
+    pub(super) fn restore_child_subreaper(&mut self) -> Result<(), RestoreError> {
+        let flag = u64::from(self.image.child_subreaper);
+        self.sys(
+            0,
+            |r| r.prctl(libc::PR_SET_CHILD_SUBREAPER, &[flag]),
+            || format!("prctl(PR_SET_CHILD_SUBREAPER, {flag})"),
+        )?;
+        Ok(())
+    }
+
+    /// Sets every thread's parent-death signal (PR_SET_PDEATHSIG, per
+    /// thread). The kernel clears it when the thread's user or group IDs
+    /// change, so this comes after [`Self::restore_credentials`]; lowering
+    /// capabilities afterwards keeps it.
+    pub(super) fn restore_pdeath_signals(&mut self) -> Result<(), RestoreError> {
+        for idx in 0..self.threads.len() {
+            let (tid, signal) = {
+                let t = &self.image.threads[idx];
+                (t.tid, t.pdeath_signal)
+            };
+            let signo = signal as u64;
+            self.sys(
+                idx,
+                |r| r.prctl(libc::PR_SET_PDEATHSIG, &[signo]),
+                || format!("prctl(PR_SET_PDEATHSIG, {signal}) of thread {tid}"),
+            )?;
+        }
+        Ok(())
+    }
+
     /// Clones a child with PID `pid` from this husk (clone3 with set_tid,
     /// exit signal SIGCHLD): the kernel attaches it to ferry
     /// (PTRACE_O_TRACEFORK) and it waits in its first stop.
