@@ -69,6 +69,7 @@ zdtm_tests! {
     seccomp, seccomp_leave_running => Spec::new("seccomp");
     tree_pipe, tree_pipe_leave_running => Spec::new("tree_pipe");
     tree_zombie, tree_zombie_leave_running => Spec::new("tree_zombie");
+    tree_zombie_pgrp, tree_zombie_pgrp_leave_running => Spec::new("tree_zombie_pgrp");
     tree_session, tree_session_leave_running => Spec::new("tree_session");
     tree_shm, tree_shm_leave_running => Spec::new("tree_shm");
     tree_fileoff, tree_fileoff_leave_running => Spec::new("tree_fileoff");
