@@ -6,17 +6,6 @@
 #include "zdtm.h"
 #include <sys/wait.h>
 
-static int state_of(pid_t pid)
-{
-	char path[64], buf[512], *p;
-
-	snprintf(path, sizeof path, "/proc/%d/stat", pid);
-	if (zdtm_read_file(path, buf, sizeof buf) < 0)
-		return -1;
-	p = strrchr(buf, ')');
-	return p && p[1] == ' ' ? p[2] : -1;
-}
-
 int main(void)
 {
 	pid_t exited, killed;
@@ -33,13 +22,13 @@ int main(void)
 	}
 	if (exited < 0 || killed < 0)
 		zdtm_fail("fork: %s", strerror(errno));
-	while (state_of(exited) != 'Z' || state_of(killed) != 'Z')
+	while (zdtm_task_state(exited) != 'Z' || zdtm_task_state(killed) != 'Z')
 		zdtm_sleep_ms(5);
 	zdtm_ready();
 	zdtm_wait_stop();
-	if (state_of(exited) != 'Z' || state_of(killed) != 'Z')
+	if (zdtm_task_state(exited) != 'Z' || zdtm_task_state(killed) != 'Z')
 		zdtm_fail("the children are in states %c and %c, not zombies",
-			  state_of(exited), state_of(killed));
+			  zdtm_task_state(exited), zdtm_task_state(killed));
 	if (waitpid(exited, &status, 0) != exited)
 		zdtm_fail("waitpid(%d): %s", exited, strerror(errno));
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 42)

@@ -18,17 +18,6 @@ static void idle(void)
 		pause();
 }
 
-static int state_of(pid_t pid)
-{
-	char path[64], buf[512], *p;
-
-	snprintf(path, sizeof path, "/proc/%d/stat", pid);
-	if (zdtm_read_file(path, buf, sizeof buf) < 0)
-		return -1;
-	p = strrchr(buf, ')');
-	return p && p[1] == ' ' ? p[2] : -1;
-}
-
 /* Forks a child that runs `body(arg)`; fails the test if fork does. */
 static pid_t spawn(void (*body)(int), int arg)
 {
@@ -128,7 +117,7 @@ int main(void)
 	l = spawn(live_leader, 0);
 	setpgid(l, l);
 	z3 = spawn(member_then_exit, l);
-	while (state_of(z1) != 'Z' || state_of(z2) != 'Z' || state_of(z3) != 'Z')
+	while (zdtm_task_state(z1) != 'Z' || zdtm_task_state(z2) != 'Z' || zdtm_task_state(z3) != 'Z')
 		zdtm_sleep_ms(5);
 	expect_ids("Z1", z1, z1, z1);
 	expect_ids("Z2", z2, sid, z2);
@@ -137,9 +126,9 @@ int main(void)
 	zdtm_wait_stop();
 	/* The root's session is outside the tree: a restore keeps the restorer's. */
 	sid = getsid(0);
-	if (state_of(z1) != 'Z' || state_of(z2) != 'Z' || state_of(z3) != 'Z')
-		zdtm_fail("the children are in states %c %c %c, not zombies", state_of(z1),
-			  state_of(z2), state_of(z3));
+	if (zdtm_task_state(z1) != 'Z' || zdtm_task_state(z2) != 'Z' || zdtm_task_state(z3) != 'Z')
+		zdtm_fail("the children are in states %c %c %c, not zombies", zdtm_task_state(z1),
+			  zdtm_task_state(z2), zdtm_task_state(z3));
 	expect_ids("the root", me, sid, me);
 	expect_ids("Z1", z1, z1, z1);
 	expect_ids("Z2", z2, sid, z2);

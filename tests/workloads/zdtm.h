@@ -123,4 +123,17 @@ static inline int zdtm_read_file(const char *path, char *buf, size_t size)
 	return (int)n;
 }
 
+/* The state letter of process `pid` ('Z' for a zombie), from field 3 of
+ * /proc/PID/stat; -1 if it cannot be read. */
+static inline int zdtm_task_state(pid_t pid)
+{
+	char path[64], buf[512], *p;
+
+	snprintf(path, sizeof path, "/proc/%d/stat", pid);
+	if (zdtm_read_file(path, buf, sizeof buf) < 0)
+		return -1;
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : -1;
+}
+
 #endif
