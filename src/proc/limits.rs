@@ -1,7 +1,7 @@
 //! /proc/PID/limits: every resource limit of a process. Anyone may read
 //! it, whatever the process's user: prlimit64 on a process of another
-//! user needs CAP_SYS_RESOURCE, which a root without it (a container's)
-//! lacks, so checkpoint reads the limits here instead.
+//! user needs CAP_SYS_RESOURCE, which root may lack (a container's, or
+//! this project's test machines), so checkpoint reads the limits here.
 
 use super::{parse_err, read_text, ProcError};
 use std::path::{Path, PathBuf};
