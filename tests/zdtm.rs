@@ -69,6 +69,7 @@ zdtm_tests! {
     seccomp, seccomp_leave_running => Spec::new("seccomp");
     tree_pipe, tree_pipe_leave_running => Spec::new("tree_pipe");
     tree_zombie, tree_zombie_leave_running => Spec::new("tree_zombie");
+    tree_zombie_pgrp, tree_zombie_pgrp_leave_running => Spec::new("tree_zombie_pgrp");
     tree_session, tree_session_leave_running => Spec::new("tree_session");
     tree_shm, tree_shm_leave_running => Spec::new("tree_shm");
     tree_fileoff, tree_fileoff_leave_running => Spec::new("tree_fileoff");
@@ -77,6 +78,8 @@ zdtm_tests! {
     stopped, stopped_leave_running => Spec::new("stopped");
     vma_flags, vma_flags_leave_running => Spec::new("vma_flags");
     memfd_mode, memfd_mode_leave_running => Spec::new("memfd_mode");
+    other_user, other_user_leave_running => Spec::new("other_user");
+    prctl_state, prctl_state_leave_running => Spec::new("prctl_state");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three

@@ -335,11 +335,12 @@ fn dump_process(
         let sigactions = queries.query_sigactions(leader)?;
         let brk = queries.query_brk(leader)?;
         let timers = queries.query_timers(leader)?;
-        Ok::<_, CheckpointError>((per_thread, sigactions, brk, timers))
+        let child_subreaper = queries.query_child_subreaper(leader)?;
+        Ok::<_, CheckpointError>((per_thread, sigactions, brk, timers, child_subreaper))
     })();
     // The scratch page goes away whether or not the queries succeeded.
     let unmapped = queries.finish(&mut frozen.threads[0].tracee);
-    let (per_thread, sigactions, brk, (timers, itimers)) = answers?;
+    let (per_thread, sigactions, brk, (timers, itimers), child_subreaper) = answers?;
     unmapped?;
 
     let threads = threads::dump_threads(frozen, per_thread)?;
@@ -372,6 +373,7 @@ fn dump_process(
         itimers,
         seccomp,
         stopped: frozen.stopped(),
+        child_subreaper,
     };
     Ok((process, vdso_bytes))
 }

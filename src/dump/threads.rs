@@ -1,7 +1,8 @@
 //! Threads: each thread's registers and extended state (taken when it was
 //! frozen), its name, rseq registration, robust futex list, clear-child-tid
-//! address, alternate signal stack and secure bits (asked from inside the
-//! thread), with its pending signals and privileges.
+//! address, alternate signal stack, secure bits and parent-death signal
+//! (asked from inside the thread), with its pending signals and
+//! privileges.
 
 use super::creds;
 use super::error::CheckpointError;
@@ -20,6 +21,7 @@ pub(super) struct ThreadQueries {
     altstack: AltStack,
     robust: (u64, u64),
     securebits: u32,
+    pdeath_signal: i32,
 }
 
 impl Injector {
@@ -53,6 +55,11 @@ impl Injector {
             let securebits = self.call(t, "prctl(PR_GET_SECUREBITS)", |r| {
                 r.prctl(libc::PR_GET_SECUREBITS, &[])
             })? as u32;
+            // Per thread, and written to an int at the address given.
+            self.call(t, "prctl(PR_GET_PDEATHSIG)", |r| {
+                r.prctl(libc::PR_GET_PDEATHSIG, &[s.addr])
+            })?;
+            let pdeath_signal: i32 = answer(&s)?;
             // Put the registers back for the next query and for the image.
             t.set_regs(&ft.regs)?;
             out.push(ThreadQueries {
@@ -60,6 +67,7 @@ impl Injector {
                 altstack,
                 robust,
                 securebits,
+                pdeath_signal,
             });
         }
         Ok(out)
@@ -97,6 +105,7 @@ pub(super) fn dump_threads(
             altstack: q.altstack,
             pending,
             privileges: creds::thread_privileges(&status, q.securebits),
+            pdeath_signal: q.pdeath_signal,
         });
     }
     Ok(threads)

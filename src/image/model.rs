@@ -150,6 +150,9 @@ pub struct ProcessImage {
     /// or SIGTTOU: state 'T'): it is restored stopped, so that its parent
     /// sees it stopped and SIGCONT resumes it.
     pub stopped: bool,
+    /// The process adopts its orphaned descendants
+    /// (PR_SET_CHILD_SUBREAPER).
+    pub child_subreaper: bool,
 }
 
 /// One seccomp filter (SECCOMP_SET_MODE_FILTER).
@@ -220,7 +223,8 @@ pub struct Credentials {
     pub groups: Vec<u32>,
 }
 
-/// One resource limit (RLIMIT_*), as prlimit64 reports it.
+/// One resource limit (RLIMIT_*), as /proc/PID/limits shows it (the
+/// values prlimit64 reports).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rlimit {
     /// The RLIMIT_* resource number.
@@ -475,6 +479,9 @@ pub struct ThreadImage {
     pub pending: Vec<PendingSignal>,
     /// Capabilities, securebits and no_new_privs (per thread in Linux).
     pub privileges: ThreadPrivileges,
+    /// The signal the thread gets when its parent dies
+    /// (PR_SET_PDEATHSIG; 0: none).
+    pub pdeath_signal: i32,
 }
 
 /// A thread's privileges beyond its user and group IDs.

@@ -167,6 +167,7 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                     },
                     pending: vec![],
                     privileges: root_privileges(),
+                    pdeath_signal: 0,
                 },
                 ThreadImage {
                     tid: 4243,
@@ -194,6 +195,7 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                         no_new_privs: true,
                         ..root_privileges()
                     },
+                    pdeath_signal: 9,
                 },
             ],
             sigactions: vec![
@@ -328,6 +330,7 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                 }],
             }],
             stopped: false,
+            child_subreaper: true,
         }],
         zombies: vec![ZombieImage {
             pid: 4243,

@@ -234,6 +234,16 @@ pub struct SockFprog {
     pub filter: u64,
 }
 
+/// The kernel's `struct rlimit64` (prlimit64).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct Rlimit64 {
+    /// Soft limit (u64::MAX: RLIM_INFINITY).
+    pub cur: u64,
+    /// Hard limit (u64::MAX: RLIM_INFINITY).
+    pub max: u64,
+}
+
 /// Reads a `T` from the start of `bytes` (read back from a tracee);
 /// None if they are too short.
 pub fn decode<T: FromBytes>(bytes: &[u8]) -> Option<T> {

@@ -352,42 +352,6 @@ pub fn get_robust_list(tid: Pid) -> Result<(u64, u64), Errno> {
     Errno::result(r).map(|_| (head, len))
 }
 
-/// Reads another process's resource limit: (soft, hard).
-pub fn prlimit_get(pid: Pid, resource: u32) -> Result<(u64, u64), Errno> {
-    let mut old = libc::rlimit64 {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: new_limit is null (read only); old points to a live rlimit64.
-    let r = unsafe {
-        libc::prlimit64(
-            pid.as_raw(),
-            resource as libc::__rlimit_resource_t,
-            std::ptr::null(),
-            &mut old,
-        )
-    };
-    Errno::result(r).map(|_| (old.rlim_cur, old.rlim_max))
-}
-
-/// Sets another process's resource limit.
-pub fn prlimit_set(pid: Pid, resource: u32, soft: u64, hard: u64) -> Result<(), Errno> {
-    let new = libc::rlimit64 {
-        rlim_cur: soft,
-        rlim_max: hard,
-    };
-    // SAFETY: new points to a live rlimit64; old is null.
-    let r = unsafe {
-        libc::prlimit64(
-            pid.as_raw(),
-            resource as libc::__rlimit_resource_t,
-            &new,
-            std::ptr::null_mut(),
-        )
-    };
-    Errno::result(r).map(drop)
-}
-
 /// prctl(PR_SET_MM, PR_SET_MM_MAP_SIZE): the size of the kernel's struct
 /// prctl_mm_map, which only kernels with CONFIG_CHECKPOINT_RESTORE answer.
 pub fn prctl_mm_map_size() -> Result<u32, Errno> {

@@ -9,6 +9,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub mod anon;
+pub mod limits;
 pub mod sysvipc;
 
 /// Why something could not be read from /proc.

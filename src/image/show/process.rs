@@ -14,9 +14,14 @@ pub(super) fn write_process(
     runs: &[PageRun],
 ) -> fmt::Result {
     writeln!(out, "\nprocess {} {:?}", p.pid, p.comm)?;
+    let subreaper = if p.child_subreaper {
+        "   child subreaper"
+    } else {
+        ""
+    };
     writeln!(
         out,
-        "  parent {}   group {}   session {}",
+        "  parent {}   group {}   session {}{subreaper}",
         p.ppid, p.pgid, p.sid
     )?;
     writeln!(out, "  exe    {}", p.exe)?;
@@ -320,9 +325,13 @@ pub(super) fn write_thread(out: &mut String, t: &ThreadImage) -> fmt::Result {
         "      caps eff {:#x} prm {:#x} inh {:#x} bnd {:#x} amb {:#x}",
         c.effective, c.permitted, c.inheritable, c.bounding, c.ambient
     )?;
+    let pdeath = match t.pdeath_signal {
+        0 => String::new(),
+        signo => format!("; pdeath signal {}", signal_name(signo)),
+    };
     writeln!(
         out,
-        "      securebits {:#x}; no_new_privs {}",
+        "      securebits {:#x}; no_new_privs {}{pdeath}",
         c.securebits,
         if c.no_new_privs { "set" } else { "clear" }
     )

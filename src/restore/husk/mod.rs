@@ -160,7 +160,10 @@ fn build_tree<'a>(
         let i = index_of(husks, p.pid)?;
         husks[i].map_helper()?;
         husks[i].drop_husk_state()?;
-        husks[i].join_session()?;
+        if i == 0 {
+            // Every other process did as soon as it was cloned.
+            husks[i].join_session()?;
+        }
         for c in ck
             .processes
             .iter()
@@ -169,7 +172,10 @@ fn build_tree<'a>(
             let child = husks[i].clone_child(c.pid)?;
             let helper = husks[i].helper;
             let channel = husks[i].channel;
-            husks.push(Husk::adopt(c, ck, child, helper, channel));
+            let mut child = Husk::adopt(c, ck, child, helper, channel);
+            // At once, so that a zombie sibling finds the child's group.
+            child.join_session()?;
+            husks.push(child);
         }
         let zombies: Vec<&ZombieImage> = ck.zombies.iter().filter(|z| z.ppid == p.pid).collect();
         for z in &zombies {
@@ -264,7 +270,6 @@ impl<'a> Husk<'a> {
         self.finish_vmas(&filled)?;
         self.restore_mm()?;
         self.restore_fs_state()?;
-        self.restore_rlimits()?;
         self.restore_fds(tree_fds)?;
         self.map_memfd_vmas()?;
         self.lock_vmas()?;
@@ -273,7 +278,10 @@ impl<'a> Husk<'a> {
         self.queue_pending_signals()?;
         self.restore_timers()?;
         self.join_group()?;
+        self.restore_child_subreaper()?;
+        self.restore_rlimits()?;
         self.restore_credentials()?;
+        self.restore_pdeath_signals()?;
         self.restore_seccomp()?;
         self.restore_capabilities()?;
         self.load_final_state()?;

@@ -196,10 +196,11 @@ impl<'a> Husk<'a> {
     }
 
     /// Joins the process group the process was in, when its leader is
-    /// another process of the tree.
+    /// another process of the tree (a zombie too: it was made to lead its
+    /// group before it ended).
     pub(super) fn join_group(&mut self) -> Result<(), RestoreError> {
         let p = self.image;
-        if p.pgid == p.pid || !self.tree.processes.iter().any(|q| q.pid == p.pgid) {
+        if p.pgid == p.pid || !in_tree(self.tree, p.pgid) {
             return Ok(());
         }
         let pgid = p.pgid as u64;
@@ -208,6 +209,38 @@ impl<'a> Husk<'a> {
             |r| r.syscall(libc::SYS_setpgid, &[0, pgid]),
             || format!("setpgid(0, {}) (joining its process group)", p.pgid),
         )?;
+        Ok(())
+    }
+
+    /// Makes the process a child subreaper or not, as it was (a taken
+    /// husk may have been one).
+    pub(super) fn restore_child_subreaper(&mut self) -> Result<(), RestoreError> {
+        let flag = u64::from(self.image.child_subreaper);
+        self.sys(
+            0,
+            |r| r.prctl(libc::PR_SET_CHILD_SUBREAPER, &[flag]),
+            || format!("prctl(PR_SET_CHILD_SUBREAPER, {flag})"),
+        )?;
+        Ok(())
+    }
+
+    /// Sets every thread's parent-death signal (PR_SET_PDEATHSIG, per
+    /// thread). The kernel clears it when the thread's user or group IDs
+    /// change, so this comes after [`Self::restore_credentials`]; lowering
+    /// capabilities afterwards keeps it.
+    pub(super) fn restore_pdeath_signals(&mut self) -> Result<(), RestoreError> {
+        for idx in 0..self.threads.len() {
+            let (tid, signal) = {
+                let t = &self.image.threads[idx];
+                (t.tid, t.pdeath_signal)
+            };
+            let signo = signal as u64;
+            self.sys(
+                idx,
+                |r| r.prctl(libc::PR_SET_PDEATHSIG, &[signo]),
+                || format!("prctl(PR_SET_PDEATHSIG, {signal}) of thread {tid}"),
+            )?;
+        }
         Ok(())
     }
 
@@ -243,11 +276,38 @@ impl<'a> Husk<'a> {
 
     /// Creates the zombie child `z`: a clone of this husk that ends at once
     /// with the saved exit code or signal, and stays unreaped for the
-    /// restored parent to wait for.
+    /// restored parent to wait for. Before it ends it leads its own session
+    /// or process group, or joins the group of another process of the
+    /// tree, as it did (a group outside the tree is not recreated: it stays
+    /// in the one it inherited, as a live process does).
     pub(super) fn create_zombie(&mut self, z: &ZombieImage) -> Result<(), RestoreError> {
         let mut child = self.clone_child(z.pid)?;
         let (code, signal) = (z.wait_status >> 8 & 0xff, z.wait_status & 0x7f);
+        let pgid = z.pgid as u64;
+        let group_call = if z.sid == z.pid {
+            Some((libc::SYS_setsid, [0, 0], "setsid".to_string()))
+        } else if z.pgid == z.pid {
+            Some((libc::SYS_setpgid, [0, 0], "setpgid(0, 0)".to_string()))
+        } else if in_tree(self.tree, z.pgid) {
+            let what = format!("setpgid(0, {}) (joining its process group)", z.pgid);
+            Some((libc::SYS_setpgid, [0, pgid], what))
+        } else {
+            None
+        };
         let ended = (|| -> Result<(), RestoreError> {
+            if let Some((nr, args, what)) = group_call {
+                match Remote::new(&mut child, self.helper).syscall(nr, &args) {
+                    Ok(_) => {}
+                    Err(RemoteError::Trace(e)) => return Err(e.into()),
+                    Err(RemoteError::Failed(errno)) => {
+                        return Err(RestoreError::Injected {
+                            pid: z.pid,
+                            call: format!("{what} of the zombie"),
+                            errno,
+                        })
+                    }
+                }
+            }
             if signal != 0 {
                 // The default action, whatever the husk inherited.
                 let act_addr = self.helper + STRUCT_OFF + 1024;
@@ -391,6 +451,11 @@ pub(super) fn end_thread(tid: Pid, syscall_insn: u64) -> Result<(), RestoreError
             }
         }
     }
+}
+
+/// Whether `pid` is a process or a zombie of the image's tree.
+fn in_tree(tree: &Checkpoint, pid: i32) -> bool {
+    tree.processes.iter().any(|q| q.pid == pid) || tree.zombies.iter().any(|z| z.pid == pid)
 }
 
 /// Whether process `pid` shares our mount namespace (and so our /proc).
