@@ -47,5 +47,6 @@ pub use tls::{PeerNameError, TlsFiles, TlsSetupError};
 /// variant and fails until it is raised and the new bytes pinned.
 /// 2: sessions open with an `Opening` that chooses the conversation
 /// (migration, dry-run probe, post-copy resume), each with its own
-/// message enums; rootfs sync has its own.
+/// message enums; rootfs sync has its own; the checkpoint it carries is
+/// the model of image format 4.
 pub const PROTOCOL_VERSION: u32 = 2;
