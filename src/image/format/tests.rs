@@ -312,8 +312,9 @@ fn manifest_from_future_version_is_refused() {
     assert_eq!(
         err.to_string(),
         format!(
-            "image {} was written by format version 7; this ferry reads version 3",
-            dir.path().display()
+            "image {} was written by format version 7; this ferry reads version {}",
+            dir.path().display(),
+            IMAGE_FORMAT_VERSION
         )
     );
 }

@@ -32,7 +32,7 @@ fn describe_covers_every_section_within_the_width() {
         assert!(line.chars().count() <= WIDTH, "too wide: {line}");
     }
     for needle in [
-        "format version 3",
+        "format version 4",
         "SysV shm 32769 key 0x4242, 10000 bytes, mode 640, owner 1000:1000",
         "1 processes, 1 zombies, 13 open file descriptions",
         "zombie 4243 (parent 4242, group 4000, session 4000) wait status 0x300",
