@@ -48,6 +48,8 @@
 # reason being the step that failed and the first line of the error
 # (ferry's message, CRIU's first "Error" log line, or the test's FAIL line),
 # then a tally per tool/mode and, with --criu-bin, the side-by-side counts.
+# A test's .hook runs at the stages zdtm.py runs it (--post-start, --pre-dump,
+# --pre-restore, --post-restore, --clean).
 # Everything a test starts is killed by PID when it ends or on exit
 # (its descendants and any process running a binary of the build dir).
 set -uo pipefail
@@ -126,7 +128,7 @@ fi
 
 # ---- the temporary build dir, and killing what it started ----------------
 
-work="$(mktemp -d /tmp/ferry-zdtm.XXXXXX)"
+work="$(mktemp -d /tmp/criu-zdtm-build.XXXXXX)"
 # The tests drop to ZDTM_UID: the path to their dir must be traversable.
 chmod 755 "$work"
 mkdir -p "$work/zdtm" "$work/img"
@@ -160,8 +162,18 @@ kill_ours() {
 	known_pids=()
 }
 
+# Some tests (cgroup*) mount in their dir and leave it mounted when they
+# end early; unmount everything below the build dir, deepest first.
+unmount_ours() {
+	local mnt
+	for mnt in $(awk -v w="$work/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
+		umount -l "$mnt" 2> /dev/null
+	done
+}
+
 cleanup() {
 	kill_ours
+	unmount_ours
 	if [ "$keep" = 1 ]; then
 		echo "# kept $work" >&2
 	else
@@ -302,6 +314,19 @@ criu_has_features() {
 	done
 }
 
+# hook NAME IMG STAGE: runs the test's .hook, if any, as zdtm.py does (from
+# the dir holding zdtm/, with ZDTM_TEST_PID); its output goes to IMG/hook.log.
+# The hooks that read CRIU's images import pycriu, which needs CRIU built:
+# where it is missing, the hook counts as passed.
+hook() {
+	[ -x "$static/$1.hook" ] || return 0
+	(cd "$work" && timeout -k 5 "$timeout_default" "zdtm/static/$1.hook" "$3") > "$2/hook.log" 2>&1 \
+		|| grep -q "No module named 'pycriu'" "$2/hook.log"
+}
+
+# last_line FILE: the last non-blank line of FILE (a Python traceback's error).
+last_line() { grep -v '^[[:space:]]*$' "$1" 2> /dev/null | tail -n1 | cut -c1-300; }
+
 # run_one NAME TOOL MODE: prints "RESULT<TAB>REASON".
 run_one() {
 	local name="$1" tool="$2" mode="$3"
@@ -317,9 +342,21 @@ run_one() {
 	*" suid "*) ;;
 	*) env+=(ZDTM_UID=18943 ZDTM_GID=58467 "ZDTM_GROUPS=27495 48244") ;;
 	esac
-	if ! env "${env[@]}" timeout -k 5 "$tmo" make --no-print-directory -C "$static" "$name.pid" \
-		> "$img/start.log" 2>&1; then
-		printf 'FAIL\tstart: %s' "$( (cat "$static/$name.out" "$img/start.log" 2> /dev/null) | grep -m1 -v '^[[:space:]]*$' | cut -c1-300)"
+	# As zdtm.py: the --post-start hook runs while make starts the test.
+	env "${env[@]}" timeout -k 5 "$tmo" make --no-print-directory -C "$static" "$name.pid" \
+		> "$img/start.log" 2>&1 &
+	local make_pid=$!
+	if ! hook "$name" "$img" --post-start; then
+		wait "$make_pid"
+		printf 'FAIL\thook --post-start: %s' "$(last_line "$img/hook.log")"
+		return
+	fi
+	if ! wait "$make_pid"; then
+		# The test's own ERR/FAIL line, else make's last (its first is the command).
+		local why
+		why="$(cat "$static/$name.out" "$img/start.log" 2> /dev/null | grep -m1 -E 'ERR|FAIL|rror|not found')"
+		[ -n "$why" ] || why="$(grep -v '^[[:space:]]*$' "$img/start.log" | tail -n1)"
+		printf 'FAIL\tstart: %s' "$(echo "${why:-timed out after ${tmo}s}" | cut -c1-300)"
 		return
 	fi
 	pid="$(cat "$static/$name.pid" 2> /dev/null)"
@@ -329,6 +366,11 @@ run_one() {
 	fi
 	known_pids+=("$pid")
 
+	export ZDTM_TEST_PID="$pid"
+	if ! hook "$name" "$img" --pre-dump; then
+		printf 'FAIL\thook --pre-dump: %s' "$(last_line "$img/hook.log")"
+		return
+	fi
 	local leave=()
 	[ "$mode" = cr ] || leave=(--leave-running)
 	if [ "$tool" = ferry ]; then
@@ -342,7 +384,7 @@ run_one() {
 		fi
 	else
 		# shellcheck disable=SC2086 # the .desc's options are words
-		(cd "$work/zdtm" && timeout -k 5 "$tmo" "$criu_bin" dump -t "$pid" -D "$img/dir" -o dump.log -v4 \
+		(cd "$work" && timeout -k 5 "$tmo" "$criu_bin" dump -t "$pid" -D "$img/dir" -o dump.log -v4 \
 			--shell-job "${leave[@]}" ${t_opts[$name]} ${t_dopts[$name]} > /dev/null 2>&1)
 		rc=$?
 		if [ $rc != 0 ]; then
@@ -361,6 +403,10 @@ run_one() {
 		fi
 		kill_ours
 		rm -f "$static/$name.pid"
+		if ! hook "$name" "$img" --pre-restore; then
+			printf 'FAIL\thook --pre-restore: %s' "$(last_line "$img/hook.log")"
+			return
+		fi
 		if [ "$tool" = ferry ]; then
 			timeout -k 5 "$tmo" "$agent" restore --dir "$img/dir" --pidfile "$static/$name.pid" \
 				> "$img/restore.out" 2> "$img/restore.err"
@@ -372,7 +418,7 @@ run_one() {
 			fi
 		else
 			# shellcheck disable=SC2086
-			(cd "$work/zdtm" && timeout -k 5 "$tmo" "$criu_bin" restore -D "$img/dir" -o restore.log -v4 \
+			(cd "$work" && timeout -k 5 "$tmo" "$criu_bin" restore -D "$img/dir" -o restore.log -v4 \
 				--shell-job --restore-detached --pidfile "$static/$name.pid" \
 				${t_opts[$name]} ${t_ropts[$name]} > /dev/null 2>&1)
 			rc=$?
@@ -388,6 +434,11 @@ run_one() {
 			return
 		fi
 		known_pids+=("$pid")
+		export ZDTM_TEST_PID="$pid"
+		if ! hook "$name" "$img" --post-restore; then
+			printf 'FAIL\thook --post-restore: %s' "$(last_line "$img/hook.log")"
+			return
+		fi
 	fi
 
 	kill -TERM "$pid" 2> /dev/null
@@ -432,6 +483,11 @@ for name in "${selected[@]}"; do
 			else
 				line="$(run_one "$name" "$tool" "$m")"
 				kill_ours
+				if [ -x "$static/$name.hook" ]; then
+					mkdir -p "$work/img/clean"
+					hook "$name" "$work/img/clean" --clean
+				fi
+				unmount_ours
 			fi
 			result="${line%%$'\t'*}"
 			tally[$tool/$m/$result]=$((${tally[$tool/$m/$result]:-0} + 1))
