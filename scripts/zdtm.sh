@@ -171,9 +171,25 @@ unmount_ours() {
 	done
 }
 
+# The cgroup tests create cgroups in the named v1 hierarchies zdtmtst and
+# zdtmtst.defaultroot (zdtm's own) and leave them when the checkpoint
+# fails (cgroup_stray's foo and bar); a later run would find them
+# ("File exists"). Remove them, deepest first, as zdtm_umount_cgroups would.
+clean_cgroups() {
+	local name dir="$work/cgroup"
+	mkdir -p "$dir"
+	for name in zdtmtst zdtmtst.defaultroot; do
+		mount -t cgroup -o "none,name=$name" zdtm "$dir" 2> /dev/null || continue
+		find "$dir" -mindepth 1 -depth -type d -exec rmdir {} \; 2> /dev/null
+		umount -l "$dir"
+	done
+	rmdir "$dir"
+}
+
 cleanup() {
 	kill_ours
 	unmount_ours
+	clean_cgroups
 	if [ "$keep" = 1 ]; then
 		echo "# kept $work" >&2
 	else
@@ -285,11 +301,16 @@ first_line() {
 	echo "${line:-exit status $2, no message}"
 }
 
-# The first error line of a CRIU log (not the exit status of a helper it
-# ran, which comes first and says nothing), else its last line; without
-# the timestamp.
+# criu_error LOG OUTPUT: the first error line of a CRIU log (not the exit
+# status of a helper it ran, which comes first and says nothing), else its
+# last line, else what criu printed (it fails before its log on an unknown
+# option); without the timestamp.
 criu_error() {
 	local line
+	if [ ! -s "$1" ]; then
+		first_line "$2" "?"
+		return
+	fi
 	line="$(grep -E 'Error|ERROR' "$1" 2> /dev/null | grep -v 'exited, status=' | head -n1)"
 	[ -n "$line" ] || line="$(grep -m1 -E 'Error|ERROR' "$1" 2> /dev/null)"
 	[ -n "$line" ] || line="$(tail -n1 "$1" 2> /dev/null)"
@@ -385,11 +406,11 @@ run_one() {
 	else
 		# shellcheck disable=SC2086 # the .desc's options are words
 		(cd "$work" && timeout -k 5 "$tmo" "$criu_bin" dump -t "$pid" -D "$img/dir" -o dump.log -v4 \
-			--shell-job "${leave[@]}" ${t_opts[$name]} ${t_dopts[$name]} > /dev/null 2>&1)
+			--shell-job "${leave[@]}" ${t_opts[$name]} ${t_dopts[$name]} > "$img/criu.out" 2>&1)
 		rc=$?
 		if [ $rc != 0 ]; then
 			[ $rc != 124 ] || { printf 'FAIL\tdump: timed out after %ss' "$tmo"; return; }
-			printf 'FAIL\tdump: %s' "$(criu_error "$img/dir/dump.log")"
+			printf 'FAIL\tdump: %s' "$(criu_error "$img/dir/dump.log" "$img/criu.out")"
 			return
 		fi
 	fi
@@ -420,11 +441,11 @@ run_one() {
 			# shellcheck disable=SC2086
 			(cd "$work" && timeout -k 5 "$tmo" "$criu_bin" restore -D "$img/dir" -o restore.log -v4 \
 				--shell-job --restore-detached --pidfile "$static/$name.pid" \
-				${t_opts[$name]} ${t_ropts[$name]} > /dev/null 2>&1)
+				${t_opts[$name]} ${t_ropts[$name]} > "$img/criu.out" 2>&1)
 			rc=$?
 			if [ $rc != 0 ]; then
 				[ $rc != 124 ] || { printf 'FAIL\trestore: timed out after %ss' "$tmo"; return; }
-				printf 'FAIL\trestore: %s' "$(criu_error "$img/dir/restore.log")"
+				printf 'FAIL\trestore: %s' "$(criu_error "$img/dir/restore.log" "$img/criu.out")"
 				return
 			fi
 		fi
@@ -488,6 +509,7 @@ for name in "${selected[@]}"; do
 					hook "$name" "$work/img/clean" --clean
 				fi
 				unmount_ours
+				case "$name" in cgroup*) clean_cgroups ;; esac
 			fi
 			result="${line%%$'\t'*}"
 			tally[$tool/$m/$result]=$((${tally[$tool/$m/$result]:-0} + 1))
