@@ -301,17 +301,18 @@ first_line() {
 	echo "${line:-exit status $2, no message}"
 }
 
-# criu_error LOG OUTPUT: the first error line of a CRIU log (not the exit
-# status of a helper it ran, which comes first and says nothing), else its
-# last line, else what criu printed (it fails before its log on an unknown
-# option); without the timestamp.
+# criu_error LOG OUTPUT: the first error line of a CRIU log that is not
+# from util.c (the exit status of a helper it ran, or its own RLIMIT_NOFILE
+# not raised without CAP_SYS_RESOURCE: neither is the failure), else its
+# first error line, else its last line, else what criu printed (it fails
+# before its log on an unknown option); without the timestamp.
 criu_error() {
 	local line
 	if [ ! -s "$1" ]; then
 		first_line "$2" "?"
 		return
 	fi
-	line="$(grep -E 'Error|ERROR' "$1" 2> /dev/null | grep -v 'exited, status=' | head -n1)"
+	line="$(grep -E 'Error|ERROR' "$1" 2> /dev/null | grep -v 'criu/util\.c' | head -n1)"
 	[ -n "$line" ] || line="$(grep -m1 -E 'Error|ERROR' "$1" 2> /dev/null)"
 	[ -n "$line" ] || line="$(tail -n1 "$1" 2> /dev/null)"
 	echo "${line:-no log}" | sed 's/^([0-9. ]*) //' | cut -c1-300
