@@ -523,8 +523,13 @@ for name in "${selected[@]}"; do
 			elif [ "$tool" = criu ] && [ -n "${t_feature[$name]}" ] \
 				&& ! criu_has_features "${t_feature[$name]}"; then
 				line="$(printf 'SKIP\tcriu check: no feature %s' "${t_feature[$name]}")"
+			elif [ "$(df --output=avail -k "$work" | tail -n1)" -lt $((5 * 1024 * 1024)) ]; then
+				emit "# stopped: less than 5 GiB free in $work"
+				exit 1
 			else
 				line="$(run_one "$name" "$tool" "$m")"
+				# Images are big (a ghost file is copied whole): one at a time.
+				[ "$keep" = 1 ] || rm -rf "$work/img/$name.$tool.$m"
 				kill_ours
 				if [ -x "$static/$name.hook" ]; then
 					mkdir -p "$work/img/clean"
