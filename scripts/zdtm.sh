@@ -329,6 +329,20 @@ gone() {
 	return 1
 }
 
+# freed SECONDS PID...: true once no PID exists any more, not even as a
+# zombie (zdtm.py waits the same way: a restore needs every PID of the tree
+# free, and the test's reaper, init here, may take a moment).
+freed() {
+	local deadline=$((SECONDS + $1)) pid
+	shift
+	for pid in "$@"; do
+		while [ -e "/proc/$pid" ]; do
+			[ $SECONDS -lt "$deadline" ] || return 1
+			sleep 0.1
+		done
+	done
+}
+
 criu_has_features() {
 	local feature
 	for feature in $1; do
@@ -389,6 +403,8 @@ run_one() {
 	known_pids+=("$pid")
 
 	export ZDTM_TEST_PID="$pid"
+	local tree
+	tree="$(our_pids | sort -u)"
 	if ! hook "$name" "$img" --pre-dump; then
 		printf 'FAIL\thook --pre-dump: %s' "$(last_line "$img/hook.log")"
 		return
@@ -424,6 +440,11 @@ run_one() {
 			return
 		fi
 		kill_ours
+		# shellcheck disable=SC2086 # one PID a word
+		if ! freed "$tmo" $tree; then
+			printf 'FAIL\tcheckpoint: a PID of the test is still taken %ss after it was killed' "$tmo"
+			return
+		fi
 		rm -f "$static/$name.pid"
 		if ! hook "$name" "$img" --pre-restore; then
 			printf 'FAIL\thook --pre-restore: %s' "$(last_line "$img/hook.log")"
@@ -502,8 +523,13 @@ for name in "${selected[@]}"; do
 			elif [ "$tool" = criu ] && [ -n "${t_feature[$name]}" ] \
 				&& ! criu_has_features "${t_feature[$name]}"; then
 				line="$(printf 'SKIP\tcriu check: no feature %s' "${t_feature[$name]}")"
+			elif [ "$(df --output=avail -k "$work" | tail -n1)" -lt $((5 * 1024 * 1024)) ]; then
+				emit "# stopped: less than 5 GiB free in $work"
+				exit 1
 			else
 				line="$(run_one "$name" "$tool" "$m")"
+				# Images are big (a ghost file is copied whole): one at a time.
+				[ "$keep" = 1 ] || rm -rf "$work/img/$name.$tool.$m"
 				kill_ours
 				if [ -x "$static/$name.hook" ]; then
 					mkdir -p "$work/img/clean"
