@@ -78,6 +78,7 @@ zdtm_tests! {
     stopped, stopped_leave_running => Spec::new("stopped");
     vma_flags, vma_flags_leave_running => Spec::new("vma_flags");
     memfd_mode, memfd_mode_leave_running => Spec::new("memfd_mode");
+    ghost_file, ghost_file_leave_running => Spec::new("ghost_file");
     other_user, other_user_leave_running => Spec::new("other_user");
     prctl_state, prctl_state_leave_running => Spec::new("prctl_state");
 }

@@ -103,28 +103,7 @@ pub fn memfd(
     let size = stat.st_size as u64;
     let seals = nix::fcntl::fcntl(taken, nix::fcntl::FcntlArg::F_GET_SEALS)
         .map_err(fail("read the seals"))?;
-    let mut data = Vec::new();
-    let mut at = 0i64;
-    while (at as u64) < size {
-        let start = match lseek(taken, at, Whence::SeekData) {
-            Err(nix::errno::Errno::ENXIO) => break,
-            other => other.map_err(fail("find data"))?,
-        };
-        let end = lseek(taken, start, Whence::SeekHole).map_err(fail("find a hole"))?;
-        let mut bytes = vec![0u8; (end - start) as usize];
-        let mut got = 0;
-        while got < bytes.len() {
-            let n = nix::sys::uio::pread(taken, &mut bytes[got..], start + got as i64)
-                .map_err(fail("read the data"))?;
-            if n == 0 {
-                break;
-            }
-            got += n;
-        }
-        bytes.truncate(got);
-        data.push((start as u64, bytes));
-        at = end;
-    }
+    let data = data_ranges(taken, size).map_err(fail("read the data"))?;
     lseek(taken, pos, Whence::SeekSet).map_err(fail("restore the offset"))?;
     Ok(FileImage::Memfd(MemfdImage {
         name,
@@ -136,4 +115,33 @@ pub fn memfd(
         pos,
         mode: stat.st_mode & 0o7777,
     }))
+}
+
+/// The ranges of `file` (of `size` bytes) that hold data, as (offset,
+/// bytes): SEEK_DATA/SEEK_HOLE skip the holes. Seeking moves the file's
+/// offset.
+pub fn data_ranges(file: &OwnedFd, size: u64) -> Result<Vec<(u64, Vec<u8>)>, nix::errno::Errno> {
+    use nix::unistd::{lseek, Whence};
+    let mut data = Vec::new();
+    let mut at = 0i64;
+    while (at as u64) < size {
+        let start = match lseek(file, at, Whence::SeekData) {
+            Err(nix::errno::Errno::ENXIO) => break,
+            other => other?,
+        };
+        let end = lseek(file, start, Whence::SeekHole)?;
+        let mut bytes = vec![0u8; (end - start) as usize];
+        let mut got = 0;
+        while got < bytes.len() {
+            let n = nix::sys::uio::pread(file, &mut bytes[got..], start + got as i64)?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        bytes.truncate(got);
+        data.push((start as u64, bytes));
+        at = end;
+    }
+    Ok(data)
 }

@@ -8,7 +8,9 @@ use super::anon;
 use super::error::CheckpointError;
 use super::notify;
 use super::sockets;
-use crate::image::{FdImage, FifoEnd, FileImage, OpenFile, PipeEnd, PipeImage};
+use crate::image::{
+    FdImage, FifoEnd, FileImage, GhostFile, OpenFile, PathFileType, PipeEnd, PipeImage,
+};
 use crate::inspect::{ClassifiedFd, FdClass};
 use crate::kernel;
 use crate::proc;
@@ -24,6 +26,11 @@ pub struct TreeFiles {
     pub files: Vec<FileImage>,
     /// The pipes those descriptions are ends of.
     pub pipes: Vec<PipeImage>,
+    /// The deleted files those descriptions refer to, with their contents.
+    pub ghosts: Vec<GhostFile>,
+    /// (device, inode) of each of `ghosts`, to describe a file once however
+    /// many descriptions refer to it.
+    ghost_inodes: Vec<(u64, u64)>,
     /// (pid, fd, link target, index of its description) of every fd
     /// described so far.
     seen: Vec<(i32, i32, String, u32)>,
@@ -89,12 +96,22 @@ pub fn describe(
                 let flags = info.flags & !libc::O_CLOEXEC;
                 let image =
                     match c.class {
-                        FdClass::Path(file_type) => FileImage::Path(OpenFile {
-                            path: c.target.clone(),
-                            file_type,
-                            flags,
-                            pos: info.pos,
-                        }),
+                        FdClass::Path(file_type) => {
+                            let deleted = c.target.strip_suffix(" (deleted)");
+                            let ghost = match deleted {
+                                Some(path) if file_type == PathFileType::Regular => {
+                                    Some(ghost_index(pid, c.fd, path, tree)?)
+                                }
+                                _ => None,
+                            };
+                            FileImage::Path(OpenFile {
+                                path: deleted.unwrap_or(&c.target).to_string(),
+                                file_type,
+                                flags,
+                                pos: info.pos,
+                                ghost,
+                            })
+                        }
                         FdClass::Pipe { inode } => {
                             let taken = kernel::pidfd_getfd(&pidfd, c.fd).map_err(fail(
                                 format!("take fd {} (a pipe) of process {pid}", c.fd),
@@ -174,6 +191,44 @@ pub fn describe(
         });
     }
     Ok(out)
+}
+
+/// The index in `tree.ghosts` of the deleted file fd `fd` of `pid` refers
+/// to (it was at `path`), adding it with its contents when first seen. The
+/// contents are read through a description of our own, opened through
+/// /proc/PID/fd (which still leads to a deleted file), so the process's
+/// offset is untouched.
+fn ghost_index(
+    pid: i32,
+    fd: i32,
+    path: &str,
+    tree: &mut TreeFiles,
+) -> Result<u32, CheckpointError> {
+    use std::os::unix::fs::MetadataExt;
+    let io = |what: &str| {
+        let what = format!("{what} deleted file {path} (fd {fd} of process {pid})");
+        move |source: std::io::Error| CheckpointError::Io { what, source }
+    };
+    let file = std::fs::File::open(format!("/proc/{pid}/fd/{fd}")).map_err(io("open"))?;
+    let meta = file.metadata().map_err(io("examine"))?;
+    let key = (meta.dev(), meta.ino());
+    if let Some(i) = tree.ghost_inodes.iter().position(|k| *k == key) {
+        return Ok(i as u32);
+    }
+    let file = OwnedFd::from(file);
+    let data = anon::data_ranges(&file, meta.size()).map_err(|e| io("read")(e.into()))?;
+    tree.ghosts.push(GhostFile {
+        path: path.to_string(),
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        size: meta.size(),
+        data,
+        atime: (meta.atime(), meta.atime_nsec()),
+        mtime: (meta.mtime(), meta.mtime_nsec()),
+    });
+    tree.ghost_inodes.push(key);
+    Ok((tree.ghosts.len() - 1) as u32)
 }
 
 /// The index of pipe `inode` in `pipes`, adding it when first seen; the

@@ -260,6 +260,7 @@ fn dump_frozen(
         pipes: files.pipes,
         sysv_shm,
         pid_namespace: tree.expected.own_pid,
+        ghost_files: files.ghosts,
     };
     let mut mem = memory::MemoryDumpStats::default();
     // A shared anonymous object or SysV segment is dumped once, from the

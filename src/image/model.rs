@@ -35,6 +35,10 @@ pub struct Checkpoint {
     /// any container: the processes are named by their PIDs in it, and a
     /// restore makes a new PID namespace for them.
     pub pid_namespace: bool,
+    /// Deleted (unlinked) regular files that fds still refer to, with
+    /// their contents: [`OpenFile::ghost`] indexes them.
+    #[serde(default)]
+    pub ghost_files: Vec<GhostFile>,
 }
 
 /// A SysV shared memory segment, recreated at restore with the same shmid
@@ -819,4 +823,36 @@ pub struct OpenFile {
     /// File position (for a directory, its readdir offset, as lseek
     /// reports it).
     pub pos: i64,
+    /// For a file deleted while open: its index in
+    /// [`Checkpoint::ghost_files`]; `path` is then where it was.
+    #[serde(default)]
+    pub ghost: Option<u32>,
 }
+
+/// A regular file deleted (unlinked) while fds still refer to it (CRIU's
+/// "ghost file"): no path leads to it any more, so its contents travel in
+/// the image. At restore it is recreated beside its old path, every
+/// description of it is reopened from that one file, and it is unlinked
+/// again. At most [`GHOST_FILE_MAX`] bytes are carried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GhostFile {
+    /// Where it was before it was deleted (without " (deleted)").
+    pub path: String,
+    /// Its permission bits (st_mode & 07777).
+    pub mode: u32,
+    /// Its owner.
+    pub uid: u32,
+    /// Its group.
+    pub gid: u32,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The ranges holding data, as (offset, bytes); holes are left out.
+    pub data: Vec<(u64, Vec<u8>)>,
+    /// Last access time (seconds, nanoseconds).
+    pub atime: (i64, i64),
+    /// Last modification time (seconds, nanoseconds).
+    pub mtime: (i64, i64),
+}
+
+/// The largest deleted file carried: its contents travel in the image.
+pub const GHOST_FILE_MAX: u64 = 64 << 20;

@@ -345,12 +345,14 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                 file_type: PathFileType::CharDevice,
                 flags: 0o100000, // O_RDONLY | O_LARGEFILE
                 pos: 0,
+                ghost: None,
             }),
             FileImage::Path(OpenFile {
                 path: "/tmp/sleeper.log".into(),
                 file_type: PathFileType::Regular,
                 flags: 0o102001, // O_WRONLY | O_APPEND | O_LARGEFILE
                 pos: 12_345,
+                ghost: None,
             }),
             FileImage::Pipe(PipeEnd {
                 pipe: 0,
@@ -468,6 +470,7 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
             removed: false,
         }],
         pid_namespace: false,
+        ghost_files: Vec::new(),
     }
 }
 

@@ -7,7 +7,7 @@ use super::error::InspectError;
 use super::fd_class::{ClassifiedFd, FdClass};
 use super::notify;
 use super::sockets;
-use crate::image::PathFileType;
+use crate::image::{PathFileType, GHOST_FILE_MAX};
 use crate::proc;
 use std::os::unix::fs::MetadataExt;
 
@@ -83,7 +83,20 @@ pub fn classify_fd(pid: i32, fd: i32, target: &str) -> Result<FdClass, InspectEr
         return Ok(FdClass::Memfd { inode: meta.ino() });
     }
     if target.ends_with(" (deleted)") {
-        return Err(refuse("deleted file".into()));
+        // A deleted regular file is carried with its contents (a ghost
+        // file), up to a bound; anything else deleted is refused.
+        let meta = std::fs::metadata(format!("/proc/{pid}/fd/{fd}"))
+            .map_err(|e| refuse(format!("deleted file that cannot be examined ({e})")))?;
+        if !meta.file_type().is_file() {
+            return Err(refuse("deleted file".into()));
+        }
+        if meta.size() > GHOST_FILE_MAX {
+            return Err(refuse(format!(
+                "deleted file of {} bytes (deleted files over 64 MiB are not supported: their contents travel in the image)",
+                meta.size()
+            )));
+        }
+        return Ok(FdClass::Path(PathFileType::Regular));
     }
     // Follow the fd itself, not the path, so a renamed file is still seen.
     let meta = std::fs::metadata(format!("/proc/{pid}/fd/{fd}"))
@@ -281,6 +294,34 @@ mod tests {
         assert_eq!(
             classify_fd(1, 3, "pipe:[9]").unwrap(),
             FdClass::Pipe { inode: 9 }
+        );
+    }
+
+    #[test]
+    fn deleted_files_are_carried_up_to_the_bound() {
+        use crate::image::{PathFileType, GHOST_FILE_MAX};
+        use std::os::fd::AsRawFd;
+        let pid = std::process::id() as i32;
+        let path = std::env::temp_dir().join(format!("ferry-ghost-test-{pid}"));
+        let file = std::fs::File::create(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let fd = file.as_raw_fd();
+        let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+        let target = target.to_str().unwrap();
+        assert!(target.ends_with(" (deleted)"), "{target}");
+        assert_eq!(
+            classify_fd(pid, fd, target).unwrap(),
+            FdClass::Path(PathFileType::Regular)
+        );
+        file.set_len(GHOST_FILE_MAX + 1).unwrap();
+        let refused = classify_fd(pid, fd, target).unwrap_err().to_string();
+        assert!(
+            refused.contains(&format!(
+                "fd {fd}, a deleted file of {} bytes",
+                GHOST_FILE_MAX + 1
+            )) && refused.contains(&format!("process {pid}"))
+                && refused.contains(target),
+            "{refused}"
         );
     }
 }

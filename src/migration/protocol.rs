@@ -331,6 +331,7 @@ mod tests {
             pipes: vec![],
             sysv_shm: vec![],
             pid_namespace: false,
+            ghost_files: Vec::new(),
         })
     }
 

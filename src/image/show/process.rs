@@ -101,7 +101,13 @@ pub(super) fn write_process(
     writeln!(out, "\nfile descriptors ({})", p.fds.len())?;
     for fd in &p.fds {
         let (flags, pos, what) = match ck.files.get(fd.file as usize) {
-            Some(FileImage::Path(f)) => (open_flags(f.flags), f.pos.to_string(), f.path.clone()),
+            Some(FileImage::Path(f)) => {
+                let what = match f.ghost.and_then(|g| ck.ghost_files.get(g as usize)) {
+                    Some(g) => format!("{} (deleted, {} bytes carried)", f.path, g.size),
+                    None => f.path.clone(),
+                };
+                (open_flags(f.flags), f.pos.to_string(), what)
+            }
             Some(FileImage::Pipe(end)) => {
                 let pipe = ck.pipes.get(end.pipe as usize);
                 (

@@ -5,7 +5,7 @@
 use super::anon;
 use super::process::{Husk, STRUCT_OFF};
 use super::sockets;
-use crate::image::{Checkpoint, FifoEnd, FileImage, PathFileType};
+use crate::image::{Checkpoint, FifoEnd, FileImage, GhostFile, OpenFile, PathFileType};
 use crate::kernel;
 use crate::ptrace::read_memory;
 use crate::ptrace::remote::Remote;
@@ -26,12 +26,17 @@ pub(super) struct TreeFds {
     /// For a description created inside a husk: that process and an fd
     /// number it holds it at.
     pub(super) installed: Vec<Option<(i32, i32)>>,
+    /// Each deleted file of the image ([`Checkpoint::ghost_files`]),
+    /// recreated with its contents and unlinked again: a read-write
+    /// description of ours, from which each description of it is reopened.
+    ghosts: Vec<OwnedFd>,
 }
 
 impl TreeFds {
     /// Creates the tree's pipes (with their data) and sockets (with their
-    /// queues) here.
-    pub(super) fn create(ck: &Checkpoint) -> Result<Self, RestoreError> {
+    /// queues) here, and its deleted files inside the root directory of
+    /// `husk` (the root's husk: a container's root when it has one).
+    pub(super) fn create(ck: &Checkpoint, husk: Pid) -> Result<Self, RestoreError> {
         let pid = ck.root().map_or(0, |p| p.pid);
         let pipes = create_pipes(pid, &ck.pipes)?;
         let mut ours = sockets::create(ck)?;
@@ -55,9 +60,100 @@ impl TreeFds {
                 })?);
             }
         }
+        let ghosts = ck
+            .ghost_files
+            .iter()
+            .map(|g| create_ghost(pid, husk, g))
+            .collect::<Result<_, _>>()?;
         Ok(TreeFds {
             ours,
             installed: vec![None; ck.files.len()],
+            ghosts,
+        })
+    }
+}
+
+/// Recreates deleted file `g` here (`pid`, the root, names the restore in
+/// errors), inside the root directory of `husk`: at its old path, or
+/// beside it under a name of its own if that path is taken, with its
+/// contents, owner, mode and times; then unlinks it again. Returns a
+/// read-write description of it.
+fn create_ghost(pid: i32, husk: Pid, g: &GhostFile) -> Result<OwnedFd, RestoreError> {
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
+    let fail = |what: String| {
+        move |errno| RestoreError::Injected {
+            pid,
+            call: what,
+            errno,
+        }
+    };
+    let create = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC;
+    let root = format!("/proc/{husk}/root");
+    let mut path = g.path.clone();
+    let mut attempt = 0;
+    let fd = loop {
+        let at = format!("{root}{path}");
+        match nix::fcntl::open(at.as_str(), create, Mode::from_bits_truncate(0o600)) {
+            Err(Errno::EEXIST) if attempt < 100 => {
+                attempt += 1;
+                path = format!("{}.ferry-ghost.{}.{attempt}", g.path, std::process::id());
+            }
+            other => break other.map_err(fail(format!("recreating deleted file {path}")))?,
+        }
+    };
+    let what = |op: &str| format!("{op} of deleted file {} (recreated as {path})", g.path);
+    let filled = (|| {
+        nix::unistd::ftruncate(&fd, g.size as i64).map_err(fail(what("ftruncate")))?;
+        for (offset, bytes) in &g.data {
+            let mut written = 0;
+            while written < bytes.len() {
+                written +=
+                    nix::sys::uio::pwrite(&fd, &bytes[written..], (offset + written as u64) as i64)
+                        .map_err(fail(what("pwrite")))?;
+            }
+        }
+        nix::unistd::fchown(
+            &fd,
+            Some(nix::unistd::Uid::from_raw(g.uid)),
+            Some(nix::unistd::Gid::from_raw(g.gid)),
+        )
+        .map_err(fail(what("fchown")))?;
+        nix::sys::stat::fchmod(&fd, Mode::from_bits_retain(g.mode))
+            .map_err(fail(what("fchmod")))?;
+        let time = |(sec, nsec): (i64, i64)| nix::sys::time::TimeSpec::new(sec, nsec);
+        nix::sys::stat::futimens(&fd, &time(g.atime), &time(g.mtime))
+            .map_err(fail(what("futimens")))
+    })();
+    let unlinked =
+        nix::unistd::unlink(format!("{root}{path}").as_str()).map_err(fail(what("unlink")));
+    filled.and(unlinked)?;
+    Ok(fd)
+}
+
+impl TreeFds {
+    /// Opens deleted file `ghost` (recreated by [`TreeFds::create`]) anew
+    /// here with open flags `flags`, through /proc/self/fd, which still
+    /// leads to it (`pid` names the process in errors).
+    fn reopen_ghost(&self, pid: i32, ghost: u32, flags: i32) -> Result<OwnedFd, RestoreError> {
+        let ours = self
+            .ghosts
+            .get(ghost as usize)
+            .ok_or_else(|| RestoreError::Unsupported {
+                pid,
+                why: format!("an fd refers to deleted file #{ghost}, which the image lacks"),
+            })?;
+        let flags = (flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY))
+            | libc::O_CLOEXEC;
+        nix::fcntl::open(
+            format!("/proc/self/fd/{}", ours.as_raw_fd()).as_str(),
+            nix::fcntl::OFlag::from_bits_retain(flags),
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|errno| RestoreError::Injected {
+            pid,
+            call: format!("reopening deleted file #{ghost} (flags {flags:#o})"),
+            errno,
         })
     }
 }
@@ -147,7 +243,7 @@ impl<'a> Husk<'a> {
                 || !matches!(
                     files.get(i as usize),
                     Some(
-                        FileImage::Path(_)
+                        FileImage::Path(OpenFile { ghost: None, .. })
                             | FileImage::Epoll(_)
                             | FileImage::Inotify(_)
                             | FileImage::Fifo(_)
@@ -205,6 +301,16 @@ impl<'a> Husk<'a> {
             } else {
                 created.push(i);
                 match file {
+                    FileImage::Path(OpenFile {
+                        ghost: Some(g),
+                        flags,
+                        ..
+                    }) => {
+                        let ours = tree.reopen_ghost(image.pid, *g, *flags)?;
+                        let fd = self.pull_in(our_pidfd, &ours, None, &format!("file #{i}"))?;
+                        tree.ours[i as usize] = Some(ours);
+                        fd
+                    }
                     FileImage::Path(f) => {
                         let mut flags = f.flags
                             & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY);

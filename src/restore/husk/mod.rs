@@ -247,13 +247,11 @@ fn build_tree<'a>(
     // Sockets belong to the namespace they are created in: the root
     // husk's (a container's own network namespace, when it has one).
     let root = husks[0].pid;
-    let mut tree_fds =
-        kernel::in_net_namespace(root.as_raw(), || TreeFds::create(ck)).map_err(|errno| {
-            RestoreError::Injected {
-                pid: husks[0].image.pid,
-                call: format!("joining the network namespace of process {root}"),
-                errno,
-            }
+    let mut tree_fds = kernel::in_net_namespace(root.as_raw(), || TreeFds::create(ck, root))
+        .map_err(|errno| RestoreError::Injected {
+            pid: husks[0].image.pid,
+            call: format!("joining the network namespace of process {root}"),
+            errno,
         })??;
     for p in &ck.processes {
         let i = index_of(husks, p.pid)?;
