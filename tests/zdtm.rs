@@ -80,6 +80,7 @@ zdtm_tests! {
     memfd_mode, memfd_mode_leave_running => Spec::new("memfd_mode");
     other_user, other_user_leave_running => Spec::new("other_user");
     prctl_state, prctl_state_leave_running => Spec::new("prctl_state");
+    file_locks, file_locks_leave_running => Spec::new("file_locks");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three
