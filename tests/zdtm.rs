@@ -81,6 +81,7 @@ zdtm_tests! {
     ghost_file, ghost_file_leave_running => Spec::new("ghost_file");
     other_user, other_user_leave_running => Spec::new("other_user");
     prctl_state, prctl_state_leave_running => Spec::new("prctl_state");
+    file_locks, file_locks_leave_running => Spec::new("file_locks");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three

@@ -39,6 +39,9 @@ pub struct TreeFiles {
     unix: Vec<(u64, u64, u32)>,
     /// FIFOs whose buffered data has been copied already.
     fifos_copied: Vec<u64>,
+    /// Descriptions whose OFD and flock() locks are recorded already (by
+    /// the first process of the tree that holds them).
+    pub(super) locked: Vec<u32>,
 }
 
 impl TreeFiles {

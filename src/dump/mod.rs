@@ -11,6 +11,7 @@ mod error;
 pub mod files;
 mod freeze;
 mod inject;
+mod locks;
 pub mod memory;
 mod mm;
 pub mod notify;
@@ -349,6 +350,7 @@ fn dump_process(
     let status = proc::read_status(pid)?;
     let mm = mm::mm_fields(pid, brk)?;
     let fds = files::describe(pid, fd_kinds, files)?;
+    let file_locks = locks::describe(pid, &fds, files)?;
     let ids = proc::read_stat_ids(pid)?;
     let rlimits = rlimits::dump_rlimits(pid)?;
 
@@ -375,6 +377,7 @@ fn dump_process(
         seccomp,
         stopped: frozen.stopped(),
         child_subreaper,
+        file_locks,
     };
     Ok((process, vdso_bytes))
 }

@@ -157,6 +157,11 @@ pub struct ProcessImage {
     /// The process adopts its orphaned descendants
     /// (PR_SET_CHILD_SUBREAPER).
     pub child_subreaper: bool,
+    /// The file locks the process holds: its POSIX record locks, and the
+    /// OFD and flock() locks of the descriptions it is the first process
+    /// of the image to hold (each such lock is recorded once).
+    #[serde(default)]
+    pub file_locks: Vec<FileLock>,
 }
 
 /// One seccomp filter (SECCOMP_SET_MODE_FILTER).
@@ -856,3 +861,30 @@ pub struct GhostFile {
 
 /// The largest deleted file carried: its contents travel in the image.
 pub const GHOST_FILE_MAX: u64 = 64 << 20;
+
+/// Who a file lock belongs to, which decides how restore takes it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileLockKind {
+    /// A POSIX record lock (F_SETLK): owned by the process.
+    Posix,
+    /// An open file description lock (F_OFD_SETLK): owned by the
+    /// description.
+    Ofd,
+    /// A flock() lock: owned by the description, always the whole file.
+    Flock,
+}
+
+/// One file lock, taken again through fd `fd` of its process on restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileLock {
+    /// An fd of the process on the locked description.
+    pub fd: i32,
+    /// Its owner kind.
+    pub kind: FileLockKind,
+    /// A write (exclusive) lock; otherwise a read (shared) one.
+    pub write: bool,
+    /// First byte locked.
+    pub start: u64,
+    /// Bytes locked (0: up to the end of the file, however it grows).
+    pub len: u64,
+}

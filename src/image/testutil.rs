@@ -331,6 +331,13 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
             }],
             stopped: false,
             child_subreaper: true,
+            file_locks: vec![FileLock {
+                fd: 3,
+                kind: FileLockKind::Ofd,
+                write: true,
+                start: 400,
+                len: 100,
+            }],
         }],
         zombies: vec![ZombieImage {
             pid: 4243,

@@ -1,10 +1,11 @@
 //! File descriptors: which ones ferry can carry, and the refusals for the
 //! rest (unsupported kinds, epoll and inotify instances that could not be
 //! rebuilt exactly, pipes, FIFOs and unix sockets whose other end lies
-//! outside the tree).
+//! outside the tree, files holding locks that cannot be taken again).
 
 use super::error::InspectError;
 use super::fd_class::{ClassifiedFd, FdClass};
+use super::locks;
 use super::notify;
 use super::sockets;
 use crate::image::{PathFileType, GHOST_FILE_MAX};
@@ -154,7 +155,8 @@ pub fn classify_each_fd(pid: i32) -> Result<(Vec<ClassifiedFd>, Vec<InspectError
             FdClass::Epoll => notify::epoll_targets(pid, c, &out).map(drop),
             FdClass::Inotify => notify::inotify_watches(pid, c).map(drop),
             _ => Ok(()),
-        };
+        }
+        .and_then(|()| locks::check_fd_locks(pid, c));
         match checked {
             Err(e @ InspectError::Proc(_)) => return Err(e),
             Err(e) => refused.push(e),

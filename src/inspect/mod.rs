@@ -8,6 +8,7 @@
 mod error;
 pub mod fd_class;
 pub mod fds;
+pub mod locks;
 pub mod mappings;
 pub mod namespaces;
 pub mod notify;

@@ -244,6 +244,29 @@ pub struct Rlimit64 {
     pub max: u64,
 }
 
+/// The kernel's `struct flock` (fcntl F_SETLK, F_OFD_SETLK, F_GETLK):
+/// the lock type and whence, then the range and the holder's PID, with
+/// the padding x86_64 puts after whence and after the PID named.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct Flock {
+    /// l_type: F_RDLCK, F_WRLCK or F_UNLCK.
+    pub kind: i16,
+    /// l_whence: SEEK_SET for the ranges ferry takes.
+    pub whence: i16,
+    /// Padding before l_start.
+    pub pad: u32,
+    /// l_start: the first byte.
+    pub start: i64,
+    /// l_len: bytes locked (0: up to the end of the file).
+    pub len: i64,
+    /// l_pid: the holder (F_GETLK); 0 when taking a lock (and for OFD
+    /// locks, which require it).
+    pub pid: i32,
+    /// Padding after l_pid.
+    pub pad2: u32,
+}
+
 /// Reads a `T` from the start of `bytes` (read back from a tracee);
 /// None if they are too short.
 pub fn decode<T: FromBytes>(bytes: &[u8]) -> Option<T> {

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 pub mod anon;
 pub mod limits;
+pub mod locks;
 pub mod sysvipc;
 
 /// Why something could not be read from /proc.

@@ -101,6 +101,20 @@ impl<'t> Remote<'t> {
             .map(drop)
     }
 
+    /// fcntl(fd, cmd, lock): takes or queries a record lock (F_SETLK,
+    /// F_OFD_SETLK ...); `lock` is the address of a kernel
+    /// [`struct flock`](crate::kernel::abi::Flock) in the tracee.
+    pub fn fcntl_lock(&mut self, fd: i32, cmd: i32, lock: u64) -> Result<(), RemoteError> {
+        self.syscall(libc::SYS_fcntl, &[fd as u64, cmd as u64, lock])
+            .map(drop)
+    }
+
+    /// flock(fd, operation): LOCK_SH or LOCK_EX, with LOCK_NB.
+    pub fn flock(&mut self, fd: i32, operation: i32) -> Result<(), RemoteError> {
+        self.syscall(libc::SYS_flock, &[fd as u64, operation as u64])
+            .map(drop)
+    }
+
     /// dup3(old, new, flags).
     pub fn dup3(&mut self, old: i32, new: i32, flags: i32) -> Result<(), RemoteError> {
         self.syscall(libc::SYS_dup3, &[old as u64, new as u64, flags as u64])

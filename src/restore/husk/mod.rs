@@ -14,6 +14,7 @@
 mod anon;
 mod creds;
 mod files;
+mod locks;
 mod memory;
 mod mm;
 mod notify;
@@ -269,6 +270,7 @@ impl<'a> Husk<'a> {
         self.restore_mm()?;
         self.restore_fs_state()?;
         self.restore_fds(tree_fds)?;
+        self.restore_file_locks()?;
         self.map_memfd_vmas()?;
         self.lock_vmas()?;
         self.restore_sigactions()?;
