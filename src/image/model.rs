@@ -37,7 +37,6 @@ pub struct Checkpoint {
     pub pid_namespace: bool,
     /// Deleted (unlinked) regular files that fds still refer to, with
     /// their contents: [`OpenFile::ghost`] indexes them.
-    #[serde(default)]
     pub ghost_files: Vec<GhostFile>,
 }
 
@@ -160,7 +159,6 @@ pub struct ProcessImage {
     /// The file locks the process holds: its POSIX record locks, and the
     /// OFD and flock() locks of the descriptions it is the first process
     /// of the image to hold (each such lock is recorded once).
-    #[serde(default)]
     pub file_locks: Vec<FileLock>,
 }
 
@@ -830,7 +828,6 @@ pub struct OpenFile {
     pub pos: i64,
     /// For a file deleted while open: its index in
     /// [`Checkpoint::ghost_files`]; `path` is then where it was.
-    #[serde(default)]
     pub ghost: Option<u32>,
 }
 
