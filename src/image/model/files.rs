@@ -1,0 +1,367 @@
+//! Open files in the model: the fd table, the open file descriptions it
+//! points to (regular and path files, pipes, FIFOs, memfds, eventfd,
+//! timerfd, signalfd, epoll, inotify, sockets), deleted files carried
+//! whole, and file locks.
+
+use serde::{Deserialize, Serialize};
+
+/// What kind of file an fd that ferry can carry refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PathFileType {
+    /// A regular file.
+    Regular,
+    /// A character device such as /dev/null, /dev/zero or /dev/urandom.
+    CharDevice,
+    /// A directory (opened O_RDONLY, or O_PATH), with its readdir position.
+    Directory,
+}
+
+/// An open file descriptor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdImage {
+    /// The fd number.
+    pub fd: i32,
+    /// Whether FD_CLOEXEC is set.
+    pub cloexec: bool,
+    /// Index into [`Checkpoint::files`](crate::image::model::Checkpoint::files) of the description it refers to.
+    pub file: u32,
+}
+
+/// An open file description: what an fd refers to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileImage {
+    /// A file opened by path.
+    Path(OpenFile),
+    /// One end of a pipe.
+    Pipe(PipeEnd),
+    /// An eventfd: a counter, recreated with its value.
+    Eventfd(EventfdImage),
+    /// A timerfd: a timer, re-armed with its remaining time and unread
+    /// expirations.
+    Timerfd(TimerfdImage),
+    /// A signalfd: reads the signals of its mask queued for the reader.
+    Signalfd(SignalfdImage),
+    /// An epoll instance with its registrations.
+    Epoll(EpollImage),
+    /// An inotify instance with its watches.
+    Inotify(InotifyImage),
+    /// A unix domain socket: an end of a connected pair held by the
+    /// process, or a bound, listening or unnamed one.
+    UnixSocket(UnixSocket),
+    /// A listening TCP socket or a bound (or unbound) UDP or TCP socket,
+    /// IPv4 or IPv6.
+    InetSocket(InetSocket),
+    /// An end of a FIFO (named pipe) whose both ends the process holds,
+    /// reopened by path.
+    Fifo(FifoEnd),
+    /// A memfd (memfd_create), recreated with its name, size, data and
+    /// seals.
+    Memfd(MemfdImage),
+}
+
+/// A memfd description: an anonymous file whose contents live only in
+/// memory, so they travel in the image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemfdImage {
+    /// The name given to memfd_create (the link shows "/memfd:NAME").
+    pub name: String,
+    /// Its inode at checkpoint: MAP_SHARED mappings of it name it.
+    pub inode: u64,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The ranges holding data, as (offset, bytes); holes are left out.
+    pub data: Vec<(u64, Vec<u8>)>,
+    /// Its seals (F_GET_SEALS); F_SEAL_SEAL alone means it was created
+    /// without MFD_ALLOW_SEALING.
+    pub seals: i32,
+    /// Status flags of the description (O_NONBLOCK ...), without the
+    /// access mode and O_CLOEXEC.
+    pub flags: i32,
+    /// File offset.
+    pub pos: i64,
+    /// Its permission bits (st_mode & 07777, as fchmod set them; a new
+    /// memfd has 0777).
+    pub mode: u32,
+}
+
+/// An open FIFO description: reopened by path, with the data that was
+/// buffered in the FIFO.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FifoEnd {
+    /// The FIFO's path.
+    pub path: String,
+    /// Its permission bits, to recreate it if it is gone at restore.
+    pub mode: u32,
+    /// Open flags of the description, with the access mode, without
+    /// O_CLOEXEC.
+    pub flags: i32,
+    /// The bytes buffered in the FIFO: carried by the first end of it in
+    /// the image, empty in the others.
+    pub data: Vec<u8>,
+}
+
+/// An eventfd (fdinfo "eventfd-count:" and "eventfd-semaphore:").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventfdImage {
+    /// The counter: what a read returns (or counts down in semaphore mode).
+    pub count: u64,
+    /// EFD_SEMAPHORE: a read returns 1 and decrements the counter by one.
+    pub semaphore: bool,
+    /// Status flags of the description (O_NONBLOCK), without the access
+    /// mode and O_CLOEXEC.
+    pub flags: i32,
+}
+
+/// A timerfd, as timerfd_gettime and fdinfo report it while the process is
+/// frozen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerfdImage {
+    /// The clock it counts on (CLOCK_REALTIME, CLOCK_MONOTONIC,
+    /// CLOCK_BOOTTIME and their _ALARM variants).
+    pub clockid: i32,
+    /// Status flags of the description (O_NONBLOCK), without the access
+    /// mode and O_CLOEXEC.
+    pub flags: i32,
+    /// The flags of its last timerfd_settime (TFD_TIMER_ABSTIME,
+    /// TFD_TIMER_CANCEL_ON_SET).
+    pub settime_flags: i32,
+    /// Expirations not yet read: a read after restore returns them (plus
+    /// any that happen after restore).
+    pub ticks: u64,
+    /// Time left until the next expiration in nanoseconds; 0 when disarmed.
+    pub remaining_ns: u64,
+    /// The period in nanoseconds; 0 for a one-shot timer.
+    pub interval_ns: u64,
+    /// For a TFD_TIMER_ABSTIME timer on a wall clock (CLOCK_REALTIME,
+    /// CLOCK_REALTIME_ALARM): its absolute expiry on that clock, so that it
+    /// still fires at the same wall-clock time after restore. Other timers
+    /// restart with `remaining_ns` from the moment of restore.
+    pub deadline_ns: Option<u64>,
+}
+
+/// A signalfd (fdinfo "sigmask:").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalfdImage {
+    /// The signals it reads, bit `n - 1` for signal `n`.
+    pub sigmask: u64,
+    /// Status flags of the description (O_NONBLOCK), without the access
+    /// mode and O_CLOEXEC.
+    pub flags: i32,
+}
+
+/// An epoll instance. It is rebuilt inside the restored process after all
+/// its other fds are in place, because the kernel keys each registration by
+/// (file, fd number): later EPOLL_CTL_MOD/DEL calls must find the same key.
+/// Which targets were ready is not saved: after restore, a ready
+/// edge-triggered target may be reported once more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpollImage {
+    /// Status flags of the description (O_NONBLOCK ...), without the access
+    /// mode and O_CLOEXEC.
+    pub flags: i32,
+    /// Every registration, in the order fdinfo lists them.
+    pub targets: Vec<EpollTarget>,
+}
+
+/// One registration of an epoll instance (a `tfd:` line of its fdinfo).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpollTarget {
+    /// The registered fd number; at checkpoint it was open in the process
+    /// and referred to the registered file.
+    pub fd: i32,
+    /// The event mask with its flags (EPOLLET, EPOLLONESHOT, EPOLLEXCLUSIVE,
+    /// EPOLLWAKEUP ...), as the kernel holds it.
+    pub events: u32,
+    /// The user data returned with each event.
+    pub data: u64,
+}
+
+/// An inotify instance. Events queued at checkpoint and not yet read are
+/// not carried: they are lost. After restore the next watch the program
+/// adds gets the number after the highest restored one, which may differ
+/// from what it would have got (the kernel's counter is not visible).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InotifyImage {
+    /// Status flags of the description (O_NONBLOCK ...), without the access
+    /// mode and O_CLOEXEC.
+    pub flags: i32,
+    /// Every watch, in increasing watch descriptor order.
+    pub watches: Vec<InotifyWatch>,
+}
+
+/// The most unused watch descriptor numbers a restore skips (by adding and
+/// removing a watch for each) to give every watch its saved number: the
+/// kernel hands out numbers in increasing order only.
+pub const MAX_SKIPPED_WATCHES: i32 = 1024;
+
+/// One inotify watch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InotifyWatch {
+    /// The watch descriptor the program knows it by.
+    pub wd: i32,
+    /// The event mask with IN_ONESHOT / IN_EXCL_UNLINK, as fdinfo shows it.
+    pub mask: u32,
+    /// Absolute path of the watched file or directory, found from its file
+    /// handle at checkpoint.
+    pub path: String,
+}
+
+/// Socket settings that ferry sets again on the recreated socket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketOptions {
+    /// SO_REUSEADDR.
+    pub reuse_addr: bool,
+    /// SO_REUSEPORT.
+    pub reuse_port: bool,
+    /// SO_SNDBUF as getsockopt reports it (twice what was asked for).
+    pub sndbuf: u32,
+    /// SO_RCVBUF as getsockopt reports it (twice what was asked for).
+    pub rcvbuf: u32,
+}
+
+/// A unix domain socket (AF_UNIX).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnixSocket {
+    /// SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET.
+    pub sock_type: i32,
+    /// Status flags of the description (O_NONBLOCK ...), without the
+    /// access mode and O_CLOEXEC.
+    pub flags: i32,
+    /// The name it is bound to: the bytes of sun_path (a leading NUL for
+    /// an abstract name); None when unnamed. Only unconnected sockets keep
+    /// their name: a connected one is recreated as a socketpair end.
+    pub name: Option<Vec<u8>>,
+    /// The listen backlog, for a listening socket. Connections queued and
+    /// not yet accepted at checkpoint are not carried.
+    pub listen_backlog: Option<u32>,
+    /// For an end of a connection whose other end the tree also holds:
+    /// the index into [`Checkpoint::files`](crate::image::model::Checkpoint::files) of that other end.
+    pub peer: Option<u32>,
+    /// Data queued to be read at this end, one entry per message (for a
+    /// stream socket the entries are just chunks of the byte stream).
+    pub queued: Vec<Vec<u8>>,
+    /// Buffer sizes and reuse flags.
+    pub options: SocketOptions,
+}
+
+/// An IPv4 or IPv6 socket: TCP listening or not yet connected, or UDP not
+/// connected and with nothing queued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InetSocket {
+    /// SOCK_STREAM (TCP) or SOCK_DGRAM (UDP).
+    pub sock_type: i32,
+    /// Status flags of the description (O_NONBLOCK ...), without the
+    /// access mode and O_CLOEXEC.
+    pub flags: i32,
+    /// The local address; None when the socket is not bound (an IPv4 or
+    /// IPv6 socket is then told apart by `ipv6`).
+    pub local: Option<std::net::SocketAddr>,
+    /// An AF_INET6 socket (which may still be bound to an IPv4-mapped
+    /// address).
+    pub ipv6: bool,
+    /// The listen backlog, for a listening TCP socket. Connections queued
+    /// and not yet accepted at checkpoint are not carried.
+    pub listen_backlog: Option<u32>,
+    /// IPV6_V6ONLY (IPv6 sockets only).
+    pub v6only: bool,
+    /// TCP_NODELAY (TCP only).
+    pub nodelay: bool,
+    /// Buffer sizes and reuse flags.
+    pub options: SocketOptions,
+}
+
+/// One end of a pipe (or FIFO) held by the process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipeEnd {
+    /// Index into [`Checkpoint::pipes`](crate::image::model::Checkpoint::pipes).
+    pub pipe: u32,
+    /// The write end (else the read end).
+    pub write_end: bool,
+    /// Status flags of this end's description (O_NONBLOCK ...), without
+    /// the access mode and O_CLOEXEC.
+    pub flags: i32,
+}
+
+/// A pipe: its capacity and the bytes buffered in it at checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipeImage {
+    /// The pipe's inode number on the checkpointing host, for messages.
+    pub inode: u64,
+    /// Capacity in bytes (F_GETPIPE_SZ).
+    pub capacity: u32,
+    /// Data written and not yet read.
+    pub data: Vec<u8>,
+}
+
+/// A file opened by path, reopened by path on restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenFile {
+    /// Absolute path.
+    pub path: String,
+    /// Regular file, character device or directory.
+    pub file_type: PathFileType,
+    /// The open flags from fdinfo (access mode, O_APPEND, O_NONBLOCK ...),
+    /// without O_CLOEXEC, which is per fd.
+    pub flags: i32,
+    /// File position (for a directory, its readdir offset, as lseek
+    /// reports it).
+    pub pos: i64,
+    /// For a file deleted while open: its index in
+    /// [`Checkpoint::ghost_files`](crate::image::model::Checkpoint::ghost_files); `path` is then where it was.
+    pub ghost: Option<u32>,
+}
+
+/// A regular file deleted (unlinked) while fds still refer to it (CRIU's
+/// "ghost file"): no path leads to it any more, so its contents travel in
+/// the image. At restore it is recreated beside its old path, every
+/// description of it is reopened from that one file, and it is unlinked
+/// again. At most [`GHOST_FILE_MAX`] bytes are carried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GhostFile {
+    /// Where it was before it was deleted (without " (deleted)").
+    pub path: String,
+    /// Its permission bits (st_mode & 07777).
+    pub mode: u32,
+    /// Its owner.
+    pub uid: u32,
+    /// Its group.
+    pub gid: u32,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The ranges holding data, as (offset, bytes); holes are left out.
+    pub data: Vec<(u64, Vec<u8>)>,
+    /// Last access time (seconds, nanoseconds).
+    pub atime: (i64, i64),
+    /// Last modification time (seconds, nanoseconds).
+    pub mtime: (i64, i64),
+}
+
+/// The largest deleted file carried: its contents travel in the image.
+pub const GHOST_FILE_MAX: u64 = 64 << 20;
+
+/// Who a file lock belongs to, which decides how restore takes it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileLockKind {
+    /// A POSIX record lock (F_SETLK): owned by the process.
+    Posix,
+    /// An open file description lock (F_OFD_SETLK): owned by the
+    /// description.
+    Ofd,
+    /// A flock() lock: owned by the description, always the whole file.
+    Flock,
+}
+
+/// One file lock, taken again through fd `fd` of its process on restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileLock {
+    /// An fd of the process on the locked description.
+    pub fd: i32,
+    /// Its owner kind.
+    pub kind: FileLockKind,
+    /// A write (exclusive) lock; otherwise a read (shared) one.
+    pub write: bool,
+    /// First byte locked.
+    pub start: u64,
+    /// Bytes locked (0: up to the end of the file, however it grows).
+    pub len: u64,
+}

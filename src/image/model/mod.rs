@@ -1,0 +1,167 @@
+//! The checkpoint model: plain serde types that describe a checkpointed
+//! process tree. The same model is written to disk (postcard, inside the manifest)
+//! and will travel over the wire, so it holds values, never live handles.
+
+mod files;
+mod mm;
+mod task;
+
+pub use files::*;
+pub use mm::*;
+use serde::{Deserialize, Serialize};
+pub use task::*;
+
+/// Everything needed to bring a process tree back: what the host looked
+/// like (to refuse an incompatible destination), every process of the tree
+/// and the open file descriptions they hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The host the checkpoint was taken on.
+    pub host: HostInfo,
+    /// Every live process of the tree, parents before children; the first
+    /// is the root (the PID the checkpoint was asked for).
+    pub processes: Vec<ProcessImage>,
+    /// Children that had exited and were not reaped yet (zombies): they
+    /// come back as processes that exit with the same status.
+    pub zombies: Vec<ZombieImage>,
+    /// Every open file description held by the processes, once however many
+    /// fds of however many processes refer to it (dup, or inherited across
+    /// fork): [`FdImage::file`](crate::image::model::FdImage::file) indexes it.
+    pub files: Vec<FileImage>,
+    /// Pipes whose ends the files hold, with the data buffered in them.
+    pub pipes: Vec<PipeImage>,
+    /// SysV shared memory segments (shmget) that the tree's processes
+    /// attach ([`VmaKind::SysvShm`](crate::image::model::VmaKind::SysvShm) names them by shmid). Their contents
+    /// are pages of the first process of the tree that attaches each one,
+    /// at its attachment address.
+    pub sysv_shm: Vec<SysvShmImage>,
+    /// The root was the init (PID 1) of a PID namespace of its own, outside
+    /// any container: the processes are named by their PIDs in it, and a
+    /// restore makes a new PID namespace for them.
+    pub pid_namespace: bool,
+    /// Deleted (unlinked) regular files that fds still refer to, with
+    /// their contents: [`OpenFile::ghost`](crate::image::model::OpenFile::ghost) indexes them.
+    pub ghost_files: Vec<GhostFile>,
+}
+
+/// A SysV shared memory segment, recreated at restore with the same shmid
+/// in the restored tree's IPC namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SysvShmImage {
+    /// Its key (0, IPC_PRIVATE, for a private segment and for one marked
+    /// for removal).
+    pub key: i32,
+    /// Its identifier: processes hold it, so it must come back the same.
+    pub shmid: i32,
+    /// Its size in bytes, as given to shmget.
+    pub size: u64,
+    /// Its permission bits (the low 9 bits of shm_perm.mode).
+    pub mode: u32,
+    /// Owner user ID.
+    pub uid: u32,
+    /// Owner group ID.
+    pub gid: u32,
+    /// Marked for removal (IPC_RMID) while still attached: it is removed
+    /// again once the restored processes have attached it, so it goes away
+    /// with the last detach, as it would have.
+    pub removed: bool,
+}
+
+impl Checkpoint {
+    /// The root process, the one checkpoint was asked for (None only for a
+    /// checkpoint without processes, which the image reader refuses).
+    pub fn root(&self) -> Option<&ProcessImage> {
+        self.processes.first()
+    }
+}
+
+/// A child that had exited but was not reaped by its parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZombieImage {
+    /// Its PID.
+    pub pid: i32,
+    /// Its parent, a process of the tree.
+    pub ppid: i32,
+    /// Its process group.
+    pub pgid: i32,
+    /// Its session.
+    pub sid: i32,
+    /// The wait status its parent will reap (as waitpid reports it: exit
+    /// code << 8, or the killing signal).
+    pub wait_status: i32,
+}
+
+/// Facts about the checkpointing host that the restoring host must match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// `uname -r` of the checkpointing kernel, for messages.
+    pub kernel_release: String,
+    /// XCR0: the XSAVE feature set the saved xstate was produced with.
+    pub xcr0: u64,
+    /// The size in bytes of the NT_X86_XSTATE regset on that host.
+    pub xstate_size: u32,
+    /// Length in bytes of the [vdso] mapping.
+    pub vdso_len: u64,
+    /// xxh3 of the [vdso] contents: the restored code jumps into it, so it
+    /// must be byte-identical on the restoring host.
+    pub vdso_hash: u64,
+}
+
+/// One process: its threads, memory layout, signals, files and attributes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessImage {
+    /// PID (thread group ID) in the root PID namespace.
+    pub pid: i32,
+    /// Its parent's PID (for the root: a process outside the tree).
+    pub ppid: i32,
+    /// Its process group.
+    pub pgid: i32,
+    /// Its session.
+    pub sid: i32,
+    /// The process's comm (the leader's thread name).
+    pub comm: String,
+    /// Target of /proc/PID/exe.
+    pub exe: String,
+    /// Target of /proc/PID/cwd.
+    pub cwd: String,
+    /// File mode creation mask.
+    pub umask: u32,
+    /// User and group IDs.
+    pub creds: Credentials,
+    /// Resource limits, one entry per resource that the kernel reports.
+    pub rlimits: Vec<Rlimit>,
+    /// The mm fields that PR_SET_MM_MAP restores.
+    pub mm: MmFields,
+    /// Every mapping of the address space, in address order.
+    pub vmas: Vec<Vma>,
+    /// Every thread; the thread group leader comes first.
+    pub threads: Vec<ThreadImage>,
+    /// Disposition of every signal 1..=64 except SIGKILL and SIGSTOP.
+    pub sigactions: Vec<SigAction>,
+    /// Signals pending for the whole process (shared pending queue).
+    pub shared_pending: Vec<PendingSignal>,
+    /// The namespaces the process was in, as (kind, /proc link target such
+    /// as "net:[4026531833]"), for the record and for `image show`: they
+    /// were migrate-agent's own (others are refused today).
+    pub namespaces: Vec<(String, String)>,
+    /// Open file descriptors, in fd order.
+    pub fds: Vec<FdImage>,
+    /// POSIX timers (timer_create), in ID order.
+    pub timers: Vec<PosixTimer>,
+    /// The armed interval timers (setitimer; alarm is ITIMER_REAL).
+    pub itimers: Vec<IntervalTimer>,
+    /// Seccomp filters, oldest first, shared by every thread (empty: no
+    /// seccomp).
+    pub seccomp: Vec<SeccompFilter>,
+    /// The process was stopped by job control (SIGSTOP, SIGTSTP, SIGTTIN
+    /// or SIGTTOU: state 'T'): it is restored stopped, so that its parent
+    /// sees it stopped and SIGCONT resumes it.
+    pub stopped: bool,
+    /// The process adopts its orphaned descendants
+    /// (PR_SET_CHILD_SUBREAPER).
+    pub child_subreaper: bool,
+    /// The file locks the process holds: its POSIX record locks, and the
+    /// OFD and flock() locks of the descriptions it is the first process
+    /// of the image to hold (each such lock is recorded once).
+    pub file_locks: Vec<FileLock>,
+}
