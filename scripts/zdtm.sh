@@ -51,7 +51,8 @@
 # A test's .hook runs at the stages zdtm.py runs it (--post-start, --pre-dump,
 # --pre-restore, --post-restore, --clean).
 # Everything a test starts is killed by PID when it ends or on exit
-# (its descendants and any process running a binary of the build dir).
+# (its descendants, any process running a binary of the build dir, and
+# whatever runs in a network namespace a test's hook created).
 set -uo pipefail
 
 criu_src=""
@@ -156,10 +157,22 @@ our_pids() {
 }
 
 kill_ours() {
-	local pid pids
+	local pid pids ns inode
 	pids="$(our_pids | sort -u)"
 	for pid in $pids; do kill -KILL "$pid" 2> /dev/null; done
 	known_pids=()
+	# Whatever runs in a network namespace a hook of ours created (by the
+	# inode it had then: the test's --clean hook may have unnamed it), then
+	# the namespace itself.
+	[ -s "$work/hook-netns" ] || return 0
+	while read -r ns inode; do
+		for pid in /proc/[0-9]*; do
+			[ "$(readlink "$pid/ns/net" 2> /dev/null)" = "net:[$inode]" ] \
+				&& kill -KILL "${pid#/proc/}" 2> /dev/null
+		done
+		ip netns del "$ns" 2> /dev/null
+	done < "$work/hook-netns"
+	: > "$work/hook-netns"
 }
 
 # Some tests (cgroup*) mount in their dir and leave it mounted when they
@@ -354,10 +367,21 @@ criu_has_features() {
 # the dir holding zdtm/, with ZDTM_TEST_PID); its output goes to IMG/hook.log.
 # The hooks that read CRIU's images import pycriu, which needs CRIU built:
 # where it is missing, the hook counts as passed.
+# A network namespace that a hook creates (netns_lock's) is remembered in
+# $work/hook-netns (name and inode: tests run in a subshell), so that the
+# daemon the hook leaves in it (setsid, reparented to init) is killed with
+# it.
 hook() {
 	[ -x "$static/$1.hook" ] || return 0
+	local before status=0 ns
+	before="$(ip netns list 2> /dev/null | awk '{print $1}')"
 	(cd "$work" && timeout -k 5 "$timeout_default" "zdtm/static/$1.hook" "$3") > "$2/hook.log" 2>&1 \
-		|| grep -q "No module named 'pycriu'" "$2/hook.log"
+		|| grep -q "No module named 'pycriu'" "$2/hook.log" || status=1
+	for ns in $(ip netns list 2> /dev/null | awk '{print $1}'); do
+		grep -qxF "$ns" <<< "$before" && continue
+		echo "$ns $(stat -L -c %i "/var/run/netns/$ns" 2> /dev/null)" >> "$work/hook-netns"
+	done
+	return "$status"
 }
 
 # last_line FILE: the last non-blank line of FILE (a Python traceback's error).
