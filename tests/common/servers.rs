@@ -166,11 +166,14 @@ impl RealServer {
             }
             RealServer::Postgres => {
                 let root = dir.join("pg");
-                fs::create_dir_all(&root)?;
-                let chown = Command::new("chown")
-                    .args(["postgres:postgres", p(&root)?.as_str()])
-                    .status()?;
-                ensure!(chown.success(), "chown postgres {} failed", root.display());
+                let sockets = pg_socket_dir(dir);
+                for d in [&root, &sockets] {
+                    fs::create_dir_all(d)?;
+                    let chown = Command::new("chown")
+                        .args(["postgres:postgres", p(d)?.as_str()])
+                        .status()?;
+                    ensure!(chown.success(), "chown postgres {} failed", d.display());
+                }
                 let data = root.join("data");
                 let out = Command::new("setpriv")
                     .args(postgres_user())
@@ -203,7 +206,7 @@ impl RealServer {
                         "-p".into(),
                         port.to_string(),
                         "-k".into(),
-                        p(&root)?,
+                        p(&sockets)?,
                     ]
                     .into_iter()
                     .chain(
@@ -258,6 +261,16 @@ impl RealServer {
         }
         // key_t is an int: PostgreSQL truncates the inode to it.
         Some(fs::metadata(dir.join("pg/data")).ok()?.ino() as i32)
+    }
+
+    /// Directories that each host has its own of, as a real host has its
+    /// own /run/postgresql: the testbed's hosts share one filesystem, but
+    /// a unix socket bound on A is not in B's way on separate machines.
+    pub fn host_private_dirs(self, dir: &Path) -> Vec<PathBuf> {
+        match self {
+            RealServer::Postgres => vec![pg_socket_dir(dir)],
+            _ => Vec::new(),
+        }
     }
 
     /// Waits until the server answers, then puts its state in.
@@ -343,6 +356,11 @@ impl RealServer {
     }
 }
 
+/// PostgreSQL's unix socket directory (Debian's /run/postgresql).
+fn pg_socket_dir(dir: &Path) -> PathBuf {
+    dir.join("pg-socket")
+}
+
 /// setpriv's arguments that run a program as user postgres.
 fn postgres_user() -> [&'static str; 3] {
     ["--reuid=postgres", "--regid=postgres", "--init-groups"]
@@ -377,7 +395,7 @@ fn psql_tcp(c: Client, port: u16, sql: &str) -> Result<String> {
 /// `sql` through psql connected over the unix socket in the server's
 /// socket directory.
 fn psql_socket(c: Client, dir: &Path, port: u16, sql: &str) -> Result<String> {
-    psql(c, path_str(&dir.join("pg"))?, port, sql)
+    psql(c, path_str(&pg_socket_dir(dir))?, port, sql)
 }
 
 fn psql(c: Client, host: &str, port: u16, sql: &str) -> Result<String> {
