@@ -6,11 +6,10 @@
 mod common;
 
 use anyhow::{ensure, Context, Result};
-use common::servers::{Client, RealServer};
-use common::testbed::{finish_on, output, wait_for, Host, HostProcess, Testbed, HOST_B};
+use common::servers::RealServer;
+use common::testbed::{finish_on, wait_for, Host, HostProcess, Testbed, HOST_B};
 use common::{field, run_test, scenarios, TestDir};
 use serde_json::Value;
-use std::path::Path;
 
 /// Migrates a workload from A to B and checks the statistics.
 fn migrate_ok(bed: &Testbed, dir: &TestDir, w: &HostProcess, extra: &[&str]) -> Result<Value> {
@@ -215,41 +214,12 @@ fn node_counter_migrates() {
     });
 }
 
-/// A real server from Debian's packages moves from A to B as a process
-/// tree: state put in by a client on A, checked (and more put in) by a
-/// client on B that connects after the move.
+/// Real servers from Debian's packages between hosts: state put in on A,
+/// checked and more put in on B by clients connecting after the move.
 fn server_migrates(test: &str, server: RealServer) {
-    run_test(test, |dir| {
-        let bed = Testbed::up(dir)?;
-        // The hosts have network namespaces of their own: no other test
-        // listens on their loopback.
-        const PORT: u16 = 8124;
-        let argv = server.prepare(dir.path(), PORT)?;
-        for private in server.host_private_dirs(dir.path()) {
-            for host in [Host::A, Host::B] {
-                own_dir(&bed, host, &private)?;
-            }
-        }
-        let args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
-        let w = bed.spawn(Host::A, Path::new(&argv[0]), &args, &output(dir))?;
-        server.seed(Client::In(&bed, Host::A), dir.path(), PORT)?;
-        migrate_ok(&bed, dir, &w, &[])?;
-        ensure!(
-            bed.find(Host::B, w.ns_pid)?.is_some(),
-            "{server:?} does not run on host B"
-        );
-        server.check(Client::In(&bed, Host::B), dir.path(), PORT)
+    scenarios::real_server(test, server, &|bed, dir, w| {
+        migrate_ok(bed, dir, w, &[]).map(drop)
     });
-}
-
-/// Mounts a tmpfs on `dir` inside `host` (its mount namespace, which dies
-/// with the testbed), owned as `dir` is: that host's own copy of it.
-fn own_dir(bed: &Testbed, host: Host, dir: &Path) -> Result<()> {
-    let d = common::path_str(dir)?;
-    let script = format!("o=$(stat -c %u:%g {d}) && mount -t tmpfs tmpfs {d} && chown $o {d}");
-    let (ok, out) = bed.host_exec(host, &["sh", "-c", &script])?;
-    ensure!(ok, "mounting a tmpfs on {d} in host {host:?}: {out}");
-    Ok(())
 }
 
 #[test]
