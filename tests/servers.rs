@@ -185,8 +185,12 @@ fn python_request_counter_continues_after_restore() {
 }
 
 /// A real server: state put in, checkpoint (the tree is killed), restore
-/// with the same PIDs, state checked and more put in.
-fn real_server_survives(test: &str, server: RealServer) {
+/// with the same PIDs, state checked and more put in, then `also`.
+fn real_server_survives(
+    test: &str,
+    server: RealServer,
+    also: impl FnOnce(&common::TestDir, u16) -> Result<()>,
+) {
     common::run_test(test, |dir| {
         let port = servers::free_port()?;
         let argv = server.prepare(dir.path(), port)?;
@@ -209,28 +213,40 @@ fn real_server_survives(test: &str, server: RealServer) {
             after == before,
             "the tree was {before:?} before the checkpoint, {after:?} after restore"
         );
-        server.check(Client::Local, dir.path(), port)
+        server.check(Client::Local, dir.path(), port)?;
+        also(dir, port)
     });
 }
 
 #[test]
 fn redis_keys_survive_restore() {
-    real_server_survives("redis", RealServer::Redis);
+    real_server_survives("redis", RealServer::Redis, |_, _| Ok(()));
 }
 
 #[test]
 fn nginx_master_and_workers_serve_after_restore() {
-    real_server_survives("nginx", RealServer::Nginx);
+    real_server_survives("nginx", RealServer::Nginx, |_, _| Ok(()));
 }
 
 #[test]
 fn postgres_rows_survive_restore() {
-    real_server_survives("postgres", RealServer::Postgres);
+    real_server_survives("postgres", RealServer::Postgres, |_, _| Ok(()));
 }
 
 #[test]
 #[ignore = "refused: the JVM (NIO's pre-close socketpair) holds a unix stream socket whose \
             peer it closed itself; carrying it is the unix sockets work of issue 13"]
 fn jvm_request_counter_survives_restore() {
-    real_server_survives("jvm", RealServer::Jvm);
+    real_server_survives("jvm", RealServer::Jvm, |_, _| Ok(()));
+}
+
+/// A client that is not root reaches the restored postmaster through its
+/// unix socket: the socket file keeps its owner and mode.
+#[test]
+#[ignore = "restored wrong: a bound unix socket's file comes back owned by root, mode 0755 \
+            (ferry binds it as root); the unix sockets work of issue 13 fixes it"]
+fn postgres_socket_serves_non_root_clients_after_restore() {
+    real_server_survives("postgres_socket", RealServer::Postgres, |dir, port| {
+        servers::postgres_socket_for_non_root(dir.path(), port)
+    });
 }

@@ -420,6 +420,42 @@ fn psql(c: Client, host: &str, port: u16, sql: &str) -> Result<String> {
     ])
 }
 
+/// What a local application that is not root sees: PostgreSQL's unix
+/// socket file as the postmaster bound it (owned by postgres, mode 0777,
+/// like the data directory's owner), and psql run as user postgres
+/// connecting through it.
+pub fn postgres_socket_for_non_root(dir: &Path, port: u16) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let sockets = pg_socket_dir(dir);
+    let socket = sockets.join(format!(".s.PGSQL.{port}"));
+    let meta = fs::symlink_metadata(&socket)?;
+    let owner = fs::metadata(dir.join("pg"))?.uid();
+    ensure!(
+        meta.uid() == owner && meta.mode() & 0o777 == 0o777,
+        "{} is owned by {} with mode {:o}, expected {owner} and 777",
+        socket.display(),
+        meta.uid(),
+        meta.mode() & 0o777
+    );
+    let port = port.to_string();
+    let mut args = vec!["setpriv"];
+    args.extend(postgres_user());
+    args.extend([
+        "psql",
+        "-X",
+        "-tA",
+        "-h",
+        path_str(&sockets)?,
+        "-p",
+        &port,
+        "-d",
+        "postgres",
+        "-c",
+        "SELECT count(*) FROM items",
+    ]);
+    expect(Client::Local.run(&args)?, "5")
+}
+
 /// A port on 127.0.0.1 that nothing listens on (as the kernel picked it a
 /// moment ago).
 pub fn free_port() -> Result<u16> {
