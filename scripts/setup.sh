@@ -28,6 +28,14 @@ packages+=(busybox-static)
 packages+=(runc crun)
 # capsh drops capabilities for the refusal test (tests/container.rs).
 packages+=(libcap2-bin)
+# Real servers from Debian's packages, checkpointed and migrated by
+# tests/servers.rs. Each test starts its own copy with its own config, port
+# and data in the test's directory; the system services are never used (a
+# container's policy-rc.d keeps apt from starting them).
+packages+=(redis-server)      # RESP keys set before the checkpoint
+packages+=(nginx-light)       # master + workers serving a file
+packages+=(postgresql-15)     # postmaster and its workers, as user postgres
+packages+=(openjdk-17-jdk-headless)  # javac/java: a com.sun.net.httpserver counter
 
 missing=()
 for p in "${packages[@]}"; do

@@ -4,10 +4,17 @@
 //! is checkpointed with --leave-running, answers more requests, is killed
 //! and restored from the image: the next request is answered N+1 (the count
 //! continues from the checkpoint).
+//!
+//! Then real servers from Debian's packages (redis-server, nginx with its
+//! workers, PostgreSQL 15's postmaster and workers as user postgres, a JVM
+//! HTTP server), each with its own config in the test's directory: state
+//! put in, checkpoint (which kills the tree), restore, and the state is
+//! there, with the same PIDs, and the server takes more.
 
 mod common;
 
 use anyhow::{bail, ensure, Context, Result};
+use common::servers::{self, Client, LocalServer, RealServer};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -174,5 +181,72 @@ fn python_request_counter_continues_after_restore() {
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/workloads/counter_server.py");
         count_continues(dir, "python3", &[common::path_str(&script)?])
+    });
+}
+
+/// A real server: state put in, checkpoint (the tree is killed), restore
+/// with the same PIDs, state checked and more put in, then `also`.
+fn real_server_survives(
+    test: &str,
+    server: RealServer,
+    also: impl FnOnce(&common::TestDir, u16) -> Result<()>,
+) {
+    common::run_test(test, |dir| {
+        let port = servers::free_port()?;
+        let argv = server.prepare(dir.path(), port)?;
+        let mut running = LocalServer::start(dir, server, &argv)?;
+        server.seed(Client::Local, dir.path(), port)?;
+        let before = running.settled_tree();
+        let image = dir.image();
+        let pid = running.pid.to_string();
+        let image = common::path_str(&image)?;
+        common::agent(dir, &["checkpoint", &pid, "--dir", image, "--json"])?.json()?;
+        running.wait_gone(&before)?;
+        let restore = common::agent(dir, &["restore", "--dir", image, "--json"])?.json()?;
+        ensure!(
+            restore["pid"].as_i64() == Some(running.pid.as_raw().into()),
+            "restored as {} instead of {pid}",
+            restore["pid"]
+        );
+        let after = running.tree();
+        ensure!(
+            after == before,
+            "the tree was {before:?} before the checkpoint, {after:?} after restore"
+        );
+        server.check(Client::Local, dir.path(), port)?;
+        also(dir, port)
+    });
+}
+
+#[test]
+fn redis_keys_survive_restore() {
+    real_server_survives("redis", RealServer::Redis, |_, _| Ok(()));
+}
+
+#[test]
+fn nginx_master_and_workers_serve_after_restore() {
+    real_server_survives("nginx", RealServer::Nginx, |_, _| Ok(()));
+}
+
+#[test]
+fn postgres_rows_survive_restore() {
+    real_server_survives("postgres", RealServer::Postgres, |_, _| Ok(()));
+}
+
+#[test]
+#[ignore = "refused: the JVM (NIO's pre-close socketpair) holds a unix stream socket whose \
+            peer it closed itself; carrying it is the unix sockets work of issue 13"]
+fn jvm_request_counter_survives_restore() {
+    real_server_survives("jvm", RealServer::Jvm, |_, _| Ok(()));
+}
+
+/// A client that is not root reaches the restored postmaster through its
+/// unix socket: the socket file keeps its owner and mode.
+#[test]
+#[ignore = "restored wrong: a bound unix socket's file comes back owned by root, mode 0755 \
+            (ferry binds it as root); the unix sockets work of issue 13 fixes it"]
+fn postgres_socket_serves_non_root_clients_after_restore() {
+    real_server_survives("postgres_socket", RealServer::Postgres, |dir, port| {
+        servers::postgres_socket_for_non_root(dir.path(), port)
     });
 }

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod scenarios;
+pub mod servers;
 pub mod testbed;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};

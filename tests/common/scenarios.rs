@@ -2,6 +2,7 @@
 //! and run by each migration mode's tests: `migrate` moves the workload
 //! from A to B (and checks its statistics) the way the calling test wants.
 
+use super::servers::{Client, RealServer};
 use super::testbed::{output, wait_for, Host, HostProcess, Testbed};
 use super::{path_str, run_test, TestDir};
 use anyhow::{ensure, Context, Result};
@@ -72,6 +73,43 @@ pub fn node_counter(test: &str, migrate: Migrate) {
         );
         Ok(())
     });
+}
+
+/// A real server from Debian's packages moves from A to B as a process
+/// tree: state put in by a client on A, checked (and more put in) by a
+/// client on B that connects after the move.
+pub fn real_server(test: &str, server: RealServer, migrate: Migrate) {
+    run_test(test, |dir| {
+        let bed = Testbed::up(dir)?;
+        // The hosts have network namespaces of their own: no other test
+        // listens on their loopback.
+        const PORT: u16 = 8124;
+        let argv = server.prepare(dir.path(), PORT)?;
+        for private in server.host_private_dirs(dir.path()) {
+            for host in [Host::A, Host::B] {
+                own_dir(&bed, host, &private)?;
+            }
+        }
+        let args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
+        let w = bed.spawn(Host::A, Path::new(&argv[0]), &args, &output(dir))?;
+        server.seed(Client::In(&bed, Host::A), dir.path(), PORT)?;
+        migrate(&bed, dir, &w)?;
+        ensure!(
+            bed.find(Host::B, w.ns_pid)?.is_some(),
+            "{server:?} does not run on host B"
+        );
+        server.check(Client::In(&bed, Host::B), dir.path(), PORT)
+    });
+}
+
+/// Mounts a tmpfs on `dir` inside `host` (its mount namespace, which dies
+/// with the testbed), owned as `dir` is: that host's own copy of it.
+fn own_dir(bed: &Testbed, host: Host, dir: &Path) -> Result<()> {
+    let d = path_str(dir)?;
+    let script = format!("o=$(stat -c %u:%g {d}) && mount -t tmpfs tmpfs {d} && chown $o {d}");
+    let (ok, out) = bed.host_exec(host, &["sh", "-c", &script])?;
+    ensure!(ok, "mounting a tmpfs on {d} in host {host:?}: {out}");
+    Ok(())
 }
 
 fn which(program: &str) -> Result<PathBuf> {
