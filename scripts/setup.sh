@@ -28,6 +28,9 @@ packages+=(busybox-static)
 packages+=(runc crun)
 # capsh drops capabilities for the refusal test (tests/container.rs).
 packages+=(libcap2-bin)
+# nft: the network lock that keeps a frozen workload's TCP connections
+# silent (src/netlock/; tests/netlock.rs).
+packages+=(nftables)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -20,6 +20,7 @@ pub mod kernel;
 pub mod lazy;
 pub mod memory;
 pub mod migration;
+pub mod netlock;
 pub mod probe;
 pub mod proc;
 pub mod ptrace;

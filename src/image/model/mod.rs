@@ -165,3 +165,13 @@ pub struct ProcessImage {
     /// of the image to hold (each such lock is recorded once).
     pub file_locks: Vec<FileLock>,
 }
+
+/// One TCP connection as its local socket sees it: what a network lock
+/// drops the packets of, in both directions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TcpFlow {
+    /// The socket's own address and port.
+    pub local: std::net::SocketAddr,
+    /// The peer's address and port.
+    pub remote: std::net::SocketAddr,
+}
