@@ -478,6 +478,8 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
         }],
         pid_namespace: false,
         ghost_files: Vec::new(),
+        tcp_flows: Vec::new(),
+        network_lock: None,
     }
 }
 

@@ -42,6 +42,14 @@ pub struct Checkpoint {
     /// Deleted (unlinked) regular files that fds still refer to, with
     /// their contents: [`OpenFile::ghost`](crate::image::model::OpenFile::ghost) indexes them.
     pub ghost_files: Vec<GhostFile>,
+    /// The TCP connections of the tree (every connected state) that a
+    /// network lock kept silent from the freeze on: the restoring side
+    /// locks them too until the restored tree runs.
+    pub tcp_flows: Vec<TcpFlow>,
+    /// The network lock (an nftables table) a local checkpoint left
+    /// engaged for its restore to release once the restored tree runs
+    /// (None: none, as after a migration, whose source releases its own).
+    pub network_lock: Option<String>,
 }
 
 /// A SysV shared memory segment, recreated at restore with the same shmid
