@@ -305,6 +305,8 @@ fn a_locked_ipv6_connection_is_silent_until_released() -> Result<()> {
     lock_one_connection("v6", "[fd77::2]:7000")
 }
 
+/// A lock whose owner "crashes" is never released; the test process
+/// keeps its namespace handle open until it exits.
 #[test]
 fn a_sweep_removes_its_owners_stale_locks_only() -> Result<()> {
     let pair = Pair::up("sweep")?;
@@ -331,12 +333,25 @@ fn a_sweep_removes_its_owners_stale_locks_only() -> Result<()> {
         // A name ferry does not make is never touched.
         ensure!(netlock::release_table(&netns, "filter").is_err());
         ensure!(netlock::sweep(other, &netns)? == std::slice::from_ref(&foreign));
+
+        // A lock in another namespace (a container's), its owner killed
+        // without releasing it: the owner's journal leads its next start
+        // there; another owner's journal does not.
+        let lock = netlock::engage(crashed, "3", Pair::netns(&pair.b)?, &[flow])?;
+        let in_b = lock.name().to_string();
+        std::mem::forget(lock);
+        ensure!(netlock::sweep_journaled(other)?.is_empty());
+        ensure!(Pair::ferry_tables(&pair.b)? == std::slice::from_ref(&in_b));
+        ensure!(netlock::sweep_journaled(crashed)? == std::slice::from_ref(&in_b));
+        ensure!(netlock::sweep_journaled(crashed)?.is_empty());
         Ok(())
     })();
     // Whatever failed above, nothing of the test is left.
-    let netns = Pair::netns(&pair.a)?;
-    for owner in [crashed, other] {
-        netlock::sweep(owner, &netns)?;
+    for ns in [&pair.a, &pair.b] {
+        let netns = Pair::netns(ns)?;
+        for owner in [crashed, other] {
+            netlock::sweep(owner, &netns)?;
+        }
     }
     result?;
     pair.check_clean()

@@ -197,12 +197,16 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
 }
 
 /// Removes the network locks a previous run of this agent (same work
-/// directory) left in its network namespace when it was killed
-/// mid-migration: their connections would stay silent for ever. Only
-/// this agent's tables are touched. Without nft no lock was ever made.
+/// directory) left when it was killed mid-migration, in its own network
+/// namespace and in those its journal names (a container's): their
+/// connections would stay silent for ever. Only this agent's tables are
+/// touched. Without nft no lock was ever made.
 fn sweep_network_locks(owner: crate::netlock::Owner) {
     use crate::netlock::{NetLockError, NetNs};
-    match NetNs::current().and_then(|netns| crate::netlock::sweep(owner, &netns)) {
+    let swept = NetNs::current()
+        .and_then(|netns| crate::netlock::sweep(owner, &netns))
+        .and_then(|_| crate::netlock::sweep_journaled(owner));
+    match swept {
         Ok(_) => {}
         Err(NetLockError::Spawn { source, .. })
             if source.kind() == std::io::ErrorKind::NotFound => {}

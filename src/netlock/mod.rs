@@ -12,10 +12,13 @@
 //! local checkpoint) that made it, so that a sweep at the next start of
 //! the same agent removes what a killed one left ([`sweep`]) and never
 //! touches a table of another agent or program. Releasing deletes the
-//! table; a table already gone is not an error.
+//! table; a table already gone is not an error. A journal under /run
+//! says where each engaged lock is, so that [`sweep_journaled`] also
+//! finds those a killed run left in other namespaces (a container's).
 
 mod error;
 pub mod flows;
+mod journal;
 mod ruleset;
 
 pub use error::{describe_flows, NetLockError};
@@ -63,6 +66,9 @@ pub struct NetNs {
     file: File,
     /// Its nsfs name (net:[INODE]), for messages and to tell it apart.
     name: String,
+    /// The path it was opened by, which a later run can open again while
+    /// it leads to the same namespace (the journal records it).
+    path: String,
 }
 
 impl NetNs {
@@ -73,7 +79,9 @@ impl NetNs {
 
     /// The network namespace of the calling thread.
     pub fn current() -> Result<NetNs, NetLockError> {
-        NetNs::at(Path::new("/proc/thread-self/ns/net"))
+        let mut netns = NetNs::at(Path::new("/proc/thread-self/ns/net"))?;
+        netns.path = format!("/proc/{}/ns/net", std::process::id());
+        Ok(netns)
     }
 
     /// The network namespace at `path` (/proc/PID/ns/net, or a name
@@ -88,7 +96,11 @@ impl NetNs {
             .map_err(failed)?
             .to_string_lossy()
             .into_owned();
-        Ok(NetNs { file, name })
+        Ok(NetNs {
+            file,
+            name,
+            path: path.display().to_string(),
+        })
     }
 
     /// Its nsfs name, net:[INODE].
@@ -137,6 +149,7 @@ pub fn engage(
     );
     let commands = ruleset::engage_commands(&table, &comment, flows);
     run_nft(&netns, &["-f", "-"], &commands, "engaging a lock")?;
+    journal::record(&table, &netns.path, &netns.name);
     tracing::debug!(
         table,
         netns = netns.name,
@@ -166,6 +179,7 @@ impl NetLock {
     /// (restore) to release with [`release_table`].
     pub fn keep(mut self) -> String {
         self.engaged = false;
+        journal::forget(&self.table);
         std::mem::take(&mut self.table)
     }
 }
@@ -194,6 +208,7 @@ pub fn release_table(netns: &NetNs, table: &str) -> Result<(), NetLockError> {
     }
     let commands = ruleset::delete_commands(&[table.to_string()]);
     run_nft(netns, &["-f", "-"], &commands, "releasing a lock")?;
+    journal::forget(table);
     tracing::debug!(table, netns = netns.name, "network lock released");
     Ok(())
 }
@@ -218,6 +233,24 @@ pub fn sweep(owner: Owner, netns: &NetNs) -> Result<Vec<String>, NetLockError> {
         tracing::info!(?stale, netns = netns.name, "stale network locks removed");
     }
     Ok(stale)
+}
+
+/// Removes every lock of `owner` that a killed run left in a network
+/// namespace other than its own (a container's, where a source tree
+/// keeps running after its agent died): the namespaces its journal
+/// names, while they exist. Returns the tables removed.
+pub fn sweep_journaled(owner: Owner) -> Result<Vec<String>, NetLockError> {
+    let mut removed = Vec::new();
+    for (path, name) in journal::take_namespaces(&owner.prefix()) {
+        // A path that leads nowhere now, or to another namespace (its
+        // process died, its PID was reused): the namespace is gone, and
+        // its tables with it.
+        match NetNs::at(Path::new(&path)) {
+            Ok(netns) if netns.name == name => removed.extend(sweep(owner, &netns)?),
+            _ => {}
+        }
+    }
+    Ok(removed)
 }
 
 /// Checks that nft can run, before a tree holding `flows` is frozen: the
