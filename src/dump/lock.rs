@@ -38,13 +38,14 @@ pub(super) struct TreeLock {
 }
 
 impl TreeLock {
-    /// Locks the connections of the frozen processes `members` (root
-    /// first) in the root's network namespace; no connection, no lock.
-    pub fn engage(plan: LockPlan, members: &[i32]) -> Result<TreeLock, CheckpointError> {
+    /// Locks the connections of the frozen processes `members` in the
+    /// network namespace of their root `root` (inspection made sure they
+    /// share it); no connection, no lock.
+    pub fn engage(plan: LockPlan, root: i32, members: &[i32]) -> Result<TreeLock, CheckpointError> {
         let flows = netlock::tree_flows(members)?;
-        let Some(&root) = members.first().filter(|_| !flows.is_empty()) else {
+        if flows.is_empty() {
             return Ok(TreeLock::default());
-        };
+        }
         let lock = netlock::engage(
             plan.owner,
             &root.to_string(),

@@ -191,7 +191,7 @@ fn checkpoint_tree(
     // Before any state is read: from now on the connections are silent.
     let members: Vec<i32> = tree.procs.iter().map(|f| f.pid).collect();
     let mut lock = None;
-    let dumped = TreeLock::engage(plan, &members).and_then(|engaged| {
+    let dumped = TreeLock::engage(plan, tree.root, &members).and_then(|engaged| {
         let name = engaged.name_for_image(plan, opts.leave_running);
         let engaged = lock.insert(engaged);
         dump_frozen(&mut tree, sink, precopies, (&engaged.flows, name))
