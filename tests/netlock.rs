@@ -47,31 +47,14 @@ impl Pair {
             ],
         )?;
         for (ns, dev, n) in [(&pair.a, "nla", 1), (&pair.b, "nlb", 2)] {
-            run(
-                "ip",
-                &[
-                    "-n",
-                    ns,
-                    "addr",
-                    "add",
-                    &format!("10.77.0.{n}/24"),
-                    "dev",
-                    dev,
-                ],
-            )?;
-            run(
-                "ip",
-                &[
-                    "-n",
-                    ns,
-                    "addr",
-                    "add",
-                    &format!("fd77::{n}/64"),
-                    "dev",
-                    dev,
-                    "nodad",
-                ],
-            )?;
+            // IPv6 without duplicate address detection: usable at once.
+            for (addr, flags) in [
+                (format!("10.77.0.{n}/24"), &[][..]),
+                (format!("fd77::{n}/64"), &["nodad"][..]),
+            ] {
+                let args = [&["-n", ns, "addr", "add", &addr, "dev", dev][..], flags].concat();
+                run("ip", &args)?;
+            }
             run("ip", &["-n", ns, "link", "set", dev, "up"])?;
             run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
         }

@@ -20,9 +20,21 @@ pub fn tree_flows(pids: &[i32]) -> Result<Vec<TcpFlow>, NetLockError> {
     // that namespace's tables through.
     let mut by_netns: HashMap<String, (i32, HashSet<u64>)> = HashMap::new();
     for &pid in pids {
-        let netns = read_link(&format!("/proc/{pid}/ns/net"))?;
+        // A process that exited since the tree was listed (it can only
+        // be before the freeze) holds no connection any more.
+        let (netns, inodes) = match read_link(&format!("/proc/{pid}/ns/net"))
+            .and_then(|netns| Ok((netns, socket_inodes(pid)?)))
+        {
+            Ok(found) => found,
+            Err(NetLockError::Proc { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                continue
+            }
+            Err(err) => return Err(err),
+        };
         let entry = by_netns.entry(netns).or_insert((pid, HashSet::new()));
-        entry.1.extend(socket_inodes(pid)?);
+        entry.1.extend(inodes);
     }
     let mut flows = BTreeSet::new();
     for (pid, inodes) in by_netns.values() {

@@ -277,25 +277,11 @@ fn run_nft(
     input: &str,
     action: &str,
 ) -> Result<String, NetLockError> {
-    let ours = std::fs::read_link("/proc/thread-self/ns/net")
-        .map(|l| l.to_string_lossy() == netns.name)
-        .unwrap_or(false);
-    if ours {
-        return nft_here(netns, args, input, action);
-    }
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            nix::sched::setns(&netns.file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(
-                |errno| NetLockError::Namespace {
-                    what: netns.name.clone(),
-                    source: errno.into(),
-                },
-            )?;
-            nft_here(netns, args, input, action)
-        })
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
+    crate::kernel::in_net_namespace_of(&netns.file, || nft_here(netns, args, input, action))
+        .map_err(|errno| NetLockError::Namespace {
+            what: netns.name.clone(),
+            source: errno.into(),
+        })?
 }
 
 /// Runs nft in the calling thread's network namespace.
