@@ -148,8 +148,13 @@ pub fn engage(
         flows.len()
     );
     let commands = ruleset::engage_commands(&table, &comment, flows);
-    run_nft(&netns, &["-f", "-"], &commands, "engaging a lock")?;
+    // Journaled first: a run killed right after nft made the table still
+    // leaves the way to it.
     journal::record(&table, &netns.path, &netns.name);
+    if let Err(err) = run_nft(&netns, &["-f", "-"], &commands, "engaging a lock") {
+        journal::forget(&table);
+        return Err(err);
+    }
     tracing::debug!(
         table,
         netns = netns.name,
