@@ -5,11 +5,15 @@
 //! retransmitted, no reset reaches it, the local side's data never leaves)
 //! while another connection in the same namespace is untouched; released,
 //! the retransmissions go through and the connection works. A sweep
-//! removes a crashed owner's tables, and only that owner's. Every
+//! removes a crashed owner's tables, and only that owner's, and an
+//! agent's start sweeps what its killed run left. Every
 //! namespace (and with it every table) the test makes is removed, even on
 //! failure; the tests check that no table of theirs is left before that.
 
+mod common;
+
 use anyhow::{bail, ensure, Context, Result};
+use common::testbed::{Host, Testbed};
 use ferry::image::TcpFlow;
 use ferry::netlock::{self, NetNs, Owner};
 use std::io::{ErrorKind, Read, Write};
@@ -383,4 +387,50 @@ time.sleep(60)\n";
     ensure!(flows == [expected], "{flows:?}");
     drop(child);
     pair.check_clean()
+}
+
+/// The testbed's host A, with a lock its agent's killed run "left" and
+/// one of another owner in its namespace: a second start of the same
+/// agent (same config, same work directory) sweeps before it binds its
+/// port (taken by the running agent, so it stops there), and removes its
+/// own lock only. (Killing the running agent would end the host: its init
+/// waits for it.)
+#[test]
+fn an_agents_start_sweeps_what_its_killed_run_left() {
+    common::run_test("netlock_agent_sweep", |dir| {
+        let bed = Testbed::up(dir)?;
+        let config = dir.path().join("testbed/a.toml");
+        let owner = Owner::of_dir(&dir.path().join("testbed/a/work"));
+        let stranger = Owner::of_dir(&dir.path().join("stranger"));
+        let agent = bed.agent_pid(Host::A)?;
+        let flow = TcpFlow {
+            local: "10.231.0.1:1234".parse()?,
+            remote: "10.231.0.3:80".parse()?,
+        };
+        let ns = NetNs::of_process(agent)?;
+        let stale = netlock::engage(owner, "stale", NetNs::of_process(agent)?, &[flow])?.keep();
+        let foreign =
+            netlock::engage(stranger, "foreign", NetNs::of_process(agent)?, &[flow])?.keep();
+        let result = (|| {
+            let bin = common::agent_bin()?;
+            let args = ["timeout", "5", common::path_str(&bin)?, "serve", "--config"];
+            let args = [&args[..], &[common::path_str(&config)?]].concat();
+            let (_, out) = bed.host_exec(Host::A, &args)?;
+            let (_, tables) = bed.host_exec(Host::A, &["nft", "list", "tables"])?;
+            ensure!(
+                !tables.contains(&stale),
+                "the stale lock survived the agent's start: {tables}\n{out}"
+            );
+            ensure!(
+                tables.contains(&foreign),
+                "another owner's lock was removed: {tables}\n{out}"
+            );
+            ensure!(out.contains("stale network locks removed"), "{out}");
+            Ok(())
+        })();
+        for o in [owner, stranger] {
+            netlock::sweep(o, &ns)?;
+        }
+        result
+    });
 }
