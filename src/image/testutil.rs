@@ -478,6 +478,11 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
         }],
         pid_namespace: false,
         ghost_files: Vec::new(),
+        tcp_flows: vec![crate::image::TcpFlow {
+            local: "10.0.0.1:80".parse().unwrap(),
+            remote: "[::ffff:10.0.0.2]:5000".parse().unwrap(),
+        }],
+        network_lock: Some("ferry_0011223344556677_4242_1".into()),
     }
 }
 
