@@ -23,6 +23,7 @@ mod signals;
 pub mod sink;
 pub mod sockets;
 pub mod sysvshm;
+pub mod tcp;
 mod threads;
 mod timers;
 mod tree;
@@ -152,8 +153,10 @@ pub fn checkpoint_into(
 
     let frozen_at = Instant::now();
     let mut tree = FrozenTree::freeze(pid, expected)?;
-    let (image, mem, segments) = match dump_frozen(&mut tree, sink, precopies) {
+    let (image, mem, segments, repaired) = match dump_frozen(&mut tree, sink, precopies) {
         Ok(v) => v,
+        // The connections read so far left repair mode when the dump's
+        // files were dropped: they work again once the tree resumes.
         Err(err) => {
             if let Err(thaw_err) = tree.thaw() {
                 tracing::error!(pid, %thaw_err, "resuming the tree after a failed checkpoint failed");
@@ -163,12 +166,17 @@ pub fn checkpoint_into(
     };
     let (processes, zombies) = (tree.procs.len() as u32, tree.zombies.len() as u32);
     if opts.leave_running {
+        // The connections leave repair mode before the tree runs again.
+        drop(repaired);
         tree.thaw()?;
     } else {
         // The segments went with the tree: marked for removal, they go
         // with the killed processes' attachments.
         sysvshm::remove_carried(tree.root, &segments);
         tree.kill();
+        // Still in repair mode, the killed tree's connections close
+        // without a FIN or RST: the restored sockets take them over.
+        repaired.close_in_repair();
     }
     let frozen_ms = ms(frozen_at.elapsed());
     Ok(CheckpointStats {
@@ -207,6 +215,7 @@ fn dump_frozen(
         crate::image::ImageSummary,
         memory::MemoryDumpStats,
         Vec<crate::image::SysvShmImage>,
+        tcp::RepairedSockets,
     ),
     CheckpointError,
 > {
@@ -313,7 +322,7 @@ fn dump_frozen(
         shmem_dumped.extend(p.vmas.iter().filter_map(mm::shared_object));
     }
     let summary = sink.commit(&checkpoint)?;
-    Ok((summary, mem, checkpoint.sysv_shm))
+    Ok((summary, mem, checkpoint.sysv_shm, files.repaired))
 }
 
 /// Reads the state of the frozen process (all but its memory) into its

@@ -1,6 +1,6 @@
 //! Sockets: which ones ferry carries (unix sockets whose peer the tree
 //! also holds, bound and listening unix sockets, listening TCP and bound
-//! UDP sockets). Each socket is taken out of the process with pidfd_getfd
+//! UDP sockets, established and half-closed TCP connections). Each socket is taken out of the process with pidfd_getfd
 //! and examined with ordinary socket calls; the peer of a unix socket
 //! comes from unix_diag.
 
@@ -9,13 +9,55 @@ use super::fd_class::{ClassifiedFd, FdClass};
 use crate::kernel;
 use crate::kernel::sockets::getsockopt_int;
 use nix::errno::Errno;
-use nix::sys::socket::{getpeername, SockaddrStorage};
+use nix::sys::socket::{getpeername, getsockname, SockaddrStorage};
 use std::os::fd::{AsFd, AsRawFd};
 
 /// TCP states (include/net/tcp_states.h) that ferry tells apart.
-const TCP_ESTABLISHED: u8 = 1;
-const TCP_CLOSE: u8 = 7;
-const TCP_LISTEN: u8 = 10;
+pub const TCP_ESTABLISHED: u8 = 1;
+/// SYN_SENT: connect() is still waiting for the peer.
+pub const TCP_SYN_SENT: u8 = 2;
+/// FIN_WAIT1: shut down for writing, the FIN not acknowledged yet.
+pub const TCP_FIN_WAIT1: u8 = 4;
+/// FIN_WAIT2: shut down for writing, the FIN acknowledged.
+pub const TCP_FIN_WAIT2: u8 = 5;
+/// CLOSE: not connected (new, or closed).
+pub const TCP_CLOSE: u8 = 7;
+/// CLOSE_WAIT: the peer shut down its side.
+pub const TCP_CLOSE_WAIT: u8 = 8;
+/// LISTEN.
+pub const TCP_LISTEN: u8 = 10;
+
+/// The name of TCP state `s`, for messages.
+pub fn tcp_state_name(s: u8) -> String {
+    const NAMES: [&str; 13] = [
+        "0",
+        "ESTABLISHED",
+        "SYN_SENT",
+        "SYN_RECV",
+        "FIN_WAIT1",
+        "FIN_WAIT2",
+        "TIME_WAIT",
+        "CLOSE",
+        "CLOSE_WAIT",
+        "LAST_ACK",
+        "LISTEN",
+        "CLOSING",
+        "NEW_SYN_RECV",
+    ];
+    NAMES
+        .get(s as usize)
+        .map_or_else(|| s.to_string(), |n| (*n).to_string())
+}
+
+/// An IPv4 or IPv6 socket address as the standard library's type.
+pub fn inet_addr(a: &SockaddrStorage) -> Option<std::net::SocketAddr> {
+    a.as_sockaddr_in()
+        .map(|a| std::net::SocketAddr::V4((*a).into()))
+        .or_else(|| {
+            a.as_sockaddr_in6()
+                .map(|a| std::net::SocketAddr::V6((*a).into()))
+        })
+}
 /// Decides whether socket `inode` at `fd` of `pid` can be carried, taking
 /// it out of the process (which keeps running) to look at it.
 pub fn classify(pid: i32, fd: i32, inode: u64) -> Result<FdClass, InspectError> {
@@ -60,14 +102,33 @@ pub fn classify(pid: i32, fd: i32, inode: u64) -> Result<FdClass, InspectError> 
                         .map_err(|e| refuse(format!("TCP socket that cannot be examined ({e})")))?;
                     match st.state {
                         TCP_LISTEN | TCP_CLOSE => Ok(FdClass::InetSocket),
-                        TCP_ESTABLISHED => Err(refuse(
-                            "TCP socket of an established connection (carrying established TCP \
-                             connections comes in a later issue)"
+                        TCP_ESTABLISHED | TCP_FIN_WAIT1 | TCP_FIN_WAIT2 | TCP_CLOSE_WAIT => {
+                            let names =
+                                getsockname::<SockaddrStorage>(sock.as_raw_fd()).and_then(|l| {
+                                    getpeername::<SockaddrStorage>(sock.as_raw_fd())
+                                        .map(|r| (inet_addr(&l), inet_addr(&r)))
+                                });
+                            match names {
+                                Ok((Some(local), Some(remote))) => Ok(FdClass::TcpConnection {
+                                    local,
+                                    remote,
+                                    state: st.state,
+                                }),
+                                Ok(_) => Err(refuse("TCP connection without addresses".into())),
+                                Err(e) => Err(refuse(format!(
+                                    "TCP connection whose addresses cannot be read ({e})"
+                                ))),
+                            }
+                        }
+                        TCP_SYN_SENT => Err(refuse(
+                            "TCP socket still connecting (SYN_SENT): ferry carries a \
+                             connection once it is established"
                                 .into(),
                         )),
                         s => Err(refuse(format!(
-                            "TCP socket of a connection in state {s} (carrying TCP connections \
-                             comes in a later issue)"
+                            "TCP socket of a connection in state {} (ferry carries ESTABLISHED, \
+                             FIN_WAIT1, FIN_WAIT2 and CLOSE_WAIT)",
+                            tcp_state_name(s)
                         ))),
                     }
                 }
@@ -86,6 +147,60 @@ pub fn classify(pid: i32, fd: i32, inode: u64) -> Result<FdClass, InspectError> 
         libc::AF_PACKET => Err(refuse("packet socket".into())),
         other => Err(refuse(format!("socket of address family {other}"))),
     }
+}
+
+/// Refuses a TCP connection in CLOSE_WAIT whose peer no process of the
+/// tree holds (`tree`: every process with its classified fds): the
+/// restored end learns of the peer's FIN only when the peer sends it
+/// again, which a peer outside the tree, its FIN acknowledged, never does.
+pub fn check_tcp_peers(tree: &[(i32, Vec<ClassifiedFd>)]) -> Vec<InspectError> {
+    let all = || tree.iter().flat_map(|(_, fds)| fds);
+    let mut refused = Vec::new();
+    for (pid, fds) in tree {
+        for c in fds {
+            let FdClass::TcpConnection {
+                local,
+                remote,
+                state: TCP_CLOSE_WAIT,
+            } = c.class
+            else {
+                continue;
+            };
+            let inside = all().any(|o| {
+                matches!(o.class, FdClass::TcpConnection { local: l, remote: r, .. }
+                    if l == remote && r == local)
+            });
+            if !inside {
+                refused.push(InspectError::UnsupportedFd {
+                    pid: *pid,
+                    fd: c.fd,
+                    kind: format!(
+                        "TCP connection {local} -> {remote} in CLOSE_WAIT (the peer shut down \
+                         its side) to a peer outside the checkpoint"
+                    ),
+                    target: c.target.clone(),
+                });
+            }
+        }
+    }
+    refused
+}
+
+/// Every TCP connection of the tree (`tree`: every process with its
+/// classified fds) as (local, remote), each once: the flows a network
+/// lock must hold still while they move.
+pub fn tcp_connections(
+    tree: &[(i32, Vec<ClassifiedFd>)],
+) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
+    let mut out = Vec::new();
+    for c in tree.iter().flat_map(|(_, fds)| fds) {
+        if let FdClass::TcpConnection { local, remote, .. } = c.class {
+            if !out.contains(&(local, remote)) {
+                out.push((local, remote));
+            }
+        }
+    }
+    out
 }
 
 /// unix_diag of socket `inode` of process `pid`, asked in its network

@@ -382,3 +382,27 @@ pub(super) fn inet_socket(n: &InetSocket) -> String {
     }
     out + &socket_options(&n.options, &[("v6only", n.v6only), ("nodelay", n.nodelay)])
 }
+
+/// One line about a TCP connection: addresses, state, queued data,
+/// options.
+pub(super) fn tcp_connection(c: &crate::image::TcpConnection) -> String {
+    let out = format!(
+        "tcp{} {} -> {} {:?}, {} bytes to read, {} bytes unacknowledged ({} unsent)",
+        if c.ipv6 { "6" } else { "" },
+        c.local,
+        c.remote,
+        c.state,
+        c.recv_queue.len(),
+        c.send_queue.len(),
+        c.unsent
+    );
+    out + &socket_options(
+        &c.options,
+        &[
+            ("v6only", c.v6only),
+            ("nodelay", c.settings.nodelay),
+            ("cork", c.settings.cork),
+            ("keepalive", c.settings.keepalive),
+        ],
+    )
+}

@@ -5,6 +5,7 @@
 use super::anon;
 use super::process::{Husk, STRUCT_OFF};
 use super::sockets;
+use super::tcp;
 use crate::image::{Checkpoint, FifoEnd, FileImage, GhostFile, OpenFile, PathFileType};
 use crate::kernel;
 use crate::ptrace::read_memory;
@@ -40,6 +41,7 @@ impl TreeFds {
         let pid = ck.root().map_or(0, |p| p.pid);
         let pipes = create_pipes(pid, &ck.pipes)?;
         let mut ours = sockets::create(ck)?;
+        tcp::create(ck, &mut ours)?;
         for (i, file) in ck.files.iter().enumerate() {
             if let FileImage::Pipe(end) = file {
                 let (rd, wr) =
@@ -322,7 +324,10 @@ impl<'a> Husk<'a> {
                             || format!("reopening {} (flags {:#o})", f.path, flags),
                         )?
                     }
-                    FileImage::Pipe(_) | FileImage::UnixSocket(_) | FileImage::InetSocket(_) => {
+                    FileImage::Pipe(_)
+                    | FileImage::UnixSocket(_)
+                    | FileImage::InetSocket(_)
+                    | FileImage::TcpConnection(_) => {
                         return Err(RestoreError::Unsupported {
                             pid: image.pid,
                             why: format!("file #{i} (a pipe or socket) was not created"),

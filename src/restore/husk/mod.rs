@@ -24,6 +24,7 @@ mod seccomp;
 mod signals;
 mod sockets;
 mod sysvshm;
+mod tcp;
 mod threads;
 mod timers;
 mod tree;

@@ -1,0 +1,253 @@
+//! Recreates an image's TCP connections here in migrate-agent, to be
+//! pulled into the husk like the other sockets, with TCP_REPAIR: in repair
+//! mode a new socket is bound to the connection's local address, given
+//! the sequence numbers both queues start at, "connected" without a packet
+//! sent, given the options negotiated with the peer, its queues refilled
+//! (the receive queue for the program to read, the send queue as sent and
+//! unacknowledged) and its windows. Once every connection of the tree
+//! exists, repair mode goes off on each (the kernel then sends a window
+//! probe, which the peer answers with its acknowledgement), what was never
+//! sent is written normally, and the TCP settings are set again.
+//!
+//! A half-closed connection: an end that had sent its FIN (FIN_WAIT1/2)
+//! shuts down writing in repair mode, its FIN queued as sent and
+//! acknowledged by the peer's answer to the probe (or retransmitted if the
+//! peer lacked it); an end that had received its peer's FIN (CLOSE_WAIT)
+//! is restored before that FIN, which its peer, restored in FIN_WAIT1 from
+//! the same tree, sends again.
+
+use super::sockets::{set_flags, set_options};
+use crate::image::{Checkpoint, FileImage, TcpConnection};
+use crate::kernel::abi::{TcpRepairOpt, TcpRepairWindow};
+use crate::kernel::sockets::{
+    set_tcp_queue_seq, set_tcp_repair_options, set_tcp_repair_window, setsockopt_int, tcp_repair,
+    tcp_repair_queue, RepairQueue, TCPOPT_MSS, TCPOPT_SACK_PERM, TCPOPT_TIMESTAMP, TCPOPT_WINDOW,
+};
+use crate::restore::error::RestoreError;
+use nix::errno::Errno;
+use nix::sys::socket::{
+    bind, connect, send, shutdown, socket, AddressFamily, MsgFlags, Shutdown, SockFlag, SockType,
+    SockaddrIn, SockaddrIn6, SockaddrLike,
+};
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+/// Creates every TCP connection of the tree `ck`, storing our fd of each
+/// at the index of its description in `ours`, and makes them live.
+pub fn create(ck: &Checkpoint, ours: &mut [Option<OwnedFd>]) -> Result<(), RestoreError> {
+    let mut made = Vec::new();
+    for (i, file) in ck.files.iter().enumerate() {
+        let FileImage::TcpConnection(c) = file else {
+            continue;
+        };
+        // The first process that holds it, for messages.
+        let pid = ck
+            .processes
+            .iter()
+            .find(|p| p.fds.iter().any(|f| f.file as usize == i))
+            .map_or(0, |p| p.pid);
+        let sock = repaired(pid, c)?;
+        made.push((i, pid, c, sock));
+    }
+    // Only now that both ends of a connection inside the tree exist: a
+    // window probe sent to an end not created yet would be answered by a
+    // reset.
+    for (i, pid, c, sock) in made {
+        go_live(pid, &sock, c)?;
+        set_flags(pid, &sock, c.flags)?;
+        ours[i] = Some(sock);
+    }
+    Ok(())
+}
+
+/// A connected socket in repair mode with the connection's state and
+/// queues, all but the data never sent.
+fn repaired(pid: i32, c: &TcpConnection) -> Result<OwnedFd, RestoreError> {
+    let fail = |call: String| move |errno| RestoreError::Injected { pid, call, errno };
+    let shown = format!("{} -> {}", c.local, c.remote);
+    let family = if c.ipv6 {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
+    let sock = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).map_err(fail(
+        format!("socket({family:?}) for TCP connection {shown}"),
+    ))?;
+    // Before repair mode: SO_REUSEADDR would undo the forced reuse repair
+    // mode gives for the bind.
+    set_options(pid, &sock, &c.options)?;
+    let s = sock.as_fd();
+    if c.ipv6 {
+        setsockopt_int(
+            s,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            i32::from(c.v6only),
+        )
+        .map_err(fail("setting IPV6_V6ONLY".into()))?;
+    }
+    let step = |what: &str| fail(format!("{what} for TCP connection {shown}"));
+    tcp_repair(s, true).map_err(step("turning repair mode on"))?;
+    with_addr(c.local, |a| bind(s.as_raw_fd(), a)).map_err(step("bind"))?;
+    tcp_repair_queue(s, RepairQueue::Recv).map_err(step("selecting the receive queue"))?;
+    set_tcp_queue_seq(s, c.recv_seq.wrapping_sub(c.recv_queue.len() as u32))
+        .map_err(step("setting the receive sequence"))?;
+    tcp_repair_queue(s, RepairQueue::Send).map_err(step("selecting the send queue"))?;
+    set_tcp_queue_seq(s, c.send_seq.wrapping_sub(c.send_queue.len() as u32))
+        .map_err(step("setting the send sequence"))?;
+    // In repair mode connect sends nothing: the socket is established.
+    with_addr(c.remote, |a| connect(s.as_raw_fd(), a)).map_err(step("connect"))?;
+    let mut opts = vec![TcpRepairOpt {
+        opt_code: TCPOPT_MSS,
+        opt_val: c.mss,
+    }];
+    if let Some((snd, rcv)) = c.wscale {
+        opts.push(TcpRepairOpt {
+            opt_code: TCPOPT_WINDOW,
+            opt_val: u32::from(snd) | u32::from(rcv) << 16,
+        });
+    }
+    if c.sack {
+        opts.push(TcpRepairOpt {
+            opt_code: TCPOPT_SACK_PERM,
+            opt_val: 0,
+        });
+    }
+    if c.timestamp.is_some() {
+        opts.push(TcpRepairOpt {
+            opt_code: TCPOPT_TIMESTAMP,
+            opt_val: 0,
+        });
+    }
+    set_tcp_repair_options(s, &opts).map_err(step("TCP_REPAIR_OPTIONS"))?;
+    if let Some(ts) = c.timestamp {
+        setsockopt_int(s, libc::IPPROTO_TCP, libc::TCP_TIMESTAMP, ts as i32)
+            .map_err(step("setting the timestamp clock"))?;
+    }
+    tcp_repair_queue(s, RepairQueue::Recv).map_err(step("selecting the receive queue"))?;
+    fill(s, &c.recv_queue).map_err(step("refilling the receive queue"))?;
+    let sent = c.send_queue.len() - c.unsent as usize;
+    tcp_repair_queue(s, RepairQueue::Send).map_err(step("selecting the send queue"))?;
+    fill(s, &c.send_queue[..sent]).map_err(step("refilling the send queue"))?;
+    if c.state.fin_sent() && c.unsent == 0 {
+        // Queued as sent, as it was.
+        shutdown(s.as_raw_fd(), Shutdown::Write).map_err(step("shutdown(SHUT_WR)"))?;
+    }
+    tcp_repair_queue(s, RepairQueue::None).map_err(step("selecting no queue"))?;
+    set_tcp_repair_window(s, &window(c)).map_err(step("TCP_REPAIR_WINDOW"))?;
+    Ok(sock)
+}
+
+/// The saved windows, made consistent with the restored receive sequence
+/// (which a CLOSE_WAIT end has one before its peer's FIN): the kernel
+/// refuses a window update point past it.
+fn window(c: &TcpConnection) -> TcpRepairWindow {
+    let w = c.window;
+    let behind = w.rcv_wup.wrapping_sub(c.recv_seq) as i32;
+    let (rcv_wup, rcv_wnd) = if behind > 0 {
+        (c.recv_seq, w.rcv_wnd.wrapping_add(behind as u32))
+    } else {
+        (w.rcv_wup, w.rcv_wnd)
+    };
+    let past_window = w.snd_wl1.wrapping_sub(c.recv_seq.wrapping_add(rcv_wnd)) as i32 > 0;
+    TcpRepairWindow {
+        snd_wl1: if past_window { c.recv_seq } else { w.snd_wl1 },
+        snd_wnd: w.snd_wnd,
+        max_window: w.max_window.max(w.snd_wnd),
+        rcv_wnd,
+        rcv_wup,
+    }
+}
+
+/// Turns repair mode off on `sock`, writes what was never sent, shuts down
+/// writing after it if the FIN was not sent yet, and sets the TCP
+/// settings again.
+fn go_live(pid: i32, sock: &OwnedFd, c: &TcpConnection) -> Result<(), RestoreError> {
+    let shown = format!("{} -> {}", c.local, c.remote);
+    let step = |what: &str| {
+        let call = format!("{what} for TCP connection {shown}");
+        move |errno| RestoreError::Injected { pid, call, errno }
+    };
+    let s = sock.as_fd();
+    tcp_repair(s, false).map_err(step("turning repair mode off"))?;
+    // Leaving repair mode reset the reuse flag.
+    set_options(pid, sock, &c.options)?;
+    let t = &c.settings;
+    for (level, opt, val, name) in [
+        (
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            i32::from(t.nodelay),
+            "TCP_NODELAY",
+        ),
+        (
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            i32::from(t.cork),
+            "TCP_CORK",
+        ),
+        (
+            libc::SOL_SOCKET,
+            libc::SO_KEEPALIVE,
+            i32::from(t.keepalive),
+            "SO_KEEPALIVE",
+        ),
+        (
+            libc::IPPROTO_TCP,
+            libc::TCP_KEEPIDLE,
+            t.keepidle,
+            "TCP_KEEPIDLE",
+        ),
+        (
+            libc::IPPROTO_TCP,
+            libc::TCP_KEEPINTVL,
+            t.keepintvl,
+            "TCP_KEEPINTVL",
+        ),
+        (
+            libc::IPPROTO_TCP,
+            libc::TCP_KEEPCNT,
+            t.keepcnt,
+            "TCP_KEEPCNT",
+        ),
+        (
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            t.user_timeout,
+            "TCP_USER_TIMEOUT",
+        ),
+    ] {
+        setsockopt_int(s, level, opt, val).map_err(step(&format!("setting {name}")))?;
+    }
+    let sent = c.send_queue.len() - c.unsent as usize;
+    fill(s, &c.send_queue[sent..]).map_err(step("writing the data never sent"))?;
+    if c.state.fin_sent() && c.unsent > 0 {
+        shutdown(s.as_raw_fd(), Shutdown::Write).map_err(step("shutdown(SHUT_WR)"))?;
+    }
+    Ok(())
+}
+
+/// Writes all of `data` to `s` (in repair mode, to the selected queue),
+/// however many sends it takes.
+fn fill(s: BorrowedFd<'_>, mut data: &[u8]) -> Result<(), Errno> {
+    while !data.is_empty() {
+        match send(s.as_raw_fd(), data, MsgFlags::MSG_DONTWAIT) {
+            Ok(0) => return Err(Errno::ENOBUFS),
+            Ok(n) => data = &data[n..],
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Runs `f` with `addr` as the socket address type of its family.
+fn with_addr<T>(
+    addr: SocketAddr,
+    f: impl FnOnce(&dyn SockaddrLike) -> Result<T, Errno>,
+) -> Result<T, Errno> {
+    match addr {
+        SocketAddr::V4(a) => f(&SockaddrIn::from(a)),
+        SocketAddr::V6(a) => f(&SockaddrIn6::from(a)),
+    }
+}
