@@ -87,6 +87,16 @@ fn repaired(pid: i32, c: &TcpConnection) -> Result<OwnedFd, RestoreError> {
         .map_err(fail("setting IPV6_V6ONLY".into()))?;
     }
     let step = |what: &str| fail(format!("{what} for TCP connection {shown}"));
+    // Room for the queues however the kernel accounts for them now: the
+    // recorded sizes are set again once the connection is live.
+    for (force, queued) in [
+        (libc::SO_SNDBUFFORCE, c.send_queue.len()),
+        (libc::SO_RCVBUFFORCE, c.recv_queue.len()),
+    ] {
+        let room = (queued.saturating_mul(2) + (1 << 20)).min(i32::MAX as usize / 2);
+        setsockopt_int(s, libc::SOL_SOCKET, force, room as i32)
+            .map_err(step("making room for the queues"))?;
+    }
     tcp_repair(s, true).map_err(step("turning repair mode on"))?;
     with_addr(c.local, |a| bind(s.as_raw_fd(), a)).map_err(step("bind"))?;
     tcp_repair_queue(s, RepairQueue::Recv).map_err(step("selecting the receive queue"))?;
@@ -159,9 +169,9 @@ fn window(c: &TcpConnection) -> TcpRepairWindow {
     }
 }
 
-/// Turns repair mode off on `sock`, writes what was never sent, shuts down
-/// writing after it if the FIN was not sent yet, and sets the TCP
-/// settings again.
+/// Turns repair mode off on `sock`, sets the TCP settings again, writes
+/// what was never sent, shuts down writing after it if the FIN was not
+/// sent yet, and sets the socket options again.
 fn go_live(pid: i32, sock: &OwnedFd, c: &TcpConnection) -> Result<(), RestoreError> {
     let shown = format!("{} -> {}", c.local, c.remote);
     let step = |what: &str| {
@@ -170,8 +180,6 @@ fn go_live(pid: i32, sock: &OwnedFd, c: &TcpConnection) -> Result<(), RestoreErr
     };
     let s = sock.as_fd();
     tcp_repair(s, false).map_err(step("turning repair mode off"))?;
-    // Leaving repair mode reset the reuse flag.
-    set_options(pid, sock, &c.options)?;
     let t = &c.settings;
     for (level, opt, val, name) in [
         (
@@ -224,7 +232,9 @@ fn go_live(pid: i32, sock: &OwnedFd, c: &TcpConnection) -> Result<(), RestoreErr
     if c.state.fin_sent() && c.unsent > 0 {
         shutdown(s.as_raw_fd(), Shutdown::Write).map_err(step("shutdown(SHUT_WR)"))?;
     }
-    Ok(())
+    // The recorded buffer sizes, and the reuse flag leaving repair mode
+    // reset.
+    set_options(pid, sock, &c.options)
 }
 
 /// Writes all of `data` to `s` (in repair mode, to the selected queue),
