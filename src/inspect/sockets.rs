@@ -249,3 +249,43 @@ pub fn check_unix_peers(tree: &[(i32, Vec<ClassifiedFd>)]) -> Result<(), Inspect
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{check_tcp_peers, tcp_connections, tcp_state_name};
+    use crate::inspect::{ClassifiedFd, FdClass, InspectError};
+
+    fn conn(fd: i32, local: &str, remote: &str, state: u8) -> ClassifiedFd {
+        ClassifiedFd {
+            fd,
+            target: format!("socket:[{fd}]"),
+            class: FdClass::TcpConnection {
+                local: local.parse().unwrap(),
+                remote: remote.parse().unwrap(),
+                state,
+            },
+        }
+    }
+
+    #[test]
+    fn a_close_wait_end_needs_its_peer_in_the_tree() {
+        let (a, b) = ("127.0.0.1:1000", "127.0.0.1:2000");
+        let pair = vec![(10, vec![conn(3, a, b, 8)]), (11, vec![conn(4, b, a, 5)])];
+        assert!(check_tcp_peers(&pair).is_empty());
+        assert_eq!(tcp_connections(&pair).len(), 2);
+        let alone = vec![(10, vec![conn(3, a, b, 8), conn(5, a, "127.0.0.1:9", 1)])];
+        match &check_tcp_peers(&alone)[..] {
+            [InspectError::UnsupportedFd {
+                pid: 10,
+                fd: 3,
+                kind,
+                ..
+            }] => {
+                assert!(kind.contains("CLOSE_WAIT"), "{kind}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(tcp_state_name(2), "SYN_SENT");
+        assert_eq!(tcp_state_name(99), "99");
+    }
+}

@@ -261,3 +261,59 @@ fn with_addr<T>(
         SocketAddr::V6(a) => f(&SockaddrIn6::from(a)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::window;
+    use crate::image::{TcpConnState, TcpConnection, TcpSettings, TcpWindow};
+
+    fn conn(recv_seq: u32, w: TcpWindow) -> TcpConnection {
+        TcpConnection {
+            flags: 0,
+            ipv6: false,
+            v6only: false,
+            local: "127.0.0.1:1".parse().unwrap(),
+            remote: "127.0.0.1:2".parse().unwrap(),
+            state: TcpConnState::CloseWait,
+            send_seq: 0,
+            recv_seq,
+            send_queue: Vec::new(),
+            unsent: 0,
+            recv_queue: Vec::new(),
+            mss: 1460,
+            wscale: None,
+            sack: false,
+            timestamp: None,
+            window: w,
+            settings: TcpSettings::default(),
+            options: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_window_update_point_is_never_past_the_restored_sequence() {
+        let w = TcpWindow {
+            snd_wl1: 1001,
+            snd_wnd: 500,
+            max_window: 400,
+            rcv_wnd: 100,
+            rcv_wup: 1001,
+        };
+        // A CLOSE_WAIT end restored one before the peer's FIN.
+        let r = window(&conn(1000, w));
+        assert_eq!((r.rcv_wup, r.rcv_wnd), (1000, 101));
+        assert_eq!(r.snd_wl1, 1001);
+        assert_eq!(r.max_window, 500);
+        // Across the wrap of the sequence space too.
+        let w = TcpWindow {
+            rcv_wup: 2,
+            snd_wl1: 2,
+            ..w
+        };
+        let r = window(&conn(u32::MAX, w));
+        assert_eq!((r.rcv_wup, r.rcv_wnd), (u32::MAX, 103));
+        // Nothing changes when the update point is behind.
+        let r = window(&conn(5000, w));
+        assert_eq!((r.rcv_wup, r.rcv_wnd, r.snd_wl1), (2, 100, 2));
+    }
+}
