@@ -84,10 +84,13 @@ pub fn describe(
             source: errno.into(),
         }
     };
+    // Before repair mode, which forces SO_REUSEADDR on while it lasts.
+    let options = socket_options(sock.as_fd()).map_err(io("read the socket options"))?;
     tcp_repair(sock.as_fd(), true).map_err(io("turn repair mode on"))?;
     match read(sock.as_fd()) {
         Ok(mut conn) => {
             conn.flags = flags & !libc::O_ACCMODE;
+            conn.options = options;
             repaired.socks.push(sock);
             Ok(FileImage::TcpConnection(conn))
         }
@@ -115,8 +118,8 @@ enum Read {
     Refused(String),
 }
 
-/// Reads connection `s`, in repair mode (its flags are left to the
-/// caller).
+/// Reads connection `s`, in repair mode (its flags and socket options
+/// are left to the caller).
 fn read(s: BorrowedFd<'_>) -> Result<TcpConnection, Read> {
     let err = |what: &'static str| move |errno| Read::Errno(what, errno);
     let int = |level, opt| getsockopt_int(s, level, opt).map_err(err("read an option"));
@@ -211,7 +214,7 @@ fn read(s: BorrowedFd<'_>) -> Result<TcpConnection, Read> {
             rcv_wup: w.rcv_wup,
         },
         settings,
-        options: socket_options(s).map_err(err("read the socket options"))?,
+        options: Default::default(),
     })
 }
 

@@ -3,8 +3,9 @@
  * (argv[2]: "4" over 127.0.0.1, "6" over ::1, "half" over 127.0.0.1 with
  * the child's side shut down), with data queued unread both ways at any
  * checkpoint: DOWN bytes from the parent to the child, UP bytes from the
- * child to the parent. The parent's end has TCP_NODELAY, the child's
- * keepalive with its timers. In "half" mode the child shuts down writing
+ * child to the parent. The parent's end has TCP_NODELAY (and not
+ * SO_REUSEADDR), the child's keepalive with its timers, TCP_USER_TIMEOUT
+ * and SO_REUSEADDR. In "half" mode the child shuts down writing
  * after its UP bytes (its end in FIN_WAIT2, the parent's in CLOSE_WAIT).
  *
  * At SIGTERM the parent tells the child (over a pipe) to check: each side
@@ -95,6 +96,8 @@ static void child(int sock, int go, int half)
 	if (!opt(sock, SOL_SOCKET, SO_KEEPALIVE) || opt(sock, IPPROTO_TCP, TCP_KEEPIDLE) != 77 ||
 	    opt(sock, IPPROTO_TCP, TCP_KEEPINTVL) != 9 || opt(sock, IPPROTO_TCP, TCP_KEEPCNT) != 4)
 		zdtm_fail("child: keepalive settings lost");
+	if (opt(sock, IPPROTO_TCP, TCP_USER_TIMEOUT) != 12345 || !opt(sock, SOL_SOCKET, SO_REUSEADDR))
+		zdtm_fail("child: TCP_USER_TIMEOUT or SO_REUSEADDR lost");
 	recv_all(sock, DOWN, 2, "child, queued");
 	if (!half)
 		send_all(sock, BULK, 3, "child, bulk");
@@ -109,6 +112,7 @@ static void child(int sock, int go, int half)
 int main(int argc, char **argv)
 {
 	int six, half, lst, sock, cl, go[2], status, on = 1, idle = 77, intvl = 9, cnt = 4;
+	int user_timeout = 12345;
 	struct sockaddr_storage ss = { 0 };
 	socklen_t len;
 	char c;
@@ -141,7 +145,10 @@ int main(int argc, char **argv)
 		close(lst);
 		close(go[1]);
 		cl = socket(ss.ss_family, SOCK_STREAM, 0);
-		if (cl < 0 || connect(cl, (struct sockaddr *)&ss, len) ||
+		if (cl < 0 || setsockopt(cl, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) ||
+		    connect(cl, (struct sockaddr *)&ss, len) ||
+		    setsockopt(cl, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout,
+			       sizeof user_timeout) ||
 		    setsockopt(cl, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) ||
 		    setsockopt(cl, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) ||
 		    setsockopt(cl, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl) ||
@@ -171,8 +178,8 @@ int main(int argc, char **argv)
 	zdtm_ready();
 	zdtm_wait_stop();
 
-	if (!opt(sock, IPPROTO_TCP, TCP_NODELAY))
-		zdtm_fail("parent: TCP_NODELAY lost");
+	if (!opt(sock, IPPROTO_TCP, TCP_NODELAY) || opt(sock, SOL_SOCKET, SO_REUSEADDR))
+		zdtm_fail("parent: TCP_NODELAY lost or SO_REUSEADDR gained");
 	if (write(go[1], "g", 1) != 1)
 		zdtm_fail("waking the child: %s", strerror(errno));
 	recv_all(sock, UP, 1, "parent, queued");
