@@ -19,8 +19,9 @@ use crate::inspect::sockets::{
 };
 use crate::inspect::InspectError;
 use crate::kernel::sockets::{
-    getsockopt_int, tcp_info, tcp_queue_len, tcp_queue_seq, tcp_repair, tcp_repair_queue,
-    tcp_repair_window, RepairQueue, TcpQueue, TCPI_OPT_SACK, TCPI_OPT_TIMESTAMPS, TCPI_OPT_WSCALE,
+    getsockopt_int, setsockopt_int, tcp_info, tcp_queue_len, tcp_queue_seq, tcp_repair,
+    tcp_repair_queue, tcp_repair_window, RepairQueue, TcpQueue, TCPI_OPT_SACK, TCPI_OPT_TIMESTAMPS,
+    TCPI_OPT_WSCALE,
 };
 use nix::errno::Errno;
 use nix::sys::socket::{getpeername, getsockname, recv, MsgFlags, SockaddrLike, SockaddrStorage};
@@ -33,7 +34,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 /// for the tree to be killed silently.
 #[derive(Default)]
 pub struct RepairedSockets {
-    socks: Vec<OwnedFd>,
+    /// Each socket, with its SO_REUSEADDR before repair mode.
+    socks: Vec<(OwnedFd, bool)>,
 }
 
 impl RepairedSockets {
@@ -58,8 +60,16 @@ impl RepairedSockets {
 
 impl Drop for RepairedSockets {
     fn drop(&mut self) {
-        for s in &self.socks {
-            if let Err(errno) = tcp_repair(s.as_fd(), false) {
+        for (s, reuse_addr) in &self.socks {
+            // Leaving repair mode clears SO_REUSEADDR: set again if it was.
+            let off = tcp_repair(s.as_fd(), false).and_then(|()| {
+                if *reuse_addr {
+                    setsockopt_int(s.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(errno) = off {
                 tracing::error!(%errno, "turning TCP repair mode off on a resumed connection failed");
             }
         }
@@ -91,7 +101,7 @@ pub fn describe(
         Ok(mut conn) => {
             conn.flags = flags & !libc::O_ACCMODE;
             conn.options = options;
-            repaired.socks.push(sock);
+            repaired.socks.push((sock, options.reuse_addr));
             Ok(FileImage::TcpConnection(conn))
         }
         Err(e) => {

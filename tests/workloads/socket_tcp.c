@@ -13,6 +13,8 @@
  * BULK bytes go up (not in "half" mode) and down on the same connection.
  * In "half" mode the parent must then read end of file, and the child
  * finds a write refused. The parent checks the child's exit status.
+ * An optional argv[3] gives MiB of memory the parent fills first (for a
+ * migration that must last a while).
  */
 #include "zdtm.h"
 #include <arpa/inet.h>
@@ -119,7 +121,16 @@ int main(int argc, char **argv)
 	pid_t pid;
 
 	if (argc < 3 || (strcmp(argv[2], "4") && strcmp(argv[2], "6") && strcmp(argv[2], "half")))
-		zdtm_fail("usage: socket_tcp DIR 4|6|half");
+		zdtm_fail("usage: socket_tcp DIR 4|6|half [MiB]");
+	if (argc > 3) {
+		size_t bytes = (size_t)atoi(argv[3]) << 20;
+		char *mem = malloc(bytes);
+
+		if (!mem)
+			zdtm_fail("malloc: %s", strerror(errno));
+		for (size_t i = 0; i < bytes; i++)
+			mem[i] = (char)(i * 13 + 1);
+	}
 	six = !strcmp(argv[2], "6");
 	half = !strcmp(argv[2], "half");
 	zdtm_init();
