@@ -31,6 +31,8 @@ pub(super) struct TreeFds {
     /// recreated with its contents and unlinked again: a read-write
     /// description of ours, from which each description of it is reopened.
     ghosts: Vec<OwnedFd>,
+    /// The TCP connections, in repair mode until the tree runs.
+    pub(super) connections: tcp::Pending,
 }
 
 impl TreeFds {
@@ -41,7 +43,7 @@ impl TreeFds {
         let pid = ck.root().map_or(0, |p| p.pid);
         let pipes = create_pipes(pid, &ck.pipes)?;
         let mut ours = sockets::create(ck)?;
-        tcp::create(ck, &mut ours)?;
+        let connections = tcp::create(ck, &mut ours)?;
         for (i, file) in ck.files.iter().enumerate() {
             if let FileImage::Pipe(end) = file {
                 let (rd, wr) =
@@ -71,6 +73,7 @@ impl TreeFds {
             ours,
             installed: vec![None; ck.files.len()],
             ghosts,
+            connections,
         })
     }
 }

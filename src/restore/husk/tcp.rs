@@ -4,10 +4,13 @@
 //! the sequence numbers both queues start at, "connected" without a packet
 //! sent, given the options negotiated with the peer, its queues refilled
 //! (the receive queue for the program to read, the send queue as sent and
-//! unacknowledged) and its windows. Once every connection of the tree
-//! exists, repair mode goes off on each (the kernel then sends a window
-//! probe, which the peer answers with its acknowledgement), what was never
-//! sent is written normally, and the TCP settings are set again.
+//! unacknowledged) and its windows. They stay in repair mode while the
+//! rest of the tree is rebuilt (a restore that fails closes them without a
+//! FIN or RST to the peer, whose connection the resumed source may still
+//! hold). Just before the tree runs ([`Pending::go_live`]), repair mode
+//! goes off on each (the kernel then sends a window probe, which the peer
+//! answers with its acknowledgement), what was never sent is written
+//! normally, and the TCP settings are set again.
 //!
 //! A half-closed connection: an end that had sent its FIN (FIN_WAIT1/2)
 //! shuts down writing in repair mode, its FIN queued as sent and
@@ -32,10 +35,35 @@ use nix::sys::socket::{
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-/// Creates every TCP connection of the tree `ck`, storing our fd of each
-/// at the index of its description in `ours`, and makes them live.
-pub fn create(ck: &Checkpoint, ours: &mut [Option<OwnedFd>]) -> Result<(), RestoreError> {
-    let mut made = Vec::new();
+/// The connections of a tree being restored, in repair mode until
+/// [`Pending::go_live`]. Dropped without it (a failed restore), they stay
+/// in repair mode: closed with the killed husks, they send nothing.
+#[derive(Default)]
+pub struct Pending {
+    /// (index of the description in `Checkpoint::files`, the first
+    /// process holding it, our copy of the socket).
+    conns: Vec<(usize, i32, OwnedFd)>,
+}
+
+impl Pending {
+    /// Makes every connection live, once the whole tree is rebuilt (both
+    /// ends of a connection inside the tree exist by then: a window probe
+    /// sent to an end not created yet would be answered by a reset).
+    pub fn go_live(self, ck: &Checkpoint) -> Result<(), RestoreError> {
+        for (i, pid, sock) in &self.conns {
+            let Some(FileImage::TcpConnection(c)) = ck.files.get(*i) else {
+                continue;
+            };
+            go_live(*pid, sock, c)?;
+        }
+        Ok(())
+    }
+}
+
+/// Creates every TCP connection of the tree `ck` in repair mode, storing
+/// our fd of each at the index of its description in `ours`.
+pub fn create(ck: &Checkpoint, ours: &mut [Option<OwnedFd>]) -> Result<Pending, RestoreError> {
+    let mut pending = Pending::default();
     for (i, file) in ck.files.iter().enumerate() {
         let FileImage::TcpConnection(c) = file else {
             continue;
@@ -47,17 +75,16 @@ pub fn create(ck: &Checkpoint, ours: &mut [Option<OwnedFd>]) -> Result<(), Resto
             .find(|p| p.fds.iter().any(|f| f.file as usize == i))
             .map_or(0, |p| p.pid);
         let sock = repaired(pid, c)?;
-        made.push((i, pid, c, sock));
-    }
-    // Only now that both ends of a connection inside the tree exist: a
-    // window probe sent to an end not created yet would be answered by a
-    // reset.
-    for (i, pid, c, sock) in made {
-        go_live(pid, &sock, c)?;
         set_flags(pid, &sock, c.flags)?;
+        let copy = sock.try_clone().map_err(|e| RestoreError::Injected {
+            pid,
+            call: format!("dup of TCP connection {} -> {}", c.local, c.remote),
+            errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        })?;
+        pending.conns.push((i, pid, copy));
         ours[i] = Some(sock);
     }
-    Ok(())
+    Ok(pending)
 }
 
 /// A connected socket in repair mode with the connection's state and
