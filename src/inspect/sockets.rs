@@ -49,6 +49,18 @@ pub fn tcp_state_name(s: u8) -> String {
         .map_or_else(|| s.to_string(), |n| (*n).to_string())
 }
 
+/// `a` as packets carry it: an IPv4-mapped IPv6 address (an IPv6
+/// socket's connection to an IPv4 peer) as the IPv4 address.
+pub fn wire_addr(a: std::net::SocketAddr) -> std::net::SocketAddr {
+    match a {
+        std::net::SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => std::net::SocketAddr::new(v4.into(), v6.port()),
+            None => a,
+        },
+        v4 => v4,
+    }
+}
+
 /// An IPv4 or IPv6 socket address as the standard library's type.
 pub fn inet_addr(a: &SockaddrStorage) -> Option<std::net::SocketAddr> {
     a.as_sockaddr_in()
@@ -168,7 +180,7 @@ pub fn check_tcp_peers(tree: &[(i32, Vec<ClassifiedFd>)]) -> Vec<InspectError> {
             };
             let inside = all().any(|o| {
                 matches!(o.class, FdClass::TcpConnection { local: l, remote: r, .. }
-                    if l == remote && r == local)
+                    if wire_addr(l) == wire_addr(remote) && wire_addr(r) == wire_addr(local))
             });
             if !inside {
                 refused.push(InspectError::UnsupportedFd {
@@ -188,15 +200,17 @@ pub fn check_tcp_peers(tree: &[(i32, Vec<ClassifiedFd>)]) -> Vec<InspectError> {
 
 /// Every TCP connection of the tree (`tree`: every process with its
 /// classified fds) as (local, remote), each once: the flows a network
-/// lock must hold still while they move.
+/// lock must hold still while they move. An IPv6 socket's IPv4-mapped
+/// address is given as the IPv4 address its packets carry.
 pub fn tcp_connections(
     tree: &[(i32, Vec<ClassifiedFd>)],
 ) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
     let mut out = Vec::new();
     for c in tree.iter().flat_map(|(_, fds)| fds) {
         if let FdClass::TcpConnection { local, remote, .. } = c.class {
-            if !out.contains(&(local, remote)) {
-                out.push((local, remote));
+            let flow = (wire_addr(local), wire_addr(remote));
+            if !out.contains(&flow) {
+                out.push(flow);
             }
         }
     }
@@ -285,6 +299,16 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // An IPv6 socket's IPv4-mapped end meets its IPv4 peer.
+        let mapped = vec![
+            (10, vec![conn(3, "[::ffff:127.0.0.1]:1000", b, 8)]),
+            (11, vec![conn(4, b, a, 5)]),
+        ];
+        assert!(check_tcp_peers(&mapped).is_empty());
+        assert_eq!(
+            tcp_connections(&mapped)[0],
+            (a.parse().unwrap(), b.parse().unwrap())
+        );
         assert_eq!(tcp_state_name(2), "SYN_SENT");
         assert_eq!(tcp_state_name(99), "99");
     }
