@@ -15,7 +15,7 @@ use nix::sys::socket::{
     connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
 };
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpStream};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -118,5 +118,36 @@ fn a_connection_to_an_outside_peer_works_after_leave_running() {
         let (mut w, s) = connected(dir)?;
         common::checkpoint(dir, &w, &SPEC, Mode::LeaveRunning)?;
         converse(&mut w, s)
+    });
+}
+
+/// The peer shut down its side: the workload's end is in CLOSE_WAIT, which
+/// ferry carries only when the peer is in the tree too (the restored end
+/// learns of the FIN when the peer sends it again). Refused before
+/// anything is frozen, naming the state; the workload runs on.
+#[test]
+fn a_connection_the_outside_peer_half_closed_is_refused() {
+    common::run_test("tcp_outside_close_wait", |dir| {
+        let (mut w, s) = connected(dir)?;
+        s.shutdown(Shutdown::Write)?;
+        sleep(Duration::from_millis(100));
+        let pid = w.pid().to_string();
+        let image = dir.image();
+        let run = common::agent(
+            dir,
+            &[
+                "checkpoint",
+                &pid,
+                "--dir",
+                common::path_str(&image)?,
+                "--json",
+            ],
+        )?;
+        let err = run.refusal()?;
+        ensure!(
+            err.contains("CLOSE_WAIT") && err.contains("outside the checkpoint"),
+            "unclear refusal: {err}"
+        );
+        common::check_running(&mut w, "after the refused checkpoint")
     });
 }
