@@ -20,6 +20,8 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 const SPEC: Spec = Spec::new("tcp_outside");
+/// The same, shutting down writing with its counter queued unsent.
+const FIN: Spec = Spec::new("tcp_outside").args(&["fin"]);
 /// The sizes tcp_outside.c uses.
 const TOTAL: usize = 4 << 20;
 const QUEUED: usize = 1000;
@@ -65,8 +67,8 @@ fn connect_to(dir: &TestDir) -> Result<TcpStream> {
 }
 
 /// Starts the workload and connects to it, its QUEUED bytes sent.
-fn connected(dir: &TestDir) -> Result<(Workload, TcpStream)> {
-    let w = Workload::start(dir, &SPEC)?;
+fn connected(dir: &TestDir, spec: &Spec) -> Result<(Workload, TcpStream)> {
+    let w = Workload::start(dir, spec)?;
     let mut s = connect_to(dir)?;
     s.write_all(&bytes(QUEUED, 2))?;
     // Let the workload fill its send queue and see the bytes.
@@ -76,7 +78,7 @@ fn connected(dir: &TestDir) -> Result<(Workload, TcpStream)> {
 
 /// After the checkpoint: sends AFTER bytes, stops the workload, and checks
 /// that everything it wrote arrives, in order, then end of file.
-fn converse(w: &mut Workload, mut s: TcpStream) -> Result<()> {
+fn converse(dir: &TestDir, w: &mut Workload, spec: &Spec, mut s: TcpStream) -> Result<()> {
     s.write_all(&bytes(AFTER, 3))?;
     let reader = std::thread::spawn(move || -> Result<Vec<u8>> {
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -85,10 +87,17 @@ fn converse(w: &mut Workload, mut s: TcpStream) -> Result<()> {
             .context("reading from the workload")?;
         Ok(got)
     });
-    w.finish(&SPEC)?;
+    w.finish(spec)?;
     let got = reader.join().expect("the reader panicked")?;
-    let mut expected = bytes(TOTAL, 1);
-    expected.extend(bytes(REPLY, 4));
+    let expected = if spec.args.is_empty() {
+        let mut all = bytes(TOTAL, 1);
+        all.extend(bytes(REPLY, 4));
+        all
+    } else {
+        // What the kernel took before the FIN.
+        let sent = std::fs::read_to_string(dir.path().join("files").join("sent"))?;
+        bytes(sent.trim().parse()?, 1)
+    };
     ensure!(
         got.len() == expected.len(),
         "read {} bytes, expected {}",
@@ -104,20 +113,34 @@ fn converse(w: &mut Workload, mut s: TcpStream) -> Result<()> {
 #[test]
 fn a_connection_to_an_outside_peer_survives_kill_and_restore() {
     common::run_test("tcp_outside_kill", |dir| {
-        let (mut w, s) = connected(dir)?;
+        let (mut w, s) = connected(dir, &SPEC)?;
         common::checkpoint(dir, &w, &SPEC, Mode::Kill)?;
         w.reap_checkpointed()?;
         common::restore_workload(dir, &mut w)?;
-        converse(&mut w, s)
+        converse(dir, &mut w, &SPEC, s)
+    });
+}
+
+/// The workload shut down writing while its counter still waited, unsent,
+/// for the peer's window (FIN_WAIT1, the FIN queued behind the data): after
+/// kill and restore the peer reads the whole counter, then end of file.
+#[test]
+fn a_fin_queued_behind_unsent_data_survives_kill_and_restore() {
+    common::run_test("tcp_outside_fin", |dir| {
+        let (mut w, s) = connected(dir, &FIN)?;
+        common::checkpoint(dir, &w, &FIN, Mode::Kill)?;
+        w.reap_checkpointed()?;
+        common::restore_workload(dir, &mut w)?;
+        converse(dir, &mut w, &FIN, s)
     });
 }
 
 #[test]
 fn a_connection_to_an_outside_peer_works_after_leave_running() {
     common::run_test("tcp_outside_leave_running", |dir| {
-        let (mut w, s) = connected(dir)?;
+        let (mut w, s) = connected(dir, &SPEC)?;
         common::checkpoint(dir, &w, &SPEC, Mode::LeaveRunning)?;
-        converse(&mut w, s)
+        converse(dir, &mut w, &SPEC, s)
     });
 }
 
@@ -128,7 +151,7 @@ fn a_connection_to_an_outside_peer_works_after_leave_running() {
 #[test]
 fn a_connection_the_outside_peer_half_closed_is_refused() {
     common::run_test("tcp_outside_close_wait", |dir| {
-        let (mut w, s) = connected(dir)?;
+        let (mut w, s) = connected(dir, &SPEC)?;
         s.shutdown(Shutdown::Write)?;
         sleep(Duration::from_millis(100));
         let pid = w.pid().to_string();

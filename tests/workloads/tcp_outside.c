@@ -11,6 +11,10 @@
  * the QUEUED bytes (seed 2) and AFTER bytes the test sent after the
  * checkpoint (seed 3), answers REPLY bytes (seed 4) and closes; any reset
  * or wrong byte fails.
+ *
+ * With argv[2] "fin" it shuts down writing once the kernel takes no more
+ * (FIN_WAIT1, the FIN queued behind unsent data) and writes how many
+ * bytes of the counter it sent to DIR/sent; at SIGTERM it only reads.
  */
 #include "zdtm.h"
 #include <arpa/inet.h>
@@ -76,7 +80,7 @@ int main(int argc, char **argv)
 	socklen_t len = sizeof a;
 	char path[4096], port[16];
 	size_t sent;
-	int lst, sock, fd, n;
+	int lst, sock, fd, n, fin = argc > 2 && !strcmp(argv[2], "fin");
 
 	if (argc < 2)
 		zdtm_fail("usage: tcp_outside DIR");
@@ -106,15 +110,24 @@ int main(int argc, char **argv)
 			break;
 		zdtm_sleep_ms(1);
 	}
+	if (fin) {
+		if (shutdown(sock, SHUT_WR))
+			zdtm_fail("shutdown: %s", strerror(errno));
+		snprintf(path, sizeof path, "%s/sent", argv[1]);
+		n = snprintf(port, sizeof port, "%zu\n", sent);
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fd < 0 || write(fd, port, (size_t)n) != n || close(fd))
+			zdtm_fail("writing %s: %s", path, strerror(errno));
+	}
 	zdtm_wait_stop();
 
 	if (fcntl(sock, F_SETFL, 0))
 		zdtm_fail("F_SETFL: %s", strerror(errno));
-	if (send_from(sock, sent, TOTAL, 1) != TOTAL)
+	if (!fin && send_from(sock, sent, TOTAL, 1) != TOTAL)
 		zdtm_fail("the rest of the counter was not sent");
 	recv_all(sock, QUEUED, 2, "queued");
 	recv_all(sock, AFTER, 3, "after");
-	if (send_from(sock, 0, REPLY, 4) != REPLY)
+	if (!fin && send_from(sock, 0, REPLY, 4) != REPLY)
 		zdtm_fail("the reply was not sent");
 	close(sock);
 	zdtm_pass();
