@@ -267,7 +267,8 @@ pub fn check_unix_peers(tree: &[(i32, Vec<ClassifiedFd>)]) -> Result<(), Inspect
 #[cfg(test)]
 mod tests {
     use super::{check_tcp_peers, tcp_connections, tcp_state_name};
-    use crate::inspect::{ClassifiedFd, FdClass, InspectError};
+    use crate::inspect::error::InspectError;
+    use crate::inspect::fd_class::{ClassifiedFd, FdClass};
 
     fn conn(fd: i32, local: &str, remote: &str, state: u8) -> ClassifiedFd {
         ClassifiedFd {
