@@ -266,9 +266,9 @@ pub fn check_unix_peers(tree: &[(i32, Vec<ClassifiedFd>)]) -> Result<(), Inspect
 
 #[cfg(test)]
 mod tests {
-    use super::{check_tcp_peers, tcp_connections, tcp_state_name};
     use crate::inspect::error::InspectError;
     use crate::inspect::fd_class::{ClassifiedFd, FdClass};
+    use crate::inspect::sockets::{check_tcp_peers, tcp_connections, tcp_state_name};
 
     fn conn(fd: i32, local: &str, remote: &str, state: u8) -> ClassifiedFd {
         ClassifiedFd {

@@ -291,8 +291,8 @@ fn with_addr<T>(
 
 #[cfg(test)]
 mod tests {
-    use super::window;
     use crate::image::{TcpConnState, TcpConnection, TcpSettings, TcpWindow};
+    use crate::restore::husk::tcp::window;
 
     fn conn(recv_seq: u32, w: TcpWindow) -> TcpConnection {
         TcpConnection {
