@@ -19,9 +19,9 @@ use crate::inspect::sockets::{
 };
 use crate::inspect::InspectError;
 use crate::kernel::sockets::{
-    getsockopt_int, setsockopt_int, tcp_info, tcp_queue_len, tcp_queue_seq, tcp_repair,
-    tcp_repair_queue, tcp_repair_window, RepairQueue, TcpQueue, TCPI_OPT_SACK, TCPI_OPT_TIMESTAMPS,
-    TCPI_OPT_WSCALE,
+    getsockopt_int, read_shut_down, setsockopt_int, tcp_info, tcp_queue_len, tcp_queue_seq,
+    tcp_repair, tcp_repair_queue, tcp_repair_window, RepairQueue, TcpQueue, TCPI_OPT_SACK,
+    TCPI_OPT_TIMESTAMPS, TCPI_OPT_WSCALE,
 };
 use nix::errno::Errno;
 use nix::sys::socket::{getpeername, getsockname, recv, MsgFlags, SockaddrLike, SockaddrStorage};
@@ -96,11 +96,14 @@ pub fn describe(
     };
     // Before repair mode, which forces SO_REUSEADDR on while it lasts.
     let options = socket_options(sock.as_fd()).map_err(io("read the socket options"))?;
+    let read_hup = read_shut_down(sock.as_fd()).map_err(io("poll"))?;
     tcp_repair(sock.as_fd(), true).map_err(io("turn repair mode on"))?;
     match read(sock.as_fd()) {
         Ok(mut conn) => {
             conn.flags = flags & !libc::O_ACCMODE;
             conn.options = options;
+            // The peer's FIN shuts a CLOSE_WAIT end down for reading too.
+            conn.shut_rd = read_hup && conn.state != TcpConnState::CloseWait;
             repaired.socks.push((sock, options.reuse_addr));
             Ok(FileImage::TcpConnection(conn))
         }
@@ -225,6 +228,7 @@ fn read(s: BorrowedFd<'_>) -> Result<TcpConnection, Read> {
         },
         settings,
         options: Default::default(),
+        shut_rd: false,
     })
 }
 

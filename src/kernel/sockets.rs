@@ -117,6 +117,19 @@ pub fn setsockopt_bytes(fd: BorrowedFd<'_>, level: i32, opt: i32, val: &[u8]) ->
     Errno::result(r).map(drop)
 }
 
+/// Whether socket `fd` is shut down for reading (poll's POLLRDHUP, which
+/// nix's flags lack: by shutdown(SHUT_RD), or by the peer's FIN).
+pub fn read_shut_down(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one pollfd, valid for the call; a zero timeout.
+    let r = unsafe { libc::poll(&mut p, 1, 0) };
+    Errno::result(r).map(|_| p.revents & libc::POLLRDHUP != 0)
+}
+
 /// Which queue of a TCP socket [`tcp_queue_len`] measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TcpQueue {

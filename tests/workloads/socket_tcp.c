@@ -15,6 +15,10 @@
  * finds a write refused. The parent checks the child's exit status.
  * An optional argv[3] gives MiB of memory the parent fills first (for a
  * migration that must last a while).
+ *
+ * The parent also holds a second connection to itself, one end shut down
+ * for reading (SHUT_RD) with 10 bytes queued: after restore it reads them,
+ * then end of file at once.
  */
 #include "zdtm.h"
 #include <arpa/inet.h>
@@ -114,7 +118,8 @@ static void child(int sock, int go, int half)
 int main(int argc, char **argv)
 {
 	int six, half, lst, sock, cl, go[2], status, on = 1, idle = 77, intvl = 9, cnt = 4;
-	int user_timeout = 12345;
+	int user_timeout = 12345, rd, rd_peer;
+	char ten[64];
 	struct sockaddr_storage ss = { 0 };
 	socklen_t len;
 	char c;
@@ -149,11 +154,19 @@ int main(int argc, char **argv)
 	if (lst < 0 || bind(lst, (struct sockaddr *)&ss, len) || listen(lst, 1) ||
 	    getsockname(lst, (struct sockaddr *)&ss, &len) || pipe(go))
 		zdtm_fail("listening: %s", strerror(errno));
+	rd = socket(ss.ss_family, SOCK_STREAM, 0);
+	if (rd < 0 || connect(rd, (struct sockaddr *)&ss, len))
+		zdtm_fail("connecting to itself: %s", strerror(errno));
+	rd_peer = accept(lst, NULL, NULL);
+	if (rd_peer < 0 || shutdown(rd, SHUT_RD) || send(rd_peer, "0123456789", 10, 0) != 10)
+		zdtm_fail("the shut-down connection: %s", strerror(errno));
 	pid = fork();
 	if (pid < 0)
 		zdtm_fail("fork: %s", strerror(errno));
 	if (pid == 0) {
 		close(lst);
+		close(rd);
+		close(rd_peer);
 		close(go[1]);
 		cl = socket(ss.ss_family, SOCK_STREAM, 0);
 		if (cl < 0 || setsockopt(cl, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) ||
@@ -181,7 +194,10 @@ int main(int argc, char **argv)
 
 		if (getsockopt(sock, IPPROTO_TCP, TCP_INFO, &ti, &tl))
 			zdtm_fail("TCP_INFO: %s", strerror(errno));
-		if (ioctl(sock, FIONREAD, &n) == 0 && n == UP &&
+		int m = 0;
+
+		if (ioctl(sock, FIONREAD, &n) == 0 && n == UP && ioctl(rd, FIONREAD, &m) == 0 &&
+		    m == 10 &&
 		    (!half || ti.tcpi_state == TCP_CLOSE_WAIT))
 			break;
 		zdtm_sleep_ms(1);
@@ -191,6 +207,11 @@ int main(int argc, char **argv)
 
 	if (!opt(sock, IPPROTO_TCP, TCP_NODELAY) || opt(sock, SOL_SOCKET, SO_REUSEADDR))
 		zdtm_fail("parent: TCP_NODELAY lost or SO_REUSEADDR gained");
+	if (recv(rd, ten, sizeof ten, MSG_DONTWAIT) != 10 || memcmp(ten, "0123456789", 10))
+		zdtm_fail("the shut-down connection lost its queued bytes");
+	if (recv(rd, ten, sizeof ten, MSG_DONTWAIT) != 0)
+		zdtm_fail("the connection shut down for reading does not end with end of file (%s)",
+			  strerror(errno));
 	if (write(go[1], "g", 1) != 1)
 		zdtm_fail("waking the child: %s", strerror(errno));
 	recv_all(sock, UP, 1, "parent, queued");

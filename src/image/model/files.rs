@@ -483,4 +483,8 @@ pub struct TcpConnection {
     pub settings: TcpSettings,
     /// Buffer sizes and reuse flags.
     pub options: SocketOptions,
+    /// Shut down for reading (shutdown SHUT_RD) by the program: reads end
+    /// with end of file once the queue is read. (A CLOSE_WAIT end is shut
+    /// down for reading by the peer's FIN anyway.)
+    pub shut_rd: bool,
 }

@@ -198,7 +198,8 @@ fn window(c: &TcpConnection) -> TcpRepairWindow {
 
 /// Turns repair mode off on `sock`, sets the TCP settings again, writes
 /// what was never sent, shuts down writing after it if the FIN was not
-/// sent yet, and sets the socket options again.
+/// sent yet, and reading if the program had, and sets the socket options
+/// again.
 fn go_live(pid: i32, sock: &OwnedFd, c: &TcpConnection) -> Result<(), RestoreError> {
     let shown = format!("{} -> {}", c.local, c.remote);
     let step = |what: &str| {
@@ -259,6 +260,9 @@ fn go_live(pid: i32, sock: &OwnedFd, c: &TcpConnection) -> Result<(), RestoreErr
     if c.state.fin_sent() && c.unsent > 0 {
         shutdown(s.as_raw_fd(), Shutdown::Write).map_err(step("shutdown(SHUT_WR)"))?;
     }
+    if c.shut_rd {
+        shutdown(s.as_raw_fd(), Shutdown::Read).map_err(step("shutdown(SHUT_RD)"))?;
+    }
     // The recorded buffer sizes, and the reuse flag leaving repair mode
     // reset.
     set_options(pid, sock, &c.options)
@@ -314,6 +318,7 @@ mod tests {
             window: w,
             settings: TcpSettings::default(),
             options: Default::default(),
+            shut_rd: false,
         }
     }
 
