@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 const COUNTERS: Spec = Spec::new("counters");
 /// The fd number at which tree_outside.c's child keeps its pipe,
-/// unsupported_fd.c the client end of its established TCP connection, and
+/// unsupported_fd.c a TCP socket still connecting (SYN_SENT), and
 /// stale_epoll.c its epoll instance.
 const UNSUPPORTED_FD: u32 = 10;
 
@@ -304,7 +304,7 @@ fn refuses_socket() {
     refuses_unsupported_fd(
         "refuses_socket",
         &SOCKET,
-        "tcp socket of an established connection",
+        "tcp socket still connecting (syn_sent)",
     );
 }
 

@@ -63,6 +63,9 @@ zdtm_tests! {
     inotify, inotify_leave_running => Spec::new("inotify");
     unix_sockets, unix_sockets_leave_running => Spec::new("unix_sockets");
     tcp_listen, tcp_listen_leave_running => Spec::new("tcp_listen");
+    socket_tcp, socket_tcp_leave_running => Spec::new("socket_tcp").args(&["4"]);
+    socket_tcp6, socket_tcp6_leave_running => Spec::new("socket_tcp").args(&["6"]);
+    socket_tcp_halfclosed, socket_tcp_halfclosed_leave_running => Spec::new("socket_tcp").args(&["half"]);
     posix_timer, posix_timer_leave_running => Spec::new("posix_timer");
     itimer, itimer_leave_running => Spec::new("itimer");
     caps, caps_leave_running => Spec::new("caps");

@@ -8,6 +8,7 @@ use super::anon;
 use super::error::CheckpointError;
 use super::notify;
 use super::sockets;
+use super::tcp;
 use crate::image::{
     FdImage, FifoEnd, FileImage, GhostFile, OpenFile, PathFileType, PipeEnd, PipeImage,
 };
@@ -42,6 +43,8 @@ pub struct TreeFiles {
     /// Descriptions whose OFD and flock() locks are recorded already (by
     /// the first process of the tree that holds them).
     pub(super) locked: Vec<u32>,
+    /// The TCP connections read so far, held in repair mode.
+    pub repaired: tcp::RepairedSockets,
 }
 
 impl TreeFiles {
@@ -172,6 +175,12 @@ pub fn describe(
                                 format!("take fd {} (a socket) of process {pid}", c.fd),
                             ))?;
                             sockets::describe(pid, c.fd, &c.target, c.class, &taken, flags)?
+                        }
+                        FdClass::TcpConnection { .. } => {
+                            let taken = kernel::pidfd_getfd(&pidfd, c.fd).map_err(fail(
+                                format!("take fd {} (a TCP connection) of process {pid}", c.fd),
+                            ))?;
+                            tcp::describe(pid, c.fd, &c.target, taken, flags, &mut tree.repaired)?
                         }
                     };
                 tree.files.push(image);

@@ -24,6 +24,7 @@ mod signals;
 pub mod sink;
 pub mod sockets;
 pub mod sysvshm;
+pub mod tcp;
 mod threads;
 mod timers;
 mod tree;
@@ -196,8 +197,10 @@ fn checkpoint_tree(
         let engaged = lock.insert(engaged);
         dump_frozen(&mut tree, sink, precopies, (&engaged.flows, name))
     });
-    let (image, mem, segments) = match dumped {
+    let (image, mem, segments, repaired) = match dumped {
         Ok(v) => v,
+        // The connections read so far left repair mode when the dump's
+        // files were dropped: they work again once the tree resumes.
         Err(err) => {
             if let Err(thaw_err) = tree.thaw() {
                 tracing::error!(pid, %thaw_err, "resuming the tree after a failed checkpoint failed");
@@ -212,12 +215,17 @@ fn checkpoint_tree(
     let lock = lock.unwrap_or_default();
     let (processes, zombies) = (tree.procs.len() as u32, tree.zombies.len() as u32);
     let ended = if opts.leave_running {
+        // The connections leave repair mode before the tree runs again.
+        drop(repaired);
         tree.thaw()
     } else {
         // The segments went with the tree: marked for removal, they go
         // with the killed processes' attachments.
         sysvshm::remove_carried(tree.root, &segments);
         tree.kill();
+        // Still in repair mode, the killed tree's connections close
+        // without a FIN or RST: the restored sockets take them over.
+        repaired.close_in_repair();
         Ok(())
     };
     let frozen_ms = ms(frozen_at.elapsed());
@@ -262,6 +270,7 @@ fn dump_frozen(
         crate::image::ImageSummary,
         memory::MemoryDumpStats,
         Vec<crate::image::SysvShmImage>,
+        tcp::RepairedSockets,
     ),
     CheckpointError,
 > {
@@ -370,7 +379,7 @@ fn dump_frozen(
         shmem_dumped.extend(p.vmas.iter().filter_map(mm::shared_object));
     }
     let summary = sink.commit(&checkpoint)?;
-    Ok((summary, mem, checkpoint.sysv_shm))
+    Ok((summary, mem, checkpoint.sysv_shm, files.repaired))
 }
 
 /// Reads the state of the frozen process (all but its memory) into its

@@ -6,7 +6,7 @@
 
 use super::error::CheckpointError;
 use crate::image::{FileImage, InetSocket, SocketOptions, UnixSocket};
-use crate::inspect::sockets::unix_diag_of;
+use crate::inspect::sockets::{inet_addr, unix_diag_of};
 use crate::inspect::{FdClass, InspectError};
 use crate::kernel;
 use crate::kernel::sockets::{getsockopt_int, setsockopt_int};
@@ -50,12 +50,7 @@ pub fn describe(
     let flags = flags & !libc::O_ACCMODE;
     let sock_type = int(libc::SOL_SOCKET, libc::SO_TYPE)?;
     let listening = int(libc::SOL_SOCKET, libc::SO_ACCEPTCONN)? != 0;
-    let options = SocketOptions {
-        reuse_addr: int(libc::SOL_SOCKET, libc::SO_REUSEADDR)? != 0,
-        reuse_port: int(libc::SOL_SOCKET, libc::SO_REUSEPORT)? != 0,
-        sndbuf: int(libc::SOL_SOCKET, libc::SO_SNDBUF)? as u32,
-        rcvbuf: int(libc::SOL_SOCKET, libc::SO_RCVBUF)? as u32,
-    };
+    let options = socket_options(s).map_err(io("read an option"))?;
     let local = getsockname::<SockaddrStorage>(s.as_raw_fd()).map_err(io("getsockname"))?;
     match class {
         FdClass::UnixSocket { inode, peer } => {
@@ -97,15 +92,7 @@ pub fn describe(
         }
         _ => {
             let ipv6 = local.family() == Some(nix::sys::socket::AddressFamily::Inet6);
-            let local = local
-                .as_sockaddr_in()
-                .map(|a| std::net::SocketAddr::V4((*a).into()))
-                .or_else(|| {
-                    local
-                        .as_sockaddr_in6()
-                        .map(|a| std::net::SocketAddr::V6((*a).into()))
-                })
-                .filter(|a| a.port() != 0 || !a.ip().is_unspecified());
+            let local = inet_addr(&local).filter(|a| a.port() != 0 || !a.ip().is_unspecified());
             let listen_backlog = if listening {
                 Some(
                     kernel::sockets::tcp_state(s)
@@ -133,6 +120,17 @@ pub fn describe(
             }))
         }
     }
+}
+
+/// The reuse flags and buffer sizes of socket `s`.
+pub fn socket_options(s: BorrowedFd<'_>) -> Result<SocketOptions, Errno> {
+    let int = |level, opt| getsockopt_int(s, level, opt);
+    Ok(SocketOptions {
+        reuse_addr: int(libc::SOL_SOCKET, libc::SO_REUSEADDR)? != 0,
+        reuse_port: int(libc::SOL_SOCKET, libc::SO_REUSEPORT)? != 0,
+        sndbuf: int(libc::SOL_SOCKET, libc::SO_SNDBUF)? as u32,
+        rcvbuf: int(libc::SOL_SOCKET, libc::SO_RCVBUF)? as u32,
+    })
 }
 
 /// Why the queue of a socket could not be copied.

@@ -1,6 +1,9 @@
-//! Socket options that nix lacks (SO_DOMAIN, SO_PEEK_OFF, TCP_INFO) and the
-//! unix_diag netlink query that names the peer of a unix socket.
+//! Socket options that nix lacks (SO_DOMAIN, SO_PEEK_OFF, TCP_INFO, the
+//! TCP_REPAIR family and its structs), the queue-length ioctls of a TCP
+//! socket, and the unix_diag netlink query that names the peer of a unix
+//! socket.
 
+use super::abi::{IntoBytes, TcpRepairOpt, TcpRepairWindow};
 use nix::errno::Errno;
 use nix::sys::socket::{
     recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
@@ -51,6 +54,16 @@ pub struct TcpState {
 
 /// The state of a TCP socket (getsockopt TCP_INFO).
 pub fn tcp_state(fd: BorrowedFd<'_>) -> Result<TcpState, Errno> {
+    let info = tcp_info(fd)?;
+    Ok(TcpState {
+        state: info.tcpi_state,
+        max_backlog: info.tcpi_sacked,
+    })
+}
+
+/// The whole of getsockopt TCP_INFO (state, negotiated options, window
+/// scales, unacknowledged segments ...).
+pub fn tcp_info(fd: BorrowedFd<'_>) -> Result<libc::tcp_info, Errno> {
     // SAFETY: tcp_info is plain old data; all zeroes is a valid value.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
@@ -64,11 +77,169 @@ pub fn tcp_state(fd: BorrowedFd<'_>) -> Result<TcpState, Errno> {
             &mut len,
         )
     };
-    Errno::result(r)?;
-    Ok(TcpState {
-        state: info.tcpi_state,
-        max_backlog: info.tcpi_sacked,
-    })
+    Errno::result(r).map(|_| info)
+}
+
+/// Reads a socket option into `buf`; returns the length the kernel wrote.
+pub fn getsockopt_bytes(
+    fd: BorrowedFd<'_>,
+    level: i32,
+    opt: i32,
+    buf: &mut [u8],
+) -> Result<usize, Errno> {
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `buf`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            opt,
+            buf.as_mut_ptr().cast::<libc::c_void>(),
+            &mut len,
+        )
+    };
+    Errno::result(r).map(|_| len as usize)
+}
+
+/// Sets a socket option whose value is the bytes `val` (a kernel struct
+/// or an array of them).
+pub fn setsockopt_bytes(fd: BorrowedFd<'_>, level: i32, opt: i32, val: &[u8]) -> Result<(), Errno> {
+    // SAFETY: the kernel reads `val.len()` bytes from `val`.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            opt,
+            val.as_ptr().cast::<libc::c_void>(),
+            val.len() as libc::socklen_t,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+/// Whether socket `fd` is shut down for reading (poll's POLLRDHUP, which
+/// nix's flags lack: by shutdown(SHUT_RD), or by the peer's FIN).
+pub fn read_shut_down(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one pollfd, valid for the call; a zero timeout.
+    let r = unsafe { libc::poll(&mut p, 1, 0) };
+    Errno::result(r).map(|_| p.revents & libc::POLLRDHUP != 0)
+}
+
+/// Which queue of a TCP socket [`tcp_queue_len`] measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpQueue {
+    /// SIOCINQ: bytes received and not read (a received FIN not counted).
+    Received,
+    /// SIOCOUTQ: bytes written and not acknowledged by the peer.
+    Unacked,
+    /// SIOCOUTQNSD: bytes written and never sent.
+    Unsent,
+}
+
+/// SIOCOUTQNSD (linux/sockios.h), which libc lacks.
+const SIOCOUTQNSD: libc::Ioctl = 0x894B;
+
+/// The length of one queue of TCP socket `fd`.
+pub fn tcp_queue_len(fd: BorrowedFd<'_>, queue: TcpQueue) -> Result<u32, Errno> {
+    let request = match queue {
+        TcpQueue::Received => libc::FIONREAD,
+        TcpQueue::Unacked => libc::TIOCOUTQ,
+        TcpQueue::Unsent => SIOCOUTQNSD,
+    };
+    let mut n: libc::c_int = 0;
+    // SAFETY: these three ioctls write one int into n.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), request, &mut n as *mut libc::c_int) };
+    Errno::result(r).map(|_| n.max(0) as u32)
+}
+
+/// The queue a TCP socket in repair mode reads from or writes to
+/// (TCP_REPAIR_QUEUE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum RepairQueue {
+    /// TCP_NO_QUEUE: none.
+    None = 0,
+    /// TCP_RECV_QUEUE: what the program has to read.
+    Recv = 1,
+    /// TCP_SEND_QUEUE: what the program wrote and the peer has not
+    /// acknowledged.
+    Send = 2,
+}
+
+/// tcpi_options bits: timestamps, SACK and window scaling negotiated.
+pub const TCPI_OPT_TIMESTAMPS: u8 = 1;
+/// SACK negotiated.
+pub const TCPI_OPT_SACK: u8 = 2;
+/// Window scaling negotiated.
+pub const TCPI_OPT_WSCALE: u8 = 4;
+/// TCP option kinds TCP_REPAIR_OPTIONS takes.
+pub const TCPOPT_MSS: u32 = 2;
+/// Window scale option.
+pub const TCPOPT_WINDOW: u32 = 3;
+/// SACK permitted option.
+pub const TCPOPT_SACK_PERM: u32 = 4;
+/// Timestamps option.
+pub const TCPOPT_TIMESTAMP: u32 = 8;
+
+/// Turns repair mode on or off on TCP socket `fd` (needs CAP_NET_ADMIN).
+/// In repair mode the socket sends nothing: its state, sequence numbers
+/// and queues can be read and written, and closing it sends no FIN or RST.
+pub fn tcp_repair(fd: BorrowedFd<'_>, on: bool) -> Result<(), Errno> {
+    setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR, i32::from(on))
+}
+
+/// Selects the queue that TCP_QUEUE_SEQ, MSG_PEEK and send() act on in
+/// repair mode.
+pub fn tcp_repair_queue(fd: BorrowedFd<'_>, queue: RepairQueue) -> Result<(), Errno> {
+    setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR_QUEUE, queue as i32)
+}
+
+/// The sequence number at the end of the selected queue (rcv_nxt or
+/// write_seq).
+pub fn tcp_queue_seq(fd: BorrowedFd<'_>) -> Result<u32, Errno> {
+    getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_QUEUE_SEQ).map(|v| v as u32)
+}
+
+/// Sets the first sequence number of the selected queue (only before
+/// connect).
+pub fn set_tcp_queue_seq(fd: BorrowedFd<'_>, seq: u32) -> Result<(), Errno> {
+    setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_QUEUE_SEQ, seq as i32)
+}
+
+/// The windows of a TCP socket in repair mode.
+pub fn tcp_repair_window(fd: BorrowedFd<'_>) -> Result<TcpRepairWindow, Errno> {
+    let mut w = TcpRepairWindow::default();
+    let n = getsockopt_bytes(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_REPAIR_WINDOW,
+        w.as_mut_bytes(),
+    )?;
+    if n != std::mem::size_of::<TcpRepairWindow>() {
+        return Err(Errno::EINVAL);
+    }
+    Ok(w)
+}
+
+/// Sets the windows of a TCP socket in repair mode.
+pub fn set_tcp_repair_window(fd: BorrowedFd<'_>, w: &TcpRepairWindow) -> Result<(), Errno> {
+    setsockopt_bytes(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR_WINDOW, w.as_bytes())
+}
+
+/// Gives a connected TCP socket in repair mode the options negotiated
+/// with its peer.
+pub fn set_tcp_repair_options(fd: BorrowedFd<'_>, opts: &[TcpRepairOpt]) -> Result<(), Errno> {
+    setsockopt_bytes(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_REPAIR_OPTIONS,
+        opts.as_bytes(),
+    )
 }
 
 /// What unix_diag tells about a unix socket.

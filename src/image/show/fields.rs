@@ -382,3 +382,27 @@ pub(super) fn inet_socket(n: &InetSocket) -> String {
     }
     out + &socket_options(&n.options, &[("v6only", n.v6only), ("nodelay", n.nodelay)])
 }
+
+/// One line about a TCP connection: queued data, options, state, then
+/// the addresses (at the end, which a narrow column keeps).
+pub(super) fn tcp_connection(c: &crate::image::TcpConnection) -> String {
+    let options = socket_options(
+        &c.options,
+        &[
+            ("v6only", c.v6only),
+            ("nodelay", c.settings.nodelay),
+            ("cork", c.settings.cork),
+            ("keepalive", c.settings.keepalive),
+        ],
+    );
+    format!(
+        "in {} out {} ({} unsent){options}, tcp{} {:?} {} -> {}",
+        c.recv_queue.len(),
+        c.send_queue.len(),
+        c.unsent,
+        if c.ipv6 { "6" } else { "" },
+        c.state,
+        c.local,
+        c.remote,
+    )
+}

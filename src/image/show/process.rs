@@ -159,6 +159,11 @@ pub(super) fn write_process(
                 "-".to_string(),
                 inet_socket(n),
             ),
+            Some(FileImage::TcpConnection(c)) => (
+                open_flags(c.flags | libc::O_RDWR),
+                "-".to_string(),
+                tcp_connection(c),
+            ),
             Some(FileImage::Memfd(m)) => (
                 open_flags(m.flags | libc::O_RDWR),
                 m.pos.to_string(),

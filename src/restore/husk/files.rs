@@ -5,6 +5,7 @@
 use super::anon;
 use super::process::{Husk, STRUCT_OFF};
 use super::sockets;
+use super::tcp;
 use crate::image::{Checkpoint, FifoEnd, FileImage, GhostFile, OpenFile, PathFileType};
 use crate::kernel;
 use crate::ptrace::read_memory;
@@ -30,6 +31,8 @@ pub(super) struct TreeFds {
     /// recreated with its contents and unlinked again: a read-write
     /// description of ours, from which each description of it is reopened.
     ghosts: Vec<OwnedFd>,
+    /// The TCP connections, in repair mode until the tree runs.
+    pub(super) connections: tcp::Pending,
 }
 
 impl TreeFds {
@@ -40,6 +43,7 @@ impl TreeFds {
         let pid = ck.root().map_or(0, |p| p.pid);
         let pipes = create_pipes(pid, &ck.pipes)?;
         let mut ours = sockets::create(ck)?;
+        let connections = tcp::create(ck, &mut ours)?;
         for (i, file) in ck.files.iter().enumerate() {
             if let FileImage::Pipe(end) = file {
                 let (rd, wr) =
@@ -69,6 +73,7 @@ impl TreeFds {
             ours,
             installed: vec![None; ck.files.len()],
             ghosts,
+            connections,
         })
     }
 }
@@ -322,7 +327,10 @@ impl<'a> Husk<'a> {
                             || format!("reopening {} (flags {:#o})", f.path, flags),
                         )?
                     }
-                    FileImage::Pipe(_) | FileImage::UnixSocket(_) | FileImage::InetSocket(_) => {
+                    FileImage::Pipe(_)
+                    | FileImage::UnixSocket(_)
+                    | FileImage::InetSocket(_)
+                    | FileImage::TcpConnection(_) => {
                         return Err(RestoreError::Unsupported {
                             pid: image.pid,
                             why: format!("file #{i} (a pipe or socket) was not created"),

@@ -230,7 +230,7 @@ fn inet(pid: i32, n: &InetSocket) -> Result<OwnedFd, RestoreError> {
 
 /// Sets the reuse flags, and the buffer sizes where they differ from those
 /// of a fresh socket (setting them pins them, as a user's setsockopt does).
-fn set_options(pid: i32, sock: &OwnedFd, o: &SocketOptions) -> Result<(), RestoreError> {
+pub(super) fn set_options(pid: i32, sock: &OwnedFd, o: &SocketOptions) -> Result<(), RestoreError> {
     let s = sock.as_fd();
     let fail = |call: &str| {
         let call = call.to_string();
@@ -265,7 +265,8 @@ fn set_options(pid: i32, sock: &OwnedFd, o: &SocketOptions) -> Result<(), Restor
     Ok(())
 }
 
-fn set_flags(pid: i32, sock: &OwnedFd, flags: i32) -> Result<(), RestoreError> {
+/// Sets the status flags (O_NONBLOCK ...) of the description of `sock`.
+pub(super) fn set_flags(pid: i32, sock: &OwnedFd, flags: i32) -> Result<(), RestoreError> {
     let status = nix::fcntl::OFlag::from_bits_truncate(flags);
     nix::fcntl::fcntl(sock, nix::fcntl::FcntlArg::F_SETFL(status))
         .map(drop)
