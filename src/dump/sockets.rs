@@ -5,7 +5,7 @@
 //! unix_diag.
 
 use super::error::CheckpointError;
-use crate::image::{FileImage, InetSocket, SocketOptions, UnixSocket};
+use crate::image::{FileImage, InetSocket, SocketFileOwner, SocketOptions, UnixSocket};
 use crate::inspect::sockets::unix_diag_of;
 use crate::inspect::{FdClass, InspectError};
 use crate::kernel;
@@ -14,14 +14,18 @@ use nix::errno::Errno;
 use nix::sys::socket::{getsockname, recvmsg, MsgFlags, SockaddrLike, SockaddrStorage};
 use std::io::IoSliceMut;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 
 /// The largest queued datagram ferry copies.
 const MAX_MESSAGE: usize = 4 << 20;
 
 /// Describes the socket at fd `fd` of the frozen process `pid` (link
 /// target `target`), taken out of it as `sock`, with status flags `flags`.
-/// A unix socket's `peer` is left for
-/// [`TreeFiles::link_unix_peers`](super::files::TreeFiles::link_unix_peers).
+/// A unix socket's `peer`, `peer_gone`, `connect_to` and `accept_queue`
+/// are left for
+/// [`TreeFiles::link_unix_peers`](super::files::TreeFiles::link_unix_peers),
+/// which gets with the image the inodes of the clients queued on a
+/// listening unix socket (unix_diag's, in accept order; empty otherwise).
 pub fn describe(
     pid: i32,
     fd: i32,
@@ -29,7 +33,7 @@ pub fn describe(
     class: FdClass,
     sock: &OwnedFd,
     flags: i32,
-) -> Result<FileImage, CheckpointError> {
+) -> Result<(FileImage, Vec<u32>), CheckpointError> {
     let io = |what: &str| {
         let what = format!("{what} of {target} (fd {fd}) of process {pid}");
         move |errno: Errno| CheckpointError::Io {
@@ -59,22 +63,22 @@ pub fn describe(
     let local = getsockname::<SockaddrStorage>(s.as_raw_fd()).map_err(io("getsockname"))?;
     match class {
         FdClass::UnixSocket { inode, peer } => {
+            let diag = unix_diag_of(pid, inode).map_err(io("unix_diag"))?;
             let name = local.as_unix_addr().and_then(|u| {
                 u.path()
                     .map(|p| std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec())
                     .or_else(|| u.as_abstract().map(|a| [&[0u8][..], a].concat()))
             });
-            let listen_backlog = if listening {
-                Some(
-                    unix_diag_of(pid, inode)
-                        .map_err(io("unix_diag"))?
-                        .max_backlog,
-                )
-            } else {
-                None
-            };
+            // A connected stream socket reports its listener's name when it
+            // was accept()ed: only a datagram socket's name is its own.
+            let name =
+                name.filter(|n| (peer.is_none() || sock_type == libc::SOCK_DGRAM) && !n.is_empty());
+            // The pending error shows as POLLERR; reading it would clear it.
+            let reset_pending = peer == Some(0)
+                && sock_type != libc::SOCK_DGRAM
+                && error_pending(s).map_err(io("poll"))?;
             let queued = if peer.is_some() {
-                peek_queue(s, sock_type).map_err(|e| match e {
+                peek_queue(s, sock_type, diag.shutdown & 1 != 0).map_err(|e| match e {
                     Peek::Errno(errno) => io("copy the queued data")(errno),
                     Peek::Refused(why) => refuse(format!("unix socket {why}")),
                 })?
@@ -85,15 +89,26 @@ pub fn describe(
             } else {
                 Vec::new()
             };
-            Ok(FileImage::UnixSocket(UnixSocket {
+            let bound_file = match &name {
+                Some(n) if n.first() != Some(&0) => socket_file_owner(pid, n),
+                _ => None,
+            };
+            let image = FileImage::UnixSocket(UnixSocket {
                 sock_type,
                 flags,
-                name: name.filter(|n| peer.is_none() && !n.is_empty()),
-                listen_backlog,
+                name,
+                listen_backlog: listening.then_some(diag.max_backlog),
                 peer: None,
                 queued,
                 options,
-            }))
+                peer_gone: false,
+                reset_pending,
+                shutdown: diag.shutdown,
+                connect_to: None,
+                accept_queue: Vec::new(),
+                bound_file,
+            });
+            Ok((image, diag.queued_clients))
         }
         _ => {
             let ipv6 = local.family() == Some(nix::sys::socket::AddressFamily::Inet6);
@@ -120,7 +135,7 @@ pub fn describe(
             {
                 return Err(refuse("UDP socket with datagrams queued".into()));
             }
-            Ok(FileImage::InetSocket(InetSocket {
+            let image = FileImage::InetSocket(InetSocket {
                 sock_type,
                 flags,
                 local,
@@ -130,9 +145,43 @@ pub fn describe(
                 nodelay: sock_type == libc::SOCK_STREAM
                     && int(libc::IPPROTO_TCP, libc::TCP_NODELAY)? != 0,
                 options,
-            }))
+            });
+            Ok((image, Vec::new()))
         }
     }
+}
+
+/// Owner and mode of the socket file `name` (a path, relative to the
+/// working directory of `pid` when it does not start with '/'), seen
+/// through the process's own root and working directory; None when no
+/// socket is there any more.
+fn socket_file_owner(pid: i32, name: &[u8]) -> Option<SocketFileOwner> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let name = std::ffi::OsStr::from_bytes(name);
+    let base = if name.as_bytes().first() == Some(&b'/') {
+        format!("/proc/{pid}/root")
+    } else {
+        format!("/proc/{pid}/cwd/")
+    };
+    let mut path = std::ffi::OsString::from(base);
+    path.push(name);
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    meta.file_type().is_socket().then(|| SocketFileOwner {
+        uid: meta.uid(),
+        gid: meta.gid(),
+        mode: meta.mode() & 0o7777,
+    })
+}
+
+/// Whether an error is pending on `sock` (POLLERR), without reading it
+/// (SO_ERROR would clear it).
+fn error_pending(sock: BorrowedFd<'_>) -> Result<bool, Errno> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(sock, PollFlags::empty())];
+    nix::poll::poll(&mut fds, PollTimeout::ZERO)?;
+    Ok(fds[0]
+        .revents()
+        .is_some_and(|r| r.contains(PollFlags::POLLERR)))
 }
 
 /// Why the queue of a socket could not be copied.
@@ -148,14 +197,30 @@ impl From<Errno> for Peek {
 }
 
 /// Copies what is queued to be read on `sock` without consuming it:
-/// MSG_PEEK from a moving SO_PEEK_OFF, one message at a time, until
-/// nothing is left; the socket's own peek offset is put back afterwards.
-fn peek_queue(sock: BorrowedFd<'_>, sock_type: i32) -> Result<Vec<Vec<u8>>, Peek> {
+/// MSG_PEEK from a moving SO_PEEK_OFF, one message at a time (an empty
+/// datagram or seqpacket message counts), until nothing is left; the
+/// socket's own peek offset is put back afterwards. `rcv_shutdown`: the
+/// socket receives nothing more, so a seqpacket read of 0 bytes past the
+/// queued bytes is its end of file, not an empty message. A stream socket
+/// is peeked only up to the bytes FIONREAD counts: a read past them would
+/// consume a pending error. A datagram or seqpacket read reports that
+/// error before any message, consuming it: it was seen (POLLERR) before.
+fn peek_queue(
+    sock: BorrowedFd<'_>,
+    sock_type: i32,
+    rcv_shutdown: bool,
+) -> Result<Vec<Vec<u8>>, Peek> {
+    let queued_bytes = kernel::bytes_readable(&sock)?;
     let old = getsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF)?;
     setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)?;
+    let stream = sock_type == libc::SOCK_STREAM;
     let mut buf = vec![0u8; MAX_MESSAGE];
-    let mut out = Vec::new();
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut total = 0;
     let copied = loop {
+        if stream && total >= queued_bytes {
+            break Ok(());
+        }
         let mut iov = [IoSliceMut::new(&mut buf)];
         let got = recvmsg::<()>(
             sock.as_raw_fd(),
@@ -165,6 +230,7 @@ fn peek_queue(sock: BorrowedFd<'_>, sock_type: i32) -> Result<Vec<Vec<u8>>, Peek
         );
         match got {
             Err(Errno::EAGAIN) => break Ok(()),
+            Err(Errno::ECONNRESET) if !stream => continue,
             Err(e) => break Err(Peek::Errno(e)),
             Ok(m) if m.flags.contains(MsgFlags::MSG_CTRUNC) => {
                 break Err(Peek::Refused(
@@ -176,12 +242,12 @@ fn peek_queue(sock: BorrowedFd<'_>, sock_type: i32) -> Result<Vec<Vec<u8>>, Peek
                     "with a message of more than {MAX_MESSAGE} bytes queued"
                 )))
             }
-            Ok(m) if m.bytes == 0 && sock_type != libc::SOCK_STREAM => {
-                break Err(Peek::Refused("with an empty message queued".into()))
+            Ok(m) if m.bytes == 0 && (stream || rcv_shutdown && total >= queued_bytes) => {
+                break Ok(())
             }
-            Ok(m) if m.bytes == 0 => break Ok(()),
             Ok(m) => {
                 let n = m.bytes;
+                total += n;
                 out.push(buf[..n].to_vec());
             }
         }

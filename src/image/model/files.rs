@@ -242,6 +242,34 @@ pub struct UnixSocket {
     pub queued: Vec<Vec<u8>>,
     /// Buffer sizes and reuse flags.
     pub options: SocketOptions,
+    /// A connected socket whose peer has closed (held by a process of the
+    /// tree or not): reads return `queued`, then end of file (a stream or
+    /// seqpacket socket) or nothing more; a datagram socket's next send
+    /// fails with ECONNREFUSED. Recreated as one end of a pair whose other
+    /// end is closed.
+    pub peer_gone: bool,
+    /// An ECONNRESET is pending (its peer closed with data unread): the
+    /// next read once `queued` is drained reports it.
+    pub reset_pending: bool,
+    /// The shutdown bits (1: no more receiving, 2: no more sending), as
+    /// shutdown() or a peer's close left them.
+    pub shutdown: u8,
+    /// The index into [`Checkpoint::files`](crate::image::model::Checkpoint::files)
+    /// of the bound socket this one is connected to by name without being
+    /// its peer: the server a datagram socket sends to (shared by several
+    /// clients), or the listener a stream connection not accepted yet
+    /// waits on (then listed in that listener's `accept_queue`).
+    pub connect_to: Option<u32>,
+    /// For a listening socket: the client ends (indices into
+    /// [`Checkpoint::files`](crate::image::model::Checkpoint::files)) of
+    /// the connections the tree made to it and did not accept yet, in
+    /// accept order. Restore connects them again in that order.
+    pub accept_queue: Vec<u32>,
+    /// For a socket bound to a path: the owner and mode of the socket file
+    /// there, set again after binding it (bind creates it as ferry's user,
+    /// with ferry's umask). None for an abstract or unnamed socket, or
+    /// when the file was gone.
+    pub bound_file: Option<SocketFileOwner>,
 }
 
 /// An IPv4 or IPv6 socket: TCP listening or not yet connected, or UDP not
@@ -364,4 +392,15 @@ pub struct FileLock {
     pub start: u64,
     /// Bytes locked (0: up to the end of the file, however it grows).
     pub len: u64,
+}
+
+/// Owner and permission bits of the file a unix socket is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketFileOwner {
+    /// Its owner.
+    pub uid: u32,
+    /// Its group.
+    pub gid: u32,
+    /// Its permission bits (st_mode & 07777).
+    pub mode: u32,
 }

@@ -1,75 +1,49 @@
 //! Recreates an image's sockets here in migrate-agent, to be pulled into
 //! the husk like pipes: a unix socket pair with the data that was queued
-//! on each end, bound and listening unix sockets, listening TCP and bound
-//! UDP sockets with their options.
+//! on each end, a unix socket whose peer has closed, bound and listening
+//! unix sockets (their socket files with their owner and mode), sockets
+//! connected by name to a datagram server or queued on a listener, each
+//! shut down as it was; listening TCP and bound UDP sockets with their
+//! options.
 
 use crate::image::{Checkpoint, FileImage, InetSocket, ProcessImage, SocketOptions, UnixSocket};
 use crate::kernel::sockets::{getsockopt_int, setsockopt_int};
 use crate::restore::error::RestoreError;
 use nix::errno::Errno;
 use nix::sys::socket::{
-    bind, connect, listen, send, socket, socketpair, AddressFamily, Backlog, MsgFlags, SockFlag,
-    SockType, SockaddrIn, SockaddrIn6, UnixAddr,
+    bind, connect, listen, send, sendto, shutdown, socket, socketpair, AddressFamily, Backlog,
+    MsgFlags, Shutdown, SockFlag, SockType, SockaddrIn, SockaddrIn6, UnixAddr,
 };
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// Creates every socket of the tree `ck`: the result holds, at the index of
-/// each socket description in `ck.files`, our fd of it.
+/// each socket description in `ck.files`, our fd of it. Sockets connected
+/// by name (to a datagram server, or queued on a listener) come last, once
+/// every name they connect to is bound; a listener's queue is refilled in
+/// accept order.
 pub fn create(ck: &Checkpoint) -> Result<Vec<Option<OwnedFd>>, RestoreError> {
     let mut ours: Vec<Option<OwnedFd>> = (0..ck.files.len()).map(|_| None).collect();
     for (i, file) in ck.files.iter().enumerate() {
-        // The first process that holds it (for its working directory and
-        // for messages).
-        let Some(image) = ck
-            .processes
-            .iter()
-            .find(|p| p.fds.iter().any(|f| f.file as usize == i))
-        else {
+        let Some(image) = holder(ck, i) else {
             continue;
         };
         let pid = image.pid;
-        let fail = |call: String| move |errno| RestoreError::Injected { pid, call, errno };
         match file {
             FileImage::UnixSocket(u) if ours[i].is_some() => {
                 set_flags(pid, ours[i].as_ref().expect("checked"), u.flags)?
             }
+            FileImage::UnixSocket(u) if u.connect_to.is_some() => {}
             FileImage::UnixSocket(u) => {
                 let sock = match u.peer {
                     Some(j) => {
-                        let peer = match ck.files.get(j as usize) {
-                            Some(FileImage::UnixSocket(p))
-                                if p.peer == Some(i as u32) && p.sock_type == u.sock_type =>
-                            {
-                                p
-                            }
-                            _ => {
-                                return Err(RestoreError::Unsupported {
-                                    pid,
-                                    why: format!(
-                                        "the image's unix socket #{i} names #{j} as its peer, \
-                                         which is not a unix socket of the same type connected \
-                                         back to it"
-                                    ),
-                                })
-                            }
-                        };
-                        let (a, b) = socketpair(
-                            AddressFamily::Unix,
-                            sock_type(pid, u.sock_type)?,
-                            None,
-                            SockFlag::SOCK_CLOEXEC,
-                        )
-                        .map_err(fail("socketpair".into()))?;
-                        set_options(pid, &a, &u.options)?;
-                        set_options(pid, &b, &peer.options)?;
-                        // What is written at one end is queued on the other.
-                        refill(pid, &b, &u.queued)?;
-                        refill(pid, &a, &peer.queued)?;
+                        let peer_image = holder(ck, j as usize).unwrap_or(image);
+                        let (a, b) = pair(ck, image, peer_image, i, j)?;
                         ours[j as usize] = Some(b);
                         a
                     }
+                    None if u.peer_gone => pair_with_closed_peer(image, u)?,
                     None => unconnected_unix(image, u)?,
                 };
                 set_flags(pid, &sock, u.flags)?;
@@ -83,7 +57,202 @@ pub fn create(ck: &Checkpoint) -> Result<Vec<Option<OwnedFd>>, RestoreError> {
             _ => {}
         }
     }
+    let by_name = ck.files.iter().enumerate().flat_map(|(i, f)| match f {
+        FileImage::UnixSocket(l) => l.accept_queue.iter().map(|&k| (k as usize, i)).collect(),
+        _ => Vec::new(),
+    });
+    let servers = ck.files.iter().enumerate().filter_map(|(i, f)| match f {
+        FileImage::UnixSocket(UnixSocket {
+            connect_to: Some(t),
+            ..
+        }) => Some((i, *t as usize)),
+        _ => None,
+    });
+    for (i, target) in by_name.chain(servers).collect::<Vec<_>>() {
+        if ours[i].is_some() {
+            continue;
+        }
+        let Some(image) = holder(ck, i) else {
+            continue;
+        };
+        let sock = connect_by_name(ck, image, i, target, &ours)?;
+        ours[i] = Some(sock);
+    }
     Ok(ours)
+}
+
+/// The first process that holds description `i` (for its working
+/// directory and for messages).
+fn holder(ck: &Checkpoint, i: usize) -> Option<&ProcessImage> {
+    ck.processes
+        .iter()
+        .find(|p| p.fds.iter().any(|f| f.file as usize == i))
+}
+
+/// The unix socket at index `i` of the image's files.
+fn unix_at(ck: &Checkpoint, pid: i32, i: usize) -> Result<&UnixSocket, RestoreError> {
+    match ck.files.get(i) {
+        Some(FileImage::UnixSocket(u)) => Ok(u),
+        _ => Err(RestoreError::Unsupported {
+            pid,
+            why: format!("the image names file #{i} as a unix socket, which it is not"),
+        }),
+    }
+}
+
+/// Both ends of the connection between the image's unix sockets `i`
+/// (held by `image`) and `j` (held by `peer_image`): a socket pair with the
+/// data that was queued at each end, their names (a datagram socket's own)
+/// and their shutdowns.
+fn pair(
+    ck: &Checkpoint,
+    image: &ProcessImage,
+    peer_image: &ProcessImage,
+    i: usize,
+    j: u32,
+) -> Result<(OwnedFd, OwnedFd), RestoreError> {
+    let pid = image.pid;
+    let u = unix_at(ck, pid, i)?;
+    let peer = match ck.files.get(j as usize) {
+        Some(FileImage::UnixSocket(p))
+            if p.peer == Some(i as u32) && p.sock_type == u.sock_type =>
+        {
+            p
+        }
+        _ => {
+            return Err(RestoreError::Unsupported {
+                pid,
+                why: format!(
+                    "the image's unix socket #{i} names #{j} as its peer, which is not a unix \
+                     socket of the same type connected back to it"
+                ),
+            })
+        }
+    };
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        sock_type(pid, u.sock_type)?,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|errno| RestoreError::Injected {
+        pid,
+        call: "socketpair".into(),
+        errno,
+    })?;
+    set_options(pid, &a, &u.options)?;
+    set_options(pid, &b, &peer.options)?;
+    bind_name(image, &a, u)?;
+    bind_name(peer_image, &b, peer)?;
+    // What is written at one end is queued on the other.
+    refill(pid, &b, &u.queued)?;
+    refill(pid, &a, &peer.queued)?;
+    shut_down(pid, &a, u.shutdown)?;
+    shut_down(pid, &b, peer.shutdown)?;
+    Ok((a, b))
+}
+
+/// A connected unix socket whose peer has closed: one end of a pair, with
+/// its queued data sent from the other end, which is then closed (with
+/// data left unread first if an ECONNRESET was pending).
+fn pair_with_closed_peer(image: &ProcessImage, u: &UnixSocket) -> Result<OwnedFd, RestoreError> {
+    let pid = image.pid;
+    let fail = |call: &str| {
+        let call = call.to_string();
+        move |errno| RestoreError::Injected { pid, call, errno }
+    };
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        sock_type(pid, u.sock_type)?,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(fail("socketpair"))?;
+    set_options(pid, &a, &u.options)?;
+    bind_name(image, &a, u)?;
+    refill(pid, &b, &u.queued)?;
+    if u.reset_pending {
+        // A peer closed with data unread leaves ECONNRESET on this end.
+        send(a.as_raw_fd(), &[0], MsgFlags::MSG_DONTWAIT)
+            .map_err(fail("leaving data unread at a closing peer"))?;
+    }
+    drop(b);
+    Ok(a)
+}
+
+/// A unix socket connected by name to the image's socket `target`: a
+/// datagram socket to its server (or itself), or a stream or seqpacket
+/// connection queued on a listener and not accepted yet. Its own name and
+/// the data queued on it come back too (sent by the server, to its name).
+fn connect_by_name(
+    ck: &Checkpoint,
+    image: &ProcessImage,
+    i: usize,
+    target: usize,
+    ours: &[Option<OwnedFd>],
+) -> Result<OwnedFd, RestoreError> {
+    let pid = image.pid;
+    let fail = |call: String| move |errno| RestoreError::Injected { pid, call, errno };
+    let u = unix_at(ck, pid, i)?;
+    let server = unix_at(ck, pid, target)?;
+    let server_image = holder(ck, target).unwrap_or(image);
+    let Some(name) = &server.name else {
+        return Err(RestoreError::Unsupported {
+            pid,
+            why: format!(
+                "the image's unix socket #{i} is connected to #{target}, which has no name to \
+                 connect to"
+            ),
+        });
+    };
+    let ty = sock_type(pid, u.sock_type)?;
+    let sock = socket(
+        AddressFamily::Unix,
+        ty,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )
+    .map_err(fail("socket(AF_UNIX)".into()))?;
+    set_options(pid, &sock, &u.options)?;
+    bind_name(image, &sock, u)?;
+    let (addr, shown) = unix_addr(server_image, name)?;
+    connect(sock.as_raw_fd(), &addr).map_err(fail(format!("connect to {shown}")))?;
+    if target == i {
+        refill(pid, &sock, &u.queued)?;
+    } else if !u.queued.is_empty() {
+        let (Some(own), Some(Some(from))) = (&u.name, ours.get(target)) else {
+            return Err(RestoreError::Unsupported {
+                pid,
+                why: format!(
+                    "the image's unix socket #{i} has messages queued but no name its server \
+                     can send them to"
+                ),
+            });
+        };
+        let (to, _) = unix_addr(image, own)?;
+        for m in &u.queued {
+            sendto(from.as_raw_fd(), m, &to, MsgFlags::MSG_DONTWAIT)
+                .map_err(fail(format!("queueing a message on {shown}'s client")))?;
+        }
+    }
+    shut_down(pid, &sock, u.shutdown)?;
+    set_flags(pid, &sock, u.flags)?;
+    Ok(sock)
+}
+
+/// Shuts `sock` down as `bits` say (1: receiving, 2: sending).
+fn shut_down(pid: i32, sock: &OwnedFd, bits: u8) -> Result<(), RestoreError> {
+    let how = match bits & 3 {
+        0 => return Ok(()),
+        1 => Shutdown::Read,
+        2 => Shutdown::Write,
+        _ => Shutdown::Both,
+    };
+    shutdown(sock.as_raw_fd(), how).map_err(|errno| RestoreError::Injected {
+        pid,
+        call: format!("shutdown({how:?}) of a unix socket"),
+        errno,
+    })
 }
 
 fn sock_type(pid: i32, raw: i32) -> Result<SockType, RestoreError> {
@@ -107,31 +276,77 @@ fn listen_on(pid: i32, sock: &OwnedFd, backlog: Option<u32>) -> Result<(), Resto
 }
 
 /// A unix socket that is not one end of a pair: bound to its name again
-/// (a stale socket file that nothing listens on is removed first) and
-/// listening again if it was.
+/// (a stale socket file that nothing listens on is removed first),
+/// listening again if it was, and shut down as it was.
 fn unconnected_unix(image: &ProcessImage, u: &UnixSocket) -> Result<OwnedFd, RestoreError> {
     let pid = image.pid;
-    let fail = |call: String| move |errno| RestoreError::Injected { pid, call, errno };
     let ty = sock_type(pid, u.sock_type)?;
-    let sock = socket(AddressFamily::Unix, ty, SockFlag::SOCK_CLOEXEC, None)
-        .map_err(fail("socket(AF_UNIX)".into()))?;
+    let sock = socket(AddressFamily::Unix, ty, SockFlag::SOCK_CLOEXEC, None).map_err(|errno| {
+        RestoreError::Injected {
+            pid,
+            call: "socket(AF_UNIX)".into(),
+            errno,
+        }
+    })?;
     set_options(pid, &sock, &u.options)?;
-    let Some(name) = &u.name else {
-        return Ok(sock);
-    };
+    if u.name.is_some() {
+        bind_name(image, &sock, u)?;
+        listen_on(pid, &sock, u.listen_backlog)?;
+    }
+    shut_down(pid, &sock, u.shutdown)?;
+    Ok(sock)
+}
+
+/// The address of unix socket name `name` (a relative one was bound
+/// from the working directory of `image`), and how messages show it.
+fn unix_addr(image: &ProcessImage, name: &[u8]) -> Result<(UnixAddr, String), RestoreError> {
     let shown = String::from_utf8_lossy(name).replace('\0', "@");
     let addr = if name.first() == Some(&0) {
         UnixAddr::new_abstract(&name[1..])
     } else {
-        // A relative name was bound from the process's working directory.
-        let path = Path::new(&image.cwd).join(std::ffi::OsStr::from_bytes(name));
-        clear_stale(pid, &path, ty)?;
-        UnixAddr::new(&path)
+        UnixAddr::new(&Path::new(&image.cwd).join(std::ffi::OsStr::from_bytes(name)))
     }
-    .map_err(fail(format!("unix socket name {shown}")))?;
-    bind(sock.as_raw_fd(), &addr).map_err(fail(format!("bind to {shown}")))?;
-    listen_on(pid, &sock, u.listen_backlog)?;
-    Ok(sock)
+    .map_err(|errno| RestoreError::Injected {
+        pid: image.pid,
+        call: format!("unix socket name {shown}"),
+        errno,
+    })?;
+    Ok((addr, shown))
+}
+
+/// Binds `sock` to the name of `u`, if it has one: a stale socket file at
+/// its path is removed first, and the new one gets the owner and mode the
+/// old one had.
+fn bind_name(image: &ProcessImage, sock: &OwnedFd, u: &UnixSocket) -> Result<(), RestoreError> {
+    let pid = image.pid;
+    let Some(name) = &u.name else {
+        return Ok(());
+    };
+    let (addr, shown) = unix_addr(image, name)?;
+    let path = addr.path().map(Path::to_path_buf);
+    if let Some(path) = &path {
+        clear_stale(pid, path, sock_type(pid, u.sock_type)?)?;
+    }
+    bind(sock.as_raw_fd(), &addr).map_err(|errno| RestoreError::Injected {
+        pid,
+        call: format!("bind to {shown}"),
+        errno,
+    })?;
+    if let (Some(path), Some(owner)) = (path, u.bound_file) {
+        use std::os::unix::fs::PermissionsExt;
+        std::os::unix::fs::lchown(&path, Some(owner.uid), Some(owner.gid))
+            .and_then(|()| {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(owner.mode))
+            })
+            .map_err(|e| RestoreError::Unsupported {
+                pid,
+                why: format!(
+                    "cannot give socket file {shown} its owner {}:{} and mode {:o}: {e}",
+                    owner.uid, owner.gid, owner.mode
+                ),
+            })?;
+    }
+    Ok(())
 }
 
 /// Removes the socket file at `path` left by the checkpointed process, if
