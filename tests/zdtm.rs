@@ -83,6 +83,7 @@ zdtm_tests! {
     prctl_state, prctl_state_leave_running => Spec::new("prctl_state");
     file_locks, file_locks_leave_running => Spec::new("file_locks");
     unix_peer_gone, unix_peer_gone_leave_running => Spec::new("unix_peer_gone");
+    unix_unaccepted, unix_unaccepted_leave_running => Spec::new("unix_unaccepted");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three
