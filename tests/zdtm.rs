@@ -84,6 +84,7 @@ zdtm_tests! {
     file_locks, file_locks_leave_running => Spec::new("file_locks");
     unix_peer_gone, unix_peer_gone_leave_running => Spec::new("unix_peer_gone");
     unix_unaccepted, unix_unaccepted_leave_running => Spec::new("unix_unaccepted");
+    unix_shutdown, unix_shutdown_leave_running => Spec::new("unix_shutdown");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three
