@@ -85,6 +85,7 @@ zdtm_tests! {
     unix_peer_gone, unix_peer_gone_leave_running => Spec::new("unix_peer_gone");
     unix_unaccepted, unix_unaccepted_leave_running => Spec::new("unix_unaccepted");
     unix_shutdown, unix_shutdown_leave_running => Spec::new("unix_shutdown");
+    unix_empty_msgs, unix_empty_msgs_leave_running => Spec::new("unix_empty_msgs");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three
