@@ -87,6 +87,7 @@ zdtm_tests! {
     unix_shutdown, unix_shutdown_leave_running => Spec::new("unix_shutdown");
     unix_empty_msgs, unix_empty_msgs_leave_running => Spec::new("unix_empty_msgs");
     unix_file_mode, unix_file_mode_leave_running => Spec::new("unix_file_mode");
+    unix_scm, unix_scm_leave_running => Spec::new("unix_scm");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three

@@ -40,6 +40,10 @@ pub struct TreeFiles {
     unix: Vec<(u64, Option<u64>, u32, Vec<u32>)>,
     /// FIFOs whose buffered data has been copied already.
     fifos_copied: Vec<u64>,
+    /// Our copies of the files in flight in unix sockets, kept open until
+    /// the whole tree is described: `seen` compares them with the fds of
+    /// the processes described later.
+    in_flight_fds: Vec<OwnedFd>,
     /// Descriptions whose OFD and flock() locks are recorded already (by
     /// the first process of the tree that holds them).
     pub(super) locked: Vec<u32>,
@@ -151,6 +155,7 @@ pub fn describe(
             None => {
                 let flags = info.flags & !libc::O_CLOEXEC;
                 let mut queued_clients = Vec::new();
+                let mut in_flight = Vec::new();
                 let image =
                     match c.class {
                         FdClass::Path(file_type) => {
@@ -225,16 +230,28 @@ pub fn describe(
                             let taken = kernel::pidfd_getfd(&pidfd, c.fd).map_err(fail(
                                 format!("take fd {} (a socket) of process {pid}", c.fd),
                             ))?;
-                            let (image, clients) =
+                            let described =
                                 sockets::describe(pid, c.fd, &c.target, c.class, &taken, flags)?;
-                            queued_clients = clients;
-                            image
+                            queued_clients = described.queued_clients;
+                            in_flight = described.in_flight;
+                            described.image
                         }
                     };
                 tree.files.push(image);
                 let file = (tree.files.len() - 1) as u32;
                 if let FdClass::UnixSocket { inode, peer } = c.class {
                     tree.unix.push((inode, peer, file, queued_clients));
+                }
+                for (message, fds) in in_flight.into_iter().enumerate() {
+                    let mut files = Vec::with_capacity(fds.len());
+                    for f in fds {
+                        files.push(in_flight_file(pid, c, f, tree)?);
+                    }
+                    if let Some(FileImage::UnixSocket(u)) = tree.files.get_mut(file as usize) {
+                        if let Some(a) = u.queued_ancillary.get_mut(message) {
+                            a.fds = files;
+                        }
+                    }
                 }
                 file
             }
@@ -247,6 +264,59 @@ pub fn describe(
         });
     }
     Ok(out)
+}
+
+/// The index of the description of `fd`, a file in flight in the unix
+/// socket `socket` of `pid` that a peek received here: described as an fd
+/// of this process (shared with a process of the tree when one holds it
+/// too). Only descriptions restore can create without a process holding
+/// them are carried: files opened by path, pipes, eventfds and memfds.
+fn in_flight_file(
+    pid: i32,
+    socket: &ClassifiedFd,
+    fd: OwnedFd,
+    tree: &mut TreeFiles,
+) -> Result<u32, CheckpointError> {
+    use std::os::fd::AsRawFd;
+    let me = std::process::id() as i32;
+    let raw = fd.as_raw_fd();
+    let refuse = |kind: String| {
+        CheckpointError::from(crate::inspect::InspectError::UnsupportedFd {
+            pid,
+            fd: socket.fd,
+            kind: format!("unix socket with {kind} in flight (sent and not received yet)"),
+            target: socket.target.clone(),
+        })
+    };
+    let target = std::fs::read_link(format!("/proc/self/fd/{raw}"))
+        .map_err(|source| CheckpointError::Io {
+            what: format!(
+                "examine a file in flight in fd {} of process {pid}",
+                socket.fd
+            ),
+            source,
+        })?
+        .to_string_lossy()
+        .into_owned();
+    let class = crate::inspect::fds::classify_fd(me, raw, &target)
+        .map_err(|e| refuse(format!("a file ferry cannot carry ({e})")))?;
+    match class {
+        FdClass::Path(_) if !target.ends_with(" (deleted)") => {}
+        FdClass::Pipe { .. } | FdClass::Eventfd | FdClass::Memfd { .. } => {}
+        FdClass::UnixSocket { .. } => return Err(refuse("a unix socket".into())),
+        _ => return Err(refuse(target)),
+    }
+    let described = describe(
+        me,
+        &[ClassifiedFd {
+            fd: raw,
+            target,
+            class,
+        }],
+        tree,
+    )?;
+    tree.in_flight_fds.push(fd);
+    Ok(described[0].file)
 }
 
 /// The index in `tree.ghosts` of the deleted file fd `fd` of `pid` refers

@@ -5,14 +5,15 @@
 //! unix_diag.
 
 use super::error::CheckpointError;
-use crate::image::{FileImage, InetSocket, SocketFileOwner, SocketOptions, UnixSocket};
+use crate::image::{
+    Ancillary, FileImage, InetSocket, SocketFileOwner, SocketOptions, UnixCreds, UnixSocket,
+};
 use crate::inspect::sockets::unix_diag_of;
 use crate::inspect::{FdClass, InspectError};
 use crate::kernel;
 use crate::kernel::sockets::{getsockopt_int, setsockopt_int};
 use nix::errno::Errno;
-use nix::sys::socket::{getsockname, recvmsg, MsgFlags, SockaddrLike, SockaddrStorage};
-use std::io::IoSliceMut;
+use nix::sys::socket::{getsockname, MsgFlags, SockaddrLike, SockaddrStorage};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
@@ -24,8 +25,7 @@ const MAX_MESSAGE: usize = 4 << 20;
 /// A unix socket's `peer`, `peer_gone`, `connect_to` and `accept_queue`
 /// are left for
 /// [`TreeFiles::link_unix_peers`](super::files::TreeFiles::link_unix_peers),
-/// which gets with the image the inodes of the clients queued on a
-/// listening unix socket (unix_diag's, in accept order; empty otherwise).
+/// and the descriptions of its files in flight for the caller.
 pub fn describe(
     pid: i32,
     fd: i32,
@@ -33,7 +33,7 @@ pub fn describe(
     class: FdClass,
     sock: &OwnedFd,
     flags: i32,
-) -> Result<(FileImage, Vec<u32>), CheckpointError> {
+) -> Result<Described, CheckpointError> {
     let io = |what: &str| {
         let what = format!("{what} of {target} (fd {fd}) of process {pid}");
         move |errno: Errno| CheckpointError::Io {
@@ -77,7 +77,7 @@ pub fn describe(
             let reset_pending = peer == Some(0)
                 && sock_type != libc::SOCK_DGRAM
                 && error_pending(s).map_err(io("poll"))?;
-            let queued = if peer.is_some() {
+            let peeked = if peer.is_some() {
                 peek_queue(s, sock_type, diag.shutdown & 1 != 0).map_err(|e| match e {
                     Peek::Errno(errno) => io("copy the queued data")(errno),
                     Peek::Refused(why) => refuse(format!("unix socket {why}")),
@@ -89,6 +89,18 @@ pub fn describe(
             } else {
                 Vec::new()
             };
+            let mut queued = Vec::with_capacity(peeked.len());
+            let mut queued_ancillary = Vec::with_capacity(peeked.len());
+            let mut in_flight = Vec::with_capacity(peeked.len());
+            for p in peeked {
+                queued.push(p.data);
+                queued_ancillary.push(Ancillary {
+                    fds: Vec::new(),
+                    creds: p.creds,
+                });
+                in_flight.push(p.fds);
+            }
+            let passcred = int(libc::SOL_SOCKET, libc::SO_PASSCRED)? != 0;
             let bound_file = match &name {
                 Some(n) if n.first() != Some(&0) => socket_file_owner(pid, n),
                 _ => None,
@@ -107,8 +119,14 @@ pub fn describe(
                 connect_to: None,
                 accept_queue: Vec::new(),
                 bound_file,
+                queued_ancillary,
+                passcred,
             });
-            Ok((image, diag.queued_clients))
+            Ok(Described {
+                image,
+                queued_clients: diag.queued_clients,
+                in_flight,
+            })
         }
         _ => {
             let ipv6 = local.family() == Some(nix::sys::socket::AddressFamily::Inet6);
@@ -146,7 +164,11 @@ pub fn describe(
                     && int(libc::IPPROTO_TCP, libc::TCP_NODELAY)? != 0,
                 options,
             });
-            Ok((image, Vec::new()))
+            Ok(Described {
+                image,
+                queued_clients: Vec::new(),
+                in_flight: Vec::new(),
+            })
         }
     }
 }
@@ -184,6 +206,19 @@ fn error_pending(sock: BorrowedFd<'_>) -> Result<bool, Errno> {
         .is_some_and(|r| r.contains(PollFlags::POLLERR)))
 }
 
+/// A socket as [`describe`] found it.
+pub struct Described {
+    /// Its description.
+    pub image: FileImage,
+    /// For a listening unix socket: the inodes of the clients queued on it
+    /// (unix_diag's, in accept order); empty otherwise.
+    pub queued_clients: Vec<u32>,
+    /// For a unix socket: the files in flight with each queued message
+    /// (SCM_RIGHTS), as fds of our own; the indices of their descriptions
+    /// go into the image's `queued_ancillary`.
+    pub in_flight: Vec<Vec<OwnedFd>>,
+}
+
 /// Why the queue of a socket could not be copied.
 enum Peek {
     Errno(Errno),
@@ -196,62 +231,82 @@ impl From<Errno> for Peek {
     }
 }
 
+/// A message (or stream chunk) queued on a unix socket, as a peek copied
+/// it.
+struct Peeked {
+    data: Vec<u8>,
+    /// The files in flight with it, received here by the peek.
+    fds: Vec<OwnedFd>,
+    creds: Option<UnixCreds>,
+}
+
 /// Copies what is queued to be read on `sock` without consuming it:
 /// MSG_PEEK from a moving SO_PEEK_OFF, one message at a time (an empty
-/// datagram or seqpacket message counts), until nothing is left; the
-/// socket's own peek offset is put back afterwards. `rcv_shutdown`: the
-/// socket receives nothing more, so a seqpacket read of 0 bytes past the
-/// queued bytes is its end of file, not an empty message. A stream socket
-/// is peeked only up to the bytes FIONREAD counts: a read past them would
-/// consume a pending error. A datagram or seqpacket read reports that
-/// error before any message, consuming it: it was seen (POLLERR) before.
+/// datagram or seqpacket message counts), with SO_PASSCRED on for the
+/// while to see each sender's credentials, until nothing is left; the
+/// socket's own peek offset and SO_PASSCRED are put back afterwards.
+/// Files in flight (SCM_RIGHTS) come here as fds of our own.
+/// `rcv_shutdown`: the socket receives nothing more, so a seqpacket read
+/// of 0 bytes past the queued bytes is its end of file, not an empty
+/// message. A stream socket is peeked only up to the bytes FIONREAD
+/// counts: a read past them would consume a pending error. A datagram or
+/// seqpacket read reports that error before any message, consuming it: it
+/// was seen (POLLERR) before.
 fn peek_queue(
     sock: BorrowedFd<'_>,
     sock_type: i32,
     rcv_shutdown: bool,
-) -> Result<Vec<Vec<u8>>, Peek> {
+) -> Result<Vec<Peeked>, Peek> {
     let queued_bytes = kernel::bytes_readable(&sock)?;
-    let old = getsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF)?;
+    let old_peek = getsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF)?;
+    let old_passcred = getsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PASSCRED)?;
     setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)?;
+    setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PASSCRED, 1)?;
     let stream = sock_type == libc::SOCK_STREAM;
     let mut buf = vec![0u8; MAX_MESSAGE];
-    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut out: Vec<Peeked> = Vec::new();
     let mut total = 0;
     let copied = loop {
         if stream && total >= queued_bytes {
             break Ok(());
         }
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let got = recvmsg::<()>(
-            sock.as_raw_fd(),
-            &mut iov,
-            None,
+        let got = kernel::sockets::recv_with_ancillary(
+            sock,
+            &mut buf,
             MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
         );
-        match got {
+        let m = match got {
             Err(Errno::EAGAIN) => break Ok(()),
             Err(Errno::ECONNRESET) if !stream => continue,
             Err(e) => break Err(Peek::Errno(e)),
-            Ok(m) if m.flags.contains(MsgFlags::MSG_CTRUNC) => {
-                break Err(Peek::Refused(
-                    "with file descriptors or credentials in flight".into(),
-                ))
-            }
-            Ok(m) if m.flags.contains(MsgFlags::MSG_TRUNC) => {
-                break Err(Peek::Refused(format!(
-                    "with a message of more than {MAX_MESSAGE} bytes queued"
-                )))
-            }
-            Ok(m) if m.bytes == 0 && (stream || rcv_shutdown && total >= queued_bytes) => {
-                break Ok(())
-            }
-            Ok(m) => {
-                let n = m.bytes;
-                total += n;
-                out.push(buf[..n].to_vec());
-            }
+            Ok(m) => m,
+        };
+        let (fds, creds) = (
+            m.fds,
+            m.creds.map(|(pid, uid, gid)| UnixCreds { pid, uid, gid }),
+        );
+        if m.flags.contains(MsgFlags::MSG_CTRUNC) {
+            break Err(Peek::Refused(
+                "with more file descriptors in flight in one message than ferry receives".into(),
+            ));
         }
+        if m.flags.contains(MsgFlags::MSG_TRUNC) {
+            break Err(Peek::Refused(format!(
+                "with a message of more than {MAX_MESSAGE} bytes queued"
+            )));
+        }
+        if m.bytes == 0 && fds.is_empty() && (stream || rcv_shutdown && total >= queued_bytes) {
+            break Ok(());
+        }
+        let n = m.bytes;
+        total += n;
+        out.push(Peeked {
+            data: buf[..n].to_vec(),
+            fds,
+            creds,
+        });
     };
-    setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old)?;
+    setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PASSCRED, old_passcred)?;
+    setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old_peek)?;
     copied.map(|()| out)
 }

@@ -433,6 +433,8 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                 connect_to: None,
                 accept_queue: Vec::new(),
                 bound_file: None,
+                queued_ancillary: Vec::new(),
+                passcred: false,
             }),
             FileImage::UnixSocket(UnixSocket {
                 sock_type: libc::SOCK_DGRAM,
@@ -448,6 +450,8 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                 connect_to: None,
                 accept_queue: Vec::new(),
                 bound_file: None,
+                queued_ancillary: Vec::new(),
+                passcred: false,
             }),
             FileImage::UnixSocket(UnixSocket {
                 sock_type: libc::SOCK_STREAM,
@@ -463,6 +467,8 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                 connect_to: None,
                 accept_queue: Vec::new(),
                 bound_file: None,
+                queued_ancillary: Vec::new(),
+                passcred: false,
             }),
             FileImage::InetSocket(InetSocket {
                 sock_type: libc::SOCK_STREAM,

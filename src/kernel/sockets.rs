@@ -5,7 +5,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{
     recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
 };
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 /// Reads an int-valued socket option.
 pub fn getsockopt_int(fd: BorrowedFd<'_>, level: i32, opt: i32) -> Result<i32, Errno> {
@@ -37,6 +37,60 @@ pub fn setsockopt_int(fd: BorrowedFd<'_>, level: i32, opt: i32, val: i32) -> Res
         )
     };
     Errno::result(r).map(drop)
+}
+
+/// A message received (or peeked) from a unix socket with its ancillary
+/// data.
+pub struct ReceivedMessage {
+    /// Bytes copied into the buffer.
+    pub bytes: usize,
+    /// The message flags (MSG_TRUNC, MSG_CTRUNC ...).
+    pub flags: MsgFlags,
+    /// The fds SCM_RIGHTS installed in this process, owned here.
+    pub fds: Vec<OwnedFd>,
+    /// SCM_CREDENTIALS: (pid, uid, gid), when SO_PASSCRED is on.
+    pub creds: Option<(i32, u32, u32)>,
+}
+
+/// The most fds one message carries (the kernel's SCM_MAX_FD).
+pub const SCM_MAX_FD: usize = 253;
+
+/// recvmsg on `fd` into `buf` with `flags` (MSG_CMSG_CLOEXEC is added),
+/// taking ownership of any fd the kernel installs (a MSG_PEEK of a message
+/// with SCM_RIGHTS installs duplicates of the files in flight).
+pub fn recv_with_ancillary(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    flags: MsgFlags,
+) -> Result<ReceivedMessage, Errno> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned};
+    use std::os::fd::{FromRawFd, RawFd};
+    let mut cmsg = nix::cmsg_space!([RawFd; SCM_MAX_FD], libc::ucred);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let m = recvmsg::<()>(
+        fd.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        flags | MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut out = ReceivedMessage {
+        bytes: m.bytes,
+        flags: m.flags,
+        fds: Vec::new(),
+        creds: None,
+    };
+    for c in m.cmsgs()? {
+        match c {
+            ControlMessageOwned::ScmRights(fds) => out.fds.extend(fds.into_iter().map(|fd| {
+                // SAFETY: the kernel has just installed `fd` in this process
+                // for this call; nothing else refers to it.
+                unsafe { OwnedFd::from_raw_fd(fd) }
+            })),
+            ControlMessageOwned::ScmCredentials(c) => out.creds = Some((c.pid(), c.uid(), c.gid())),
+            _ => {}
+        }
+    }
+    Ok(out)
 }
 
 /// What TCP_INFO tells about a TCP socket's state.

@@ -270,6 +270,12 @@ pub struct UnixSocket {
     /// with ferry's umask). None for an abstract or unnamed socket, or
     /// when the file was gone.
     pub bound_file: Option<SocketFileOwner>,
+    /// What travels with each message of `queued` (same length; empty in
+    /// an image without it): file descriptions in flight (SCM_RIGHTS) and
+    /// the sender's credentials (SCM_CREDENTIALS).
+    pub queued_ancillary: Vec<Ancillary>,
+    /// SO_PASSCRED: the receiver gets each sender's credentials.
+    pub passcred: bool,
 }
 
 /// An IPv4 or IPv6 socket: TCP listening or not yet connected, or UDP not
@@ -403,4 +409,28 @@ pub struct SocketFileOwner {
     pub gid: u32,
     /// Its permission bits (st_mode & 07777).
     pub mode: u32,
+}
+
+/// The ancillary data of one message queued on a unix socket, sent with it
+/// again at restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ancillary {
+    /// Descriptions in flight (indices into
+    /// [`Checkpoint::files`](crate::image::model::Checkpoint::files)), in
+    /// the order the receiver gets them as fds.
+    pub fds: Vec<u32>,
+    /// The sender's credentials, as the receiver sees them with
+    /// SO_PASSCRED.
+    pub creds: Option<UnixCreds>,
+}
+
+/// Credentials attached to a unix socket message (struct ucred).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnixCreds {
+    /// The sender's PID.
+    pub pid: i32,
+    /// Its user.
+    pub uid: u32,
+    /// Its group.
+    pub gid: u32,
 }

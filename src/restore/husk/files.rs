@@ -33,13 +33,13 @@ pub(super) struct TreeFds {
 }
 
 impl TreeFds {
-    /// Creates the tree's pipes (with their data) and sockets (with their
-    /// queues) here, and its deleted files inside the root directory of
+    /// Creates the tree's pipes (with their data), the files in flight in
+    /// its unix sockets, and its sockets (with their queues) here, and its deleted files inside the root directory of
     /// `husk` (the root's husk: a container's root when it has one).
     pub(super) fn create(ck: &Checkpoint, husk: Pid) -> Result<Self, RestoreError> {
         let pid = ck.root().map_or(0, |p| p.pid);
         let pipes = create_pipes(pid, &ck.pipes)?;
-        let mut ours = sockets::create(ck)?;
+        let mut ours: Vec<Option<OwnedFd>> = (0..ck.files.len()).map(|_| None).collect();
         for (i, file) in ck.files.iter().enumerate() {
             if let FileImage::Pipe(end) = file {
                 let (rd, wr) =
@@ -60,6 +60,8 @@ impl TreeFds {
                 })?);
             }
         }
+        sockets::create_in_flight(ck, husk, &mut ours)?;
+        sockets::create(ck, &mut ours)?;
         let ghosts = ck
             .ghost_files
             .iter()

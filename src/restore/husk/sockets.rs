@@ -6,25 +6,29 @@
 //! shut down as it was; listening TCP and bound UDP sockets with their
 //! options.
 
-use crate::image::{Checkpoint, FileImage, InetSocket, ProcessImage, SocketOptions, UnixSocket};
+use super::anon;
+use crate::image::{
+    Checkpoint, FileImage, InetSocket, OpenFile, ProcessImage, SocketOptions, UnixSocket,
+};
 use crate::kernel::sockets::{getsockopt_int, setsockopt_int};
 use crate::restore::error::RestoreError;
 use nix::errno::Errno;
 use nix::sys::socket::{
-    bind, connect, listen, send, sendto, shutdown, socket, socketpair, AddressFamily, Backlog,
-    MsgFlags, Shutdown, SockFlag, SockType, SockaddrIn, SockaddrIn6, UnixAddr,
+    bind, connect, listen, send, shutdown, socket, socketpair, AddressFamily, Backlog, MsgFlags,
+    Shutdown, SockFlag, SockType, SockaddrIn, SockaddrIn6, UnixAddr,
 };
+use nix::unistd::Pid;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-/// Creates every socket of the tree `ck`: the result holds, at the index of
-/// each socket description in `ck.files`, our fd of it. Sockets connected
+/// Creates every socket of the tree `ck`, putting our fd of each at the
+/// index of its description in `ours` (which already holds the files in
+/// flight the unix sockets' queues carry). Sockets connected
 /// by name (to a datagram server, or queued on a listener) come last, once
 /// every name they connect to is bound; a listener's queue is refilled in
 /// accept order.
-pub fn create(ck: &Checkpoint) -> Result<Vec<Option<OwnedFd>>, RestoreError> {
-    let mut ours: Vec<Option<OwnedFd>> = (0..ck.files.len()).map(|_| None).collect();
+pub fn create(ck: &Checkpoint, ours: &mut [Option<OwnedFd>]) -> Result<(), RestoreError> {
     for (i, file) in ck.files.iter().enumerate() {
         let Some(image) = holder(ck, i) else {
             continue;
@@ -39,14 +43,19 @@ pub fn create(ck: &Checkpoint) -> Result<Vec<Option<OwnedFd>>, RestoreError> {
                 let sock = match u.peer {
                     Some(j) => {
                         let peer_image = holder(ck, j as usize).unwrap_or(image);
-                        let (a, b) = pair(ck, image, peer_image, i, j)?;
+                        let (a, b) = pair(ck, image, peer_image, i, j, ours)?;
                         ours[j as usize] = Some(b);
                         a
                     }
-                    None if u.peer_gone => pair_with_closed_peer(image, u)?,
+                    None if u.peer_gone => pair_with_closed_peer(image, u, ours)?,
                     None => unconnected_unix(image, u)?,
                 };
                 set_flags(pid, &sock, u.flags)?;
+                set_passcred(pid, &sock, u.passcred)?;
+                if let Some(j) = u.peer.and_then(|j| unix_at(ck, pid, j as usize).ok()) {
+                    let b = ours[u.peer.expect("checked") as usize].as_ref();
+                    set_passcred(pid, b.expect("created with its peer"), j.passcred)?;
+                }
                 ours[i] = Some(sock);
             }
             FileImage::InetSocket(n) => {
@@ -75,10 +84,98 @@ pub fn create(ck: &Checkpoint) -> Result<Vec<Option<OwnedFd>>, RestoreError> {
         let Some(image) = holder(ck, i) else {
             continue;
         };
-        let sock = connect_by_name(ck, image, i, target, &ours)?;
+        let sock = connect_by_name(ck, image, i, target, ours)?;
+        set_passcred(image.pid, &sock, unix_at(ck, image.pid, i)?.passcred)?;
         ours[i] = Some(sock);
     }
-    Ok(ours)
+    Ok(())
+}
+
+/// Sets SO_PASSCRED, once the socket has sent what it queues (with it on,
+/// an unbound socket that sends binds itself to an automatic name).
+fn set_passcred(pid: i32, sock: &OwnedFd, on: bool) -> Result<(), RestoreError> {
+    if !on {
+        return Ok(());
+    }
+    setsockopt_int(sock.as_fd(), libc::SOL_SOCKET, libc::SO_PASSCRED, 1).map_err(|errno| {
+        RestoreError::Injected {
+            pid,
+            call: "setting SO_PASSCRED".into(),
+            errno,
+        }
+    })
+}
+
+/// Creates here the files in flight in the tree's unix sockets (sent and
+/// not received yet) that are not created yet (pipe ends are), into
+/// `ours`: eventfds, memfds, and files reopened by path inside the root
+/// directory of `husk`; a process that holds one too pulls it in from
+/// there.
+pub fn create_in_flight(
+    ck: &Checkpoint,
+    husk: Pid,
+    ours: &mut [Option<OwnedFd>],
+) -> Result<(), RestoreError> {
+    let pid = ck.root().map_or(0, |p| p.pid);
+    let in_flight = ck.files.iter().flat_map(|f| match f {
+        FileImage::UnixSocket(u) => u
+            .queued_ancillary
+            .iter()
+            .flat_map(|a| a.fds.clone())
+            .collect(),
+        _ => Vec::new(),
+    });
+    for d in in_flight.collect::<Vec<u32>>() {
+        let d = d as usize;
+        if ours.get(d).is_some_and(Option::is_some) {
+            continue;
+        }
+        let fd = match ck.files.get(d) {
+            Some(FileImage::Eventfd(e)) => {
+                let fd = anon::create_eventfd(pid, e)?;
+                set_flags(pid, &fd, e.flags)?;
+                fd
+            }
+            Some(FileImage::Memfd(m)) => {
+                let fd = anon::create_memfd(pid, m)?;
+                set_flags(pid, &fd, m.flags)?;
+                fd
+            }
+            Some(FileImage::Path(f)) if f.ghost.is_none() => reopen(pid, husk, f)?,
+            _ => {
+                return Err(RestoreError::Unsupported {
+                    pid,
+                    why: format!("file #{d}, in flight in a unix socket, cannot be created here"),
+                })
+            }
+        };
+        if let Some(slot) = ours.get_mut(d) {
+            *slot = Some(fd);
+        }
+    }
+    Ok(())
+}
+
+/// Opens file `f` through the root directory of `husk`, with its flags and
+/// at its offset.
+fn reopen(pid: i32, husk: Pid, f: &OpenFile) -> Result<OwnedFd, RestoreError> {
+    use nix::fcntl::OFlag;
+    let fail = |call: &str| {
+        let call = format!("{call} {} (flags {:#o}), in flight", f.path, f.flags);
+        move |errno| RestoreError::Injected { pid, call, errno }
+    };
+    let flags = f.flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY);
+    let path = format!("/proc/{husk}/root{}", f.path);
+    let fd = nix::fcntl::open(
+        path.as_str(),
+        OFlag::from_bits_truncate(flags) | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(fail("reopening"))?;
+    if f.pos != 0 {
+        nix::unistd::lseek(&fd, f.pos, nix::unistd::Whence::SeekSet).map_err(fail("seeking"))?;
+    }
+    Ok(fd)
 }
 
 /// The first process that holds description `i` (for its working
@@ -110,6 +207,7 @@ fn pair(
     peer_image: &ProcessImage,
     i: usize,
     j: u32,
+    ours: &[Option<OwnedFd>],
 ) -> Result<(OwnedFd, OwnedFd), RestoreError> {
     let pid = image.pid;
     let u = unix_at(ck, pid, i)?;
@@ -145,8 +243,8 @@ fn pair(
     bind_name(image, &a, u)?;
     bind_name(peer_image, &b, peer)?;
     // What is written at one end is queued on the other.
-    refill(pid, &b, &u.queued)?;
-    refill(pid, &a, &peer.queued)?;
+    refill(pid, &b, u, ours, None)?;
+    refill(pid, &a, peer, ours, None)?;
     shut_down(pid, &a, u.shutdown)?;
     shut_down(pid, &b, peer.shutdown)?;
     Ok((a, b))
@@ -155,7 +253,11 @@ fn pair(
 /// A connected unix socket whose peer has closed: one end of a pair, with
 /// its queued data sent from the other end, which is then closed (with
 /// data left unread first if an ECONNRESET was pending).
-fn pair_with_closed_peer(image: &ProcessImage, u: &UnixSocket) -> Result<OwnedFd, RestoreError> {
+fn pair_with_closed_peer(
+    image: &ProcessImage,
+    u: &UnixSocket,
+    ours: &[Option<OwnedFd>],
+) -> Result<OwnedFd, RestoreError> {
     let pid = image.pid;
     let fail = |call: &str| {
         let call = call.to_string();
@@ -170,7 +272,7 @@ fn pair_with_closed_peer(image: &ProcessImage, u: &UnixSocket) -> Result<OwnedFd
     .map_err(fail("socketpair"))?;
     set_options(pid, &a, &u.options)?;
     bind_name(image, &a, u)?;
-    refill(pid, &b, &u.queued)?;
+    refill(pid, &b, u, ours, None)?;
     if u.reset_pending {
         // A peer closed with data unread leaves ECONNRESET on this end.
         send(a.as_raw_fd(), &[0], MsgFlags::MSG_DONTWAIT)
@@ -218,7 +320,7 @@ fn connect_by_name(
     let (addr, shown) = unix_addr(server_image, name)?;
     connect(sock.as_raw_fd(), &addr).map_err(fail(format!("connect to {shown}")))?;
     if target == i {
-        refill(pid, &sock, &u.queued)?;
+        refill(pid, &sock, u, ours, None)?;
     } else if !u.queued.is_empty() {
         let (Some(own), Some(Some(from))) = (&u.name, ours.get(target)) else {
             return Err(RestoreError::Unsupported {
@@ -230,10 +332,7 @@ fn connect_by_name(
             });
         };
         let (to, _) = unix_addr(image, own)?;
-        for m in &u.queued {
-            sendto(from.as_raw_fd(), m, &to, MsgFlags::MSG_DONTWAIT)
-                .map_err(fail(format!("queueing a message on {shown}'s client")))?;
-        }
+        refill(pid, from, u, ours, Some(&to))?;
     }
     shut_down(pid, &sock, u.shutdown)?;
     set_flags(pid, &sock, u.flags)?;
@@ -491,21 +590,74 @@ fn set_flags(pid: i32, sock: &OwnedFd, flags: i32) -> Result<(), RestoreError> {
         })
 }
 
-/// Sends `messages` through `sock`, one send each, so that they are queued
-/// at its peer with their boundaries.
-fn refill(pid: i32, sock: &OwnedFd, messages: &[Vec<u8>]) -> Result<(), RestoreError> {
+/// Sends the messages queued on `u` through `sock` (to `to`, or to its
+/// peer), one send each with its files in flight (found in `ours`) and its
+/// sender's credentials, so that they are queued at `u` with their
+/// boundaries.
+fn refill(
+    pid: i32,
+    sock: &OwnedFd,
+    u: &UnixSocket,
+    ours: &[Option<OwnedFd>],
+    to: Option<&UnixAddr>,
+) -> Result<(), RestoreError> {
+    use nix::sys::socket::{sendmsg, ControlMessage, UnixCredentials};
+    use std::os::fd::RawFd;
+    let messages = &u.queued;
     let total: usize = messages.iter().map(Vec::len).sum();
-    for m in messages {
-        let sent = send(sock.as_raw_fd(), m, MsgFlags::MSG_DONTWAIT).map_err(|errno| {
-            RestoreError::Injected {
-                pid,
-                call: format!(
-                    "queueing {} messages ({total} bytes) on a unix socket",
-                    messages.len()
-                ),
-                errno,
+    let fail = |errno| RestoreError::Injected {
+        pid,
+        call: format!(
+            "queueing {} messages ({total} bytes) on a unix socket",
+            messages.len()
+        ),
+        errno,
+    };
+    for (k, m) in messages.iter().enumerate() {
+        let ancillary = u.queued_ancillary.get(k);
+        let fds = ancillary
+            .map_or(&[][..], |a| &a.fds[..])
+            .iter()
+            .map(|&d| {
+                ours.get(d as usize)
+                    .and_then(Option::as_ref)
+                    .map(|f| f.as_raw_fd())
+                    .ok_or_else(|| RestoreError::Unsupported {
+                        pid,
+                        why: format!("file #{d}, in flight in a unix socket, was not created"),
+                    })
+            })
+            .collect::<Result<Vec<RawFd>, _>>()?;
+        let creds = ancillary.and_then(|a| a.creds);
+        let send = |creds_pid: Option<i32>| {
+            let ucred = creds.map(|c| {
+                UnixCredentials::from(libc::ucred {
+                    pid: creds_pid.unwrap_or(c.pid),
+                    uid: c.uid,
+                    gid: c.gid,
+                })
+            });
+            let mut cmsgs = Vec::new();
+            if !fds.is_empty() {
+                cmsgs.push(ControlMessage::ScmRights(&fds));
             }
-        })?;
+            if let Some(c) = &ucred {
+                cmsgs.push(ControlMessage::ScmCredentials(c));
+            }
+            sendmsg(
+                sock.as_raw_fd(),
+                &[std::io::IoSlice::new(m)],
+                &cmsgs,
+                MsgFlags::MSG_DONTWAIT,
+                to,
+            )
+        };
+        // A sender that is gone cannot be named: ours stands in for it.
+        let sent = match send(None) {
+            Err(Errno::ESRCH) if creds.is_some() => send(Some(std::process::id() as i32)),
+            other => other,
+        }
+        .map_err(fail)?;
         if sent != m.len() {
             return Err(RestoreError::Unsupported {
                 pid,
