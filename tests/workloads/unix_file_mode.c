@@ -3,8 +3,11 @@
  * PostgreSQL's .s.PGSQL.5432): a stream socket listening on DIR/owned.sock
  * given to 65534:65534 with mode 0640, and a datagram socket bound to
  * DIR/private.sock with mode 0600 (ferry's restore binds as root with its
- * own umask). At SIGTERM both files have the owner and mode they were
- * given, and both sockets still work through them.
+ * own umask); a datagram server bound to DIR/ghost.sock, with a client
+ * connected to it, whose file was unlinked. At SIGTERM both files have
+ * the owner and mode they were given and both sockets still work through
+ * them; DIR/ghost.sock is still gone, and the client still reaches its
+ * server.
  */
 #include "zdtm.h"
 #include <sys/socket.h>
@@ -25,7 +28,8 @@ static void expect_file(const char *path, uid_t uid, gid_t gid, mode_t mode)
 int main(int argc, char **argv)
 {
 	struct sockaddr_un owned = { .sun_family = AF_UNIX }, priv = { .sun_family = AF_UNIX };
-	int lst, dg, cl, acc, tx;
+	struct sockaddr_un ghost = { .sun_family = AF_UNIX };
+	int lst, dg, cl, acc, tx, srv, gcl;
 	char c;
 
 	zdtm_init();
@@ -41,6 +45,12 @@ int main(int argc, char **argv)
 	if (chown(owned.sun_path, 65534, 65534) || chmod(owned.sun_path, 0640) ||
 	    chmod(priv.sun_path, 0600))
 		zdtm_fail("chown/chmod: %s", strerror(errno));
+	snprintf(ghost.sun_path, sizeof ghost.sun_path, "%s/ghost.sock", argv[1]);
+	srv = socket(AF_UNIX, SOCK_DGRAM, 0);
+	gcl = socket(AF_UNIX, SOCK_DGRAM, 0);
+	if (srv < 0 || gcl < 0 || bind(srv, (struct sockaddr *)&ghost, sizeof ghost) ||
+	    connect(gcl, (struct sockaddr *)&ghost, sizeof ghost) || unlink(ghost.sun_path))
+		zdtm_fail("the unlinked server: %s", strerror(errno));
 	zdtm_ready();
 	zdtm_wait_stop();
 
@@ -56,5 +66,9 @@ int main(int argc, char **argv)
 	if (tx < 0 || sendto(tx, "d", 1, 0, (struct sockaddr *)&priv, sizeof priv) != 1 ||
 	    recv(dg, &c, 1, 0) != 1 || c != 'd')
 		zdtm_fail("the datagram socket no longer receives: %s", strerror(errno));
+	if (access(ghost.sun_path, F_OK) == 0)
+		zdtm_fail("%s is back", ghost.sun_path);
+	if (send(gcl, "g", 1, 0) != 1 || recv(srv, &c, 1, MSG_DONTWAIT) != 1 || c != 'g')
+		zdtm_fail("the client no longer reaches the unlinked server: %s", strerror(errno));
 	zdtm_pass();
 }

@@ -267,8 +267,9 @@ pub struct UnixSocket {
     pub accept_queue: Vec<u32>,
     /// For a socket bound to a path: the owner and mode of the socket file
     /// there, set again after binding it (bind creates it as ferry's user,
-    /// with ferry's umask). None for an abstract or unnamed socket, or
-    /// when the file was gone.
+    /// with ferry's umask). None for an abstract or unnamed socket; for a
+    /// socket bound to a path, None means its file was gone (unlinked
+    /// while bound): restore unlinks it again once its clients connected.
     pub bound_file: Option<SocketFileOwner>,
     /// What travels with each message of `queued` (same length; empty in
     /// an image without it): file descriptions in flight (SCM_RIGHTS) and

@@ -88,6 +88,36 @@ pub fn create(ck: &Checkpoint, ours: &mut [Option<OwnedFd>]) -> Result<(), Resto
         set_passcred(image.pid, &sock, unix_at(ck, image.pid, i)?.passcred)?;
         ours[i] = Some(sock);
     }
+    unlink_gone_files(ck)
+}
+
+/// Removes again the files of sockets bound to a path whose file was gone
+/// at checkpoint (unlinked while bound: the socket keeps its name, and its
+/// clients, connected by name above, stay connected).
+fn unlink_gone_files(ck: &Checkpoint) -> Result<(), RestoreError> {
+    for (i, f) in ck.files.iter().enumerate() {
+        let FileImage::UnixSocket(u) = f else {
+            continue;
+        };
+        let (Some(name), None, Some(image)) = (&u.name, u.bound_file, holder(ck, i)) else {
+            continue;
+        };
+        if name.first() == Some(&0) {
+            continue;
+        }
+        let (addr, shown) = unix_addr(image, name)?;
+        if let Some(path) = addr.path() {
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(RestoreError::Unsupported {
+                        pid: image.pid,
+                        why: format!("cannot unlink socket file {shown} again: {e}"),
+                    })
+                }
+                _ => {}
+            }
+        }
+    }
     Ok(())
 }
 
