@@ -26,6 +26,7 @@ pub mod sysvshm;
 mod threads;
 mod timers;
 mod tree;
+mod unix;
 
 pub use error::CheckpointError;
 

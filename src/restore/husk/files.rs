@@ -5,6 +5,7 @@
 use super::anon;
 use super::process::{Husk, STRUCT_OFF};
 use super::sockets;
+use super::unix;
 use crate::image::{Checkpoint, FifoEnd, FileImage, GhostFile, OpenFile, PathFileType};
 use crate::kernel;
 use crate::ptrace::read_memory;
@@ -60,7 +61,8 @@ impl TreeFds {
                 })?);
             }
         }
-        sockets::create_in_flight(ck, husk, &mut ours)?;
+        unix::create_in_flight(ck, husk, &mut ours)?;
+        unix::create(ck, &mut ours)?;
         sockets::create(ck, &mut ours)?;
         let ghosts = ck
             .ghost_files

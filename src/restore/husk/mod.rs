@@ -27,6 +27,7 @@ mod sysvshm;
 mod threads;
 mod timers;
 mod tree;
+mod unix;
 
 use crate::image::{ImageReader, ZombieImage};
 use crate::kernel;
