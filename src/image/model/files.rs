@@ -228,11 +228,14 @@ pub struct UnixSocket {
     /// access mode and O_CLOEXEC.
     pub flags: i32,
     /// The name it is bound to: the bytes of sun_path (a leading NUL for
-    /// an abstract name); None when unnamed. Only unconnected sockets keep
-    /// their name: a connected one is recreated as a socketpair end.
+    /// an abstract name); None when unnamed. A connected stream or
+    /// seqpacket socket has none here (an accepted one reports its
+    /// listener's name, which is not its own); a datagram socket keeps its
+    /// own.
     pub name: Option<Vec<u8>>,
     /// The listen backlog, for a listening socket. Connections queued and
-    /// not yet accepted at checkpoint are not carried.
+    /// not yet accepted at checkpoint come back only when the tree holds
+    /// their client end (`accept_queue`).
     pub listen_backlog: Option<u32>,
     /// For an end of a connection whose other end the tree also holds:
     /// the index into [`Checkpoint::files`](crate::image::model::Checkpoint::files) of that other end.
