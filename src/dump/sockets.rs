@@ -97,7 +97,9 @@ pub fn describe(
             }
             let passcred = int(libc::SOL_SOCKET, libc::SO_PASSCRED)? != 0;
             let bound_file = match &name {
-                Some(n) if n.first() != Some(&0) => unix::socket_file_owner(pid, n),
+                Some(n) if n.first() != Some(&0) => {
+                    unix::socket_file_owner(pid, n, diag.bound_inode)
+                }
                 _ => None,
             };
             let image = FileImage::UnixSocket(UnixSocket {

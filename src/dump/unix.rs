@@ -16,9 +16,13 @@ const MAX_MESSAGE: usize = 4 << 20;
 
 /// Owner and mode of the socket file `name` (a path, relative to the
 /// working directory of `pid` when it does not start with '/'), seen
-/// through the process's own root and working directory; None when no
-/// socket is there any more.
-pub(super) fn socket_file_owner(pid: i32, name: &[u8]) -> Option<SocketFileOwner> {
+/// through the process's own root and working directory; None when the
+/// socket's own file (`inode`, unix_diag's) is not there any more.
+pub(super) fn socket_file_owner(
+    pid: i32,
+    name: &[u8],
+    inode: Option<u32>,
+) -> Option<SocketFileOwner> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let name = std::ffi::OsStr::from_bytes(name);
     let base = if name.as_bytes().first() == Some(&b'/') {
@@ -29,7 +33,8 @@ pub(super) fn socket_file_owner(pid: i32, name: &[u8]) -> Option<SocketFileOwner
     let mut path = std::ffi::OsString::from(base);
     path.push(name);
     let meta = std::fs::symlink_metadata(path).ok()?;
-    meta.file_type().is_socket().then(|| SocketFileOwner {
+    let own = inode.map_or(true, |i| meta.ino() as u32 == i);
+    (own && meta.file_type().is_socket()).then(|| SocketFileOwner {
         uid: meta.uid(),
         gid: meta.gid(),
         mode: meta.mode() & 0o7777,

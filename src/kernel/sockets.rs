@@ -144,16 +144,21 @@ pub struct UnixDiag {
     pub queued_clients: Vec<u32>,
     /// The shutdown bits (1: no more receiving, 2: no more sending).
     pub shutdown: u8,
+    /// For a socket bound to a path: the inode of its socket file (which
+    /// may have been unlinked since, or replaced by another's).
+    pub bound_inode: Option<u32>,
 }
 
 /// SOCK_DIAG_BY_FAMILY netlink message type.
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 /// unix_diag_req.udiag_show bits: the peer, the connections queued on a
 /// listener, and the queue lengths.
+const UDIAG_SHOW_VFS: u32 = 0x2;
 const UDIAG_SHOW_PEER: u32 = 0x4;
 const UDIAG_SHOW_ICONS: u32 = 0x8;
 const UDIAG_SHOW_RQLEN: u32 = 0x10;
 /// unix_diag attributes.
+const UNIX_DIAG_VFS: u16 = 1;
 const UNIX_DIAG_PEER: u16 = 2;
 const UNIX_DIAG_ICONS: u16 = 3;
 const UNIX_DIAG_RQLEN: u16 = 4;
@@ -184,7 +189,9 @@ pub fn unix_diag(inode: u32) -> Result<UnixDiag, Errno> {
     req.extend_from_slice(&[libc::AF_UNIX as u8, 0, 0, 0]);
     req.extend_from_slice(&u32::MAX.to_ne_bytes());
     req.extend_from_slice(&inode.to_ne_bytes());
-    req.extend_from_slice(&(UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN).to_ne_bytes());
+    req.extend_from_slice(
+        &(UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN).to_ne_bytes(),
+    );
     req.extend_from_slice(&[0xff; 8]);
     sendto(
         nl.as_raw_fd(),
@@ -236,6 +243,7 @@ fn parse_unix_diag(msg: &[u8]) -> Result<UnixDiag, Errno> {
                     .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
                     .collect();
             }
+            UNIX_DIAG_VFS => out.bound_inode = Some(u32_at(at + 4).ok_or(Errno::EBADMSG)?),
             UNIX_DIAG_SHUTDOWN => out.shutdown = *msg.get(at + 4).ok_or(Errno::EBADMSG)?,
             _ => {}
         }

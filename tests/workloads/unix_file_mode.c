@@ -7,7 +7,10 @@
  * connected to it, whose file was unlinked. At SIGTERM both files have
  * the owner and mode they were given and both sockets still work through
  * them; DIR/ghost.sock is still gone, and the client still reaches its
- * server.
+ * server. Likewise two datagram servers bound in turn to DIR/sub/same.sock
+ * (each unlinked after its client connected, then DIR/sub removed): the
+ * directory stays gone, each client reaches its own server, and both keep
+ * the name.
  */
 #include "zdtm.h"
 #include <sys/socket.h>
@@ -29,7 +32,10 @@ int main(int argc, char **argv)
 {
 	struct sockaddr_un owned = { .sun_family = AF_UNIX }, priv = { .sun_family = AF_UNIX };
 	struct sockaddr_un ghost = { .sun_family = AF_UNIX };
-	int lst, dg, cl, acc, tx, srv, gcl;
+	int lst, dg, cl, acc, tx, srv, gcl, same[2], same_cl[2];
+	char sub[4096];
+	struct sockaddr_un same_a = { .sun_family = AF_UNIX }, got;
+	socklen_t got_len;
 	char c;
 
 	zdtm_init();
@@ -51,6 +57,21 @@ int main(int argc, char **argv)
 	if (srv < 0 || gcl < 0 || bind(srv, (struct sockaddr *)&ghost, sizeof ghost) ||
 	    connect(gcl, (struct sockaddr *)&ghost, sizeof ghost) || unlink(ghost.sun_path))
 		zdtm_fail("the unlinked server: %s", strerror(errno));
+	snprintf(sub, sizeof sub, "%s/sub", argv[1]);
+	snprintf(same_a.sun_path, sizeof same_a.sun_path, "%s/sub/same.sock", argv[1]);
+	if (mkdir(sub, 0755))
+		zdtm_fail("mkdir %s: %s", sub, strerror(errno));
+	for (int i = 0; i < 2; i++) {
+		same[i] = socket(AF_UNIX, SOCK_DGRAM, 0);
+		same_cl[i] = socket(AF_UNIX, SOCK_DGRAM, 0);
+		if (same[i] < 0 || same_cl[i] < 0 ||
+		    bind(same[i], (struct sockaddr *)&same_a, sizeof same_a) ||
+		    connect(same_cl[i], (struct sockaddr *)&same_a, sizeof same_a) ||
+		    unlink(same_a.sun_path))
+			zdtm_fail("server %d on %s: %s", i, same_a.sun_path, strerror(errno));
+	}
+	if (rmdir(sub))
+		zdtm_fail("rmdir %s: %s", sub, strerror(errno));
 	zdtm_ready();
 	zdtm_wait_stop();
 
@@ -70,5 +91,19 @@ int main(int argc, char **argv)
 		zdtm_fail("%s is back", ghost.sun_path);
 	if (send(gcl, "g", 1, 0) != 1 || recv(srv, &c, 1, MSG_DONTWAIT) != 1 || c != 'g')
 		zdtm_fail("the client no longer reaches the unlinked server: %s", strerror(errno));
+	if (access(sub, F_OK) == 0)
+		zdtm_fail("%s is back", sub);
+	for (int i = 0; i < 2; i++) {
+		char want = (char)('0' + i);
+
+		got_len = sizeof got;
+		if (send(same_cl[i], &want, 1, 0) != 1 || recv(same[i], &c, 1, MSG_DONTWAIT) != 1 ||
+		    c != want)
+			zdtm_fail("client %d no longer reaches its server on %s: %s", i,
+				  same_a.sun_path, strerror(errno));
+		if (getsockname(same[i], (struct sockaddr *)&got, &got_len) ||
+		    strcmp(got.sun_path, same_a.sun_path))
+			zdtm_fail("server %d lost its name %s", i, same_a.sun_path);
+	}
 	zdtm_pass();
 }

@@ -28,38 +28,70 @@ use std::path::Path;
 /// every name they connect to is bound; a listener's queue is refilled in
 /// accept order.
 pub fn create(ck: &Checkpoint, ours: &mut [Option<OwnedFd>]) -> Result<(), RestoreError> {
-    for (i, file) in ck.files.iter().enumerate() {
-        let Some(image) = holder(ck, i) else {
+    let made_dirs = make_ghost_dirs(ck)?;
+    // Sockets whose file was unlinked first: each is bound, its clients
+    // connect, and its file goes before another socket binds the same path.
+    let ghosts = (0..ck.files.len()).filter(|&i| unix_at(ck, 0, i).is_ok_and(is_ghost));
+    let others = (0..ck.files.len()).filter(|&i| !unix_at(ck, 0, i).is_ok_and(is_ghost));
+    for i in ghosts.chain(others).collect::<Vec<_>>() {
+        let (Some(image), Some(FileImage::UnixSocket(u))) = (holder(ck, i), ck.files.get(i)) else {
             continue;
         };
         let pid = image.pid;
-        match file {
-            FileImage::UnixSocket(u) if ours[i].is_some() => {
-                set_flags(pid, ours[i].as_ref().expect("checked"), u.flags)?
+        if ours[i].is_some() {
+            set_flags(pid, ours[i].as_ref().expect("checked"), u.flags)?;
+            continue;
+        }
+        if u.connect_to.is_some() {
+            continue;
+        }
+        let sock = match u.peer {
+            Some(j) => {
+                let peer_image = holder(ck, j as usize).unwrap_or(image);
+                let (a, b) = pair(ck, image, peer_image, i, j, ours)?;
+                ours[j as usize] = Some(b);
+                a
             }
-            FileImage::UnixSocket(u) if u.connect_to.is_some() => {}
-            FileImage::UnixSocket(u) => {
-                let sock = match u.peer {
-                    Some(j) => {
-                        let peer_image = holder(ck, j as usize).unwrap_or(image);
-                        let (a, b) = pair(ck, image, peer_image, i, j, ours)?;
-                        ours[j as usize] = Some(b);
-                        a
-                    }
-                    None if u.peer_gone => pair_with_closed_peer(image, u, ours)?,
-                    None => unconnected_unix(image, u)?,
-                };
-                set_flags(pid, &sock, u.flags)?;
-                set_passcred(pid, &sock, u.passcred)?;
-                if let Some(j) = u.peer.and_then(|j| unix_at(ck, pid, j as usize).ok()) {
-                    let b = ours[u.peer.expect("checked") as usize].as_ref();
-                    set_passcred(pid, b.expect("created with its peer"), j.passcred)?;
-                }
-                ours[i] = Some(sock);
-            }
-            _ => {}
+            None if u.peer_gone => pair_with_closed_peer(image, u, ours)?,
+            None => unconnected_unix(image, u)?,
+        };
+        set_flags(pid, &sock, u.flags)?;
+        set_passcred(pid, &sock, u.passcred)?;
+        if let Some(j) = u.peer.and_then(|j| unix_at(ck, pid, j as usize).ok()) {
+            let b = ours[u.peer.expect("checked") as usize].as_ref();
+            set_passcred(pid, b.expect("created with its peer"), j.passcred)?;
+        }
+        ours[i] = Some(sock);
+        if is_ghost(u) {
+            connect_clients(ck, ours, Some(i))?;
+            unlink_ghost(image, u)?;
         }
     }
+    connect_clients(ck, ours, None)?;
+    // The others were unlinked above, and a later socket may own the path.
+    for (i, u) in ck.files.iter().enumerate().filter_map(|(i, f)| match f {
+        FileImage::UnixSocket(u) if u.connect_to.is_some() => Some((i, u)),
+        _ => None,
+    }) {
+        if let Some(image) = holder(ck, i) {
+            unlink_ghost(image, u)?;
+        }
+    }
+    for dir in made_dirs.iter().rev() {
+        // Left in place if something else is in it now.
+        let _ = std::fs::remove_dir(dir);
+    }
+    Ok(())
+}
+
+/// Connects the sockets that connect by name (queued on a listener in
+/// accept order, then datagram clients), those of `server` only when
+/// given, that are not created yet.
+fn connect_clients(
+    ck: &Checkpoint,
+    ours: &mut [Option<OwnedFd>],
+    server: Option<usize>,
+) -> Result<(), RestoreError> {
     let by_name = ck.files.iter().enumerate().flat_map(|(i, f)| match f {
         FileImage::UnixSocket(l) => l.accept_queue.iter().map(|&k| (k as usize, i)).collect(),
         _ => Vec::new(),
@@ -71,7 +103,10 @@ pub fn create(ck: &Checkpoint, ours: &mut [Option<OwnedFd>]) -> Result<(), Resto
         }) => Some((i, *t as usize)),
         _ => None,
     });
-    for (i, target) in by_name.chain(servers).collect::<Vec<_>>() {
+    let wanted = by_name
+        .chain(servers)
+        .filter(|&(_, t)| server.map_or(true, |s| s == t));
+    for (i, target) in wanted.collect::<Vec<_>>() {
         if ours[i].is_some() {
             continue;
         }
@@ -82,37 +117,62 @@ pub fn create(ck: &Checkpoint, ours: &mut [Option<OwnedFd>]) -> Result<(), Resto
         set_passcred(image.pid, &sock, unix_at(ck, image.pid, i)?.passcred)?;
         ours[i] = Some(sock);
     }
-    unlink_gone_files(ck)
+    Ok(())
 }
 
-/// Removes again the files of sockets bound to a path whose file was gone
-/// at checkpoint (unlinked while bound: the socket keeps its name, and its
-/// clients, connected by name above, stay connected).
-fn unlink_gone_files(ck: &Checkpoint) -> Result<(), RestoreError> {
-    for (i, f) in ck.files.iter().enumerate() {
-        let FileImage::UnixSocket(u) = f else {
-            continue;
-        };
-        let (Some(name), None, Some(image)) = (&u.name, u.bound_file, holder(ck, i)) else {
-            continue;
-        };
-        if name.first() == Some(&0) {
-            continue;
+/// A socket bound to a path whose file was gone at checkpoint (unlinked
+/// while bound: the socket keeps its name).
+fn is_ghost(u: &UnixSocket) -> bool {
+    u.bound_file.is_none() && u.name.as_ref().is_some_and(|n| n.first() != Some(&0))
+}
+
+/// Removes again the file of `u` if it was gone at checkpoint.
+fn unlink_ghost(image: &ProcessImage, u: &UnixSocket) -> Result<(), RestoreError> {
+    let (true, Some(name)) = (is_ghost(u), &u.name) else {
+        return Ok(());
+    };
+    let (addr, shown) = unix_addr(image, name)?;
+    match addr.path().map(std::fs::remove_file) {
+        Some(Err(e)) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(RestoreError::Unsupported {
+                pid: image.pid,
+                why: format!("cannot unlink socket file {shown} again: {e}"),
+            })
         }
+        _ => Ok(()),
+    }
+}
+
+/// Creates the missing directories that sockets whose file was gone were
+/// bound in (a directory removed after them): they are bound there, then
+/// the directories go again. Returns those made, outermost first.
+fn make_ghost_dirs(ck: &Checkpoint) -> Result<Vec<std::path::PathBuf>, RestoreError> {
+    let mut made = Vec::new();
+    for (i, f) in ck.files.iter().enumerate() {
+        let (FileImage::UnixSocket(u), Some(image)) = (f, holder(ck, i)) else {
+            continue;
+        };
+        let (true, Some(name)) = (is_ghost(u), &u.name) else {
+            continue;
+        };
         let (addr, shown) = unix_addr(image, name)?;
-        if let Some(path) = addr.path() {
-            match std::fs::remove_file(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(RestoreError::Unsupported {
-                        pid: image.pid,
-                        why: format!("cannot unlink socket file {shown} again: {e}"),
-                    })
-                }
-                _ => {}
-            }
+        let Some(parent) = addr.path().and_then(Path::parent) else {
+            continue;
+        };
+        let missing: Vec<_> = parent
+            .ancestors()
+            .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        for dir in missing.into_iter().rev() {
+            std::fs::create_dir(&dir).map_err(|e| RestoreError::Unsupported {
+                pid: image.pid,
+                why: format!("cannot make the directory of socket file {shown} again: {e}"),
+            })?;
+            made.push(dir);
         }
     }
-    Ok(())
+    Ok(made)
 }
 
 /// Sets SO_PASSCRED, once the socket has sent what it queues (with it on,
@@ -256,8 +316,14 @@ fn pair(
     })?;
     set_options(pid, &a, &u.options)?;
     set_options(pid, &b, &peer.options)?;
-    bind_name(image, &a, u)?;
-    bind_name(peer_image, &b, peer)?;
+    // A pair end whose file was unlinked is bound (and its file removed)
+    // first: the other end may be bound to the same path.
+    let mut ends = [(image, &a, u), (peer_image, &b, peer)];
+    ends.sort_by_key(|e| !is_ghost(e.2));
+    for (img, sock, end) in ends {
+        bind_name(img, sock, end)?;
+        unlink_ghost(img, end)?;
+    }
     // What is written at one end is queued on the other.
     refill(pid, &b, u, ours, None)?;
     refill(pid, &a, peer, ours, None)?;
