@@ -286,6 +286,7 @@ fn refuses_process_in_other_namespace() {
 
 const SOCKET: Spec = Spec::new("unsupported_fd").args(&["socket"]);
 const UNIX: Spec = Spec::new("unsupported_fd").args(&["unix"]);
+const UNIX_IN_FLIGHT: Spec = Spec::new("unsupported_fd").args(&["unix_in_flight"]);
 
 /// The listener that unsupported_fd.c's "unix" mode connects to: held by
 /// this test process, so outside the checkpointed one. One per process,
@@ -318,6 +319,18 @@ fn refuses_unix_socket_connected_outside() {
     );
 }
 
+/// A unix socket in flight inside a unix socket (sent with SCM_RIGHTS, not
+/// received yet) is refused when the queue is copied, after freezing: the
+/// tree runs on.
+#[test]
+fn refuses_unix_socket_in_flight() {
+    refuses_unsupported_fd(
+        "refuses_unix_socket_in_flight",
+        &UNIX_IN_FLIGHT,
+        "unix socket in flight",
+    );
+}
+
 const STALE_EPOLL: Spec = Spec::new("stale_epoll");
 
 /// An epoll registration whose fd was closed (a dup keeps it alive) cannot
@@ -339,6 +352,7 @@ fn unsupported_fd_workload_standalone() {
     outside_listener();
     common::standalone(&SOCKET);
     common::standalone(&UNIX);
+    common::standalone(&UNIX_IN_FLIGHT);
     common::standalone(&STRICT_SECCOMP);
     common::standalone(&TREE_OUTSIDE);
 }

@@ -264,8 +264,6 @@ fn postgres_migrates() {
 }
 
 #[test]
-#[ignore = "refused: the JVM (NIO's pre-close socketpair) holds a unix stream socket whose \
-            peer it closed itself; carrying it is the unix sockets work of issue 13"]
 fn jvm_counter_migrates() {
     server_migrates("migrate_jvm", RealServer::Jvm);
 }

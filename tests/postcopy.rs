@@ -138,8 +138,6 @@ postcopy_and_hybrid! {
         |test, mode| server_lazy(test, RealServer::Postgres, mode);
     /// A JVM HTTP server (dozens of threads, a large reserved heap) counts
     /// on at B while its heap still arrives.
-    #[ignore = "refused: the JVM (NIO's pre-close socketpair) holds a unix stream socket whose \
-                peer it closed itself; carrying it is the unix sockets work of issue 13"]
     jvm_postcopy("postcopy_jvm"), jvm_hybrid("hybrid_jvm") =>
         |test, mode| server_lazy(test, RealServer::Jvm, mode);
 }

@@ -85,6 +85,12 @@ zdtm_tests! {
     other_user, other_user_leave_running => Spec::new("other_user");
     prctl_state, prctl_state_leave_running => Spec::new("prctl_state");
     file_locks, file_locks_leave_running => Spec::new("file_locks");
+    unix_peer_gone, unix_peer_gone_leave_running => Spec::new("unix_peer_gone");
+    unix_unaccepted, unix_unaccepted_leave_running => Spec::new("unix_unaccepted");
+    unix_shutdown, unix_shutdown_leave_running => Spec::new("unix_shutdown");
+    unix_empty_msgs, unix_empty_msgs_leave_running => Spec::new("unix_empty_msgs");
+    unix_file_mode, unix_file_mode_leave_running => Spec::new("unix_file_mode");
+    unix_scm, unix_scm_leave_running => Spec::new("unix_scm");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three

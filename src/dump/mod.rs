@@ -28,6 +28,7 @@ pub mod tcp;
 mod threads;
 mod timers;
 mod tree;
+mod unix;
 
 pub use error::CheckpointError;
 

@@ -223,45 +223,102 @@ pub fn unix_diag_of(pid: i32, inode: u64) -> Result<kernel::sockets::UnixDiag, E
     kernel::in_net_namespace(pid, || kernel::sockets::unix_diag(inode as u32))?
 }
 
-/// Refuses a connected unix socket whose peer no process of the tree
-/// holds (`tree`: every process with its classified fds): the other end
-/// belongs to a process outside the checkpoint.
+/// Refuses a connected unix socket whose peer a process outside the tree
+/// holds (`tree`: every process with its classified fds). Carried: the
+/// ends of a pair the tree holds, a socket whose peer has closed, a
+/// datagram socket connected to a socket of the tree that is not connected
+/// back (a server shared by several clients, or itself), and a stream
+/// connection to a listener of the tree not accepted yet (with nothing
+/// sent on it yet: that data sits where only accept() reaches it).
 pub fn check_unix_peers(tree: &[(i32, Vec<ClassifiedFd>)]) -> Result<(), InspectError> {
-    let all = || tree.iter().flat_map(|(_, fds)| fds);
-    for (pid, fds) in tree {
-        for c in fds {
-            let FdClass::UnixSocket {
-                inode,
-                peer: Some(peer),
-            } = c.class
-            else {
+    let all = || {
+        tree.iter()
+            .flat_map(|(pid, fds)| fds.iter().map(move |c| (*pid, c)))
+    };
+    let holds = |ino: u64| {
+        all().any(|(_, o)| matches!(o.class, FdClass::UnixSocket { inode, .. } if inode == ino))
+    };
+    // The clients queued on the tree's listeners, asked when first needed.
+    let mut queued_clients: Option<Vec<u32>> = None;
+    for (pid, c) in all() {
+        let FdClass::UnixSocket {
+            inode,
+            peer: Some(peer),
+        } = c.class
+        else {
+            continue;
+        };
+        let mutual = all().any(|(_, o)| {
+            o.class
+                == FdClass::UnixSocket {
+                    inode: peer,
+                    peer: Some(inode),
+                }
+        });
+        if mutual {
+            continue;
+        }
+        let refuse = |why: &str| InspectError::UnsupportedFd {
+            pid,
+            fd: c.fd,
+            kind: format!("unix socket {why}"),
+            target: c.target.clone(),
+        };
+        let diag = unix_diag_of(pid, inode).map_err(|e| {
+            refuse(&format!(
+                "that unix_diag cannot find ({e}; is it in another network namespace?)"
+            ))
+        })?;
+        let dgram = diag.sock_type == libc::SOCK_DGRAM;
+        if peer != 0 {
+            if dgram && holds(peer) {
                 continue;
-            };
-            let back = all().any(|o| {
-                o.class
-                    == FdClass::UnixSocket {
-                        inode: peer,
-                        peer: Some(inode),
-                    }
-            });
-            if !back {
-                return Err(InspectError::UnsupportedFd {
-                    pid: *pid,
-                    fd: c.fd,
-                    kind: format!(
-                        "unix socket connected to a process outside the checkpoint{}",
-                        if peer == 0 {
-                            " (its peer is closed, or not accepted yet)"
-                        } else {
-                            ""
-                        }
-                    ),
-                    target: c.target.clone(),
-                });
             }
+            return Err(refuse("connected to a process outside the checkpoint"));
+        }
+        if dgram {
+            continue;
+        }
+        let clients = match &queued_clients {
+            Some(c) => c,
+            None => queued_clients.insert(listeners_queues(tree)),
+        };
+        if clients.contains(&(inode as u32)) {
+            if diag.unread_sent > 0 {
+                return Err(refuse(
+                    "of a connection not accepted yet, with data sent on it (only accept() \
+                     reaches that data)",
+                ));
+            }
+            continue;
+        }
+        // A peer's close shuts a stream socket down both ways; without that
+        // its peer is a connection another process has not accepted yet.
+        if diag.shutdown != SHUTDOWN_BOTH {
+            return Err(refuse(
+                "connected to a process outside the checkpoint (not accepted yet)",
+            ));
         }
     }
     Ok(())
+}
+
+/// sk_shutdown of a socket shut down both ways (RCV_SHUTDOWN | SEND_SHUTDOWN).
+const SHUTDOWN_BOTH: u8 = 3;
+
+/// The client ends of every connection queued on a listening unix socket
+/// of the tree (unconnected sockets the kernel cannot describe are left
+/// out: they queue nothing).
+fn listeners_queues(tree: &[(i32, Vec<ClassifiedFd>)]) -> Vec<u32> {
+    tree.iter()
+        .flat_map(|(pid, fds)| fds.iter().map(move |c| (*pid, c)))
+        .filter_map(|(pid, c)| match c.class {
+            FdClass::UnixSocket { inode, peer: None } => unix_diag_of(pid, inode).ok(),
+            _ => None,
+        })
+        .flat_map(|d| d.queued_clients)
+        .filter(|&c| c != 0)
+        .collect()
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{
     recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
 };
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 /// Reads an int-valued socket option.
 pub fn getsockopt_int(fd: BorrowedFd<'_>, level: i32, opt: i32) -> Result<i32, Errno> {
@@ -40,6 +40,60 @@ pub fn setsockopt_int(fd: BorrowedFd<'_>, level: i32, opt: i32, val: i32) -> Res
         )
     };
     Errno::result(r).map(drop)
+}
+
+/// A message received (or peeked) from a unix socket with its ancillary
+/// data.
+pub struct ReceivedMessage {
+    /// Bytes copied into the buffer.
+    pub bytes: usize,
+    /// The message flags (MSG_TRUNC, MSG_CTRUNC ...).
+    pub flags: MsgFlags,
+    /// The fds SCM_RIGHTS installed in this process, owned here.
+    pub fds: Vec<OwnedFd>,
+    /// SCM_CREDENTIALS: (pid, uid, gid), when SO_PASSCRED is on.
+    pub creds: Option<(i32, u32, u32)>,
+}
+
+/// The most fds one message carries (the kernel's SCM_MAX_FD).
+pub const SCM_MAX_FD: usize = 253;
+
+/// recvmsg on `fd` into `buf` with `flags` (MSG_CMSG_CLOEXEC is added),
+/// taking ownership of any fd the kernel installs (a MSG_PEEK of a message
+/// with SCM_RIGHTS installs duplicates of the files in flight).
+pub fn recv_with_ancillary(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    flags: MsgFlags,
+) -> Result<ReceivedMessage, Errno> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned};
+    use std::os::fd::{FromRawFd, RawFd};
+    let mut cmsg = nix::cmsg_space!([RawFd; SCM_MAX_FD], libc::ucred);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let m = recvmsg::<()>(
+        fd.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        flags | MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut out = ReceivedMessage {
+        bytes: m.bytes,
+        flags: m.flags,
+        fds: Vec::new(),
+        creds: None,
+    };
+    for c in m.cmsgs()? {
+        match c {
+            ControlMessageOwned::ScmRights(fds) => out.fds.extend(fds.into_iter().map(|fd| {
+                // SAFETY: the kernel has just installed `fd` in this process
+                // for this call; nothing else refers to it.
+                unsafe { OwnedFd::from_raw_fd(fd) }
+            })),
+            ControlMessageOwned::ScmCredentials(c) => out.creds = Some((c.pid(), c.uid(), c.gid())),
+            _ => {}
+        }
+    }
+    Ok(out)
 }
 
 /// What TCP_INFO tells about a TCP socket's state.
@@ -243,22 +297,45 @@ pub fn set_tcp_repair_options(fd: BorrowedFd<'_>, opts: &[TcpRepairOpt]) -> Resu
 }
 
 /// What unix_diag tells about a unix socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UnixDiag {
-    /// Inode of the peer socket (0 when the peer is gone), if connected.
+    /// SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET.
+    pub sock_type: i32,
+    /// Inode of the peer socket (0 when the peer is gone, or is a
+    /// connection not accepted yet), if connected.
     pub peer: Option<u32>,
     /// For a listening socket: its backlog.
     pub max_backlog: u32,
+    /// For a socket that is not listening: bytes it sent that its peer
+    /// has not read yet (their memory is charged to the sender).
+    pub unread_sent: u32,
+    /// For a listening socket: the inode of the client end of each
+    /// connection queued and not accepted yet, in accept order (0 for a
+    /// client that has closed).
+    pub queued_clients: Vec<u32>,
+    /// The shutdown bits (1: no more receiving, 2: no more sending).
+    pub shutdown: u8,
+    /// For a socket bound to a path: the inode of its socket file (which
+    /// may have been unlinked since, or replaced by another's).
+    pub bound_inode: Option<u32>,
 }
 
 /// SOCK_DIAG_BY_FAMILY netlink message type.
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
-/// unix_diag_req.udiag_show bits: the peer, and the queue lengths.
+/// unix_diag_req.udiag_show bits: the peer, the connections queued on a
+/// listener, and the queue lengths.
+const UDIAG_SHOW_VFS: u32 = 0x2;
 const UDIAG_SHOW_PEER: u32 = 0x4;
+const UDIAG_SHOW_ICONS: u32 = 0x8;
 const UDIAG_SHOW_RQLEN: u32 = 0x10;
 /// unix_diag attributes.
+const UNIX_DIAG_VFS: u16 = 1;
 const UNIX_DIAG_PEER: u16 = 2;
+const UNIX_DIAG_ICONS: u16 = 3;
 const UNIX_DIAG_RQLEN: u16 = 4;
+const UNIX_DIAG_SHUTDOWN: u16 = 6;
+/// unix_diag_msg.udiag_state of a listening socket.
+const TCP_LISTEN: u8 = 10;
 /// Length of struct nlmsghdr and struct unix_diag_msg.
 const NLMSG_HDR_LEN: usize = 16;
 const UNIX_DIAG_MSG_LEN: usize = 16;
@@ -283,7 +360,9 @@ pub fn unix_diag(inode: u32) -> Result<UnixDiag, Errno> {
     req.extend_from_slice(&[libc::AF_UNIX as u8, 0, 0, 0]);
     req.extend_from_slice(&u32::MAX.to_ne_bytes());
     req.extend_from_slice(&inode.to_ne_bytes());
-    req.extend_from_slice(&(UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN).to_ne_bytes());
+    req.extend_from_slice(
+        &(UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN).to_ne_bytes(),
+    );
     req.extend_from_slice(&[0xff; 8]);
     sendto(
         nl.as_raw_fd(),
@@ -311,9 +390,10 @@ fn parse_unix_diag(msg: &[u8]) -> Result<UnixDiag, Errno> {
         t if t == i32::from(SOCK_DIAG_BY_FAMILY) => {}
         _ => return Err(Errno::EBADMSG),
     }
+    let listening = msg.get(NLMSG_HDR_LEN + 2) == Some(&TCP_LISTEN);
     let mut out = UnixDiag {
-        peer: None,
-        max_backlog: 0,
+        sock_type: i32::from(*msg.get(NLMSG_HDR_LEN + 1).ok_or(Errno::EBADMSG)?),
+        ..UnixDiag::default()
     };
     let mut at = NLMSG_HDR_LEN + UNIX_DIAG_MSG_LEN;
     while at + 4 <= len.min(msg.len()) {
@@ -323,7 +403,19 @@ fn parse_unix_diag(msg: &[u8]) -> Result<UnixDiag, Errno> {
         }
         match u16_at(at + 2).ok_or(Errno::EBADMSG)? {
             UNIX_DIAG_PEER => out.peer = Some(u32_at(at + 4).ok_or(Errno::EBADMSG)?),
-            UNIX_DIAG_RQLEN => out.max_backlog = u32_at(at + 8).ok_or(Errno::EBADMSG)?,
+            UNIX_DIAG_RQLEN if listening => {
+                out.max_backlog = u32_at(at + 8).ok_or(Errno::EBADMSG)?
+            }
+            UNIX_DIAG_RQLEN => out.unread_sent = u32_at(at + 8).ok_or(Errno::EBADMSG)?,
+            UNIX_DIAG_ICONS => {
+                let end = (at + alen).min(msg.len());
+                out.queued_clients = msg[at + 4..end]
+                    .chunks_exact(4)
+                    .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+            }
+            UNIX_DIAG_VFS => out.bound_inode = Some(u32_at(at + 4).ok_or(Errno::EBADMSG)?),
+            UNIX_DIAG_SHUTDOWN => out.shutdown = *msg.get(at + 4).ok_or(Errno::EBADMSG)?,
             _ => {}
         }
         at += (alen + 3) & !3;
@@ -356,15 +448,22 @@ mod tests {
     #[test]
     fn peer_and_backlog_are_read() {
         let rq = [3u32.to_ne_bytes(), 5u32.to_ne_bytes()].concat();
+        let icons = [7u32.to_ne_bytes(), 0u32.to_ne_bytes()].concat();
         let msg = reply(&[
             (UNIX_DIAG_PEER, &42u32.to_ne_bytes()),
             (UNIX_DIAG_RQLEN, &rq),
+            (UNIX_DIAG_ICONS, &icons),
+            (UNIX_DIAG_SHUTDOWN, &[2, 0, 0, 0]),
         ]);
         assert_eq!(
             parse_unix_diag(&msg).unwrap(),
             UnixDiag {
+                sock_type: libc::SOCK_STREAM,
                 peer: Some(42),
-                max_backlog: 5
+                max_backlog: 5,
+                queued_clients: vec![7, 0],
+                shutdown: 2,
+                ..UnixDiag::default()
             }
         );
         assert_eq!(parse_unix_diag(&reply(&[])).unwrap().peer, None);

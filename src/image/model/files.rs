@@ -231,11 +231,14 @@ pub struct UnixSocket {
     /// access mode and O_CLOEXEC.
     pub flags: i32,
     /// The name it is bound to: the bytes of sun_path (a leading NUL for
-    /// an abstract name); None when unnamed. Only unconnected sockets keep
-    /// their name: a connected one is recreated as a socketpair end.
+    /// an abstract name); None when unnamed. A connected stream or
+    /// seqpacket socket has none here (an accepted one reports its
+    /// listener's name, which is not its own); a datagram socket keeps its
+    /// own.
     pub name: Option<Vec<u8>>,
     /// The listen backlog, for a listening socket. Connections queued and
-    /// not yet accepted at checkpoint are not carried.
+    /// not yet accepted at checkpoint come back only when the tree holds
+    /// their client end (`accept_queue`).
     pub listen_backlog: Option<u32>,
     /// For an end of a connection whose other end the tree also holds:
     /// the index into [`Checkpoint::files`](crate::image::model::Checkpoint::files) of that other end.
@@ -245,6 +248,41 @@ pub struct UnixSocket {
     pub queued: Vec<Vec<u8>>,
     /// Buffer sizes and reuse flags.
     pub options: SocketOptions,
+    /// A connected socket whose peer has closed (held by a process of the
+    /// tree or not): reads return `queued`, then end of file (a stream or
+    /// seqpacket socket) or nothing more; a datagram socket's next send
+    /// fails with ECONNREFUSED. Recreated as one end of a pair whose other
+    /// end is closed.
+    pub peer_gone: bool,
+    /// An ECONNRESET is pending (its peer closed with data unread): the
+    /// next read once `queued` is drained reports it.
+    pub reset_pending: bool,
+    /// The shutdown bits (1: no more receiving, 2: no more sending), as
+    /// shutdown() or a peer's close left them.
+    pub shutdown: u8,
+    /// The index into [`Checkpoint::files`](crate::image::model::Checkpoint::files)
+    /// of the bound socket this one is connected to by name without being
+    /// its peer: the server a datagram socket sends to (shared by several
+    /// clients), or the listener a stream connection not accepted yet
+    /// waits on (then listed in that listener's `accept_queue`).
+    pub connect_to: Option<u32>,
+    /// For a listening socket: the client ends (indices into
+    /// [`Checkpoint::files`](crate::image::model::Checkpoint::files)) of
+    /// the connections the tree made to it and did not accept yet, in
+    /// accept order. Restore connects them again in that order.
+    pub accept_queue: Vec<u32>,
+    /// For a socket bound to a path: the owner and mode of the socket file
+    /// there, set again after binding it (bind creates it as ferry's user,
+    /// with ferry's umask). None for an abstract or unnamed socket; for a
+    /// socket bound to a path, None means its file was gone (unlinked
+    /// while bound): restore unlinks it again once its clients connected.
+    pub bound_file: Option<SocketFileOwner>,
+    /// What travels with each message of `queued` (same length; empty in
+    /// an image without it): file descriptions in flight (SCM_RIGHTS) and
+    /// the sender's credentials (SCM_CREDENTIALS).
+    pub queued_ancillary: Vec<Ancillary>,
+    /// SO_PASSCRED: the receiver gets each sender's credentials.
+    pub passcred: bool,
 }
 
 /// An IPv4 or IPv6 socket: TCP listening or not yet connected, or UDP not
@@ -487,4 +525,39 @@ pub struct TcpConnection {
     /// with end of file once the queue is read. (A CLOSE_WAIT end is shut
     /// down for reading by the peer's FIN anyway.)
     pub shut_rd: bool,
+}
+
+/// Owner and permission bits of the file a unix socket is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketFileOwner {
+    /// Its owner.
+    pub uid: u32,
+    /// Its group.
+    pub gid: u32,
+    /// Its permission bits (st_mode & 07777).
+    pub mode: u32,
+}
+
+/// The ancillary data of one message queued on a unix socket, sent with it
+/// again at restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ancillary {
+    /// Descriptions in flight (indices into
+    /// [`Checkpoint::files`](crate::image::model::Checkpoint::files)), in
+    /// the order the receiver gets them as fds.
+    pub fds: Vec<u32>,
+    /// The sender's credentials, as the receiver sees them with
+    /// SO_PASSCRED.
+    pub creds: Option<UnixCreds>,
+}
+
+/// Credentials attached to a unix socket message (struct ucred).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnixCreds {
+    /// The sender's PID.
+    pub pid: i32,
+    /// Its user.
+    pub uid: u32,
+    /// Its group.
+    pub gid: u32,
 }

@@ -361,6 +361,28 @@ pub(super) fn unix_socket(u: &UnixSocket, peer_fd: Option<&FdImage>) -> String {
         )
         .expect("writing to a String");
     }
+    if u.peer_gone {
+        out.push_str(", peer closed");
+    }
+    if let Some(t) = u.connect_to {
+        write!(out, ", connected by name to file #{t}").expect("writing to a String");
+    }
+    if !u.accept_queue.is_empty() {
+        write!(out, ", {} not accepted", u.accept_queue.len()).expect("writing to a String");
+    }
+    match u.shutdown & 3 {
+        1 => out.push_str(", shut for reading"),
+        2 => out.push_str(", shut for writing"),
+        3 if !u.peer_gone => out.push_str(", shut down"),
+        _ => {}
+    }
+    let in_flight: usize = u.queued_ancillary.iter().map(|a| a.fds.len()).sum();
+    if in_flight > 0 {
+        write!(out, ", {in_flight} files in flight").expect("writing to a String");
+    }
+    if let Some(f) = u.bound_file {
+        write!(out, ", file {}:{} {:04o}", f.uid, f.gid, f.mode).expect("writing to a String");
+    }
     out + &socket_options(&u.options, &[])
 }
 

@@ -6,6 +6,7 @@ use super::anon;
 use super::process::{Husk, STRUCT_OFF};
 use super::sockets;
 use super::tcp;
+use super::unix;
 use crate::image::{Checkpoint, FifoEnd, FileImage, GhostFile, OpenFile, PathFileType};
 use crate::kernel;
 use crate::ptrace::read_memory;
@@ -36,14 +37,13 @@ pub(super) struct TreeFds {
 }
 
 impl TreeFds {
-    /// Creates the tree's pipes (with their data) and sockets (with their
-    /// queues) here, and its deleted files inside the root directory of
+    /// Creates the tree's pipes (with their data), the files in flight in
+    /// its unix sockets, and its sockets (with their queues) here, and its deleted files inside the root directory of
     /// `husk` (the root's husk: a container's root when it has one).
     pub(super) fn create(ck: &Checkpoint, husk: Pid) -> Result<Self, RestoreError> {
         let pid = ck.root().map_or(0, |p| p.pid);
         let pipes = create_pipes(pid, &ck.pipes)?;
-        let mut ours = sockets::create(ck)?;
-        let connections = tcp::create(ck, &mut ours)?;
+        let mut ours: Vec<Option<OwnedFd>> = (0..ck.files.len()).map(|_| None).collect();
         for (i, file) in ck.files.iter().enumerate() {
             if let FileImage::Pipe(end) = file {
                 let (rd, wr) =
@@ -64,6 +64,10 @@ impl TreeFds {
                 })?);
             }
         }
+        unix::create_in_flight(ck, husk, &mut ours)?;
+        unix::create(ck, &mut ours)?;
+        sockets::create(ck, &mut ours)?;
+        let connections = tcp::create(ck, &mut ours)?;
         let ghosts = ck
             .ghost_files
             .iter()

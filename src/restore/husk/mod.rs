@@ -28,6 +28,7 @@ mod tcp;
 mod threads;
 mod timers;
 mod tree;
+mod unix;
 
 use crate::image::{ImageReader, ZombieImage};
 use crate::kernel;
