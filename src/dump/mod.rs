@@ -26,6 +26,7 @@ pub mod sysvshm;
 mod threads;
 mod timers;
 mod tree;
+mod udp;
 
 pub use error::CheckpointError;
 

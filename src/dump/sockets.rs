@@ -1,10 +1,12 @@
 //! Sockets of a frozen process: what ferry records about the ones
-//! inspection found it can carry (names, options, backlog, queued data).
+//! inspection found it can carry (names, options, backlog, queued data;
+//! a UDP socket's connection state in `udp.rs`).
 //! Each socket is taken out of the process with pidfd_getfd and examined
 //! with ordinary socket calls; the peer of a unix socket comes from
 //! unix_diag.
 
 use super::error::CheckpointError;
+use super::udp;
 use crate::image::{FileImage, InetSocket, SocketOptions, UnixSocket};
 use crate::inspect::sockets::unix_diag_of;
 use crate::inspect::{FdClass, InspectError};
@@ -97,15 +99,8 @@ pub fn describe(
         }
         _ => {
             let ipv6 = local.family() == Some(nix::sys::socket::AddressFamily::Inet6);
-            let local = local
-                .as_sockaddr_in()
-                .map(|a| std::net::SocketAddr::V4((*a).into()))
-                .or_else(|| {
-                    local
-                        .as_sockaddr_in6()
-                        .map(|a| std::net::SocketAddr::V6((*a).into()))
-                })
-                .filter(|a| a.port() != 0 || !a.ip().is_unspecified());
+            let local =
+                udp::socket_addr(&local).filter(|a| a.port() != 0 || !a.ip().is_unspecified());
             let listen_backlog = if listening {
                 Some(
                     kernel::sockets::tcp_state(s)
@@ -115,11 +110,18 @@ pub fn describe(
             } else {
                 None
             };
-            if sock_type == libc::SOCK_DGRAM
-                && kernel::bytes_readable(sock).map_err(io("FIONREAD"))? > 0
-            {
-                return Err(refuse("UDP socket with datagrams queued".into()));
-            }
+            let udp = if sock_type == libc::SOCK_DGRAM {
+                udp::read(pid, s).map_err(|e| match e {
+                    udp::UdpError::Errno(what, errno) => io(what)(errno),
+                    udp::UdpError::Refused(why) => refuse(why),
+                })?
+            } else {
+                udp::UdpState {
+                    peer: None,
+                    shutdown: 0,
+                    queued: Vec::new(),
+                }
+            };
             Ok(FileImage::InetSocket(InetSocket {
                 sock_type,
                 flags,
@@ -130,6 +132,9 @@ pub fn describe(
                 nodelay: sock_type == libc::SOCK_STREAM
                     && int(libc::IPPROTO_TCP, libc::TCP_NODELAY)? != 0,
                 options,
+                peer: udp.peer,
+                shutdown: udp.shutdown,
+                queued: udp.queued,
             }))
         }
     }

@@ -460,6 +460,9 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                     sndbuf: 16384,
                     rcvbuf: 131072,
                 },
+                peer: None,
+                shutdown: 0,
+                queued: Vec::new(),
             }),
         ],
         pipes: vec![PipeImage {

@@ -1,6 +1,6 @@
 //! Sockets: which ones ferry carries (unix sockets whose peer the tree
-//! also holds, bound and listening unix sockets, listening TCP and bound
-//! UDP sockets). Each socket is taken out of the process with pidfd_getfd
+//! also holds, bound and listening unix sockets, listening TCP sockets,
+//! UDP sockets bound or connected, shut down or not). Each socket is taken out of the process with pidfd_getfd
 //! and examined with ordinary socket calls; the peer of a unix socket
 //! comes from unix_diag.
 
@@ -9,8 +9,7 @@ use super::fd_class::{ClassifiedFd, FdClass};
 use crate::kernel;
 use crate::kernel::sockets::getsockopt_int;
 use nix::errno::Errno;
-use nix::sys::socket::{getpeername, SockaddrStorage};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 
 /// TCP states (include/net/tcp_states.h) that ferry tells apart.
 const TCP_ESTABLISHED: u8 = 1;
@@ -71,12 +70,7 @@ pub fn classify(pid: i32, fd: i32, inode: u64) -> Result<FdClass, InspectError> 
                         ))),
                     }
                 }
-                (libc::SOCK_DGRAM, libc::IPPROTO_UDP) => {
-                    if getpeername::<SockaddrStorage>(sock.as_raw_fd()).is_ok() {
-                        return Err(refuse("connected UDP socket".into()));
-                    }
-                    Ok(FdClass::InetSocket)
-                }
+                (libc::SOCK_DGRAM, libc::IPPROTO_UDP) => Ok(FdClass::InetSocket),
                 _ => Err(refuse(format!(
                     "IP socket of type {ty} and protocol {protocol}"
                 ))),

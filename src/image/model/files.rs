@@ -244,8 +244,8 @@ pub struct UnixSocket {
     pub options: SocketOptions,
 }
 
-/// An IPv4 or IPv6 socket: TCP listening or not yet connected, or UDP not
-/// connected and with nothing queued.
+/// An IPv4 or IPv6 socket: TCP listening or not yet connected, or UDP
+/// (connected or not, shut down or not, with its queued datagrams).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InetSocket {
     /// SOCK_STREAM (TCP) or SOCK_DGRAM (UDP).
@@ -268,6 +268,13 @@ pub struct InetSocket {
     pub nodelay: bool,
     /// Buffer sizes and reuse flags.
     pub options: SocketOptions,
+    /// The address a UDP socket is connected to (connect(2)), if any.
+    pub peer: Option<std::net::SocketAddr>,
+    /// The shutdown(2) bits of a UDP socket: 1 reading shut down, 2
+    /// writing shut down (the kernel's RCV_SHUTDOWN and SEND_SHUTDOWN).
+    pub shutdown: u8,
+    /// Datagrams queued to be read on a UDP socket, oldest first.
+    pub queued: Vec<Datagram>,
 }
 
 /// One end of a pipe (or FIFO) held by the process.
@@ -364,4 +371,14 @@ pub struct FileLock {
     pub start: u64,
     /// Bytes locked (0: up to the end of the file, however it grows).
     pub len: u64,
+}
+
+/// A datagram queued on a UDP socket: sent again at restore from its
+/// source address, so that recvfrom still names the sender.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Datagram {
+    /// The address it came from.
+    pub source: std::net::SocketAddr,
+    /// Its payload.
+    pub data: Vec<u8>,
 }

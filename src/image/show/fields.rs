@@ -380,5 +380,23 @@ pub(super) fn inet_socket(n: &InetSocket) -> String {
     if let Some(b) = n.listen_backlog {
         write!(out, " listening({b})").expect("writing to a String");
     }
+    if let Some(p) = n.peer {
+        write!(out, " -> {p}").expect("writing to a String");
+    }
+    match n.shutdown & 3 {
+        1 => out += " shut(rd)",
+        2 => out += " shut(wr)",
+        3 => out += " shut(rdwr)",
+        _ => {}
+    }
+    if !n.queued.is_empty() {
+        write!(
+            out,
+            ", {} B in {} datagrams",
+            n.queued.iter().map(|d| d.data.len()).sum::<usize>(),
+            n.queued.len()
+        )
+        .expect("writing to a String");
+    }
     out + &socket_options(&n.options, &[("v6only", n.v6only), ("nodelay", n.nodelay)])
 }

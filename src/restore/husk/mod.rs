@@ -27,6 +27,7 @@ mod sysvshm;
 mod threads;
 mod timers;
 mod tree;
+mod udp;
 
 use crate::image::{ImageReader, ZombieImage};
 use crate::kernel;

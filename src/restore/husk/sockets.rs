@@ -1,8 +1,10 @@
 //! Recreates an image's sockets here in migrate-agent, to be pulled into
 //! the husk like pipes: a unix socket pair with the data that was queued
-//! on each end, bound and listening unix sockets, listening TCP and bound
-//! UDP sockets with their options.
+//! on each end, bound and listening unix sockets, listening TCP sockets
+//! and UDP sockets with their options (a UDP socket's connection state,
+//! queued datagrams and shutdown in `udp.rs`).
 
+use super::udp;
 use crate::image::{Checkpoint, FileImage, InetSocket, ProcessImage, SocketOptions, UnixSocket};
 use crate::kernel::sockets::{getsockopt_int, setsockopt_int};
 use crate::restore::error::RestoreError;
@@ -83,6 +85,7 @@ pub fn create(ck: &Checkpoint) -> Result<Vec<Option<OwnedFd>>, RestoreError> {
             _ => {}
         }
     }
+    udp::refill_and_shut(ck, &ours)?;
     Ok(ours)
 }
 
@@ -225,6 +228,7 @@ fn inet(pid: i32, n: &InetSocket) -> Result<OwnedFd, RestoreError> {
             .map_or_else(|| "no address".into(), |a| a.to_string())
     )))?;
     listen_on(pid, &sock, n.listen_backlog)?;
+    udp::connect_peer(pid, &sock, n)?;
     Ok(sock)
 }
 
