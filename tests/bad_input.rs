@@ -320,8 +320,9 @@ fn refuses_unix_socket_connected_outside() {
 
 const STALE_EPOLL: Spec = Spec::new("stale_epoll");
 
-/// An epoll registration whose fd was closed (a dup keeps it alive) cannot
-/// be recreated with epoll_ctl.
+/// An epoll registration whose fd was closed, with the file kept alive only
+/// by another process (no fd of this one can stand in for it at restore),
+/// cannot be recreated with epoll_ctl.
 #[test]
 fn refuses_stale_epoll_registration() {
     refuses_unsupported_fd("refuses_stale_epoll_registration", &STALE_EPOLL, "epoll");

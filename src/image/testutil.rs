@@ -396,11 +396,13 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                         fd: 4,
                         events: 0x8000_0019, // EPOLLIN|EPOLLERR|EPOLLHUP|EPOLLET
                         data: 4,
+                        via: None,
                     },
                     EpollTarget {
                         fd: 8,
                         events: 0x19,
                         data: 0xdead_beef,
+                        via: Some(9),
                     },
                 ],
             }),

@@ -166,14 +166,18 @@ pub struct EpollImage {
 /// One registration of an epoll instance (a `tfd:` line of its fdinfo).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EpollTarget {
-    /// The registered fd number; at checkpoint it was open in the process
-    /// and referred to the registered file.
+    /// The registered fd number (the kernel's key, with the file).
     pub fd: i32,
     /// The event mask with its flags (EPOLLET, EPOLLONESHOT, EPOLLEXCLUSIVE,
     /// EPOLLWAKEUP ...), as the kernel holds it.
     pub events: u32,
     /// The user data returned with each event.
     pub data: u64,
+    /// When `fd` was closed after the registration was made, or now
+    /// refers to another file (a dup kept the registration alive): an fd
+    /// of the same process on the registered file, made to appear at `fd`
+    /// just for the time of the EPOLL_CTL_ADD at restore.
+    pub via: Option<i32>,
 }
 
 /// An inotify instance. Events queued at checkpoint and not yet read are
