@@ -268,6 +268,19 @@ fn refuses_memfd_over_64_mib() {
     refuses_unsupported_fd("refuses_memfd_over_64_mib", &BIG_MEMFD, "memfd");
 }
 
+const OUTSIDE_PIDFD: Spec = Spec::new("refused_fds").args(&["pidfd"]);
+
+/// A pidfd of a process outside the tree: the restored pidfd would have
+/// to point at a process that is not restored.
+#[test]
+fn refuses_pidfd_of_a_process_outside() {
+    refuses_unsupported_fd(
+        "refuses_pidfd_of_a_process_outside",
+        &OUTSIDE_PIDFD,
+        "pidfd of process",
+    );
+}
+
 const OTHER_NS: Spec = Spec::new("other_ns");
 
 #[test]

@@ -84,6 +84,7 @@ zdtm_tests! {
     file_locks, file_locks_leave_running => Spec::new("file_locks");
     udp_sockets, udp_sockets_leave_running => Spec::new("udp_sockets");
     epoll_closed, epoll_closed_leave_running => Spec::new("epoll_closed");
+    pidfd, pidfd_leave_running => Spec::new("pidfd");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three

@@ -15,6 +15,7 @@ mod locks;
 pub mod memory;
 mod mm;
 pub mod notify;
+mod pidfd;
 pub mod pidns;
 pub mod precopy;
 mod rlimits;

@@ -7,6 +7,7 @@ use super::error::InspectError;
 use super::fd_class::{ClassifiedFd, FdClass};
 use super::locks;
 use super::notify;
+use super::pidfd;
 use super::sockets;
 use crate::image::{PathFileType, GHOST_FILE_MAX};
 use crate::proc;
@@ -36,6 +37,7 @@ pub fn classify_fd(pid: i32, fd: i32, target: &str) -> Result<FdClass, InspectEr
     match target {
         "anon_inode:[eventpoll]" => return Ok(FdClass::Epoll),
         "anon_inode:inotify" => return Ok(FdClass::Inotify),
+        "anon_inode:[pidfd]" => return pidfd::classify(pid, fd, target),
         _ => {}
     }
     if let Some(rest) = target.strip_prefix("anon_inode:") {
@@ -224,6 +226,11 @@ pub fn tree_fd_blockers(
                 c.target.clone()
             },
         });
+    }
+    match pidfd::check_pidfd_targets(tree) {
+        Err(e @ InspectError::Proc(_)) => return Err(e),
+        Err(e) => refused.push(e),
+        Ok(()) => {}
     }
     match sockets::check_unix_peers(tree) {
         Err(e @ InspectError::Proc(_)) => Err(e),

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 pub mod anon;
 pub mod limits;
 pub mod locks;
+pub mod pidfd;
 pub mod sysvipc;
 
 /// Why something could not be read from /proc.

@@ -57,6 +57,8 @@ pub enum FileImage {
     /// A memfd (memfd_create), recreated with its name, size, data and
     /// seals.
     Memfd(MemfdImage),
+    /// A pidfd (pidfd_open) of a process of the tree or of a dead one.
+    Pidfd(PidfdImage),
 }
 
 /// A memfd description: an anonymous file whose contents live only in
@@ -385,4 +387,17 @@ pub struct Datagram {
     pub source: std::net::SocketAddr,
     /// Its payload.
     pub data: Vec<u8>,
+}
+
+/// A pidfd: of a process of the tree (opened again on the restored
+/// process, which has the same PID), or of a process that had exited and
+/// been reaped (made again from a short-lived process of the restorer's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PidfdImage {
+    /// The process, as the tree's PID namespace names it; None for a
+    /// process that was dead already.
+    pub pid: Option<i32>,
+    /// Status flags of the description (O_NONBLOCK ...), without the
+    /// access mode and O_CLOEXEC.
+    pub flags: i32,
 }

@@ -349,6 +349,7 @@ impl<'a> Husk<'a> {
                     FileImage::Epoll(e) => self.create_epoll(e)?,
                     FileImage::Inotify(ino) => self.create_inotify(ino)?,
                     FileImage::Fifo(f) => self.open_fifo(f, park_at, &mut fifo_keepalives)?,
+                    FileImage::Pidfd(d) => self.create_pidfd(d, our_pidfd)?,
                     FileImage::Memfd(m) => {
                         let ours = anon::create_memfd(image.pid, m)?;
                         let what = format!("memfd {}", m.name);

@@ -18,6 +18,7 @@ mod locks;
 mod memory;
 mod mm;
 mod notify;
+mod pidfd;
 mod process;
 mod rlimits;
 mod seccomp;
