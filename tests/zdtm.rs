@@ -85,6 +85,7 @@ zdtm_tests! {
     udp_sockets, udp_sockets_leave_running => Spec::new("udp_sockets");
     epoll_closed, epoll_closed_leave_running => Spec::new("epoll_closed");
     pidfd, pidfd_leave_running => Spec::new("pidfd");
+    tree_shared, tree_shared_leave_running => Spec::new("tree_shared");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three

@@ -338,6 +338,8 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                 start: 400,
                 len: 100,
             }],
+            shares_files_with_parent: false,
+            shares_fs_with_parent: true,
         }],
         zombies: vec![ZombieImage {
             pid: 4243,
