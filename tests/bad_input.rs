@@ -10,6 +10,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use std::fs::{self, OpenOptions};
 use std::os::linux::net::SocketAddrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::{SocketAddr, UnixListener};
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -258,9 +259,31 @@ fn refuses_strict_seccomp() {
 const ONE_ENDED_FIFO: Spec = Spec::new("refused_fds").args(&["fifo"]);
 const BIG_MEMFD: Spec = Spec::new("refused_fds").args(&["bigmemfd"]);
 
+/// A FIFO whose write end a process outside the tree holds (this test
+/// process opens it once the workload made it): a FIFO only read, with no
+/// writer left anywhere, is carried (fifo_no_writer.c).
 #[test]
 fn refuses_fifo_with_an_end_outside() {
-    refuses_unsupported_fd("refuses_fifo_with_an_end_outside", &ONE_ENDED_FIFO, "fifo");
+    common::run_test("refuses_fifo_with_an_end_outside", |dir| {
+        let mut w = Workload::start(dir, &ONE_ENDED_FIFO)?;
+        let writer = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(dir.path().join("files").join("fifo"))
+            .context("opening the workload's FIFO for writing")?;
+        let msg = checkpoint_refusal(dir, &w, "a fifo")?;
+        ensure!(
+            mentions_number(&msg, UNSUPPORTED_FD),
+            "the refusal does not name fd {UNSUPPORTED_FD}: {msg}"
+        );
+        ensure!(
+            msg.to_lowercase().contains("fifo"),
+            "the refusal does not say \"fifo\": {msg}"
+        );
+        common::check_running(&mut w, "after the refused checkpoint")?;
+        drop(writer);
+        w.finish(&ONE_ENDED_FIFO)
+    });
 }
 
 #[test]

@@ -86,6 +86,7 @@ zdtm_tests! {
     epoll_closed, epoll_closed_leave_running => Spec::new("epoll_closed");
     pidfd, pidfd_leave_running => Spec::new("pidfd");
     tree_shared, tree_shared_leave_running => Spec::new("tree_shared");
+    fifo_no_writer, fifo_no_writer_leave_running => Spec::new("fifo_no_writer");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three

@@ -208,9 +208,17 @@ pub fn tree_fd_blockers(
             continue;
         }
         // A pipe end that no process holds any more is simply closed after
-        // restore too (the reader sees the data, then end of file).
+        // restore too (the reader sees the data, then end of file). So is
+        // the write end of a FIFO the tree reads: its data is carried.
         let tree_pids: Vec<i32> = tree.iter().map(|(p, _)| *p).collect();
-        if kind == "pipe" && proc::pipe_holder_outside(inode, &tree_pids)?.is_none() {
+        // (A FIFO only written keeps its data for a later reader, which
+        // its write end cannot copy: still refused.)
+        let outside = if kind == "pipe" {
+            proc::pipe_holder_outside(inode, &tree_pids)?.is_some()
+        } else {
+            !reads || proc::fifo_holder_outside(&c.target, inode, &tree_pids)?.is_some()
+        };
+        if !outside {
             continue;
         }
         refused.push(InspectError::UnsupportedFd {

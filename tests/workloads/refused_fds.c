@@ -1,6 +1,7 @@
 /*
  * Refusal: holds at fd 10 an fd ferry refuses — argv[2] is "fifo" (the read
- * end of a FIFO under argv[1] whose write end nobody in the process holds)
+ * end of a FIFO under argv[1] whose write end nobody in the process holds:
+ * the test opens it from outside the tree)
  * or "bigmemfd" (a memfd with 65 MiB of data, over the 64 MiB that travel
  * in an image today) or "pidfd" (a pidfd of the parent, which is outside
  * the checkpointed tree). Checkpoint must refuse it without disturbing the
