@@ -2,16 +2,12 @@
 //! IP socket: its shutdown state (sk_shutdown), which a UDP socket keeps
 //! after shutdown(2) and which ferry sets again at restore.
 
+use super::sockets::{sock_diag, NLMSG_HDR_LEN, SOCK_DIAG_BY_FAMILY};
 use nix::errno::Errno;
-use nix::sys::socket::{
-    recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
-};
+use nix::sys::socket::{recv, MsgFlags};
 use std::os::fd::AsRawFd;
 
-/// SOCK_DIAG_BY_FAMILY netlink message type.
-const SOCK_DIAG_BY_FAMILY: u16 = 20;
-/// Length of struct nlmsghdr, inet_diag_req_v2 and inet_diag_msg.
-const NLMSG_HDR_LEN: usize = 16;
+/// Length of struct inet_diag_req_v2 and inet_diag_msg.
 const REQ_LEN: usize = 56;
 const MSG_LEN: usize = 72;
 /// Offset of idiag_inode in struct inet_diag_msg.
@@ -24,12 +20,6 @@ const INET_DIAG_SHUTDOWN: u16 = 8;
 /// `protocol`, in this thread's network namespace; None when inet_diag
 /// lists no such socket.
 pub fn shutdown_state(family: i32, protocol: i32, inode: u32) -> Result<Option<u8>, Errno> {
-    let nl = socket(
-        AddressFamily::Netlink,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkSockDiag,
-    )?;
     // struct nlmsghdr + struct inet_diag_req_v2 (family, protocol, ext,
     // pad, states, then a zeroed inet_diag_sockid): a dump of every
     // socket of that family and protocol, in any state.
@@ -42,12 +32,7 @@ pub fn shutdown_state(family: i32, protocol: i32, inode: u32) -> Result<Option<u
     req.extend_from_slice(&[family as u8, protocol as u8, 0, 0]);
     req.extend_from_slice(&u32::MAX.to_ne_bytes());
     req.resize(NLMSG_HDR_LEN + REQ_LEN, 0);
-    sendto(
-        nl.as_raw_fd(),
-        &req,
-        &NetlinkAddr::new(0, 0),
-        MsgFlags::empty(),
-    )?;
+    let nl = sock_diag(&req)?;
     let mut buf = vec![0u8; 32 << 10];
     let mut found = None;
     loop {

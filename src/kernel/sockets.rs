@@ -5,7 +5,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{
     recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
 };
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 /// Reads an int-valued socket option.
 pub fn getsockopt_int(fd: BorrowedFd<'_>, level: i32, opt: i32) -> Result<i32, Errno> {
@@ -81,7 +81,7 @@ pub struct UnixDiag {
 }
 
 /// SOCK_DIAG_BY_FAMILY netlink message type.
-const SOCK_DIAG_BY_FAMILY: u16 = 20;
+pub(super) const SOCK_DIAG_BY_FAMILY: u16 = 20;
 /// unix_diag_req.udiag_show bits: the peer, and the queue lengths.
 const UDIAG_SHOW_PEER: u32 = 0x4;
 const UDIAG_SHOW_RQLEN: u32 = 0x10;
@@ -89,18 +89,12 @@ const UDIAG_SHOW_RQLEN: u32 = 0x10;
 const UNIX_DIAG_PEER: u16 = 2;
 const UNIX_DIAG_RQLEN: u16 = 4;
 /// Length of struct nlmsghdr and struct unix_diag_msg.
-const NLMSG_HDR_LEN: usize = 16;
+pub(super) const NLMSG_HDR_LEN: usize = 16;
 const UNIX_DIAG_MSG_LEN: usize = 16;
 
 /// Asks the kernel (NETLINK_SOCK_DIAG, unix_diag) about the unix socket
 /// with inode `inode` in this process's network namespace.
 pub fn unix_diag(inode: u32) -> Result<UnixDiag, Errno> {
-    let nl = socket(
-        AddressFamily::Netlink,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkSockDiag,
-    )?;
     // struct nlmsghdr + struct unix_diag_req (family, protocol, pad,
     // states, ino, show, cookie[2]); an all-ones cookie means "any".
     let mut req = Vec::with_capacity(NLMSG_HDR_LEN + 24);
@@ -114,15 +108,28 @@ pub fn unix_diag(inode: u32) -> Result<UnixDiag, Errno> {
     req.extend_from_slice(&inode.to_ne_bytes());
     req.extend_from_slice(&(UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN).to_ne_bytes());
     req.extend_from_slice(&[0xff; 8]);
-    sendto(
-        nl.as_raw_fd(),
-        &req,
-        &NetlinkAddr::new(0, 0),
-        MsgFlags::empty(),
-    )?;
+    let nl = sock_diag(&req)?;
     let mut buf = vec![0u8; 8192];
     let n = recv(nl.as_raw_fd(), &mut buf, MsgFlags::empty())?;
     parse_unix_diag(&buf[..n])
+}
+
+/// Sends request `req` (a netlink message) on a new NETLINK_SOCK_DIAG
+/// socket, returned for the replies to be read from.
+pub(super) fn sock_diag(req: &[u8]) -> Result<OwnedFd, Errno> {
+    let nl = socket(
+        AddressFamily::Netlink,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkSockDiag,
+    )?;
+    sendto(
+        nl.as_raw_fd(),
+        req,
+        &NetlinkAddr::new(0, 0),
+        MsgFlags::empty(),
+    )?;
+    Ok(nl)
 }
 
 fn parse_unix_diag(msg: &[u8]) -> Result<UnixDiag, Errno> {

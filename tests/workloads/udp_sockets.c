@@ -4,7 +4,9 @@
  *   to a, a sent "hello" to b, none read yet;
  * - c and d (::1), c connected to d, d not connected; d sent "six" to c;
  * - e (127.0.0.1, not connected) holds a datagram from a socket that was
- *   closed before the checkpoint (its sender is outside the tree);
+ *   closed before the checkpoint (its sender is outside the tree), then
+ *   one from w, bound to any address (so it arrives from 127.0.0.1 on w's
+ *   port);
  * - f and g (127.0.0.10) connected to each other, f shut down for writing
  *   and g for reading (as CRIU's socket_udp_shutdown); h not connected and
  *   shut down both ways.
@@ -110,8 +112,8 @@ static short revents(int s)
 
 int main(void)
 {
-	struct sockaddr_storage a_at, b_at, c_at, d_at, e_at, x_at, f_at, g_at, h_at;
-	int a, b, c, d, e, x, f, g, h;
+	struct sockaddr_storage a_at, b_at, c_at, d_at, e_at, x_at, f_at, g_at, h_at, w_at, w_from;
+	int a, b, c, d, e, x, f, g, h, w;
 
 	zdtm_init();
 	a = udp(AF_INET, "127.0.0.1", &a_at);
@@ -131,6 +133,10 @@ int main(void)
 	x = udp(AF_INET, "127.0.0.1", &x_at);
 	send_to(x, "ext", &e_at, "x");
 	close(x);
+	w = udp(AF_INET, "0.0.0.0", &w_at);
+	send_to(w, "wild", &e_at, "w");
+	w_from = w_at;
+	inet_pton(AF_INET, "127.0.0.1", &((struct sockaddr_in *)&w_from)->sin_addr);
 
 	f = udp(AF_INET, "127.0.0.10", &f_at);
 	g = udp(AF_INET, "127.0.0.10", &g_at);
@@ -160,6 +166,7 @@ int main(void)
 	empty(c, "c");
 	empty(d, "d");
 	expect(e, "ext", &x_at, "e");
+	expect(e, "wild", &w_from, "e");
 	empty(e, "e");
 	send_to(a, "again", &b_at, "a after restore");
 	expect(b, "again", &a_at, "b after restore");

@@ -44,9 +44,12 @@ pub fn refill_and_shut(ck: &Checkpoint, ours: &[Option<OwnedFd>]) -> Result<(), 
     for (n, sock) in udp() {
         let pid = first_holder(ck, ours, sock);
         for d in &n.queued {
-            // A socket of the tree bound to the sender's address sends it
+            // A socket of the tree bound to the sender's address (or to
+            // its port on any address, which holds that port) sends it
             // itself; otherwise a socket made for it, bound there.
-            let sender = udp().find(|(o, _)| o.local == Some(d.source));
+            let sender = udp()
+                .find(|(o, _)| o.local == Some(d.source))
+                .or_else(|| udp().find(|(o, _)| o.local.is_some_and(|l| holds(l, d.source))));
             let made;
             let from = match sender {
                 Some((_, s)) => s,
@@ -78,6 +81,14 @@ pub fn refill_and_shut(ck: &Checkpoint, ours: &[Option<OwnedFd>]) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// Whether a socket bound to `local` holds the port of `source`: bound to
+/// any address of the same family on that port.
+fn holds(local: SocketAddr, source: SocketAddr) -> bool {
+    local.port() == source.port()
+        && local.ip().is_unspecified()
+        && local.is_ipv4() == source.is_ipv4()
 }
 
 /// The PID of the first process holding the description `sock` (for
