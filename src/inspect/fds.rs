@@ -37,7 +37,7 @@ pub fn classify_fd(pid: i32, fd: i32, target: &str) -> Result<FdClass, InspectEr
     match target {
         "anon_inode:[eventpoll]" => return Ok(FdClass::Epoll),
         "anon_inode:inotify" => return Ok(FdClass::Inotify),
-        "anon_inode:[pidfd]" => return pidfd::classify(pid, fd, target),
+        "anon_inode:[pidfd]" => return pidfd::classify(pid, fd),
         _ => {}
     }
     if let Some(rest) = target.strip_prefix("anon_inode:") {

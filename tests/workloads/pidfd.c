@@ -3,17 +3,21 @@
  * - a pidfd of a child that sleeps (live) and one of the process itself,
  *   O_NONBLOCK (PIDFD_NONBLOCK);
  * - pidfds of two children that have exited and been reaped (dead), one
- *   of them dup'ed.
+ *   of them dup'ed;
+ * - a PIDFD_THREAD pidfd of a second thread (as CRIU's pidfd_of_thread).
  * At SIGTERM: the live pidfd still names the child (fdinfo Pid:), is not
  * readable, pidfd_send_signal(0) works, SIGKILL through it makes it
  * readable and waitid(P_PIDFD) reaps the child killed; the self pidfd
  * names this process and kept O_NONBLOCK; the dead pidfds are readable,
  * pidfd_send_signal gives ESRCH, fdinfo shows Pid: -1, the two refer to
- * different processes (inodes) and the dup still shares its description.
+ * different processes (inodes) and the dup still shares its description;
+ * the thread pidfd names the thread, kept PIDFD_THREAD, is not readable
+ * until the thread exits, and is then.
  */
 #include "zdtm.h"
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -22,6 +26,17 @@
 #ifndef P_PIDFD
 #define P_PIDFD 3
 #endif
+
+static volatile int thread_tid, thread_stop;
+
+static void *thread_main(void *arg)
+{
+	(void)arg;
+	thread_tid = (int)syscall(SYS_gettid);
+	while (!thread_stop)
+		zdtm_sleep_ms(5);
+	return NULL;
+}
 
 static int pidfd_open(pid_t pid, unsigned flags)
 {
@@ -85,7 +100,8 @@ static int dead_pidfd(void)
 
 int main(void)
 {
-	int live, self, dead1, dead2, dead1_dup;
+	int live, self, dead1, dead2, dead1_dup, thread_fd;
+	pthread_t thread;
 	pid_t child;
 	siginfo_t si;
 	struct stat s1, s2;
@@ -99,6 +115,14 @@ int main(void)
 	dead1_dup = dup(dead1);
 	if (live < 0 || self < 0 || dead1_dup < 0)
 		zdtm_fail("pidfd_open: %s", strerror(errno));
+	if (pthread_create(&thread, NULL, thread_main, NULL))
+		zdtm_fail("pthread_create");
+	while (!thread_tid)
+		zdtm_sleep_ms(1);
+	/* PIDFD_THREAD is O_EXCL. */
+	thread_fd = pidfd_open(thread_tid, O_EXCL);
+	if (thread_fd < 0)
+		zdtm_fail("pidfd_open(PIDFD_THREAD): %s", strerror(errno));
 	zdtm_ready();
 	zdtm_wait_stop();
 
@@ -126,6 +150,17 @@ int main(void)
 		zdtm_fail("the two dead pidfds refer to one process");
 	if (fcntl(dead1_dup, F_SETFL, O_NONBLOCK) || !(fcntl(dead1, F_GETFL) & O_NONBLOCK))
 		zdtm_fail("the dup of a dead pidfd no longer shares its description");
+
+	if (fdinfo_pid(thread_fd) != thread_tid)
+		zdtm_fail("the thread pidfd names %ld, not %d", fdinfo_pid(thread_fd), thread_tid);
+	if (!(fcntl(thread_fd, F_GETFL) & O_EXCL))
+		zdtm_fail("the thread pidfd lost PIDFD_THREAD");
+	if (readable(thread_fd, 0))
+		zdtm_fail("the thread pidfd is readable while its thread runs");
+	thread_stop = 1;
+	if (!readable(thread_fd, 2000))
+		zdtm_fail("the thread pidfd is not readable once its thread ended");
+	pthread_join(thread, NULL);
 
 	if (send_signal(live, SIGKILL))
 		zdtm_fail("pidfd_send_signal(SIGKILL): %s", strerror(errno));

@@ -290,6 +290,7 @@ impl<'a> Husk<'a> {
         self.lock_vmas()?;
         self.restore_sigactions()?;
         self.restore_threads()?;
+        self.open_thread_pidfds()?;
         self.queue_pending_signals()?;
         self.restore_timers()?;
         self.join_group()?;

@@ -1,10 +1,12 @@
 //! pidfds: opened again inside the husk on the restored process (which
 //! has the PID the image names, in the husk's PID namespace), or, for a
 //! process that was dead already, made here from a short-lived child that
-//! is killed and reaped, and pulled in.
+//! is killed and reaped, and pulled in. A pidfd of a thread of the process
+//! itself (PIDFD_THREAD) is opened once its threads exist: until then its
+//! fds hold a pidfd of the process.
 
 use super::process::Husk;
-use crate::image::PidfdImage;
+use crate::image::{FileImage, PidfdImage};
 use crate::kernel;
 use crate::kernel::child::{fork_child, ChildTask};
 use crate::restore::error::RestoreError;
@@ -24,9 +26,14 @@ impl Husk<'_> {
             let ours = dead_pidfd(self.image.pid)?;
             return self.pull_in(our_pidfd, &ours, Some(d.flags), "a pidfd of a dead process");
         };
+        // A stand-in until open_thread_pidfds.
+        let (target, thread) = match self.own_thread(d) {
+            Some(_) => (self.image.pid, 0),
+            None => (target, d.flags & libc::O_EXCL),
+        };
         let fd = self.sys(
             0,
-            |r| r.syscall(libc::SYS_pidfd_open, &[target as u64, 0]),
+            |r| r.syscall(libc::SYS_pidfd_open, &[target as u64, thread as u64]),
             || format!("pidfd_open of process {target}"),
         )? as i32;
         self.sys(
@@ -35,6 +42,57 @@ impl Husk<'_> {
             || format!("F_SETFL {:#o} on the pidfd of process {target}", d.flags),
         )?;
         Ok(fd)
+    }
+}
+
+impl Husk<'_> {
+    /// The thread of this process (not its leader) that pidfd `d` refers
+    /// to, if it does.
+    fn own_thread(&self, d: &PidfdImage) -> Option<i32> {
+        let tid = d.pid?;
+        let threads = &self.image.threads;
+        (tid != self.image.pid && threads.iter().any(|t| t.tid == tid)).then_some(tid)
+    }
+
+    /// Once the threads exist: opens each pidfd of a thread of this
+    /// process (PIDFD_THREAD) and puts it at every fd that held the
+    /// stand-in.
+    pub(super) fn open_thread_pidfds(&mut self) -> Result<(), RestoreError> {
+        let image = self.image;
+        let mut done: Vec<u32> = Vec::new();
+        for f in &image.fds {
+            let Some(FileImage::Pidfd(d)) = self.files.get(f.file as usize) else {
+                continue;
+            };
+            let Some(tid) = self.own_thread(d) else {
+                continue;
+            };
+            if done.contains(&f.file) {
+                continue;
+            }
+            done.push(f.file);
+            let thread = libc::O_EXCL as u64;
+            let fd = self.sys(
+                0,
+                |r| r.syscall(libc::SYS_pidfd_open, &[tid as u64, thread]),
+                || format!("pidfd_open of thread {tid}"),
+            )? as i32;
+            self.sys(
+                0,
+                |r| r.set_status_flags(fd, d.flags),
+                || format!("F_SETFL {:#o} on the pidfd of thread {tid}", d.flags),
+            )?;
+            for at in image.fds.iter().filter(|o| o.file == f.file) {
+                let cloexec = if at.cloexec { libc::O_CLOEXEC } else { 0 };
+                self.sys(
+                    0,
+                    |r| r.dup3(fd, at.fd, cloexec),
+                    || format!("installing the pidfd of thread {tid} at fd {}", at.fd),
+                )?;
+            }
+            self.sys(0, |r| r.close(fd), || format!("close of fd {fd}"))?;
+        }
+        Ok(())
     }
 }
 
