@@ -4,6 +4,7 @@
 use super::error::CheckpointError;
 use crate::image::{FileImage, PidfdImage};
 use crate::proc;
+use std::os::unix::fs::MetadataExt;
 
 /// The image of pidfd `fd` of the frozen `pid` (status flags `flags`),
 /// which refers to a live process when `alive`.
@@ -13,8 +14,15 @@ pub fn describe(pid: i32, fd: i32, alive: bool, flags: i32) -> Result<FileImage,
     } else {
         None
     };
+    let inode = std::fs::metadata(format!("/proc/{pid}/fd/{fd}"))
+        .map_err(|source| CheckpointError::Io {
+            what: format!("examine pidfd {fd} of process {pid}"),
+            source,
+        })?
+        .ino();
     Ok(FileImage::Pidfd(PidfdImage {
         pid: target,
         flags: flags & !libc::O_ACCMODE,
+        inode,
     }))
 }

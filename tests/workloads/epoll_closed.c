@@ -5,7 +5,9 @@
  * closed again, so fd 702 ends up on pipe 2 and fd 701 on pipe 4, while
  * the registrations of pipes 0, 1 (at 702) and 3 (at 701) live on through
  * the pipes' original read ends. A sixth registration, of pipe 5 at fd 700,
- * whose only fd now is its original one: nothing is open at 700.
+ * whose only fd now is its original one: nothing is open at 700; and a
+ * seventh, of pipe 6 at fd 703, just above every open fd (where a restore
+ * parks its files), closed too.
  * At SIGTERM: a byte written to each pipe in turn wakes exactly its own
  * registration; EPOLL_CTL_DEL of fd 702 removes pipe 2's registration
  * only, and EPOLL_CTL_ADD at 702 works again.
@@ -14,10 +16,10 @@
 #include <fcntl.h>
 #include <sys/epoll.h>
 
-#define PIPES 6
+#define PIPES 7
 
-static const int dup_at[PIPES] = { 702, 702, 702, 701, 701, 700 };
-static const int closed[PIPES] = { 1, 1, 0, 1, 0, 1 };
+static const int dup_at[PIPES] = { 702, 702, 702, 701, 701, 700, 703 };
+static const int closed[PIPES] = { 1, 1, 0, 1, 0, 1, 1 };
 
 /* A byte into pipe i must wake registration `want` (-1: none at all). */
 static void wakes(int ep, int p[][2], int i, int want)

@@ -3,14 +3,16 @@
  * - a pidfd of a child that sleeps (live) and one of the process itself,
  *   O_NONBLOCK (PIDFD_NONBLOCK);
  * - pidfds of two children that have exited and been reaped (dead), one
- *   of them dup'ed;
+ *   of them dup'ed and opened a second time (as CRIU's pidfd_dead);
  * - a PIDFD_THREAD pidfd of a second thread (as CRIU's pidfd_of_thread).
  * At SIGTERM: the live pidfd still names the child (fdinfo Pid:), is not
  * readable, pidfd_send_signal(0) works, SIGKILL through it makes it
  * readable and waitid(P_PIDFD) reaps the child killed; the self pidfd
  * names this process and kept O_NONBLOCK; the dead pidfds are readable,
  * pidfd_send_signal gives ESRCH, fdinfo shows Pid: -1, the two refer to
- * different processes (inodes) and the dup still shares its description;
+ * different processes (inodes), the second open of one the same process
+ * (inode) in a description of its own, and the dup still shares its
+ * description;
  * the thread pidfd names the thread, kept PIDFD_THREAD, is not readable
  * until the thread exits, and is then.
  */
@@ -82,8 +84,9 @@ static pid_t sleeper(void)
 	return pid;
 }
 
-/* A pidfd of a child that has exited and been reaped. */
-static int dead_pidfd(void)
+/* A pidfd of a child that has exited and been reaped; `again`, if not
+ * NULL, gets a second one of it. */
+static int dead_pidfd(int *again)
 {
 	pid_t pid = fork();
 	int fd;
@@ -93,14 +96,16 @@ static int dead_pidfd(void)
 	if (pid == 0)
 		_exit(0);
 	fd = pidfd_open(pid, 0);
-	if (fd < 0 || waitpid(pid, NULL, 0) != pid)
+	if (again)
+		*again = pidfd_open(pid, 0);
+	if (fd < 0 || (again && *again < 0) || waitpid(pid, NULL, 0) != pid)
 		zdtm_fail("dead child: %s", strerror(errno));
 	return fd;
 }
 
 int main(void)
 {
-	int live, self, dead1, dead2, dead1_dup, thread_fd;
+	int live, self, dead1, dead2, dead1_dup, dead1_again, thread_fd;
 	pthread_t thread;
 	pid_t child;
 	siginfo_t si;
@@ -110,8 +115,8 @@ int main(void)
 	child = sleeper();
 	live = pidfd_open(child, 0);
 	self = pidfd_open(getpid(), O_NONBLOCK);
-	dead1 = dead_pidfd();
-	dead2 = dead_pidfd();
+	dead1 = dead_pidfd(&dead1_again);
+	dead2 = dead_pidfd(NULL);
 	dead1_dup = dup(dead1);
 	if (live < 0 || self < 0 || dead1_dup < 0)
 		zdtm_fail("pidfd_open: %s", strerror(errno));
@@ -148,8 +153,12 @@ int main(void)
 	}
 	if (fstat(dead1, &s1) || fstat(dead2, &s2) || s1.st_ino == s2.st_ino)
 		zdtm_fail("the two dead pidfds refer to one process");
+	if (fstat(dead1_again, &s2) || s1.st_ino != s2.st_ino)
+		zdtm_fail("the two pidfds of one dead process refer to two");
 	if (fcntl(dead1_dup, F_SETFL, O_NONBLOCK) || !(fcntl(dead1, F_GETFL) & O_NONBLOCK))
 		zdtm_fail("the dup of a dead pidfd no longer shares its description");
+	if (fcntl(dead1_again, F_GETFL) & O_NONBLOCK)
+		zdtm_fail("the second pidfd of a dead process shares the first's description");
 
 	if (fdinfo_pid(thread_fd) != thread_tid)
 		zdtm_fail("the thread pidfd names %ld, not %d", fdinfo_pid(thread_fd), thread_tid);

@@ -400,4 +400,7 @@ pub struct PidfdImage {
     /// Status flags of the description (O_NONBLOCK ...), without the
     /// access mode and O_CLOEXEC.
     pub flags: i32,
+    /// Its inode (pidfs: one per process): the dead pidfds of one inode
+    /// referred to one process, and come back referring to one.
+    pub inode: u64,
 }

@@ -1,12 +1,12 @@
 //! pidfds: opened again inside the husk on the restored process (which
 //! has the PID the image names, in the husk's PID namespace), or, for a
-//! process that was dead already, made here from a short-lived child that
-//! is killed and reaped, and pulled in. A pidfd of a thread of the process
+//! process that was dead already, made here (one short-lived child, killed
+//! and reaped, for each dead process) and pulled in like a pipe. A pidfd of a thread of the process
 //! itself (PIDFD_THREAD) is opened once its threads exist: until then its
 //! fds hold a pidfd of the process.
 
 use super::process::Husk;
-use crate::image::{FileImage, PidfdImage};
+use crate::image::{Checkpoint, FileImage, PidfdImage};
 use crate::kernel;
 use crate::kernel::child::{fork_child, ChildTask};
 use crate::restore::error::RestoreError;
@@ -15,16 +15,14 @@ use nix::sys::wait::waitpid;
 use std::os::fd::OwnedFd;
 
 impl Husk<'_> {
-    /// The pidfd of image `d`, at an fd of the husk; `our_pidfd` is our
-    /// own pidfd opened in the husk (to pull a description in).
-    pub(super) fn create_pidfd(
-        &mut self,
-        d: &PidfdImage,
-        our_pidfd: Option<i32>,
-    ) -> Result<i32, RestoreError> {
+    /// The pidfd of image `d` (of a live process: a dead one's was made
+    /// by [`create_dead_pidfds`]), at an fd of the husk.
+    pub(super) fn create_pidfd(&mut self, d: &PidfdImage) -> Result<i32, RestoreError> {
         let Some(target) = d.pid else {
-            let ours = dead_pidfd(self.image.pid)?;
-            return self.pull_in(our_pidfd, &ours, Some(d.flags), "a pidfd of a dead process");
+            return Err(RestoreError::Unsupported {
+                pid: self.image.pid,
+                why: "a pidfd of a dead process was not created".into(),
+            });
         };
         // A stand-in until open_thread_pidfds.
         let (target, thread) = match self.own_thread(d) {
@@ -96,19 +94,45 @@ impl Husk<'_> {
     }
 }
 
-/// A pidfd of a process that has exited and been reaped.
-fn dead_pidfd(pid: i32) -> Result<OwnedFd, RestoreError> {
+/// Makes each pidfd of a dead process of the tree `ck` here, at its index
+/// in `ours`, with its status flags: the descriptions of one dead process
+/// (one inode at checkpoint) are pidfds of one short-lived child, opened
+/// before it is killed and reaped.
+pub(super) fn create_dead_pidfds(
+    ck: &Checkpoint,
+    ours: &mut [Option<OwnedFd>],
+) -> Result<(), RestoreError> {
+    let pid = ck.root().map_or(0, |p| p.pid);
     let fail = |call: &str| {
         let call = call.to_string();
         move |errno| RestoreError::Injected { pid, call, errno }
     };
-    let child = fork_child(ChildTask::IdleUntilKilled)
-        .map_err(fail("fork of a child to make a pidfd of a dead process"))?;
-    let pidfd = kernel::pidfd_open(child);
-    let killed = kill(child, Signal::SIGKILL);
-    let reaped = waitpid(child, None);
-    let pidfd = pidfd.map_err(fail("pidfd_open of a short-lived child"))?;
-    killed.map_err(fail("kill of a short-lived child"))?;
-    reaped.map_err(fail("waitpid of a short-lived child"))?;
-    Ok(pidfd)
+    let dead = |i: usize| match ck.files.get(i) {
+        Some(FileImage::Pidfd(d)) if d.pid.is_none() => Some(*d),
+        _ => None,
+    };
+    let mut inodes: Vec<u64> = (0..ck.files.len())
+        .filter_map(|i| dead(i).map(|d| d.inode))
+        .collect();
+    inodes.sort_unstable();
+    inodes.dedup();
+    for inode in inodes {
+        let child = fork_child(ChildTask::IdleUntilKilled)
+            .map_err(fail("fork of a child to make a pidfd of a dead process"))?;
+        let opened = (0..ck.files.len())
+            .filter_map(|i| dead(i).filter(|d| d.inode == inode).map(|d| (i, d)))
+            .try_for_each(|(i, d)| {
+                let pidfd = kernel::pidfd_open(child)?;
+                let status = nix::fcntl::OFlag::from_bits_truncate(d.flags);
+                nix::fcntl::fcntl(&pidfd, nix::fcntl::FcntlArg::F_SETFL(status))?;
+                ours[i] = Some(pidfd);
+                Ok(())
+            });
+        let killed = kill(child, Signal::SIGKILL);
+        let reaped = waitpid(child, None);
+        opened.map_err(fail("pidfd_open of a short-lived child"))?;
+        killed.map_err(fail("kill of a short-lived child"))?;
+        reaped.map_err(fail("waitpid of a short-lived child"))?;
+    }
+    Ok(())
 }
