@@ -7,6 +7,7 @@
  *   closed before the checkpoint (its sender is outside the tree), then
  *   one from w, bound to any address (so it arrives from 127.0.0.1 on w's
  *   port);
+ * - u, neither bound nor connected;
  * - f and g (127.0.0.10) connected to each other, f shut down for writing
  *   and g for reading (as CRIU's socket_udp_shutdown); h not connected and
  *   shut down both ways.
@@ -113,7 +114,9 @@ static short revents(int s)
 int main(void)
 {
 	struct sockaddr_storage a_at, b_at, c_at, d_at, e_at, x_at, f_at, g_at, h_at, w_at, w_from;
-	int a, b, c, d, e, x, f, g, h, w;
+	int a, b, c, d, e, x, f, g, h, w, u;
+	struct sockaddr_in u_at;
+	socklen_t u_len = sizeof u_at;
 
 	zdtm_init();
 	a = udp(AF_INET, "127.0.0.1", &a_at);
@@ -145,6 +148,9 @@ int main(void)
 	if (shutdown(f, SHUT_WR) || shutdown(g, SHUT_RD))
 		zdtm_fail("shutdown: %s", strerror(errno));
 	h = udp(AF_INET, "127.0.0.1", &h_at);
+	u = socket(AF_INET, SOCK_DGRAM, 0);
+	if (u < 0)
+		zdtm_fail("socket: %s", strerror(errno));
 	if (shutdown(h, SHUT_RDWR) != -1 || errno != ENOTCONN)
 		zdtm_fail("shutdown of an unconnected socket: %s", strerror(errno));
 	/* Let loopback deliver everything before the checkpoint. */
@@ -183,5 +189,12 @@ int main(void)
 	expect(f, "gf", &g_at, "f");
 	if ((revents(h) & (POLLHUP | POLLRDHUP)) != (POLLHUP | POLLRDHUP))
 		zdtm_fail("h is no longer shut down both ways");
+	if (getsockname(u, (struct sockaddr *)&u_at, &u_len) || u_at.sin_port != 0)
+		zdtm_fail("u got bound");
+	send_to(u, "unbound", &e_at, "u");
+	if (getsockname(u, (struct sockaddr *)&u_at, &u_len) || u_at.sin_port == 0)
+		zdtm_fail("u was not bound by its first send");
+	inet_pton(AF_INET, "127.0.0.1", &u_at.sin_addr);
+	expect(e, "unbound", (struct sockaddr_storage *)&u_at, "e from u");
 	zdtm_pass();
 }
