@@ -110,8 +110,9 @@ pub fn describe(
             } else {
                 None
             };
+            let protocol = int(libc::SOL_SOCKET, libc::SO_PROTOCOL)?;
             let udp = if sock_type == libc::SOCK_DGRAM {
-                udp::read(pid, s).map_err(|e| match e {
+                udp::read(pid, s, protocol).map_err(|e| match e {
                     udp::UdpError::Errno(what, errno) => io(what)(errno),
                     udp::UdpError::Refused(why) => refuse(why),
                 })?
@@ -135,6 +136,7 @@ pub fn describe(
                 peer: udp.peer,
                 shutdown: udp.shutdown,
                 queued: udp.queued,
+                protocol,
             }))
         }
     }

@@ -34,9 +34,9 @@ pub enum UdpError {
     Refused(String),
 }
 
-/// Reads the state of the UDP socket `sock` of process `pid` (in that
-/// process's network namespace, for inet_diag).
-pub fn read(pid: i32, sock: BorrowedFd<'_>) -> Result<UdpState, UdpError> {
+/// Reads the state of the UDP (or UDP-Lite: `protocol`) socket `sock` of
+/// process `pid` (in that process's network namespace, for inet_diag).
+pub fn read(pid: i32, sock: BorrowedFd<'_>, protocol: i32) -> Result<UdpState, UdpError> {
     let peer = match getpeername::<SockaddrStorage>(sock.as_raw_fd()) {
         Ok(a) => socket_addr(&a),
         Err(Errno::ENOTCONN) => None,
@@ -47,14 +47,13 @@ pub fn read(pid: i32, sock: BorrowedFd<'_>) -> Result<UdpState, UdpError> {
     let inode = nix::sys::stat::fstat(sock)
         .map_err(|e| UdpError::Errno("fstat", e))?
         .st_ino as u32;
-    let shutdown = crate::kernel::in_net_namespace(pid, || {
-        inet_diag::shutdown_state(family, libc::IPPROTO_UDP, inode)
-    })
-    .and_then(|r| r)
-    .map_err(|e| UdpError::Errno("inet_diag", e))?
-    // Not listed: neither bound nor connected (not hashed), so nothing a
-    // shutdown could have reached yet... but its bits, if any, are lost.
-    .unwrap_or(0);
+    let shutdown =
+        crate::kernel::in_net_namespace(pid, || inet_diag::shutdown_state(family, protocol, inode))
+            .and_then(|r| r)
+            .map_err(|e| UdpError::Errno("inet_diag", e))?
+            // Not listed: neither bound nor connected (not hashed), so nothing a
+            // shutdown could have reached yet... but its bits, if any, are lost.
+            .unwrap_or(0);
     Ok(UdpState {
         peer,
         shutdown,

@@ -467,6 +467,7 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                 peer: None,
                 shutdown: 0,
                 queued: Vec::new(),
+                protocol: libc::IPPROTO_TCP,
             }),
         ],
         pipes: vec![PipeImage {

@@ -1,6 +1,6 @@
 //! Sockets: which ones ferry carries (unix sockets whose peer the tree
 //! also holds, bound and listening unix sockets, listening TCP sockets,
-//! UDP sockets bound or connected, shut down or not). Each socket is taken out of the process with pidfd_getfd
+//! UDP and UDP-Lite sockets bound or connected, shut down or not). Each socket is taken out of the process with pidfd_getfd
 //! and examined with ordinary socket calls; the peer of a unix socket
 //! comes from unix_diag.
 
@@ -70,7 +70,9 @@ pub fn classify(pid: i32, fd: i32, inode: u64) -> Result<FdClass, InspectError> 
                         ))),
                     }
                 }
-                (libc::SOCK_DGRAM, libc::IPPROTO_UDP) => Ok(FdClass::InetSocket),
+                (libc::SOCK_DGRAM, libc::IPPROTO_UDP | libc::IPPROTO_UDPLITE) => {
+                    Ok(FdClass::InetSocket)
+                }
                 _ => Err(refuse(format!(
                     "IP socket of type {ty} and protocol {protocol}"
                 ))),

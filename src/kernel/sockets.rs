@@ -39,6 +39,17 @@ pub fn setsockopt_int(fd: BorrowedFd<'_>, level: i32, opt: i32, val: i32) -> Res
     Errno::result(r).map(drop)
 }
 
+/// socket(domain, ty | SOCK_CLOEXEC, protocol), for the protocols nix's
+/// `SockProtocol` lacks (IPPROTO_UDPLITE).
+pub fn socket_with_protocol(domain: i32, ty: i32, protocol: i32) -> Result<OwnedFd, Errno> {
+    // SAFETY: socket takes three integers and touches no memory of ours.
+    let fd = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, protocol) };
+    Errno::result(fd)?;
+    // SAFETY: the fd was just returned by socket and is owned by no one
+    // else.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
 /// What TCP_INFO tells about a TCP socket's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpState {

@@ -8,6 +8,8 @@
  *   one from w, bound to any address (so it arrives from 127.0.0.1 on w's
  *   port);
  * - u, neither bound nor connected;
+ * - l1 and l2, UDP-Lite (as CRIU's socket_udplite), connected to each
+ *   other, l2 sent "lite" to l1;
  * - f and g (127.0.0.10) connected to each other, f shut down for writing
  *   and g for reading (as CRIU's socket_udp_shutdown); h not connected and
  *   shut down both ways.
@@ -21,9 +23,9 @@
 #include <poll.h>
 #include <sys/socket.h>
 
-static int udp(int family, const char *ip, struct sockaddr_storage *at)
+static int udp_of(int family, const char *ip, struct sockaddr_storage *at, int protocol)
 {
-	int s = socket(family, SOCK_DGRAM, 0);
+	int s = socket(family, SOCK_DGRAM, protocol);
 	socklen_t len = sizeof *at;
 
 	memset(at, 0, sizeof *at);
@@ -42,6 +44,11 @@ static int udp(int family, const char *ip, struct sockaddr_storage *at)
 	    getsockname(s, (struct sockaddr *)at, &len))
 		zdtm_fail("udp socket on %s: %s", ip, strerror(errno));
 	return s;
+}
+
+static int udp(int family, const char *ip, struct sockaddr_storage *at)
+{
+	return udp_of(family, ip, at, 0);
 }
 
 static socklen_t len_of(const struct sockaddr_storage *a)
@@ -114,7 +121,9 @@ static short revents(int s)
 int main(void)
 {
 	struct sockaddr_storage a_at, b_at, c_at, d_at, e_at, x_at, f_at, g_at, h_at, w_at, w_from;
-	int a, b, c, d, e, x, f, g, h, w, u;
+	int a, b, c, d, e, x, f, g, h, w, u, l1, l2, proto;
+	struct sockaddr_storage l1_at, l2_at;
+	socklen_t proto_len = sizeof proto;
 	struct sockaddr_in u_at;
 	socklen_t u_len = sizeof u_at;
 
@@ -151,6 +160,11 @@ int main(void)
 	u = socket(AF_INET, SOCK_DGRAM, 0);
 	if (u < 0)
 		zdtm_fail("socket: %s", strerror(errno));
+	l1 = udp_of(AF_INET, "127.0.0.1", &l1_at, IPPROTO_UDPLITE);
+	l2 = udp_of(AF_INET, "127.0.0.1", &l2_at, IPPROTO_UDPLITE);
+	link_to(l1, &l2_at, "l1");
+	link_to(l2, &l1_at, "l2");
+	send_to(l2, "lite", &l1_at, "l2");
 	if (shutdown(h, SHUT_RDWR) != -1 || errno != ENOTCONN)
 		zdtm_fail("shutdown of an unconnected socket: %s", strerror(errno));
 	/* Let loopback deliver everything before the checkpoint. */
@@ -196,5 +210,12 @@ int main(void)
 		zdtm_fail("u was not bound by its first send");
 	inet_pton(AF_INET, "127.0.0.1", &u_at.sin_addr);
 	expect(e, "unbound", (struct sockaddr_storage *)&u_at, "e from u");
+	if (getsockopt(l1, SOL_SOCKET, SO_PROTOCOL, &proto, &proto_len) || proto != IPPROTO_UDPLITE)
+		zdtm_fail("l1 is no longer UDP-Lite");
+	peer_is(l1, &l2_at, "l1");
+	expect(l1, "lite", &l2_at, "l1");
+	empty(l1, "l1");
+	send_to(l1, "back", &l2_at, "l1");
+	expect(l2, "back", &l1_at, "l2");
 	zdtm_pass();
 }

@@ -281,6 +281,8 @@ pub struct InetSocket {
     pub shutdown: u8,
     /// Datagrams queued to be read on a UDP socket, oldest first.
     pub queued: Vec<Datagram>,
+    /// IPPROTO_TCP, IPPROTO_UDP or IPPROTO_UDPLITE.
+    pub protocol: i32,
 }
 
 /// One end of a pipe (or FIFO) held by the process.

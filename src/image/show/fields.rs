@@ -366,10 +366,10 @@ pub(super) fn unix_socket(u: &UnixSocket, peer_fd: Option<&FdImage>) -> String {
 
 /// One line about a TCP or UDP socket: address, state, options.
 pub(super) fn inet_socket(n: &InetSocket) -> String {
-    let proto = if n.sock_type == libc::SOCK_STREAM {
-        "tcp"
-    } else {
-        "udp"
+    let proto = match n.protocol {
+        libc::IPPROTO_UDPLITE => "udplite",
+        _ if n.sock_type == libc::SOCK_STREAM => "tcp",
+        _ => "udp",
     };
     let mut out = format!("{proto}{}", if n.ipv6 { "6" } else { "" });
     match n.local {

@@ -190,13 +190,11 @@ fn inet(pid: i32, n: &InetSocket) -> Result<OwnedFd, RestoreError> {
     } else {
         AddressFamily::Inet
     };
-    let sock = socket(
-        family,
-        sock_type(pid, n.sock_type)?,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(fail(format!("socket({family:?}, {})", n.sock_type)))?;
+    let sock = crate::kernel::sockets::socket_with_protocol(family as i32, n.sock_type, n.protocol)
+        .map_err(fail(format!(
+            "socket({family:?}, {}, {})",
+            n.sock_type, n.protocol
+        )))?;
     set_options(pid, &sock, &n.options)?;
     let s = sock.as_fd();
     if n.ipv6 {

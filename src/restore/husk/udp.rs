@@ -7,8 +7,7 @@ use crate::kernel::sockets::setsockopt_int;
 use crate::restore::error::RestoreError;
 use nix::errno::Errno;
 use nix::sys::socket::{
-    bind, connect, sendto, shutdown, socket, AddressFamily, MsgFlags, Shutdown, SockFlag, SockType,
-    SockaddrStorage,
+    bind, connect, sendto, shutdown, AddressFamily, MsgFlags, Shutdown, SockaddrStorage,
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -47,14 +46,17 @@ pub fn refill_and_shut(ck: &Checkpoint, ours: &[Option<OwnedFd>]) -> Result<(), 
             // A socket of the tree bound to the sender's address (or to
             // its port on any address, which holds that port) sends it
             // itself; otherwise a socket made for it, bound there.
+            let same = |o: &InetSocket| o.protocol == n.protocol;
             let sender = udp()
-                .find(|(o, _)| o.local == Some(d.source))
-                .or_else(|| udp().find(|(o, _)| o.local.is_some_and(|l| holds(l, d.source))));
+                .find(|(o, _)| same(o) && o.local == Some(d.source))
+                .or_else(|| {
+                    udp().find(|(o, _)| same(o) && o.local.is_some_and(|l| holds(l, d.source)))
+                });
             let made;
             let from = match sender {
                 Some((_, s)) => s,
                 None => {
-                    made = sender_at(pid, d.source)?;
+                    made = sender_at(pid, d.source, n.protocol)?;
                     &made
                 }
             };
@@ -103,9 +105,9 @@ fn first_holder(ck: &Checkpoint, ours: &[Option<OwnedFd>], sock: &OwnedFd) -> i3
         .map_or(0, |p| p.pid)
 }
 
-/// A UDP socket bound to `source`, which may be an address of no
-/// interface here (IP_FREEBIND, IP_TRANSPARENT).
-fn sender_at(pid: i32, source: SocketAddr) -> Result<OwnedFd, RestoreError> {
+/// A UDP (or UDP-Lite: `protocol`) socket bound to `source`, which may be
+/// an address of no interface here (IP_FREEBIND, IP_TRANSPARENT).
+fn sender_at(pid: i32, source: SocketAddr, protocol: i32) -> Result<OwnedFd, RestoreError> {
     let fail = |call: String| move |errno| RestoreError::Injected { pid, call, errno };
     let (family, level, freebind, transparent) = match source {
         SocketAddr::V4(_) => (
@@ -121,8 +123,8 @@ fn sender_at(pid: i32, source: SocketAddr) -> Result<OwnedFd, RestoreError> {
             libc::IPV6_TRANSPARENT,
         ),
     };
-    let s = socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
-        .map_err(fail(format!("socket({family:?}, SOCK_DGRAM)")))?;
+    let s = crate::kernel::sockets::socket_with_protocol(family as i32, libc::SOCK_DGRAM, protocol)
+        .map_err(fail(format!("socket({family:?}, SOCK_DGRAM, {protocol})")))?;
     // Best effort: without them only a local address can be bound.
     let _ = setsockopt_int(s.as_fd(), level, freebind, 1);
     let _ = setsockopt_int(s.as_fd(), level, transparent, 1);
