@@ -137,6 +137,7 @@ pub fn describe(
                 shutdown: udp.shutdown,
                 queued: udp.queued,
                 protocol,
+                broadcast: int(libc::SOL_SOCKET, libc::SO_BROADCAST)? != 0,
             }))
         }
     }

@@ -468,6 +468,7 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                 shutdown: 0,
                 queued: Vec::new(),
                 protocol: libc::IPPROTO_TCP,
+                broadcast: false,
             }),
         ],
         pipes: vec![PipeImage {

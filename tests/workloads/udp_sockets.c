@@ -3,7 +3,7 @@
  * - a and b (127.0.0.1) connected to each other; b sent "one" and "two!"
  *   to a, a sent "hello" to b, none read yet;
  * - c and d (::1), c connected to d, d not connected; d sent "six" to c;
- * - e (127.0.0.1, not connected) holds a datagram from a socket that was
+ * - e (127.0.0.1, not connected, SO_BROADCAST) holds a datagram from a socket that was
  *   closed before the checkpoint (its sender is outside the tree), then
  *   one from w, bound to any address (so it arrives from 127.0.0.1 on w's
  *   port);
@@ -142,6 +142,8 @@ int main(void)
 	send_to(d, "six", &c_at, "d");
 
 	e = udp(AF_INET, "127.0.0.1", &e_at);
+	if (setsockopt(e, SOL_SOCKET, SO_BROADCAST, &(int){ 1 }, sizeof(int)))
+		zdtm_fail("SO_BROADCAST: %s", strerror(errno));
 	x = udp(AF_INET, "127.0.0.1", &x_at);
 	send_to(x, "ext", &e_at, "x");
 	close(x);
@@ -212,6 +214,12 @@ int main(void)
 	expect(e, "unbound", (struct sockaddr_storage *)&u_at, "e from u");
 	if (getsockopt(l1, SOL_SOCKET, SO_PROTOCOL, &proto, &proto_len) || proto != IPPROTO_UDPLITE)
 		zdtm_fail("l1 is no longer UDP-Lite");
+	proto_len = sizeof proto;
+	if (getsockopt(e, SOL_SOCKET, SO_BROADCAST, &proto, &proto_len) || !proto)
+		zdtm_fail("e lost SO_BROADCAST");
+	proto_len = sizeof proto;
+	if (getsockopt(a, SOL_SOCKET, SO_BROADCAST, &proto, &proto_len) || proto)
+		zdtm_fail("a got SO_BROADCAST");
 	peer_is(l1, &l2_at, "l1");
 	expect(l1, "lite", &l2_at, "l1");
 	empty(l1, "l1");

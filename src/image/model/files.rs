@@ -283,6 +283,8 @@ pub struct InetSocket {
     pub queued: Vec<Datagram>,
     /// IPPROTO_TCP, IPPROTO_UDP or IPPROTO_UDPLITE.
     pub protocol: i32,
+    /// SO_BROADCAST (UDP: datagrams may go to broadcast addresses).
+    pub broadcast: bool,
 }
 
 /// One end of a pipe (or FIFO) held by the process.

@@ -398,5 +398,10 @@ pub(super) fn inet_socket(n: &InetSocket) -> String {
         )
         .expect("writing to a String");
     }
-    out + &socket_options(&n.options, &[("v6only", n.v6only), ("nodelay", n.nodelay)])
+    let flags = [
+        ("v6only", n.v6only),
+        ("nodelay", n.nodelay),
+        ("broadcast", n.broadcast),
+    ];
+    out + &socket_options(&n.options, &flags)
 }

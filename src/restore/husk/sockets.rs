@@ -210,6 +210,10 @@ fn inet(pid: i32, n: &InetSocket) -> Result<OwnedFd, RestoreError> {
         setsockopt_int(s, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
             .map_err(fail("setting TCP_NODELAY".into()))?;
     }
+    if n.broadcast {
+        setsockopt_int(s, libc::SOL_SOCKET, libc::SO_BROADCAST, 1)
+            .map_err(fail("setting SO_BROADCAST".into()))?;
+    }
     match n.local {
         Some(std::net::SocketAddr::V4(a)) if !n.ipv6 => {
             bind(sock.as_raw_fd(), &SockaddrIn::from(a))
