@@ -10,6 +10,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use std::fs::{self, OpenOptions};
 use std::os::linux::net::SocketAddrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::{SocketAddr, UnixListener};
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -258,14 +259,49 @@ fn refuses_strict_seccomp() {
 const ONE_ENDED_FIFO: Spec = Spec::new("refused_fds").args(&["fifo"]);
 const BIG_MEMFD: Spec = Spec::new("refused_fds").args(&["bigmemfd"]);
 
+/// A FIFO whose write end a process outside the tree holds (this test
+/// process opens it once the workload made it): a FIFO only read, with no
+/// writer left anywhere, is carried (fifo_no_writer.c).
 #[test]
 fn refuses_fifo_with_an_end_outside() {
-    refuses_unsupported_fd("refuses_fifo_with_an_end_outside", &ONE_ENDED_FIFO, "fifo");
+    common::run_test("refuses_fifo_with_an_end_outside", |dir| {
+        let mut w = Workload::start(dir, &ONE_ENDED_FIFO)?;
+        let writer = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(dir.path().join("files").join("fifo"))
+            .context("opening the workload's FIFO for writing")?;
+        let msg = checkpoint_refusal(dir, &w, "a fifo")?;
+        ensure!(
+            mentions_number(&msg, UNSUPPORTED_FD),
+            "the refusal does not name fd {UNSUPPORTED_FD}: {msg}"
+        );
+        ensure!(
+            msg.to_lowercase().contains("fifo"),
+            "the refusal does not say \"fifo\": {msg}"
+        );
+        common::check_running(&mut w, "after the refused checkpoint")?;
+        drop(writer);
+        w.finish(&ONE_ENDED_FIFO)
+    });
 }
 
 #[test]
 fn refuses_memfd_over_64_mib() {
     refuses_unsupported_fd("refuses_memfd_over_64_mib", &BIG_MEMFD, "memfd");
+}
+
+const OUTSIDE_PIDFD: Spec = Spec::new("refused_fds").args(&["pidfd"]);
+
+/// A pidfd of a process outside the tree: the restored pidfd would have
+/// to point at a process that is not restored.
+#[test]
+fn refuses_pidfd_of_a_process_outside() {
+    refuses_unsupported_fd(
+        "refuses_pidfd_of_a_process_outside",
+        &OUTSIDE_PIDFD,
+        "pidfd of process",
+    );
 }
 
 const OTHER_NS: Spec = Spec::new("other_ns");
@@ -333,8 +369,9 @@ fn refuses_unix_socket_in_flight() {
 
 const STALE_EPOLL: Spec = Spec::new("stale_epoll");
 
-/// An epoll registration whose fd was closed (a dup keeps it alive) cannot
-/// be recreated with epoll_ctl.
+/// An epoll registration whose fd was closed, with the file kept alive only
+/// by another process (no fd of this one can stand in for it at restore),
+/// cannot be recreated with epoll_ctl.
 #[test]
 fn refuses_stale_epoll_registration() {
     refuses_unsupported_fd("refuses_stale_epoll_registration", &STALE_EPOLL, "epoll");

@@ -91,6 +91,11 @@ zdtm_tests! {
     unix_empty_msgs, unix_empty_msgs_leave_running => Spec::new("unix_empty_msgs");
     unix_file_mode, unix_file_mode_leave_running => Spec::new("unix_file_mode");
     unix_scm, unix_scm_leave_running => Spec::new("unix_scm");
+    udp_sockets, udp_sockets_leave_running => Spec::new("udp_sockets");
+    epoll_closed, epoll_closed_leave_running => Spec::new("epoll_closed");
+    pidfd, pidfd_leave_running => Spec::new("pidfd");
+    tree_shared, tree_shared_leave_running => Spec::new("tree_shared");
+    fifo_no_writer, fifo_no_writer_leave_running => Spec::new("fifo_no_writer");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three

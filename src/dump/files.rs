@@ -7,6 +7,7 @@
 use super::anon;
 use super::error::CheckpointError;
 use super::notify;
+use super::pidfd;
 use super::sockets;
 use super::tcp;
 use crate::image::{
@@ -228,6 +229,9 @@ pub fn describe(
                                 flags,
                                 data,
                             })
+                        }
+                        FdClass::Pidfd { pid: target } => {
+                            pidfd::describe(pid, c.fd, target.is_some(), flags)?
                         }
                         FdClass::UnixSocket { .. } | FdClass::InetSocket => {
                             let taken = kernel::pidfd_getfd(&pidfd, c.fd).map_err(fail(

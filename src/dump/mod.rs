@@ -16,6 +16,7 @@ mod locks;
 pub mod memory;
 mod mm;
 pub mod notify;
+mod pidfd;
 pub mod pidns;
 pub mod precopy;
 mod rlimits;
@@ -28,6 +29,7 @@ pub mod tcp;
 mod threads;
 mod timers;
 mod tree;
+mod udp;
 mod unix;
 
 pub use error::CheckpointError;
@@ -445,6 +447,12 @@ fn dump_process(
         stopped: frozen.stopped(),
         child_subreaper,
         file_locks,
+        // A parent outside the tree may not be comparable; what it shares
+        // with the root does not matter, as the root is not cloned.
+        shares_files_with_parent: kernel::shares_with(ids.ppid, pid, kernel::Shared::Files)
+            .unwrap_or(false),
+        shares_fs_with_parent: kernel::shares_with(ids.ppid, pid, kernel::Shared::Fs)
+            .unwrap_or(false),
     };
     Ok((process, vdso_bytes))
 }

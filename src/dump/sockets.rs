@@ -1,10 +1,12 @@
 //! Sockets of a frozen process: what ferry records about the ones
-//! inspection found it can carry (names, options, backlog, queued data).
+//! inspection found it can carry (names, options, backlog, queued data;
+//! a UDP socket's connection state in `udp.rs`).
 //! Each socket is taken out of the process with pidfd_getfd and examined
 //! with ordinary socket calls; the peer of a unix socket comes from
 //! unix_diag.
 
 use super::error::CheckpointError;
+use super::udp;
 use super::unix;
 use crate::image::{Ancillary, FileImage, InetSocket, SocketOptions, UnixSocket};
 use crate::inspect::sockets::{inet_addr, unix_diag_of};
@@ -132,11 +134,19 @@ pub fn describe(
             } else {
                 None
             };
-            if sock_type == libc::SOCK_DGRAM
-                && kernel::bytes_readable(sock).map_err(io("FIONREAD"))? > 0
-            {
-                return Err(refuse("UDP socket with datagrams queued".into()));
-            }
+            let protocol = int(libc::SOL_SOCKET, libc::SO_PROTOCOL)?;
+            let udp = if sock_type == libc::SOCK_DGRAM {
+                udp::read(pid, s, protocol).map_err(|e| match e {
+                    udp::UdpError::Errno(what, errno) => io(what)(errno),
+                    udp::UdpError::Refused(why) => refuse(why),
+                })?
+            } else {
+                udp::UdpState {
+                    peer: None,
+                    shutdown: 0,
+                    queued: Vec::new(),
+                }
+            };
             let image = FileImage::InetSocket(InetSocket {
                 sock_type,
                 flags,
@@ -147,6 +157,11 @@ pub fn describe(
                 nodelay: sock_type == libc::SOCK_STREAM
                     && int(libc::IPPROTO_TCP, libc::TCP_NODELAY)? != 0,
                 options,
+                peer: udp.peer,
+                shutdown: udp.shutdown,
+                queued: udp.queued,
+                protocol,
+                broadcast: int(libc::SOL_SOCKET, libc::SO_BROADCAST)? != 0,
             });
             Ok(Described {
                 image,

@@ -338,6 +338,8 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                 start: 400,
                 len: 100,
             }],
+            shares_files_with_parent: false,
+            shares_fs_with_parent: true,
         }],
         zombies: vec![ZombieImage {
             pid: 4243,
@@ -396,11 +398,13 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                         fd: 4,
                         events: 0x8000_0019, // EPOLLIN|EPOLLERR|EPOLLHUP|EPOLLET
                         data: 4,
+                        via: None,
                     },
                     EpollTarget {
                         fd: 8,
                         events: 0x19,
                         data: 0xdead_beef,
+                        via: Some(9),
                     },
                 ],
             }),
@@ -484,6 +488,11 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                     sndbuf: 16384,
                     rcvbuf: 131072,
                 },
+                peer: None,
+                shutdown: 0,
+                queued: Vec::new(),
+                protocol: libc::IPPROTO_TCP,
+                broadcast: false,
             }),
         ],
         pipes: vec![PipeImage {

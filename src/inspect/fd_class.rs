@@ -63,4 +63,10 @@ pub enum FdClass {
         /// The FIFO's inode number.
         inode: u64,
     },
+    /// A pidfd of process `pid` (as this host sees it), or of a process
+    /// that has exited and been reaped (None).
+    Pidfd {
+        /// The process it refers to.
+        pid: Option<i32>,
+    },
 }

@@ -7,6 +7,7 @@ use super::error::InspectError;
 use super::fd_class::{ClassifiedFd, FdClass};
 use super::locks;
 use super::notify;
+use super::pidfd;
 use super::sockets;
 use crate::image::{PathFileType, GHOST_FILE_MAX};
 use crate::proc;
@@ -36,6 +37,7 @@ pub fn classify_fd(pid: i32, fd: i32, target: &str) -> Result<FdClass, InspectEr
     match target {
         "anon_inode:[eventpoll]" => return Ok(FdClass::Epoll),
         "anon_inode:inotify" => return Ok(FdClass::Inotify),
+        "anon_inode:[pidfd]" => return pidfd::classify(pid, fd),
         _ => {}
     }
     if let Some(rest) = target.strip_prefix("anon_inode:") {
@@ -206,9 +208,17 @@ pub fn tree_fd_blockers(
             continue;
         }
         // A pipe end that no process holds any more is simply closed after
-        // restore too (the reader sees the data, then end of file).
+        // restore too (the reader sees the data, then end of file). So is
+        // the write end of a FIFO the tree reads: its data is carried.
         let tree_pids: Vec<i32> = tree.iter().map(|(p, _)| *p).collect();
-        if kind == "pipe" && proc::pipe_holder_outside(inode, &tree_pids)?.is_none() {
+        // (A FIFO only written keeps its data for a later reader, which
+        // its write end cannot copy: still refused.)
+        let outside = if kind == "pipe" {
+            proc::pipe_holder_outside(inode, &tree_pids)?.is_some()
+        } else {
+            !reads || proc::fifo_holder_outside(&c.target, inode, &tree_pids)?.is_some()
+        };
+        if !outside {
             continue;
         }
         refused.push(InspectError::UnsupportedFd {
@@ -226,6 +236,11 @@ pub fn tree_fd_blockers(
         });
     }
     refused.extend(sockets::check_tcp_peers(tree));
+    match pidfd::check_pidfd_targets(tree) {
+        Err(e @ InspectError::Proc(_)) => return Err(e),
+        Err(e) => refused.push(e),
+        Ok(()) => {}
+    }
     match sockets::check_unix_peers(tree) {
         Err(e @ InspectError::Proc(_)) => Err(e),
         Err(e) => {

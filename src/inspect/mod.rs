@@ -12,6 +12,7 @@ pub mod locks;
 pub mod mappings;
 pub mod namespaces;
 pub mod notify;
+pub mod pidfd;
 pub mod pidns;
 pub mod seccomp;
 pub mod sockets;

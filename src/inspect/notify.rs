@@ -16,45 +16,65 @@ use std::os::unix::fs::MetadataExt;
 
 /// The registrations of epoll fd `epoll` of `pid`, each checked to name an
 /// fd that the process holds and that refers to the registered file, so
-/// that the restored registration gets the kernel's same (file, fd) key. A
-/// registration whose fd was closed (kept alive by a dup of the file) is
-/// refused: it cannot be recreated by epoll_ctl.
+/// that the restored registration gets the kernel's same (file, fd) key.
+/// A registration whose fd was closed or now refers to another file (a dup
+/// kept the registration alive) gets, in `via`, another fd of the process
+/// on the registered file, which restore puts at the fd number for the
+/// time of the EPOLL_CTL_ADD; with no such fd it is refused.
 pub fn epoll_targets(
     pid: i32,
     epoll: &ClassifiedFd,
     fds: &[ClassifiedFd],
 ) -> Result<Vec<EpollTarget>, InspectError> {
-    let targets = proc::notify::read_epoll_targets(pid, epoll.fd)?;
-    for (i, t) in targets.iter().enumerate() {
+    let mut targets = proc::notify::read_epoll_targets(pid, epoll.fd)?;
+    for i in 0..targets.len() {
+        let t = targets[i];
         // Registrations of one fd number are told apart by their rank.
         let toff = targets[..i].iter().filter(|o| o.fd == t.fd).count() as u32;
-        let held = fds.iter().any(|c| c.fd == t.fd);
-        let same = held
-            && match kernel::epoll_target_is(Pid::from_raw(pid), t.fd, epoll.fd, t.fd, toff) {
-                Ok(same) => same,
-                Err(Errno::ENOENT) => false,
-                Err(errno) => {
-                    return Err(InspectError::Io {
-                        what: format!(
-                            "compare fd {} of process {pid} with its registration in epoll fd {}",
-                            t.fd, epoll.fd
-                        ),
-                        source: errno.into(),
-                    })
-                }
+        let is =
+            |fd: i32| match kernel::epoll_target_is(Pid::from_raw(pid), fd, epoll.fd, t.fd, toff) {
+                Ok(same) => Ok(same),
+                Err(Errno::ENOENT) => Ok(false),
+                Err(errno) => Err(InspectError::Io {
+                    what: format!(
+                        "compare fd {fd} of process {pid} with the registration of fd {} in epoll \
+                     fd {}",
+                        t.fd, epoll.fd
+                    ),
+                    source: errno.into(),
+                }),
             };
-        if !same {
+        // Open, whether carried or refused on its own (then its refusal
+        // says why, not this one).
+        let held = std::fs::symlink_metadata(format!("/proc/{pid}/fd/{}", t.fd)).is_ok();
+        if held && is(t.fd)? {
+            continue;
+        }
+        let mut via = None;
+        for c in fds.iter().filter(|c| c.fd != t.fd) {
+            if is(c.fd)? {
+                via = Some(c.fd);
+                break;
+            }
+        }
+        if via.is_none() {
             return Err(InspectError::UnsupportedFd {
                 pid,
                 fd: epoll.fd,
                 kind: format!(
-                    "set of epoll registrations, one of which names fd {}, which was closed \
-                     or now refers to another file (a dup kept the registration alive)",
-                    t.fd
+                    "set of epoll registrations, one of which names fd {}, which {}, and no \
+                     other fd of the process refers to the registered file",
+                    t.fd,
+                    if held {
+                        "now refers to another file"
+                    } else {
+                        "was closed"
+                    }
                 ),
                 target: epoll.target.clone(),
             });
         }
+        targets[i].via = via;
     }
     Ok(targets)
 }

@@ -1,6 +1,7 @@
 //! Sockets: which ones ferry carries (unix sockets whose peer the tree
-//! also holds, bound and listening unix sockets, listening TCP and bound
-//! UDP sockets, established and half-closed TCP connections). Each socket is taken out of the process with pidfd_getfd
+//! also holds, bound and listening unix sockets, listening TCP sockets,
+//! UDP and UDP-Lite sockets bound or connected, shut down or not,
+//! established and half-closed TCP connections). Each socket is taken out of the process with pidfd_getfd
 //! and examined with ordinary socket calls; the peer of a unix socket
 //! comes from unix_diag.
 
@@ -144,10 +145,7 @@ pub fn classify(pid: i32, fd: i32, inode: u64) -> Result<FdClass, InspectError> 
                         ))),
                     }
                 }
-                (libc::SOCK_DGRAM, libc::IPPROTO_UDP) => {
-                    if getpeername::<SockaddrStorage>(sock.as_raw_fd()).is_ok() {
-                        return Err(refuse("connected UDP socket".into()));
-                    }
+                (libc::SOCK_DGRAM, libc::IPPROTO_UDP | libc::IPPROTO_UDPLITE) => {
                     Ok(FdClass::InetSocket)
                 }
                 _ => Err(refuse(format!(

@@ -9,6 +9,7 @@ pub mod abi;
 pub mod anon;
 pub mod child;
 pub mod cpu;
+pub mod inet_diag;
 pub mod scratch;
 pub mod sockets;
 pub mod sysvshm;
@@ -266,6 +267,27 @@ pub fn same_file_description(pid1: Pid, fd1: i32, pid2: Pid, fd2: i32) -> Result
             fd2,
         )
     };
+    Errno::result(r).map(|r| r == 0)
+}
+
+/// What two processes may share, as kcmp compares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shared {
+    /// The fd table (KCMP_FILES: CLONE_FILES).
+    Files,
+    /// The working directory, root and umask (KCMP_FS: CLONE_FS).
+    Fs,
+}
+
+/// kcmp(KCMP_FILES or KCMP_FS): whether processes `pid1` and `pid2` share
+/// `what`.
+pub fn shares_with(pid1: i32, pid2: i32, what: Shared) -> Result<bool, Errno> {
+    let kind: i32 = match what {
+        Shared::Files => 2,
+        Shared::Fs => 3,
+    };
+    // SAFETY: kcmp takes five integers and touches no memory of ours.
+    let r = unsafe { libc::syscall(libc::SYS_kcmp, pid1, pid2, kind, 0, 0) };
     Errno::result(r).map(|r| r == 0)
 }
 

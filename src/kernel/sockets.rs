@@ -96,6 +96,17 @@ pub fn recv_with_ancillary(
     Ok(out)
 }
 
+/// socket(domain, ty | SOCK_CLOEXEC, protocol), for the protocols nix's
+/// `SockProtocol` lacks (IPPROTO_UDPLITE).
+pub fn socket_with_protocol(domain: i32, ty: i32, protocol: i32) -> Result<OwnedFd, Errno> {
+    // SAFETY: socket takes three integers and touches no memory of ours.
+    let fd = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, protocol) };
+    Errno::result(fd)?;
+    // SAFETY: the fd was just returned by socket and is owned by no one
+    // else.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
 /// What TCP_INFO tells about a TCP socket's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpState {
@@ -321,9 +332,9 @@ pub struct UnixDiag {
 }
 
 /// SOCK_DIAG_BY_FAMILY netlink message type.
-const SOCK_DIAG_BY_FAMILY: u16 = 20;
-/// unix_diag_req.udiag_show bits: the peer, the connections queued on a
-/// listener, and the queue lengths.
+pub(super) const SOCK_DIAG_BY_FAMILY: u16 = 20;
+/// unix_diag_req.udiag_show bits: the socket file, the peer, the
+/// connections queued on a listener, and the queue lengths.
 const UDIAG_SHOW_VFS: u32 = 0x2;
 const UDIAG_SHOW_PEER: u32 = 0x4;
 const UDIAG_SHOW_ICONS: u32 = 0x8;
@@ -337,18 +348,12 @@ const UNIX_DIAG_SHUTDOWN: u16 = 6;
 /// unix_diag_msg.udiag_state of a listening socket.
 const TCP_LISTEN: u8 = 10;
 /// Length of struct nlmsghdr and struct unix_diag_msg.
-const NLMSG_HDR_LEN: usize = 16;
+pub(super) const NLMSG_HDR_LEN: usize = 16;
 const UNIX_DIAG_MSG_LEN: usize = 16;
 
 /// Asks the kernel (NETLINK_SOCK_DIAG, unix_diag) about the unix socket
 /// with inode `inode` in this process's network namespace.
 pub fn unix_diag(inode: u32) -> Result<UnixDiag, Errno> {
-    let nl = socket(
-        AddressFamily::Netlink,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkSockDiag,
-    )?;
     // struct nlmsghdr + struct unix_diag_req (family, protocol, pad,
     // states, ino, show, cookie[2]); an all-ones cookie means "any".
     let mut req = Vec::with_capacity(NLMSG_HDR_LEN + 24);
@@ -364,15 +369,28 @@ pub fn unix_diag(inode: u32) -> Result<UnixDiag, Errno> {
         &(UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN).to_ne_bytes(),
     );
     req.extend_from_slice(&[0xff; 8]);
-    sendto(
-        nl.as_raw_fd(),
-        &req,
-        &NetlinkAddr::new(0, 0),
-        MsgFlags::empty(),
-    )?;
+    let nl = sock_diag(&req)?;
     let mut buf = vec![0u8; 8192];
     let n = recv(nl.as_raw_fd(), &mut buf, MsgFlags::empty())?;
     parse_unix_diag(&buf[..n])
+}
+
+/// Sends request `req` (a netlink message) on a new NETLINK_SOCK_DIAG
+/// socket, returned for the replies to be read from.
+pub(super) fn sock_diag(req: &[u8]) -> Result<OwnedFd, Errno> {
+    let nl = socket(
+        AddressFamily::Netlink,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkSockDiag,
+    )?;
+    sendto(
+        nl.as_raw_fd(),
+        req,
+        &NetlinkAddr::new(0, 0),
+        MsgFlags::empty(),
+    )?;
+    Ok(nl)
 }
 
 fn parse_unix_diag(msg: &[u8]) -> Result<UnixDiag, Errno> {

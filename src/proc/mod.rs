@@ -11,6 +11,7 @@ use std::path::PathBuf;
 pub mod anon;
 pub mod limits;
 pub mod locks;
+pub mod pidfd;
 pub mod sysvipc;
 
 /// Why something could not be read from /proc.
@@ -481,9 +482,33 @@ pub fn read_thread_comm(pid: i32, tid: i32) -> Result<String, ProcError> {
 /// `inode`, as (pid, fd), if there is one: every process's fds are looked
 /// at, so call it only for a pipe whose other end the tree lacks.
 pub fn pipe_holder_outside(inode: u64, tree: &[i32]) -> Result<Option<(i32, i32)>, ProcError> {
+    holder_outside(tree, &format!("pipe:[{inode}]"), |_, _| true)
+}
+
+/// A process outside `tree` (and not this one) holding FIFO `inode`
+/// (opened at `path`), as (pid, fd), if there is one: every process's fds
+/// are looked at, so call it only for a FIFO whose other end the tree
+/// lacks.
+pub fn fifo_holder_outside(
+    path: &str,
+    inode: u64,
+    tree: &[i32],
+) -> Result<Option<(i32, i32)>, ProcError> {
+    use std::os::unix::fs::MetadataExt;
+    holder_outside(tree, path, |pid, fd| {
+        fs::metadata(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|m| m.ino() == inode)
+    })
+}
+
+/// The first (pid, fd) of a process outside `tree` (and not this one)
+/// whose fd link reads `wanted` and which `same` confirms.
+fn holder_outside(
+    tree: &[i32],
+    wanted: &str,
+    same: impl Fn(i32, i32) -> bool,
+) -> Result<Option<(i32, i32)>, ProcError> {
     let path = PathBuf::from("/proc");
     let dir = fs::read_dir(&path).map_err(|source| ProcError::Read { path, source })?;
-    let wanted = format!("pipe:[{inode}]");
     let me = std::process::id() as i32;
     for entry in dir.flatten() {
         let Some(pid) = entry
@@ -498,7 +523,10 @@ pub fn pipe_holder_outside(inode: u64, tree: &[i32]) -> Result<Option<(i32, i32)
         }
         // A process that exits meanwhile holds nothing.
         if let Ok(fds) = fds(pid) {
-            if let Some((fd, _)) = fds.into_iter().find(|(_, t)| *t == wanted) {
+            let found = fds
+                .into_iter()
+                .find(|(fd, t)| t == wanted && same(pid, *fd));
+            if let Some((fd, _)) = found {
                 return Ok(Some((pid, fd)));
             }
         }

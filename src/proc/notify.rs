@@ -46,6 +46,7 @@ pub fn parse_epoll_targets(path: &Path, text: &str) -> Result<Vec<EpollTarget>, 
             fd,
             events: hex_field(path, line, "events")? as u32,
             data: hex_field(path, line, "data")?,
+            via: None,
         });
     }
     Ok(out)
@@ -175,12 +176,14 @@ tfd:       14 events: 1000001c data:                7  pos:0 ino:19cfa sdev:f\n"
                 EpollTarget {
                     fd: 3,
                     events: 0x8000_0019,
-                    data: 0x12_3456_7890
+                    data: 0x12_3456_7890,
+                    via: None,
                 },
                 EpollTarget {
                     fd: 14,
                     events: 0x1000_001c,
-                    data: 7
+                    data: 7,
+                    via: None,
                 }
             ]
         );

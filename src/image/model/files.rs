@@ -60,6 +60,8 @@ pub enum FileImage {
     /// An established (or half-closed) TCP connection, IPv4 or IPv6,
     /// carried with TCP_REPAIR.
     TcpConnection(TcpConnection),
+    /// A pidfd (pidfd_open) of a process of the tree or of a dead one.
+    Pidfd(PidfdImage),
 }
 
 /// A memfd description: an anonymous file whose contents live only in
@@ -169,14 +171,18 @@ pub struct EpollImage {
 /// One registration of an epoll instance (a `tfd:` line of its fdinfo).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EpollTarget {
-    /// The registered fd number; at checkpoint it was open in the process
-    /// and referred to the registered file.
+    /// The registered fd number (the kernel's key, with the file).
     pub fd: i32,
     /// The event mask with its flags (EPOLLET, EPOLLONESHOT, EPOLLEXCLUSIVE,
     /// EPOLLWAKEUP ...), as the kernel holds it.
     pub events: u32,
     /// The user data returned with each event.
     pub data: u64,
+    /// When `fd` was closed after the registration was made, or now
+    /// refers to another file (a dup kept the registration alive): an fd
+    /// of the same process on the registered file, made to appear at `fd`
+    /// just for the time of the EPOLL_CTL_ADD at restore.
+    pub via: Option<i32>,
 }
 
 /// An inotify instance. Events queued at checkpoint and not yet read are
@@ -285,8 +291,8 @@ pub struct UnixSocket {
     pub passcred: bool,
 }
 
-/// An IPv4 or IPv6 socket: TCP listening or not yet connected, or UDP not
-/// connected and with nothing queued.
+/// An IPv4 or IPv6 socket: TCP listening or not yet connected, or UDP
+/// (connected or not, shut down or not, with its queued datagrams).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InetSocket {
     /// SOCK_STREAM (TCP) or SOCK_DGRAM (UDP).
@@ -309,6 +315,17 @@ pub struct InetSocket {
     pub nodelay: bool,
     /// Buffer sizes and reuse flags.
     pub options: SocketOptions,
+    /// The address a UDP socket is connected to (connect(2)), if any.
+    pub peer: Option<std::net::SocketAddr>,
+    /// The shutdown(2) bits of a UDP socket: 1 reading shut down, 2
+    /// writing shut down (the kernel's RCV_SHUTDOWN and SEND_SHUTDOWN).
+    pub shutdown: u8,
+    /// Datagrams queued to be read on a UDP socket, oldest first.
+    pub queued: Vec<Datagram>,
+    /// IPPROTO_TCP, IPPROTO_UDP or IPPROTO_UDPLITE.
+    pub protocol: i32,
+    /// SO_BROADCAST (UDP: datagrams may go to broadcast addresses).
+    pub broadcast: bool,
 }
 
 /// One end of a pipe (or FIFO) held by the process.
@@ -560,4 +577,30 @@ pub struct UnixCreds {
     pub uid: u32,
     /// Its group.
     pub gid: u32,
+}
+
+/// A datagram queued on a UDP socket: sent again at restore from its
+/// source address, so that recvfrom still names the sender.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Datagram {
+    /// The address it came from.
+    pub source: std::net::SocketAddr,
+    /// Its payload.
+    pub data: Vec<u8>,
+}
+
+/// A pidfd: of a process of the tree (opened again on the restored
+/// process, which has the same PID), or of a process that had exited and
+/// been reaped (made again from a short-lived process of the restorer's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PidfdImage {
+    /// The process, as the tree's PID namespace names it; None for a
+    /// process that was dead already.
+    pub pid: Option<i32>,
+    /// Status flags of the description (O_NONBLOCK ...), without the
+    /// access mode and O_CLOEXEC.
+    pub flags: i32,
+    /// Its inode (pidfs: one per process): the dead pidfds of one inode
+    /// referred to one process, and come back referring to one.
+    pub inode: u64,
 }

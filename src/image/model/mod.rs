@@ -172,6 +172,13 @@ pub struct ProcessImage {
     /// OFD and flock() locks of the descriptions it is the first process
     /// of the image to hold (each such lock is recorded once).
     pub file_locks: Vec<FileLock>,
+    /// The process shares its fd table with its parent (cloned with
+    /// CLONE_FILES): restored by a clone with CLONE_FILES, its fds are its
+    /// parent's.
+    pub shares_files_with_parent: bool,
+    /// The process shares its working directory, root and umask with its
+    /// parent (cloned with CLONE_FS): restored by a clone with CLONE_FS.
+    pub shares_fs_with_parent: bool,
 }
 
 /// One TCP connection as its local socket sees it: what a network lock

@@ -388,10 +388,10 @@ pub(super) fn unix_socket(u: &UnixSocket, peer_fd: Option<&FdImage>) -> String {
 
 /// One line about a TCP or UDP socket: address, state, options.
 pub(super) fn inet_socket(n: &InetSocket) -> String {
-    let proto = if n.sock_type == libc::SOCK_STREAM {
-        "tcp"
-    } else {
-        "udp"
+    let proto = match n.protocol {
+        libc::IPPROTO_UDPLITE => "udplite",
+        _ if n.sock_type == libc::SOCK_STREAM => "tcp",
+        _ => "udp",
     };
     let mut out = format!("{proto}{}", if n.ipv6 { "6" } else { "" });
     match n.local {
@@ -402,7 +402,30 @@ pub(super) fn inet_socket(n: &InetSocket) -> String {
     if let Some(b) = n.listen_backlog {
         write!(out, " listening({b})").expect("writing to a String");
     }
-    out + &socket_options(&n.options, &[("v6only", n.v6only), ("nodelay", n.nodelay)])
+    if let Some(p) = n.peer {
+        write!(out, " -> {p}").expect("writing to a String");
+    }
+    match n.shutdown & 3 {
+        1 => out += " shut(rd)",
+        2 => out += " shut(wr)",
+        3 => out += " shut(rdwr)",
+        _ => {}
+    }
+    if !n.queued.is_empty() {
+        write!(
+            out,
+            ", {} B in {} datagrams",
+            n.queued.iter().map(|d| d.data.len()).sum::<usize>(),
+            n.queued.len()
+        )
+        .expect("writing to a String");
+    }
+    let flags = [
+        ("v6only", n.v6only),
+        ("nodelay", n.nodelay),
+        ("broadcast", n.broadcast),
+    ];
+    out + &socket_options(&n.options, &flags)
 }
 
 /// One line about a TCP connection: queued data, options, state, then

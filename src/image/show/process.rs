@@ -172,6 +172,14 @@ pub(super) fn write_process(
                     m.name, m.size, m.seals, m.mode
                 ),
             ),
+            Some(FileImage::Pidfd(d)) => (
+                open_flags(d.flags | libc::O_RDWR),
+                "-".to_string(),
+                match d.pid {
+                    Some(pid) => format!("pidfd of process {pid}"),
+                    None => "pidfd of a dead process".to_string(),
+                },
+            ),
             Some(FileImage::Fifo(f)) => (
                 open_flags(f.flags),
                 "-".to_string(),

@@ -3,6 +3,7 @@
 //! directory and umask.
 
 use super::anon;
+use super::pidfd;
 use super::process::{Husk, STRUCT_OFF};
 use super::sockets;
 use super::tcp;
@@ -38,12 +39,14 @@ pub(super) struct TreeFds {
 
 impl TreeFds {
     /// Creates the tree's pipes (with their data), the files in flight in
-    /// its unix sockets, and its sockets (with their queues) here, and its deleted files inside the root directory of
+    /// its unix sockets, its sockets (with their queues) and pidfds of dead
+    /// processes here, and its deleted files inside the root directory of
     /// `husk` (the root's husk: a container's root when it has one).
     pub(super) fn create(ck: &Checkpoint, husk: Pid) -> Result<Self, RestoreError> {
         let pid = ck.root().map_or(0, |p| p.pid);
         let pipes = create_pipes(pid, &ck.pipes)?;
         let mut ours: Vec<Option<OwnedFd>> = (0..ck.files.len()).map(|_| None).collect();
+        pidfd::create_dead_pidfds(ck, &mut ours)?;
         for (i, file) in ck.files.iter().enumerate() {
             if let FileImage::Pipe(end) = file {
                 let (rd, wr) =
@@ -361,6 +364,7 @@ impl<'a> Husk<'a> {
                     FileImage::Epoll(e) => self.create_epoll(e)?,
                     FileImage::Inotify(ino) => self.create_inotify(ino)?,
                     FileImage::Fifo(f) => self.open_fifo(f, park_at, &mut fifo_keepalives)?,
+                    FileImage::Pidfd(d) => self.create_pidfd(d)?,
                     FileImage::Memfd(m) => {
                         let ours = anon::create_memfd(image.pid, m)?;
                         let what = format!("memfd {}", m.name);

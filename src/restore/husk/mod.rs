@@ -18,6 +18,7 @@ mod locks;
 mod memory;
 mod mm;
 mod notify;
+mod pidfd;
 mod process;
 mod rlimits;
 mod seccomp;
@@ -28,6 +29,7 @@ mod tcp;
 mod threads;
 mod timers;
 mod tree;
+mod udp;
 mod unix;
 
 use crate::image::{ImageReader, ZombieImage};
@@ -175,7 +177,17 @@ fn build_tree<'a>(
             .iter()
             .filter(|c| c.ppid == p.pid && c.pid != p.pid)
         {
-            let child = husks[i].clone_child(c.pid)?;
+            // Its fd table and fs information are empty in the husk now
+            // (drop_husk_state) and filled when the parent is finished.
+            let shared = [
+                (c.shares_files_with_parent, libc::CLONE_FILES),
+                (c.shares_fs_with_parent, libc::CLONE_FS),
+            ];
+            let flags = shared
+                .iter()
+                .filter(|(yes, _)| *yes)
+                .fold(0, |f, (_, flag)| f | *flag as u64);
+            let child = husks[i].clone_child(c.pid, flags)?;
             let helper = husks[i].helper;
             let channel = husks[i].channel;
             let mut child = Husk::adopt(c, ck, child, helper, channel);
@@ -274,12 +286,16 @@ impl<'a> Husk<'a> {
         self.finish_vmas(&filled)?;
         self.restore_mm()?;
         self.restore_fs_state()?;
-        self.restore_fds(tree_fds)?;
+        // A table shared with the parent was filled when it was finished.
+        if !self.image.shares_files_with_parent {
+            self.restore_fds(tree_fds)?;
+        }
         self.restore_file_locks()?;
         self.map_memfd_vmas()?;
         self.lock_vmas()?;
         self.restore_sigactions()?;
         self.restore_threads()?;
+        self.open_thread_pidfds()?;
         self.queue_pending_signals()?;
         self.restore_timers()?;
         self.join_group()?;

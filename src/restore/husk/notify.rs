@@ -54,6 +54,10 @@ impl Husk<'_> {
                     t.fd as u64,
                     addr,
                 ];
+                let swapped = match t.via {
+                    Some(via) => Some(self.lend_fd(via, t.fd)?),
+                    None => None,
+                };
                 self.sys(
                     0,
                     |r| r.syscall(libc::SYS_epoll_ctl, &args),
@@ -64,9 +68,58 @@ impl Husk<'_> {
                         )
                     },
                 )?;
+                if let Some(saved) = swapped {
+                    self.give_back_fd(t.fd, saved)?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// Makes fd number `at` refer to the file of fd `via` for the time of
+    /// an EPOLL_CTL_ADD (a registration made through an fd since closed):
+    /// what `at` held (an fd of the image, or one parked above them) is
+    /// moved above every fd of the image first. Returns where it went
+    /// ([`Husk::give_back_fd`] puts it back).
+    fn lend_fd(&mut self, via: i32, at: i32) -> Result<Option<i32>, RestoreError> {
+        let image = self.image;
+        let above = image.fds.iter().map(|f| f.fd).max().map_or(3, |m| m + 1);
+        let saved = match self.sys(
+            0,
+            |r| r.dup_above(at, above),
+            || format!("moving fd {at} aside to register fd {via} in its place"),
+        ) {
+            Ok(saved) => Some(saved),
+            Err(RestoreError::Injected {
+                errno: nix::errno::Errno::EBADF,
+                ..
+            }) => None,
+            Err(e) => return Err(e),
+        };
+        self.sys(
+            0,
+            |r| r.dup3(via, at, libc::O_CLOEXEC),
+            || format!("dup of fd {via} to fd {at}, whose epoll registration it keeps"),
+        )?;
+        Ok(saved)
+    }
+
+    /// Undoes [`Husk::lend_fd`]: fd `at` holds again what it held (`saved`,
+    /// with its image's close-on-exec flag; a parked fd gets it too), or is
+    /// closed.
+    fn give_back_fd(&mut self, at: i32, saved: Option<i32>) -> Result<(), RestoreError> {
+        let Some(saved) = saved else {
+            return self.sys(0, |r| r.close(at), || format!("close of fd {at}"));
+        };
+        let image_fd = self.image.fds.iter().find(|f| f.fd == at);
+        let cloexec = image_fd.map_or(true, |f| f.cloexec);
+        let flags = if cloexec { libc::O_CLOEXEC } else { 0 };
+        self.sys(
+            0,
+            |r| r.dup3(saved, at, flags),
+            || format!("putting fd {at} back"),
+        )?;
+        self.sys(0, |r| r.close(saved), || format!("close of fd {saved}"))
     }
 
     /// Creates an inotify instance and adds its watches in descriptor

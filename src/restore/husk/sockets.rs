@@ -1,15 +1,15 @@
 //! Recreates an image's TCP and UDP sockets here in migrate-agent, to be
 //! pulled into the husk like pipes: listening TCP and bound UDP sockets
-//! with their options; and what every socket shares (type, options,
+//! with their options (a UDP socket's connection state, queued datagrams
+//! and shutdown in `udp.rs`); and what every socket shares (type, options,
 //! status flags, listening), which `unix.rs` uses too.
 
+use super::udp;
 use crate::image::{Checkpoint, FileImage, InetSocket, ProcessImage, SocketOptions};
 use crate::kernel::sockets::{getsockopt_int, setsockopt_int};
 use crate::restore::error::RestoreError;
 use nix::errno::Errno;
-use nix::sys::socket::{
-    bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6,
-};
+use nix::sys::socket::{bind, listen, AddressFamily, Backlog, SockType, SockaddrIn, SockaddrIn6};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 /// Creates every TCP and UDP socket of the tree `ck`, putting our fd of
@@ -23,6 +23,7 @@ pub fn create(ck: &Checkpoint, ours: &mut [Option<OwnedFd>]) -> Result<(), Resto
         set_flags(image.pid, &sock, n.flags)?;
         ours[i] = Some(sock);
     }
+    udp::refill_and_shut(ck, ours)?;
     Ok(())
 }
 
@@ -68,13 +69,11 @@ fn inet(pid: i32, n: &InetSocket) -> Result<OwnedFd, RestoreError> {
     } else {
         AddressFamily::Inet
     };
-    let sock = socket(
-        family,
-        sock_type(pid, n.sock_type)?,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(fail(format!("socket({family:?}, {})", n.sock_type)))?;
+    let sock = crate::kernel::sockets::socket_with_protocol(family as i32, n.sock_type, n.protocol)
+        .map_err(fail(format!(
+            "socket({family:?}, {}, {})",
+            n.sock_type, n.protocol
+        )))?;
     set_options(pid, &sock, &n.options)?;
     let s = sock.as_fd();
     if n.ipv6 {
@@ -89,6 +88,10 @@ fn inet(pid: i32, n: &InetSocket) -> Result<OwnedFd, RestoreError> {
     if n.nodelay {
         setsockopt_int(s, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
             .map_err(fail("setting TCP_NODELAY".into()))?;
+    }
+    if n.broadcast {
+        setsockopt_int(s, libc::SOL_SOCKET, libc::SO_BROADCAST, 1)
+            .map_err(fail("setting SO_BROADCAST".into()))?;
     }
     match n.local {
         Some(std::net::SocketAddr::V4(a)) if !n.ipv6 => {
@@ -106,6 +109,7 @@ fn inet(pid: i32, n: &InetSocket) -> Result<OwnedFd, RestoreError> {
             .map_or_else(|| "no address".into(), |a| a.to_string())
     )))?;
     listen_on(pid, &sock, n.listen_backlog)?;
+    udp::connect_peer(pid, &sock, n)?;
     Ok(sock)
 }
 

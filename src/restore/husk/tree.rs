@@ -245,11 +245,13 @@ impl<'a> Husk<'a> {
     }
 
     /// Clones a child with PID `pid` from this husk (clone3 with set_tid,
-    /// exit signal SIGCHLD): the kernel attaches it to ferry
-    /// (PTRACE_O_TRACEFORK) and it waits in its first stop.
-    pub(super) fn clone_child(&mut self, pid: i32) -> Result<Tracee, RestoreError> {
+    /// exit signal SIGCHLD, and CLONE_FILES or CLONE_FS among `flags` when
+    /// the child shared its fd table or fs information with this process):
+    /// the kernel attaches it to ferry (PTRACE_O_TRACEFORK) and it waits in
+    /// its first stop.
+    pub(super) fn clone_child(&mut self, pid: i32, flags: u64) -> Result<Tracee, RestoreError> {
         let tid_addr = self.put(STRUCT_OFF + 512, &pid.to_ne_bytes())?;
-        let args = kernel::encode_clone_args(0, 0, 0, tid_addr, libc::SIGCHLD as u64);
+        let args = kernel::encode_clone_args(flags, 0, 0, tid_addr, libc::SIGCHLD as u64);
         let args_addr = self.put(STRUCT_OFF, &args)?;
         let size = kernel::CLONE_ARGS_SIZE as u64;
         let r = self.sys(
@@ -281,7 +283,7 @@ impl<'a> Husk<'a> {
     /// tree, as it did (a group outside the tree is not recreated: it stays
     /// in the one it inherited, as a live process does).
     pub(super) fn create_zombie(&mut self, z: &ZombieImage) -> Result<(), RestoreError> {
-        let mut child = self.clone_child(z.pid)?;
+        let mut child = self.clone_child(z.pid, 0)?;
         let (code, signal) = (z.wait_status >> 8 & 0xff, z.wait_status & 0x7f);
         let pgid = z.pgid as u64;
         let group_call = if z.sid == z.pid {
