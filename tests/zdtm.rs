@@ -82,6 +82,7 @@ zdtm_tests! {
     other_user, other_user_leave_running => Spec::new("other_user");
     prctl_state, prctl_state_leave_running => Spec::new("prctl_state");
     file_locks, file_locks_leave_running => Spec::new("file_locks");
+    fd_owner, fd_owner_leave_running => Spec::new("fd_owner");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three

@@ -9,7 +9,8 @@ use super::error::CheckpointError;
 use super::notify;
 use super::sockets;
 use crate::image::{
-    FdImage, FifoEnd, FileImage, GhostFile, OpenFile, PathFileType, PipeEnd, PipeImage,
+    FdImage, FifoEnd, FileImage, FileOwner, FileOwnerKind, GhostFile, OpenFile, PathFileType,
+    PipeEnd, PipeImage,
 };
 use crate::inspect::{ClassifiedFd, FdClass};
 use crate::kernel;
@@ -42,6 +43,9 @@ pub struct TreeFiles {
     /// Descriptions whose OFD and flock() locks are recorded already (by
     /// the first process of the tree that holds them).
     pub(super) locked: Vec<u32>,
+    /// The signal-driven I/O settings of the descriptions the process
+    /// being described is the first to hold; taken by its image.
+    pub(super) owners: Vec<FileOwner>,
 }
 
 impl TreeFiles {
@@ -176,6 +180,9 @@ pub fn describe(
                     };
                 tree.files.push(image);
                 let file = (tree.files.len() - 1) as u32;
+                let taken = kernel::pidfd_getfd(&pidfd, c.fd)
+                    .map_err(fail(format!("take fd {} of process {pid}", c.fd)))?;
+                tree.owners.extend(file_owner(pid, c.fd, &taken, flags)?);
                 if let FdClass::UnixSocket {
                     inode,
                     peer: Some(peer),
@@ -194,6 +201,43 @@ pub fn describe(
         });
     }
     Ok(out)
+}
+
+/// The signal-driven I/O settings of fd `fd` of `pid` (`taken` is our copy
+/// of it, `flags` its status flags), when any is set. The owner's PID is
+/// as our PID namespace sees it (the dump translates it with the others).
+fn file_owner(
+    pid: i32,
+    fd: i32,
+    taken: &OwnedFd,
+    flags: i32,
+) -> Result<Option<FileOwner>, CheckpointError> {
+    use std::os::fd::AsFd;
+    if flags & libc::O_PATH != 0 {
+        // An O_PATH fd does no I/O: fcntl refuses to read an owner there.
+        return Ok(None);
+    }
+    let (owner, signal) =
+        kernel::fown::file_owner(taken.as_fd()).map_err(|errno| CheckpointError::Io {
+            what: format!("read the owner of fd {fd} of process {pid}"),
+            source: errno.into(),
+        })?;
+    let async_io = flags & libc::O_ASYNC != 0;
+    if owner.pid == 0 && signal == 0 && !async_io {
+        return Ok(None);
+    }
+    let kind = match owner.kind {
+        crate::kernel::abi::F_OWNER_TID => FileOwnerKind::Thread,
+        crate::kernel::abi::F_OWNER_PGRP => FileOwnerKind::ProcessGroup,
+        _ => FileOwnerKind::Process,
+    };
+    Ok(Some(FileOwner {
+        fd,
+        kind,
+        pid: owner.pid,
+        signal,
+        async_io,
+    }))
 }
 
 /// The index in `tree.ghosts` of the deleted file fd `fd` of `pid` refers

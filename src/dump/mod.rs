@@ -351,6 +351,7 @@ fn dump_process(
     let mm = mm::mm_fields(pid, brk)?;
     let fds = files::describe(pid, fd_kinds, files)?;
     let file_locks = locks::describe(pid, &fds, files)?;
+    let file_owners = std::mem::take(&mut files.owners);
     let ids = proc::read_stat_ids(pid)?;
     let rlimits = rlimits::dump_rlimits(pid)?;
 
@@ -378,6 +379,7 @@ fn dump_process(
         stopped: frozen.stopped(),
         child_subreaper,
         file_locks,
+        file_owners,
     };
     Ok((process, vdso_bytes))
 }

@@ -338,6 +338,13 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                 start: 400,
                 len: 100,
             }],
+            file_owners: vec![FileOwner {
+                fd: 3,
+                kind: FileOwnerKind::Process,
+                pid: 4242,
+                signal: 35,
+                async_io: true,
+            }],
         }],
         zombies: vec![ZombieImage {
             pid: 4243,

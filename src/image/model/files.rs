@@ -365,3 +365,34 @@ pub struct FileLock {
     /// Bytes locked (0: up to the end of the file, however it grows).
     pub len: u64,
 }
+
+/// Whom the SIGIO and SIGURG signals of a description go to
+/// (F_SETOWN_EX's owner types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileOwnerKind {
+    /// One thread (F_OWNER_TID).
+    Thread,
+    /// A process (F_OWNER_PID, or F_SETOWN with a positive PID).
+    Process,
+    /// A process group (F_OWNER_PGRP, or F_SETOWN with a negative ID).
+    ProcessGroup,
+}
+
+/// The signal-driven I/O settings of an open file description, set again
+/// through fd `fd` of its process on restore (once per description: the
+/// image records them with the first process holding it). Without them a
+/// restored program waiting for SIGIO never gets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileOwner {
+    /// An fd of the process on the description.
+    pub fd: i32,
+    /// Who `pid` is.
+    pub kind: FileOwnerKind,
+    /// The thread, process or group the signals go to (as the tree sees
+    /// it); 0 when no owner is set.
+    pub pid: i32,
+    /// The signal sent (F_SETSIG); 0: SIGIO, without the extra siginfo.
+    pub signal: i32,
+    /// O_ASYNC is set: the description sends its signals.
+    pub async_io: bool,
+}

@@ -164,4 +164,8 @@ pub struct ProcessImage {
     /// OFD and flock() locks of the descriptions it is the first process
     /// of the image to hold (each such lock is recorded once).
     pub file_locks: Vec<FileLock>,
+    /// The signal-driven I/O settings (owner, signal, O_ASYNC) of the
+    /// descriptions the process is the first of the image to hold, when
+    /// any is set.
+    pub file_owners: Vec<FileOwner>,
 }

@@ -5,8 +5,11 @@
 use super::anon;
 use super::process::{Husk, STRUCT_OFF};
 use super::sockets;
-use crate::image::{Checkpoint, FifoEnd, FileImage, GhostFile, OpenFile, PathFileType};
+use crate::image::{
+    Checkpoint, FifoEnd, FileImage, FileOwnerKind, GhostFile, OpenFile, PathFileType,
+};
 use crate::kernel;
+use crate::kernel::abi::{FOwnerEx, IntoBytes};
 use crate::ptrace::read_memory;
 use crate::ptrace::remote::Remote;
 use crate::restore::channel;
@@ -143,8 +146,7 @@ impl TreeFds {
                 pid,
                 why: format!("an fd refers to deleted file #{ghost}, which the image lacks"),
             })?;
-        let flags = (flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY))
-            | libc::O_CLOEXEC;
+        let flags = reopen_flags(flags);
         nix::fcntl::open(
             format!("/proc/self/fd/{}", ours.as_raw_fd()).as_str(),
             nix::fcntl::OFlag::from_bits_retain(flags),
@@ -156,6 +158,17 @@ impl TreeFds {
             errno,
         })
     }
+}
+
+/// The flags to reopen a description with by path, from its saved open
+/// flags: O_CLOEXEC (the fd is parked first, then installed with its own
+/// FD_CLOEXEC); without the flags that act only at creation, and without
+/// O_ASYNC, which open() records without arming the signals (F_SETFL
+/// cannot arm them afterwards while the flag shows as set):
+/// `Husk::restore_file_owners` sets it.
+fn reopen_flags(flags: i32) -> i32 {
+    let once = libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY | libc::O_ASYNC;
+    (flags & !once) | libc::O_CLOEXEC
 }
 
 /// Creates the image's pipes here, each with its capacity and the data
@@ -312,9 +325,7 @@ impl<'a> Husk<'a> {
                         fd
                     }
                     FileImage::Path(f) => {
-                        let mut flags = f.flags
-                            & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY);
-                        flags |= libc::O_CLOEXEC;
+                        let flags = reopen_flags(f.flags);
                         let addr = self.put_str(&f.path)?;
                         self.sys(
                             0,
@@ -409,6 +420,47 @@ impl<'a> Husk<'a> {
         Ok(())
     }
 
+    /// Sets again who gets the SIGIO and SIGURG signals of each
+    /// description the image records it for, which signal, and O_ASYNC.
+    /// Run once every process of the tree and its threads exist (an owner
+    /// may be any of them) and the credentials are back, which the kernel
+    /// records with the owner to check the signal's delivery against.
+    /// O_ASYNC is cleared and set again, so that the signals name the fd
+    /// the process knows (a description made in migrate-agent was armed
+    /// there, under the fd number it had there).
+    pub(super) fn restore_file_owners(&mut self) -> Result<(), RestoreError> {
+        for owner in &self.image.file_owners {
+            let fd = owner.fd;
+            let kind = match owner.kind {
+                FileOwnerKind::Thread => crate::kernel::abi::F_OWNER_TID,
+                FileOwnerKind::Process => crate::kernel::abi::F_OWNER_PID,
+                FileOwnerKind::ProcessGroup => crate::kernel::abi::F_OWNER_PGRP,
+            };
+            let ex = FOwnerEx {
+                kind,
+                pid: owner.pid,
+            };
+            let at = self.put(STRUCT_OFF, ex.as_bytes())?;
+            self.sys(
+                0,
+                |r| r.set_file_owner(fd, at, owner.signal),
+                || {
+                    format!(
+                        "setting the owner of fd {fd} to {:?} {} (signal {})",
+                        owner.kind, owner.pid, owner.signal
+                    )
+                },
+            )?;
+            if owner.async_io {
+                let what = || format!("setting O_ASYNC on fd {fd}");
+                let flags = self.sys(0, |r| r.status_flags(fd), what)?;
+                self.sys(0, |r| r.set_status_flags(fd, flags & !libc::O_ASYNC), what)?;
+                self.sys(0, |r| r.set_status_flags(fd, flags | libc::O_ASYNC), what)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Moves `fd` to the lowest free number from `park_at` on (closing
     /// `fd`); `what` names the move. Returns the new number.
     pub(super) fn park(
@@ -500,8 +552,7 @@ impl<'a> Husk<'a> {
                 ))?;
             }
         }
-        let flags = (f.flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY))
-            | libc::O_CLOEXEC;
+        let flags = reopen_flags(f.flags);
         self.sys(
             0,
             |r| r.open(path, flags),

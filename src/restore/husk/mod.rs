@@ -281,6 +281,7 @@ impl<'a> Husk<'a> {
         self.restore_child_subreaper()?;
         self.restore_rlimits()?;
         self.restore_credentials()?;
+        self.restore_file_owners()?;
         self.restore_pdeath_signals()?;
         self.restore_seccomp()?;
         self.restore_capabilities()?;
