@@ -43,6 +43,8 @@ impl TreeFds {
         let pid = ck.root().map_or(0, |p| p.pid);
         let pipes = create_pipes(pid, &ck.pipes)?;
         let mut ours = sockets::create(ck)?;
+        // The pipe ends given out so far, as (pipe, write end).
+        let mut given: Vec<(u32, bool)> = Vec::new();
         for (i, file) in ck.files.iter().enumerate() {
             if let FileImage::Pipe(end) = file {
                 let (rd, wr) =
@@ -56,11 +58,20 @@ impl TreeFds {
                             ),
                         })?;
                 let end_fd = if end.write_end { wr } else { rd };
-                ours[i] = Some(end_fd.try_clone().map_err(|e| RestoreError::Injected {
-                    pid,
-                    call: format!("dup of pipe #{}", end.pipe),
-                    errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-                })?);
+                let key = (end.pipe, end.write_end);
+                ours[i] = Some(if given.contains(&key) {
+                    // Another description of the same end (the process
+                    // reopened it through /proc/PID/fd): a dup would share
+                    // status flags with the first.
+                    reopen_pipe_end(pid, end_fd, end.pipe, end.write_end)?
+                } else {
+                    given.push(key);
+                    end_fd.try_clone().map_err(|e| RestoreError::Injected {
+                        pid,
+                        call: format!("dup of pipe #{}", end.pipe),
+                        errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                    })?
+                });
             }
         }
         let ghosts = ck
@@ -74,6 +85,34 @@ impl TreeFds {
             ghosts,
         })
     }
+}
+
+/// A new open file description of the end `end_fd` of pipe #`pipe` (its
+/// write end if `write_end`), opened through /proc/self/fd as the process
+/// made it (`pid` names the restore in errors). O_NONBLOCK: both ends are
+/// open here, so it cannot block anyway; the status flags are set when it
+/// is pulled in.
+fn reopen_pipe_end(
+    pid: i32,
+    end_fd: &OwnedFd,
+    pipe: u32,
+    write_end: bool,
+) -> Result<OwnedFd, RestoreError> {
+    let access = if write_end {
+        libc::O_WRONLY
+    } else {
+        libc::O_RDONLY
+    };
+    nix::fcntl::open(
+        format!("/proc/self/fd/{}", end_fd.as_raw_fd()).as_str(),
+        nix::fcntl::OFlag::from_bits_retain(access | libc::O_NONBLOCK | libc::O_CLOEXEC),
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|errno| RestoreError::Injected {
+        pid,
+        call: format!("reopening an end of pipe #{pipe} through /proc/self/fd"),
+        errno,
+    })
 }
 
 /// Recreates deleted file `g` here (`pid`, the root, names the restore in
