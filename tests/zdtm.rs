@@ -84,6 +84,7 @@ zdtm_tests! {
     file_locks, file_locks_leave_running => Spec::new("file_locks");
     fd_owner, fd_owner_leave_running => Spec::new("fd_owner");
     pipe_reopen, pipe_reopen_leave_running => Spec::new("pipe_reopen");
+    memfd_reopen, memfd_reopen_leave_running => Spec::new("memfd_reopen");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three

@@ -140,7 +140,14 @@ pub fn describe(
                             let taken = kernel::pidfd_getfd(&pidfd, c.fd).map_err(fail(
                                 format!("take fd {} (a memfd) of process {pid}", c.fd),
                             ))?;
-                            anon::memfd(pid, &c.target, inode, &taken, flags, info.pos)?
+                            // An earlier description of the same memfd
+                            // carries its data.
+                            let same_as = tree.files.iter().position(|f| {
+                                matches!(f, FileImage::Memfd(m)
+                                    if m.inode == inode && m.same_as.is_none())
+                            });
+                            let same_as = same_as.map(|i| i as u32);
+                            anon::memfd(pid, &c.target, inode, &taken, flags, info.pos, same_as)?
                         }
                         FdClass::Fifo { inode } => {
                             let mut data = Vec::new();

@@ -82,6 +82,15 @@ pub struct MemfdImage {
     /// Its permission bits (st_mode & 07777, as fchmod set them; a new
     /// memfd has 0777).
     pub mode: u32,
+    /// The description's access mode (O_RDONLY, O_WRONLY or O_RDWR): one
+    /// opened again through /proc/PID/fd may be read-only.
+    pub access: i32,
+    /// For a further description of a memfd an earlier one of
+    /// [`Checkpoint::files`](crate::image::model::Checkpoint::files)
+    /// describes already (one opened through /proc/PID/fd): that one's
+    /// index. This one carries no data then: restore opens the same memfd
+    /// again, so that writes through either are seen by both.
+    pub same_as: Option<u32>,
 }
 
 /// An open FIFO description: reopened by path, with the data that was

@@ -160,7 +160,7 @@ pub(super) fn write_process(
                 inet_socket(n),
             ),
             Some(FileImage::Memfd(m)) => (
-                open_flags(m.flags | libc::O_RDWR),
+                open_flags(m.flags | m.access),
                 m.pos.to_string(),
                 format!(
                     "memfd:{} {} bytes, seals {:#x}, mode {:04o}",

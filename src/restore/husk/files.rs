@@ -400,7 +400,24 @@ impl<'a> Husk<'a> {
                     FileImage::Inotify(ino) => self.create_inotify(ino)?,
                     FileImage::Fifo(f) => self.open_fifo(f, park_at, &mut fifo_keepalives)?,
                     FileImage::Memfd(m) => {
-                        let ours = anon::create_memfd(image.pid, m)?;
+                        let ours = match m.same_as {
+                            Some(j) => {
+                                let first = tree
+                                    .ours
+                                    .get(j as usize)
+                                    .and_then(Option::as_ref)
+                                    .ok_or_else(|| RestoreError::Unsupported {
+                                        pid: image.pid,
+                                        why: format!(
+                                            "file #{i} opens memfd {} again, but file #{j}, \
+                                             the memfd itself, was not made before it",
+                                            m.name
+                                        ),
+                                    })?;
+                                anon::reopen_memfd(image.pid, first, m)?
+                            }
+                            None => anon::create_memfd(image.pid, m)?,
+                        };
                         let what = format!("memfd {}", m.name);
                         let fd = self.pull_in(our_pidfd, &ours, Some(m.flags), &what)?;
                         tree.ours[i as usize] = Some(ours);

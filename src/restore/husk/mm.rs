@@ -348,19 +348,24 @@ impl<'a> Husk<'a> {
     }
 
     /// Maps the MAP_SHARED memfd mappings from the memfds restore_fds
-    /// installed (their contents came with them), at their fd numbers.
+    /// installed (their contents came with them), at their fd numbers:
+    /// through a read-write description when the mapping may be written
+    /// (the process may hold only a read-only one for a read-only
+    /// mapping).
     pub(super) fn map_memfd_vmas(&mut self) -> Result<(), RestoreError> {
         let image = self.image;
         for vma in &image.vmas {
             let VmaKind::SharedMemfd { inode, offset } = vma.kind else {
                 continue;
             };
+            let writable = vma.has_vm_flag("mw");
             let fd = image
                 .fds
                 .iter()
                 .find(|f| {
                     matches!(self.files.get(f.file as usize),
-                        Some(FileImage::Memfd(m)) if m.inode == inode)
+                        Some(FileImage::Memfd(m)) if m.inode == inode
+                            && (!writable || m.access == libc::O_RDWR))
                 })
                 .ok_or_else(|| RestoreError::Unsupported {
                     pid: image.pid,
