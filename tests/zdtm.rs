@@ -85,6 +85,7 @@ zdtm_tests! {
     fd_owner, fd_owner_leave_running => Spec::new("fd_owner");
     pipe_reopen, pipe_reopen_leave_running => Spec::new("pipe_reopen");
     memfd_reopen, memfd_reopen_leave_running => Spec::new("memfd_reopen");
+    maps_file_prot, maps_file_prot_leave_running => Spec::new("maps_file_prot");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three

@@ -197,13 +197,17 @@ impl<'a> Husk<'a> {
         let len = vma.end - vma.start;
         match &vma.kind {
             VmaKind::File { path, offset, .. } | VmaKind::SharedFile { path, offset } => {
-                // A shared writable mapping needs the file open for writing.
-                let access =
-                    if sharing == libc::MAP_SHARED && vma.prot & libc::PROT_WRITE as u32 != 0 {
-                        libc::O_RDWR
-                    } else {
-                        libc::O_RDONLY
-                    };
+                // A shared mapping that is or may become writable ("mw",
+                // VM_MAYWRITE: it was mapped from a description open for
+                // writing, so mprotect may add PROT_WRITE) needs the file
+                // open for writing.
+                let access = if sharing == libc::MAP_SHARED
+                    && (vma.prot & libc::PROT_WRITE as u32 != 0 || vma.has_vm_flag("mw"))
+                {
+                    libc::O_RDWR
+                } else {
+                    libc::O_RDONLY
+                };
                 let mapping = FileMapping {
                     vma,
                     prot,
@@ -326,7 +330,7 @@ impl<'a> Husk<'a> {
                 .find(|(image_pid, _)| *image_pid == owner)
                 .map_or(owner, |&(_, shown)| shown);
             let path = format!("/proc/{shown}/map_files/{:x}-{:x}", first.start, first.end);
-            let access = if vma.prot & libc::PROT_WRITE as u32 != 0 {
+            let access = if vma.prot & libc::PROT_WRITE as u32 != 0 || vma.has_vm_flag("mw") {
                 libc::O_RDWR
             } else {
                 libc::O_RDONLY
