@@ -86,6 +86,7 @@ zdtm_tests! {
     pipe_reopen, pipe_reopen_leave_running => Spec::new("pipe_reopen");
     memfd_reopen, memfd_reopen_leave_running => Spec::new("memfd_reopen");
     maps_file_prot, maps_file_prot_leave_running => Spec::new("maps_file_prot");
+    membarrier, membarrier_leave_running => Spec::new("membarrier");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three

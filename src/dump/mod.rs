@@ -336,19 +336,26 @@ fn dump_process(
         let leader = &mut frozen.threads[0].tracee;
         let sigactions = queries.query_sigactions(leader)?;
         let brk = queries.query_brk(leader)?;
+        let membarrier = queries.query_membarrier(leader)?;
         let timers = queries.query_timers(leader)?;
         let child_subreaper = queries.query_child_subreaper(leader)?;
-        Ok::<_, CheckpointError>((per_thread, sigactions, brk, timers, child_subreaper))
+        Ok::<_, CheckpointError>((
+            per_thread,
+            sigactions,
+            (brk, membarrier),
+            timers,
+            child_subreaper,
+        ))
     })();
     // The scratch page goes away whether or not the queries succeeded.
     let unmapped = queries.finish(&mut frozen.threads[0].tracee);
-    let (per_thread, sigactions, brk, (timers, itimers), child_subreaper) = answers?;
+    let (per_thread, sigactions, (brk, membarrier), (timers, itimers), child_subreaper) = answers?;
     unmapped?;
 
     let threads = threads::dump_threads(frozen, per_thread)?;
     let shared_pending = signals::shared_pending(&frozen.threads[0].tracee, pid)?;
     let status = proc::read_status(pid)?;
-    let mm = mm::mm_fields(pid, brk)?;
+    let mm = mm::mm_fields(pid, brk, membarrier)?;
     let fds = files::describe(pid, fd_kinds, files)?;
     let file_locks = locks::describe(pid, &fds, files)?;
     let file_owners = std::mem::take(&mut files.owners);

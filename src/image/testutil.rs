@@ -100,6 +100,7 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                 env_start: 0x7ffd_1234_6110,
                 env_end: 0x7ffd_1234_6fe0,
                 auxv: vec![6, 4096, 0, 0],
+                membarrier: 1 << 4,
             },
             vmas: vec![
                 Vma {

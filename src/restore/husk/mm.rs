@@ -516,4 +516,21 @@ impl<'a> Husk<'a> {
         self.sys(0, |r| r.close(exe_fd), || "close of the executable".into())?;
         r.map(drop)
     }
+
+    /// Registers the address space for the membarrier() commands it was
+    /// registered for (each MEMBARRIER_CMD_REGISTER_* bit of the image).
+    pub(super) fn restore_membarrier(&mut self) -> Result<(), RestoreError> {
+        let registered = self.image.mm.membarrier;
+        for bit in 0..u32::BITS {
+            let cmd = 1u64 << bit;
+            if registered & (1 << bit) != 0 {
+                self.sys(
+                    0,
+                    |r| r.syscall(libc::SYS_membarrier, &[cmd, 0, 0]),
+                    || format!("membarrier registration {cmd:#x}"),
+                )?;
+            }
+        }
+        Ok(())
+    }
 }

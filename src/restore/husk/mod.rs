@@ -268,6 +268,7 @@ impl<'a> Husk<'a> {
         let filled = std::mem::take(&mut self.filled);
         self.finish_vmas(&filled)?;
         self.restore_mm()?;
+        self.restore_membarrier()?;
         self.restore_fs_state()?;
         self.restore_fds(tree_fds)?;
         self.restore_file_locks()?;
