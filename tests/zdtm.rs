@@ -87,6 +87,7 @@ zdtm_tests! {
     memfd_reopen, memfd_reopen_leave_running => Spec::new("memfd_reopen");
     maps_file_prot, maps_file_prot_leave_running => Spec::new("maps_file_prot");
     membarrier, membarrier_leave_running => Spec::new("membarrier");
+    tree_shm_wider, tree_shm_wider_leave_running => Spec::new("tree_shm_wider");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three

@@ -86,11 +86,16 @@ pub(super) enum SharedObject {
     Sysv(i32),
 }
 
-/// The shared object `vma` maps, if any.
-pub(super) fn shared_object(vma: &Vma) -> Option<SharedObject> {
+/// The shared object `vma` maps, if any, with the part of it the mapping
+/// covers (start and end offsets; a SysV segment counts as mapped whole).
+pub(super) fn shared_object(vma: &Vma) -> Option<(SharedObject, u64, u64)> {
     match vma.kind {
-        VmaKind::SharedAnonymous { inode, .. } => Some(SharedObject::Anonymous(inode)),
-        VmaKind::SysvShm { shmid } => Some(SharedObject::Sysv(shmid)),
+        VmaKind::SharedAnonymous { inode, offset } => Some((
+            SharedObject::Anonymous(inode),
+            offset,
+            offset + (vma.end - vma.start),
+        )),
+        VmaKind::SysvShm { shmid } => Some((SharedObject::Sysv(shmid), 0, u64::MAX)),
         _ => None,
     }
 }

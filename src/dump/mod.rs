@@ -265,14 +265,21 @@ fn dump_frozen(
     };
     let mut mem = memory::MemoryDumpStats::default();
     // A shared anonymous object or SysV segment is dumped once, from the
-    // first process that maps it.
-    let mut shmem_dumped: Vec<SharedObject> = Vec::new();
+    // first process that maps it; a later process's mapping of a part of
+    // it no earlier mapping covered is dumped too.
+    let mut shmem_dumped: Vec<(SharedObject, u64, u64)> = Vec::new();
     for p in &checkpoint.processes {
         let pid = p.pid;
         let vmas: Vec<Vma> = p
             .vmas
             .iter()
-            .filter(|v| mm::shared_object(v).map_or(true, |o| !shmem_dumped.contains(&o)))
+            .filter(|v| {
+                mm::shared_object(v).map_or(true, |(o, start, end)| {
+                    !shmem_dumped
+                        .iter()
+                        .any(|&(d, s, e)| d == o && s <= start && end <= e)
+                })
+            })
             .cloned()
             .collect();
         if precopies.failed.contains(&pid) {

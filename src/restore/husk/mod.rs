@@ -203,7 +203,7 @@ fn build_tree<'a>(
                 (h.image.pid, shown)
             })
             .collect();
-        husks[i].map_shared_anonymous(&proc_pids)?;
+        husks[i].map_shared_anonymous(&proc_pids, &filled)?;
         fillers.push(husks[i].prepare_fill(&filled, remote)?);
         husks[i].filled = filled;
     }
