@@ -61,6 +61,9 @@ pub(super) fn write_process(
         mm.env_end,
         mm.auxv.len()
     )?;
+    if mm.membarrier != 0 {
+        writeln!(out, "  membarrier registrations {:#x}", mm.membarrier)?;
+    }
 
     writeln!(out, "\nthreads ({})", p.threads.len())?;
     for t in &p.threads {
