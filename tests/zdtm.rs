@@ -88,6 +88,7 @@ zdtm_tests! {
     maps_file_prot, maps_file_prot_leave_running => Spec::new("maps_file_prot");
     membarrier, membarrier_leave_running => Spec::new("membarrier");
     tree_shm_wider, tree_shm_wider_leave_running => Spec::new("tree_shm_wider");
+    tmpfile, tmpfile_leave_running => Spec::new("tmpfile");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three

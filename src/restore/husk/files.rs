@@ -204,9 +204,13 @@ impl TreeFds {
 /// FD_CLOEXEC); without the flags that act only at creation, and without
 /// O_ASYNC, which open() records without arming the signals (F_SETFL
 /// cannot arm them afterwards while the flag shows as set):
-/// `Husk::restore_file_owners` sets it.
+/// `Husk::restore_file_owners` sets it. A file made with O_TMPFILE
+/// (O_DIRECTORY with a bit of its own) is reopened as the file it is.
 fn reopen_flags(flags: i32) -> i32 {
-    let once = libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY | libc::O_ASYNC;
+    let mut once = libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY | libc::O_ASYNC;
+    if flags & libc::O_TMPFILE & !libc::O_DIRECTORY != 0 {
+        once |= libc::O_TMPFILE;
+    }
     (flags & !once) | libc::O_CLOEXEC
 }
 
