@@ -36,6 +36,9 @@ packages+=(redis-server)      # RESP keys set before the checkpoint
 packages+=(nginx-light)       # master + workers serving a file
 packages+=(postgresql-15)     # postmaster and its workers, as user postgres
 packages+=(openjdk-17-jdk-headless)  # javac/java: a com.sun.net.httpserver counter
+# nft: the network lock that keeps a frozen workload's TCP connections
+# silent (src/netlock/; tests/netlock.rs).
+packages+=(nftables)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -7,6 +7,7 @@
 //! `dump` reads a live process into the `image` model, `restore` turns
 //! a model back into a live process. `transport` carries state and pages
 //! between agents (QUIC, mutual TLS) and `config` is the agent's file.
+//! `netlock` keeps a frozen tree's TCP connections silent (nftables).
 
 #![deny(missing_docs)]
 
@@ -20,6 +21,7 @@ pub mod kernel;
 pub mod lazy;
 pub mod memory;
 pub mod migration;
+pub mod netlock;
 pub mod probe;
 pub mod proc;
 pub mod ptrace;

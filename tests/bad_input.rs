@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 const COUNTERS: Spec = Spec::new("counters");
 /// The fd number at which tree_outside.c's child keeps its pipe,
-/// unsupported_fd.c the client end of its established TCP connection, and
+/// unsupported_fd.c a TCP socket still connecting (SYN_SENT), and
 /// stale_epoll.c its epoll instance.
 const UNSUPPORTED_FD: u32 = 10;
 
@@ -286,6 +286,7 @@ fn refuses_process_in_other_namespace() {
 
 const SOCKET: Spec = Spec::new("unsupported_fd").args(&["socket"]);
 const UNIX: Spec = Spec::new("unsupported_fd").args(&["unix"]);
+const UNIX_IN_FLIGHT: Spec = Spec::new("unsupported_fd").args(&["unix_in_flight"]);
 
 /// The listener that unsupported_fd.c's "unix" mode connects to: held by
 /// this test process, so outside the checkpointed one. One per process,
@@ -304,7 +305,7 @@ fn refuses_socket() {
     refuses_unsupported_fd(
         "refuses_socket",
         &SOCKET,
-        "tcp socket of an established connection",
+        "tcp socket still connecting (syn_sent)",
     );
 }
 
@@ -315,6 +316,18 @@ fn refuses_unix_socket_connected_outside() {
         "refuses_unix_socket_connected_outside",
         &UNIX,
         "unix socket connected to a process outside the checkpoint",
+    );
+}
+
+/// A unix socket in flight inside a unix socket (sent with SCM_RIGHTS, not
+/// received yet) is refused when the queue is copied, after freezing: the
+/// tree runs on.
+#[test]
+fn refuses_unix_socket_in_flight() {
+    refuses_unsupported_fd(
+        "refuses_unix_socket_in_flight",
+        &UNIX_IN_FLIGHT,
+        "unix socket in flight",
     );
 }
 
@@ -339,6 +352,7 @@ fn unsupported_fd_workload_standalone() {
     outside_listener();
     common::standalone(&SOCKET);
     common::standalone(&UNIX);
+    common::standalone(&UNIX_IN_FLIGHT);
     common::standalone(&STRICT_SECCOMP);
     common::standalone(&TREE_OUTSIDE);
 }

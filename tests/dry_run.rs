@@ -23,8 +23,8 @@ const MIB: f64 = (1u64 << 20) as f64;
 const STEADY: Spec = Spec::new("steady_dirty").args(&["512", "64"]);
 /// A small steady writer, for the tests that do not look at the rate.
 const SMALL_STEADY: Spec = Spec::new("steady_dirty").args(&["64", "16"]);
-/// Holds an established TCP connection at fd 10 (and its accepted end at
-/// 11, its listener at 12).
+/// Holds two TCP sockets still connecting (SYN_SENT) at fds 10 and 11
+/// (their listener, its accept queue full, at 12).
 const SOCKET: Spec = Spec::new("unsupported_fd").args(&["socket"]);
 
 /// How many mappings of `pid` are registered for userfaultfd tracking
@@ -150,6 +150,24 @@ fn lists_the_blockers_with_pid_and_fd() {
             r["recommendation"]["mode"].is_null(),
             "a mode is recommended for a workload that cannot move: {r}"
         );
+        // The established connection at fd 13 is carried: listed, not a
+        // blocker.
+        ensure!(
+            !blockers
+                .iter()
+                .any(|b| b["pid"] == pid && b["resource"] == "fd 13"),
+            "the established connection at fd 13 is a blocker: {r}"
+        );
+        let connections = r["connections"]
+            .as_array()
+            .context("no connections array")?;
+        ensure!(
+            connections.len() == 1
+                && connections[0]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with("127.0.0.1:") && c.contains(" -> 127.0.0.1:")),
+            "expected the connection at fd 13 in the list: {r}"
+        );
         // The human report names them too.
         let human = common::agent(dir, &["dry-run", &pid.to_string(), "--duration", "300ms"])?;
         ensure!(
@@ -162,8 +180,8 @@ fn lists_the_blockers_with_pid_and_fd() {
     });
 }
 
-/// A shell whose child (unsupported_fd.c) holds the established TCP
-/// connection: killed, both, when dropped.
+/// A shell whose child (unsupported_fd.c) holds the TCP sockets still
+/// connecting: killed, both, when dropped.
 struct ShellTree {
     shell: std::process::Child,
     child: i32,
@@ -214,7 +232,7 @@ fn lists_a_blocker_deep_in_a_tree() {
             "no blocker for fd 10 of the child {}: {r}",
             tree.child
         );
-        // Every blocker, not only the first: the accepted end too.
+        // Every blocker, not only the first: the second socket too.
         ensure!(
             blockers
                 .iter()

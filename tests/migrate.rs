@@ -69,6 +69,14 @@ fn fds_migrate() {
     migrate_workload("migrate_epoll", "epoll", &[], &[]);
 }
 
+/// A TCP connection between a parent and its child (loopback of host A's
+/// network namespace), with data queued unread both ways, moves to B with
+/// its queues and sequence numbers and carries data there.
+#[test]
+fn tcp_connection_migrates() {
+    migrate_workload("migrate_socket_tcp", "socket_tcp", &["4"], &[]);
+}
+
 /// SysV shared memory (a keyed segment and one marked for removal, shared
 /// by a parent and its child) moves with the tree: recreated on B with the
 /// same shmids and key (the hosts have IPC namespaces of their own), its
@@ -169,6 +177,24 @@ fn failed_restore_resumes_the_source() {
     });
 }
 
+/// The destination cannot restore a workload holding a TCP connection
+/// (its PID taken on B): the source, whose connections were in repair mode
+/// while frozen, resumes with them working.
+#[test]
+fn failed_restore_resumes_a_tcp_connection() {
+    run_test("migrate_tcp_restore_fails", |dir| {
+        let bed = Testbed::up(dir)?;
+        let w = bed.start_workload(dir, "socket_tcp", &["4", "96"])?;
+        let migration = bed.spawn_migrate(dir, w.ns_pid, HOST_B, &["--bandwidth-limit", "32M"])?;
+        wait_for(&bed.agent_log_path(Host::B), "accepted")?;
+        let _squatter = bed.take_pid(Host::B, w.ns_pid)?;
+        let run = migration.wait()?;
+        let err = run.refusal()?;
+        ensure!(err.contains("keeps running here"), "unclear error: {err}");
+        finish_on(&bed, dir, Host::A, &w)
+    });
+}
+
 /// The link between the hosts goes down once the workload is frozen: the
 /// migration fails and the workload is resumed on A.
 #[test]
@@ -238,8 +264,6 @@ fn postgres_migrates() {
 }
 
 #[test]
-#[ignore = "refused: the JVM (NIO's pre-close socketpair) holds a unix stream socket whose \
-            peer it closed itself; carrying it is the unix sockets work of issue 13"]
 fn jvm_counter_migrates() {
     server_migrates("migrate_jvm", RealServer::Jvm);
 }

@@ -72,6 +72,13 @@ fn threads_postcopy() {
     lazy_workload("postcopy_threads", "threads", &[], "postcopy");
 }
 
+/// A loopback TCP connection inside the tree, data queued both ways, moves
+/// in post-copy too (its state goes with the frozen state, before any page).
+#[test]
+fn tcp_connection_postcopy() {
+    lazy_workload("postcopy_socket_tcp", "socket_tcp", &["4"], "postcopy");
+}
+
 /// Tests that differ only by mode: each line names the post-copy test and
 /// the hybrid one (with the names their runs go by) and the check both
 /// run, given the run's name and the mode.
@@ -131,8 +138,6 @@ postcopy_and_hybrid! {
         |test, mode| server_lazy(test, RealServer::Postgres, mode);
     /// A JVM HTTP server (dozens of threads, a large reserved heap) counts
     /// on at B while its heap still arrives.
-    #[ignore = "refused: the JVM (NIO's pre-close socketpair) holds a unix stream socket whose \
-                peer it closed itself; carrying it is the unix sockets work of issue 13"]
     jvm_postcopy("postcopy_jvm"), jvm_hybrid("hybrid_jvm") =>
         |test, mode| server_lazy(test, RealServer::Jvm, mode);
 }

@@ -234,8 +234,6 @@ fn postgres_rows_survive_restore() {
 }
 
 #[test]
-#[ignore = "refused: the JVM (NIO's pre-close socketpair) holds a unix stream socket whose \
-            peer it closed itself; carrying it is the unix sockets work of issue 13"]
 fn jvm_request_counter_survives_restore() {
     real_server_survives("jvm", RealServer::Jvm, |_, _| Ok(()));
 }
@@ -243,8 +241,6 @@ fn jvm_request_counter_survives_restore() {
 /// A client that is not root reaches the restored postmaster through its
 /// unix socket: the socket file keeps its owner and mode.
 #[test]
-#[ignore = "restored wrong: a bound unix socket's file comes back owned by root, mode 0755 \
-            (ferry binds it as root); the unix sockets work of issue 13 fixes it"]
 fn postgres_socket_serves_non_root_clients_after_restore() {
     real_server_survives("postgres_socket", RealServer::Postgres, |dir, port| {
         servers::postgres_socket_for_non_root(dir.path(), port)

@@ -63,6 +63,9 @@ zdtm_tests! {
     inotify, inotify_leave_running => Spec::new("inotify");
     unix_sockets, unix_sockets_leave_running => Spec::new("unix_sockets");
     tcp_listen, tcp_listen_leave_running => Spec::new("tcp_listen");
+    socket_tcp, socket_tcp_leave_running => Spec::new("socket_tcp").args(&["4"]);
+    socket_tcp6, socket_tcp6_leave_running => Spec::new("socket_tcp").args(&["6"]);
+    socket_tcp_halfclosed, socket_tcp_halfclosed_leave_running => Spec::new("socket_tcp").args(&["half"]);
     posix_timer, posix_timer_leave_running => Spec::new("posix_timer");
     itimer, itimer_leave_running => Spec::new("itimer");
     caps, caps_leave_running => Spec::new("caps");
@@ -82,6 +85,12 @@ zdtm_tests! {
     other_user, other_user_leave_running => Spec::new("other_user");
     prctl_state, prctl_state_leave_running => Spec::new("prctl_state");
     file_locks, file_locks_leave_running => Spec::new("file_locks");
+    unix_peer_gone, unix_peer_gone_leave_running => Spec::new("unix_peer_gone");
+    unix_unaccepted, unix_unaccepted_leave_running => Spec::new("unix_unaccepted");
+    unix_shutdown, unix_shutdown_leave_running => Spec::new("unix_shutdown");
+    unix_empty_msgs, unix_empty_msgs_leave_running => Spec::new("unix_empty_msgs");
+    unix_file_mode, unix_file_mode_leave_running => Spec::new("unix_file_mode");
+    unix_scm, unix_scm_leave_running => Spec::new("unix_scm");
     fd_owner, fd_owner_leave_running => Spec::new("fd_owner");
     pipe_reopen, pipe_reopen_leave_running => Spec::new("pipe_reopen");
     memfd_reopen, memfd_reopen_leave_running => Spec::new("memfd_reopen");

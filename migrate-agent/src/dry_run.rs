@@ -123,7 +123,8 @@ pub fn run(args: DryRunArgs) -> anyhow::Result<ExitCode> {
         destination,
         bandwidth,
         &limits,
-    );
+    )
+    .carrying(&inspection.connections);
     let interrupted = stop.load(Ordering::SeqCst);
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -165,6 +166,12 @@ fn print_report(r: &DryRunReport) {
         println!("blockers ({}):", r.blockers.len());
         for b in &r.blockers {
             println!("  process {} {}: {}", b.pid, b.resource, b.reason);
+        }
+    }
+    if !r.connections.is_empty() {
+        println!("TCP connections carried ({}):", r.connections.len());
+        for c in &r.connections {
+            println!("  {c}");
         }
     }
     println!(

@@ -124,6 +124,8 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
         path: config.work_dir.clone(),
         source,
     })?;
+    let lock_owner = crate::netlock::Owner::of_dir(&config.work_dir);
+    sweep_network_locks(lock_owner);
     let transport = Arc::new(Transport::bind(Settings::from_config(&config)).await?);
     let recovery = Duration::from_secs(config.postcopy_recovery_secs);
     let listener = bind_control(&config.control_socket)?;
@@ -177,7 +179,7 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
             Ok((stream, _)) => {
                 let transport = transport.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = handle_control(stream, transport, recovery).await {
+                    if let Err(e) = handle_control(stream, transport, recovery, lock_owner).await {
                         tracing::warn!("control connection: {e}");
                     }
                 });
@@ -191,6 +193,24 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
                 });
             }
         }
+    }
+}
+
+/// Removes the network locks a previous run of this agent (same work
+/// directory) left when it was killed mid-migration, in its own network
+/// namespace and in those its journal names (a container's): their
+/// connections would stay silent for ever. Only this agent's tables are
+/// touched. Without nft no lock was ever made.
+fn sweep_network_locks(owner: crate::netlock::Owner) {
+    use crate::netlock::{NetLockError, NetNs};
+    let swept = NetNs::current()
+        .and_then(|netns| crate::netlock::sweep(owner, &netns))
+        .and_then(|_| crate::netlock::sweep_journaled(owner));
+    match swept {
+        Ok(_) => {}
+        Err(NetLockError::Spawn { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => tracing::warn!(%err, "removing stale network locks failed"),
     }
 }
 
@@ -221,6 +241,7 @@ async fn handle_control(
     mut stream: UnixStream,
     transport: Arc<Transport>,
     recovery: Duration,
+    lock_owner: crate::netlock::Owner,
 ) -> Result<(), String> {
     let creds = stream.peer_cred().map_err(|e| e.to_string())?;
     if creds.uid() != 0 {
@@ -242,7 +263,9 @@ async fn handle_control(
         }
     };
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<ControlEvent>();
-    let job = tokio::spawn(run_migration(req, transport, recovery, events_tx));
+    let job = tokio::spawn(run_migration(
+        req, transport, recovery, lock_owner, events_tx,
+    ));
     while let Some(event) = events_rx.recv().await {
         // The CLI may be gone (Ctrl-C): the migration goes on regardless.
         if transport::write_message(&mut stream, LOCAL_PEER, &event)
@@ -259,6 +282,7 @@ async fn run_migration(
     req: MigrateRequest,
     transport: Arc<Transport>,
     recovery: Duration,
+    lock_owner: crate::netlock::Owner,
     events: mpsc::UnboundedSender<ControlEvent>,
 ) {
     let pid = req.pid;
@@ -283,6 +307,7 @@ async fn run_migration(
         }),
         postcopy_recovery: recovery,
         sync_rootfs: req.sync_rootfs,
+        lock_owner,
     };
     let rt = tokio::runtime::Handle::current();
     let progress_events = events.clone();

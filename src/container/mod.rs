@@ -272,6 +272,7 @@ pub fn checkpoint(
     let opts = crate::dump::CheckpointOptions {
         leave_running,
         in_container: true,
+        lock_owner: None,
     };
     let stats = crate::dump::checkpoint(st.pid, dir, opts).map_err(|source| {
         ContainerError::Checkpoint {

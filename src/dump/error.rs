@@ -15,6 +15,10 @@ pub enum CheckpointError {
     /// Inspection refused a resource of the tree, or could not read it.
     #[error(transparent)]
     Inspect(#[from] InspectError),
+    /// The network lock of the tree's TCP connections failed (or cannot
+    /// be made: nft is missing).
+    #[error(transparent)]
+    NetLock(#[from] crate::netlock::NetLockError),
     /// Live migration of a tree with a PID namespace of its own.
     #[error("process {pid} is the init of a PID namespace of its own: its tree can be checkpointed and restored (a new PID namespace is made), but not migrated yet")]
     PidNamespaceNotMigrated {

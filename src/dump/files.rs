@@ -8,6 +8,7 @@ use super::anon;
 use super::error::CheckpointError;
 use super::notify;
 use super::sockets;
+use super::tcp;
 use crate::image::{
     FdImage, FifoEnd, FileImage, FileOwner, FileOwnerKind, GhostFile, OpenFile, PathFileType,
     PipeEnd, PipeImage,
@@ -35,34 +36,93 @@ pub struct TreeFiles {
     /// (pid, fd, link target, index of its description) of every fd
     /// described so far.
     seen: Vec<(i32, i32, String, u32)>,
-    /// (socket inode, peer inode, description) of every connected unix
-    /// socket, linked to its peer by [`TreeFiles::link_unix_peers`].
-    unix: Vec<(u64, u64, u32)>,
+    /// (socket inode, peer inode if connected, description, clients queued
+    /// on it if listening) of every unix socket, linked to its peer by
+    /// [`TreeFiles::link_unix_peers`].
+    unix: Vec<(u64, Option<u64>, u32, Vec<u32>)>,
     /// FIFOs whose buffered data has been copied already.
     fifos_copied: Vec<u64>,
+    /// Our copies of the files in flight in unix sockets, kept open until
+    /// the whole tree is described: `seen` compares them with the fds of
+    /// the processes described later.
+    in_flight_fds: Vec<OwnedFd>,
     /// Descriptions whose OFD and flock() locks are recorded already (by
     /// the first process of the tree that holds them).
     pub(super) locked: Vec<u32>,
+    /// The TCP connections read so far, held in repair mode.
+    pub repaired: tcp::RepairedSockets,
     /// The signal-driven I/O settings of the descriptions the process
     /// being described is the first to hold; taken by its image.
     pub(super) owners: Vec<FileOwner>,
 }
 
 impl TreeFiles {
-    /// Points each connected unix socket at its peer's description, once
-    /// every process is described.
+    /// Once every process is described, points each connected unix
+    /// socket at its peer's description, marks those whose peer has closed,
+    /// and points a datagram socket connected to a server (or itself) and
+    /// a connection not accepted yet at the socket they connect to by name,
+    /// each listener listing its queued connections in accept order.
     pub fn link_unix_peers(&mut self) {
-        for &(inode, peer, file) in &self.unix {
-            let peer_file = self
+        let file_of = |ino: u64| self.unix.iter().find(|u| u.0 == ino).map(|u| u.2);
+        let mut links = Vec::new();
+        for (inode, peer, file, _) in &self.unix {
+            let Some(peer) = *peer else { continue };
+            let mutual = self
                 .unix
                 .iter()
-                .find(|&&(i, p, _)| i == peer && p == inode)
-                .map(|&(_, _, f)| f);
+                .find(|u| u.0 == peer && u.1 == Some(*inode) && peer != *inode)
+                .map(|u| u.2);
+            let queued_on = self
+                .unix
+                .iter()
+                .find(|u| u.3.contains(&(*inode as u32)))
+                .map(|u| u.2);
+            let link = match (mutual, queued_on) {
+                (Some(p), _) => UnixLink::Peer(p),
+                (None, Some(listener)) => UnixLink::ConnectTo(listener),
+                (None, None) if peer == 0 => UnixLink::PeerGone,
+                (None, None) => match file_of(peer) {
+                    Some(server) => UnixLink::ConnectTo(server),
+                    None => continue,
+                },
+            };
+            links.push((*file, link));
+        }
+        let queues: Vec<(u32, Vec<u32>)> = self
+            .unix
+            .iter()
+            .filter(|u| !u.3.is_empty())
+            .map(|u| {
+                let clients = u.3.iter().filter_map(|&c| file_of(u64::from(c))).collect();
+                (u.2, clients)
+            })
+            .collect();
+        for (file, link) in links {
             if let Some(FileImage::UnixSocket(u)) = self.files.get_mut(file as usize) {
-                u.peer = peer_file;
+                match link {
+                    UnixLink::Peer(p) => u.peer = Some(p),
+                    UnixLink::PeerGone => u.peer_gone = true,
+                    UnixLink::ConnectTo(s) => u.connect_to = Some(s),
+                }
+            }
+        }
+        for (file, clients) in queues {
+            if let Some(FileImage::UnixSocket(u)) = self.files.get_mut(file as usize) {
+                u.accept_queue = clients;
             }
         }
     }
+}
+
+/// How a connected unix socket is connected, found once the tree is
+/// described.
+enum UnixLink {
+    /// To this description, which is connected back to it.
+    Peer(u32),
+    /// To a socket that has closed.
+    PeerGone,
+    /// By name, to this description (a datagram server, or a listener).
+    ConnectTo(u32),
 }
 
 /// Describes every fd of the stopped process `pid`, adding the
@@ -101,6 +161,8 @@ pub fn describe(
             Some(file) => file,
             None => {
                 let flags = info.flags & !libc::O_CLOEXEC;
+                let mut queued_clients = Vec::new();
+                let mut in_flight = Vec::new();
                 let image =
                     match c.class {
                         FdClass::Path(file_type) => {
@@ -182,7 +244,17 @@ pub fn describe(
                             let taken = kernel::pidfd_getfd(&pidfd, c.fd).map_err(fail(
                                 format!("take fd {} (a socket) of process {pid}", c.fd),
                             ))?;
-                            sockets::describe(pid, c.fd, &c.target, c.class, &taken, flags)?
+                            let described =
+                                sockets::describe(pid, c.fd, &c.target, c.class, &taken, flags)?;
+                            queued_clients = described.queued_clients;
+                            in_flight = described.in_flight;
+                            described.image
+                        }
+                        FdClass::TcpConnection { .. } => {
+                            let taken = kernel::pidfd_getfd(&pidfd, c.fd).map_err(fail(
+                                format!("take fd {} (a TCP connection) of process {pid}", c.fd),
+                            ))?;
+                            tcp::describe(pid, c.fd, &c.target, taken, flags, &mut tree.repaired)?
                         }
                     };
                 tree.files.push(image);
@@ -190,12 +262,19 @@ pub fn describe(
                 let taken = kernel::pidfd_getfd(&pidfd, c.fd)
                     .map_err(fail(format!("take fd {} of process {pid}", c.fd)))?;
                 tree.owners.extend(file_owner(pid, c.fd, &taken, flags)?);
-                if let FdClass::UnixSocket {
-                    inode,
-                    peer: Some(peer),
-                } = c.class
-                {
-                    tree.unix.push((inode, peer, file));
+                if let FdClass::UnixSocket { inode, peer } = c.class {
+                    tree.unix.push((inode, peer, file, queued_clients));
+                }
+                for (message, fds) in in_flight.into_iter().enumerate() {
+                    let mut files = Vec::with_capacity(fds.len());
+                    for f in fds {
+                        files.push(in_flight_file(pid, c, f, tree)?);
+                    }
+                    if let Some(FileImage::UnixSocket(u)) = tree.files.get_mut(file as usize) {
+                        if let Some(a) = u.queued_ancillary.get_mut(message) {
+                            a.fds = files;
+                        }
+                    }
                 }
                 file
             }
@@ -245,6 +324,63 @@ fn file_owner(
         signal,
         async_io,
     }))
+}
+
+/// The index of the description of `fd`, a file in flight in the unix
+/// socket `socket` of `pid` that a peek received here: described as an fd
+/// of this process (shared with a process of the tree when one holds it
+/// too). Only descriptions restore can create without a process holding
+/// them are carried: files opened by path, pipes, eventfds and memfds.
+fn in_flight_file(
+    pid: i32,
+    socket: &ClassifiedFd,
+    fd: OwnedFd,
+    tree: &mut TreeFiles,
+) -> Result<u32, CheckpointError> {
+    use std::os::fd::AsRawFd;
+    let me = std::process::id() as i32;
+    let raw = fd.as_raw_fd();
+    let refuse = |kind: String| {
+        CheckpointError::from(crate::inspect::InspectError::UnsupportedFd {
+            pid,
+            fd: socket.fd,
+            kind: format!("unix socket with {kind} in flight (sent and not received yet)"),
+            target: socket.target.clone(),
+        })
+    };
+    let target = std::fs::read_link(format!("/proc/self/fd/{raw}"))
+        .map_err(|source| CheckpointError::Io {
+            what: format!(
+                "examine a file in flight in fd {} of process {pid}",
+                socket.fd
+            ),
+            source,
+        })?
+        .to_string_lossy()
+        .into_owned();
+    let class = crate::inspect::fds::classify_fd(me, raw, &target)
+        .map_err(|e| refuse(format!("a file ferry cannot carry ({e})")))?;
+    match class {
+        FdClass::Path(_) if !target.ends_with(" (deleted)") => {}
+        FdClass::Pipe { .. } | FdClass::Eventfd | FdClass::Memfd { .. } => {}
+        FdClass::UnixSocket { .. } => return Err(refuse("a unix socket".into())),
+        _ => return Err(refuse(target)),
+    }
+    // A file in flight is no fd of a process: the signal-driven I/O
+    // settings read from it have no fd to be set through.
+    let owners = tree.owners.len();
+    let described = describe(
+        me,
+        &[ClassifiedFd {
+            fd: raw,
+            target,
+            class,
+        }],
+        tree,
+    )?;
+    tree.owners.truncate(owners);
+    tree.in_flight_fds.push(fd);
+    Ok(described[0].file)
 }
 
 /// The index in `tree.ghosts` of the deleted file fd `fd` of `pid` refers

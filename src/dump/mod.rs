@@ -11,6 +11,7 @@ mod error;
 pub mod files;
 mod freeze;
 mod inject;
+mod lock;
 mod locks;
 pub mod memory;
 mod mm;
@@ -23,9 +24,11 @@ mod signals;
 pub mod sink;
 pub mod sockets;
 pub mod sysvshm;
+pub mod tcp;
 mod threads;
 mod timers;
 mod tree;
+mod unix;
 
 pub use error::CheckpointError;
 
@@ -40,6 +43,7 @@ use crate::kernel;
 use crate::proc;
 use freeze::{Frozen, FrozenTree};
 use inject::Injector;
+use lock::{LockPlan, TreeLock};
 use mm::SharedObject;
 use serde::Serialize;
 use std::path::Path;
@@ -54,6 +58,13 @@ pub struct CheckpointOptions {
     /// IPC and cgroup namespaces of their own (the root's), and the image
     /// names them by their PIDs in that PID namespace.
     pub in_container: bool,
+    /// The owner of the network lock that keeps the tree's TCP
+    /// connections silent while it is frozen (a migration's source: its
+    /// agent, which releases the lock once the tree is killed or resumed).
+    /// None: [`checkpoint`] gives it to the image directory and, when the
+    /// tree is killed, leaves it engaged for the restore (as CRIU's
+    /// --tcp-established); [`checkpoint_into`] to the running program.
+    pub lock_owner: Option<crate::netlock::Owner>,
 }
 
 /// Statistics of one checkpoint (the figures of CRIU's --print-stats).
@@ -93,7 +104,13 @@ pub fn checkpoint(
 ) -> Result<CheckpointStats, CheckpointError> {
     // The directory is checked before the process is touched.
     let mut sink = ImageSink::new(ImageWriter::create(dir)?);
-    let stats = checkpoint_into(pid, &mut sink, opts)?;
+    let plan = LockPlan {
+        owner: opts
+            .lock_owner
+            .unwrap_or_else(|| crate::netlock::Owner::of_dir(dir)),
+        keep_for_restore: true,
+    };
+    let stats = checkpoint_tree(pid, &mut sink, opts, plan)?;
     crate::image::sync_image(dir)?;
     Ok(stats)
 }
@@ -103,11 +120,30 @@ pub fn checkpoint(
 /// run for each process while the tree runs (as many as the sink asks for),
 /// then the rest is copied with the whole tree frozen. The processes are
 /// killed (or resumed, with `leave_running`) only once the sink has
-/// committed the checkpoint; on any error they are all resumed.
+/// committed the checkpoint; on any error they are all resumed. Their
+/// TCP connections are locked from the freeze until they are killed or
+/// resumed.
 pub fn checkpoint_into(
     pid: i32,
     sink: &mut dyn sink::CheckpointSink,
     opts: CheckpointOptions,
+) -> Result<CheckpointStats, CheckpointError> {
+    let owner = opts.lock_owner.unwrap_or_else(|| {
+        crate::netlock::Owner::of_dir(&std::env::current_exe().unwrap_or_default())
+    });
+    let plan = LockPlan {
+        owner,
+        keep_for_restore: false,
+    };
+    checkpoint_tree(pid, sink, opts, plan)
+}
+
+/// [`checkpoint_into`] with the network lock as `plan` says.
+fn checkpoint_tree(
+    pid: i32,
+    sink: &mut dyn sink::CheckpointSink,
+    opts: CheckpointOptions,
+    plan: LockPlan,
 ) -> Result<CheckpointStats, CheckpointError> {
     let started = Instant::now();
     let expected = expected_namespaces(pid, opts.in_container)?;
@@ -125,6 +161,8 @@ pub fn checkpoint_into(
         return Err(blocker.into());
     }
     let layouts = inspection.layouts;
+    let members: Vec<i32> = layouts.iter().map(|(p, _)| *p).collect();
+    lock::check_before_freezing(&members)?;
 
     let mut precopies = Precopies::default();
     let (mut precopy_pages, mut precopy_scanned, mut precopy_rounds) = (0, 0, 0);
@@ -152,25 +190,50 @@ pub fn checkpoint_into(
 
     let frozen_at = Instant::now();
     let mut tree = FrozenTree::freeze(pid, expected)?;
-    let (image, mem, segments) = match dump_frozen(&mut tree, sink, precopies) {
+    // Before any state is read: from now on the connections are silent.
+    let members: Vec<i32> = tree.procs.iter().map(|f| f.pid).collect();
+    let mut lock = None;
+    let dumped = TreeLock::engage(plan, tree.root, &members).and_then(|engaged| {
+        let name = engaged.name_for_image(plan, opts.leave_running);
+        let engaged = lock.insert(engaged);
+        dump_frozen(&mut tree, sink, precopies, (&engaged.flows, name))
+    });
+    let (image, mem, segments, repaired) = match dumped {
         Ok(v) => v,
+        // The connections read so far left repair mode when the dump's
+        // files were dropped: they work again once the tree resumes.
         Err(err) => {
             if let Err(thaw_err) = tree.thaw() {
                 tracing::error!(pid, %thaw_err, "resuming the tree after a failed checkpoint failed");
             }
+            // Released once the tree runs again.
+            if let Some(l) = lock {
+                l.finish(false);
+            }
             return Err(err);
         }
     };
+    let lock = lock.unwrap_or_default();
     let (processes, zombies) = (tree.procs.len() as u32, tree.zombies.len() as u32);
-    if opts.leave_running {
-        tree.thaw()?;
+    let ended = if opts.leave_running {
+        // The connections leave repair mode before the tree runs again.
+        drop(repaired);
+        tree.thaw()
     } else {
         // The segments went with the tree: marked for removal, they go
         // with the killed processes' attachments.
         sysvshm::remove_carried(tree.root, &segments);
         tree.kill();
-    }
+        // Still in repair mode, the killed tree's connections close
+        // without a FIN or RST: the restored sockets take them over.
+        repaired.close_in_repair();
+        Ok(())
+    };
     let frozen_ms = ms(frozen_at.elapsed());
+    // After the kill: the sockets closed while their packets were still
+    // dropped, so no reset reached a peer.
+    lock.finish(plan.keep_for_restore && !opts.leave_running);
+    ended?;
     Ok(CheckpointStats {
         pid,
         processes,
@@ -202,11 +265,13 @@ fn dump_frozen(
     tree: &mut FrozenTree,
     sink: &mut dyn sink::CheckpointSink,
     mut precopies: Precopies,
+    (tcp_flows, network_lock): (&[crate::image::TcpFlow], Option<String>),
 ) -> Result<
     (
         crate::image::ImageSummary,
         memory::MemoryDumpStats,
         Vec<crate::image::SysvShmImage>,
+        tcp::RepairedSockets,
     ),
     CheckpointError,
 > {
@@ -262,6 +327,8 @@ fn dump_frozen(
         sysv_shm,
         pid_namespace: tree.expected.own_pid,
         ghost_files: files.ghosts,
+        tcp_flows: tcp_flows.to_vec(),
+        network_lock,
     };
     let mut mem = memory::MemoryDumpStats::default();
     // A shared anonymous object or SysV segment is dumped once, from the
@@ -320,7 +387,7 @@ fn dump_frozen(
         shmem_dumped.extend(p.vmas.iter().filter_map(mm::shared_object));
     }
     let summary = sink.commit(&checkpoint)?;
-    Ok((summary, mem, checkpoint.sysv_shm))
+    Ok((summary, mem, checkpoint.sysv_shm, files.repaired))
 }
 
 /// Reads the state of the frozen process (all but its memory) into its

@@ -5,23 +5,22 @@
 //! unix_diag.
 
 use super::error::CheckpointError;
-use crate::image::{FileImage, InetSocket, SocketOptions, UnixSocket};
-use crate::inspect::sockets::unix_diag_of;
+use super::unix;
+use crate::image::{Ancillary, FileImage, InetSocket, SocketOptions, UnixSocket};
+use crate::inspect::sockets::{inet_addr, unix_diag_of};
 use crate::inspect::{FdClass, InspectError};
 use crate::kernel;
-use crate::kernel::sockets::{getsockopt_int, setsockopt_int};
+use crate::kernel::sockets::getsockopt_int;
 use nix::errno::Errno;
-use nix::sys::socket::{getsockname, recvmsg, MsgFlags, SockaddrLike, SockaddrStorage};
-use std::io::IoSliceMut;
+use nix::sys::socket::{getsockname, SockaddrLike, SockaddrStorage};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-
-/// The largest queued datagram ferry copies.
-const MAX_MESSAGE: usize = 4 << 20;
 
 /// Describes the socket at fd `fd` of the frozen process `pid` (link
 /// target `target`), taken out of it as `sock`, with status flags `flags`.
-/// A unix socket's `peer` is left for
-/// [`TreeFiles::link_unix_peers`](super::files::TreeFiles::link_unix_peers).
+/// A unix socket's `peer`, `peer_gone`, `connect_to` and `accept_queue`
+/// are left for
+/// [`TreeFiles::link_unix_peers`](super::files::TreeFiles::link_unix_peers),
+/// and the descriptions of its files in flight for the caller.
 pub fn describe(
     pid: i32,
     fd: i32,
@@ -29,7 +28,7 @@ pub fn describe(
     class: FdClass,
     sock: &OwnedFd,
     flags: i32,
-) -> Result<FileImage, CheckpointError> {
+) -> Result<Described, CheckpointError> {
     let io = |what: &str| {
         let what = format!("{what} of {target} (fd {fd}) of process {pid}");
         move |errno: Errno| CheckpointError::Io {
@@ -50,33 +49,28 @@ pub fn describe(
     let flags = flags & !libc::O_ACCMODE;
     let sock_type = int(libc::SOL_SOCKET, libc::SO_TYPE)?;
     let listening = int(libc::SOL_SOCKET, libc::SO_ACCEPTCONN)? != 0;
-    let options = SocketOptions {
-        reuse_addr: int(libc::SOL_SOCKET, libc::SO_REUSEADDR)? != 0,
-        reuse_port: int(libc::SOL_SOCKET, libc::SO_REUSEPORT)? != 0,
-        sndbuf: int(libc::SOL_SOCKET, libc::SO_SNDBUF)? as u32,
-        rcvbuf: int(libc::SOL_SOCKET, libc::SO_RCVBUF)? as u32,
-    };
+    let options = socket_options(s).map_err(io("read an option"))?;
     let local = getsockname::<SockaddrStorage>(s.as_raw_fd()).map_err(io("getsockname"))?;
     match class {
         FdClass::UnixSocket { inode, peer } => {
+            let diag = unix_diag_of(pid, inode).map_err(io("unix_diag"))?;
             let name = local.as_unix_addr().and_then(|u| {
                 u.path()
                     .map(|p| std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec())
                     .or_else(|| u.as_abstract().map(|a| [&[0u8][..], a].concat()))
             });
-            let listen_backlog = if listening {
-                Some(
-                    unix_diag_of(pid, inode)
-                        .map_err(io("unix_diag"))?
-                        .max_backlog,
-                )
-            } else {
-                None
-            };
-            let queued = if peer.is_some() {
-                peek_queue(s, sock_type).map_err(|e| match e {
-                    Peek::Errno(errno) => io("copy the queued data")(errno),
-                    Peek::Refused(why) => refuse(format!("unix socket {why}")),
+            // A connected stream socket reports its listener's name when it
+            // was accept()ed: only a datagram socket's name is its own.
+            let name =
+                name.filter(|n| (peer.is_none() || sock_type == libc::SOCK_DGRAM) && !n.is_empty());
+            // The pending error shows as POLLERR; reading it would clear it.
+            let reset_pending = peer == Some(0)
+                && sock_type != libc::SOCK_DGRAM
+                && unix::error_pending(s).map_err(io("poll"))?;
+            let peeked = if peer.is_some() {
+                unix::peek_queue(s, sock_type, diag.shutdown & 1 != 0).map_err(|e| match e {
+                    unix::Peek::Errno(errno) => io("copy the queued data")(errno),
+                    unix::Peek::Refused(why) => refuse(format!("unix socket {why}")),
                 })?
             } else if !listening && kernel::bytes_readable(sock).map_err(io("FIONREAD"))? > 0 {
                 return Err(refuse(
@@ -85,27 +79,50 @@ pub fn describe(
             } else {
                 Vec::new()
             };
-            Ok(FileImage::UnixSocket(UnixSocket {
+            let mut queued = Vec::with_capacity(peeked.len());
+            let mut queued_ancillary = Vec::with_capacity(peeked.len());
+            let mut in_flight = Vec::with_capacity(peeked.len());
+            for p in peeked {
+                queued.push(p.data);
+                queued_ancillary.push(Ancillary {
+                    fds: Vec::new(),
+                    creds: p.creds,
+                });
+                in_flight.push(p.fds);
+            }
+            let passcred = int(libc::SOL_SOCKET, libc::SO_PASSCRED)? != 0;
+            let bound_file = match &name {
+                Some(n) if n.first() != Some(&0) => {
+                    unix::socket_file_owner(pid, n, diag.bound_inode)
+                }
+                _ => None,
+            };
+            let image = FileImage::UnixSocket(UnixSocket {
                 sock_type,
                 flags,
-                name: name.filter(|n| peer.is_none() && !n.is_empty()),
-                listen_backlog,
+                name,
+                listen_backlog: listening.then_some(diag.max_backlog),
                 peer: None,
                 queued,
                 options,
-            }))
+                peer_gone: false,
+                reset_pending,
+                shutdown: diag.shutdown,
+                connect_to: None,
+                accept_queue: Vec::new(),
+                bound_file,
+                queued_ancillary,
+                passcred,
+            });
+            Ok(Described {
+                image,
+                queued_clients: diag.queued_clients,
+                in_flight,
+            })
         }
         _ => {
             let ipv6 = local.family() == Some(nix::sys::socket::AddressFamily::Inet6);
-            let local = local
-                .as_sockaddr_in()
-                .map(|a| std::net::SocketAddr::V4((*a).into()))
-                .or_else(|| {
-                    local
-                        .as_sockaddr_in6()
-                        .map(|a| std::net::SocketAddr::V6((*a).into()))
-                })
-                .filter(|a| a.port() != 0 || !a.ip().is_unspecified());
+            let local = inet_addr(&local).filter(|a| a.port() != 0 || !a.ip().is_unspecified());
             let listen_backlog = if listening {
                 Some(
                     kernel::sockets::tcp_state(s)
@@ -120,7 +137,7 @@ pub fn describe(
             {
                 return Err(refuse("UDP socket with datagrams queued".into()));
             }
-            Ok(FileImage::InetSocket(InetSocket {
+            let image = FileImage::InetSocket(InetSocket {
                 sock_type,
                 flags,
                 local,
@@ -130,62 +147,36 @@ pub fn describe(
                 nodelay: sock_type == libc::SOCK_STREAM
                     && int(libc::IPPROTO_TCP, libc::TCP_NODELAY)? != 0,
                 options,
-            }))
+            });
+            Ok(Described {
+                image,
+                queued_clients: Vec::new(),
+                in_flight: Vec::new(),
+            })
         }
     }
 }
 
-/// Why the queue of a socket could not be copied.
-enum Peek {
-    Errno(Errno),
-    Refused(String),
+/// The reuse flags and buffer sizes of socket `s`.
+pub fn socket_options(s: BorrowedFd<'_>) -> Result<SocketOptions, Errno> {
+    let int = |level, opt| getsockopt_int(s, level, opt);
+    Ok(SocketOptions {
+        reuse_addr: int(libc::SOL_SOCKET, libc::SO_REUSEADDR)? != 0,
+        reuse_port: int(libc::SOL_SOCKET, libc::SO_REUSEPORT)? != 0,
+        sndbuf: int(libc::SOL_SOCKET, libc::SO_SNDBUF)? as u32,
+        rcvbuf: int(libc::SOL_SOCKET, libc::SO_RCVBUF)? as u32,
+    })
 }
 
-impl From<Errno> for Peek {
-    fn from(e: Errno) -> Self {
-        Peek::Errno(e)
-    }
-}
-
-/// Copies what is queued to be read on `sock` without consuming it:
-/// MSG_PEEK from a moving SO_PEEK_OFF, one message at a time, until
-/// nothing is left; the socket's own peek offset is put back afterwards.
-fn peek_queue(sock: BorrowedFd<'_>, sock_type: i32) -> Result<Vec<Vec<u8>>, Peek> {
-    let old = getsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF)?;
-    setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)?;
-    let mut buf = vec![0u8; MAX_MESSAGE];
-    let mut out = Vec::new();
-    let copied = loop {
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let got = recvmsg::<()>(
-            sock.as_raw_fd(),
-            &mut iov,
-            None,
-            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
-        );
-        match got {
-            Err(Errno::EAGAIN) => break Ok(()),
-            Err(e) => break Err(Peek::Errno(e)),
-            Ok(m) if m.flags.contains(MsgFlags::MSG_CTRUNC) => {
-                break Err(Peek::Refused(
-                    "with file descriptors or credentials in flight".into(),
-                ))
-            }
-            Ok(m) if m.flags.contains(MsgFlags::MSG_TRUNC) => {
-                break Err(Peek::Refused(format!(
-                    "with a message of more than {MAX_MESSAGE} bytes queued"
-                )))
-            }
-            Ok(m) if m.bytes == 0 && sock_type != libc::SOCK_STREAM => {
-                break Err(Peek::Refused("with an empty message queued".into()))
-            }
-            Ok(m) if m.bytes == 0 => break Ok(()),
-            Ok(m) => {
-                let n = m.bytes;
-                out.push(buf[..n].to_vec());
-            }
-        }
-    };
-    setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old)?;
-    copied.map(|()| out)
+/// A socket as [`describe`] found it.
+pub struct Described {
+    /// Its description.
+    pub image: FileImage,
+    /// For a listening unix socket: the inodes of the clients queued on it
+    /// (unix_diag's, in accept order); empty otherwise.
+    pub queued_clients: Vec<u32>,
+    /// For a unix socket: the files in flight with each queued message
+    /// (SCM_RIGHTS), as fds of our own; the indices of their descriptions
+    /// go into the image's `queued_ancillary`.
+    pub in_flight: Vec<Vec<OwnedFd>>,
 }

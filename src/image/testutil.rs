@@ -435,6 +435,14 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                 peer: Some(10),
                 queued: vec![b"one".to_vec(), b"two!".to_vec()],
                 options: SocketOptions::default(),
+                peer_gone: false,
+                reset_pending: false,
+                shutdown: 0,
+                connect_to: None,
+                accept_queue: Vec::new(),
+                bound_file: None,
+                queued_ancillary: Vec::new(),
+                passcred: false,
             }),
             FileImage::UnixSocket(UnixSocket {
                 sock_type: libc::SOCK_DGRAM,
@@ -444,6 +452,14 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                 peer: Some(9),
                 queued: Vec::new(),
                 options: SocketOptions::default(),
+                peer_gone: false,
+                reset_pending: false,
+                shutdown: 0,
+                connect_to: None,
+                accept_queue: Vec::new(),
+                bound_file: None,
+                queued_ancillary: Vec::new(),
+                passcred: false,
             }),
             FileImage::UnixSocket(UnixSocket {
                 sock_type: libc::SOCK_STREAM,
@@ -453,6 +469,14 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                 peer: None,
                 queued: Vec::new(),
                 options: SocketOptions::default(),
+                peer_gone: false,
+                reset_pending: false,
+                shutdown: 0,
+                connect_to: None,
+                accept_queue: Vec::new(),
+                bound_file: None,
+                queued_ancillary: Vec::new(),
+                passcred: false,
             }),
             FileImage::InetSocket(InetSocket {
                 sock_type: libc::SOCK_STREAM,
@@ -486,6 +510,11 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
         }],
         pid_namespace: false,
         ghost_files: Vec::new(),
+        tcp_flows: vec![crate::image::TcpFlow {
+            local: "10.0.0.1:80".parse().unwrap(),
+            remote: "[::ffff:10.0.0.2]:5000".parse().unwrap(),
+        }],
+        network_lock: Some("ferry_0011223344556677_4242_1".into()),
     }
 }
 

@@ -43,6 +43,16 @@ pub enum FdClass {
     },
     /// A listening TCP socket, or an unconnected TCP or UDP socket.
     InetSocket,
+    /// An established or half-closed TCP connection, carried with
+    /// TCP_REPAIR.
+    TcpConnection {
+        /// The local address.
+        local: std::net::SocketAddr,
+        /// The peer's address.
+        remote: std::net::SocketAddr,
+        /// The TCP state (include/net/tcp_states.h).
+        state: u8,
+    },
     /// Memfd `inode`, recreated with its contents.
     Memfd {
         /// The memfd's inode number.

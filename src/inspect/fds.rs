@@ -225,6 +225,7 @@ pub fn tree_fd_blockers(
             },
         });
     }
+    refused.extend(sockets::check_tcp_peers(tree));
     match sockets::check_unix_peers(tree) {
         Err(e @ InspectError::Proc(_)) => Err(e),
         Err(e) => {

@@ -36,6 +36,10 @@ pub struct TreeInspection {
     /// mapping, and why), in the order checkpoint meets them: checkpoint
     /// refuses with the first, the dry run lists them all.
     pub blockers: Vec<InspectError>,
+    /// Every TCP connection the tree holds, as (local, remote) addresses:
+    /// carried with TCP_REPAIR, and the flows a network lock holds still
+    /// from the freeze until the restored sockets are live.
+    pub connections: Vec<(std::net::SocketAddr, std::net::SocketAddr)>,
 }
 
 /// Runs every check checkpoint makes before freezing on each process of
@@ -108,6 +112,7 @@ pub fn inspect_tree_in(pid: i32, expected: &Namespaces) -> Result<TreeInspection
         members,
         layouts,
         blockers,
+        connections: sockets::tcp_connections(&classified),
     })
 }
 

@@ -1,6 +1,6 @@
 //! Sockets: which ones ferry carries (unix sockets whose peer the tree
 //! also holds, bound and listening unix sockets, listening TCP and bound
-//! UDP sockets). Each socket is taken out of the process with pidfd_getfd
+//! UDP sockets, established and half-closed TCP connections). Each socket is taken out of the process with pidfd_getfd
 //! and examined with ordinary socket calls; the peer of a unix socket
 //! comes from unix_diag.
 
@@ -9,13 +9,67 @@ use super::fd_class::{ClassifiedFd, FdClass};
 use crate::kernel;
 use crate::kernel::sockets::getsockopt_int;
 use nix::errno::Errno;
-use nix::sys::socket::{getpeername, SockaddrStorage};
+use nix::sys::socket::{getpeername, getsockname, SockaddrStorage};
 use std::os::fd::{AsFd, AsRawFd};
 
 /// TCP states (include/net/tcp_states.h) that ferry tells apart.
-const TCP_ESTABLISHED: u8 = 1;
-const TCP_CLOSE: u8 = 7;
-const TCP_LISTEN: u8 = 10;
+pub const TCP_ESTABLISHED: u8 = 1;
+/// SYN_SENT: connect() is still waiting for the peer.
+pub const TCP_SYN_SENT: u8 = 2;
+/// FIN_WAIT1: shut down for writing, the FIN not acknowledged yet.
+pub const TCP_FIN_WAIT1: u8 = 4;
+/// FIN_WAIT2: shut down for writing, the FIN acknowledged.
+pub const TCP_FIN_WAIT2: u8 = 5;
+/// CLOSE: not connected (new, or closed).
+pub const TCP_CLOSE: u8 = 7;
+/// CLOSE_WAIT: the peer shut down its side.
+pub const TCP_CLOSE_WAIT: u8 = 8;
+/// LISTEN.
+pub const TCP_LISTEN: u8 = 10;
+
+/// The name of TCP state `s`, for messages.
+pub fn tcp_state_name(s: u8) -> String {
+    const NAMES: [&str; 13] = [
+        "0",
+        "ESTABLISHED",
+        "SYN_SENT",
+        "SYN_RECV",
+        "FIN_WAIT1",
+        "FIN_WAIT2",
+        "TIME_WAIT",
+        "CLOSE",
+        "CLOSE_WAIT",
+        "LAST_ACK",
+        "LISTEN",
+        "CLOSING",
+        "NEW_SYN_RECV",
+    ];
+    NAMES
+        .get(s as usize)
+        .map_or_else(|| s.to_string(), |n| (*n).to_string())
+}
+
+/// `a` as packets carry it: an IPv4-mapped IPv6 address (an IPv6
+/// socket's connection to an IPv4 peer) as the IPv4 address.
+pub fn wire_addr(a: std::net::SocketAddr) -> std::net::SocketAddr {
+    match a {
+        std::net::SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => std::net::SocketAddr::new(v4.into(), v6.port()),
+            None => a,
+        },
+        v4 => v4,
+    }
+}
+
+/// An IPv4 or IPv6 socket address as the standard library's type.
+pub fn inet_addr(a: &SockaddrStorage) -> Option<std::net::SocketAddr> {
+    a.as_sockaddr_in()
+        .map(|a| std::net::SocketAddr::V4((*a).into()))
+        .or_else(|| {
+            a.as_sockaddr_in6()
+                .map(|a| std::net::SocketAddr::V6((*a).into()))
+        })
+}
 /// Decides whether socket `inode` at `fd` of `pid` can be carried, taking
 /// it out of the process (which keeps running) to look at it.
 pub fn classify(pid: i32, fd: i32, inode: u64) -> Result<FdClass, InspectError> {
@@ -60,14 +114,33 @@ pub fn classify(pid: i32, fd: i32, inode: u64) -> Result<FdClass, InspectError> 
                         .map_err(|e| refuse(format!("TCP socket that cannot be examined ({e})")))?;
                     match st.state {
                         TCP_LISTEN | TCP_CLOSE => Ok(FdClass::InetSocket),
-                        TCP_ESTABLISHED => Err(refuse(
-                            "TCP socket of an established connection (carrying established TCP \
-                             connections comes in a later issue)"
+                        TCP_ESTABLISHED | TCP_FIN_WAIT1 | TCP_FIN_WAIT2 | TCP_CLOSE_WAIT => {
+                            let names =
+                                getsockname::<SockaddrStorage>(sock.as_raw_fd()).and_then(|l| {
+                                    getpeername::<SockaddrStorage>(sock.as_raw_fd())
+                                        .map(|r| (inet_addr(&l), inet_addr(&r)))
+                                });
+                            match names {
+                                Ok((Some(local), Some(remote))) => Ok(FdClass::TcpConnection {
+                                    local,
+                                    remote,
+                                    state: st.state,
+                                }),
+                                Ok(_) => Err(refuse("TCP connection without addresses".into())),
+                                Err(e) => Err(refuse(format!(
+                                    "TCP connection whose addresses cannot be read ({e})"
+                                ))),
+                            }
+                        }
+                        TCP_SYN_SENT => Err(refuse(
+                            "TCP socket still connecting (SYN_SENT): ferry carries a \
+                             connection once it is established"
                                 .into(),
                         )),
                         s => Err(refuse(format!(
-                            "TCP socket of a connection in state {s} (carrying TCP connections \
-                             comes in a later issue)"
+                            "TCP socket of a connection in state {} (ferry carries ESTABLISHED, \
+                             FIN_WAIT1, FIN_WAIT2 and CLOSE_WAIT)",
+                            tcp_state_name(s)
                         ))),
                     }
                 }
@@ -88,49 +161,213 @@ pub fn classify(pid: i32, fd: i32, inode: u64) -> Result<FdClass, InspectError> 
     }
 }
 
-/// unix_diag of socket `inode` of process `pid`, asked in its network
-/// namespace (a container's own, when it has one).
-pub fn unix_diag_of(pid: i32, inode: u64) -> Result<kernel::sockets::UnixDiag, Errno> {
-    kernel::in_net_namespace(pid, || kernel::sockets::unix_diag(inode as u32))?
-}
-
-/// Refuses a connected unix socket whose peer no process of the tree
-/// holds (`tree`: every process with its classified fds): the other end
-/// belongs to a process outside the checkpoint.
-pub fn check_unix_peers(tree: &[(i32, Vec<ClassifiedFd>)]) -> Result<(), InspectError> {
+/// Refuses a TCP connection in CLOSE_WAIT whose peer no process of the
+/// tree holds (`tree`: every process with its classified fds): the
+/// restored end learns of the peer's FIN only when the peer sends it
+/// again, which a peer outside the tree, its FIN acknowledged, never does.
+pub fn check_tcp_peers(tree: &[(i32, Vec<ClassifiedFd>)]) -> Vec<InspectError> {
     let all = || tree.iter().flat_map(|(_, fds)| fds);
+    let mut refused = Vec::new();
     for (pid, fds) in tree {
         for c in fds {
-            let FdClass::UnixSocket {
-                inode,
-                peer: Some(peer),
+            let FdClass::TcpConnection {
+                local,
+                remote,
+                state: TCP_CLOSE_WAIT,
             } = c.class
             else {
                 continue;
             };
-            let back = all().any(|o| {
-                o.class
-                    == FdClass::UnixSocket {
-                        inode: peer,
-                        peer: Some(inode),
-                    }
+            let inside = all().any(|o| {
+                matches!(o.class, FdClass::TcpConnection { local: l, remote: r, .. }
+                    if wire_addr(l) == wire_addr(remote) && wire_addr(r) == wire_addr(local))
             });
-            if !back {
-                return Err(InspectError::UnsupportedFd {
+            if !inside {
+                refused.push(InspectError::UnsupportedFd {
                     pid: *pid,
                     fd: c.fd,
                     kind: format!(
-                        "unix socket connected to a process outside the checkpoint{}",
-                        if peer == 0 {
-                            " (its peer is closed, or not accepted yet)"
-                        } else {
-                            ""
-                        }
+                        "TCP connection {local} -> {remote} in CLOSE_WAIT (the peer shut down \
+                         its side) to a peer outside the checkpoint"
                     ),
                     target: c.target.clone(),
                 });
             }
         }
     }
+    refused
+}
+
+/// Every TCP connection of the tree (`tree`: every process with its
+/// classified fds) as (local, remote), each once: the flows a network
+/// lock must hold still while they move. An IPv6 socket's IPv4-mapped
+/// address is given as the IPv4 address its packets carry.
+pub fn tcp_connections(
+    tree: &[(i32, Vec<ClassifiedFd>)],
+) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
+    let mut out = Vec::new();
+    for c in tree.iter().flat_map(|(_, fds)| fds) {
+        if let FdClass::TcpConnection { local, remote, .. } = c.class {
+            let flow = (wire_addr(local), wire_addr(remote));
+            if !out.contains(&flow) {
+                out.push(flow);
+            }
+        }
+    }
+    out
+}
+
+/// unix_diag of socket `inode` of process `pid`, asked in its network
+/// namespace (a container's own, when it has one).
+pub fn unix_diag_of(pid: i32, inode: u64) -> Result<kernel::sockets::UnixDiag, Errno> {
+    kernel::in_net_namespace(pid, || kernel::sockets::unix_diag(inode as u32))?
+}
+
+/// Refuses a connected unix socket whose peer a process outside the tree
+/// holds (`tree`: every process with its classified fds). Carried: the
+/// ends of a pair the tree holds, a socket whose peer has closed, a
+/// datagram socket connected to a socket of the tree that is not connected
+/// back (a server shared by several clients, or itself), and a stream
+/// connection to a listener of the tree not accepted yet (with nothing
+/// sent on it yet: that data sits where only accept() reaches it).
+pub fn check_unix_peers(tree: &[(i32, Vec<ClassifiedFd>)]) -> Result<(), InspectError> {
+    let all = || {
+        tree.iter()
+            .flat_map(|(pid, fds)| fds.iter().map(move |c| (*pid, c)))
+    };
+    let holds = |ino: u64| {
+        all().any(|(_, o)| matches!(o.class, FdClass::UnixSocket { inode, .. } if inode == ino))
+    };
+    // The clients queued on the tree's listeners, asked when first needed.
+    let mut queued_clients: Option<Vec<u32>> = None;
+    for (pid, c) in all() {
+        let FdClass::UnixSocket {
+            inode,
+            peer: Some(peer),
+        } = c.class
+        else {
+            continue;
+        };
+        let mutual = all().any(|(_, o)| {
+            o.class
+                == FdClass::UnixSocket {
+                    inode: peer,
+                    peer: Some(inode),
+                }
+        });
+        if mutual {
+            continue;
+        }
+        let refuse = |why: &str| InspectError::UnsupportedFd {
+            pid,
+            fd: c.fd,
+            kind: format!("unix socket {why}"),
+            target: c.target.clone(),
+        };
+        let diag = unix_diag_of(pid, inode).map_err(|e| {
+            refuse(&format!(
+                "that unix_diag cannot find ({e}; is it in another network namespace?)"
+            ))
+        })?;
+        let dgram = diag.sock_type == libc::SOCK_DGRAM;
+        if peer != 0 {
+            if dgram && holds(peer) {
+                continue;
+            }
+            return Err(refuse("connected to a process outside the checkpoint"));
+        }
+        if dgram {
+            continue;
+        }
+        let clients = match &queued_clients {
+            Some(c) => c,
+            None => queued_clients.insert(listeners_queues(tree)),
+        };
+        if clients.contains(&(inode as u32)) {
+            if diag.unread_sent > 0 {
+                return Err(refuse(
+                    "of a connection not accepted yet, with data sent on it (only accept() \
+                     reaches that data)",
+                ));
+            }
+            continue;
+        }
+        // A peer's close shuts a stream socket down both ways; without that
+        // its peer is a connection another process has not accepted yet.
+        if diag.shutdown != SHUTDOWN_BOTH {
+            return Err(refuse(
+                "connected to a process outside the checkpoint (not accepted yet)",
+            ));
+        }
+    }
     Ok(())
+}
+
+/// sk_shutdown of a socket shut down both ways (RCV_SHUTDOWN | SEND_SHUTDOWN).
+const SHUTDOWN_BOTH: u8 = 3;
+
+/// The client ends of every connection queued on a listening unix socket
+/// of the tree (unconnected sockets the kernel cannot describe are left
+/// out: they queue nothing).
+fn listeners_queues(tree: &[(i32, Vec<ClassifiedFd>)]) -> Vec<u32> {
+    tree.iter()
+        .flat_map(|(pid, fds)| fds.iter().map(move |c| (*pid, c)))
+        .filter_map(|(pid, c)| match c.class {
+            FdClass::UnixSocket { inode, peer: None } => unix_diag_of(pid, inode).ok(),
+            _ => None,
+        })
+        .flat_map(|d| d.queued_clients)
+        .filter(|&c| c != 0)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::inspect::error::InspectError;
+    use crate::inspect::fd_class::{ClassifiedFd, FdClass};
+    use crate::inspect::sockets::{check_tcp_peers, tcp_connections, tcp_state_name};
+
+    fn conn(fd: i32, local: &str, remote: &str, state: u8) -> ClassifiedFd {
+        ClassifiedFd {
+            fd,
+            target: format!("socket:[{fd}]"),
+            class: FdClass::TcpConnection {
+                local: local.parse().unwrap(),
+                remote: remote.parse().unwrap(),
+                state,
+            },
+        }
+    }
+
+    #[test]
+    fn a_close_wait_end_needs_its_peer_in_the_tree() {
+        let (a, b) = ("127.0.0.1:1000", "127.0.0.1:2000");
+        let pair = vec![(10, vec![conn(3, a, b, 8)]), (11, vec![conn(4, b, a, 5)])];
+        assert!(check_tcp_peers(&pair).is_empty());
+        assert_eq!(tcp_connections(&pair).len(), 2);
+        let alone = vec![(10, vec![conn(3, a, b, 8), conn(5, a, "127.0.0.1:9", 1)])];
+        match &check_tcp_peers(&alone)[..] {
+            [InspectError::UnsupportedFd {
+                pid: 10,
+                fd: 3,
+                kind,
+                ..
+            }] => {
+                assert!(kind.contains("CLOSE_WAIT"), "{kind}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // An IPv6 socket's IPv4-mapped end meets its IPv4 peer.
+        let mapped = vec![
+            (10, vec![conn(3, "[::ffff:127.0.0.1]:1000", b, 8)]),
+            (11, vec![conn(4, b, a, 5)]),
+        ];
+        assert!(check_tcp_peers(&mapped).is_empty());
+        assert_eq!(
+            tcp_connections(&mapped)[0],
+            (a.parse().unwrap(), b.parse().unwrap())
+        );
+        assert_eq!(tcp_state_name(2), "SYN_SENT");
+        assert_eq!(tcp_state_name(99), "99");
+    }
 }

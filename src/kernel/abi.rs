@@ -273,6 +273,40 @@ pub fn decode<T: FromBytes>(bytes: &[u8]) -> Option<T> {
     T::read_from_prefix(bytes).ok().map(|(value, _)| value)
 }
 
+/// The kernel's `struct tcp_repair_opt`: one TCP option negotiated at
+/// connection time, given back to a socket in repair mode
+/// (TCP_REPAIR_OPTIONS takes an array of them).
+#[repr(C)]
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct TcpRepairOpt {
+    /// TCPOPT_MSS, TCPOPT_WINDOW, TCPOPT_SACK_PERM or TCPOPT_TIMESTAMP.
+    pub opt_code: u32,
+    /// The MSS clamp; for TCPOPT_WINDOW the send scale, with the receive
+    /// scale in the high 16 bits; 0 for the others.
+    pub opt_val: u32,
+}
+
+/// The kernel's `struct tcp_repair_window` (TCP_REPAIR_WINDOW): the
+/// windows both ends advertised, read and set in repair mode.
+#[repr(C)]
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct TcpRepairWindow {
+    /// Sequence number of the segment that last updated the send window.
+    pub snd_wl1: u32,
+    /// The send window (what the peer allows).
+    pub snd_wnd: u32,
+    /// The largest send window the peer ever offered.
+    pub max_window: u32,
+    /// The receive window advertised.
+    pub rcv_wnd: u32,
+    /// rcv_nxt when the receive window was last advertised.
+    pub rcv_wup: u32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -694,13 +694,28 @@ pub fn catch_termination_signals() -> Result<&'static std::sync::atomic::AtomicB
 /// its own.
 pub fn in_net_namespace<T: Send>(pid: i32, f: impl FnOnce() -> T + Send) -> Result<T, Errno> {
     let errno = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-    let path = format!("/proc/{pid}/ns/net");
-    let theirs = std::fs::read_link(&path).map_err(errno)?;
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).map_err(errno)?;
+    in_net_namespace_of(&ns, f)
+}
+
+/// [`in_net_namespace`] for the network namespace `ns` is a handle on
+/// (an open /proc/PID/ns/net, which keeps the namespace alive after the
+/// processes in it are gone: the network lock is released there after
+/// the tree was killed).
+pub fn in_net_namespace_of<T: Send>(
+    ns: &std::fs::File,
+    f: impl FnOnce() -> T + Send,
+) -> Result<T, Errno> {
+    let errno = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+    let theirs = std::fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(ns)
+    ))
+    .map_err(errno)?;
     let ours = std::fs::read_link("/proc/thread-self/ns/net").map_err(errno)?;
     if theirs == ours {
         return Ok(f());
     }
-    let ns = std::fs::File::open(&path).map_err(errno)?;
     std::thread::scope(|s| {
         let joined = s.spawn(move || {
             nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)?;

@@ -1,11 +1,14 @@
-//! Socket options that nix lacks (SO_DOMAIN, SO_PEEK_OFF, TCP_INFO) and the
-//! unix_diag netlink query that names the peer of a unix socket.
+//! Socket options that nix lacks (SO_DOMAIN, SO_PEEK_OFF, TCP_INFO, the
+//! TCP_REPAIR family and its structs), the queue-length ioctls of a TCP
+//! socket, and the unix_diag netlink query that names the peer of a unix
+//! socket.
 
+use super::abi::{IntoBytes, TcpRepairOpt, TcpRepairWindow};
 use nix::errno::Errno;
 use nix::sys::socket::{
     recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
 };
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 /// Reads an int-valued socket option.
 pub fn getsockopt_int(fd: BorrowedFd<'_>, level: i32, opt: i32) -> Result<i32, Errno> {
@@ -39,6 +42,60 @@ pub fn setsockopt_int(fd: BorrowedFd<'_>, level: i32, opt: i32, val: i32) -> Res
     Errno::result(r).map(drop)
 }
 
+/// A message received (or peeked) from a unix socket with its ancillary
+/// data.
+pub struct ReceivedMessage {
+    /// Bytes copied into the buffer.
+    pub bytes: usize,
+    /// The message flags (MSG_TRUNC, MSG_CTRUNC ...).
+    pub flags: MsgFlags,
+    /// The fds SCM_RIGHTS installed in this process, owned here.
+    pub fds: Vec<OwnedFd>,
+    /// SCM_CREDENTIALS: (pid, uid, gid), when SO_PASSCRED is on.
+    pub creds: Option<(i32, u32, u32)>,
+}
+
+/// The most fds one message carries (the kernel's SCM_MAX_FD).
+pub const SCM_MAX_FD: usize = 253;
+
+/// recvmsg on `fd` into `buf` with `flags` (MSG_CMSG_CLOEXEC is added),
+/// taking ownership of any fd the kernel installs (a MSG_PEEK of a message
+/// with SCM_RIGHTS installs duplicates of the files in flight).
+pub fn recv_with_ancillary(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    flags: MsgFlags,
+) -> Result<ReceivedMessage, Errno> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned};
+    use std::os::fd::{FromRawFd, RawFd};
+    let mut cmsg = nix::cmsg_space!([RawFd; SCM_MAX_FD], libc::ucred);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let m = recvmsg::<()>(
+        fd.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        flags | MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut out = ReceivedMessage {
+        bytes: m.bytes,
+        flags: m.flags,
+        fds: Vec::new(),
+        creds: None,
+    };
+    for c in m.cmsgs()? {
+        match c {
+            ControlMessageOwned::ScmRights(fds) => out.fds.extend(fds.into_iter().map(|fd| {
+                // SAFETY: the kernel has just installed `fd` in this process
+                // for this call; nothing else refers to it.
+                unsafe { OwnedFd::from_raw_fd(fd) }
+            })),
+            ControlMessageOwned::ScmCredentials(c) => out.creds = Some((c.pid(), c.uid(), c.gid())),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
 /// What TCP_INFO tells about a TCP socket's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpState {
@@ -51,6 +108,16 @@ pub struct TcpState {
 
 /// The state of a TCP socket (getsockopt TCP_INFO).
 pub fn tcp_state(fd: BorrowedFd<'_>) -> Result<TcpState, Errno> {
+    let info = tcp_info(fd)?;
+    Ok(TcpState {
+        state: info.tcpi_state,
+        max_backlog: info.tcpi_sacked,
+    })
+}
+
+/// The whole of getsockopt TCP_INFO (state, negotiated options, window
+/// scales, unacknowledged segments ...).
+pub fn tcp_info(fd: BorrowedFd<'_>) -> Result<libc::tcp_info, Errno> {
     // SAFETY: tcp_info is plain old data; all zeroes is a valid value.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
@@ -64,30 +131,211 @@ pub fn tcp_state(fd: BorrowedFd<'_>) -> Result<TcpState, Errno> {
             &mut len,
         )
     };
-    Errno::result(r)?;
-    Ok(TcpState {
-        state: info.tcpi_state,
-        max_backlog: info.tcpi_sacked,
-    })
+    Errno::result(r).map(|_| info)
+}
+
+/// Reads a socket option into `buf`; returns the length the kernel wrote.
+pub fn getsockopt_bytes(
+    fd: BorrowedFd<'_>,
+    level: i32,
+    opt: i32,
+    buf: &mut [u8],
+) -> Result<usize, Errno> {
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `buf`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            opt,
+            buf.as_mut_ptr().cast::<libc::c_void>(),
+            &mut len,
+        )
+    };
+    Errno::result(r).map(|_| len as usize)
+}
+
+/// Sets a socket option whose value is the bytes `val` (a kernel struct
+/// or an array of them).
+pub fn setsockopt_bytes(fd: BorrowedFd<'_>, level: i32, opt: i32, val: &[u8]) -> Result<(), Errno> {
+    // SAFETY: the kernel reads `val.len()` bytes from `val`.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            opt,
+            val.as_ptr().cast::<libc::c_void>(),
+            val.len() as libc::socklen_t,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+/// Whether socket `fd` is shut down for reading (poll's POLLRDHUP, which
+/// nix's flags lack: by shutdown(SHUT_RD), or by the peer's FIN).
+pub fn read_shut_down(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one pollfd, valid for the call; a zero timeout.
+    let r = unsafe { libc::poll(&mut p, 1, 0) };
+    Errno::result(r).map(|_| p.revents & libc::POLLRDHUP != 0)
+}
+
+/// Which queue of a TCP socket [`tcp_queue_len`] measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpQueue {
+    /// SIOCINQ: bytes received and not read (a received FIN not counted).
+    Received,
+    /// SIOCOUTQ: bytes written and not acknowledged by the peer.
+    Unacked,
+    /// SIOCOUTQNSD: bytes written and never sent.
+    Unsent,
+}
+
+/// SIOCOUTQNSD (linux/sockios.h), which libc lacks.
+const SIOCOUTQNSD: libc::Ioctl = 0x894B;
+
+/// The length of one queue of TCP socket `fd`.
+pub fn tcp_queue_len(fd: BorrowedFd<'_>, queue: TcpQueue) -> Result<u32, Errno> {
+    let request = match queue {
+        TcpQueue::Received => libc::FIONREAD,
+        TcpQueue::Unacked => libc::TIOCOUTQ,
+        TcpQueue::Unsent => SIOCOUTQNSD,
+    };
+    let mut n: libc::c_int = 0;
+    // SAFETY: these three ioctls write one int into n.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), request, &mut n as *mut libc::c_int) };
+    Errno::result(r).map(|_| n.max(0) as u32)
+}
+
+/// The queue a TCP socket in repair mode reads from or writes to
+/// (TCP_REPAIR_QUEUE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum RepairQueue {
+    /// TCP_NO_QUEUE: none.
+    None = 0,
+    /// TCP_RECV_QUEUE: what the program has to read.
+    Recv = 1,
+    /// TCP_SEND_QUEUE: what the program wrote and the peer has not
+    /// acknowledged.
+    Send = 2,
+}
+
+/// tcpi_options bits: timestamps, SACK and window scaling negotiated.
+pub const TCPI_OPT_TIMESTAMPS: u8 = 1;
+/// SACK negotiated.
+pub const TCPI_OPT_SACK: u8 = 2;
+/// Window scaling negotiated.
+pub const TCPI_OPT_WSCALE: u8 = 4;
+/// TCP option kinds TCP_REPAIR_OPTIONS takes.
+pub const TCPOPT_MSS: u32 = 2;
+/// Window scale option.
+pub const TCPOPT_WINDOW: u32 = 3;
+/// SACK permitted option.
+pub const TCPOPT_SACK_PERM: u32 = 4;
+/// Timestamps option.
+pub const TCPOPT_TIMESTAMP: u32 = 8;
+
+/// Turns repair mode on or off on TCP socket `fd` (needs CAP_NET_ADMIN).
+/// In repair mode the socket sends nothing: its state, sequence numbers
+/// and queues can be read and written, and closing it sends no FIN or RST.
+pub fn tcp_repair(fd: BorrowedFd<'_>, on: bool) -> Result<(), Errno> {
+    setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR, i32::from(on))
+}
+
+/// Selects the queue that TCP_QUEUE_SEQ, MSG_PEEK and send() act on in
+/// repair mode.
+pub fn tcp_repair_queue(fd: BorrowedFd<'_>, queue: RepairQueue) -> Result<(), Errno> {
+    setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR_QUEUE, queue as i32)
+}
+
+/// The sequence number at the end of the selected queue (rcv_nxt or
+/// write_seq).
+pub fn tcp_queue_seq(fd: BorrowedFd<'_>) -> Result<u32, Errno> {
+    getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_QUEUE_SEQ).map(|v| v as u32)
+}
+
+/// Sets the first sequence number of the selected queue (only before
+/// connect).
+pub fn set_tcp_queue_seq(fd: BorrowedFd<'_>, seq: u32) -> Result<(), Errno> {
+    setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_QUEUE_SEQ, seq as i32)
+}
+
+/// The windows of a TCP socket in repair mode.
+pub fn tcp_repair_window(fd: BorrowedFd<'_>) -> Result<TcpRepairWindow, Errno> {
+    let mut w = TcpRepairWindow::default();
+    let n = getsockopt_bytes(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_REPAIR_WINDOW,
+        w.as_mut_bytes(),
+    )?;
+    if n != std::mem::size_of::<TcpRepairWindow>() {
+        return Err(Errno::EINVAL);
+    }
+    Ok(w)
+}
+
+/// Sets the windows of a TCP socket in repair mode.
+pub fn set_tcp_repair_window(fd: BorrowedFd<'_>, w: &TcpRepairWindow) -> Result<(), Errno> {
+    setsockopt_bytes(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR_WINDOW, w.as_bytes())
+}
+
+/// Gives a connected TCP socket in repair mode the options negotiated
+/// with its peer.
+pub fn set_tcp_repair_options(fd: BorrowedFd<'_>, opts: &[TcpRepairOpt]) -> Result<(), Errno> {
+    setsockopt_bytes(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_REPAIR_OPTIONS,
+        opts.as_bytes(),
+    )
 }
 
 /// What unix_diag tells about a unix socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UnixDiag {
-    /// Inode of the peer socket (0 when the peer is gone), if connected.
+    /// SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET.
+    pub sock_type: i32,
+    /// Inode of the peer socket (0 when the peer is gone, or is a
+    /// connection not accepted yet), if connected.
     pub peer: Option<u32>,
     /// For a listening socket: its backlog.
     pub max_backlog: u32,
+    /// For a socket that is not listening: bytes it sent that its peer
+    /// has not read yet (their memory is charged to the sender).
+    pub unread_sent: u32,
+    /// For a listening socket: the inode of the client end of each
+    /// connection queued and not accepted yet, in accept order (0 for a
+    /// client that has closed).
+    pub queued_clients: Vec<u32>,
+    /// The shutdown bits (1: no more receiving, 2: no more sending).
+    pub shutdown: u8,
+    /// For a socket bound to a path: the inode of its socket file (which
+    /// may have been unlinked since, or replaced by another's).
+    pub bound_inode: Option<u32>,
 }
 
 /// SOCK_DIAG_BY_FAMILY netlink message type.
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
-/// unix_diag_req.udiag_show bits: the peer, and the queue lengths.
+/// unix_diag_req.udiag_show bits: the peer, the connections queued on a
+/// listener, and the queue lengths.
+const UDIAG_SHOW_VFS: u32 = 0x2;
 const UDIAG_SHOW_PEER: u32 = 0x4;
+const UDIAG_SHOW_ICONS: u32 = 0x8;
 const UDIAG_SHOW_RQLEN: u32 = 0x10;
 /// unix_diag attributes.
+const UNIX_DIAG_VFS: u16 = 1;
 const UNIX_DIAG_PEER: u16 = 2;
+const UNIX_DIAG_ICONS: u16 = 3;
 const UNIX_DIAG_RQLEN: u16 = 4;
+const UNIX_DIAG_SHUTDOWN: u16 = 6;
+/// unix_diag_msg.udiag_state of a listening socket.
+const TCP_LISTEN: u8 = 10;
 /// Length of struct nlmsghdr and struct unix_diag_msg.
 const NLMSG_HDR_LEN: usize = 16;
 const UNIX_DIAG_MSG_LEN: usize = 16;
@@ -112,7 +360,9 @@ pub fn unix_diag(inode: u32) -> Result<UnixDiag, Errno> {
     req.extend_from_slice(&[libc::AF_UNIX as u8, 0, 0, 0]);
     req.extend_from_slice(&u32::MAX.to_ne_bytes());
     req.extend_from_slice(&inode.to_ne_bytes());
-    req.extend_from_slice(&(UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN).to_ne_bytes());
+    req.extend_from_slice(
+        &(UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN).to_ne_bytes(),
+    );
     req.extend_from_slice(&[0xff; 8]);
     sendto(
         nl.as_raw_fd(),
@@ -140,9 +390,10 @@ fn parse_unix_diag(msg: &[u8]) -> Result<UnixDiag, Errno> {
         t if t == i32::from(SOCK_DIAG_BY_FAMILY) => {}
         _ => return Err(Errno::EBADMSG),
     }
+    let listening = msg.get(NLMSG_HDR_LEN + 2) == Some(&TCP_LISTEN);
     let mut out = UnixDiag {
-        peer: None,
-        max_backlog: 0,
+        sock_type: i32::from(*msg.get(NLMSG_HDR_LEN + 1).ok_or(Errno::EBADMSG)?),
+        ..UnixDiag::default()
     };
     let mut at = NLMSG_HDR_LEN + UNIX_DIAG_MSG_LEN;
     while at + 4 <= len.min(msg.len()) {
@@ -152,7 +403,19 @@ fn parse_unix_diag(msg: &[u8]) -> Result<UnixDiag, Errno> {
         }
         match u16_at(at + 2).ok_or(Errno::EBADMSG)? {
             UNIX_DIAG_PEER => out.peer = Some(u32_at(at + 4).ok_or(Errno::EBADMSG)?),
-            UNIX_DIAG_RQLEN => out.max_backlog = u32_at(at + 8).ok_or(Errno::EBADMSG)?,
+            UNIX_DIAG_RQLEN if listening => {
+                out.max_backlog = u32_at(at + 8).ok_or(Errno::EBADMSG)?
+            }
+            UNIX_DIAG_RQLEN => out.unread_sent = u32_at(at + 8).ok_or(Errno::EBADMSG)?,
+            UNIX_DIAG_ICONS => {
+                let end = (at + alen).min(msg.len());
+                out.queued_clients = msg[at + 4..end]
+                    .chunks_exact(4)
+                    .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+            }
+            UNIX_DIAG_VFS => out.bound_inode = Some(u32_at(at + 4).ok_or(Errno::EBADMSG)?),
+            UNIX_DIAG_SHUTDOWN => out.shutdown = *msg.get(at + 4).ok_or(Errno::EBADMSG)?,
             _ => {}
         }
         at += (alen + 3) & !3;
@@ -185,15 +448,22 @@ mod tests {
     #[test]
     fn peer_and_backlog_are_read() {
         let rq = [3u32.to_ne_bytes(), 5u32.to_ne_bytes()].concat();
+        let icons = [7u32.to_ne_bytes(), 0u32.to_ne_bytes()].concat();
         let msg = reply(&[
             (UNIX_DIAG_PEER, &42u32.to_ne_bytes()),
             (UNIX_DIAG_RQLEN, &rq),
+            (UNIX_DIAG_ICONS, &icons),
+            (UNIX_DIAG_SHUTDOWN, &[2, 0, 0, 0]),
         ]);
         assert_eq!(
             parse_unix_diag(&msg).unwrap(),
             UnixDiag {
+                sock_type: libc::SOCK_STREAM,
                 peer: Some(42),
-                max_backlog: 5
+                max_backlog: 5,
+                queued_clients: vec![7, 0],
+                shutdown: 2,
+                ..UnixDiag::default()
             }
         );
         assert_eq!(parse_unix_diag(&reply(&[])).unwrap().peer, None);

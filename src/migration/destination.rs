@@ -3,7 +3,7 @@
 //! restore the workload, report it running and keep it only once the
 //! source confirms. On any failure nothing is left here.
 
-use super::destination_shared::{container_of, keep, name, Workload};
+use super::destination_shared::{container_of, keep, name, restore_locked, Workload};
 pub use super::destination_shared::{DestinationOptions, DestinationState, Received, Reconnect};
 use super::error::MigrationError;
 use super::page_store::{wait_round, PageStore, StoredFrames};
@@ -450,21 +450,27 @@ async fn restore(
     let restore_dir = dir.clone();
     let container = container_of(&offer, opts);
     let target = container.clone();
+    let work_dir = opts.work_dir.clone();
     let restore = tokio::task::spawn_blocking(move || {
         let mut sink = ImageSink::new(writer);
         sink.commit(&checkpoint).map_err(MigrationError::local)?;
+        let flows = &checkpoint.tcp_flows;
         match target {
             Some(t) => {
                 let husk = t.prepare()?;
-                crate::container::restore_created(
-                    &t.container,
-                    husk,
-                    &restore_dir,
-                    crate::restore::RestoreOptions::default(),
-                )
-                .map_err(MigrationError::local)
+                restore_locked(&work_dir, flows, Some(husk), || {
+                    crate::container::restore_created(
+                        &t.container,
+                        husk,
+                        &restore_dir,
+                        crate::restore::RestoreOptions::default(),
+                    )
+                    .map_err(MigrationError::local)
+                })
             }
-            None => crate::restore::restore(&restore_dir).map_err(MigrationError::local),
+            None => restore_locked(&work_dir, flows, None, || {
+                crate::restore::restore(&restore_dir).map_err(MigrationError::local)
+            }),
         }
     })
     .await

@@ -188,3 +188,35 @@ pub(super) fn kill_tree(pids: &[i32]) {
         );
     }
 }
+
+/// Restores with the image's connections locked here: from before the
+/// restore (in the network namespace the tree will run in: the created
+/// container's, `husk`'s, or this agent's) until `restore` returns with
+/// the tree running (or failed), so that no packet of a peer is answered
+/// by a reset before the restored sockets take over. The lock belongs to
+/// this agent (`work_dir`), whose next start sweeps it if it is killed
+/// meanwhile.
+pub(super) fn restore_locked<T>(
+    work_dir: &Path,
+    flows: &[crate::image::TcpFlow],
+    husk: Option<i32>,
+    restore: impl FnOnce() -> Result<T, MigrationError>,
+) -> Result<T, MigrationError> {
+    use crate::netlock::{self, NetNs, Owner};
+    if flows.is_empty() {
+        return restore();
+    }
+    let netns = match husk {
+        Some(pid) => NetNs::of_process(pid),
+        None => NetNs::current(),
+    };
+    let label = husk.map_or_else(|| "restore".to_string(), |p| format!("restore_{p}"));
+    let lock = netns
+        .and_then(|ns| netlock::engage(Owner::of_dir(work_dir), &label, ns, flows))
+        .map_err(MigrationError::local)?;
+    let restored = restore();
+    if let Err(err) = lock.release() {
+        tracing::error!(%err, "releasing the destination's network lock failed");
+    }
+    restored
+}

@@ -476,6 +476,23 @@ pub struct DryRunReport {
     pub predictions: Vec<ModePrediction>,
     /// The advice.
     pub recommendation: Recommendation,
+    /// The TCP connections the tree holds, which move with it, as
+    /// "local -> remote".
+    pub connections: Vec<String>,
+}
+
+impl DryRunReport {
+    /// The report, listing `connections` (local, remote) as carried.
+    pub fn carrying(
+        mut self,
+        connections: &[(std::net::SocketAddr, std::net::SocketAddr)],
+    ) -> Self {
+        self.connections = connections
+            .iter()
+            .map(|(l, r)| format!("{l} -> {r}"))
+            .collect();
+        self
+    }
 }
 
 /// The destination part of the report.
@@ -551,6 +568,7 @@ pub fn assess(
         max_downtime_ms: limits.max_downtime_ms,
         predictions,
         recommendation,
+        connections: Vec::new(),
     }
 }
 

@@ -59,4 +59,8 @@ pub struct MigrateOptions {
     /// destination's bundle: before the freeze, then what changed since
     /// while frozen (containers only).
     pub sync_rootfs: bool,
+    /// The owner of the network lock that silences the workload's TCP
+    /// connections from the freeze on (this agent: its next start sweeps
+    /// what a killed run left).
+    pub lock_owner: crate::netlock::Owner,
 }

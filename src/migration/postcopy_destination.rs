@@ -4,8 +4,8 @@
 //! the pages that arrive, and tell the source once every page is local.
 
 use super::destination_shared::{
-    container_of, keep, kill_tree, name, DestinationOptions, DestinationState, Received, Reconnect,
-    Workload,
+    container_of, keep, kill_tree, name, restore_locked, DestinationOptions, DestinationState,
+    Received, Reconnect, Workload,
 };
 use super::error::MigrationError;
 use super::protocol::{
@@ -174,6 +174,7 @@ pub(super) async fn run(
     };
     let victims = target.as_ref().map_or_else(|| tids.clone(), |t| vec![t.1]);
     let restore_dir = dir;
+    let work_dir = opts.work_dir.clone();
     let lazy = LazyPages {
         remote,
         ready: ready_tx,
@@ -184,10 +185,15 @@ pub(super) async fn run(
         let mut sink = ImageSink::new(writer);
         sink.commit(&checkpoint).map_err(MigrationError::local)?;
         let opts = RestoreOptions { lazy: Some(lazy) };
+        let flows = &checkpoint.tcp_flows;
         match target {
-            Some((c, husk)) => crate::container::restore_created(&c, husk, &restore_dir, opts)
-                .map_err(MigrationError::local),
-            None => crate::restore::restore_with(&restore_dir, opts).map_err(MigrationError::local),
+            Some((c, husk)) => restore_locked(&work_dir, flows, Some(husk), || {
+                crate::container::restore_created(&c, husk, &restore_dir, opts)
+                    .map_err(MigrationError::local)
+            }),
+            None => restore_locked(&work_dir, flows, None, || {
+                crate::restore::restore_with(&restore_dir, opts).map_err(MigrationError::local)
+            }),
         }
     });
 

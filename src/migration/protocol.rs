@@ -332,6 +332,8 @@ mod tests {
             sysv_shm: vec![],
             pid_namespace: false,
             ghost_files: Vec::new(),
+            tcp_flows: Vec::new(),
+            network_lock: None,
         })
     }
 

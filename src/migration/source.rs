@@ -286,6 +286,7 @@ impl SourceRun<'_> {
         }
         let ck_opts = CheckpointOptions {
             in_container: opts.container.is_some(),
+            lock_owner: Some(opts.lock_owner),
             ..Default::default()
         };
         let result = dump::checkpoint_into(pid, &mut sink, ck_opts);

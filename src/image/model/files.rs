@@ -57,6 +57,9 @@ pub enum FileImage {
     /// A memfd (memfd_create), recreated with its name, size, data and
     /// seals.
     Memfd(MemfdImage),
+    /// An established (or half-closed) TCP connection, IPv4 or IPv6,
+    /// carried with TCP_REPAIR.
+    TcpConnection(TcpConnection),
 }
 
 /// A memfd description: an anonymous file whose contents live only in
@@ -237,11 +240,14 @@ pub struct UnixSocket {
     /// access mode and O_CLOEXEC.
     pub flags: i32,
     /// The name it is bound to: the bytes of sun_path (a leading NUL for
-    /// an abstract name); None when unnamed. Only unconnected sockets keep
-    /// their name: a connected one is recreated as a socketpair end.
+    /// an abstract name); None when unnamed. A connected stream or
+    /// seqpacket socket has none here (an accepted one reports its
+    /// listener's name, which is not its own); a datagram socket keeps its
+    /// own.
     pub name: Option<Vec<u8>>,
     /// The listen backlog, for a listening socket. Connections queued and
-    /// not yet accepted at checkpoint are not carried.
+    /// not yet accepted at checkpoint come back only when the tree holds
+    /// their client end (`accept_queue`).
     pub listen_backlog: Option<u32>,
     /// For an end of a connection whose other end the tree also holds:
     /// the index into [`Checkpoint::files`](crate::image::model::Checkpoint::files) of that other end.
@@ -251,6 +257,41 @@ pub struct UnixSocket {
     pub queued: Vec<Vec<u8>>,
     /// Buffer sizes and reuse flags.
     pub options: SocketOptions,
+    /// A connected socket whose peer has closed (held by a process of the
+    /// tree or not): reads return `queued`, then end of file (a stream or
+    /// seqpacket socket) or nothing more; a datagram socket's next send
+    /// fails with ECONNREFUSED. Recreated as one end of a pair whose other
+    /// end is closed.
+    pub peer_gone: bool,
+    /// An ECONNRESET is pending (its peer closed with data unread): the
+    /// next read once `queued` is drained reports it.
+    pub reset_pending: bool,
+    /// The shutdown bits (1: no more receiving, 2: no more sending), as
+    /// shutdown() or a peer's close left them.
+    pub shutdown: u8,
+    /// The index into [`Checkpoint::files`](crate::image::model::Checkpoint::files)
+    /// of the bound socket this one is connected to by name without being
+    /// its peer: the server a datagram socket sends to (shared by several
+    /// clients), or the listener a stream connection not accepted yet
+    /// waits on (then listed in that listener's `accept_queue`).
+    pub connect_to: Option<u32>,
+    /// For a listening socket: the client ends (indices into
+    /// [`Checkpoint::files`](crate::image::model::Checkpoint::files)) of
+    /// the connections the tree made to it and did not accept yet, in
+    /// accept order. Restore connects them again in that order.
+    pub accept_queue: Vec<u32>,
+    /// For a socket bound to a path: the owner and mode of the socket file
+    /// there, set again after binding it (bind creates it as ferry's user,
+    /// with ferry's umask). None for an abstract or unnamed socket; for a
+    /// socket bound to a path, None means its file was gone (unlinked
+    /// while bound): restore unlinks it again once its clients connected.
+    pub bound_file: Option<SocketFileOwner>,
+    /// What travels with each message of `queued` (same length; empty in
+    /// an image without it): file descriptions in flight (SCM_RIGHTS) and
+    /// the sender's credentials (SCM_CREDENTIALS).
+    pub queued_ancillary: Vec<Ancillary>,
+    /// SO_PASSCRED: the receiver gets each sender's credentials.
+    pub passcred: bool,
 }
 
 /// An IPv4 or IPv6 socket: TCP listening or not yet connected, or UDP not
@@ -373,6 +414,161 @@ pub struct FileLock {
     pub start: u64,
     /// Bytes locked (0: up to the end of the file, however it grows).
     pub len: u64,
+}
+
+/// Where a TCP connection stood at checkpoint: the states ferry carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TcpConnState {
+    /// ESTABLISHED: data flows both ways.
+    Established,
+    /// FIN_WAIT1: this end shut down writing; its FIN is not acknowledged
+    /// yet.
+    FinWait1,
+    /// FIN_WAIT2: this end shut down writing and the peer acknowledged
+    /// its FIN; the peer may still send.
+    FinWait2,
+    /// CLOSE_WAIT: the peer shut down writing (its FIN is received, reads
+    /// end with end of file after the queued data); this end may still
+    /// send. Carried only when the peer is in the tree too: the restored
+    /// end learns of the FIN when the restored peer sends it again.
+    CloseWait,
+}
+
+impl TcpConnState {
+    /// Whether this end has sent its FIN (shut down writing).
+    pub fn fin_sent(self) -> bool {
+        matches!(self, Self::FinWait1 | Self::FinWait2)
+    }
+
+    /// Whether the peer's FIN was received.
+    pub fn fin_received(self) -> bool {
+        self == Self::CloseWait
+    }
+}
+
+/// The windows of a TCP connection (TCP_REPAIR_WINDOW).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpWindow {
+    /// Sequence number of the segment that last updated the send window.
+    pub snd_wl1: u32,
+    /// The send window (what the peer allows).
+    pub snd_wnd: u32,
+    /// The largest send window the peer offered.
+    pub max_window: u32,
+    /// The receive window advertised.
+    pub rcv_wnd: u32,
+    /// The receive sequence when that window was advertised.
+    pub rcv_wup: u32,
+}
+
+/// TCP-level settings of a connection, set again after repair.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpSettings {
+    /// TCP_NODELAY.
+    pub nodelay: bool,
+    /// TCP_CORK.
+    pub cork: bool,
+    /// SO_KEEPALIVE.
+    pub keepalive: bool,
+    /// TCP_KEEPIDLE, seconds.
+    pub keepidle: i32,
+    /// TCP_KEEPINTVL, seconds.
+    pub keepintvl: i32,
+    /// TCP_KEEPCNT.
+    pub keepcnt: i32,
+    /// TCP_USER_TIMEOUT, milliseconds (0: the system's).
+    pub user_timeout: i32,
+}
+
+/// An established or half-closed TCP connection, read with TCP_REPAIR
+/// (as CRIU's --tcp-established): its addresses, sequence numbers, the
+/// data queued both ways, the options negotiated with the peer and its
+/// windows, so that it goes on where it stopped without the peer seeing
+/// anything but a pause.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpConnection {
+    /// Status flags of the description (O_NONBLOCK ...), without the
+    /// access mode and O_CLOEXEC.
+    pub flags: i32,
+    /// An AF_INET6 socket (its addresses may be IPv4-mapped).
+    pub ipv6: bool,
+    /// IPV6_V6ONLY (IPv6 sockets only).
+    pub v6only: bool,
+    /// The local address and port.
+    pub local: std::net::SocketAddr,
+    /// The peer's address and port.
+    pub remote: std::net::SocketAddr,
+    /// The state it was in.
+    pub state: TcpConnState,
+    /// The sequence number after the last byte written (write_seq, not
+    /// counting a FIN): `send_queue` ends there.
+    pub send_seq: u32,
+    /// The sequence number after the last byte received (rcv_nxt, not
+    /// counting a FIN): `recv_queue` ends there.
+    pub recv_seq: u32,
+    /// Bytes written and not acknowledged by the peer, sent or not, in
+    /// order.
+    pub send_queue: Vec<u8>,
+    /// How many bytes at the end of `send_queue` were never sent: they are
+    /// written normally after repair, the rest is queued as sent (and
+    /// retransmitted if the peer lacks it).
+    pub unsent: u32,
+    /// Bytes received and not read by the program.
+    pub recv_queue: Vec<u8>,
+    /// The MSS clamp (TCP_MAXSEG in repair mode).
+    pub mss: u32,
+    /// Window scaling (send shift, receive shift), when negotiated.
+    pub wscale: Option<(u8, u8)>,
+    /// SACK negotiated.
+    pub sack: bool,
+    /// When timestamps were negotiated: this end's timestamp clock at
+    /// checkpoint (TCP_TIMESTAMP), so that the peer sees it go on.
+    pub timestamp: Option<u32>,
+    /// The windows.
+    pub window: TcpWindow,
+    /// TCP-level settings.
+    pub settings: TcpSettings,
+    /// Buffer sizes and reuse flags.
+    pub options: SocketOptions,
+    /// Shut down for reading (shutdown SHUT_RD) by the program: reads end
+    /// with end of file once the queue is read. (A CLOSE_WAIT end is shut
+    /// down for reading by the peer's FIN anyway.)
+    pub shut_rd: bool,
+}
+
+/// Owner and permission bits of the file a unix socket is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketFileOwner {
+    /// Its owner.
+    pub uid: u32,
+    /// Its group.
+    pub gid: u32,
+    /// Its permission bits (st_mode & 07777).
+    pub mode: u32,
+}
+
+/// The ancillary data of one message queued on a unix socket, sent with it
+/// again at restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ancillary {
+    /// Descriptions in flight (indices into
+    /// [`Checkpoint::files`](crate::image::model::Checkpoint::files)), in
+    /// the order the receiver gets them as fds.
+    pub fds: Vec<u32>,
+    /// The sender's credentials, as the receiver sees them with
+    /// SO_PASSCRED.
+    pub creds: Option<UnixCreds>,
+}
+
+/// Credentials attached to a unix socket message (struct ucred).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnixCreds {
+    /// The sender's PID.
+    pub pid: i32,
+    /// Its user.
+    pub uid: u32,
+    /// Its group.
+    pub gid: u32,
 }
 
 /// Whom the SIGIO and SIGURG signals of a description go to

@@ -42,6 +42,14 @@ pub struct Checkpoint {
     /// Deleted (unlinked) regular files that fds still refer to, with
     /// their contents: [`OpenFile::ghost`](crate::image::model::OpenFile::ghost) indexes them.
     pub ghost_files: Vec<GhostFile>,
+    /// The TCP connections of the tree (every connected state) that a
+    /// network lock kept silent from the freeze on: the restoring side
+    /// locks them too until the restored tree runs.
+    pub tcp_flows: Vec<TcpFlow>,
+    /// The network lock (an nftables table) a local checkpoint left
+    /// engaged for its restore to release once the restored tree runs
+    /// (None: none, as after a migration, whose source releases its own).
+    pub network_lock: Option<String>,
 }
 
 /// A SysV shared memory segment, recreated at restore with the same shmid
@@ -168,4 +176,14 @@ pub struct ProcessImage {
     /// descriptions the process is the first of the image to hold, when
     /// any is set.
     pub file_owners: Vec<FileOwner>,
+}
+
+/// One TCP connection as its local socket sees it: what a network lock
+/// drops the packets of, in both directions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TcpFlow {
+    /// The socket's own address and port.
+    pub local: std::net::SocketAddr,
+    /// The peer's address and port.
+    pub remote: std::net::SocketAddr,
 }

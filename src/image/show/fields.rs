@@ -361,6 +361,28 @@ pub(super) fn unix_socket(u: &UnixSocket, peer_fd: Option<&FdImage>) -> String {
         )
         .expect("writing to a String");
     }
+    if u.peer_gone {
+        out.push_str(", peer closed");
+    }
+    if let Some(t) = u.connect_to {
+        write!(out, ", connected by name to file #{t}").expect("writing to a String");
+    }
+    if !u.accept_queue.is_empty() {
+        write!(out, ", {} not accepted", u.accept_queue.len()).expect("writing to a String");
+    }
+    match u.shutdown & 3 {
+        1 => out.push_str(", shut for reading"),
+        2 => out.push_str(", shut for writing"),
+        3 if !u.peer_gone => out.push_str(", shut down"),
+        _ => {}
+    }
+    let in_flight: usize = u.queued_ancillary.iter().map(|a| a.fds.len()).sum();
+    if in_flight > 0 {
+        write!(out, ", {in_flight} files in flight").expect("writing to a String");
+    }
+    if let Some(f) = u.bound_file {
+        write!(out, ", file {}:{} {:04o}", f.uid, f.gid, f.mode).expect("writing to a String");
+    }
     out + &socket_options(&u.options, &[])
 }
 
@@ -381,4 +403,28 @@ pub(super) fn inet_socket(n: &InetSocket) -> String {
         write!(out, " listening({b})").expect("writing to a String");
     }
     out + &socket_options(&n.options, &[("v6only", n.v6only), ("nodelay", n.nodelay)])
+}
+
+/// One line about a TCP connection: queued data, options, state, then
+/// the addresses (at the end, which a narrow column keeps).
+pub(super) fn tcp_connection(c: &crate::image::TcpConnection) -> String {
+    let options = socket_options(
+        &c.options,
+        &[
+            ("v6only", c.v6only),
+            ("nodelay", c.settings.nodelay),
+            ("cork", c.settings.cork),
+            ("keepalive", c.settings.keepalive),
+        ],
+    );
+    format!(
+        "in {} out {} ({} unsent){options}, tcp{} {:?} {} -> {}",
+        c.recv_queue.len(),
+        c.send_queue.len(),
+        c.unsent,
+        if c.ipv6 { "6" } else { "" },
+        c.state,
+        c.local,
+        c.remote,
+    )
 }

@@ -79,6 +79,16 @@ fn write_description(out: &mut String, reader: &ImageReader) -> fmt::Result {
             }
         )?;
     }
+    for f in &ck.tcp_flows {
+        writeln!(
+            out,
+            "  TCP {} -> {} (locked while frozen)",
+            f.local, f.remote
+        )?;
+    }
+    if let Some(table) = &ck.network_lock {
+        writeln!(out, "  network lock {table} engaged until restore")?;
+    }
     for p in &ck.processes {
         let runs: Vec<PageRun> = reader
             .runs()

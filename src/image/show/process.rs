@@ -162,6 +162,11 @@ pub(super) fn write_process(
                 "-".to_string(),
                 inet_socket(n),
             ),
+            Some(FileImage::TcpConnection(c)) => (
+                open_flags(c.flags | libc::O_RDWR),
+                "-".to_string(),
+                tcp_connection(c),
+            ),
             Some(FileImage::Memfd(m)) => (
                 open_flags(m.flags | m.access),
                 m.pos.to_string(),

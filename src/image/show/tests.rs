@@ -33,6 +33,8 @@ fn describe_covers_every_section_within_the_width() {
     }
     for needle in [
         "format version 4",
+        "TCP 10.0.0.1:80 -> [::ffff:10.0.0.2]:5000 (locked while frozen)",
+        "network lock ferry_0011223344556677_4242_1 engaged until restore",
         "SysV shm 32769 key 0x4242, 10000 bytes, mode 640, owner 1000:1000",
         "1 processes, 1 zombies, 13 open file descriptions",
         "zombie 4243 (parent 4242, group 4000, session 4000) wait status 0x300",

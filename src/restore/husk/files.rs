@@ -5,6 +5,8 @@
 use super::anon;
 use super::process::{Husk, STRUCT_OFF};
 use super::sockets;
+use super::tcp;
+use super::unix;
 use crate::image::{
     Checkpoint, FifoEnd, FileImage, FileOwnerKind, GhostFile, OpenFile, PathFileType,
 };
@@ -33,16 +35,18 @@ pub(super) struct TreeFds {
     /// recreated with its contents and unlinked again: a read-write
     /// description of ours, from which each description of it is reopened.
     ghosts: Vec<OwnedFd>,
+    /// The TCP connections, in repair mode until the tree runs.
+    pub(super) connections: tcp::Pending,
 }
 
 impl TreeFds {
-    /// Creates the tree's pipes (with their data) and sockets (with their
-    /// queues) here, and its deleted files inside the root directory of
+    /// Creates the tree's pipes (with their data), the files in flight in
+    /// its unix sockets, and its sockets (with their queues) here, and its deleted files inside the root directory of
     /// `husk` (the root's husk: a container's root when it has one).
     pub(super) fn create(ck: &Checkpoint, husk: Pid) -> Result<Self, RestoreError> {
         let pid = ck.root().map_or(0, |p| p.pid);
         let pipes = create_pipes(pid, &ck.pipes)?;
-        let mut ours = sockets::create(ck)?;
+        let mut ours: Vec<Option<OwnedFd>> = (0..ck.files.len()).map(|_| None).collect();
         // The pipe ends given out so far, as (pipe, write end).
         let mut given: Vec<(u32, bool)> = Vec::new();
         for (i, file) in ck.files.iter().enumerate() {
@@ -74,6 +78,10 @@ impl TreeFds {
                 });
             }
         }
+        unix::create_in_flight(ck, husk, &mut ours)?;
+        unix::create(ck, &mut ours)?;
+        sockets::create(ck, &mut ours)?;
+        let connections = tcp::create(ck, &mut ours)?;
         let ghosts = ck
             .ghost_files
             .iter()
@@ -83,6 +91,7 @@ impl TreeFds {
             ours,
             installed: vec![None; ck.files.len()],
             ghosts,
+            connections,
         })
     }
 }
@@ -376,7 +385,10 @@ impl<'a> Husk<'a> {
                             || format!("reopening {} (flags {:#o})", f.path, flags),
                         )?
                     }
-                    FileImage::Pipe(_) | FileImage::UnixSocket(_) | FileImage::InetSocket(_) => {
+                    FileImage::Pipe(_)
+                    | FileImage::UnixSocket(_)
+                    | FileImage::InetSocket(_)
+                    | FileImage::TcpConnection(_) => {
                         return Err(RestoreError::Unsupported {
                             pid: image.pid,
                             why: format!("file #{i} (a pipe or socket) was not created"),

@@ -24,9 +24,11 @@ mod seccomp;
 mod signals;
 mod sockets;
 mod sysvshm;
+mod tcp;
 mod threads;
 mod timers;
 mod tree;
+mod unix;
 
 use crate::image::{ImageReader, ZombieImage};
 use crate::kernel;
@@ -115,8 +117,9 @@ fn run<'a>(
             }
         };
     let mut husks = vec![root_husk];
-    let built = build_tree(reader, &mut husks, lazy).and_then(|pages| {
+    let built = build_tree(reader, &mut husks, lazy).and_then(|(pages, connections)| {
         segments.mark_removed()?;
+        connections.go_live(reader.checkpoint())?;
         // Children first, so that a parent finds its children running.
         while let Some(h) = husks.pop() {
             h.release()?;
@@ -139,11 +142,13 @@ fn run<'a>(
 /// husk; the others are added as they are cloned): first each address
 /// space and the children (parents before children), then all the pages
 /// in one pass over the pages file, then the rest of each process.
+/// Returns the pages restored and the TCP connections, still in repair
+/// mode.
 fn build_tree<'a>(
     reader: &'a ImageReader,
     husks: &mut Vec<Husk<'a>>,
     lazy: Option<&'a LazyPages>,
-) -> Result<u64, RestoreError> {
+) -> Result<(u64, tcp::Pending), RestoreError> {
     let ck = reader.checkpoint();
     let index_of = |husks: &[Husk<'_>], pid: i32| {
         husks
@@ -258,7 +263,7 @@ fn build_tree<'a>(
         let i = index_of(husks, p.pid)?;
         husks[i].finish(&mut tree_fds)?;
     }
-    Ok(pages)
+    Ok((pages, std::mem::take(&mut tree_fds.connections)))
 }
 
 impl<'a> Husk<'a> {

@@ -1,92 +1,41 @@
-//! Recreates an image's sockets here in migrate-agent, to be pulled into
-//! the husk like pipes: a unix socket pair with the data that was queued
-//! on each end, bound and listening unix sockets, listening TCP and bound
-//! UDP sockets with their options.
+//! Recreates an image's TCP and UDP sockets here in migrate-agent, to be
+//! pulled into the husk like pipes: listening TCP and bound UDP sockets
+//! with their options; and what every socket shares (type, options,
+//! status flags, listening), which `unix.rs` uses too.
 
-use crate::image::{Checkpoint, FileImage, InetSocket, ProcessImage, SocketOptions, UnixSocket};
+use crate::image::{Checkpoint, FileImage, InetSocket, ProcessImage, SocketOptions};
 use crate::kernel::sockets::{getsockopt_int, setsockopt_int};
 use crate::restore::error::RestoreError;
 use nix::errno::Errno;
 use nix::sys::socket::{
-    bind, connect, listen, send, socket, socketpair, AddressFamily, Backlog, MsgFlags, SockFlag,
-    SockType, SockaddrIn, SockaddrIn6, UnixAddr,
+    bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6,
 };
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 
-/// Creates every socket of the tree `ck`: the result holds, at the index of
-/// each socket description in `ck.files`, our fd of it.
-pub fn create(ck: &Checkpoint) -> Result<Vec<Option<OwnedFd>>, RestoreError> {
-    let mut ours: Vec<Option<OwnedFd>> = (0..ck.files.len()).map(|_| None).collect();
+/// Creates every TCP and UDP socket of the tree `ck`, putting our fd of
+/// each at the index of its description in `ours`.
+pub fn create(ck: &Checkpoint, ours: &mut [Option<OwnedFd>]) -> Result<(), RestoreError> {
     for (i, file) in ck.files.iter().enumerate() {
-        // The first process that holds it (for its working directory and
-        // for messages).
-        let Some(image) = ck
-            .processes
-            .iter()
-            .find(|p| p.fds.iter().any(|f| f.file as usize == i))
-        else {
+        let (Some(image), FileImage::InetSocket(n)) = (holder(ck, i), file) else {
             continue;
         };
-        let pid = image.pid;
-        let fail = |call: String| move |errno| RestoreError::Injected { pid, call, errno };
-        match file {
-            FileImage::UnixSocket(u) if ours[i].is_some() => {
-                set_flags(pid, ours[i].as_ref().expect("checked"), u.flags)?
-            }
-            FileImage::UnixSocket(u) => {
-                let sock = match u.peer {
-                    Some(j) => {
-                        let peer = match ck.files.get(j as usize) {
-                            Some(FileImage::UnixSocket(p))
-                                if p.peer == Some(i as u32) && p.sock_type == u.sock_type =>
-                            {
-                                p
-                            }
-                            _ => {
-                                return Err(RestoreError::Unsupported {
-                                    pid,
-                                    why: format!(
-                                        "the image's unix socket #{i} names #{j} as its peer, \
-                                         which is not a unix socket of the same type connected \
-                                         back to it"
-                                    ),
-                                })
-                            }
-                        };
-                        let (a, b) = socketpair(
-                            AddressFamily::Unix,
-                            sock_type(pid, u.sock_type)?,
-                            None,
-                            SockFlag::SOCK_CLOEXEC,
-                        )
-                        .map_err(fail("socketpair".into()))?;
-                        set_options(pid, &a, &u.options)?;
-                        set_options(pid, &b, &peer.options)?;
-                        // What is written at one end is queued on the other.
-                        refill(pid, &b, &u.queued)?;
-                        refill(pid, &a, &peer.queued)?;
-                        ours[j as usize] = Some(b);
-                        a
-                    }
-                    None => unconnected_unix(image, u)?,
-                };
-                set_flags(pid, &sock, u.flags)?;
-                ours[i] = Some(sock);
-            }
-            FileImage::InetSocket(n) => {
-                let sock = inet(pid, n)?;
-                set_flags(pid, &sock, n.flags)?;
-                ours[i] = Some(sock);
-            }
-            _ => {}
-        }
+        let sock = inet(image.pid, n)?;
+        set_flags(image.pid, &sock, n.flags)?;
+        ours[i] = Some(sock);
     }
-    Ok(ours)
+    Ok(())
 }
 
-fn sock_type(pid: i32, raw: i32) -> Result<SockType, RestoreError> {
+/// The first process that holds description `i` (for its working
+/// directory and for messages).
+pub(super) fn holder(ck: &Checkpoint, i: usize) -> Option<&ProcessImage> {
+    ck.processes
+        .iter()
+        .find(|p| p.fds.iter().any(|f| f.file as usize == i))
+}
+
+/// The socket type `raw` (SOCK_STREAM ...) of a socket of `pid`.
+pub(super) fn sock_type(pid: i32, raw: i32) -> Result<SockType, RestoreError> {
     SockType::try_from(raw).map_err(|errno| RestoreError::Injected {
         pid,
         call: format!("socket type {raw}"),
@@ -94,7 +43,12 @@ fn sock_type(pid: i32, raw: i32) -> Result<SockType, RestoreError> {
     })
 }
 
-fn listen_on(pid: i32, sock: &OwnedFd, backlog: Option<u32>) -> Result<(), RestoreError> {
+/// Listens on `sock` with `backlog` (capped at SOMAXCONN), if it has one.
+pub(super) fn listen_on(
+    pid: i32,
+    sock: &OwnedFd,
+    backlog: Option<u32>,
+) -> Result<(), RestoreError> {
     if let Some(b) = backlog {
         let b = Backlog::new(b.min(libc::SOMAXCONN as u32) as i32).expect("within range");
         listen(sock, b).map_err(|errno| RestoreError::Injected {
@@ -104,79 +58,6 @@ fn listen_on(pid: i32, sock: &OwnedFd, backlog: Option<u32>) -> Result<(), Resto
         })?;
     }
     Ok(())
-}
-
-/// A unix socket that is not one end of a pair: bound to its name again
-/// (a stale socket file that nothing listens on is removed first) and
-/// listening again if it was.
-fn unconnected_unix(image: &ProcessImage, u: &UnixSocket) -> Result<OwnedFd, RestoreError> {
-    let pid = image.pid;
-    let fail = |call: String| move |errno| RestoreError::Injected { pid, call, errno };
-    let ty = sock_type(pid, u.sock_type)?;
-    let sock = socket(AddressFamily::Unix, ty, SockFlag::SOCK_CLOEXEC, None)
-        .map_err(fail("socket(AF_UNIX)".into()))?;
-    set_options(pid, &sock, &u.options)?;
-    let Some(name) = &u.name else {
-        return Ok(sock);
-    };
-    let shown = String::from_utf8_lossy(name).replace('\0', "@");
-    let addr = if name.first() == Some(&0) {
-        UnixAddr::new_abstract(&name[1..])
-    } else {
-        // A relative name was bound from the process's working directory.
-        let path = Path::new(&image.cwd).join(std::ffi::OsStr::from_bytes(name));
-        clear_stale(pid, &path, ty)?;
-        UnixAddr::new(&path)
-    }
-    .map_err(fail(format!("unix socket name {shown}")))?;
-    bind(sock.as_raw_fd(), &addr).map_err(fail(format!("bind to {shown}")))?;
-    listen_on(pid, &sock, u.listen_backlog)?;
-    Ok(sock)
-}
-
-/// Removes the socket file at `path` left by the checkpointed process, if
-/// nothing accepts connections on it any more; refuses anything else there.
-fn clear_stale(pid: i32, path: &Path, ty: SockType) -> Result<(), RestoreError> {
-    use std::os::unix::fs::FileTypeExt;
-    let shown = path.display();
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return Ok(());
-    };
-    if !meta.file_type().is_socket() {
-        return Err(RestoreError::Unsupported {
-            pid,
-            why: format!("{shown}, where a unix socket was bound, now exists and is not a socket"),
-        });
-    }
-    let probe = socket(AddressFamily::Unix, ty, SockFlag::SOCK_CLOEXEC, None).map_err(|errno| {
-        RestoreError::Injected {
-            pid,
-            call: "socket(AF_UNIX)".into(),
-            errno,
-        }
-    })?;
-    let addr = UnixAddr::new(path).map_err(|errno| RestoreError::Injected {
-        pid,
-        call: format!("unix socket name {shown}"),
-        errno,
-    })?;
-    match connect(probe.as_raw_fd(), &addr) {
-        Err(Errno::ECONNREFUSED) => {
-            std::fs::remove_file(path).map_err(|e| RestoreError::Unsupported {
-                pid,
-                why: format!("cannot remove the stale socket file {shown}: {e}"),
-            })
-        }
-        Ok(()) | Err(Errno::EAGAIN) => Err(RestoreError::Unsupported {
-            pid,
-            why: format!("another socket is bound to {shown} and accepts connections"),
-        }),
-        Err(errno) => Err(RestoreError::Injected {
-            pid,
-            call: format!("connect to {shown} to see whether it is stale"),
-            errno,
-        }),
-    }
 }
 
 /// A TCP or UDP socket, bound and listening as in the image.
@@ -230,7 +111,7 @@ fn inet(pid: i32, n: &InetSocket) -> Result<OwnedFd, RestoreError> {
 
 /// Sets the reuse flags, and the buffer sizes where they differ from those
 /// of a fresh socket (setting them pins them, as a user's setsockopt does).
-fn set_options(pid: i32, sock: &OwnedFd, o: &SocketOptions) -> Result<(), RestoreError> {
+pub(super) fn set_options(pid: i32, sock: &OwnedFd, o: &SocketOptions) -> Result<(), RestoreError> {
     let s = sock.as_fd();
     let fail = |call: &str| {
         let call = call.to_string();
@@ -265,7 +146,8 @@ fn set_options(pid: i32, sock: &OwnedFd, o: &SocketOptions) -> Result<(), Restor
     Ok(())
 }
 
-fn set_flags(pid: i32, sock: &OwnedFd, flags: i32) -> Result<(), RestoreError> {
+/// Sets the status flags (O_NONBLOCK ...) of the description of `sock`.
+pub(super) fn set_flags(pid: i32, sock: &OwnedFd, flags: i32) -> Result<(), RestoreError> {
     let status = nix::fcntl::OFlag::from_bits_truncate(flags);
     nix::fcntl::fcntl(sock, nix::fcntl::FcntlArg::F_SETFL(status))
         .map(drop)
@@ -274,32 +156,4 @@ fn set_flags(pid: i32, sock: &OwnedFd, flags: i32) -> Result<(), RestoreError> {
             call: format!("F_SETFL {flags:#o} on a socket"),
             errno,
         })
-}
-
-/// Sends `messages` through `sock`, one send each, so that they are queued
-/// at its peer with their boundaries.
-fn refill(pid: i32, sock: &OwnedFd, messages: &[Vec<u8>]) -> Result<(), RestoreError> {
-    let total: usize = messages.iter().map(Vec::len).sum();
-    for m in messages {
-        let sent = send(sock.as_raw_fd(), m, MsgFlags::MSG_DONTWAIT).map_err(|errno| {
-            RestoreError::Injected {
-                pid,
-                call: format!(
-                    "queueing {} messages ({total} bytes) on a unix socket",
-                    messages.len()
-                ),
-                errno,
-            }
-        })?;
-        if sent != m.len() {
-            return Err(RestoreError::Unsupported {
-                pid,
-                why: format!(
-                    "a unix socket took {sent} of the {} bytes of a queued message",
-                    m.len()
-                ),
-            });
-        }
-    }
-    Ok(())
 }
