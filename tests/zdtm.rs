@@ -96,6 +96,13 @@ zdtm_tests! {
     pidfd, pidfd_leave_running => Spec::new("pidfd");
     tree_shared, tree_shared_leave_running => Spec::new("tree_shared");
     fifo_no_writer, fifo_no_writer_leave_running => Spec::new("fifo_no_writer");
+    fd_owner, fd_owner_leave_running => Spec::new("fd_owner");
+    pipe_reopen, pipe_reopen_leave_running => Spec::new("pipe_reopen");
+    memfd_reopen, memfd_reopen_leave_running => Spec::new("memfd_reopen");
+    maps_file_prot, maps_file_prot_leave_running => Spec::new("maps_file_prot");
+    membarrier, membarrier_leave_running => Spec::new("membarrier");
+    tree_shm_wider, tree_shm_wider_leave_running => Spec::new("tree_shm_wider");
+    tmpfile, tmpfile_leave_running => Spec::new("tmpfile");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three

@@ -76,9 +76,10 @@ pub fn timerfd(
 }
 
 /// Describes memfd `taken` (fd `target` of `pid`, inode `inode`): name,
-/// size, seals and the data ranges (SEEK_DATA/SEEK_HOLE skip the holes).
-/// Seeking moves the offset shared with the process, so it is put back to
-/// `pos` afterwards.
+/// size, seals and the data ranges (SEEK_DATA/SEEK_HOLE skip the holes),
+/// unless `same_as` names an earlier description of it, which carries
+/// them. Seeking moves the offset shared with the process, so it is put
+/// back to `pos` afterwards.
 pub fn memfd(
     pid: i32,
     target: &str,
@@ -86,6 +87,7 @@ pub fn memfd(
     taken: &OwnedFd,
     flags: i32,
     pos: i64,
+    same_as: Option<u32>,
 ) -> Result<FileImage, CheckpointError> {
     use nix::unistd::{lseek, Whence};
     let fail = |what: &str| {
@@ -103,8 +105,14 @@ pub fn memfd(
     let size = stat.st_size as u64;
     let seals = nix::fcntl::fcntl(taken, nix::fcntl::FcntlArg::F_GET_SEALS)
         .map_err(fail("read the seals"))?;
-    let data = data_ranges(taken, size).map_err(fail("read the data"))?;
-    lseek(taken, pos, Whence::SeekSet).map_err(fail("restore the offset"))?;
+    let data = match same_as {
+        Some(_) => Vec::new(),
+        None => {
+            let data = data_ranges(taken, size).map_err(fail("read the data"))?;
+            lseek(taken, pos, Whence::SeekSet).map_err(fail("restore the offset"))?;
+            data
+        }
+    };
     Ok(FileImage::Memfd(MemfdImage {
         name,
         inode,
@@ -114,6 +122,8 @@ pub fn memfd(
         flags: status(flags),
         pos,
         mode: stat.st_mode & 0o7777,
+        access: flags & libc::O_ACCMODE,
+        same_as,
     }))
 }
 

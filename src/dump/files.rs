@@ -11,7 +11,8 @@ use super::pidfd;
 use super::sockets;
 use super::tcp;
 use crate::image::{
-    FdImage, FifoEnd, FileImage, GhostFile, OpenFile, PathFileType, PipeEnd, PipeImage,
+    FdImage, FifoEnd, FileImage, FileOwner, FileOwnerKind, GhostFile, OpenFile, PathFileType,
+    PipeEnd, PipeImage,
 };
 use crate::inspect::{ClassifiedFd, FdClass};
 use crate::kernel;
@@ -51,6 +52,9 @@ pub struct TreeFiles {
     pub(super) locked: Vec<u32>,
     /// The TCP connections read so far, held in repair mode.
     pub repaired: tcp::RepairedSockets,
+    /// The signal-driven I/O settings of the descriptions the process
+    /// being described is the first to hold; taken by its image.
+    pub(super) owners: Vec<FileOwner>,
 }
 
 impl TreeFiles {
@@ -199,7 +203,14 @@ pub fn describe(
                             let taken = kernel::pidfd_getfd(&pidfd, c.fd).map_err(fail(
                                 format!("take fd {} (a memfd) of process {pid}", c.fd),
                             ))?;
-                            anon::memfd(pid, &c.target, inode, &taken, flags, info.pos)?
+                            // An earlier description of the same memfd
+                            // carries its data.
+                            let same_as = tree.files.iter().position(|f| {
+                                matches!(f, FileImage::Memfd(m)
+                                    if m.inode == inode && m.same_as.is_none())
+                            });
+                            let same_as = same_as.map(|i| i as u32);
+                            anon::memfd(pid, &c.target, inode, &taken, flags, info.pos, same_as)?
                         }
                         FdClass::Fifo { inode } => {
                             let mut data = Vec::new();
@@ -252,6 +263,9 @@ pub fn describe(
                     };
                 tree.files.push(image);
                 let file = (tree.files.len() - 1) as u32;
+                let taken = kernel::pidfd_getfd(&pidfd, c.fd)
+                    .map_err(fail(format!("take fd {} of process {pid}", c.fd)))?;
+                tree.owners.extend(file_owner(pid, c.fd, &taken, flags)?);
                 if let FdClass::UnixSocket { inode, peer } = c.class {
                     tree.unix.push((inode, peer, file, queued_clients));
                 }
@@ -277,6 +291,43 @@ pub fn describe(
         });
     }
     Ok(out)
+}
+
+/// The signal-driven I/O settings of fd `fd` of `pid` (`taken` is our copy
+/// of it, `flags` its status flags), when any is set. The owner's PID is
+/// as our PID namespace sees it (the dump translates it with the others).
+fn file_owner(
+    pid: i32,
+    fd: i32,
+    taken: &OwnedFd,
+    flags: i32,
+) -> Result<Option<FileOwner>, CheckpointError> {
+    use std::os::fd::AsFd;
+    if flags & libc::O_PATH != 0 {
+        // An O_PATH fd does no I/O: fcntl refuses to read an owner there.
+        return Ok(None);
+    }
+    let (owner, signal) =
+        kernel::fown::file_owner(taken.as_fd()).map_err(|errno| CheckpointError::Io {
+            what: format!("read the owner of fd {fd} of process {pid}"),
+            source: errno.into(),
+        })?;
+    let async_io = flags & libc::O_ASYNC != 0;
+    if owner.pid == 0 && signal == 0 && !async_io {
+        return Ok(None);
+    }
+    let kind = match owner.kind {
+        crate::kernel::abi::F_OWNER_TID => FileOwnerKind::Thread,
+        crate::kernel::abi::F_OWNER_PGRP => FileOwnerKind::ProcessGroup,
+        _ => FileOwnerKind::Process,
+    };
+    Ok(Some(FileOwner {
+        fd,
+        kind,
+        pid: owner.pid,
+        signal,
+        async_io,
+    }))
 }
 
 /// The index of the description of `fd`, a file in flight in the unix
@@ -319,6 +370,9 @@ fn in_flight_file(
         FdClass::UnixSocket { .. } => return Err(refuse("a unix socket".into())),
         _ => return Err(refuse(target)),
     }
+    // A file in flight is no fd of a process: the signal-driven I/O
+    // settings read from it have no fd to be set through.
+    let owners = tree.owners.len();
     let described = describe(
         me,
         &[ClassifiedFd {
@@ -328,6 +382,7 @@ fn in_flight_file(
         }],
         tree,
     )?;
+    tree.owners.truncate(owners);
     tree.in_flight_fds.push(fd);
     Ok(described[0].file)
 }

@@ -1,13 +1,16 @@
 //! The address space: the mappings (VMAs), the fields of mm_struct that
 //! /proc reports (code, data, brk, stack, arguments, environment, auxv),
-//! the program break (asked from inside the process) and the vDSO, whose
+//! the program break and membarrier registrations (asked from inside the
+//! process) and the vDSO, whose
 //! `syscall` instruction runs the injected queries.
 
 use super::error::CheckpointError;
 use super::inject::Injector;
 use crate::image::{MmFields, Vma, VmaKind};
 use crate::proc;
+use crate::ptrace::remote::{Remote, RemoteError};
 use crate::ptrace::{read_memory, Tracee};
+use nix::errno::Errno;
 use nix::unistd::Pid;
 
 impl Injector {
@@ -15,10 +18,31 @@ impl Injector {
     pub(super) fn query_brk(&mut self, leader: &mut Tracee) -> Result<u64, CheckpointError> {
         Ok(self.call(leader, "brk(0)", |r| r.syscall(libc::SYS_brk, &[0]))? as u64)
     }
+
+    /// Reads the membarrier() registrations of the address space
+    /// (MEMBARRIER_CMD_GET_REGISTRATIONS, Linux 6.3); 0 on a kernel that
+    /// lacks the command.
+    pub(super) fn query_membarrier(&mut self, leader: &mut Tracee) -> Result<u32, CheckpointError> {
+        let query = |r: &mut Remote<'_>| match r
+            .syscall(libc::SYS_membarrier, &[MEMBARRIER_CMD_GET_REGISTRATIONS])
+        {
+            Err(RemoteError::Failed(Errno::EINVAL)) => Ok(0),
+            other => other,
+        };
+        Ok(self.call(
+            leader,
+            "membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS)",
+            query,
+        )? as u32)
+    }
 }
 
-/// The mm_struct fields of process `pid`, with its program break `brk`.
-pub(super) fn mm_fields(pid: i32, brk: u64) -> Result<MmFields, CheckpointError> {
+/// membarrier(2)'s command that returns the registrations made.
+const MEMBARRIER_CMD_GET_REGISTRATIONS: u64 = 1 << 9;
+
+/// The mm_struct fields of process `pid`, with its program break `brk`
+/// and its membarrier registrations `membarrier`.
+pub(super) fn mm_fields(pid: i32, brk: u64, membarrier: u32) -> Result<MmFields, CheckpointError> {
     let stat = proc::read_stat_mm(pid)?;
     Ok(MmFields {
         start_code: stat.start_code,
@@ -33,6 +57,7 @@ pub(super) fn mm_fields(pid: i32, brk: u64) -> Result<MmFields, CheckpointError>
         env_start: stat.env_start,
         env_end: stat.env_end,
         auxv: proc::read_auxv(pid)?,
+        membarrier,
     })
 }
 
@@ -61,11 +86,16 @@ pub(super) enum SharedObject {
     Sysv(i32),
 }
 
-/// The shared object `vma` maps, if any.
-pub(super) fn shared_object(vma: &Vma) -> Option<SharedObject> {
+/// The shared object `vma` maps, if any, with the part of it the mapping
+/// covers (start and end offsets; a SysV segment counts as mapped whole).
+pub(super) fn shared_object(vma: &Vma) -> Option<(SharedObject, u64, u64)> {
     match vma.kind {
-        VmaKind::SharedAnonymous { inode, .. } => Some(SharedObject::Anonymous(inode)),
-        VmaKind::SysvShm { shmid } => Some(SharedObject::Sysv(shmid)),
+        VmaKind::SharedAnonymous { inode, offset } => Some((
+            SharedObject::Anonymous(inode),
+            offset,
+            offset + (vma.end - vma.start),
+        )),
+        VmaKind::SysvShm { shmid } => Some((SharedObject::Sysv(shmid), 0, u64::MAX)),
         _ => None,
     }
 }

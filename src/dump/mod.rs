@@ -334,14 +334,21 @@ fn dump_frozen(
     };
     let mut mem = memory::MemoryDumpStats::default();
     // A shared anonymous object or SysV segment is dumped once, from the
-    // first process that maps it.
-    let mut shmem_dumped: Vec<SharedObject> = Vec::new();
+    // first process that maps it; a later process's mapping of a part of
+    // it no earlier mapping covered is dumped too.
+    let mut shmem_dumped: Vec<(SharedObject, u64, u64)> = Vec::new();
     for p in &checkpoint.processes {
         let pid = p.pid;
         let vmas: Vec<Vma> = p
             .vmas
             .iter()
-            .filter(|v| mm::shared_object(v).map_or(true, |o| !shmem_dumped.contains(&o)))
+            .filter(|v| {
+                mm::shared_object(v).map_or(true, |(o, start, end)| {
+                    !shmem_dumped
+                        .iter()
+                        .any(|&(d, s, e)| d == o && s <= start && end <= e)
+                })
+            })
             .cloned()
             .collect();
         if precopies.failed.contains(&pid) {
@@ -405,21 +412,29 @@ fn dump_process(
         let leader = &mut frozen.threads[0].tracee;
         let sigactions = queries.query_sigactions(leader)?;
         let brk = queries.query_brk(leader)?;
+        let membarrier = queries.query_membarrier(leader)?;
         let timers = queries.query_timers(leader)?;
         let child_subreaper = queries.query_child_subreaper(leader)?;
-        Ok::<_, CheckpointError>((per_thread, sigactions, brk, timers, child_subreaper))
+        Ok::<_, CheckpointError>((
+            per_thread,
+            sigactions,
+            (brk, membarrier),
+            timers,
+            child_subreaper,
+        ))
     })();
     // The scratch page goes away whether or not the queries succeeded.
     let unmapped = queries.finish(&mut frozen.threads[0].tracee);
-    let (per_thread, sigactions, brk, (timers, itimers), child_subreaper) = answers?;
+    let (per_thread, sigactions, (brk, membarrier), (timers, itimers), child_subreaper) = answers?;
     unmapped?;
 
     let threads = threads::dump_threads(frozen, per_thread)?;
     let shared_pending = signals::shared_pending(&frozen.threads[0].tracee, pid)?;
     let status = proc::read_status(pid)?;
-    let mm = mm::mm_fields(pid, brk)?;
+    let mm = mm::mm_fields(pid, brk, membarrier)?;
     let fds = files::describe(pid, fd_kinds, files)?;
     let file_locks = locks::describe(pid, &fds, files)?;
+    let file_owners = std::mem::take(&mut files.owners);
     let ids = proc::read_stat_ids(pid)?;
     let rlimits = rlimits::dump_rlimits(pid)?;
 
@@ -453,6 +468,7 @@ fn dump_process(
             .unwrap_or(false),
         shares_fs_with_parent: kernel::shares_with(ids.ppid, pid, kernel::Shared::Fs)
             .unwrap_or(false),
+        file_owners,
     };
     Ok((process, vdso_bytes))
 }

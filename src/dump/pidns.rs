@@ -78,8 +78,8 @@ impl CheckpointSink for Translating<'_> {
     }
 }
 
-/// `ck` with the namespace PIDs of its processes, threads, timers and
-/// zombies, learnt by [`PidNamespace::learn`] before the state is
+/// `ck` with the namespace PIDs of its processes, threads, timers, file
+/// owners and zombies, learnt by [`PidNamespace::learn`] before the state is
 /// translated.
 fn translate(ns: &PidNamespace, ck: &Checkpoint) -> Checkpoint {
     let mut out = ck.clone();
@@ -93,6 +93,9 @@ fn translate(ns: &PidNamespace, ck: &Checkpoint) -> Checkpoint {
         }
         for timer in &mut p.timers {
             timer.notify_tid = ns.ns(timer.notify_tid);
+        }
+        for owner in &mut p.file_owners {
+            owner.pid = ns.ns(owner.pid);
         }
     }
     for z in &mut out.zombies {

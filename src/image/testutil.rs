@@ -100,6 +100,7 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                 env_start: 0x7ffd_1234_6110,
                 env_end: 0x7ffd_1234_6fe0,
                 auxv: vec![6, 4096, 0, 0],
+                membarrier: 1 << 4,
             },
             vmas: vec![
                 Vma {
@@ -340,6 +341,13 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
             }],
             shares_files_with_parent: false,
             shares_fs_with_parent: true,
+            file_owners: vec![FileOwner {
+                fd: 3,
+                kind: FileOwnerKind::Process,
+                pid: 4242,
+                signal: 35,
+                async_io: true,
+            }],
         }],
         zombies: vec![ZombieImage {
             pid: 4243,

@@ -356,3 +356,29 @@ mod tests {
         assert_eq!(t.as_bytes(), words.as_bytes());
     }
 }
+
+/// F_SETOWN_EX: sets who gets a description's SIGIO and SIGURG signals.
+pub const F_SETOWN_EX: i32 = 15;
+/// F_GETOWN_EX: reads who gets them.
+pub const F_GETOWN_EX: i32 = 16;
+/// F_SETSIG: the signal a description sends when it becomes ready.
+pub const F_SETSIG: i32 = 10;
+/// F_GETSIG: the signal set by F_SETSIG (0: SIGIO).
+pub const F_GETSIG: i32 = 11;
+/// `FOwnerEx::kind`: the owner is one thread.
+pub const F_OWNER_TID: i32 = 0;
+/// `FOwnerEx::kind`: the owner is a process.
+pub const F_OWNER_PID: i32 = 1;
+/// `FOwnerEx::kind`: the owner is a process group.
+pub const F_OWNER_PGRP: i32 = 2;
+
+/// The kernel's `struct f_owner_ex` (fcntl F_GETOWN_EX, F_SETOWN_EX): who
+/// gets a description's SIGIO and SIGURG signals.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct FOwnerEx {
+    /// F_OWNER_TID, F_OWNER_PID or F_OWNER_PGRP.
+    pub kind: i32,
+    /// The thread, process or group (0: none).
+    pub pid: i32,
+}

@@ -9,6 +9,7 @@ pub mod abi;
 pub mod anon;
 pub mod child;
 pub mod cpu;
+pub mod fown;
 pub mod inet_diag;
 pub mod scratch;
 pub mod sockets;

@@ -101,6 +101,25 @@ impl<'t> Remote<'t> {
             .map(drop)
     }
 
+    /// fcntl(fd, F_GETFL): the description's access mode and status flags.
+    pub fn status_flags(&mut self, fd: i32) -> Result<i32, RemoteError> {
+        let cmd = libc::F_GETFL as u64;
+        self.syscall(libc::SYS_fcntl, &[fd as u64, cmd])
+            .map(|flags| flags as i32)
+    }
+
+    /// fcntl(fd, F_SETOWN_EX, owner) then fcntl(fd, F_SETSIG, signal): who
+    /// gets the description's SIGIO and SIGURG signals, and which signal;
+    /// `owner` is the address of a kernel
+    /// [`struct f_owner_ex`](crate::kernel::abi::FOwnerEx) in the tracee.
+    pub fn set_file_owner(&mut self, fd: i32, owner: u64, signal: i32) -> Result<(), RemoteError> {
+        let cmd = crate::kernel::abi::F_SETOWN_EX as u64;
+        self.syscall(libc::SYS_fcntl, &[fd as u64, cmd, owner])?;
+        let cmd = crate::kernel::abi::F_SETSIG as u64;
+        self.syscall(libc::SYS_fcntl, &[fd as u64, cmd, signal as u64])
+            .map(drop)
+    }
+
     /// fcntl(fd, cmd, lock): takes or queries a record lock (F_SETLK,
     /// F_OFD_SETLK ...); `lock` is the address of a kernel
     /// [`struct flock`](crate::kernel::abi::Flock) in the tracee.

@@ -87,6 +87,15 @@ pub struct MemfdImage {
     /// Its permission bits (st_mode & 07777, as fchmod set them; a new
     /// memfd has 0777).
     pub mode: u32,
+    /// The description's access mode (O_RDONLY, O_WRONLY or O_RDWR): one
+    /// opened again through /proc/PID/fd may be read-only.
+    pub access: i32,
+    /// For a further description of a memfd an earlier one of
+    /// [`Checkpoint::files`](crate::image::model::Checkpoint::files)
+    /// describes already (one opened through /proc/PID/fd): that one's
+    /// index. This one carries no data then: restore opens the same memfd
+    /// again, so that writes through either are seen by both.
+    pub same_as: Option<u32>,
 }
 
 /// An open FIFO description: reopened by path, with the data that was
@@ -603,4 +612,35 @@ pub struct PidfdImage {
     /// Its inode (pidfs: one per process): the dead pidfds of one inode
     /// referred to one process, and come back referring to one.
     pub inode: u64,
+}
+
+/// Whom the SIGIO and SIGURG signals of a description go to
+/// (F_SETOWN_EX's owner types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileOwnerKind {
+    /// One thread (F_OWNER_TID).
+    Thread,
+    /// A process (F_OWNER_PID, or F_SETOWN with a positive PID).
+    Process,
+    /// A process group (F_OWNER_PGRP, or F_SETOWN with a negative ID).
+    ProcessGroup,
+}
+
+/// The signal-driven I/O settings of an open file description, set again
+/// through fd `fd` of its process on restore (once per description: the
+/// image records them with the first process holding it). Without them a
+/// restored program waiting for SIGIO never gets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileOwner {
+    /// An fd of the process on the description.
+    pub fd: i32,
+    /// Who `pid` is.
+    pub kind: FileOwnerKind,
+    /// The thread, process or group the signals go to (as the tree sees
+    /// it); 0 when no owner is set.
+    pub pid: i32,
+    /// The signal sent (F_SETSIG); 0: SIGIO, without the extra siginfo.
+    pub signal: i32,
+    /// O_ASYNC is set: the description sends its signals.
+    pub async_io: bool,
 }

@@ -34,6 +34,12 @@ pub struct MmFields {
     pub env_end: u64,
     /// The auxiliary vector as raw words (pairs of type and value).
     pub auxv: Vec<u64>,
+    /// The membarrier() registrations of the address space
+    /// (MEMBARRIER_CMD_GET_REGISTRATIONS: the MEMBARRIER_CMD_REGISTER_*
+    /// bits), made again at restore: without them the process's expedited
+    /// membarrier calls fail with EPERM. 0 where the checkpointing kernel
+    /// (before Linux 6.3) cannot tell.
+    pub membarrier: u32,
 }
 
 /// What kind of object backs a mapping.

@@ -179,6 +179,10 @@ pub struct ProcessImage {
     /// The process shares its working directory, root and umask with its
     /// parent (cloned with CLONE_FS): restored by a clone with CLONE_FS.
     pub shares_fs_with_parent: bool,
+    /// The signal-driven I/O settings (owner, signal, O_ASYNC) of the
+    /// descriptions the process is the first of the image to hold, when
+    /// any is set.
+    pub file_owners: Vec<FileOwner>,
 }
 
 /// One TCP connection as its local socket sees it: what a network lock

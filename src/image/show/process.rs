@@ -3,7 +3,7 @@
 
 use super::fields::*;
 use crate::image::format::PageRun;
-use crate::image::model::{FileImage, ThreadImage, Vma, PAGE_SIZE};
+use crate::image::model::{FileImage, FileOwnerKind, ThreadImage, Vma, PAGE_SIZE};
 use std::fmt::{self, Write};
 
 /// Describes one process of the tree, with `runs`, its pages.
@@ -61,6 +61,9 @@ pub(super) fn write_process(
         mm.env_end,
         mm.auxv.len()
     )?;
+    if mm.membarrier != 0 {
+        writeln!(out, "  membarrier registrations {:#x}", mm.membarrier)?;
+    }
 
     writeln!(out, "\nthreads ({})", p.threads.len())?;
     for t in &p.threads {
@@ -165,7 +168,7 @@ pub(super) fn write_process(
                 tcp_connection(c),
             ),
             Some(FileImage::Memfd(m)) => (
-                open_flags(m.flags | libc::O_RDWR),
+                open_flags(m.flags | m.access),
                 m.pos.to_string(),
                 format!(
                     "memfd:{} {} bytes, seals {:#x}, mode {:04o}",
@@ -217,6 +220,16 @@ pub(super) fn write_process(
         )?;
         if let Some(FileImage::Timerfd(t)) = ck.files.get(fd.file as usize) {
             writeln!(out, "        {}", fit(&timer_state(t), WIDTH - 8))?;
+        }
+        if let Some(o) = p.file_owners.iter().find(|o| o.fd == fd.fd) {
+            let to = match o.kind {
+                _ if o.pid == 0 => "no owner".to_string(),
+                FileOwnerKind::Thread => format!("to thread {}", o.pid),
+                FileOwnerKind::Process => format!("to process {}", o.pid),
+                FileOwnerKind::ProcessGroup => format!("to group {}", o.pid),
+            };
+            let async_io = if o.async_io { ", O_ASYNC" } else { "" };
+            writeln!(out, "        signal {} {to}{async_io}", o.signal)?;
         }
         if p.fds.iter().find(|o| o.file == fd.file).map(|o| o.fd) == Some(fd.fd) {
             write_registrations(out, ck.files.get(fd.file as usize))?;

@@ -109,5 +109,27 @@ pub fn create_memfd(pid: i32, m: &MemfdImage) -> Result<OwnedFd, RestoreError> {
         )
         .map_err(fail(pid, what("F_ADD_SEALS")))?;
     }
+    if m.access != libc::O_RDWR {
+        // memfd_create opens read-write: the description the process
+        // had was opened again through /proc with less.
+        return reopen_memfd(pid, &fd, m);
+    }
+    Ok(fd)
+}
+
+/// Opens memfd `first` (ours) again through /proc/self/fd, as the process
+/// did: a new description of the same memfd, with the access mode and
+/// offset of `m`.
+pub fn reopen_memfd(pid: i32, first: &OwnedFd, m: &MemfdImage) -> Result<OwnedFd, RestoreError> {
+    use std::os::fd::AsRawFd;
+    let what = |op: &str| format!("{op} of memfd {}", m.name);
+    let fd = nix::fcntl::open(
+        format!("/proc/self/fd/{}", first.as_raw_fd()).as_str(),
+        nix::fcntl::OFlag::from_bits_retain(m.access | libc::O_CLOEXEC),
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(fail(pid, what("reopening through /proc/self/fd")))?;
+    nix::unistd::lseek(&fd, m.pos, nix::unistd::Whence::SeekSet)
+        .map_err(fail(pid, what("lseek")))?;
     Ok(fd)
 }

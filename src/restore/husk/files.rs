@@ -8,8 +8,11 @@ use super::process::{Husk, STRUCT_OFF};
 use super::sockets;
 use super::tcp;
 use super::unix;
-use crate::image::{Checkpoint, FifoEnd, FileImage, GhostFile, OpenFile, PathFileType};
+use crate::image::{
+    Checkpoint, FifoEnd, FileImage, FileOwnerKind, GhostFile, OpenFile, PathFileType,
+};
 use crate::kernel;
+use crate::kernel::abi::{FOwnerEx, IntoBytes};
 use crate::ptrace::read_memory;
 use crate::ptrace::remote::Remote;
 use crate::restore::channel;
@@ -47,6 +50,8 @@ impl TreeFds {
         let pipes = create_pipes(pid, &ck.pipes)?;
         let mut ours: Vec<Option<OwnedFd>> = (0..ck.files.len()).map(|_| None).collect();
         pidfd::create_dead_pidfds(ck, &mut ours)?;
+        // The pipe ends given out so far, as (pipe, write end).
+        let mut given: Vec<(u32, bool)> = Vec::new();
         for (i, file) in ck.files.iter().enumerate() {
             if let FileImage::Pipe(end) = file {
                 let (rd, wr) =
@@ -60,11 +65,20 @@ impl TreeFds {
                             ),
                         })?;
                 let end_fd = if end.write_end { wr } else { rd };
-                ours[i] = Some(end_fd.try_clone().map_err(|e| RestoreError::Injected {
-                    pid,
-                    call: format!("dup of pipe #{}", end.pipe),
-                    errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-                })?);
+                let key = (end.pipe, end.write_end);
+                ours[i] = Some(if given.contains(&key) {
+                    // Another description of the same end (the process
+                    // reopened it through /proc/PID/fd): a dup would share
+                    // status flags with the first.
+                    reopen_pipe_end(pid, end_fd, end.pipe, end.write_end)?
+                } else {
+                    given.push(key);
+                    end_fd.try_clone().map_err(|e| RestoreError::Injected {
+                        pid,
+                        call: format!("dup of pipe #{}", end.pipe),
+                        errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                    })?
+                });
             }
         }
         unix::create_in_flight(ck, husk, &mut ours)?;
@@ -83,6 +97,34 @@ impl TreeFds {
             connections,
         })
     }
+}
+
+/// A new open file description of the end `end_fd` of pipe #`pipe` (its
+/// write end if `write_end`), opened through /proc/self/fd as the process
+/// made it (`pid` names the restore in errors). O_NONBLOCK: both ends are
+/// open here, so it cannot block anyway; the status flags are set when it
+/// is pulled in.
+fn reopen_pipe_end(
+    pid: i32,
+    end_fd: &OwnedFd,
+    pipe: u32,
+    write_end: bool,
+) -> Result<OwnedFd, RestoreError> {
+    let access = if write_end {
+        libc::O_WRONLY
+    } else {
+        libc::O_RDONLY
+    };
+    nix::fcntl::open(
+        format!("/proc/self/fd/{}", end_fd.as_raw_fd()).as_str(),
+        nix::fcntl::OFlag::from_bits_retain(access | libc::O_NONBLOCK | libc::O_CLOEXEC),
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|errno| RestoreError::Injected {
+        pid,
+        call: format!("reopening an end of pipe #{pipe} through /proc/self/fd"),
+        errno,
+    })
 }
 
 /// Recreates deleted file `g` here (`pid`, the root, names the restore in
@@ -155,8 +197,7 @@ impl TreeFds {
                 pid,
                 why: format!("an fd refers to deleted file #{ghost}, which the image lacks"),
             })?;
-        let flags = (flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY))
-            | libc::O_CLOEXEC;
+        let flags = reopen_flags(flags);
         nix::fcntl::open(
             format!("/proc/self/fd/{}", ours.as_raw_fd()).as_str(),
             nix::fcntl::OFlag::from_bits_retain(flags),
@@ -168,6 +209,21 @@ impl TreeFds {
             errno,
         })
     }
+}
+
+/// The flags to reopen a description with by path, from its saved open
+/// flags: O_CLOEXEC (the fd is parked first, then installed with its own
+/// FD_CLOEXEC); without the flags that act only at creation, and without
+/// O_ASYNC, which open() records without arming the signals (F_SETFL
+/// cannot arm them afterwards while the flag shows as set):
+/// `Husk::restore_file_owners` sets it. A file made with O_TMPFILE
+/// (O_DIRECTORY with a bit of its own) is reopened as the file it is.
+fn reopen_flags(flags: i32) -> i32 {
+    let mut once = libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY | libc::O_ASYNC;
+    if flags & libc::O_TMPFILE & !libc::O_DIRECTORY != 0 {
+        once |= libc::O_TMPFILE;
+    }
+    (flags & !once) | libc::O_CLOEXEC
 }
 
 /// Creates the image's pipes here, each with its capacity and the data
@@ -324,9 +380,7 @@ impl<'a> Husk<'a> {
                         fd
                     }
                     FileImage::Path(f) => {
-                        let mut flags = f.flags
-                            & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY);
-                        flags |= libc::O_CLOEXEC;
+                        let flags = reopen_flags(f.flags);
                         let addr = self.put_str(&f.path)?;
                         self.sys(
                             0,
@@ -366,7 +420,24 @@ impl<'a> Husk<'a> {
                     FileImage::Fifo(f) => self.open_fifo(f, park_at, &mut fifo_keepalives)?,
                     FileImage::Pidfd(d) => self.create_pidfd(d)?,
                     FileImage::Memfd(m) => {
-                        let ours = anon::create_memfd(image.pid, m)?;
+                        let ours = match m.same_as {
+                            Some(j) => {
+                                let first = tree
+                                    .ours
+                                    .get(j as usize)
+                                    .and_then(Option::as_ref)
+                                    .ok_or_else(|| RestoreError::Unsupported {
+                                        pid: image.pid,
+                                        why: format!(
+                                            "file #{i} opens memfd {} again, but file #{j}, \
+                                             the memfd itself, was not made before it",
+                                            m.name
+                                        ),
+                                    })?;
+                                anon::reopen_memfd(image.pid, first, m)?
+                            }
+                            None => anon::create_memfd(image.pid, m)?,
+                        };
                         let what = format!("memfd {}", m.name);
                         let fd = self.pull_in(our_pidfd, &ours, Some(m.flags), &what)?;
                         tree.ours[i as usize] = Some(ours);
@@ -422,6 +493,47 @@ impl<'a> Husk<'a> {
             self.sys(0, |r| r.close(fd), || format!("close of fd {fd}"))?;
         }
         self.channel_end = None;
+        Ok(())
+    }
+
+    /// Sets again who gets the SIGIO and SIGURG signals of each
+    /// description the image records it for, which signal, and O_ASYNC.
+    /// Run once every process of the tree and its threads exist (an owner
+    /// may be any of them) and the credentials are back, which the kernel
+    /// records with the owner to check the signal's delivery against.
+    /// O_ASYNC is cleared and set again, so that the signals name the fd
+    /// the process knows (a description made in migrate-agent was armed
+    /// there, under the fd number it had there).
+    pub(super) fn restore_file_owners(&mut self) -> Result<(), RestoreError> {
+        for owner in &self.image.file_owners {
+            let fd = owner.fd;
+            let kind = match owner.kind {
+                FileOwnerKind::Thread => crate::kernel::abi::F_OWNER_TID,
+                FileOwnerKind::Process => crate::kernel::abi::F_OWNER_PID,
+                FileOwnerKind::ProcessGroup => crate::kernel::abi::F_OWNER_PGRP,
+            };
+            let ex = FOwnerEx {
+                kind,
+                pid: owner.pid,
+            };
+            let at = self.put(STRUCT_OFF, ex.as_bytes())?;
+            self.sys(
+                0,
+                |r| r.set_file_owner(fd, at, owner.signal),
+                || {
+                    format!(
+                        "setting the owner of fd {fd} to {:?} {} (signal {})",
+                        owner.kind, owner.pid, owner.signal
+                    )
+                },
+            )?;
+            if owner.async_io {
+                let what = || format!("setting O_ASYNC on fd {fd}");
+                let flags = self.sys(0, |r| r.status_flags(fd), what)?;
+                self.sys(0, |r| r.set_status_flags(fd, flags & !libc::O_ASYNC), what)?;
+                self.sys(0, |r| r.set_status_flags(fd, flags | libc::O_ASYNC), what)?;
+            }
+        }
         Ok(())
     }
 
@@ -516,8 +628,7 @@ impl<'a> Husk<'a> {
                 ))?;
             }
         }
-        let flags = (f.flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY))
-            | libc::O_CLOEXEC;
+        let flags = reopen_flags(f.flags);
         self.sys(
             0,
             |r| r.open(path, flags),

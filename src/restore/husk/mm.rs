@@ -197,13 +197,17 @@ impl<'a> Husk<'a> {
         let len = vma.end - vma.start;
         match &vma.kind {
             VmaKind::File { path, offset, .. } | VmaKind::SharedFile { path, offset } => {
-                // A shared writable mapping needs the file open for writing.
-                let access =
-                    if sharing == libc::MAP_SHARED && vma.prot & libc::PROT_WRITE as u32 != 0 {
-                        libc::O_RDWR
-                    } else {
-                        libc::O_RDONLY
-                    };
+                // A shared mapping that is or may become writable ("mw",
+                // VM_MAYWRITE: it was mapped from a description open for
+                // writing, so mprotect may add PROT_WRITE) needs the file
+                // open for writing.
+                let access = if sharing == libc::MAP_SHARED
+                    && (vma.prot & libc::PROT_WRITE as u32 != 0 || vma.has_vm_flag("mw"))
+                {
+                    libc::O_RDWR
+                } else {
+                    libc::O_RDONLY
+                };
                 let mapping = FileMapping {
                     vma,
                     prot,
@@ -217,6 +221,11 @@ impl<'a> Husk<'a> {
                     mapping,
                     || format!("mmap of {path} at {:#x}-{:#x}", vma.start, vma.end),
                 )?;
+            }
+            VmaKind::SharedAnonymous { offset, .. }
+                if *offset != 0 || self.shared_extent(vma) > len =>
+            {
+                self.map_shared_part(vma, prot, flags | libc::MAP_ANONYMOUS)?;
             }
             _ => {
                 flags |= libc::MAP_ANONYMOUS;
@@ -266,23 +275,75 @@ impl<'a> Husk<'a> {
         Ok(())
     }
 
-    /// For a mapping of a shared anonymous object that a process before
-    /// this one in the image maps too: that process's PID and mapping.
-    /// [`Husk::map_shared_anonymous`] maps that object instead of a new one.
+    /// For a mapping of a shared anonymous object that an earlier mapping
+    /// of the image maps too (in a process before this one, or before it
+    /// in this one): the PID and mapping of the first, which creates the
+    /// object. [`Husk::map_shared_anonymous`] maps that object instead of
+    /// a new one.
     pub(super) fn earlier_shared_mapping(&self, vma: &Vma) -> Option<(i32, &'a Vma)> {
         let VmaKind::SharedAnonymous { inode, .. } = vma.kind else {
             return None;
         };
+        let first = self.tree.processes.iter().find_map(|p| {
+            p.vmas
+                .iter()
+                .find(|v| matches!(v.kind, VmaKind::SharedAnonymous { inode: i, .. } if i == inode))
+                .map(|v| (p.pid, v))
+        })?;
+        (first.0 != self.image.pid || first.1.start != vma.start).then_some(first)
+    }
+
+    /// How much of the shared anonymous object mapped by `vma` the image's
+    /// mappings cover, from its start: the size it is created with, so
+    /// that every mapping of it finds its part at its own offset.
+    fn shared_extent(&self, vma: &Vma) -> u64 {
+        let VmaKind::SharedAnonymous { inode, .. } = vma.kind else {
+            return 0;
+        };
         self.tree
             .processes
             .iter()
-            .take_while(|p| p.pid != self.image.pid)
-            .find_map(|p| {
-                p.vmas
-                    .iter()
-                    .find(|v| matches!(v.kind, VmaKind::SharedAnonymous { inode: i, .. } if i == inode))
-                    .map(|v| (p.pid, v))
+            .flat_map(|p| &p.vmas)
+            .filter_map(|v| match v.kind {
+                VmaKind::SharedAnonymous { inode: i, offset } if i == inode => {
+                    Some(offset + (v.end - v.start))
+                }
+                _ => None,
             })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Creates the shared anonymous object `vma` is the first mapping of,
+    /// as large as every mapping of it needs, and moves the part `vma` maps
+    /// (from its offset on) to its address; the rest is unmapped here: the
+    /// object lives on in the mapping, and other mappings of it open it
+    /// through /proc/PID/map_files.
+    fn map_shared_part(&mut self, vma: &Vma, prot: i32, flags: i32) -> Result<(), RestoreError> {
+        let VmaKind::SharedAnonymous { offset, .. } = vma.kind else {
+            return Ok(());
+        };
+        let extent = self.shared_extent(vma);
+        let len = vma.end - vma.start;
+        let what = || {
+            format!(
+                "creating the shared memory of {:#x}-{:#x} ({extent:#x} bytes, offset {offset:#x})",
+                vma.start, vma.end
+            )
+        };
+        // The mapping's range is held first, so that the object is not
+        // created over it.
+        let hold = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
+        self.sys(
+            0,
+            |r| r.mmap(vma.start, len, libc::PROT_NONE, hold, -1, 0),
+            what,
+        )?;
+        let flags = flags & !libc::MAP_FIXED_NOREPLACE;
+        let whole = self.sys(0, |r| r.mmap(0, extent, prot, flags, -1, 0), what)?;
+        let moved = self.sys(0, |r| r.move_mapping(whole + offset, len, vma.start), what);
+        self.sys(0, |r| r.munmap(whole, extent), what)?;
+        moved
     }
 
     /// Maps the MAP_SHARED anonymous mappings whose object an earlier
@@ -295,47 +356,39 @@ impl<'a> Husk<'a> {
     pub(super) fn map_shared_anonymous(
         &mut self,
         proc_pids: &[(i32, i32)],
+        filled: &[bool],
     ) -> Result<(), RestoreError> {
         let image = self.image;
-        for vma in &image.vmas {
+        for (vma, &was_filled) in image.vmas.iter().zip(filled) {
             let VmaKind::SharedAnonymous { offset, .. } = vma.kind else {
                 continue;
             };
             let Some((owner, first)) = self.earlier_shared_mapping(vma) else {
                 continue;
             };
-            let VmaKind::SharedAnonymous {
-                offset: first_offset,
-                ..
-            } = first.kind
-            else {
-                continue;
-            };
-            let rel = offset
-                .checked_sub(first_offset)
-                .filter(|rel| rel + (vma.end - vma.start) <= first.end - first.start)
-                .ok_or_else(|| RestoreError::Unsupported {
-                    pid: image.pid,
-                    why: format!(
-                        "shared memory at {:#x}-{:#x} (offset {offset:#x}) lies outside the part of the object that process {owner} maps at {:#x}-{:#x} (offset {first_offset:#x})",
-                        vma.start, vma.end, first.start, first.end
-                    ),
-                })?;
+            // The first mapping created the object with the offsets it had
+            // (Husk::map_shared_part), as large as every mapping needs.
             let shown = proc_pids
                 .iter()
                 .find(|(image_pid, _)| *image_pid == owner)
                 .map_or(owner, |&(_, shown)| shown);
             let path = format!("/proc/{shown}/map_files/{:x}-{:x}", first.start, first.end);
-            let access = if vma.prot & libc::PROT_WRITE as u32 != 0 {
+            // Writable for now when it receives pages (finish_vmas puts
+            // the protection back).
+            let mut prot = vma.prot as i32;
+            if was_filled {
+                prot |= libc::PROT_WRITE;
+            }
+            let access = if prot & libc::PROT_WRITE != 0 || vma.has_vm_flag("mw") {
                 libc::O_RDWR
             } else {
                 libc::O_RDONLY
             };
             let mapping = FileMapping {
                 vma,
-                prot: vma.prot as i32,
+                prot,
                 flags: libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE,
-                offset: rel,
+                offset,
             };
             self.map_file(&path, &path, access, mapping, || {
                 format!(
@@ -348,19 +401,24 @@ impl<'a> Husk<'a> {
     }
 
     /// Maps the MAP_SHARED memfd mappings from the memfds restore_fds
-    /// installed (their contents came with them), at their fd numbers.
+    /// installed (their contents came with them), at their fd numbers:
+    /// through a read-write description when the mapping may be written
+    /// (the process may hold only a read-only one for a read-only
+    /// mapping).
     pub(super) fn map_memfd_vmas(&mut self) -> Result<(), RestoreError> {
         let image = self.image;
         for vma in &image.vmas {
             let VmaKind::SharedMemfd { inode, offset } = vma.kind else {
                 continue;
             };
+            let writable = vma.has_vm_flag("mw");
             let fd = image
                 .fds
                 .iter()
                 .find(|f| {
                     matches!(self.files.get(f.file as usize),
-                        Some(FileImage::Memfd(m)) if m.inode == inode)
+                        Some(FileImage::Memfd(m)) if m.inode == inode
+                            && (!writable || m.access == libc::O_RDWR))
                 })
                 .ok_or_else(|| RestoreError::Unsupported {
                     pid: image.pid,
@@ -506,5 +564,22 @@ impl<'a> Husk<'a> {
         );
         self.sys(0, |r| r.close(exe_fd), || "close of the executable".into())?;
         r.map(drop)
+    }
+
+    /// Registers the address space for the membarrier() commands it was
+    /// registered for (each MEMBARRIER_CMD_REGISTER_* bit of the image).
+    pub(super) fn restore_membarrier(&mut self) -> Result<(), RestoreError> {
+        let registered = self.image.mm.membarrier;
+        for bit in 0..u32::BITS {
+            let cmd = 1u64 << bit;
+            if registered & (1 << bit) != 0 {
+                self.sys(
+                    0,
+                    |r| r.syscall(libc::SYS_membarrier, &[cmd, 0, 0]),
+                    || format!("membarrier registration {cmd:#x}"),
+                )?;
+            }
+        }
+        Ok(())
     }
 }

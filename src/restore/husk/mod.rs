@@ -220,7 +220,7 @@ fn build_tree<'a>(
                 (h.image.pid, shown)
             })
             .collect();
-        husks[i].map_shared_anonymous(&proc_pids)?;
+        husks[i].map_shared_anonymous(&proc_pids, &filled)?;
         fillers.push(husks[i].prepare_fill(&filled, remote)?);
         husks[i].filled = filled;
     }
@@ -285,6 +285,7 @@ impl<'a> Husk<'a> {
         let filled = std::mem::take(&mut self.filled);
         self.finish_vmas(&filled)?;
         self.restore_mm()?;
+        self.restore_membarrier()?;
         self.restore_fs_state()?;
         // A table shared with the parent was filled when it was finished.
         if !self.image.shares_files_with_parent {
@@ -302,6 +303,7 @@ impl<'a> Husk<'a> {
         self.restore_child_subreaper()?;
         self.restore_rlimits()?;
         self.restore_credentials()?;
+        self.restore_file_owners()?;
         self.restore_pdeath_signals()?;
         self.restore_seccomp()?;
         self.restore_capabilities()?;

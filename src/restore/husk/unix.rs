@@ -221,7 +221,28 @@ pub fn create_in_flight(
                 fd
             }
             Some(FileImage::Memfd(m)) => {
-                let fd = anon::create_memfd(pid, m)?;
+                let fd = match m.same_as {
+                    // Another description of a memfd an earlier file
+                    // describes: that one is made first (with its data).
+                    Some(j) => {
+                        let j = j as usize;
+                        if let (Some(None), Some(FileImage::Memfd(first))) =
+                            (ours.get(j), ck.files.get(j))
+                        {
+                            let made = anon::create_memfd(pid, first)?;
+                            set_flags(pid, &made, first.flags)?;
+                            ours[j] = Some(made);
+                        }
+                        let first = ours.get(j).and_then(Option::as_ref).ok_or_else(|| {
+                            RestoreError::Unsupported {
+                                pid,
+                                why: format!("file #{d} opens file #{j} again, not a memfd"),
+                            }
+                        })?;
+                        anon::reopen_memfd(pid, first, m)?
+                    }
+                    None => anon::create_memfd(pid, m)?,
+                };
                 set_flags(pid, &fd, m.flags)?;
                 fd
             }
