@@ -49,4 +49,7 @@ pub use tls::{PeerNameError, TlsFiles, TlsSetupError};
 /// (migration, dry-run probe, post-copy resume), each with its own
 /// message enums; rootfs sync has its own; the checkpoint it carries is
 /// the model of image format 4.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: the checkpoint is the model of image format 5 (TCP connections,
+/// UDP peers and queues, unix socket state, pidfds, fd owners, the
+/// network lock and its flows, shared fd tables).
+pub const PROTOCOL_VERSION: u32 = 3;
