@@ -457,8 +457,9 @@ async fn restore(
         let flows = &checkpoint.tcp_flows;
         match target {
             Some(t) => {
-                let husk = t.prepare()?;
+                let husk = t.create()?;
                 restore_locked(&work_dir, flows, Some(husk), || {
+                    t.configure_network(husk)?;
                     crate::container::restore_created(
                         &t.container,
                         husk,

@@ -93,15 +93,26 @@ pub(super) struct ContainerTarget {
 }
 
 impl ContainerTarget {
-    /// Creates the container (running the network hook on its network
-    /// namespace of its own) and returns its waiting init (blocking).
-    pub fn prepare(&self) -> Result<i32, MigrationError> {
-        let network = self
-            .network
-            .as_ref()
-            .map(|(hook, config)| crate::container::NetworkSetup { hook, config });
-        crate::container::prepare(&self.container, &self.bundle, network)
+    /// Creates the container and returns its waiting init (blocking); its
+    /// network namespace of its own stays empty until
+    /// [`ContainerTarget::configure_network`].
+    pub fn create(&self) -> Result<i32, MigrationError> {
+        self.container
+            .create(&self.bundle)
             .map(|st| st.pid)
+            .map_err(MigrationError::local)
+    }
+
+    /// Runs the network hook on the created container's namespace (whose
+    /// init is `husk`), if it has one of its own; called under the
+    /// network lock, so the address appears with the moved connections
+    /// already silent. On failure the container is deleted.
+    pub fn configure_network(&self, husk: i32) -> Result<(), MigrationError> {
+        let Some((hook, config)) = &self.network else {
+            return Ok(());
+        };
+        let network = crate::container::NetworkSetup { hook, config };
+        crate::container::configure_network(&self.container, husk, network)
             .map_err(MigrationError::local)
     }
 }
