@@ -257,6 +257,8 @@ const NODE_URL: &str = "http://10.232.0.2:8080/";
 /// on the link reach it without a route of their own.
 const LINK_NETWORK: &str =
     r#"{"interfaces":[{"name":"eth0","addresses":["10.231.0.100/24"]}],"routes":[]}"#;
+/// The address of the Node.js container on the link.
+const LINK_IP: &str = "10.231.0.100";
 /// Where the Node.js container on the link answers.
 const LINK_ADDR: &str = "10.231.0.100:8080";
 
@@ -641,8 +643,9 @@ fn node_counter_container_keeps_counting_after_postcopy() {
 /// keep-alive client on host C sending a GET every 10 ms over one TCP
 /// connection while the container moves from A to B in `mode`. The client
 /// sees no error, no reset, every count once and in order, the same local
-/// port throughout; the server's next count (a new connection from C)
-/// follows the client's last. The longest gap between answers is printed,
+/// port throughout; C's neighbour entry for the address is B's (B announced
+/// it); the server's next count (a new connection from C) follows the
+/// client's last. The longest gap between answers is printed,
 /// not asserted.
 fn node_keeps_its_client(dir: &TestDir, mode: &str) -> Result<()> {
     let env = Env::start_kind(dir, &format!("live-{mode}"), Kind::NodeOnLink)?;
@@ -664,6 +667,15 @@ fn node_keeps_its_client(dir: &TestDir, mode: &str) -> Result<()> {
             bed.agent_log(Host::B)
         );
     }
+    // B announced the address (gratuitous ARP): C sends to B at once,
+    // where without it the client's own traffic, forwarded by A, would
+    // keep C's entry on A.
+    let (neighbour, mac_b) = (bed.neighbour(Host::C, LINK_IP)?, bed.link_mac(Host::B)?);
+    ensure!(
+        neighbour.as_deref() == Some(mac_b.as_str()),
+        "C reaches {LINK_IP} at {neighbour:?}, not at B's {mac_b} (A's is {})",
+        bed.link_mac(Host::A)?
+    );
     eprintln!(
         "{mode}: {} answers on one connection from {:?}, longest gap between answers {:?}",
         report.answers.len(),

@@ -6,6 +6,7 @@
 //! root husk of the restore, and marks the container started by removing
 //! the runtime's exec FIFO.
 
+pub mod announce;
 mod error;
 mod freezer;
 pub mod net;

@@ -9,6 +9,7 @@ pub mod abi;
 pub mod anon;
 pub mod child;
 pub mod cpu;
+pub mod packet;
 pub mod scratch;
 pub mod sockets;
 pub mod sysvshm;

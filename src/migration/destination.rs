@@ -458,7 +458,7 @@ async fn restore(
         match target {
             Some(t) => {
                 let husk = t.create()?;
-                restore_locked(&work_dir, flows, Some(husk), || {
+                let stats = restore_locked(&work_dir, flows, Some(husk), || {
                     t.configure_network(husk)?;
                     crate::container::restore_created(
                         &t.container,
@@ -467,7 +467,9 @@ async fn restore(
                         crate::restore::RestoreOptions::default(),
                     )
                     .map_err(MigrationError::local)
-                })
+                })?;
+                t.announce(husk);
+                Ok(stats)
             }
             None => restore_locked(&work_dir, flows, None, || {
                 crate::restore::restore(&restore_dir).map_err(MigrationError::local)

@@ -115,6 +115,21 @@ impl ContainerTarget {
         crate::container::configure_network(&self.container, husk, network)
             .map_err(MigrationError::local)
     }
+
+    /// Once the restored container runs here (`husk` its init), tells
+    /// the link where its addresses are now (gratuitous ARP), so that
+    /// peers stop sending to the source host; only logged, whatever
+    /// happens.
+    pub fn announce(&self, husk: i32) {
+        let Some((_, config)) = &self.network else {
+            return;
+        };
+        let (sent, failed) = crate::container::announce::announce(husk, config);
+        tracing::info!(id = %self.container.id, announced = ?sent, "announced the moved addresses");
+        for why in failed {
+            tracing::warn!(id = %self.container.id, %why, "announcing a moved address failed");
+        }
+    }
 }
 
 /// The container an offer moves (None for a process tree).

@@ -188,11 +188,15 @@ pub(super) async fn run(
         let opts = RestoreOptions { lazy: Some(lazy) };
         let flows = &checkpoint.tcp_flows;
         match target {
-            Some((t, husk)) => restore_locked(&work_dir, flows, Some(husk), || {
-                t.configure_network(husk)?;
-                crate::container::restore_created(&t.container, husk, &restore_dir, opts)
-                    .map_err(MigrationError::local)
-            }),
+            Some((t, husk)) => {
+                let stats = restore_locked(&work_dir, flows, Some(husk), || {
+                    t.configure_network(husk)?;
+                    crate::container::restore_created(&t.container, husk, &restore_dir, opts)
+                        .map_err(MigrationError::local)
+                })?;
+                t.announce(husk);
+                Ok(stats)
+            }
             None => restore_locked(&work_dir, flows, None, || {
                 crate::restore::restore_with(&restore_dir, opts).map_err(MigrationError::local)
             }),

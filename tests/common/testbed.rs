@@ -104,6 +104,35 @@ impl Testbed {
         format!("{}-{}", self.prefix, host.letter())
     }
 
+    /// The MAC address of a host's link interface (veth-a, veth-b, veth-c).
+    pub fn link_mac(&self, host: Host) -> Result<String> {
+        let dev = format!("veth-{}", host.letter());
+        let out = Command::new("ip")
+            .args(["-n", &self.netns(host), "-br", "link", "show", &dev])
+            .output()?;
+        ensure!(out.status.success(), "ip link show {dev} failed");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split_whitespace()
+            .nth(2)
+            .map(str::to_string)
+            .with_context(|| format!("no MAC in {text:?}"))
+    }
+
+    /// The MAC address a host's neighbour table gives `addr`, if any.
+    pub fn neighbour(&self, host: Host, addr: &str) -> Result<Option<String>> {
+        let out = Command::new("ip")
+            .args(["-n", &self.netns(host), "neigh", "show", addr])
+            .output()?;
+        ensure!(out.status.success(), "ip neigh show {addr} failed");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut words = text.split_whitespace();
+        Ok(words
+            .by_ref()
+            .position(|w| w == "lladdr")
+            .and_then(|_| words.next())
+            .map(str::to_string))
+    }
+
     /// The path of a host's network namespace (to enter it from a thread).
     pub fn netns_path(&self, host: Host) -> String {
         format!("/var/run/netns/{}", self.netns(host))
