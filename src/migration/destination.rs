@@ -531,6 +531,7 @@ fn check_offer(offer: &Offer, dir: &Path, opts: &DestinationOptions) -> Result<(
     };
     crate::restore::check_target(offer.xcr0, offer.xstate_size, host_tids)
         .map_err(MigrationError::local)?;
+    super::destination_shared::check_local_addresses(&offer.tcp_flows)?;
     if let Some(c) = &offer.container {
         crate::container::check_capabilities().map_err(MigrationError::local)?;
         crate::container::check_runtime(c.runtime).map_err(MigrationError::local)?;
@@ -605,6 +606,7 @@ mod tests {
                     routes: vec![],
                 }),
             }),
+            tcp_flows: vec![],
         }
     }
 

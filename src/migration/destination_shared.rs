@@ -246,3 +246,39 @@ pub(super) fn restore_locked<T>(
     }
     restored
 }
+
+/// Refuses, before the source freezes anything, connections of a process
+/// tree whose local address this host does not have: their sockets could
+/// not be bound here, and peers would keep sending to the old host. A
+/// loopback address exists everywhere; a container with a network
+/// namespace of its own takes its addresses along (no flows offered).
+pub(super) fn check_local_addresses(flows: &[crate::image::TcpFlow]) -> Result<(), MigrationError> {
+    let foreign: Vec<_> = flows
+        .iter()
+        .filter(|f| !f.local.ip().is_loopback())
+        .collect();
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    let here: Vec<std::net::IpAddr> = nix::ifaddrs::getifaddrs()
+        .map_err(|e| MigrationError::local_in("cannot list this host's addresses", e))?
+        .filter_map(|i| {
+            let a = i.address?;
+            a.as_sockaddr_in()
+                .map(|v4| std::net::IpAddr::V4(v4.ip()))
+                .or_else(|| a.as_sockaddr_in6().map(|v6| std::net::IpAddr::V6(v6.ip())))
+        })
+        .collect();
+    match foreign
+        .iter()
+        .find(|f| !here.contains(&f.local.ip().to_canonical()))
+    {
+        Some(f) => Err(MigrationError::local(format!(
+            "the TCP connection {} -> {} uses the local address {}, which this host does not have (a process tree keeps its addresses: move it in a container with a network namespace of its own, or give this host the address)",
+            f.local,
+            f.remote,
+            f.local.ip()
+        ))),
+        None => Ok(()),
+    }
+}

@@ -62,6 +62,11 @@ pub struct Offer {
     /// The container the workload is (its PIDs and TIDs are then those of
     /// its PID namespace); None for a process tree.
     pub container: Option<ContainerOffer>,
+    /// A process tree's established TCP connections when the offer is
+    /// made (empty for a container, whose namespace carries its
+    /// addresses): the destination refuses, before anything is frozen,
+    /// one whose local address it does not have.
+    pub tcp_flows: Vec<crate::image::TcpFlow>,
 }
 
 /// The container a migrated workload is: the destination creates the same
@@ -313,6 +318,7 @@ mod tests {
                     }],
                 }),
             }),
+            tcp_flows: vec![],
         }
     }
 
