@@ -660,13 +660,19 @@ fn node_keeps_its_client(dir: &TestDir, mode: &str) -> Result<()> {
     let migrated = env.migrate(dir, mode);
     sleep(Duration::from_millis(300));
     let report = client.stop()?;
-    if let Err(e) = migrated.and_then(|m| m.check()) {
-        bail!(
+    let migrated = match migrated.and_then(|m| m.check().map(|()| m)) {
+        Ok(m) => m,
+        Err(e) => bail!(
             "{e}\nagent A:\n{}\nagent B:\n{}",
             bed.agent_log(Host::A),
             bed.agent_log(Host::B)
-        );
-    }
+        ),
+    };
+    let downtime = migrated
+        .stdout
+        .lines()
+        .find(|l| l.contains("downtime"))
+        .unwrap_or("(no downtime line)");
     // B announced the address (gratuitous ARP): C sends to B at once,
     // where without it the client's own traffic, forwarded by A, would
     // keep C's entry on A.
@@ -677,10 +683,11 @@ fn node_keeps_its_client(dir: &TestDir, mode: &str) -> Result<()> {
         bed.link_mac(Host::A)?
     );
     eprintln!(
-        "{mode}: {} answers on one connection from {:?}, longest gap between answers {:?}",
+        "{mode}: {} answers on one connection from {:?}, longest gap between answers {:?}; the agent: {}",
         report.answers.len(),
         report.local,
-        report.longest_gap()
+        report.longest_gap(),
+        downtime.trim()
     );
     report.check(40)?;
     let last = report.answers.last().map_or(0, |a| a.0);
