@@ -696,12 +696,9 @@ fn node_keeps_its_client(dir: &TestDir, mode: &str) -> Result<()> {
         next == (last + 1).to_string(),
         "the server on B answered {next:?} after the client's last count {last}"
     );
-    let list_b = runc_list(bed, Host::B)?;
     ensure!(
-        list_b
-            .lines()
-            .any(|l| l.starts_with(env.id.as_str()) && l.contains("running")),
-        "runc list on B does not show {} running:\n{list_b}",
+        running_on(bed, Host::B, &env.id)?,
+        "runc list on B does not show {} running",
         env.id
     );
     Ok(())
