@@ -33,6 +33,10 @@ for a in $(jq -r '.interfaces[0].addresses[]?' <<<"$net"); do
 done
 in_ns ip link set "$name" up
 ip link set "$host_if" up
+# Where the host answers ARP for the link's other hosts (proxy ARP, the
+# testbed's), it answers the container at once: a restored container's
+# first packets do not wait up to proxy_delay (0.8 s) for its neighbours.
+sysctl -qw "net.ipv4.neigh.$host_if.proxy_delay=0"
 for a in $(jq -r '.interfaces[0].addresses[]?' <<<"$net"); do
   ip route replace "${a%/*}" dev "$host_if"
 done

@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
-# Two "hosts" on one machine for live-migration tests by hand: network
-# namespaces PREFIX-a and PREFIX-b joined by a veth pair, 10.231.0.1/24 and
-# 10.231.0.2/24, loopback up in each, MTU 9000 for throughput.
+# Three "hosts" on one machine for live-migration tests by hand: network
+# namespaces PREFIX-a, PREFIX-b and PREFIX-c (a client) on one link, a
+# bridge in namespace PREFIX-l (the switch), 10.231.0.1/24, 10.231.0.2/24
+# and 10.231.0.3/24, loopback up in each, MTU 9000 for throughput.
+#
+# A and B route for the containers they run (the network hook gives each
+# container address a host route to its veth) and answer ARP for them on
+# the link (proxy ARP, no proxy delay), so a container's address on the
+# link's subnet (10.231.0.100/24, say) is reachable from C on whichever
+# host the container runs, with no route changed: C finds it by ARP, and
+# a host that has it no longer forwards to the one that has it now.
 #
 #   scripts/testbed.sh up   [--name-prefix P] [--agents DIR]   (default prefix: ferry)
 #   scripts/testbed.sh down [--name-prefix P] [--agents DIR]
@@ -58,12 +66,16 @@ done
 
 ns_a=$prefix-a
 ns_b=$prefix-b
+ns_c=$prefix-c
+ns_link=$prefix-l
 # Interface names are limited to 15 characters; both ends live inside the
 # namespaces, so the same short names serve every prefix.
 if_a=veth-a
 if_b=veth-b
+if_c=veth-c
 addr_a=10.231.0.1
 addr_b=10.231.0.2
+addr_c=10.231.0.3
 mtu=9000
 
 ns_exists() { ip netns list | awk '{print $1}' | grep -qx "$1"; }
@@ -132,7 +144,7 @@ stop_agents() {
 down() {
   [ -z "$agents" ] || stop_agents
   local ns
-  for ns in "$ns_a" "$ns_b"; do
+  for ns in "$ns_a" "$ns_b" "$ns_c" "$ns_link"; do
     # Deleting a namespace deletes the veth end inside it, and with it the
     # other end.
     if ns_exists "$ns"; then ip netns delete "$ns"; fi
@@ -141,22 +153,42 @@ down() {
 
 up() {
   down
-  ip netns add "$ns_a"
-  ip netns add "$ns_b"
-  # Created inside A, its peer moved to B in the same call: nothing is ever
-  # left in the root namespace.
-  ip -n "$ns_a" link add "$if_a" mtu "$mtu" type veth peer name "$if_b" netns "$ns_b"
-  ip -n "$ns_b" link set "$if_b" mtu "$mtu"
-  ip -n "$ns_a" addr add "$addr_a/24" dev "$if_a"
-  ip -n "$ns_b" addr add "$addr_b/24" dev "$if_b"
-  local ns
-  for ns in "$ns_a" "$ns_b"; do
+  local ns host
+  for ns in "$ns_a" "$ns_b" "$ns_c" "$ns_link"; do
+    ip netns add "$ns"
     ip -n "$ns" link set lo up
   done
+  # Set before the links exist, so that every interface inherits them:
+  # the hosts route for their containers, answer ARP for them at once,
+  # and send no redirect that would pin a peer's route to the old host.
+  for ns in "$ns_a" "$ns_b"; do
+    ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1 \
+      net.ipv4.conf.all.proxy_arp=1 net.ipv4.conf.all.send_redirects=0 \
+      net.ipv4.conf.default.send_redirects=0
+  done
+  ip -n "$ns_link" link add br0 mtu "$mtu" type bridge
+  ip -n "$ns_link" link set br0 up
+  # Each host's end is created inside the switch, its peer moved to the
+  # host in the same call: nothing is ever left in the root namespace.
+  for host in a b c; do
+    eval "ns=\$ns_$host"
+    ip -n "$ns_link" link add "p$host" mtu "$mtu" type veth peer name "veth-$host" netns "$ns"
+    ip -n "$ns_link" link set "p$host" master br0 up
+    ip -n "$ns" link set "veth-$host" mtu "$mtu"
+  done
+  # A host answers ARP for its containers at once (proxy_delay is per
+  # device in a namespace; the network hook sets it on container links).
+  ip netns exec "$ns_a" sysctl -qw "net.ipv4.neigh.$if_a.proxy_delay=0"
+  ip netns exec "$ns_b" sysctl -qw "net.ipv4.neigh.$if_b.proxy_delay=0"
+  ip -n "$ns_a" addr add "$addr_a/24" dev "$if_a"
+  ip -n "$ns_b" addr add "$addr_b/24" dev "$if_b"
+  ip -n "$ns_c" addr add "$addr_c/24" dev "$if_c"
   ip -n "$ns_a" link set "$if_a" up
   ip -n "$ns_b" link set "$if_b" up
+  ip -n "$ns_c" link set "$if_c" up
   echo "host A: namespace $ns_a, address $addr_a ($if_a, mtu $mtu)"
   echo "host B: namespace $ns_b, address $addr_b ($if_b, mtu $mtu)"
+  echo "host C: namespace $ns_c, address $addr_c ($if_c, mtu $mtu), a client"
   if [ -n "$agents" ]; then
     mkdir -p "$agents"
     [ -f "$agents/ca/ca.pem" ] || "$(agent_bin)" certs init --dir "$agents/ca" >/dev/null

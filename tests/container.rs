@@ -12,6 +12,7 @@
 mod common;
 
 use anyhow::{bail, ensure, Context, Result};
+use common::keepalive::KeepAliveClient;
 use common::testbed::{Host, Testbed, HOST_B};
 use common::{agent, path_str, run_test, TestDir};
 use std::fs;
@@ -238,6 +239,10 @@ enum Kind {
     /// The Node.js request counter on [`NODE_URL`], in a network namespace
     /// of its own.
     Node,
+    /// The Node.js request counter on [`LINK_URL`]: its own network
+    /// namespace, its address on the testbed's link, so that the client
+    /// host C reaches it wherever it runs.
+    NodeOnLink,
     /// The busybox counter without CAP_SYS_PTRACE (which post-copy needs).
     CounterWithoutPtrace,
 }
@@ -247,6 +252,15 @@ enum Kind {
 const CONTAINER_NETWORK: &str = r#"{"interfaces":[{"name":"eth0","addresses":["10.232.0.2/24"]}],"routes":[{"dst":"default","gateway":"10.232.0.1","dev":"eth0"}]}"#;
 /// Where the Node.js container answers.
 const NODE_URL: &str = "http://10.232.0.2:8080/";
+/// The network of a container whose address is on the testbed's link
+/// (10.231.0.0/24): the hosts answer ARP for it and route to it, so peers
+/// on the link reach it without a route of their own.
+const LINK_NETWORK: &str =
+    r#"{"interfaces":[{"name":"eth0","addresses":["10.231.0.100/24"]}],"routes":[]}"#;
+/// The address of the Node.js container on the link.
+const LINK_IP: &str = "10.231.0.100";
+/// Where the Node.js container on the link answers.
+const LINK_ADDR: &str = "10.231.0.100:8080";
 
 impl Env {
     fn start(dir: &TestDir, name: &str) -> Result<Self> {
@@ -309,6 +323,13 @@ impl Env {
                 "10.232.0.2",
                 "8080",
             ],
+            Kind::NodeOnLink => vec![
+                "--own-netns",
+                "--node",
+                path_str(&server)?,
+                "10.231.0.100",
+                "8080",
+            ],
         };
         options.extend([path_str(&bundle)?, path_str(&out_dir)?, "ferry-counter"]);
         let made = Command::new("bash")
@@ -345,8 +366,12 @@ impl Env {
         // The network is configured between create and start, as a
         // runtime hook would: node binds its address at once.
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let network = match kind {
+            Kind::NodeOnLink => LINK_NETWORK,
+            _ => CONTAINER_NETWORK,
+        };
         let run = format!(
-            "set -e; {} runc create --bundle {} {id}; FERRY_NETWORK='{CONTAINER_NETWORK}' bash {} {id} $(runc state {id} | jq .pid); runc start {id}",
+            "set -e; {} runc create --bundle {} {id}; FERRY_NETWORK='{network}' bash {} {id} $(runc state {id} | jq .pid); runc start {id}",
             self.cgroups_a.enter_script(),
             self.bundle.display(),
             repo.join("scripts/container-net.sh").display(),
@@ -611,6 +636,85 @@ fn node_counter_container_keeps_counting_at_its_address() {
 fn node_counter_container_keeps_counting_after_postcopy() {
     runc_test("container_node_postcopy", |dir| {
         node_container_migrates(dir, "postcopy")
+    });
+}
+
+/// Issue 14's live case: the Node.js counter container on the link, a
+/// keep-alive client on host C sending a GET every 10 ms over one TCP
+/// connection while the container moves from A to B in `mode`. The client
+/// sees no error, no reset, every count once and in order, the same local
+/// port throughout; C's neighbour entry for the address is B's (B announced
+/// it); the server's next count (a new connection from C) follows the
+/// client's last. The longest gap between answers is printed,
+/// not asserted.
+fn node_keeps_its_client(dir: &TestDir, mode: &str) -> Result<()> {
+    let env = Env::start_kind(dir, &format!("live-{mode}"), Kind::NodeOnLink)?;
+    let bed = &env.bed;
+    common::testbed::wait_for(&env.counter.with_file_name("node.log"), "READY")?;
+    let client = KeepAliveClient::start(
+        &bed.netns_path(Host::C),
+        LINK_ADDR.parse()?,
+        Duration::from_millis(10),
+    )?;
+    sleep(Duration::from_millis(300));
+    let migrated = env.migrate(dir, mode);
+    sleep(Duration::from_millis(300));
+    let report = client.stop()?;
+    let migrated = match migrated.and_then(|m| m.check().map(|()| m)) {
+        Ok(m) => m,
+        Err(e) => bail!(
+            "{e}\nagent A:\n{}\nagent B:\n{}",
+            bed.agent_log(Host::A),
+            bed.agent_log(Host::B)
+        ),
+    };
+    let downtime = migrated
+        .stdout
+        .lines()
+        .find(|l| l.contains("downtime"))
+        .unwrap_or("(no downtime line)");
+    // B announced the address (gratuitous ARP): C sends to B at once,
+    // where without it the client's own traffic, forwarded by A, would
+    // keep C's entry on A.
+    let (neighbour, mac_b) = (bed.neighbour(Host::C, LINK_IP)?, bed.link_mac(Host::B)?);
+    ensure!(
+        neighbour.as_deref() == Some(mac_b.as_str()),
+        "C reaches {LINK_IP} at {neighbour:?}, not at B's {mac_b} (A's is {})",
+        bed.link_mac(Host::A)?
+    );
+    eprintln!(
+        "{mode}: {} answers on one connection from {:?}, longest gap between answers {:?}; the agent: {}",
+        report.answers.len(),
+        report.local,
+        report.longest_gap(),
+        downtime.trim()
+    );
+    report.check(40)?;
+    let last = report.answers.last().map_or(0, |a| a.0);
+    let next = bed.http_get(Host::C, &format!("http://{LINK_ADDR}/"))?;
+    ensure!(
+        next == (last + 1).to_string(),
+        "the server on B answered {next:?} after the client's last count {last}"
+    );
+    ensure!(
+        running_on(bed, Host::B, &env.id)?,
+        "runc list on B does not show {} running",
+        env.id
+    );
+    Ok(())
+}
+
+#[test]
+fn node_container_keeps_its_keepalive_client_in_precopy() {
+    runc_test("container_live_precopy", |dir| {
+        node_keeps_its_client(dir, "precopy")
+    });
+}
+
+#[test]
+fn node_container_keeps_its_keepalive_client_in_postcopy() {
+    runc_test("container_live_postcopy", |dir| {
+        node_keeps_its_client(dir, "postcopy")
     });
 }
 

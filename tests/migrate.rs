@@ -267,3 +267,51 @@ fn postgres_migrates() {
 fn jvm_counter_migrates() {
     server_migrates("migrate_jvm", RealServer::Jvm);
 }
+
+/// A plain process tree (no network namespace of its own) whose TCP
+/// connection uses host A's own address, 10.231.0.1, which B does not
+/// have: B refuses the offer before anything is frozen, naming the
+/// connection and the address; the tree runs on on A.
+#[test]
+fn tree_with_a_connection_on_an_address_the_destination_lacks_is_refused() {
+    run_test("migrate_foreign_address", |dir| {
+        let bed = Testbed::up(dir)?;
+        let script = "import socket, time\n\
+                      l = socket.socket(); l.bind(('10.231.0.1', 0)); l.listen()\n\
+                      c = socket.create_connection(l.getsockname()); s, _ = l.accept()\n\
+                      print('READY', c.getsockname()[1], flush=True)\n\
+                      time.sleep(600)\n";
+        let output = dir.path().join("python.out");
+        let w = bed.spawn(
+            Host::A,
+            std::path::Path::new("/usr/bin/python3"),
+            &["-c", script],
+            &output,
+        )?;
+        let ready = wait_for(&output, "READY")?;
+        let port = ready.split_whitespace().nth(1).context("no port")?;
+        let run = bed.migrate(dir, w.ns_pid, HOST_B, &[])?;
+        let err = run.refusal()?;
+        ensure!(
+            err.contains(&format!("10.231.0.1:{port} -> 10.231.0.1:"))
+                && err.contains("uses the local address 10.231.0.1,")
+                && err.contains("keeps running here"),
+            "unclear refusal: {err}"
+        );
+        let pid = bed
+            .find(Host::A, w.ns_pid)?
+            .context("the tree is gone from A")?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        let state = stat.rsplit_once(')').map(|(_, r)| r.trim_start());
+        ensure!(
+            state.is_some_and(|s| s.starts_with('S')),
+            "the tree on A is not running: {stat}"
+        );
+        ensure!(
+            bed.find(Host::B, w.ns_pid)?.is_none(),
+            "B kept a process {}",
+            w.ns_pid
+        );
+        Ok(())
+    });
+}

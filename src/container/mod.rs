@@ -6,6 +6,7 @@
 //! root husk of the restore, and marks the container started by removing
 //! the runtime's exec FIFO.
 
+pub mod announce;
 mod error;
 mod freezer;
 pub mod net;
@@ -310,24 +311,24 @@ pub struct NetworkSetup<'a> {
     pub config: &'a net::NetworkConfig,
 }
 
-/// Creates the container from `bundle` for a restore, and with `network`
-/// runs the network hook on its (empty) network namespace; returns its
-/// waiting init. On failure nothing is left.
-pub fn prepare(
+/// Runs the network hook on the (empty) network namespace of the container
+/// just created with [`Container::create`], whose init is `pid`. On
+/// failure the container is deleted. Separate from the creation so that a
+/// destination can lock the moved connections in the new namespace first:
+/// once the hook gives it the address, a peer's packet must meet the lock,
+/// not a namespace without the socket (which would answer with a reset).
+pub fn configure_network(
     c: &Container,
-    bundle: &Path,
-    network: Option<NetworkSetup<'_>>,
-) -> Result<State, ContainerError> {
-    let st = c.create(bundle)?;
-    if let Some(n) = network {
-        if let Err(e) = net::run_hook(n.hook, &c.id, st.pid, n.config) {
-            if let Err(d) = c.delete() {
-                tracing::error!(id = %c.id, %d, "deleting the container after a failed network hook failed");
-            }
-            return Err(e);
+    pid: i32,
+    network: NetworkSetup<'_>,
+) -> Result<(), ContainerError> {
+    let configured = net::run_hook(network.hook, &c.id, pid, network.config);
+    if configured.is_err() {
+        if let Err(d) = c.delete() {
+            tracing::error!(id = %c.id, %d, "deleting the container after a failed network hook failed");
         }
     }
-    Ok(st)
+    configured
 }
 
 /// Restores the image in `dir`, as `opts` says (a post-copy destination

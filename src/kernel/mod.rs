@@ -11,6 +11,7 @@ pub mod child;
 pub mod cpu;
 pub mod fown;
 pub mod inet_diag;
+pub mod packet;
 pub mod scratch;
 pub mod sockets;
 pub mod sysvshm;

@@ -457,8 +457,9 @@ async fn restore(
         let flows = &checkpoint.tcp_flows;
         match target {
             Some(t) => {
-                let husk = t.prepare()?;
-                restore_locked(&work_dir, flows, Some(husk), || {
+                let husk = t.create()?;
+                let stats = restore_locked(&work_dir, flows, Some(husk), || {
+                    t.configure_network(husk)?;
                     crate::container::restore_created(
                         &t.container,
                         husk,
@@ -466,7 +467,9 @@ async fn restore(
                         crate::restore::RestoreOptions::default(),
                     )
                     .map_err(MigrationError::local)
-                })
+                })?;
+                t.announce(husk);
+                Ok(stats)
             }
             None => restore_locked(&work_dir, flows, None, || {
                 crate::restore::restore(&restore_dir).map_err(MigrationError::local)
@@ -528,6 +531,7 @@ fn check_offer(offer: &Offer, dir: &Path, opts: &DestinationOptions) -> Result<(
     };
     crate::restore::check_target(offer.xcr0, offer.xstate_size, host_tids)
         .map_err(MigrationError::local)?;
+    super::destination_shared::check_local_addresses(&offer.tcp_flows)?;
     if let Some(c) = &offer.container {
         crate::container::check_capabilities().map_err(MigrationError::local)?;
         crate::container::check_runtime(c.runtime).map_err(MigrationError::local)?;
@@ -602,6 +606,7 @@ mod tests {
                     routes: vec![],
                 }),
             }),
+            tcp_flows: vec![],
         }
     }
 

@@ -93,16 +93,42 @@ pub(super) struct ContainerTarget {
 }
 
 impl ContainerTarget {
-    /// Creates the container (running the network hook on its network
-    /// namespace of its own) and returns its waiting init (blocking).
-    pub fn prepare(&self) -> Result<i32, MigrationError> {
-        let network = self
-            .network
-            .as_ref()
-            .map(|(hook, config)| crate::container::NetworkSetup { hook, config });
-        crate::container::prepare(&self.container, &self.bundle, network)
+    /// Creates the container and returns its waiting init (blocking); its
+    /// network namespace of its own stays empty until
+    /// [`ContainerTarget::configure_network`].
+    pub fn create(&self) -> Result<i32, MigrationError> {
+        self.container
+            .create(&self.bundle)
             .map(|st| st.pid)
             .map_err(MigrationError::local)
+    }
+
+    /// Runs the network hook on the created container's namespace (whose
+    /// init is `husk`), if it has one of its own; called under the
+    /// network lock, so the address appears with the moved connections
+    /// already silent. On failure the container is deleted.
+    pub fn configure_network(&self, husk: i32) -> Result<(), MigrationError> {
+        let Some((hook, config)) = &self.network else {
+            return Ok(());
+        };
+        let network = crate::container::NetworkSetup { hook, config };
+        crate::container::configure_network(&self.container, husk, network)
+            .map_err(MigrationError::local)
+    }
+
+    /// Once the restored container runs here (`husk` its init), tells
+    /// the link where its addresses are now (gratuitous ARP), so that
+    /// peers stop sending to the source host; only logged, whatever
+    /// happens.
+    pub fn announce(&self, husk: i32) {
+        let Some((_, config)) = &self.network else {
+            return;
+        };
+        let (sent, failed) = crate::container::announce::announce(husk, config);
+        tracing::info!(id = %self.container.id, announced = ?sent, "announced the moved addresses");
+        for why in failed {
+            tracing::warn!(id = %self.container.id, %why, "announcing a moved address failed");
+        }
     }
 }
 
@@ -219,4 +245,40 @@ pub(super) fn restore_locked<T>(
         tracing::error!(%err, "releasing the destination's network lock failed");
     }
     restored
+}
+
+/// Refuses, before the source freezes anything, connections of a process
+/// tree whose local address this host does not have: their sockets could
+/// not be bound here, and peers would keep sending to the old host. A
+/// loopback address exists everywhere; a container with a network
+/// namespace of its own takes its addresses along (no flows offered).
+pub(super) fn check_local_addresses(flows: &[crate::image::TcpFlow]) -> Result<(), MigrationError> {
+    let foreign: Vec<_> = flows
+        .iter()
+        .filter(|f| !f.local.ip().is_loopback())
+        .collect();
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    let here: Vec<std::net::IpAddr> = nix::ifaddrs::getifaddrs()
+        .map_err(|e| MigrationError::local_in("cannot list this host's addresses", e))?
+        .filter_map(|i| {
+            let a = i.address?;
+            a.as_sockaddr_in()
+                .map(|v4| std::net::IpAddr::V4(v4.ip()))
+                .or_else(|| a.as_sockaddr_in6().map(|v6| std::net::IpAddr::V6(v6.ip())))
+        })
+        .collect();
+    match foreign
+        .iter()
+        .find(|f| !here.contains(&f.local.ip().to_canonical()))
+    {
+        Some(f) => Err(MigrationError::local(format!(
+            "the TCP connection {} -> {} uses the local address {}, which this host does not have (a process tree keeps its addresses: move it in a container with a network namespace of its own, or give this host the address)",
+            f.local,
+            f.remote,
+            f.local.ip()
+        ))),
+        None => Ok(()),
+    }
 }

@@ -162,13 +162,12 @@ pub(super) async fn run(
     // to kill (the whole PID namespace with it) should the post-copy fail.
     let target = match container_of(&offer, opts) {
         Some(t) => {
-            let c = t.container.clone();
-            let husk = tokio::task::spawn_blocking(move || t.prepare())
+            let (husk, t) = tokio::task::spawn_blocking(move || t.create().map(|h| (h, t)))
                 .await
                 .map_err(|e| MigrationError::local_in("the container creation task failed", e))
                 .and_then(|r| r)
                 .map_err(early)?;
-            Some((c, husk))
+            Some((t, husk))
         }
         None => None,
     };
@@ -180,17 +179,24 @@ pub(super) async fn run(
         ready: ready_tx,
     };
     let in_container = target.is_some();
-    let created = target.as_ref().map(|(c, _)| Workload::Container(c.clone()));
+    let created = target
+        .as_ref()
+        .map(|(t, _)| Workload::Container(t.container.clone()));
     let restore = tokio::task::spawn_blocking(move || {
         let mut sink = ImageSink::new(writer);
         sink.commit(&checkpoint).map_err(MigrationError::local)?;
         let opts = RestoreOptions { lazy: Some(lazy) };
         let flows = &checkpoint.tcp_flows;
         match target {
-            Some((c, husk)) => restore_locked(&work_dir, flows, Some(husk), || {
-                crate::container::restore_created(&c, husk, &restore_dir, opts)
-                    .map_err(MigrationError::local)
-            }),
+            Some((t, husk)) => {
+                let stats = restore_locked(&work_dir, flows, Some(husk), || {
+                    t.configure_network(husk)?;
+                    crate::container::restore_created(&t.container, husk, &restore_dir, opts)
+                        .map_err(MigrationError::local)
+                })?;
+                t.announce(husk);
+                Ok(stats)
+            }
             None => restore_locked(&work_dir, flows, None, || {
                 crate::restore::restore_with(&restore_dir, opts).map_err(MigrationError::local)
             }),

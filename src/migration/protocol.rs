@@ -62,6 +62,11 @@ pub struct Offer {
     /// The container the workload is (its PIDs and TIDs are then those of
     /// its PID namespace); None for a process tree.
     pub container: Option<ContainerOffer>,
+    /// A process tree's established TCP connections when the offer is
+    /// made (empty for a container, whose namespace carries its
+    /// addresses): the destination refuses, before anything is frozen,
+    /// one whose local address it does not have.
+    pub tcp_flows: Vec<crate::image::TcpFlow>,
 }
 
 /// The container a migrated workload is: the destination creates the same
@@ -313,6 +318,7 @@ mod tests {
                     }],
                 }),
             }),
+            tcp_flows: vec![],
         }
     }
 
@@ -415,7 +421,7 @@ mod tests {
             latency_p99_us: 2.0,
         };
         vec![
-            (hex(&Opening::Migrate(offer())), "0005682d312d320e020e10870488158020020101630100022f6201010465746830010b31302e302e302e322f3234010764656661756c74010831302e302e302e3100"),
+            (hex(&Opening::Migrate(offer())), "0005682d312d320e020e10870488158020020101630100022f6201010465746830010b31302e302e302e322f3234010764656661756c74010831302e302e302e310000"),
             (hex(&Opening::Probe(probe)), "0105682d312d320e020e10870488158020020101630100022f6201010465746830010b31302e302e302e322f3234010764656661756c74010831302e302e302e3100808040"),
             (hex(&Opening::Resume(resume)), "0205682d312d32010e0180208060"),
             (hex(&ToDestination::RoundEnd { round: 3, frames: 300 }), "0003ac02"),

@@ -162,6 +162,11 @@ pub fn migrate(
         pid,
         source: e,
     })?;
+    // A container with a network namespace of its own takes its addresses
+    // along (the destination's network hook gives them back).
+    if container.as_ref().is_some_and(|c| c.network.is_some()) {
+        offer.tcp_flows.clear();
+    }
     if container.is_some() {
         offer.tids = namespace_tids(pid).map_err(|e| MigrateError::Checkpoint {
             peer: peer.clone(),
@@ -385,10 +390,12 @@ fn namespace_tids(pid: i32) -> Result<Vec<i32>, CheckpointError> {
 pub(crate) fn make_offer(pid: i32, page_streams: u32) -> Result<Offer, CheckpointError> {
     let mut tids = Vec::new();
     let mut memory_bytes = 0;
-    for process in crate::inspect::collect_tree(pid)? {
+    let members = crate::inspect::collect_tree(pid)?;
+    for &process in &members {
         tids.extend(crate::proc::task_ids(process)?);
         memory_bytes += crate::proc::rss_bytes(process)?;
     }
+    let tcp_flows = crate::netlock::tree_flows(&members)?;
     Ok(Offer {
         id: format!("{}-{pid}-{}", crate::proc::hostname(), std::process::id()),
         pid,
@@ -398,5 +405,6 @@ pub(crate) fn make_offer(pid: i32, page_streams: u32) -> Result<Offer, Checkpoin
         memory_bytes,
         page_streams,
         container: None,
+        tcp_flows,
     })
 }

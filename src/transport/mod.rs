@@ -51,5 +51,6 @@ pub use tls::{PeerNameError, TlsFiles, TlsSetupError};
 /// the model of image format 4.
 /// 3: the checkpoint is the model of image format 5 (TCP connections,
 /// UDP peers and queues, unix socket state, pidfds, fd owners, the
-/// network lock and its flows, shared fd tables).
+/// network lock and its flows, shared fd tables); the offer carries the
+/// tree's TCP connections.
 pub const PROTOCOL_VERSION: u32 = 3;

@@ -1,6 +1,6 @@
-//! Two hosts on one machine for live-migration tests: scripts/testbed.sh
-//! makes network namespaces joined by a veth pair and starts an agent on
-//! each, in a PID namespace of its own (so that a workload keeps its PID on
+//! Two hosts on one machine for live-migration tests, and a client on the
+//! same link: scripts/testbed.sh makes network namespaces joined by a
+//! bridge and starts an agent on hosts A and B, in a PID namespace of its own (so that a workload keeps its PID on
 //! the other host while the source copy still exists). Workloads are
 //! started inside host A with nsenter. Dropping the testbed stops both
 //! agents and everything in their PID namespaces, and deletes the network
@@ -29,6 +29,10 @@ const WAIT: Duration = Duration::from_secs(20);
 pub enum Host {
     A,
     B,
+    /// The client (10.231.0.3): no agent, only a network namespace on the
+    /// link, from which a container's address on the link is reachable
+    /// wherever the container runs.
+    C,
 }
 
 impl Host {
@@ -36,6 +40,7 @@ impl Host {
         match self {
             Host::A => "a",
             Host::B => "b",
+            Host::C => "c",
         }
     }
 }
@@ -97,6 +102,40 @@ impl Testbed {
 
     fn netns(&self, host: Host) -> String {
         format!("{}-{}", self.prefix, host.letter())
+    }
+
+    /// The MAC address of a host's link interface (veth-a, veth-b, veth-c).
+    pub fn link_mac(&self, host: Host) -> Result<String> {
+        let dev = format!("veth-{}", host.letter());
+        let out = Command::new("ip")
+            .args(["-n", &self.netns(host), "-br", "link", "show", &dev])
+            .output()?;
+        ensure!(out.status.success(), "ip link show {dev} failed");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split_whitespace()
+            .nth(2)
+            .map(str::to_string)
+            .with_context(|| format!("no MAC in {text:?}"))
+    }
+
+    /// The MAC address a host's neighbour table gives `addr`, if any.
+    pub fn neighbour(&self, host: Host, addr: &str) -> Result<Option<String>> {
+        let out = Command::new("ip")
+            .args(["-n", &self.netns(host), "neigh", "show", addr])
+            .output()?;
+        ensure!(out.status.success(), "ip neigh show {addr} failed");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut words = text.split_whitespace();
+        Ok(words
+            .by_ref()
+            .position(|w| w == "lladdr")
+            .and_then(|_| words.next())
+            .map(str::to_string))
+    }
+
+    /// The path of a host's network namespace (to enter it from a thread).
+    pub fn netns_path(&self, host: Host) -> String {
+        format!("/var/run/netns/{}", self.netns(host))
     }
 
     /// Kills a host's agent (SIGKILL, by PID): the daemon dies, the host
@@ -206,6 +245,7 @@ impl Testbed {
         let addr = match host {
             Host::A => "10.231.0.1",
             Host::B => "10.231.0.2",
+            Host::C => "10.231.0.3",
         };
         for args in [
             vec!["certs", "init", "--dir", path_str(&rogue.join("ca"))?],
