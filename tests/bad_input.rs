@@ -200,22 +200,9 @@ fn checkpoint_refusal(dir: &TestDir, w: &Workload, what: &str) -> Result<String>
 /// Checkpoints process `pid`, which must be refused; returns the refusal
 /// once it is checked to name the PID.
 fn checkpoint_pid_refusal(dir: &TestDir, pid: Pid, what: &str) -> Result<String> {
+    let msg = common::checkpoint_refusal(dir, pid)
+        .with_context(|| format!("checkpointing a process with {what}"))?;
     let pid = pid.to_string();
-    let image = dir.image();
-    let run = common::agent(
-        dir,
-        &[
-            "checkpoint",
-            &pid,
-            "--dir",
-            common::path_str(&image)?,
-            "--json",
-        ],
-    )?;
-    let msg = run
-        .refusal()
-        .with_context(|| format!("checkpointing a process with {what}"))?
-        .to_string();
     ensure!(
         mentions_number(&msg, &pid),
         "the refusal does not name pid {pid}: {msg}"

@@ -18,22 +18,12 @@ use common::servers::{self, Client, LocalServer, RealServer};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// One GET on loopback; returns the body.
 fn get(port: u16) -> Result<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).context("connecting to the server")?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
-    let mut reply = String::new();
-    s.read_to_string(&mut reply)?;
-    let body = reply
-        .split_once("\r\n\r\n")
-        .map_or(reply.as_str(), |(_, body)| body);
-    Ok(body.trim().to_string())
+    Client::Local.http_get(port, "/")
 }
 
 /// Kills and reaps whatever of the server is still alive, by PID.

@@ -154,19 +154,7 @@ fn a_connection_the_outside_peer_half_closed_is_refused() {
         let (mut w, s) = connected(dir, &SPEC)?;
         s.shutdown(Shutdown::Write)?;
         sleep(Duration::from_millis(100));
-        let pid = w.pid().to_string();
-        let image = dir.image();
-        let run = common::agent(
-            dir,
-            &[
-                "checkpoint",
-                &pid,
-                "--dir",
-                common::path_str(&image)?,
-                "--json",
-            ],
-        )?;
-        let err = run.refusal()?;
+        let err = common::checkpoint_refusal(dir, w.pid())?;
         ensure!(
             err.contains("CLOSE_WAIT") && err.contains("outside the checkpoint"),
             "unclear refusal: {err}"

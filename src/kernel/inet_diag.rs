@@ -108,11 +108,7 @@ mod tests {
         body.extend_from_slice(&5u16.to_ne_bytes());
         body.extend_from_slice(&INET_DIAG_SHUTDOWN.to_ne_bytes());
         body.extend_from_slice(&[shutdown, 0, 0, 0]);
-        let mut msg = ((NLMSG_HDR_LEN + body.len()) as u32).to_ne_bytes().to_vec();
-        msg.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-        msg.extend_from_slice(&[0; 10]);
-        msg.extend(body);
-        msg
+        crate::kernel::sockets::framed_reply(body)
     }
 
     #[test]

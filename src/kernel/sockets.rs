@@ -441,6 +441,17 @@ fn parse_unix_diag(msg: &[u8]) -> Result<UnixDiag, Errno> {
     Ok(out)
 }
 
+/// A sock_diag reply as the kernel frames it (a netlink header, then
+/// `body`), for the parsers' unit tests.
+#[cfg(test)]
+pub(super) fn framed_reply(body: Vec<u8>) -> Vec<u8> {
+    let mut msg = ((NLMSG_HDR_LEN + body.len()) as u32).to_ne_bytes().to_vec();
+    msg.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    msg.extend_from_slice(&[0; 10]);
+    msg.extend(body);
+    msg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,11 +467,7 @@ mod tests {
             body.extend_from_slice(&ty.to_ne_bytes());
             body.extend_from_slice(data);
         }
-        let mut msg = ((NLMSG_HDR_LEN + body.len()) as u32).to_ne_bytes().to_vec();
-        msg.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-        msg.extend_from_slice(&[0; 10]);
-        msg.extend(body);
-        msg
+        framed_reply(body)
     }
 
     #[test]

@@ -591,6 +591,18 @@ pub fn agent(dir: &TestDir, args: &[&str]) -> Result<AgentRun> {
     })
 }
 
+/// Runs `checkpoint PID --dir IMAGE --json` on process `pid`, which
+/// must be refused; returns the refusal (migrate-agent's stderr).
+pub fn checkpoint_refusal(dir: &TestDir, pid: Pid) -> Result<String> {
+    let pid = pid.to_string();
+    let image = dir.image();
+    let run = agent(
+        dir,
+        &["checkpoint", &pid, "--dir", path_str(&image)?, "--json"],
+    )?;
+    Ok(run.refusal()?.to_string())
+}
+
 /// A numeric field of a --json object.
 pub fn field(json: &Value, name: &str) -> Result<f64> {
     json.get(name)

@@ -32,11 +32,6 @@
 #define UP 5000
 #define BULK (256 * 1024)
 
-static unsigned char pattern(size_t i, unsigned seed)
-{
-	return (unsigned char)(i * 7 + seed);
-}
-
 static void send_all(int fd, size_t len, unsigned seed, const char *what)
 {
 	unsigned char buf[4096];
@@ -44,32 +39,13 @@ static void send_all(int fd, size_t len, unsigned seed, const char *what)
 	for (size_t done = 0; done < len;) {
 		size_t n = len - done < sizeof buf ? len - done : sizeof buf;
 		for (size_t i = 0; i < n; i++)
-			buf[i] = pattern(done + i, seed);
+			buf[i] = zdtm_pattern(done + i, seed);
 		ssize_t w = send(fd, buf, n, MSG_NOSIGNAL);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
 			zdtm_fail("%s: send: %s", what, strerror(errno));
 		done += (size_t)w;
-	}
-}
-
-static void recv_all(int fd, size_t len, unsigned seed, const char *what)
-{
-	unsigned char buf[4096];
-
-	for (size_t done = 0; done < len;) {
-		size_t n = len - done < sizeof buf ? len - done : sizeof buf;
-		ssize_t r = recv(fd, buf, n, 0);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			zdtm_fail("%s: recv after %zu of %zu bytes returned %zd (%s)", what, done,
-				  len, r, r ? strerror(errno) : "end of file");
-		for (ssize_t i = 0; i < r; i++)
-			if (buf[i] != pattern(done + (size_t)i, seed))
-				zdtm_fail("%s: byte %zu is wrong", what, done + (size_t)i);
-		done += (size_t)r;
 	}
 }
 
@@ -104,10 +80,10 @@ static void child(int sock, int go, int half)
 		zdtm_fail("child: keepalive settings lost");
 	if (opt(sock, IPPROTO_TCP, TCP_USER_TIMEOUT) != 12345 || !opt(sock, SOL_SOCKET, SO_REUSEADDR))
 		zdtm_fail("child: TCP_USER_TIMEOUT or SO_REUSEADDR lost");
-	recv_all(sock, DOWN, 2, "child, queued");
+	zdtm_recv_pattern(sock, DOWN, 2, "child, queued");
 	if (!half)
 		send_all(sock, BULK, 3, "child, bulk");
-	recv_all(sock, BULK, 4, "child, bulk");
+	zdtm_recv_pattern(sock, BULK, 4, "child, bulk");
 	if (half && send(sock, "x", 1, MSG_NOSIGNAL) != -1)
 		zdtm_fail("child: a write after shutdown(SHUT_WR) succeeded");
 	if (recv(sock, &c, 1, 0) != 0)
@@ -214,12 +190,12 @@ int main(int argc, char **argv)
 			  strerror(errno));
 	if (write(go[1], "g", 1) != 1)
 		zdtm_fail("waking the child: %s", strerror(errno));
-	recv_all(sock, UP, 1, "parent, queued");
+	zdtm_recv_pattern(sock, UP, 1, "parent, queued");
 	if (half) {
 		if (recv(sock, &c, 1, 0) != 0)
 			zdtm_fail("parent: no end of file after the child's shutdown");
 	} else {
-		recv_all(sock, BULK, 3, "parent, bulk");
+		zdtm_recv_pattern(sock, BULK, 3, "parent, bulk");
 	}
 	send_all(sock, BULK, 4, "parent, bulk");
 	close(sock);

@@ -29,11 +29,6 @@
 #define AFTER 20000
 #define REPLY 30000
 
-static unsigned char pattern(size_t i, unsigned seed)
-{
-	return (unsigned char)(i * 7 + seed + i / 251);
-}
-
 /* Sends bytes [from, to) of the pattern; stops early at EAGAIN. */
 static size_t send_from(int fd, size_t from, size_t to, unsigned seed)
 {
@@ -42,7 +37,7 @@ static size_t send_from(int fd, size_t from, size_t to, unsigned seed)
 	while (from < to) {
 		size_t n = to - from < sizeof buf ? to - from : sizeof buf;
 		for (size_t i = 0; i < n; i++)
-			buf[i] = pattern(from + i, seed);
+			buf[i] = zdtm_pattern(from + i, seed);
 		ssize_t w = send(fd, buf, n, MSG_NOSIGNAL);
 		if (w < 0 && errno == EINTR)
 			continue;
@@ -53,25 +48,6 @@ static size_t send_from(int fd, size_t from, size_t to, unsigned seed)
 		from += (size_t)w;
 	}
 	return from;
-}
-
-static void recv_all(int fd, size_t len, unsigned seed, const char *what)
-{
-	unsigned char buf[4096];
-
-	for (size_t done = 0; done < len;) {
-		size_t n = len - done < sizeof buf ? len - done : sizeof buf;
-		ssize_t r = recv(fd, buf, n, 0);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			zdtm_fail("%s: recv after %zu of %zu bytes returned %zd (%s)", what, done,
-				  len, r, r ? strerror(errno) : "end of file");
-		for (ssize_t i = 0; i < r; i++)
-			if (buf[i] != pattern(done + (size_t)i, seed))
-				zdtm_fail("%s: byte %zu is wrong", what, done + (size_t)i);
-		done += (size_t)r;
-	}
 }
 
 int main(int argc, char **argv)
@@ -125,8 +101,8 @@ int main(int argc, char **argv)
 		zdtm_fail("F_SETFL: %s", strerror(errno));
 	if (!fin && send_from(sock, sent, TOTAL, 1) != TOTAL)
 		zdtm_fail("the rest of the counter was not sent");
-	recv_all(sock, QUEUED, 2, "queued");
-	recv_all(sock, AFTER, 3, "after");
+	zdtm_recv_pattern(sock, QUEUED, 2, "queued");
+	zdtm_recv_pattern(sock, AFTER, 3, "after");
 	if (!fin && send_from(sock, 0, REPLY, 4) != REPLY)
 		zdtm_fail("the reply was not sent");
 	close(sock);

@@ -34,16 +34,6 @@ static void expect(int fd, size_t len, char seed, const char *what)
 		zdtm_fail("%s: the bytes differ", what);
 }
 
-static void expect_eof(int fd, const char *what)
-{
-	char c;
-	ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
-
-	if (n != 0)
-		zdtm_fail("%s: read returned %zd (%s), not end of file", what, n,
-			  n < 0 ? strerror(errno) : "data");
-}
-
 int main(int argc, char **argv)
 {
 	int st[2], sq[2], dg[2], ch[2];
@@ -102,7 +92,7 @@ int main(int argc, char **argv)
 	fill(want, BYTES, 'a');
 	if (memcmp(buf, want, BYTES))
 		zdtm_fail("stream: the bytes differ");
-	expect_eof(st[0], "stream");
+	zdtm_expect_eof(st[0], "stream");
 	if (send(st[0], "z", 1, MSG_NOSIGNAL) != -1 || errno != EPIPE)
 		zdtm_fail("stream: a send to the closed peer did not fail with EPIPE");
 
@@ -111,7 +101,7 @@ int main(int argc, char **argv)
 		zdtm_fail("seqpacket: no ECONNRESET (%s)", strerror(errno));
 	expect(sq[0], 100, 'k', "seqpacket");
 	expect(sq[0], 7, 'm', "seqpacket");
-	expect_eof(sq[0], "seqpacket");
+	zdtm_expect_eof(sq[0], "seqpacket");
 
 	expect(dg[0], 10, '0', "datagram");
 	expect(dg[0], 11, '1', "datagram");
@@ -122,6 +112,6 @@ int main(int argc, char **argv)
 			  strerror(errno));
 
 	expect(ch[0], 50, 'C', "the exited child's stream");
-	expect_eof(ch[0], "the exited child's stream");
+	zdtm_expect_eof(ch[0], "the exited child's stream");
 	zdtm_pass();
 }

@@ -37,16 +37,6 @@ static void expect(int fd, const char *want, const char *what)
 			  n < 0 ? strerror(errno) : "other bytes", want);
 }
 
-static void expect_eof(int fd, const char *what)
-{
-	char c;
-	ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
-
-	if (n != 0)
-		zdtm_fail("%s: read returned %zd (%s), not end of file", what, n,
-			  n < 0 ? strerror(errno) : "data");
-}
-
 static void pair(int type, int sv[2])
 {
 	if (socketpair(AF_UNIX, type, 0, sv))
@@ -82,7 +72,7 @@ int main(int argc, char **argv)
 	direction(spb[0], spb[1], SHUT, "stream shut both ways");
 	direction(spb[1], spb[0], SHUT, "stream shut both ways, back");
 	expect(spw[1], "xyz", "stream shut for writing");
-	expect_eof(spw[1], "stream shut for writing");
+	zdtm_expect_eof(spw[1], "stream shut for writing");
 	direction(spw[0], spw[1], SHUT, "stream shut for writing");
 	direction(spw[1], spw[0], OK, "stream shut for writing, back");
 
@@ -94,7 +84,7 @@ int main(int argc, char **argv)
 	direction(dpd[0], dpd[1], SHUT, "datagram shut for writing");
 
 	expect(sqw[1], "seq", "seqpacket shut for writing");
-	expect_eof(sqw[1], "seqpacket shut for writing");
+	zdtm_expect_eof(sqw[1], "seqpacket shut for writing");
 	direction(sqw[0], sqw[1], SHUT, "seqpacket shut for writing");
 	direction(sqw[1], sqw[0], OK, "seqpacket shut for writing, back");
 	zdtm_pass();

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -133,6 +134,46 @@ static inline int zdtm_state_of(pid_t pid)
 		return -1;
 	p = strrchr(buf, ')');
 	return p && p[1] == ' ' ? p[2] : -1;
+}
+
+/* Byte i of the test pattern with seed `seed`: data sent over a connection
+ * and checked on the other side (tests/tcp_established.rs computes the
+ * same). */
+static inline unsigned char zdtm_pattern(size_t i, unsigned seed)
+{
+	return (unsigned char)(i * 7 + seed + i / 251);
+}
+
+/* Receives exactly len bytes of the pattern with seed `seed` from fd,
+ * failing the test on a short read or a wrong byte. */
+static inline void zdtm_recv_pattern(int fd, size_t len, unsigned seed, const char *what)
+{
+	unsigned char buf[4096];
+
+	for (size_t done = 0; done < len;) {
+		size_t n = len - done < sizeof buf ? len - done : sizeof buf;
+		ssize_t r = recv(fd, buf, n, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			zdtm_fail("%s: recv after %zu of %zu bytes returned %zd (%s)", what, done,
+				  len, r, r ? strerror(errno) : "end of file");
+		for (ssize_t i = 0; i < r; i++)
+			if (buf[i] != zdtm_pattern(done + (size_t)i, seed))
+				zdtm_fail("%s: byte %zu is wrong", what, done + (size_t)i);
+		done += (size_t)r;
+	}
+}
+
+/* Fails the test unless a non-blocking read of fd says end of file. */
+static inline void zdtm_expect_eof(int fd, const char *what)
+{
+	char c;
+	ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
+
+	if (n != 0)
+		zdtm_fail("%s: read returned %zd (%s), not end of file", what, n,
+			  n < 0 ? strerror(errno) : "data");
 }
 
 #endif
