@@ -65,10 +65,11 @@ impl Client<'_> {
                 let mut s = TcpStream::connect(("127.0.0.1", port))
                     .with_context(|| format!("connecting to 127.0.0.1:{port}"))?;
                 s.set_read_timeout(Some(Duration::from_secs(10)))?;
-                write!(
-                    s,
-                    "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-                )?;
+                // One write: a server that reads the request once and
+                // closes with the rest unread answers with a reset.
+                let request =
+                    format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+                s.write_all(request.as_bytes())?;
                 let mut reply = String::new();
                 s.read_to_string(&mut reply)?;
                 let body = reply
