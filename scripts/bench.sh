@@ -42,6 +42,15 @@
 # local); each is checked on host B after its move. FERRY_BENCH_KEEP=DIR
 # keeps each of those --json outputs there.
 #
+# Idle established TCP connections: for each count of CONN_COUNTS (default
+# "0 1 100 1000"; empty skips), a process holding that many loopback
+# connections to a listener outside its tree (tests/workloads/bench_conns.c
+# and a Python peer this script starts) is checkpointed with
+# --leave-running RUNS times: the frozen time (the downtime) and the part
+# of it spent locking the connections (lock_ms, the network lock's nft
+# run inside the freeze), from --json; the connections must all still be
+# established afterwards.
+#
 # RUNS runs of everything. Run as root. Everything it starts is killed by
 # PID on exit; images live in a temp dir removed at the end.
 set -euo pipefail
@@ -74,6 +83,7 @@ POSTCOPY_SIZES=${POSTCOPY_SIZES-"64 512 2048"}
 CONTAINER_MODES=${CONTAINER_MODES-"precopy postcopy"}
 CONTAINER_KINDS=${CONTAINER_KINDS-"counter node mem"}
 CONTAINER_MIB=${CONTAINER_MIB:-1024}
+CONN_COUNTS=${CONN_COUNTS-"0 1 100 1000"}
 
 cargo build --release --workspace --locked >&2
 cargo build --release --locked --example transport_bench >&2
@@ -88,11 +98,15 @@ gcc -O1 -g -pthread -Wall -o "$dirty_workload" tests/workloads/steady_dirty.c
 # Static: the container's rootfs holds busybox and nothing else.
 static_dirty_workload=$dirty_workload-static
 gcc -O1 -g -pthread -Wall -static -o "$static_dirty_workload" tests/workloads/steady_dirty.c
+conns_workload=target/release/workloads/bench_conns
+gcc -O1 -g -Wall -o "$conns_workload" tests/workloads/bench_conns.c
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench.XXXXXX")
 # The PIDs of the original and the restored process while they live, and
 # of a tree's children.
 orig= restored= kids=
+# The listener the connections of bench_conns lead to.
+peer=
 bed=()
 # The container being measured, by ID.
 cid=
@@ -109,6 +123,7 @@ cleanup() {
   [ -z "$orig" ] || kill -KILL "$orig" 2>/dev/null || true
   [ -z "$restored" ] || kill -KILL "$restored" 2>/dev/null || true
   for k in $kids; do kill -KILL "$k" 2>/dev/null || true; done
+  [ -z "$peer" ] || kill -KILL "$peer" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$tmp"
 }
@@ -458,15 +473,62 @@ PY
   done
 fi
 
+if [ -n "$CONN_COUNTS" ]; then
+  # The peer: accepts every connection and holds it, silent.
+  python3 -c '
+import resource, socket, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (8192, 8192))
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(4096)
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(str(s.getsockname()[1]))
+import os; os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+held = []
+while True:
+    held.append(s.accept()[0])
+' "$tmp/peer_port" </dev/null >/dev/null 2>&1 &
+  peer=$!
+  disown "$peer" # killed by PID all the same, but no "Killed" notice
+  wait_for test -e "$tmp/peer_port" || { echo "bench: the connections' peer did not start" >&2; exit 1; }
+  peer_port=$(cat "$tmp/peer_port")
+  for n in $CONN_COUNTS; do
+    start_workload "bench_conns $n" "$conns_workload" "$peer_port" "$n"
+    for ((run = 0; run < RUNS; run++)); do
+      rm -rf "$image"
+      agent_run checkpoint checkpoint "$orig" --dir "$image" --leave-running --json
+      sample conns_checkpoint_frozen 0 ms "$(json_field "$tmp/checkpoint.json" frozen_ms)" "connections=$n"
+      # (An older ferry does not report it.)
+      lock=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("lock_ms", ""))' "$tmp/checkpoint.json")
+      [ -z "$lock" ] || sample conns_lock 0 ms "$lock" "connections=$n"
+    done
+    established=$(ss -Htn state established "( sport = :$peer_port )" | wc -l)
+    if [ "$established" != "$n" ]; then
+      echo "bench: $established of the $n connections still established after the checkpoints" >&2
+      exit 1
+    fi
+    kill -TERM "$orig"
+    wait_for gone "$orig" || { echo "bench: bench_conns $n did not exit on SIGTERM" >&2; exit 1; }
+    orig=
+    expect_pass "bench_conns $n"
+  done
+  kill -KILL "$peer"
+  peer=
+fi
+
 python3 - "$samples" <<'EOF'
 import json, statistics, sys
 groups = {}
 for line in open(sys.argv[1]):
     name, mib, unit, value, *procs = line.split()
     procs = procs[0] if procs else 1
-    groups.setdefault((name, int(mib), unit, int(procs)), []).append(float(value))
+    groups.setdefault((name, int(mib), unit, procs), []).append(float(value))
 for (name, mib, unit, procs), values in groups.items():
-    params = {"mib": mib} if procs == 1 else {"processes": procs, "mib": mib}
+    if isinstance(procs, str) and "=" in procs:  # key=value: a parameter of its own
+        key, count = procs.split("=")
+        params = {key: int(count), "mib": mib}
+    else:
+        params = {"mib": mib} if int(procs) == 1 else {"processes": int(procs), "mib": mib}
     if mib == 0:  # no size to speak of (a container's own memory is a sample)
         del params["mib"]
     print(json.dumps({"name": name, "params": params, "unit": unit,

@@ -4,7 +4,8 @@
 //! its packets both ways (the peer's data stays unacknowledged and is
 //! retransmitted, no reset reaches it, the local side's data never leaves)
 //! while another connection in the same namespace is untouched; released,
-//! the retransmissions go through and the connection works. A sweep
+//! the retransmissions go through and the connection works. A prepared
+//! lock drops nothing until armed. A sweep
 //! removes a crashed owner's tables, and only that owner's, and an
 //! agent's start sweeps what its killed run left. Every
 //! namespace (and with it every table) the test makes is removed, even on
@@ -290,6 +291,37 @@ fn a_locked_ipv4_connection_is_silent_until_released() -> Result<()> {
 #[test]
 fn a_locked_ipv6_connection_is_silent_until_released() -> Result<()> {
     lock_one_connection("v6", "[fd77::2]:7000")
+}
+
+/// A prepared lock (made while the workload still runs) drops nothing;
+/// armed, it silences the connections it was prepared with and those the
+/// arming adds (here one of the other family, whose set was empty).
+#[test]
+fn a_prepared_lock_is_silent_only_once_armed() -> Result<()> {
+    let pair = Pair::up("arm")?;
+    let v4 = in_ns(&pair.b, || Ok(TcpListener::bind("10.77.0.2:7000")?))?;
+    let v6 = in_ns(&pair.b, || Ok(TcpListener::bind("[fd77::2]:7000")?))?;
+    let mut known = Conn::open(&pair, &v4)?;
+    let mut added = Conn::open(&pair, &v6)?;
+    let owner = Owner::of_dir(Path::new(&format!("/tmp/{}", pair.a)));
+    let mut lock = netlock::prepare(owner, "test", Pair::netns(&pair.a)?, &[known.flow()?])?;
+    let result = (|| -> Result<()> {
+        known.exchange("0", Duration::from_secs(5))?;
+        added.exchange("0", Duration::from_secs(5))?;
+        lock.arm(&[known.flow()?, added.flow()?])?;
+        for conn in [&mut known, &mut added] {
+            conn.server.write_all(b"x")?;
+            expect_silence(&mut conn.client, Duration::from_millis(500))?;
+        }
+        Ok(())
+    })();
+    lock.release()?;
+    result?;
+    for conn in [&mut known, &mut added] {
+        expect(&mut conn.client, "x", Duration::from_secs(10))?;
+        conn.exchange("1", Duration::from_secs(5))?;
+    }
+    pair.check_clean()
 }
 
 /// A lock whose owner "crashes" is never released; the test process

@@ -1,7 +1,10 @@
 //! The network lock of a checkpoint: the tree's TCP connections are
-//! listed before anything is frozen (to refuse when nft cannot run),
-//! listed again and locked right after the freeze (before any TCP state
-//! is read), and the lock ends after the tree is resumed or killed (killed
+//! listed before anything is frozen (to refuse when nft cannot run) and
+//! the lock's table is prepared with them; right before the freeze the
+//! lock takes effect, and right after it (before any TCP state is read)
+//! the connections are listed again and those that appeared meanwhile
+//! added, so that the freeze holds no nft run unless the tree opened a
+//! connection in those moments. The lock ends after the tree is resumed or killed (killed
 //! first: its sockets close while their packets are still dropped, so no
 //! reset reaches a peer), or stays engaged for the local restore.
 
@@ -19,34 +22,32 @@ pub(super) struct LockPlan {
     pub keep_for_restore: bool,
 }
 
-/// Refuses, before anything is frozen, a tree with connections when nft
-/// cannot run.
-pub(super) fn check_before_freezing(members: &[i32]) -> Result<(), CheckpointError> {
-    let flows = netlock::tree_flows(members)?;
-    if !flows.is_empty() {
-        netlock::check_nft(&flows)?;
-    }
-    Ok(())
-}
-
-/// The lock of a frozen tree and the connections it covers.
+/// The lock of a tree and the connections it covers.
 #[derive(Debug, Default)]
 pub(super) struct TreeLock {
-    /// The connections, as the image records them.
+    /// The connections, as the image records them (once armed in the
+    /// freeze).
     pub flows: Vec<TcpFlow>,
     lock: Option<NetLock>,
 }
 
 impl TreeLock {
-    /// Locks the connections of the frozen processes `members` in the
-    /// network namespace of their root `root` (inspection made sure they
-    /// share it); no connection, no lock.
-    pub fn engage(plan: LockPlan, root: i32, members: &[i32]) -> Result<TreeLock, CheckpointError> {
+    /// Before anything is frozen: refuses a tree with connections when
+    /// nft cannot run, and prepares the lock of the connections the
+    /// processes `members` hold now in the network namespace of their
+    /// root `root` (inspection made sure they share it): its table and
+    /// sets, which drop nothing yet. No connection, no table.
+    pub fn prepare(
+        plan: LockPlan,
+        root: i32,
+        members: &[i32],
+    ) -> Result<TreeLock, CheckpointError> {
         let flows = netlock::tree_flows(members)?;
         if flows.is_empty() {
             return Ok(TreeLock::default());
         }
-        let lock = netlock::engage(
+        netlock::check_nft(&flows)?;
+        let lock = netlock::prepare(
             plan.owner,
             &root.to_string(),
             NetNs::of_process(root)?,
@@ -56,6 +57,37 @@ impl TreeLock {
             flows,
             lock: Some(lock),
         })
+    }
+
+    /// Makes the lock cover the connections `members` hold now, and take
+    /// effect. Called right before the freeze (the nft run adding the
+    /// rules, and the flows that appeared since [`TreeLock::prepare`],
+    /// happens while the tree still runs) and again right after it,
+    /// before any TCP state is read: the tree's flows are final then,
+    /// and nft runs only for those that appeared in between, usually
+    /// none. A tree without a lock yet that gained connections gets one.
+    pub fn arm(
+        &mut self,
+        plan: LockPlan,
+        root: i32,
+        members: &[i32],
+    ) -> Result<(), CheckpointError> {
+        let flows = netlock::tree_flows(members)?;
+        match &mut self.lock {
+            Some(lock) => lock.arm(&flows)?,
+            None if flows.is_empty() => {}
+            None => {
+                let netns = NetNs::of_process(root)?;
+                self.lock = Some(netlock::engage(
+                    plan.owner,
+                    &root.to_string(),
+                    netns,
+                    &flows,
+                )?);
+            }
+        }
+        self.flows = flows;
+        Ok(())
     }
 
     /// The name the image records for its restore to release: the lock's

@@ -96,6 +96,10 @@ pub struct CheckpointStats {
     pub zero_pages: u64,
     /// Bytes of the image directory.
     pub image_bytes: u64,
+    /// Milliseconds of the freeze spent on the network lock (listing the
+    /// frozen tree's connections, adding any the lock did not hold yet):
+    /// part of `frozen_ms`.
+    pub lock_ms: f64,
 }
 
 /// Checkpoints process `pid` into the image directory `dir`.
@@ -164,7 +168,7 @@ fn checkpoint_tree(
     }
     let layouts = inspection.layouts;
     let members: Vec<i32> = layouts.iter().map(|(p, _)| *p).collect();
-    lock::check_before_freezing(&members)?;
+    let mut lock = TreeLock::prepare(plan, pid, &members)?;
 
     let mut precopies = Precopies::default();
     let (mut precopy_pages, mut precopy_scanned, mut precopy_rounds) = (0, 0, 0);
@@ -190,15 +194,20 @@ fn checkpoint_tree(
         }
     }
 
+    // The connections are silent from here on; the nft run this takes
+    // stays out of the freeze.
+    lock.arm(plan, pid, &members)?;
     let frozen_at = Instant::now();
     let mut tree = FrozenTree::freeze(pid, expected)?;
-    // Before any state is read: from now on the connections are silent.
+    // Before any state is read: the connections opened since are silent
+    // too.
     let members: Vec<i32> = tree.procs.iter().map(|f| f.pid).collect();
-    let mut lock = None;
-    let dumped = TreeLock::engage(plan, tree.root, &members).and_then(|engaged| {
-        let name = engaged.name_for_image(plan, opts.leave_running);
-        let engaged = lock.insert(engaged);
-        dump_frozen(&mut tree, sink, precopies, (&engaged.flows, name))
+    let lock_started = Instant::now();
+    let armed = lock.arm(plan, tree.root, &members);
+    let lock_ms = ms(lock_started.elapsed());
+    let dumped = armed.and_then(|()| {
+        let name = lock.name_for_image(plan, opts.leave_running);
+        dump_frozen(&mut tree, sink, precopies, (&lock.flows, name))
     });
     let (image, mem, segments, repaired) = match dumped {
         Ok(v) => v,
@@ -209,13 +218,10 @@ fn checkpoint_tree(
                 tracing::error!(pid, %thaw_err, "resuming the tree after a failed checkpoint failed");
             }
             // Released once the tree runs again.
-            if let Some(l) = lock {
-                l.finish(false);
-            }
+            lock.finish(false);
             return Err(err);
         }
     };
-    let lock = lock.unwrap_or_default();
     let (processes, zombies) = (tree.procs.len() as u32, tree.zombies.len() as u32);
     let ended = if opts.leave_running {
         // The connections leave repair mode before the tree runs again.
@@ -249,6 +255,7 @@ fn checkpoint_tree(
         precopy_rounds,
         zero_pages: mem.zero_pages,
         image_bytes: image.image_bytes,
+        lock_ms,
     })
 }
 

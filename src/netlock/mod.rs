@@ -25,6 +25,7 @@ pub use error::{describe_flows, NetLockError};
 pub use flows::tree_flows;
 
 use crate::image::TcpFlow;
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
@@ -114,14 +115,20 @@ fn fd_number(file: &File) -> i32 {
     file.as_raw_fd()
 }
 
-/// An engaged lock. [`NetLock::release`] removes it; [`NetLock::keep`]
+/// A lock's table. [`NetLock::release`] removes it; [`NetLock::keep`]
 /// leaves it for another process (a later restore) to release by name.
 /// Dropped without either (an error path), it is released, logged.
+/// Made by [`engage`] it drops at once; made by [`prepare`] it drops
+/// nothing until [`NetLock::arm`].
 #[derive(Debug)]
 pub struct NetLock {
     table: String,
     netns: NetNs,
     engaged: bool,
+    /// Its rules are in: the flows of its sets are silent.
+    armed: bool,
+    /// The flows its sets hold.
+    known: BTreeSet<TcpFlow>,
 }
 
 /// Locks `flows` in `netns` for `owner`: one table dropping every packet
@@ -133,6 +140,31 @@ pub fn engage(
     label: &str,
     netns: NetNs,
     flows: &[TcpFlow],
+) -> Result<NetLock, NetLockError> {
+    make(owner, label, netns, flows, true)
+}
+
+/// [`engage`] in two steps, so that little of it remains for the moment
+/// the lock must take effect (a freeze): the table and its sets holding
+/// `flows` are made now, while the workload still runs, and drop nothing
+/// until [`NetLock::arm`] adds their rules (and whatever flows appeared
+/// since) in one short transaction.
+pub fn prepare(
+    owner: Owner,
+    label: &str,
+    netns: NetNs,
+    flows: &[TcpFlow],
+) -> Result<NetLock, NetLockError> {
+    make(owner, label, netns, flows, false)
+}
+
+/// The table of [`engage`] (`armed`) or [`prepare`].
+fn make(
+    owner: Owner,
+    label: &str,
+    netns: NetNs,
+    flows: &[TcpFlow],
+    armed: bool,
 ) -> Result<NetLock, NetLockError> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -147,7 +179,11 @@ pub fn engage(
         "ferry network lock of {label}: {} TCP connections silent until restored",
         flows.len()
     );
-    let commands = ruleset::engage_commands(&table, &comment, flows);
+    let commands = if armed {
+        ruleset::engage_commands(&table, &comment, flows)
+    } else {
+        ruleset::prepare_commands(&table, &comment, flows)
+    };
     // Journaled first: a run killed right after nft made the table still
     // leaves the way to it.
     journal::record(&table, &netns.path, &netns.name);
@@ -159,16 +195,41 @@ pub fn engage(
         table,
         netns = netns.name,
         flows = flows.len(),
-        "network lock engaged"
+        armed,
+        "network lock made"
     );
     Ok(NetLock {
         table,
         netns,
         engaged: true,
+        armed,
+        known: flows.iter().copied().collect(),
     })
 }
 
 impl NetLock {
+    /// Makes the lock cover `flows` (those it does not hold yet are
+    /// added) and take effect if it did not yet, in one transaction; no
+    /// nft run at all when it is armed and knows every one of them. A
+    /// flow it holds that is not in `flows` (closed since) stays:
+    /// dropping the packets of a closed connection changes nothing.
+    pub fn arm(&mut self, flows: &[TcpFlow]) -> Result<(), NetLockError> {
+        let new: Vec<TcpFlow> = flows
+            .iter()
+            .filter(|f| !self.known.contains(f))
+            .copied()
+            .collect();
+        if self.armed && new.is_empty() {
+            return Ok(());
+        }
+        let commands = ruleset::arm_commands(&self.table, &new, !self.armed);
+        run_nft(&self.netns, &["-f", "-"], &commands, "arming a lock")?;
+        self.armed = true;
+        self.known.extend(new.iter().copied());
+        tracing::debug!(table = self.table, added = new.len(), "network lock armed");
+        Ok(())
+    }
+
     /// The table's name.
     pub fn name(&self) -> &str {
         &self.table

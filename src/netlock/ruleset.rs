@@ -16,52 +16,136 @@ const PRIORITY: i32 = -300;
 /// and output are enough: the lock lives in the workload's own network
 /// namespace, where its packets are delivered or sent, never forwarded.
 pub fn engage_commands(table: &str, comment: &str, flows: &[TcpFlow]) -> String {
-    let (mut v4, mut v6) = (Vec::new(), Vec::new());
-    for flow in flows {
-        match (ipv4_of(flow.local), ipv4_of(flow.remote)) {
-            (Some(local), Some(remote)) => v4.push(element(local, flow.local, remote, flow.remote)),
-            _ => v6.push(element(
-                flow.local.ip(),
-                flow.local,
-                flow.remote.ip(),
-                flow.remote,
-            )),
+    table_commands(table, comment, flows, true)
+}
+
+/// The table of a lock prepared while the tree still runs: its sets hold
+/// `flows` but its chains have no rule yet, so nothing is dropped until
+/// [`arm_commands`] adds them (a short transaction, however many flows).
+pub fn prepare_commands(table: &str, comment: &str, flows: &[TcpFlow]) -> String {
+    table_commands(table, comment, flows, false)
+}
+
+/// Commands that add `flows` to the sets of lock `table` and, with
+/// `rules`, the drop rules that make the lock effective; one transaction.
+pub fn arm_commands(table: &str, flows: &[TcpFlow], rules: bool) -> String {
+    let mut text = String::new();
+    for family in FAMILIES {
+        let elements = family.elements(flows);
+        if !elements.is_empty() {
+            let _ = writeln!(
+                text,
+                "add element inet {table} {} {{ {} }}",
+                family.set,
+                elements.join(", ")
+            );
         }
     }
-    let mut text = format!("table inet {table} {{\n  comment \"{comment}\"\n");
-    let mut rules = (String::new(), String::new());
-    for (name, addr, ip, elements) in [
-        ("flows4", "ipv4_addr", "ip", &v4),
-        ("flows6", "ipv6_addr", "ip6", &v6),
-    ] {
-        if elements.is_empty() {
-            continue;
+    for chain in CHAINS.iter().filter(|_| rules) {
+        for family in &FAMILIES {
+            let _ = writeln!(text, "add rule inet {table} {chain} {}", family.rule(chain));
         }
+    }
+    text
+}
+
+/// The table of a lock: both sets (even empty: a flow of the other family
+/// may be added later), both chains, their rules with `rules`.
+fn table_commands(table: &str, comment: &str, flows: &[TcpFlow], rules: bool) -> String {
+    let mut text = format!("table inet {table} {{\n  comment \"{comment}\"\n");
+    for family in FAMILIES {
+        let elements = family.elements(flows);
+        let elements = if elements.is_empty() {
+            String::new()
+        } else {
+            format!("\n    elements = {{ {} }}", elements.join(", "))
+        };
         let _ = writeln!(
             text,
-            "  set {name} {{\n    type {addr} . inet_service . {addr} . inet_service\n    elements = {{ {} }}\n  }}",
-            elements.join(", ")
-        );
-        // The set's key is (local address, local port, remote address,
-        // remote port): incoming packets have them as destination then
-        // source, outgoing ones as source then destination.
-        let _ = writeln!(
-            rules.0,
-            "    {ip} daddr . tcp dport . {ip} saddr . tcp sport @{name} drop"
-        );
-        let _ = writeln!(
-            rules.1,
-            "    {ip} saddr . tcp sport . {ip} daddr . tcp dport @{name} drop"
+            "  set {} {{\n    type {addr} . inet_service . {addr} . inet_service{elements}\n  }}",
+            family.set,
+            addr = family.addr,
         );
     }
-    for (chain, hook, rules) in [("input", "input", &rules.0), ("output", "output", &rules.1)] {
+    for chain in CHAINS {
+        let mut rules_text = String::new();
+        for family in FAMILIES.iter().filter(|_| rules) {
+            let _ = writeln!(rules_text, "    {}", family.rule(chain));
+        }
         let _ = write!(
             text,
-            "  chain {chain} {{\n    type filter hook {hook} priority {PRIORITY}; policy accept;\n{rules}  }}\n"
+            "  chain {chain} {{\n    type filter hook {chain} priority {PRIORITY}; policy accept;\n{rules_text}  }}\n"
         );
     }
     text.push_str("}\n");
     text
+}
+
+/// The lock's chains, each hooked where its name says.
+const CHAINS: [&str; 2] = ["input", "output"];
+
+/// One address family of a lock: its set and how its rules match.
+struct Family {
+    /// The set's name.
+    set: &'static str,
+    /// nft's address type.
+    addr: &'static str,
+    /// nft's protocol keyword for the addresses.
+    ip: &'static str,
+    /// Whether a flow belongs to this family's set.
+    ipv4: bool,
+}
+
+/// IPv4 (with IPv4-mapped IPv6 sockets) and IPv6.
+const FAMILIES: [Family; 2] = [
+    Family {
+        set: "flows4",
+        addr: "ipv4_addr",
+        ip: "ip",
+        ipv4: true,
+    },
+    Family {
+        set: "flows6",
+        addr: "ipv6_addr",
+        ip: "ip6",
+        ipv4: false,
+    },
+];
+
+impl Family {
+    /// The set elements of those of `flows` in this family.
+    fn elements(&self, flows: &[TcpFlow]) -> Vec<String> {
+        flows
+            .iter()
+            .filter_map(|flow| match (ipv4_of(flow.local), ipv4_of(flow.remote)) {
+                (Some(local), Some(remote)) if self.ipv4 => {
+                    Some(element(local, flow.local, remote, flow.remote))
+                }
+                (Some(_), Some(_)) => None,
+                _ if self.ipv4 => None,
+                _ => Some(element(
+                    flow.local.ip(),
+                    flow.local,
+                    flow.remote.ip(),
+                    flow.remote,
+                )),
+            })
+            .collect()
+    }
+
+    /// The rule of `chain` (input or output) dropping the packets of the
+    /// set's flows. The set's key is (local address, local port, remote
+    /// address, remote port): incoming packets have them as destination
+    /// then source, outgoing ones as source then destination.
+    fn rule(&self, chain: &str) -> String {
+        let (ip, set) = (self.ip, self.set);
+        let (local, remote) = if chain == "input" {
+            ("daddr . tcp dport", "saddr . tcp sport")
+        } else {
+            ("saddr . tcp sport", "daddr . tcp dport")
+        };
+        format!("{ip} {local} . {ip} {remote} @{set} drop")
+    }
 }
 
 /// Commands that delete `tables` whether or not they exist: adding an
@@ -133,10 +217,31 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_family_has_no_set_and_no_rule() {
+    fn an_empty_family_has_an_empty_set_for_flows_added_later() {
         let text = engage_commands("ferry_t", "c", &[flow("10.0.0.1:80", "10.0.0.2:5000")]);
-        assert!(!text.contains("flows6"));
-        assert!(!text.contains("ip6"));
+        assert!(text.contains(
+            "set flows6 {\n    type ipv6_addr . inet_service . ipv6_addr . inet_service\n  }"
+        ));
+        assert!(text.contains("ip6 daddr . tcp dport . ip6 saddr . tcp sport @flows6 drop"));
+    }
+
+    #[test]
+    fn a_prepared_lock_drops_nothing_until_armed() {
+        let flows = [flow("10.0.0.1:80", "10.0.0.2:5000")];
+        let text = prepare_commands("ferry_t", "c", &flows);
+        assert!(text.contains("elements = { 10.0.0.1 . 80 . 10.0.0.2 . 5000 }"));
+        assert!(!text.contains("drop"));
+        assert_eq!(text.matches("priority -300").count(), 2);
+        let armed = arm_commands("ferry_t", &[flow("[fd00::1]:82", "[fd00::2]:5002")], true);
+        assert_eq!(
+            armed,
+            "add element inet ferry_t flows6 { fd00::1 . 82 . fd00::2 . 5002 }\n\
+             add rule inet ferry_t input ip daddr . tcp dport . ip saddr . tcp sport @flows4 drop\n\
+             add rule inet ferry_t input ip6 daddr . tcp dport . ip6 saddr . tcp sport @flows6 drop\n\
+             add rule inet ferry_t output ip saddr . tcp sport . ip daddr . tcp dport @flows4 drop\n\
+             add rule inet ferry_t output ip6 saddr . tcp sport . ip6 daddr . tcp dport @flows6 drop\n"
+        );
+        assert_eq!(arm_commands("ferry_t", &[], false), "");
     }
 
     #[test]
