@@ -199,6 +199,17 @@ clean_cgroups() {
 	rmdir "$dir"
 }
 
+# A checkpoint that kills a tree with TCP connections leaves its network
+# lock (an nftables table named in the image) engaged for the restore, as
+# CRIU's --tcp-established does; when the restore failed, this run
+# removes the table itself (only that one: the image names it).
+release_lock() {
+	local table
+	table="$("$agent" image show "$1" 2> /dev/null |
+		sed -n 's/^  network lock \(ferry_[0-9a-z_]*\) engaged until restore$/\1/p')"
+	[ -z "$table" ] || nft delete table inet "$table" 2> /dev/null || true
+}
+
 cleanup() {
 	kill_ours
 	unmount_ours
@@ -479,6 +490,7 @@ run_one() {
 				> "$img/restore.out" 2> "$img/restore.err"
 			rc=$?
 			if [ $rc != 0 ]; then
+				release_lock "$img/dir"
 				[ $rc != 124 ] || { printf 'FAIL\trestore: timed out after %ss' "$tmo"; return; }
 				printf 'FAIL\trestore: %s' "$(first_line "$img/restore.err" $rc)"
 				return
