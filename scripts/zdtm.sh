@@ -156,6 +156,19 @@ our_pids() {
 	done
 }
 
+# descendants PID: PID and every process below it (the tree a checkpoint
+# of PID takes).
+descendants() {
+	local queue=("$1") pid child
+	while [ ${#queue[@]} -gt 0 ]; do
+		pid="${queue[0]}"
+		queue=("${queue[@]:1}")
+		[ -d "/proc/$pid" ] || continue
+		echo "$pid"
+		for child in $(cat /proc/"$pid"/task/*/children 2> /dev/null); do queue+=("$child"); done
+	done
+}
+
 kill_ours() {
 	local pid pids ns inode
 	pids="$(our_pids | sort -u)"
@@ -439,7 +452,9 @@ run_one() {
 
 	export ZDTM_TEST_PID="$pid"
 	local tree
-	tree="$(our_pids | sort -u)"
+	# The checkpointed tree; a test's peer outside it (socket-tcp's client,
+	# forked before the test daemonized) is left alone until the test ends.
+	tree="$(descendants "$pid" | sort -u)"
 	if ! hook "$name" "$img" --pre-dump; then
 		printf 'FAIL\thook --pre-dump: %s' "$(last_line "$img/hook.log")"
 		return
@@ -468,13 +483,14 @@ run_one() {
 	fi
 
 	if [ "$mode" = cr ]; then
-		# The checkpoint killed the tree; kill whatever it left.
+		# The checkpoint killed the tree; kill whatever of it is left.
 		if ! gone "$pid" 5; then
 			kill_ours
 			printf 'FAIL\tcheckpoint: the test still ran after the checkpoint'
 			return
 		fi
-		kill_ours
+		# shellcheck disable=SC2086 # one PID a word
+		for p in $tree; do kill -KILL "$p" 2> /dev/null; done
 		# shellcheck disable=SC2086 # one PID a word
 		if ! freed "$tmo" $tree; then
 			printf 'FAIL\tcheckpoint: a PID of the test is still taken %ss after it was killed' "$tmo"
