@@ -148,6 +148,9 @@ pub fn classify_each_fd(pid: i32) -> Result<(Vec<ClassifiedFd>, Vec<InspectError
     for (fd, target) in proc::fds(pid)? {
         match classify_fd(pid, fd, &target) {
             Ok(class) => out.push(ClassifiedFd { fd, target, class }),
+            // Closed between the listing and its reading (a running
+            // shell's command substitution pipe): nothing to carry.
+            Err(InspectError::Proc(_)) if fd_closed(pid, fd) => {}
             Err(e @ InspectError::Proc(_)) => return Err(e),
             Err(e) => refused.push(e),
         }
@@ -160,12 +163,19 @@ pub fn classify_each_fd(pid: i32) -> Result<(Vec<ClassifiedFd>, Vec<InspectError
         }
         .and_then(|()| locks::check_fd_locks(pid, c));
         match checked {
+            Err(InspectError::Proc(_)) if fd_closed(pid, c.fd) => {}
             Err(e @ InspectError::Proc(_)) => return Err(e),
             Err(e) => refused.push(e),
             Ok(()) => {}
         }
     }
     Ok((out, refused))
+}
+
+/// Whether fd `fd` of `pid` is no longer open: an fd of a running process
+/// may close while it is being read.
+fn fd_closed(pid: i32, fd: i32) -> bool {
+    std::fs::symlink_metadata(format!("/proc/{pid}/fd/{fd}")).is_err()
 }
 
 /// Refuses a pipe whose other end a process outside the tree (`tree`:
