@@ -103,6 +103,8 @@ zdtm_tests! {
     membarrier, membarrier_leave_running => Spec::new("membarrier");
     tree_shm_wider, tree_shm_wider_leave_running => Spec::new("tree_shm_wider");
     tmpfile, tmpfile_leave_running => Spec::new("tmpfile");
+    sched, sched_leave_running => Spec::new("sched");
+    chroot, chroot_leave_running => Spec::new("chroot");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three
