@@ -416,7 +416,11 @@ impl SchedAttr {
         SchedAttr {
             size: std::mem::size_of::<SchedAttr>() as u32,
             policy,
-            flags: if reset_on_fork { Self::RESET_ON_FORK } else { 0 },
+            flags: if reset_on_fork {
+                Self::RESET_ON_FORK
+            } else {
+                0
+            },
             nice,
             priority,
             ..SchedAttr::default()

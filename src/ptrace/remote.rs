@@ -243,7 +243,8 @@ impl<'t> Remote<'t> {
     /// sched_setattr(0, attr, 0): the calling thread takes the
     /// `struct sched_attr` at address `attr` in the tracee.
     pub fn sched_setattr(&mut self, attr: u64) -> Result<(), RemoteError> {
-        self.syscall(libc::SYS_sched_setattr, &[0, attr, 0]).map(drop)
+        self.syscall(libc::SYS_sched_setattr, &[0, attr, 0])
+            .map(drop)
     }
 
     /// setpriority(PRIO_PROCESS, 0, nice): the calling thread's nice

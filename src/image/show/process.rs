@@ -376,7 +376,11 @@ pub(super) fn write_thread(out: &mut String, t: &ThreadImage) -> fmt::Result {
             out,
             "      sched policy {}{} priority {} nice {}",
             s.policy,
-            if s.reset_on_fork { " (reset on fork)" } else { "" },
+            if s.reset_on_fork {
+                " (reset on fork)"
+            } else {
+                ""
+            },
             s.rt_priority,
             s.nice
         )?;
