@@ -250,8 +250,8 @@ impl<'t> Remote<'t> {
     /// setpriority(PRIO_PROCESS, 0, nice): the calling thread's nice
     /// value (PRIO_PROCESS names one thread in Linux).
     pub fn set_own_nice(&mut self, nice: i32) -> Result<(), RemoteError> {
-        let which = libc::PRIO_PROCESS as u64;
-        self.syscall(libc::SYS_setpriority, &[which, 0, nice as i64 as u64])
+        let which = u64::from(libc::PRIO_PROCESS);
+        self.syscall(libc::SYS_setpriority, &[which, 0, i64::from(nice) as u64])
             .map(drop)
     }
 
