@@ -105,6 +105,8 @@ zdtm_tests! {
     tmpfile, tmpfile_leave_running => Spec::new("tmpfile");
     sched, sched_leave_running => Spec::new("sched");
     chroot, chroot_leave_running => Spec::new("chroot");
+    zombie_group_gone, zombie_group_gone_leave_running => Spec::new("zombie_group_gone");
+    unix_ghost_fifo, unix_ghost_fifo_leave_running => Spec::new("unix_ghost_fifo");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three
