@@ -103,6 +103,10 @@ zdtm_tests! {
     membarrier, membarrier_leave_running => Spec::new("membarrier");
     tree_shm_wider, tree_shm_wider_leave_running => Spec::new("tree_shm_wider");
     tmpfile, tmpfile_leave_running => Spec::new("tmpfile");
+    sched, sched_leave_running => Spec::new("sched");
+    chroot, chroot_leave_running => Spec::new("chroot");
+    zombie_group_gone, zombie_group_gone_leave_running => Spec::new("zombie_group_gone");
+    unix_ghost_fifo, unix_ghost_fifo_leave_running => Spec::new("unix_ghost_fifo");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three

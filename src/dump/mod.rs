@@ -20,6 +20,7 @@ mod pidfd;
 pub mod pidns;
 pub mod precopy;
 mod rlimits;
+mod sched;
 mod seccomp;
 mod signals;
 pub mod sink;
@@ -476,6 +477,7 @@ fn dump_process(
         shares_fs_with_parent: kernel::shares_with(ids.ppid, pid, kernel::Shared::Fs)
             .unwrap_or(false),
         file_owners,
+        root: proc::read_link(format!("/proc/{pid}/root"))?,
     };
     Ok((process, vdso_bytes))
 }

@@ -1,13 +1,14 @@
 //! Threads: each thread's registers and extended state (taken when it was
 //! frozen), its name, rseq registration, robust futex list, clear-child-tid
 //! address, alternate signal stack, secure bits and parent-death signal
-//! (asked from inside the thread), with its pending signals and
-//! privileges.
+//! (asked from inside the thread), with its pending signals, privileges
+//! and scheduling (`sched.rs`).
 
 use super::creds;
 use super::error::CheckpointError;
 use super::freeze::Frozen;
 use super::inject::{answer, Injector};
+use super::sched::dump_sched;
 use super::signals;
 use crate::image::{AltStack, ProcessImage, RseqRegistration, ThreadImage};
 use crate::kernel;
@@ -106,6 +107,7 @@ pub(super) fn dump_threads(
             pending,
             privileges: creds::thread_privileges(&status, q.securebits),
             pdeath_signal: q.pdeath_signal,
+            sched: dump_sched(pid, tid.as_raw())?,
         });
     }
     Ok(threads)

@@ -169,6 +169,7 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                     pending: vec![],
                     privileges: root_privileges(),
                     pdeath_signal: 0,
+                    sched: ThreadSched::default(),
                 },
                 ThreadImage {
                     tid: 4243,
@@ -197,6 +198,7 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                         ..root_privileges()
                     },
                     pdeath_signal: 9,
+                    sched: ThreadSched::default(),
                 },
             ],
             sigactions: vec![
@@ -348,6 +350,7 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                 signal: 35,
                 async_io: true,
             }],
+            root: "/".into(),
         }],
         zombies: vec![ZombieImage {
             pid: 4243,

@@ -103,6 +103,16 @@ pub enum InspectError {
         /// What is wrong.
         why: String,
     },
+    /// A scheduling policy ferry cannot give back.
+    #[error("process {pid}: thread {tid} {why}")]
+    Scheduling {
+        /// The process.
+        pid: i32,
+        /// The thread.
+        tid: i32,
+        /// What is wrong.
+        why: String,
+    },
     /// Reading /proc failed.
     #[error(transparent)]
     Proc(#[from] ProcError),

@@ -32,11 +32,17 @@ pub fn check_memfd_mappings(
     Ok(())
 }
 
-/// Path `path` as process `pid` sees it, reachable from here: through
-/// /proc/PID/root, which is our own root for a process of our mount
-/// namespace and the container's root for a container's process.
+/// Path `path` of a mapping of process `pid`, reachable from here. /proc
+/// names a file from the reader's root when it can reach it: for a
+/// process of our mount namespace (chrooted or not) the path is ours as
+/// it stands; a container's process, in a mount namespace of its own, is
+/// shown paths from its own root, reached through /proc/PID/root.
 pub fn in_root(pid: i32, path: &str) -> String {
-    format!("/proc/{pid}/root{path}")
+    let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/mnt")).ok();
+    match (ns("self"), ns(&pid.to_string())) {
+        (Some(ours), Some(theirs)) if ours == theirs => path.to_string(),
+        _ => format!("/proc/{pid}/root{path}"),
+    }
 }
 
 /// Turns the mappings of `pid` into the model, or refuses the first one that

@@ -14,6 +14,7 @@ pub mod namespaces;
 pub mod notify;
 pub mod pidfd;
 pub mod pidns;
+pub mod sched;
 pub mod seccomp;
 pub mod sockets;
 pub mod sysvshm;
@@ -78,6 +79,10 @@ pub fn inspect_tree_in(pid: i32, expected: &Namespaces) -> Result<TreeInspection
             match seccomp::check_seccomp(member) {
                 Err(e @ InspectError::Seccomp { .. }) => found.push(e),
                 other => drop(other?),
+            }
+            match sched::check_sched(member) {
+                Err(e @ InspectError::Scheduling { .. }) => found.push(e),
+                other => other?,
             }
             Ok::<_, InspectError>((vmas, fds))
         })();

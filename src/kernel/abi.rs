@@ -382,3 +382,48 @@ pub struct FOwnerEx {
     /// The thread, process or group (0: none).
     pub pid: i32,
 }
+
+/// The kernel's `struct sched_attr` in its first version
+/// (SCHED_ATTR_SIZE_VER0, 48 bytes): what sched_setattr takes.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct SchedAttr {
+    /// The size of this struct (48).
+    pub size: u32,
+    /// SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH, SCHED_IDLE ...
+    pub policy: u32,
+    /// SCHED_FLAG_* (SCHED_FLAG_RESET_ON_FORK is 1).
+    pub flags: u64,
+    /// Nice value, for SCHED_OTHER and SCHED_BATCH.
+    pub nice: i32,
+    /// Static priority, for SCHED_FIFO and SCHED_RR.
+    pub priority: u32,
+    /// SCHED_DEADLINE runtime (unused here).
+    pub runtime: u64,
+    /// SCHED_DEADLINE deadline (unused here).
+    pub deadline: u64,
+    /// SCHED_DEADLINE period (unused here).
+    pub period: u64,
+}
+
+impl SchedAttr {
+    /// SCHED_FLAG_RESET_ON_FORK in `flags`.
+    pub const RESET_ON_FORK: u64 = 1;
+
+    /// The attributes of `policy` with `priority` and `nice`, and
+    /// SCHED_FLAG_RESET_ON_FORK when `reset_on_fork`.
+    pub fn new(policy: u32, reset_on_fork: bool, priority: u32, nice: i32) -> Self {
+        SchedAttr {
+            size: std::mem::size_of::<SchedAttr>() as u32,
+            policy,
+            flags: if reset_on_fork {
+                Self::RESET_ON_FORK
+            } else {
+                0
+            },
+            nice,
+            priority,
+            ..SchedAttr::default()
+        }
+    }
+}

@@ -12,6 +12,7 @@ pub mod cpu;
 pub mod fown;
 pub mod inet_diag;
 pub mod packet;
+pub mod sched;
 pub mod scratch;
 pub mod sockets;
 pub mod sysvshm;

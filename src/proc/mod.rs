@@ -425,6 +425,31 @@ pub fn read_stat_ids(pid: i32) -> Result<StatIds, ProcError> {
     })
 }
 
+/// A thread's scheduling fields of /proc/PID/task/TID/stat: policy
+/// (field 41, without SCHED_RESET_ON_FORK), real-time priority (40) and
+/// nice value (19).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatSched {
+    /// SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH, SCHED_IDLE or
+    /// SCHED_DEADLINE.
+    pub policy: u32,
+    /// Static priority of a real-time policy (0 otherwise).
+    pub rt_priority: u32,
+    /// Nice value.
+    pub nice: i32,
+}
+
+/// Reads the scheduling fields of thread `tid` of `pid`.
+pub fn read_thread_sched(pid: i32, tid: i32) -> Result<StatSched, ProcError> {
+    let (path, text) = read_text(PathBuf::from(format!("/proc/{pid}/task/{tid}/stat")))?;
+    let field = stat_fields(&path, &text)?;
+    Ok(StatSched {
+        policy: field(41)? as u32,
+        rt_priority: field(40)? as u32,
+        nice: field(19)? as i32,
+    })
+}
+
 /// CPU time the process has used (utime + stime of /proc/PID/stat, all
 /// threads), in clock ticks: the dry run compares it before and during
 /// tracking to show what tracking costs the workload.

@@ -240,6 +240,21 @@ impl<'t> Remote<'t> {
         Ok(self.tracee.last_clone_tid)
     }
 
+    /// sched_setattr(0, attr, 0): the calling thread takes the
+    /// `struct sched_attr` at address `attr` in the tracee.
+    pub fn sched_setattr(&mut self, attr: u64) -> Result<(), RemoteError> {
+        self.syscall(libc::SYS_sched_setattr, &[0, attr, 0])
+            .map(drop)
+    }
+
+    /// setpriority(PRIO_PROCESS, 0, nice): the calling thread's nice
+    /// value (PRIO_PROCESS names one thread in Linux).
+    pub fn set_own_nice(&mut self, nice: i32) -> Result<(), RemoteError> {
+        let which = u64::from(libc::PRIO_PROCESS);
+        self.syscall(libc::SYS_setpriority, &[which, 0, i64::from(nice) as u64])
+            .map(drop)
+    }
+
     /// socket(domain, type, 0); returns the new fd.
     pub fn socket(&mut self, domain: i32, kind: i32) -> Result<i32, RemoteError> {
         self.syscall(libc::SYS_socket, &[domain as u64, kind as u64])

@@ -183,6 +183,10 @@ pub struct ProcessImage {
     /// descriptions the process is the first of the image to hold, when
     /// any is set.
     pub file_owners: Vec<FileOwner>,
+    /// Target of /proc/PID/root: "/" unless the process is chrooted (its
+    /// cwd, fds and mappings are recorded from the namespace's root, and
+    /// it chroots here again once they are restored).
+    pub root: String,
 }
 
 /// One TCP connection as its local socket sees it: what a network lock

@@ -179,6 +179,9 @@ pub struct ThreadImage {
     /// The signal the thread gets when its parent dies
     /// (PR_SET_PDEATHSIG; 0: none).
     pub pdeath_signal: i32,
+    /// Scheduling policy, static priority and nice value (per thread in
+    /// Linux).
+    pub sched: ThreadSched,
 }
 
 /// A thread's privileges beyond its user and group IDs.
@@ -213,4 +216,19 @@ pub struct SigAction {
     pub restorer: u64,
     /// Signals blocked while the handler runs.
     pub mask: u64,
+}
+
+/// A thread's scheduling, as sched_getscheduler and /proc/PID/task/TID/stat
+/// report it, set again by an injected sched_setattr (and setpriority).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadSched {
+    /// SCHED_OTHER (0), SCHED_FIFO (1), SCHED_RR (2), SCHED_BATCH (3) or
+    /// SCHED_IDLE (5); SCHED_DEADLINE is refused before the freeze.
+    pub policy: u32,
+    /// SCHED_RESET_ON_FORK: children start with the default policy.
+    pub reset_on_fork: bool,
+    /// Static priority of a real-time policy (1-99; 0 otherwise).
+    pub rt_priority: u32,
+    /// Nice value (-20..19), kept by the kernel under any policy.
+    pub nice: i32,
 }

@@ -3,7 +3,7 @@
 
 use super::fields::*;
 use crate::image::format::PageRun;
-use crate::image::model::{FileImage, FileOwnerKind, ThreadImage, Vma, PAGE_SIZE};
+use crate::image::model::{FileImage, FileOwnerKind, ThreadImage, ThreadSched, Vma, PAGE_SIZE};
 use std::fmt::{self, Write};
 
 /// Describes one process of the tree, with `runs`, its pages.
@@ -26,6 +26,9 @@ pub(super) fn write_process(
     )?;
     writeln!(out, "  exe    {}", p.exe)?;
     writeln!(out, "  cwd    {}", p.cwd)?;
+    if p.root != "/" {
+        writeln!(out, "  root   {}", p.root)?;
+    }
     writeln!(out, "  umask  {:04o}", p.umask)?;
     if p.stopped {
         writeln!(out, "  stopped by job control (restored stopped)")?;
@@ -366,7 +369,23 @@ pub(super) fn write_thread(out: &mut String, t: &ThreadImage) -> fmt::Result {
         "      securebits {:#x}; no_new_privs {}{pdeath}",
         c.securebits,
         if c.no_new_privs { "set" } else { "clear" }
-    )
+    )?;
+    if t.sched != ThreadSched::default() {
+        let s = &t.sched;
+        writeln!(
+            out,
+            "      sched policy {}{} priority {} nice {}",
+            s.policy,
+            if s.reset_on_fork {
+                " (reset on fork)"
+            } else {
+                ""
+            },
+            s.rt_priority,
+            s.nice
+        )?;
+    }
+    Ok(())
 }
 
 pub(super) fn write_vmas(out: &mut String, vmas: &[Vma], runs: &[PageRun]) -> fmt::Result {

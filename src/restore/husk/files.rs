@@ -281,6 +281,25 @@ impl<'a> Husk<'a> {
         Ok(())
     }
 
+    /// Chroots a process that was chrooted, once its files, mappings and
+    /// cwd are back (the image names them from the namespace's root, as
+    /// /proc showed them; a cwd outside the new root stays where it is,
+    /// as chroot leaves it). A process sharing its fs information with
+    /// its parent (CLONE_FS) had it done by the parent.
+    pub(super) fn restore_root(&mut self) -> Result<(), RestoreError> {
+        let root = self.image.root.clone();
+        if root == "/" || self.image.shares_fs_with_parent {
+            return Ok(());
+        }
+        let addr = self.put_str(&root)?;
+        self.sys(
+            0,
+            |r| r.syscall(libc::SYS_chroot, &[addr]),
+            || format!("chroot to {root}"),
+        )?;
+        Ok(())
+    }
+
     /// Brings in every open file description the process holds, each once:
     /// one another process of the tree already has is taken from there
     /// (our copy of a pipe, socket or anonymous file, or, for one created

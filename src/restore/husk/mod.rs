@@ -9,7 +9,7 @@
 //! itself and its injected-call helpers live in process.rs; each kernel
 //! resource has its own file here, an `impl Husk` block named as its twin
 //! in src/dump/: tree, mm, memory, files, anon, notify, sockets, sysvshm,
-//! signals, threads, timers, creds, seccomp, rlimits.
+//! signals, threads, timers, creds, seccomp, rlimits, sched.
 
 mod anon;
 mod creds;
@@ -21,6 +21,7 @@ mod notify;
 mod pidfd;
 mod process;
 mod rlimits;
+mod sched;
 mod seccomp;
 mod signals;
 mod sockets;
@@ -293,6 +294,7 @@ impl<'a> Husk<'a> {
         }
         self.restore_file_locks()?;
         self.map_memfd_vmas()?;
+        self.restore_root()?;
         self.lock_vmas()?;
         self.restore_sigactions()?;
         self.restore_threads()?;
@@ -302,6 +304,7 @@ impl<'a> Husk<'a> {
         self.join_group()?;
         self.restore_child_subreaper()?;
         self.restore_rlimits()?;
+        self.restore_sched()?;
         self.restore_credentials()?;
         self.restore_file_owners()?;
         self.restore_pdeath_signals()?;

@@ -280,9 +280,74 @@ impl<'a> Husk<'a> {
     /// with the saved exit code or signal, and stays unreaped for the
     /// restored parent to wait for. Before it ends it leads its own session
     /// or process group, or joins the group of another process of the
-    /// tree, as it did (a group outside the tree is not recreated: it stays
-    /// in the one it inherited, as a live process does).
+    /// tree, as it did. A group whose leader is gone (no process has its
+    /// ID here: the group lived on through its members) is made again by a
+    /// placeholder with the leader's PID, ended and reaped once the zombie
+    /// joined it; a group led by a process outside the tree is not
+    /// recreated: the zombie stays in the one it inherited, as a live
+    /// process does.
     pub(super) fn create_zombie(&mut self, z: &ZombieImage) -> Result<(), RestoreError> {
+        let leader_gone = z.sid != z.pid
+            && z.pgid != z.pid
+            && !in_tree(self.tree, z.pgid)
+            && kill(Pid::from_raw(z.pgid), None) == Err(Errno::ESRCH);
+        let placeholder = if leader_gone {
+            Some(self.group_placeholder(z.pgid)?)
+        } else {
+            None
+        };
+        let made = self.make_zombie(z, placeholder.is_some());
+        match placeholder {
+            Some(p) if made.is_ok() => self.end_placeholder(p, z.pgid),
+            Some(p) => {
+                let _ = kill(p.tid, Signal::SIGKILL);
+                made
+            }
+            None => made,
+        }
+    }
+
+    /// A child of this husk with PID `pgid` leading a process group of
+    /// that ID, for a zombie to join.
+    fn group_placeholder(&mut self, pgid: i32) -> Result<Tracee, RestoreError> {
+        let mut child = self.clone_child(pgid, 0)?;
+        match Remote::new(&mut child, self.helper).syscall(libc::SYS_setpgid, &[0, 0]) {
+            Ok(_) => Ok(child),
+            Err(e) => {
+                let _ = kill(child.tid, Signal::SIGKILL);
+                Err(match e {
+                    RemoteError::Trace(e) => e.into(),
+                    RemoteError::Failed(errno) => RestoreError::Injected {
+                        pid: pgid,
+                        call: "setpgid(0, 0) of the placeholder leading a zombie's group".into(),
+                        errno,
+                    },
+                })
+            }
+        }
+    }
+
+    /// Ends the placeholder `p` (PID `pgid`) and reaps it inside this husk.
+    fn end_placeholder(&mut self, p: Tracee, pgid: i32) -> Result<(), RestoreError> {
+        let mut regs = p.regs()?;
+        regs.rip = self.helper;
+        regs.orig_rax = u64::MAX;
+        regs.rax = libc::SYS_exit_group as u64;
+        regs.rdi = 0;
+        p.set_regs(&regs)?;
+        run_to_end(&p, pgid)?;
+        let options = libc::__WALL as u64;
+        self.sys(
+            0,
+            |r| r.syscall(libc::SYS_wait4, &[pgid as u64, 0, options, 0]),
+            || format!("wait4 of the placeholder {pgid} that led a zombie's group"),
+        )?;
+        Ok(())
+    }
+
+    /// Clones the zombie `z` and ends it, in its session or group
+    /// (`placeholder`: its group's leader was made again by one).
+    fn make_zombie(&mut self, z: &ZombieImage, placeholder: bool) -> Result<(), RestoreError> {
         let mut child = self.clone_child(z.pid, 0)?;
         let (code, signal) = (z.wait_status >> 8 & 0xff, z.wait_status & 0x7f);
         let pgid = z.pgid as u64;
@@ -290,7 +355,7 @@ impl<'a> Husk<'a> {
             Some((libc::SYS_setsid, [0, 0], "setsid".to_string()))
         } else if z.pgid == z.pid {
             Some((libc::SYS_setpgid, [0, 0], "setpgid(0, 0)".to_string()))
-        } else if in_tree(self.tree, z.pgid) {
+        } else if placeholder || in_tree(self.tree, z.pgid) {
             let what = format!("setpgid(0, {}) (joining its process group)", z.pgid);
             Some((libc::SYS_setpgid, [0, pgid], what))
         } else {
@@ -334,31 +399,7 @@ impl<'a> Husk<'a> {
                 regs.rdi = code as u64;
             }
             child.set_regs(&regs)?;
-            // Run it to its end, letting its own signal through.
-            let mut deliver = None;
-            loop {
-                nix::sys::ptrace::cont(child.tid, deliver).map_err(|errno| {
-                    crate::ptrace::PtraceError::Request {
-                        op: "PTRACE_CONT",
-                        tid: z.pid,
-                        errno,
-                    }
-                })?;
-                match nix::sys::wait::waitpid(child.tid, Some(nix::sys::wait::WaitPidFlag::__WALL))
-                {
-                    Ok(nix::sys::wait::WaitStatus::Exited(..))
-                    | Ok(nix::sys::wait::WaitStatus::Signaled(..)) => return Ok(()),
-                    Ok(nix::sys::wait::WaitStatus::Stopped(_, sig)) => deliver = Some(sig),
-                    Ok(_) | Err(Errno::EINTR) => deliver = None,
-                    Err(errno) => {
-                        return Err(RestoreError::Injected {
-                            pid: z.pid,
-                            call: "waiting for the zombie to end".into(),
-                            errno,
-                        })
-                    }
-                }
-            }
+            run_to_end(&child, z.pid)
         })();
         if ended.is_err() {
             let _ = kill(child.tid, Signal::SIGKILL);
@@ -456,6 +497,34 @@ pub(super) fn end_thread(tid: Pid, syscall_insn: u64) -> Result<(), RestoreError
 }
 
 /// Whether `pid` is a process or a zombie of the image's tree.
+/// Runs traced child `child` (process `pid` of the image) until it has
+/// ended, letting its own signals through.
+fn run_to_end(child: &Tracee, pid: i32) -> Result<(), RestoreError> {
+    let mut deliver = None;
+    loop {
+        nix::sys::ptrace::cont(child.tid, deliver).map_err(|errno| {
+            crate::ptrace::PtraceError::Request {
+                op: "PTRACE_CONT",
+                tid: pid,
+                errno,
+            }
+        })?;
+        match nix::sys::wait::waitpid(child.tid, Some(nix::sys::wait::WaitPidFlag::__WALL)) {
+            Ok(nix::sys::wait::WaitStatus::Exited(..))
+            | Ok(nix::sys::wait::WaitStatus::Signaled(..)) => return Ok(()),
+            Ok(nix::sys::wait::WaitStatus::Stopped(_, sig)) => deliver = Some(sig),
+            Ok(_) | Err(Errno::EINTR) => deliver = None,
+            Err(errno) => {
+                return Err(RestoreError::Injected {
+                    pid,
+                    call: "waiting for the process to end".into(),
+                    errno,
+                })
+            }
+        }
+    }
+}
+
 fn in_tree(tree: &Checkpoint, pid: i32) -> bool {
     tree.processes.iter().any(|q| q.pid == pid) || tree.zombies.iter().any(|z| z.pid == pid)
 }

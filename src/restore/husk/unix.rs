@@ -134,13 +134,55 @@ fn unlink_ghost(image: &ProcessImage, u: &UnixSocket) -> Result<(), RestoreError
     let (addr, shown) = unix_addr(image, name)?;
     match addr.path().map(std::fs::remove_file) {
         Some(Err(e)) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(RestoreError::Unsupported {
+            return Err(RestoreError::Unsupported {
                 pid: image.pid,
                 why: format!("cannot unlink socket file {shown} again: {e}"),
             })
         }
-        _ => Ok(()),
+        _ => {}
     }
+    let Some(path) = addr.path() else {
+        return Ok(());
+    };
+    let aside = aside_path(path);
+    if std::fs::symlink_metadata(&aside).is_ok() {
+        std::fs::rename(&aside, path).map_err(|e| RestoreError::Unsupported {
+            pid: image.pid,
+            why: format!(
+                "cannot put {} back at {shown} (where a unix socket had to be bound): {e}",
+                aside.display()
+            ),
+        })?;
+    }
+    Ok(())
+}
+
+/// Where [`set_aside`] moves what is at `path`: a hidden name in the same
+/// directory, named after this migrate-agent.
+fn aside_path(path: &Path) -> std::path::PathBuf {
+    let file = path.file_name().map(|f| f.to_string_lossy().into_owned());
+    path.with_file_name(format!(
+        ".ferry-aside-{}-{}",
+        std::process::id(),
+        file.unwrap_or_default()
+    ))
+}
+
+/// Moves what is at `path` (a FIFO or file made there after the socket
+/// bound to it was unlinked) out of the way while the socket is bound
+/// there again and its clients connect; [`unlink_ghost`] puts it back.
+fn set_aside(pid: i32, path: &Path) -> Result<(), RestoreError> {
+    if std::fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    let aside = aside_path(path);
+    std::fs::rename(path, &aside).map_err(|e| RestoreError::Unsupported {
+        pid,
+        why: format!(
+            "cannot move {} aside to bind the unix socket that was bound there: {e}",
+            path.display()
+        ),
+    })
 }
 
 /// Creates the missing directories that sockets whose file was gone were
@@ -506,8 +548,11 @@ fn bind_name(image: &ProcessImage, sock: &OwnedFd, u: &UnixSocket) -> Result<(),
     };
     let (addr, shown) = unix_addr(image, name)?;
     let path = addr.path().map(Path::to_path_buf);
-    if let Some(path) = &path {
-        clear_stale(pid, path, sock_type(pid, u.sock_type)?)?;
+    match &path {
+        // Its own file was gone: whatever is there now is another's.
+        Some(path) if is_ghost(u) => set_aside(pid, path)?,
+        Some(path) => clear_stale(pid, path, sock_type(pid, u.sock_type)?)?,
+        None => {}
     }
     bind(sock.as_raw_fd(), &addr).map_err(|errno| RestoreError::Injected {
         pid,
