@@ -20,7 +20,7 @@ mod pidfd;
 pub mod pidns;
 pub mod precopy;
 mod rlimits;
-mod seccomp;
+pub(crate) mod seccomp;
 mod signals;
 pub mod sink;
 pub mod sockets;

@@ -1,8 +1,10 @@
 //! Seccomp filters.
 
 use super::process::{trace_options, Husk, FILTER_OFF, FILTER_ROOM, STRUCT_OFF};
+use crate::image::SeccompFilter;
 use crate::kernel;
 use crate::kernel::abi::{IntoBytes, SockFilter, SockFprog};
+use crate::proc;
 use crate::restore::error::RestoreError;
 
 impl<'a> Husk<'a> {
@@ -11,9 +13,29 @@ impl<'a> Husk<'a> {
     /// threads' filters are suspended while ferry traces them, so the calls
     /// still injected afterwards are not subject to them; CAP_SYS_ADMIN is
     /// still effective here, as a process without no_new_privs needs.
+    ///
+    /// A husk that already has filters (a container's init, which its
+    /// runtime confined with the same profile, and the husks cloned from
+    /// it) gets only the image's filters beyond those: the restored
+    /// process ends with exactly the chain it had, each filter once.
     pub(super) fn restore_seccomp(&mut self) -> Result<(), RestoreError> {
         let image = self.image;
-        if image.seccomp.is_empty() {
+        let present = self.present_seccomp()?;
+        if image.seccomp.is_empty() && present.is_empty() {
+            return Ok(());
+        }
+        if !image.seccomp.starts_with(&present) {
+            return Err(RestoreError::Unsupported {
+                pid: image.pid,
+                why: format!(
+                    "its husk already has {} seccomp filters that are not the first of the {} it had (a runtime's profile other than the checkpointed one?): filters cannot be removed",
+                    present.len(),
+                    image.seccomp.len()
+                ),
+            });
+        }
+        let missing = &image.seccomp[present.len()..];
+        if missing.is_empty() {
             return Ok(());
         }
         for t in &self.threads {
@@ -24,7 +46,8 @@ impl<'a> Husk<'a> {
                     errno,
                 })?;
         }
-        for (i, f) in image.seccomp.iter().enumerate() {
+        for (i, f) in missing.iter().enumerate() {
+            let i = i + present.len();
             let prog: Vec<SockFilter> = f
                 .program
                 .iter()
@@ -66,5 +89,12 @@ impl<'a> Husk<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The seccomp filters the husk's leader has now, oldest first.
+    fn present_seccomp(&self) -> Result<Vec<SeccompFilter>, RestoreError> {
+        let tid = self.pid;
+        let count = proc::read_thread_status(tid.as_raw(), tid.as_raw())?.seccomp_filters;
+        Ok(crate::dump::seccomp::read_filters(tid, count)?)
     }
 }
