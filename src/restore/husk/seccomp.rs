@@ -24,13 +24,27 @@ impl<'a> Husk<'a> {
         if image.seccomp.is_empty() && present.is_empty() {
             return Ok(());
         }
-        if !image.seccomp.starts_with(&present) {
+        // In a container, the husk's filters are the runtime's, compiled
+        // from the same profile as the checkpointed ones but maybe with
+        // their rules in another order (dockerd writes the profile from a
+        // map): the same flags and length stand for the same filter.
+        let in_container = self.channel.is_some();
+        let same = |had: &SeccompFilter, want: &SeccompFilter| {
+            had == want
+                || (in_container
+                    && had.flags == want.flags
+                    && had.program.len() == want.program.len())
+        };
+        let lengths = |f: &[SeccompFilter]| f.iter().map(|f| f.program.len()).collect::<Vec<_>>();
+        if present.len() > image.seccomp.len()
+            || !present.iter().zip(&image.seccomp).all(|(h, w)| same(h, w))
+        {
             return Err(RestoreError::Unsupported {
                 pid: image.pid,
                 why: format!(
-                    "its husk already has {} seccomp filters that are not the first of the {} it had (a runtime's profile other than the checkpointed one?): filters cannot be removed",
-                    present.len(),
-                    image.seccomp.len()
+                    "its husk already has seccomp filters of {:?} instructions that are not the first of the ones it had, of {:?} (a runtime's profile other than the checkpointed one?): filters cannot be removed",
+                    lengths(&present),
+                    lengths(&image.seccomp)
                 ),
             });
         }
