@@ -21,15 +21,18 @@ stdio and environment. Install it under its own name, not as `runc`.
       thawed for it and paused again when it stays.
   restore --detach [--bundle B] [--image-path DIR] [--pid-file F] ID
       Creates the container from bundle B (`runc create`, with this
-      process's stdio) and restores DIR into its init as
-      `migrate-agent restore --container` does; F gets the init's PID.
+      process's stdio; the init gets CAP_SYS_ADMIN and CAP_SYS_PTRACE for
+      the restore, which ends with the checkpointed capabilities) and
+      restores DIR into its init as `migrate-agent restore --container`
+      does; F gets the init's PID as this host sees it.
 
 Global flags taken and given on to every runc call: --root, --log,
 --log-format json|text (errors go to the log file as runc writes them),
 --debug (the steps are logged), --systemd-cgroup, --rootless. --criu is
 ignored. Also taken: --work-path, --tcp-established and --file-locks
 (ferry carries established connections and file locks anyway),
--no-subreaper, --no-pivot and --console-socket (given to `runc create`).
+-no-subreaper (ferry-runc never is one), --no-pivot and --console-socket
+(given to `runc create`).
 Refused, with the reason: --pre-dump, --parent-path, --lazy-pages,
 --page-server, --status-fd, --ext-unix-sk, --shell-job,
 --manage-cgroups-mode, --empty-ns, --auto-dedup, --lsm-profile,
