@@ -201,7 +201,7 @@ fn command_words(words: &[String], value_flags: &[&str]) -> Result<CommandWords,
 fn refused(flag: &str) -> Option<&'static str> {
     Some(match flag {
         "pre-dump" | "parent-path" => "ferry-runc makes no pre-dumps: ferry copies memory while the container runs within the one checkpoint, and `migrate-agent migrate` moves a container live",
-        "lazy-pages" | "page-server" | "status-fd" => "ferry-runc serves no lazy pages: post-copy is `migrate-agent migrate --mode post-copy` between agents",
+        "lazy-pages" | "page-server" | "status-fd" => "ferry-runc serves no lazy pages: post-copy is `migrate-agent migrate --mode postcopy` between agents",
         "ext-unix-sk" => "ferry refuses unix sockets connected outside the container",
         "shell-job" => "ferry does not carry a terminal the container shares with its caller",
         "manage-cgroups-mode" => "ferry-runc leaves cgroups to runc (the restored container gets the cgroups `runc create` gives it)",
