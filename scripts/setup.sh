@@ -26,6 +26,9 @@ command -v python3 >/dev/null 2>&1 || packages+=(python3)
 packages+=(busybox-static)
 # OCI runtimes whose containers are migrated (tests/container.rs).
 packages+=(runc crun)
+# Docker and Podman, whose containers ferry-runc checkpoints and restores
+# (tests/docker.rs starts its own dockerd; nothing starts one for you).
+packages+=(docker.io podman)
 # capsh drops capabilities for the refusal test (tests/container.rs).
 packages+=(libcap2-bin)
 # Real servers from Debian's packages, checkpointed and migrated by

@@ -63,7 +63,8 @@ enum Command {
         /// Image directory written by `checkpoint`.
         #[arg(long)]
         dir: PathBuf,
-        /// Write the restored PID to this file.
+        /// Write the restored PID to this file (with --container: the
+        /// init's PID as this host sees it, as runc's --pid-file).
         #[arg(long)]
         pidfile: Option<PathBuf>,
         /// Restore into this container, created from --bundle.
@@ -181,7 +182,9 @@ fn main() -> ExitCode {
             bundle,
             json,
         } => container.container().and_then(|c| match (c, bundle) {
-            (Some(c), Some(bundle)) => restore::run_container(&c, &bundle, &dir, json),
+            (Some(c), Some(bundle)) => {
+                restore::run_container(&c, &bundle, &dir, pidfile.as_deref(), json)
+            }
             (Some(_), None) => anyhow::bail!("restore --container needs the container's --bundle"),
             (None, _) => restore::run(&dir, pidfile.as_deref(), json),
         }),

@@ -37,12 +37,13 @@ pub fn run(dir: &Path, pidfile: Option<&Path>, json: bool) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-/// Creates container `c` from `bundle` and restores the image in `dir`
-/// into it.
+/// Creates container `c` from `bundle`, restores the image in `dir` into
+/// it and optionally writes its init's PID to `pidfile`.
 pub fn run_container(
     c: &ferry::container::Container,
     bundle: &Path,
     dir: &Path,
+    pidfile: Option<&Path>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let stats = ferry::container::restore(c, bundle, dir).with_context(|| {
@@ -52,6 +53,16 @@ pub fn run_container(
             dir.display()
         )
     })?;
+    if let Some(path) = pidfile {
+        ferry::container::write_pid_file(path, stats.pid).with_context(|| {
+            format!(
+                "container {} runs (init {}), but writing {} failed",
+                c.id,
+                stats.pid,
+                path.display()
+            )
+        })?;
+    }
     if json {
         println!("{}", serde_json::to_string(&stats)?);
     } else {

@@ -10,10 +10,13 @@ pub mod announce;
 mod error;
 mod freezer;
 pub mod net;
+pub mod oci_runtime;
+mod pidfile;
 pub mod rootfs;
 
 pub use error::ContainerError;
 pub use freezer::Freezer;
+pub use pidfile::write_pid_file;
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -65,6 +68,20 @@ pub struct Container {
     pub root: PathBuf,
     /// The container ID.
     pub id: String,
+    /// The runtime's other global flags, given before the command on every
+    /// call (`--log FILE --log-format json --systemd-cgroup`, as a shim
+    /// passes them to the OCI runtime ferry-runc stands for).
+    flags: Vec<String>,
+}
+
+/// How [`Container::create_with`] creates a container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CreateOptions {
+    /// The init gets this process's stdio (the pipes or terminal socket a
+    /// shim gave its runtime) instead of /dev/null.
+    pub inherit_stdio: bool,
+    /// More flags for `runtime create` (`--console-socket S`, `--no-pivot`).
+    pub args: Vec<String>,
 }
 
 /// What `runtime state ID` says of a container.
@@ -88,15 +105,23 @@ impl Container {
             runtime,
             root: root.map_or_else(|| runtime.default_root(), Path::to_path_buf),
             id: id.to_string(),
+            flags: Vec::new(),
         }
     }
 
+    /// The same container, every runtime call also given the global
+    /// `flags` (besides `--root`).
+    pub fn with_flags(mut self, flags: Vec<String>) -> Self {
+        self.flags = flags;
+        self
+    }
+
     fn run(&self, args: &[&str]) -> Result<Vec<u8>, ContainerError> {
-        run_runtime(self.runtime, &self.root, args)
+        run_runtime(self.runtime, &self.root, &self.flags, args)
     }
 
     fn command_line(&self, args: &[&str]) -> String {
-        command_line(self.runtime, &self.root, args)
+        command_line(self.runtime, &self.root, &self.flags, args)
     }
 
     /// Reads the container's state.
@@ -126,9 +151,21 @@ impl Container {
     /// Creates the container from `bundle` (`runtime create`), its stdio on
     /// /dev/null, and returns its init, which waits to be started.
     pub fn create(&self, bundle: &Path) -> Result<State, ContainerError> {
+        self.create_with(bundle, &CreateOptions::default())
+    }
+
+    /// Creates the container from `bundle` as `opts` says and returns its
+    /// init, which waits to be started.
+    pub fn create_with(
+        &self,
+        bundle: &Path,
+        opts: &CreateOptions,
+    ) -> Result<State, ContainerError> {
         check_bundle(&self.id, bundle)?;
         let bundle_s = bundle.to_string_lossy();
-        let args = ["create", "--bundle", &bundle_s, self.id.as_str()];
+        let mut args = vec!["create", "--bundle", &bundle_s];
+        args.extend(opts.args.iter().map(String::as_str));
+        args.push(self.id.as_str());
         let bin = self.runtime.binary();
         // The container's init inherits the runtime's stdio: a pipe would
         // never reach EOF. The runtime's errors go to a file instead.
@@ -143,15 +180,17 @@ impl Container {
             source,
         };
         let err_file = std::fs::File::create(&err_path).map_err(spawn)?;
-        let status = Command::new(bin)
-            .arg("--root")
+        let mut cmd = Command::new(bin);
+        cmd.arg("--root")
             .arg(&self.root)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err_file)
-            .status()
-            .map_err(spawn);
+            .args(&self.flags)
+            .args(&args);
+        if !opts.inherit_stdio {
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(err_file);
+        }
+        let status = cmd.status().map_err(spawn);
         let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
         let _ = std::fs::remove_file(&err_path);
         if !status?.success() {
@@ -184,6 +223,16 @@ impl Container {
         })
     }
 
+    /// Freezes the container (`runtime pause`).
+    pub fn pause(&self) -> Result<(), ContainerError> {
+        self.run(&["pause", self.id.as_str()]).map(drop)
+    }
+
+    /// Thaws a paused container (`runtime resume`).
+    pub fn resume(&self) -> Result<(), ContainerError> {
+        self.run(&["resume", self.id.as_str()]).map(drop)
+    }
+
     /// Deletes the container, killing what still runs in it
     /// (`runtime delete -f`).
     pub fn delete(&self) -> Result<(), ContainerError> {
@@ -192,11 +241,17 @@ impl Container {
 }
 
 /// Runs `runtime --root ROOT ARGS` and returns what it printed.
-fn run_runtime(runtime: Runtime, root: &Path, args: &[&str]) -> Result<Vec<u8>, ContainerError> {
+fn run_runtime(
+    runtime: Runtime,
+    root: &Path,
+    flags: &[String],
+    args: &[&str],
+) -> Result<Vec<u8>, ContainerError> {
     let bin = runtime.binary();
     let out = Command::new(bin)
         .arg("--root")
         .arg(root)
+        .args(flags)
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -206,20 +261,19 @@ fn run_runtime(runtime: Runtime, root: &Path, args: &[&str]) -> Result<Vec<u8>, 
         })?;
     if !out.status.success() {
         return Err(ContainerError::Failed {
-            command: command_line(runtime, root, args),
+            command: command_line(runtime, root, flags, args),
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
     }
     Ok(out.stdout)
 }
 
-fn command_line(runtime: Runtime, root: &Path, args: &[&str]) -> String {
-    format!(
-        "{} --root {} {}",
-        runtime.binary(),
-        root.display(),
-        args.join(" ")
-    )
+fn command_line(runtime: Runtime, root: &Path, flags: &[String], args: &[&str]) -> String {
+    let mut words = vec![runtime.binary().to_string(), "--root".into()];
+    words.push(root.display().to_string());
+    words.extend(flags.iter().cloned());
+    words.extend(args.iter().map(|a| a.to_string()));
+    words.join(" ")
 }
 
 /// Every container `runtime` knows in its state directory `root` (the
@@ -228,11 +282,11 @@ fn command_line(runtime: Runtime, root: &Path, args: &[&str]) -> String {
 pub fn list(runtime: Runtime, root: Option<&Path>) -> Result<Vec<State>, ContainerError> {
     let root = root.map_or_else(|| runtime.default_root(), Path::to_path_buf);
     let args = ["list", "--format", "json"];
-    let out = run_runtime(runtime, &root, &args)?;
+    let out = run_runtime(runtime, &root, &[], &args)?;
     // runc prints `null` when it knows no container.
     let listed: Option<Vec<State>> =
         serde_json::from_slice(&out).map_err(|e| ContainerError::BadState {
-            command: command_line(runtime, &root, &args),
+            command: command_line(runtime, &root, &[], &args),
             why: e.to_string(),
         })?;
     Ok(listed.unwrap_or_default())

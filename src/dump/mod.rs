@@ -21,7 +21,7 @@ pub mod pidns;
 pub mod precopy;
 mod rlimits;
 mod sched;
-mod seccomp;
+pub(crate) mod seccomp;
 mod signals;
 pub mod sink;
 pub mod sockets;

@@ -8,6 +8,7 @@
 // Each test crate (zdtm.rs, bad_input.rs) uses a different part of this.
 #![allow(dead_code)]
 
+pub mod docker;
 pub mod keepalive;
 pub mod scenarios;
 pub mod servers;

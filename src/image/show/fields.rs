@@ -292,7 +292,7 @@ pub(super) fn fit(text: &str, width: usize) -> String {
 
 /// "2026-11-28 15:30:00 UTC" from seconds since the epoch (proleptic
 /// Gregorian calendar; H. Hinnant's days-to-civil algorithm).
-pub(super) fn utc_time(secs: u64) -> String {
+pub(crate) fn utc_time(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let z = days + 719_468;

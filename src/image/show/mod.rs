@@ -9,7 +9,7 @@ mod tests;
 
 use crate::image::format::{ImageReader, PageRun};
 use crate::kernel::cpu::xsave_component_names;
-use fields::utc_time;
+pub(crate) use fields::utc_time;
 use process::write_process;
 use std::fmt::{self, Write};
 

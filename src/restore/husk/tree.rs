@@ -46,7 +46,16 @@ impl<'a> Husk<'a> {
         pid: Pid,
         channel: &'a FdChannel,
     ) -> Result<Self, RestoreError> {
-        let mut leader = Tracee::seize(pid, trace_options())?;
+        // A container's init may already be confined by the runtime's
+        // seccomp filters (Docker's default profile answers clone3 with
+        // ENOSYS and userfaultfd with EPERM): suspended for the tracer's
+        // injected calls, in the husks cloned from it too (they inherit
+        // the options), until the restored tree is let go.
+        let mut options = trace_options();
+        if proc::read_status(pid.as_raw())?.seccomp != 0 {
+            options |= kernel::ptrace_suspend_seccomp();
+        }
+        let mut leader = Tracee::seize(pid, options)?;
         leader.set_sigmask(all_signals_blocked())?;
         let vdso = proc::read_maps(pid.as_raw())?
             .into_iter()

@@ -1,0 +1,141 @@
+//! A Docker host of the test's own (scripts/docker-host.sh): dockerd and
+//! its containerd in a network and mount namespace of their own, with
+//! ferry-runc as the default runtime; stopped, and what it made removed,
+//! when dropped, also after a failure. And a busybox image imported from
+//! a rootfs built here (no registry is reachable).
+
+use super::{path_str, profile_dir};
+use anyhow::{ensure, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Debian's docker client (another docker may come first on PATH).
+const DOCKER: &str = "/usr/bin/docker";
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/docker-host.sh")
+}
+
+/// Whether dockerd and Debian's client are installed (scripts/setup.sh
+/// installs docker.io).
+pub fn have_docker() -> bool {
+    Path::new("/usr/sbin/dockerd").exists() && Path::new(DOCKER).exists()
+}
+
+/// ferry-runc as built next to the tests.
+pub fn ferry_runc() -> Result<PathBuf> {
+    let bin = profile_dir()?.join("ferry-runc");
+    ensure!(
+        bin.exists(),
+        "{} does not exist: run `cargo build --workspace` first",
+        bin.display()
+    );
+    Ok(bin)
+}
+
+/// One running dockerd of the test's.
+pub struct DockerHost {
+    dir: PathBuf,
+}
+
+impl DockerHost {
+    /// Starts a dockerd whose default runtime is ferry-runc.
+    pub fn up() -> Result<Self> {
+        static N: AtomicU32 = AtomicU32::new(0);
+        // Short: containerd's socket path under it must fit a sun_path.
+        let dir = std::env::temp_dir().join(format!(
+            "fdk{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let host = DockerHost { dir };
+        let out = Command::new(script())
+            .arg("up")
+            .arg(&host.dir)
+            .arg(ferry_runc()?)
+            .stdin(Stdio::null())
+            .output()
+            .context("running scripts/docker-host.sh up")?;
+        ensure!(
+            out.status.success(),
+            "scripts/docker-host.sh up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(host)
+    }
+
+    /// Runs `docker ARGS` against this dockerd.
+    pub fn run(&self, args: &[&str]) -> Result<Output> {
+        let sock = format!("unix://{}/docker.sock", path_str(&self.dir)?);
+        Command::new(DOCKER)
+            .arg("-H")
+            .arg(sock)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running docker {args:?}"))
+    }
+
+    /// Runs `docker ARGS`, which must succeed, and returns its output.
+    pub fn docker(&self, args: &[&str]) -> Result<String> {
+        let out = self.run(args)?;
+        ensure!(
+            out.status.success(),
+            "docker {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.runtime_log_tail()
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The last lines of dockerd's log, for an error message.
+    fn runtime_log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(8).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!("\n  dockerd's log ends with:\n  {}", tail.join("\n  "))
+    }
+
+    /// Imports a busybox image named `name` from a rootfs of busybox-static
+    /// built in `work`, as scripts/container-bundle.sh builds one.
+    pub fn import_busybox(&self, work: &Path, name: &str) -> Result<()> {
+        let rootfs = work.join("busybox-rootfs");
+        std::fs::create_dir_all(rootfs.join("bin"))?;
+        std::fs::create_dir_all(rootfs.join("tmp"))?;
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
+            .context("copying /bin/busybox (busybox-static)")?;
+        let installed = Command::new("chroot")
+            .arg(&rootfs)
+            .args(["/bin/busybox", "--install", "-s", "/bin"])
+            .status()?;
+        ensure!(installed.success(), "busybox --install failed");
+        let tar = work.join("busybox.tar");
+        let tarred = Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()?;
+        ensure!(tarred.success(), "tar of the busybox rootfs failed");
+        self.docker(&["import", path_str(&tar)?, name])?;
+        Ok(())
+    }
+}
+
+impl Drop for DockerHost {
+    fn drop(&mut self) {
+        let down = Command::new(script())
+            .arg("down")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .status();
+        if !down.as_ref().is_ok_and(|s| s.success()) {
+            eprintln!(
+                "scripts/docker-host.sh down {} failed: {down:?}",
+                self.dir.display()
+            );
+        }
+    }
+}
