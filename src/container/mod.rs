@@ -55,6 +55,19 @@ impl Runtime {
     }
 }
 
+/// Where the init of a container ferry creates gets its stdio (the
+/// runtime's, as `runc create` passes them on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitStdio {
+    /// /dev/null: a live migration's destination, where nobody reads it.
+    Null,
+    /// This process's own stdio: a restore from an image (`restore
+    /// --container`, or an OCI runtime's restore called by containerd's
+    /// shim or conmon with the pipes it reads), on which the container's
+    /// external stdio is restored.
+    Inherit,
+}
+
 /// A container as its runtime knows it: the runtime, its state directory
 /// and the container's ID.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,15 +136,16 @@ impl Container {
         Ok(st)
     }
 
-    /// Creates the container from `bundle` (`runtime create`), its stdio on
-    /// /dev/null, and returns its init, which waits to be started.
-    pub fn create(&self, bundle: &Path) -> Result<State, ContainerError> {
+    /// Creates the container from `bundle` (`runtime create`), its stdio as
+    /// `stdio` says, and returns its init, which waits to be started.
+    pub fn create(&self, bundle: &Path, stdio: InitStdio) -> Result<State, ContainerError> {
         check_bundle(&self.id, bundle)?;
         let bundle_s = bundle.to_string_lossy();
         let args = ["create", "--bundle", &bundle_s, self.id.as_str()];
         let bin = self.runtime.binary();
         // The container's init inherits the runtime's stdio: a pipe would
-        // never reach EOF. The runtime's errors go to a file instead.
+        // never reach EOF. The runtime's errors go to a file instead, or,
+        // when the init takes our stdio, to our stderr.
         let err_path = std::env::temp_dir().join(format!(
             "ferry-{}-create-{}-{}.err",
             bin,
@@ -142,16 +156,16 @@ impl Container {
             runtime: bin,
             source,
         };
-        let err_file = std::fs::File::create(&err_path).map_err(spawn)?;
-        let status = Command::new(bin)
-            .arg("--root")
-            .arg(&self.root)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err_file)
-            .status()
-            .map_err(spawn);
+        let mut command = Command::new(bin);
+        command.arg("--root").arg(&self.root).args(args);
+        if stdio == InitStdio::Null {
+            let err_file = std::fs::File::create(&err_path).map_err(spawn)?;
+            command
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(err_file);
+        }
+        let status = command.status().map_err(spawn);
         let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
         let _ = std::fs::remove_file(&err_path);
         if !status?.success() {
@@ -274,6 +288,8 @@ pub fn checkpoint(
         leave_running,
         in_container: true,
         lock_owner: None,
+        // Its restore gives the new init the restorer's stdio.
+        external_stdio: crate::inspect::ExternalStdio::Record,
     };
     let stats = crate::dump::checkpoint(st.pid, dir, opts).map_err(|source| {
         ContainerError::Checkpoint {
@@ -288,8 +304,10 @@ pub fn checkpoint(
 }
 
 /// Creates the container from `bundle` and restores the image in `dir`
-/// into its init; the container then runs as its runtime sees it. On
-/// failure the created container is deleted.
+/// into its init; the container then runs as its runtime sees it. Its
+/// init gets our stdio, on which its external stdio (the stdio pipes its
+/// runtime's shim held at checkpoint) is restored. On failure the created
+/// container is deleted.
 pub fn restore(
     c: &Container,
     bundle: &Path,
@@ -297,7 +315,7 @@ pub fn restore(
 ) -> Result<crate::restore::RestoreStats, ContainerError> {
     check_capabilities()?;
     check_runtime(c.runtime)?;
-    let st = c.create(bundle)?;
+    let st = c.create(bundle, InitStdio::Inherit)?;
     restore_created(c, st.pid, dir, crate::restore::RestoreOptions::default())
 }
 

@@ -188,6 +188,14 @@ pub(super) fn write_process(
                 "-".to_string(),
                 format!("FIFO {}, {} bytes buffered", f.path, f.data.len()),
             ),
+            Some(FileImage::ExternalStdio(s)) => (
+                open_flags(s.flags),
+                "-".to_string(),
+                format!(
+                    "the container's stdio fd {} (was {}), restored on the new init's",
+                    s.slot, s.target
+                ),
+            ),
             None => (
                 "?".to_string(),
                 "-".to_string(),
