@@ -191,10 +191,7 @@ pub(super) fn write_process(
             Some(FileImage::ExternalStdio(s)) => (
                 open_flags(s.flags),
                 "-".to_string(),
-                format!(
-                    "the container's stdio fd {} (was {}), restored on the new init's",
-                    s.slot, s.target
-                ),
+                format!("{} -> the container's stdio fd {}", s.target, s.slot),
             ),
             None => (
                 "?".to_string(),
