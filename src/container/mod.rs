@@ -289,7 +289,7 @@ pub fn checkpoint(
         in_container: true,
         lock_owner: None,
         // Its restore gives the new init the restorer's stdio.
-        external_stdio: crate::inspect::ExternalStdio::Record,
+        external_stdio: crate::inspect::StdioPolicy::Record,
     };
     let stats = crate::dump::checkpoint(st.pid, dir, opts).map_err(|source| {
         ContainerError::Checkpoint {

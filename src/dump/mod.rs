@@ -71,7 +71,7 @@ pub struct CheckpointOptions {
     /// What becomes of a container init's stdio pipes held outside the
     /// tree (its runtime's shim holds their other end): recorded for a
     /// restore that gives the new init the restorer's stdio, or refused.
-    pub external_stdio: crate::inspect::ExternalStdio,
+    pub external_stdio: crate::inspect::StdioPolicy,
 }
 
 /// Statistics of one checkpoint (the figures of CRIU's --print-stats).
@@ -281,7 +281,7 @@ fn dump_frozen(
     sink: &mut dyn sink::CheckpointSink,
     mut precopies: Precopies,
     (tcp_flows, network_lock): (&[crate::image::TcpFlow], Option<String>),
-    external_stdio: crate::inspect::ExternalStdio,
+    external_stdio: crate::inspect::StdioPolicy,
 ) -> Result<
     (
         crate::image::ImageSummary,

@@ -22,7 +22,7 @@ pub mod sysvshm;
 pub use error::InspectError;
 pub use fd_class::{ClassifiedFd, FdClass};
 pub use namespaces::{is_pid_namespace_init, Namespaces};
-pub use stdio::ExternalStdio;
+pub use stdio::StdioPolicy;
 
 use crate::image::Vma;
 use crate::proc;
@@ -51,7 +51,7 @@ pub struct TreeInspection {
 /// read (the root is gone, /proc of the root fails).
 pub fn inspect_tree(pid: i32) -> Result<TreeInspection, InspectError> {
     let expected = namespaces::expected_namespaces(pid, false)?;
-    inspect_tree_in(pid, &expected, ExternalStdio::NotContainer)
+    inspect_tree_in(pid, &expected, StdioPolicy::NotContainer)
 }
 
 /// [`inspect_tree`] for a tree whose processes must be in the `expected`
@@ -60,7 +60,7 @@ pub fn inspect_tree(pid: i32) -> Result<TreeInspection, InspectError> {
 pub fn inspect_tree_in(
     pid: i32,
     expected: &Namespaces,
-    stdio: ExternalStdio,
+    stdio: StdioPolicy,
 ) -> Result<TreeInspection, InspectError> {
     let members = collect_tree(pid)?;
     let mut classified = Vec::with_capacity(members.len());

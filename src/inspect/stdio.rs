@@ -14,7 +14,7 @@ use crate::proc;
 /// What a checkpoint does with a container init's stdio pipes whose other
 /// end is held outside the tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ExternalStdio {
+pub enum StdioPolicy {
     /// Not a container: such a pipe is refused as any pipe held outside.
     #[default]
     NotContainer,
@@ -37,10 +37,10 @@ const SLOT_NAMES: [&str; 3] = ["stdin", "stdout", "stderr"];
 /// a second time as pipes). Every other pipe is left to the usual checks.
 pub fn mark_external_stdio(
     tree: &mut [(i32, Vec<ClassifiedFd>)],
-    policy: ExternalStdio,
+    policy: StdioPolicy,
 ) -> Result<Vec<InspectError>, InspectError> {
     let mut refused = Vec::new();
-    if policy == ExternalStdio::NotContainer || tree.is_empty() {
+    if policy == StdioPolicy::NotContainer || tree.is_empty() {
         return Ok(refused);
     }
     let pids: Vec<i32> = tree.iter().map(|(p, _)| *p).collect();
@@ -56,7 +56,7 @@ pub fn mark_external_stdio(
         if reads && writes || proc::pipe_holder_outside(inode, &pids)?.is_none() {
             continue;
         }
-        if policy == ExternalStdio::Refuse {
+        if policy == StdioPolicy::Refuse {
             refused.push(InspectError::ContainerStdio {
                 pid: root,
                 fd: c.fd,

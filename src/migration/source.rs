@@ -294,9 +294,9 @@ impl SourceRun<'_> {
             lock_owner: Some(opts.lock_owner),
             // The destination's container gets no stdio of a shim.
             external_stdio: if opts.container.is_some() {
-                crate::inspect::ExternalStdio::Refuse
+                crate::inspect::StdioPolicy::Refuse
             } else {
-                crate::inspect::ExternalStdio::NotContainer
+                crate::inspect::StdioPolicy::NotContainer
             },
             ..Default::default()
         };
