@@ -1383,3 +1383,45 @@ fn other_pipe_refused(dir: &TestDir) -> Result<()> {
 fn container_pipe_held_outside_that_is_not_its_stdio_is_refused() {
     runc_test("container_stdio_refused", other_pipe_refused);
 }
+
+/// A live migration between agents refuses, before freezing, a container
+/// whose stdout is a pipe held outside it (nobody would hold it on the
+/// destination), naming the fd and the stream; the container keeps
+/// running on A.
+fn migrate_refuses_external_stdio(dir: &TestDir) -> Result<()> {
+    let env = Env::prepare(dir, "stdio-migrate")?;
+    let config = env.bundle.join("config.json");
+    let mut spec: serde_json::Value = serde_json::from_str(&fs::read_to_string(&config)?)?;
+    spec["process"]["args"] = serde_json::json!([
+        "sh",
+        "-c",
+        "i=0; while true; do echo $i; echo $i >>/out/counter.txt; i=$((i+1)); sleep 0.2; done"
+    ]);
+    fs::write(&config, serde_json::to_string(&spec)?)?;
+    // cat, outside the container, holds the read end of its stdout.
+    let run = format!(
+        "{} runc run -d --bundle {} {} </dev/null 2>/dev/null | cat >/dev/null 2>&1 &",
+        env.cgroups_a.enter_script(),
+        env.bundle.display(),
+        env.id
+    );
+    let (ok, out) = env.bed.host_exec(Host::A, &["sh", "-c", &run])?;
+    ensure!(ok, "runc run on host A failed: {out}");
+    wait_lines(&env.counter, 2)?;
+    let migrated = env.migrate(dir, "precopy")?;
+    let refusal = migrated.refusal()?;
+    ensure!(
+        refusal.contains(
+            "holds fd 1, a pipe whose read end is held outside the checkpointed process tree"
+        ) && refusal.contains("the container's stdout"),
+        "unexpected refusal: {refusal}"
+    );
+    env.still_on_a()?;
+    counts_on(&env.counter, 2)?;
+    Ok(())
+}
+
+#[test]
+fn container_stdio_pipe_is_refused_by_a_live_migration() {
+    runc_test("container_stdio_migrate", migrate_refuses_external_stdio);
+}
