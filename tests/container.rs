@@ -1049,6 +1049,15 @@ fn busybox_counter_crun_container_migrates_between_hosts() {
     });
 }
 
+/// Makes the process of the bundle at `bundle` `sh -c script`.
+fn set_script(bundle: &Path, script: &str) -> Result<()> {
+    let config = bundle.join("config.json");
+    let mut spec: serde_json::Value = serde_json::from_str(&fs::read_to_string(&config)?)?;
+    spec["process"]["args"] = serde_json::json!(["sh", "-c", script]);
+    fs::write(&config, serde_json::to_string(&spec)?)?;
+    Ok(())
+}
+
 /// A container started by the test with `runc run -d` on a runc state
 /// directory of the test's own (no testbed), its cgroups under
 /// `cgroups`; deleted when dropped.
@@ -1089,10 +1098,7 @@ impl LocalContainer {
             "container-bundle.sh failed: {}",
             String::from_utf8_lossy(&made.stderr)
         );
-        let config = bundle.join("config.json");
-        let mut spec: serde_json::Value = serde_json::from_str(&fs::read_to_string(&config)?)?;
-        spec["process"]["args"] = serde_json::json!(["sh", "-c", script]);
-        fs::write(&config, serde_json::to_string(&spec)?)?;
+        set_script(&bundle, script)?;
         let root = dir.path().join("runc-root");
         fs::create_dir_all(&root)?;
         Ok(LocalContainer {
@@ -1390,14 +1396,10 @@ fn container_pipe_held_outside_that_is_not_its_stdio_is_refused() {
 /// running on A.
 fn migrate_refuses_external_stdio(dir: &TestDir) -> Result<()> {
     let env = Env::prepare(dir, "stdio-migrate")?;
-    let config = env.bundle.join("config.json");
-    let mut spec: serde_json::Value = serde_json::from_str(&fs::read_to_string(&config)?)?;
-    spec["process"]["args"] = serde_json::json!([
-        "sh",
-        "-c",
-        "i=0; while true; do echo $i; echo $i >>/out/counter.txt; i=$((i+1)); sleep 0.2; done"
-    ]);
-    fs::write(&config, serde_json::to_string(&spec)?)?;
+    set_script(
+        &env.bundle,
+        "i=0; while true; do echo $i; echo $i >>/out/counter.txt; i=$((i+1)); sleep 0.2; done",
+    )?;
     // cat, outside the container, holds the read end of its stdout.
     let run = format!(
         "{} runc run -d --bundle {} {} </dev/null 2>/dev/null | cat >/dev/null 2>&1 &",
