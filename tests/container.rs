@@ -1048,3 +1048,382 @@ fn busybox_counter_crun_container_migrates_between_hosts() {
         migrates_with(dir, "crun", "precopy", Kind::Counter)
     });
 }
+
+/// Makes the process of the bundle at `bundle` `sh -c script`.
+fn set_script(bundle: &Path, script: &str) -> Result<()> {
+    let config = bundle.join("config.json");
+    let mut spec: serde_json::Value = serde_json::from_str(&fs::read_to_string(&config)?)?;
+    spec["process"]["args"] = serde_json::json!(["sh", "-c", script]);
+    fs::write(&config, serde_json::to_string(&spec)?)?;
+    Ok(())
+}
+
+/// A container started by the test with `runc run -d` on a runc state
+/// directory of the test's own (no testbed), its cgroups under
+/// `cgroups`; deleted when dropped.
+struct LocalContainer {
+    root: PathBuf,
+    bundle: PathBuf,
+    id: String,
+    cgroups: HostCgroups,
+}
+
+impl Drop for LocalContainer {
+    fn drop(&mut self) {
+        let _ = Command::new("runc")
+            .arg("--root")
+            .arg(&self.root)
+            .args(["delete", "-f", &self.id])
+            .output();
+    }
+}
+
+impl LocalContainer {
+    /// The counter bundle, its process replaced by `sh -c script`.
+    fn prepare(dir: &TestDir, name: &str, script: &str) -> Result<Self> {
+        let id = format!("ferry-{name}-{}", std::process::id());
+        let cgroups = HostCgroups::create(&format!("{id}-host"))?;
+        let bundle = dir.path().join("bundle");
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let made = Command::new("bash")
+            .arg(repo.join("scripts/container-bundle.sh"))
+            .args([
+                path_str(&bundle)?,
+                path_str(&dir.path().join("out"))?,
+                "ferry-counter",
+            ])
+            .output()?;
+        ensure!(
+            made.status.success(),
+            "container-bundle.sh failed: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        set_script(&bundle, script)?;
+        let root = dir.path().join("runc-root");
+        fs::create_dir_all(&root)?;
+        Ok(LocalContainer {
+            root,
+            bundle,
+            id,
+            cgroups,
+        })
+    }
+
+    /// A command that runs `program ARGS` inside the container's host
+    /// cgroups (where runc puts the container's relative cgroups).
+    fn in_cgroups(&self, program: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!(
+                "{} exec \"$0\" \"$@\"",
+                self.cgroups.enter_script()
+            ))
+            .arg(program)
+            .args(args);
+        command
+    }
+
+    /// `runc run -d` of the container, with `stdio` as the container's
+    /// stdin, stdout and stderr.
+    fn run(&self, stdio: [std::process::Stdio; 3]) -> Result<std::process::Child> {
+        let [stdin, stdout, stderr] = stdio;
+        let root = path_str(&self.root)?;
+        let bundle = path_str(&self.bundle)?;
+        self.in_cgroups(
+            Path::new("runc"),
+            &["--root", root, "run", "-d", "--bundle", bundle, &self.id],
+        )
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .context("spawning runc run")
+    }
+}
+
+/// The lines read from a pipe until its end of file, by a thread of their
+/// own.
+struct PipeLines {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl PipeLines {
+    fn read(pipe: impl std::io::Read + Send + 'static) -> Self {
+        use std::io::BufRead;
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let into = lines.clone();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                into.lock().unwrap().push(line);
+            }
+        });
+        PipeLines { lines, reader }
+    }
+
+    /// The numbers after `prefix` of the lines that are `prefix` and a
+    /// number (migrate-agent's own messages share the pipes).
+    fn counts(&self, prefix: &str) -> Vec<u64> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.strip_prefix(prefix)?.trim().parse().ok())
+            .collect()
+    }
+
+    /// Waits until at least `n` counts after `prefix` have arrived.
+    fn wait_counts(&self, prefix: &str, n: usize) -> Result<Vec<u64>> {
+        let start = Instant::now();
+        loop {
+            let counts = self.counts(prefix);
+            if counts.len() >= n {
+                return Ok(counts);
+            }
+            ensure!(
+                start.elapsed() < WAIT,
+                "only {counts:?} after {WAIT:?}; read: {:?}",
+                self.lines.lock().unwrap()
+            );
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for the end of file (every writer gone); returns every line.
+    fn finish(self) -> Result<Vec<String>> {
+        let start = Instant::now();
+        while !self.reader.is_finished() {
+            ensure!(
+                start.elapsed() < WAIT,
+                "the pipe still has a writer after {WAIT:?}"
+            );
+            sleep(Duration::from_millis(50));
+        }
+        let _ = self.reader.join();
+        let lines = self.lines.lock().unwrap().clone();
+        Ok(lines)
+    }
+}
+
+/// The container's stdout and stderr as the shell that runs it (as
+/// containerd's shim) holds them: the read ends of two pipes.
+fn piped_stdio() -> [std::process::Stdio; 3] {
+    use std::process::Stdio;
+    [Stdio::null(), Stdio::piped(), Stdio::piped()]
+}
+
+/// The init counts on its stdout (fd 1, with a dup of it at fd 5), and a
+/// child counts on its stderr, through its inherited fd 2 and a dup at
+/// fd 6: every fd on the two pipes the test holds.
+const STDIO_COUNTERS: &str = "exec 5>&1; \
+    (exec 6>&2; j=0; while true; do echo e$j >&6; j=$((j+1)); sleep 0.2; done) & \
+    i=0; while true; do echo $i; i=$((i+1)); sleep 0.2; done";
+
+/// The container's stdio pipes, held by the test as a shim holds them,
+/// follow a local checkpoint and restore: `restore --container` gives the
+/// new container its own stdio (pipes the test holds anew), and both
+/// counts continue there with no gap or repeat.
+fn stdio_follows_restore(dir: &TestDir) -> Result<()> {
+    let c = LocalContainer::prepare(dir, "stdio", STDIO_COUNTERS)?;
+    let mut run = c.run(piped_stdio())?;
+    let (old_out, old_err) = (
+        PipeLines::read(run.stdout.take().context("runc's stdout")?),
+        PipeLines::read(run.stderr.take().context("runc's stderr")?),
+    );
+    ensure!(run.wait()?.success(), "runc run -d failed");
+    old_out.wait_counts("", 3)?;
+    old_err.wait_counts("e", 3)?;
+    let image = dir.image();
+    let root = path_str(&c.root)?;
+    let checkpointed = agent(
+        dir,
+        &[
+            "checkpoint",
+            "--container",
+            &c.id,
+            "--runtime-root",
+            root,
+            "--dir",
+            path_str(&image)?,
+        ],
+    )?;
+    checkpointed.check()?;
+    // The checkpointed processes are gone: the old pipes end.
+    let before_out: Vec<String> = old_out.finish()?;
+    let before_err: Vec<String> = old_err.finish()?;
+    let shown = agent(dir, &["image", "show", path_str(&image)?])?;
+    shown.check()?;
+    ensure!(
+        shown.stdout.contains("the container's stdio fd 1"),
+        "image show does not name the external stdio:\n{}",
+        shown.stdout
+    );
+    let mut restore = c
+        .in_cgroups(
+            &common::agent_bin()?,
+            &[
+                "restore",
+                "--container",
+                &c.id,
+                "--runtime-root",
+                root,
+                "--bundle",
+                path_str(&c.bundle)?,
+                "--dir",
+                path_str(&image)?,
+            ],
+        )
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let (new_out, new_err) = (
+        PipeLines::read(restore.stdout.take().context("the restore's stdout")?),
+        PipeLines::read(restore.stderr.take().context("the restore's stderr")?),
+    );
+    let restored = restore.wait()?;
+    ensure!(
+        restored.success(),
+        "restore --container failed: {:?} {:?}",
+        new_out.lines.lock().unwrap(),
+        new_err.lines.lock().unwrap()
+    );
+    let count = |lines: &[String], prefix: &str| -> Vec<u64> {
+        lines
+            .iter()
+            .filter_map(|l| l.strip_prefix(prefix)?.trim().parse().ok())
+            .collect()
+    };
+    for (before, new, prefix) in [
+        (count(&before_out, ""), &new_out, ""),
+        (count(&before_err, "e"), &new_err, "e"),
+    ] {
+        let after = new.wait_counts(prefix, 3)?;
+        let all: Vec<u64> = before.iter().chain(&after).copied().collect();
+        for (i, v) in all.iter().enumerate() {
+            ensure!(
+                *v == i as u64,
+                "count {i} is {v}: {before:?} before the checkpoint, {after:?} after the restore"
+            );
+        }
+    }
+    let state = Command::new("runc")
+        .args(["--root", root, "state", &c.id])
+        .output()?;
+    ensure!(
+        String::from_utf8_lossy(&state.stdout).contains("\"running\""),
+        "runc does not see the restored container running: {}",
+        String::from_utf8_lossy(&state.stdout)
+    );
+    Ok(())
+}
+
+#[test]
+fn container_stdio_pipes_follow_checkpoint_and_restore() {
+    runc_test("container_stdio", stdio_follows_restore);
+}
+
+/// A pipe held outside the tree that is not the container's stdio (fd 3,
+/// passed with --preserve-fds) is still refused, and the container keeps
+/// running.
+fn other_pipe_refused(dir: &TestDir) -> Result<()> {
+    let c = LocalContainer::prepare(
+        dir,
+        "stdio-refused",
+        "i=0; while true; do echo $i >&3; i=$((i+1)); sleep 0.2; done",
+    )?;
+    let root = path_str(&c.root)?;
+    // fd 3 of runc (and of the container) is the test's pipe; its stdio
+    // is /dev/null.
+    let mut run = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} exec 3>&1 >/dev/null; exec runc --root {root} run -d --preserve-fds 1 --bundle {} {}",
+            c.cgroups.enter_script(),
+            path_str(&c.bundle)?,
+            c.id
+        ))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let held = PipeLines::read(run.stdout.take().context("the pipe")?);
+    ensure!(run.wait()?.success(), "runc run -d failed");
+    // Its process runs (runc's init has exec'd it).
+    held.wait_counts("", 2)?;
+    let refused = agent(
+        dir,
+        &[
+            "checkpoint",
+            "--container",
+            &c.id,
+            "--runtime-root",
+            root,
+            "--dir",
+            path_str(&dir.image())?,
+        ],
+    )?;
+    let stderr = refused.refusal()?;
+    ensure!(
+        stderr.contains(
+            "holds fd 3, a pipe whose read end is held outside the checkpointed process tree"
+        ),
+        "unexpected refusal: {stderr}"
+    );
+    let state = Command::new("runc")
+        .args(["--root", root, "state", &c.id])
+        .output()?;
+    ensure!(
+        String::from_utf8_lossy(&state.stdout).contains("\"running\""),
+        "the container does not run any more: {}",
+        String::from_utf8_lossy(&state.stdout)
+    );
+    drop(c);
+    held.finish()?;
+    Ok(())
+}
+
+#[test]
+fn container_pipe_held_outside_that_is_not_its_stdio_is_refused() {
+    runc_test("container_stdio_refused", other_pipe_refused);
+}
+
+/// A live migration between agents refuses, before freezing, a container
+/// whose stdout is a pipe held outside it (nobody would hold it on the
+/// destination), naming the fd and the stream; the container keeps
+/// running on A.
+fn migrate_refuses_external_stdio(dir: &TestDir) -> Result<()> {
+    let env = Env::prepare(dir, "stdio-migrate")?;
+    set_script(
+        &env.bundle,
+        "i=0; while true; do echo $i; echo $i >>/out/counter.txt; i=$((i+1)); sleep 0.2; done",
+    )?;
+    // cat, outside the container, holds the read end of its stdout.
+    let run = format!(
+        "{} runc run -d --bundle {} {} </dev/null 2>/dev/null | cat >/dev/null 2>&1 &",
+        env.cgroups_a.enter_script(),
+        env.bundle.display(),
+        env.id
+    );
+    let (ok, out) = env.bed.host_exec(Host::A, &["sh", "-c", &run])?;
+    ensure!(ok, "runc run on host A failed: {out}");
+    wait_lines(&env.counter, 2)?;
+    let migrated = env.migrate(dir, "precopy")?;
+    let refusal = migrated.refusal()?;
+    ensure!(
+        refusal.contains(
+            "holds fd 1, a pipe whose read end is held outside the checkpointed process tree"
+        ) && refusal.contains("the container's stdout"),
+        "unexpected refusal: {refusal}"
+    );
+    env.still_on_a()?;
+    counts_on(&env.counter, 2)?;
+    Ok(())
+}
+
+#[test]
+fn container_stdio_pipe_is_refused_by_a_live_migration() {
+    runc_test("container_stdio_migrate", migrate_refuses_external_stdio);
+}

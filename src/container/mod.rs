@@ -58,6 +58,20 @@ impl Runtime {
     }
 }
 
+/// Where the init of a container ferry creates gets its stdio (the
+/// runtime's, as `runc create` passes them on).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InitStdio {
+    /// /dev/null: a live migration's destination, where nobody reads it.
+    #[default]
+    Null,
+    /// This process's own stdio: a restore from an image (`restore
+    /// --container`, or an OCI runtime's restore called by containerd's
+    /// shim or conmon with the pipes it reads), on which the container's
+    /// external stdio is restored.
+    Inherit,
+}
+
 /// A container as its runtime knows it: the runtime, its state directory
 /// and the container's ID.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,9 +91,9 @@ pub struct Container {
 /// How [`Container::create_with`] creates a container.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CreateOptions {
-    /// The init gets this process's stdio (the pipes or terminal socket a
-    /// shim gave its runtime) instead of /dev/null.
-    pub inherit_stdio: bool,
+    /// Where the init gets its stdio: /dev/null, or this process's (the
+    /// pipes or terminal socket a shim gave its runtime).
+    pub stdio: InitStdio,
     /// More flags for `runtime create` (`--console-socket S`, `--no-pivot`).
     pub args: Vec<String>,
 }
@@ -148,10 +162,14 @@ impl Container {
         Ok(st)
     }
 
-    /// Creates the container from `bundle` (`runtime create`), its stdio on
-    /// /dev/null, and returns its init, which waits to be started.
-    pub fn create(&self, bundle: &Path) -> Result<State, ContainerError> {
-        self.create_with(bundle, &CreateOptions::default())
+    /// Creates the container from `bundle` (`runtime create`), its stdio as
+    /// `stdio` says, and returns its init, which waits to be started.
+    pub fn create(&self, bundle: &Path, stdio: InitStdio) -> Result<State, ContainerError> {
+        let opts = CreateOptions {
+            stdio,
+            args: Vec::new(),
+        };
+        self.create_with(bundle, &opts)
     }
 
     /// Creates the container from `bundle` as `opts` says and returns its
@@ -168,7 +186,8 @@ impl Container {
         args.push(self.id.as_str());
         let bin = self.runtime.binary();
         // The container's init inherits the runtime's stdio: a pipe would
-        // never reach EOF. The runtime's errors go to a file instead.
+        // never reach EOF. The runtime's errors go to a file instead, or,
+        // when the init takes our stdio, to our stderr.
         let err_path = std::env::temp_dir().join(format!(
             "ferry-{}-create-{}-{}.err",
             bin,
@@ -179,13 +198,13 @@ impl Container {
             runtime: bin,
             source,
         };
-        let err_file = std::fs::File::create(&err_path).map_err(spawn)?;
         let mut cmd = Command::new(bin);
         cmd.arg("--root")
             .arg(&self.root)
             .args(&self.flags)
             .args(&args);
-        if !opts.inherit_stdio {
+        if opts.stdio == InitStdio::Null {
+            let err_file = std::fs::File::create(&err_path).map_err(spawn)?;
             cmd.stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(err_file);
@@ -328,6 +347,8 @@ pub fn checkpoint(
         leave_running,
         in_container: true,
         lock_owner: None,
+        // Its restore gives the new init the restorer's stdio.
+        external_stdio: crate::inspect::StdioPolicy::Record,
     };
     let stats = crate::dump::checkpoint(st.pid, dir, opts).map_err(|source| {
         ContainerError::Checkpoint {
@@ -342,8 +363,10 @@ pub fn checkpoint(
 }
 
 /// Creates the container from `bundle` and restores the image in `dir`
-/// into its init; the container then runs as its runtime sees it. On
-/// failure the created container is deleted.
+/// into its init; the container then runs as its runtime sees it. Its
+/// init gets our stdio, on which its external stdio (the stdio pipes its
+/// runtime's shim held at checkpoint) is restored. On failure the created
+/// container is deleted.
 pub fn restore(
     c: &Container,
     bundle: &Path,
@@ -351,7 +374,7 @@ pub fn restore(
 ) -> Result<crate::restore::RestoreStats, ContainerError> {
     check_capabilities()?;
     check_runtime(c.runtime)?;
-    let st = c.create(bundle)?;
+    let st = c.create(bundle, InitStdio::Inherit)?;
     restore_created(c, st.pid, dir, crate::restore::RestoreOptions::default())
 }
 

@@ -11,8 +11,8 @@ use super::pidfd;
 use super::sockets;
 use super::tcp;
 use crate::image::{
-    FdImage, FifoEnd, FileImage, FileOwner, FileOwnerKind, GhostFile, OpenFile, PathFileType,
-    PipeEnd, PipeImage,
+    ExternalStdio, FdImage, FifoEnd, FileImage, FileOwner, FileOwnerKind, GhostFile, OpenFile,
+    PathFileType, PipeEnd, PipeImage,
 };
 use crate::inspect::{ClassifiedFd, FdClass};
 use crate::kernel;
@@ -253,6 +253,13 @@ pub fn describe(
                             queued_clients = described.queued_clients;
                             in_flight = described.in_flight;
                             described.image
+                        }
+                        FdClass::ExternalStdio { slot, .. } => {
+                            FileImage::ExternalStdio(ExternalStdio {
+                                slot,
+                                flags,
+                                target: c.target.clone(),
+                            })
                         }
                         FdClass::TcpConnection { .. } => {
                             let taken = kernel::pidfd_getfd(&pidfd, c.fd).map_err(fail(

@@ -40,6 +40,7 @@ use crate::inspect::fds::{check_tree_fds, classify_fds};
 use crate::inspect::mappings::{check_memfd_mappings, classify_mappings};
 use crate::inspect::namespaces::{check_namespaces, expected_namespaces};
 use crate::inspect::seccomp::check_seccomp;
+use crate::inspect::stdio::mark_external_stdio;
 use crate::inspect::sysvshm::tree_segments;
 use crate::inspect::{inspect_tree_in, preflight, ClassifiedFd, Namespaces};
 use crate::kernel;
@@ -68,6 +69,10 @@ pub struct CheckpointOptions {
     /// tree is killed, leaves it engaged for the restore (as CRIU's
     /// --tcp-established); [`checkpoint_into`] to the running program.
     pub lock_owner: Option<crate::netlock::Owner>,
+    /// What becomes of a container init's stdio pipes held outside the
+    /// tree (its runtime's shim holds their other end): recorded for a
+    /// restore that gives the new init the restorer's stdio, or refused.
+    pub external_stdio: crate::inspect::StdioPolicy,
 }
 
 /// Statistics of one checkpoint (the figures of CRIU's --print-stats).
@@ -163,7 +168,7 @@ fn checkpoint_tree(
         sink
     };
     // Refuse what cannot be carried, in any process, before touching one.
-    let inspection = inspect_tree_in(pid, &expected)?;
+    let inspection = inspect_tree_in(pid, &expected, opts.external_stdio)?;
     if let Some(blocker) = inspection.blockers.into_iter().next() {
         return Err(blocker.into());
     }
@@ -208,7 +213,8 @@ fn checkpoint_tree(
     let lock_ms = ms(lock_started.elapsed());
     let dumped = armed.and_then(|()| {
         let name = lock.name_for_image(plan, opts.leave_running);
-        dump_frozen(&mut tree, sink, precopies, (&lock.flows, name))
+        let network = (lock.flows.as_slice(), name);
+        dump_frozen(&mut tree, sink, precopies, network, opts.external_stdio)
     });
     let (image, mem, segments, repaired) = match dumped {
         Ok(v) => v,
@@ -276,6 +282,7 @@ fn dump_frozen(
     sink: &mut dyn sink::CheckpointSink,
     mut precopies: Precopies,
     (tcp_flows, network_lock): (&[crate::image::TcpFlow], Option<String>),
+    external_stdio: crate::inspect::StdioPolicy,
 ) -> Result<
     (
         crate::image::ImageSummary,
@@ -297,6 +304,12 @@ fn dump_frozen(
         check_memfd_mappings(pid, &vmas, &fds)?;
         inspected.push(vmas);
         classified.push((pid, fds));
+    }
+    if let Some(e) = mark_external_stdio(&mut classified, external_stdio)?
+        .into_iter()
+        .next()
+    {
+        return Err(e.into());
     }
     check_tree_fds(&classified)?;
     let layouts: Vec<(i32, &[Vma])> = tree

@@ -124,4 +124,20 @@ pub enum InspectError {
         /// The error.
         source: std::io::Error,
     },
+    /// A container's stdio pipe held outside the tree, in a checkpoint
+    /// whose restore would leave nobody holding its other end (a live
+    /// migration between agents).
+    #[error("process {pid} holds fd {fd}, a pipe whose {end} end is held outside the checkpointed process tree ({target}): the container's {stream}, which its runtime's shim (or whoever ran the container) holds. A live migration between agents has nobody on the destination to take it over; move the container with `checkpoint --container` and `restore --container` (the restored container gets the stdio of the process that runs the restore, as ferry-runc does for Docker and Podman), or give the container /dev/null or a file as its stdio")]
+    ContainerStdio {
+        /// The container's init.
+        pid: i32,
+        /// The fd number (its stdio slot).
+        fd: i32,
+        /// The end held outside: read or write.
+        end: &'static str,
+        /// Its /proc link target.
+        target: String,
+        /// stdin, stdout or stderr.
+        stream: &'static str,
+    },
 }

@@ -69,4 +69,13 @@ pub enum FdClass {
         /// The process it refers to.
         pid: Option<i32>,
     },
+    /// One of a container init's stdio pipes whose other end a process
+    /// outside the tree holds (its runtime's shim), or a copy of it:
+    /// restored on the stdio the restoring runtime gives the new init.
+    ExternalStdio {
+        /// The init's fd it was (0, 1 or 2).
+        slot: u8,
+        /// The pipe's inode number.
+        inode: u64,
+    },
 }

@@ -178,6 +178,23 @@ fn fd_closed(pid: i32, fd: i32) -> bool {
     std::fs::symlink_metadata(format!("/proc/{pid}/fd/{fd}")).is_err()
 }
 
+/// Whether the processes of `tree` hold a read end, and a write end, of
+/// the pipe or FIFO `class` names.
+pub(super) fn ends_held(
+    tree: &[(i32, Vec<ClassifiedFd>)],
+    class: FdClass,
+) -> Result<(bool, bool), InspectError> {
+    let (mut reads, mut writes) = (false, false);
+    for (pid, fds) in tree {
+        for o in fds.iter().filter(|o| o.class == class) {
+            let mode = proc::read_fdinfo(*pid, o.fd)?.flags & libc::O_ACCMODE;
+            reads |= mode != libc::O_WRONLY;
+            writes |= mode != libc::O_RDONLY;
+        }
+    }
+    Ok((reads, writes))
+}
+
 /// Refuses a pipe whose other end a process outside the tree (`tree`:
 /// every process with its classified fds) holds, a FIFO of which the tree
 /// holds only one end, or a unix socket connected to a socket no process
@@ -208,12 +225,7 @@ pub fn tree_fd_blockers(
             FdClass::Fifo { inode } => ("FIFO", inode),
             _ => continue,
         };
-        let (mut reads, mut writes) = (false, false);
-        for (opid, o) in all().filter(|(_, o)| o.class == c.class) {
-            let mode = proc::read_fdinfo(opid, o.fd)?.flags & libc::O_ACCMODE;
-            reads |= mode != libc::O_WRONLY;
-            writes |= mode != libc::O_RDONLY;
-        }
+        let (reads, writes) = ends_held(tree, c.class)?;
         if reads && writes {
             continue;
         }

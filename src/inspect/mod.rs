@@ -17,11 +17,13 @@ pub mod pidns;
 pub mod sched;
 pub mod seccomp;
 pub mod sockets;
+pub mod stdio;
 pub mod sysvshm;
 
 pub use error::InspectError;
 pub use fd_class::{ClassifiedFd, FdClass};
 pub use namespaces::{is_pid_namespace_init, Namespaces};
+pub use stdio::StdioPolicy;
 
 use crate::image::Vma;
 use crate::proc;
@@ -49,12 +51,18 @@ pub struct TreeInspection {
 /// at the first. Errors are returned only when the tree itself cannot be
 /// read (the root is gone, /proc of the root fails).
 pub fn inspect_tree(pid: i32) -> Result<TreeInspection, InspectError> {
-    inspect_tree_in(pid, &namespaces::expected_namespaces(pid, false)?)
+    let expected = namespaces::expected_namespaces(pid, false)?;
+    inspect_tree_in(pid, &expected, StdioPolicy::NotContainer)
 }
 
 /// [`inspect_tree`] for a tree whose processes must be in the `expected`
-/// namespaces.
-pub fn inspect_tree_in(pid: i32, expected: &Namespaces) -> Result<TreeInspection, InspectError> {
+/// namespaces, a container's stdio held outside it treated as `stdio`
+/// says.
+pub fn inspect_tree_in(
+    pid: i32,
+    expected: &Namespaces,
+    stdio: StdioPolicy,
+) -> Result<TreeInspection, InspectError> {
     let members = collect_tree(pid)?;
     let mut classified = Vec::with_capacity(members.len());
     let mut layouts = Vec::with_capacity(members.len());
@@ -103,7 +111,13 @@ pub fn inspect_tree_in(pid: i32, expected: &Namespaces) -> Result<TreeInspection
             Err(e) => return Err(e),
         }
     }
-    match fds::tree_fd_blockers(&classified) {
+    // A container's stdio pipes are set apart before the pipes are
+    // checked: their other end is meant to be held outside.
+    let checked = stdio::mark_external_stdio(&mut classified, stdio).and_then(|found| {
+        blockers.extend(found);
+        fds::tree_fd_blockers(&classified)
+    });
+    match checked {
         // A process changed under the check (ended, closed an fd): the
         // check done with the tree frozen decides.
         Err(InspectError::Proc(err)) => {

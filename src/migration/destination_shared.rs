@@ -98,7 +98,7 @@ impl ContainerTarget {
     /// [`ContainerTarget::configure_network`].
     pub fn create(&self) -> Result<i32, MigrationError> {
         self.container
-            .create(&self.bundle)
+            .create(&self.bundle, crate::container::InitStdio::Null)
             .map(|st| st.pid)
             .map_err(MigrationError::local)
     }

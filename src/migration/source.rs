@@ -292,6 +292,12 @@ impl SourceRun<'_> {
         let ck_opts = CheckpointOptions {
             in_container: opts.container.is_some(),
             lock_owner: Some(opts.lock_owner),
+            // The destination's container gets no stdio of a shim.
+            external_stdio: if opts.container.is_some() {
+                crate::inspect::StdioPolicy::Refuse
+            } else {
+                crate::inspect::StdioPolicy::NotContainer
+            },
             ..Default::default()
         };
         let result = dump::checkpoint_into(pid, &mut sink, ck_opts);

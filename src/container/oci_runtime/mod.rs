@@ -16,7 +16,7 @@ mod log;
 pub use args::{parse, CheckpointArgs, GlobalFlags, Invocation, RestoreArgs};
 pub use log::RuntimeLog;
 
-use super::{Container, ContainerError, CreateOptions, Runtime};
+use super::{Container, ContainerError, CreateOptions, InitStdio, Runtime};
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -131,7 +131,7 @@ fn restore(global: &GlobalFlags, a: &RestoreArgs, log: &RuntimeLog) -> Result<()
         a.bundle.display()
     ));
     let opts = CreateOptions {
-        inherit_stdio: true,
+        stdio: InitStdio::Inherit,
         args: a.create_args.clone(),
     };
     let widened = husk_caps::widen(&a.bundle)?;

@@ -62,6 +62,12 @@ pub enum FileImage {
     TcpConnection(TcpConnection),
     /// A pidfd (pidfd_open) of a process of the tree or of a dead one.
     Pidfd(PidfdImage),
+    /// The stdio a container's runtime gave its init (a pipe or terminal
+    /// whose other end a process outside the tree holds: containerd's
+    /// shim, conmon, the shell that ran `runc run`): restored as a dup of
+    /// the same stdio slot of the restored init's husk, i.e. the stdio
+    /// the restoring runtime gives the new container.
+    ExternalStdio(ExternalStdio),
 }
 
 /// A memfd description: an anonymous file whose contents live only in
@@ -643,4 +649,22 @@ pub struct FileOwner {
     pub signal: i32,
     /// O_ASYNC is set: the description sends its signals.
     pub async_io: bool,
+}
+
+/// An open file description that was one of a container init's stdio
+/// fds (0, 1 or 2) held outside the tree, as runc's descriptors.json
+/// records it for CRIU: whatever fd number and process of the tree holds
+/// it, it is restored as the restored init's own fd `slot` (the stdio the
+/// restoring runtime gave it), its status flags set as they were.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalStdio {
+    /// The init's stdio fd it was: 0, 1 or 2.
+    pub slot: u8,
+    /// Access mode and status flags of the description (O_WRONLY,
+    /// O_NONBLOCK, O_APPEND ...), without O_CLOEXEC: the status flags are
+    /// set again, the access mode is the new stdio's.
+    pub flags: i32,
+    /// What it was at checkpoint (`pipe:[INODE]`, `/dev/pts/N`), for
+    /// messages and `image show`.
+    pub target: String,
 }

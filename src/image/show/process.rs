@@ -191,6 +191,11 @@ pub(super) fn write_process(
                 "-".to_string(),
                 format!("FIFO {}, {} bytes buffered", f.path, f.data.len()),
             ),
+            Some(FileImage::ExternalStdio(s)) => (
+                open_flags(s.flags),
+                "-".to_string(),
+                format!("{} -> the container's stdio fd {}", s.target, s.slot),
+            ),
             None => (
                 "?".to_string(),
                 "-".to_string(),

@@ -45,7 +45,14 @@ impl TreeFds {
     /// its unix sockets, its sockets (with their queues) and pidfds of dead
     /// processes here, and its deleted files inside the root directory of
     /// `husk` (the root's husk: a container's root when it has one).
-    pub(super) fn create(ck: &Checkpoint, husk: Pid) -> Result<Self, RestoreError> {
+    /// `stdio` is the root husk's own stdio ([`husk_stdio`]): every
+    /// description that was the container's external stdio is made from
+    /// it.
+    pub(super) fn create(
+        ck: &Checkpoint,
+        husk: Pid,
+        stdio: &[Option<OwnedFd>; 3],
+    ) -> Result<Self, RestoreError> {
         let pid = ck.root().map_or(0, |p| p.pid);
         let pipes = create_pipes(pid, &ck.pipes)?;
         let mut ours: Vec<Option<OwnedFd>> = (0..ck.files.len()).map(|_| None).collect();
@@ -81,6 +88,7 @@ impl TreeFds {
                 });
             }
         }
+        external_stdio(pid, ck, stdio, &mut ours)?;
         unix::create_in_flight(ck, husk, &mut ours)?;
         unix::create(ck, &mut ours)?;
         sockets::create(ck, &mut ours)?;
@@ -115,16 +123,109 @@ fn reopen_pipe_end(
     } else {
         libc::O_RDONLY
     };
+    reopen_through_proc(pid, end_fd, access, &format!("an end of pipe #{pipe}"))
+}
+
+/// A new open file description of what `fd` is open on, with access mode
+/// `access`, opened through /proc/self/fd (`pid` names the restore in
+/// errors, `what` the file). O_NONBLOCK, so that a pipe whose other end
+/// nobody holds does not block the open; the status flags are set when
+/// it is pulled in.
+fn reopen_through_proc(
+    pid: i32,
+    fd: &OwnedFd,
+    access: i32,
+    what: &str,
+) -> Result<OwnedFd, RestoreError> {
     nix::fcntl::open(
-        format!("/proc/self/fd/{}", end_fd.as_raw_fd()).as_str(),
+        format!("/proc/self/fd/{}", fd.as_raw_fd()).as_str(),
         nix::fcntl::OFlag::from_bits_retain(access | libc::O_NONBLOCK | libc::O_CLOEXEC),
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|errno| RestoreError::Injected {
         pid,
-        call: format!("reopening an end of pipe #{pipe} through /proc/self/fd"),
+        call: format!("reopening {what} through /proc/self/fd"),
         errno,
     })
+}
+
+/// The stdio fds of `husk`, the restored root's husk (a container's init
+/// as its runtime created it), that the image's external stdio needs:
+/// taken with pidfd_getfd before the husk's own fds are closed. They are
+/// what the restoring runtime gave the new container (its caller's stdio).
+pub(super) fn husk_stdio(ck: &Checkpoint, husk: Pid) -> Result<[Option<OwnedFd>; 3], RestoreError> {
+    let mut stdio: [Option<OwnedFd>; 3] = [None, None, None];
+    let pid = ck.root().map_or(0, |p| p.pid);
+    for file in &ck.files {
+        let FileImage::ExternalStdio(s) = file else {
+            continue;
+        };
+        let slot = usize::from(s.slot);
+        if slot >= stdio.len() || stdio[slot].is_some() {
+            continue;
+        }
+        let taken = kernel::pidfd_open(husk)
+            .and_then(|pidfd| kernel::pidfd_getfd(&pidfd, slot as i32))
+            .map_err(|errno| RestoreError::Injected {
+                pid,
+                call: format!(
+                    "taking fd {slot} of the restored init's husk {husk}, the container's new stdio for {}",
+                    s.target
+                ),
+                errno,
+            })?;
+        stdio[slot] = Some(taken);
+    }
+    Ok(stdio)
+}
+
+/// Fills `ours` with each description of the image that was the
+/// container's external stdio: the first of each slot as a dup of the
+/// husk's fd of that slot (`stdio`), a later one of the same slot (a
+/// description opened again through /proc/PID/fd) as a new description
+/// of the same file, so that status flags stay per description.
+fn external_stdio(
+    pid: i32,
+    ck: &Checkpoint,
+    stdio: &[Option<OwnedFd>; 3],
+    ours: &mut [Option<OwnedFd>],
+) -> Result<(), RestoreError> {
+    let mut given: Vec<u8> = Vec::new();
+    for (i, file) in ck.files.iter().enumerate() {
+        let FileImage::ExternalStdio(s) = file else {
+            continue;
+        };
+        let fd = stdio
+            .get(usize::from(s.slot))
+            .and_then(Option::as_ref)
+            .ok_or_else(|| RestoreError::Unsupported {
+                pid,
+                why: format!(
+                    "file #{i} was the container's stdio fd {} ({}), which the restored init's husk does not have",
+                    s.slot, s.target
+                ),
+            })?;
+        let what = format!("the container's stdio fd {}", s.slot);
+        let fail = |e: std::io::Error| RestoreError::Injected {
+            pid,
+            call: format!("dup of {what}"),
+            errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        };
+        ours[i] = Some(if given.contains(&s.slot) {
+            let access = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL).map_err(|errno| {
+                RestoreError::Injected {
+                    pid,
+                    call: format!("F_GETFL of {what}"),
+                    errno,
+                }
+            })? & libc::O_ACCMODE;
+            reopen_through_proc(pid, fd, access, &what)?
+        } else {
+            given.push(s.slot);
+            fd.try_clone().map_err(fail)?
+        });
+    }
+    Ok(())
 }
 
 /// Recreates deleted file `g` here (`pid`, the root, names the restore in
@@ -368,6 +469,7 @@ impl<'a> Husk<'a> {
             let fd = if let Some(ours) = tree.ours.get(i as usize).and_then(Option::as_ref) {
                 let status = match file {
                     FileImage::Pipe(end) => Some(end.flags),
+                    FileImage::ExternalStdio(s) => Some(s.flags),
                     _ => None,
                 };
                 self.pull_in(our_pidfd, ours, status, &format!("file #{i}"))?
@@ -408,6 +510,7 @@ impl<'a> Husk<'a> {
                         )?
                     }
                     FileImage::Pipe(_)
+                    | FileImage::ExternalStdio(_)
                     | FileImage::UnixSocket(_)
                     | FileImage::InetSocket(_)
                     | FileImage::TcpConnection(_) => {

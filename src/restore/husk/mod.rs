@@ -164,6 +164,9 @@ fn build_tree<'a>(
                 ),
             })
     };
+    // Before the root husk's own fds are closed: the container's new
+    // stdio, which its external stdio is restored on.
+    let stdio = files::husk_stdio(ck, husks[0].pid)?;
     let mut fillers = Vec::with_capacity(ck.processes.len());
     for p in &ck.processes {
         let i = index_of(husks, p.pid)?;
@@ -266,12 +269,14 @@ fn build_tree<'a>(
     // Sockets belong to the namespace they are created in: the root
     // husk's (a container's own network namespace, when it has one).
     let root = husks[0].pid;
-    let mut tree_fds = kernel::in_net_namespace(root.as_raw(), || TreeFds::create(ck, root))
-        .map_err(|errno| RestoreError::Injected {
-            pid: husks[0].image.pid,
-            call: format!("joining the network namespace of process {root}"),
-            errno,
-        })??;
+    let mut tree_fds =
+        kernel::in_net_namespace(root.as_raw(), || TreeFds::create(ck, root, &stdio)).map_err(
+            |errno| RestoreError::Injected {
+                pid: husks[0].image.pid,
+                call: format!("joining the network namespace of process {root}"),
+                errno,
+            },
+        )??;
     for p in &ck.processes {
         let i = index_of(husks, p.pid)?;
         husks[i].finish(&mut tree_fds)?;
