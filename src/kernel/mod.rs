@@ -14,6 +14,7 @@ pub mod inet_diag;
 pub mod packet;
 pub mod scratch;
 pub mod sockets;
+pub mod sockopts;
 pub mod sysvshm;
 pub mod uffd;
 

@@ -224,8 +224,11 @@ pub struct InotifyWatch {
     pub path: String,
 }
 
-/// Socket settings that ferry sets again on the recreated socket.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Socket settings that ferry sets again on the recreated socket, the
+/// same for every kind of socket (unix, UDP, raw, TCP listening or
+/// connected): read by `dump::sockets::socket_options`, set by
+/// `restore::husk::sockets::set_options`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SocketOptions {
     /// SO_REUSEADDR.
     pub reuse_addr: bool,
@@ -235,6 +238,18 @@ pub struct SocketOptions {
     pub sndbuf: u32,
     /// SO_RCVBUF as getsockopt reports it (twice what was asked for).
     pub rcvbuf: u32,
+    /// The int-valued options of `kernel::sockopts::CARRIED` this socket
+    /// answers (SO_PRIORITY, SO_MARK, IP_TOS, TCP_CORK ...), in that
+    /// table's order; restore sets those that differ on the new socket.
+    pub int_options: Vec<IntOption>,
+    /// SO_LINGER: the linger time in seconds when it is on.
+    pub linger: Option<i32>,
+    /// SO_RCVTIMEO in microseconds (0: reads wait forever).
+    pub rcv_timeout_us: u64,
+    /// SO_SNDTIMEO in microseconds (0: writes wait forever).
+    pub snd_timeout_us: u64,
+    /// SO_BINDTODEVICE: the name of the interface the socket is bound to.
+    pub bound_device: Option<String>,
 }
 
 /// A unix domain socket (AF_UNIX).
@@ -643,4 +658,15 @@ pub struct FileOwner {
     pub signal: i32,
     /// O_ASYNC is set: the description sends its signals.
     pub async_io: bool,
+}
+
+/// One int-valued socket option and its value, as getsockopt read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntOption {
+    /// Its level (SOL_SOCKET, SOL_IP, SOL_IPV6, SOL_TCP).
+    pub level: i32,
+    /// Its name (SO_PRIORITY ...).
+    pub name: i32,
+    /// Its value.
+    pub value: i32,
 }
