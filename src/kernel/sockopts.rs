@@ -17,6 +17,10 @@ pub enum Applies {
     Inet4,
     /// AF_INET6 sockets (SOL_IPV6).
     Inet6,
+    /// AF_INET sockets but TCP ones (multicast: a stream socket refuses it).
+    Inet4Datagram,
+    /// AF_INET6 sockets but TCP ones.
+    Inet6Datagram,
     /// TCP sockets (SOL_TCP).
     Tcp,
 }
@@ -52,7 +56,7 @@ const fn opt(level: i32, name: i32, shown: &'static str, applies: Applies) -> Ca
 /// carried with a connection's negotiated options instead.
 pub const CARRIED: &[Carried] = {
     use libc::*;
-    use Applies::{All, Inet4, Inet6, Tcp};
+    use Applies::{All, Inet4, Inet4Datagram, Inet6, Inet6Datagram, Tcp};
     &[
         opt(SOL_IP, IP_TOS, "IP_TOS", Inet4),
         opt(SOL_IP, IP_TTL, "IP_TTL", Inet4),
@@ -70,9 +74,14 @@ pub const CARRIED: &[Carried] = {
             "IP_BIND_ADDRESS_NO_PORT",
             Inet4,
         ),
-        opt(SOL_IP, IP_MULTICAST_TTL, "IP_MULTICAST_TTL", Inet4),
-        opt(SOL_IP, IP_MULTICAST_LOOP, "IP_MULTICAST_LOOP", Inet4),
-        opt(SOL_IP, IP_MULTICAST_ALL, "IP_MULTICAST_ALL", Inet4),
+        opt(SOL_IP, IP_MULTICAST_TTL, "IP_MULTICAST_TTL", Inet4Datagram),
+        opt(
+            SOL_IP,
+            IP_MULTICAST_LOOP,
+            "IP_MULTICAST_LOOP",
+            Inet4Datagram,
+        ),
+        opt(SOL_IP, IP_MULTICAST_ALL, "IP_MULTICAST_ALL", Inet4Datagram),
         opt(SOL_IP, IP_HDRINCL, "IP_HDRINCL", Inet4),
         opt(SOL_IPV6, IPV6_TCLASS, "IPV6_TCLASS", Inet6),
         opt(SOL_IPV6, IPV6_UNICAST_HOPS, "IPV6_UNICAST_HOPS", Inet6),
@@ -89,8 +98,18 @@ pub const CARRIED: &[Carried] = {
         ),
         opt(SOL_IPV6, IPV6_MTU_DISCOVER, "IPV6_MTU_DISCOVER", Inet6),
         opt(SOL_IPV6, IPV6_TRANSPARENT, "IPV6_TRANSPARENT", Inet6),
-        opt(SOL_IPV6, IPV6_MULTICAST_HOPS, "IPV6_MULTICAST_HOPS", Inet6),
-        opt(SOL_IPV6, IPV6_MULTICAST_LOOP, "IPV6_MULTICAST_LOOP", Inet6),
+        opt(
+            SOL_IPV6,
+            IPV6_MULTICAST_HOPS,
+            "IPV6_MULTICAST_HOPS",
+            Inet6Datagram,
+        ),
+        opt(
+            SOL_IPV6,
+            IPV6_MULTICAST_LOOP,
+            "IPV6_MULTICAST_LOOP",
+            Inet6Datagram,
+        ),
         opt(SOL_IPV6, IPV6_HDRINCL, "IPV6_HDRINCL", Inet6),
         opt(SOL_TCP, TCP_CORK, "TCP_CORK", Tcp),
         opt(SOL_TCP, TCP_KEEPIDLE, "TCP_KEEPIDLE", Tcp),
@@ -126,6 +145,8 @@ pub fn carried_for(domain: i32, ty: i32, protocol: i32) -> impl Iterator<Item = 
         Applies::All => true,
         Applies::Inet4 => domain == libc::AF_INET,
         Applies::Inet6 => domain == libc::AF_INET6,
+        Applies::Inet4Datagram => domain == libc::AF_INET && ty != libc::SOCK_STREAM,
+        Applies::Inet6Datagram => domain == libc::AF_INET6 && ty != libc::SOCK_STREAM,
         Applies::Tcp => {
             matches!(domain, libc::AF_INET | libc::AF_INET6)
                 && ty == libc::SOCK_STREAM

@@ -164,6 +164,8 @@ int main(void)
 			zdtm_fail("socket %s: %s", names[i], strerror(errno));
 	if (bind(sk[TCP6], (struct sockaddr *)&a6, sizeof a6) || listen(sk[TCP6], 4) ||
 	    bind(sk[UDP4], (struct sockaddr *)&a4, sizeof a4) ||
+	    /* Its port outlives a killed original in TIME_WAIT. */
+	    setsockopt(sk[LISTENER], SOL_SOCKET, SO_REUSEADDR, &mark, sizeof mark) ||
 	    bind(sk[LISTENER], (struct sockaddr *)&a4, sizeof a4) || listen(sk[LISTENER], 1) ||
 	    getsockname(sk[LISTENER], (struct sockaddr *)&at, &len) ||
 	    connect(sk[CLIENT], (struct sockaddr *)&at, sizeof at))
