@@ -211,6 +211,7 @@ pub fn socket_options(s: BorrowedFd<'_>) -> Result<SocketOptions, Errno> {
         rcv_timeout_us: sockopts::timeout_us(s, libc::SO_RCVTIMEO)?,
         snd_timeout_us: sockopts::timeout_us(s, libc::SO_SNDTIMEO)?,
         bound_device: sockopts::bound_device(s)?,
+        icmp6_filter: sockopts::icmp6_filter(s, domain, ty, protocol)?,
     })
 }
 

@@ -504,6 +504,7 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                     rcv_timeout_us: 1_500_000,
                     snd_timeout_us: 0,
                     bound_device: Some("lo".into()),
+                    icmp6_filter: None,
                 },
                 peer: None,
                 shutdown: 0,

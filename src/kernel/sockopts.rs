@@ -21,6 +21,8 @@ pub enum Applies {
     Inet4Datagram,
     /// AF_INET6 sockets but TCP ones.
     Inet6Datagram,
+    /// Raw ICMP sockets (SOL_RAW: which ICMP types it drops).
+    RawIcmp,
     /// TCP sockets (SOL_TCP).
     Tcp,
 }
@@ -56,7 +58,7 @@ const fn opt(level: i32, name: i32, shown: &'static str, applies: Applies) -> Ca
 /// carried with a connection's negotiated options instead.
 pub const CARRIED: &[Carried] = {
     use libc::*;
-    use Applies::{All, Inet4, Inet4Datagram, Inet6, Inet6Datagram, Tcp};
+    use Applies::{All, Inet4, Inet4Datagram, Inet6, Inet6Datagram, RawIcmp, Tcp};
     &[
         opt(SOL_IP, IP_TOS, "IP_TOS", Inet4),
         opt(SOL_IP, IP_TTL, "IP_TTL", Inet4),
@@ -83,6 +85,7 @@ pub const CARRIED: &[Carried] = {
         ),
         opt(SOL_IP, IP_MULTICAST_ALL, "IP_MULTICAST_ALL", Inet4Datagram),
         opt(SOL_IP, IP_HDRINCL, "IP_HDRINCL", Inet4),
+        opt(SOL_RAW, self::ICMP_FILTER, "ICMP_FILTER", RawIcmp),
         opt(SOL_IPV6, IPV6_TCLASS, "IPV6_TCLASS", Inet6),
         opt(SOL_IPV6, IPV6_UNICAST_HOPS, "IPV6_UNICAST_HOPS", Inet6),
         opt(SOL_IPV6, IPV6_FREEBIND, "IPV6_FREEBIND", Inet6),
@@ -147,6 +150,9 @@ pub fn carried_for(domain: i32, ty: i32, protocol: i32) -> impl Iterator<Item = 
         Applies::Inet6 => domain == libc::AF_INET6,
         Applies::Inet4Datagram => domain == libc::AF_INET && ty != libc::SOCK_STREAM,
         Applies::Inet6Datagram => domain == libc::AF_INET6 && ty != libc::SOCK_STREAM,
+        Applies::RawIcmp => {
+            domain == libc::AF_INET && ty == libc::SOCK_RAW && protocol == libc::IPPROTO_ICMP
+        }
         Applies::Tcp => {
             matches!(domain, libc::AF_INET | libc::AF_INET6)
                 && ty == libc::SOCK_STREAM
@@ -219,4 +225,31 @@ pub fn bound_device(fd: BorrowedFd<'_>) -> Result<Option<String>, Errno> {
 /// CAP_NET_RAW).
 pub fn bind_to_device(fd: BorrowedFd<'_>, name: &str) -> Result<(), Errno> {
     setsockopt_bytes(fd, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, name.as_bytes())
+}
+
+/// ICMPV6_FILTER (linux/icmpv6.h), which libc lacks.
+const ICMPV6_FILTER: i32 = 1;
+/// ICMP_FILTER (linux/icmp.h, level SOL_RAW), which libc lacks.
+const ICMP_FILTER: i32 = 1;
+
+/// The ICMPv6 types a raw ICMPv6 socket drops (ICMPV6_FILTER, a bitmap
+/// of 256 bits), for a socket of `domain`, `ty` and `protocol` that has
+/// one.
+pub fn icmp6_filter(
+    fd: BorrowedFd<'_>,
+    domain: i32,
+    ty: i32,
+    protocol: i32,
+) -> Result<Option<Vec<u8>>, Errno> {
+    if (domain, ty, protocol) != (libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_ICMPV6) {
+        return Ok(None);
+    }
+    let mut buf = [0u8; 32];
+    let n = getsockopt_bytes(fd, libc::SOL_ICMPV6, ICMPV6_FILTER, &mut buf)?;
+    Ok(Some(buf[..n].to_vec()))
+}
+
+/// Sets the ICMPv6 types a raw ICMPv6 socket drops.
+pub fn set_icmp6_filter(fd: BorrowedFd<'_>, filter: &[u8]) -> Result<(), Errno> {
+    setsockopt_bytes(fd, libc::SOL_ICMPV6, ICMPV6_FILTER, filter)
 }

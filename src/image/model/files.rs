@@ -250,6 +250,9 @@ pub struct SocketOptions {
     pub snd_timeout_us: u64,
     /// SO_BINDTODEVICE: the name of the interface the socket is bound to.
     pub bound_device: Option<String>,
+    /// For a raw ICMPv6 socket: ICMPV6_FILTER, the bitmap of the ICMPv6
+    /// types it drops.
+    pub icmp6_filter: Option<Vec<u8>>,
 }
 
 /// A unix domain socket (AF_UNIX).

@@ -77,7 +77,10 @@ fn inet(pid: i32, n: &InetSocket) -> Result<OwnedFd, RestoreError> {
         )))?;
     set_options(pid, &sock, &n.options)?;
     let s = sock.as_fd();
-    if n.ipv6 {
+    // A raw socket refuses any change of it (EINVAL), even to its value.
+    if n.ipv6
+        && getsockopt_int(s, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY).ok() != Some(n.v6only.into())
+    {
         setsockopt_int(
             s,
             libc::IPPROTO_IPV6,
@@ -173,6 +176,9 @@ pub(super) fn set_options(pid: i32, sock: &OwnedFd, o: &SocketOptions) -> Result
         if sockopts::timeout_us(s, opt).ok() != Some(us) {
             sockopts::set_timeout_us(s, opt, us).map_err(fail(&format!("setting {name}")))?;
         }
+    }
+    if let Some(filter) = &o.icmp6_filter {
+        sockopts::set_icmp6_filter(s, filter).map_err(fail("setting ICMPV6_FILTER"))?;
     }
     if let Some(dev) = &o.bound_device {
         sockopts::bind_to_device(s, dev).map_err(fail(&format!(
