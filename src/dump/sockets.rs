@@ -8,11 +8,12 @@
 use super::error::CheckpointError;
 use super::udp;
 use super::unix;
-use crate::image::{Ancillary, FileImage, InetSocket, SocketOptions, UnixSocket};
+use crate::image::{Ancillary, FileImage, InetSocket, IntOption, SocketOptions, UnixSocket};
 use crate::inspect::sockets::{inet_addr, unix_diag_of};
 use crate::inspect::{FdClass, InspectError};
 use crate::kernel;
 use crate::kernel::sockets::getsockopt_int;
+use crate::kernel::sockopts;
 use nix::errno::Errno;
 use nix::sys::socket::{getsockname, SockaddrLike, SockaddrStorage};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -124,7 +125,11 @@ pub fn describe(
         }
         _ => {
             let ipv6 = local.family() == Some(nix::sys::socket::AddressFamily::Inet6);
-            let local = inet_addr(&local).filter(|a| a.port() != 0 || !a.ip().is_unspecified());
+            // A raw socket's port is its protocol: only its address is
+            // bound.
+            let raw = sock_type == libc::SOCK_RAW;
+            let local =
+                inet_addr(&local).filter(|a| (a.port() != 0 && !raw) || !a.ip().is_unspecified());
             let listen_backlog = if listening {
                 Some(
                     kernel::sockets::tcp_state(s)
@@ -172,14 +177,41 @@ pub fn describe(
     }
 }
 
-/// The reuse flags and buffer sizes of socket `s`.
+/// The options of socket `s` that every kind of socket has (reuse flags,
+/// buffer sizes, the table of `kernel::sockopts`, linger, timeouts, bound
+/// device): the one reading of them, for unix, UDP, raw and TCP sockets
+/// listening or connected alike. An option this socket or kernel lacks is
+/// left out.
 pub fn socket_options(s: BorrowedFd<'_>) -> Result<SocketOptions, Errno> {
     let int = |level, opt| getsockopt_int(s, level, opt);
+    let (domain, ty, protocol) = (
+        int(libc::SOL_SOCKET, libc::SO_DOMAIN)?,
+        int(libc::SOL_SOCKET, libc::SO_TYPE)?,
+        int(libc::SOL_SOCKET, libc::SO_PROTOCOL)?,
+    );
+    let mut int_options = Vec::new();
+    for c in sockopts::carried_for(domain, ty, protocol) {
+        match int(c.level, c.name) {
+            Ok(value) => int_options.push(IntOption {
+                level: c.level,
+                name: c.name,
+                value,
+            }),
+            Err(e) if sockopts::lacks_option(e) => {}
+            Err(e) => return Err(e),
+        }
+    }
     Ok(SocketOptions {
         reuse_addr: int(libc::SOL_SOCKET, libc::SO_REUSEADDR)? != 0,
         reuse_port: int(libc::SOL_SOCKET, libc::SO_REUSEPORT)? != 0,
         sndbuf: int(libc::SOL_SOCKET, libc::SO_SNDBUF)? as u32,
         rcvbuf: int(libc::SOL_SOCKET, libc::SO_RCVBUF)? as u32,
+        int_options,
+        linger: sockopts::linger(s)?,
+        rcv_timeout_us: sockopts::timeout_us(s, libc::SO_RCVTIMEO)?,
+        snd_timeout_us: sockopts::timeout_us(s, libc::SO_SNDTIMEO)?,
+        bound_device: sockopts::bound_device(s)?,
+        icmp6_filter: sockopts::icmp6_filter(s, domain, ty, protocol)?,
     })
 }
 

@@ -101,10 +101,10 @@ pub fn describe(
     match read(sock.as_fd()) {
         Ok(mut conn) => {
             conn.flags = flags & !libc::O_ACCMODE;
+            repaired.socks.push((sock, options.reuse_addr));
             conn.options = options;
             // The peer's FIN shuts a CLOSE_WAIT end down for reading too.
             conn.shut_rd = read_hup && conn.state != TcpConnState::CloseWait;
-            repaired.socks.push((sock, options.reuse_addr));
             Ok(FileImage::TcpConnection(conn))
         }
         Err(e) => {

@@ -6,7 +6,7 @@
 use crate::image::Datagram;
 use crate::inspect::sockets::inet_addr;
 use crate::kernel::inet_diag;
-use crate::kernel::sockets::{getsockopt_int, setsockopt_int};
+use crate::kernel::sockets::{getsockopt_int, peeking_from_start};
 use nix::errno::Errno;
 use nix::sys::socket::{getpeername, recvmsg, MsgFlags, SockaddrStorage};
 use std::io::IoSliceMut;
@@ -65,14 +65,9 @@ pub fn read(pid: i32, sock: BorrowedFd<'_>, protocol: i32) -> Result<UdpState, U
 /// Copies the datagrams queued on `sock` with their senders, without
 /// consuming them: MSG_PEEK from a moving SO_PEEK_OFF, put back after.
 fn peek_datagrams(sock: BorrowedFd<'_>) -> Result<Vec<Datagram>, UdpError> {
-    let errno = |what| move |e| UdpError::Errno(what, e);
-    let old = getsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF)
-        .map_err(errno("read SO_PEEK_OFF"))?;
-    setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)
-        .map_err(errno("set SO_PEEK_OFF"))?;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut out = Vec::new();
-    let copied = loop {
+    let copied = peeking_from_start(sock, || loop {
         let mut iov = [IoSliceMut::new(&mut buf)];
         let got = recvmsg::<SockaddrStorage>(
             sock.as_raw_fd(),
@@ -109,8 +104,7 @@ fn peek_datagrams(sock: BorrowedFd<'_>) -> Result<Vec<Datagram>, UdpError> {
                 data: buf[..bytes].to_vec(),
             }),
         }
-    };
-    setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old)
-        .map_err(errno("set SO_PEEK_OFF back"))?;
+    })
+    .map_err(|e| UdpError::Errno("move SO_PEEK_OFF", e))?;
     copied.map(|()| out)
 }

@@ -91,15 +91,13 @@ pub(super) fn peek_queue(
     rcv_shutdown: bool,
 ) -> Result<Vec<Peeked>, Peek> {
     let queued_bytes = kernel::bytes_readable(&sock)?;
-    let old_peek = getsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF)?;
     let old_passcred = getsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PASSCRED)?;
-    setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)?;
     setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PASSCRED, 1)?;
     let stream = sock_type == libc::SOCK_STREAM;
     let mut buf = vec![0u8; MAX_MESSAGE];
     let mut out: Vec<Peeked> = Vec::new();
     let mut total = 0;
-    let copied = loop {
+    let copied = kernel::sockets::peeking_from_start(sock, || loop {
         if stream && total >= queued_bytes {
             break Ok(());
         }
@@ -138,8 +136,7 @@ pub(super) fn peek_queue(
             fds,
             creds,
         });
-    };
+    })?;
     setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PASSCRED, old_passcred)?;
-    setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old_peek)?;
     copied.map(|()| out)
 }

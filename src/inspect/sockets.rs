@@ -148,6 +148,16 @@ pub fn classify(pid: i32, fd: i32, inode: u64) -> Result<FdClass, InspectError> 
                 (libc::SOCK_DGRAM, libc::IPPROTO_UDP | libc::IPPROTO_UDPLITE) => {
                     Ok(FdClass::InetSocket)
                 }
+                // A raw socket comes back with its options and bound
+                // address; the packets queued on it are dropped, as the
+                // network may drop them. Connected, it is refused: its
+                // peer is not read.
+                (libc::SOCK_RAW, _) => match getpeername::<SockaddrStorage>(sock.as_raw_fd()) {
+                    Err(Errno::ENOTCONN) => Ok(FdClass::InetSocket),
+                    _ => Err(refuse(format!(
+                        "connected raw IP socket of protocol {protocol}"
+                    ))),
+                },
                 _ => Err(refuse(format!(
                     "IP socket of type {ty} and protocol {protocol}"
                 ))),

@@ -15,6 +15,7 @@ pub mod packet;
 pub mod sched;
 pub mod scratch;
 pub mod sockets;
+pub mod sockopts;
 pub mod sysvshm;
 pub mod uffd;
 

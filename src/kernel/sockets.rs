@@ -42,6 +42,18 @@ pub fn setsockopt_int(fd: BorrowedFd<'_>, level: i32, opt: i32, val: i32) -> Res
     Errno::result(r).map(drop)
 }
 
+/// Runs `peek` with the peek offset of `sock` at 0, so that each MSG_PEEK
+/// copies the next message or bytes rather than the first again
+/// (SO_PEEK_OFF moves past what a peek copied), and puts the socket's own
+/// offset back afterwards: the queue is copied and left as it was.
+pub fn peeking_from_start<T>(sock: BorrowedFd<'_>, peek: impl FnOnce() -> T) -> Result<T, Errno> {
+    let old = getsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF)?;
+    setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)?;
+    let copied = peek();
+    setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old)?;
+    Ok(copied)
+}
+
 /// A message received (or peeked) from a unix socket with its ancillary
 /// data.
 pub struct ReceivedMessage {

@@ -230,8 +230,11 @@ pub struct InotifyWatch {
     pub path: String,
 }
 
-/// Socket settings that ferry sets again on the recreated socket.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Socket settings that ferry sets again on the recreated socket, the
+/// same for every kind of socket (unix, UDP, raw, TCP listening or
+/// connected): read by `dump::sockets::socket_options`, set by
+/// `restore::husk::sockets::set_options`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SocketOptions {
     /// SO_REUSEADDR.
     pub reuse_addr: bool,
@@ -241,6 +244,21 @@ pub struct SocketOptions {
     pub sndbuf: u32,
     /// SO_RCVBUF as getsockopt reports it (twice what was asked for).
     pub rcvbuf: u32,
+    /// The int-valued options of `kernel::sockopts::CARRIED` this socket
+    /// answers (SO_PRIORITY, SO_MARK, IP_TOS, TCP_CORK ...), in that
+    /// table's order; restore sets those that differ on the new socket.
+    pub int_options: Vec<IntOption>,
+    /// SO_LINGER: the linger time in seconds when it is on.
+    pub linger: Option<i32>,
+    /// SO_RCVTIMEO in microseconds (0: reads wait forever).
+    pub rcv_timeout_us: u64,
+    /// SO_SNDTIMEO in microseconds (0: writes wait forever).
+    pub snd_timeout_us: u64,
+    /// SO_BINDTODEVICE: the name of the interface the socket is bound to.
+    pub bound_device: Option<String>,
+    /// For a raw ICMPv6 socket: ICMPV6_FILTER, the bitmap of the ICMPv6
+    /// types it drops.
+    pub icmp6_filter: Option<Vec<u8>>,
 }
 
 /// A unix domain socket (AF_UNIX).
@@ -667,4 +685,15 @@ pub struct ExternalStdio {
     /// What it was at checkpoint (`pipe:[INODE]`, `/dev/pts/N`), for
     /// messages and `image show`.
     pub target: String,
+}
+
+/// One int-valued socket option and its value, as getsockopt read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntOption {
+    /// Its level (SOL_SOCKET, SOL_IP, SOL_IPV6, SOL_TCP).
+    pub level: i32,
+    /// Its name (SO_PRIORITY ...).
+    pub name: i32,
+    /// Its value.
+    pub value: i32,
 }

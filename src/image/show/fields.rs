@@ -333,6 +333,12 @@ pub(super) fn socket_options(o: &SocketOptions, extra: &[(&str, bool)]) -> Strin
             write!(out, ", {name}").expect("writing to a String");
         }
     }
+    if let Some(secs) = o.linger {
+        write!(out, ", linger {secs}s").expect("writing to a String");
+    }
+    if let Some(dev) = &o.bound_device {
+        write!(out, ", device {dev}").expect("writing to a String");
+    }
     out
 }
 
@@ -391,9 +397,13 @@ pub(super) fn inet_socket(n: &InetSocket) -> String {
     let proto = match n.protocol {
         libc::IPPROTO_UDPLITE => "udplite",
         _ if n.sock_type == libc::SOCK_STREAM => "tcp",
+        _ if n.sock_type == libc::SOCK_RAW => "raw",
         _ => "udp",
     };
     let mut out = format!("{proto}{}", if n.ipv6 { "6" } else { "" });
+    if n.sock_type == libc::SOCK_RAW {
+        write!(out, "({})", n.protocol).expect("writing to a String");
+    }
     match n.local {
         Some(a) => write!(out, " {a}"),
         None => write!(out, " (unbound)"),

@@ -7,6 +7,7 @@
 use super::udp;
 use crate::image::{Checkpoint, FileImage, InetSocket, ProcessImage, SocketOptions};
 use crate::kernel::sockets::{getsockopt_int, setsockopt_int};
+use crate::kernel::sockopts;
 use crate::restore::error::RestoreError;
 use nix::errno::Errno;
 use nix::sys::socket::{bind, listen, AddressFamily, Backlog, SockType, SockaddrIn, SockaddrIn6};
@@ -76,7 +77,10 @@ fn inet(pid: i32, n: &InetSocket) -> Result<OwnedFd, RestoreError> {
         )))?;
     set_options(pid, &sock, &n.options)?;
     let s = sock.as_fd();
-    if n.ipv6 {
+    // A raw socket refuses any change of it (EINVAL), even to its value.
+    if n.ipv6
+        && getsockopt_int(s, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY).ok() != Some(n.v6only.into())
+    {
         setsockopt_int(
             s,
             libc::IPPROTO_IPV6,
@@ -113,8 +117,14 @@ fn inet(pid: i32, n: &InetSocket) -> Result<OwnedFd, RestoreError> {
     Ok(sock)
 }
 
-/// Sets the reuse flags, and the buffer sizes where they differ from those
-/// of a fresh socket (setting them pins them, as a user's setsockopt does).
+/// Sets the options every kind of socket has (the one setting of them, for
+/// unix, UDP, raw and TCP sockets alike): the reuse flags, then those that
+/// differ from a fresh socket's: the buffer sizes (setting them pins them,
+/// as a user's setsockopt does), the int-valued ones in their table's
+/// order, linger, timeouts and the bound device. migrate-agent sets them
+/// with its own capabilities (SO_MARK, SO_PRIORITY above 6 and
+/// SO_BINDTODEVICE need CAP_NET_ADMIN or CAP_NET_RAW), so a restored
+/// process without them gets its socket back as it had it.
 pub(super) fn set_options(pid: i32, sock: &OwnedFd, o: &SocketOptions) -> Result<(), RestoreError> {
     let s = sock.as_fd();
     let fail = |call: &str| {
@@ -146,6 +156,34 @@ pub(super) fn set_options(pid: i32, sock: &OwnedFd, o: &SocketOptions) -> Result
             setsockopt_int(s, libc::SOL_SOCKET, force, (size / 2) as i32)
                 .map_err(fail(&format!("setting a buffer size of {size}")))?;
         }
+    }
+    for i in &o.int_options {
+        if getsockopt_int(s, i.level, i.name).ok() != Some(i.value) {
+            setsockopt_int(s, i.level, i.name, i.value).map_err(fail(&format!(
+                "setting {} to {}",
+                sockopts::shown(i.level, i.name),
+                i.value
+            )))?;
+        }
+    }
+    if sockopts::linger(s).ok() != Some(o.linger) {
+        sockopts::set_linger(s, o.linger).map_err(fail("setting SO_LINGER"))?;
+    }
+    for (opt, us, name) in [
+        (libc::SO_RCVTIMEO, o.rcv_timeout_us, "SO_RCVTIMEO"),
+        (libc::SO_SNDTIMEO, o.snd_timeout_us, "SO_SNDTIMEO"),
+    ] {
+        if sockopts::timeout_us(s, opt).ok() != Some(us) {
+            sockopts::set_timeout_us(s, opt, us).map_err(fail(&format!("setting {name}")))?;
+        }
+    }
+    if let Some(filter) = &o.icmp6_filter {
+        sockopts::set_icmp6_filter(s, filter).map_err(fail("setting ICMPV6_FILTER"))?;
+    }
+    if let Some(dev) = &o.bound_device {
+        sockopts::bind_to_device(s, dev).map_err(fail(&format!(
+            "binding a socket to interface {dev} (SO_BINDTODEVICE)"
+        )))?;
     }
     Ok(())
 }
