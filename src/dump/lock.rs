@@ -1,16 +1,20 @@
-//! The network lock of a checkpoint: the tree's TCP connections are
-//! listed before anything is frozen (to refuse when nft cannot run) and
-//! the lock's table is prepared with them; right before the freeze the
-//! lock takes effect, and right after it (before any TCP state is read)
-//! the connections are listed again and those that appeared meanwhile
-//! added, so that the freeze holds no nft run unless the tree opened a
-//! connection in those moments. The lock ends after the tree is resumed or killed (killed
-//! first: its sockets close while their packets are still dropped, so no
-//! reset reaches a peer), or stays engaged for the local restore.
+//! The network lock of a checkpoint: the lock's table is prepared, before
+//! anything is frozen, with the connections the inspection found (after
+//! refusing the tree when nft cannot run); right before the freeze the
+//! lock takes effect, with those the tree opened since added; and inside
+//! the freeze, once the frozen tree's fds are classified and before any
+//! TCP state is read, the connections that classification found are
+//! added when the lock lacks any, so that the freeze holds no nft run and
+//! no second listing of the connections unless the tree opened one in
+//! those moments. The lock ends after the tree is resumed or killed
+//! (killed first: its sockets close while their packets are still
+//! dropped, so no reset reaches a peer), or stays engaged for the local
+//! restore.
 
 use super::error::CheckpointError;
-use crate::image::TcpFlow;
+use crate::image::{ms, TcpFlow};
 use crate::netlock::{self, NetLock, NetNs, Owner};
+use std::time::Instant;
 
 /// Who owns a checkpoint's lock and what happens to it after the kill.
 #[derive(Debug, Clone, Copy)]
@@ -28,51 +32,79 @@ pub(super) struct TreeLock {
     /// The connections, as the image records them (once armed in the
     /// freeze).
     pub flows: Vec<TcpFlow>,
+    /// Milliseconds the arming inside the freeze took (the statistics'
+    /// lock_ms).
+    pub frozen_ms: f64,
     lock: Option<NetLock>,
 }
 
 impl TreeLock {
-    /// Before anything is frozen: refuses a tree with connections when
-    /// nft cannot run, and prepares the lock of the connections the
-    /// processes `members` hold now in the network namespace of their
-    /// root `root` (inspection made sure they share it): its table and
-    /// sets, which drop nothing yet. No connection, no table.
+    /// Before anything is frozen: refuses a tree with connections `flows`
+    /// (the inspection's) when nft cannot run, and prepares their lock in
+    /// the network namespace of the tree's root `root` (inspection made
+    /// sure the tree shares it): its table and sets, which drop nothing
+    /// yet. No connection, no table.
     pub fn prepare(
         plan: LockPlan,
         root: i32,
-        members: &[i32],
+        flows: &[TcpFlow],
     ) -> Result<TreeLock, CheckpointError> {
-        let flows = netlock::tree_flows(members)?;
         if flows.is_empty() {
             return Ok(TreeLock::default());
         }
-        netlock::check_nft(&flows)?;
+        netlock::check_nft(flows)?;
         let lock = netlock::prepare(
             plan.owner,
             &root.to_string(),
             NetNs::of_process(root)?,
-            &flows,
+            flows,
         )?;
         Ok(TreeLock {
-            flows,
+            flows: flows.to_vec(),
+            frozen_ms: 0.0,
             lock: Some(lock),
         })
     }
 
-    /// Makes the lock cover the connections `members` hold now, and take
-    /// effect. Called right before the freeze (the nft run adding the
-    /// rules, and the flows that appeared since [`TreeLock::prepare`],
-    /// happens while the tree still runs) and again right after it,
-    /// before any TCP state is read: the tree's flows are final then,
-    /// and nft runs only for those that appeared in between, usually
-    /// none. A tree without a lock yet that gained connections gets one.
-    pub fn arm(
+    /// Right before the freeze: makes the lock cover the connections the
+    /// running processes `members` hold now, and take effect (the nft run
+    /// adding the rules, and the flows that appeared since
+    /// [`TreeLock::prepare`], happens while the tree still runs).
+    pub fn arm_running(
         &mut self,
         plan: LockPlan,
         root: i32,
         members: &[i32],
     ) -> Result<(), CheckpointError> {
-        let flows = netlock::tree_flows(members)?;
+        let flows = crate::inspect::tree_flows(members)?;
+        self.arm(plan, root, flows)
+    }
+
+    /// Inside the freeze, before any TCP state is read: makes the lock
+    /// cover `flows`, the connections the classification of the frozen
+    /// tree's fds found (final now). nft runs only for those that
+    /// appeared since [`TreeLock::arm_running`], usually none. The time
+    /// it takes is [`TreeLock::frozen_ms`].
+    pub fn arm_frozen(
+        &mut self,
+        plan: LockPlan,
+        root: i32,
+        flows: Vec<TcpFlow>,
+    ) -> Result<(), CheckpointError> {
+        let started = Instant::now();
+        let armed = self.arm(plan, root, flows);
+        self.frozen_ms = ms(started.elapsed());
+        armed
+    }
+
+    /// Makes the lock cover `flows` and take effect; a tree without a
+    /// lock yet that gained connections gets one.
+    fn arm(
+        &mut self,
+        plan: LockPlan,
+        root: i32,
+        flows: Vec<TcpFlow>,
+    ) -> Result<(), CheckpointError> {
         match &mut self.lock {
             Some(lock) => lock.arm(&flows)?,
             None if flows.is_empty() => {}

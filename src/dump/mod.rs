@@ -102,9 +102,9 @@ pub struct CheckpointStats {
     pub zero_pages: u64,
     /// Bytes of the image directory.
     pub image_bytes: u64,
-    /// Milliseconds of the freeze spent on the network lock (listing the
-    /// frozen tree's connections, adding any the lock did not hold yet):
-    /// part of `frozen_ms`.
+    /// Milliseconds of the freeze spent on the network lock (adding the
+    /// connections of the frozen tree the lock did not hold yet, usually
+    /// none): part of `frozen_ms`.
     pub lock_ms: f64,
 }
 
@@ -174,7 +174,7 @@ fn checkpoint_tree(
     }
     let layouts = inspection.layouts;
     let members: Vec<i32> = layouts.iter().map(|(p, _)| *p).collect();
-    let mut lock = TreeLock::prepare(plan, pid, &members)?;
+    let mut lock = TreeLock::prepare(plan, pid, &inspection.connections)?;
 
     let mut precopies = Precopies::default();
     let (mut precopy_pages, mut precopy_scanned, mut precopy_rounds) = (0, 0, 0);
@@ -202,20 +202,16 @@ fn checkpoint_tree(
 
     // The connections are silent from here on; the nft run this takes
     // stays out of the freeze.
-    lock.arm(plan, pid, &members)?;
+    lock.arm_running(plan, pid, &members)?;
     let frozen_at = Instant::now();
     let mut tree = FrozenTree::freeze(pid, expected)?;
-    // Before any state is read: the connections opened since are silent
-    // too.
-    let members: Vec<i32> = tree.procs.iter().map(|f| f.pid).collect();
-    let lock_started = Instant::now();
-    let armed = lock.arm(plan, tree.root, &members);
-    let lock_ms = ms(lock_started.elapsed());
-    let dumped = armed.and_then(|()| {
-        let name = lock.name_for_image(plan, opts.leave_running);
-        let network = (lock.flows.as_slice(), name);
-        dump_frozen(&mut tree, sink, precopies, network, opts.external_stdio)
-    });
+    let dumped = dump_frozen(
+        &mut tree,
+        sink,
+        precopies,
+        (&mut lock, plan, opts.leave_running),
+        opts.external_stdio,
+    );
     let (image, mem, segments, repaired) = match dumped {
         Ok(v) => v,
         // The connections read so far left repair mode when the dump's
@@ -245,6 +241,7 @@ fn checkpoint_tree(
         Ok(())
     };
     let frozen_ms = ms(frozen_at.elapsed());
+    let lock_ms = lock.frozen_ms;
     // After the kill: the sockets closed while their packets were still
     // dropped, so no reset reached a peer.
     lock.finish(plan.keep_for_restore && !opts.leave_running);
@@ -281,7 +278,7 @@ fn dump_frozen(
     tree: &mut FrozenTree,
     sink: &mut dyn sink::CheckpointSink,
     mut precopies: Precopies,
-    (tcp_flows, network_lock): (&[crate::image::TcpFlow], Option<String>),
+    (lock, plan, leave_running): (&mut TreeLock, LockPlan, bool),
     external_stdio: crate::inspect::StdioPolicy,
 ) -> Result<
     (
@@ -312,6 +309,13 @@ fn dump_frozen(
         return Err(e.into());
     }
     check_tree_fds(&classified)?;
+    // Before any TCP state is read: the connections the tree opened since
+    // the lock took effect are silent too.
+    lock.arm_frozen(
+        plan,
+        tree.root,
+        crate::inspect::sockets::tcp_connections(&classified),
+    )?;
     let layouts: Vec<(i32, &[Vma])> = tree
         .procs
         .iter()
@@ -350,8 +354,8 @@ fn dump_frozen(
         sysv_shm,
         pid_namespace: tree.expected.own_pid,
         ghost_files: files.ghosts,
-        tcp_flows: tcp_flows.to_vec(),
-        network_lock,
+        tcp_flows: lock.flows.clone(),
+        network_lock: lock.name_for_image(plan, leave_running),
     };
     let mut mem = memory::MemoryDumpStats::default();
     // A shared anonymous object or SysV segment is dumped once, from the

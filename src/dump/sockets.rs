@@ -148,7 +148,11 @@ pub fn describe(
             } else {
                 udp::UdpState {
                     peer: None,
-                    shutdown: 0,
+                    shutdown: if listening {
+                        0
+                    } else {
+                        tcp_closed_shutdown(s).map_err(io("poll"))?
+                    },
                     queued: Vec::new(),
                 }
             };
@@ -226,4 +230,21 @@ pub struct Described {
     /// (SCM_RIGHTS), as fds of our own; the indices of their descriptions
     /// go into the image's `queued_ancillary`.
     pub in_flight: Vec<Vec<OwnedFd>>,
+}
+
+/// The shutdown bits of a TCP socket that is neither listening nor
+/// connected: 3 (both ways) for one whose connection ended (reset, or
+/// closed both ways: the kernel shuts such a socket down both ways, so
+/// that reading it gives end-of-file, not ENOTCONN), 0 for one never
+/// connected. Seen without changing it: poll reports POLLIN (with
+/// POLLRDHUP) for the first only, a never connected one having nothing
+/// to read (inet_diag does not list such a socket any more).
+fn tcp_closed_shutdown(s: BorrowedFd<'_>) -> Result<u8, Errno> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(s, PollFlags::POLLIN)];
+    nix::poll::poll(&mut fds, PollTimeout::ZERO)?;
+    let ended = fds[0]
+        .revents()
+        .is_some_and(|r| r.contains(PollFlags::POLLIN));
+    Ok(if ended { 3 } else { 0 })
 }

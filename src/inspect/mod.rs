@@ -40,10 +40,10 @@ pub struct TreeInspection {
     /// mapping, and why), in the order checkpoint meets them: checkpoint
     /// refuses with the first, the dry run lists them all.
     pub blockers: Vec<InspectError>,
-    /// Every TCP connection the tree holds, as (local, remote) addresses:
-    /// carried with TCP_REPAIR, and the flows a network lock holds still
-    /// from the freeze until the restored sockets are live.
-    pub connections: Vec<(std::net::SocketAddr, std::net::SocketAddr)>,
+    /// Every TCP connection the tree holds: carried with TCP_REPAIR, and
+    /// the flows a network lock holds still from the freeze until the
+    /// restored sockets are live.
+    pub connections: Vec<crate::image::TcpFlow>,
 }
 
 /// Runs every check checkpoint makes before freezing on each process of
@@ -136,6 +136,22 @@ pub fn inspect_tree_in(
     })
 }
 
+/// The TCP connections the fds of processes `pids` hold now, as
+/// [`sockets::tcp_connections`] lists them: for a network lock of a
+/// running tree (what a refused fd holds does not matter here: the
+/// checkpoint refuses it). A process that ended meanwhile holds none.
+pub fn tree_flows(pids: &[i32]) -> Result<Vec<crate::image::TcpFlow>, InspectError> {
+    let mut classified = Vec::with_capacity(pids.len());
+    for &pid in pids {
+        match fds::classify_each_fd(pid) {
+            Ok((fds, _refused)) => classified.push((pid, fds)),
+            Err(_) if gone(pid) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sockets::tcp_connections(&classified))
+}
+
 /// Whether `pid` has ended (gone, or a zombie).
 fn gone(pid: i32) -> bool {
     proc::read_status(pid).map_or(true, |st| matches!(st.state, 'Z' | 'X' | 'x'))
@@ -193,4 +209,30 @@ pub fn preflight(pid: i32, expected: &Namespaces) -> Result<(), InspectError> {
     }
     namespaces::check_namespaces(pid, expected)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_tree_with_a_connection_lists_it_once() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_server, _) = listener.accept().unwrap();
+        let _shared = client.try_clone().unwrap();
+        let flows = super::tree_flows(&[std::process::id() as i32]).unwrap();
+        let ours = crate::image::TcpFlow {
+            local: client.local_addr().unwrap(),
+            remote: client.peer_addr().unwrap(),
+        };
+        // Held by two fds, listed once.
+        assert_eq!(flows.iter().filter(|f| **f == ours).count(), 1, "{flows:?}");
+        // The accepted end is a connection too; the listener is not.
+        assert_eq!(
+            flows
+                .iter()
+                .filter(|f| f.local == listener.local_addr().unwrap())
+                .count(),
+            1
+        );
+    }
 }

@@ -7,6 +7,7 @@
 
 use super::error::InspectError;
 use super::fd_class::{ClassifiedFd, FdClass};
+use crate::image::TcpFlow;
 use crate::kernel;
 use crate::kernel::sockets::getsockopt_int;
 use nix::errno::Errno;
@@ -207,22 +208,23 @@ pub fn check_tcp_peers(tree: &[(i32, Vec<ClassifiedFd>)]) -> Vec<InspectError> {
 }
 
 /// Every TCP connection of the tree (`tree`: every process with its
-/// classified fds) as (local, remote), each once: the flows a network
-/// lock must hold still while they move. An IPv6 socket's IPv4-mapped
-/// address is given as the IPv4 address its packets carry.
-pub fn tcp_connections(
-    tree: &[(i32, Vec<ClassifiedFd>)],
-) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
-    let mut out = Vec::new();
-    for c in tree.iter().flat_map(|(_, fds)| fds) {
-        if let FdClass::TcpConnection { local, remote, .. } = c.class {
-            let flow = (wire_addr(local), wire_addr(remote));
-            if !out.contains(&flow) {
-                out.push(flow);
-            }
-        }
-    }
-    out
+/// classified fds), sorted, each once (a socket several fds or processes
+/// hold is one connection): the flows a network lock must hold still
+/// while they move. An IPv6 socket's IPv4-mapped address is given as the
+/// IPv4 address its packets carry.
+pub fn tcp_connections(tree: &[(i32, Vec<ClassifiedFd>)]) -> Vec<TcpFlow> {
+    let flows: std::collections::BTreeSet<TcpFlow> = tree
+        .iter()
+        .flat_map(|(_, fds)| fds)
+        .filter_map(|c| match c.class {
+            FdClass::TcpConnection { local, remote, .. } => Some(TcpFlow {
+                local: wire_addr(local),
+                remote: wire_addr(remote),
+            }),
+            _ => None,
+        })
+        .collect();
+    flows.into_iter().collect()
 }
 
 /// unix_diag of socket `inode` of process `pid`, asked in its network
@@ -372,8 +374,17 @@ mod tests {
         ];
         assert!(check_tcp_peers(&mapped).is_empty());
         assert_eq!(
-            tcp_connections(&mapped)[0],
-            (a.parse().unwrap(), b.parse().unwrap())
+            tcp_connections(&mapped),
+            [
+                crate::image::TcpFlow {
+                    local: a.parse().unwrap(),
+                    remote: b.parse().unwrap(),
+                },
+                crate::image::TcpFlow {
+                    local: b.parse().unwrap(),
+                    remote: a.parse().unwrap(),
+                }
+            ]
         );
         assert_eq!(tcp_state_name(2), "SYN_SENT");
         assert_eq!(tcp_state_name(99), "99");

@@ -3,7 +3,7 @@
 //! restore the workload, report it running and keep it only once the
 //! source confirms. On any failure nothing is left here.
 
-use super::destination_shared::{container_of, keep, name, restore_locked, Workload};
+use super::destination_shared::{container_of, keep, name, prepare_lock, restore_locked, Workload};
 pub use super::destination_shared::{DestinationOptions, DestinationState, Received, Reconnect};
 use super::error::MigrationError;
 use super::page_store::{wait_round, PageStore, StoredFrames};
@@ -13,6 +13,7 @@ use super::protocol::{
 };
 use crate::image::ImageSink;
 use crate::image::{Checkpoint, ImageWriter};
+use crate::netlock::NetLock;
 use crate::restore::RestoreStats;
 use crate::transport::Session;
 use std::collections::BTreeMap;
@@ -64,11 +65,13 @@ enum Receipt {
     Accepting,
     /// A dry run's probe: answer it, keeping nothing.
     Probing(Box<ProbeOffer>),
-    /// The offer is taken and its image created: tell the source.
+    /// The offer is taken, its image created and its connections' lock
+    /// prepared: tell the source.
     Accepted {
         offer: Offer,
         dir: PathBuf,
         writer: ImageWriter,
+        lock: Option<NetLock>,
     },
     /// Storing the pages of the pre-copy rounds (one control message a
     /// step).
@@ -79,6 +82,7 @@ enum Receipt {
         dir: PathBuf,
         checkpoint: Box<Checkpoint>,
         writer: ImageWriter,
+        lock: Option<NetLock>,
     },
     /// The post-copy switch-over arrived: restore with lazy memory and
     /// fetch the rest from the source.
@@ -107,6 +111,8 @@ struct Receiving {
     counts: BTreeMap<u32, u64>,
     round: u32,
     rootfs: super::rootfs_sync::DestinationRootfs,
+    /// The connections' lock, prepared (not yet effective).
+    lock: Option<NetLock>,
 }
 
 /// A step that failed: why, in which state, and what that state held.
@@ -232,7 +238,12 @@ impl Receipt {
                     outcome: Outcome::Probed,
                 })
             }
-            Receipt::Accepted { offer, dir, writer } => {
+            Receipt::Accepted {
+                offer,
+                dir,
+                writer,
+                lock,
+            } => {
                 session
                     .send(&ToSource::Accepted)
                     .await
@@ -246,6 +257,7 @@ impl Receipt {
                     counts: BTreeMap::new(),
                     round: 0,
                     rootfs: Default::default(),
+                    lock,
                 })))
             }
             Receipt::Receiving(r) => r.step(session).await.map_err(fail),
@@ -254,7 +266,8 @@ impl Receipt {
                 dir,
                 checkpoint,
                 writer,
-            } => restore(opts, offer, dir, *checkpoint, writer)
+                lock,
+            } => restore(opts, offer, dir, (*checkpoint, writer), lock)
                 .await
                 .map_err(fail),
             Receipt::PostCopy(arrival) => {
@@ -345,17 +358,28 @@ async fn accept(
         }
     };
     let dir = opts.work_dir.join(sanitize(&offer.id));
-    if let Err(reason) = check_offer(&offer, &dir, opts) {
-        let _ = session
-            .send(&ToSource::Refused {
-                reason: reason.to_string(),
-            })
-            .await;
-        return Err(reason);
-    }
+    // The lock is made now, while the source's workload still runs, so
+    // that inside the downtime it only takes effect.
+    let lock =
+        match check_offer(&offer, &dir, opts).and_then(|()| prepare_lock(&opts.work_dir, &offer)) {
+            Ok(lock) => lock,
+            Err(reason) => {
+                let _ = session
+                    .send(&ToSource::Refused {
+                        reason: reason.to_string(),
+                    })
+                    .await;
+                return Err(reason);
+            }
+        };
     let writer = ImageWriter::create(&dir).map_err(MigrationError::local)?;
     tracing::info!(id = %offer.id, pid = offer.pid, bytes = offer.memory_bytes, "offer accepted");
-    Ok(Receipt::Accepted { offer, dir, writer })
+    Ok(Receipt::Accepted {
+        offer,
+        dir,
+        writer,
+        lock,
+    })
 }
 
 impl Receiving {
@@ -410,6 +434,7 @@ impl Receiving {
             dir,
             store,
             stored,
+            lock,
             ..
         } = *self;
         drop(stored);
@@ -422,25 +447,28 @@ impl Receiving {
                 writer,
                 incoming,
                 remote,
+                lock,
             })),
             None => Receipt::Restoring {
                 offer,
                 dir,
                 checkpoint,
                 writer,
+                lock,
             },
         })
     }
 }
 
 /// Restores the workload from the image (creating its container first,
-/// for a container's).
+/// for a container's), its connections locked meanwhile (`lock`, when
+/// prepared at the offer).
 async fn restore(
     opts: &DestinationOptions,
     offer: Offer,
     dir: PathBuf,
-    checkpoint: Checkpoint,
-    writer: ImageWriter,
+    (checkpoint, writer): (Checkpoint, ImageWriter),
+    lock: Option<NetLock>,
 ) -> Result<Receipt, MigrationError> {
     let tids: Vec<i32> = checkpoint
         .processes
@@ -458,7 +486,7 @@ async fn restore(
         match target {
             Some(t) => {
                 let husk = t.create()?;
-                let stats = restore_locked(&work_dir, flows, Some(husk), || {
+                let stats = restore_locked(&work_dir, flows, Some(husk), lock, || {
                     t.configure_network(husk)?;
                     crate::container::restore_created(
                         &t.container,
@@ -471,7 +499,7 @@ async fn restore(
                 t.announce(husk);
                 Ok(stats)
             }
-            None => restore_locked(&work_dir, flows, None, || {
+            None => restore_locked(&work_dir, flows, None, lock, || {
                 crate::restore::restore(&restore_dir).map_err(MigrationError::local)
             }),
         }

@@ -215,31 +215,58 @@ pub(super) fn kill_tree(pids: &[i32]) {
     }
 }
 
-/// Restores with the image's connections locked here: from before the
-/// restore (in the network namespace the tree will run in: the created
-/// container's, `husk`'s, or this agent's) until `restore` returns with
-/// the tree running (or failed), so that no packet of a peer is answered
-/// by a reset before the restored sockets take over. The lock belongs to
-/// this agent (`work_dir`), whose next start sweeps it if it is killed
-/// meanwhile.
+/// Prepares, when the offer arrives (long before the source freezes
+/// anything), the lock of a process tree's connections (the offer's
+/// `tcp_flows`) in this agent's network namespace, where the tree will
+/// run: its table and sets, journaled, dropping nothing until
+/// [`restore_locked`] arms it inside the downtime. Dropped on a failure
+/// before, it is released. A container's lock lives in the container's
+/// own namespace, which exists only once the container is created (in the
+/// downtime): none is prepared for it.
+pub(super) fn prepare_lock(
+    work_dir: &Path,
+    offer: &Offer,
+) -> Result<Option<crate::netlock::NetLock>, MigrationError> {
+    use crate::netlock::{self, NetNs, Owner};
+    if offer.container.is_some() || offer.tcp_flows.is_empty() {
+        return Ok(None);
+    }
+    NetNs::current()
+        .and_then(|ns| netlock::prepare(Owner::of_dir(work_dir), "restore", ns, &offer.tcp_flows))
+        .map(Some)
+        .map_err(MigrationError::local)
+}
+
+/// Restores with the image's connections `flows` locked here: from
+/// before the restore (in the network namespace the tree will run in: the
+/// created container's, `husk`'s, or this agent's) until `restore`
+/// returns with the tree running (or failed), so that no packet of a peer
+/// is answered by a reset before the restored sockets take over. A lock
+/// `prepared` by [`prepare_lock`] only takes effect here (its rules, and
+/// the flows it lacks, in one short nft run); without one the lock is
+/// made here. It belongs to this agent (`work_dir`), whose next start
+/// sweeps it if it is killed meanwhile.
 pub(super) fn restore_locked<T>(
     work_dir: &Path,
     flows: &[crate::image::TcpFlow],
     husk: Option<i32>,
+    prepared: Option<crate::netlock::NetLock>,
     restore: impl FnOnce() -> Result<T, MigrationError>,
 ) -> Result<T, MigrationError> {
     use crate::netlock::{self, NetNs, Owner};
-    if flows.is_empty() {
-        return restore();
+    let lock = match prepared {
+        Some(mut lock) => lock.arm(flows).map(|()| lock),
+        None if flows.is_empty() => return restore(),
+        None => {
+            let netns = match husk {
+                Some(pid) => NetNs::of_process(pid),
+                None => NetNs::current(),
+            };
+            let label = husk.map_or_else(|| "restore".to_string(), |p| format!("restore_{p}"));
+            netns.and_then(|ns| netlock::engage(Owner::of_dir(work_dir), &label, ns, flows))
+        }
     }
-    let netns = match husk {
-        Some(pid) => NetNs::of_process(pid),
-        None => NetNs::current(),
-    };
-    let label = husk.map_or_else(|| "restore".to_string(), |p| format!("restore_{p}"));
-    let lock = netns
-        .and_then(|ns| netlock::engage(Owner::of_dir(work_dir), &label, ns, flows))
-        .map_err(MigrationError::local)?;
+    .map_err(MigrationError::local)?;
     let restored = restore();
     if let Err(err) = lock.release() {
         tracing::error!(%err, "releasing the destination's network lock failed");

@@ -482,14 +482,11 @@ pub struct DryRunReport {
 }
 
 impl DryRunReport {
-    /// The report, listing `connections` (local, remote) as carried.
-    pub fn carrying(
-        mut self,
-        connections: &[(std::net::SocketAddr, std::net::SocketAddr)],
-    ) -> Self {
+    /// The report, listing `connections` as carried.
+    pub fn carrying(mut self, connections: &[crate::image::TcpFlow]) -> Self {
         self.connections = connections
             .iter()
-            .map(|(l, r)| format!("{l} -> {r}"))
+            .map(|f| format!("{} -> {}", f.local, f.remote))
             .collect();
         self
     }

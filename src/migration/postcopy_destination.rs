@@ -103,6 +103,8 @@ pub(super) struct PostCopyArrival {
     pub incoming: IncomingPages,
     /// Per process, the pages still on the source.
     pub remote: Vec<RemoteRuns>,
+    /// The connections' lock, prepared at the offer (not yet effective).
+    pub lock: Option<crate::netlock::NetLock>,
 }
 
 /// Why the post-copy restore or phase failed: in which of its states, and
@@ -137,6 +139,7 @@ pub(super) async fn run(
         writer,
         incoming,
         remote,
+        lock,
     } = arrival;
     let remote = check_remote(&checkpoint, &remote).map_err(early)?;
     let tids: Vec<i32> = checkpoint
@@ -189,7 +192,7 @@ pub(super) async fn run(
         let flows = &checkpoint.tcp_flows;
         match target {
             Some((t, husk)) => {
-                let stats = restore_locked(&work_dir, flows, Some(husk), || {
+                let stats = restore_locked(&work_dir, flows, Some(husk), lock, || {
                     t.configure_network(husk)?;
                     crate::container::restore_created(&t.container, husk, &restore_dir, opts)
                         .map_err(MigrationError::local)
@@ -197,7 +200,7 @@ pub(super) async fn run(
                 t.announce(husk);
                 Ok(stats)
             }
-            None => restore_locked(&work_dir, flows, None, || {
+            None => restore_locked(&work_dir, flows, None, lock, || {
                 crate::restore::restore_with(&restore_dir, opts).map_err(MigrationError::local)
             }),
         }

@@ -65,7 +65,8 @@ pub struct Offer {
     /// A process tree's established TCP connections when the offer is
     /// made (empty for a container, whose namespace carries its
     /// addresses): the destination refuses, before anything is frozen,
-    /// one whose local address it does not have.
+    /// one whose local address it does not have, and prepares their
+    /// network lock.
     pub tcp_flows: Vec<crate::image::TcpFlow>,
 }
 

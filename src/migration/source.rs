@@ -401,7 +401,7 @@ pub(crate) fn make_offer(pid: i32, page_streams: u32) -> Result<Offer, Checkpoin
         tids.extend(crate::proc::task_ids(process)?);
         memory_bytes += crate::proc::rss_bytes(process)?;
     }
-    let tcp_flows = crate::netlock::tree_flows(&members)?;
+    let tcp_flows = crate::inspect::tree_flows(&members)?;
     Ok(Offer {
         id: format!("{}-{pid}-{}", crate::proc::hostname(), std::process::id()),
         pid,

@@ -1,5 +1,4 @@
-//! Why a network lock could not be engaged, released or swept, or why
-//! the flows it would cover could not be listed.
+//! Why a network lock could not be engaged, released or swept.
 
 use crate::image::TcpFlow;
 
@@ -50,22 +49,6 @@ pub enum NetLockError {
     ForeignTable {
         /// The name.
         table: String,
-    },
-    /// A /proc file the flow listing reads could not be read.
-    #[error("cannot read {path} to list the TCP connections of the tree: {source}")]
-    Proc {
-        /// The file.
-        path: String,
-        /// The system's reason.
-        source: std::io::Error,
-    },
-    /// A line of /proc/PID/net/tcp or tcp6 had an unexpected shape.
-    #[error("cannot parse line {line:?} of {path}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// The line.
-        line: String,
     },
 }
 

@@ -17,12 +17,11 @@
 //! finds those a killed run left in other namespaces (a container's).
 
 mod error;
-pub mod flows;
 mod journal;
 mod ruleset;
 
+pub use crate::inspect::tree_flows;
 pub use error::{describe_flows, NetLockError};
-pub use flows::tree_flows;
 
 use crate::image::TcpFlow;
 use std::collections::BTreeSet;

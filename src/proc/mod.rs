@@ -559,7 +559,8 @@ fn holder_outside(
     Ok(None)
 }
 
-/// Lists a process's open fds with the targets of their /proc links.
+/// Lists a process's open fds with the targets of their /proc links (an
+/// fd a running process closes meanwhile is left out).
 pub fn fds(pid: i32) -> Result<Vec<(i32, String)>, ProcError> {
     let path = PathBuf::from(format!("/proc/{pid}/fd"));
     let dir = fs::read_dir(&path).map_err(|source| ProcError::Read {
@@ -572,7 +573,14 @@ pub fn fds(pid: i32) -> Result<Vec<(i32, String)>, ProcError> {
     fds.sort_unstable();
     let mut out = Vec::with_capacity(fds.len());
     for fd in fds {
-        out.push((fd, read_link(format!("/proc/{pid}/fd/{fd}"))?));
+        match read_link(format!("/proc/{pid}/fd/{fd}")) {
+            Ok(target) => out.push((fd, target)),
+            // Closed by a running process since its directory was read:
+            // not open any more (while the process itself is there).
+            Err(ProcError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && path.exists() => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(out)
 }

@@ -350,8 +350,9 @@ pub struct InetSocket {
     pub options: SocketOptions,
     /// The address a UDP socket is connected to (connect(2)), if any.
     pub peer: Option<std::net::SocketAddr>,
-    /// The shutdown(2) bits of a UDP socket: 1 reading shut down, 2
-    /// writing shut down (the kernel's RCV_SHUTDOWN and SEND_SHUTDOWN).
+    /// The shutdown(2) bits of a UDP socket, or of a TCP socket whose
+    /// connection ended (both): 1 reading shut down, 2 writing shut down
+    /// (the kernel's RCV_SHUTDOWN and SEND_SHUTDOWN).
     pub shutdown: u8,
     /// Datagrams queued to be read on a UDP socket, oldest first.
     pub queued: Vec<Datagram>,

@@ -42,7 +42,8 @@ pub struct Checkpoint {
     /// Deleted (unlinked) regular files that fds still refer to, with
     /// their contents: [`OpenFile::ghost`](crate::image::model::OpenFile::ghost) indexes them.
     pub ghost_files: Vec<GhostFile>,
-    /// The TCP connections of the tree (every connected state) that a
+    /// The TCP connections of the tree (every state ferry carries), as
+    /// their packets carry them (an IPv4-mapped address as IPv4), that a
     /// network lock kept silent from the freeze on: the restoring side
     /// locks them too until the restored tree runs.
     pub tcp_flows: Vec<TcpFlow>,

@@ -63,7 +63,13 @@ pub fn refill_and_shut(ck: &Checkpoint, ours: &[Option<OwnedFd>]) -> Result<(), 
             resend(pid, n, from, d)?;
         }
     }
-    for (n, sock) in udp() {
+    // A TCP socket whose connection ended is shut down too (reading it
+    // gives end-of-file).
+    let inet = ck.files.iter().zip(ours).filter_map(|(f, s)| match (f, s) {
+        (FileImage::InetSocket(n), Some(s)) => Some((n, s)),
+        _ => None,
+    });
+    for (n, sock) in inet {
         let how = match n.shutdown & 3 {
             1 => Shutdown::Read,
             2 => Shutdown::Write,
@@ -76,7 +82,7 @@ pub fn refill_and_shut(ck: &Checkpoint, ours: &[Option<OwnedFd>]) -> Result<(), 
             Err(errno) => {
                 return Err(RestoreError::Injected {
                     pid: first_holder(ck, ours, sock),
-                    call: format!("shutdown({how:?}) of a UDP socket"),
+                    call: format!("shutdown({how:?}) of an IP socket"),
                     errno,
                 })
             }
