@@ -292,8 +292,8 @@ impl<'a> Husk<'a> {
     /// tree, as it did. A group whose leader is gone (no process has its
     /// ID here: the group lived on through its members) is made again by a
     /// placeholder with the leader's PID, ended and reaped once the zombie
-    /// joined it; a group led by a process outside the tree is not
-    /// recreated: the zombie stays in the one it inherited, as a live
+    /// joined it; a group led by a process outside the tree, or still
+    /// alive outside it without its leader, is not recreated: the zombie stays in the one it inherited, as a live
     /// process does.
     pub(super) fn create_zombie(&mut self, z: &ZombieImage) -> Result<(), RestoreError> {
         let leader_gone = z.sid != z.pid
@@ -301,7 +301,14 @@ impl<'a> Husk<'a> {
             && !in_tree(self.tree, z.pgid)
             && kill(Pid::from_raw(z.pgid), None) == Err(Errno::ESRCH);
         let placeholder = if leader_gone {
-            Some(self.group_placeholder(z.pgid)?)
+            match self.group_placeholder(z.pgid) {
+                Ok(p) => Some(p),
+                // The group lives on outside the tree (its ID is still a
+                // process group of this host, though no process has it
+                // as PID): the zombie stays in the group it inherited.
+                Err(RestoreError::PidTaken { .. }) => None,
+                Err(e) => return Err(e),
+            }
         } else {
             None
         };
