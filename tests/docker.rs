@@ -81,13 +81,13 @@ fn wait_count(host: &DockerHost, past: u64) -> Result<u64> {
     }
 }
 
-/// `docker start --checkpoint checkpoint1 looper`. Docker 20.10 uploads
+/// `docker start --checkpoint checkpoint1 CONTAINER`. Docker 20.10 uploads
 /// the checkpoint to containerd as a blob which containerd may still hold
 /// from the checkpoint itself (the same bytes) until its garbage
 /// collection runs, and then fails with "content sha256:...: already
 /// exists" before any runtime is called: that one error is retried.
-fn start_from_checkpoint(host: &DockerHost) -> Result<()> {
-    let args = ["start", "--checkpoint", "checkpoint1", "looper"];
+fn start_from_checkpoint(host: &DockerHost, container: &str) -> Result<()> {
+    let args = ["start", "--checkpoint", "checkpoint1", container];
     for _ in 0..10 {
         let out = host.run(&args)?;
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -97,7 +97,7 @@ fn start_from_checkpoint(host: &DockerHost) -> Result<()> {
         eprintln!("retrying in 1 s: {}", stderr.trim());
         sleep(Duration::from_secs(1));
     }
-    if inspect(host, "{{.State.Running}}")? != "true" {
+    if inspect(host, container, "{{.State.Running}}")? != "true" {
         host.docker(&args).context("docker start --checkpoint")?;
     }
     Ok(())
@@ -127,9 +127,9 @@ fn confinement(pid: i32) -> Result<Vec<String>> {
         .collect())
 }
 
-fn inspect(host: &DockerHost, format: &str) -> Result<String> {
+fn inspect(host: &DockerHost, container: &str, format: &str) -> Result<String> {
     Ok(host
-        .docker(&["inspect", "-f", format, "looper"])?
+        .docker(&["inspect", "-f", format, container])?
         .trim()
         .to_string())
 }
@@ -145,7 +145,7 @@ fn scenario1(dir: &TestDir, run_opts: &[&str], leave_running: bool) -> Result<()
     run.extend_from_slice(&["busybox", "/bin/sh", "-c", LOOPER]);
     host.docker(&run)?;
     wait_count(&host, 2)?;
-    let confinement = confinement(inspect(&host, "{{.State.Pid}}")?.parse()?)?;
+    let confinement = confinement(inspect(&host, "looper", "{{.State.Pid}}")?.parse()?)?;
 
     let mut ck = vec!["checkpoint", "create"];
     if leave_running {
@@ -156,7 +156,7 @@ fn scenario1(dir: &TestDir, run_opts: &[&str], leave_running: bool) -> Result<()
     let at_checkpoint = count(&host)?;
     if leave_running {
         ensure!(
-            inspect(&host, "{{.State.Running}}")? == "true",
+            inspect(&host, "looper", "{{.State.Running}}")? == "true",
             "the container stopped despite --leave-running"
         );
         wait_count(&host, at_checkpoint + 1)?;
@@ -164,7 +164,7 @@ fn scenario1(dir: &TestDir, run_opts: &[&str], leave_running: bool) -> Result<()
         host.docker(&["wait", "looper"])?;
     } else {
         ensure!(
-            inspect(&host, "{{.State.Running}}")? == "false",
+            inspect(&host, "looper", "{{.State.Running}}")? == "false",
             "the container still runs after the checkpoint"
         );
         sleep(Duration::from_millis(1500));
@@ -175,12 +175,12 @@ fn scenario1(dir: &TestDir, run_opts: &[&str], leave_running: bool) -> Result<()
         );
     }
 
-    start_from_checkpoint(&host)?;
+    start_from_checkpoint(&host, "looper")?;
     ensure!(
-        inspect(&host, "{{.State.Running}}")? == "true",
+        inspect(&host, "looper", "{{.State.Running}}")? == "true",
         "the restored container is not running"
     );
-    let pid: i32 = inspect(&host, "{{.State.Pid}}")?.parse()?;
+    let pid: i32 = inspect(&host, "looper", "{{.State.Pid}}")?.parse()?;
     ensure!(
         std::path::Path::new(&format!("/proc/{pid}")).exists(),
         "Docker's PID of the restored container, {pid}, is no process"
@@ -258,4 +258,112 @@ fn docker_scenario1_leave_running() {
     docker_test("docker_scenario1_leave_running", |dir| {
         scenario1(dir, &[], true)
     });
+}
+
+/// Waits until `docker logs CONTAINER` shows `text`.
+fn wait_logs(host: &DockerHost, container: &str, text: &str) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let logs = host.docker(&["logs", container])?;
+        if logs.contains(text) {
+            return Ok(());
+        }
+        ensure!(
+            start.elapsed() < Duration::from_secs(30),
+            "docker logs {container} does not show {text:?}: {logs:?}"
+        );
+        sleep(Duration::from_millis(200));
+    }
+}
+
+/// The Node.js counter's URL at the container's address on dockerd's
+/// bridge (reachable from dockerd's network namespace only).
+fn counter_url(host: &DockerHost) -> Result<String> {
+    let ip = inspect(host, "counter", "{{.NetworkSettings.IPAddress}}")?;
+    ensure!(!ip.is_empty(), "the counter container has no address");
+    Ok(format!("http://{ip}:8080/"))
+}
+
+/// Scenario 2: the Node.js request counter (tests/workloads/
+/// counter_server.js) run with Docker's defaults, answered N requests,
+/// checkpointed (stopped, or `--leave-running` and then killed), started
+/// from the checkpoint: the next request answers N+1, and the restored
+/// init has the capabilities and seccomp filters it had.
+fn scenario2(dir: &TestDir, leave_running: bool) -> Result<()> {
+    let host = DockerHost::up()?;
+    host.import_node(dir.path(), "node-counter")?;
+    host.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "counter",
+        "node-counter",
+        "/app/node",
+        "/app/server.js",
+        "0.0.0.0",
+        "8080",
+    ])?;
+    wait_logs(&host, "counter", "READY")?;
+    let url = counter_url(&host)?;
+    let mut n = 0;
+    for _ in 0..3 {
+        n = host.http_get(&url)?.parse::<u64>()?;
+    }
+    ensure!(n == 3, "the counter answered {n} to the third request");
+    let confinement = confinement(inspect(&host, "counter", "{{.State.Pid}}")?.parse()?)?;
+
+    let mut ck = vec!["checkpoint", "create"];
+    if leave_running {
+        ck.push("--leave-running");
+    }
+    ck.extend_from_slice(&["counter", "checkpoint1"]);
+    host.docker(&ck).context("docker checkpoint create")?;
+    if leave_running {
+        ensure!(
+            inspect(&host, "counter", "{{.State.Running}}")? == "true",
+            "the container stopped despite --leave-running"
+        );
+        let still = host.http_get(&url)?;
+        ensure!(
+            still == (n + 1).to_string(),
+            "the container left running answered {still:?}, not {}",
+            n + 1
+        );
+        host.docker(&["kill", "counter"])?;
+        host.docker(&["wait", "counter"])?;
+    } else {
+        ensure!(
+            inspect(&host, "counter", "{{.State.Running}}")? == "false",
+            "the container still runs after the checkpoint"
+        );
+    }
+
+    start_from_checkpoint(&host, "counter")?;
+    let pid: i32 = inspect(&host, "counter", "{{.State.Pid}}")?.parse()?;
+    let restored = self::confinement(pid)?;
+    ensure!(
+        restored == confinement,
+        "the restored init's capabilities and seccomp differ: {restored:?}, not {confinement:?}"
+    );
+    let url = counter_url(&host)?;
+    let next = host.http_get(&url)?;
+    ensure!(
+        next == (n + 1).to_string(),
+        "the restored counter answered {next:?}, not {}",
+        n + 1
+    );
+    eprintln!("answered {n} before the checkpoint, {next} after the restore at {url}");
+    host.docker(&["kill", "counter"])?;
+    host.docker(&["rm", "counter"])?;
+    Ok(())
+}
+
+#[test]
+fn docker_scenario2() {
+    docker_test("docker_scenario2", |dir| scenario2(dir, false));
+}
+
+#[test]
+fn docker_scenario2_leave_running() {
+    docker_test("docker_scenario2_leave_running", |dir| scenario2(dir, true));
 }

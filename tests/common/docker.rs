@@ -110,18 +110,83 @@ impl DockerHost {
             .args(["/bin/busybox", "--install", "-s", "/bin"])
             .status()?;
         ensure!(installed.success(), "busybox --install failed");
-        let tar = work.join("busybox.tar");
+        self.import_rootfs(&rootfs, &work.join("busybox.tar"), name)
+    }
+
+    /// Imports an image named `name` holding the Node.js request counter
+    /// (tests/workloads/counter_server.js at /app/server.js), built in
+    /// `work` as scripts/container-bundle.sh --node gives a bundle node:
+    /// the host's node at /app/node and each of its libraries (as ldd
+    /// finds them, the loader included) copied at the same path.
+    pub fn import_node(&self, work: &Path, name: &str) -> Result<()> {
+        let rootfs = work.join("node-rootfs");
+        std::fs::create_dir_all(rootfs.join("app"))?;
+        std::fs::create_dir_all(rootfs.join("tmp"))?;
+        let node = which("node")?;
+        std::fs::copy(&node, rootfs.join("app/node"))
+            .with_context(|| format!("copying {}", node.display()))?;
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads/counter_server.js"),
+            rootfs.join("app/server.js"),
+        )?;
+        let ldd = Command::new("ldd").arg(&node).output()?;
+        ensure!(ldd.status.success(), "ldd {} failed", node.display());
+        for lib in String::from_utf8_lossy(&ldd.stdout)
+            .split_whitespace()
+            .filter(|w| w.starts_with('/'))
+        {
+            let to = rootfs.join(lib.trim_start_matches('/'));
+            std::fs::create_dir_all(to.parent().context("a library path without parent")?)?;
+            // copy follows the host's symlinks: the file itself goes in.
+            std::fs::copy(lib, &to).with_context(|| format!("copying {lib}"))?;
+        }
+        self.import_rootfs(&rootfs, &work.join("node.tar"), name)
+    }
+
+    /// Imports the directory `rootfs` as image `name` (through the tarball
+    /// `tar`).
+    fn import_rootfs(&self, rootfs: &Path, tar: &Path, name: &str) -> Result<()> {
         let tarred = Command::new("tar")
             .arg("-C")
-            .arg(&rootfs)
+            .arg(rootfs)
             .arg("-cf")
-            .arg(&tar)
+            .arg(tar)
             .arg(".")
             .status()?;
-        ensure!(tarred.success(), "tar of the busybox rootfs failed");
-        self.docker(&["import", path_str(&tar)?, name])?;
+        ensure!(tarred.success(), "tar of {} failed", rootfs.display());
+        self.docker(&["import", path_str(tar)?, name])?;
         Ok(())
     }
+
+    /// The network namespace dockerd runs in (its bridge and every
+    /// container's address are reachable from there only).
+    pub fn netns_path(&self) -> Result<String> {
+        let name = self
+            .dir
+            .file_name()
+            .context("the host's directory has no name")?;
+        Ok(format!(
+            "/var/run/netns/ferry-docker-{}",
+            name.to_string_lossy()
+        ))
+    }
+
+    /// One HTTP GET of `url` from inside dockerd's network namespace;
+    /// returns the body.
+    pub fn http_get(&self, url: &str) -> Result<String> {
+        super::testbed::http_get_in(&self.netns_path()?, url)
+    }
+}
+
+/// The real path of `prog` on PATH.
+fn which(prog: &str) -> Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(prog))
+        .find(|p| p.is_file())
+        .with_context(|| format!("{prog} is not on PATH"))?
+        .canonicalize()
+        .with_context(|| format!("resolving {prog}"))
 }
 
 impl Drop for DockerHost {

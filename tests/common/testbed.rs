@@ -198,33 +198,9 @@ impl Testbed {
         Ok(p)
     }
 
-    /// One HTTP GET from inside `from`, on a thread that enters the
-    /// host's network namespace (and ends with it); returns the body.
+    /// One HTTP GET from inside `from` ([`http_get_in`]); returns the body.
     pub fn http_get(&self, from: Host, url: &str) -> Result<String> {
-        let netns = File::open(format!("/var/run/netns/{}", self.netns(from)))?;
-        let rest = url
-            .strip_prefix("http://")
-            .context("expected an http:// URL")?;
-        let (addr, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let (addr, path) = (addr.to_string(), format!("/{path}"));
-        std::thread::spawn(move || -> Result<String> {
-            nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET)?;
-            let mut s = std::net::TcpStream::connect(&addr)
-                .with_context(|| format!("connecting to {addr}"))?;
-            s.set_read_timeout(Some(Duration::from_secs(10)))?;
-            write!(
-                s,
-                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-            )?;
-            let mut reply = String::new();
-            s.read_to_string(&mut reply)?;
-            let body = reply
-                .split_once("\r\n\r\n")
-                .map_or(reply.as_str(), |(_, b)| b);
-            Ok(body.trim().to_string())
-        })
-        .join()
-        .map_err(|_| anyhow::anyhow!("the GET thread panicked"))?
+        http_get_in(&self.netns_path(from), url)
     }
 
     /// Brings host A's end of the link down or up.
@@ -601,4 +577,34 @@ fn wait_for_end(path: &Path) -> Result<String> {
         sleep(Duration::from_millis(10));
     }
     bail!("the workload did not finish after SIGTERM")
+}
+
+/// One HTTP GET from inside the network namespace at `netns` (a path such
+/// as /var/run/netns/NAME), on a thread that enters it (and ends with it);
+/// returns the body.
+pub fn http_get_in(netns: &str, url: &str) -> Result<String> {
+    let netns = File::open(netns).with_context(|| format!("opening {netns}"))?;
+    let rest = url
+        .strip_prefix("http://")
+        .context("expected an http:// URL")?;
+    let (addr, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (addr, path) = (addr.to_string(), format!("/{path}"));
+    std::thread::spawn(move || -> Result<String> {
+        nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET)?;
+        let mut s =
+            std::net::TcpStream::connect(&addr).with_context(|| format!("connecting to {addr}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut reply = String::new();
+        s.read_to_string(&mut reply)?;
+        let body = reply
+            .split_once("\r\n\r\n")
+            .map_or(reply.as_str(), |(_, b)| b);
+        Ok(body.trim().to_string())
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the GET thread panicked"))?
 }
