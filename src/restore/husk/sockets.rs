@@ -24,6 +24,17 @@ pub fn create(ck: &Checkpoint, ours: &mut [Option<OwnedFd>]) -> Result<(), Resto
         set_flags(image.pid, &sock, n.flags)?;
         ours[i] = Some(sock);
     }
+    // Every socket of a port is bound now: each gets its own reuse flags
+    // back (see `inet`).
+    for (i, file) in ck.files.iter().enumerate() {
+        if let (Some(image), FileImage::InetSocket(n), Some(sock)) =
+            (holder(ck, i), file, ours[i].as_ref())
+        {
+            if binds_port(n) {
+                set_reuse(image.pid, sock, n.options.reuse_addr, n.options.reuse_port)?;
+            }
+        }
+    }
     udp::refill_and_shut(ck, ours)?;
     Ok(())
 }
@@ -97,6 +108,15 @@ fn inet(pid: i32, n: &InetSocket) -> Result<OwnedFd, RestoreError> {
         setsockopt_int(s, libc::SOL_SOCKET, libc::SO_BROADCAST, 1)
             .map_err(fail("setting SO_BROADCAST".into()))?;
     }
+    // Bound and listening with SO_REUSEADDR and SO_REUSEPORT on, as CRIU
+    // does, and given back the image's values once every socket of the
+    // tree is bound (`create`): the sockets of the tree that share a port
+    // (one of two SO_REUSEPORT listeners turned it off since, a listener
+    // whose SO_REUSEADDR was on when the connections now in TIME_WAIT on
+    // its port were accepted) bind only so, as they once did.
+    if binds_port(n) {
+        set_reuse(pid, &sock, true, true)?;
+    }
     match n.local {
         Some(std::net::SocketAddr::V4(a)) if !n.ipv6 => {
             bind(sock.as_raw_fd(), &SockaddrIn::from(a))
@@ -115,6 +135,29 @@ fn inet(pid: i32, n: &InetSocket) -> Result<OwnedFd, RestoreError> {
     listen_on(pid, &sock, n.listen_backlog)?;
     udp::connect_peer(pid, &sock, n)?;
     Ok(sock)
+}
+
+/// Whether `n` is a TCP or UDP socket bound to a port.
+fn binds_port(n: &InetSocket) -> bool {
+    matches!(n.sock_type, libc::SOCK_STREAM | libc::SOCK_DGRAM)
+        && n.local.is_some_and(|a| a.port() != 0)
+}
+
+/// Sets SO_REUSEADDR and SO_REUSEPORT of `sock`.
+fn set_reuse(pid: i32, sock: &OwnedFd, addr: bool, port: bool) -> Result<(), RestoreError> {
+    for (opt, on, name) in [
+        (libc::SO_REUSEADDR, addr, "SO_REUSEADDR"),
+        (libc::SO_REUSEPORT, port, "SO_REUSEPORT"),
+    ] {
+        setsockopt_int(sock.as_fd(), libc::SOL_SOCKET, opt, i32::from(on)).map_err(|errno| {
+            RestoreError::Injected {
+                pid,
+                call: format!("setting {name} to {}", i32::from(on)),
+                errno,
+            }
+        })?;
+    }
+    Ok(())
 }
 
 /// Sets the options every kind of socket has (the one setting of them, for
