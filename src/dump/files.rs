@@ -11,8 +11,8 @@ use super::pidfd;
 use super::sockets;
 use super::tcp;
 use crate::image::{
-    ExternalStdio, FdImage, FifoEnd, FileImage, FileOwner, FileOwnerKind, GhostDevice, GhostFile, OpenFile,
-    PathFileType, PipeEnd, PipeImage,
+    ExternalStdio, FdImage, FifoEnd, FileImage, FileOwner, FileOwnerKind, GhostDevice, GhostFile,
+    OpenFile, PathFileType, PipeEnd, PipeImage,
 };
 use crate::inspect::{ClassifiedFd, FdClass};
 use crate::kernel;

@@ -313,7 +313,11 @@ fn make_ghost(at: &str, g: &GhostFile, create: nix::fcntl::OFlag) -> nix::Result
     let Some(d) = g.device else {
         return nix::fcntl::open(at, create, Mode::from_bits_truncate(0o600));
     };
-    let kind = if d.block { SFlag::S_IFBLK } else { SFlag::S_IFCHR };
+    let kind = if d.block {
+        SFlag::S_IFBLK
+    } else {
+        SFlag::S_IFCHR
+    };
     let rdev = nix::sys::stat::makedev(d.major.into(), d.minor.into());
     nix::sys::stat::mknod(at, kind, Mode::from_bits_truncate(0o600), rdev)?;
     nix::fcntl::open(at, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).inspect_err(|_| {
