@@ -84,6 +84,7 @@ zdtm_tests! {
     vma_flags, vma_flags_leave_running => Spec::new("vma_flags");
     memfd_mode, memfd_mode_leave_running => Spec::new("memfd_mode");
     ghost_file, ghost_file_leave_running => Spec::new("ghost_file");
+    deleted_dev, deleted_dev_leave_running => Spec::new("deleted_dev");
     other_user, other_user_leave_running => Spec::new("other_user");
     prctl_state, prctl_state_leave_running => Spec::new("prctl_state");
     file_locks, file_locks_leave_running => Spec::new("file_locks");

@@ -11,8 +11,8 @@ use super::pidfd;
 use super::sockets;
 use super::tcp;
 use crate::image::{
-    ExternalStdio, FdImage, FifoEnd, FileImage, FileOwner, FileOwnerKind, GhostFile, OpenFile,
-    PathFileType, PipeEnd, PipeImage,
+    ExternalStdio, FdImage, FifoEnd, FileImage, FileOwner, FileOwnerKind, GhostDevice, GhostFile,
+    OpenFile, PathFileType, PipeEnd, PipeImage,
 };
 use crate::inspect::{ClassifiedFd, FdClass};
 use crate::kernel;
@@ -169,7 +169,7 @@ pub fn describe(
                         FdClass::Path(file_type) => {
                             let deleted = c.target.strip_suffix(" (deleted)");
                             let ghost = match deleted {
-                                Some(path) if file_type == PathFileType::Regular => {
+                                Some(path) if file_type != PathFileType::Directory => {
                                     Some(ghost_index(pid, c.fd, path, tree)?)
                                 }
                                 _ => None,
@@ -410,23 +410,37 @@ fn ghost_index(
         let what = format!("{what} deleted file {path} (fd {fd} of process {pid})");
         move |source: std::io::Error| CheckpointError::Io { what, source }
     };
-    let file = std::fs::File::open(format!("/proc/{pid}/fd/{fd}")).map_err(io("open"))?;
-    let meta = file.metadata().map_err(io("examine"))?;
+    use std::os::unix::fs::FileTypeExt;
+    let proc_fd = format!("/proc/{pid}/fd/{fd}");
+    // stat, not open: a device node is not opened at checkpoint.
+    let meta = std::fs::metadata(&proc_fd).map_err(io("examine"))?;
     let key = (meta.dev(), meta.ino());
     if let Some(i) = tree.ghost_inodes.iter().position(|k| *k == key) {
         return Ok(i as u32);
     }
-    let file = OwnedFd::from(file);
-    let data = anon::data_ranges(&file, meta.size()).map_err(|e| io("read")(e.into()))?;
+    let ft = meta.file_type();
+    let (device, size, data) = if ft.is_char_device() || ft.is_block_device() {
+        let device = GhostDevice {
+            block: ft.is_block_device(),
+            major: libc::major(meta.rdev()),
+            minor: libc::minor(meta.rdev()),
+        };
+        (Some(device), 0, Vec::new())
+    } else {
+        let file = OwnedFd::from(std::fs::File::open(&proc_fd).map_err(io("open"))?);
+        let data = anon::data_ranges(&file, meta.size()).map_err(|e| io("read")(e.into()))?;
+        (None, meta.size(), data)
+    };
     tree.ghosts.push(GhostFile {
         path: path.to_string(),
         mode: meta.mode() & 0o7777,
         uid: meta.uid(),
         gid: meta.gid(),
-        size: meta.size(),
+        size,
         data,
         atime: (meta.atime(), meta.atime_nsec()),
         mtime: (meta.mtime(), meta.mtime_nsec()),
+        device,
     });
     tree.ghost_inodes.push(key);
     Ok((tree.ghosts.len() - 1) as u32)

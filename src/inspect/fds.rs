@@ -90,7 +90,22 @@ pub fn classify_fd(pid: i32, fd: i32, target: &str) -> Result<FdClass, InspectEr
         // file), up to a bound; anything else deleted is refused.
         let meta = std::fs::metadata(format!("/proc/{pid}/fd/{fd}"))
             .map_err(|e| refuse(format!("deleted file that cannot be examined ({e})")))?;
-        if !meta.file_type().is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        let ft = meta.file_type();
+        if ft.is_char_device() || ft.is_block_device() {
+            // A deleted device node is made again with mknod; a deleted
+            // terminal (a pty whose master closed) would be another one.
+            let major = libc::major(meta.rdev());
+            if ft.is_char_device() && (matches!(major, 4 | 5) || (136..=143).contains(&major)) {
+                return Err(refuse("deleted terminal".into()));
+            }
+            return Ok(FdClass::Path(if ft.is_block_device() {
+                PathFileType::BlockDevice
+            } else {
+                PathFileType::CharDevice
+            }));
+        }
+        if !ft.is_file() {
             return Err(refuse("deleted file".into()));
         }
         if meta.size() > GHOST_FILE_MAX {
@@ -362,6 +377,38 @@ mod tests {
             )) && refused.contains(&format!("process {pid}"))
                 && refused.contains(target),
             "{refused}"
+        );
+    }
+
+    #[test]
+    fn deleted_device_nodes_are_carried() {
+        use crate::image::PathFileType;
+        use std::os::fd::AsRawFd;
+        let pid = std::process::id() as i32;
+        let path = std::env::temp_dir().join(format!("ferry-ghost-dev-test-{pid}"));
+        let _ = std::fs::remove_file(&path);
+        let null = nix::sys::stat::makedev(1, 3);
+        let made = nix::sys::stat::mknod(
+            &path,
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+            null,
+        );
+        if made.is_err() {
+            return; // No CAP_MKNOD here.
+        }
+        let Ok(file) = std::fs::File::open(&path) else {
+            let _ = std::fs::remove_file(&path);
+            return; // A nodev mount.
+        };
+        std::fs::remove_file(&path).unwrap();
+        let fd = file.as_raw_fd();
+        let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+        let target = target.to_str().unwrap();
+        assert!(target.ends_with(" (deleted)"), "{target}");
+        assert_eq!(
+            classify_fd(pid, fd, target).unwrap(),
+            FdClass::Path(PathFileType::CharDevice)
         );
     }
 }

@@ -14,6 +14,9 @@ pub enum PathFileType {
     CharDevice,
     /// A directory (opened O_RDONLY, or O_PATH), with its readdir position.
     Directory,
+    /// A block device (only as a deleted device node, a [`GhostFile`]
+    /// with a [`GhostFile::device`]).
+    BlockDevice,
 }
 
 /// An open file descriptor.
@@ -426,6 +429,11 @@ pub struct GhostFile {
     pub atime: (i64, i64),
     /// Last modification time (seconds, nanoseconds).
     pub mtime: (i64, i64),
+    /// For a deleted device node (CRIU's deleted_dev) rather than a
+    /// regular file: which device it is (`size` is then 0 and `data`
+    /// empty). At restore a node is made again with mknod, opened, and
+    /// unlinked; a device this host lacks fails the restore.
+    pub device: Option<GhostDevice>,
 }
 
 /// The largest deleted file carried: its contents travel in the image.
@@ -697,4 +705,15 @@ pub struct IntOption {
     pub name: i32,
     /// Its value.
     pub value: i32,
+}
+
+/// Which device a deleted device node ([`GhostFile::device`]) was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GhostDevice {
+    /// A block device (S_IFBLK) rather than a character device (S_IFCHR).
+    pub block: bool,
+    /// Its major number.
+    pub major: u32,
+    /// Its minor number.
+    pub minor: u32,
 }

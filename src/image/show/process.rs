@@ -109,7 +109,16 @@ pub(super) fn write_process(
         let (flags, pos, what) = match ck.files.get(fd.file as usize) {
             Some(FileImage::Path(f)) => {
                 let what = match f.ghost.and_then(|g| ck.ghost_files.get(g as usize)) {
-                    Some(g) => format!("{} (deleted, {} bytes carried)", f.path, g.size),
+                    Some(g) => match g.device {
+                        Some(d) => format!(
+                            "{} (deleted {} device {}:{})",
+                            f.path,
+                            if d.block { "block" } else { "character" },
+                            d.major,
+                            d.minor
+                        ),
+                        None => format!("{} (deleted, {} bytes carried)", f.path, g.size),
+                    },
                     None => f.path.clone(),
                 };
                 (open_flags(f.flags), f.pos.to_string(), what)

@@ -9,7 +9,7 @@ use super::sockets;
 use super::tcp;
 use super::unix;
 use crate::image::{
-    Checkpoint, FifoEnd, FileImage, FileOwnerKind, GhostFile, OpenFile, PathFileType,
+    Checkpoint, FifoEnd, FileImage, FileOwnerKind, GhostDevice, GhostFile, OpenFile, PathFileType,
 };
 use crate::kernel;
 use crate::kernel::abi::{FOwnerEx, IntoBytes};
@@ -34,8 +34,10 @@ pub(super) struct TreeFds {
     pub(super) installed: Vec<Option<(i32, i32)>>,
     /// Each deleted file of the image ([`Checkpoint::ghost_files`]),
     /// recreated with its contents and unlinked again: a read-write
-    /// description of ours, from which each description of it is reopened.
-    ghosts: Vec<OwnedFd>,
+    /// description of ours (an O_PATH one for a device node, which is not
+    /// opened until a description of it is), from which each description
+    /// of it is reopened; with the device it is, for a device node.
+    ghosts: Vec<(OwnedFd, Option<GhostDevice>)>,
     /// The TCP connections, in repair mode until the tree runs.
     pub(super) connections: tcp::Pending,
 }
@@ -96,7 +98,7 @@ impl TreeFds {
         let ghosts = ck
             .ghost_files
             .iter()
-            .map(|g| create_ghost(pid, husk, g))
+            .map(|g| create_ghost(pid, husk, g).map(|fd| (fd, g.device)))
             .collect::<Result<_, _>>()?;
         Ok(TreeFds {
             ours,
@@ -232,7 +234,8 @@ fn external_stdio(
 /// errors), inside the root directory of `husk`: at its old path, or
 /// beside it under a name of its own if that path is taken, with its
 /// contents, owner, mode and times; then unlinks it again. Returns a
-/// read-write description of it.
+/// read-write description of it, or for a device node (made with mknod)
+/// an O_PATH one.
 fn create_ghost(pid: i32, husk: Pid, g: &GhostFile) -> Result<OwnedFd, RestoreError> {
     use nix::fcntl::OFlag;
     use nix::sys::stat::Mode;
@@ -249,7 +252,7 @@ fn create_ghost(pid: i32, husk: Pid, g: &GhostFile) -> Result<OwnedFd, RestoreEr
     let mut attempt = 0;
     let fd = loop {
         let at = format!("{root}{path}");
-        match nix::fcntl::open(at.as_str(), create, Mode::from_bits_truncate(0o600)) {
+        match make_ghost(&at, g, create) {
             Err(Errno::EEXIST) if attempt < 100 => {
                 attempt += 1;
                 path = format!("{}.ferry-ghost.{}.{attempt}", g.path, std::process::id());
@@ -259,7 +262,9 @@ fn create_ghost(pid: i32, husk: Pid, g: &GhostFile) -> Result<OwnedFd, RestoreEr
     };
     let what = |op: &str| format!("{op} of deleted file {} (recreated as {path})", g.path);
     let filled = (|| {
-        nix::unistd::ftruncate(&fd, g.size as i64).map_err(fail(what("ftruncate")))?;
+        if g.device.is_none() {
+            nix::unistd::ftruncate(&fd, g.size as i64).map_err(fail(what("ftruncate")))?;
+        }
         for (offset, bytes) in &g.data {
             let mut written = 0;
             while written < bytes.len() {
@@ -268,17 +273,30 @@ fn create_ghost(pid: i32, husk: Pid, g: &GhostFile) -> Result<OwnedFd, RestoreEr
                         .map_err(fail(what("pwrite")))?;
             }
         }
-        nix::unistd::fchown(
-            &fd,
+        // Through /proc/self/fd, which an O_PATH description allows too.
+        let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        nix::unistd::chown(
+            link.as_str(),
             Some(nix::unistd::Uid::from_raw(g.uid)),
             Some(nix::unistd::Gid::from_raw(g.gid)),
         )
-        .map_err(fail(what("fchown")))?;
-        nix::sys::stat::fchmod(&fd, Mode::from_bits_retain(g.mode))
-            .map_err(fail(what("fchmod")))?;
+        .map_err(fail(what("chown")))?;
+        nix::sys::stat::fchmodat(
+            nix::fcntl::AT_FDCWD,
+            link.as_str(),
+            Mode::from_bits_retain(g.mode),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .map_err(fail(what("chmod")))?;
         let time = |(sec, nsec): (i64, i64)| nix::sys::time::TimeSpec::new(sec, nsec);
-        nix::sys::stat::futimens(&fd, &time(g.atime), &time(g.mtime))
-            .map_err(fail(what("futimens")))
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            link.as_str(),
+            &time(g.atime),
+            &time(g.mtime),
+            nix::sys::stat::UtimensatFlags::FollowSymlink,
+        )
+        .map_err(fail(what("utimensat")))
     })();
     let unlinked =
         nix::unistd::unlink(format!("{root}{path}").as_str()).map_err(fail(what("unlink")));
@@ -286,28 +304,61 @@ fn create_ghost(pid: i32, husk: Pid, g: &GhostFile) -> Result<OwnedFd, RestoreEr
     Ok(fd)
 }
 
+/// Makes deleted file `g` anew at `at` (a path in this mount namespace):
+/// a regular file opened with `create`, or a device node (mknod), opened
+/// O_PATH (and removed again if that fails).
+fn make_ghost(at: &str, g: &GhostFile, create: nix::fcntl::OFlag) -> nix::Result<OwnedFd> {
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::{Mode, SFlag};
+    let Some(d) = g.device else {
+        return nix::fcntl::open(at, create, Mode::from_bits_truncate(0o600));
+    };
+    let kind = if d.block {
+        SFlag::S_IFBLK
+    } else {
+        SFlag::S_IFCHR
+    };
+    let rdev = nix::sys::stat::makedev(d.major.into(), d.minor.into());
+    nix::sys::stat::mknod(at, kind, Mode::from_bits_truncate(0o600), rdev)?;
+    nix::fcntl::open(at, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).inspect_err(|_| {
+        let _ = nix::unistd::unlink(at);
+    })
+}
+
 impl TreeFds {
     /// Opens deleted file `ghost` (recreated by [`TreeFds::create`]) anew
     /// here with open flags `flags`, through /proc/self/fd, which still
     /// leads to it (`pid` names the process in errors).
     fn reopen_ghost(&self, pid: i32, ghost: u32, flags: i32) -> Result<OwnedFd, RestoreError> {
-        let ours = self
-            .ghosts
-            .get(ghost as usize)
-            .ok_or_else(|| RestoreError::Unsupported {
-                pid,
-                why: format!("an fd refers to deleted file #{ghost}, which the image lacks"),
-            })?;
+        let (ours, device) =
+            self.ghosts
+                .get(ghost as usize)
+                .ok_or_else(|| RestoreError::Unsupported {
+                    pid,
+                    why: format!("an fd refers to deleted file #{ghost}, which the image lacks"),
+                })?;
         let flags = reopen_flags(flags);
         nix::fcntl::open(
             format!("/proc/self/fd/{}", ours.as_raw_fd()).as_str(),
             nix::fcntl::OFlag::from_bits_retain(flags),
             nix::sys::stat::Mode::empty(),
         )
-        .map_err(|errno| RestoreError::Injected {
-            pid,
-            call: format!("reopening deleted file #{ghost} (flags {flags:#o})"),
-            errno,
+        .map_err(|errno| match device {
+            // The node is there; the device behind it is not.
+            Some(d) if matches!(errno, Errno::ENXIO | Errno::ENODEV) => RestoreError::Unsupported {
+                pid,
+                why: format!(
+                    "deleted file #{ghost} is {} device {}:{}, which this host does not have ({errno})",
+                    if d.block { "block" } else { "character" },
+                    d.major,
+                    d.minor
+                ),
+            },
+            _ => RestoreError::Injected {
+                pid,
+                call: format!("reopening deleted file #{ghost} (flags {flags:#o})"),
+                errno,
+            },
         })
     }
 }
