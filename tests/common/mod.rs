@@ -199,7 +199,38 @@ impl Drop for TestDir {
         if self.passed {
             let _ = fs::remove_dir_all(&self.path);
         } else {
+            release_network_lock(&self.image());
             eprintln!("test files kept in {}", self.path.display());
+        }
+    }
+}
+
+/// Deletes the network lock a checkpoint left in the host's namespace for
+/// the restore of `image` (the table the image names), when the test
+/// failed before a restore released it: it is this test's own table.
+fn release_network_lock(image: &Path) {
+    if !image.exists() {
+        return;
+    }
+    let Ok(bin) = agent_bin() else { return };
+    let Ok(out) = Command::new(bin)
+        .arg("image")
+        .arg("show")
+        .arg(image)
+        .output()
+    else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let ["network", "lock", table, "engaged", "until", "restore"] = words.as_slice() {
+            if table.starts_with("ferry_") {
+                let _ = Command::new("nft")
+                    .args(["delete", "table", "inet", table])
+                    .stderr(Stdio::null())
+                    .status();
+            }
         }
     }
 }
