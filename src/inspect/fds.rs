@@ -165,7 +165,7 @@ pub fn classify_each_fd(pid: i32) -> Result<(Vec<ClassifiedFd>, Vec<InspectError
             Ok(class) => out.push(ClassifiedFd { fd, target, class }),
             // Closed between the listing and its reading (a running
             // shell's command substitution pipe): nothing to carry.
-            Err(InspectError::Proc(_)) if fd_closed(pid, fd) => {}
+            Err(InspectError::Proc(_)) if proc::fd_closed(pid, fd) => {}
             Err(e @ InspectError::Proc(_)) => return Err(e),
             Err(e) => refused.push(e),
         }
@@ -178,19 +178,13 @@ pub fn classify_each_fd(pid: i32) -> Result<(Vec<ClassifiedFd>, Vec<InspectError
         }
         .and_then(|()| locks::check_fd_locks(pid, c));
         match checked {
-            Err(InspectError::Proc(_)) if fd_closed(pid, c.fd) => {}
+            Err(InspectError::Proc(_)) if proc::fd_closed(pid, c.fd) => {}
             Err(e @ InspectError::Proc(_)) => return Err(e),
             Err(e) => refused.push(e),
             Ok(()) => {}
         }
     }
     Ok((out, refused))
-}
-
-/// Whether fd `fd` of `pid` is no longer open: an fd of a running process
-/// may close while it is being read.
-fn fd_closed(pid: i32, fd: i32) -> bool {
-    std::fs::symlink_metadata(format!("/proc/{pid}/fd/{fd}")).is_err()
 }
 
 /// Whether the processes of `tree` hold a read end, and a write end, of

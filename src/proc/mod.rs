@@ -575,14 +575,21 @@ pub fn fds(pid: i32) -> Result<Vec<(i32, String)>, ProcError> {
     for fd in fds {
         match read_link(format!("/proc/{pid}/fd/{fd}")) {
             Ok(target) => out.push((fd, target)),
-            // Closed by a running process since its directory was read:
-            // not open any more (while the process itself is there).
+            // Closed by a running process since its directory was read.
             Err(ProcError::Read { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound && path.exists() => {}
+                if source.kind() == std::io::ErrorKind::NotFound && fd_closed(pid, fd) => {}
             Err(e) => return Err(e),
         }
     }
     Ok(out)
+}
+
+/// Whether fd `fd` of `pid` is no longer open while the process itself is
+/// still there: a running process may close an fd while its fds are being
+/// read.
+pub fn fd_closed(pid: i32, fd: i32) -> bool {
+    fs::symlink_metadata(format!("/proc/{pid}/fd/{fd}")).is_err()
+        && std::path::Path::new(&format!("/proc/{pid}/fd")).exists()
 }
 
 /// The fields of /proc/PID/fdinfo/N that ferry uses.
