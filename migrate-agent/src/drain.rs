@@ -73,7 +73,7 @@ pub fn run(a: DrainArgs) -> anyhow::Result<ExitCode> {
                 ok: false,
                 downtime_ms: None,
                 total_ms: None,
-                error: Some(format!("{e:#}")),
+                error: Some(crate::output::error_report(&e)),
             },
         };
         if !a.json {

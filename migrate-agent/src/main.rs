@@ -205,7 +205,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("migrate-agent: {err:#}");
+            eprintln!("migrate-agent: {}", output::error_report(&err));
             ExitCode::FAILURE
         }
     }
