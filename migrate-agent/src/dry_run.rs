@@ -28,7 +28,8 @@ const INTERRUPTED: u8 = 130;
 pub struct DryRunArgs {
     /// PID of the process (root of the tree), as this host sees it.
     pid: i32,
-    /// How long to measure the workload's writes.
+    /// How long to measure the workload's writes, with its unit (10s,
+    /// 500ms; a bare number is refused).
     #[arg(long, default_value = "10s")]
     duration: String,
     /// The destination agent, HOST:PORT (UDP), to check and measure the
@@ -45,8 +46,9 @@ pub struct DryRunArgs {
     /// The switch-over the pre-copy prediction assumes.
     #[command(flatten)]
     switch_over: SwitchOverArgs,
-    /// Bandwidth to predict with when there is no --to, e.g. 100M
-    /// (bytes per second; default 1G).
+    /// Bandwidth to predict with when there is no --to, in bytes per
+    /// second: 100M or 100MiB/s (1024-based), 100MB/s (1000-based);
+    /// default 1G.
     #[arg(long)]
     bandwidth: Option<String>,
     /// Print the report as JSON.

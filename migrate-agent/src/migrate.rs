@@ -32,8 +32,9 @@ pub struct DestinationArgs {
 /// drain, and the dry run's prediction).
 #[derive(clap::Args, Debug, Clone)]
 pub struct SwitchOverArgs {
-    /// Longest acceptable freeze: pre-copy switches over once the pages
-    /// still dirty fit in it at the measured bandwidth.
+    /// Longest acceptable freeze (50ms, 0.1s: a bare number is refused):
+    /// pre-copy switches over once the pages still dirty fit in it at the
+    /// measured bandwidth.
     #[arg(long, default_value = "50ms")]
     pub max_downtime: String,
     /// Pre-copy rounds at most before switching over anyway.
@@ -56,7 +57,8 @@ impl SwitchOverArgs {
 pub struct TransferArgs {
     #[command(flatten)]
     switch_over: SwitchOverArgs,
-    /// Cap on page bandwidth, e.g. 100M (bytes per second, K/M/G = 1024-based).
+    /// Cap on page bandwidth in bytes per second, e.g. 100M or 100MiB/s
+    /// (1024-based) or 100MB/s (1000-based).
     #[arg(long)]
     bandwidth_limit: Option<String>,
     /// How memory moves. precopy: copy while running, then freeze for
@@ -268,38 +270,49 @@ pub(crate) fn resolve(to: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("--to {to}: the name has no address"))
 }
 
-/// Parses the value of option `flag`: "50ms", "1.5s" or a bare number of
-/// milliseconds.
+/// Parses the value of option `flag`: "50ms" or "1.5s". A bare number is
+/// refused with a hint: whether `--duration 4` meant seconds or
+/// milliseconds is exactly the mistake a user must not make silently.
 pub(crate) fn parse_duration_ms(flag: &str, text: &str) -> anyhow::Result<f64> {
     let t = text.trim();
     let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
         (n, 1.0)
     } else if let Some(n) = t.strip_suffix('s') {
         (n, 1000.0)
+    } else if t.parse::<f64>().is_ok() {
+        bail!("{flag} {text}: a bare number has no unit: write {t}s or {t}ms")
     } else {
-        (t, 1.0)
+        (t, f64::NAN)
     };
     match num.trim().parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() => Ok(v * scale),
+        Ok(v) if v > 0.0 && v.is_finite() && scale.is_finite() => Ok(v * scale),
         _ => bail!("{flag} {text}: expected a duration such as 50ms or 1s"),
     }
 }
 
 /// Parses the value of option `flag`, a byte rate: "100M", "1.5G/s",
-/// "500MB/s", "800KiB" (1024-based suffixes K, M, G), or a bare number of
-/// bytes per second.
+/// "512KiB/s" (K, M, G, KiB, MiB, GiB: 1024-based), "500MB/s" (KB, MB,
+/// GB: 1000-based, as the SI prefixes say), or a bare number of bytes per
+/// second.
 pub(crate) fn parse_rate(flag: &str, text: &str) -> anyhow::Result<u64> {
     let t = text.trim().trim_end_matches("/s");
-    let t = t.trim_end_matches("iB").trim_end_matches('B');
+    let (t, binary) = match t.strip_suffix("iB") {
+        Some(rest) => (rest, true),
+        None => match t.strip_suffix('B') {
+            Some(rest) => (rest, false),
+            None => (t, true),
+        },
+    };
+    let base: u64 = if binary { 1024 } else { 1000 };
     let (num, scale) = match t.chars().last() {
-        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
-        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
+        Some('K' | 'k') => (&t[..t.len() - 1], base),
+        Some('M' | 'm') => (&t[..t.len() - 1], base.pow(2)),
+        Some('G' | 'g') => (&t[..t.len() - 1], base.pow(3)),
         _ => (t, 1),
     };
     match num.trim().parse::<f64>() {
         Ok(v) if v > 0.0 && v.is_finite() => Ok((v * scale as f64) as u64),
-        _ => bail!("{flag} {text}: expected a rate such as 100M or 1G/s"),
+        _ => bail!("{flag} {text}: expected a rate such as 100M, 1GiB/s or 500MB/s"),
     }
 }
 
@@ -312,6 +325,12 @@ mod tests {
         assert_eq!(parse_duration_ms("-", "50ms").unwrap(), 50.0);
         assert_eq!(parse_duration_ms("-", "1.5s").unwrap(), 1500.0);
         assert!(parse_duration_ms("-", "fast").is_err());
+        let bare = parse_duration_ms("--duration", "4")
+            .unwrap_err()
+            .to_string();
+        assert!(bare.contains("write 4s or 4ms"), "{bare}");
+        assert_eq!(parse_rate("-", "500MB/s").unwrap(), 500_000_000);
+        assert_eq!(parse_rate("-", "500MiB/s").unwrap(), 500 << 20);
         assert_eq!(parse_rate("-", "100M").unwrap(), 100 << 20);
         assert_eq!(parse_rate("-", "1G/s").unwrap(), 1 << 30);
         assert_eq!(parse_rate("-", "512KiB/s").unwrap(), 512 << 10);
