@@ -216,6 +216,12 @@ fn print_report(r: &DryRunReport) {
     for u in &m.untracked {
         println!("  not tracked: {u}");
     }
+    if !m.ended.is_empty() {
+        println!(
+            "  {} process(es) of the tree ended while measured (their writes until then are counted)",
+            m.ended.len()
+        );
+    }
     if let Some(cpu) = m.cpu {
         println!(
             "workload CPU: {:.0} ms/s before tracking, {:.0} ms/s while tracked",

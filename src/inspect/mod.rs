@@ -153,7 +153,7 @@ pub fn tree_flows(pids: &[i32]) -> Result<Vec<crate::image::TcpFlow>, InspectErr
 }
 
 /// Whether `pid` has ended (gone, or a zombie).
-fn gone(pid: i32) -> bool {
+pub fn gone(pid: i32) -> bool {
     proc::read_status(pid).map_or(true, |st| matches!(st.state, 'Z' | 'X' | 'x'))
 }
 

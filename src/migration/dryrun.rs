@@ -154,8 +154,12 @@ pub struct CpuLoad {
 pub struct Measurement {
     /// The tracker used.
     pub backend: DirtyBackend,
-    /// The live processes of the tree.
+    /// The processes of the tree: those live at the start and those that
+    /// started during the measurement (a shell's commands), in that order.
     pub processes: Vec<i32>,
+    /// Of those, the ones that ended during the measurement: their writes
+    /// until then are counted.
+    pub ended: Vec<i32>,
     /// Bytes of memory with data (resident): what round 0 would send.
     pub memory_bytes: u64,
     /// Of which anonymous: what post-copy could fetch on demand.
@@ -229,26 +233,12 @@ pub fn measure(inspection: &TreeInspection, opts: &MeasureOptions) -> Measuremen
         if opts.stop.load(Ordering::SeqCst) {
             break;
         }
-        match dump::precopy::start_tracking(*pid, vmas) {
-            Ok(tracker) => {
-                let mappings = vmas
-                    .iter()
-                    .filter(|v| tracker.is_tracked(v.start, v.end))
-                    .map(|v| TrackedMapping {
-                        vma: v.clone(),
-                        pages: 0,
-                        written: PageRuns::default(),
-                    })
-                    .collect();
-                tracked.push(Tracked {
-                    pid: *pid,
-                    tracker,
-                    mappings,
-                });
-            }
-            Err(e) => untracked.push(format!("process {pid}: {e}")),
+        if let Some(t) = track(*pid, vmas, &mut untracked) {
+            tracked.push(t);
         }
     }
+    let mut processes = members.clone();
+    let mut ended = Vec::new();
 
     let started = Instant::now();
     let ticks_at_start = ticks();
@@ -262,6 +252,18 @@ pub fn measure(inspection: &TreeInspection, opts: &MeasureOptions) -> Measuremen
             .saturating_duration_since(Instant::now());
         sleep_unless_stopped(wait, opts.stop);
         let pages: u64 = tracked.iter_mut().map(|t| sample(t, &mut untracked)).sum();
+        // Processes come and go (a shell loop's commands): the ended are
+        // dropped, the new are tracked from now on.
+        tracked.retain(|t| {
+            let alive = !inspect::gone(t.pid);
+            if !alive {
+                ended.push(t.pid);
+            }
+            alive
+        });
+        if let Some(&root) = members.first() {
+            follow_new_processes(root, &mut processes, &mut tracked, &mut untracked);
+        }
         let now = Instant::now();
         let secs = (now - last).as_secs_f64().max(1e-3);
         last = now;
@@ -292,7 +294,8 @@ pub fn measure(inspection: &TreeInspection, opts: &MeasureOptions) -> Measuremen
     });
     Measurement {
         backend: DirtyBackend::detect(),
-        processes: members.clone(),
+        processes,
+        ended,
         memory_bytes,
         anonymous_bytes,
         duration_ms: secs * 1000.0,
@@ -304,6 +307,61 @@ pub fn measure(inspection: &TreeInspection, opts: &MeasureOptions) -> Measuremen
         top_mappings: top,
         untracked,
         cpu,
+    }
+}
+
+/// Starts tracking the writes of process `pid` in its mappings `vmas`.
+/// A process that could not be tracked is noted in `untracked`, unless it
+/// ended meanwhile (nothing of it is left to track).
+fn track(pid: i32, vmas: &[Vma], untracked: &mut Vec<String>) -> Option<Tracked> {
+    match dump::precopy::start_tracking(pid, vmas) {
+        Ok(tracker) => {
+            let mappings = vmas
+                .iter()
+                .filter(|v| tracker.is_tracked(v.start, v.end))
+                .map(|v| TrackedMapping {
+                    vma: v.clone(),
+                    pages: 0,
+                    written: PageRuns::default(),
+                })
+                .collect();
+            Some(Tracked {
+                pid,
+                tracker,
+                mappings,
+            })
+        }
+        Err(_) if inspect::gone(pid) => None,
+        Err(e) => {
+            untracked.push(format!("process {pid}: {e}"));
+            None
+        }
+    }
+}
+
+/// Tracks the processes of the tree rooted at `root` that started since
+/// the last look (not in `processes`), adding them to `processes`.
+fn follow_new_processes(
+    root: i32,
+    processes: &mut Vec<i32>,
+    tracked: &mut Vec<Tracked>,
+    untracked: &mut Vec<String>,
+) {
+    let Ok(members) = inspect::collect_tree(root) else {
+        return;
+    };
+    for pid in members {
+        if processes.contains(&pid) {
+            continue;
+        }
+        processes.push(pid);
+        let Ok(maps) = proc::read_maps(pid) else {
+            continue;
+        };
+        let (vmas, _) = inspect::mappings::classify_each_mapping(pid, &maps);
+        if let Some(t) = track(pid, &vmas, untracked) {
+            tracked.push(t);
+        }
     }
 }
 
@@ -327,6 +385,8 @@ fn sample(t: &mut Tracked, untracked: &mut Vec<String>) -> u64 {
                 total += pages;
                 true
             }
+            // A process that ended is dropped after this sample.
+            Err(_) if inspect::gone(pid) => false,
             Err(e) => {
                 untracked.push(format!(
                     "process {pid}: mapping {:#x}-{:#x} no longer tracked: {e}",
@@ -731,6 +791,7 @@ mod tests {
         Measurement {
             backend: DirtyBackend::UffdWpAsync,
             processes: vec![1],
+            ended: Vec::new(),
             memory_bytes: memory,
             anonymous_bytes: memory,
             duration_ms: 3000.0,
