@@ -64,7 +64,9 @@
 # runtime and the container. Figures: both commands' wall times
 # (docker_checkpoint_create, docker_start_checkpoint), the runtime's own
 # checkpoint and restore call within them (docker_checkpoint_runtime,
-# docker_restore_runtime; a wrapper times every runtime call), ferry's
+# docker_restore_runtime; a wrapper times every runtime call), the rest of
+# each command's time, in no runtime call (docker_checkpoint_docker,
+# docker_start_docker: Docker's own share), ferry's
 # frozen and restore times (docker_checkpoint_frozen, docker_restore_ferry,
 # from ferry-runc --debug's log), and the checkpoint's size in Docker's data
 # root. Each restored container is checked (the count goes on without a gap
@@ -612,6 +614,12 @@ if [ "$DOCKER_RUNS" != 0 ] && [ -n "$DOCKER_KINDS" ]; then
   runtime_call() {
     awk -v c="$2" -v m="$3" 'NR > m && $1 == c { ms = ($3 - $2) / 1e6; st = $5 } END { if (ms != "") printf "%.1f %s\n", ms, st }' "$tmp/$1.trace"
   }
+  # docker_share TAG MARK START_NS END_NS: the ms of START_NS..END_NS in no
+  # runtime call after line MARK of the trace (the calls do not overlap):
+  # Docker's own share (client, dockerd, containerd, shim).
+  docker_share() {
+    awk -v m="$2" -v s="$3" -v e="$4" 'NR > m && $1 !~ /^@/ && $2 >= s && $3 <= e { busy += $3 - $2 } END { printf "%.1f\n", (e - s - busy) / 1e6 }' "$tmp/$1.trace"
+  }
 
   for t in "${docker_rts[@]}"; do
     # The runtime dockerd calls: a wrapper timing every call of the real
@@ -680,14 +688,16 @@ WRAP
     id=$(dk "$t" inspect -f '{{.Id}}' "$c")
 
     mark=$(wc -l <"$tmp/$t.trace")
-    start=$(now_ms)
+    start=$(date +%s%N)
     if ! out=$(dk "$t" checkpoint create "$c" checkpoint1 2>&1); then
       echo "bench: docker checkpoint create of $kind on ${rt_name[$t]} failed: $out" >&2
       tail -5 "$tmp/fb$$-$t/dockerd.log" >&2
       exit 1
     fi
-    end=$(now_ms)
-    sample docker_checkpoint_create 0 ms $((end - start)) "$params"
+    end=$(date +%s%N)
+    echo "@checkpoint_create $start $end" >>"$tmp/$t.trace"
+    sample docker_checkpoint_create 0 ms $(((end - start) / 1000000)) "$params"
+    sample docker_checkpoint_docker 0 ms "$(docker_share "$t" "$mark" "$start" "$end")" "$params"
     read -r ms stat <<<"$(runtime_call "$t" checkpoint "$mark")"
     [ -n "$ms" ] || { echo "bench: docker checkpoint create did not call ${rt_name[$t]}'s checkpoint" >&2; exit 1; }
     sample docker_checkpoint_runtime 0 ms "$ms" "$params"
@@ -703,7 +713,7 @@ WRAP
     # checkpoint's blob (tests/docker.rs): retried, the last try timed.
     for ((tries = 0; ; tries++)); do
       mark=$(wc -l <"$tmp/$t.trace")
-      start=$(now_ms)
+      start=$(date +%s%N)
       out=$(dk "$t" start --checkpoint checkpoint1 "$c" 2>&1) && break
       if [ "$tries" -lt 10 ] && [[ $out == *"already exists"* ]]; then
         sleep 1
@@ -713,8 +723,10 @@ WRAP
       tail -5 "$tmp/fb$$-$t/dockerd.log" >&2
       exit 1
     done
-    end=$(now_ms)
-    sample docker_start_checkpoint 0 ms $((end - start)) "$params"
+    end=$(date +%s%N)
+    echo "@start_checkpoint $start $end" >>"$tmp/$t.trace"
+    sample docker_start_checkpoint 0 ms $(((end - start) / 1000000)) "$params"
+    sample docker_start_docker 0 ms "$(docker_share "$t" "$mark" "$start" "$end")" "$params"
     read -r ms stat <<<"$(runtime_call "$t" restore "$mark")"
     [ -n "$ms" ] || { echo "bench: docker start --checkpoint did not call ${rt_name[$t]}'s restore" >&2; exit 1; }
     sample docker_restore_runtime 0 ms "$ms" "$params"
