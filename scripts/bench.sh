@@ -51,7 +51,35 @@
 # run inside the freeze), from --json; the connections must all still be
 # established afterwards.
 #
-# RUNS runs of everything. Run as root. Everything it starts is killed by
+# Docker (issue 15): `docker checkpoint create` and `docker start
+# --checkpoint` of the seed's two containers, the busybox counter and the
+# Node.js request counter (tests/workloads/counter_server.js), each kind of
+# DOCKER_KINDS (default "busybox node"; empty skips) run with Docker's
+# defaults, on a dockerd of the bench's own per runtime
+# (scripts/docker-host.sh): ferry-runc (FERRY_RUNC_BIN, default
+# target/release/ferry-runc) and, when CRIU_BIN names a criu binary, runc
+# with that CRIU (the reference: Debian's CRIU 3.17 does not run on Linux
+# 6.18; `scripts/criu-ref.sh DIR` builds CRIU 4.2 into DIR). DOCKER_RUNS
+# (default 5; 0 skips) runs, the runtimes taking turns; params name the
+# runtime and the container. Figures: both commands' wall times
+# (docker_checkpoint_create, docker_start_checkpoint), the runtime's own
+# checkpoint and restore call within them (docker_checkpoint_runtime,
+# docker_restore_runtime; a wrapper times every runtime call), the rest of
+# each command's time, in no runtime call (docker_checkpoint_docker,
+# docker_start_docker: Docker's own share), ferry's
+# frozen and restore times (docker_checkpoint_frozen, docker_restore_ferry,
+# from ferry-runc --debug's log), and the checkpoint's size in Docker's data
+# root. Each restored container is checked (the count goes on without a gap
+# in `docker logs`; the next request answers 4). FERRY_BENCH_KEEP=DIR
+# keeps the runtimes' call traces there. For instance:
+#   CRIU_BIN=$(scripts/criu-ref.sh /opt/criu-4.2) SIZES= TREE_PROCS=0 NODE_RUNS=0 \
+#     TRANSPORT_MIB=0 MIGRATE_RATES= POSTCOPY_SIZES= CONTAINER_MODES= CONN_COUNTS= \
+#     scripts/bench.sh
+#
+# FERRY_BENCH_BUILD=0 skips the cargo builds (the binaries are already in
+# target/release, or given by FERRY_AGENT_BIN and FERRY_RUNC_BIN).
+#
+# RUNS runs of everything else. Run as root. Everything it starts is killed by
 # PID on exit; images live in a temp dir removed at the end.
 set -euo pipefail
 
@@ -84,9 +112,14 @@ CONTAINER_MODES=${CONTAINER_MODES-"precopy postcopy"}
 CONTAINER_KINDS=${CONTAINER_KINDS-"counter node mem"}
 CONTAINER_MIB=${CONTAINER_MIB:-1024}
 CONN_COUNTS=${CONN_COUNTS-"0 1 100 1000"}
+DOCKER_RUNS=${DOCKER_RUNS:-5}
+DOCKER_KINDS=${DOCKER_KINDS-"busybox node"}
+FERRY_RUNC_BIN=${FERRY_RUNC_BIN:-target/release/ferry-runc}
 
-cargo build --release --workspace --locked >&2
-cargo build --release --locked --example transport_bench >&2
+if [ "${FERRY_BENCH_BUILD:-1}" != 0 ]; then
+  cargo build --release --workspace --locked >&2
+  cargo build --release --locked --example transport_bench >&2
+fi
 agent=${FERRY_AGENT_BIN:-target/release/migrate-agent}
 workload=target/release/workloads/bench_mem
 tree_workload=target/release/workloads/bench_tree
@@ -108,6 +141,8 @@ orig= restored= kids=
 # The listener the connections of bench_conns lead to.
 peer=
 bed=()
+# The directories of the dockerds of the Docker section (scripts/docker-host.sh).
+docker_dirs=()
 # The container being measured, by ID.
 cid=
 # shellcheck source=scripts/container-hosts.sh
@@ -124,6 +159,7 @@ cleanup() {
   [ -z "$restored" ] || kill -KILL "$restored" 2>/dev/null || true
   for k in $kids; do kill -KILL "$k" 2>/dev/null || true; done
   [ -z "$peer" ] || kill -KILL "$peer" 2>/dev/null || true
+  for d in "${docker_dirs[@]}"; do bash scripts/docker-host.sh down "$d" >/dev/null 2>&1 || true; done
   wait 2>/dev/null || true
   rm -rf "$tmp"
 }
@@ -516,6 +552,210 @@ while True:
   peer=
 fi
 
+if [ "$DOCKER_RUNS" != 0 ] && [ -n "$DOCKER_KINDS" ]; then
+  if [ ! -x /usr/sbin/dockerd ] || [ ! -x /usr/bin/docker ]; then
+    echo "bench: docker.io is not installed (scripts/setup.sh installs it); DOCKER_RUNS=0 skips the Docker section" >&2
+    exit 1
+  fi
+  # The runtimes: a tag (its dockerd's directory), the name in params, the
+  # runtime binary and a directory to put first on its PATH (runc finds
+  # criu there).
+  docker_rts=(ferry)
+  declare -A rt_name=([ferry]=ferry-runc) rt_bin=([ferry]=$(realpath "$FERRY_RUNC_BIN")) rt_path=([ferry]="")
+  if [ -n "${CRIU_BIN:-}" ]; then
+    criu_version=$("$CRIU_BIN" --version | awk '/^Version:/ {print $2}')
+    docker_rts+=(criu)
+    rt_name[criu]=runc+criu-$criu_version
+    rt_bin[criu]=$(command -v runc)
+    rt_path[criu]=$(dirname "$(realpath "$CRIU_BIN")")
+    [ "$(basename "$CRIU_BIN")" = criu ] || { echo "bench: CRIU_BIN must name a file called criu (runc runs \"criu\" from PATH)" >&2; exit 1; }
+  fi
+  # The seed's two images, as tests/common/docker.rs builds them: busybox
+  # (busybox-static) and the Node.js counter (the host's node and its
+  # libraries).
+  rootfs=$tmp/busybox-rootfs
+  mkdir -p "$rootfs/bin" "$rootfs/tmp"
+  cp /bin/busybox "$rootfs/bin/busybox"
+  chroot "$rootfs" /bin/busybox --install -s /bin
+  tar -C "$rootfs" -cf "$tmp/busybox.tar" .
+  rootfs=$tmp/node-rootfs
+  mkdir -p "$rootfs/app" "$rootfs/tmp"
+  cp "$(realpath "$(command -v node)")" "$rootfs/app/node"
+  cp tests/workloads/counter_server.js "$rootfs/app/server.js"
+  for lib in $(ldd "$rootfs/app/node" | grep -o '/[^ ]*'); do
+    mkdir -p "$rootfs$(dirname "$lib")"
+    cp -L "$lib" "$rootfs$lib"
+  done
+  tar -C "$rootfs" -cf "$tmp/node.tar" .
+  looper='i=0; while true; do echo $i; i=$(expr $i + 1); sleep 1; done'
+
+  # dk TAG ARGS...: Debian's docker client on that runtime's dockerd.
+  dk() { local t=$1; shift; /usr/bin/docker -H "unix://$tmp/fb$$-$t/docker.sock" "$@"; }
+  # poll COMMAND...: retries every 0.2 s for up to 60 s (a docker call
+  # costs a Go client's start).
+  poll() {
+    local i
+    for ((i = 0; i < 300; i++)); do
+      "$@" && return 0
+      sleep 0.2
+    done
+    return 1
+  }
+  logged() { [[ $(dk "$1" logs "$2" 2>/dev/null) == *"$3"* ]]; }
+  logged_lines() { [ "$(dk "$1" logs "$2" 2>/dev/null | wc -l)" -ge "$3" ]; }
+  # http_in TAG URL: one GET from that dockerd's network namespace.
+  http_in() {
+    nsenter --net="/run/netns/ferry-docker-fb$$-$1" python3 -c \
+      'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode().strip())' "$2"
+  }
+  # runtime_call TAG COMMAND MARK: "MS STAT" of the last COMMAND call after
+  # line MARK of the runtime's trace: its wall time and ferry's frozen or
+  # restore time (empty for runc).
+  runtime_call() {
+    awk -v c="$2" -v m="$3" 'NR > m && $1 == c { ms = ($3 - $2) / 1e6; st = $5 } END { if (ms != "") printf "%.1f %s\n", ms, st }' "$tmp/$1.trace"
+  }
+  # docker_share TAG MARK START_NS END_NS: the ms of START_NS..END_NS in no
+  # runtime call after line MARK of the trace (the calls do not overlap):
+  # Docker's own share (client, dockerd, containerd, shim).
+  docker_share() {
+    awk -v m="$2" -v s="$3" -v e="$4" 'NR > m && $1 !~ /^@/ && $2 >= s && $3 <= e { busy += $3 - $2 } END { printf "%.1f\n", (e - s - busy) / 1e6 }' "$tmp/$1.trace"
+  }
+
+  for t in "${docker_rts[@]}"; do
+    # The runtime dockerd calls: a wrapper timing every call of the real
+    # one into $tmp/TAG.trace (command, start and end in ns, exit status,
+    # and for ferry-runc's checkpoint and restore, run with --debug, the
+    # frozen or restore time its log shows). It costs both runtimes the
+    # same few ms of bash per call.
+    {
+      echo '#!/usr/bin/env bash'
+      printf 'real=%q trace=%q ferry=%q\n' "${rt_bin[$t]}" "$tmp/$t.trace" "$([ "$t" = ferry ] && echo 1)"
+      [ -z "${rt_path[$t]}" ] || printf 'export PATH=%q:"$PATH"\n' "${rt_path[$t]}"
+      cat <<'WRAP'
+cmd= prev= log=
+for a in "$@"; do
+  case $prev in
+    --log) log=$a; prev=; continue ;;
+    --root|--log-format|--criu|--rootless) prev=; continue ;;
+  esac
+  case $a in -*) prev=$a ;; *) cmd=$a; break ;; esac
+done
+extra=() pattern=
+if [ -n "$ferry" ]; then
+  case $cmd in
+    checkpoint) extra=(--debug) pattern='frozen [0-9.]+ ms' ;;
+    restore) extra=(--debug) pattern='processes in [0-9.]+ ms' ;;
+  esac
+fi
+start=$(date +%s%N)
+"$real" "${extra[@]}" "$@"
+rc=$?
+end=$(date +%s%N)
+stat=
+if [ -n "$pattern" ] && [ -n "$log" ]; then
+  stat=$(grep -oE "$pattern" "$log" 2>/dev/null | tail -1 | grep -oE '[0-9.]+')
+fi
+echo "${cmd:--} $start $end $rc $stat" >>"$trace"
+exit $rc
+WRAP
+    } >"$tmp/$t.runtime"
+    chmod +x "$tmp/$t.runtime"
+    : >"$tmp/$t.trace"
+    docker_dirs+=("$tmp/fb$$-$t")
+    bash scripts/docker-host.sh up "$tmp/fb$$-$t" "$tmp/$t.runtime" >&2
+    dk "$t" import "$tmp/busybox.tar" busybox >/dev/null
+    dk "$t" import "$tmp/node.tar" node-counter >/dev/null
+  done
+
+  # docker_once TAG KIND RUN: runs the KIND container with Docker's
+  # defaults, checkpoints it, starts it from the checkpoint, checks that
+  # it carried on, removes it, and samples the times.
+  docker_once() {
+    local t=$1 kind=$2 c=$2-$3 params mark start end id size out at n ip tries ms stat
+    params="runtime=${rt_name[$t]},container=$kind"
+    case $kind in
+      busybox)
+        dk "$t" run -d --name "$c" busybox /bin/sh -c "$looper" >/dev/null
+        poll logged_lines "$t" "$c" 3 || { echo "bench: the busybox counter on ${rt_name[$t]} does not count" >&2; exit 1; } ;;
+      node)
+        dk "$t" run -d --name "$c" node-counter /app/node /app/server.js 0.0.0.0 8080 >/dev/null
+        poll logged "$t" "$c" READY || { echo "bench: the Node.js counter on ${rt_name[$t]} is not READY" >&2; exit 1; }
+        ip=$(dk "$t" inspect -f '{{.NetworkSettings.IPAddress}}' "$c")
+        for _ in 1 2 3; do n=$(http_in "$t" "http://$ip:8080/"); done
+        [ "$n" = 3 ] || { echo "bench: the Node.js counter answered $n to the third request" >&2; exit 1; } ;;
+      *) echo "bench: unknown Docker container kind $kind (busybox or node)" >&2; exit 1 ;;
+    esac
+    id=$(dk "$t" inspect -f '{{.Id}}' "$c")
+
+    mark=$(wc -l <"$tmp/$t.trace")
+    start=$(date +%s%N)
+    if ! out=$(dk "$t" checkpoint create "$c" checkpoint1 2>&1); then
+      echo "bench: docker checkpoint create of $kind on ${rt_name[$t]} failed: $out" >&2
+      tail -5 "$tmp/fb$$-$t/dockerd.log" >&2
+      exit 1
+    fi
+    end=$(date +%s%N)
+    echo "@checkpoint_create $start $end" >>"$tmp/$t.trace"
+    sample docker_checkpoint_create 0 ms $(((end - start) / 1000000)) "$params"
+    sample docker_checkpoint_docker 0 ms "$(docker_share "$t" "$mark" "$start" "$end")" "$params"
+    read -r ms stat <<<"$(runtime_call "$t" checkpoint "$mark")"
+    [ -n "$ms" ] || { echo "bench: docker checkpoint create did not call ${rt_name[$t]}'s checkpoint" >&2; exit 1; }
+    sample docker_checkpoint_runtime 0 ms "$ms" "$params"
+    [ -z "$stat" ] || sample docker_checkpoint_frozen 0 ms "$stat" "$params"
+    size=$(du -sb "$tmp/fb$$-$t/data/containers/$id/checkpoints/checkpoint1" | cut -f1)
+    sample docker_checkpoint_size 0 bytes "$size" "$params"
+    [ "$(dk "$t" inspect -f '{{.State.Running}}' "$c")" = false ] \
+      || { echo "bench: $kind on ${rt_name[$t]} still runs after the checkpoint" >&2; exit 1; }
+    at=$(dk "$t" logs "$c" 2>/dev/null | wc -l)
+
+    # Docker 20.10 may fail with "content sha256:...: already exists"
+    # before calling the runtime while containerd still holds the
+    # checkpoint's blob (tests/docker.rs): retried, the last try timed.
+    for ((tries = 0; ; tries++)); do
+      mark=$(wc -l <"$tmp/$t.trace")
+      start=$(date +%s%N)
+      out=$(dk "$t" start --checkpoint checkpoint1 "$c" 2>&1) && break
+      if [ "$tries" -lt 10 ] && [[ $out == *"already exists"* ]]; then
+        sleep 1
+        continue
+      fi
+      echo "bench: docker start --checkpoint of $kind on ${rt_name[$t]} failed: $out" >&2
+      tail -5 "$tmp/fb$$-$t/dockerd.log" >&2
+      exit 1
+    done
+    end=$(date +%s%N)
+    echo "@start_checkpoint $start $end" >>"$tmp/$t.trace"
+    sample docker_start_checkpoint 0 ms $(((end - start) / 1000000)) "$params"
+    sample docker_start_docker 0 ms "$(docker_share "$t" "$mark" "$start" "$end")" "$params"
+    read -r ms stat <<<"$(runtime_call "$t" restore "$mark")"
+    [ -n "$ms" ] || { echo "bench: docker start --checkpoint did not call ${rt_name[$t]}'s restore" >&2; exit 1; }
+    sample docker_restore_runtime 0 ms "$ms" "$params"
+    [ -z "$stat" ] || sample docker_restore_ferry 0 ms "$stat" "$params"
+
+    case $kind in
+      busybox)
+        poll logged_lines "$t" "$c" $((at + 2)) || { echo "bench: the busybox counter on ${rt_name[$t]} stopped after the restore" >&2; exit 1; }
+        dk "$t" logs "$c" >"$tmp/logs" 2>&1
+        counts_without_gap "$tmp/logs" || { echo "bench: the busybox counter on ${rt_name[$t]} broke across the restore:" >&2; cat "$tmp/logs" >&2; exit 1; } ;;
+      node)
+        ip=$(dk "$t" inspect -f '{{.NetworkSettings.IPAddress}}' "$c")
+        n=$(http_in "$t" "http://$ip:8080/")
+        [ "$n" = 4 ] || { echo "bench: the restored Node.js counter on ${rt_name[$t]} answered $n, not 4" >&2; exit 1; } ;;
+    esac
+    dk "$t" rm -f "$c" >/dev/null
+  }
+
+  # The runtimes take turns, so that both see the same load.
+  for ((run = 0; run < DOCKER_RUNS; run++)); do
+    for kind in $DOCKER_KINDS; do
+      for t in "${docker_rts[@]}"; do docker_once "$t" "$kind" "$run"; done
+    done
+  done
+  for d in "${docker_dirs[@]}"; do bash scripts/docker-host.sh down "$d" >&2; done
+  docker_dirs=()
+  [ -z "${FERRY_BENCH_KEEP:-}" ] || cp "$tmp"/*.trace "$FERRY_BENCH_KEEP/"
+fi
+
 python3 - "$samples" <<'EOF'
 import json, statistics, sys
 groups = {}
@@ -524,9 +764,10 @@ for line in open(sys.argv[1]):
     procs = procs[0] if procs else 1
     groups.setdefault((name, int(mib), unit, procs), []).append(float(value))
 for (name, mib, unit, procs), values in groups.items():
-    if isinstance(procs, str) and "=" in procs:  # key=value: a parameter of its own
-        key, count = procs.split("=")
-        params = {key: int(count), "mib": mib}
+    if isinstance(procs, str) and "=" in procs:  # key=value[,key=value]: parameters of their own
+        params = {k: int(v) if v.isdigit() else v
+                  for k, v in (p.split("=") for p in procs.split(","))}
+        params["mib"] = mib
     else:
         params = {"mib": mib} if int(procs) == 1 else {"processes": int(procs), "mib": mib}
     if mib == 0:  # no size to speak of (a container's own memory is a sample)
