@@ -440,17 +440,19 @@ fn dump_process(
         let membarrier = queries.query_membarrier(leader)?;
         let timers = queries.query_timers(leader)?;
         let child_subreaper = queries.query_child_subreaper(leader)?;
+        let dumpable = queries.query_dumpable(leader)?;
         Ok::<_, CheckpointError>((
             per_thread,
             sigactions,
             (brk, membarrier),
             timers,
-            child_subreaper,
+            (child_subreaper, dumpable),
         ))
     })();
     // The scratch page goes away whether or not the queries succeeded.
     let unmapped = queries.finish(&mut frozen.threads[0].tracee);
-    let (per_thread, sigactions, (brk, membarrier), (timers, itimers), child_subreaper) = answers?;
+    let (per_thread, sigactions, (brk, membarrier), (timers, itimers), (child_subreaper, dumpable)) =
+        answers?;
     unmapped?;
 
     let threads = threads::dump_threads(frozen, per_thread)?;
@@ -472,7 +474,7 @@ fn dump_process(
         exe: proc::read_link(format!("/proc/{pid}/exe"))?,
         cwd: proc::read_link(format!("/proc/{pid}/cwd"))?,
         umask: status.umask,
-        creds: creds::credentials(status),
+        creds: creds::credentials(status, dumpable),
         rlimits,
         mm,
         vmas,

@@ -81,6 +81,7 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                 uids: [1000, 1000, 1000, 1000],
                 gids: [1000, 1000, 1000, 1000],
                 groups: vec![24, 27, 1000],
+                dumpable: 1,
             },
             rlimits: vec![Rlimit {
                 resource: 7,

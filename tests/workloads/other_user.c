@@ -4,12 +4,16 @@
  * RLIMIT_CORE 0/unlimited, RLIMIT_STACK 7 MiB, RLIMIT_MSGQUEUE
  * 123456/654321), drops its supplementary groups and becomes nobody
  * (65534:65534) for its real, effective and saved IDs, and records all 16
- * limits. At SIGTERM the root asks it (SIGUSR1) to check its IDs and that
- * every limit is exactly as recorded (RLIM_INFINITY included); it reports
- * through a pipe and its exit status.
+ * limits. Like nginx's workers, it then makes itself dumpable again
+ * (PR_SET_DUMPABLE 1: the change of user cleared it), so that its user may
+ * read its /proc files. At SIGTERM the root asks it (SIGUSR1) to check its
+ * IDs, that it is still dumpable, and that every limit is exactly as
+ * recorded (RLIM_INFINITY included); it reports through a pipe and its exit
+ * status.
  */
 #include "zdtm.h"
 #include <grp.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 
@@ -75,6 +79,8 @@ static void child(int report)
 		child_fail(report, "setresgid: %s", strerror(errno));
 	if (setresuid(NOBODY, NOBODY, NOBODY))
 		child_fail(report, "setresuid: %s", strerror(errno));
+	if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0))
+		child_fail(report, "PR_SET_DUMPABLE: %s", strerror(errno));
 	for (int i = 0; i < NLIMITS; i++)
 		if (getrlimit(i, &want[i]))
 			child_fail(report, "getrlimit(%d): %s", i, strerror(errno));
@@ -86,6 +92,8 @@ static void child(int report)
 		child_fail(report, "uids %u %u %u, want %d", ru, eu, su, NOBODY);
 	if (getresgid(&rg, &eg, &sg) || rg != NOBODY || eg != NOBODY || sg != NOBODY)
 		child_fail(report, "gids %u %u %u, want %d", rg, eg, sg, NOBODY);
+	if (prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 1)
+		child_fail(report, "dumpable is %d, want 1", prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
 	if (getgroups(0, NULL) != 0)
 		child_fail(report, "%d supplementary groups, want none", getgroups(0, NULL));
 	for (int i = 0; i < NLIMITS; i++) {

@@ -69,6 +69,10 @@ pub struct Credentials {
     pub gids: [u32; 4],
     /// Supplementary group IDs.
     pub groups: Vec<u32>,
+    /// Whether the process may be traced and read through /proc by its own
+    /// user, and dumps core (PR_GET_DUMPABLE: 0, 1, or 2 for root only).
+    /// Set again after the IDs at restore: changing them resets it.
+    pub dumpable: u32,
 }
 
 /// One resource limit (RLIMIT_*), as /proc/PID/limits shows it (the

@@ -41,8 +41,9 @@ pub(super) fn write_process(
     )?;
     writeln!(
         out,
-        "  gids   real {rgid} effective {egid} saved {sgid} fs {fsgid}; groups {}",
-        join_display(&p.creds.groups)
+        "  gids   real {rgid} effective {egid} saved {sgid} fs {fsgid}; groups {}; dumpable {}",
+        join_display(&p.creds.groups),
+        p.creds.dumpable
     )?;
     let mm = &p.mm;
     writeln!(

@@ -173,6 +173,23 @@ impl<'a> Husk<'a> {
         Ok(())
     }
 
+    /// Sets the process's dumpable flag as it was: changing its IDs reset
+    /// it (to the fs.suid_dumpable sysctl), which would lock its own user
+    /// out of its /proc files. The value 2 (root only) cannot be set
+    /// with prctl: the reset leaves the sysctl's value then.
+    pub(super) fn restore_dumpable(&mut self) -> Result<(), RestoreError> {
+        let dumpable = self.image.creds.dumpable;
+        if dumpable > 1 {
+            return Ok(());
+        }
+        self.sys(
+            0,
+            |r| r.prctl(libc::PR_SET_DUMPABLE, &[u64::from(dumpable)]),
+            || format!("prctl(PR_SET_DUMPABLE, {dumpable})"),
+        )?;
+        Ok(())
+    }
+
     /// capset (version 3, 64-bit sets) of thread `idx`.
     pub(super) fn capset(
         &mut self,

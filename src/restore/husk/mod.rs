@@ -315,6 +315,7 @@ impl<'a> Husk<'a> {
         self.restore_pdeath_signals()?;
         self.restore_seccomp()?;
         self.restore_capabilities()?;
+        self.restore_dumpable()?;
         self.load_final_state()?;
         Ok(())
     }
