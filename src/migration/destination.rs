@@ -379,16 +379,16 @@ async fn accept(
         .and_then(|checked| checked)
     };
     let lock = match checked {
-            Ok(lock) => lock,
-            Err(reason) => {
-                let _ = session
-                    .send(&ToSource::Refused {
-                        reason: reason.to_string(),
-                    })
-                    .await;
-                return Err(reason);
-            }
-        };
+        Ok(lock) => lock,
+        Err(reason) => {
+            let _ = session
+                .send(&ToSource::Refused {
+                    reason: reason.to_string(),
+                })
+                .await;
+            return Err(reason);
+        }
+    };
     let writer = ImageWriter::create(&dir).map_err(MigrationError::local)?;
     tracing::info!(id = %offer.id, pid = offer.pid, bytes = offer.memory_bytes, "offer accepted");
     Ok(Receipt::Accepted {
@@ -651,6 +651,13 @@ fn check_offer(offer: &Offer, dir: &Path, opts: &DestinationOptions) -> Result<(
         )));
     }
     Ok(())
+}
+
+/// Whether `name` is one a migration's incoming image directory may have
+/// (what [`sanitize`] makes of an identifier): what a restarted agent may
+/// remove from its work directory.
+pub fn is_incoming_dir_name(name: &str) -> bool {
+    !name.is_empty() && sanitize(name) == name
 }
 
 /// A migration identifier as a directory name.

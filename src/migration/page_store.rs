@@ -357,7 +357,10 @@ mod tests {
         let l = limits(4096);
         l.admit(0, 1, 4096).unwrap();
         let future = l.admit(1, 1, 4096).unwrap_err().to_string();
-        assert!(future.contains("round 1 arrived while round 0 is open"), "{future}");
+        assert!(
+            future.contains("round 1 arrived while round 0 is open"),
+            "{future}"
+        );
         l.acked.store(1, Ordering::Release);
         let closed = l.admit(0, 1, 4096).unwrap_err().to_string();
         assert!(closed.contains("after the round was closed"), "{closed}");
@@ -375,7 +378,10 @@ mod tests {
         }
         let over = l.admit(0, 256, frame).unwrap_err().to_string();
         assert!(
-            over.contains(&format!("over what the offer allows a round ({} frames, {} bytes)", quota.frames, quota.data_bytes)),
+            over.contains(&format!(
+                "over what the offer allows a round ({} frames, {} bytes)",
+                quota.frames, quota.data_bytes
+            )),
             "{over}"
         );
     }
