@@ -573,45 +573,13 @@ async fn confirm(
     }
 }
 
-/// A kernel limit of this host, from /proc/sys/kernel.
-fn kernel_limit(name: &str) -> Result<u64, MigrationError> {
-    let path = format!("/proc/sys/kernel/{name}");
-    std::fs::read_to_string(&path)
-        .map_err(|e| MigrationError::local(format!("cannot read {path}: {e}")))?
-        .trim()
-        .parse()
-        .map_err(|e| MigrationError::local(format!("cannot parse {path}: {e}")))
-}
-
-/// Refuses an offer whose claims no workload on this host could have:
-/// more threads than threads-max, a TID beyond pid_max, more memory than
-/// the work directory's disk can take. What is checked next (each TID's
-/// /proc entry) is thus bounded.
-fn check_offer_bounds(offer: &Offer, work_dir: &Path) -> Result<(), MigrationError> {
-    let threads_max = kernel_limit("threads-max")?;
-    if offer.tids.len() as u64 > threads_max {
-        return Err(MigrationError::protocol(format!(
-            "the offer names {} threads, more than this host can run ({threads_max}, /proc/sys/kernel/threads-max)",
-            offer.tids.len()
-        )));
-    }
-    let pid_max = kernel_limit("pid_max")?;
-    if let Some(tid) = offer
-        .tids
-        .iter()
-        .find(|&&tid| tid <= 0 || tid as u64 >= pid_max)
-    {
-        return Err(MigrationError::protocol(format!(
-            "the offer names thread ID {tid}, outside 1 to {} (/proc/sys/kernel/pid_max is {pid_max})",
-            pid_max - 1
-        )));
-    }
-    super::page_store::check_disk(work_dir, offer.memory_bytes).map_err(MigrationError::local)
-}
-
 /// Refuses an offer this host cannot take, with the reason as a sentence.
 fn check_offer(offer: &Offer, dir: &Path, opts: &DestinationOptions) -> Result<(), MigrationError> {
-    check_offer_bounds(offer, &opts.work_dir)?;
+    // Its claims first: what is checked next (each TID's /proc entry) is
+    // thus bounded.
+    super::destination_shared::check_offer_claims(offer)?;
+    super::page_store::check_disk(&opts.work_dir, offer.memory_bytes)
+        .map_err(MigrationError::local)?;
     // A container's PIDs are those of the PID namespace it gets here.
     let host_tids: &[i32] = if offer.container.is_some() {
         &[]

@@ -16,7 +16,8 @@
 //!
 //! Files: `settings` (what an endpoint is given, as plain values: the
 //! agent's configuration file is `config`'s business), `hello` (the
-//! handshake's messages and bounds), `endpoint` ([`Transport`]: bind,
+//! handshake's messages and bounds), `limits` (what one peer may hold
+//! on an accepting agent at once), `endpoint` ([`Transport`]: bind,
 //! connect, accept), `session` ([`Session`]: control stream and page
 //! streams), `error` (why binding or a handshake failed), and the wire formats in
 //! [`frame`] and [`pages`].
