@@ -346,13 +346,16 @@ fn wait_gone(path: &Path, within: Duration) -> Result<()> {
     Ok(())
 }
 
-/// The fds of host B's agent that point into its work directory.
+/// The fds of host B's agent that point into an incoming image of its
+/// work directory.
 fn agent_fds_in(bed: &Testbed, work: &Path) -> Result<Vec<String>> {
     let pid = bed.agent_pid(Host::B)?;
     let mut held = Vec::new();
     for entry in fs::read_dir(format!("/proc/{pid}/fd"))? {
         if let Ok(target) = fs::read_link(entry?.path()) {
-            if target.starts_with(work) {
+            // The agent's own lock file lies in the work directory itself;
+            // an incoming image is a directory of it.
+            if target.starts_with(work) && target.parent() != Some(work) {
                 held.push(target.display().to_string());
             }
         }
@@ -528,6 +531,10 @@ impl SoloAgent {
     fn start(dir: &Path, config: &Path, run: &str, ready: Option<&Path>) -> Result<Self> {
         let log = dir.join(format!("{run}.log"));
         let out = File::create(&log)?;
+        if let Some(socket) = ready {
+            // A killed agent's socket stays: wait for this one's.
+            let _ = fs::remove_file(socket);
+        }
         let child = Command::new(common::agent_bin()?)
             .args(["serve", "--config", path_str(config)?])
             .stdin(Stdio::null())
@@ -617,7 +624,19 @@ fn a_restarted_agent_removes_what_its_dead_run_left() {
         // A live agent's image, and a second agent on the same directory.
         fs::create_dir_all(&left)?;
         let mut second = SoloAgent::start(d, &config, "second", None)?;
-        let status = second.child.wait()?;
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = second.child.try_wait()? {
+                break status;
+            }
+            ensure!(
+                start.elapsed() < Duration::from_secs(20),
+                "a second agent on a live agent's work directory still runs:
+{}",
+                second.log()
+            );
+            sleep(Duration::from_millis(20));
+        };
         let log = second.log();
         ensure!(
             !status.success(),
@@ -625,7 +644,7 @@ fn a_restarted_agent_removes_what_its_dead_run_left() {
         );
         ensure!(
             log.contains(&format!(
-                "belongs to a live agent (agent pid {})",
+                "belongs to a live agent (agent pid {},",
                 first.child.id()
             )),
             "the second agent's refusal does not name the live one:\n{log}"
