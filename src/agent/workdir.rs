@@ -122,7 +122,7 @@ fn remove_left_images(dir: &Path) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::agent::workdir::*;
 
     #[test]
     fn a_claimed_directory_is_refused_and_a_dead_claims_images_go() {

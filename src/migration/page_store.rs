@@ -342,7 +342,7 @@ async fn read_stream(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::migration::page_store::*;
 
     fn limits(memory_bytes: u64) -> StreamLimits {
         StreamLimits {

@@ -60,7 +60,7 @@ impl Drop for Slot {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::transport::limits::*;
 
     #[test]
     fn a_key_holds_at_most_max_and_gets_slots_back_on_drop() {
