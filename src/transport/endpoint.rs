@@ -216,6 +216,11 @@ impl Transport {
             );
             return Err(mismatch.into());
         }
+        // Its name is what a later post-copy resume must come from.
+        if let Err(e) = tls::check_agent_name(&control, &theirs.agent) {
+            control.close(VarInt::from_u32(CLOSE_REFUSED), e.to_string().as_bytes());
+            return Err(e.into());
+        }
         let mut conns = Vec::with_capacity(bulk);
         for index in 0..bulk {
             let conn = self.connect_one(addr, server_name).await?;
@@ -313,8 +318,12 @@ impl Acceptor {
             let mut bulk: Vec<Option<Connection>> = vec![None; count as usize];
             let mut joined = 0;
             while joined < count {
-                let (index, c) = timeout(rx.recv())
-                    .await
+                // A peer that gives up (closes) frees its slot at once.
+                let next = tokio::select! {
+                    next = timeout(rx.recv()) => next,
+                    e = conn.closed() => return Err(HandshakeError::connection(Role::Accepting, peer, e)),
+                };
+                let (index, c) = next
                     .map_err(|_| {
                         HandshakeError::timeout(
                             Role::Accepting,
