@@ -198,7 +198,8 @@ fn checkpoint_refusal(dir: &TestDir, w: &Workload, what: &str) -> Result<String>
 }
 
 /// Checkpoints process `pid`, which must be refused; returns the refusal
-/// once it is checked to name the PID.
+/// once it is checked to name the PID and to have left no partial image
+/// directory behind.
 fn checkpoint_pid_refusal(dir: &TestDir, pid: Pid, what: &str) -> Result<String> {
     let msg = common::checkpoint_refusal(dir, pid)
         .with_context(|| format!("checkpointing a process with {what}"))?;
@@ -206,6 +207,15 @@ fn checkpoint_pid_refusal(dir: &TestDir, pid: Pid, what: &str) -> Result<String>
     ensure!(
         mentions_number(&msg, &pid),
         "the refusal does not name pid {pid}: {msg}"
+    );
+    let image = dir.image();
+    ensure!(
+        !image.exists(),
+        "the refused checkpoint left {} behind, holding {:?}",
+        image.display(),
+        fs::read_dir(&image)?
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .collect::<Vec<_>>()
     );
     Ok(msg)
 }

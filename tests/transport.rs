@@ -321,6 +321,47 @@ async fn protocol_version_mismatch_is_a_clear_error_on_both_sides() -> Result<()
     Ok(())
 }
 
+/// The agent name in a Hello must be one the peer's certificate carries,
+/// on both sides: it is what authorises a post-copy resume.
+#[tokio::test]
+async fn a_hello_in_another_agents_name_is_refused_on_both_sides() -> Result<()> {
+    let pki = Pki::new()?;
+    // The client says host-c with host-a's certificate.
+    let (_s, _c, connected, accepted) = open(
+        pki.settings("host-b", "host-b"),
+        pki.settings("host-c", "host-a"),
+    )
+    .await?;
+    let expected = "calls itself \"host-c\" in its Hello, but its certificate names [\"host-a\"]";
+    let text = accepted
+        .err()
+        .context("the server accepted host-c")?
+        .to_string();
+    assert!(text.contains(expected), "{text}");
+    let text = connected
+        .err()
+        .context("the client got a session")?
+        .to_string();
+    assert!(text.contains(expected), "{text}");
+    // The server says host-c with host-b's certificate.
+    let (_s, _c, connected, accepted) = open(
+        pki.settings("host-c", "host-b"),
+        pki.settings("host-a", "host-a"),
+    )
+    .await?;
+    let text = connected
+        .err()
+        .context("the client took host-c")?
+        .to_string();
+    let expected = "calls itself \"host-c\" in its Hello, but its certificate names [\"host-b\"]";
+    assert!(text.contains(expected), "{text}");
+    assert!(
+        accepted.is_err(),
+        "the server kept a session its peer refused"
+    );
+    Ok(())
+}
+
 fn peer() -> SocketAddr {
     "127.0.0.1:9".parse().unwrap()
 }

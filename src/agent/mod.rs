@@ -20,6 +20,9 @@ use std::time::Duration;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
+mod workdir;
+pub use workdir::ClaimError;
+
 /// How long the destination waits for the source's last confirmation.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -108,6 +111,10 @@ pub enum ServeError {
         /// The system's reason.
         source: std::io::Error,
     },
+    /// The work directory belongs to another live agent, or could not be
+    /// locked.
+    #[error(transparent)]
+    Claim(#[from] ClaimError),
     /// The work directory could not be created.
     #[error("cannot create the work directory {path}: {source}")]
     WorkDir {
@@ -126,6 +133,9 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
     })?;
     let lock_owner = crate::netlock::Owner::of_dir(&config.work_dir);
     sweep_network_locks(lock_owner);
+    // Held until the agent ends: what is in the work directory is this
+    // agent's from here on.
+    let _work_dir = workdir::claim(&config.work_dir)?;
     let transport = Arc::new(Transport::bind(Settings::from_config(&config)).await?);
     let recovery = Duration::from_secs(config.postcopy_recovery_secs);
     let listener = bind_control(&config.control_socket)?;

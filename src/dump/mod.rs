@@ -115,6 +115,7 @@ pub fn checkpoint(
     opts: CheckpointOptions,
 ) -> Result<CheckpointStats, CheckpointError> {
     // The directory is checked before the process is touched.
+    let existed = dir.exists();
     let mut sink = ImageSink::new(ImageWriter::create(dir)?);
     let plan = LockPlan {
         owner: opts
@@ -122,9 +123,39 @@ pub fn checkpoint(
             .unwrap_or_else(|| crate::netlock::Owner::of_dir(dir)),
         keep_for_restore: true,
     };
-    let stats = checkpoint_tree(pid, &mut sink, opts, plan)?;
+    // A failure before the commit resumed the tree: the partial image
+    // goes. A committed image may be the workload's only copy: it stays.
+    let stats = checkpoint_tree(pid, &mut sink, opts, plan).inspect_err(|_| {
+        if !crate::image::format::is_committed(dir) {
+            discard_partial_image(dir, existed);
+        }
+    })?;
     crate::image::sync_image(dir)?;
     Ok(stats)
+}
+
+/// Removes what a refused or failed checkpoint wrote: the directory if
+/// it made it, else everything in it (it was empty, or
+/// [`ImageWriter::create`] would have refused it), so that no partial
+/// image is left to be mistaken for one.
+fn discard_partial_image(dir: &Path, existed: bool) {
+    let removed = if existed {
+        std::fs::read_dir(dir).and_then(|entries| {
+            entries.into_iter().try_for_each(|entry| {
+                let path = entry?.path();
+                if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                }
+            })
+        })
+    } else {
+        std::fs::remove_dir_all(dir)
+    };
+    if let Err(e) = removed {
+        tracing::warn!(dir = %dir.display(), %e, "cannot remove the partial image of a failed checkpoint");
+    }
 }
 
 /// Checkpoints the process tree rooted at `pid` into `sink`: every

@@ -6,7 +6,7 @@
 use super::destination_shared::{container_of, keep, name, prepare_lock, restore_locked, Workload};
 pub use super::destination_shared::{DestinationOptions, DestinationState, Received, Reconnect};
 use super::error::MigrationError;
-use super::page_store::{wait_round, PageStore, StoredFrames};
+use super::page_store::{wait_round, PageQuota, PageStore, StoredFrames, NO_PROGRESS_TIMEOUT};
 use super::postcopy_destination::PostCopyArrival;
 use super::protocol::{
     Offer, Opening, ProbeOffer, ProbeToDestination, ProbeToSource, ToDestination, ToSource,
@@ -18,7 +18,6 @@ use crate::restore::RestoreStats;
 use crate::transport::Session;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// What a session opened by a peer agent was for.
@@ -248,7 +247,9 @@ impl Receipt {
                     .send(&ToSource::Accepted)
                     .await
                     .map_err(|e| fail(e.into()))?;
-                let (store, stored) = PageStore::start(writer, session.take_incoming_pages());
+                let quota = PageQuota::for_memory(offer.memory_bytes);
+                let incoming = session.take_incoming_pages();
+                let (store, stored) = PageStore::start(writer, dir.clone(), incoming, quota);
                 Ok(Receipt::Receiving(Box::new(Receiving {
                     offer,
                     dir,
@@ -347,7 +348,14 @@ async fn accept(
     session: &mut Session,
     opts: &DestinationOptions,
 ) -> Result<Receipt, MigrationError> {
-    let offer = match session.recv::<Opening>().await? {
+    let opening = tokio::time::timeout(NO_PROGRESS_TIMEOUT, session.recv::<Opening>())
+        .await
+        .map_err(|_| {
+            MigrationError::protocol(format!(
+                "the peer opened a session and said nothing for {NO_PROGRESS_TIMEOUT:?}"
+            ))
+        })??;
+    let offer = match opening {
         Opening::Migrate(offer) => offer,
         Opening::Probe(probe) => return Ok(Receipt::Probing(Box::new(probe))),
         Opening::Resume(req) => {
@@ -358,20 +366,29 @@ async fn accept(
         }
     };
     let dir = opts.work_dir.join(sanitize(&offer.id));
-    // The lock is made now, while the source's workload still runs, so
-    // that inside the downtime it only takes effect.
-    let lock =
-        match check_offer(&offer, &dir, opts).and_then(|()| prepare_lock(&opts.work_dir, &offer)) {
-            Ok(lock) => lock,
-            Err(reason) => {
-                let _ = session
-                    .send(&ToSource::Refused {
-                        reason: reason.to_string(),
-                    })
-                    .await;
-                return Err(reason);
-            }
-        };
+    // The checks read /proc for every TID the offer names: off the async
+    // workers. The lock is made now, while the source's workload still
+    // runs, so that inside the downtime it only takes effect.
+    let checked = {
+        let (offer, dir, opts) = (offer.clone(), dir.clone(), opts.clone());
+        tokio::task::spawn_blocking(move || {
+            check_offer(&offer, &dir, &opts).and_then(|()| prepare_lock(&opts.work_dir, &offer))
+        })
+        .await
+        .map_err(|e| MigrationError::local_in("the offer check failed", e))
+        .and_then(|checked| checked)
+    };
+    let lock = match checked {
+        Ok(lock) => lock,
+        Err(reason) => {
+            let _ = session
+                .send(&ToSource::Refused {
+                    reason: reason.to_string(),
+                })
+                .await;
+            return Err(reason);
+        }
+    };
     let writer = ImageWriter::create(&dir).map_err(MigrationError::local)?;
     tracing::info!(id = %offer.id, pid = offer.pid, bytes = offer.memory_bytes, "offer accepted");
     Ok(Receipt::Accepted {
@@ -389,6 +406,8 @@ impl Receiving {
         let round = self.round;
         // The control read is not cancel-safe: keep one future and count
         // stored frames while it waits.
+        // A stored frame or a message is progress; nothing for
+        // NO_PROGRESS_TIMEOUT ends the migration.
         let message = {
             let recv = session.recv::<ToDestination>();
             tokio::pin!(recv);
@@ -400,14 +419,19 @@ impl Receiving {
                         Some(Err(e)) => return Err(e),
                         None => return Err(MigrationError::local("the page store stopped")),
                     },
+                    () = tokio::time::sleep(NO_PROGRESS_TIMEOUT) => {
+                        return Err(MigrationError::protocol(format!(
+                            "the source sent nothing in round {round} for {NO_PROGRESS_TIMEOUT:?}"
+                        )))
+                    }
                 }
             }
         };
         let bundle = self.offer.container.as_ref().map(|c| c.bundle.clone());
         let (checkpoint, remote) = match message {
             ToDestination::RoundEnd { round: r, frames } if r == round => {
-                wait_round(&mut self.stored, &mut self.counts, round, frames).await?;
-                self.store.acked.store(round + 1, Ordering::Release);
+                wait_round(session, &mut self.stored, &mut self.counts, round, frames).await?;
+                self.store.close_round(round);
                 session.send(&ToSource::RoundStored { round }).await?;
                 self.round += 1;
                 return Ok(Receipt::Receiving(self));
@@ -551,6 +575,11 @@ async fn confirm(
 
 /// Refuses an offer this host cannot take, with the reason as a sentence.
 fn check_offer(offer: &Offer, dir: &Path, opts: &DestinationOptions) -> Result<(), MigrationError> {
+    // Its claims first: what is checked next (each TID's /proc entry) is
+    // thus bounded.
+    super::destination_shared::check_offer_claims(offer)?;
+    super::page_store::check_disk(&opts.work_dir, offer.memory_bytes)
+        .map_err(MigrationError::local)?;
     // A container's PIDs are those of the PID namespace it gets here.
     let host_tids: &[i32] = if offer.container.is_some() {
         &[]
@@ -590,6 +619,13 @@ fn check_offer(offer: &Offer, dir: &Path, opts: &DestinationOptions) -> Result<(
         )));
     }
     Ok(())
+}
+
+/// Whether `name` is one a migration's incoming image directory may have
+/// (what [`sanitize`] makes of an identifier): what a restarted agent may
+/// remove from its work directory.
+pub fn is_incoming_dir_name(name: &str) -> bool {
+    !name.is_empty() && sanitize(name) == name
 }
 
 /// A migration identifier as a directory name.

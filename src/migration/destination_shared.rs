@@ -309,3 +309,38 @@ pub(super) fn check_local_addresses(flows: &[crate::image::TcpFlow]) -> Result<(
         None => Ok(()),
     }
 }
+
+/// A kernel limit of this host, from /proc/sys/kernel.
+fn kernel_limit(name: &str) -> Result<u64, MigrationError> {
+    let path = format!("/proc/sys/kernel/{name}");
+    std::fs::read_to_string(&path)
+        .map_err(|e| MigrationError::local(format!("cannot read {path}: {e}")))?
+        .trim()
+        .parse()
+        .map_err(|e| MigrationError::local(format!("cannot parse {path}: {e}")))
+}
+
+/// Refuses an offer (a migration's or a probe's) whose claims no workload
+/// on this host could have: more threads than threads-max, a TID beyond
+/// pid_max. Checking each TID's /proc entry next is thus bounded.
+pub(super) fn check_offer_claims(offer: &Offer) -> Result<(), MigrationError> {
+    let threads_max = kernel_limit("threads-max")?;
+    if offer.tids.len() as u64 > threads_max {
+        return Err(MigrationError::protocol(format!(
+            "the offer names {} threads, more than this host can run ({threads_max}, /proc/sys/kernel/threads-max)",
+            offer.tids.len()
+        )));
+    }
+    let pid_max = kernel_limit("pid_max")?;
+    if let Some(tid) = offer
+        .tids
+        .iter()
+        .find(|&&tid| tid <= 0 || tid as u64 >= pid_max)
+    {
+        return Err(MigrationError::protocol(format!(
+            "the offer names thread ID {tid}, outside 1 to {} (/proc/sys/kernel/pid_max is {pid_max})",
+            pid_max - 1
+        )));
+    }
+    Ok(())
+}

@@ -153,7 +153,9 @@ impl MigrationError {
 impl From<RecvError> for MigrationError {
     fn from(e: RecvError) -> Self {
         match e {
-            RecvError::Malformed { .. } | RecvError::TooLarge { .. } => Self::protocol(e),
+            RecvError::Malformed { .. }
+            | RecvError::TooLarge { .. }
+            | RecvError::Trailing { .. } => Self::protocol(e),
             _ => Self::link(e),
         }
     }

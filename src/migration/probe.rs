@@ -142,19 +142,23 @@ pub async fn answer_probe(session: &mut Session, probe: ProbeOffer) -> Result<()
         )));
     }
     let offer = &probe.offer;
+    super::destination_shared::check_offer_claims(offer)?;
     let available = proc::mem_available_bytes().map_err(MigrationError::local)?;
-    let refusal = crate::restore::check_target(offer.xcr0, offer.xstate_size, &offer.tids)
-        .err()
-        .map(|e| e.to_string())
-        .or_else(|| {
-            (offer.memory_bytes > available).then(|| {
-                format!(
-                    "the workload has {} MiB of memory and only {} MiB are available here",
-                    offer.memory_bytes >> 20,
-                    available >> 20
-                )
-            })
-        });
+    // One /proc look-up per TID: off the async workers.
+    let (xcr0, xstate_size, tids) = (offer.xcr0, offer.xstate_size, offer.tids.clone());
+    let checked =
+        tokio::task::spawn_blocking(move || crate::restore::check_target(xcr0, xstate_size, &tids))
+            .await
+            .map_err(|e| MigrationError::local_in("the probe's offer check failed", e))?;
+    let refusal = checked.err().map(|e| e.to_string()).or_else(|| {
+        (offer.memory_bytes > available).then(|| {
+            format!(
+                "the workload has {} MiB of memory and only {} MiB are available here",
+                offer.memory_bytes >> 20,
+                available >> 20
+            )
+        })
+    });
     session
         .send(&ProbeToSource::Checked {
             refusal,

@@ -6,7 +6,10 @@
 
 use super::error::{AcceptError, BindError, ConnectError, HandshakeError, Role, VersionMismatch};
 use super::frame::{self, RecvError};
-use super::hello::{hello, refuse, timeout, Hello, Opener, Reply};
+use super::hello::{hello, refuse, timeout, Hello, Opener, Reply, MAX_OPENER_LEN};
+use super::limits::{
+    Counters, Slot, MAX_HANDSHAKES, MAX_HANDSHAKES_PER_ADDRESS, MAX_SESSIONS_PER_PEER,
+};
 use super::session::{Session, CLOSE_DONE, CLOSE_REFUSED};
 use super::settings::{Settings, MAX_BULK_CONNECTIONS};
 use super::tls;
@@ -35,12 +38,29 @@ const IDLE_TIMEOUT_MS: u32 = 5_000;
 /// Keep-alive interval, well under [`IDLE_TIMEOUT_MS`].
 const KEEP_ALIVE: Duration = Duration::from_secs(1);
 
-/// A control connection whose Hello was read, waiting for accept().
+/// A control connection whose Hello was read and checked, holding its
+/// peer's session slot: its bulk connections are awaited next.
 struct Opened {
     conn: Connection,
     send: SendStream,
     recv: RecvStream,
     hello: Hello,
+    slot: Slot,
+}
+
+/// What the background accept loop shares with the task of each incoming
+/// connection.
+#[derive(Clone)]
+struct Acceptor {
+    settings: Arc<Settings>,
+    joins: Joins,
+    /// Connections in their handshake, by remote address.
+    handshakes: Counters,
+    /// Connections in their handshake, from all peers.
+    all_handshakes: Arc<tokio::sync::Semaphore>,
+    /// Sessions open or opening, by peer agent name.
+    sessions: Counters,
+    opened: mpsc::Sender<Result<Session, AcceptError>>,
 }
 
 type Joins = Arc<Mutex<HashMap<u64, mpsc::Sender<(u32, Connection)>>>>;
@@ -50,8 +70,7 @@ pub struct Transport {
     endpoint: Endpoint,
     settings: Arc<Settings>,
     client_config: quinn::ClientConfig,
-    opened: tokio::sync::Mutex<mpsc::Receiver<Result<Opened, AcceptError>>>,
-    joins: Joins,
+    opened: tokio::sync::Mutex<mpsc::Receiver<Result<Session, AcceptError>>>,
     acceptor: JoinHandle<()>,
 }
 
@@ -122,20 +141,23 @@ impl Transport {
         let endpoint =
             Endpoint::new(endpoint_config, Some(server), socket, runtime).map_err(sock_err)?;
         let settings = Arc::new(settings);
-        let joins: Joins = Arc::default();
         let (tx, rx) = mpsc::channel(16);
         let acceptor = tokio::spawn(accept_loop(
             endpoint.clone(),
-            settings.clone(),
-            joins.clone(),
-            tx,
+            Acceptor {
+                settings: settings.clone(),
+                joins: Joins::default(),
+                handshakes: Counters::default(),
+                all_handshakes: Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES)),
+                sessions: Counters::default(),
+                opened: tx,
+            },
         ));
         Ok(Transport {
             endpoint,
             settings,
             client_config: client,
             opened: tokio::sync::Mutex::new(rx),
-            joins,
             acceptor,
         })
     }
@@ -174,7 +196,7 @@ impl Transport {
         let bulk = self.settings.bulk_connections;
         let ours = hello(&self.settings, session, bulk);
         frame::write_message(&mut send, addr, &Opener::Hello(ours)).await?;
-        let reply: Reply = timeout(frame::read_message(&mut recv, addr))
+        let reply: Reply = timeout(frame::read_bounded(&mut recv, addr, MAX_OPENER_LEN))
             .await
             .map_err(|_| {
                 HandshakeError::timeout(Role::Connecting, addr, "waiting for the answer to Hello")
@@ -193,6 +215,11 @@ impl Transport {
                 b"protocol version mismatch",
             );
             return Err(mismatch.into());
+        }
+        // Its name is what a later post-copy resume must come from.
+        if let Err(e) = tls::check_agent_name(&control, &theirs.agent) {
+            control.close(VarInt::from_u32(CLOSE_REFUSED), e.to_string().as_bytes());
+            return Err(e.into());
         }
         let mut conns = Vec::with_capacity(bulk);
         for index in 0..bulk {
@@ -216,7 +243,15 @@ impl Transport {
             let _ = join.finish();
             conns.push(conn);
         }
-        Ok(Session::new(addr, theirs.agent, control, send, recv, conns))
+        Ok(Session::new(
+            addr,
+            theirs.agent,
+            control,
+            send,
+            recv,
+            conns,
+            None,
+        ))
     }
 
     async fn connect_one(
@@ -239,23 +274,31 @@ impl Transport {
         Ok(conn)
     }
 
-    /// Waits for the next peer to open a session, completes the handshake
-    /// (answering its Hello, waiting for its bulk connections) and returns
-    /// the session. A peer that fails (certificate, name, version...) is
-    /// returned as an error; call accept again for the next one.
+    /// Waits for the next session a peer opened, its handshake complete
+    /// (Hello answered, bulk connections joined). Handshakes run in
+    /// parallel in the background, each bounded in time, in size and in
+    /// number per peer. A peer that fails (certificate, name, version,
+    /// limits...) is returned as an error; call accept again for the next
+    /// one.
     pub async fn accept(&self) -> Result<Session, AcceptError> {
-        let opened = self
-            .opened
+        self.opened
             .lock()
             .await
             .recv()
             .await
-            .ok_or(HandshakeError::Closed)??;
+            .ok_or(HandshakeError::Closed)?
+    }
+}
+
+impl Acceptor {
+    /// Answers the Hello of `opened` and waits for its bulk connections.
+    async fn complete(&self, opened: Opened) -> Result<Session, AcceptError> {
         let Opened {
             conn,
             mut send,
             recv,
             hello: theirs,
+            slot,
         } = opened;
         let peer = conn.remote_address();
         let count = theirs.bulk_connections;
@@ -275,8 +318,12 @@ impl Transport {
             let mut bulk: Vec<Option<Connection>> = vec![None; count as usize];
             let mut joined = 0;
             while joined < count {
-                let (index, c) = timeout(rx.recv())
-                    .await
+                // A peer that gives up (closes) frees its slot at once.
+                let next = tokio::select! {
+                    next = timeout(rx.recv()) => next,
+                    e = conn.closed() => return Err(HandshakeError::connection(Role::Accepting, peer, e)),
+                };
+                let (index, c) = next
                     .map_err(|_| {
                         HandshakeError::timeout(
                             Role::Accepting,
@@ -304,12 +351,43 @@ impl Transport {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&theirs.session);
         match result {
-            Ok(bulk) => Ok(Session::new(peer, theirs.agent, conn, send, recv, bulk)),
+            Ok(bulk) => Ok(Session::new(
+                peer,
+                theirs.agent,
+                conn,
+                send,
+                recv,
+                bulk,
+                Some(slot),
+            )),
             Err(e) => {
                 conn.close(VarInt::from_u32(CLOSE_REFUSED), e.to_string().as_bytes());
                 Err(e)
             }
         }
+    }
+
+    /// The slots an incoming connection's handshake holds (one of all,
+    /// one of its address), or why it is refused at once.
+    fn admit(
+        &self,
+        peer: SocketAddr,
+    ) -> Result<(tokio::sync::OwnedSemaphorePermit, Slot), AcceptError> {
+        let too_many = |handshakes, scope| HandshakeError::TooManyHandshakes {
+            peer,
+            handshakes,
+            scope,
+        };
+        let all = self
+            .all_handshakes
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| too_many(MAX_HANDSHAKES, "from all peers"))?;
+        let address = self
+            .handshakes
+            .take(&peer.ip().to_string(), MAX_HANDSHAKES_PER_ADDRESS)
+            .map_err(|held| too_many(held, "from that address"))?;
+        Ok((all, address))
     }
 }
 
@@ -331,34 +409,43 @@ fn explain_recv(conn: &Connection, e: RecvError) -> ConnectError {
     }
 }
 
-/// Accepts every incoming connection and sorts it: a control connection's
-/// Hello goes to accept(), a bulk connection to its session's accept().
-async fn accept_loop(
-    endpoint: Endpoint,
-    settings: Arc<Settings>,
-    joins: Joins,
-    opened: mpsc::Sender<Result<Opened, AcceptError>>,
-) {
+/// Accepts every incoming connection and serves each handshake in a task
+/// of its own: a control connection's session goes to accept() once its
+/// bulk connections joined, a bulk connection to its session's task.
+async fn accept_loop(endpoint: Endpoint, acceptor: Acceptor) {
     while let Some(incoming) = endpoint.accept().await {
-        let settings = settings.clone();
-        let joins = joins.clone();
-        let opened = opened.clone();
-        tokio::spawn(async move {
-            if let Some(result) = sort_incoming(incoming, &settings, &joins).await {
-                let _ = opened.send(result).await;
+        let peer = incoming.remote_address();
+        let admitted = match acceptor.admit(peer) {
+            Ok(admitted) => admitted,
+            Err(e) => {
+                incoming.refuse();
+                let _ = acceptor.opened.try_send(Err(e));
+                continue;
             }
+        };
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let sorted = sort_incoming(incoming, &acceptor, admitted).await;
+            let result = match sorted {
+                None => return,
+                Some(Ok(opened)) => acceptor.complete(opened).await,
+                Some(Err(e)) => Err(e),
+            };
+            let _ = acceptor.opened.send(result).await;
         });
     }
 }
 
-/// Completes one incoming connection's handshake. Returns None for a bulk
-/// connection (handed to its session), else the opened control connection
-/// or why it was refused.
+/// Completes one incoming connection's handshake up to its first message,
+/// holding `admitted` until then. Returns None for a bulk connection
+/// (handed to its session), else the opened control connection (its Hello
+/// checked, its peer's session slot taken) or why it was refused.
 async fn sort_incoming(
     incoming: quinn::Incoming,
-    settings: &Settings,
-    joins: &Joins,
+    acceptor: &Acceptor,
+    admitted: (tokio::sync::OwnedSemaphorePermit, Slot),
 ) -> Option<Result<Opened, AcceptError>> {
+    let (settings, joins) = (&acceptor.settings, &acceptor.joins);
     let peer = incoming.remote_address();
     let conn = match timeout(std::future::IntoFuture::into_future(incoming)).await {
         Err(_) => {
@@ -381,7 +468,9 @@ async fn sort_incoming(
         tokio::select! {
             bi = conn.accept_bi() => {
                 let (mut send, mut recv) = bi.map_err(|e| HandshakeError::connection(Role::Accepting, peer, e))?;
-                let opener: Opener = frame::read_message(&mut recv, peer).await?;
+                let opener = frame::read_bounded(&mut recv, peer, MAX_OPENER_LEN).await;
+                drop(admitted);
+                let opener: Opener = opener?;
                 let Opener::Hello(hello) = opener else {
                     let reason = "the control stream must start with Hello".to_string();
                     refuse(&conn, &mut send, &reason).await;
@@ -391,11 +480,25 @@ async fn sort_incoming(
                     refuse(&conn, &mut send, &mismatch.to_string()).await;
                     return Err(mismatch.into());
                 }
-                Ok(Some(Opened { conn: conn.clone(), send, recv, hello }))
+                if let Err(e) = tls::check_agent_name(&conn, &hello.agent) {
+                    refuse(&conn, &mut send, &e.to_string()).await;
+                    return Err(e.into());
+                }
+                let slot = match acceptor.sessions.take(&hello.agent, MAX_SESSIONS_PER_PEER) {
+                    Ok(slot) => slot,
+                    Err(sessions) => {
+                        let e = HandshakeError::TooManySessions { peer, agent: hello.agent, sessions };
+                        refuse(&conn, &mut send, &e.to_string()).await;
+                        return Err(e);
+                    }
+                };
+                Ok(Some(Opened { conn: conn.clone(), send, recv, hello, slot }))
             }
             uni = conn.accept_uni() => {
                 let mut recv = uni.map_err(|e| HandshakeError::connection(Role::Accepting, peer, e))?;
-                let Opener::Join { session, index } = frame::read_message(&mut recv, peer).await? else {
+                let opener = frame::read_bounded(&mut recv, peer, MAX_OPENER_LEN).await;
+                drop(admitted);
+                let Opener::Join { session, index } = opener? else {
                     conn.close(VarInt::from_u32(CLOSE_REFUSED), b"a bulk connection must start with Join");
                     return Ok(None);
                 };

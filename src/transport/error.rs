@@ -121,6 +121,28 @@ pub enum HandshakeError {
         /// The requested count.
         count: u32,
     },
+    /// Accepting: the peer agent already has as many sessions open or
+    /// opening here as one peer may.
+    #[error("peer {peer} ({agent}) already has {sessions} sessions open or opening here, the most one peer may have; refused")]
+    TooManySessions {
+        /// The peer's address.
+        peer: SocketAddr,
+        /// The peer's agent name.
+        agent: String,
+        /// Its sessions open or opening.
+        sessions: usize,
+    },
+    /// Accepting: as many connections are in their handshake as this
+    /// agent serves at once, from this address or from all.
+    #[error("refused a connection from {peer}: {handshakes} connections {scope} are in their handshake already, the most this agent serves at once")]
+    TooManyHandshakes {
+        /// The peer's address.
+        peer: SocketAddr,
+        /// Handshakes in progress.
+        handshakes: usize,
+        /// "from that address" or "from all peers".
+        scope: &'static str,
+    },
     /// Accepting: the endpoint was closed.
     #[error("the endpoint was closed")]
     Closed,

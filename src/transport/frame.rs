@@ -86,7 +86,23 @@ pub enum RecvError {
         #[source]
         source: postcard::Error,
     },
+    /// A valid message followed by bytes that belong to no message: a
+    /// peer that pads its messages is refused, not half understood.
+    #[error("peer {peer} sent a {len}-byte control message with {extra} trailing bytes after its end; refused")]
+    Trailing {
+        /// The peer (its address, or the local CLI).
+        peer: String,
+        /// The message length.
+        len: u32,
+        /// Bytes left after the decoded message.
+        extra: usize,
+    },
 }
+
+/// Bytes of a control message allocated before any of them arrived: a
+/// body grows as it arrives beyond this, so a peer announcing a large
+/// message it never sends costs nothing.
+const INITIAL_BODY: usize = 64 << 10;
 
 /// Writes one control message: u32 LE length, then postcard bytes.
 pub async fn write_message<W, T>(
@@ -127,6 +143,22 @@ where
     R: AsyncRead + Unpin,
     T: DeserializeOwned,
 {
+    read_bounded(r, peer, MAX_CONTROL_LEN).await
+}
+
+/// Reads one control message of at most `max` bytes (a handshake's
+/// messages are small: a peer cannot make each of them cost 64 MiB). The
+/// body is allocated as it arrives, and a message must end exactly where
+/// its length says.
+pub async fn read_bounded<R, T>(
+    r: &mut R,
+    peer: impl std::fmt::Display,
+    max: u32,
+) -> Result<T, RecvError>
+where
+    R: AsyncRead + Unpin,
+    T: DeserializeOwned,
+{
     let mut len = [0u8; 4];
     if !read_or_eof(r, &mut len)
         .await
@@ -140,25 +172,53 @@ where
         });
     }
     let len = u32::from_le_bytes(len);
-    if len > MAX_CONTROL_LEN {
+    if len > max {
         return Err(RecvError::TooLarge {
             peer: peer.to_string(),
             len,
-            max: MAX_CONTROL_LEN,
+            max,
         });
     }
-    let mut body = vec![0u8; len as usize];
-    r.read_exact(&mut body)
+    let mut body = Vec::with_capacity((len as usize).min(INITIAL_BODY));
+    let got = r
+        .take(u64::from(len))
+        .read_to_end(&mut body)
         .await
         .map_err(|source| RecvError::Io {
             peer: peer.to_string(),
             source,
         })?;
-    postcard::from_bytes(&body).map_err(|source| RecvError::Malformed {
+    if got != len as usize {
+        return Err(RecvError::Io {
+            peer: peer.to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the stream ended {got} bytes into a {len}-byte message"),
+            ),
+        });
+    }
+    decode_exact(&body, peer)
+}
+
+/// Decodes a whole control message body: postcard, with no byte left over.
+fn decode_exact<T: DeserializeOwned>(
+    body: &[u8],
+    peer: impl std::fmt::Display,
+) -> Result<T, RecvError> {
+    let len = body.len() as u32;
+    let (value, rest) = postcard::take_from_bytes(body).map_err(|source| RecvError::Malformed {
         peer: peer.to_string(),
         len,
         source,
-    })
+    })?;
+    if !rest.is_empty() {
+        return Err(RecvError::Trailing {
+            peer: peer.to_string(),
+            len,
+            extra: rest.len(),
+        });
+    }
+    Ok(value)
 }
 
 /// Fills `buf` completely, or returns Ok(false) when the stream ended

@@ -17,6 +17,10 @@ pub const HELLO_MAGIC: u32 = u32::from_le_bytes(*b"FERY");
 /// within this time, so a silent peer cannot hang an agent.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Largest handshake message (Hello, Join, the answer to Hello): they
+/// are small, so a peer cannot make each handshake cost 64 MiB.
+pub(super) const MAX_OPENER_LEN: u32 = 64 << 10;
+
 /// A Hello: who the peer is and what it speaks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct Hello {

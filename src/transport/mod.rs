@@ -16,7 +16,8 @@
 //!
 //! Files: `settings` (what an endpoint is given, as plain values: the
 //! agent's configuration file is `config`'s business), `hello` (the
-//! handshake's messages and bounds), `endpoint` ([`Transport`]: bind,
+//! handshake's messages and bounds), `limits` (what one peer may hold
+//! on an accepting agent at once), `endpoint` ([`Transport`]: bind,
 //! connect, accept), `session` ([`Session`]: control stream and page
 //! streams), `error` (why binding or a handshake failed), and the wire formats in
 //! [`frame`] and [`pages`].
@@ -26,6 +27,7 @@ mod endpoint;
 mod error;
 pub mod frame;
 mod hello;
+mod limits;
 pub mod pages;
 mod session;
 mod settings;
@@ -33,8 +35,11 @@ pub mod tls;
 
 pub use endpoint::Transport;
 pub use error::{AcceptError, BindError, ConnectError, HandshakeError, Role, VersionMismatch};
-pub use frame::{read_message, write_message, PageHeader, RecvError, SendError, MAX_FRAME_PAGES};
+pub use frame::{
+    read_bounded, read_message, write_message, PageHeader, RecvError, SendError, MAX_FRAME_PAGES,
+};
 pub use hello::{HANDSHAKE_TIMEOUT, HELLO_MAGIC};
+pub use limits::MAX_SESSIONS_PER_PEER;
 pub use pages::{PageFrame, PageReceiver, PageSender};
 pub use session::{ControlReceiver, ControlSender, IncomingPages, OpenPagesError, Session};
 pub use settings::{Settings, DEFAULT_BULK_CONNECTIONS, MAX_BULK_CONNECTIONS};

@@ -3,6 +3,7 @@
 //! (see [`pages`](super::pages)).
 
 use super::frame::{self, RecvError, SendError};
+use super::limits::Slot;
 use super::pages::{PageReceiver, PageSender};
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use serde::de::DeserializeOwned;
@@ -80,6 +81,9 @@ pub struct Session {
     next_bulk: AtomicUsize,
     incoming_pages: Option<mpsc::Receiver<RecvStream>>,
     page_acceptors: Vec<JoinHandle<()>>,
+    /// An accepted session's place among its peer's sessions, given back
+    /// when it is dropped.
+    _slot: Option<Slot>,
 }
 
 impl Drop for Session {
@@ -92,7 +96,8 @@ impl Drop for Session {
 
 impl Session {
     /// A session whose handshake is complete: starts taking the page
-    /// streams the peer opens on each bulk connection.
+    /// streams the peer opens on each bulk connection. An accepted session
+    /// holds its peer's `slot` as long as it lives.
     pub(super) fn new(
         peer: SocketAddr,
         peer_agent: String,
@@ -100,6 +105,7 @@ impl Session {
         send: SendStream,
         recv: RecvStream,
         bulk: Vec<Connection>,
+        slot: Option<Slot>,
     ) -> Session {
         let (tx, rx) = mpsc::channel(64);
         let page_acceptors = bulk
@@ -126,6 +132,7 @@ impl Session {
             next_bulk: AtomicUsize::new(0),
             incoming_pages: Some(rx),
             page_acceptors,
+            _slot: slot,
         }
     }
 
@@ -199,6 +206,13 @@ impl Session {
     /// and loss with.
     pub fn bulk_stats(&self) -> Vec<quinn::ConnectionStats> {
         self.bulk.iter().map(Connection::stats).collect()
+    }
+
+    /// Waits until the peer closed the session's control connection (or it
+    /// was lost): what a side waiting on page streams alone watches, so
+    /// that a peer gone mid-round frees what the session held at once.
+    pub async fn closed(&self) -> quinn::ConnectionError {
+        self.control.closed().await
     }
 
     /// Closes every connection of the session with `reason`. Data still in

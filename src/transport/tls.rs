@@ -76,6 +76,16 @@ pub enum PeerNameError {
         /// The configured allow-list.
         allowed: Vec<String>,
     },
+    /// The Hello names an agent the certificate is not valid for.
+    #[error("peer {peer} calls itself {agent:?} in its Hello, but its certificate names {names:?}; a peer may only speak as a name its certificate carries")]
+    AgentName {
+        /// The peer's address.
+        peer: SocketAddr,
+        /// The agent name in its Hello.
+        agent: String,
+        /// The DNS names in the peer's certificate.
+        names: Vec<String>,
+    },
 }
 
 /// The rustls configurations of one endpoint, for both directions.
@@ -173,6 +183,32 @@ pub(crate) fn load(files: &TlsFiles) -> Result<TlsConfigs, TlsSetupError> {
     })
 }
 
+/// The peer's end-entity certificate, parsed for its names.
+fn peer_certificate(conn: &quinn::Connection) -> Result<CertificateDer<'static>, PeerNameError> {
+    let peer = conn.remote_address();
+    conn.peer_identity()
+        .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .and_then(|certs| certs.first().cloned())
+        .ok_or(PeerNameError::NoCertificate { peer })
+}
+
+/// Whether `cert` is valid for `name`, and the DNS names it carries.
+fn valid_for(
+    peer: SocketAddr,
+    cert: &CertificateDer<'static>,
+    names: &[String],
+) -> Result<(bool, Vec<String>), PeerNameError> {
+    let cert = webpki::EndEntityCert::try_from(cert).map_err(|e| PeerNameError::Unparsable {
+        peer,
+        reason: e.to_string(),
+    })?;
+    let ok = names.iter().any(|name| {
+        ServerName::try_from(name.as_str())
+            .is_ok_and(|name| cert.verify_is_valid_for_subject_name(&name).is_ok())
+    });
+    Ok((ok, cert.valid_dns_names().map(str::to_string).collect()))
+}
+
 /// Checks, after the handshake, that the peer's certificate is valid for at
 /// least one of the `allowed` names (no allow-list: every certificate the
 /// CA signed is accepted).
@@ -184,25 +220,29 @@ pub(crate) fn check_peer_name(
         return Ok(());
     };
     let peer = conn.remote_address();
-    let certs = conn
-        .peer_identity()
-        .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
-        .ok_or(PeerNameError::NoCertificate { peer })?;
-    let first = certs.first().ok_or(PeerNameError::NoCertificate { peer })?;
-    let cert = webpki::EndEntityCert::try_from(first).map_err(|e| PeerNameError::Unparsable {
-        peer,
-        reason: e.to_string(),
-    })?;
-    let ok = allowed.iter().any(|name| {
-        ServerName::try_from(name.as_str())
-            .is_ok_and(|name| cert.verify_is_valid_for_subject_name(&name).is_ok())
-    });
+    let (ok, names) = valid_for(peer, &peer_certificate(conn)?, allowed)?;
     if ok {
         return Ok(());
     }
     Err(PeerNameError::NotAllowed {
         peer,
-        names: cert.valid_dns_names().map(str::to_string).collect(),
+        names,
         allowed: allowed.to_vec(),
+    })
+}
+
+/// Checks that the agent name a peer announces in its Hello is one its
+/// certificate is valid for: the name is what a post-copy resume is
+/// authorised by, so a peer must not speak for another agent.
+pub(crate) fn check_agent_name(conn: &quinn::Connection, agent: &str) -> Result<(), PeerNameError> {
+    let peer = conn.remote_address();
+    let (ok, names) = valid_for(peer, &peer_certificate(conn)?, &[agent.to_string()])?;
+    if ok {
+        return Ok(());
+    }
+    Err(PeerNameError::AgentName {
+        peer,
+        agent: agent.to_string(),
+        names,
     })
 }

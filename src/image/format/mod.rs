@@ -32,4 +32,4 @@ pub use index::PageRun;
 pub use layout::IMAGE_FORMAT_VERSION;
 pub use manifest::Manifest;
 pub use reader::{ImageReader, PageData};
-pub use writer::{sync_image, ImageSummary, ImageWriter};
+pub use writer::{is_committed, sync_image, ImageSummary, ImageWriter};

@@ -196,6 +196,13 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
     file.write_all(bytes).map_err(io_err("write", path))
 }
 
+/// Whether the image in `dir` was committed: its manifest, written last,
+/// is there. A checkpoint that failed before that left only a partial
+/// image; one that failed after it left the workload's copy.
+pub fn is_committed(dir: &Path) -> bool {
+    dir.join(MANIFEST_FILE).exists()
+}
+
 /// Makes a committed image durable: fsyncs its files, then its directory.
 pub fn sync_image(dir: &Path) -> Result<(), ImageError> {
     for name in [PAGES_FILE, INDEX_FILE, MANIFEST_FILE] {
