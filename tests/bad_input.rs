@@ -1,5 +1,5 @@
 //! What the engine must refuse: damaged images, a PID that is taken, and
-//! processes holding fds or seccomp state it cannot checkpoint. A refusal
+//! processes holding fds it cannot checkpoint. A refusal
 //! leaves no process behind and leaves a running process unaffected.
 
 mod common;
@@ -237,22 +237,6 @@ fn refuses_unsupported_fd(test: &str, spec: &Spec, kind: &str) {
     });
 }
 
-const STRICT_SECCOMP: Spec = Spec::new("seccomp_strict");
-
-#[test]
-fn refuses_strict_seccomp() {
-    common::run_test("refuses_strict_seccomp", |dir| {
-        let mut w = Workload::start(dir, &STRICT_SECCOMP)?;
-        let msg = checkpoint_refusal(dir, &w, "a thread in strict seccomp mode")?;
-        ensure!(
-            msg.contains("strict seccomp"),
-            "the refusal does not say \"strict seccomp\": {msg}"
-        );
-        common::check_running(&mut w, "after the refused checkpoint")?;
-        w.finish(&STRICT_SECCOMP)
-    });
-}
-
 const ONE_ENDED_FIFO: Spec = Spec::new("refused_fds").args(&["fifo"]);
 const BIG_MEMFD: Spec = Spec::new("refused_fds").args(&["bigmemfd"]);
 
@@ -387,7 +371,6 @@ fn unsupported_fd_workload_standalone() {
     common::standalone(&SOCKET);
     common::standalone(&UNIX);
     common::standalone(&UNIX_IN_FLIGHT);
-    common::standalone(&STRICT_SECCOMP);
     common::standalone(&TREE_OUTSIDE);
 }
 

@@ -72,6 +72,7 @@ zdtm_tests! {
     itimer, itimer_leave_running => Spec::new("itimer");
     caps, caps_leave_running => Spec::new("caps");
     seccomp, seccomp_leave_running => Spec::new("seccomp");
+    seccomp_strict, seccomp_strict_leave_running => Spec::new("seccomp_strict");
     tree_pipe, tree_pipe_leave_running => Spec::new("tree_pipe");
     tree_zombie, tree_zombie_leave_running => Spec::new("tree_zombie");
     tree_zombie_pgrp, tree_zombie_pgrp_leave_running => Spec::new("tree_zombie_pgrp");

@@ -211,7 +211,7 @@ impl FrozenTree {
             if pid != self.root {
                 preflight(pid, &self.expected)?;
             }
-            Frozen::freeze(pid, check_seccomp(pid)? > 0)
+            Frozen::freeze(pid, check_seccomp(pid)?)
         })();
         match frozen {
             Ok(f) => {

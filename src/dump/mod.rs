@@ -39,7 +39,6 @@ use crate::image::{ms, Checkpoint, HostInfo, ImageSink, ImageWriter, ProcessImag
 use crate::inspect::fds::{check_tree_fds, classify_fds};
 use crate::inspect::mappings::{check_memfd_mappings, classify_mappings};
 use crate::inspect::namespaces::{check_namespaces, expected_namespaces};
-use crate::inspect::seccomp::check_seccomp;
 use crate::inspect::stdio::mark_external_stdio;
 use crate::inspect::sysvshm::tree_segments;
 use crate::inspect::{inspect_tree_in, preflight, ClassifiedFd, Namespaces};
@@ -459,7 +458,7 @@ fn dump_process(
     expected: &Namespaces,
 ) -> Result<(ProcessImage, Vec<u8>), CheckpointError> {
     let pid = frozen.pid;
-    let seccomp = seccomp::dump_seccomp(pid, frozen, check_seccomp(pid)?)?;
+    let (seccomp, thread_seccomp) = seccomp::dump_seccomp(pid, frozen)?;
     let (syscall_insn, vdso_bytes) = mm::vdso_syscall(pid, &vmas)?;
 
     let mut queries = Injector::new(pid, syscall_insn);
@@ -486,7 +485,7 @@ fn dump_process(
         answers?;
     unmapped?;
 
-    let threads = threads::dump_threads(frozen, per_thread)?;
+    let threads = threads::dump_threads(frozen, per_thread, thread_seccomp)?;
     let shared_pending = signals::shared_pending(&frozen.threads[0].tracee, pid)?;
     let status = proc::read_status(pid)?;
     let mm = mm::mm_fields(pid, brk, membarrier)?;

@@ -44,7 +44,7 @@ pub fn start_tracking(pid: i32, vmas: &[Vma]) -> Result<Box<dyn DirtyTracker>, C
 /// closing it removes the tracking.
 fn start_uffd_tracking(pid: i32, vmas: &[Vma]) -> Result<UffdWpTracker, CheckpointError> {
     let (syscall_insn, _) = super::mm::vdso_syscall(pid, vmas)?;
-    let mut frozen = Frozen::freeze(pid, check_seccomp(pid)? > 0)?;
+    let mut frozen = Frozen::freeze(pid, check_seccomp(pid)?)?;
     let taken = frozen.threads[0]
         .tracee
         .take_userfaultfd(syscall_insn, Pid::from_raw(pid), false);
@@ -143,7 +143,7 @@ impl Precopy {
     fn iterate(&mut self, pid: i32, sink: &mut dyn CheckpointSink) -> Result<(), CheckpointError> {
         // Freezing for the collection needs to know whether seccomp must be
         // suspended, which does not change while tracking.
-        let suspend_seccomp = self.tracker.rearm_needs_stop() && check_seccomp(pid)? > 0;
+        let suspend_seccomp = self.tracker.rearm_needs_stop() && check_seccomp(pid)?;
         loop {
             let started = Instant::now();
             // Mappings replaced or grown since tracking began are left to

@@ -9,6 +9,7 @@ use super::error::CheckpointError;
 use super::freeze::Frozen;
 use super::inject::{answer, Injector};
 use super::sched::dump_sched;
+use super::seccomp::ThreadSeccomp;
 use super::signals;
 use crate::image::{AltStack, ProcessImage, RseqRegistration, ThreadImage};
 use crate::kernel;
@@ -76,14 +77,16 @@ impl Injector {
 }
 
 /// The image of every frozen thread of `frozen`, leader first, with the
-/// answers `per_thread` of [`Injector::query_threads`].
+/// answers `per_thread` of [`Injector::query_threads`] and their seccomp
+/// state beyond the shared filters.
 pub(super) fn dump_threads(
     frozen: &Frozen,
     per_thread: Vec<ThreadQueries>,
+    seccomp: Vec<ThreadSeccomp>,
 ) -> Result<Vec<ThreadImage>, CheckpointError> {
     let pid = frozen.pid;
     let mut threads = Vec::with_capacity(frozen.threads.len());
-    for (ft, q) in frozen.threads.iter().zip(per_thread) {
+    for ((ft, q), sc) in frozen.threads.iter().zip(per_thread).zip(seccomp) {
         let tid = ft.tracee.tid;
         let pending = signals::thread_pending(&ft.tracee)?;
         let status = proc::read_thread_status(pid, tid.as_raw())?;
@@ -108,6 +111,8 @@ pub(super) fn dump_threads(
             privileges: creds::thread_privileges(&status, q.securebits),
             pdeath_signal: q.pdeath_signal,
             sched: dump_sched(pid, tid.as_raw())?,
+            seccomp_filters: sc.filters,
+            seccomp_strict: sc.strict,
         });
     }
     Ok(threads)

@@ -171,6 +171,8 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                     privileges: root_privileges(),
                     pdeath_signal: 0,
                     sched: ThreadSched::default(),
+                    seccomp_filters: vec![],
+                    seccomp_strict: false,
                 },
                 ThreadImage {
                     tid: 4243,
@@ -200,6 +202,8 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                     },
                     pdeath_signal: 9,
                     sched: ThreadSched::default(),
+                    seccomp_filters: vec![],
+                    seccomp_strict: false,
                 },
             ],
             sigactions: vec![

@@ -84,10 +84,6 @@ pub fn inspect_tree_in(
             if let Err(e) = mappings::check_memfd_mappings(member, &vmas, &fds) {
                 found.push(e);
             }
-            match seccomp::check_seccomp(member) {
-                Err(e @ InspectError::Seccomp { .. }) => found.push(e),
-                other => drop(other?),
-            }
             match sched::check_sched(member) {
                 Err(e @ InspectError::Scheduling { .. }) => found.push(e),
                 other => other?,

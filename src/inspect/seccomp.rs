@@ -1,30 +1,19 @@
-//! Seccomp: strict mode, and threads with different filter stacks, are
-//! refused (ferry restores one filter stack shared by every thread).
+//! Seccomp: whether a process's threads are confined (strict mode or
+//! filters), which decides whether ferry's injected calls must suspend it.
 
 use super::error::InspectError;
 use crate::proc;
 
-/// Refuses strict seccomp and threads with different numbers of filters
-/// (ferry restores one filter stack shared by every thread); returns the
-/// number of filters.
-pub fn check_seccomp(pid: i32) -> Result<u32, InspectError> {
-    let mut leader = None;
+/// Whether any thread of `pid` is confined by seccomp, in strict mode or
+/// by filters: ferry's tracer then suspends it (PTRACE_O_SUSPEND_SECCOMP)
+/// so that its injected calls pass. Each thread's state is carried (see
+/// `dump::seccomp`).
+pub fn check_seccomp(pid: i32) -> Result<bool, InspectError> {
     for tid in proc::task_ids(pid)? {
         let st = proc::read_thread_status(pid, tid)?;
-        let fail = |why: String| Err(InspectError::Seccomp { pid, tid, why });
-        if st.seccomp == 1 {
-            return fail("is in strict seccomp mode (SECCOMP_SET_MODE_STRICT)".into());
-        }
-        match leader {
-            None => leader = Some((tid, st.seccomp_filters)),
-            Some((ltid, n)) if n != st.seccomp_filters => {
-                return fail(format!(
-                    "has {} seccomp filters and thread {ltid} has {n}",
-                    st.seccomp_filters
-                ))
-            }
-            Some(_) => {}
+        if st.seccomp != 0 || st.seccomp_filters != 0 {
+            return Ok(true);
         }
     }
-    Ok(leader.map_or(0, |(_, n)| n))
+    Ok(false)
 }

@@ -1,21 +1,25 @@
 /*
- * Refusal: a thread in strict seccomp mode (read, write, exit and
- * sigreturn only), blocked reading a pipe. Checkpoint must refuse it without
- * disturbing the process; at SIGTERM the strict thread still answers a byte
- * written to it through the pipe.
+ * A thread in strict seccomp mode (read, write, exit and sigreturn only),
+ * blocked reading a pipe, beside a main thread without seccomp. At SIGTERM
+ * the strict thread still answers a byte written to it through the pipe,
+ * and /proc shows it still in strict mode (Seccomp: 1) and the main thread
+ * still free (Seccomp: 0).
  */
 #include "zdtm.h"
 #include <linux/seccomp.h>
 #include <pthread.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 
 static int to_worker[2], from_worker[2];
+static volatile pid_t worker_tid;
 
 static void *strict(void *arg)
 {
 	char c;
 
 	(void)arg;
+	worker_tid = (pid_t)syscall(SYS_gettid);
 	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT, 0, 0, 0))
 		zdtm_fail("PR_SET_SECCOMP: %s", strerror(errno));
 	for (;;) {
@@ -28,6 +32,24 @@ static void *strict(void *arg)
 	/* Only read and write are allowed here: end by being killed. */
 	for (;;)
 		;
+}
+
+/* The seccomp mode /proc shows for thread `tid` of this process. */
+static int seccomp_mode(pid_t tid)
+{
+	char path[64], line[128];
+	int mode = -1;
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
+	f = fopen(path, "r");
+	if (!f)
+		zdtm_fail("%s: %s", path, strerror(errno));
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "Seccomp: %d", &mode) == 1)
+			break;
+	fclose(f);
+	return mode;
 }
 
 int main(void)
@@ -47,5 +69,9 @@ int main(void)
 
 	if (write(to_worker[1], &c, 1) != 1 || read(from_worker[0], &c, 1) != 1 || c != 'c')
 		zdtm_fail("the strict thread no longer answers");
+	if (seccomp_mode(worker_tid) != 1)
+		zdtm_fail("the worker's seccomp mode is %d, want 1 (strict)", seccomp_mode(worker_tid));
+	if (seccomp_mode((pid_t)syscall(SYS_gettid)) != 0)
+		zdtm_fail("the main thread's seccomp mode is %d, want 0", seccomp_mode((pid_t)syscall(SYS_gettid)));
 	zdtm_pass();
 }

@@ -159,8 +159,9 @@ pub struct ProcessImage {
     pub timers: Vec<PosixTimer>,
     /// The armed interval timers (setitimer; alarm is ITIMER_REAL).
     pub itimers: Vec<IntervalTimer>,
-    /// Seccomp filters, oldest first, shared by every thread (empty: no
-    /// seccomp).
+    /// Seccomp filters, oldest first, shared by every thread (the longest
+    /// chain all threads start with; a thread's own further filters are
+    /// in its `ThreadImage::seccomp_filters`).
     pub seccomp: Vec<SeccompFilter>,
     /// The process was stopped by job control (SIGSTOP, SIGTSTP, SIGTTIN
     /// or SIGTTOU: state 'T'): it is restored stopped, so that its parent

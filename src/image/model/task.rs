@@ -186,6 +186,13 @@ pub struct ThreadImage {
     /// Scheduling policy, static priority and nice value (per thread in
     /// Linux).
     pub sched: ThreadSched,
+    /// Seccomp filters of this thread beyond the process's shared ones
+    /// (`ProcessImage::seccomp`), oldest first: a thread that installed a
+    /// filter without SECCOMP_FILTER_FLAG_TSYNC.
+    pub seccomp_filters: Vec<SeccompFilter>,
+    /// Whether the thread is in strict seccomp mode (read, write, exit and
+    /// sigreturn only), entered again as its last restored state.
+    pub seccomp_strict: bool,
 }
 
 /// A thread's privileges beyond its user and group IDs.

@@ -316,6 +316,7 @@ impl<'a> Husk<'a> {
         self.restore_seccomp()?;
         self.restore_capabilities()?;
         self.restore_dumpable()?;
+        self.restore_seccomp_strict()?;
         self.load_final_state()?;
         Ok(())
     }
