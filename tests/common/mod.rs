@@ -10,6 +10,7 @@
 
 pub mod docker;
 pub mod keepalive;
+pub mod podman;
 pub mod scenarios;
 pub mod servers;
 pub mod testbed;
