@@ -24,22 +24,23 @@ const STATS_MAGIC: u32 = 0x5709_3306;
 /// CRIU's image version in inventory_entry.img_version (CRTOOLS_IMAGES_V1_1).
 const IMAGES_V1_1: u64 = 2;
 
-/// Writes the CRIU files of a checkpoint: `image/inventory.img` and
-/// `work/stats-dump`.
-pub fn write_checkpoint_files(
-    image: &Path,
-    work: &Path,
-    stats: &CheckpointStats,
-) -> Result<(), String> {
+/// Writes `image/inventory.img`, which marks the image directory as a
+/// complete checkpoint.
+pub fn write_inventory(image: &Path) -> Result<(), String> {
     let mut inventory = Vec::new();
     put_varint_field(&mut inventory, 1, IMAGES_V1_1);
-    write(&image.join("inventory.img"), &[INVENTORY_MAGIC], &inventory)?;
-    write_stats(&work.join("stats-dump"), 1, &dump_stats(stats))
+    write(&image.join("inventory.img"), &[INVENTORY_MAGIC], &inventory)
+}
+
+/// Writes `work/stats-dump` for a checkpoint (creating `work`, as CRIU
+/// does).
+pub fn write_dump_stats(work: &Path, stats: &CheckpointStats) -> Result<(), String> {
+    write_stats(work, "stats-dump", 1, &dump_stats(stats))
 }
 
 /// Writes `work/stats-restore` for a restore.
 pub fn write_restore_stats(work: &Path, stats: &RestoreStats) -> Result<(), String> {
-    write_stats(&work.join("stats-restore"), 2, &restore_stats(stats))
+    write_stats(work, "stats-restore", 2, &restore_stats(stats))
 }
 
 /// Microseconds, as CRIU's stats count time (uint32, saturated).
@@ -75,12 +76,14 @@ fn restore_stats(s: &RestoreStats) -> Vec<u8> {
     e
 }
 
-/// A stats file: stats_entry with `entry` as its field `field` (1 dump,
-/// 2 restore).
-fn write_stats(path: &Path, field: u64, entry: &[u8]) -> Result<(), String> {
+/// The stats file `work/name`: stats_entry with `entry` as its field
+/// `field` (1 dump, 2 restore).
+fn write_stats(work: &Path, name: &str, field: u64, entry: &[u8]) -> Result<(), String> {
+    std::fs::create_dir_all(work)
+        .map_err(|e| format!("ferry-runc: creating {} failed: {e}", work.display()))?;
     let mut stats = Vec::new();
     put_bytes_field(&mut stats, field, entry);
-    write(path, &[IMG_SERVICE_MAGIC, STATS_MAGIC], &stats)
+    write(&work.join(name), &[IMG_SERVICE_MAGIC, STATS_MAGIC], &stats)
 }
 
 /// Writes a CRIU image file: the magic numbers, then one entry.
@@ -108,10 +111,11 @@ mod tests {
             pages_written: 2,
             ..Default::default()
         };
-        write_checkpoint_files(&dir, &dir, &stats).unwrap();
+        write_inventory(&dir).unwrap();
+        write_dump_stats(&dir.join("work"), &stats).unwrap();
         let inventory = std::fs::read(dir.join("inventory.img")).unwrap();
         assert_eq!(inventory, [0x16, 0x31, 0x31, 0x58, 2, 0, 0, 0, 0x08, 0x02]);
-        let dump = std::fs::read(dir.join("stats-dump")).unwrap();
+        let dump = std::fs::read(dir.join("work/stats-dump")).unwrap();
         assert_eq!(
             &dump[..8],
             &[0x40, 0x59, 0x10, 0x55, 0x06, 0x33, 0x09, 0x57]

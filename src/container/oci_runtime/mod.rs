@@ -119,7 +119,10 @@ fn checkpoint(global: &GlobalFlags, a: &CheckpointArgs, log: &RuntimeLog) -> Res
         stats.processes, stats.frozen_ms
     ));
     let work = a.work_path.as_deref().unwrap_or(&a.image_path);
-    criu_files::write_checkpoint_files(&a.image_path, work, &stats)
+    if let Err(e) = criu_files::write_dump_stats(work, &stats) {
+        log.error(&e);
+    }
+    criu_files::write_inventory(&a.image_path)
 }
 
 /// `restore`: creates the container from its bundle with this process's
