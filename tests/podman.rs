@@ -83,11 +83,23 @@ fn run_and_export(host: &PodmanHost, archive: &str) -> Result<u64> {
     ])?;
     wait_count(host, 2)?;
     let started = Instant::now();
-    host.podman(&["container", "checkpoint", "--export", archive, "looper"])
+    let stats = host
+        .podman(&[
+            "container",
+            "checkpoint",
+            "--print-stats",
+            "--export",
+            archive,
+            "looper",
+        ])
         .context("podman container checkpoint --export")?;
     eprintln!(
-        "podman container checkpoint --export: {:?}",
+        "podman container checkpoint --export: {:?}, {stats}",
         started.elapsed()
+    );
+    ensure!(
+        stats.contains("frozen_time"),
+        "podman's --print-stats shows no CRIU statistics: {stats}"
     );
     let at_checkpoint = count(host)?;
     ensure!(
@@ -108,9 +120,17 @@ fn run_and_export(host: &PodmanHost, archive: &str) -> Result<u64> {
 /// `at_checkpoint` and that Podman manages the restored container.
 fn import_and_check(host: &PodmanHost, archive: &str, at_checkpoint: u64) -> Result<()> {
     let started = Instant::now();
-    host.podman(&["container", "restore", "--import", archive])
+    let stats = host
+        .podman(&["container", "restore", "--print-stats", "--import", archive])
         .context("podman container restore --import")?;
-    eprintln!("podman container restore --import: {:?}", started.elapsed());
+    eprintln!(
+        "podman container restore --import: {:?}, {stats}",
+        started.elapsed()
+    );
+    ensure!(
+        stats.contains("restore_time"),
+        "podman's --print-stats shows no CRIU statistics: {stats}"
+    );
     ensure!(
         inspect(host, "{{.State.Running}}")? == "true",
         "the restored container is not running"
