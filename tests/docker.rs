@@ -67,18 +67,7 @@ fn count(host: &DockerHost) -> Result<u64> {
 
 /// Waits until the counter has counted past `past`.
 fn wait_count(host: &DockerHost, past: u64) -> Result<u64> {
-    let start = Instant::now();
-    loop {
-        let n = count(host)?;
-        if n > past {
-            return Ok(n);
-        }
-        ensure!(
-            start.elapsed() < Duration::from_secs(30),
-            "the counter stays at {n} lines (wanted more than {past})"
-        );
-        sleep(Duration::from_millis(300));
-    }
+    common::wait_counted_past(past, || count(host))
 }
 
 /// `docker start --checkpoint checkpoint1 CONTAINER`. Docker 20.10 uploads

@@ -100,17 +100,9 @@ impl DockerHost {
     /// Imports a busybox image named `name` from a rootfs of busybox-static
     /// built in `work`, as scripts/container-bundle.sh builds one.
     pub fn import_busybox(&self, work: &Path, name: &str) -> Result<()> {
-        let rootfs = work.join("busybox-rootfs");
-        std::fs::create_dir_all(rootfs.join("bin"))?;
-        std::fs::create_dir_all(rootfs.join("tmp"))?;
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
-            .context("copying /bin/busybox (busybox-static)")?;
-        let installed = Command::new("chroot")
-            .arg(&rootfs)
-            .args(["/bin/busybox", "--install", "-s", "/bin"])
-            .status()?;
-        ensure!(installed.success(), "busybox --install failed");
-        self.import_rootfs(&rootfs, &work.join("busybox.tar"), name)
+        let tar = busybox_tarball(work)?;
+        self.docker(&["import", path_str(&tar)?, name])?;
+        Ok(())
     }
 
     /// Imports an image named `name` holding the Node.js request counter
@@ -146,14 +138,7 @@ impl DockerHost {
     /// Imports the directory `rootfs` as image `name` (through the tarball
     /// `tar`).
     fn import_rootfs(&self, rootfs: &Path, tar: &Path, name: &str) -> Result<()> {
-        let tarred = Command::new("tar")
-            .arg("-C")
-            .arg(rootfs)
-            .arg("-cf")
-            .arg(tar)
-            .arg(".")
-            .status()?;
-        ensure!(tarred.success(), "tar of {} failed", rootfs.display());
+        tar_dir(rootfs, tar)?;
         self.docker(&["import", path_str(tar)?, name])?;
         Ok(())
     }
@@ -176,6 +161,38 @@ impl DockerHost {
     pub fn http_get(&self, url: &str) -> Result<String> {
         super::testbed::http_get_in(&self.netns_path()?, url)
     }
+}
+
+/// A tarball of a busybox rootfs (busybox-static and its links, /tmp),
+/// built in `work`, as scripts/container-bundle.sh builds one: what
+/// `docker import` and `podman import` make an image of.
+pub fn busybox_tarball(work: &Path) -> Result<PathBuf> {
+    let rootfs = work.join("busybox-rootfs");
+    std::fs::create_dir_all(rootfs.join("bin"))?;
+    std::fs::create_dir_all(rootfs.join("tmp"))?;
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
+        .context("copying /bin/busybox (busybox-static)")?;
+    let installed = Command::new("chroot")
+        .arg(&rootfs)
+        .args(["/bin/busybox", "--install", "-s", "/bin"])
+        .status()?;
+    ensure!(installed.success(), "busybox --install failed");
+    let tar = work.join("busybox.tar");
+    tar_dir(&rootfs, &tar)?;
+    Ok(tar)
+}
+
+/// Writes the directory `rootfs` as the tarball `tar`.
+fn tar_dir(rootfs: &Path, tar: &Path) -> Result<()> {
+    let tarred = Command::new("tar")
+        .arg("-C")
+        .arg(rootfs)
+        .arg("-cf")
+        .arg(tar)
+        .arg(".")
+        .status()?;
+    ensure!(tarred.success(), "tar of {} failed", rootfs.display());
+    Ok(())
 }
 
 /// The real path of `prog` on PATH.

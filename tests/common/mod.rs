@@ -10,6 +10,7 @@
 
 pub mod docker;
 pub mod keepalive;
+pub mod podman;
 pub mod scenarios;
 pub mod servers;
 pub mod testbed;
@@ -162,6 +163,23 @@ pub fn workload_bin(name: &str) -> Result<PathBuf> {
     );
     fs::rename(&tmp, &bin)?;
     Ok(bin)
+}
+
+/// Polls `count` (how many numbers a counter has written) until it is
+/// past `past`, for up to 30 s; returns the count.
+pub fn wait_counted_past(past: u64, mut count: impl FnMut() -> Result<u64>) -> Result<u64> {
+    let start = Instant::now();
+    loop {
+        let n = count()?;
+        if n > past {
+            return Ok(n);
+        }
+        ensure!(
+            start.elapsed() < Duration::from_secs(30),
+            "the counter stays at {n} lines (wanted more than {past})"
+        );
+        sleep(Duration::from_millis(300));
+    }
 }
 
 /// A per-test scratch directory: removed when the test passed, kept (and its

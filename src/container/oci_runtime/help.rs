@@ -41,7 +41,9 @@ Refused, with the reason: --pre-dump, --parent-path, --lazy-pages,
 Docker: in daemon.json, \"runtimes\": {\"ferry\": {\"path\": \"/path/to/ferry-runc\"}}
 (and \"default-runtime\": \"ferry\"), dockerd --experimental; then
 `docker checkpoint create` and `docker start --checkpoint` run ferry.
-Podman: podman --runtime /path/to/ferry-runc ...
+Podman: podman --runtime /path/to/ferry-runc ..., with ferry-criu on
+Podman's PATH as `criu` (Podman asks a criu for its version before a
+checkpoint or restore; ferry-criu answers that and nothing else).
 ";
 
 /// `ferry-runc checkpoint --help`.

@@ -9,6 +9,9 @@
 //! never reached since those two commands do not go to runc.
 
 mod args;
+mod criu_files;
+pub mod criu_version;
+mod criu_wire;
 mod help;
 mod husk_caps;
 mod log;
@@ -115,7 +118,11 @@ fn checkpoint(global: &GlobalFlags, a: &CheckpointArgs, log: &RuntimeLog) -> Res
         "checkpointed {} processes, frozen {:.1} ms",
         stats.processes, stats.frozen_ms
     ));
-    Ok(())
+    let work = a.work_path.as_deref().unwrap_or(&a.image_path);
+    if let Err(e) = criu_files::write_dump_stats(work, &stats) {
+        log.error(&e);
+    }
+    criu_files::write_inventory(&a.image_path)
 }
 
 /// `restore`: creates the container from its bundle with this process's
@@ -167,6 +174,10 @@ fn restore(global: &GlobalFlags, a: &RestoreArgs, log: &RuntimeLog) -> Result<()
         "restored {} processes in {:.1} ms",
         stats.processes, stats.restore_ms
     ));
+    let work = a.work_path.as_deref().unwrap_or(&a.image_path);
+    if let Err(e) = criu_files::write_restore_stats(work, &stats) {
+        log.error(&e);
+    }
     Ok(())
 }
 
