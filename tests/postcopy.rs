@@ -107,6 +107,13 @@ postcopy_and_hybrid! {
     /// round come on fault and the rest is installed from the rounds.
     gigabyte_rewritten_postcopy("postcopy_1g"), gigabyte_rewritten_hybrid("hybrid_1g") =>
         |test, mode| lazy_workload(test, "steady_dirty", &["1024", "64"], mode);
+    /// A 64 MiB buffer with never-touched 64 KiB chunks, a page zeroed
+    /// explicitly, a read-only region and a PROT_NONE guard page, beside
+    /// counters in a global, on the brk heap and on the stack: every page
+    /// the source has is delivered (or known to be zero) and the post-copy
+    /// phase ends instead of stalling.
+    memory_layout_postcopy("postcopy_layout"), memory_layout_hybrid("hybrid_layout") =>
+        |test, mode| lazy_workload(test, "lazy_layout", &[], mode);
     /// Seed scenario 1: the busybox loop, its shell and children's pages
     /// coming on fault, counts on with no gap, repeat or reset.
     busybox_loop_postcopy("postcopy_busybox"), busybox_loop_hybrid("hybrid_busybox") =>
