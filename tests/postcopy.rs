@@ -23,6 +23,7 @@ fn migrate_lazy(bed: &Testbed, dir: &TestDir, w: &HostProcess, mode: &str) -> Re
             bed.agent_log(Host::B)
         )
     })?;
+    common::check_downtime(&stats["downtime"])?;
     let post = &stats["postcopy"];
     for f in [
         "freeze_to_running_ms",
