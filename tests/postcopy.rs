@@ -387,7 +387,7 @@ fn destination_agent_killed_during_postcopy_kills_its_copy() {
         );
         let log = bed.agent_log(Host::B);
         ensure!(
-            log.contains("post-copy guard") && log.contains("were killed"),
+            log.contains("post-copy guard") && log.contains("children were killed"),
             "B's log does not say its copy was killed:\n{log}"
         );
         let out = std::fs::read_to_string(common::testbed::output(dir))?;

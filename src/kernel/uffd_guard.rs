@@ -29,8 +29,12 @@ const MAX_WATCHED: usize = 1024;
 /// Processes (restored ones and their descendants) a guard kills at most.
 const MAX_KILLED: usize = 4096;
 
-/// The line the guard writes on its stderr when the agent died.
-const RECORD: &[u8] = b"ferry post-copy guard: the destination agent ended before every page of the restored workload was local: its restored processes were killed (their memory here is incomplete; none of them ran on a page that was not delivered)\n";
+/// The line the guard writes on its stderr when the agent died, around
+/// the number of processes it killed.
+const RECORD: [&[u8]; 2] = [
+    b"ferry post-copy guard: the destination agent ended before every page of the restored workload was local: ",
+    b" restored processes and children were killed (their memory here is incomplete; none of them ran on a page that was not delivered)\n",
+];
 
 /// Starts a guard; returns the agent's end of its socket (a SOCK_SEQPACKET
 /// unix socket, close-on-exec). Closing it without a [`GUARD_RELEASE`]
@@ -140,10 +144,7 @@ unsafe fn guard_loop(sock: RawFd) -> i32 {
     let mut victims = [0i32; MAX_KILLED];
     let mut found = 0usize;
     for &pid in &pids[..watched] {
-        if found < MAX_KILLED {
-            victims[found] = pid;
-            found += 1;
-        }
+        found = add_once(&mut victims, found, pid);
     }
     let mut next = 0usize;
     while next < found {
@@ -163,13 +164,29 @@ unsafe fn guard_loop(sock: RawFd) -> i32 {
             )
         };
     }
-    for &pid in &victims[watched.min(found)..found] {
+    for &pid in victims[..found]
+        .iter()
+        .filter(|p| !pids[..watched].contains(p))
+    {
         // SAFETY: a plain kill of a process found a moment ago as a
         // descendant of a restored process.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
-    // SAFETY: write of a static buffer on stderr.
-    unsafe { libc::write(2, RECORD.as_ptr().cast(), RECORD.len()) };
+    if found == 0 {
+        // Nothing was handed over yet: nothing ran, nothing to say.
+        return 1;
+    }
+    let mut line = [0u8; 512];
+    let mut at = 0;
+    for (i, part) in RECORD.iter().enumerate() {
+        if i > 0 {
+            at = put_decimal(&mut line, at, found as i32);
+        }
+        line[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    // SAFETY: write of a live stack buffer on stderr.
+    unsafe { libc::write(2, line.as_ptr().cast(), at) };
     1
 }
 
@@ -209,19 +226,26 @@ unsafe fn add_children(pid: i32, out: &mut [i32], mut len: usize) -> usize {
             value = value.saturating_mul(10).saturating_add(i32::from(b - b'0'));
             digits = true;
         } else if digits {
-            if len < out.len() {
-                out[len] = value;
-                len += 1;
-            }
+            len = add_once(out, len, value);
             value = 0;
             digits = false;
         }
     }
-    if digits && len < out.len() {
-        out[len] = value;
-        len += 1;
+    if digits {
+        len = add_once(out, len, value);
     }
     len
+}
+
+/// Appends `pid` to `out[..len]` unless it is there or `out` is full;
+/// returns the new length.
+fn add_once(out: &mut [i32], len: usize, pid: i32) -> usize {
+    if len < out.len() && !out[..len].contains(&pid) {
+        out[len] = pid;
+        len + 1
+    } else {
+        len
+    }
 }
 
 /// Writes `value` (non-negative) in decimal into `buf` at `at`; returns
@@ -249,6 +273,17 @@ fn put_decimal(buf: &mut [u8], mut at: usize, value: i32) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_victim_once() {
+        let mut out = [0i32; 3];
+        let mut len = add_once(&mut out, 0, 7);
+        len = add_once(&mut out, len, 7);
+        len = add_once(&mut out, len, 9);
+        len = add_once(&mut out, len, 11);
+        len = add_once(&mut out, len, 12);
+        assert_eq!(&out[..len], &[7, 9, 11]);
+    }
 
     #[test]
     fn decimal_pids_in_proc_paths() {
