@@ -109,8 +109,14 @@ EOF
   rm -f "$dir/agent.sock"
   # bash is the init of the host's PID namespace: it reaps orphans (the
   # restored workloads), and when it dies everything in the host dies.
+  # With FERRY_TESTBED_LASTING_HOSTS set it outlives its agent, as a real
+  # host outlives a crashed agent.
+  local init='"$0" serve --config "$1" & wait'
+  if [ -n "${FERRY_TESTBED_LASTING_HOSTS:-}" ]; then
+    init='"$0" serve --config "$1" & while :; do wait; sleep 1; done'
+  fi
   setsid ip netns exec "$ns" unshare --pid --fork --mount-proc --ipc --kill-child \
-    bash -c '"$0" serve --config "$1" & wait' "$bin" "$agents/$host.toml" \
+    bash -c "$init" "$bin" "$agents/$host.toml" \
     >"$dir/agent.log" 2>&1 </dev/null &
   echo $! > "$dir/unshare.pid"
   for i in $(seq 200); do

@@ -25,15 +25,7 @@ fn migrate_ok(bed: &Testbed, dir: &TestDir, w: &HostProcess, extra: &[&str]) -> 
     })?;
     ensure!(field(&stats, "bytes_sent")? > 0.0, "nothing sent: {stats}");
     let downtime = &stats["downtime"];
-    for part in [
-        "total_ms",
-        "freeze_ms",
-        "final_transfer_ms",
-        "restore_ms",
-        "resume_ms",
-    ] {
-        field(downtime, part)?;
-    }
+    common::check_downtime(downtime)?;
     ensure!(
         stats["rounds"].as_array().is_some_and(|r| !r.is_empty()),
         "no pre-copy rounds: {stats}"

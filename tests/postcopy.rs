@@ -23,6 +23,7 @@ fn migrate_lazy(bed: &Testbed, dir: &TestDir, w: &HostProcess, mode: &str) -> Re
             bed.agent_log(Host::B)
         )
     })?;
+    common::check_downtime(&stats["downtime"])?;
     let post = &stats["postcopy"];
     for f in [
         "freeze_to_running_ms",
@@ -107,6 +108,13 @@ postcopy_and_hybrid! {
     /// round come on fault and the rest is installed from the rounds.
     gigabyte_rewritten_postcopy("postcopy_1g"), gigabyte_rewritten_hybrid("hybrid_1g") =>
         |test, mode| lazy_workload(test, "steady_dirty", &["1024", "64"], mode);
+    /// A 64 MiB buffer with never-touched 64 KiB chunks, a page zeroed
+    /// explicitly, a read-only region and a PROT_NONE guard page, beside
+    /// counters in a global, on the brk heap and on the stack: every page
+    /// the source has is delivered (or known to be zero) and the post-copy
+    /// phase ends instead of stalling.
+    memory_layout_postcopy("postcopy_layout"), memory_layout_hybrid("hybrid_layout") =>
+        |test, mode| lazy_workload(test, "lazy_layout", &[], mode);
     /// Seed scenario 1: the busybox loop, its shell and children's pages
     /// coming on fault, counts on with no gap, repeat or reset.
     busybox_loop_postcopy("postcopy_busybox"), busybox_loop_hybrid("hybrid_busybox") =>
@@ -343,5 +351,56 @@ fn source_gone_during_postcopy_kills_the_incomplete_copy() {
             sleep(Duration::from_millis(10));
         }
         anyhow::bail!("the incomplete copy still runs on B")
+    });
+}
+
+/// The destination agent dies (SIGKILL, its host stays) 0.3 s after the
+/// restored copy runs on B, most of its pages still on A: its post-copy
+/// guard keeps the copy's faults blocked and kills it, so it never runs on
+/// a page that was not delivered (the workload checks its counters and
+/// its read-only and never-touched pages as it goes, and would print
+/// FAIL), and says so in B's log. A, which waits for B to reconnect, then
+/// resumes its frozen copy, which holds every page: one copy, on A.
+#[test]
+fn destination_agent_killed_during_postcopy_kills_its_copy() {
+    run_test("postcopy_dest_killed", |dir| {
+        let bed = Testbed::up_lasting(dir)?;
+        let w = bed.start_workload(dir, "lazy_layout", &[])?;
+        let run = bed.spawn_migrate(
+            dir,
+            w.ns_pid,
+            HOST_B,
+            &["--json", "--mode", "postcopy", "--bandwidth-limit", "8M"],
+        )?;
+        wait_for(&bed.agent_log_path(Host::B), "the workload runs here")?;
+        sleep(Duration::from_millis(300));
+        bed.kill_agent(Host::B)?;
+        for _ in 0..500 {
+            if bed.find(Host::B, w.ns_pid)?.is_none() {
+                break;
+            }
+            sleep(Duration::from_millis(10));
+        }
+        ensure!(
+            bed.find(Host::B, w.ns_pid)?.is_none(),
+            "B's copy still runs 5 s after its agent died (on zero pages)"
+        );
+        let log = bed.agent_log(Host::B);
+        ensure!(
+            log.contains("post-copy guard") && log.contains("children were killed"),
+            "B's log does not say its copy was killed:\n{log}"
+        );
+        let out = std::fs::read_to_string(common::testbed::output(dir))?;
+        ensure!(
+            !out.contains("FAIL"),
+            "B's copy ran on pages that were not delivered:\n{out}"
+        );
+        let err = run.wait()?.refusal()?.to_string();
+        eprintln!("postcopy_dest_killed: the source says: {err}");
+        ensure!(
+            err.contains("keeps running here"),
+            "the failure does not say where the workload runs: {err}"
+        );
+        finish_on(&bed, dir, Host::A, &w)
     });
 }

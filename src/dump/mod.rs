@@ -233,6 +233,7 @@ fn checkpoint_tree(
     // The connections are silent from here on; the nft run this takes
     // stays out of the freeze.
     lock.arm_running(plan, pid, &members)?;
+    sink.stopping();
     let frozen_at = Instant::now();
     let mut tree = FrozenTree::freeze(pid, expected)?;
     let dumped = dump_frozen(

@@ -56,6 +56,10 @@ impl CheckpointSink for Translating<'_> {
         self.inner.round_done(&report)
     }
 
+    fn stopping(&mut self) {
+        self.inner.stopping();
+    }
+
     fn memory_mode(&self) -> MemoryMode {
         self.inner.memory_mode()
     }

@@ -45,6 +45,10 @@ pub trait CheckpointSink: Send {
     /// Returns whether to run another round or freeze.
     fn round_done(&mut self, report: &RoundReport) -> Result<NextStep, CheckpointError>;
 
+    /// The tree is being stopped now: from here on it does not run (a
+    /// migration's downtime starts). Called once, right before the freeze.
+    fn stopping(&mut self) {}
+
     /// How this sink takes private anonymous memory (eagerly unless it says
     /// otherwise).
     fn memory_mode(&self) -> MemoryMode {

@@ -18,6 +18,7 @@ pub mod sockets;
 pub mod sockopts;
 pub mod sysvshm;
 pub mod uffd;
+pub mod uffd_guard;
 
 use nix::errno::Errno;
 use nix::unistd::Pid;

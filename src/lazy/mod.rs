@@ -5,7 +5,14 @@
 //! source still holds is requested on the urgent channel, any other
 //! missing page is the zero page. Pages arriving from the source (urgent
 //! answers and the background push) are installed with UFFDIO_COPY, which
-//! never replaces a page that is already there.
+//! never replaces a page that is already there. Every userfaultfd (and,
+//! for a plain tree, a pidfd of every restored process) also goes to a
+//! guard process ([`FaultGuard`]) that keeps the faults blocked and kills
+//! the workload should this agent die before every page is local.
+
+mod guard;
+
+pub use guard::FaultGuard;
 
 use crate::image::PAGE_SIZE;
 use crate::kernel::uffd::{self, UffdEvent};
@@ -140,6 +147,8 @@ pub struct FaultServer {
     stop: std::sync::atomic::AtomicBool,
     /// Restored processes handed over so far (forked children not counted).
     restored: std::sync::atomic::AtomicUsize,
+    /// The guard holding every userfaultfd while post-copy lasts.
+    guard: Arc<FaultGuard>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -149,11 +158,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl FaultServer {
     /// Starts the server thread. Restored processes arrive on `ready`
     /// with the pages the source still holds for them in `remote`; page
-    /// requests go out on `requests`.
+    /// requests go out on `requests`. Each userfaultfd goes to `guard`
+    /// too, and with `guard_processes` (a plain tree: its PIDs are this
+    /// host's) each restored process is one the guard kills should this
+    /// agent die.
     pub fn start(
         remote: HashMap<i32, PageRuns>,
         ready: std::sync::mpsc::Receiver<LazyProcess>,
         requests: mpsc::UnboundedSender<PageRequest>,
+        guard: Arc<FaultGuard>,
+        guard_processes: bool,
     ) -> Result<(Arc<FaultServer>, std::thread::JoinHandle<()>), Errno> {
         let (wake_rx, wake_tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK)?;
         let server = Arc::new(FaultServer {
@@ -163,12 +177,23 @@ impl FaultServer {
             wake: wake_tx,
             stop: std::sync::atomic::AtomicBool::new(false),
             restored: std::sync::atomic::AtomicUsize::new(0),
+            guard,
         });
         // Restored processes are added by a helper thread as the restore
         // hands them over, so the server thread never blocks on `ready`.
         let adder = server.clone();
         std::thread::spawn(move || {
             while let Ok(p) = ready.recv() {
+                let guarded = adder.guard.keep(p.uffd.as_fd()).and_then(|()| {
+                    if guard_processes {
+                        adder.guard.kill_on_loss(p.pid)
+                    } else {
+                        Ok(())
+                    }
+                });
+                if let Err(e) = guarded {
+                    tracing::error!(pid = p.pid, %e, "the post-copy guard did not take this process: it would run on zero pages should this agent die");
+                }
                 let pages = remote.get(&p.pid).map_or_else(BTreeSet::new, |runs| {
                     runs.runs()
                         .iter()
@@ -203,10 +228,12 @@ impl FaultServer {
         self.progress.notify_waiters();
     }
 
-    /// Stops the server thread and closes every userfaultfd (which ends
-    /// every registration: from then on missing pages are plain zero
-    /// pages). Call once every page is local, or to give up.
+    /// Releases the guard, stops the server thread and closes every
+    /// userfaultfd (which ends every registration: from then on missing
+    /// pages are plain zero pages). Call once every page is local, or once
+    /// the workload was killed.
     pub fn stop(&self) {
+        self.guard.release();
         self.stop.store(true, std::sync::atomic::Ordering::Release);
         let _ = nix::unistd::write(&self.wake, &[1]);
     }
@@ -504,6 +531,9 @@ impl FaultServer {
         match ev {
             UffdEvent::Fork { uffd: fd } => match uffd::uffd_from_event(fd) {
                 Ok(child) => {
+                    if let Err(e) = self.guard.keep(child.as_fd()) {
+                        tracing::error!(pid = view.source_pid, %e, "the post-copy guard did not take a forked child's userfaultfd");
+                    }
                     let state = ViewState {
                         remote: st.remote.clone(),
                         moved: st.moved.clone(),

@@ -87,7 +87,8 @@ pub(super) enum CopyPhase {
     Precopy,
     /// The workload is frozen.
     Frozen {
-        /// When the freeze was decided.
+        /// When the tree started to stop ([`CheckpointSink::stopping`];
+        /// before that, when the freeze was decided).
         at: Instant,
         /// Bytes sent by then.
         bytes_at_freeze: u64,
@@ -112,6 +113,17 @@ impl CopyPhase {
         match self {
             CopyPhase::Frozen { at, .. } => *at,
             CopyPhase::Precopy => Instant::now(),
+        }
+    }
+
+    /// When the first page sent while frozen left (now, when none did).
+    fn first_write(&self) -> Instant {
+        match self {
+            CopyPhase::Frozen {
+                first_write: Some(t),
+                ..
+            } => *t,
+            _ => Instant::now(),
         }
     }
 }
@@ -316,7 +328,9 @@ impl NetworkSink<'_> {
         checkpoint: &Checkpoint,
     ) -> Result<ImageSummary, CheckpointError> {
         let frozen_at = self.phase.frozen_at();
+        let final_pages_at = self.phase.first_write();
         self.end_round()?;
+        let stored_at = Instant::now();
         let remote_pages: u64 = self
             .remote
             .iter()
@@ -354,16 +368,16 @@ impl NetworkSink<'_> {
         .map_err(|e| self.link_error("serve post-copy pages", e))?;
         self.confirm()?;
         let running_at = served.running_at.unwrap_or_else(Instant::now);
-        let total = ms(running_at - frozen_at);
-        self.stats.downtime = Downtime {
-            total_ms: total,
-            restore_ms: served.restore_ms,
-            resume_ms: (total - served.restore_ms).max(0.0),
-            ..Downtime::default()
-        };
+        self.stats.downtime = Downtime::partition(
+            frozen_at,
+            final_pages_at,
+            stored_at,
+            running_at,
+            served.restore_ms,
+        );
         let f = served.faults;
         self.stats.postcopy = Some(Box::new(PostcopyStats {
-            freeze_to_running_ms: total,
+            freeze_to_running_ms: self.stats.downtime.total_ms,
             remote_pages,
             faults: f.faults,
             zero_faults: f.zero_faults,
@@ -480,6 +494,12 @@ impl CheckpointSink for NetworkSink<'_> {
         }
     }
 
+    fn stopping(&mut self) {
+        // The downtime starts now; pages sent before (another process's
+        // pre-copy after the switch-over was decided) are not part of it.
+        self.phase = CopyPhase::frozen(self.stats.bytes_sent);
+    }
+
     fn memory_mode(&self) -> MemoryMode {
         match self.mode {
             MigrationMode::Precopy => MemoryMode::Eager,
@@ -510,13 +530,12 @@ impl CheckpointSink for NetworkSink<'_> {
             // No pre-copy was possible: everything went while frozen.
             self.stats.switch_reason = Some(SwitchReason::MaxRounds);
         }
-        let (final_pages_at, bytes_at_freeze) = match self.phase {
+        let final_pages_at = self.phase.first_write();
+        let bytes_at_freeze = match self.phase {
             CopyPhase::Frozen {
-                first_write,
-                bytes_at_freeze,
-                ..
-            } => (first_write.unwrap_or_else(Instant::now), bytes_at_freeze),
-            CopyPhase::Precopy => (Instant::now(), 0),
+                bytes_at_freeze, ..
+            } => bytes_at_freeze,
+            CopyPhase::Precopy => 0,
         };
         self.end_round()?;
         let stored_at = Instant::now();
@@ -538,17 +557,9 @@ impl CheckpointSink for NetworkSink<'_> {
         };
         let running_at = Instant::now();
         self.confirm()?;
-        let total = ms(running_at - frozen_at);
-        let freeze_ms = ms(final_pages_at.saturating_duration_since(frozen_at));
-        let transfer_ms = ms(stored_at - final_pages_at);
-        self.stats.downtime = Downtime {
-            total_ms: total,
-            freeze_ms,
-            final_transfer_ms: transfer_ms,
-            restore_ms,
-            resume_ms: (total - freeze_ms - transfer_ms - restore_ms).max(0.0),
-            frozen_ms: 0.0,
-        };
+        self.stats.downtime =
+            Downtime::partition(frozen_at, final_pages_at, stored_at, running_at, restore_ms);
+        let transfer_ms = self.stats.downtime.final_transfer_ms;
         let final_bytes = self.stats.bytes_sent - bytes_at_freeze;
         self.stats.final_round = RoundStats {
             round: self.round,

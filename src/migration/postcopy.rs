@@ -56,6 +56,9 @@ struct PushState {
     hint: Option<(i32, u64)>,
     /// PID on the wire -> PID here, where they differ (a container's).
     host_pids: HashMap<i32, i32>,
+    /// Why the push could not read the frozen memory, if it could not:
+    /// the serving loop gives up at once instead of waiting for a stall.
+    failed: Option<String>,
 }
 
 impl PushState {
@@ -79,6 +82,7 @@ impl PushState {
             left,
             hint: None,
             host_pids,
+            failed: None,
         }
     }
 
@@ -139,30 +143,34 @@ impl PushState {
     }
 }
 
-/// Reads `npages` pages of the frozen process `pid` at `vaddr`.
+/// Reads `npages` pages of the frozen process `pid` at `vaddr`: with
+/// process_vm_readv, or where that cannot read them (a PROT_NONE guard
+/// page, which holds data all the same) through /proc/PID/mem, which may
+/// (FOLL_FORCE), as the dump reads such pages.
 fn read_frozen(pid: i32, vaddr: u64, npages: usize) -> Result<Vec<u8>, MigrationError> {
+    use std::os::unix::fs::FileExt;
     let len = npages * PAGE_SIZE as usize;
     let mut buf = vec![0u8; len];
     let remote = [RemoteIoVec {
         base: vaddr as usize,
         len,
     }];
-    let n = process_vm_readv(
+    let read = process_vm_readv(
         Pid::from_raw(pid),
         &mut [IoSliceMut::new(&mut buf)],
         &remote,
-    )
-    .map_err(|e| {
-        MigrationError::local_in(
-            format!("reading {npages} pages at {vaddr:#x} of frozen process {pid}"),
-            e,
-        )
-    })?;
-    if n != len {
-        return Err(MigrationError::local(format!(
-            "reading {npages} pages at {vaddr:#x} of frozen process {pid}: only {n} bytes"
-        )));
+    );
+    if read.is_ok_and(|n| n == len) {
+        return Ok(buf);
     }
+    std::fs::File::open(format!("/proc/{pid}/mem"))
+        .and_then(|mem| mem.read_exact_at(&mut buf, vaddr))
+        .map_err(|e| {
+            MigrationError::local_in(
+                format!("reading {npages} pages at {vaddr:#x} of frozen process {pid}"),
+                e,
+            )
+        })?;
     Ok(buf)
 }
 
@@ -345,18 +353,28 @@ pub fn serve(
 /// every page is local long before.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Returns once the push's count of pages left has not moved for `limit`.
-async fn stalled(state: &Mutex<PushState>, limit: Duration) {
+/// Returns why the post-copy phase cannot go on without the destination:
+/// the push's count of pages left has not moved for `limit`, or the push
+/// could not read the frozen memory.
+async fn stalled(state: &Mutex<PushState>, limit: Duration) -> MigrationError {
     let mut left = lock(state).left;
     let mut since = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = lock(state).left;
+        let (now, failed) = {
+            let st = lock(state);
+            (st.left, st.failed.clone())
+        };
+        if let Some(why) = failed {
+            return MigrationError::local(format!("the background push stopped: {why}"));
+        }
         if now != left {
             left = now;
             since = Instant::now();
         } else if since.elapsed() > limit {
-            return;
+            return MigrationError::protocol(format!(
+                "the destination made no progress for {limit:?} (no message, no page pushed) while the workload stayed frozen here"
+            ));
         }
     }
 }
@@ -383,22 +401,18 @@ fn serve_link(
         // stream, but the session is given up then.
         let message = match rt.block_on(async {
             tokio::select! {
-                m = session.recv::<ToSource>() => Some(m),
-                () = stalled(state, STALL_TIMEOUT) => None,
+                m = session.recv::<ToSource>() => Ok(m),
+                why = stalled(state, STALL_TIMEOUT) => Err(why),
             }
         }) {
-            Some(Ok(m)) => m,
-            Some(Err(e)) => {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => {
                 break Err(MigrationError::link_in(
                     "the link to the destination failed",
                     e,
                 ))
             }
-            None => {
-                break Err(MigrationError::protocol(format!(
-                    "the destination made no progress for {STALL_TIMEOUT:?} (no message, no page pushed) while the workload stayed frozen here"
-                )))
-            }
+            Err(why) => break Err(why),
         };
         match message {
             ToSource::PageRequest(req) => {
@@ -532,7 +546,13 @@ fn start_push(
             let (Some((pid, vaddr, npages)), Some(host)) = (next, host) else {
                 break;
             };
-            let data = read_frozen(host, vaddr, npages)?;
+            let data = match read_frozen(host, vaddr, npages) {
+                Ok(data) => data,
+                Err(e) => {
+                    lock(&state).failed = Some(e.to_string());
+                    return Err(e);
+                }
+            };
             let lane = &lanes[next_lane % lanes.len()];
             next_lane += 1;
             if lane.0.blocking_send((pid, vaddr, data)).is_err() {

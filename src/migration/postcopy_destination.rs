@@ -14,7 +14,7 @@ use super::protocol::{
 };
 use crate::image::ImageSink;
 use crate::image::{Checkpoint, ImageWriter, PAGE_SIZE};
-use crate::lazy::{FaultServer, InstallError, PageRequest};
+use crate::lazy::{FaultGuard, FaultServer, InstallError, PageRequest};
 use crate::memory::PageRuns;
 use crate::restore::{LazyPages, RestoreOptions, RestoreStats};
 use crate::transport::{IncomingPages, PageReceiver, Session};
@@ -151,8 +151,23 @@ pub(super) async fn run(
     let pids: Arc<HashSet<i32>> = Arc::new(checkpoint.processes.iter().map(|p| p.pid).collect());
     let (requests_tx, mut requests) = mpsc::unbounded_channel();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let (server, server_thread) = FaultServer::start(remote.clone(), ready_rx, requests_tx)
-        .map_err(|e| early(MigrationError::local_in("cannot start the fault server", e)))?;
+    // Before anything of the workload exists here: should this agent die
+    // in post-copy, the guard keeps its faults blocked and kills it.
+    let guard = Arc::new(FaultGuard::start().map_err(|e| {
+        early(MigrationError::local_in(
+            "cannot start the post-copy guard process",
+            e,
+        ))
+    })?);
+    let in_container = offer.container.is_some();
+    let (server, server_thread) = FaultServer::start(
+        remote.clone(),
+        ready_rx,
+        requests_tx,
+        guard.clone(),
+        !in_container,
+    )
+    .map_err(|e| early(MigrationError::local_in("cannot start the fault server", e)))?;
     let (errors_tx, mut errors) = mpsc::unbounded_channel::<MigrationError>();
     let mut receiver = tokio::spawn(receive_pages(
         incoming,
@@ -169,7 +184,16 @@ pub(super) async fn run(
                 .await
                 .map_err(|e| MigrationError::local_in("the container creation task failed", e))
                 .and_then(|r| r)
-                .map_err(early)?;
+                .map_err(|e| {
+                    // Nothing runs yet: the guard and the server go.
+                    server.stop();
+                    receiver.abort();
+                    early(e)
+                })?;
+            // The container's init: its PID namespace goes with it.
+            if let Err(e) = guard.kill_on_loss(husk) {
+                tracing::error!(%e, "the post-copy guard did not take the container's init");
+            }
             Some((t, husk))
         }
         None => None,
@@ -181,7 +205,6 @@ pub(super) async fn run(
         remote,
         ready: ready_tx,
     };
-    let in_container = target.is_some();
     let created = target
         .as_ref()
         .map(|(t, _)| Workload::Container(t.container.clone()));
@@ -261,15 +284,16 @@ pub(super) async fn run(
         });
     }
     let restore = phase.restore;
-    server.stop();
-    receiver.abort();
     if result.is_err() {
         // The workload (or the restore) may wait on pages that will never
-        // come: kill it, then the restore ends.
+        // come: kill it before its userfaultfds close (it would run on
+        // zero pages from then on), then the restore ends.
         kill_tree(&victims);
-        if !restore.is_finished() {
-            let _ = restore.await;
-        }
+    }
+    server.stop();
+    receiver.abort();
+    if result.is_err() && !restore.is_finished() {
+        let _ = restore.await;
     }
     let _ = tokio::task::spawn_blocking(move || server_thread.join()).await;
     let (_, stats) = result.map_err(|error| PostCopyFailure {

@@ -653,6 +653,30 @@ pub fn checkpoint_refusal(dir: &TestDir, pid: Pid) -> Result<String> {
     Ok(run.refusal()?.to_string())
 }
 
+/// Checks a migration's `downtime` (--json): its four parts add up to
+/// its total, and the source stayed frozen at least that long (a check of
+/// the accounting, not of speed).
+pub fn check_downtime(downtime: &Value) -> Result<()> {
+    let total = field(downtime, "total_ms")?;
+    let mut sum = 0.0;
+    for part in ["freeze_ms", "final_transfer_ms", "restore_ms", "resume_ms"] {
+        let ms = field(downtime, part)?;
+        ensure!(ms >= 0.0, "a negative {part}: {downtime}");
+        sum += ms;
+    }
+    ensure!(
+        (sum - total).abs() < 0.01,
+        "the downtime's parts add up to {sum} ms, not its total {total} ms: {downtime}"
+    );
+    let frozen = field(downtime, "frozen_ms")?;
+    ensure!(
+        frozen + 1.0 >= total,
+        "the source was frozen {frozen} ms, less than the {total} ms downtime: {downtime}"
+    );
+    eprintln!("downtime: {downtime}");
+    Ok(())
+}
+
 /// A numeric field of a --json object.
 pub fn field(json: &Value, name: &str) -> Result<f64> {
     json.get(name)

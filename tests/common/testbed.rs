@@ -58,6 +58,17 @@ fn testbed_script() -> PathBuf {
 impl Testbed {
     /// Brings up both hosts with their agents (files in DIR/testbed).
     pub fn up(dir: &TestDir) -> Result<Self> {
+        Self::up_with(dir, false)
+    }
+
+    /// Brings up both hosts as [`Testbed::up`] does, each host's PID
+    /// namespace outliving its agent (a killed agent leaves its host and
+    /// the processes in it running, as on a real host).
+    pub fn up_lasting(dir: &TestDir) -> Result<Self> {
+        Self::up_with(dir, true)
+    }
+
+    fn up_with(dir: &TestDir, lasting: bool) -> Result<Self> {
         static N: AtomicU32 = AtomicU32::new(0);
         let prefix = format!(
             "ft{}x{}",
@@ -73,6 +84,10 @@ impl Testbed {
             .args(["up", "--name-prefix", &bed.prefix, "--agents"])
             .arg(&bed.dir)
             .env("FERRY_AGENT_BIN", agent_bin()?)
+            .env(
+                "FERRY_TESTBED_LASTING_HOSTS",
+                if lasting { "1" } else { "" },
+            )
             .stdin(Stdio::null())
             .output()
             .context("running scripts/testbed.sh up")?;
@@ -150,7 +165,9 @@ impl Testbed {
         let init = self.init_pid(host)?;
         let children = fs::read_to_string(format!("/proc/{init}/task/{init}/children"))?;
         for pid in children.split_whitespace() {
-            if fs::read_to_string(format!("/proc/{pid}/comm"))?.trim() == "migrate-agent" {
+            // A child may end meanwhile (a lasting host's init runs sleep).
+            let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == "migrate-agent" {
                 return Ok(pid.parse()?);
             }
         }
