@@ -42,15 +42,17 @@ pub(super) fn dump_seccomp(
         }
         chains.push((read_filters(tid, st.seccomp_filters)?, st.seccomp == 1));
     }
-    let shared = chains.iter().fold(None::<&[SeccompFilter]>, |common, (f, _)| {
-        Some(match common {
-            None => f,
-            Some(c) => {
-                let n = c.iter().zip(f).take_while(|(a, b)| a == b).count();
-                &c[..n]
-            }
-        })
-    });
+    let shared = chains
+        .iter()
+        .fold(None::<&[SeccompFilter]>, |common, (f, _)| {
+            Some(match common {
+                None => f,
+                Some(c) => {
+                    let n = c.iter().zip(f).take_while(|(a, b)| a == b).count();
+                    &c[..n]
+                }
+            })
+        });
     let shared = shared.unwrap_or_default().to_vec();
     let threads = chains
         .into_iter()

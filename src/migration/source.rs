@@ -398,8 +398,18 @@ pub(crate) fn make_offer(pid: i32, page_streams: u32) -> Result<Offer, Checkpoin
     let mut memory_bytes = 0;
     let members = crate::inspect::collect_tree(pid)?;
     for &process in &members {
-        tids.extend(crate::proc::task_ids(process)?);
-        memory_bytes += crate::proc::rss_bytes(process)?;
+        let read = crate::proc::task_ids(process)
+            .and_then(|t| crate::proc::rss_bytes(process).map(|rss| (t, rss)));
+        match read {
+            Ok((t, rss)) => {
+                tids.extend(t);
+                memory_bytes += rss;
+            }
+            // A child that ended since the tree was listed (a server's
+            // short-lived worker) is not offered; the freeze decides.
+            Err(_) if process != pid && crate::inspect::gone(process) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     let tcp_flows = crate::inspect::tree_flows(&members)?;
     Ok(Offer {

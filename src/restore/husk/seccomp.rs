@@ -22,7 +22,10 @@ impl<'a> Husk<'a> {
     pub(super) fn restore_seccomp(&mut self) -> Result<(), RestoreError> {
         let image = self.image;
         let present = self.present_seccomp()?;
-        let own = image.threads.iter().any(|t| !t.seccomp_filters.is_empty() || t.seccomp_strict);
+        let own = image
+            .threads
+            .iter()
+            .any(|t| !t.seccomp_filters.is_empty() || t.seccomp_strict);
         if image.seccomp.is_empty() && present.is_empty() && !own {
             return Ok(());
         }
@@ -114,7 +117,11 @@ impl<'a> Husk<'a> {
         let r = self.sys(
             idx,
             |r| r.syscall(libc::SYS_seccomp, &args),
-            || format!("seccomp(SECCOMP_SET_MODE_FILTER, {flags:#x}) of filter {i} in thread {tid}"),
+            || {
+                format!(
+                    "seccomp(SECCOMP_SET_MODE_FILTER, {flags:#x}) of filter {i} in thread {tid}"
+                )
+            },
         )?;
         if r != 0 {
             return Err(RestoreError::Unsupported {
