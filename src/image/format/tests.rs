@@ -307,12 +307,12 @@ fn manifest_with_bad_magic_is_refused() {
 #[test]
 fn manifest_from_future_version_is_refused() {
     let dir = write_sample("version");
-    patch_manifest(dir.path(), 8, &7u32.to_le_bytes());
+    patch_manifest(dir.path(), 8, &8u32.to_le_bytes());
     let err = ImageReader::open(dir.path()).unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(
-            "image {} was written by format version 7; this ferry reads version {}",
+            "image {} was written by format version 8; this ferry reads version {}",
             dir.path().display(),
             IMAGE_FORMAT_VERSION
         )
