@@ -9,13 +9,14 @@ mod checkpoint;
 mod container;
 mod drain;
 mod dry_run;
+mod generate;
 mod image_show;
 mod migrate;
 mod output;
 mod restore;
 mod serve;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -116,6 +117,14 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// Write shell completions and man pages generated from these
+    /// definitions into --out (scripts/package.sh ships them).
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Directory for completions/ and man/ (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -201,6 +210,7 @@ fn main() -> ExitCode {
         Command::Certs {
             command: CertsCommand::Issue { ca, name, ip, out },
         } => certs::issue(&ca, &name, ip, &out),
+        Command::GenerateDocs { out } => generate::run(Cli::command(), &out),
     };
     match result {
         Ok(code) => code,
