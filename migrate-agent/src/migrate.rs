@@ -32,8 +32,9 @@ pub struct DestinationArgs {
 /// drain, and the dry run's prediction).
 #[derive(clap::Args, Debug, Clone)]
 pub struct SwitchOverArgs {
-    /// Longest acceptable freeze: pre-copy switches over once the pages
-    /// still dirty fit in it at the measured bandwidth.
+    /// Longest acceptable freeze, a duration with its unit (50ms, 1s):
+    /// pre-copy switches over once the pages still dirty fit in it at the
+    /// measured bandwidth.
     #[arg(long, default_value = "50ms")]
     pub max_downtime: String,
     /// Pre-copy rounds at most before switching over anyway.
@@ -191,6 +192,7 @@ pub(crate) fn execute(
         ControlEvent::Failed { error } => bail!("{error}"),
         ControlEvent::Progress(_) => bail!("the agent ended with a progress report"),
         ControlEvent::Probed(_) => bail!("the agent answered a migration with a probe report"),
+        ControlEvent::Status(_) => bail!("the agent answered a migration with its status"),
     }
 }
 
