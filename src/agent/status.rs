@@ -263,7 +263,7 @@ impl StatusBoard {
 
 /// The agent's status: the board's migrations (the `last` finished ones),
 /// its own certificate, and each configured peer tried with a handshake
-/// (all at once, each within [`PEER_TIMEOUT`]).
+/// (one after the other, each within [`PEER_TIMEOUT`]).
 pub async fn status(board: &StatusBoard, transport: &Transport, last: usize) -> AgentStatus {
     let config = &board.config;
     let peers = peer_statuses(config, transport).await;
@@ -282,7 +282,8 @@ pub async fn status(board: &StatusBoard, transport: &Transport, last: usize) -> 
     }
 }
 
-/// Tries a handshake with each configured peer, one after the other.
+/// Tries a QUIC/TLS handshake with each configured peer, one after the
+/// other.
 async fn peer_statuses(config: &AgentConfig, transport: &Transport) -> Vec<PeerStatus> {
     let mut peers = Vec::with_capacity(config.peers.len());
     for (name, &address) in &config.peers {
@@ -293,19 +294,15 @@ async fn peer_statuses(config: &AgentConfig, transport: &Transport) -> Vec<PeerS
             error: Some(error),
             certificate: CertificateStatus::of(Err("unknown: the peer is unreachable".into())),
         };
-        let tried = tokio::time::timeout(PEER_TIMEOUT, transport.connect(address, name)).await;
+        let tried = tokio::time::timeout(PEER_TIMEOUT, transport.reach(address, name)).await;
         peers.push(match tried {
-            Ok(Ok(session)) => {
-                let expiry = session.peer_certificate_expiry();
-                session.close("status check");
-                PeerStatus {
+            Ok(Ok(expiry)) => PeerStatus {
                     name: name.clone(),
                     address,
                     reachable: true,
                     error: None,
-                    certificate: CertificateStatus::of(expiry),
-                }
-            }
+                certificate: CertificateStatus::of(expiry),
+            },
             Ok(Err(e)) => unreachable(e.to_string()),
             Err(_) => unreachable(format!("no handshake within {} s", PEER_TIMEOUT.as_secs())),
         });

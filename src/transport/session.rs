@@ -139,21 +139,6 @@ impl Session {
         &self.peer_agent
     }
 
-    /// When the certificate the peer presented in its TLS handshake
-    /// expires; the error says why that is unknown.
-    pub fn peer_certificate_expiry(&self) -> Result<std::time::SystemTime, String> {
-        let certs = self
-            .control
-            .peer_identity()
-            .and_then(|id| {
-                id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
-                    .ok()
-            })
-            .ok_or("the peer presented no certificate")?;
-        let first = certs.first().ok_or("the peer presented no certificate")?;
-        super::certs::der_expiry(first)
-    }
-
     /// Number of bulk connections page streams are spread over.
     pub fn bulk_connections(&self) -> usize {
         self.bulk.len()

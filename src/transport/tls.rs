@@ -173,6 +173,19 @@ pub(crate) fn load(files: &TlsFiles) -> Result<TlsConfigs, TlsSetupError> {
     })
 }
 
+/// When the certificate the peer presented in the handshake of `conn`
+/// expires; the error says why that is unknown.
+pub(crate) fn peer_certificate_expiry(
+    conn: &quinn::Connection,
+) -> Result<std::time::SystemTime, String> {
+    let certs = conn
+        .peer_identity()
+        .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .ok_or("the peer presented no certificate")?;
+    let first = certs.first().ok_or("the peer presented no certificate")?;
+    super::certs::der_expiry(first)
+}
+
 /// Checks, after the handshake, that the peer's certificate is valid for at
 /// least one of the `allowed` names (no allow-list: every certificate the
 /// CA signed is accepted).
