@@ -297,10 +297,10 @@ async fn peer_statuses(config: &AgentConfig, transport: &Transport) -> Vec<PeerS
         let tried = tokio::time::timeout(PEER_TIMEOUT, transport.reach(address, name)).await;
         peers.push(match tried {
             Ok(Ok(expiry)) => PeerStatus {
-                    name: name.clone(),
-                    address,
-                    reachable: true,
-                    error: None,
+                name: name.clone(),
+                address,
+                reachable: true,
+                error: None,
                 certificate: CertificateStatus::of(expiry),
             },
             Ok(Err(e)) => unreachable(e.to_string()),
