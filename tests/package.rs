@@ -5,9 +5,15 @@
 //! maintainer scripts run with DPKG_ROOT set: nothing of the real system is
 //! touched), and checked: files, modes, the conffile, the unit file
 //! (`systemd-analyze verify` when present), the man pages and completions,
-//! and the installed `migrate-agent` running `check` and `--help`.
+//! and the installed `migrate-agent` running `check` and `--help`; then
+//! the README's two-host bring-up with the installed binary only (the
+//! testbed's certificates issued and agents started with it) and
+//! `status` on both hosts showing the other reachable.
+
+mod common;
 
 use anyhow::{ensure, Context, Result};
+use common::testbed::{Host, Testbed};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -106,7 +112,11 @@ fn package_installs_into_a_throwaway_root() -> Result<()> {
     verify_unit(&root, &text, dir.path())?;
 
     let man = root.join("usr/share/man/man1");
-    for page in ["migrate-agent.1.gz", "migrate-agent-certs-issue.1.gz"] {
+    for page in [
+        "migrate-agent.1.gz",
+        "migrate-agent-status.1.gz",
+        "migrate-agent-certs-issue.1.gz",
+    ] {
         ensure!(man.join(page).exists(), "no man page {page}");
     }
     for entry in fs::read_dir(&man)? {
@@ -126,7 +136,10 @@ fn package_installs_into_a_throwaway_root() -> Result<()> {
         "usr/share/fish/vendor_completions.d/migrate-agent.fish",
     ] {
         let text = fs::read_to_string(root.join(completion))?;
-        assert!(text.contains("dry-run"), "{completion}");
+        assert!(
+            text.contains("dry-run") && text.contains("status"),
+            "{completion}"
+        );
     }
     // Docker is never told about ferry-runc by the package.
     ensure!(
@@ -136,12 +149,14 @@ fn package_installs_into_a_throwaway_root() -> Result<()> {
 
     let agent = root.join("usr/bin/migrate-agent");
     let out = run(Command::new(&agent).arg("--help"))?;
-    assert!(String::from_utf8(out.stdout)?.contains("dry-run"));
+    assert!(String::from_utf8(out.stdout)?.contains("status"));
     let out = Command::new(&agent).args(["check", "--json"]).output()?;
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)
         .with_context(|| format!("check --json: {}", String::from_utf8_lossy(&out.stderr)))?;
     assert_eq!(report["can_checkpoint"], true, "{report}");
     run(Command::new(root.join("usr/bin/ferry-runc")).arg("--version"))?;
+
+    bring_up_with(&agent);
 
     // Purging removes the work directory and keeps the certificates.
     fs::write(root.join("etc/ferry/certs/key.pem"), "operator's key")?;
@@ -178,4 +193,30 @@ fn verify_unit(root: &Path, unit: &str, scratch: &Path) -> Result<()> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     ensure!(stderr.trim().is_empty(), "systemd-analyze verify: {stderr}");
     Ok(())
+}
+
+/// The two-host bring-up with the installed `agent`: the testbed issues
+/// each host's certificate and starts its agent with it
+/// (FERRY_AGENT_BIN), and `status` on each host shows the other one
+/// reachable with its certificate's expiry.
+fn bring_up_with(agent: &Path) {
+    // The only test of this file: nothing else reads the variable meanwhile.
+    std::env::set_var("FERRY_AGENT_BIN", agent);
+    common::run_test("package_bring_up", |dir| {
+        let bed = Testbed::up(dir)?;
+        for (host, peer) in [(Host::A, "host-b"), (Host::B, "host-a")] {
+            let out = run(Command::new(agent)
+                .args(["status", "--json", "--control-socket"])
+                .arg(bed.control_socket(host)))?;
+            let status: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            let first = &status["peers"][0];
+            ensure!(
+                first["name"] == peer
+                    && first["reachable"] == true
+                    && first["certificate"]["expires_unix"].as_u64().is_some(),
+                "{status}"
+            );
+        }
+        Ok(())
+    });
 }
