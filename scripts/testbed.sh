@@ -89,7 +89,8 @@ agent_bin() {
 
 # Starts the agent of host $1 (a or b) at address $2 in namespace $3.
 start_agent() {
-  local host=$1 addr=$2 ns=$3 bin dir=$agents/$1 i
+  local host=$1 addr=$2 ns=$3 bin dir=$agents/$1 i peer=b peer_addr=$addr_b
+  [ "$host" = b ] && peer=a peer_addr=$addr_a
   bin=$(agent_bin)
   mkdir -p "$dir"
   [ -f "$dir/cert.pem" ] || "$bin" certs issue --ca "$agents/ca" --name "host-$host" --ip "$addr" --out "$dir" >/dev/null
@@ -102,6 +103,9 @@ cert = "$dir/cert.pem"
 key = "$dir/key.pem"
 work_dir = "$dir/work"
 log_level = "info"
+
+[peers]
+host-$peer = "$peer_addr:7420"
 
 [container]
 network_hook = "$(realpath scripts/container-net.sh)"

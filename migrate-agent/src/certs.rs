@@ -17,11 +17,18 @@ pub fn init(dir: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Issues a host certificate for `name` signed by the CA in `ca`.
-pub fn issue(ca: &Path, name: &str, ip: Option<IpAddr>, out: &Path) -> anyhow::Result<ExitCode> {
-    let files = certs::issue(ca, name, ip, out)?;
+/// Issues a host certificate for `name`, valid for `days` days, signed by
+/// the CA in `ca`.
+pub fn issue(
+    ca: &Path,
+    name: &str,
+    ip: Option<IpAddr>,
+    days: u32,
+    out: &Path,
+) -> anyhow::Result<ExitCode> {
+    let files = certs::issue_for_days(ca, name, ip, days, out)?;
     println!(
-        "certificate for {name} {} and key {} written",
+        "certificate for {name} {} (valid for {days} days) and key {} written",
         files.cert.display(),
         files.key.display()
     );

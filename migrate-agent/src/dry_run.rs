@@ -28,8 +28,8 @@ const INTERRUPTED: u8 = 130;
 pub struct DryRunArgs {
     /// PID of the process (root of the tree), as this host sees it.
     pid: i32,
-    /// How long to measure the workload's writes, with its unit (10s,
-    /// 500ms; a bare number is refused).
+    /// How long to measure the workload's writes, a duration with its unit
+    /// (10s, 1500ms; a bare number is refused).
     #[arg(long, default_value = "10s")]
     duration: String,
     /// The destination agent, HOST:PORT (UDP), to check and measure the

@@ -9,13 +9,15 @@ mod checkpoint;
 mod container;
 mod drain;
 mod dry_run;
+mod generate;
 mod image_show;
 mod migrate;
 mod output;
 mod restore;
 mod serve;
+mod status;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -36,6 +38,11 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// The agent's configuration, whose certificates are checked too (a
+        /// warning 30 days before one expires). Default: /etc/ferry/agent.toml
+        /// when it exists.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Checkpoint a running process (all its threads) into a directory.
     /// Memory is copied while the process runs (writes tracked with
@@ -106,6 +113,12 @@ enum Command {
     /// and hybrid with a recommended mode and --max-downtime. Exits 0 when
     /// the workload could move, 3 when it could not, 130 when interrupted.
     DryRun(dry_run::DryRunArgs),
+    /// Ask the local agent for its status: version, configuration file,
+    /// its certificate's expiry, each configured peer (reachable or not,
+    /// its certificate's expiry), the migrations it is sending (phase,
+    /// round, bytes, rate, ETA) and the last finished ones (outcome,
+    /// downtime). Warns 30 days before a certificate expires.
+    Status(status::StatusArgs),
     /// Inspect checkpoint images.
     Image {
         #[command(subcommand)]
@@ -115,6 +128,14 @@ enum Command {
     Certs {
         #[command(subcommand)]
         command: CertsCommand,
+    },
+    /// Write shell completions and man pages generated from these
+    /// definitions into --out (scripts/package.sh ships them).
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Directory for completions/ and man/ (created if missing).
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -142,6 +163,11 @@ enum CertsCommand {
         /// Directory for the certificate and key (created if missing).
         #[arg(long)]
         out: PathBuf,
+        /// Validity, in days from now (`check` and `status` warn 30 days
+        /// before the end).
+        #[arg(long, default_value_t = ferry::transport::certs::DEFAULT_VALIDITY_DAYS,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        days: u32,
     },
 }
 
@@ -163,7 +189,7 @@ fn main() -> ExitCode {
         _ => "warn".to_string(),
     });
     let result = match cli.command {
-        Command::Check { json } => check::run(json),
+        Command::Check { json, config } => check::run(json, config),
         Command::Checkpoint {
             pid,
             container,
@@ -192,6 +218,7 @@ fn main() -> ExitCode {
             command: ImageCommand::Show { dir },
         } => image_show::run(&dir),
         Command::Serve { config } => serve::run(&config),
+        Command::Status(args) => status::run(args),
         Command::Migrate(args) => migrate::run(args),
         Command::Drain(args) => drain::run(args),
         Command::DryRun(args) => dry_run::run(args),
@@ -199,8 +226,16 @@ fn main() -> ExitCode {
             command: CertsCommand::Init { dir },
         } => certs::init(&dir),
         Command::Certs {
-            command: CertsCommand::Issue { ca, name, ip, out },
-        } => certs::issue(&ca, &name, ip, &out),
+            command:
+                CertsCommand::Issue {
+                    ca,
+                    name,
+                    ip,
+                    out,
+                    days,
+                },
+        } => certs::issue(&ca, &name, ip, days, &out),
+        Command::GenerateDocs { out } => generate::run(Cli::command(), &out),
     };
     match result {
         Ok(code) => code,

@@ -32,7 +32,8 @@ pub struct DestinationArgs {
 /// drain, and the dry run's prediction).
 #[derive(clap::Args, Debug, Clone)]
 pub struct SwitchOverArgs {
-    /// Longest acceptable freeze (50ms, 0.1s: a bare number is refused):
+    /// Longest acceptable freeze, a duration with its unit (50ms, 1s; a
+    /// bare number is refused):
     /// pre-copy switches over once the pages still dirty fit in it at the
     /// measured bandwidth.
     #[arg(long, default_value = "50ms")]
@@ -193,6 +194,7 @@ pub(crate) fn execute(
         ControlEvent::Failed { error } => bail!("{error}"),
         ControlEvent::Progress(_) => bail!("the agent ended with a progress report"),
         ControlEvent::Probed(_) => bail!("the agent answered a migration with a probe report"),
+        ControlEvent::Status(_) => bail!("the agent answered a migration with its status"),
     }
 }
 

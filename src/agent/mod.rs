@@ -3,6 +3,13 @@
 //! socket on which the local CLI asks it to migrate a workload away and
 //! follows the progress.
 
+mod status;
+
+pub use status::{
+    AgentStatus, CertificateStatus, FinishedMigration, PeerStatus, RunningMigration, StatusBoard,
+    FINISHED_KEPT,
+};
+
 use crate::config::AgentConfig;
 use crate::migration::destination::{self, DestinationOptions, Outcome, Reconnect};
 use crate::migration::dryrun::{self, ProbeReport};
@@ -35,6 +42,12 @@ pub enum ControlRequest {
     /// the bandwidth to it, for a dry run: answered with
     /// [`ControlEvent::Probed`] or [`ControlEvent::Failed`].
     Probe(ProbeRequest),
+    /// Report the agent's status (`migrate-agent status`) with its `last`
+    /// finished migrations: answered with [`ControlEvent::Status`].
+    Status {
+        /// How many finished migrations to include (newest first).
+        last: u32,
+    },
 }
 
 /// The parameters of `migrate-agent dry-run --to`.
@@ -95,6 +108,8 @@ pub enum ControlEvent {
     /// The destination's answer to a probe (last, so that the earlier
     /// variants keep their postcard tags).
     Probed(ProbeReport),
+    /// The answer to [`ControlRequest::Status`].
+    Status(Box<AgentStatus>),
 }
 
 /// Why the daemon could not start or stopped.
@@ -139,6 +154,7 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
     let transport = Arc::new(Transport::bind(Settings::from_config(&config)).await?);
     let recovery = Duration::from_secs(config.postcopy_recovery_secs);
     let listener = bind_control(&config.control_socket)?;
+    let board = Arc::new(StatusBoard::new(config.clone()));
     tracing::info!(
         name = %config.name,
         listen = %config.listen,
@@ -188,8 +204,11 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let transport = transport.clone();
+                let board = board.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = handle_control(stream, transport, recovery, lock_owner).await {
+                    if let Err(e) =
+                        handle_control(stream, transport, recovery, lock_owner, board).await
+                    {
                         tracing::warn!("control connection: {e}");
                     }
                 });
@@ -252,6 +271,7 @@ async fn handle_control(
     transport: Arc<Transport>,
     recovery: Duration,
     lock_owner: crate::netlock::Owner,
+    board: Arc<StatusBoard>,
 ) -> Result<(), String> {
     let creds = stream.peer_cred().map_err(|e| e.to_string())?;
     if creds.uid() != 0 {
@@ -271,10 +291,17 @@ async fn handle_control(
                 .await
                 .map_err(|e| e.to_string());
         }
+        ControlRequest::Status { last } => {
+            let report = status::status(&board, &transport, last as usize).await;
+            let event = ControlEvent::Status(Box::new(report));
+            return transport::write_message(&mut stream, LOCAL_PEER, &event)
+                .await
+                .map_err(|e| e.to_string());
+        }
     };
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<ControlEvent>();
     let job = tokio::spawn(run_migration(
-        req, transport, recovery, lock_owner, events_tx,
+        req, transport, recovery, lock_owner, events_tx, board,
     ));
     while let Some(event) = events_rx.recv().await {
         // The CLI may be gone (Ctrl-C): the migration goes on regardless.
@@ -294,12 +321,19 @@ async fn run_migration(
     recovery: Duration,
     lock_owner: crate::netlock::Owner,
     events: mpsc::UnboundedSender<ControlEvent>,
+    board: Arc<StatusBoard>,
 ) {
     let pid = req.pid;
+    let workload = match &req.container {
+        Some((_, _, id)) => format!("container {id}"),
+        None => format!("process {pid}"),
+    };
+    let id = board.begin(workload, req.to);
     let mut session = match transport.connect(req.to, &req.server_name).await {
         Ok(s) => s,
         Err(e) => {
             let error = format!("{e}; process {pid} keeps running here, untouched");
+            board.end(id, Err(&error));
             let _ = events.send(ControlEvent::Failed { error });
             return;
         }
@@ -321,8 +355,10 @@ async fn run_migration(
     };
     let rt = tokio::runtime::Handle::current();
     let progress_events = events.clone();
+    let progress_board = board.clone();
     let result = tokio::task::spawn_blocking(move || {
         let mut progress = |p: &Progress| {
+            progress_board.progress(id, p);
             let _ = progress_events.send(ControlEvent::Progress(*p));
         };
         let result = source::migrate(&rt, &mut session, pid, &opts, &mut progress);
@@ -342,6 +378,11 @@ async fn run_migration(
             error: format!("the migration task of process {pid} failed: {e}"),
         },
     };
+    match &event {
+        ControlEvent::Migrated(stats) => board.end(id, Ok(stats)),
+        ControlEvent::Failed { error } => board.end(id, Err(error)),
+        _ => {}
+    }
     let _ = events.send(event);
 }
 

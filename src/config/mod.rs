@@ -56,6 +56,14 @@ pub struct AgentConfig {
     /// How containers are received (`[container]`).
     #[serde(default)]
     pub container: ContainerConfig,
+    /// The peer agents `migrate-agent status` reports on (`[peers]`, name =
+    /// "IP:port"): whether they answer, when their certificates expire.
+    #[serde(default)]
+    pub peers: std::collections::BTreeMap<String, SocketAddr>,
+    /// The file this configuration was read from (not a key: `status`
+    /// names it).
+    #[serde(skip)]
+    pub file: PathBuf,
 }
 
 /// The `[container]` table: what a destination does for a migrated
@@ -130,10 +138,11 @@ impl AgentConfig {
 
     /// Parses and checks configuration text; `path` only names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<AgentConfig, ConfigError> {
-        let config: AgentConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut config: AgentConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })?;
+        config.file = path.to_path_buf();
         let value = |key, reason: String| ConfigError::Value {
             path: path.to_path_buf(),
             key,
@@ -194,6 +203,8 @@ mod tests {
         let c = AgentConfig::parse(EXAMPLE, Path::new("configs/agent.toml")).unwrap();
         assert_eq!(c.name, "host-a");
         assert_eq!(c.bulk_connections, 2);
+        assert_eq!(c.peers["host-b"], "10.231.0.2:7420".parse().unwrap());
+        assert_eq!(c.file, Path::new("configs/agent.toml"));
         assert_eq!(
             c.container.network_hook,
             Some(PathBuf::from("/usr/local/lib/ferry/container-net.sh"))

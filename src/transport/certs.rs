@@ -15,6 +15,7 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 /// File name of the CA certificate in a CA directory.
 pub const CA_CERT_FILE: &str = "ca.pem";
@@ -47,6 +48,14 @@ pub enum CertError {
         /// The system's reason.
         #[source]
         source: std::io::Error,
+    },
+    /// A certificate could not be parsed to read its validity.
+    #[error("could not parse the certificate {what}: {reason}")]
+    Parse {
+        /// The certificate: its file, or the peer that sent it.
+        what: String,
+        /// The parser's reason.
+        reason: String,
     },
     /// A file that would be overwritten already exists.
     #[error("{path} already exists; refusing to overwrite a certificate or key")]
@@ -98,14 +107,33 @@ pub fn init_ca(dir: &Path, common_name: &str) -> Result<WrittenFiles, CertError>
     )
 }
 
-/// Issues a host certificate for `name` (DNS SAN, and an IP SAN when `ip` is
-/// given), valid for both TLS client and server use, signed by the CA in
-/// `ca_dir`; writes [`CERT_FILE`] and [`KEY_FILE`] into `out` (created if
-/// missing), refusing to overwrite.
+/// Days a host certificate is valid for when `certs issue` is not given
+/// `--days`: a year, so that renewal is a yearly routine `check` and
+/// `status` warn about ([`EXPIRY_WARNING`] ahead).
+pub const DEFAULT_VALIDITY_DAYS: u32 = 365;
+
+/// How long before a certificate expires `check` and `status` warn.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86_400);
+
+/// [`issue_for_days`] for [`DEFAULT_VALIDITY_DAYS`].
 pub fn issue(
     ca_dir: &Path,
     name: &str,
     ip: Option<IpAddr>,
+    out: &Path,
+) -> Result<WrittenFiles, CertError> {
+    issue_for_days(ca_dir, name, ip, DEFAULT_VALIDITY_DAYS, out)
+}
+
+/// Issues a host certificate for `name` (DNS SAN, and an IP SAN when `ip` is
+/// given), valid for both TLS client and server use from now for `days`
+/// days, signed by the CA in `ca_dir`; writes [`CERT_FILE`] and
+/// [`KEY_FILE`] into `out` (created if missing), refusing to overwrite.
+pub fn issue_for_days(
+    ca_dir: &Path,
+    name: &str,
+    ip: Option<IpAddr>,
+    days: u32,
     out: &Path,
 ) -> Result<WrittenFiles, CertError> {
     let ca_cert_path = ca_dir.join(CA_CERT_FILE);
@@ -134,11 +162,37 @@ pub fn issue(
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
     params.use_authority_key_identifier_extension = true;
+    let now = SystemTime::now();
+    // Valid from an hour ago: a peer whose clock is a little behind this
+    // machine's still accepts a certificate issued a moment ago.
+    params.not_before = (now - Duration::from_secs(3600)).into();
+    params.not_after = (now + Duration::from_secs(u64::from(days) * 86_400)).into();
     let key = KeyPair::generate().map_err(gen_err("generate the host key"))?;
     let cert = params
         .signed_by(&key, &issuer)
         .map_err(gen_err(format!("sign the certificate for {name}")))?;
     write_pair(out, CERT_FILE, &cert.pem(), KEY_FILE, &key.serialize_pem())
+}
+
+/// When the first certificate of the PEM file `path` expires (its
+/// notAfter).
+pub fn pem_file_expiry(path: &Path) -> Result<SystemTime, CertError> {
+    let pem = read(path)?;
+    let parse_err = |reason: String| CertError::Parse {
+        what: path.display().to_string(),
+        reason,
+    };
+    let (_, pem) =
+        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| parse_err(e.to_string()))?;
+    der_expiry(&pem.contents).map_err(parse_err)
+}
+
+/// When the DER certificate `der` (a peer's, from its TLS handshake)
+/// expires; the error is the parser's reason.
+pub fn der_expiry(der: &[u8]) -> Result<SystemTime, String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
+    let secs = cert.validity().not_after.timestamp();
+    Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64))
 }
 
 fn read(path: &Path) -> Result<String, CertError> {

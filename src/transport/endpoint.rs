@@ -254,6 +254,22 @@ impl Transport {
         ))
     }
 
+    /// Completes a QUIC/TLS handshake with the agent at `addr` (its
+    /// certificate signed by the CA, valid for `server_name` and allowed)
+    /// and closes the connection at once, opening no session the peer would
+    /// wait on: whether it is reachable, for `migrate-agent status`. Returns
+    /// when the peer's certificate expires (or why that is unknown).
+    pub async fn reach(
+        &self,
+        addr: SocketAddr,
+        server_name: &str,
+    ) -> Result<Result<std::time::SystemTime, String>, ConnectError> {
+        let conn = self.connect_one(addr, server_name).await?;
+        let expiry = tls::peer_certificate_expiry(&conn);
+        conn.close(VarInt::from_u32(CLOSE_DONE), b"status check");
+        Ok(expiry)
+    }
+
     async fn connect_one(
         &self,
         addr: SocketAddr,

@@ -209,6 +209,15 @@ fn valid_for(
     Ok((ok, cert.valid_dns_names().map(str::to_string).collect()))
 }
 
+/// When the certificate the peer presented in the handshake of `conn`
+/// expires; the error says why that is unknown.
+pub(crate) fn peer_certificate_expiry(
+    conn: &quinn::Connection,
+) -> Result<std::time::SystemTime, String> {
+    let cert = peer_certificate(conn).map_err(|e| e.to_string())?;
+    super::certs::der_expiry(&cert)
+}
+
 /// Checks, after the handshake, that the peer's certificate is valid for at
 /// least one of the `allowed` names (no allow-list: every certificate the
 /// CA signed is accepted).
