@@ -3,8 +3,8 @@
 //! agent (as `migrate --container` does), going on after a failure, and
 //! printing one line per container.
 
-use crate::container::ContainerArgs;
-use crate::migrate::{execute, DestinationArgs, TransferArgs};
+use crate::container::{ContainerArgs, DockerArgs};
+use crate::migrate::{execute, DestinationArgs, TransferArgs, Workload};
 use ferry::container::{self, Runtime};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -60,7 +60,12 @@ pub fn run(a: DrainArgs) -> anyhow::Result<ExitCode> {
             runtime: a.runtime.clone(),
             runtime_root: a.runtime_root.clone(),
         };
-        let outcome = match execute(0, &container, &a.destination, &a.transfer, true) {
+        let workload = Workload {
+            pid: 0,
+            container: &container,
+            docker: &DockerArgs::default(),
+        };
+        let outcome = match execute(&workload, &a.destination, &a.transfer, true) {
             Ok(stats) => Outcome {
                 id,
                 ok: true,

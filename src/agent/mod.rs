@@ -75,6 +75,21 @@ pub struct MigrateRequest {
     )>,
     /// Copy the differences of the container's rootfs (`--sync-rootfs`).
     pub sync_rootfs: bool,
+    /// Migrate this Docker container instead of `pid` or `container`.
+    pub docker: Option<DockerRequest>,
+}
+
+/// A Docker container to migrate (`migrate --docker`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DockerRequest {
+    /// Its name or ID.
+    pub name: String,
+    /// The socket of the dockerd it runs on (None: the agent's
+    /// `[container] docker_socket`).
+    pub socket: Option<PathBuf>,
+    /// Leave it stopped here once it runs on the destination, instead of
+    /// removing it.
+    pub keep_stopped: bool,
 }
 
 /// What the agent reports back on the control socket.
@@ -129,6 +144,7 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
     let transport = Arc::new(Transport::bind(Settings::from_config(&config)).await?);
     let recovery = Duration::from_secs(config.postcopy_recovery_secs);
     let listener = bind_control(&config.control_socket)?;
+    let dockerd = crate::container::docker::Docker::new(&config.container.docker_socket());
     tracing::info!(
         name = %config.name,
         listen = %config.listen,
@@ -143,6 +159,7 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
             within: recovery,
         }),
         network_hook: config.container.network_hook.clone(),
+        docker: dockerd.clone(),
     };
     let incoming = {
         let transport = transport.clone();
@@ -178,8 +195,14 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let transport = transport.clone();
+                let dockerd = dockerd.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = handle_control(stream, transport, recovery, lock_owner).await {
+                    let local = LocalSetup {
+                        recovery,
+                        lock_owner,
+                        dockerd,
+                    };
+                    if let Err(e) = handle_control(stream, transport, local).await {
                         tracing::warn!("control connection: {e}");
                     }
                 });
@@ -237,11 +260,21 @@ fn bind_control(path: &Path) -> Result<UnixListener, ServeError> {
 /// The local peer's name in control-socket error messages.
 const LOCAL_PEER: &str = "the local CLI";
 
+/// What a migration from here takes from the agent's configuration.
+#[derive(Debug, Clone)]
+struct LocalSetup {
+    /// Post-copy recovery time.
+    recovery: Duration,
+    /// The owner of the network locks this agent makes.
+    lock_owner: crate::netlock::Owner,
+    /// The dockerd here (`[container] docker_socket`).
+    dockerd: crate::container::docker::Docker,
+}
+
 async fn handle_control(
     mut stream: UnixStream,
     transport: Arc<Transport>,
-    recovery: Duration,
-    lock_owner: crate::netlock::Owner,
+    local: LocalSetup,
 ) -> Result<(), String> {
     let creds = stream.peer_cred().map_err(|e| e.to_string())?;
     if creds.uid() != 0 {
@@ -263,9 +296,7 @@ async fn handle_control(
         }
     };
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<ControlEvent>();
-    let job = tokio::spawn(run_migration(
-        req, transport, recovery, lock_owner, events_tx,
-    ));
+    let job = tokio::spawn(run_migration(req, transport, local, events_tx));
     while let Some(event) = events_rx.recv().await {
         // The CLI may be gone (Ctrl-C): the migration goes on regardless.
         if transport::write_message(&mut stream, LOCAL_PEER, &event)
@@ -281,11 +312,43 @@ async fn handle_control(
 async fn run_migration(
     req: MigrateRequest,
     transport: Arc<Transport>,
-    recovery: Duration,
-    lock_owner: crate::netlock::Owner,
+    local: LocalSetup,
     events: mpsc::UnboundedSender<ControlEvent>,
 ) {
     let pid = req.pid;
+    let mut container = req
+        .container
+        .as_ref()
+        .map(|(runtime, root, id)| crate::container::Container::new(*runtime, root.as_deref(), id));
+    let mut docker = None;
+    if let Some(d) = req.docker.clone() {
+        let dockerd = d.socket.as_deref().map_or_else(
+            || local.dockerd.clone(),
+            crate::container::docker::Docker::new,
+        );
+        let resolved = tokio::task::spawn_blocking(move || {
+            source::resolve_docker(&dockerd, &d.name, d.keep_stopped)
+        })
+        .await;
+        match resolved {
+            Ok(Ok((c, s))) => {
+                container = Some(c);
+                docker = Some(s);
+            }
+            failed => {
+                let why = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                    Ok(Ok(_)) => unreachable!("handled above"),
+                };
+                let error = format!(
+                    "the Docker container cannot move: {why}; it keeps running here, untouched"
+                );
+                let _ = events.send(ControlEvent::Failed { error });
+                return;
+            }
+        }
+    }
     let mut session = match transport.connect(req.to, &req.server_name).await {
         Ok(s) => s,
         Err(e) => {
@@ -302,12 +365,11 @@ async fn run_migration(
         },
         bandwidth_limit: req.bandwidth_limit,
         page_streams: session.bulk_connections() as u32,
-        container: req.container.as_ref().map(|(runtime, root, id)| {
-            crate::container::Container::new(*runtime, root.as_deref(), id)
-        }),
-        postcopy_recovery: recovery,
+        container,
+        postcopy_recovery: local.recovery,
         sync_rootfs: req.sync_rootfs,
-        lock_owner,
+        lock_owner: local.lock_owner,
+        docker,
     };
     let rt = tokio::runtime::Handle::current();
     let progress_events = events.clone();

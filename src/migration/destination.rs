@@ -11,6 +11,7 @@ use super::postcopy_destination::PostCopyArrival;
 use super::protocol::{
     Offer, Opening, ProbeOffer, ProbeToDestination, ProbeToSource, ToDestination, ToSource,
 };
+use crate::container::docker::PreparedStart;
 use crate::image::ImageSink;
 use crate::image::{Checkpoint, ImageWriter};
 use crate::netlock::NetLock;
@@ -72,6 +73,7 @@ enum Receipt {
         dir: PathBuf,
         writer: ImageWriter,
         lock: Option<NetLock>,
+        docker: Option<PreparedStart>,
     },
     /// Storing the pages of the pre-copy rounds (one control message a
     /// step).
@@ -83,6 +85,7 @@ enum Receipt {
         checkpoint: Box<Checkpoint>,
         writer: ImageWriter,
         lock: Option<NetLock>,
+        docker: Option<PreparedStart>,
     },
     /// The post-copy switch-over arrived: restore with lazy memory and
     /// fetch the rest from the source.
@@ -113,6 +116,8 @@ struct Receiving {
     rootfs: super::rootfs_sync::DestinationRootfs,
     /// The connections' lock, prepared (not yet effective).
     lock: Option<NetLock>,
+    /// A Docker container's start, prepared at the offer.
+    docker: Option<PreparedStart>,
 }
 
 /// A step that failed: why, in which state, and what that state held.
@@ -243,6 +248,7 @@ impl Receipt {
                 dir,
                 writer,
                 lock,
+                docker,
             } => {
                 session
                     .send(&ToSource::Accepted)
@@ -258,6 +264,7 @@ impl Receipt {
                     round: 0,
                     rootfs: Default::default(),
                     lock,
+                    docker,
                 })))
             }
             Receipt::Receiving(r) => r.step(session).await.map_err(fail),
@@ -267,7 +274,8 @@ impl Receipt {
                 checkpoint,
                 writer,
                 lock,
-            } => restore(opts, offer, dir, (*checkpoint, writer), lock)
+                docker,
+            } => restore(opts, offer, dir, (*checkpoint, writer), (lock, docker))
                 .await
                 .map_err(fail),
             Receipt::PostCopy(arrival) => {
@@ -292,9 +300,10 @@ impl Receipt {
                 offer,
                 dir,
                 restore,
-                ..
+                workload,
             } => {
                 confirm(session, opts, &restore).await.map_err(fail)?;
+                workload.keep();
                 Ok(Receipt::Done {
                     dir: Some(dir),
                     outcome: Outcome::Received(Received {
@@ -372,6 +381,27 @@ async fn accept(
                 return Err(reason);
             }
         };
+    // A Docker container is created and started (up to its init, which
+    // waits for the state) now, outside the downtime.
+    let docker = {
+        let (offer, dockerd, work_dir) =
+            (offer.clone(), opts.docker.clone(), opts.work_dir.clone());
+        tokio::task::spawn_blocking(move || super::docker::prepare(&offer, &dockerd, &work_dir))
+            .await
+            .map_err(|e| MigrationError::local_in("the Docker preparation task failed", e))
+            .and_then(|r| r)
+    };
+    let docker = match docker {
+        Ok(d) => d,
+        Err(reason) => {
+            let _ = session
+                .send(&ToSource::Refused {
+                    reason: reason.to_string(),
+                })
+                .await;
+            return Err(reason);
+        }
+    };
     let writer = ImageWriter::create(&dir).map_err(MigrationError::local)?;
     tracing::info!(id = %offer.id, pid = offer.pid, bytes = offer.memory_bytes, "offer accepted");
     Ok(Receipt::Accepted {
@@ -379,6 +409,7 @@ async fn accept(
         dir,
         writer,
         lock,
+        docker,
     })
 }
 
@@ -435,6 +466,7 @@ impl Receiving {
             store,
             stored,
             lock,
+            docker,
             ..
         } = *self;
         drop(stored);
@@ -448,6 +480,7 @@ impl Receiving {
                 incoming,
                 remote,
                 lock,
+                docker,
             })),
             None => Receipt::Restoring {
                 offer,
@@ -455,6 +488,7 @@ impl Receiving {
                 checkpoint,
                 writer,
                 lock,
+                docker,
             },
         })
     }
@@ -468,7 +502,7 @@ async fn restore(
     offer: Offer,
     dir: PathBuf,
     (checkpoint, writer): (Checkpoint, ImageWriter),
-    lock: Option<NetLock>,
+    (lock, docker): (Option<NetLock>, Option<PreparedStart>),
 ) -> Result<Receipt, MigrationError> {
     let tids: Vec<i32> = checkpoint
         .processes
@@ -476,15 +510,14 @@ async fn restore(
         .flat_map(|p| p.threads.iter().map(|t| t.tid))
         .collect();
     let restore_dir = dir.clone();
-    let container = container_of(&offer, opts);
-    let target = container.clone();
+    let target = container_of(&offer, opts, docker);
     let work_dir = opts.work_dir.clone();
-    let restore = tokio::task::spawn_blocking(move || {
+    let (restore, container) = tokio::task::spawn_blocking(move || {
         let mut sink = ImageSink::new(writer);
         sink.commit(&checkpoint).map_err(MigrationError::local)?;
         let flows = &checkpoint.tcp_flows;
         match target {
-            Some(t) => {
+            Some(mut t) => {
                 let husk = t.create()?;
                 let stats = restore_locked(&work_dir, flows, Some(husk), lock, || {
                     t.configure_network(husk)?;
@@ -497,21 +530,20 @@ async fn restore(
                     .map_err(MigrationError::local)
                 })?;
                 t.announce(husk);
-                Ok(stats)
+                t.finish()?;
+                Ok((stats, Some(t.workload())))
             }
             None => restore_locked(&work_dir, flows, None, lock, || {
                 crate::restore::restore(&restore_dir).map_err(MigrationError::local)
-            }),
+            })
+            .map(|stats| (stats, None)),
         }
     })
     .await
     .map_err(|e| MigrationError::local_in("the restore task failed", e))??;
-    let workload = match container {
-        // Its PIDs are the container's: the container is what to remove
-        // on a later failure.
-        Some(t) => Workload::Container(t.container),
-        None => Workload::Tree(tids),
-    };
+    // A container's PIDs are its own: the container is what to remove on
+    // a later failure.
+    let workload = container.unwrap_or(Workload::Tree(tids));
     Ok(Receipt::Running {
         offer,
         dir,
@@ -560,7 +592,9 @@ fn check_offer(offer: &Offer, dir: &Path, opts: &DestinationOptions) -> Result<(
     crate::restore::check_target(offer.xcr0, offer.xstate_size, host_tids)
         .map_err(MigrationError::local)?;
     super::destination_shared::check_local_addresses(&offer.tcp_flows)?;
-    if let Some(c) = &offer.container {
+    // A Docker container is checked by the dockerd here (at its
+    // preparation).
+    if let Some(c) = offer.container.as_ref().filter(|c| c.docker.is_none()) {
         crate::container::check_capabilities().map_err(MigrationError::local)?;
         crate::container::check_runtime(c.runtime).map_err(MigrationError::local)?;
         crate::container::check_bundle(&c.id, Path::new(&c.bundle))
@@ -633,6 +667,7 @@ mod tests {
                     }],
                     routes: vec![],
                 }),
+                docker: None,
             }),
             tcp_flows: vec![],
         }
@@ -648,6 +683,7 @@ mod tests {
             confirm_timeout: Duration::from_secs(1),
             reconnect: None,
             network_hook: None,
+            docker: crate::container::docker::Docker::new(Path::new("/nonexistent")),
         };
         let dir = opts.work_dir.join("t");
         let refused = check_offer(&offer, &dir, &opts).unwrap_err().to_string();

@@ -1,0 +1,204 @@
+//! Live migration between two Docker hosts (issue 15): a dockerd in each
+//! host of the testbed (tests/common/docker.rs), ferry-runc their default
+//! runtime, and `migrate-agent migrate --docker NAME` moves the seed's
+//! busybox counter from A's dockerd to B's with Docker's defaults (no
+//! added capability, Docker's seccomp profile). On B `docker ps` shows it
+//! Up, `docker logs` counts on, `docker exec` and `docker stop` work; on
+//! A it is gone (or stopped with --keep-stopped). Refusals (image missing
+//! on B, name taken on B, dockerd unreachable) leave the source
+//! untouched.
+
+mod common;
+
+use anyhow::{ensure, Context, Result};
+use common::docker::{have_docker, DockerHost};
+use common::testbed::{Host, Testbed, HOST_B};
+use common::{agent, path_str, run_test, AgentRun, TestDir};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// The seed's counter, verbatim.
+const LOOPER: &str = "i=0; while true; do echo $i; i=$(expr $i + 1); sleep 1; done";
+
+fn docker_test(name: &str, test: impl FnOnce(&TestDir) -> Result<()>) {
+    if !have_docker() {
+        eprintln!("SKIPPED: docker.io is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    run_test(name, test);
+}
+
+/// The testbed, a dockerd in each of its hosts, the busybox image
+/// imported into the dockerds `with_image` names. Dropped in reverse:
+/// the dockerds before the testbed.
+struct TwoDockers {
+    a: DockerHost,
+    b: DockerHost,
+    bed: Testbed,
+}
+
+impl TwoDockers {
+    fn up(dir: &TestDir, image_on_b: bool) -> Result<Self> {
+        let bed = Testbed::up(dir)?;
+        let a = DockerHost::in_testbed(&bed, Host::A)?;
+        let b = DockerHost::in_testbed(&bed, Host::B)?;
+        a.import_busybox(&dir.path().join("image-a"), "busybox")?;
+        if image_on_b {
+            b.import_busybox(&dir.path().join("image-b"), "busybox")?;
+        }
+        Ok(TwoDockers { a, b, bed })
+    }
+
+    /// `migrate-agent migrate --docker NAME --to B` through A's agent.
+    fn migrate(&self, dir: &TestDir, name: &str, extra: &[&str]) -> Result<AgentRun> {
+        let control = self.bed.control_socket(Host::A);
+        let host = self.a.host_url()?;
+        let mut args = vec![
+            "migrate",
+            "--docker",
+            name,
+            "--docker-host",
+            &host,
+            "--to",
+            HOST_B,
+            "--control-socket",
+            path_str(&control)?,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        agent(dir, &args)
+    }
+
+    /// The agents' logs, for a failure's message.
+    fn logs(&self) -> String {
+        format!(
+            "agent A's log:\n{}\nagent B's log:\n{}\ndockerd B:{}",
+            self.bed.agent_log(Host::A),
+            self.bed.agent_log(Host::B),
+            self.b.runtime_log_tail()
+        )
+    }
+}
+
+/// The numbers `docker logs looper` shows.
+fn numbers(host: &DockerHost, name: &str) -> Result<Vec<u64>> {
+    let text = host.docker(&["logs", name])?;
+    text.lines()
+        .map(|l| {
+            l.parse()
+                .with_context(|| format!("docker logs shows {l:?}: {text:?}"))
+        })
+        .collect()
+}
+
+/// Checks the numbers follow each other with no gap or repeat.
+fn consecutive(n: &[u64]) -> Result<()> {
+    ensure!(
+        n.windows(2).all(|w| w[1] == w[0] + 1),
+        "the count skips or repeats: {n:?}"
+    );
+    Ok(())
+}
+
+/// Waits until `name` on `host` has written more than `past` numbers.
+fn wait_numbers(host: &DockerHost, name: &str, past: usize) -> Result<Vec<u64>> {
+    let start = Instant::now();
+    loop {
+        let n = numbers(host, name)?;
+        if n.len() > past {
+            return Ok(n);
+        }
+        ensure!(
+            start.elapsed() < Duration::from_secs(30),
+            "{name} stays at {} lines (wanted more than {past})",
+            n.len()
+        );
+        sleep(Duration::from_millis(200));
+    }
+}
+
+/// The status `docker ps -a` gives container `name` (None: no such
+/// container).
+fn status(host: &DockerHost, name: &str) -> Result<Option<String>> {
+    let out = host.docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("name=^/{name}$"),
+        "--format",
+        "{{.Status}}",
+    ])?;
+    Ok(out.lines().next().map(str::to_string))
+}
+
+/// Moves the busybox counter from A to B in `mode` and checks it on both
+/// sides: Up on B, counting on from where A stopped, `docker exec` and
+/// `docker stop` working; on A removed, or stopped with `keep_stopped`
+/// (whose logs then end right before B's begin).
+fn busybox_moves(dir: &TestDir, mode: &str, keep_stopped: bool) -> Result<()> {
+    let d = TwoDockers::up(dir, true)?;
+    d.a.docker(&[
+        "run", "-d", "--name", "looper", "busybox", "/bin/sh", "-c", LOOPER,
+    ])?;
+    let before = wait_numbers(&d.a, "looper", 2)?;
+    consecutive(&before)?;
+    let mut extra = vec!["--mode", mode];
+    if keep_stopped {
+        extra.push("--keep-stopped");
+    }
+    let run = d.migrate(dir, "looper", &extra)?;
+    let stats = run.json().with_context(|| d.logs())?;
+    eprintln!(
+        "docker {mode}: downtime {} ms (freeze {}, final transfer {}, restore {}, resume {}), total {} ms",
+        stats["downtime"]["total_ms"],
+        stats["downtime"]["freeze_ms"],
+        stats["downtime"]["final_transfer_ms"],
+        stats["downtime"]["restore_ms"],
+        stats["downtime"]["resume_ms"],
+        stats["total_ms"]
+    );
+
+    let up = status(&d.b, "looper")?.context("B has no container looper")?;
+    ensure!(up.starts_with("Up"), "docker ps on B: looper is {up:?}");
+    let first = numbers(&d.b, "looper")?;
+    let after = wait_numbers(&d.b, "looper", first.len() + 1)?;
+    consecutive(&after)?;
+    ensure!(
+        after.first() > before.last(),
+        "B's count {after:?} does not go on from A's {before:?}"
+    );
+    match status(&d.a, "looper")? {
+        None => ensure!(
+            !keep_stopped,
+            "A's container was removed: --keep-stopped keeps it"
+        ),
+        Some(s) => {
+            ensure!(keep_stopped, "A still has looper ({s})");
+            ensure!(s.starts_with("Exited"), "A's looper is {s:?}, not stopped");
+            let mut both = numbers(&d.a, "looper")?;
+            both.extend(&after);
+            consecutive(&both).context("A's logs followed by B's")?;
+        }
+    }
+
+    let hello = d.b.docker(&["exec", "looper", "echo", "hello from B"])?;
+    ensure!(
+        hello.trim() == "hello from B",
+        "docker exec printed {hello:?}"
+    );
+    d.b.docker(&["stop", "-t", "1", "looper"])?;
+    let stopped = status(&d.b, "looper")?.context("looper vanished on docker stop")?;
+    ensure!(
+        stopped.starts_with("Exited"),
+        "after docker stop: {stopped:?}"
+    );
+    d.b.docker(&["rm", "looper"])?;
+    Ok(())
+}
+
+#[test]
+fn docker_busybox_precopy() {
+    docker_test("docker_busybox_precopy", |dir| {
+        busybox_moves(dir, "precopy", false)
+    });
+}
