@@ -28,13 +28,20 @@ fn docker_test(name: &str, test: impl FnOnce(&TestDir) -> Result<()>) {
     run_test(name, test);
 }
 
-/// The testbed, a dockerd in each of its hosts, the busybox image
-/// imported into the dockerds `with_image` names. Dropped in reverse:
-/// the dockerds before the testbed.
+/// The testbed and a dockerd in each of its hosts, the busybox image
+/// imported into A's (and B's, when asked). Dropped in order: the
+/// dockerds before the testbed.
 struct TwoDockers {
     a: DockerHost,
     b: DockerHost,
     bed: Testbed,
+}
+
+/// Host A's dockerd in the testbed, whatever B has: what a migration
+/// from A needs.
+struct TwoDockersRef<'a> {
+    a: &'a DockerHost,
+    bed: &'a Testbed,
 }
 
 impl TwoDockers {
@@ -49,6 +56,25 @@ impl TwoDockers {
         Ok(TwoDockers { a, b, bed })
     }
 
+    fn source(&self) -> TwoDockersRef<'_> {
+        TwoDockersRef {
+            a: &self.a,
+            bed: &self.bed,
+        }
+    }
+
+    /// The agents' logs, for a failure's message.
+    fn logs(&self) -> String {
+        format!(
+            "agent A's log:\n{}\nagent B's log:\n{}\ndockerd B:{}",
+            self.bed.agent_log(Host::A),
+            self.bed.agent_log(Host::B),
+            self.b.runtime_log_tail()
+        )
+    }
+}
+
+impl TwoDockersRef<'_> {
     /// `migrate-agent migrate --docker NAME --to B` through A's agent.
     fn migrate(&self, dir: &TestDir, name: &str, extra: &[&str]) -> Result<AgentRun> {
         let control = self.bed.control_socket(Host::A);
@@ -67,16 +93,6 @@ impl TwoDockers {
         ];
         args.extend_from_slice(extra);
         agent(dir, &args)
-    }
-
-    /// The agents' logs, for a failure's message.
-    fn logs(&self) -> String {
-        format!(
-            "agent A's log:\n{}\nagent B's log:\n{}\ndockerd B:{}",
-            self.bed.agent_log(Host::A),
-            self.bed.agent_log(Host::B),
-            self.b.runtime_log_tail()
-        )
     }
 }
 
@@ -146,7 +162,7 @@ fn busybox_moves(dir: &TestDir, mode: &str, keep_stopped: bool) -> Result<()> {
     if keep_stopped {
         extra.push("--keep-stopped");
     }
-    let run = d.migrate(dir, "looper", &extra)?;
+    let run = d.source().migrate(dir, "looper", &extra)?;
     let stats = run.json().with_context(|| d.logs())?;
     eprintln!(
         "docker {mode}: downtime {} ms (freeze {}, final transfer {}, restore {}, resume {}), total {} ms",
@@ -200,5 +216,63 @@ fn busybox_moves(dir: &TestDir, mode: &str, keep_stopped: bool) -> Result<()> {
 fn docker_busybox_precopy() {
     docker_test("docker_busybox_precopy", |dir| {
         busybox_moves(dir, "precopy", false)
+    });
+}
+
+#[test]
+fn docker_busybox_postcopy() {
+    docker_test("docker_busybox_postcopy", |dir| {
+        busybox_moves(dir, "postcopy", true)
+    });
+}
+
+/// A destination whose dockerd is not reachable, lacks the image, or
+/// has a container of that name refuses before anything is frozen: the
+/// migration fails with the reason, and the container runs on A as
+/// before, its count unbroken.
+#[test]
+fn docker_refusals_leave_the_source_untouched() {
+    docker_test("docker_refusals_leave_the_source_untouched", |dir| {
+        let bed = Testbed::up(dir)?;
+        let a = DockerHost::in_testbed(&bed, Host::A)?;
+        a.import_busybox(&dir.path().join("image-a"), "busybox")?;
+        a.docker(&[
+            "run", "-d", "--name", "looper", "busybox", "/bin/sh", "-c", LOOPER,
+        ])?;
+        wait_numbers(&a, "looper", 1)?;
+        let refused = |d: &TwoDockersRef<'_>, wanted: &str| -> Result<()> {
+            let run = d.migrate(dir, "looper", &[])?;
+            let why = run.refusal()?;
+            ensure!(
+                why.contains(wanted),
+                "refused, but not for {wanted:?}: {why}"
+            );
+            ensure!(
+                why.contains("keeps running here"),
+                "the refusal does not say the container stays: {why}"
+            );
+            let up = status(&a, "looper")?.context("A lost looper")?;
+            ensure!(up.starts_with("Up"), "A's looper is {up:?} after a refusal");
+            Ok(())
+        };
+        let d = TwoDockersRef { a: &a, bed: &bed };
+        refused(&d, "dockerd is not reachable")?;
+        let b = DockerHost::in_testbed(&bed, Host::B)?;
+        refused(
+            &d,
+            "the image busybox of container looper is not on the dockerd",
+        )?;
+        b.import_busybox(&dir.path().join("image-b"), "busybox")?;
+        b.docker(&["create", "--name", "looper", "busybox", "true"])?;
+        refused(&d, "has a container named looper already")?;
+        ensure!(
+            status(&b, "looper")?.is_some_and(|s| s.starts_with("Created")),
+            "B's own looper was touched"
+        );
+        let n = numbers(&a, "looper")?;
+        let later = wait_numbers(&a, "looper", n.len() + 1)?;
+        consecutive(&later)?;
+        ensure!(later.first() == Some(&0), "A's count restarted: {later:?}");
+        Ok(())
     });
 }
