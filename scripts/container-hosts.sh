@@ -48,7 +48,8 @@ _container_host_cgroups() {
 cgroup_mounts() {
   local mounts m how
   mounts="mount -t tmpfs ferry-cgroups /sys/fs/cgroup;"
-  for m in $(awk -F: '{c=$2; if (c=="") c="unified"; else if (c=="name=systemd") c="systemd"; else sub(/,.*/, "", c); print c}' /proc/self/cgroup); do
+  # Named hierarchies other than systemd's (a test's own) are left out.
+  for m in $(awk -F: '{c=$2; if (c=="") c="unified"; else if (c=="name=systemd") c="systemd"; else if (c ~ /^name=/) next; else sub(/,.*/, "", c); print c}' /proc/self/cgroup); do
     case $m in
       unified) how="-t cgroup2 cgroup2" ;;
       systemd) how="-t cgroup -o none,name=systemd cgroup" ;;

@@ -28,13 +28,49 @@ fn docker_test(name: &str, test: impl FnOnce(&TestDir) -> Result<()>) {
     run_test(name, test);
 }
 
-/// The testbed and a dockerd in each of its hosts, the busybox image
-/// imported into A's (and B's, when asked). Dropped in order: the
-/// dockerds before the testbed.
+/// The testbed and a dockerd in each of its hosts, an image (busybox, or
+/// the Node.js counter's) imported into A's (and B's, when asked).
+/// Dropped in order: the dockerds before the testbed.
 struct TwoDockers {
     a: DockerHost,
     b: DockerHost,
     bed: Testbed,
+}
+
+/// The images the tests run.
+#[derive(Clone, Copy)]
+enum Image {
+    /// busybox, for the seed's counter.
+    Busybox,
+    /// node-counter: the Node.js request counter.
+    Node,
+}
+
+impl Image {
+    /// The image's name and the tarball its import leaves in the work
+    /// directory.
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Image::Busybox => ("busybox", "busybox.tar"),
+            Image::Node => ("node-counter", "node.tar"),
+        }
+    }
+
+    /// Builds the image in `work` and imports it into `host`.
+    fn import(self, host: &DockerHost, work: &std::path::Path) -> Result<()> {
+        let (name, _) = self.names();
+        match self {
+            Image::Busybox => host.import_busybox(work, name),
+            Image::Node => host.import_node(work, name),
+        }
+    }
+
+    /// Imports the image built in `work` into another host: the same
+    /// files, as hosts pulling one image have.
+    fn import_again(self, host: &DockerHost, work: &std::path::Path) -> Result<()> {
+        let (name, tar) = self.names();
+        host.import_tar(&work.join(tar), name)
+    }
 }
 
 /// Host A's dockerd in the testbed, whatever B has: what a migration
@@ -45,13 +81,13 @@ struct TwoDockersRef<'a> {
 }
 
 impl TwoDockers {
-    fn up(dir: &TestDir, image_on_b: bool) -> Result<Self> {
+    fn up(dir: &TestDir, image: Image, on_b: bool) -> Result<Self> {
         let bed = Testbed::up(dir)?;
         let a = DockerHost::in_testbed(&bed, Host::A)?;
         let b = DockerHost::in_testbed(&bed, Host::B)?;
-        a.import_busybox(&dir.path().join("image-a"), "busybox")?;
-        if image_on_b {
-            b.import_busybox(&dir.path().join("image-b"), "busybox")?;
+        image.import(&a, dir.path())?;
+        if on_b {
+            image.import_again(&b, dir.path())?;
         }
         Ok(TwoDockers { a, b, bed })
     }
@@ -152,7 +188,7 @@ fn status(host: &DockerHost, name: &str) -> Result<Option<String>> {
 /// `docker stop` working; on A removed, or stopped with `keep_stopped`
 /// (whose logs then end right before B's begin).
 fn busybox_moves(dir: &TestDir, mode: &str, keep_stopped: bool) -> Result<()> {
-    let d = TwoDockers::up(dir, true)?;
+    let d = TwoDockers::up(dir, Image::Busybox, true)?;
     d.a.docker(&[
         "run", "-d", "--name", "looper", "busybox", "/bin/sh", "-c", LOOPER,
     ])?;
@@ -212,6 +248,81 @@ fn busybox_moves(dir: &TestDir, mode: &str, keep_stopped: bool) -> Result<()> {
     Ok(())
 }
 
+/// The Node.js counter's URL at the container's address on `host`'s
+/// bridge (reachable from that testbed host only).
+fn counter_url(host: &DockerHost) -> Result<String> {
+    let ip = host.docker(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "counter"])?;
+    let ip = ip.trim();
+    ensure!(!ip.is_empty(), "the counter container has no address");
+    Ok(format!("http://{ip}:8080/"))
+}
+
+/// Moves the Node.js counter, which answered 3 requests on A, to B in
+/// `mode`: the next request, at its address on B's bridge, answers 4. It
+/// listens on 0.0.0.0, so the address B's dockerd gives it (its default
+/// bridge) serves; `docker exec` and `docker stop` work there.
+fn node_moves(dir: &TestDir, mode: &str) -> Result<()> {
+    let d = TwoDockers::up(dir, Image::Node, true)?;
+    d.a.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "counter",
+        "node-counter",
+        "/app/node",
+        "/app/server.js",
+        "0.0.0.0",
+        "8080",
+    ])?;
+    let start = Instant::now();
+    while !d.a.docker(&["logs", "counter"])?.contains("READY") {
+        ensure!(
+            start.elapsed() < Duration::from_secs(30),
+            "the counter never got READY"
+        );
+        sleep(Duration::from_millis(200));
+    }
+    let url = counter_url(&d.a)?;
+    for i in 1..=3 {
+        let n = d.bed.http_get(Host::A, &url)?;
+        ensure!(n.trim() == i.to_string(), "request {i} on A answered {n:?}");
+    }
+    let run = d.source().migrate(dir, "counter", &["--mode", mode])?;
+    let stats = run.json().with_context(|| d.logs())?;
+    eprintln!(
+        "node {mode}: downtime {} ms, total {} ms",
+        stats["downtime"]["total_ms"], stats["total_ms"]
+    );
+    let up = status(&d.b, "counter")?.context("B has no container counter")?;
+    ensure!(up.starts_with("Up"), "docker ps on B: counter is {up:?}");
+    let next = d.bed.http_get(Host::B, &counter_url(&d.b)?)?;
+    ensure!(
+        next.trim() == "4",
+        "the moved counter answered {next:?}, not 4"
+    );
+    ensure!(status(&d.a, "counter")?.is_none(), "A still has counter");
+    let hello =
+        d.b.docker(&["exec", "counter", "/app/node", "-e", "console.log(6*7)"])?;
+    ensure!(hello.trim() == "42", "docker exec printed {hello:?}");
+    d.b.docker(&["stop", "-t", "1", "counter"])?;
+    let stopped = status(&d.b, "counter")?.context("counter vanished on docker stop")?;
+    ensure!(
+        stopped.starts_with("Exited"),
+        "after docker stop: {stopped:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn docker_node_precopy() {
+    docker_test("docker_node_precopy", |dir| node_moves(dir, "precopy"));
+}
+
+#[test]
+fn docker_node_postcopy() {
+    docker_test("docker_node_postcopy", |dir| node_moves(dir, "postcopy"));
+}
+
 #[test]
 fn docker_busybox_precopy() {
     docker_test("docker_busybox_precopy", |dir| {
@@ -235,7 +346,7 @@ fn docker_refusals_leave_the_source_untouched() {
     docker_test("docker_refusals_leave_the_source_untouched", |dir| {
         let bed = Testbed::up(dir)?;
         let a = DockerHost::in_testbed(&bed, Host::A)?;
-        a.import_busybox(&dir.path().join("image-a"), "busybox")?;
+        Image::Busybox.import(&a, dir.path())?;
         a.docker(&[
             "run", "-d", "--name", "looper", "busybox", "/bin/sh", "-c", LOOPER,
         ])?;
@@ -262,7 +373,7 @@ fn docker_refusals_leave_the_source_untouched() {
             &d,
             "the image busybox of container looper is not on the dockerd",
         )?;
-        b.import_busybox(&dir.path().join("image-b"), "busybox")?;
+        Image::Busybox.import_again(&b, dir.path())?;
         b.docker(&["create", "--name", "looper", "busybox", "true"])?;
         refused(&d, "has a container named looper already")?;
         ensure!(

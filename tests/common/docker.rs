@@ -183,6 +183,13 @@ impl DockerHost {
             .arg(".")
             .status()?;
         ensure!(tarred.success(), "tar of {} failed", rootfs.display());
+        self.import_tar(tar, name)
+    }
+
+    /// Imports the rootfs tarball `tar` (made by an import_* call) as image
+    /// `name`: another dockerd then has the very same files (their
+    /// modification times included), as two hosts pulling one image.
+    pub fn import_tar(&self, tar: &Path, name: &str) -> Result<()> {
         self.docker(&["import", path_str(tar)?, name])?;
         Ok(())
     }
