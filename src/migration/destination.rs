@@ -302,8 +302,9 @@ impl Receipt {
                 restore,
                 workload,
             } => {
-                confirm(session, opts, &restore).await.map_err(fail)?;
-                workload.keep();
+                confirm(session, opts, &restore, &workload)
+                    .await
+                    .map_err(fail)?;
                 Ok(Receipt::Done {
                     dir: Some(dir),
                     outcome: Outcome::Received(Received {
@@ -530,7 +531,6 @@ async fn restore(
                     .map_err(MigrationError::local)
                 })?;
                 t.announce(husk);
-                t.finish()?;
                 Ok((stats, Some(t.workload())))
             }
             None => restore_locked(&work_dir, flows, None, lock, || {
@@ -557,6 +557,7 @@ async fn confirm(
     session: &mut Session,
     opts: &DestinationOptions,
     restore: &RestoreStats,
+    workload: &Workload,
 ) -> Result<(), MigrationError> {
     session
         .send(&ToSource::Running {
@@ -565,10 +566,7 @@ async fn confirm(
         })
         .await?;
     match tokio::time::timeout(opts.confirm_timeout, session.recv::<ToDestination>()).await {
-        Ok(Ok(ToDestination::Done)) => {
-            keep(session, opts).await;
-            Ok(())
-        }
+        Ok(Ok(ToDestination::Done)) => keep(session, opts, Some(workload)).await,
         Ok(Ok(other)) => Err(MigrationError::protocol(format!(
             "expected the source's confirmation, got {}",
             name(&other)

@@ -103,7 +103,8 @@ impl ContainerTarget {
     /// Creates the container and returns its waiting init (blocking); its
     /// network namespace of its own stays empty until
     /// [`ContainerTarget::configure_network`]. A Docker container's init
-    /// is the one ferry-runc hands over (created by `docker start`).
+    /// is the one ferry-runc handed over at the offer (created by `docker
+    /// start`).
     pub fn create(&mut self) -> Result<i32, MigrationError> {
         if let Some(d) = &self.docker {
             let (pid, container) = d.husk().map_err(MigrationError::local)?;
@@ -114,15 +115,6 @@ impl ContainerTarget {
             .create(&self.bundle, crate::container::InitStdio::Null)
             .map(|st| st.pid)
             .map_err(MigrationError::local)
-    }
-
-    /// Once the state is restored: a Docker container's start is
-    /// finished (ferry-runc answered, `docker start` returned).
-    pub fn finish(&self) -> Result<(), MigrationError> {
-        match &self.docker {
-            Some(d) => d.finish().map_err(MigrationError::local),
-            None => Ok(()),
-        }
     }
 
     /// What a later failure removes.
@@ -185,10 +177,30 @@ pub(super) fn container_of(
 
 /// Answers the source's Done: the workload stays whatever happens to
 /// this answer (the source kills its copy once it reads it, or times out);
-/// the source closes the session once it has read it.
-pub(super) async fn keep(session: &mut Session, opts: &DestinationOptions) {
+/// the source closes the session once it has read it. A Docker
+/// container's start is finished first (ferry-runc answered, `docker
+/// start` returned: Docker's own bookkeeping, which the restored workload
+/// runs through, out of the downtime); if that fails, the error goes back
+/// instead of Kept (the caller's failure path answers Failed and removes
+/// the container) and the source resumes its copy.
+pub(super) async fn keep(
+    session: &mut Session,
+    opts: &DestinationOptions,
+    workload: Option<&Workload>,
+) -> Result<(), MigrationError> {
+    if let Some(Workload::Docker(d)) = workload {
+        let d = d.clone();
+        tokio::task::spawn_blocking(move || d.finish())
+            .await
+            .map_err(|e| MigrationError::local_in("the Docker start task failed", e))?
+            .map_err(MigrationError::local)?;
+    }
+    if let Some(w) = workload {
+        w.keep();
+    }
     let _ = session.send(&ToSource::Kept).await;
     let _ = tokio::time::timeout(opts.confirm_timeout, session.recv::<ToDestination>()).await;
+    Ok(())
 }
 
 pub(super) fn name(message: &ToDestination) -> &'static str {
@@ -218,7 +230,7 @@ pub(super) enum Workload {
 impl Workload {
     /// The migration succeeded: the workload stays (a Docker container
     /// is no longer removed when its last handle goes).
-    pub fn keep(&self) {
+    fn keep(&self) {
         if let Workload::Docker(d) = self {
             d.keep();
         }

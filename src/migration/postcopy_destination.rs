@@ -199,7 +199,6 @@ pub(super) async fn run(
                         .map_err(MigrationError::local)
                 })?;
                 t.announce(husk);
-                t.finish()?;
                 Ok(stats)
             }
             None => restore_locked(&work_dir, flows, None, lock, || {
@@ -274,20 +273,17 @@ pub(super) async fn run(
         }
     }
     let _ = tokio::task::spawn_blocking(move || server_thread.join()).await;
-    let (_, stats) = match result {
-        Ok(done) => done,
-        Err(error) => {
-            return Err(PostCopyFailure {
-                error,
-                state: phase.state,
-                workload: phase.workload,
-            })
-        }
+    let result = match result {
+        Ok((_, stats)) => keep(session, opts, phase.workload.as_ref())
+            .await
+            .map(|()| stats),
+        Err(error) => Err(error),
     };
-    if let Some(w) = &phase.workload {
-        w.keep();
-    }
-    keep(session, opts).await;
+    let stats = result.map_err(|error| PostCopyFailure {
+        error,
+        state: phase.state,
+        workload: phase.workload,
+    })?;
     Ok(Received {
         id: offer.id,
         pid: stats.pid,

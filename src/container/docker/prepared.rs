@@ -2,8 +2,8 @@
 //! offer arrives so that Docker's slow start path stays out of the
 //! downtime: the container created on this dockerd, a checkpoint
 //! directory holding only the handoff marker, and `docker start
-//! --checkpoint` under way in a thread of its own, its init handed over
-//! by ferry-runc and waiting for the migrated state.
+//! --checkpoint` under way in a thread of its own, until ferry-runc has
+//! handed its init over, which then waits for the migrated state.
 
 use super::api::{Docker, DockerSpec};
 use super::error::DockerError;
@@ -39,6 +39,9 @@ struct Inner {
     checkpoint_dir: PathBuf,
     socket: Mutex<Option<HandoffSocket>>,
     handed: Mutex<Option<HandedOver>>,
+    /// The init ferry-runc handed over, and the container as runc knows
+    /// it.
+    husk: Mutex<Option<(i32, Container)>>,
     started: Mutex<StartOutcome>,
     kept: AtomicBool,
 }
@@ -55,8 +58,10 @@ enum StartOutcome {
 impl PreparedStart {
     /// Checks `docker` can take the container `spec` describes, creates
     /// it, and starts it through ferry-runc's handoff on a socket at
-    /// `socket` (a path this dockerd's runtime calls can reach). Refused
-    /// before anything is made when the dockerd cannot take it.
+    /// `socket` (a path this dockerd's runtime calls can reach), until
+    /// ferry-runc hands the created init over. Refused before anything is
+    /// made when the dockerd cannot take it; what was made is removed on
+    /// a later failure.
     pub fn prepare(docker: &Docker, spec: &DockerSpec, socket: &Path) -> Result<Self, DockerError> {
         docker.check_target(spec)?;
         let root = docker.root_dir()?;
@@ -75,6 +80,7 @@ impl PreparedStart {
                 checkpoint_dir: checkpoint_dir.join(CHECKPOINT),
                 socket: Mutex::new(None),
                 handed: Mutex::new(None),
+                husk: Mutex::new(None),
                 started: Mutex::new(StartOutcome::Pending(rx)),
                 kept: AtomicBool::new(false),
             }),
@@ -102,6 +108,7 @@ impl PreparedStart {
                 let _ = tx.send(starter.start_from_checkpoint(&id, CHECKPOINT));
             })
             .map_err(|e| fail(format!("cannot start a thread: {e}")))?;
+        prepared.accept()?;
         Ok(prepared)
     }
 
@@ -110,9 +117,19 @@ impl PreparedStart {
         &self.inner.id
     }
 
-    /// Waits for ferry-runc to hand the container's init over; returns
-    /// it (its PID) and the container as runc knows it.
+    /// The container's init, handed over by ferry-runc (its PID), and the
+    /// container as runc knows it.
     pub fn husk(&self) -> Result<(i32, Container), DockerError> {
+        lock(&self.inner.husk)
+            .clone()
+            .ok_or_else(|| DockerError::Start {
+                name: self.inner.name.clone(),
+                why: "ferry-runc has not handed its init over".into(),
+            })
+    }
+
+    /// Waits for ferry-runc to hand the container's init over.
+    fn accept(&self) -> Result<(), DockerError> {
         let inner = &self.inner;
         let fail = |why: String| DockerError::Start {
             name: inner.name.clone(),
@@ -133,9 +150,9 @@ impl PreparedStart {
         };
         let husk = &handed.husk;
         let container = Container::new(Runtime::Runc, Some(&husk.root), &husk.id);
-        let pid = husk.pid;
+        *lock(&inner.husk) = Some((husk.pid, container));
         *lock(&inner.handed) = Some(handed);
-        Ok((pid, container))
+        Ok(())
     }
 
     /// Once the state is restored into the init: tells ferry-runc, and
