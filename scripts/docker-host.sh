@@ -72,9 +72,17 @@ down() {
       sleep 0.2
     done
   fi
-  # Containers' cgroups, deepest first.
-  for h in /sys/fs/cgroup/*/; do
-    [ -d "$h$parent" ] && find "$h$parent" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+  # Containers' cgroups, deepest first (again while killed processes are
+  # still being reaped: a cgroup holding a zombie cannot go yet).
+  for _ in $(seq 50); do
+    left=
+    for h in /sys/fs/cgroup/*/; do
+      [ -d "$h$parent" ] && find "$h$parent" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+      [ -d "$h$parent" ] && left=1
+    done
+    [ -d "$cg" ] && { rmdir "$cg" 2>/dev/null || left=1; }
+    [ -z "$left" ] && break
+    sleep 0.1
   done
   if ip netns list | grep -qx "$ns\( .*\)\?"; then ip netns delete "$ns"; fi
   rm -rf "$dir"

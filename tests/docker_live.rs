@@ -387,3 +387,42 @@ fn docker_refusals_leave_the_source_untouched() {
         Ok(())
     });
 }
+
+/// `drain --docker` moves every running container of A's dockerd to B.
+#[test]
+fn docker_drain() {
+    docker_test("docker_drain", |dir| {
+        let d = TwoDockers::up(dir, Image::Busybox, true)?;
+        for name in ["looper", "looper2"] {
+            d.a.docker(&[
+                "run", "-d", "--name", name, "busybox", "/bin/sh", "-c", LOOPER,
+            ])?;
+        }
+        wait_numbers(&d.a, "looper2", 1)?;
+        let control = d.bed.control_socket(Host::A);
+        let host = d.a.host_url()?;
+        let run = agent(
+            dir,
+            &[
+                "drain",
+                "--docker",
+                &host,
+                "--to",
+                HOST_B,
+                "--control-socket",
+                path_str(&control)?,
+                "--json",
+            ],
+        )?;
+        let summary = run.json().with_context(|| d.logs())?;
+        ensure!(summary["migrated"] == 2, "drain: {summary}");
+        for name in ["looper", "looper2"] {
+            let up = status(&d.b, name)?.with_context(|| format!("B has no {name}"))?;
+            ensure!(up.starts_with("Up"), "docker ps on B: {name} is {up:?}");
+            ensure!(status(&d.a, name)?.is_none(), "A still has {name}");
+            let n = numbers(&d.b, name)?;
+            consecutive(&wait_numbers(&d.b, name, n.len())?)?;
+        }
+        Ok(())
+    });
+}

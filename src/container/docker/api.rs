@@ -96,6 +96,23 @@ impl Docker {
         }
     }
 
+    /// The names of the running containers.
+    pub fn running_names(&self) -> Result<Vec<String>, DockerError> {
+        let what = "GET /containers/json";
+        let v = self
+            .ok("GET", "/containers/json", None, CALL_TIMEOUT)?
+            .json(what)?;
+        let listed = v.as_array().ok_or_else(|| DockerError::BadAnswer {
+            what: what.into(),
+            why: "not a list".into(),
+        })?;
+        Ok(listed
+            .iter()
+            .filter_map(|c| c["Names"][0].as_str())
+            .map(|n| n.trim_start_matches('/').to_string())
+            .collect())
+    }
+
     /// Inspects the running container `name` (a name or an ID).
     pub fn inspect_running(&self, name: &str) -> Result<Inspected, DockerError> {
         let what = format!("GET /containers/{name}/json");

@@ -120,7 +120,10 @@ fn checkpoint(global: &GlobalFlags, a: &CheckpointArgs, log: &RuntimeLog) -> Res
 
 /// `restore`: creates the container from its bundle with this process's
 /// stdio (what the shim gave the runtime), restores the image into its
-/// init, and writes the PID file.
+/// init (or, when the checkpoint directory holds a live migration's
+/// handoff marker, hands the init to the local agent, which restores the
+/// migrated state into it: `crate::container::docker::handoff`), and
+/// writes the PID file.
 fn restore(global: &GlobalFlags, a: &RestoreArgs, log: &RuntimeLog) -> Result<(), String> {
     let c = container(global, &a.id);
     super::check_capabilities().map_err(|e| e.to_string())?;
