@@ -373,14 +373,7 @@ async fn accept(
     let lock =
         match check_offer(&offer, &dir, opts).and_then(|()| prepare_lock(&opts.work_dir, &offer)) {
             Ok(lock) => lock,
-            Err(reason) => {
-                let _ = session
-                    .send(&ToSource::Refused {
-                        reason: reason.to_string(),
-                    })
-                    .await;
-                return Err(reason);
-            }
+            Err(reason) => return Err(refuse(session, reason).await),
         };
     // A Docker container is created and started (up to its init, which
     // waits for the state) now, outside the downtime.
@@ -394,14 +387,7 @@ async fn accept(
     };
     let docker = match docker {
         Ok(d) => d,
-        Err(reason) => {
-            let _ = session
-                .send(&ToSource::Refused {
-                    reason: reason.to_string(),
-                })
-                .await;
-            return Err(reason);
-        }
+        Err(reason) => return Err(refuse(session, reason).await),
     };
     let writer = ImageWriter::create(&dir).map_err(MigrationError::local)?;
     tracing::info!(id = %offer.id, pid = offer.pid, bytes = offer.memory_bytes, "offer accepted");
@@ -412,6 +398,17 @@ async fn accept(
         lock,
         docker,
     })
+}
+
+/// Tells the source its offer is refused (nothing was made here, its
+/// workload runs on) and returns why.
+async fn refuse(session: &mut Session, reason: MigrationError) -> MigrationError {
+    let _ = session
+        .send(&ToSource::Refused {
+            reason: reason.to_string(),
+        })
+        .await;
+    reason
 }
 
 impl Receiving {

@@ -66,17 +66,7 @@ impl Docker {
         &self.socket
     }
 
-    fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-        timeout: Duration,
-    ) -> Result<Response, DockerError> {
-        http::request(&self.socket, method, path, body, timeout)
-    }
-
-    /// `call`, whose answer must be a success.
+    /// One request, whose answer must be a success.
     fn ok(
         &self,
         method: &str,
@@ -84,16 +74,11 @@ impl Docker {
         body: Option<&Value>,
         timeout: Duration,
     ) -> Result<Response, DockerError> {
-        let r = self.call(method, path, body, timeout)?;
-        if (200..300).contains(&r.status) {
-            Ok(r)
-        } else {
-            Err(DockerError::Api {
-                what: format!("{method} {path}"),
-                status: r.status,
-                message: r.message(),
-            })
-        }
+        success(
+            http::request(&self.socket, method, path, body, timeout)?,
+            method,
+            path,
+        )
     }
 
     /// The names of the running containers.
@@ -155,30 +140,18 @@ impl Docker {
                 socket: self.socket.clone(),
             });
         }
-        let image = self.call(
-            "GET",
-            &format!("/images/{}/json", spec.image),
-            None,
-            CALL_TIMEOUT,
-        )?;
-        if image.status == 404 {
+        if self
+            .found(&format!("/images/{}/json", spec.image))?
+            .is_none()
+        {
             return Err(DockerError::ImageMissing {
                 image: spec.image.clone(),
                 name: spec.name.clone(),
                 socket: self.socket.clone(),
             });
         }
-        let taken = self.call(
-            "GET",
-            &format!("/containers/{}/json", spec.name),
-            None,
-            CALL_TIMEOUT,
-        )?;
-        if taken.status == 200 {
-            let id = taken.json("the container of that name")?["Id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
+        if let Some(taken) = self.found(&format!("/containers/{}/json", spec.name))? {
+            let id = taken["Id"].as_str().unwrap_or_default().to_string();
             return Err(DockerError::NameTaken {
                 name: spec.name.clone(),
                 id,
@@ -186,6 +159,18 @@ impl Docker {
             });
         }
         Ok(())
+    }
+
+    /// What `GET path` describes, or None when dockerd knows no such
+    /// thing (404).
+    fn found(&self, path: &str) -> Result<Option<Value>, DockerError> {
+        let r = http::request(&self.socket, "GET", path, None, CALL_TIMEOUT)?;
+        if r.status == 404 {
+            return Ok(None);
+        }
+        success(r, "GET", path)?
+            .json(&format!("GET {path}"))
+            .map(Some)
     }
 
     /// Creates the container `spec` describes; returns its ID.
@@ -245,6 +230,20 @@ impl Docker {
     pub fn wait_stopped(&self, id: &str) -> Result<(), DockerError> {
         let path = format!("/containers/{id}/wait?condition=not-running");
         self.ok("POST", &path, None, CALL_TIMEOUT).map(drop)
+    }
+}
+
+/// `r`, dockerd's answer to `method path`, if a success; else its
+/// refusal.
+fn success(r: Response, method: &str, path: &str) -> Result<Response, DockerError> {
+    if (200..300).contains(&r.status) {
+        Ok(r)
+    } else {
+        Err(DockerError::Api {
+            what: format!("{method} {path}"),
+            status: r.status,
+            message: r.message(),
+        })
     }
 }
 
