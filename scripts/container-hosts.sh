@@ -12,6 +12,10 @@
 #       that host's cgroups (run it before `runc run` or `runc create`).
 #   container_hosts_remove_cgroups
 #       removes those cgroups: call it after `testbed.sh down`.
+#   cgroup_mounts
+#       prints the shell text that mounts this host's cgroup hierarchies
+#       under /sys/fs/cgroup (on a tmpfs), for a testbed host, whose sysfs
+#       `ip netns exec` made without them (also scripts/docker-host.sh).
 #   counts_without_gap FILE
 #       the busybox counter's output (scripts/container-bundle.sh) is 0, 1,
 #       2, ...: no gap, no repeat, no reset.
@@ -41,12 +45,11 @@ _container_host_cgroups() {
   done </proc/self/cgroup
 }
 
-container_hosts_prepare() {
-  local tag=$1 agents=$2 mounts m how h dirs d agent_pid p
-  shift 2
-  # `ip netns exec` gave each host a sysfs without cgroups: mount them there.
+cgroup_mounts() {
+  local mounts m how
   mounts="mount -t tmpfs ferry-cgroups /sys/fs/cgroup;"
-  for m in $(awk -F: '{c=$2; if (c=="") c="unified"; else if (c=="name=systemd") c="systemd"; else sub(/,.*/, "", c); print c}' /proc/self/cgroup); do
+  # Named hierarchies other than systemd's (a test's own) are left out.
+  for m in $(awk -F: '{c=$2; if (c=="") c="unified"; else if (c=="name=systemd") c="systemd"; else if (c ~ /^name=/) next; else sub(/,.*/, "", c); print c}' /proc/self/cgroup); do
     case $m in
       unified) how="-t cgroup2 cgroup2" ;;
       systemd) how="-t cgroup -o none,name=systemd cgroup" ;;
@@ -54,6 +57,14 @@ container_hosts_prepare() {
     esac
     mounts+=" mkdir -p /sys/fs/cgroup/$m && mount $how /sys/fs/cgroup/$m;"
   done
+  echo "$mounts"
+}
+
+container_hosts_prepare() {
+  local tag=$1 agents=$2 mounts h dirs d agent_pid p
+  shift 2
+  # `ip netns exec` gave each host a sysfs without cgroups: mount them there.
+  mounts=$(cgroup_mounts)
   for h in a b; do
     dirs=$(_container_host_cgroups "$tag-$h")
     for d in $dirs; do container_cgdirs+=("$d"); done

@@ -6,6 +6,14 @@
 # made the default, experimental mode on (`docker checkpoint` needs it).
 #
 #   scripts/docker-host.sh up DIR FERRY_RUNC   starts it; the socket is DIR/docker.sock
+#   scripts/docker-host.sh up DIR FERRY_RUNC --in-host AGENTS a|b
+#                                              starts it inside host A or B of
+#                                              `scripts/testbed.sh up --agents AGENTS`
+#                                              (its network, PID, mount and IPC
+#                                              namespaces, where its agent runs), for
+#                                              live moves between two dockerds; its
+#                                              socket is also AGENTS/HOST/docker.sock
+#                                              (a link), which that host's agent uses
 #   scripts/docker-host.sh down DIR            stops it and removes what it made
 #
 # Use it with `/usr/bin/docker -H unix://DIR/docker.sock ...`.
@@ -22,7 +30,7 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 up DIR FERRY_RUNC | down DIR" >&2
+  echo "usage: $0 up DIR FERRY_RUNC [--in-host AGENTS a|b] | down DIR" >&2
   exit 2
 }
 [ $# -ge 2 ] || usage
@@ -35,7 +43,9 @@ parent=ferry-docker-$name
 docker=(/usr/bin/docker -H "unix://$dir/docker.sock")
 
 down() {
-  if [ -f "$dir/dockerd.pid" ]; then
+  # (Inside a testbed host, dockerd's pidfile holds the PID its namespace
+  # gives it, which is not ours: the cgroup below stops it.)
+  if [ ! -f "$dir/in-host" ] && [ -f "$dir/dockerd.pid" ]; then
     pid=$(cat "$dir/dockerd.pid")
     if kill -0 "$pid" 2>/dev/null; then
       kill -TERM "$pid" 2>/dev/null || true
@@ -62,9 +72,17 @@ down() {
       sleep 0.2
     done
   fi
-  # Containers' cgroups, deepest first.
-  for h in /sys/fs/cgroup/*/; do
-    [ -d "$h$parent" ] && find "$h$parent" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+  # Containers' cgroups, deepest first (again while killed processes are
+  # still being reaped: a cgroup holding a zombie cannot go yet).
+  for _ in $(seq 50); do
+    left=
+    for h in /sys/fs/cgroup/*/; do
+      [ -d "$h$parent" ] && find "$h$parent" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+      [ -d "$h$parent" ] && left=1
+    done
+    [ -d "$cg" ] && { rmdir "$cg" 2>/dev/null || left=1; }
+    [ -z "$left" ] && break
+    sleep 0.1
   done
   if ip netns list | grep -qx "$ns\( .*\)\?"; then ip netns delete "$ns"; fi
   rm -rf "$dir"
@@ -72,13 +90,29 @@ down() {
 
 case $action in
   up)
-    [ $# -eq 3 ] || usage
+    [ $# -eq 3 ] || [ $# -eq 6 ] || usage
     runtime=$(realpath "$3")
     [ -x "$runtime" ] || { echo "$runtime is not executable" >&2; exit 1; }
     down
     mkdir -p "$dir/data" "$dir/exec" "$cg"
-    ip netns add "$ns"
-    ip -n "$ns" link set lo up
+    if [ $# -eq 6 ]; then
+      [ "$4" = --in-host ] || usage
+      init=$(cat "$5/$6/init.pid")
+      enter=(nsenter -t "$init" -n -p -m -i --)
+      touch "$dir/in-host"
+      # `ip netns exec` gave the host a sysfs without cgroups, which
+      # dockerd needs: mount them there (once; they go with the host).
+      if ! "${enter[@]}" mountpoint -q /sys/fs/cgroup; then
+        # shellcheck source=scripts/container-hosts.sh
+        . "$(dirname "$0")/container-hosts.sh"
+        "${enter[@]}" sh -c "set -e; $(cgroup_mounts)"
+      fi
+      ln -sfn "$dir/docker.sock" "$5/$6/docker.sock"
+    else
+      ip netns add "$ns"
+      ip -n "$ns" link set lo up
+      enter=(nsenter --net="/run/netns/$ns" unshare --mount --propagation slave)
+    fi
     cat >"$dir/daemon.json" <<JSON
 {
   "runtimes": {"ferry": {"path": "$runtime"}},
@@ -95,7 +129,7 @@ JSON
         fd=${fd##*/}
         [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null || true
       done
-      exec nsenter --net="/run/netns/$ns" unshare --mount --propagation slave \
+      exec "${enter[@]}" \
         /usr/sbin/dockerd --config-file "$dir/daemon.json" --data-root "$dir/data" \
         --exec-root "$dir/exec" -H "unix://$dir/docker.sock" --pidfile "$dir/dockerd.pid" \
         </dev/null >"$dir/dockerd.log" 2>&1

@@ -109,6 +109,9 @@ host-$peer = "$peer_addr:7420"
 
 [container]
 network_hook = "$(realpath scripts/container-net.sh)"
+# Where scripts/docker-host.sh up DIR FERRY_RUNC --in-host $agents $host
+# links the socket of the host's dockerd.
+docker_socket = "$dir/docker.sock"
 EOF
   rm -f "$dir/agent.sock"
   # bash is the init of the host's PID namespace: it reaps orphans (the

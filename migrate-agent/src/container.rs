@@ -38,3 +38,38 @@ impl ContainerArgs {
         )))
     }
 }
+
+/// `--docker NAME|ID [--docker-host unix:///PATH] [--keep-stopped]`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct DockerArgs {
+    /// Work on this Docker container (a name or ID) instead of a PID: the
+    /// destination agent's dockerd creates and starts it, and it leaves
+    /// this host's dockerd once it runs there.
+    #[arg(long, conflicts_with = "container")]
+    pub docker: Option<String>,
+    /// The dockerd the container runs on (default: the agent's `[container]
+    /// docker_socket`, else /var/run/docker.sock).
+    #[arg(long, requires = "docker")]
+    pub docker_host: Option<String>,
+    /// Leave the container stopped here once it runs on the destination,
+    /// instead of removing it.
+    #[arg(long, requires = "docker")]
+    pub keep_stopped: bool,
+}
+
+impl DockerArgs {
+    /// The request's Docker part, if a container is named.
+    pub fn request(&self) -> Option<ferry::agent::DockerRequest> {
+        self.docker
+            .as_ref()
+            .map(|name| ferry::agent::DockerRequest {
+                name: name.clone(),
+                socket: self.docker_host.as_deref().map(|h| {
+                    ferry::container::docker::Docker::from_host(h)
+                        .socket()
+                        .to_path_buf()
+                }),
+                keep_stopped: self.keep_stopped,
+            })
+    }
+}

@@ -1,10 +1,12 @@
-//! `migrate-agent drain`: empties this host of a runtime's running
-//! containers before maintenance, migrating each in turn through the local
-//! agent (as `migrate --container` does), going on after a failure, and
-//! printing one line per container.
+//! `migrate-agent drain`: empties this host of a runtime's (or a
+//! dockerd's) running containers before maintenance, migrating each in
+//! turn through the local agent (as `migrate --container` or `migrate
+//! --docker` does), going on after a failure, and printing one line per
+//! container.
 
-use crate::container::ContainerArgs;
-use crate::migrate::{execute, DestinationArgs, TransferArgs};
+use crate::container::{ContainerArgs, DockerArgs};
+use crate::migrate::{execute, DestinationArgs, TransferArgs, Workload};
+use ferry::container::docker::Docker;
 use ferry::container::{self, Runtime};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -22,6 +24,11 @@ pub struct DrainArgs {
     /// /run/crun).
     #[arg(long)]
     runtime_root: Option<PathBuf>,
+    /// Drain the running containers of this dockerd instead
+    /// (unix:///PATH; default /var/run/docker.sock): each moves as
+    /// `migrate --docker` moves it.
+    #[arg(long, value_name = "HOST", num_args = 0..=1, default_missing_value = "unix:///var/run/docker.sock")]
+    docker: Option<String>,
     #[command(flatten)]
     transfer: TransferArgs,
     /// Print the summary as JSON.
@@ -48,19 +55,38 @@ pub fn run(a: DrainArgs) -> anyhow::Result<ExitCode> {
             a.runtime
         );
     };
-    let running: Vec<String> = container::list(runtime, a.runtime_root.as_deref())?
-        .into_iter()
-        .filter(|s| s.status == "running")
-        .map(|s| s.id)
-        .collect();
+    let running: Vec<String> = match &a.docker {
+        Some(host) => Docker::from_host(host).running_names()?,
+        None => container::list(runtime, a.runtime_root.as_deref())?
+            .into_iter()
+            .filter(|s| s.status == "running")
+            .map(|s| s.id)
+            .collect(),
+    };
     let mut outcomes = Vec::new();
     for id in running {
+        let (container, docker) = match &a.docker {
+            Some(host) => (
+                None,
+                DockerArgs {
+                    docker: Some(id.clone()),
+                    docker_host: Some(host.clone()),
+                    keep_stopped: false,
+                },
+            ),
+            None => (Some(id.clone()), DockerArgs::default()),
+        };
         let container = ContainerArgs {
-            container: Some(id.clone()),
+            container,
             runtime: a.runtime.clone(),
             runtime_root: a.runtime_root.clone(),
         };
-        let outcome = match execute(0, &container, &a.destination, &a.transfer, true) {
+        let workload = Workload {
+            pid: 0,
+            container: &container,
+            docker: &docker,
+        };
+        let outcome = match execute(&workload, &a.destination, &a.transfer, true) {
             Ok(stats) => Outcome {
                 id,
                 ok: true,
@@ -95,7 +121,11 @@ pub fn run(a: DrainArgs) -> anyhow::Result<ExitCode> {
             "drained {} of {} running {} containers to {}",
             outcomes.len() - failed,
             outcomes.len(),
-            runtime.binary(),
+            if a.docker.is_some() {
+                "Docker"
+            } else {
+                runtime.binary()
+            },
             a.destination.to
         );
     }

@@ -1,7 +1,7 @@
 //! `migrate-agent migrate`: asks the local agent to move a workload to
 //! another agent, shows the rounds as they go and the statistics at the end.
 
-use crate::container::ContainerArgs;
+use crate::container::{ContainerArgs, DockerArgs};
 use anyhow::{bail, Context};
 use ferry::agent::{self, ControlEvent, ControlRequest, MigrateRequest};
 use ferry::migration::policy::Limits;
@@ -81,11 +81,14 @@ pub struct TransferArgs {
 /// `migrate`'s options.
 #[derive(clap::Args, Debug)]
 pub struct MigrateArgs {
-    /// PID of the process, as this host's agent sees it (or --container).
-    #[arg(required_unless_present = "container")]
+    /// PID of the process, as this host's agent sees it (or --container,
+    /// or --docker).
+    #[arg(required_unless_present_any = ["container", "docker"])]
     pid: Option<i32>,
     #[command(flatten)]
     container: ContainerArgs,
+    #[command(flatten)]
+    docker: DockerArgs,
     #[command(flatten)]
     destination: DestinationArgs,
     #[command(flatten)]
@@ -101,30 +104,40 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         bail!("--sync-rootfs needs a --container");
     }
     let pid = args.pid.unwrap_or(0);
-    let stats = execute(
+    let workload = Workload {
         pid,
-        &args.container,
-        &args.destination,
-        &args.transfer,
-        args.json,
-    )?;
+        container: &args.container,
+        docker: &args.docker,
+    };
+    let stats = execute(&workload, &args.destination, &args.transfer, args.json)?;
     if args.json {
         println!("{}", serde_json::to_string(&stats)?);
     } else {
-        let what = match &args.container.container {
-            Some(id) => format!("container {id}"),
-            None => format!("process {pid}"),
+        let what = match (&args.container.container, &args.docker.docker) {
+            (_, Some(name)) => format!("Docker container {name}"),
+            (Some(id), None) => format!("container {id}"),
+            (None, None) => format!("process {pid}"),
         };
         print_summary(&what, &args.destination.to, &stats);
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// What to migrate: a process, a container of a runtime, or a Docker
+/// container.
+pub(crate) struct Workload<'a> {
+    /// The process (when no container is named).
+    pub pid: i32,
+    /// `--container`.
+    pub container: &'a ContainerArgs,
+    /// `--docker`.
+    pub docker: &'a DockerArgs,
+}
+
 /// Asks the local agent to migrate, showing a progress bar unless
 /// `quiet`; the statistics once the workload runs on the destination.
 pub(crate) fn execute(
-    pid: i32,
-    container: &ContainerArgs,
+    workload: &Workload<'_>,
     destination: &DestinationArgs,
     transfer: &TransferArgs,
     quiet: bool,
@@ -136,7 +149,7 @@ pub(crate) fn execute(
         .unwrap_or_else(|| host_part(&destination.to).to_string());
     let limits = transfer.switch_over.limits()?;
     let request = ControlRequest::Migrate(MigrateRequest {
-        pid,
+        pid: workload.pid,
         to,
         server_name,
         max_downtime_ms: limits.max_downtime_ms,
@@ -146,11 +159,13 @@ pub(crate) fn execute(
             .as_deref()
             .map(|r| parse_rate("--bandwidth-limit", r))
             .transpose()?,
-        container: container
+        container: workload
+            .container
             .container()?
             .map(|c| (c.runtime, Some(c.root), c.id)),
         mode: transfer.mode,
         sync_rootfs: transfer.sync_rootfs,
+        docker: workload.docker.request(),
     });
     let bar = if quiet {
         ProgressBar::hidden()

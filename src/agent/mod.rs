@@ -91,6 +91,21 @@ pub struct MigrateRequest {
     )>,
     /// Copy the differences of the container's rootfs (`--sync-rootfs`).
     pub sync_rootfs: bool,
+    /// Migrate this Docker container instead of `pid` or `container`.
+    pub docker: Option<DockerRequest>,
+}
+
+/// A Docker container to migrate (`migrate --docker`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DockerRequest {
+    /// Its name or ID.
+    pub name: String,
+    /// The socket of the dockerd it runs on (None: the agent's
+    /// `[container] docker_socket`).
+    pub socket: Option<PathBuf>,
+    /// Leave it stopped here once it runs on the destination, instead of
+    /// removing it.
+    pub keep_stopped: bool,
 }
 
 /// What the agent reports back on the control socket.
@@ -155,6 +170,7 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
     let recovery = Duration::from_secs(config.postcopy_recovery_secs);
     let listener = bind_control(&config.control_socket)?;
     let board = Arc::new(StatusBoard::new(config.clone()));
+    let dockerd = crate::container::docker::Docker::new(&config.container.docker_socket());
     tracing::info!(
         name = %config.name,
         listen = %config.listen,
@@ -169,6 +185,7 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
             within: recovery,
         }),
         network_hook: config.container.network_hook.clone(),
+        docker: dockerd.clone(),
     };
     let incoming = {
         let transport = transport.clone();
@@ -205,10 +222,14 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
             Ok((stream, _)) => {
                 let transport = transport.clone();
                 let board = board.clone();
+                let dockerd = dockerd.clone();
                 tokio::spawn(async move {
-                    if let Err(e) =
-                        handle_control(stream, transport, recovery, lock_owner, board).await
-                    {
+                    let local = LocalSetup {
+                        recovery,
+                        lock_owner,
+                        dockerd,
+                    };
+                    if let Err(e) = handle_control(stream, transport, local, board).await {
                         tracing::warn!("control connection: {e}");
                     }
                 });
@@ -266,11 +287,21 @@ fn bind_control(path: &Path) -> Result<UnixListener, ServeError> {
 /// The local peer's name in control-socket error messages.
 const LOCAL_PEER: &str = "the local CLI";
 
+/// What a migration from here takes from the agent's configuration.
+#[derive(Debug, Clone)]
+struct LocalSetup {
+    /// Post-copy recovery time.
+    recovery: Duration,
+    /// The owner of the network locks this agent makes.
+    lock_owner: crate::netlock::Owner,
+    /// The dockerd here (`[container] docker_socket`).
+    dockerd: crate::container::docker::Docker,
+}
+
 async fn handle_control(
     mut stream: UnixStream,
     transport: Arc<Transport>,
-    recovery: Duration,
-    lock_owner: crate::netlock::Owner,
+    local: LocalSetup,
     board: Arc<StatusBoard>,
 ) -> Result<(), String> {
     let creds = stream.peer_cred().map_err(|e| e.to_string())?;
@@ -300,9 +331,7 @@ async fn handle_control(
         }
     };
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<ControlEvent>();
-    let job = tokio::spawn(run_migration(
-        req, transport, recovery, lock_owner, events_tx, board,
-    ));
+    let job = tokio::spawn(run_migration(req, transport, local, events_tx, board));
     while let Some(event) = events_rx.recv().await {
         // The CLI may be gone (Ctrl-C): the migration goes on regardless.
         if transport::write_message(&mut stream, LOCAL_PEER, &event)
@@ -318,17 +347,51 @@ async fn handle_control(
 async fn run_migration(
     req: MigrateRequest,
     transport: Arc<Transport>,
-    recovery: Duration,
-    lock_owner: crate::netlock::Owner,
+    local: LocalSetup,
     events: mpsc::UnboundedSender<ControlEvent>,
     board: Arc<StatusBoard>,
 ) {
     let pid = req.pid;
-    let workload = match &req.container {
-        Some((_, _, id)) => format!("container {id}"),
-        None => format!("process {pid}"),
+    let workload = match (&req.docker, &req.container) {
+        (Some(d), _) => format!("Docker container {}", d.name),
+        (None, Some((_, _, id))) => format!("container {id}"),
+        (None, None) => format!("process {pid}"),
     };
     let id = board.begin(workload, req.to);
+    let mut container = req
+        .container
+        .as_ref()
+        .map(|(runtime, root, id)| crate::container::Container::new(*runtime, root.as_deref(), id));
+    let mut docker = None;
+    if let Some(d) = req.docker.clone() {
+        let dockerd = d.socket.as_deref().map_or_else(
+            || local.dockerd.clone(),
+            crate::container::docker::Docker::new,
+        );
+        let resolved = tokio::task::spawn_blocking(move || {
+            source::resolve_docker(&dockerd, &d.name, d.keep_stopped)
+        })
+        .await;
+        match resolved {
+            Ok(Ok((c, s))) => {
+                container = Some(c);
+                docker = Some(s);
+            }
+            failed => {
+                let why = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                    Ok(Ok(_)) => unreachable!("handled above"),
+                };
+                let error = format!(
+                    "the Docker container cannot move: {why}; it keeps running here, untouched"
+                );
+                board.end(id, Err(&error));
+                let _ = events.send(ControlEvent::Failed { error });
+                return;
+            }
+        }
+    }
     let mut session = match transport.connect(req.to, &req.server_name).await {
         Ok(s) => s,
         Err(e) => {
@@ -346,12 +409,11 @@ async fn run_migration(
         },
         bandwidth_limit: req.bandwidth_limit,
         page_streams: session.bulk_connections() as u32,
-        container: req.container.as_ref().map(|(runtime, root, id)| {
-            crate::container::Container::new(*runtime, root.as_deref(), id)
-        }),
-        postcopy_recovery: recovery,
+        container,
+        postcopy_recovery: local.recovery,
         sync_rootfs: req.sync_rootfs,
-        lock_owner,
+        lock_owner: local.lock_owner,
+        docker,
     };
     let rt = tokio::runtime::Handle::current();
     let progress_events = events.clone();

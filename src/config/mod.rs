@@ -75,6 +75,19 @@ pub struct ContainerConfig {
     /// with a network namespace of its own, to give it the source's
     /// addresses and routes (see configs/agent.toml).
     pub network_hook: Option<PathBuf>,
+    /// The socket of this host's dockerd, which `migrate --docker` asks
+    /// about the container leaving and which creates and starts a Docker
+    /// container arriving (default /var/run/docker.sock).
+    pub docker_socket: Option<PathBuf>,
+}
+
+impl ContainerConfig {
+    /// The dockerd socket, the default when none is configured.
+    pub fn docker_socket(&self) -> PathBuf {
+        self.docker_socket
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(crate::container::docker::DEFAULT_SOCKET))
+    }
 }
 
 fn default_control_socket() -> PathBuf {

@@ -7,6 +7,7 @@
 //! the runtime's exec FIFO.
 
 pub mod announce;
+pub mod docker;
 mod error;
 mod freezer;
 pub mod net;

@@ -11,6 +11,7 @@ use super::postcopy_destination::PostCopyArrival;
 use super::protocol::{
     Offer, Opening, ProbeOffer, ProbeToDestination, ProbeToSource, ToDestination, ToSource,
 };
+use crate::container::docker::PreparedStart;
 use crate::image::ImageSink;
 use crate::image::{Checkpoint, ImageWriter};
 use crate::netlock::NetLock;
@@ -71,6 +72,7 @@ enum Receipt {
         dir: PathBuf,
         writer: ImageWriter,
         lock: Option<NetLock>,
+        docker: Option<PreparedStart>,
     },
     /// Storing the pages of the pre-copy rounds (one control message a
     /// step).
@@ -82,6 +84,7 @@ enum Receipt {
         checkpoint: Box<Checkpoint>,
         writer: ImageWriter,
         lock: Option<NetLock>,
+        docker: Option<PreparedStart>,
     },
     /// The post-copy switch-over arrived: restore with lazy memory and
     /// fetch the rest from the source.
@@ -112,6 +115,8 @@ struct Receiving {
     rootfs: super::rootfs_sync::DestinationRootfs,
     /// The connections' lock, prepared (not yet effective).
     lock: Option<NetLock>,
+    /// A Docker container's start, prepared at the offer.
+    docker: Option<PreparedStart>,
 }
 
 /// A step that failed: why, in which state, and what that state held.
@@ -242,6 +247,7 @@ impl Receipt {
                 dir,
                 writer,
                 lock,
+                docker,
             } => {
                 session
                     .send(&ToSource::Accepted)
@@ -259,6 +265,7 @@ impl Receipt {
                     round: 0,
                     rootfs: Default::default(),
                     lock,
+                    docker,
                 })))
             }
             Receipt::Receiving(r) => r.step(session).await.map_err(fail),
@@ -268,7 +275,8 @@ impl Receipt {
                 checkpoint,
                 writer,
                 lock,
-            } => restore(opts, offer, dir, (*checkpoint, writer), lock)
+                docker,
+            } => restore(opts, offer, dir, (*checkpoint, writer), (lock, docker))
                 .await
                 .map_err(fail),
             Receipt::PostCopy(arrival) => {
@@ -293,9 +301,11 @@ impl Receipt {
                 offer,
                 dir,
                 restore,
-                ..
+                workload,
             } => {
-                confirm(session, opts, &restore).await.map_err(fail)?;
+                confirm(session, opts, &restore, &workload)
+                    .await
+                    .map_err(fail)?;
                 Ok(Receipt::Done {
                     dir: Some(dir),
                     outcome: Outcome::Received(Received {
@@ -380,14 +390,21 @@ async fn accept(
     };
     let lock = match checked {
         Ok(lock) => lock,
-        Err(reason) => {
-            let _ = session
-                .send(&ToSource::Refused {
-                    reason: reason.to_string(),
-                })
-                .await;
-            return Err(reason);
-        }
+        Err(reason) => return Err(refuse(session, reason).await),
+    };
+    // A Docker container is created and started (up to its init, which
+    // waits for the state) now, outside the downtime.
+    let docker = {
+        let (offer, dockerd, work_dir) =
+            (offer.clone(), opts.docker.clone(), opts.work_dir.clone());
+        tokio::task::spawn_blocking(move || super::docker::prepare(&offer, &dockerd, &work_dir))
+            .await
+            .map_err(|e| MigrationError::local_in("the Docker preparation task failed", e))
+            .and_then(|r| r)
+    };
+    let docker = match docker {
+        Ok(d) => d,
+        Err(reason) => return Err(refuse(session, reason).await),
     };
     let writer = ImageWriter::create(&dir).map_err(MigrationError::local)?;
     tracing::info!(id = %offer.id, pid = offer.pid, bytes = offer.memory_bytes, "offer accepted");
@@ -396,7 +413,19 @@ async fn accept(
         dir,
         writer,
         lock,
+        docker,
     })
+}
+
+/// Tells the source its offer is refused (nothing was made here, its
+/// workload runs on) and returns why.
+async fn refuse(session: &mut Session, reason: MigrationError) -> MigrationError {
+    let _ = session
+        .send(&ToSource::Refused {
+            reason: reason.to_string(),
+        })
+        .await;
+    reason
 }
 
 impl Receiving {
@@ -459,6 +488,7 @@ impl Receiving {
             store,
             stored,
             lock,
+            docker,
             ..
         } = *self;
         drop(stored);
@@ -472,6 +502,7 @@ impl Receiving {
                 incoming,
                 remote,
                 lock,
+                docker,
             })),
             None => Receipt::Restoring {
                 offer,
@@ -479,6 +510,7 @@ impl Receiving {
                 checkpoint,
                 writer,
                 lock,
+                docker,
             },
         })
     }
@@ -492,7 +524,7 @@ async fn restore(
     offer: Offer,
     dir: PathBuf,
     (checkpoint, writer): (Checkpoint, ImageWriter),
-    lock: Option<NetLock>,
+    (lock, docker): (Option<NetLock>, Option<PreparedStart>),
 ) -> Result<Receipt, MigrationError> {
     let tids: Vec<i32> = checkpoint
         .processes
@@ -500,15 +532,14 @@ async fn restore(
         .flat_map(|p| p.threads.iter().map(|t| t.tid))
         .collect();
     let restore_dir = dir.clone();
-    let container = container_of(&offer, opts);
-    let target = container.clone();
+    let target = container_of(&offer, opts, docker);
     let work_dir = opts.work_dir.clone();
-    let restore = tokio::task::spawn_blocking(move || {
+    let (restore, container) = tokio::task::spawn_blocking(move || {
         let mut sink = ImageSink::new(writer);
         sink.commit(&checkpoint).map_err(MigrationError::local)?;
         let flows = &checkpoint.tcp_flows;
         match target {
-            Some(t) => {
+            Some(mut t) => {
                 let husk = t.create()?;
                 let stats = restore_locked(&work_dir, flows, Some(husk), lock, || {
                     t.configure_network(husk)?;
@@ -521,21 +552,19 @@ async fn restore(
                     .map_err(MigrationError::local)
                 })?;
                 t.announce(husk);
-                Ok(stats)
+                Ok((stats, Some(t.workload())))
             }
             None => restore_locked(&work_dir, flows, None, lock, || {
                 crate::restore::restore(&restore_dir).map_err(MigrationError::local)
-            }),
+            })
+            .map(|stats| (stats, None)),
         }
     })
     .await
     .map_err(|e| MigrationError::local_in("the restore task failed", e))??;
-    let workload = match container {
-        // Its PIDs are the container's: the container is what to remove
-        // on a later failure.
-        Some(t) => Workload::Container(t.container),
-        None => Workload::Tree(tids),
-    };
+    // A container's PIDs are its own: the container is what to remove on
+    // a later failure.
+    let workload = container.unwrap_or(Workload::Tree(tids));
     Ok(Receipt::Running {
         offer,
         dir,
@@ -549,6 +578,7 @@ async fn confirm(
     session: &mut Session,
     opts: &DestinationOptions,
     restore: &RestoreStats,
+    workload: &Workload,
 ) -> Result<(), MigrationError> {
     session
         .send(&ToSource::Running {
@@ -557,10 +587,7 @@ async fn confirm(
         })
         .await?;
     match tokio::time::timeout(opts.confirm_timeout, session.recv::<ToDestination>()).await {
-        Ok(Ok(ToDestination::Done)) => {
-            keep(session, opts).await;
-            Ok(())
-        }
+        Ok(Ok(ToDestination::Done)) => keep(session, opts, Some(workload)).await,
         Ok(Ok(other)) => Err(MigrationError::protocol(format!(
             "expected the source's confirmation, got {}",
             name(&other)
@@ -589,7 +616,9 @@ fn check_offer(offer: &Offer, dir: &Path, opts: &DestinationOptions) -> Result<(
     crate::restore::check_target(offer.xcr0, offer.xstate_size, host_tids)
         .map_err(MigrationError::local)?;
     super::destination_shared::check_local_addresses(&offer.tcp_flows)?;
-    if let Some(c) = &offer.container {
+    // A Docker container is checked by the dockerd here (at its
+    // preparation).
+    if let Some(c) = offer.container.as_ref().filter(|c| c.docker.is_none()) {
         crate::container::check_capabilities().map_err(MigrationError::local)?;
         crate::container::check_runtime(c.runtime).map_err(MigrationError::local)?;
         crate::container::check_bundle(&c.id, Path::new(&c.bundle))
@@ -669,6 +698,7 @@ mod tests {
                     }],
                     routes: vec![],
                 }),
+                docker: None,
             }),
             tcp_flows: vec![],
         }
@@ -684,6 +714,7 @@ mod tests {
             confirm_timeout: Duration::from_secs(1),
             reconnect: None,
             network_hook: None,
+            docker: crate::container::docker::Docker::new(Path::new("/nonexistent")),
         };
         let dir = opts.work_dir.join("t");
         let refused = check_offer(&offer, &dir, &opts).unwrap_err().to_string();

@@ -6,6 +6,7 @@
 
 use super::error::MigrationError;
 use super::protocol::{Offer, RootfsRequest, ToDestination, ToSource};
+use crate::container::docker::PreparedStart;
 use crate::transport::Session;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -45,6 +46,9 @@ pub struct DestinationOptions {
     /// The command that configures a migrated container's own network
     /// namespace before its restore (None: such containers are refused).
     pub network_hook: Option<PathBuf>,
+    /// The dockerd here, which creates and starts migrated Docker
+    /// containers.
+    pub docker: crate::container::docker::Docker,
 }
 
 /// The name of the state a received migration is in, for the log and the
@@ -90,17 +94,35 @@ pub(super) struct ContainerTarget {
     bundle: PathBuf,
     /// Its own network namespace: the hook and the source's addresses.
     network: Option<(PathBuf, crate::container::net::NetworkConfig)>,
+    /// A Docker container: created and being started by the dockerd
+    /// here since the offer; its init comes from ferry-runc's handoff.
+    docker: Option<PreparedStart>,
 }
 
 impl ContainerTarget {
     /// Creates the container and returns its waiting init (blocking); its
     /// network namespace of its own stays empty until
-    /// [`ContainerTarget::configure_network`].
-    pub fn create(&self) -> Result<i32, MigrationError> {
+    /// [`ContainerTarget::configure_network`]. A Docker container's init
+    /// is the one ferry-runc handed over at the offer (created by `docker
+    /// start`).
+    pub fn create(&mut self) -> Result<i32, MigrationError> {
+        if let Some(d) = &self.docker {
+            let (pid, container) = d.husk().map_err(MigrationError::local)?;
+            self.container = container;
+            return Ok(pid);
+        }
         self.container
             .create(&self.bundle, crate::container::InitStdio::Null)
             .map(|st| st.pid)
             .map_err(MigrationError::local)
+    }
+
+    /// What a later failure removes.
+    pub fn workload(&self) -> Workload {
+        match &self.docker {
+            Some(d) => Workload::Docker(d.clone()),
+            None => Workload::Container(self.container.clone()),
+        }
     }
 
     /// Runs the network hook on the created container's namespace (whose
@@ -132,8 +154,13 @@ impl ContainerTarget {
     }
 }
 
-/// The container an offer moves (None for a process tree).
-pub(super) fn container_of(offer: &Offer, opts: &DestinationOptions) -> Option<ContainerTarget> {
+/// The container an offer moves (None for a process tree); `docker`, a
+/// Docker container's start prepared at the offer.
+pub(super) fn container_of(
+    offer: &Offer,
+    opts: &DestinationOptions,
+    docker: Option<PreparedStart>,
+) -> Option<ContainerTarget> {
     offer.container.as_ref().map(|c| {
         let root = c.runtime_root.as_deref().map(Path::new);
         ContainerTarget {
@@ -143,16 +170,37 @@ pub(super) fn container_of(offer: &Offer, opts: &DestinationOptions) -> Option<C
                 .network
                 .clone()
                 .and_then(|n| opts.network_hook.clone().map(|hook| (hook, n))),
+            docker,
         }
     })
 }
 
 /// Answers the source's Done: the workload stays whatever happens to
 /// this answer (the source kills its copy once it reads it, or times out);
-/// the source closes the session once it has read it.
-pub(super) async fn keep(session: &mut Session, opts: &DestinationOptions) {
+/// the source closes the session once it has read it. A Docker
+/// container's start is finished first (ferry-runc answered, `docker
+/// start` returned: Docker's own bookkeeping, which the restored workload
+/// runs through, out of the downtime); if that fails, the error goes back
+/// instead of Kept (the caller's failure path answers Failed and removes
+/// the container) and the source resumes its copy.
+pub(super) async fn keep(
+    session: &mut Session,
+    opts: &DestinationOptions,
+    workload: Option<&Workload>,
+) -> Result<(), MigrationError> {
+    if let Some(Workload::Docker(d)) = workload {
+        let d = d.clone();
+        tokio::task::spawn_blocking(move || d.finish())
+            .await
+            .map_err(|e| MigrationError::local_in("the Docker start task failed", e))?
+            .map_err(MigrationError::local)?;
+    }
+    if let Some(w) = workload {
+        w.keep();
+    }
     let _ = session.send(&ToSource::Kept).await;
     let _ = tokio::time::timeout(opts.confirm_timeout, session.recv::<ToDestination>()).await;
+    Ok(())
 }
 
 pub(super) fn name(message: &ToDestination) -> &'static str {
@@ -175,13 +223,24 @@ pub(super) enum Workload {
     Tree(Vec<i32>),
     /// A container created here (its PIDs are its namespace's): deleted.
     Container(crate::container::Container),
+    /// A Docker container created here: removed through dockerd.
+    Docker(PreparedStart),
 }
 
 impl Workload {
+    /// The migration succeeded: the workload stays (a Docker container
+    /// is no longer removed when its last handle goes).
+    fn keep(&self) {
+        if let Workload::Docker(d) = self {
+            d.keep();
+        }
+    }
+
     /// Kills the tree, or deletes the container.
     pub fn remove(self) {
         match self {
             Workload::Tree(pids) => kill_tree(&pids),
+            Workload::Docker(d) => d.remove(),
             Workload::Container(c) => {
                 if let Err(e) = c.delete() {
                     tracing::error!(id = %c.id, %e, "deleting the container of a failed migration failed");

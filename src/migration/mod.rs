@@ -60,6 +60,7 @@
 
 pub mod destination;
 mod destination_shared;
+mod docker;
 pub mod dryrun;
 pub mod error;
 mod network_sink;

@@ -311,6 +311,11 @@ impl NetworkSink<'_> {
             .map_err(|e| self.link_error("confirm the switch-over", e))?;
         match self.rt.block_on(self.session.recv::<ToSource>()) {
             Ok(ToSource::Kept) => {}
+            // The destination removed its copy (a Docker container whose
+            // start failed after its restore): ours resumes.
+            Ok(ToSource::Failed { reason }) => {
+                return Err(self.link_error("keep the workload", reason))
+            }
             other => tracing::warn!(
                 pid = self.pid,
                 ?other,

@@ -63,4 +63,21 @@ pub struct MigrateOptions {
     /// connections from the freeze on (this agent: its next start sweeps
     /// what a killed run left).
     pub lock_owner: crate::netlock::Owner,
+    /// The container is a Docker container of the dockerd here: it is
+    /// created and started on the destination's dockerd, and removed
+    /// (or left stopped) here once it runs there.
+    pub docker: Option<DockerSource>,
+}
+
+/// A Docker container leaving this host.
+#[derive(Debug, Clone)]
+pub struct DockerSource {
+    /// The dockerd it runs on.
+    pub docker: crate::container::docker::Docker,
+    /// Its ID there.
+    pub id: String,
+    /// What creates it again on the destination.
+    pub spec: crate::container::docker::DockerSpec,
+    /// Leave it stopped here once it runs there, instead of removing it.
+    pub keep_stopped: bool,
 }

@@ -105,6 +105,8 @@ pub(super) struct PostCopyArrival {
     pub remote: Vec<RemoteRuns>,
     /// The connections' lock, prepared at the offer (not yet effective).
     pub lock: Option<crate::netlock::NetLock>,
+    /// A Docker container's start, prepared at the offer.
+    pub docker: Option<crate::container::docker::PreparedStart>,
 }
 
 /// Why the post-copy restore or phase failed: in which of its states, and
@@ -140,6 +142,7 @@ pub(super) async fn run(
         incoming,
         remote,
         lock,
+        docker,
     } = arrival;
     let remote = check_remote(&checkpoint, &remote).map_err(early)?;
     let tids: Vec<i32> = checkpoint
@@ -178,8 +181,8 @@ pub(super) async fn run(
 
     // A container is created first: its init is the root husk, and what
     // to kill (the whole PID namespace with it) should the post-copy fail.
-    let target = match container_of(&offer, opts) {
-        Some(t) => {
+    let target = match container_of(&offer, opts, docker) {
+        Some(mut t) => {
             let (husk, t) = tokio::task::spawn_blocking(move || t.create().map(|h| (h, t)))
                 .await
                 .map_err(|e| MigrationError::local_in("the container creation task failed", e))
@@ -205,9 +208,8 @@ pub(super) async fn run(
         remote,
         ready: ready_tx,
     };
-    let created = target
-        .as_ref()
-        .map(|(t, _)| Workload::Container(t.container.clone()));
+    let in_container = target.is_some();
+    let created = target.as_ref().map(|(t, _)| t.workload());
     let restore = tokio::task::spawn_blocking(move || {
         let mut sink = ImageSink::new(writer);
         sink.commit(&checkpoint).map_err(MigrationError::local)?;
@@ -296,12 +298,17 @@ pub(super) async fn run(
         let _ = restore.await;
     }
     let _ = tokio::task::spawn_blocking(move || server_thread.join()).await;
-    let (_, stats) = result.map_err(|error| PostCopyFailure {
+    let result = match result {
+        Ok((_, stats)) => keep(session, opts, phase.workload.as_ref())
+            .await
+            .map(|()| stats),
+        Err(error) => Err(error),
+    };
+    let stats = result.map_err(|error| PostCopyFailure {
         error,
         state: phase.state,
         workload: phase.workload,
     })?;
-    keep(session, opts).await;
     Ok(Received {
         id: offer.id,
         pid: stats.pid,

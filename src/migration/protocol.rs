@@ -87,6 +87,10 @@ pub struct ContainerOffer {
     /// (None: it shares its host's, or has only loopback), for the
     /// destination's network hook.
     pub network: Option<crate::container::net::NetworkConfig>,
+    /// A Docker container: what the destination's dockerd creates and
+    /// starts through ferry-runc's handoff (the runtime, root and bundle
+    /// above are then the source's, for its log only).
+    pub docker: Option<crate::container::docker::DockerSpec>,
 }
 
 /// A dry run's question (`migrate-agent dry-run --to`): would this offer
@@ -318,6 +322,7 @@ mod tests {
                         dev: None,
                     }],
                 }),
+                docker: None,
             }),
             tcp_flows: vec![],
         }

@@ -3,9 +3,10 @@
 //! and kill it only once the destination reports it running. On any
 //! failure before that the workload is resumed where it was.
 
+pub use super::docker::resolve as resolve_docker;
 use super::error::MigrationError;
 use super::network_sink::{namespace_tid_pairs, CopyPhase, NetworkSink};
-pub use super::options::{MigrateOptions, MigrationMode};
+pub use super::options::{DockerSource, MigrateOptions, MigrationMode};
 use super::protocol::{Offer, Opening, ToDestination, ToSource};
 use super::stats::{MigrationStats, Phase, Progress};
 use crate::dump::{self, CheckpointError, CheckpointOptions};
@@ -140,12 +141,11 @@ pub fn migrate(
             })
         }
         Some(c) => {
-            let (pid, offer) =
-                container_offer(c, opts.mode).map_err(|why| MigrateError::Container {
-                    peer: peer.clone(),
-                    id: c.id.clone(),
-                    why,
-                })?;
+            let (pid, offer) = container_offer(c, opts).map_err(|why| MigrateError::Container {
+                peer: peer.clone(),
+                id: c.id.clone(),
+                why,
+            })?;
             (pid, Some(offer))
         }
         None => (pid, None),
@@ -292,8 +292,12 @@ impl SourceRun<'_> {
         let ck_opts = CheckpointOptions {
             in_container: opts.container.is_some(),
             lock_owner: Some(opts.lock_owner),
-            // The destination's container gets no stdio of a shim.
-            external_stdio: if opts.container.is_some() {
+            // A Docker container's init gets a shim's stdio again on the
+            // destination (ferry-runc's handoff); a runc container's gets
+            // none.
+            external_stdio: if opts.docker.is_some() {
+                crate::inspect::StdioPolicy::Record
+            } else if opts.container.is_some() {
                 crate::inspect::StdioPolicy::Refuse
             } else {
                 crate::inspect::StdioPolicy::NotContainer
@@ -303,7 +307,9 @@ impl SourceRun<'_> {
         let result = dump::checkpoint_into(pid, &mut sink, ck_opts);
         match result {
             Ok(checkpoint) => {
-                if let Some(c) = &opts.container {
+                if let Some(d) = &opts.docker {
+                    super::docker::leave(d);
+                } else if let Some(c) = &opts.container {
                     // Its processes are gone: the runtime's record goes too.
                     if let Err(e) = c.delete() {
                         tracing::warn!(id = %c.id, %e, "deleting the migrated container's record failed");
@@ -342,15 +348,21 @@ impl SourceRun<'_> {
 /// cannot be restored with lazy memory when `mode` asks for that.
 fn container_offer(
     c: &crate::container::Container,
-    mode: MigrationMode,
+    opts: &MigrateOptions,
 ) -> Result<(i32, super::protocol::ContainerOffer), MigrationError> {
     crate::container::check_capabilities().map_err(MigrationError::local)?;
     let st = c.running().map_err(MigrationError::local)?;
     crate::container::check_tree(&c.id, st.pid).map_err(MigrationError::local)?;
-    if mode != MigrationMode::Precopy {
+    // ferry-runc creates a Docker container's init on the destination
+    // with CAP_SYS_PTRACE for the restore (and drops it at its end).
+    if opts.mode != MigrationMode::Precopy && opts.docker.is_none() {
         check_lazy_container(&c.id, st.pid)?;
     }
-    let network = crate::container::net::record(&c.id, st.pid).map_err(MigrationError::local)?;
+    // dockerd's network hook gives a Docker container its address again.
+    let network = match opts.docker {
+        Some(_) => None,
+        None => crate::container::net::record(&c.id, st.pid).map_err(MigrationError::local)?,
+    };
     let default_root = c.runtime.default_root();
     Ok((
         st.pid,
@@ -360,6 +372,7 @@ fn container_offer(
             runtime_root: (c.root != default_root).then(|| c.root.display().to_string()),
             bundle: st.bundle,
             network,
+            docker: opts.docker.as_ref().map(|d| d.spec.clone()),
         },
     ))
 }

@@ -4,6 +4,7 @@
 //! when dropped, also after a failure. And a busybox image imported from
 //! a rootfs built here (no registry is reachable).
 
+use super::testbed::{Host, Testbed};
 use super::{path_str, profile_dir};
 use anyhow::{ensure, Context, Result};
 use std::path::{Path, PathBuf};
@@ -39,21 +40,44 @@ pub struct DockerHost {
     dir: PathBuf,
 }
 
+/// A directory of its own for a dockerd: short, since containerd's socket
+/// path under it must fit a sun_path.
+fn host_dir() -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    std::env::temp_dir().join(format!(
+        "fdk{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
 impl DockerHost {
     /// Starts a dockerd whose default runtime is ferry-runc.
     pub fn up() -> Result<Self> {
-        static N: AtomicU32 = AtomicU32::new(0);
-        // Short: containerd's socket path under it must fit a sun_path.
-        let dir = std::env::temp_dir().join(format!(
-            "fdk{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
+        Self::start(host_dir(), &[])
+    }
+
+    /// Starts a dockerd whose default runtime is ferry-runc inside `host`
+    /// of the testbed (its network, PID, mount and IPC namespaces, where
+    /// its agent runs), its socket linked where the host's agent
+    /// configuration names it (`[container] docker_socket`).
+    pub fn in_testbed(bed: &Testbed, host: Host) -> Result<Self> {
+        let agents = bed.agents_dir();
+        let letter = match host {
+            Host::A => "a",
+            Host::B => "b",
+            Host::C => anyhow::bail!("host C has no agent to run a dockerd beside"),
+        };
+        Self::start(host_dir(), &["--in-host", path_str(agents)?, letter])
+    }
+
+    fn start(dir: PathBuf, extra: &[&str]) -> Result<Self> {
         let host = DockerHost { dir };
         let out = Command::new(script())
             .arg("up")
             .arg(&host.dir)
             .arg(ferry_runc()?)
+            .args(extra)
             .stdin(Stdio::null())
             .output()
             .context("running scripts/docker-host.sh up")?;
@@ -65,9 +89,14 @@ impl DockerHost {
         Ok(host)
     }
 
+    /// dockerd's API socket, as `--docker-host` takes it.
+    pub fn host_url(&self) -> Result<String> {
+        Ok(format!("unix://{}/docker.sock", path_str(&self.dir)?))
+    }
+
     /// Runs `docker ARGS` against this dockerd.
     pub fn run(&self, args: &[&str]) -> Result<Output> {
-        let sock = format!("unix://{}/docker.sock", path_str(&self.dir)?);
+        let sock = self.host_url()?;
         Command::new(DOCKER)
             .arg("-H")
             .arg(sock)
@@ -90,7 +119,7 @@ impl DockerHost {
     }
 
     /// The last lines of dockerd's log, for an error message.
-    fn runtime_log_tail(&self) -> String {
+    pub fn runtime_log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(8).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
@@ -139,6 +168,13 @@ impl DockerHost {
     /// `tar`).
     fn import_rootfs(&self, rootfs: &Path, tar: &Path, name: &str) -> Result<()> {
         tar_dir(rootfs, tar)?;
+        self.import_tar(tar, name)
+    }
+
+    /// Imports the rootfs tarball `tar` (made by an import_* call) as image
+    /// `name`: another dockerd then has the very same files (their
+    /// modification times included), as two hosts pulling one image.
+    pub fn import_tar(&self, tar: &Path, name: &str) -> Result<()> {
         self.docker(&["import", path_str(tar)?, name])?;
         Ok(())
     }

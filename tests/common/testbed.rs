@@ -100,6 +100,12 @@ impl Testbed {
         Ok(bed)
     }
 
+    /// The directory of the agents' files (DIR of `testbed.sh --agents
+    /// DIR`): a host's in DIR/a and DIR/b.
+    pub fn agents_dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The control socket of a host's agent.
     pub fn control_socket(&self, host: Host) -> PathBuf {
         self.dir.join(host.letter()).join("agent.sock")

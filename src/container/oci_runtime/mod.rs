@@ -127,7 +127,10 @@ fn checkpoint(global: &GlobalFlags, a: &CheckpointArgs, log: &RuntimeLog) -> Res
 
 /// `restore`: creates the container from its bundle with this process's
 /// stdio (what the shim gave the runtime), restores the image into its
-/// init, and writes the PID file.
+/// init (or, when the checkpoint directory holds a live migration's
+/// handoff marker, hands the init to the local agent, which restores the
+/// migrated state into it: `crate::container::docker::handoff`), and
+/// writes the PID file.
 fn restore(global: &GlobalFlags, a: &RestoreArgs, log: &RuntimeLog) -> Result<(), String> {
     let c = container(global, &a.id);
     super::check_capabilities().map_err(|e| e.to_string())?;
@@ -153,13 +156,26 @@ fn restore(global: &GlobalFlags, a: &RestoreArgs, log: &RuntimeLog) -> Result<()
         return Err(e);
     }
     let st = created.map_err(|e| e.to_string())?;
-    log.debug(&format!(
-        "restoring {} into init {}",
-        a.image_path.display(),
-        st.pid
-    ));
-    let stats = super::restore_created(&c, st.pid, &a.image_path, Default::default())
-        .map_err(|e: ContainerError| e.to_string())?;
+    let done = match super::docker::handoff::read_marker(&a.image_path) {
+        Some(marker) => hand_over(&c, st.pid, &marker, log)?,
+        None => {
+            log.debug(&format!(
+                "restoring {} into init {}",
+                a.image_path.display(),
+                st.pid
+            ));
+            let stats = super::restore_created(&c, st.pid, &a.image_path, Default::default())
+                .map_err(|e: ContainerError| e.to_string())?;
+            let work = a.work_path.as_deref().unwrap_or(&a.image_path);
+            if let Err(e) = criu_files::write_restore_stats(work, &stats) {
+                log.error(&e);
+            }
+            format!(
+                "restored {} processes in {:.1} ms",
+                stats.processes, stats.restore_ms
+            )
+        }
+    };
     if let Some(path) = &a.pid_file {
         if let Err(e) = super::write_pid_file(path, st.pid) {
             let _ = c.delete();
@@ -170,15 +186,34 @@ fn restore(global: &GlobalFlags, a: &RestoreArgs, log: &RuntimeLog) -> Result<()
             ));
         }
     }
-    log.debug(&format!(
-        "restored {} processes in {:.1} ms",
-        stats.processes, stats.restore_ms
-    ));
-    let work = a.work_path.as_deref().unwrap_or(&a.image_path);
-    if let Err(e) = criu_files::write_restore_stats(work, &stats) {
-        log.error(&e);
-    }
+    log.debug(&done);
     Ok(())
+}
+
+/// A live migration's restore (the checkpoint directory holds a handoff
+/// marker, not an image): hands the created init `pid` to the local
+/// agent, which restores the migrated state into it, and waits for its
+/// answer. On failure the container is deleted.
+fn hand_over(
+    c: &Container,
+    pid: i32,
+    marker: &super::docker::handoff::Marker,
+    log: &RuntimeLog,
+) -> Result<String, String> {
+    log.debug(&format!(
+        "handing init {pid} to the agent at {}",
+        marker.socket.display()
+    ));
+    let ready = super::docker::handoff::HuskReady {
+        pid,
+        root: c.root.clone(),
+        id: c.id.clone(),
+    };
+    super::docker::handoff::hand_over(marker, &ready)
+        .map(|()| format!("the agent restored the migrated state into init {pid}"))
+        .inspect_err(|_| {
+            let _ = c.delete();
+        })
 }
 
 /// Leaves the failure in the work directory as `name` (a shim copies
