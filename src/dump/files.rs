@@ -6,6 +6,7 @@
 
 use super::anon;
 use super::error::CheckpointError;
+use super::netlink;
 use super::notify;
 use super::pidfd;
 use super::sockets;
@@ -253,6 +254,12 @@ pub fn describe(
                             queued_clients = described.queued_clients;
                             in_flight = described.in_flight;
                             described.image
+                        }
+                        FdClass::NetlinkSocket => {
+                            let taken = kernel::pidfd_getfd(&pidfd, c.fd).map_err(fail(
+                                format!("take fd {} (a netlink socket) of process {pid}", c.fd),
+                            ))?;
+                            netlink::describe(pid, c.fd, &c.target, &taken, flags)?
                         }
                         FdClass::ExternalStdio { slot, .. } => {
                             FileImage::ExternalStdio(ExternalStdio {

@@ -15,6 +15,7 @@ mod lock;
 mod locks;
 pub mod memory;
 mod mm;
+mod netlink;
 pub mod notify;
 mod pidfd;
 pub mod pidns;

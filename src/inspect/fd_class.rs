@@ -43,6 +43,8 @@ pub enum FdClass {
     },
     /// A listening TCP socket, or an unconnected TCP or UDP socket.
     InetSocket,
+    /// A netlink socket with no message queued.
+    NetlinkSocket,
     /// An established or half-closed TCP connection, carried with
     /// TCP_REPAIR.
     TcpConnection {

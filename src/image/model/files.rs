@@ -71,6 +71,9 @@ pub enum FileImage {
     /// the same stdio slot of the restored init's husk, i.e. the stdio
     /// the restoring runtime gives the new container.
     ExternalStdio(ExternalStdio),
+    /// A netlink socket (AF_NETLINK), made again with its protocol, port
+    /// id, groups, connected destination and options.
+    NetlinkSocket(NetlinkSocket),
 }
 
 /// A memfd description: an anonymous file whose contents live only in
@@ -716,4 +719,29 @@ pub struct GhostDevice {
     pub major: u32,
     /// Its minor number.
     pub minor: u32,
+}
+
+/// A netlink socket (AF_NETLINK): what a program talking to the kernel
+/// (routing, uevents, sock_diag) or to another process through it holds.
+/// Its queued messages are not carried: a socket holding some is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetlinkSocket {
+    /// SOCK_RAW or SOCK_DGRAM.
+    pub sock_type: i32,
+    /// The netlink protocol (NETLINK_ROUTE, NETLINK_KOBJECT_UEVENT ...).
+    pub protocol: i32,
+    /// Status flags of the description (O_NONBLOCK ...).
+    pub flags: i32,
+    /// Its port id (bound, or given by the kernel on its first send or
+    /// connect); 0 when it has none yet.
+    pub port_id: u32,
+    /// The multicast groups it listens to (1-based numbers, as
+    /// NETLINK_ADD_MEMBERSHIP takes them).
+    pub groups: Vec<u32>,
+    /// The port id its sends go to when connected (0: the kernel).
+    pub dst_port_id: u32,
+    /// The group its sends also go to when connected (0: none).
+    pub dst_group: u32,
+    /// The options every socket has, and the SOL_NETLINK ones.
+    pub options: SocketOptions,
 }

@@ -205,6 +205,14 @@ pub(super) fn write_process(
                 "-".to_string(),
                 format!("{} -> the container's stdio fd {}", s.target, s.slot),
             ),
+            Some(FileImage::NetlinkSocket(n)) => (
+                open_flags(n.flags | libc::O_RDWR),
+                "-".to_string(),
+                format!(
+                    "netlink protocol {}, port id {}, groups {:?}, to port id {} group {}",
+                    n.protocol, n.port_id, n.groups, n.dst_port_id, n.dst_group
+                ),
+            ),
             None => (
                 "?".to_string(),
                 "-".to_string(),

@@ -17,6 +17,7 @@ mod files;
 mod locks;
 mod memory;
 mod mm;
+mod netlink;
 mod notify;
 mod pidfd;
 mod process;
