@@ -8,6 +8,7 @@ use super::anon;
 use super::error::CheckpointError;
 use super::netlink;
 use super::notify;
+use super::packet;
 use super::pidfd;
 use super::sockets;
 use super::tcp;
@@ -260,6 +261,12 @@ pub fn describe(
                                 format!("take fd {} (a netlink socket) of process {pid}", c.fd),
                             ))?;
                             netlink::describe(pid, c.fd, &c.target, &taken, flags)?
+                        }
+                        FdClass::PacketSocket { inode } => {
+                            let taken = kernel::pidfd_getfd(&pidfd, c.fd).map_err(fail(
+                                format!("take fd {} (a packet socket) of process {pid}", c.fd),
+                            ))?;
+                            packet::describe(pid, c.fd, &c.target, inode, &taken, flags)?
                         }
                         FdClass::ExternalStdio { slot, .. } => {
                             FileImage::ExternalStdio(ExternalStdio {

@@ -17,6 +17,7 @@ pub mod memory;
 mod mm;
 mod netlink;
 pub mod notify;
+mod packet;
 mod pidfd;
 pub mod pidns;
 pub mod precopy;

@@ -2,7 +2,7 @@
 //! also holds, bound and listening unix sockets, listening TCP sockets,
 //! UDP and UDP-Lite sockets bound or connected, shut down or not,
 //! established and half-closed TCP connections, netlink sockets with no
-//! message queued). Each socket is taken out of the process with pidfd_getfd
+//! message queued, packet sockets without a filter). Each socket is taken out of the process with pidfd_getfd
 //! and examined with ordinary socket calls; the peer of a unix socket
 //! comes from unix_diag.
 
@@ -172,7 +172,42 @@ pub fn classify(pid: i32, fd: i32, inode: u64) -> Result<FdClass, InspectError> 
                 "netlink socket that cannot be polled ({e})"
             ))),
         },
-        libc::AF_PACKET => Err(refuse("packet socket".into())),
+        libc::AF_PACKET => {
+            let diag = u32::try_from(inode)
+                .map_err(|_| Errno::EOVERFLOW)
+                .and_then(kernel::packet::packet_diag)
+                .map_err(|e| refuse(format!("packet socket that packet_diag cannot read ({e})")))?
+                .ok_or_else(|| {
+                    refuse(
+                        "packet socket that packet_diag does not list (is it in another \
+                         network namespace?)"
+                            .into(),
+                    )
+                })?;
+            if diag.filtered {
+                return Err(refuse(
+                    "packet socket with a socket filter (SO_ATTACH_FILTER), which ferry \
+                     does not carry"
+                        .into(),
+                ));
+            }
+            // A SOCK_PACKET socket has no SOL_PACKET options.
+            let fanout = if ty == kernel::packet::SOCK_PACKET {
+                0
+            } else {
+                int(libc::SOL_PACKET, libc::PACKET_FANOUT)? as u32
+            };
+            let fanout_type = (fanout >> 16) & 0xff;
+            if fanout != 0
+                && [libc::PACKET_FANOUT_CBPF, libc::PACKET_FANOUT_EBPF].contains(&fanout_type)
+            {
+                return Err(refuse(format!(
+                    "packet socket in a fanout group of type {fanout_type} (a BPF program, \
+                     which ferry does not carry)"
+                )));
+            }
+            Ok(FdClass::PacketSocket { inode })
+        }
         other => Err(refuse(format!("socket of address family {other}"))),
     }
 }

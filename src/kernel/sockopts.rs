@@ -27,6 +27,8 @@ pub enum Applies {
     Tcp,
     /// Netlink sockets (SOL_NETLINK).
     Netlink,
+    /// Packet sockets (SOL_PACKET).
+    Packet,
 }
 
 /// One carried option: its level, name, how messages show it and which
@@ -60,7 +62,7 @@ const fn opt(level: i32, name: i32, shown: &'static str, applies: Applies) -> Ca
 /// carried with a connection's negotiated options instead.
 pub const CARRIED: &[Carried] = {
     use libc::*;
-    use Applies::{All, Inet4, Inet4Datagram, Inet6, Inet6Datagram, Netlink, RawIcmp, Tcp};
+    use Applies::{All, Inet4, Inet4Datagram, Inet6, Inet6Datagram, Netlink, Packet, RawIcmp, Tcp};
     &[
         opt(SOL_IP, IP_TOS, "IP_TOS", Inet4),
         opt(SOL_IP, IP_TTL, "IP_TTL", Inet4),
@@ -153,6 +155,25 @@ pub const CARRIED: &[Carried] = {
             "NETLINK_GET_STRICT_CHK",
             Netlink,
         ),
+        opt(SOL_PACKET, PACKET_VERSION, "PACKET_VERSION", Packet),
+        opt(SOL_PACKET, PACKET_RESERVE, "PACKET_RESERVE", Packet),
+        opt(SOL_PACKET, PACKET_AUXDATA, "PACKET_AUXDATA", Packet),
+        opt(SOL_PACKET, PACKET_ORIGDEV, "PACKET_ORIGDEV", Packet),
+        opt(SOL_PACKET, PACKET_LOSS, "PACKET_LOSS", Packet),
+        opt(SOL_PACKET, PACKET_VNET_HDR, "PACKET_VNET_HDR", Packet),
+        opt(SOL_PACKET, PACKET_TIMESTAMP, "PACKET_TIMESTAMP", Packet),
+        opt(
+            SOL_PACKET,
+            PACKET_QDISC_BYPASS,
+            "PACKET_QDISC_BYPASS",
+            Packet,
+        ),
+        opt(
+            SOL_PACKET,
+            PACKET_IGNORE_OUTGOING,
+            "PACKET_IGNORE_OUTGOING",
+            Packet,
+        ),
         opt(SOL_SOCKET, SO_PRIORITY, "SO_PRIORITY", All),
         opt(SOL_SOCKET, SO_RCVLOWAT, "SO_RCVLOWAT", All),
         opt(SOL_SOCKET, SO_MARK, "SO_MARK", All),
@@ -188,6 +209,7 @@ pub fn carried_for(domain: i32, ty: i32, protocol: i32) -> impl Iterator<Item = 
                 && protocol == libc::IPPROTO_TCP
         }
         Applies::Netlink => domain == libc::AF_NETLINK,
+        Applies::Packet => domain == libc::AF_PACKET,
     })
 }
 

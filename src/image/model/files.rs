@@ -74,6 +74,9 @@ pub enum FileImage {
     /// A netlink socket (AF_NETLINK), made again with its protocol, port
     /// id, groups, connected destination and options.
     NetlinkSocket(NetlinkSocket),
+    /// A packet socket (AF_PACKET), made again with its type, protocol,
+    /// interface, options, memberships, rings and fanout group.
+    PacketSocket(PacketSocket),
 }
 
 /// A memfd description: an anonymous file whose contents live only in
@@ -744,4 +747,51 @@ pub struct NetlinkSocket {
     pub dst_group: u32,
     /// The options every socket has, and the SOL_NETLINK ones.
     pub options: SocketOptions,
+}
+
+/// A packet socket (AF_PACKET: SOCK_RAW, SOCK_DGRAM or the old
+/// SOCK_PACKET). The frames queued on it are not carried, as the network
+/// may drop them; its rings are carried as configured, a mapped ring is
+/// refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacketSocket {
+    /// SOCK_RAW, SOCK_DGRAM or SOCK_PACKET.
+    pub sock_type: i32,
+    /// The protocol it receives (an EtherType in network byte order, as
+    /// socket(2) and bind(2) take it; 0: none).
+    pub protocol: u16,
+    /// Status flags of the description (O_NONBLOCK ...).
+    pub flags: i32,
+    /// The interface it is bound to (0: all, or not bound).
+    pub ifindex: i32,
+    /// For a SOCK_PACKET socket: the name of the device it is bound to
+    /// (empty: not bound).
+    pub device: Vec<u8>,
+    /// Its memberships (PACKET_ADD_MEMBERSHIP).
+    pub memberships: Vec<PacketMembership>,
+    /// PACKET_RX_RING's configuration (tpacket_req3's seven fields), if
+    /// set.
+    pub rx_ring: Option<[u32; 7]>,
+    /// PACKET_TX_RING's, if set.
+    pub tx_ring: Option<[u32; 7]>,
+    /// PACKET_FANOUT as getsockopt reads it (group id, and type and flags
+    /// shifted by 16); 0: in no fanout group.
+    pub fanout: u32,
+    /// The options every socket has, and the SOL_PACKET ones.
+    pub options: SocketOptions,
+}
+
+/// A membership of a packet socket: a multicast or unicast address, or
+/// promiscuous or all-multicast mode, on an interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacketMembership {
+    /// The interface.
+    pub ifindex: i32,
+    /// PACKET_MR_MULTICAST, PACKET_MR_PROMISC, PACKET_MR_ALLMULTI or
+    /// PACKET_MR_UNICAST.
+    pub mr_type: u16,
+    /// The link-layer address, at most 8 bytes.
+    pub address: Vec<u8>,
+    /// How many times it was added (each PACKET_DROP_MEMBERSHIP takes one).
+    pub count: u32,
 }

@@ -4,6 +4,7 @@
 
 use super::anon;
 use super::netlink;
+use super::packet;
 use super::pidfd;
 use super::process::{Husk, STRUCT_OFF};
 use super::sockets;
@@ -96,6 +97,7 @@ impl TreeFds {
         unix::create(ck, &mut ours)?;
         sockets::create(ck, &mut ours)?;
         netlink::create(ck, &mut ours)?;
+        packet::create(ck, &mut ours)?;
         let connections = tcp::create(ck, &mut ours)?;
         let ghosts = ck
             .ghost_files
@@ -567,6 +569,7 @@ impl<'a> Husk<'a> {
                     | FileImage::UnixSocket(_)
                     | FileImage::InetSocket(_)
                     | FileImage::NetlinkSocket(_)
+                    | FileImage::PacketSocket(_)
                     | FileImage::TcpConnection(_) => {
                         return Err(RestoreError::Unsupported {
                             pid: image.pid,

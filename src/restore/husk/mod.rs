@@ -19,6 +19,7 @@ mod memory;
 mod mm;
 mod netlink;
 mod notify;
+mod packet;
 mod pidfd;
 mod process;
 mod rlimits;

@@ -7,7 +7,9 @@
 use super::sockets::{holder, set_flags, set_options};
 use crate::image::{Checkpoint, FileImage, PacketSocket};
 use crate::kernel::packet::{bind_packet, packet_mreq};
-use crate::kernel::sockets::{getsockopt_int, setsockopt_bytes, setsockopt_int, socket_with_protocol};
+use crate::kernel::sockets::{
+    getsockopt_int, setsockopt_bytes, setsockopt_int, socket_with_protocol,
+};
 use crate::restore::error::RestoreError;
 use std::os::fd::{AsFd, OwnedFd};
 
