@@ -5,7 +5,7 @@
 //! to its multicast groups, connected to its destination, with its
 //! options.
 
-use super::sockets::{holder, set_flags, set_options};
+use super::sockets::{create_each, set_options};
 use crate::image::{Checkpoint, FileImage, NetlinkSocket};
 use crate::kernel::sockets::{setsockopt_int, socket_with_protocol};
 use crate::restore::error::RestoreError;
@@ -15,15 +15,10 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 /// Creates every netlink socket of the tree `ck`, putting our fd of each
 /// at the index of its description in `ours`.
 pub fn create(ck: &Checkpoint, ours: &mut [Option<OwnedFd>]) -> Result<(), RestoreError> {
-    for (i, file) in ck.files.iter().enumerate() {
-        let (Some(image), FileImage::NetlinkSocket(n)) = (holder(ck, i), file) else {
-            continue;
-        };
-        let sock = netlink(image.pid, n)?;
-        set_flags(image.pid, &sock, n.flags)?;
-        ours[i] = Some(sock);
-    }
-    Ok(())
+    create_each(ck, ours, |pid, file| match file {
+        FileImage::NetlinkSocket(n) => Some(netlink(pid, n).map(|sock| (sock, n.flags))),
+        _ => None,
+    })
 }
 
 /// A netlink socket as in the image.

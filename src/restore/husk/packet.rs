@@ -4,7 +4,7 @@
 //! before the rings, which fix them), bound to the same interface, given
 //! their memberships, rings and fanout group back.
 
-use super::sockets::{holder, set_flags, set_options};
+use super::sockets::{create_each, set_options};
 use crate::image::{Checkpoint, FileImage, PacketSocket};
 use crate::kernel::packet::{bind_packet, packet_mreq};
 use crate::kernel::sockets::{
@@ -16,15 +16,10 @@ use std::os::fd::{AsFd, OwnedFd};
 /// Creates every packet socket of the tree `ck`, putting our fd of each
 /// at the index of its description in `ours`.
 pub fn create(ck: &Checkpoint, ours: &mut [Option<OwnedFd>]) -> Result<(), RestoreError> {
-    for (i, file) in ck.files.iter().enumerate() {
-        let (Some(image), FileImage::PacketSocket(p)) = (holder(ck, i), file) else {
-            continue;
-        };
-        let sock = packet(image.pid, p)?;
-        set_flags(image.pid, &sock, p.flags)?;
-        ours[i] = Some(sock);
-    }
-    Ok(())
+    create_each(ck, ours, |pid, file| match file {
+        FileImage::PacketSocket(p) => Some(packet(pid, p).map(|sock| (sock, p.flags))),
+        _ => None,
+    })
 }
 
 /// A packet socket as in the image.
