@@ -97,6 +97,8 @@ zdtm_tests! {
     unix_scm, unix_scm_leave_running => Spec::new("unix_scm");
     udp_sockets, udp_sockets_leave_running => Spec::new("udp_sockets");
     sock_opts, sock_opts_leave_running => Spec::new("sock_opts");
+    netlink, netlink_leave_running => Spec::new("netlink");
+    packet, packet_leave_running => Spec::new("packet");
     epoll_closed, epoll_closed_leave_running => Spec::new("epoll_closed");
     pidfd, pidfd_leave_running => Spec::new("pidfd");
     tree_shared, tree_shared_leave_running => Spec::new("tree_shared");

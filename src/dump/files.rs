@@ -6,7 +6,9 @@
 
 use super::anon;
 use super::error::CheckpointError;
+use super::netlink;
 use super::notify;
+use super::packet;
 use super::pidfd;
 use super::sockets;
 use super::tcp;
@@ -253,6 +255,18 @@ pub fn describe(
                             queued_clients = described.queued_clients;
                             in_flight = described.in_flight;
                             described.image
+                        }
+                        FdClass::NetlinkSocket => {
+                            let taken = kernel::pidfd_getfd(&pidfd, c.fd).map_err(fail(
+                                format!("take fd {} (a netlink socket) of process {pid}", c.fd),
+                            ))?;
+                            netlink::describe(pid, c.fd, &c.target, &taken, flags)?
+                        }
+                        FdClass::PacketSocket { inode } => {
+                            let taken = kernel::pidfd_getfd(&pidfd, c.fd).map_err(fail(
+                                format!("take fd {} (a packet socket) of process {pid}", c.fd),
+                            ))?;
+                            packet::describe(pid, c.fd, &c.target, inode, &taken, flags)?
                         }
                         FdClass::ExternalStdio { slot, .. } => {
                             FileImage::ExternalStdio(ExternalStdio {

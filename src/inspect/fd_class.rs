@@ -43,6 +43,14 @@ pub enum FdClass {
     },
     /// A listening TCP socket, or an unconnected TCP or UDP socket.
     InetSocket,
+    /// A netlink socket with no message queued.
+    NetlinkSocket,
+    /// A packet socket without a filter, in no fanout group of a BPF
+    /// program.
+    PacketSocket {
+        /// The socket's inode number.
+        inode: u64,
+    },
     /// An established or half-closed TCP connection, carried with
     /// TCP_REPAIR.
     TcpConnection {

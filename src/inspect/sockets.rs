@@ -1,7 +1,8 @@
 //! Sockets: which ones ferry carries (unix sockets whose peer the tree
 //! also holds, bound and listening unix sockets, listening TCP sockets,
 //! UDP and UDP-Lite sockets bound or connected, shut down or not,
-//! established and half-closed TCP connections). Each socket is taken out of the process with pidfd_getfd
+//! established and half-closed TCP connections, netlink sockets with no
+//! message queued, packet sockets without a filter). Each socket is taken out of the process with pidfd_getfd
 //! and examined with ordinary socket calls; the peer of a unix socket
 //! comes from unix_diag.
 
@@ -12,7 +13,7 @@ use crate::kernel;
 use crate::kernel::sockets::getsockopt_int;
 use nix::errno::Errno;
 use nix::sys::socket::{getpeername, getsockname, SockaddrStorage};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 /// TCP states (include/net/tcp_states.h) that ferry tells apart.
 pub const TCP_ESTABLISHED: u8 = 1;
@@ -164,10 +165,67 @@ pub fn classify(pid: i32, fd: i32, inode: u64) -> Result<FdClass, InspectError> 
                 ))),
             }
         }
-        libc::AF_NETLINK => Err(refuse("netlink socket".into())),
-        libc::AF_PACKET => Err(refuse("packet socket".into())),
+        libc::AF_NETLINK => match netlink_queued(sock) {
+            Ok(false) => Ok(FdClass::NetlinkSocket),
+            Ok(true) => Err(refuse(NETLINK_QUEUED.into())),
+            Err(e) => Err(refuse(format!(
+                "netlink socket that cannot be polled ({e})"
+            ))),
+        },
+        libc::AF_PACKET => {
+            let diag = u32::try_from(inode)
+                .map_err(|_| Errno::EOVERFLOW)
+                .and_then(kernel::packet::packet_diag)
+                .map_err(|e| refuse(format!("packet socket that packet_diag cannot read ({e})")))?
+                .ok_or_else(|| {
+                    refuse(
+                        "packet socket that packet_diag does not list (is it in another \
+                         network namespace?)"
+                            .into(),
+                    )
+                })?;
+            if diag.filtered {
+                return Err(refuse(
+                    "packet socket with a socket filter (SO_ATTACH_FILTER), which ferry \
+                     does not carry"
+                        .into(),
+                ));
+            }
+            // A SOCK_PACKET socket has no SOL_PACKET options.
+            let fanout = if ty == kernel::packet::SOCK_PACKET {
+                0
+            } else {
+                int(libc::SOL_PACKET, libc::PACKET_FANOUT)? as u32
+            };
+            let fanout_type = (fanout >> 16) & 0xff;
+            if fanout != 0
+                && [libc::PACKET_FANOUT_CBPF, libc::PACKET_FANOUT_EBPF].contains(&fanout_type)
+            {
+                return Err(refuse(format!(
+                    "packet socket in a fanout group of type {fanout_type} (a BPF program, \
+                     which ferry does not carry)"
+                )));
+            }
+            Ok(FdClass::PacketSocket { inode })
+        }
         other => Err(refuse(format!("socket of address family {other}"))),
     }
+}
+
+/// Why a netlink socket holding messages is refused: they are not read
+/// at checkpoint (reading would take them from the process).
+pub const NETLINK_QUEUED: &str = "netlink socket with messages queued (ferry carries a netlink \
+     socket whose messages were all read)";
+
+/// Whether netlink socket `sock` holds a message not read yet (it has no
+/// FIONREAD: poll tells, without taking anything).
+pub fn netlink_queued(sock: BorrowedFd<'_>) -> Result<bool, Errno> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(sock, PollFlags::POLLIN)];
+    nix::poll::poll(&mut fds, PollTimeout::ZERO)?;
+    Ok(fds[0]
+        .revents()
+        .is_some_and(|r| r.contains(PollFlags::POLLIN)))
 }
 
 /// Refuses a TCP connection in CLOSE_WAIT whose peer no process of the

@@ -14,6 +14,7 @@ pub mod inet_diag;
 pub mod packet;
 pub mod sched;
 pub mod scratch;
+pub mod sock_diag;
 pub mod sockets;
 pub mod sockopts;
 pub mod sysvshm;

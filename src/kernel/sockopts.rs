@@ -25,6 +25,10 @@ pub enum Applies {
     RawIcmp,
     /// TCP sockets (SOL_TCP).
     Tcp,
+    /// Netlink sockets (SOL_NETLINK).
+    Netlink,
+    /// Packet sockets (SOL_PACKET).
+    Packet,
 }
 
 /// One carried option: its level, name, how messages show it and which
@@ -58,7 +62,7 @@ const fn opt(level: i32, name: i32, shown: &'static str, applies: Applies) -> Ca
 /// carried with a connection's negotiated options instead.
 pub const CARRIED: &[Carried] = {
     use libc::*;
-    use Applies::{All, Inet4, Inet4Datagram, Inet6, Inet6Datagram, RawIcmp, Tcp};
+    use Applies::{All, Inet4, Inet4Datagram, Inet6, Inet6Datagram, Netlink, Packet, RawIcmp, Tcp};
     &[
         opt(SOL_IP, IP_TOS, "IP_TOS", Inet4),
         opt(SOL_IP, IP_TTL, "IP_TTL", Inet4),
@@ -124,6 +128,52 @@ pub const CARRIED: &[Carried] = {
         opt(SOL_TCP, TCP_LINGER2, "TCP_LINGER2", Tcp),
         opt(SOL_TCP, TCP_SYNCNT, "TCP_SYNCNT", Tcp),
         opt(SOL_TCP, TCP_FASTOPEN, "TCP_FASTOPEN", Tcp),
+        opt(SOL_NETLINK, NETLINK_PKTINFO, "NETLINK_PKTINFO", Netlink),
+        opt(
+            SOL_NETLINK,
+            NETLINK_BROADCAST_ERROR,
+            "NETLINK_BROADCAST_ERROR",
+            Netlink,
+        ),
+        opt(
+            SOL_NETLINK,
+            NETLINK_NO_ENOBUFS,
+            "NETLINK_NO_ENOBUFS",
+            Netlink,
+        ),
+        opt(
+            SOL_NETLINK,
+            NETLINK_LISTEN_ALL_NSID,
+            "NETLINK_LISTEN_ALL_NSID",
+            Netlink,
+        ),
+        opt(SOL_NETLINK, NETLINK_CAP_ACK, "NETLINK_CAP_ACK", Netlink),
+        opt(SOL_NETLINK, NETLINK_EXT_ACK, "NETLINK_EXT_ACK", Netlink),
+        opt(
+            SOL_NETLINK,
+            NETLINK_GET_STRICT_CHK,
+            "NETLINK_GET_STRICT_CHK",
+            Netlink,
+        ),
+        opt(SOL_PACKET, PACKET_VERSION, "PACKET_VERSION", Packet),
+        opt(SOL_PACKET, PACKET_RESERVE, "PACKET_RESERVE", Packet),
+        opt(SOL_PACKET, PACKET_AUXDATA, "PACKET_AUXDATA", Packet),
+        opt(SOL_PACKET, PACKET_ORIGDEV, "PACKET_ORIGDEV", Packet),
+        opt(SOL_PACKET, PACKET_LOSS, "PACKET_LOSS", Packet),
+        opt(SOL_PACKET, PACKET_VNET_HDR, "PACKET_VNET_HDR", Packet),
+        opt(SOL_PACKET, PACKET_TIMESTAMP, "PACKET_TIMESTAMP", Packet),
+        opt(
+            SOL_PACKET,
+            PACKET_QDISC_BYPASS,
+            "PACKET_QDISC_BYPASS",
+            Packet,
+        ),
+        opt(
+            SOL_PACKET,
+            PACKET_IGNORE_OUTGOING,
+            "PACKET_IGNORE_OUTGOING",
+            Packet,
+        ),
         opt(SOL_SOCKET, SO_PRIORITY, "SO_PRIORITY", All),
         opt(SOL_SOCKET, SO_RCVLOWAT, "SO_RCVLOWAT", All),
         opt(SOL_SOCKET, SO_MARK, "SO_MARK", All),
@@ -158,6 +208,8 @@ pub fn carried_for(domain: i32, ty: i32, protocol: i32) -> impl Iterator<Item = 
                 && ty == libc::SOCK_STREAM
                 && protocol == libc::IPPROTO_TCP
         }
+        Applies::Netlink => domain == libc::AF_NETLINK,
+        Applies::Packet => domain == libc::AF_PACKET,
     })
 }
 
@@ -252,4 +304,35 @@ pub fn icmp6_filter(
 /// Sets the ICMPv6 types a raw ICMPv6 socket drops.
 pub fn set_icmp6_filter(fd: BorrowedFd<'_>, filter: &[u8]) -> Result<(), Errno> {
     setsockopt_bytes(fd, libc::SOL_ICMPV6, ICMPV6_FILTER, filter)
+}
+
+/// NETLINK_LIST_MEMBERSHIPS: the multicast groups netlink socket `fd`
+/// listens to, as 1-based group numbers (NETLINK_ADD_MEMBERSHIP's).
+pub fn netlink_groups(fd: BorrowedFd<'_>) -> Result<Vec<u32>, Errno> {
+    let mut buf = vec![0u8; 128];
+    loop {
+        // The kernel reports the size the whole bitmap needs, copying
+        // only what fits.
+        let needed = getsockopt_bytes(
+            fd,
+            libc::SOL_NETLINK,
+            libc::NETLINK_LIST_MEMBERSHIPS,
+            &mut buf,
+        )?;
+        if needed <= buf.len() {
+            buf.truncate(needed);
+            break;
+        }
+        buf = vec![0u8; needed];
+    }
+    Ok(buf
+        .chunks_exact(4)
+        .enumerate()
+        .flat_map(|(word, bytes)| {
+            let bits = u32::from_ne_bytes(bytes.try_into().expect("four bytes"));
+            (0..32u32)
+                .filter(move |bit| bits & (1 << bit) != 0)
+                .map(move |bit| word as u32 * 32 + bit + 1)
+        })
+        .collect())
 }

@@ -71,6 +71,12 @@ pub enum FileImage {
     /// the same stdio slot of the restored init's husk, i.e. the stdio
     /// the restoring runtime gives the new container.
     ExternalStdio(ExternalStdio),
+    /// A netlink socket (AF_NETLINK), made again with its protocol, port
+    /// id, groups, connected destination and options.
+    NetlinkSocket(NetlinkSocket),
+    /// A packet socket (AF_PACKET), made again with its type, protocol,
+    /// interface, options, memberships, rings and fanout group.
+    PacketSocket(PacketSocket),
 }
 
 /// A memfd description: an anonymous file whose contents live only in
@@ -716,4 +722,76 @@ pub struct GhostDevice {
     pub major: u32,
     /// Its minor number.
     pub minor: u32,
+}
+
+/// A netlink socket (AF_NETLINK): what a program talking to the kernel
+/// (routing, uevents, sock_diag) or to another process through it holds.
+/// Its queued messages are not carried: a socket holding some is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetlinkSocket {
+    /// SOCK_RAW or SOCK_DGRAM.
+    pub sock_type: i32,
+    /// The netlink protocol (NETLINK_ROUTE, NETLINK_KOBJECT_UEVENT ...).
+    pub protocol: i32,
+    /// Status flags of the description (O_NONBLOCK ...).
+    pub flags: i32,
+    /// Its port id (bound, or given by the kernel on its first send or
+    /// connect); 0 when it has none yet.
+    pub port_id: u32,
+    /// The multicast groups it listens to (1-based numbers, as
+    /// NETLINK_ADD_MEMBERSHIP takes them).
+    pub groups: Vec<u32>,
+    /// The port id its sends go to when connected (0: the kernel).
+    pub dst_port_id: u32,
+    /// The group its sends also go to when connected (0: none).
+    pub dst_group: u32,
+    /// The options every socket has, and the SOL_NETLINK ones.
+    pub options: SocketOptions,
+}
+
+/// A packet socket (AF_PACKET: SOCK_RAW, SOCK_DGRAM or the old
+/// SOCK_PACKET). The frames queued on it are not carried, as the network
+/// may drop them; its rings are carried as configured, a mapped ring is
+/// refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacketSocket {
+    /// SOCK_RAW, SOCK_DGRAM or SOCK_PACKET.
+    pub sock_type: i32,
+    /// The protocol it receives (an EtherType in network byte order, as
+    /// socket(2) and bind(2) take it; 0: none).
+    pub protocol: u16,
+    /// Status flags of the description (O_NONBLOCK ...).
+    pub flags: i32,
+    /// The interface it is bound to (0: all, or not bound).
+    pub ifindex: i32,
+    /// For a SOCK_PACKET socket: the name of the device it is bound to
+    /// (empty: not bound).
+    pub device: Vec<u8>,
+    /// Its memberships (PACKET_ADD_MEMBERSHIP).
+    pub memberships: Vec<PacketMembership>,
+    /// PACKET_RX_RING's configuration (tpacket_req3's seven fields), if
+    /// set.
+    pub rx_ring: Option<[u32; 7]>,
+    /// PACKET_TX_RING's, if set.
+    pub tx_ring: Option<[u32; 7]>,
+    /// PACKET_FANOUT as getsockopt reads it (group id, and type and flags
+    /// shifted by 16); 0: in no fanout group.
+    pub fanout: u32,
+    /// The options every socket has, and the SOL_PACKET ones.
+    pub options: SocketOptions,
+}
+
+/// A membership of a packet socket: a multicast or unicast address, or
+/// promiscuous or all-multicast mode, on an interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacketMembership {
+    /// The interface.
+    pub ifindex: i32,
+    /// PACKET_MR_MULTICAST, PACKET_MR_PROMISC, PACKET_MR_ALLMULTI or
+    /// PACKET_MR_UNICAST.
+    pub mr_type: u16,
+    /// The link-layer address, at most 8 bytes.
+    pub address: Vec<u8>,
+    /// How many times it was added (each PACKET_DROP_MEMBERSHIP takes one).
+    pub count: u32,
 }

@@ -206,6 +206,27 @@ pub(super) fn write_process(
                 "-".to_string(),
                 format!("{} -> the container's stdio fd {}", s.target, s.slot),
             ),
+            Some(FileImage::NetlinkSocket(n)) => (
+                open_flags(n.flags | libc::O_RDWR),
+                "-".to_string(),
+                format!(
+                    "netlink protocol {}, port id {}, groups {:?}, to port id {} group {}",
+                    n.protocol, n.port_id, n.groups, n.dst_port_id, n.dst_group
+                ),
+            ),
+            Some(FileImage::PacketSocket(k)) => (
+                open_flags(k.flags | libc::O_RDWR),
+                "-".to_string(),
+                format!(
+                    "packet type {} protocol {:#06x}, interface {}{}, {} memberships, fanout {:#x}",
+                    k.sock_type,
+                    u16::from_be(k.protocol),
+                    k.ifindex,
+                    String::from_utf8_lossy(&k.device),
+                    k.memberships.len(),
+                    k.fanout
+                ),
+            ),
             None => (
                 "?".to_string(),
                 "-".to_string(),

@@ -3,6 +3,8 @@
 //! directory and umask.
 
 use super::anon;
+use super::netlink;
+use super::packet;
 use super::pidfd;
 use super::process::{Husk, STRUCT_OFF};
 use super::sockets;
@@ -94,6 +96,8 @@ impl TreeFds {
         unix::create_in_flight(ck, husk, &mut ours)?;
         unix::create(ck, &mut ours)?;
         sockets::create(ck, &mut ours)?;
+        netlink::create(ck, &mut ours)?;
+        packet::create(ck, &mut ours)?;
         let connections = tcp::create(ck, &mut ours)?;
         let ghosts = ck
             .ghost_files
@@ -564,6 +568,8 @@ impl<'a> Husk<'a> {
                     | FileImage::ExternalStdio(_)
                     | FileImage::UnixSocket(_)
                     | FileImage::InetSocket(_)
+                    | FileImage::NetlinkSocket(_)
+                    | FileImage::PacketSocket(_)
                     | FileImage::TcpConnection(_) => {
                         return Err(RestoreError::Unsupported {
                             pid: image.pid,

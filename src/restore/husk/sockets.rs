@@ -39,6 +39,26 @@ pub fn create(ck: &Checkpoint, ours: &mut [Option<OwnedFd>]) -> Result<(), Resto
     Ok(())
 }
 
+/// Creates each socket of the tree `ck` that `make` makes (given the
+/// holder's PID and the description; None for the descriptions it does
+/// not make) with its status flags, putting our fd of each at the index
+/// of its description in `ours`.
+pub(super) fn create_each(
+    ck: &Checkpoint,
+    ours: &mut [Option<OwnedFd>],
+    make: impl Fn(i32, &FileImage) -> Option<Result<(OwnedFd, i32), RestoreError>>,
+) -> Result<(), RestoreError> {
+    for (i, file) in ck.files.iter().enumerate() {
+        let Some(image) = holder(ck, i) else { continue };
+        if let Some(made) = make(image.pid, file) {
+            let (sock, flags) = made?;
+            set_flags(image.pid, &sock, flags)?;
+            ours[i] = Some(sock);
+        }
+    }
+    Ok(())
+}
+
 /// The first process that holds description `i` (for its working
 /// directory and for messages).
 pub(super) fn holder(ck: &Checkpoint, i: usize) -> Option<&ProcessImage> {
