@@ -58,4 +58,4 @@ pub use tls::{PeerNameError, TlsFiles, TlsSetupError};
 /// UDP peers and queues, unix socket state, pidfds, fd owners, the
 /// network lock and its flows, shared fd tables); the offer carries the
 /// tree's TCP connections.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
