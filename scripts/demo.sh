@@ -14,6 +14,12 @@
 #    looper checkpoint1`, `docker start --checkpoint checkpoint1 looper`,
 #    each timed, and `docker logs looper` counting on with no gap or
 #    repeat. Skipped, saying so, when docker.io is not installed.
+# 3. A live move between two Docker hosts: fresh testbed hosts A and B,
+#    a dockerd in each (scripts/docker-host.sh --in-host, ferry-runc the
+#    default runtime), the seed's counter run on A's, `migrate-agent
+#    migrate --docker looper` to B while it counts, then on B `docker
+#    ps`, `docker logs` counting on with no gap or repeat, `docker exec`
+#    and `docker stop`; on A it is gone. Skipped with part 2.
 # Cleans up what it starts, also on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +37,12 @@ id=ferry-demo-counter
 # Part 2's dockerd: a short path, containerd's sockets live under it.
 dk=/tmp/fdemo$$
 docker=(/usr/bin/docker -H "unix://$dk/docker.sock")
+# Part 3's testbed and its two dockerds.
+dbed=(--name-prefix ferry-ddemo --agents "$work/dhosts")
+dka=/tmp/fdemoa$$
+dkb=/tmp/fdemob$$
+docker_a=(/usr/bin/docker -H "unix://$dka/docker.sock")
+docker_b=(/usr/bin/docker -H "unix://$dkb/docker.sock")
 # shellcheck source=scripts/container-hosts.sh
 . scripts/container-hosts.sh
 cleanup() {
@@ -43,6 +55,10 @@ cleanup() {
     "${docker[@]}" rm -f looper >/dev/null 2>&1 || true
     bash scripts/docker-host.sh down "$dk" >/dev/null 2>&1 || true
   fi
+  for d in "$dka" "$dkb"; do
+    [ -d "$d" ] && bash scripts/docker-host.sh down "$d" >/dev/null 2>&1 || true
+  done
+  bash scripts/testbed.sh down "${dbed[@]}" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -134,9 +150,40 @@ if ! counts_without_gap "$work/looper.log"; then
 fi
 echo "demo: docker logs counts on from 0 with no gap and no repeat: $(wc -l <"$work/looper.log") lines"
 
-# Part 3 (issue 15, item 3), not written yet: a live move of the counter
-# between two Docker hosts of the testbed (`migrate-agent migrate --docker
-# looper --to HOST:PORT`), then `docker ps` and `docker logs` on host B.
-
 "${docker[@]}" rm -f looper >/dev/null
-echo "demo: done: docker rm -f looper; the dockerd and everything the demo started are stopped on exit"
+bash scripts/docker-host.sh down "$dk"
+echo "demo: docker rm -f looper; that dockerd is stopped"
+
+# Part 3: a live move between two Docker hosts.
+echo
+echo "demo: part 3, a live move between two Docker hosts: fresh hosts A and B (agents on each), a dockerd in each"
+bash scripts/testbed.sh down "${bed[@]}" >/dev/null
+container_hosts_remove_cgroups
+bash scripts/testbed.sh up "${dbed[@]}" | sed 's/^/  /'
+bash scripts/docker-host.sh up "$dka" "$bin/ferry-runc" --in-host "$work/dhosts" a
+bash scripts/docker-host.sh up "$dkb" "$bin/ferry-runc" --in-host "$work/dhosts" b
+"${docker_a[@]}" import "$work/busybox.tar" busybox >/dev/null
+"${docker_b[@]}" import "$work/busybox.tar" busybox >/dev/null
+timed "docker run -d --name looper busybox ... (on host A)" \
+  "${docker_a[@]}" run -d --name looper busybox /bin/sh -c "$looper"
+sleep 4.5
+echo "demo: docker logs looper on A (last lines):"
+"${docker_a[@]}" logs looper | tail -n 3 | sed 's/^/  A| /'
+echo "demo: migrating it live to host B (10.231.0.2:7420)"
+"$agent" migrate --docker looper --docker-host "unix://$dka/docker.sock" \
+  --to 10.231.0.2:7420 --control-socket "$work/dhosts/a/agent.sock"
+sleep 3.5
+echo "demo: docker ps -a on A, then on B:"
+"${docker_a[@]}" ps -a --format '{{.Names}}: {{.Status}}' | sed 's/^/  A| /'
+"${docker_b[@]}" ps -a --format '{{.Names}}: {{.Status}}' | sed 's/^/  B| /'
+echo "demo: docker logs looper on B, after the move (last lines):"
+"${docker_b[@]}" logs looper >"$work/looper-b.log"
+tail -n 8 "$work/looper-b.log" | sed 's/^/  B| /'
+if ! counts_without_gap "$work/looper-b.log"; then
+  echo "demo: FAILED: docker logs looper on B has a gap, a repeat or a reset" >&2
+  exit 1
+fi
+echo "demo: docker exec looper on B:"
+"${docker_b[@]}" exec looper /bin/sh -c 'echo "  B| hello from $(hostname), PID 1 is $(cat /proc/1/comm)"'
+timed "docker stop -t 2 looper (on host B)" "${docker_b[@]}" stop -t 2 looper
+echo "demo: done: docker logs on B counts on from 0 with no gap and no repeat ($(wc -l <"$work/looper-b.log") lines); everything the demo started is stopped on exit"
