@@ -39,6 +39,8 @@ const NO_UNIT: &[&str] = &[
     "--ip",
     "--out",
     "--last",
+    "--docker",
+    "--docker-host",
 ];
 
 #[derive(Clone, Copy)]
