@@ -17,9 +17,10 @@
 # 3. A live move between two Docker hosts: fresh testbed hosts A and B,
 #    a dockerd in each (scripts/docker-host.sh --in-host, ferry-runc the
 #    default runtime), the seed's counter run on A's, `migrate-agent
-#    migrate --docker looper` to B while it counts, then on B `docker
-#    ps`, `docker logs` counting on with no gap or repeat, `docker exec`
-#    and `docker stop`; on A it is gone. Skipped with part 2.
+#    migrate --docker looper --keep-stopped` to B while it counts, then
+#    `docker ps` on both, `docker logs` on A then B counting with no gap
+#    or repeat, `docker exec` and `docker stop` on B, `docker rm` of A's
+#    stopped copy. Skipped with part 2.
 # Cleans up what it starts, also on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -135,9 +136,9 @@ echo "demo: docker logs looper (last lines):"
 "${docker[@]}" logs looper | tail -n 3 | sed 's/^/  | /'
 timed "docker checkpoint create looper checkpoint1" \
   "${docker[@]}" checkpoint create looper checkpoint1
+sleep 1
 echo "demo: the checkpoint stopped it:"
 "${docker[@]}" ps -a --format '{{.Names}}: {{.Status}}' | sed 's/^/  | /'
-sleep 1
 timed "docker start --checkpoint checkpoint1 looper" start_from_checkpoint
 "${docker[@]}" ps --format '{{.Names}}: {{.Status}}' | sed 's/^/  | /'
 sleep 3.5
@@ -169,21 +170,27 @@ timed "docker run -d --name looper busybox ... (on host A)" \
 sleep 4.5
 echo "demo: docker logs looper on A (last lines):"
 "${docker_a[@]}" logs looper | tail -n 3 | sed 's/^/  A| /'
-echo "demo: migrating it live to host B (10.231.0.2:7420)"
-"$agent" migrate --docker looper --docker-host "unix://$dka/docker.sock" \
+echo "demo: migrating it live to host B (10.231.0.2:7420); --keep-stopped leaves A's container stopped, with its logs"
+"$agent" migrate --docker looper --docker-host "unix://$dka/docker.sock" --keep-stopped \
   --to 10.231.0.2:7420 --control-socket "$work/dhosts/a/agent.sock"
 sleep 3.5
 echo "demo: docker ps -a on A, then on B:"
 "${docker_a[@]}" ps -a --format '{{.Names}}: {{.Status}}' | sed 's/^/  A| /'
 "${docker_b[@]}" ps -a --format '{{.Names}}: {{.Status}}' | sed 's/^/  B| /'
-echo "demo: docker logs looper on B, after the move (last lines):"
+"${docker_a[@]}" logs looper >"$work/looper-a.log"
 "${docker_b[@]}" logs looper >"$work/looper-b.log"
-tail -n 8 "$work/looper-b.log" | sed 's/^/  B| /'
-if ! counts_without_gap "$work/looper-b.log"; then
-  echo "demo: FAILED: docker logs looper on B has a gap, a repeat or a reset" >&2
+echo "demo: docker logs looper on A (last lines), then on B:"
+tail -n 3 "$work/looper-a.log" | sed 's/^/  A| /'
+head -n 6 "$work/looper-b.log" | sed 's/^/  B| /'
+# A's output then B's: one count from 0, no gap, no repeat.
+cat "$work/looper-a.log" "$work/looper-b.log" >"$work/looper-ab.log"
+if ! counts_without_gap "$work/looper-ab.log"; then
+  echo "demo: FAILED: B does not count on where A stopped (a gap, a repeat or a reset)" >&2
   exit 1
 fi
+echo "demo: B counts on where A stopped: $(wc -l <"$work/looper-a.log") numbers on A, then $(wc -l <"$work/looper-b.log") on B"
 echo "demo: docker exec looper on B:"
 "${docker_b[@]}" exec looper /bin/sh -c 'echo "  B| hello from $(hostname), PID 1 is $(cat /proc/1/comm)"'
 timed "docker stop -t 2 looper (on host B)" "${docker_b[@]}" stop -t 2 looper
-echo "demo: done: docker logs on B counts on from 0 with no gap and no repeat ($(wc -l <"$work/looper-b.log") lines); everything the demo started is stopped on exit"
+"${docker_a[@]}" rm looper >/dev/null
+echo "demo: done: the container moved live from A's dockerd to B's with no gap and no repeat; docker rm looper on A; everything the demo started is stopped on exit"

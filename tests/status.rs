@@ -126,6 +126,16 @@ fn status_shows_peers_and_a_running_then_finished_migration() {
                 text.stdout
             );
         }
+        // The agents' log files are for people and log collectors: no
+        // terminal colour codes (issue 19).
+        for host in [Host::A, Host::B] {
+            let log = bed.agent_log(host);
+            ensure!(!log.is_empty(), "agent {host:?} logged nothing");
+            ensure!(
+                !log.contains('\x1b'),
+                "agent {host:?}'s log holds escape sequences:\n{log}"
+            );
+        }
         finish_on(&bed, dir, Host::B, &w)
     });
 }
