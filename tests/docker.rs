@@ -9,8 +9,8 @@
 mod common;
 
 use anyhow::{ensure, Context, Result};
-use common::docker::{have_docker, DockerHost};
-use common::{run_test, TestDir};
+use common::docker::{docker_test, DockerHost};
+use common::TestDir;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -27,14 +27,6 @@ const UNCONFINED: &[&str] = &[
     "--security-opt",
     "seccomp=unconfined",
 ];
-
-fn docker_test(name: &str, test: impl FnOnce(&TestDir) -> Result<()>) {
-    if !have_docker() {
-        eprintln!("SKIPPED: docker.io is not installed (scripts/setup.sh installs it)");
-        return;
-    }
-    run_test(name, test);
-}
 
 /// The runs of consecutive numbers `docker logs looper` shows, as
 /// (first, last): one run from 0 when the count never repeated or skipped.
@@ -249,30 +241,6 @@ fn docker_scenario1_leave_running() {
     });
 }
 
-/// Waits until `docker logs CONTAINER` shows `text`.
-fn wait_logs(host: &DockerHost, container: &str, text: &str) -> Result<()> {
-    let start = Instant::now();
-    loop {
-        let logs = host.docker(&["logs", container])?;
-        if logs.contains(text) {
-            return Ok(());
-        }
-        ensure!(
-            start.elapsed() < Duration::from_secs(30),
-            "docker logs {container} does not show {text:?}: {logs:?}"
-        );
-        sleep(Duration::from_millis(200));
-    }
-}
-
-/// The Node.js counter's URL at the container's address on dockerd's
-/// bridge (reachable from dockerd's network namespace only).
-fn counter_url(host: &DockerHost) -> Result<String> {
-    let ip = inspect(host, "counter", "{{.NetworkSettings.IPAddress}}")?;
-    ensure!(!ip.is_empty(), "the counter container has no address");
-    Ok(format!("http://{ip}:8080/"))
-}
-
 /// Scenario 2: the Node.js request counter (tests/workloads/
 /// counter_server.js) run with Docker's defaults, answered N requests,
 /// checkpointed (stopped, or `--leave-running` and then killed), started
@@ -281,19 +249,8 @@ fn counter_url(host: &DockerHost) -> Result<String> {
 fn scenario2(dir: &TestDir, leave_running: bool) -> Result<()> {
     let host = DockerHost::up()?;
     host.import_node(dir.path(), "node-counter")?;
-    host.docker(&[
-        "run",
-        "-d",
-        "--name",
-        "counter",
-        "node-counter",
-        "/app/node",
-        "/app/server.js",
-        "0.0.0.0",
-        "8080",
-    ])?;
-    wait_logs(&host, "counter", "READY")?;
-    let url = counter_url(&host)?;
+    host.run_node_counter()?;
+    let url = host.counter_url()?;
     let mut n = 0;
     for _ in 0..3 {
         n = host.http_get(&url)?.parse::<u64>()?;
@@ -334,7 +291,7 @@ fn scenario2(dir: &TestDir, leave_running: bool) -> Result<()> {
         restored == confinement,
         "the restored init's capabilities and seccomp differ: {restored:?}, not {confinement:?}"
     );
-    let url = counter_url(&host)?;
+    let url = host.counter_url()?;
     let next = host.http_get(&url)?;
     ensure!(
         next == (n + 1).to_string(),

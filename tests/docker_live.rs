@@ -11,22 +11,14 @@
 mod common;
 
 use anyhow::{ensure, Context, Result};
-use common::docker::{have_docker, DockerHost};
+use common::docker::{docker_test, DockerHost};
 use common::testbed::{Host, Testbed, HOST_B};
-use common::{agent, path_str, run_test, AgentRun, TestDir};
+use common::{agent, path_str, AgentRun, TestDir};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 /// The seed's counter, verbatim.
 const LOOPER: &str = "i=0; while true; do echo $i; i=$(expr $i + 1); sleep 1; done";
-
-fn docker_test(name: &str, test: impl FnOnce(&TestDir) -> Result<()>) {
-    if !have_docker() {
-        eprintln!("SKIPPED: docker.io is not installed (scripts/setup.sh installs it)");
-        return;
-    }
-    run_test(name, test);
-}
 
 /// The testbed and a dockerd in each of its hosts, an image (busybox, or
 /// the Node.js counter's) imported into A's (and B's, when asked).
@@ -248,41 +240,14 @@ fn busybox_moves(dir: &TestDir, mode: &str, keep_stopped: bool) -> Result<()> {
     Ok(())
 }
 
-/// The Node.js counter's URL at the container's address on `host`'s
-/// bridge (reachable from that testbed host only).
-fn counter_url(host: &DockerHost) -> Result<String> {
-    let ip = host.docker(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "counter"])?;
-    let ip = ip.trim();
-    ensure!(!ip.is_empty(), "the counter container has no address");
-    Ok(format!("http://{ip}:8080/"))
-}
-
 /// Moves the Node.js counter, which answered 3 requests on A, to B in
 /// `mode`: the next request, at its address on B's bridge, answers 4. It
 /// listens on 0.0.0.0, so the address B's dockerd gives it (its default
 /// bridge) serves; `docker exec` and `docker stop` work there.
 fn node_moves(dir: &TestDir, mode: &str) -> Result<()> {
     let d = TwoDockers::up(dir, Image::Node, true)?;
-    d.a.docker(&[
-        "run",
-        "-d",
-        "--name",
-        "counter",
-        "node-counter",
-        "/app/node",
-        "/app/server.js",
-        "0.0.0.0",
-        "8080",
-    ])?;
-    let start = Instant::now();
-    while !d.a.docker(&["logs", "counter"])?.contains("READY") {
-        ensure!(
-            start.elapsed() < Duration::from_secs(30),
-            "the counter never got READY"
-        );
-        sleep(Duration::from_millis(200));
-    }
-    let url = counter_url(&d.a)?;
+    d.a.run_node_counter()?;
+    let url = d.a.counter_url()?;
     for i in 1..=3 {
         let n = d.bed.http_get(Host::A, &url)?;
         ensure!(n.trim() == i.to_string(), "request {i} on A answered {n:?}");
@@ -295,7 +260,7 @@ fn node_moves(dir: &TestDir, mode: &str) -> Result<()> {
     );
     let up = status(&d.b, "counter")?.context("B has no container counter")?;
     ensure!(up.starts_with("Up"), "docker ps on B: counter is {up:?}");
-    let next = d.bed.http_get(Host::B, &counter_url(&d.b)?)?;
+    let next = d.bed.http_get(Host::B, &d.b.counter_url()?)?;
     ensure!(
         next.trim() == "4",
         "the moved counter answered {next:?}, not 4"

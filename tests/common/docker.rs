@@ -10,6 +10,8 @@ use anyhow::{ensure, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
 
 /// Debian's docker client (another docker may come first on PATH).
 const DOCKER: &str = "/usr/bin/docker";
@@ -197,6 +199,59 @@ impl DockerHost {
     pub fn http_get(&self, url: &str) -> Result<String> {
         super::testbed::http_get_in(&self.netns_path()?, url)
     }
+
+    /// Waits (30 s at most) until `docker logs CONTAINER` shows `text`.
+    pub fn wait_logs(&self, container: &str, text: &str) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            let logs = self.docker(&["logs", container])?;
+            if logs.contains(text) {
+                return Ok(());
+            }
+            ensure!(
+                start.elapsed() < Duration::from_secs(30),
+                "docker logs {container} does not show {text:?}: {logs:?}"
+            );
+            sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Runs the seed's Node.js request counter (image node-counter, see
+    /// [`Self::import_node`]) as container `counter`, listening on
+    /// 0.0.0.0:8080, and waits until it is ready.
+    pub fn run_node_counter(&self) -> Result<()> {
+        self.docker(&[
+            "run",
+            "-d",
+            "--name",
+            "counter",
+            "node-counter",
+            "/app/node",
+            "/app/server.js",
+            "0.0.0.0",
+            "8080",
+        ])?;
+        self.wait_logs("counter", "READY")
+    }
+
+    /// The Node.js counter's URL at the container's address on this
+    /// dockerd's bridge (reachable from dockerd's network namespace only).
+    pub fn counter_url(&self) -> Result<String> {
+        let ip = self.docker(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "counter"])?;
+        let ip = ip.trim();
+        ensure!(!ip.is_empty(), "the counter container has no address");
+        Ok(format!("http://{ip}:8080/"))
+    }
+}
+
+/// Runs test `name` as [`super::run_test`] does, or says it is skipped
+/// when docker.io is not installed.
+pub fn docker_test(name: &str, test: impl FnOnce(&super::TestDir) -> Result<()>) {
+    if !have_docker() {
+        eprintln!("SKIPPED: docker.io is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    super::run_test(name, test);
 }
 
 /// A tarball of a busybox rootfs (busybox-static and its links, /tmp),
