@@ -15,6 +15,8 @@ pub mod agent;
 pub mod config;
 pub mod container;
 pub mod dump;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod image;
 pub mod inspect;
 pub mod kernel;

@@ -382,7 +382,7 @@ fn kernel_limit(name: &str) -> Result<u64, MigrationError> {
 /// Refuses an offer (a migration's or a probe's) whose claims no workload
 /// on this host could have: more threads than threads-max, a TID beyond
 /// pid_max. Checking each TID's /proc entry next is thus bounded.
-pub(super) fn check_offer_claims(offer: &Offer) -> Result<(), MigrationError> {
+pub(crate) fn check_offer_claims(offer: &Offer) -> Result<(), MigrationError> {
     let threads_max = kernel_limit("threads-max")?;
     if offer.tids.len() as u64 > threads_max {
         return Err(MigrationError::protocol(format!(

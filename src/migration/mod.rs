@@ -74,3 +74,6 @@ pub mod protocol;
 mod rootfs_sync;
 pub mod source;
 pub mod stats;
+
+#[cfg(fuzzing)]
+pub(crate) use destination_shared::check_offer_claims;

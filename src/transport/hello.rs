@@ -19,11 +19,11 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Largest handshake message (Hello, Join, the answer to Hello): they
 /// are small, so a peer cannot make each handshake cost 64 MiB.
-pub(super) const MAX_OPENER_LEN: u32 = 64 << 10;
+pub(crate) const MAX_OPENER_LEN: u32 = 64 << 10;
 
 /// A Hello: who the peer is and what it speaks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct Hello {
+pub(crate) struct Hello {
     pub(super) magic: u32,
     pub(super) version: u32,
     pub(super) agent: String,
@@ -36,7 +36,7 @@ pub(super) struct Hello {
 /// Hello starts with magic and version, so an older or newer peer can
 /// always read them and refuse with a reason.
 #[derive(Debug, Serialize, Deserialize)]
-pub(super) enum Opener {
+pub(crate) enum Opener {
     /// A new session (on its control connection).
     Hello(Hello),
     /// A bulk connection of a session already opened.
@@ -45,7 +45,7 @@ pub(super) enum Opener {
 
 /// The accepting side's answer to a Hello.
 #[derive(Debug, Serialize, Deserialize)]
-pub(super) enum Reply {
+pub(crate) enum Reply {
     Welcome(Hello),
     Refused { reason: String },
 }

@@ -38,6 +38,8 @@ pub use error::{AcceptError, BindError, ConnectError, HandshakeError, Role, Vers
 pub use frame::{
     read_bounded, read_message, write_message, PageHeader, RecvError, SendError, MAX_FRAME_PAGES,
 };
+#[cfg(fuzzing)]
+pub(crate) use hello::{Opener, Reply, MAX_OPENER_LEN};
 pub use hello::{HANDSHAKE_TIMEOUT, HELLO_MAGIC};
 pub use limits::MAX_SESSIONS_PER_PEER;
 pub use pages::{PageFrame, PageReceiver, PageSender};
