@@ -67,10 +67,12 @@ if ((${#node_args[@]})); then
   } | jq -s .)
 fi
 if ((${#run_args[@]})); then
-  binary=$(realpath "${run_args[0]}")
+  # At the path given: a program may tell what to be from its name
+  # (redis-server is a link to redis-check-rdb).
+  binary=$(realpath -s "${run_args[0]}")
   args=$(jq -n --arg b "$binary" --arg a "${run_args[1]}" \
     '["sh", "-c", "exec \($b) \($a) >>/out/workload.log 2>&1 </dev/null"]')
-  mounts=$( { ro "$binary" "$binary"; libs "$binary"; } | jq -s .)
+  mounts=$( { ro "$(realpath "$binary")" "$binary"; libs "$binary"; } | jq -s .)
 fi
 caps='["CAP_AUDIT_WRITE","CAP_KILL","CAP_NET_BIND_SERVICE","CAP_CHECKPOINT_RESTORE","CAP_SYS_PTRACE"]'
 jq --argjson args "$args" --arg out "$(realpath "$out")" --argjson caps "$caps" --arg cg "$cgpath" \
