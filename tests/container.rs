@@ -724,8 +724,12 @@ fn migrate_under_clients(
     eprintln!("{mode}: the agent: {}", downtime.trim());
     ensure!(
         running_on(bed, Host::B, &env.id)?,
-        "runc list on B does not show {} running",
-        env.id
+        "runc list on B does not show {} running (the clients' errors: {:?})",
+        env.id,
+        reports
+            .iter()
+            .filter_map(|r| r.error.as_deref())
+            .collect::<Vec<_>>()
     );
     Ok(reports)
 }
