@@ -9,7 +9,7 @@
 use anyhow::{bail, ensure, Context, Result};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{sleep, JoinHandle};
@@ -219,6 +219,14 @@ fn run(
         } else {
             next = Instant::now();
         }
+    }
+    if report.exchange == Exchange::Stream {
+        // The workload sends on its own: a close with its bytes unread
+        // would be a reset. Writing ended, the workload ends its side
+        // too (tcp_stream.c), and what it sent meanwhile is read to the
+        // end first.
+        writer.shutdown(Shutdown::Write)?;
+        std::io::copy(&mut reader, &mut std::io::sink()).context("reading the stream's end")?;
     }
     Ok(())
 }

@@ -10,8 +10,8 @@
  * rewrites MIB MiB of memory at MIB MiB/s (a migration's final round then
  * has that much to send while the tree is frozen).
  *
- * The client's end of file ends the stream (the workload then idles); a
- * reset or an error before it fails the test. At SIGTERM: PASS if the
+ * The client's end of file ends the stream: the workload shuts down its
+ * side too and idles; a reset or an error before it fails the test. At SIGTERM: PASS if the
  * client's counters all came in order (at least 100 of them), else FAIL.
  */
 #include "zdtm.h"
@@ -141,6 +141,11 @@ int main(int argc, char **argv)
 			next = now;
 		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
 	}
+	/* The client ended writing: the stream ends both ways, so that the
+	 * client reads what was sent to its end and closes with nothing
+	 * unread (a close with unread bytes would be a reset). */
+	if (client_done && shutdown(c, SHUT_WR))
+		zdtm_fail("shutdown: %s", strerror(errno));
 	zdtm_wait_stop();
 	if (received < 100)
 		zdtm_fail("only %llu counters came from the client", (unsigned long long)received);
