@@ -796,8 +796,10 @@ fn redis_keeps_its_clients(dir: &TestDir, mode: &str) -> Result<()> {
     )?;
     let clients = clients_on_c(bed, Exchange::RedisIncr, 4, Duration::from_millis(10))?;
     let reports = migrate_under_clients(&env, dir, mode, clients)?;
+    // Four clients share redis's event loop: fewer answers each than
+    // the node client's 40.
     for report in &reports {
-        report.check(40)?;
+        report.check(20)?;
     }
     let answered: usize = reports.iter().map(|r| r.answers.len()).sum();
     let last = clients_on_c(bed, Exchange::RedisIncr, 1, Duration::from_secs(1))?
