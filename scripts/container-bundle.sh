@@ -8,8 +8,8 @@
 # CAP_SYS_PTRACE (a post-copy restore creates, inside the container, a
 # userfaultfd that catches faults in system calls).
 #   scripts/container-bundle.sh [--own-netns] [--node SCRIPT.js ADDR PORT]
-#                               [--exec BINARY ARGS] BUNDLE_DIR OUT_DIR
-#                               [CGROUPS_PATH]
+#                               [--exec BINARY ARGS] [--run BINARY ARGS]
+#                               BUNDLE_DIR OUT_DIR [CGROUPS_PATH]
 # --own-netns keeps the network namespace of `runc spec` (the container
 # gets an empty one of its own: configure it between `runc create` and
 # `runc start`, e.g. with scripts/container-net.sh).
@@ -18,8 +18,13 @@
 # directories (where ldd finds node's libraries) are bind-mounted read-only.
 # --exec runs BINARY, a static executable copied into the rootfs, with the
 # words of ARGS instead of the loop (output to /out/workload.log).
+# --run runs BINARY, a dynamically linked executable of the host (a Debian
+# package's server, a test workload), with the words of ARGS instead of the
+# loop (output to /out/workload.log): the binary and the host's library
+# directories (where ldd finds its libraries) are bind-mounted read-only at
+# the same paths.
 set -euo pipefail
-own_netns=0 node_args=() exec_args=()
+own_netns=0 node_args=() exec_args=() run_args=()
 while [ $# -gt 0 ]; do
   case $1 in
     --own-netns) own_netns=1; shift ;;
@@ -27,10 +32,12 @@ while [ $# -gt 0 ]; do
             node_args=("$2" "$3" "$4"); shift 4 ;;
     --exec) [ $# -ge 3 ] || { echo "--exec needs BINARY ARGS" >&2; exit 2; }
             exec_args=("$2" "$3"); shift 3 ;;
+    --run) [ $# -ge 3 ] || { echo "--run needs BINARY ARGS" >&2; exit 2; }
+           run_args=("$2" "$3"); shift 3 ;;
     *) break ;;
   esac
 done
-[ $# -ge 2 ] || { echo "usage: $0 [--own-netns] [--node SCRIPT.js ADDR PORT] [--exec BINARY ARGS] BUNDLE_DIR OUT_DIR [CGROUPS_PATH]" >&2; exit 2; }
+[ $# -ge 2 ] || { echo "usage: $0 [--own-netns] [--node SCRIPT.js ADDR PORT] [--exec BINARY ARGS] [--run BINARY ARGS] BUNDLE_DIR OUT_DIR [CGROUPS_PATH]" >&2; exit 2; }
 bundle=$1 out=$2 cgpath=${3:-}
 mkdir -p "$bundle/rootfs/bin" "$bundle/rootfs/out" "$bundle/rootfs/tmp" "$out"
 cp /bin/busybox "$bundle/rootfs/bin/busybox"
@@ -45,18 +52,27 @@ if ((${#exec_args[@]})); then
   args=$(jq -n --arg a "${exec_args[1]}" \
     '["sh", "-c", "exec /bin/workload \($a) >>/out/workload.log 2>&1 </dev/null"]')
 fi
+ro() { jq -n --arg s "$1" --arg d "$2" '{destination: $d, type: "bind", source: $s, options: ["rbind", "ro"]}'; }
+# Every directory holding a library of the binary $1, at the same path.
+libs() { ldd "$1" | grep -o '/[^ ]*' | xargs -n1 dirname | sort -u | while read -r d; do ro "$d" "$d"; done; }
 if ((${#node_args[@]})); then
   node=$(realpath "$(command -v node)")
   script=$(realpath "${node_args[0]}")
   args=$(jq -n --arg a "${node_args[1]}" --arg p "${node_args[2]}" \
     '["sh", "-c", "exec /app/node /app/server.js \($a) \($p) >>/out/node.log 2>&1 </dev/null"]')
-  ro() { jq -n --arg s "$1" --arg d "$2" '{destination: $d, type: "bind", source: $s, options: ["rbind", "ro"]}'; }
   mounts=$( {
     ro "$node" /app/node
     ro "$script" /app/server.js
-    # Every directory holding a library of node, at the same path.
-    ldd "$node" | grep -o '/[^ ]*' | xargs -n1 dirname | sort -u | while read -r d; do ro "$d" "$d"; done
+    libs "$node"
   } | jq -s .)
+fi
+if ((${#run_args[@]})); then
+  # At the path given: a program may tell what to be from its name
+  # (redis-server is a link to redis-check-rdb).
+  binary=$(realpath -s "${run_args[0]}")
+  args=$(jq -n --arg b "$binary" --arg a "${run_args[1]}" \
+    '["sh", "-c", "exec \($b) \($a) >>/out/workload.log 2>&1 </dev/null"]')
+  mounts=$( { ro "$(realpath "$binary")" "$binary"; libs "$binary"; } | jq -s .)
 fi
 caps='["CAP_AUDIT_WRITE","CAP_KILL","CAP_NET_BIND_SERVICE","CAP_CHECKPOINT_RESTORE","CAP_SYS_PTRACE"]'
 jq --argjson args "$args" --arg out "$(realpath "$out")" --argjson caps "$caps" --arg cg "$cgpath" \

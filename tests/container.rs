@@ -12,7 +12,7 @@
 mod common;
 
 use anyhow::{bail, ensure, Context, Result};
-use common::keepalive::KeepAliveClient;
+use common::keepalive::{Exchange, KeepAliveClient, KeepAliveReport};
 use common::testbed::{Host, Testbed, HOST_B};
 use common::{agent, path_str, run_test, TestDir};
 use std::fs;
@@ -245,6 +245,13 @@ enum Kind {
     NodeOnLink,
     /// The busybox counter without CAP_SYS_PTRACE (which post-copy needs).
     CounterWithoutPtrace,
+    /// Debian's redis-server on [`LINK_ADDR`] (its own network namespace,
+    /// its address on the link), nothing saved to disk.
+    RedisOnLink,
+    /// tests/workloads/tcp_stream.c on [`LINK_ADDR`] (its own network
+    /// namespace, its address on the link), rewriting this many MiB of
+    /// memory every second.
+    StreamOnLink(u32),
 }
 
 /// The container's own network when it has one: what the source host's
@@ -313,25 +320,39 @@ impl Env {
         }
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
         let server = repo.join("tests/workloads/counter_server.js");
+        let node = |addr: &str| -> Result<Vec<String>> {
+            let script = path_str(&server)?;
+            Ok(["--own-netns", "--node", script, addr, "8080"]
+                .map(String::from)
+                .to_vec())
+        };
+        let on_link = |binary: &Path, args: String| -> Result<Vec<String>> {
+            Ok(vec![
+                "--own-netns".into(),
+                "--run".into(),
+                path_str(binary)?.into(),
+                args,
+            ])
+        };
+        let (link_ip, link_port) = LINK_ADDR.split_once(':').context("LINK_ADDR has no port")?;
         let mut options = match kind {
             Kind::Counter | Kind::CounterWithoutPtrace => vec![],
-            Kind::CounterOwnNet => vec!["--own-netns"],
-            Kind::Node => vec![
-                "--own-netns",
-                "--node",
-                path_str(&server)?,
-                "10.232.0.2",
-                "8080",
-            ],
-            Kind::NodeOnLink => vec![
-                "--own-netns",
-                "--node",
-                path_str(&server)?,
-                "10.231.0.100",
-                "8080",
-            ],
+            Kind::CounterOwnNet => vec!["--own-netns".into()],
+            Kind::Node => node("10.232.0.2")?,
+            Kind::NodeOnLink => node(LINK_IP)?,
+            Kind::RedisOnLink => on_link(
+                Path::new("/usr/bin/redis-server"),
+                format!(
+                    "--bind {link_ip} --port {link_port} --save '' --appendonly no --protected-mode no"
+                ),
+            )?,
+            Kind::StreamOnLink(mib) => on_link(
+                &common::workload_bin("tcp_stream")?,
+                format!("{link_ip} {link_port} {mib}"),
+            )?,
         };
-        options.extend([path_str(&bundle)?, path_str(&out_dir)?, "ferry-counter"]);
+        options
+            .extend([path_str(&bundle)?, path_str(&out_dir)?, "ferry-counter"].map(String::from));
         let made = Command::new("bash")
             .arg(repo.join("scripts/container-bundle.sh"))
             .args(&options)
@@ -367,7 +388,7 @@ impl Env {
         // runtime hook would: node binds its address at once.
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
         let network = match kind {
-            Kind::NodeOnLink => LINK_NETWORK,
+            Kind::NodeOnLink | Kind::RedisOnLink | Kind::StreamOnLink(_) => LINK_NETWORK,
             _ => CONTAINER_NETWORK,
         };
         let run = format!(
@@ -639,27 +660,45 @@ fn node_counter_container_keeps_counting_after_postcopy() {
     });
 }
 
-/// Issue 14's live case: the Node.js counter container on the link, a
-/// keep-alive client on host C sending a GET every 10 ms over one TCP
-/// connection while the container moves from A to B in `mode`. The client
-/// sees no error, no reset, every count once and in order, the same local
-/// port throughout; C's neighbour entry for the address is B's (B announced
-/// it); the server's next count (a new connection from C) follows the
-/// client's last. The longest gap between answers is printed,
-/// not asserted.
-fn node_keeps_its_client(dir: &TestDir, mode: &str) -> Result<()> {
-    let env = Env::start_kind(dir, &format!("live-{mode}"), Kind::NodeOnLink)?;
+/// Starts `n` clients on host C, each with one TCP connection to the
+/// container's [`LINK_ADDR`], making `exchange` every `interval`.
+fn clients_on_c(
+    bed: &Testbed,
+    exchange: Exchange,
+    n: usize,
+    interval: Duration,
+) -> Result<Vec<KeepAliveClient>> {
+    (0..n)
+        .map(|_| {
+            KeepAliveClient::start(
+                &bed.netns_path(Host::C),
+                LINK_ADDR.parse()?,
+                exchange,
+                interval,
+            )
+        })
+        .collect()
+}
+
+/// Moves the container from A to B in `mode` while `clients` keep
+/// exchanging with it (300 ms before and after too), then stops them;
+/// prints each client's answers and longest gap between two (not
+/// asserted) with the agent's downtime line, and returns their reports
+/// (not checked yet). A failed migration fails with both agents' logs.
+fn migrate_under_clients(
+    env: &Env,
+    dir: &TestDir,
+    mode: &str,
+    clients: Vec<KeepAliveClient>,
+) -> Result<Vec<KeepAliveReport>> {
     let bed = &env.bed;
-    common::testbed::wait_for(&env.counter.with_file_name("node.log"), "READY")?;
-    let client = KeepAliveClient::start(
-        &bed.netns_path(Host::C),
-        LINK_ADDR.parse()?,
-        Duration::from_millis(10),
-    )?;
     sleep(Duration::from_millis(300));
     let migrated = env.migrate(dir, mode);
     sleep(Duration::from_millis(300));
-    let report = client.stop()?;
+    let reports = clients
+        .into_iter()
+        .map(KeepAliveClient::stop)
+        .collect::<Result<Vec<_>>>()?;
     let migrated = match migrated.and_then(|m| m.check().map(|()| m)) {
         Ok(m) => m,
         Err(e) => bail!(
@@ -673,6 +712,42 @@ fn node_keeps_its_client(dir: &TestDir, mode: &str) -> Result<()> {
         .lines()
         .find(|l| l.contains("downtime"))
         .unwrap_or("(no downtime line)");
+    for report in &reports {
+        eprintln!(
+            "{mode}: {:?}: {} answers on one connection from {:?}, longest gap between answers {:?}",
+            report.exchange,
+            report.answers.len(),
+            report.local,
+            report.longest_gap(),
+        );
+    }
+    eprintln!("{mode}: the agent: {}", downtime.trim());
+    ensure!(
+        running_on(bed, Host::B, &env.id)?,
+        "runc list on B does not show {} running (the clients' errors: {:?})",
+        env.id,
+        reports
+            .iter()
+            .filter_map(|r| r.error.as_deref())
+            .collect::<Vec<_>>()
+    );
+    Ok(reports)
+}
+
+/// Issue 14's live case: the Node.js counter container on the link, a
+/// keep-alive client on host C sending a GET every 10 ms over one TCP
+/// connection while the container moves from A to B in `mode`. The client
+/// sees no error, no reset, every count once and in order, the same local
+/// port throughout; C's neighbour entry for the address is B's (B announced
+/// it); the server's next count (a new connection from C) follows the
+/// client's last. The longest gap between answers is printed,
+/// not asserted.
+fn node_keeps_its_client(dir: &TestDir, mode: &str) -> Result<()> {
+    let env = Env::start_kind(dir, &format!("live-{mode}"), Kind::NodeOnLink)?;
+    let bed = &env.bed;
+    common::testbed::wait_for(&env.counter.with_file_name("node.log"), "READY")?;
+    let clients = clients_on_c(bed, Exchange::Http, 1, Duration::from_millis(10))?;
+    let reports = migrate_under_clients(&env, dir, mode, clients)?;
     // B announced the address (gratuitous ARP): C sends to B at once,
     // where without it the client's own traffic, forwarded by A, would
     // keep C's entry on A.
@@ -682,24 +757,12 @@ fn node_keeps_its_client(dir: &TestDir, mode: &str) -> Result<()> {
         "C reaches {LINK_IP} at {neighbour:?}, not at B's {mac_b} (A's is {})",
         bed.link_mac(Host::A)?
     );
-    eprintln!(
-        "{mode}: {} answers on one connection from {:?}, longest gap between answers {:?}; the agent: {}",
-        report.answers.len(),
-        report.local,
-        report.longest_gap(),
-        downtime.trim()
-    );
-    report.check(40)?;
-    let last = report.answers.last().map_or(0, |a| a.0);
+    reports[0].check(40)?;
+    let last = reports[0].answers.last().map_or(0, |a| a.0);
     let next = bed.http_get(Host::C, &format!("http://{LINK_ADDR}/"))?;
     ensure!(
         next == (last + 1).to_string(),
         "the server on B answered {next:?} after the client's last count {last}"
-    );
-    ensure!(
-        running_on(bed, Host::B, &env.id)?,
-        "runc list on B does not show {} running",
-        env.id
     );
     Ok(())
 }
@@ -716,6 +779,165 @@ fn node_container_keeps_its_keepalive_client_in_postcopy() {
     runc_test("container_live_postcopy", |dir| {
         node_keeps_its_client(dir, "postcopy")
     });
+}
+
+/// Issue 14's redis case: Debian's redis-server in a container on the link,
+/// four clients on host C, each with one connection, sending an INCR of
+/// one key every 10 ms while the container moves from A to B in `mode`.
+/// No client sees an error or a reset, each sees the value go up on the
+/// same connection, and a new connection's INCR on B gives exactly one
+/// more than every INCR answered: none lost, none applied twice.
+fn redis_keeps_its_clients(dir: &TestDir, mode: &str) -> Result<()> {
+    let env = Env::start_kind(dir, &format!("redis-{mode}"), Kind::RedisOnLink)?;
+    let bed = &env.bed;
+    common::testbed::wait_for(
+        &env.counter.with_file_name("workload.log"),
+        "Ready to accept connections",
+    )?;
+    let clients = clients_on_c(bed, Exchange::RedisIncr, 4, Duration::from_millis(10))?;
+    let reports = migrate_under_clients(&env, dir, mode, clients)?;
+    // Four clients share redis's event loop: fewer answers each than
+    // the node client's 40.
+    for report in &reports {
+        report.check(20)?;
+    }
+    let answered: usize = reports.iter().map(|r| r.answers.len()).sum();
+    let last = clients_on_c(bed, Exchange::RedisIncr, 1, Duration::from_secs(1))?
+        .remove(0)
+        .stop()?;
+    let next = last.answers.first().map(|a| a.0);
+    ensure!(
+        next == Some(answered as u64 + 1),
+        "redis on B counted {next:?} after {answered} INCRs answered: not one more"
+    );
+    Ok(())
+}
+
+#[test]
+fn redis_container_keeps_its_clients_in_precopy() {
+    runc_test("container_redis_precopy", |dir| {
+        redis_keeps_its_clients(dir, "precopy")
+    });
+}
+
+#[test]
+fn redis_container_keeps_its_clients_in_postcopy() {
+    runc_test("container_redis_postcopy", |dir| {
+        redis_keeps_its_clients(dir, "postcopy")
+    });
+}
+
+/// SIGTERMs tests/workloads/tcp_stream.c in the container on `host` and
+/// waits for its verdict: PASS if every counter the client sent came in
+/// order.
+fn stream_passes(env: &Env, host: Host) -> Result<()> {
+    let (ok, out) = env
+        .bed
+        .host_exec(host, &["runc", "kill", &env.id, "TERM"])?;
+    ensure!(ok, "runc kill on {host:?} failed: {out}");
+    let log = env.counter.with_file_name("workload.log");
+    let out = common::testbed::wait_for(&log, "PASS").or_else(|e| {
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("FAIL") {
+            bail!("the stream's workload failed: {text}")
+        }
+        Err(e)
+    })?;
+    ensure!(
+        out == "READY\nPASS\n",
+        "the stream's workload printed {out:?}"
+    );
+    Ok(())
+}
+
+/// Issue 14's stream case: tests/workloads/tcp_stream.c in a container on
+/// the link sends its counter every millisecond to a client on host C,
+/// which sends its own back, while the container moves from A to B in
+/// `mode`. The client reads every counter once and in order on the same
+/// connection, with no error; the workload on B checks the client's
+/// counters the same way.
+fn stream_keeps_its_client(dir: &TestDir, mode: &str) -> Result<()> {
+    let env = Env::start_kind(dir, &format!("stream-{mode}"), Kind::StreamOnLink(0))?;
+    common::testbed::wait_for(&env.counter.with_file_name("workload.log"), "READY")?;
+    let clients = clients_on_c(&env.bed, Exchange::Stream, 1, Duration::ZERO)?;
+    let reports = migrate_under_clients(&env, dir, mode, clients)?;
+    reports[0].check(200)?;
+    stream_passes(&env, Host::B)
+}
+
+#[test]
+fn stream_container_keeps_its_client_in_precopy() {
+    runc_test("container_stream_precopy", |dir| {
+        stream_keeps_its_client(dir, "precopy")
+    });
+}
+
+#[test]
+fn stream_container_keeps_its_client_in_postcopy() {
+    runc_test("container_stream_postcopy", |dir| {
+        stream_keeps_its_client(dir, "postcopy")
+    });
+}
+
+/// Issue 14's failure case: the stream container rewrites 128 MiB every
+/// second, so that a pre-copy limited to one round at 32 MB/s spends
+/// seconds sending memory once frozen; B's agent is killed then. The
+/// migration fails, the container resumes on A with its connection: the
+/// client on C sees no error and every counter in order, and the workload
+/// on A gets every counter of the client.
+fn stream_survives_a_dead_destination(dir: &TestDir) -> Result<()> {
+    let env = Env::start_kind(dir, "stream-dest-killed", Kind::StreamOnLink(128))?;
+    let bed = &env.bed;
+    common::testbed::wait_for(&env.counter.with_file_name("workload.log"), "READY")?;
+    let client = clients_on_c(bed, Exchange::Stream, 1, Duration::ZERO)?.remove(0);
+    let migrated = std::thread::scope(|s| -> Result<common::AgentRun> {
+        let migration = s.spawn(|| {
+            env.migrate_with(
+                dir,
+                &[
+                    "--mode",
+                    "precopy",
+                    "--max-rounds",
+                    "1",
+                    "--bandwidth-limit",
+                    "32M",
+                ],
+            )
+        });
+        let killed = common::testbed::wait_for(&bed.agent_log_path(Host::A), "switching over")
+            .and_then(|_| bed.kill_agent(Host::B));
+        let migrated = migration
+            .join()
+            .map_err(|_| anyhow::anyhow!("the migration thread panicked"))?;
+        killed?;
+        migrated
+    })?;
+    ensure!(
+        migrated.check().is_err(),
+        "the migration succeeded although B's agent was killed"
+    );
+    sleep(Duration::from_millis(500));
+    let report = client.stop()?;
+    eprintln!(
+        "destination killed: {} answers on one connection from {:?}, longest gap between answers {:?}",
+        report.answers.len(),
+        report.local,
+        report.longest_gap()
+    );
+    report.check(200)?;
+    ensure!(
+        running_on(bed, Host::A, &env.id)?,
+        "the container does not run on A after the failed migration"
+    );
+    stream_passes(&env, Host::A)
+}
+
+#[test]
+fn stream_container_keeps_its_client_when_the_destination_dies_frozen() {
+    runc_test(
+        "container_stream_dest_killed",
+        stream_survives_a_dead_destination,
+    );
 }
 
 /// A container without CAP_SYS_PTRACE cannot be restored with lazy memory:

@@ -1,13 +1,15 @@
-//! A keep-alive HTTP client, as a real service's client is: it sends a GET
-//! every `interval` over ONE TCP connection from inside a network namespace
-//! (a thread that enters it), reads each answer (a count) and records when
-//! it came. It stops at its first error (a reset, a timeout, an early end),
-//! and never reconnects: whatever it saw is in its [`KeepAliveReport`].
+//! A long-lived client, as a real service's client is: over ONE TCP
+//! connection from inside a network namespace (a thread that enters it),
+//! it makes an [`Exchange`] every `interval` (a keep-alive HTTP GET, a
+//! redis INCR, or a step of a two-way counter stream), reads each answer (a
+//! count) and records when it came. It stops at its first error (a reset, a
+//! timeout, an early end), and never reconnects: whatever it saw is in its
+//! [`KeepAliveReport`].
 
 use anyhow::{bail, ensure, Context, Result};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{sleep, JoinHandle};
@@ -16,6 +18,23 @@ use std::time::{Duration, Instant};
 /// How long one answer may take before the client counts it an error.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// What the client sends and reads, once per interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exchange {
+    /// A keep-alive HTTP GET, answered by a count that goes up by one.
+    Http,
+    /// A redis `INCR` of the key [`REDIS_KEY`], answered by its new value:
+    /// it only goes up on one connection, since others increment it too.
+    RedisIncr,
+    /// The workload sends a counter (a little-endian u64) at its own pace
+    /// (tests/workloads/tcp_stream.c): the client reads the next one, which
+    /// goes up by one, and sends back its own, which goes up by one too.
+    Stream,
+}
+
+/// The key [`Exchange::RedisIncr`] increments.
+pub const REDIS_KEY: &str = "ferry-live";
+
 /// A client running on its thread until [`KeepAliveClient::stop`].
 pub struct KeepAliveClient {
     stop: Arc<AtomicBool>,
@@ -23,8 +42,10 @@ pub struct KeepAliveClient {
 }
 
 /// What the client saw, in order.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct KeepAliveReport {
+    /// What the client exchanged.
+    pub exchange: Exchange,
     /// The connection's local address when it connected.
     pub local: Option<SocketAddr>,
     /// Its local address after the last answer (the same connection).
@@ -46,8 +67,9 @@ impl KeepAliveReport {
     }
 
     /// Fails unless the client saw no error, at least `min` answers, counts
-    /// going up by one each time (none repeated or skipped) and the same
-    /// local port throughout.
+    /// going up by one each time (none repeated or skipped; for
+    /// [`Exchange::RedisIncr`], going up) and the same local port
+    /// throughout.
     pub fn check(&self, min: usize) -> Result<()> {
         if let Some(e) = &self.error {
             bail!(
@@ -61,8 +83,9 @@ impl KeepAliveReport {
             self.answers.len()
         );
         for w in self.answers.windows(2) {
+            let by_one = w[1].0 == w[0].0 + 1;
             ensure!(
-                w[1].0 == w[0].0 + 1,
+                by_one || (self.exchange == Exchange::RedisIncr && w[1].0 > w[0].0),
                 "count {} followed {}: repeated or skipped",
                 w[1].0,
                 w[0].0
@@ -80,14 +103,26 @@ impl KeepAliveReport {
 
 impl KeepAliveClient {
     /// Connects from network namespace `netns` (a path such as
-    /// /var/run/netns/NAME) to `addr` and starts sending.
-    pub fn start(netns: &str, addr: SocketAddr, interval: Duration) -> Result<Self> {
+    /// /var/run/netns/NAME) to `addr` and starts its exchanges, one every
+    /// `interval` (zero: as fast as the answers come).
+    pub fn start(
+        netns: &str,
+        addr: SocketAddr,
+        exchange: Exchange,
+        interval: Duration,
+    ) -> Result<Self> {
         let netns = File::open(netns).with_context(|| format!("opening {netns}"))?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let mut report = KeepAliveReport::default();
+            let mut report = KeepAliveReport {
+                exchange,
+                local: None,
+                local_at_end: None,
+                answers: Vec::new(),
+                error: None,
+            };
             if let Err(e) = run(&netns, addr, interval, &stopping, &ready_tx, &mut report) {
                 report.error = Some(format!("{e:#}"));
             }
@@ -140,16 +175,39 @@ fn run(
     let mut reader = BufReader::new(stream);
     let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        write!(
-            writer,
-            "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: keep-alive\r\n\r\n"
-        )
-        .context("sending a request")?;
-        let body = read_answer(&mut reader)?;
-        let count = body
-            .trim()
-            .parse::<u64>()
-            .with_context(|| format!("the answer {body:?} is not a count"))?;
+        let count = match report.exchange {
+            Exchange::Http => {
+                write!(
+                    writer,
+                    "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: keep-alive\r\n\r\n"
+                )
+                .context("sending a request")?;
+                parse_count(&read_answer(&mut reader)?)?
+            }
+            Exchange::RedisIncr => {
+                write!(writer, "INCR {REDIS_KEY}\r\n").context("sending INCR")?;
+                let mut line = String::new();
+                ensure!(
+                    reader
+                        .read_line(&mut line)
+                        .context("reading INCR's answer")?
+                        > 0,
+                    "the server closed the connection"
+                );
+                let value = line.trim_end().strip_prefix(':');
+                parse_count(value.with_context(|| format!("INCR answered {line:?}"))?)?
+            }
+            Exchange::Stream => {
+                let mut counter = [0; 8];
+                reader
+                    .read_exact(&mut counter)
+                    .context("reading the workload's counter")?;
+                writer
+                    .write_all(&(report.answers.len() as u64).to_le_bytes())
+                    .context("sending the client's counter")?;
+                u64::from_le_bytes(counter)
+            }
+        };
         report.answers.push((count, Instant::now()));
         report.local_at_end = Some(writer.local_addr()?);
         if report.answers.len() == 1 {
@@ -162,7 +220,21 @@ fn run(
             next = Instant::now();
         }
     }
+    if report.exchange == Exchange::Stream {
+        // The workload sends on its own: a close with its bytes unread
+        // would be a reset. Writing ended, the workload ends its side
+        // too (tcp_stream.c), and what it sent meanwhile is read to the
+        // end first.
+        writer.shutdown(Shutdown::Write)?;
+        std::io::copy(&mut reader, &mut std::io::sink()).context("reading the stream's end")?;
+    }
     Ok(())
+}
+
+fn parse_count(text: &str) -> Result<u64> {
+    text.trim()
+        .parse::<u64>()
+        .with_context(|| format!("the answer {text:?} is not a count"))
 }
 
 /// Reads one HTTP/1.1 answer (Content-Length or chunked) and returns its
