@@ -502,8 +502,13 @@ run_one() {
 			return
 		fi
 		if [ "$tool" = ferry ]; then
+			# CRIU's --manage-cgroups=ignore is ferry's --cgroups ignore (the
+			# other modes restore membership as ferry's default does).
+			local ferry_opts=()
+			[[ " ${t_opts[$name]} ${t_ropts[$name]} " != *" --manage-cgroups=ignore "* ]] \
+				|| ferry_opts=(--cgroups ignore)
 			timeout -k 5 "$tmo" "$agent" restore --dir "$img/dir" --pidfile "$static/$name.pid" \
-				> "$img/restore.out" 2> "$img/restore.err"
+				"${ferry_opts[@]}" > "$img/restore.out" 2> "$img/restore.err"
 			rc=$?
 			if [ $rc != 0 ]; then
 				release_lock "$img/dir"

@@ -24,6 +24,7 @@ mod husk;
 mod lazy;
 
 pub use error::RestoreError;
+pub use husk::CgroupMode;
 pub use lazy::{LazyPages, LazyProcess};
 
 use crate::image::{Checkpoint, ImageReader, ProcessImage};
@@ -53,6 +54,9 @@ pub struct RestoreOptions {
     /// Post-copy: private anonymous memory is left to a fault server
     /// instead of being filled from the image (None: fill it all).
     pub lazy: Option<LazyPages>,
+    /// Whether a plain tree's tasks go back into their cgroups (a
+    /// container's stay in those its runtime made).
+    pub cgroups: CgroupMode,
 }
 
 /// Restores the image in `dir` and returns once the process runs.
@@ -86,7 +90,7 @@ pub fn restore_with(dir: &Path, opts: RestoreOptions) -> Result<RestoreStats, Re
     for p in &ck.processes {
         check_files(ck, p, "")?;
     }
-    let pages_restored = husk::rebuild(&reader, opts.lazy.as_ref())?;
+    let pages_restored = husk::rebuild(&reader, opts.lazy.as_ref(), opts.cgroups)?;
     release_network_lock(ck, ck.root().map_or(0, |p| p.pid));
     Ok(RestoreStats {
         pid: ck.root().map_or(0, |p| p.pid),
