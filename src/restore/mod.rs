@@ -302,8 +302,13 @@ fn check_files(ck: &Checkpoint, p: &ProcessImage, root: &str) -> Result<(), Rest
     }
     for fd in &p.fds {
         if let Some(crate::image::FileImage::Path(f)) = ck.files.get(fd.file as usize) {
-            // A deleted file (a ghost) is recreated from the image.
-            if f.ghost.is_none() && !Path::new(&at(&f.path)).exists() {
+            // A deleted file (a ghost) is recreated from the image; a
+            // file of a restored process's /proc directory is there once
+            // that process is.
+            if f.ghost.is_none()
+                && !of_restored_process(ck, &f.path)
+                && !Path::new(&at(&f.path)).exists()
+            {
                 return Err(RestoreError::FileChanged {
                     path: f.path.clone(),
                     why: format!("(fd {}) no longer exists", fd.fd),
@@ -318,4 +323,19 @@ fn check_files(ck: &Checkpoint, p: &ProcessImage, root: &str) -> Result<(), Rest
         });
     }
     Ok(())
+}
+
+/// Whether `path` is in the /proc directory of a process or thread of
+/// the image (/proc/PID/cgroup, which a process opened by its own PID):
+/// it exists again once the restore made that process.
+fn of_restored_process(ck: &Checkpoint, path: &str) -> bool {
+    let id = path
+        .strip_prefix("/proc/")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|id| id.parse::<i32>().ok());
+    id.is_some_and(|id| {
+        ck.processes
+            .iter()
+            .any(|p| p.threads.iter().any(|t| t.tid == id))
+    })
 }
