@@ -299,3 +299,42 @@ fn apply(dir: &Path, d: &CgroupDir) -> Result<(), String> {
     }
     own(dir, d.mode, d.uid, d.gid)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn made_dirs_get_their_settings_and_mode() {
+        let base = std::env::temp_dir().join(format!("ferry-cgroups-test-{}", std::process::id()));
+        std::fs::create_dir(&base).unwrap();
+        std::fs::create_dir(base.join("a")).unwrap();
+        let recorded = CgroupDir {
+            path: CgroupPath {
+                below_own: false,
+                path: "/a/b".into(),
+            },
+            mode: 0o750,
+            uid: 0,
+            gid: 0,
+            files: Vec::new(),
+            properties: vec![("pids.max".into(), "7\n".into())],
+        };
+        make_dirs(&base, "/a/b", Some(&recorded)).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&base.join("a/b")), 0o750);
+        assert_eq!(
+            std::fs::read_to_string(base.join("a/b/pids.max")).unwrap(),
+            "7"
+        );
+        // An existing cgroup is used as it is.
+        let existing = CgroupDir {
+            mode: 0o700,
+            ..recorded
+        };
+        make_dirs(&base, "/a/b", Some(&existing)).unwrap();
+        assert_eq!(mode(&base.join("a/b")), 0o750);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}
