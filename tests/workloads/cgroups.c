@@ -48,6 +48,45 @@ static const char *own_cgroup(char *buf, size_t size)
 	return buf;
 }
 
+/* Whether our hierarchy still exists (every process lists it). */
+static int hierarchy_exists(void)
+{
+	char text[4096], key[96];
+
+	snprintf(key, sizeof key, ":name=%s:", name);
+	return zdtm_read_file("/proc/self/cgroup", text, sizeof text) >= 0 && strstr(text, key);
+}
+
+/* Removes a cgroup once its last task (a thread that just exited) left. */
+static void remove_cgroup(const char *sub)
+{
+	char dir[4096];
+
+	snprintf(dir, sizeof dir, "%s/%s", mnt, sub);
+	for (int i = 0; rmdir(dir) && errno == EBUSY && i < 500; i++)
+		zdtm_sleep_ms(10);
+}
+
+/*
+ * Unmounts the hierarchy, which the kernel then ends (it has no cgroups
+ * left), and waits until it is gone: a mount of the same name meanwhile
+ * would make it again.
+ */
+static void remove_hierarchy(void)
+{
+	/* The removed cgroups are freed a moment later: until then an
+	 * unmount would not end the hierarchy. */
+	zdtm_sleep_ms(300);
+	if (umount(mnt))
+		zdtm_fail("unmounting %s: %s", mnt, strerror(errno));
+	if (rmdir(mnt))
+		zdtm_fail("removing %s: %s", mnt, strerror(errno));
+	for (int i = 0; hierarchy_exists() && i < 500; i++)
+		zdtm_sleep_ms(10);
+	if (hierarchy_exists())
+		zdtm_fail("the hierarchy name=%s is still there after it was unmounted", name);
+}
+
 static void *thread_main(void *arg)
 {
 	char dir[4096], buf[256];
@@ -112,14 +151,10 @@ int main(int argc, char **argv)
 	}
 	/* Clean up before judging: the hierarchy goes with its mount. */
 	write_file(mnt, "cgroup.procs", getpid());
-	snprintf(dir, sizeof dir, "%s/proc_cg/empty", mnt);
-	rmdir(dir);
-	snprintf(dir, sizeof dir, "%s/proc_cg/thread_cg", mnt);
-	rmdir(dir);
-	snprintf(dir, sizeof dir, "%s/proc_cg", mnt);
-	rmdir(dir);
-	if (umount(mnt) || rmdir(mnt))
-		zdtm_fail("unmounting %s: %s", mnt, strerror(errno));
+	remove_cgroup("proc_cg/empty");
+	remove_cgroup("proc_cg/thread_cg");
+	remove_cgroup("proc_cg");
+	remove_hierarchy();
 	if (strcmp(buf, "/proc_cg"))
 		zdtm_fail("the process is in cgroup '%s', not /proc_cg", buf);
 	if (ok_thread < 0)
