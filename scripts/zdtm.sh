@@ -210,9 +210,13 @@ clean_cgroups() {
 		umount -l "$dir"
 	done
 	# cgroup_ignore's cgroup zdtmtst of the v2 hierarchy, left when the
-	# test ends inside it (with --leave-running, which it fails).
+	# test ends inside it (with --leave-running, which it fails), and the
+	# newroot and prefix trees CRIU's restore of cgroup02 makes there
+	# (its hook cleans the v1 hierarchies only).
 	if mount -t cgroup2 zdtm "$dir" 2> /dev/null; then
-		rmdir "$dir/zdtmtst" 2> /dev/null
+		for name in zdtmtst newroot prefix; do
+			[ ! -d "$dir/$name" ] || find "$dir/$name" -depth -type d -exec rmdir {} \; 2> /dev/null
+		done
 		umount -l "$dir"
 	fi
 	rmdir "$dir"
