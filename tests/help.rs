@@ -33,6 +33,7 @@ const NO_UNIT: &[&str] = &[
     "--server-name",
     "--control-socket",
     "--mode",
+    "--cgroups",
     "--max-rounds",
     "--ca",
     "--name",

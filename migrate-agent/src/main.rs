@@ -83,6 +83,11 @@ enum Command {
         /// Print statistics as JSON instead of a one-line summary.
         #[arg(long)]
         json: bool,
+        /// Put the tasks back into the cgroups they were in, making the
+        /// missing ones (soft), or leave them in this command's (ignore);
+        /// a container's tasks stay in those its runtime made.
+        #[arg(long, value_enum, default_value = "soft")]
+        cgroups: restore::Cgroups,
     },
     /// Run the per-host agent: receive migrations from peer agents (QUIC,
     /// mutual TLS) and take local commands on the control socket.
@@ -207,12 +212,13 @@ fn main() -> ExitCode {
             container,
             bundle,
             json,
+            cgroups,
         } => container.container().and_then(|c| match (c, bundle) {
             (Some(c), Some(bundle)) => {
                 restore::run_container(&c, &bundle, &dir, pidfile.as_deref(), json)
             }
             (Some(_), None) => anyhow::bail!("restore --container needs the container's --bundle"),
-            (None, _) => restore::run(&dir, pidfile.as_deref(), json),
+            (None, _) => restore::run(&dir, pidfile.as_deref(), json, cgroups),
         }),
         Command::Image {
             command: ImageCommand::Show { dir },

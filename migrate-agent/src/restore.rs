@@ -4,9 +4,31 @@ use anyhow::Context;
 use std::path::Path;
 use std::process::ExitCode;
 
-/// Restores the image in `dir` and optionally writes the PID to `pidfile`.
-pub fn run(dir: &Path, pidfile: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
-    let stats = ferry::restore::restore(dir).with_context(|| {
+/// `restore --cgroups`: what becomes of the tree's cgroup membership.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Cgroups {
+    /// Back into the cgroups the tasks were in, made where missing.
+    Soft,
+    /// Left in this command's cgroups.
+    Ignore,
+}
+
+/// Restores the image in `dir` (its tasks' cgroups as `cgroups` says) and
+/// optionally writes the PID to `pidfile`.
+pub fn run(
+    dir: &Path,
+    pidfile: Option<&Path>,
+    json: bool,
+    cgroups: Cgroups,
+) -> anyhow::Result<ExitCode> {
+    let opts = ferry::restore::RestoreOptions {
+        cgroups: match cgroups {
+            Cgroups::Soft => ferry::restore::CgroupMode::Soft,
+            Cgroups::Ignore => ferry::restore::CgroupMode::Ignore,
+        },
+        ..Default::default()
+    };
+    let stats = ferry::restore::restore_with(dir, opts).with_context(|| {
         format!(
             "restore from {} failed; nothing was left running",
             dir.display()

@@ -6,6 +6,7 @@
 //! and either all killed or all resumed exactly as they were.
 
 mod anon;
+pub mod cgroups;
 mod creds;
 mod error;
 pub mod files;
@@ -244,6 +245,7 @@ fn checkpoint_tree(
         precopies,
         (&mut lock, plan, opts.leave_running),
         opts.external_stdio,
+        opts.in_container,
     );
     let (image, mem, segments, repaired) = match dumped {
         Ok(v) => v,
@@ -313,6 +315,7 @@ fn dump_frozen(
     mut precopies: Precopies,
     (lock, plan, leave_running): (&mut TreeLock, LockPlan, bool),
     external_stdio: crate::inspect::StdioPolicy,
+    in_container: bool,
 ) -> Result<
     (
         crate::image::ImageSummary,
@@ -369,6 +372,16 @@ fn dump_frozen(
         processes.push(process);
     }
     files.link_unix_peers();
+    // A container's tasks go back into the cgroups its new runtime makes,
+    // a PID namespace's into its new init's.
+    let cgroups = if in_container || tree.expected.own_pid {
+        Default::default()
+    } else {
+        let tasks = processes
+            .iter()
+            .flat_map(|p| p.threads.iter().map(move |t| (p.pid, t.tid)));
+        cgroups::dump_cgroups(&cgroups::Membership::read(tasks)?)?
+    };
     let checkpoint = Checkpoint {
         host: HostInfo {
             kernel_release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -389,6 +402,7 @@ fn dump_frozen(
         ghost_files: files.ghosts,
         tcp_flows: lock.flows.clone(),
         network_lock: lock.name_for_image(plan, leave_running),
+        cgroups,
     };
     let mut mem = memory::MemoryDumpStats::default();
     // A shared anonymous object or SysV segment is dumped once, from the

@@ -213,7 +213,10 @@ pub(super) async fn run(
     let restore = tokio::task::spawn_blocking(move || {
         let mut sink = ImageSink::new(writer);
         sink.commit(&checkpoint).map_err(MigrationError::local)?;
-        let opts = RestoreOptions { lazy: Some(lazy) };
+        let opts = RestoreOptions {
+            lazy: Some(lazy),
+            ..Default::default()
+        };
         let flows = &checkpoint.tcp_flows;
         match target {
             Some((t, husk)) => {

@@ -9,6 +9,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub mod anon;
+pub mod cgroups;
 pub mod limits;
 pub mod locks;
 pub mod pidfd;

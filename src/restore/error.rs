@@ -100,4 +100,19 @@ pub enum RestoreError {
         /// What went wrong.
         why: String,
     },
+    /// A task of the tree cannot be put back into its cgroup (the
+    /// hierarchy cannot be found or mounted here, a directory cannot be
+    /// made, a setting or the move is refused).
+    #[error("cannot put process {pid} back into cgroup {path} of the cgroup hierarchy {hierarchy}: {why}")]
+    Cgroup {
+        /// The process (of the task: itself or one of its threads).
+        pid: i32,
+        /// The hierarchy, by its controllers or name ("name=zdtmtst",
+        /// "cpu,cpuacct", "v2" for the unified one).
+        hierarchy: String,
+        /// The cgroup, from the hierarchy's root.
+        path: String,
+        /// What went wrong.
+        why: String,
+    },
 }

@@ -24,6 +24,7 @@ mod husk;
 mod lazy;
 
 pub use error::RestoreError;
+pub use husk::CgroupMode;
 pub use lazy::{LazyPages, LazyProcess};
 
 use crate::image::{Checkpoint, ImageReader, ProcessImage};
@@ -53,6 +54,9 @@ pub struct RestoreOptions {
     /// Post-copy: private anonymous memory is left to a fault server
     /// instead of being filled from the image (None: fill it all).
     pub lazy: Option<LazyPages>,
+    /// Whether a plain tree's tasks go back into their cgroups (a
+    /// container's stay in those its runtime made).
+    pub cgroups: CgroupMode,
 }
 
 /// Restores the image in `dir` and returns once the process runs.
@@ -86,7 +90,7 @@ pub fn restore_with(dir: &Path, opts: RestoreOptions) -> Result<RestoreStats, Re
     for p in &ck.processes {
         check_files(ck, p, "")?;
     }
-    let pages_restored = husk::rebuild(&reader, opts.lazy.as_ref())?;
+    let pages_restored = husk::rebuild(&reader, opts.lazy.as_ref(), opts.cgroups)?;
     release_network_lock(ck, ck.root().map_or(0, |p| p.pid));
     Ok(RestoreStats {
         pid: ck.root().map_or(0, |p| p.pid),
@@ -298,8 +302,13 @@ fn check_files(ck: &Checkpoint, p: &ProcessImage, root: &str) -> Result<(), Rest
     }
     for fd in &p.fds {
         if let Some(crate::image::FileImage::Path(f)) = ck.files.get(fd.file as usize) {
-            // A deleted file (a ghost) is recreated from the image.
-            if f.ghost.is_none() && !Path::new(&at(&f.path)).exists() {
+            // A deleted file (a ghost) is recreated from the image; a
+            // file of a restored process's /proc directory is there once
+            // that process is.
+            if f.ghost.is_none()
+                && !of_restored_process(ck, &f.path)
+                && !Path::new(&at(&f.path)).exists()
+            {
                 return Err(RestoreError::FileChanged {
                     path: f.path.clone(),
                     why: format!("(fd {}) no longer exists", fd.fd),
@@ -314,4 +323,19 @@ fn check_files(ck: &Checkpoint, p: &ProcessImage, root: &str) -> Result<(), Rest
         });
     }
     Ok(())
+}
+
+/// Whether `path` is in the /proc directory of a process or thread of
+/// the image (/proc/PID/cgroup, which a process opened by its own PID):
+/// it exists again once the restore made that process.
+fn of_restored_process(ck: &Checkpoint, path: &str) -> bool {
+    let id = path
+        .strip_prefix("/proc/")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|id| id.parse::<i32>().ok());
+    id.is_some_and(|id| {
+        ck.processes
+            .iter()
+            .any(|p| p.threads.iter().any(|t| t.tid == id))
+    })
 }

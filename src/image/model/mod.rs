@@ -51,6 +51,10 @@ pub struct Checkpoint {
     /// engaged for its restore to release once the restored tree runs
     /// (None: none, as after a migration, whose source releases its own).
     pub network_lock: Option<String>,
+    /// The cgroups the tree's tasks were in, and the directories below
+    /// them, put back by a restore of a plain tree (a container's tasks
+    /// stay in the cgroups its runtime made).
+    pub cgroups: CgroupsImage,
 }
 
 /// A SysV shared memory segment, recreated at restore with the same shmid
@@ -199,4 +203,89 @@ pub struct TcpFlow {
     pub local: std::net::SocketAddr,
     /// The peer's address and port.
     pub remote: std::net::SocketAddr,
+}
+
+/// The cgroups of a tree: its hierarchies, the directories of its cgroups
+/// (with what a restore that has to make them again needs), and each
+/// task's cgroup in each hierarchy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupsImage {
+    /// Every hierarchy the tasks were in, as /proc/PID/cgroup lists them.
+    pub hierarchies: Vec<CgroupHierarchy>,
+    /// Each process (its leader's TID) and each thread whose cgroups
+    /// differ from its leader's: one path per hierarchy, in the order of
+    /// `hierarchies`.
+    pub members: Vec<CgroupMember>,
+}
+
+/// One cgroup hierarchy and the directories of the tree's cgroups in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupHierarchy {
+    /// How /proc/PID/cgroup names it: its controllers ("cpu,cpuacct"),
+    /// its name ("name=zdtmtst"), or empty for the cgroup v2 hierarchy.
+    /// A restore finds a mount of it by these, or mounts it.
+    pub controllers: String,
+    /// The cgroups the tasks were in and every directory below them,
+    /// parents first (none for a cgroup that is the checkpointing
+    /// program's own or one of its ancestors: those exist wherever the
+    /// restoring program runs).
+    pub dirs: Vec<CgroupDir>,
+}
+
+/// Where a task's cgroup is in its hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupPath {
+    /// The path is below the cgroup the checkpointing program itself was
+    /// in (and restored below the restoring program's own, which may
+    /// differ on another host); otherwise from the hierarchy's root.
+    pub below_own: bool,
+    /// "/a/b", or "" for the checkpointing program's own cgroup (with
+    /// `below_own`).
+    pub path: String,
+}
+
+/// A cgroup directory: owner, mode, the files whose owner or mode was
+/// changed, and the controllers' settings that a restore that makes the
+/// directory again writes back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupDir {
+    /// The directory.
+    pub path: CgroupPath,
+    /// Its permission bits.
+    pub mode: u32,
+    /// Its owner.
+    pub uid: u32,
+    /// Its group.
+    pub gid: u32,
+    /// Its control files whose owner is not root or whose mode is not
+    /// the kernel's default (0644, 0444 or 0200).
+    pub files: Vec<CgroupFile>,
+    /// The controllers' settings (cpuset.cpus, memory.limit_in_bytes,
+    /// devices.list, ...), as read from their files, in the order they
+    /// are written back.
+    pub properties: Vec<(String, String)>,
+}
+
+/// A control file of a cgroup whose owner or mode was changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupFile {
+    /// Its name in the cgroup's directory.
+    pub name: String,
+    /// Its permission bits.
+    pub mode: u32,
+    /// Its owner.
+    pub uid: u32,
+    /// Its group.
+    pub gid: u32,
+}
+
+/// One task's cgroups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupMember {
+    /// Its process.
+    pub pid: i32,
+    /// The task (the process's leader: `pid`, or one of its threads).
+    pub tid: i32,
+    /// Its cgroup in each hierarchy of [`CgroupsImage::hierarchies`].
+    pub paths: Vec<CgroupPath>,
 }

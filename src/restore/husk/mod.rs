@@ -12,6 +12,7 @@
 //! signals, threads, timers, creds, seccomp, rlimits, sched.
 
 mod anon;
+mod cgroups;
 mod creds;
 mod files;
 mod locks;
@@ -35,11 +36,14 @@ mod tree;
 mod udp;
 mod unix;
 
+pub use cgroups::CgroupMode;
+
 use crate::image::{ImageReader, ZombieImage};
 use crate::kernel;
 use crate::restore::channel::FdChannel;
 use crate::restore::error::RestoreError;
 use crate::restore::lazy::{LazyPages, LazyProcess};
+use cgroups::Placement;
 use files::TreeFds;
 use memory::NOTHING_REMOTE;
 use nix::errno::Errno;
@@ -48,15 +52,22 @@ use nix::unistd::Pid;
 use process::Husk;
 use tree::same_mount_namespace;
 
-/// Restores every process of the image's tree, each in a husk, and lets
-/// them run. Returns the number of pages written. On failure every husk is
-/// killed.
-pub fn rebuild(reader: &ImageReader, lazy: Option<&LazyPages>) -> Result<u64, RestoreError> {
+/// Restores every process of the image's tree, each in a husk, in the
+/// cgroups `cgroups` says, and lets them run. Returns the number of pages
+/// written. On failure every husk is killed.
+pub fn rebuild(
+    reader: &ImageReader,
+    lazy: Option<&LazyPages>,
+    cgroups: CgroupMode,
+) -> Result<u64, RestoreError> {
     let ck = reader.checkpoint();
     let root = ck.root().ok_or_else(|| RestoreError::Unsupported {
         pid: 0,
         why: "the image holds no process".into(),
     })?;
+    // Before any process exists: a cgroup that cannot be made refuses
+    // the restore.
+    let placement = Placement::prepare(ck, cgroups)?;
     let spawned = kernel::spawn_detached_husk(root.pid).map_err(|errno| match errno {
         Errno::EEXIST => RestoreError::PidTaken {
             pid: root.pid,
@@ -75,14 +86,15 @@ pub fn rebuild(reader: &ImageReader, lazy: Option<&LazyPages>) -> Result<u64, Re
             return Err(e);
         }
     };
-    run(reader, root_husk, lazy)
+    run(reader, root_husk, lazy, &placement)
 }
 
 /// Restores the image's tree into the existing process `husk` (a created
 /// container's init, waiting in its namespaces and cgroup): its extra
 /// threads are ended and the root is rebuilt in it; files are handed in
-/// over `channel`; `lazy` as for [`rebuild`]. On failure the husk is
-/// killed.
+/// over `channel`; `lazy` as for [`rebuild`]. The tasks stay in the
+/// husk's cgroups (a container's, which its runtime made). On failure the
+/// husk is killed.
 pub fn rebuild_into(
     reader: &ImageReader,
     husk: Pid,
@@ -101,7 +113,7 @@ pub fn rebuild_into(
             return Err(e);
         }
     };
-    run(reader, root_husk, lazy)
+    run(reader, root_husk, lazy, &Placement::default())
 }
 
 /// Builds the tree from its root's husk and lets it run; kills every husk
@@ -110,6 +122,7 @@ fn run<'a>(
     reader: &'a ImageReader,
     root_husk: Husk<'a>,
     lazy: Option<&LazyPages>,
+    placement: &Placement,
 ) -> Result<u64, RestoreError> {
     // SysV segments live in the root husk's IPC namespace, before any
     // husk attaches them.
@@ -122,7 +135,7 @@ fn run<'a>(
             }
         };
     let mut husks = vec![root_husk];
-    let built = build_tree(reader, &mut husks, lazy).and_then(|(pages, connections)| {
+    let built = build_tree(reader, &mut husks, lazy, placement).and_then(|(pages, connections)| {
         segments.mark_removed()?;
         connections.go_live(reader.checkpoint())?;
         // Children first, so that a parent finds its children running.
@@ -153,6 +166,7 @@ fn build_tree<'a>(
     reader: &'a ImageReader,
     husks: &mut Vec<Husk<'a>>,
     lazy: Option<&'a LazyPages>,
+    placement: &Placement,
 ) -> Result<(u64, tcp::Pending), RestoreError> {
     let ck = reader.checkpoint();
     let index_of = |husks: &[Husk<'_>], pid: i32| {
@@ -172,6 +186,8 @@ fn build_tree<'a>(
     let mut fillers = Vec::with_capacity(ck.processes.len());
     for p in &ck.processes {
         let i = index_of(husks, p.pid)?;
+        // Before it clones its children: they start in its cgroups.
+        placement.join_process(p.pid)?;
         husks[i].map_helper()?;
         husks[i].drop_husk_state()?;
         if i == 0 {
@@ -283,6 +299,7 @@ fn build_tree<'a>(
         let i = index_of(husks, p.pid)?;
         husks[i].finish(&mut tree_fds)?;
     }
+    placement.join_threads()?;
     Ok((pages, std::mem::take(&mut tree_fds.connections)))
 }
 
