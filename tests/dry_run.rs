@@ -1,7 +1,8 @@
 //! `migrate-agent dry-run` on real workloads: the dirty rate it measures,
 //! the blockers it lists, the workload left exactly as it was (after a
 //! whole run and after a SIGINT in the middle), and the probe of a
-//! destination between the testbed hosts.
+//! destination between the testbed hosts (run by the source's agent, in
+//! its view of the PIDs).
 
 mod common;
 
@@ -370,6 +371,22 @@ fn probes_the_destination_and_reports_an_unreachable_one() {
             let root = bed
                 .find(Host::A, w.ns_pid)?
                 .context("the workload is gone from host A")?;
+            untouched(root)?;
+
+            // Run from outside host A's PID namespace, the PID is still the
+            // one agent A sees, as for `migrate`: the agent runs the whole
+            // dry run.
+            let a = args(HOST_B)?;
+            let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+            let run = common::agent(dir, &refs)?;
+            let r = report(&run)?;
+            ensure!(run.status.success(), "the dry run from outside says no: {r}");
+            ensure!(
+                r["measurement"]["processes"][0] == w.ns_pid,
+                "the dry run from outside did not measure process {} of host A: {r}",
+                w.ns_pid
+            );
+            ensure!(r["destination"]["reachable"] == Value::Bool(true), "{r}");
             untouched(root)?;
 
             // Host B listens on 7420 only: nothing answers on 7999.

@@ -5,18 +5,13 @@
 
 use crate::migrate::{host_part, mib, parse_duration_ms, parse_rate, resolve, SwitchOverArgs};
 use anyhow::Context;
-use ferry::agent::{self, ControlEvent, ControlRequest, ProbeRequest};
-use ferry::migration::dryrun::{
-    self, DestinationReport, DryRunReport, MeasureOptions, Mode, ModePrediction,
-    PROBE_TRANSFER_BYTES,
-};
+use ferry::agent::{self, ControlEvent, ControlRequest};
+use ferry::migration::dryrun::{self, DestinationReport, DryRunReport, Mode, ModePrediction};
+use ferry::migration::dryrun_job::{DryRunRequest, ProbeTarget, SAMPLE_INTERVAL};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-
-/// Time between two samples of the dirty rate.
-const SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Exit code when the report says the workload would not move.
 const CANNOT_MOVE: u8 = 3;
@@ -26,7 +21,9 @@ const INTERRUPTED: u8 = 130;
 /// `dry-run`'s options.
 #[derive(clap::Args, Debug)]
 pub struct DryRunArgs {
-    /// PID of the process (root of the tree), as this host sees it.
+    /// PID of the process (root of the tree): with --to, as the local agent
+    /// sees it (the agent runs the whole dry run, as it runs `migrate`);
+    /// without, as this command sees it.
     pid: i32,
     /// How long to measure the workload's writes, a duration with its unit
     /// (10s, 1500ms; a bare number is refused).
@@ -58,8 +55,7 @@ pub struct DryRunArgs {
 
 /// Runs the dry run and prints its report.
 pub fn run(args: DryRunArgs) -> anyhow::Result<ExitCode> {
-    let duration =
-        Duration::from_secs_f64(parse_duration_ms("--duration", &args.duration)? / 1000.0);
+    let duration_ms = parse_duration_ms("--duration", &args.duration)?;
     let limits = args.switch_over.limits()?;
     let bandwidth = args
         .bandwidth
@@ -74,59 +70,26 @@ pub fn run(args: DryRunArgs) -> anyhow::Result<ExitCode> {
     let stop = ferry::kernel::catch_termination_signals()
         .context("installing the SIGINT/SIGTERM handler")?;
 
-    let (inspection, blockers) = dryrun::inspect(args.pid)?;
-    let measurement = dryrun::measure(
-        &inspection,
-        &MeasureOptions {
-            duration,
-            interval: SAMPLE_INTERVAL,
-            stop,
-        },
-    );
-    let destination = match to {
-        Some((text, addr)) if !measurement.interrupted => {
-            let request = ControlRequest::Probe(ProbeRequest {
-                pid: args.pid,
-                to: addr,
-                server_name: args
-                    .server_name
-                    .unwrap_or_else(|| host_part(text).to_string()),
-                transfer_bytes: PROBE_TRANSFER_BYTES,
-            });
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            // Ctrl-C during the probe stops waiting for it (the workload is
-            // not involved; the agent ends the probe on its own).
-            let interrupt = async {
-                while !stop.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            };
-            let outcome = runtime.block_on(async {
-                tokio::select! {
-                    answer = agent::request(&args.control_socket, &request, |_| {}) => match answer {
-                        Ok(ControlEvent::Probed(report)) => Ok(report),
-                        Ok(ControlEvent::Failed { error }) => Err(error),
-                        Ok(other) => Err(format!("the agent answered {other:?} to a probe")),
-                        Err(e) => Err(e),
-                    },
-                    () = interrupt => Err("interrupted before the probe ended".to_string()),
-                }
-            });
-            Some(DestinationReport::from_probe(text, outcome))
-        }
-        _ => None,
-    };
-    let report = dryrun::assess(
-        args.pid,
-        blockers,
-        measurement,
-        destination,
+    let request = DryRunRequest {
+        pid: args.pid,
+        duration_ms,
+        destination: to.map(|(text, to)| ProbeTarget {
+            address: text.to_string(),
+            to,
+            server_name: args
+                .server_name
+                .clone()
+                .unwrap_or_else(|| host_part(text).to_string()),
+        }),
         bandwidth,
-        &limits,
-    )
-    .carrying(&inspection.connections);
+        limits,
+    };
+    let report = if request.destination.is_some() {
+        through_agent(&args.control_socket, request, stop)?
+    } else {
+        let measured = request.inspect_and_measure(stop)?;
+        request.report(measured, None)
+    };
     let interrupted = stop.load(Ordering::SeqCst);
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -140,6 +103,34 @@ pub fn run(args: DryRunArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(CANNOT_MOVE)
     })
+}
+
+/// Has the local agent run the dry run (the PID is the agent's); a
+/// SIGINT or SIGTERM ends its measurement early, and the report of what it
+/// saw until then still comes back.
+fn through_agent(
+    socket: &std::path::Path,
+    request: DryRunRequest,
+    stop: &'static std::sync::atomic::AtomicBool,
+) -> anyhow::Result<DryRunReport> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let interrupt = async {
+        while !stop.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let pid = request.pid;
+    let request = ControlRequest::DryRun(request);
+    match runtime.block_on(agent::request_until(socket, &request, |_| {}, interrupt)) {
+        Ok(ControlEvent::DryRun(report)) => Ok(*report),
+        Ok(ControlEvent::Failed { error }) => Err(anyhow::anyhow!(error)),
+        Ok(other) => Err(anyhow::anyhow!(
+            "the agent answered {other:?} to the dry run of process {pid}"
+        )),
+        Err(e) => Err(anyhow::anyhow!(e)),
+    }
 }
 
 fn print_report(r: &DryRunReport) {

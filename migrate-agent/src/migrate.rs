@@ -208,7 +208,7 @@ pub(crate) fn execute(
         ControlEvent::Migrated(stats) => Ok(stats),
         ControlEvent::Failed { error } => bail!("{error}"),
         ControlEvent::Progress(_) => bail!("the agent ended with a progress report"),
-        ControlEvent::Probed(_) => bail!("the agent answered a migration with a probe report"),
+        ControlEvent::DryRun(_) => bail!("the agent answered a migration with a dry-run report"),
         ControlEvent::Status(_) => bail!("the agent answered a migration with its status"),
     }
 }

@@ -3,6 +3,7 @@
 //! socket on which the local CLI asks it to migrate a workload away and
 //! follows the progress.
 
+mod dry_run;
 mod status;
 
 pub use status::{
@@ -12,7 +13,8 @@ pub use status::{
 
 use crate::config::AgentConfig;
 use crate::migration::destination::{self, DestinationOptions, Outcome, Reconnect};
-use crate::migration::dryrun::{self, ProbeReport};
+use crate::migration::dryrun::DryRunReport;
+use crate::migration::dryrun_job::DryRunRequest;
 use crate::migration::policy::Limits;
 use crate::migration::postcopy;
 use crate::migration::source::{self, MigrateOptions};
@@ -38,29 +40,17 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum ControlRequest {
     /// Migrate process `pid` (as this agent sees it) to another agent.
     Migrate(MigrateRequest),
-    /// Ask another agent whether it would take process `pid` and measure
-    /// the bandwidth to it, for a dry run: answered with
-    /// [`ControlEvent::Probed`] or [`ControlEvent::Failed`].
-    Probe(ProbeRequest),
+    /// Dry-run process `pid` (as this agent sees it): measure its writes
+    /// and, if asked, probe the destination; answered with
+    /// [`ControlEvent::DryRun`] or [`ControlEvent::Failed`]. The CLI ends
+    /// the measurement early by shutting down its writing half.
+    DryRun(DryRunRequest),
     /// Report the agent's status (`migrate-agent status`) with its `last`
     /// finished migrations: answered with [`ControlEvent::Status`].
     Status {
         /// How many finished migrations to include (newest first).
         last: u32,
     },
-}
-
-/// The parameters of `migrate-agent dry-run --to`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ProbeRequest {
-    /// Root PID of the workload.
-    pub pid: i32,
-    /// The destination agent's QUIC address.
-    pub to: SocketAddr,
-    /// The name the destination's certificate must carry.
-    pub server_name: String,
-    /// Bytes of page frames to send to measure the bandwidth.
-    pub transfer_bytes: u64,
 }
 
 /// The parameters of `migrate-agent migrate`.
@@ -120,9 +110,8 @@ pub enum ControlEvent {
         /// The error, as a sentence.
         error: String,
     },
-    /// The destination's answer to a probe (last, so that the earlier
-    /// variants keep their postcard tags).
-    Probed(ProbeReport),
+    /// The report of a [`ControlRequest::DryRun`].
+    DryRun(Box<DryRunReport>),
     /// The answer to [`ControlRequest::Status`].
     Status(Box<AgentStatus>),
 }
@@ -316,8 +305,8 @@ async fn handle_control(
         .map_err(|e| e.to_string())?;
     let req = match request {
         ControlRequest::Migrate(req) => req,
-        ControlRequest::Probe(req) => {
-            let event = run_probe(req, &transport).await;
+        ControlRequest::DryRun(req) => {
+            let event = dry_run::run(req, &transport, &mut stream).await;
             return transport::write_message(&mut stream, LOCAL_PEER, &event)
                 .await
                 .map_err(|e| e.to_string());
@@ -448,33 +437,24 @@ async fn run_migration(
     let _ = events.send(event);
 }
 
-/// Connects to the destination of a probe and runs it; nothing is kept on
-/// either side and the workload is not touched.
-async fn run_probe(req: ProbeRequest, transport: &Transport) -> ControlEvent {
-    let failed = |e: String| ControlEvent::Failed {
-        error: format!(
-            "probing {} failed: {e}; process {} was not touched",
-            req.to, req.pid
-        ),
-    };
-    let mut session = match transport.connect(req.to, &req.server_name).await {
-        Ok(s) => s,
-        Err(e) => return failed(e.to_string()),
-    };
-    let result = dryrun::probe(&mut session, req.pid, req.transfer_bytes).await;
-    session.close("probe finished");
-    match result {
-        Ok(report) => ControlEvent::Probed(report),
-        Err(e) => failed(e.to_string()),
-    }
-}
-
 /// Sends `request` to the agent listening on `socket` and calls `on_event`
 /// for every event until the final one, which is returned.
 pub async fn request(
     socket: &Path,
     request: &ControlRequest,
+    on_event: impl FnMut(&ControlEvent),
+) -> Result<ControlEvent, String> {
+    request_until(socket, request, on_event, std::future::pending()).await
+}
+
+/// [`request`], and once `stop` completes, shuts down the writing half of
+/// the connection (the agent ends a dry run's measurement early) and still
+/// waits for the final event.
+pub async fn request_until(
+    socket: &Path,
+    request: &ControlRequest,
     mut on_event: impl FnMut(&ControlEvent),
+    stop: impl std::future::Future<Output = ()>,
 ) -> Result<ControlEvent, String> {
     let mut stream = UnixStream::connect(socket).await.map_err(|e| {
         format!(
@@ -486,10 +466,23 @@ pub async fn request(
     transport::write_message(&mut stream, &agent, request)
         .await
         .map_err(|e| e.to_string())?;
+    let (mut reader, mut writer) = stream.split();
+    tokio::pin!(stop);
+    let mut stopped = false;
+    // Cancelling a read in the middle of a message would lose its start:
+    // the agent sends nothing while a dry run measures, which is the only
+    // time `stop` is not pending.
     loop {
-        let event: ControlEvent = transport::read_message(&mut stream, &agent)
-            .await
-            .map_err(|e| e.to_string())?;
+        let event: ControlEvent = tokio::select! {
+            event = transport::read_message(&mut reader, &agent) => event.map_err(|e| e.to_string())?,
+            () = &mut stop, if !stopped => {
+                stopped = true;
+                tokio::io::AsyncWriteExt::shutdown(&mut writer)
+                    .await
+                    .map_err(|e| format!("cannot stop the request to {agent}: {e}"))?;
+                continue;
+            }
+        };
         match event {
             ControlEvent::Progress(_) => on_event(&event),
             final_event => return Ok(final_event),

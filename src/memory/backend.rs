@@ -2,7 +2,7 @@
 //! the host probe's results.
 
 use crate::probe::{self, Feature, ProbeResult, ProbeStatus};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
 
 /// The kernel mechanism a dirty tracker is built on, chosen by probing
@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 /// configuration, and a wrong choice is silent (a kernel without
 /// CONFIG_MEM_SOFT_DIRTY accepts clear_refs and then reports no page
 /// written), so only a mechanism seen working is chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DirtyBackend {
     /// userfaultfd write-protect with UFFD_FEATURE_WP_ASYNC, read and

@@ -150,7 +150,7 @@ pub struct CpuLoad {
 }
 
 /// What tracking the workload's writes measured.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Measurement {
     /// The tracker used.
     pub backend: DirtyBackend,
@@ -513,7 +513,7 @@ pub struct Recommendation {
 }
 
 /// The whole dry-run report (what `--json` prints).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DryRunReport {
     /// The workload's root PID.
     pub pid: i32,

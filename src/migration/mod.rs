@@ -62,6 +62,7 @@ pub mod destination;
 mod destination_shared;
 mod docker;
 pub mod dryrun;
+pub mod dryrun_job;
 pub mod error;
 mod network_sink;
 mod options;

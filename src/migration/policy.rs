@@ -7,7 +7,7 @@ use crate::image::PAGE_SIZE;
 use serde::{Deserialize, Serialize};
 
 /// The user's limits on a pre-copy migration.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
     /// The longest the workload may stay frozen, in milliseconds.
     pub max_downtime_ms: f64,

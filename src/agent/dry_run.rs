@@ -1,0 +1,79 @@
+//! The agent's side of `migrate-agent dry-run --to`: the whole dry run
+//! (inspect, measure, probe the destination, assess) in the agent's view
+//! of the PIDs, as for a migration. The CLI stops it early by closing its
+//! writing half of the control connection (Ctrl-C) or by going away.
+
+use crate::migration::dryrun::{self, DestinationReport, ProbeReport};
+use crate::migration::dryrun_job::{DryRunRequest, ProbeTarget};
+use crate::transport::Transport;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::io::AsyncReadExt;
+use tokio::net::UnixStream;
+
+use super::ControlEvent;
+
+/// Runs `req`; while it measures, a read of `stream` that ends (the CLI
+/// closed its side) stops the measurement, which then reports what it saw.
+pub(super) async fn run(
+    req: DryRunRequest,
+    transport: &Transport,
+    stream: &mut UnixStream,
+) -> ControlEvent {
+    let stop = Arc::new(AtomicBool::new(false));
+    let job = tokio::task::spawn_blocking({
+        let (req, stop) = (req.clone(), stop.clone());
+        move || req.inspect_and_measure(&stop)
+    });
+    tokio::pin!(job);
+    let measured = tokio::select! {
+        measured = &mut job => measured,
+        _ = stream.read_u8() => {
+            stop.store(true, Ordering::SeqCst);
+            job.await
+        }
+    };
+    let measured = match measured {
+        Ok(Ok(measured)) => measured,
+        Ok(Err(e)) => {
+            return ControlEvent::Failed {
+                error: format!("the dry run of process {} failed: {e}", req.pid),
+            }
+        }
+        Err(e) => {
+            return ControlEvent::Failed {
+                error: format!("the dry run of process {} ended: {e}", req.pid),
+            }
+        }
+    };
+    let destination = match &req.destination {
+        Some(target) if !measured.measurement.interrupted && !stop.load(Ordering::SeqCst) => {
+            let outcome = probe(transport, req.pid, target).await;
+            Some(DestinationReport::from_probe(&target.address, outcome))
+        }
+        _ => None,
+    };
+    ControlEvent::DryRun(Box::new(req.report(measured, destination)))
+}
+
+/// Connects to the destination of a probe and runs it; nothing is kept on
+/// either side and the workload is not touched.
+async fn probe(
+    transport: &Transport,
+    pid: i32,
+    target: &ProbeTarget,
+) -> Result<ProbeReport, String> {
+    let failed = |e: String| {
+        format!(
+            "probing {} failed: {e}; process {pid} was not touched",
+            target.to
+        )
+    };
+    let mut session = transport
+        .connect(target.to, &target.server_name)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let result = dryrun::probe(&mut session, pid, dryrun::PROBE_TRANSFER_BYTES).await;
+    session.close("probe finished");
+    result.map_err(|e| failed(e.to_string()))
+}
