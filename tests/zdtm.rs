@@ -114,6 +114,8 @@ zdtm_tests! {
     chroot, chroot_leave_running => Spec::new("chroot");
     zombie_group_gone, zombie_group_gone_leave_running => Spec::new("zombie_group_gone");
     unix_ghost_fifo, unix_ghost_fifo_leave_running => Spec::new("unix_ghost_fifo");
+    pty, pty_leave_running => Spec::new("pty");
+    console_vt, console_vt_leave_running => Spec::new("console_vt");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three

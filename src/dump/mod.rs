@@ -32,6 +32,7 @@ pub mod tcp;
 mod threads;
 mod timers;
 mod tree;
+mod tty;
 mod udp;
 mod unix;
 
@@ -389,6 +390,7 @@ fn dump_frozen(
         ghost_files: files.ghosts,
         tcp_flows: lock.flows.clone(),
         network_lock: lock.name_for_image(plan, leave_running),
+        ptys: files.ptys,
     };
     let mut mem = memory::MemoryDumpStats::default();
     // A shared anonymous object or SysV segment is dumped once, from the

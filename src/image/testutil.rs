@@ -542,6 +542,7 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
             remote: "[::ffff:10.0.0.2]:5000".parse().unwrap(),
         }],
         network_lock: Some("ferry_0011223344556677_4242_1".into()),
+        ptys: vec![],
     }
 }
 

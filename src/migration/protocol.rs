@@ -346,6 +346,7 @@ mod tests {
             ghost_files: Vec::new(),
             tcp_flows: Vec::new(),
             network_lock: None,
+            ptys: Vec::new(),
         })
     }
 

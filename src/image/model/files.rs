@@ -77,6 +77,11 @@ pub enum FileImage {
     /// A packet socket (AF_PACKET), made again with its type, protocol,
     /// interface, options, memberships, rings and fanout group.
     PacketSocket(PacketSocket),
+    /// An end of a pseudo-terminal pair (the master, /dev/ptmx, or its
+    /// slave, /dev/pts/N), both ends held by the tree.
+    Pty(PtyEnd),
+    /// A fanotify group with its marks.
+    Fanotify(FanotifyImage),
 }
 
 /// A memfd description: an anonymous file whose contents live only in
@@ -794,4 +799,107 @@ pub struct PacketMembership {
     pub address: Vec<u8>,
     /// How many times it was added (each PACKET_DROP_MEMBERSHIP takes one).
     pub count: u32,
+}
+
+/// An open file description of one end of a pseudo-terminal pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PtyEnd {
+    /// Index into [`Checkpoint::ptys`](crate::image::model::Checkpoint::ptys).
+    pub pty: u32,
+    /// The master end (an open of /dev/ptmx), else the slave
+    /// (/dev/pts/N).
+    pub master: bool,
+    /// The description's access mode and status flags (O_NONBLOCK ...),
+    /// without O_CLOEXEC.
+    pub flags: i32,
+}
+
+/// A pseudo-terminal pair whose master the tree holds: made again by
+/// opening /dev/ptmx in the restored tree's mount namespace, each slave
+/// description opened from the master (TIOCGPTPEER), so the restored pair
+/// may have another index (another /dev/pts/N). Data queued in it is not
+/// carried (CRIU does not carry it either).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PtyImage {
+    /// Its index at checkpoint (N of /dev/pts/N).
+    pub index: u32,
+    /// The slave was locked (unlockpt not called yet, TIOCGPTLCK).
+    pub locked: bool,
+    /// The master was in packet mode (TIOCPKT).
+    pub packet_mode: bool,
+    /// The terminal's settings.
+    pub settings: TtySettings,
+    /// Its window size as (rows, columns, x pixels, y pixels).
+    pub window: [u16; 4],
+    /// The owner, group and permission bits of the slave's inode
+    /// (grantpt or fchown set them), when a slave description was
+    /// described.
+    pub slave_owner: Option<[u32; 3]>,
+}
+
+/// A terminal's settings (struct termios).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TtySettings {
+    /// c_iflag.
+    pub input_flags: u32,
+    /// c_oflag.
+    pub output_flags: u32,
+    /// c_cflag.
+    pub control_flags: u32,
+    /// c_lflag.
+    pub local_flags: u32,
+    /// c_line: the line discipline.
+    pub line_discipline: u8,
+    /// c_cc: the control characters.
+    pub control_chars: Vec<u8>,
+    /// The input speed.
+    pub input_speed: u32,
+    /// The output speed.
+    pub output_speed: u32,
+}
+
+/// A fanotify group (fanotify_init), made again with the same flags and
+/// marks. Events queued in it are not carried (CRIU does not carry them
+/// either).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FanotifyImage {
+    /// Status flags of the description (O_NONBLOCK ...), without the
+    /// access mode and O_CLOEXEC.
+    pub flags: i32,
+    /// The flags given to fanotify_init (FAN_CLASS_*, FAN_NONBLOCK,
+    /// FAN_UNLIMITED_QUEUE ...).
+    pub init_flags: u32,
+    /// fanotify_init's event_f_flags: the open flags of the event fds.
+    pub event_flags: u32,
+    /// Its marks.
+    pub marks: Vec<FanotifyMark>,
+}
+
+/// A mark of a fanotify group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FanotifyMark {
+    /// What kind of object it is on.
+    pub kind: FanotifyMarkKind,
+    /// The path of that object: a file or directory, or a mount of the
+    /// filesystem, as migrate-agent sees them; a mount point as the
+    /// process sees it.
+    pub path: String,
+    /// Its flags (FAN_MARK_IGNORED_SURV_MODIFY, FAN_MARK_EVICTABLE,
+    /// FAN_MARK_IGNORE).
+    pub flags: u32,
+    /// The events it reports.
+    pub mask: u64,
+    /// The events it ignores.
+    pub ignored_mask: u64,
+}
+
+/// What a fanotify mark is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FanotifyMarkKind {
+    /// One file or directory.
+    Inode,
+    /// A mount (FAN_MARK_MOUNT).
+    Mount,
+    /// A whole filesystem (FAN_MARK_FILESYSTEM).
+    Filesystem,
 }

@@ -51,6 +51,8 @@ pub struct Checkpoint {
     /// engaged for its restore to release once the restored tree runs
     /// (None: none, as after a migration, whose source releases its own).
     pub network_lock: Option<String>,
+    /// The pseudo-terminal pairs the files' [`PtyEnd`]s are ends of.
+    pub ptys: Vec<PtyImage>,
 }
 
 /// A SysV shared memory segment, recreated at restore with the same shmid

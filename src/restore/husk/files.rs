@@ -4,11 +4,13 @@
 
 use super::anon;
 use super::netlink;
+use super::notify;
 use super::packet;
 use super::pidfd;
 use super::process::{Husk, STRUCT_OFF};
 use super::sockets;
 use super::tcp;
+use super::tty;
 use super::unix;
 use crate::image::{
     Checkpoint, FifoEnd, FileImage, FileOwnerKind, GhostDevice, GhostFile, OpenFile, PathFileType,
@@ -98,6 +100,7 @@ impl TreeFds {
         sockets::create(ck, &mut ours)?;
         netlink::create(ck, &mut ours)?;
         packet::create(ck, &mut ours)?;
+        tty::create(ck, husk, &mut ours)?;
         let connections = tcp::create(ck, &mut ours)?;
         let ghosts = ck
             .ghost_files
@@ -525,6 +528,7 @@ impl<'a> Husk<'a> {
                 let status = match file {
                     FileImage::Pipe(end) => Some(end.flags),
                     FileImage::ExternalStdio(s) => Some(s.flags),
+                    FileImage::Pty(end) => Some(end.flags),
                     _ => None,
                 };
                 self.pull_in(our_pidfd, ours, status, &format!("file #{i}"))?
@@ -570,10 +574,11 @@ impl<'a> Husk<'a> {
                     | FileImage::InetSocket(_)
                     | FileImage::NetlinkSocket(_)
                     | FileImage::PacketSocket(_)
-                    | FileImage::TcpConnection(_) => {
+                    | FileImage::TcpConnection(_)
+                    | FileImage::Pty(_) => {
                         return Err(RestoreError::Unsupported {
                             pid: image.pid,
-                            why: format!("file #{i} (a pipe or socket) was not created"),
+                            why: format!("file #{i} (a pipe, socket or terminal) was not created"),
                         })
                     }
                     FileImage::Eventfd(e) => {
@@ -596,6 +601,12 @@ impl<'a> Husk<'a> {
                     }
                     FileImage::Epoll(e) => self.create_epoll(e)?,
                     FileImage::Inotify(ino) => self.create_inotify(ino)?,
+                    FileImage::Fanotify(f) => {
+                        let ours = notify::create_fanotify(image.pid, self.pid, f)?;
+                        let fd = self.pull_in(our_pidfd, &ours, Some(f.flags), "fanotify")?;
+                        tree.ours[i as usize] = Some(ours);
+                        fd
+                    }
                     FileImage::Fifo(f) => self.open_fifo(f, park_at, &mut fifo_keepalives)?,
                     FileImage::Pidfd(d) => self.create_pidfd(d)?,
                     FileImage::Memfd(m) => {

@@ -32,6 +32,7 @@ mod tcp;
 mod threads;
 mod timers;
 mod tree;
+mod tty;
 mod udp;
 mod unix;
 
