@@ -116,6 +116,7 @@ zdtm_tests! {
     unix_ghost_fifo, unix_ghost_fifo_leave_running => Spec::new("unix_ghost_fifo");
     pty, pty_leave_running => Spec::new("pty");
     console_vt, console_vt_leave_running => Spec::new("console_vt");
+    fanotify, fanotify_leave_running => Spec::new("fanotify");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three

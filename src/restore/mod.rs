@@ -298,8 +298,10 @@ fn check_files(ck: &Checkpoint, p: &ProcessImage, root: &str) -> Result<(), Rest
     }
     for fd in &p.fds {
         if let Some(crate::image::FileImage::Path(f)) = ck.files.get(fd.file as usize) {
-            // A deleted file (a ghost) is recreated from the image.
-            if f.ghost.is_none() && !Path::new(&at(&f.path)).exists() {
+            // A deleted file (a ghost) is recreated from the image, and a
+            // file of the process's own /proc/PID is there once it is.
+            let own_proc = f.path.starts_with(&format!("/proc/{}/", p.pid));
+            if f.ghost.is_none() && !own_proc && !Path::new(&at(&f.path)).exists() {
                 return Err(RestoreError::FileChanged {
                     path: f.path.clone(),
                     why: format!("(fd {}) no longer exists", fd.fd),

@@ -22,6 +22,7 @@ mod notify;
 mod packet;
 mod pidfd;
 mod process;
+mod reopen;
 mod rlimits;
 mod sched;
 mod seccomp;
