@@ -1,8 +1,10 @@
 //! Open files in the model: the fd table, the open file descriptions it
 //! points to (regular and path files, pipes, FIFOs, memfds, eventfd,
-//! timerfd, signalfd, epoll, inotify, sockets), deleted files carried
+//! timerfd, signalfd, epoll, inotify, fanotify, sockets, terminal ends),
+//! deleted files carried
 //! whole, and file locks.
 
+use super::tty::PtyEnd;
 use serde::{Deserialize, Serialize};
 
 /// What kind of file an fd that ferry can carry refers to.
@@ -799,63 +801,6 @@ pub struct PacketMembership {
     pub address: Vec<u8>,
     /// How many times it was added (each PACKET_DROP_MEMBERSHIP takes one).
     pub count: u32,
-}
-
-/// An open file description of one end of a pseudo-terminal pair.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PtyEnd {
-    /// Index into [`Checkpoint::ptys`](crate::image::model::Checkpoint::ptys).
-    pub pty: u32,
-    /// The master end (an open of /dev/ptmx), else the slave
-    /// (/dev/pts/N).
-    pub master: bool,
-    /// The description's access mode and status flags (O_NONBLOCK ...),
-    /// without O_CLOEXEC.
-    pub flags: i32,
-}
-
-/// A pseudo-terminal pair whose master the tree holds: made again by
-/// opening /dev/ptmx in the restored tree's mount namespace, each slave
-/// description opened from the master (TIOCGPTPEER), so the restored pair
-/// may have another index (another /dev/pts/N). Data queued in it is not
-/// carried (CRIU does not carry it either).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PtyImage {
-    /// Its index at checkpoint (N of /dev/pts/N).
-    pub index: u32,
-    /// The slave was locked (unlockpt not called yet, TIOCGPTLCK).
-    pub locked: bool,
-    /// The master was in packet mode (TIOCPKT).
-    pub packet_mode: bool,
-    /// The terminal's settings.
-    pub settings: TtySettings,
-    /// Its window size as (rows, columns, x pixels, y pixels).
-    pub window: [u16; 4],
-    /// The owner, group and permission bits of the slave's inode
-    /// (grantpt or fchown set them), when a slave description was
-    /// described.
-    pub slave_owner: Option<[u32; 3]>,
-}
-
-/// A terminal's settings (struct termios).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TtySettings {
-    /// c_iflag.
-    pub input_flags: u32,
-    /// c_oflag.
-    pub output_flags: u32,
-    /// c_cflag.
-    pub control_flags: u32,
-    /// c_lflag.
-    pub local_flags: u32,
-    /// c_line: the line discipline.
-    pub line_discipline: u8,
-    /// c_cc: the control characters.
-    pub control_chars: Vec<u8>,
-    /// The input speed.
-    pub input_speed: u32,
-    /// The output speed.
-    pub output_speed: u32,
 }
 
 /// A fanotify group (fanotify_init), made again with the same flags and

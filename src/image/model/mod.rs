@@ -5,11 +5,13 @@
 mod files;
 mod mm;
 mod task;
+mod tty;
 
 pub use files::*;
 pub use mm::*;
 use serde::{Deserialize, Serialize};
 pub use task::*;
+pub use tty::*;
 
 /// Everything needed to bring a process tree back: what the host looked
 /// like (to refuse an incompatible destination), every process of the tree
