@@ -1,8 +1,7 @@
 //! Open files in the model: the fd table, the open file descriptions it
 //! points to (regular and path files, pipes, FIFOs, memfds, eventfd,
 //! timerfd, signalfd, epoll, inotify, fanotify, sockets, terminal ends),
-//! deleted files carried
-//! whole, and file locks.
+//! deleted files carried whole, and file locks.
 
 use super::tty::PtyEnd;
 use serde::{Deserialize, Serialize};
