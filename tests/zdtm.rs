@@ -115,6 +115,9 @@ zdtm_tests! {
     zombie_group_gone, zombie_group_gone_leave_running => Spec::new("zombie_group_gone");
     unix_ghost_fifo, unix_ghost_fifo_leave_running => Spec::new("unix_ghost_fifo");
     cgroups, cgroups_leave_running => Spec::new("cgroups");
+    pty, pty_leave_running => Spec::new("pty");
+    console_vt, console_vt_leave_running => Spec::new("console_vt");
+    fanotify, fanotify_leave_running => Spec::new("fanotify");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three

@@ -12,9 +12,10 @@ use super::packet;
 use super::pidfd;
 use super::sockets;
 use super::tcp;
+use super::tty;
 use crate::image::{
     ExternalStdio, FdImage, FifoEnd, FileImage, FileOwner, FileOwnerKind, GhostDevice, GhostFile,
-    OpenFile, PathFileType, PipeEnd, PipeImage,
+    OpenFile, PathFileType, PipeEnd, PipeImage, PtyImage,
 };
 use crate::inspect::{ClassifiedFd, FdClass};
 use crate::kernel;
@@ -31,6 +32,8 @@ pub struct TreeFiles {
     pub files: Vec<FileImage>,
     /// The pipes those descriptions are ends of.
     pub pipes: Vec<PipeImage>,
+    /// The pseudo-terminal pairs those descriptions are ends of.
+    pub ptys: Vec<PtyImage>,
     /// The deleted files those descriptions refer to, with their contents.
     pub ghosts: Vec<GhostFile>,
     /// (device, inode) of each of `ghosts`, to describe a file once however
@@ -201,6 +204,7 @@ pub fn describe(
                         FdClass::Signalfd => anon::signalfd(pid, c.fd, flags)?,
                         FdClass::Epoll => notify::epoll(pid, c, fds, flags)?,
                         FdClass::Inotify => notify::inotify(pid, c, flags)?,
+                        FdClass::Fanotify => notify::fanotify(pid, c, flags)?,
                         FdClass::Memfd { inode } => {
                             let taken = kernel::pidfd_getfd(&pidfd, c.fd).map_err(fail(
                                 format!("take fd {} (a memfd) of process {pid}", c.fd),
@@ -280,6 +284,13 @@ pub fn describe(
                                 format!("take fd {} (a TCP connection) of process {pid}", c.fd),
                             ))?;
                             tcp::describe(pid, c.fd, &c.target, taken, flags, &mut tree.repaired)?
+                        }
+                        FdClass::Pty { index, master } => {
+                            let taken = kernel::pidfd_getfd(&pidfd, c.fd).map_err(fail(
+                                format!("take fd {} (a terminal) of process {pid}", c.fd),
+                            ))?;
+                            let end = (index, master);
+                            tty::describe(pid, c.fd, end, &taken, flags, &mut tree.ptys)?
                         }
                     };
                 tree.files.push(image);

@@ -33,6 +33,7 @@ pub mod tcp;
 mod threads;
 mod timers;
 mod tree;
+mod tty;
 mod udp;
 mod unix;
 
@@ -403,6 +404,7 @@ fn dump_frozen(
         tcp_flows: lock.flows.clone(),
         network_lock: lock.name_for_image(plan, leave_running),
         cgroups,
+        ptys: files.ptys,
     };
     let mut mem = memory::MemoryDumpStats::default();
     // A shared anonymous object or SysV segment is dumped once, from the

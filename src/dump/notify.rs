@@ -1,5 +1,5 @@
-//! epoll and inotify instances: their registrations and watches, read and
-//! checked by inspection (which refuses what a restore could not rebuild
+//! epoll, inotify and fanotify instances: their registrations, watches
+//! and marks, read and checked by inspection (which refuses what a restore could not rebuild
 //! exactly, before freezing) and read again while frozen, for the image.
 
 use super::error::CheckpointError;
@@ -27,4 +27,16 @@ pub fn inotify(pid: i32, inotify: &ClassifiedFd, flags: i32) -> Result<FileImage
         flags: flags & !libc::O_ACCMODE,
         watches: notify::inotify_watches(pid, inotify)?,
     }))
+}
+
+/// The image of fanotify fd `fanotify` of the frozen `pid` (status flags
+/// `flags`), with its marks.
+pub fn fanotify(
+    pid: i32,
+    fanotify: &ClassifiedFd,
+    flags: i32,
+) -> Result<FileImage, CheckpointError> {
+    Ok(FileImage::Fanotify(notify::fanotify_marks(
+        pid, fanotify, flags,
+    )?))
 }

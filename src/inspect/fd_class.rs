@@ -33,6 +33,8 @@ pub enum FdClass {
     Epoll,
     /// An inotify instance, rebuilt with its watches.
     Inotify,
+    /// A fanotify group, rebuilt with its marks.
+    Fanotify,
     /// Unix socket `inode`; `peer` is the inode of the socket it is
     /// connected to (0 when that one is closed), if connected.
     UnixSocket {
@@ -85,5 +87,14 @@ pub enum FdClass {
         slot: u8,
         /// The pipe's inode number.
         inode: u64,
+    },
+    /// An end of pseudo-terminal `index` (N of /dev/pts/N): its master
+    /// (an open of /dev/ptmx), or its slave; carried when the tree holds
+    /// its master.
+    Pty {
+        /// The pty's index.
+        index: u32,
+        /// The master end, else the slave.
+        master: bool,
     },
 }

@@ -9,6 +9,7 @@ use super::locks;
 use super::notify;
 use super::pidfd;
 use super::sockets;
+use super::tty;
 use crate::image::{PathFileType, GHOST_FILE_MAX};
 use crate::proc;
 use std::os::unix::fs::MetadataExt;
@@ -37,6 +38,7 @@ pub fn classify_fd(pid: i32, fd: i32, target: &str) -> Result<FdClass, InspectEr
     match target {
         "anon_inode:[eventpoll]" => return Ok(FdClass::Epoll),
         "anon_inode:inotify" => return Ok(FdClass::Inotify),
+        "anon_inode:[fanotify]" => return Ok(FdClass::Fanotify),
         "anon_inode:[pidfd]" => return pidfd::classify(pid, fd),
         _ => {}
     }
@@ -125,6 +127,13 @@ pub fn classify_fd(pid: i32, fd: i32, target: &str) -> Result<FdClass, InspectEr
         Ok(FdClass::Path(PathFileType::Regular))
     } else if ft.is_char_device() && REOPENABLE_DEVICES.contains(&target) {
         Ok(FdClass::Path(PathFileType::CharDevice))
+    } else if let Some(class) = ft
+        .is_char_device()
+        .then(|| tty::classify(pid, fd, meta.rdev(), target))
+        .transpose()?
+        .flatten()
+    {
+        Ok(class)
     } else if ft.is_char_device() {
         Err(refuse(
             if target.starts_with("/dev/pts/") || target.starts_with("/dev/tty") {
@@ -174,6 +183,7 @@ pub fn classify_each_fd(pid: i32) -> Result<(Vec<ClassifiedFd>, Vec<InspectError
         let checked = match c.class {
             FdClass::Epoll => notify::epoll_targets(pid, c, &out).map(drop),
             FdClass::Inotify => notify::inotify_watches(pid, c).map(drop),
+            FdClass::Fanotify => notify::fanotify_marks(pid, c, 0).map(drop),
             _ => Ok(()),
         }
         .and_then(|()| locks::check_fd_locks(pid, c));
@@ -267,6 +277,7 @@ pub fn tree_fd_blockers(
         });
     }
     refused.extend(sockets::check_tcp_peers(tree));
+    refused.extend(tty::check_pty_masters(tree));
     match pidfd::check_pidfd_targets(tree) {
         Err(e @ InspectError::Proc(_)) => return Err(e),
         Err(e) => refused.push(e),
@@ -295,7 +306,7 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(kind("anon_inode:[io_uring]"), "io_uring");
-        assert_eq!(kind("anon_inode:[fanotify]"), "fanotify");
+        assert_eq!(kind("anon_inode:[userfaultfd]"), "userfaultfd");
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod seccomp;
 pub mod sockets;
 pub mod stdio;
 pub mod sysvshm;
+mod tty;
 
 pub use error::InspectError;
 pub use fd_class::{ClassifiedFd, FdClass};

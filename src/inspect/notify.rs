@@ -1,13 +1,17 @@
-//! epoll and inotify instances: their registrations and watches, read from
-//! fdinfo and checked so that a restore can rebuild them exactly. Both
+//! epoll, inotify and fanotify instances: their registrations, watches
+//! and marks, read from fdinfo and checked so that a restore can rebuild
+//! them exactly. Both
 //! checks run before freezing (to refuse) and again while frozen (to
 //! describe).
 
 use super::error::InspectError;
 use super::fd_class::ClassifiedFd;
-use crate::image::{EpollTarget, InotifyWatch, MAX_SKIPPED_WATCHES};
+use crate::image::{
+    EpollTarget, FanotifyImage, FanotifyMark, FanotifyMarkKind, InotifyWatch, MAX_SKIPPED_WATCHES,
+};
 use crate::kernel;
 use crate::proc;
+use crate::proc::notify::FanotifyTarget;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::unistd::Pid;
@@ -97,7 +101,7 @@ pub fn inotify_watches(
     };
     let mut watches = Vec::with_capacity(marks.len());
     for m in &marks {
-        let path = watch_path(m).map_err(|why| {
+        let path = watch_path(m.ino, m.sdev, m.handle_type, &m.handle).map_err(|why| {
             refuse(format!(
                 "set of inotify watches, whose watch {} (inode {} on device {}:{}) cannot \
                  be restored: {why}",
@@ -123,14 +127,16 @@ pub fn inotify_watches(
     Ok(watches)
 }
 
-/// The path of a watched file: its file handle opened on a mount of its
-/// filesystem, the resulting fd's link read, and the path checked to lead
-/// to the same inode.
-fn watch_path(m: &proc::notify::InotifyMark) -> Result<String, String> {
-    if m.handle.is_empty() {
+/// The path of a watched file (inode `ino` on the filesystem of kernel
+/// device number `sdev`, with file handle `handle` of type
+/// `handle_type`): its file handle opened on a mount of its filesystem,
+/// the resulting fd's link read, and the path checked to lead to the same
+/// inode.
+fn watch_path(ino: u64, sdev: u32, handle_type: i32, handle: &[u8]) -> Result<String, String> {
+    if handle.is_empty() {
         return Err("its filesystem gives no file handle".into());
     }
-    let (major, minor) = (m.sdev >> 20, m.sdev & 0xfffff);
+    let (major, minor) = (sdev >> 20, sdev & 0xfffff);
     let point = proc::notify::mount_point(major, minor)
         .map_err(|e| e.to_string())?
         .ok_or("no mount of its filesystem is visible to migrate-agent")?;
@@ -141,19 +147,15 @@ fn watch_path(m: &proc::notify::InotifyMark) -> Result<String, String> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| format!("cannot open its mount point {point}: {e}"))?;
-    let file = kernel::open_by_handle_at(
-        &mount,
-        m.handle_type,
-        &m.handle,
-        libc::O_PATH | libc::O_CLOEXEC,
-    )
-    .map_err(|e| format!("its file handle cannot be opened: {e}"))?;
+    let file =
+        kernel::open_by_handle_at(&mount, handle_type, handle, libc::O_PATH | libc::O_CLOEXEC)
+            .map_err(|e| format!("its file handle cannot be opened: {e}"))?;
     let path = proc::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
         .map_err(|e| e.to_string())?;
     let meta = std::fs::symlink_metadata(&path);
     match meta {
         Ok(meta)
-            if meta.ino() == m.ino
+            if meta.ino() == ino
                 && libc::major(meta.dev()) == major
                 && libc::minor(meta.dev()) == minor =>
         {
@@ -163,4 +165,76 @@ fn watch_path(m: &proc::notify::InotifyMark) -> Result<String, String> {
             "no path leads to it (it was deleted or lies outside every mount; found {path:?})"
         )),
     }
+}
+
+/// Fanotify fd `fanotify` of `pid` (status flags `flags`): its flags and
+/// its marks, each with the path of what it is on: a marked file's found
+/// from its file handle (as for an inotify watch), a mount's from the
+/// process's mount table, a filesystem's from a mount of it. A mark whose
+/// object has no path is refused.
+pub fn fanotify_marks(
+    pid: i32,
+    fanotify: &ClassifiedFd,
+    flags: i32,
+) -> Result<FanotifyImage, InspectError> {
+    let info = proc::notify::read_fanotify(pid, fanotify.fd)?;
+    let refuse = |kind: String| InspectError::UnsupportedFd {
+        pid,
+        fd: fanotify.fd,
+        kind,
+        target: fanotify.target.clone(),
+    };
+    let mut marks = Vec::with_capacity(info.marks.len());
+    for m in &info.marks {
+        let (kind, path) = match &m.target {
+            FanotifyTarget::Inode {
+                ino,
+                sdev,
+                handle_type,
+                handle,
+            } => {
+                let path = watch_path(*ino, *sdev, *handle_type, handle).map_err(|why| {
+                    refuse(format!(
+                        "fanotify group, whose mark on inode {ino} of device {}:{} cannot be \
+                         restored: {why}",
+                        sdev >> 20,
+                        sdev & 0xfffff
+                    ))
+                })?;
+                (FanotifyMarkKind::Inode, path)
+            }
+            FanotifyTarget::Mount { mnt_id } => {
+                let path = proc::notify::mount_by_id(pid, *mnt_id)?.ok_or_else(|| {
+                    refuse(format!(
+                        "fanotify group, whose mark on mount {mnt_id} cannot be restored: the \
+                         process's mount table has no such mount"
+                    ))
+                })?;
+                (FanotifyMarkKind::Mount, path)
+            }
+            FanotifyTarget::Filesystem { sdev } => {
+                let (major, minor) = (sdev >> 20, sdev & 0xfffff);
+                let path = proc::notify::mount_point(major, minor)?.ok_or_else(|| {
+                    refuse(format!(
+                        "fanotify group, whose mark on filesystem {major}:{minor} cannot be \
+                         restored: no mount of it is visible to migrate-agent"
+                    ))
+                })?;
+                (FanotifyMarkKind::Filesystem, path)
+            }
+        };
+        marks.push(FanotifyMark {
+            kind,
+            path,
+            flags: m.flags,
+            mask: m.mask,
+            ignored_mask: m.ignored_mask,
+        });
+    }
+    Ok(FanotifyImage {
+        flags: flags & !libc::O_ACCMODE,
+        init_flags: info.init_flags,
+        event_flags: info.event_flags,
+        marks,
+    })
 }

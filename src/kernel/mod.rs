@@ -9,6 +9,7 @@ pub mod abi;
 pub mod anon;
 pub mod child;
 pub mod cpu;
+pub mod fanotify;
 pub mod fown;
 pub mod inet_diag;
 pub mod packet;
@@ -18,6 +19,7 @@ pub mod sock_diag;
 pub mod sockets;
 pub mod sockopts;
 pub mod sysvshm;
+pub mod tty;
 pub mod uffd;
 pub mod uffd_guard;
 

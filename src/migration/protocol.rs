@@ -347,6 +347,7 @@ mod tests {
             tcp_flows: Vec::new(),
             network_lock: None,
             cgroups: Default::default(),
+            ptys: Vec::new(),
         })
     }
 

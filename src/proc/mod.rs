@@ -600,6 +600,9 @@ pub struct FdInfo {
     pub pos: i64,
     /// Open flags (octal in the file), including O_CLOEXEC.
     pub flags: i32,
+    /// For a pseudo-terminal master: the index of its pty (N of
+    /// /dev/pts/N).
+    pub tty_index: Option<u32>,
 }
 
 /// Parses /proc/PID/fdinfo/N text.
@@ -614,6 +617,10 @@ pub fn parse_fdinfo(path: &std::path::Path, text: &str) -> Result<FdInfo, ProcEr
         } else if let Some(v) = line.strip_prefix("flags:") {
             info.flags = i32::from_str_radix(v.trim(), 8)
                 .map_err(|_| parse_err(path, format!("bad flags {v:?}")))?;
+        } else if let Some(v) = line.strip_prefix("tty-index:") {
+            let index = v.trim().parse();
+            info.tty_index =
+                Some(index.map_err(|_| parse_err(path, format!("bad tty-index {v:?}")))?);
         }
     }
     Ok(info)

@@ -1,8 +1,9 @@
 //! Open files in the model: the fd table, the open file descriptions it
 //! points to (regular and path files, pipes, FIFOs, memfds, eventfd,
-//! timerfd, signalfd, epoll, inotify, sockets), deleted files carried
-//! whole, and file locks.
+//! timerfd, signalfd, epoll, inotify, fanotify, sockets, terminal ends),
+//! deleted files carried whole, and file locks.
 
+use super::tty::PtyEnd;
 use serde::{Deserialize, Serialize};
 
 /// What kind of file an fd that ferry can carry refers to.
@@ -77,6 +78,11 @@ pub enum FileImage {
     /// A packet socket (AF_PACKET), made again with its type, protocol,
     /// interface, options, memberships, rings and fanout group.
     PacketSocket(PacketSocket),
+    /// An end of a pseudo-terminal pair (the master, /dev/ptmx, or its
+    /// slave, /dev/pts/N), both ends held by the tree.
+    Pty(PtyEnd),
+    /// A fanotify group with its marks.
+    Fanotify(FanotifyImage),
 }
 
 /// A memfd description: an anonymous file whose contents live only in
@@ -794,4 +800,50 @@ pub struct PacketMembership {
     pub address: Vec<u8>,
     /// How many times it was added (each PACKET_DROP_MEMBERSHIP takes one).
     pub count: u32,
+}
+
+/// A fanotify group (fanotify_init), made again with the same flags and
+/// marks. Events queued in it are not carried (CRIU does not carry them
+/// either).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FanotifyImage {
+    /// Status flags of the description (O_NONBLOCK ...), without the
+    /// access mode and O_CLOEXEC.
+    pub flags: i32,
+    /// The flags given to fanotify_init (FAN_CLASS_*, FAN_NONBLOCK,
+    /// FAN_UNLIMITED_QUEUE ...).
+    pub init_flags: u32,
+    /// fanotify_init's event_f_flags: the open flags of the event fds.
+    pub event_flags: u32,
+    /// Its marks.
+    pub marks: Vec<FanotifyMark>,
+}
+
+/// A mark of a fanotify group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FanotifyMark {
+    /// What kind of object it is on.
+    pub kind: FanotifyMarkKind,
+    /// The path of that object: a file or directory, or a mount of the
+    /// filesystem, as migrate-agent sees them; a mount point as the
+    /// process sees it.
+    pub path: String,
+    /// Its flags (FAN_MARK_IGNORED_SURV_MODIFY, FAN_MARK_EVICTABLE,
+    /// FAN_MARK_IGNORE).
+    pub flags: u32,
+    /// The events it reports.
+    pub mask: u64,
+    /// The events it ignores.
+    pub ignored_mask: u64,
+}
+
+/// What a fanotify mark is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FanotifyMarkKind {
+    /// One file or directory.
+    Inode,
+    /// A mount (FAN_MARK_MOUNT).
+    Mount,
+    /// A whole filesystem (FAN_MARK_FILESYSTEM).
+    Filesystem,
 }

@@ -5,11 +5,13 @@
 mod files;
 mod mm;
 mod task;
+mod tty;
 
 pub use files::*;
 pub use mm::*;
 use serde::{Deserialize, Serialize};
 pub use task::*;
+pub use tty::*;
 
 /// Everything needed to bring a process tree back: what the host looked
 /// like (to refuse an incompatible destination), every process of the tree
@@ -55,6 +57,8 @@ pub struct Checkpoint {
     /// them, put back by a restore of a plain tree (a container's tasks
     /// stay in the cgroups its runtime made).
     pub cgroups: CgroupsImage,
+    /// The pseudo-terminal pairs the files' [`PtyEnd`]s are ends of.
+    pub ptys: Vec<PtyImage>,
 }
 
 /// A SysV shared memory segment, recreated at restore with the same shmid

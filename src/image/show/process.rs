@@ -227,6 +227,20 @@ pub(super) fn write_process(
                     k.fanout
                 ),
             ),
+            Some(FileImage::Fanotify(f)) => (
+                open_flags(f.flags),
+                "-".to_string(),
+                format!("fanotify, {} marks", f.marks.len()),
+            ),
+            Some(FileImage::Pty(end)) => (
+                open_flags(end.flags),
+                "-".to_string(),
+                format!(
+                    "pseudo-terminal {} {}",
+                    ck.ptys.get(end.pty as usize).map_or(0, |t| t.index),
+                    if end.master { "master" } else { "slave" }
+                ),
+            ),
             None => (
                 "?".to_string(),
                 "-".to_string(),

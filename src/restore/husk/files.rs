@@ -4,14 +4,17 @@
 
 use super::anon;
 use super::netlink;
+use super::notify;
 use super::packet;
 use super::pidfd;
 use super::process::{Husk, STRUCT_OFF};
+use super::reopen::reopen_flags;
 use super::sockets;
 use super::tcp;
+use super::tty;
 use super::unix;
 use crate::image::{
-    Checkpoint, FifoEnd, FileImage, FileOwnerKind, GhostDevice, GhostFile, OpenFile, PathFileType,
+    Checkpoint, FifoEnd, FileImage, FileOwnerKind, GhostDevice, GhostFile, OpenFile,
 };
 use crate::kernel;
 use crate::kernel::abi::{FOwnerEx, IntoBytes};
@@ -98,6 +101,7 @@ impl TreeFds {
         sockets::create(ck, &mut ours)?;
         netlink::create(ck, &mut ours)?;
         packet::create(ck, &mut ours)?;
+        tty::create(ck, husk, &mut ours)?;
         let connections = tcp::create(ck, &mut ours)?;
         let ghosts = ck
             .ghost_files
@@ -367,21 +371,6 @@ impl TreeFds {
     }
 }
 
-/// The flags to reopen a description with by path, from its saved open
-/// flags: O_CLOEXEC (the fd is parked first, then installed with its own
-/// FD_CLOEXEC); without the flags that act only at creation, and without
-/// O_ASYNC, which open() records without arming the signals (F_SETFL
-/// cannot arm them afterwards while the flag shows as set):
-/// `Husk::restore_file_owners` sets it. A file made with O_TMPFILE
-/// (O_DIRECTORY with a bit of its own) is reopened as the file it is.
-fn reopen_flags(flags: i32) -> i32 {
-    let mut once = libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY | libc::O_ASYNC;
-    if flags & libc::O_TMPFILE & !libc::O_DIRECTORY != 0 {
-        once |= libc::O_TMPFILE;
-    }
-    (flags & !once) | libc::O_CLOEXEC
-}
-
 /// Creates the image's pipes here, each with its capacity and the data
 /// that was buffered in it (`pid`, the root, names the restore in errors).
 pub(super) fn create_pipes(
@@ -518,6 +507,12 @@ impl<'a> Husk<'a> {
         // (path, parked fd in the husk) of a read-write open of each FIFO
         // that keeps it open while its ends are opened.
         let mut fifo_keepalives: Vec<(&str, i32)> = Vec::new();
+        let own_dir = format!("/proc/{}/", image.pid);
+        let (own_proc, mine): (Vec<u32>, Vec<u32>) = mine.into_iter().partition(|&i| {
+            matches!(files.get(i as usize), Some(FileImage::Path(f))
+                if f.ghost.is_none() && f.path.starts_with(&own_dir))
+                && tree.installed.get(i as usize).is_some_and(Option::is_none)
+        });
         for &i in &mine {
             let file = files.get(i as usize).ok_or_else(|| missing(i))?;
             let from_husk = tree.installed.get(i as usize).copied().flatten();
@@ -525,6 +520,7 @@ impl<'a> Husk<'a> {
                 let status = match file {
                     FileImage::Pipe(end) => Some(end.flags),
                     FileImage::ExternalStdio(s) => Some(s.flags),
+                    FileImage::Pty(end) => Some(end.flags),
                     _ => None,
                 };
                 self.pull_in(our_pidfd, ours, status, &format!("file #{i}"))?
@@ -555,25 +551,18 @@ impl<'a> Husk<'a> {
                         tree.ours[i as usize] = Some(ours);
                         fd
                     }
-                    FileImage::Path(f) => {
-                        let flags = reopen_flags(f.flags);
-                        let addr = self.put_str(&f.path)?;
-                        self.sys(
-                            0,
-                            |r| r.open(addr, flags),
-                            || format!("reopening {} (flags {:#o})", f.path, flags),
-                        )?
-                    }
+                    FileImage::Path(f) => self.open_path(f)?,
                     FileImage::Pipe(_)
                     | FileImage::ExternalStdio(_)
                     | FileImage::UnixSocket(_)
                     | FileImage::InetSocket(_)
                     | FileImage::NetlinkSocket(_)
                     | FileImage::PacketSocket(_)
-                    | FileImage::TcpConnection(_) => {
+                    | FileImage::TcpConnection(_)
+                    | FileImage::Pty(_) => {
                         return Err(RestoreError::Unsupported {
                             pid: image.pid,
-                            why: format!("file #{i} (a pipe or socket) was not created"),
+                            why: format!("file #{i} (a pipe, socket or terminal) was not created"),
                         })
                     }
                     FileImage::Eventfd(e) => {
@@ -596,6 +585,12 @@ impl<'a> Husk<'a> {
                     }
                     FileImage::Epoll(e) => self.create_epoll(e)?,
                     FileImage::Inotify(ino) => self.create_inotify(ino)?,
+                    FileImage::Fanotify(f) => {
+                        let ours = notify::create_fanotify(image.pid, self.pid, f)?;
+                        let fd = self.pull_in(our_pidfd, &ours, Some(f.flags), "fanotify")?;
+                        tree.ours[i as usize] = Some(ours);
+                        fd
+                    }
                     FileImage::Fifo(f) => self.open_fifo(f, park_at, &mut fifo_keepalives)?,
                     FileImage::Pidfd(d) => self.create_pidfd(d)?,
                     FileImage::Memfd(m) => {
@@ -628,33 +623,33 @@ impl<'a> Husk<'a> {
                 format!("parking file {i} above fd {park_at}")
             })?;
             if let (FileImage::Path(f), true) = (file, created.contains(&i)) {
-                // A fresh open is at 0 already, and an O_PATH fd has no
-                // position (lseek fails on it).
-                let seekable = f.file_type != PathFileType::CharDevice
-                    && f.flags & libc::O_PATH == 0
-                    && f.pos != 0;
-                if seekable {
-                    self.sys(
-                        0,
-                        |r| r.seek_to(park, f.pos),
-                        || format!("lseek of {} to {}", f.path, f.pos),
-                    )?;
-                }
+                self.seek_reopened(park, f)?;
             }
             parked.push((i, park));
         }
-        for f in &image.fds {
-            let flags = if f.cloexec { libc::O_CLOEXEC } else { 0 };
-            let park = parked
-                .iter()
-                .find(|(i, _)| *i == f.file)
-                .map(|&(_, p)| p)
-                .ok_or_else(|| missing(f.file))?;
-            self.sys(
-                0,
-                |r| r.dup3(park, f.fd, flags),
-                || format!("installing fd {}", f.fd),
-            )?;
+        // A file of this process's own /proc/PID (its fdinfo, say) exists
+        // once the other fds are in place: opened last.
+        for (k, &i) in mine.iter().chain(&own_proc).enumerate() {
+            // Past the descriptions opened above: an own /proc file.
+            if k >= parked.len() {
+                let Some(FileImage::Path(f)) = files.get(i as usize) else {
+                    continue;
+                };
+                let fd = self.open_path(f)?;
+                let park = self.park(fd, park_at, || format!("parking file {i}"))?;
+                self.seek_reopened(park, f)?;
+                parked.push((i, park));
+                created.push(i);
+            }
+            for f in image.fds.iter().filter(|f| f.file == i) {
+                let flags = if f.cloexec { libc::O_CLOEXEC } else { 0 };
+                let park = parked[k].1;
+                self.sys(
+                    0,
+                    |r| r.dup3(park, f.fd, flags),
+                    || format!("installing fd {}", f.fd),
+                )?;
+            }
         }
         self.register_epoll_targets(&created)?;
         // Later processes that share a description created here take it

@@ -23,6 +23,7 @@ mod notify;
 mod packet;
 mod pidfd;
 mod process;
+mod reopen;
 mod rlimits;
 mod sched;
 mod seccomp;
@@ -33,6 +34,7 @@ mod tcp;
 mod threads;
 mod timers;
 mod tree;
+mod tty;
 mod udp;
 mod unix;
 

@@ -1,9 +1,16 @@
-//! Rebuilding epoll and inotify instances inside the husk.
+//! Rebuilding epoll and inotify instances inside the husk, and fanotify
+//! groups here in migrate-agent (pulled into the husk like an eventfd).
 
 use super::process::{Husk, STRUCT_OFF};
-use crate::image::{EpollImage, FileImage, InotifyImage, MAX_SKIPPED_WATCHES, PAGE_SIZE};
+use crate::image::{
+    EpollImage, FanotifyImage, FanotifyMarkKind, FileImage, InotifyImage, MAX_SKIPPED_WATCHES,
+    PAGE_SIZE,
+};
 use crate::kernel::abi::{EpollEvent, IntoBytes};
+use crate::kernel::fanotify::{fanotify_init, fanotify_mark};
 use crate::restore::error::RestoreError;
+use nix::unistd::Pid;
+use std::os::fd::{AsFd, OwnedFd};
 
 /// IN_MASK_ADD: never wanted when a watch is created afresh.
 const IN_MASK_ADD: u32 = 0x2000_0000;
@@ -203,4 +210,44 @@ impl Husk<'_> {
             || format!("F_SETFL {flags:#o} on the new {kind} fd"),
         )
     }
+}
+
+/// A fanotify group with the image's flags and marks (`husk`: the
+/// restoring husk, through whose root a marked mount's path, as the
+/// process saw it, is found; `pid` names the restore in errors). Each
+/// mark is added as the process would: its events, then its ignored
+/// events (with FAN_MARK_IGNORE or FAN_MARK_IGNORED_MASK, as it was made).
+pub(super) fn create_fanotify(
+    pid: i32,
+    husk: Pid,
+    f: &FanotifyImage,
+) -> Result<OwnedFd, RestoreError> {
+    let fail = |call: String| move |errno| RestoreError::Injected { pid, call, errno };
+    let group = fanotify_init(f.init_flags, f.event_flags).map_err(fail(format!(
+        "fanotify_init({:#x}, {:#x})",
+        f.init_flags, f.event_flags
+    )))?;
+    for m in &f.marks {
+        let (kind, path) = match m.kind {
+            FanotifyMarkKind::Inode => (libc::FAN_MARK_INODE, m.path.clone()),
+            FanotifyMarkKind::Mount => {
+                (libc::FAN_MARK_MOUNT, format!("/proc/{husk}/root{}", m.path))
+            }
+            FanotifyMarkKind::Filesystem => (libc::FAN_MARK_FILESYSTEM, m.path.clone()),
+        };
+        let add = libc::FAN_MARK_ADD | kind | (m.flags & libc::FAN_MARK_EVICTABLE);
+        let ignore = if m.flags & libc::FAN_MARK_IGNORE != 0 {
+            libc::FAN_MARK_IGNORE
+        } else {
+            libc::FAN_MARK_IGNORED_MASK
+        } | (m.flags & libc::FAN_MARK_IGNORED_SURV_MODIFY);
+        for (flags, mask) in [(add, m.mask), (add | ignore, m.ignored_mask)] {
+            if mask != 0 {
+                fanotify_mark(group.as_fd(), flags, mask, &path).map_err(fail(format!(
+                    "fanotify_mark({flags:#x}, {mask:#x}) on {path}"
+                )))?;
+            }
+        }
+    }
+    Ok(group)
 }
