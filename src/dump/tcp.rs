@@ -15,7 +15,8 @@ use super::error::CheckpointError;
 use super::sockets::socket_options;
 use crate::image::{FileImage, TcpConnState, TcpConnection, TcpSettings, TcpWindow};
 use crate::inspect::sockets::{
-    inet_addr, tcp_state_name, TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2,
+    inet_addr, tcp_state_name, CARRIED_TCP_STATES, TCP_CLOSE_WAIT, TCP_CLOSING, TCP_ESTABLISHED,
+    TCP_FIN_WAIT1, TCP_FIN_WAIT2, TCP_LAST_ACK,
 };
 use crate::inspect::InspectError;
 use crate::kernel::sockets::{
@@ -103,8 +104,8 @@ pub fn describe(
             conn.flags = flags & !libc::O_ACCMODE;
             repaired.socks.push((sock, options.reuse_addr));
             conn.options = options;
-            // The peer's FIN shuts a CLOSE_WAIT end down for reading too.
-            conn.shut_rd = read_hup && conn.state != TcpConnState::CloseWait;
+            // The peer's FIN shuts the end down for reading too.
+            conn.shut_rd = read_hup && !conn.state.fin_received();
             Ok(FileImage::TcpConnection(conn))
         }
         Err(e) => {
@@ -142,10 +143,11 @@ fn read(s: BorrowedFd<'_>) -> Result<TcpConnection, Read> {
         TCP_FIN_WAIT1 => TcpConnState::FinWait1,
         TCP_FIN_WAIT2 => TcpConnState::FinWait2,
         TCP_CLOSE_WAIT => TcpConnState::CloseWait,
+        TCP_LAST_ACK => TcpConnState::LastAck,
+        TCP_CLOSING => TcpConnState::Closing,
         other => {
             return Err(Read::Refused(format!(
-                "TCP socket of a connection in state {} (ferry carries ESTABLISHED, FIN_WAIT1, \
-                 FIN_WAIT2 and CLOSE_WAIT)",
+                "TCP socket of a connection in state {} ({CARRIED_TCP_STATES})",
                 tcp_state_name(other)
             )))
         }

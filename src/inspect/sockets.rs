@@ -27,8 +27,16 @@ pub const TCP_FIN_WAIT2: u8 = 5;
 pub const TCP_CLOSE: u8 = 7;
 /// CLOSE_WAIT: the peer shut down its side.
 pub const TCP_CLOSE_WAIT: u8 = 8;
+/// LAST_ACK: the peer shut down its side, then this end did.
+pub const TCP_LAST_ACK: u8 = 9;
+/// CLOSING: both ends shut down, this end's FIN not acknowledged yet.
+pub const TCP_CLOSING: u8 = 11;
 /// LISTEN.
 pub const TCP_LISTEN: u8 = 10;
+
+/// The TCP states ferry carries, for refusals.
+pub const CARRIED_TCP_STATES: &str =
+    "ferry carries ESTABLISHED, FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, LAST_ACK and CLOSING";
 
 /// The name of TCP state `s`, for messages.
 pub fn tcp_state_name(s: u8) -> String {
@@ -117,7 +125,8 @@ pub fn classify(pid: i32, fd: i32, inode: u64) -> Result<FdClass, InspectError> 
                         .map_err(|e| refuse(format!("TCP socket that cannot be examined ({e})")))?;
                     match st.state {
                         TCP_LISTEN | TCP_CLOSE => Ok(FdClass::InetSocket),
-                        TCP_ESTABLISHED | TCP_FIN_WAIT1 | TCP_FIN_WAIT2 | TCP_CLOSE_WAIT => {
+                        TCP_ESTABLISHED | TCP_FIN_WAIT1 | TCP_FIN_WAIT2 | TCP_CLOSE_WAIT
+                        | TCP_LAST_ACK | TCP_CLOSING => {
                             let names =
                                 getsockname::<SockaddrStorage>(sock.as_raw_fd()).and_then(|l| {
                                     getpeername::<SockaddrStorage>(sock.as_raw_fd())
@@ -141,8 +150,7 @@ pub fn classify(pid: i32, fd: i32, inode: u64) -> Result<FdClass, InspectError> 
                                 .into(),
                         )),
                         s => Err(refuse(format!(
-                            "TCP socket of a connection in state {} (ferry carries ESTABLISHED, \
-                             FIN_WAIT1, FIN_WAIT2 and CLOSE_WAIT)",
+                            "TCP socket of a connection in state {} ({CARRIED_TCP_STATES})",
                             tcp_state_name(s)
                         ))),
                     }

@@ -29,6 +29,7 @@ mod signals;
 mod sockets;
 mod sysvshm;
 mod tcp;
+mod tcp_fin;
 mod threads;
 mod timers;
 mod tree;
