@@ -10,7 +10,7 @@ use super::error::InspectError;
 use super::fd_class::{ClassifiedFd, FdClass};
 use crate::image::TcpFlow;
 use crate::kernel;
-use crate::kernel::sockets::getsockopt_int;
+use crate::kernel::sockets::{getsockopt_int, TcpQueue};
 use nix::errno::Errno;
 use nix::sys::socket::{getpeername, getsockname, SockaddrStorage};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -123,27 +123,34 @@ pub fn classify(pid: i32, fd: i32, inode: u64) -> Result<FdClass, InspectError> 
                 (libc::SOCK_STREAM, libc::IPPROTO_TCP) => {
                     let st = kernel::sockets::tcp_state(sock)
                         .map_err(|e| refuse(format!("TCP socket that cannot be examined ({e})")))?;
+                    let connection = |state: u8| {
+                        let names = getsockname::<SockaddrStorage>(sock.as_raw_fd())
+                            .and_then(|l| Ok((inet_addr(&l), kernel::sockets::peer_name(sock)?)));
+                        match names {
+                            Ok((Some(local), Some(remote))) => Ok(FdClass::TcpConnection {
+                                local,
+                                remote,
+                                state,
+                            }),
+                            Ok(_) => Err(refuse("TCP connection without addresses".into())),
+                            Err(e) => Err(refuse(format!(
+                                "TCP connection whose addresses cannot be read ({e})"
+                            ))),
+                        }
+                    };
                     match st.state {
+                        // A connection that ended with bytes still to be
+                        // read is carried with them.
+                        TCP_CLOSE
+                            if kernel::sockets::tcp_queue_len(sock, TcpQueue::Received)
+                                .is_ok_and(|n| n > 0)
+                                && kernel::sockets::peer_name(sock).is_ok_and(|p| p.is_some()) =>
+                        {
+                            connection(TCP_CLOSE)
+                        }
                         TCP_LISTEN | TCP_CLOSE => Ok(FdClass::InetSocket),
                         TCP_ESTABLISHED | TCP_FIN_WAIT1 | TCP_FIN_WAIT2 | TCP_CLOSE_WAIT
-                        | TCP_LAST_ACK | TCP_CLOSING => {
-                            let names =
-                                getsockname::<SockaddrStorage>(sock.as_raw_fd()).and_then(|l| {
-                                    getpeername::<SockaddrStorage>(sock.as_raw_fd())
-                                        .map(|r| (inet_addr(&l), inet_addr(&r)))
-                                });
-                            match names {
-                                Ok((Some(local), Some(remote))) => Ok(FdClass::TcpConnection {
-                                    local,
-                                    remote,
-                                    state: st.state,
-                                }),
-                                Ok(_) => Err(refuse("TCP connection without addresses".into())),
-                                Err(e) => Err(refuse(format!(
-                                    "TCP connection whose addresses cannot be read ({e})"
-                                ))),
-                            }
-                        }
+                        | TCP_LAST_ACK | TCP_CLOSING => connection(st.state),
                         TCP_SYN_SENT => Err(refuse(
                             "TCP socket still connecting (SYN_SENT): ferry carries a \
                              connection once it is established"

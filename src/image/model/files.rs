@@ -495,6 +495,15 @@ pub enum TcpConnState {
     /// CLOSING: this end shut down writing, then the peer's FIN came
     /// before the acknowledgement of this end's FIN.
     Closing,
+    /// CLOSE with bytes still queued to be read: the connection was reset
+    /// by the peer (or closed both ways) and its error, if any, was
+    /// reported to the program already. Restored, it reads its bytes, then
+    /// end of file.
+    Closed,
+    /// CLOSE with bytes still queued to be read, reset by the peer, the
+    /// error not reported yet (poll gives POLLERR). Restored, it reads its
+    /// bytes, then the error (ECONNRESET, however it came).
+    Reset,
 }
 
 impl TcpConnState {
@@ -509,6 +518,12 @@ impl TcpConnState {
     /// Whether the peer's FIN was received.
     pub fn fin_received(self) -> bool {
         matches!(self, Self::CloseWait | Self::LastAck | Self::Closing)
+    }
+
+    /// Whether the connection is over (reset or closed), kept for the
+    /// bytes still queued to be read.
+    pub fn ended(self) -> bool {
+        matches!(self, Self::Closed | Self::Reset)
     }
 
     /// Whether the peer's FIN came before this end shut down writing (so

@@ -29,7 +29,7 @@ mod signals;
 mod sockets;
 mod sysvshm;
 mod tcp;
-mod tcp_fin;
+mod tcp_peer;
 mod threads;
 mod timers;
 mod tree;

@@ -18,15 +18,20 @@
 //! peer's answer to the probe, or retransmitted if the peer lacked it),
 //! else once the unsent data is written again. An end that had received
 //! its peer's FIN (CLOSE_WAIT, LAST_ACK, CLOSING) is given that FIN again
-//! (`tcp_fin.rs`), before its own shutdown or after it as it came.
+//! (`tcp_peer.rs`), before its own shutdown or after it as it came.
+//!
+//! A connection that had ended (reset, or closed both ways) with bytes
+//! still to be read is rebuilt with them and given its peer's reset; when
+//! the original had reported its error already, the error is read here.
 
 use super::sockets::{set_flags, set_options};
-use super::tcp_fin;
-use crate::image::{Checkpoint, FileImage, TcpConnection};
+use super::tcp_peer::{self, PeerSegment};
+use crate::image::{Checkpoint, FileImage, TcpConnState, TcpConnection};
 use crate::kernel::abi::{TcpRepairOpt, TcpRepairWindow};
 use crate::kernel::sockets::{
-    set_tcp_queue_seq, set_tcp_repair_options, set_tcp_repair_window, setsockopt_int, tcp_repair,
-    tcp_repair_queue, RepairQueue, TCPOPT_MSS, TCPOPT_SACK_PERM, TCPOPT_TIMESTAMP, TCPOPT_WINDOW,
+    getsockopt_int, set_tcp_queue_seq, set_tcp_repair_options, set_tcp_repair_window,
+    setsockopt_int, tcp_repair, tcp_repair_queue, RepairQueue, TCPOPT_MSS, TCPOPT_SACK_PERM,
+    TCPOPT_TIMESTAMP, TCPOPT_WINDOW,
 };
 use crate::restore::error::RestoreError;
 use nix::errno::Errno;
@@ -55,8 +60,8 @@ struct PendingConn {
     /// Our copy of the socket.
     sock: OwnedFd,
     /// A raw socket of the connection's network namespace to give it its
-    /// peer's FIN, when it had received it.
-    fin_sender: Option<OwnedFd>,
+    /// peer's FIN or reset, when it had received one.
+    peer_sender: Option<OwnedFd>,
 }
 
 impl Pending {
@@ -95,11 +100,11 @@ pub fn create(ck: &Checkpoint, ours: &mut [Option<OwnedFd>]) -> Result<Pending, 
             call: format!("dup of TCP connection {} -> {}", c.local, c.remote),
             errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
         })?;
-        let fin_sender = if c.state.fin_received() {
-            let sender = tcp_fin::sender(c).map_err(|errno| RestoreError::Injected {
+        let peer_sender = if c.state.fin_received() || c.state.ended() {
+            let sender = tcp_peer::sender(c).map_err(|errno| RestoreError::Injected {
                 pid,
                 call: format!(
-                    "a raw IP socket to give TCP connection {} -> {} its peer's FIN",
+                    "a raw IP socket to give TCP connection {} -> {} its peer's segments",
                     c.local, c.remote
                 ),
                 errno,
@@ -112,7 +117,7 @@ pub fn create(ck: &Checkpoint, ours: &mut [Option<OwnedFd>]) -> Result<Pending, 
             file: i,
             pid,
             sock: copy,
-            fin_sender,
+            peer_sender,
         });
         ours[i] = Some(sock);
     }
@@ -237,11 +242,16 @@ fn go_live(p: &PendingConn, c: &TcpConnection) -> Result<(), RestoreError> {
         move |errno| RestoreError::Injected { pid, call, errno }
     };
     let s = sock.as_fd();
-    let peer_fin = || match &p.fin_sender {
-        Some(raw) => tcp_fin::give_peer_fin(raw.as_fd(), s, c)
-            .map_err(step("giving the socket its peer's FIN again")),
+    let peer = |segment| match &p.peer_sender {
+        Some(raw) => tcp_peer::give(raw.as_fd(), s, c, segment).map_err(step(&format!(
+            "giving the socket its peer's {segment:?} again"
+        ))),
         None => Ok(()),
     };
+    let peer_fin = || peer(PeerSegment::Fin);
+    if c.state.ended() {
+        peer(PeerSegment::Reset)?;
+    }
     if c.state.fin_received_first() {
         peer_fin()?;
     }
@@ -310,6 +320,10 @@ fn go_live(p: &PendingConn, c: &TcpConnection) -> Result<(), RestoreError> {
         if fin_after_ours {
             peer_fin()?;
         }
+    }
+    if c.state == TcpConnState::Closed {
+        // Reported by the original already.
+        getsockopt_int(s, libc::SOL_SOCKET, libc::SO_ERROR).map_err(step("reading SO_ERROR"))?;
     }
     if c.shut_rd {
         shutdown(s.as_raw_fd(), Shutdown::Read).map_err(step("shutdown(SHUT_RD)"))?;

@@ -1,17 +1,21 @@
-//! The peer's FIN given back to a restored TCP connection that had
-//! received it (CLOSE_WAIT, LAST_ACK, CLOSING). No socket call marks a
-//! FIN as received, and a peer whose FIN was acknowledged never sends it
-//! again, so the restore sends the restored socket the segment the peer
-//! sent: a FIN at the sequence number the receive queue ends at,
-//! acknowledging what the peer had acknowledged, from the peer's address
-//! and port to the connection's, through a raw IP socket (with the IP
-//! header, IP_HDRINCL) of the network namespace the connection is
-//! restored in. The packet carries [`REPAIR_MARK`], which the network
-//! lock lets through while it drops everything else of the connection.
-//! (CRIU's libsoccr does the same with libnet.)
+//! Segments a restored TCP connection had received from its peer and
+//! that no socket call can give it again, sent to it as the peer sent
+//! them: the peer's FIN, for a connection that had received it
+//! (CLOSE_WAIT, LAST_ACK, CLOSING; a peer whose FIN was acknowledged never
+//! sends it again), at the sequence number the receive queue ends at,
+//! acknowledging what the peer had acknowledged; and the peer's reset, for
+//! a connection reset with bytes still queued (its error comes back as
+//! ECONNRESET). They go from the peer's address and port to the
+//! connection's, through a raw IP socket (with the IP header, IP_HDRINCL)
+//! of the network namespace the connection is restored in, and carry
+//! [`REPAIR_MARK`], which the network lock lets through while it drops
+//! everything else of the connection. (CRIU's libsoccr sends the FIN with
+//! libnet.)
 
 use crate::image::TcpConnection;
-use crate::inspect::sockets::{wire_addr, TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2};
+use crate::inspect::sockets::{
+    wire_addr, TCP_CLOSE, TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2,
+};
 use crate::kernel::sockets::{setsockopt_int, tcp_state};
 use crate::netlock::REPAIR_MARK;
 use nix::errno::Errno;
@@ -23,18 +27,34 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-/// TCP flags of the segment: FIN and ACK.
-const FIN_ACK: u8 = 0x11;
+/// What the peer sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerSegment {
+    /// Its FIN (with ACK).
+    Fin,
+    /// A reset.
+    Reset,
+}
+
+impl PeerSegment {
+    /// The segment's TCP flags.
+    fn flags(self) -> u8 {
+        match self {
+            Self::Fin => 0x11,
+            Self::Reset => 0x04,
+        }
+    }
+}
 /// Length of the TCP header sent (no options).
 const TCP_HEADER: usize = 20;
 /// The states of a socket that has not taken its peer's FIN yet.
 const BEFORE_FIN: [u8; 3] = [TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2];
-/// How long the restored socket may take to process the segment (it is
+/// How long the restored socket may take to take a segment (it is
 /// delivered through the loopback's backlog).
 const TAKE_WITHIN: Duration = Duration::from_secs(2);
 
-/// A raw IP socket to send connection `c`'s peer FIN from, made in the
-/// network namespace the caller is in (the connection's).
+/// A raw IP socket to send connection `c` its peer's segments from, made
+/// in the network namespace the caller is in (the connection's).
 pub fn sender(c: &TcpConnection) -> Result<OwnedFd, Errno> {
     let family = match wire_addr(c.local) {
         SocketAddr::V4(_) => AddressFamily::Inet,
@@ -55,15 +75,16 @@ pub fn sender(c: &TcpConnection) -> Result<OwnedFd, Errno> {
     Ok(raw)
 }
 
-/// Sends restored connection `sock` (`c`) its peer's FIN through `raw`
-/// (from [`sender`]) and waits until the socket took it.
-pub fn give_peer_fin(
+/// Sends restored connection `sock` (`c`) its peer's `segment` through
+/// `raw` (from [`sender`]) and waits until the socket took it.
+pub fn give(
     raw: BorrowedFd<'_>,
     sock: BorrowedFd<'_>,
     c: &TcpConnection,
+    segment: PeerSegment,
 ) -> Result<(), Errno> {
     let (from, to) = (wire_addr(c.remote), wire_addr(c.local));
-    let packet = fin_packet(c, from, to);
+    let packet = peer_packet(c, from, to, segment);
     match to {
         SocketAddr::V4(a) => sendto(
             raw.as_raw_fd(),
@@ -78,8 +99,12 @@ pub fn give_peer_fin(
             MsgFlags::empty(),
         )?,
     };
+    let taken = |state: u8| match segment {
+        PeerSegment::Fin => !BEFORE_FIN.contains(&state),
+        PeerSegment::Reset => state == TCP_CLOSE,
+    };
     let started = Instant::now();
-    while BEFORE_FIN.contains(&tcp_state(sock)?.state) {
+    while !taken(tcp_state(sock)?.state) {
         if started.elapsed() > TAKE_WITHIN {
             // Dropped on its way (a filter) or refused by the socket.
             return Err(Errno::ETIMEDOUT);
@@ -89,11 +114,21 @@ pub fn give_peer_fin(
     Ok(())
 }
 
-/// The IP packet (header included) of the peer's FIN to `c`, from `from`
-/// to `to` (the connection's addresses as packets carry them).
-fn fin_packet(c: &TcpConnection, from: SocketAddr, to: SocketAddr) -> Vec<u8> {
+/// The IP packet (header included) of the peer's `segment` to `c`, from
+/// `from` to `to` (the connection's addresses as packets carry them). A
+/// reset is at exactly the next sequence number expected, the only one
+/// the kernel takes without a challenge.
+fn peer_packet(
+    c: &TcpConnection,
+    from: SocketAddr,
+    to: SocketAddr,
+    segment: PeerSegment,
+) -> Vec<u8> {
     // What the peer had acknowledged: the start of the send queue.
-    let acked = c.send_seq.wrapping_sub(c.send_queue.len() as u32);
+    let acked = match segment {
+        PeerSegment::Fin => c.send_seq.wrapping_sub(c.send_queue.len() as u32),
+        PeerSegment::Reset => 0,
+    };
     // The window the peer advertised, in its scaled units.
     let shift = c.wscale.map_or(0, |(snd, _)| snd);
     let window = (c.window.snd_wnd >> shift).min(0xffff) as u16;
@@ -103,7 +138,7 @@ fn fin_packet(c: &TcpConnection, from: SocketAddr, to: SocketAddr) -> Vec<u8> {
     tcp.extend(c.recv_seq.to_be_bytes());
     tcp.extend(acked.to_be_bytes());
     tcp.push((TCP_HEADER as u8 / 4) << 4);
-    tcp.push(FIN_ACK);
+    tcp.push(segment.flags());
     tcp.extend(window.to_be_bytes());
     tcp.extend([0, 0, 0, 0]); // checksum, urgent pointer
     let sum = checksum(&pseudo_header(from.ip(), to.ip()), &tcp);
@@ -177,7 +212,7 @@ fn checksum(a: &[u8], b: &[u8]) -> u16 {
 
 #[cfg(test)]
 mod tests {
-    use super::{checksum, fin_packet, pseudo_header};
+    use super::{checksum, peer_packet, pseudo_header, PeerSegment};
     use crate::image::{TcpConnState, TcpConnection, TcpSettings, TcpWindow};
 
     fn conn(local: &str, remote: &str) -> TcpConnection {
@@ -210,7 +245,7 @@ mod tests {
     #[test]
     fn the_fin_comes_from_the_peer_at_the_end_of_the_receive_queue() {
         let c = conn("10.0.0.1:80", "10.0.0.2:5000");
-        let p = fin_packet(&c, c.remote, c.local);
+        let p = peer_packet(&c, c.remote, c.local, PeerSegment::Fin);
         assert_eq!(p.len(), 40);
         assert_eq!(&p[12..16], &[10, 0, 0, 2]);
         assert_eq!(&p[16..20], &[10, 0, 0, 1]);
@@ -230,11 +265,21 @@ mod tests {
     #[test]
     fn an_ipv6_fin_has_the_ipv6_header_and_pseudo_header() {
         let c = conn("[fd00::1]:80", "[fd00::2]:5000");
-        let p = fin_packet(&c, c.remote, c.local);
+        let p = peer_packet(&c, c.remote, c.local, PeerSegment::Fin);
         assert_eq!(p.len(), 60);
         assert_eq!(p[0], 0x60);
         assert_eq!(&p[4..7], &[0, 20, 6]);
         let pseudo = pseudo_header(c.remote.ip(), c.local.ip());
         assert_eq!(checksum(&pseudo, &p[40..]), 0);
+    }
+
+    #[test]
+    fn a_reset_is_at_the_next_sequence_number_and_acknowledges_nothing() {
+        let c = conn("10.0.0.1:80", "10.0.0.2:5000");
+        let p = peer_packet(&c, c.remote, c.local, PeerSegment::Reset);
+        let tcp = &p[20..];
+        assert_eq!(&tcp[4..8], &0xfffffff0u32.to_be_bytes());
+        assert_eq!(&tcp[8..12], &[0, 0, 0, 0]);
+        assert_eq!(tcp[13], 0x04);
     }
 }
