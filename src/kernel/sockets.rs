@@ -305,6 +305,20 @@ pub fn tcp_repair(fd: BorrowedFd<'_>, on: bool) -> Result<(), Errno> {
     setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR, i32::from(on))
 }
 
+/// TCP_REPAIR_OFF_NO_WP (linux/tcp.h), which libc lacks.
+const TCP_REPAIR_OFF_NO_WP: i32 = -1;
+
+/// Turns repair mode off on TCP socket `fd` without the window probe
+/// [`tcp_repair`] makes the kernel send.
+pub fn tcp_repair_off_without_probe(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    setsockopt_int(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_REPAIR,
+        TCP_REPAIR_OFF_NO_WP,
+    )
+}
+
 /// Selects the queue that TCP_QUEUE_SEQ, MSG_PEEK and send() act on in
 /// repair mode.
 pub fn tcp_repair_queue(fd: BorrowedFd<'_>, queue: RepairQueue) -> Result<(), Errno> {

@@ -2,8 +2,8 @@
  * socket_tcp_last_ack (CRIU's socket-tcp-last-ack and socket-tcp-closing
  * kind, both ends in the tree, on loopback): two connections whose ends
  * both shut down writing, each end's FIN queued behind a counter its
- * peer has not read (small receive buffers: the data and the FIN stay
- * unsent):
+ * peer has not read (small receive buffers, large send buffers: the data
+ * and the FIN stay unsent):
  *   "last": its peer shut down first (the peer's FIN received), then it
  *   did: LAST_ACK; its peer FIN_WAIT2.
  *   "closing": it shut down first, then read its peer's counter and FIN:
@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 
 #define SMALL 4096
+#define LARGE (256 << 10)
 #define RESET_BYTES 300
 
 static int tcp_state(int fd)
@@ -45,15 +46,27 @@ static void wait_state(int fd, int state, const char *what)
 		zdtm_fail("%s: state %d, not %d", what, tcp_state(fd), state);
 }
 
-/* A connected pair over loopback, both ends with small buffers. */
+/* Gives socket fd a small receive buffer and a large send buffer: what a
+ * peer writes until the kernel takes no more stays mostly unsent, however
+ * the receiver packs its queue, and a FIN queued behind it with it. */
+static void buffers(int fd)
+{
+	int small = SMALL, large = LARGE;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &large, sizeof(large)))
+		zdtm_fail("buffer sizes: %s", strerror(errno));
+}
+
+/* A connected pair over loopback (the listener's buffer sizes go to the
+ * accepted end). */
 static void pair(int l, struct sockaddr_in *addr, int *a, int *b)
 {
-	int small = SMALL;
-
 	*a = socket(AF_INET, SOCK_STREAM, 0);
-	if (*a < 0 || setsockopt(*a, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) ||
-	    setsockopt(*a, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)) ||
-	    connect(*a, (struct sockaddr *)addr, sizeof(*addr)) || (*b = accept(l, NULL, NULL)) < 0)
+	if (*a < 0)
+		zdtm_fail("socket: %s", strerror(errno));
+	buffers(*a);
+	if (connect(*a, (struct sockaddr *)addr, sizeof(*addr)) || (*b = accept(l, NULL, NULL)) < 0)
 		zdtm_fail("connecting: %s", strerror(errno));
 }
 
@@ -98,6 +111,8 @@ int main(int argc, char **argv)
 
 	zdtm_init();
 	l = socket(AF_INET, SOCK_STREAM, 0);
+	if (l >= 0)
+		buffers(l);
 	if (l < 0 || bind(l, (struct sockaddr *)&addr, sizeof(addr)) || listen(l, 8) ||
 	    getsockname(l, (struct sockaddr *)&addr, &len))
 		zdtm_fail("listener: %s", strerror(errno));

@@ -30,8 +30,8 @@ use crate::image::{Checkpoint, FileImage, TcpConnState, TcpConnection};
 use crate::kernel::abi::{TcpRepairOpt, TcpRepairWindow};
 use crate::kernel::sockets::{
     getsockopt_int, set_tcp_queue_seq, set_tcp_repair_options, set_tcp_repair_window,
-    setsockopt_int, tcp_repair, tcp_repair_queue, RepairQueue, TCPOPT_MSS, TCPOPT_SACK_PERM,
-    TCPOPT_TIMESTAMP, TCPOPT_WINDOW,
+    setsockopt_int, tcp_repair, tcp_repair_off_without_probe, tcp_repair_queue, RepairQueue,
+    TCPOPT_MSS, TCPOPT_SACK_PERM, TCPOPT_TIMESTAMP, TCPOPT_WINDOW,
 };
 use crate::restore::error::RestoreError;
 use nix::errno::Errno;
@@ -265,7 +265,14 @@ fn go_live(p: &PendingConn, c: &TcpConnection) -> Result<(), RestoreError> {
             peer_fin()?;
         }
     }
-    tcp_repair(s, false).map_err(step("turning repair mode off"))?;
+    if fin_after_ours && c.unsent > 0 {
+        // The peer's FIN comes once the unsent data and this end's FIN
+        // are written: no probe meanwhile, whose answer would come first.
+        tcp_repair_off_without_probe(s)
+    } else {
+        tcp_repair(s, false)
+    }
+    .map_err(step("turning repair mode off"))?;
     let t = &c.settings;
     for (level, opt, val, name) in [
         (
