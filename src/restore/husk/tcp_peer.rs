@@ -16,6 +16,7 @@ use crate::image::TcpConnection;
 use crate::inspect::sockets::{
     wire_addr, TCP_CLOSE, TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2,
 };
+use crate::kernel::packet::internet_checksum;
 use crate::kernel::sockets::{setsockopt_int, tcp_state};
 use crate::netlock::REPAIR_MARK;
 use nix::errno::Errno;
@@ -141,7 +142,7 @@ fn peer_packet(
     tcp.push(segment.flags());
     tcp.extend(window.to_be_bytes());
     tcp.extend([0, 0, 0, 0]); // checksum, urgent pointer
-    let sum = checksum(&pseudo_header(from.ip(), to.ip()), &tcp);
+    let sum = internet_checksum(&[&pseudo_header(from.ip(), to.ip()), &tcp], 0);
     tcp[16..18].copy_from_slice(&sum.to_be_bytes());
     let mut packet = match (from.ip(), to.ip()) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
@@ -196,24 +197,11 @@ fn pseudo_header(from: IpAddr, to: IpAddr) -> Vec<u8> {
     p
 }
 
-/// The Internet checksum (RFC 1071) of `a` followed by `b`, both of even
-/// length.
-fn checksum(a: &[u8], b: &[u8]) -> u16 {
-    let mut sum: u32 = a
-        .chunks(2)
-        .chain(b.chunks(2))
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{checksum, peer_packet, pseudo_header, PeerSegment};
+    use super::{peer_packet, pseudo_header, PeerSegment};
     use crate::image::{TcpConnState, TcpConnection, TcpSettings, TcpWindow};
+    use crate::kernel::packet::internet_checksum;
 
     fn conn(local: &str, remote: &str) -> TcpConnection {
         TcpConnection {
@@ -259,7 +247,7 @@ mod tests {
         assert_eq!(&tcp[14..16], &[0xff, 0xff]);
         // A segment with its checksum in place sums to zero.
         let pseudo = pseudo_header(c.remote.ip(), c.local.ip());
-        assert_eq!(checksum(&pseudo, tcp), 0);
+        assert_eq!(internet_checksum(&[&pseudo, tcp], 0), 0);
     }
 
     #[test]
@@ -270,7 +258,7 @@ mod tests {
         assert_eq!(p[0], 0x60);
         assert_eq!(&p[4..7], &[0, 20, 6]);
         let pseudo = pseudo_header(c.remote.ip(), c.local.ip());
-        assert_eq!(checksum(&pseudo, &p[40..]), 0);
+        assert_eq!(internet_checksum(&[&pseudo, &p[40..]], 0), 0);
     }
 
     #[test]
