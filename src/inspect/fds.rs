@@ -266,7 +266,6 @@ pub fn tree_fd_blockers(
             },
         });
     }
-    refused.extend(sockets::check_tcp_peers(tree));
     match pidfd::check_pidfd_targets(tree) {
         Err(e @ InspectError::Proc(_)) => return Err(e),
         Err(e) => refused.push(e),

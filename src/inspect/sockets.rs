@@ -243,43 +243,6 @@ pub fn netlink_queued(sock: BorrowedFd<'_>) -> Result<bool, Errno> {
         .is_some_and(|r| r.contains(PollFlags::POLLIN)))
 }
 
-/// Refuses a TCP connection in CLOSE_WAIT whose peer no process of the
-/// tree holds (`tree`: every process with its classified fds): the
-/// restored end learns of the peer's FIN only when the peer sends it
-/// again, which a peer outside the tree, its FIN acknowledged, never does.
-pub fn check_tcp_peers(tree: &[(i32, Vec<ClassifiedFd>)]) -> Vec<InspectError> {
-    let all = || tree.iter().flat_map(|(_, fds)| fds);
-    let mut refused = Vec::new();
-    for (pid, fds) in tree {
-        for c in fds {
-            let FdClass::TcpConnection {
-                local,
-                remote,
-                state: TCP_CLOSE_WAIT,
-            } = c.class
-            else {
-                continue;
-            };
-            let inside = all().any(|o| {
-                matches!(o.class, FdClass::TcpConnection { local: l, remote: r, .. }
-                    if wire_addr(l) == wire_addr(remote) && wire_addr(r) == wire_addr(local))
-            });
-            if !inside {
-                refused.push(InspectError::UnsupportedFd {
-                    pid: *pid,
-                    fd: c.fd,
-                    kind: format!(
-                        "TCP connection {local} -> {remote} in CLOSE_WAIT (the peer shut down \
-                         its side) to a peer outside the checkpoint"
-                    ),
-                    target: c.target.clone(),
-                });
-            }
-        }
-    }
-    refused
-}
-
 /// Every TCP connection of the tree (`tree`: every process with its
 /// classified fds), sorted, each once (a socket several fds or processes
 /// hold is one connection): the flows a network lock must hold still
@@ -406,9 +369,8 @@ fn listeners_queues(tree: &[(i32, Vec<ClassifiedFd>)]) -> Vec<u32> {
 
 #[cfg(test)]
 mod tests {
-    use crate::inspect::error::InspectError;
     use crate::inspect::fd_class::{ClassifiedFd, FdClass};
-    use crate::inspect::sockets::{check_tcp_peers, tcp_connections, tcp_state_name};
+    use crate::inspect::sockets::{tcp_connections, tcp_state_name};
 
     fn conn(fd: i32, local: &str, remote: &str, state: u8) -> ClassifiedFd {
         ClassifiedFd {
@@ -423,29 +385,13 @@ mod tests {
     }
 
     #[test]
-    fn a_close_wait_end_needs_its_peer_in_the_tree() {
+    fn connections_are_listed_once_as_packets_carry_them() {
         let (a, b) = ("127.0.0.1:1000", "127.0.0.1:2000");
-        let pair = vec![(10, vec![conn(3, a, b, 8)]), (11, vec![conn(4, b, a, 5)])];
-        assert!(check_tcp_peers(&pair).is_empty());
-        assert_eq!(tcp_connections(&pair).len(), 2);
-        let alone = vec![(10, vec![conn(3, a, b, 8), conn(5, a, "127.0.0.1:9", 1)])];
-        match &check_tcp_peers(&alone)[..] {
-            [InspectError::UnsupportedFd {
-                pid: 10,
-                fd: 3,
-                kind,
-                ..
-            }] => {
-                assert!(kind.contains("CLOSE_WAIT"), "{kind}")
-            }
-            other => panic!("{other:?}"),
-        }
-        // An IPv6 socket's IPv4-mapped end meets its IPv4 peer.
+        // An IPv6 socket's IPv4-mapped end is listed as IPv4.
         let mapped = vec![
             (10, vec![conn(3, "[::ffff:127.0.0.1]:1000", b, 8)]),
-            (11, vec![conn(4, b, a, 5)]),
+            (11, vec![conn(4, b, a, 5), conn(5, b, a, 5)]),
         ];
-        assert!(check_tcp_peers(&mapped).is_empty());
         assert_eq!(
             tcp_connections(&mapped),
             [
