@@ -16,7 +16,7 @@
  * closes (TIME_WAIT is held by the kernel apart: the sockets read CLOSE);
  * the reset one reads its bytes, then its error ECONNRESET.
  */
-#include "zdtm.h"
+#include "zdtm_tcp.h"
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -27,24 +27,6 @@
 #define SMALL 4096
 #define LARGE (256 << 10)
 #define RESET_BYTES 300
-
-static int tcp_state(int fd)
-{
-	struct tcp_info info;
-	socklen_t len = sizeof(info);
-
-	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len))
-		zdtm_fail("TCP_INFO: %s", strerror(errno));
-	return info.tcpi_state;
-}
-
-static void wait_state(int fd, int state, const char *what)
-{
-	for (int i = 0; i < 500 && tcp_state(fd) != state; i++)
-		zdtm_sleep_ms(10);
-	if (tcp_state(fd) != state)
-		zdtm_fail("%s: state %d, not %d", what, tcp_state(fd), state);
-}
 
 /* Gives socket fd a small receive buffer and a large send buffer: what a
  * peer writes until the kernel takes no more stays mostly unsent, however
@@ -122,11 +104,11 @@ int main(int argc, char **argv)
 	pair(l, &addr, &last, &last_peer);
 	if (shutdown(last_peer, SHUT_WR))
 		zdtm_fail("shutdown: %s", strerror(errno));
-	wait_state(last, TCP_CLOSE_WAIT, "last before its shutdown");
+	zdtm_wait_tcp_state(last, TCP_CLOSE_WAIT, "last before its shutdown");
 	last_sent = fill(last, 1);
 	if (shutdown(last, SHUT_WR))
 		zdtm_fail("shutdown: %s", strerror(errno));
-	wait_state(last, TCP_LAST_ACK, "last");
+	zdtm_wait_tcp_state(last, TCP_LAST_ACK, "last");
 
 	/* CLOSING: both fill each other and shut down; "closing" then reads
 	 * its peer's counter and FIN while its own FIN waits unsent. */
@@ -136,8 +118,8 @@ int main(int argc, char **argv)
 	if (shutdown(closing, SHUT_WR) || shutdown(closing_peer, SHUT_WR))
 		zdtm_fail("shutdown: %s", strerror(errno));
 	zdtm_recv_pattern(closing, peer_sent, 3, "closing reading its peer");
-	wait_state(closing, TCP_CLOSING, "closing");
-	wait_state(closing_peer, TCP_FIN_WAIT2, "closing's peer");
+	zdtm_wait_tcp_state(closing, TCP_CLOSING, "closing");
+	zdtm_wait_tcp_state(closing_peer, TCP_FIN_WAIT2, "closing's peer");
 
 	if (reset) {
 		/* Reset by its peer with bytes queued, the error not read. */
@@ -154,29 +136,29 @@ int main(int argc, char **argv)
 		if (setsockopt(rs_peer, SOL_SOCKET, SO_LINGER, &hard, sizeof(hard)) ||
 		    close(rs_peer))
 			zdtm_fail("resetting: %s", strerror(errno));
-		wait_state(rs, TCP_CLOSE, "reset");
+		zdtm_wait_tcp_state(rs, TCP_CLOSE, "reset");
 	}
 
 	zdtm_ready();
 	zdtm_wait_stop();
 
-	if (tcp_state(last) != TCP_LAST_ACK)
-		zdtm_fail("last: state %d, not LAST_ACK", tcp_state(last));
-	if (tcp_state(closing) != TCP_CLOSING)
-		zdtm_fail("closing: state %d, not CLOSING", tcp_state(closing));
+	if (zdtm_tcp_state(last) != TCP_LAST_ACK)
+		zdtm_fail("last: state %d, not LAST_ACK", zdtm_tcp_state(last));
+	if (zdtm_tcp_state(closing) != TCP_CLOSING)
+		zdtm_fail("closing: state %d, not CLOSING", zdtm_tcp_state(closing));
 	zdtm_expect_eof(last, "last");
 	zdtm_expect_eof(closing, "closing");
 	zdtm_recv_pattern(last_peer, last_sent, 1, "last's peer");
 	zdtm_recv_pattern(closing_peer, closing_sent, 2, "closing's peer");
-	wait_state(last_peer, TCP_CLOSE, "last's peer after the FIN");
-	wait_state(closing_peer, TCP_CLOSE, "closing's peer after the FIN");
+	zdtm_wait_tcp_state(last_peer, TCP_CLOSE, "last's peer after the FIN");
+	zdtm_wait_tcp_state(closing_peer, TCP_CLOSE, "closing's peer after the FIN");
 	zdtm_expect_eof(last_peer, "last's peer");
 	zdtm_expect_eof(closing_peer, "closing's peer");
-	wait_state(last, TCP_CLOSE, "last once acknowledged");
-	wait_state(closing, TCP_CLOSE, "closing once acknowledged");
+	zdtm_wait_tcp_state(last, TCP_CLOSE, "last once acknowledged");
+	zdtm_wait_tcp_state(closing, TCP_CLOSE, "closing once acknowledged");
 	if (reset) {
-		if (tcp_state(rs) != TCP_CLOSE)
-			zdtm_fail("reset: state %d, not CLOSE", tcp_state(rs));
+		if (zdtm_tcp_state(rs) != TCP_CLOSE)
+			zdtm_fail("reset: state %d, not CLOSE", zdtm_tcp_state(rs));
 		zdtm_recv_pattern(rs, RESET_BYTES, 4, "reset");
 		if (recv(rs, buf, 1, MSG_DONTWAIT) != -1 || errno != ECONNRESET)
 			zdtm_fail("reset: no ECONNRESET after the bytes (%s)", strerror(errno));
