@@ -53,6 +53,10 @@
 # Everything a test starts is killed by PID when it ends or on exit
 # (its descendants, any process running a binary of the build dir, and
 # whatever runs in a network namespace a test's hook created).
+# The host's iptables and ip6tables rules (iptables-save) are saved
+# before each test and put back (iptables-restore) after it, so that rules
+# a test (socket-tcp-reseted's REJECT) or CRIU's iptables network lock
+# left behind never reach the next test or outlive the run.
 set -uo pipefail
 
 criu_src=""
@@ -233,7 +237,30 @@ release_lock() {
 	[ -z "$table" ] || nft delete table inet "$table" 2> /dev/null || true
 }
 
+# save_firewall / restore_firewall: the host's iptables and ip6tables
+# rules around one test (see the header); a tool missing is skipped.
+save_firewall() {
+	local t
+	for t in iptables ip6tables; do
+		command -v "$t-save" > /dev/null || continue
+		"$t-save" > "$work/$t.saved" 2> /dev/null || rm -f "$work/$t.saved"
+	done
+}
+
+restore_firewall() {
+	local t
+	for t in iptables ip6tables; do
+		[ -s "$work/$t.saved" ] || continue
+		# The dump's "# Generated ... on DATE" lines differ every time.
+		cmp -s <("$t-save" 2> /dev/null | grep -v '^#') <(grep -v '^#' "$work/$t.saved") \
+			|| "$t-restore" < "$work/$t.saved" \
+			|| echo "zdtm.sh: $t-restore failed: the rules may differ from before the test" >&2
+		rm -f "$work/$t.saved"
+	done
+}
+
 cleanup() {
+	restore_firewall
 	kill_ours
 	unmount_ours
 	clean_cgroups
@@ -594,6 +621,7 @@ for name in "${selected[@]}"; do
 				emit "# stopped: less than 5 GiB free in $work"
 				exit 1
 			else
+				save_firewall
 				line="$(run_one "$name" "$tool" "$m")"
 				# Images are big (a ghost file is copied whole): one at a time.
 				[ "$keep" = 1 ] || rm -rf "$work/img/$name.$tool.$m"
@@ -603,6 +631,7 @@ for name in "${selected[@]}"; do
 					hook "$name" "$work/img/clean" --clean
 				fi
 				unmount_ours
+				restore_firewall
 				case "$name" in cgroup*) clean_cgroups ;; esac
 			fi
 			result="${line%%$'\t'*}"

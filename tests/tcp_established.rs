@@ -12,16 +12,22 @@ mod common;
 use anyhow::{ensure, Context, Result};
 use common::{Mode, Spec, TestDir, Workload};
 use nix::sys::socket::{
-    connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
+    bind, connect, getsockname, listen, setsockopt, socket, sockopt, AddressFamily, Backlog,
+    SockFlag, SockType, SockaddrIn,
 };
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpStream};
+use std::os::fd::AsRawFd;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 const SPEC: Spec = Spec::new("tcp_outside");
 /// The same, shutting down writing with its counter queued unsent.
 const FIN: Spec = Spec::new("tcp_outside").args(&["fin"]);
+/// The same, the peer (this test) shutting down its side first.
+const PEER_FIN: Spec = Spec::new("tcp_outside").args(&["peer_fin"]);
+/// The same, also connecting to a listener whose queue is full.
+const CONNECTING: Spec = Spec::new("tcp_outside").args(&["connect"]);
 /// The sizes tcp_outside.c uses.
 const TOTAL: usize = 4 << 20;
 const QUEUED: usize = 1000;
@@ -76,10 +82,14 @@ fn connected(dir: &TestDir, spec: &Spec) -> Result<(Workload, TcpStream)> {
     Ok((w, s))
 }
 
-/// After the checkpoint: sends AFTER bytes, stops the workload, and checks
-/// that everything it wrote arrives, in order, then end of file.
+/// After the checkpoint: sends AFTER bytes (unless the peer_fin spec sent
+/// them before), stops the workload, and checks that everything it wrote
+/// arrives, in order, then end of file.
 fn converse(dir: &TestDir, w: &mut Workload, spec: &Spec, mut s: TcpStream) -> Result<()> {
-    s.write_all(&bytes(AFTER, 3))?;
+    let fin = spec.args == ["fin"];
+    if spec.args != ["peer_fin"] {
+        s.write_all(&bytes(AFTER, 3))?;
+    }
     let reader = std::thread::spawn(move || -> Result<Vec<u8>> {
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
         let mut got = Vec::new();
@@ -89,14 +99,14 @@ fn converse(dir: &TestDir, w: &mut Workload, spec: &Spec, mut s: TcpStream) -> R
     });
     w.finish(spec)?;
     let got = reader.join().expect("the reader panicked")?;
-    let expected = if spec.args.is_empty() {
-        let mut all = bytes(TOTAL, 1);
-        all.extend(bytes(REPLY, 4));
-        all
-    } else {
+    let expected = if fin {
         // What the kernel took before the FIN.
         let sent = std::fs::read_to_string(dir.path().join("files").join("sent"))?;
         bytes(sent.trim().parse()?, 1)
+    } else {
+        let mut all = bytes(TOTAL, 1);
+        all.extend(bytes(REPLY, 4));
+        all
     };
     ensure!(
         got.len() == expected.len(),
@@ -144,21 +154,53 @@ fn a_connection_to_an_outside_peer_works_after_leave_running() {
     });
 }
 
-/// The peer shut down its side: the workload's end is in CLOSE_WAIT, which
-/// ferry carries only when the peer is in the tree too (the restored end
-/// learns of the FIN when the peer sends it again). Refused before
-/// anything is frozen, naming the state; the workload runs on.
+/// The peer shut down its side (after its AFTER bytes): the workload's end
+/// is in CLOSE_WAIT. After kill and restore the workload reads the bytes,
+/// then end of file (the restore gave the restored socket the peer's FIN
+/// again: the peer, its FIN acknowledged, never sends it again), and its
+/// whole counter and reply reach the peer.
 #[test]
-fn a_connection_the_outside_peer_half_closed_is_refused() {
+fn a_connection_the_outside_peer_half_closed_survives_kill_and_restore() {
     common::run_test("tcp_outside_close_wait", |dir| {
-        let (mut w, s) = connected(dir, &SPEC)?;
+        let (mut w, mut s) = connected(dir, &PEER_FIN)?;
+        s.write_all(&bytes(AFTER, 3))?;
         s.shutdown(Shutdown::Write)?;
         sleep(Duration::from_millis(100));
+        common::checkpoint(dir, &w, &PEER_FIN, Mode::Kill)?;
+        w.reap_checkpointed()?;
+        common::restore_workload(dir, &mut w)?;
+        converse(dir, &mut w, &PEER_FIN, s)
+    });
+}
+
+/// The workload is still connecting (SYN_SENT: its SYN dropped by a
+/// listener of this test whose queue is full): refused before anything is
+/// frozen, naming the state; the workload runs on.
+#[test]
+fn a_connection_still_connecting_is_refused() {
+    common::run_test("tcp_outside_syn_sent", |dir| {
+        let (mut w, _s) = connected(dir, &CONNECTING)?;
+        let listener = socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        bind(
+            listener.as_raw_fd(),
+            &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)),
+        )?;
+        listen(&listener, Backlog::new(0)?)?;
+        let addr: SockaddrIn = getsockname(listener.as_raw_fd())?;
+        // One connection fills the queue: later SYNs are dropped.
+        let _queued = TcpStream::connect(SocketAddrV4::new(Ipv4Addr::LOCALHOST, addr.port()))?;
+        std::fs::write(
+            dir.path().join("files").join("connect"),
+            format!("{}\n", addr.port()),
+        )?;
+        sleep(Duration::from_millis(300));
         let err = common::checkpoint_refusal(dir, w.pid())?;
-        ensure!(
-            err.contains("CLOSE_WAIT") && err.contains("outside the checkpoint"),
-            "unclear refusal: {err}"
-        );
+        ensure!(err.contains("SYN_SENT"), "unclear refusal: {err}");
         common::check_running(&mut w, "after the refused checkpoint")
     });
 }

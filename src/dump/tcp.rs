@@ -15,16 +15,17 @@ use super::error::CheckpointError;
 use super::sockets::socket_options;
 use crate::image::{FileImage, TcpConnState, TcpConnection, TcpSettings, TcpWindow};
 use crate::inspect::sockets::{
-    inet_addr, tcp_state_name, TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2,
+    inet_addr, tcp_state_name, CARRIED_TCP_STATES, TCP_CLOSE, TCP_CLOSE_WAIT, TCP_CLOSING,
+    TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2, TCP_LAST_ACK,
 };
 use crate::inspect::InspectError;
 use crate::kernel::sockets::{
-    getsockopt_int, read_shut_down, setsockopt_int, tcp_info, tcp_queue_len, tcp_queue_seq,
-    tcp_repair, tcp_repair_queue, tcp_repair_window, RepairQueue, TcpQueue, TCPI_OPT_SACK,
-    TCPI_OPT_TIMESTAMPS, TCPI_OPT_WSCALE,
+    getsockopt_int, peer_name, read_shut_down, setsockopt_int, tcp_info, tcp_queue_len,
+    tcp_queue_seq, tcp_repair, tcp_repair_queue, tcp_repair_window, RepairQueue, TcpQueue,
+    TCPI_OPT_SACK, TCPI_OPT_TIMESTAMPS, TCPI_OPT_WSCALE,
 };
 use nix::errno::Errno;
-use nix::sys::socket::{getpeername, getsockname, recv, MsgFlags, SockaddrLike, SockaddrStorage};
+use nix::sys::socket::{getsockname, recv, MsgFlags, SockaddrLike, SockaddrStorage};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 /// The connections of the tree put in repair mode by the dump, held until
@@ -103,8 +104,8 @@ pub fn describe(
             conn.flags = flags & !libc::O_ACCMODE;
             repaired.socks.push((sock, options.reuse_addr));
             conn.options = options;
-            // The peer's FIN shuts a CLOSE_WAIT end down for reading too.
-            conn.shut_rd = read_hup && conn.state != TcpConnState::CloseWait;
+            // The peer's FIN (or the end) shuts it down for reading too.
+            conn.shut_rd = read_hup && !conn.state.fin_received() && !conn.state.ended();
             Ok(FileImage::TcpConnection(conn))
         }
         Err(e) => {
@@ -142,18 +143,22 @@ fn read(s: BorrowedFd<'_>) -> Result<TcpConnection, Read> {
         TCP_FIN_WAIT1 => TcpConnState::FinWait1,
         TCP_FIN_WAIT2 => TcpConnState::FinWait2,
         TCP_CLOSE_WAIT => TcpConnState::CloseWait,
+        TCP_LAST_ACK => TcpConnState::LastAck,
+        TCP_CLOSING => TcpConnState::Closing,
+        // Inspection lets through only a closed one with bytes queued.
+        TCP_CLOSE if error_pending(s) => TcpConnState::Reset,
+        TCP_CLOSE => TcpConnState::Closed,
         other => {
             return Err(Read::Refused(format!(
-                "TCP socket of a connection in state {} (ferry carries ESTABLISHED, FIN_WAIT1, \
-                 FIN_WAIT2 and CLOSE_WAIT)",
+                "TCP socket of a connection in state {} ({CARRIED_TCP_STATES})",
                 tcp_state_name(other)
             )))
         }
     };
     let local = getsockname::<SockaddrStorage>(s.as_raw_fd()).map_err(err("getsockname"))?;
-    let remote = getpeername::<SockaddrStorage>(s.as_raw_fd()).map_err(err("getpeername"))?;
+    let remote = peer_name(s).map_err(err("SO_PEERNAME"))?;
     let ipv6 = local.family() == Some(nix::sys::socket::AddressFamily::Inet6);
-    let (Some(local), Some(remote)) = (inet_addr(&local), inet_addr(&remote)) else {
+    let (Some(local), Some(remote)) = (inet_addr(&local), remote) else {
         return Err(Read::Refused("TCP connection without addresses".into()));
     };
 
@@ -230,6 +235,16 @@ fn read(s: BorrowedFd<'_>) -> Result<TcpConnection, Read> {
         options: Default::default(),
         shut_rd: false,
     })
+}
+
+/// Whether socket `s` holds an error not reported yet (poll's POLLERR,
+/// which reading SO_ERROR would clear).
+fn error_pending(s: BorrowedFd<'_>) -> bool {
+    let mut fds = [nix::poll::PollFd::new(s, nix::poll::PollFlags::empty())];
+    nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok()
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLERR))
 }
 
 /// Copies up to `len` bytes of the queue selected by TCP_REPAIR_QUEUE

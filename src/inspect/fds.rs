@@ -276,7 +276,6 @@ pub fn tree_fd_blockers(
             },
         });
     }
-    refused.extend(sockets::check_tcp_peers(tree));
     refused.extend(tty::check_pty_masters(tree));
     match pidfd::check_pidfd_targets(tree) {
         Err(e @ InspectError::Proc(_)) => return Err(e),

@@ -10,7 +10,7 @@ use super::error::InspectError;
 use super::fd_class::{ClassifiedFd, FdClass};
 use crate::image::TcpFlow;
 use crate::kernel;
-use crate::kernel::sockets::getsockopt_int;
+use crate::kernel::sockets::{getsockopt_int, TcpQueue};
 use nix::errno::Errno;
 use nix::sys::socket::{getpeername, getsockname, SockaddrStorage};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -27,8 +27,16 @@ pub const TCP_FIN_WAIT2: u8 = 5;
 pub const TCP_CLOSE: u8 = 7;
 /// CLOSE_WAIT: the peer shut down its side.
 pub const TCP_CLOSE_WAIT: u8 = 8;
+/// LAST_ACK: the peer shut down its side, then this end did.
+pub const TCP_LAST_ACK: u8 = 9;
+/// CLOSING: both ends shut down, this end's FIN not acknowledged yet.
+pub const TCP_CLOSING: u8 = 11;
 /// LISTEN.
 pub const TCP_LISTEN: u8 = 10;
+
+/// The TCP states ferry carries, for refusals.
+pub const CARRIED_TCP_STATES: &str =
+    "ferry carries ESTABLISHED, FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, LAST_ACK and CLOSING";
 
 /// The name of TCP state `s`, for messages.
 pub fn tcp_state_name(s: u8) -> String {
@@ -115,34 +123,41 @@ pub fn classify(pid: i32, fd: i32, inode: u64) -> Result<FdClass, InspectError> 
                 (libc::SOCK_STREAM, libc::IPPROTO_TCP) => {
                     let st = kernel::sockets::tcp_state(sock)
                         .map_err(|e| refuse(format!("TCP socket that cannot be examined ({e})")))?;
-                    match st.state {
-                        TCP_LISTEN | TCP_CLOSE => Ok(FdClass::InetSocket),
-                        TCP_ESTABLISHED | TCP_FIN_WAIT1 | TCP_FIN_WAIT2 | TCP_CLOSE_WAIT => {
-                            let names =
-                                getsockname::<SockaddrStorage>(sock.as_raw_fd()).and_then(|l| {
-                                    getpeername::<SockaddrStorage>(sock.as_raw_fd())
-                                        .map(|r| (inet_addr(&l), inet_addr(&r)))
-                                });
-                            match names {
-                                Ok((Some(local), Some(remote))) => Ok(FdClass::TcpConnection {
-                                    local,
-                                    remote,
-                                    state: st.state,
-                                }),
-                                Ok(_) => Err(refuse("TCP connection without addresses".into())),
-                                Err(e) => Err(refuse(format!(
-                                    "TCP connection whose addresses cannot be read ({e})"
-                                ))),
-                            }
+                    let connection = |state: u8| {
+                        let names = getsockname::<SockaddrStorage>(sock.as_raw_fd())
+                            .and_then(|l| Ok((inet_addr(&l), kernel::sockets::peer_name(sock)?)));
+                        match names {
+                            Ok((Some(local), Some(remote))) => Ok(FdClass::TcpConnection {
+                                local,
+                                remote,
+                                state,
+                            }),
+                            Ok(_) => Err(refuse("TCP connection without addresses".into())),
+                            Err(e) => Err(refuse(format!(
+                                "TCP connection whose addresses cannot be read ({e})"
+                            ))),
                         }
+                    };
+                    match st.state {
+                        // A connection that ended with bytes still to be
+                        // read is carried with them.
+                        TCP_CLOSE
+                            if kernel::sockets::tcp_queue_len(sock, TcpQueue::Received)
+                                .is_ok_and(|n| n > 0)
+                                && kernel::sockets::peer_name(sock).is_ok_and(|p| p.is_some()) =>
+                        {
+                            connection(TCP_CLOSE)
+                        }
+                        TCP_LISTEN | TCP_CLOSE => Ok(FdClass::InetSocket),
+                        TCP_ESTABLISHED | TCP_FIN_WAIT1 | TCP_FIN_WAIT2 | TCP_CLOSE_WAIT
+                        | TCP_LAST_ACK | TCP_CLOSING => connection(st.state),
                         TCP_SYN_SENT => Err(refuse(
                             "TCP socket still connecting (SYN_SENT): ferry carries a \
                              connection once it is established"
                                 .into(),
                         )),
                         s => Err(refuse(format!(
-                            "TCP socket of a connection in state {} (ferry carries ESTABLISHED, \
-                             FIN_WAIT1, FIN_WAIT2 and CLOSE_WAIT)",
+                            "TCP socket of a connection in state {} ({CARRIED_TCP_STATES})",
                             tcp_state_name(s)
                         ))),
                     }
@@ -226,43 +241,6 @@ pub fn netlink_queued(sock: BorrowedFd<'_>) -> Result<bool, Errno> {
     Ok(fds[0]
         .revents()
         .is_some_and(|r| r.contains(PollFlags::POLLIN)))
-}
-
-/// Refuses a TCP connection in CLOSE_WAIT whose peer no process of the
-/// tree holds (`tree`: every process with its classified fds): the
-/// restored end learns of the peer's FIN only when the peer sends it
-/// again, which a peer outside the tree, its FIN acknowledged, never does.
-pub fn check_tcp_peers(tree: &[(i32, Vec<ClassifiedFd>)]) -> Vec<InspectError> {
-    let all = || tree.iter().flat_map(|(_, fds)| fds);
-    let mut refused = Vec::new();
-    for (pid, fds) in tree {
-        for c in fds {
-            let FdClass::TcpConnection {
-                local,
-                remote,
-                state: TCP_CLOSE_WAIT,
-            } = c.class
-            else {
-                continue;
-            };
-            let inside = all().any(|o| {
-                matches!(o.class, FdClass::TcpConnection { local: l, remote: r, .. }
-                    if wire_addr(l) == wire_addr(remote) && wire_addr(r) == wire_addr(local))
-            });
-            if !inside {
-                refused.push(InspectError::UnsupportedFd {
-                    pid: *pid,
-                    fd: c.fd,
-                    kind: format!(
-                        "TCP connection {local} -> {remote} in CLOSE_WAIT (the peer shut down \
-                         its side) to a peer outside the checkpoint"
-                    ),
-                    target: c.target.clone(),
-                });
-            }
-        }
-    }
-    refused
 }
 
 /// Every TCP connection of the tree (`tree`: every process with its
@@ -391,9 +369,8 @@ fn listeners_queues(tree: &[(i32, Vec<ClassifiedFd>)]) -> Vec<u32> {
 
 #[cfg(test)]
 mod tests {
-    use crate::inspect::error::InspectError;
     use crate::inspect::fd_class::{ClassifiedFd, FdClass};
-    use crate::inspect::sockets::{check_tcp_peers, tcp_connections, tcp_state_name};
+    use crate::inspect::sockets::{tcp_connections, tcp_state_name};
 
     fn conn(fd: i32, local: &str, remote: &str, state: u8) -> ClassifiedFd {
         ClassifiedFd {
@@ -408,29 +385,13 @@ mod tests {
     }
 
     #[test]
-    fn a_close_wait_end_needs_its_peer_in_the_tree() {
+    fn connections_are_listed_once_as_packets_carry_them() {
         let (a, b) = ("127.0.0.1:1000", "127.0.0.1:2000");
-        let pair = vec![(10, vec![conn(3, a, b, 8)]), (11, vec![conn(4, b, a, 5)])];
-        assert!(check_tcp_peers(&pair).is_empty());
-        assert_eq!(tcp_connections(&pair).len(), 2);
-        let alone = vec![(10, vec![conn(3, a, b, 8), conn(5, a, "127.0.0.1:9", 1)])];
-        match &check_tcp_peers(&alone)[..] {
-            [InspectError::UnsupportedFd {
-                pid: 10,
-                fd: 3,
-                kind,
-                ..
-            }] => {
-                assert!(kind.contains("CLOSE_WAIT"), "{kind}")
-            }
-            other => panic!("{other:?}"),
-        }
-        // An IPv6 socket's IPv4-mapped end meets its IPv4 peer.
+        // An IPv6 socket's IPv4-mapped end is listed as IPv4.
         let mapped = vec![
             (10, vec![conn(3, "[::ffff:127.0.0.1]:1000", b, 8)]),
-            (11, vec![conn(4, b, a, 5)]),
+            (11, vec![conn(4, b, a, 5), conn(5, b, a, 5)]),
         ];
-        assert!(check_tcp_peers(&mapped).is_empty());
         assert_eq!(
             tcp_connections(&mapped),
             [

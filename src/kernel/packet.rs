@@ -6,8 +6,25 @@ use nix::errno::Errno;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
+/// The Internet checksum (RFC 1071) of `parts` one after the other, each
+/// of even length, with `extra` (pseudo-header fields given as a number)
+/// added: what IP headers, TCP segments and ICMPv6 messages carry.
+pub fn internet_checksum(parts: &[&[u8]], extra: u32) -> u16 {
+    let mut sum: u64 = u64::from(extra)
+        + parts
+            .iter()
+            .flat_map(|p| p.chunks(2))
+            .map(|w| u64::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
+            .sum::<u64>();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
 /// Sends `frame`, a whole Ethernet frame (its 14-byte header included), of
-/// EtherType `ethertype` on interface `ifindex` to the broadcast address.
+/// EtherType `ethertype` on interface `ifindex` (to the broadcast or
+/// multicast address its header names).
 pub fn send_broadcast(ifindex: u32, ethertype: u16, frame: &[u8]) -> io::Result<()> {
     let protocol = ethertype.to_be();
     // SAFETY: socket(2) with constant arguments and no pointer.

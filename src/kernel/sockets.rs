@@ -178,6 +178,41 @@ pub fn getsockopt_bytes(
     Errno::result(r).map(|_| len as usize)
 }
 
+/// The peer's address of IP socket `fd` (SO_PEERNAME, which unlike
+/// getpeername still gives it once the connection is closed), `None` when
+/// it has none.
+pub fn peer_name(fd: BorrowedFd<'_>) -> Result<Option<std::net::SocketAddr>, Errno> {
+    let mut buf = [0u8; std::mem::size_of::<libc::sockaddr_in6>()];
+    // The kernel refuses a buffer longer than the address.
+    let size = match getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN)? {
+        libc::AF_INET => std::mem::size_of::<libc::sockaddr_in>(),
+        libc::AF_INET6 => buf.len(),
+        _ => return Ok(None),
+    };
+    let len = match getsockopt_bytes(fd, libc::SOL_SOCKET, libc::SO_PEERNAME, &mut buf[..size]) {
+        Err(Errno::ENOTCONN) => return Ok(None),
+        other => other?,
+    };
+    let port = u16::from_be_bytes([buf[2], buf[3]]);
+    Ok(match i32::from(u16::from_ne_bytes([buf[0], buf[1]])) {
+        libc::AF_INET if len >= 8 => Some(std::net::SocketAddr::from((
+            [buf[4], buf[5], buf[6], buf[7]],
+            port,
+        ))),
+        libc::AF_INET6 if len >= 28 => {
+            let ip: [u8; 16] = buf[8..24].try_into().map_err(|_| Errno::EINVAL)?;
+            let scope = u32::from_ne_bytes(buf[24..28].try_into().map_err(|_| Errno::EINVAL)?);
+            Some(std::net::SocketAddr::V6(std::net::SocketAddrV6::new(
+                ip.into(),
+                port,
+                0,
+                scope,
+            )))
+        }
+        _ => None,
+    })
+}
+
 /// Sets a socket option whose value is the bytes `val` (a kernel struct
 /// or an array of them).
 pub fn setsockopt_bytes(fd: BorrowedFd<'_>, level: i32, opt: i32, val: &[u8]) -> Result<(), Errno> {
@@ -268,6 +303,20 @@ pub const TCPOPT_TIMESTAMP: u32 = 8;
 /// and queues can be read and written, and closing it sends no FIN or RST.
 pub fn tcp_repair(fd: BorrowedFd<'_>, on: bool) -> Result<(), Errno> {
     setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR, i32::from(on))
+}
+
+/// TCP_REPAIR_OFF_NO_WP (linux/tcp.h), which libc lacks.
+const TCP_REPAIR_OFF_NO_WP: i32 = -1;
+
+/// Turns repair mode off on TCP socket `fd` without the window probe
+/// [`tcp_repair`] makes the kernel send.
+pub fn tcp_repair_off_without_probe(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    setsockopt_int(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_REPAIR,
+        TCP_REPAIR_OFF_NO_WP,
+    )
 }
 
 /// Selects the queue that TCP_QUEUE_SEQ, MSG_PEEK and send() act on in

@@ -22,6 +22,7 @@ mod ruleset;
 
 pub use crate::inspect::tree_flows;
 pub use error::{describe_flows, NetLockError};
+pub use ruleset::REPAIR_MARK;
 
 use crate::image::TcpFlow;
 use std::collections::BTreeSet;

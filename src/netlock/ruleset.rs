@@ -4,6 +4,11 @@
 
 use crate::image::TcpFlow;
 use std::fmt::Write;
+
+/// The packet mark (SO_MARK) of the segments a restore sends its own
+/// restored sockets (a peer's FIN given back, `restore/husk/tcp_fin.rs`):
+/// the lock lets them through ("frry").
+pub const REPAIR_MARK: u32 = 0x6672_7279;
 use std::net::{IpAddr, SocketAddr};
 
 /// The priority of the lock's chains: raw (-300), before conntrack and
@@ -134,7 +139,7 @@ impl Family {
     }
 
     /// The rule of `chain` (input or output) dropping the packets of the
-    /// set's flows. The set's key is (local address, local port, remote
+    /// set's flows, but for those marked [`REPAIR_MARK`]. The set's key is (local address, local port, remote
     /// address, remote port): incoming packets have them as destination
     /// then source, outgoing ones as source then destination.
     fn rule(&self, chain: &str) -> String {
@@ -144,7 +149,7 @@ impl Family {
         } else {
             ("saddr . tcp sport", "daddr . tcp dport")
         };
-        format!("{ip} {local} . {ip} {remote} @{set} drop")
+        format!("meta mark != {REPAIR_MARK:#x} {ip} {local} . {ip} {remote} @{set} drop")
     }
 }
 
@@ -236,10 +241,10 @@ mod tests {
         assert_eq!(
             armed,
             "add element inet ferry_t flows6 { fd00::1 . 82 . fd00::2 . 5002 }\n\
-             add rule inet ferry_t input ip daddr . tcp dport . ip saddr . tcp sport @flows4 drop\n\
-             add rule inet ferry_t input ip6 daddr . tcp dport . ip6 saddr . tcp sport @flows6 drop\n\
-             add rule inet ferry_t output ip saddr . tcp sport . ip daddr . tcp dport @flows4 drop\n\
-             add rule inet ferry_t output ip6 saddr . tcp sport . ip6 daddr . tcp dport @flows6 drop\n"
+             add rule inet ferry_t input meta mark != 0x66727279 ip daddr . tcp dport . ip saddr . tcp sport @flows4 drop\n\
+             add rule inet ferry_t input meta mark != 0x66727279 ip6 daddr . tcp dport . ip6 saddr . tcp sport @flows6 drop\n\
+             add rule inet ferry_t output meta mark != 0x66727279 ip saddr . tcp sport . ip daddr . tcp dport @flows4 drop\n\
+             add rule inet ferry_t output meta mark != 0x66727279 ip6 saddr . tcp sport . ip6 daddr . tcp dport @flows6 drop\n"
         );
         assert_eq!(arm_commands("ferry_t", &[], false), "");
     }

@@ -8,7 +8,7 @@
  * the never connected one still reads ENOTCONN; the listener still
  * accepts a new connection.
  */
-#include "zdtm.h"
+#include "zdtm_tcp.h"
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -16,32 +16,14 @@
 #include <signal.h>
 #include <sys/socket.h>
 
-static int tcp_state(int fd)
-{
-	struct tcp_info info;
-	socklen_t len = sizeof(info);
-
-	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len))
-		zdtm_fail("TCP_INFO: %s", strerror(errno));
-	return info.tcpi_state;
-}
-
-static void wait_closed(int fd, const char *what)
-{
-	for (int i = 0; i < 500 && tcp_state(fd) != TCP_CLOSE; i++)
-		zdtm_sleep_ms(10);
-	if (tcp_state(fd) != TCP_CLOSE)
-		zdtm_fail("%s: state %d, not CLOSE", what, tcp_state(fd));
-}
-
 static void check_ended(int fd, const char *what)
 {
 	char c;
 	struct pollfd p = { .fd = fd, .events = POLLIN | POLLOUT | POLLRDHUP };
 	ssize_t n;
 
-	if (tcp_state(fd) != TCP_CLOSE)
-		zdtm_fail("%s: state %d, not CLOSE", what, tcp_state(fd));
+	if (zdtm_tcp_state(fd) != TCP_CLOSE)
+		zdtm_fail("%s: state %d, not CLOSE", what, zdtm_tcp_state(fd));
 	n = recv(fd, &c, 1, MSG_DONTWAIT);
 	if (n != 0)
 		zdtm_fail("%s: recv gave %zd (%s), not end-of-file", what, n,
@@ -79,7 +61,7 @@ int main(void)
 	    (reset_peer = accept(l, NULL, NULL)) < 0 ||
 	    setsockopt(reset_peer, SOL_SOCKET, SO_LINGER, &hard, sizeof(hard)) || close(reset_peer))
 		zdtm_fail("reset connection: %s", strerror(errno));
-	wait_closed(reset, "reset");
+	zdtm_wait_tcp_state(reset, TCP_CLOSE, "reset");
 	if (recv(reset, &c, 1, MSG_DONTWAIT) != -1 || errno != ECONNRESET)
 		zdtm_fail("reset: no ECONNRESET");
 
@@ -88,11 +70,11 @@ int main(void)
 	if (connect(ended, (struct sockaddr *)&addr, sizeof(addr)) ||
 	    (ended_peer = accept(l, NULL, NULL)) < 0 || close(ended_peer))
 		zdtm_fail("ended connection: %s", strerror(errno));
-	for (int i = 0; i < 500 && tcp_state(ended) != TCP_CLOSE_WAIT; i++)
+	for (int i = 0; i < 500 && zdtm_tcp_state(ended) != TCP_CLOSE_WAIT; i++)
 		zdtm_sleep_ms(10);
 	if (shutdown(ended, SHUT_WR))
 		zdtm_fail("shutdown: %s", strerror(errno));
-	wait_closed(ended, "ended");
+	zdtm_wait_tcp_state(ended, TCP_CLOSE, "ended");
 
 	fresh = socket(AF_INET, SOCK_STREAM, 0);
 	if (fresh < 0)
@@ -104,7 +86,7 @@ int main(void)
 
 	check_ended(reset, "reset");
 	check_ended(ended, "ended");
-	if (tcp_state(fresh) != TCP_CLOSE || recv(fresh, &c, 1, MSG_DONTWAIT) != -1 ||
+	if (zdtm_tcp_state(fresh) != TCP_CLOSE || recv(fresh, &c, 1, MSG_DONTWAIT) != -1 ||
 	    errno != ENOTCONN)
 		zdtm_fail("the never connected socket does not read ENOTCONN");
 	again = socket(AF_INET, SOCK_STREAM, 0);

@@ -15,6 +15,14 @@
  * With argv[2] "fin" it shuts down writing once the kernel takes no more
  * (FIN_WAIT1, the FIN queued behind unsent data) and writes how many
  * bytes of the counter it sent to DIR/sent; at SIGTERM it only reads.
+ *
+ * With argv[2] "peer_fin" the test sends its AFTER bytes and shuts down
+ * its side before the checkpoint (CLOSE_WAIT here): at SIGTERM, after the
+ * AFTER bytes, reads must say end of file at once.
+ *
+ * With argv[2] "connect" it also connects, without blocking, to the port
+ * the test writes to DIR/connect (a listener whose queue is full: the
+ * connection stays in SYN_SENT).
  */
 #include "zdtm.h"
 #include <arpa/inet.h>
@@ -50,6 +58,26 @@ static size_t send_from(int fd, size_t from, size_t to, unsigned seed)
 	return from;
 }
 
+/* Connects without blocking to the port the test writes to DIR/connect. */
+static void connect_to_listed(const char *dir)
+{
+	struct sockaddr_in to = { .sin_family = AF_INET };
+	char path[4096], text[16] = "";
+	int s;
+
+	snprintf(path, sizeof path, "%s/connect", dir);
+	for (int i = 0; zdtm_read_file(path, text, sizeof text) <= 0 || !atoi(text); i++) {
+		if (i == 1000)
+			zdtm_fail("no port in %s", path);
+		zdtm_sleep_ms(10);
+	}
+	to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	to.sin_port = htons((unsigned short)atoi(text));
+	s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	if (s < 0 || (connect(s, (struct sockaddr *)&to, sizeof to) && errno != EINPROGRESS))
+		zdtm_fail("connecting to %s: %s", text, strerror(errno));
+}
+
 int main(int argc, char **argv)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET };
@@ -57,6 +85,7 @@ int main(int argc, char **argv)
 	char path[4096], port[16];
 	size_t sent;
 	int lst, sock, fd, n, fin = argc > 2 && !strcmp(argv[2], "fin");
+	int peer_fin = argc > 2 && !strcmp(argv[2], "peer_fin");
 
 	if (argc < 2)
 		zdtm_fail("usage: tcp_outside DIR");
@@ -95,6 +124,8 @@ int main(int argc, char **argv)
 		if (fd < 0 || write(fd, port, (size_t)n) != n || close(fd))
 			zdtm_fail("writing %s: %s", path, strerror(errno));
 	}
+	if (argc > 2 && !strcmp(argv[2], "connect"))
+		connect_to_listed(argv[1]);
 	zdtm_wait_stop();
 
 	if (fcntl(sock, F_SETFL, 0))
@@ -103,6 +134,8 @@ int main(int argc, char **argv)
 		zdtm_fail("the rest of the counter was not sent");
 	zdtm_recv_pattern(sock, QUEUED, 2, "queued");
 	zdtm_recv_pattern(sock, AFTER, 3, "after");
+	if (peer_fin)
+		zdtm_expect_eof(sock, "after the peer's FIN");
 	if (!fin && send_from(sock, 0, REPLY, 4) != REPLY)
 		zdtm_fail("the reply was not sent");
 	close(sock);

@@ -491,20 +491,51 @@ pub enum TcpConnState {
     FinWait2,
     /// CLOSE_WAIT: the peer shut down writing (its FIN is received, reads
     /// end with end of file after the queued data); this end may still
-    /// send. Carried only when the peer is in the tree too: the restored
-    /// end learns of the FIN when the restored peer sends it again.
+    /// send. The restored end learns of the FIN again from the restore (a
+    /// FIN segment given to the restored socket as if the peer sent it).
     CloseWait,
+    /// LAST_ACK: the peer shut down writing, then this end did; its FIN
+    /// (queued behind any data the peer has not taken) is not
+    /// acknowledged yet.
+    LastAck,
+    /// CLOSING: this end shut down writing, then the peer's FIN came
+    /// before the acknowledgement of this end's FIN.
+    Closing,
+    /// CLOSE with bytes still queued to be read: the connection was reset
+    /// by the peer (or closed both ways) and its error, if any, was
+    /// reported to the program already. Restored, it reads its bytes, then
+    /// end of file.
+    Closed,
+    /// CLOSE with bytes still queued to be read, reset by the peer, the
+    /// error not reported yet (poll gives POLLERR). Restored, it reads its
+    /// bytes, then the error (ECONNRESET, however it came).
+    Reset,
 }
 
 impl TcpConnState {
     /// Whether this end has sent its FIN (shut down writing).
     pub fn fin_sent(self) -> bool {
-        matches!(self, Self::FinWait1 | Self::FinWait2)
+        matches!(
+            self,
+            Self::FinWait1 | Self::FinWait2 | Self::LastAck | Self::Closing
+        )
     }
 
     /// Whether the peer's FIN was received.
     pub fn fin_received(self) -> bool {
-        self == Self::CloseWait
+        matches!(self, Self::CloseWait | Self::LastAck | Self::Closing)
+    }
+
+    /// Whether the connection is over (reset or closed), kept for the
+    /// bytes still queued to be read.
+    pub fn ended(self) -> bool {
+        matches!(self, Self::Closed | Self::Reset)
+    }
+
+    /// Whether the peer's FIN came before this end shut down writing (so
+    /// a restore gives it back first).
+    pub fn fin_received_first(self) -> bool {
+        matches!(self, Self::CloseWait | Self::LastAck)
     }
 }
 

@@ -31,6 +31,7 @@ mod signals;
 mod sockets;
 mod sysvshm;
 mod tcp;
+mod tcp_peer;
 mod threads;
 mod timers;
 mod tree;

@@ -12,19 +12,26 @@
 //! answers with its acknowledgement), what was never sent is written
 //! normally, and the TCP settings are set again.
 //!
-//! A half-closed connection: an end that had sent its FIN (FIN_WAIT1/2)
-//! shuts down writing in repair mode, its FIN queued as sent and
-//! acknowledged by the peer's answer to the probe (or retransmitted if the
-//! peer lacked it); an end that had received its peer's FIN (CLOSE_WAIT)
-//! is restored before that FIN, which its peer, restored in FIN_WAIT1 from
-//! the same tree, sends again.
+//! A half-closed connection: an end that had sent its FIN (FIN_WAIT1/2,
+//! LAST_ACK, CLOSING) shuts down writing, in repair mode with its FIN
+//! queued as sent when nothing was left unsent (acknowledged by the
+//! peer's answer to the probe, or retransmitted if the peer lacked it),
+//! else once the unsent data is written again. An end that had received
+//! its peer's FIN (CLOSE_WAIT, LAST_ACK, CLOSING) is given that FIN again
+//! (`tcp_peer.rs`), before its own shutdown or after it as it came.
+//!
+//! A connection that had ended (reset, or closed both ways) with bytes
+//! still to be read is rebuilt with them and given its peer's reset; when
+//! the original had reported its error already, the error is read here.
 
 use super::sockets::{set_flags, set_options};
-use crate::image::{Checkpoint, FileImage, TcpConnection};
+use super::tcp_peer::{self, PeerSegment};
+use crate::image::{Checkpoint, FileImage, TcpConnState, TcpConnection};
 use crate::kernel::abi::{TcpRepairOpt, TcpRepairWindow};
 use crate::kernel::sockets::{
-    set_tcp_queue_seq, set_tcp_repair_options, set_tcp_repair_window, setsockopt_int, tcp_repair,
-    tcp_repair_queue, RepairQueue, TCPOPT_MSS, TCPOPT_SACK_PERM, TCPOPT_TIMESTAMP, TCPOPT_WINDOW,
+    getsockopt_int, set_tcp_queue_seq, set_tcp_repair_options, set_tcp_repair_window,
+    setsockopt_int, tcp_repair, tcp_repair_off_without_probe, tcp_repair_queue, RepairQueue,
+    TCPOPT_MSS, TCPOPT_SACK_PERM, TCPOPT_TIMESTAMP, TCPOPT_WINDOW,
 };
 use crate::restore::error::RestoreError;
 use nix::errno::Errno;
@@ -40,9 +47,21 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 /// in repair mode: closed with the killed husks, they send nothing.
 #[derive(Default)]
 pub struct Pending {
-    /// (index of the description in `Checkpoint::files`, the first
-    /// process holding it, our copy of the socket).
-    conns: Vec<(usize, i32, OwnedFd)>,
+    /// Each connection, in the order of `Checkpoint::files`.
+    conns: Vec<PendingConn>,
+}
+
+/// A connection waiting in repair mode.
+struct PendingConn {
+    /// Index of its description in `Checkpoint::files`.
+    file: usize,
+    /// The first process holding it, for messages.
+    pid: i32,
+    /// Our copy of the socket.
+    sock: OwnedFd,
+    /// A raw socket of the connection's network namespace to give it its
+    /// peer's FIN or reset, when it had received one.
+    peer_sender: Option<OwnedFd>,
 }
 
 impl Pending {
@@ -50,11 +69,11 @@ impl Pending {
     /// ends of a connection inside the tree exist by then: a window probe
     /// sent to an end not created yet would be answered by a reset).
     pub fn go_live(self, ck: &Checkpoint) -> Result<(), RestoreError> {
-        for (i, pid, sock) in &self.conns {
-            let Some(FileImage::TcpConnection(c)) = ck.files.get(*i) else {
+        for p in &self.conns {
+            let Some(FileImage::TcpConnection(c)) = ck.files.get(p.file) else {
                 continue;
             };
-            go_live(*pid, sock, c)?;
+            go_live(p, c)?;
         }
         Ok(())
     }
@@ -81,7 +100,25 @@ pub fn create(ck: &Checkpoint, ours: &mut [Option<OwnedFd>]) -> Result<Pending, 
             call: format!("dup of TCP connection {} -> {}", c.local, c.remote),
             errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
         })?;
-        pending.conns.push((i, pid, copy));
+        let peer_sender = if c.state.fin_received() || c.state.ended() {
+            let sender = tcp_peer::sender(c).map_err(|errno| RestoreError::Injected {
+                pid,
+                call: format!(
+                    "a raw IP socket to give TCP connection {} -> {} its peer's segments",
+                    c.local, c.remote
+                ),
+                errno,
+            })?;
+            Some(sender)
+        } else {
+            None
+        };
+        pending.conns.push(PendingConn {
+            file: i,
+            pid,
+            sock: copy,
+            peer_sender,
+        });
         ours[i] = Some(sock);
     }
     Ok(pending)
@@ -166,10 +203,6 @@ fn repaired(pid: i32, c: &TcpConnection) -> Result<OwnedFd, RestoreError> {
     let sent = c.send_queue.len() - c.unsent as usize;
     tcp_repair_queue(s, RepairQueue::Send).map_err(step("selecting the send queue"))?;
     fill(s, &c.send_queue[..sent]).map_err(step("refilling the send queue"))?;
-    if c.state.fin_sent() && c.unsent == 0 {
-        // Queued as sent, as it was.
-        shutdown(s.as_raw_fd(), Shutdown::Write).map_err(step("shutdown(SHUT_WR)"))?;
-    }
     tcp_repair_queue(s, RepairQueue::None).map_err(step("selecting no queue"))?;
     set_tcp_repair_window(s, &window(c)).map_err(step("TCP_REPAIR_WINDOW"))?;
     Ok(sock)
@@ -196,18 +229,50 @@ fn window(c: &TcpConnection) -> TcpRepairWindow {
     }
 }
 
-/// Turns repair mode off on `sock`, sets the TCP settings again, writes
-/// what was never sent, shuts down writing after it if the FIN was not
-/// sent yet, and reading if the program had, and sets the socket options
+/// Gives `p` (connection `c`) back the FINs it had sent and received, in
+/// their order, turns repair mode off, sets the TCP settings again,
+/// writes what was never sent (then the FIN, if it was queued behind),
+/// shuts down reading if the program had, and sets the socket options
 /// again.
-fn go_live(pid: i32, sock: &OwnedFd, c: &TcpConnection) -> Result<(), RestoreError> {
+fn go_live(p: &PendingConn, c: &TcpConnection) -> Result<(), RestoreError> {
+    let (pid, sock) = (p.pid, &p.sock);
     let shown = format!("{} -> {}", c.local, c.remote);
     let step = |what: &str| {
         let call = format!("{what} for TCP connection {shown}");
         move |errno| RestoreError::Injected { pid, call, errno }
     };
     let s = sock.as_fd();
-    tcp_repair(s, false).map_err(step("turning repair mode off"))?;
+    let peer = |segment| match &p.peer_sender {
+        Some(raw) => tcp_peer::give(raw.as_fd(), s, c, segment).map_err(step(&format!(
+            "giving the socket its peer's {segment:?} again"
+        ))),
+        None => Ok(()),
+    };
+    let peer_fin = || peer(PeerSegment::Fin);
+    if c.state.ended() {
+        peer(PeerSegment::Reset)?;
+    }
+    if c.state.fin_received_first() {
+        peer_fin()?;
+    }
+    let fin_after_ours = c.state.fin_received() && !c.state.fin_received_first();
+    if c.state.fin_sent() && c.unsent == 0 {
+        // Queued as sent, as it was.
+        tcp_repair_queue(s, RepairQueue::Send).map_err(step("selecting the send queue"))?;
+        shutdown(s.as_raw_fd(), Shutdown::Write).map_err(step("shutdown(SHUT_WR)"))?;
+        tcp_repair_queue(s, RepairQueue::None).map_err(step("selecting no queue"))?;
+        if fin_after_ours {
+            peer_fin()?;
+        }
+    }
+    if fin_after_ours && c.unsent > 0 {
+        // The peer's FIN comes once the unsent data and this end's FIN
+        // are written: no probe meanwhile, whose answer would come first.
+        tcp_repair_off_without_probe(s)
+    } else {
+        tcp_repair(s, false)
+    }
+    .map_err(step("turning repair mode off"))?;
     let t = &c.settings;
     for (level, opt, val, name) in [
         (
@@ -259,6 +324,13 @@ fn go_live(pid: i32, sock: &OwnedFd, c: &TcpConnection) -> Result<(), RestoreErr
     fill(s, &c.send_queue[sent..]).map_err(step("writing the data never sent"))?;
     if c.state.fin_sent() && c.unsent > 0 {
         shutdown(s.as_raw_fd(), Shutdown::Write).map_err(step("shutdown(SHUT_WR)"))?;
+        if fin_after_ours {
+            peer_fin()?;
+        }
+    }
+    if c.state == TcpConnState::Closed {
+        // Reported by the original already.
+        getsockopt_int(s, libc::SOL_SOCKET, libc::SO_ERROR).map_err(step("reading SO_ERROR"))?;
     }
     if c.shut_rd {
         shutdown(s.as_raw_fd(), Shutdown::Read).map_err(step("shutdown(SHUT_RD)"))?;
