@@ -380,7 +380,10 @@ fn probes_the_destination_and_reports_an_unreachable_one() {
             let refs: Vec<&str> = a.iter().map(String::as_str).collect();
             let run = common::agent(dir, &refs)?;
             let r = report(&run)?;
-            ensure!(run.status.success(), "the dry run from outside says no: {r}");
+            ensure!(
+                run.status.success(),
+                "the dry run from outside says no: {r}"
+            );
             ensure!(
                 r["measurement"]["processes"][0] == w.ns_pid,
                 "the dry run from outside did not measure process {} of host A: {r}",
