@@ -114,6 +114,7 @@ zdtm_tests! {
     chroot, chroot_leave_running => Spec::new("chroot");
     zombie_group_gone, zombie_group_gone_leave_running => Spec::new("zombie_group_gone");
     unix_ghost_fifo, unix_ghost_fifo_leave_running => Spec::new("unix_ghost_fifo");
+    cow, cow_leave_running => Spec::new("cow");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three

@@ -153,6 +153,21 @@ impl Vma {
         )
     }
 
+    /// Whether a child forked with its parent's mapping `parent` still has
+    /// it as this one: private anonymous memory of the same kind over the
+    /// same range, mapped with the same mmap flags (grows down, no
+    /// reserve). Only such a mapping can come back as the parent's,
+    /// inherited by the restored child with the pages they still share
+    /// copy-on-write.
+    pub fn inherits(&self, parent: &Vma) -> bool {
+        self.is_private_anonymous()
+            && (self.start, self.end) == (parent.start, parent.end)
+            && self.kind == parent.kind
+            && ["gd", "nr"]
+                .iter()
+                .all(|f| self.has_vm_flag(f) == parent.has_vm_flag(f))
+    }
+
     /// Whether this is one of the kernel's special mappings that are not
     /// restored by mmap (vdso, vvar, vvar_vclock, vsyscall).
     pub fn is_special(&self) -> bool {

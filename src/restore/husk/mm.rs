@@ -120,7 +120,8 @@ impl<'a> Husk<'a> {
         )
     }
 
-    /// Maps every mapping of the image; those that receive pages (from the
+    /// Maps every mapping of the image but the premapped ones (in already,
+    /// filled: [`Husk::premap`]); those that receive pages (from the
     /// image, or in a lazy restore from the source: `remote`) are mapped
     /// writable for now. Returns which mappings need their protection put
     /// back.
@@ -132,8 +133,11 @@ impl<'a> Husk<'a> {
         let vmas = &self.image.vmas;
         let mut filled: Vec<bool> = vmas
             .iter()
-            .map(|v| {
-                v.is_private_anonymous() && remote.is_some_and(|r| r.intersects(v.start, v.end))
+            .zip(self.premapped.iter().chain(std::iter::repeat(&false)))
+            .map(|(v, &premapped)| {
+                premapped
+                    || (v.is_private_anonymous()
+                        && remote.is_some_and(|r| r.intersects(v.start, v.end)))
             })
             .collect();
         // A run may span adjacent mappings (the writer merges adjacent
@@ -165,6 +169,7 @@ impl<'a> Husk<'a> {
             if vma.is_special()
                 || matches!(vma.kind, VmaKind::SharedMemfd { .. })
                 || self.earlier_shared_mapping(vma).is_some()
+                || self.premapped.get(i) == Some(&true)
             {
                 continue;
             }
