@@ -6,7 +6,11 @@
  * 12-15. At SIGTERM the parent checks through /proc/PID/pagemap that what
  * they still shared is still one physical page (pages 0-7 in all three,
  * 8-15 in the child and the grandchild) and its own contents; the child
- * and the grandchild check theirs and exit with the result.
+ * and the grandchild check theirs and exit with the result. The same for a
+ * private mapping of a file made in argv[1]: the parent writes its pages
+ * 0-3 before the fork (copies of its own), the child rewrites page 2; pages
+ * 0, 1 and 3 stay shared, pages 4-7 show the file (read before the fork, they
+ * are the file's pages: not copies, and not restored as present).
  */
 #include "zdtm.h"
 #include <fcntl.h>
@@ -16,8 +20,17 @@
 
 #define PAGES 20
 #define PAGE 4096
+#define FILE_PAGES 8
 
-static unsigned char *mem;
+static unsigned char *mem, *file_map;
+
+/* The byte page `page` of the file mapping holds for `who`. */
+static int file_expected(int page, char who)
+{
+	if (page == 2 && who != 'p')
+		return 'C';
+	return page < 4 ? 'P' : 'F';
+}
 
 /* The byte page `page` holds for the parent ('p') or for the child and
  * the grandchild (anything else). */
@@ -40,10 +53,15 @@ static void check_contents(char who)
 			if (mem[p * PAGE + i] != expected(p, who))
 				zdtm_fail("%c: byte %d of page %d is %d, not %d", who, i, p,
 					  mem[p * PAGE + i], expected(p, who));
+	for (int p = 0; p < FILE_PAGES; p++)
+		for (int i = 0; i < PAGE; i++)
+			if (file_map[p * PAGE + i] != file_expected(p, who))
+				zdtm_fail("%c: byte %d of file page %d is %d, not %d", who, i, p,
+					  file_map[p * PAGE + i], file_expected(p, who));
 }
 
-/* The pagemap entry of page `page` of process `pid`. */
-static uint64_t entry(pid_t pid, int page)
+/* The pagemap entry of page `page` (of `base`) of process `pid`. */
+static uint64_t entry(pid_t pid, unsigned char *base, int page)
 {
 	char path[64];
 	uint64_t e;
@@ -53,19 +71,20 @@ static uint64_t entry(pid_t pid, int page)
 	fd = open(path, O_RDONLY);
 	if (fd < 0)
 		zdtm_fail("open %s: %s", path, strerror(errno));
-	if (pread(fd, &e, sizeof e, ((uintptr_t)mem / PAGE + page) * sizeof e) != sizeof e)
+	if (pread(fd, &e, sizeof e, ((uintptr_t)base / PAGE + page) * sizeof e) != sizeof e)
 		zdtm_fail("pread %s: %s", path, strerror(errno));
 	close(fd);
 	return e;
 }
 
-/* Fails unless pages [from, to) of a and b are the same physical pages. */
-static void check_shared(pid_t a, pid_t b, int from, int to)
+/* Fails unless pages [from, to) of `base` in a and b are the same physical
+ * pages. */
+static void check_shared(pid_t a, pid_t b, unsigned char *base, int from, int to)
 {
 	const uint64_t pfn = (1ULL << 55) - 1, present = 1ULL << 63;
 
 	for (int p = from; p < to; p++) {
-		uint64_t ea = entry(a, p), eb = entry(b, p);
+		uint64_t ea = entry(a, base, p), eb = entry(b, base, p);
 
 		if (!(ea & present) || !(ea & pfn))
 			zdtm_fail("page %d of %d is not present or shows no frame (%llx)", p, a,
@@ -93,13 +112,32 @@ static void descendant(char who, pid_t child)
 	_exit(0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	pid_t child, grandchild = 0;
-	int sync[2], status;
+	int sync[2], status, fd;
 	unsigned char *area;
+	char path[4096], page[PAGE];
 
+	if (argc < 2)
+		zdtm_fail("usage: cow DIR");
 	zdtm_init();
+	snprintf(path, sizeof path, "%s/cow_file", argv[1]);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0)
+		zdtm_fail("open %s: %s", path, strerror(errno));
+	memset(page, 'F', PAGE);
+	for (int p = 0; p < FILE_PAGES; p++)
+		if (write(fd, page, PAGE) != PAGE)
+			zdtm_fail("write: %s", strerror(errno));
+	file_map = mmap(NULL, FILE_PAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	if (file_map == MAP_FAILED)
+		zdtm_fail("mmap %s: %s", path, strerror(errno));
+	close(fd);
+	memset(file_map, 'P', 4 * PAGE);
+	for (int p = 4; p < FILE_PAGES; p++) /* read: the file's pages are mapped */
+		if (file_map[p * PAGE] != 'F')
+			zdtm_fail("file page %d does not show the file", p);
 	/* Guard pages on both sides keep the mapping from merging with another. */
 	area = mmap(NULL, (PAGES + 2) * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (area == MAP_FAILED)
@@ -117,6 +155,7 @@ int main(void)
 	if (child == 0) {
 		for (int p = 8; p < 12; p++)
 			memset(mem + p * PAGE, 0x80 + p, PAGE);
+		memset(file_map + 2 * PAGE, 'C', PAGE);
 		if (madvise(mem + 16 * PAGE, 4 * PAGE, MADV_DONTNEED))
 			zdtm_fail("madvise: %s", strerror(errno));
 		grandchild = fork();
@@ -134,9 +173,11 @@ int main(void)
 		memset(mem + p * PAGE, 0x40 + p, PAGE);
 	zdtm_ready();
 	zdtm_wait_stop();
-	check_shared(getpid(), child, 0, 8);
-	check_shared(getpid(), grandchild, 0, 8);
-	check_shared(child, grandchild, 8, 16);
+	check_shared(getpid(), child, mem, 0, 8);
+	check_shared(getpid(), grandchild, mem, 0, 8);
+	check_shared(child, grandchild, mem, 8, 16);
+	check_shared(getpid(), child, file_map, 0, 2);
+	check_shared(getpid(), child, file_map, 3, 4);
 	check_contents('p');
 	kill(child, SIGTERM);
 	if (waitpid(child, &status, 0) != child)

@@ -154,13 +154,13 @@ impl Vma {
     }
 
     /// Whether a child forked with its parent's mapping `parent` still has
-    /// it as this one: private anonymous memory of the same kind over the
-    /// same range, mapped with the same mmap flags (grows down, no
-    /// reserve). Only such a mapping can come back as the parent's,
-    /// inherited by the restored child with the pages they still share
-    /// copy-on-write.
+    /// it as this one: a private mapping (anonymous, or of a file) of the
+    /// same kind and object over the same range, mapped with the same mmap
+    /// flags (grows down, no reserve). Only such a mapping can come back as
+    /// the parent's, inherited by the restored child with the pages they
+    /// still share copy-on-write.
     pub fn inherits(&self, parent: &Vma) -> bool {
-        self.is_private_anonymous()
+        (self.is_private_anonymous() || matches!(self.kind, VmaKind::File { .. }))
             && (self.start, self.end) == (parent.start, parent.end)
             && self.kind == parent.kind
             && ["gd", "nr"]

@@ -189,8 +189,8 @@ pub struct ProcessImage {
     /// cwd, fds and mappings are recorded from the namespace's root, and
     /// it chroots here again once they are restored).
     pub root: String,
-    /// The runs (start, end) of private anonymous pages the process still
-    /// shared copy-on-write with its parent at checkpoint (the same
+    /// The runs (start, end) of private pages the process still shared
+    /// copy-on-write with its parent at checkpoint (the same
     /// physical page in both pagemaps), in mappings it
     /// [inherits](crate::image::Vma::inherits) from the parent: the
     /// restore clones it with the parent's mapping and its pages already

@@ -234,8 +234,9 @@ impl Husk<'_> {
 
     /// Puts the premapped mappings in, with this process's pages, before
     /// its children are cloned with them: an inherited one drops the pages
-    /// it did not share with the parent (MADV_DONTNEED) and gets its own
-    /// there; any other is mapped and filled. The page pass leaves them
+    /// it did not share with the parent (MADV_DONTNEED: they read as zero,
+    /// or as the file) and gets its own there; any other is mapped and
+    /// filled. The page pass leaves them
     /// alone afterwards ([`Husk::prepare_fill`]).
     pub(super) fn premap(&mut self, reader: &ImageReader) -> Result<(), RestoreError> {
         let image = self.image;
