@@ -115,6 +115,7 @@ zdtm_tests! {
     zombie_group_gone, zombie_group_gone_leave_running => Spec::new("zombie_group_gone");
     unix_ghost_fifo, unix_ghost_fifo_leave_running => Spec::new("unix_ghost_fifo");
     cow, cow_leave_running => Spec::new("cow");
+    shm_private, shm_private_leave_running => Spec::new("shm_private");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three

@@ -319,7 +319,10 @@ fn read_pages(
     };
     for vma in vmas.iter().filter(|v| is_dumped(v)) {
         scanned += vma.pages();
-        let file_backed = matches!(vma.kind, VmaKind::File { .. });
+        let file_backed = matches!(
+            vma.kind,
+            VmaKind::File { .. } | VmaKind::PrivateShmem { .. }
+        );
         let shared_data = match vma.kind {
             VmaKind::SharedAnonymous { .. } | VmaKind::SysvShm { .. } => {
                 Some(shmem_data(pid, vma)?)

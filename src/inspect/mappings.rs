@@ -90,6 +90,11 @@ fn classify_mapping(pid: i32, m: &MapsEntry) -> Result<Vma, InspectError> {
             inode: m.inode,
             offset: m.offset,
         },
+        // MAP_PRIVATE of such an object (opened through map_files).
+        "/dev/zero (deleted)" => VmaKind::PrivateShmem {
+            inode: m.inode,
+            offset: m.offset,
+        },
         // A shmat attachment shows as "/SYSV<key> (deleted)" with the
         // shmid as its inode number.
         p if m.shared && p.starts_with("/SYSV") => {

@@ -104,6 +104,17 @@ pub enum VmaKind {
     VvarVclock,
     /// The legacy [vsyscall] page (fixed address, never moved).
     Vsyscall,
+    /// A private mapping (MAP_PRIVATE) of a shared anonymous object, made
+    /// from an fd opened through /proc/PID/map_files: the object's pages
+    /// show through until written, the pages copied on write are in the
+    /// image. Restored from the object as a
+    /// [`VmaKind::SharedAnonymous`] mapping of the tree recreates it.
+    PrivateShmem {
+        /// The shmem object's inode at checkpoint.
+        inode: u64,
+        /// Offset into the object, in bytes.
+        offset: u64,
+    },
 }
 
 /// Identifies a file's contents well enough to notice that it changed

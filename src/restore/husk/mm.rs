@@ -167,7 +167,10 @@ impl<'a> Husk<'a> {
         }
         for (i, vma) in self.image.vmas.iter().enumerate() {
             if vma.is_special()
-                || matches!(vma.kind, VmaKind::SharedMemfd { .. })
+                || matches!(
+                    vma.kind,
+                    VmaKind::SharedMemfd { .. } | VmaKind::PrivateShmem { .. }
+                )
                 || self.earlier_shared_mapping(vma).is_some()
                 || self.premapped.get(i) == Some(&true)
             {
@@ -282,11 +285,13 @@ impl<'a> Husk<'a> {
 
     /// For a mapping of a shared anonymous object that an earlier mapping
     /// of the image maps too (in a process before this one, or before it
-    /// in this one): the PID and mapping of the first, which creates the
-    /// object. [`Husk::map_shared_anonymous`] maps that object instead of
-    /// a new one.
+    /// in this one), or a private mapping of such an object: the PID and
+    /// mapping of the first shared one, which creates the object.
+    /// [`Husk::map_shared_anonymous`] maps that object instead of a new one.
     pub(super) fn earlier_shared_mapping(&self, vma: &Vma) -> Option<(i32, &'a Vma)> {
-        let VmaKind::SharedAnonymous { inode, .. } = vma.kind else {
+        let (VmaKind::SharedAnonymous { inode, .. } | VmaKind::PrivateShmem { inode, .. }) =
+            vma.kind
+        else {
             return None;
         };
         let first = self.tree.processes.iter().find_map(|p| {
@@ -310,7 +315,10 @@ impl<'a> Husk<'a> {
             .iter()
             .flat_map(|p| &p.vmas)
             .filter_map(|v| match v.kind {
-                VmaKind::SharedAnonymous { inode: i, offset } if i == inode => {
+                VmaKind::SharedAnonymous { inode: i, offset }
+                | VmaKind::PrivateShmem { inode: i, offset }
+                    if i == inode =>
+                {
                     Some(offset + (v.end - v.start))
                 }
                 _ => None,
@@ -353,8 +361,9 @@ impl<'a> Husk<'a> {
 
     /// Maps the MAP_SHARED anonymous mappings whose object an earlier
     /// process of the tree already mapped (its address space is built
-    /// first): the same object, opened through that process's
-    /// /proc/PID/map_files, so that the processes share it again.
+    /// first), and the MAP_PRIVATE ones of such an object: the same
+    /// object, opened through that process's /proc/PID/map_files, so that
+    /// the processes share it again.
     ///
     /// `proc_pids` maps each image PID to the PID the husk's /proc shows
     /// that process's husk under.
@@ -365,10 +374,21 @@ impl<'a> Husk<'a> {
     ) -> Result<(), RestoreError> {
         let image = self.image;
         for (vma, &was_filled) in image.vmas.iter().zip(filled) {
-            let VmaKind::SharedAnonymous { offset, .. } = vma.kind else {
-                continue;
+            let (offset, sharing) = match vma.kind {
+                VmaKind::SharedAnonymous { offset, .. } => (offset, libc::MAP_SHARED),
+                VmaKind::PrivateShmem { offset, .. } => (offset, libc::MAP_PRIVATE),
+                _ => continue,
             };
             let Some((owner, first)) = self.earlier_shared_mapping(vma) else {
+                if sharing == libc::MAP_PRIVATE {
+                    return Err(RestoreError::Unsupported {
+                        pid: image.pid,
+                        why: format!(
+                            "its private mapping {:#x}-{:#x} of a shared anonymous object has no shared mapping of that object in the tree to be made from",
+                            vma.start, vma.end
+                        ),
+                    });
+                }
                 continue;
             };
             // The first mapping created the object with the offsets it had
@@ -392,7 +412,7 @@ impl<'a> Husk<'a> {
             let mapping = FileMapping {
                 vma,
                 prot,
-                flags: libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE,
+                flags: sharing | libc::MAP_FIXED_NOREPLACE,
                 offset,
             };
             self.map_file(&path, &path, access, mapping, || {
