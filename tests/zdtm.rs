@@ -116,6 +116,7 @@ zdtm_tests! {
     unix_ghost_fifo, unix_ghost_fifo_leave_running => Spec::new("unix_ghost_fifo");
     cow, cow_leave_running => Spec::new("cow");
     shm_private, shm_private_leave_running => Spec::new("shm_private");
+    packet_ring, packet_ring_leave_running => Spec::new("packet_ring");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three

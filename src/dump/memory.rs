@@ -144,13 +144,10 @@ pub struct DumpedMemory {
 }
 
 /// Whether a mapping's pages are dumped at all: special mappings are
-/// recreated by the kernel.
+/// recreated by the kernel, and the object a mapping made from an fd maps
+/// travels with the fd (a memfd) or is not carried (packet rings).
 fn is_dumped(vma: &Vma) -> bool {
-    !vma.is_special()
-        && !matches!(
-            vma.kind,
-            VmaKind::SharedFile { .. } | VmaKind::SharedMemfd { .. }
-        )
+    !vma.is_special() && !vma.is_from_fd() && !matches!(vma.kind, VmaKind::SharedFile { .. })
 }
 
 /// The pages of a shared anonymous mapping that hold data: its shmem

@@ -115,6 +115,16 @@ pub enum VmaKind {
         /// Offset into the object, in bytes.
         offset: u64,
     },
+    /// The rings of a packet socket (PACKET_RX_RING, PACKET_TX_RING) mapped
+    /// with mmap of the socket, which the process holds as an fd: mapped
+    /// again from the restored socket, whose rings are set up as they were.
+    /// The frames in them are not carried, as those queued on the socket.
+    PacketRing {
+        /// The socket's inode at checkpoint ([`PacketSocket::inode`](crate::image::PacketSocket::inode)).
+        inode: u64,
+        /// Offset into the rings, in bytes.
+        offset: u64,
+    },
 }
 
 /// Identifies a file's contents well enough to notice that it changed
@@ -177,6 +187,15 @@ impl Vma {
             && ["gd", "nr"]
                 .iter()
                 .all(|f| self.has_vm_flag(f) == parent.has_vm_flag(f))
+    }
+
+    /// Whether the mapping is made again from an fd the process holds, once
+    /// its fds are restored (a shared memfd mapping, packet rings).
+    pub fn is_from_fd(&self) -> bool {
+        matches!(
+            self.kind,
+            VmaKind::SharedMemfd { .. } | VmaKind::PacketRing { .. }
+        )
     }
 
     /// Whether this is one of the kernel's special mappings that are not

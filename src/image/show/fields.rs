@@ -123,6 +123,9 @@ pub(super) fn vma_backing(kind: &VmaKind) -> String {
         VmaKind::PrivateShmem { inode, offset } => {
             format!("shared anonymous (shmem inode {inode}, offset {offset:#x}) (private)")
         }
+        VmaKind::PacketRing { inode, offset } => {
+            format!("packet socket rings (inode {inode}) @{offset:#x}")
+        }
     }
 }
 

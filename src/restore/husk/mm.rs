@@ -167,10 +167,8 @@ impl<'a> Husk<'a> {
         }
         for (i, vma) in self.image.vmas.iter().enumerate() {
             if vma.is_special()
-                || matches!(
-                    vma.kind,
-                    VmaKind::SharedMemfd { .. } | VmaKind::PrivateShmem { .. }
-                )
+                || vma.is_from_fd()
+                || matches!(vma.kind, VmaKind::PrivateShmem { .. })
                 || self.earlier_shared_mapping(vma).is_some()
                 || self.premapped.get(i) == Some(&true)
             {
@@ -425,38 +423,55 @@ impl<'a> Husk<'a> {
         Ok(())
     }
 
-    /// Maps the MAP_SHARED memfd mappings from the memfds restore_fds
-    /// installed (their contents came with them), at their fd numbers:
-    /// through a read-write description when the mapping may be written
-    /// (the process may hold only a read-only one for a read-only
-    /// mapping).
-    pub(super) fn map_memfd_vmas(&mut self) -> Result<(), RestoreError> {
+    /// Maps the mappings made from an fd ([`Vma::is_from_fd`]) from the
+    /// fds restore_fds installed, at their fd numbers: a MAP_SHARED memfd
+    /// mapping (its contents came with the memfd) through a read-write
+    /// description when the mapping may be written (the process may hold
+    /// only a read-only one for a read-only mapping); a packet socket's
+    /// rings from the socket, shared or private as they were.
+    pub(super) fn map_fd_vmas(&mut self) -> Result<(), RestoreError> {
         let image = self.image;
         for vma in &image.vmas {
-            let VmaKind::SharedMemfd { inode, offset } = vma.kind else {
-                continue;
-            };
             let writable = vma.has_vm_flag("mw");
+            let (object, inode, offset, sharing) = match vma.kind {
+                VmaKind::SharedMemfd { inode, offset } => {
+                    ("memfd", inode, offset, libc::MAP_SHARED)
+                }
+                VmaKind::PacketRing { inode, offset } if vma.has_vm_flag("sh") => {
+                    ("packet socket", inode, offset, libc::MAP_SHARED)
+                }
+                VmaKind::PacketRing { inode, offset } => {
+                    ("packet socket", inode, offset, libc::MAP_PRIVATE)
+                }
+                _ => continue,
+            };
             let fd = image
                 .fds
                 .iter()
-                .find(|f| {
-                    matches!(self.files.get(f.file as usize),
-                        Some(FileImage::Memfd(m)) if m.inode == inode
-                            && (!writable || m.access == libc::O_RDWR))
+                .find(|f| match (&vma.kind, self.files.get(f.file as usize)) {
+                    (VmaKind::SharedMemfd { .. }, Some(FileImage::Memfd(m))) => {
+                        m.inode == inode && (!writable || m.access == libc::O_RDWR)
+                    }
+                    (VmaKind::PacketRing { .. }, Some(FileImage::PacketSocket(p))) => {
+                        p.inode == inode
+                    }
+                    _ => false,
                 })
                 .ok_or_else(|| RestoreError::Unsupported {
                     pid: image.pid,
-                    why: format!("no fd holds memfd inode {inode} mapped at {:#x}", vma.start),
+                    why: format!(
+                        "no fd holds {object} inode {inode} mapped at {:#x}",
+                        vma.start
+                    ),
                 })?;
-            let flags = libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE;
+            let flags = sharing | libc::MAP_FIXED_NOREPLACE;
             let (len, prot) = (vma.end - vma.start, vma.prot as i32);
             self.sys(
                 0,
                 |r| r.mmap(vma.start, len, prot, flags, fd.fd, offset),
                 || {
                     format!(
-                        "mmap of memfd fd {} at {:#x}-{:#x}",
+                        "mmap of {object} fd {} at {:#x}-{:#x}",
                         fd.fd, vma.start, vma.end
                     )
                 },
@@ -470,7 +485,7 @@ impl<'a> Husk<'a> {
     pub(super) fn finish_vmas(&mut self, filled: &[bool]) -> Result<(), RestoreError> {
         let image = self.image;
         for (vma, &was_filled) in image.vmas.iter().zip(filled) {
-            if vma.is_special() || matches!(vma.kind, VmaKind::SharedMemfd { .. }) {
+            if vma.is_special() || vma.is_from_fd() {
                 continue;
             }
             match vma.kind {

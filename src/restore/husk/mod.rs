@@ -306,7 +306,7 @@ impl<'a> Husk<'a> {
             self.restore_fds(tree_fds)?;
         }
         self.restore_file_locks()?;
-        self.map_memfd_vmas()?;
+        self.map_fd_vmas()?;
         self.restore_root()?;
         self.lock_vmas()?;
         self.restore_sigactions()?;
