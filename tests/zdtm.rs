@@ -120,6 +120,9 @@ zdtm_tests! {
     pty, pty_leave_running => Spec::new("pty");
     console_vt, console_vt_leave_running => Spec::new("console_vt");
     fanotify, fanotify_leave_running => Spec::new("fanotify");
+    cow, cow_leave_running => Spec::new("cow");
+    shm_private, shm_private_leave_running => Spec::new("shm_private");
+    packet_ring, packet_ring_leave_running => Spec::new("packet_ring");
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three

@@ -4,7 +4,7 @@
 use super::error::CheckpointError;
 use super::sink::CheckpointSink;
 use crate::image::{Vma, VmaKind, PAGE_SIZE};
-use crate::memory::PageRuns;
+use crate::memory::{push_page, PageRuns};
 use crate::proc::pagemap;
 use crate::ptrace::read_memory;
 use nix::sys::uio::{process_vm_readv, RemoteIoVec};
@@ -106,10 +106,7 @@ impl PagePolicy for LazyAnonymous<'_> {
         match self.inner.choose(vma, addr, has_data) {
             PageChoice::Read if vma.is_private_anonymous() => {
                 let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
-                match runs.last_mut() {
-                    Some(last) if last.1 == addr => last.1 += PAGE_SIZE,
-                    _ => runs.push((addr, addr + PAGE_SIZE)),
-                }
+                push_page(&mut runs, addr);
                 PageChoice::Skip
             }
             other => other,
@@ -125,14 +122,32 @@ impl PagePolicy for LazyAnonymous<'_> {
     }
 }
 
+/// The parent of the process being dumped, frozen with it: its pages the
+/// process still shares copy-on-write are found by comparing the two
+/// pagemaps.
+pub struct ForkParent<'a> {
+    /// The parent's PID.
+    pub pid: i32,
+    /// The parent's mappings.
+    pub vmas: &'a [Vma],
+}
+
+/// What one memory pass found besides the pages it stored.
+pub struct DumpedMemory {
+    /// The page counts.
+    pub stats: MemoryDumpStats,
+    /// The runs (start, end) of pages actually read.
+    pub copied: Vec<(u64, u64)>,
+    /// The runs of pages the process shares with its [`ForkParent`], in
+    /// mappings it inherits from it (empty without a parent).
+    pub shared_with_parent: Vec<(u64, u64)>,
+}
+
 /// Whether a mapping's pages are dumped at all: special mappings are
-/// recreated by the kernel.
+/// recreated by the kernel, and the object a mapping made from an fd maps
+/// travels with the fd (a memfd) or is not carried (packet rings).
 fn is_dumped(vma: &Vma) -> bool {
-    !vma.is_special()
-        && !matches!(
-            vma.kind,
-            VmaKind::SharedFile { .. } | VmaKind::SharedMemfd { .. }
-        )
+    !vma.is_special() && !vma.is_from_fd() && !matches!(vma.kind, VmaKind::SharedFile { .. })
 }
 
 /// The pages of a shared anonymous mapping that hold data: its shmem
@@ -182,13 +197,16 @@ fn shmem_data(pid: i32, vma: &Vma) -> Result<PageRuns, CheckpointError> {
 /// Reads every present or swapped private page of `vmas` from the stopped
 /// process `pid` into `sink`. Two threads share the work: this one reads
 /// the process's memory in large batches while a second one scans the
-/// previous batch for zero pages and writes it to the image.
+/// previous batch for zero pages and writes it to the image. With the
+/// frozen `parent`, the pagemap read for this also finds the pages the two
+/// still share.
 pub fn dump_memory(
     pid: i32,
     vmas: &[Vma],
     policy: &dyn PagePolicy,
     sink: &mut dyn CheckpointSink,
-) -> Result<(MemoryDumpStats, Vec<(u64, u64)>), CheckpointError> {
+    parent: Option<&ForkParent<'_>>,
+) -> Result<DumpedMemory, CheckpointError> {
     let (filled_tx, filled_rx) = mpsc::sync_channel::<FilledBatch>(BATCH_BUFFERS);
     let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
     for _ in 0..BATCH_BUFFERS {
@@ -215,13 +233,17 @@ pub fn dump_memory(
             }
             Ok::<_, CheckpointError>(stats)
         });
-        let read = read_pages(pid, vmas, policy, filled_tx, &empty_rx);
+        let read = read_pages(pid, vmas, policy, parent, filled_tx, &empty_rx);
         let stored = store.join().expect("the page-writing thread panicked");
         // A sink failure also stops the reader: report the sink's error.
         let mut stats = stored?;
-        let (scanned, copied) = read?;
+        let (scanned, copied, shared_with_parent) = read?;
         stats.pages_scanned = scanned;
-        Ok((stats, copied))
+        Ok(DumpedMemory {
+            stats,
+            copied,
+            shared_with_parent,
+        })
     })
 }
 
@@ -243,16 +265,21 @@ impl FilledBatch {
     }
 }
 
+/// Pages scanned, runs of pages read, runs of pages shared with the
+/// parent.
+type ReadPages = (u64, Vec<(u64, u64)>, Vec<(u64, u64)>);
+
 /// Walks pagemap and reads the pages the policy wants, sending filled
-/// batches to the writer. Returns the number of pages scanned and the runs
-/// of pages actually read.
+/// batches to the writer; in a mapping inherited from `parent`, compares
+/// each entry with the parent's.
 fn read_pages(
     pid: i32,
     vmas: &[Vma],
     policy: &dyn PagePolicy,
+    parent: Option<&ForkParent<'_>>,
     filled: mpsc::SyncSender<FilledBatch>,
     empty: &mpsc::Receiver<Vec<u8>>,
-) -> Result<(u64, Vec<(u64, u64)>), CheckpointError> {
+) -> Result<ReadPages, CheckpointError> {
     let io = |what: &str, e: std::io::Error| CheckpointError::Io {
         what: format!("{what} of process {pid}"),
         source: e,
@@ -264,6 +291,12 @@ fn read_pages(
     let pagemap_file =
         File::open(format!("/proc/{pid}/pagemap")).map_err(|e| io("open pagemap", e))?;
     let mem_file = File::open(format!("/proc/{pid}/mem")).map_err(|e| io("open mem", e))?;
+    let parent_pagemap = parent
+        .map(|p| File::open(format!("/proc/{}/pagemap", p.pid)))
+        .transpose()
+        .map_err(|e| io("open the parent's pagemap", e))?;
+    let mut parent_entries = Vec::new();
+    let mut shared: Vec<(u64, u64)> = Vec::new();
     let mut scanned = 0;
     let tolerant = policy.tolerates_unreadable();
     let mut copied: Vec<(u64, u64)> = Vec::new();
@@ -274,19 +307,19 @@ fn read_pages(
         if batch.pages.is_empty() && batch.zero_pages.is_empty() {
             return Ok(());
         }
-        batch.read(tolerant)?;
+        batch.read(&mem_file, tolerant)?;
         for &addr in &batch.pages {
-            match copied.last_mut() {
-                Some(last) if last.1 == addr => last.1 += PAGE_SIZE,
-                _ => copied.push((addr, addr + PAGE_SIZE)),
-            }
+            push_page(&mut copied, addr);
         }
         let next = empty.recv().map_err(|_| writer_gone())?;
         filled.send(batch.take(next)).map_err(|_| writer_gone())
     };
     for vma in vmas.iter().filter(|v| is_dumped(v)) {
         scanned += vma.pages();
-        let file_backed = matches!(vma.kind, VmaKind::File { .. });
+        let file_backed = matches!(
+            vma.kind,
+            VmaKind::File { .. } | VmaKind::PrivateShmem { .. }
+        );
         let shared_data = match vma.kind {
             VmaKind::SharedAnonymous { .. } | VmaKind::SysvShm { .. } => {
                 Some(shmem_data(pid, vma)?)
@@ -296,18 +329,31 @@ fn read_pages(
         // Unreadable (PROT_NONE) ranges are read through /proc/PID/mem,
         // which may read them (FOLL_FORCE); process_vm_readv may not.
         let readable = vma.prot & libc::PROT_READ as u32 != 0;
+        let fork_parent = parent_pagemap
+            .as_ref()
+            .zip(parent)
+            .filter(|(_, p)| p.vmas.iter().any(|pv| vma.inherits(pv)))
+            .map(|(file, _)| file);
         let mut page = vma.start / PAGE_SIZE;
         let end_page = vma.end / PAGE_SIZE;
         while page < end_page {
             let n = (end_page - page).min(pagemap::BATCH_PAGES) as usize;
             pagemap::read_entries(&pagemap_file, page, &mut raw, &mut entries[..n])
                 .map_err(|e| io("read pagemap", e))?;
+            if let Some(file) = fork_parent {
+                parent_entries.resize(n, 0);
+                pagemap::read_entries(file, page, &mut raw, &mut parent_entries)
+                    .map_err(|e| io("read the parent's pagemap", e))?;
+            }
             for (i, &e) in entries[..n].iter().enumerate() {
                 let present = e & pagemap::PRESENT != 0;
                 let swapped = e & pagemap::SWAPPED != 0;
                 // In a private file mapping only the copied-on-write pages
                 // (private anonymous copies) differ from the file.
                 let addr = (page + i as u64) * PAGE_SIZE;
+                if fork_parent.is_some() && pagemap::same_frame(e, parent_entries[i]) {
+                    push_page(&mut shared, addr);
+                }
                 let has_data = if let Some(data) = &shared_data {
                     data.contains(addr)
                 } else if file_backed {
@@ -338,7 +384,17 @@ fn read_pages(
                     if batch.is_full() {
                         send(&mut batch)?;
                     }
-                    batch.push(addr);
+                    // A private page mapped more than once may be shared
+                    // copy-on-write: process_vm_readv pins it, which
+                    // gives the process a copy of its own (FAULT_FLAG_UNSHARE);
+                    // /proc/PID/mem only reads it.
+                    if (present || swapped)
+                        && e & (pagemap::EXCLUSIVE | pagemap::FILE_OR_SHARED) == 0
+                    {
+                        batch.push_unpinned(addr);
+                    } else {
+                        batch.push(addr);
+                    }
                 } else {
                     // Flush, then send this page alone, read already (a
                     // batch without remote ranges is not read again).
@@ -355,7 +411,7 @@ fn read_pages(
         }
     }
     send(&mut batch)?;
-    Ok((scanned, copied))
+    Ok((scanned, copied, shared))
 }
 
 /// Pages waiting to be read with one process_vm_readv call.
@@ -366,6 +422,9 @@ struct Batch {
     pages: Vec<u64>,
     /// Remote ranges: runs of adjacent pages.
     iovecs: Vec<RemoteIoVec>,
+    /// Runs (first index in `pages`, count) of adjacent pages read through
+    /// /proc/PID/mem rather than process_vm_readv.
+    unpinned: Vec<(usize, usize)>,
     /// Pages to record as all-zero.
     zero_pages: Vec<u64>,
 }
@@ -377,6 +436,7 @@ impl Batch {
             buf,
             pages: Vec::new(),
             iovecs: Vec::new(),
+            unpinned: Vec::new(),
             zero_pages: Vec::new(),
         }
     }
@@ -396,42 +456,113 @@ impl Batch {
         self.pages.push(addr);
     }
 
-    /// Reads the batch's pages into its buffer. When `tolerant`, pages that
-    /// cannot be read are dropped from the batch instead of failing it.
-    fn read(&mut self, tolerant: bool) -> Result<(), CheckpointError> {
-        if self.iovecs.is_empty() {
-            return Ok(());
+    /// Adds a page to read through /proc/PID/mem, which does not pin it.
+    fn push_unpinned(&mut self, addr: u64) {
+        let i = self.pages.len();
+        match self.unpinned.last_mut() {
+            Some((first, n)) if *first + *n == i && self.pages[i - 1] + PAGE_SIZE == addr => {
+                *n += 1
+            }
+            _ => self.unpinned.push((i, 1)),
         }
-        let len = self.pages.len() * PAGE_SIZE as usize;
-        let buf = &mut self.buf[..len];
-        let full = process_vm_readv(self.pid, &mut [IoSliceMut::new(buf)], &self.iovecs)
-            .is_ok_and(|n| n == len);
-        if full {
-            return Ok(());
-        }
-        // Some page could not be read: go page by page to find which.
+        self.pages.push(addr);
+    }
+
+    /// Reads the batch's pages into its buffer (`mem`: the process's
+    /// /proc/PID/mem). When `tolerant`, pages that cannot be read are
+    /// dropped from the batch instead of failing it.
+    fn read(&mut self, mem: &File, tolerant: bool) -> Result<(), CheckpointError> {
         let ps = PAGE_SIZE as usize;
+        let mut unread = Vec::new();
+        for &(first, n) in &self.unpinned {
+            let run = &mut self.buf[first * ps..(first + n) * ps];
+            if mem.read_exact_at(run, self.pages[first]).is_ok() {
+                continue;
+            }
+            for i in first..first + n {
+                match mem.read_exact_at(&mut self.buf[i * ps..(i + 1) * ps], self.pages[i]) {
+                    Ok(()) => {}
+                    Err(_) if tolerant => unread.push(i),
+                    Err(e) => {
+                        return Err(CheckpointError::Io {
+                            what: format!("read page {:#x} of process {}", self.pages[i], self.pid),
+                            source: e,
+                        })
+                    }
+                }
+            }
+        }
+        if !self.iovecs.is_empty() {
+            self.read_pinned(tolerant, &mut unread)?;
+        }
+        if unread.is_empty() {
+            return Ok(());
+        }
+        unread.sort_unstable();
         let mut kept = 0;
         for i in 0..self.pages.len() {
-            let addr = self.pages[i];
-            let mut page = vec![0u8; ps];
-            match read_memory(self.pid, addr, &mut page) {
-                Ok(()) => {
-                    self.buf[kept * ps..(kept + 1) * ps].copy_from_slice(&page);
-                    self.pages[kept] = addr;
-                    kept += 1;
-                }
-                Err(_) if tolerant => {}
-                Err(e) => return Err(e.into()),
+            if unread.binary_search(&i).is_err() {
+                self.buf.copy_within(i * ps..(i + 1) * ps, kept * ps);
+                self.pages[kept] = self.pages[i];
+                kept += 1;
             }
         }
         self.pages.truncate(kept);
         Ok(())
     }
 
+    /// Reads the pages not read through /proc/PID/mem with one
+    /// process_vm_readv into their places of the buffer; when that fails,
+    /// page by page, noting in `unread` those that cannot be read.
+    fn read_pinned(
+        &mut self,
+        tolerant: bool,
+        unread: &mut Vec<usize>,
+    ) -> Result<(), CheckpointError> {
+        let ps = PAGE_SIZE as usize;
+        let len = self.pages.len() * ps;
+        let unpinned_pages: usize = self.unpinned.iter().map(|r| r.1).sum();
+        let mut local = Vec::with_capacity(self.unpinned.len() + 1);
+        let mut rest = &mut self.buf[..len];
+        let mut at = 0;
+        for &(first, n) in &self.unpinned {
+            let (before, after) = std::mem::take(&mut rest).split_at_mut((first - at) * ps);
+            if !before.is_empty() {
+                local.push(IoSliceMut::new(before));
+            }
+            rest = &mut after[n * ps..];
+            at = first + n;
+        }
+        if !rest.is_empty() {
+            local.push(IoSliceMut::new(rest));
+        }
+        let wanted = len - unpinned_pages * ps;
+        if process_vm_readv(self.pid, &mut local, &self.iovecs).is_ok_and(|n| n == wanted) {
+            return Ok(());
+        }
+        // Some page could not be read: go page by page to find which.
+        let mut unpinned = self
+            .unpinned
+            .iter()
+            .flat_map(|&(first, n)| first..first + n)
+            .peekable();
+        for i in 0..self.pages.len() {
+            if unpinned.next_if_eq(&i).is_some() {
+                continue;
+            }
+            match read_memory(self.pid, self.pages[i], &mut self.buf[i * ps..(i + 1) * ps]) {
+                Ok(()) => {}
+                Err(_) if tolerant => unread.push(i),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     /// Hands over the filled pages and starts over with buffer `next`.
     fn take(&mut self, next: Vec<u8>) -> FilledBatch {
         self.iovecs.clear();
+        self.unpinned.clear();
         FilledBatch {
             buf: std::mem::replace(&mut self.buf, next),
             pages: std::mem::take(&mut self.pages),

@@ -383,7 +383,7 @@ fn dump_frozen(
             .flat_map(|p| p.threads.iter().map(move |t| (p.pid, t.tid)));
         cgroups::dump_cgroups(&cgroups::Membership::read(tasks)?)?
     };
-    let checkpoint = Checkpoint {
+    let mut checkpoint = Checkpoint {
         host: HostInfo {
             kernel_release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .unwrap_or_default()
@@ -411,6 +411,7 @@ fn dump_frozen(
     // first process that maps it; a later process's mapping of a part of
     // it no earlier mapping covered is dumped too.
     let mut shmem_dumped: Vec<(SharedObject, u64, u64)> = Vec::new();
+    let mut shared_with_parents = Vec::with_capacity(checkpoint.processes.len());
     for p in &checkpoint.processes {
         let pid = p.pid;
         let vmas: Vec<Vma> = p
@@ -449,18 +450,32 @@ fn dump_frozen(
             Some(after) => after,
             None => &memory::EveryPage,
         };
-        let m = if sink.memory_mode() == sink::MemoryMode::Eager {
-            memory::dump_memory(pid, &vmas, policy, sink)?.0
+        // The parent is frozen too: the pages the two still share.
+        let parent = checkpoint
+            .processes
+            .iter()
+            .find(|q| q.pid == p.ppid && q.pid != pid)
+            .map(|q| memory::ForkParent {
+                pid: q.pid,
+                vmas: &q.vmas,
+            });
+        let dumped = if sink.memory_mode() == sink::MemoryMode::Eager {
+            memory::dump_memory(pid, &vmas, policy, sink, parent.as_ref())?
         } else {
             let lazy = memory::LazyAnonymous::new(policy);
-            let (m, _) = memory::dump_memory(pid, &vmas, &lazy, sink)?;
+            let dumped = memory::dump_memory(pid, &vmas, &lazy, sink, parent.as_ref())?;
             sink.lazy_pages(pid, lazy.into_runs())?;
-            m
+            dumped
         };
+        shared_with_parents.push(dumped.shared_with_parent);
+        let m = dumped.stats;
         mem.pages_scanned += m.pages_scanned;
         mem.pages_written += m.pages_written;
         mem.zero_pages += m.zero_pages;
         shmem_dumped.extend(p.vmas.iter().filter_map(mm::shared_object));
+    }
+    for (p, shared) in checkpoint.processes.iter_mut().zip(shared_with_parents) {
+        p.shared_with_parent = shared;
     }
     let summary = sink.commit(&checkpoint)?;
     Ok((summary, mem, checkpoint.sysv_shm, files.repaired))
@@ -546,6 +561,8 @@ fn dump_process(
             .unwrap_or(false),
         file_owners,
         root: proc::read_link(format!("/proc/{pid}/root"))?,
+        // Found while the memory is dumped, the parent frozen too.
+        shared_with_parent: Vec::new(),
     };
     Ok((process, vdso_bytes))
 }

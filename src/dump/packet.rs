@@ -73,6 +73,7 @@ pub fn describe(
         rx_ring: diag.rx_ring,
         tx_ring: diag.tx_ring,
         fanout,
+        inode,
         options: socket_options(s).map_err(io("read an option"))?,
     }))
 }

@@ -5,7 +5,7 @@
 
 use super::error::CheckpointError;
 use super::freeze::Frozen;
-use super::memory::{dump_memory, MemoryDumpStats, PageChoice, PagePolicy};
+use super::memory::{dump_memory, DumpedMemory, MemoryDumpStats, PageChoice, PagePolicy};
 use super::sink::CheckpointSink;
 use crate::image::{ms, NextStep, RoundReport, Vma};
 use crate::inspect::mappings::classify_mappings;
@@ -86,13 +86,14 @@ pub fn copy_while_running(
         .filter(|v| tracker.is_tracked(v.start, v.end))
         .cloned()
         .collect();
-    let (stats, copied) = dump_memory(
+    let DumpedMemory { stats, copied, .. } = dump_memory(
         pid,
         &tracked,
         &WhileRunning {
             tracker: tracker.as_ref(),
         },
         sink,
+        None,
     )?;
     let first = RoundReport {
         pid,
@@ -191,7 +192,8 @@ impl Precopy {
                         })
                 })
                 .collect();
-            let (stats, copied) = dump_memory(pid, &pieces, &policy, sink)?;
+            let DumpedMemory { stats, copied, .. } =
+                dump_memory(pid, &pieces, &policy, sink, None)?;
             self.stats.pages_scanned += stats.pages_scanned;
             self.stats.pages_written += stats.pages_written;
             self.stats.zero_pages += stats.zero_pages;

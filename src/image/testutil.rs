@@ -356,6 +356,7 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
                 async_io: true,
             }],
             root: "/".into(),
+            shared_with_parent: vec![(0x7f00_0000_0000, 0x7f00_0000_2000)],
         }],
         zombies: vec![ZombieImage {
             pid: 4243,

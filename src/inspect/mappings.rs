@@ -9,24 +9,30 @@ use crate::image::{Vma, VmaKind};
 use crate::proc::MapsEntry;
 use std::os::unix::fs::MetadataExt;
 
-/// Refuses a MAP_SHARED mapping of a memfd that no fd of the process holds:
-/// the memfd's contents travel with its fd, and the mapping is made from it.
+/// Refuses a MAP_SHARED mapping of a memfd, or a packet socket's rings
+/// mapped, that no fd of the process holds: the mapping is made again from
+/// the fd (the memfd's contents travel with it).
 pub fn check_memfd_mappings(
     pid: i32,
     vmas: &[Vma],
     fds: &[ClassifiedFd],
 ) -> Result<(), InspectError> {
     for v in vmas {
-        if let VmaKind::SharedMemfd { inode, .. } = v.kind {
-            if !fds.iter().any(|c| c.class == FdClass::Memfd { inode }) {
-                return Err(InspectError::UnsupportedMapping {
-                    pid,
-                    start: v.start,
-                    end: v.end,
-                    name: format!("memfd inode {inode}"),
-                    why: "a shared memfd mapping is carried only when the process also holds the memfd as an fd".into(),
-                });
+        let (object, inode, held) = match v.kind {
+            VmaKind::SharedMemfd { inode, .. } => ("memfd", inode, FdClass::Memfd { inode }),
+            VmaKind::PacketRing { inode, .. } => {
+                ("packet socket", inode, FdClass::PacketSocket { inode })
             }
+            _ => continue,
+        };
+        if !fds.iter().any(|c| c.class == held) {
+            return Err(InspectError::UnsupportedMapping {
+                pid,
+                start: v.start,
+                end: v.end,
+                name: format!("{object} inode {inode}"),
+                why: format!("a mapping of a {object} is carried only when the process also holds the {object} as an fd"),
+            });
         }
     }
     Ok(())
@@ -90,6 +96,11 @@ fn classify_mapping(pid: i32, m: &MapsEntry) -> Result<Vma, InspectError> {
             inode: m.inode,
             offset: m.offset,
         },
+        // MAP_PRIVATE of such an object (opened through map_files).
+        "/dev/zero (deleted)" => VmaKind::PrivateShmem {
+            inode: m.inode,
+            offset: m.offset,
+        },
         // A shmat attachment shows as "/SYSV<key> (deleted)" with the
         // shmid as its inode number.
         p if m.shared && p.starts_with("/SYSV") => {
@@ -112,6 +123,12 @@ fn classify_mapping(pid: i32, m: &MapsEntry) -> Result<Vma, InspectError> {
             })?;
             VmaKind::SysvShm { shmid }
         }
+        // Only a packet socket's rings can be mapped from a socket; one
+        // of another socket is refused with the fd.
+        p if p.starts_with("socket:[") => VmaKind::PacketRing {
+            inode: m.inode,
+            offset: m.offset,
+        },
         p if m.shared && p.starts_with("/memfd:") => VmaKind::SharedMemfd {
             inode: m.inode,
             offset: m.offset,

@@ -11,7 +11,7 @@ mod uffdwp;
 
 pub use backend::DirtyBackend;
 pub use error::DirtyTrackingError;
-pub use runs::{ranges_cover, PageRuns};
+pub use runs::{push_page, ranges_cover, PageRuns};
 pub use softdirty::SoftDirtyTracker;
 pub use tracker::{is_trackable, DirtyTracker};
 pub use uffdwp::UffdWpTracker;

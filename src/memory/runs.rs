@@ -10,6 +10,15 @@ pub fn ranges_cover(ranges: &[(u64, u64)], start: u64, end: u64) -> bool {
     ranges.get(i).is_some_and(|r| r.0 <= start && end <= r.1)
 }
 
+/// Adds the page at `addr` to `runs`, built in address order: it extends
+/// the last run when it follows it.
+pub fn push_page(runs: &mut Vec<(u64, u64)>, addr: u64) {
+    match runs.last_mut() {
+        Some(last) if last.1 == addr => last.1 += PAGE_SIZE,
+        _ => runs.push((addr, addr + PAGE_SIZE)),
+    }
+}
+
 /// A sorted set of page runs, for "was this page copied / written" checks.
 #[derive(Debug, Default, Clone)]
 pub struct PageRuns {
@@ -59,6 +68,23 @@ impl PageRuns {
         ranges_cover(&self.runs, start, end)
     }
 
+    /// The pieces of [start, end) outside the set, in address order.
+    pub fn gaps(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
+        let mut gaps = Vec::new();
+        let mut at = start;
+        let first = self.runs.partition_point(|r| r.1 <= start);
+        for &(s, e) in self.runs[first..].iter().take_while(|r| r.0 < end) {
+            if s > at {
+                gaps.push((at, s));
+            }
+            at = at.max(e);
+        }
+        if at < end {
+            gaps.push((at, end));
+        }
+        gaps
+    }
+
     /// The runs (start, end), sorted and merged.
     pub fn runs(&self) -> &[(u64, u64)] {
         &self.runs
@@ -82,5 +108,12 @@ mod tests {
         assert_eq!(set.pages(), 4);
         assert!(set.covers(0x1000, 0x5000) && set.covers(0x2000, 0x3000));
         assert!(!set.covers(0x1000, 0x6000) && !set.covers(0, 0x2000));
+        assert_eq!(set.gaps(0, 0x8000), vec![(0, 0x1000), (0x5000, 0x8000)]);
+        assert_eq!(set.gaps(0x2000, 0x4000), vec![]);
+        assert_eq!(set.gaps(0x4000, 0x6000), vec![(0x5000, 0x6000)]);
+        assert_eq!(
+            PageRuns::empty().gaps(0x1000, 0x3000),
+            vec![(0x1000, 0x3000)]
+        );
     }
 }

@@ -4,6 +4,7 @@
 
 use super::backend::DirtyBackend;
 use super::error::DirtyTrackingError;
+use super::runs::push_page;
 use super::tracker::{is_trackable, DirtyTracker};
 use crate::image::{Vma, PAGE_SIZE};
 use crate::proc::pagemap;
@@ -140,10 +141,7 @@ fn soft_dirty_runs(first_addr: u64, entries: &[u64], out: &mut Vec<(u64, u64)>) 
             continue;
         }
         let addr = first_addr + i as u64 * PAGE_SIZE;
-        match out.last_mut() {
-            Some(last) if last.1 == addr => last.1 += PAGE_SIZE,
-            _ => out.push((addr, addr + PAGE_SIZE)),
-        }
+        push_page(out, addr);
     }
 }
 

@@ -731,6 +731,16 @@ pub mod pagemap {
     pub const EXCLUSIVE: u64 = 1 << 56;
     /// Soft-dirty (only meaningful with CONFIG_MEM_SOFT_DIRTY).
     pub const SOFT_DIRTY: u64 = 1 << 55;
+    /// The page frame number of a present page (0 unless the reader has
+    /// CAP_SYS_ADMIN).
+    pub const PFN: u64 = (1 << 55) - 1;
+
+    /// Whether two entries, of two processes, show the same physical page:
+    /// both present with the same known frame (a page still shared
+    /// copy-on-write since a fork).
+    pub fn same_frame(a: u64, b: u64) -> bool {
+        a & b & PRESENT != 0 && a & PFN != 0 && a & PFN == b & PFN
+    }
 
     /// Pagemap entries read per pread by the walkers (512 KiB of entries,
     /// covering 256 MiB of address space).

@@ -87,18 +87,8 @@ impl ImageReader {
         &self,
         mut sink: impl FnMut(i32, u64, PageData<'_>) -> Result<(), E>,
     ) -> Result<u64, E> {
-        let path = self.dir.join(PAGES_FILE);
-        let file = File::open(&path).map_err(io_err("open", &path))?;
-        // Pages go to the sink straight from the page cache.
-        let mapped = crate::kernel::MappedFile::map(&file)
-            .map_err(|errno| io_err("map", &path)(std::io::Error::from(errno)))?;
+        let (path, mapped) = self.map_pages()?;
         let bytes = mapped.bytes();
-        check_len(
-            "pages file",
-            &path,
-            self.manifest.pages_len,
-            bytes.len() as u64,
-        )?;
         // The whole file is checksummed on another core while the pages are
         // delivered here (data runs come in file order with the superseded
         // bytes between them, so this is the same digest as hashing them in
@@ -140,5 +130,56 @@ impl ImageReader {
             .into());
         }
         delivered
+    }
+
+    /// Hands `sink(vaddr, data)` the pages of process `pid` that lie in
+    /// `ranges` (start, end), ahead of [`Self::read_pages`]: a mapping a
+    /// restored child inherits needs its parent's pages in before the
+    /// child is cloned. Nothing is verified here: the caller must still
+    /// pass the whole file through `read_pages` before it trusts them.
+    pub fn read_pages_in<E: From<ImageError>>(
+        &self,
+        pid: i32,
+        ranges: &[(u64, u64)],
+        mut sink: impl FnMut(u64, PageData<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if ranges.is_empty() {
+            return Ok(());
+        }
+        let (_, mapped) = self.map_pages()?;
+        let bytes = mapped.bytes();
+        for run in self.runs.iter().filter(|r| r.pid == pid) {
+            for &(start, end) in ranges {
+                let (from, to) = (run.vaddr.max(start), run.end().min(end));
+                if from >= to {
+                    continue;
+                }
+                if run.zero {
+                    let npages = (to - from) / PAGE_SIZE;
+                    sink(from, PageData::Zero { npages })?;
+                } else {
+                    // Open checked that data runs lie inside the file.
+                    let at = (run.offset + (from - run.vaddr)) as usize;
+                    sink(from, PageData::Bytes(&bytes[at..at + (to - from) as usize]))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Maps pages.img (pages go to a sink straight from the page cache),
+    /// checked to have the manifest's length.
+    fn map_pages(&self) -> Result<(PathBuf, crate::kernel::MappedFile), ImageError> {
+        let path = self.dir.join(PAGES_FILE);
+        let file = File::open(&path).map_err(io_err("open", &path))?;
+        let mapped = crate::kernel::MappedFile::map(&file)
+            .map_err(|errno| io_err("map", &path)(std::io::Error::from(errno)))?;
+        check_len(
+            "pages file",
+            &path,
+            self.manifest.pages_len,
+            mapped.bytes().len() as u64,
+        )?;
+        Ok((path, mapped))
     }
 }

@@ -788,8 +788,8 @@ pub struct NetlinkSocket {
 
 /// A packet socket (AF_PACKET: SOCK_RAW, SOCK_DGRAM or the old
 /// SOCK_PACKET). The frames queued on it are not carried, as the network
-/// may drop them; its rings are carried as configured, a mapped ring is
-/// refused.
+/// may drop them; its rings are carried as configured, and mapped again
+/// where the process mapped them ([`VmaKind::PacketRing`](crate::image::VmaKind::PacketRing)).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PacketSocket {
     /// SOCK_RAW, SOCK_DGRAM or SOCK_PACKET.
@@ -816,6 +816,9 @@ pub struct PacketSocket {
     pub fanout: u32,
     /// The options every socket has, and the SOL_PACKET ones.
     pub options: SocketOptions,
+    /// The socket's inode at checkpoint, which a mapping of its rings
+    /// names.
+    pub inode: u64,
 }
 
 /// A membership of a packet socket: a multicast or unicast address, or

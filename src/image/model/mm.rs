@@ -104,6 +104,27 @@ pub enum VmaKind {
     VvarVclock,
     /// The legacy [vsyscall] page (fixed address, never moved).
     Vsyscall,
+    /// A private mapping (MAP_PRIVATE) of a shared anonymous object, made
+    /// from an fd opened through /proc/PID/map_files: the object's pages
+    /// show through until written, the pages copied on write are in the
+    /// image. Restored from the object as a
+    /// [`VmaKind::SharedAnonymous`] mapping of the tree recreates it.
+    PrivateShmem {
+        /// The shmem object's inode at checkpoint.
+        inode: u64,
+        /// Offset into the object, in bytes.
+        offset: u64,
+    },
+    /// The rings of a packet socket (PACKET_RX_RING, PACKET_TX_RING) mapped
+    /// with mmap of the socket, which the process holds as an fd: mapped
+    /// again from the restored socket, whose rings are set up as they were.
+    /// The frames in them are not carried, as those queued on the socket.
+    PacketRing {
+        /// The socket's inode at checkpoint ([`PacketSocket::inode`](crate::image::PacketSocket::inode)).
+        inode: u64,
+        /// Offset into the rings, in bytes.
+        offset: u64,
+    },
 }
 
 /// Identifies a file's contents well enough to notice that it changed
@@ -150,6 +171,30 @@ impl Vma {
         matches!(
             self.kind,
             VmaKind::Anonymous | VmaKind::Heap | VmaKind::Stack
+        )
+    }
+
+    /// Whether a child forked with its parent's mapping `parent` still has
+    /// it as this one: a private mapping (anonymous, or of a file) of the
+    /// same kind and object over the same range, mapped with the same mmap
+    /// flags (grows down, no reserve). Only such a mapping can come back as
+    /// the parent's, inherited by the restored child with the pages they
+    /// still share copy-on-write.
+    pub fn inherits(&self, parent: &Vma) -> bool {
+        (self.is_private_anonymous() || matches!(self.kind, VmaKind::File { .. }))
+            && (self.start, self.end) == (parent.start, parent.end)
+            && self.kind == parent.kind
+            && ["gd", "nr"]
+                .iter()
+                .all(|f| self.has_vm_flag(f) == parent.has_vm_flag(f))
+    }
+
+    /// Whether the mapping is made again from an fd the process holds, once
+    /// its fds are restored (a shared memfd mapping, packet rings).
+    pub fn is_from_fd(&self) -> bool {
+        matches!(
+            self.kind,
+            VmaKind::SharedMemfd { .. } | VmaKind::PacketRing { .. }
         )
     }
 

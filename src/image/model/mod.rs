@@ -197,6 +197,13 @@ pub struct ProcessImage {
     /// cwd, fds and mappings are recorded from the namespace's root, and
     /// it chroots here again once they are restored).
     pub root: String,
+    /// The runs (start, end) of private pages the process still shared
+    /// copy-on-write with its parent at checkpoint (the same
+    /// physical page in both pagemaps), in mappings it
+    /// [inherits](crate::image::Vma::inherits) from the parent: the
+    /// restore clones it with the parent's mapping and its pages already
+    /// in, and writes only its other pages, so that they stay shared.
+    pub shared_with_parent: Vec<(u64, u64)>,
 }
 
 /// One TCP connection as its local socket sees it: what a network lock

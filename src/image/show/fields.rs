@@ -120,6 +120,12 @@ pub(super) fn vma_backing(kind: &VmaKind) -> String {
         VmaKind::Vvar => "[vvar]".to_string(),
         VmaKind::VvarVclock => "[vvar_vclock]".to_string(),
         VmaKind::Vsyscall => "[vsyscall]".to_string(),
+        VmaKind::PrivateShmem { inode, offset } => {
+            format!("shared anonymous (shmem inode {inode}, offset {offset:#x}) (private)")
+        }
+        VmaKind::PacketRing { inode, offset } => {
+            format!("packet socket rings (inode {inode}) @{offset:#x}")
+        }
     }
 }
 

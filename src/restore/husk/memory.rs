@@ -1,8 +1,10 @@
 //! The pages: where each page of the image goes in a husk (its
-//! userfaultfd for private anonymous memory, process_vm_writev elsewhere).
+//! userfaultfd for private anonymous memory, process_vm_writev elsewhere),
+//! and the mappings a child inherits from its parent's husk with the pages
+//! they still share copy-on-write.
 
 use super::process::Husk;
-use crate::image::{PageData, PAGE_SIZE};
+use crate::image::{ImageReader, PageData, ProcessImage, PAGE_SIZE};
 use crate::kernel;
 use crate::memory::PageRuns;
 use crate::ptrace::write_memory;
@@ -17,8 +19,9 @@ pub(super) struct Filler<'a> {
     pub(super) image_pid: i32,
     pub(super) pid: Pid,
     pub(super) uffd: OwnedFd,
-    /// The anonymous mappings registered for UFFDIO_COPY, in address order.
-    pub(super) by_copy: Vec<(u64, u64)>,
+    /// The anonymous mappings registered for UFFDIO_COPY (true) and the
+    /// premapped ones, filled already (false), in address order.
+    pub(super) by_copy: Vec<(u64, u64, bool)>,
     /// Lazy restore: pages the source still holds (the image's copy of
     /// them is stale and is not installed).
     pub(super) remote: Option<&'a PageRuns>,
@@ -32,13 +35,16 @@ impl Filler<'_> {
     pub(super) fn put(&self, vaddr: u64, data: PageData<'_>) -> Result<(), RestoreError> {
         static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
         let pid = self.pid;
-        // Which way a range of a chunk goes: (end of the piece, by copy).
+        // Which way a range of a chunk goes: (end of the piece, by copy
+        // (Some(true)), filled already (Some(false)) or written (None)).
         let piece = |addr: u64, end: u64| {
-            let i = self.by_copy.partition_point(|r: &(u64, u64)| r.1 <= addr);
+            let i = self
+                .by_copy
+                .partition_point(|r: &(u64, u64, bool)| r.1 <= addr);
             match self.by_copy.get(i) {
-                Some(&(s, e)) if s <= addr => (end.min(e), true),
-                Some(&(s, _)) => (end.min(s), false),
-                None => (end, false),
+                Some(&(s, e, copy)) if s <= addr => (end.min(e), Some(copy)),
+                Some(&(s, _, _)) => (end.min(s), None),
+                None => (end, None),
             }
         };
         match data {
@@ -48,10 +54,10 @@ impl Filler<'_> {
                 while addr < end {
                     let (piece_end, copy) = piece(addr, end);
                     let src = &bytes[(addr - vaddr) as usize..(piece_end - vaddr) as usize];
-                    if copy {
-                        self.copy_local(addr, src)?;
-                    } else {
-                        write_memory(pid, addr, src)?;
+                    match copy {
+                        Some(true) => self.copy_local(addr, src)?,
+                        Some(false) => {}
+                        None => write_memory(pid, addr, src)?,
                     }
                     addr = piece_end;
                 }
@@ -63,7 +69,7 @@ impl Filler<'_> {
                     let (piece_end, copy) = piece(addr, end);
                     // A missing anonymous page reads as zero already.
                     let mut at = addr;
-                    while !copy && at < piece_end {
+                    while copy.is_none() && at < piece_end {
                         let n = (piece_end - at).min(ZEROS.len() as u64);
                         write_memory(pid, at, &ZEROS[..n as usize])?;
                         at += n;
@@ -79,16 +85,7 @@ impl Filler<'_> {
     /// still holds in a lazy restore.
     fn copy_local(&self, addr: u64, src: &[u8]) -> Result<(), RestoreError> {
         let end = addr + src.len() as u64;
-        let mut at = addr;
-        while at < end {
-            if self.remote.is_some_and(|r| r.contains(at)) {
-                at += PAGE_SIZE;
-                continue;
-            }
-            let mut run_end = at + PAGE_SIZE;
-            while run_end < end && !self.remote.is_some_and(|r| r.contains(run_end)) {
-                run_end += PAGE_SIZE;
-            }
+        for (at, run_end) in self.remote.unwrap_or(&NOTHING_REMOTE).gaps(addr, end) {
             let piece = &src[(at - addr) as usize..(run_end - addr) as usize];
             let mut done = 0;
             while done < piece.len() {
@@ -99,7 +96,6 @@ impl Filler<'_> {
                         errno,
                     })?;
             }
-            at = run_end;
         }
         Ok(())
     }
@@ -147,19 +143,21 @@ impl<'a> Husk<'a> {
             .map_err(injected("UFFDIO_API on the husk's userfaultfd".into()))?;
         // Anonymous mappings that receive pages, registered for UFFDIO_COPY.
         let mut by_copy = Vec::new();
-        for (vma, _) in image
-            .vmas
-            .iter()
-            .zip(filled)
-            .filter(|(v, &f)| (f || lazy) && v.is_private_anonymous() && !v.is_special())
-        {
+        for (i, vma) in image.vmas.iter().enumerate() {
+            if self.premapped.get(i) == Some(&true) {
+                by_copy.push((vma.start, vma.end, false));
+                continue;
+            }
+            if !((filled[i] || lazy) && vma.is_private_anonymous() && !vma.is_special()) {
+                continue;
+            }
             kernel::uffd::uffd_register_missing(&uffd, vma.start, vma.end - vma.start).map_err(
                 injected(format!(
                     "UFFDIO_REGISTER of {:#x}-{:#x}",
                     vma.start, vma.end
                 )),
             )?;
-            by_copy.push((vma.start, vma.end));
+            by_copy.push((vma.start, vma.end, true));
         }
         Ok(Filler {
             image_pid: image.pid,
@@ -167,6 +165,112 @@ impl<'a> Husk<'a> {
             uffd,
             by_copy,
             remote,
+        })
+    }
+}
+
+/// Which mappings of `child` it inherits from `parent`: those the parent
+/// has too ([`Vma::inherits`](crate::image::Vma::inherits)) that hold pages
+/// the two shared at checkpoint.
+fn inherited_from(child: &ProcessImage, parent: &ProcessImage) -> Vec<bool> {
+    let shared = PageRuns::from_runs(child.shared_with_parent.clone());
+    child
+        .vmas
+        .iter()
+        .map(|v| shared.intersects(v.start, v.end) && parent.vmas.iter().any(|p| v.inherits(p)))
+        .collect()
+}
+
+impl Husk<'_> {
+    /// Decides which mappings the husk gets from its parent's with the
+    /// clone ([`Husk::inherited`]) and which it fills before its children
+    /// are cloned ([`Husk::premapped`]), as CRIU restores copy-on-write
+    /// memory: the parent's pages go in first, the child is forked with
+    /// them and writes only the pages it did not share. Not for a lazy
+    /// restore, whose pages come after the tree is built: every process
+    /// then gets its own copy.
+    pub(super) fn plan_inheritance(&mut self) {
+        let (image, tree) = (self.image, self.tree);
+        let parent = tree
+            .processes
+            .iter()
+            .find(|p| p.pid == image.ppid && p.pid != image.pid);
+        self.inherited = parent.map_or_else(
+            || vec![false; image.vmas.len()],
+            |p| inherited_from(image, p),
+        );
+        self.premapped = self.inherited.clone();
+        for child in tree
+            .processes
+            .iter()
+            .filter(|c| c.ppid == image.pid && c.pid != image.pid)
+        {
+            for (vma, _) in child
+                .vmas
+                .iter()
+                .zip(inherited_from(child, image))
+                .filter(|(_, inherited)| *inherited)
+            {
+                if let Some(i) = image.vmas.iter().position(|v| vma.inherits(v)) {
+                    self.premapped[i] = true;
+                }
+            }
+        }
+    }
+
+    /// The pieces of [start, end) outside every inherited mapping: what
+    /// the husk unmaps of what it got from its parent's.
+    pub(super) fn outside_inherited(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
+        let inherited = self
+            .image
+            .vmas
+            .iter()
+            .zip(&self.inherited)
+            .filter(|(_, &i)| i)
+            .map(|(v, _)| (v.start, v.end))
+            .collect();
+        PageRuns::from_runs(inherited).gaps(start, end)
+    }
+
+    /// Puts the premapped mappings in, with this process's pages, before
+    /// its children are cloned with them: an inherited one drops the pages
+    /// it did not share with the parent (MADV_DONTNEED: they read as zero,
+    /// or as the file) and gets its own there; any other is mapped and
+    /// filled. The page pass leaves them
+    /// alone afterwards ([`Husk::prepare_fill`]).
+    pub(super) fn premap(&mut self, reader: &ImageReader) -> Result<(), RestoreError> {
+        let image = self.image;
+        let shared = PageRuns::from_runs(image.shared_with_parent.clone());
+        let mut ranges = Vec::new();
+        for (i, vma) in image.vmas.iter().enumerate() {
+            if self.premapped.get(i) != Some(&true) {
+                continue;
+            }
+            if self.inherited[i] {
+                for (start, end) in shared.gaps(vma.start, vma.end) {
+                    self.sys(
+                        0,
+                        |r| r.madvise(start, end - start, libc::MADV_DONTNEED),
+                        || format!("madvise(MADV_DONTNEED) of {start:#x}-{end:#x}"),
+                    )?;
+                }
+            } else {
+                self.map_vma(vma, true)?;
+            }
+            ranges.push((vma.start, vma.end));
+        }
+        let pid = self.pid;
+        reader.read_pages_in(image.pid, &ranges, |vaddr, data| {
+            // A missing page reads as zero: only data is written, and
+            // never over a page still shared.
+            let PageData::Bytes(bytes) = data else {
+                return Ok::<(), RestoreError>(());
+            };
+            for (start, end) in shared.gaps(vaddr, vaddr + bytes.len() as u64) {
+                let at = (start - vaddr) as usize;
+                write_memory(pid, start, &bytes[at..at + (end - start) as usize])?;
+            }
+            Ok(())
         })
     }
 }

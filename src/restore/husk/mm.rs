@@ -120,7 +120,8 @@ impl<'a> Husk<'a> {
         )
     }
 
-    /// Maps every mapping of the image; those that receive pages (from the
+    /// Maps every mapping of the image but the premapped ones (in already,
+    /// filled: [`Husk::premap`]); those that receive pages (from the
     /// image, or in a lazy restore from the source: `remote`) are mapped
     /// writable for now. Returns which mappings need their protection put
     /// back.
@@ -132,8 +133,11 @@ impl<'a> Husk<'a> {
         let vmas = &self.image.vmas;
         let mut filled: Vec<bool> = vmas
             .iter()
-            .map(|v| {
-                v.is_private_anonymous() && remote.is_some_and(|r| r.intersects(v.start, v.end))
+            .zip(self.premapped.iter().chain(std::iter::repeat(&false)))
+            .map(|(v, &premapped)| {
+                premapped
+                    || (v.is_private_anonymous()
+                        && remote.is_some_and(|r| r.intersects(v.start, v.end)))
             })
             .collect();
         // A run may span adjacent mappings (the writer merges adjacent
@@ -163,8 +167,10 @@ impl<'a> Husk<'a> {
         }
         for (i, vma) in self.image.vmas.iter().enumerate() {
             if vma.is_special()
-                || matches!(vma.kind, VmaKind::SharedMemfd { .. })
+                || vma.is_from_fd()
+                || matches!(vma.kind, VmaKind::PrivateShmem { .. })
                 || self.earlier_shared_mapping(vma).is_some()
+                || self.premapped.get(i) == Some(&true)
             {
                 continue;
             }
@@ -277,11 +283,13 @@ impl<'a> Husk<'a> {
 
     /// For a mapping of a shared anonymous object that an earlier mapping
     /// of the image maps too (in a process before this one, or before it
-    /// in this one): the PID and mapping of the first, which creates the
-    /// object. [`Husk::map_shared_anonymous`] maps that object instead of
-    /// a new one.
+    /// in this one), or a private mapping of such an object: the PID and
+    /// mapping of the first shared one, which creates the object.
+    /// [`Husk::map_shared_anonymous`] maps that object instead of a new one.
     pub(super) fn earlier_shared_mapping(&self, vma: &Vma) -> Option<(i32, &'a Vma)> {
-        let VmaKind::SharedAnonymous { inode, .. } = vma.kind else {
+        let (VmaKind::SharedAnonymous { inode, .. } | VmaKind::PrivateShmem { inode, .. }) =
+            vma.kind
+        else {
             return None;
         };
         let first = self.tree.processes.iter().find_map(|p| {
@@ -305,7 +313,10 @@ impl<'a> Husk<'a> {
             .iter()
             .flat_map(|p| &p.vmas)
             .filter_map(|v| match v.kind {
-                VmaKind::SharedAnonymous { inode: i, offset } if i == inode => {
+                VmaKind::SharedAnonymous { inode: i, offset }
+                | VmaKind::PrivateShmem { inode: i, offset }
+                    if i == inode =>
+                {
                     Some(offset + (v.end - v.start))
                 }
                 _ => None,
@@ -348,8 +359,9 @@ impl<'a> Husk<'a> {
 
     /// Maps the MAP_SHARED anonymous mappings whose object an earlier
     /// process of the tree already mapped (its address space is built
-    /// first): the same object, opened through that process's
-    /// /proc/PID/map_files, so that the processes share it again.
+    /// first), and the MAP_PRIVATE ones of such an object: the same
+    /// object, opened through that process's /proc/PID/map_files, so that
+    /// the processes share it again.
     ///
     /// `proc_pids` maps each image PID to the PID the husk's /proc shows
     /// that process's husk under.
@@ -360,10 +372,21 @@ impl<'a> Husk<'a> {
     ) -> Result<(), RestoreError> {
         let image = self.image;
         for (vma, &was_filled) in image.vmas.iter().zip(filled) {
-            let VmaKind::SharedAnonymous { offset, .. } = vma.kind else {
-                continue;
+            let (offset, sharing) = match vma.kind {
+                VmaKind::SharedAnonymous { offset, .. } => (offset, libc::MAP_SHARED),
+                VmaKind::PrivateShmem { offset, .. } => (offset, libc::MAP_PRIVATE),
+                _ => continue,
             };
             let Some((owner, first)) = self.earlier_shared_mapping(vma) else {
+                if sharing == libc::MAP_PRIVATE {
+                    return Err(RestoreError::Unsupported {
+                        pid: image.pid,
+                        why: format!(
+                            "its private mapping {:#x}-{:#x} of a shared anonymous object has no shared mapping of that object in the tree to be made from",
+                            vma.start, vma.end
+                        ),
+                    });
+                }
                 continue;
             };
             // The first mapping created the object with the offsets it had
@@ -387,7 +410,7 @@ impl<'a> Husk<'a> {
             let mapping = FileMapping {
                 vma,
                 prot,
-                flags: libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE,
+                flags: sharing | libc::MAP_FIXED_NOREPLACE,
                 offset,
             };
             self.map_file(&path, &path, access, mapping, || {
@@ -400,38 +423,55 @@ impl<'a> Husk<'a> {
         Ok(())
     }
 
-    /// Maps the MAP_SHARED memfd mappings from the memfds restore_fds
-    /// installed (their contents came with them), at their fd numbers:
-    /// through a read-write description when the mapping may be written
-    /// (the process may hold only a read-only one for a read-only
-    /// mapping).
-    pub(super) fn map_memfd_vmas(&mut self) -> Result<(), RestoreError> {
+    /// Maps the mappings made from an fd ([`Vma::is_from_fd`]) from the
+    /// fds restore_fds installed, at their fd numbers: a MAP_SHARED memfd
+    /// mapping (its contents came with the memfd) through a read-write
+    /// description when the mapping may be written (the process may hold
+    /// only a read-only one for a read-only mapping); a packet socket's
+    /// rings from the socket, shared or private as they were.
+    pub(super) fn map_fd_vmas(&mut self) -> Result<(), RestoreError> {
         let image = self.image;
         for vma in &image.vmas {
-            let VmaKind::SharedMemfd { inode, offset } = vma.kind else {
-                continue;
-            };
             let writable = vma.has_vm_flag("mw");
+            let (object, inode, offset, sharing) = match vma.kind {
+                VmaKind::SharedMemfd { inode, offset } => {
+                    ("memfd", inode, offset, libc::MAP_SHARED)
+                }
+                VmaKind::PacketRing { inode, offset } if vma.has_vm_flag("sh") => {
+                    ("packet socket", inode, offset, libc::MAP_SHARED)
+                }
+                VmaKind::PacketRing { inode, offset } => {
+                    ("packet socket", inode, offset, libc::MAP_PRIVATE)
+                }
+                _ => continue,
+            };
             let fd = image
                 .fds
                 .iter()
-                .find(|f| {
-                    matches!(self.files.get(f.file as usize),
-                        Some(FileImage::Memfd(m)) if m.inode == inode
-                            && (!writable || m.access == libc::O_RDWR))
+                .find(|f| match (&vma.kind, self.files.get(f.file as usize)) {
+                    (VmaKind::SharedMemfd { .. }, Some(FileImage::Memfd(m))) => {
+                        m.inode == inode && (!writable || m.access == libc::O_RDWR)
+                    }
+                    (VmaKind::PacketRing { .. }, Some(FileImage::PacketSocket(p))) => {
+                        p.inode == inode
+                    }
+                    _ => false,
                 })
                 .ok_or_else(|| RestoreError::Unsupported {
                     pid: image.pid,
-                    why: format!("no fd holds memfd inode {inode} mapped at {:#x}", vma.start),
+                    why: format!(
+                        "no fd holds {object} inode {inode} mapped at {:#x}",
+                        vma.start
+                    ),
                 })?;
-            let flags = libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE;
+            let flags = sharing | libc::MAP_FIXED_NOREPLACE;
             let (len, prot) = (vma.end - vma.start, vma.prot as i32);
             self.sys(
                 0,
                 |r| r.mmap(vma.start, len, prot, flags, fd.fd, offset),
                 || {
                     format!(
-                        "mmap of memfd fd {} at {:#x}-{:#x}",
+                        "mmap of {object} fd {} at {:#x}-{:#x}",
                         fd.fd, vma.start, vma.end
                     )
                 },
@@ -445,7 +485,7 @@ impl<'a> Husk<'a> {
     pub(super) fn finish_vmas(&mut self, filled: &[bool]) -> Result<(), RestoreError> {
         let image = self.image;
         for (vma, &was_filled) in image.vmas.iter().zip(filled) {
-            if vma.is_special() || matches!(vma.kind, VmaKind::SharedMemfd { .. }) {
+            if vma.is_special() || vma.is_from_fd() {
                 continue;
             }
             match vma.kind {

@@ -191,12 +191,19 @@ fn build_tree<'a>(
         let i = index_of(husks, p.pid)?;
         // Before it clones its children: they start in its cgroups.
         placement.join_process(p.pid)?;
+        if lazy.is_none() {
+            husks[i].plan_inheritance();
+        }
         husks[i].map_helper()?;
         husks[i].drop_husk_state()?;
         if i == 0 {
             // Every other process did as soon as it was cloned.
             husks[i].join_session()?;
         }
+        // Before the premapped mappings, which may lie where the vDSO is.
+        husks[i].move_vdso()?;
+        // The children are cloned with them, their pages in.
+        husks[i].premap(reader)?;
         for c in ck
             .processes
             .iter()
@@ -227,7 +234,6 @@ fn build_tree<'a>(
         if !zombies.is_empty() {
             husks[i].drain_sigchld()?;
         }
-        husks[i].move_vdso()?;
         let remote = lazy.map(|l| l.remote.get(&p.pid).unwrap_or(&NOTHING_REMOTE));
         let filled = husks[i].map_vmas(reader, remote)?;
         // The /proc a husk opens map_files in: ours (when it shares our
@@ -320,7 +326,7 @@ impl<'a> Husk<'a> {
             self.restore_fds(tree_fds)?;
         }
         self.restore_file_locks()?;
-        self.map_memfd_vmas()?;
+        self.map_fd_vmas()?;
         self.restore_root()?;
         self.lock_vmas()?;
         self.restore_sigactions()?;

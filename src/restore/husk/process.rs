@@ -51,6 +51,12 @@ pub(super) struct Husk<'a> {
     pub(super) host: &'a HostInfo,
     /// Which mappings receive pages (mapped writable until they are in).
     pub(super) filled: Vec<bool>,
+    /// Which mappings come from the parent's husk with the clone (pages
+    /// still shared copy-on-write); empty when none do.
+    pub(super) inherited: Vec<bool>,
+    /// Which mappings are in, with this process's pages, before its
+    /// children are cloned: the inherited ones and those a child inherits.
+    pub(super) premapped: Vec<bool>,
     pub(super) pid: Pid,
     /// Leader first, then the threads as they are created.
     pub(super) threads: Vec<Tracee>,
@@ -99,6 +105,8 @@ impl<'a> Husk<'a> {
             tree,
             host: &tree.host,
             filled: Vec::new(),
+            inherited: Vec::new(),
+            premapped: Vec::new(),
             pid: leader.tid,
             threads: vec![leader],
             syscall_insn,

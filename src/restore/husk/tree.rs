@@ -111,7 +111,8 @@ impl<'a> Husk<'a> {
     }
 
     /// Undoes what the husk inherited from migrate-agent: its rseq
-    /// registration (before its TLS disappears), its fds and its mappings.
+    /// registration (before its TLS disappears), its fds and its mappings
+    /// (but those it inherits from its parent: [`Husk::plan_inheritance`]).
     pub(super) fn drop_husk_state(&mut self) -> Result<(), RestoreError> {
         if let Some((ptr, len, sig)) = kernel::ptrace_get_rseq(self.pid).map_err(|errno| {
             crate::ptrace::PtraceError::Request {
@@ -148,16 +149,14 @@ impl<'a> Husk<'a> {
                     m.path.as_str(),
                     "[vdso]" | "[vvar]" | "[vvar_vclock]" | "[vsyscall]"
                 );
-            if !keep {
+            if keep {
+                continue;
+            }
+            for (start, end) in self.outside_inherited(m.start, m.end) {
                 self.sys(
                     0,
-                    |r| r.munmap(m.start, m.end - m.start),
-                    || {
-                        format!(
-                            "munmap of the husk's {:#x}-{:#x} {}",
-                            m.start, m.end, m.path
-                        )
-                    },
+                    |r| r.munmap(start, end - start),
+                    || format!("munmap of the husk's {start:#x}-{end:#x} {}", m.path),
                 )?;
             }
         }
