@@ -433,13 +433,13 @@ mod tests {
             (hex(&Opening::Probe(probe)), "0105682d312d320e020e10870488158020020101630100022f6201010465746830010b31302e302e302e322f3234010764656661756c74010831302e302e302e31000000808040"),
             (hex(&Opening::Resume(resume)), "0205682d312d32010e0180208060"),
             (hex(&ToDestination::RoundEnd { round: 3, frames: 300 }), "0003ac02"),
-            (hex(&ToDestination::State(checkpoint())), "0103362e3107c006804001000000000000000000"),
+            (hex(&ToDestination::State(checkpoint())), "0103362e3107c006804001000000000000000000000000"),
             (
                 hex(&ToDestination::PostCopyState {
                     checkpoint: checkpoint(),
                     remote: runs(),
                 }),
-                "0203362e3107c006804001000000000000000000010e0180208060",
+                "0203362e3107c006804001000000000000000000000000010e0180208060",
             ),
             (hex(&ToDestination::Done), "03"),
             (hex(&ToDestination::Abort { reason: "r".into() }), "040172"),

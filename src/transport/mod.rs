@@ -60,4 +60,10 @@ pub use tls::{PeerNameError, TlsFiles, TlsSetupError};
 /// UDP peers and queues, unix socket state, pidfds, fd owners, the
 /// network lock and its flows, shared fd tables); the offer carries the
 /// tree's TCP connections.
-pub const PROTOCOL_VERSION: u32 = 5;
+/// 4: image format 6. 5: image format 7; the container offer carries a
+/// Docker container's spec.
+/// 6: the checkpoint is the model of image format 8 (cgroup membership,
+/// pseudo-terminal pairs and fanotify groups, copy-on-write sharing with
+/// the parent, private mappings of shared objects, packet rings, the TCP
+/// states LAST_ACK, CLOSING, closed and reset).
+pub const PROTOCOL_VERSION: u32 = 6;
