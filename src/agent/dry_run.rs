@@ -3,7 +3,7 @@
 //! of the PIDs, as for a migration. The CLI stops it early by closing its
 //! writing half of the control connection (Ctrl-C) or by going away.
 
-use crate::migration::dryrun::{self, DestinationReport, ProbeReport};
+use crate::migration::dryrun::{self, DestinationReport, DryRunReport, ProbeReport};
 use crate::migration::dryrun_job::{DryRunRequest, ProbeTarget};
 use crate::transport::Transport;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,15 +11,14 @@ use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 
-use super::ControlEvent;
-
 /// Runs `req`; while it measures, a read of `stream` that ends (the CLI
 /// closed its side) stops the measurement, which then reports what it saw.
+/// The error is a sentence for the CLI.
 pub(super) async fn run(
     req: DryRunRequest,
     transport: &Transport,
     stream: &mut UnixStream,
-) -> ControlEvent {
+) -> Result<DryRunReport, String> {
     let stop = Arc::new(AtomicBool::new(false));
     let job = tokio::task::spawn_blocking({
         let (req, stop) = (req.clone(), stop.clone());
@@ -35,16 +34,8 @@ pub(super) async fn run(
     };
     let measured = match measured {
         Ok(Ok(measured)) => measured,
-        Ok(Err(e)) => {
-            return ControlEvent::Failed {
-                error: format!("the dry run of process {} failed: {e}", req.pid),
-            }
-        }
-        Err(e) => {
-            return ControlEvent::Failed {
-                error: format!("the dry run of process {} ended: {e}", req.pid),
-            }
-        }
+        Ok(Err(e)) => return Err(format!("the dry run of process {} failed: {e}", req.pid)),
+        Err(e) => return Err(format!("the dry run of process {} ended: {e}", req.pid)),
     };
     let destination = match &req.destination {
         Some(target) if !measured.measurement.interrupted && !stop.load(Ordering::SeqCst) => {
@@ -53,7 +44,7 @@ pub(super) async fn run(
         }
         _ => None,
     };
-    ControlEvent::DryRun(Box::new(req.report(measured, destination)))
+    Ok(req.report(measured, destination))
 }
 
 /// Connects to the destination of a probe and runs it; nothing is kept on

@@ -306,7 +306,10 @@ async fn handle_control(
     let req = match request {
         ControlRequest::Migrate(req) => req,
         ControlRequest::DryRun(req) => {
-            let event = dry_run::run(req, &transport, &mut stream).await;
+            let event = match dry_run::run(req, &transport, &mut stream).await {
+                Ok(report) => ControlEvent::DryRun(Box::new(report)),
+                Err(error) => ControlEvent::Failed { error },
+            };
             return transport::write_message(&mut stream, LOCAL_PEER, &event)
                 .await
                 .map_err(|e| e.to_string());
