@@ -56,6 +56,9 @@ pub enum ContainerError {
         /// Why.
         source: std::io::Error,
     },
+    /// A process's cgroups could not be read from /proc.
+    #[error(transparent)]
+    Proc(#[from] crate::proc::ProcError),
     /// The container's cgroup offers no freezer.
     #[error("process {pid} is in no freezable cgroup (no v1 freezer line and no cgroup v2 path in /proc/{pid}/cgroup)")]
     NoFreezer {

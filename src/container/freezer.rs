@@ -2,6 +2,7 @@
 //! while ferry checks its tree and checkpoints it.
 
 use super::error::ContainerError;
+use crate::proc::cgroups::{read_cgroups, CgroupLine};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -21,10 +22,8 @@ pub enum Freezer {
 impl Freezer {
     /// The freezer of process `pid`'s cgroup.
     pub fn of(pid: i32) -> Result<Self, ContainerError> {
-        let path = format!("/proc/{pid}/cgroup");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|source| ContainerError::Cgroup { path, source })?;
-        let (v1, v2) = parse_cgroups(&text);
+        let lines = read_cgroups(pid, pid)?;
+        let (v1, v2) = freezer_paths(&lines);
         if let Some(p) = v1 {
             let dir = Path::new("/sys/fs/cgroup/freezer").join(p.trim_start_matches('/'));
             if dir.join("freezer.state").exists() {
@@ -125,41 +124,34 @@ impl Freezer {
     }
 }
 
-/// The v1 freezer path and the cgroup v2 path in a /proc/PID/cgroup text.
-fn parse_cgroups(text: &str) -> (Option<String>, Option<String>) {
-    let (mut v1, mut v2) = (None, None);
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (Some(id), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
-            continue;
-        };
-        if id == "0" && ctrls.is_empty() {
-            v2 = Some(path.to_string());
-        } else if ctrls.split(',').any(|c| c == "freezer") {
-            v1 = Some(path.to_string());
-        }
-    }
+/// The v1 freezer path and the cgroup v2 path among a process's cgroups.
+fn freezer_paths(lines: &[CgroupLine]) -> (Option<&str>, Option<&str>) {
+    let v1 = lines
+        .iter()
+        .find(|l| l.controllers.split(',').any(|c| c == "freezer"))
+        .map(|l| l.path.as_str());
+    let v2 = lines
+        .iter()
+        .find(|l| l.controllers.is_empty())
+        .map(|l| l.path.as_str());
     (v1, v2)
 }
 
 #[cfg(test)]
 mod tests {
     use crate::container::freezer::*;
+    use crate::proc::cgroups::parse_cgroups;
 
     #[test]
     fn hybrid_cgroups_give_both_paths() {
         let text = "9:name=systemd:/a/c1\n6:freezer:/a/c1\n4:memory:/x/a/c1\n0::/c1\n";
-        assert_eq!(
-            parse_cgroups(text),
-            (Some("/a/c1".to_string()), Some("/c1".to_string()))
-        );
+        let lines = parse_cgroups(Path::new("cgroup"), text).unwrap();
+        assert_eq!(freezer_paths(&lines), (Some("/a/c1"), Some("/c1")));
     }
 
     #[test]
     fn v2_only_has_no_freezer_line() {
-        assert_eq!(
-            parse_cgroups("0::/system.slice/c2\n"),
-            (None, Some("/system.slice/c2".to_string()))
-        );
+        let lines = parse_cgroups(Path::new("cgroup"), "0::/system.slice/c2\n").unwrap();
+        assert_eq!(freezer_paths(&lines), (None, Some("/system.slice/c2")));
     }
 }
