@@ -55,21 +55,6 @@ static const char *own_cgroup(char *buf, size_t size)
 	return buf;
 }
 
-/* Field 22 of /proc/self/stat: when this process started. */
-static unsigned long long start_time(void)
-{
-	char buf[1024], *p;
-	unsigned long long t = 0;
-
-	if (zdtm_read_file("/proc/self/stat", buf, sizeof buf) < 0 || !(p = strrchr(buf, ')')))
-		return 0;
-	for (int field = 2; p && field < 22; field++)
-		p = strchr(p + 1, ' ');
-	if (p)
-		sscanf(p + 1, "%llu", &t);
-	return t;
-}
-
 /* lo's priority in cgroup `cgroup`, -1 when it cannot be read. */
 static long lo_prio(const char *cgroup)
 {
@@ -119,11 +104,11 @@ int main(int argc, char **argv)
 	write_cgroup(cgroup, "cgroup.procs", value);
 	snprintf(value, sizeof value, "lo %ld", want);
 	write_cgroup(cgroup, "net_prio.ifpriomap", value);
-	started = start_time();
+	started = zdtm_start_time();
 	zdtm_ready();
 	zdtm_wait_stop();
 
-	restored = start_time() != started;
+	restored = zdtm_start_time() != started;
 	own_cgroup(now, sizeof now);
 	prio = lo_prio(now);
 	if (strcmp(now, restored ? moved : cgroup))

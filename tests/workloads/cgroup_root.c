@@ -70,21 +70,6 @@ static const char *own_cgroup(int i, char *buf, size_t size)
 	return buf;
 }
 
-/* Field 22 of /proc/self/stat: when this process started. */
-static unsigned long long start_time(void)
-{
-	char buf[1024], *p;
-	unsigned long long t = 0;
-
-	if (zdtm_read_file("/proc/self/stat", buf, sizeof buf) < 0 || !(p = strrchr(buf, ')')))
-		return 0;
-	for (int field = 2; p && field < 22; field++)
-		p = strchr(p + 1, ' ');
-	if (p)
-		sscanf(p + 1, "%llu", &t);
-	return t;
-}
-
 /* Whether cgroup sub of hierarchy i is a directory with mode `mode`. */
 static int has_mode(int i, const char *sub, mode_t mode)
 {
@@ -150,11 +135,11 @@ int main(int argc, char **argv)
 	fd = open(dir, O_DIRECTORY | O_RDONLY);
 	if (fd < 0 || fchmod(fd, 0777))
 		zdtm_fail("opening and chmod'ing %s: %s", dir, strerror(errno));
-	started = start_time();
+	started = zdtm_start_time();
 	zdtm_ready();
 	zdtm_wait_stop();
 
-	restored = start_time() != started;
+	restored = zdtm_start_time() != started;
 	own_cgroup(0, a_cgroup, sizeof a_cgroup);
 	own_cgroup(1, b_cgroup, sizeof b_cgroup);
 	path_of(dir, sizeof dir, 0, "prefix");
