@@ -391,4 +391,33 @@ mod tests {
         assert_eq!(mode(&base.join("a/b")), 0o750);
         std::fs::remove_dir_all(&base).unwrap();
     }
+
+    #[test]
+    fn a_v1_cpuset_made_gets_its_parents_cpus_and_nodes() {
+        let base = std::env::temp_dir().join(format!("ferry-cpuset-test-{}", std::process::id()));
+        let child = base.join("child");
+        std::fs::create_dir_all(&child).unwrap();
+        let write = |p: &Path, v: &str| std::fs::write(p, v).unwrap();
+        write(&base.join("cpuset.cpus"), "0-1\n");
+        write(&base.join("cpuset.mems"), "0\n");
+        write(&child.join("cpuset.cpus"), "\n");
+        write(&child.join("cpuset.mems"), "1\n");
+        // Not a v1 cgroup (no tasks file): left alone.
+        inherit_cpuset(&child).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(child.join("cpuset.cpus")).unwrap(),
+            "\n"
+        );
+        write(&child.join("tasks"), "");
+        inherit_cpuset(&child).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(child.join("cpuset.cpus")).unwrap(),
+            "0-1"
+        );
+        assert_eq!(
+            std::fs::read_to_string(child.join("cpuset.mems")).unwrap(),
+            "1\n"
+        );
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }
