@@ -226,6 +226,19 @@ clean_cgroups() {
 	rmdir "$dir"
 }
 
+# The --cgroup-root options among CRIU options $1 (words), as ferry's
+# (one word a line): checkpoint and restore take the same form.
+cgroup_roots() {
+	local prev='' w
+	for w in $1; do
+		case "$w" in
+		--cgroup-root=*) printf -- '--cgroup-root\n%s\n' "${w#--cgroup-root=}" ;;
+		*) [ "$prev" != --cgroup-root ] || printf -- '--cgroup-root\n%s\n' "$w" ;;
+		esac
+		prev="$w"
+	done
+}
+
 # A checkpoint that kills a tree with TCP connections leaves its network
 # lock (an nftables table named in the image) engaged for the restore, as
 # CRIU's --tcp-established does; when the restore failed, this run
@@ -499,7 +512,9 @@ run_one() {
 	local leave=()
 	[ "$mode" = cr ] || leave=(--leave-running)
 	if [ "$tool" = ferry ]; then
-		timeout -k 5 "$tmo" "$agent" checkpoint "$pid" --dir "$img/dir" "${leave[@]}" \
+		local roots=()
+		mapfile -t roots < <(cgroup_roots "${t_opts[$name]} ${t_dopts[$name]}")
+		timeout -k 5 "$tmo" "$agent" checkpoint "$pid" --dir "$img/dir" "${leave[@]}" "${roots[@]}" \
 			> "$img/checkpoint.out" 2> "$img/checkpoint.err"
 		rc=$?
 		if [ $rc != 0 ]; then
@@ -541,9 +556,11 @@ run_one() {
 		if [ "$tool" = ferry ]; then
 			# CRIU's --manage-cgroups=ignore is ferry's --cgroups ignore (the
 			# other modes restore membership as ferry's default does).
+			# --cgroup-root is ferry's too.
 			local ferry_opts=()
 			[[ " ${t_opts[$name]} ${t_ropts[$name]} " != *" --manage-cgroups=ignore "* ]] \
 				|| ferry_opts=(--cgroups ignore)
+			mapfile -t -O "${#ferry_opts[@]}" ferry_opts < <(cgroup_roots "${t_opts[$name]} ${t_ropts[$name]}")
 			timeout -k 5 "$tmo" "$agent" restore --dir "$img/dir" --pidfile "$static/$name.pid" \
 				"${ferry_opts[@]}" > "$img/restore.out" 2> "$img/restore.err"
 			rc=$?

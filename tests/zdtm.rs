@@ -117,6 +117,12 @@ zdtm_tests! {
     zombie_group_gone, zombie_group_gone_leave_running => Spec::new("zombie_group_gone");
     unix_ghost_fifo, unix_ghost_fifo_leave_running => Spec::new("unix_ghost_fifo");
     cgroups, cgroups_leave_running => Spec::new("cgroups");
+    cgroup_root, cgroup_root_leave_running => Spec::new("cgroup_root").agent_args(
+        &["--cgroup-root", "name=ferry_cgra_{pid}:/prefix"],
+        &["--cgroup-root", "name=ferry_cgrb_{pid}:/newroot", "--cgroup-root", "name=ferry_cgra_{pid}:/prefix"],
+    );
+    cgroup_ifpriomap, cgroup_ifpriomap_leave_running => Spec::new("cgroup_ifpriomap")
+        .agent_args(&[], &["--cgroup-root", "net_prio:/ferry_prio_{pid}_moved"]);
     pty, pty_leave_running => Spec::new("pty");
     console_vt, console_vt_leave_running => Spec::new("console_vt");
     fanotify, fanotify_leave_running => Spec::new("fanotify");

@@ -5,13 +5,21 @@ use ferry::dump::{checkpoint, CheckpointOptions};
 use std::path::Path;
 use std::process::ExitCode;
 
-/// Checkpoints `pid` into `dir`, then kills it or lets it run.
-pub fn run(pid: i32, dir: &Path, leave_running: bool, json: bool) -> anyhow::Result<ExitCode> {
+/// Checkpoints `pid` into `dir` (its cgroups relative to `cgroup_roots`),
+/// then kills it or lets it run.
+pub fn run(
+    pid: i32,
+    dir: &Path,
+    leave_running: bool,
+    json: bool,
+    cgroup_roots: Vec<ferry::proc::cgroups::CgroupRoot>,
+) -> anyhow::Result<ExitCode> {
     let stats = checkpoint(
         pid,
         dir,
         CheckpointOptions {
             leave_running,
+            cgroup_roots,
             ..Default::default()
         },
     )

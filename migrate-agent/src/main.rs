@@ -63,6 +63,12 @@ enum Command {
         /// Print statistics as JSON instead of a one-line summary.
         #[arg(long)]
         json: bool,
+        /// Record the tree's cgroups relative to this cgroup (of the
+        /// hierarchies CONTROLLER names, else of all the others) instead
+        /// of this command's own, with every cgroup below it, empty ones
+        /// included (CRIU's --cgroup-root). Repeatable.
+        #[arg(long = "cgroup-root", value_name = "[CONTROLLER:]PATH")]
+        cgroup_roots: Vec<ferry::proc::cgroups::CgroupRoot>,
     },
     /// Restore a checkpointed process from a directory, detached, with the
     /// same PID and TIDs, continuing where it stopped.
@@ -88,6 +94,12 @@ enum Command {
         /// a container's tasks stay in those its runtime made.
         #[arg(long, value_enum, default_value = "soft")]
         cgroups: restore::Cgroups,
+        /// Put the tasks' cgroups below this cgroup (of the hierarchies
+        /// CONTROLLER names, else of all the others) instead of this
+        /// command's own, making the missing ones with their recorded
+        /// modes (CRIU's --cgroup-root). Repeatable.
+        #[arg(long = "cgroup-root", value_name = "[CONTROLLER:]PATH")]
+        cgroup_roots: Vec<ferry::proc::cgroups::CgroupRoot>,
     },
     /// Run the per-host agent: receive migrations from peer agents (QUIC,
     /// mutual TLS) and take local commands on the control socket.
@@ -201,9 +213,10 @@ fn main() -> ExitCode {
             dir,
             leave_running,
             json,
+            cgroup_roots,
         } => container.container().and_then(|c| match (c, pid) {
             (Some(c), _) => checkpoint::run_container(&c, &dir, leave_running, json),
-            (None, Some(pid)) => checkpoint::run(pid, &dir, leave_running, json),
+            (None, Some(pid)) => checkpoint::run(pid, &dir, leave_running, json, cgroup_roots),
             (None, None) => anyhow::bail!("name a PID or a --container"),
         }),
         Command::Restore {
@@ -213,12 +226,13 @@ fn main() -> ExitCode {
             bundle,
             json,
             cgroups,
+            cgroup_roots,
         } => container.container().and_then(|c| match (c, bundle) {
             (Some(c), Some(bundle)) => {
                 restore::run_container(&c, &bundle, &dir, pidfile.as_deref(), json)
             }
             (Some(_), None) => anyhow::bail!("restore --container needs the container's --bundle"),
-            (None, _) => restore::run(&dir, pidfile.as_deref(), json, cgroups),
+            (None, _) => restore::run(&dir, pidfile.as_deref(), json, (cgroups, cgroup_roots)),
         }),
         Command::Image {
             command: ImageCommand::Show { dir },

@@ -13,19 +13,20 @@ pub enum Cgroups {
     Ignore,
 }
 
-/// Restores the image in `dir` (its tasks' cgroups as `cgroups` says) and
-/// optionally writes the PID to `pidfile`.
+/// Restores the image in `dir` (its tasks' cgroups as `cgroups` says,
+/// below the roots it gives) and optionally writes the PID to `pidfile`.
 pub fn run(
     dir: &Path,
     pidfile: Option<&Path>,
     json: bool,
-    cgroups: Cgroups,
+    (cgroups, cgroup_roots): (Cgroups, Vec<ferry::proc::cgroups::CgroupRoot>),
 ) -> anyhow::Result<ExitCode> {
     let opts = ferry::restore::RestoreOptions {
         cgroups: match cgroups {
             Cgroups::Soft => ferry::restore::CgroupMode::Soft,
             Cgroups::Ignore => ferry::restore::CgroupMode::Ignore,
         },
+        cgroup_roots,
         ..Default::default()
     };
     let stats = ferry::restore::restore_with(dir, opts).with_context(|| {

@@ -350,6 +350,8 @@ pub fn checkpoint(
         lock_owner: None,
         // Its restore gives the new init the restorer's stdio.
         external_stdio: crate::inspect::StdioPolicy::Record,
+        // Its tasks go back into the cgroups its new runtime makes.
+        cgroup_roots: Vec::new(),
     };
     let stats = crate::dump::checkpoint(st.pid, dir, opts).map_err(|source| {
         ContainerError::Checkpoint {

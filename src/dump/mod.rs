@@ -57,7 +57,7 @@ use std::path::Path;
 use std::time::Instant;
 
 /// What checkpoint does with the process once the image is written.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct CheckpointOptions {
     /// Resume the process instead of killing it.
     pub leave_running: bool,
@@ -76,6 +76,11 @@ pub struct CheckpointOptions {
     /// tree (its runtime's shim holds their other end): recorded for a
     /// restore that gives the new init the restorer's stdio, or refused.
     pub external_stdio: crate::inspect::StdioPolicy,
+    /// The cgroup roots the tree's cgroup paths are recorded relative to
+    /// (CRIU's --cgroup-root; every cgroup below one is recorded, empty
+    /// ones included); a hierarchy none names is relative to the
+    /// checkpointing program's own cgroup.
+    pub cgroup_roots: Vec<crate::proc::cgroups::CgroupRoot>,
 }
 
 /// Statistics of one checkpoint (the figures of CRIU's --print-stats).
@@ -245,8 +250,7 @@ fn checkpoint_tree(
         sink,
         precopies,
         (&mut lock, plan, opts.leave_running),
-        opts.external_stdio,
-        opts.in_container,
+        &opts,
     );
     let (image, mem, segments, repaired) = match dumped {
         Ok(v) => v,
@@ -315,8 +319,7 @@ fn dump_frozen(
     sink: &mut dyn sink::CheckpointSink,
     mut precopies: Precopies,
     (lock, plan, leave_running): (&mut TreeLock, LockPlan, bool),
-    external_stdio: crate::inspect::StdioPolicy,
-    in_container: bool,
+    opts: &CheckpointOptions,
 ) -> Result<
     (
         crate::image::ImageSummary,
@@ -339,7 +342,7 @@ fn dump_frozen(
         inspected.push(vmas);
         classified.push((pid, fds));
     }
-    if let Some(e) = mark_external_stdio(&mut classified, external_stdio)?
+    if let Some(e) = mark_external_stdio(&mut classified, opts.external_stdio)?
         .into_iter()
         .next()
     {
@@ -375,13 +378,13 @@ fn dump_frozen(
     files.link_unix_peers();
     // A container's tasks go back into the cgroups its new runtime makes,
     // a PID namespace's into its new init's.
-    let cgroups = if in_container || tree.expected.own_pid {
+    let cgroups = if opts.in_container || tree.expected.own_pid {
         Default::default()
     } else {
         let tasks = processes
             .iter()
             .flat_map(|p| p.threads.iter().map(move |t| (p.pid, t.tid)));
-        cgroups::dump_cgroups(&cgroups::Membership::read(tasks)?)?
+        cgroups::dump_cgroups(&cgroups::Membership::read(tasks)?, &opts.cgroup_roots)?
     };
     let mut checkpoint = Checkpoint {
         host: HostInfo {

@@ -18,6 +18,58 @@ pub struct CgroupLine {
     pub path: String,
 }
 
+/// A cgroup root given for a checkpoint or a restore (CRIU's
+/// --cgroup-root): the cgroup paths of the hierarchies it names are
+/// recorded relative to it at checkpoint, and put below it at restore,
+/// instead of relative to the program's own cgroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupRoot {
+    /// The controllers or name of the hierarchies it applies to
+    /// ("cpu,cpuacct", "name=zdtmtst"); None: every hierarchy no other
+    /// root names.
+    pub controllers: Option<String>,
+    /// The root cgroup, from the hierarchy's root ("/prefix").
+    pub path: String,
+}
+
+impl std::str::FromStr for CgroupRoot {
+    type Err = String;
+
+    /// Parses "[CONTROLLER:]PATH", PATH absolute.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (controllers, path) = match s.split_once(':') {
+            Some((c, p)) if !s.starts_with('/') => (Some(c.to_string()), p),
+            _ => (None, s),
+        };
+        if !path.starts_with('/') || controllers.as_deref() == Some("") {
+            return Err(format!(
+                "cgroup root {s:?} is not [CONTROLLER:]PATH with an absolute PATH"
+            ));
+        }
+        Ok(CgroupRoot {
+            controllers,
+            path: path.to_string(),
+        })
+    }
+}
+
+/// The root `roots` give hierarchy `controllers` (as /proc/PID/cgroup
+/// names it): the first naming one of its controllers, else the first
+/// naming none (None: no root given for it).
+pub fn root_for<'a>(roots: &'a [CgroupRoot], controllers: &str) -> Option<&'a str> {
+    let named = |r: &&CgroupRoot| {
+        r.controllers.as_deref().is_some_and(|c| {
+            c.split(',')
+                .any(|c| controllers.split(',').any(|h| !c.is_empty() && h == c))
+        })
+    };
+    roots
+        .iter()
+        .find(named)
+        .or_else(|| roots.iter().find(|r| r.controllers.is_none()))
+        .map(|r| r.path.as_str())
+}
+
 /// Parses /proc/PID/cgroup text ("ID:CONTROLLERS:PATH" lines).
 pub fn parse_cgroups(path: &Path, text: &str) -> Result<Vec<CgroupLine>, ProcError> {
     text.lines()
@@ -124,6 +176,26 @@ mod tests {
         assert_eq!(l[2].path, "/a:b");
         assert_eq!(l[3].controllers, "");
         assert!(parse_cgroups(Path::new("x"), "garbage\n").is_err());
+    }
+
+    #[test]
+    fn cgroup_roots() {
+        let roots: Vec<CgroupRoot> = ["/newroot", "name=zdtmtst:/prefix", "cpu:/c"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(roots[0].controllers, None);
+        assert_eq!(roots[1].controllers.as_deref(), Some("name=zdtmtst"));
+        assert_eq!(root_for(&roots, "name=zdtmtst"), Some("/prefix"));
+        assert_eq!(
+            root_for(&roots, "name=zdtmtst.defaultroot"),
+            Some("/newroot")
+        );
+        assert_eq!(root_for(&roots, "cpu,cpuacct"), Some("/c"));
+        assert_eq!(root_for(&roots[1..], "memory"), None);
+        assert!("prefix".parse::<CgroupRoot>().is_err());
+        assert!(":/prefix".parse::<CgroupRoot>().is_err());
+        assert!("cpu:prefix".parse::<CgroupRoot>().is_err());
     }
 
     #[test]

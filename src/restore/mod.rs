@@ -57,6 +57,10 @@ pub struct RestoreOptions {
     /// Whether a plain tree's tasks go back into their cgroups (a
     /// container's stay in those its runtime made).
     pub cgroups: CgroupMode,
+    /// The cgroup roots the tasks' cgroups are put below (CRIU's
+    /// --cgroup-root); a hierarchy none names uses the restoring
+    /// program's own cgroup.
+    pub cgroup_roots: Vec<crate::proc::cgroups::CgroupRoot>,
 }
 
 /// Restores the image in `dir` and returns once the process runs.
@@ -87,10 +91,14 @@ pub fn restore_with(dir: &Path, opts: RestoreOptions) -> Result<RestoreStats, Re
         });
     }
     check_pids_free(ck)?;
+    // Before any process exists (a cgroup that cannot be made refuses the
+    // restore) and before the files are checked (an fd may name a cgroup
+    // directory made here).
+    let placement = husk::Placement::prepare(ck, opts.cgroups, &opts.cgroup_roots)?;
     for p in &ck.processes {
         check_files(ck, p, "")?;
     }
-    let pages_restored = husk::rebuild(&reader, opts.lazy.as_ref(), opts.cgroups)?;
+    let pages_restored = husk::rebuild(&reader, opts.lazy.as_ref(), &placement)?;
     release_network_lock(ck, ck.root().map_or(0, |p| p.pid));
     Ok(RestoreStats {
         pid: ck.root().map_or(0, |p| p.pid),

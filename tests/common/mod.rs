@@ -49,6 +49,10 @@ pub struct Spec {
     /// Upper bound for `pages_written` (memory shared by several
     /// processes must be dumped once).
     pub max_pages_written: u64,
+    /// Extra arguments of `checkpoint` ("{pid}" becomes the workload's PID).
+    pub checkpoint_args: &'static [&'static str],
+    /// Extra arguments of `restore` ("{pid}" becomes the workload's PID).
+    pub restore_args: &'static [&'static str],
 }
 
 impl Spec {
@@ -59,7 +63,28 @@ impl Spec {
             usr1: false,
             min_pages_written: 1,
             max_pages_written: u64::MAX,
+            checkpoint_args: &[],
+            restore_args: &[],
         }
+    }
+
+    pub const fn agent_args(
+        self,
+        checkpoint_args: &'static [&'static str],
+        restore_args: &'static [&'static str],
+    ) -> Self {
+        Spec {
+            checkpoint_args,
+            restore_args,
+            ..self
+        }
+    }
+
+    /// `args` with "{pid}" replaced by `pid`.
+    fn with_pid(args: &[&str], pid: Pid) -> Vec<String> {
+        args.iter()
+            .map(|a| a.replace("{pid}", &pid.to_string()))
+            .collect()
     }
 
     pub const fn args(self, args: &'static [&'static str]) -> Self {
@@ -692,6 +717,8 @@ pub fn checkpoint(dir: &TestDir, w: &Workload, spec: &Spec, mode: Mode) -> Resul
     if mode == Mode::LeaveRunning {
         args.push("--leave-running");
     }
+    let extra = Spec::with_pid(spec.checkpoint_args, w.pid());
+    args.extend(extra.iter().map(String::as_str));
     let stats = agent(dir, &args)?.json().context("checkpoint")?;
     ensure!(
         field(&stats, "pid")? == f64::from(w.pid().as_raw()),
@@ -722,19 +749,23 @@ pub fn checkpoint(dir: &TestDir, w: &Workload, spec: &Spec, mode: Mode) -> Resul
 /// `restore --dir DIR/image --pidfile ... --json`; returns the run and the
 /// pidfile's PID if there is one (adopt it before checking anything else).
 pub fn restore(dir: &TestDir) -> Result<(AgentRun, Option<Pid>)> {
+    restore_with(dir, &[])
+}
+
+/// [`restore`] with `extra` arguments.
+fn restore_with(dir: &TestDir, extra: &[String]) -> Result<(AgentRun, Option<Pid>)> {
     let pidfile = dir.path().join("restored.pid");
     let image = dir.image();
-    let run = agent(
-        dir,
-        &[
-            "restore",
-            "--dir",
-            path_str(&image)?,
-            "--pidfile",
-            path_str(&pidfile)?,
-            "--json",
-        ],
-    )?;
+    let mut args = vec![
+        "restore",
+        "--dir",
+        path_str(&image)?,
+        "--pidfile",
+        path_str(&pidfile)?,
+        "--json",
+    ];
+    args.extend(extra.iter().map(String::as_str));
+    let run = agent(dir, &args)?;
     let pid = match fs::read_to_string(&pidfile) {
         Ok(text) => Some(Pid::from_raw(
             text.trim()
@@ -748,7 +779,12 @@ pub fn restore(dir: &TestDir) -> Result<(AgentRun, Option<Pid>)> {
 
 /// Restores the workload's image and checks it came back with its own PID.
 pub fn restore_workload(dir: &TestDir, w: &mut Workload) -> Result<()> {
-    let (run, pid) = restore(dir)?;
+    restore_workload_with(dir, w, &[])
+}
+
+/// [`restore_workload`] with `extra` arguments of `restore`.
+fn restore_workload_with(dir: &TestDir, w: &mut Workload, extra: &[String]) -> Result<()> {
+    let (run, pid) = restore_with(dir, extra)?;
     if let Some(pid) = pid {
         w.adopt(pid);
     }
@@ -863,7 +899,8 @@ pub fn zdtm(test: &str, spec: &Spec, mode: Mode) {
                 w.kill_original()?;
             }
         }
-        restore_workload(dir, &mut w)?;
+        let extra = Spec::with_pid(spec.restore_args, w.pid());
+        restore_workload_with(dir, &mut w, &extra)?;
         sleep(Duration::from_millis(200));
         w.finish(spec)
     });

@@ -124,6 +124,25 @@ static inline int zdtm_read_file(const char *path, char *buf, size_t size)
 	return (int)n;
 }
 
+/*
+ * Field 22 of /proc/self/stat: when this process started. A restored
+ * process started later than the one checkpointed, so a workload whose
+ * state is meant to change at restore (moved to another cgroup) can tell.
+ */
+static inline unsigned long long zdtm_start_time(void)
+{
+	char buf[1024], *p;
+	unsigned long long t = 0;
+
+	if (zdtm_read_file("/proc/self/stat", buf, sizeof buf) < 0 || !(p = strrchr(buf, ')')))
+		return 0;
+	for (int field = 2; p && field < 22; field++)
+		p = strchr(p + 1, ' ');
+	if (p)
+		sscanf(p + 1, "%llu", &t);
+	return t;
+}
+
 /* The state letter of process pid in /proc/PID/stat ('T', 'Z' ...), or -1. */
 static inline int zdtm_state_of(pid_t pid)
 {

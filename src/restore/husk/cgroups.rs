@@ -5,9 +5,14 @@
 //! files' owners and controllers' settings the image recorded; the
 //! cgroups that exist are used as they are.
 //!
-//! A path the image records below the checkpointing program's own cgroup
-//! goes below the restoring program's own (on another host, or for
-//! another agent, that cgroup may differ); a task that was in the
+//! A path the image records below the checkpoint's root (the
+//! checkpointing program's own cgroup, or the root its --cgroup-root
+//! named) goes below the restore's root: the root the restore names for
+//! that hierarchy (CRIU's --cgroup-root), else the restoring program's
+//! own cgroup (on another host, or for another agent, that cgroup may
+//! differ). The cgroups are made, with the recorded ones' modes, before
+//! any file is opened (a process may hold a cgroup directory open); a
+//! task that was in the
 //! checkpointing program's cgroup stays in the restoring program's, and a
 //! hierarchy where every task does needs nothing at all (no directory is
 //! made, nothing is mounted). A hierarchy the tree used that is not
@@ -21,7 +26,7 @@
 //! cgroups (CRIU's --manage-cgroups=ignore).
 
 use crate::image::{CgroupDir, CgroupPath, Checkpoint};
-use crate::proc::cgroups::{cgroup_dir, own_cgroups};
+use crate::proc::cgroups::{cgroup_dir, own_cgroups, root_for, CgroupRoot};
 use crate::restore::error::RestoreError;
 use std::path::{Path, PathBuf};
 
@@ -70,11 +75,17 @@ fn hierarchy_name(controllers: &str) -> String {
 }
 
 impl Placement {
-    /// Prepares the placement of `ck`'s tasks as `mode` says: finds or
-    /// mounts each hierarchy that needs it and makes the missing cgroups.
-    /// Refuses, naming the process, hierarchy and cgroup, what cannot be
-    /// made here, before any process exists.
-    pub fn prepare(ck: &Checkpoint, mode: CgroupMode) -> Result<Self, RestoreError> {
+    /// Prepares the placement of `ck`'s tasks as `mode` says, below the
+    /// roots `roots` give (the restoring program's own cgroups for the
+    /// hierarchies they do not name): finds or mounts each hierarchy that
+    /// needs it and makes the missing cgroups. Refuses, naming the
+    /// process, hierarchy and cgroup, what cannot be made here, before
+    /// any process exists.
+    pub fn prepare(
+        ck: &Checkpoint,
+        mode: CgroupMode,
+        roots: &[CgroupRoot],
+    ) -> Result<Self, RestoreError> {
         let mut placement = Placement::default();
         if mode == CgroupMode::Ignore || ck.cgroups.members.is_empty() {
             return Ok(placement);
@@ -87,8 +98,9 @@ impl Placement {
                 .iter()
                 .find(|l| l.controllers == h.controllers)
                 .map(|l| l.path.as_str());
-            let resolve = |p: &CgroupPath| match (p.below_own, own_path) {
-                (true, Some(own)) => format!("{}{}", own.trim_end_matches('/'), p.path),
+            let root = root_for(roots, &h.controllers).or(own_path);
+            let resolve = |p: &CgroupPath| match (p.below_own, root) {
+                (true, Some(root)) => format!("{}{}", root.trim_end_matches('/'), p.path),
                 _ => p.path.clone(),
             };
             let paths: Vec<String> = ck
@@ -240,9 +252,10 @@ impl Drop for Placement {
 }
 
 /// Makes cgroup `path` below hierarchy root `base` and its missing
-/// parents. When `path` itself is made and `recorded` describes it, its
-/// settings, then its control files' and its own owner and mode are set
-/// as recorded.
+/// parents (a v1 cpuset cgroup made gets its parent's CPUs and memory
+/// nodes: without them no task can join it). When `path` itself is made
+/// and `recorded` describes it, its settings, then its control files' and
+/// its own owner and mode are set as recorded.
 fn make_dirs(base: &Path, path: &str, recorded: Option<&CgroupDir>) -> Result<(), String> {
     let mut dir = base.to_path_buf();
     let mut made = false;
@@ -253,11 +266,40 @@ fn make_dirs(base: &Path, path: &str, recorded: Option<&CgroupDir>) -> Result<()
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
             Err(e) => return Err(format!("cannot make {}: {e}", dir.display())),
         };
+        if made {
+            inherit_cpuset(&dir)?;
+        }
     }
     match recorded {
         Some(d) if made => apply(&dir, d),
         _ => Ok(()),
     }
+}
+
+/// Copies the CPUs and memory nodes of v1 cpuset cgroup `dir`'s parent
+/// into it while it has none (nothing to do in other hierarchies, and in
+/// cgroup v2, where an empty cpuset means the parent's).
+fn inherit_cpuset(dir: &Path) -> Result<(), String> {
+    let Some(parent) = dir.parent().filter(|_| dir.join("tasks").exists()) else {
+        return Ok(());
+    };
+    for name in ["cpuset.cpus", "cpuset.mems"] {
+        let Ok(now) = std::fs::read_to_string(dir.join(name)) else {
+            return Ok(());
+        };
+        if !now.trim().is_empty() {
+            continue;
+        }
+        let value = std::fs::read_to_string(parent.join(name)).unwrap_or_default();
+        std::fs::write(dir.join(name), value.trim()).map_err(|e| {
+            format!(
+                "cannot copy {name} {:?} of its parent into {}: {e}",
+                value.trim(),
+                dir.display()
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Writes `d`'s settings into cgroup directory `dir` (made by this
@@ -276,6 +318,18 @@ fn apply(dir: &Path, d: &CgroupDir) -> Result<(), String> {
             write("devices.deny", "a")?;
             for rule in value.lines() {
                 write("devices.allow", rule)?;
+            }
+        } else if name == "net_prio.ifpriomap" {
+            // One interface a write, only those whose priority differs;
+            // an interface this host lacks has none to restore.
+            for line in value.lines().filter(|l| !now.lines().any(|n| n == *l)) {
+                let present = line
+                    .split(' ')
+                    .next()
+                    .is_some_and(|dev| Path::new("/sys/class/net").join(dev).exists());
+                if present {
+                    write(name, line)?;
+                }
             }
         } else {
             write(name, value.trim_end())?;
@@ -335,6 +389,35 @@ mod tests {
         };
         make_dirs(&base, "/a/b", Some(&existing)).unwrap();
         assert_eq!(mode(&base.join("a/b")), 0o750);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn a_v1_cpuset_made_gets_its_parents_cpus_and_nodes() {
+        let base = std::env::temp_dir().join(format!("ferry-cpuset-test-{}", std::process::id()));
+        let child = base.join("child");
+        std::fs::create_dir_all(&child).unwrap();
+        let write = |p: &Path, v: &str| std::fs::write(p, v).unwrap();
+        write(&base.join("cpuset.cpus"), "0-1\n");
+        write(&base.join("cpuset.mems"), "0\n");
+        write(&child.join("cpuset.cpus"), "\n");
+        write(&child.join("cpuset.mems"), "1\n");
+        // Not a v1 cgroup (no tasks file): left alone.
+        inherit_cpuset(&child).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(child.join("cpuset.cpus")).unwrap(),
+            "\n"
+        );
+        write(&child.join("tasks"), "");
+        inherit_cpuset(&child).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(child.join("cpuset.cpus")).unwrap(),
+            "0-1"
+        );
+        assert_eq!(
+            std::fs::read_to_string(child.join("cpuset.mems")).unwrap(),
+            "1\n"
+        );
         std::fs::remove_dir_all(&base).unwrap();
     }
 }

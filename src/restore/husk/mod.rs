@@ -39,14 +39,13 @@ mod tty;
 mod udp;
 mod unix;
 
-pub use cgroups::CgroupMode;
+pub use cgroups::{CgroupMode, Placement};
 
 use crate::image::{ImageReader, ZombieImage};
 use crate::kernel;
 use crate::restore::channel::FdChannel;
 use crate::restore::error::RestoreError;
 use crate::restore::lazy::{LazyPages, LazyProcess};
-use cgroups::Placement;
 use files::TreeFds;
 use memory::NOTHING_REMOTE;
 use nix::errno::Errno;
@@ -55,22 +54,19 @@ use nix::unistd::Pid;
 use process::Husk;
 use tree::same_mount_namespace;
 
-/// Restores every process of the image's tree, each in a husk, in the
-/// cgroups `cgroups` says, and lets them run. Returns the number of pages
-/// written. On failure every husk is killed.
+/// Restores every process of the image's tree, each in a husk, into the
+/// cgroups `placement` prepared, and lets them run. Returns the number of
+/// pages written. On failure every husk is killed.
 pub fn rebuild(
     reader: &ImageReader,
     lazy: Option<&LazyPages>,
-    cgroups: CgroupMode,
+    placement: &Placement,
 ) -> Result<u64, RestoreError> {
     let ck = reader.checkpoint();
     let root = ck.root().ok_or_else(|| RestoreError::Unsupported {
         pid: 0,
         why: "the image holds no process".into(),
     })?;
-    // Before any process exists: a cgroup that cannot be made refuses
-    // the restore.
-    let placement = Placement::prepare(ck, cgroups)?;
     let spawned = kernel::spawn_detached_husk(root.pid).map_err(|errno| match errno {
         Errno::EEXIST => RestoreError::PidTaken {
             pid: root.pid,
@@ -89,7 +85,7 @@ pub fn rebuild(
             return Err(e);
         }
     };
-    run(reader, root_husk, lazy, &placement)
+    run(reader, root_husk, lazy, placement)
 }
 
 /// Restores the image's tree into the existing process `husk` (a created
