@@ -33,9 +33,11 @@
 //! Cells that make no sense are skipped and listed. The table and a JSON
 //! summary (FERRY_MATRIX_JSON, default target/<profile>/fault-matrix.json)
 //! are printed. FERRY_MATRIX_RUNS (runs per cell, default 1),
-//! FERRY_MATRIX_FILTER (a substring of the cell name), FERRY_MATRIX_JOBS
-//! (cells at once, default 2), FERRY_MATRIX_MIB (workload size, default
-//! 64). Cells in [`KNOWN_BROKEN`] are run and reported, not asserted.
+//! FERRY_MATRIX_FILTER (substrings of the cell name, comma-separated),
+//! FERRY_MATRIX_JOBS (cells at once, default 2), FERRY_MATRIX_MIB
+//! (workload size, default 64). Cells in [`KNOWN_BROKEN`] are run and
+//! reported, not asserted. The whole matrix, 56 cells once each, took
+//! 578 s with 2 at once on a loaded 2-core machine.
 
 mod common;
 
@@ -56,7 +58,23 @@ use std::time::{Duration, Instant};
 /// Cells main cannot pass yet (baseline of issue 18): run and printed,
 /// not asserted. The lead empties it once the freezer and two-phase
 /// switch-over branches are merged.
-const KNOWN_BROKEN: &[&str] = &[];
+const KNOWN_BROKEN: &[&str] = &[
+    // Seen in the baseline run on main: nothing runs (the CLI said
+    // "migrated"; the destination dropped its copy for lack of Done).
+    "precopy/source-stopped-10s/dest-resumed",
+    // Seen in the baseline run on main: the source agent dies before B
+    // runs; its tree, left frozen by a dead tracer, is never resumed.
+    "postcopy/source-killed/freeze",
+    // Timing-dependent on main (issue 18's trials: the source agent
+    // killed 40-160 ms into switch-over lost the copy in 6 of 13; the
+    // destination agent killed as its copy resumes ran two copies in 1 of
+    // 4; the destination agent stopped around switch-over lost it in 1
+    // of 3): they may pass one run and fail the next.
+    "precopy/source-killed/freeze",
+    "precopy/dest-killed/dest-resumed",
+    "precopy/dest-stopped-10s/freeze",
+    "precopy/dest-stopped-10s/dest-resumed",
+];
 
 /// How long a copy has to answer SIGTERM (post-copy: its missing pages
 /// come on fault first).
@@ -681,7 +699,7 @@ fn fault_matrix() {
                     fault,
                     moment,
                 };
-                if !cell.name().contains(&filter) {
+                if !filter.split(',').any(|f| cell.name().contains(f)) {
                     continue;
                 }
                 match cell.skipped() {

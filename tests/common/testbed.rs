@@ -548,8 +548,7 @@ impl Running {
                 let last = err
                     .lines()
                     .chain(out.lines())
-                    .filter(|l| !l.trim().is_empty())
-                    .last()
+                    .rfind(|l| !l.trim().is_empty())
                     .unwrap_or("")
                     .to_string();
                 format!("{status}: {last}")
