@@ -122,8 +122,16 @@ EOF
   if [ -n "${FERRY_TESTBED_LASTING_HOSTS:-}" ]; then
     init='"$0" serve --config "$1" & while :; do wait; sleep 1; done'
   fi
+  # With FERRY_TESTBED_RESTART_AGENTS set, a dead agent is started again
+  # a second later, as a service manager would (a stopped one is not).
+  if [ -n "${FERRY_TESTBED_RESTART_AGENTS:-}" ]; then
+    init='while :; do "$0" serve --config "$1"; sleep 1; done'
+  fi
+  # FERRY_TESTBED_FAULT_A / _B: the test-only fault hook (FERRY_FAULT,
+  # src/agent/fault.rs) of that host's agent alone.
+  local fault_var=FERRY_TESTBED_FAULT_${host^^}
   setsid ip netns exec "$ns" unshare --pid --fork --mount-proc --ipc --kill-child \
-    bash -c "$init" "$bin" "$agents/$host.toml" \
+    env FERRY_FAULT="${!fault_var:-}" bash -c "$init" "$bin" "$agents/$host.toml" \
     >"$dir/agent.log" 2>&1 </dev/null &
   echo $! > "$dir/unshare.pid"
   for i in $(seq 200); do

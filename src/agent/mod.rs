@@ -4,6 +4,7 @@
 //! follows the progress.
 
 mod dry_run;
+pub mod fault;
 mod status;
 
 pub use status::{

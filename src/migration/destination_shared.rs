@@ -304,7 +304,8 @@ pub(super) fn prepare_lock(
 /// `prepared` by [`prepare_lock`] only takes effect here (its rules, and
 /// the flows it lacks, in one short nft run); without one the lock is
 /// made here. It belongs to this agent (`work_dir`), whose next start
-/// sweeps it if it is killed meanwhile.
+/// sweeps it if it is killed meanwhile. The test-only fault hook
+/// ([`crate::agent::fault`]) may refuse the restore before anything.
 pub(super) fn restore_locked<T>(
     work_dir: &Path,
     flows: &[crate::image::TcpFlow],
@@ -313,6 +314,7 @@ pub(super) fn restore_locked<T>(
     restore: impl FnOnce() -> Result<T, MigrationError>,
 ) -> Result<T, MigrationError> {
     use crate::netlock::{self, NetNs, Owner};
+    crate::agent::fault::check_restore().map_err(MigrationError::local)?;
     let lock = match prepared {
         Some(mut lock) => lock.arm(flows).map(|()| lock),
         None if flows.is_empty() => return restore(),

@@ -215,7 +215,8 @@ pub struct TestDir {
 }
 
 impl TestDir {
-    fn new(test: &str) -> Result<Self> {
+    /// A fresh directory for `test` (kept unless [`TestDir::passed`]).
+    pub fn new(test: &str) -> Result<Self> {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.subsec_nanos();
         let path = std::env::temp_dir()
             .join("ferry-zdtm")
@@ -230,6 +231,11 @@ impl TestDir {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The test passed: the directory is removed when dropped.
+    pub fn passed(&mut self) {
+        self.passed = true;
     }
 
     pub fn image(&self) -> PathBuf {

@@ -45,6 +45,21 @@ impl Host {
     }
 }
 
+/// How the hosts of a testbed are brought up.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Hosts {
+    /// Each host's PID namespace outlives its agent.
+    pub lasting: bool,
+    /// A dead agent is started again a second later, as a service manager
+    /// would (its host and processes stay meanwhile).
+    pub restart_agents: bool,
+    /// The test-only fault hook of host B's agent (`FERRY_FAULT`).
+    pub b_fault: Option<&'static str>,
+    /// The agents' log filter (`RUST_LOG`), instead of their configured
+    /// level.
+    pub log_filter: Option<&'static str>,
+}
+
 /// The two hosts and their agents.
 pub struct Testbed {
     prefix: String,
@@ -58,17 +73,24 @@ fn testbed_script() -> PathBuf {
 impl Testbed {
     /// Brings up both hosts with their agents (files in DIR/testbed).
     pub fn up(dir: &TestDir) -> Result<Self> {
-        Self::up_with(dir, false)
+        Self::up_with(dir, &Hosts::default())
     }
 
     /// Brings up both hosts as [`Testbed::up`] does, each host's PID
     /// namespace outliving its agent (a killed agent leaves its host and
     /// the processes in it running, as on a real host).
     pub fn up_lasting(dir: &TestDir) -> Result<Self> {
-        Self::up_with(dir, true)
+        Self::up_with(
+            dir,
+            &Hosts {
+                lasting: true,
+                ..Hosts::default()
+            },
+        )
     }
 
-    fn up_with(dir: &TestDir, lasting: bool) -> Result<Self> {
+    /// Brings up both hosts as [`Testbed::up`] does, as `hosts` says.
+    pub fn up_with(dir: &TestDir, hosts: &Hosts) -> Result<Self> {
         static N: AtomicU32 = AtomicU32::new(0);
         let prefix = format!(
             "ft{}x{}",
@@ -86,8 +108,14 @@ impl Testbed {
             .env("FERRY_AGENT_BIN", agent_bin()?)
             .env(
                 "FERRY_TESTBED_LASTING_HOSTS",
-                if lasting { "1" } else { "" },
+                if hosts.lasting { "1" } else { "" },
             )
+            .env(
+                "FERRY_TESTBED_RESTART_AGENTS",
+                if hosts.restart_agents { "1" } else { "" },
+            )
+            .env("FERRY_TESTBED_FAULT_B", hosts.b_fault.unwrap_or(""))
+            .envs(hosts.log_filter.map(|f| ("RUST_LOG", f)))
             .stdin(Stdio::null())
             .output()
             .context("running scripts/testbed.sh up")?;
@@ -163,6 +191,18 @@ impl Testbed {
     /// and its processes stay.
     pub fn kill_agent(&self, host: Host) -> Result<()> {
         kill(Pid::from_raw(self.agent_pid(host)?), Signal::SIGKILL)?;
+        Ok(())
+    }
+
+    /// Stops (SIGSTOP) or continues (SIGCONT) a host's agent, by PID: a
+    /// stalled daemon.
+    pub fn pause_agent(&self, host: Host, paused: bool) -> Result<()> {
+        let signal = if paused {
+            Signal::SIGSTOP
+        } else {
+            Signal::SIGCONT
+        };
+        kill(Pid::from_raw(self.agent_pid(host)?), signal)?;
         Ok(())
     }
 
@@ -320,7 +360,7 @@ impl Testbed {
     }
 
     /// PID (in the root namespace) of the init of a host's PID namespace.
-    fn init_pid(&self, host: Host) -> Result<i32> {
+    pub fn init_pid(&self, host: Host) -> Result<i32> {
         let path = self.dir.join(host.letter()).join("init.pid");
         let text =
             fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -493,6 +533,30 @@ pub struct Running {
 }
 
 impl Running {
+    /// Whether the command has ended.
+    pub fn ended(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// How the command ended, in a line: its exit status and the last line
+    /// it printed (or that it still runs).
+    pub fn outcome(&mut self) -> String {
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                let err = fs::read_to_string(&self.err).unwrap_or_default();
+                let out = fs::read_to_string(&self.out).unwrap_or_default();
+                let last = err
+                    .lines()
+                    .chain(out.lines())
+                    .rfind(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .to_string();
+                format!("{status}: {last}")
+            }
+            _ => "still running".to_string(),
+        }
+    }
+
     /// Waits (at most a minute) for the command to end.
     pub fn wait(mut self) -> Result<AgentRun> {
         let start = Instant::now();
