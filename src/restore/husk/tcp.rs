@@ -69,11 +69,18 @@ impl Pending {
     /// ends of a connection inside the tree exist by then: a window probe
     /// sent to an end not created yet would be answered by a reset).
     pub fn go_live(self, ck: &Checkpoint) -> Result<(), RestoreError> {
-        for p in &self.conns {
-            let Some(FileImage::TcpConnection(c)) = ck.files.get(p.file) else {
-                continue;
-            };
-            go_live(p, c)?;
+        // The ended ones first: given their peer's reset, they are gone
+        // when a live end of the same connection sends its window probe,
+        // which is answered by a reset then, as it was bound to be.
+        for ended in [true, false] {
+            for p in &self.conns {
+                let Some(FileImage::TcpConnection(c)) = ck.files.get(p.file) else {
+                    continue;
+                };
+                if c.state.ended() == ended {
+                    go_live(p, c)?;
+                }
+            }
         }
         Ok(())
     }
