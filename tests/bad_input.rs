@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 const COUNTERS: Spec = Spec::new("counters");
 /// The fd number at which tree_outside.c's child keeps its pipe,
-/// unsupported_fd.c a TCP socket still connecting (SYN_SENT), and
+/// unsupported_fd.c a multipath TCP socket (IPPROTO_MPTCP), and
 /// stale_epoll.c its epoll instance.
 const UNSUPPORTED_FD: u32 = 10;
 
@@ -322,7 +322,7 @@ fn refuses_socket() {
     refuses_unsupported_fd(
         "refuses_socket",
         &SOCKET,
-        "tcp socket still connecting (syn_sent)",
+        "multipath tcp socket (ipproto_mptcp)",
     );
 }
 

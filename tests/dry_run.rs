@@ -24,8 +24,8 @@ const MIB: f64 = (1u64 << 20) as f64;
 const STEADY: Spec = Spec::new("steady_dirty").args(&["512", "64"]);
 /// A small steady writer, for the tests that do not look at the rate.
 const SMALL_STEADY: Spec = Spec::new("steady_dirty").args(&["64", "16"]);
-/// Holds two TCP sockets still connecting (SYN_SENT) at fds 10 and 11
-/// (their listener, its accept queue full, at 12).
+/// Holds two multipath TCP sockets (IPPROTO_MPTCP) still connecting at
+/// fds 10 and 11 (their listener, its accept queue full, at 12).
 const SOCKET: Spec = Spec::new("unsupported_fd").args(&["socket"]);
 
 /// How many mappings of `pid` are registered for userfaultfd tracking
@@ -181,8 +181,8 @@ fn lists_the_blockers_with_pid_and_fd() {
     });
 }
 
-/// A shell whose child (unsupported_fd.c) holds the TCP sockets still
-/// connecting: killed, both, when dropped.
+/// A shell whose child (unsupported_fd.c) holds the multipath TCP
+/// sockets: killed, both, when dropped.
 struct ShellTree {
     shell: std::process::Child,
     child: i32,

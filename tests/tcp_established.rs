@@ -26,8 +26,9 @@ const SPEC: Spec = Spec::new("tcp_outside");
 const FIN: Spec = Spec::new("tcp_outside").args(&["fin"]);
 /// The same, the peer (this test) shutting down its side first.
 const PEER_FIN: Spec = Spec::new("tcp_outside").args(&["peer_fin"]);
-/// The same, also connecting to a listener whose queue is full.
-const CONNECTING: Spec = Spec::new("tcp_outside").args(&["connect"]);
+/// The same, also connecting a multipath TCP socket to a listener whose
+/// queue is full.
+const MPTCP: Spec = Spec::new("tcp_outside").args(&["mptcp"]);
 /// The sizes tcp_outside.c uses.
 const TOTAL: usize = 4 << 20;
 const QUEUED: usize = 1000;
@@ -173,13 +174,15 @@ fn a_connection_the_outside_peer_half_closed_survives_kill_and_restore() {
     });
 }
 
-/// The workload is still connecting (SYN_SENT: its SYN dropped by a
-/// listener of this test whose queue is full): refused before anything is
-/// frozen, naming the state; the workload runs on.
+/// The workload also holds a multipath TCP socket (still connecting: its
+/// SYN dropped by a listener of this test whose queue is full), which
+/// TCP_REPAIR cannot read: refused before anything is frozen, naming it;
+/// the workload runs on. (A plain TCP socket still connecting, SYN_SENT,
+/// is carried: socket_tcp_syn_sent.c in tests/zdtm.rs.)
 #[test]
-fn a_connection_still_connecting_is_refused() {
-    common::run_test("tcp_outside_syn_sent", |dir| {
-        let (mut w, _s) = connected(dir, &CONNECTING)?;
+fn a_multipath_tcp_connection_is_refused() {
+    common::run_test("tcp_outside_mptcp", |dir| {
+        let (mut w, _s) = connected(dir, &MPTCP)?;
         let listener = socket(
             AddressFamily::Inet,
             SockType::Stream,
@@ -200,7 +203,7 @@ fn a_connection_still_connecting_is_refused() {
         )?;
         sleep(Duration::from_millis(300));
         let err = common::checkpoint_refusal(dir, w.pid())?;
-        ensure!(err.contains("SYN_SENT"), "unclear refusal: {err}");
+        ensure!(err.contains("multipath TCP"), "unclear refusal: {err}");
         common::check_running(&mut w, "after the refused checkpoint")
     });
 }

@@ -69,6 +69,7 @@ zdtm_tests! {
     socket_tcp_closed, socket_tcp_closed_leave_running => Spec::new("socket_tcp_closed");
     socket_tcp_last_ack, socket_tcp_last_ack_leave_running => Spec::new("socket_tcp_last_ack");
     socket_tcp_reset, socket_tcp_reset_leave_running => Spec::new("socket_tcp_last_ack").args(&["reset"]);
+    socket_tcp_syn_sent, socket_tcp_syn_sent_leave_running => Spec::new("socket_tcp_syn_sent");
     tcp_reuse, tcp_reuse_leave_running => Spec::new("tcp_reuse");
     posix_timer, posix_timer_leave_running => Spec::new("posix_timer");
     itimer, itimer_leave_running => Spec::new("itimer");

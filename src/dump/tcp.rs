@@ -1,5 +1,5 @@
-//! Established and half-closed TCP connections of a frozen process, read
-//! with TCP_REPAIR (as CRIU's --tcp-established): the socket is taken out
+//! Established and half-closed TCP connections of a frozen process, and
+//! those still connecting (SYN_SENT), read with TCP_REPAIR (as CRIU's --tcp-established): the socket is taken out
 //! of the process with pidfd_getfd (the same socket) and put in repair
 //! mode, in which it sends nothing; its sequence numbers, both queues,
 //! negotiated options and windows are read with ordinary socket calls.
@@ -16,7 +16,7 @@ use super::sockets::socket_options;
 use crate::image::{FileImage, TcpConnState, TcpConnection, TcpSettings, TcpWindow};
 use crate::inspect::sockets::{
     inet_addr, tcp_state_name, CARRIED_TCP_STATES, TCP_CLOSE, TCP_CLOSE_WAIT, TCP_CLOSING,
-    TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2, TCP_LAST_ACK,
+    TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2, TCP_LAST_ACK, TCP_SYN_SENT,
 };
 use crate::inspect::InspectError;
 use crate::kernel::sockets::{
@@ -148,6 +148,9 @@ fn read(s: BorrowedFd<'_>) -> Result<TcpConnection, Read> {
         // Inspection lets through only a closed one with bytes queued.
         TCP_CLOSE if error_pending(s) => TcpConnState::Reset,
         TCP_CLOSE => TcpConnState::Closed,
+        // Its send sequence counts the SYN: the restore connects again
+        // from the sequence number before it.
+        TCP_SYN_SENT => TcpConnState::SynSent,
         other => {
             return Err(Read::Refused(format!(
                 "TCP socket of a connection in state {} ({CARRIED_TCP_STATES})",

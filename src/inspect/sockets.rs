@@ -1,7 +1,8 @@
 //! Sockets: which ones ferry carries (unix sockets whose peer the tree
 //! also holds, bound and listening unix sockets, listening TCP sockets,
 //! UDP and UDP-Lite sockets bound or connected, shut down or not,
-//! established and half-closed TCP connections, netlink sockets with no
+//! established and half-closed TCP connections and those still
+//! connecting, netlink sockets with no
 //! message queued, packet sockets without a filter). Each socket is taken out of the process with pidfd_getfd
 //! and examined with ordinary socket calls; the peer of a unix socket
 //! comes from unix_diag.
@@ -36,7 +37,7 @@ pub const TCP_LISTEN: u8 = 10;
 
 /// The TCP states ferry carries, for refusals.
 pub const CARRIED_TCP_STATES: &str =
-    "ferry carries ESTABLISHED, FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, LAST_ACK and CLOSING";
+    "ferry carries SYN_SENT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, LAST_ACK and CLOSING";
 
 /// The name of TCP state `s`, for messages.
 pub fn tcp_state_name(s: u8) -> String {
@@ -149,13 +150,8 @@ pub fn classify(pid: i32, fd: i32, inode: u64) -> Result<FdClass, InspectError> 
                             connection(TCP_CLOSE)
                         }
                         TCP_LISTEN | TCP_CLOSE => Ok(FdClass::InetSocket),
-                        TCP_ESTABLISHED | TCP_FIN_WAIT1 | TCP_FIN_WAIT2 | TCP_CLOSE_WAIT
-                        | TCP_LAST_ACK | TCP_CLOSING => connection(st.state),
-                        TCP_SYN_SENT => Err(refuse(
-                            "TCP socket still connecting (SYN_SENT): ferry carries a \
-                             connection once it is established"
-                                .into(),
-                        )),
+                        TCP_SYN_SENT | TCP_ESTABLISHED | TCP_FIN_WAIT1 | TCP_FIN_WAIT2
+                        | TCP_CLOSE_WAIT | TCP_LAST_ACK | TCP_CLOSING => connection(st.state),
                         s => Err(refuse(format!(
                             "TCP socket of a connection in state {} ({CARRIED_TCP_STATES})",
                             tcp_state_name(s)
@@ -165,6 +161,11 @@ pub fn classify(pid: i32, fd: i32, inode: u64) -> Result<FdClass, InspectError> 
                 (libc::SOCK_DGRAM, libc::IPPROTO_UDP | libc::IPPROTO_UDPLITE) => {
                     Ok(FdClass::InetSocket)
                 }
+                // Its subflows are not TCP sockets a program holds:
+                // TCP_REPAIR cannot read them.
+                (libc::SOCK_STREAM, libc::IPPROTO_MPTCP) => Err(refuse(
+                    "multipath TCP socket (IPPROTO_MPTCP): ferry carries plain TCP".into(),
+                )),
                 // A raw socket comes back with its options and bound
                 // address; the packets queued on it are dropped, as the
                 // network may drop them. Connected, it is refused: its

@@ -14,7 +14,8 @@
  * At SIGTERM: the states are as they were; "last" and "closing" read end of
  * file; each peer reads the whole counter, then end of file, and every end
  * closes (TIME_WAIT is held by the kernel apart: the sockets read CLOSE);
- * the reset one reads its bytes, then its error ECONNRESET.
+ * the reset one reads its bytes, then its error ECONNRESET, then end of
+ * file, and a write to it fails (EPIPE).
  */
 #include "zdtm_tcp.h"
 #include <arpa/inet.h>
@@ -163,6 +164,9 @@ int main(int argc, char **argv)
 		if (recv(rs, buf, 1, MSG_DONTWAIT) != -1 || errno != ECONNRESET)
 			zdtm_fail("reset: no ECONNRESET after the bytes (%s)", strerror(errno));
 		zdtm_expect_eof(rs, "reset after its error");
+		/* As CRIU's socket-tcp-reseted: it cannot be written to. */
+		if (send(rs, buf, 1, MSG_NOSIGNAL) != -1 || errno != EPIPE)
+			zdtm_fail("reset: a write did not fail with EPIPE (%s)", strerror(errno));
 	}
 	zdtm_pass();
 }

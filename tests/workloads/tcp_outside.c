@@ -20,8 +20,9 @@
  * its side before the checkpoint (CLOSE_WAIT here): at SIGTERM, after the
  * AFTER bytes, reads must say end of file at once.
  *
- * With argv[2] "connect" it also connects, without blocking, to the port
- * the test writes to DIR/connect (a listener whose queue is full: the
+ * With argv[2] "mptcp" it also connects a multipath TCP socket
+ * (IPPROTO_MPTCP, which ferry refuses), without blocking, to the port the
+ * test writes to DIR/connect (a listener whose queue is full: the
  * connection stays in SYN_SENT).
  */
 #include "zdtm.h"
@@ -58,7 +59,8 @@ static size_t send_from(int fd, size_t from, size_t to, unsigned seed)
 	return from;
 }
 
-/* Connects without blocking to the port the test writes to DIR/connect. */
+/* Connects a multipath TCP socket without blocking to the port the test
+ * writes to DIR/connect. */
 static void connect_to_listed(const char *dir)
 {
 	struct sockaddr_in to = { .sin_family = AF_INET };
@@ -73,7 +75,7 @@ static void connect_to_listed(const char *dir)
 	}
 	to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	to.sin_port = htons((unsigned short)atoi(text));
-	s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, IPPROTO_MPTCP);
 	if (s < 0 || (connect(s, (struct sockaddr *)&to, sizeof to) && errno != EINPROGRESS))
 		zdtm_fail("connecting to %s: %s", text, strerror(errno));
 }
@@ -124,7 +126,7 @@ int main(int argc, char **argv)
 		if (fd < 0 || write(fd, port, (size_t)n) != n || close(fd))
 			zdtm_fail("writing %s: %s", path, strerror(errno));
 	}
-	if (argc > 2 && !strcmp(argv[2], "connect"))
+	if (argc > 2 && !strcmp(argv[2], "mptcp"))
 		connect_to_listed(argv[1]);
 	zdtm_wait_stop();
 

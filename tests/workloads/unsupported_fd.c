@@ -1,7 +1,8 @@
 /*
  * Refusal: holds an fd ferry cannot checkpoint yet at fd 10 — argv[2] is
- * "socket" (two TCP sockets still connecting, in SYN_SENT, at fds 10 and
- * 11: their SYNs are dropped by a listener on 127.0.0.1, at fd 12, whose
+ * "socket" (two multipath TCP sockets, IPPROTO_MPTCP, still connecting,
+ * in SYN_SENT, at fds 10 and 11: their SYNs are dropped by a listener on
+ * 127.0.0.1, at fd 12, whose
  * accept queue of length 0 is full with a first connection, whose client
  * end is at fd 13), "unix" (a unix
  * stream socket at 10 connected to the abstract name
@@ -65,7 +66,7 @@ int main(int argc, char **argv)
 			zdtm_fail("connect: %s", strerror(errno));
 		close(first);
 		for (int i = 0; i < 2; i++) {
-			fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+			fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, IPPROTO_MPTCP);
 			if (fds[i] < 0 ||
 			    (connect(fds[i], (struct sockaddr *)&addr, sizeof(addr)) &&
 			     errno != EINPROGRESS) ||

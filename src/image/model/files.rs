@@ -510,6 +510,12 @@ pub enum TcpConnState {
     /// error not reported yet (poll gives POLLERR). Restored, it reads its
     /// bytes, then the error (ECONNRESET, however it came).
     Reset,
+    /// SYN_SENT: a connect() still waiting for its peer's answer. Only
+    /// the addresses and the initial sequence number (`send_seq`, which
+    /// counts the SYN) matter: restored, the socket is bound in repair
+    /// mode, given that sequence number and connects again, so that the
+    /// connect completes when the peer answers (its SYN retransmitted).
+    SynSent,
 }
 
 impl TcpConnState {

@@ -23,6 +23,12 @@
 //! A connection that had ended (reset, or closed both ways) with bytes
 //! still to be read is rebuilt with them and given its peer's reset; when
 //! the original had reported its error already, the error is read here.
+//!
+//! A socket still connecting (SYN_SENT) is bound in repair mode and given
+//! the sequence number of its SYN; just before the tree runs it leaves
+//! repair mode and connects again without blocking (CRIU's libsoccr does
+//! the same): the kernel sends the SYN with that number and retransmits it
+//! until the peer answers, and the program's connect completes then.
 
 use super::sockets::{set_flags, set_options};
 use super::tcp_peer::{self, PeerSegment};
@@ -69,11 +75,18 @@ impl Pending {
     /// ends of a connection inside the tree exist by then: a window probe
     /// sent to an end not created yet would be answered by a reset).
     pub fn go_live(self, ck: &Checkpoint) -> Result<(), RestoreError> {
-        for p in &self.conns {
-            let Some(FileImage::TcpConnection(c)) = ck.files.get(p.file) else {
-                continue;
-            };
-            go_live(p, c)?;
+        // The ended ones first: given their peer's reset, they are gone
+        // when a live end of the same connection sends its window probe,
+        // which is answered by a reset then, as it was bound to be.
+        for ended in [true, false] {
+            for p in &self.conns {
+                let Some(FileImage::TcpConnection(c)) = ck.files.get(p.file) else {
+                    continue;
+                };
+                if c.state.ended() == ended {
+                    go_live(p, c)?;
+                }
+            }
         }
         Ok(())
     }
@@ -151,6 +164,18 @@ fn repaired(pid: i32, c: &TcpConnection) -> Result<OwnedFd, RestoreError> {
         .map_err(fail("setting IPV6_V6ONLY".into()))?;
     }
     let step = |what: &str| fail(format!("{what} for TCP connection {shown}"));
+    if c.state == TcpConnState::SynSent {
+        // Its buffers as they were (the window scale its SYN offers
+        // follows the receive buffer); bound where it was, with its SYN's
+        // sequence number for the connect of `go_live`.
+        tcp_repair(s, true).map_err(step("turning repair mode on"))?;
+        with_addr(c.local, |a| bind(s.as_raw_fd(), a)).map_err(step("bind"))?;
+        tcp_repair_queue(s, RepairQueue::Send).map_err(step("selecting the send queue"))?;
+        set_tcp_queue_seq(s, c.send_seq.wrapping_sub(1))
+            .map_err(step("setting the SYN's sequence"))?;
+        tcp_repair_queue(s, RepairQueue::None).map_err(step("selecting no queue"))?;
+        return Ok(sock);
+    }
     // Room for the queues however the kernel accounts for them now: the
     // recorded sizes are set again once the connection is live.
     for (force, queued) in [
@@ -230,7 +255,8 @@ fn window(c: &TcpConnection) -> TcpRepairWindow {
 }
 
 /// Gives `p` (connection `c`) back the FINs it had sent and received, in
-/// their order, turns repair mode off, sets the TCP settings again,
+/// their order, turns repair mode off (one still connecting connects
+/// again), sets the TCP settings again,
 /// writes what was never sent (then the FIN, if it was queued behind),
 /// shuts down reading if the program had, and sets the socket options
 /// again.
@@ -265,14 +291,15 @@ fn go_live(p: &PendingConn, c: &TcpConnection) -> Result<(), RestoreError> {
             peer_fin()?;
         }
     }
-    if fin_after_ours && c.unsent > 0 {
+    if c.state == TcpConnState::SynSent {
+        connect_again(p, c)?;
+    } else if fin_after_ours && c.unsent > 0 {
         // The peer's FIN comes once the unsent data and this end's FIN
         // are written: no probe meanwhile, whose answer would come first.
-        tcp_repair_off_without_probe(s)
+        tcp_repair_off_without_probe(s).map_err(step("turning repair mode off"))?;
     } else {
-        tcp_repair(s, false)
+        tcp_repair(s, false).map_err(step("turning repair mode off"))?;
     }
-    .map_err(step("turning repair mode off"))?;
     let t = &c.settings;
     for (level, opt, val, name) in [
         (
@@ -338,6 +365,26 @@ fn go_live(p: &PendingConn, c: &TcpConnection) -> Result<(), RestoreError> {
     // The recorded buffer sizes, and the reuse flag leaving repair mode
     // reset.
     set_options(pid, sock, &c.options)
+}
+
+/// Turns repair mode off on `p` (connection `c`, still connecting) and
+/// connects it again without blocking: its SYN goes out, with the
+/// sequence number set in repair mode, and is retransmitted until the
+/// peer answers. Its status flags are given back afterwards (a program
+/// blocked in connect() waits again when its call restarts).
+fn connect_again(p: &PendingConn, c: &TcpConnection) -> Result<(), RestoreError> {
+    let (pid, sock) = (p.pid, &p.sock);
+    let step = |what: &str| {
+        let call = format!("{what} for TCP connection {} -> {}", c.local, c.remote);
+        move |errno| RestoreError::Injected { pid, call, errno }
+    };
+    tcp_repair(sock.as_fd(), false).map_err(step("turning repair mode off"))?;
+    set_flags(pid, sock, c.flags | libc::O_NONBLOCK)?;
+    match with_addr(c.remote, |a| connect(sock.as_raw_fd(), a)) {
+        Ok(()) | Err(Errno::EINPROGRESS) => {}
+        Err(errno) => return Err(step("connect")(errno)),
+    }
+    set_flags(pid, sock, c.flags)
 }
 
 /// Writes all of `data` to `s` (in repair mode, to the selected queue),
