@@ -5,13 +5,22 @@ use ferry::dump::{checkpoint, CheckpointOptions};
 use std::path::Path;
 use std::process::ExitCode;
 
-/// Checkpoints `pid` into `dir`, then kills it or lets it run.
-pub fn run(pid: i32, dir: &Path, leave_running: bool, json: bool) -> anyhow::Result<ExitCode> {
+/// Checkpoints `pid` into `dir`, then kills it or lets it run; with
+/// `external_netns` its own network namespace is left where it is (locked
+/// until the restore joins it) instead of carried.
+pub fn run(
+    pid: i32,
+    dir: &Path,
+    leave_running: bool,
+    external_netns: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let stats = checkpoint(
         pid,
         dir,
         CheckpointOptions {
             leave_running,
+            external_netns,
             ..Default::default()
         },
     )

@@ -13,19 +13,22 @@ pub enum Cgroups {
     Ignore,
 }
 
-/// Restores the image in `dir` (its tasks' cgroups as `cgroups` says) and
-/// optionally writes the PID to `pidfile`.
+/// Restores the image in `dir` (its tasks' cgroups as `cgroups` says, in
+/// network namespace `join_netns` when given) and optionally writes the
+/// PID to `pidfile`.
 pub fn run(
     dir: &Path,
     pidfile: Option<&Path>,
     json: bool,
     cgroups: Cgroups,
+    join_netns: Option<std::path::PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let opts = ferry::restore::RestoreOptions {
         cgroups: match cgroups {
             Cgroups::Soft => ferry::restore::CgroupMode::Soft,
             Cgroups::Ignore => ferry::restore::CgroupMode::Ignore,
         },
+        join_netns,
         ..Default::default()
     };
     let stats = ferry::restore::restore_with(dir, opts).with_context(|| {

@@ -350,6 +350,7 @@ pub fn checkpoint(
         lock_owner: None,
         // Its restore gives the new init the restorer's stdio.
         external_stdio: crate::inspect::StdioPolicy::Record,
+        external_netns: false,
     };
     let stats = crate::dump::checkpoint(st.pid, dir, opts).map_err(|source| {
         ContainerError::Checkpoint {
