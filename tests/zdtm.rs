@@ -332,7 +332,10 @@ impl Drop for NamedNetns {
 fn external_netns(test: &str, mode: Mode) {
     common::run_test(test, |dir| {
         let ns = NamedNetns::add(test)?;
-        ensure!(ns.connects(0)?, "the namespace is locked before the checkpoint");
+        ensure!(
+            ns.connects(0)?,
+            "the namespace is locked before the checkpoint"
+        );
         let path = ns.path();
         let spec = Spec::new("netns").args(&["join"]);
         let mut w = common::Workload::start_with(dir, &spec, &[&path])?;
@@ -347,12 +350,21 @@ fn external_netns(test: &str, mode: Mode) {
         match mode {
             Mode::Kill => {
                 w.reap_checkpointed()?;
-                ensure!(!ns.connects(0)?, "the namespace is not locked after the checkpoint");
-                ensure!(ns.connects(0x6672_7279)?, "ferry's mark does not pass the lock");
+                ensure!(
+                    !ns.connects(0)?,
+                    "the namespace is not locked after the checkpoint"
+                );
+                ensure!(
+                    ns.connects(0x6672_7279)?,
+                    "ferry's mark does not pass the lock"
+                );
                 ensure!(ns.connects(0xC114)?, "CRIU's mark does not pass the lock");
             }
             Mode::LeaveRunning => {
-                ensure!(ns.connects(0)?, "the namespace is still locked after the checkpoint");
+                ensure!(
+                    ns.connects(0)?,
+                    "the namespace is still locked after the checkpoint"
+                );
                 w.kill_original()?;
             }
         }
@@ -374,7 +386,10 @@ fn external_netns(test: &str, mode: Mode) {
             w.adopt(nix::unistd::Pid::from_raw(text.trim().parse()?));
         }
         run.json().context("restore --join-netns")?;
-        ensure!(ns.connects(0)?, "the namespace is still locked after the restore");
+        ensure!(
+            ns.connects(0)?,
+            "the namespace is still locked after the restore"
+        );
         w.finish(&spec)
     });
 }

@@ -115,3 +115,45 @@ impl<'a> NetnsTarget<'a> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::testutil::sample_checkpoint;
+
+    fn image() -> NetnsImage {
+        NetnsImage {
+            loopback_up: true,
+            loopback_addresses: vec![],
+            iptables: String::new(),
+            ip6tables: String::new(),
+            nftables: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_external_namespace_must_be_joined_and_an_own_one_is_made() {
+        let mut ck = sample_checkpoint();
+        ck.network_namespace = NetworkNamespace::External;
+        let err = NetnsTarget::choose(&ck, None).unwrap_err().to_string();
+        assert!(err.contains("restore --join-netns PATH"), "{err}");
+        let joined = NetnsTarget::choose(&ck, Some(Path::new("/proc/self/ns/net")));
+        assert!(matches!(joined, Ok(NetnsTarget::Join(_))));
+
+        ck.network_namespace = NetworkNamespace::Own(image());
+        assert!(matches!(
+            NetnsTarget::choose(&ck, None),
+            Ok(NetnsTarget::New(_))
+        ));
+        let err = NetnsTarget::choose(&ck, Some(Path::new("/proc/self/ns/net")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not apply"), "{err}");
+
+        ck.network_namespace = NetworkNamespace::Shared;
+        assert!(matches!(
+            NetnsTarget::choose(&ck, None),
+            Ok(NetnsTarget::Ours)
+        ));
+    }
+}
