@@ -274,10 +274,12 @@ impl NamedNetns {
     }
 
     /// Whether a connection to the listener, its packets marked `mark`
-    /// (0: none), is set up within 300 ms; a refusal (a reset: the lock
-    /// must drop, never answer) is an error.
+    /// (0: none) both ways (the listener's too, as the zdtm hook's server
+    /// does), is set up within 300 ms; a refusal (a reset: the lock must
+    /// drop, never answer) is an error.
     fn connects(&self, mark: u32) -> anyhow::Result<bool> {
         use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
+        socket::setsockopt(&self.listener, sockopt::Mark, &mark)?;
         let to = SockaddrIn::from(match self.listener.local_addr()? {
             std::net::SocketAddr::V4(v4) => v4,
             other => anyhow::bail!("the listener is on {other}"),
@@ -311,6 +313,7 @@ impl NamedNetns {
             // Taken off the backlog, so that later probes find room.
             self.listener.accept()?;
         }
+        socket::setsockopt(&self.listener, sockopt::Mark, &0)?;
         Ok(connected)
     }
 }
