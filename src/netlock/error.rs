@@ -26,11 +26,11 @@ pub enum NetLockError {
         source: std::io::Error,
     },
     /// `nft` (or another firewall tool) ran and refused the commands.
-    #[error("{program} {action} in network namespace {netns} failed ({status}): {stderr}")]
+    #[error("{action} in network namespace {netns} failed ({status}): {stderr}")]
     Nft {
-        /// The program (nft, iptables-legacy-restore, ...).
-        program: String,
-        /// What was asked: engaging, releasing, listing tables.
+        /// The program and what was asked of it: "nft engaging a lock",
+        /// "nft listing tables", "iptables-legacy-restore restoring the
+        /// rules".
         action: String,
         /// The namespace.
         netns: String,

@@ -431,8 +431,7 @@ fn tool_here(
     let out = child.wait_with_output().map_err(spawn_failed)?;
     if !out.status.success() {
         return Err(NetLockError::Nft {
-            program: program.to_string(),
-            action: action.to_string(),
+            action: format!("{program} {action}"),
             netns: netns.name.clone(),
             status: out.status,
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
