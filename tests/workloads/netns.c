@@ -109,25 +109,6 @@ static void send_pattern(int fd, size_t len, unsigned seed)
 	}
 }
 
-static void recv_pattern(int fd, size_t len, unsigned seed, const char *what)
-{
-	unsigned char buf[4096];
-
-	for (size_t done = 0; done < len;) {
-		size_t want = len - done < sizeof buf ? len - done : sizeof buf;
-		ssize_t n = recv(fd, buf, want, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			zdtm_fail("%s: recv after %zu of %zu bytes: %s", what, done, len,
-				  n ? strerror(errno) : "end of file");
-		for (ssize_t i = 0; i < n; i++)
-			if (buf[i] != zdtm_pattern(done + (size_t)i, seed))
-				zdtm_fail("%s: byte %zu differs", what, done + (size_t)i);
-		done += (size_t)n;
-	}
-}
-
 int main(int argc, char **argv)
 {
 	struct sockaddr_in addr = { .sin_family = AF_INET };
@@ -173,12 +154,12 @@ int main(int argc, char **argv)
 		if (want.st_ino != have.st_ino)
 			zdtm_fail("not in the network namespace %s after restore", path);
 	}
-	recv_pattern(b, QUEUED, 1, "queued a->b");
-	recv_pattern(a, QUEUED, 2, "queued b->a");
+	zdtm_recv_pattern(b, QUEUED, 1, "queued a->b");
+	zdtm_recv_pattern(a, QUEUED, 2, "queued b->a");
 	send_pattern(a, MORE, 3);
-	recv_pattern(b, MORE, 3, "more a->b");
+	zdtm_recv_pattern(b, MORE, 3, "more a->b");
 	send_pattern(b, MORE, 4);
-	recv_pattern(a, MORE, 4, "more b->a");
+	zdtm_recv_pattern(a, MORE, 4, "more b->a");
 	{
 		int c = tcp_socket(), d;
 		if (connect(c, (struct sockaddr *)&addr, sizeof addr))
