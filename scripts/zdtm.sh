@@ -50,6 +50,8 @@
 # then a tally per tool/mode and, with --criu-bin, the side-by-side counts.
 # A test's .hook runs at the stages zdtm.py runs it (--post-start, --pre-dump,
 # --pre-restore, --post-restore, --clean).
+# A .desc's ropts --join-ns net:PATH (netns_lock's) become ferry's checkpoint
+# --external-netns and restore --join-netns PATH (see run_one).
 # Everything a test starts is killed by PID when it ends or on exit
 # (its descendants, any process running a binary of the build dir, and
 # whatever runs in a network namespace a test's hook created).
@@ -242,12 +244,14 @@ cgroup_roots() {
 # A checkpoint that kills a tree with TCP connections leaves its network
 # lock (an nftables table named in the image) engaged for the restore, as
 # CRIU's --tcp-established does; when the restore failed, this run
-# removes the table itself (only that one: the image names it).
+# removes the table itself (only that one: the image names it), in the
+# network namespace the restore was to join (path $2) when there is one.
 release_lock() {
-	local table
+	local table enter=()
 	table="$("$agent" image show "$1" 2> /dev/null |
 		sed -n 's/^  network lock \(ferry_[0-9a-z_]*\) engaged until restore$/\1/p')"
-	[ -z "$table" ] || nft delete table inet "$table" 2> /dev/null || true
+	[ -z "${2:-}" ] || enter=(nsenter "--net=$2")
+	[ -z "$table" ] || "${enter[@]}" nft delete table inet "$table" 2> /dev/null || true
 }
 
 # save_firewall / restore_firewall: the host's iptables and ip6tables
@@ -511,10 +515,19 @@ run_one() {
 	fi
 	local leave=()
 	[ "$mode" = cr ] || leave=(--leave-running)
+	# CRIU's --join-ns net:PATH on restore (netns_lock's) is ferry's
+	# restore --join-netns PATH; the checkpoint then leaves that namespace
+	# outside (--external-netns: locked whole until the restore). CRIU's
+	# --network-lock iptables|nftables has no equivalent: ferry's lock is
+	# always nftables.
+	local join_netns=""
+	join_netns="$(sed -n 's/.*--join-ns net:\([^ ]*\).*/\1/p' <<< "${t_ropts[$name]}")"
+	local ferry_dump=()
+	[ -z "$join_netns" ] || ferry_dump=(--external-netns)
 	if [ "$tool" = ferry ]; then
 		local roots=()
 		mapfile -t roots < <(cgroup_roots "${t_opts[$name]} ${t_dopts[$name]}")
-		timeout -k 5 "$tmo" "$agent" checkpoint "$pid" --dir "$img/dir" "${leave[@]}" "${roots[@]}" \
+		timeout -k 5 "$tmo" "$agent" checkpoint "$pid" --dir "$img/dir" "${leave[@]}" "${roots[@]}" "${ferry_dump[@]}" \
 			> "$img/checkpoint.out" 2> "$img/checkpoint.err"
 		rc=$?
 		if [ $rc != 0 ]; then
@@ -561,11 +574,12 @@ run_one() {
 			[[ " ${t_opts[$name]} ${t_ropts[$name]} " != *" --manage-cgroups=ignore "* ]] \
 				|| ferry_opts=(--cgroups ignore)
 			mapfile -t -O "${#ferry_opts[@]}" ferry_opts < <(cgroup_roots "${t_opts[$name]} ${t_ropts[$name]}")
+			[ -z "$join_netns" ] || ferry_opts+=(--join-netns "$join_netns")
 			timeout -k 5 "$tmo" "$agent" restore --dir "$img/dir" --pidfile "$static/$name.pid" \
 				"${ferry_opts[@]}" > "$img/restore.out" 2> "$img/restore.err"
 			rc=$?
 			if [ $rc != 0 ]; then
-				release_lock "$img/dir"
+				release_lock "$img/dir" "$join_netns"
 				[ $rc != 124 ] || { printf 'FAIL\trestore: timed out after %ss' "$tmo"; return; }
 				printf 'FAIL\trestore: %s' "$(first_line "$img/restore.err" $rc)"
 				return

@@ -130,6 +130,7 @@ zdtm_tests! {
     cow, cow_leave_running => Spec::new("cow");
     shm_private, shm_private_leave_running => Spec::new("shm_private");
     packet_ring, packet_ring_leave_running => Spec::new("packet_ring");
+    netns_own, netns_own_leave_running => Spec::new("netns").args(&["own"]);
 }
 
 /// Pages of sysv_shm.c's segment A with data: dumped once although three
@@ -232,4 +233,183 @@ fn pid_namespace() {
 #[test]
 fn bench_workload_standalone() {
     common::standalone(&Spec::new("bench_mem").args(&["64"]));
+}
+
+/// A network namespace of the test's own (`ip netns add`), deleted when
+/// dropped, with a listener inside it for the lock's probes.
+struct NamedNetns {
+    name: String,
+    listener: std::net::TcpListener,
+}
+
+impl NamedNetns {
+    fn add(test: &str) -> anyhow::Result<NamedNetns> {
+        let name = format!("ferry-{test}-{}", std::process::id());
+        let status = std::process::Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()?;
+        ensure!(status.success(), "ip netns add {name}: {status}");
+        let mut ns = NamedNetns {
+            name,
+            listener: std::net::TcpListener::bind("0.0.0.0:0")?,
+        };
+        ns.listener = ns.enter(|| {
+            let lo = std::process::Command::new("ip")
+                .args(["link", "set", "up", "dev", "lo"])
+                .status()?;
+            ensure!(lo.success(), "ip link set up dev lo: {lo}");
+            Ok(std::net::TcpListener::bind("127.0.0.1:0")?)
+        })?;
+        Ok(ns)
+    }
+
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+
+    /// Runs `f` on a thread that joined the namespace.
+    fn enter<T: Send>(&self, f: impl FnOnce() -> anyhow::Result<T> + Send) -> anyhow::Result<T> {
+        let file = std::fs::File::open(self.path())?;
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)?;
+                f()
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("the thread in the namespace panicked"))?
+        })
+    }
+
+    /// Whether a connection to the listener, its packets marked `mark`
+    /// (0: none) both ways (the listener's too, as the zdtm hook's server
+    /// does), is set up within 300 ms; a refusal (a reset: the lock must
+    /// drop, never answer) is an error.
+    fn connects(&self, mark: u32) -> anyhow::Result<bool> {
+        use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
+        socket::setsockopt(&self.listener, sockopt::Mark, &mark)?;
+        let to = SockaddrIn::from(match self.listener.local_addr()? {
+            std::net::SocketAddr::V4(v4) => v4,
+            other => anyhow::bail!("the listener is on {other}"),
+        });
+        let connected = self.enter(|| {
+            let fd = socket::socket(
+                AddressFamily::Inet,
+                SockType::Stream,
+                SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+                None,
+            )?;
+            if mark != 0 {
+                socket::setsockopt(&fd, sockopt::Mark, &mark)?;
+            }
+            match socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &to) {
+                Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let mut poll = [nix::poll::PollFd::new(
+                std::os::fd::AsFd::as_fd(&fd),
+                nix::poll::PollFlags::POLLOUT,
+            )];
+            if nix::poll::poll(&mut poll, nix::poll::PollTimeout::from(300u16))? == 0 {
+                return Ok(false);
+            }
+            let err = socket::getsockopt(&fd, sockopt::SocketError)?;
+            ensure!(err == 0, "the connection was refused: errno {err}");
+            Ok(true)
+        })?;
+        if connected {
+            // Taken off the backlog, so that later probes find room.
+            self.listener.accept()?;
+        }
+        socket::setsockopt(&self.listener, sockopt::Mark, &0)?;
+        Ok(connected)
+    }
+}
+
+impl Drop for NamedNetns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .status();
+    }
+}
+
+/// A tree in a named network namespace (as zdtm's netns_lock_iptables):
+/// `checkpoint --external-netns` leaves the namespace where it is, locked
+/// whole until the restore (a connection to a listener in it gets no
+/// answer, not even a reset, unless its packets carry ferry's or CRIU's
+/// mark), and `restore --join-netns` runs the tree there again and
+/// unlocks it.
+fn external_netns(test: &str, mode: Mode) {
+    common::run_test(test, |dir| {
+        let ns = NamedNetns::add(test)?;
+        ensure!(
+            ns.connects(0)?,
+            "the namespace is locked before the checkpoint"
+        );
+        let path = ns.path();
+        let spec = Spec::new("netns").args(&["join"]);
+        let mut w = common::Workload::start_with(dir, &spec, &[&path])?;
+        let pid = w.pid().to_string();
+        let image = dir.image();
+        let mut args = vec!["checkpoint", &pid, "--dir", common::path_str(&image)?];
+        args.extend(["--json", "--external-netns"]);
+        if mode == Mode::LeaveRunning {
+            args.push("--leave-running");
+        }
+        common::agent(dir, &args)?.json().context("checkpoint")?;
+        match mode {
+            Mode::Kill => {
+                w.reap_checkpointed()?;
+                ensure!(
+                    !ns.connects(0)?,
+                    "the namespace is not locked after the checkpoint"
+                );
+                ensure!(
+                    ns.connects(0x6672_7279)?,
+                    "ferry's mark does not pass the lock"
+                );
+                ensure!(ns.connects(0xC114)?, "CRIU's mark does not pass the lock");
+            }
+            Mode::LeaveRunning => {
+                ensure!(
+                    ns.connects(0)?,
+                    "the namespace is still locked after the checkpoint"
+                );
+                w.kill_original()?;
+            }
+        }
+        let pidfile = dir.path().join("restored.pid");
+        let run = common::agent(
+            dir,
+            &[
+                "restore",
+                "--dir",
+                common::path_str(&image)?,
+                "--pidfile",
+                common::path_str(&pidfile)?,
+                "--join-netns",
+                &path,
+                "--json",
+            ],
+        )?;
+        if let Ok(text) = std::fs::read_to_string(&pidfile) {
+            w.adopt(nix::unistd::Pid::from_raw(text.trim().parse()?));
+        }
+        run.json().context("restore --join-netns")?;
+        ensure!(
+            ns.connects(0)?,
+            "the namespace is still locked after the restore"
+        );
+        w.finish(&spec)
+    });
+}
+
+#[test]
+fn netns_external() {
+    external_netns("netns_external", Mode::Kill);
+}
+
+#[test]
+fn netns_external_leave_running() {
+    external_netns("netns_external_leave_running", Mode::LeaveRunning);
 }

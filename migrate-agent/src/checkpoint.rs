@@ -6,11 +6,14 @@ use std::path::Path;
 use std::process::ExitCode;
 
 /// Checkpoints `pid` into `dir` (its cgroups relative to `cgroup_roots`),
-/// then kills it or lets it run.
+/// then kills it or lets it run; with `external_netns` its own network
+/// namespace is left where it is (locked until the restore joins it)
+/// instead of carried.
 pub fn run(
     pid: i32,
     dir: &Path,
     leave_running: bool,
+    external_netns: bool,
     json: bool,
     cgroup_roots: Vec<ferry::proc::cgroups::CgroupRoot>,
 ) -> anyhow::Result<ExitCode> {
@@ -20,6 +23,7 @@ pub fn run(
         CheckpointOptions {
             leave_running,
             cgroup_roots,
+            external_netns,
             ..Default::default()
         },
     )

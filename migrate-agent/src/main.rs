@@ -60,6 +60,14 @@ enum Command {
         /// Let the process continue after the checkpoint instead of killing it.
         #[arg(long)]
         leave_running: bool,
+        /// The tree's own network namespace (one other than this command's,
+        /// e.g. a name of `ip netns add`) stays where it is instead of being
+        /// carried: it is locked whole (every packet dropped but those
+        /// marked 0x66727279 or CRIU's 0xC114) until a restore with
+        /// --join-netns runs the tree in it again. Without it, a tree's own
+        /// namespace is carried when it holds only lo.
+        #[arg(long, conflicts_with = "container")]
+        external_netns: bool,
         /// Print statistics as JSON instead of a one-line summary.
         #[arg(long)]
         json: bool,
@@ -100,6 +108,12 @@ enum Command {
         /// modes (CRIU's --cgroup-root). Repeatable.
         #[arg(long = "cgroup-root", value_name = "[CONTROLLER:]PATH")]
         cgroup_roots: Vec<ferry::proc::cgroups::CgroupRoot>,
+        /// Restore the tree into this network namespace (a path such as
+        /// /var/run/netns/NAME or /proc/PID/ns/net), as CRIU's --join-ns
+        /// net:PATH: required for an image checkpointed with
+        /// --external-netns, whose lock it releases.
+        #[arg(long, conflicts_with = "container")]
+        join_netns: Option<PathBuf>,
     },
     /// Run the per-host agent: receive migrations from peer agents (QUIC,
     /// mutual TLS) and take local commands on the control socket.
@@ -212,11 +226,14 @@ fn main() -> ExitCode {
             container,
             dir,
             leave_running,
+            external_netns,
             json,
             cgroup_roots,
         } => container.container().and_then(|c| match (c, pid) {
             (Some(c), _) => checkpoint::run_container(&c, &dir, leave_running, json),
-            (None, Some(pid)) => checkpoint::run(pid, &dir, leave_running, json, cgroup_roots),
+            (None, Some(pid)) => {
+                checkpoint::run(pid, &dir, leave_running, external_netns, json, cgroup_roots)
+            }
             (None, None) => anyhow::bail!("name a PID or a --container"),
         }),
         Command::Restore {
@@ -227,12 +244,19 @@ fn main() -> ExitCode {
             json,
             cgroups,
             cgroup_roots,
+            join_netns,
         } => container.container().and_then(|c| match (c, bundle) {
             (Some(c), Some(bundle)) => {
                 restore::run_container(&c, &bundle, &dir, pidfile.as_deref(), json)
             }
             (Some(_), None) => anyhow::bail!("restore --container needs the container's --bundle"),
-            (None, _) => restore::run(&dir, pidfile.as_deref(), json, (cgroups, cgroup_roots)),
+            (None, _) => restore::run(
+                &dir,
+                pidfile.as_deref(),
+                json,
+                (cgroups, cgroup_roots),
+                join_netns,
+            ),
         }),
         Command::Image {
             command: ImageCommand::Show { dir },

@@ -14,12 +14,14 @@ pub enum Cgroups {
 }
 
 /// Restores the image in `dir` (its tasks' cgroups as `cgroups` says,
-/// below the roots it gives) and optionally writes the PID to `pidfile`.
+/// below the roots it gives, in network namespace `join_netns` when given)
+/// and optionally writes the PID to `pidfile`.
 pub fn run(
     dir: &Path,
     pidfile: Option<&Path>,
     json: bool,
     (cgroups, cgroup_roots): (Cgroups, Vec<ferry::proc::cgroups::CgroupRoot>),
+    join_netns: Option<std::path::PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let opts = ferry::restore::RestoreOptions {
         cgroups: match cgroups {
@@ -27,6 +29,7 @@ pub fn run(
             Cgroups::Ignore => ferry::restore::CgroupMode::Ignore,
         },
         cgroup_roots,
+        join_netns,
         ..Default::default()
     };
     let stats = ferry::restore::restore_with(dir, opts).with_context(|| {

@@ -352,6 +352,7 @@ pub fn checkpoint(
         external_stdio: crate::inspect::StdioPolicy::Record,
         // Its tasks go back into the cgroups its new runtime makes.
         cgroup_roots: Vec::new(),
+        external_netns: false,
     };
     let stats = crate::dump::checkpoint(st.pid, dir, opts).map_err(|source| {
         ContainerError::Checkpoint {

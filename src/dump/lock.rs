@@ -22,8 +22,15 @@ pub(super) struct LockPlan {
     /// The lock's owner.
     pub owner: Owner,
     /// After the tree is killed, leave the lock engaged and name it in
-    /// the image, for the restore to release (a local checkpoint).
+    /// the image, for the restore to release (a local checkpoint; not
+    /// when the tree's own network namespace is carried: it goes with
+    /// the killed tree, and the restore makes a new one).
     pub keep_for_restore: bool,
+    /// Lock the tree's whole network namespace, whatever its connections
+    /// (one it leaves outside for the restore to join, `--external-netns`):
+    /// every packet but the marked ones dropped from right before the
+    /// freeze.
+    pub whole_namespace: bool,
 }
 
 /// The lock of a tree and the connections it covers.
@@ -49,10 +56,14 @@ impl TreeLock {
         root: i32,
         flows: &[TcpFlow],
     ) -> Result<TreeLock, CheckpointError> {
-        if flows.is_empty() {
+        if flows.is_empty() && !plan.whole_namespace {
             return Ok(TreeLock::default());
         }
         netlock::check_nft(flows)?;
+        if plan.whole_namespace {
+            // Engaged whole right before the freeze (`arm_running`).
+            return Ok(TreeLock::default());
+        }
         let lock = netlock::prepare(
             plan.owner,
             &root.to_string(),
@@ -107,6 +118,13 @@ impl TreeLock {
     ) -> Result<(), CheckpointError> {
         match &mut self.lock {
             Some(lock) => lock.arm(&flows)?,
+            None if plan.whole_namespace => {
+                self.lock = Some(netlock::engage_namespace(
+                    plan.owner,
+                    &root.to_string(),
+                    NetNs::of_process(root)?,
+                )?);
+            }
             None if flows.is_empty() => {}
             None => {
                 let netns = NetNs::of_process(root)?;

@@ -17,6 +17,7 @@ mod locks;
 pub mod memory;
 mod mm;
 mod netlink;
+mod netns;
 pub mod notify;
 mod packet;
 mod pidfd;
@@ -45,7 +46,7 @@ use crate::inspect::mappings::{check_memfd_mappings, classify_mappings};
 use crate::inspect::namespaces::{check_namespaces, expected_namespaces};
 use crate::inspect::stdio::mark_external_stdio;
 use crate::inspect::sysvshm::tree_segments;
-use crate::inspect::{inspect_tree_in, preflight, ClassifiedFd, Namespaces};
+use crate::inspect::{inspect_tree_in, preflight, ClassifiedFd, Namespaces, TreeNetns};
 use crate::kernel;
 use crate::proc;
 use freeze::{Frozen, FrozenTree};
@@ -81,6 +82,13 @@ pub struct CheckpointOptions {
     /// ones included); a hierarchy none names is relative to the
     /// checkpointing program's own cgroup.
     pub cgroup_roots: Vec<crate::proc::cgroups::CgroupRoot>,
+    /// The tree's own network namespace stays where it is (the restore
+    /// joins it, `restore --join-netns`): it is not carried but locked
+    /// whole, every packet in it dropped but marked ones, from the freeze
+    /// until the restore (or until the tree runs again, with
+    /// `leave_running`). Without it, a plain tree's own namespace is
+    /// carried (only lo, its addresses and the firewall).
+    pub external_netns: bool,
 }
 
 /// Statistics of one checkpoint (the figures of CRIU's --print-stats).
@@ -130,6 +138,7 @@ pub fn checkpoint(
             .lock_owner
             .unwrap_or_else(|| crate::netlock::Owner::of_dir(dir)),
         keep_for_restore: true,
+        whole_namespace: false,
     };
     // A failure before the commit resumed the tree: the partial image
     // goes. A committed image may be the workload's only copy: it stays.
@@ -185,6 +194,7 @@ pub fn checkpoint_into(
     let plan = LockPlan {
         owner,
         keep_for_restore: false,
+        whole_namespace: false,
     };
     checkpoint_tree(pid, sink, opts, plan)
 }
@@ -197,8 +207,15 @@ fn checkpoint_tree(
     plan: LockPlan,
 ) -> Result<CheckpointStats, CheckpointError> {
     let started = Instant::now();
-    let expected = expected_namespaces(pid, opts.in_container)?;
+    let expected = expected_namespaces(pid, opts.in_container, opts.external_netns)?;
     preflight(pid, &expected)?;
+    // A carried namespace goes with the killed tree (nothing to keep for
+    // the restore); an external one stays, locked whole.
+    let plan = LockPlan {
+        keep_for_restore: plan.keep_for_restore && expected.netns != TreeNetns::Own,
+        whole_namespace: expected.netns == TreeNetns::External,
+        ..plan
+    };
     let mut translating;
     let sink: &mut dyn sink::CheckpointSink = if opts.in_container || expected.own_pid {
         translating = pidns::Translating::new(pid, sink)?;
@@ -386,6 +403,11 @@ fn dump_frozen(
             .flat_map(|p| p.threads.iter().map(move |t| (p.pid, t.tid)));
         cgroups::dump_cgroups(&cgroups::Membership::read(tasks)?, &opts.cgroup_roots)?
     };
+    let network_namespace = match tree.expected.netns {
+        TreeNetns::Shared => crate::image::NetworkNamespace::Shared,
+        TreeNetns::Own => crate::image::NetworkNamespace::Own(netns::dump_netns(tree.root)?),
+        TreeNetns::External => crate::image::NetworkNamespace::External,
+    };
     let mut checkpoint = Checkpoint {
         host: HostInfo {
             kernel_release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -408,6 +430,7 @@ fn dump_frozen(
         network_lock: lock.name_for_image(plan, leave_running),
         cgroups,
         ptys: files.ptys,
+        network_namespace,
     };
     let mut mem = memory::MemoryDumpStats::default();
     // A shared anonymous object or SysV segment is dumped once, from the

@@ -5,7 +5,7 @@ pub mod model;
 pub mod show;
 pub mod sink;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 pub use format::{
     sync_image, ImageError, ImageReader, ImageSummary, ImageWriter, PageData, PageRun,

@@ -545,6 +545,7 @@ pub(crate) fn sample_checkpoint() -> Checkpoint {
         network_lock: Some("ferry_0011223344556677_4242_1".into()),
         cgroups: Default::default(),
         ptys: vec![],
+        network_namespace: crate::image::NetworkNamespace::Shared,
     }
 }
 

@@ -57,6 +57,25 @@ pub enum InspectError {
         /// container's init).
         reference: String,
     },
+    /// A plain tree's own network namespace holds more than its loopback.
+    #[error("process {pid} is in a network namespace of its own ({target}) with interfaces other than lo ({interfaces}); ferry carries a tree's own network namespace only with its loopback (move the tree as a container, or give checkpoint --external-netns if the namespace stays and the restore joins it)")]
+    NetnsInterfaces {
+        /// The tree's root.
+        pid: i32,
+        /// The /proc link target naming the namespace.
+        target: String,
+        /// The other interfaces, by name.
+        interfaces: String,
+    },
+    /// `--external-netns` for a tree that has no network namespace of its
+    /// own.
+    #[error("process {pid} is in migrate-agent's network namespace ({target}): --external-netns names a namespace of the tree's own that the checkpoint leaves outside")]
+    NotExternalNetns {
+        /// The tree's root.
+        pid: i32,
+        /// The /proc link target naming the namespace.
+        target: String,
+    },
     /// The container's init has a namespace ferry cannot carry.
     #[error("container init {pid} has its own {kind} namespace ({target}); ferry carries a container's PID, mount, network, UTS, IPC and cgroup namespaces but not its {kind} namespace yet (remove it from linux.namespaces in config.json)")]
     ContainerNamespace {

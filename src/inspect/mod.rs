@@ -11,6 +11,7 @@ pub mod fds;
 pub mod locks;
 pub mod mappings;
 pub mod namespaces;
+pub mod netns;
 pub mod notify;
 pub mod pidfd;
 pub mod pidns;
@@ -23,7 +24,7 @@ mod tty;
 
 pub use error::InspectError;
 pub use fd_class::{ClassifiedFd, FdClass};
-pub use namespaces::{is_pid_namespace_init, Namespaces};
+pub use namespaces::{is_pid_namespace_init, Namespaces, TreeNetns};
 pub use stdio::StdioPolicy;
 
 use crate::image::Vma;
@@ -52,7 +53,7 @@ pub struct TreeInspection {
 /// at the first. Errors are returned only when the tree itself cannot be
 /// read (the root is gone, /proc of the root fails).
 pub fn inspect_tree(pid: i32) -> Result<TreeInspection, InspectError> {
-    let expected = namespaces::expected_namespaces(pid, false)?;
+    let expected = namespaces::expected_namespaces(pid, false, false)?;
     inspect_tree_in(pid, &expected, StdioPolicy::NotContainer)
 }
 

@@ -14,6 +14,21 @@ pub struct Namespaces {
     /// The tree's root is the init of a PID namespace of its own, outside
     /// any container (`unshare --pid --fork`).
     pub own_pid: bool,
+    /// Where the network namespace of a plain tree stands.
+    pub netns: TreeNetns,
+}
+
+/// The network namespace of a plain tree (a container's is its
+/// runtime's: [`TreeNetns::Shared`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeNetns {
+    /// migrate-agent's (or a container's).
+    Shared,
+    /// One of the tree's own, holding only its loopback: carried.
+    Own,
+    /// One of the tree's own that the checkpoint leaves outside
+    /// (`--external-netns`): locked whole until the restore joins it.
+    External,
 }
 
 /// The namespaces of the tree rooted at `root`: migrate-agent's, or for a
@@ -21,9 +36,44 @@ pub struct Namespaces {
 /// would not be rebuilt in the destination's). A container's own network
 /// namespace is the destination runtime's and network hook's to rebuild;
 /// its sockets are examined and recreated in it.
-pub fn expected_namespaces(root: i32, in_container: bool) -> Result<Namespaces, InspectError> {
-    let ours = proc::namespaces("self")?;
+///
+/// A plain tree whose root is in a network namespace other than
+/// migrate-agent's has it as its own, shared by all its processes:
+/// carried when it holds only lo (refused otherwise, naming the other
+/// interfaces), or left outside with `external_netns`.
+pub fn expected_namespaces(
+    root: i32,
+    in_container: bool,
+    external_netns: bool,
+) -> Result<Namespaces, InspectError> {
+    let mut ours = proc::namespaces("self")?;
+    let mut netns = TreeNetns::Shared;
     if !in_container {
+        let root_net = proc::namespaces(&root.to_string())
+            .map_err(|_| InspectError::NoSuchProcess { pid: root })?
+            .into_iter()
+            .find(|(k, _)| k == "net");
+        let agent_net = ours.iter_mut().find(|(k, _)| k == "net");
+        match (root_net, agent_net) {
+            (Some(theirs), Some(agent)) if theirs.1 != agent.1 => {
+                if !external_netns {
+                    super::netns::check_loopback_only(root, &theirs.1)?;
+                }
+                netns = if external_netns {
+                    TreeNetns::External
+                } else {
+                    TreeNetns::Own
+                };
+                *agent = theirs;
+            }
+            (_, Some(agent)) if external_netns => {
+                return Err(InspectError::NotExternalNetns {
+                    pid: root,
+                    target: agent.1.clone(),
+                })
+            }
+            _ => {}
+        }
         // The init of a PID namespace of its own brings its namespace:
         // its tree may live there (and only there).
         let own_pid = is_pid_namespace_init(root);
@@ -36,10 +86,15 @@ pub fn expected_namespaces(root: i32, in_container: bool) -> Result<Namespaces, 
             ),
             None => (ours, "migrate-agent".into()),
         };
+        let reference = match netns {
+            TreeNetns::Shared => reference,
+            _ => format!("{reference} (with the tree's own network namespace)"),
+        };
         return Ok(Namespaces {
             kinds,
             reference,
             own_pid,
+            netns,
         });
     }
     let theirs = proc::namespaces(&root.to_string())
@@ -58,6 +113,7 @@ pub fn expected_namespaces(root: i32, in_container: bool) -> Result<Namespaces, 
         kinds: theirs,
         reference: format!("the container's init {root}"),
         own_pid: false,
+        netns,
     })
 }
 

@@ -521,16 +521,17 @@ pub struct SpawnedHusk {
 /// calls. If the caller dies before that, the read returns EOF and the husk
 /// exits, so no stray process is left behind.
 ///
-/// Fails with EEXIST when `want_pid` is taken.
-pub fn spawn_detached_husk(want_pid: i32) -> Result<SpawnedHusk, Errno> {
-    spawn_husk(0, want_pid)
+/// Fails with EEXIST when `want_pid` is taken. `flags` are clone flags
+/// added to its clone3 (CLONE_NEWNET: a network namespace of its own).
+pub fn spawn_detached_husk(want_pid: i32, flags: u64) -> Result<SpawnedHusk, Errno> {
+    spawn_husk(flags, want_pid)
 }
 
 /// Spawns a husk as [`spawn_detached_husk`] does, as PID 1 of a new PID
 /// namespace (the init of a tree that had one of its own); its PID here is
-/// returned.
-pub fn spawn_husk_in_new_pid_namespace() -> Result<SpawnedHusk, Errno> {
-    spawn_husk(libc::CLONE_NEWPID as u64, 1)
+/// returned. `flags` as for [`spawn_detached_husk`].
+pub fn spawn_husk_in_new_pid_namespace(flags: u64) -> Result<SpawnedHusk, Errno> {
+    spawn_husk(libc::CLONE_NEWPID as u64 | flags, 1)
 }
 
 fn spawn_husk(flags: u64, want_pid: i32) -> Result<SpawnedHusk, Errno> {

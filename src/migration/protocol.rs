@@ -348,6 +348,7 @@ mod tests {
             network_lock: None,
             cgroups: Default::default(),
             ptys: Vec::new(),
+            network_namespace: crate::image::NetworkNamespace::Shared,
         })
     }
 

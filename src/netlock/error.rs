@@ -15,18 +15,22 @@ pub enum NetLockError {
         /// Why nft could not run.
         why: String,
     },
-    /// `nft` could not be started at all.
-    #[error("running nft in network namespace {netns} failed: {source}")]
+    /// `nft` (or another firewall tool) could not be started at all.
+    #[error("running {program} in network namespace {netns} failed: {source}")]
     Spawn {
+        /// The program (nft, iptables-legacy-save, ...).
+        program: String,
         /// The namespace (its nsfs name, e.g. net:[4026531840]).
         netns: String,
         /// The system's reason.
         source: std::io::Error,
     },
-    /// `nft` ran and refused the commands.
-    #[error("nft {action} in network namespace {netns} failed ({status}): {stderr}")]
+    /// `nft` (or another firewall tool) ran and refused the commands.
+    #[error("{action} in network namespace {netns} failed ({status}): {stderr}")]
     Nft {
-        /// What was asked: engaging, releasing, listing tables.
+        /// The program and what was asked of it: "nft engaging a lock",
+        /// "nft listing tables", "iptables-legacy-restore restoring the
+        /// rules".
         action: String,
         /// The namespace.
         netns: String,

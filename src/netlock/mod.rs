@@ -22,7 +22,7 @@ mod ruleset;
 
 pub use crate::inspect::tree_flows;
 pub use error::{describe_flows, NetLockError};
-pub use ruleset::REPAIR_MARK;
+pub use ruleset::{CRIU_MARK, REPAIR_MARK};
 
 use crate::image::TcpFlow;
 use std::collections::BTreeSet;
@@ -33,7 +33,7 @@ use std::process::{Command, Stdio};
 
 /// Every table ferry makes starts with this; a name without it is never
 /// touched.
-const TABLE_PREFIX: &str = "ferry_";
+pub const TABLE_PREFIX: &str = "ferry_";
 
 /// Who made a lock: one agent (by its state directory) or one local
 /// checkpoint (by its image directory). Its tag is part of every table
@@ -108,6 +108,13 @@ impl NetNs {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// Runs `f` on a thread of ours that joined this namespace (or on
+    /// this one, when it is in it already): what `f` creates (sockets,
+    /// processes) belongs to it.
+    pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, nix::errno::Errno> {
+        crate::kernel::in_net_namespace_of(&self.file, f)
+    }
 }
 
 fn fd_number(file: &File) -> i32 {
@@ -129,6 +136,9 @@ pub struct NetLock {
     armed: bool,
     /// The flows its sets hold.
     known: BTreeSet<TcpFlow>,
+    /// It drops every packet of its namespace ([`engage_namespace`]):
+    /// it has no sets, and covers every flow already.
+    whole: bool,
 }
 
 /// Locks `flows` in `netns` for `owner`: one table dropping every packet
@@ -141,7 +151,7 @@ pub fn engage(
     netns: NetNs,
     flows: &[TcpFlow],
 ) -> Result<NetLock, NetLockError> {
-    make(owner, label, netns, flows, true)
+    make(owner, label, netns, flows, Shape::Armed)
 }
 
 /// [`engage`] in two steps, so that little of it remains for the moment
@@ -155,16 +165,36 @@ pub fn prepare(
     netns: NetNs,
     flows: &[TcpFlow],
 ) -> Result<NetLock, NetLockError> {
-    make(owner, label, netns, flows, false)
+    make(owner, label, netns, flows, Shape::Prepared)
 }
 
-/// The table of [`engage`] (`armed`) or [`prepare`].
+/// Locks the whole network namespace `netns` for `owner`: every packet
+/// in and out dropped but those carrying [`REPAIR_MARK`] or [`CRIU_MARK`]
+/// (a namespace a tree shares with others and leaves where it is, as
+/// CRIU locks the namespaces it dumps). Effective at once; `label` as for
+/// [`engage`].
+pub fn engage_namespace(owner: Owner, label: &str, netns: NetNs) -> Result<NetLock, NetLockError> {
+    make(owner, label, netns, &[], Shape::Namespace)
+}
+
+/// What a lock's table drops.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// The packets of its flows, from the start.
+    Armed,
+    /// Nothing until [`NetLock::arm`].
+    Prepared,
+    /// Every packet of its namespace.
+    Namespace,
+}
+
+/// The table of [`engage`], [`prepare`] or [`engage_namespace`].
 fn make(
     owner: Owner,
     label: &str,
     netns: NetNs,
     flows: &[TcpFlow],
-    armed: bool,
+    shape: Shape,
 ) -> Result<NetLock, NetLockError> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -175,15 +205,21 @@ fn make(
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
     let table = format!("{}{label}_{nanos:x}", owner.prefix());
-    let comment = format!(
-        "ferry network lock of {label}: {} TCP connections silent until restored",
-        flows.len()
-    );
-    let commands = if armed {
-        ruleset::engage_commands(&table, &comment, flows)
-    } else {
-        ruleset::prepare_commands(&table, &comment, flows)
+    let comment = match shape {
+        Shape::Namespace => {
+            format!("ferry network lock of {label}: namespace silent until restored")
+        }
+        _ => format!(
+            "ferry network lock of {label}: {} TCP connections silent until restored",
+            flows.len()
+        ),
     };
+    let commands = match shape {
+        Shape::Armed => ruleset::engage_commands(&table, &comment, flows),
+        Shape::Prepared => ruleset::prepare_commands(&table, &comment, flows),
+        Shape::Namespace => ruleset::namespace_commands(&table, &comment),
+    };
+    let armed = shape != Shape::Prepared;
     // Journaled first: a run killed right after nft made the table still
     // leaves the way to it.
     journal::record(&table, &netns.path, &netns.name);
@@ -204,6 +240,7 @@ fn make(
         engaged: true,
         armed,
         known: flows.iter().copied().collect(),
+        whole: shape == Shape::Namespace,
     })
 }
 
@@ -214,6 +251,9 @@ impl NetLock {
     /// flow it holds that is not in `flows` (closed since) stays:
     /// dropping the packets of a closed connection changes nothing.
     pub fn arm(&mut self, flows: &[TcpFlow]) -> Result<(), NetLockError> {
+        if self.whole {
+            return Ok(());
+        }
         let new: Vec<TcpFlow> = flows
             .iter()
             .filter(|f| !self.known.contains(f))
@@ -334,34 +374,51 @@ pub fn check_nft(flows: &[TcpFlow]) -> Result<(), NetLockError> {
 }
 
 /// Runs `nft ARGS` with `input` on its stdin inside `netns` and returns
-/// its stdout. A namespace other than the caller's is entered by a
-/// thread of ours (setns), which nft inherits; the rest of the process
-/// stays where it is.
+/// its stdout.
 fn run_nft(
     netns: &NetNs,
     args: &[&str],
     input: &str,
     action: &str,
 ) -> Result<String, NetLockError> {
-    crate::kernel::in_net_namespace_of(&netns.file, || nft_here(netns, args, input, action))
-        .map_err(|errno| NetLockError::Namespace {
-            what: netns.name.clone(),
-            source: errno.into(),
-        })?
+    run_tool(netns, "nft", args, input, action)
 }
 
-/// Runs nft in the calling thread's network namespace.
-fn nft_here(
+/// Runs `program ARGS` (nft, iptables-legacy-save, ...) with `input` on
+/// its stdin inside `netns` and returns its stdout; `action` says what it
+/// was for, in errors. A namespace other than the caller's is entered by
+/// a thread of ours (setns), which the program inherits; the rest of the
+/// process stays where it is.
+pub fn run_tool(
     netns: &NetNs,
+    program: &str,
+    args: &[&str],
+    input: &str,
+    action: &str,
+) -> Result<String, NetLockError> {
+    crate::kernel::in_net_namespace_of(&netns.file, || {
+        tool_here(netns, program, args, input, action)
+    })
+    .map_err(|errno| NetLockError::Namespace {
+        what: netns.name.clone(),
+        source: errno.into(),
+    })?
+}
+
+/// Runs `program` in the calling thread's network namespace.
+fn tool_here(
+    netns: &NetNs,
+    program: &str,
     args: &[&str],
     input: &str,
     action: &str,
 ) -> Result<String, NetLockError> {
     let spawn_failed = |source| NetLockError::Spawn {
+        program: program.to_string(),
         netns: netns.name.clone(),
         source,
     };
-    let mut child = Command::new("nft")
+    let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -374,7 +431,7 @@ fn nft_here(
     let out = child.wait_with_output().map_err(spawn_failed)?;
     if !out.status.success() {
         return Err(NetLockError::Nft {
-            action: action.to_string(),
+            action: format!("{program} {action}"),
             netns: netns.name.clone(),
             status: out.status,
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),

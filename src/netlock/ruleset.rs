@@ -153,6 +153,31 @@ impl Family {
     }
 }
 
+/// The packet mark CRIU's own repair packets carry (SOCCR_MARK, "C114"),
+/// also let through a whole-namespace lock: tools written for CRIU's lock
+/// (zdtm's netns_lock hooks) mark their packets with it. Only a process
+/// with CAP_NET_ADMIN can set a mark, and the locked tree is frozen or
+/// killed, so letting it through opens the lock to no unprivileged
+/// process.
+pub const CRIU_MARK: u32 = 0xC114;
+
+/// The whole table of a lock on a whole network namespace (one the tree
+/// shares with others and leaves where it is, `checkpoint
+/// --external-netns`): every packet in and out is dropped but those
+/// marked [`REPAIR_MARK`] or [`CRIU_MARK`], as CRIU's network lock of a
+/// namespace does. Made in one transaction, effective at once.
+pub fn namespace_commands(table: &str, comment: &str) -> String {
+    let mut text = format!("table inet {table} {{\n  comment \"{comment}\"\n");
+    for chain in CHAINS {
+        let _ = write!(
+            text,
+            "  chain {chain} {{\n    type filter hook {chain} priority {PRIORITY}; policy accept;\n    meta mark {{ {REPAIR_MARK:#x}, {CRIU_MARK:#x} }} accept\n    drop\n  }}\n"
+        );
+    }
+    text.push_str("}\n");
+    text
+}
+
 /// Commands that delete `tables` whether or not they exist: adding an
 /// existing table changes nothing, so `add` then `delete` in one
 /// transaction removes it if present and is a no-op otherwise (nft 1.0.6,
@@ -247,6 +272,19 @@ mod tests {
              add rule inet ferry_t output meta mark != 0x66727279 ip6 saddr . tcp sport . ip6 daddr . tcp dport @flows6 drop\n"
         );
         assert_eq!(arm_commands("ferry_t", &[], false), "");
+    }
+
+    #[test]
+    fn a_namespace_lock_drops_all_but_marked_packets() {
+        let text = namespace_commands("ferry_n", "c");
+        assert!(text.starts_with("table inet ferry_n {\n  comment \"c\"\n"));
+        assert_eq!(
+            text.matches("meta mark { 0x66727279, 0xc114 } accept\n    drop\n")
+                .count(),
+            2
+        );
+        assert!(text.contains("type filter hook input priority -300;"));
+        assert!(text.contains("type filter hook output priority -300;"));
     }
 
     #[test]

@@ -88,6 +88,14 @@ pub enum RestoreError {
     /// ptrace failed.
     #[error(transparent)]
     Ptrace(#[from] PtraceError),
+    /// The tree's network namespace could not be made again or joined.
+    #[error("cannot restore the network namespace of process {pid}: {why}")]
+    Netns {
+        /// The tree's root.
+        pid: i32,
+        /// What failed.
+        why: String,
+    },
     /// /proc could not be read.
     #[error(transparent)]
     Proc(#[from] crate::proc::ProcError),

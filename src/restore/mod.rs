@@ -61,6 +61,11 @@ pub struct RestoreOptions {
     /// --cgroup-root); a hierarchy none names uses the restoring
     /// program's own cgroup.
     pub cgroup_roots: Vec<crate::proc::cgroups::CgroupRoot>,
+    /// The network namespace to restore a plain tree into (CRIU's
+    /// --join-ns net:PATH): needed for an image whose namespace the
+    /// checkpoint left outside; None: a new one when the image carries
+    /// one, else the restoring program's.
+    pub join_netns: Option<std::path::PathBuf>,
 }
 
 /// Restores the image in `dir` and returns once the process runs.
@@ -75,6 +80,7 @@ pub fn restore_with(dir: &Path, opts: RestoreOptions) -> Result<RestoreStats, Re
     let reader = ImageReader::open(dir)?;
     let ck = reader.checkpoint();
     check_cpu(&ck.host)?;
+    let netns = husk::NetnsTarget::choose(ck, opts.join_netns.as_deref())?;
     if ck.pid_namespace {
         if opts.lazy.is_some() {
             return Err(RestoreError::Unsupported {
@@ -82,7 +88,7 @@ pub fn restore_with(dir: &Path, opts: RestoreOptions) -> Result<RestoreStats, Re
                 why: "a tree with a PID namespace of its own is restored eagerly only".into(),
             });
         }
-        return restore_in_new_pid_namespace(dir);
+        return restore_in_new_pid_namespace(dir, &netns);
     }
     if ck.root().is_some_and(|p| p.pid == 1) {
         return Err(RestoreError::Unsupported {
@@ -98,7 +104,7 @@ pub fn restore_with(dir: &Path, opts: RestoreOptions) -> Result<RestoreStats, Re
     for p in &ck.processes {
         check_files(ck, p, "")?;
     }
-    let pages_restored = husk::rebuild(&reader, opts.lazy.as_ref(), &placement)?;
+    let pages_restored = husk::rebuild(&reader, opts.lazy.as_ref(), &placement, &netns)?;
     release_network_lock(ck, ck.root().map_or(0, |p| p.pid));
     Ok(RestoreStats {
         pid: ck.root().map_or(0, |p| p.pid),
@@ -175,10 +181,19 @@ pub fn restore_into_with(
 /// Restores the image in `dir` of a tree whose root was the init of a PID
 /// namespace of its own: a husk is made PID 1 of a new PID namespace and
 /// the tree is restored into it as into a container's init, with the same
-/// PIDs inside. The statistics give the root's PID here.
-fn restore_in_new_pid_namespace(dir: &Path) -> Result<RestoreStats, RestoreError> {
-    let spawned = kernel::spawn_husk_in_new_pid_namespace()
+/// PIDs inside, in the network namespace `netns` says. The statistics
+/// give the root's PID here.
+fn restore_in_new_pid_namespace(
+    dir: &Path,
+    netns: &husk::NetnsTarget<'_>,
+) -> Result<RestoreStats, RestoreError> {
+    let spawned = netns
+        .spawn(kernel::spawn_husk_in_new_pid_namespace)
         .map_err(|errno| RestoreError::Spawn { pid: 1, errno })?;
+    if let Err(e) = netns.configure(1, spawned.pid) {
+        let _ = nix::sys::signal::kill(spawned.pid, nix::sys::signal::Signal::SIGKILL);
+        return Err(e);
+    }
     // The lifeline stays open until the husk is taken over.
     let restored = restore_into(dir, spawned.pid.as_raw());
     drop(spawned.lifeline);
@@ -189,9 +204,10 @@ fn restore_in_new_pid_namespace(dir: &Path) -> Result<RestoreStats, RestoreError
 /// ([`Checkpoint::network_lock`](crate::image::Checkpoint::network_lock))
 /// now that the restored tree (root `root`) runs: its connections answer
 /// again, from the restored sockets. The lock is in the tree's network
-/// namespace (the host's, for a tree that shares it; a container's own
-/// went with the checkpointed container). A failure is logged: the tree
-/// runs.
+/// namespace (the host's, for a tree that shares it; the one a restore
+/// joined, for a tree whose namespace was left outside; a container's
+/// own went with the checkpointed container). A failure is logged: the
+/// tree runs.
 fn release_network_lock(ck: &crate::image::Checkpoint, root: i32) {
     let Some(table) = &ck.network_lock else {
         return;

@@ -378,12 +378,19 @@ impl Workload {
     /// Starts the workload (stdin /dev/null, stdout and stderr to a file) and
     /// waits until it prints READY.
     pub fn start(dir: &TestDir, spec: &Spec) -> Result<Self> {
+        Self::start_with(dir, spec, &[])
+    }
+
+    /// [`Workload::start`] with `extra` arguments after the spec's (known
+    /// only at run time: a path the test made).
+    pub fn start_with(dir: &TestDir, spec: &Spec, extra: &[&str]) -> Result<Self> {
         let bin = workload_bin(spec.name)?;
         let output = dir.path().join("output.txt");
         let out = File::create(&output)?;
         let child = Command::new(&bin)
             .arg(dir.path().join("files"))
             .args(spec.args)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)

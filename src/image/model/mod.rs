@@ -59,6 +59,10 @@ pub struct Checkpoint {
     pub cgroups: CgroupsImage,
     /// The pseudo-terminal pairs the files' [`PtyEnd`]s are ends of.
     pub ptys: Vec<PtyImage>,
+    /// The network namespace the tree lived in: migrate-agent's (or a
+    /// container's, which its runtime rebuilds), one of its own carried
+    /// with it, or one left outside for the restore to join.
+    pub network_namespace: NetworkNamespace,
 }
 
 /// A SysV shared memory segment, recreated at restore with the same shmid
@@ -299,4 +303,41 @@ pub struct CgroupMember {
     pub tid: i32,
     /// Its cgroup in each hierarchy of [`CgroupsImage::hierarchies`].
     pub paths: Vec<CgroupPath>,
+}
+
+/// Where a plain tree's network namespace comes from at restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetworkNamespace {
+    /// The tree shared the checkpointing program's network namespace (or
+    /// is a container's, whose runtime makes it): it is restored into the
+    /// restoring program's.
+    Shared,
+    /// The tree had a namespace of its own (`unshare --net`), carried: a
+    /// restore makes a new one with this loopback and firewall before the
+    /// tree's sockets are created in it.
+    Own(NetnsImage),
+    /// The tree lived in a namespace that was not carried (`checkpoint
+    /// --external-netns`, as CRIU's external namespaces): the namespace
+    /// was locked whole until the restore, which must join one
+    /// (`restore --join-netns PATH`).
+    External,
+}
+
+/// A network namespace ferry carries: only its loopback (other
+/// interfaces are refused before the freeze) and its firewall.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetnsImage {
+    /// Whether lo was up.
+    pub loopback_up: bool,
+    /// The addresses on lo other than those the kernel gives it when it
+    /// comes up (127.0.0.1/8, ::1/128), as ADDRESS/PREFIX.
+    pub loopback_addresses: Vec<String>,
+    /// The iptables-legacy rules, as iptables-legacy-save prints them
+    /// (empty: no table in use).
+    pub iptables: String,
+    /// The ip6tables-legacy rules, as ip6tables-legacy-save prints them.
+    pub ip6tables: String,
+    /// The nftables ruleset (every table but ferry's own locks), as nft
+    /// lists it, for `nft -f`.
+    pub nftables: String,
 }

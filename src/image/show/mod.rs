@@ -89,6 +89,23 @@ fn write_description(out: &mut String, reader: &ImageReader) -> fmt::Result {
     if let Some(table) = &ck.network_lock {
         writeln!(out, "  network lock {table} engaged until restore")?;
     }
+    match &ck.network_namespace {
+        crate::image::NetworkNamespace::Shared => {}
+        crate::image::NetworkNamespace::Own(n) => writeln!(
+            out,
+            "  own network namespace: lo {}{}{}, {} iptables-legacy, {} ip6tables-legacy, {} nftables lines",
+            if n.loopback_up { "up" } else { "down" },
+            if n.loopback_addresses.is_empty() { "" } else { " with " },
+            n.loopback_addresses.join(", "),
+            n.iptables.lines().count(),
+            n.ip6tables.lines().count(),
+            n.nftables.lines().count(),
+        )?,
+        crate::image::NetworkNamespace::External => writeln!(
+            out,
+            "  network namespace left outside: restore joins one (--join-netns)"
+        )?,
+    }
     for p in &ck.processes {
         let runs: Vec<PageRun> = reader
             .runs()

@@ -19,6 +19,7 @@ mod locks;
 mod memory;
 mod mm;
 mod netlink;
+mod netns;
 mod notify;
 mod packet;
 mod pidfd;
@@ -40,6 +41,7 @@ mod udp;
 mod unix;
 
 pub use cgroups::{CgroupMode, Placement};
+pub use netns::NetnsTarget;
 
 use crate::image::{ImageReader, ZombieImage};
 use crate::kernel;
@@ -55,19 +57,22 @@ use process::Husk;
 use tree::same_mount_namespace;
 
 /// Restores every process of the image's tree, each in a husk, into the
-/// cgroups `placement` prepared, and lets them run. Returns the number of
-/// pages written. On failure every husk is killed.
+/// cgroups `placement` prepared and the network namespace `netns` says,
+/// and lets them run. Returns the number of pages written. On failure
+/// every husk is killed.
 pub fn rebuild(
     reader: &ImageReader,
     lazy: Option<&LazyPages>,
     placement: &Placement,
+    netns: &NetnsTarget<'_>,
 ) -> Result<u64, RestoreError> {
     let ck = reader.checkpoint();
     let root = ck.root().ok_or_else(|| RestoreError::Unsupported {
         pid: 0,
         why: "the image holds no process".into(),
     })?;
-    let spawned = kernel::spawn_detached_husk(root.pid).map_err(|errno| match errno {
+    let spawned = netns.spawn(|flags| kernel::spawn_detached_husk(root.pid, flags));
+    let spawned = spawned.map_err(|errno| match errno {
         Errno::EEXIST => RestoreError::PidTaken {
             pid: root.pid,
             holder: "another process".into(),
@@ -78,6 +83,11 @@ pub fn rebuild(
         },
     })?;
     let husk_pid = spawned.pid;
+    // Before any socket of the tree is created in it.
+    if let Err(e) = netns.configure(root.pid, husk_pid) {
+        let _ = kill(husk_pid, Signal::SIGKILL);
+        return Err(e);
+    }
     let root_husk = match Husk::seize(root, ck, spawned) {
         Ok(h) => h,
         Err(e) => {
