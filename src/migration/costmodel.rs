@@ -22,10 +22,11 @@
 //!   back, plus the workload's start there;
 //! - the session: opening it, the offer, and ending the source's copy.
 //!
-//! Downtime = freeze + final transfer + restore + resume; total = session
-//! + rounds + downtime. Each part carries a relative uncertainty; the band
-//! is every part at its optimistic end (low) and at its pessimistic end
-//! (high), with the dirty rate one standard deviation below or above.
+//! Downtime is freeze, final transfer, restore and resume added; the
+//! total adds the session and the rounds to it. Each part carries a
+//! relative uncertainty; the band is every part at its optimistic end
+//! (low) and at its pessimistic end (high), with the dirty rate one
+//! standard deviation below or above.
 //! Pure functions: the measuring is elsewhere ([`super::calibrate`]).
 
 use super::policy::{self, Decision, Limits, SwitchReason};

@@ -725,7 +725,7 @@ pub fn predict_modes(
             downtime_ms,
             total_ms,
             bytes_sent: m.memory_bytes
-                + (precopied as u64) * (parts.after_ms / 1000.0 * throughput) as u64,
+                + u64::from(precopied) * (parts.after_ms / 1000.0 * throughput) as u64,
             rounds: None,
             switch_reason: None,
             parts,
