@@ -734,10 +734,11 @@ pub fn predict_modes(
     vec![precopy, lazy(false), lazy(true)]
 }
 
-/// Picks a mode: pre-copy when it fits the downtime limit even at the high
-/// end of the band (it never leaves the workload depending on the link
-/// after the switch-over); else hybrid when that fits; else pre-copy with
-/// the limit it would need.
+/// Picks a mode: pre-copy when its rounds converge to a final transfer
+/// within the limit (it never leaves the workload depending on the link
+/// after the switch-over); else hybrid when it freezes for less even at
+/// the high end of its band; else pre-copy with the limit its final
+/// transfer needs.
 fn recommend(
     blockers: &[Blocker],
     destination: Option<&DestinationReport>,
@@ -777,35 +778,40 @@ fn recommend(
             why: "no prediction".into(),
         };
     };
+    // --max-downtime bounds the final transfer (the policy's rule); the
+    // freeze, the restore and the resume come on top whatever it says.
     let limit = limits.max_downtime_ms;
-    if pre.downtime_ms.high <= limit && pre.switch_reason == Some(SwitchReason::FitsDowntime) {
+    let fixed = |p: &ModePrediction| p.parts.freeze_ms + p.parts.restore_ms + p.parts.resume_ms;
+    if pre.switch_reason == Some(SwitchReason::FitsDowntime) {
         return Recommendation {
             mode: Some(Mode::Precopy),
             max_downtime_ms: Some(limit),
             why: format!(
-                "pre-copy converges in {} rounds and freezes {:.1}-{:.1} ms, within {limit} ms",
+                "pre-copy converges in {} rounds with a final transfer within {limit} ms; it freezes {:.0}-{:.0} ms in all, {:.0} ms of which freeze, restore and resume, which --max-downtime does not bound",
                 pre.rounds.unwrap_or(0),
                 pre.downtime_ms.low,
-                pre.downtime_ms.high
+                pre.downtime_ms.high,
+                fixed(pre)
             ),
         };
     }
-    if hybrid.downtime_ms.high <= limit {
+    if hybrid.downtime_ms.high <= pre.downtime_ms.low {
         return Recommendation {
             mode: Some(Mode::Hybrid),
             max_downtime_ms: Some(limit),
             why: format!(
-                "pre-copy alone would freeze up to {:.0} ms; one pre-copy round then post-copy freezes about {:.1} ms (the workload then depends on the link until its last page arrives)",
-                pre.downtime_ms.high, hybrid.downtime_ms.expected
+                "pre-copy does not converge and would freeze {:.0}-{:.0} ms; one pre-copy round then post-copy freezes about {:.0} ms (the workload then depends on the link until its last page arrives)",
+                pre.downtime_ms.low, pre.downtime_ms.high, hybrid.downtime_ms.expected
             ),
         };
     }
-    let needed = nice_ceil(pre.downtime_ms.high.max(1.0));
+    let needed = nice_ceil(pre.parts.final_transfer_ms.max(limit));
     Recommendation {
         mode: Some(Mode::Precopy),
         max_downtime_ms: Some(needed),
         why: format!(
-            "no mode freezes for less than {limit} ms at this bandwidth; pre-copy needs --max-downtime {needed}ms"
+            "pre-copy does not converge to a final transfer within {limit} ms at this dirty rate; it switches over anyway and freezes {:.0}-{:.0} ms ({:.0} ms of final transfer)",
+            pre.downtime_ms.low, pre.downtime_ms.high, pre.parts.final_transfer_ms
         ),
     }
 }

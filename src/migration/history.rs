@@ -20,6 +20,10 @@ pub const HISTORY_LEN: usize = 16;
 /// The least uncertainty given to a figure from history: one migration
 /// under another load differs from the next.
 const MIN_SPREAD: f64 = 0.2;
+/// The most uncertainty given to a figure from history: a wider spread
+/// (a rate near zero at the band's end) says the runs differ, not that
+/// the next one could take forever.
+const MAX_SPREAD: f64 = 0.5;
 
 /// The measured parts of one past pre-copy migration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,7 +95,7 @@ pub fn record(work_dir: &Path, m: PastMigration) -> std::io::Result<()> {
 }
 
 /// The median of `values` (None when empty) and its spread: half the
-/// range over the median, at least [`MIN_SPREAD`].
+/// range over the median, between [`MIN_SPREAD`] and [`MAX_SPREAD`].
 fn median_figure(mut values: Vec<f64>) -> Option<Figure> {
     values.retain(|v| v.is_finite() && *v > 0.0);
     values.sort_by(f64::total_cmp);
@@ -99,7 +103,7 @@ fn median_figure(mut values: Vec<f64>) -> Option<Figure> {
     let range = values[values.len() - 1] - values[0];
     Some(Figure {
         value: median,
-        spread: (range / 2.0 / median).max(MIN_SPREAD),
+        spread: (range / 2.0 / median).clamp(MIN_SPREAD, MAX_SPREAD),
         basis: Basis::History,
     })
 }
