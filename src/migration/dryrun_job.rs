@@ -5,10 +5,11 @@
 //! namespace is named by the PID the agent sees); without a destination
 //! the CLI runs it itself.
 
+use super::advice::assess;
 use super::calibrate::measure_freeze;
 use super::dryrun::{
-    assess, inspect, measure, Blocker, DestinationReport, DryRunError, DryRunReport,
-    MeasureOptions, Measurement,
+    inspect, measure, Blocker, DestinationReport, DryRunError, DryRunReport, MeasureOptions,
+    Measurement,
 };
 use super::history::PastMigration;
 use super::policy::Limits;

@@ -58,6 +58,7 @@
 //! `Opening::Probe` (answered by `ProbeToSource::Checked`, then discarded
 //! pages closed by `PagesSent` / `PagesStored`, and `Done`).
 
+pub mod advice;
 pub mod calibrate;
 pub mod costmodel;
 pub mod destination;
