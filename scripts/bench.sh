@@ -26,6 +26,20 @@
 # arrival): downtime (freeze to running on the destination) and its parts,
 # total time, bytes sent over memory size and page throughput, from
 # `migrate --json`.
+# The dry run against the real migration (issue 17), between the same
+# hosts: for each rate of DRYRUN_RATES (MiB/s, default "0 16 64 256";
+# empty skips) a steady_dirty workload of DRYRUN_MIB (default 1024) MiB,
+# and a tree of DRYRUN_TREE (default 50; 0 skips) bench_tree processes of
+# TREE_MIB MiB each: `dry-run --to B --duration DRYRUN_DURATION` (default
+# 4s; it freezes the workload once for a few ms) through host A's agent,
+# then the real `migrate`, side by side: predicted downtime and total
+# time (expected, low and high of the band, dryrun_*_predicted*), the
+# actual ones (dryrun_*_actual), the error of the expected prediction in
+# percent and the band's width, and the downtime's parts predicted and
+# actual (dryrun_part_NAME_predicted / _actual). Params name the workload
+# (steady at RATE, or tree) and the run. Each migration also goes to the
+# agent's history, which refines the next dry run (as it would in use).
+# (Containers: `dry-run` has no --container yet.)
 # Post-copy between the same hosts of a process that touched each size of
 # POSTCOPY_SIZES (MiB, default "64 512 2048"; empty skips;
 # tests/workloads/bench_mem.c): freeze to running on the destination, the
@@ -112,6 +126,10 @@ CONTAINER_MODES=${CONTAINER_MODES-"precopy postcopy"}
 CONTAINER_KINDS=${CONTAINER_KINDS-"counter node mem"}
 CONTAINER_MIB=${CONTAINER_MIB:-1024}
 CONN_COUNTS=${CONN_COUNTS-"0 1 100 1000"}
+DRYRUN_RATES=${DRYRUN_RATES-"0 16 64 256"}
+DRYRUN_MIB=${DRYRUN_MIB:-1024}
+DRYRUN_TREE=${DRYRUN_TREE:-50}
+DRYRUN_DURATION=${DRYRUN_DURATION:-4s}
 DOCKER_RUNS=${DOCKER_RUNS:-5}
 DOCKER_KINDS=${DOCKER_KINDS-"busybox node"}
 FERRY_RUNC_BIN=${FERRY_RUNC_BIN:-target/release/ferry-runc}
@@ -394,6 +412,64 @@ PY
       finish_on_b "steady_dirty $MIGRATE_MIB MiB at $rate MiB/s"
     done
   done
+fi
+
+# dryrun_then_migrate MIB PARAMS WHAT: the dry run of $ns_pid on host A
+# to host B, then its migration; samples the predictions and the actual
+# figures, side by side (PARAMS: key=value[,key=value]).
+dryrun_then_migrate() {
+  local mib=$1 params=$2 what=$3
+  agent_run dryrun dry-run "$ns_pid" --to 10.231.0.2:7420 --control-socket "$tmp/hosts/a/agent.sock" \
+    --duration "$DRYRUN_DURATION" --json
+  agent_run migrate migrate "$ns_pid" --to 10.231.0.2:7420 --control-socket "$tmp/hosts/a/agent.sock" --json
+  [ -z "${FERRY_BENCH_KEEP:-}" ] || cp "$tmp/dryrun.json" "$FERRY_BENCH_KEEP/dryrun-$params.json"
+  [ -z "${FERRY_BENCH_KEEP:-}" ] || cp "$tmp/migrate.json" "$FERRY_BENCH_KEEP/migrate-$params.json"
+  python3 - "$tmp/dryrun.json" "$tmp/migrate.json" "$mib" "$params" "$what" >>"$samples" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); s = json.load(open(sys.argv[2])); mib, params, what = sys.argv[3:]
+pre = next(p for p in r["predictions"] if p["mode"] == "precopy")
+d, t, parts = pre["downtime_ms"], pre["total_ms"], pre["parts"]
+actual = {"downtime": s["downtime"]["total_ms"], "total": s["total_ms"]}
+rows = []
+for name, band in [("downtime", d), ("total", t)]:
+    rows += [(f"dryrun_{name}_predicted", "ms", band["expected"]),
+             (f"dryrun_{name}_predicted_low", "ms", band["low"]),
+             (f"dryrun_{name}_predicted_high", "ms", band["high"]),
+             (f"dryrun_{name}_actual", "ms", actual[name]),
+             (f"dryrun_{name}_error", "pct", (actual[name] - band["expected"]) / max(band["expected"], 1e-9) * 100),
+             (f"dryrun_{name}_band_width", "pct", band["width_pct"])]
+for part in ["freeze", "final_transfer", "restore", "resume"]:
+    rows += [(f"dryrun_part_{part}_predicted", "ms", parts[part + "_ms"]),
+             (f"dryrun_part_{part}_actual", "ms", s["downtime"][part + "_ms"])]
+rows += [("dryrun_rounds_predicted", "rounds", pre["rounds"]), ("dryrun_rounds_actual", "rounds", len(s["rounds"])),
+         ("dryrun_dirty_rate_measured", "MiB/s", r["measurement"]["dirty_bytes_per_sec"] / 2**20)]
+for name, unit, value in rows:
+    print(name, mib, unit, value, params)
+print(f"bench: {what}: downtime predicted {d['low']:.0f}/{d['expected']:.0f}/{d['high']:.0f} ms, actual {actual['downtime']:.0f} ms; "
+      f"total predicted {t['low']:.0f}/{t['expected']:.0f}/{t['high']:.0f} ms, actual {actual['total']:.0f} ms "
+      f"({r['measurement']['freeze_note']})", file=sys.stderr)
+PY
+}
+
+if [ -n "$DRYRUN_RATES" ] || [ "$DRYRUN_TREE" != 0 ]; then
+  testbed_up
+  for rate in $DRYRUN_RATES; do
+    for ((run = 0; run < RUNS; run++)); do
+      mkdir -p "$tmp/files"
+      what="steady_dirty $DRYRUN_MIB MiB at $rate MiB/s"
+      start_on_a "$what" "$PWD/$dirty_workload" "$tmp/files" "$DRYRUN_MIB" "$rate"
+      dryrun_then_migrate "$DRYRUN_MIB" "workload=steady,rate=$rate,run=$run" "$what"
+      finish_on_b "$what"
+    done
+  done
+  if [ "$DRYRUN_TREE" != 0 ]; then
+    for ((run = 0; run < RUNS; run++)); do
+      what="bench_tree $DRYRUN_TREE x $TREE_MIB MiB"
+      start_on_a "$what" "$PWD/$tree_workload" "$tmp/files" "$DRYRUN_TREE" "$TREE_MIB"
+      dryrun_then_migrate "$TREE_MIB" "workload=tree,processes=$DRYRUN_TREE,run=$run" "$what"
+      finish_on_b "$what"
+    done
+  fi
 fi
 
 if [ -n "$POSTCOPY_SIZES" ]; then

@@ -51,6 +51,11 @@ pub struct DryRunArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Do not freeze the workload (once, for a few milliseconds) to
+    /// measure its freeze and state read: estimate them per process and
+    /// per thread instead.
+    #[arg(long)]
+    no_freeze: bool,
 }
 
 /// Runs the dry run and prints its report.
@@ -83,12 +88,13 @@ pub fn run(args: DryRunArgs) -> anyhow::Result<ExitCode> {
         }),
         bandwidth,
         limits,
+        no_freeze: args.no_freeze,
     };
     let report = if request.destination.is_some() {
         through_agent(&args.control_socket, request, stop)?
     } else {
         let measured = request.inspect_and_measure(stop)?;
-        request.report(measured, None)
+        request.report(measured, None, &[])
     };
     let interrupted = stop.load(Ordering::SeqCst);
     if args.json {
@@ -219,6 +225,7 @@ fn print_report(r: &DryRunReport) {
             cpu.before_ms_per_sec, cpu.during_ms_per_sec
         );
     }
+    println!("freeze: {}", m.freeze_note);
     if let Some(d) = &r.destination {
         print_destination(d);
     }
@@ -237,6 +244,20 @@ fn print_report(r: &DryRunReport) {
     );
     for p in &r.predictions {
         print_prediction(p);
+    }
+    if let Some(pre) = r.predictions.iter().find(|p| p.mode == Mode::Precopy) {
+        let (d, t) = (pre.downtime_ms, pre.total_ms);
+        println!(
+            "pre-copy downtime: freeze {:.1} + final transfer {:.1} + restore {:.1} + resume {:.1} ms; total adds rounds {:.0} and session {:.0} ms; band width {:.0}% (downtime), {:.0}% (total)",
+            pre.parts.freeze_ms,
+            pre.parts.final_transfer_ms,
+            pre.parts.restore_ms,
+            pre.parts.resume_ms,
+            pre.parts.rounds_ms,
+            pre.parts.session_ms,
+            d.width_pct,
+            t.width_pct
+        );
     }
     let rec = &r.recommendation;
     match (rec.mode, rec.max_downtime_ms) {

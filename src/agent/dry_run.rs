@@ -1,11 +1,14 @@
 //! The agent's side of `migrate-agent dry-run --to`: the whole dry run
 //! (inspect, measure, probe the destination, assess) in the agent's view
-//! of the PIDs, as for a migration. The CLI stops it early by closing its
+//! of the PIDs, as for a migration, refined by the agent's past
+//! migrations (kept in its work directory). The CLI stops it early by closing its
 //! writing half of the control connection (Ctrl-C) or by going away.
 
 use crate::migration::dryrun::{self, DestinationReport, DryRunReport, ProbeReport};
 use crate::migration::dryrun_job::{DryRunRequest, ProbeTarget};
+use crate::migration::history;
 use crate::transport::Transport;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::io::AsyncReadExt;
@@ -18,6 +21,7 @@ pub(super) async fn run(
     req: DryRunRequest,
     transport: &Transport,
     stream: &mut UnixStream,
+    work_dir: &Path,
 ) -> Result<DryRunReport, String> {
     let stop = Arc::new(AtomicBool::new(false));
     let job = tokio::task::spawn_blocking({
@@ -44,7 +48,7 @@ pub(super) async fn run(
         }
         _ => None,
     };
-    Ok(req.report(measured, destination))
+    Ok(req.report(measured, destination, &history::load(work_dir)))
 }
 
 /// Connects to the destination of a probe and runs it; nothing is kept on

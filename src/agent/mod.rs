@@ -13,9 +13,11 @@ pub use status::{
 };
 
 use crate::config::AgentConfig;
+use crate::migration::calibrate;
 use crate::migration::destination::{self, DestinationOptions, Outcome, Reconnect};
 use crate::migration::dryrun::DryRunReport;
 use crate::migration::dryrun_job::DryRunRequest;
+use crate::migration::history::{self, PastMigration};
 use crate::migration::policy::Limits;
 use crate::migration::postcopy;
 use crate::migration::source::{self, MigrateOptions};
@@ -213,11 +215,13 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
                 let transport = transport.clone();
                 let board = board.clone();
                 let dockerd = dockerd.clone();
+                let work_dir = config.work_dir.clone();
                 tokio::spawn(async move {
                     let local = LocalSetup {
                         recovery,
                         lock_owner,
                         dockerd,
+                        work_dir,
                     };
                     if let Err(e) = handle_control(stream, transport, local, board).await {
                         tracing::warn!("control connection: {e}");
@@ -286,6 +290,9 @@ struct LocalSetup {
     lock_owner: crate::netlock::Owner,
     /// The dockerd here (`[container] docker_socket`).
     dockerd: crate::container::docker::Docker,
+    /// The work directory: the cost model's history of past migrations
+    /// lives there.
+    work_dir: std::path::PathBuf,
 }
 
 async fn handle_control(
@@ -307,7 +314,7 @@ async fn handle_control(
     let req = match request {
         ControlRequest::Migrate(req) => req,
         ControlRequest::DryRun(req) => {
-            let event = match dry_run::run(req, &transport, &mut stream).await {
+            let event = match dry_run::run(req, &transport, &mut stream, &local.work_dir).await {
                 Ok(report) => ControlEvent::DryRun(Box::new(report)),
                 Err(error) => ControlEvent::Failed { error },
             };
@@ -408,6 +415,12 @@ async fn run_migration(
         lock_owner: local.lock_owner,
         docker,
     };
+    // A plain pre-copy migration's measured parts go to the cost model's
+    // history (the tree's size is read before it moves).
+    let plain_precopy = req.container.is_none()
+        && req.docker.is_none()
+        && req.mode == crate::migration::source::MigrationMode::Precopy;
+    let work_dir = local.work_dir.clone();
     let rt = tokio::runtime::Handle::current();
     let progress_events = events.clone();
     let progress_board = board.clone();
@@ -416,8 +429,21 @@ async fn run_migration(
             progress_board.progress(id, p);
             let _ = progress_events.send(ControlEvent::Progress(*p));
         };
+        let size = plain_precopy
+            .then(|| crate::inspect::collect_tree(pid).ok())
+            .flatten()
+            .map(|m| (m.len() as u64, calibrate::tree_threads(&m)));
         let result = source::migrate(&rt, &mut session, pid, &opts, &mut progress);
         session.close("migration finished");
+        if let (Ok(stats), Some((processes, threads))) = (&result, size) {
+            let past = PastMigration::from_stats(&req.to.to_string(), processes, threads, stats);
+            if let Err(e) = history::record(&work_dir, past) {
+                tracing::warn!(
+                    "cannot keep the migration's costs in {}: {e}",
+                    work_dir.display()
+                );
+            }
+        }
         result
     })
     .await;

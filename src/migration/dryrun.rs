@@ -4,21 +4,19 @@
 //! every refusal is listed; the real dirty tracker measures how fast the
 //! workload writes (then is removed: the workload is left as it was); a
 //! probe of the destination checks the offer as a migration would and
-//! measures the bandwidth; and the switch-over rule of a real migration
-//! ([`policy::predict`]) turns the measurements into a prediction.
+//! measures the bandwidth; the workload is frozen and thawed once to
+//! measure its freeze (unless `--no-freeze`); and the cost model of a
+//! migration ([`costmodel`], calibrated by [`calibrate`]) turns the
+//! measurements into a prediction per mode, with the switch-over rule of a
+//! real migration for the pre-copy rounds (`advice.rs`).
 //!
-//! The models, each a documented estimate:
-//! - pre-copy: [`policy::predict`] on the mean dirty rate, the working set
-//!   and the memory, plus the memory ferry cannot track (sent frozen);
-//! - post-copy: downtime = (process state + memory that cannot be fetched
-//!   lazily) / bandwidth; total = (memory + state) / bandwidth;
-//! - hybrid: one pre-copy round (all memory while running), then the
-//!   post-copy switch-over; the pages written during that round follow
-//!   lazily;
-//! - the error band: the same models at the mean dirty rate minus and plus
-//!   one standard deviation of the sampled rates.
+//! The error band: every part of the model at its optimistic or
+//! pessimistic end, at the mean dirty rate minus or plus one standard
+//! deviation of the sampled rates; its width is reported.
 
-use super::policy::{self, Limits, SwitchReason, WorkloadModel};
+use super::calibrate::{self, FreezeMeasurement};
+use super::costmodel::{self, Calibration, Parts};
+use super::policy::SwitchReason;
 pub use super::probe::{probe, ProbeReport, PROBE_TRANSFER_BYTES};
 use crate::dump;
 use crate::image::{Vma, VmaKind, PAGE_SIZE};
@@ -32,10 +30,6 @@ use std::time::{Duration, Instant};
 /// The bandwidth assumed without `--to` or `--bandwidth`: 1 GiB/s, about a
 /// 10 Gbit/s link.
 pub const DEFAULT_BANDWIDTH: u64 = 1 << 30;
-
-/// Process state (registers, fds, signal handlers, ...) assumed per
-/// process in the post-copy and hybrid models: it is sent frozen.
-const STATE_BYTES_PER_PROCESS: u64 = 64 << 10;
 
 /// How long the workload's CPU use is sampled before tracking starts, to
 /// compare with its CPU use while tracked.
@@ -183,6 +177,13 @@ pub struct Measurement {
     pub untracked: Vec<String>,
     /// CPU use of the workload before and while tracked.
     pub cpu: Option<CpuLoad>,
+    /// Threads of the tree's processes at the start.
+    pub threads: u64,
+    /// The freeze measured by freezing and thawing the workload once
+    /// (None: not measured, see `freeze_note`).
+    pub freeze: Option<FreezeMeasurement>,
+    /// How the freeze was measured, or why it was not, as a sentence.
+    pub freeze_note: String,
 }
 
 /// A tracked process: its tracker and its tracked mappings, with what was
@@ -213,6 +214,7 @@ pub fn measure(inspection: &TreeInspection, opts: &MeasureOptions) -> Measuremen
         .iter()
         .filter_map(|&p| proc::anonymous_bytes(p).ok())
         .sum();
+    let threads = calibrate::tree_threads(members);
     let ticks = || -> u64 {
         members
             .iter()
@@ -307,6 +309,9 @@ pub fn measure(inspection: &TreeInspection, opts: &MeasureOptions) -> Measuremen
         top_mappings: top,
         untracked,
         cpu,
+        threads,
+        freeze: None,
+        freeze_note: "the freeze was not measured".into(),
     }
 }
 
@@ -463,12 +468,28 @@ pub enum BandwidthSource {
 /// A figure with its error band.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Band {
-    /// At the mean dirty rate minus one standard deviation.
+    /// Every part of the cost model at its optimistic end, at the mean
+    /// dirty rate minus one standard deviation.
     pub low: f64,
-    /// At the mean dirty rate.
+    /// Every part at its value, at the mean dirty rate.
     pub expected: f64,
-    /// At the mean dirty rate plus one standard deviation.
+    /// Every part at its pessimistic end, at the mean dirty rate plus one
+    /// standard deviation.
     pub high: f64,
+    /// The band's width (high - low) in percent of the expected value.
+    pub width_pct: f64,
+}
+
+impl Band {
+    /// The band of `low`, `expected` and `high`, with its width.
+    pub fn of(low: f64, expected: f64, high: f64) -> Self {
+        Band {
+            low,
+            expected,
+            high,
+            width_pct: costmodel::width_pct(low, expected, high),
+        }
+    }
 }
 
 /// A migration mode.
@@ -488,7 +509,7 @@ pub enum Mode {
 pub struct ModePrediction {
     /// The mode.
     pub mode: Mode,
-    /// Milliseconds frozen for transfers (restoring adds its own time).
+    /// Milliseconds frozen: freeze, final transfer, restore and resume.
     pub downtime_ms: Band,
     /// Milliseconds from start to the workload running on the destination
     /// with all its memory.
@@ -499,6 +520,8 @@ pub struct ModePrediction {
     pub rounds: Option<u32>,
     /// Why pre-copy would stop, at the mean dirty rate (pre-copy only).
     pub switch_reason: Option<SwitchReason>,
+    /// The expected prediction's parts.
+    pub parts: Parts,
 }
 
 /// The dry run's advice.
@@ -539,6 +562,9 @@ pub struct DryRunReport {
     /// The TCP connections the tree holds, which move with it, as
     /// "local -> remote".
     pub connections: Vec<String>,
+    /// The cost model's figures the predictions used, each with where it
+    /// comes from.
+    pub calibration: Calibration,
 }
 
 impl DryRunReport {
@@ -586,269 +612,5 @@ impl DestinationReport {
                 error: Some(e),
             },
         }
-    }
-}
-
-/// Turns blockers, measurement and destination into predictions and
-/// advice. The bandwidth is the probe's, else `bandwidth` (--bandwidth),
-/// else [`DEFAULT_BANDWIDTH`].
-pub fn assess(
-    pid: i32,
-    blockers: Vec<Blocker>,
-    measurement: Measurement,
-    destination: Option<DestinationReport>,
-    bandwidth: Option<u64>,
-    limits: &Limits,
-) -> DryRunReport {
-    let measured = destination
-        .as_ref()
-        .and_then(|d| d.probe.as_ref())
-        .map(|p| p.bandwidth_bytes_per_sec)
-        .filter(|&b| b > 0.0);
-    let (bw, source) = match (measured, bandwidth) {
-        (Some(b), _) => (b, BandwidthSource::Measured),
-        (None, Some(b)) => (b as f64, BandwidthSource::Given),
-        (None, None) => (DEFAULT_BANDWIDTH as f64, BandwidthSource::Default),
-    };
-    let processes = measurement.processes.len() as u64;
-    let predictions = predict_modes(&measurement, processes, bw, limits);
-    let can_move = blockers.is_empty() && destination.as_ref().map_or(true, |d| d.compatible);
-    let recommendation = recommend(&blockers, destination.as_ref(), &predictions, limits);
-    DryRunReport {
-        pid,
-        can_move,
-        blockers,
-        measurement,
-        destination,
-        bandwidth_bytes_per_sec: bw,
-        bandwidth_source: source,
-        max_downtime_ms: limits.max_downtime_ms,
-        predictions,
-        recommendation,
-        connections: Vec::new(),
-    }
-}
-
-/// The three modes' predictions for a measured workload at `bw` bytes/s.
-pub fn predict_modes(
-    m: &Measurement,
-    processes: u64,
-    bw: f64,
-    limits: &Limits,
-) -> Vec<ModePrediction> {
-    let bw = bw.max(1.0);
-    let ms = |bytes: f64| bytes / bw * 1000.0;
-    let rates = [
-        (m.dirty_bytes_per_sec - m.dirty_stddev_bytes_per_sec).max(0.0),
-        m.dirty_bytes_per_sec,
-        m.dirty_bytes_per_sec + m.dirty_stddev_bytes_per_sec,
-    ];
-    let band = |f: &dyn Fn(f64) -> f64| Band {
-        low: f(rates[0]),
-        expected: f(rates[1]),
-        high: f(rates[2]),
-    };
-    // Memory ferry cannot track or fetch lazily (file-backed, shared) goes
-    // while frozen in every mode.
-    let frozen_always = m.memory_bytes.saturating_sub(m.anonymous_bytes) as f64;
-    let state = (processes.max(1) * STATE_BYTES_PER_PROCESS) as f64;
-    let precopy = |rate: f64| {
-        policy::predict(
-            &WorkloadModel {
-                memory_bytes: m.memory_bytes,
-                dirty_bytes_per_sec: rate,
-                working_set_bytes: m.working_set_bytes,
-            },
-            bw,
-            limits,
-        )
-    };
-    let expected = precopy(rates[1]);
-    let pre = ModePrediction {
-        mode: Mode::Precopy,
-        downtime_ms: band(&|r| precopy(r).downtime_ms + ms(frozen_always)),
-        total_ms: band(&|r| precopy(r).total_ms + ms(frozen_always)),
-        bytes_sent: expected.bytes_sent + frozen_always as u64,
-        rounds: Some(expected.rounds),
-        switch_reason: Some(expected.reason),
-    };
-    let post_downtime = ms(state + frozen_always);
-    let post_total = ms(m.memory_bytes as f64 + state);
-    let post = ModePrediction {
-        mode: Mode::Postcopy,
-        downtime_ms: band(&|_| post_downtime),
-        total_ms: band(&|_| post_total),
-        bytes_sent: m.memory_bytes + state as u64,
-        rounds: None,
-        switch_reason: None,
-    };
-    let round0_ms = ms(m.memory_bytes as f64);
-    let rewritten = |rate: f64| (rate * round0_ms / 1000.0).min(m.working_set_bytes as f64);
-    let hybrid = ModePrediction {
-        mode: Mode::Hybrid,
-        downtime_ms: band(&|_| post_downtime),
-        total_ms: band(&|r| round0_ms + post_downtime + ms(rewritten(r))),
-        bytes_sent: (m.memory_bytes as f64 + state + rewritten(rates[1])) as u64,
-        rounds: None,
-        switch_reason: None,
-    };
-    vec![pre, post, hybrid]
-}
-
-/// Picks a mode: pre-copy when it fits the downtime limit even at the high
-/// end of the band (it never leaves the workload depending on the link
-/// after the switch-over); else hybrid when that fits; else pre-copy with
-/// the limit it would need.
-fn recommend(
-    blockers: &[Blocker],
-    destination: Option<&DestinationReport>,
-    predictions: &[ModePrediction],
-    limits: &Limits,
-) -> Recommendation {
-    if !blockers.is_empty() {
-        return Recommendation {
-            mode: None,
-            max_downtime_ms: None,
-            why: format!(
-                "{} blocker(s) must go first: ferry refuses the workload as it is",
-                blockers.len()
-            ),
-        };
-    }
-    if let Some(d) = destination.filter(|d| !d.compatible) {
-        return Recommendation {
-            mode: None,
-            max_downtime_ms: None,
-            why: format!(
-                "the destination {} {}",
-                d.address,
-                if d.reachable {
-                    "would refuse the workload"
-                } else {
-                    "cannot be reached"
-                }
-            ),
-        };
-    }
-    let find = |mode| predictions.iter().find(|p| p.mode == mode);
-    let (Some(pre), Some(hybrid)) = (find(Mode::Precopy), find(Mode::Hybrid)) else {
-        return Recommendation {
-            mode: None,
-            max_downtime_ms: None,
-            why: "no prediction".into(),
-        };
-    };
-    let limit = limits.max_downtime_ms;
-    if pre.downtime_ms.high <= limit && pre.switch_reason == Some(SwitchReason::FitsDowntime) {
-        return Recommendation {
-            mode: Some(Mode::Precopy),
-            max_downtime_ms: Some(limit),
-            why: format!(
-                "pre-copy converges in {} rounds and freezes {:.1}-{:.1} ms, within {limit} ms",
-                pre.rounds.unwrap_or(0),
-                pre.downtime_ms.low,
-                pre.downtime_ms.high
-            ),
-        };
-    }
-    if hybrid.downtime_ms.high <= limit {
-        return Recommendation {
-            mode: Some(Mode::Hybrid),
-            max_downtime_ms: Some(limit),
-            why: format!(
-                "pre-copy alone would freeze up to {:.0} ms; one pre-copy round then post-copy freezes about {:.1} ms (the workload then depends on the link until its last page arrives)",
-                pre.downtime_ms.high, hybrid.downtime_ms.expected
-            ),
-        };
-    }
-    let needed = nice_ceil(pre.downtime_ms.high.max(1.0));
-    Recommendation {
-        mode: Some(Mode::Precopy),
-        max_downtime_ms: Some(needed),
-        why: format!(
-            "no mode freezes for less than {limit} ms at this bandwidth; pre-copy needs --max-downtime {needed}ms"
-        ),
-    }
-}
-
-/// Rounds up to 1, 2 or 5 times a power of ten.
-fn nice_ceil(x: f64) -> f64 {
-    let p = 10f64.powf(x.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
-        .into_iter()
-        .map(|m| m * p)
-        .find(|&v| v >= x)
-        .unwrap_or(10.0 * p)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MIB: u64 = 1 << 20;
-
-    fn measured(memory: u64, rate: f64, stddev: f64, ws: u64) -> Measurement {
-        Measurement {
-            backend: DirtyBackend::UffdWpAsync,
-            processes: vec![1],
-            ended: Vec::new(),
-            memory_bytes: memory,
-            anonymous_bytes: memory,
-            duration_ms: 3000.0,
-            interrupted: false,
-            samples: Vec::new(),
-            dirty_bytes_per_sec: rate,
-            dirty_stddev_bytes_per_sec: stddev,
-            working_set_bytes: ws,
-            top_mappings: Vec::new(),
-            untracked: Vec::new(),
-            cpu: None,
-        }
-    }
-
-    #[test]
-    fn a_slow_writer_is_advised_precopy() {
-        let m = measured(1024 * MIB, 64.0 * MIB as f64, 4.0 * MIB as f64, 192 * MIB);
-        let r = assess(1, Vec::new(), m, None, None, &Limits::default());
-        assert_eq!(r.bandwidth_source, BandwidthSource::Default);
-        assert_eq!(r.recommendation.mode, Some(Mode::Precopy), "{r:?}");
-        let pre = &r.predictions[0];
-        assert!(pre.downtime_ms.low <= pre.downtime_ms.expected);
-        assert!(pre.downtime_ms.expected <= pre.downtime_ms.high);
-        assert!(r.can_move);
-    }
-
-    #[test]
-    fn a_writer_faster_than_the_link_is_not_advised_a_tiny_limit() {
-        let m = measured(1024 * MIB, 2048.0 * MIB as f64, 0.0, 512 * MIB);
-        let r = assess(1, Vec::new(), m, None, None, &Limits::default());
-        let rec = r.recommendation;
-        assert!(
-            rec.mode == Some(Mode::Hybrid) || rec.max_downtime_ms.unwrap() > 50.0,
-            "{rec:?}"
-        );
-    }
-
-    #[test]
-    fn blockers_and_unreachable_destinations_say_no() {
-        let m = measured(MIB, 0.0, 0.0, 0);
-        let blocker = Blocker {
-            pid: 7,
-            resource: "fd 10".into(),
-            reason: "socket".into(),
-        };
-        let r = assess(7, vec![blocker], m.clone(), None, None, &Limits::default());
-        assert!(!r.can_move && r.recommendation.mode.is_none());
-        let d = DestinationReport::from_probe("10.0.0.2:7420", Err("timed out".into()));
-        let r = assess(7, Vec::new(), m, Some(d), Some(MIB), &Limits::default());
-        assert!(!r.can_move && r.recommendation.mode.is_none());
-        assert_eq!(r.bandwidth_source, BandwidthSource::Given);
-    }
-
-    #[test]
-    fn limits_round_up_nicely() {
-        assert_eq!(nice_ceil(37.0), 50.0);
-        assert_eq!(nice_ceil(120.0), 200.0);
-        assert_eq!(nice_ceil(1.0), 1.0);
     }
 }

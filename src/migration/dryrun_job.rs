@@ -5,15 +5,18 @@
 //! namespace is named by the PID the agent sees); without a destination
 //! the CLI runs it itself.
 
+use super::advice::assess;
+use super::calibrate::measure_freeze;
 use super::dryrun::{
-    assess, inspect, measure, Blocker, DestinationReport, DryRunError, DryRunReport,
-    MeasureOptions, Measurement,
+    inspect, measure, Blocker, DestinationReport, DryRunError, DryRunReport, MeasureOptions,
+    Measurement,
 };
+use super::history::PastMigration;
 use super::policy::Limits;
 use crate::inspect::TreeInspection;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Time between two samples of the dirty rate.
@@ -32,6 +35,9 @@ pub struct DryRunRequest {
     pub bandwidth: Option<u64>,
     /// The switch-over the pre-copy prediction assumes.
     pub limits: Limits,
+    /// Do not freeze the workload to measure its freeze (`--no-freeze`):
+    /// estimate it per process and per thread.
+    pub no_freeze: bool,
 }
 
 /// A destination agent to probe.
@@ -57,10 +63,12 @@ pub struct Measured {
 
 impl DryRunRequest {
     /// Inspects the tree and measures its writes for `duration_ms` (or
-    /// until `stop` is set). Blocking: run it off the async workers.
+    /// until `stop` is set), then, unless `no_freeze`, its freeze (the
+    /// workload is frozen and thawed once). Blocking: run it off the async
+    /// workers.
     pub fn inspect_and_measure(&self, stop: &AtomicBool) -> Result<Measured, DryRunError> {
         let (inspection, blockers) = inspect(self.pid)?;
-        let measurement = measure(
+        let mut measurement = measure(
             &inspection,
             &MeasureOptions {
                 duration: Duration::from_secs_f64(self.duration_ms / 1000.0),
@@ -68,6 +76,37 @@ impl DryRunRequest {
                 stop,
             },
         );
+        let root = inspection.members.first().copied().unwrap_or(self.pid);
+        let (freeze, note) = if self.no_freeze {
+            (
+                None,
+                "not frozen (--no-freeze): the freeze is estimated per process and per thread"
+                    .to_string(),
+            )
+        } else if !blockers.is_empty() {
+            (
+                None,
+                "not frozen: the workload has blockers; the freeze is estimated".to_string(),
+            )
+        } else if measurement.interrupted || stop.load(Ordering::SeqCst) {
+            (
+                None,
+                "not frozen: the dry run was interrupted; the freeze is estimated".to_string(),
+            )
+        } else {
+            match measure_freeze(root) {
+                Ok(f) => (
+                    Some(f),
+                    format!(
+                        "the workload was frozen and thawed once to measure its freeze and state read: {:.1} ms",
+                        f.freeze_ms
+                    ),
+                ),
+                Err(e) => (None, format!("{e}; the freeze is estimated")),
+            }
+        };
+        measurement.freeze = freeze;
+        measurement.freeze_note = note;
         Ok(Measured {
             inspection,
             blockers,
@@ -75,11 +114,13 @@ impl DryRunRequest {
         })
     }
 
-    /// The report, from what was measured and the probe's answer.
+    /// The report, from what was measured, the probe's answer and the
+    /// agent's past migrations (`past`).
     pub fn report(
         &self,
         measured: Measured,
         destination: Option<DestinationReport>,
+        past: &[PastMigration],
     ) -> DryRunReport {
         assess(
             self.pid,
@@ -88,6 +129,7 @@ impl DryRunRequest {
             destination,
             self.bandwidth,
             &self.limits,
+            past,
         )
         .carrying(&measured.inspection.connections)
     }

@@ -58,12 +58,16 @@
 //! `Opening::Probe` (answered by `ProbeToSource::Checked`, then discarded
 //! pages closed by `PagesSent` / `PagesStored`, and `Done`).
 
+pub mod advice;
+pub mod calibrate;
+pub mod costmodel;
 pub mod destination;
 mod destination_shared;
 mod docker;
 pub mod dryrun;
 pub mod dryrun_job;
 pub mod error;
+pub mod history;
 mod network_sink;
 mod options;
 mod page_store;

@@ -1,6 +1,7 @@
 //! When to stop pre-copying: QEMU's switch-over rule as a pure function of
 //! the rounds measured so far and the user's limits, so that it can be
-//! tested on recorded traces and reused by the dry run's prediction.
+//! tested on recorded traces and reused by the dry run's cost model
+//! (`costmodel`), which feeds it simulated rounds.
 
 use crate::image::RoundReport;
 use crate::image::PAGE_SIZE;
@@ -114,83 +115,9 @@ pub fn decide(rounds: &[RoundReport], limits: &Limits) -> Decision {
     }
 }
 
-/// A workload as the dry run measured it, for [`predict`].
-#[derive(Debug, Clone, Copy)]
-pub struct WorkloadModel {
-    /// Bytes of memory with data (what round 0 sends).
-    pub memory_bytes: u64,
-    /// Bytes written per second.
-    pub dirty_bytes_per_sec: f64,
-    /// Distinct bytes written over a long time: a round never has more to
-    /// send than this.
-    pub working_set_bytes: u64,
-}
-
-/// What a pre-copy migration of a modelled workload would do.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Prediction {
-    /// Pre-copy rounds, round 0 included.
-    pub rounds: u32,
-    /// Bytes sent in all, the frozen part included.
-    pub bytes_sent: u64,
-    /// Milliseconds from the start to the workload running on the destination.
-    pub total_ms: f64,
-    /// Milliseconds frozen, for the final transfer alone.
-    pub downtime_ms: f64,
-    /// Why pre-copy would stop.
-    pub reason: SwitchReason,
-}
-
-/// Runs the switch-over policy on a modelled workload and link: the same
-/// rule as a real migration, fed with simulated rounds.
-pub fn predict(
-    workload: &WorkloadModel,
-    bandwidth_bytes_per_sec: f64,
-    limits: &Limits,
-) -> Prediction {
-    let page = PAGE_SIZE as f64;
-    let bw = bandwidth_bytes_per_sec.max(1.0);
-    let dirty_bytes = |ms: f64| {
-        (workload.dirty_bytes_per_sec * ms / 1000.0).min(workload.working_set_bytes as f64)
-    };
-    let mut rounds = Vec::new();
-    let mut to_send = workload.memory_bytes as f64;
-    let mut dirty_at_start = to_send;
-    let mut bytes_sent = 0.0;
-    let mut total_ms = 0.0;
-    loop {
-        let duration_ms = to_send / bw * 1000.0;
-        rounds.push(RoundReport {
-            pid: 0,
-            round: rounds.len() as u32,
-            dirty_pages: (dirty_at_start / page) as u64,
-            pages_written: (to_send / page).ceil() as u64,
-            zero_pages: 0,
-            duration_ms,
-        });
-        bytes_sent += to_send;
-        total_ms += duration_ms;
-        let left = dirty_bytes(duration_ms);
-        if let Decision::SwitchOver(reason) = decide(&rounds, limits) {
-            let downtime_ms = left / bw * 1000.0;
-            return Prediction {
-                rounds: rounds.len() as u32,
-                bytes_sent: (bytes_sent + left) as u64,
-                total_ms: total_ms + downtime_ms,
-                downtime_ms,
-                reason,
-            };
-        }
-        to_send = left;
-        dirty_at_start = left;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const MIB: u64 = 1 << 20;
 
     fn round(round: u32, dirty_pages: u64, pages_written: u64, duration_ms: f64) -> RoundReport {
         RoundReport {
@@ -258,52 +185,5 @@ mod tests {
             decide(&rounds, &limits),
             Decision::SwitchOver(SwitchReason::MaxRounds)
         );
-    }
-
-    #[test]
-    fn prediction_of_an_idle_workload_is_one_full_copy() {
-        let p = predict(
-            &WorkloadModel {
-                memory_bytes: 1024 * MIB,
-                dirty_bytes_per_sec: 0.0,
-                working_set_bytes: 0,
-            },
-            1024.0 * MIB as f64,
-            &Limits::default(),
-        );
-        assert_eq!(p.rounds, 2);
-        assert_eq!(p.downtime_ms, 0.0);
-        assert!((p.total_ms - 1000.0).abs() < 1.0, "{p:?}");
-    }
-
-    #[test]
-    fn prediction_converges_at_a_moderate_dirty_rate() {
-        let p = predict(
-            &WorkloadModel {
-                memory_bytes: 1024 * MIB,
-                dirty_bytes_per_sec: 64.0 * MIB as f64,
-                working_set_bytes: 1024 * MIB,
-            },
-            1024.0 * MIB as f64,
-            &Limits::default(),
-        );
-        assert_eq!(p.reason, SwitchReason::FitsDowntime);
-        assert!(p.downtime_ms <= 50.0, "{p:?}");
-        assert!(p.rounds >= 2, "{p:?}");
-    }
-
-    #[test]
-    fn prediction_of_a_workload_faster_than_the_link_gives_up() {
-        let p = predict(
-            &WorkloadModel {
-                memory_bytes: 1024 * MIB,
-                dirty_bytes_per_sec: 2048.0 * MIB as f64,
-                working_set_bytes: 512 * MIB,
-            },
-            1024.0 * MIB as f64,
-            &Limits::default(),
-        );
-        assert_eq!(p.reason, SwitchReason::NotConverging);
-        assert!((p.downtime_ms - 500.0).abs() < 1.0, "{p:?}");
     }
 }

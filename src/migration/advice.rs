@@ -1,0 +1,314 @@
+//! The dry run's assessment: the measurement, the destination's answer
+//! and the cost model ([`costmodel`], calibrated by [`calibrate`] and the
+//! agent's past migrations) turned into a prediction per mode and advice.
+
+use super::calibrate;
+use super::costmodel::{self, Calibration, Corner, Parts, Workload};
+use super::dryrun::{
+    Band, BandwidthSource, Blocker, DestinationReport, DryRunReport, Measurement, Mode,
+    ModePrediction, Recommendation, DEFAULT_BANDWIDTH,
+};
+use super::history::{self, PastMigration};
+use super::policy::{Limits, SwitchReason};
+
+/// Turns blockers, measurement and destination into predictions and
+/// advice. The bandwidth is the probe's, else `bandwidth` (--bandwidth),
+/// else [`DEFAULT_BANDWIDTH`]; `past` (the agent's past migrations)
+/// refines the cost model for the probed destination.
+pub fn assess(
+    pid: i32,
+    blockers: Vec<Blocker>,
+    measurement: Measurement,
+    destination: Option<DestinationReport>,
+    bandwidth: Option<u64>,
+    limits: &Limits,
+    past: &[PastMigration],
+) -> DryRunReport {
+    let measured = destination
+        .as_ref()
+        .and_then(|d| d.probe.as_ref())
+        .map(|p| p.bandwidth_bytes_per_sec)
+        .filter(|&b| b > 0.0);
+    let (bw, source) = match (measured, bandwidth) {
+        (Some(b), _) => (b, BandwidthSource::Measured),
+        (None, Some(b)) => (b as f64, BandwidthSource::Given),
+        (None, None) => (DEFAULT_BANDWIDTH as f64, BandwidthSource::Default),
+    };
+    let calibration = calibrate::calibrate(&calibrate::Inputs {
+        memory_bytes: measurement.memory_bytes,
+        processes: measurement.processes.len() as u64,
+        threads: measurement.threads,
+        freeze: measurement.freeze,
+        bandwidth: (bw, source == BandwidthSource::Measured),
+    });
+    let calibration = match destination.as_ref().and_then(|d| d.probe.as_ref()) {
+        Some(p) => history::refine(&calibration, past, &p.address, bw),
+        None => calibration,
+    };
+    let predictions = predict_modes(&measurement, &calibration, limits);
+    let can_move = blockers.is_empty() && destination.as_ref().map_or(true, |d| d.compatible);
+    let recommendation = recommend(&blockers, destination.as_ref(), &predictions, limits);
+    DryRunReport {
+        pid,
+        can_move,
+        blockers,
+        measurement,
+        destination,
+        bandwidth_bytes_per_sec: bw,
+        bandwidth_source: source,
+        max_downtime_ms: limits.max_downtime_ms,
+        predictions,
+        recommendation,
+        connections: Vec::new(),
+        calibration,
+    }
+}
+
+/// The three modes' predictions for a measured workload, from the cost
+/// model ([`costmodel`]) calibrated with `calibration`.
+pub fn predict_modes(
+    m: &Measurement,
+    calibration: &Calibration,
+    limits: &Limits,
+) -> Vec<ModePrediction> {
+    let workload = |corner: Corner| Workload {
+        memory_bytes: m.memory_bytes,
+        dirty_bytes_per_sec: match corner {
+            Corner::Low => (m.dirty_bytes_per_sec - m.dirty_stddev_bytes_per_sec).max(0.0),
+            Corner::Expected => m.dirty_bytes_per_sec,
+            Corner::High => m.dirty_bytes_per_sec + m.dirty_stddev_bytes_per_sec,
+        },
+        working_set_bytes: m.working_set_bytes,
+        processes: (m.processes.len() as u64).max(1),
+        threads: m.threads.max(m.processes.len() as u64),
+    };
+    let band = |parts: [Parts; 3]| {
+        let [low, exp, high] = parts;
+        (
+            Band::of(low.downtime_ms(), exp.downtime_ms(), high.downtime_ms()),
+            Band::of(low.total_ms(), exp.total_ms(), high.total_ms()),
+            exp,
+        )
+    };
+    let pre = Corner::ALL.map(|k| costmodel::precopy(&workload(k), calibration, limits, k));
+    let (downtime_ms, total_ms, parts) = band(pre.map(|p| p.parts));
+    let expected = pre[1];
+    let precopy = ModePrediction {
+        mode: Mode::Precopy,
+        downtime_ms,
+        total_ms,
+        bytes_sent: expected.bytes_sent,
+        rounds: Some(expected.rounds),
+        switch_reason: Some(expected.reason),
+        parts,
+    };
+    // Memory ferry cannot fetch lazily (file-backed, shared) goes while
+    // frozen in post-copy.
+    let frozen = m.memory_bytes.saturating_sub(m.anonymous_bytes) as f64;
+    let lazy = |precopied: bool| {
+        let (downtime_ms, total_ms, parts) = band(
+            Corner::ALL
+                .map(|k| costmodel::postcopy(&workload(k), calibration, frozen, precopied, k)),
+        );
+        let throughput = calibration.throughput_bytes_per_sec.value.max(1.0);
+        ModePrediction {
+            mode: if precopied {
+                Mode::Hybrid
+            } else {
+                Mode::Postcopy
+            },
+            downtime_ms,
+            total_ms,
+            bytes_sent: m.memory_bytes
+                + u64::from(precopied) * (parts.after_ms / 1000.0 * throughput) as u64,
+            rounds: None,
+            switch_reason: None,
+            parts,
+        }
+    };
+    vec![precopy, lazy(false), lazy(true)]
+}
+
+/// Picks a mode: pre-copy when its rounds converge to a final transfer
+/// within the limit (it never leaves the workload depending on the link
+/// after the switch-over); else hybrid when it freezes for less even at
+/// the high end of its band; else pre-copy with the limit its final
+/// transfer needs.
+fn recommend(
+    blockers: &[Blocker],
+    destination: Option<&DestinationReport>,
+    predictions: &[ModePrediction],
+    limits: &Limits,
+) -> Recommendation {
+    if !blockers.is_empty() {
+        return Recommendation {
+            mode: None,
+            max_downtime_ms: None,
+            why: format!(
+                "{} blocker(s) must go first: ferry refuses the workload as it is",
+                blockers.len()
+            ),
+        };
+    }
+    if let Some(d) = destination.filter(|d| !d.compatible) {
+        return Recommendation {
+            mode: None,
+            max_downtime_ms: None,
+            why: format!(
+                "the destination {} {}",
+                d.address,
+                if d.reachable {
+                    "would refuse the workload"
+                } else {
+                    "cannot be reached"
+                }
+            ),
+        };
+    }
+    let find = |mode| predictions.iter().find(|p| p.mode == mode);
+    let (Some(pre), Some(hybrid)) = (find(Mode::Precopy), find(Mode::Hybrid)) else {
+        return Recommendation {
+            mode: None,
+            max_downtime_ms: None,
+            why: "no prediction".into(),
+        };
+    };
+    // --max-downtime bounds the final transfer (the policy's rule); the
+    // freeze, the restore and the resume come on top whatever it says.
+    let limit = limits.max_downtime_ms;
+    let fixed = |p: &ModePrediction| p.parts.freeze_ms + p.parts.restore_ms + p.parts.resume_ms;
+    if pre.switch_reason == Some(SwitchReason::FitsDowntime) {
+        return Recommendation {
+            mode: Some(Mode::Precopy),
+            max_downtime_ms: Some(limit),
+            why: format!(
+                "pre-copy converges in {} rounds with a final transfer within {limit} ms; it freezes {:.0}-{:.0} ms in all, {:.0} ms of which freeze, restore and resume, which --max-downtime does not bound",
+                pre.rounds.unwrap_or(0),
+                pre.downtime_ms.low,
+                pre.downtime_ms.high,
+                fixed(pre)
+            ),
+        };
+    }
+    if hybrid.downtime_ms.high <= pre.downtime_ms.low {
+        return Recommendation {
+            mode: Some(Mode::Hybrid),
+            max_downtime_ms: Some(limit),
+            why: format!(
+                "pre-copy does not converge and would freeze {:.0}-{:.0} ms; one pre-copy round then post-copy freezes about {:.0} ms (the workload then depends on the link until its last page arrives)",
+                pre.downtime_ms.low, pre.downtime_ms.high, hybrid.downtime_ms.expected
+            ),
+        };
+    }
+    let needed = nice_ceil(pre.parts.final_transfer_ms.max(limit));
+    Recommendation {
+        mode: Some(Mode::Precopy),
+        max_downtime_ms: Some(needed),
+        why: format!(
+            "pre-copy does not converge to a final transfer within {limit} ms at this dirty rate; it switches over anyway and freezes {:.0}-{:.0} ms ({:.0} ms of final transfer)",
+            pre.downtime_ms.low, pre.downtime_ms.high, pre.parts.final_transfer_ms
+        ),
+    }
+}
+
+/// Rounds up to 1, 2 or 5 times a power of ten.
+fn nice_ceil(x: f64) -> f64 {
+    let p = 10f64.powf(x.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * p)
+        .find(|&v| v >= x)
+        .unwrap_or(10.0 * p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::DirtyBackend;
+
+    const MIB: u64 = 1 << 20;
+
+    fn measured(memory: u64, rate: f64, stddev: f64, ws: u64) -> Measurement {
+        Measurement {
+            backend: DirtyBackend::UffdWpAsync,
+            processes: vec![1],
+            ended: Vec::new(),
+            memory_bytes: memory,
+            anonymous_bytes: memory,
+            duration_ms: 3000.0,
+            interrupted: false,
+            samples: Vec::new(),
+            dirty_bytes_per_sec: rate,
+            dirty_stddev_bytes_per_sec: stddev,
+            working_set_bytes: ws,
+            top_mappings: Vec::new(),
+            untracked: Vec::new(),
+            cpu: None,
+            threads: 1,
+            freeze: None,
+            freeze_note: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_slow_writer_is_advised_precopy() {
+        let m = measured(1024 * MIB, 64.0 * MIB as f64, 4.0 * MIB as f64, 192 * MIB);
+        let r = assess(1, Vec::new(), m, None, None, &Limits::default(), &[]);
+        assert_eq!(r.bandwidth_source, BandwidthSource::Default);
+        assert_eq!(r.recommendation.mode, Some(Mode::Precopy), "{r:?}");
+        let pre = &r.predictions[0];
+        assert!(pre.downtime_ms.low <= pre.downtime_ms.expected);
+        assert!(pre.downtime_ms.expected <= pre.downtime_ms.high);
+        assert!(r.can_move);
+    }
+
+    #[test]
+    fn a_writer_faster_than_the_link_is_not_advised_a_tiny_limit() {
+        let m = measured(1024 * MIB, 2048.0 * MIB as f64, 0.0, 512 * MIB);
+        let r = assess(1, Vec::new(), m, None, None, &Limits::default(), &[]);
+        let rec = r.recommendation;
+        assert!(
+            rec.mode == Some(Mode::Hybrid) || rec.max_downtime_ms.unwrap() > 50.0,
+            "{rec:?}"
+        );
+    }
+
+    #[test]
+    fn blockers_and_unreachable_destinations_say_no() {
+        let m = measured(MIB, 0.0, 0.0, 0);
+        let blocker = Blocker {
+            pid: 7,
+            resource: "fd 10".into(),
+            reason: "socket".into(),
+        };
+        let r = assess(
+            7,
+            vec![blocker],
+            m.clone(),
+            None,
+            None,
+            &Limits::default(),
+            &[],
+        );
+        assert!(!r.can_move && r.recommendation.mode.is_none());
+        let d = DestinationReport::from_probe("10.0.0.2:7420", Err("timed out".into()));
+        let r = assess(
+            7,
+            Vec::new(),
+            m,
+            Some(d),
+            Some(MIB),
+            &Limits::default(),
+            &[],
+        );
+        assert!(!r.can_move && r.recommendation.mode.is_none());
+        assert_eq!(r.bandwidth_source, BandwidthSource::Given);
+    }
+
+    #[test]
+    fn limits_round_up_nicely() {
+        assert_eq!(nice_ceil(37.0), 50.0);
+        assert_eq!(nice_ceil(120.0), 200.0);
+        assert_eq!(nice_ceil(1.0), 1.0);
+    }
+}

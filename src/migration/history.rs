@@ -1,0 +1,230 @@
+//! The measured parts of an agent's past migrations, kept to refine the
+//! dry run's cost model: a JSON file in the agent's work directory
+//! ([`HISTORY_FILE`]) holding the last [`HISTORY_LEN`] pre-copy
+//! migrations this agent sent, oldest first, each with its destination,
+//! the workload's size and the parts its statistics measured. A dry run to
+//! the same destination uses them for the parts it cannot measure itself
+//! (the real page throughput, the restore's page install, the resume, the
+//! session); a file that cannot be read counts as no history.
+
+use super::costmodel::{Basis, Calibration, Figure};
+use super::stats::MigrationStats;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The history file's name in the work directory (no migration's
+/// directory has a dot in its name).
+pub const HISTORY_FILE: &str = "cost-history.json";
+/// Migrations kept.
+pub const HISTORY_LEN: usize = 16;
+/// The least uncertainty given to a figure from history: one migration
+/// under another load differs from the next.
+const MIN_SPREAD: f64 = 0.2;
+/// The most uncertainty given to a figure from history: a wider spread
+/// (a rate near zero at the band's end) says the runs differ, not that
+/// the next one could take forever.
+const MAX_SPREAD: f64 = 0.5;
+
+/// The measured parts of one past pre-copy migration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PastMigration {
+    /// The destination agent's address.
+    pub destination: String,
+    /// Bytes of memory with data at the start.
+    pub memory_bytes: u64,
+    /// Processes of the tree.
+    pub processes: u64,
+    /// Threads of the tree.
+    pub threads: u64,
+    /// Page throughput of its rounds, bytes per second.
+    pub throughput_bytes_per_sec: f64,
+    /// Milliseconds of its pre-copy rounds.
+    pub rounds_ms: f64,
+    /// The downtime's parts, in milliseconds.
+    pub freeze_ms: f64,
+    /// Final transfer.
+    pub final_transfer_ms: f64,
+    /// The destination's restore.
+    pub restore_ms: f64,
+    /// Resume.
+    pub resume_ms: f64,
+    /// Request to done, in milliseconds.
+    pub total_ms: f64,
+}
+
+impl PastMigration {
+    /// The parts of a migration of `processes` processes with `threads`
+    /// threads to `destination`, from its statistics.
+    pub fn from_stats(destination: &str, processes: u64, threads: u64, s: &MigrationStats) -> Self {
+        PastMigration {
+            destination: destination.to_string(),
+            memory_bytes: s.memory_bytes,
+            processes,
+            threads,
+            throughput_bytes_per_sec: s.throughput_bytes_per_sec,
+            rounds_ms: s.rounds.iter().map(|r| r.duration_ms).sum(),
+            freeze_ms: s.downtime.freeze_ms,
+            final_transfer_ms: s.downtime.final_transfer_ms,
+            restore_ms: s.downtime.restore_ms,
+            resume_ms: s.downtime.resume_ms,
+            total_ms: s.total_ms,
+        }
+    }
+}
+
+/// The history kept in `work_dir` (empty when there is none or it cannot
+/// be read).
+pub fn load(work_dir: &Path) -> Vec<PastMigration> {
+    std::fs::read(work_dir.join(HISTORY_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+/// Adds `m` to the history in `work_dir`, dropping the oldest beyond
+/// [`HISTORY_LEN`]. The file is replaced whole (written aside, renamed).
+pub fn record(work_dir: &Path, m: PastMigration) -> std::io::Result<()> {
+    let mut past = load(work_dir);
+    past.push(m);
+    let excess = past.len().saturating_sub(HISTORY_LEN);
+    past.drain(..excess);
+    let path = work_dir.join(HISTORY_FILE);
+    let aside = work_dir.join(format!("{HISTORY_FILE}.new"));
+    std::fs::write(&aside, serde_json::to_vec(&past)?)?;
+    std::fs::rename(aside, path)
+}
+
+/// The median of `values` (None when empty) and its spread: half the
+/// range over the median, between [`MIN_SPREAD`] and [`MAX_SPREAD`].
+fn median_figure(mut values: Vec<f64>) -> Option<Figure> {
+    values.retain(|v| v.is_finite() && *v > 0.0);
+    values.sort_by(f64::total_cmp);
+    let median = *values.get(values.len() / 2)?;
+    let range = values[values.len() - 1] - values[0];
+    Some(Figure {
+        value: median,
+        spread: (range / 2.0 / median).clamp(MIN_SPREAD, MAX_SPREAD),
+        basis: Basis::History,
+    })
+}
+
+/// `c` with the parts the past migrations to `destination` measured: the
+/// page throughput (never above `link`, the bandwidth measured now), the
+/// restore's page install (its restore time less the fixed, per-process
+/// and per-thread parts of `c`), the resume and the session.
+pub fn refine(
+    c: &Calibration,
+    past: &[PastMigration],
+    destination: &str,
+    link: f64,
+) -> Calibration {
+    let same: Vec<&PastMigration> = past
+        .iter()
+        .filter(|m| m.destination == destination)
+        .collect();
+    let figure =
+        |f: &dyn Fn(&PastMigration) -> f64| median_figure(same.iter().map(|m| f(m)).collect());
+    let mut refined = *c;
+    if let Some(mut t) = figure(&|m| m.throughput_bytes_per_sec) {
+        t.value = t.value.min(link);
+        refined.throughput_bytes_per_sec = t;
+    }
+    let install = |m: &PastMigration| {
+        let fixed = c.restore_fixed_ms.value
+            + c.restore_per_process_ms.value * m.processes.max(1) as f64
+            + c.restore_per_thread_ms.value * m.threads.saturating_sub(m.processes) as f64;
+        let install_ms = m.restore_ms - fixed;
+        (install_ms > 1.0).then(|| m.memory_bytes as f64 / install_ms * 1000.0)
+    };
+    if let Some(i) = median_figure(same.iter().filter_map(|m| install(m)).collect()) {
+        refined.install_bytes_per_sec = i;
+    }
+    if let Some(r) = figure(&|m| m.resume_ms) {
+        refined.resume_ms = r;
+    }
+    let session = |m: &PastMigration| {
+        m.total_ms - m.rounds_ms - m.freeze_ms - m.final_transfer_ms - m.restore_ms - m.resume_ms
+    };
+    if let Some(s) = figure(&session) {
+        refined.session_ms = s;
+    }
+    refined
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn past(destination: &str, throughput: f64, restore_ms: f64) -> PastMigration {
+        PastMigration {
+            destination: destination.into(),
+            memory_bytes: 1 << 30,
+            processes: 1,
+            threads: 1,
+            throughput_bytes_per_sec: throughput,
+            rounds_ms: 1500.0,
+            freeze_ms: 40.0,
+            final_transfer_ms: 10.0,
+            restore_ms,
+            resume_ms: 20.0,
+            total_ms: 1500.0 + 40.0 + 10.0 + restore_ms + 20.0 + 100.0,
+        }
+    }
+
+    fn base() -> Calibration {
+        let e = |v| Figure::estimate(v, 0.5);
+        Calibration {
+            throughput_bytes_per_sec: e(1e9),
+            round_overhead_ms: e(10.0),
+            freeze_ms: e(40.0),
+            install_bytes_per_sec: e(1e9),
+            restore_fixed_ms: e(5.0),
+            restore_per_process_ms: e(5.0),
+            restore_per_thread_ms: e(0.5),
+            resume_ms: e(30.0),
+            session_ms: e(50.0),
+        }
+    }
+
+    #[test]
+    fn the_medians_of_the_same_destination_replace_the_estimates() {
+        let past = [
+            past("b:7420", 600e6, 1034.0),
+            past("b:7420", 800e6, 834.0),
+            past("b:7420", 700e6, 934.0),
+            past("c:7420", 10e6, 10.0),
+        ];
+        let c = refine(&base(), &past, "b:7420", 2e9);
+        assert_eq!(c.throughput_bytes_per_sec.basis, Basis::History);
+        assert_eq!(c.throughput_bytes_per_sec.value, 700e6);
+        // Half the range over the median is a seventh: the floor wins.
+        assert_eq!(c.throughput_bytes_per_sec.spread, MIN_SPREAD);
+        // 934 ms of restore less 10 ms fixed and per process: 1 GiB in 924 ms.
+        let expected = (1u64 << 30) as f64 / 0.924;
+        assert!((c.install_bytes_per_sec.value - expected).abs() < 1.0);
+        assert_eq!(c.resume_ms.value, 20.0);
+        assert!((c.session_ms.value - 100.0).abs() < 1e-6);
+        assert_eq!(c.freeze_ms, base().freeze_ms);
+    }
+
+    #[test]
+    fn no_history_changes_nothing_and_the_link_caps_the_throughput() {
+        assert_eq!(refine(&base(), &[], "b:7420", 2e9), base());
+        let c = refine(&base(), &[past("b:7420", 900e6, 900.0)], "b:7420", 500e6);
+        assert_eq!(c.throughput_bytes_per_sec.value, 500e6);
+        assert_eq!(c.throughput_bytes_per_sec.spread, MIN_SPREAD);
+    }
+
+    #[test]
+    fn the_file_keeps_the_last_sixteen() {
+        let dir = std::env::temp_dir().join(format!("ferry-history-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..20 {
+            record(&dir, past("b:7420", 1e6 * f64::from(i + 1), 900.0)).unwrap();
+        }
+        let kept = load(&dir);
+        assert_eq!(kept.len(), HISTORY_LEN);
+        assert_eq!(kept[0].throughput_bytes_per_sec, 5e6);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
