@@ -1,13 +1,50 @@
 //! The cgroup freezer (v1 or v2) that stops a container's processes
-//! while ferry checks its tree and checkpoints it.
+//! while ferry checks its tree and checkpoints it, and the transient v1
+//! freezer cgroups a plain tree is moved into while it is checkpointed
+//! (`dump/hold.rs`), so that a ferry that dies leaves it frozen.
 
-use super::error::ContainerError;
-use crate::proc::cgroups::{read_cgroups, CgroupLine};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// How long a freezer is waited for.
 const FREEZE_WAIT: Duration = Duration::from_secs(10);
+
+/// The mount point of the v1 freezer hierarchy.
+const V1_MOUNT: &str = "/sys/fs/cgroup/freezer";
+
+/// The v1 freezer cgroup (under [`V1_MOUNT`]) that holds ferry's transient
+/// freezer cgroups, one per checkpointed plain tree, so that what ferry
+/// made is never confused with anything else's.
+const TRANSIENT_PARENT: &str = "ferry";
+
+/// Why a cgroup freezer operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FreezerError {
+    /// A cgroup file could not be read or written.
+    #[error("cgroup {path}: {source}")]
+    Cgroup {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The process's cgroup offers no freezer.
+    #[error("process {pid} is in no freezable cgroup (no v1 freezer line and no cgroup v2 path in /proc/{pid}/cgroup)")]
+    NoFreezer {
+        /// The process (a container's init).
+        pid: i32,
+    },
+    /// The freezer did not reach the wanted state in time.
+    #[error("cgroup {path} did not become {wanted} within {secs} s")]
+    FreezeTimeout {
+        /// The cgroup.
+        path: String,
+        /// The state wanted.
+        wanted: &'static str,
+        /// How long ferry waited.
+        secs: u64,
+    },
+}
 
 /// The freezer of a container's cgroup: the v1 freezer controller when the
 /// process has one, else cgroup v2's cgroup.freeze.
@@ -21,11 +58,13 @@ pub enum Freezer {
 
 impl Freezer {
     /// The freezer of process `pid`'s cgroup.
-    pub fn of(pid: i32) -> Result<Self, ContainerError> {
-        let lines = read_cgroups(pid, pid)?;
-        let (v1, v2) = freezer_paths(&lines);
+    pub fn of(pid: i32) -> Result<Self, FreezerError> {
+        let path = format!("/proc/{pid}/cgroup");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|source| FreezerError::Cgroup { path, source })?;
+        let (v1, v2) = parse_cgroups(&text);
         if let Some(p) = v1 {
-            let dir = Path::new("/sys/fs/cgroup/freezer").join(p.trim_start_matches('/'));
+            let dir = Path::new(V1_MOUNT).join(p.trim_start_matches('/'));
             if dir.join("freezer.state").exists() {
                 return Ok(Freezer::V1(dir));
             }
@@ -38,7 +77,50 @@ impl Freezer {
                 }
             }
         }
-        Err(ContainerError::NoFreezer { pid })
+        Err(FreezerError::NoFreezer { pid })
+    }
+
+    /// A transient v1 freezer cgroup `ferry/NAME` of ferry's own, made
+    /// (or found, left by a dead run) so that a plain tree can be frozen
+    /// by the kernel while ferry traces it: its processes are moved in
+    /// with [`Freezer::adopt`] (in v1 a process moves in the freezer
+    /// hierarchy alone, its other cgroups unchanged). `None` on a host
+    /// without a v1 freezer hierarchy.
+    pub fn transient(name: &str) -> Result<Option<Self>, FreezerError> {
+        if !Path::new(V1_MOUNT).join("cgroup.procs").exists() {
+            return Ok(None);
+        }
+        let dir = Self::transient_dir(name);
+        std::fs::create_dir_all(&dir).map_err(|source| FreezerError::Cgroup {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        Ok(Some(Freezer::V1(dir)))
+    }
+
+    /// The transient cgroup `ferry/NAME` if it exists (a dead run's).
+    pub fn existing_transient(name: &str) -> Option<Self> {
+        let dir = Self::transient_dir(name);
+        dir.join("freezer.state")
+            .exists()
+            .then_some(Freezer::V1(dir))
+    }
+
+    fn transient_dir(name: &str) -> PathBuf {
+        Path::new(V1_MOUNT).join(TRANSIENT_PARENT).join(name)
+    }
+
+    /// Moves process `pid`, all its threads, into this cgroup.
+    pub fn adopt(&self, pid: i32) -> Result<(), FreezerError> {
+        write_procs(self.dir(), pid)
+    }
+
+    /// Removes the cgroup, which must hold no process any more.
+    pub fn remove(&self) -> Result<(), FreezerError> {
+        std::fs::remove_dir(self.dir()).map_err(|source| FreezerError::Cgroup {
+            path: self.dir().display().to_string(),
+            source,
+        })
     }
 
     /// The cgroup directory.
@@ -49,26 +131,26 @@ impl Freezer {
     }
 
     /// Freezes every process of the cgroup and waits until they are.
-    pub fn freeze(&self) -> Result<(), ContainerError> {
+    pub fn freeze(&self) -> Result<(), FreezerError> {
         self.set(true)
     }
 
     /// Lets the cgroup's processes run again.
-    pub fn thaw(&self) -> Result<(), ContainerError> {
+    pub fn thaw(&self) -> Result<(), FreezerError> {
         self.set(false)
     }
 
     /// The PIDs in the cgroup (as this host sees them).
-    pub fn pids(&self) -> Result<Vec<i32>, ContainerError> {
+    pub fn pids(&self) -> Result<Vec<i32>, FreezerError> {
         let path = self.dir().join("cgroup.procs");
-        let text = std::fs::read_to_string(&path).map_err(|source| ContainerError::Cgroup {
+        let text = std::fs::read_to_string(&path).map_err(|source| FreezerError::Cgroup {
             path: path.display().to_string(),
             source,
         })?;
         Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
     }
 
-    fn set(&self, frozen: bool) -> Result<(), ContainerError> {
+    fn set(&self, frozen: bool) -> Result<(), FreezerError> {
         let (file, value, check, wanted): (&str, &str, fn(&str) -> bool, _) = match self {
             Freezer::V1(_) if frozen => (
                 "freezer.state",
@@ -88,7 +170,7 @@ impl Freezer {
             Freezer::V2(_) => ("cgroup.freeze", "0", |s| s.contains("frozen 0"), "thawed"),
         };
         let path = self.dir().join(file);
-        let io = |source| ContainerError::Cgroup {
+        let io = |source| FreezerError::Cgroup {
             path: path.display().to_string(),
             source,
         };
@@ -98,9 +180,13 @@ impl Freezer {
             Freezer::V2(d) => d.join("cgroup.events"),
         };
         let started = Instant::now();
+        // A tree held in ptrace-stops freezes at once (a plain tree's
+        // cgroup is frozen again after each injected call): poll soon,
+        // then less often.
+        let mut pause = Duration::from_micros(50);
         loop {
             let now =
-                std::fs::read_to_string(&state_file).map_err(|source| ContainerError::Cgroup {
+                std::fs::read_to_string(&state_file).map_err(|source| FreezerError::Cgroup {
                     path: state_file.display().to_string(),
                     source,
                 })?;
@@ -108,7 +194,7 @@ impl Freezer {
                 return Ok(());
             }
             if started.elapsed() > FREEZE_WAIT {
-                return Err(ContainerError::FreezeTimeout {
+                return Err(FreezerError::FreezeTimeout {
                     path: self.dir().display().to_string(),
                     wanted,
                     secs: FREEZE_WAIT.as_secs(),
@@ -119,39 +205,71 @@ impl Freezer {
             if matches!(self, Freezer::V1(_)) && frozen {
                 std::fs::write(&path, value).map_err(io)?;
             }
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(5));
         }
     }
 }
 
-/// The v1 freezer path and the cgroup v2 path among a process's cgroups.
-fn freezer_paths(lines: &[CgroupLine]) -> (Option<&str>, Option<&str>) {
-    let v1 = lines
-        .iter()
-        .find(|l| l.controllers.split(',').any(|c| c == "freezer"))
-        .map(|l| l.path.as_str());
-    let v2 = lines
-        .iter()
-        .find(|l| l.controllers.is_empty())
-        .map(|l| l.path.as_str());
+/// The v1 freezer cgroup of process `pid` as /proc/PID/cgroup names it
+/// ("/" for the hierarchy's root), or `None` when it has no v1 freezer.
+pub fn v1_path_of(pid: i32) -> Result<Option<String>, FreezerError> {
+    let path = format!("/proc/{pid}/cgroup");
+    let text =
+        std::fs::read_to_string(&path).map_err(|source| FreezerError::Cgroup { path, source })?;
+    Ok(parse_cgroups(&text).0)
+}
+
+/// Moves process `pid` back into the v1 freezer cgroup `path` (as
+/// [`v1_path_of`] named it); a thawed cgroup thaws it.
+pub fn move_to_v1(pid: i32, path: &str) -> Result<(), FreezerError> {
+    write_procs(&Path::new(V1_MOUNT).join(path.trim_start_matches('/')), pid)
+}
+
+/// Writes `pid` into `dir`'s cgroup.procs: the whole process moves there.
+fn write_procs(dir: &Path, pid: i32) -> Result<(), FreezerError> {
+    let path = dir.join("cgroup.procs");
+    std::fs::write(&path, pid.to_string()).map_err(|source| FreezerError::Cgroup {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// The v1 freezer path and the cgroup v2 path in a /proc/PID/cgroup text.
+fn parse_cgroups(text: &str) -> (Option<String>, Option<String>) {
+    let (mut v1, mut v2) = (None, None);
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(id), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        if id == "0" && ctrls.is_empty() {
+            v2 = Some(path.to_string());
+        } else if ctrls.split(',').any(|c| c == "freezer") {
+            v1 = Some(path.to_string());
+        }
+    }
     (v1, v2)
 }
 
 #[cfg(test)]
 mod tests {
     use crate::container::freezer::*;
-    use crate::proc::cgroups::parse_cgroups;
 
     #[test]
     fn hybrid_cgroups_give_both_paths() {
         let text = "9:name=systemd:/a/c1\n6:freezer:/a/c1\n4:memory:/x/a/c1\n0::/c1\n";
-        let lines = parse_cgroups(Path::new("cgroup"), text).unwrap();
-        assert_eq!(freezer_paths(&lines), (Some("/a/c1"), Some("/c1")));
+        assert_eq!(
+            parse_cgroups(text),
+            (Some("/a/c1".to_string()), Some("/c1".to_string()))
+        );
     }
 
     #[test]
     fn v2_only_has_no_freezer_line() {
-        let lines = parse_cgroups(Path::new("cgroup"), "0::/system.slice/c2\n").unwrap();
-        assert_eq!(freezer_paths(&lines), (None, Some("/system.slice/c2")));
+        assert_eq!(
+            parse_cgroups("0::/system.slice/c2\n"),
+            (None, Some("/system.slice/c2".to_string()))
+        );
     }
 }
