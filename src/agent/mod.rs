@@ -176,6 +176,7 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
         network_hook: config.container.network_hook.clone(),
         docker: dockerd.clone(),
     };
+    crate::migration::settle::recover(&dest);
     let incoming = {
         let transport = transport.clone();
         tokio::spawn(async move {
@@ -191,6 +192,9 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
                                 }
                                 Ok(Outcome::Probed) => {
                                     tracing::info!(%peer, "answered a dry-run probe")
+                                }
+                                Ok(Outcome::Answered(id, verdict)) => {
+                                    tracing::info!(%peer, %id, ?verdict, "told a destination the outcome of a migration")
                                 }
                                 Ok(Outcome::Resume(req)) => {
                                     // The session now belongs to the waiting source.
@@ -212,11 +216,13 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
                 let transport = transport.clone();
                 let board = board.clone();
                 let dockerd = dockerd.clone();
+                let work_dir = config.work_dir.clone();
                 tokio::spawn(async move {
                     let local = LocalSetup {
                         recovery,
                         lock_owner,
                         dockerd,
+                        journal: crate::migration::journal::Journal::of(&work_dir),
                     };
                     if let Err(e) = handle_control(stream, transport, local, board).await {
                         tracing::warn!("control connection: {e}");
@@ -285,6 +291,8 @@ struct LocalSetup {
     lock_owner: crate::netlock::Owner,
     /// The dockerd here (`[container] docker_socket`).
     dockerd: crate::container::docker::Docker,
+    /// This agent's two-phase commit records.
+    journal: crate::migration::journal::Journal,
 }
 
 async fn handle_control(
@@ -406,6 +414,7 @@ async fn run_migration(
         sync_rootfs: req.sync_rootfs,
         lock_owner: local.lock_owner,
         docker,
+        journal: local.journal,
     };
     let rt = tokio::runtime::Handle::current();
     let progress_events = events.clone();

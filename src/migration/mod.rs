@@ -64,6 +64,7 @@ mod docker;
 pub mod dryrun;
 pub mod dryrun_job;
 pub mod error;
+pub mod journal;
 mod network_sink;
 mod options;
 mod page_store;
@@ -73,6 +74,7 @@ mod postcopy_destination;
 mod probe;
 pub mod protocol;
 mod rootfs_sync;
+pub mod settle;
 pub mod source;
 pub mod stats;
 
