@@ -49,7 +49,10 @@ impl Restarted {
             if let Some(pid) = children.split_whitespace().next() {
                 return Ok(pid.parse()?);
             }
-            ensure!(start.elapsed() < Duration::from_secs(5), "no agent under nsenter {id}");
+            ensure!(
+                start.elapsed() < Duration::from_secs(5),
+                "no agent under nsenter {id}"
+            );
             sleep(Duration::from_millis(10));
         }
     }
@@ -67,7 +70,18 @@ impl Drop for Restarted {
 /// Kills the agent of `host` if it runs, and starts it again there, with
 /// `FERRY_FAULT=fault` when given; waits until it serves.
 fn restart_agent(bed: &Testbed, host: Host, fault: Option<&str>) -> Result<Restarted> {
-    let _ = bed.kill_agent(host);
+    if let Ok(old) = bed.agent_pid(host) {
+        kill(Pid::from_raw(old), Signal::SIGKILL)?;
+        // Its claim on the work directory goes with it.
+        let start = Instant::now();
+        while fs::read_to_string(format!("/proc/{old}/stat")).is_ok_and(|s| !s.contains(") Z ")) {
+            ensure!(
+                start.elapsed() < Duration::from_secs(5),
+                "agent {old} does not die"
+            );
+            sleep(Duration::from_millis(10));
+        }
+    }
     let dir = bed.agents_dir();
     let socket = bed.control_socket(host);
     // The dead agent's socket stays until the new one replaces it.
@@ -111,7 +125,10 @@ fn records(bed: &Testbed, host: Host) -> Vec<PathBuf> {
         .map(|d| {
             d.flatten()
                 .map(|e| e.path())
-                .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("destination-")))
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("destination-"))
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -186,11 +203,19 @@ fn destination_killed_after_prepared_settles_on_restart() {
         let result = run.wait()?;
         let _b = restart_agent(&bed, Host::B, None)?;
         let host = exactly_one_copy(&bed, dir, &w)?;
-        let expected = if result.status.success() { Host::B } else { Host::A };
+        let expected = if result.status.success() {
+            Host::B
+        } else {
+            Host::A
+        };
         ensure!(
             host == expected,
             "the CLI said {} but the copy runs on {host:?}:\n{}{}",
-            if result.status.success() { "migrated" } else { "failed" },
+            if result.status.success() {
+                "migrated"
+            } else {
+                "failed"
+            },
             result.stdout,
             result.stderr
         );
@@ -224,7 +249,9 @@ fn destination_stopped_at_switch_over_keeps_one_copy() {
             result.stderr
         );
         ensure!(
-            !said_migrated || result.stdout.contains("committed") || result.stdout.contains("migrated"),
+            !said_migrated
+                || result.stdout.contains("committed")
+                || result.stdout.contains("migrated"),
             "unclear success: {}",
             result.stdout
         );
@@ -248,7 +275,10 @@ fn source_killed_after_commit_lets_the_destination_run() {
         let _ = run.wait()?;
         // Unreachable source: B keeps asking, its copy held.
         wait_for(&bed.agent_log_path(Host::B), "stays held")?;
-        ensure!(!records(&bed, Host::B).is_empty(), "B settled without the source");
+        ensure!(
+            !records(&bed, Host::B).is_empty(),
+            "B settled without the source"
+        );
         // The source's own tree: a dead tracer let it go on this branch;
         // the source-side hold (branch freezer) keeps it frozen and its
         // recovery ends it on `journal::outcome` = Committed. Ended here

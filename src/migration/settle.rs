@@ -55,7 +55,11 @@ pub(super) async fn prepare_and_settle(
             pid: restore.pid,
         })
         .await;
-    tracing::info!(id, pid = restore.pid, "the restored copy is held; told the source Prepared");
+    tracing::info!(
+        id,
+        pid = restore.pid,
+        "the restored copy is held; told the source Prepared"
+    );
     journal::fault(journal::FAULT_AFTER_PREPARED);
     let heard = match sent {
         Ok(()) => {

@@ -7,6 +7,8 @@
 //! [`HeldTree::kill`].
 
 use crate::container::freezer::{self, Freezer, FreezerError};
+use std::path::Path;
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
 /// How long the processes of a killed held tree are waited for.
@@ -25,6 +27,7 @@ impl HeldTree {
     /// Moves `pids` (restored, still traced) into the transient cgroup
     /// `name` and freezes it: they stay stopped once ptrace lets them go.
     pub fn freeze(name: &str, pids: &[i32]) -> Result<Self, FreezerError> {
+        mount_freezer_if_bare();
         let Some(freezer) = Freezer::transient(name)? else {
             return Err(FreezerError::NoFreezer {
                 pid: pids.first().copied().unwrap_or(0),
@@ -53,6 +56,7 @@ impl HeldTree {
     /// Lets the tree run: each process back in its freezer cgroup, the
     /// transient one removed. Done already (the cgroup gone) is success.
     pub fn thaw(&self) -> Result<(), FreezerError> {
+        mount_freezer_if_bare();
         let Some(freezer) = Freezer::existing_transient(&self.name) else {
             return Ok(());
         };
@@ -68,6 +72,7 @@ impl HeldTree {
     /// Kills every process of the held tree (a frozen process dies once
     /// thawed) and removes the transient cgroup.
     pub fn kill(&self) {
+        mount_freezer_if_bare();
         let Some(freezer) = Freezer::existing_transient(&self.name) else {
             return;
         };
@@ -102,5 +107,55 @@ impl HeldTree {
                 tracing::debug!(pid, %e, "cannot move a held process back");
             }
         }
+    }
+}
+
+/// Makes the v1 freezer hierarchy visible at its usual place in this
+/// mount namespace when nothing is mounted on /sys/fs/cgroup: an agent
+/// started under `ip netns exec` (a testbed host) sees a fresh sysfs,
+/// whose /sys/fs/cgroup is bare, so a tmpfs goes there (nothing is
+/// hidden) with the freezer hierarchy below it. Anywhere else (a cgroup
+/// file system or a tmpfs already there) nothing is done. Once per
+/// process; a failure is logged (the hold then fails with its reason).
+fn mount_freezer_if_bare() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let cgroup = Path::new("/sys/fs/cgroup");
+        if cgroup.join("freezer/cgroup.procs").exists() {
+            return;
+        }
+        let bare = nix::sys::statfs::statfs(cgroup)
+            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::SYSFS_MAGIC);
+        if !bare {
+            return;
+        }
+        let mounted = run_mount(&["-t", "tmpfs", "ferry-cgroup", "/sys/fs/cgroup"])
+            .and_then(|()| {
+                std::fs::create_dir_all(cgroup.join("freezer")).map_err(|e| e.to_string())
+            })
+            .and_then(|()| {
+                run_mount(&["-t", "cgroup", "-o", "freezer", "freezer", "/sys/fs/cgroup/freezer"])
+            });
+        match mounted {
+            Ok(()) => tracing::info!("mounted the v1 freezer hierarchy on /sys/fs/cgroup/freezer (this mount namespace's sysfs had none)"),
+            Err(why) => tracing::warn!(%why, "cannot mount the v1 freezer hierarchy"),
+        }
+    });
+}
+
+/// Runs mount(8) with `args`.
+fn run_mount(args: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new("mount")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run mount {}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "mount {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
