@@ -3,6 +3,7 @@
 //! freezer cgroups a plain tree is moved into while it is checkpointed
 //! (`dump/hold.rs`), so that a ferry that dies leaves it frozen.
 
+use crate::proc::cgroups::{read_cgroups, CgroupLine};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,9 @@ pub enum FreezerError {
         /// Why.
         source: std::io::Error,
     },
+    /// A process's cgroups could not be read from /proc.
+    #[error(transparent)]
+    Proc(#[from] crate::proc::ProcError),
     /// The process's cgroup offers no freezer.
     #[error("process {pid} is in no freezable cgroup (no v1 freezer line and no cgroup v2 path in /proc/{pid}/cgroup)")]
     NoFreezer {
@@ -59,10 +63,8 @@ pub enum Freezer {
 impl Freezer {
     /// The freezer of process `pid`'s cgroup.
     pub fn of(pid: i32) -> Result<Self, FreezerError> {
-        let path = format!("/proc/{pid}/cgroup");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|source| FreezerError::Cgroup { path, source })?;
-        let (v1, v2) = parse_cgroups(&text);
+        let lines = read_cgroups(pid, pid)?;
+        let (v1, v2) = freezer_paths(&lines);
         if let Some(p) = v1 {
             let dir = Path::new(V1_MOUNT).join(p.trim_start_matches('/'));
             if dir.join("freezer.state").exists() {
@@ -113,6 +115,13 @@ impl Freezer {
     /// Moves process `pid`, all its threads, into this cgroup.
     pub fn adopt(&self, pid: i32) -> Result<(), FreezerError> {
         write_procs(self.dir(), pid)
+    }
+
+    /// Moves thread `tid` alone into this cgroup (v1 places threads one
+    /// by one through `tasks`): in a frozen cgroup, a thread in a
+    /// ptrace-stop is frozen at once.
+    pub fn adopt_thread(&self, tid: i32) -> Result<(), FreezerError> {
+        write_ids(&self.dir().join("tasks"), tid)
     }
 
     /// Removes the cgroup, which must hold no process any more.
@@ -214,10 +223,8 @@ impl Freezer {
 /// The v1 freezer cgroup of process `pid` as /proc/PID/cgroup names it
 /// ("/" for the hierarchy's root), or `None` when it has no v1 freezer.
 pub fn v1_path_of(pid: i32) -> Result<Option<String>, FreezerError> {
-    let path = format!("/proc/{pid}/cgroup");
-    let text =
-        std::fs::read_to_string(&path).map_err(|source| FreezerError::Cgroup { path, source })?;
-    Ok(parse_cgroups(&text).0)
+    let lines = read_cgroups(pid, pid)?;
+    Ok(freezer_paths(&lines).0.map(str::to_string))
 }
 
 /// Moves process `pid` back into the v1 freezer cgroup `path` (as
@@ -226,50 +233,77 @@ pub fn move_to_v1(pid: i32, path: &str) -> Result<(), FreezerError> {
     write_procs(&Path::new(V1_MOUNT).join(path.trim_start_matches('/')), pid)
 }
 
+/// Moves thread `tid` alone into the v1 freezer cgroup `path` (as
+/// [`v1_path_of`] names it).
+pub fn move_thread_to_v1(tid: i32, path: &str) -> Result<(), FreezerError> {
+    let dir = Path::new(V1_MOUNT).join(path.trim_start_matches('/'));
+    write_ids(&dir.join("tasks"), tid)
+}
+
 /// Writes `pid` into `dir`'s cgroup.procs: the whole process moves there.
 fn write_procs(dir: &Path, pid: i32) -> Result<(), FreezerError> {
-    let path = dir.join("cgroup.procs");
-    std::fs::write(&path, pid.to_string()).map_err(|source| FreezerError::Cgroup {
+    write_ids(&dir.join("cgroup.procs"), pid)
+}
+
+/// Writes `id` into a cgroup's cgroup.procs or tasks file `path`.
+fn write_ids(path: &Path, id: i32) -> Result<(), FreezerError> {
+    std::fs::write(path, id.to_string()).map_err(|source| FreezerError::Cgroup {
         path: path.display().to_string(),
         source,
     })
 }
 
-/// The v1 freezer path and the cgroup v2 path in a /proc/PID/cgroup text.
-fn parse_cgroups(text: &str) -> (Option<String>, Option<String>) {
-    let (mut v1, mut v2) = (None, None);
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (Some(id), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
-            continue;
-        };
-        if id == "0" && ctrls.is_empty() {
-            v2 = Some(path.to_string());
-        } else if ctrls.split(',').any(|c| c == "freezer") {
-            v1 = Some(path.to_string());
-        }
-    }
+/// Whether `line` is a task's cgroup in the v1 freezer hierarchy.
+pub fn is_v1_freezer(line: &CgroupLine) -> bool {
+    line.controllers.split(',').any(|c| c == "freezer")
+}
+
+/// Whether cgroup `path` (as /proc/PID/cgroup names it) is ferry's
+/// transient freezer cgroup `name` ([`Freezer::transient`]).
+pub fn is_transient(path: &str, name: &str) -> bool {
+    path.strip_suffix(name)
+        .and_then(|p| p.strip_suffix('/'))
+        .is_some_and(|p| p.ends_with(&format!("/{TRANSIENT_PARENT}")))
+}
+
+/// The v1 freezer path and the cgroup v2 path among a process's cgroups.
+fn freezer_paths(lines: &[CgroupLine]) -> (Option<&str>, Option<&str>) {
+    let v1 = lines
+        .iter()
+        .find(|l| is_v1_freezer(l))
+        .map(|l| l.path.as_str());
+    let v2 = lines
+        .iter()
+        .find(|l| l.controllers.is_empty())
+        .map(|l| l.path.as_str());
     (v1, v2)
 }
 
 #[cfg(test)]
 mod tests {
     use crate::container::freezer::*;
+    use crate::proc::cgroups::parse_cgroups;
 
     #[test]
     fn hybrid_cgroups_give_both_paths() {
         let text = "9:name=systemd:/a/c1\n6:freezer:/a/c1\n4:memory:/x/a/c1\n0::/c1\n";
-        assert_eq!(
-            parse_cgroups(text),
-            (Some("/a/c1".to_string()), Some("/c1".to_string()))
-        );
+        let lines = parse_cgroups(Path::new("cgroup"), text).unwrap();
+        assert_eq!(freezer_paths(&lines), (Some("/a/c1"), Some("/c1")));
+    }
+
+    #[test]
+    fn transient_paths_are_told_apart() {
+        assert!(is_transient("/ferry/1-2-3", "1-2-3"));
+        assert!(is_transient("/ns/ferry/1-2-3", "1-2-3"));
+        assert!(!is_transient("/ferry/1-2-3", "1-2-4"));
+        assert!(!is_transient("/notferry/1-2-3", "1-2-3"));
+        assert!(!is_transient("/ferry/x1-2-3", "1-2-3"));
+        assert!(!is_transient("/", "1-2-3"));
     }
 
     #[test]
     fn v2_only_has_no_freezer_line() {
-        assert_eq!(
-            parse_cgroups("0::/system.slice/c2\n"),
-            (None, Some("/system.slice/c2".to_string()))
-        );
+        let lines = parse_cgroups(Path::new("cgroup"), "0::/system.slice/c2\n").unwrap();
+        assert_eq!(freezer_paths(&lines), (None, Some("/system.slice/c2")));
     }
 }
