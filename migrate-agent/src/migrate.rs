@@ -214,7 +214,11 @@ pub(crate) fn execute(
 }
 
 fn print_summary(what: &str, to: &str, s: &MigrationStats) {
-    println!("migrated {what} to {to}: it runs there now");
+    if s.unacknowledged {
+        println!("committed the migration of {what} to {to}, which has not acknowledged it yet: its copy, held frozen there, runs once it learns the decision; the copy here is gone");
+    } else {
+        println!("migrated {what} to {to}: it runs there now");
+    }
     println!(
         "  memory {}, sent {} ({:.2}x) in {} pre-copy rounds + final, at {}/s",
         mib(s.memory_bytes as f64),

@@ -179,6 +179,7 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
         network_hook: config.container.network_hook.clone(),
         docker: dockerd.clone(),
     };
+    crate::migration::settle::recover(&dest);
     let incoming = {
         let transport = transport.clone();
         tokio::spawn(async move {
@@ -194,6 +195,9 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
                                 }
                                 Ok(Outcome::Probed) => {
                                     tracing::info!(%peer, "answered a dry-run probe")
+                                }
+                                Ok(Outcome::Answered(id, verdict)) => {
+                                    tracing::info!(%peer, %id, ?verdict, "told a destination the outcome of a migration")
                                 }
                                 Ok(Outcome::Resume(req)) => {
                                     // The session now belongs to the waiting source.
@@ -221,6 +225,7 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
                         recovery,
                         lock_owner,
                         dockerd,
+                        journal: crate::migration::journal::Journal::of(&work_dir),
                         work_dir,
                     };
                     if let Err(e) = handle_control(stream, transport, local, board).await {
@@ -293,6 +298,8 @@ struct LocalSetup {
     /// The work directory: the cost model's history of past migrations
     /// lives there.
     work_dir: std::path::PathBuf,
+    /// This agent's two-phase commit records.
+    journal: crate::migration::journal::Journal,
 }
 
 async fn handle_control(
@@ -414,6 +421,7 @@ async fn run_migration(
         sync_rootfs: req.sync_rootfs,
         lock_owner: local.lock_owner,
         docker,
+        journal: local.journal,
     };
     // A plain pre-copy migration's measured parts go to the cost model's
     // history (the tree's size is read before it moves).

@@ -56,15 +56,9 @@ pub enum ContainerError {
         /// Why.
         source: std::io::Error,
     },
-    /// A process's cgroups could not be read from /proc.
+    /// The cgroup freezer failed.
     #[error(transparent)]
-    Proc(#[from] crate::proc::ProcError),
-    /// The container's cgroup offers no freezer.
-    #[error("process {pid} is in no freezable cgroup (no v1 freezer line and no cgroup v2 path in /proc/{pid}/cgroup)")]
-    NoFreezer {
-        /// The container's init.
-        pid: i32,
-    },
+    Freezer(#[from] super::freezer::FreezerError),
     /// A process of the container is outside its init's tree.
     #[error("process {pid} runs in container {id}'s cgroup but does not descend from its init {init} (started by `exec`?); ferry carries the init's tree only")]
     Escaped {
@@ -110,16 +104,6 @@ pub enum ContainerError {
         id: String,
         /// Why.
         why: String,
-    },
-    /// The freezer did not reach the wanted state in time.
-    #[error("cgroup {path} did not become {wanted} within {secs} s")]
-    FreezeTimeout {
-        /// The cgroup.
-        path: String,
-        /// The state wanted.
-        wanted: &'static str,
-        /// How long ferry waited.
-        secs: u64,
     },
     /// The runtime binary is missing or does not run on this host.
     #[error("the container runtime {runtime} cannot run on this host: {why}")]

@@ -9,7 +9,7 @@
 pub mod announce;
 pub mod docker;
 mod error;
-mod freezer;
+pub mod freezer;
 pub mod net;
 pub mod oci_runtime;
 mod pidfile;
@@ -330,7 +330,7 @@ pub fn check_tree(id: &str, init: i32) -> Result<(), ContainerError> {
             pid,
         });
     }
-    thawed
+    Ok(thawed?)
 }
 
 /// Checkpoints the running container into `dir`: its init's tree, PIDs as

@@ -3,7 +3,7 @@
 //! restore the workload, report it running and keep it only once the
 //! source confirms. On any failure nothing is left here.
 
-use super::destination_shared::{container_of, keep, name, prepare_lock, restore_locked, Workload};
+use super::destination_shared::{container_of, name, prepare_lock, restore_locked, Workload};
 pub use super::destination_shared::{DestinationOptions, DestinationState, Received, Reconnect};
 use super::error::MigrationError;
 use super::page_store::{wait_round, PageQuota, PageStore, StoredFrames, NO_PROGRESS_TIMEOUT};
@@ -32,6 +32,9 @@ pub enum Outcome {
     /// the link broke: hand the session to the waiting source
     /// ([`super::postcopy::hand_over`]).
     Resume(super::protocol::ResumeRequest),
+    /// A destination asked how migration (the string) ended, and was
+    /// told.
+    Answered(String, super::protocol::Verdict),
 }
 
 /// Why receiving a migration failed. Nothing of it is left here.
@@ -303,7 +306,7 @@ impl Receipt {
                 restore,
                 workload,
             } => {
-                confirm(session, opts, &restore, &workload)
+                super::settle::prepare_and_settle(session, opts, &offer.id, &restore, &workload)
                     .await
                     .map_err(fail)?;
                 Ok(Receipt::Done {
@@ -373,6 +376,23 @@ async fn accept(
                 dir: None,
                 outcome: Outcome::Resume(req),
             })
+        }
+        Opening::Outcome(id) => {
+            let journal = super::journal::Journal::of(&opts.work_dir);
+            let (peer, agent) = (
+                session.peer_addr().to_string(),
+                session.peer_agent().to_string(),
+            );
+            let asked = id.clone();
+            let verdict =
+                tokio::task::spawn_blocking(move || journal.answer(&asked, &peer, &agent))
+                    .await
+                    .map_err(|e| MigrationError::local_in("the outcome task failed", e))?;
+            session.send(&verdict).await?;
+            return Ok(Receipt::Done {
+                dir: None,
+                outcome: Outcome::Answered(id, verdict),
+            });
         }
     };
     let dir = opts.work_dir.join(sanitize(&offer.id));
@@ -526,15 +546,11 @@ async fn restore(
     (checkpoint, writer): (Checkpoint, ImageWriter),
     (lock, docker): (Option<NetLock>, Option<PreparedStart>),
 ) -> Result<Receipt, MigrationError> {
-    let tids: Vec<i32> = checkpoint
-        .processes
-        .iter()
-        .flat_map(|p| p.threads.iter().map(|t| t.tid))
-        .collect();
     let restore_dir = dir.clone();
     let target = container_of(&offer, opts, docker);
     let work_dir = opts.work_dir.clone();
-    let (restore, container) = tokio::task::spawn_blocking(move || {
+    let hold = format!("incoming-{}", sanitize(&offer.id));
+    let (restore, workload) = tokio::task::spawn_blocking(move || {
         let mut sink = ImageSink::new(writer);
         sink.commit(&checkpoint).map_err(MigrationError::local)?;
         let flows = &checkpoint.tcp_flows;
@@ -552,52 +568,22 @@ async fn restore(
                     .map_err(MigrationError::local)
                 })?;
                 t.announce(husk);
-                Ok((stats, Some(t.workload())))
+                Ok((stats, t.workload()))
             }
             None => restore_locked(&work_dir, flows, None, lock, || {
-                crate::restore::restore(&restore_dir).map_err(MigrationError::local)
+                crate::restore::restore_held(&restore_dir, &hold).map_err(MigrationError::local)
             })
-            .map(|stats| (stats, None)),
+            .map(|(stats, held)| (stats, Workload::Held(held))),
         }
     })
     .await
     .map_err(|e| MigrationError::local_in("the restore task failed", e))??;
-    // A container's PIDs are its own: the container is what to remove on
-    // a later failure.
-    let workload = container.unwrap_or(Workload::Tree(tids));
     Ok(Receipt::Running {
         offer,
         dir,
         workload,
         restore,
     })
-}
-
-/// Reports the workload running and waits for the source's confirmation.
-async fn confirm(
-    session: &mut Session,
-    opts: &DestinationOptions,
-    restore: &RestoreStats,
-    workload: &Workload,
-) -> Result<(), MigrationError> {
-    session
-        .send(&ToSource::Running {
-            restore_ms: restore.restore_ms,
-            pid: restore.pid,
-        })
-        .await?;
-    match tokio::time::timeout(opts.confirm_timeout, session.recv::<ToDestination>()).await {
-        Ok(Ok(ToDestination::Done)) => keep(session, opts, Some(workload)).await,
-        Ok(Ok(other)) => Err(MigrationError::protocol(format!(
-            "expected the source's confirmation, got {}",
-            name(&other)
-        ))),
-        Ok(Err(e)) => Err(e.into()),
-        Err(_) => Err(MigrationError::protocol(format!(
-            "no confirmation from the source within {:?}",
-            opts.confirm_timeout
-        ))),
-    }
 }
 
 /// Refuses an offer this host cannot take, with the reason as a sentence.

@@ -212,6 +212,7 @@ pub(super) fn name(message: &ToDestination) -> &'static str {
         ToDestination::Abort { .. } => "an abort",
         ToDestination::Rootfs(RootfsRequest::Query) => "a rootfs query",
         ToDestination::Rootfs(RootfsRequest::Changes { .. }) => "rootfs changes",
+        ToDestination::Commit => "a commit",
     }
 }
 
@@ -225,6 +226,9 @@ pub(super) enum Workload {
     Container(crate::container::Container),
     /// A Docker container created here: removed through dockerd.
     Docker(PreparedStart),
+    /// A process tree restored and held frozen until the source decides:
+    /// killed (and its freezer cgroup removed).
+    Held(crate::restore::HeldTree),
 }
 
 impl Workload {
@@ -240,6 +244,7 @@ impl Workload {
     pub fn remove(self) {
         match self {
             Workload::Tree(pids) => kill_tree(&pids),
+            Workload::Held(held) => held.kill(),
             Workload::Docker(d) => d.remove(),
             Workload::Container(c) => {
                 if let Err(e) = c.delete() {

@@ -9,9 +9,15 @@
 //! (accepting, accepted, receiving, restoring or post-copy, running, done).
 //! Each failure undoes what its state holds: the source resumes its
 //! workload (and aborts the destination once it accepted), the destination
-//! kills what it restored and removes its image. Exactly one copy runs:
-//! the source's until the destination says `Kept`, the destination's from
-//! then on.
+//! kills what it restored and removes its image. The switch-over is a
+//! two-phase commit with the source as the one authority ([`journal`],
+//! [`settle`]): the destination restores a process tree held frozen (a
+//! freezer cgroup, so that it stays stopped if its agent dies), records
+//! Prepared and says so; the source records Committed (or Aborted)
+//! durably before it ends (or resumes) its copy; the destination lets
+//! its copy run only on Commit, and when the link is lost first it asks
+//! the source (`Opening::Outcome`) until it answers, the copy held
+//! meanwhile. Exactly one copy runs, whichever agent dies or stalls.
 //!
 //! The conversation on the control stream (page frames travel on page
 //! streams, `====`):
@@ -34,8 +40,10 @@
 //!                [Rootfs(Changes)... / Rootfs(Synced), while frozen]
 //!                RoundEnd -------------------->
 //!                <------ RoundStored
-//!    pre-copy:   State ---------------------->  Restoring
-//!                <------ Running                Running
+//!    pre-copy:   State ---------------------->  Restoring (held frozen,
+//!                <------ Prepared                recorded Prepared)
+//!   (records     Commit --------------------->  (records Committed,
+//!    Committed)  <------ Kept                    lets it run)  Done
 //!    post-copy:  PostCopyState -------------->  PostCopy (lazy restore)
 //!                <------ Running
 //!                <------ PageRequest...         (a thread faulted)
@@ -47,6 +55,13 @@
 //!
 //!  Any failure:  Abort { reason } ----------->  (kill, remove; session
 //!                <------ Failed { reason }       lingers for the source)
+//!
+//!  Prepared, link lost before the decision (or the destination agent
+//!  restarted), on a new session, again until answered:
+//!                <------ Opening::Outcome(id)
+//!                Verdict --------------------->  Committed: run it;
+//!                (Aborted recorded first when     Aborted: kill it
+//!                 nothing was decided)
 //! ```
 //!
 //! Every session opens with an [`protocol::Opening`] that chooses the
@@ -68,6 +83,7 @@ pub mod dryrun;
 pub mod dryrun_job;
 pub mod error;
 pub mod history;
+pub mod journal;
 mod network_sink;
 mod options;
 mod page_store;
@@ -77,6 +93,7 @@ mod postcopy_destination;
 mod probe;
 pub mod protocol;
 mod rootfs_sync;
+pub mod settle;
 pub mod source;
 pub mod stats;
 

@@ -5,6 +5,7 @@
 //! whether the workload still runs.
 
 use super::error::MigrationError;
+use super::journal::{self, Journal, Record, Role};
 use super::options::{MigrateOptions, MigrationMode};
 use super::policy::{self, Decision, Limits, SwitchReason};
 use super::protocol::{RemoteRuns, ToDestination, ToSource};
@@ -17,6 +18,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
+
+/// How long the source waits for the destination's Kept after Commit.
+const KEPT_WAIT: Duration = Duration::from_secs(10);
 
 /// Every TID of the tree rooted at `pid`: (as this host names it, as its
 /// PID namespace names it).
@@ -160,6 +164,8 @@ pub(super) struct NetworkSink<'a> {
     in_container: bool,
     /// `--sync-rootfs`: the rootfs as of the first pass.
     pub(super) rootfs: Option<super::rootfs_sync::SourceRootfs>,
+    /// Where the switch-over's decision is recorded.
+    journal: Journal,
 }
 
 impl<'a> NetworkSink<'a> {
@@ -198,6 +204,7 @@ impl<'a> NetworkSink<'a> {
             resume_wait: opts.postcopy_recovery + super::postcopy::RESUME_MARGIN,
             in_container: opts.container.is_some(),
             rootfs: None,
+            journal: opts.journal.clone(),
         }
     }
 
@@ -323,6 +330,108 @@ impl NetworkSink<'_> {
             ),
         }
         Ok(())
+    }
+
+    /// The two-phase commit of a pre-copy switch-over, once the state is
+    /// sent: waits for Prepared (the copy there restored, held frozen,
+    /// recorded), records Committed durably and only then sends Commit
+    /// and waits for Kept (the copy there runs). Without Prepared,
+    /// Aborted is recorded before the error returns (and the engine
+    /// resumes the copy here). After Committed the copy here is ended
+    /// whatever the link does: without Kept, the destination asks for the
+    /// decision (its copy held until then) and the statistics say
+    /// unacknowledged. Returns the restore's milliseconds.
+    fn decide_switch_over(&mut self) -> Result<f64, CheckpointError> {
+        let answer = self.rt.block_on(self.session.recv::<ToSource>());
+        let restore_ms = match answer {
+            Ok(ToSource::Prepared { restore_ms, .. }) => restore_ms,
+            other => {
+                self.record(journal::Phase::Aborted);
+                return Err(match other {
+                    Ok(ToSource::Failed { reason }) => self.link_error("restore", reason),
+                    Ok(other) => {
+                        self.link_error("restore", format!("the destination answered {other:?}"))
+                    }
+                    Err(e) => self.link_error("restore", e),
+                });
+            }
+        };
+        match self.record(journal::Phase::Committed) {
+            Some(journal::Phase::Committed) => {}
+            decided => {
+                return Err(self.link_error(
+                    "commit the switch-over",
+                    match decided {
+                        Some(_) => {
+                            "the destination asked for the decision first, and was told Aborted"
+                        }
+                        None => "the decision could not be recorded (see the log); aborted",
+                    },
+                ))
+            }
+        }
+        let sent = self.rt.block_on(self.session.send(&ToDestination::Commit));
+        // Its answer, or why none came.
+        let kept: Result<ToSource, String> = match sent {
+            Ok(()) => match self.rt.block_on(async {
+                tokio::time::timeout(KEPT_WAIT, self.session.recv::<ToSource>()).await
+            }) {
+                Ok(answer) => answer.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {KEPT_WAIT:?}")),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        match kept {
+            Ok(ToSource::Kept) => self.journal.remove(Role::Source, &self.id),
+            // Its copy is gone there (a Docker container whose start
+            // failed after its restore): ours is the only one, and resumes.
+            Ok(ToSource::Failed { reason }) => {
+                self.overrule();
+                return Err(self.link_error("keep the workload", reason));
+            }
+            other => {
+                tracing::warn!(
+                    pid = self.pid,
+                    ?other,
+                    "the destination did not acknowledge the commit; it runs its copy once it asks for the decision"
+                );
+                self.stats.unacknowledged = true;
+            }
+        }
+        Ok(restore_ms)
+    }
+
+    /// Records the source's decision `phase` on this migration; returns
+    /// the decision that holds (another one recorded first wins), or None
+    /// when none could be recorded.
+    fn record(&self, phase: journal::Phase) -> Option<journal::Phase> {
+        let peer = self.session.peer_addr().to_string();
+        let agent = self.session.peer_agent().to_string();
+        match self.journal.decide(&self.id, phase, &peer, &agent) {
+            Ok(held) => Some(held),
+            Err(e) => {
+                tracing::error!(id = %self.id, %e, "cannot record the switch-over's decision");
+                None
+            }
+        }
+    }
+
+    /// The destination removed its copy after the commit: the decision
+    /// becomes Aborted (the copy here resumes), so that nothing asks
+    /// later for a copy that is gone.
+    fn overrule(&self) {
+        let record = Record {
+            id: self.id.clone(),
+            role: Role::Source,
+            phase: journal::Phase::Aborted,
+            peer: self.session.peer_addr().to_string(),
+            agent: self.session.peer_agent().to_string(),
+            hold: String::new(),
+            members: Vec::new(),
+        };
+        if let Err(e) = self.journal.write(&record) {
+            tracing::error!(id = %self.id, %e, "cannot record the abort after the destination's failure");
+        }
     }
 
     /// The post-copy switch-over: the last non-lazy pages, the state and
@@ -550,18 +659,8 @@ impl CheckpointSink for NetworkSink<'_> {
                     .send(&ToDestination::State(Box::new(checkpoint.clone()))),
             )
             .map_err(|e| self.link_error("send the process state", e))?;
-        let (restore_ms, _) = match self.rt.block_on(self.session.recv::<ToSource>()) {
-            Ok(ToSource::Running { restore_ms, pid }) => (restore_ms, pid),
-            Ok(ToSource::Failed { reason }) => return Err(self.link_error("restore", reason)),
-            Ok(other) => {
-                return Err(
-                    self.link_error("restore", format!("the destination answered {other:?}"))
-                )
-            }
-            Err(e) => return Err(self.link_error("restore", e)),
-        };
+        let restore_ms = self.decide_switch_over()?;
         let running_at = Instant::now();
-        self.confirm()?;
         self.stats.downtime =
             Downtime::partition(frozen_at, final_pages_at, stored_at, running_at, restore_ms);
         let transfer_ms = self.stats.downtime.final_transfer_ms;

@@ -67,6 +67,9 @@ pub struct MigrateOptions {
     /// created and started on the destination's dockerd, and removed
     /// (or left stopped) here once it runs there.
     pub docker: Option<DockerSource>,
+    /// This agent's two-phase commit records: the source's decision is
+    /// written there before the switch-over ends either way.
+    pub journal: super::journal::Journal,
 }
 
 /// A Docker container leaving this host.

@@ -121,6 +121,12 @@ pub enum Opening {
     /// to the source agent after the link broke: the source answers with a
     /// [`ResumeAnswer`], then the migration's conversation goes on.
     Resume(ResumeRequest),
+    /// Two-phase commit recovery: the destination of migration `id` (the
+    /// string), holding its restored copy frozen and prepared, lost the
+    /// source before hearing its decision (or restarted): the source
+    /// answers with a [`Verdict`] from its durable records, and the
+    /// session ends.
+    Outcome(String),
 }
 
 /// Source to destination, in a migration (after [`Opening::Migrate`]).
@@ -158,6 +164,10 @@ pub enum ToDestination {
     /// `--sync-rootfs`: the rootfs conversation, answered by
     /// [`ToSource::Rootfs`].
     Rootfs(RootfsRequest),
+    /// The source recorded its decision Committed (durably) after
+    /// [`ToSource::Prepared`]: the destination lets its copy run, and
+    /// answers [`ToSource::Kept`]. The source's copy ends.
+    Commit,
 }
 
 /// Destination to source, in a migration.
@@ -202,6 +212,18 @@ pub enum ToSource {
     },
     /// An answer of the rootfs conversation.
     Rootfs(RootfsReply),
+    /// The workload is restored here and held frozen (it stays so if this
+    /// agent dies), with a durable record of it: the source may decide.
+    /// Answered by [`ToDestination::Commit`] or
+    /// [`ToDestination::Abort`]; without either, the destination asks
+    /// the source for the [`Verdict`] on a new session
+    /// ([`Opening::Outcome`]).
+    Prepared {
+        /// Milliseconds the restore took.
+        restore_ms: f64,
+        /// The restored root PID.
+        pid: i32,
+    },
 }
 
 /// `--sync-rootfs`, source to destination: its own conversation inside a
@@ -282,6 +304,22 @@ pub enum ResumeAnswer {
         /// Why, as a sentence.
         reason: String,
     },
+}
+
+/// The source's answer to an [`Opening::Outcome`]: its durable decision
+/// on a migration's switch-over (one authority: the source).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verdict {
+    /// The source recorded Committed: the destination's copy runs, the
+    /// source's is ended.
+    Committed,
+    /// The source recorded Aborted (or, asked with no decision taken,
+    /// records it now): the destination kills its held copy; the source's
+    /// runs.
+    Aborted,
+    /// The source knows nothing of the migration (a record removed after
+    /// both sides knew, or never made): nothing may run on its word.
+    Unknown,
 }
 
 #[cfg(test)]

@@ -115,6 +115,10 @@ pub struct MigrationStats {
     /// `--sync-rootfs` figures (container migrations with it only).
     #[serde(default)]
     pub rootfs: Option<RootfsSyncStats>,
+    /// The source recorded Commit and ended its copy, but the destination
+    /// did not acknowledge: its copy, held frozen, runs once it asks the
+    /// source for the decision (its recovery does).
+    pub unacknowledged: bool,
 }
 
 /// What `--sync-rootfs` carried: the pass while the container ran and the

@@ -123,4 +123,13 @@ pub enum RestoreError {
         /// What went wrong.
         why: String,
     },
+    /// The restored tree could not be held frozen (a migration's
+    /// destination holds it until the source decides).
+    #[error("cannot hold the restored tree frozen in the freezer cgroup ferry/{name}: {source}")]
+    Hold {
+        /// The transient freezer cgroup's name.
+        name: String,
+        /// Why.
+        source: crate::container::freezer::FreezerError,
+    },
 }

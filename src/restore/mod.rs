@@ -20,10 +20,12 @@
 
 mod channel;
 mod error;
+mod hold;
 mod husk;
 mod lazy;
 
 pub use error::RestoreError;
+pub use hold::HeldTree;
 pub use husk::CgroupMode;
 pub use lazy::{LazyPages, LazyProcess};
 
@@ -66,6 +68,10 @@ pub struct RestoreOptions {
     /// checkpoint left outside; None: a new one when the image carries
     /// one, else the restoring program's.
     pub join_netns: Option<std::path::PathBuf>,
+    /// Hold the restored plain tree frozen in the transient freezer
+    /// cgroup of this name instead of letting it run
+    /// ([`restore_held`]); None: it runs.
+    pub hold: Option<String>,
 }
 
 /// Restores the image in `dir` and returns once the process runs.
@@ -76,6 +82,33 @@ pub fn restore(dir: &Path) -> Result<RestoreStats, RestoreError> {
 /// Restores the image in `dir` as `opts` says (eagerly or lazily) and
 /// returns once the process runs.
 pub fn restore_with(dir: &Path, opts: RestoreOptions) -> Result<RestoreStats, RestoreError> {
+    restore_tree(dir, opts).map(|(stats, _)| stats)
+}
+
+/// Restores the plain tree of the image in `dir` and returns it held
+/// frozen in the transient freezer cgroup `name` (it stays frozen if
+/// this process dies): a migration's destination lets it run only once
+/// the source commits.
+pub fn restore_held(dir: &Path, name: &str) -> Result<(RestoreStats, HeldTree), RestoreError> {
+    let opts = RestoreOptions {
+        hold: Some(name.to_string()),
+        ..Default::default()
+    };
+    match restore_tree(dir, opts)? {
+        (stats, Some(held)) => Ok((stats, held)),
+        (_, None) => Err(RestoreError::Unsupported {
+            pid: 1,
+            why: "a tree with a PID namespace of its own cannot be held frozen after its restore"
+                .into(),
+        }),
+    }
+}
+
+/// [`restore_with`], with the tree it holds when `opts.hold` says so.
+fn restore_tree(
+    dir: &Path,
+    opts: RestoreOptions,
+) -> Result<(RestoreStats, Option<HeldTree>), RestoreError> {
     let started = Instant::now();
     let reader = ImageReader::open(dir)?;
     let ck = reader.checkpoint();
@@ -88,7 +121,7 @@ pub fn restore_with(dir: &Path, opts: RestoreOptions) -> Result<RestoreStats, Re
                 why: "a tree with a PID namespace of its own is restored eagerly only".into(),
             });
         }
-        return restore_in_new_pid_namespace(dir, &netns);
+        return restore_in_new_pid_namespace(dir, &netns).map(|stats| (stats, None));
     }
     if ck.root().is_some_and(|p| p.pid == 1) {
         return Err(RestoreError::Unsupported {
@@ -104,15 +137,22 @@ pub fn restore_with(dir: &Path, opts: RestoreOptions) -> Result<RestoreStats, Re
     for p in &ck.processes {
         check_files(ck, p, "")?;
     }
-    let pages_restored = husk::rebuild(&reader, opts.lazy.as_ref(), &placement, &netns)?;
+    let (pages_restored, held) = husk::rebuild(
+        &reader,
+        opts.lazy.as_ref(),
+        &placement,
+        &netns,
+        opts.hold.as_deref(),
+    )?;
     release_network_lock(ck, ck.root().map_or(0, |p| p.pid));
-    Ok(RestoreStats {
+    let stats = RestoreStats {
         pid: ck.root().map_or(0, |p| p.pid),
         processes: ck.processes.len() as u32,
         zombies: ck.zombies.len() as u32,
         restore_ms: started.elapsed().as_secs_f64() * 1000.0,
         pages_restored,
-    })
+    };
+    Ok((stats, held))
 }
 
 /// Restores the image in `dir` into the existing process `husk` (the init

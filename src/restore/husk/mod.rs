@@ -47,6 +47,7 @@ use crate::image::{ImageReader, ZombieImage};
 use crate::kernel;
 use crate::restore::channel::FdChannel;
 use crate::restore::error::RestoreError;
+use crate::restore::hold::HeldTree;
 use crate::restore::lazy::{LazyPages, LazyProcess};
 use files::TreeFds;
 use memory::NOTHING_REMOTE;
@@ -58,14 +59,16 @@ use tree::same_mount_namespace;
 
 /// Restores every process of the image's tree, each in a husk, into the
 /// cgroups `placement` prepared and the network namespace `netns` says,
-/// and lets them run. Returns the number of pages written. On failure
-/// every husk is killed.
+/// and lets them run, or holds them frozen in the transient freezer cgroup
+/// `hold` names. Returns the number of pages written and the held tree.
+/// On failure every husk is killed.
 pub fn rebuild(
     reader: &ImageReader,
     lazy: Option<&LazyPages>,
     placement: &Placement,
     netns: &NetnsTarget<'_>,
-) -> Result<u64, RestoreError> {
+    hold: Option<&str>,
+) -> Result<(u64, Option<HeldTree>), RestoreError> {
     let ck = reader.checkpoint();
     let root = ck.root().ok_or_else(|| RestoreError::Unsupported {
         pid: 0,
@@ -95,7 +98,7 @@ pub fn rebuild(
             return Err(e);
         }
     };
-    run(reader, root_husk, lazy, placement)
+    run(reader, root_husk, lazy, placement, hold)
 }
 
 /// Restores the image's tree into the existing process `husk` (a created
@@ -122,17 +125,19 @@ pub fn rebuild_into(
             return Err(e);
         }
     };
-    run(reader, root_husk, lazy, &Placement::default())
+    run(reader, root_husk, lazy, &Placement::default(), None).map(|(pages, _)| pages)
 }
 
-/// Builds the tree from its root's husk and lets it run; kills every husk
-/// on failure.
+/// Builds the tree from its root's husk and lets it run (or, with
+/// `hold`, freezes it in that transient freezer cgroup before ptrace lets
+/// it go); kills every husk on failure.
 fn run<'a>(
     reader: &'a ImageReader,
     root_husk: Husk<'a>,
     lazy: Option<&LazyPages>,
     placement: &Placement,
-) -> Result<u64, RestoreError> {
+    hold: Option<&str>,
+) -> Result<(u64, Option<HeldTree>), RestoreError> {
     // SysV segments live in the root husk's IPC namespace, before any
     // husk attaches them.
     let segments =
@@ -147,14 +152,32 @@ fn run<'a>(
     let built = build_tree(reader, &mut husks, lazy, placement).and_then(|(pages, connections)| {
         segments.mark_removed()?;
         connections.go_live(reader.checkpoint())?;
+        // Frozen while still traced: a tracer that dies from here on
+        // leaves the tree frozen, not running.
+        let held = match hold {
+            Some(name) => {
+                let pids: Vec<i32> = husks.iter().map(|h| h.pid.as_raw()).collect();
+                let held = HeldTree::freeze(name, &pids).map_err(|source| RestoreError::Hold {
+                    name: name.to_string(),
+                    source,
+                })?;
+                Some(held)
+            }
+            None => None,
+        };
         // Children first, so that a parent finds its children running.
         while let Some(h) = husks.pop() {
-            h.release()?;
+            if let Err(e) = h.release() {
+                if let Some(held) = &held {
+                    held.kill();
+                }
+                return Err(e);
+            }
         }
-        Ok(pages)
+        Ok((pages, held))
     });
     match built {
-        Ok(pages) => Ok(pages),
+        Ok(done) => Ok(done),
         Err(e) => {
             for h in husks.into_iter().rev() {
                 h.abort();
