@@ -472,13 +472,13 @@ mod tests {
             (hex(&Opening::Probe(probe)), "0105682d312d320e020e10870488158020020101630100022f6201010465746830010b31302e302e302e322f3234010764656661756c74010831302e302e302e31000000808040"),
             (hex(&Opening::Resume(resume)), "0205682d312d32010e0180208060"),
             (hex(&ToDestination::RoundEnd { round: 3, frames: 300 }), "0003ac02"),
-            (hex(&ToDestination::State(checkpoint())), "0103362e3107c006804001000000000000000000000000"),
+            (hex(&ToDestination::State(checkpoint())), "0103362e3107c00680400100000000000000000000000000"),
             (
                 hex(&ToDestination::PostCopyState {
                     checkpoint: checkpoint(),
                     remote: runs(),
                 }),
-                "0203362e3107c006804001000000000000000000000000010e0180208060",
+                "0203362e3107c00680400100000000000000000000000000010e0180208060",
             ),
             (hex(&ToDestination::Done), "03"),
             (hex(&ToDestination::Abort { reason: "r".into() }), "040172"),
@@ -541,6 +541,18 @@ mod tests {
             (hex(&ProbeToSource::Failed { reason: "r".into() }), "020172"),
             (hex(&ResumeAnswer::Resumed), "00"),
             (hex(&ResumeAnswer::Refused { reason: "r".into() }), "010172"),
+            (hex(&Opening::Outcome("h-1-2".into())), "0305682d312d32"),
+            (hex(&ToDestination::Commit), "06"),
+            (
+                hex(&ToSource::Prepared {
+                    restore_ms: 1.5,
+                    pid: 7,
+                }),
+                "09000000000000f83f0e",
+            ),
+            (hex(&Verdict::Committed), "00"),
+            (hex(&Verdict::Aborted), "01"),
+            (hex(&Verdict::Unknown), "02"),
         ]
     }
 

@@ -66,4 +66,8 @@ pub use tls::{PeerNameError, TlsFiles, TlsSetupError};
 /// pseudo-terminal pairs and fanotify groups, copy-on-write sharing with
 /// the parent, private mappings of shared objects, packet rings, the TCP
 /// states LAST_ACK, CLOSING, closed and reset).
-pub const PROTOCOL_VERSION: u32 = 6;
+/// 7: image format 9 (a plain tree's network namespace, SYN_SENT
+/// connections); the pre-copy switch-over is a two-phase commit
+/// (`ToSource::Prepared`, `ToDestination::Commit`, `Opening::Outcome`
+/// answered with a `Verdict`).
+pub const PROTOCOL_VERSION: u32 = 7;

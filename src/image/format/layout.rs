@@ -3,7 +3,7 @@
 
 /// Version of the image directory format that this ferry writes and reads;
 /// bumped on any incompatible change so an old ferry refuses a new image.
-pub const IMAGE_FORMAT_VERSION: u32 = 8;
+pub const IMAGE_FORMAT_VERSION: u32 = 9;
 
 pub(super) const PAGES_FILE: &str = "pages.img";
 pub(super) const INDEX_FILE: &str = "pages.idx";

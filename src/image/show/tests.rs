@@ -32,7 +32,7 @@ fn describe_covers_every_section_within_the_width() {
         assert!(line.chars().count() <= WIDTH, "too wide: {line}");
     }
     for needle in [
-        "format version 8",
+        "format version 9",
         "TCP 10.0.0.1:80 -> [::ffff:10.0.0.2]:5000 (locked while frozen)",
         "network lock ferry_0011223344556677_4242_1 engaged until restore",
         "SysV shm 32769 key 0x4242, 10000 bytes, mode 640, owner 1000:1000",
