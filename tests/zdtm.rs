@@ -413,3 +413,64 @@ fn netns_external() {
 fn netns_external_leave_running() {
     external_netns("netns_external_leave_running", Mode::LeaveRunning);
 }
+
+/// CRIU's socket-tcp-reseted, checkpointed while the server end is still
+/// ESTABLISHED with bytes unacknowledged and the client end already reset
+/// (socket_tcp_reseted.c, in a namespace of the test's own, its rejecting
+/// firewall table deleted between the checkpoint and the restore). The
+/// restored server end's window probe is answered by a reset (nothing
+/// holds the client's side any more), which the network lock must let
+/// through: its release comes before the connections go live.
+#[test]
+fn socket_tcp_reseted() {
+    common::run_test("socket_tcp_reseted", |dir| {
+        let ns = NamedNetns::add("socket_tcp_reseted")?;
+        let path = ns.path();
+        let spec = Spec::new("socket_tcp_reseted");
+        let mut w = common::Workload::start_with(dir, &spec, &[&path])?;
+        let pid = w.pid().to_string();
+        let image = dir.image();
+        let args = [
+            "checkpoint",
+            &pid,
+            "--dir",
+            common::path_str(&image)?,
+            "--json",
+            "--external-netns",
+        ];
+        common::agent(dir, &args)?.json().context("checkpoint")?;
+        w.reap_checkpointed()?;
+        let unblocked = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns.name,
+                "nft",
+                "delete table inet ferry_reseted",
+            ])
+            .status()?;
+        ensure!(
+            unblocked.success(),
+            "deleting the workload's table: {unblocked}"
+        );
+        let pidfile = dir.path().join("restored.pid");
+        let run = common::agent(
+            dir,
+            &[
+                "restore",
+                "--dir",
+                common::path_str(&image)?,
+                "--pidfile",
+                common::path_str(&pidfile)?,
+                "--join-netns",
+                &path,
+                "--json",
+            ],
+        )?;
+        if let Ok(text) = std::fs::read_to_string(&pidfile) {
+            w.adopt(nix::unistd::Pid::from_raw(text.trim().parse()?));
+        }
+        run.json().context("restore --join-netns")?;
+        w.finish(&spec)
+    });
+}
