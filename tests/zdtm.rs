@@ -417,42 +417,38 @@ fn netns_external_leave_running() {
 /// CRIU's socket-tcp-reseted, checkpointed while the server end is still
 /// ESTABLISHED with bytes unacknowledged and the client end already reset
 /// (socket_tcp_reseted.c, in a namespace of the test's own, its rejecting
-/// firewall table deleted between the checkpoint and the restore). The
-/// restored server end's window probe is answered by a reset (nothing
+/// firewall table deleted between the checkpoint and the restore, or right
+/// before a checkpoint that leaves the tree running). The restored (or
+/// resumed) server end's window probe is answered by a reset (nothing
 /// holds the client's side any more), which the network lock must let
-/// through: its release comes before the connections go live.
-#[test]
-fn socket_tcp_reseted() {
-    common::run_test("socket_tcp_reseted", |dir| {
-        let ns = NamedNetns::add("socket_tcp_reseted")?;
+/// through: it is released before the connections leave repair mode.
+fn tcp_reseted(test: &str, mode: Mode) {
+    common::run_test(test, |dir| {
+        let ns = NamedNetns::add(test)?;
         let path = ns.path();
         let spec = Spec::new("socket_tcp_reseted");
         let mut w = common::Workload::start_with(dir, &spec, &[&path])?;
+        let unblock = || -> anyhow::Result<()> {
+            let status = std::process::Command::new("ip")
+                .args(["netns", "exec", &ns.name, "nft"])
+                .arg("delete table inet ferry_reseted")
+                .status()?;
+            ensure!(status.success(), "deleting the workload's table: {status}");
+            Ok(())
+        };
         let pid = w.pid().to_string();
         let image = dir.image();
-        let args = [
-            "checkpoint",
-            &pid,
-            "--dir",
-            common::path_str(&image)?,
-            "--json",
-            "--external-netns",
-        ];
+        let mut args = vec!["checkpoint", &pid, "--dir", common::path_str(&image)?];
+        args.extend(["--json", "--external-netns"]);
+        if mode == Mode::LeaveRunning {
+            unblock()?;
+            args.push("--leave-running");
+            common::agent(dir, &args)?.json().context("checkpoint")?;
+            return w.finish(&spec);
+        }
         common::agent(dir, &args)?.json().context("checkpoint")?;
         w.reap_checkpointed()?;
-        let unblocked = std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &ns.name,
-                "nft",
-                "delete table inet ferry_reseted",
-            ])
-            .status()?;
-        ensure!(
-            unblocked.success(),
-            "deleting the workload's table: {unblocked}"
-        );
+        unblock()?;
         let pidfile = dir.path().join("restored.pid");
         let run = common::agent(
             dir,
@@ -473,4 +469,14 @@ fn socket_tcp_reseted() {
         run.json().context("restore --join-netns")?;
         w.finish(&spec)
     });
+}
+
+#[test]
+fn socket_tcp_reseted() {
+    tcp_reseted("socket_tcp_reseted", Mode::Kill);
+}
+
+#[test]
+fn socket_tcp_reseted_leave_running() {
+    tcp_reseted("socket_tcp_reseted_leave_running", Mode::LeaveRunning);
 }

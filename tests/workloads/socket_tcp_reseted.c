@@ -12,17 +12,43 @@
  * server's retransmissions stay unanswered (the reset the kernel answers
  * them with goes to the listener's port too, and a reset is never
  * answered), so the server end stays ESTABLISHED until the checkpoint.
- * The test deletes the table between the checkpoint and the restore.
+ * It is READY once the server end's retransmissions are 3 s apart. The
+ * test deletes the table between the checkpoint and the restore, or, for
+ * a checkpoint that leaves the tree running, right before the checkpoint
+ * (the server end's next retransmission comes after it).
  *
  * At SIGTERM: the server end reads "asd", and a write to it fails at once:
- * the restored server end's window probe was answered by a reset (the
- * client end it reaches is gone), which the network lock must not drop.
+ * the restored (or resumed) server end's window probe was answered by a
+ * reset (the client end it reaches is gone), which the network lock must
+ * not drop.
  */
 #include "zdtm_tcp.h"
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/ioctl.h>
+
+/* Waits for a retransmission of the server end `fd` after which the next
+ * one is at least 3 s away (its timeout doubled at each): the test then
+ * has that long to delete the table and checkpoint before the server end
+ * could be reset (when the table is deleted before the checkpoint). */
+static void settle(int fd)
+{
+	struct tcp_info info;
+	socklen_t len = sizeof(info);
+	unsigned retrans = 0;
+
+	for (int i = 0; i < 1000; i++) {
+		if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len))
+			zdtm_fail("TCP_INFO: %s", strerror(errno));
+		if (info.tcpi_total_retrans != retrans && info.tcpi_rto >= 3000000)
+			return;
+		retrans = info.tcpi_total_retrans;
+		zdtm_sleep_ms(10);
+	}
+	zdtm_fail("the server end's retransmission timeout never reached 3 s (%u us)",
+		  info.tcpi_rto);
+}
 
 int main(int argc, char **argv)
 {
@@ -67,8 +93,7 @@ int main(int argc, char **argv)
 	if (write(fd, "asdas", 5) != 5)
 		zdtm_fail("write to the server end: %s", strerror(errno));
 	zdtm_wait_tcp_state(clt, TCP_CLOSE, "the client end, its acknowledgement rejected");
-	/* Longer than the server's first retransmission timeout (200 ms). */
-	zdtm_sleep_ms(500);
+	settle(fd);
 	if (zdtm_tcp_state(fd) != TCP_ESTABLISHED)
 		zdtm_fail("the server end: state %d, not ESTABLISHED", zdtm_tcp_state(fd));
 
