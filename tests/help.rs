@@ -42,6 +42,8 @@ const NO_UNIT: &[&str] = &[
     "--last",
     "--docker",
     "--docker-host",
+    "--cgroup-root",
+    "--join-netns",
 ];
 
 #[derive(Clone, Copy)]

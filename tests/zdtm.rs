@@ -413,3 +413,70 @@ fn netns_external() {
 fn netns_external_leave_running() {
     external_netns("netns_external_leave_running", Mode::LeaveRunning);
 }
+
+/// CRIU's socket-tcp-reseted, checkpointed while the server end is still
+/// ESTABLISHED with bytes unacknowledged and the client end already reset
+/// (socket_tcp_reseted.c, in a namespace of the test's own, its rejecting
+/// firewall table deleted between the checkpoint and the restore, or right
+/// before a checkpoint that leaves the tree running). The restored (or
+/// resumed) server end's window probe is answered by a reset (nothing
+/// holds the client's side any more), which the network lock must let
+/// through: it is released before the connections leave repair mode.
+fn tcp_reseted(test: &str, mode: Mode) {
+    common::run_test(test, |dir| {
+        let ns = NamedNetns::add(test)?;
+        let path = ns.path();
+        let spec = Spec::new("socket_tcp_reseted");
+        let mut w = common::Workload::start_with(dir, &spec, &[&path])?;
+        let unblock = || -> anyhow::Result<()> {
+            let status = std::process::Command::new("ip")
+                .args(["netns", "exec", &ns.name, "nft"])
+                .arg("delete table inet ferry_reseted")
+                .status()?;
+            ensure!(status.success(), "deleting the workload's table: {status}");
+            Ok(())
+        };
+        let pid = w.pid().to_string();
+        let image = dir.image();
+        let mut args = vec!["checkpoint", &pid, "--dir", common::path_str(&image)?];
+        args.extend(["--json", "--external-netns"]);
+        if mode == Mode::LeaveRunning {
+            unblock()?;
+            args.push("--leave-running");
+            common::agent(dir, &args)?.json().context("checkpoint")?;
+            return w.finish(&spec);
+        }
+        common::agent(dir, &args)?.json().context("checkpoint")?;
+        w.reap_checkpointed()?;
+        unblock()?;
+        let pidfile = dir.path().join("restored.pid");
+        let run = common::agent(
+            dir,
+            &[
+                "restore",
+                "--dir",
+                common::path_str(&image)?,
+                "--pidfile",
+                common::path_str(&pidfile)?,
+                "--join-netns",
+                &path,
+                "--json",
+            ],
+        )?;
+        if let Ok(text) = std::fs::read_to_string(&pidfile) {
+            w.adopt(nix::unistd::Pid::from_raw(text.trim().parse()?));
+        }
+        run.json().context("restore --join-netns")?;
+        w.finish(&spec)
+    });
+}
+
+#[test]
+fn socket_tcp_reseted() {
+    tcp_reseted("socket_tcp_reseted", Mode::Kill);
+}
+
+#[test]
+fn socket_tcp_reseted_leave_running() {
+    tcp_reseted("socket_tcp_reseted_leave_running", Mode::LeaveRunning);
+}

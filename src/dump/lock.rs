@@ -6,10 +6,12 @@
 //! TCP state is read, the connections that classification found are
 //! added when the lock lacks any, so that the freeze holds no nft run and
 //! no second listing of the connections unless the tree opened one in
-//! those moments. The lock ends after the tree is resumed or killed
-//! (killed first: its sockets close while their packets are still
-//! dropped, so no reset reaches a peer), or stays engaged for the local
-//! restore.
+//! those moments. The lock ends once the dump is done: for a tree resumed,
+//! before its connections leave repair mode (as CRIU does: their window
+//! probes, and the resets answering them, are not dropped); for a tree
+//! killed, after the kill (its sockets close while their packets are
+//! still dropped, so no reset reaches a peer), or it stays engaged for the
+//! local restore.
 
 use super::error::CheckpointError;
 use crate::image::{ms, TcpFlow};

@@ -284,6 +284,11 @@ fn checkpoint_tree(
     };
     let (processes, zombies) = (tree.procs.len() as u32, tree.zombies.len() as u32);
     let ended = if opts.leave_running {
+        // Released first, as CRIU does: the window probe each connection
+        // sends as it leaves repair mode, and the reset that answers it
+        // when its peer is gone (a peer in the tree reset meanwhile), are
+        // not dropped. Left behind, the lock is a no-op below.
+        std::mem::take(&mut lock).finish(false);
         // The connections leave repair mode before the tree runs again.
         drop(repaired);
         tree.thaw()

@@ -549,7 +549,17 @@ async fn restore(
     let restore_dir = dir.clone();
     let target = container_of(&offer, opts, docker);
     let work_dir = opts.work_dir.clone();
-    let hold = format!("incoming-{}", sanitize(&offer.id));
+    // Unique on this host even when two sources pick the same migration
+    // identifier (the freezer hierarchy is the host's, shared by every
+    // agent on it): the record keeps the name for a recovery.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let hold = format!(
+        "incoming-{}-{}-{nanos:x}",
+        sanitize(&offer.id),
+        std::process::id()
+    );
     let (restore, workload) = tokio::task::spawn_blocking(move || {
         let mut sink = ImageSink::new(writer);
         sink.commit(&checkpoint).map_err(MigrationError::local)?;

@@ -144,7 +144,6 @@ fn restore_tree(
         &netns,
         opts.hold.as_deref(),
     )?;
-    release_network_lock(ck, ck.root().map_or(0, |p| p.pid));
     let stats = RestoreStats {
         pid: ck.root().map_or(0, |p| p.pid),
         processes: ck.processes.len() as u32,
@@ -208,7 +207,6 @@ pub fn restore_into_with(
             return Err(e);
         }
     };
-    release_network_lock(ck, husk);
     Ok(RestoreStats {
         pid: husk,
         processes: ck.processes.len() as u32,
@@ -238,25 +236,6 @@ fn restore_in_new_pid_namespace(
     let restored = restore_into(dir, spawned.pid.as_raw());
     drop(spawned.lifeline);
     restored
-}
-
-/// Releases the network lock a local checkpoint left engaged
-/// ([`Checkpoint::network_lock`](crate::image::Checkpoint::network_lock))
-/// now that the restored tree (root `root`) runs: its connections answer
-/// again, from the restored sockets. The lock is in the tree's network
-/// namespace (the host's, for a tree that shares it; the one a restore
-/// joined, for a tree whose namespace was left outside; a container's
-/// own went with the checkpointed container). A failure is logged: the
-/// tree runs.
-fn release_network_lock(ck: &crate::image::Checkpoint, root: i32) {
-    let Some(table) = &ck.network_lock else {
-        return;
-    };
-    let released = crate::netlock::NetNs::of_process(root)
-        .and_then(|netns| crate::netlock::release_table(&netns, table));
-    if let Err(err) = released {
-        tracing::error!(table, %err, "releasing the checkpoint's network lock failed");
-    }
 }
 
 fn check_cpu(host: &crate::image::HostInfo) -> Result<(), RestoreError> {

@@ -151,6 +151,12 @@ fn run<'a>(
     let mut husks = vec![root_husk];
     let built = build_tree(reader, &mut husks, lazy, placement).and_then(|(pages, connections)| {
         segments.mark_removed()?;
+        // The whole tree exists: no peer of its connections is answered
+        // by a reset from a missing socket any more. Released before the
+        // connections leave repair mode (CRIU does the same), so that
+        // their window probes, and the resets that answer the probes of
+        // an end whose peer had been reset, are not dropped by the lock.
+        release_network_lock(reader.checkpoint(), husks[0].pid.as_raw());
         connections.go_live(reader.checkpoint())?;
         // Frozen while still traced: a tracer that dies from here on
         // leaves the tree frozen, not running.
@@ -185,6 +191,25 @@ fn run<'a>(
             segments.remove_all();
             Err(e)
         }
+    }
+}
+
+/// Releases the network lock a local checkpoint left engaged
+/// ([`Checkpoint::network_lock`](crate::image::Checkpoint::network_lock))
+/// now that the restored tree (root `root`) exists: its connections answer
+/// again, from the restored sockets. The lock is in the tree's network
+/// namespace (the host's, for a tree that shares it; the one a restore
+/// joined, for a tree whose namespace was left outside; a container's
+/// own went with the checkpointed container). A failure is logged: the
+/// restore goes on.
+fn release_network_lock(ck: &crate::image::Checkpoint, root: i32) {
+    let Some(table) = &ck.network_lock else {
+        return;
+    };
+    let released = crate::netlock::NetNs::of_process(root)
+        .and_then(|netns| crate::netlock::release_table(&netns, table));
+    if let Err(err) = released {
+        tracing::error!(table, %err, "releasing the checkpoint's network lock failed");
     }
 }
 

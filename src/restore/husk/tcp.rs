@@ -9,7 +9,9 @@
 //! FIN or RST to the peer, whose connection the resumed source may still
 //! hold). Just before the tree runs ([`Pending::go_live`]), repair mode
 //! goes off on each (the kernel then sends a window probe, which the peer
-//! answers with its acknowledgement), what was never sent is written
+//! answers with its acknowledgement, or with a reset when nothing holds
+//! the peer's side any more: a local checkpoint's network lock is released
+//! just before, so neither is dropped), what was never sent is written
 //! normally, and the TCP settings are set again.
 //!
 //! A half-closed connection: an end that had sent its FIN (FIN_WAIT1/2,
