@@ -523,6 +523,7 @@ fn ask(output: &Path, pid: i32) -> Result<(Option<String>, bool)> {
     let stuck = !gone(pid);
     if stuck {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        thaw_held(pid);
     }
     sleep(Duration::from_millis(50));
     let text = fs::read_to_string(output)?;
@@ -532,6 +533,43 @@ fn ask(output: &Path, pid: i32) -> Result<(Option<String>, bool)> {
         .filter(|a| !a.is_empty())
         .map(str::to_string);
     Ok((answer, stuck))
+}
+
+/// A stuck copy that a destination holds frozen in its v1 freezer cgroup
+/// (ferry/incoming-...) takes its SIGKILL only once thawed: thaws that
+/// cgroup, waits for the copy to go, and removes the cgroup, so that the
+/// test leaves nothing of its own behind.
+fn thaw_held(pid: i32) {
+    let Ok(cgroups) = fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        return;
+    };
+    let Some(path) = cgroups
+        .lines()
+        .filter_map(|l| l.splitn(3, ':').nth(2).zip(l.split(':').nth(1)))
+        .find(|(path, ctl)| *ctl == "freezer" && path.starts_with("/ferry/incoming-"))
+        .map(|(path, _)| path.to_string())
+    else {
+        return;
+    };
+    let dir = Path::new("/sys/fs/cgroup/freezer").join(path.trim_start_matches('/'));
+    // Every task there is this copy's (the cgroup is named after its
+    // migration on this test's testbed).
+    for task in fs::read_to_string(dir.join("tasks"))
+        .unwrap_or_default()
+        .lines()
+    {
+        if let Ok(task) = task.trim().parse() {
+            let _ = kill(Pid::from_raw(task), Signal::SIGKILL);
+        }
+    }
+    let _ = fs::write(dir.join("freezer.state"), "THAWED");
+    let start = Instant::now();
+    while fs::read_to_string(dir.join("tasks")).is_ok_and(|t| !t.trim().is_empty())
+        && start.elapsed() < Duration::from_secs(5)
+    {
+        sleep(Duration::from_millis(20));
+    }
+    let _ = fs::remove_dir(&dir);
 }
 
 /// Asks every copy present (again after a pause, for a copy resumed
