@@ -260,6 +260,11 @@ fn jvm_counter_migrates() {
     server_migrates("migrate_jvm", RealServer::Jvm);
 }
 
+#[test]
+fn python_http_server_migrates() {
+    server_migrates("migrate_python", RealServer::Python);
+}
+
 /// A plain process tree (no network namespace of its own) whose TCP
 /// connection uses host A's own address, 10.231.0.1, which B does not
 /// have: B refuses the offer before anything is frozen, naming the

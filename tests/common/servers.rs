@@ -110,6 +110,9 @@ pub enum RealServer {
     /// OpenJDK 17 running tests/workloads/CounterServer.java: a request
     /// count.
     Jvm,
+    /// CPython's http.server running tests/workloads/counter_server.py: a
+    /// request count.
+    Python,
 }
 
 impl RealServer {
@@ -250,6 +253,11 @@ impl RealServer {
                     port.to_string(),
                 ])
             }
+            RealServer::Python => {
+                let script =
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads/counter_server.py");
+                Ok(vec!["python3".into(), p(&script)?, port.to_string()])
+            }
         }
     }
 
@@ -306,10 +314,10 @@ impl RealServer {
                     "3",
                 )
             }
-            RealServer::Jvm => {
+            RealServer::Jvm | RealServer::Python => {
                 for i in 1..=3 {
                     let got = if i == 1 {
-                        until_up("the JVM counter", || c.http_get(port, "/"))?
+                        until_up("the counter", || c.http_get(port, "/"))?
                     } else {
                         c.http_get(port, "/")?
                     };
@@ -352,7 +360,7 @@ impl RealServer {
                 psql_socket(c, dir, port, "INSERT INTO items VALUES (5, 'five')")?;
                 expect(psql_tcp(c, port, "SELECT sum(id) FROM items")?, "15")
             }
-            RealServer::Jvm => expect(c.http_get(port, "/")?, "4"),
+            RealServer::Jvm | RealServer::Python => expect(c.http_get(port, "/")?, "4"),
         }
     }
 }

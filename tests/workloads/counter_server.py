@@ -1,8 +1,9 @@
 """An HTTP server in CPython that counts GET requests and answers with the
-count: listens on 127.0.0.1 on a port the kernel picks and prints
-"READY <port>" once listening. CPython installs its signal handlers with
+count: listens on 127.0.0.1 on the port given as its argument (else one
+the kernel picks) and prints "READY <port>" once listening. CPython installs its signal handlers with
 SA_ONSTACK and keeps a large heap of objects: both must survive."""
 import http.server
+import sys
 
 count = 0
 
@@ -22,6 +23,7 @@ class Counter(http.server.BaseHTTPRequestHandler):
         pass
 
 
-server = http.server.HTTPServer(("127.0.0.1", 0), Counter)
+port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+server = http.server.HTTPServer(("127.0.0.1", port), Counter)
 print("READY", server.server_address[1], flush=True)
 server.serve_forever()
