@@ -378,7 +378,7 @@ fn external_netns(test: &str, mode: Mode) {
                 w.kill_original()?;
             }
         }
-        restore_joining(dir, &image, &path, &mut w)?;
+        common::restore_workload_with(dir, &mut w, &["--join-netns".into(), path.clone()])?;
         ensure!(
             ns.connects(0)?,
             "the namespace is still locked after the restore"
@@ -395,35 +395,6 @@ fn netns_external() {
 #[test]
 fn netns_external_leave_running() {
     external_netns("netns_external_leave_running", Mode::LeaveRunning);
-}
-
-/// Restores the image `image` into the named network namespace at `path`
-/// (`restore --join-netns`), handing the restored root to `w`.
-fn restore_joining(
-    dir: &common::TestDir,
-    image: &std::path::Path,
-    path: &str,
-    w: &mut common::Workload,
-) -> anyhow::Result<()> {
-    let pidfile = dir.path().join("restored.pid");
-    let run = common::agent(
-        dir,
-        &[
-            "restore",
-            "--dir",
-            common::path_str(image)?,
-            "--pidfile",
-            common::path_str(&pidfile)?,
-            "--join-netns",
-            path,
-            "--json",
-        ],
-    )?;
-    if let Ok(text) = std::fs::read_to_string(&pidfile) {
-        w.adopt(nix::unistd::Pid::from_raw(text.trim().parse()?));
-    }
-    run.json().context("restore --join-netns")?;
-    Ok(())
 }
 
 /// CRIU's socket-tcp-reseted, checkpointed while the server end is still
@@ -461,7 +432,7 @@ fn tcp_reseted(test: &str, mode: Mode) {
         common::agent(dir, &args)?.json().context("checkpoint")?;
         w.reap_checkpointed()?;
         unblock()?;
-        restore_joining(dir, &image, &path, &mut w)?;
+        common::restore_workload_with(dir, &mut w, &["--join-netns".into(), path.clone()])?;
         w.finish(&spec)
     });
 }

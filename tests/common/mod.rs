@@ -796,7 +796,7 @@ pub fn restore_workload(dir: &TestDir, w: &mut Workload) -> Result<()> {
 }
 
 /// [`restore_workload`] with `extra` arguments of `restore`.
-fn restore_workload_with(dir: &TestDir, w: &mut Workload, extra: &[String]) -> Result<()> {
+pub fn restore_workload_with(dir: &TestDir, w: &mut Workload, extra: &[String]) -> Result<()> {
     let (run, pid) = restore_with(dir, extra)?;
     if let Some(pid) = pid {
         w.adopt(pid);
