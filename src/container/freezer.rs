@@ -117,13 +117,6 @@ impl Freezer {
         write_procs(self.dir(), pid)
     }
 
-    /// Moves thread `tid` alone into this cgroup (v1 places threads one
-    /// by one through `tasks`): in a frozen cgroup, a thread in a
-    /// ptrace-stop is frozen at once.
-    pub fn adopt_thread(&self, tid: i32) -> Result<(), FreezerError> {
-        write_ids(&self.dir().join("tasks"), tid)
-    }
-
     /// Removes the cgroup, which must hold no process any more.
     pub fn remove(&self) -> Result<(), FreezerError> {
         std::fs::remove_dir(self.dir()).map_err(|source| FreezerError::Cgroup {
@@ -233,19 +226,12 @@ pub fn move_to_v1(pid: i32, path: &str) -> Result<(), FreezerError> {
     write_procs(&Path::new(V1_MOUNT).join(path.trim_start_matches('/')), pid)
 }
 
-/// Moves thread `tid` alone into the v1 freezer cgroup `path` (as
-/// [`v1_path_of`] names it).
-pub fn move_thread_to_v1(tid: i32, path: &str) -> Result<(), FreezerError> {
-    let dir = Path::new(V1_MOUNT).join(path.trim_start_matches('/'));
-    write_ids(&dir.join("tasks"), tid)
-}
-
 /// Writes `pid` into `dir`'s cgroup.procs: the whole process moves there.
 fn write_procs(dir: &Path, pid: i32) -> Result<(), FreezerError> {
     write_ids(&dir.join("cgroup.procs"), pid)
 }
 
-/// Writes `id` into a cgroup's cgroup.procs or tasks file `path`.
+/// Writes `id` into the cgroup file `path` (cgroup.procs).
 fn write_ids(path: &Path, id: i32) -> Result<(), FreezerError> {
     std::fs::write(path, id.to_string()).map_err(|source| FreezerError::Cgroup {
         path: path.display().to_string(),
