@@ -540,14 +540,15 @@ fn ask(output: &Path, pid: i32) -> Result<(Option<String>, bool)> {
 /// cgroup, waits for the copy to go, and removes the cgroup, so that the
 /// test leaves nothing of its own behind.
 fn thaw_held(pid: i32) {
-    let Ok(cgroups) = fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+    let Ok(cgroups) = ferry::proc::cgroups::read_cgroups(pid, pid) else {
         return;
     };
     let Some(path) = cgroups
-        .lines()
-        .filter_map(|l| l.splitn(3, ':').nth(2).zip(l.split(':').nth(1)))
-        .find(|(path, ctl)| *ctl == "freezer" && path.starts_with("/ferry/incoming-"))
-        .map(|(path, _)| path.to_string())
+        .into_iter()
+        .find(|l| {
+            ferry::container::freezer::is_v1_freezer(l) && l.path.starts_with("/ferry/incoming-")
+        })
+        .map(|l| l.path)
     else {
         return;
     };
