@@ -9,7 +9,7 @@ use crate::inspect::seccomp::check_seccomp;
 use crate::inspect::{preflight, Namespaces};
 use crate::kernel;
 use crate::proc;
-use crate::ptrace::{resume_regs, PtraceError, Tracee};
+use crate::ptrace::{park, resume_regs, PtraceError, Tracee};
 use nix::sys::ptrace::Options;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -49,11 +49,42 @@ impl Frozen {
             seccomp_suspended: suspend_seccomp,
             threads: Vec::new(),
         };
-        if let Err(e) = frozen.seize_all() {
+        if let Err(e) = frozen.seize_all().and_then(|()| frozen.park_all()) {
             let _ = frozen.thaw();
             return Err(e);
         }
         Ok(frozen)
+    }
+
+    /// Parks every thread ([`crate::ptrace::park`]), then blocks all its
+    /// signals: should ferry die from here on, each returns to where it
+    /// was, with its own signal mask. A process without a signal restorer
+    /// in its code, or a thread whose stack takes no frame or that runs
+    /// with a shadow stack (whose sigreturn wants a token ferry does not
+    /// write), is held unparked, as before.
+    fn park_all(&mut self) -> Result<(), CheckpointError> {
+        let restorer = proc::read_maps(self.pid)
+            .ok()
+            .and_then(|maps| park::find_restorer(Pid::from_raw(self.pid), &maps));
+        if restorer.is_none() {
+            tracing::debug!(
+                pid = self.pid,
+                "no signal restorer found: threads held unparked"
+            );
+        }
+        let shadow_stacks = kernel::cpu::has_shadow_stacks();
+        for ft in &mut self.threads {
+            let tid = ft.tracee.tid.as_raw();
+            let parkable =
+                !shadow_stacks || proc::has_shadow_stack(self.pid, tid).ok() == Some(false);
+            if let Some(restorer) = restorer.filter(|_| parkable) {
+                if let Err(e) = ft.tracee.park(&ft.regs, ft.sigmask, restorer) {
+                    tracing::debug!(tid, %e, "thread held unparked");
+                }
+            }
+            ft.tracee.set_sigmask(ALL_SIGNALS)?;
+        }
+        Ok(())
     }
 
     fn seize_all(&mut self) -> Result<(), CheckpointError> {
@@ -78,7 +109,6 @@ impl Frozen {
                 };
                 let regs = tracee.regs()?;
                 let sigmask = tracee.sigmask()?;
-                tracee.set_sigmask(ALL_SIGNALS)?;
                 let ft = FrozenThread {
                     tracee,
                     regs,
@@ -108,11 +138,14 @@ impl Frozen {
     /// signals that arrived meanwhile queued again.
     pub(super) fn thaw(self) -> Result<(), CheckpointError> {
         let mut first_err = None;
-        for ft in self.threads.into_iter().rev() {
+        for mut ft in self.threads.into_iter().rev() {
             let tid = ft.tracee.tid;
             let res = (|| -> Result<(), CheckpointError> {
-                ft.tracee.set_regs(&resume_regs(&ft.regs, true))?;
+                // The mask first: a parked thread let go in between
+                // returns through its frame, which holds the mask too.
                 ft.tracee.set_sigmask(ft.sigmask)?;
+                ft.tracee.set_regs(&resume_regs(&ft.regs, true))?;
+                ft.tracee.unpark()?;
                 for sig in &ft.tracee.caught_signals {
                     // Queue it again; it is delivered once the thread runs.
                     let _ = kernel::tgkill(Pid::from_raw(self.pid), tid, sig.signo);

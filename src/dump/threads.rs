@@ -62,8 +62,9 @@ impl Injector {
                 r.prctl(libc::PR_GET_PDEATHSIG, &[s.addr])
             })?;
             let pdeath_signal: i32 = answer(&s)?;
-            // Put the registers back for the next query and for the image.
-            t.set_regs(&ft.regs)?;
+            // At rest again (parked, or at its own registers) until the
+            // next query or the thaw.
+            t.rest(&ft.regs)?;
             out.push(ThreadQueries {
                 clear_child_tid,
                 altstack,

@@ -23,6 +23,12 @@ pub fn has_osxsave() -> bool {
     leaf1.ecx & (1 << 27) != 0
 }
 
+/// Whether the CPU has CET shadow stacks (CPUID.(EAX=7,ECX=0):ECX.CET_SS),
+/// which a process may run its threads with.
+pub fn has_shadow_stacks() -> bool {
+    core::arch::x86_64::__cpuid_count(7, 0).ecx & (1 << 7) != 0
+}
+
 /// XCR0: the state components the kernel enabled for user space, or 0 when
 /// XSAVE is not enabled.
 pub fn xcr0() -> u64 {
@@ -42,6 +48,25 @@ pub fn xsave_size() -> u32 {
     }
     let leaf = core::arch::x86_64::__cpuid_count(0xd, 0);
     leaf.ebx
+}
+
+/// XSAVE components whose state the kernel allocates only for a process
+/// that asks for it (AMX tile data, XFEATURE_MASK_USER_DYNAMIC).
+pub const XSAVE_DYNAMIC: u64 = 1 << 18;
+
+/// The size of the XSAVE area (standard format) holding the components of
+/// `xcr0` but the dynamic ones: the most a signal frame of a thread that
+/// has not asked for them may carry (the kernel's `fpstate->user_size`).
+pub fn xsave_size_without_dynamic(xcr0: u64) -> u32 {
+    // The legacy area and the XSAVE header.
+    let mut end = 576;
+    for bit in 2..64 {
+        if xcr0 & !XSAVE_DYNAMIC & (1 << bit) != 0 {
+            let leaf = core::arch::x86_64::__cpuid_count(0xd, bit);
+            end = end.max(leaf.ebx + leaf.eax);
+        }
+    }
+    end
 }
 
 /// Names of the XSAVE components enabled in `xcr0`.

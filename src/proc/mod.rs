@@ -319,6 +319,16 @@ pub fn read_status(pid: i32) -> Result<Status, ProcError> {
     parse_status(&path, &text)
 }
 
+/// Whether thread TID of process PID runs with a user shadow stack (CET):
+/// "shstk" among its x86_Thread_features in /proc/PID/task/TID/status.
+pub fn has_shadow_stack(pid: i32, tid: i32) -> Result<bool, ProcError> {
+    let (_, text) = read_text(PathBuf::from(format!("/proc/{pid}/task/{tid}/status")))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.strip_prefix("x86_Thread_features:"))
+        .any(|f| f.split_whitespace().any(|w| w == "shstk")))
+}
+
 /// Reads /proc/PID/task/TID/status (credentials and seccomp are per thread).
 pub fn read_thread_status(pid: i32, tid: i32) -> Result<Status, ProcError> {
     let (path, text) = read_text(PathBuf::from(format!("/proc/{pid}/task/{tid}/status")))?;

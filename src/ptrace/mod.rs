@@ -12,6 +12,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::io::{IoSlice, IoSliceMut};
 
+pub mod park;
 pub mod remote;
 
 /// -ERESTARTSYS: restart if no handler ran or the handler has SA_RESTART.
@@ -179,6 +180,9 @@ pub struct Tracee {
     /// The message of the last PTRACE_EVENT_CLONE seen during an injected
     /// call: the new thread's ID as the tracer sees it.
     pub last_clone_tid: Option<Pid>,
+    /// Its frame, while it is parked ([`park`]): injected calls return
+    /// through it should ferry die.
+    pub parking: Option<park::Parking>,
     /// The thread was in a job-control group-stop (SIGSTOP, SIGTSTP, ...)
     /// when it was seized: a seized thread reports it as a
     /// PTRACE_EVENT_STOP carrying the stop signal instead of SIGTRAP. The
@@ -195,6 +199,7 @@ impl Tracee {
             tid,
             caught_signals: Vec::new(),
             last_clone_tid: None,
+            parking: None,
             group_stopped: false,
         };
         ptrace::interrupt(tid).map_err(req("PTRACE_INTERRUPT", tid))?;
@@ -213,6 +218,7 @@ impl Tracee {
             tid,
             caught_signals: Vec::new(),
             last_clone_tid: None,
+            parking: None,
             group_stopped: false,
         };
         t.wait_stop("starting it")?;
@@ -312,6 +318,10 @@ impl Tracee {
         r.r10 = args[3];
         r.r8 = args[4];
         r.r9 = args[5];
+        if let Some(p) = &self.parking {
+            // `leave; ...; ret` after the call pops the frame's first word.
+            r.rbp = p.frame - 8;
+        }
         self.set_regs(&r)?;
         let during = format!("running injected system call {nr}");
         let mut syscall_stops = 0;
@@ -395,13 +405,21 @@ fn remote_io(
     }
 }
 
-/// The address of the first `syscall` instruction (0f 05) in `bytes`, code
-/// read from address `start` (a vDSO has one): where injected calls run.
+/// The address of a `syscall` instruction (0f 05) in `bytes`, code read
+/// from address `start` (a vDSO has one): where injected calls run. One
+/// whose code goes on by returning through the frame pointer is preferred
+/// (a parked thread left there returns through its frame), else the first.
 pub fn find_syscall_insn(start: u64, bytes: &[u8]) -> Option<u64> {
-    bytes
+    let mut at = bytes
         .windows(2)
-        .position(|w| w == [0x0f, 0x05])
-        .map(|off| start + off as u64)
+        .enumerate()
+        .filter(|(_, w)| *w == [0x0f, 0x05])
+        .map(|(off, _)| off);
+    let first = at.clone().next()?;
+    let chosen = at
+        .find(|&off| park::returns_through_frame_pointer(&bytes[off + 2..]))
+        .unwrap_or(first);
+    Some(start + chosen as u64)
 }
 
 #[cfg(test)]
