@@ -446,3 +446,69 @@ fn socket_tcp_reseted() {
 fn socket_tcp_reseted_leave_running() {
     tcp_reseted("socket_tcp_reseted_leave_running", Mode::LeaveRunning);
 }
+
+/// Ferry killed at any moment of a checkpoint (SIGKILL, as an agent
+/// crash or the OOM killer would) leaves the workload running as it was:
+/// its threads return from their parked frames with their own registers,
+/// FPU state and signal mask (crate::ptrace::park). `checkpoint
+/// --leave-running` is started again and again and killed at moments
+/// spread over one whole checkpoint; the workload must stay alive, not
+/// traced, and pass its own check (which reaches it by SIGTERM) at the end.
+fn killed_checkpointer(test: &str, spec: &Spec) {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    const KILLS: u32 = 30;
+    common::run_test(test, |dir| {
+        let mut w = common::Workload::start(dir, spec)?;
+        std::thread::sleep(Duration::from_millis(200));
+        let pid = w.pid().to_string();
+        let run = |i: u32, kill_after: Option<Duration>| -> anyhow::Result<Duration> {
+            let image = dir.path().join(format!("image-{i}"));
+            let mut child = Command::new(common::agent_bin()?)
+                .args(["checkpoint", &pid, "--leave-running", "--dir"])
+                .arg(&image)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?;
+            let started = Instant::now();
+            match kill_after {
+                Some(after) => {
+                    std::thread::sleep(after);
+                    // Our own child, by its PID.
+                    let _ = child.kill();
+                    child.wait()?;
+                }
+                None => ensure!(child.wait()?.success(), "a whole checkpoint failed"),
+            }
+            Ok(started.elapsed())
+        };
+        let whole = run(KILLS, None)?;
+        for i in 0..KILLS {
+            let after = whole * i / KILLS;
+            run(i, Some(after))?;
+            common::check_running(&mut w, &format!("after a checkpoint killed at {after:?}"))?;
+        }
+        w.finish(spec)
+    });
+}
+
+macro_rules! checkpointer_killed_tests {
+    ($($name:ident => $spec:expr;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                killed_checkpointer(stringify!($name), &$spec);
+            }
+        )*
+    };
+}
+
+checkpointer_killed_tests! {
+    fpu_checkpointer_killed => Spec::new("fpu");
+    threads_checkpointer_killed => Spec::new("threads");
+    nanosleep_checkpointer_killed => Spec::new("nanosleep");
+    signals_checkpointer_killed => Spec::new("signals").usr1();
+    altstack_checkpointer_killed => Spec::new("altstack").usr1();
+    futex_checkpointer_killed => Spec::new("futex");
+}
