@@ -62,23 +62,15 @@ const KNOWN_BROKEN: &[&str] = &[
     // Seen in the baseline run on main: nothing runs (the CLI said
     // "migrated"; the destination dropped its copy for lack of Done).
     "precopy/source-stopped-10s/dest-resumed",
-    // Seen in the baseline run on main: the source agent dies before B
-    // runs; its tree, left frozen by a dead tracer, is never resumed.
-    "postcopy/source-killed/freeze",
-    // Timing-dependent on main (issue 18's trials: the source agent
-    // killed 40-160 ms into switch-over lost the copy in 6 of 13; the
-    // destination agent killed as its copy resumes ran two copies in 1 of
-    // 4; the destination agent stopped around switch-over lost it in 1
-    // of 3): they may pass one run and fail the next.
-    "precopy/source-killed/freeze",
+    // Timing-dependent on main (issue 18's trials: the destination agent
+    // killed as its copy resumes ran two copies in 1 of 4; the
+    // destination agent stopped around switch-over lost it in 1 of 3):
+    // they may pass one run and fail the next. (A source agent killed
+    // while it held its tree under ptrace lost the tree until its threads
+    // were parked: crate::ptrace::park.)
     "precopy/dest-killed/dest-resumed",
     "precopy/dest-stopped-10s/freeze",
     "precopy/dest-stopped-10s/dest-resumed",
-    // The source agent killed while B holds its prepared copy: the
-    // source's own tree is still under ptrace (the source-side freezer
-    // hold, branch `freezer`, is not merged), so it resumes broken or not
-    // at all when the tracer dies.
-    "precopy/source-killed/dest-resumed",
     // The link cut for good right after B said Prepared: when the source
     // had committed, B's copy stays held frozen (intact) until the hosts
     // can talk again, two-phase commit's blocking case: none runs
