@@ -223,6 +223,32 @@ fn destination_killed_after_prepared_settles_on_restart() {
     });
 }
 
+/// The destination agent dies once its restored copy is held frozen,
+/// before it recorded Prepared: the source, never told Prepared, resumes
+/// its own copy, and the restarted destination kills the held one (its
+/// record says it was restoring it): exactly one copy runs, on A.
+#[test]
+fn destination_killed_while_holding_kills_its_copy_on_restart() {
+    run_test("twopc_dest_holding", |dir| {
+        let bed = Testbed::up_lasting(dir)?;
+        let faulty = restart_agent(&bed, Host::B, Some("after-hold"))?;
+        let w = bed.start_workload(dir, "steady_dirty", &["64", "8"])?;
+        let run = bed.spawn_migrate(dir, w.ns_pid, HOST_B, &[])?;
+        wait_for(&bed.agent_log_path(Host::B), "killing this agent")?;
+        drop(faulty);
+        let result = run.wait()?;
+        ensure!(
+            !result.status.success(),
+            "the CLI said migrated, yet B never told Prepared:\n{}",
+            result.stdout
+        );
+        let _b = restart_agent(&bed, Host::B, None)?;
+        let host = exactly_one_copy(&bed, dir, &w)?;
+        ensure!(host == Host::A, "the copy runs on {host:?}, not A");
+        Ok(())
+    });
+}
+
 /// The destination agent is stopped (SIGSTOP) for 10 s from the moment
 /// it told the source Prepared, then continued: the link times out on both
 /// sides meanwhile, yet exactly one copy runs afterwards, where the CLI

@@ -560,7 +560,23 @@ async fn restore(
         sanitize(&offer.id),
         std::process::id()
     );
-    let (restore, workload) = tokio::task::spawn_blocking(move || {
+    // Before the copy outlives this agent (held frozen, out of ptrace's
+    // reach): a run that dies from here on leaves a record, and the next
+    // one kills the copy.
+    let journal = super::journal::Journal::of(&opts.work_dir);
+    let holding = target.is_none().then(|| super::journal::Record {
+        id: offer.id.clone(),
+        role: super::journal::Role::Destination,
+        phase: super::journal::Phase::Holding,
+        peer: String::new(),
+        agent: String::new(),
+        hold: hold.clone(),
+        members: Vec::new(),
+    });
+    if let Some(record) = &holding {
+        journal.note(record).map_err(MigrationError::local)?;
+    }
+    let restored = tokio::task::spawn_blocking(move || {
         let mut sink = ImageSink::new(writer);
         sink.commit(&checkpoint).map_err(MigrationError::local)?;
         let flows = &checkpoint.tcp_flows;
@@ -587,7 +603,14 @@ async fn restore(
         }
     })
     .await
-    .map_err(|e| MigrationError::local_in("the restore task failed", e))??;
+    .map_err(|e| MigrationError::local_in("the restore task failed", e))
+    .and_then(|restored| restored);
+    if restored.is_err() && holding.is_some() {
+        // Nothing is held: the failed restore killed what it made.
+        journal.remove(super::journal::Role::Destination, &offer.id);
+    }
+    let (restore, workload) = restored?;
+    super::journal::fault(super::journal::FAULT_AFTER_HOLD);
     Ok(Receipt::Running {
         offer,
         dir,

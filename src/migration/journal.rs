@@ -40,6 +40,11 @@ pub const FAULT_AFTER_COMMIT: &str = "after-commit";
 /// read in [`fault`]).
 pub const FAULT_AFTER_PREPARED: &str = "after-prepared";
 
+/// `FERRY_FAULT`'s value that kills the destination agent right after its
+/// restored copy is held frozen, before it records Prepared (tests of the
+/// recovery only; read in [`fault`]).
+pub const FAULT_AFTER_HOLD: &str = "after-hold";
+
 /// Serialises [`Journal::decide`] within this agent: a decision and an
 /// outcome question on the same migration never interleave.
 static DECIDING: Mutex<()> = Mutex::new(());
@@ -69,6 +74,10 @@ pub enum Role {
 /// Where a side's switch-over stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// Destination: restoring into the hold cgroup, the source not told
+    /// yet. A dead run's copy in that state cannot have been committed
+    /// (Prepared comes first): it is killed.
+    Holding,
     /// Destination: restored and held frozen, waiting for the decision.
     Prepared,
     /// The source decided that the destination's copy runs.
@@ -123,6 +132,20 @@ impl Journal {
 
     /// Writes `record` durably (replacing the one before).
     pub fn write(&self, record: &Record) -> Result<(), JournalError> {
+        self.put(record, true)
+    }
+
+    /// Writes `record` (replacing the one before) without waiting for the
+    /// disk: for what only this agent's death, not its host's, can leave
+    /// to a later run (a held copy dies with its host), kept out of the
+    /// downtime.
+    pub fn note(&self, record: &Record) -> Result<(), JournalError> {
+        self.put(record, false)
+    }
+
+    /// Writes `record` whole (a temporary file renamed over the one
+    /// before), waiting for the disk when `durable`.
+    fn put(&self, record: &Record, durable: bool) -> Result<(), JournalError> {
         let path = self.path(record.role, &record.id);
         let err = |path: &Path| {
             let path = path.to_path_buf();
@@ -132,12 +155,14 @@ impl Journal {
         let tmp = path.with_extension("tmp");
         let mut file = std::fs::File::create(&tmp).map_err(err(&tmp))?;
         file.write_all(encode(record).as_bytes())
-            .and_then(|()| file.sync_all())
+            .and_then(|()| if durable { file.sync_all() } else { Ok(()) })
             .map_err(err(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(err(&path))?;
-        std::fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(err(&self.dir))?;
+        if durable {
+            std::fs::File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(err(&self.dir))?;
+        }
         if record.role == Role::Source {
             self.bound();
         }
@@ -263,13 +288,13 @@ pub fn outcome(work_dir: &Path, id: &str) -> Verdict {
     {
         Some(Phase::Committed) => Verdict::Committed,
         Some(Phase::Aborted) => Verdict::Aborted,
-        Some(Phase::Prepared) | None => Verdict::Unknown,
+        Some(Phase::Holding | Phase::Prepared) | None => Verdict::Unknown,
     }
 }
 
 /// Kills this agent at once (SIGKILL, as a crash) when `FERRY_FAULT`
 /// names `moment`: the test-only fault hook of the two-phase commit
-/// ([`FAULT_AFTER_COMMIT`], [`FAULT_AFTER_PREPARED`]).
+/// ([`FAULT_AFTER_COMMIT`], [`FAULT_AFTER_PREPARED`], [`FAULT_AFTER_HOLD`]).
 pub fn fault(moment: &str) {
     if std::env::var("FERRY_FAULT").is_ok_and(|v| v == moment) {
         tracing::warn!(moment, "FERRY_FAULT: killing this agent");
@@ -284,6 +309,7 @@ fn encode(r: &Record) -> String {
         Role::Destination => "destination",
     };
     let phase = match r.phase {
+        Phase::Holding => "holding",
         Phase::Prepared => "prepared",
         Phase::Committed => "committed",
         Phase::Aborted => "aborted",
@@ -312,6 +338,7 @@ fn decode(text: &str) -> Option<Record> {
         _ => return None,
     };
     let phase = match field("phase")?.as_str() {
+        "holding" => Phase::Holding,
         "prepared" => Phase::Prepared,
         "committed" => Phase::Committed,
         "aborted" => Phase::Aborted,

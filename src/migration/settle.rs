@@ -201,6 +201,12 @@ pub fn recover(opts: &DestinationOptions) {
                     }
                 });
             }
+            Phase::Holding => {
+                tracing::warn!(id = %record.id, hold = %record.hold, "a copy a dead run of this agent was restoring, never offered to its source: killed");
+                if let Err(e) = apply(&journal, &record, Verdict::Aborted) {
+                    tracing::error!(%e, "killing a copy a dead run was restoring failed");
+                }
+            }
             phase => {
                 let verdict = match phase {
                     Phase::Committed => Verdict::Committed,
