@@ -55,22 +55,12 @@ use std::sync::Mutex;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-/// Cells main cannot pass yet (baseline of issue 18): run and printed,
-/// not asserted. The lead empties it once the freezer and two-phase
-/// switch-over branches are merged.
+/// Cells main cannot pass (issue 18): run and printed, not asserted.
+/// The others left it as they held run after run: the source's tree
+/// parked while ferry holds it (crate::ptrace::park), the destination's
+/// copy recorded before it outlives its agent (Holding), the switch-over
+/// decided by two-phase commit.
 const KNOWN_BROKEN: &[&str] = &[
-    // Seen in the baseline run on main: nothing runs (the CLI said
-    // "migrated"; the destination dropped its copy for lack of Done).
-    "precopy/source-stopped-10s/dest-resumed",
-    // Timing-dependent on main (issue 18's trials: the destination agent
-    // killed as its copy resumes ran two copies in 1 of 4; the
-    // destination agent stopped around switch-over lost it in 1 of 3):
-    // they may pass one run and fail the next. (A source agent killed
-    // while it held its tree under ptrace lost the tree until its threads
-    // were parked: crate::ptrace::park.)
-    "precopy/dest-killed/dest-resumed",
-    "precopy/dest-stopped-10s/freeze",
-    "precopy/dest-stopped-10s/dest-resumed",
     // The link cut for good right after B said Prepared: when the source
     // had committed, B's copy stays held frozen (intact) until the hosts
     // can talk again, two-phase commit's blocking case: none runs
