@@ -13,7 +13,7 @@ mod common;
 
 use anyhow::{bail, ensure, Context, Result};
 use common::testbed::{finish_on, wait_for, Host, HostProcess, Testbed, HOST_B};
-use common::{agent_bin, run_test, TestDir};
+use common::{agent_bin, run_test, AgentRun, TestDir};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::fs;
@@ -187,6 +187,22 @@ fn exactly_one_copy(bed: &Testbed, dir: &TestDir, w: &HostProcess) -> Result<Hos
     Ok(host)
 }
 
+/// Migrates a workload to B with B's agent killed at `fault`
+/// (FERRY_FAULT), restarts that agent, and checks that exactly one copy
+/// runs; returns where, and what the CLI said.
+fn destination_killed_at(dir: &TestDir, fault: &str) -> Result<(Host, AgentRun)> {
+    let bed = Testbed::up_lasting(dir)?;
+    let faulty = restart_agent(&bed, Host::B, Some(fault))?;
+    let w = bed.start_workload(dir, "steady_dirty", &["64", "8"])?;
+    let run = bed.spawn_migrate(dir, w.ns_pid, HOST_B, &[])?;
+    wait_for(&bed.agent_log_path(Host::B), "killing this agent")?;
+    drop(faulty);
+    let result = run.wait()?;
+    let _b = restart_agent(&bed, Host::B, None)?;
+    let host = exactly_one_copy(&bed, dir, &w)?;
+    Ok((host, result))
+}
+
 /// The destination agent dies right after it recorded Prepared and told
 /// the source; restarted, it asks the source for the decision and lets
 /// its held copy run or kills it: exactly one copy runs, and the CLI said
@@ -194,15 +210,7 @@ fn exactly_one_copy(bed: &Testbed, dir: &TestDir, w: &HostProcess) -> Result<Hos
 #[test]
 fn destination_killed_after_prepared_settles_on_restart() {
     run_test("twopc_dest_prepared", |dir| {
-        let bed = Testbed::up_lasting(dir)?;
-        let faulty = restart_agent(&bed, Host::B, Some("after-prepared"))?;
-        let w = bed.start_workload(dir, "steady_dirty", &["64", "8"])?;
-        let run = bed.spawn_migrate(dir, w.ns_pid, HOST_B, &[])?;
-        wait_for(&bed.agent_log_path(Host::B), "killing this agent")?;
-        drop(faulty);
-        let result = run.wait()?;
-        let _b = restart_agent(&bed, Host::B, None)?;
-        let host = exactly_one_copy(&bed, dir, &w)?;
+        let (host, result) = destination_killed_at(dir, "after-prepared")?;
         let expected = if result.status.success() {
             Host::B
         } else {
@@ -230,20 +238,12 @@ fn destination_killed_after_prepared_settles_on_restart() {
 #[test]
 fn destination_killed_while_holding_kills_its_copy_on_restart() {
     run_test("twopc_dest_holding", |dir| {
-        let bed = Testbed::up_lasting(dir)?;
-        let faulty = restart_agent(&bed, Host::B, Some("after-hold"))?;
-        let w = bed.start_workload(dir, "steady_dirty", &["64", "8"])?;
-        let run = bed.spawn_migrate(dir, w.ns_pid, HOST_B, &[])?;
-        wait_for(&bed.agent_log_path(Host::B), "killing this agent")?;
-        drop(faulty);
-        let result = run.wait()?;
+        let (host, result) = destination_killed_at(dir, "after-hold")?;
         ensure!(
             !result.status.success(),
             "the CLI said migrated, yet B never told Prepared:\n{}",
             result.stdout
         );
-        let _b = restart_agent(&bed, Host::B, None)?;
-        let host = exactly_one_copy(&bed, dir, &w)?;
         ensure!(host == Host::A, "the copy runs on {host:?}, not A");
         Ok(())
     });
