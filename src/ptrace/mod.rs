@@ -14,6 +14,7 @@ use std::io::{IoSlice, IoSliceMut};
 
 pub mod park;
 pub mod remote;
+pub mod sigframe;
 
 /// -ERESTARTSYS: restart if no handler ran or the handler has SA_RESTART.
 pub const ERESTARTSYS: i64 = -512;
@@ -180,9 +181,9 @@ pub struct Tracee {
     /// The message of the last PTRACE_EVENT_CLONE seen during an injected
     /// call: the new thread's ID as the tracer sees it.
     pub last_clone_tid: Option<Pid>,
-    /// Its frame, while it is parked ([`park`]): injected calls return
+    /// Its frame while it is parked (see park.rs): injected calls return
     /// through it should ferry die.
-    pub parking: Option<park::Parking>,
+    pub parking: Option<sigframe::Parking>,
     /// The thread was in a job-control group-stop (SIGSTOP, SIGTSTP, ...)
     /// when it was seized: a seized thread reports it as a
     /// PTRACE_EVENT_STOP carrying the stop signal instead of SIGTRAP. The
@@ -417,7 +418,7 @@ pub fn find_syscall_insn(start: u64, bytes: &[u8]) -> Option<u64> {
         .map(|(off, _)| off);
     let first = at.clone().next()?;
     let chosen = at
-        .find(|&off| park::returns_through_frame_pointer(&bytes[off + 2..]))
+        .find(|&off| sigframe::returns_through_frame_pointer(&bytes[off + 2..]))
         .unwrap_or(first);
     Some(start + chosen as u64)
 }
