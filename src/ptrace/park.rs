@@ -49,7 +49,9 @@ impl Tracee {
         let at = regs.rsp.wrapping_sub(RED_ZONE + len) & !63;
         let frame = signal_frame(at, &resumed, sigmask, &xstate, xcr0, restorer);
         let mut saved = vec![0u8; frame.len() + 8];
-        read_memory(self.tid, at - 8, &mut saved)?;
+        // A stack pointer too low to take the frame wraps: the read fails
+        // (EFAULT) and the thread is held unparked.
+        read_memory(self.tid, at.wrapping_sub(8), &mut saved)?;
         write_memory(self.tid, at, &frame)?;
         let mut parked = *regs;
         parked.rip = restorer;
