@@ -75,8 +75,8 @@ impl Frozen {
         let shadow_stacks = kernel::cpu::has_shadow_stacks();
         for ft in &mut self.threads {
             let tid = ft.tracee.tid.as_raw();
-            let parkable =
-                !shadow_stacks || proc::has_shadow_stack(self.pid, tid).ok() == Some(false);
+            let parkable = !shadow_stacks
+                || proc::read_thread_status(self.pid, tid).is_ok_and(|st| !st.shadow_stack);
             if let Some(restorer) = restorer.filter(|_| parkable) {
                 if let Err(e) = ft.tracee.park(&ft.regs, ft.sigmask, restorer) {
                     tracing::debug!(tid, %e, "thread held unparked");

@@ -178,7 +178,8 @@ async fn ask(rc: &Reconnect, addr: SocketAddr, agent: &str, id: &str) -> Verdict
 /// At the agent's start: settles what a dead run of it left. A copy held
 /// Prepared waits for the source's decision (asked in a task of its own,
 /// again and again while the source is out of reach); a Committed one
-/// runs. Each is logged.
+/// runs; a Holding (never offered) or Aborted one is killed. Each is
+/// logged.
 pub fn recover(opts: &DestinationOptions) {
     let journal = Journal::of(&opts.work_dir);
     for record in journal.all() {
@@ -201,13 +202,9 @@ pub fn recover(opts: &DestinationOptions) {
                     }
                 });
             }
-            Phase::Holding => {
-                tracing::warn!(id = %record.id, hold = %record.hold, "a copy a dead run of this agent was restoring, never offered to its source: killed");
-                if let Err(e) = apply(&journal, &record, Verdict::Aborted) {
-                    tracing::error!(%e, "killing a copy a dead run was restoring failed");
-                }
-            }
             phase => {
+                // Holding (a copy never offered to its source) and
+                // Aborted: killed.
                 let verdict = match phase {
                     Phase::Committed => Verdict::Committed,
                     _ => Verdict::Aborted,

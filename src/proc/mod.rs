@@ -236,6 +236,9 @@ pub struct Status {
     pub seccomp: u32,
     /// Seccomp_filters: the number of filters attached.
     pub seccomp_filters: u32,
+    /// The thread runs with a user shadow stack (CET): "shstk" among its
+    /// x86_Thread_features.
+    pub shadow_stack: bool,
 }
 
 /// The capability sets of a thread (CapInh, CapPrm, CapEff, CapBnd, CapAmb).
@@ -303,6 +306,7 @@ pub fn parse_status(path: &std::path::Path, text: &str) -> Result<Status, ProcEr
             "NoNewPrivs" => st.no_new_privs = num(v)? != 0,
             "Seccomp" => st.seccomp = num(v)? as u32,
             "Seccomp_filters" => st.seccomp_filters = num(v)? as u32,
+            "x86_Thread_features" => st.shadow_stack = v.split_whitespace().any(|f| f == "shstk"),
             "Umask" => {
                 st.umask = u32::from_str_radix(v, 8)
                     .map_err(|_| parse_err(path, format!("bad umask {v:?}")))?
@@ -317,16 +321,6 @@ pub fn parse_status(path: &std::path::Path, text: &str) -> Result<Status, ProcEr
 pub fn read_status(pid: i32) -> Result<Status, ProcError> {
     let (path, text) = read_text(PathBuf::from(format!("/proc/{pid}/status")))?;
     parse_status(&path, &text)
-}
-
-/// Whether thread TID of process PID runs with a user shadow stack (CET):
-/// "shstk" among its x86_Thread_features in /proc/PID/task/TID/status.
-pub fn has_shadow_stack(pid: i32, tid: i32) -> Result<bool, ProcError> {
-    let (_, text) = read_text(PathBuf::from(format!("/proc/{pid}/task/{tid}/status")))?;
-    Ok(text
-        .lines()
-        .filter_map(|l| l.strip_prefix("x86_Thread_features:"))
-        .any(|f| f.split_whitespace().any(|w| w == "shstk")))
 }
 
 /// Reads /proc/PID/task/TID/status (credentials and seccomp are per thread).

@@ -17,7 +17,7 @@
 //! unparks a thread by putting its registers and mask back itself and
 //! writing back the stack bytes the frame covered.
 
-use super::sigframe::{frame, signal_frame, Parking, RED_ZONE};
+use super::sigframe::{place_frame, signal_frame, Parking, RED_ZONE};
 use super::{read_memory, resume_regs, write_memory, PtraceError, Tracee};
 use crate::image::GeneralRegs;
 use crate::proc::MapsEntry;
@@ -39,15 +39,9 @@ impl Tracee {
         restorer: u64,
     ) -> Result<(), PtraceError> {
         let xstate = self.xstate()?;
-        let sw = frame::SW_BYTES;
-        let xcr0 = xstate
-            .get(sw..sw + 8)
-            .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
-        let resumed = resume_regs(regs, false);
-        // Laid out once to learn its length, then again where it goes.
-        let len = signal_frame(0, &resumed, sigmask, &xstate, xcr0, restorer).len() as u64;
-        let at = regs.rsp.wrapping_sub(RED_ZONE + len) & !63;
-        let frame = signal_frame(at, &resumed, sigmask, &xstate, xcr0, restorer);
+        let mut frame = signal_frame(&resume_regs(regs, false), sigmask, &xstate, restorer);
+        let at = regs.rsp.wrapping_sub(RED_ZONE + frame.len() as u64) & !63;
+        place_frame(&mut frame, at);
         let mut saved = vec![0u8; frame.len() + 8];
         // A stack pointer too low to take the frame wraps: the read fails
         // (EFAULT) and the thread is held unparked.

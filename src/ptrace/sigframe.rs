@@ -62,20 +62,22 @@ fn frame_len(xstate_len: usize) -> usize {
     (frame::FPSTATE + xstate_len + 4).next_multiple_of(64)
 }
 
-/// The rt_sigreturn frame, placed at `at`, that returns a thread to `regs`
-/// with signal mask `sigmask` and the FPU state of `xstate` (as
-/// PTRACE_GETREGSET NT_X86_XSTATE gave it) but its dynamic components
-/// (AMX tile data, left out: the kernel takes no more than a thread without
-/// them can hold), `xcr0` being the user XSAVE features; its first word is
-/// `restorer`.
+/// The rt_sigreturn frame that returns a thread to `regs` with signal mask
+/// `sigmask` and the FPU state of `xstate` (as PTRACE_GETREGSET
+/// NT_X86_XSTATE gave it, the user XCR0 in its software bytes) but its
+/// dynamic components (AMX tile data, left out: the kernel takes no more
+/// than a thread without them can hold); its first word is `restorer`.
+/// [`place_frame`] then says where it goes.
 pub(super) fn signal_frame(
-    at: u64,
     regs: &GeneralRegs,
     sigmask: u64,
     xstate: &[u8],
-    xcr0: u64,
     restorer: u64,
 ) -> Vec<u8> {
+    let sw = frame::SW_BYTES;
+    let xcr0 = xstate
+        .get(sw..sw + 8)
+        .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
     let features = xcr0 & !XSAVE_DYNAMIC;
     let size = (kernel::cpu::xsave_size_without_dynamic(xcr0) as usize).min(xstate.len());
     let mut f = vec![0u8; frame_len(size)];
@@ -96,7 +98,6 @@ pub(super) fn signal_frame(
     let segs = frame::MCONTEXT + 8 * words.len();
     f[segs..segs + 2].copy_from_slice(&(r.cs as u16).to_le_bytes());
     f[segs + 6..segs + 8].copy_from_slice(&(r.ss as u16).to_le_bytes());
-    put(&mut f, frame::MCONTEXT + 184, at + frame::FPSTATE as u64);
     put(&mut f, frame::SIGMASK, sigmask);
 
     let x = &mut f[frame::FPSTATE..frame::FPSTATE + size + 4];
@@ -107,7 +108,6 @@ pub(super) fn signal_frame(
     x[bv..bv + 8].copy_from_slice(&present.to_le_bytes());
     // The software bytes a signal frame has where PTRACE_GETREGSET puts
     // XCR0.
-    let sw = frame::SW_BYTES;
     x[sw..sw + 48].fill(0);
     x[sw..sw + 4].copy_from_slice(&frame::MAGIC1.to_le_bytes());
     x[sw + 4..sw + 8].copy_from_slice(&(size as u32 + 4).to_le_bytes());
@@ -115,6 +115,13 @@ pub(super) fn signal_frame(
     x[sw + 16..sw + 20].copy_from_slice(&(size as u32).to_le_bytes());
     x[size..].copy_from_slice(&frame::MAGIC2.to_le_bytes());
     f
+}
+
+/// Places `frame` (a [`signal_frame`]) at address `at`: its pointer to
+/// its own XSAVE area, the one address it holds.
+pub(super) fn place_frame(frame: &mut [u8], at: u64) {
+    let fpstate = frame::MCONTEXT + 184;
+    frame[fpstate..fpstate + 8].copy_from_slice(&(at + frame::FPSTATE as u64).to_le_bytes());
 }
 
 /// Whether the code after a `syscall` (`after`) returns through the frame
@@ -169,7 +176,9 @@ mod tests {
         // x87, SSE and AVX: 832 bytes.
         let mut xstate = vec![0u8; 1000];
         xstate[frame::XSTATE_BV] = 0x7;
-        let f = signal_frame(0x10000, &regs, 0xabc, &xstate, 0x7, 0x7777);
+        xstate[frame::SW_BYTES] = 0x7;
+        let mut f = signal_frame(&regs, 0xabc, &xstate, 0x7777);
+        place_frame(&mut f, 0x10000);
         let word = |off: usize| u64::from_le_bytes(f[off..off + 8].try_into().unwrap());
         assert_eq!(f.len() % 64, 0);
         assert_eq!(word(0), 0x7777);
