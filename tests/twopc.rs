@@ -7,7 +7,8 @@
 //! (`migration::journal::fault`): `after-prepared` kills the destination
 //! agent right after it recorded Prepared and told the source,
 //! `after-commit` kills the source agent right after it recorded
-//! Committed, before it sends Commit.
+//! Committed, before it sends Commit, `postcopy-running` kills the source
+//! agent of a post-copy migration when the destination's copy runs.
 
 mod common;
 
@@ -305,14 +306,54 @@ fn source_killed_after_commit_lets_the_destination_run() {
             !records(&bed, Host::B).is_empty(),
             "B settled without the source"
         );
-        // The source's own tree: a dead tracer let it go on this branch;
-        // the source-side hold (branch freezer) keeps it frozen and its
-        // recovery ends it on `journal::outcome` = Committed. Ended here
-        // as that recovery does.
-        if let Some(pid) = bed.find(Host::A, w.ns_pid)? {
-            kill(Pid::from_raw(pid), Signal::SIGKILL)?;
-        }
+        // The source's own tree stays frozen without its agent; the agent
+        // started again kills it (Committed).
+        stays_frozen(&bed, Host::A, &w)?;
         let _a = restart_agent(&bed, Host::A, None)?;
+        let host = exactly_one_copy(&bed, dir, &w)?;
+        ensure!(host == Host::B, "the copy runs on {host:?}, not on B");
+        Ok(())
+    });
+}
+
+/// Checks that the copy of `w` on `host` is there and stays frozen (its
+/// agent dead, the kernel holds it) for a while.
+fn stays_frozen(bed: &Testbed, host: Host, w: &HostProcess) -> Result<()> {
+    for _ in 0..10 {
+        let pid = bed
+            .find(host, w.ns_pid)?
+            .with_context(|| format!("no copy on {host:?} after its agent died"))?;
+        let state = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        ensure!(
+            state.contains(") D "),
+            "the copy on {host:?} runs without its agent: {state}"
+        );
+        sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Post-copy: the source agent dies as soon as the destination's copy
+/// runs, most of its pages still on the source. The source's tree stays
+/// frozen, and the agent started again serves the pages left there to
+/// the destination, which reconnects: the copy on B gets every page and
+/// verifies PASS, the one on A is killed.
+#[test]
+fn source_killed_during_postcopy_serves_from_its_next_run() {
+    run_test("twopc_source_postcopy", |dir| {
+        let bed = Testbed::up_lasting(dir)?;
+        let faulty = restart_agent(&bed, Host::A, Some("postcopy-running"))?;
+        let w = bed.start_workload(dir, "steady_dirty", &["64", "8"])?;
+        let run = bed.spawn_migrate(dir, w.ns_pid, HOST_B, &["--mode", "postcopy"])?;
+        wait_for(&bed.agent_log_path(Host::A), "killing this agent")?;
+        drop(faulty);
+        let _ = run.wait()?;
+        stays_frozen(&bed, Host::A, &w)?;
+        let _a = restart_agent(&bed, Host::A, None)?;
+        wait_for(
+            &bed.agent_log_path(Host::A),
+            "every page is on the destination",
+        )?;
         let host = exactly_one_copy(&bed, dir, &w)?;
         ensure!(host == Host::B, "the copy runs on {host:?}, not on B");
         Ok(())

@@ -180,6 +180,10 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
         docker: dockerd.clone(),
     };
     crate::migration::settle::recover(&dest);
+    crate::migration::source_hold::recover(
+        &config.work_dir,
+        recovery + crate::migration::postcopy::RESUME_MARGIN,
+    );
     let incoming = {
         let transport = transport.clone();
         tokio::spawn(async move {

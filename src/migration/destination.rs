@@ -3,7 +3,9 @@
 //! restore the workload, report it running and keep it only once the
 //! source confirms. On any failure nothing is left here.
 
-use super::destination_shared::{container_of, name, prepare_lock, restore_locked, Workload};
+use super::destination_shared::{
+    container_of, name, prepare_lock, restore_locked, sanitize, Workload,
+};
 pub use super::destination_shared::{DestinationOptions, DestinationState, Received, Reconnect};
 use super::error::MigrationError;
 use super::page_store::{wait_round, PageQuota, PageStore, StoredFrames, NO_PROGRESS_TIMEOUT};
@@ -572,6 +574,7 @@ async fn restore(
         agent: String::new(),
         hold: hold.clone(),
         members: Vec::new(),
+        remote: Vec::new(),
     });
     if let Some(record) = &holding {
         journal.note(record).map_err(MigrationError::local)?;
@@ -674,20 +677,6 @@ fn check_offer(offer: &Offer, dir: &Path, opts: &DestinationOptions) -> Result<(
 /// remove from its work directory.
 pub fn is_incoming_dir_name(name: &str) -> bool {
     !name.is_empty() && sanitize(name) == name
-}
-
-/// A migration identifier as a directory name.
-fn sanitize(id: &str) -> String {
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(128)
-        .collect()
 }
 
 #[cfg(test)]

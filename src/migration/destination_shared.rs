@@ -410,3 +410,17 @@ pub(crate) fn check_offer_claims(offer: &Offer) -> Result<(), MigrationError> {
     }
     Ok(())
 }
+
+/// A migration identifier as a directory name.
+pub(super) fn sanitize(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(128)
+        .collect()
+}

@@ -18,7 +18,7 @@
 //! once its copy runs or is gone); decided source records left (an
 //! unacknowledged Commit) are bounded to [`MAX_DECIDED`], oldest first.
 
-use super::protocol::Verdict;
+use super::protocol::{RemoteRuns, Verdict};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -44,6 +44,11 @@ pub const FAULT_AFTER_PREPARED: &str = "after-prepared";
 /// restored copy is held frozen, before it records Prepared (tests of the
 /// recovery only; read in [`fault`]).
 pub const FAULT_AFTER_HOLD: &str = "after-hold";
+
+/// `FERRY_FAULT`'s value that kills the source agent of a post-copy
+/// migration as soon as the destination says its copy runs, the pages
+/// still here (tests of the recovery only; read in `postcopy.rs`).
+pub const FAULT_POSTCOPY_RUNNING: &str = "postcopy-running";
 
 /// Serialises [`Journal::decide`] within this agent: a decision and an
 /// outcome question on the same migration never interleave.
@@ -76,7 +81,9 @@ pub enum Role {
 pub enum Phase {
     /// Destination: restoring into the hold cgroup, the source not told
     /// yet. A dead run's copy in that state cannot have been committed
-    /// (Prepared comes first): it is killed.
+    /// (Prepared comes first): it is killed. Source: its copy held frozen
+    /// in the hold cgroup, undecided: a dead run's copy in that state is
+    /// resumed (Aborted first).
     Holding,
     /// Destination: restored and held frozen, waiting for the decision.
     Prepared,
@@ -99,12 +106,16 @@ pub struct Record {
     pub peer: String,
     /// The other agent's name (its certificate's).
     pub agent: String,
-    /// Destination: the transient freezer cgroup holding the copy (its
-    /// name under ferry's), empty when none.
+    /// The transient freezer cgroup holding this side's copy (its name
+    /// under ferry's), empty when none.
     pub hold: String,
-    /// Destination: each held process and the v1 freezer cgroup it goes
-    /// back to when it is let run.
+    /// Each held process and the v1 freezer cgroup it goes back to when
+    /// it is let run.
     pub members: Vec<(i32, String)>,
+    /// Source of a post-copy migration: the pages its held copy still
+    /// serves, so that a restarted agent serves them to a destination
+    /// that reconnects.
+    pub remote: Vec<RemoteRuns>,
 }
 
 /// A work directory's records.
@@ -213,7 +224,7 @@ impl Journal {
     /// The source's decision on migration `id`: `wanted` is recorded
     /// (durably, before this returns) unless a decision is recorded
     /// already, which is then returned instead. `peer` and `agent` name
-    /// the destination.
+    /// the destination; a hold recorded before stays in the record.
     pub fn decide(
         &self,
         id: &str,
@@ -222,19 +233,24 @@ impl Journal {
         agent: &str,
     ) -> Result<Phase, JournalError> {
         let _one = DECIDING.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = self.read(Role::Source, id) {
-            if r.phase != Phase::Prepared {
+        let before = self.read(Role::Source, id);
+        if let Some(r) = &before {
+            if !matches!(r.phase, Phase::Prepared | Phase::Holding) {
                 return Ok(r.phase);
             }
         }
+        let (hold, members, remote) = before
+            .map(|r| (r.hold, r.members, r.remote))
+            .unwrap_or_default();
         self.write(&Record {
             id: id.to_string(),
             role: Role::Source,
             phase: wanted,
             peer: peer.to_string(),
             agent: agent.to_string(),
-            hold: String::new(),
-            members: Vec::new(),
+            hold,
+            members,
+            remote,
         })?;
         if wanted == Phase::Committed {
             fault(FAULT_AFTER_COMMIT);
@@ -294,7 +310,8 @@ pub fn outcome(work_dir: &Path, id: &str) -> Verdict {
 
 /// Kills this agent at once (SIGKILL, as a crash) when `FERRY_FAULT`
 /// names `moment`: the test-only fault hook of the two-phase commit
-/// ([`FAULT_AFTER_COMMIT`], [`FAULT_AFTER_PREPARED`], [`FAULT_AFTER_HOLD`]).
+/// ([`FAULT_AFTER_COMMIT`], [`FAULT_AFTER_PREPARED`], [`FAULT_AFTER_HOLD`],
+/// [`FAULT_POSTCOPY_RUNNING`]).
 pub fn fault(moment: &str) {
     if std::env::var("FERRY_FAULT").is_ok_and(|v| v == moment) {
         tracing::warn!(moment, "FERRY_FAULT: killing this agent");
@@ -319,8 +336,20 @@ fn encode(r: &Record) -> String {
         .iter()
         .map(|(pid, path)| format!("member {pid} {path}\n"))
         .collect();
+    let remote: String = r
+        .remote
+        .iter()
+        .map(|rr| {
+            let runs: Vec<String> = rr
+                .runs
+                .iter()
+                .map(|(s, e)| format!("{s:x}-{e:x}"))
+                .collect();
+            format!("remote {} {}\n", rr.pid, runs.join(" "))
+        })
+        .collect();
     format!(
-        "id {}\nrole {role}\nphase {phase}\npeer {}\nagent {}\nhold {}\n{members}",
+        "id {}\nrole {role}\nphase {phase}\npeer {}\nagent {}\nhold {}\n{members}{remote}",
         r.id, r.peer, r.agent, r.hold,
     )
 }
@@ -352,6 +381,24 @@ fn decode(text: &str) -> Option<Record> {
             Some((pid.parse().ok()?, path.to_string()))
         })
         .collect::<Option<Vec<_>>>()?;
+    let remote = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("remote "))
+        .map(|line| {
+            let mut words = line.split(' ');
+            let pid = words.next()?.parse().ok()?;
+            let runs = words
+                .map(|run| {
+                    let (s, e) = run.split_once('-')?;
+                    Some((
+                        u64::from_str_radix(s, 16).ok()?,
+                        u64::from_str_radix(e, 16).ok()?,
+                    ))
+                })
+                .collect::<Option<Vec<_>>>()?;
+            Some(RemoteRuns { pid, runs })
+        })
+        .collect::<Option<Vec<_>>>()?;
     Some(Record {
         id: field("id")?,
         role,
@@ -360,6 +407,7 @@ fn decode(text: &str) -> Option<Record> {
         agent: field("agent")?,
         hold: field("hold")?,
         members,
+        remote,
     })
 }
 
@@ -376,6 +424,10 @@ mod tests {
             agent: "a".into(),
             hold: "incoming-h-1-2".into(),
             members: vec![(7, "/".into()), (8, "/x y".into())],
+            remote: vec![RemoteRuns {
+                pid: 7,
+                runs: vec![(0x1000, 0x3000), (0x7f00_0000_0000, 0x7f00_0000_1000)],
+            }],
         }
     }
 
@@ -411,5 +463,27 @@ mod tests {
         );
         assert_eq!(j.answer("n", "p", "a"), Verdict::Committed);
         assert_eq!(outcome(dir.path(), "n"), Verdict::Committed);
+    }
+
+    #[test]
+    fn a_decision_keeps_the_hold_recorded_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::of(dir.path());
+        let holding = Record {
+            role: Role::Source,
+            phase: Phase::Holding,
+            ..record(Phase::Holding)
+        };
+        j.note(&holding).unwrap();
+        assert_eq!(
+            j.decide("h-1-2", Phase::Committed, "p", "a").unwrap(),
+            Phase::Committed
+        );
+        let decided = j.read(Role::Source, "h-1-2").unwrap();
+        assert_eq!(
+            (decided.hold, decided.members, decided.remote),
+            (holding.hold, holding.members, holding.remote)
+        );
+        assert_eq!(j.answer("h-1-2", "p", "a"), Verdict::Committed);
     }
 }

@@ -17,7 +17,10 @@
 //! durably before it ends (or resumes) its copy; the destination lets
 //! its copy run only on Commit, and when the link is lost first it asks
 //! the source (`Opening::Outcome`) until it answers, the copy held
-//! meanwhile. Exactly one copy runs, whichever agent dies or stalls.
+//! meanwhile. The source's copy, too, is held in a freezer cgroup from the
+//! state's sending on ([`source_hold`]), so that a source agent that dies
+//! leaves it frozen for its next run to settle. Exactly one copy runs,
+//! whichever agent dies or stalls.
 //!
 //! The conversation on the control stream (page frames travel on page
 //! streams, `====`):
@@ -95,6 +98,7 @@ pub mod protocol;
 mod rootfs_sync;
 pub mod settle;
 pub mod source;
+pub mod source_hold;
 pub mod stats;
 
 #[cfg(fuzzing)]

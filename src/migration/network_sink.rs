@@ -9,6 +9,7 @@ use super::journal::{self, Journal, Record, Role};
 use super::options::{MigrateOptions, MigrationMode};
 use super::policy::{self, Decision, Limits, SwitchReason};
 use super::protocol::{RemoteRuns, ToDestination, ToSource};
+use super::source_hold::SourceHold;
 use super::stats::{Downtime, MigrationStats, Phase, PostcopyStats, Progress, RoundStats};
 use crate::dump::sink::{CheckpointSink, MemoryMode};
 use crate::dump::CheckpointError;
@@ -166,6 +167,9 @@ pub(super) struct NetworkSink<'a> {
     pub(super) rootfs: Option<super::rootfs_sync::SourceRootfs>,
     /// Where the switch-over's decision is recorded.
     journal: Journal,
+    /// The tree held frozen by the kernel from the state's sending until
+    /// the engine ends or resumes it (a plain tree's).
+    hold: Option<SourceHold>,
 }
 
 impl<'a> NetworkSink<'a> {
@@ -205,6 +209,7 @@ impl<'a> NetworkSink<'a> {
             in_container: opts.container.is_some(),
             rootfs: None,
             journal: opts.journal.clone(),
+            hold: None,
         }
     }
 
@@ -342,7 +347,7 @@ impl NetworkSink<'_> {
     /// decision (its copy held until then) and the statistics say
     /// unacknowledged. Returns the restore's milliseconds.
     fn decide_switch_over(&mut self) -> Result<f64, CheckpointError> {
-        let answer = self.rt.block_on(self.session.recv::<ToSource>());
+        let answer = self.recv_while_holding();
         let restore_ms = match answer {
             Ok(ToSource::Prepared { restore_ms, .. }) => restore_ms,
             other => {
@@ -401,6 +406,59 @@ impl NetworkSink<'_> {
         Ok(restore_ms)
     }
 
+    /// Receives the destination's answer to the state while the tree is
+    /// moved into its hold ([`SourceHold::begin`], a plain tree's) on a
+    /// thread of its own: the hold costs no downtime as long as the
+    /// destination's restore takes longer.
+    fn recv_while_holding(&mut self) -> Result<ToSource, crate::transport::RecvError> {
+        let names = self.hold_names();
+        let (pid, journal) = (self.pid, self.journal.clone());
+        let (rt, session) = (&self.rt, &mut *self.session);
+        let (answer, hold) = std::thread::scope(|scope| {
+            let holding = names.map(|(id, peer, agent)| {
+                scope.spawn(move || SourceHold::begin(&journal, (&id, &peer, &agent), pid, &[]))
+            });
+            let answer = rt.block_on(session.recv::<ToSource>());
+            (answer, holding.and_then(|h| h.join().ok().flatten()))
+        });
+        self.hold = hold;
+        answer
+    }
+
+    /// The migration's identifier and the destination's address and name,
+    /// for a hold's record; None for a container (not held).
+    fn hold_names(&self) -> Option<(String, String, String)> {
+        (!self.in_container).then(|| {
+            (
+                self.id.clone(),
+                self.session.peer_addr().to_string(),
+                self.session.peer_agent().to_string(),
+            )
+        })
+    }
+
+    /// Hands the tree back to the engine once the switch-over is decided
+    /// (`done`: the engine kills it; otherwise it resumes it), and settles
+    /// the record: a post-copy's goes (nothing asks for it), a pre-copy's
+    /// stays for the destination's question, without its hold.
+    fn end_hold(&mut self, done: bool) {
+        let Some(hold) = self.hold.take() else {
+            return;
+        };
+        if done {
+            hold.end_killed();
+        } else {
+            hold.end_resumed();
+        }
+        match self.journal.read(Role::Source, &self.id) {
+            Some(_) if self.mode != MigrationMode::Precopy => {
+                self.journal.remove(Role::Source, &self.id)
+            }
+            Some(r) => super::source_hold::forget_hold(&self.journal, r),
+            None => {}
+        }
+    }
+
     /// Records the source's decision `phase` on this migration; returns
     /// the decision that holds (another one recorded first wins), or None
     /// when none could be recorded.
@@ -420,14 +478,12 @@ impl NetworkSink<'_> {
     /// becomes Aborted (the copy here resumes), so that nothing asks
     /// later for a copy that is gone.
     fn overrule(&self) {
+        let Some(decided) = self.journal.read(Role::Source, &self.id) else {
+            return;
+        };
         let record = Record {
-            id: self.id.clone(),
-            role: Role::Source,
             phase: journal::Phase::Aborted,
-            peer: self.session.peer_addr().to_string(),
-            agent: self.session.peer_agent().to_string(),
-            hold: String::new(),
-            members: Vec::new(),
+            ..decided
         };
         if let Err(e) = self.journal.write(&record) {
             tracing::error!(id = %self.id, %e, "cannot record the abort after the destination's failure");
@@ -451,6 +507,21 @@ impl NetworkSink<'_> {
             .flat_map(|r| &r.runs)
             .map(|(s, e)| (e - s) / PAGE_SIZE)
             .sum();
+        // The destination runs its copy once it has the state: from here
+        // on the copy here must stay frozen whatever happens to this
+        // agent, and its next run must know to serve the pages left here.
+        if let Some((id, peer, agent)) = self.hold_names() {
+            self.hold =
+                SourceHold::begin(&self.journal, (&id, &peer, &agent), self.pid, &self.remote);
+            if self.hold.is_some()
+                && self.record(journal::Phase::Committed) != Some(journal::Phase::Committed)
+            {
+                return Err(self.link_error(
+                    "commit the switch-over",
+                    "the decision could not be recorded (see the log); aborted",
+                ));
+            }
+        }
         let state = ToDestination::PostCopyState {
             checkpoint: Box::new(checkpoint.clone()),
             remote: self.remote.clone(),
@@ -636,9 +707,20 @@ impl CheckpointSink for NetworkSink<'_> {
             synced.map_err(|e| self.link_error("sync the rootfs", e))?;
             self.stats.rootfs = self.rootfs.as_ref().map(|r| r.stats());
         }
-        if self.mode != MigrationMode::Precopy {
-            return self.commit_postcopy(checkpoint);
-        }
+        let committed = if self.mode == MigrationMode::Precopy {
+            self.commit_precopy(checkpoint)
+        } else {
+            self.commit_postcopy(checkpoint)
+        };
+        self.end_hold(committed.is_ok());
+        committed
+    }
+}
+
+impl NetworkSink<'_> {
+    /// The pre-copy switch-over: the last dirty pages, the state, then the
+    /// two-phase commit.
+    fn commit_precopy(&mut self, checkpoint: &Checkpoint) -> Result<ImageSummary, CheckpointError> {
         let frozen_at = self.phase.frozen_at();
         if self.stats.switch_reason.is_none() {
             // No pre-copy was possible: everything went while frozen.

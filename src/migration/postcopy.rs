@@ -240,26 +240,38 @@ async fn refuse(mut session: Session, id: &str) {
     session.close("no such migration");
 }
 
-/// Waits at most `wait` for the destination `agent` of migration `id` to
-/// reconnect.
-fn wait_resume(
-    id: &str,
-    agent: &str,
-    wait: Duration,
-) -> Result<(Session, ResumeRequest), MigrationError> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    lock(&WAITING)
-        .get_or_insert_with(Default::default)
-        .insert(id.to_string(), (agent.to_string(), tx));
-    tracing::warn!(%id, ?wait, "the link to the destination broke during post-copy; waiting for it to reconnect (the workload stays frozen here)");
-    let got = rx.recv_timeout(wait);
-    if let Some(w) = lock(&WAITING).as_mut() {
-        w.remove(id);
+/// A post-copy migration waiting for its destination to reconnect: it is
+/// registered from [`ResumeWaiter::expect`] on, so that a reconnection
+/// that comes before [`ResumeWaiter::wait`] is not refused.
+pub struct ResumeWaiter {
+    id: String,
+    rx: std::sync::mpsc::Receiver<(Session, ResumeRequest)>,
+}
+
+impl ResumeWaiter {
+    /// Registers migration `id` as waiting for its destination `agent`.
+    pub fn expect(id: &str, agent: &str) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        lock(&WAITING)
+            .get_or_insert_with(Default::default)
+            .insert(id.to_string(), (agent.to_string(), tx));
+        ResumeWaiter {
+            id: id.to_string(),
+            rx,
+        }
     }
-    // A hand-over that raced the removal is still in the channel.
-    got.or_else(|_| rx.try_recv()).map_err(|_| {
-        MigrationError::link(format!("the destination did not reconnect within {wait:?}"))
-    })
+
+    /// Waits at most `wait` for the destination to reconnect.
+    fn wait(self, wait: Duration) -> Result<(Session, ResumeRequest), MigrationError> {
+        let got = self.rx.recv_timeout(wait);
+        if let Some(w) = lock(&WAITING).as_mut() {
+            w.remove(&self.id);
+        }
+        // A hand-over that raced the removal is still in the channel.
+        got.or_else(|_| self.rx.try_recv()).map_err(|_| {
+            MigrationError::link(format!("the destination did not reconnect within {wait:?}"))
+        })
+    }
 }
 
 /// Checks the pages a reconnecting destination says it misses: a bounded
@@ -310,23 +322,111 @@ pub fn serve(
     push: Push,
     resume_wait: Duration,
 ) -> Result<Served, MigrationError> {
-    let runs: Vec<(i32, PageRuns)> = remote
-        .iter()
-        .map(|r| (r.pid, PageRuns::from_runs(r.runs.clone())))
-        .collect();
-    let state = Arc::new(Mutex::new(PushState::new(remote, host_pids.clone())));
-    let mut served = Served::default();
+    let left = LeftHere::new(remote, host_pids);
+    serve_on(rt, session, id, &left, push, resume_wait, Served::default())
+}
+
+/// [`serve`] of the pages `left` here, from `served` on.
+fn serve_on(
+    rt: &Handle,
+    session: &mut Session,
+    id: &str,
+    left: &LeftHere,
+    push: Push,
+    resume_wait: Duration,
+    mut served: Served,
+) -> Result<Served, MigrationError> {
     loop {
-        let why = match serve_link(rt, session, &runs, &state, push, &mut served) {
+        let why = match serve_link(rt, session, &left.runs, &left.state, push, &mut served) {
             Ok(()) => return Ok(served),
             Err(why) if why.is_link_lost() => why,
             Err(why) => return Err(why),
         };
         session.close("link lost");
-        let agent = session.peer_agent().to_string();
-        let (new, req) = wait_resume(id, &agent, resume_wait).map_err(|e| why.then(e))?;
-        *session = new;
-        let missing = match check_missing(&runs, &req.missing) {
+        tracing::warn!(id, wait = ?resume_wait, "the link to the destination broke during post-copy; waiting for it to reconnect (the workload stays frozen here)");
+        let waiter = ResumeWaiter::expect(id, session.peer_agent());
+        *session = left
+            .resume(rt, id, waiter, resume_wait)
+            .map_err(|e| why.then(e))?;
+        served.resumes += 1;
+    }
+}
+
+/// Serves the post-copy pages `remote` of migration `id`, which a dead
+/// run of this agent left frozen here (a plain tree's, held by
+/// `source_hold`), to its destination, registered as `waiter`: waits at
+/// most `resume_wait` for it to reconnect, serves as [`serve`] does, and
+/// confirms the switch-over once every page is there. An error means the
+/// destination did not come back or failed: the copy here resumes.
+pub fn serve_after_restart(
+    rt: &Handle,
+    waiter: ResumeWaiter,
+    remote: &[RemoteRuns],
+    resume_wait: Duration,
+) -> Result<Served, MigrationError> {
+    let id = waiter.id.clone();
+    let id = id.as_str();
+    let left = LeftHere::new(remote, &HashMap::new());
+    let mut session = left.resume(rt, id, waiter, resume_wait)?;
+    let push = Push {
+        streams: session.bulk_connections() as u32,
+        bandwidth_limit: None,
+    };
+    let resumed = Served {
+        resumes: 1,
+        ..Served::default()
+    };
+    let served = serve_on(rt, &mut session, id, &left, push, resume_wait, resumed)?;
+    let kept = rt.block_on(async {
+        session
+            .send(&super::protocol::ToDestination::Done)
+            .await
+            .map_err(|e| e.to_string())?;
+        session.recv::<ToSource>().await.map_err(|e| e.to_string())
+    });
+    if let Err(why) = kept {
+        // Done most likely arrived: the destination runs the workload.
+        tracing::warn!(id, %why, "the destination did not acknowledge the end of post-copy");
+    }
+    session.close("post-copy finished");
+    Ok(served)
+}
+
+/// The pages a post-copy migration left here, and the push's state over
+/// them.
+struct LeftHere {
+    /// Per process (as the destination names it), its pages left here.
+    runs: Vec<(i32, PageRuns)>,
+    /// The push's state.
+    state: Arc<Mutex<PushState>>,
+    /// PID on the wire -> PID here, where they differ.
+    host_pids: HashMap<i32, i32>,
+}
+
+impl LeftHere {
+    fn new(remote: &[RemoteRuns], host_pids: &HashMap<i32, i32>) -> Self {
+        LeftHere {
+            runs: remote
+                .iter()
+                .map(|r| (r.pid, PageRuns::from_runs(r.runs.clone())))
+                .collect(),
+            state: Arc::new(Mutex::new(PushState::new(remote, host_pids.clone()))),
+            host_pids: host_pids.clone(),
+        }
+    }
+
+    /// Waits at most `wait` for the destination of migration `id`
+    /// (registered as `waiter`) to reconnect, checks the pages it says it misses, makes them the
+    /// push's and answers Resumed: the new session.
+    fn resume(
+        &self,
+        rt: &Handle,
+        id: &str,
+        waiter: ResumeWaiter,
+        wait: Duration,
+    ) -> Result<Session, MigrationError> {
+        let (mut session, req) = waiter.wait(wait)?;
+        let missing = match check_missing(&self.runs, &req.missing) {
             Ok(m) => m,
             Err(reason) => {
                 let _ = rt.block_on(session.send(&ResumeAnswer::Refused {
@@ -335,15 +435,15 @@ pub fn serve(
                 return Err(reason);
             }
         };
-        *lock(&state) = PushState::new(&missing, host_pids.clone());
+        *lock(&self.state) = PushState::new(&missing, self.host_pids.clone());
         rt.block_on(session.send(&ResumeAnswer::Resumed))
             .map_err(|e| MigrationError::link_in("answering the destination's resume failed", e))?;
-        served.resumes += 1;
         tracing::info!(
             id,
-            pages = lock(&state).left,
+            pages = lock(&self.state).left,
             "post-copy resumed on a new session"
         );
+        Ok(session)
     }
 }
 
@@ -422,6 +522,7 @@ fn serve_link(
                 served.requests += 1;
             }
             ToSource::Running { restore_ms, .. } if served.running_at.is_none() => {
+                super::journal::fault(super::journal::FAULT_POSTCOPY_RUNNING);
                 served.restore_ms = restore_ms;
                 served.running_at = Some(Instant::now());
                 match start_push(rt, session, state.clone(), push) {

@@ -43,6 +43,7 @@ pub(super) async fn prepare_and_settle(
         agent: session.peer_agent().to_string(),
         hold: held.as_ref().map(|h| h.name.clone()).unwrap_or_default(),
         members: held.map(|h| h.members).unwrap_or_default(),
+        remote: Vec::new(),
     };
     blocking({
         let (journal, record) = (journal.clone(), record.clone());

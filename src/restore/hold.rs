@@ -27,26 +27,48 @@ impl HeldTree {
     /// Moves `pids` (restored, still traced) into the transient cgroup
     /// `name` and freezes it: they stay stopped once ptrace lets them go.
     pub fn freeze(name: &str, pids: &[i32]) -> Result<Self, FreezerError> {
+        let held = Self::plan(name, pids)?;
+        held.hold()?;
+        Ok(held)
+    }
+
+    /// The hold of `pids` in the transient cgroup `name`, each with the v1
+    /// freezer cgroup it is in now, nothing moved yet: what a record names
+    /// before [`HeldTree::hold`] can leave the tree frozen.
+    pub fn plan(name: &str, pids: &[i32]) -> Result<Self, FreezerError> {
         mount_freezer_if_bare();
-        let Some(freezer) = Freezer::transient(name)? else {
+        let members = pids
+            .iter()
+            .map(|&pid| {
+                Ok((
+                    pid,
+                    freezer::v1_path_of(pid)?.unwrap_or_else(|| "/".to_string()),
+                ))
+            })
+            .collect::<Result<_, FreezerError>>()?;
+        Ok(HeldTree {
+            name: name.to_string(),
+            members,
+        })
+    }
+
+    /// Moves the members (stopped by ptrace) into the transient cgroup and
+    /// freezes it; on failure every member is put back and the cgroup
+    /// removed.
+    pub fn hold(&self) -> Result<(), FreezerError> {
+        let Some(freezer) = Freezer::transient(&self.name)? else {
             return Err(FreezerError::NoFreezer {
-                pid: pids.first().copied().unwrap_or(0),
+                pid: self.members.first().map_or(0, |m| m.0),
             });
         };
-        let mut held = HeldTree {
-            name: name.to_string(),
-            members: Vec::new(),
-        };
-        let moved = pids.iter().try_for_each(|&pid| {
-            let path = freezer::v1_path_of(pid)?.unwrap_or_else(|| "/".to_string());
-            freezer.adopt(pid)?;
-            held.members.push((pid, path));
-            Ok(())
-        });
+        let moved = self
+            .members
+            .iter()
+            .try_for_each(|(pid, _)| freezer.adopt(*pid));
         match moved.and_then(|()| freezer.freeze()) {
-            Ok(()) => Ok(held),
+            Ok(()) => Ok(()),
             Err(e) => {
-                held.put_back();
+                self.put_back();
                 let _ = freezer.thaw().and_then(|()| freezer.remove());
                 Err(e)
             }
@@ -95,6 +117,22 @@ impl HeldTree {
         }
         if let Err(e) = freezer.remove() {
             tracing::warn!(%e, "cannot remove the freezer cgroup of a killed held tree");
+        }
+    }
+
+    /// Ends a held tree that its agent still traces: SIGKILL first (the
+    /// frozen processes die as soon as anything thaws them, also if this
+    /// agent dies now), then each back in its freezer cgroup, where it
+    /// dies; the tracer reaps them.
+    pub fn kill_traced(&self) {
+        for (pid, _) in &self.members {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        if let Err(e) = self.thaw() {
+            tracing::warn!(%e, "cannot let a killed held tree die");
         }
     }
 
