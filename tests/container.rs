@@ -13,7 +13,7 @@ mod common;
 
 use anyhow::{bail, ensure, Context, Result};
 use common::keepalive::{Exchange, KeepAliveClient, KeepAliveReport};
-use common::testbed::{Host, Testbed, HOST_B};
+use common::testbed::{Host, Hosts, Testbed, HOST_B};
 use common::{agent, path_str, run_test, TestDir};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -290,10 +290,20 @@ impl Env {
     /// refuses a hybrid layout whose cgroup2 has controllers, as this
     /// host's has).
     fn prepare_kind(dir: &TestDir, name: &str, kind: Kind, runtime: &'static str) -> Result<Self> {
+        Self::prepare_on(dir, name, (kind, runtime), &Hosts::default())
+    }
+
+    /// [`Env::prepare_kind`] on hosts brought up as `hosts` says.
+    fn prepare_on(
+        dir: &TestDir,
+        name: &str,
+        (kind, runtime): (Kind, &'static str),
+        hosts: &Hosts,
+    ) -> Result<Self> {
         let id = format!("ferry-{name}-{}", std::process::id());
         let cgroups_a = HostCgroups::create(&format!("{id}-host-a"))?;
         let cgroups_b = HostCgroups::create(&format!("{id}-host-b"))?;
-        let bed = Testbed::up(dir)?;
+        let bed = Testbed::up_with(dir, hosts)?;
         cgroups_a.enter(bed.agent_pid(Host::A)?)?;
         cgroups_b.enter(bed.agent_pid(Host::B)?)?;
         let bundle = dir.path().join("bundle");
@@ -593,6 +603,72 @@ fn failed_restore_leaves_it_running(dir: &TestDir) -> Result<()> {
 #[test]
 fn failed_container_restore_leaves_it_running_on_the_source() {
     runc_test("container_restore_fails", failed_restore_leaves_it_running);
+}
+
+/// The agent of `dead` dies at the two-phase commit's moment `fault`
+/// (`FERRY_FAULT`) of a pre-copy and is started again a second later,
+/// each copy held frozen in the container's own cgroup meanwhile. The
+/// agent started again settles its copy by its record, and the container
+/// runs on `survivor` alone: the count goes on with no gap and no repeat
+/// (two copies would write the counter twice).
+fn held_container_survives(
+    dir: &TestDir,
+    name: &str,
+    (dead, fault): (Host, &'static str),
+    survivor: Host,
+) -> Result<()> {
+    let hosts = Hosts {
+        lasting: true,
+        restart_agents: true,
+        a_fault: (dead == Host::A).then_some(fault),
+        b_fault: (dead == Host::B).then_some(fault),
+        ..Hosts::default()
+    };
+    let env = Env::prepare_on(dir, name, (Kind::Counter, "runc"), &hosts)?;
+    env.run_kind(Kind::Counter)?;
+    let (bed, id, counter) = (&env.bed, &env.id, &env.counter);
+    wait_lines(counter, 3)?;
+    // The CLI's answer depends on the moment: the copies say the rest.
+    let _ = env.migrate(dir, "precopy")?;
+    let logs = || {
+        format!(
+            "agent A:\n{}\nagent B:\n{}",
+            bed.agent_log(Host::A),
+            bed.agent_log(Host::B)
+        )
+    };
+    counts_on(counter, 6).with_context(logs)?;
+    let other = if survivor == Host::A {
+        Host::B
+    } else {
+        Host::A
+    };
+    ensure!(
+        running_on(bed, survivor, id)? && !running_on(bed, other, id)?,
+        "the container does not run on {survivor:?} alone:\n{}",
+        logs()
+    );
+    Ok(())
+}
+
+/// B's agent dies once the container it restored is held, before it told
+/// A Prepared: A aborts and resumes its container; B's agent started
+/// again kills the held copy, which never ran.
+#[test]
+fn held_container_of_a_destination_killed_before_prepared_never_runs() {
+    runc_test("container_held_dest_killed", |dir| {
+        held_container_survives(dir, "held", (Host::B, "after-hold"), Host::A)
+    });
+}
+
+/// A's agent dies right after it recorded Committed, before it sent
+/// Commit: its container stays frozen until the agent started again kills
+/// it, and B, asking A for the decision, lets its held copy run.
+#[test]
+fn held_container_of_a_source_killed_after_commit_runs_on_the_destination() {
+    runc_test("container_held_src_killed", |dir| {
+        held_container_survives(dir, "held-src", (Host::A, "after-commit"), Host::B)
+    });
 }
 
 /// The counter in a network namespace of its own, moved in post-copy mode:

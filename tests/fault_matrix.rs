@@ -612,6 +612,7 @@ fn run_cell_in(dir: &TestDir, cell: Cell, mib: u64, run: &mut Run) -> Result<()>
             b_fault: (cell.fault == Fault::RestoreFails)
                 .then_some(ferry::agent::fault::RESTORE_FAIL),
             log_filter: Some("info,ferry::dump::precopy=debug"),
+            ..Hosts::default()
         },
     )?;
     let size = mib.to_string();

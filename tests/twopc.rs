@@ -293,13 +293,7 @@ fn destination_stopped_at_switch_over_keeps_one_copy() {
 #[test]
 fn source_killed_after_commit_lets_the_destination_run() {
     run_test("twopc_source_committed", |dir| {
-        let bed = Testbed::up_lasting(dir)?;
-        let faulty = restart_agent(&bed, Host::A, Some("after-commit"))?;
-        let w = bed.start_workload(dir, "steady_dirty", &["64", "8"])?;
-        let run = bed.spawn_migrate(dir, w.ns_pid, HOST_B, &[])?;
-        wait_for(&bed.agent_log_path(Host::A), "killing this agent")?;
-        drop(faulty);
-        let _ = run.wait()?;
+        let (bed, w) = source_killed_at(dir, "after-commit", &[])?;
         // Unreachable source: B keeps asking, its copy held.
         wait_for(&bed.agent_log_path(Host::B), "stays held")?;
         ensure!(
@@ -314,6 +308,19 @@ fn source_killed_after_commit_lets_the_destination_run() {
         ensure!(host == Host::B, "the copy runs on {host:?}, not on B");
         Ok(())
     });
+}
+
+/// Migrates a workload to B (with `args`) with A's agent killed at
+/// `fault` (FERRY_FAULT); returns once the CLI ended, A's agent dead.
+fn source_killed_at(dir: &TestDir, fault: &str, args: &[&str]) -> Result<(Testbed, HostProcess)> {
+    let bed = Testbed::up_lasting(dir)?;
+    let faulty = restart_agent(&bed, Host::A, Some(fault))?;
+    let w = bed.start_workload(dir, "steady_dirty", &["64", "8"])?;
+    let run = bed.spawn_migrate(dir, w.ns_pid, HOST_B, args)?;
+    wait_for(&bed.agent_log_path(Host::A), "killing this agent")?;
+    drop(faulty);
+    let _ = run.wait()?;
+    Ok((bed, w))
 }
 
 /// Checks that the copy of `w` on `host` is there and stays frozen (its
@@ -341,13 +348,7 @@ fn stays_frozen(bed: &Testbed, host: Host, w: &HostProcess) -> Result<()> {
 #[test]
 fn source_killed_during_postcopy_serves_from_its_next_run() {
     run_test("twopc_source_postcopy", |dir| {
-        let bed = Testbed::up_lasting(dir)?;
-        let faulty = restart_agent(&bed, Host::A, Some("postcopy-running"))?;
-        let w = bed.start_workload(dir, "steady_dirty", &["64", "8"])?;
-        let run = bed.spawn_migrate(dir, w.ns_pid, HOST_B, &["--mode", "postcopy"])?;
-        wait_for(&bed.agent_log_path(Host::A), "killing this agent")?;
-        drop(faulty);
-        let _ = run.wait()?;
+        let (bed, w) = source_killed_at(dir, "postcopy-running", &["--mode", "postcopy"])?;
         stays_frozen(&bed, Host::A, &w)?;
         let _a = restart_agent(&bed, Host::A, None)?;
         wait_for(

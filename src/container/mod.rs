@@ -380,6 +380,7 @@ pub fn restore(
     check_runtime(c.runtime)?;
     let st = c.create(bundle, InitStdio::Inherit)?;
     restore_created(c, st.pid, dir, crate::restore::RestoreOptions::default())
+        .map(|(stats, _)| stats)
 }
 
 /// How a destination configures a created container's own network
@@ -415,19 +416,26 @@ pub fn configure_network(
 /// Restores the image in `dir`, as `opts` says (a post-copy destination
 /// restores lazily), into `husk`, the waiting init of the container just
 /// created with [`Container::create`]; the container then runs as its
-/// runtime sees it. On failure the container is deleted.
+/// runtime sees it (or is held frozen, returned, with `opts.hold`). On
+/// failure the container is deleted.
 pub fn restore_created(
     c: &Container,
     husk: i32,
     dir: &Path,
     opts: crate::restore::RestoreOptions,
-) -> Result<crate::restore::RestoreStats, ContainerError> {
+) -> Result<
+    (
+        crate::restore::RestoreStats,
+        Option<crate::restore::HeldTree>,
+    ),
+    ContainerError,
+> {
     let restored = crate::restore::restore_into_with(dir, husk, opts)
         .map_err(|source| ContainerError::Restore {
             id: c.id.clone(),
             source,
         })
-        .and_then(|stats| c.mark_started().map(|()| stats));
+        .and_then(|restored| c.mark_started().map(|()| restored));
     if restored.is_err() {
         if let Err(e) = c.delete() {
             tracing::error!(id = %c.id, %e, "deleting the container after a failed restore failed");

@@ -566,38 +566,26 @@ async fn restore(
     // reach): a run that dies from here on leaves a record, and the next
     // one kills the copy.
     let journal = super::journal::Journal::of(&opts.work_dir);
-    let holding = target.is_none().then(|| super::journal::Record {
-        id: offer.id.clone(),
-        role: super::journal::Role::Destination,
-        phase: super::journal::Phase::Holding,
-        peer: String::new(),
-        agent: String::new(),
-        hold: hold.clone(),
-        members: Vec::new(),
-        remote: Vec::new(),
-    });
-    if let Some(record) = &holding {
-        journal.note(record).map_err(MigrationError::local)?;
-    }
+    let holding = holding_record(&offer.id, hold.clone());
+    journal.note(&holding).map_err(MigrationError::local)?;
     let restored = tokio::task::spawn_blocking(move || {
         let mut sink = ImageSink::new(writer);
         sink.commit(&checkpoint).map_err(MigrationError::local)?;
         let flows = &checkpoint.tcp_flows;
+        let held = crate::restore::RestoreOptions {
+            hold: Some(hold.clone()),
+            ..Default::default()
+        };
         match target {
             Some(mut t) => {
                 let husk = t.create()?;
-                let stats = restore_locked(&work_dir, flows, Some(husk), lock, || {
+                let (stats, held) = restore_locked(&work_dir, flows, Some(husk), lock, || {
                     t.configure_network(husk)?;
-                    crate::container::restore_created(
-                        &t.container,
-                        husk,
-                        &restore_dir,
-                        crate::restore::RestoreOptions::default(),
-                    )
-                    .map_err(MigrationError::local)
+                    crate::container::restore_created(&t.container, husk, &restore_dir, held)
+                        .map_err(MigrationError::local)
                 })?;
                 t.announce(husk);
-                Ok((stats, t.workload()))
+                Ok((stats, t.workload(held)))
             }
             None => restore_locked(&work_dir, flows, None, lock, || {
                 crate::restore::restore_held(&restore_dir, &hold).map_err(MigrationError::local)
@@ -608,7 +596,7 @@ async fn restore(
     .await
     .map_err(|e| MigrationError::local_in("the restore task failed", e))
     .and_then(|restored| restored);
-    if restored.is_err() && holding.is_some() {
+    if restored.is_err() {
         // Nothing is held: the failed restore killed what it made.
         journal.remove(super::journal::Role::Destination, &offer.id);
     }
@@ -620,6 +608,22 @@ async fn restore(
         workload,
         restore,
     })
+}
+
+/// The record of migration `id`'s copy about to be restored into the
+/// transient cgroup `hold`: a run that dies from then on leaves it, and
+/// the next one kills the copy.
+fn holding_record(id: &str, hold: String) -> super::journal::Record {
+    super::journal::Record {
+        id: id.to_string(),
+        role: super::journal::Role::Destination,
+        phase: super::journal::Phase::Holding,
+        peer: String::new(),
+        agent: String::new(),
+        hold,
+        members: Vec::new(),
+        remote: Vec::new(),
+    }
 }
 
 /// Refuses an offer this host cannot take, with the reason as a sentence.

@@ -7,6 +7,7 @@
 use super::error::MigrationError;
 use super::protocol::{Offer, RootfsRequest, ToDestination, ToSource};
 use crate::container::docker::PreparedStart;
+use crate::restore::HeldTree;
 use crate::transport::Session;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -117,11 +118,12 @@ impl ContainerTarget {
             .map_err(MigrationError::local)
     }
 
-    /// What a later failure removes.
-    pub fn workload(&self) -> Workload {
+    /// What a later failure removes: the container, and the copy `held`
+    /// in it, if it is.
+    pub fn workload(&self, held: Option<HeldTree>) -> Workload {
         match &self.docker {
-            Some(d) => Workload::Docker(d.clone()),
-            None => Workload::Container(self.container.clone()),
+            Some(d) => Workload::Docker(d.clone(), held),
+            None => Workload::Container(self.container.clone(), held),
         }
     }
 
@@ -188,7 +190,7 @@ pub(super) async fn keep(
     opts: &DestinationOptions,
     workload: Option<&Workload>,
 ) -> Result<(), MigrationError> {
-    if let Some(Workload::Docker(d)) = workload {
+    if let Some(Workload::Docker(d, _)) = workload {
         let d = d.clone();
         tokio::task::spawn_blocking(move || d.finish())
             .await
@@ -222,31 +224,45 @@ pub(super) enum Workload {
     /// A process tree: its PIDs and TIDs (and their descendants) are
     /// killed.
     Tree(Vec<i32>),
-    /// A container created here (its PIDs are its namespace's): deleted.
-    Container(crate::container::Container),
-    /// A Docker container created here: removed through dockerd.
-    Docker(PreparedStart),
+    /// A container created here (its PIDs are its namespace's): deleted
+    /// (its copy killed first when it is held).
+    Container(crate::container::Container, Option<HeldTree>),
+    /// A Docker container created here: removed through dockerd (its copy
+    /// killed first when it is held).
+    Docker(PreparedStart, Option<HeldTree>),
     /// A process tree restored and held frozen until the source decides:
     /// killed (and its freezer cgroup removed).
-    Held(crate::restore::HeldTree),
+    Held(HeldTree),
 }
 
 impl Workload {
     /// The migration succeeded: the workload stays (a Docker container
     /// is no longer removed when its last handle goes).
     fn keep(&self) {
-        if let Workload::Docker(d) = self {
+        if let Workload::Docker(d, _) = self {
             d.keep();
+        }
+    }
+
+    /// The copy held frozen until the source decides, if it is.
+    pub fn held(&self) -> Option<&HeldTree> {
+        match self {
+            Workload::Held(h) => Some(h),
+            Workload::Container(_, h) | Workload::Docker(_, h) => h.as_ref(),
+            Workload::Tree(_) => None,
         }
     }
 
     /// Kills the tree, or deletes the container.
     pub fn remove(self) {
+        if let Workload::Container(_, Some(h)) | Workload::Docker(_, Some(h)) = &self {
+            h.kill();
+        }
         match self {
             Workload::Tree(pids) => kill_tree(&pids),
             Workload::Held(held) => held.kill(),
-            Workload::Docker(d) => d.remove(),
-            Workload::Container(c) => {
+            Workload::Docker(d, _) => d.remove(),
+            Workload::Container(c, _) => {
                 if let Err(e) = c.delete() {
                     tracing::error!(id = %c.id, %e, "deleting the container of a failed migration failed");
                 }

@@ -293,21 +293,6 @@ impl Journal {
     }
 }
 
-/// The source's durable decision on migration `id`, as the agent whose
-/// work directory is `work_dir` recorded it: what a restarted source
-/// does with a tree it finds held (Committed: end it; otherwise resume
-/// it). Unlike [`Journal::answer`] it records nothing.
-pub fn outcome(work_dir: &Path, id: &str) -> Verdict {
-    match Journal::of(work_dir)
-        .read(Role::Source, id)
-        .map(|r| r.phase)
-    {
-        Some(Phase::Committed) => Verdict::Committed,
-        Some(Phase::Aborted) => Verdict::Aborted,
-        Some(Phase::Holding | Phase::Prepared) | None => Verdict::Unknown,
-    }
-}
-
 /// Kills this agent at once (SIGKILL, as a crash) when `FERRY_FAULT`
 /// names `moment`: the test-only fault hook of the two-phase commit
 /// ([`FAULT_AFTER_COMMIT`], [`FAULT_AFTER_PREPARED`], [`FAULT_AFTER_HOLD`],
@@ -449,20 +434,20 @@ mod tests {
     fn the_first_decision_holds() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::of(dir.path());
-        assert_eq!(outcome(dir.path(), "m"), Verdict::Unknown);
+        assert_eq!(j.read(Role::Source, "m"), None);
         // Asked first: Aborted is recorded, and a later commit gets it.
         assert_eq!(j.answer("m", "p", "a"), Verdict::Aborted);
         assert_eq!(
             j.decide("m", Phase::Committed, "p", "a").unwrap(),
             Phase::Aborted
         );
-        assert_eq!(outcome(dir.path(), "m"), Verdict::Aborted);
+        assert_eq!(j.read(Role::Source, "m").unwrap().phase, Phase::Aborted);
         assert_eq!(
             j.decide("n", Phase::Committed, "p", "a").unwrap(),
             Phase::Committed
         );
         assert_eq!(j.answer("n", "p", "a"), Verdict::Committed);
-        assert_eq!(outcome(dir.path(), "n"), Verdict::Committed);
+        assert_eq!(j.read(Role::Source, "n").unwrap().phase, Phase::Committed);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use super::error::MigrationError;
 use super::journal::{self, Journal, Record, Role};
 use super::options::{MigrateOptions, MigrationMode};
 use super::policy::{self, Decision, Limits, SwitchReason};
+use super::postcopy::KEPT_WAIT;
 use super::protocol::{RemoteRuns, ToDestination, ToSource};
 use super::source_hold::SourceHold;
 use super::stats::{Downtime, MigrationStats, Phase, PostcopyStats, Progress, RoundStats};
@@ -19,9 +20,6 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
-
-/// How long the source waits for the destination's Kept after Commit.
-const KEPT_WAIT: Duration = Duration::from_secs(10);
 
 /// Every TID of the tree rooted at `pid`: (as this host names it, as its
 /// PID namespace names it).
@@ -312,31 +310,6 @@ impl<'a> NetworkSink<'a> {
 }
 
 impl NetworkSink<'_> {
-    /// Tells the destination to keep the workload (it kills its copy
-    /// unless it hears this) and waits for its answer, so that closing the
-    /// session cannot drop the Done in flight. Without an answer the Done
-    /// most likely arrived (the destination runs the workload): ours is
-    /// killed all the same, and the loss is logged.
-    fn confirm(&mut self) -> Result<(), CheckpointError> {
-        self.rt
-            .block_on(self.session.send(&ToDestination::Done))
-            .map_err(|e| self.link_error("confirm the switch-over", e))?;
-        match self.rt.block_on(self.session.recv::<ToSource>()) {
-            Ok(ToSource::Kept) => {}
-            // The destination removed its copy (a Docker container whose
-            // start failed after its restore): ours resumes.
-            Ok(ToSource::Failed { reason }) => {
-                return Err(self.link_error("keep the workload", reason))
-            }
-            other => tracing::warn!(
-                pid = self.pid,
-                ?other,
-                "the destination did not acknowledge the switch-over; it should be running there"
-            ),
-        }
-        Ok(())
-    }
-
     /// The two-phase commit of a pre-copy switch-over, once the state is
     /// sent: waits for Prepared (the copy there restored, held frozen,
     /// recorded), records Committed durably and only then sends Commit
@@ -407,16 +380,16 @@ impl NetworkSink<'_> {
     }
 
     /// Receives the destination's answer to the state while the tree is
-    /// moved into its hold ([`SourceHold::begin`], a plain tree's) on a
+    /// moved into its hold ([`SourceHold::begin`]) on a
     /// thread of its own: the hold costs no downtime as long as the
     /// destination's restore takes longer.
     fn recv_while_holding(&mut self) -> Result<ToSource, crate::transport::RecvError> {
         let names = self.hold_names();
-        let (pid, journal) = (self.pid, self.journal.clone());
+        let (root, journal) = (self.pid, self.journal.clone());
         let (rt, session) = (&self.rt, &mut *self.session);
         let (answer, hold) = std::thread::scope(|scope| {
             let holding = names.map(|(id, peer, agent)| {
-                scope.spawn(move || SourceHold::begin(&journal, (&id, &peer, &agent), pid, &[]))
+                scope.spawn(move || SourceHold::begin(&journal, (&id, &peer, &agent), root, &[]))
             });
             let answer = rt.block_on(session.recv::<ToSource>());
             (answer, holding.and_then(|h| h.join().ok().flatten()))
@@ -426,9 +399,9 @@ impl NetworkSink<'_> {
     }
 
     /// The migration's identifier and the destination's address and name,
-    /// for a hold's record; None for a container (not held).
+    /// for a hold's record; None for a container's post-copy (not held).
     fn hold_names(&self) -> Option<(String, String, String)> {
-        (!self.in_container).then(|| {
+        (!self.in_container || self.mode == MigrationMode::Precopy).then(|| {
             (
                 self.id.clone(),
                 self.session.peer_addr().to_string(),
@@ -551,7 +524,8 @@ impl NetworkSink<'_> {
             self.resume_wait,
         )
         .map_err(|e| self.link_error("serve post-copy pages", e))?;
-        self.confirm()?;
+        super::postcopy::confirm(&self.rt, self.session)
+            .map_err(|reason| self.link_error("keep the workload", reason))?;
         let running_at = served.running_at.unwrap_or_else(Instant::now);
         self.stats.downtime = Downtime::partition(
             frozen_at,

@@ -377,19 +377,56 @@ pub fn serve_after_restart(
         ..Served::default()
     };
     let served = serve_on(rt, &mut session, id, &left, push, resume_wait, resumed)?;
-    let kept = rt.block_on(async {
+    confirm(rt, &mut session).map_err(|reason| {
+        MigrationError::refused("the destination failed after every page arrived: ", reason)
+    })?;
+    session.close("post-copy finished");
+    Ok(served)
+}
+
+/// How long the source waits for the destination's Kept after Done (or
+/// Commit).
+pub(super) const KEPT_WAIT: Duration = Duration::from_secs(10);
+
+/// Tells the destination, which has every page, to keep the workload
+/// (it kills its copy unless it hears this) and waits for its Kept,
+/// passing over what it sent before it heard Done (a late page request),
+/// so that closing the session cannot drop the Done in flight. Without an
+/// answer the Done most likely arrived (the destination runs the
+/// workload): logged, and Ok. Err: the destination removed its copy (a
+/// Docker container whose start failed), with its reason: ours resumes.
+pub(super) fn confirm(rt: &Handle, session: &mut Session) -> Result<(), String> {
+    let answer = rt.block_on(async {
         session
             .send(&super::protocol::ToDestination::Done)
             .await
             .map_err(|e| e.to_string())?;
-        session.recv::<ToSource>().await.map_err(|e| e.to_string())
+        tokio::time::timeout(KEPT_WAIT, async {
+            loop {
+                match session.recv::<ToSource>().await {
+                    Ok(
+                        ToSource::PageRequest(_)
+                        | ToSource::Running { .. }
+                        | ToSource::AllPages { .. },
+                    ) => {}
+                    other => return other.map_err(|e| e.to_string()),
+                }
+            }
+        })
+        .await
+        .map_err(|_| format!("no answer within {KEPT_WAIT:?}"))?
     });
-    if let Err(why) = kept {
-        // Done most likely arrived: the destination runs the workload.
-        tracing::warn!(id, %why, "the destination did not acknowledge the end of post-copy");
+    match answer {
+        Ok(ToSource::Kept) => Ok(()),
+        Ok(ToSource::Failed { reason }) => Err(reason),
+        other => {
+            tracing::warn!(
+                ?other,
+                "the destination did not acknowledge the switch-over; it should be running there"
+            );
+            Ok(())
+        }
     }
-    session.close("post-copy finished");
-    Ok(served)
 }
 
 /// The pages a post-copy migration left here, and the push's state over

@@ -209,7 +209,7 @@ pub(super) async fn run(
         ready: ready_tx,
     };
     let in_container = target.is_some();
-    let created = target.as_ref().map(|(t, _)| t.workload());
+    let created = target.as_ref().map(|(t, _)| t.workload(None));
     let restore = tokio::task::spawn_blocking(move || {
         let mut sink = ImageSink::new(writer);
         sink.commit(&checkpoint).map_err(MigrationError::local)?;
@@ -223,6 +223,7 @@ pub(super) async fn run(
                 let stats = restore_locked(&work_dir, flows, Some(husk), lock, || {
                     t.configure_network(husk)?;
                     crate::container::restore_created(&t.container, husk, &restore_dir, opts)
+                        .map(|(stats, _)| stats)
                         .map_err(MigrationError::local)
                 })?;
                 t.announce(husk);

@@ -31,18 +31,15 @@ pub(super) async fn prepare_and_settle(
     workload: &Workload,
 ) -> Result<(), MigrationError> {
     let journal = Journal::of(&opts.work_dir);
-    let held = match workload {
-        Workload::Held(h) => Some(h.clone()),
-        _ => None,
-    };
+    let held = workload.held();
     let record = Record {
         id: id.to_string(),
         role: Role::Destination,
         phase: Phase::Prepared,
         peer: session.peer_addr().to_string(),
         agent: session.peer_agent().to_string(),
-        hold: held.as_ref().map(|h| h.name.clone()).unwrap_or_default(),
-        members: held.map(|h| h.members).unwrap_or_default(),
+        hold: held.map(|h| h.name.clone()).unwrap_or_default(),
+        members: held.map(|h| h.members.clone()).unwrap_or_default(),
         remote: Vec::new(),
     };
     blocking({

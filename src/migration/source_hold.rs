@@ -9,8 +9,12 @@
 //! for post-copy served to the destination that reconnects first, so
 //! that its copy gets every page it misses.
 //!
-//! A plain tree only: a container's processes stay in their container's
-//! cgroups (held by ptrace alone, as before).
+//! A container's processes move the same way, in the v1 freezer hierarchy
+//! alone (their other cgroups stay their runtime's), so that freezing
+//! never touches a cgroup ferry did not make. A container's post-copy is
+//! not held (its pages are named by its namespace's PIDs, which a
+//! restarted agent would have to map again): there ptrace alone holds it,
+//! as before.
 
 use super::journal::{Journal, Phase, Record, Role};
 use super::protocol::RemoteRuns;
@@ -23,11 +27,11 @@ pub(super) struct SourceHold {
 }
 
 impl SourceHold {
-    /// Records migration `id`'s hold of the plain tree rooted at `root`
-    /// (Holding: undecided, with `remote`, the pages a post-copy leaves
-    /// here) and moves its processes, stopped by ptrace, into a frozen
-    /// transient cgroup. None (logged) where no hold can be made: the tree
-    /// is then held by ptrace alone.
+    /// Records migration `id`'s hold of the tree rooted at `root` (its
+    /// PID here; Holding: undecided, with `remote`, the pages a post-copy
+    /// leaves here) and moves its processes, stopped by ptrace, into a
+    /// frozen transient cgroup. None (logged) where no hold can be made:
+    /// the tree is then held by ptrace alone.
     pub(super) fn begin(
         journal: &Journal,
         (id, peer, agent): (&str, &str, &str),

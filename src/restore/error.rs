@@ -125,10 +125,10 @@ pub enum RestoreError {
     },
     /// The restored tree could not be held frozen (a migration's
     /// destination holds it until the source decides).
-    #[error("cannot hold the restored tree frozen in the freezer cgroup ferry/{name}: {source}")]
+    #[error("cannot hold the restored tree frozen in {cgroup}: {source}")]
     Hold {
-        /// The transient freezer cgroup's name.
-        name: String,
+        /// The cgroup, as a phrase.
+        cgroup: String,
         /// Why.
         source: crate::container::freezer::FreezerError,
     },

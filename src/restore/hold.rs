@@ -4,7 +4,9 @@
 //! frozen, so the tree stays stopped whatever happens to the restoring
 //! agent, until a migration's switch-over is decided: [`HeldTree::thaw`]
 //! (each process back in the freezer cgroup it was restored in) or
-//! [`HeldTree::kill`].
+//! [`HeldTree::kill`]. A container's processes are moved the same way
+//! (in the v1 freezer hierarchy alone: their other cgroups stay their
+//! runtime's), so that freezing never touches a cgroup ferry did not make.
 
 use crate::container::freezer::{self, Freezer, FreezerError};
 use std::path::Path;
@@ -52,6 +54,12 @@ impl HeldTree {
         })
     }
 
+    /// The transient cgroup holding the tree, if it is still there.
+    fn freezer(&self) -> Option<Freezer> {
+        mount_freezer_if_bare();
+        Freezer::existing_transient(&self.name)
+    }
+
     /// Moves the members (stopped by ptrace) into the transient cgroup and
     /// freezes it; on failure every member is put back and the cgroup
     /// removed.
@@ -78,8 +86,7 @@ impl HeldTree {
     /// Lets the tree run: each process back in its freezer cgroup, the
     /// transient one removed. Done already (the cgroup gone) is success.
     pub fn thaw(&self) -> Result<(), FreezerError> {
-        mount_freezer_if_bare();
-        let Some(freezer) = Freezer::existing_transient(&self.name) else {
+        let Some(freezer) = self.freezer() else {
             return Ok(());
         };
         self.put_back();
@@ -94,8 +101,7 @@ impl HeldTree {
     /// Kills every process of the held tree (a frozen process dies once
     /// thawed) and removes the transient cgroup.
     pub fn kill(&self) {
-        mount_freezer_if_bare();
-        let Some(freezer) = Freezer::existing_transient(&self.name) else {
+        let Some(freezer) = self.freezer() else {
             return;
         };
         let started = Instant::now();

@@ -161,17 +161,19 @@ fn restore_tree(
 /// are cloned from it. Files are resolved inside the husk's root. Returns
 /// once the tree runs; on failure the husk is killed.
 pub fn restore_into(dir: &Path, husk: i32) -> Result<RestoreStats, RestoreError> {
-    restore_into_with(dir, husk, RestoreOptions::default())
+    restore_into_with(dir, husk, RestoreOptions::default()).map(|(stats, _)| stats)
 }
 
 /// [`restore_into`] as `opts` says: with lazy pages, a post-copy
 /// migration's destination restores a container whose memory still comes
-/// from the source (its processes named by their container PIDs).
+/// from the source (its processes named by their container PIDs); with
+/// `hold`, a pre-copy's holds it frozen, returned, until the source
+/// decides.
 pub fn restore_into_with(
     dir: &Path,
     husk: i32,
     opts: RestoreOptions,
-) -> Result<RestoreStats, RestoreError> {
+) -> Result<(RestoreStats, Option<HeldTree>), RestoreError> {
     let started = Instant::now();
     let reader = ImageReader::open(dir)?;
     let ck = reader.checkpoint();
@@ -195,9 +197,9 @@ pub fn restore_into_with(
         })
         .and_then(|ch| {
             let husk = nix::unistd::Pid::from_raw(husk);
-            husk::rebuild_into(&reader, husk, &ch, opts.lazy.as_ref())
+            husk::rebuild_into(&reader, husk, &ch, opts.lazy.as_ref(), opts.hold.as_deref())
         });
-    let pages_restored = match pages_restored {
+    let (pages_restored, held) = match pages_restored {
         Ok(p) => p,
         Err(e) => {
             let _ = nix::sys::signal::kill(
@@ -207,13 +209,14 @@ pub fn restore_into_with(
             return Err(e);
         }
     };
-    Ok(RestoreStats {
+    let stats = RestoreStats {
         pid: husk,
         processes: ck.processes.len() as u32,
         zombies: ck.zombies.len() as u32,
         restore_ms: started.elapsed().as_secs_f64() * 1000.0,
         pages_restored,
-    })
+    };
+    Ok((stats, held))
 }
 
 /// Restores the image in `dir` of a tree whose root was the init of a PID

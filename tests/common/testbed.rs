@@ -53,6 +53,8 @@ pub struct Hosts {
     /// A dead agent is started again a second later, as a service manager
     /// would (its host and processes stay meanwhile).
     pub restart_agents: bool,
+    /// The test-only fault hook of host A's agent (`FERRY_FAULT`).
+    pub a_fault: Option<&'static str>,
     /// The test-only fault hook of host B's agent (`FERRY_FAULT`).
     pub b_fault: Option<&'static str>,
     /// The agents' log filter (`RUST_LOG`), instead of their configured
@@ -114,6 +116,7 @@ impl Testbed {
                 "FERRY_TESTBED_RESTART_AGENTS",
                 if hosts.restart_agents { "1" } else { "" },
             )
+            .env("FERRY_TESTBED_FAULT_A", hosts.a_fault.unwrap_or(""))
             .env("FERRY_TESTBED_FAULT_B", hosts.b_fault.unwrap_or(""))
             .envs(hosts.log_filter.map(|f| ("RUST_LOG", f)))
             .stdin(Stdio::null())

@@ -164,7 +164,7 @@ fn restore(global: &GlobalFlags, a: &RestoreArgs, log: &RuntimeLog) -> Result<()
                 a.image_path.display(),
                 st.pid
             ));
-            let stats = super::restore_created(&c, st.pid, &a.image_path, Default::default())
+            let (stats, _) = super::restore_created(&c, st.pid, &a.image_path, Default::default())
                 .map_err(|e: ContainerError| e.to_string())?;
             let work = a.work_path.as_deref().unwrap_or(&a.image_path);
             if let Err(e) = criu_files::write_restore_stats(work, &stats) {

@@ -105,14 +105,16 @@ pub fn rebuild(
 /// container's init, waiting in its namespaces and cgroup): its extra
 /// threads are ended and the root is rebuilt in it; files are handed in
 /// over `channel`; `lazy` as for [`rebuild`]. The tasks stay in the
-/// husk's cgroups (a container's, which its runtime made). On failure the
-/// husk is killed.
+/// husk's cgroups (a container's, which its runtime made), but in the v1
+/// freezer hierarchy, where `hold` moves them into that transient cgroup,
+/// frozen. On failure the husk is killed.
 pub fn rebuild_into(
     reader: &ImageReader,
     husk: Pid,
     channel: &FdChannel,
     lazy: Option<&LazyPages>,
-) -> Result<u64, RestoreError> {
+    hold: Option<&str>,
+) -> Result<(u64, Option<HeldTree>), RestoreError> {
     let ck = reader.checkpoint();
     let root = ck.root().ok_or_else(|| RestoreError::Unsupported {
         pid: 0,
@@ -125,7 +127,7 @@ pub fn rebuild_into(
             return Err(e);
         }
     };
-    run(reader, root_husk, lazy, &Placement::default(), None).map(|(pages, _)| pages)
+    run(reader, root_husk, lazy, &Placement::default(), hold)
 }
 
 /// Builds the tree from its root's husk and lets it run (or, with
@@ -164,7 +166,7 @@ fn run<'a>(
             Some(name) => {
                 let pids: Vec<i32> = husks.iter().map(|h| h.pid.as_raw()).collect();
                 let held = HeldTree::freeze(name, &pids).map_err(|source| RestoreError::Hold {
-                    name: name.to_string(),
+                    cgroup: format!("the freezer cgroup ferry/{name}"),
                     source,
                 })?;
                 Some(held)
