@@ -518,25 +518,11 @@ fn thaw_held(pid: i32) {
     else {
         return;
     };
-    let dir = Path::new("/sys/fs/cgroup/freezer").join(path.trim_start_matches('/'));
     // Every task there is this copy's (the cgroup is named after its
     // migration on this test's testbed).
-    for task in fs::read_to_string(dir.join("tasks"))
-        .unwrap_or_default()
-        .lines()
-    {
-        if let Ok(task) = task.trim().parse() {
-            let _ = kill(Pid::from_raw(task), Signal::SIGKILL);
-        }
-    }
-    let _ = fs::write(dir.join("freezer.state"), "THAWED");
-    let start = Instant::now();
-    while fs::read_to_string(dir.join("tasks")).is_ok_and(|t| !t.trim().is_empty())
-        && start.elapsed() < Duration::from_secs(5)
-    {
-        sleep(Duration::from_millis(20));
-    }
-    let _ = fs::remove_dir(&dir);
+    common::testbed::kill_frozen_cgroup(
+        &Path::new("/sys/fs/cgroup/freezer").join(path.trim_start_matches('/')),
+    );
 }
 
 /// Asks every copy present (again after a pause, for a copy resumed

@@ -316,7 +316,9 @@ fn link_lost_during_postcopy_resumes_on_source() {
 
 /// The source agent dies for good during post-copy: B, which cannot get
 /// the pages still on A, tries to reconnect for its
-/// `postcopy_recovery_secs`, then kills its copy and says why.
+/// `postcopy_recovery_secs`, then kills its copy and says why (A's copy
+/// stays held frozen for an agent that never comes back; the testbed
+/// ends it).
 #[test]
 fn source_gone_during_postcopy_kills_the_incomplete_copy() {
     run_test("postcopy_source_gone", |dir| {

@@ -66,6 +66,10 @@ pub struct Hosts {
 pub struct Testbed {
     prefix: String,
     dir: PathBuf,
+    /// The hosts' PID namespaces (as /proc/PID/ns/pid names them), read
+    /// at the start: what the test may kill at its end, even once a
+    /// host's init is gone.
+    pid_namespaces: Vec<PathBuf>,
 }
 
 fn testbed_script() -> PathBuf {
@@ -99,9 +103,10 @@ impl Testbed {
             std::process::id() % 100_000,
             N.fetch_add(1, Ordering::Relaxed)
         );
-        let bed = Testbed {
+        let mut bed = Testbed {
             prefix,
             dir: dir.path().join("testbed"),
+            pid_namespaces: Vec::new(),
         };
         let out = Command::new("bash")
             .arg(testbed_script())
@@ -128,6 +133,11 @@ impl Testbed {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        bed.pid_namespaces = [Host::A, Host::B]
+            .into_iter()
+            .filter_map(|h| bed.init_pid(h).ok())
+            .filter_map(|p| fs::read_link(format!("/proc/{p}/ns/pid")).ok())
+            .collect();
         Ok(bed)
     }
 
@@ -505,6 +515,7 @@ impl Testbed {
 
 impl Drop for Testbed {
     fn drop(&mut self) {
+        self.kill_held_copies();
         let _ = Command::new("bash")
             .arg(testbed_script())
             .args(["down", "--name-prefix", &self.prefix, "--agents"])
@@ -514,6 +525,58 @@ impl Drop for Testbed {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// ferry's transient freezer cgroups (a held copy's, `ferry/incoming-*`
+/// and `ferry/outgoing-*`).
+const HOLDS: &str = "/sys/fs/cgroup/freezer/ferry";
+
+impl Testbed {
+    /// Kills the copies that agents of this testbed left held frozen (an
+    /// agent killed for good, or the test ending first): a frozen process
+    /// takes SIGKILL only once thawed, so bringing the hosts down would
+    /// leave them. Only a cgroup whose every task lives in one of this
+    /// testbed's PID namespaces is touched.
+    fn kill_held_copies(&self) {
+        let namespaces = &self.pid_namespaces;
+        let Ok(entries) = fs::read_dir(HOLDS) else {
+            return;
+        };
+        for dir in entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
+            let tasks = cgroup_tasks(&dir);
+            let ours = !tasks.is_empty()
+                && tasks.iter().all(|t| {
+                    fs::read_link(format!("/proc/{t}/ns/pid"))
+                        .is_ok_and(|ns| namespaces.contains(&ns))
+                });
+            if ours {
+                kill_frozen_cgroup(&dir);
+            }
+        }
+    }
+}
+
+/// The tasks of the cgroup directory `dir`.
+fn cgroup_tasks(dir: &Path) -> Vec<i32> {
+    fs::read_to_string(dir.join("tasks"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|t| t.trim().parse().ok())
+        .collect()
+}
+
+/// Kills every task of the v1 freezer cgroup `dir` (a test's own held
+/// copy), thaws it so that they die, waits for them and removes it.
+pub fn kill_frozen_cgroup(dir: &Path) {
+    for task in cgroup_tasks(dir) {
+        let _ = kill(Pid::from_raw(task), Signal::SIGKILL);
+    }
+    let _ = fs::write(dir.join("freezer.state"), "THAWED");
+    let start = Instant::now();
+    while !cgroup_tasks(dir).is_empty() && start.elapsed() < Duration::from_secs(5) {
+        sleep(Duration::from_millis(20));
+    }
+    let _ = fs::remove_dir(dir);
 }
 
 /// A daemon started by a test, killed (by PID) when dropped.
