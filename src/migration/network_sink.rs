@@ -166,7 +166,7 @@ pub(super) struct NetworkSink<'a> {
     /// Where the switch-over's decision is recorded.
     journal: Journal,
     /// The tree held frozen by the kernel from the state's sending until
-    /// the engine ends or resumes it (a plain tree's).
+    /// the engine ends or resumes it (not a container's post-copy).
     hold: Option<SourceHold>,
 }
 
@@ -360,7 +360,8 @@ impl NetworkSink<'_> {
             Err(e) => Err(e.to_string()),
         };
         match kept {
-            Ok(ToSource::Kept) => self.journal.remove(Role::Source, &self.id),
+            // The record goes once the copy here is ended (`end_hold`).
+            Ok(ToSource::Kept) => {}
             // Its copy is gone there (a Docker container whose start
             // failed after its restore): ours is the only one, and resumes.
             Ok(ToSource::Failed { reason }) => {
@@ -411,22 +412,26 @@ impl NetworkSink<'_> {
     }
 
     /// Hands the tree back to the engine once the switch-over is decided
-    /// (`done`: the engine kills it; otherwise it resumes it), and settles
-    /// the record: a post-copy's goes (nothing asks for it), a pre-copy's
-    /// stays for the destination's question, without its hold.
-    fn end_hold(&mut self, done: bool) {
-        let Some(hold) = self.hold.take() else {
-            return;
-        };
-        if done {
-            hold.end_killed();
-        } else {
-            hold.end_resumed();
-        }
-        match self.journal.read(Role::Source, &self.id) {
-            Some(_) if self.mode != MigrationMode::Precopy => {
-                self.journal.remove(Role::Source, &self.id)
+    /// (`done`: the engine kills it, and when `kill_first` it is killed
+    /// before it leaves its hold; otherwise the engine resumes it), then
+    /// settles the record, never before, so that an agent dying in
+    /// between still finds the hold: a post-copy's and an acknowledged
+    /// commit's go (nothing asks for them), any other stays for the
+    /// destination's question, without its hold.
+    fn end_hold(&mut self, done: bool, kill_first: bool) {
+        if let Some(hold) = self.hold.take() {
+            if done && kill_first {
+                hold.end_killed();
+            } else {
+                hold.end_released();
             }
+        }
+        let acknowledged = |r: &Record| {
+            self.mode != MigrationMode::Precopy
+                || (done && r.phase == journal::Phase::Committed && !self.stats.unacknowledged)
+        };
+        match self.journal.read(Role::Source, &self.id) {
+            Some(r) if acknowledged(&r) => self.journal.remove(Role::Source, &self.id),
             Some(r) => super::source_hold::forget_hold(&self.journal, r),
             None => {}
         }
@@ -686,7 +691,10 @@ impl CheckpointSink for NetworkSink<'_> {
         } else {
             self.commit_postcopy(checkpoint)
         };
-        self.end_hold(committed.is_ok());
+        // A tree with SysV segments to mark removed goes back to ptrace
+        // alive: the engine marks them from inside its root before it
+        // kills it.
+        self.end_hold(committed.is_ok(), checkpoint.sysv_shm.is_empty());
         committed
     }
 }

@@ -95,8 +95,9 @@ impl SourceHold {
         self.held.kill_traced();
     }
 
-    /// The engine resumes the copy: back under ptrace alone.
-    pub(super) fn end_resumed(self) {
+    /// The engine resumes (or itself kills) the copy: back under ptrace
+    /// alone.
+    pub(super) fn end_released(self) {
         if let Err(e) = self.held.thaw() {
             tracing::error!(%e, "cannot let the held tree go back to its tracer");
         }
