@@ -19,6 +19,7 @@ pub use error::ContainerError;
 pub use freezer::Freezer;
 pub use pidfile::write_pid_file;
 
+use crate::restore::{HeldTree, RestoreOptions, RestoreStats};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -371,16 +372,11 @@ pub fn checkpoint(
 /// init gets our stdio, on which its external stdio (the stdio pipes its
 /// runtime's shim held at checkpoint) is restored. On failure the created
 /// container is deleted.
-pub fn restore(
-    c: &Container,
-    bundle: &Path,
-    dir: &Path,
-) -> Result<crate::restore::RestoreStats, ContainerError> {
+pub fn restore(c: &Container, bundle: &Path, dir: &Path) -> Result<RestoreStats, ContainerError> {
     check_capabilities()?;
     check_runtime(c.runtime)?;
     let st = c.create(bundle, InitStdio::Inherit)?;
-    restore_created(c, st.pid, dir, crate::restore::RestoreOptions::default())
-        .map(|(stats, _)| stats)
+    restore_created(c, st.pid, dir, RestoreOptions::default()).map(|(stats, _)| stats)
 }
 
 /// How a destination configures a created container's own network
@@ -422,14 +418,8 @@ pub fn restore_created(
     c: &Container,
     husk: i32,
     dir: &Path,
-    opts: crate::restore::RestoreOptions,
-) -> Result<
-    (
-        crate::restore::RestoreStats,
-        Option<crate::restore::HeldTree>,
-    ),
-    ContainerError,
-> {
+    opts: RestoreOptions,
+) -> Result<(RestoreStats, Option<HeldTree>), ContainerError> {
     let restored = crate::restore::restore_into_with(dir, husk, opts)
         .map_err(|source| ContainerError::Restore {
             id: c.id.clone(),

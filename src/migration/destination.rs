@@ -572,7 +572,7 @@ async fn restore(
         let mut sink = ImageSink::new(writer);
         sink.commit(&checkpoint).map_err(MigrationError::local)?;
         let flows = &checkpoint.tcp_flows;
-        let held = crate::restore::RestoreOptions {
+        let opts = crate::restore::RestoreOptions {
             hold: Some(hold.clone()),
             ..Default::default()
         };
@@ -581,7 +581,7 @@ async fn restore(
                 let husk = t.create()?;
                 let (stats, held) = restore_locked(&work_dir, flows, Some(husk), lock, || {
                     t.configure_network(husk)?;
-                    crate::container::restore_created(&t.container, husk, &restore_dir, held)
+                    crate::container::restore_created(&t.container, husk, &restore_dir, opts)
                         .map_err(MigrationError::local)
                 })?;
                 t.announce(husk);

@@ -169,16 +169,15 @@ fn serve_left_pages(
         Ok(s) => {
             tracing::info!(id = %record.id, requests = s.requests, pages_pushed = s.pages_pushed, "every page is on the destination: the held copy here is killed");
             held.kill();
-            journal.remove(Role::Source, &record.id);
         }
         Err(e) => {
             tracing::warn!(id = %record.id, %e, "post-copy could not be finished: the held copy here resumes");
             if let Err(e) = held.thaw() {
                 tracing::error!(id = %record.id, %e, "cannot resume a held copy");
             }
-            journal.remove(Role::Source, &record.id);
         }
     }
+    journal.remove(Role::Source, &record.id);
 }
 
 /// Rewrites `record` without its hold: settled, it is kept only for the

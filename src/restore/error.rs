@@ -125,10 +125,10 @@ pub enum RestoreError {
     },
     /// The restored tree could not be held frozen (a migration's
     /// destination holds it until the source decides).
-    #[error("cannot hold the restored tree frozen in {cgroup}: {source}")]
+    #[error("cannot hold the restored tree frozen in the freezer cgroup ferry/{name}: {source}")]
     Hold {
-        /// The cgroup, as a phrase.
-        cgroup: String,
+        /// The transient freezer cgroup's name.
+        name: String,
         /// Why.
         source: crate::container::freezer::FreezerError,
     },

@@ -166,7 +166,7 @@ fn run<'a>(
             Some(name) => {
                 let pids: Vec<i32> = husks.iter().map(|h| h.pid.as_raw()).collect();
                 let held = HeldTree::freeze(name, &pids).map_err(|source| RestoreError::Hold {
-                    cgroup: format!("the freezer cgroup ferry/{name}"),
+                    name: name.to_string(),
                     source,
                 })?;
                 Some(held)
