@@ -39,7 +39,9 @@
 # actual (dryrun_part_NAME_predicted / _actual). Params name the workload
 # (steady at RATE, or tree) and the run. Each migration also goes to the
 # agent's history, which refines the next dry run (as it would in use).
-# (Containers: `dry-run` has no --container yet.)
+# The containers section (below) does the same, before each pre-copy move
+# of a container of a kind in DRYRUN_CONTAINERS (default "counter node";
+# empty skips), with `dry-run --container`.
 # Post-copy between the same hosts of a process that touched each size of
 # POSTCOPY_SIZES (MiB, default "64 512 2048"; empty skips;
 # tests/workloads/bench_mem.c): freeze to running on the destination, the
@@ -130,6 +132,7 @@ DRYRUN_RATES=${DRYRUN_RATES-"0 16 64 256"}
 DRYRUN_MIB=${DRYRUN_MIB:-1024}
 DRYRUN_TREE=${DRYRUN_TREE:-50}
 DRYRUN_DURATION=${DRYRUN_DURATION:-4s}
+DRYRUN_CONTAINERS=${DRYRUN_CONTAINERS-"counter node"}
 DOCKER_RUNS=${DOCKER_RUNS:-5}
 DOCKER_KINDS=${DOCKER_KINDS-"busybox node"}
 FERRY_RUNC_BIN=${FERRY_RUNC_BIN:-target/release/ferry-runc}
@@ -414,17 +417,30 @@ PY
   done
 fi
 
+# dry_run_on_a ARGS...: the dry run of the workload ARGS name (a PID on
+# host A, or --container ID) to host B, its report in $tmp/dryrun.json.
+dry_run_on_a() {
+  agent_run dryrun dry-run "$@" --to 10.231.0.2:7420 --control-socket "$tmp/hosts/a/agent.sock" \
+    --duration "$DRYRUN_DURATION" --json
+}
+
 # dryrun_then_migrate MIB PARAMS WHAT: the dry run of $ns_pid on host A
 # to host B, then its migration; samples the predictions and the actual
 # figures, side by side (PARAMS: key=value[,key=value]).
 dryrun_then_migrate() {
   local mib=$1 params=$2 what=$3
-  agent_run dryrun dry-run "$ns_pid" --to 10.231.0.2:7420 --control-socket "$tmp/hosts/a/agent.sock" \
-    --duration "$DRYRUN_DURATION" --json
+  dry_run_on_a "$ns_pid"
   agent_run migrate migrate "$ns_pid" --to 10.231.0.2:7420 --control-socket "$tmp/hosts/a/agent.sock" --json
+  dryrun_samples "$tmp/migrate.json" "$mib" "$params" "$what"
+}
+
+# dryrun_samples MIGRATE_JSON MIB PARAMS WHAT: samples $tmp/dryrun.json's
+# pre-copy prediction and the migration's actual figures, side by side.
+dryrun_samples() {
+  local migrated=$1 mib=$2 params=$3 what=$4
   [ -z "${FERRY_BENCH_KEEP:-}" ] || cp "$tmp/dryrun.json" "$FERRY_BENCH_KEEP/dryrun-$params.json"
-  [ -z "${FERRY_BENCH_KEEP:-}" ] || cp "$tmp/migrate.json" "$FERRY_BENCH_KEEP/migrate-$params.json"
-  python3 - "$tmp/dryrun.json" "$tmp/migrate.json" "$mib" "$params" "$what" >>"$samples" <<'PY'
+  [ -z "${FERRY_BENCH_KEEP:-}" ] || cp "$migrated" "$FERRY_BENCH_KEEP/migrate-$params.json"
+  python3 - "$tmp/dryrun.json" "$migrated" "$mib" "$params" "$what" >>"$samples" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); s = json.load(open(sys.argv[2])); mib, params, what = sys.argv[3:]
 pre = next(p for p in r["predictions"] if p["mode"] == "precopy")
@@ -533,9 +549,15 @@ if [ -n "$CONTAINER_MODES" ]; then
         esac || { echo "bench: container $kind did not start:" >&2; cat "$log" >&2; exit 1; }
         [ "$kind" != node ] || [ "$(on a curl -sS "$node_url")" = 1 ] || { echo "bench: node on A did not answer 1" >&2; exit 1; }
 
+        predicted=
+        if [ "$mode" = precopy ] && [[ " $DRYRUN_CONTAINERS " == *" $kind "* ]]; then
+          dry_run_on_a --container "$cid"
+          predicted=1
+        fi
         agent_run container migrate --container "$cid" --to 10.231.0.2:7420 \
           --control-socket "$tmp/hosts/a/agent.sock" --mode "$mode" --json
         [ -z "${FERRY_BENCH_KEEP:-}" ] || cp "$tmp/container.json" "$FERRY_BENCH_KEEP/$cid.json"
+        [ -z "$predicted" ] || dryrun_samples "$tmp/container.json" "$mib" "workload=container-$kind,run=$run" "the $kind container"
         python3 - "$tmp/container.json" "$kind" "$mode" "$mib" >>"$samples" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1])); kind, mode, mib = sys.argv[2:]

@@ -105,10 +105,22 @@ impl TwoDockers {
 impl TwoDockersRef<'_> {
     /// `migrate-agent migrate --docker NAME --to B` through A's agent.
     fn migrate(&self, dir: &TestDir, name: &str, extra: &[&str]) -> Result<AgentRun> {
+        self.to_b(dir, "migrate", name, extra)
+    }
+
+    /// `migrate-agent dry-run --docker NAME --to B` through A's agent (it
+    /// freezes the container once for a few milliseconds).
+    fn dry_run(&self, dir: &TestDir, name: &str) -> Result<AgentRun> {
+        self.to_b(dir, "dry-run", name, &["--duration", "1s"])
+    }
+
+    /// `migrate-agent COMMAND --docker NAME --to B EXTRA`, through A's
+    /// agent.
+    fn to_b(&self, dir: &TestDir, command: &str, name: &str, extra: &[&str]) -> Result<AgentRun> {
         let control = self.bed.control_socket(Host::A);
         let host = self.a.host_url()?;
         let mut args = vec![
-            "migrate",
+            command,
             "--docker",
             name,
             "--docker-host",
@@ -186,6 +198,20 @@ fn busybox_moves(dir: &TestDir, mode: &str, keep_stopped: bool) -> Result<()> {
     ])?;
     let before = wait_numbers(&d.a, "looper", 2)?;
     consecutive(&before)?;
+    if mode == "precopy" {
+        // The dry run's freeze leaves the count whole (checked below).
+        let report = d
+            .source()
+            .dry_run(dir, "looper")?
+            .json()
+            .with_context(|| d.logs())?;
+        ensure!(
+            report["can_move"] == true
+                && report["kind"] == "docker"
+                && report["container"] == "Docker container looper",
+            "the dry run of Docker container looper is not that of one that can move: {report}"
+        );
+    }
     let mut extra = vec!["--mode", mode];
     if keep_stopped {
         extra.push("--keep-stopped");

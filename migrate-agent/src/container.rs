@@ -39,27 +39,25 @@ impl ContainerArgs {
     }
 }
 
-/// `--docker NAME|ID [--docker-host unix:///PATH] [--keep-stopped]`.
+/// `--docker NAME|ID [--docker-host unix:///PATH]`.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct DockerArgs {
-    /// Work on this Docker container (a name or ID) instead of a PID: the
-    /// destination agent's dockerd creates and starts it, and it leaves
-    /// this host's dockerd once it runs there.
+    /// Work on this Docker container (a name or ID) instead of a PID: a
+    /// migration's destination agent's dockerd creates and starts it, and
+    /// it leaves this host's dockerd once it runs there.
     #[arg(long, conflicts_with = "container")]
     pub docker: Option<String>,
     /// The dockerd the container runs on (default: the agent's `[container]
     /// docker_socket`, else /var/run/docker.sock).
     #[arg(long, requires = "docker")]
     pub docker_host: Option<String>,
-    /// Leave the container stopped here once it runs on the destination,
-    /// instead of removing it.
-    #[arg(long, requires = "docker")]
-    pub keep_stopped: bool,
 }
 
 impl DockerArgs {
-    /// The request's Docker part, if a container is named.
-    pub fn request(&self) -> Option<ferry::agent::DockerRequest> {
+    /// The migration request's Docker part, if a container is named; it
+    /// is left stopped on this host once it runs on the destination if
+    /// `keep_stopped`, else removed.
+    pub fn request(&self, keep_stopped: bool) -> Option<ferry::agent::DockerRequest> {
         self.docker
             .as_ref()
             .map(|name| ferry::agent::DockerRequest {
@@ -69,7 +67,17 @@ impl DockerArgs {
                         .socket()
                         .to_path_buf()
                 }),
-                keep_stopped: self.keep_stopped,
+                keep_stopped,
             })
+    }
+}
+
+/// The workload as the user named it, for messages: a Docker container, a
+/// runtime's container, or process `pid`.
+pub fn describe(container: &ContainerArgs, docker: &DockerArgs, pid: i32) -> String {
+    match (&container.container, &docker.docker) {
+        (_, Some(name)) => format!("Docker container {name}"),
+        (Some(id), None) => format!("container {id}"),
+        (None, None) => format!("process {pid}"),
     }
 }

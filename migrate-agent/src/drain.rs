@@ -71,7 +71,6 @@ pub fn run(a: DrainArgs) -> anyhow::Result<ExitCode> {
                 DockerArgs {
                     docker: Some(id.clone()),
                     docker_host: Some(host.clone()),
-                    keep_stopped: false,
                 },
             ),
             None => (Some(id.clone()), DockerArgs::default()),
@@ -85,6 +84,7 @@ pub fn run(a: DrainArgs) -> anyhow::Result<ExitCode> {
             pid: 0,
             container: &container,
             docker: &docker,
+            keep_stopped: false,
         };
         let outcome = match execute(&workload, &a.destination, &a.transfer, true) {
             Ok(stats) => Outcome {

@@ -3,11 +3,13 @@
 //! Ctrl-C), probes the destination through the local agent if asked, and
 //! prints the predicted downtime and duration per mode with advice.
 
+use crate::container::{ContainerArgs, DockerArgs};
 use crate::migrate::{host_part, mib, parse_duration_ms, parse_rate, resolve, SwitchOverArgs};
 use anyhow::Context;
 use ferry::agent::{self, ControlEvent, ControlRequest};
+use ferry::container::docker::Docker;
 use ferry::migration::dryrun::{self, DestinationReport, DryRunReport, Mode, ModePrediction};
-use ferry::migration::dryrun_job::{DryRunRequest, ProbeTarget, SAMPLE_INTERVAL};
+use ferry::migration::dryrun_job::{ContainerTarget, DryRunRequest, ProbeTarget, SAMPLE_INTERVAL};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -21,10 +23,19 @@ const INTERRUPTED: u8 = 130;
 /// `dry-run`'s options.
 #[derive(clap::Args, Debug)]
 pub struct DryRunArgs {
-    /// PID of the process (root of the tree): with --to, as the local agent
-    /// sees it (the agent runs the whole dry run, as it runs `migrate`);
-    /// without, as this command sees it.
-    pid: i32,
+    /// PID of the process (root of the tree), or --container, or
+    /// --docker: with --to, as the local agent sees it (the agent runs the
+    /// whole dry run, as it runs `migrate`); without, as this command sees
+    /// it.
+    #[arg(required_unless_present_any = ["container", "docker"])]
+    pid: Option<i32>,
+    /// A container instead of a PID (the local agent runs its dry run,
+    /// with or without --to); its prediction includes what the
+    /// destination does around the restore of a container.
+    #[command(flatten)]
+    container: ContainerArgs,
+    #[command(flatten)]
+    docker: DockerArgs,
     /// How long to measure the workload's writes, a duration with its unit
     /// (10s, 1500ms; a bare number is refused).
     #[arg(long, default_value = "10s")]
@@ -75,8 +86,25 @@ pub fn run(args: DryRunArgs) -> anyhow::Result<ExitCode> {
     let stop = ferry::kernel::catch_termination_signals()
         .context("installing the SIGINT/SIGTERM handler")?;
 
+    let container = match (args.container.container()?, &args.docker.docker) {
+        (_, Some(name)) => Some(ContainerTarget::Docker {
+            name: name.clone(),
+            socket: args
+                .docker
+                .docker_host
+                .as_deref()
+                .map(|h| Docker::from_host(h).socket().to_path_buf()),
+        }),
+        (Some(c), None) => Some(ContainerTarget::Runtime {
+            runtime: c.runtime,
+            root: Some(c.root),
+            id: c.id,
+        }),
+        (None, None) => None,
+    };
     let request = DryRunRequest {
-        pid: args.pid,
+        pid: args.pid.unwrap_or(0),
+        container,
         duration_ms,
         destination: to.map(|(text, to)| ProbeTarget {
             address: text.to_string(),
@@ -90,10 +118,14 @@ pub fn run(args: DryRunArgs) -> anyhow::Result<ExitCode> {
         limits,
         no_freeze: args.no_freeze,
     };
-    let report = if request.destination.is_some() {
+    let report = if request.destination.is_some() || request.container.is_some() {
         through_agent(&args.control_socket, request, stop)?
     } else {
-        let measured = request.inspect_and_measure(stop)?;
+        // No container named: no dockerd is asked.
+        let dockerd = Docker::new(std::path::Path::new(
+            ferry::container::docker::DEFAULT_SOCKET,
+        ));
+        let measured = request.inspect_and_measure(stop, &dockerd)?;
         request.report(measured, None, &[])
     };
     let interrupted = stop.load(Ordering::SeqCst);
@@ -127,13 +159,13 @@ fn through_agent(
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    let pid = request.pid;
+    let what = request.describe();
     let request = ControlRequest::DryRun(request);
     match runtime.block_on(agent::request_until(socket, &request, |_| {}, interrupt)) {
         Ok(ControlEvent::DryRun(report)) => Ok(*report),
         Ok(ControlEvent::Failed { error }) => Err(anyhow::anyhow!(error)),
         Ok(other) => Err(anyhow::anyhow!(
-            "the agent answered {other:?} to the dry run of process {pid}"
+            "the agent answered {other:?} to the dry run of {what}"
         )),
         Err(e) => Err(anyhow::anyhow!(e)),
     }
@@ -141,9 +173,13 @@ fn through_agent(
 
 fn print_report(r: &DryRunReport) {
     let m = &r.measurement;
+    let what = match &r.container {
+        Some(c) => format!("{c} (init {})", r.pid),
+        None => format!("process {}", r.pid),
+    };
     println!(
-        "dry run of process {} ({} process{}, tracker {}): {}",
-        r.pid,
+        "dry run of {} ({} process{}, tracker {}): {}",
+        what,
         m.processes.len(),
         if m.processes.len() == 1 { "" } else { "es" },
         m.backend.as_str(),

@@ -89,6 +89,10 @@ pub struct MigrateArgs {
     container: ContainerArgs,
     #[command(flatten)]
     docker: DockerArgs,
+    /// Leave the Docker container stopped here once it runs on the
+    /// destination, instead of removing it.
+    #[arg(long, requires = "docker")]
+    keep_stopped: bool,
     #[command(flatten)]
     destination: DestinationArgs,
     #[command(flatten)]
@@ -108,16 +112,13 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         pid,
         container: &args.container,
         docker: &args.docker,
+        keep_stopped: args.keep_stopped,
     };
     let stats = execute(&workload, &args.destination, &args.transfer, args.json)?;
     if args.json {
         println!("{}", serde_json::to_string(&stats)?);
     } else {
-        let what = match (&args.container.container, &args.docker.docker) {
-            (_, Some(name)) => format!("Docker container {name}"),
-            (Some(id), None) => format!("container {id}"),
-            (None, None) => format!("process {pid}"),
-        };
+        let what = crate::container::describe(&args.container, &args.docker, pid);
         print_summary(&what, &args.destination.to, &stats);
     }
     Ok(ExitCode::SUCCESS)
@@ -132,6 +133,8 @@ pub(crate) struct Workload<'a> {
     pub container: &'a ContainerArgs,
     /// `--docker`.
     pub docker: &'a DockerArgs,
+    /// `--keep-stopped`.
+    pub keep_stopped: bool,
 }
 
 /// Asks the local agent to migrate, showing a progress bar unless
@@ -165,7 +168,7 @@ pub(crate) fn execute(
             .map(|c| (c.runtime, Some(c.root), c.id)),
         mode: transfer.mode,
         sync_rootfs: transfer.sync_rootfs,
-        docker: workload.docker.request(),
+        docker: workload.docker.request(workload.keep_stopped),
     });
     let bar = if quiet {
         ProgressBar::hidden()

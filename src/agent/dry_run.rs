@@ -4,6 +4,7 @@
 //! migrations (kept in its work directory). The CLI stops it early by closing its
 //! writing half of the control connection (Ctrl-C) or by going away.
 
+use crate::container::docker::Docker;
 use crate::migration::dryrun::{self, DestinationReport, DryRunReport, ProbeReport};
 use crate::migration::dryrun_job::{DryRunRequest, ProbeTarget};
 use crate::migration::history;
@@ -16,17 +17,19 @@ use tokio::net::UnixStream;
 
 /// Runs `req`; while it measures, a read of `stream` that ends (the CLI
 /// closed its side) stops the measurement, which then reports what it saw.
-/// The error is a sentence for the CLI.
+/// A Docker container named without a socket runs on `dockerd`. The error
+/// is a sentence for the CLI.
 pub(super) async fn run(
     req: DryRunRequest,
     transport: &Transport,
     stream: &mut UnixStream,
     work_dir: &Path,
+    dockerd: &Docker,
 ) -> Result<DryRunReport, String> {
     let stop = Arc::new(AtomicBool::new(false));
     let job = tokio::task::spawn_blocking({
-        let (req, stop) = (req.clone(), stop.clone());
-        move || req.inspect_and_measure(&stop)
+        let (req, stop, dockerd) = (req.clone(), stop.clone(), dockerd.clone());
+        move || req.inspect_and_measure(&stop, &dockerd)
     });
     tokio::pin!(job);
     let measured = tokio::select! {
@@ -36,14 +39,15 @@ pub(super) async fn run(
             job.await
         }
     };
+    let what = req.describe();
     let measured = match measured {
         Ok(Ok(measured)) => measured,
-        Ok(Err(e)) => return Err(format!("the dry run of process {} failed: {e}", req.pid)),
-        Err(e) => return Err(format!("the dry run of process {} ended: {e}", req.pid)),
+        Ok(Err(e)) => return Err(format!("the dry run of {what} failed: {e}")),
+        Err(e) => return Err(format!("the dry run of {what} ended: {e}")),
     };
     let destination = match &req.destination {
         Some(target) if !measured.measurement.interrupted && !stop.load(Ordering::SeqCst) => {
-            let outcome = probe(transport, req.pid, target).await;
+            let outcome = probe(transport, measured.subject.pid, target).await;
             Some(DestinationReport::from_probe(&target.address, outcome))
         }
         _ => None,

@@ -325,7 +325,14 @@ async fn handle_control(
     let req = match request {
         ControlRequest::Migrate(req) => req,
         ControlRequest::DryRun(req) => {
-            let event = match dry_run::run(req, &transport, &mut stream, &local.work_dir).await {
+            let ran = dry_run::run(
+                req,
+                &transport,
+                &mut stream,
+                &local.work_dir,
+                &local.dockerd,
+            );
+            let event = match ran.await {
                 Ok(report) => ControlEvent::DryRun(Box::new(report)),
                 Err(error) => ControlEvent::Failed { error },
             };
@@ -353,6 +360,29 @@ async fn handle_control(
         }
     }
     job.await.map_err(|e| e.to_string())
+}
+
+/// The kind, processes and threads of the workload a migration is about
+/// to move (the tree of `pid`, or of the running `container`'s init), for
+/// its entry in the cost model's history; None when it cannot be read.
+fn history_subject(
+    pid: i32,
+    container: Option<&crate::container::Container>,
+    docker: bool,
+) -> Option<(crate::migration::costmodel::WorkloadKind, u64, u64)> {
+    let (root, kind) = match container {
+        None => (pid, crate::migration::costmodel::WorkloadKind::Tree),
+        Some(c) => {
+            let init = c.running().ok()?.pid;
+            (init, calibrate::container_kind(&c.id, init, docker).ok()?)
+        }
+    };
+    let members = crate::inspect::collect_tree(root).ok()?;
+    Some((
+        kind,
+        members.len() as u64,
+        calibrate::tree_threads(&members),
+    ))
 }
 
 async fn run_migration(
@@ -427,11 +457,9 @@ async fn run_migration(
         docker,
         journal: local.journal,
     };
-    // A plain pre-copy migration's measured parts go to the cost model's
-    // history (the tree's size is read before it moves).
-    let plain_precopy = req.container.is_none()
-        && req.docker.is_none()
-        && req.mode == crate::migration::source::MigrationMode::Precopy;
+    // A pre-copy migration's measured parts go to the cost model's
+    // history (the tree's size and kind are read before it moves).
+    let precopy = req.mode == crate::migration::source::MigrationMode::Precopy;
     let work_dir = local.work_dir.clone();
     let rt = tokio::runtime::Handle::current();
     let progress_events = events.clone();
@@ -441,14 +469,14 @@ async fn run_migration(
             progress_board.progress(id, p);
             let _ = progress_events.send(ControlEvent::Progress(*p));
         };
-        let size = plain_precopy
-            .then(|| crate::inspect::collect_tree(pid).ok())
-            .flatten()
-            .map(|m| (m.len() as u64, calibrate::tree_threads(&m)));
+        let size = precopy
+            .then(|| history_subject(pid, opts.container.as_ref(), opts.docker.is_some()))
+            .flatten();
         let result = source::migrate(&rt, &mut session, pid, &opts, &mut progress);
         session.close("migration finished");
-        if let (Ok(stats), Some((processes, threads))) = (&result, size) {
-            let past = PastMigration::from_stats(&req.to.to_string(), processes, threads, stats);
+        if let (Ok(stats), Some((kind, processes, threads))) = (&result, size) {
+            let to = req.to.to_string();
+            let past = PastMigration::from_stats(&to, kind, processes, threads, stats);
             if let Err(e) = history::record(&work_dir, past) {
                 tracing::warn!(
                     "cannot keep the migration's costs in {}: {e}",

@@ -57,6 +57,17 @@ pub fn inspect_tree(pid: i32) -> Result<TreeInspection, InspectError> {
     inspect_tree_in(pid, &expected, StdioPolicy::NotContainer)
 }
 
+/// [`inspect_tree`] for the tree of a container's init `pid`, in the
+/// container's namespaces, its stdio held outside treated as `stdio` says
+/// (as a container's checkpoint inspects it).
+pub fn inspect_container_tree(
+    pid: i32,
+    stdio: StdioPolicy,
+) -> Result<TreeInspection, InspectError> {
+    let expected = namespaces::expected_namespaces(pid, true, false)?;
+    inspect_tree_in(pid, &expected, stdio)
+}
+
 /// [`inspect_tree`] for a tree whose processes must be in the `expected`
 /// namespaces, a container's stdio held outside it treated as `stdio`
 /// says.

@@ -26,6 +26,21 @@ pub enum StdioPolicy {
     Refuse,
 }
 
+impl StdioPolicy {
+    /// How a live migration treats the stdio of a tree's root held
+    /// outside it: a Docker container's init gets a shim's stdio again on
+    /// the destination (ferry-runc's handoff), so it is recorded; a runc
+    /// container's gets none there, so it is refused; a plain tree's is
+    /// any pipe.
+    pub fn migrating(container: bool, docker: bool) -> Self {
+        match (container, docker) {
+            (_, true) => StdioPolicy::Record,
+            (true, false) => StdioPolicy::Refuse,
+            (false, false) => StdioPolicy::NotContainer,
+        }
+    }
+}
+
 /// The names of the stdio slots, for messages.
 const SLOT_NAMES: [&str; 3] = ["stdin", "stdout", "stderr"];
 

@@ -6,7 +6,7 @@ use super::calibrate;
 use super::costmodel::{self, Calibration, Corner, Parts, Workload};
 use super::dryrun::{
     Band, BandwidthSource, Blocker, DestinationReport, DryRunReport, Measurement, Mode,
-    ModePrediction, Recommendation, DEFAULT_BANDWIDTH,
+    ModePrediction, Recommendation, Subject, DEFAULT_BANDWIDTH,
 };
 use super::history::{self, PastMigration};
 use super::policy::{Limits, SwitchReason};
@@ -14,9 +14,10 @@ use super::policy::{Limits, SwitchReason};
 /// Turns blockers, measurement and destination into predictions and
 /// advice. The bandwidth is the probe's, else `bandwidth` (--bandwidth),
 /// else [`DEFAULT_BANDWIDTH`]; `past` (the agent's past migrations)
-/// refines the cost model for the probed destination.
+/// refines the cost model for the probed destination and the workload's
+/// `kind`.
 pub fn assess(
-    pid: i32,
+    subject: Subject,
     blockers: Vec<Blocker>,
     measurement: Measurement,
     destination: Option<DestinationReport>,
@@ -40,16 +41,19 @@ pub fn assess(
         threads: measurement.threads,
         freeze: measurement.freeze,
         bandwidth: (bw, source == BandwidthSource::Measured),
+        kind: subject.kind,
     });
     let calibration = match destination.as_ref().and_then(|d| d.probe.as_ref()) {
-        Some(p) => history::refine(&calibration, past, &p.address, bw),
+        Some(p) => history::refine(&calibration, past, &p.address, subject.kind, bw),
         None => calibration,
     };
     let predictions = predict_modes(&measurement, &calibration, limits);
     let can_move = blockers.is_empty() && destination.as_ref().map_or(true, |d| d.compatible);
     let recommendation = recommend(&blockers, destination.as_ref(), &predictions, limits);
     DryRunReport {
-        pid,
+        pid: subject.pid,
+        kind: subject.kind,
+        container: subject.container,
         can_move,
         blockers,
         measurement,
@@ -253,7 +257,15 @@ mod tests {
     #[test]
     fn a_slow_writer_is_advised_precopy() {
         let m = measured(1024 * MIB, 64.0 * MIB as f64, 4.0 * MIB as f64, 192 * MIB);
-        let r = assess(1, Vec::new(), m, None, None, &Limits::default(), &[]);
+        let r = assess(
+            Subject::tree(1),
+            Vec::new(),
+            m,
+            None,
+            None,
+            &Limits::default(),
+            &[],
+        );
         assert_eq!(r.bandwidth_source, BandwidthSource::Default);
         assert_eq!(r.recommendation.mode, Some(Mode::Precopy), "{r:?}");
         let pre = &r.predictions[0];
@@ -265,7 +277,15 @@ mod tests {
     #[test]
     fn a_writer_faster_than_the_link_is_not_advised_a_tiny_limit() {
         let m = measured(1024 * MIB, 2048.0 * MIB as f64, 0.0, 512 * MIB);
-        let r = assess(1, Vec::new(), m, None, None, &Limits::default(), &[]);
+        let r = assess(
+            Subject::tree(1),
+            Vec::new(),
+            m,
+            None,
+            None,
+            &Limits::default(),
+            &[],
+        );
         let rec = r.recommendation;
         assert!(
             rec.mode == Some(Mode::Hybrid) || rec.max_downtime_ms.unwrap() > 50.0,
@@ -282,7 +302,7 @@ mod tests {
             reason: "socket".into(),
         };
         let r = assess(
-            7,
+            Subject::tree(7),
             vec![blocker],
             m.clone(),
             None,
@@ -293,7 +313,7 @@ mod tests {
         assert!(!r.can_move && r.recommendation.mode.is_none());
         let d = DestinationReport::from_probe("10.0.0.2:7420", Err("timed out".into()));
         let r = assess(
-            7,
+            Subject::tree(7),
             Vec::new(),
             m,
             Some(d),

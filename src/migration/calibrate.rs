@@ -24,10 +24,11 @@
 //! tracker and collects the last dirty pages): the estimates below span
 //! both.
 
-use super::costmodel::{Calibration, Figure};
+use super::costmodel::{Calibration, Figure, WorkloadKind};
 use crate::dump::sink::{CheckpointSink, MemoryMode};
 use crate::dump::{self, CheckpointError, CheckpointOptions};
 use crate::image::{Checkpoint, ImageSummary, NextStep, RoundReport};
+use crate::inspect::StdioPolicy;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -58,10 +59,22 @@ const INSTALL_BYTES_PER_SEC: Figure = Figure::estimate(1.0e9, 0.4);
 const RESTORE_FIXED_MS: Figure = Figure::estimate(5.0, 0.5);
 const RESTORE_PER_PROCESS_MS: Figure = Figure::estimate(5.0, 0.5);
 const RESTORE_PER_THREAD_MS: Figure = Figure::estimate(0.5, 0.5);
-/// From the restore's end to the source hearing the copy runs.
+/// From the restore's end to the source hearing the copy runs, per kind
+/// of workload: a plain tree; a container, whose runtime's `create` and
+/// `start` on the destination come on top (the busybox counter's resume
+/// took 56 ms in issue 16's table); one with addresses of its own, whose
+/// network hook also runs (the Node.js counter's: 278 ms); a Docker
+/// container, created before the freeze by the destination's dockerd,
+/// whose init is handed over by ferry-runc.
 const RESUME_MS: Figure = Figure::estimate(20.0, 0.6);
-/// Session, offer and the end of the source's copy.
+const CONTAINER_RESUME_MS: Figure = Figure::estimate(60.0, 0.5);
+const CONTAINER_WITH_NETWORK_RESUME_MS: Figure = Figure::estimate(280.0, 0.5);
+const DOCKER_RESUME_MS: Figure = Figure::estimate(60.0, 0.6);
+/// Session, offer and the end of the source's copy; a Docker container's
+/// adds the destination dockerd's create and start at the offer and the
+/// source dockerd's removal at the end.
 const SESSION_MS: Figure = Figure::estimate(50.0, 0.6);
+const DOCKER_SESSION_MS: Figure = Figure::estimate(400.0, 0.6);
 
 /// The freeze and state read measured on the workload.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -124,15 +137,21 @@ impl CheckpointSink for FreezeTimer {
 
 /// Freezes the tree rooted at `pid` once, reads its whole state as a
 /// migration's switch-over would (its private memory excepted), and thaws
-/// it: the workload stops for about the returned time. The error is a
-/// sentence.
-pub fn measure_freeze(pid: i32) -> Result<FreezeMeasurement, String> {
+/// it: the workload stops for about the returned time. `container` says
+/// whether `pid` is a container's init and how its stdio is treated, as
+/// the migration would. The error is a sentence.
+pub fn measure_freeze(
+    pid: i32,
+    container: Option<StdioPolicy>,
+) -> Result<FreezeMeasurement, String> {
     let mut timer = FreezeTimer::default();
     let outcome = dump::checkpoint_into(
         pid,
         &mut timer,
         CheckpointOptions {
             leave_running: true,
+            in_container: container.is_some(),
+            external_stdio: container.unwrap_or_default(),
             ..CheckpointOptions::default()
         },
     );
@@ -148,6 +167,23 @@ pub fn measure_freeze(pid: i32) -> Result<FreezeMeasurement, String> {
             "freezing process {pid} to measure the freeze ended without reading its state"
         )),
     }
+}
+
+/// The kind of container `id` whose init is `init` (`docker`: run by
+/// dockerd), as the destination will rebuild it: with its addresses
+/// when it has some of its own (what the migration's offer carries).
+pub fn container_kind(
+    id: &str,
+    init: i32,
+    docker: bool,
+) -> Result<WorkloadKind, crate::container::ContainerError> {
+    if docker {
+        return Ok(WorkloadKind::Docker);
+    }
+    Ok(match crate::container::net::record(id, init)? {
+        Some(_) => WorkloadKind::ContainerWithNetwork,
+        None => WorkloadKind::Container,
+    })
 }
 
 /// The threads of the processes `members` (those that ended meanwhile
@@ -174,6 +210,8 @@ pub struct Inputs {
     /// The bandwidth the probe measured (true) or that was given or
     /// assumed (false), in bytes per second.
     pub bandwidth: (f64, bool),
+    /// What kind of workload it is.
+    pub kind: WorkloadKind,
 }
 
 /// The calibration from measurements where there are some and the
@@ -208,8 +246,16 @@ pub fn calibrate(i: &Inputs) -> Calibration {
         restore_fixed_ms: RESTORE_FIXED_MS,
         restore_per_process_ms: RESTORE_PER_PROCESS_MS,
         restore_per_thread_ms: RESTORE_PER_THREAD_MS,
-        resume_ms: RESUME_MS,
-        session_ms: SESSION_MS,
+        resume_ms: match i.kind {
+            WorkloadKind::Tree => RESUME_MS,
+            WorkloadKind::Container => CONTAINER_RESUME_MS,
+            WorkloadKind::ContainerWithNetwork => CONTAINER_WITH_NETWORK_RESUME_MS,
+            WorkloadKind::Docker => DOCKER_RESUME_MS,
+        },
+        session_ms: match i.kind {
+            WorkloadKind::Docker => DOCKER_SESSION_MS,
+            _ => SESSION_MS,
+        },
     }
 }
 
@@ -226,6 +272,7 @@ mod tests {
             threads: 3,
             freeze: None,
             bandwidth: (1e9, true),
+            kind: WorkloadKind::Tree,
         };
         let c = calibrate(&i);
         assert_eq!(c.freeze_ms.basis, Basis::Estimate);

@@ -111,6 +111,28 @@ impl Corner {
     }
 }
 
+/// What kind of workload a migration moves: the destination's work
+/// around the restore differs (a runtime's `create`, a network hook), so
+/// the cost model estimates it, and the agent's history keeps it, per
+/// kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadKind {
+    /// A plain process tree.
+    #[default]
+    Tree,
+    /// A container of an OCI runtime sharing the host's network, or with
+    /// a network namespace holding only loopback: the destination's
+    /// runtime creates it around the restore.
+    Container,
+    /// A container with addresses of its own: the destination's network
+    /// hook gives them back too.
+    ContainerWithNetwork,
+    /// A Docker container: the destination's dockerd creates and starts
+    /// it when the offer arrives, before the freeze.
+    Docker,
+}
+
 /// What a migration between this host pair costs, part by part.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {

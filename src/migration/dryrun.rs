@@ -15,7 +15,7 @@
 //! deviation of the sampled rates; its width is reported.
 
 use super::calibrate::{self, FreezeMeasurement};
-use super::costmodel::{self, Calibration, Parts};
+use super::costmodel::{self, Calibration, Parts, WorkloadKind};
 use super::policy::SwitchReason;
 pub use super::probe::{probe, ProbeReport, PROBE_TRANSFER_BYTES};
 use crate::dump;
@@ -47,6 +47,12 @@ pub enum DryRunError {
     /// The tree could not be read at all (no such process...).
     #[error(transparent)]
     Inspect(#[from] InspectError),
+    /// The container named is not there or not running.
+    #[error(transparent)]
+    Container(#[from] crate::container::ContainerError),
+    /// The Docker container named cannot be resolved through its dockerd.
+    #[error(transparent)]
+    Docker(#[from] crate::container::docker::DockerError),
 }
 
 /// One thing of the tree ferry cannot carry.
@@ -87,9 +93,16 @@ impl From<&InspectError> for Blocker {
 }
 
 /// Every blocker of the tree rooted at `pid`, with the inspection (the
-/// mappings to track).
-pub fn inspect(pid: i32) -> Result<(TreeInspection, Vec<Blocker>), DryRunError> {
-    let inspection = inspect::inspect_tree(pid)?;
+/// mappings to track); `container`: `pid` is a container's init, its
+/// stdio held outside treated as the policy says.
+pub fn inspect(
+    pid: i32,
+    container: Option<inspect::StdioPolicy>,
+) -> Result<(TreeInspection, Vec<Blocker>), DryRunError> {
+    let inspection = match container {
+        None => inspect::inspect_tree(pid)?,
+        Some(stdio) => inspect::inspect_container_tree(pid, stdio)?,
+    };
     let blockers = inspection.blockers.iter().map(Blocker::from).collect();
     Ok((inspection, blockers))
 }
@@ -538,8 +551,12 @@ pub struct Recommendation {
 /// The whole dry-run report (what `--json` prints).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DryRunReport {
-    /// The workload's root PID.
+    /// The workload's root PID (a container's init).
     pub pid: i32,
+    /// What kind of workload it is.
+    pub kind: WorkloadKind,
+    /// The container, as the user named it, if one was.
+    pub container: Option<String>,
     /// Whether it would move: no blocker, and the destination (if asked)
     /// reachable and willing.
     pub can_move: bool,
@@ -575,6 +592,31 @@ impl DryRunReport {
             .map(|f| format!("{} -> {}", f.local, f.remote))
             .collect();
         self
+    }
+}
+
+/// What a dry run looked at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subject {
+    /// The workload's root PID (a container's init), as the process
+    /// running the dry run sees it.
+    pub pid: i32,
+    /// What kind of workload it is: the cost model's estimates and the
+    /// history it learns from are per kind.
+    pub kind: WorkloadKind,
+    /// The container, as the user named it ("container ID", "Docker
+    /// container NAME"), if one was.
+    pub container: Option<String>,
+}
+
+impl Subject {
+    /// A plain process tree rooted at `pid`.
+    pub fn tree(pid: i32) -> Self {
+        Subject {
+            pid,
+            kind: WorkloadKind::Tree,
+            container: None,
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 //! (the real page throughput, the restore's page install, the resume, the
 //! session); a file that cannot be read counts as no history.
 
-use super::costmodel::{Basis, Calibration, Figure};
+use super::costmodel::{Basis, Calibration, Figure, WorkloadKind};
 use super::stats::MigrationStats;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -50,13 +50,25 @@ pub struct PastMigration {
     pub resume_ms: f64,
     /// Request to done, in milliseconds.
     pub total_ms: f64,
+    /// What kind of workload moved (a file written before kinds were
+    /// kept holds plain trees only).
+    #[serde(default)]
+    pub kind: WorkloadKind,
 }
 
 impl PastMigration {
-    /// The parts of a migration of `processes` processes with `threads`
-    /// threads to `destination`, from its statistics.
-    pub fn from_stats(destination: &str, processes: u64, threads: u64, s: &MigrationStats) -> Self {
+    /// The parts of a migration of a `kind` workload of `processes`
+    /// processes with `threads` threads to `destination`, from its
+    /// statistics.
+    pub fn from_stats(
+        destination: &str,
+        kind: WorkloadKind,
+        processes: u64,
+        threads: u64,
+        s: &MigrationStats,
+    ) -> Self {
         PastMigration {
+            kind,
             destination: destination.to_string(),
             memory_bytes: s.memory_bytes,
             processes,
@@ -109,23 +121,37 @@ fn median_figure(mut values: Vec<f64>) -> Option<Figure> {
 }
 
 /// `c` with the parts the past migrations to `destination` measured: the
-/// page throughput (never above `link`, the bandwidth measured now), the
-/// restore's page install (its restore time less the fixed, per-process
-/// and per-thread parts of `c`), the resume and the session.
+/// page throughput (never above `link`, the bandwidth measured now) from
+/// any workload; from workloads of the same `kind` (the destination's work
+/// around the restore differs between kinds), the restore's page install
+/// (its restore time less the fixed, per-process and per-thread parts of
+/// `c`), the resume and the session.
 pub fn refine(
     c: &Calibration,
     past: &[PastMigration],
     destination: &str,
+    kind: WorkloadKind,
     link: f64,
 ) -> Calibration {
-    let same: Vec<&PastMigration> = past
+    let to_there: Vec<&PastMigration> = past
         .iter()
         .filter(|m| m.destination == destination)
+        .collect();
+    let same: Vec<&PastMigration> = to_there
+        .iter()
+        .copied()
+        .filter(|m| m.kind == kind)
         .collect();
     let figure =
         |f: &dyn Fn(&PastMigration) -> f64| median_figure(same.iter().map(|m| f(m)).collect());
     let mut refined = *c;
-    if let Some(mut t) = figure(&|m| m.throughput_bytes_per_sec) {
+    let throughput = median_figure(
+        to_there
+            .iter()
+            .map(|m| m.throughput_bytes_per_sec)
+            .collect(),
+    );
+    if let Some(mut t) = throughput {
         t.value = t.value.min(link);
         refined.throughput_bytes_per_sec = t;
     }
@@ -168,6 +194,7 @@ mod tests {
             restore_ms,
             resume_ms: 20.0,
             total_ms: 1500.0 + 40.0 + 10.0 + restore_ms + 20.0 + 100.0,
+            kind: WorkloadKind::Tree,
         }
     }
 
@@ -194,7 +221,7 @@ mod tests {
             past("b:7420", 700e6, 934.0),
             past("c:7420", 10e6, 10.0),
         ];
-        let c = refine(&base(), &past, "b:7420", 2e9);
+        let c = refine(&base(), &past, "b:7420", WorkloadKind::Tree, 2e9);
         assert_eq!(c.throughput_bytes_per_sec.basis, Basis::History);
         assert_eq!(c.throughput_bytes_per_sec.value, 700e6);
         // Half the range over the median is a seventh: the floor wins.
@@ -209,10 +236,39 @@ mod tests {
 
     #[test]
     fn no_history_changes_nothing_and_the_link_caps_the_throughput() {
-        assert_eq!(refine(&base(), &[], "b:7420", 2e9), base());
-        let c = refine(&base(), &[past("b:7420", 900e6, 900.0)], "b:7420", 500e6);
+        assert_eq!(
+            refine(&base(), &[], "b:7420", WorkloadKind::Tree, 2e9),
+            base()
+        );
+        let c = refine(
+            &base(),
+            &[past("b:7420", 900e6, 900.0)],
+            "b:7420",
+            WorkloadKind::Tree,
+            500e6,
+        );
         assert_eq!(c.throughput_bytes_per_sec.value, 500e6);
         assert_eq!(c.throughput_bytes_per_sec.spread, MIN_SPREAD);
+    }
+
+    #[test]
+    fn another_kind_lends_its_throughput_only() {
+        let mut container = past("b:7420", 600e6, 2000.0);
+        container.kind = WorkloadKind::ContainerWithNetwork;
+        container.resume_ms = 300.0;
+        let c = refine(&base(), &[container], "b:7420", WorkloadKind::Tree, 2e9);
+        assert_eq!(c.throughput_bytes_per_sec.value, 600e6);
+        assert_eq!(c.resume_ms, base().resume_ms);
+        assert_eq!(c.install_bytes_per_sec, base().install_bytes_per_sec);
+        assert_eq!(c.session_ms, base().session_ms);
+    }
+
+    #[test]
+    fn a_file_without_kinds_holds_trees() {
+        let mut json = serde_json::to_value(past("b:7420", 1e6, 900.0)).unwrap();
+        json.as_object_mut().unwrap().remove("kind");
+        let read: PastMigration = serde_json::from_value(json).unwrap();
+        assert_eq!(read.kind, WorkloadKind::Tree);
     }
 
     #[test]

@@ -292,16 +292,10 @@ impl SourceRun<'_> {
         let ck_opts = CheckpointOptions {
             in_container: opts.container.is_some(),
             lock_owner: Some(opts.lock_owner),
-            // A Docker container's init gets a shim's stdio again on the
-            // destination (ferry-runc's handoff); a runc container's gets
-            // none.
-            external_stdio: if opts.docker.is_some() {
-                crate::inspect::StdioPolicy::Record
-            } else if opts.container.is_some() {
-                crate::inspect::StdioPolicy::Refuse
-            } else {
-                crate::inspect::StdioPolicy::NotContainer
-            },
+            external_stdio: crate::inspect::StdioPolicy::migrating(
+                opts.container.is_some(),
+                opts.docker.is_some(),
+            ),
             ..Default::default()
         };
         let result = dump::checkpoint_into(pid, &mut sink, ck_opts);
