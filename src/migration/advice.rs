@@ -14,8 +14,8 @@ use super::policy::{Limits, SwitchReason};
 /// Turns blockers, measurement and destination into predictions and
 /// advice. The bandwidth is the probe's, else `bandwidth` (--bandwidth),
 /// else [`DEFAULT_BANDWIDTH`]; `past` (the agent's past migrations)
-/// refines the cost model for the probed destination and the workload's
-/// `kind`.
+/// refines the cost model for the probed destination and the workload
+/// (its kind and shape).
 pub fn assess(
     subject: Subject,
     blockers: Vec<Blocker>,
@@ -44,7 +44,14 @@ pub fn assess(
         kind: subject.kind,
     });
     let calibration = match destination.as_ref().and_then(|d| d.probe.as_ref()) {
-        Some(p) => history::refine(&calibration, past, &p.address, subject.kind, bw),
+        Some(p) => {
+            let shape = history::Shape {
+                kind: subject.kind,
+                memory_bytes: measurement.memory_bytes,
+                processes: measurement.processes.len() as u64,
+            };
+            history::refine(&calibration, past, &p.address, &shape, bw)
+        }
         None => calibration,
     };
     let predictions = predict_modes(&measurement, &calibration, limits);

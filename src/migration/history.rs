@@ -120,17 +120,49 @@ fn median_figure(mut values: Vec<f64>) -> Option<Figure> {
     })
 }
 
+/// The workload a dry run predicts for, as the history compares it with
+/// past ones.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shape {
+    /// What kind of workload it is.
+    pub kind: WorkloadKind,
+    /// Bytes of memory with data.
+    pub memory_bytes: u64,
+    /// Processes of the tree.
+    pub processes: u64,
+}
+
+/// How far apart, as a ratio, two workloads' memory sizes or process
+/// counts may be for one's page install to stand for the other's: the
+/// install rate of one large process differs from that of many small
+/// ones (0.25-0.9 against 1.0-1.1 GB/s in issue 17's bench).
+const SIMILAR_RATIO: f64 = 2.0;
+
+impl Shape {
+    /// Whether past migration `m` moved a workload like this one.
+    fn resembles(&self, m: &PastMigration) -> bool {
+        let near = |a: u64, b: u64| {
+            let (a, b) = (a.max(1) as f64, b.max(1) as f64);
+            a.max(b) / a.min(b) <= SIMILAR_RATIO
+        };
+        m.kind == self.kind
+            && near(m.memory_bytes, self.memory_bytes)
+            && near(m.processes, self.processes)
+    }
+}
+
 /// `c` with the parts the past migrations to `destination` measured: the
 /// page throughput (never above `link`, the bandwidth measured now) from
-/// any workload; from workloads of the same `kind` (the destination's work
-/// around the restore differs between kinds), the restore's page install
-/// (its restore time less the fixed, per-process and per-thread parts of
-/// `c`), the resume and the session.
+/// any workload; the resume and the session from workloads of the same
+/// kind as `shape` (the destination's work around the restore differs
+/// between kinds); the restore's page install (its restore time less the
+/// fixed, per-process and per-thread parts of `c`) from workloads that
+/// resemble `shape` ([`SIMILAR_RATIO`]).
 pub fn refine(
     c: &Calibration,
     past: &[PastMigration],
     destination: &str,
-    kind: WorkloadKind,
+    shape: &Shape,
     link: f64,
 ) -> Calibration {
     let to_there: Vec<&PastMigration> = past
@@ -140,7 +172,7 @@ pub fn refine(
     let same: Vec<&PastMigration> = to_there
         .iter()
         .copied()
-        .filter(|m| m.kind == kind)
+        .filter(|m| m.kind == shape.kind)
         .collect();
     let figure =
         |f: &dyn Fn(&PastMigration) -> f64| median_figure(same.iter().map(|m| f(m)).collect());
@@ -162,7 +194,8 @@ pub fn refine(
         let install_ms = m.restore_ms - fixed;
         (install_ms > 1.0).then(|| m.memory_bytes as f64 / install_ms * 1000.0)
     };
-    if let Some(i) = median_figure(same.iter().filter_map(|m| install(m)).collect()) {
+    let alike = same.iter().filter(|m| shape.resembles(m));
+    if let Some(i) = median_figure(alike.filter_map(|m| install(m)).collect()) {
         refined.install_bytes_per_sec = i;
     }
     if let Some(r) = figure(&|m| m.resume_ms) {
@@ -198,6 +231,13 @@ mod tests {
         }
     }
 
+    /// A plain process of 1 GiB, like [`past`]'s.
+    const TREE_OF_1_GIB: Shape = Shape {
+        kind: WorkloadKind::Tree,
+        memory_bytes: 1 << 30,
+        processes: 1,
+    };
+
     fn base() -> Calibration {
         let e = |v| Figure::estimate(v, 0.5);
         Calibration {
@@ -221,7 +261,7 @@ mod tests {
             past("b:7420", 700e6, 934.0),
             past("c:7420", 10e6, 10.0),
         ];
-        let c = refine(&base(), &past, "b:7420", WorkloadKind::Tree, 2e9);
+        let c = refine(&base(), &past, "b:7420", &TREE_OF_1_GIB, 2e9);
         assert_eq!(c.throughput_bytes_per_sec.basis, Basis::History);
         assert_eq!(c.throughput_bytes_per_sec.value, 700e6);
         // Half the range over the median is a seventh: the floor wins.
@@ -236,15 +276,12 @@ mod tests {
 
     #[test]
     fn no_history_changes_nothing_and_the_link_caps_the_throughput() {
-        assert_eq!(
-            refine(&base(), &[], "b:7420", WorkloadKind::Tree, 2e9),
-            base()
-        );
+        assert_eq!(refine(&base(), &[], "b:7420", &TREE_OF_1_GIB, 2e9), base());
         let c = refine(
             &base(),
             &[past("b:7420", 900e6, 900.0)],
             "b:7420",
-            WorkloadKind::Tree,
+            &TREE_OF_1_GIB,
             500e6,
         );
         assert_eq!(c.throughput_bytes_per_sec.value, 500e6);
@@ -256,11 +293,37 @@ mod tests {
         let mut container = past("b:7420", 600e6, 2000.0);
         container.kind = WorkloadKind::ContainerWithNetwork;
         container.resume_ms = 300.0;
-        let c = refine(&base(), &[container], "b:7420", WorkloadKind::Tree, 2e9);
+        let c = refine(&base(), &[container], "b:7420", &TREE_OF_1_GIB, 2e9);
         assert_eq!(c.throughput_bytes_per_sec.value, 600e6);
         assert_eq!(c.resume_ms, base().resume_ms);
         assert_eq!(c.install_bytes_per_sec, base().install_bytes_per_sec);
         assert_eq!(c.session_ms, base().session_ms);
+    }
+
+    #[test]
+    fn only_a_workload_alike_lends_its_page_install() {
+        let one_big = past("b:7420", 600e6, 2000.0);
+        let many_small = Shape {
+            kind: WorkloadKind::Tree,
+            memory_bytes: 800 << 20,
+            processes: 50,
+        };
+        let c = refine(
+            &base(),
+            std::slice::from_ref(&one_big),
+            "b:7420",
+            &many_small,
+            2e9,
+        );
+        assert_eq!(c.install_bytes_per_sec, base().install_bytes_per_sec);
+        assert_eq!(c.resume_ms.value, one_big.resume_ms);
+        let half = Shape {
+            memory_bytes: 512 << 20,
+            processes: 1,
+            ..many_small
+        };
+        let c = refine(&base(), &[one_big], "b:7420", &half, 2e9);
+        assert_eq!(c.install_bytes_per_sec.basis, Basis::History);
     }
 
     #[test]
