@@ -32,15 +32,20 @@
 # and a tree of DRYRUN_TREE (default 50; 0 skips) bench_tree processes of
 # TREE_MIB MiB each: `dry-run --to B --duration DRYRUN_DURATION` (default
 # 4s; it freezes the workload once for a few ms) through host A's agent,
-# then the real `migrate`, side by side: predicted downtime and total
+# then the real `migrate` in each mode of DRYRUN_MODES (default "precopy
+# postcopy hybrid"; a dry run before each, on a fresh workload), side by
+# side: the prediction for that mode, downtime and total
 # time (expected, low and high of the band, dryrun_*_predicted*), the
 # actual ones (dryrun_*_actual), the error of the expected prediction in
 # percent and the band's width, and the downtime's parts predicted and
 # actual (dryrun_part_NAME_predicted / _actual). Params name the workload
-# (steady at RATE, or tree) and the run. Each migration also goes to the
-# agent's history, which refines the next dry run (as it would in use).
-# The containers section (below) does the same, before each pre-copy move
-# of a container of a kind in DRYRUN_CONTAINERS (default "counter node";
+# (steady at RATE, or tree), the mode and the run. Each pre-copy migration
+# also goes to the agent's history, which refines the next dry run (as it
+# would in use). The mode the dry run recommended is counted
+# (dryrun_recommended_MODE), to hold against the mode that gave the least
+# downtime.
+# The containers section (below) does the same, before each move of a
+# container of a kind in DRYRUN_CONTAINERS (default "counter node";
 # empty skips), with `dry-run --container`.
 # Post-copy between the same hosts of a process that touched each size of
 # POSTCOPY_SIZES (MiB, default "64 512 2048"; empty skips;
@@ -133,6 +138,7 @@ DRYRUN_MIB=${DRYRUN_MIB:-1024}
 DRYRUN_TREE=${DRYRUN_TREE:-50}
 DRYRUN_DURATION=${DRYRUN_DURATION:-4s}
 DRYRUN_CONTAINERS=${DRYRUN_CONTAINERS-"counter node"}
+DRYRUN_MODES=${DRYRUN_MODES:-"precopy postcopy hybrid"}
 DOCKER_RUNS=${DOCKER_RUNS:-5}
 DOCKER_KINDS=${DOCKER_KINDS-"busybox node"}
 FERRY_RUNC_BIN=${FERRY_RUNC_BIN:-target/release/ferry-runc}
@@ -424,28 +430,33 @@ dry_run_on_a() {
     --duration "$DRYRUN_DURATION" --json
 }
 
-# dryrun_then_migrate MIB PARAMS WHAT: the dry run of $ns_pid on host A
-# to host B, then its migration; samples the predictions and the actual
-# figures, side by side (PARAMS: key=value[,key=value]).
+# dryrun_then_migrate MIB PARAMS WHAT MODE: the dry run of $ns_pid on
+# host A to host B, then its migration in MODE; samples the prediction
+# for MODE and the actual figures, side by side (PARAMS:
+# key=value[,key=value]).
 dryrun_then_migrate() {
-  local mib=$1 params=$2 what=$3
+  local mib=$1 params=$2 what=$3 mode=$4
   dry_run_on_a "$ns_pid"
-  agent_run migrate migrate "$ns_pid" --to 10.231.0.2:7420 --control-socket "$tmp/hosts/a/agent.sock" --json
-  dryrun_samples "$tmp/migrate.json" "$mib" "$params" "$what"
+  agent_run migrate migrate "$ns_pid" --to 10.231.0.2:7420 --control-socket "$tmp/hosts/a/agent.sock" \
+    --mode "$mode" --json
+  dryrun_samples "$tmp/migrate.json" "$mib" "$params" "$what" "$mode"
 }
 
-# dryrun_samples MIGRATE_JSON MIB PARAMS WHAT: samples $tmp/dryrun.json's
-# pre-copy prediction and the migration's actual figures, side by side.
+# dryrun_samples MIGRATE_JSON MIB PARAMS WHAT MODE: samples
+# $tmp/dryrun.json's prediction for MODE and the migration's actual
+# figures, side by side.
 dryrun_samples() {
-  local migrated=$1 mib=$2 params=$3 what=$4
+  local migrated=$1 mib=$2 params=$3 what=$4 mode=$5
   [ -z "${FERRY_BENCH_KEEP:-}" ] || cp "$tmp/dryrun.json" "$FERRY_BENCH_KEEP/dryrun-$params.json"
   [ -z "${FERRY_BENCH_KEEP:-}" ] || cp "$migrated" "$FERRY_BENCH_KEEP/migrate-$params.json"
-  python3 - "$tmp/dryrun.json" "$migrated" "$mib" "$params" "$what" >>"$samples" <<'PY'
+  python3 - "$tmp/dryrun.json" "$migrated" "$mib" "$params" "$what" "$mode" >>"$samples" <<'PY'
 import json, sys
-r = json.load(open(sys.argv[1])); s = json.load(open(sys.argv[2])); mib, params, what = sys.argv[3:]
-pre = next(p for p in r["predictions"] if p["mode"] == "precopy")
+r = json.load(open(sys.argv[1])); s = json.load(open(sys.argv[2])); mib, params, what, mode = sys.argv[3:]
+pre = next(p for p in r["predictions"] if p["mode"] == mode)
 d, t, parts = pre["downtime_ms"], pre["total_ms"], pre["parts"]
-actual = {"downtime": s["downtime"]["total_ms"], "total": s["total_ms"]}
+# Post-copy's statistics time its downtime as freeze to running.
+lazy = s.get("postcopy") or {}
+actual = {"downtime": s["downtime"]["total_ms"] or lazy.get("freeze_to_running_ms", 0), "total": s["total_ms"]}
 rows = []
 for name, band in [("downtime", d), ("total", t)]:
     rows += [(f"dryrun_{name}_predicted", "ms", band["expected"]),
@@ -457,13 +468,14 @@ for name, band in [("downtime", d), ("total", t)]:
 for part in ["freeze", "final_transfer", "restore", "resume"]:
     rows += [(f"dryrun_part_{part}_predicted", "ms", parts[part + "_ms"]),
              (f"dryrun_part_{part}_actual", "ms", s["downtime"][part + "_ms"])]
-rows += [("dryrun_rounds_predicted", "rounds", pre["rounds"]), ("dryrun_rounds_actual", "rounds", len(s["rounds"])),
-         ("dryrun_dirty_rate_measured", "MiB/s", r["measurement"]["dirty_bytes_per_sec"] / 2**20)]
+rows += [("dryrun_rounds_predicted", "rounds", pre["rounds"] or 0), ("dryrun_rounds_actual", "rounds", len(s["rounds"])),
+         ("dryrun_dirty_rate_measured", "MiB/s", r["measurement"]["dirty_bytes_per_sec"] / 2**20),
+         ("dryrun_recommended_" + (r["recommendation"]["mode"] or "none"), "runs", 1)]
 for name, unit, value in rows:
     print(name, mib, unit, value, params)
-print(f"bench: {what}: downtime predicted {d['low']:.0f}/{d['expected']:.0f}/{d['high']:.0f} ms, actual {actual['downtime']:.0f} ms; "
+print(f"bench: {what}, {mode}: downtime predicted {d['low']:.0f}/{d['expected']:.0f}/{d['high']:.0f} ms, actual {actual['downtime']:.0f} ms; "
       f"total predicted {t['low']:.0f}/{t['expected']:.0f}/{t['high']:.0f} ms, actual {actual['total']:.0f} ms "
-      f"({r['measurement']['freeze_note']})", file=sys.stderr)
+      f"(recommended {r['recommendation']['mode']}; {r['measurement']['freeze_note']})", file=sys.stderr)
 PY
 }
 
@@ -471,19 +483,23 @@ if [ -n "$DRYRUN_RATES" ] || [ "$DRYRUN_TREE" != 0 ]; then
   testbed_up
   for rate in $DRYRUN_RATES; do
     for ((run = 0; run < RUNS; run++)); do
-      mkdir -p "$tmp/files"
-      what="steady_dirty $DRYRUN_MIB MiB at $rate MiB/s"
-      start_on_a "$what" "$PWD/$dirty_workload" "$tmp/files" "$DRYRUN_MIB" "$rate"
-      dryrun_then_migrate "$DRYRUN_MIB" "workload=steady,rate=$rate,run=$run" "$what"
-      finish_on_b "$what"
+      for mode in $DRYRUN_MODES; do
+        mkdir -p "$tmp/files"
+        what="steady_dirty $DRYRUN_MIB MiB at $rate MiB/s"
+        start_on_a "$what" "$PWD/$dirty_workload" "$tmp/files" "$DRYRUN_MIB" "$rate"
+        dryrun_then_migrate "$DRYRUN_MIB" "workload=steady,rate=$rate,mode=$mode,run=$run" "$what" "$mode"
+        finish_on_b "$what"
+      done
     done
   done
   if [ "$DRYRUN_TREE" != 0 ]; then
     for ((run = 0; run < RUNS; run++)); do
-      what="bench_tree $DRYRUN_TREE x $TREE_MIB MiB"
-      start_on_a "$what" "$PWD/$tree_workload" "$tmp/files" "$DRYRUN_TREE" "$TREE_MIB"
-      dryrun_then_migrate "$TREE_MIB" "workload=tree,processes=$DRYRUN_TREE,run=$run" "$what"
-      finish_on_b "$what"
+      for mode in $DRYRUN_MODES; do
+        what="bench_tree $DRYRUN_TREE x $TREE_MIB MiB"
+        start_on_a "$what" "$PWD/$tree_workload" "$tmp/files" "$DRYRUN_TREE" "$TREE_MIB"
+        dryrun_then_migrate "$TREE_MIB" "workload=tree,processes=$DRYRUN_TREE,mode=$mode,run=$run" "$what" "$mode"
+        finish_on_b "$what"
+      done
     done
   fi
 fi
@@ -550,14 +566,15 @@ if [ -n "$CONTAINER_MODES" ]; then
         [ "$kind" != node ] || [ "$(on a curl -sS "$node_url")" = 1 ] || { echo "bench: node on A did not answer 1" >&2; exit 1; }
 
         predicted=
-        if [ "$mode" = precopy ] && [[ " $DRYRUN_CONTAINERS " == *" $kind "* ]]; then
+        if [[ " $DRYRUN_CONTAINERS " == *" $kind "* ]]; then
           dry_run_on_a --container "$cid"
           predicted=1
         fi
         agent_run container migrate --container "$cid" --to 10.231.0.2:7420 \
           --control-socket "$tmp/hosts/a/agent.sock" --mode "$mode" --json
         [ -z "${FERRY_BENCH_KEEP:-}" ] || cp "$tmp/container.json" "$FERRY_BENCH_KEEP/$cid.json"
-        [ -z "$predicted" ] || dryrun_samples "$tmp/container.json" "$mib" "workload=container-$kind,run=$run" "the $kind container"
+        [ -z "$predicted" ] || dryrun_samples "$tmp/container.json" "$mib" \
+          "workload=container-$kind,mode=$mode,run=$run" "the $kind container" "$mode"
         python3 - "$tmp/container.json" "$kind" "$mode" "$mib" >>"$samples" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1])); kind, mode, mib = sys.argv[2:]

@@ -56,7 +56,13 @@ pub fn assess(
     };
     let predictions = predict_modes(&measurement, &calibration, limits);
     let can_move = blockers.is_empty() && destination.as_ref().map_or(true, |d| d.compatible);
-    let recommendation = recommend(&blockers, destination.as_ref(), &predictions, limits);
+    let recommendation = recommend(
+        &blockers,
+        destination.as_ref(),
+        &predictions,
+        limits,
+        subject.lazy_refusal.as_deref(),
+    );
     DryRunReport {
         pid: subject.pid,
         kind: subject.kind,
@@ -140,74 +146,80 @@ pub fn predict_modes(
     vec![precopy, lazy(false), lazy(true)]
 }
 
-/// Picks a mode: pre-copy when its rounds converge to a final transfer
-/// within the limit (it never leaves the workload depending on the link
-/// after the switch-over); else hybrid when it freezes for less even at
-/// the high end of its band; else pre-copy with the limit its final
-/// transfer needs.
+/// Picks the mode that freezes the workload least. Pre-copy never leaves
+/// the workload depending on the link after the switch-over, so it is
+/// kept unless a lazy mode (post-copy or hybrid; not when `lazy_refusal`
+/// says the workload cannot move lazily) freezes for less even at the
+/// high end of its band than pre-copy does expectedly: today's pre-copy
+/// restore installs every page while frozen, so for a large workload
+/// post-copy freezes ten times less. Pre-copy that does not converge
+/// gets the limit its final transfer needs.
 fn recommend(
     blockers: &[Blocker],
     destination: Option<&DestinationReport>,
     predictions: &[ModePrediction],
     limits: &Limits,
+    lazy_refusal: Option<&str>,
 ) -> Recommendation {
+    let cannot = |why: String| Recommendation {
+        mode: None,
+        max_downtime_ms: None,
+        why,
+    };
     if !blockers.is_empty() {
-        return Recommendation {
-            mode: None,
-            max_downtime_ms: None,
-            why: format!(
-                "{} blocker(s) must go first: ferry refuses the workload as it is",
-                blockers.len()
-            ),
-        };
+        return cannot(format!(
+            "{} blocker(s) must go first: ferry refuses the workload as it is",
+            blockers.len()
+        ));
     }
     if let Some(d) = destination.filter(|d| !d.compatible) {
-        return Recommendation {
-            mode: None,
-            max_downtime_ms: None,
-            why: format!(
-                "the destination {} {}",
-                d.address,
-                if d.reachable {
-                    "would refuse the workload"
-                } else {
-                    "cannot be reached"
-                }
-            ),
-        };
+        return cannot(format!(
+            "the destination {} {}",
+            d.address,
+            if d.reachable {
+                "would refuse the workload"
+            } else {
+                "cannot be reached"
+            }
+        ));
     }
-    let find = |mode| predictions.iter().find(|p| p.mode == mode);
-    let (Some(pre), Some(hybrid)) = (find(Mode::Precopy), find(Mode::Hybrid)) else {
-        return Recommendation {
-            mode: None,
-            max_downtime_ms: None,
-            why: "no prediction".into(),
-        };
+    let Some(pre) = predictions.iter().find(|p| p.mode == Mode::Precopy) else {
+        return cannot("no prediction".into());
     };
+    let lazy = predictions
+        .iter()
+        .filter(|p| p.mode != Mode::Precopy && lazy_refusal.is_none())
+        .min_by(|a, b| a.downtime_ms.expected.total_cmp(&b.downtime_ms.expected));
     // --max-downtime bounds the final transfer (the policy's rule); the
     // freeze, the restore and the resume come on top whatever it says.
     let limit = limits.max_downtime_ms;
     let fixed = |p: &ModePrediction| p.parts.freeze_ms + p.parts.restore_ms + p.parts.resume_ms;
+    if let Some(l) = lazy.filter(|l| l.downtime_ms.high < pre.downtime_ms.expected) {
+        return Recommendation {
+            mode: Some(l.mode),
+            max_downtime_ms: Some(limit),
+            why: format!(
+                "pre-copy would freeze {:.0}-{:.0} ms (its restore installs every page while frozen); {} freezes {:.0}-{:.0} ms, then the workload depends on the link for about {:.0} ms more, until its last page arrives (a source agent or link back within postcopy_recovery_secs serves it again)",
+                pre.downtime_ms.low,
+                pre.downtime_ms.high,
+                l.mode.as_str(),
+                l.downtime_ms.low,
+                l.downtime_ms.high,
+                l.parts.after_ms
+            ),
+        };
+    }
     if pre.switch_reason == Some(SwitchReason::FitsDowntime) {
         return Recommendation {
             mode: Some(Mode::Precopy),
             max_downtime_ms: Some(limit),
             why: format!(
-                "pre-copy converges in {} rounds with a final transfer within {limit} ms; it freezes {:.0}-{:.0} ms in all, {:.0} ms of which freeze, restore and resume, which --max-downtime does not bound",
+                "pre-copy converges in {} rounds with a final transfer within {limit} ms; it freezes {:.0}-{:.0} ms in all, {:.0} ms of which freeze, restore and resume, which --max-downtime does not bound{}",
                 pre.rounds.unwrap_or(0),
                 pre.downtime_ms.low,
                 pre.downtime_ms.high,
-                fixed(pre)
-            ),
-        };
-    }
-    if hybrid.downtime_ms.high <= pre.downtime_ms.low {
-        return Recommendation {
-            mode: Some(Mode::Hybrid),
-            max_downtime_ms: Some(limit),
-            why: format!(
-                "pre-copy does not converge and would freeze {:.0}-{:.0} ms; one pre-copy round then post-copy freezes about {:.0} ms (the workload then depends on the link until its last page arrives)",
-                pre.downtime_ms.low, pre.downtime_ms.high, hybrid.downtime_ms.expected
+                fixed(pre),
+                lazy_refusal.map(|why| format!(" (no post-copy: {why})")).unwrap_or_default()
             ),
         };
     }
@@ -262,8 +274,8 @@ mod tests {
     }
 
     #[test]
-    fn a_slow_writer_is_advised_precopy() {
-        let m = measured(1024 * MIB, 64.0 * MIB as f64, 4.0 * MIB as f64, 192 * MIB);
+    fn a_small_slow_writer_is_advised_precopy() {
+        let m = measured(4 * MIB, 64.0 * 1024.0, 4.0 * 1024.0, MIB);
         let r = assess(
             Subject::tree(1),
             Vec::new(),
@@ -282,22 +294,45 @@ mod tests {
     }
 
     #[test]
-    fn a_writer_faster_than_the_link_is_not_advised_a_tiny_limit() {
-        let m = measured(1024 * MIB, 2048.0 * MIB as f64, 0.0, 512 * MIB);
+    fn a_large_workload_is_advised_postcopy_unless_it_cannot_move_lazily() {
+        // Pre-copy's restore installs 1 GiB while frozen: post-copy
+        // freezes far less.
+        let m = measured(1024 * MIB, 64.0 * MIB as f64, 4.0 * MIB as f64, 192 * MIB);
         let r = assess(
             Subject::tree(1),
             Vec::new(),
-            m,
+            m.clone(),
             None,
             None,
             &Limits::default(),
             &[],
         );
-        let rec = r.recommendation;
+        let rec = &r.recommendation;
+        assert_eq!(rec.mode, Some(Mode::Postcopy), "{r:?}");
+        assert!(rec.why.contains("depends on the link"), "{rec:?}");
+        let subject = Subject {
+            lazy_refusal: Some("no CAP_SYS_PTRACE".into()),
+            ..Subject::tree(1)
+        };
+        let r = assess(subject, Vec::new(), m, None, None, &Limits::default(), &[]);
+        let rec = &r.recommendation;
+        assert_eq!(rec.mode, Some(Mode::Precopy), "{r:?}");
         assert!(
-            rec.mode == Some(Mode::Hybrid) || rec.max_downtime_ms.unwrap() > 50.0,
+            rec.why.contains("no post-copy: no CAP_SYS_PTRACE"),
             "{rec:?}"
         );
+    }
+
+    #[test]
+    fn a_writer_faster_than_the_link_is_not_advised_a_tiny_limit() {
+        let m = measured(1024 * MIB, 2048.0 * MIB as f64, 0.0, 512 * MIB);
+        let subject = Subject {
+            lazy_refusal: Some("no CAP_SYS_PTRACE".into()),
+            ..Subject::tree(1)
+        };
+        let r = assess(subject, Vec::new(), m, None, None, &Limits::default(), &[]);
+        let rec = r.recommendation;
+        assert!(rec.max_downtime_ms.unwrap() > 50.0, "{rec:?}");
     }
 
     #[test]

@@ -517,6 +517,17 @@ pub enum Mode {
     Hybrid,
 }
 
+impl Mode {
+    /// The mode as `migrate --mode` names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Precopy => "precopy",
+            Mode::Postcopy => "postcopy",
+            Mode::Hybrid => "hybrid",
+        }
+    }
+}
+
 /// What a migration in one mode would cost.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ModePrediction {
@@ -607,6 +618,9 @@ pub struct Subject {
     /// The container, as the user named it ("container ID", "Docker
     /// container NAME"), if one was.
     pub container: Option<String>,
+    /// Why the workload cannot move in post-copy or hybrid mode, if it
+    /// cannot (a runc container without CAP_SYS_PTRACE).
+    pub lazy_refusal: Option<String>,
 }
 
 impl Subject {
@@ -616,6 +630,7 @@ impl Subject {
             pid,
             kind: WorkloadKind::Tree,
             container: None,
+            lazy_refusal: None,
         }
     }
 }

@@ -240,11 +240,18 @@ impl DryRunRequest {
             blockers.push(as_blocker(e));
             WorkloadKind::Container
         });
+        // ferry-runc gives a Docker container's init CAP_SYS_PTRACE for
+        // the restore; a runc container's must have it.
+        let lazy_refusal = (!docker)
+            .then(|| super::source::check_lazy_container(&container.id, init).err())
+            .flatten()
+            .map(|e| e.to_string());
         Ok(Resolved {
             subject: Subject {
                 pid: init,
                 kind,
                 container: Some(described),
+                lazy_refusal,
             },
             container_stdio: Some(StdioPolicy::migrating(true, docker)),
             blockers,

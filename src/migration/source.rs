@@ -379,7 +379,7 @@ const CAP_SYS_PTRACE: u64 = 1 << 19;
 /// userfaultfd inside the container, by an injected call made with the
 /// container's capabilities, and one that also catches faults taken in
 /// system calls (a read() into a page still on the source) needs it.
-fn check_lazy_container(id: &str, init: i32) -> Result<(), MigrationError> {
+pub(super) fn check_lazy_container(id: &str, init: i32) -> Result<(), MigrationError> {
     let status = crate::proc::read_status(init).map_err(MigrationError::local)?;
     if status.caps.effective & CAP_SYS_PTRACE == 0 {
         return Err(MigrationError::local(format!(
