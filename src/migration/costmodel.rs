@@ -143,6 +143,13 @@ pub struct Calibration {
     pub round_overhead_ms: Figure,
     /// Milliseconds to stop the whole tree and read its state.
     pub freeze_ms: Figure,
+    /// Milliseconds a switch-over after pre-copy rounds adds to the
+    /// freeze: stopping the dirty tracker and collecting the last dirty
+    /// pages (post-copy without rounds has neither).
+    pub switchover_ms: Figure,
+    /// Milliseconds a lazy restore (post-copy, hybrid) adds: registering
+    /// the memory with a userfaultfd and starting the fault server.
+    pub lazy_restore_ms: Figure,
     /// Bytes per second the destination's restore installs pre-copied
     /// pages at.
     pub install_bytes_per_sec: Figure,
@@ -276,7 +283,7 @@ pub fn precopy(w: &Workload, c: &Calibration, limits: &Limits, corner: Corner) -
     // freeze: the memory, the last pages included.
     let parts = Parts {
         rounds_ms,
-        freeze_ms: c.freeze_ms.cost(corner),
+        freeze_ms: c.freeze_ms.cost(corner) + c.switchover_ms.cost(corner),
         final_transfer_ms: left / throughput * 1000.0,
         restore_ms: restore_ms(w, c, w.memory_bytes as f64, corner),
         resume_ms: c.resume_ms.cost(corner),
@@ -296,7 +303,8 @@ pub fn precopy(w: &Workload, c: &Calibration, limits: &Limits, corner: Corner) -
 /// page to install beyond those, then every other page fetched;
 /// `precopied` says whether one pre-copy round of all memory ran first
 /// (hybrid: the pages written during it follow lazily, the others are
-/// installed at restore).
+/// installed at restore, and of the memory that cannot be fetched lazily
+/// only its share of what was written during the round goes frozen).
 pub fn postcopy(
     w: &Workload,
     c: &Calibration,
@@ -307,20 +315,30 @@ pub fn postcopy(
     let throughput = c.throughput_bytes_per_sec.rate(corner);
     let ms = |bytes: f64| bytes / throughput * 1000.0;
     let memory = w.memory_bytes as f64;
-    let (rounds_ms, lazy) = if precopied {
+    let (rounds_ms, lazy, frozen_bytes) = if precopied {
         let round_ms = c.round_overhead_ms.cost(corner) + ms(memory);
         let rate = match corner {
             Corner::Low => 0.0,
             _ => w.dirty_bytes_per_sec,
         };
         let rewritten = (rate * round_ms / 1000.0).min(w.working_set_bytes as f64);
-        (round_ms, rewritten)
+        let share = if memory > 0.0 {
+            rewritten / memory
+        } else {
+            0.0
+        };
+        (round_ms, rewritten, frozen_bytes * share)
     } else {
-        (0.0, (memory - frozen_bytes).max(0.0))
+        (0.0, (memory - frozen_bytes).max(0.0), frozen_bytes)
+    };
+    let switchover = if precopied {
+        c.switchover_ms.cost(corner)
+    } else {
+        0.0
     };
     Parts {
         rounds_ms,
-        freeze_ms: c.freeze_ms.cost(corner),
+        freeze_ms: c.freeze_ms.cost(corner) + switchover,
         final_transfer_ms: ms(frozen_bytes),
         // Today's restore installs every page the destination holds: in
         // hybrid, round 0's pages too.
@@ -329,7 +347,7 @@ pub fn postcopy(
             c,
             frozen_bytes + f64::from(u8::from(precopied)) * memory,
             corner,
-        ),
+        ) + c.lazy_restore_ms.cost(corner),
         resume_ms: c.resume_ms.cost(corner),
         session_ms: c.session_ms.cost(corner),
         after_ms: ms(lazy),
@@ -359,6 +377,8 @@ mod tests {
             throughput_bytes_per_sec: exact(1024.0 * MIB_F),
             round_overhead_ms: exact(0.0),
             freeze_ms: exact(40.0),
+            switchover_ms: exact(0.0),
+            lazy_restore_ms: exact(0.0),
             install_bytes_per_sec: exact(1024.0 * MIB_F),
             restore_fixed_ms: exact(10.0),
             restore_per_process_ms: exact(5.0),

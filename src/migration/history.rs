@@ -244,6 +244,8 @@ mod tests {
             throughput_bytes_per_sec: e(1e9),
             round_overhead_ms: e(10.0),
             freeze_ms: e(40.0),
+            switchover_ms: e(25.0),
+            lazy_restore_ms: e(30.0),
             install_bytes_per_sec: e(1e9),
             restore_fixed_ms: e(5.0),
             restore_per_process_ms: e(5.0),
