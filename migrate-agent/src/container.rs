@@ -72,12 +72,29 @@ impl DockerArgs {
     }
 }
 
-/// The workload as the user named it, for messages: a Docker container, a
-/// runtime's container, or process `pid`.
-pub fn describe(container: &ContainerArgs, docker: &DockerArgs, pid: i32) -> String {
-    match (&container.container, &docker.docker) {
-        (_, Some(name)) => format!("Docker container {name}"),
-        (Some(id), None) => format!("container {id}"),
-        (None, None) => format!("process {pid}"),
+/// `PID | --container ID ... | --docker NAME ...`: the workload a command
+/// works on, named as `migrate` and `dry-run` both name it.
+#[derive(clap::Args, Debug)]
+pub struct WorkloadArgs {
+    /// PID of the process (the root of its tree) as the agent that runs
+    /// the command sees it (`dry-run` without --to runs it itself, so
+    /// there as this command sees it), or --container, or --docker.
+    #[arg(required_unless_present_any = ["container", "docker"])]
+    pub pid: Option<i32>,
+    #[command(flatten)]
+    pub container: ContainerArgs,
+    #[command(flatten)]
+    pub docker: DockerArgs,
+}
+
+impl WorkloadArgs {
+    /// The workload as the user named it, for messages: a Docker
+    /// container, a runtime's container, or the process.
+    pub fn describe(&self) -> String {
+        match (&self.container.container, &self.docker.docker) {
+            (_, Some(name)) => format!("Docker container {name}"),
+            (Some(id), None) => format!("container {id}"),
+            (None, None) => format!("process {}", self.pid.unwrap_or(0)),
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! Ctrl-C), probes the destination through the local agent if asked, and
 //! prints the predicted downtime and duration per mode with advice.
 
-use crate::container::{ContainerArgs, DockerArgs};
+use crate::container::WorkloadArgs;
 use crate::migrate::{host_part, mib, parse_duration_ms, parse_rate, resolve, SwitchOverArgs};
 use anyhow::Context;
 use ferry::agent::{self, ControlEvent, ControlRequest};
@@ -23,19 +23,12 @@ const INTERRUPTED: u8 = 130;
 /// `dry-run`'s options.
 #[derive(clap::Args, Debug)]
 pub struct DryRunArgs {
-    /// PID of the process (root of the tree), or --container, or
-    /// --docker: with --to, as the local agent sees it (the agent runs the
-    /// whole dry run, as it runs `migrate`); without, as this command sees
-    /// it.
-    #[arg(required_unless_present_any = ["container", "docker"])]
-    pid: Option<i32>,
-    /// A container instead of a PID (the local agent runs its dry run,
-    /// with or without --to); its prediction includes what the
-    /// destination does around the restore of a container.
+    /// The workload: with --to, or for a container (with or without
+    /// --to), the local agent runs the whole dry run, as it runs
+    /// `migrate`; a container's prediction includes what the destination
+    /// does around its restore.
     #[command(flatten)]
-    container: ContainerArgs,
-    #[command(flatten)]
-    docker: DockerArgs,
+    workload: WorkloadArgs,
     /// How long to measure the workload's writes, a duration with its unit
     /// (10s, 1500ms; a bare number is refused).
     #[arg(long, default_value = "10s")]
@@ -86,10 +79,11 @@ pub fn run(args: DryRunArgs) -> anyhow::Result<ExitCode> {
     let stop = ferry::kernel::catch_termination_signals()
         .context("installing the SIGINT/SIGTERM handler")?;
 
-    let container = match (args.container.container()?, &args.docker.docker) {
+    let named = &args.workload;
+    let container = match (named.container.container()?, &named.docker.docker) {
         (_, Some(name)) => Some(ContainerTarget::Docker {
             name: name.clone(),
-            socket: args
+            socket: named
                 .docker
                 .docker_host
                 .as_deref()
@@ -103,7 +97,7 @@ pub fn run(args: DryRunArgs) -> anyhow::Result<ExitCode> {
         (None, None) => None,
     };
     let request = DryRunRequest {
-        pid: args.pid.unwrap_or(0),
+        pid: named.pid.unwrap_or(0),
         container,
         duration_ms,
         destination: to.map(|(text, to)| ProbeTarget {

@@ -1,7 +1,7 @@
 //! `migrate-agent migrate`: asks the local agent to move a workload to
 //! another agent, shows the rounds as they go and the statistics at the end.
 
-use crate::container::{ContainerArgs, DockerArgs};
+use crate::container::{ContainerArgs, DockerArgs, WorkloadArgs};
 use anyhow::{bail, Context};
 use ferry::agent::{self, ControlEvent, ControlRequest, MigrateRequest};
 use ferry::migration::policy::Limits;
@@ -81,14 +81,8 @@ pub struct TransferArgs {
 /// `migrate`'s options.
 #[derive(clap::Args, Debug)]
 pub struct MigrateArgs {
-    /// PID of the process, as this host's agent sees it (or --container,
-    /// or --docker).
-    #[arg(required_unless_present_any = ["container", "docker"])]
-    pid: Option<i32>,
     #[command(flatten)]
-    container: ContainerArgs,
-    #[command(flatten)]
-    docker: DockerArgs,
+    workload: WorkloadArgs,
     /// Leave the Docker container stopped here once it runs on the
     /// destination, instead of removing it.
     #[arg(long, requires = "docker")]
@@ -104,21 +98,21 @@ pub struct MigrateArgs {
 
 /// Runs the migration through the local agent and prints its summary.
 pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
-    if args.transfer.sync_rootfs && args.container.container.is_none() {
+    let named = &args.workload;
+    if args.transfer.sync_rootfs && named.container.container.is_none() {
         bail!("--sync-rootfs needs a --container");
     }
-    let pid = args.pid.unwrap_or(0);
     let workload = Workload {
-        pid,
-        container: &args.container,
-        docker: &args.docker,
+        pid: named.pid.unwrap_or(0),
+        container: &named.container,
+        docker: &named.docker,
         keep_stopped: args.keep_stopped,
     };
     let stats = execute(&workload, &args.destination, &args.transfer, args.json)?;
     if args.json {
         println!("{}", serde_json::to_string(&stats)?);
     } else {
-        let what = crate::container::describe(&args.container, &args.docker, pid);
+        let what = named.describe();
         print_summary(&what, &args.destination.to, &stats);
     }
     Ok(ExitCode::SUCCESS)
