@@ -60,6 +60,13 @@ const SWITCHOVER_SPREAD: f64 = 0.5;
 /// the model's fixed and per-process parts give 10 ms, and its resume took
 /// 12 ms more than pre-copy's (issue 17's bench).
 const LAZY_RESTORE_MS: Figure = Figure::estimate(30.0, 0.5);
+/// What a post-copy switch-over (no rounds) adds: the state and the list
+/// of pages left behind sent, the source's tree moved into its hold
+/// (issue 17's bench: 1 GiB froze 120-154 ms where the measured freeze,
+/// the restore and the resume gave 80; 50 processes 1.4-1.6 s where they
+/// gave 1.15).
+const POSTCOPY_SWITCHOVER_FIXED_MS: f64 = 30.0;
+const POSTCOPY_SWITCHOVER_PER_PROCESS_MS: f64 = 8.0;
 /// Pre-copied pages installed per second at restore: 1.3-1.8 GB/s on a
 /// quiet machine in issue 16's table, 0.64-0.86 GB/s loaded, and
 /// 0.25-0.9 GB/s for 1 GiB in one process (1.0-1.1 GB/s for 50 processes
@@ -261,6 +268,11 @@ pub fn calibrate(i: &Inputs) -> Calibration {
             SWITCHOVER_SPREAD,
         ),
         lazy_restore_ms: LAZY_RESTORE_MS,
+        postcopy_switchover_ms: Figure::estimate(
+            POSTCOPY_SWITCHOVER_FIXED_MS
+                + POSTCOPY_SWITCHOVER_PER_PROCESS_MS * i.processes.max(1) as f64,
+            SWITCHOVER_SPREAD,
+        ),
         install_bytes_per_sec: INSTALL_BYTES_PER_SEC,
         restore_fixed_ms: RESTORE_FIXED_MS,
         restore_per_process_ms: RESTORE_PER_PROCESS_MS,

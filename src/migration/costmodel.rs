@@ -150,6 +150,10 @@ pub struct Calibration {
     /// Milliseconds a lazy restore (post-copy, hybrid) adds: registering
     /// the memory with a userfaultfd and starting the fault server.
     pub lazy_restore_ms: Figure,
+    /// Milliseconds a post-copy switch-over without rounds adds to the
+    /// downtime: the state and the list of pages left behind sent, the
+    /// source's tree moved into its hold, per process.
+    pub postcopy_switchover_ms: Figure,
     /// Bytes per second the destination's restore installs pre-copied
     /// pages at.
     pub install_bytes_per_sec: Figure,
@@ -334,7 +338,7 @@ pub fn postcopy(
     let switchover = if precopied {
         c.switchover_ms.cost(corner)
     } else {
-        0.0
+        c.postcopy_switchover_ms.cost(corner)
     };
     Parts {
         rounds_ms,
@@ -379,6 +383,7 @@ mod tests {
             freeze_ms: exact(40.0),
             switchover_ms: exact(0.0),
             lazy_restore_ms: exact(0.0),
+            postcopy_switchover_ms: exact(0.0),
             install_bytes_per_sec: exact(1024.0 * MIB_F),
             restore_fixed_ms: exact(10.0),
             restore_per_process_ms: exact(5.0),

@@ -246,6 +246,7 @@ mod tests {
             freeze_ms: e(40.0),
             switchover_ms: e(25.0),
             lazy_restore_ms: e(30.0),
+            postcopy_switchover_ms: e(40.0),
             install_bytes_per_sec: e(1e9),
             restore_fixed_ms: e(5.0),
             restore_per_process_ms: e(5.0),
