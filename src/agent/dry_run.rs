@@ -1,4 +1,5 @@
-//! The agent's side of `migrate-agent dry-run --to`: the whole dry run
+//! The agent's side of `migrate-agent dry-run --to` (and of any dry run
+//! of a container): the whole dry run
 //! (inspect, measure, probe the destination, assess) in the agent's view
 //! of the PIDs, as for a migration, refined by the agent's past
 //! migrations (kept in its work directory). The CLI stops it early by closing its

@@ -1,9 +1,11 @@
-//! A whole dry run from one request: inspect the tree, measure its writes,
-//! then (with a destination) probe it, and assess. `migrate-agent dry-run
-//! --to` hands the request to the local agent, which runs it in its own
-//! view of the PIDs, as `migrate` does (a workload inside the agent's PID
-//! namespace is named by the PID the agent sees); without a destination
-//! the CLI runs it itself.
+//! A whole dry run from one request: resolve the workload (a PID's tree,
+//! or a container's), inspect the tree, measure its writes, then (with a
+//! destination) probe it, and assess. `migrate-agent dry-run --to`, and
+//! any dry run of a container, hands the request to the local agent,
+//! which runs it in its own view of the PIDs and with its own runtimes
+//! and dockerd, as `migrate` does (a workload inside the agent's PID
+//! namespace is named by the PID the agent sees); a PID without a
+//! destination the CLI runs itself.
 
 use super::advice::assess;
 use super::calibrate::{container_kind, measure_freeze};
