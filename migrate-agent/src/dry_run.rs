@@ -293,7 +293,7 @@ fn print_report(r: &DryRunReport) {
     match (rec.mode, rec.max_downtime_ms) {
         (Some(mode), Some(limit)) => println!(
             "recommendation: {} with --max-downtime {limit}ms: {}",
-            mode_name(mode),
+            mode.as_str(),
             rec.why
         ),
         _ => println!("recommendation: do not migrate yet: {}", rec.why),
@@ -329,7 +329,7 @@ fn print_prediction(p: &ModePrediction) {
     let t = p.total_ms;
     println!(
         "{:<9} {:>28} {:>22} {:>12} {:>7}",
-        mode_name(p.mode),
+        p.mode.as_str(),
         format!("{:.1}/{:.1}/{:.1}", d.low, d.expected, d.high),
         format!(
             "{:.2}/{:.2}/{:.2}",
@@ -340,14 +340,6 @@ fn print_prediction(p: &ModePrediction) {
         mib(p.bytes_sent as f64),
         p.rounds.map_or("-".to_string(), |r| r.to_string())
     );
-}
-
-fn mode_name(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Precopy => "precopy",
-        Mode::Postcopy => "postcopy",
-        Mode::Hybrid => "hybrid",
-    }
 }
 
 /// One block character per value, scaled to `peak`.
