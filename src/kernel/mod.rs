@@ -511,6 +511,8 @@ pub struct SpawnedHusk {
     /// Write end of the husk's lifeline pipe: the husk exits as soon as this
     /// end is closed without it having been taken over by a tracer.
     pub lifeline: OwnedFd,
+    /// A staging husk's answers to [`protect_staging`]; None for another.
+    pub replies: Option<OwnedFd>,
 }
 
 /// Spawns a "husk": a process with PID `want_pid` that is NOT a child of the
@@ -524,17 +526,65 @@ pub struct SpawnedHusk {
 /// Fails with EEXIST when `want_pid` is taken. `flags` are clone flags
 /// added to its clone3 (CLONE_NEWNET: a network namespace of its own).
 pub fn spawn_detached_husk(want_pid: i32, flags: u64) -> Result<SpawnedHusk, Errno> {
-    spawn_husk(flags, want_pid)
+    spawn_husk(flags, want_pid, None)
+}
+
+/// Where a staging husk's reservation is asked to go: far below where
+/// executables (0x55..., 0x56...), the mmap area (0x7f...) and stacks
+/// live, so that it seldom lies where the restored process has mappings
+/// (the restore moves it out of their way when it does).
+const STAGING_HINT: u64 = 0x1000_0000_0000;
+
+/// Spawns a husk as [`spawn_detached_husk`] does (in this network
+/// namespace, with any free PID) that also holds a reservation of `len`
+/// bytes of address space, returned with it: private anonymous memory
+/// with no access (PROT_NONE: neither committed nor accounted until a
+/// restore makes parts of it writable) and not inherited by a fork
+/// (MADV_DONTFORK), which a migration's destination fills with
+/// pre-copied pages through /proc/PID/mem while the rounds run. The
+/// restore clones the root's husk from it with CLONE_VM (the PID it
+/// needs is taken only then) and ends it.
+pub fn spawn_staging_husk(len: u64) -> Result<(SpawnedHusk, u64), Errno> {
+    // SAFETY: a new PROT_NONE mapping placed by the kernel (the address
+    // is only a hint); it aliases no Rust object and nothing here reads
+    // or writes it.
+    let base = unsafe {
+        libc::mmap(
+            STAGING_HINT as *mut libc::c_void,
+            len as usize,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(Errno::last());
+    }
+    // The husk inherits the reservation with the fork; this process
+    // drops its own copy whatever happened.
+    let spawned = spawn_husk(0, 0, Some((base as u64, len)));
+    // SAFETY: unmapping exactly the reservation made above, which nothing
+    // in this process uses.
+    unsafe { libc::munmap(base, len as usize) };
+    spawned.map(|husk| (husk, base as u64))
 }
 
 /// Spawns a husk as [`spawn_detached_husk`] does, as PID 1 of a new PID
 /// namespace (the init of a tree that had one of its own); its PID here is
 /// returned. `flags` as for [`spawn_detached_husk`].
 pub fn spawn_husk_in_new_pid_namespace(flags: u64) -> Result<SpawnedHusk, Errno> {
-    spawn_husk(libc::CLONE_NEWPID as u64 | flags, 1)
+    spawn_husk(libc::CLONE_NEWPID as u64 | flags, 1, None)
 }
 
-fn spawn_husk(flags: u64, want_pid: i32) -> Result<SpawnedHusk, Errno> {
+/// Spawns the husk, with PID `want_pid` (0: any); `staging` (address,
+/// length) is a reservation the husk marks MADV_DONTFORK before it waits,
+/// and serves [`protect_staging`] requests for while it waits.
+fn spawn_husk(
+    flags: u64,
+    want_pid: i32,
+    staging: Option<(u64, u64)>,
+) -> Result<SpawnedHusk, Errno> {
     let (life_rd, life_wr) = nix::unistd::pipe()?;
     let (rep_rd, rep_wr) = nix::unistd::pipe()?;
     use std::os::fd::AsRawFd;
@@ -552,19 +602,58 @@ fn spawn_husk(flags: u64, want_pid: i32) -> Result<SpawnedHusk, Errno> {
         // SAFETY: the child (the husk) only makes raw system calls below.
         let r = unsafe { fork_with_pid(flags, want_pid) };
         if r == 0 {
-            // The husk.
-            // SAFETY: raw syscalls on fds this process owns; no allocation.
+            // The husk: it keeps its lifeline, and a staging husk the
+            // reply pipe too.
+            let mut keep = [
+                life_rd_raw,
+                if staging.is_some() {
+                    rep_wr_raw
+                } else {
+                    life_rd_raw
+                },
+            ];
+            keep.sort_unstable();
+            // SAFETY: raw syscalls on fds, a mapping and a local buffer
+            // this process owns; no allocation.
             unsafe {
-                if life_rd_raw > 0 {
-                    libc::syscall(libc::SYS_close_range, 0, life_rd_raw - 1, 0);
+                if let Some((base, len)) = staging {
+                    libc::syscall(libc::SYS_madvise, base, len, libc::MADV_DONTFORK);
                 }
-                libc::syscall(libc::SYS_close_range, life_rd_raw + 1, u32::MAX, 0);
-                let mut b = 0u8;
+                let mut first = 0;
+                for fd in keep {
+                    if fd > first {
+                        libc::syscall(libc::SYS_close_range, first, fd - 1, 0);
+                    }
+                    first = fd + 1;
+                }
+                libc::syscall(libc::SYS_close_range, first, u32::MAX, 0);
+                let mut request = [0u64; 2];
                 loop {
-                    let n = libc::read(life_rd_raw, (&mut b as *mut u8).cast(), 1);
+                    let n = libc::read(life_rd_raw, request.as_mut_ptr().cast(), 16);
                     if n == 0 || (n < 0 && *libc::__errno_location() != libc::EINTR) {
                         libc::_exit(0);
                     }
+                    let Some((base, len)) = staging else {
+                        continue;
+                    };
+                    let [at, size] = request;
+                    let inside = n == 16 && at >= base && size <= len && at - base <= len - size;
+                    let done: i64 = if inside {
+                        let r = libc::syscall(
+                            libc::SYS_mprotect,
+                            at,
+                            size,
+                            libc::PROT_READ | libc::PROT_WRITE,
+                        );
+                        if r < 0 {
+                            -i64::from(*libc::__errno_location())
+                        } else {
+                            0
+                        }
+                    } else {
+                        -i64::from(libc::EINVAL)
+                    };
+                    libc::write(rep_wr_raw, (&done as *const i64).cast(), 8);
                 }
             }
         }
@@ -595,7 +684,33 @@ fn spawn_husk(flags: u64, want_pid: i32) -> Result<SpawnedHusk, Errno> {
     Ok(SpawnedHusk {
         pid: Pid::from_raw(report as i32),
         lifeline: life_wr,
+        replies: staging.map(|_| rep_rd),
     })
+}
+
+/// Asks the staging husk `husk` ([`spawn_staging_husk`]) to make `len`
+/// bytes of its reservation at `addr` readable and writable (committed,
+/// as the mappings they will become are), before pages are written
+/// there: a restore then moves them into place without changing the
+/// protection of every page while the workload is frozen.
+pub fn protect_staging(husk: &SpawnedHusk, addr: u64, len: u64) -> Result<(), Errno> {
+    let replies = husk.replies.as_ref().ok_or(Errno::EINVAL)?;
+    let mut request = [0u8; 16];
+    request[..8].copy_from_slice(&addr.to_ne_bytes());
+    request[8..].copy_from_slice(&len.to_ne_bytes());
+    // One write of 16 bytes on a pipe is atomic: the husk reads it whole.
+    if nix::unistd::write(&husk.lifeline, &request)? != request.len() {
+        return Err(Errno::EIO);
+    }
+    let mut reply = [0u8; 8];
+    if nix::unistd::read(replies, &mut reply)? != reply.len() {
+        // The husk is gone.
+        return Err(Errno::ESRCH);
+    }
+    match i64::from_ne_bytes(reply) {
+        0 => Ok(()),
+        errno => Err(Errno::from_raw(-errno as i32)),
+    }
 }
 
 /// Finds a `syscall` instruction (0f 05) in this process's libc, inside the
@@ -615,7 +730,7 @@ pub fn own_syscall_instruction() -> std::io::Result<u64> {
 
 /// clone3 without CLONE_VM, like fork, but with the child's PID chosen
 /// (set_tid; `pid` is the PID in the innermost of the child's PID
-/// namespaces, so 1 with CLONE_NEWPID) and extra `flags`. Returns the raw
+/// namespaces, so 1 with CLONE_NEWPID; 0: any) and extra `flags`. Returns the raw
 /// result: the child's PID in the parent, 0 in the child, -errno.
 ///
 /// # Safety
@@ -627,8 +742,8 @@ unsafe fn fork_with_pid(flags: u64, pid: i32) -> i64 {
     let args = CloneArgs {
         flags,
         exit_signal: libc::SIGCHLD as u64,
-        set_tid: tids.as_ptr() as u64,
-        set_tid_size: tids.len() as u64,
+        set_tid: if pid != 0 { tids.as_ptr() as u64 } else { 0 },
+        set_tid_size: u64::from(pid != 0),
         ..CloneArgs::default()
     };
     // SAFETY: args is a valid clone_args of the size passed and tids

@@ -17,6 +17,7 @@ use crate::container::docker::PreparedStart;
 use crate::image::ImageSink;
 use crate::image::{Checkpoint, ImageWriter};
 use crate::netlock::NetLock;
+use crate::restore::warm::WarmHusk;
 use crate::restore::RestoreStats;
 use crate::transport::Session;
 use std::collections::BTreeMap;
@@ -88,6 +89,8 @@ enum Receipt {
         dir: PathBuf,
         checkpoint: Box<Checkpoint>,
         writer: ImageWriter,
+        /// The husk the root's pages were staged in, for a warm restore.
+        warm: Option<WarmHusk>,
         lock: Option<NetLock>,
         docker: Option<PreparedStart>,
     },
@@ -260,7 +263,12 @@ impl Receipt {
                     .map_err(|e| fail(e.into()))?;
                 let quota = PageQuota::for_memory(offer.memory_bytes);
                 let incoming = session.take_incoming_pages();
-                let (store, stored) = PageStore::start(writer, dir.clone(), incoming, quota);
+                // A plain tree's root is restored in a husk spawned here
+                // (a container's in its runtime's init): its pages can
+                // wait in that husk from the first round on.
+                let warm_root = offer.container.is_none().then_some(offer.pid);
+                let (store, stored) =
+                    PageStore::start(writer, dir.clone(), incoming, (quota, warm_root));
                 Ok(Receipt::Receiving(Box::new(Receiving {
                     offer,
                     dir,
@@ -279,11 +287,18 @@ impl Receipt {
                 dir,
                 checkpoint,
                 writer,
+                warm,
                 lock,
                 docker,
-            } => restore(opts, offer, dir, (*checkpoint, writer), (lock, docker))
-                .await
-                .map_err(fail),
+            } => restore(
+                opts,
+                offer,
+                dir,
+                (*checkpoint, writer, warm),
+                (lock, docker),
+            )
+            .await
+            .map_err(fail),
             Receipt::PostCopy(arrival) => {
                 let dir = arrival.dir.clone();
                 match super::postcopy_destination::run(session, opts, *arrival).await {
@@ -514,23 +529,29 @@ impl Receiving {
             ..
         } = *self;
         drop(stored);
-        let (writer, incoming) = store.finish().await?;
+        let ((writer, warm), incoming) = store.finish().await?;
         Ok(match remote {
-            Some(remote) => Receipt::PostCopy(Box::new(PostCopyArrival {
-                dir,
-                offer,
-                checkpoint: *checkpoint,
-                writer,
-                incoming,
-                remote,
-                lock,
-                docker,
-            })),
+            Some(remote) => {
+                // A lazy restore takes every page from the source or the
+                // image: the staging husk exits.
+                drop(warm);
+                Receipt::PostCopy(Box::new(PostCopyArrival {
+                    dir,
+                    offer,
+                    checkpoint: *checkpoint,
+                    writer,
+                    incoming,
+                    remote,
+                    lock,
+                    docker,
+                }))
+            }
             None => Receipt::Restoring {
                 offer,
                 dir,
                 checkpoint,
                 writer,
+                warm,
                 lock,
                 docker,
             },
@@ -545,7 +566,7 @@ async fn restore(
     opts: &DestinationOptions,
     offer: Offer,
     dir: PathBuf,
-    (checkpoint, writer): (Checkpoint, ImageWriter),
+    (checkpoint, writer, warm): (Checkpoint, ImageWriter, Option<WarmHusk>),
     (lock, docker): (Option<NetLock>, Option<PreparedStart>),
 ) -> Result<Receipt, MigrationError> {
     let restore_dir = dir.clone();
@@ -588,7 +609,8 @@ async fn restore(
                 Ok((stats, t.workload(held)))
             }
             None => restore_locked(&work_dir, flows, None, lock, || {
-                crate::restore::restore_held(&restore_dir, &hold).map_err(MigrationError::local)
+                crate::restore::restore_held(&restore_dir, &hold, warm)
+                    .map_err(MigrationError::local)
             })
             .map(|(stats, held)| (stats, Workload::Held(held))),
         }

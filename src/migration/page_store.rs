@@ -6,6 +6,7 @@
 
 use super::error::MigrationError;
 use crate::image::ImageWriter;
+use crate::restore::warm::WarmHusk;
 use crate::transport::{IncomingPages, PageReceiver, Session};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -106,10 +107,14 @@ struct Frame {
     data: Option<Vec<u8>>,
 }
 
+/// What the writer thread hands back: the image writer, and the warm
+/// husk it staged the root's pages in, if it made one.
+type Written = (ImageWriter, Option<WarmHusk>);
+
 /// Page streams read concurrently into one image writer thread.
 pub(super) struct PageStore {
     frames: Option<mpsc::Sender<Frame>>,
-    writer: std::thread::JoinHandle<Result<ImageWriter, MigrationError>>,
+    writer: std::thread::JoinHandle<Result<Written, MigrationError>>,
     accept: tokio::task::JoinHandle<IncomingPages>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     /// Rounds the destination acknowledged: frames of an earlier round
@@ -124,12 +129,16 @@ pub(super) type StoredFrames = mpsc::UnboundedReceiver<Result<u32, MigrationErro
 
 impl PageStore {
     /// Starts storing the page streams of `incoming` into `writer`, whose
-    /// image is the directory `dir`, each round within `quota`.
+    /// image is the directory `dir`, each round within `quota`. With
+    /// `warm_root` (a plain tree's root PID), the root's pages are also
+    /// staged in a husk spawned with that PID at its first frame, for a
+    /// warm restore ([`crate::restore::warm`]); a husk that cannot be
+    /// spawned only means a cold restore.
     pub fn start(
         writer: ImageWriter,
         dir: PathBuf,
         incoming: IncomingPages,
-        quota: PageQuota,
+        (quota, warm_root): (PageQuota, Option<i32>),
     ) -> (Self, StoredFrames) {
         let (frames_tx, mut frames_rx) = mpsc::channel::<Frame>(64);
         let (stored_tx, stored_rx) = mpsc::unbounded_channel();
@@ -139,7 +148,15 @@ impl PageStore {
         let writer = std::thread::spawn(move || {
             let mut writer = writer;
             let mut unchecked = 0u64;
+            let mut warm: Option<WarmHusk> = None;
+            let mut warm_root = warm_root;
             while let Some(frame) = frames_rx.blocking_recv() {
+                if warm_root == Some(frame.pid) && warm.is_none() {
+                    warm_root = None;
+                    warm = WarmHusk::spawn(frame.pid)
+                        .inspect_err(|errno| tracing::warn!(pid = frame.pid, %errno, "no husk to stage the root's pages in; the restore installs them from the image"))
+                        .ok();
+                }
                 let result = match &frame.data {
                     Some(data) => {
                         unchecked += data.len() as u64;
@@ -162,9 +179,12 @@ impl PageStore {
                     let _ = writer_stored.send(Err(MigrationError::local(e.clone())));
                     return Err(MigrationError::local(e));
                 }
+                if let Some(warm) = &mut warm {
+                    warm.stage(frame.pid, frame.vaddr, frame.npages, frame.data.as_deref());
+                }
                 let _ = writer_stored.send(Ok(frame.round));
             }
-            Ok(writer)
+            Ok((writer, warm))
         });
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let limits = StreamLimits {
@@ -197,9 +217,10 @@ impl PageStore {
         self.acked.store(round + 1, Ordering::Release);
     }
 
-    /// Stops accepting page streams and hands back the writer once every
-    /// frame is written, with the page streams still to come (post-copy's).
-    pub async fn finish(mut self) -> Result<(ImageWriter, IncomingPages), MigrationError> {
+    /// Stops accepting page streams and hands back the writer (and the
+    /// warm husk) once every frame is written, with the page streams still
+    /// to come (post-copy's).
+    pub async fn finish(mut self) -> Result<(Written, IncomingPages), MigrationError> {
         let _ = self.stop.take().map(|stop| stop.send(()));
         let incoming = (&mut self.accept)
             .await

@@ -23,6 +23,7 @@ mod error;
 mod hold;
 mod husk;
 mod lazy;
+pub mod warm;
 
 pub use error::RestoreError;
 pub use hold::HeldTree;
@@ -72,6 +73,13 @@ pub struct RestoreOptions {
     /// cgroup of this name instead of letting it run
     /// ([`restore_held`]); None: it runs.
     pub hold: Option<String>,
+    /// A pre-copy migration's staging husk, spawned while the rounds ran
+    /// with the root's pages staged in it: the root's husk is cloned
+    /// from it, sharing its memory, and the pages are moved in, not
+    /// installed. A restore it cannot serve (a namespace of the tree's
+    /// own, a lazy restore, another root) drops it and spawns the root's
+    /// husk as usual.
+    pub warm: Option<warm::WarmHusk>,
 }
 
 /// Restores the image in `dir` and returns once the process runs.
@@ -88,10 +96,15 @@ pub fn restore_with(dir: &Path, opts: RestoreOptions) -> Result<RestoreStats, Re
 /// Restores the plain tree of the image in `dir` and returns it held
 /// frozen in the transient freezer cgroup `name` (it stays frozen if
 /// this process dies): a migration's destination lets it run only once
-/// the source commits.
-pub fn restore_held(dir: &Path, name: &str) -> Result<(RestoreStats, HeldTree), RestoreError> {
+/// the source commits. `warm` as [`RestoreOptions::warm`].
+pub fn restore_held(
+    dir: &Path,
+    name: &str,
+    warm: Option<warm::WarmHusk>,
+) -> Result<(RestoreStats, HeldTree), RestoreError> {
     let opts = RestoreOptions {
         hold: Some(name.to_string()),
+        warm,
         ..Default::default()
     };
     match restore_tree(dir, opts)? {
@@ -114,6 +127,18 @@ fn restore_tree(
     let ck = reader.checkpoint();
     check_cpu(&ck.host)?;
     let netns = husk::NetnsTarget::choose(ck, opts.join_netns.as_deref())?;
+    let warm = match opts.warm {
+        Some(w)
+            if !ck.pid_namespace
+                && opts.lazy.is_none()
+                && matches!(netns, husk::NetnsTarget::Ours)
+                && ck.root().is_some_and(|p| p.pid == w.root()) =>
+        {
+            Some(w)
+        }
+        // Dropped: the husk exits.
+        _ => None,
+    };
     if ck.pid_namespace {
         if opts.lazy.is_some() {
             return Err(RestoreError::Unsupported {
@@ -142,7 +167,7 @@ fn restore_tree(
         opts.lazy.as_ref(),
         &placement,
         &netns,
-        opts.hold.as_deref(),
+        (opts.hold.as_deref(), warm),
     )?;
     let stats = RestoreStats {
         pid: ck.root().map_or(0, |p| p.pid),

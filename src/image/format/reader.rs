@@ -95,24 +95,7 @@ impl ImageReader {
         // order). The caller must not trust the pages before this returns.
         let (found, delivered) = std::thread::scope(|scope| {
             let hasher = scope.spawn(|| xxh3_64(bytes));
-            let delivered = (|| {
-                let mut delivered = 0;
-                for run in &self.runs {
-                    if run.zero {
-                        sink(run.pid, run.vaddr, PageData::Zero { npages: run.npages })?;
-                    } else {
-                        // Open checked that data runs lie inside the file.
-                        let start = run.offset as usize;
-                        let end = start + (run.npages * PAGE_SIZE) as usize;
-                        for (i, chunk) in bytes[start..end].chunks(IO_CHUNK).enumerate() {
-                            let vaddr = run.vaddr + (i * IO_CHUNK) as u64;
-                            sink(run.pid, vaddr, PageData::Bytes(chunk))?;
-                        }
-                    }
-                    delivered += run.npages;
-                }
-                Ok::<u64, E>(delivered)
-            })();
+            let delivered = self.deliver(bytes, &mut sink);
             (
                 hasher.join().expect("the checksum thread panicked"),
                 delivered,
@@ -130,6 +113,46 @@ impl ImageReader {
             .into());
         }
         delivered
+    }
+
+    /// Streams every run to `sink` as [`Self::read_pages`] does, without
+    /// the checksum of pages.img: for a migration's destination that has
+    /// just written the image from the source's authenticated stream and
+    /// took most pages another way (a warm restore's staging), so that
+    /// the whole file is not read again while the workload is frozen.
+    /// The sink touches only the pages it copies.
+    pub fn read_pages_unverified<E: From<ImageError>>(
+        &self,
+        mut sink: impl FnMut(i32, u64, PageData<'_>) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let (_, mapped) = self.map_pages()?;
+        self.deliver(mapped.bytes(), &mut sink)
+    }
+
+    /// Hands every run of the index, from the mapped pages file `bytes`,
+    /// to `sink` in chunks of at most [`IO_CHUNK`] bytes; returns the
+    /// pages delivered.
+    fn deliver<E: From<ImageError>>(
+        &self,
+        bytes: &[u8],
+        sink: &mut impl FnMut(i32, u64, PageData<'_>) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let mut delivered = 0;
+        for run in &self.runs {
+            if run.zero {
+                sink(run.pid, run.vaddr, PageData::Zero { npages: run.npages })?;
+            } else {
+                // Open checked that data runs lie inside the file.
+                let start = run.offset as usize;
+                let end = start + (run.npages * PAGE_SIZE) as usize;
+                for (i, chunk) in bytes[start..end].chunks(IO_CHUNK).enumerate() {
+                    let vaddr = run.vaddr + (i * IO_CHUNK) as u64;
+                    sink(run.pid, vaddr, PageData::Bytes(chunk))?;
+                }
+            }
+            delivered += run.npages;
+        }
+        Ok(delivered)
     }
 
     /// Hands `sink(vaddr, data)` the pages of process `pid` that lie in

@@ -20,7 +20,7 @@ pub(super) struct Filler<'a> {
     pub(super) pid: Pid,
     pub(super) uffd: OwnedFd,
     /// The anonymous mappings registered for UFFDIO_COPY (true) and the
-    /// premapped ones, filled already (false), in address order.
+    /// premapped and warm ones, filled already (false), in address order.
     pub(super) by_copy: Vec<(u64, u64, bool)>,
     /// Lazy restore: pages the source still holds (the image's copy of
     /// them is stale and is not installed).
@@ -144,7 +144,7 @@ impl<'a> Husk<'a> {
         // Anonymous mappings that receive pages, registered for UFFDIO_COPY.
         let mut by_copy = Vec::new();
         for (i, vma) in image.vmas.iter().enumerate() {
-            if self.premapped.get(i) == Some(&true) {
+            if self.premapped.get(i) == Some(&true) || self.warm.get(i) == Some(&true) {
                 by_copy.push((vma.start, vma.end, false));
                 continue;
             }

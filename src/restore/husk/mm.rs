@@ -165,6 +165,7 @@ impl<'a> Husk<'a> {
                 }
             }
         }
+        self.warm = vec![false; vmas.len()];
         for (i, vma) in self.image.vmas.iter().enumerate() {
             if vma.is_special()
                 || vma.is_from_fd()
@@ -174,8 +175,17 @@ impl<'a> Husk<'a> {
             {
                 continue;
             }
+            // A lazy restore's pages come from the source, not from a
+            // staging (which only a pre-copy's root husk has).
+            if filled[i] && remote.is_none() && vma.is_private_anonymous() {
+                self.warm[i] = self.place_staged(vma)?;
+                if self.warm[i] {
+                    continue;
+                }
+            }
             self.map_vma(vma, filled[i])?;
         }
+        self.drop_staging()?;
         Ok(filled)
     }
 

@@ -39,16 +39,18 @@ mod tree;
 mod tty;
 mod udp;
 mod unix;
+mod warm;
 
 pub use cgroups::{CgroupMode, Placement};
 pub use netns::NetnsTarget;
 
-use crate::image::{ImageReader, ZombieImage};
+use crate::image::{Checkpoint, ImageReader, PageData, ProcessImage, ZombieImage};
 use crate::kernel;
 use crate::restore::channel::FdChannel;
 use crate::restore::error::RestoreError;
 use crate::restore::hold::HeldTree;
 use crate::restore::lazy::{LazyPages, LazyProcess};
+use crate::restore::warm::WarmHusk;
 use files::TreeFds;
 use memory::NOTHING_REMOTE;
 use nix::errno::Errno;
@@ -60,20 +62,26 @@ use tree::same_mount_namespace;
 /// Restores every process of the image's tree, each in a husk, into the
 /// cgroups `placement` prepared and the network namespace `netns` says,
 /// and lets them run, or holds them frozen in the transient freezer cgroup
-/// `hold` names. Returns the number of pages written and the held tree.
-/// On failure every husk is killed.
+/// `hold` names. The root's husk is cloned from `warm`'s staging husk when
+/// given (spawned in this network namespace, which `netns` must then be),
+/// its staged pages moved in; else it is spawned now. Returns the number
+/// of pages written and the held tree. On failure every husk is killed.
 pub fn rebuild(
     reader: &ImageReader,
     lazy: Option<&LazyPages>,
     placement: &Placement,
     netns: &NetnsTarget<'_>,
-    hold: Option<&str>,
+    (hold, warm): (Option<&str>, Option<WarmHusk>),
 ) -> Result<(u64, Option<HeldTree>), RestoreError> {
     let ck = reader.checkpoint();
     let root = ck.root().ok_or_else(|| RestoreError::Unsupported {
         pid: 0,
         why: "the image holds no process".into(),
     })?;
+    if let Some(warm) = warm {
+        let root_husk = from_staging(root, ck, warm)?;
+        return run(reader, root_husk, lazy, placement, hold);
+    }
     let spawned = netns.spawn(|flags| kernel::spawn_detached_husk(root.pid, flags));
     let spawned = spawned.map_err(|errno| match errno {
         Errno::EEXIST => RestoreError::PidTaken {
@@ -99,6 +107,32 @@ pub fn rebuild(
         }
     };
     run(reader, root_husk, lazy, placement, hold)
+}
+
+/// The root's husk, cloned with the root's PID from the staging husk of
+/// `warm` with CLONE_VM (it takes over the address space and the pages
+/// staged in it; the staging husk is ended).
+fn from_staging<'a>(
+    root: &'a ProcessImage,
+    ck: &'a Checkpoint,
+    warm: WarmHusk,
+) -> Result<Husk<'a>, RestoreError> {
+    let (spawned, staging) = warm.into_parts();
+    let staging_pid = spawned.pid;
+    let mut stager = match Husk::seize(root, ck, spawned) {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = kill(staging_pid, Signal::SIGKILL);
+            return Err(e);
+        }
+    };
+    let cloned = stager
+        .map_helper()
+        .and_then(|()| stager.clone_child(root.pid, libc::CLONE_VM as u64));
+    let helper = stager.helper;
+    stager.abort();
+    let husk = Husk::adopt(root, ck, cloned?, helper, None);
+    Ok(Husk { staging, ..husk })
 }
 
 /// Restores the image's tree into the existing process `husk` (a created
@@ -251,6 +285,7 @@ fn build_tree<'a>(
             husks[i].plan_inheritance();
         }
         husks[i].map_helper()?;
+        husks[i].clear_staging()?;
         husks[i].drop_husk_state()?;
         if i == 0 {
             // Every other process did as soon as it was cloned.
@@ -321,7 +356,7 @@ fn build_tree<'a>(
             why: format!("its parent {} is not a process of the image", z.ppid),
         });
     }
-    let pages = reader.read_pages(|pid, vaddr, data| -> Result<(), RestoreError> {
+    let put = |pid: i32, vaddr: u64, data: PageData<'_>| -> Result<(), RestoreError> {
         let filler = fillers.iter().find(|f| f.image_pid == pid).ok_or_else(|| {
             RestoreError::Unsupported {
                 pid,
@@ -331,7 +366,14 @@ fn build_tree<'a>(
             }
         })?;
         filler.put(vaddr, data)
-    })?;
+    };
+    // Warm: the image is a migration's, just written by this agent, and
+    // most of its pages were moved in from the staging instead.
+    let pages = if husks.iter().any(|h| h.warm.contains(&true)) {
+        reader.read_pages_unverified(put)?
+    } else {
+        reader.read_pages(put)?
+    };
     // Closing the userfaultfds (the husks hold no copy) ends every
     // registration; a lazy restore hands them to the fault server instead,
     // which must run while the rest is restored.

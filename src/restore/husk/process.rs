@@ -74,6 +74,11 @@ pub(super) struct Husk<'a> {
     /// The husk is a process that existed before (a container's init):
     /// its pending signals are its own, not the image's.
     pub(super) taken: bool,
+    /// Where the root's pre-copied pages wait in this husk (a warm
+    /// restore's root), until the mappings are made.
+    pub(super) staging: Option<crate::restore::warm::Staging>,
+    /// Which mappings were moved in from the staging, their pages in.
+    pub(super) warm: Vec<bool>,
 }
 
 /// How the husk's threads are traced.
@@ -115,6 +120,8 @@ impl<'a> Husk<'a> {
             channel: None,
             channel_end: None,
             taken: false,
+            staging: None,
+            warm: Vec::new(),
         }
     }
 

@@ -152,7 +152,12 @@ impl<'a> Husk<'a> {
             if keep {
                 continue;
             }
-            for (start, end) in self.outside_inherited(m.start, m.end) {
+            let mine: Vec<(u64, u64)> = self
+                .outside_inherited(m.start, m.end)
+                .into_iter()
+                .flat_map(|(start, end)| self.outside_staging(start, end))
+                .collect();
+            for (start, end) in mine {
                 self.sys(
                     0,
                     |r| r.munmap(start, end - start),
