@@ -362,14 +362,15 @@ async fn handle_control(
     job.await.map_err(|e| e.to_string())
 }
 
-/// The kind, processes and threads of the workload a migration is about
-/// to move (the tree of `pid`, or of the running `container`'s init), for
+/// The kind, processes, threads and staged bytes (what a warm restore
+/// moves instead of installing) of the workload a migration is about to
+/// move (the tree of `pid`, or of the running `container`'s init), for
 /// its entry in the cost model's history; None when it cannot be read.
 fn history_subject(
     pid: i32,
     container: Option<&crate::container::Container>,
     docker: bool,
-) -> Option<(crate::migration::costmodel::WorkloadKind, u64, u64)> {
+) -> Option<(crate::migration::costmodel::WorkloadKind, u64, u64, u64)> {
     let (root, kind) = match container {
         None => (pid, crate::migration::costmodel::WorkloadKind::Tree),
         Some(c) => {
@@ -378,10 +379,18 @@ fn history_subject(
         }
     };
     let members = crate::inspect::collect_tree(root).ok()?;
+    // What a warm restore stages: a plain tree's root's anonymous memory.
+    let staged = match kind {
+        crate::migration::costmodel::WorkloadKind::Tree => {
+            crate::proc::anonymous_bytes(root).unwrap_or(0)
+        }
+        _ => 0,
+    };
     Some((
         kind,
         members.len() as u64,
         calibrate::tree_threads(&members),
+        staged,
     ))
 }
 
@@ -474,9 +483,9 @@ async fn run_migration(
             .flatten();
         let result = source::migrate(&rt, &mut session, pid, &opts, &mut progress);
         session.close("migration finished");
-        if let (Ok(stats), Some((kind, processes, threads))) = (&result, size) {
+        if let (Ok(stats), Some(subject)) = (&result, size) {
             let to = req.to.to_string();
-            let past = PastMigration::from_stats(&to, kind, processes, threads, stats);
+            let past = PastMigration::from_stats(&to, subject, stats);
             if let Err(e) = history::record(&work_dir, past) {
                 tracing::warn!(
                     "cannot keep the migration's costs in {}: {e}",

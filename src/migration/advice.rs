@@ -3,7 +3,7 @@
 //! agent's past migrations) turned into a prediction per mode and advice.
 
 use super::calibrate;
-use super::costmodel::{self, Calibration, Corner, Parts, Workload};
+use super::costmodel::{self, Calibration, Corner, Parts, Workload, WorkloadKind};
 use super::dryrun::{
     Band, BandwidthSource, Blocker, DestinationReport, DryRunReport, Measurement, Mode,
     ModePrediction, Recommendation, Subject, DEFAULT_BANDWIDTH,
@@ -54,7 +54,13 @@ pub fn assess(
         }
         None => calibration,
     };
-    let predictions = predict_modes(&measurement, &calibration, limits);
+    // A warm restore stages a plain tree's root on the destination; a
+    // container's init is its runtime's.
+    let staged = match subject.kind {
+        WorkloadKind::Tree => measurement.root_anonymous_bytes,
+        _ => 0,
+    };
+    let predictions = predict_modes(&measurement, &calibration, limits, staged);
     let can_move = blockers.is_empty() && destination.as_ref().map_or(true, |d| d.compatible);
     let recommendation = recommend(
         &blockers,
@@ -82,11 +88,13 @@ pub fn assess(
 }
 
 /// The three modes' predictions for a measured workload, from the cost
-/// model ([`costmodel`]) calibrated with `calibration`.
+/// model ([`costmodel`]) calibrated with `calibration`; a pre-copy's
+/// destination stages `staged_bytes` of it before the freeze.
 pub fn predict_modes(
     m: &Measurement,
     calibration: &Calibration,
     limits: &Limits,
+    staged_bytes: u64,
 ) -> Vec<ModePrediction> {
     let workload = |corner: Corner| Workload {
         memory_bytes: m.memory_bytes,
@@ -98,6 +106,7 @@ pub fn predict_modes(
         working_set_bytes: m.working_set_bytes,
         processes: (m.processes.len() as u64).max(1),
         threads: m.threads.max(m.processes.len() as u64),
+        staged_bytes,
     };
     let band = |parts: [Parts; 3]| {
         let [low, exp, high] = parts;
@@ -157,10 +166,11 @@ pub fn predict_modes(
 /// the workload depending on the link after the switch-over, so it is
 /// kept unless a lazy mode (post-copy or hybrid; not when `lazy_refusal`
 /// says the workload cannot move lazily) is expected to freeze it at
-/// least [`LAZY_GAIN`] less: today's pre-copy restore installs every page
-/// while frozen, so for a large workload post-copy freezes three to ten
-/// times less. Pre-copy that does not converge gets the limit its final
-/// transfer needs.
+/// least [`LAZY_GAIN`] less: a pre-copy restore installs the pages it did
+/// not stage before the freeze (a container's, the other processes of a
+/// tree) while frozen, so for such a workload of some size post-copy
+/// freezes several times less. Pre-copy that does not converge gets the
+/// limit its final transfer needs.
 fn recommend(
     blockers: &[Blocker],
     destination: Option<&DestinationReport>,
@@ -208,7 +218,7 @@ fn recommend(
             mode: Some(l.mode),
             max_downtime_ms: Some(limit),
             why: format!(
-                "pre-copy would freeze {:.0}-{:.0} ms (its restore installs every page while frozen); {} freezes {:.0}-{:.0} ms, then the workload depends on the link for about {:.0} ms more, until its last page arrives (a source agent or link back within postcopy_recovery_secs serves it again)",
+                "pre-copy would freeze {:.0}-{:.0} ms; {} freezes {:.0}-{:.0} ms, then the workload depends on the link for about {:.0} ms more, until its last page arrives (a source agent or link back within postcopy_recovery_secs serves it again)",
                 pre.downtime_ms.low,
                 pre.downtime_ms.high,
                 l.mode.as_str(),
@@ -273,6 +283,7 @@ mod tests {
             ended: Vec::new(),
             memory_bytes: memory,
             anonymous_bytes: memory,
+            root_anonymous_bytes: 0,
             duration_ms: 3000.0,
             interrupted: false,
             samples: Vec::new(),

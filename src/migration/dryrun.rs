@@ -171,6 +171,11 @@ pub struct Measurement {
     pub memory_bytes: u64,
     /// Of which anonymous: what post-copy could fetch on demand.
     pub anonymous_bytes: u64,
+    /// Of those, the root's: what the destination of a plain tree's
+    /// pre-copy stages before the freeze and moves into place instead of
+    /// installing it (a warm restore).
+    #[serde(default)]
+    pub root_anonymous_bytes: u64,
     /// Milliseconds writes were tracked.
     pub duration_ms: f64,
     /// Whether a signal stopped the measurement early.
@@ -227,6 +232,10 @@ pub fn measure(inspection: &TreeInspection, opts: &MeasureOptions) -> Measuremen
         .iter()
         .filter_map(|&p| proc::anonymous_bytes(p).ok())
         .sum();
+    let root_anonymous_bytes = members
+        .first()
+        .and_then(|&root| proc::anonymous_bytes(root).ok())
+        .unwrap_or(0);
     let threads = calibrate::tree_threads(members);
     let ticks = || -> u64 {
         members
@@ -313,6 +322,7 @@ pub fn measure(inspection: &TreeInspection, opts: &MeasureOptions) -> Measuremen
         ended,
         memory_bytes,
         anonymous_bytes,
+        root_anonymous_bytes,
         duration_ms: secs * 1000.0,
         interrupted: opts.stop.load(Ordering::SeqCst),
         samples,

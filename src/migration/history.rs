@@ -50,6 +50,11 @@ pub struct PastMigration {
     pub resume_ms: f64,
     /// Request to done, in milliseconds.
     pub total_ms: f64,
+    /// Bytes the destination staged before the freeze instead of
+    /// installing them at the restore (a plain tree's root's anonymous
+    /// memory, warm restore; a file written before holds none).
+    #[serde(default)]
+    pub staged_bytes: u64,
     /// What kind of workload moved (a file written before kinds were
     /// kept holds plain trees only).
     #[serde(default)]
@@ -58,17 +63,16 @@ pub struct PastMigration {
 
 impl PastMigration {
     /// The parts of a migration of a `kind` workload of `processes`
-    /// processes with `threads` threads to `destination`, from its
-    /// statistics.
+    /// processes with `threads` threads, `staged_bytes` of it staged
+    /// before the freeze, to `destination`, from its statistics.
     pub fn from_stats(
         destination: &str,
-        kind: WorkloadKind,
-        processes: u64,
-        threads: u64,
+        (kind, processes, threads, staged_bytes): (WorkloadKind, u64, u64, u64),
         s: &MigrationStats,
     ) -> Self {
         PastMigration {
             kind,
+            staged_bytes,
             destination: destination.to_string(),
             memory_bytes: s.memory_bytes,
             processes,
@@ -155,9 +159,10 @@ impl Shape {
 /// page throughput (never above `link`, the bandwidth measured now) from
 /// any workload; the resume and the session from workloads of the same
 /// kind as `shape` (the destination's work around the restore differs
-/// between kinds); the restore's page install (its restore time less the
-/// fixed, per-process and per-thread parts of `c`) from workloads that
-/// resemble `shape` ([`SIMILAR_RATIO`]).
+/// between kinds); the restore's page install (the bytes it installed,
+/// the staged ones left out, over its restore time less the fixed,
+/// per-process and per-thread parts of `c`) from workloads that resemble
+/// `shape` ([`SIMILAR_RATIO`]).
 pub fn refine(
     c: &Calibration,
     past: &[PastMigration],
@@ -192,7 +197,8 @@ pub fn refine(
             + c.restore_per_process_ms.value * m.processes.max(1) as f64
             + c.restore_per_thread_ms.value * m.threads.saturating_sub(m.processes) as f64;
         let install_ms = m.restore_ms - fixed;
-        (install_ms > 1.0).then(|| m.memory_bytes as f64 / install_ms * 1000.0)
+        let installed = m.memory_bytes.saturating_sub(m.staged_bytes);
+        (install_ms > 1.0 && installed > 0).then(|| installed as f64 / install_ms * 1000.0)
     };
     let alike = same.iter().filter(|m| shape.resembles(m));
     if let Some(i) = median_figure(alike.filter_map(|m| install(m)).collect()) {
@@ -228,6 +234,7 @@ mod tests {
             resume_ms: 20.0,
             total_ms: 1500.0 + 40.0 + 10.0 + restore_ms + 20.0 + 100.0,
             kind: WorkloadKind::Tree,
+            staged_bytes: 0,
         }
     }
 
@@ -301,6 +308,20 @@ mod tests {
         assert_eq!(c.resume_ms, base().resume_ms);
         assert_eq!(c.install_bytes_per_sec, base().install_bytes_per_sec);
         assert_eq!(c.session_ms, base().session_ms);
+    }
+
+    #[test]
+    fn staged_pages_are_not_counted_as_installed() {
+        let mut warm = past("b:7420", 1e9, 10.0 + 100.0);
+        warm.staged_bytes = 3 << 28;
+        let c = refine(&base(), &[warm], "b:7420", &TREE_OF_1_GIB, 1e9);
+        // A quarter of the GiB installed in the 100 ms beyond the fixed
+        // parts.
+        let expected = (1u64 << 28) as f64 / 0.1;
+        assert!(
+            (c.install_bytes_per_sec.value - expected).abs() < 1.0,
+            "{c:?}"
+        );
     }
 
     #[test]
