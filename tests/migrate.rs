@@ -46,6 +46,29 @@ fn migrate_workload(test: &str, name: &str, args: &[&str], extra: &[&str]) {
     });
 }
 
+/// [`migrate_workload`] where the root's pages must have been staged on
+/// B during the rounds and moved into place (warm restore), as B's agent
+/// reports.
+fn migrate_warm(test: &str, name: &str, args: &[&str]) {
+    run_test(test, |dir| {
+        let bed = Testbed::up(dir)?;
+        let w = bed.start_workload(dir, name, args)?;
+        migrate_ok(&bed, dir, &w, &[])?;
+        wait_for(&bed.agent_log_path(Host::B), "migration received")?;
+        let log = bed.agent_log(Host::B);
+        let moved = log
+            .lines()
+            .filter(|l| l.contains("migration received"))
+            .find_map(|l| l.split("pages_moved=").nth(1))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok());
+        ensure!(
+            moved.is_some_and(|m| m > 0),
+            "no page was moved in from a staging on B (pages_moved {moved:?}):\n{log}"
+        );
+        finish_on(&bed, dir, Host::B, &w)
+    });
+}
+
 #[test]
 fn counters_migrate() {
     migrate_workload("migrate_counters", "counters", &[], &[]);
@@ -92,7 +115,34 @@ fn sysv_shm_migrates() {
 /// arrival.
 #[test]
 fn gigabyte_rewritten_at_64_mib_per_sec_migrates() {
-    migrate_workload("migrate_1g", "steady_dirty", &["1024", "64"], &[]);
+    migrate_warm("migrate_1g", "steady_dirty", &["1024", "64"]);
+}
+
+/// Warm restore: the root's pages are staged on B as the rounds bring
+/// them and moved into place after the freeze. Pages the workload
+/// discards (MADV_DONTNEED) between rounds must read as zero on B, and
+/// those it refills must hold their last contents.
+#[test]
+fn pages_discarded_between_rounds_migrate_as_zero() {
+    migrate_warm("migrate_dontneed", "lazy_dontneed", &[]);
+}
+
+/// Warm restore of an address space with never-touched holes, a page
+/// zeroed, a read-only region and a PROT_NONE guard page inside one
+/// buffer, beside counters on the brk heap and the stack: every page and
+/// every protection as on A.
+#[test]
+fn memory_layout_migrates() {
+    migrate_warm("migrate_layout", "lazy_layout", &[]);
+}
+
+/// A tree whose processes share pages copy-on-write: the mappings they
+/// share are restored from the image, the root's before its children are
+/// cloned (not staged), and the pages they still share are one page
+/// again.
+#[test]
+fn copy_on_write_tree_migrates() {
+    migrate_workload("migrate_cow", "cow", &[], &[]);
 }
 
 /// The destination's address has no agent: the migration fails, the

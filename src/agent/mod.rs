@@ -195,7 +195,7 @@ pub async fn serve(config: AgentConfig) -> Result<(), ServeError> {
                             let peer = session.peer_agent().to_string();
                             match destination::receive(&mut session, &dest).await {
                                 Ok(Outcome::Received(r)) => {
-                                    tracing::info!(%peer, id = %r.id, pid = r.pid, restore_ms = r.restore_ms, "migration received; the workload runs here")
+                                    tracing::info!(%peer, id = %r.id, pid = r.pid, restore_ms = r.restore_ms, pages_moved = r.pages_moved, "migration received; the workload runs here")
                                 }
                                 Ok(Outcome::Probed) => {
                                     tracing::info!(%peer, "answered a dry-run probe")

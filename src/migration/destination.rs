@@ -332,6 +332,7 @@ impl Receipt {
                         id: offer.id,
                         pid: restore.pid,
                         restore_ms: restore.restore_ms,
+                        pages_moved: restore.pages_moved,
                     }),
                 })
             }

@@ -85,6 +85,9 @@ pub struct Received {
     pub pid: i32,
     /// Milliseconds the restore took.
     pub restore_ms: f64,
+    /// Pages the restore moved in from a warm restore's staging instead
+    /// of installing them.
+    pub pages_moved: u64,
 }
 
 /// The container an offer moves, as this host creates it.

@@ -317,6 +317,7 @@ pub(super) async fn run(
         id: offer.id,
         pid: stats.pid,
         restore_ms: stats.restore_ms,
+        pages_moved: stats.pages_moved,
     })
 }
 

@@ -49,6 +49,9 @@ pub struct RestoreStats {
     pub restore_ms: f64,
     /// Pages written into the restored address space.
     pub pages_restored: u64,
+    /// Of the address space, pages a warm restore moved in from its
+    /// staging instead of writing them.
+    pub pages_moved: u64,
 }
 
 /// How a restore fills memory.
@@ -162,7 +165,7 @@ fn restore_tree(
     for p in &ck.processes {
         check_files(ck, p, "")?;
     }
-    let (pages_restored, held) = husk::rebuild(
+    let (pages, held) = husk::rebuild(
         &reader,
         opts.lazy.as_ref(),
         &placement,
@@ -174,7 +177,8 @@ fn restore_tree(
         processes: ck.processes.len() as u32,
         zombies: ck.zombies.len() as u32,
         restore_ms: started.elapsed().as_secs_f64() * 1000.0,
-        pages_restored,
+        pages_restored: pages.restored,
+        pages_moved: pages.moved,
     };
     Ok((stats, held))
 }
@@ -224,7 +228,7 @@ pub fn restore_into_with(
             let husk = nix::unistd::Pid::from_raw(husk);
             husk::rebuild_into(&reader, husk, &ch, opts.lazy.as_ref(), opts.hold.as_deref())
         });
-    let (pages_restored, held) = match pages_restored {
+    let (pages, held) = match pages_restored {
         Ok(p) => p,
         Err(e) => {
             let _ = nix::sys::signal::kill(
@@ -239,7 +243,8 @@ pub fn restore_into_with(
         processes: ck.processes.len() as u32,
         zombies: ck.zombies.len() as u32,
         restore_ms: started.elapsed().as_secs_f64() * 1000.0,
-        pages_restored,
+        pages_restored: pages.restored,
+        pages_moved: pages.moved,
     };
     Ok((stats, held))
 }

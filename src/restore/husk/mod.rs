@@ -59,6 +59,17 @@ use nix::unistd::Pid;
 use process::Husk;
 use tree::same_mount_namespace;
 
+/// The pages of a restore: every page of the image delivered (written,
+/// left missing as zero, or already in place), and of those the pages of
+/// the mappings a warm restore moved in from its staging.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PageCounts {
+    /// Pages of the image.
+    pub restored: u64,
+    /// Pages of mappings moved in from the staging, not installed.
+    pub moved: u64,
+}
+
 /// Restores every process of the image's tree, each in a husk, into the
 /// cgroups `placement` prepared and the network namespace `netns` says,
 /// and lets them run, or holds them frozen in the transient freezer cgroup
@@ -72,7 +83,7 @@ pub fn rebuild(
     placement: &Placement,
     netns: &NetnsTarget<'_>,
     (hold, warm): (Option<&str>, Option<WarmHusk>),
-) -> Result<(u64, Option<HeldTree>), RestoreError> {
+) -> Result<(PageCounts, Option<HeldTree>), RestoreError> {
     let ck = reader.checkpoint();
     let root = ck.root().ok_or_else(|| RestoreError::Unsupported {
         pid: 0,
@@ -148,7 +159,7 @@ pub fn rebuild_into(
     channel: &FdChannel,
     lazy: Option<&LazyPages>,
     hold: Option<&str>,
-) -> Result<(u64, Option<HeldTree>), RestoreError> {
+) -> Result<(PageCounts, Option<HeldTree>), RestoreError> {
     let ck = reader.checkpoint();
     let root = ck.root().ok_or_else(|| RestoreError::Unsupported {
         pid: 0,
@@ -173,7 +184,7 @@ fn run<'a>(
     lazy: Option<&LazyPages>,
     placement: &Placement,
     hold: Option<&str>,
-) -> Result<(u64, Option<HeldTree>), RestoreError> {
+) -> Result<(PageCounts, Option<HeldTree>), RestoreError> {
     // SysV segments live in the root husk's IPC namespace, before any
     // husk attaches them.
     let segments =
@@ -260,7 +271,7 @@ fn build_tree<'a>(
     husks: &mut Vec<Husk<'a>>,
     lazy: Option<&'a LazyPages>,
     placement: &Placement,
-) -> Result<(u64, tcp::Pending), RestoreError> {
+) -> Result<(PageCounts, tcp::Pending), RestoreError> {
     let ck = reader.checkpoint();
     let index_of = |husks: &[Husk<'_>], pid: i32| {
         husks
@@ -407,6 +418,10 @@ fn build_tree<'a>(
         husks[i].finish(&mut tree_fds)?;
     }
     placement.join_threads()?;
+    let pages = PageCounts {
+        restored: pages,
+        moved: husks.iter().map(|h| h.moved_pages()).sum(),
+    };
     Ok((pages, std::mem::take(&mut tree_fds.connections)))
 }
 

@@ -139,6 +139,17 @@ impl Husk<'_> {
         Ok(true)
     }
 
+    /// Pages of the mappings moved in from the staging.
+    pub(super) fn moved_pages(&self) -> u64 {
+        self.image
+            .vmas
+            .iter()
+            .zip(&self.warm)
+            .filter(|(_, &warm)| warm)
+            .map(|(v, _)| v.pages())
+            .sum()
+    }
+
     /// Unmaps what is left of the staging reservation (pages of mappings
     /// that are gone, or that could not be moved in) once every mapping
     /// is made.
