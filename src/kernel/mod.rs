@@ -538,9 +538,9 @@ const STAGING_HINT: u64 = 0x1000_0000_0000;
 /// Spawns a husk as [`spawn_detached_husk`] does (in this network
 /// namespace, with any free PID) that also holds a reservation of `len`
 /// bytes of address space, returned with it: private anonymous memory
-/// with no access (PROT_NONE: neither committed nor accounted until a
-/// restore makes parts of it writable) and not inherited by a fork
-/// (MADV_DONTFORK), which a migration's destination fills with
+/// with no access (PROT_NONE: neither committed nor accounted until
+/// [`protect_staging`] makes parts of it writable) and not inherited by
+/// a fork (MADV_DONTFORK), which a migration's destination fills with
 /// pre-copied pages through /proc/PID/mem while the rounds run. The
 /// restore clones the root's husk from it with CLONE_VM (the PID it
 /// needs is taken only then) and ends it.

@@ -85,6 +85,16 @@ impl PageRuns {
         gaps
     }
 
+    /// The pieces of [start, end) inside the set, in address order.
+    pub fn within(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
+        let first = self.runs.partition_point(|r| r.1 <= start);
+        self.runs[first..]
+            .iter()
+            .take_while(|r| r.0 < end)
+            .map(|&(s, e)| (s.max(start), e.min(end)))
+            .collect()
+    }
+
     /// The runs (start, end), sorted and merged.
     pub fn runs(&self) -> &[(u64, u64)] {
         &self.runs
@@ -115,5 +125,11 @@ mod tests {
             PageRuns::empty().gaps(0x1000, 0x3000),
             vec![(0x1000, 0x3000)]
         );
+        let two = PageRuns::from_runs(vec![(0x1000, 0x3000), (0x5000, 0x8000)]);
+        assert_eq!(
+            two.within(0x2000, 0x6000),
+            vec![(0x2000, 0x3000), (0x5000, 0x6000)]
+        );
+        assert_eq!(two.within(0x3000, 0x5000), vec![]);
     }
 }

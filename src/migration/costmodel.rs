@@ -288,6 +288,11 @@ fn restore_ms(w: &Workload, c: &Calibration, install_bytes: f64, corner: Corner)
 /// place (mremap moves page tables, not bytes; 2-4 ms measured).
 const STAGED_MOVE_MS_PER_GIB: f64 = 4.0;
 
+/// Milliseconds to move `staged` bytes into place.
+fn staged_move_ms(staged: f64) -> f64 {
+    staged / (1u64 << 30) as f64 * STAGED_MOVE_MS_PER_GIB
+}
+
 /// A pre-copy migration of `w` at `corner`.
 pub fn precopy(w: &Workload, c: &Calibration, limits: &Limits, corner: Corner) -> PrecopyCost {
     let throughput = c.throughput_bytes_per_sec.rate(corner);
@@ -297,12 +302,11 @@ pub fn precopy(w: &Workload, c: &Calibration, limits: &Limits, corner: Corner) -
     // freeze but the staged ones, which it moves into place.
     let staged = w.staged_bytes.min(w.memory_bytes) as f64;
     let installed = w.memory_bytes as f64 - staged;
-    let moved_ms = staged / (1u64 << 30) as f64 * STAGED_MOVE_MS_PER_GIB;
     let parts = Parts {
         rounds_ms,
         freeze_ms: c.freeze_ms.cost(corner) + c.switchover_ms.cost(corner),
         final_transfer_ms: left / throughput * 1000.0,
-        restore_ms: restore_ms(w, c, installed, corner) + moved_ms,
+        restore_ms: restore_ms(w, c, installed, corner) + staged_move_ms(staged),
         resume_ms: c.resume_ms.cost(corner),
         session_ms: c.session_ms.cost(corner),
         after_ms: 0.0,
@@ -353,18 +357,22 @@ pub fn postcopy(
     } else {
         c.postcopy_switchover_ms.cost(corner)
     };
+    let (round_installed, round_moved_ms) = if precopied {
+        let staged = w.staged_bytes.min(w.memory_bytes) as f64;
+        (memory - staged, staged_move_ms(staged))
+    } else {
+        (0.0, 0.0)
+    };
     Parts {
         rounds_ms,
         freeze_ms: c.freeze_ms.cost(corner) + switchover,
         final_transfer_ms: ms(frozen_bytes),
         // A lazy restore installs every page the destination holds: in
-        // hybrid, round 0's pages too (nothing is staged).
-        restore_ms: restore_ms(
-            w,
-            c,
-            frozen_bytes + f64::from(u8::from(precopied)) * memory,
-            corner,
-        ) + c.lazy_restore_ms.cost(corner),
+        // hybrid, round 0's pages too, but those it staged, which it
+        // moves.
+        restore_ms: restore_ms(w, c, frozen_bytes + round_installed, corner)
+            + round_moved_ms
+            + c.lazy_restore_ms.cost(corner),
         resume_ms: c.resume_ms.cost(corner),
         session_ms: c.session_ms.cost(corner),
         after_ms: ms(lazy),
@@ -443,9 +451,14 @@ mod tests {
         // 10 fixed + 5 for the process + 256 MiB at 1 GiB/s + 768 MiB
         // moved at 4 ms per GiB.
         assert!(near(p.parts.restore_ms, 15.0 + 250.0 + 3.0), "{p:?}");
-        // Post-copy stages nothing.
-        let lazy = postcopy(&w, &calibration(), 0.0, true, Corner::Expected);
-        assert!(near(lazy.restore_ms, 1015.0 + 0.0), "{lazy:?}");
+        // Hybrid moves its round's staged pages too; post-copy has no
+        // round to stage.
+        let c = calibration();
+        let hybrid = postcopy(&w, &c, 0.0, true, Corner::Expected);
+        let lazy_ms = c.lazy_restore_ms.value;
+        assert!(near(hybrid.restore_ms, 268.0 + lazy_ms), "{hybrid:?}");
+        let post = postcopy(&w, &c, 0.0, false, Corner::Expected);
+        assert!(near(post.restore_ms, 15.0 + lazy_ms), "{post:?}");
     }
 
     #[test]

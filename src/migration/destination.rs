@@ -532,21 +532,17 @@ impl Receiving {
         drop(stored);
         let ((writer, warm), incoming) = store.finish().await?;
         Ok(match remote {
-            Some(remote) => {
-                // A lazy restore takes every page from the source or the
-                // image: the staging husk exits.
-                drop(warm);
-                Receipt::PostCopy(Box::new(PostCopyArrival {
-                    dir,
-                    offer,
-                    checkpoint: *checkpoint,
-                    writer,
-                    incoming,
-                    remote,
-                    lock,
-                    docker,
-                }))
-            }
+            Some(remote) => Receipt::PostCopy(Box::new(PostCopyArrival {
+                dir,
+                offer,
+                checkpoint: *checkpoint,
+                writer,
+                warm,
+                incoming,
+                remote,
+                lock,
+                docker,
+            })),
             None => Receipt::Restoring {
                 offer,
                 dir,

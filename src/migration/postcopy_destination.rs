@@ -99,6 +99,9 @@ pub(super) struct PostCopyArrival {
     pub checkpoint: Checkpoint,
     /// The image the pre-copy rounds went to.
     pub writer: ImageWriter,
+    /// The husk the root's pages of the rounds were staged in (hybrid),
+    /// for a warm restore.
+    pub warm: Option<crate::restore::warm::WarmHusk>,
     /// The page streams still to come (post-copy's answers and push).
     pub incoming: IncomingPages,
     /// Per process, the pages still on the source.
@@ -139,6 +142,7 @@ pub(super) async fn run(
         offer,
         checkpoint,
         writer,
+        warm,
         incoming,
         remote,
         lock,
@@ -215,6 +219,7 @@ pub(super) async fn run(
         sink.commit(&checkpoint).map_err(MigrationError::local)?;
         let opts = RestoreOptions {
             lazy: Some(lazy),
+            warm,
             ..Default::default()
         };
         let flows = &checkpoint.tcp_flows;

@@ -77,11 +77,12 @@ pub struct RestoreOptions {
     /// ([`restore_held`]); None: it runs.
     pub hold: Option<String>,
     /// A pre-copy migration's staging husk, spawned while the rounds ran
-    /// with the root's pages staged in it: the root's husk is cloned
-    /// from it, sharing its memory, and the pages are moved in, not
-    /// installed. A restore it cannot serve (a namespace of the tree's
-    /// own, a lazy restore, another root) drops it and spawns the root's
-    /// husk as usual.
+    /// (pre-copy or hybrid) with the root's pages staged in it: the
+    /// root's husk is cloned from it, sharing its memory, and the pages
+    /// are moved in, not installed (in a lazy restore, those the source
+    /// kept are dropped again, to come on fault). A restore it cannot
+    /// serve (a namespace of the tree's own, another root) drops it and
+    /// spawns the root's husk as usual.
     pub warm: Option<warm::WarmHusk>,
 }
 
@@ -133,7 +134,6 @@ fn restore_tree(
     let warm = match opts.warm {
         Some(w)
             if !ck.pid_namespace
-                && opts.lazy.is_none()
                 && matches!(netns, husk::NetnsTarget::Ours)
                 && ck.root().is_some_and(|p| p.pid == w.root()) =>
         {

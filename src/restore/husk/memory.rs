@@ -109,9 +109,10 @@ impl<'a> Husk<'a> {
     /// copied-on-write pages by process_vm_writev.
     ///
     /// A lazy restore (`remote` given) registers every private anonymous
-    /// mapping, catches faults in system calls too, asks for the events a
-    /// fault server must see (fork, mremap, madvise, munmap) and keeps the
-    /// userfaultfd.
+    /// mapping (a warm one too: its pages the source kept were dropped
+    /// when it was moved in), catches faults in system calls too, asks
+    /// for the events a fault server must see (fork, mremap, madvise,
+    /// munmap) and keeps the userfaultfd.
     pub(super) fn prepare_fill<'r>(
         &mut self,
         filled: &[bool],
@@ -144,7 +145,8 @@ impl<'a> Husk<'a> {
         // Anonymous mappings that receive pages, registered for UFFDIO_COPY.
         let mut by_copy = Vec::new();
         for (i, vma) in image.vmas.iter().enumerate() {
-            if self.premapped.get(i) == Some(&true) || self.warm.get(i) == Some(&true) {
+            let warm = self.warm.get(i) == Some(&true);
+            if self.premapped.get(i) == Some(&true) || (warm && !lazy) {
                 by_copy.push((vma.start, vma.end, false));
                 continue;
             }
@@ -157,7 +159,9 @@ impl<'a> Husk<'a> {
                     vma.start, vma.end
                 )),
             )?;
-            by_copy.push((vma.start, vma.end, true));
+            // A warm mapping of a lazy restore is registered for the
+            // pages the source kept, which fault in; the rest is in.
+            by_copy.push((vma.start, vma.end, !warm));
         }
         Ok(Filler {
             image_pid: image.pid,

@@ -175,10 +175,8 @@ impl<'a> Husk<'a> {
             {
                 continue;
             }
-            // A lazy restore's pages come from the source, not from a
-            // staging (which only a pre-copy's root husk has).
-            if filled[i] && remote.is_none() && vma.is_private_anonymous() {
-                self.warm[i] = self.place_staged(vma)?;
+            if filled[i] && vma.is_private_anonymous() {
+                self.warm[i] = self.place_staged(vma, remote)?;
                 if self.warm[i] {
                     continue;
                 }

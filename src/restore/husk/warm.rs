@@ -7,6 +7,7 @@
 
 use super::process::{Husk, HELPER_RESERVE};
 use crate::image::Vma;
+use crate::memory::PageRuns;
 use crate::proc;
 use crate::restore::error::RestoreError;
 
@@ -79,10 +80,16 @@ impl Husk<'_> {
     /// Puts mapping `vma` (private anonymous, receiving pages) in from the
     /// staging when its pages are staged in one piece: moved into place,
     /// made accessible (writable until the protection is put back, as a
-    /// filled mapping is) and inherited by a fork again. A mapping made
+    /// filled mapping is) and inherited by a fork again; in a lazy
+    /// restore, the pages the source kept (`remote`: their staged copies
+    /// are stale) are dropped, to be fetched on fault. A mapping made
     /// with flags mremap cannot give (grows down, no reserve) is mapped as
     /// in a cold restore. Returns whether it was moved in.
-    pub(super) fn place_staged(&mut self, vma: &Vma) -> Result<bool, RestoreError> {
+    pub(super) fn place_staged(
+        &mut self,
+        vma: &Vma,
+        remote: Option<&PageRuns>,
+    ) -> Result<bool, RestoreError> {
         let Some(from) = self
             .staging
             .as_ref()
@@ -136,6 +143,14 @@ impl Husk<'_> {
                 )
             },
         )?;
+        let stale = remote.map_or_else(Vec::new, |r| r.within(vma.start, vma.end));
+        for (from, to) in stale {
+            self.sys(
+                0,
+                |r| r.madvise(from, to - from, libc::MADV_DONTNEED),
+                || format!("madvise(MADV_DONTNEED) of stale staged pages at {from:#x}-{to:#x}"),
+            )?;
+        }
         Ok(true)
     }
 
