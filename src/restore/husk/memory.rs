@@ -222,18 +222,16 @@ impl Husk<'_> {
         }
     }
 
-    /// The pieces of [start, end) outside every inherited mapping: what
-    /// the husk unmaps of what it got from its parent's.
-    pub(super) fn outside_inherited(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
-        let inherited = self
-            .image
+    /// The ranges of the mappings inherited from the parent's husk: what
+    /// the husk keeps of what it got with the clone.
+    pub(super) fn inherited_ranges(&self) -> Vec<(u64, u64)> {
+        self.image
             .vmas
             .iter()
             .zip(&self.inherited)
             .filter(|(_, &i)| i)
             .map(|(v, _)| (v.start, v.end))
-            .collect();
-        PageRuns::from_runs(inherited).gaps(start, end)
+            .collect()
     }
 
     /// Puts the premapped mappings in, with this process's pages, before

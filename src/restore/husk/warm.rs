@@ -64,19 +64,6 @@ impl Husk<'_> {
         Ok(())
     }
 
-    /// The pieces of [start, end) outside the staging reservation: what
-    /// of the husk's own mappings it unmaps.
-    pub(super) fn outside_staging(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
-        let Some(s) = &self.staging else {
-            return vec![(start, end)];
-        };
-        let (from, to) = (s.base, s.base + s.len);
-        [(start, end.min(from)), (start.max(to), end)]
-            .into_iter()
-            .filter(|(a, b)| a < b)
-            .collect()
-    }
-
     /// Puts mapping `vma` (private anonymous, receiving pages) in from the
     /// staging when its pages are staged in one piece: moved into place,
     /// made accessible (writable until the protection is put back, as a
