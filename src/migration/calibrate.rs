@@ -36,6 +36,11 @@ use std::time::Instant;
 /// reach (reading the workload, storing on the destination): 0.55-0.75
 /// quiet, 0.28-0.63 loaded.
 const TRANSPORT_SHARE: Figure = Figure::estimate(0.5, 0.35);
+/// Of the probe's bandwidth, the share post-copy's background push
+/// reaches (reading the workload, installing on the destination, nothing
+/// stored or staged): 0.7-0.95 for 1 GiB, 0.7-0.75 for 50 processes in
+/// issue 17's bench.
+const PUSH_SHARE: Figure = Figure::estimate(0.8, 0.25);
 /// Fixed milliseconds per pre-copy round (scan, acknowledgement).
 const ROUND_OVERHEAD_MS: Figure = Figure::estimate(10.0, 0.5);
 /// The estimated freeze: fixed, per process, per thread beyond the first,
@@ -249,9 +254,9 @@ pub fn calibrate(i: &Inputs) -> Calibration {
         ),
     };
     let (bandwidth, measured) = i.bandwidth;
-    let throughput = Figure {
-        value: bandwidth * TRANSPORT_SHARE.value,
-        spread: TRANSPORT_SHARE.spread,
+    let share_of_link = |share: Figure| Figure {
+        value: bandwidth * share.value,
+        spread: share.spread,
         basis: if measured {
             super::costmodel::Basis::Measured
         } else {
@@ -259,7 +264,8 @@ pub fn calibrate(i: &Inputs) -> Calibration {
         },
     };
     Calibration {
-        throughput_bytes_per_sec: throughput,
+        throughput_bytes_per_sec: share_of_link(TRANSPORT_SHARE),
+        push_bytes_per_sec: share_of_link(PUSH_SHARE),
         round_overhead_ms: ROUND_OVERHEAD_MS,
         freeze_ms,
         switchover_ms: Figure::estimate(

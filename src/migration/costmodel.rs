@@ -140,6 +140,10 @@ pub struct Calibration {
     /// Bytes of pages per second a real migration moves (its page streams,
     /// reading the workload and storing on the destination).
     pub throughput_bytes_per_sec: Figure,
+    /// Bytes of pages per second post-copy's background push moves once
+    /// the workload runs on the destination (nothing stored or staged
+    /// there: faster than the rounds).
+    pub push_bytes_per_sec: Figure,
     /// Fixed milliseconds per pre-copy round.
     pub round_overhead_ms: Figure,
     /// Milliseconds to stop the whole tree and read its state.
@@ -375,7 +379,7 @@ pub fn postcopy(
             + c.lazy_restore_ms.cost(corner),
         resume_ms: c.resume_ms.cost(corner),
         session_ms: c.session_ms.cost(corner),
-        after_ms: ms(lazy),
+        after_ms: lazy / c.push_bytes_per_sec.rate(corner) * 1000.0,
     }
 }
 
@@ -400,6 +404,7 @@ mod tests {
         let exact = |v| Figure::measured(v, 0.0);
         Calibration {
             throughput_bytes_per_sec: exact(1024.0 * MIB_F),
+            push_bytes_per_sec: exact(1024.0 * MIB_F),
             round_overhead_ms: exact(0.0),
             freeze_ms: exact(40.0),
             switchover_ms: exact(0.0),

@@ -249,6 +249,7 @@ mod tests {
         let e = |v| Figure::estimate(v, 0.5);
         Calibration {
             throughput_bytes_per_sec: e(1e9),
+            push_bytes_per_sec: e(1e9),
             round_overhead_ms: e(10.0),
             freeze_ms: e(40.0),
             switchover_ms: e(25.0),
