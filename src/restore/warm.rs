@@ -81,8 +81,6 @@ pub struct WarmHusk {
     /// Why staging stopped, if it did: the restore then fills every page
     /// from the image.
     broken: Option<String>,
-    /// Pages staged (data or zero).
-    pages: u64,
 }
 
 impl WarmHusk {
@@ -109,18 +107,12 @@ impl WarmHusk {
             written: BTreeMap::new(),
             writable: Default::default(),
             broken: None,
-            pages: 0,
         })
     }
 
     /// The root's PID.
     pub fn root(&self) -> i32 {
         self.root
-    }
-
-    /// Pages staged so far.
-    pub fn pages(&self) -> u64 {
-        self.pages
     }
 
     /// Stages a frame of process `pid`: `npages` pages at `vaddr`, with
@@ -165,7 +157,6 @@ impl WarmHusk {
             }
             at = piece_end;
         }
-        self.pages += npages;
         Ok(())
     }
 
