@@ -134,6 +134,11 @@ impl WarmHusk {
             .checked_mul(PAGE_SIZE)
             .and_then(|len| vaddr.checked_add(len))
             .ok_or_else(|| format!("{npages} pages at {vaddr:#x} run past the address space"))?;
+        if data.is_some_and(|d| d.len() as u64 != end - vaddr) {
+            return Err(format!(
+                "a frame of {npages} pages at {vaddr:#x} carries another length of data"
+            ));
+        }
         let mut at = vaddr;
         while at < end {
             let piece_end = end.min((at / CLUSTER + 1) * CLUSTER);
