@@ -279,6 +279,36 @@ fn remove_range(set: &mut BTreeMap<u64, u64>, start: u64, end: u64) -> Vec<(u64,
 mod tests {
     use super::*;
 
+    /// A real staging husk: the root's frames land at their staged
+    /// addresses, another process's do not, a zero frame zeroes what was
+    /// written, and a frame whose data is not its length stops the
+    /// staging.
+    #[test]
+    fn frames_are_staged_in_a_real_husk() {
+        let page = |b: u8| vec![b; PAGE_SIZE as usize];
+        let mut warm = WarmHusk::spawn(42).expect("spawn a staging husk");
+        warm.stage(42, 0x10000, 2, Some(&[page(1), page(2)].concat()));
+        warm.stage(7, 0x10000, 1, Some(&page(9)));
+        warm.stage(42, 0x11000, 1, None);
+        warm.stage(42, 0x10000, 1, Some(&page(3)));
+        let read = |warm: &WarmHusk, at: u64| {
+            let mut buf = vec![0u8; 2 * PAGE_SIZE as usize];
+            warm.mem
+                .read_exact_at(&mut buf, at)
+                .expect("read the staging");
+            buf
+        };
+        let at = warm.staging.staged_at(0x10000).expect("a slot");
+        assert_eq!(read(&warm, at), [page(3), page(0)].concat());
+        warm.stage(42, 0x10000, 2, Some(&page(4)));
+        assert!(warm.broken.is_some());
+        assert_eq!(read(&warm, at), [page(3), page(0)].concat());
+        assert!(
+            warm.into_parts().1.is_none(),
+            "a broken staging is given up"
+        );
+    }
+
     #[test]
     fn ranges_merge_and_split() {
         let mut set = BTreeMap::new();
