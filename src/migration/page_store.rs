@@ -131,9 +131,9 @@ impl PageStore {
     /// Starts storing the page streams of `incoming` into `writer`, whose
     /// image is the directory `dir`, each round within `quota`. With
     /// `warm_root` (a plain tree's root PID), the root's pages are also
-    /// staged in a husk spawned with that PID at its first frame, for a
-    /// warm restore ([`crate::restore::warm`]); a husk that cannot be
-    /// spawned only means a cold restore.
+    /// staged in a husk spawned (with any PID) at the root's first frame,
+    /// for a warm restore ([`crate::restore::warm`]); a husk that cannot
+    /// be spawned only means a cold restore.
     pub fn start(
         writer: ImageWriter,
         dir: PathBuf,
