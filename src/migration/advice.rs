@@ -254,10 +254,13 @@ fn recommend(
 }
 
 /// The share of pre-copy's expected downtime a lazy mode must save to be
-/// advised over it: less is within the predictions' error (the busybox
-/// container froze 106 ms in pre-copy, 121 in hybrid, 166 in post-copy;
-/// 50 processes of 16 MiB 1.9 s, 1.7 s and 1.4 s in issue 17's bench).
-const LAZY_GAIN: f64 = 0.2;
+/// advised over it: less is within the predictions' error. Issue 17's
+/// bench: the busybox container froze 106 ms in pre-copy, 125 in hybrid,
+/// 154 in post-copy; 1 GiB rewritten at 256 MiB/s, where pre-copy's final
+/// transfer stays in the freeze, 169, 164 and 148 ms against predicted
+/// 151, 130 and 119 (a fifth would have kept pre-copy); 50 processes of
+/// 16 MiB 1.6 s, 1.8 s and 1.3 s.
+const LAZY_GAIN: f64 = 0.1;
 
 /// Rounds up to 1, 2 or 5 times a power of ten.
 fn nice_ceil(x: f64) -> f64 {
