@@ -711,6 +711,69 @@ fn held_container_of_a_source_killed_after_commit_runs_on_the_destination() {
     });
 }
 
+/// B's agent creates the container when the offer arrives, long before
+/// the freeze; killed during the rounds (slowed to 256 KB/s) and started
+/// again, it deletes that container, which never ran: the migration
+/// fails, the container counts on on A, and B's runtime no longer knows
+/// it.
+fn created_container_of_a_dead_destination_goes(dir: &TestDir) -> Result<()> {
+    let hosts = Hosts {
+        lasting: true,
+        restart_agents: true,
+        ..Hosts::default()
+    };
+    let env = Env::prepare_on(dir, "created", (Kind::Counter, "runc"), &hosts)?;
+    env.run_kind(Kind::Counter)?;
+    let (bed, id, counter) = (&env.bed, &env.id, &env.counter);
+    wait_lines(counter, 3)?;
+    let migrated = std::thread::scope(|s| -> Result<common::AgentRun> {
+        let migration =
+            s.spawn(|| env.migrate_with(dir, &["--mode", "precopy", "--bandwidth-limit", "256K"]));
+        let killed = common::testbed::wait_for(&bed.agent_log_path(Host::B), "offer accepted")
+            .and_then(|_| {
+                ensure!(
+                    runc_list(bed, Host::B)?.contains(id.as_str()),
+                    "B did not create the container at the offer"
+                );
+                bed.kill_agent(Host::B)
+            });
+        let migrated = migration
+            .join()
+            .map_err(|_| anyhow::anyhow!("the migration thread panicked"))?;
+        killed?;
+        migrated
+    })?;
+    ensure!(
+        migrated.check().is_err(),
+        "the migration succeeded although B's agent was killed"
+    );
+    // B's agent is started again a second later and settles what its
+    // dead run left.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while runc_list(bed, Host::B)?.contains(id.as_str()) {
+        ensure!(
+            Instant::now() < deadline,
+            "B's agent started again kept the container it created:\n{}\nagent B:\n{}",
+            runc_list(bed, Host::B)?,
+            bed.agent_log(Host::B)
+        );
+        sleep(Duration::from_millis(100));
+    }
+    ensure!(
+        running_on(bed, Host::A, id)?,
+        "the container does not run on A"
+    );
+    counts_on(counter, 3)?;
+    Ok(())
+}
+
+#[test]
+fn container_created_for_a_destination_killed_during_the_rounds_is_deleted() {
+    runc_test("container_created_dest_killed", |dir| {
+        created_container_of_a_dead_destination_goes(dir)
+    });
+}
+
 /// The counter in a network namespace of its own, moved in post-copy mode:
 /// B's agent runs its network hook, and the container there has the
 /// address recorded on A.

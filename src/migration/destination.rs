@@ -4,7 +4,7 @@
 //! source confirms. On any failure nothing is left here.
 
 use super::destination_shared::{
-    container_of, name, prepare_lock, restore_locked, sanitize, Workload,
+    name, prepare_container, prepare_lock, restore_locked, sanitize, ContainerTarget, Workload,
 };
 pub use super::destination_shared::{DestinationOptions, DestinationState, Received, Reconnect};
 use super::error::MigrationError;
@@ -13,7 +13,6 @@ use super::postcopy_destination::PostCopyArrival;
 use super::protocol::{
     Offer, Opening, ProbeOffer, ProbeToDestination, ProbeToSource, ToDestination, ToSource,
 };
-use crate::container::docker::PreparedStart;
 use crate::image::ImageSink;
 use crate::image::{Checkpoint, ImageWriter};
 use crate::netlock::NetLock;
@@ -78,7 +77,7 @@ enum Receipt {
         dir: PathBuf,
         writer: ImageWriter,
         lock: Option<NetLock>,
-        docker: Option<PreparedStart>,
+        target: Option<ContainerTarget>,
     },
     /// Storing the pages of the pre-copy rounds (one control message a
     /// step).
@@ -92,7 +91,7 @@ enum Receipt {
         /// The husk the root's pages were staged in, for a warm restore.
         warm: Option<WarmHusk>,
         lock: Option<NetLock>,
-        docker: Option<PreparedStart>,
+        target: Option<ContainerTarget>,
     },
     /// The post-copy switch-over arrived: restore with lazy memory and
     /// fetch the rest from the source.
@@ -123,8 +122,8 @@ struct Receiving {
     rootfs: super::rootfs_sync::DestinationRootfs,
     /// The connections' lock, prepared (not yet effective).
     lock: Option<NetLock>,
-    /// A Docker container's start, prepared at the offer.
-    docker: Option<PreparedStart>,
+    /// The container, made ready at the offer.
+    target: Option<ContainerTarget>,
 }
 
 /// A step that failed: why, in which state, and what that state held.
@@ -255,7 +254,7 @@ impl Receipt {
                 dir,
                 writer,
                 lock,
-                docker,
+                target,
             } => {
                 session
                     .send(&ToSource::Accepted)
@@ -278,7 +277,7 @@ impl Receipt {
                     round: 0,
                     rootfs: Default::default(),
                     lock,
-                    docker,
+                    target,
                 })))
             }
             Receipt::Receiving(r) => r.step(session).await.map_err(fail),
@@ -289,13 +288,13 @@ impl Receipt {
                 writer,
                 warm,
                 lock,
-                docker,
+                target,
             } => restore(
                 opts,
                 offer,
                 dir,
                 (*checkpoint, writer, warm),
-                (lock, docker),
+                (lock, target),
             )
             .await
             .map_err(fail),
@@ -430,18 +429,21 @@ async fn accept(
         Ok(lock) => lock,
         Err(reason) => return Err(refuse(session, reason).await),
     };
-    // A Docker container is created and started (up to its init, which
-    // waits for the state) now, outside the downtime.
-    let docker = {
-        let (offer, dockerd, work_dir) =
-            (offer.clone(), opts.docker.clone(), opts.work_dir.clone());
-        tokio::task::spawn_blocking(move || super::docker::prepare(&offer, &dockerd, &work_dir))
-            .await
-            .map_err(|e| MigrationError::local_in("the Docker preparation task failed", e))
-            .and_then(|r| r)
+    // The container is made ready now, outside the downtime: a Docker
+    // one created and started (up to its init, which waits for the
+    // state), a runc or crun one created.
+    let target = {
+        let (offer, opts) = (offer.clone(), opts.clone());
+        tokio::task::spawn_blocking(move || {
+            super::docker::prepare(&offer, &opts.docker, &opts.work_dir)
+                .and_then(|docker| prepare_container(&offer, &opts, docker))
+        })
+        .await
+        .map_err(|e| MigrationError::local_in("the container preparation task failed", e))
+        .and_then(|r| r)
     };
-    let docker = match docker {
-        Ok(d) => d,
+    let target = match target {
+        Ok(t) => t,
         Err(reason) => return Err(refuse(session, reason).await),
     };
     let writer = ImageWriter::create(&dir).map_err(MigrationError::local)?;
@@ -451,7 +453,7 @@ async fn accept(
         dir,
         writer,
         lock,
-        docker,
+        target,
     })
 }
 
@@ -526,7 +528,7 @@ impl Receiving {
             store,
             stored,
             lock,
-            docker,
+            target,
             ..
         } = *self;
         drop(stored);
@@ -541,7 +543,7 @@ impl Receiving {
                 incoming,
                 remote,
                 lock,
-                docker,
+                target,
             })),
             None => Receipt::Restoring {
                 offer,
@@ -550,24 +552,23 @@ impl Receiving {
                 writer,
                 warm,
                 lock,
-                docker,
+                target,
             },
         })
     }
 }
 
-/// Restores the workload from the image (creating its container first,
-/// for a container's), its connections locked meanwhile (`lock`, when
+/// Restores the workload from the image (into the init of its container
+/// made at the offer, for a container's), its connections locked meanwhile (`lock`, when
 /// prepared at the offer).
 async fn restore(
     opts: &DestinationOptions,
     offer: Offer,
     dir: PathBuf,
     (checkpoint, writer, warm): (Checkpoint, ImageWriter, Option<WarmHusk>),
-    (lock, docker): (Option<NetLock>, Option<PreparedStart>),
+    (lock, target): (Option<NetLock>, Option<ContainerTarget>),
 ) -> Result<Receipt, MigrationError> {
     let restore_dir = dir.clone();
-    let target = container_of(&offer, opts, docker);
     let work_dir = opts.work_dir.clone();
     // Unique on this host even when two sources pick the same migration
     // identifier (the freezer hierarchy is the host's, shared by every
@@ -596,11 +597,9 @@ async fn restore(
         };
         match target {
             Some(mut t) => {
-                let husk = t.create()?;
+                let husk = t.husk()?;
                 let (stats, held) = restore_locked(&work_dir, flows, Some(husk), lock, || {
-                    t.configure_network(husk)?;
-                    crate::container::restore_created(&t.container, husk, &restore_dir, opts)
-                        .map_err(MigrationError::local)
+                    t.restore(husk, &restore_dir, opts)
                 })?;
                 t.announce(husk);
                 Ok((stats, t.workload(held)))

@@ -91,33 +91,58 @@ pub struct Received {
 }
 
 /// The container an offer moves, as this host creates it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct ContainerTarget {
     /// The container, as this host's runtime names it.
     pub container: crate::container::Container,
-    bundle: PathBuf,
     /// Its own network namespace: the hook and the source's addresses.
     network: Option<(PathBuf, crate::container::net::NetworkConfig)>,
     /// A Docker container: created and being started by the dockerd
     /// here since the offer; its init comes from ferry-runc's handoff.
     docker: Option<PreparedStart>,
+    /// A runc or crun container: created at the offer.
+    created: Option<CreatedContainer>,
 }
 
 impl ContainerTarget {
-    /// Creates the container and returns its waiting init (blocking); its
-    /// network namespace of its own stays empty until
-    /// [`ContainerTarget::configure_network`]. A Docker container's init
-    /// is the one ferry-runc handed over at the offer (created by `docker
-    /// start`).
-    pub fn create(&mut self) -> Result<i32, MigrationError> {
+    /// The waiting init of the container made at the offer, for the
+    /// restore ([`ContainerTarget::restore`]). A Docker container's init
+    /// is the one ferry-runc hands over (created by `docker start`).
+    pub fn husk(&mut self) -> Result<i32, MigrationError> {
         if let Some(d) = &self.docker {
             let (pid, container) = d.husk().map_err(MigrationError::local)?;
             self.container = container;
             return Ok(pid);
         }
-        self.container
-            .create(&self.bundle, crate::container::InitStdio::Null)
-            .map(|st| st.pid)
+        self.created.as_ref().map(|c| c.pid).ok_or_else(|| {
+            MigrationError::local(format!(
+                "container {} was not created at the offer",
+                self.container.id
+            ))
+        })
+    }
+
+    /// Configures the container's network namespace of its own, if it has
+    /// one (its network hook), and restores the image in `dir` into its
+    /// init `husk` as `opts` says; called under the network lock, so the
+    /// address appears with the moved connections already silent. On
+    /// failure the container is deleted.
+    pub fn restore(
+        &mut self,
+        husk: i32,
+        dir: &Path,
+        opts: crate::restore::RestoreOptions,
+    ) -> Result<(crate::restore::RestoreStats, Option<HeldTree>), MigrationError> {
+        // Each step below deletes the container when it fails.
+        if let Some(c) = self.created.as_mut() {
+            c.handed_over = true;
+        }
+        if let Some((hook, config)) = &self.network {
+            let network = crate::container::NetworkSetup { hook, config };
+            crate::container::configure_network(&self.container, husk, network)
+                .map_err(MigrationError::local)?;
+        }
+        crate::container::restore_created(&self.container, husk, dir, opts)
             .map_err(MigrationError::local)
     }
 
@@ -128,19 +153,6 @@ impl ContainerTarget {
             Some(d) => Workload::Docker(d.clone(), held),
             None => Workload::Container(self.container.clone(), held),
         }
-    }
-
-    /// Runs the network hook on the created container's namespace (whose
-    /// init is `husk`), if it has one of its own; called under the
-    /// network lock, so the address appears with the moved connections
-    /// already silent. On failure the container is deleted.
-    pub fn configure_network(&self, husk: i32) -> Result<(), MigrationError> {
-        let Some((hook, config)) = &self.network else {
-            return Ok(());
-        };
-        let network = crate::container::NetworkSetup { hook, config };
-        crate::container::configure_network(&self.container, husk, network)
-            .map_err(MigrationError::local)
     }
 
     /// Once the restored container runs here (`husk` its init), tells
@@ -159,25 +171,152 @@ impl ContainerTarget {
     }
 }
 
-/// The container an offer moves (None for a process tree); `docker`, a
-/// Docker container's start prepared at the offer.
-pub(super) fn container_of(
+/// The container an offer moves (None for a process tree), made ready
+/// before the source freezes anything: a Docker container's start
+/// prepared by the dockerd here (`docker`); a runc or crun container
+/// created, its init waiting (the runtime's `create` takes 40-60 ms,
+/// which the downtime no longer holds). Blocking.
+pub(super) fn prepare_container(
     offer: &Offer,
     opts: &DestinationOptions,
     docker: Option<PreparedStart>,
-) -> Option<ContainerTarget> {
-    offer.container.as_ref().map(|c| {
-        let root = c.runtime_root.as_deref().map(Path::new);
-        ContainerTarget {
-            container: crate::container::Container::new(c.runtime, root, &c.id),
-            bundle: PathBuf::from(&c.bundle),
-            network: c
-                .network
-                .clone()
-                .and_then(|n| opts.network_hook.clone().map(|hook| (hook, n))),
-            docker,
+) -> Result<Option<ContainerTarget>, MigrationError> {
+    let Some(c) = offer.container.as_ref() else {
+        return Ok(None);
+    };
+    let root = c.runtime_root.as_deref().map(Path::new);
+    let container = crate::container::Container::new(c.runtime, root, &c.id);
+    let created = match docker {
+        Some(_) => None,
+        None => Some(CreatedContainer::create(
+            &opts.work_dir,
+            &offer.id,
+            container.clone(),
+            Path::new(&c.bundle),
+        )?),
+    };
+    Ok(Some(ContainerTarget {
+        container,
+        network: c
+            .network
+            .clone()
+            .and_then(|n| opts.network_hook.clone().map(|hook| (hook, n))),
+        docker,
+        created,
+    }))
+}
+
+/// The records of containers created at an offer and not yet restored
+/// into, inside the agent's work directory (a name no migration's
+/// incoming directory can have: it has a dot).
+const CREATED_DIR: &str = ".created";
+
+/// A runc or crun container created at the offer, its init waiting.
+/// Until the restore takes it over ([`ContainerTarget::restore`]), a
+/// failure (this dropped) deletes it. Until the restore has ended, a
+/// record in the work directory names it, so that should this agent die
+/// meanwhile its next start deletes it ([`remove_stale_created`]); the
+/// record goes before the destination records its copy Prepared, so a
+/// container the source may commit to is never deleted by it.
+#[derive(Debug)]
+struct CreatedContainer {
+    container: crate::container::Container,
+    pid: i32,
+    record: PathBuf,
+    handed_over: bool,
+}
+
+impl CreatedContainer {
+    /// Creates `container` from `bundle` for migration `id`, recorded in
+    /// `work_dir` once the runtime made it (a container of that name
+    /// that exists already is refused by the runtime, and never recorded).
+    fn create(
+        work_dir: &Path,
+        id: &str,
+        container: crate::container::Container,
+        bundle: &Path,
+    ) -> Result<Self, MigrationError> {
+        let pid = container
+            .create(bundle, crate::container::InitStdio::Null)
+            .map_err(MigrationError::local)?
+            .pid;
+        let created = CreatedContainer {
+            record: work_dir.join(CREATED_DIR).join(sanitize(id)),
+            container,
+            pid,
+            handed_over: false,
+        };
+        let line = format!(
+            "{} {} {}\n",
+            created.container.runtime.binary(),
+            created.container.id,
+            created.container.root.display()
+        );
+        let dir = work_dir.join(CREATED_DIR);
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&created.record, line))
+            .map_err(|e| {
+                MigrationError::local(format!(
+                    "cannot record the container {} created at the offer in {}: {e}",
+                    created.container.id,
+                    dir.display()
+                ))
+            })?;
+        tracing::debug!(id = %created.container.id, pid, "created the container at the offer");
+        Ok(created)
+    }
+}
+
+impl Drop for CreatedContainer {
+    fn drop(&mut self) {
+        if !self.handed_over {
+            if let Err(e) = self.container.delete() {
+                tracing::error!(id = %self.container.id, %e, "deleting the container created for a failed migration failed");
+            }
         }
-    })
+        let _ = std::fs::remove_file(&self.record);
+    }
+}
+
+/// At the agent's start: deletes each container a dead run of it created
+/// at an offer and had not restored into (still `created`, never
+/// started: a container that runs is left alone), and its record.
+pub(super) fn remove_stale_created(work_dir: &Path) {
+    let Ok(records) = std::fs::read_dir(work_dir.join(CREATED_DIR)) else {
+        return;
+    };
+    for path in records.flatten().map(|e| e.path()) {
+        let line = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut words = line.trim_end_matches('\n').splitn(3, ' ');
+        let (runtime, id, root) = (words.next(), words.next(), words.next());
+        match (
+            runtime.and_then(crate::container::Runtime::from_name),
+            id,
+            root,
+        ) {
+            (Some(runtime), Some(id), Some(root)) => {
+                let c = crate::container::Container::new(runtime, Some(Path::new(root)), id);
+                match c.state() {
+                    Ok(st) if st.status == "created" => match c.delete() {
+                        Ok(()) => {
+                            tracing::info!(%id, "deleted the container a dead run of this agent created for a migration")
+                        }
+                        Err(e) => {
+                            tracing::error!(%id, %e, "deleting the container a dead run of this agent created failed")
+                        }
+                    },
+                    Ok(st) => {
+                        tracing::info!(%id, status = %st.status, "a container a dead run of this agent created runs; left alone")
+                    }
+                    Err(_) => {} // gone already
+                }
+            }
+            _ => {
+                tracing::warn!(record = %path.display(), "unreadable record of a created container; removed")
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    }
 }
 
 /// Answers the source's Done: the workload stays whatever happens to

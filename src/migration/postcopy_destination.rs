@@ -4,7 +4,7 @@
 //! the pages that arrive, and tell the source once every page is local.
 
 use super::destination_shared::{
-    container_of, keep, kill_tree, name, restore_locked, DestinationOptions, DestinationState,
+    keep, kill_tree, name, restore_locked, ContainerTarget, DestinationOptions, DestinationState,
     Received, Reconnect, Workload,
 };
 use super::error::MigrationError;
@@ -108,8 +108,8 @@ pub(super) struct PostCopyArrival {
     pub remote: Vec<RemoteRuns>,
     /// The connections' lock, prepared at the offer (not yet effective).
     pub lock: Option<crate::netlock::NetLock>,
-    /// A Docker container's start, prepared at the offer.
-    pub docker: Option<crate::container::docker::PreparedStart>,
+    /// The container, made ready at the offer.
+    pub target: Option<ContainerTarget>,
 }
 
 /// Why the post-copy restore or phase failed: in which of its states, and
@@ -146,7 +146,7 @@ pub(super) async fn run(
         incoming,
         remote,
         lock,
-        docker,
+        target,
     } = arrival;
     let remote = check_remote(&checkpoint, &remote).map_err(early)?;
     let tids: Vec<i32> = checkpoint
@@ -183,13 +183,14 @@ pub(super) async fn run(
         errors_tx.clone(),
     ));
 
-    // A container is created first: its init is the root husk, and what
-    // to kill (the whole PID namespace with it) should the post-copy fail.
-    let target = match container_of(&offer, opts, docker) {
+    // The container made at the offer: its init is the root husk, and
+    // what to kill (the whole PID namespace with it) should the post-copy
+    // fail.
+    let target = match target {
         Some(mut t) => {
-            let (husk, t) = tokio::task::spawn_blocking(move || t.create().map(|h| (h, t)))
+            let (husk, t) = tokio::task::spawn_blocking(move || t.husk().map(|h| (h, t)))
                 .await
-                .map_err(|e| MigrationError::local_in("the container creation task failed", e))
+                .map_err(|e| MigrationError::local_in("the container handover task failed", e))
                 .and_then(|r| r)
                 .map_err(|e| {
                     // Nothing runs yet: the guard and the server go.
@@ -224,12 +225,9 @@ pub(super) async fn run(
         };
         let flows = &checkpoint.tcp_flows;
         match target {
-            Some((t, husk)) => {
+            Some((mut t, husk)) => {
                 let stats = restore_locked(&work_dir, flows, Some(husk), lock, || {
-                    t.configure_network(husk)?;
-                    crate::container::restore_created(&t.container, husk, &restore_dir, opts)
-                        .map(|(stats, _)| stats)
-                        .map_err(MigrationError::local)
+                    t.restore(husk, &restore_dir, opts).map(|(stats, _)| stats)
                 })?;
                 t.announce(husk);
                 Ok(stats)

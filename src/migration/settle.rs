@@ -177,8 +177,10 @@ async fn ask(rc: &Reconnect, addr: SocketAddr, agent: &str, id: &str) -> Verdict
 /// Prepared waits for the source's decision (asked in a task of its own,
 /// again and again while the source is out of reach); a Committed one
 /// runs; a Holding (never offered) or Aborted one is killed. Each is
-/// logged.
+/// logged. A container created at an offer and never restored into is
+/// deleted.
 pub fn recover(opts: &DestinationOptions) {
+    super::destination_shared::remove_stale_created(&opts.work_dir);
     let journal = Journal::of(&opts.work_dir);
     for record in journal.all() {
         if record.role != Role::Destination {

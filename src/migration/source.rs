@@ -204,9 +204,13 @@ pub fn migrate(
                         if abort {
                             // Best effort: the destination cleans up on
                             // its own when the session ends without a
-                            // State.
+                            // State. Its answer comes once what it made
+                            // for the migration (a container created at
+                            // the offer) is gone: the error returns then,
+                            // with nothing left there, or after
+                            // ABORT_ANSWER_WAIT.
                             let reason = error.cause();
-                            let _ = rt.block_on(run.session.send(&ToDestination::Abort { reason }));
+                            rt.block_on(send_abort(run.session, reason));
                         }
                         return Err(error);
                     }
@@ -214,6 +218,31 @@ pub fn migrate(
             }
         };
     }
+}
+
+/// How long an aborting source waits for the destination's answer.
+const ABORT_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Tells the destination the migration is aborted, then waits (at most
+/// [`ABORT_ANSWER_WAIT`]) for its answer, Failed, which it sends once it
+/// has undone what the migration made there (or for the session's end).
+async fn send_abort(session: &mut Session, reason: String) {
+    if session
+        .send(&ToDestination::Abort { reason })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let answered = async {
+        loop {
+            match session.recv::<ToSource>().await {
+                Ok(ToSource::Failed { .. }) | Err(_) => return,
+                Ok(_) => {} // answers to what came before
+            }
+        }
+    };
+    let _ = tokio::time::timeout(ABORT_ANSWER_WAIT, answered).await;
 }
 
 impl SourceRun<'_> {
