@@ -466,9 +466,10 @@ async fn run_migration(
         docker,
         journal: local.journal,
     };
-    // A pre-copy migration's measured parts go to the cost model's
-    // history (the tree's size and kind are read before it moves).
-    let precopy = req.mode == crate::migration::source::MigrationMode::Precopy;
+    // The migration's measured parts go to the cost model's history, a
+    // lazy one's marked (the tree's size and kind are read before it
+    // moves).
+    let lazy = req.mode != crate::migration::source::MigrationMode::Precopy;
     let work_dir = local.work_dir.clone();
     let rt = tokio::runtime::Handle::current();
     let progress_events = events.clone();
@@ -478,14 +479,12 @@ async fn run_migration(
             progress_board.progress(id, p);
             let _ = progress_events.send(ControlEvent::Progress(*p));
         };
-        let size = precopy
-            .then(|| history_subject(pid, opts.container.as_ref(), opts.docker.is_some()))
-            .flatten();
+        let size = history_subject(pid, opts.container.as_ref(), opts.docker.is_some());
         let result = source::migrate(&rt, &mut session, pid, &opts, &mut progress);
         session.close("migration finished");
         if let (Ok(stats), Some(subject)) = (&result, size) {
             let to = req.to.to_string();
-            let past = PastMigration::from_stats(&to, subject, stats);
+            let past = PastMigration::from_stats((&to, lazy), subject, stats);
             if let Err(e) = history::record(&work_dir, past) {
                 tracing::warn!(
                     "cannot keep the migration's costs in {}: {e}",

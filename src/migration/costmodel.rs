@@ -171,6 +171,10 @@ pub struct Calibration {
     /// Milliseconds from the restore's end to the source hearing that the
     /// copy runs (the state's way there included).
     pub resume_ms: Figure,
+    /// The same after a lazy restore (post-copy, hybrid): its report and
+    /// the fault server's start take their own time, and no two-phase
+    /// commit holds the copy.
+    pub lazy_resume_ms: Figure,
     /// Milliseconds of a migration outside its rounds and downtime: the
     /// session, the offer, ending the source's copy.
     pub session_ms: Figure,
@@ -297,6 +301,14 @@ fn staged_move_ms(staged: f64) -> f64 {
     staged / (1u64 << 30) as f64 * STAGED_MOVE_MS_PER_GIB
 }
 
+/// The share of the page throughput at its slow end that `w`'s writes
+/// take: pre-copy's rounds shrink by that factor each, so that near one
+/// they hardly shrink, and a slower stretch of the link or of the
+/// machine stops them converging.
+pub fn dirty_share(w: &Workload, c: &Calibration) -> f64 {
+    w.dirty_bytes_per_sec / c.throughput_bytes_per_sec.rate(Corner::High)
+}
+
 /// A pre-copy migration of `w` at `corner`.
 pub fn precopy(w: &Workload, c: &Calibration, limits: &Limits, corner: Corner) -> PrecopyCost {
     let throughput = c.throughput_bytes_per_sec.rate(corner);
@@ -377,7 +389,7 @@ pub fn postcopy(
         restore_ms: restore_ms(w, c, frozen_bytes + round_installed, corner)
             + round_moved_ms
             + c.lazy_restore_ms.cost(corner),
-        resume_ms: c.resume_ms.cost(corner),
+        resume_ms: c.lazy_resume_ms.cost(corner),
         session_ms: c.session_ms.cost(corner),
         after_ms: lazy / c.push_bytes_per_sec.rate(corner) * 1000.0,
     }
@@ -415,6 +427,7 @@ mod tests {
             restore_per_process_ms: exact(5.0),
             restore_per_thread_ms: exact(1.0),
             resume_ms: exact(20.0),
+            lazy_resume_ms: exact(20.0),
             session_ms: exact(30.0),
         }
     }

@@ -554,6 +554,11 @@ pub struct ModePrediction {
     pub rounds: Option<u32>,
     /// Why pre-copy would stop, at the mean dirty rate (pre-copy only).
     pub switch_reason: Option<SwitchReason>,
+    /// The share of the page throughput the workload's writes take at
+    /// the band's pessimistic end (its dirty rate plus a standard
+    /// deviation, the throughput at its slow end; pre-copy only): above
+    /// a half its convergence is at risk.
+    pub dirty_share: Option<f64>,
     /// The expected prediction's parts.
     pub parts: Parts,
 }

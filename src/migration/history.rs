@@ -1,7 +1,7 @@
 //! The measured parts of an agent's past migrations, kept to refine the
 //! dry run's cost model: a JSON file in the agent's work directory
-//! ([`HISTORY_FILE`]) holding the last [`HISTORY_LEN`] pre-copy
-//! migrations this agent sent, oldest first, each with its destination,
+//! ([`HISTORY_FILE`]) holding the last [`HISTORY_LEN`] migrations this
+//! agent sent (in any mode), oldest first, each with its destination,
 //! the workload's size and the parts its statistics measured. A dry run to
 //! the same destination uses them for the parts it cannot measure itself
 //! (the real page throughput, the restore's page install, the resume, the
@@ -25,7 +25,7 @@ const MIN_SPREAD: f64 = 0.2;
 /// the next one could take forever.
 const MAX_SPREAD: f64 = 0.5;
 
-/// The measured parts of one past pre-copy migration.
+/// The measured parts of one past migration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PastMigration {
     /// The destination agent's address.
@@ -59,19 +59,26 @@ pub struct PastMigration {
     /// kept holds plain trees only).
     #[serde(default)]
     pub kind: WorkloadKind,
+    /// It switched over lazily (post-copy or hybrid): its restore and
+    /// resume are a lazy one's, its total holds the pages fetched after
+    /// (a file written before modes were kept holds pre-copy only).
+    #[serde(default)]
+    pub lazy: bool,
 }
 
 impl PastMigration {
-    /// The parts of a migration of a `kind` workload of `processes`
-    /// processes with `threads` threads, `staged_bytes` of it staged
-    /// before the freeze, to `destination`, from its statistics.
+    /// The parts of a migration (`lazy`: post-copy or hybrid) of a
+    /// `kind` workload of `processes` processes with `threads` threads,
+    /// `staged_bytes` of it staged before the freeze, to `destination`,
+    /// from its statistics.
     pub fn from_stats(
-        destination: &str,
+        (destination, lazy): (&str, bool),
         (kind, processes, threads, staged_bytes): (WorkloadKind, u64, u64, u64),
         s: &MigrationStats,
     ) -> Self {
         PastMigration {
             kind,
+            lazy,
             staged_bytes,
             destination: destination.to_string(),
             memory_bytes: s.memory_bytes,
@@ -157,12 +164,13 @@ impl Shape {
 
 /// `c` with the parts the past migrations to `destination` measured: the
 /// page throughput (never above `link`, the bandwidth measured now) from
-/// any workload; the resume and the session from workloads of the same
-/// kind as `shape` (the destination's work around the restore differs
-/// between kinds); the restore's page install (the bytes it installed,
-/// the staged ones left out, over its restore time less the fixed,
-/// per-process and per-thread parts of `c`) from workloads that resemble
-/// `shape` ([`SIMILAR_RATIO`]).
+/// any workload's rounds; the resume and the session from workloads of
+/// the same kind as `shape` (the destination's work around the restore
+/// differs between kinds), a lazy restore's resume from lazy migrations
+/// and the rest from pre-copy ones; the restore's page install (the
+/// bytes it installed, the staged ones left out, over its restore time
+/// less the fixed, per-process and per-thread parts of `c`) from pre-copy
+/// migrations of workloads that resemble `shape` ([`SIMILAR_RATIO`]).
 pub fn refine(
     c: &Calibration,
     past: &[PastMigration],
@@ -174,17 +182,22 @@ pub fn refine(
         .iter()
         .filter(|m| m.destination == destination)
         .collect();
-    let same: Vec<&PastMigration> = to_there
-        .iter()
-        .copied()
-        .filter(|m| m.kind == shape.kind)
-        .collect();
-    let figure =
-        |f: &dyn Fn(&PastMigration) -> f64| median_figure(same.iter().map(|m| f(m)).collect());
+    let same = |lazy: bool| -> Vec<&PastMigration> {
+        to_there
+            .iter()
+            .copied()
+            .filter(|m| m.kind == shape.kind && m.lazy == lazy)
+            .collect()
+    };
+    let (same, same_lazy) = (same(false), same(true));
+    let figure = |of: &[&PastMigration], f: &dyn Fn(&PastMigration) -> f64| {
+        median_figure(of.iter().map(|m| f(m)).collect())
+    };
     let mut refined = *c;
     let throughput = median_figure(
         to_there
             .iter()
+            .filter(|m| m.rounds_ms > 0.0)
             .map(|m| m.throughput_bytes_per_sec)
             .collect(),
     );
@@ -204,13 +217,16 @@ pub fn refine(
     if let Some(i) = median_figure(alike.filter_map(|m| install(m)).collect()) {
         refined.install_bytes_per_sec = i;
     }
-    if let Some(r) = figure(&|m| m.resume_ms) {
+    if let Some(r) = figure(&same, &|m| m.resume_ms) {
         refined.resume_ms = r;
+    }
+    if let Some(r) = figure(&same_lazy, &|m| m.resume_ms) {
+        refined.lazy_resume_ms = r;
     }
     let session = |m: &PastMigration| {
         m.total_ms - m.rounds_ms - m.freeze_ms - m.final_transfer_ms - m.restore_ms - m.resume_ms
     };
-    if let Some(s) = figure(&session) {
+    if let Some(s) = figure(&same, &session) {
         refined.session_ms = s;
     }
     refined
@@ -235,6 +251,7 @@ mod tests {
             total_ms: 1500.0 + 40.0 + 10.0 + restore_ms + 20.0 + 100.0,
             kind: WorkloadKind::Tree,
             staged_bytes: 0,
+            lazy: false,
         }
     }
 
@@ -260,6 +277,7 @@ mod tests {
             restore_per_process_ms: e(5.0),
             restore_per_thread_ms: e(0.5),
             resume_ms: e(30.0),
+            lazy_resume_ms: e(55.0),
             session_ms: e(50.0),
         }
     }
@@ -306,6 +324,23 @@ mod tests {
         container.resume_ms = 300.0;
         let c = refine(&base(), &[container], "b:7420", &TREE_OF_1_GIB, 2e9);
         assert_eq!(c.throughput_bytes_per_sec.value, 600e6);
+        assert_eq!(c.resume_ms, base().resume_ms);
+        assert_eq!(c.install_bytes_per_sec, base().install_bytes_per_sec);
+        assert_eq!(c.session_ms, base().session_ms);
+    }
+
+    #[test]
+    fn a_lazy_migration_lends_its_resume_to_lazy_modes_only() {
+        let mut lazy = past("b:7420", 600e6, 40.0);
+        lazy.lazy = true;
+        lazy.resume_ms = 35.0;
+        lazy.rounds_ms = 0.0;
+        let c = refine(&base(), &[lazy], "b:7420", &TREE_OF_1_GIB, 2e9);
+        assert_eq!(c.lazy_resume_ms.value, 35.0);
+        assert_eq!(c.lazy_resume_ms.basis, Basis::History);
+        // No rounds: no round throughput; its restore and session are a
+        // lazy one's.
+        assert_eq!(c.throughput_bytes_per_sec, base().throughput_bytes_per_sec);
         assert_eq!(c.resume_ms, base().resume_ms);
         assert_eq!(c.install_bytes_per_sec, base().install_bytes_per_sec);
         assert_eq!(c.session_ms, base().session_ms);
