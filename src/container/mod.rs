@@ -389,18 +389,20 @@ pub struct NetworkSetup<'a> {
     pub config: &'a net::NetworkConfig,
 }
 
-/// Runs the network hook on the (empty) network namespace of the container
-/// just created with [`Container::create`], whose init is `pid`. On
-/// failure the container is deleted. Separate from the creation so that a
-/// destination can lock the moved connections in the new namespace first:
-/// once the hook gives it the address, a peer's packet must meet the lock,
-/// not a namespace without the socket (which would answer with a reset).
+/// Runs phase `phase` of the network hook on the network namespace of
+/// the container just created with [`Container::create`], whose init is
+/// `pid` ([`net::HookPhase`]: prepared at the offer, activated under the
+/// network lock inside the downtime, so that a peer's packet arriving
+/// once the address is reachable meets the lock, not a namespace without
+/// the socket, which would answer with a reset). On failure the container
+/// is deleted.
 pub fn configure_network(
     c: &Container,
     pid: i32,
     network: NetworkSetup<'_>,
+    phase: net::HookPhase,
 ) -> Result<(), ContainerError> {
-    let configured = net::run_hook(network.hook, &c.id, pid, network.config);
+    let configured = net::run_hook(network.hook, (&c.id, pid), network.config, phase);
     if configured.is_err() {
         if let Err(d) = c.delete() {
             tracing::error!(id = %c.id, %d, "deleting the container after a failed network hook failed");

@@ -6,7 +6,9 @@
 //! agent runs its configured network hook (`[container] network_hook`)
 //! after `runtime create` and before the restore, which configures the
 //! namespace as the site's network wants (a CNI plugin called with the same
-//! address, a veth and routes in the testbed: scripts/container-net.sh).
+//! address, a veth and routes in the testbed: scripts/container-net.sh),
+//! in two phases ([`HookPhase`]): what can be done before the freeze, and
+//! what makes the address reachable here, inside the downtime.
 
 use super::error::ContainerError;
 use serde::{Deserialize, Serialize};
@@ -141,16 +143,42 @@ fn parse_routes(json: &str) -> Result<Vec<Route>, String> {
         .collect())
 }
 
-/// Runs the network hook `hook` for container `id` whose init is `pid`
-/// (created, waiting, its network namespace empty): `HOOK ID PID`, with
-/// FERRY_CONTAINER_ID, FERRY_CONTAINER_PID, FERRY_NETNS (/proc/PID/ns/net)
-/// and FERRY_NETWORK (`config` as JSON) in its environment. It must
-/// configure the namespace and exit 0 within 30 s.
+/// Which half of a container's network setup the hook is asked for
+/// (FERRY_NETWORK_PHASE): the source's copy owns the address until the
+/// freeze, so only its activation may happen inside the downtime, where
+/// every program the hook starts counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookPhase {
+    /// At the offer, the container just created: configure its namespace
+    /// (interfaces, addresses, routes) and anything else that reaches
+    /// nothing outside it yet (`prepare`).
+    Prepare,
+    /// Inside the downtime, under the network lock: make the addresses
+    /// reachable on this host's network (`activate`).
+    Activate,
+}
+
+impl HookPhase {
+    /// The phase as FERRY_NETWORK_PHASE names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookPhase::Prepare => "prepare",
+            HookPhase::Activate => "activate",
+        }
+    }
+}
+
+/// Runs phase `phase` of the network hook `hook` for container `id` whose
+/// init is `pid` (created, waiting; its network namespace empty before
+/// `prepare`): `HOOK ID PID`, with FERRY_CONTAINER_ID, FERRY_CONTAINER_PID,
+/// FERRY_NETNS (/proc/PID/ns/net), FERRY_NETWORK (`config` as JSON) and
+/// FERRY_NETWORK_PHASE in its environment. It must do its phase's part
+/// and exit 0 within 30 s.
 pub fn run_hook(
     hook: &Path,
-    id: &str,
-    pid: i32,
+    (id, pid): (&str, i32),
     config: &NetworkConfig,
+    phase: HookPhase,
 ) -> Result<(), ContainerError> {
     let fail = |why: String| ContainerError::Hook {
         hook: hook.display().to_string(),
@@ -169,6 +197,7 @@ pub fn run_hook(
         .env("FERRY_CONTAINER_PID", pid.to_string())
         .env("FERRY_NETNS", format!("/proc/{pid}/ns/net"))
         .env("FERRY_NETWORK", &json)
+        .env("FERRY_NETWORK_PHASE", phase.as_str())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(err_file)
@@ -186,7 +215,8 @@ pub fn run_hook(
                     HOOK_TIMEOUT.as_secs()
                 )));
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            // Short: the activation is inside the downtime.
+            Ok(None) => std::thread::sleep(Duration::from_millis(1)),
             Err(e) => break Err(fail(e.to_string())),
         }
     };

@@ -100,7 +100,8 @@ pub(super) struct ContainerTarget {
     /// A Docker container: created and being started by the dockerd
     /// here since the offer; its init comes from ferry-runc's handoff.
     docker: Option<PreparedStart>,
-    /// A runc or crun container: created at the offer.
+    /// A runc or crun container: created at the offer (its network hook's
+    /// `prepare` phase run then too).
     created: Option<CreatedContainer>,
 }
 
@@ -122,11 +123,13 @@ impl ContainerTarget {
         })
     }
 
-    /// Configures the container's network namespace of its own, if it has
-    /// one (its network hook), and restores the image in `dir` into its
-    /// init `husk` as `opts` says; called under the network lock, so the
-    /// address appears with the moved connections already silent. On
-    /// failure the container is deleted.
+    /// Makes the addresses of the container's network namespace of its
+    /// own, if it has one, reachable here (its network hook's `activate`
+    /// phase, after `prepare` for a container that was not created at the
+    /// offer), and restores the image in `dir` into its init `husk` as
+    /// `opts` says; called under the network lock, so the address appears
+    /// with the moved connections already silent. On failure the
+    /// container is deleted.
     pub fn restore(
         &mut self,
         husk: i32,
@@ -138,9 +141,16 @@ impl ContainerTarget {
             c.handed_over = true;
         }
         if let Some((hook, config)) = &self.network {
+            use crate::container::net::HookPhase;
             let network = crate::container::NetworkSetup { hook, config };
-            crate::container::configure_network(&self.container, husk, network)
-                .map_err(MigrationError::local)?;
+            let phases: &[HookPhase] = match self.created {
+                Some(_) => &[HookPhase::Activate],
+                None => &[HookPhase::Prepare, HookPhase::Activate],
+            };
+            for &phase in phases {
+                crate::container::configure_network(&self.container, husk, network, phase)
+                    .map_err(MigrationError::local)?;
+            }
         }
         crate::container::restore_created(&self.container, husk, dir, opts)
             .map_err(MigrationError::local)
@@ -175,7 +185,8 @@ impl ContainerTarget {
 /// before the source freezes anything: a Docker container's start
 /// prepared by the dockerd here (`docker`); a runc or crun container
 /// created, its init waiting (the runtime's `create` takes 40-60 ms,
-/// which the downtime no longer holds). Blocking.
+/// which the downtime no longer holds), its network namespace of its own
+/// prepared by the network hook. Blocking.
 pub(super) fn prepare_container(
     offer: &Offer,
     opts: &DestinationOptions,
@@ -186,21 +197,32 @@ pub(super) fn prepare_container(
     };
     let root = c.runtime_root.as_deref().map(Path::new);
     let container = crate::container::Container::new(c.runtime, root, &c.id);
+    let network = c
+        .network
+        .clone()
+        .and_then(|n| opts.network_hook.clone().map(|hook| (hook, n)));
     let created = match docker {
         Some(_) => None,
-        None => Some(CreatedContainer::create(
-            &opts.work_dir,
-            &offer.id,
-            container.clone(),
-            Path::new(&c.bundle),
-        )?),
+        None => {
+            let created = CreatedContainer::create(
+                &opts.work_dir,
+                &offer.id,
+                container.clone(),
+                Path::new(&c.bundle),
+            )?;
+            // Dropped on failure, the container goes with what the
+            // hook made in its namespace.
+            if let Some((hook, config)) = &network {
+                let phase = crate::container::net::HookPhase::Prepare;
+                crate::container::net::run_hook(hook, (&c.id, created.pid), config, phase)
+                    .map_err(MigrationError::local)?;
+            }
+            Some(created)
+        }
     };
     Ok(Some(ContainerTarget {
         container,
-        network: c
-            .network
-            .clone()
-            .and_then(|n| opts.network_hook.clone().map(|hook| (hook, n))),
+        network,
         docker,
         created,
     }))
