@@ -89,20 +89,25 @@ const RESTORE_FIXED_MS: Figure = Figure::estimate(5.0, 0.5);
 const RESTORE_PER_PROCESS_MS: Figure = Figure::estimate(5.0, 0.5);
 const RESTORE_PER_THREAD_MS: Figure = Figure::estimate(0.5, 0.5);
 /// From the restore's end to the source hearing the copy runs, per kind
-/// of workload: a plain tree; a container, whose runtime's `create` and
-/// `start` on the destination come on top (the busybox counter's resume
-/// took 56 ms in issue 16's table); one with addresses of its own, whose
-/// network hook also runs (the Node.js counter's: 278 ms); a Docker
+/// of workload (medians of three pre-copy runs, issue 16's bench after
+/// the container's creation moved to the offer): a plain tree (5-8 ms); a
+/// container, created at the offer, whose runtime marks it started (the
+/// busybox counter: 5-9 ms); one with addresses of its own, whose network
+/// hook activates them (the Node.js counter: 60-86 ms); a Docker
 /// container, created before the freeze by the destination's dockerd,
 /// whose init is handed over by ferry-runc.
-const RESUME_MS: Figure = Figure::estimate(20.0, 0.6);
-const CONTAINER_RESUME_MS: Figure = Figure::estimate(60.0, 0.5);
-const CONTAINER_WITH_NETWORK_RESUME_MS: Figure = Figure::estimate(280.0, 0.5);
+const RESUME_MS: Figure = Figure::estimate(10.0, 0.6);
+const CONTAINER_RESUME_MS: Figure = Figure::estimate(10.0, 0.6);
+const CONTAINER_WITH_NETWORK_RESUME_MS: Figure = Figure::estimate(70.0, 0.5);
 const DOCKER_RESUME_MS: Figure = Figure::estimate(60.0, 0.6);
-/// Session, offer and the end of the source's copy; a Docker container's
-/// adds the destination dockerd's create and start at the offer and the
-/// source dockerd's removal at the end.
+/// Session, offer and the end of the source's copy; a container's adds
+/// its runtime's `create` at the offer (40-60 ms), and one with addresses
+/// of its own the network hook's `prepare` (70-80 ms); a Docker
+/// container's the destination dockerd's create and start at the offer
+/// and the source dockerd's removal at the end.
 const SESSION_MS: Figure = Figure::estimate(50.0, 0.6);
+const CONTAINER_SESSION_MS: Figure = Figure::estimate(100.0, 0.6);
+const CONTAINER_WITH_NETWORK_SESSION_MS: Figure = Figure::estimate(180.0, 0.6);
 const DOCKER_SESSION_MS: Figure = Figure::estimate(400.0, 0.6);
 
 /// The freeze and state read measured on the workload.
@@ -296,8 +301,10 @@ pub fn calibrate(i: &Inputs) -> Calibration {
         resume_ms,
         lazy_resume_ms: Figure::estimate(resume_ms.value + LAZY_RESUME_MS, resume_ms.spread),
         session_ms: match i.kind {
+            WorkloadKind::Tree => SESSION_MS,
+            WorkloadKind::Container => CONTAINER_SESSION_MS,
+            WorkloadKind::ContainerWithNetwork => CONTAINER_WITH_NETWORK_SESSION_MS,
             WorkloadKind::Docker => DOCKER_SESSION_MS,
-            _ => SESSION_MS,
         },
     }
 }
