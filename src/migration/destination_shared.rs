@@ -167,16 +167,26 @@ impl ContainerTarget {
 
     /// Once the restored container runs here (`husk` its init), tells
     /// the link where its addresses are now (gratuitous ARP), so that
-    /// peers stop sending to the source host; only logged, whatever
-    /// happens.
+    /// peers stop sending to the source host: on a thread of its own,
+    /// beside the report that the copy runs (it reads the interfaces of
+    /// two namespaces, which the downtime need not wait for); only
+    /// logged, whatever happens.
     pub fn announce(&self, husk: i32) {
         let Some((_, config)) = &self.network else {
             return;
         };
-        let (sent, failed) = crate::container::announce::announce(husk, config);
-        tracing::info!(id = %self.container.id, announced = ?sent, "announced the moved addresses");
-        for why in failed {
-            tracing::warn!(id = %self.container.id, %why, "announcing a moved address failed");
+        let (id, config) = (self.container.id.clone(), config.clone());
+        let spawned = std::thread::Builder::new()
+            .name("announce".into())
+            .spawn(move || {
+                let (sent, failed) = crate::container::announce::announce(husk, &config);
+                tracing::info!(%id, announced = ?sent, "announced the moved addresses");
+                for why in failed {
+                    tracing::warn!(%id, %why, "announcing a moved address failed");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(id = %self.container.id, %e, "cannot start announcing the moved addresses");
         }
     }
 }
