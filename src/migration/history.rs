@@ -131,6 +131,12 @@ fn median_figure(mut values: Vec<f64>) -> Option<Figure> {
     })
 }
 
+/// Bytes a migration's rounds must have moved for their throughput to
+/// stand for the link's: smaller rounds measure their fixed costs (the
+/// busybox container's 40 KiB rounds: about 1 MB/s, where 1 GiB went at
+/// 300-600 MB/s in the same bench).
+const THROUGHPUT_SAMPLE_BYTES: f64 = 64.0 * 1024.0 * 1024.0;
+
 /// The workload a dry run predicts for, as the history compares it with
 /// past ones.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -164,7 +170,7 @@ impl Shape {
 
 /// `c` with the parts the past migrations to `destination` measured: the
 /// page throughput (never above `link`, the bandwidth measured now) from
-/// any workload's rounds; the resume and the session from workloads of
+/// any workload whose rounds moved at least [`THROUGHPUT_SAMPLE_BYTES`]; the resume and the session from workloads of
 /// the same kind as `shape` (the destination's work around the restore
 /// differs between kinds), a lazy restore's resume from lazy migrations
 /// and the rest from pre-copy ones; the restore's page install (the
@@ -197,7 +203,9 @@ pub fn refine(
     let throughput = median_figure(
         to_there
             .iter()
-            .filter(|m| m.rounds_ms > 0.0)
+            .filter(|m| {
+                m.throughput_bytes_per_sec * m.rounds_ms / 1000.0 >= THROUGHPUT_SAMPLE_BYTES
+            })
             .map(|m| m.throughput_bytes_per_sec)
             .collect(),
     );
@@ -344,6 +352,16 @@ mod tests {
         assert_eq!(c.resume_ms, base().resume_ms);
         assert_eq!(c.install_bytes_per_sec, base().install_bytes_per_sec);
         assert_eq!(c.session_ms, base().session_ms);
+    }
+
+    #[test]
+    fn small_rounds_lend_no_throughput() {
+        // 40 KiB in 40 ms of rounds.
+        let mut small = past("b:7420", 1e6, 20.0);
+        small.rounds_ms = 40.0;
+        small.kind = WorkloadKind::Container;
+        let c = refine(&base(), &[small], "b:7420", &TREE_OF_1_GIB, 2e9);
+        assert_eq!(c.throughput_bytes_per_sec, base().throughput_bytes_per_sec);
     }
 
     #[test]
