@@ -107,22 +107,14 @@ struct Frame {
     data: Option<Vec<u8>>,
 }
 
-/// What the page store hands back: the image writer, and the warm husk
-/// the root's pages were staged in, if one was made.
+/// What the writer thread hands back: the image writer, and the warm
+/// husk it staged the root's pages in, if it made one.
 type Written = (ImageWriter, Option<WarmHusk>);
 
-/// Frames of the root at most on their way from the image writer to the
-/// staging thread (a frame holds at most 1 MiB): the writer waits beyond,
-/// so that what is left to stage once the last frame is written, inside
-/// the freeze, stays short.
-const STAGING_QUEUE: usize = 8;
-
-/// Page streams read concurrently into one image writer thread, which
-/// hands a plain tree's root's frames on to a staging thread.
+/// Page streams read concurrently into one image writer thread.
 pub(super) struct PageStore {
     frames: Option<mpsc::Sender<Frame>>,
-    writer: std::thread::JoinHandle<Result<ImageWriter, MigrationError>>,
-    stager: Option<std::thread::JoinHandle<Option<WarmHusk>>>,
+    writer: std::thread::JoinHandle<Result<Written, MigrationError>>,
     accept: tokio::task::JoinHandle<IncomingPages>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     /// Rounds the destination acknowledged: frames of an earlier round
@@ -153,24 +145,18 @@ impl PageStore {
         let acked = Arc::new(AtomicU32::new(0));
         let used = Arc::new(Mutex::new(RoundUse::default()));
         let writer_stored = stored_tx.clone();
-        // The staging (page faults in fresh memory, a copy) runs beside the
-        // image's writes: on one thread it cut the rounds' throughput from
-        // 700 to 490 MB/s.
-        let (to_stage, stager) = match warm_root {
-            Some(root) => {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<Frame>(STAGING_QUEUE);
-                (
-                    Some((root, tx)),
-                    Some(std::thread::spawn(move || stage(rx))),
-                )
-            }
-            None => (None, None),
-        };
         let writer = std::thread::spawn(move || {
             let mut writer = writer;
             let mut unchecked = 0u64;
-            let mut to_stage = to_stage;
+            let mut warm: Option<WarmHusk> = None;
+            let mut warm_root = warm_root;
             while let Some(frame) = frames_rx.blocking_recv() {
+                if warm_root == Some(frame.pid) && warm.is_none() {
+                    warm_root = None;
+                    warm = WarmHusk::spawn(frame.pid)
+                        .inspect_err(|errno| tracing::warn!(pid = frame.pid, %errno, "no husk to stage the root's pages in; the restore installs them from the image"))
+                        .ok();
+                }
                 let result = match &frame.data {
                     Some(data) => {
                         unchecked += data.len() as u64;
@@ -193,17 +179,12 @@ impl PageStore {
                     let _ = writer_stored.send(Err(MigrationError::local(e.clone())));
                     return Err(MigrationError::local(e));
                 }
-                let round = frame.round;
-                if let Some((root, tx)) = &to_stage {
-                    // A stager gone (it cannot fail) only means a cold
-                    // restore.
-                    if frame.pid == *root && tx.send(frame).is_err() {
-                        to_stage = None;
-                    }
+                if let Some(warm) = &mut warm {
+                    warm.stage(frame.pid, frame.vaddr, frame.npages, frame.data.as_deref());
                 }
-                let _ = writer_stored.send(Ok(round));
+                let _ = writer_stored.send(Ok(frame.round));
             }
-            Ok(writer)
+            Ok((writer, warm))
         });
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let limits = StreamLimits {
@@ -221,7 +202,6 @@ impl PageStore {
         let store = PageStore {
             frames: Some(frames_tx),
             writer,
-            stager,
             accept,
             stop: Some(stop),
             acked,
@@ -246,35 +226,12 @@ impl PageStore {
             .await
             .map_err(|e| MigrationError::local_in("the page stream acceptor failed", e))?;
         drop(self.frames.take());
-        let stager = self.stager.take();
-        tokio::task::spawn_blocking(move || {
-            let writer = self
-                .writer
-                .join()
-                .map_err(|_| MigrationError::local("the page writer panicked"))?;
-            // The writer's end of the staging queue is closed now.
-            let warm = stager.and_then(|s| s.join().ok()).flatten();
-            writer.map(|writer| (writer, warm))
-        })
-        .await
-        .map_err(MigrationError::local)?
-        .map(|written| (written, incoming))
+        tokio::task::spawn_blocking(move || self.writer.join())
+            .await
+            .map_err(MigrationError::local)?
+            .map_err(|_| MigrationError::local("the page writer panicked"))?
+            .map(|writer| (writer, incoming))
     }
-}
-
-/// The staging thread: stages each frame of the root that `frames`
-/// brings in a warm husk spawned at the first one
-/// ([`crate::restore::warm`]); a husk that cannot be spawned only means
-/// a cold restore.
-fn stage(frames: std::sync::mpsc::Receiver<Frame>) -> Option<WarmHusk> {
-    let first = frames.recv().ok()?;
-    let mut warm = WarmHusk::spawn(first.pid)
-        .inspect_err(|errno| tracing::warn!(pid = first.pid, %errno, "no husk to stage the root's pages in; the restore installs them from the image"))
-        .ok()?;
-    for frame in std::iter::once(first).chain(frames) {
-        warm.stage(frame.pid, frame.vaddr, frame.npages, frame.data.as_deref());
-    }
-    Some(warm)
 }
 
 /// Refuses `need` more bytes of pages in `dir` when they would leave its
