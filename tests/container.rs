@@ -711,6 +711,31 @@ fn held_container_of_a_source_killed_after_commit_runs_on_the_destination() {
     });
 }
 
+/// Migrates `env`'s container with `args` while `kill`, run beside it,
+/// waits for its moment and kills B's agent; fails unless the migration
+/// failed.
+fn migrate_while_b_dies(
+    env: &Env,
+    dir: &TestDir,
+    args: &[&str],
+    kill: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    let migrated = std::thread::scope(|s| -> Result<common::AgentRun> {
+        let migration = s.spawn(|| env.migrate_with(dir, args));
+        let killed = kill();
+        let migrated = migration
+            .join()
+            .map_err(|_| anyhow::anyhow!("the migration thread panicked"))?;
+        killed?;
+        migrated
+    })?;
+    ensure!(
+        migrated.check().is_err(),
+        "the migration succeeded although B's agent was killed"
+    );
+    Ok(())
+}
+
 /// B's agent creates the container when the offer arrives, long before
 /// the freeze; killed during the rounds (slowed to 256 KB/s) and started
 /// again, it deletes that container, which never ran: the migration
@@ -726,27 +751,15 @@ fn created_container_of_a_dead_destination_goes(dir: &TestDir) -> Result<()> {
     env.run_kind(Kind::Counter)?;
     let (bed, id, counter) = (&env.bed, &env.id, &env.counter);
     wait_lines(counter, 3)?;
-    let migrated = std::thread::scope(|s| -> Result<common::AgentRun> {
-        let migration =
-            s.spawn(|| env.migrate_with(dir, &["--mode", "precopy", "--bandwidth-limit", "256K"]));
-        let killed = common::testbed::wait_for(&bed.agent_log_path(Host::B), "offer accepted")
-            .and_then(|_| {
-                ensure!(
-                    runc_list(bed, Host::B)?.contains(id.as_str()),
-                    "B did not create the container at the offer"
-                );
-                bed.kill_agent(Host::B)
-            });
-        let migrated = migration
-            .join()
-            .map_err(|_| anyhow::anyhow!("the migration thread panicked"))?;
-        killed?;
-        migrated
+    let args = ["--mode", "precopy", "--bandwidth-limit", "256K"];
+    migrate_while_b_dies(&env, dir, &args, || {
+        common::testbed::wait_for(&bed.agent_log_path(Host::B), "offer accepted")?;
+        ensure!(
+            runc_list(bed, Host::B)?.contains(id.as_str()),
+            "B did not create the container at the offer"
+        );
+        bed.kill_agent(Host::B)
     })?;
-    ensure!(
-        migrated.check().is_err(),
-        "the migration succeeded although B's agent was killed"
-    );
     // B's agent is started again a second later and settles what its
     // dead run left.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -1073,32 +1086,18 @@ fn stream_survives_a_dead_destination(dir: &TestDir) -> Result<()> {
     let bed = &env.bed;
     common::testbed::wait_for(&env.counter.with_file_name("workload.log"), "READY")?;
     let client = clients_on_c(bed, Exchange::Stream, 1, Duration::ZERO)?.remove(0);
-    let migrated = std::thread::scope(|s| -> Result<common::AgentRun> {
-        let migration = s.spawn(|| {
-            env.migrate_with(
-                dir,
-                &[
-                    "--mode",
-                    "precopy",
-                    "--max-rounds",
-                    "1",
-                    "--bandwidth-limit",
-                    "32M",
-                ],
-            )
-        });
-        let killed = common::testbed::wait_for(&bed.agent_log_path(Host::A), "switching over")
-            .and_then(|_| bed.kill_agent(Host::B));
-        let migrated = migration
-            .join()
-            .map_err(|_| anyhow::anyhow!("the migration thread panicked"))?;
-        killed?;
-        migrated
+    let args = [
+        "--mode",
+        "precopy",
+        "--max-rounds",
+        "1",
+        "--bandwidth-limit",
+        "32M",
+    ];
+    migrate_while_b_dies(&env, dir, &args, || {
+        common::testbed::wait_for(&bed.agent_log_path(Host::A), "switching over")?;
+        bed.kill_agent(Host::B)
     })?;
-    ensure!(
-        migrated.check().is_err(),
-        "the migration succeeded although B's agent was killed"
-    );
     sleep(Duration::from_millis(500));
     let report = client.stop()?;
     eprintln!(
