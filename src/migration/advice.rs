@@ -168,9 +168,9 @@ pub fn predict_modes(
 /// the workload depending on the link after the switch-over, so it is
 /// kept unless a lazy mode (post-copy or hybrid; not when `lazy_refusal`
 /// says the workload cannot move lazily) is expected to freeze it at
-/// least [`LAZY_GAIN`] and [`LAZY_GAIN_MS`] less: a pre-copy restore installs the pages it did
-/// not stage before the freeze (a container's, the other processes of a
-/// tree) while frozen, so for such a workload of some size post-copy
+/// least [`LAZY_GAIN`] and [`LAZY_GAIN_MS`] less: a pre-copy restore
+/// installs the pages it did not stage before the freeze (a container's,
+/// the other processes of a tree) while frozen, so for such a workload of some size post-copy
 /// freezes several times less. Where pre-copy's convergence is at risk
 /// (the writes take more than [`AT_RISK_SHARE`] of the throughput at its
 /// slow end), a lazy mode expected to freeze less at all is advised: its

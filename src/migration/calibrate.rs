@@ -272,11 +272,14 @@ pub fn calibrate(i: &Inputs) -> Calibration {
             super::costmodel::Basis::Estimate
         },
     };
-    let resume_ms = match i.kind {
-        WorkloadKind::Tree => RESUME_MS,
-        WorkloadKind::Container => CONTAINER_RESUME_MS,
-        WorkloadKind::ContainerWithNetwork => CONTAINER_WITH_NETWORK_RESUME_MS,
-        WorkloadKind::Docker => DOCKER_RESUME_MS,
+    let (resume_ms, session_ms) = match i.kind {
+        WorkloadKind::Tree => (RESUME_MS, SESSION_MS),
+        WorkloadKind::Container => (CONTAINER_RESUME_MS, CONTAINER_SESSION_MS),
+        WorkloadKind::ContainerWithNetwork => (
+            CONTAINER_WITH_NETWORK_RESUME_MS,
+            CONTAINER_WITH_NETWORK_SESSION_MS,
+        ),
+        WorkloadKind::Docker => (DOCKER_RESUME_MS, DOCKER_SESSION_MS),
     };
     Calibration {
         throughput_bytes_per_sec: share_of_link(TRANSPORT_SHARE),
@@ -300,12 +303,7 @@ pub fn calibrate(i: &Inputs) -> Calibration {
         restore_per_thread_ms: RESTORE_PER_THREAD_MS,
         resume_ms,
         lazy_resume_ms: Figure::estimate(resume_ms.value + LAZY_RESUME_MS, resume_ms.spread),
-        session_ms: match i.kind {
-            WorkloadKind::Tree => SESSION_MS,
-            WorkloadKind::Container => CONTAINER_SESSION_MS,
-            WorkloadKind::ContainerWithNetwork => CONTAINER_WITH_NETWORK_SESSION_MS,
-            WorkloadKind::Docker => DOCKER_SESSION_MS,
-        },
+        session_ms,
     }
 }
 

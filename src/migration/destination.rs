@@ -559,8 +559,8 @@ impl Receiving {
 }
 
 /// Restores the workload from the image (into the init of its container
-/// made at the offer, for a container's), its connections locked meanwhile (`lock`, when
-/// prepared at the offer).
+/// made at the offer, for a container's), its connections locked
+/// meanwhile (`lock`, when prepared at the offer).
 async fn restore(
     opts: &DestinationOptions,
     offer: Offer,

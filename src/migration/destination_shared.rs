@@ -272,21 +272,15 @@ impl CreatedContainer {
             .create(bundle, crate::container::InitStdio::Null)
             .map_err(MigrationError::local)?
             .pid;
+        let dir = work_dir.join(CREATED_DIR);
         let created = CreatedContainer {
-            record: work_dir.join(CREATED_DIR).join(sanitize(id)),
+            record: dir.join(sanitize(id)),
             container,
             pid,
             handed_over: false,
         };
-        let line = format!(
-            "{} {} {}\n",
-            created.container.runtime.binary(),
-            created.container.id,
-            created.container.root.display()
-        );
-        let dir = work_dir.join(CREATED_DIR);
         std::fs::create_dir_all(&dir)
-            .and_then(|()| std::fs::write(&created.record, line))
+            .and_then(|()| std::fs::write(&created.record, record_line(&created.container)))
             .map_err(|e| {
                 MigrationError::local(format!(
                     "cannot record the container {} created at the offer in {}: {e}",
@@ -319,36 +313,43 @@ pub(super) fn remove_stale_created(work_dir: &Path) {
     };
     for path in records.flatten().map(|e| e.path()) {
         let line = std::fs::read_to_string(&path).unwrap_or_default();
-        let mut words = line.trim_end_matches('\n').splitn(3, ' ');
-        let (runtime, id, root) = (words.next(), words.next(), words.next());
-        match (
-            runtime.and_then(crate::container::Runtime::from_name),
-            id,
-            root,
-        ) {
-            (Some(runtime), Some(id), Some(root)) => {
-                let c = crate::container::Container::new(runtime, Some(Path::new(root)), id);
-                match c.state() {
-                    Ok(st) if st.status == "created" => match c.delete() {
-                        Ok(()) => {
-                            tracing::info!(%id, "deleted the container a dead run of this agent created for a migration")
-                        }
-                        Err(e) => {
-                            tracing::error!(%id, %e, "deleting the container a dead run of this agent created failed")
-                        }
-                    },
-                    Ok(st) => {
-                        tracing::info!(%id, status = %st.status, "a container a dead run of this agent created runs; left alone")
-                    }
-                    Err(_) => {} // gone already
+        match from_record_line(&line).map(|c| (c.state(), c)) {
+            Some((Ok(st), c)) if st.status == "created" => match c.delete() {
+                Ok(()) => {
+                    tracing::info!(id = %c.id, "deleted the container a dead run of this agent created for a migration")
                 }
+                Err(e) => {
+                    tracing::error!(id = %c.id, %e, "deleting the container a dead run of this agent created failed")
+                }
+            },
+            Some((Ok(st), c)) => {
+                tracing::info!(id = %c.id, status = %st.status, "a container a dead run of this agent created runs; left alone")
             }
-            _ => {
+            Some((Err(_), _)) => {} // gone already
+            None => {
                 tracing::warn!(record = %path.display(), "unreadable record of a created container; removed")
             }
         }
         let _ = std::fs::remove_file(&path);
     }
+}
+
+/// A created container's record: its runtime, ID and state directory
+/// (last: a path may hold spaces), read back by [`from_record_line`].
+fn record_line(c: &crate::container::Container) -> String {
+    format!("{} {} {}\n", c.runtime.binary(), c.id, c.root.display())
+}
+
+/// The container a [`record_line`] names (None when it is not one).
+fn from_record_line(line: &str) -> Option<crate::container::Container> {
+    let mut words = line.trim_end_matches('\n').splitn(3, ' ');
+    let runtime = crate::container::Runtime::from_name(words.next()?)?;
+    let (id, root) = (words.next()?, words.next()?);
+    Some(crate::container::Container::new(
+        runtime,
+        Some(Path::new(root)),
+        id,
+    ))
 }
 
 /// Answers the source's Done: the workload stays whatever happens to
@@ -613,4 +614,22 @@ pub(super) fn sanitize(id: &str) -> String {
         })
         .take(128)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::{Container, Runtime};
+
+    #[test]
+    fn a_created_container_record_reads_back() {
+        let c = Container::new(Runtime::Crun, Some(Path::new("/run/my runtime")), "web-1");
+        let read = from_record_line(&record_line(&c)).unwrap();
+        assert_eq!(
+            (read.runtime, read.id, read.root),
+            (c.runtime, c.id, c.root)
+        );
+        assert!(from_record_line("docker web-1 /run/x\n").is_none());
+        assert!(from_record_line("runc web-1").is_none());
+    }
 }

@@ -170,10 +170,11 @@ impl Shape {
 
 /// `c` with the parts the past migrations to `destination` measured: the
 /// page throughput (never above `link`, the bandwidth measured now) from
-/// any workload whose rounds moved at least [`THROUGHPUT_SAMPLE_BYTES`]; the resume and the session from workloads of
-/// the same kind as `shape` (the destination's work around the restore
-/// differs between kinds), a lazy restore's resume from lazy migrations
-/// and the rest from pre-copy ones; the restore's page install (the
+/// any workload whose rounds moved at least [`THROUGHPUT_SAMPLE_BYTES`];
+/// the resume and the session from workloads of the same kind as `shape`
+/// (the destination's work around the restore differs between kinds), a
+/// lazy restore's resume from lazy migrations and the rest from pre-copy
+/// ones; the restore's page install (the
 /// bytes it installed, the staged ones left out, over its restore time
 /// less the fixed, per-process and per-thread parts of `c`) from pre-copy
 /// migrations of workloads that resemble `shape` ([`SIMILAR_RATIO`]).
@@ -188,14 +189,14 @@ pub fn refine(
         .iter()
         .filter(|m| m.destination == destination)
         .collect();
-    let same = |lazy: bool| -> Vec<&PastMigration> {
+    let of_kind = |lazy: bool| -> Vec<&PastMigration> {
         to_there
             .iter()
             .copied()
             .filter(|m| m.kind == shape.kind && m.lazy == lazy)
             .collect()
     };
-    let (same, same_lazy) = (same(false), same(true));
+    let (same, same_lazy) = (of_kind(false), of_kind(true));
     let figure = |of: &[&PastMigration], f: &dyn Fn(&PastMigration) -> f64| {
         median_figure(of.iter().map(|m| f(m)).collect())
     };
