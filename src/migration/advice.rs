@@ -3,7 +3,7 @@
 //! agent's past migrations) turned into a prediction per mode and advice.
 
 use super::calibrate;
-use super::costmodel::{self, Calibration, Corner, Parts, Workload, WorkloadKind};
+use super::costmodel::{self, Calibration, Corner, Parts, Workload, WorkloadKind, AT_RISK_SHARE};
 use super::dryrun::{
     Band, BandwidthSource, Blocker, DestinationReport, DryRunReport, Measurement, Mode,
     ModePrediction, Recommendation, Subject, DEFAULT_BANDWIDTH,
@@ -140,11 +140,19 @@ pub fn predict_modes(
             f.frozen_page_bytes
         }) as f64;
     let lazy = |precopied: bool| {
-        let (downtime_ms, total_ms, parts) = band(
-            Corner::ALL
-                .map(|k| costmodel::postcopy(&workload(k), calibration, frozen, precopied, k)),
-        );
-        let throughput = calibration.throughput_bytes_per_sec.value.max(1.0);
+        let (downtime_ms, total_ms, parts) = band(Corner::ALL.map(|k| {
+            costmodel::postcopy(
+                &workload(k),
+                calibration,
+                frozen,
+                precopied.then_some(limits),
+                k,
+            )
+        }));
+        // Hybrid sends its rounds at the page throughput (their fixed
+        // costs counted in, a slight excess) and then what they left at
+        // the push's.
+        let sent = |ms: f64, rate: &costmodel::Figure| (ms / 1000.0 * rate.value.max(1.0)) as u64;
         ModePrediction {
             mode: if precopied {
                 Mode::Hybrid
@@ -153,8 +161,12 @@ pub fn predict_modes(
             },
             downtime_ms,
             total_ms,
-            bytes_sent: m.memory_bytes
-                + u64::from(precopied) * (parts.after_ms / 1000.0 * throughput) as u64,
+            bytes_sent: if precopied {
+                sent(parts.rounds_ms, &calibration.throughput_bytes_per_sec)
+                    + sent(parts.after_ms, &calibration.push_bytes_per_sec)
+            } else {
+                m.memory_bytes
+            },
             rounds: None,
             switch_reason: None,
             dirty_share: None,
@@ -274,16 +286,6 @@ const LAZY_GAIN: f64 = 0.1;
 /// migration on this machine kind differ by as much (1 GiB pre-copy:
 /// 113-321 ms over five runs of one bench).
 const LAZY_GAIN_MS: f64 = 50.0;
-
-/// The share of the page throughput (at its slow end) above which the
-/// workload's writes put pre-copy's convergence at risk. Issue 17's
-/// bench, 1 GiB rewritten at 256 MiB/s (0.86 of it): pre-copy converged
-/// in three runs of three in one bench, froze 150-190 ms; in one run of
-/// three in the next, which froze 200 ms, and the two others 856 and
-/// 1735 ms (the rounds slowed, pre-copy gave up converging and sent the
-/// rest frozen); post-copy froze 141-167 ms in both. At 64 MiB/s (0.21)
-/// every run converged.
-const AT_RISK_SHARE: f64 = 0.5;
 
 /// Rounds up to 1, 2 or 5 times a power of ten.
 fn nice_ceil(x: f64) -> f64 {
