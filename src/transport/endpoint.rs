@@ -32,6 +32,13 @@ const CONNECTION_WINDOW: u32 = 64 << 20;
 /// segments x MTU must stay under 64 KiB, or the send fails silently and
 /// the MTU collapses.
 const MTU_UPPER_BOUND: u16 = 6000;
+/// The congestion window every connection starts with, in bytes. QUIC's
+/// default (14720 bytes, meant for the open Internet) let a container's
+/// 13 KB process state wait a whole delayed ACK (25 ms) inside the
+/// downtime: the control connection, idle through the rounds, had room
+/// for one 6000-byte datagram. Agents talk over a data-centre link, where
+/// a window this size is a fraction of the path's buffers.
+const INITIAL_WINDOW: u64 = 512 << 10;
 /// A peer silent this long is gone: short, because a workload may be
 /// frozen waiting on it (keep-alives keep a slow but live peer).
 const IDLE_TIMEOUT_MS: u32 = 5_000;
@@ -93,6 +100,9 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
     let mut mtu = quinn::MtuDiscoveryConfig::default();
     mtu.upper_bound(MTU_UPPER_BOUND);
     tc.mtu_discovery_config(Some(mtu));
+    let mut congestion = quinn::congestion::CubicConfig::default();
+    congestion.initial_window(INITIAL_WINDOW);
+    tc.congestion_controller_factory(Arc::new(congestion));
     Arc::new(tc)
 }
 
