@@ -61,7 +61,9 @@
 # memory, the downtime's parts and the pre-copy rounds from `migrate
 # --container --json` (and, after post-copy, the time to every page
 # local); each is checked on host B after its move. FERRY_BENCH_KEEP=DIR
-# keeps each of those --json outputs there.
+# keeps each of those --json outputs there, and the testbed agents' logs
+# (agent-a.log, agent-b.log; RUST_LOG=ferry=debug gives every step with
+# its time) when the bench ends.
 #
 # Idle established TCP connections: for each count of CONN_COUNTS (default
 # "0 1 100 1000"; empty skips), a process holding that many loopback
@@ -175,6 +177,9 @@ cid=
 # shellcheck source=scripts/container-hosts.sh
 . scripts/container-hosts.sh
 cleanup() {
+  if [ -n "${FERRY_BENCH_KEEP:-}" ] && [ ${#bed[@]} != 0 ]; then
+    for h in a b; do cp "$tmp/hosts/$h/agent.log" "$FERRY_BENCH_KEEP/agent-$h.log" 2>/dev/null || true; done
+  fi
   if [ -n "$cid" ]; then
     for h in a b; do
       bash scripts/testbed.sh exec "${bed[@]}" "$h" runc delete -f "$cid" >/dev/null 2>&1 || true

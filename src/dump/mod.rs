@@ -262,6 +262,7 @@ fn checkpoint_tree(
     sink.stopping();
     let frozen_at = Instant::now();
     let mut tree = FrozenTree::freeze(pid, expected)?;
+    tracing::trace!(pid, "froze the tree");
     let dumped = dump_frozen(
         &mut tree,
         sink,
@@ -437,6 +438,7 @@ fn dump_frozen(
         ptys: files.ptys,
         network_namespace,
     };
+    tracing::trace!(processes = checkpoint.processes.len(), "read the state");
     let mut mem = memory::MemoryDumpStats::default();
     // A shared anonymous object or SysV segment is dumped once, from the
     // first process that maps it; a later process's mapping of a part of

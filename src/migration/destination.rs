@@ -532,7 +532,9 @@ impl Receiving {
             ..
         } = *self;
         drop(stored);
+        tracing::debug!(id = %offer.id, "the state arrived");
         let ((writer, warm), incoming) = store.finish().await?;
+        tracing::debug!(id = %offer.id, "the page store finished");
         Ok(match remote {
             Some(remote) => Receipt::PostCopy(Box::new(PostCopyArrival {
                 dir,
@@ -587,9 +589,11 @@ async fn restore(
     let journal = super::journal::Journal::of(&opts.work_dir);
     let holding = holding_record(&offer.id, hold.clone());
     journal.note(&holding).map_err(MigrationError::local)?;
+    let offer_id = offer.id.clone();
     let restored = tokio::task::spawn_blocking(move || {
         let mut sink = ImageSink::new(writer);
         sink.commit(&checkpoint).map_err(MigrationError::local)?;
+        tracing::debug!(id = %offer_id, "stored the state");
         let flows = &checkpoint.tcp_flows;
         let opts = crate::restore::RestoreOptions {
             hold: Some(hold.clone()),

@@ -348,6 +348,7 @@ impl NetworkSink<'_> {
                 ))
             }
         }
+        tracing::debug!(id = %self.id, "recorded Committed");
         let sent = self.rt.block_on(self.session.send(&ToDestination::Commit));
         // Its answer, or why none came.
         let kept: Result<ToSource, String> = match sent {
@@ -361,7 +362,7 @@ impl NetworkSink<'_> {
         };
         match kept {
             // The record goes once the copy here is ended (`end_hold`).
-            Ok(ToSource::Kept) => {}
+            Ok(ToSource::Kept) => tracing::debug!(id = %self.id, "the destination keeps its copy"),
             // Its copy is gone there (a Docker container whose start
             // failed after its restore): ours is the only one, and resumes.
             Ok(ToSource::Failed { reason }) => {
@@ -479,6 +480,7 @@ impl NetworkSink<'_> {
         let final_pages_at = self.phase.first_write();
         self.end_round()?;
         let stored_at = Instant::now();
+        tracing::debug!(id = %self.id, "the final pages are stored; sending the state");
         let remote_pages: u64 = self
             .remote
             .iter()
@@ -717,6 +719,7 @@ impl NetworkSink<'_> {
         };
         self.end_round()?;
         let stored_at = Instant::now();
+        tracing::debug!(id = %self.id, "the final pages are stored; sending the state");
         self.rt
             .block_on(
                 self.session

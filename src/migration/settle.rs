@@ -62,7 +62,10 @@ pub(super) async fn prepare_and_settle(
     let heard = match sent {
         Ok(()) => {
             match session.recv::<ToDestination>().await {
-                Ok(ToDestination::Commit) => Some(Verdict::Committed),
+                Ok(ToDestination::Commit) => {
+                    tracing::debug!(id, "the source committed");
+                    Some(Verdict::Committed)
+                }
                 Ok(ToDestination::Abort { .. }) => Some(Verdict::Aborted),
                 Ok(other) => {
                     tracing::warn!(id, message = super::destination_shared::name(&other), "the source answered Prepared with something else; asking it for the decision");
@@ -131,6 +134,7 @@ fn apply(journal: &Journal, record: &Record, verdict: Verdict) -> Result<(), Mig
                     record.id
                 ))
             })?;
+            tracing::debug!(id = %record.id, "the committed copy runs");
         }
     } else if !record.hold.is_empty() {
         held.kill();

@@ -128,6 +128,7 @@ where
         });
     }
     buf[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    tracing::trace!(len, "sending a control message");
     let io = |source| SendError::Io {
         peer: peer.to_string(),
         source,

@@ -218,6 +218,7 @@ fn run<'a>(
             }
             None => None,
         };
+        tracing::trace!("the connections are live and the tree is held");
         // Children first, so that a parent finds its children running.
         while let Some(h) = husks.pop() {
             if let Err(e) = h.release() {
@@ -356,6 +357,10 @@ fn build_tree<'a>(
         husks[i].map_shared_anonymous(&proc_pids, &filled)?;
         fillers.push(husks[i].prepare_fill(&filled, remote)?);
         husks[i].filled = filled;
+        tracing::trace!(
+            pid = p.pid,
+            "laid out the address space and cloned the children"
+        );
     }
     if let Some(z) = ck
         .zombies
@@ -385,6 +390,7 @@ fn build_tree<'a>(
     } else {
         reader.read_pages(put)?
     };
+    tracing::trace!(pages, "filled the pages");
     // Closing the userfaultfds (the husks hold no copy) ends every
     // registration; a lazy restore hands them to the fault server instead,
     // which must run while the rest is restored.
@@ -413,9 +419,11 @@ fn build_tree<'a>(
                 errno,
             },
         )??;
+    tracing::trace!("made the tree's files");
     for p in &ck.processes {
         let i = index_of(husks, p.pid)?;
         husks[i].finish(&mut tree_fds)?;
+        tracing::trace!(pid = p.pid, "finished the process");
     }
     placement.join_threads()?;
     let pages = PageCounts {
