@@ -93,12 +93,14 @@ const RESTORE_PER_THREAD_MS: Figure = Figure::estimate(0.5, 0.5);
 /// the container's creation moved to the offer): a plain tree (5-8 ms); a
 /// container, created at the offer, whose runtime marks it started (the
 /// busybox counter: 5-9 ms); one with addresses of its own, whose network
-/// hook activates them (the Node.js counter: 60-86 ms); a Docker
+/// hook activates them beside the restore (the Node.js counter: 5-8 ms,
+/// and its restore 8-12 ms longer for the hook it shares the cores
+/// with: 28-29 ms when the hook ran before the restore); a Docker
 /// container, created before the freeze by the destination's dockerd,
 /// whose init is handed over by ferry-runc.
 const RESUME_MS: Figure = Figure::estimate(10.0, 0.6);
 const CONTAINER_RESUME_MS: Figure = Figure::estimate(10.0, 0.6);
-const CONTAINER_WITH_NETWORK_RESUME_MS: Figure = Figure::estimate(70.0, 0.5);
+const CONTAINER_WITH_NETWORK_RESUME_MS: Figure = Figure::estimate(20.0, 0.6);
 const DOCKER_RESUME_MS: Figure = Figure::estimate(60.0, 0.6);
 /// Session, offer and the end of the source's copy; a container's adds
 /// its runtime's `create` at the offer (40-60 ms), and one with addresses
