@@ -372,6 +372,7 @@ fn dump_frozen(
         return Err(e.into());
     }
     check_tree_fds(&classified)?;
+    tracing::trace!("inspected the frozen tree");
     // Before any TCP state is read: the connections the tree opened since
     // the lock took effect are silent too.
     lock.arm_frozen(
@@ -399,6 +400,7 @@ fn dump_frozen(
         processes.push(process);
     }
     files.link_unix_peers();
+    tracing::trace!("dumped every process");
     // A container's tasks go back into the cgroups its new runtime makes,
     // a PID namespace's into its new init's.
     let cgroups = if opts.in_container || tree.expected.own_pid {
