@@ -167,12 +167,7 @@ impl ContainerTarget {
         // A failed restore deleted the container.
         let (stats, held) = restored.map_err(MigrationError::local)?;
         if let Err(e) = activated {
-            if let Some(h) = &held {
-                h.kill();
-            }
-            if let Err(d) = container.delete() {
-                tracing::error!(id = %container.id, %d, "deleting the container after a failed network hook failed");
-            }
+            self.workload(held).remove();
             return Err(MigrationError::local(e));
         }
         Ok((stats, held))
